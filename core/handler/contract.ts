@@ -1,0 +1,107 @@
+/**
+ * The contract between the core and a content handler. The core knows
+ * handlers only through this interface and the registry; it never imports a
+ * concrete handler. A handler declares the privileges it needs in its
+ * manifest; the host enforces them (issue: handler host) and hands the
+ * handler only capability objects matching that declaration.
+ */
+import { z } from "zod";
+
+export const FsPrivilegeSchema = z.discriminatedUnion("mode", [
+  z.object({ mode: z.literal("none") }),
+  z.object({ mode: z.literal("read-only"), paths: z.array(z.string().min(1)).min(1) }),
+  z.object({ mode: z.literal("read-write"), paths: z.array(z.string().min(1)).min(1) }),
+]);
+
+/** `dns`, `https:<host>`, `http:<host>` — named endpoints, never "any". */
+export const NetEndpointSchema = z
+  .string()
+  .regex(/^(dns|https?:[a-z0-9.-]+(:\d+)?)$/i, "net endpoint must be 'dns' or 'https:<host>'");
+
+export const PrivilegesSchema = z
+  .object({
+    runAs: z.enum(["agent", "root"]),
+    fs: FsPrivilegeSchema,
+    net: z.union([z.literal("none"), z.array(NetEndpointSchema).min(1)]),
+    exec: z.boolean(),
+  })
+  .strict();
+
+export const LimitsSchema = z
+  .object({
+    memoryMb: z.number().int().positive().max(16384).default(256),
+    cpuSeconds: z.number().int().positive().max(86400).default(600),
+  })
+  .strict();
+
+export const HandlerManifestSchema = z
+  .object({
+    /** The content type this handler owns, e.g. "Hmpa_data". */
+    name: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
+    description: z.string().min(1),
+    /** Host process group the handler runs in (scanner, behavior, query, repair, hmpa, …). */
+    group: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+    privileges: PrivilegesSchema,
+    limits: LimitsSchema.default({ memoryMb: 256, cpuSeconds: 600 }),
+    /** Largest package the handler accepts; the update client enforces it before download. */
+    maxPackageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(512 * 1024 * 1024),
+  })
+  .strict();
+
+export type Privileges = z.infer<typeof PrivilegesSchema>;
+export type HandlerManifest = z.infer<typeof HandlerManifestSchema>;
+export type HandlerManifestInput = z.input<typeof HandlerManifestSchema>;
+
+/**
+ * A verified, staged package as a handler sees it: read-only access to the
+ * payload files, nothing else. Paths are relative to `payload/`.
+ */
+export interface ContentView {
+  readonly type: string;
+  readonly version: number;
+  /** ISO time from the CMS signingTime attribute. */
+  readonly signingTime: string;
+  /** Payload file paths (relative to payload/), as listed in the signed manifest. */
+  readonly files: readonly string[];
+  read(path: string): Uint8Array;
+  readText(path: string): string;
+}
+
+/** Capabilities granted to a handler; each is present only if declared. */
+export interface Capabilities {
+  readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
+}
+
+export interface HandlerStatus {
+  /** Free-form, JSON-serialisable facts for `agent status` (entry counts, load time…). */
+  [k: string]: unknown;
+}
+
+/**
+ * A content handler. `validate` must be pure and thorough: anything that
+ * could make `load` fail should fail here, before the switch. `load` builds
+ * the live object; `unload` releases it. `call` serves the handler's API
+ * (e.g. `hmpa check`) with JSON-serialisable arguments and results so it can
+ * cross a process boundary unchanged.
+ */
+export interface ContentHandler<Loaded = unknown> {
+  readonly manifest: HandlerManifest;
+  validate(content: ContentView): Promise<void> | void;
+  load(content: ContentView, caps: Capabilities): Promise<Loaded> | Loaded;
+  unload?(loaded: Loaded): Promise<void> | void;
+  status?(loaded: Loaded): HandlerStatus;
+  /** The handler's API: method name → JSON in, JSON out. */
+  call?(loaded: Loaded, method: string, args: unknown): Promise<unknown> | unknown;
+}
+
+/** Defines a handler, validating its manifest at definition (i.e. build and load) time. */
+export function defineHandler<L>(
+  def: Omit<ContentHandler<L>, "manifest"> & { manifest: HandlerManifestInput },
+): ContentHandler<L> {
+  const manifest = HandlerManifestSchema.parse(def.manifest);
+  return { ...def, manifest };
+}
