@@ -24,6 +24,7 @@ export interface ContentInfo {
   lkgVersion: number | null;
   handlerState: "loaded" | "not-installed" | "failed" | "unloaded";
   handlerStatus?: Record<string, unknown>;
+  handlerError?: { code: string; message: string };
   badVersions: number[];
 }
 
@@ -39,6 +40,8 @@ export interface UpdateCycleReport {
   unchanged: string[];
   rejected: RejectionRecord[];
   ok: boolean;
+  /** Set when the repository asked us to come back later (HTTP Retry-After). */
+  retryAfterSeconds?: number;
 }
 
 export interface AgentStatus {

@@ -1,0 +1,331 @@
+/**
+ * The agent: content store + handler host + update loop, behind AgentApi.
+ * Start-up loads what is installed, and if a handler cannot load its current
+ * content the agent falls back to the last-known-good copy on its own and
+ * marks the failing version bad, so a defective update can cost at most one
+ * handler reload, never the host.
+ */
+import { hostname } from "node:os";
+import type { AgentConfig } from "../config.ts";
+import { statePaths } from "../config.ts";
+import { TrustStore } from "../crypto/cms.ts";
+import { ConfigError, describeError, HandlerError } from "../errors.ts";
+import { InProcessHost } from "../handler/host.ts";
+import type { HandlerRegistry } from "../handler/registry.ts";
+import { log as rootLog } from "../log.ts";
+import { ContentStore } from "../store/store.ts";
+import { runUpdateCycle } from "../update/client.ts";
+import { UpdateMemory } from "../update/memory.ts";
+import { type Timers, UpdateLoop } from "../update/schedule.ts";
+import { type Transport, transportFor } from "../update/transport.ts";
+import { COMMIT, VERSION } from "../version.ts";
+import type { Alert, AlertSink } from "./alerts.ts";
+import type { AgentApi, AgentStatus, ContentInfo, Health, RejectionRecord, UpdateCycleReport } from "./api.ts";
+import { EventBus } from "./events.ts";
+import { acquireLock } from "./lock.ts";
+
+export interface AgentOptions {
+  config: AgentConfig;
+  registry: HandlerRegistry;
+  alertSinks?: AlertSink[];
+  transport?: Transport;
+  now?: () => Date;
+  timers?: Timers;
+  random?: () => number;
+}
+
+const MAX_ERRORS_KEPT = 50;
+
+export class Agent implements AgentApi {
+  readonly events = new EventBus();
+  private readonly log = rootLog.child({ component: "agent" });
+  private readonly store: ContentStore;
+  private readonly host: InProcessHost;
+  private readonly now: () => Date;
+  private memory?: UpdateMemory;
+  private loop?: UpdateLoop;
+  private releaseLock?: () => void;
+  private readonly startedAt = new Date();
+  private lastReport?: UpdateCycleReport;
+  private cycleChain: Promise<unknown> = Promise.resolve();
+  private trustProblem?: string;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.store = new ContentStore(opts.config.stateDir);
+    this.host = new InProcessHost(opts.registry, this.log);
+  }
+
+  get config(): AgentConfig {
+    return this.opts.config;
+  }
+
+  async start(opts: { loop?: boolean } = {}): Promise<void> {
+    const paths = statePaths(this.config.stateDir);
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(paths.root, { recursive: true, mode: 0o700 });
+    this.releaseLock = acquireLock(paths.lock);
+    try {
+      this.store.open();
+      this.memory = new UpdateMemory(this.config.stateDir);
+      await this.loadInstalled();
+    } catch (e) {
+      this.releaseLock();
+      throw e;
+    }
+    if (opts.loop && this.config.update.enabled) {
+      const u = this.config.update;
+      this.loop = new UpdateLoop(
+        () => this.update(),
+        { intervalSeconds: u.intervalSeconds, jitter: u.jitter, maxBackoffSeconds: u.maxBackoffSeconds },
+        () => this.memory?.data.consecutiveFailures ?? 0,
+        this.opts.timers,
+        this.opts.random,
+      );
+      this.loop.start();
+    }
+    this.events.emit("agent-started", { version: VERSION });
+  }
+
+  async stop(): Promise<void> {
+    await this.loop?.stop();
+    await this.cycleChain.catch(() => {});
+    await this.host.unloadAll();
+    await Promise.all((this.opts.alertSinks ?? []).map((s) => s.flush?.()));
+    this.releaseLock?.();
+    this.releaseLock = undefined;
+  }
+
+  /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
+  private async loadInstalled(): Promise<void> {
+    for (const type of this.opts.registry.types()) {
+      let record: ReturnType<ContentStore["installed"]>;
+      try {
+        record = this.store.installed(type);
+      } catch (e) {
+        await this.recoverFromLkg(type, undefined, e);
+        continue;
+      }
+      if (!record) continue;
+      try {
+        await this.loadRecord(type, record);
+      } catch (e) {
+        await this.recoverFromLkg(type, record.version, e);
+      }
+    }
+  }
+
+  private async loadRecord(type: string, record: NonNullable<ReturnType<ContentStore["installed"]>>): Promise<void> {
+    this.store.verifyInstalled(type);
+    const view = this.store.view(record);
+    await this.host.validate(type, view);
+    const prepared = await this.host.prepare(type, view);
+    await this.host.commit(prepared);
+  }
+
+  private async recoverFromLkg(type: string, failedVersion: number | undefined, cause: unknown): Promise<void> {
+    const d = describeError(cause);
+    this.log.error("content failed to load; rolling back to last-known-good", { type, failedVersion, ...d });
+    if (failedVersion !== undefined) this.store.markBad(type, failedVersion, `${d.code}: ${d.message}`);
+    const lkg = this.safeLkg(type);
+    if (!lkg) {
+      this.host.markFailed(type, cause);
+      this.recordError({ at: this.now().toISOString(), type, file: d.file ?? type, code: d.code, reason: d.message });
+      this.alert({ kind: "handler-failed", type, code: d.code, reason: d.message, file: d.file });
+      return;
+    }
+    try {
+      await this.loadRecord(type, lkg);
+      this.store.rollback(type);
+      this.events.emit("content-rolled-back", { contentType: type, from: failedVersion ?? null, to: lkg.version, automatic: true });
+      this.alert({
+        kind: "content-rolled-back",
+        type,
+        code: d.code,
+        reason: `v${failedVersion} failed to load (${d.message}); restored v${lkg.version}`,
+      });
+    } catch (e2) {
+      this.host.markFailed(type, e2);
+      const d2 = describeError(e2);
+      this.recordError({ at: this.now().toISOString(), type, file: d2.file ?? type, code: d2.code, reason: d2.message });
+    }
+  }
+
+  private safeLkg(type: string) {
+    try {
+      return this.store.lkg(type);
+    } catch {
+      return undefined;
+    }
+  }
+
+  update(): Promise<UpdateCycleReport> {
+    const run = this.cycleChain.then(() => this.runCycle());
+    this.cycleChain = run.catch(() => {});
+    return run;
+  }
+
+  private async runCycle(): Promise<UpdateCycleReport> {
+    const u = this.config.update;
+    const memory = this.memory;
+    if (!memory) throw new ConfigError("AGENT_NOT_STARTED", "agent not started");
+    this.events.emit("update-started", { group: u.group });
+    let trust: TrustStore;
+    try {
+      trust = await TrustStore.load(u.trust);
+      this.trustProblem = undefined;
+    } catch (e) {
+      this.trustProblem = describeError(e).message;
+      throw e;
+    }
+    const report = await runUpdateCycle(
+      {
+        transport: this.opts.transport ?? transportFor(u.repo),
+        trust,
+        store: this.store,
+        host: this.host,
+        registry: this.opts.registry,
+        memory,
+        log: this.log,
+        now: this.now,
+        limits: {
+          indexMaxBytes: u.indexMaxBytes,
+          timeoutMs: u.timeoutSeconds * 1000,
+          minBytesPerSecond: u.minBytesPerSecond,
+        },
+        onRejection: (r) => {
+          this.recordError(r);
+          this.events.emit("update-rejected", { ...r, contentType: r.type });
+          this.alert({ kind: "update-rejected", type: r.type, file: r.file, code: r.code, reason: r.reason });
+        },
+        onInstalled: (e) => this.events.emit("content-installed", { contentType: e.type, version: e.version, previousVersion: e.previousVersion }),
+      },
+      u.group,
+    );
+    this.lastReport = report;
+    this.events.emit("update-finished", { ok: report.ok, installed: report.installed.length, rejected: report.rejected.length });
+    return report;
+  }
+
+  async rollback(type: string): Promise<ContentInfo> {
+    this.opts.registry.require(type);
+    const run = this.cycleChain.then(async () => {
+      const current = this.store.installed(type);
+      const lkg = this.store.lkg(type);
+      if (!lkg) throw new HandlerError("STORE_NO_LKG", `${type}: no last-known-good content to roll back to`);
+      const view = this.store.view(lkg);
+      await this.host.validate(type, view);
+      const prepared = await this.host.prepare(type, view);
+      this.store.rollback(type);
+      await this.host.commit(prepared);
+      // An admin who rolled back does not want the next hourly cycle to re-install the same version.
+      if (current) this.store.markBad(type, current.version, "rolled back by administrator");
+      this.events.emit("content-rolled-back", { contentType: type, from: current?.version ?? null, to: lkg.version, automatic: false });
+      this.log.info("content rolled back", { type, from: current?.version, to: lkg.version });
+    });
+    this.cycleChain = run.catch(() => {});
+    await run;
+    return this.contentInfo(type);
+  }
+
+  call(type: string, method: string, args: unknown): Promise<unknown> {
+    return this.host.call(type, method, args);
+  }
+
+  private recordError(r: RejectionRecord): void {
+    const m = this.memory?.data;
+    if (!m) return;
+    m.recentRejections.push(r);
+    if (m.recentRejections.length > MAX_ERRORS_KEPT) m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
+    this.memory?.save();
+  }
+
+  private alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
+    const alert: Alert = {
+      ...a,
+      at: this.now().toISOString(),
+      host: hostname(),
+      agentVersion: VERSION,
+      group: this.config.update.group,
+    };
+    this.events.emit("alert", { alert });
+    for (const sink of this.opts.alertSinks ?? []) {
+      sink.send(alert).catch((e) => this.log.warn("alert sink failed", { sink: sink.name, ...describeError(e) }));
+    }
+  }
+
+  private contentInfo(type: string): ContentInfo {
+    let installed: ReturnType<ContentStore["installed"]>;
+    let lkg: ReturnType<ContentStore["lkg"]>;
+    try {
+      installed = this.store.installed(type);
+    } catch {
+      installed = undefined;
+    }
+    try {
+      lkg = this.store.lkg(type);
+    } catch {
+      lkg = undefined;
+    }
+    const h = this.host.state(type);
+    return {
+      type,
+      version: installed?.version ?? null,
+      signingTime: installed?.signingTime ?? null,
+      sha384: installed?.sha384 ?? null,
+      installedAt: installed?.installedAt ?? null,
+      lkgVersion: lkg?.version ?? null,
+      handlerState: h.state,
+      ...(h.status ? { handlerStatus: h.status } : {}),
+      ...(h.error ? { handlerError: h.error } : {}),
+      badVersions: this.store.badVersions(type),
+    };
+  }
+
+  content(): ContentInfo[] {
+    return this.opts.registry.types().map((t) => this.contentInfo(t));
+  }
+
+  status(): AgentStatus {
+    const content = this.content();
+    const reasons: string[] = [];
+    let health: Health = "green";
+    const worsen = (h: Health, reason: string) => {
+      reasons.push(reason);
+      if (h === "red" || (h === "amber" && health === "green")) health = h;
+    };
+    for (const c of content) {
+      if (c.handlerState === "failed") worsen("red", `${c.type}: handler failed to load content`);
+    }
+    if (this.trustProblem) worsen("red", `trust store: ${this.trustProblem}`);
+    const m = this.memory?.data;
+    if (m && m.consecutiveFailures >= 3) worsen("red", `${m.consecutiveFailures} update cycles failed in a row`);
+    else if (this.lastReport && !this.lastReport.ok) worsen("amber", "last update cycle rejected content");
+    if (m?.lastSuccess && this.now().getTime() - Date.parse(m.lastSuccess) > 24 * 3600 * 1000) {
+      worsen("amber", `no successful update since ${m.lastSuccess}`);
+    }
+    const memory = this.memory?.data;
+    return {
+      agent: {
+        version: VERSION,
+        commit: COMMIT,
+        pid: process.pid,
+        startedAt: this.startedAt.toISOString(),
+        uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      },
+      health,
+      healthReasons: reasons,
+      update: {
+        repo: this.config.update.repo,
+        group: this.config.update.group,
+        lastAttempt: memory?.lastAttempt ?? null,
+        lastSuccess: memory?.lastSuccess ?? null,
+        nextRun: this.loop?.nextRunAt ? new Date(this.loop.nextRunAt).toISOString() : null,
+        lastSerial: memory?.groups[this.config.update.group]?.lastSerial ?? null,
+        consecutiveFailures: memory?.consecutiveFailures ?? 0,
+      },
+      content,
+      lastErrors: [...(memory?.recentRejections ?? [])].reverse(),
+    };
+  }
+}

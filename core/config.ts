@@ -1,0 +1,122 @@
+/**
+ * Agent configuration. Embedded defaults make `agent run` work with no file;
+ * a JSON config file (validated with zod at the edge) overrides them, and CLI
+ * flags override the file. A broken config file is a ConfigError naming the
+ * file and the offending field — the agent refuses to start on it rather
+ * than guessing.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+export const AgentConfigSchema = z
+  .object({
+    stateDir: z.string().min(1).default("/var/lib/outpost"),
+    update: z
+      .object({
+        /** Folder path or http(s) URL of the content repository. */
+        repo: z.string().min(1).default("http://127.0.0.1:8080"),
+        group: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
+          .default("public-1"),
+        /** PEM bundle of trusted root certificates. */
+        trust: z.string().min(1).default("/etc/outpost/root.pem"),
+        intervalSeconds: z.number().int().min(10).default(3600),
+        /** ± fraction of the interval added at random to each wait, so a fleet does not poll in lock-step. */
+        jitter: z.number().min(0).max(0.5).default(0.1),
+        maxBackoffSeconds: z.number().int().min(10).default(6 * 3600),
+        indexMaxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024),
+        timeoutSeconds: z.number().positive().default(60),
+        /** A transfer that delivers fewer bytes per second than this (over a 10 s window) is aborted. */
+        minBytesPerSecond: z.number().int().min(0).default(1024),
+        enabled: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    control: z
+      .object({
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(0),
+        /** Binding anything but loopback must be asked for explicitly. */
+        allowRemote: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+    alerts: z
+      .object({
+        /** Each rejected update is POSTed as JSON to every URL here (vendor and admin endpoints). */
+        urls: z.array(z.string().url()).default([]),
+        timeoutSeconds: z.number().positive().default(10),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+export function parseConfig(input: unknown, file = "<inline>"): AgentConfig {
+  const result = AgentConfigSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue?.path.join(".") || "(root)";
+    throw new ConfigError("CFG_INVALID", `${file}: ${where}: ${issue?.message ?? "invalid"}`, {
+      file,
+      details: { issues: result.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) },
+    });
+  }
+  return result.data;
+}
+
+/** Reads a config file (if given or present in the state dir) and applies overrides on top. */
+export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput } = {}): AgentConfig {
+  let fromFile: Record<string, unknown> = {};
+  const file = opts.file ? resolve(opts.file) : undefined;
+  if (file) {
+    if (!existsSync(file)) throw new ConfigError("CFG_NOT_FOUND", `${file}: config file not found`, { file });
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new ConfigError("CFG_UNREADABLE", `${file}: ${(e as Error).message}`, { file, cause: e });
+    }
+    try {
+      fromFile = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError("CFG_SYNTAX", `${file}: not valid JSON: ${(e as Error).message}`, { file, cause: e });
+    }
+  }
+  return parseConfig(deepMerge(fromFile, opts.overrides ?? {}), file);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
+        ? deepMerge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+export const statePaths = (stateDir: string) => ({
+  root: stateDir,
+  content: join(stateDir, "content"),
+  updateState: join(stateDir, "update-state.json"),
+  indexCache: join(stateDir, "index-cache"),
+  controlToken: join(stateDir, "control.token"),
+  controlInfo: join(stateDir, "control.json"),
+  controlSocket: join(stateDir, "control.sock"),
+  events: join(stateDir, "events.jsonl"),
+  lock: join(stateDir, "agent.lock"),
+});

@@ -1,0 +1,670 @@
+/**
+ * The agent's local content store. Per content type:
+ *
+ *   content/<Type>/versions/<version>-<sha16>/  manifest.json, manifest.p7s, payload/…, .complete
+ *   content/<Type>/current.json                 the active version (THE commit point)
+ *   content/<Type>/lkg.json                     last-known-good, kept for rollback
+ *   content/<Type>/bad.json                     versions that crash-looped or failed to load
+ *   content/<Type>/staging/                     work area; temp files and trash; wiped by open()
+ *
+ * Crash safety rests on three rules:
+ *  1. A version directory is built completely in staging/ (every file and
+ *     directory fsynced, `.complete` written last) and only then renamed into
+ *     versions/, so anything in versions/ is whole; `open()` removes anything
+ *     without the marker as a second line of defence.
+ *  2. Pointers are replaced by rename (temp in staging/, fsync, rename, fsync
+ *     dir), so each pointer is always the old or the new one, and a pointer is
+ *     only ever written to name a directory that is already durable.
+ *  3. Version directories leave versions/ by a rename into staging/ before
+ *     being deleted, so a half-deleted tree never looks complete.
+ * After any prefix of the store's syscalls, `open()` + `installed()` yields
+ * exactly the old or the new version with every file intact.
+ */
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, resolve, sep } from "node:path";
+import { z } from "zod";
+import { sha384Hex } from "../crypto/digest.ts";
+import { StoreError } from "../errors.ts";
+import type { ContentView } from "../handler/contract.ts";
+import { log } from "../log.ts";
+import { type Manifest, ManifestSchema } from "../package/manifest.ts";
+import type { VerifiedPackage } from "../package/open.ts";
+import { pathProblem } from "../package/paths.ts";
+import { crashPoint } from "./crashpoints.ts";
+import {
+  atomicReplace,
+  atomicReplaceJson,
+  fsyncDirAt,
+  mkdirTracked,
+  randomSuffix,
+  removeTree,
+  renameDurable,
+  unlinkDurable,
+  writeNewFileSynced,
+} from "./durable.ts";
+
+const logger = log.child({ component: "store" });
+
+/** Same rule as a handler's name: the content type is the handler's name. */
+export const CONTENT_TYPE_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+const SHA384_HEX_RE = /^[0-9a-f]{96}$/;
+const VERSION_DIR_RE = /^(\d+)-([0-9a-f]{16})$/;
+const COMPLETE_MARKER = ".complete";
+/** Pointer and bad-list files are tiny; anything bigger is not ours. */
+const MAX_STATE_FILE_BYTES = 256 * 1024;
+
+export function versionDirName(version: number, sha384: string): string {
+  return `${version}-${sha384.slice(0, 16)}`;
+}
+
+const InstalledRecordSchema = z
+  .object({
+    type: z.string().regex(CONTENT_TYPE_RE),
+    version: z.number().int().nonnegative(),
+    /** Relative to the type directory; always versions/<version>-<sha16>. */
+    dir: z.string().regex(/^versions\/\d+-[0-9a-f]{16}$/),
+    sha384: z.string().regex(SHA384_HEX_RE),
+    signingTime: z.iso.datetime(),
+    installedAt: z.iso.datetime(),
+  })
+  .strict()
+  .refine((r) => r.dir === `versions/${versionDirName(r.version, r.sha384)}`, {
+    message: "dir does not match version and sha384",
+  });
+
+export type InstalledRecord = z.infer<typeof InstalledRecordSchema>;
+
+const BadListSchema = z
+  .object({
+    type: z.string().regex(CONTENT_TYPE_RE),
+    versions: z.array(
+      z
+        .object({ version: z.number().int().nonnegative(), reason: z.string(), at: z.iso.datetime() })
+        .strict(),
+    ),
+  })
+  .strict();
+
+export type BadRecord = z.infer<typeof BadListSchema>["versions"][number];
+
+/** A version written into versions/ but not yet the active one. */
+export interface StagedContent {
+  readonly type: string;
+  readonly version: number;
+  readonly sha384: string;
+  /** Relative to the type directory, like InstalledRecord.dir. */
+  readonly dir: string;
+  readonly signingTime: string;
+  readonly manifest: Manifest;
+}
+
+export interface VerifyProblem {
+  path: string;
+  reason: string;
+}
+
+export interface VerifyReport {
+  type: string;
+  version: number;
+  dir: string;
+  /** Files listed in the manifest that were checked. */
+  files: number;
+  ok: boolean;
+  problems: VerifyProblem[];
+}
+
+type PointerName = "current" | "lkg";
+
+export class ContentStore {
+  /** STATE/content */
+  readonly root: string;
+  private readonly now: () => Date;
+  /** Staged but not yet activated, per type: GC must not take them from under the updater. */
+  private readonly pending = new Map<string, Set<string>>();
+
+  constructor(stateDir: string, opts: { now?: () => Date } = {}) {
+    this.root = resolve(stateDir, "content");
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /**
+   * Prepares the store after start (or a crash): removes staging leftovers
+   * and incomplete version directories, then collects versions no pointer
+   * names. A type whose pointers are unreadable is left as it is for the
+   * caller to repair: deleting by a pointer we cannot read could delete the
+   * version that pointer names.
+   */
+  open(): void {
+    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
+    this.pending.clear();
+    for (const type of this.types()) {
+      const typeDir = this.typeDir(type);
+      removeTree(join(typeDir, "staging"));
+      this.ensureTypeDirs(type);
+      const versions = join(typeDir, "versions");
+      for (const name of readdirSync(versions)) {
+        if (!VERSION_DIR_RE.test(name)) {
+          logger.warn("unexpected entry in versions/, left alone", { type, entry: name });
+          continue;
+        }
+        if (!existsSync(join(versions, name, COMPLETE_MARKER))) {
+          logger.warn("removing incomplete version directory", { type, dir: name });
+          this.discardDir(type, name);
+        }
+      }
+      this.gc(type);
+    }
+  }
+
+  /** Content types that have a directory in the store. */
+  types(): string[] {
+    if (!existsSync(this.root)) return [];
+    return readdirSync(this.root, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && CONTENT_TYPE_RE.test(d.name))
+      .map((d) => d.name)
+      .sort();
+  }
+
+  /** The active version, or null. Throws STORE_CORRUPT_POINTER / STORE_VERSION_MISSING. */
+  installed(type: string): InstalledRecord | null {
+    return this.readPointer(type, "current");
+  }
+
+  /** The last-known-good version kept for rollback, or null. */
+  lkg(type: string): InstalledRecord | null {
+    return this.readPointer(type, "lkg");
+  }
+
+  /**
+   * Writes a verified package into versions/. Idempotent: an existing
+   * complete directory for the same version and digest is reused when its
+   * files still match; otherwise it is replaced.
+   */
+  stage(pkg: VerifiedPackage, sha384: string): StagedContent {
+    const { manifest } = pkg;
+    const type = manifest.type;
+    checkType(type);
+    if (!SHA384_HEX_RE.test(sha384)) {
+      throw new StoreError("STORE_BAD_DIGEST", `stage ${type}: sha384 must be 96 lowercase hex digits`);
+    }
+    checkPayloadMatchesManifest(pkg);
+    const name = versionDirName(manifest.version, sha384);
+    const staged: StagedContent = {
+      type,
+      version: manifest.version,
+      sha384,
+      dir: `versions/${name}`,
+      signingTime: pkg.signingTime.toISOString(),
+      manifest,
+    };
+    this.ensureTypeDirs(type);
+    const target = join(this.typeDir(type), staged.dir);
+
+    if (existsSync(target)) {
+      if (this.existingMatches(type, name, pkg)) {
+        this.pin(type, name);
+        logger.info("version already staged", { type, version: manifest.version, dir: staged.dir });
+        return staged;
+      }
+      logger.warn("replacing damaged version directory", { type, dir: staged.dir });
+      this.discardDir(type, name);
+    }
+
+    const work = join(this.typeDir(type), "staging", `stage-${name}-${randomSuffix()}`);
+    mkdirTracked(work);
+    const dirs = new Set<string>([work]);
+    writeNewFileSynced(join(work, "manifest.json"), pkg.manifestBytes, 0o444);
+    writeNewFileSynced(join(work, "manifest.p7s"), pkg.signatureBytes, 0o444);
+    const payload = join(work, "payload");
+    mkdirTracked(payload);
+    dirs.add(payload);
+    for (const entry of manifest.files) {
+      const dest = join(payload, entry.path);
+      const parent = resolve(dest, "..");
+      for (let d = parent; !dirs.has(d); d = resolve(d, "..")) {
+        mkdirTracked(d);
+        dirs.add(d);
+      }
+      writeNewFileSynced(dest, pkg.files.get(entry.path)!, 0o444);
+    }
+    // Deepest first, so each directory's entries are durable before its parent's.
+    for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDirAt(d);
+    writeNewFileSynced(join(work, COMPLETE_MARKER), `${staged.dir}\n`, 0o444);
+    fsyncDirAt(work);
+    renameDurable(work, target);
+    this.pin(type, name);
+    logger.info("staged", { type, version: manifest.version, dir: staged.dir, files: manifest.files.length });
+    return staged;
+  }
+
+  /**
+   * Makes a staged version the active one: the previous active version
+   * becomes last-known-good, then current.json is replaced. That rename is
+   * the commit point; a crash before it leaves the old version active.
+   */
+  activate(staged: StagedContent): InstalledRecord {
+    const { type } = staged;
+    checkType(type);
+    const name = staged.dir.replace(/^versions\//, "");
+    if (!existsSync(join(this.typeDir(type), staged.dir, COMPLETE_MARKER))) {
+      throw new StoreError("STORE_NOT_STAGED", `${type} ${staged.dir} is not a complete staged version`, {
+        file: join(this.typeDir(type), staged.dir),
+      });
+    }
+    if (this.isBad(type, staged.version)) {
+      throw new StoreError("STORE_VERSION_BAD", `${type} version ${staged.version} is marked bad`, {
+        file: this.stateFile(type, "bad"),
+      });
+    }
+    const previous = this.readPointerLenient(type, "current");
+    const record: InstalledRecord = {
+      type,
+      version: staged.version,
+      dir: staged.dir,
+      sha384: staged.sha384,
+      signingTime: staged.signingTime,
+      installedAt: this.now().toISOString(),
+    };
+    if (previous?.dir === staged.dir) {
+      this.unpin(type, name);
+      return previous;
+    }
+    if (previous) this.writePointer(type, "lkg", previous);
+    this.writePointer(type, "current", record);
+    this.unpin(type, name);
+    logger.info("activated", { type, version: record.version, previousVersion: previous?.version ?? null });
+    this.gcQuietly(type);
+    return record;
+  }
+
+  /**
+   * Swaps current and last-known-good. current.json is written first: if we
+   * die between the two writes, the rollback target is already active and
+   * only the version being abandoned is forgotten.
+   */
+  rollback(type: string): InstalledRecord {
+    checkType(type);
+    const target = this.lkg(type);
+    if (!target) {
+      throw new StoreError("STORE_NO_LKG", `${type}: no last-known-good version to roll back to`, {
+        file: this.stateFile(type, "lkg"),
+      });
+    }
+    const abandoned = this.readPointerLenient(type, "current");
+    const record: InstalledRecord = { ...target, installedAt: this.now().toISOString() };
+    this.writePointer(type, "current", record);
+    if (abandoned && abandoned.dir !== target.dir) this.writePointer(type, "lkg", abandoned);
+    else unlinkDurable(this.stateFile(type, "lkg"));
+    logger.warn("rolled back", { type, version: record.version, from: abandoned?.version ?? null });
+    return record;
+  }
+
+  /** Records that a version must not be activated again (crash loop, failed load). */
+  markBad(type: string, version: number, reason: string): void {
+    checkType(type);
+    let list: BadRecord[];
+    try {
+      list = this.badVersions(type);
+    } catch (e) {
+      // The list is advisory; a fresh one that holds the new verdict beats a corrupt one.
+      logger.warn("bad.json unreadable, starting a new list", { type, error: String(e) });
+      list = [];
+    }
+    const entry: BadRecord = { version, reason, at: this.now().toISOString() };
+    const versions = [...list.filter((b) => b.version !== version), entry].sort((a, b) => a.version - b.version);
+    this.ensureTypeDirs(type);
+    atomicReplaceJson(this.stateFile(type, "bad"), { type, versions }, this.stagingDir(type));
+    logger.warn("version marked bad", { type, version, reason });
+  }
+
+  isBad(type: string, version: number): boolean {
+    return this.badVersions(type).some((b) => b.version === version);
+  }
+
+  /** Throws STORE_CORRUPT_STATE when bad.json is unreadable. */
+  badVersions(type: string): BadRecord[] {
+    checkType(type);
+    const file = this.stateFile(type, "bad");
+    const parsed = readStateFile(file, BadListSchema, "STORE_CORRUPT_STATE");
+    if (!parsed) return [];
+    if (parsed.type !== type) {
+      throw new StoreError("STORE_CORRUPT_STATE", `${file}: names type ${parsed.type}, expected ${type}`, { file });
+    }
+    return parsed.versions;
+  }
+
+  /**
+   * A handler's read-only window on a stored version. Files are read on
+   * demand and checked against the signed manifest on every read, so a file
+   * altered on disk after install is refused rather than loaded.
+   */
+  view(ref: Pick<InstalledRecord, "type" | "version" | "dir" | "signingTime">): ContentView {
+    checkType(ref.type);
+    const versionDir = join(this.typeDir(ref.type), ref.dir);
+    const manifest = this.readStoredManifest(ref.type, ref.dir);
+    if (manifest.type !== ref.type || manifest.version !== ref.version) {
+      throw new StoreError(
+        "STORE_MANIFEST_MISMATCH",
+        `${join(versionDir, "manifest.json")}: is ${manifest.type} v${manifest.version}, expected ${ref.type} v${ref.version}`,
+        { file: join(versionDir, "manifest.json") },
+      );
+    }
+    const byPath = new Map(manifest.files.map((f) => [f.path, f]));
+    const payloadDir = join(versionDir, "payload");
+    const read = (path: string): Uint8Array => {
+      const entry = byPath.get(path);
+      if (!entry) {
+        throw new StoreError("STORE_PATH_NOT_IN_MANIFEST", `${ref.type} v${ref.version}: ${path} is not in the manifest`, {
+          file: path,
+        });
+      }
+      const file = join(payloadDir, entry.path);
+      let data: Uint8Array;
+      try {
+        data = readFileSync(file);
+      } catch (e) {
+        throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
+      }
+      const problem = fileProblem(data, entry);
+      if (problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${problem}`, { file });
+      return data;
+    };
+    return {
+      type: ref.type,
+      version: ref.version,
+      signingTime: ref.signingTime,
+      files: manifest.files.map((f) => f.path),
+      read,
+      readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
+    };
+  }
+
+  /**
+   * Removes version directories no pointer (and no pending stage) names.
+   * Skipped, with a warning, when a pointer cannot be read. Returns the
+   * removed directory names.
+   */
+  gc(type: string): string[] {
+    checkType(type);
+    const versions = join(this.typeDir(type), "versions");
+    if (!existsSync(versions)) return [];
+    const keep = new Set(this.pending.get(type) ?? []);
+    try {
+      for (const which of ["current", "lkg"] as const) {
+        const p = this.readPointerFile(type, which);
+        if (p) keep.add(p.dir.replace(/^versions\//, ""));
+      }
+    } catch (e) {
+      logger.warn("gc skipped: pointer unreadable", { type, error: String(e) });
+      return [];
+    }
+    const removed: string[] = [];
+    for (const name of readdirSync(versions)) {
+      if (!VERSION_DIR_RE.test(name) || keep.has(name)) continue;
+      this.discardDir(type, name);
+      removed.push(name);
+    }
+    if (removed.length) logger.info("gc removed versions", { type, removed });
+    return removed;
+  }
+
+  /** Drops a staged version that will not be activated (e.g. the handler rejected it). */
+  discard(staged: StagedContent): void {
+    const name = staged.dir.replace(/^versions\//, "");
+    this.unpin(staged.type, name);
+    this.gc(staged.type);
+  }
+
+  /**
+   * Re-checks every file of the active version against its stored manifest:
+   * presence, size, SHA-384, and no files the manifest does not list.
+   * Returns null when nothing is installed.
+   */
+  verifyInstalled(type: string): VerifyReport | null {
+    const record = this.installed(type);
+    if (!record) return null;
+    const versionDir = join(this.typeDir(type), record.dir);
+    const problems: VerifyProblem[] = [];
+    let manifest: Manifest;
+    try {
+      manifest = this.readStoredManifest(type, record.dir);
+    } catch (e) {
+      return { ...reportBase(record), files: 0, ok: false, problems: [{ path: "manifest.json", reason: String(e) }] };
+    }
+    if (manifest.type !== type || manifest.version !== record.version) {
+      problems.push({ path: "manifest.json", reason: `names ${manifest.type} v${manifest.version}` });
+    }
+    if (!existsSync(join(versionDir, "manifest.p7s"))) problems.push({ path: "manifest.p7s", reason: "missing" });
+    const payloadDir = join(versionDir, "payload");
+    const listed = new Set<string>();
+    for (const entry of manifest.files) {
+      listed.add(entry.path);
+      const file = join(payloadDir, entry.path);
+      let data: Uint8Array;
+      try {
+        data = readFileSync(file);
+      } catch {
+        problems.push({ path: entry.path, reason: "missing or unreadable" });
+        continue;
+      }
+      const problem = fileProblem(data, entry);
+      if (problem) problems.push({ path: entry.path, reason: problem });
+    }
+    for (const extra of listFiles(payloadDir).filter((p) => !listed.has(p))) {
+      problems.push({ path: extra, reason: "not in the manifest" });
+    }
+    return { ...reportBase(record), files: manifest.files.length, ok: problems.length === 0, problems };
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  private typeDir(type: string): string {
+    return join(this.root, type);
+  }
+
+  private stagingDir(type: string): string {
+    return join(this.typeDir(type), "staging");
+  }
+
+  private stateFile(type: string, which: PointerName | "bad"): string {
+    return join(this.typeDir(type), `${which}.json`);
+  }
+
+  private ensureTypeDirs(type: string): void {
+    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
+    const typeDir = this.typeDir(type);
+    if (mkdirTracked(typeDir)) fsyncDirAt(this.root);
+    let changed = mkdirTracked(join(typeDir, "versions"));
+    changed = mkdirTracked(join(typeDir, "staging")) || changed;
+    if (changed) fsyncDirAt(typeDir);
+  }
+
+  private pin(type: string, name: string): void {
+    let set = this.pending.get(type);
+    if (!set) this.pending.set(type, (set = new Set()));
+    set.add(name);
+  }
+
+  private unpin(type: string, name: string): void {
+    this.pending.get(type)?.delete(name);
+  }
+
+  /** Moves a version directory out of versions/ (atomic), then deletes it from staging/. */
+  private discardDir(type: string, name: string): void {
+    this.ensureTypeDirs(type);
+    const trash = join(this.stagingDir(type), `trash-${name}-${randomSuffix()}`);
+    renameDurable(join(this.typeDir(type), "versions", name), trash);
+    removeTree(trash);
+  }
+
+  private existingMatches(type: string, name: string, pkg: VerifiedPackage): boolean {
+    const dir = join(this.typeDir(type), "versions", name);
+    try {
+      if (!existsSync(join(dir, COMPLETE_MARKER))) return false;
+      if (!Buffer.from(readFileSync(join(dir, "manifest.json"))).equals(pkg.manifestBytes)) return false;
+      return pkg.manifest.files.every((entry) => {
+        const data = readFileSync(join(dir, "payload", entry.path));
+        return fileProblem(data, entry) === undefined;
+      });
+    } catch {
+      return false;
+    }
+  }
+
+  private readStoredManifest(type: string, dir: string): Manifest {
+    const file = join(this.typeDir(type), dir, "manifest.json");
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(file, "utf8"));
+    } catch (e) {
+      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, { file, cause: e });
+    }
+    const parsed = ManifestSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${z.prettifyError(parsed.error)}`, { file });
+    }
+    return parsed.data;
+  }
+
+  private readPointerFile(type: string, which: PointerName): InstalledRecord | null {
+    checkType(type);
+    const file = this.stateFile(type, which);
+    const record = readStateFile(file, InstalledRecordSchema, "STORE_CORRUPT_POINTER");
+    if (record && record.type !== type) {
+      throw new StoreError("STORE_CORRUPT_POINTER", `${file}: names type ${record.type}, expected ${type}`, { file });
+    }
+    return record;
+  }
+
+  private readPointer(type: string, which: PointerName): InstalledRecord | null {
+    const record = this.readPointerFile(type, which);
+    if (!record) return null;
+    const dir = join(this.typeDir(type), record.dir);
+    if (!existsSync(join(dir, COMPLETE_MARKER))) {
+      throw new StoreError(
+        "STORE_VERSION_MISSING",
+        `${this.stateFile(type, which)}: names ${record.dir}, which is missing or incomplete`,
+        { file: dir },
+      );
+    }
+    return record;
+  }
+
+  /** For steps that replace a pointer anyway: an unreadable old value is logged, not fatal. */
+  private readPointerLenient(type: string, which: PointerName): InstalledRecord | null {
+    try {
+      return this.readPointer(type, which);
+    } catch (e) {
+      logger.warn(`${which}.json unreadable, ignoring it`, { type, error: String(e) });
+      return null;
+    }
+  }
+
+  private writePointer(type: string, which: PointerName, record: InstalledRecord): void {
+    this.ensureTypeDirs(type);
+    atomicReplace(this.stateFile(type, which), `${JSON.stringify(record, null, 2)}\n`, this.stagingDir(type));
+  }
+
+  private gcQuietly(type: string): void {
+    try {
+      this.gc(type);
+    } catch (e) {
+      logger.warn("gc failed", { type, error: String(e) });
+    }
+  }
+}
+
+function checkType(type: string): void {
+  if (!CONTENT_TYPE_RE.test(type)) {
+    throw new StoreError("STORE_BAD_TYPE", `invalid content type name ${JSON.stringify(type)}`);
+  }
+}
+
+/** Defence in depth: the package reader checked this, but the store writes to disk by these paths. */
+function checkPayloadMatchesManifest(pkg: VerifiedPackage): void {
+  const { manifest, files } = pkg;
+  const where = `${manifest.type} v${manifest.version}`;
+  const listed = new Set<string>();
+  for (const entry of manifest.files) {
+    const problem = pathProblem(entry.path);
+    if (problem) throw new StoreError("STORE_BAD_PATH", `${where}: ${entry.path}: ${problem.reason}`, { file: entry.path });
+    if (listed.has(entry.path)) {
+      throw new StoreError("STORE_BAD_PATH", `${where}: ${entry.path} listed twice`, { file: entry.path });
+    }
+    listed.add(entry.path);
+    const data = files.get(entry.path);
+    if (!data || data.byteLength !== entry.size) {
+      throw new StoreError("STORE_PAYLOAD_MISMATCH", `${where}: ${entry.path} missing or of the wrong size`, {
+        file: entry.path,
+      });
+    }
+  }
+  for (const path of files.keys()) {
+    if (!listed.has(path)) {
+      throw new StoreError("STORE_PAYLOAD_MISMATCH", `${where}: ${path} is not in the manifest`, { file: path });
+    }
+  }
+  // A file and a directory of the same name cannot both be written.
+  for (const path of listed) {
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const prefix = parts.slice(0, i).join("/");
+      if (listed.has(prefix)) {
+        throw new StoreError("STORE_BAD_PATH", `${where}: ${prefix} is both a file and a directory`, { file: path });
+      }
+    }
+  }
+}
+
+function fileProblem(data: Uint8Array, entry: { size: number; sha384: string }): string | undefined {
+  if (data.byteLength !== entry.size) return `size ${data.byteLength}, manifest says ${entry.size}`;
+  if (sha384Hex(data) !== entry.sha384) return "SHA-384 does not match the manifest";
+  return undefined;
+}
+
+function readStateFile<T>(file: string, schema: z.ZodType<T>, code: string): T | null {
+  let text: string;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new StoreError(code, `${file}: not a regular file`, { file });
+    if (st.size > MAX_STATE_FILE_BYTES) throw new StoreError(code, `${file}: ${st.size} bytes, too large`, { file });
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if (e instanceof StoreError) throw e;
+    throw new StoreError(code, `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new StoreError(code, `${file}: not JSON (${(e as Error).message})`, { file, cause: e });
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new StoreError(code, `${file}: ${z.prettifyError(parsed.error)}`, { file });
+  return parsed.data;
+}
+
+/** Regular files under `dir`, as slash-separated relative paths; anything else is reported as a path too. */
+function listFiles(dir: string, prefix = ""): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    const st = lstatSync(join(dir, name));
+    if (st.isDirectory()) out.push(...listFiles(join(dir, name), rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
+function reportBase(record: InstalledRecord): Pick<VerifyReport, "type" | "version" | "dir"> {
+  return { type: record.type, version: record.version, dir: record.dir };
+}
+
+/** For tests and repair tools: the absolute directory of a stored version. */
+export function versionPath(store: ContentStore, ref: Pick<InstalledRecord, "type" | "dir">): string {
+  const p = join(store.root, ref.type, ref.dir);
+  if (!p.startsWith(store.root + sep)) throw new StoreError("STORE_BAD_PATH", `version path escapes store: ${ref.dir}`);
+  return p;
+}

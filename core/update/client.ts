@@ -1,0 +1,189 @@
+/**
+ * One AutoUpdate cycle: fetch the group's index, verify it, and for each
+ * content type it offers download, verify, stage, validate, load and only
+ * then switch. Every rejection is reported with file, code and reason and
+ * never disturbs content that is already live. The checks themselves live
+ * in trusted-state.ts; this file only sequences I/O around them.
+ */
+import type { RejectionRecord, UpdateCycleReport } from "../agent/api.ts";
+import type { TrustStore } from "../crypto/cms.ts";
+import { sha384Hex } from "../crypto/digest.ts";
+import { describeError, isOutpostError, UpdateError } from "../errors.ts";
+import type { InProcessHost } from "../handler/host.ts";
+import type { HandlerRegistry } from "../handler/registry.ts";
+import type { Logger } from "../log.ts";
+import { INDEX_PATH, INDEX_SIG_PATH, parseIndex, type RepoIndex } from "../repo/index-format.ts";
+import type { ContentStore } from "../store/store.ts";
+import type { UpdateMemory } from "./memory.ts";
+import type { Transport } from "./transport.ts";
+import { checkIndexFresh, decide, verifyIndex, verifyPackage } from "./trusted-state.ts";
+
+export interface UpdateClientDeps {
+  transport: Transport;
+  trust: TrustStore;
+  store: ContentStore;
+  host: InProcessHost;
+  registry: HandlerRegistry;
+  memory: UpdateMemory;
+  log: Logger;
+  now: () => Date;
+  limits: { indexMaxBytes: number; timeoutMs: number; minBytesPerSecond: number };
+  onRejection?: (r: RejectionRecord) => void;
+  onInstalled?: (e: { type: string; version: number; previousVersion: number | null }) => void;
+}
+
+export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Promise<UpdateCycleReport> {
+  const startedAt = deps.now().toISOString();
+  const report: UpdateCycleReport = {
+    startedAt,
+    finishedAt: startedAt,
+    group,
+    repo: deps.transport.describe,
+    index: "failed",
+    serial: null,
+    installed: [],
+    unchanged: [],
+    rejected: [],
+    ok: false,
+  };
+  const reject = (file: string, e: unknown, type?: string) => {
+    const d = describeError(e);
+    const rec: RejectionRecord = { at: deps.now().toISOString(), type, file: d.file ?? file, code: d.code, reason: d.message };
+    report.rejected.push(rec);
+    deps.log.warn("update rejected", { ...rec });
+    deps.onRejection?.(rec);
+  };
+
+  let index: RepoIndex;
+  try {
+    const fetched = await fetchIndex(deps, group);
+    index = fetched.index;
+    report.index = fetched.notModified ? "not-modified" : "updated";
+    report.serial = index.serial;
+  } catch (e) {
+    reject(INDEX_PATH(group), e);
+    const retryAfter = isOutpostError(e) ? e.details?.retryAfterSeconds : undefined;
+    if (typeof retryAfter === "number") report.retryAfterSeconds = retryAfter;
+    return finish(deps, report);
+  }
+
+  for (const [type, entry] of Object.entries(index.content).sort(([a], [b]) => a.localeCompare(b))) {
+    const file = entry.path;
+    const handler = deps.registry.get(type);
+    if (!handler) {
+      // Newer repositories may carry types this agent version cannot handle; that is not an attack.
+      deps.log.info("index offers a content type with no handler here; ignored", { type });
+      continue;
+    }
+    const current = deps.store.installed(type);
+    const decision = decide(type, entry, current, {
+      isBad: deps.store.isBad(type, entry.version),
+      maxPackageBytes: handler.manifest.maxPackageBytes,
+      file,
+    });
+    if (decision.action === "skip") {
+      report.unchanged.push(type);
+      if (decision.why === "marked-bad") deps.log.info("version marked bad; not reinstalling", { type, version: entry.version });
+      continue;
+    }
+    if (decision.action === "reject") {
+      reject(file, decision.error, type);
+      continue;
+    }
+    try {
+      await installOne(deps, type, entry, current ? { version: current.version, signingTime: current.signingTime } : undefined);
+      report.installed.push({ type, version: entry.version, previousVersion: current?.version ?? null });
+      deps.onInstalled?.({ type, version: entry.version, previousVersion: current?.version ?? null });
+    } catch (e) {
+      reject(file, e, type);
+    }
+  }
+  report.ok = report.rejected.length === 0;
+  return finish(deps, report);
+}
+
+function finish(deps: UpdateClientDeps, report: UpdateCycleReport): UpdateCycleReport {
+  report.finishedAt = deps.now().toISOString();
+  report.ok = report.rejected.length === 0 && report.index !== "failed";
+  const m = deps.memory.data;
+  m.lastAttempt = report.finishedAt;
+  if (report.ok) {
+    m.lastSuccess = report.finishedAt;
+    m.consecutiveFailures = 0;
+  } else {
+    m.consecutiveFailures += 1;
+  }
+  deps.memory.save();
+  return report;
+}
+
+async function fetchIndex(deps: UpdateClientDeps, group: string): Promise<{ index: RepoIndex; notModified: boolean }> {
+  const cached = deps.memory.cachedIndex(group);
+  const fetchOpts = {
+    maxBytes: deps.limits.indexMaxBytes,
+    timeoutMs: deps.limits.timeoutMs,
+    minBytesPerSecond: deps.limits.minBytesPerSecond,
+  };
+  const res = await deps.transport.get(INDEX_PATH(group), { ...fetchOpts, etag: cached?.etag });
+  const now = deps.now();
+  if (res.status === 304) {
+    if (!cached) throw new UpdateError("UPD_PROTOCOL", `${INDEX_PATH(group)}: 304 without a cached index`);
+    // The cache only holds verified indexes, but freshness is re-checked: 304s must not freeze us (R5).
+    const index = parseIndex(cached.index, INDEX_PATH(group));
+    checkIndexFresh(index, now, INDEX_PATH(group));
+    return { index, notModified: true };
+  }
+  const sig = await deps.transport.get(INDEX_SIG_PATH(group), fetchOpts);
+  if (sig.status !== 200) throw new UpdateError("UPD_PROTOCOL", `${INDEX_SIG_PATH(group)}: unexpected 304`);
+  const memory = deps.memory.data.groups[group];
+  const index = await verifyIndex(res.body, sig.body, {
+    trust: deps.trust,
+    group,
+    now,
+    file: INDEX_PATH(group),
+    memory,
+  });
+  deps.memory.data.groups[group] = { lastSerial: index.serial, lastIndexSha384: sha384Hex(res.body) };
+  deps.memory.save();
+  deps.memory.cacheIndex(group, res.body, sig.body, res.etag);
+  return { index, notModified: false };
+}
+
+async function installOne(
+  deps: UpdateClientDeps,
+  type: string,
+  entry: RepoIndex["content"][string],
+  installed: { version: number; signingTime: string } | undefined,
+): Promise<void> {
+  const res = await deps.transport.get(entry.path, {
+    // R6 at the transport: never read more than the signed index says the package weighs.
+    maxBytes: entry.size,
+    timeoutMs: deps.limits.timeoutMs,
+    minBytesPerSecond: deps.limits.minBytesPerSecond,
+  });
+  if (res.status !== 200) throw new UpdateError("UPD_PROTOCOL", `${entry.path}: unexpected 304`, { file: entry.path });
+  const { pkg, sha384 } = await verifyPackage(res.body, type, entry, installed, {
+    trust: deps.trust,
+    now: deps.now(),
+    file: entry.path,
+  });
+  const staged = deps.store.stage(pkg, sha384);
+  const view = deps.store.view(staged);
+  let prepared: Awaited<ReturnType<InProcessHost["prepare"]>>;
+  try {
+    await deps.host.validate(type, view);
+    prepared = await deps.host.prepare(type, view);
+  } catch (e) {
+    // Signed content that its own handler refuses is a vendor defect: keep it out until a newer version ships.
+    deps.store.markBad(type, entry.version, describeError(e).message);
+    throw e;
+  }
+  try {
+    deps.store.activate(staged);
+  } catch (e) {
+    await deps.host.discard(prepared);
+    throw isOutpostError(e) ? e : new UpdateError("UPD_ACTIVATE_FAILED", `${type}: ${(e as Error).message}`, { cause: e });
+  }
+  await deps.host.commit(prepared);
+  deps.log.info("content installed", { type, version: entry.version, previousVersion: installed?.version ?? null });
+}

@@ -1,0 +1,93 @@
+/**
+ * What the update client remembers between runs: the highest index serial
+ * per group (rollback protection survives restarts), the cached index for
+ * conditional GETs, and loop bookkeeping for status.
+ */
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { statePaths } from "../config.ts";
+import { StoreError } from "../errors.ts";
+import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+
+const MemorySchema = z.object({
+  schema: z.literal(1),
+  groups: z.record(
+    z.string(),
+    z.object({ lastSerial: z.number().int().nonnegative(), lastIndexSha384: z.string() }),
+  ),
+  lastAttempt: z.string().nullable(),
+  lastSuccess: z.string().nullable(),
+  consecutiveFailures: z.number().int().nonnegative(),
+  /** Kept on disk so `agent status` shows rejections across restarts and offline. */
+  recentRejections: z
+    .array(
+      z.object({ at: z.string(), type: z.string().optional(), file: z.string(), code: z.string(), reason: z.string() }),
+    )
+    .default([]),
+});
+export type UpdateMemoryData = z.infer<typeof MemorySchema>;
+
+const CacheMetaSchema = z.object({ etag: z.string().optional(), sigEtag: z.string().optional() });
+
+export class UpdateMemory {
+  private readonly file: string;
+  private readonly cacheRoot: string;
+  data: UpdateMemoryData;
+
+  constructor(stateDir: string) {
+    const p = statePaths(stateDir);
+    this.file = p.updateState;
+    this.cacheRoot = p.indexCache;
+    this.data = this.read();
+  }
+
+  private read(): UpdateMemoryData {
+    const empty: UpdateMemoryData = {
+      schema: 1,
+      groups: {},
+      lastAttempt: null,
+      lastSuccess: null,
+      consecutiveFailures: 0,
+      recentRejections: [],
+    };
+    if (!existsSync(this.file)) return empty;
+    try {
+      return MemorySchema.parse(JSON.parse(readFileSync(this.file, "utf8")));
+    } catch (e) {
+      // Losing the serial memory would re-open the door to index rollback, so refuse to guess.
+      throw new StoreError("STORE_CORRUPT_STATE", `${this.file}: unreadable update state (${(e as Error).message})`, {
+        file: this.file,
+        cause: e,
+      });
+    }
+  }
+
+  save(): void {
+    atomicWriteJson(this.file, this.data, 0o600);
+  }
+
+  cachedIndex(group: string): { index: Uint8Array; sig: Uint8Array; etag?: string } | undefined {
+    const dir = join(this.cacheRoot, group);
+    try {
+      const meta = CacheMetaSchema.parse(JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")));
+      return {
+        index: new Uint8Array(readFileSync(join(dir, "index.json"))),
+        sig: new Uint8Array(readFileSync(join(dir, "index.p7s"))),
+        etag: meta.etag,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The cache only ever holds an index that verified; meta (with the ETag) is written last. */
+  cacheIndex(group: string, index: Uint8Array, sig: Uint8Array, etag: string | undefined): void {
+    const dir = join(this.cacheRoot, group);
+    mkdirSync(dir, { recursive: true });
+    atomicWriteJson(join(dir, "meta.json"), {});
+    atomicWriteFile(join(dir, "index.json"), index);
+    atomicWriteFile(join(dir, "index.p7s"), sig);
+    atomicWriteJson(join(dir, "meta.json"), { etag });
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * The update trust core, free of I/O (modelled on python-tuf's
+ * trusted_metadata_set): bytes and the remembered state go in, a verdict
+ * comes out. The update client fetches; this file decides. Each check names
+ * the rule it enforces; docs/update-protocol.md lists them.
+ *
+ *   R1  index signed by a chain to a trusted root (code-signing EKU, validity)
+ *   R2  index is for the group we asked for
+ *   R3  index serial never goes below the highest serial seen (rollback attack)
+ *   R4  a re-used serial must carry identical bytes (equivocation)
+ *   R5  index not expired (freeze attack)
+ *   R6  package size equals the size the index declares (endless data / truncation)
+ *   R7  package SHA-384 equals the digest the index declares (mix-and-match)
+ *   R8  package signature, chain and every payload digest verify (openPackage)
+ *   R9  package type and version are what the index promised
+ *   R10 version strictly newer than the installed one (downgrade)
+ *   R11 signing time not older than the installed package's (replay / stale cache)
+ */
+import { TrustStore, verifyDetached } from "../crypto/cms.ts";
+import { sha384Hex } from "../crypto/digest.ts";
+import { UpdateError } from "../errors.ts";
+import { openPackage, type VerifiedPackage } from "../package/open.ts";
+import { parseIndex, type RepoIndex } from "../repo/index-format.ts";
+
+export interface GroupMemory {
+  /** Highest serial ever accepted for this group. */
+  lastSerial: number;
+  /** SHA-384 of the index bytes accepted at lastSerial. */
+  lastIndexSha384: string;
+}
+
+export interface InstalledFacts {
+  version: number;
+  signingTime: string;
+}
+
+export type IndexEntry = RepoIndex["content"][string];
+
+export async function verifyIndex(
+  indexBytes: Uint8Array,
+  signature: Uint8Array,
+  ctx: { trust: TrustStore; group: string; now: Date; file: string; memory?: GroupMemory },
+): Promise<RepoIndex> {
+  // R1: nothing in the index is read before its signature checks out.
+  await verifyDetached(indexBytes, signature, ctx.trust, { now: ctx.now, file: ctx.file });
+  const index = parseIndex(indexBytes, ctx.file);
+  // R2: an index for another group could move us onto another rollout's content.
+  if (index.group !== ctx.group) {
+    throw new UpdateError("IDX_WRONG_GROUP", `${ctx.file}: index is for group ${index.group}, expected ${ctx.group}`, {
+      file: ctx.file,
+    });
+  }
+  if (ctx.memory) {
+    // R3: a lower serial is an old, validly signed index replayed at us.
+    if (index.serial < ctx.memory.lastSerial) {
+      throw new UpdateError(
+        "IDX_SERIAL_ROLLBACK",
+        `${ctx.file}: serial ${index.serial} is lower than the last seen ${ctx.memory.lastSerial}`,
+        { file: ctx.file },
+      );
+    }
+    // R4: two different indexes with one serial means the signer equivocated; trust neither blindly.
+    if (index.serial === ctx.memory.lastSerial && sha384Hex(indexBytes) !== ctx.memory.lastIndexSha384) {
+      throw new UpdateError("IDX_SERIAL_REUSED", `${ctx.file}: serial ${index.serial} re-used with different content`, {
+        file: ctx.file,
+      });
+    }
+  }
+  checkIndexFresh(index, ctx.now, ctx.file);
+  return index;
+}
+
+/** R5, also applied to a cached index confirmed by a 304: a frozen mirror must not keep us on old content forever. */
+export function checkIndexFresh(index: RepoIndex, now: Date, file: string): void {
+  if (Date.parse(index.expires) <= now.getTime()) {
+    throw new UpdateError("IDX_EXPIRED", `${file}: index expired at ${index.expires}`, { file });
+  }
+}
+
+/** What to do with one content type the index offers, before downloading anything. */
+export type Decision =
+  | { action: "install" }
+  | { action: "skip"; why: "up-to-date" | "marked-bad" }
+  | { action: "reject"; error: UpdateError };
+
+export function decide(
+  type: string,
+  entry: IndexEntry,
+  installed: InstalledFacts | undefined,
+  opts: { isBad: boolean; maxPackageBytes: number; file: string },
+): Decision {
+  if (installed && entry.version === installed.version) return { action: "skip", why: "up-to-date" };
+  // A version that crashed its handler or was rolled back by an admin stays out until a newer one is published.
+  if (opts.isBad) return { action: "skip", why: "marked-bad" };
+  // R10: stale mirrors and downgrade attacks offer versions older than what runs here.
+  if (installed && entry.version < installed.version) {
+    return {
+      action: "reject",
+      error: new UpdateError(
+        "UPD_DOWNGRADE",
+        `${opts.file}: ${type} version ${entry.version} is older than installed ${installed.version}`,
+        { file: opts.file },
+      ),
+    };
+  }
+  if (entry.size > opts.maxPackageBytes) {
+    return {
+      action: "reject",
+      error: new UpdateError(
+        "UPD_TOO_LARGE",
+        `${opts.file}: ${entry.size} bytes exceeds the ${type} handler's limit of ${opts.maxPackageBytes}`,
+        { file: opts.file },
+      ),
+    };
+  }
+  return { action: "install" };
+}
+
+export async function verifyPackage(
+  bytes: Uint8Array,
+  type: string,
+  entry: IndexEntry,
+  installed: InstalledFacts | undefined,
+  ctx: { trust: TrustStore; now: Date; file: string },
+): Promise<{ pkg: VerifiedPackage; sha384: string }> {
+  // R6: the transport already capped the read at entry.size; a short read is a truncated or swapped file.
+  if (bytes.length !== entry.size) {
+    throw new UpdateError("UPD_SIZE_MISMATCH", `${ctx.file}: ${bytes.length} bytes, index declares ${entry.size}`, {
+      file: ctx.file,
+    });
+  }
+  // R7: the index pins the exact package; any other validly signed package is a mix-and-match.
+  const sha384 = sha384Hex(bytes);
+  if (sha384 !== entry.sha384) {
+    throw new UpdateError("UPD_HASH_MISMATCH", `${ctx.file}: SHA-384 ${sha384.slice(0, 16)}… is not the one the index names`, {
+      file: ctx.file,
+    });
+  }
+  // R8 (and the type half of R9) inside openPackage.
+  const pkg = await openPackage(bytes, ctx.trust, { file: ctx.file, now: ctx.now, expectedType: type });
+  // R9: the index and the signed manifest must agree on the version.
+  if (pkg.manifest.version !== entry.version) {
+    throw new UpdateError(
+      "UPD_VERSION_MISMATCH",
+      `${ctx.file}: manifest says version ${pkg.manifest.version}, index says ${entry.version}`,
+      { file: ctx.file },
+    );
+  }
+  if (installed) {
+    // R10 again, on the signed manifest rather than the index's word.
+    if (pkg.manifest.version <= installed.version) {
+      throw new UpdateError(
+        "UPD_DOWNGRADE",
+        `${ctx.file}: version ${pkg.manifest.version} is not newer than installed ${installed.version}`,
+        { file: ctx.file },
+      );
+    }
+    // R11: the seed's rule — reject an otherwise valid package signed before the installed one.
+    if (pkg.signingTime.getTime() < Date.parse(installed.signingTime)) {
+      throw new UpdateError(
+        "UPD_REPLAY_OLDER_SIGNATURE",
+        `${ctx.file}: signed ${pkg.signingTime.toISOString()}, before the installed package (${installed.signingTime})`,
+        { file: ctx.file },
+      );
+    }
+  }
+  return { pkg, sha384 };
+}
