@@ -14,7 +14,8 @@ export function tokensEqual(presented: string, expected: string): boolean {
 }
 
 export function requireToken(token: string): MiddlewareHandler {
-  if (token.length < 32) throw new ControlError("CTL_WEAK_TOKEN", "control token must be at least 32 characters");
+  if (token.length < 32)
+    throw new ControlError("CTL_WEAK_TOKEN", "control token must be at least 32 characters");
   return async (c, next) => {
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);

@@ -28,8 +28,10 @@ export function httpStatusFor(code: string): ContentfulStatusCode {
   if (code === "CTL_UNAUTHORIZED") return 401;
   if (code === "CTL_NOT_FOUND" || code === "HND_UNKNOWN_TYPE" || code === "HND_UNKNOWN_METHOD") return 404;
   if (code === "CTL_BODY_TOO_LARGE") return 413;
-  if (code === "CTL_BAD_REQUEST" || code.startsWith("CFG_")) return 400;
-  if (code === "STORE_NO_LKG" || code === "HND_NOT_LOADED") return 409;
+  if (code === "HND_NO_API") return 404;
+  // Handlers name argument errors HND_<TYPE>_BAD_ARGS: the caller's mistake, not the agent's.
+  if (code === "CTL_BAD_REQUEST" || code.startsWith("CFG_") || /^HND_\w*BAD_ARGS$/.test(code)) return 400;
+  if (code === "STORE_NO_LKG" || code === "HND_NOT_LOADED" || code === "AGENT_LOCKED") return 409;
   if (/^(UPD|IDX|SIG|PKG)_/.test(code)) return 422;
   return 500;
 }
@@ -59,9 +61,13 @@ const CLASS_BY_PREFIX: [string, new (...a: ConstructorParameters<typeof OutpostE
 export function errorFromBody(body: unknown, status: number): OutpostError {
   const parsed = (body as Partial<ErrorBody> | null)?.error;
   if (!parsed || typeof parsed.code !== "string" || typeof parsed.message !== "string") {
-    return new ControlError("CTL_BAD_RESPONSE", `control plane answered HTTP ${status} without an error body`, {
-      details: { status },
-    });
+    return new ControlError(
+      "CTL_BAD_RESPONSE",
+      `control plane answered HTTP ${status} without an error body`,
+      {
+        details: { status },
+      },
+    );
   }
   const Class = CLASS_BY_PREFIX.find(([prefix]) => parsed.code!.startsWith(prefix))?.[1] ?? OutpostError;
   return new Class(parsed.code, parsed.message, {

@@ -41,7 +41,8 @@ export function createControlApp(api: AgentApi, opts: ControlAppOptions): Hono {
     }
     const body = errorBody(err);
     const status = httpStatusFor(body.error.code);
-    if (status >= 500) log.child({ component: "control" }).error("request failed", { path: c.req.path, ...body.error });
+    if (status >= 500)
+      log.child({ component: "control" }).error("request failed", { path: c.req.path, ...body.error });
     return c.json(body, status);
   });
   app.notFound((c) => {
@@ -115,9 +116,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   atomicWriteFile(paths.controlToken, `${token}\n`, 0o600);
 
   const app = createControlApp(opts.api, { token, bodyLimitBytes: opts.bodyLimitBytes });
-  // An update cycle can legitimately keep a request silent for minutes; the
-  // listeners are local-only by default, so idle connections are not a risk worth a timeout.
-  const tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch, idleTimeout: 0 });
+  const tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch });
   const unix = listenUnix(paths.controlSocket, app);
 
   const port = tcp.port ?? 0;
@@ -155,7 +154,7 @@ function listenUnix(path: string, app: Hono): Server<undefined> | undefined {
   try {
     // A socket left by a crashed agent blocks bind; the agent lock guarantees it is not live.
     if (existsSync(path) && lstatSync(path).isSocket()) rmSync(path);
-    const server = Bun.serve({ unix: path, fetch: app.fetch, idleTimeout: 0 });
+    const server = Bun.serve({ unix: path, fetch: app.fetch });
     chmodSync(path, 0o600);
     return server;
   } catch (e) {

@@ -8,6 +8,7 @@ import * as x509 from "@peculiar/x509";
 import * as pkijs from "pkijs";
 
 x509.cryptoProvider.set(crypto);
-pkijs.setEngine("bun", new pkijs.CryptoEngine({ name: "bun", crypto }));
+// The (crypto, subtle) overload makes pkijs wrap WebCrypto in its own CryptoEngine.
+pkijs.setEngine("bun", crypto, crypto.subtle);
 
 export { pkijs, x509 };

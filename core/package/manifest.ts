@@ -12,15 +12,13 @@ export const MAX_MANIFEST_BYTES = 1024 * 1024;
 export const PAYLOAD_DIR = "payload/";
 export const CONTENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
-const PayloadPathSchema = z
-  .string()
-  .superRefine((path, ctx) => {
-    const problem = pathProblem(path);
-    if (problem) ctx.addIssue({ code: "custom", message: `${problem.reason} (${problem.code})` });
-    else if (utf8Length(PAYLOAD_DIR + path) > MAX_PATH_BYTES) {
-      ctx.addIssue({ code: "custom", message: `payload/ + path exceeds ${MAX_PATH_BYTES} bytes` });
-    }
-  });
+const PayloadPathSchema = z.string().superRefine((path, ctx) => {
+  const problem = pathProblem(path);
+  if (problem) ctx.addIssue({ code: "custom", message: `${problem.reason} (${problem.code})` });
+  else if (utf8Length(PAYLOAD_DIR + path) > MAX_PATH_BYTES) {
+    ctx.addIssue({ code: "custom", message: `payload/ + path exceeds ${MAX_PATH_BYTES} bytes` });
+  }
+});
 
 export const ManifestFileSchema = z
   .object({
@@ -45,9 +43,17 @@ export const ManifestSchema = z
       const prev = m.files[i - 1]!.path;
       const cur = m.files[i]!.path;
       if (compareUtf8(prev, cur) >= 0) {
-        ctx.addIssue({ code: "custom", path: ["files", i, "path"], message: "files must be sorted by path (byte order) without duplicates" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["files", i, "path"],
+          message: "files must be sorted by path (byte order) without duplicates",
+        });
       } else if (prev.toLowerCase() === cur.toLowerCase()) {
-        ctx.addIssue({ code: "custom", path: ["files", i, "path"], message: "paths differing only in case are not allowed" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["files", i, "path"],
+          message: "paths differing only in case are not allowed",
+        });
       }
     }
   });
@@ -84,10 +90,14 @@ export function parseManifest(bytes: Uint8Array, file: string): Manifest {
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (e) {
-    throw new PackageError("PKG_MANIFEST_INVALID", `${file}: manifest.json is not valid UTF-8 JSON: ${(e as Error).message}`, {
-      file,
-      cause: e,
-    });
+    throw new PackageError(
+      "PKG_MANIFEST_INVALID",
+      `${file}: manifest.json is not valid UTF-8 JSON: ${(e as Error).message}`,
+      {
+        file,
+        cause: e,
+      },
+    );
   }
   return validateManifest(json, file);
 }
@@ -95,15 +105,23 @@ export function parseManifest(bytes: Uint8Array, file: string): Manifest {
 export function validateManifest(value: unknown, file: string): Manifest {
   const result = ManifestSchema.safeParse(value);
   if (result.success) return result.data;
-  throw new PackageError("PKG_MANIFEST_INVALID", `${file}: manifest.json invalid: ${summariseIssues(result.error.issues)}`, {
-    file,
-    details: { issues: result.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) },
-  });
+  throw new PackageError(
+    "PKG_MANIFEST_INVALID",
+    `${file}: manifest.json invalid: ${summariseIssues(result.error.issues)}`,
+    {
+      file,
+      details: {
+        issues: result.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })),
+      },
+    },
+  );
 }
 
 /** "files.2.sha384: must be 96 lowercase hex digits; version: …" — at most five issues. */
 function summariseIssues(issues: readonly z.core.$ZodIssue[]): string {
-  const shown = issues.slice(0, 5).map((i) => `${i.path.length ? i.path.map(String).join(".") : "(root)"}: ${i.message}`);
+  const shown = issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.map(String).join(".") : "(root)"}: ${i.message}`);
   if (issues.length > 5) shown.push(`and ${issues.length - 5} more`);
   return shown.join("; ");
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PackageError } from "../errors.ts";
@@ -81,7 +81,11 @@ function fileEntry(name: string, content = "x", extra: Parameters<typeof rawHead
   return { header: rawHeader({ name, size: data.length, ...extra }), data };
 }
 
-function rejects(bytes: Uint8Array, code: string, opts: { maxEntries?: number; maxEntryBytes?: number } = {}): PackageError {
+function rejects(
+  bytes: Uint8Array,
+  code: string,
+  opts: { maxEntries?: number; maxEntryBytes?: number } = {},
+): PackageError {
   let caught: unknown;
   try {
     readTar(bytes, { file: "evil.tar", ...opts });
@@ -132,7 +136,7 @@ describe("writeTar", () => {
 
   test("GNU tar lists and extracts what it writes, including prefix-split long paths", () => {
     const dir = tmp();
-    const longDir = `payload/${"d".repeat(120)}/`;
+    const longDir = `payload/${"d".repeat(95)}/${"e".repeat(40)}/`;
     const longFile = `${longDir}${"f".repeat(90)}.txt`;
     expect(enc.encode(longFile).length).toBeGreaterThan(200);
     writeFileSync(
@@ -141,18 +145,27 @@ describe("writeTar", () => {
         { path: "payload/", data: new Uint8Array(0) },
         { path: longDir, data: new Uint8Array(0) },
         { path: longFile, data: text("deep") },
+        { path: `payload/${"z".repeat(100)}/`, data: new Uint8Array(0) },
       ]),
     );
     const list = Bun.spawnSync(["tar", "-tf", "t.tar"], { cwd: dir });
     expect(list.exitCode).toBe(0);
-    expect(list.stdout.toString().trim().split("\n")).toEqual(["payload/", longDir, longFile]);
+    // the 100-byte directory component only fits without its conventional trailing "/"
+    expect(list.stdout.toString().trim().split("\n")).toEqual([
+      "payload/",
+      longDir,
+      longFile,
+      `payload/${"z".repeat(100)}`,
+    ]);
     sh(dir, "tar", "-xf", "t.tar");
     expect(readFileSync(join(dir, longFile), "utf8")).toBe("deep");
+    expect(statSync(join(dir, `payload/${"z".repeat(100)}`)).isDirectory()).toBe(true);
     // and our reader re-joins prefix + name
     expect(readTar(readFileSync(join(dir, "t.tar")), { file: "t.tar" }).map((e) => e.path)).toEqual([
       "payload/",
       longDir,
       longFile,
+      `payload/${"z".repeat(100)}/`,
     ]);
   });
 
@@ -165,9 +178,11 @@ describe("writeTar", () => {
     expect(() => writeTar([{ path: longComponent, data: text("x") }])).toThrow(
       expect.objectContaining({ code: "PKG_TAR_PATH_TOO_LONG" }),
     );
-    const exactly255 = `${"p".repeat(150)}/${"n".repeat(100)}`.slice(0, 255);
+    const exactly255 = `${"p".repeat(154)}/${"n".repeat(100)}`;
     expect(enc.encode(exactly255).length).toBe(255);
-    expect(readTar(writeTar([{ path: exactly255, data: text("x") }]), { file: "t" })[0]!.path).toBe(exactly255);
+    expect(readTar(writeTar([{ path: exactly255, data: text("x") }]), { file: "t" })[0]!.path).toBe(
+      exactly255,
+    );
   });
 
   test("refuses what the reader would refuse", () => {
@@ -186,7 +201,9 @@ describe("writeTar", () => {
         { path: "a", data: text("2") },
       ]),
     ).toThrow(expect.objectContaining({ code: "PKG_TAR_DUPLICATE" }));
-    expect(() => writeTar([{ path: "d/", data: text("x") }])).toThrow(expect.objectContaining({ code: "PKG_TAR_BAD_HEADER" }));
+    expect(() => writeTar([{ path: "d/", data: text("x") }])).toThrow(
+      expect.objectContaining({ code: "PKG_TAR_BAD_HEADER" }),
+    );
   });
 });
 
@@ -236,7 +253,9 @@ describe("readTar accepts system tar output", () => {
     mkdirSync(join(dir, deep), { recursive: true });
     writeFileSync(join(dir, deep, "f.txt"), "long");
     sh(dir, "tar", "--format=gnu", "-cf", "t.tar", "payload");
-    expect(rejects(readFileSync(join(dir, "t.tar")), "PKG_TAR_UNSUPPORTED_ENTRY").message).toContain("GNU long name");
+    expect(rejects(readFileSync(join(dir, "t.tar")), "PKG_TAR_UNSUPPORTED_ENTRY").message).toContain(
+      "GNU long name",
+    );
   });
 
   test("pax headers (tar --format=posix) are refused", () => {
@@ -279,7 +298,10 @@ describe("readTar rejections", () => {
     rejects(rawTar([fileEntry("a\\..\\b")]), "PKG_TAR_BAD_PATH");
     rejects(rawTar([fileEntry("a\nb")]), "PKG_TAR_BAD_PATH");
     rejects(rawTar([fileEntry("file/")]), "PKG_TAR_BAD_PATH");
-    rejects(rawTar([{ header: rawHeader({ name: new Uint8Array([0x61, 0xff, 0x62]) }) }]), "PKG_TAR_BAD_PATH");
+    rejects(
+      rawTar([{ header: rawHeader({ name: new Uint8Array([0x61, 0xff, 0x62]) }) }]),
+      "PKG_TAR_BAD_PATH",
+    );
   });
 
   test("symlinks and hard links", () => {
@@ -306,7 +328,10 @@ describe("readTar rejections", () => {
     rejects(rawTar([fileEntry("a"), fileEntry("a")]), "PKG_TAR_DUPLICATE");
     rejects(rawTar([fileEntry("README"), fileEntry("readme")]), "PKG_TAR_DUPLICATE");
     rejects(
-      rawTar([{ header: rawHeader({ name: "d/", typeflag: "5" }) }, { header: rawHeader({ name: "d", typeflag: "5" }) }]),
+      rawTar([
+        { header: rawHeader({ name: "d/", typeflag: "5" }) },
+        { header: rawHeader({ name: "d", typeflag: "5" }) },
+      ]),
       "PKG_TAR_DUPLICATE",
     );
   });
@@ -314,11 +339,17 @@ describe("readTar rejections", () => {
   test("a path used both as a file and as a directory", () => {
     rejects(rawTar([fileEntry("a"), fileEntry("a/b")]), "PKG_TAR_PATH_CONFLICT");
     rejects(rawTar([fileEntry("a/b"), fileEntry("a")]), "PKG_TAR_PATH_CONFLICT");
-    rejects(rawTar([fileEntry("a"), { header: rawHeader({ name: "a/", typeflag: "5" }) }]), "PKG_TAR_DUPLICATE");
+    rejects(
+      rawTar([fileEntry("a"), { header: rawHeader({ name: "a/", typeflag: "5" }) }]),
+      "PKG_TAR_DUPLICATE",
+    );
   });
 
   test("bad header checksum", () => {
-    rejects(rawTar([{ ...fileEntry("a"), header: rawHeader({ name: "a", size: 1, badChecksum: true }) }]), "PKG_TAR_CHECKSUM");
+    rejects(
+      rawTar([{ ...fileEntry("a"), header: rawHeader({ name: "a", size: 1, badChecksum: true }) }]),
+      "PKG_TAR_CHECKSUM",
+    );
     const flipped = writeTar([{ path: "a", data: text("x") }]);
     flipped[3] = 0x41; // a bit flip in the name field
     rejects(flipped, "PKG_TAR_CHECKSUM");
@@ -331,7 +362,10 @@ describe("readTar rejections", () => {
     base256[11] = 1;
     rejects(rawTar([{ header: rawHeader({ name: "big", sizeField: base256 }) }]), "PKG_TAR_BAD_HEADER");
     rejects(rawTar([{ header: rawHeader({ name: "m", mode: "06x4\0\0\0\0" }) }]), "PKG_TAR_BAD_HEADER");
-    rejects(rawTar([{ header: rawHeader({ name: "d/", typeflag: "5", size: 5 }), data: text("hello") }]), "PKG_TAR_BAD_HEADER");
+    rejects(
+      rawTar([{ header: rawHeader({ name: "d/", typeflag: "5", size: 5 }), data: text("hello") }]),
+      "PKG_TAR_BAD_HEADER",
+    );
   });
 
   test("entries larger than maxEntryBytes", () => {

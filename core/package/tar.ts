@@ -67,16 +67,31 @@ export function writeTar(entries: TarInput[]): Uint8Array {
     const relative = isDir ? entry.path.slice(0, -1) : entry.path;
     // The writer applies the reader's path rules so it can never emit an archive the reader refuses.
     const problem = pathProblem(relative);
-    if (problem) throw new PackageError(problem.code, `tar entry ${JSON.stringify(entry.path)}: ${problem.reason}`, { file: entry.path });
+    if (problem)
+      throw new PackageError(problem.code, `tar entry ${JSON.stringify(entry.path)}: ${problem.reason}`, {
+        file: entry.path,
+      });
     if (isDir && entry.data.length > 0) {
-      throw new PackageError("PKG_TAR_BAD_HEADER", `tar entry ${JSON.stringify(entry.path)}: directory with data`, { file: entry.path });
+      throw new PackageError(
+        "PKG_TAR_BAD_HEADER",
+        `tar entry ${JSON.stringify(entry.path)}: directory with data`,
+        { file: entry.path },
+      );
     }
     if (entry.data.length > MAX_USTAR_SIZE) {
-      throw new PackageError("PKG_TAR_TOO_LARGE", `tar entry ${JSON.stringify(entry.path)}: larger than ustar allows`, { file: entry.path });
+      throw new PackageError(
+        "PKG_TAR_TOO_LARGE",
+        `tar entry ${JSON.stringify(entry.path)}: larger than ustar allows`,
+        { file: entry.path },
+      );
     }
     const mode = entry.mode ?? (isDir ? DIR_MODE : FILE_MODE);
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
-      throw new PackageError("PKG_TAR_BAD_HEADER", `tar entry ${JSON.stringify(entry.path)}: mode must be within 0o777`, { file: entry.path });
+      throw new PackageError(
+        "PKG_TAR_BAD_HEADER",
+        `tar entry ${JSON.stringify(entry.path)}: mode must be within 0o777`,
+        { file: entry.path },
+      );
     }
     paths.add(relative, isDir);
     total += BLOCK + padded(entry.data.length);
@@ -97,7 +112,10 @@ export function writeTar(entries: TarInput[]): Uint8Array {
 
 function header(path: string, size: number, mode: number, isDir: boolean): Uint8Array {
   const h = new Uint8Array(BLOCK);
-  const { name, prefix } = splitUstarPath(path);
+  // A directory's trailing "/" is conventional, not required (the type flag says "directory"):
+  // drop it when that is what lets a 100-byte last component fit the name field.
+  const { name, prefix } =
+    isDir && !fitsUstar(path) ? splitUstarPath(path.slice(0, -1)) : splitUstarPath(path);
   h.set(name, 0);
   writeOctal(h, 100, 8, mode);
   writeOctal(h, 108, 8, 0); // uid
@@ -120,9 +138,13 @@ function header(path: string, size: number, mode: number, isDir: boolean): Uint8
 function splitUstarPath(path: string): { name: Uint8Array; prefix: Uint8Array } {
   const bytes = encoder.encode(path);
   const tooLong = () =>
-    new PackageError("PKG_TAR_PATH_TOO_LONG", `tar entry ${JSON.stringify(path)}: path does not fit a ustar header`, {
-      file: path,
-    });
+    new PackageError(
+      "PKG_TAR_PATH_TOO_LONG",
+      `tar entry ${JSON.stringify(path)}: path does not fit a ustar header`,
+      {
+        file: path,
+      },
+    );
   if (bytes.length > MAX_PATH_BYTES) throw tooLong();
   if (bytes.length <= NAME_BYTES) return { name: bytes, prefix: new Uint8Array(0) };
   // Prefer the longest prefix that fits, leaving the name as short as possible; the name must not be empty.
@@ -132,6 +154,15 @@ function splitUstarPath(path: string): { name: Uint8Array; prefix: Uint8Array } 
     }
   }
   throw tooLong();
+}
+
+function fitsUstar(path: string): boolean {
+  try {
+    splitUstarPath(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function writeOctal(h: Uint8Array, offset: number, length: number, value: number): void {
@@ -161,12 +192,14 @@ export function readTar(bytes: Uint8Array, opts: ReadTarOptions): TarEntry[] {
   let offset = 0;
 
   for (;;) {
-    if (offset + BLOCK > bytes.length) fail("PKG_TAR_TRUNCATED", "archive ends without the end-of-archive marker", undefined, offset);
+    if (offset + BLOCK > bytes.length)
+      fail("PKG_TAR_TRUNCATED", "archive ends without the end-of-archive marker", undefined, offset);
     const h = bytes.subarray(offset, offset + BLOCK);
 
     if (isZero(h)) {
       // End of archive is two zero blocks; only further zero blocks (record padding) may follow.
-      if (offset + 2 * BLOCK > bytes.length) fail("PKG_TAR_TRUNCATED", "archive ends after a lone zero block", undefined, offset);
+      if (offset + 2 * BLOCK > bytes.length)
+        fail("PKG_TAR_TRUNCATED", "archive ends after a lone zero block", undefined, offset);
       const rest = bytes.subarray(offset + BLOCK);
       if (rest.length % BLOCK !== 0 || !isZero(rest)) {
         fail("PKG_TAR_TRAILING_DATA", "data after the end-of-archive marker", undefined, offset + BLOCK);
@@ -174,11 +207,13 @@ export function readTar(bytes: Uint8Array, opts: ReadTarOptions): TarEntry[] {
       return entries;
     }
 
-    if (!checksumMatches(h)) fail("PKG_TAR_CHECKSUM", "header checksum mismatch (corrupt or not a tar)", undefined, offset);
+    if (!checksumMatches(h))
+      fail("PKG_TAR_CHECKSUM", "header checksum mismatch (corrupt or not a tar)", undefined, offset);
     const magic = ascii(h.subarray(257, 265));
     const isPosixUstar = magic === "ustar\u000000";
     const isGnu = magic === "ustar  \u0000";
-    if (!isPosixUstar && !isGnu) fail("PKG_TAR_BAD_HEADER", "not a ustar or GNU tar header (v7 tar is not accepted)", undefined, offset);
+    if (!isPosixUstar && !isGnu)
+      fail("PKG_TAR_BAD_HEADER", "not a ustar or GNU tar header (v7 tar is not accepted)", undefined, offset);
 
     // In GNU format the prefix area holds other fields, so only POSIX ustar headers use it.
     const rawName = field(h, 0, NAME_BYTES);
@@ -211,12 +246,27 @@ export function readTar(bytes: Uint8Array, opts: ReadTarOptions): TarEntry[] {
         return fail("PKG_TAR_FIFO", "fifos are not allowed", path, offset);
       case "x":
       case "g":
-        return fail("PKG_TAR_UNSUPPORTED_ENTRY", "pax extended headers are not supported (write with --format=ustar)", path, offset);
+        return fail(
+          "PKG_TAR_UNSUPPORTED_ENTRY",
+          "pax extended headers are not supported (write with --format=ustar)",
+          path,
+          offset,
+        );
       case "L":
       case "K":
-        return fail("PKG_TAR_UNSUPPORTED_ENTRY", "GNU long names are not supported (write with --format=ustar)", path, offset);
+        return fail(
+          "PKG_TAR_UNSUPPORTED_ENTRY",
+          "GNU long names are not supported (write with --format=ustar)",
+          path,
+          offset,
+        );
       default:
-        return fail("PKG_TAR_UNSUPPORTED_ENTRY", `unsupported entry type ${JSON.stringify(typeflag)}`, path, offset);
+        return fail(
+          "PKG_TAR_UNSUPPORTED_ENTRY",
+          `unsupported entry type ${JSON.stringify(typeflag)}`,
+          path,
+          offset,
+        );
     }
 
     let relative = path;
@@ -228,16 +278,21 @@ export function readTar(bytes: Uint8Array, opts: ReadTarOptions): TarEntry[] {
     const problem = pathProblem(relative);
     if (problem) fail(problem.code, problem.reason, path, offset);
 
-    if (entries.length >= maxEntries) fail("PKG_TAR_TOO_MANY_ENTRIES", `more than ${maxEntries} entries`, path, offset);
+    if (entries.length >= maxEntries)
+      fail("PKG_TAR_TOO_MANY_ENTRIES", `more than ${maxEntries} entries`, path, offset);
 
     const mode = parseOctal(h, 100, 8);
     const size = parseOctal(h, 124, 12);
-    if (mode === undefined || size === undefined) return fail("PKG_TAR_BAD_HEADER", "malformed mode or size field", path, offset);
-    if (type === "directory" && size !== 0) fail("PKG_TAR_BAD_HEADER", "directory entry with data", path, offset);
-    if (size > maxEntryBytes) fail("PKG_TAR_TOO_LARGE", `entry is ${size} bytes, limit is ${maxEntryBytes}`, path, offset);
+    if (mode === undefined || size === undefined)
+      return fail("PKG_TAR_BAD_HEADER", "malformed mode or size field", path, offset);
+    if (type === "directory" && size !== 0)
+      fail("PKG_TAR_BAD_HEADER", "directory entry with data", path, offset);
+    if (size > maxEntryBytes)
+      fail("PKG_TAR_TOO_LARGE", `entry is ${size} bytes, limit is ${maxEntryBytes}`, path, offset);
 
     const start = offset + BLOCK;
-    if (start + padded(size) > bytes.length) fail("PKG_TAR_TRUNCATED", "entry data runs past the end of the archive", path, offset);
+    if (start + padded(size) > bytes.length)
+      fail("PKG_TAR_TRUNCATED", "entry data runs past the end of the archive", path, offset);
 
     paths.add(relative, type === "directory");
     entries.push({
@@ -308,8 +363,10 @@ class PathIndex {
 
   add(path: string, isDir: boolean): void {
     const key = path.toLowerCase();
-    if (this.explicit.has(key)) this.fail("PKG_TAR_DUPLICATE", path, "duplicate path (compared case-insensitively)");
-    if (!isDir && this.impliedDirs.has(key)) this.fail("PKG_TAR_PATH_CONFLICT", path, "file where an earlier entry needs a directory");
+    if (this.explicit.has(key))
+      this.fail("PKG_TAR_DUPLICATE", path, "duplicate path (compared case-insensitively)");
+    if (!isDir && this.impliedDirs.has(key))
+      this.fail("PKG_TAR_PATH_CONFLICT", path, "file where an earlier entry needs a directory");
     const parts = key.split("/");
     for (let i = 1; i < parts.length; i++) {
       const ancestor = parts.slice(0, i).join("/");

@@ -30,7 +30,6 @@ import { log } from "../log.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { pathProblem } from "../package/paths.ts";
-import { crashPoint } from "./crashpoints.ts";
 import {
   atomicReplace,
   atomicReplaceJson,
@@ -49,6 +48,7 @@ const logger = log.child({ component: "store" });
 export const CONTENT_TYPE_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const SHA384_HEX_RE = /^[0-9a-f]{96}$/;
 const VERSION_DIR_RE = /^(\d+)-([0-9a-f]{16})$/;
+const VERSION_REF_RE = /^versions\/\d+-[0-9a-f]{16}$/;
 const COMPLETE_MARKER = ".complete";
 /** Pointer and bad-list files are tiny; anything bigger is not ours. */
 const MAX_STATE_FILE_BYTES = 256 * 1024;
@@ -62,7 +62,7 @@ const InstalledRecordSchema = z
     type: z.string().regex(CONTENT_TYPE_RE),
     version: z.number().int().nonnegative(),
     /** Relative to the type directory; always versions/<version>-<sha16>. */
-    dir: z.string().regex(/^versions\/\d+-[0-9a-f]{16}$/),
+    dir: z.string().regex(VERSION_REF_RE),
     sha384: z.string().regex(SHA384_HEX_RE),
     signingTime: z.iso.datetime(),
     installedAt: z.iso.datetime(),
@@ -245,6 +245,7 @@ export class ContentStore {
   activate(staged: StagedContent): InstalledRecord {
     const { type } = staged;
     checkType(type);
+    checkVersionRef(staged.dir);
     const name = staged.dir.replace(/^versions\//, "");
     if (!existsSync(join(this.typeDir(type), staged.dir, COMPLETE_MARKER))) {
       throw new StoreError("STORE_NOT_STAGED", `${type} ${staged.dir} is not a complete staged version`, {
@@ -311,7 +312,9 @@ export class ContentStore {
       list = [];
     }
     const entry: BadRecord = { version, reason, at: this.now().toISOString() };
-    const versions = [...list.filter((b) => b.version !== version), entry].sort((a, b) => a.version - b.version);
+    const versions = [...list.filter((b) => b.version !== version), entry].sort(
+      (a, b) => a.version - b.version,
+    );
     this.ensureTypeDirs(type);
     atomicReplaceJson(this.stateFile(type, "bad"), { type, versions }, this.stagingDir(type));
     logger.warn("version marked bad", { type, version, reason });
@@ -328,7 +331,9 @@ export class ContentStore {
     const parsed = readStateFile(file, BadListSchema, "STORE_CORRUPT_STATE");
     if (!parsed) return [];
     if (parsed.type !== type) {
-      throw new StoreError("STORE_CORRUPT_STATE", `${file}: names type ${parsed.type}, expected ${type}`, { file });
+      throw new StoreError("STORE_CORRUPT_STATE", `${file}: names type ${parsed.type}, expected ${type}`, {
+        file,
+      });
     }
     return parsed.versions;
   }
@@ -340,6 +345,7 @@ export class ContentStore {
    */
   view(ref: Pick<InstalledRecord, "type" | "version" | "dir" | "signingTime">): ContentView {
     checkType(ref.type);
+    checkVersionRef(ref.dir);
     const versionDir = join(this.typeDir(ref.type), ref.dir);
     const manifest = this.readStoredManifest(ref.type, ref.dir);
     if (manifest.type !== ref.type || manifest.version !== ref.version) {
@@ -354,16 +360,23 @@ export class ContentStore {
     const read = (path: string): Uint8Array => {
       const entry = byPath.get(path);
       if (!entry) {
-        throw new StoreError("STORE_PATH_NOT_IN_MANIFEST", `${ref.type} v${ref.version}: ${path} is not in the manifest`, {
-          file: path,
-        });
+        throw new StoreError(
+          "STORE_PATH_NOT_IN_MANIFEST",
+          `${ref.type} v${ref.version}: ${path} is not in the manifest`,
+          {
+            file: path,
+          },
+        );
       }
       const file = join(payloadDir, entry.path);
       let data: Uint8Array;
       try {
         data = readFileSync(file);
       } catch (e) {
-        throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
+        throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, {
+          file,
+          cause: e,
+        });
       }
       const problem = fileProblem(data, entry);
       if (problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${problem}`, { file });
@@ -429,12 +442,18 @@ export class ContentStore {
     try {
       manifest = this.readStoredManifest(type, record.dir);
     } catch (e) {
-      return { ...reportBase(record), files: 0, ok: false, problems: [{ path: "manifest.json", reason: String(e) }] };
+      return {
+        ...reportBase(record),
+        files: 0,
+        ok: false,
+        problems: [{ path: "manifest.json", reason: String(e) }],
+      };
     }
     if (manifest.type !== type || manifest.version !== record.version) {
       problems.push({ path: "manifest.json", reason: `names ${manifest.type} v${manifest.version}` });
     }
-    if (!existsSync(join(versionDir, "manifest.p7s"))) problems.push({ path: "manifest.p7s", reason: "missing" });
+    if (!existsSync(join(versionDir, "manifest.p7s")))
+      problems.push({ path: "manifest.p7s", reason: "missing" });
     const payloadDir = join(versionDir, "payload");
     const listed = new Set<string>();
     for (const entry of manifest.files) {
@@ -480,9 +499,9 @@ export class ContentStore {
   }
 
   private pin(type: string, name: string): void {
-    let set = this.pending.get(type);
-    if (!set) this.pending.set(type, (set = new Set()));
+    const set = this.pending.get(type) ?? new Set<string>();
     set.add(name);
+    this.pending.set(type, set);
   }
 
   private unpin(type: string, name: string): void {
@@ -517,11 +536,16 @@ export class ContentStore {
     try {
       raw = JSON.parse(readFileSync(file, "utf8"));
     } catch (e) {
-      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, { file, cause: e });
+      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, {
+        file,
+        cause: e,
+      });
     }
     const parsed = ManifestSchema.safeParse(raw);
     if (!parsed.success) {
-      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${z.prettifyError(parsed.error)}`, { file });
+      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${z.prettifyError(parsed.error)}`, {
+        file,
+      });
     }
     return parsed.data;
   }
@@ -531,7 +555,9 @@ export class ContentStore {
     const file = this.stateFile(type, which);
     const record = readStateFile(file, InstalledRecordSchema, "STORE_CORRUPT_POINTER");
     if (record && record.type !== type) {
-      throw new StoreError("STORE_CORRUPT_POINTER", `${file}: names type ${record.type}, expected ${type}`, { file });
+      throw new StoreError("STORE_CORRUPT_POINTER", `${file}: names type ${record.type}, expected ${type}`, {
+        file,
+      });
     }
     return record;
   }
@@ -580,6 +606,12 @@ function checkType(type: string): void {
   }
 }
 
+function checkVersionRef(dir: string): void {
+  if (!VERSION_REF_RE.test(dir)) {
+    throw new StoreError("STORE_BAD_PATH", `not a version directory reference: ${JSON.stringify(dir)}`);
+  }
+}
+
 /** Defence in depth: the package reader checked this, but the store writes to disk by these paths. */
 function checkPayloadMatchesManifest(pkg: VerifiedPackage): void {
   const { manifest, files } = pkg;
@@ -587,7 +619,10 @@ function checkPayloadMatchesManifest(pkg: VerifiedPackage): void {
   const listed = new Set<string>();
   for (const entry of manifest.files) {
     const problem = pathProblem(entry.path);
-    if (problem) throw new StoreError("STORE_BAD_PATH", `${where}: ${entry.path}: ${problem.reason}`, { file: entry.path });
+    if (problem)
+      throw new StoreError("STORE_BAD_PATH", `${where}: ${entry.path}: ${problem.reason}`, {
+        file: entry.path,
+      });
     if (listed.has(entry.path)) {
       throw new StoreError("STORE_BAD_PATH", `${where}: ${entry.path} listed twice`, { file: entry.path });
     }
@@ -601,7 +636,9 @@ function checkPayloadMatchesManifest(pkg: VerifiedPackage): void {
   }
   for (const path of files.keys()) {
     if (!listed.has(path)) {
-      throw new StoreError("STORE_PAYLOAD_MISMATCH", `${where}: ${path} is not in the manifest`, { file: path });
+      throw new StoreError("STORE_PAYLOAD_MISMATCH", `${where}: ${path} is not in the manifest`, {
+        file: path,
+      });
     }
   }
   // A file and a directory of the same name cannot both be written.
@@ -610,7 +647,9 @@ function checkPayloadMatchesManifest(pkg: VerifiedPackage): void {
     for (let i = 1; i < parts.length; i++) {
       const prefix = parts.slice(0, i).join("/");
       if (listed.has(prefix)) {
-        throw new StoreError("STORE_BAD_PATH", `${where}: ${prefix} is both a file and a directory`, { file: path });
+        throw new StoreError("STORE_BAD_PATH", `${where}: ${prefix} is both a file and a directory`, {
+          file: path,
+        });
       }
     }
   }
@@ -627,7 +666,8 @@ function readStateFile<T>(file: string, schema: z.ZodType<T>, code: string): T |
   try {
     const st = statSync(file);
     if (!st.isFile()) throw new StoreError(code, `${file}: not a regular file`, { file });
-    if (st.size > MAX_STATE_FILE_BYTES) throw new StoreError(code, `${file}: ${st.size} bytes, too large`, { file });
+    if (st.size > MAX_STATE_FILE_BYTES)
+      throw new StoreError(code, `${file}: ${st.size} bytes, too large`, { file });
     text = readFileSync(file, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
@@ -665,6 +705,7 @@ function reportBase(record: InstalledRecord): Pick<VerifyReport, "type" | "versi
 /** For tests and repair tools: the absolute directory of a stored version. */
 export function versionPath(store: ContentStore, ref: Pick<InstalledRecord, "type" | "dir">): string {
   const p = join(store.root, ref.type, ref.dir);
-  if (!p.startsWith(store.root + sep)) throw new StoreError("STORE_BAD_PATH", `version path escapes store: ${ref.dir}`);
+  if (!p.startsWith(store.root + sep))
+    throw new StoreError("STORE_BAD_PATH", `version path escapes store: ${ref.dir}`);
   return p;
 }

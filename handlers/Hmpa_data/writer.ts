@@ -102,7 +102,10 @@ export function buildAllowlistFromFingerprints(fingerprints: BigUint64Array): Ui
     bucketBits = settled;
   }
   if (count > MAX_ENTRIES) {
-    throw new HandlerError("HND_HMPA_TOO_LARGE", `allowlist has ${count} entries; the format holds ${MAX_ENTRIES}`);
+    throw new HandlerError(
+      "HND_HMPA_TOO_LARGE",
+      `allowlist has ${count} entries; the format holds ${MAX_ENTRIES}`,
+    );
   }
 
   const layout = layoutFor(count, bucketBits);

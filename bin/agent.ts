@@ -1,0 +1,39 @@
+#!/usr/bin/env bun
+/**
+ * `agent`: the endpoint side. Subcommands load lazily so `agent --version`
+ * and control-plane calls stay fast, and handlers and sinks are wired here
+ * because the core must not import them.
+ */
+// Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
+import "reflect-metadata";
+import { defineCommand } from "citty";
+import { setAgentWiring } from "../core/cli/agent/session.ts";
+import { versionLine } from "../core/cli/agent/version.ts";
+import { runCli } from "../core/cli/main.ts";
+import { VERSION } from "../core/version.ts";
+
+setAgentWiring({
+  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  alertSinks: (config) =>
+    import("../plugins/sinks/http-alerts.ts").then((m) =>
+      m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
+    ),
+});
+
+const main = defineCommand({
+  meta: { name: "agent", version: VERSION, description: "Outpost endpoint agent" },
+  subCommands: {
+    run: () => import("../core/cli/agent/run.ts").then((m) => m.default),
+    status: () => import("../core/cli/agent/status.ts").then((m) => m.default),
+    update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
+    content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
+    hmpa: () =>
+      Promise.all([
+        import("../handlers/Hmpa_data/cli-check.ts"),
+        import("../core/cli/agent/session.ts"),
+      ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
+    version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+  },
+});
+
+await runCli(main, { version: versionLine("outpost-agent") });

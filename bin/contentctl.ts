@@ -1,0 +1,30 @@
+#!/usr/bin/env bun
+/**
+ * `contentctl`: the vendor side — keys, packaging, publishing, serving a
+ * repository. Each subcommand is imported only when used, so a problem in
+ * one cannot break the others or slow startup.
+ */
+// Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
+import "reflect-metadata";
+import { defineCommand } from "citty";
+import { runCli } from "../core/cli/main.ts";
+import { COMMIT, VERSION } from "../core/version.ts";
+
+const main = defineCommand({
+  meta: {
+    name: "contentctl",
+    version: VERSION,
+    description: "Outpost content tooling: keys, pack, publish, serve",
+  },
+  subCommands: {
+    keys: () => import("../core/cli/contentctl/keys.ts").then((m) => m.default),
+    pack: () => import("../core/cli/contentctl/pack.ts").then((m) => m.default),
+    inspect: () => import("../core/cli/contentctl/inspect.ts").then((m) => m.default),
+    publish: () => import("../core/cli/contentctl/publish.ts").then((m) => m.default),
+    serve: () => import("../core/cli/contentctl/serve.ts").then((m) => m.default),
+    resign: () => import("../core/cli/contentctl/resign.ts").then((m) => m.default),
+    "hmpa-build": () => import("../handlers/Hmpa_data/cli.ts").then((m) => m.default),
+  },
+});
+
+await runCli(main, { version: `outpost-contentctl ${VERSION} (${COMMIT})` });

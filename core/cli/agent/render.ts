@@ -1,0 +1,84 @@
+/** Human-readable views of the AgentApi shapes (the --json output is the shapes themselves). */
+import type { AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "../../agent/api.ts";
+import { renderFields, renderTable } from "../output.ts";
+
+export function formatDuration(totalSeconds: number): string {
+  const s = Math.max(0, Math.floor(totalSeconds));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d}d${h}h`;
+  if (h > 0) return `${h}h${m}m`;
+  if (m > 0) return `${m}m${s % 60}s`;
+  return `${s}s`;
+}
+
+export function renderContentTable(items: ContentInfo[]): string {
+  if (items.length === 0) return "no content handlers registered";
+  return renderTable(
+    ["TYPE", "VERSION", "SIGNED", "INSTALLED", "LKG", "HANDLER", "BAD"],
+    items.map((c) => [
+      c.type,
+      c.version,
+      c.signingTime,
+      c.installedAt,
+      c.lkgVersion,
+      c.handlerState,
+      c.badVersions.length ? c.badVersions.join(",") : null,
+    ]),
+  );
+}
+
+function renderErrors(errors: RejectionRecord[]): string {
+  return renderTable(
+    ["AT", "TYPE", "CODE", "FILE", "REASON"],
+    errors.map((e) => [e.at, e.type, e.code, e.file, e.reason]),
+  );
+}
+
+export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): string {
+  const u = s.update;
+  const parts = [
+    renderFields([
+      [
+        "agent",
+        `${s.agent.version} (${s.agent.commit})${opts.offline ? ", not running (offline view)" : `, pid ${s.agent.pid}, up ${formatDuration(s.agent.uptimeSeconds)}`}`,
+      ],
+      ["health", s.health.toUpperCase()],
+      ...s.healthReasons.map((r): [string, string] => ["", `- ${r}`]),
+      ["repo", `${u.repo} (group ${u.group})`],
+      ["last attempt", u.lastAttempt],
+      ["last success", u.lastSuccess],
+      ["next run", u.nextRun],
+      ["index serial", u.lastSerial],
+      ["failures", u.consecutiveFailures],
+    ]),
+    "",
+    renderContentTable(s.content),
+  ];
+  if (s.lastErrors.length > 0) parts.push("", "last errors", renderErrors(s.lastErrors.slice(0, 10)));
+  return parts.join("\n");
+}
+
+export function renderReport(r: UpdateCycleReport): string {
+  const lines = [
+    renderFields([
+      ["result", r.ok ? "ok" : "FAILED"],
+      ["repo", `${r.repo} (group ${r.group})`],
+      ["index", r.serial === null ? r.index : `${r.index} (serial ${r.serial})`],
+      ["took", `${Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt))} ms`],
+    ]),
+  ];
+  if (r.installed.length > 0) {
+    lines.push(
+      "",
+      renderTable(
+        ["INSTALLED", "VERSION", "PREVIOUS"],
+        r.installed.map((i) => [i.type, i.version, i.previousVersion]),
+      ),
+    );
+  }
+  if (r.unchanged.length > 0) lines.push("", `unchanged: ${r.unchanged.join(", ")}`);
+  if (r.rejected.length > 0) lines.push("", "rejected", renderErrors(r.rejected));
+  return lines.join("\n");
+}

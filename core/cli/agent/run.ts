@@ -1,0 +1,83 @@
+/**
+ * `agent run`: the long-running agent. Takes the state lock, loads installed
+ * content, starts the update loop and the control plane, and on SIGINT or
+ * SIGTERM stops both cleanly (control plane first, so no request races the
+ * shutdown).
+ */
+import { defineCommand } from "citty";
+import { startControlPlane } from "../../control/server.ts";
+import { log } from "../../log.ts";
+import { VERSION } from "../../version.ts";
+import { printText } from "../output.ts";
+import { agentArgs, createAgent, loadAgentConfig } from "./session.ts";
+
+export default defineCommand({
+  meta: {
+    name: "run",
+    description: "Run the agent: update loop + local control plane, until SIGINT/SIGTERM",
+  },
+  args: {
+    ...agentArgs,
+    repo: { type: "string", valueHint: "URL_OR_DIR", description: "content repository (overrides config)" },
+    group: { type: "string", description: "update group (overrides config)" },
+    trust: {
+      type: "string",
+      valueHint: "ROOT.pem",
+      description: "trusted root certificates (overrides config)",
+    },
+    port: { type: "string", description: "control plane TCP port (default: config, 0 = any free port)" },
+  },
+  async run({ args }) {
+    const config = loadAgentConfig(args, {
+      update: { repo: args.repo, group: args.group, trust: args.trust },
+      control: { port: args.port === undefined ? undefined : Number(args.port) },
+    });
+    const agent = await createAgent(config);
+    await agent.start({ loop: true });
+    let plane: Awaited<ReturnType<typeof startControlPlane>>;
+    try {
+      plane = await startControlPlane({
+        api: agent,
+        stateDir: config.stateDir,
+        host: config.control.host,
+        port: config.control.port,
+        allowRemote: config.control.allowRemote,
+      });
+    } catch (e) {
+      await agent.stop();
+      throw e;
+    }
+    // One line on stdout that supervisors and scripts can parse for the control URL.
+    printText(
+      JSON.stringify({
+        ts: new Date().toISOString(),
+        level: "info",
+        msg: "agent running",
+        version: VERSION,
+        pid: process.pid,
+        stateDir: config.stateDir,
+        control: plane.url,
+        socket: plane.socket ?? null,
+      }),
+    );
+
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once("SIGINT", () => resolve("SIGINT"));
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+    });
+    const shutdownLog = log.child({ component: "cli" });
+    shutdownLog.info("stopping agent", { signal });
+    // A second signal during shutdown is ignored rather than killing a half-finished content switch.
+    const ignore = () => shutdownLog.warn("already stopping");
+    process.on("SIGINT", ignore);
+    process.on("SIGTERM", ignore);
+    try {
+      await plane.stop();
+      await agent.stop();
+    } finally {
+      process.off("SIGINT", ignore);
+      process.off("SIGTERM", ignore);
+    }
+    shutdownLog.info("agent stopped", { signal });
+  },
+});

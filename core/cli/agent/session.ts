@@ -1,0 +1,171 @@
+/**
+ * How agent-side commands reach an agent. The rule is the same everywhere:
+ * if the state dir advertises a control plane and the agent answers, talk
+ * to it; otherwise open the state dir in-process (an Agent without its
+ * update loop) and stop it again afterwards. The agent lock makes the
+ * offline path safe: it fails with AGENT_LOCKED rather than sharing a state
+ * dir with a live agent it could not reach.
+ *
+ * The core never imports concrete handlers or sinks, so the entry point
+ * supplies them once through `setAgentWiring`.
+ */
+import { resolve } from "node:path";
+import type { ArgsDef, CommandDef } from "citty";
+import type { AlertSink } from "../../agent/alerts.ts";
+import type { Agent } from "../../agent/runtime.ts";
+import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../config.ts";
+import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
+import type { HandlerRegistry } from "../../handler/registry.ts";
+import { EXIT } from "../output.ts";
+
+export const agentArgs = {
+  state: { type: "string", valueHint: "DIR", description: "agent state directory (default: from config)" },
+  config: { type: "string", valueHint: "FILE", description: "agent config file (JSON)" },
+  json: { type: "boolean", default: false, description: "print machine-readable JSON" },
+} as const satisfies ArgsDef;
+
+export interface AgentFlags {
+  state?: string;
+  config?: string;
+}
+
+export interface AgentWiring {
+  registry(): HandlerRegistry | Promise<HandlerRegistry>;
+  alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
+}
+
+let wiring: AgentWiring | undefined;
+
+export function setAgentWiring(w: AgentWiring): void {
+  wiring = w;
+}
+
+function requireWiring(): AgentWiring {
+  if (!wiring)
+    throw new Error("agent CLI used before setAgentWiring(): the entry point must register handlers");
+  return wiring;
+}
+
+/** Config file (if any) < explicit flags. Relative paths are taken from the caller's cwd. */
+export function loadAgentConfig(flags: AgentFlags, overrides: AgentConfigInput = {}): AgentConfig {
+  return loadConfig({
+    file: flags.config,
+    overrides: { ...overrides, ...(flags.state ? { stateDir: resolve(flags.state) } : {}) },
+  });
+}
+
+/** Builds an Agent from the wiring; the caller starts and stops it. */
+export async function createAgent(config: AgentConfig): Promise<Agent> {
+  const w = requireWiring();
+  const { Agent } = await import("../../agent/runtime.ts");
+  const [registry, alertSinks] = await Promise.all([w.registry(), w.alertSinks?.(config) ?? []]);
+  return new Agent({ config, registry, alertSinks });
+}
+
+/** Runs `fn` against an in-process agent on `config.stateDir`, without the update loop. */
+export async function withOfflineAgent<T>(config: AgentConfig, fn: (agent: Agent) => Promise<T>): Promise<T> {
+  const agent = await createAgent(config);
+  await agent.start({ loop: false });
+  try {
+    return await fn(agent);
+  } finally {
+    await agent.stop();
+  }
+}
+
+export function asRemote(agent: Agent): RemoteAgentApi {
+  return {
+    status: async () => agent.status(),
+    content: async () => agent.content(),
+    update: () => agent.update(),
+    rollback: (type) => agent.rollback(type),
+    call: (type, method, args) => agent.call(type, method, args),
+  };
+}
+
+/** The running agent's client, or undefined when none answers for this state dir. */
+export async function connectIfRunning(stateDir: string): Promise<ControlClient | undefined> {
+  try {
+    return await ControlClient.fromStateDir(stateDir);
+  } catch (e) {
+    if ((e as { code?: string }).code === "CTL_NOT_RUNNING") return undefined;
+    throw e;
+  }
+}
+
+export type AgentMode = "online" | "offline";
+
+/** The fallback rule: running agent if it answers, in-process agent otherwise. */
+export async function withAgentApi<T>(
+  flags: AgentFlags,
+  fn: (api: RemoteAgentApi, mode: AgentMode) => Promise<T>,
+): Promise<T> {
+  const config = loadAgentConfig(flags);
+  const client = await connectIfRunning(config.stateDir);
+  if (client) return fn(client, "online");
+  return withOfflineAgent(config, (agent) => fn(asRemote(agent), "offline"));
+}
+
+/**
+ * Calls a handler's API on the agent that owns `stateDir` (undefined: the
+ * configured one), online or offline — what `agent hmpa check` and other
+ * handler commands use.
+ */
+export function callHandler(
+  stateDir: string | undefined,
+  type: string,
+  method: string,
+  args: unknown,
+  opts: { configFile?: string } = {},
+): Promise<unknown> {
+  return withAgentApi({ state: stateDir, config: opts.configFile }, (api) => api.call(type, method, args));
+}
+
+export type BoundCallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
+
+// biome-ignore lint/suspicious/noExplicitAny: wraps command trees of any argument shape
+type AnyCommand = CommandDef<any>;
+
+/**
+ * Adapts a handler's command tree (built against a state-less
+ * `callHandler(type, method, args)`) to the agent CLI: every command in the
+ * tree gains --state and --config, and calls go to the agent they select.
+ */
+export function handlerCommand(make: (call: BoundCallHandler) => AnyCommand): AnyCommand {
+  let flags: AgentFlags = {};
+  const bound: BoundCallHandler = (type, method, args) =>
+    callHandler(flags.state, type, method, args, { configFile: flags.config });
+  return withAgentFlags(make(bound), (f) => {
+    flags = f;
+  });
+}
+
+function withAgentFlags(cmd: AnyCommand, capture: (f: AgentFlags) => void): AnyCommand {
+  const resolveValue = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> =>
+    typeof v === "function" ? await (v as () => T | Promise<T>)() : await v;
+  return {
+    ...cmd,
+    args: async () => ({ ...agentArgs, ...((cmd.args ? await resolveValue(cmd.args) : {}) as ArgsDef) }),
+    setup: async (ctx) => {
+      capture({ state: ctx.args.state as string | undefined, config: ctx.args.config as string | undefined });
+      await cmd.setup?.(ctx);
+    },
+    ...(cmd.subCommands
+      ? {
+          subCommands: async () => {
+            const subs = await resolveValue(cmd.subCommands!);
+            const wrapped: Record<string, AnyCommand> = {};
+            for (const [name, sub] of Object.entries(subs)) {
+              wrapped[name] = withAgentFlags(await resolveValue(sub as AnyCommand), capture);
+            }
+            return wrapped;
+          },
+        }
+      : {}),
+  };
+}
+
+/** Exit code for an update report: content rejected or the cycle failed → 3. */
+export function exitCodeForReport(report: { ok: boolean }): number {
+  return report.ok ? EXIT.OK : EXIT.CONTENT;
+}

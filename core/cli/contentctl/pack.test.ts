@@ -1,0 +1,138 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ArgsDef, type CommandDef, runCommand } from "citty";
+import { sha384Hex } from "../../crypto/digest.ts";
+import { initKeys, KEY_FILES } from "../../crypto/keys.ts";
+import { EXIT } from "../output.ts";
+import inspect, { type InspectReport } from "./inspect.ts";
+import pack from "./pack.ts";
+
+const root = mkdtempSync(join(tmpdir(), "outpost-contentctl-pack-"));
+const keys = join(root, "keys");
+const other = join(root, "other");
+const content = join(root, "content");
+
+beforeAll(async () => {
+  await initKeys(keys);
+  await initKeys(other);
+  mkdirSync(join(content, "rules"), { recursive: true });
+  writeFileSync(join(content, "rules", "base.json"), '{"rules":[]}\n');
+  writeFileSync(join(content, "README"), "demo\n");
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterEach(() => {
+  process.exitCode = 0;
+});
+
+/** Runs a command and returns what it wrote to stdout. */
+async function run<T extends ArgsDef>(cmd: CommandDef<T>, rawArgs: string[]): Promise<string> {
+  const original = process.stdout.write.bind(process.stdout);
+  let out = "";
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    out += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
+    const callback = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+    callback?.();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    await runCommand(cmd, { rawArgs });
+  } finally {
+    process.stdout.write = original;
+  }
+  return out;
+}
+
+describe("contentctl pack / inspect", () => {
+  test("pack --json writes the package and reports its digest and size", async () => {
+    const out = join(root, "demo-4.tar");
+    const printed = JSON.parse(
+      await run(pack, [
+        "--type",
+        "Demo_data",
+        "--version",
+        "4",
+        "--keys",
+        keys,
+        "--out",
+        out,
+        "--json",
+        content,
+      ]),
+    );
+    const bytes = readFileSync(out);
+    expect(printed).toEqual({
+      file: out,
+      type: "Demo_data",
+      version: 4,
+      sha384: sha384Hex(bytes),
+      size: bytes.length,
+    });
+  });
+
+  test("pack refuses a version that is not a positive integer", async () => {
+    for (const version of ["0", "1e3", "-1", "0x10", "2.5"]) {
+      const err = await run(pack, [
+        "--type",
+        "Demo_data",
+        "--version",
+        version,
+        "--keys",
+        keys,
+        "--out",
+        join(root, "x.tar"),
+        content,
+      ]).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe("CFG_INVALID_ARGUMENT");
+    }
+  });
+
+  test("inspect --trust verifies and shows manifest, signer and signingTime", async () => {
+    const file = join(root, "demo-5.tar");
+    await run(pack, ["--type", "Demo_data", "--version", "5", "--keys", keys, "--out", file, content]);
+    const report = JSON.parse(
+      await run(inspect, [file, "--trust", join(keys, KEY_FILES.rootCert), "--json"]),
+    ) as InspectReport;
+    expect(report.verified).toBe(true);
+    expect(report.error).toBeNull();
+    expect(report.manifest?.files.map((f) => f.path)).toEqual(["README", "rules/base.json"]);
+    expect(report.signature?.signerSubject).toContain("Content Signer");
+    expect(Date.parse(report.signature?.signingTime ?? "")).toBeGreaterThan(Date.now() - 600_000);
+    expect(process.exitCode).toBe(0);
+
+    const human = await run(inspect, [file, "--trust", join(keys, KEY_FILES.rootCert)]);
+    expect(human).toContain("verified   yes");
+    expect(human).toContain("rules/base.json");
+  });
+
+  test("inspect without --trust shows the signer as unverified but still checks the payload", async () => {
+    const file = join(root, "demo-6.tar");
+    await run(pack, ["--type", "Demo_data", "--version", "6", "--keys", keys, "--out", file, content]);
+    const report = JSON.parse(await run(inspect, [file, "--json"])) as InspectReport;
+    expect(report.verified).toBeNull();
+    expect(report.signature?.signerSubject).toContain("Content Signer");
+    expect(report.error).toBeNull();
+    expect(await run(inspect, [file])).toContain("(unverified)");
+  });
+
+  test("inspect reports a failed check and sets exit code 3 (content rejected)", async () => {
+    const file = join(root, "demo-7.tar");
+    await run(pack, ["--type", "Demo_data", "--version", "7", "--keys", keys, "--out", file, content]);
+    const untrusted = JSON.parse(
+      await run(inspect, [file, "--trust", join(other, KEY_FILES.rootCert), "--json"]),
+    ) as InspectReport;
+    expect(untrusted.verified).toBe(false);
+    expect(untrusted.error?.code).toBe("SIG_UNTRUSTED_CHAIN");
+    expect(untrusted.manifest?.version).toBe(7);
+    expect(process.exitCode).toBe(EXIT.CONTENT);
+
+    process.exitCode = 0;
+    const garbage = join(root, "garbage.tar");
+    writeFileSync(garbage, "not a tar at all");
+    const report = JSON.parse(await run(inspect, [garbage, "--json"])) as InspectReport;
+    expect(report.error?.code).toBe("PKG_TAR_TRUNCATED");
+    expect(report.manifest).toBeNull();
+    expect(process.exitCode).toBe(EXIT.CONTENT);
+  });
+});

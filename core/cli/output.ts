@@ -1,0 +1,139 @@
+/**
+ * What every CLI command shares: results on stdout (tables for people, JSON
+ * for scripts), errors as `error CODE: message` on stderr, and one mapping
+ * from error to exit code so `$?` means the same thing for every command
+ * (docs/cli.md lists the codes).
+ */
+import { OutpostError } from "../errors.ts";
+
+export const EXIT = {
+  OK: 0,
+  /** A scan or check found something; reserved for detection commands. */
+  FOUND: 1,
+  USAGE: 2,
+  /** An update failed, content was rejected, or a content operation (rollback) was refused. */
+  CONTENT: 3,
+  /** The action needs the running agent and it cannot be reached. */
+  UNREACHABLE: 4,
+  INTERNAL: 5,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** Wrong or missing arguments detected by a command itself. Codes: CLI_* */
+export class UsageError extends OutpostError {}
+
+const pending = new Set<Promise<void>>();
+
+/**
+ * Writes without blocking, but remembers the write: `process.exit` would
+ * otherwise cut a large output short on a pipe (see flushOutput).
+ */
+function write(stream: NodeJS.WriteStream, text: string): void {
+  const done = new Promise<void>((resolve) => {
+    stream.write(text, () => resolve());
+  });
+  pending.add(done);
+  done.then(() => pending.delete(done));
+}
+
+export function printText(text: string): void {
+  write(process.stdout, text.endsWith("\n") ? text : `${text}\n`);
+}
+
+export function printErr(text: string): void {
+  write(process.stderr, text.endsWith("\n") ? text : `${text}\n`);
+}
+
+export function printJson(value: unknown): void {
+  write(process.stdout, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Resolves once everything printed so far has reached the OS. */
+export async function flushOutput(): Promise<void> {
+  while (pending.size > 0) await Promise.all([...pending]);
+}
+
+export type Cell = string | number | boolean | null | undefined;
+
+/** Left-aligned columns separated by two spaces; empty cells render as "-". */
+export function renderTable(headers: string[], rows: Cell[][]): string {
+  const cells = [headers, ...rows.map((r) => headers.map((_, i) => cellText(r[i])))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+function cellText(c: Cell): string {
+  if (c === null || c === undefined || c === "") return "-";
+  return String(c);
+}
+
+/** Key/value block for headers above tables ("health   green"). */
+export function renderFields(fields: [string, Cell][]): string {
+  const width = Math.max(...fields.map(([k]) => k.length));
+  return fields.map(([k, v]) => `${k.padEnd(width)}  ${cellText(v)}`).join("\n");
+}
+
+const USER_PATH_ERRNO = new Set(["ENOENT", "ENOTDIR", "EISDIR", "EACCES", "EPERM"]);
+
+export function isCittyUsageError(e: unknown): boolean {
+  // citty does not export CLIError; its name is the stable part of it.
+  return e instanceof Error && e.name === "CLIError";
+}
+
+export function exitCodeFor(e: unknown): ExitCode {
+  if (isCittyUsageError(e)) return EXIT.USAGE;
+  if (!(e instanceof OutpostError)) {
+    // A path the user named that is missing or unreadable is a usage problem, not a crash.
+    const errno = (e as NodeJS.ErrnoException | null)?.code;
+    return typeof errno === "string" && USER_PATH_ERRNO.has(errno) ? EXIT.USAGE : EXIT.INTERNAL;
+  }
+  const code = e.code;
+  if (code === "CTL_NOT_RUNNING" || code === "CTL_NO_ACCESS" || code === "AGENT_LOCKED")
+    return EXIT.UNREACHABLE;
+  if (
+    code.startsWith("CLI_") ||
+    code.startsWith("CFG_") ||
+    code === "HND_UNKNOWN_TYPE" ||
+    code === "HND_UNKNOWN_METHOD" ||
+    code === "HND_NO_API" ||
+    /^HND_\w*BAD_ARGS$/.test(code)
+  ) {
+    return EXIT.USAGE;
+  }
+  if (/^(UPD|IDX|SIG|PKG|STORE|HND)_/.test(code)) return EXIT.CONTENT;
+  return EXIT.INTERNAL;
+}
+
+export function errorObject(e: unknown): { error: { code: string; message: string; file?: string } } {
+  if (e instanceof OutpostError) {
+    return { error: { code: e.code, message: e.message, ...(e.file ? { file: e.file } : {}) } };
+  }
+  if (isCittyUsageError(e)) return { error: { code: "CLI_USAGE", message: stripAnsi((e as Error).message) } };
+  const errno = (e as NodeJS.ErrnoException | null)?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  return { error: { code: typeof errno === "string" ? errno : "INTERNAL", message } };
+}
+
+/**
+ * Prints an error the way every command does and returns its exit code.
+ * With --json the error object goes to stdout, where the script is already
+ * reading; otherwise one line on stderr.
+ */
+export function reportError(e: unknown, opts: { json: boolean }): ExitCode {
+  const { error } = errorObject(e);
+  if (opts.json) printJson({ error });
+  else printErr(`error ${error.code}: ${error.message}`);
+  if (process.env.OUTPOST_DEBUG === "1" && e instanceof Error && e.stack) printErr(e.stack);
+  return exitCodeFor(e);
+}
+
+export function stripAnsi(s: string): string {
+  return s.replace(/\u001b\[[0-9;]*m/g, "");
+}
