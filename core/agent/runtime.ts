@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
-import { ConfigError, describeError, HandlerError } from "../errors.ts";
+import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import { InProcessHost } from "../handler/host.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import { log as rootLog } from "../log.ts";
@@ -116,7 +116,16 @@ export class Agent implements AgentApi {
   }
 
   private async loadRecord(type: string, record: NonNullable<ReturnType<ContentStore["installed"]>>): Promise<void> {
-    this.store.verifyInstalled(type);
+    // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before loading.
+    const check = this.store.verifyInstalled(type, record);
+    if (check && !check.ok) {
+      const first = check.problems[0];
+      throw new StoreError(
+        "STORE_CONTENT_CORRUPT",
+        `${type} v${record.version}: ${first?.path ?? "?"}: ${first?.reason ?? "does not match its manifest"}`,
+        { file: first?.path },
+      );
+    }
     const view = this.store.view(record);
     await this.host.validate(type, view);
     const prepared = await this.host.prepare(type, view);
@@ -260,12 +269,12 @@ export class Agent implements AgentApi {
     try {
       installed = this.store.installed(type);
     } catch {
-      installed = undefined;
+      installed = null;
     }
     try {
       lkg = this.store.lkg(type);
     } catch {
-      lkg = undefined;
+      lkg = null;
     }
     const h = this.host.state(type);
     return {
@@ -278,7 +287,7 @@ export class Agent implements AgentApi {
       handlerState: h.state,
       ...(h.status ? { handlerStatus: h.status } : {}),
       ...(h.error ? { handlerError: h.error } : {}),
-      badVersions: this.store.badVersions(type),
+      badVersions: this.store.badVersions(type).map((b) => b.version),
     };
   }
 

@@ -14,6 +14,7 @@ import {
   printText,
   reportError,
   stripAnsi,
+  trackStdWrites,
 } from "./output.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: command trees mix argument shapes
@@ -81,6 +82,7 @@ const usageFor = (text: string, stream: NodeJS.WriteStream): string =>
 
 /** Runs a command tree, flushes output and exits with the mapped code. */
 export async function runCli(main: AnyCommand, opts: RunCliOptions): Promise<never> {
+  trackStdWrites();
   const code = await runCliCode(main, opts);
   await flushOutput();
   process.exit(code);

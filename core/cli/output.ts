@@ -48,6 +48,42 @@ export function printJson(value: unknown): void {
   write(process.stdout, `${JSON.stringify(value, null, 2)}\n`);
 }
 
+const TRACKED = Symbol.for("outpost.cli.trackedWrites");
+
+/**
+ * Makes every write to stdout/stderr — including ones commands make
+ * directly — count for flushOutput. Installed by the CLI main loop, which
+ * ends with process.exit.
+ */
+export function trackStdWrites(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    const marked = stream as NodeJS.WriteStream & { [TRACKED]?: true };
+    if (marked[TRACKED]) continue;
+    marked[TRACKED] = true;
+    const original = stream.write.bind(stream) as (
+      chunk: unknown,
+      encoding?: unknown,
+      cb?: (err?: Error | null) => void,
+    ) => boolean;
+    stream.write = ((chunk: unknown, encodingOrCb?: unknown, maybeCb?: unknown) => {
+      const cb = (typeof encodingOrCb === "function" ? encodingOrCb : maybeCb) as
+        | ((err?: Error | null) => void)
+        | undefined;
+      const encoding = typeof encodingOrCb === "function" ? undefined : encodingOrCb;
+      let settle!: () => void;
+      const done = new Promise<void>((resolve) => {
+        settle = resolve;
+      });
+      pending.add(done);
+      done.then(() => pending.delete(done));
+      return original(chunk, encoding, (err) => {
+        settle();
+        cb?.(err);
+      });
+    }) as typeof stream.write;
+  }
+}
+
 /** Resolves once everything printed so far has reached the OS. */
 export async function flushOutput(): Promise<void> {
   while (pending.size > 0) await Promise.all([...pending]);

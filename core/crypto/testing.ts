@@ -69,7 +69,11 @@ function pick<T>(override: T | null | undefined, fallback: T | undefined): T | u
   return override === undefined ? fallback : override;
 }
 
-/** Issues one test certificate; `issuer` absent (or `selfSigned`) makes it self-signed. */
+/**
+ * Issues one test certificate; `issuer` absent (or `selfSigned`) makes it
+ * self-signed. Used directly, it sets only the extensions given in `o` (or in
+ * `defaults`), valid from a day before `now` for `defaults.days` days.
+ */
 export async function makeCert(
   o: CertOverrides & { commonName: string },
   issuer?: TestCert,
@@ -162,9 +166,11 @@ export async function signDetachedWith(
     hash?: Hash;
     signingTime?: Date | null;
     messageDigest?: Uint8Array;
-    /** Extra SignerInfos (e.g. a second signer); `signers: []` via `noSigner`. */
+    /** SignerInfos added after the primary one (e.g. a second signer). */
     extraSigners?: SignerSpec[];
+    /** Emit a SignedData with no SignerInfo at all. */
     noSigner?: boolean;
+    /** Embedded certificates; default signer + chain. */
     certificates?: Uint8Array[];
   } = {},
 ): Promise<Uint8Array> {

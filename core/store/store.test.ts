@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -349,6 +350,14 @@ describe("view", () => {
       { path: "sub/dir/a.bin", reason: "missing or unreadable" },
       { path: "implant.so", reason: "not in the manifest" },
     ]);
+    // Right bytes behind a symlink are still not what the store wrote.
+    rmSync(join(dir, "payload/rules.txt"));
+    writeFileSync(join(base, "rules-copy.txt"), "one\n");
+    symlinkSync(join(base, "rules-copy.txt"), join(dir, "payload/rules.txt"));
+    expect(store.verifyInstalled(TYPE)?.problems[0]).toEqual({
+      path: "rules.txt",
+      reason: "not a regular file",
+    });
   });
 });
 

@@ -433,8 +433,7 @@ export class ContentStore {
    * presence, size, SHA-384, and no files the manifest does not list.
    * Returns null when nothing is installed.
    */
-  verifyInstalled(type: string): VerifyReport | null {
-    const record = this.installed(type);
+  verifyInstalled(type: string, record: InstalledRecord | null = this.installed(type)): VerifyReport | null {
     if (!record) return null;
     const versionDir = join(this.typeDir(type), record.dir);
     const problems: VerifyProblem[] = [];
@@ -461,6 +460,11 @@ export class ContentStore {
       const file = join(payloadDir, entry.path);
       let data: Uint8Array;
       try {
+        // A symlink could later be pointed elsewhere; the store only ever writes regular files.
+        if (!lstatSync(file).isFile()) {
+          problems.push({ path: entry.path, reason: "not a regular file" });
+          continue;
+        }
         data = readFileSync(file);
       } catch {
         problems.push({ path: entry.path, reason: "missing or unreadable" });

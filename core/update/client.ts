@@ -76,7 +76,7 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
       continue;
     }
     const current = deps.store.installed(type);
-    const decision = decide(type, entry, current, {
+    const decision = decide(type, entry, current ?? undefined, {
       isBad: deps.store.isBad(type, entry.version),
       maxPackageBytes: handler.manifest.maxPackageBytes,
       file,

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCommand } from "citty";
+import { type ArgsDef, type CommandDef, runCommand } from "citty";
 import { verifyDetached } from "../../crypto/cms.ts";
 import { ConfigError } from "../../errors.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../../repo/index-format.ts";
@@ -30,8 +30,8 @@ afterEach(() => {
 });
 
 /** Runs a command, capturing stdout; resolves with what it printed and returned. */
-async function run(
-  cmd: Parameters<typeof runCommand>[0],
+async function run<T extends ArgsDef>(
+  cmd: CommandDef<T>,
   rawArgs: string[],
 ): Promise<{ out: string; result: unknown }> {
   const original = process.stdout.write.bind(process.stdout);

@@ -1,0 +1,163 @@
+/**
+ * The shipped artefacts, tested the way they ship: both binaries are built,
+ * copied to an empty directory and run inside a private mount namespace in
+ * which the checkout (sources and node_modules) is covered by an empty
+ * tmpfs. Anything the binaries still loaded from the tree — a lazily
+ * imported subcommand the bundler missed, a dependency resolved at run time
+ * — fails here instead of on a customer's host.
+ *
+ * Needs root (or CAP_SYS_ADMIN) for `unshare --mount`; skipped otherwise.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { build, gitCommit, packageVersion } from "../build.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+
+function canUnshare(): { ok: boolean; why: string } {
+  const probe = Bun.spawnSync(["unshare", "--mount", "--propagation", "private", "true"], { stderr: "pipe" });
+  if (probe.exitCode === 0) return { ok: true, why: "" };
+  return { ok: false, why: probe.stderr.toString().trim() || `exit ${probe.exitCode}` };
+}
+
+const unshare = canUnshare();
+if (!unshare.ok) {
+  console.warn(`binary.test.ts skipped: 'unshare --mount' not permitted here (${unshare.why}); run as root`);
+}
+
+/** Every path under which the checkout is reachable; each gets its own tmpfs. */
+function checkoutPaths(): string[] {
+  return [...new Set([ROOT, realpathSync(ROOT)])];
+}
+
+let work: string;
+const runs = new Map<string, { code: number; stdout: string; stderr: string }>();
+
+const STEPS: [name: string, command: string][] = [
+  ["hidden", `test ! -e "$ROOT/package.json" && test ! -e "$ROOT/node_modules"`],
+  ["agent-version", "./agent --version"],
+  ["contentctl-version", "./contentctl --version"],
+  ["keys", "./contentctl keys init --dir k --json"],
+  ["hmpa-build", "./contentctl hmpa-build --in thumbprints.txt --out payload/allowlist.bin --json"],
+  ["pack", "./contentctl pack payload --type Hmpa_data --version 1 --keys k --out Hmpa_data-1.opkg --json"],
+  ["inspect", "./contentctl inspect Hmpa_data-1.opkg --trust k/root.pem --json"],
+  ["publish", "./contentctl publish Hmpa_data-1.opkg --repo repo --group stable --keys k --json"],
+  ["update", "./agent update --once --repo repo --group stable --state st --trust k/root.pem --json"],
+  ["content-list", "./agent content list --state st --json"],
+  ["check-allowed", "./agent hmpa check StackPivot:3f9a01 --state st --json"],
+  ["check-unknown", "./agent hmpa check HeapSpray:0000 --state st --json"],
+  ["online-status", "./agent status --state st --json"],
+  ["online-check", "./agent hmpa check HeapSpray:77aa --state st --json"],
+];
+
+/**
+ * The whole session as one script, so it runs in one namespace. The
+ * running agent is waited for by polling its first stdout line (bounded),
+ * never by a fixed sleep.
+ */
+function script(): string {
+  const step = (name: string, command: string) =>
+    `( ${command} ) > out/${name}.stdout 2> out/${name}.stderr; echo $? > out/${name}.rc`;
+  const offline = STEPS.filter(([n]) => !n.startsWith("online-"));
+  const online = STEPS.filter(([n]) => n.startsWith("online-"));
+  return [
+    "set -u",
+    ...checkoutPaths().map((p) => `mount -t tmpfs -o size=1m,mode=0755 outpost-hidden '${p}'`),
+    `cd '${work}'`,
+    "mkdir -p out payload",
+    ...offline.map(([n, c]) => step(n, c)),
+    "./agent run --state st --repo repo --group stable --trust k/root.pem > out/run.stdout 2> out/run.stderr &",
+    "agent_pid=$!",
+    "i=0; while [ ! -s out/run.stdout ] && [ $i -lt 400 ] && kill -0 $agent_pid 2>/dev/null; do sleep 0.05; i=$((i+1)); done",
+    ...online.map(([n, c]) => step(n, c)),
+    "kill -TERM $agent_pid; wait $agent_pid; echo $? > out/run.rc",
+  ].join("\n");
+}
+
+describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "outpost-binary-"));
+    for (const p of checkoutPaths()) {
+      if (work.startsWith(`${p}/`)) throw new Error(`temp dir ${work} lies inside the checkout it must hide`);
+    }
+    const dist = join(work, "dist");
+    await build({ outdir: dist });
+    for (const name of ["agent", "contentctl"]) copyFileSync(join(dist, name), join(work, name));
+    rmSync(dist, { recursive: true });
+    mkdirSync(join(work, "payload"));
+    writeFileSync(join(work, "thumbprints.txt"), "# test allowlist\nStackPivot:3f9a01\nHeapSpray:77aa\n");
+
+    const proc = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script()], {
+      cwd: work,
+      // No bun, no node_modules/.bin on PATH: the binaries must carry their runtime.
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ROOT, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    if (code !== 0) throw new Error(`namespace script failed (${code}): ${stderr}`);
+    for (const name of [...STEPS.map(([n]) => n), "run"]) {
+      const read = (ext: string) => readFileSync(join(work, "out", `${name}.${ext}`), "utf8");
+      runs.set(name, { code: Number(read("rc").trim()), stdout: read("stdout"), stderr: read("stderr") });
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const ok = (name: string) => {
+    const r = runs.get(name);
+    if (!r) throw new Error(`step ${name} did not run`);
+    if (r.code !== 0) throw new Error(`step ${name} exited ${r.code}: ${r.stderr}${r.stdout}`);
+    return r;
+  };
+  const json = (name: string) => JSON.parse(ok(name).stdout);
+
+  test("the checkout is invisible inside the namespace", () => {
+    ok("hidden");
+  });
+
+  test("--version shows version and commit baked in at build time", () => {
+    expect(ok("agent-version").stdout).toBe(`outpost-agent ${packageVersion()} (${gitCommit()})\n`);
+    expect(ok("contentctl-version").stdout).toBe(`outpost-contentctl ${packageVersion()} (${gitCommit()})\n`);
+  });
+
+  test("vendor side: keys, allowlist, pack, inspect, publish", () => {
+    ok("keys");
+    ok("hmpa-build");
+    ok("pack");
+    expect(JSON.stringify(json("inspect"))).toContain("Hmpa_data");
+    ok("publish");
+  });
+
+  test("agent side: one offline update cycle installs the package", () => {
+    const report = json("update");
+    expect(report).toMatchObject({ ok: true, index: "updated", group: "stable", rejected: [] });
+    expect(report.installed).toEqual([{ type: "Hmpa_data", version: 1, previousVersion: null }]);
+
+    const items = json("content-list");
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ type: "Hmpa_data", version: 1, handlerState: "loaded", lkgVersion: null });
+    expect(items[0].handlerStatus.entries).toBe(2);
+  });
+
+  test("agent side: hmpa check answers from the installed content, offline", () => {
+    expect(json("check-allowed")).toEqual({ thumbprint: "StackPivot:3f9a01", allowed: true });
+    expect(json("check-unknown")).toEqual({ thumbprint: "HeapSpray:0000", allowed: false });
+  });
+
+  test("agent run serves the control plane; the CLI uses it; SIGTERM stops it cleanly", () => {
+    const status = json("online-status");
+    const line = JSON.parse(runs.get("run")!.stdout.split("\n")[0]!);
+    expect(line).toMatchObject({ msg: "agent running" });
+    // The status came from the running agent, not from an in-process one.
+    expect(status.agent.pid).toBe(line.pid);
+    expect(status.agent.commit).toBe(gitCommit());
+    expect(status.content[0]).toMatchObject({ type: "Hmpa_data", version: 1, handlerState: "loaded" });
+    expect(json("online-check")).toEqual({ thumbprint: "HeapSpray:77aa", allowed: true });
+    expect(ok("run").code).toBe(0);
+  });
+});
