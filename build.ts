@@ -42,7 +42,11 @@ export function packageVersion(): string {
 }
 
 export function gitCommit(): string {
-  const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT, stdout: "pipe", stderr: "ignore" });
+  const r = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "ignore",
+  });
   const sha = r.stdout.toString().trim();
   return r.exitCode === 0 && /^[0-9a-f]{4,40}$/.test(sha) ? sha : "unknown";
 }
@@ -102,7 +106,9 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
     const ms = Math.round(performance.now() - started);
     const bytes = statSync(outfile).size;
     built.push({ name: target.name, path: outfile, bytes, ms, inputs: inputs.size });
-    report(`  ${target.name.padEnd(10)} ${(bytes / 1024 / 1024).toFixed(1).padStart(6)} MiB  ${String(ms).padStart(5)} ms  ${inputs.size} modules`);
+    report(
+      `  ${target.name.padEnd(10)} ${(bytes / 1024 / 1024).toFixed(1).padStart(6)} MiB  ${String(ms).padStart(5)} ms  ${inputs.size} modules`,
+    );
   }
   return built;
 }

@@ -9,7 +9,15 @@
  * Needs root (or CAP_SYS_ADMIN) for `unshare --mount`; skipped otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { build, gitCommit, packageVersion } from "../build.ts";
@@ -140,7 +148,12 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
 
     const items = json("content-list");
     expect(items).toHaveLength(1);
-    expect(items[0]).toMatchObject({ type: "Hmpa_data", version: 1, handlerState: "loaded", lkgVersion: null });
+    expect(items[0]).toMatchObject({
+      type: "Hmpa_data",
+      version: 1,
+      handlerState: "loaded",
+      lkgVersion: null,
+    });
     expect(items[0].handlerStatus.entries).toBe(2);
   });
 

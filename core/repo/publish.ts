@@ -66,6 +66,7 @@ export interface RemoveTypeOptions extends SignOptions {
 /** Adds or replaces one content type's package in a group, then re-signs the group index. */
 export async function publish(opts: PublishOptions): Promise<RepoIndex> {
   const group = checkGroup(opts.group);
+  expiryDays(opts);
   const now = opts.now ?? new Date();
   const { bytes, file } = packageInput(opts);
   const manifest = await readPackageManifest(bytes, file, opts.keys, now);
@@ -111,6 +112,7 @@ export async function publish(opts: PublishOptions): Promise<RepoIndex> {
 /** Re-signs a group's index unchanged apart from serial, issued and expires (run before it expires). */
 export async function resign(opts: SignOptions): Promise<RepoIndex> {
   const group = checkGroup(opts.group);
+  expiryDays(opts);
   return withGroupLock(opts.repo, group, async () => {
     const previous = requireIndex(opts.repo, group);
     const index = await signAndWrite(opts, previous, previous.content, opts.now ?? new Date());
@@ -122,6 +124,7 @@ export async function resign(opts: SignOptions): Promise<RepoIndex> {
 /** Stops offering a content type in a group. Agents keep what they have installed. */
 export async function removeType(opts: RemoveTypeOptions): Promise<RepoIndex> {
   const group = checkGroup(opts.group);
+  expiryDays(opts);
   return withGroupLock(opts.repo, group, async () => {
     const previous = requireIndex(opts.repo, group);
     if (!previous.content[opts.type]) {
@@ -194,10 +197,7 @@ async function signAndWrite(
   content: RepoIndex["content"],
   now: Date,
 ): Promise<RepoIndex> {
-  const days = opts.expiresInDays ?? DEFAULT_EXPIRES_DAYS;
-  if (!(Number.isFinite(days) && days > 0 && days <= 366)) {
-    throw new UpdateError("IDX_BAD_ARGS", `expiresInDays must be in (0, 366], got ${days}`);
-  }
+  const days = expiryDays(opts);
   const index: RepoIndex = {
     schema: 1,
     group: opts.group,
@@ -248,6 +248,14 @@ function writeIndexPair(repo: string, group: string, json: Uint8Array, p7s: Uint
     rmSync(tmpSig, { force: true });
   }
   fsyncDir(dir);
+}
+
+function expiryDays(opts: SignOptions): number {
+  const days = opts.expiresInDays ?? DEFAULT_EXPIRES_DAYS;
+  if (!(Number.isFinite(days) && days > 0 && days <= 366)) {
+    throw new UpdateError("IDX_BAD_ARGS", `expiresInDays must be in (0, 366], got ${days}`);
+  }
+  return days;
 }
 
 function sortedContent(content: RepoIndex["content"]): RepoIndex["content"] {

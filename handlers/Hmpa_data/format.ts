@@ -112,35 +112,13 @@ const HAS_UPPER_HEX = /[A-F]/;
  * Returns "" for a string that normalises to nothing.
  */
 export function normalizeThumbprint(thumbprint: string): string {
-  const s = thumbprint.trim();
-  // One pass over the (usual) ASCII case; regexes cost more than the SHA-256.
-  let tailStart = 0;
-  let tailHex = true;
-  let tailUpper = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x3a /* : */) {
-      tailStart = i + 1;
-      tailHex = true;
-      tailUpper = false;
-    } else if (c > 0x7f) {
-      return normalizeSlow(s);
-    } else if (c >= 0x41 /* A */ && c <= 0x46 /* F */) {
-      tailUpper = true;
-    } else if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) {
-      tailHex = false;
-    }
-  }
-  if (!tailHex || !tailUpper) return s;
-  return s.slice(0, tailStart) + s.slice(tailStart).toLowerCase();
-}
-
-function normalizeSlow(trimmed: string): string {
-  let s = trimmed.normalize("NFC");
+  // normalize() returns ASCII strings as they are, and is cheaper than scanning
+  // for non-ASCII ourselves; the regexes run on the tail only.
+  const s = thumbprint.trim().normalize("NFC");
   const colon = s.lastIndexOf(":");
   const tail = colon < 0 ? s : s.slice(colon + 1);
-  if (HAS_UPPER_HEX.test(tail) && HEX_TAIL.test(tail)) s = s.slice(0, colon + 1) + tail.toLowerCase();
-  return s;
+  if (!HAS_UPPER_HEX.test(tail) || !HEX_TAIL.test(tail)) return s;
+  return s.slice(0, colon + 1) + tail.toLowerCase();
 }
 
 /** True when `normalized` may be stored: non-empty and at most MAX_THUMBPRINT_LENGTH long. */
