@@ -93,7 +93,8 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
     }
 
     const meta = result.metafile as unknown as { inputs: Record<string, unknown> } | undefined;
-    const inputs = new Set(Object.keys(meta?.inputs ?? {}).map((p) => resolve(ROOT, p)));
+    // Metafile paths are relative to the working directory, like esbuild's.
+    const inputs = new Set(Object.keys(meta?.inputs ?? {}).map((p) => resolve(p)));
     const missing = lazyImports(entry)
       .map((spec) => resolve(dirname(entry), spec))
       .filter((file) => !inputs.has(file));

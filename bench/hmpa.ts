@@ -82,7 +82,10 @@ function timed<T>(f: () => T): [T, number] {
 }
 
 /** Lookups per second over `queries`; also returns how many answered true. */
-function rate(queries: readonly string[], lookup: (q: string) => boolean): { perSecond: number; trues: number } {
+function rate(
+  queries: readonly string[],
+  lookup: (q: string) => boolean,
+): { perSecond: number; trues: number } {
   for (let i = 0; i < Math.min(10_000, queries.length); i++) lookup(queries[i]!); // warm the JIT
   let trues = 0;
   const started = performance.now();
@@ -197,7 +200,8 @@ function benchSize(n: number, queryCount: number, withSet: boolean, dir: string)
     const setBytes = memory() - before;
     const setHits = rate(hits, (q) => set.has(q));
     const setMisses = rate(misses, (q) => set.has(q));
-    if (setHits.trues !== queryCount || setMisses.trues !== 0) throw new Error("Set baseline answered wrongly");
+    if (setHits.trues !== queryCount || setMisses.trues !== 0)
+      throw new Error("Set baseline answered wrongly");
     result.set = {
       buildMs,
       bytes: setBytes,
@@ -248,11 +252,25 @@ function formatTable(results: SizeResult[]): string {
       ],
       ["pre-hashed hits", perSec(a.prehashedHitsPerSecond), "-", ""],
       ["pre-hashed misses", perSec(a.prehashedMissesPerSecond), "-", ""],
-      ["false positives", `${a.falsePositives} (bound ${a.falsePositiveBound.toExponential(2)}/lookup)`, "0", ""],
+      [
+        "false positives",
+        `${a.falsePositives} (bound ${a.falsePositiveBound.toExponential(2)}/lookup)`,
+        "0",
+        "",
+      ],
     ];
-    const headers: [string, string, string, string] = [`n = ${fmt(r.n)}`, "allowlist.bin", "Set<string>", "ratio"];
+    const headers: [string, string, string, string] = [
+      `n = ${fmt(r.n)}`,
+      "allowlist.bin",
+      "Set<string>",
+      "ratio",
+    ];
     const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-    const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+    const line = (cells: string[]) =>
+      cells
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd();
     lines.push(line(headers), line(widths.map((w) => "-".repeat(w))), ...rows.map(line), "");
   }
   return lines.join("\n");
