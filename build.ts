@@ -78,6 +78,10 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
       entrypoints: [entry],
       target: "bun",
       minify: opts.minify ?? true,
+      // Precompiled bytecode: the bundle holds every subcommand, and parsing it all on each
+      // start cost ~60 ms; with bytecode `agent --version` starts in ~20 ms.
+      bytecode: true,
+      format: "esm",
       sourcemap: opts.sourcemap ? "inline" : "none",
       metafile: true,
       define: {

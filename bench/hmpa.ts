@@ -13,6 +13,7 @@
  * indexes past n (never members). The Set does not normalise its input, so
  * its lookups are an optimistic baseline.
  */
+import { heapStats } from "bun:jsc";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,9 +71,13 @@ function prng(seed: number): () => number {
   };
 }
 
-function memory(): number {
+/**
+ * JSC heap size after a full GC, string buffers included (they count as the
+ * heap's extra memory). Steadier than RSS, which keeps freed pages.
+ */
+function heapBytes(): number {
   Bun.gc(true);
-  return process.memoryUsage().rss;
+  return heapStats().heapSize;
 }
 
 function timed<T>(f: () => T): [T, number] {
@@ -191,13 +196,13 @@ function benchSize(n: number, queryCount: number, withSet: boolean, dir: string)
   };
 
   if (withSet) {
-    const before = memory();
+    const before = heapBytes();
     const [set, buildMs] = timed(() => {
       const s = new Set<string>();
       for (const t of thumbprints(n)) s.add(t);
       return s;
     });
-    const setBytes = memory() - before;
+    const setBytes = heapBytes() - before;
     const setHits = rate(hits, (q) => set.has(q));
     const setMisses = rate(misses, (q) => set.has(q));
     if (setHits.trues !== queryCount || setMisses.trues !== 0)

@@ -1,0 +1,20 @@
+/**
+ * Runs every benchmark in sequence (`npm run bench`). Each prints its own
+ * ratio against a baseline measured in the same run.
+ */
+import { join } from "node:path";
+
+const benches = [
+  ["startup.ts"],
+  ["verify-install.ts", "--runs", "3"],
+  ["hmpa.ts"],
+];
+for (const [file, ...args] of benches) {
+  console.log(`\n### bench/${file}`);
+  const r = Bun.spawnSync([process.execPath, join(import.meta.dir, file!), ...args], {
+    stdout: "inherit",
+    stderr: "inherit",
+    env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+  });
+  if (r.exitCode !== 0) console.log(`bench/${file} exited ${r.exitCode}`);
+}
