@@ -9,7 +9,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "30" }, json: { type: "boolean" } } });
+const { values } = parseArgs({
+  options: { runs: { type: "string", default: "30" }, json: { type: "boolean" } },
+});
 const RUNS = Number(values.runs);
 const ROOT = join(import.meta.dir, "..");
 const agent = join(ROOT, "dist/agent");

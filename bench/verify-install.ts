@@ -11,6 +11,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 
 process.env.OUTPOST_LOG_QUIET = "1";
+
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -22,7 +23,11 @@ import { ContentStore } from "../core/store/store.ts";
 import { verifyPackage } from "../core/update/trusted-state.ts";
 
 const { values } = parseArgs({
-  options: { mb: { type: "string", default: "200" }, runs: { type: "string", default: "3" }, json: { type: "boolean" } },
+  options: {
+    mb: { type: "string", default: "200" },
+    runs: { type: "string", default: "3" },
+    json: { type: "boolean" },
+  },
 });
 const MB = Number(values.mb);
 const RUNS = Number(values.runs);
@@ -35,14 +40,20 @@ try {
   const trust = TrustStore.fromPem(readFileSync(join(keysDir, KEY_FILES.rootCert), "utf8"));
   const src = join(dir, "src");
   const payload = new Uint8Array(MB * 1024 * 1024);
-  for (let off = 0; off < payload.length; off += 65536) crypto.getRandomValues(payload.subarray(off, off + 65536));
+  for (let off = 0; off < payload.length; off += 65536)
+    crypto.getRandomValues(payload.subarray(off, off + 65536));
   // Two files: one big blob and a small one, like a real dataset plus its metadata.
   await Bun.write(join(src, "data.bin"), payload);
   await Bun.write(join(src, "meta.json"), JSON.stringify({ name: "bench" }));
   const pkgBytes = await packDirectory({ type: "Bench", version: 1, keys, dir: src });
   const pkgFile = join(dir, "pkg.tar");
   writeFileSync(pkgFile, pkgBytes);
-  const entry = { version: 1, path: "packages/Bench/x.tar", size: pkgBytes.length, sha384: sha384Hex(pkgBytes) };
+  const entry = {
+    version: 1,
+    path: "packages/Bench/x.tar",
+    size: pkgBytes.length,
+    sha384: sha384Hex(pkgBytes),
+  };
 
   const opensslMs: number[] = [];
   const oursMs: number[] = [];
@@ -70,7 +81,11 @@ try {
     t = performance.now();
     const bytes = readFileSync(pkgFile);
     const tRead = performance.now();
-    const { pkg, sha384 } = await verifyPackage(bytes, "Bench", entry, undefined, { trust, now: new Date(), file: pkgFile });
+    const { pkg, sha384 } = await verifyPackage(bytes, "Bench", entry, undefined, {
+      trust,
+      now: new Date(),
+      file: pkgFile,
+    });
     const tVerify = performance.now();
     store.activate(store.stage(pkg, sha384));
     const tEnd = performance.now();
@@ -103,7 +118,9 @@ try {
     console.log(`  openssl dgst -sha384  ${result.opensslSha384Ms} ms  ${result.opensslMiBps} MiB/s`);
     console.log(`  outpost verify+install ${result.verifyInstallMs} ms  ${result.verifyInstallMiBps} MiB/s`);
     console.log(`  ratio (throughput vs openssl) ${result.ratio}  (goal ≥ ${result.goal})`);
-    console.log(`  phases: ${JSON.stringify(result.phasesMs)}; one in-process SHA-384 pass ${result.inProcessSha384Ms} ms`);
+    console.log(
+      `  phases: ${JSON.stringify(result.phasesMs)}; one in-process SHA-384 pass ${result.inProcessSha384Ms} ms`,
+    );
     console.log(`  ceiling with two mandatory SHA-384 passes: ${result.twoPassCeiling}`);
   }
 } finally {

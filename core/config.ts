@@ -26,7 +26,11 @@ export const AgentConfigSchema = z
         intervalSeconds: z.number().int().min(10).default(3600),
         /** ± fraction of the interval added at random to each wait, so a fleet does not poll in lock-step. */
         jitter: z.number().min(0).max(0.5).default(0.1),
-        maxBackoffSeconds: z.number().int().min(10).default(6 * 3600),
+        maxBackoffSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .default(6 * 3600),
         indexMaxBytes: z
           .number()
           .int()
@@ -90,7 +94,10 @@ export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput }
     try {
       fromFile = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError("CFG_SYNTAX", `${file}: not valid JSON: ${(e as Error).message}`, { file, cause: e });
+      throw new ConfigError("CFG_SYNTAX", `${file}: not valid JSON: ${(e as Error).message}`, {
+        file,
+        cause: e,
+      });
     }
   }
   return parseConfig(deepMerge(fromFile, opts.overrides ?? {}), file);

@@ -11,7 +11,11 @@ export class OutpostError extends Error {
   readonly file?: string;
   readonly details?: ErrorDetails;
 
-  constructor(code: string, message: string, opts: { file?: string; cause?: unknown; details?: ErrorDetails } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: { file?: string; cause?: unknown; details?: ErrorDetails } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
@@ -49,7 +53,8 @@ export function isOutpostError(e: unknown): e is OutpostError {
 
 /** Normalises anything thrown into a code + message pair for logs and status. */
 export function describeError(e: unknown): { code: string; message: string; file?: string } {
-  if (e instanceof OutpostError) return { code: e.code, message: e.message, ...(e.file ? { file: e.file } : {}) };
+  if (e instanceof OutpostError)
+    return { code: e.code, message: e.message, ...(e.file ? { file: e.file } : {}) };
   if (e instanceof Error) return { code: "INTERNAL", message: e.message };
   return { code: "INTERNAL", message: String(e) };
 }

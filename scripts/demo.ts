@@ -15,7 +15,12 @@ const CTL = join(ROOT, "dist/contentctl");
 const GROUP = "public-1";
 
 function run(cmd: string[], opts: { quiet?: boolean } = {}): string {
-  const r = Bun.spawnSync(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, OUTPOST_LOG_QUIET: "1" } });
+  const r = Bun.spawnSync(cmd, {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+  });
   if (r.exitCode !== 0) {
     process.stderr.write(`demo: ${cmd.join(" ")} failed (exit ${r.exitCode})\n${r.stderr}${r.stdout}`);
     process.exit(1);
@@ -45,10 +50,29 @@ step("vendor: development keys (root CA → intermediate → content signer, ECD
 run([CTL, "keys", "init", "--dir", join(DEMO, "keys")]);
 
 step("vendor: build, pack and sign the example content");
-run([CTL, "hmpa-build", "--in", "examples/Hmpa_data/thumbprints.txt", "--out", join(DEMO, "src/Hmpa_data/allowlist.bin")]);
+run([
+  CTL,
+  "hmpa-build",
+  "--in",
+  "examples/Hmpa_data/thumbprints.txt",
+  "--out",
+  join(DEMO, "src/Hmpa_data/allowlist.bin"),
+]);
 const pkg = join(DEMO, "packages/Hmpa_data-1.tar");
 mkdirSync(join(DEMO, "packages"), { recursive: true });
-run([CTL, "pack", "--type", "Hmpa_data", "--version", "1", "--keys", join(DEMO, "keys"), "--out", pkg, join(DEMO, "src/Hmpa_data")]);
+run([
+  CTL,
+  "pack",
+  "--type",
+  "Hmpa_data",
+  "--version",
+  "1",
+  "--keys",
+  join(DEMO, "keys"),
+  "--out",
+  pkg,
+  join(DEMO, "src/Hmpa_data"),
+]);
 
 step(`vendor: publish to release group ${GROUP}`);
 run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), pkg]);

@@ -38,7 +38,9 @@ export function acquireLock(path: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const holder = lockHolder(path);
       if (holder !== undefined && holder !== process.pid) {
-        throw new StoreError("AGENT_LOCKED", `${path}: state dir is in use by agent pid ${holder}`, { file: path });
+        throw new StoreError("AGENT_LOCKED", `${path}: state dir is in use by agent pid ${holder}`, {
+          file: path,
+        });
       }
       rmSync(path, { force: true }); // stale: its owner is gone
     }

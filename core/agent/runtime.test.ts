@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { serveRepo } from "../repo/serve.ts";
 import { liveText, makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import { serveRepo } from "../repo/serve.ts";
 
 let vendor: Vendor;
 let t: TestAgent | undefined;
@@ -101,7 +101,9 @@ describe("Agent end to end", () => {
     expect(r.rejected[0]?.code).toBe("HND_LOAD_FAILED");
     expect(await liveText(t.agent)).toBe("fine");
     expect(t.agent.content()[0]?.badVersions).toEqual([2]);
-    expect(t.alerts.alerts.some((a) => a.code === "HND_LOAD_FAILED" && a.kind === "update-rejected")).toBe(true);
+    expect(t.alerts.alerts.some((a) => a.code === "HND_LOAD_FAILED" && a.kind === "update-rejected")).toBe(
+      true,
+    );
     const status = t.agent.status();
     expect(status.health).toBe("amber");
     expect(status.lastErrors[0]?.code).toBe("HND_LOAD_FAILED");

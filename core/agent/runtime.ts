@@ -20,7 +20,14 @@ import { type Timers, UpdateLoop } from "../update/schedule.ts";
 import { type Transport, transportFor } from "../update/transport.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
-import type { AgentApi, AgentStatus, ContentInfo, Health, RejectionRecord, UpdateCycleReport } from "./api.ts";
+import type {
+  AgentApi,
+  AgentStatus,
+  ContentInfo,
+  Health,
+  RejectionRecord,
+  UpdateCycleReport,
+} from "./api.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock } from "./lock.ts";
 
@@ -115,7 +122,10 @@ export class Agent implements AgentApi {
     }
   }
 
-  private async loadRecord(type: string, record: NonNullable<ReturnType<ContentStore["installed"]>>): Promise<void> {
+  private async loadRecord(
+    type: string,
+    record: NonNullable<ReturnType<ContentStore["installed"]>>,
+  ): Promise<void> {
     // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before loading.
     const check = this.store.verifyInstalled(type, record);
     if (check && !check.ok) {
@@ -132,21 +142,36 @@ export class Agent implements AgentApi {
     await this.host.commit(prepared);
   }
 
-  private async recoverFromLkg(type: string, failedVersion: number | undefined, cause: unknown): Promise<void> {
+  private async recoverFromLkg(
+    type: string,
+    failedVersion: number | undefined,
+    cause: unknown,
+  ): Promise<void> {
     const d = describeError(cause);
     this.log.error("content failed to load; rolling back to last-known-good", { type, failedVersion, ...d });
     if (failedVersion !== undefined) this.store.markBad(type, failedVersion, `${d.code}: ${d.message}`);
     const lkg = this.safeLkg(type);
     if (!lkg) {
       this.host.markFailed(type, cause);
-      this.recordError({ at: this.now().toISOString(), type, file: d.file ?? type, code: d.code, reason: d.message });
+      this.recordError({
+        at: this.now().toISOString(),
+        type,
+        file: d.file ?? type,
+        code: d.code,
+        reason: d.message,
+      });
       this.alert({ kind: "handler-failed", type, code: d.code, reason: d.message, file: d.file });
       return;
     }
     try {
       await this.loadRecord(type, lkg);
       this.store.rollback(type);
-      this.events.emit("content-rolled-back", { contentType: type, from: failedVersion ?? null, to: lkg.version, automatic: true });
+      this.events.emit("content-rolled-back", {
+        contentType: type,
+        from: failedVersion ?? null,
+        to: lkg.version,
+        automatic: true,
+      });
       this.alert({
         kind: "content-rolled-back",
         type,
@@ -156,7 +181,13 @@ export class Agent implements AgentApi {
     } catch (e2) {
       this.host.markFailed(type, e2);
       const d2 = describeError(e2);
-      this.recordError({ at: this.now().toISOString(), type, file: d2.file ?? type, code: d2.code, reason: d2.message });
+      this.recordError({
+        at: this.now().toISOString(),
+        type,
+        file: d2.file ?? type,
+        code: d2.code,
+        reason: d2.message,
+      });
     }
   }
 
@@ -207,12 +238,21 @@ export class Agent implements AgentApi {
           this.events.emit("update-rejected", { ...r, contentType: r.type });
           this.alert({ kind: "update-rejected", type: r.type, file: r.file, code: r.code, reason: r.reason });
         },
-        onInstalled: (e) => this.events.emit("content-installed", { contentType: e.type, version: e.version, previousVersion: e.previousVersion }),
+        onInstalled: (e) =>
+          this.events.emit("content-installed", {
+            contentType: e.type,
+            version: e.version,
+            previousVersion: e.previousVersion,
+          }),
       },
       u.group,
     );
     this.lastReport = report;
-    this.events.emit("update-finished", { ok: report.ok, installed: report.installed.length, rejected: report.rejected.length });
+    this.events.emit("update-finished", {
+      ok: report.ok,
+      installed: report.installed.length,
+      rejected: report.rejected.length,
+    });
     return report;
   }
 
@@ -229,7 +269,12 @@ export class Agent implements AgentApi {
       await this.host.commit(prepared);
       // An admin who rolled back does not want the next hourly cycle to re-install the same version.
       if (current) this.store.markBad(type, current.version, "rolled back by administrator");
-      this.events.emit("content-rolled-back", { contentType: type, from: current?.version ?? null, to: lkg.version, automatic: false });
+      this.events.emit("content-rolled-back", {
+        contentType: type,
+        from: current?.version ?? null,
+        to: lkg.version,
+        automatic: false,
+      });
       this.log.info("content rolled back", { type, from: current?.version, to: lkg.version });
     });
     this.cycleChain = run.catch(() => {});
@@ -245,7 +290,8 @@ export class Agent implements AgentApi {
     const m = this.memory?.data;
     if (!m) return;
     m.recentRejections.push(r);
-    if (m.recentRejections.length > MAX_ERRORS_KEPT) m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
+    if (m.recentRejections.length > MAX_ERRORS_KEPT)
+      m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
     this.memory?.save();
   }
 
@@ -259,7 +305,9 @@ export class Agent implements AgentApi {
     };
     this.events.emit("alert", { alert });
     for (const sink of this.opts.alertSinks ?? []) {
-      sink.send(alert).catch((e) => this.log.warn("alert sink failed", { sink: sink.name, ...describeError(e) }));
+      sink
+        .send(alert)
+        .catch((e) => this.log.warn("alert sink failed", { sink: sink.name, ...describeError(e) }));
     }
   }
 
@@ -308,7 +356,8 @@ export class Agent implements AgentApi {
     }
     if (this.trustProblem) worsen("red", `trust store: ${this.trustProblem}`);
     const m = this.memory?.data;
-    if (m && m.consecutiveFailures >= 3) worsen("red", `${m.consecutiveFailures} update cycles failed in a row`);
+    if (m && m.consecutiveFailures >= 3)
+      worsen("red", `${m.consecutiveFailures} update cycles failed in a row`);
     else if (this.lastReport && !this.lastReport.ok) worsen("amber", "last update cycle rejected content");
     if (m?.lastSuccess && this.now().getTime() - Date.parse(m.lastSuccess) > 24 * 3600 * 1000) {
       worsen("amber", `no successful update since ${m.lastSuccess}`);

@@ -73,7 +73,10 @@ export interface ContentView {
 
 /** Capabilities granted to a handler; each is present only if declared. */
 export interface Capabilities {
-  readonly log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
+  readonly log: {
+    info(msg: string, f?: Record<string, unknown>): void;
+    warn(msg: string, f?: Record<string, unknown>): void;
+  };
 }
 
 export interface HandlerStatus {

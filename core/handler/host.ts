@@ -33,10 +33,11 @@ export class InProcessHost {
   private readonly slots = new Map<string, Slot>();
 
   constructor(
-    private readonly registry: HandlerRegistry,
+    registry: HandlerRegistry,
     private readonly log: Logger,
   ) {
-    for (const type of registry.types()) this.slots.set(type, { handler: registry.require(type), state: "not-installed", version: null });
+    for (const type of registry.types())
+      this.slots.set(type, { handler: registry.require(type), state: "not-installed", version: null });
   }
 
   private slot(type: string): Slot {
@@ -111,7 +112,12 @@ export class InProcessHost {
     }
   }
 
-  state(type: string): { state: HandlerState; version: number | null; status?: Record<string, unknown>; error?: { code: string; message: string } } {
+  state(type: string): {
+    state: HandlerState;
+    version: number | null;
+    status?: Record<string, unknown>;
+    error?: { code: string; message: string };
+  } {
     const slot = this.slot(type);
     let status: Record<string, unknown> | undefined;
     if (slot.state === "loaded" && slot.handler.status) {
@@ -142,5 +148,8 @@ function asHandlerError(e: unknown, code: string, type: string, view?: ContentVi
   if (e instanceof HandlerError) return e;
   const where = view ? `${type} v${view.version}` : type;
   const d = describeError(e);
-  return new HandlerError(isOutpostError(e) ? d.code : code, `${where}: ${d.message}`, { file: d.file, cause: e });
+  return new HandlerError(isOutpostError(e) ? d.code : code, `${where}: ${d.message}`, {
+    file: d.file,
+    cause: e,
+  });
 }

@@ -48,7 +48,13 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
   };
   const reject = (file: string, e: unknown, type?: string) => {
     const d = describeError(e);
-    const rec: RejectionRecord = { at: deps.now().toISOString(), type, file: d.file ?? file, code: d.code, reason: d.message };
+    const rec: RejectionRecord = {
+      at: deps.now().toISOString(),
+      type,
+      file: d.file ?? file,
+      code: d.code,
+      reason: d.message,
+    };
     report.rejected.push(rec);
     deps.log.warn("update rejected", { ...rec });
     deps.onRejection?.(rec);
@@ -83,7 +89,8 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
     });
     if (decision.action === "skip") {
       report.unchanged.push(type);
-      if (decision.why === "marked-bad") deps.log.info("version marked bad; not reinstalling", { type, version: entry.version });
+      if (decision.why === "marked-bad")
+        deps.log.info("version marked bad; not reinstalling", { type, version: entry.version });
       continue;
     }
     if (decision.action === "reject") {
@@ -91,7 +98,12 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
       continue;
     }
     try {
-      await installOne(deps, type, entry, current ? { version: current.version, signingTime: current.signingTime } : undefined);
+      await installOne(
+        deps,
+        type,
+        entry,
+        current ? { version: current.version, signingTime: current.signingTime } : undefined,
+      );
       report.installed.push({ type, version: entry.version, previousVersion: current?.version ?? null });
       deps.onInstalled?.({ type, version: entry.version, previousVersion: current?.version ?? null });
     } catch (e) {
@@ -117,7 +129,10 @@ function finish(deps: UpdateClientDeps, report: UpdateCycleReport): UpdateCycleR
   return report;
 }
 
-async function fetchIndex(deps: UpdateClientDeps, group: string): Promise<{ index: RepoIndex; notModified: boolean }> {
+async function fetchIndex(
+  deps: UpdateClientDeps,
+  group: string,
+): Promise<{ index: RepoIndex; notModified: boolean }> {
   const cached = deps.memory.cachedIndex(group);
   const fetchOpts = {
     maxBytes: deps.limits.indexMaxBytes,
@@ -161,7 +176,8 @@ async function installOne(
     timeoutMs: deps.limits.timeoutMs,
     minBytesPerSecond: deps.limits.minBytesPerSecond,
   });
-  if (res.status !== 200) throw new UpdateError("UPD_PROTOCOL", `${entry.path}: unexpected 304`, { file: entry.path });
+  if (res.status !== 200)
+    throw new UpdateError("UPD_PROTOCOL", `${entry.path}: unexpected 304`, { file: entry.path });
   const { pkg, sha384 } = await verifyPackage(res.body, type, entry, installed, {
     trust: deps.trust,
     now: deps.now(),
@@ -182,8 +198,14 @@ async function installOne(
     deps.store.activate(staged);
   } catch (e) {
     await deps.host.discard(prepared);
-    throw isOutpostError(e) ? e : new UpdateError("UPD_ACTIVATE_FAILED", `${type}: ${(e as Error).message}`, { cause: e });
+    throw isOutpostError(e)
+      ? e
+      : new UpdateError("UPD_ACTIVATE_FAILED", `${type}: ${(e as Error).message}`, { cause: e });
   }
   await deps.host.commit(prepared);
-  deps.log.info("content installed", { type, version: entry.version, previousVersion: installed?.version ?? null });
+  deps.log.info("content installed", {
+    type,
+    version: entry.version,
+    previousVersion: installed?.version ?? null,
+  });
 }

@@ -22,7 +22,13 @@ const MemorySchema = z.object({
   /** Kept on disk so `agent status` shows rejections across restarts and offline. */
   recentRejections: z
     .array(
-      z.object({ at: z.string(), type: z.string().optional(), file: z.string(), code: z.string(), reason: z.string() }),
+      z.object({
+        at: z.string(),
+        type: z.string().optional(),
+        file: z.string(),
+        code: z.string(),
+        reason: z.string(),
+      }),
     )
     .default([]),
 });
@@ -56,10 +62,14 @@ export class UpdateMemory {
       return MemorySchema.parse(JSON.parse(readFileSync(this.file, "utf8")));
     } catch (e) {
       // Losing the serial memory would re-open the door to index rollback, so refuse to guess.
-      throw new StoreError("STORE_CORRUPT_STATE", `${this.file}: unreadable update state (${(e as Error).message})`, {
-        file: this.file,
-        cause: e,
-      });
+      throw new StoreError(
+        "STORE_CORRUPT_STATE",
+        `${this.file}: unreadable update state (${(e as Error).message})`,
+        {
+          file: this.file,
+          cause: e,
+        },
+      );
     }
   }
 

@@ -10,7 +10,9 @@ describe("nextDelaySeconds", () => {
       seed = (seed * 16807) % 2147483647;
       return seed / 2147483647;
     };
-    const delays = Array.from({ length: 1000 }, () => nextDelaySeconds(hourly, { consecutiveFailures: 0 }, rnd));
+    const delays = Array.from({ length: 1000 }, () =>
+      nextDelaySeconds(hourly, { consecutiveFailures: 0 }, rnd),
+    );
     expect(Math.min(...delays)).toBeGreaterThanOrEqual(3240);
     expect(Math.max(...delays)).toBeLessThanOrEqual(3960);
     // Jitter must actually spread a fleet: both tails of the band are used.
@@ -27,7 +29,9 @@ describe("nextDelaySeconds", () => {
   });
 
   test("Retry-After is a floor", () => {
-    expect(nextDelaySeconds(hourly, { consecutiveFailures: 1, retryAfterSeconds: 7200 }, () => 0.5)).toBe(7200);
+    expect(nextDelaySeconds(hourly, { consecutiveFailures: 1, retryAfterSeconds: 7200 }, () => 0.5)).toBe(
+      7200,
+    );
   });
 });
 

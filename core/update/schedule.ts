@@ -82,7 +82,9 @@ export class UpdateLoop {
     } catch {
       // The cycle reports its own failures; the loop only has to keep going.
     }
-    this.schedule(nextDelaySeconds(this.policy, { consecutiveFailures: this.failures(), retryAfterSeconds }, this.random));
+    this.schedule(
+      nextDelaySeconds(this.policy, { consecutiveFailures: this.failures(), retryAfterSeconds }, this.random),
+    );
   }
 
   async stop(): Promise<void> {

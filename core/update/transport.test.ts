@@ -16,7 +16,8 @@ beforeAll(() => {
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === "/ok") {
-        if (req.headers.get("if-none-match") === '"v1"') return new Response(null, { status: 304, headers: { etag: '"v1"' } });
+        if (req.headers.get("if-none-match") === '"v1"')
+          return new Response(null, { status: 304, headers: { etag: '"v1"' } });
         return new Response(body, { headers: { etag: '"v1"' } });
       }
       if (path === "/endless") {
@@ -90,13 +91,18 @@ describe("HttpTransport", () => {
   });
   test("a trickling server is cut off as stalled", async () => {
     expect(
-      await codeOf(t().get("trickle", { ...opts, minBytesPerSecond: 1000, stallWindowMs: 200, timeoutMs: 5000 })),
+      await codeOf(
+        t().get("trickle", { ...opts, minBytesPerSecond: 1000, stallWindowMs: 200, timeoutMs: 5000 }),
+      ),
     ).toBe("UPD_STALLED");
   });
   test("404 is UPD_NOT_FOUND and names the URL", async () => {
     const err = await t()
       .get("missing", opts)
-      .then(() => undefined, (e: UpdateError) => e);
+      .then(
+        () => undefined,
+        (e: UpdateError) => e,
+      );
     expect(err?.code).toBe("UPD_NOT_FOUND");
     expect(err?.file).toBe(`${base}missing`);
   });

@@ -19,9 +19,7 @@ export interface FetchOptions {
   stallWindowMs?: number;
 }
 
-export type FetchResult =
-  | { status: 200; body: Uint8Array; etag?: string }
-  | { status: 304; etag?: string };
+export type FetchResult = { status: 200; body: Uint8Array; etag?: string } | { status: 304; etag?: string };
 
 export interface Transport {
   readonly describe: string;
@@ -63,9 +61,13 @@ export class DirTransport implements Transport {
       const etag = `"${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}-${st.ino.toString(16)}"`;
       if (opts.etag && opts.etag === etag) return { status: 304, etag };
       if (st.size > opts.maxBytes) {
-        throw new UpdateError("UPD_TOO_LARGE", `${full}: ${st.size} bytes exceeds the cap of ${opts.maxBytes}`, {
-          file: full,
-        });
+        throw new UpdateError(
+          "UPD_TOO_LARGE",
+          `${full}: ${st.size} bytes exceeds the cap of ${opts.maxBytes}`,
+          {
+            file: full,
+          },
+        );
       }
       const body = new Uint8Array(st.size);
       let off = 0;
@@ -105,7 +107,12 @@ export class HttpTransport implements Transport {
       controller.abort(err);
     };
     const deadline = setTimeout(
-      () => abort(new UpdateError("UPD_TIMEOUT", `${url}: no complete answer within ${opts.timeoutMs} ms`, { file: url })),
+      () =>
+        abort(
+          new UpdateError("UPD_TIMEOUT", `${url}: no complete answer within ${opts.timeoutMs} ms`, {
+            file: url,
+          }),
+        ),
       opts.timeoutMs,
     );
     try {
@@ -124,19 +131,31 @@ export class HttpTransport implements Transport {
         throw new UpdateError(
           res.status === 404 ? "UPD_NOT_FOUND" : "UPD_HTTP_STATUS",
           `${url}: server answered HTTP ${res.status}`,
-          { file: url, details: { status: res.status, retryAfterSeconds: parseRetryAfter(res.headers.get("retry-after")) } },
+          {
+            file: url,
+            details: {
+              status: res.status,
+              retryAfterSeconds: parseRetryAfter(res.headers.get("retry-after")),
+            },
+          },
         );
       }
       const declared = Number(res.headers.get("content-length") ?? Number.NaN);
       if (Number.isFinite(declared) && declared > opts.maxBytes) {
         await res.body?.cancel().catch(() => {});
-        throw new UpdateError("UPD_TOO_LARGE", `${url}: Content-Length ${declared} exceeds the cap of ${opts.maxBytes}`, {
-          file: url,
-        });
+        throw new UpdateError(
+          "UPD_TOO_LARGE",
+          `${url}: Content-Length ${declared} exceeds the cap of ${opts.maxBytes}`,
+          {
+            file: url,
+          },
+        );
       }
       const body = await readCapped(res, url, opts, abort, () => abortReason);
       if (Number.isFinite(declared) && body.length < declared) {
-        throw new UpdateError("UPD_TRUNCATED", `${url}: got ${body.length} of ${declared} bytes`, { file: url });
+        throw new UpdateError("UPD_TRUNCATED", `${url}: got ${body.length} of ${declared} bytes`, {
+          file: url,
+        });
       }
       return { status: 200, body, etag };
     } finally {
@@ -166,7 +185,9 @@ async function readCapped(
       ? setInterval(() => {
           if (windowBytes < (minRate * windowMs) / 1000) {
             abort(
-              new UpdateError("UPD_STALLED", `${url}: fewer than ${minRate} bytes/s over ${windowMs} ms`, { file: url }),
+              new UpdateError("UPD_STALLED", `${url}: fewer than ${minRate} bytes/s over ${windowMs} ms`, {
+                file: url,
+              }),
             );
           }
           windowBytes = 0;
@@ -205,14 +226,21 @@ async function readCapped(
 }
 
 function networkError(url: string, e: unknown): UpdateError {
-  return new UpdateError("UPD_NETWORK", `${url}: ${(e as Error)?.message ?? String(e)}`, { file: url, cause: e });
-}
-
-function truncatedError(url: string, got: number, e: unknown): UpdateError {
-  return new UpdateError("UPD_TRUNCATED", `${url}: connection lost after ${got} bytes (${(e as Error)?.message ?? e})`, {
+  return new UpdateError("UPD_NETWORK", `${url}: ${(e as Error)?.message ?? String(e)}`, {
     file: url,
     cause: e,
   });
+}
+
+function truncatedError(url: string, got: number, e: unknown): UpdateError {
+  return new UpdateError(
+    "UPD_TRUNCATED",
+    `${url}: connection lost after ${got} bytes (${(e as Error)?.message ?? e})`,
+    {
+      file: url,
+      cause: e,
+    },
+  );
 }
 
 /** Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */

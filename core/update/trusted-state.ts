@@ -16,7 +16,7 @@
  *   R10 version strictly newer than the installed one (downgrade)
  *   R11 signing time not older than the installed package's (replay / stale cache)
  */
-import { TrustStore, verifyDetached } from "../crypto/cms.ts";
+import { type TrustStore, verifyDetached } from "../crypto/cms.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { UpdateError } from "../errors.ts";
 import { openPackage, type VerifiedPackage } from "../package/open.ts";
@@ -46,9 +46,13 @@ export async function verifyIndex(
   const index = parseIndex(indexBytes, ctx.file);
   // R2: an index for another group could move us onto another rollout's content.
   if (index.group !== ctx.group) {
-    throw new UpdateError("IDX_WRONG_GROUP", `${ctx.file}: index is for group ${index.group}, expected ${ctx.group}`, {
-      file: ctx.file,
-    });
+    throw new UpdateError(
+      "IDX_WRONG_GROUP",
+      `${ctx.file}: index is for group ${index.group}, expected ${ctx.group}`,
+      {
+        file: ctx.file,
+      },
+    );
   }
   if (ctx.memory) {
     // R3: a lower serial is an old, validly signed index replayed at us.
@@ -61,9 +65,13 @@ export async function verifyIndex(
     }
     // R4: two different indexes with one serial means the signer equivocated; trust neither blindly.
     if (index.serial === ctx.memory.lastSerial && sha384Hex(indexBytes) !== ctx.memory.lastIndexSha384) {
-      throw new UpdateError("IDX_SERIAL_REUSED", `${ctx.file}: serial ${index.serial} re-used with different content`, {
-        file: ctx.file,
-      });
+      throw new UpdateError(
+        "IDX_SERIAL_REUSED",
+        `${ctx.file}: serial ${index.serial} re-used with different content`,
+        {
+          file: ctx.file,
+        },
+      );
     }
   }
   checkIndexFresh(index, ctx.now, ctx.file);
@@ -125,16 +133,24 @@ export async function verifyPackage(
 ): Promise<{ pkg: VerifiedPackage; sha384: string }> {
   // R6: the transport already capped the read at entry.size; a short read is a truncated or swapped file.
   if (bytes.length !== entry.size) {
-    throw new UpdateError("UPD_SIZE_MISMATCH", `${ctx.file}: ${bytes.length} bytes, index declares ${entry.size}`, {
-      file: ctx.file,
-    });
+    throw new UpdateError(
+      "UPD_SIZE_MISMATCH",
+      `${ctx.file}: ${bytes.length} bytes, index declares ${entry.size}`,
+      {
+        file: ctx.file,
+      },
+    );
   }
   // R7: the index pins the exact package; any other validly signed package is a mix-and-match.
   const sha384 = sha384Hex(bytes);
   if (sha384 !== entry.sha384) {
-    throw new UpdateError("UPD_HASH_MISMATCH", `${ctx.file}: SHA-384 ${sha384.slice(0, 16)}… is not the one the index names`, {
-      file: ctx.file,
-    });
+    throw new UpdateError(
+      "UPD_HASH_MISMATCH",
+      `${ctx.file}: SHA-384 ${sha384.slice(0, 16)}… is not the one the index names`,
+      {
+        file: ctx.file,
+      },
+    );
   }
   // R8 (and the type half of R9) inside openPackage.
   const pkg = await openPackage(bytes, ctx.trust, { file: ctx.file, now: ctx.now, expectedType: type });

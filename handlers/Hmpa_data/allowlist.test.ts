@@ -71,6 +71,15 @@ describe("round trip", () => {
     expect(Allowlist.from(buildAllowlist(["a"])).has("")).toBe(false);
   });
 
+  test("maps aligned bytes without copying them", () => {
+    const bytes = buildAllowlist(["StackPivot:01"]);
+    const allowlist = Allowlist.from(bytes);
+    expect(allowlist.has("StackPivot:01")).toBe(true);
+    // n = 1, b = 0: the only tag sits right after the 2-slot directory.
+    bytes[64 + 8]! ^= 0xff;
+    expect(allowlist.has("StackPivot:01")).toBe(false);
+  });
+
   test("reads bytes at an unaligned offset (copied once) and in a larger buffer", () => {
     const bytes = buildAllowlist(syntheticThumbprints("IAF", 0, 500));
     const padded = new Uint8Array(bytes.length + 3);

@@ -93,7 +93,7 @@ export function layoutFor(entryCount: number, bucketBits: number): Layout {
   };
 }
 
-/** Upper bound on the per-lookup false-positive probability for a non-member: n / 2^(b+40). */
+/** Per-lookup false-positive probability for a non-member: n / 2^(b+40) (docs/hmpa-format.md). */
 export function falsePositiveBound(entryCount: number, bucketBits: number): number {
   return entryCount / 2 ** (bucketBits + REMAINDER_BITS);
 }
@@ -156,5 +156,5 @@ export function computeChecksum(file: Uint8Array): Uint8Array {
   const hasher = new Bun.CryptoHasher("sha256");
   hasher.update(file.subarray(0, OFFSET.checksum));
   hasher.update(file.subarray(HEADER_BYTES));
-  return new Uint8Array(hasher.digest().buffer.slice(0, 32));
+  return new Uint8Array(hasher.digest());
 }
