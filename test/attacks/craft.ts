@@ -219,6 +219,13 @@ export async function publishRaw(
   keys: SigningKeys,
   opts: { type: string; version: number; bytes: Uint8Array },
 ): Promise<IndexEntry> {
+  const entry = putPackage(repo, opts);
+  await writeSignedIndex(repo, nextIndex(repo, group, { [opts.type]: entry }), keys);
+  return entry;
+}
+
+/** Stores package bytes where publish would and returns the index entry that names them exactly. */
+export function putPackage(repo: string, opts: { type: string; version: number; bytes: Uint8Array }): IndexEntry {
   const sha384 = sha384Hex(opts.bytes);
   const entry: IndexEntry = {
     version: opts.version,
@@ -227,7 +234,6 @@ export async function publishRaw(
     sha384,
   };
   replaceFile(join(repo, entry.path), opts.bytes);
-  await writeSignedIndex(repo, nextIndex(repo, group, { [opts.type]: entry }), keys);
   return entry;
 }
 
