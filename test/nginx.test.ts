@@ -5,14 +5,15 @@
  * the agent's update against it, including a conditional GET answered 304.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { liveText, makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/vendor.ts";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
 const run = NGINX ? describe : describe.skip;
-if (!NGINX) console.warn("test/nginx.test.ts skipped: nginx is not installed (apt-get install nginx; .ci/run does)");
+if (!NGINX)
+  console.warn("test/nginx.test.ts skipped: nginx is not installed (apt-get install nginx; .ci/run does)");
 
 let vendor: Vendor;
 let agent: TestAgent | undefined;
@@ -42,6 +43,8 @@ async function waitForListening(url: string): Promise<void> {
 run("nginx as the repository server", () => {
   beforeAll(async () => {
     vendor = await makeVendor();
+    // nginx workers drop to an unprivileged user; the temp folders are 0700 by default.
+    chmodSync(vendor.root, 0o755);
     dir = mkdtempSync(join(tmpdir(), "outpost-nginx-"));
     mkdirSync(join(dir, "logs"));
     port = await freePort();
@@ -67,7 +70,10 @@ http {
 }
 `,
     );
-    proc = Bun.spawn([NGINX!, "-c", join(dir, "nginx.conf"), "-p", dir], { stdout: "ignore", stderr: "pipe" });
+    proc = Bun.spawn([NGINX!, "-c", join(dir, "nginx.conf"), "-p", dir], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
     await waitForListening(`http://127.0.0.1:${port}/`);
   });
 

@@ -1,0 +1,111 @@
+/**
+ * Writes docs/error-codes.md from the source: every code passed to an
+ * OutpostError subclass, grouped by family, with the files that raise it.
+ * `test/error-codes.test.ts` fails when the document is out of date, so a
+ * code users grep for is always documented.
+ *
+ *   bun scripts/error-codes.ts          # rewrite docs/error-codes.md
+ */
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const ROOT = join(import.meta.dir, "..");
+const SOURCES = ["core", "handlers", "plugins"];
+
+const FAMILIES: [prefix: string, meaning: string][] = [
+  ["SIG_", "signature, certificate chain or trust (core/crypto)"],
+  ["PKG_", "package container, manifest or payload (core/package)"],
+  ["IDX_", "repository index (core/repo, core/update)"],
+  ["UPD_", "update transport and update rules (core/update)"],
+  ["STORE_", "local content store (core/store)"],
+  ["AGENT_", "agent process and state directory"],
+  ["HND_", "content handlers"],
+  ["CFG_", "configuration, keys, command-line input"],
+  ["CTL_", "control plane and its clients"],
+  ["CLI_", "command-line usage"],
+];
+
+function walk(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (p.endsWith(".ts") && !p.endsWith(".test.ts") && !p.includes("testdata")) out.push(p);
+  }
+  return out;
+}
+
+export function collectCodes(): Map<string, Set<string>> {
+  const codes = new Map<string, Set<string>>();
+  // Codes are raised through several small helpers (reject, fail, invalid…), so take every quoted
+  // literal with a known family prefix from non-test sources rather than one call shape.
+  const prefixes = FAMILIES.map(([p]) => p.slice(0, -1)).join("|");
+  const re = new RegExp(`["'\`]((?:${prefixes})_[A-Z0-9_]+)["'\`]`, "g");
+  for (const dir of SOURCES) {
+    for (const file of walk(join(ROOT, dir))) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(re)) {
+        const code = m[1];
+        if (!code || code.endsWith("_")) continue;
+        if (!codes.has(code)) codes.set(code, new Set());
+        codes.get(code)!.add(relative(ROOT, file));
+      }
+    }
+  }
+  return codes;
+}
+
+export function renderDoc(codes: Map<string, Set<string>>): string {
+  const lines = [
+    "# Error codes",
+    "",
+    "Every error Outpost reports carries a stable code: it appears in the JSON log line",
+    '(`"code"`), in `agent status` (`lastErrors[].code`), in alerts, in control-plane error',
+    'bodies (`{"error":{"code",…}}`) and in `--json` CLI errors. Grep for it. The message',
+    "next to it names the file and the reason. This page is generated from the source by",
+    "`bun scripts/error-codes.ts`; a test keeps it current. What each update rule means is in",
+    "[update-protocol.md](update-protocol.md), package checks in [package-format.md](package-format.md).",
+    "",
+    "| family | meaning | CLI exit code |",
+    "| --- | --- | --- |",
+    ...FAMILIES.map(
+      ([p, m]) =>
+        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : 2} |`,
+    ),
+    "",
+  ];
+  const sorted = [...codes.keys()].sort();
+  for (const [prefix, meaning] of FAMILIES) {
+    const inFamily = sorted.filter((c) => c.startsWith(prefix));
+    if (inFamily.length === 0) continue;
+    lines.push(`## ${prefix}* — ${meaning}`, "", "| code | raised in |", "| --- | --- |");
+    for (const c of inFamily)
+      lines.push(
+        `| \`${c}\` | ${[...codes.get(c)!]
+          .sort()
+          .map((f) => `\`${f}\``)
+          .join(", ")} |`,
+      );
+    lines.push("");
+  }
+  const other = sorted.filter((c) => !FAMILIES.some(([p]) => c.startsWith(p)));
+  if (other.length > 0) {
+    lines.push("## Other", "", "| code | raised in |", "| --- | --- |");
+    for (const c of other)
+      lines.push(
+        `| \`${c}\` | ${[...codes.get(c)!]
+          .sort()
+          .map((f) => `\`${f}\``)
+          .join(", ")} |`,
+      );
+    lines.push("");
+  }
+  return lines.join("\n");
+}
+
+export const DOC_PATH = join(ROOT, "docs/error-codes.md");
+
+if (import.meta.main) {
+  const codes = collectCodes();
+  writeFileSync(DOC_PATH, renderDoc(codes));
+  console.log(`docs/error-codes.md: ${codes.size} codes`);
+}
