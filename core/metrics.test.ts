@@ -1,0 +1,24 @@
+import { expect, test } from "bun:test";
+import { MetricsRegistry } from "./metrics.ts";
+
+test("renders counters, gauges and histograms in Prometheus text format", () => {
+  const m = new MetricsRegistry();
+  const c = m.counter("outpost_updates_total", "update cycles");
+  c.inc({ result: "ok" });
+  c.inc({ result: "ok" });
+  c.inc({ result: 'we"ird' });
+  m.gauge("outpost_up", "up").set(undefined, 1);
+  const h = m.histogram("outpost_req_seconds", "latency", [0.1, 1]);
+  h.observe({ route: "/v1/status" }, 0.05);
+  h.observe({ route: "/v1/status" }, 0.5);
+  const text = m.render();
+  expect(text).toContain("# TYPE outpost_updates_total counter");
+  expect(text).toContain('outpost_updates_total{result="ok"} 2');
+  expect(text).toContain('outpost_updates_total{result="we\\"ird"} 1');
+  expect(text).toContain("outpost_up 1");
+  expect(text).toContain('outpost_req_seconds_bucket{route="/v1/status",le="0.1"} 1');
+  expect(text).toContain('outpost_req_seconds_bucket{route="/v1/status",le="+Inf"} 2');
+  expect(text).toContain('outpost_req_seconds_count{route="/v1/status"} 2');
+  expect(m.counter("outpost_updates_total", "again")).toBe(c);
+  expect(() => m.gauge("outpost_updates_total", "x")).toThrow();
+});
