@@ -10,7 +10,9 @@ function key(labels: Labels | undefined): string {
   if (!labels) return "";
   return Object.keys(labels)
     .sort()
-    .map((k) => `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`)
+    .map(
+      (k) => `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`,
+    )
     .join(",");
 }
 
@@ -111,7 +113,11 @@ export class MetricsRegistry {
   gauge(name: string, help: string): Gauge {
     return this.add(new Gauge(name, help));
   }
-  histogram(name: string, help: string, buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]): Histogram {
+  histogram(
+    name: string,
+    help: string,
+    buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  ): Histogram {
     return this.add(new Histogram(name, help, buckets));
   }
   render(): string {

@@ -6,6 +6,7 @@
  * handler reload, never the host.
  */
 import { hostname } from "node:os";
+import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
@@ -13,6 +14,7 @@ import { ConfigError, describeError, HandlerError, StoreError } from "../errors.
 import { InProcessHost } from "../handler/host.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import { log as rootLog } from "../log.ts";
+import { metrics } from "../metrics.ts";
 import { ContentStore } from "../store/store.ts";
 import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
@@ -43,6 +45,23 @@ export interface AgentOptions {
 
 const MAX_ERRORS_KEPT = 50;
 
+const cyclesTotal = metrics.counter(
+  "outpost_update_cycles_total",
+  "Update cycles run, by result (ok, failed)",
+);
+const rejectionsTotal = metrics.counter(
+  "outpost_update_rejections_total",
+  "Rejected updates, by error code and content type",
+);
+const installsTotal = metrics.counter(
+  "outpost_content_installs_total",
+  "Content versions installed, by type",
+);
+const rollbacksTotal = metrics.counter(
+  "outpost_content_rollbacks_total",
+  "Content rollbacks to last-known-good, by type and trigger (automatic, manual)",
+);
+
 export class Agent implements AgentApi {
   readonly events = new EventBus();
   private readonly log = rootLog.child({ component: "agent" });
@@ -60,7 +79,11 @@ export class Agent implements AgentApi {
   constructor(private readonly opts: AgentOptions) {
     this.now = opts.now ?? (() => new Date());
     this.store = new ContentStore(opts.config.stateDir);
-    this.host = new InProcessHost(opts.registry, this.log);
+    this.host = new InProcessHost(opts.registry, this.log, {
+      workDirFor: (group) => join(opts.config.stateDir, "hosts", group),
+      emit: (type, fields) => this.events.emit(type, fields),
+      agentCall: (method, args) => this.agentAction(method, args),
+    });
   }
 
   get config(): AgentConfig {
@@ -166,6 +189,7 @@ export class Agent implements AgentApi {
     try {
       await this.loadRecord(type, lkg);
       this.store.rollback(type);
+      rollbacksTotal.inc({ type, trigger: "automatic" });
       this.events.emit("content-rolled-back", {
         contentType: type,
         from: failedVersion ?? null,
@@ -234,20 +258,24 @@ export class Agent implements AgentApi {
           minBytesPerSecond: u.minBytesPerSecond,
         },
         onRejection: (r) => {
+          rejectionsTotal.inc({ code: r.code, type: r.type ?? "" });
           this.recordError(r);
           this.events.emit("update-rejected", { ...r, contentType: r.type });
           this.alert({ kind: "update-rejected", type: r.type, file: r.file, code: r.code, reason: r.reason });
         },
-        onInstalled: (e) =>
+        onInstalled: (e) => {
+          installsTotal.inc({ type: e.type });
           this.events.emit("content-installed", {
             contentType: e.type,
             version: e.version,
             previousVersion: e.previousVersion,
-          }),
+          });
+        },
       },
       u.group,
     );
     this.lastReport = report;
+    cyclesTotal.inc({ result: report.ok ? "ok" : "failed" });
     this.events.emit("update-finished", {
       ok: report.ok,
       installed: report.installed.length,
@@ -269,6 +297,7 @@ export class Agent implements AgentApi {
       await this.host.commit(prepared);
       // An admin who rolled back does not want the next hourly cycle to re-install the same version.
       if (current) this.store.markBad(type, current.version, "rolled back by administrator");
+      rollbacksTotal.inc({ type, trigger: "manual" });
       this.events.emit("content-rolled-back", {
         contentType: type,
         from: current?.version ?? null,
@@ -280,6 +309,28 @@ export class Agent implements AgentApi {
     this.cycleChain = run.catch(() => {});
     await run;
     return this.contentInfo(type);
+  }
+
+  /** Agent actions that handlers with privileges.agent (RepairKit) may ask for. */
+  private async agentAction(method: string, args: unknown): Promise<unknown> {
+    switch (method) {
+      case "status":
+        return this.status();
+      case "update":
+        return this.update();
+      case "verifyContent": {
+        const type = (args as { type?: unknown })?.type;
+        if (typeof type !== "string") throw new HandlerError("HND_BAD_ARGS", "verifyContent needs {type}");
+        return this.store.verifyInstalled(type);
+      }
+      case "rollback": {
+        const type = (args as { type?: unknown })?.type;
+        if (typeof type !== "string") throw new HandlerError("HND_BAD_ARGS", "rollback needs {type}");
+        return this.rollback(type);
+      }
+      default:
+        throw new HandlerError("HND_NO_METHOD", `no agent action ${method}`);
+    }
   }
 
   call(type: string, method: string, args: unknown): Promise<unknown> {

@@ -24,6 +24,8 @@ export const PrivilegesSchema = z
     fs: FsPrivilegeSchema,
     net: z.union([z.literal("none"), z.array(NetEndpointSchema).min(1)]),
     exec: z.boolean(),
+    /** May ask the supervisor to run agent actions (update now, verify or roll back content). */
+    agent: z.boolean().default(false),
   })
   .strict();
 
@@ -71,12 +73,60 @@ export interface ContentView {
   readText(path: string): string;
 }
 
-/** Capabilities granted to a handler; each is present only if declared. */
+export interface FsCapability {
+  /** Paths must match the handler's declared globs; anything else is HND_FS_DENIED. */
+  readFile(path: string): Uint8Array;
+  readText(path: string): string;
+  list(dir: string): string[];
+  stat(path: string): {
+    size: number;
+    mtimeMs: number;
+    mode: number;
+    uid: number;
+    gid: number;
+    isFile: boolean;
+    isDirectory: boolean;
+  } | null;
+  /** Present only with fs mode read-write. */
+  writeFile?(path: string, data: Uint8Array | string, mode?: number): void;
+  chmod?(path: string, mode: number): void;
+  chown?(path: string, uid: number, gid: number): void;
+  remove?(path: string): void;
+}
+
+export interface NetCapability {
+  /** fetch restricted to the declared `https:<host>` / `http:<host>` endpoints. */
+  fetch(url: string, init?: RequestInit): Promise<Response>;
+}
+
+export interface ExecCapability {
+  run(
+    cmd: string[],
+    opts?: { timeoutMs?: number; stdin?: Uint8Array },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/**
+ * Capabilities granted to a handler. `log`, `events` and `workDir` are
+ * always present (they reach nothing outside the agent); `fs`, `net`,
+ * `exec` and `agent` exist only when the manifest declared them, so a
+ * handler's code cannot even name a capability it did not ask for. The OS
+ * sandbox of its host process enforces the same limits underneath.
+ */
 export interface Capabilities {
   readonly log: {
     info(msg: string, f?: Record<string, unknown>): void;
     warn(msg: string, f?: Record<string, unknown>): void;
   };
+  /** Publishes to the agent's event stream (detections, telemetry). */
+  readonly events: { emit(type: string, fields?: Record<string, unknown>): void };
+  /** The host group's private writable directory (spill space for large objects, caches). */
+  readonly workDir: string;
+  readonly fs?: FsCapability;
+  readonly net?: NetCapability;
+  readonly exec?: ExecCapability;
+  /** Agent actions (update, verifyContent, rollback, status); only with privileges.agent. */
+  readonly agent?: { call(method: string, args?: unknown): Promise<unknown> };
 }
 
 export interface HandlerStatus {

@@ -8,8 +8,10 @@
  * This host runs handlers in-process; the handler-host issue moves groups
  * into separate, privilege-dropped processes behind the same interface.
  */
+import { mkdirSync } from "node:fs";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { createCapabilities } from "./capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView } from "./contract.ts";
 import type { HandlerRegistry } from "./registry.ts";
 
@@ -35,6 +37,12 @@ export class InProcessHost {
   constructor(
     registry: HandlerRegistry,
     private readonly log: Logger,
+    private readonly env: {
+      /** Private writable directory of a host group. */
+      workDirFor: (group: string) => string;
+      emit: (type: string, fields?: Record<string, unknown>) => void;
+      agentCall?: (method: string, args?: unknown) => Promise<unknown>;
+    },
   ) {
     for (const type of registry.types())
       this.slots.set(type, { handler: registry.require(type), state: "not-installed", version: null });
@@ -47,8 +55,16 @@ export class InProcessHost {
   }
 
   private caps(type: string): Capabilities {
+    const { handler } = this.slot(type);
     const log = this.log.child({ handler: type });
-    return { log: { info: (m, f) => log.info(m, f), warn: (m, f) => log.warn(m, f) } };
+    const workDir = this.env.workDirFor(handler.manifest.group);
+    mkdirSync(workDir, { recursive: true, mode: 0o700 });
+    return createCapabilities(handler.manifest, {
+      log: { info: (m, f) => log.info(m, f), warn: (m, f) => log.warn(m, f) },
+      emit: this.env.emit,
+      workDir,
+      agentCall: this.env.agentCall,
+    });
   }
 
   async validate(type: string, view: ContentView): Promise<void> {

@@ -36,7 +36,13 @@ describe("manifest", () => {
     expect(HandlerManifestSchema.parse(m)).toEqual(m);
     expect(m.name).toBe("Hmpa_data");
     expect(m.group).toBe("hmpa");
-    expect(m.privileges).toEqual({ runAs: "agent", fs: { mode: "none" }, net: "none", exec: false });
+    expect(m.privileges).toEqual({
+      runAs: "agent",
+      fs: { mode: "none" },
+      net: "none",
+      exec: false,
+      agent: false,
+    });
     expect(m.limits.memoryMb).toBeLessThanOrEqual(512);
     expect(m.maxPackageBytes).toBeLessThanOrEqual(256 * 1024 * 1024);
   });

@@ -48,6 +48,8 @@ export function recordingCaps(): {
         info: (msg, f) => records.push({ level: "info", msg, f }),
         warn: (msg, f) => records.push({ level: "warn", msg, f }),
       },
+      events: { emit: (type, f) => records.push({ level: "event", msg: type, f }) },
+      workDir: "/nonexistent-workdir",
     },
   };
 }

@@ -50,7 +50,7 @@ test("a rejected update is POSTed to both the vendor's and the admin's endpoint"
   const dir = join(vendor.repo, "packages/TestText");
   const file = join(dir, readdirSync(dir).find((f) => f.startsWith("TestText-2-"))!);
   const bytes = await Bun.file(file).bytes();
-  bytes[bytes.length - 2000] ^= 0xff;
+  bytes[bytes.length - 2000] = (bytes[bytes.length - 2000] ?? 0) ^ 0xff;
   writeFileSync(file, bytes);
 
   const report = await t.agent.update();

@@ -1,0 +1,286 @@
+/**
+ * Crash consistency of a whole install, end to end: the real agent CLI
+ * (`bin/agent.ts update --once`) upgrades Hmpa_data v1 → v2 in a child
+ * process that dies by SIGKILL — (a) at every durable step of the install
+ * (OUTPOST_CRASH_POINT, which the store checks between syscalls), and
+ * (b) at random moments from outside. After every death:
+ *
+ *   - a fresh ContentStore on the state dir reports exactly v1 or v2 (by
+ *     version and package digest; v1 before the commit point, v2 from it),
+ *     and every installed file matches its manifest;
+ *   - an agent starts on that state and serves that version's allowlist;
+ *   - a normal `update --once` run converges to v2.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { UpdateCycleReport } from "../core/agent/api.ts";
+import { Agent } from "../core/agent/runtime.ts";
+import { parseConfig } from "../core/config.ts";
+import { readRepoIndex } from "../core/repo/publish.ts";
+import { ContentStore } from "../core/store/store.ts";
+import { defaultRegistry } from "../handlers/index.ts";
+import { buildAllowlistFromText } from "../handlers/Hmpa_data/build.ts";
+import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
+
+const TYPE = "Hmpa_data";
+const AGENT_CLI = resolve(import.meta.dir, "../bin/agent.ts");
+const BUN = process.execPath;
+/** Children run side by side: one per core of the 2-core CI box keeps the file well under a minute. */
+const PARALLEL = 3;
+const RANDOM_RUNS = 50;
+const RANDOM_SEED = 0x0c7a5e;
+
+let base: string;
+let vendor: Vendor;
+/** A state dir with v1 installed by the CLI; every run starts from a copy of it. */
+let template: string;
+const published = new Map<number, string>(); // version → package SHA-384
+let copies = 0;
+
+interface CrashPointLine {
+  n: number;
+  label: string;
+  /** Milliseconds after spawn when the parent read the line. */
+  atMs: number;
+}
+
+interface Run {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  points: CrashPointLine[];
+  stderr: string;
+  ms: number;
+}
+
+/** `agent update --once` on `state`; resolves on process exit. `killAfterMs` SIGKILLs it from outside. */
+async function runAgent(state: string, env: Record<string, string> = {}, killAfterMs?: number): Promise<Run> {
+  const started = performance.now();
+  const proc = Bun.spawn(
+    [
+      BUN,
+      AGENT_CLI,
+      "update",
+      "--once",
+      "--json",
+      "--repo",
+      vendor.repo,
+      "--group",
+      TEST_GROUP,
+      "--state",
+      state,
+      "--trust",
+      vendor.trustPath,
+    ],
+    { env: { ...process.env, OUTPOST_LOG_QUIET: "1", ...env }, stdout: "pipe", stderr: "pipe" },
+  );
+  const killer = killAfterMs === undefined ? undefined : setTimeout(() => proc.kill("SIGKILL"), killAfterMs);
+  const points: CrashPointLine[] = [];
+  let stderr = "";
+  const readStderr = (async () => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of proc.stderr) {
+      const atMs = performance.now() - started;
+      const text = decoder.decode(chunk, { stream: true });
+      stderr += text;
+      pending += text;
+      for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+        const m = /^crashpoint (\d+) (.*)$/.exec(pending.slice(0, nl));
+        if (m) points.push({ n: Number(m[1]), label: m[2]!, atMs });
+        pending = pending.slice(nl + 1);
+      }
+    }
+  })();
+  const stdout = new Response(proc.stdout).text();
+  await proc.exited;
+  clearTimeout(killer);
+  await readStderr;
+  return {
+    exitCode: proc.exitCode,
+    signal: proc.signalCode === null ? null : String(proc.signalCode),
+    stdout: await stdout,
+    points,
+    stderr,
+    ms: performance.now() - started,
+  };
+}
+
+function freshState(): string {
+  const state = join(base, `state-${++copies}`);
+  cpSync(template, state, { recursive: true });
+  return state;
+}
+
+function allowlist(version: number): Uint8Array {
+  return buildAllowlistFromText(`# Hmpa_data v${version}\nonly-in-v${version}\nshared-thumbprint\n`);
+}
+
+/** The store after a crash: exactly one of the published versions, byte-perfect. Returns its version. */
+function checkStore(state: string, where: string): number {
+  const store = new ContentStore(state);
+  store.open();
+  const current = store.installed(TYPE);
+  if (!current) throw new Error(`${where}: nothing installed`);
+  expect([current.version, current.sha384], where).toEqual([current.version, published.get(current.version)!]);
+  expect([1, 2], where).toContain(current.version);
+  const check = store.verifyInstalled(TYPE, current);
+  expect(check?.problems, where).toEqual([]);
+  expect(check?.ok, where).toBe(true);
+  // The rollback target, when there is one, must be usable too.
+  const lkg = store.lkg(TYPE);
+  if (lkg) {
+    expect(lkg.version, where).toBe(1);
+    expect(store.verifyInstalled(TYPE, lkg)?.ok, where).toBe(true);
+  }
+  expect(store.badVersions(TYPE), where).toEqual([]);
+  return current.version;
+}
+
+/** An agent starts on the crashed state and serves the version the store reports. */
+async function checkAgentLoads(state: string, version: number, where: string): Promise<void> {
+  const config = parseConfig({
+    stateDir: state,
+    update: { repo: vendor.repo, group: TEST_GROUP, trust: vendor.trustPath, enabled: false },
+  });
+  const agent = new Agent({ config, registry: defaultRegistry() });
+  await agent.start();
+  try {
+    const info = agent.content().find((c) => c.type === TYPE);
+    expect([info?.version, info?.handlerState, info?.badVersions], where).toEqual([version, "loaded", []]);
+    const hit = (await agent.call(TYPE, "check", { thumbprint: `only-in-v${version}` })) as { allowed: boolean };
+    expect(hit.allowed, where).toBe(true);
+  } finally {
+    await agent.stop();
+  }
+}
+
+/** A normal run afterwards ends on v2, installing it or finding it already there. */
+async function checkConverges(state: string, where: string): Promise<void> {
+  const run = await runAgent(state);
+  expect([run.exitCode, run.signal], `${where}: ${run.stderr}`).toEqual([0, null]);
+  const report = JSON.parse(run.stdout) as UpdateCycleReport;
+  expect(report.ok, where).toBe(true);
+  expect(report.rejected, where).toEqual([]);
+  if (report.installed.length > 0) expect(report.installed, where).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
+  else expect(report.unchanged, where).toEqual([TYPE]);
+  expect(checkStore(state, `${where}, after converging`)).toBe(2);
+}
+
+/** Runs `jobs` with at most PARALLEL at a time. */
+async function pool<T>(items: T[], job: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await job(item);
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
+}
+
+/** mulberry32: a tiny seeded PRNG, so a failing random run can be replayed. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The traced, uninterrupted v1 → v2 install: how many crash points it has and when they happen. */
+let trace: Run;
+
+beforeAll(async () => {
+  base = mkdtempSync(join(tmpdir(), "outpost-crash-e2e-"));
+  vendor = await makeVendor();
+  await vendor.release(TYPE, 1, { "allowlist.bin": allowlist(1) });
+  template = join(base, "template");
+  const first = await runAgent(template);
+  expect([first.exitCode, first.signal], first.stderr).toEqual([0, null]);
+  expect((JSON.parse(first.stdout) as UpdateCycleReport).installed).toEqual([
+    { type: TYPE, version: 1, previousVersion: null },
+  ]);
+  await vendor.release(TYPE, 2, { "allowlist.bin": allowlist(2) });
+  const index = readRepoIndex(vendor.repo, TEST_GROUP);
+  published.set(2, index!.content[TYPE]!.sha384);
+  published.set(1, new ContentStore(template).installed(TYPE)!.sha384);
+
+  trace = await runAgent(freshState(), { OUTPOST_CRASH_TRACE: "1" });
+  expect([trace.exitCode, trace.signal], trace.stderr).toEqual([0, null]);
+}, 30_000);
+
+afterAll(() => {
+  rmSync(base, { recursive: true, force: true });
+  vendor?.cleanup();
+});
+
+describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
+  test("(a) at every durable step: v1 before the commit point, v2 from it, always whole; then converges", async () => {
+    const points = trace.points;
+    expect(points.map((p) => p.n)).toEqual(points.map((_, i) => i + 1));
+    // Staging, both pointer writes and their fsyncs are all in the trace.
+    expect(points.length).toBeGreaterThan(20);
+    const commit = points.findIndex((p) => p.label === "rename -> current.json") + 1;
+    expect(commit).toBeGreaterThan(1);
+
+    await pool(
+      points.map((p) => p.n),
+      async (n) => {
+        const where = `crash point ${n} (${points[n - 1]!.label})`;
+        const state = freshState();
+        const run = await runAgent(state, { OUTPOST_CRASH_POINT: String(n) });
+        expect(run.signal, `${where}: ${run.stderr}`).toBe("SIGKILL");
+        expect(run.points.at(-1)?.n, where).toBe(n);
+        const version = checkStore(state, where);
+        expect(version, where).toBe(n < commit ? 1 : 2);
+        await checkAgentLoads(state, version, where);
+        await checkConverges(state, where);
+      },
+    );
+  }, 60_000);
+
+  test(`(b) ${RANDOM_RUNS} SIGKILLs from outside at random moments (seed ${RANDOM_SEED}); same invariants`, async () => {
+    // Half the kills are spread from just before the store opens to just after the traced run
+    // ended; the other half aim at the short stretch of durable steps (staging to commit), which
+    // a uniform spread would rarely hit. Children run in parallel, so timing drifts: that is fine.
+    const random = mulberry32(RANDOM_SEED);
+    const between = (lo: number, hi: number) => lo + random() * (hi - lo);
+    const opened = trace.points[0]!.atMs;
+    const staging = trace.points.find((p) => p.label.startsWith("mkdir stage-"))?.atMs ?? opened;
+    const last = trace.points.at(-1)!.atMs;
+    const delays = Array.from({ length: RANDOM_RUNS }, (_, i) =>
+      i % 2 === 0 ? between(opened * 0.8, trace.ms * 1.05) : between(staging - 50, last + 20),
+    );
+    const outcomes = { killed: 0, finished: 0, v1: 0, v2: 0, midInstall: 0 };
+
+    await pool(
+      delays.map((ms, i) => ({ ms, i })),
+      async ({ ms, i }) => {
+        const state = freshState();
+        // Traced, so a failure says how far the install got before the kill.
+        const run = await runAgent(state, { OUTPOST_CRASH_TRACE: "1" }, ms);
+        const reached = run.points.at(-1);
+        const where = `random run ${i} (kill after ${ms.toFixed(0)} ms, last step ${reached ? `${reached.n} ${reached.label}` : "none"})`;
+        if (run.signal === "SIGKILL") {
+          outcomes.killed++;
+          if (reached && reached.n > 3 && reached.n < trace.points.length) outcomes.midInstall++;
+        } else {
+          // The kill came after the process had already finished: a complete, successful run.
+          expect([run.exitCode, run.signal], `${where}: ${run.stderr}`).toEqual([0, null]);
+          outcomes.finished++;
+        }
+        const version = checkStore(state, where);
+        outcomes[version === 1 ? "v1" : "v2"]++;
+        await checkAgentLoads(state, version, where);
+        await checkConverges(state, where);
+      },
+    );
+    if (process.env.CRASH_DEBUG) console.log(outcomes, trace.points[0], trace.points.at(-1), trace.ms);
+    expect(outcomes.killed + outcomes.finished).toBe(RANDOM_RUNS);
+    // Most kills must land while the agent is running, or this test proves little.
+    expect(outcomes.killed).toBeGreaterThan(RANDOM_RUNS / 2);
+  }, 60_000);
+});
