@@ -19,6 +19,7 @@ import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
 import { log } from "../log.ts";
 import { requireToken } from "./auth.ts";
 import { ControlError, errorBody, httpStatusFor } from "./errors.ts";
+import type { ControlContext, RouteExtension } from "./extensions.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
 import { handlerRoutes } from "./routes/handlers.ts";
@@ -28,6 +29,8 @@ export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export interface ControlAppOptions {
   token: string;
   bodyLimitBytes?: number;
+  extensions?: RouteExtension[];
+  events?: ControlContext["events"];
 }
 
 export function createControlApp(api: AgentApi, opts: ControlAppOptions): Hono {
@@ -65,6 +68,11 @@ export function createControlApp(api: AgentApi, opts: ControlAppOptions): Hono {
   app.route("/v1", agentRoutes(api));
   app.route("/v1/content", contentRoutes(api));
   app.route("/v1/handlers", handlerRoutes(api));
+  for (const ext of opts.extensions ?? []) {
+    const v1 = new Hono();
+    ext.mount(v1, { api, events: opts.events });
+    app.route("/v1", v1);
+  }
   return app;
 }
 
@@ -85,6 +93,8 @@ export interface ControlPlaneOptions {
   port?: number;
   allowRemote?: boolean;
   bodyLimitBytes?: number;
+  extensions?: RouteExtension[];
+  events?: ControlContext["events"];
 }
 
 export interface ControlPlane {
@@ -115,7 +125,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // The token lands before control.json: a client that finds control.json can always read a matching token.
   atomicWriteFile(paths.controlToken, `${token}\n`, 0o600);
 
-  const app = createControlApp(opts.api, { token, bodyLimitBytes: opts.bodyLimitBytes });
+  const app = createControlApp(opts.api, {
+    token,
+    bodyLimitBytes: opts.bodyLimitBytes,
+    extensions: opts.extensions,
+    events: opts.events,
+  });
   const tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch });
   const unix = listenUnix(paths.controlSocket, app);
 

@@ -9,7 +9,7 @@ import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
-import { agentArgs, createAgent, loadAgentConfig } from "./session.ts";
+import { agentArgs, createAgent, loadAgentConfig, wiredRoutes } from "./session.ts";
 
 export default defineCommand({
   meta: {
@@ -42,6 +42,8 @@ export default defineCommand({
         host: config.control.host,
         port: config.control.port,
         allowRemote: config.control.allowRemote,
+        extensions: await wiredRoutes(),
+        events: agent.events,
       });
     } catch (e) {
       await agent.stop();

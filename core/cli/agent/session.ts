@@ -15,6 +15,7 @@ import type { AlertSink } from "../../agent/alerts.ts";
 import type { Agent } from "../../agent/runtime.ts";
 import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../config.ts";
 import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
+import type { RouteExtension } from "../../control/extensions.ts";
 import type { HandlerRegistry } from "../../handler/registry.ts";
 import { EXIT } from "../output.ts";
 
@@ -32,6 +33,13 @@ export interface AgentFlags {
 export interface AgentWiring {
   registry(): HandlerRegistry | Promise<HandlerRegistry>;
   alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
+  /** Feature routes contributed by handlers/plugins (mounted under /v1 by `agent run`). */
+  routes?(): RouteExtension[] | Promise<RouteExtension[]>;
+}
+
+/** The feature routes the entry point registered (empty when none). */
+export async function wiredRoutes(): Promise<RouteExtension[]> {
+  return (await requireWiring().routes?.()) ?? [];
 }
 
 let wiring: AgentWiring | undefined;
