@@ -27,7 +27,7 @@ import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
 const TYPE = "Hmpa_data";
 const AGENT_CLI = resolve(import.meta.dir, "../bin/agent.ts");
 const BUN = process.execPath;
-/** Children run side by side: one per core of the 2-core CI box keeps the file well under a minute. */
+/** Children run side by side; each waits on spawn and fsync part of its life, so three share two cores well. */
 const PARALLEL = 3;
 const RANDOM_RUNS = 50;
 const RANDOM_SEED = 0x0c7a5e;
@@ -55,8 +55,15 @@ interface Run {
   ms: number;
 }
 
-/** `agent update --once` on `state`; resolves on process exit. `killAfterMs` SIGKILLs it from outside. */
-async function runAgent(state: string, env: Record<string, string> = {}, killAfterMs?: number): Promise<Run> {
+/**
+ * `agent update --once` on `state`; resolves on process exit. `kill` SIGKILLs it from outside
+ * `ms` after it reports crash point `afterPoint` (needs OUTPOST_CRASH_TRACE=1), or after spawn.
+ */
+async function runAgent(
+  state: string,
+  env: Record<string, string> = {},
+  kill?: { ms: number; afterPoint?: number },
+): Promise<Run> {
   const started = performance.now();
   const proc = Bun.spawn(
     [
@@ -76,7 +83,11 @@ async function runAgent(state: string, env: Record<string, string> = {}, killAft
     ],
     { env: { ...process.env, OUTPOST_LOG_QUIET: "1", ...env }, stdout: "pipe", stderr: "pipe" },
   );
-  const killer = killAfterMs === undefined ? undefined : setTimeout(() => proc.kill("SIGKILL"), killAfterMs);
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const armKill = () => {
+    killer ??= setTimeout(() => proc.kill("SIGKILL"), kill?.ms);
+  };
+  if (kill && kill.afterPoint === undefined) armKill();
   const points: CrashPointLine[] = [];
   let stderr = "";
   const readStderr = (async () => {
@@ -89,7 +100,10 @@ async function runAgent(state: string, env: Record<string, string> = {}, killAft
       pending += text;
       for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
         const m = /^crashpoint (\d+) (.*)$/.exec(pending.slice(0, nl));
-        if (m) points.push({ n: Number(m[1]), label: m[2]!, atMs });
+        if (m) {
+          points.push({ n: Number(m[1]), label: m[2]!, atMs });
+          if (kill?.afterPoint === Number(m[1])) armKill();
+        }
         pending = pending.slice(nl + 1);
       }
     }
@@ -190,8 +204,13 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-/** The traced, uninterrupted v1 → v2 install: how many crash points it has and when they happen. */
+/** A traced, uninterrupted v1 → v2 install: how many crash points it has and their labels. */
 let trace: Run;
+/**
+ * When things happen in an install, in ms after the store is opened (crash point 1), averaged
+ * over PARALLEL traced runs made side by side — as loaded as the random runs will be.
+ */
+let timing: { staging: number; last: number; exit: number };
 
 beforeAll(async () => {
   base = mkdtempSync(join(tmpdir(), "outpost-crash-e2e-"));
@@ -208,8 +227,20 @@ beforeAll(async () => {
   published.set(2, index!.content[TYPE]!.sha384);
   published.set(1, new ContentStore(template).installed(TYPE)!.sha384);
 
-  trace = await runAgent(freshState(), { OUTPOST_CRASH_TRACE: "1" });
-  expect([trace.exitCode, trace.signal], trace.stderr).toEqual([0, null]);
+  const traces = await Promise.all(
+    Array.from({ length: PARALLEL }, () => runAgent(freshState(), { OUTPOST_CRASH_TRACE: "1" })),
+  );
+  for (const t of traces) {
+    expect([t.exitCode, t.signal], t.stderr).toEqual([0, null]);
+    expect(t.points.map((p) => p.label.split(" ")[0])).toEqual(traces[0]!.points.map((p) => p.label.split(" ")[0]));
+  }
+  trace = traces[0]!;
+  const mean = (f: (t: Run) => number) => traces.reduce((sum, t) => sum + f(t) - t.points[0]!.atMs, 0) / traces.length;
+  timing = {
+    staging: mean((t) => t.points.find((p) => p.label.startsWith("mkdir stage-"))!.atMs),
+    last: mean((t) => t.points.at(-1)!.atMs),
+    exit: mean((t) => t.ms),
+  };
 }, 30_000);
 
 afterAll(() => {
@@ -243,16 +274,14 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
   }, 60_000);
 
   test(`(b) ${RANDOM_RUNS} SIGKILLs from outside at random moments (seed ${RANDOM_SEED}); same invariants`, async () => {
-    // Half the kills are spread from just before the store opens to just after the traced run
-    // ended; the other half aim at the short stretch of durable steps (staging to commit), which
-    // a uniform spread would rarely hit. Children run in parallel, so timing drifts: that is fine.
+    // Each kill is timed from the moment the child reports opening the store (crash point 1),
+    // so start-up jitter does not decide where it lands. Half are spread from there to past the
+    // end of the run; the other half aim at the short stretch of durable steps (staging to
+    // commit), which a uniform spread would rarely hit.
     const random = mulberry32(RANDOM_SEED);
     const between = (lo: number, hi: number) => lo + random() * (hi - lo);
-    const opened = trace.points[0]!.atMs;
-    const staging = trace.points.find((p) => p.label.startsWith("mkdir stage-"))?.atMs ?? opened;
-    const last = trace.points.at(-1)!.atMs;
     const delays = Array.from({ length: RANDOM_RUNS }, (_, i) =>
-      i % 2 === 0 ? between(opened * 0.8, trace.ms * 1.05) : between(staging - 50, last + 20),
+      i % 2 === 0 ? between(0, timing.exit * 1.1) : between(timing.staging - 30, timing.last + 10),
     );
     const outcomes = { killed: 0, finished: 0, v1: 0, v2: 0, midInstall: 0 };
 
@@ -261,7 +290,7 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
       async ({ ms, i }) => {
         const state = freshState();
         // Traced, so a failure says how far the install got before the kill.
-        const run = await runAgent(state, { OUTPOST_CRASH_TRACE: "1" }, ms);
+        const run = await runAgent(state, { OUTPOST_CRASH_TRACE: "1" }, { ms: Math.max(0, ms), afterPoint: 1 });
         const reached = run.points.at(-1);
         const where = `random run ${i} (kill after ${ms.toFixed(0)} ms, last step ${reached ? `${reached.n} ${reached.label}` : "none"})`;
         if (run.signal === "SIGKILL") {
@@ -278,7 +307,7 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
         await checkConverges(state, where);
       },
     );
-    if (process.env.CRASH_DEBUG) console.log(outcomes, trace.points[0], trace.points.at(-1), trace.ms);
+    if (process.env.CRASH_DEBUG) console.log(outcomes, timing);
     expect(outcomes.killed + outcomes.finished).toBe(RANDOM_RUNS);
     // Most kills must land while the agent is running, or this test proves little.
     expect(outcomes.killed).toBeGreaterThan(RANDOM_RUNS / 2);

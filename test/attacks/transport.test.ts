@@ -85,6 +85,24 @@ describe("transport (R6, deadlines)", () => {
     await expectRejected(scene, { code: "UPD_TOO_LARGE", file: entry.path, type: TYPE });
   });
 
+  test("compression bomb despite accept-encoding: identity (gzip, no Content-Length) → UPD_TOO_LARGE", async () => {
+    scene = await installOverHttp();
+    const entry = await releaseV2(scene);
+    // 16 MiB of zeros in ~16 KiB: the cap must count decoded bytes as they stream, not buffer them first.
+    const bomb = Bun.gzipSync(new Uint8Array(16 * 1024 * 1024));
+    hostile = () =>
+      new Response(
+        new ReadableStream({
+          start(c) {
+            c.enqueue(bomb);
+            c.close();
+          },
+        }),
+        { headers: { "content-encoding": "gzip" } },
+      );
+    await expectRejected(scene, { code: "UPD_TOO_LARGE", file: entry.path, type: TYPE });
+  });
+
   test("connection closed mid-body (Content-Length promised more) → UPD_TRUNCATED", async () => {
     const server = { current: undefined as Awaited<ReturnType<typeof serveTruncating>> | undefined };
     scene = await installGood({
