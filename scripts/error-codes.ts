@@ -74,29 +74,17 @@ export function renderDoc(codes: Map<string, Set<string>>): string {
     "",
   ];
   const sorted = [...codes.keys()].sort();
+  const where = (c: string) =>
+    [...(codes.get(c) ?? [])]
+      .sort()
+      .map((f) => `\`${f}\``)
+      .join(", ");
+  // Only codes with a known family prefix are collected, so every code lands in one section.
   for (const [prefix, meaning] of FAMILIES) {
     const inFamily = sorted.filter((c) => c.startsWith(prefix));
     if (inFamily.length === 0) continue;
     lines.push(`## ${prefix}* — ${meaning}`, "", "| code | raised in |", "| --- | --- |");
-    for (const c of inFamily)
-      lines.push(
-        `| \`${c}\` | ${[...codes.get(c)!]
-          .sort()
-          .map((f) => `\`${f}\``)
-          .join(", ")} |`,
-      );
-    lines.push("");
-  }
-  const other = sorted.filter((c) => !FAMILIES.some(([p]) => c.startsWith(p)));
-  if (other.length > 0) {
-    lines.push("## Other", "", "| code | raised in |", "| --- | --- |");
-    for (const c of other)
-      lines.push(
-        `| \`${c}\` | ${[...codes.get(c)!]
-          .sort()
-          .map((f) => `\`${f}\``)
-          .join(", ")} |`,
-      );
+    for (const c of inFamily) lines.push(`| \`${c}\` | ${where(c)} |`);
     lines.push("");
   }
   return lines.join("\n");
