@@ -9,19 +9,22 @@
  *     version and package digest; v1 before the commit point, v2 from it),
  *     and every installed file matches its manifest;
  *   - an agent starts on that state and serves that version's allowlist;
- *   - a normal `update --once` run converges to v2.
+ *   - a following cycle converges to v2: in (a) a normal `agent update --once`
+ *     child; in (b), to keep the file within a minute on two cores, the
+ *     in-process agent that just loaded runs the cycle (`update --once` is
+ *     exactly that: start, one cycle, stop).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { UpdateCycleReport } from "../core/agent/api.ts";
 import { Agent } from "../core/agent/runtime.ts";
-import { parseConfig } from "../core/config.ts";
+import { parseConfig, statePaths } from "../core/config.ts";
 import { readRepoIndex } from "../core/repo/publish.ts";
 import { ContentStore } from "../core/store/store.ts";
-import { defaultRegistry } from "../handlers/index.ts";
 import { buildAllowlistFromText } from "../handlers/Hmpa_data/build.ts";
+import { defaultRegistry } from "../handlers/index.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
 
 const TYPE = "Hmpa_data";
@@ -138,7 +141,10 @@ function checkStore(state: string, where: string): number {
   store.open();
   const current = store.installed(TYPE);
   if (!current) throw new Error(`${where}: nothing installed`);
-  expect([current.version, current.sha384], where).toEqual([current.version, published.get(current.version)!]);
+  expect([current.version, current.sha384], where).toEqual([
+    current.version,
+    published.get(current.version)!,
+  ]);
   expect([1, 2], where).toContain(current.version);
   const check = store.verifyInstalled(TYPE, current);
   expect(check?.problems, where).toEqual([]);
@@ -153,8 +159,17 @@ function checkStore(state: string, where: string): number {
   return current.version;
 }
 
-/** An agent starts on the crashed state and serves the version the store reports. */
-async function checkAgentLoads(state: string, version: number, where: string): Promise<void> {
+/**
+ * An agent starts on the crashed state and serves the version the store reports. With
+ * `converge`, that agent then runs one cycle — what `update --once` does in its process — and
+ * must end on v2.
+ */
+async function checkAgentLoads(
+  state: string,
+  version: number,
+  where: string,
+  opts: { converge?: boolean } = {},
+): Promise<void> {
   const config = parseConfig({
     stateDir: state,
     update: { repo: vendor.repo, group: TEST_GROUP, trust: vendor.trustPath, enabled: false },
@@ -164,22 +179,37 @@ async function checkAgentLoads(state: string, version: number, where: string): P
   try {
     const info = agent.content().find((c) => c.type === TYPE);
     expect([info?.version, info?.handlerState, info?.badVersions], where).toEqual([version, "loaded", []]);
-    const hit = (await agent.call(TYPE, "check", { thumbprint: `only-in-v${version}` })) as { allowed: boolean };
-    expect(hit.allowed, where).toBe(true);
+    expect(await serves(agent, version), where).toBe(true);
+    if (opts.converge) {
+      checkReport(await agent.update(), where);
+      expect(await serves(agent, 2), `${where}, after converging`).toBe(true);
+    }
   } finally {
     await agent.stop();
   }
+  if (opts.converge) expect(checkStore(state, `${where}, after converging`)).toBe(2);
 }
 
-/** A normal run afterwards ends on v2, installing it or finding it already there. */
+async function serves(agent: Agent, version: number): Promise<boolean> {
+  const hit = (await agent.call(TYPE, "check", { thumbprint: `only-in-v${version}` })) as {
+    allowed: boolean;
+  };
+  return hit.allowed;
+}
+
+function checkReport(report: UpdateCycleReport, where: string): void {
+  expect(report.ok, where).toBe(true);
+  expect(report.rejected, where).toEqual([]);
+  if (report.installed.length > 0) {
+    expect(report.installed, where).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
+  } else expect(report.unchanged, where).toEqual([TYPE]);
+}
+
+/** A normal `agent update --once` run afterwards ends on v2, installing it or finding it already there. */
 async function checkConverges(state: string, where: string): Promise<void> {
   const run = await runAgent(state);
   expect([run.exitCode, run.signal], `${where}: ${run.stderr}`).toEqual([0, null]);
-  const report = JSON.parse(run.stdout) as UpdateCycleReport;
-  expect(report.ok, where).toBe(true);
-  expect(report.rejected, where).toEqual([]);
-  if (report.installed.length > 0) expect(report.installed, where).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
-  else expect(report.unchanged, where).toEqual([TYPE]);
+  checkReport(JSON.parse(run.stdout) as UpdateCycleReport, where);
   expect(checkStore(state, `${where}, after converging`)).toBe(2);
 }
 
@@ -232,10 +262,13 @@ beforeAll(async () => {
   );
   for (const t of traces) {
     expect([t.exitCode, t.signal], t.stderr).toEqual([0, null]);
-    expect(t.points.map((p) => p.label.split(" ")[0])).toEqual(traces[0]!.points.map((p) => p.label.split(" ")[0]));
+    expect(t.points.map((p) => p.label.split(" ")[0])).toEqual(
+      traces[0]!.points.map((p) => p.label.split(" ")[0]),
+    );
   }
   trace = traces[0]!;
-  const mean = (f: (t: Run) => number) => traces.reduce((sum, t) => sum + f(t) - t.points[0]!.atMs, 0) / traces.length;
+  const mean = (f: (t: Run) => number) =>
+    traces.reduce((sum, t) => sum + f(t) - t.points[0]!.atMs, 0) / traces.length;
   timing = {
     staging: mean((t) => t.points.find((p) => p.label.startsWith("mkdir stage-"))!.atMs),
     last: mean((t) => t.points.at(-1)!.atMs),
@@ -283,33 +316,53 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
     const delays = Array.from({ length: RANDOM_RUNS }, (_, i) =>
       i % 2 === 0 ? between(0, timing.exit * 1.1) : between(timing.staging - 30, timing.last + 10),
     );
-    const outcomes = { killed: 0, finished: 0, v1: 0, v2: 0, midInstall: 0 };
+    const outcomes = { killed: 0, finished: 0 };
 
     await pool(
       delays.map((ms, i) => ({ ms, i })),
       async ({ ms, i }) => {
         const state = freshState();
         // Traced, so a failure says how far the install got before the kill.
-        const run = await runAgent(state, { OUTPOST_CRASH_TRACE: "1" }, { ms: Math.max(0, ms), afterPoint: 1 });
+        const run = await runAgent(
+          state,
+          { OUTPOST_CRASH_TRACE: "1" },
+          { ms: Math.max(0, ms), afterPoint: 1 },
+        );
         const reached = run.points.at(-1);
         const where = `random run ${i} (kill after ${ms.toFixed(0)} ms, last step ${reached ? `${reached.n} ${reached.label}` : "none"})`;
-        if (run.signal === "SIGKILL") {
-          outcomes.killed++;
-          if (reached && reached.n > 3 && reached.n < trace.points.length) outcomes.midInstall++;
-        } else {
+        if (run.signal === "SIGKILL") outcomes.killed++;
+        else {
           // The kill came after the process had already finished: a complete, successful run.
           expect([run.exitCode, run.signal], `${where}: ${run.stderr}`).toEqual([0, null]);
           outcomes.finished++;
         }
         const version = checkStore(state, where);
-        outcomes[version === 1 ? "v1" : "v2"]++;
-        await checkAgentLoads(state, version, where);
-        await checkConverges(state, where);
+        await checkAgentLoads(state, version, where, { converge: true });
       },
     );
-    if (process.env.CRASH_DEBUG) console.log(outcomes, timing);
     expect(outcomes.killed + outcomes.finished).toBe(RANDOM_RUNS);
     // Most kills must land while the agent is running, or this test proves little.
     expect(outcomes.killed).toBeGreaterThan(RANDOM_RUNS / 2);
   }, 60_000);
+});
+
+describe("after a power loss", () => {
+  // BUG (core/agent/lock.ts, acquireLock/lockHolder): a lock is "stale" only when its pid is dead.
+  // A SIGKILL leaves agent.lock behind, and after a power loss and reboot that pid number is often
+  // alive again, belonging to some other process (boot order assigns similar pids), so the agent
+  // refuses to start with AGENT_LOCKED until someone deletes the file. Fix: record more than the pid
+  // (e.g. /proc/sys/kernel/random/boot_id and the process start time from /proc/<pid>/stat) and treat
+  // the lock as stale when they differ, or check /proc/<pid>/cmdline is an agent on this state dir.
+  // Drop `.failing` once fixed.
+  test.failing("a lock left by a killed agent whose pid now belongs to another process does not block start", async () => {
+    const state = freshState();
+    const unrelated = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
+    try {
+      writeFileSync(statePaths(state).lock, `${unrelated.pid}\n`);
+      await checkAgentLoads(state, 1, "stale lock with a recycled pid");
+    } finally {
+      unrelated.kill("SIGKILL");
+      await unrelated.exited;
+    }
+  });
 });

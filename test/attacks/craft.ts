@@ -6,8 +6,9 @@
  * attacker wants, and repository servers that misbehave for one path.
  * Nothing here is imported by production code.
  */
-import { createServer, type Server as NetServer } from "node:net";
+
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Server as NetServer } from "node:net";
 import { dirname, join, resolve, sep } from "node:path";
 import { signDetached } from "../../core/crypto/cms.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
@@ -15,7 +16,6 @@ import { x509 } from "../../core/crypto/engine.ts";
 import { CODE_SIGNING_EKU, KEY_FILES, type SigningKeys } from "../../core/crypto/keys.ts";
 import { type CertOverrides, makeCert, type TestCert } from "../../core/crypto/testing.ts";
 import { readTar } from "../../core/package/tar.ts";
-import { readRepoIndex } from "../../core/repo/publish.ts";
 import {
   INDEX_PATH,
   INDEX_SIG_PATH,
@@ -24,6 +24,7 @@ import {
   type RepoIndex,
   serializeIndex,
 } from "../../core/repo/index-format.ts";
+import { readRepoIndex } from "../../core/repo/publish.ts";
 
 // ---------------------------------------------------------------------------
 // ustar by hand
@@ -102,7 +103,9 @@ export function splitPackage(bytes: Uint8Array): PackageParts {
   return {
     manifest: new Uint8Array(manifest.data),
     signature: new Uint8Array(signature.data),
-    payload: rest.filter((e) => e.type === "file").map((e) => ({ path: e.path, data: new Uint8Array(e.data) })),
+    payload: rest
+      .filter((e) => e.type === "file")
+      .map((e) => ({ path: e.path, data: new Uint8Array(e.data) })),
   };
 }
 
@@ -191,10 +194,17 @@ export async function writeSignedIndex(
 
 /** Copies a group's current signed index pair (e.g. to replay it later). */
 export function saveIndexPair(repo: string, group: string): { json: Uint8Array; p7s: Uint8Array } {
-  return { json: readFileSync(join(repo, INDEX_PATH(group))), p7s: readFileSync(join(repo, INDEX_SIG_PATH(group))) };
+  return {
+    json: readFileSync(join(repo, INDEX_PATH(group))),
+    p7s: readFileSync(join(repo, INDEX_SIG_PATH(group))),
+  };
 }
 
-export function restoreIndexPair(repo: string, group: string, pair: { json: Uint8Array; p7s: Uint8Array }): void {
+export function restoreIndexPair(
+  repo: string,
+  group: string,
+  pair: { json: Uint8Array; p7s: Uint8Array },
+): void {
   replaceFile(join(repo, INDEX_SIG_PATH(group)), pair.p7s);
   replaceFile(join(repo, INDEX_PATH(group)), pair.json);
 }
@@ -225,7 +235,10 @@ export async function publishRaw(
 }
 
 /** Stores package bytes where publish would and returns the index entry that names them exactly. */
-export function putPackage(repo: string, opts: { type: string; version: number; bytes: Uint8Array }): IndexEntry {
+export function putPackage(
+  repo: string,
+  opts: { type: string; version: number; bytes: Uint8Array },
+): IndexEntry {
   const sha384 = sha384Hex(opts.bytes);
   const entry: IndexEntry = {
     version: opts.version,

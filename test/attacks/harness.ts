@@ -10,7 +10,14 @@ import { join } from "node:path";
 import type { UpdateCycleReport } from "../../core/agent/api.ts";
 import type { AgentConfigInput } from "../../core/config.ts";
 import type { Transport } from "../../core/update/transport.ts";
-import { liveText, makeVendor, startAgent, type TestAgent, TEST_GROUP, type Vendor } from "../fixtures/vendor.ts";
+import {
+  liveText,
+  makeVendor,
+  startAgent,
+  TEST_GROUP,
+  type TestAgent,
+  type Vendor,
+} from "../fixtures/vendor.ts";
 
 export const TYPE = "TestText";
 export const GROUP = TEST_GROUP;
@@ -33,12 +40,11 @@ export interface SceneOptions {
   config?: AgentConfigInput;
   transport?: (vendor: Vendor) => Transport;
   now?: () => Date;
-  vendor?: Vendor;
 }
 
 /** A vendor with TestText v1 published and an agent that has installed it. */
 export async function installGood(opts: SceneOptions = {}): Promise<Scene> {
-  const vendor = opts.vendor ?? (await makeVendor());
+  const vendor = await makeVendor();
   await vendor.release(TYPE, 1, { "data.txt": "good v1" });
   const t = await startAgent(vendor, {
     repo: opts.repo ? await opts.repo(vendor) : undefined,

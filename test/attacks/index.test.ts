@@ -53,7 +53,11 @@ describe("index (R1–R5)", () => {
       bytes: await scene.vendor.pack(TYPE, 2, { "data.txt": "forked v2" }),
     });
     const serial = readRepoIndex(scene.vendor.repo, GROUP)!.serial;
-    await writeSignedIndex(scene.vendor.repo, nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }, { serial }), scene.vendor.keys);
+    await writeSignedIndex(
+      scene.vendor.repo,
+      nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }, { serial }),
+      scene.vendor.keys,
+    );
     await expectRejected(scene, { code: "IDX_SERIAL_REUSED", file: INDEX_FILE });
   });
 
@@ -65,10 +69,15 @@ describe("index (R1–R5)", () => {
       bytes: await scene.vendor.pack(TYPE, 2, { "data.txt": "stale v2" }),
     });
     const now = Date.now();
-    const index = nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }, {
-      issued: new Date(now - 8 * DAY),
-      expires: new Date(now - HOUR),
-    });
+    const index = nextIndex(
+      scene.vendor.repo,
+      GROUP,
+      { [TYPE]: v2 },
+      {
+        issued: new Date(now - 8 * DAY),
+        expires: new Date(now - HOUR),
+      },
+    );
     await writeSignedIndex(scene.vendor.repo, index, scene.vendor.keys);
     await expectRejected(scene, { code: "IDX_EXPIRED", file: INDEX_FILE });
   });
@@ -111,7 +120,11 @@ describe("index (R1–R5)", () => {
       bytes: await scene.vendor.pack(TYPE, 2, { "data.txt": "good v2" }),
     });
     const other = await makeCertChain({ name: "Outpost" });
-    await writeSignedIndex(scene.vendor.repo, nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }), other.signingKeys);
+    await writeSignedIndex(
+      scene.vendor.repo,
+      nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }),
+      other.signingKeys,
+    );
     await expectRejected(scene, { code: "SIG_UNTRUSTED_CHAIN", file: INDEX_FILE });
   });
 });
@@ -142,14 +155,22 @@ describe("what the index pins (R6, R7, R9–R11)", () => {
   test("index entry for TestText pointing at a validly signed package of another type → PKG_WRONG_TYPE", async () => {
     scene = await installGood();
     const other = await scene.vendor.pack("Other", 2, { "data.txt": "other type" });
-    const entry = await publishRaw(scene.vendor.repo, GROUP, scene.vendor.keys, { type: TYPE, version: 2, bytes: other });
+    const entry = await publishRaw(scene.vendor.repo, GROUP, scene.vendor.keys, {
+      type: TYPE,
+      version: 2,
+      bytes: other,
+    });
     await expectRejected(scene, { code: "PKG_WRONG_TYPE", file: entry.path, type: TYPE });
   });
 
   test("index promises version 3, the signed manifest says 2 → UPD_VERSION_MISMATCH", async () => {
     scene = await installGood();
     const bytes = await scene.vendor.pack(TYPE, 2, { "data.txt": "good v2" });
-    const entry = await publishRaw(scene.vendor.repo, GROUP, scene.vendor.keys, { type: TYPE, version: 3, bytes });
+    const entry = await publishRaw(scene.vendor.repo, GROUP, scene.vendor.keys, {
+      type: TYPE,
+      version: 3,
+      bytes,
+    });
     await expectRejected(scene, { code: "UPD_VERSION_MISMATCH", file: entry.path, type: TYPE });
   });
 
@@ -170,7 +191,12 @@ describe("what the index pins (R6, R7, R9–R11)", () => {
   test("replay: a higher version signed before the installed one → UPD_REPLAY_OLDER_SIGNATURE", async () => {
     scene = await installGood();
     // v2 was signed two hours before v1 (e.g. held back and replayed, or a stale CDN object).
-    await scene.vendor.release(TYPE, 2, { "data.txt": "held-back v2" }, { now: new Date(Date.now() - 2 * HOUR) });
+    await scene.vendor.release(
+      TYPE,
+      2,
+      { "data.txt": "held-back v2" },
+      { now: new Date(Date.now() - 2 * HOUR) },
+    );
     await expectRejected(scene, { code: "UPD_REPLAY_OLDER_SIGNATURE", file: listed(scene).path, type: TYPE });
   });
 });

@@ -22,25 +22,34 @@ afterEach(async () => {
 /** A genuine signed v2 with `extra` tar entries appended after its payload, published with a matching index entry. */
 async function offerWithExtra(s: Scene, extra: RawTarEntry[]) {
   const parts = splitPackage(await s.vendor.pack(TYPE, 2, { "data.txt": "good v2" }));
-  return publishRaw(s.vendor.repo, GROUP, s.vendor.keys, { type: TYPE, version: 2, bytes: assemble(parts, extra) });
+  return publishRaw(s.vendor.repo, GROUP, s.vendor.keys, {
+    type: TYPE,
+    version: 2,
+    bytes: assemble(parts, extra),
+  });
 }
 
-/** Every path under `root` (not following links) whose last component is `name`, plus every symlink. */
-function findEvidence(root: string, name: string): string[] {
+/**
+ * Evidence an entry escaped or was materialised: any path under the state dir named `name`
+ * (an evil entry's name is unique), and any symlink or special file in the content store,
+ * which only ever holds regular files and directories.
+ */
+function findEvidence(stateDir: string, name: string): string[] {
   const hits: string[] = [];
-  const walk = (dir: string) => {
+  const walk = (dir: string, inStore: boolean) => {
     for (const entry of readdirSync(dir)) {
       const full = join(dir, entry);
       const st = lstatSync(full);
-      if (entry === name || st.isSymbolicLink() || !(st.isFile() || st.isDirectory())) hits.push(full);
-      if (st.isDirectory()) walk(full);
+      const special = st.isSymbolicLink() || !(st.isFile() || st.isDirectory());
+      if (entry === name || (inStore && special)) hits.push(full);
+      if (st.isDirectory()) walk(full, inStore || full === join(stateDir, "content"));
     }
   };
-  walk(root);
+  walk(stateDir, false);
   return hits;
 }
 
-const unique = (what: string) => `outpost-${what}-${process.pid}-${Math.random().toString(36).slice(2)}.txt`;
+const unique = (what: string) => `outpost-${what}-${process.pid}-${Math.random().toString(36).slice(2)}`;
 
 describe("payload integrity (R8)", () => {
   test("payload byte changed, original signed manifest kept → PKG_FILE_DIGEST_MISMATCH", async () => {
@@ -53,7 +62,11 @@ describe("payload integrity (R8)", () => {
       version: 2,
       bytes: assemble(parts),
     });
-    const report = await expectRejected(scene, { code: "PKG_FILE_DIGEST_MISMATCH", file: entry.path, type: TYPE });
+    const report = await expectRejected(scene, {
+      code: "PKG_FILE_DIGEST_MISMATCH",
+      file: entry.path,
+      type: TYPE,
+    });
     expect(report.rejected[0]?.reason).toContain("payload/data.txt");
   });
 
@@ -98,27 +111,36 @@ describe("tar container (R8)", () => {
 
   test("symbolic link in payload/ → PKG_TAR_LINK, no link created", async () => {
     scene = await installGood();
-    const entry = await offerWithExtra(scene, [{ name: "payload/passwd", typeflag: "2", linkname: "/etc/passwd" }]);
+    const name = unique("symlink");
+    const entry = await offerWithExtra(scene, [
+      { name: `payload/${name}`, typeflag: "2", linkname: "/etc/passwd" },
+    ]);
     await expectRejected(scene, { code: "PKG_TAR_LINK", file: entry.path, type: TYPE });
-    expect(findEvidence(scene.t.stateDir, "passwd")).toEqual([]);
+    expect(findEvidence(scene.t.stateDir, name)).toEqual([]);
   });
 
   test("hard link in payload/ → PKG_TAR_LINK, no link created", async () => {
     scene = await installGood();
-    const entry = await offerWithExtra(scene, [{ name: "payload/hosts", typeflag: "1", linkname: "/etc/hosts" }]);
+    const name = unique("hardlink");
+    const entry = await offerWithExtra(scene, [
+      { name: `payload/${name}`, typeflag: "1", linkname: "/etc/hosts" },
+    ]);
     await expectRejected(scene, { code: "PKG_TAR_LINK", file: entry.path, type: TYPE });
-    expect(findEvidence(scene.t.stateDir, "hosts")).toEqual([]);
+    expect(findEvidence(scene.t.stateDir, name)).toEqual([]);
   });
 
   test.each([
     ["character device", "3", "PKG_TAR_DEVICE"],
     ["block device", "4", "PKG_TAR_DEVICE"],
     ["fifo", "6", "PKG_TAR_FIFO"],
-  ])("%s in payload/ → %s, no special file created", async (_what, typeflag, code) => {
+  ])("%s (typeflag %s) in payload/ → %s, no special file created", async (what, typeflag, code) => {
     scene = await installGood();
-    const entry = await offerWithExtra(scene, [{ name: "payload/dev", typeflag, devmajor: 1, devminor: 3 }]);
+    const name = unique(what.replace(" ", "-"));
+    const entry = await offerWithExtra(scene, [
+      { name: `payload/${name}`, typeflag, devmajor: 1, devminor: 3 },
+    ]);
     await expectRejected(scene, { code, file: entry.path, type: TYPE });
-    expect(findEvidence(scene.t.stateDir, "dev")).toEqual([]);
+    expect(findEvidence(scene.t.stateDir, name)).toEqual([]);
   });
 
   test("control: the hand-built tar of an untouched package installs (the craft only breaks what it is told to)", async () => {

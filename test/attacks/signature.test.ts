@@ -60,7 +60,11 @@ describe("package signature and chain (R8)", () => {
       keyUsage: x509.KeyUsageFlags.digitalSignature,
       extendedKeyUsage: [CODE_SIGNING_EKU],
     });
-    const entry = await offerSignedBy(scene, { signerCert: self.der, chain: [], privateKey: self.keys.privateKey });
+    const entry = await offerSignedBy(scene, {
+      signerCert: self.der,
+      chain: [],
+      privateKey: self.keys.privateKey,
+    });
     await expectRejected(scene, { code: "SIG_UNTRUSTED_CHAIN", file: entry.path, type: TYPE });
   });
 

@@ -4,8 +4,9 @@
  * misbehaves for exactly one path — the package of the next version.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import type { UpdateCycleReport } from "../../core/agent/api.ts";
 import { readRepoIndex } from "../../core/repo/publish.ts";
 import { HttpTransport, type Transport } from "../../core/update/transport.ts";
 import { type Misbehaviour, serveRepoWith, serveTruncating } from "./craft.ts";
@@ -162,3 +163,75 @@ describe("transport (R6, deadlines)", () => {
     expect(performance.now() - started).toBeLessThan(4000);
   });
 });
+
+describe("folder repository (R6)", () => {
+  // BUG (core/update/transport.ts, DirTransport.get): the file is opened with openSync(full, "r")
+  // before fstat checks it is a regular file. Opening a FIFO for reading blocks until a writer
+  // appears, synchronously, so a repository folder (USB stick, network share, mirror sync target)
+  // holding a FIFO at a package or index path hangs the agent's only thread for good: update loop,
+  // control plane and handler calls alike, and no deadline can fire. Fix: open with
+  // `constants.O_RDONLY | constants.O_NONBLOCK` (no effect on regular files), or stat before opening,
+  // then keep the isFile() check. Drop `.failing` once fixed.
+  test.failing("a FIFO where the package should be → UPD_NOT_FOUND, without wedging the agent", async () => {
+    scene = await installGood();
+    const entry = await releaseV2(scene);
+    const fifo = join(scene.vendor.repo, entry.path);
+    rmSync(fifo);
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    // The cycle runs in a worker so that a blocked read cannot block this test's thread.
+    await scene.t.stop();
+    const worker = new Worker(new URL("./agent-worker.ts", import.meta.url).href);
+    try {
+      const answer = new Promise<WorkerAnswer>((done) => {
+        worker.onmessage = (e: MessageEvent<WorkerAnswer>) => done(e.data);
+      });
+      worker.postMessage({
+        stateDir: scene.t.stateDir,
+        repo: scene.vendor.repo,
+        trust: scene.vendor.trustPath,
+      });
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      const inTime = await Promise.race([
+        answer.then(() => true),
+        new Promise<boolean>((done) => {
+          deadline = setTimeout(() => done(false), 2000);
+        }),
+      ]);
+      clearTimeout(deadline);
+      if (!inTime) await releaseFifoReader(fifo, answer);
+      const result = await answer;
+      expect(inTime).toBe(true);
+      expect(result.error).toBeUndefined();
+      expect(result.report?.rejected.map((r) => [r.code, r.file.includes(entry.path)])).toEqual([
+        ["UPD_NOT_FOUND", true],
+      ]);
+      expect([result.live, result.version]).toEqual([scene.live.text, scene.live.version]);
+    } finally {
+      worker.terminate();
+    }
+  });
+});
+
+interface WorkerAnswer {
+  report?: UpdateCycleReport;
+  live?: string | null;
+  version?: number | null;
+  error?: string;
+}
+
+/** Unblocks a reader stuck opening `fifo`: a writer that opens and closes at once gives it EOF. */
+async function releaseFifoReader(fifo: string, settled: Promise<unknown>): Promise<void> {
+  let done = false;
+  void settled.then(() => {
+    done = true;
+  });
+  while (!done) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      return;
+    } catch {
+      // ENXIO: no reader has the FIFO open yet; the worker is still on its way to it.
+      await Bun.sleep(20);
+    }
+  }
+}

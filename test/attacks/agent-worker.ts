@@ -1,0 +1,30 @@
+/**
+ * Runs one agent update cycle in a worker thread, for attacks that may block
+ * the agent's thread outright (a synchronous read that never returns): the
+ * test thread stays free to notice, to unblock the worker and to report.
+ * Message in: { stateDir, repo, trust }; message out: { report, live, version } or { error }.
+ */
+// First, so the logger (evaluated with the imports below) sees the test environment's quiet flag.
+import "../preload.ts";
+import { Agent } from "../../core/agent/runtime.ts";
+import { parseConfig } from "../../core/config.ts";
+import { HandlerRegistry } from "../../core/handler/registry.ts";
+import { liveText, TEST_GROUP, textHandler } from "../fixtures/vendor.ts";
+
+declare const self: Worker;
+
+self.onmessage = async (event: MessageEvent<{ stateDir: string; repo: string; trust: string }>) => {
+  const { stateDir, repo, trust } = event.data;
+  const config = parseConfig({ stateDir, update: { repo, group: TEST_GROUP, trust } });
+  const agent = new Agent({ config, registry: new HandlerRegistry().register(textHandler) });
+  try {
+    await agent.start();
+    const report = await agent.update();
+    const version = agent.content().find((c) => c.type === "TestText")?.version ?? null;
+    self.postMessage({ report, live: await liveText(agent), version });
+  } catch (e) {
+    self.postMessage({ error: String(e) });
+  } finally {
+    await agent.stop();
+  }
+};
