@@ -347,14 +347,9 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
 });
 
 describe("after a power loss", () => {
-  // BUG (core/agent/lock.ts, acquireLock/lockHolder): a lock is "stale" only when its pid is dead.
-  // A SIGKILL leaves agent.lock behind, and after a power loss and reboot that pid number is often
-  // alive again, belonging to some other process (boot order assigns similar pids), so the agent
-  // refuses to start with AGENT_LOCKED until someone deletes the file. Fix: record more than the pid
-  // (e.g. /proc/sys/kernel/random/boot_id and the process start time from /proc/<pid>/stat) and treat
-  // the lock as stale when they differ, or check /proc/<pid>/cmdline is an agent on this state dir.
-  // Drop `.failing` once fixed.
-  test.failing("a lock left by a killed agent whose pid now belongs to another process does not block start", async () => {
+  // After a power loss the pid in a leftover agent.lock often belongs to another process; the lock
+  // records start time and boot id (core/agent/lock.ts), so such a lock is recognised as stale.
+  test("a lock left by a killed agent whose pid now belongs to another process does not block start", async () => {
     const state = freshState();
     const unrelated = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
     try {

@@ -1,2 +1,16 @@
-// Tests observe logs through sinks; keep stderr quiet unless asked.
+// Preloaded by bun test (bunfig.toml). Tests observe logs through sinks; keep stderr quiet unless asked.
+import { afterAll } from "bun:test";
+import { rmSync } from "node:fs";
+
 process.env.OUTPOST_LOG_QUIET ??= "1";
+
+// Process-wide fixtures (one PKI per test process) register their temp dirs here; a preload
+// afterAll runs once after every file, where a process "exit" handler is not reliably called.
+const tempDirs = new Set<string>();
+export function registerTempDir(dir: string): void {
+  tempDirs.add(dir);
+}
+afterAll(() => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  tempDirs.clear();
+});

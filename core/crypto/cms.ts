@@ -13,7 +13,7 @@
 import { readFile } from "node:fs/promises";
 import * as asn1js from "asn1js";
 import { ConfigError, type ErrorDetails, SignatureError } from "../errors.ts";
-import { bytesEqual, sha256Hex } from "./digest.ts";
+import { bytesEqual, sha256Hex, sha384Hex } from "./digest.ts";
 import { pkijs, x509 } from "./engine.ts";
 import { CODE_SIGNING_EKU, type Hash, type SigningKeys } from "./keys.ts";
 
@@ -260,7 +260,23 @@ export class TrustStore {
   private constructor(
     readonly roots: readonly x509.X509Certificate[],
     readonly source: string,
+    /** Only set by `withVerificationMemo()`. */
+    readonly memo?: VerificationMemo,
   ) {}
+
+  /**
+   * The same roots, remembering successful verifications of identical
+   * (content, signature) pairs. For simulations that run thousands of agents
+   * in one process over the same few files (bench/fleet, test/fleet.test.ts),
+   * where a full verification (~50 ms, mostly ASN.1 parsing) per agent would
+   * dominate. Every check in `verifyDetached` depends only on the bytes, the
+   * roots and the required EKU, except the clock: a hit re-checks the path's
+   * validity window and the signingTime skew against `now` and falls back to
+   * a full verification when either fails. Agents do not use it.
+   */
+  withVerificationMemo(): TrustStore {
+    return new TrustStore(this.roots, this.source, new Map());
+  }
 
   static fromPem(pem: string, source = "<trust store>"): TrustStore {
     let blocks: { type: string; rawData: ArrayBuffer }[];
@@ -315,6 +331,15 @@ export class TrustStore {
 
 // ---------------------------------------------------------------------------
 // Verification
+
+interface MemoEntry {
+  result: VerifiedSignature;
+  /** The latest notBefore and earliest notAfter on the verified path. */
+  validFrom: number;
+  validUntil: number;
+}
+type VerificationMemo = Map<string, MemoEntry>;
+const MEMO_MAX_ENTRIES = 4096;
 
 export interface VerifiedSignature {
   signingTime: Date;
@@ -372,6 +397,16 @@ export async function verifyDetached(
 ): Promise<VerifiedSignature> {
   const { now, file } = opts;
   const requiredEku = opts.requiredEku ?? CODE_SIGNING_EKU;
+  const memoKey = trust.memo ? `${requiredEku}:${sha384Hex(p7s)}:${sha384Hex(content)}` : undefined;
+  const hit = memoKey === undefined ? undefined : trust.memo?.get(memoKey);
+  if (
+    hit &&
+    now.getTime() >= hit.validFrom &&
+    now.getTime() <= hit.validUntil &&
+    hit.result.signingTime.getTime() <= now.getTime() + MAX_CLOCK_SKEW_MS
+  ) {
+    return { ...hit.result, signingTime: new Date(hit.result.signingTime) };
+  }
   const reject = (code: string, reason: string, details?: ErrorDetails) =>
     new SignatureError(code, `${file}: signature rejected: ${reason}`, { file, details });
 
@@ -594,7 +629,16 @@ export async function verifyDetached(
     throw reject("SIG_DIGEST_MISMATCH", "content SHA-384 differs from the signed messageDigest");
   }
 
-  return { signingTime, signerSubject: signer.x.subject, signerSha256: sha256Hex(signer.der) };
+  const result = { signingTime, signerSubject: signer.x.subject, signerSha256: sha256Hex(signer.der) };
+  if (memoKey !== undefined && trust.memo) {
+    if (trust.memo.size >= MEMO_MAX_ENTRIES) trust.memo.clear();
+    trust.memo.set(memoKey, {
+      result: { ...result, signingTime: new Date(signingTime) },
+      validFrom: Math.max(...path.map((c) => c.x.notBefore.getTime())),
+      validUntil: Math.min(...path.map((c) => c.x.notAfter.getTime())),
+    });
+  }
+  return result;
 }
 
 function matchesSid(sid: unknown, cert: pkijs.Certificate): boolean {

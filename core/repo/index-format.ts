@@ -35,14 +35,23 @@ export const PackagePathSchema = z
     );
   }, "must be a relative path under packages/ made of [A-Za-z0-9._-] segments, without '.' or '..'");
 
+const entryFields = {
+  version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  path: PackagePathSchema,
+  size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  sha384: z.string().regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits"),
+};
+
+/** The version a group ran before the current one, for agents whose policy keeps them one behind (N-1). */
+export const PreviousEntrySchema = z.object(entryFields).strict();
+
 export const IndexEntrySchema = z
-  .object({
-    version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-    path: PackagePathSchema,
-    size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-    sha384: z.string().regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits"),
-  })
-  .strict();
+  .object({ ...entryFields, previous: PreviousEntrySchema.optional() })
+  .strict()
+  .refine((e) => e.previous === undefined || e.previous.version < e.version, {
+    path: ["previous", "version"],
+    message: "must be lower than the entry's version",
+  });
 
 export const RepoIndexSchema = z
   .object({
@@ -63,6 +72,7 @@ export const RepoIndexSchema = z
   });
 
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
+export type PreviousEntry = z.infer<typeof PreviousEntrySchema>;
 export type RepoIndex = z.infer<typeof RepoIndexSchema>;
 
 export function INDEX_PATH(group: string): string {

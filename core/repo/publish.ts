@@ -34,6 +34,8 @@ import {
   DEFAULT_EXPIRES_DAYS,
   INDEX_PATH,
   INDEX_SIG_PATH,
+  type IndexEntry,
+  type PreviousEntry,
   packagePath,
   parseIndex,
   type RepoIndex,
@@ -57,6 +59,13 @@ export interface PublishOptions extends SignOptions {
   packageFile?: string;
   /** Publish a version lower than (or equal to, with other bytes) the one the group lists. */
   allowDowngrade?: boolean;
+  /**
+   * The entry offered as `previous` (N-1) beside the new one. By default the
+   * entry being replaced; a release abort passes the last good version
+   * explicitly so the aborted one is never offered to N-1 agents; null
+   * offers none.
+   */
+  previous?: PreviousEntry | null;
 }
 
 export interface RemoveTypeOptions extends SignOptions {
@@ -93,9 +102,18 @@ export async function publish(opts: PublishOptions): Promise<RepoIndex> {
       }
     }
     writePackageFile(opts.repo, path, bytes, sha384);
+    const entry: IndexEntry = { version: manifest.version, path, size: bytes.byteLength, sha384 };
+    const n1 = opts.previous === undefined ? previousOf(listed, entry) : (opts.previous ?? undefined);
+    if (n1 && n1.version >= entry.version) {
+      throw new UpdateError(
+        "IDX_BAD_PREVIOUS",
+        `${file}: previous v${n1.version} must be lower than the published v${entry.version}`,
+        { file },
+      );
+    }
     const content = {
       ...(previous?.content ?? {}),
-      [manifest.type]: { version: manifest.version, path, size: bytes.byteLength, sha384 },
+      [manifest.type]: n1 ? { ...entry, previous: n1 } : entry,
     };
     const index = await signAndWrite(opts, previous, sortedContent(content), now);
     logger.info("published", {
@@ -107,6 +125,21 @@ export async function publish(opts: PublishOptions): Promise<RepoIndex> {
     });
     return index;
   });
+}
+
+/**
+ * What N-1 agents are offered after a publish: the entry being replaced when
+ * the new version is higher, the same `previous` when the same package is
+ * re-published, nothing after a downgrade (its history is no longer a line).
+ */
+function previousOf(listed: IndexEntry | undefined, next: IndexEntry): PreviousEntry | undefined {
+  if (!listed) return undefined;
+  if (listed.version < next.version) {
+    const { previous: _older, ...withoutHistory } = listed;
+    return withoutHistory;
+  }
+  if (listed.version === next.version && listed.sha384 === next.sha384) return listed.previous;
+  return undefined;
 }
 
 /** Re-signs a group's index unchanged apart from serial, issued and expires (run before it expires). */

@@ -81,12 +81,20 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
       deps.log.info("index offers a content type with no handler here; ignored", { type });
       continue;
     }
-    const current = deps.store.installed(type);
-    const decision = decide(type, entry, current ?? undefined, {
-      isBad: deps.store.isBad(type, entry.version),
-      maxPackageBytes: handler.manifest.maxPackageBytes,
-      file,
-    });
+    let current: ReturnType<ContentStore["installed"]>;
+    let decision: ReturnType<typeof decide>;
+    try {
+      // A corrupt pointer or bad-list is this type's problem: report it and go on with the others.
+      current = deps.store.installed(type);
+      decision = decide(type, entry, current ?? undefined, {
+        isBad: deps.store.isBad(type, entry.version),
+        maxPackageBytes: handler.manifest.maxPackageBytes,
+        file,
+      });
+    } catch (e) {
+      reject(file, e, type);
+      continue;
+    }
     if (decision.action === "skip") {
       report.unchanged.push(type);
       if (decision.why === "marked-bad")

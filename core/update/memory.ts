@@ -3,12 +3,12 @@
  * per group (rollback protection survives restarts), the cached index for
  * conditional GETs, and loop bookkeeping for status.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
-import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
 
 const MemorySchema = z.object({
   schema: z.literal(1),
@@ -45,6 +45,9 @@ export class UpdateMemory {
     const p = statePaths(stateDir);
     this.file = p.updateState;
     this.cacheRoot = p.indexCache;
+    // Leftovers of a write interrupted by a kill: harmless, but they would pile up.
+    removeStaleTempFiles(stateDir);
+    for (const group of safeReaddir(this.cacheRoot)) removeStaleTempFiles(join(this.cacheRoot, group));
     this.data = this.read();
   }
 
@@ -99,5 +102,13 @@ export class UpdateMemory {
     atomicWriteFile(join(dir, "index.json"), index);
     atomicWriteFile(join(dir, "index.p7s"), sig);
     atomicWriteJson(join(dir, "meta.json"), { etag });
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }

@@ -6,7 +6,7 @@
  * past its deadline is aborted. Nothing here decides trust; it only moves
  * bounded bytes.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { resolve, sep } from "node:path";
 import { UpdateError } from "../errors.ts";
 
@@ -46,7 +46,9 @@ export class DirTransport implements Transport {
     }
     let fd: number;
     try {
-      fd = openSync(full, "r");
+      // O_NONBLOCK: opening a FIFO planted in a folder repository would otherwise block the only
+      // thread forever. It changes nothing for regular files, and anything else is refused below.
+      fd = openSync(full, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new UpdateError(

@@ -98,8 +98,6 @@ export function decide(
   opts: { isBad: boolean; maxPackageBytes: number; file: string },
 ): Decision {
   if (installed && entry.version === installed.version) return { action: "skip", why: "up-to-date" };
-  // A version that crashed its handler or was rolled back by an admin stays out until a newer one is published.
-  if (opts.isBad) return { action: "skip", why: "marked-bad" };
   // R10: stale mirrors and downgrade attacks offer versions older than what runs here.
   if (installed && entry.version < installed.version) {
     return {
@@ -111,6 +109,9 @@ export function decide(
       ),
     };
   }
+  // A version that crashed its handler or was rolled back by an admin stays out until a newer one is
+  // published. Checked after R10 so an old, bad-marked version offered again is still reported.
+  if (opts.isBad) return { action: "skip", why: "marked-bad" };
   if (entry.size > opts.maxPackageBytes) {
     return {
       action: "reject",

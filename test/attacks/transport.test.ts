@@ -165,14 +165,9 @@ describe("transport (R6, deadlines)", () => {
 });
 
 describe("folder repository (R6)", () => {
-  // BUG (core/update/transport.ts, DirTransport.get): the file is opened with openSync(full, "r")
-  // before fstat checks it is a regular file. Opening a FIFO for reading blocks until a writer
-  // appears, synchronously, so a repository folder (USB stick, network share, mirror sync target)
-  // holding a FIFO at a package or index path hangs the agent's only thread for good: update loop,
-  // control plane and handler calls alike, and no deadline can fire. Fix: open with
-  // `constants.O_RDONLY | constants.O_NONBLOCK` (no effect on regular files), or stat before opening,
-  // then keep the isFile() check. Drop `.failing` once fixed.
-  test.failing("a FIFO where the package should be → UPD_NOT_FOUND, without wedging the agent", async () => {
+  // A FIFO planted in a folder repository (USB stick, share, mirror target) must not block the
+  // agent's only thread: DirTransport opens with O_NONBLOCK and then refuses non-regular files.
+  test("a FIFO where the package should be → UPD_NOT_FOUND, without wedging the agent", async () => {
     scene = await installGood();
     const entry = await releaseV2(scene);
     const fifo = join(scene.vendor.repo, entry.path);
