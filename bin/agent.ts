@@ -33,6 +33,7 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });
 

@@ -52,11 +52,91 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Handler host processes: isolation, IPC, supervision (docs/handler-host.md). */
+    hosts: z
+      .object({
+        /** "process": each host group in its own sandboxed process; "in-process": inside the agent (tests, debugging). */
+        isolation: z.enum(["process", "in-process"]).default("process"),
+        /** Unprivileged user for `runAs: agent` groups; nobody/nogroup when it does not exist. */
+        user: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
+          .default("outpost"),
+        /** Apply Landlock inside host processes (when the kernel offers it). */
+        landlock: z.boolean().default(true),
+        /** Largest IPC message a host may send. */
+        maxMessageBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(64 * 1024 * 1024),
+        /** Time a handler call may take before it is cancelled. */
+        callTimeoutSeconds: z.number().positive().default(30),
+        /** Time validate or load may take. */
+        loadTimeoutSeconds: z.number().positive().default(300),
+        /** First restart delay after a crash; doubles per crash up to maxBackoffMs. */
+        restartBackoffMs: z.number().int().min(0).default(500),
+        maxBackoffMs: z.number().int().min(0).default(60_000),
+        /** A host that ran this long without crashing restarts with the initial delay again. */
+        stableAfterSeconds: z.number().positive().default(120),
+        /** This many crashes within windowSeconds is a crash loop. */
+        crashLoop: z
+          .object({
+            crashes: z.number().int().min(2).default(3),
+            windowSeconds: z.number().positive().default(300),
+          })
+          .strict()
+          .prefault({}),
+        /** RSS and CPU sampling period (memory watchdog, status, metrics). */
+        watchdogIntervalMs: z.number().int().min(10).default(1000),
+        /** Liveness check of idle hosts; 0 disables. */
+        heartbeatSeconds: z.number().min(0).default(15),
+        heartbeatTimeoutSeconds: z.number().positive().default(30),
+        /** Added to the sum of a group's handler memoryMb for the runtime itself (Bun idles at ~40 MiB). */
+        runtimeMemoryMb: z.number().int().min(0).default(96),
+        /** Events a host may emit per second; the excess is dropped and counted. */
+        eventsPerSecond: z.number().int().positive().default(2000),
+      })
+      .strict()
+      .prefault({}),
     alerts: z
       .object({
         /** Each rejected update is POSTed as JSON to every URL here (vendor and admin endpoints). */
         urls: z.array(z.string().url()).default([]),
         timeoutSeconds: z.number().positive().default(10),
+      })
+      .strict()
+      .prefault({}),
+    /** Administrator control over which content this agent takes (docs/rollout.md, "Admin policy"). */
+    policy: z
+      .object({
+        /** early: follow earlyGroup; general: the assigned group; pinned-n-1: one version behind the group. */
+        cadence: z.enum(["early", "general", "pinned-n-1"]).default("general"),
+        /** The earlier release group the tenant may opt into with cadence early. */
+        earlyGroup: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
+          .optional(),
+        /** Content type → the only version this agent installs. */
+        pins: z
+          .record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), z.number().int().positive())
+          .default({}),
+      })
+      .strict()
+      .prefault({}),
+    /** Heartbeats to the vendor's fleet endpoint, which gates staged rollouts on fleet health. */
+    fleet: z
+      .object({
+        /** e.g. https://updates.example.com/fleet/heartbeat; unset: no heartbeats. */
+        url: z.string().url().optional(),
+        tenant: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
+          .default("default"),
+        /** File holding the tenant's fleet token (one line); preferred over `token`. */
+        tokenFile: z.string().min(1).optional(),
+        token: z.string().min(16).max(256).optional(),
+        timeoutSeconds: z.number().positive().max(120).default(10),
       })
       .strict()
       .prefault({}),
@@ -126,4 +206,5 @@ export const statePaths = (stateDir: string) => ({
   controlSocket: join(stateDir, "control.sock"),
   events: join(stateDir, "events.jsonl"),
   lock: join(stateDir, "agent.lock"),
+  agentId: join(stateDir, "agent-id"),
 });

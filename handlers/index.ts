@@ -4,6 +4,7 @@
  */
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
+import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
@@ -12,6 +13,7 @@ export function builtinHandlers(): ContentHandler[] {
 
 export function defaultRegistry(): HandlerRegistry {
   const registry = new HandlerRegistry();
+  for (const group of builtinGroups) registry.registerGroup(group);
   for (const handler of builtinHandlers()) registry.register(handler);
   return registry;
 }

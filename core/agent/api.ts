@@ -3,6 +3,8 @@
  * mode and tests. Everything here is JSON-serialisable: it is also the shape
  * of the `--json` output documented in docs/cli.md.
  */
+import type { PolicyStatus } from "./policy.ts";
+
 export type Health = "green" | "amber" | "red";
 
 export interface RejectionRecord {
@@ -22,10 +24,65 @@ export interface ContentInfo {
   installedAt: string | null;
   /** Last-known-good version kept for rollback. */
   lkgVersion: number | null;
-  handlerState: "loaded" | "not-installed" | "failed" | "unloaded";
+  /** crash-looping: its host keeps crashing and restarting (docs/handler-host.md). */
+  handlerState: "loaded" | "not-installed" | "failed" | "unloaded" | "crash-looping";
   handlerStatus?: Record<string, unknown>;
   handlerError?: { code: string; message: string };
   badVersions: number[];
+  /** The host process serving this handler. */
+  host?: {
+    group: string;
+    isolation: "process" | "in-process";
+    pid: number | null;
+    hostState: HostStatus["state"];
+    restarts: number;
+    lastCrash: CrashInfo | null;
+  };
+}
+
+/** Why and when a host process ended unexpectedly. */
+export interface CrashInfo {
+  at: string;
+  pid: number;
+  /** crashed, memory-limit, cpu-limit, protocol, unresponsive, exited. */
+  reason: string;
+  detail: string;
+  code: number | null;
+  signal: string | null;
+  /** What the host was doing: "validate TestText v2", "call Hmpa_data.check", "idle", … */
+  during: string;
+  stderrTail: string[];
+}
+
+/** One host group's process, its sandbox and its supervision record (docs/handler-host.md). */
+export interface HostStatus {
+  group: string;
+  isolation: "process" | "in-process";
+  state: "stopped" | "starting" | "running" | "restarting" | "crash-looping" | "in-process";
+  pid: number | null;
+  uid: number | null;
+  user: string | null;
+  handlers: string[];
+  restarts: number;
+  crashesInWindow: number;
+  lastCrash: CrashInfo | null;
+  startedAt: string | null;
+  /** Which enforcement layers are in force for this host right now. */
+  layers: {
+    uidDrop: boolean;
+    capabilities: boolean;
+    netns: boolean;
+    landlockFs: boolean;
+    landlockNet: boolean;
+    landlockScope: boolean;
+    rlimits: boolean;
+    noNewPrivs: boolean;
+    memory: "cgroup" | "watchdog" | "none";
+  };
+  /** Why a layer is off or weaker than it could be. */
+  notes: string[];
+  limits: { memoryBytes: number; cpuSeconds: number };
+  usage: { rssBytes: number; cpuSeconds: number } | null;
 }
 
 export interface UpdateCycleReport {
@@ -59,6 +116,10 @@ export interface AgentStatus {
   };
   content: ContentInfo[];
   lastErrors: RejectionRecord[];
+  /** Host processes by group (absent from agents older than the handler host). */
+  hosts?: HostStatus[];
+  /** Administrator content policy (cadence, pins) and what it targets; see core/agent/policy.ts. */
+  policy?: PolicyStatus;
 }
 
 export interface AgentApi {
@@ -67,5 +128,5 @@ export interface AgentApi {
   update(): Promise<UpdateCycleReport>;
   rollback(type: string): Promise<ContentInfo>;
   /** Calls a handler's API (e.g. Hmpa_data "check"). */
-  call(type: string, method: string, args: unknown): Promise<unknown>;
+  call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown>;
 }

@@ -4,6 +4,10 @@
  * content the agent falls back to the last-known-good copy on its own and
  * marks the failing version bad, so a defective update can cost at most one
  * handler reload, never the host.
+ *
+ * Handlers run in sandboxed host processes by default (core/host/manager.ts,
+ * docs/handler-host.md); content that makes its host crash-loop is rolled
+ * back here, through the same store operations as a failed load.
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -11,8 +15,11 @@ import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
-import { InProcessHost } from "../handler/host.ts";
-import type { HandlerRegistry } from "../handler/registry.ts";
+import type { ContentView } from "../handler/contract.ts";
+import { type HandlerHost, InProcessHost } from "../handler/host.ts";
+import { HandlerRegistry } from "../handler/registry.ts";
+import { type ContentFailure, defaultInstallDir, HostManager, type HostManagerOptions } from "../host/manager.ts";
+import { privilegeViolation } from "../host/policy.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { ContentStore } from "../store/store.ts";
@@ -41,6 +48,8 @@ export interface AgentOptions {
   now?: () => Date;
   timers?: Timers;
   random?: () => number;
+  /** Host process overrides (tests: a misbehaving host command). */
+  hosts?: Pick<HostManagerOptions, "command">;
 }
 
 const MAX_ERRORS_KEPT = 50;
@@ -66,7 +75,9 @@ export class Agent implements AgentApi {
   readonly events = new EventBus();
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
-  private readonly host: InProcessHost;
+  private readonly host: HandlerHost;
+  /** The registry without handlers refused by their group (G1): update cycles never fetch for those. */
+  private readonly usable: HandlerRegistry;
   private readonly now: () => Date;
   private memory?: UpdateMemory;
   private loop?: UpdateLoop;
@@ -79,11 +90,40 @@ export class Agent implements AgentApi {
   constructor(private readonly opts: AgentOptions) {
     this.now = opts.now ?? (() => new Date());
     this.store = new ContentStore(opts.config.stateDir);
-    this.host = new InProcessHost(opts.registry, this.log, {
-      workDirFor: (group) => join(opts.config.stateDir, "hosts", group),
-      emit: (type, fields) => this.events.emit(type, fields),
-      agentCall: (method, args) => this.agentAction(method, args),
-    });
+    this.usable = new HandlerRegistry();
+    for (const g of opts.registry.groups()) this.usable.registerGroup(g);
+    for (const type of opts.registry.types()) {
+      const handler = opts.registry.require(type);
+      if (!privilegeViolation(handler.manifest, opts.registry.group(handler.manifest.group))) {
+        this.usable.register(handler, opts.registry.moduleOf(type));
+      }
+    }
+    const emit = (type: string, fields?: Record<string, unknown>) => this.events.emit(type, fields);
+    const agentCall = (method: string, args?: unknown) => this.agentAction(method, args);
+    this.host =
+      opts.config.hosts.isolation === "in-process"
+        ? new InProcessHost(opts.registry, this.log, {
+            workDirFor: (group) => join(opts.config.stateDir, "hosts", group),
+            emit,
+            agentCall,
+            pathVars: { stateDir: opts.config.stateDir, installDir: defaultInstallDir() },
+          })
+        : new HostManager({
+            registry: opts.registry,
+            log: this.log,
+            config: opts.config.hosts,
+            stateDir: opts.config.stateDir,
+            emit: (type, fields) => emit(type, fields),
+            agentCall,
+            onContentFailure: (f) => this.contentFailed(f),
+            onCrashLoop: (e) =>
+              this.alert({
+                kind: "handler-failed",
+                code: "HND_HOST_CRASH_LOOP",
+                reason: `host ${e.group} crashed ${e.crashes} times in ${opts.config.hosts.crashLoop.windowSeconds} s with no recent content to blame (last: ${e.detail})`,
+              }),
+            command: opts.hosts?.command,
+          });
   }
 
   get config(): AgentConfig {
@@ -128,7 +168,7 @@ export class Agent implements AgentApi {
 
   /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
   private async loadInstalled(): Promise<void> {
-    for (const type of this.opts.registry.types()) {
+    for (const type of this.usable.types()) {
       let record: ReturnType<ContentStore["installed"]>;
       try {
         record = this.store.installed(type);
@@ -248,7 +288,7 @@ export class Agent implements AgentApi {
         trust,
         store: this.store,
         host: this.host,
-        registry: this.opts.registry,
+        registry: this.usable,
         memory,
         log: this.log,
         now: this.now,
@@ -293,6 +333,11 @@ export class Agent implements AgentApi {
       const view = this.store.view(lkg);
       await this.host.validate(type, view);
       const prepared = await this.host.prepare(type, view);
+      // A crash-loop rollback may have moved the pointers while we loaded: swapping again would undo it.
+      if (this.store.installed(type)?.dir !== current?.dir) {
+        await this.host.discard(prepared);
+        throw new HandlerError("STORE_CONFLICT", `${type}: content changed during the rollback; nothing done`);
+      }
       this.store.rollback(type);
       await this.host.commit(prepared);
       // An admin who rolled back does not want the next hourly cycle to re-install the same version.
@@ -333,8 +378,65 @@ export class Agent implements AgentApi {
     }
   }
 
-  call(type: string, method: string, args: unknown): Promise<unknown> {
-    return this.host.call(type, method, args);
+  call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown> {
+    return this.host.call(type, method, args, opts);
+  }
+
+  /** Host processes by group: sandbox layers, limits, usage, restarts (also in status()). */
+  hosts() {
+    return this.host.hosts();
+  }
+
+  /**
+   * S3/S4 of core/host/manager.ts: the current content of `type` made its
+   * host crash-loop or no longer loads. Marks it bad (never re-installed),
+   * rolls back to a verified last-known-good, alerts, and returns what the
+   * host should load instead (null: nothing usable).
+   */
+  private async contentFailed(f: ContentFailure): Promise<ContentView | null> {
+    let current: ReturnType<ContentStore["installed"]> = null;
+    try {
+      current = this.store.installed(f.type);
+    } catch {
+      current = null;
+    }
+    if (current && current.version !== f.version) {
+      // An update or an administrator already moved on; serve what the store says is current.
+      return this.store.view(current);
+    }
+    const failure = f.reason === "crash-loop" ? "made its host crash-loop" : "no longer loads";
+    this.store.markBad(f.type, f.version, `${f.code}: ${f.detail}`);
+    this.recordError({ at: this.now().toISOString(), type: f.type, file: f.type, code: f.code, reason: f.detail });
+    const lkg = this.safeLkg(f.type);
+    const usable = lkg && lkg.version !== f.version && this.store.verifyInstalled(f.type, lkg)?.ok !== false;
+    if (!lkg || !usable) {
+      this.alert({
+        kind: "handler-failed",
+        type: f.type,
+        code: f.code,
+        reason: `v${f.version} ${failure} and there is no usable last-known-good: ${f.detail}`,
+      });
+      this.events.emit("handler-failed", { contentType: f.type, version: f.version, code: f.code, reason: f.detail });
+      return null;
+    }
+    this.store.rollback(f.type);
+    rollbacksTotal.inc({ type: f.type, trigger: "automatic" });
+    this.log.error("content rolled back automatically", { ...f, from: f.version, to: lkg.version });
+    this.events.emit("content-rolled-back", {
+      contentType: f.type,
+      from: f.version,
+      to: lkg.version,
+      automatic: true,
+      trigger: f.reason,
+      group: f.group,
+    });
+    this.alert({
+      kind: "content-rolled-back",
+      type: f.type,
+      code: f.code,
+      reason: `v${f.version} ${failure} (${f.detail}); restored v${lkg.version}`,
+    });
+    return this.store.view(lkg);
   }
 
   private recordError(r: RejectionRecord): void {
@@ -387,6 +489,7 @@ export class Agent implements AgentApi {
       ...(h.status ? { handlerStatus: h.status } : {}),
       ...(h.error ? { handlerError: h.error } : {}),
       badVersions: this.store.badVersions(type).map((b) => b.version),
+      ...(h.host ? { host: h.host } : {}),
     };
   }
 
@@ -404,6 +507,16 @@ export class Agent implements AgentApi {
     };
     for (const c of content) {
       if (c.handlerState === "failed") worsen("red", `${c.type}: handler failed to load content`);
+      if (c.handlerState === "crash-looping") worsen("red", `${c.type}: its host process is crash-looping`);
+    }
+    const hosts = this.host.hosts();
+    for (const h of hosts) {
+      if (h.crashesInWindow > 0 && h.state !== "crash-looping") {
+        worsen(
+          "amber",
+          `host ${h.group} crashed ${h.crashesInWindow} time(s) in the last ${this.config.hosts.crashLoop.windowSeconds} s (last: ${h.lastCrash?.detail ?? "?"})`,
+        );
+      }
     }
     if (this.trustProblem) worsen("red", `trust store: ${this.trustProblem}`);
     const m = this.memory?.data;
@@ -435,6 +548,7 @@ export class Agent implements AgentApi {
       },
       content,
       lastErrors: [...(memory?.recentRejections ?? [])].reverse(),
+      hosts,
     };
   }
 }

@@ -28,12 +28,25 @@ export function httpStatusFor(code: string): ContentfulStatusCode {
   if (code === "CTL_UNAUTHORIZED") return 401;
   if (code === "CTL_NOT_FOUND" || code === "HND_UNKNOWN_TYPE" || code === "HND_UNKNOWN_METHOD") return 404;
   if (code === "CTL_BODY_TOO_LARGE") return 413;
+  if (code === "CTL_FORBIDDEN_HOST") return 403;
+  if (code === "CTL_UNSUPPORTED_MEDIA_TYPE") return 415;
+  if (code === "CTL_TOO_MANY_STREAMS" || code === "CTL_NOT_AVAILABLE") return 503;
   if (code === "HND_NO_API") return 404;
   // Handlers name argument errors HND_<TYPE>_BAD_ARGS: the caller's mistake, not the agent's.
   if (code === "CTL_BAD_REQUEST" || code.startsWith("CFG_") || /^HND_\w*BAD_ARGS$/.test(code)) return 400;
   if (code === "STORE_NO_LKG" || code === "HND_NOT_LOADED" || code === "AGENT_LOCKED") return 409;
   if (/^(UPD|IDX|SIG|PKG)_/.test(code)) return 422;
   return 500;
+}
+
+/** Codes for the HTTP errors Hono and its validators raise themselves (HTTPException). */
+export function codeForHttpStatus(status: number): string {
+  if (status === 413) return "CTL_BODY_TOO_LARGE";
+  if (status === 415) return "CTL_UNSUPPORTED_MEDIA_TYPE";
+  if (status === 400) return "CTL_BAD_REQUEST";
+  if (status === 401) return "CTL_UNAUTHORIZED";
+  if (status === 404) return "CTL_NOT_FOUND";
+  return `CTL_HTTP_${status}`;
 }
 
 export function errorBody(e: unknown): ErrorBody {

@@ -136,9 +136,11 @@ describe("routes", () => {
     expect(api.calls).toEqual([]);
   });
 
-  test("unknown routes are 404 JSON", async () => {
+  test("unknown routes are 404 JSON with the token, 401 without (no route discovery)", async () => {
     await expectError(await req("/v1/nope", { headers: auth }), 404, "CTL_NOT_FOUND");
-    await expectError(await req("/", {}), 404, "CTL_NOT_FOUND");
+    await expectError(await req("/", { headers: auth }), 404, "CTL_NOT_FOUND");
+    await expectError(await req("/", {}), 401, "CTL_UNAUTHORIZED");
+    await expectError(await req("/v1/nope", {}), 401, "CTL_UNAUTHORIZED");
   });
 });
 

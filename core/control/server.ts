@@ -1,15 +1,21 @@
 /**
- * The agent's local control plane: a small Hono app over the AgentApi
+ * The agent's local control plane: an OpenAPIHono app over the AgentApi
  * façade, served on loopback TCP and (where the platform allows) a unix
  * socket. Every route but health needs the bearer token that only the
  * agent's user can read from the state directory; every failure goes
- * through the single error mapping in `onError`.
+ * through the single error mapping in `onError`; every route is described
+ * by zod schemas, from which `GET /v1/openapi.json` is generated.
+ *
+ * Order of the gates, outermost first: metrics (so refusals are counted),
+ * Host header (DNS rebinding: a web page cannot talk to 127.0.0.1 through a
+ * name it controls), token, body limit, then the route's own validation.
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
 import { isIP } from "node:net";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Server } from "bun";
-import { Hono } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { AgentApi } from "../agent/api.ts";
@@ -17,12 +23,18 @@ import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
 import { log } from "../log.ts";
-import { requireToken } from "./auth.ts";
-import { ControlError, errorBody, httpStatusFor } from "./errors.ts";
-import type { ControlContext, RouteExtension } from "./extensions.ts";
+import { VERSION } from "../version.ts";
+import { tokenChecker, unauthorized } from "./auth.ts";
+import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
+import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
+import { httpMetrics } from "./http-metrics.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
+import { type EventStreamOptions, EventStreams, eventRoutes } from "./routes/events.ts";
 import { handlerRoutes } from "./routes/handlers.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { COMMON_ERRORS, errorResponses } from "./schemas.ts";
+import { StatusCache } from "./status-cache.ts";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -30,16 +42,86 @@ export interface ControlAppOptions {
   token: string;
   bodyLimitBytes?: number;
   extensions?: RouteExtension[];
-  events?: ControlContext["events"];
+  events?: ControlEvents;
+  /** Accept any Host header (only with a non-loopback bind, see control.allowRemote). */
+  allowRemote?: boolean;
+  /** How long a built /v1/status answer may be reused when events invalidate it (default 1000). */
+  statusMaxAgeMs?: number;
+  eventStreams?: EventStreamOptions;
 }
 
-export function createControlApp(api: AgentApi, opts: ControlAppOptions): Hono {
-  const maxSize = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
-  const app = new Hono();
+/** The control app and what its owner must close when it stops serving. */
+export interface ControlApp {
+  app: OpenAPIHono;
+  /** Ends open event streams and detaches from the event bus. */
+  close(): void;
+}
 
+/** Zod validation failures (params, query, headers, bodies) become the one error shape. */
+function validationHook(
+  result: { success: true } | { success: false; error: z.ZodError; target: string },
+  _c: Context,
+): void {
+  if (result.success) return;
+  const problems = result.error.issues.map((i) => `${[result.target, ...i.path].join(".")}: ${i.message}`);
+  throw new ControlError("CTL_BAD_REQUEST", `invalid request: ${problems.join("; ")}`);
+}
+
+const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
+
+/** Refuses Host names a DNS-rebinding page could use; a local client always sends a loopback one. */
+function loopbackHostOnly(): MiddlewareHandler {
+  return async (c, next) => {
+    // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!LOOPBACK_HOST.test(host)) {
+      throw new ControlError(
+        "CTL_FORBIDDEN_HOST",
+        `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
+      );
+    }
+    await next();
+  };
+}
+
+/** Token for everything but the liveness probe; body limit for requests that can carry one. */
+function gate(token: string, maxSize: number): MiddlewareHandler {
+  const tokenOk = tokenChecker(token);
+  const limit = bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new ControlError("CTL_BODY_TOO_LARGE", `request body exceeds ${maxSize} bytes`);
+    },
+  });
+  return async (c, next) => {
+    const method = c.req.method;
+    const bodiless = method === "GET" || method === "HEAD";
+    if (!(bodiless && c.req.path === "/v1/health") && !tokenOk(c.req.header("authorization"))) {
+      c.header("WWW-Authenticate", 'Bearer realm="outpost-agent"');
+      throw unauthorized();
+    }
+    if (bodiless) await next();
+    else await limit(c, next);
+  };
+}
+
+const openApiRoute = createRoute({
+  method: "get",
+  path: "/v1/openapi.json",
+  tags: ["meta"],
+  summary: "This document (OpenAPI 3.1)",
+  responses: {
+    200: { description: "The OpenAPI document", content: { "application/json": { schema: {} } } },
+    ...errorResponses(...COMMON_ERRORS),
+  },
+});
+
+export function buildControlApp(api: AgentApi, opts: ControlAppOptions): ControlApp {
+  const maxSize = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const app = new OpenAPIHono({ defaultHook: validationHook });
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
-      const code = err.status === 413 ? "CTL_BODY_TOO_LARGE" : `CTL_HTTP_${err.status}`;
+      const code = codeForHttpStatus(err.status);
       return c.json({ error: { code, message: err.message || `HTTP ${err.status}` } }, err.status);
     }
     const body = errorBody(err);
@@ -53,27 +135,106 @@ export function createControlApp(api: AgentApi, opts: ControlAppOptions): Hono {
     return c.json(errorBody(err), 404);
   });
 
-  // Health stays open so supervisors can probe liveness without the token.
-  app.get("/v1/health", (c) => c.json({ status: "ok" }));
-  app.use("/v1/*", requireToken(opts.token));
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize,
-      onError: () => {
-        throw new ControlError("CTL_BODY_TOO_LARGE", `request body exceeds ${maxSize} bytes`);
-      },
-    }),
-  );
-  app.route("/v1", agentRoutes(api));
+  app.use("*", httpMetrics());
+  if (!opts.allowRemote) app.use("*", loopbackHostOnly());
+  app.use("*", gate(opts.token, maxSize));
+
+  const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
+  const streams = new EventStreams(opts.events, opts.eventStreams);
+  app.route("/v1", agentRoutes(api, statusCache));
   app.route("/v1/content", contentRoutes(api));
   app.route("/v1/handlers", handlerRoutes(api));
+  app.route("/v1/events", eventRoutes(streams));
+  app.route("/", metricsRoutes());
+
+  const ctx: ControlContext = { api, ...(opts.events ? { events: opts.events } : {}) };
   for (const ext of opts.extensions ?? []) {
-    const v1 = new Hono();
-    ext.mount(v1, { api, events: opts.events });
+    const v1 = new OpenAPIHono();
+    ext.mount(v1, ctx);
+    documentPlainRoutes(v1, ext.name);
     app.route("/v1", v1);
   }
-  return app;
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    description: "The token in STATE/control.token (mode 0600, new on every agent start)",
+  });
+  let documentText: string | undefined;
+  app.openapi(openApiRoute, (c) => {
+    // Routes are fixed once the app is built, so the document is generated once.
+    documentText ??= JSON.stringify(openApiDocument(app));
+    return c.body(documentText, 200, { "content-type": "application/json" }) as never;
+  });
+
+  return {
+    app,
+    close() {
+      streams.closeAll();
+      statusCache.close();
+    },
+  };
+}
+
+/** The app alone, for tests and callers that never stream events. */
+export function createControlApp(api: AgentApi, opts: ControlAppOptions): OpenAPIHono {
+  return buildControlApp(api, opts).app;
+}
+
+export function openApiDocument(app: OpenAPIHono) {
+  return app.getOpenAPI31Document({
+    openapi: "3.1.0",
+    info: {
+      title: "Outpost agent control plane",
+      version: VERSION,
+      description:
+        "Local control plane of the Outpost endpoint agent: loopback TCP and the unix socket STATE/control.sock. Every operation but GET /v1/health needs the bearer token from STATE/control.token. Errors are always `{ error: { code, message, file? } }`. See docs/control-plane.md.",
+    },
+    security: [{ bearerAuth: [] }],
+    tags: [
+      { name: "agent", description: "Health, status, updates" },
+      { name: "content", description: "Installed content and rollback" },
+      { name: "handlers", description: "Content handlers' APIs" },
+      { name: "events", description: "Server-Sent Events" },
+      { name: "metrics", description: "Prometheus" },
+      { name: "meta", description: "This document" },
+    ],
+  });
+}
+
+const PLAIN_METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE"]);
+
+/**
+ * Routes an extension added with plain `v1.get/post` carry no schema, but
+ * the document must still list every route the agent serves: they get an
+ * entry that says so, with their path parameters declared.
+ */
+function documentPlainRoutes(v1: OpenAPIHono, extension: string): void {
+  const documented = new Set<string>();
+  for (const def of v1.openAPIRegistry.definitions) {
+    if (def.type === "route") documented.add(`${def.route.method.toUpperCase()} ${def.route.path}`);
+  }
+  for (const r of v1.routes) {
+    if (!PLAIN_METHODS.has(r.method)) continue;
+    const path = r.path.replace(/:([A-Za-z0-9_]+)(\{[^}]*\})?/g, "{$1}");
+    if (documented.has(`${r.method} ${path}`)) continue;
+    documented.add(`${r.method} ${path}`);
+    const params = [...path.matchAll(/\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!);
+    v1.openAPIRegistry.registerPath({
+      method: r.method.toLowerCase() as "get",
+      path,
+      tags: [extension],
+      summary: `${r.method} ${path} (from ${extension}; no schema declared)`,
+      ...(params.length
+        ? { request: { params: z.object(Object.fromEntries(params.map((name) => [name, z.string()]))) } }
+        : {}),
+      responses: {
+        default: {
+          description: "Undocumented: the extension registered this route without OpenAPI schemas",
+        },
+      },
+    });
+  }
 }
 
 /** What `control.json` holds: enough for a local client to find the agent. */
@@ -94,7 +255,9 @@ export interface ControlPlaneOptions {
   allowRemote?: boolean;
   bodyLimitBytes?: number;
   extensions?: RouteExtension[];
-  events?: ControlContext["events"];
+  events?: ControlEvents;
+  statusMaxAgeMs?: number;
+  eventStreams?: EventStreamOptions;
 }
 
 export interface ControlPlane {
@@ -125,13 +288,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // The token lands before control.json: a client that finds control.json can always read a matching token.
   atomicWriteFile(paths.controlToken, `${token}\n`, 0o600);
 
-  const app = createControlApp(opts.api, {
+  const control = buildControlApp(opts.api, {
     token,
     bodyLimitBytes: opts.bodyLimitBytes,
     extensions: opts.extensions,
     events: opts.events,
+    allowRemote: opts.allowRemote,
+    statusMaxAgeMs: opts.statusMaxAgeMs,
+    eventStreams: opts.eventStreams,
   });
-  const tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch });
+  const app = control.app;
+  let tcp: Server<undefined>;
+  try {
+    tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch });
+  } catch (e) {
+    control.close();
+    rmSync(paths.controlToken, { force: true });
+    throw e;
+  }
   const unix = listenUnix(paths.controlSocket, app);
 
   const port = tcp.port ?? 0;
@@ -158,6 +332,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // Withdraw the advertisement first so no new client picks a dying server.
       rmSync(paths.controlInfo, { force: true });
       rmSync(paths.controlToken, { force: true });
+      // Event streams never end on their own; end them so the servers can stop.
+      control.close();
       await Promise.all([tcp.stop(true), unix?.stop(true)]);
       rmSync(paths.controlSocket, { force: true });
     },
@@ -165,11 +341,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 }
 
 /** Unix sockets are an optimisation (no port, file permissions): failing to bind one is not fatal. */
-function listenUnix(path: string, app: Hono): Server<undefined> | undefined {
+function listenUnix(path: string, app: OpenAPIHono): Server<undefined> | undefined {
   try {
     // A socket left by a crashed agent blocks bind; the agent lock guarantees it is not live.
     if (existsSync(path) && lstatSync(path).isSocket()) rmSync(path);
-    const server = Bun.serve({ unix: path, fetch: app.fetch });
+    // Created 0600 through the umask, so there is no moment where another user could connect;
+    // the chmod only restates it for platforms that ignore the umask for sockets.
+    const previous = process.umask(0o177);
+    let server: Server<undefined>;
+    try {
+      server = Bun.serve({ unix: path, fetch: app.fetch });
+    } finally {
+      process.umask(previous);
+    }
     chmodSync(path, 0o600);
     return server;
   } catch (e) {

@@ -129,6 +129,10 @@ export interface Capabilities {
   readonly agent?: { call(method: string, args?: unknown): Promise<unknown> };
 }
 
+export interface CallContext {
+  readonly signal: AbortSignal;
+}
+
 export interface HandlerStatus {
   /** Free-form, JSON-serialisable facts for `agent status` (entry counts, load time…). */
   [k: string]: unknown;
@@ -147,8 +151,11 @@ export interface ContentHandler<Loaded = unknown> {
   load(content: ContentView, caps: Capabilities): Promise<Loaded> | Loaded;
   unload?(loaded: Loaded): Promise<void> | void;
   status?(loaded: Loaded): HandlerStatus;
-  /** The handler's API: method name → JSON in, JSON out. */
-  call?(loaded: Loaded, method: string, args: unknown): Promise<unknown> | unknown;
+  /**
+   * The handler's API: method name → JSON in, JSON out. `ctx.signal` aborts
+   * when the caller gave up (timeout, cancellation); long calls should stop.
+   */
+  call?(loaded: Loaded, method: string, args: unknown, ctx?: CallContext): Promise<unknown> | unknown;
 }
 
 /** Defines a handler, validating its manifest at definition (i.e. build and load) time. */

@@ -5,25 +5,24 @@
  * the host swap the live object. So the previous content serves until the
  * new one is proven good, and a load failure leaves nothing to undo.
  *
- * This host runs handlers in-process; the handler-host issue moves groups
- * into separate, privilege-dropped processes behind the same interface.
+ * `HandlerHost` is that contract. Two implementations: `HostManager`
+ * (core/host/manager.ts, the default) runs each host group in its own
+ * sandboxed process; `InProcessHost` (here) runs handlers inside the agent,
+ * for unit tests and deployments that configure `hosts.isolation:
+ * "in-process"`. Both refuse a handler whose privileges exceed its group's
+ * (rule G1 in core/host/policy.ts) before it sees any content.
  */
 import { mkdirSync } from "node:fs";
+import type { CrashInfo, HostStatus } from "../agent/api.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
+import { assertTransferable } from "../host/frame.ts";
+import { expandManifest, type PathVars, privilegeViolation } from "../host/policy.ts";
 import type { Logger } from "../log.ts";
 import { createCapabilities } from "./capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView } from "./contract.ts";
 import type { HandlerRegistry } from "./registry.ts";
 
-export type HandlerState = "loaded" | "not-installed" | "failed" | "unloaded";
-
-interface Slot {
-  handler: ContentHandler<unknown>;
-  state: HandlerState;
-  version: number | null;
-  live?: unknown;
-  error?: { code: string; message: string };
-}
+export type HandlerState = "loaded" | "not-installed" | "failed" | "unloaded" | "crash-looping";
 
 export interface Prepared {
   readonly type: string;
@@ -31,26 +30,83 @@ export interface Prepared {
   readonly live: unknown;
 }
 
-export class InProcessHost {
+export interface HandlerHostInfo {
+  group: string;
+  isolation: "process" | "in-process";
+  pid: number | null;
+  hostState: HostStatus["state"];
+  restarts: number;
+  lastCrash: CrashInfo | null;
+}
+
+export interface HandlerSlotState {
+  state: HandlerState;
+  version: number | null;
+  status?: Record<string, unknown>;
+  error?: { code: string; message: string };
+  host?: HandlerHostInfo;
+}
+
+export interface HandlerHost {
+  validate(type: string, view: ContentView): Promise<void>;
+  /** Loads content beside whatever is live; the live object is untouched. */
+  prepare(type: string, view: ContentView): Promise<Prepared>;
+  /** Makes prepared content live and releases the previous one. Call only after the store committed. */
+  commit(prepared: Prepared): Promise<void>;
+  /** Drops prepared content that will not go live (validation or commit failed). */
+  discard(prepared: Prepared): Promise<void>;
+  markFailed(type: string, error: unknown): void;
+  unloadAll(): Promise<void>;
+  state(type: string): HandlerSlotState;
+  call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown>;
+  /** Per host group: isolation, enforcement layers, limits, usage, restarts. */
+  hosts(): HostStatus[];
+}
+
+export interface HostEnv {
+  /** Private writable directory of a host group. */
+  workDirFor: (group: string) => string;
+  emit: (type: string, fields?: Record<string, unknown>) => void;
+  agentCall?: (method: string, args?: unknown) => Promise<unknown>;
+  /** Values for `${stateDir}`/`${installDir}` in declared paths. */
+  pathVars?: PathVars;
+}
+
+interface Slot {
+  handler: ContentHandler<unknown>;
+  state: HandlerState;
+  version: number | null;
+  live?: unknown;
+  error?: { code: string; message: string };
+  /** G1 violation: the handler never loads anything. */
+  refused?: HandlerError;
+}
+
+export class InProcessHost implements HandlerHost {
   private readonly slots = new Map<string, Slot>();
 
   constructor(
-    registry: HandlerRegistry,
+    private readonly registry: HandlerRegistry,
     private readonly log: Logger,
-    private readonly env: {
-      /** Private writable directory of a host group. */
-      workDirFor: (group: string) => string;
-      emit: (type: string, fields?: Record<string, unknown>) => void;
-      agentCall?: (method: string, args?: unknown) => Promise<unknown>;
-    },
+    private readonly env: HostEnv,
   ) {
-    for (const type of registry.types())
-      this.slots.set(type, { handler: registry.require(type), state: "not-installed", version: null });
+    for (const type of registry.types()) {
+      const handler = registry.require(type);
+      const refused = privilegeViolation(handler.manifest, registry.group(handler.manifest.group)) ?? undefined;
+      this.slots.set(type, {
+        handler,
+        state: refused ? "failed" : "not-installed",
+        version: null,
+        refused,
+        error: refused ? describeError(refused) : undefined,
+      });
+    }
   }
 
   private slot(type: string): Slot {
     const s = this.slots.get(type);
     if (!s) throw new HandlerError("HND_UNKNOWN_TYPE", `no handler for content type ${type}`);
+    if (s.refused) throw s.refused;
     return s;
   }
 
@@ -59,7 +115,8 @@ export class InProcessHost {
     const log = this.log.child({ handler: type });
     const workDir = this.env.workDirFor(handler.manifest.group);
     mkdirSync(workDir, { recursive: true, mode: 0o700 });
-    return createCapabilities(handler.manifest, {
+    const manifest = this.env.pathVars ? expandManifest(handler.manifest, this.env.pathVars) : handler.manifest;
+    return createCapabilities(manifest, {
       log: { info: (m, f) => log.info(m, f), warn: (m, f) => log.warn(m, f) },
       emit: this.env.emit,
       workDir,
@@ -76,7 +133,6 @@ export class InProcessHost {
     }
   }
 
-  /** Loads content beside whatever is live; the live object is untouched. */
   async prepare(type: string, view: ContentView): Promise<Prepared> {
     const { handler } = this.slot(type);
     try {
@@ -87,7 +143,6 @@ export class InProcessHost {
     }
   }
 
-  /** Makes prepared content live and releases the previous one. Call only after the store committed. */
   async commit(prepared: Prepared): Promise<void> {
     const slot = this.slot(prepared.type);
     const old = slot.live;
@@ -99,14 +154,13 @@ export class InProcessHost {
     if (hadOld) await this.release(slot, old);
   }
 
-  /** Drops prepared content that will not go live (validation or commit failed). */
   async discard(prepared: Prepared): Promise<void> {
     await this.release(this.slot(prepared.type), prepared.live);
   }
 
   markFailed(type: string, error: unknown): void {
-    const slot = this.slot(type);
-    if (slot.state !== "loaded") {
+    const slot = this.slots.get(type);
+    if (slot && slot.state !== "loaded") {
       slot.state = "failed";
       slot.error = describeError(error);
     }
@@ -128,13 +182,9 @@ export class InProcessHost {
     }
   }
 
-  state(type: string): {
-    state: HandlerState;
-    version: number | null;
-    status?: Record<string, unknown>;
-    error?: { code: string; message: string };
-  } {
-    const slot = this.slot(type);
+  state(type: string): HandlerSlotState {
+    const slot = this.slots.get(type);
+    if (!slot) throw new HandlerError("HND_UNKNOWN_TYPE", `no handler for content type ${type}`);
     let status: Record<string, unknown> | undefined;
     if (slot.state === "loaded" && slot.handler.status) {
       try {
@@ -143,7 +193,20 @@ export class InProcessHost {
         status = { statusError: describeError(e).message };
       }
     }
-    return { state: slot.state, version: slot.version, status, error: slot.error };
+    return {
+      state: slot.state,
+      version: slot.version,
+      status,
+      error: slot.error,
+      host: {
+        group: slot.handler.manifest.group,
+        isolation: "in-process",
+        pid: process.pid,
+        hostState: "in-process",
+        restarts: 0,
+        lastCrash: null,
+      },
+    };
   }
 
   async call(type: string, method: string, args: unknown): Promise<unknown> {
@@ -152,15 +215,64 @@ export class InProcessHost {
       throw new HandlerError("HND_NOT_LOADED", `${type} has no content loaded (${slot.state})`);
     }
     if (!slot.handler.call) throw new HandlerError("HND_NO_API", `${type} offers no API`);
+    // The same rule as across a process boundary, so a handler that works here works isolated.
+    assertTransferable(args);
+    let result: unknown;
     try {
-      return await slot.handler.call(slot.live, method, args);
+      result = await slot.handler.call(slot.live, method, args);
     } catch (e) {
       throw asHandlerError(e, "HND_CALL_FAILED", type);
     }
+    assertTransferable(result);
+    return result;
+  }
+
+  hosts(): HostStatus[] {
+    const groups = new Map<string, string[]>();
+    for (const [type, s] of this.slots) {
+      const g = s.handler.manifest.group;
+      groups.set(g, [...(groups.get(g) ?? []), type]);
+    }
+    return [...groups].map(([group, handlers]) => {
+      const limits = handlers.reduce(
+        (acc, t) => {
+          const l = this.slots.get(t)!.handler.manifest.limits;
+          return { memoryBytes: acc.memoryBytes + l.memoryMb * 1024 * 1024, cpuSeconds: acc.cpuSeconds + l.cpuSeconds };
+        },
+        { memoryBytes: 0, cpuSeconds: 0 },
+      );
+      return {
+        group,
+        isolation: "in-process",
+        state: "in-process",
+        pid: process.pid,
+        uid: process.getuid?.() ?? null,
+        user: null,
+        handlers,
+        restarts: 0,
+        crashesInWindow: 0,
+        lastCrash: null,
+        startedAt: null,
+        layers: {
+          uidDrop: false,
+          capabilities: false,
+          netns: false,
+          landlockFs: false,
+          landlockNet: false,
+          landlockScope: false,
+          rlimits: false,
+          noNewPrivs: false,
+          memory: "none",
+        },
+        notes: ["in-process: handlers run inside the agent; only the capability API limits them"],
+        limits,
+        usage: null,
+      } satisfies HostStatus;
+    });
   }
 }
 
-function asHandlerError(e: unknown, code: string, type: string, view?: ContentView): HandlerError {
+export function asHandlerError(e: unknown, code: string, type: string, view?: ContentView): HandlerError {
   if (e instanceof HandlerError) return e;
   const where = view ? `${type} v${view.version}` : type;
   const d = describeError(e);

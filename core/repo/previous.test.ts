@@ -33,8 +33,10 @@ beforeEach(() => {
   repo = mkdtempSync(join(base, "repo-"));
 });
 
-const put = (p: TestPackage, extra: { previous?: null | { version: number; path: string; size: number; sha384: string } } = {}) =>
-  publish({ repo, group: "stable", keys: signer.keysDir, packageBytes: p.bytes, now: TEST_NOW, ...extra });
+const put = (
+  p: TestPackage,
+  extra: { previous?: null | { version: number; path: string; size: number; sha384: string } } = {},
+) => publish({ repo, group: "stable", keys: signer.keysDir, packageBytes: p.bytes, now: TEST_NOW, ...extra });
 
 describe("previous (N-1) entries", () => {
   test("the first publish has none; each newer version carries the one it replaced, without its history", async () => {
@@ -72,7 +74,7 @@ describe("previous (N-1) entries", () => {
     await put(v2);
     const listed = readRepoIndex(repo, "stable")!.content.Alpha_data!;
     try {
-      await put(v1, { previous: { ...listed } });
+      await put(v2, { previous: { ...listed } });
       throw new Error("expected a rejection");
     } catch (e) {
       expect(isOutpostError(e) && e.code).toBe("IDX_BAD_PREVIOUS");
@@ -84,7 +86,10 @@ describe("previous (N-1) entries", () => {
     await put(v1);
     const index = await put(v2);
     const entry = index.content.Alpha_data!;
-    const bad = { ...index, content: { Alpha_data: { ...entry, previous: { ...entry.previous!, version: 2 } } } };
+    const bad = {
+      ...index,
+      content: { Alpha_data: { ...entry, previous: { ...entry.previous!, version: 2 } } },
+    };
     expect(() => parseIndex(serializeIndex(bad), "index.json")).toThrow(/previous\.version/);
     const escaping = {
       ...index,

@@ -36,24 +36,30 @@ export interface ServeRepoOptions {
 export type RepoServer = ReturnType<typeof Bun.serve>;
 
 export function serveRepo(opts: ServeRepoOptions): RepoServer {
-  let root: string;
-  try {
-    root = realpathSync(opts.repo);
-  } catch (e) {
-    throw new ConfigError("CFG_REPO_NOT_FOUND", `${opts.repo}: repository folder not found`, {
-      file: opts.repo,
-      cause: e,
-    });
-  }
+  const handler = repoRequestHandler(opts.repo);
   return Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
-    fetch: (req) => handle(root, req),
+    fetch: handler,
     error: (e) => {
       logger.error("request failed", { error: String(e) });
       return new Response("internal error\n", { status: 500 });
     },
   });
+}
+
+/** The static repository handler on its own, for servers that add routes (contentctl serve --release). */
+export function repoRequestHandler(repo: string): (req: Request) => Promise<Response> {
+  let root: string;
+  try {
+    root = realpathSync(repo);
+  } catch (e) {
+    throw new ConfigError("CFG_REPO_NOT_FOUND", `${repo}: repository folder not found`, {
+      file: repo,
+      cause: e,
+    });
+  }
+  return (req) => handle(root, req);
 }
 
 async function handle(root: string, req: Request): Promise<Response> {

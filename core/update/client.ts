@@ -16,15 +16,26 @@ import { INDEX_PATH, INDEX_SIG_PATH, parseIndex, type RepoIndex } from "../repo/
 import type { ContentStore } from "../store/store.ts";
 import type { UpdateMemory } from "./memory.ts";
 import type { Transport } from "./transport.ts";
-import { checkIndexFresh, decide, verifyIndex, verifyPackage } from "./trusted-state.ts";
+import {
+  type ContentPolicy,
+  checkIndexFresh,
+  decide,
+  policyGroup,
+  selectEntry,
+  verifyIndex,
+  verifyPackage,
+} from "./trusted-state.ts";
 
 export interface UpdateClientDeps {
   transport: Transport;
   trust: TrustStore;
-  store: ContentStore;
-  host: InProcessHost;
+  /** Narrowed to what a cycle uses, so fleet simulations can pass lightweight stand-ins. */
+  store: Pick<ContentStore, "installed" | "isBad" | "markBad" | "stage" | "view" | "activate">;
+  host: Pick<InProcessHost, "validate" | "prepare" | "commit" | "discard">;
   registry: HandlerRegistry;
-  memory: UpdateMemory;
+  memory: Pick<UpdateMemory, "data" | "save" | "cachedIndex" | "cacheIndex">;
+  /** Administrator policy (config `policy`): cadence and pins; absent means general, unpinned. */
+  policy?: ContentPolicy;
   log: Logger;
   now: () => Date;
   limits: { indexMaxBytes: number; timeoutMs: number; minBytesPerSecond: number };
@@ -32,7 +43,11 @@ export interface UpdateClientDeps {
   onInstalled?: (e: { type: string; version: number; previousVersion: number | null }) => void;
 }
 
-export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Promise<UpdateCycleReport> {
+export async function runUpdateCycle(
+  deps: UpdateClientDeps,
+  assignedGroup: string,
+): Promise<UpdateCycleReport> {
+  const group = policyGroup(assignedGroup, deps.policy);
   const startedAt = deps.now().toISOString();
   const report: UpdateCycleReport = {
     startedAt,
@@ -73,8 +88,9 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
     return finish(deps, report);
   }
 
-  for (const [type, entry] of Object.entries(index.content).sort(([a], [b]) => a.localeCompare(b))) {
-    const file = entry.path;
+  for (const [type, offered] of Object.entries(index.content).sort(([a], [b]) => a.localeCompare(b))) {
+    let entry = offered;
+    let file = entry.path;
     const handler = deps.registry.get(type);
     if (!handler) {
       // Newer repositories may carry types this agent version cannot handle; that is not an attack.
@@ -86,6 +102,15 @@ export async function runUpdateCycle(deps: UpdateClientDeps, group: string): Pro
     try {
       // A corrupt pointer or bad-list is this type's problem: report it and go on with the others.
       current = deps.store.installed(type);
+      const selected = selectEntry(type, offered, current ?? undefined, deps.policy);
+      if ("hold" in selected) {
+        report.unchanged.push(type);
+        if (selected.hold !== "up-to-date")
+          deps.log.info("held by policy", { type, detail: selected.detail });
+        continue;
+      }
+      entry = selected.entry;
+      file = entry.path;
       decision = decide(type, entry, current ?? undefined, {
         isBad: deps.store.isBad(type, entry.version),
         maxPackageBytes: handler.manifest.maxPackageBytes,

@@ -15,6 +15,11 @@
  *   R9  package type and version are what the index promised
  *   R10 version strictly newer than the installed one (downgrade)
  *   R11 signing time not older than the installed package's (replay / stale cache)
+ *
+ * Administrator policy (agent config `policy`) narrows what R10/R11 allow:
+ *   P1  a pinned content type installs only its pinned version
+ *   P2  cadence pinned-n-1 installs the index's `previous` entry, one behind the group
+ *   P3  cadence early polls the tenant's early group instead of its general one
  */
 import { type TrustStore, verifyDetached } from "../crypto/cms.ts";
 import { sha384Hex } from "../crypto/digest.ts";
@@ -83,6 +88,72 @@ export function checkIndexFresh(index: RepoIndex, now: Date, file: string): void
   if (Date.parse(index.expires) <= now.getTime()) {
     throw new UpdateError("IDX_EXPIRED", `${file}: index expired at ${index.expires}`, { file });
   }
+}
+
+/** The administrator's policy as the trust core sees it (agent config `policy`). */
+export interface ContentPolicy {
+  cadence: "early" | "general" | "pinned-n-1";
+  /** The group cadence `early` follows; without one, early behaves like general. */
+  earlyGroup?: string;
+  /** Content type → the only version this agent may install. */
+  pins: Record<string, number>;
+}
+
+/** P3: the group this agent polls. */
+export function policyGroup(group: string, policy: ContentPolicy | undefined): string {
+  return policy?.cadence === "early" && policy.earlyGroup ? policy.earlyGroup : group;
+}
+
+export type Selection =
+  | { entry: IndexEntry }
+  | { hold: "up-to-date" | "pinned" | "held-back"; detail: string };
+
+/**
+ * Which of the index's entries for a type the policy points this agent at
+ * (the current one, or `previous`), or why it stays where it is. Runs before
+ * `decide`, which then applies R10 and the bad-version list to the chosen
+ * entry. Holding is not a rejection: nothing is alerted.
+ */
+export function selectEntry(
+  type: string,
+  entry: IndexEntry,
+  installed: InstalledFacts | undefined,
+  policy: ContentPolicy | undefined,
+): Selection {
+  const pin = policy?.pins[type];
+  // P1: a pin wins over the cadence; it can move forward to the pin, never back (R10 still holds).
+  if (pin !== undefined) {
+    if (installed?.version === pin) return { hold: "up-to-date", detail: `${type} is at its pinned v${pin}` };
+    if (installed && installed.version > pin) {
+      return {
+        hold: "pinned",
+        detail: `${type} v${installed.version} is newer than the pinned v${pin}; agent content rollback reaches older content`,
+      };
+    }
+    const offered = [entry, entry.previous].find((e) => e?.version === pin);
+    if (offered) return { entry: offered };
+    return {
+      hold: "pinned",
+      detail: `${type}: the group offers v${entry.version}${entry.previous ? ` and v${entry.previous.version}` : ""}, not the pinned v${pin}`,
+    };
+  }
+  if (policy?.cadence === "pinned-n-1") {
+    const previous = entry.previous;
+    // P2: one behind the group. With nothing installed and no N-1 offered, the current version
+    // beats running without this content at all.
+    if (!previous) {
+      if (!installed) return { entry };
+      return { hold: "held-back", detail: `${type}: the group offers no previous version to stay on` };
+    }
+    if (installed && installed.version > previous.version) {
+      return {
+        hold: "held-back",
+        detail: `${type} v${installed.version} is already newer than the group's N-1 (v${previous.version})`,
+      };
+    }
+    return { entry: previous };
+  }
+  return { entry };
 }
 
 /** What to do with one content type the index offers, before downloading anything. */

@@ -8,15 +8,14 @@
 import "../preload.ts";
 import { Agent } from "../../core/agent/runtime.ts";
 import { parseConfig } from "../../core/config.ts";
-import { HandlerRegistry } from "../../core/handler/registry.ts";
-import { liveText, TEST_GROUP, textHandler } from "../fixtures/vendor.ts";
+import { liveText, TEST_GROUP, testRegistry } from "../fixtures/vendor.ts";
 
 declare const self: Worker;
 
 self.onmessage = async (event: MessageEvent<{ stateDir: string; repo: string; trust: string }>) => {
   const { stateDir, repo, trust } = event.data;
   const config = parseConfig({ stateDir, update: { repo, group: TEST_GROUP, trust } });
-  const agent = new Agent({ config, registry: new HandlerRegistry().register(textHandler) });
+  const agent = new Agent({ config, registry: testRegistry() });
   try {
     await agent.start();
     const report = await agent.update();

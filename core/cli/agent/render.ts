@@ -1,5 +1,6 @@
 /** Human-readable views of the AgentApi shapes (the --json output is the shapes themselves). */
 import type { AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "../../agent/api.ts";
+import type { PolicyStatus } from "../../agent/policy.ts";
 import { renderFields, renderTable } from "../output.ts";
 
 export function formatDuration(totalSeconds: number): string {
@@ -36,6 +37,22 @@ function renderErrors(errors: RejectionRecord[]): string {
   );
 }
 
+function renderPolicy(p: PolicyStatus): string {
+  const pins = Object.entries(p.pins).map(([t, v]) => `${t}=v${v}`);
+  const head = renderFields([
+    [
+      "policy",
+      `cadence ${p.cadence}, polls ${p.group}${p.group === p.assignedGroup ? "" : ` (assigned ${p.assignedGroup})`}`,
+    ],
+    ["pins", pins.length ? pins.join(", ") : null],
+  ]);
+  if (p.content.length === 0) return head;
+  return `${head}\n${renderTable(
+    ["TYPE", "OFFERED", "N-1", "TARGET", "HELD"],
+    p.content.map((c) => [c.type, c.offered, c.previous, c.target, c.held]),
+  )}`;
+}
+
 export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): string {
   const u = s.update;
   const parts = [
@@ -56,6 +73,7 @@ export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): 
     "",
     renderContentTable(s.content),
   ];
+  if (s.policy) parts.push("", renderPolicy(s.policy));
   if (s.lastErrors.length > 0) parts.push("", "last errors", renderErrors(s.lastErrors.slice(0, 10)));
   return parts.join("\n");
 }

@@ -37,6 +37,11 @@ export interface AgentWiring {
   routes?(): RouteExtension[] | Promise<RouteExtension[]>;
 }
 
+/** The handlers (and host groups) built into this executable, as the entry point registered them. */
+export async function wiredRegistry(): Promise<HandlerRegistry> {
+  return requireWiring().registry();
+}
+
 /** The feature routes the entry point registered (empty when none). */
 export async function wiredRoutes(): Promise<RouteExtension[]> {
   return (await requireWiring().routes?.()) ?? [];

@@ -1,9 +1,72 @@
-/** Whole-agent routes: status and an on-demand update cycle. */
-import { Hono } from "hono";
+/** Whole-agent routes: liveness, status and an on-demand update cycle. */
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { AgentApi } from "../../agent/api.ts";
+import {
+  AgentStatusSchema,
+  COMMON_ERRORS,
+  errorResponses,
+  HealthProbeSchema,
+  UpdateCycleReportSchema,
+} from "../schemas.ts";
+import type { StatusCache } from "../status-cache.ts";
 
-export function agentRoutes(api: AgentApi): Hono {
-  return new Hono()
-    .get("/status", (c) => c.json(api.status()))
-    .post("/update", async (c) => c.json(await api.update()));
+export const healthRoute = createRoute({
+  method: "get",
+  path: "/health",
+  tags: ["agent"],
+  summary: "Liveness probe",
+  description:
+    "The only route that needs no token: supervisors probe it. Says nothing about the agent's state.",
+  security: [],
+  responses: {
+    200: {
+      description: "The control plane answers",
+      content: { "application/json": { schema: HealthProbeSchema } },
+    },
+  },
+});
+
+const statusRoute = createRoute({
+  method: "get",
+  path: "/status",
+  tags: ["agent"],
+  summary: "Health, update state, content, hosts and last errors",
+  description:
+    "AgentStatus exactly as the agent computes it. Cached: rebuilt after any agent event and at most 1 s after it was built, so time-derived fields (uptimeSeconds, nextRun) may be up to a second old.",
+  responses: {
+    200: {
+      description: "The agent's status",
+      content: { "application/json": { schema: AgentStatusSchema } },
+    },
+    ...errorResponses(...COMMON_ERRORS),
+  },
+});
+
+const updateRoute = createRoute({
+  method: "post",
+  path: "/update",
+  tags: ["agent"],
+  summary: "Run an update cycle now",
+  description:
+    "Waits for the cycle (queued behind one already running) and returns its report. A cycle that rejected content still answers 200 with ok: false; 422 means the cycle itself could not run (e.g. trust store unreadable).",
+  responses: {
+    200: {
+      description: "The cycle's report",
+      content: { "application/json": { schema: UpdateCycleReportSchema } },
+    },
+    ...errorResponses(...COMMON_ERRORS, 400, 409, 422),
+  },
+});
+
+export function agentRoutes(api: AgentApi, statusCache: StatusCache): OpenAPIHono {
+  const app = new OpenAPIHono();
+  app.openapi(healthRoute, (c) => c.json({ status: "ok" as const }, 200));
+  app.openapi(statusRoute, async (c) => {
+    // Served as the cached text: re-serialising per request would cost as much as the route itself.
+    const json = await statusCache.get();
+    // The text is JSON.stringify(AgentStatus); the typed-response check cannot see through a string.
+    return c.body(json, 200, { "content-type": "application/json" }) as never;
+  });
+  app.openapi(updateRoute, async (c) => c.json(await api.update(), 200));
+  return app;
 }

@@ -1,10 +1,42 @@
 /** Installed content: listing and rollback to the last-known-good version. */
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AgentApi } from "../../agent/api.ts";
-import { contentTypeParam } from "./params.ts";
+import { COMMON_ERRORS, ContentInfoSchema, contentTypeParam, errorResponses } from "../schemas.ts";
 
-export function contentRoutes(api: AgentApi): Hono {
-  return new Hono()
-    .get("/", (c) => c.json(api.content()))
-    .post("/:type/rollback", async (c) => c.json(await api.rollback(contentTypeParam(c.req.param("type")))));
+const listRoute = createRoute({
+  method: "get",
+  path: "/",
+  tags: ["content"],
+  summary: "Installed content, one entry per registered content type",
+  responses: {
+    200: {
+      description: "Content types",
+      content: { "application/json": { schema: z.array(ContentInfoSchema) } },
+    },
+    ...errorResponses(...COMMON_ERRORS),
+  },
+});
+
+const rollbackRoute = createRoute({
+  method: "post",
+  path: "/{type}/rollback",
+  tags: ["content"],
+  summary: "Roll a content type back to its last-known-good version",
+  description:
+    "Validates and loads the last-known-good copy beside the live one, switches, and marks the version it left bad so the next cycle does not reinstall it.",
+  request: { params: z.object({ type: contentTypeParam }) },
+  responses: {
+    200: {
+      description: "The type's content after the rollback",
+      content: { "application/json": { schema: ContentInfoSchema } },
+    },
+    ...errorResponses(...COMMON_ERRORS, 400, 404, 409),
+  },
+});
+
+export function contentRoutes(api: AgentApi): OpenAPIHono {
+  const app = new OpenAPIHono();
+  app.openapi(listRoute, (c) => c.json(api.content(), 200));
+  app.openapi(rollbackRoute, async (c) => c.json(await api.rollback(c.req.valid("param").type), 200));
+  return app;
 }

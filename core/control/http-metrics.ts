@@ -1,0 +1,62 @@
+/**
+ * Control-plane metrics on the process-wide registry: requests by route
+ * pattern (`/v1/content/:type/rollback`, never the raw path, so a scanner
+ * cannot grow the label set), method and status; time to response headers
+ * by route; and process gauges refreshed when /metrics is scraped.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import { metrics } from "../metrics.ts";
+import { COMMIT, VERSION } from "../version.ts";
+
+const requests = metrics.counter(
+  "outpost_http_requests_total",
+  "Control-plane requests, by route pattern, method and status",
+);
+const latency = metrics.histogram(
+  "outpost_http_request_seconds",
+  "Control-plane time to response headers, by route pattern",
+  [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+);
+const rss = metrics.gauge("outpost_process_resident_memory_bytes", "Agent process resident set size");
+const heap = metrics.gauge("outpost_process_heap_used_bytes", "Agent process JavaScript heap in use");
+const uptime = metrics.gauge("outpost_process_uptime_seconds", "Seconds since the agent process started");
+const buildInfo = metrics.gauge("outpost_build_info", "Agent build; the value is always 1");
+export const eventStreamsGauge = metrics.gauge(
+  "outpost_control_event_streams",
+  "Open GET /v1/events connections",
+);
+
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/** The pattern of the endpoint that matched (middleware excluded), or "unmatched". */
+export function routeLabel(c: Context): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const r = routes[i]!;
+    if (r.method !== "ALL") return r.path;
+  }
+  return "unmatched";
+}
+
+export function httpMetrics(): MiddlewareHandler {
+  return async (c, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const route = routeLabel(c);
+      const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
+      requests.inc({ route, method, status: String(c.res.status) });
+      latency.observe({ route }, (performance.now() - started) / 1000);
+    }
+  };
+}
+
+export function refreshProcessGauges(): void {
+  const mem = process.memoryUsage();
+  rss.set(undefined, mem.rss);
+  heap.set(undefined, mem.heapUsed);
+  uptime.set(undefined, Math.round(process.uptime() * 1000) / 1000);
+  buildInfo.set({ version: VERSION, commit: COMMIT }, 1);
+}

@@ -1,0 +1,215 @@
+/**
+ * Landlock (Linux ≥ 5.13) through bun:ffi: an unprivileged process
+ * restricts itself, irrevocably, to the filesystem paths and TCP ports it
+ * names. A host process calls `applyLandlock` after its code is loaded and
+ * before it touches content, so even a handler running as root cannot read,
+ * write or execute outside its group's declared paths, connect to ports it
+ * did not declare, or signal processes outside its sandbox (the supervisor).
+ *
+ * Everything is feature-detected by ABI version: a right the kernel does
+ * not know is neither handled nor granted, and no Landlock at all is
+ * reported (not thrown) so the caller can degrade with a warning.
+ */
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { closeSync, fstatSync, openSync } from "node:fs";
+
+const SYS_CREATE_RULESET = 444;
+const SYS_ADD_RULE = 445;
+const SYS_RESTRICT_SELF = 446;
+const PR_SET_NO_NEW_PRIVS = 38;
+const CREATE_RULESET_VERSION = 1;
+const RULE_PATH_BENEATH = 1;
+const RULE_NET_PORT = 2;
+const O_PATH = 0o10000000;
+const O_CLOEXEC = 0o2000000;
+
+export const FS = {
+  EXECUTE: 1 << 0,
+  WRITE_FILE: 1 << 1,
+  READ_FILE: 1 << 2,
+  READ_DIR: 1 << 3,
+  REMOVE_DIR: 1 << 4,
+  REMOVE_FILE: 1 << 5,
+  MAKE_CHAR: 1 << 6,
+  MAKE_DIR: 1 << 7,
+  MAKE_REG: 1 << 8,
+  MAKE_SOCK: 1 << 9,
+  MAKE_FIFO: 1 << 10,
+  MAKE_BLOCK: 1 << 11,
+  MAKE_SYM: 1 << 12,
+  REFER: 1 << 13,
+  TRUNCATE: 1 << 14,
+  IOCTL_DEV: 1 << 15,
+} as const;
+const NET_BIND_TCP = 1;
+const NET_CONNECT_TCP = 2;
+const SCOPE_ABSTRACT_UNIX_SOCKET = 1;
+const SCOPE_SIGNAL = 2;
+
+/** Rights that apply to a file (the rest only make sense on a directory). */
+const FILE_RIGHTS = FS.EXECUTE | FS.WRITE_FILE | FS.READ_FILE | FS.TRUNCATE | FS.IOCTL_DEV;
+
+function handledFs(abi: number): number {
+  let all = (1 << 13) - 1;
+  if (abi >= 2) all |= FS.REFER;
+  if (abi >= 3) all |= FS.TRUNCATE;
+  if (abi >= 5) all |= FS.IOCTL_DEV;
+  return all;
+}
+
+export const READ = FS.READ_FILE | FS.READ_DIR;
+export const READ_EXEC = READ | FS.EXECUTE;
+export const READ_WRITE =
+  READ |
+  FS.WRITE_FILE |
+  FS.REMOVE_DIR |
+  FS.REMOVE_FILE |
+  FS.MAKE_DIR |
+  FS.MAKE_REG |
+  FS.MAKE_SYM |
+  FS.MAKE_SOCK |
+  FS.MAKE_FIFO |
+  FS.REFER |
+  FS.TRUNCATE;
+
+export interface LandlockRule {
+  path: string;
+  access: number;
+}
+
+export interface LandlockRequest {
+  rules: LandlockRule[];
+  /** TCP ports connect() may reach; every other connect and every bind is refused (ABI ≥ 4). */
+  connectPorts: number[];
+}
+
+export interface LandlockResult {
+  abi: number;
+  fs: boolean;
+  net: boolean;
+  scoped: boolean;
+  /** Rule paths that do not exist here and were left out. */
+  missing: string[];
+  error?: string;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: bun:ffi symbol table
+type Libc = { symbols: Record<string, (...args: any[]) => any> };
+let libc: Libc | null | undefined;
+
+function loadLibc(): Libc | null {
+  if (libc !== undefined) return libc;
+  try {
+    const i64 = FFIType.i64;
+    libc = dlopen("libc.so.6", {
+      syscall: { args: [i64, i64, i64, i64, i64], returns: i64 },
+      prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+      __errno_location: { args: [], returns: FFIType.ptr },
+      dup: { args: [FFIType.i32], returns: FFIType.i32 },
+      dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    }) as unknown as Libc;
+  } catch {
+    libc = null;
+  }
+  return libc;
+}
+
+function errno(l: Libc): number {
+  return read.i32(l.symbols.__errno_location!(), 0);
+}
+
+const pointer = (bytes: Uint8Array): number => ptr(bytes);
+
+/** The kernel's Landlock ABI version, or 0 when Landlock is unavailable (old kernel, disabled LSM, no libc). */
+export function landlockAbi(): number {
+  const l = loadLibc();
+  if (!l) return 0;
+  const v = Number(l.symbols.syscall!(SYS_CREATE_RULESET, 0, 0, CREATE_RULESET_VERSION, 0));
+  return v > 0 ? v : 0;
+}
+
+/** dup/dup2 from libc, for moving the IPC channel off fd 1 (see child.ts). */
+export function dupFd(fd: number): number {
+  const l = loadLibc();
+  if (!l) return -1;
+  return l.symbols.dup!(fd);
+}
+
+export function dup2Fd(from: number, to: number): number {
+  const l = loadLibc();
+  if (!l) return -1;
+  return l.symbols.dup2!(from, to);
+}
+
+/** Sets PR_SET_NO_NEW_PRIVS: no exec can ever grant this process (or its children) more privileges. */
+export function setNoNewPrivs(): boolean {
+  const l = loadLibc();
+  return !!l && l.symbols.prctl!(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) === 0;
+}
+
+/**
+ * Restricts the calling process (all its threads, and every process it
+ * starts) to `req`. Irreversible. Never throws: the result says which
+ * layers are in force, and `error` why one is not.
+ */
+export function applyLandlock(req: LandlockRequest): LandlockResult {
+  const result: LandlockResult = { abi: 0, fs: false, net: false, scoped: false, missing: [] };
+  const l = loadLibc();
+  if (!l) return { ...result, error: "libc.so.6 could not be loaded through bun:ffi" };
+  const abi = landlockAbi();
+  result.abi = abi;
+  if (abi === 0) return { ...result, error: "the kernel does not offer Landlock (ABI 0)" };
+  const fsAccess = handledFs(abi);
+  const attr = new Uint8Array(24);
+  const adv = new DataView(attr.buffer);
+  adv.setBigUint64(0, BigInt(fsAccess), true);
+  let size = 8;
+  if (abi >= 4) {
+    adv.setBigUint64(8, BigInt(NET_BIND_TCP | NET_CONNECT_TCP), true);
+    size = 16;
+  }
+  if (abi >= 6) {
+    adv.setBigUint64(16, BigInt(SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL), true);
+    size = 24;
+  }
+  const rulesetFd = Number(l.symbols.syscall!(SYS_CREATE_RULESET, pointer(attr), size, 0, 0));
+  if (rulesetFd < 0) return { ...result, error: `landlock_create_ruleset failed (errno ${errno(l)})` };
+  try {
+    const rule = new Uint8Array(16);
+    const rdv = new DataView(rule.buffer);
+    for (const r of req.rules) {
+      let fd: number;
+      try {
+        fd = openSync(r.path, O_PATH | O_CLOEXEC);
+      } catch {
+        result.missing.push(r.path);
+        continue;
+      }
+      try {
+        const isDir = fstatSync(fd).isDirectory();
+        const access = (isDir ? r.access : r.access & FILE_RIGHTS) & fsAccess;
+        if (access === 0) continue;
+        rdv.setBigUint64(0, BigInt(access), true);
+        rdv.setInt32(8, fd, true);
+        const rc = Number(l.symbols.syscall!(SYS_ADD_RULE, rulesetFd, RULE_PATH_BENEATH, pointer(rule), 0, 0));
+        if (rc !== 0) return { ...result, error: `landlock_add_rule ${r.path} failed (errno ${errno(l)})` };
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (abi >= 4) {
+      for (const port of req.connectPorts) {
+        rdv.setBigUint64(0, BigInt(NET_CONNECT_TCP), true);
+        rdv.setBigUint64(8, BigInt(port), true);
+        const rc = Number(l.symbols.syscall!(SYS_ADD_RULE, rulesetFd, RULE_NET_PORT, pointer(rule), 0, 0));
+        if (rc !== 0) return { ...result, error: `landlock_add_rule port ${port} failed (errno ${errno(l)})` };
+      }
+    }
+    if (!setNoNewPrivs()) return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
+    const rc = Number(l.symbols.syscall!(SYS_RESTRICT_SELF, rulesetFd, 0, 0, 0, 0));
+    if (rc !== 0) return { ...result, error: `landlock_restrict_self failed (errno ${errno(l)})` };
+    return { ...result, fs: true, net: abi >= 4, scoped: abi >= 6 };
+  } finally {
+    closeSync(rulesetFd);
+  }
+}

@@ -1,0 +1,275 @@
+-- Behavior rules runtime (trusted). Runs after the sandbox prelude in the
+-- same Lua state and receives its internals. It gives each rule its API —
+-- describe{}, on(type, fn, opts), detect{}, log(), product — and dispatches
+-- batches of events that JS packs into one string (see codec.ts): one
+-- boundary crossing per batch, not per event.
+local S = ...
+
+local error, type, pairs, ipairs, tostring, select = S.error, S.type, S.pairs, S.ipairs, S.tostring, S.select
+local format, concat, unpack = S.format, S.concat, S.unpack_bytes
+local setmetatable, raw_getmetatable, next = S.setmetatable, S.raw_getmetatable, S.next
+
+local R = {}
+local product = {} -- ProductRulesFeed modules: name → table
+local library_units = {}
+local rules = {} -- units, in load order
+local subs, subs_by_type, sub_count = {}, {}, 0
+local decoders = {}
+local detections, logs = {}, {}
+local loading = nil -- the rule whose chunk is running
+local current_sub, current_event = nil, 0
+
+local SEVERITIES = { info = true, low = true, medium = true, high = true, critical = true }
+local MAX_SUBSCRIPTIONS = 65534
+local ALL = 0xFFFF
+
+local function scalar(v)
+  local t = type(v)
+  return t == "string" or t == "number" or t == "boolean"
+end
+
+-- Aggregation options cross to JS; keep only plain data, and not much of it.
+local function plain(v, depth)
+  if scalar(v) then return v end
+  if type(v) ~= "table" or depth > 3 then return nil end
+  local out, n = {}, 0
+  for k, item in pairs(v) do
+    n = n + 1
+    if n > 64 then break end
+    if type(k) == "string" or type(k) == "number" then out[k] = plain(item, depth + 1) end
+  end
+  return out
+end
+
+local function readonly_event_error()
+  error("events are read-only", 2)
+end
+
+local function event_pairs(p)
+  return next, raw_getmetatable(p).__index, nil
+end
+
+-- Every rule sees the same event; a read-only view keeps one rule from changing it for the next.
+local function make_event(raw)
+  return setmetatable({}, {
+    __index = raw,
+    __newindex = readonly_event_error,
+    __pairs = event_pairs,
+    __metatable = "event",
+  })
+end
+
+local function product_view()
+  local view = {}
+  for name, mod in pairs(product) do view[name] = S.readonly(mod) end
+  return S.readonly(view)
+end
+
+local function make_api(unit)
+  local meta = { title = unit.name, severity = "medium" }
+  local api = {}
+
+  function api.describe(t)
+    if loading ~= unit then error("describe{} is only available while the rule loads", 2) end
+    if type(t) ~= "table" then error("describe{} expects a table", 2) end
+    for k, v in pairs(t) do
+      if type(k) == "string" and scalar(v) then meta[k] = v end
+    end
+    if not SEVERITIES[meta.severity] then error("describe{}: unknown severity " .. tostring(meta.severity), 2) end
+  end
+
+  function api.on(event_type, fn, opts)
+    if loading ~= unit then error("on() is only available while the rule loads", 2) end
+    if type(event_type) ~= "string" or #event_type == 0 or #event_type > 64 then
+      error("on(type, fn): type must be a non-empty string", 2)
+    end
+    if type(fn) ~= "function" then error("on(type, fn): fn must be a function", 2) end
+    if opts ~= nil and type(opts) ~= "table" then error("on(type, fn, opts): opts must be a table", 2) end
+    if sub_count >= MAX_SUBSCRIPTIONS then error("too many subscriptions", 2) end
+    sub_count = sub_count + 1
+    local sub = { id = sub_count, unit = unit, fn = fn, type = event_type, opts = opts and plain(opts, 0) }
+    subs[sub_count] = sub
+    local list = subs_by_type[event_type]
+    if not list then
+      list = {}
+      subs_by_type[event_type] = list
+    end
+    list[#list + 1] = sub
+    unit.subscriptions = unit.subscriptions + 1
+  end
+
+  function api.detect(t, fields)
+    if current_sub == nil or current_sub.unit ~= unit then
+      error("detect() is only available inside a reactor", 2)
+    end
+    if type(t) == "string" then
+      local title = t
+      t = fields or {}
+      if type(t) ~= "table" then error("detect(title, fields): fields must be a table", 2) end
+      t.title = t.title or title
+    end
+    if type(t) ~= "table" then error("detect{} expects a table", 2) end
+    local d, size = {}, 64
+    for k, v in pairs(t) do
+      if type(k) ~= "string" then error("detect{}: field names must be strings", 2) end
+      if not scalar(v) then error("detect{}: field '" .. k .. "' must be a string, number or boolean", 2) end
+      size = size + #k + (type(v) == "string" and #v or 8)
+      d[k] = v
+    end
+    S.charge_output(size)
+    if d.title == nil then d.title = meta.title end
+    if d.severity == nil then d.severity = meta.severity end
+    if not SEVERITIES[d.severity] then error("detect{}: unknown severity " .. tostring(d.severity), 2) end
+    detections[#detections + 1] = { rule = unit.name, event = current_event, fields = d }
+    unit.detections = unit.detections + 1
+  end
+
+  function api.log(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    local line = concat(parts, " ")
+    S.charge_output(#line + 16)
+    logs[#logs + 1] = { rule = unit.name, message = line }
+  end
+  api.print = api.log
+  api.product = product_view()
+  return api, meta
+end
+
+local function to_limits(l)
+  return {
+    instructions = l.instructions, call_memory_kb = l.callMemoryKb, output_bytes = l.outputBytes,
+    max_faults = l.maxFaults,
+  }
+end
+
+--- ProductRulesFeed modules, loaded before any rule. Returns nil or a failure.
+function R.load_library(modules, limits)
+  local units, failure = S.load_modules(product, modules, to_limits(limits), "product")
+  if not units then return failure end
+  library_units = units
+  return nil
+end
+
+--- Syntax check only: nothing runs (used by validation and `rules test`).
+function R.check_syntax(list)
+  local failures = {}
+  for _, r in ipairs(list) do
+    local fn, err = S.compile(r.name, r.source, {})
+    if not fn then failures[#failures + 1] = { rule = r.name, message = err } end
+  end
+  return failures
+end
+
+--- Compiles and runs each rule's chunk (where it registers its reactors).
+function R.load_rules(list, limits)
+  local failures = {}
+  local l = to_limits(limits)
+  for _, r in ipairs(list) do
+    local unit = S.new_unit(r.name, l)
+    unit.subscriptions, unit.detections = 0, 0
+    local api, meta = make_api(unit)
+    unit.meta = meta
+    local fn, err = S.compile(r.name, r.source, S.new_env(api))
+    if not fn then
+      failures[#failures + 1] = { rule = r.name, message = err }
+    else
+      loading = unit
+      local ok, e = S.invoke(unit, fn)
+      loading = nil
+      if not ok then failures[#failures + 1] = { rule = r.name, message = e } end
+    end
+    unit.load_time, unit.calls, unit.time, unit.max_time = unit.time, 0, 0, 0
+    rules[#rules + 1] = unit
+  end
+  S.take_disabled()
+  return failures
+end
+
+--- Registers a decoder for one event shape (field names, string.unpack format, which fields are booleans).
+function R.define_schema(id, fmt, names, booleans)
+  local vars, fields = {}, {}
+  for i, name in ipairs(names) do
+    vars[i] = "v" .. i
+    fields[i] = format("[%q]=%s", name, booleans[i] and ("(v" .. i .. "==1)") or ("v" .. i))
+  end
+  local src = "local unpack, fmt, mk = ... return function(s, pos) local " .. concat(vars, ",")
+    .. ", np = unpack(fmt, s, pos) return mk({" .. concat(fields, ",") .. "}), np end"
+  local build = S.load(src, "=decoder", "t", {})
+  decoders[id] = build(unpack, fmt, make_event)
+end
+
+local function deliver(sub, ev)
+  local unit = sub.unit
+  if unit.disabled then return end
+  current_sub = sub
+  S.invoke(unit, sub.fn, ev)
+end
+
+--- Runs one packed batch (codec.ts). Returns what the rules produced.
+function R.dispatch(batch)
+  local pos, len, idx = 1, #batch, 0
+  detections, logs = {}, {}
+  while pos <= len do
+    local sid, ev, n
+    sid, pos = unpack("<I2", batch, pos)
+    ev, pos = decoders[sid](batch, pos)
+    idx = idx + 1
+    current_event = idx
+    n, pos = unpack("<I2", batch, pos)
+    if n == ALL then
+      local list = subs_by_type[ev.type]
+      if list then
+        for i = 1, #list do deliver(list[i], ev) end
+      end
+    else
+      for _ = 1, n do
+        local id
+        id, pos = unpack("<I2", batch, pos)
+        deliver(subs[id], ev)
+      end
+    end
+  end
+  current_sub = nil
+  return { detections = detections, logs = logs, disabled = S.take_disabled() }
+end
+
+function R.subscriptions()
+  local out = {}
+  for id = 1, sub_count do
+    local s = subs[id]
+    out[id] = { id = id, rule = s.unit.name, type = s.type, opts = s.opts or false }
+  end
+  return out
+end
+
+local function unit_stats(u)
+  return {
+    name = u.name, calls = u.calls, timeMs = u.time, maxMs = u.max_time, faults = u.faults,
+    limitFaults = u.limit_faults, disabled = u.disabled, lastError = u.last_error or false,
+    detections = u.detections or 0, subscriptions = u.subscriptions or 0, loadMs = u.load_time or 0,
+  }
+end
+
+function R.stats()
+  local out, lib = {}, {}
+  for i, u in ipairs(rules) do out[i] = unit_stats(u) end
+  for i, u in ipairs(library_units) do lib[i] = unit_stats(u) end
+  return { rules = out, library = lib, heapKb = S.heap_kb() }
+end
+
+function R.library_functions()
+  local out = {}
+  for name, mod in pairs(product) do
+    local fns = {}
+    for k, v in pairs(mod) do
+      if type(v) == "function" then fns[#fns + 1] = tostring(k) end
+    end
+    S.sort(fns)
+    out[#out + 1] = { module = name, functions = fns }
+  end
+  return out
+end
+
+R.full_gc = S.full_gc
+return R

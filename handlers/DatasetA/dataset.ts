@@ -1,0 +1,55 @@
+/**
+ * Builds a Dataset from the signature files of a DatasetA payload (or of a
+ * directory, for `contentctl datasets pack`). Validation and loading are the
+ * same work — parse every line, compile every pattern, index every anchor —
+ * so anything that could fail at load fails in validate first.
+ */
+import type { ContentView } from "../../core/handler/contract.ts";
+import { Dataset } from "./engine.ts";
+import {
+  type BodySignature,
+  type HashSignature,
+  isSignatureFile,
+  LOOKUP_FILE,
+  parseBodyFile,
+  parseHashFile,
+  parseLookupFile,
+  signatureError,
+} from "./signatures.ts";
+
+export interface SignatureSource {
+  path: string;
+  text: string;
+}
+
+export function datasetFromSources(sources: SignatureSource[]): Dataset {
+  const lookupSource = sources.find((s) => s.path === LOOKUP_FILE || s.path.endsWith(`/${LOOKUP_FILE}`));
+  const lookup = lookupSource ? parseLookupFile(lookupSource.text, lookupSource.path) : new Set<string>();
+  const hashes: HashSignature[] = [];
+  const body: BodySignature[] = [];
+  const sigFiles = sources.filter((s) => isSignatureFile(s.path)).sort((a, b) => a.path.localeCompare(b.path));
+  if (sigFiles.length === 0) {
+    throw signatureError("payload", 0, "no signature files (.hdb, .hsb or .ndb)");
+  }
+  for (const s of sigFiles) {
+    if (s.path.endsWith(".ndb")) body.push(...parseBodyFile(s.text, s.path, lookup));
+    else hashes.push(...parseHashFile(s.text, s.path, lookup));
+  }
+  if (lookupSource) {
+    const names = new Set([...hashes.map((h) => h.name), ...body.map((b) => b.name)]);
+    const lines = lookupSource.text.split("\n");
+    for (const name of lookup) {
+      if (!names.has(name)) {
+        const line = lines.findIndex((l) => l.trim() === name) + 1;
+        throw signatureError(lookupSource.path, line, `lookup-enabled signature '${name}' is not defined`);
+      }
+    }
+  }
+  return new Dataset(hashes, body);
+}
+
+export function sourcesFromView(view: ContentView): SignatureSource[] {
+  return view.files
+    .filter((p) => isSignatureFile(p) || p === LOOKUP_FILE)
+    .map((path) => ({ path, text: view.readText(path) }));
+}

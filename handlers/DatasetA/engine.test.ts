@@ -1,0 +1,196 @@
+import { describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { datasetFromSources } from "./dataset.ts";
+import type { ScanOutcome } from "./engine.ts";
+import { compilePattern } from "./pattern.ts";
+import { buildPe, generateSignatureSet, implant, Rng } from "./testutil.ts";
+
+const spillDir = mkdtempSync(join(tmpdir(), "outpost-dsa-"));
+process.on("exit", () => rmSync(spillDir, { recursive: true, force: true }));
+
+const hexBytes = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
+const names = (r: ScanOutcome) => r.detections.map((d) => d.name).sort();
+
+function datasetOf(ndb: string, extra: { path: string; text: string }[] = []) {
+  return datasetFromSources([{ path: "t.ndb", text: ndb }, ...extra]);
+}
+
+describe("body signature language", () => {
+  const cases: [string, string, string, boolean][] = [
+    ["plain", "0011223344556677", "ff0011223344556677ff", true],
+    ["plain miss", "0011223344556677", "ff0011223344556676ff", false],
+    ["?? any byte", "11223344??66778899", "001122334400667788990", true],
+    ["high nibble", "11223344a?66778899", "11223344ab66778899", true],
+    ["high nibble miss", "11223344a?66778899", "11223344bb66778899", false],
+    ["low nibble", "11223344?b66778899", "11223344cb66778899", true],
+    ["{n} fixed gap", "11223344{3}55667788", "11223344000000556677880", true],
+    ["{n} too short", "11223344{3}55667788", "112233440000556677880", false],
+    ["{n-m} lower", "11223344{2-4}55667788", "1122334400005566778800", true],
+    ["{n-m} upper", "11223344{2-4}55667788", "11223344000000005566778800", true],
+    ["{n-m} above", "11223344{2-4}55667788", "1122334400000000005566778800", false],
+    ["{-n}", "11223344{-2}55667788", "112233445566778800", true],
+    ["[n-m]", "11223344[1-2]55667788", "1122334400556677880", true],
+    ["{n-} at least", "11223344{3-}55667788", "1122334400000000000055667788", true],
+    ["{n-} too close", "11223344{3-}55667788", "11223344000055667788", false],
+    ["* any", "11223344*55667788", "11223344" + "ab".repeat(5000) + "55667788", true],
+    ["* order matters", "11223344*55667788", "5566778811223344", false],
+    ["alternatives", "11223344(aa|bbcc)55667788", "11223344bbcc55667788", true],
+    ["alternatives miss", "11223344(aa|bbcc)55667788", "11223344bb55667788", false],
+    ["negated", "11223344!(aa|bb)55667788", "11223344cc55667788", true],
+    ["negated hit", "11223344!(aa|bb)55667788", "11223344aa55667788", false],
+    ["short anchor", "aabb??ccdd", "00aabb00ccdd", true],
+    ["anchor in later part", "aabb??cc*1122334455", "00aabb00cc0099112233445500", true],
+    ["three parts", "1122*33445566*7788", "11220033445566007788", true],
+  ];
+  for (const [label, sig, data, expected] of cases) {
+    test(`${label}: ${sig}`, async () => {
+      const ds = datasetOf(`T.Sig:0:*:${sig}\n`);
+      const r = await ds.scan(hexBytes(data.length % 2 ? `${data}0` : data), { spillDir });
+      expect(names(r)).toEqual(expected ? ["T.Sig"] : []);
+    });
+  }
+
+  test("the anchor avoids zero runs and the match offset is the signature start", async () => {
+    const p = compilePattern("0000000000c3d2e1f0");
+    expect(Buffer.from(p.anchor.bytes).toString("hex")).not.toBe("00000000");
+    const ds = datasetOf("T.Sig:0:*:0000000000c3d2e1f0\n");
+    const r = await ds.scan(hexBytes(`${"11".repeat(37)}0000000000c3d2e1f0`), { spillDir });
+    expect(r.detections[0]?.offset).toBe(37);
+  });
+
+  test("offsets: absolute, shift range, EOF", async () => {
+    const ds = datasetOf(
+      [
+        "T.Abs:0:4:aabbccdd",
+        "T.Shift:0:2,3:11223344",
+        "T.Eof:0:EOF-4:99887766",
+      ].join("\n"),
+    );
+    expect(names(await ds.scan(hexBytes("00000000aabbccdd"), { spillDir }))).toEqual(["T.Abs"]);
+    expect(names(await ds.scan(hexBytes("000000aabbccdd"), { spillDir }))).toEqual([]);
+    expect(names(await ds.scan(hexBytes("0000000000112233440000"), { spillDir }))).toEqual(["T.Shift"]);
+    expect(names(await ds.scan(hexBytes("00000000000011223344"), { spillDir }))).toEqual([]);
+    expect(names(await ds.scan(hexBytes("0011223399887766"), { spillDir }))).toEqual(["T.Eof"]);
+    expect(names(await ds.scan(hexBytes("001122339988776600"), { spillDir }))).toEqual([]);
+  });
+
+  test("target types: a PE signature ignores ELF and plain data", async () => {
+    const pe = buildPe({ text: hexBytes("5589e583ec10c745fc2a000000") });
+    const ds = datasetOf(
+      ["T.PE.EP:1:EP+0:5589e583ec10c745", "T.PE.S1:1:S1+0:6f7574706f7374", "T.PE.SE0:1:SE0:c745fc2a", "T.ELF:6:*:5589e583ec10c745"].join(
+        "\n",
+      ),
+    );
+    expect(names(await ds.scan(pe, { spillDir }))).toEqual(["T.PE.EP", "T.PE.S1", "T.PE.SE0"]);
+    const plain = new Uint8Array(pe);
+    plain[0] = 0x4e; // no longer "MZ"
+    expect(names(await ds.scan(plain, { spillDir }))).toEqual([]);
+  });
+
+  test("ELF entry point and sections of a real binary", async () => {
+    const elf = new Uint8Array(readFileSync("/usr/bin/ls"));
+    const { parseElf } = await import("./filetype.ts");
+    const info = parseElf(elf)!;
+    const ep = info.entry!;
+    const hex = (o: number, n: number) => Buffer.from(elf.subarray(o, o + n)).toString("hex");
+    const text = info.sections.findIndex((s) => s.offset <= ep && ep < s.offset + s.size);
+    const ds = datasetOf(
+      [`T.EP:6:EP+0:${hex(ep, 12)}`, `T.Sx:6:S${text}+16:${hex(info.sections[text]!.offset + 16, 12)}`, `T.EPwrong:6:EP+1:${hex(ep, 12)}`].join("\n"),
+    );
+    expect(names(await ds.scan(elf, { spillDir }))).toEqual(["T.EP", "T.Sx"]);
+  });
+});
+
+describe("hash signatures", () => {
+  test("MD5 (.hdb), SHA-1 and SHA-256 (.hsb), exact and wildcard sizes", async () => {
+    const data = new TextEncoder().encode("an object a hash signature names");
+    const h = (a: string) => createHash(a).update(data).digest("hex");
+    const ds = datasetFromSources([
+      { path: "a.hdb", text: `${h("md5")}:${data.length}:T.Md5\n` },
+      {
+        path: "b.hsb",
+        text: [
+          `${h("sha1")}:${data.length}:T.Sha1`,
+          `${h("sha256")}:*:T.Sha256Any:73`,
+          `${h("sha256")}:${data.length + 1}:T.WrongSize`,
+        ].join("\n"),
+      },
+    ]);
+    const r = await ds.scan(data, { spillDir });
+    expect(names(r)).toEqual(["T.Md5", "T.Sha1", "T.Sha256Any"]);
+    expect(r.detections.every((d) => d.kind === "hash" && d.sha256 === h("sha256"))).toBe(true);
+  });
+
+  test("the lookup flag comes from lookup.txt", async () => {
+    const ds = datasetOf("T.Look:0:*:0102030405\nT.Quiet:0:*:0a0b0c0d0e\n", [{ path: "lookup.txt", text: "# live\nT.Look\n" }]);
+    const r = await ds.scan(hexBytes("01020304050a0b0c0d0e"), { spillDir });
+    expect(r.detections.map((d) => [d.name, d.lookup])).toEqual([
+      ["T.Look", true],
+      ["T.Quiet", false],
+    ]);
+  });
+});
+
+describe("scale", () => {
+  test("20k body + 20k hash signatures load fast and find every implanted instance", async () => {
+    const set = generateSignatureSet(7, 20_000, 20_000, { hashBacked: 20 });
+    const t = performance.now();
+    const ds = datasetFromSources([
+      { path: "g.hsb", text: set.hsb },
+      { path: "g.ndb", text: set.ndb },
+    ]);
+    const loadMs = performance.now() - t;
+    expect(ds.stats.bodySignatures).toBe(20_000);
+    expect(loadMs).toBeLessThan(5000);
+    const rng = new Rng(99);
+    const data = rng.bytes(4 * 1024 * 1024);
+    const picks = [3, 500, 7777, 12_345, 19_999];
+    picks.forEach((p, i) => implant(data, set.body[p]!.instance, 100_000 + i * 700_000));
+    const r = await ds.scan(data, { spillDir });
+    expect(names(r)).toEqual(picks.map((p) => `Gen.Body.${p}`).sort());
+    const backed = set.hashes[4]!;
+    expect(names(await ds.scan(backed.data!, { spillDir }))).toContain("Gen.Hash.4");
+  });
+});
+
+describe("signature file errors name the file and line", () => {
+  const bad: [string, string, RegExp][] = [
+    ["t.ndb", "T.A:0:*:0011223344\nT.B:0:*:00zz\n", /t\.ndb:2: pattern: unexpected 'zz'/],
+    ["t.ndb", "T.A:3:*:0011223344\n", /unsupported target type '3'/],
+    ["t.ndb", "T.A:0:EP+0:0011223344\n", /needs an executable target type/],
+    ["t.ndb", "T.A:0:*:00??11\n", /no 2 consecutive fixed bytes/],
+    ["t.ndb", "T.A:0:*:(B)0011223344\n", /boundary markers are not supported/],
+    ["t.ndb", "T.A:0:XX:0011223344\n", /unsupported offset 'XX'/],
+    ["t.hdb", "abcd:12:T.A\n", /32 \(MD5\)/],
+    ["t.hsb", `${"a".repeat(64)}:*:T.A\n`, /functionality level of at least 73/],
+  ];
+  for (const [file, text, re] of bad) {
+    test(re.source, () => {
+      let err: unknown;
+      try {
+        datasetFromSources([{ path: file, text }]);
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { code?: string }).code).toBe("HND_DATASETA_INVALID");
+      expect((err as Error).message).toMatch(re);
+    });
+  }
+
+  test("a lookup name that no signature defines is rejected", () => {
+    expect(() =>
+      datasetOf("T.A:0:*:0011223344\n", [{ path: "lookup.txt", text: "T.A\nT.Missing\n" }]),
+    ).toThrow(/lookup\.txt:2: lookup-enabled signature 'T.Missing' is not defined/);
+  });
+});
+
+test("a pathological pattern is cut off by the verification budget, not left to run", async () => {
+  const ds = datasetOf("T.Slow:0:*:41414141{0-60000}42424242{0-60000}43434343\n");
+  const data = new Uint8Array(200_000).fill(0x41);
+  const r = await ds.scan(data, { spillDir, limits: { verifyBudget: 200_000 } });
+  expect(r.detections).toEqual([]);
+  expect(r.limits.map((l) => l.limit)).toEqual(["budget"]);
+});

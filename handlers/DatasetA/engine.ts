@@ -1,0 +1,417 @@
+/**
+ * The scan engine: a loaded signature set (hash and body signatures plus
+ * the multi-pattern index, all built once) and the recursive object scan —
+ * hash signatures, body signatures, executable identity (SHA-256, PE
+ * signer) and container recursion under explicit limits. Pure computation
+ * over bytes it is given; the only I/O is spill files in the work directory.
+ */
+import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
+import { inflateBounded, listTar, listZip } from "./archive.ts";
+import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "./filetype.ts";
+import { type AnchorEntry, AnchorIndex } from "./matcher.ts";
+import { Budget, BudgetExceeded, type StartRange, verifyAt } from "./pattern.ts";
+import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
+
+export interface ScanLimits {
+  /** Containers nested deeper than this are not opened. */
+  maxDepth: number;
+  /** Members opened per top-level object, all levels together. */
+  maxFiles: number;
+  /** Largest single member inflated. */
+  maxMemberBytes: number;
+  /** Decompressed bytes per top-level object, all members together. */
+  maxScanBytes: number;
+  /** Expansion ratio at which hitting a size limit is reported as an archive bomb. */
+  maxRatio: number;
+  /** Members up to this size are inflated in memory; larger ones go to a spill file. */
+  memoryBytes: number;
+  /** Verification steps per top-level object (defends against pathological patterns/inputs). */
+  verifyBudget: number;
+}
+
+export const DEFAULT_LIMITS: ScanLimits = {
+  maxDepth: 10,
+  maxFiles: 10_000,
+  maxMemberBytes: 256 * 1024 * 1024,
+  maxScanBytes: 1024 * 1024 * 1024,
+  maxRatio: 100,
+  memoryBytes: 16 * 1024 * 1024,
+  verifyBudget: 5_000_000,
+};
+
+export type DetectionKind = "hash" | "body" | "heuristic";
+
+export interface Detection {
+  name: string;
+  kind: DetectionKind;
+  /** Names of the containers and member leading to the object ([] = the scanned object itself). */
+  path: string[];
+  /** Start of the body match within the object. */
+  offset?: number;
+  /** The signature asks for a Live Protection lookup. */
+  lookup: boolean;
+  /** file:line of the signature in the dataset. */
+  source?: string;
+  /** SHA-256 of the object the detection is in. */
+  sha256: string;
+  size: number;
+  objectKind: ObjectKind;
+  detail?: string;
+}
+
+export interface ExecutableFound {
+  path: string[];
+  kind: "pe" | "elf" | "macho";
+  sha256: string;
+  size: number;
+  /** PE only. */
+  authenticode?: AuthenticodeResult;
+}
+
+export interface LimitNote {
+  path: string[];
+  limit: "depth" | "files" | "member-size" | "scan-size" | "encrypted" | "unsupported" | "corrupt" | "budget";
+  detail: string;
+}
+
+export interface ScanOutcome {
+  kind: ObjectKind;
+  size: number;
+  /** SHA-256 of the scanned object when it was needed (detection, executable, hash signature). */
+  sha256?: string;
+  detections: Detection[];
+  executables: ExecutableFound[];
+  limits: LimitNote[];
+  objects: number;
+  bytesScanned: number;
+  durationMs: number;
+}
+
+export const BOMB_NAME = "Outpost.Heuristic.ArchiveBomb";
+
+export interface DatasetStats {
+  hashSignatures: number;
+  bodySignatures: number;
+  lookupSignatures: number;
+  anchors: number;
+  uniqueAnchors: number;
+  shortAnchors: number;
+  indexBytes: number;
+  filterBits: number;
+}
+
+interface ScanState {
+  limits: ScanLimits;
+  budget: Budget;
+  spillDir: string;
+  out: ScanOutcome;
+  files: number;
+  expanded: number;
+  topSize: number;
+  bombReported: boolean;
+}
+
+export class Dataset {
+  private readonly hashes = new Map<string, HashSignature[]>();
+  private readonly algosBySize = new Map<number, Set<HashAlgo>>();
+  private readonly anySizeAlgos = new Set<HashAlgo>();
+  private readonly index: AnchorIndex;
+  readonly stats: DatasetStats;
+
+  constructor(
+    hashSigs: HashSignature[],
+    private readonly body: BodySignature[],
+  ) {
+    for (const s of hashSigs) {
+      const key = `${s.algo}:${s.hash}`;
+      const list = this.hashes.get(key);
+      if (list) list.push(s);
+      else this.hashes.set(key, [s]);
+      if (s.size === null) this.anySizeAlgos.add(s.algo);
+      else {
+        const set = this.algosBySize.get(s.size) ?? new Set<HashAlgo>();
+        set.add(s.algo);
+        this.algosBySize.set(s.size, set);
+      }
+    }
+    const entries: AnchorEntry[] = body.map((s, sig) => ({
+      key: s.pattern.anchor.key,
+      length: s.pattern.anchor.bytes.length,
+      bytes: s.pattern.anchor.bytes,
+      sig,
+    }));
+    this.index = new AnchorIndex(entries);
+    this.stats = {
+      hashSignatures: hashSigs.length,
+      bodySignatures: body.length,
+      lookupSignatures: hashSigs.filter((s) => s.lookup).length + body.filter((s) => s.lookup).length,
+      anchors: this.index.anchors,
+      uniqueAnchors: this.index.uniqueAnchors,
+      shortAnchors: this.index.shortAnchors,
+      indexBytes: this.index.byteLength,
+      filterBits: this.index.filterSizeBits,
+    };
+  }
+
+  async scan(data: Uint8Array, opts: { name?: string; limits?: Partial<ScanLimits>; spillDir: string }): Promise<ScanOutcome> {
+    const started = performance.now();
+    const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    const out: ScanOutcome = {
+      kind: "other",
+      size: data.length,
+      detections: [],
+      executables: [],
+      limits: [],
+      objects: 0,
+      bytesScanned: 0,
+      durationMs: 0,
+    };
+    const state: ScanState = {
+      limits,
+      budget: new Budget(limits.verifyBudget),
+      spillDir: opts.spillDir,
+      out,
+      files: 0,
+      expanded: 0,
+      topSize: data.length,
+      bombReported: false,
+    };
+    const top = await this.scanObject(data, [], 0, state);
+    out.kind = top.kind;
+    if (top.sha256) out.sha256 = top.sha256;
+    out.durationMs = performance.now() - started;
+    return out;
+  }
+
+  private async scanObject(
+    d: Uint8Array,
+    path: string[],
+    depth: number,
+    state: ScanState,
+  ): Promise<{ kind: ObjectKind; sha256?: string }> {
+    const out = state.out;
+    out.objects++;
+    out.bytesScanned += d.length;
+    const kind = detectKind(d);
+    const exe = parseExecutable(d, kind);
+    let sha256: string | undefined;
+    const sha = () => {
+      sha256 ??= new Bun.CryptoHasher("sha256").update(d).digest("hex");
+      return sha256;
+    };
+    const detect = (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => {
+      out.detections.push({ ...x, path, sha256: sha(), size: d.length, objectKind: kind });
+    };
+
+    this.matchHashes(d, sha, detect);
+    this.matchBody(d, kind, exe, path, state, detect);
+
+    if (exe) {
+      const found: ExecutableFound = { path, kind: exe.kind, sha256: sha(), size: d.length };
+      if (exe.kind === "pe") found.authenticode = await checkAuthenticode(d, exe);
+      out.executables.push(found);
+    }
+    if (kind === "zip" || kind === "gzip" || kind === "tar") {
+      if (depth >= state.limits.maxDepth) {
+        out.limits.push({ path, limit: "depth", detail: `not opened: nesting deeper than ${state.limits.maxDepth}` });
+      } else {
+        const before = out.detections.length;
+        await this.openContainer(d, kind, path, depth, state, detect);
+        dropShadowed(out.detections, path, before);
+      }
+    }
+    return { kind, sha256 };
+  }
+
+  private matchHashes(
+    d: Uint8Array,
+    sha: () => string,
+    detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
+  ): void {
+    const sized = this.algosBySize.get(d.length);
+    if (!sized && this.anySizeAlgos.size === 0) return;
+    const algos = new Set<HashAlgo>([...(sized ?? []), ...this.anySizeAlgos]);
+    for (const algo of algos) {
+      const digest = algo === "sha256" ? sha() : new Bun.CryptoHasher(algo).update(d).digest("hex");
+      for (const s of this.hashes.get(`${algo}:${digest}`) ?? []) {
+        if (s.size === null || s.size === d.length) {
+          detect({ name: s.name, kind: "hash", lookup: s.lookup, source: s.source });
+        }
+      }
+    }
+  }
+
+  private matchBody(
+    d: Uint8Array,
+    kind: ObjectKind,
+    exe: ExeInfo | null,
+    path: string[],
+    state: ScanState,
+    detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
+  ): void {
+    if (this.body.length === 0 || d.length === 0) return;
+    const buf = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    const matched = new Set<number>();
+    const body = this.body;
+    try {
+      this.index.scan(d, (sig, pos) => {
+        if (matched.has(sig)) return false;
+        const s = body[sig]!;
+        if (s.target !== "any" && s.target !== kind) return false;
+        const range = startRange(s.offset, d.length, exe);
+        if (!range) return false;
+        const m = verifyAt(d, buf, s.pattern, pos, range, state.budget);
+        if (m) {
+          matched.add(sig);
+          detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+        }
+        return false;
+      });
+    } catch (e) {
+      if (!(e instanceof BudgetExceeded)) throw e;
+      state.out.limits.push({ path, limit: "budget", detail: "signature verification budget exhausted; scan incomplete" });
+    }
+  }
+
+  private async openContainer(
+    d: Uint8Array,
+    kind: "zip" | "gzip" | "tar",
+    path: string[],
+    depth: number,
+    state: ScanState,
+    detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
+  ): Promise<void> {
+    const { limits, out } = state;
+    const note = (limit: LimitNote["limit"], detail: string, at = path) => out.limits.push({ path: at, limit, detail });
+    const bomb = (detail: string) => {
+      if (state.bombReported) return;
+      state.bombReported = true;
+      detect({ name: BOMB_NAME, kind: "heuristic", lookup: false, detail });
+    };
+    const takeFile = (name: string): boolean => {
+      if (state.files >= limits.maxFiles) {
+        note("files", `more than ${limits.maxFiles} members; the rest were not opened`, [...path, name]);
+        return false;
+      }
+      state.files++;
+      return true;
+    };
+    /** Inflates one member under the member and per-object budgets; reports bombs and limits. */
+    const inflate = async (input: Uint8Array, format: "raw" | "gzip", name: string, declared: number | null) => {
+      const remaining = limits.maxScanBytes - state.expanded;
+      const limit = Math.min(limits.maxMemberBytes, remaining);
+      const at = [...path, name];
+      if (declared !== null && declared > limit && declared / Math.max(1, input.length) >= limits.maxRatio) {
+        bomb(`${at.join("/")}: declares ${declared} bytes from ${input.length} (ratio ${Math.round(declared / Math.max(1, input.length))})`);
+        return null;
+      }
+      const r = await inflateBounded(input, format, limit, limits.memoryBytes, state.spillDir);
+      if (!r.ok) {
+        if (r.reason === "corrupt") {
+          note("corrupt", `cannot inflate: ${r.message}`, at);
+          return null;
+        }
+        state.expanded += r.produced;
+        const memberRatio = r.produced / Math.max(1, input.length);
+        const totalRatio = state.expanded / Math.max(1, state.topSize);
+        if (memberRatio >= limits.maxRatio || totalRatio >= limits.maxRatio) {
+          bomb(`${at.join("/")}: expands past ${r.produced} bytes (ratio ≥ ${Math.round(Math.max(memberRatio, totalRatio))})`);
+        } else {
+          note(limit === remaining ? "scan-size" : "member-size", `stopped after ${r.produced} bytes`, at);
+        }
+        return null;
+      }
+      state.expanded += r.data.length;
+      return r.data;
+    };
+
+    if (kind === "gzip") {
+      if (!takeFile("(gunzip)")) return;
+      const data = await inflate(d, "gzip", "(gunzip)", null);
+      if (data) await this.scanObject(data, [...path, "(gunzip)"], depth + 1, state);
+      return;
+    }
+    if (kind === "tar") {
+      const listing = listTar(d, limits.maxFiles);
+      if (listing.problem) note("corrupt", `tar: ${listing.problem}`);
+      for (const m of listing.members) {
+        if (!takeFile(m.name)) return;
+        await this.scanObject(d.subarray(m.offset, m.offset + m.size), [...path, m.name], depth + 1, state);
+      }
+      return;
+    }
+    const listing = listZip(d, limits.maxFiles + 1);
+    if (listing.problem) note("corrupt", `zip: ${listing.problem}`);
+    if (listing.overlapping) {
+      bomb("zip members overlap (non-recursive zip bomb construction); members not extracted");
+      return;
+    }
+    for (const e of listing.entries) {
+      if (!takeFile(e.name)) return;
+      const at = [...path, e.name];
+      if (e.flags & 1) {
+        note("encrypted", "encrypted member not scanned", at);
+        continue;
+      }
+      if (e.dataOffset + e.compressedSize > d.length) {
+        note("corrupt", "member data lies outside the archive", at);
+        continue;
+      }
+      const raw = d.subarray(e.dataOffset, e.dataOffset + e.compressedSize);
+      let data: Uint8Array | null;
+      if (e.method === 0) data = raw;
+      else if (e.method === 8) data = await inflate(raw, "raw", e.name, e.size);
+      else {
+        note("unsupported", `compression method ${e.method} not supported`, at);
+        continue;
+      }
+      if (data) await this.scanObject(data, at, depth + 1, state);
+    }
+  }
+}
+
+/**
+ * A member stored uncompressed (tar, stored zip entries) also matches in its
+ * container's raw bytes; the member is the precise answer, so the
+ * container's detection of the same signature is dropped.
+ */
+function dropShadowed(detections: Detection[], container: string[], firstNested: number): void {
+  const nested = new Set(detections.slice(firstNested).map((d) => d.name));
+  const depth = container.length;
+  for (let i = firstNested - 1; i >= 0; i--) {
+    const d = detections[i]!;
+    if (d.path.length !== depth || d.kind !== "body" || !nested.has(d.name)) continue;
+    if (d.path.every((p, j) => p === container[j])) detections.splice(i, 1);
+  }
+}
+
+/** Where a signature with this offset may start in an object (null: it cannot match here). */
+export function startRange(o: OffsetSpec, size: number, exe: ExeInfo | null): StartRange | null {
+  switch (o.kind) {
+    case "any":
+      return { lo: 0, hi: size, endMax: size };
+    case "abs":
+      return o.n > size ? null : { lo: o.n, hi: o.n + o.shift, endMax: size };
+    case "eof": {
+      const lo = size - o.n;
+      return lo < 0 ? null : { lo, hi: lo + o.shift, endMax: size };
+    }
+    case "ep": {
+      if (!exe || exe.entry === null) return null;
+      const lo = exe.entry + o.n;
+      return lo < 0 ? null : { lo, hi: lo + o.shift, endMax: size };
+    }
+    case "section": {
+      const s = exe?.sections[o.index];
+      return s ? { lo: s.offset + o.n, hi: s.offset + o.n + o.shift, endMax: size } : null;
+    }
+    case "last-section": {
+      const s = exe?.sections[exe.sections.length - 1];
+      return s ? { lo: s.offset + o.n, hi: s.offset + o.n + o.shift, endMax: size } : null;
+    }
+    case "section-entire": {
+      const s = exe?.sections[o.index];
+      return s && s.size > 0 ? { lo: s.offset, hi: s.offset + s.size - 1, endMax: Math.min(size, s.offset + s.size) } : null;
+    }
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The DatasetA content handler: the primary content scanner. It runs in the
+ * `scanner` group with no filesystem and no network access — requesters
+ * (the supervisor, the CLI) read files or process memory themselves and send
+ * the bytes. Payload: ClamAV-compatible `.hdb`/`.hsb`/`.ndb` files and an
+ * optional `lookup.txt` (docs/scanning.md).
+ *
+ * API (JSON plus Uint8Array, so it crosses the host-process boundary):
+ *   scan  { bytes, name?, limits? }            → ScanOutcome   (objects ≤ 16 MiB)
+ *   begin { name?, limits? } → { session }; chunk { session, bytes } → { received };
+ *   end   { session } → ScanOutcome;  abort { session }           (any size)
+ *   info  {} → dataset statistics
+ */
+import { z } from "zod";
+import { HandlerError } from "../../core/errors.ts";
+import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { datasetFromSources, sourcesFromView } from "./dataset.ts";
+import { DEFAULT_LIMITS, type Dataset, type DatasetStats, type ScanOutcome } from "./engine.ts";
+import { MAX_CHUNK_BYTES, SessionTable } from "./session.ts";
+
+export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
+export { MAX_CHUNK_BYTES } from "./session.ts";
+
+export const LimitsSchema = z
+  .object({
+    maxDepth: z.number().int().min(0).max(64),
+    maxFiles: z.number().int().min(0).max(1_000_000),
+    maxMemberBytes: z.number().int().min(0).max(2 ** 40),
+    maxScanBytes: z.number().int().min(0).max(2 ** 42),
+    maxRatio: z.number().min(1).max(1e9),
+    memoryBytes: z.number().int().min(0).max(1024 * 1024 * 1024),
+    verifyBudget: z.number().int().min(1000).max(1e10),
+  })
+  .partial()
+  .strict();
+
+const Bytes = z.instanceof(Uint8Array);
+const Name = z.string().max(4096).default("");
+export const ScanArgs = z
+  .object({ bytes: Bytes.refine((b) => b.length <= MAX_CHUNK_BYTES, `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`), name: Name, limits: LimitsSchema.default({}) })
+  .strict();
+export const BeginArgs = z.object({ name: Name, limits: LimitsSchema.default({}) }).strict();
+export const ChunkArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/), bytes: Bytes }).strict();
+export const SessionArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/) }).strict();
+
+function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+  const r = schema.safeParse(args ?? {});
+  if (!r.success) throw new HandlerError("HND_DATASETA_BAD_ARGS", `DatasetA ${method}: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+export interface LoadedDataset {
+  dataset: Dataset;
+  sessions: SessionTable;
+  workDir: string;
+  version: number;
+  loadMs: number;
+  scans: number;
+  sweeper: ReturnType<typeof setInterval>;
+}
+
+export interface DatasetInfo extends DatasetStats {
+  version: number;
+  loadMs: number;
+  scans: number;
+  openSessions: number;
+  [k: string]: unknown;
+}
+
+/** validate() builds the dataset; load() of the same version reuses it instead of building twice. */
+let built: { key: string; dataset: Dataset; ms: number } | undefined;
+const keyOf = (v: ContentView) => `${v.type}:${v.version}:${v.signingTime}`;
+
+function build(view: ContentView): { dataset: Dataset; ms: number } {
+  const t = performance.now();
+  const dataset = datasetFromSources(sourcesFromView(view));
+  return { dataset, ms: performance.now() - t };
+}
+
+export const datasetAHandler = defineHandler<LoadedDataset>({
+  manifest: {
+    name: "DatasetA",
+    description: "Content scanner: hash and body signatures (ClamAV-compatible subset), archives",
+    group: "scanner",
+    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
+    limits: { memoryMb: 1024, cpuSeconds: 3600 },
+    maxPackageBytes: 512 * 1024 * 1024,
+  },
+
+  validate(view) {
+    const b = build(view);
+    built = { key: keyOf(view), ...b };
+  },
+
+  load(view, caps) {
+    const cached = built?.key === keyOf(view) ? built : undefined;
+    built = undefined;
+    const { dataset, ms } = cached ?? build(view);
+    const sessions = new SessionTable(caps.workDir, 32 * 1024 * 1024);
+    const sweeper = setInterval(() => sessions.sweep(), 60_000);
+    sweeper.unref?.();
+    caps.log.info("dataset loaded", { version: view.version, loadMs: Math.round(ms), ...dataset.stats });
+    return { dataset, sessions, workDir: caps.workDir, version: view.version, loadMs: ms, scans: 0, sweeper };
+  },
+
+  unload(l) {
+    clearInterval(l.sweeper);
+    l.sessions.closeAll();
+  },
+
+  status(l): DatasetInfo {
+    return info(l);
+  },
+
+  async call(l, method, args): Promise<unknown> {
+    switch (method) {
+      case "scan": {
+        const a = parse(ScanArgs, method, args);
+        return scan(l, a.bytes, a.name, a.limits);
+      }
+      case "begin": {
+        const a = parse(BeginArgs, method, args);
+        return { session: l.sessions.begin(a.name, a.limits) };
+      }
+      case "chunk": {
+        const a = parse(ChunkArgs, method, args);
+        return { received: l.sessions.chunk(a.session, a.bytes) };
+      }
+      case "end": {
+        const a = parse(SessionArgs, method, args);
+        const { name, limits, data } = l.sessions.finish(a.session);
+        return scan(l, data, name, limits);
+      }
+      case "abort": {
+        const a = parse(SessionArgs, method, args);
+        l.sessions.abort(a.session);
+        return {};
+      }
+      case "info":
+        return info(l);
+      default:
+        throw new HandlerError("HND_UNKNOWN_METHOD", `DatasetA has no method ${JSON.stringify(method)}`, {
+          details: { methods: ["scan", "begin", "chunk", "end", "abort", "info"] },
+        });
+    }
+  },
+});
+
+function info(l: LoadedDataset): DatasetInfo {
+  return {
+    version: l.version,
+    loadMs: Math.round(l.loadMs * 10) / 10,
+    scans: l.scans,
+    openSessions: l.sessions.open,
+    ...l.dataset.stats,
+  };
+}
+
+async function scan(l: LoadedDataset, data: Uint8Array, name: string, limits: object): Promise<ScanOutcome> {
+  l.scans++;
+  return l.dataset.scan(data, { name, limits: { ...DEFAULT_LIMITS, ...limits }, spillDir: l.workDir });
+}
+
+export default datasetAHandler;

@@ -1,0 +1,193 @@
+/**
+ * Signature files of a DatasetA package: a compatible subset of ClamAV's
+ * `.hdb` / `.hsb` (file hashes) and `.ndb` (body patterns), plus
+ * `lookup.txt`, the list of signature names whose detections trigger a Live
+ * Protection lookup. Every line error names the file and line; the grammar
+ * is in docs/scanning.md.
+ */
+import { HandlerError } from "../../core/errors.ts";
+import { compilePattern, type Pattern, PatternError } from "./pattern.ts";
+
+export type HashAlgo = "md5" | "sha1" | "sha256";
+
+export interface HashSignature {
+  algo: HashAlgo;
+  /** Lower-case hex. */
+  hash: string;
+  /** Exact file size, or null for ClamAV's `*` (any size). */
+  size: number | null;
+  name: string;
+  lookup: boolean;
+  source: string;
+}
+
+/** ClamAV target types this scanner supports (docs/scanning.md). */
+export const TARGET_TYPES = { 0: "any", 1: "pe", 6: "elf", 9: "macho", 10: "pdf" } as const;
+export type TargetCode = keyof typeof TARGET_TYPES;
+export type TargetKind = (typeof TARGET_TYPES)[TargetCode];
+
+export type OffsetSpec =
+  | { kind: "any" }
+  | { kind: "abs"; n: number; shift: number }
+  | { kind: "eof"; n: number; shift: number }
+  | { kind: "ep"; n: number; shift: number }
+  | { kind: "section"; index: number; n: number; shift: number }
+  | { kind: "last-section"; n: number; shift: number }
+  | { kind: "section-entire"; index: number };
+
+export interface BodySignature {
+  name: string;
+  target: TargetKind;
+  offset: OffsetSpec;
+  pattern: Pattern;
+  lookup: boolean;
+  source: string;
+}
+
+export const SIGNATURE_EXTENSIONS = [".hdb", ".hsb", ".ndb"] as const;
+export const LOOKUP_FILE = "lookup.txt";
+/** ClamAV names are printable ASCII without ':'; we also cap the length. */
+const NAME_RE = /^[\x21-\x39\x3b-\x7e]{1,200}$/;
+const MAX_OFFSET = 2 ** 40;
+
+export function signatureError(file: string, line: number, message: string): HandlerError {
+  return new HandlerError("HND_DATASETA_INVALID", `${file}:${line}: ${message}`, {
+    file,
+    details: { line },
+  });
+}
+
+function parseCount(text: string, file: string, line: number, what: string): number {
+  if (!/^[0-9]{1,13}$/.test(text)) throw signatureError(file, line, `${what} '${text}' is not a number`);
+  const n = Number(text);
+  if (n > MAX_OFFSET) throw signatureError(file, line, `${what} ${n} is too large`);
+  return n;
+}
+
+export function parseOffset(text: string, file: string, line: number): OffsetSpec {
+  if (text === "*") return { kind: "any" };
+  const [base, shiftText, extra] = text.split(",");
+  if (extra !== undefined || base === undefined) throw signatureError(file, line, `bad offset '${text}'`);
+  const shift = shiftText === undefined ? 0 : parseCount(shiftText, file, line, "offset shift");
+  let m: RegExpMatchArray | null;
+  if ((m = base.match(/^[0-9]+$/))) return { kind: "abs", n: parseCount(m[0], file, line, "offset"), shift };
+  if ((m = base.match(/^EOF-([0-9]+)$/)))
+    return { kind: "eof", n: parseCount(m[1]!, file, line, "offset"), shift };
+  if ((m = base.match(/^EP([+-])([0-9]+)$/))) {
+    const n = parseCount(m[2]!, file, line, "offset");
+    return { kind: "ep", n: m[1] === "-" ? -n : n, shift };
+  }
+  if ((m = base.match(/^S([0-9]+)\+([0-9]+)$/))) {
+    return {
+      kind: "section",
+      index: parseCount(m[1]!, file, line, "section"),
+      n: parseCount(m[2]!, file, line, "offset"),
+      shift,
+    };
+  }
+  if ((m = base.match(/^SL\+([0-9]+)$/)))
+    return { kind: "last-section", n: parseCount(m[1]!, file, line, "offset"), shift };
+  if ((m = base.match(/^SE([0-9]+)$/)) && shiftText === undefined) {
+    return { kind: "section-entire", index: parseCount(m[1]!, file, line, "section") };
+  }
+  throw signatureError(file, line, `unsupported offset '${text}' (supported: *, n, n,m, EOF-n, EP±n, Sx+n, SL+n, SEx)`);
+}
+
+function* lines(text: string): Generator<[number, string]> {
+  let n = 0;
+  for (const raw of text.split("\n")) {
+    n++;
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line === "" || line.startsWith("#")) continue;
+    yield [n, line];
+  }
+}
+
+const HASH_LENGTHS: Record<number, HashAlgo> = { 32: "md5", 40: "sha1", 64: "sha256" };
+
+/** `.hdb` (MD5 only) and `.hsb` (MD5, SHA-1 or SHA-256): `hash:size:name[:min_flevel]`. */
+export function parseHashFile(text: string, file: string, lookup: ReadonlySet<string>): HashSignature[] {
+  const out: HashSignature[] = [];
+  const hdb = file.endsWith(".hdb");
+  for (const [n, line] of lines(text)) {
+    const f = line.split(":");
+    if (f.length < 3 || f.length > 4) {
+      throw signatureError(file, n, `expected hash:size:name[:flevel], got ${f.length} fields`);
+    }
+    const [hashText, sizeText, name, flevel] = f as [string, string, string, string | undefined];
+    const hash = hashText.toLowerCase();
+    const algo = /^[0-9a-f]+$/.test(hash) ? HASH_LENGTHS[hash.length] : undefined;
+    if (!algo) throw signatureError(file, n, "hash must be 32 (MD5), 40 (SHA-1) or 64 (SHA-256) hex digits");
+    if (hdb && algo !== "md5") throw signatureError(file, n, ".hdb files hold MD5 hashes; use .hsb for SHA");
+    if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
+    if (flevel !== undefined && !/^[0-9]{1,4}$/.test(flevel))
+      throw signatureError(file, n, `bad functionality level '${flevel}'`);
+    let size: number | null;
+    if (sizeText === "*") {
+      // ClamAV accepts wildcard sizes only from functionality level 73 on.
+      if (flevel === undefined || Number(flevel) < 73) {
+        throw signatureError(file, n, "a '*' size needs a functionality level of at least 73 (…:name:73)");
+      }
+      size = null;
+    } else {
+      size = parseCount(sizeText, file, n, "size");
+    }
+    out.push({ algo, hash, size, name, lookup: lookup.has(name), source: `${file}:${n}` });
+  }
+  return out;
+}
+
+/** `.ndb`: `name:target:offset:hexsig[:min_flevel[:max_flevel]]`. */
+export function parseBodyFile(text: string, file: string, lookup: ReadonlySet<string>): BodySignature[] {
+  const out: BodySignature[] = [];
+  for (const [n, line] of lines(text)) {
+    const f = line.split(":");
+    if (f.length < 4 || f.length > 6) {
+      throw signatureError(file, n, `expected name:target:offset:hexsig[:flevel[:flevel]], got ${f.length} fields`);
+    }
+    const [name, targetText, offsetText, hex, ...levels] = f as [string, string, string, string, ...string[]];
+    if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
+    for (const l of levels) {
+      if (!/^[0-9]{0,4}$/.test(l)) throw signatureError(file, n, `bad functionality level '${l}'`);
+    }
+    if (!/^[0-9]{1,2}$/.test(targetText) || !(Number(targetText) in TARGET_TYPES)) {
+      throw signatureError(
+        file,
+        n,
+        `unsupported target type '${targetText}' (supported: ${Object.entries(TARGET_TYPES)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ")})`,
+      );
+    }
+    const target = TARGET_TYPES[Number(targetText) as TargetCode];
+    const offset = parseOffset(offsetText, file, n);
+    const exeOffset = offset.kind === "ep" || offset.kind.includes("section");
+    if (exeOffset && target !== "pe" && target !== "elf" && target !== "macho") {
+      throw signatureError(file, n, `offset '${offsetText}' needs an executable target type (1, 6 or 9)`);
+    }
+    let pattern: Pattern;
+    try {
+      pattern = compilePattern(hex);
+    } catch (e) {
+      if (e instanceof PatternError) throw signatureError(file, n, `pattern: ${e.message}`);
+      throw e;
+    }
+    out.push({ name, target, offset, pattern, lookup: lookup.has(name), source: `${file}:${n}` });
+  }
+  return out;
+}
+
+/** `lookup.txt`: one signature name per line, `#` comments. */
+export function parseLookupFile(text: string, file: string): Set<string> {
+  const names = new Set<string>();
+  for (const [n, line] of lines(text)) {
+    const name = line.trim();
+    if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
+    names.add(name);
+  }
+  return names;
+}
+
+export function isSignatureFile(path: string): boolean {
+  return SIGNATURE_EXTENSIONS.some((e) => path.endsWith(e));
+}

@@ -1,0 +1,86 @@
+/**
+ * Deployment settings of the query host (engine, host identifier, watchdog
+ * defaults, log format). They come from the agent's config (`query` section),
+ * which the supervisor-side service sends with `configure`; the query host
+ * keeps the last ones on disk so a restarted host resumes with them before
+ * the supervisor speaks again.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { z } from "zod";
+import { atomicWriteJson } from "../../core/fsutil.ts";
+import type { EngineSettings } from "../../plugins/query/engine.ts";
+import { DEFAULT_LIMITS, type WatchdogLimits } from "../../plugins/query/watchdog.ts";
+
+export const WatchdogSettingsSchema = z
+  .object({
+    memoryMb: z.number().int().min(1).max(16384).default(DEFAULT_LIMITS.memoryMb),
+    cpuPercent: z.number().min(1).max(100).default(DEFAULT_LIMITS.cpuPercent),
+    latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
+    wallSeconds: z.number().min(0.1).max(86400).default(DEFAULT_LIMITS.wallSeconds),
+    /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
+    denylistSeconds: z.number().int().min(1).max(30 * 86400).default(86400),
+  })
+  .strict();
+
+export const SettingsSchema = z
+  .object({
+    engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
+    osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
+    osqueryTimeoutSeconds: z.number().positive().max(3600).default(30),
+    /** `hostIdentifier` in every result line and the input to sharding (osquery: the host name). */
+    hostIdentifier: z.string().min(1).max(255).optional(),
+    /** osquery's logger_event_type: one line per changed row (true) or one `diffResults` line per run. */
+    eventFormat: z.boolean().default(true),
+    /** osquery's schedule_epoch: changing it restarts every differential. */
+    epoch: z.number().int().min(0).default(0),
+    /** How often discovery queries are re-run (osquery's pack_refresh_interval). */
+    packRefreshSeconds: z.number().int().min(1).max(86400).default(3600),
+    watchdog: WatchdogSettingsSchema.prefault({}),
+    /** Result lines kept for the supervisor before the oldest are dropped. */
+    outboxMaxBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(256 * 1024 * 1024),
+  })
+  .strict();
+
+export type Settings = z.infer<typeof SettingsSchema>;
+export type SettingsInput = z.input<typeof SettingsSchema>;
+
+export function defaultSettings(): Settings {
+  return SettingsSchema.parse({});
+}
+
+export function settingsHash(s: Settings): string {
+  return createHash("sha256").update(JSON.stringify(s)).digest("hex").slice(0, 16);
+}
+
+export function engineSettings(s: Settings): EngineSettings {
+  return { engine: s.engine, osquerySocket: s.osquerySocket, osqueryTimeoutMs: s.osqueryTimeoutSeconds * 1000 };
+}
+
+export function watchdogLimits(s: Settings, overrides: Partial<WatchdogLimits> = {}): WatchdogLimits {
+  const { denylistSeconds: _, ...limits } = s.watchdog;
+  return { ...limits, ...overrides };
+}
+
+export function hostIdentifierOf(s: Settings): string {
+  return s.hostIdentifier ?? hostname();
+}
+
+/** Last settings the supervisor sent, or the defaults (a damaged file is ignored, not fatal). */
+export function loadSettings(path: string): Settings {
+  if (!existsSync(path)) return defaultSettings();
+  try {
+    return SettingsSchema.parse(JSON.parse(readFileSync(path, "utf8")));
+  } catch {
+    return defaultSettings();
+  }
+}
+
+export function saveSettings(path: string, s: Settings): void {
+  atomicWriteJson(path, s, 0o600);
+}

@@ -1,0 +1,828 @@
+-- Outpost Lua sandbox prelude (trusted). Runs once per Lua state, with the
+-- full standard library still loaded, before any content. It captures the
+-- few natives the sandbox itself needs into locals, builds the guarded
+-- library that content sees, and then empties the global table, so nothing
+-- content can name reaches the system: no io, os, package/require, debug,
+-- load/loadstring/dofile/loadfile, string.dump or collectgarbage control.
+--
+-- Resource control, per metered call (see docs/rules.md, "Sandbox"):
+--   * instructions: a count hook (every HOOK instructions, also installed on
+--     every coroutine content creates) charges the call's budget;
+--   * memory: the same hook checks the growth of the heap since the call
+--     began; the allocator's hard cap on the whole state (set from JS) stops
+--     single huge allocations that happen inside one C function;
+--   * time inside C functions, where no hook runs: every library function
+--     whose cost is not bounded by its input size is guarded (string.rep,
+--     pattern matching, table.sort, table.move);
+--   * output: detections and log lines are charged to the call.
+-- Once a call has tripped a limit every protected call inside it re-raises,
+-- so content cannot swallow the error with pcall and carry on.
+local cfg = ...
+
+local HOOK = cfg.hook_interval
+local MAX_STRING = cfg.max_string
+local NATIVE_PATTERN_STEPS = cfg.native_pattern_steps
+local SORT_MAX = cfg.sort_max
+local MOVE_MAX = cfg.move_max
+
+local _G = _G
+local native_load = load
+local pcall, xpcall, error, type, pairs, next, select = pcall, xpcall, error, type, pairs, next, select
+local tostring, tonumber, ipairs, assert = tostring, tonumber, ipairs, assert
+local setmetatable, getmetatable, rawget, rawset, rawequal, rawlen = setmetatable, getmetatable, rawget, rawset, rawequal, rawlen
+local sethook = debug.sethook
+local raw_getmetatable = debug.getmetatable
+-- os.clock has 1 ms resolution in this build; the host passes a microsecond clock (ms as a float).
+local clock = cfg.now
+local gc = collectgarbage
+local co_create, co_resume, co_status, co_running = coroutine.create, coroutine.resume, coroutine.status, coroutine.running
+local co_yield, co_isyieldable, co_close = coroutine.yield, coroutine.isyieldable, coroutine.close
+local s_find, s_match, s_gmatch, s_gsub = string.find, string.match, string.gmatch, string.gsub
+local s_rep, s_byte, s_char, s_sub, s_len, s_format = string.rep, string.byte, string.char, string.sub, string.len, string.format
+local s_upper, s_lower, s_reverse, s_unpack = string.upper, string.lower, string.reverse, string.unpack
+local t_insert, t_remove, t_pack = table.insert, table.remove, table.pack
+local t_concat, t_sort, t_move, t_unpack = table.concat, table.sort, table.move, table.unpack
+local math_type, floor, huge = math.type, math.floor, math.huge
+
+-- ---------------------------------------------------------------------------
+-- Metering
+
+local m_active = false -- inside a metered call?
+local m_left = 0 -- instructions left in the current call
+local m_mem0 = 0 -- heap (KiB) when the call began
+local m_memcap = 0 -- allowed growth (KiB) during the call; 0 = no check
+local m_out = 0 -- output bytes left in the current call
+local m_tripped = nil -- the limit the current call exceeded, if any
+
+local function trip(why)
+  if not m_tripped then m_tripped = why end
+  error(m_tripped, 0)
+end
+
+local function hook()
+  if not m_active then return end
+  if m_tripped then error(m_tripped, 0) end
+  m_left = m_left - HOOK
+  if m_left < 0 then trip("instruction budget exceeded") end
+  if m_memcap > 0 and gc("count") - m_mem0 > m_memcap then trip("memory limit exceeded") end
+end
+sethook(hook, "", HOOK)
+
+-- A protected call inside content returns normally unless the metered call
+-- as a whole is over a limit; then it keeps unwinding.
+local function rethrow(ok, ...)
+  if m_tripped then error(m_tripped, 0) end
+  if not ok and m_active and (...) == "not enough memory" then trip("memory limit exceeded (state)") end
+  return ok, ...
+end
+
+local function safe_pcall(f, ...)
+  return rethrow(pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  return rethrow(xpcall(f, handler, ...))
+end
+
+-- debug.sethook hooks are per thread: a new coroutine would otherwise run unmetered.
+local function safe_create(f)
+  local co = co_create(f)
+  sethook(co, hook, "", HOOK)
+  return co
+end
+
+local function safe_resume(co, ...)
+  return rethrow(co_resume(co, ...))
+end
+
+local function wrap_results(ok, ...)
+  if m_tripped then error(m_tripped, 0) end
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function safe_wrap(f)
+  local co = safe_create(f)
+  return function(...)
+    return wrap_results(co_resume(co, ...))
+  end
+end
+
+--- Charges `n` bytes of output to the current call.
+local function charge_output(n)
+  if not m_active then return end
+  m_out = m_out - n
+  if m_out < 0 then trip("output limit exceeded") end
+end
+
+-- ---------------------------------------------------------------------------
+-- Lua patterns. The native matcher backtracks without limit inside one C
+-- call, where no hook runs: `string.find(("a"):rep(5000), ".-.-.-b")` would
+-- never return. A pattern runs natively only when its worst case on this
+-- subject is bounded (NATIVE_PATTERN_STEPS); otherwise it runs on the port
+-- of lstrlib's matcher below, in Lua, where every step is metered.
+
+local B = s_byte
+local L_ESC, SPECIALS = 37, "^$*+?.([%-"
+
+local function class_end(pat, plen, p)
+  local c = B(pat, p)
+  p = p + 1
+  if c == L_ESC then
+    if p > plen then error("malformed pattern (ends with '%')", 0) end
+    return p + 1
+  elseif c == 91 then -- '['
+    if B(pat, p) == 94 then p = p + 1 end
+    repeat
+      if p > plen then error("malformed pattern (missing ']')", 0) end
+      local cc = B(pat, p)
+      p = p + 1
+      if cc == L_ESC and p <= plen then p = p + 1 end
+    until B(pat, p) == 93
+    return p + 1
+  end
+  return p
+end
+
+-- Worst-case shape of a pattern: variable-length items (quantifiers, %b,
+-- back references) each multiply the work by up to the subject length.
+local pattern_cache, pattern_cache_size = {}, 0
+local function pattern_info(p, gmatch)
+  local key = gmatch and ("\0" .. p) or p
+  local info = pattern_cache[key]
+  if info then return info end
+  local n, i, q, opt = #p, 1, 0, 0
+  local anchored = not gmatch and B(p, 1) == 94
+  if anchored then i = 2 end
+  local ok = pcall(function()
+    while i <= n do
+      local c = B(p, i)
+      if c == 40 or c == 41 then
+        i = i + 1
+      elseif c == 36 and i == n then
+        i = i + 1
+      elseif c == L_ESC and B(p, i + 1) == 98 then -- %bxy
+        q, i = q + 1, i + 4
+      elseif c == L_ESC and B(p, i + 1) == 102 then -- %f[set]
+        i = class_end(p, n, i + 2)
+      elseif c == L_ESC and (B(p, i + 1) or 0) >= 48 and (B(p, i + 1) or 0) <= 57 then
+        q, i = q + 1, i + 2
+      else
+        local ep = class_end(p, n, i)
+        local s = B(p, ep)
+        if s == 42 or s == 43 or s == 45 then
+          q, i = q + 1, ep + 1
+        elseif s == 63 then
+          opt, i = opt + 1, ep + 1
+        else
+          i = ep
+        end
+      end
+    end
+  end)
+  -- A literal prefix lets the metered matcher jump between candidate starts with a plain search.
+  local prefix = ""
+  if ok and not anchored then
+    local j = 1
+    while j <= n do
+      local c = s_sub(p, j, j)
+      local nx = s_sub(p, j + 1, j + 1)
+      if s_find(SPECIALS, c, 1, true) or nx == "*" or nx == "?" or nx == "-" or nx == "+" then break end
+      prefix = prefix .. c
+      j = j + 1
+    end
+  end
+  info = { ok = ok, q = q, opt = opt, anchored = anchored, prefix = prefix }
+  if pattern_cache_size >= 512 then pattern_cache, pattern_cache_size = {}, 0 end
+  pattern_cache[key] = info
+  pattern_cache_size = pattern_cache_size + 1
+  return info
+end
+
+local function native_bounded(info, n)
+  if not info.ok or NATIVE_PATTERN_STEPS < 0 then return false end
+  if info.q == 0 and info.opt < 16 then return true end
+  local starts = info.anchored and 1 or (n + 1)
+  return starts * (n + 1) ^ info.q * 2 ^ info.opt <= NATIVE_PATTERN_STEPS
+end
+
+-- Character classes, computed once with the native matcher on single bytes.
+local CLASS = {}
+for _, l in ipairs({ "a", "c", "d", "g", "l", "p", "s", "u", "w", "x" }) do
+  local yes, no = {}, {}
+  for c = 0, 255 do
+    local m = s_find(s_char(c), "%" .. l) ~= nil
+    yes[c], no[c] = m, not m
+  end
+  CLASS[B(l)], CLASS[B(s_upper(l))] = yes, no
+end
+
+local function match_class(c, cl)
+  local t = CLASS[cl]
+  if t then return t[c] end
+  return cl == c
+end
+
+local function match_bracket(c, pat, p, ec)
+  local sig = true
+  if B(pat, p + 1) == 94 then
+    sig = false
+    p = p + 1
+  end
+  while true do
+    p = p + 1
+    if p >= ec then break end
+    local pc = B(pat, p)
+    if pc == L_ESC then
+      p = p + 1
+      if match_class(c, B(pat, p)) then return sig end
+    elseif B(pat, p + 1) == 45 and p + 2 < ec then
+      p = p + 2
+      if pc <= c and c <= B(pat, p) then return sig end
+    elseif pc == c then
+      return sig
+    end
+  end
+  return not sig
+end
+
+local function single_match(ms, s, p, ep)
+  if s > ms.slen then return false end
+  local c = B(ms.src, s)
+  local pc = B(ms.pat, p)
+  if pc == 46 then
+    return true
+  elseif pc == L_ESC then
+    return match_class(c, B(ms.pat, p + 1))
+  elseif pc == 91 then
+    return match_bracket(c, ms.pat, p, ep - 1)
+  end
+  return pc == c
+end
+
+local CAP_UNFINISHED, CAP_POSITION = -1, -2
+local do_match
+
+local function max_expand(ms, s, p, ep)
+  local i = 0
+  while single_match(ms, s + i, p, ep) do i = i + 1 end
+  while i >= 0 do
+    local res = do_match(ms, s + i, ep + 1)
+    if res then return res end
+    i = i - 1
+  end
+  return nil
+end
+
+local function min_expand(ms, s, p, ep)
+  while true do
+    local res = do_match(ms, s, ep + 1)
+    if res then return res end
+    if single_match(ms, s, p, ep) then
+      s = s + 1
+    else
+      return nil
+    end
+  end
+end
+
+local function start_capture(ms, s, p, what)
+  local level = ms.level
+  if level >= 32 then error("too many captures", 0) end
+  ms.cinit[level], ms.clen[level] = s, what
+  ms.level = level + 1
+  local res = do_match(ms, s, p)
+  if not res then ms.level = ms.level - 1 end
+  return res
+end
+
+local function end_capture(ms, s, p)
+  local l = ms.level - 1
+  while l >= 0 and ms.clen[l] ~= CAP_UNFINISHED do l = l - 1 end
+  if l < 0 then error("invalid pattern capture", 0) end
+  ms.clen[l] = s - ms.cinit[l]
+  local res = do_match(ms, s, p)
+  if not res then ms.clen[l] = CAP_UNFINISHED end
+  return res
+end
+
+local function check_capture(ms, l)
+  l = l - 49
+  if l < 0 or l >= ms.level or ms.clen[l] == CAP_UNFINISHED then
+    error(s_format("invalid capture index %%%d", l + 1), 0)
+  end
+  return l
+end
+
+local function match_capture(ms, s, l)
+  l = check_capture(ms, l)
+  local len = ms.clen[l]
+  if ms.slen - s + 1 >= len and s_sub(ms.src, ms.cinit[l], ms.cinit[l] + len - 1) == s_sub(ms.src, s, s + len - 1) then
+    return s + len
+  end
+  return nil
+end
+
+local function match_balance(ms, s, p)
+  if p >= ms.plen then error("malformed pattern (missing arguments to '%b')", 0) end
+  if B(ms.src, s) ~= B(ms.pat, p) then return nil end
+  local b, e, cont = B(ms.pat, p), B(ms.pat, p + 1), 1
+  s = s + 1
+  while s <= ms.slen do
+    local c = B(ms.src, s)
+    if c == e then
+      cont = cont - 1
+      if cont == 0 then return s + 1 end
+    elseif c == b then
+      cont = cont + 1
+    end
+    s = s + 1
+  end
+  return nil
+end
+
+do_match = function(ms, s, p)
+  ms.depth = ms.depth - 1
+  if ms.depth == 0 then error("pattern too complex", 0) end
+  local pat, plen = ms.pat, ms.plen
+  while true do
+    if p > plen then break end
+    local pc = B(pat, p)
+    local dflt = false
+    if pc == 40 then -- '('
+      if B(pat, p + 1) == 41 then
+        s = start_capture(ms, s, p + 2, CAP_POSITION)
+      else
+        s = start_capture(ms, s, p + 1, CAP_UNFINISHED)
+      end
+      break
+    elseif pc == 41 then -- ')'
+      s = end_capture(ms, s, p + 1)
+      break
+    elseif pc == 36 and p == plen then -- '$' at the end
+      if s ~= ms.slen + 1 then s = nil end
+      break
+    elseif pc == L_ESC then
+      local nx = B(pat, p + 1)
+      if nx == 98 then -- %b
+        s = match_balance(ms, s, p + 2)
+        if not s then break end
+        p = p + 4
+      elseif nx == 102 then -- %f
+        p = p + 2
+        if B(pat, p) ~= 91 then error("missing '[' after '%f' in pattern", 0) end
+        local ep = class_end(pat, plen, p)
+        local prev = (s == ms.init0) and 0 or B(ms.src, s - 1)
+        local cur = B(ms.src, s) or 0
+        if not match_bracket(prev, pat, p, ep - 1) and match_bracket(cur, pat, p, ep - 1) then
+          p = ep
+        else
+          s = nil
+          break
+        end
+      elseif nx and nx >= 48 and nx <= 57 then -- back reference
+        s = match_capture(ms, s, nx)
+        if not s then break end
+        p = p + 2
+      else
+        dflt = true
+      end
+    else
+      dflt = true
+    end
+    if dflt then
+      local ep = class_end(pat, plen, p)
+      local epc = B(pat, ep)
+      if not single_match(ms, s, p, ep) then
+        if epc == 42 or epc == 63 or epc == 45 then
+          p = ep + 1
+        else
+          s = nil
+          break
+        end
+      else
+        if epc == 63 then -- '?'
+          local res = do_match(ms, s + 1, ep + 1)
+          if res then
+            s = res
+            break
+          end
+          p = ep + 1
+        elseif epc == 43 then -- '+'
+          s = max_expand(ms, s + 1, p, ep)
+          break
+        elseif epc == 42 then -- '*'
+          s = max_expand(ms, s, p, ep)
+          break
+        elseif epc == 45 then -- '-'
+          s = min_expand(ms, s, p, ep)
+          break
+        else
+          s, p = s + 1, ep
+        end
+      end
+    end
+  end
+  ms.depth = ms.depth + 1
+  return s
+end
+
+local function new_state(src, pat)
+  return { src = src, slen = #src, pat = pat, plen = #pat, level = 0, cinit = {}, clen = {}, depth = 200, init0 = 1 }
+end
+
+local function get_capture(ms, i, s, e)
+  if i >= ms.level then
+    if i ~= 0 then error(s_format("invalid capture index %%%d", i + 1), 0) end
+    return s_sub(ms.src, s, e - 1)
+  end
+  local l = ms.clen[i]
+  if l == CAP_UNFINISHED then error("unfinished capture", 0) end
+  if l == CAP_POSITION then return ms.cinit[i] end
+  return s_sub(ms.src, ms.cinit[i], ms.cinit[i] + l - 1)
+end
+
+local function captures(ms, s, e, whole)
+  local n = (ms.level == 0 and whole) and 1 or ms.level
+  local out = {}
+  for i = 0, n - 1 do out[i + 1] = get_capture(ms, i, s, e) end
+  return t_unpack(out, 1, n)
+end
+
+local function posrelat(pos, len)
+  if pos > 0 then return pos end
+  if pos == 0 then return 1 end
+  if pos < -len then return 1 end
+  return len + pos + 1
+end
+
+local function check_int(v, name)
+  local n = tonumber(v)
+  if n == nil or math_type(n) == "float" and n ~= floor(n) then
+    error(s_format("bad argument to '%s' (number has no integer representation)", name), 0)
+  end
+  return floor(n)
+end
+
+-- Next candidate start at or after `s1`, using the literal prefix when there is one.
+local function next_start(ms, info, s1)
+  if info.prefix == "" then return s1 end
+  return s_find(ms.src, info.prefix, s1, true)
+end
+
+local function lua_find(s, p, init, find)
+  local ls = #s
+  init = posrelat(init, ls)
+  if init > ls + 1 then return nil end
+  local info = pattern_info(p, false)
+  local pat = info.anchored and s_sub(p, 2) or p
+  local ms = new_state(s, pat)
+  local s1 = init
+  while true do
+    s1 = next_start(ms, info, s1)
+    if not s1 then return nil end
+    ms.level, ms.depth = 0, 200
+    local e = do_match(ms, s1, 1)
+    if e then
+      if find then return s1, e - 1, captures(ms, nil, nil, false) end
+      return captures(ms, s1, e, true)
+    end
+    s1 = s1 + 1
+    if info.anchored or s1 > ls + 1 then return nil end
+  end
+end
+
+local function safe_find(s, p, init, plain)
+  s, p = tostring(s), tostring(p)
+  if plain or not s_find(p, "[%^%$%*%+%?%.%(%[%%%-]") then return s_find(s, p, init, plain) end
+  if native_bounded(pattern_info(p, false), #s) then return s_find(s, p, init) end
+  return lua_find(s, p, init and check_int(init, "find") or 1, true)
+end
+
+local function safe_match(s, p, init)
+  s, p = tostring(s), tostring(p)
+  if native_bounded(pattern_info(p, false), #s) then return s_match(s, p, init) end
+  return lua_find(s, p, init and check_int(init, "match") or 1, false)
+end
+
+local function safe_gmatch(s, p, init)
+  s, p = tostring(s), tostring(p)
+  local info = pattern_info(p, true)
+  if native_bounded(info, #s) then return s_gmatch(s, p, init) end
+  local ls = #s
+  local src = posrelat(init and check_int(init, "gmatch") or 1, ls)
+  if src > ls + 1 then src = ls + 2 end
+  local ms = new_state(s, p)
+  local lastmatch = nil
+  return function()
+    while src and src <= ls + 1 do
+      local cand = next_start(ms, info, src)
+      if not cand then
+        src = nil
+        break
+      end
+      src = cand
+      ms.level, ms.depth = 0, 200
+      local e = do_match(ms, src, 1)
+      if e and e ~= lastmatch then
+        local start = src
+        src, lastmatch = e, e
+        return captures(ms, start, e, true)
+      end
+      src = src + 1
+    end
+    return nil
+  end
+end
+
+local function add_value(ms, out, s, e, repl, tr)
+  local v
+  if tr == "function" then
+    v = repl(captures(ms, s, e, true))
+  elseif tr == "table" then
+    v = repl[get_capture(ms, 0, s, e)]
+  else
+    local r = tostring(repl)
+    local i, parts = 1, {}
+    while i <= #r do
+      local c = s_sub(r, i, i)
+      if c == "%" then
+        i = i + 1
+        local d = s_sub(r, i, i)
+        if d == "%" then
+          parts[#parts + 1] = "%"
+        elseif d ~= "" and s_find(d, "%d") then
+          parts[#parts + 1] = d == "0" and s_sub(ms.src, s, e - 1) or tostring(get_capture(ms, B(d) - 49, s, e))
+        else
+          error("invalid use of '%' in replacement string", 0)
+        end
+      else
+        parts[#parts + 1] = c
+      end
+      i = i + 1
+    end
+    out[#out + 1] = t_concat(parts)
+    return true
+  end
+  if not v then
+    out[#out + 1] = s_sub(ms.src, s, e - 1)
+    return false
+  end
+  local tv = type(v)
+  if tv ~= "string" and tv ~= "number" then error("invalid replacement value (a " .. tv .. ")", 0) end
+  out[#out + 1] = tostring(v)
+  return true
+end
+
+local function safe_gsub(s, p, repl, max_n)
+  s, p = tostring(s), tostring(p)
+  local tr = type(repl)
+  if tr ~= "string" and tr ~= "number" and tr ~= "table" and tr ~= "function" then
+    error("bad argument #3 to 'gsub' (string/function/table expected, got " .. tr .. ")", 0)
+  end
+  local info = pattern_info(p, false)
+  if native_bounded(info, #s) then return s_gsub(s, p, repl, max_n) end
+  local ls = #s
+  max_n = max_n and check_int(max_n, "gsub") or ls + 1
+  local pat = info.anchored and s_sub(p, 2) or p
+  local ms = new_state(s, pat)
+  local src, lastmatch, n, changed, out = 1, nil, 0, false, {}
+  while n < max_n do
+    ms.level, ms.depth = 0, 200
+    local e = do_match(ms, src, 1)
+    if e and e ~= lastmatch then
+      n = n + 1
+      changed = add_value(ms, out, src, e, repl, tr) or changed
+      src, lastmatch = e, e
+    elseif src <= ls then
+      out[#out + 1] = s_sub(s, src, src)
+      src = src + 1
+    else
+      break
+    end
+    if info.anchored then break end
+  end
+  if not changed then return s, n end
+  out[#out + 1] = s_sub(s, src)
+  return t_concat(out), n
+end
+
+-- ---------------------------------------------------------------------------
+-- Other C functions whose running time does not follow from their input size.
+
+local function safe_rep(s, n, sep)
+  local ls, lsep = s_len(s), sep and s_len(sep) or 0
+  n = check_int(n, "rep")
+  if n <= 0 then return "" end
+  local total = ls * n + lsep * (n - 1)
+  if total == 0 then return "" end
+  if total > MAX_STRING then
+    trip(s_format("string.rep: a %.0f-byte result exceeds the %d-byte limit", total, MAX_STRING))
+  end
+  return s_rep(s, n, sep)
+end
+
+local function safe_sort(t, cmp)
+  if type(t) ~= "table" then error("bad argument #1 to 'sort' (table expected)", 0) end
+  if getmetatable(t) ~= nil then error("table.sort: tables with metatables are not supported", 0) end
+  if rawlen(t) > SORT_MAX then error(s_format("table.sort: more than %d elements", SORT_MAX), 0) end
+  return t_sort(t, cmp)
+end
+
+local function safe_move(a1, f, e, t, a2)
+  f, e = check_int(f, "move"), check_int(e, "move")
+  if e >= f and e - f >= MOVE_MAX then error(s_format("table.move: more than %d elements", MOVE_MAX), 0) end
+  return t_move(a1, f, e, t, a2)
+end
+
+local function safe_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    -- A finalizer would run at an arbitrary later time, outside any metered call.
+    error("setmetatable: __gc metamethods are not available", 0)
+  end
+  return setmetatable(t, mt)
+end
+
+local function safe_collectgarbage(opt)
+  if opt == nil or opt == "count" then return gc("count") end
+  error("collectgarbage: only 'count' is available", 0)
+end
+
+-- ---------------------------------------------------------------------------
+-- The library content sees.
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local SAFE_STRING = {
+  byte = s_byte, char = s_char, find = safe_find, format = s_format, gmatch = safe_gmatch, gsub = safe_gsub,
+  len = s_len, lower = s_lower, match = safe_match, rep = safe_rep, reverse = s_reverse,
+  sub = s_sub, upper = s_upper,
+}
+local SAFE_TABLE = {
+  concat = t_concat, insert = t_insert, move = safe_move, pack = t_pack, remove = t_remove,
+  sort = safe_sort, unpack = t_unpack,
+}
+local SAFE_MATH = copy(math)
+SAFE_MATH.randomseed = nil -- one generator per state: reseeding would change it for every rule
+local SAFE_UTF8 = copy(utf8)
+local SAFE_COROUTINE = {
+  create = safe_create, resume = safe_resume, wrap = safe_wrap, yield = co_yield, status = co_status,
+  running = co_running, isyieldable = co_isyieldable, close = co_close,
+}
+local BASE = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = safe_pcall,
+  select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
+  rawequal = rawequal, rawget = rawget, rawlen = rawlen, setmetatable = safe_setmetatable,
+  getmetatable = getmetatable, collectgarbage = safe_collectgarbage, _VERSION = _VERSION,
+}
+
+-- Strings share one metatable: lock it, and send method calls (s:find) to the guarded functions.
+local string_mt = getmetatable("")
+string_mt.__index = SAFE_STRING
+string_mt.__metatable = false
+
+--- A fresh global environment for one piece of content; `extra` adds its API.
+local function new_env(extra)
+  local env = copy(BASE)
+  env.string, env.table, env.math = copy(SAFE_STRING), copy(SAFE_TABLE), copy(SAFE_MATH)
+  env.utf8, env.coroutine = copy(SAFE_UTF8), copy(SAFE_COROUTINE)
+  if extra then
+    for k, v in pairs(extra) do env[k] = v end
+  end
+  env._G = env
+  return env
+end
+
+local function readonly_error()
+  error("attempt to modify a read-only table", 2)
+end
+
+--- A read-only view of `t` (each caller gets its own, so rawset on it changes nothing shared).
+local function readonly(t)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = readonly_error,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+
+--- Compiles content source as text (binary chunks are refused) into `env`.
+local function compile(name, source, env)
+  local fn, err = native_load(source, "=" .. name, "t", env)
+  if not fn then return nil, err end
+  return fn
+end
+
+-- ---------------------------------------------------------------------------
+-- Metered calls. A unit (a rule, a library module) is a table with its
+-- limits and telemetry (times in milliseconds):
+--   budget, memcap_kb, output_bytes, max_faults              (limits)
+--   calls, time, max_time, faults, disabled, last_error      (telemetry)
+
+local newly_disabled = {}
+
+local function finish(unit, t0, ok, ...)
+  local dt = clock() - t0
+  m_active = false
+  local why = m_tripped
+  m_tripped = nil
+  unit.calls = unit.calls + 1
+  unit.time = unit.time + dt
+  if dt > unit.max_time then unit.max_time = dt end
+  if ok then return true, ... end
+  local err = why or (...)
+  if type(err) ~= "string" then err = tostring(err) end
+  if err == "not enough memory" then err = "memory limit exceeded (state)" end
+  if #err > 400 then err = s_sub(err, 1, 400) .. "…" end
+  unit.faults = unit.faults + 1
+  unit.last_error = err
+  if why then unit.limit_faults = (unit.limit_faults or 0) + 1 end
+  if unit.faults >= unit.max_faults and not unit.disabled then
+    unit.disabled = true
+    newly_disabled[#newly_disabled + 1] = unit.name
+  end
+  return false, err
+end
+
+--- Calls fn(...) as `unit`, within its limits. Returns true, results… or false, error.
+local function invoke(unit, fn, ...)
+  if m_active then
+    -- Nested (a rule calling a library function): the outer call's meter keeps running.
+    return true, fn(...)
+  end
+  m_left, m_memcap, m_out, m_tripped = unit.budget, unit.memcap_kb, unit.output_bytes, nil
+  m_mem0 = gc("count")
+  m_active = true
+  local t0 = clock()
+  return finish(unit, t0, pcall(fn, ...))
+end
+
+local function new_unit(name, limits)
+  return {
+    name = name, budget = limits.instructions, memcap_kb = limits.call_memory_kb,
+    output_bytes = limits.output_bytes, max_faults = limits.max_faults,
+    calls = 0, time = 0, max_time = 0, faults = 0, limit_faults = 0, disabled = false,
+  }
+end
+
+--- Loads library modules in order into `lib` (name → the table each returns).
+--- A module sees the modules before it as `namespace.<name>`. Returns nil or
+--- { name =, message = } for the first failure.
+local function load_modules(lib, modules, limits, namespace)
+  local units = {}
+  for _, m in ipairs(modules) do
+    local unit = new_unit(namespace .. ":" .. m.name, limits)
+    local view = {}
+    for k, v in pairs(lib) do view[k] = readonly(v) end
+    local fn, err = compile(m.name, m.source, new_env({ [namespace] = readonly(view) }))
+    if not fn then return nil, { name = m.name, message = err } end
+    local ok, res = invoke(unit, fn)
+    if not ok then return nil, { name = m.name, message = res } end
+    if type(res) ~= "table" then
+      return nil, { name = m.name, message = "a library module must return a table of functions" }
+    end
+    lib[m.name] = res
+    unit.load_time, unit.calls, unit.time, unit.max_time = unit.time, 0, 0, 0
+    units[#units + 1] = unit
+  end
+  return units
+end
+
+local function take_disabled()
+  local d = newly_disabled
+  newly_disabled = {}
+  return d
+end
+
+-- Nothing global survives for content to find; the sandbox lives on in these upvalues.
+local keep = { "_G", "_VERSION" }
+for k in pairs(_G) do
+  local kept = false
+  for _, name in ipairs(keep) do
+    if k == name then kept = true end
+  end
+  if not kept then _G[k] = nil end
+end
+
+return {
+  new_env = new_env, compile = compile, invoke = invoke, new_unit = new_unit, readonly = readonly,
+  load_modules = load_modules,
+  charge_output = charge_output, take_disabled = take_disabled, clock = clock,
+  is_active = function() return m_active end,
+  heap_kb = function() return gc("count") end,
+  full_gc = function() gc("collect") end,
+  -- Exposed for tests of the metered matcher against the native one.
+  lua_find = lua_find, safe_gsub = safe_gsub, safe_gmatch = safe_gmatch,
+  force_metered = function(on) NATIVE_PATTERN_STEPS = on and -1 or cfg.native_pattern_steps end,
+  pcall = pcall, error = error, type = type, pairs = pairs, ipairs = ipairs, tostring = tostring,
+  setmetatable = setmetatable, select = select, unpack = t_unpack, concat = t_concat, format = s_format,
+  byte = s_byte, sub = s_sub, find = s_find, unpack_bytes = s_unpack, next = next,
+  raw_getmetatable = raw_getmetatable, load = native_load, floor = floor, huge = huge, math_type = math_type, rawget = rawget, sort = t_sort,
+  string_len = s_len, insert = t_insert,
+}

@@ -1,0 +1,58 @@
+/**
+ * The built-in host groups and the most each allows its handlers to
+ * declare (rule G1, core/host/policy.ts). One group is one sandboxed
+ * process; a handler asking for more than its group allows is refused at
+ * build time (build.ts, groups.test.ts) and at load. Rationale per group in
+ * docs/handler-host.md ("Groups").
+ */
+import { defineGroup, type GroupPolicy } from "../core/host/policy.ts";
+
+export const builtinGroups: GroupPolicy[] = [
+  defineGroup({
+    name: "scanner",
+    description: "DatasetA, LocalRepData, ML: parse hostile bytes callers send over IPC; touch nothing else",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
+    name: "behavior",
+    description: "Behavior, ProductRulesFeed: rule engines fed by events; may read process and system state",
+    runAs: "agent",
+    fs: { read: ["/proc/**", "/sys/**", "/etc/passwd", "/etc/group", "/etc/os-release"] },
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
+    // osquery parity needs root: other users' /proc/PID/fd and environ, crontabs, dpkg state and the
+    // `file`/`hash` tables over any path. Root here is read-only root: Landlock read-only everywhere,
+    // no exec, no network (empty netns), and a bounding set of dac_read_search + sys_ptrace only.
+    name: "query",
+    description: "ScheduledQueryPack: osquery-compatible tables over the live system, read-only",
+    runAs: "root",
+    fs: { read: ["/**"] },
+    net: "none",
+    exec: false,
+    capabilities: ["dac_read_search", "sys_ptrace"],
+  }),
+  defineGroup({
+    name: "repair",
+    description: "RepairKit: checks and fixes the agent's own installation, as root",
+    runAs: "root",
+    fs: {
+      read: ["/etc/outpost/**", "/proc/**"],
+      write: ["${stateDir}/**", "${installDir}/**", "/etc/outpost/**"],
+    },
+    net: "none",
+    exec: true,
+    agent: true,
+    capabilities: ["chown", "fowner", "dac_override", "dac_read_search"],
+  }),
+  defineGroup({
+    name: "hmpa",
+    description: "Hmpa_data: an allowlist looked up in memory; needs nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+];

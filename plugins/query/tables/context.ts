@@ -1,0 +1,20 @@
+/** What a table generator gets: which columns matter, constraints, and where the system lives. */
+export type Cell = string | number | bigint | null;
+export type Row = Record<string, Cell>;
+
+export interface GenContext {
+  /** True when the query names the column (or selects `*`); expensive columns are skipped otherwise. */
+  wants(column: string): boolean;
+  /** Resolved `path` constraints (file, hash): exact paths. */
+  paths: readonly string[];
+  /** Resolved `directory` constraints (file, hash). */
+  directories: readonly string[];
+  /** `path LIKE` patterns (file, hash): `%` one level, `%%` any depth, `_` one character. */
+  likes: readonly string[];
+  /** A note for the caller (shown with the results and in status); never fatal. */
+  warn(message: string): void;
+  /** Prefix for system files (/proc, /etc, /var/…); "" on a live system, a fixture tree in tests. */
+  root: string;
+}
+
+export type Generator = (ctx: GenContext) => Row[];
