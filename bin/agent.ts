@@ -10,14 +10,22 @@ import { defineCommand } from "citty";
 import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { versionLine } from "../core/cli/agent/version.ts";
 import { runCli } from "../core/cli/main.ts";
+import type { AgentConfig } from "../core/config.ts";
 import { VERSION } from "../core/version.ts";
+
+// The config `agent run` loaded, for services that start with its control plane (query results).
+let runConfig: AgentConfig | undefined;
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
-  alertSinks: (config) =>
-    import("../plugins/sinks/http-alerts.ts").then((m) =>
+  alertSinks: (config) => {
+    runConfig = config;
+    return import("../plugins/sinks/http-alerts.ts").then((m) =>
       m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
-    ),
+    );
+  },
+  routes: () =>
+    import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
 });
 
 const main = defineCommand({
@@ -27,6 +35,10 @@ const main = defineCommand({
     status: () => import("../core/cli/agent/status.ts").then((m) => m.default),
     update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
     content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
+    events: () => import("../core/cli/agent/events.ts").then((m) => m.default),
+    metrics: () => import("../core/cli/agent/metrics.ts").then((m) => m.default),
+    handlers: () => import("../core/cli/agent/handlers.ts").then((m) => m.default),
+    openapi: () => import("../core/cli/agent/openapi.ts").then((m) => m.default),
     hmpa: () =>
       Promise.all([
         import("../handlers/Hmpa_data/cli-check.ts"),
@@ -34,6 +46,12 @@ const main = defineCommand({
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
+    query: () =>
+      Promise.all([
+        import("../handlers/ScheduledQueryPack/cli-query.ts"),
+        import("../core/cli/agent/session.ts"),
+      ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
+    "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
   },
 });
 

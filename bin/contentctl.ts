@@ -23,7 +23,9 @@ const main = defineCommand({
     publish: () => import("../core/cli/contentctl/publish.ts").then((m) => m.default),
     serve: () => import("../core/cli/contentctl/serve.ts").then((m) => m.default),
     resign: () => import("../core/cli/contentctl/resign.ts").then((m) => m.default),
+    release: () => import("../core/cli/contentctl/release.ts").then((m) => m.default),
     "hmpa-build": () => import("../handlers/Hmpa_data/cli.ts").then((m) => m.default),
+    lake: () => import("../plugins/sinks/lake-cli.ts").then((m) => m.default),
   },
 });
 

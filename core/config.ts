@@ -140,6 +140,131 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Scheduled queries (ScheduledQueryPack): engine, watchdog defaults, result sinks (docs/queries.md). */
+    query: z
+      .object({
+        /** embedded: built-in osquery-compatible tables; osqueryd: a local osqueryd's extension socket. */
+        engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
+        osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
+        /** `hostIdentifier` of every result line and the sharding input; default: the host name. */
+        hostIdentifier: z.string().min(1).max(255).optional(),
+        /** One log line per changed row (osquery's default) rather than one diffResults line per run. */
+        eventFormat: z.boolean().default(true),
+        epoch: z.number().int().min(0).default(0),
+        watchdog: z
+          .object({
+            memoryMb: z.number().int().min(1).max(16384).default(200),
+            cpuPercent: z.number().min(1).max(100).default(10),
+            latencySeconds: z.number().min(0.1).max(3600).default(12),
+            wallSeconds: z.number().min(0.1).max(86400).default(60),
+            denylistSeconds: z
+              .number()
+              .int()
+              .min(1)
+              .max(30 * 86400)
+              .default(86400),
+          })
+          .strict()
+          .prefault({}),
+        results: z
+          .object({
+            /** How often the supervisor collects result lines from the query host. */
+            flushSeconds: z.number().positive().max(3600).default(2),
+            batchLines: z.number().int().min(1).max(100_000).default(5000),
+            file: z
+              .object({
+                enabled: z.boolean().default(true),
+                /** Default: STATE/query-results/results.log. */
+                path: z.string().min(1).optional(),
+                maxBytes: z
+                  .number()
+                  .int()
+                  .min(64 * 1024)
+                  .default(25 * 1024 * 1024),
+                maxFiles: z.number().int().min(1).max(100).default(5),
+              })
+              .strict()
+              .prefault({}),
+            http: z
+              .object({
+                /** Data-lake ingest URL (e.g. http://lake:9000/v1/results); unset: no HTTP sink. */
+                url: z.string().url().optional(),
+                /** File holding a bearer token (one line); preferred over `token`. */
+                tokenFile: z.string().min(1).optional(),
+                token: z.string().min(8).max(512).optional(),
+                gzip: z.boolean().default(true),
+                timeoutSeconds: z.number().positive().max(600).default(30),
+                queueMaxBytes: z
+                  .number()
+                  .int()
+                  .min(1024 * 1024)
+                  .default(256 * 1024 * 1024),
+                maxBackoffSeconds: z.number().positive().max(86400).default(300),
+              })
+              .strict()
+              .prefault({}),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Live Protection (docs/sxl.md): SXL lookups over DNS for lookup-enabled
+     * detections, and sample submission, which needs lookups on.
+     */
+    liveProtection: z
+      .object({
+        lookups: z.boolean().default(false),
+        samples: z.boolean().default(false),
+        /** DNS zone of the SXL service; lookups are `<hash>.<detection>.v1.<zone>`. */
+        zone: z
+          .string()
+          .max(160)
+          .regex(
+            /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/i,
+            "a DNS zone such as sxl.example.com",
+          )
+          .default("sxl.outpost.invalid"),
+        /** "system" (first nameserver of /etc/resolv.conf), "host", "host:port" or "[v6]:port". */
+        resolver: z.string().min(1).default("system"),
+        timeoutMs: z.number().int().min(50).max(30_000).default(1000),
+        attempts: z.number().int().min(1).max(5).default(2),
+        ratePerSecond: z.number().positive().max(100_000).default(50),
+        burst: z.number().int().min(1).max(1_000_000).default(100),
+        cacheSize: z.number().int().min(0).max(10_000_000).default(50_000),
+        /** Sample receiver (POST); required when samples are on. */
+        sampleUrl: z.string().url().nullable().default(null),
+        /** The vendor's ECDH P-384 public key (PEM) samples are encrypted to; required when samples are on. */
+        vendorKey: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .superRefine((lp, ctx) => {
+        if (lp.samples && !lp.lookups) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["samples"],
+            message: "sample submission requires lookups to be on",
+          });
+        }
+        if (lp.samples && (!lp.sampleUrl || !lp.vendorKey)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["samples"],
+            message: "sample submission needs sampleUrl and vendorKey",
+          });
+        }
+      })
+      .prefault({}),
+    /** Process reputation tags (LocalRepData, docs/scanning.md). */
+    reputation: z
+      .object({
+        processTagging: z.boolean().default(true),
+        /** How often /proc is polled for new processes. */
+        pollIntervalMs: z.number().int().min(50).max(60_000).default(250),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

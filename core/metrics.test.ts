@@ -22,3 +22,21 @@ test("renders counters, gauges and histograms in Prometheus text format", () => 
   expect(m.counter("outpost_updates_total", "again")).toBe(c);
   expect(() => m.gauge("outpost_updates_total", "x")).toThrow();
 });
+
+test("bound series count into the same samples as labelled calls", () => {
+  const m = new MetricsRegistry();
+  const c = m.counter("outpost_bound_total", "bound");
+  const ok = c.bind({ route: "/v1/status", status: "200" });
+  ok.inc();
+  ok.inc(2);
+  c.inc({ status: "200", route: "/v1/status" });
+  expect(c.get({ route: "/v1/status", status: "200" })).toBe(4);
+  const h = m.histogram("outpost_bound_seconds", "bound", [0.1, 1]);
+  const s = h.bind({ route: "/v1/status" });
+  s.observe(0.05);
+  h.observe({ route: "/v1/status" }, 2);
+  const text = m.render();
+  expect(text).toContain('outpost_bound_seconds_bucket{route="/v1/status",le="0.1"} 1');
+  expect(text).toContain('outpost_bound_seconds_bucket{route="/v1/status",le="+Inf"} 2');
+  expect(text).toContain('outpost_bound_seconds_sum{route="/v1/status"} 2.05');
+});

@@ -36,6 +36,15 @@ export class Counter extends Metric {
     const k = key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
+  /** A handle for one label set, for hot paths: the label key is computed once, not per increment. */
+  bind(labels?: Labels): { inc(by?: number): void } {
+    const k = key(labels);
+    return {
+      inc: (by = 1) => {
+        this.values.set(k, (this.values.get(k) ?? 0) + by);
+      },
+    };
+  }
   get(labels?: Labels): number {
     return this.values.get(key(labels)) ?? 0;
   }
@@ -70,7 +79,14 @@ export class Histogram extends Metric {
     super(name, help, "histogram");
   }
   observe(labels: Labels | undefined, value: number): void {
+    this.record(key(labels), value);
+  }
+  /** A handle for one label set, for hot paths (see Counter.bind). */
+  bind(labels?: Labels): { observe(value: number): void } {
     const k = key(labels);
+    return { observe: (value) => this.record(k, value) };
+  }
+  private record(k: string, value: number): void {
     let s = this.series.get(k);
     if (!s) {
       s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };

@@ -26,13 +26,16 @@ export const builtinGroups: GroupPolicy[] = [
   defineGroup({
     // osquery parity needs root: other users' /proc/PID/fd and environ, crontabs, dpkg state and the
     // `file`/`hash` tables over any path. Root here is read-only root: Landlock read-only everywhere,
-    // no exec, no network (empty netns), and a bounding set of dac_read_search + sys_ptrace only.
+    // no network (empty netns), and a bounding set of dac_read_search + sys_ptrace only.
+    // exec: the watchdog runs each query in a child process of the agent's own executable, because
+    // SIGKILL is the only way to stop SQLite spinning in C (a Worker thread's terminate() does not
+    // reach it); the child inherits this sandbox (docs/queries.md, "Watchdog").
     name: "query",
     description: "ScheduledQueryPack: osquery-compatible tables over the live system, read-only",
     runAs: "root",
     fs: { read: ["/**"] },
     net: "none",
-    exec: false,
+    exec: true,
     capabilities: ["dac_read_search", "sys_ptrace"],
   }),
   defineGroup({

@@ -6,9 +6,10 @@ import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
+import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
-  return [hmpaDataHandler as ContentHandler];
+  return [hmpaDataHandler as ContentHandler, scheduledQueryPackHandler as ContentHandler];
 }
 
 export function defaultRegistry(): HandlerRegistry {

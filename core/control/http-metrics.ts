@@ -39,16 +39,41 @@ export function routeLabel(c: Context): string {
   return "unmatched";
 }
 
+type Bound = { count: { inc(): void }; latency: { observe(v: number): void } };
+
+/**
+ * Label sets are few (routes × methods × statuses) and the same ones recur
+ * on every request, so each gets its bound series once: the per-request
+ * cost is a map lookup, not a label-key computation.
+ */
+const bound = new Map<string, Bound>();
+const latencyByRoute = new Map<string, { observe(v: number): void }>();
+
+function seriesFor(route: string, method: string, status: number): Bound {
+  const k = `${route} ${method} ${status}`;
+  let b = bound.get(k);
+  if (!b) {
+    let l = latencyByRoute.get(route);
+    if (!l) {
+      l = latency.bind({ route });
+      latencyByRoute.set(route, l);
+    }
+    b = { count: requests.bind({ route, method, status: String(status) }), latency: l };
+    bound.set(k, b);
+  }
+  return b;
+}
+
 export function httpMetrics(): MiddlewareHandler {
   return async (c, next) => {
     const started = performance.now();
     try {
       await next();
     } finally {
-      const route = routeLabel(c);
       const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
-      requests.inc({ route, method, status: String(c.res.status) });
-      latency.observe({ route }, (performance.now() - started) / 1000);
+      const b = seriesFor(routeLabel(c), method, c.res.status);
+      b.count.inc();
+      b.latency.observe((performance.now() - started) / 1000);
     }
   };
 }

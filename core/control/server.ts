@@ -53,8 +53,8 @@ export interface ControlAppOptions {
 /** The control app and what its owner must close when it stops serving. */
 export interface ControlApp {
   app: OpenAPIHono;
-  /** Ends open event streams and detaches from the event bus. */
-  close(): void;
+  /** Ends open event streams and detaches from the event bus; returns how many streams it ended. */
+  close(): number;
 }
 
 /** Zod validation failures (params, query, headers, bodies) become the one error shape. */
@@ -69,24 +69,17 @@ function validationHook(
 
 const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
 
-/** Refuses Host names a DNS-rebinding page could use; a local client always sends a loopback one. */
-function loopbackHostOnly(): MiddlewareHandler {
-  return async (c, next) => {
-    // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
-    const host = c.req.header("host") ?? new URL(c.req.url).host;
-    if (!LOOPBACK_HOST.test(host)) {
-      throw new ControlError(
-        "CTL_FORBIDDEN_HOST",
-        `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
-      );
-    }
-    await next();
-  };
-}
-
-/** Token for everything but the liveness probe; body limit for requests that can carry one. */
-function gate(token: string, maxSize: number): MiddlewareHandler {
-  const tokenOk = tokenChecker(token);
+/**
+ * The checks every request passes, in one middleware (each layer costs on
+ * the hot path): the Host header must be a loopback name unless remote
+ * access is allowed — a DNS-rebinding page reaches 127.0.0.1 through a name
+ * it controls, a local client always sends a loopback one; the token, for
+ * everything but the liveness probe; the body limit, for requests that can
+ * carry a body.
+ */
+function gate(opts: { token: string; maxSize: number; allowRemote: boolean }): MiddlewareHandler {
+  const tokenOk = tokenChecker(opts.token);
+  const { maxSize } = opts;
   const limit = bodyLimit({
     maxSize,
     onError: () => {
@@ -94,6 +87,16 @@ function gate(token: string, maxSize: number): MiddlewareHandler {
     },
   });
   return async (c, next) => {
+    if (!opts.allowRemote) {
+      // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
+      const host = c.req.header("host") ?? new URL(c.req.url).host;
+      if (!LOOPBACK_HOST.test(host)) {
+        throw new ControlError(
+          "CTL_FORBIDDEN_HOST",
+          `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
+        );
+      }
+    }
     const method = c.req.method;
     const bodiless = method === "GET" || method === "HEAD";
     if (!(bodiless && c.req.path === "/v1/health") && !tokenOk(c.req.header("authorization"))) {
@@ -136,8 +139,7 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
   });
 
   app.use("*", httpMetrics());
-  if (!opts.allowRemote) app.use("*", loopbackHostOnly());
-  app.use("*", gate(opts.token, maxSize));
+  app.use("*", gate({ token: opts.token, maxSize, allowRemote: opts.allowRemote ?? false }));
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
   const streams = new EventStreams(opts.events, opts.eventStreams);
@@ -170,8 +172,10 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
   return {
     app,
     close() {
+      const open = streams.size;
       streams.closeAll();
       statusCache.close();
+      return open;
     },
   };
 }
@@ -332,8 +336,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // Withdraw the advertisement first so no new client picks a dying server.
       rmSync(paths.controlInfo, { force: true });
       rmSync(paths.controlToken, { force: true });
-      // Event streams never end on their own; end them so the servers can stop.
-      control.close();
+      // Event streams never end on their own: end them, and give their last chunk one turn of the
+      // event loop to reach the socket, so clients see a clean end rather than a reset.
+      if (control.close() > 0) await new Promise((resolve) => setImmediate(resolve));
       await Promise.all([tcp.stop(true), unix?.stop(true)]);
       rmSync(paths.controlSocket, { force: true });
     },

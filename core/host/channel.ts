@@ -35,9 +35,13 @@ export const WireErrorSchema = z
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 export const MessageSchema = z.discriminatedUnion("t", [
-  z.object({ t: z.literal("req"), id: Id, m: z.string().regex(/^[a-z][a-zA-Z]{0,31}$/), a: z.unknown() }).strict(),
-  z.object({ t: z.literal("res"), id: Id, ok: z.literal(true), r: z.unknown() }).strict(),
-  z.object({ t: z.literal("res"), id: Id, ok: z.literal(false), e: WireErrorSchema }).strict(),
+  z.object({ t: z.literal("req"), id: Id, m: z.string().regex(/^[a-z][a-zA-Z]{0,31}$/), a: z.unknown().optional() }).strict(),
+  z
+    .object({ t: z.literal("res"), id: Id, ok: z.boolean(), r: z.unknown().optional(), e: WireErrorSchema.optional() })
+    .strict()
+    .refine((m) => (m.ok ? m.e === undefined : m.e !== undefined && m.r === undefined), {
+      message: "an answer carries either a result (ok) or an error",
+    }),
   z.object({ t: z.literal("cancel"), id: Id }).strict(),
   z
     .object({
@@ -253,7 +257,7 @@ export class Channel {
         }
         this.settle(m.id);
         if (m.ok) p.resolve(m.r);
-        else p.reject(fromWireError(m.e));
+        else p.reject(fromWireError(m.e!));
         return;
       }
       case "req":

@@ -21,7 +21,7 @@
  * Calls that arrive while a host restarts wait for it (bounded by their
  * timeout) rather than failing: a restart costs latency, not answers.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CrashInfo, HostStatus } from "../agent/api.ts";
@@ -551,7 +551,10 @@ export class HostManager implements HandlerHost {
     this.tools ??= findTools();
     this.identity ??= resolveAgentIdentity(this.opts.config.user);
     const supervisorUid = process.getuid?.() ?? 0;
-    const workDir = this.workDir(g.name, supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null);
+    const { dir: workDir, unreachable } = this.workDir(
+      g.name,
+      supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null,
+    );
     const maxPackage = Math.max(0, ...manifests.map((m) => m.maxPackageBytes));
     const maxOutbound = Math.max(this.opts.config.maxMessageBytes, maxPackage + 1024 * 1024);
     const maxInbound = this.opts.config.maxMessageBytes;
@@ -563,6 +566,7 @@ export class HostManager implements HandlerHost {
       identity: this.identity,
       cpuSeconds: Math.max(1, g.limits.cpuSeconds),
       tools: this.tools,
+      noUidDrop: unreachable,
     });
     g.launch = launch;
     if (g.cgroupDir === undefined) {
@@ -663,29 +667,36 @@ export class HostManager implements HandlerHost {
     return out;
   }
 
-  /** STATE/hosts/<group>, 0700, owned by the host's uid; its parents made traversable (not listable) for it. */
-  private workDir(group: string, drop: HostIdentity | null): string {
+  /**
+   * STATE/hosts/<group>, 0700, owned by the host's uid; STATE and STATE/hosts
+   * get o+x (traverse, not list) so that uid can reach it. When a directory
+   * above STATE is closed to that uid, the host keeps uid 0 without any
+   * capability (reported as `unreachable`) rather than not running at all.
+   */
+  private workDir(group: string, drop: HostIdentity | null): { dir: string; unreachable?: string } {
     const hosts = join(this.opts.stateDir, "hosts");
     const dir = join(hosts, group);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    if (drop) {
-      chownSync(dir, drop.uid, drop.gid);
-      for (const d of [hosts, this.opts.stateDir]) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
-      for (let d = dirname(this.opts.stateDir); d !== dirname(d); d = dirname(d)) {
-        const st = statSync(d);
-        if ((st.mode & 0o001) === 0 && st.uid !== drop.uid) {
-          throw new HandlerError(
-            "HND_HOST_WORKDIR_UNREACHABLE",
-            `${d}: not searchable by ${drop.user} (uid ${drop.uid}), so ${dir} is unreachable for the ${group} host`,
-            { file: d },
-          );
-        }
-      }
-    } else if (!existsSync(dir)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!drop) {
+      chownSync(dir, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+      return { dir };
     }
-    return dir;
+    for (let d = dirname(this.opts.stateDir); d !== dirname(d); d = dirname(d)) {
+      const st = statSync(d);
+      if ((st.mode & 0o001) === 0 && st.uid !== drop.uid) {
+        const why = `${d} is not searchable by ${drop.user} (uid ${drop.uid})`;
+        this.opts.log.warn("host work dir unreachable for the unprivileged user; keeping uid 0 without capabilities", {
+          group,
+          dir,
+          why,
+        });
+        return { dir, unreachable: why };
+      }
+    }
+    chownSync(dir, drop.uid, drop.gid);
+    for (const d of [hosts, this.opts.stateDir]) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
+    return { dir };
   }
 
   /** S1: brings a fresh process to the content that is current for each of its handlers. */

@@ -105,6 +105,8 @@ export function buildLaunch(o: {
   identity: HostIdentity;
   cpuSeconds: number;
   tools: LaunchTools;
+  /** Set when the identity cannot be used (e.g. its work dir is unreachable for it): why. */
+  noUidDrop?: string;
 }): Launch {
   const root = o.supervisorUid === 0;
   const notes: string[] = [];
@@ -124,12 +126,17 @@ export function buildLaunch(o: {
   }
   if (o.tools.setpriv) {
     const s = [o.tools.setpriv];
-    if (root && o.spec.runAs === "agent") {
+    if (root && o.spec.runAs === "agent" && !o.noUidDrop) {
       s.push(`--reuid=${o.identity.uid}`, `--regid=${o.identity.gid}`, "--clear-groups");
       s.push("--inh-caps=-all", "--bounding-set=-all");
       layers.uidDrop = true;
       layers.capabilities = true;
       ({ uid, gid, user } = o.identity);
+    } else if (root && o.spec.runAs === "agent") {
+      // Still uid 0, but without a single capability: Landlock and the netns carry the isolation.
+      s.push("--inh-caps=-all", "--bounding-set=-all");
+      layers.capabilities = true;
+      notes.push(`uid: not dropped (${o.noUidDrop}); runs as root with no capabilities`);
     } else if (root) {
       s.push("--inh-caps=-all", `--bounding-set=${["-all", ...o.spec.capabilities.map((c) => `+${c}`)].join(",")}`);
       layers.capabilities = true;

@@ -152,6 +152,8 @@ export interface ReleaseServerOptions {
   autoTick?: boolean;
   alerter?: ReleaseAlerter;
   consoleRefreshMs?: number;
+  /** Replaces the default reaction to a troubled heartbeat (a tick 250 ms later); simulations count steps. */
+  onTrouble?: () => void;
 }
 
 export interface ReleaseServer {
@@ -200,14 +202,16 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     now,
     consoleRefreshMs: opts.consoleRefreshMs,
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
-    onTrouble: autoTick
-      ? () => {
-          soon ??= setTimeout(() => {
-            soon = undefined;
-            safeTick();
-          }, 250);
-        }
-      : undefined,
+    onTrouble:
+      opts.onTrouble ??
+      (autoTick
+        ? () => {
+            soon ??= setTimeout(() => {
+              soon = undefined;
+              safeTick();
+            }, 250);
+          }
+        : undefined),
   });
   const repo = repoRequestHandler(config.paths.repo);
   const server = Bun.serve({

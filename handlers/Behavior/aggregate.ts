@@ -18,7 +18,10 @@ import { z } from "zod";
 import type { FlatEvent } from "./codec.ts";
 
 const KeySchema = z.array(z.string().min(1).max(64)).min(1).max(16);
-const Seconds = z.number().positive().max(365 * 86400);
+const Seconds = z
+  .number()
+  .positive()
+  .max(365 * 86400);
 
 export const AggregationSchema = z
   .object({
@@ -28,7 +31,11 @@ export const AggregationSchema = z
       .strict()
       .optional(),
     first: z
-      .object({ n: z.number().int().min(1).max(1_000_000), window: Seconds.optional(), key: KeySchema.optional() })
+      .object({
+        n: z.number().int().min(1).max(1_000_000),
+        window: Seconds.optional(),
+        key: KeySchema.optional(),
+      })
       .strict()
       .optional(),
   })
@@ -71,7 +78,13 @@ class BoundedMap<V> extends Map<string, V> {
 }
 
 export class SubscriptionFilter {
-  readonly counters: AggregationCounters = { seen: 0, delivered: 0, coalesced: 0, belowRate: 0, overLimit: 0 };
+  readonly counters: AggregationCounters = {
+    seen: 0,
+    delivered: 0,
+    coalesced: 0,
+    belowRate: 0,
+    overLimit: 0,
+  };
   private readonly lastDelivered = new BoundedMap<number>(MAX_KEYS);
   private readonly recent = new BoundedMap<number[]>(MAX_KEYS);
   private readonly quota = new BoundedMap<{ start: number; n: number }>(MAX_KEYS);

@@ -54,7 +54,8 @@ export class BatchEncoder {
       const v = event[name];
       if (v === null || v === undefined) continue;
       names.push(name);
-      kinds += typeof v === "string" ? "s" : typeof v === "boolean" ? "b" : Number.isSafeInteger(v) ? "i" : "n";
+      kinds +=
+        typeof v === "string" ? "s" : typeof v === "boolean" ? "b" : Number.isSafeInteger(v) ? "i" : "n";
     }
     const key = `${names.join("\u0001")}\u0002${kinds}`;
     let schema = this.schemas.get(key);

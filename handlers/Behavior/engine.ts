@@ -5,18 +5,14 @@
  * event. `process` is synchronous: events in, detections out.
  */
 import { HandlerError } from "../../core/errors.ts";
-import type { RuleLimits, RuleSource } from "../_lua/format.ts";
+import type { LibraryModules, RuleLimits, RuleSource } from "../_lua/format.ts";
 import { LuaSandbox, type LuaValue, luaRef, type SandboxOptions } from "../_lua/sandbox.ts";
-import { AggregationSchema, type AggregationCounters, SubscriptionFilter } from "./aggregate.ts";
+import { type AggregationCounters, AggregationSchema, SubscriptionFilter } from "./aggregate.ts";
 import { BatchEncoder } from "./codec.ts";
 import type { BehaviorEvent } from "./events.ts";
 import runtimeSource from "./runtime.lua" with { type: "text" };
 
-export interface LibraryModules {
-  version: number;
-  modules: RuleSource[];
-  limits: RuleLimits;
-}
+export type { LibraryModules };
 
 export interface Detection {
   rule: string;
@@ -133,7 +129,10 @@ export class BehaviorEngine {
     opts: EngineOptions = {},
   ): Promise<BehaviorEngine> {
     const started = performance.now();
-    const sandbox = await LuaSandbox.create({ stateMemoryBytes: limits.stateMemoryMb * 1024 * 1024, ...opts.sandbox });
+    const sandbox = await LuaSandbox.create({
+      stateMemoryBytes: limits.stateMemoryMb * 1024 * 1024,
+      ...opts.sandbox,
+    });
     try {
       const [rt] = sandbox.runChunkRefs(runtimeSource, "=behavior-runtime", [luaRef(sandbox.internals)]);
       if (rt === undefined) throw new Error("runtime did not initialise");
@@ -151,7 +150,10 @@ export class BehaviorEngine {
           );
         }
       }
-      const failures = sandbox.call(rt, "load_rules", rules, limits)[0] as { rule: string; message: string }[];
+      const failures = sandbox.call(rt, "load_rules", rules, limits)[0] as {
+        rule: string;
+        message: string;
+      }[];
       if (failures.length > 0) {
         const f = failures[0]!;
         throw new HandlerError(
@@ -176,13 +178,36 @@ export class BehaviorEngine {
     }
   }
 
+  /** Compiles every rule without running anything: syntax errors, named by file. */
+  static async checkSyntax(rules: RuleSource[], limits: RuleLimits): Promise<void> {
+    const sandbox = await LuaSandbox.create({ stateMemoryBytes: limits.stateMemoryMb * 1024 * 1024 });
+    try {
+      const [rt] = sandbox.runChunkRefs(runtimeSource, "=behavior-runtime", [luaRef(sandbox.internals)]);
+      const failures = sandbox.call(rt!, "check_syntax", rules)[0] as { rule: string; message: string }[];
+      const f = failures[0];
+      if (f) {
+        const file = rules.find((r) => r.name === f.rule)?.file;
+        throw new HandlerError("HND_RULE_SYNTAX", `${file ?? f.rule}: ${f.message}`, { file });
+      }
+    } finally {
+      sandbox.close();
+    }
+  }
+
   /** Event types some rule subscribes to (the sensor need not produce others). */
   subscribedTypes(): string[] {
     return [...this.byType.keys()].sort();
   }
 
   process(events: BehaviorEvent[]): ProcessResult {
-    const result: ProcessResult = { events: events.length, delivered: 0, filtered: 0, detections: [], logs: [], disabled: [] };
+    const result: ProcessResult = {
+      events: events.length,
+      delivered: 0,
+      filtered: 0,
+      detections: [],
+      logs: [],
+      disabled: [],
+    };
     let batch: BehaviorEvent[] = [];
     for (const event of events) {
       const subs = this.byType.get(event.type);

@@ -28,17 +28,23 @@ export const InputEventSchema = z
     path: ["type"],
   })
   .refine((e) => Object.keys(e).length <= MAX_FIELDS, { message: `at most ${MAX_FIELDS} fields` })
-  .refine((e) => e.time === undefined || typeof e.time === "number" || !Number.isNaN(Date.parse(String(e.time))), {
-    message: "time must be ms since the epoch or an ISO date",
-    path: ["time"],
-  });
+  .refine(
+    (e) => e.time === undefined || typeof e.time === "number" || !Number.isNaN(Date.parse(String(e.time))),
+    {
+      message: "time must be ms since the epoch or an ISO date",
+      path: ["time"],
+    },
+  );
 
 export type BehaviorEvent = FlatEvent & { type: string; time: number };
 
 /** Validates and normalises raw events; `where` names the source in errors (file:line, request). */
 export function parseEvents(raw: unknown[], now: number, where: (i: number) => string): BehaviorEvent[] {
   if (raw.length > MAX_EVENTS_PER_CALL) {
-    throw new HandlerError("HND_EVENTS_TOO_MANY", `${where(0)}: more than ${MAX_EVENTS_PER_CALL} events in one call`);
+    throw new HandlerError(
+      "HND_EVENTS_TOO_MANY",
+      `${where(0)}: more than ${MAX_EVENTS_PER_CALL} events in one call`,
+    );
   }
   return raw.map((item, i) => {
     const r = InputEventSchema.safeParse(item);

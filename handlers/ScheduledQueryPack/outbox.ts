@@ -133,7 +133,14 @@ export class Outbox {
     return this.pendingSince === 0 ? Number.POSITIVE_INFINITY : this.now() - this.pendingSince;
   }
 
-  stats(): { generation: string; pending: number; bytes: number; acked: number; dropped: number; nextSeq: number } {
+  stats(): {
+    generation: string;
+    pending: number;
+    bytes: number;
+    acked: number;
+    dropped: number;
+    nextSeq: number;
+  } {
     return {
       generation: this.meta.generation,
       pending: this.pending,
@@ -152,7 +159,12 @@ export class Outbox {
     if (this.pending === 0) this.pendingSince = this.now();
     let seg = this.segments.at(-1);
     if (!seg || seg.bytes >= this.segmentBytes) {
-      seg = { start: this.nextSeq, count: 0, bytes: 0, path: join(this.dir, `seg-${String(this.nextSeq).padStart(16, "0")}.jsonl`) };
+      seg = {
+        start: this.nextSeq,
+        count: 0,
+        bytes: 0,
+        path: join(this.dir, `seg-${String(this.nextSeq).padStart(16, "0")}.jsonl`),
+      };
       this.segments.push(seg);
     }
     const data = Buffer.from(`${lines.join("\n")}\n`);

@@ -106,7 +106,8 @@ const str = (v: unknown): string | undefined => (typeof v === "string" ? v : und
 
 function watchdogOverrides(v: unknown, file: string, where: string): Partial<WatchdogLimits> {
   if (v === undefined) return {};
-  if (!v || typeof v !== "object" || Array.isArray(v)) throw invalidPack(file, `${where}.watchdog must be an object`);
+  if (!v || typeof v !== "object" || Array.isArray(v))
+    throw invalidPack(file, `${where}.watchdog must be an object`);
   const out: Partial<WatchdogLimits> = {};
   const bounds: Record<keyof WatchdogLimits, [number, number]> = {
     memoryMb: [1, 16384],
@@ -116,7 +117,11 @@ function watchdogOverrides(v: unknown, file: string, where: string): Partial<Wat
   };
   for (const [k, val] of Object.entries(v)) {
     const b = bounds[k as keyof WatchdogLimits];
-    if (!b) throw invalidPack(file, `${where}.watchdog.${k}: unknown limit (memoryMb, cpuPercent, latencySeconds, wallSeconds)`);
+    if (!b)
+      throw invalidPack(
+        file,
+        `${where}.watchdog.${k}: unknown limit (memoryMb, cpuPercent, latencySeconds, wallSeconds)`,
+      );
     if (typeof val !== "number" || !(val >= b[0] && val <= b[1]))
       throw invalidPack(file, `${where}.watchdog.${k}: must be a number from ${b[0]} to ${b[1]}`);
     out[k as keyof WatchdogLimits] = val;
@@ -133,7 +138,8 @@ export function parsePack(name: string, file: string, text: string): Pack {
   } catch (e) {
     throw invalidPack(file, `not valid JSON: ${(e as Error).message}`);
   }
-  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw invalidPack(file, "a pack must be a JSON object");
+  if (!doc || typeof doc !== "object" || Array.isArray(doc))
+    throw invalidPack(file, "a pack must be a JSON object");
   const p = doc as Record<string, unknown>;
   if (p.queries !== undefined && (!p.queries || typeof p.queries !== "object" || Array.isArray(p.queries)))
     throw invalidPack(file, "`queries` must be an object of named queries");
@@ -143,7 +149,9 @@ export function parsePack(name: string, file: string, text: string): Pack {
   const pack: Pack = {
     name,
     file,
-    discovery: ((p.discovery as unknown[] | undefined) ?? []).filter((d): d is string => typeof d === "string"),
+    discovery: ((p.discovery as unknown[] | undefined) ?? []).filter(
+      (d): d is string => typeof d === "string",
+    ),
     queries: [],
     invalid: [],
   };
@@ -205,7 +213,11 @@ export function parsePayload(files: readonly string[], read: (path: string) => s
   for (const file of [...files].sort()) {
     if (!file.startsWith(PACK_DIR)) continue;
     const m = PACK_FILE.exec(file);
-    if (!m) throw invalidPack(file, "pack files are packs/<name>.conf or packs/<name>.json (name: letters, digits, _ . -)");
+    if (!m)
+      throw invalidPack(
+        file,
+        "pack files are packs/<name>.conf or packs/<name>.json (name: letters, digits, _ . -)",
+      );
     const name = m[1]!;
     if (packs.some((p) => p.name === name)) throw invalidPack(file, `pack ${name} is defined twice`);
     packs.push(parsePack(name, file, read(file)));

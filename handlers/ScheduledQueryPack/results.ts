@@ -13,8 +13,8 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { ResultRow } from "../../plugins/query/engine.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import type { ResultRow } from "../../plugins/query/engine.ts";
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -62,7 +62,10 @@ export function batchLine(c: LogContext, added: ResultRow[], removed: ResultRow[
 }
 
 /** Multiset difference, as osquery diffs QueryDataSet. */
-export function diffRows(previous: readonly string[], current: readonly string[]): { added: string[]; removed: string[] } {
+export function diffRows(
+  previous: readonly string[],
+  current: readonly string[],
+): { added: string[]; removed: string[] } {
   const counts = new Map<string, number>();
   for (const r of previous) counts.set(r, (counts.get(r) ?? 0) + 1);
   const added: string[] = [];
@@ -138,13 +141,19 @@ export function processResults(
   const ctxBase = { name: q.logName, hostIdentifier: opts.hostIdentifier, at: opts.at, epoch: opts.epoch };
   if (q.snapshot) {
     // osqueryd logs snapshots "without a differential or state": counter stays 0.
-    return { lines: [snapshotLine({ ...ctxBase, counter: 0 }, rows)], added: rows.length, removed: 0, counter: 0 };
+    return {
+      lines: [snapshotLine({ ...ctxBase, counter: 0 }, rows)],
+      added: rows.length,
+      removed: 0,
+      counter: 0,
+    };
   }
   const prev = store.load(q.logName);
   const current = rows.map((r) => JSON.stringify(r));
   const fresh = !prev || prev.epoch !== opts.epoch || prev.sql !== q.sql;
   const { added, removed } = fresh ? { added: current, removed: [] } : diffRows(prev.rows, current);
-  if (!fresh && added.length === 0 && removed.length === 0) return { lines: [], added: 0, removed: 0, counter: prev.counter };
+  if (!fresh && added.length === 0 && removed.length === 0)
+    return { lines: [], added: 0, removed: 0, counter: prev.counter };
   const counter = fresh ? 0 : prev.counter + 1;
   const addedRows = added.map((r) => JSON.parse(r) as ResultRow);
   // `removed: false` queries report additions only (osquery's "removed" option).

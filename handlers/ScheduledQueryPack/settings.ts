@@ -20,7 +20,12 @@ export const WatchdogSettingsSchema = z
     latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
     wallSeconds: z.number().min(0.1).max(86400).default(DEFAULT_LIMITS.wallSeconds),
     /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
-    denylistSeconds: z.number().int().min(1).max(30 * 86400).default(86400),
+    denylistSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86400)
+      .default(86400),
   })
   .strict();
 
@@ -59,7 +64,11 @@ export function settingsHash(s: Settings): string {
 }
 
 export function engineSettings(s: Settings): EngineSettings {
-  return { engine: s.engine, osquerySocket: s.osquerySocket, osqueryTimeoutMs: s.osqueryTimeoutSeconds * 1000 };
+  return {
+    engine: s.engine,
+    osquerySocket: s.osquerySocket,
+    osqueryTimeoutMs: s.osqueryTimeoutSeconds * 1000,
+  };
 }
 
 export function watchdogLimits(s: Settings, overrides: Partial<WatchdogLimits> = {}): WatchdogLimits {

@@ -36,7 +36,9 @@ export const KeyringSchema = z
           .object({
             id: z.string().regex(KEY_ID_RE, "key id must be 1-64 of [A-Za-z0-9._-]"),
             /** 32 bytes, base64. */
-            key: z.string().refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64"),
+            key: z
+              .string()
+              .refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64"),
             created: z.string().optional(),
           })
           .strict(),
@@ -63,7 +65,9 @@ export class Keyring {
     const ids = new Set<string>();
     for (const k of r.data.keys) {
       if (ids.has(k.id))
-        throw new HandlerError("HND_RULES_KEYRING_INVALID", `${file}: key id ${k.id} appears twice`, { file });
+        throw new HandlerError("HND_RULES_KEYRING_INVALID", `${file}: key id ${k.id} appears twice`, {
+          file,
+        });
       ids.add(k.id);
     }
     return new Keyring(new Map(r.data.keys.map((k) => [k.id, new Uint8Array(Buffer.from(k.key, "base64"))])));
@@ -75,7 +79,9 @@ export class Keyring {
    */
   static load(file: string): Keyring {
     if (!existsSync(file)) {
-      throw new HandlerError("HND_RULES_KEYRING_MISSING", `${file}: no content keyring provisioned`, { file });
+      throw new HandlerError("HND_RULES_KEYRING_MISSING", `${file}: no content keyring provisioned`, {
+        file,
+      });
     }
     const st = statSync(file);
     if (st.mode & 0o004) {
@@ -89,9 +95,13 @@ export class Keyring {
     try {
       json = JSON.parse(readFileSync(file, "utf8"));
     } catch (e) {
-      throw new HandlerError("HND_RULES_KEYRING_INVALID", `${file}: not valid JSON (${(e as Error).message})`, {
-        file,
-      });
+      throw new HandlerError(
+        "HND_RULES_KEYRING_INVALID",
+        `${file}: not valid JSON (${(e as Error).message})`,
+        {
+          file,
+        },
+      );
     }
     return Keyring.parse(json, file);
   }
@@ -107,7 +117,8 @@ export class Keyring {
 
 /** A new keyring file body holding one fresh random key. */
 export function newKeyring(id: string, now = new Date()): KeyringFile {
-  if (!KEY_ID_RE.test(id)) throw new HandlerError("HND_RULES_KEY_ID", `key id ${JSON.stringify(id)} is not valid`);
+  if (!KEY_ID_RE.test(id))
+    throw new HandlerError("HND_RULES_KEY_ID", `key id ${JSON.stringify(id)} is not valid`);
   return { schema: 1, keys: [{ id, key: randomBytes(32).toString("base64"), created: now.toISOString() }] };
 }
 

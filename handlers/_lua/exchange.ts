@@ -16,7 +16,7 @@
  * current again; if it is committed, the old one is withdrawn and nothing
  * changes for subscribers.
  */
-import type { LibraryModules } from "../Behavior/engine.ts";
+import type { LibraryModules } from "./format.ts";
 
 type Listener = (library: LibraryModules | undefined) => void;
 
@@ -45,7 +45,10 @@ class LibraryExchange {
   /** Publishes a library; the returned function withdraws exactly this entry. */
   publish(key: string, library: LibraryModules): () => void {
     const s = this.slot(key);
-    const frozen = Object.freeze({ ...library, modules: Object.freeze([...library.modules]) }) as LibraryModules;
+    const frozen = Object.freeze({
+      ...library,
+      modules: Object.freeze([...library.modules]),
+    }) as LibraryModules;
     s.stack.push(frozen);
     this.notify(key, s);
     return () => {

@@ -86,6 +86,13 @@ export interface RuleSource {
   source: string;
 }
 
+/** A ProductRulesFeed library as Behavior loads it (plain data: it crosses handlers). */
+export interface LibraryModules {
+  version: number;
+  modules: RuleSource[];
+  limits: RuleLimits;
+}
+
 function fail(code: string, file: string, why: string): HandlerError {
   return new HandlerError(code, `${file}: ${why}`, { file });
 }
@@ -93,7 +100,11 @@ function fail(code: string, file: string, why: string): HandlerError {
 /** Structure, names, files and envelope framing. Needs no key. */
 export function validateRulesPackage(view: ContentView): RulesManifest {
   if (!view.files.includes(RULES_MANIFEST)) {
-    throw fail("HND_RULES_MANIFEST_MISSING", RULES_MANIFEST, `${view.type} v${view.version} has no rules.json`);
+    throw fail(
+      "HND_RULES_MANIFEST_MISSING",
+      RULES_MANIFEST,
+      `${view.type} v${view.version} has no rules.json`,
+    );
   }
   let json: unknown;
   try {
@@ -116,13 +127,19 @@ export function validateRulesPackage(view: ContentView): RulesManifest {
   }
   const plain = view.files.filter((f) => f.endsWith(".lua"));
   if (plain.length > 0) {
-    throw fail("HND_RULES_NOT_ENCRYPTED", plain[0]!, "plaintext Lua in a rules package; rules must be encrypted");
+    throw fail(
+      "HND_RULES_NOT_ENCRYPTED",
+      plain[0]!,
+      "plaintext Lua in a rules package; rules must be encrypted",
+    );
   }
   const names = new Set<string>();
   const files = new Set<string>();
   for (const rule of m.rules) {
-    if (names.has(rule.name)) throw fail("HND_RULES_MANIFEST_INVALID", RULES_MANIFEST, `rule ${rule.name} twice`);
-    if (files.has(rule.file)) throw fail("HND_RULES_MANIFEST_INVALID", RULES_MANIFEST, `file ${rule.file} twice`);
+    if (names.has(rule.name))
+      throw fail("HND_RULES_MANIFEST_INVALID", RULES_MANIFEST, `rule ${rule.name} twice`);
+    if (files.has(rule.file))
+      throw fail("HND_RULES_MANIFEST_INVALID", RULES_MANIFEST, `file ${rule.file} twice`);
     names.add(rule.name);
     files.add(rule.file);
     if (!view.files.includes(rule.file)) {
@@ -143,7 +160,11 @@ export function openRulesPackage(
   const rules = manifest.rules.map((rule) => {
     const plain = decryptRule(view.read(rule.file), keyring, { contentType: view.type, path: rule.file });
     if (plain.length !== rule.size) {
-      throw fail("HND_RULES_SIZE_MISMATCH", rule.file, `decrypts to ${plain.length} bytes, rules.json says ${rule.size}`);
+      throw fail(
+        "HND_RULES_SIZE_MISMATCH",
+        rule.file,
+        `decrypts to ${plain.length} bytes, rules.json says ${rule.size}`,
+      );
     }
     let source: string;
     try {
@@ -193,11 +214,13 @@ export function encryptRulesDir(opts: {
   if (sources.length === 0) throw fail("HND_RULES_SOURCE_INVALID", srcDir, "no *.lua files");
   const byName = new Map(sources.map((f) => [basename(f, ".lua"), f]));
   for (const name of byName.keys()) {
-    if (!RULE_NAME_RE.test(name)) throw fail("HND_RULES_SOURCE_INVALID", join(srcDir, `${name}.lua`), "bad rule name");
+    if (!RULE_NAME_RE.test(name))
+      throw fail("HND_RULES_SOURCE_INVALID", join(srcDir, `${name}.lua`), "bad rule name");
   }
   const order = [...(config.order ?? [])];
   for (const name of order) {
-    if (!byName.has(name)) throw fail("HND_RULES_SOURCE_INVALID", configFile, `order names ${name}, which has no .lua file`);
+    if (!byName.has(name))
+      throw fail("HND_RULES_SOURCE_INVALID", configFile, `order names ${name}, which has no .lua file`);
   }
   for (const name of byName.keys()) if (!order.includes(name)) order.push(name);
 
@@ -205,7 +228,8 @@ export function encryptRulesDir(opts: {
   const rules: RulesManifest["rules"] = [];
   for (const name of order) {
     const plain = new Uint8Array(readFileSync(join(srcDir, byName.get(name)!)));
-    if (plain.length > MAX_RULE_BYTES) throw fail("HND_RULES_SOURCE_INVALID", byName.get(name)!, "rule too large");
+    if (plain.length > MAX_RULE_BYTES)
+      throw fail("HND_RULES_SOURCE_INVALID", byName.get(name)!, "rule too large");
     const file = `lua/${name}.lua.enc`;
     out.set(file, encryptRule(plain, key, { contentType, path: file }));
     rules.push({ name, file, size: plain.length });

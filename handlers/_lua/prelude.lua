@@ -737,7 +737,8 @@ local function finish(unit, t0, ok, ...)
   if dt > unit.max_time then unit.max_time = dt end
   if ok then return true, ... end
   local err = why or (...)
-  if type(err) ~= "string" then err = tostring(err) end
+  -- Never tostring() a content error object here: its __tostring would run unmetered.
+  if type(err) ~= "string" then err = "error object (" .. type(err) .. ")" end
   if err == "not enough memory" then err = "memory limit exceeded (state)" end
   if #err > 400 then err = s_sub(err, 1, 400) .. "…" end
   unit.faults = unit.faults + 1

@@ -14,8 +14,9 @@
  * `glue.wasm` is embedded into the compiled binary (`with { type: "file" }`),
  * so the agent loads the interpreter from itself, never from disk.
  */
-import wasmPath from "wasmoon/dist/glue.wasm" with { type: "file" };
+
 import { type LuaEngine, LuaFactory } from "wasmoon";
+import wasmPath from "wasmoon/dist/glue.wasm" with { type: "file" };
 import { HandlerError } from "../../core/errors.ts";
 import preludeSource from "./prelude.lua" with { type: "text" };
 
@@ -97,6 +98,14 @@ function luaFactory(): LuaFactory {
   if (!factory) factory = new LuaFactory(wasmPath);
   return factory;
 }
+
+// Read and compile the interpreter as soon as this module is imported: a host process imports its
+// handlers before it locks itself down (Landlock), and may not be able to read the file afterwards.
+luaFactory()
+  .getLuaModule()
+  .catch(() => {
+    // Reported by the first LuaSandbox.create, which awaits the same promise.
+  });
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -191,7 +200,7 @@ export class LuaSandbox {
   }
 
   /** Calls `field` of the table at registry `ref` (a trusted entry point) and converts its results. */
-  call(ref: number, field: string, ...args: unknown[]): LuaValue[] {
+  call(ref: number, field: string, ...args: unknown[]): unknown[] {
     this.assertOpen();
     const { raw, L } = this;
     const top = raw._lua_gettop(L);
@@ -212,7 +221,7 @@ export class LuaSandbox {
    * Like `call`, but the first argument is passed as one Lua string built
    * from raw bytes: the cheap way to move a batch across the boundary.
    */
-  callWithBytes(ref: number, field: string, bytes: Uint8Array, ...args: unknown[]): LuaValue[] {
+  callWithBytes(ref: number, field: string, bytes: Uint8Array, ...args: unknown[]): unknown[] {
     this.assertOpen();
     const { raw, L } = this;
     const top = raw._lua_gettop(L);
@@ -379,7 +388,9 @@ export class LuaSandbox {
           // Never tolstring a key in place: it would confuse lua_next.
           let key: string | number | undefined;
           if (kt === T.NUMBER) {
-            key = raw._lua_isinteger(L, -2) ? Number(raw._lua_tointegerx(L, -2, 0)) : raw._lua_tonumberx(L, -2, 0);
+            key = raw._lua_isinteger(L, -2)
+              ? Number(raw._lua_tointegerx(L, -2, 0))
+              : raw._lua_tonumberx(L, -2, 0);
           } else if (kt === T.STRING) {
             key = this.readString(L, -2);
           }

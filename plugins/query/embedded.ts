@@ -11,8 +11,8 @@
 import { Database, type SQLQueryBindings } from "bun:sqlite";
 import { type EngineKind, type QueryEngine, type QueryResult, queryError, type ResultRow } from "./engine.ts";
 import {
-  checkStatement,
   type ConstraintSource,
+  checkStatement,
   namedIdentifiers,
   requiredConstraints,
   selectsStar,
@@ -180,7 +180,10 @@ export class EmbeddedEngine implements QueryEngine {
           ...baseCtx,
           paths: values(c.path, "equals"),
           // `directory LIKE p` means the entries of every directory matching p.
-          likes: [...values(c.path, "like"), ...values(c.directory, "like").map((p) => `${p.replace(/\/+$/, "")}/%`)],
+          likes: [
+            ...values(c.path, "like"),
+            ...values(c.directory, "like").map((p) => `${p.replace(/\/+$/, "")}/%`),
+          ],
           directories: values(c.directory, "equals"),
         });
         pending.delete(t);

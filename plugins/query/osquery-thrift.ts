@@ -20,8 +20,9 @@
  * Processor half serves the same IDL; the test suite uses it as a stand-in
  * osqueryd.
  */
-import * as thrift from "thrift";
+
 import type { TProtocol, TTransport } from "thrift";
+import * as thrift from "thrift";
 
 const { Type, MessageType, TApplicationException, TApplicationExceptionType } = thrift.Thrift;
 
@@ -303,7 +304,14 @@ export class ExtensionManagerClient {
     });
   }
 
-  private recv(input: TProtocol, mtype: number, rseqid: number, type: number, read: (i: TProtocol) => unknown, method: string): void {
+  private recv(
+    input: TProtocol,
+    mtype: number,
+    rseqid: number,
+    type: number,
+    read: (i: TProtocol) => unknown,
+    method: string,
+  ): void {
     const callback = this._reqs[rseqid] ?? (() => {});
     delete this._reqs[rseqid];
     if (mtype === MessageType.EXCEPTION) {
@@ -316,7 +324,13 @@ export class ExtensionManagerClient {
     const success = readResult(input, type, read);
     input.readMessageEnd();
     if (success !== undefined) callback(null, success);
-    else callback(new TApplicationException(TApplicationExceptionType.MISSING_RESULT, `${method} failed: unknown result`));
+    else
+      callback(
+        new TApplicationException(
+          TApplicationExceptionType.MISSING_RESULT,
+          `${method} failed: unknown result`,
+        ),
+      );
   }
 
   recv_ping(input: TProtocol, mtype: number, rseqid: number): void {
@@ -358,7 +372,10 @@ export class ExtensionManagerProcessor {
       output.flush();
     };
     const fail = (e: unknown) => {
-      const x = new TApplicationException(TApplicationExceptionType.INTERNAL_ERROR, (e as Error)?.message ?? String(e));
+      const x = new TApplicationException(
+        TApplicationExceptionType.INTERNAL_ERROR,
+        (e as Error)?.message ?? String(e),
+      );
       output.writeMessageBegin(method, MessageType.EXCEPTION, r.rseqid);
       x.write(output);
       output.writeMessageEnd();
@@ -372,19 +389,38 @@ export class ExtensionManagerProcessor {
     };
     switch (method) {
       case "ping":
-        run(() => h.ping(), Type.STRUCT, (v) => writeStatus(output, v));
+        run(
+          () => h.ping(),
+          Type.STRUCT,
+          (v) => writeStatus(output, v),
+        );
         return;
       case "extensions":
-        run(() => h.extensions(), Type.MAP, (v) => writeExtensionList(output, v));
+        run(
+          () => h.extensions(),
+          Type.MAP,
+          (v) => writeExtensionList(output, v),
+        );
         return;
       case "query":
-        run(() => h.query(args.sql ?? ""), Type.STRUCT, (v) => writeResponse(output, v));
+        run(
+          () => h.query(args.sql ?? ""),
+          Type.STRUCT,
+          (v) => writeResponse(output, v),
+        );
         return;
       case "getQueryColumns":
-        run(() => h.getQueryColumns(args.sql ?? ""), Type.STRUCT, (v) => writeResponse(output, v));
+        run(
+          () => h.getQueryColumns(args.sql ?? ""),
+          Type.STRUCT,
+          (v) => writeResponse(output, v),
+        );
         return;
       default: {
-        const x = new TApplicationException(TApplicationExceptionType.UNKNOWN_METHOD, `Unknown function ${r.fname}`);
+        const x = new TApplicationException(
+          TApplicationExceptionType.UNKNOWN_METHOD,
+          `Unknown function ${r.fname}`,
+        );
         output.writeMessageBegin(r.fname, MessageType.EXCEPTION, r.rseqid);
         x.write(output);
         output.writeMessageEnd();

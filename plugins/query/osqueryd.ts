@@ -11,6 +11,13 @@ import { type EngineKind, type QueryEngine, type QueryResult, queryError } from 
 import { ExtensionManagerClient, type ExtensionResponse } from "./osquery-thrift.ts";
 import { checkStatement } from "./sql.ts";
 
+/** In the runtime since thrift 0.13, missing from @types/thrift. */
+const createUDSConnection = (
+  thrift as unknown as {
+    createUDSConnection(path: string, options: thrift.ConnectOptions): thrift.Connection;
+  }
+).createUDSConnection;
+
 interface Link {
   connection: thrift.Connection;
   client: ExtensionManagerClient;
@@ -32,7 +39,7 @@ export class OsquerydEngine implements QueryEngine {
 
   private connect(): Link {
     if (this.link && !this.link.closed) return this.link;
-    const connection = thrift.createUDSConnection(this.socketPath, {
+    const connection = createUDSConnection(this.socketPath, {
       transport: thrift.TBufferedTransport,
       protocol: thrift.TBinaryProtocol,
     });
@@ -63,7 +70,12 @@ export class OsquerydEngine implements QueryEngine {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        reject(queryError("HND_QUERY_OSQUERYD_UNAVAILABLE", `osqueryd at ${this.socketPath}: ${what} timed out after ${this.timeoutMs} ms`));
+        reject(
+          queryError(
+            "HND_QUERY_OSQUERYD_UNAVAILABLE",
+            `osqueryd at ${this.socketPath}: ${what} timed out after ${this.timeoutMs} ms`,
+          ),
+        );
         // A late answer must not be taken for the next call's: start over on a new connection.
         link.closed = true;
         link.connection.destroy();
@@ -73,7 +85,10 @@ export class OsquerydEngine implements QueryEngine {
       await Promise.race([link.ready, timeout]).catch((e) => {
         throw e instanceof HandlerError
           ? e
-          : queryError("HND_QUERY_OSQUERYD_UNAVAILABLE", `osqueryd at ${this.socketPath}: ${(e as Error).message}`);
+          : queryError(
+              "HND_QUERY_OSQUERYD_UNAVAILABLE",
+              `osqueryd at ${this.socketPath}: ${(e as Error).message}`,
+            );
       });
       return await Promise.race([fn(link.client), timeout]);
     } finally {
@@ -91,7 +106,10 @@ export class OsquerydEngine implements QueryEngine {
       c.query("SELECT name FROM osquery_registry WHERE registry = 'table' AND active = 1"),
     );
     this.check(r, "listing tables");
-    return r.response.map((row) => row.name ?? "").filter(Boolean).sort();
+    return r.response
+      .map((row) => row.name ?? "")
+      .filter(Boolean)
+      .sort();
   }
 
   async query(sql: string): Promise<QueryResult> {
@@ -121,7 +139,10 @@ export class OsquerydEngine implements QueryEngine {
       const table = /no such table: (\S+)/i.exec(message)?.[1];
       throw queryError("HND_QUERY_UNKNOWN_TABLE", message, table ? { table } : undefined);
     }
-    throw queryError(/syntax error|no such column|incomplete input/i.test(message) ? "HND_QUERY_SQL" : "HND_QUERY_OSQUERYD", `osqueryd ${what}: ${message}`);
+    throw queryError(
+      /syntax error|no such column|incomplete input/i.test(message) ? "HND_QUERY_SQL" : "HND_QUERY_OSQUERYD",
+      `osqueryd ${what}: ${message}`,
+    );
   }
 
   async close(): Promise<void> {

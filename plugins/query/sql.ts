@@ -128,7 +128,16 @@ const isOp = (t: Token | undefined, o: string) => t?.kind === "op" && t.value ==
 /** Statement kinds a query may be: nothing that writes, attaches or changes settings. */
 const READ_ONLY_STARTS = new Set(["select", "with", "values"]);
 /** Words that make a statement write even after a WITH prefix. */
-const WRITING_WORDS = new Set(["insert", "update", "delete", "replace", "attach", "detach", "vacuum", "pragma"]);
+const WRITING_WORDS = new Set([
+  "insert",
+  "update",
+  "delete",
+  "replace",
+  "attach",
+  "detach",
+  "vacuum",
+  "pragma",
+]);
 
 /** Statements that are valid SQL but not queries. */
 const REFUSED_STARTS = new Set([
@@ -186,7 +195,13 @@ export function checkStatement(sql: string): StatementCheck {
   const writer = tokens.find((t, i) => {
     if (isOp(t, "(")) depth++;
     else if (isOp(t, ")")) depth--;
-    return depth === 0 && t.kind === "ident" && !t.quoted && WRITING_WORDS.has(t.value) && !isOp(tokens[i + 1], "(");
+    return (
+      depth === 0 &&
+      t.kind === "ident" &&
+      !t.quoted &&
+      WRITING_WORDS.has(t.value) &&
+      !isOp(tokens[i + 1], "(")
+    );
   });
   if (first.value === "with" && writer)
     return { ok: false, reason: `${writer.value.toUpperCase()} is not allowed in a query`, kind: "refused" };
@@ -227,7 +242,8 @@ export function tableAliases(tokens: Token[], tables: ReadonlySet<string>): Map<
     let j = i + 1;
     if (isWord(tokens[j], "as")) j++;
     const a = tokens[j];
-    if (a?.kind === "ident" && (a.quoted || !RESERVED_AFTER_TABLE.has(a.value))) aliases.set(a.value, t.value);
+    if (a?.kind === "ident" && (a.quoted || !RESERVED_AFTER_TABLE.has(a.value)))
+      aliases.set(a.value, t.value);
   }
   return aliases;
 }
@@ -322,7 +338,8 @@ export function requiredConstraints(
           const c = tokens[j];
           if (c?.kind === "ident" && (c.value === "path" || c.value === "directory")) {
             for (const [alias, t] of aliases)
-              if (alias === t && t !== table) out[c.value].push({ kind: "column", table: t, column: c.value, prefix: "", suffix: "" });
+              if (alias === t && t !== table)
+                out[c.value].push({ kind: "column", table: t, column: c.value, prefix: "", suffix: "" });
           }
         }
       }
@@ -345,7 +362,8 @@ export function requiredConstraints(
     const next = ref.end + 1;
     if (isOp(op, "=") || isOp(op, "==")) {
       const v = tokens[next];
-      if (v?.kind === "string" && !isOp(tokens[next + 1], "||")) out[col].push({ kind: "equals", value: v.value });
+      if (v?.kind === "string" && !isOp(tokens[next + 1], "||"))
+        out[col].push({ kind: "equals", value: v.value });
       else {
         const c = columnExpr(next);
         if (c) out[col].push(c);
@@ -374,12 +392,22 @@ export function requiredConstraints(
     if (!(isOp(tokens[o.end], "=") || isOp(tokens[o.end], "=="))) continue;
     const r = columnRef(o.end + 1);
     if (r && isOurs(r) && !isOp(tokens[r.end], "||"))
-      out[r.column as "path" | "directory"].push({ kind: "column", table: o.table, column: o.column, prefix: "", suffix: "" });
+      out[r.column as "path" | "directory"].push({
+        kind: "column",
+        table: o.table,
+        column: o.column,
+        prefix: "",
+        suffix: "",
+      });
   }
   return out;
 }
 
-function findJoinedTable(tokens: Token[], usingIndex: number, aliases: Map<string, string>): string | undefined {
+function findJoinedTable(
+  tokens: Token[],
+  usingIndex: number,
+  aliases: Map<string, string>,
+): string | undefined {
   // The table right before USING: `JOIN hash h USING (path)` or `JOIN hash USING (path)`.
   for (let j = usingIndex - 1; j >= 0 && j >= usingIndex - 3; j--) {
     const t = tokens[j];

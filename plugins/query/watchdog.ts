@@ -14,7 +14,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import { HandlerError } from "../../core/errors.ts";
-import { type EngineSettings, type QueryResult, DEFAULT_ENGINE_SETTINGS } from "./engine.ts";
+import { DEFAULT_ENGINE_SETTINGS, type EngineSettings, type QueryResult } from "./engine.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 export interface WatchdogLimits {
@@ -29,7 +29,12 @@ export interface WatchdogLimits {
 }
 
 /** osquery's "normal" watchdog level, plus a wall-clock cap. */
-export const DEFAULT_LIMITS: WatchdogLimits = { memoryMb: 200, cpuPercent: 10, latencySeconds: 12, wallSeconds: 60 };
+export const DEFAULT_LIMITS: WatchdogLimits = {
+  memoryMb: 200,
+  cpuPercent: 10,
+  latencySeconds: 12,
+  wallSeconds: 60,
+};
 
 export type KillReason = "memory" | "cpu" | "wall" | "crash";
 
@@ -108,6 +113,9 @@ export interface QueryRunnerOptions {
   onWorkerStart?: (pid: number) => void;
 }
 
+/** A worker request before it gets its id. */
+type RequestBody = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
+
 interface Worker {
   proc: Subprocess;
   pid: number;
@@ -175,7 +183,9 @@ export class QueryRunner {
   }
 
   tables(): Promise<string[]> {
-    return this.enqueue(async () => (await this.request(await this.ensureWorker(), { op: "tables" })) as string[]);
+    return this.enqueue(
+      async () => (await this.request(await this.ensureWorker(), { op: "tables" })) as string[],
+    );
   }
 
   async stop(): Promise<void> {
@@ -212,7 +222,9 @@ export class QueryRunner {
       let worker: Worker | undefined;
       const timer = setTimeout(() => {
         proc.kill("SIGKILL");
-        reject(new HandlerError("HND_QUERY_WORKER", `query worker did not start within ${this.startTimeoutMs} ms`));
+        reject(
+          new HandlerError("HND_QUERY_WORKER", `query worker did not start within ${this.startTimeoutMs} ms`),
+        );
       }, this.startTimeoutMs);
       const proc = Bun.spawn(this.command, {
         stdin: "ignore",
@@ -256,13 +268,21 @@ export class QueryRunner {
         onExit: (_p, code, signal) => {
           clearTimeout(timer);
           if (!worker) {
-            reject(new HandlerError("HND_QUERY_WORKER", `query worker exited during start-up (code ${code}, ${signal ?? "no signal"})`));
+            reject(
+              new HandlerError(
+                "HND_QUERY_WORKER",
+                `query worker exited during start-up (code ${code}, ${signal ?? "no signal"})`,
+              ),
+            );
             return;
           }
           worker.exited = true;
           const err =
             worker.killed ??
-            new HandlerError("HND_QUERY_WORKER", `query worker exited (code ${code}, ${signal ?? "no signal"})`);
+            new HandlerError(
+              "HND_QUERY_WORKER",
+              `query worker exited (code ${code}, ${signal ?? "no signal"})`,
+            );
           for (const p of worker.pending.values()) p.reject(err);
           worker.pending.clear();
         },
@@ -270,7 +290,7 @@ export class QueryRunner {
     });
   }
 
-  private request(w: Worker, body: Omit<WorkerRequest, "id"> & { op: WorkerRequest["op"] }): Promise<unknown> {
+  private request(w: Worker, body: RequestBody): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (w.exited) {
         reject(w.killed ?? new HandlerError("HND_QUERY_WORKER", "query worker is not running"));
@@ -301,7 +321,10 @@ export class QueryRunner {
     const kill = (reason: KillReason, limit: string, measured: string) => {
       if (w.exited || w.killed) return;
       const details: KillDetails = { reason, limit, measured, stats: stats() };
-      w.killed = new WatchdogKill(`query killed by the watchdog: ${reason} limit ${limit} exceeded (${measured})`, details);
+      w.killed = new WatchdogKill(
+        `query killed by the watchdog: ${reason} limit ${limit} exceeded (${measured})`,
+        details,
+      );
       this.counters.kills++;
       w.proc.kill("SIGKILL");
     };
@@ -323,7 +346,11 @@ export class QueryRunner {
       lastCpu = s.cpuMs;
       lastCheck = now;
       if (sustainedMs >= limits.latencySeconds * 1000) {
-        kill("cpu", `${limits.cpuPercent}% of ${this.cpuCount} CPU for ${limits.latencySeconds} s`, `sustained for ${(sustainedMs / 1000).toFixed(1)} s`);
+        kill(
+          "cpu",
+          `${limits.cpuPercent}% of ${this.cpuCount} CPU for ${limits.latencySeconds} s`,
+          `sustained for ${(sustainedMs / 1000).toFixed(1)} s`,
+        );
         return;
       }
       if (now - started > limits.wallSeconds * 1000) {
@@ -342,7 +369,8 @@ export class QueryRunner {
       return { result, stats: stats() };
     } catch (e) {
       if (e instanceof WatchdogKill) throw e;
-      if (this.stopped) throw new HandlerError("HND_QUERY_WORKER", "query runner stopped while the query ran");
+      if (this.stopped)
+        throw new HandlerError("HND_QUERY_WORKER", "query runner stopped while the query ran");
       if (w.exited && !w.killed && (e as HandlerError).code === "HND_QUERY_WORKER") {
         // The worker died under the query (OOM killer, a crash in native code): osquery blames the query.
         this.counters.crashes++;

@@ -10,12 +10,7 @@
  * worker → `{op: "ready", pid}` once, then `{id, ok, result | error}`.
  */
 import { describeError } from "../../core/errors.ts";
-import {
-  createEngine,
-  DEFAULT_ENGINE_SETTINGS,
-  type EngineSettings,
-  type QueryEngine,
-} from "./engine.ts";
+import { createEngine, DEFAULT_ENGINE_SETTINGS, type EngineSettings, type QueryEngine } from "./engine.ts";
 
 export type WorkerRequest =
   | { id: number; op: "configure"; settings: EngineSettings }
@@ -68,7 +63,11 @@ export function runWorker(): Promise<void> {
       } catch (e) {
         const d = describeError(e);
         const details = (e as { details?: Record<string, unknown> }).details;
-        res = { id: req.id, ok: false, error: { code: d.code, message: d.message, ...(details ? { details } : {}) } };
+        res = {
+          id: req.id,
+          ok: false,
+          error: { code: d.code, message: d.message, ...(details ? { details } : {}) },
+        };
       }
       send(res);
     });

@@ -51,6 +51,8 @@ export default defineCommand({
           group: args.group,
           trust: args.trust ? resolve(args.trust) : undefined,
         },
+        // A one-shot provisioning cycle: handlers run in this process (docs/handler-host.md, "Isolation modes").
+        hosts: { isolation: "in-process" },
       });
       report = await withOfflineAgent(config, (agent) => agent.update());
     }

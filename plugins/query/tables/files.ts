@@ -5,8 +5,18 @@
  * within one path component, `%%` as a component for any depth. The
  * enumeration is a superset; SQLite applies the real predicate afterwards.
  */
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, realpathSync, statSync } from "node:fs";
+
 import type { BigIntStats } from "node:fs";
+import {
+  closeSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { GenContext, Row } from "./context.ts";
 
@@ -106,7 +116,9 @@ export function expandLikePattern(pattern: string, limit: number, warn: (m: stri
 
 function targets(ctx: GenContext, table: string): Target[] {
   if (ctx.paths.length === 0 && ctx.directories.length === 0 && ctx.likes.length === 0) {
-    ctx.warn(`${table}: the query has no path or directory constraint, so the table is empty (osquery requires one)`);
+    ctx.warn(
+      `${table}: the query has no path or directory constraint, so the table is empty (osquery requires one)`,
+    );
     return [];
   }
   const seen = new Set<string>();
@@ -124,9 +136,11 @@ function targets(ctx: GenContext, table: string): Target[] {
     for (const name of entries(dir)) add({ path: join(dir, name), directory: d });
   }
   for (const like of ctx.likes) {
-    for (const p of expandLikePattern(like, MAX_FILES_PER_QUERY, ctx.warn)) add({ path: p, directory: dirname(p) });
+    for (const p of expandLikePattern(like, MAX_FILES_PER_QUERY, ctx.warn))
+      add({ path: p, directory: dirname(p) });
   }
-  if (out.length >= MAX_FILES_PER_QUERY) ctx.warn(`${table}: more than ${MAX_FILES_PER_QUERY} paths; truncated`);
+  if (out.length >= MAX_FILES_PER_QUERY)
+    ctx.warn(`${table}: more than ${MAX_FILES_PER_QUERY} paths; truncated`);
   return out;
 }
 

@@ -47,7 +47,10 @@ function statFields(text: string | undefined): string[] | undefined {
   if (!text) return undefined;
   const close = text.lastIndexOf(")");
   if (close < 0) return undefined;
-  const f = text.slice(close + 2).trim().split(" ");
+  const f = text
+    .slice(close + 2)
+    .trim()
+    .split(" ");
   return f.length > 19 ? f : undefined;
 }
 
@@ -84,7 +87,17 @@ export function genProcesses(ctx: GenContext): Row[] {
   const root = ctx.root;
   const boot = ctx.wants("start_time") ? bootTime(root) : 0;
   const w = (c: string) => ctx.wants(c);
-  const needStatus = ["name", "uid", "gid", "euid", "egid", "suid", "sgid", "resident_size", "total_size"].some(w);
+  const needStatus = [
+    "name",
+    "uid",
+    "gid",
+    "euid",
+    "egid",
+    "suid",
+    "sgid",
+    "resident_size",
+    "total_size",
+  ].some(w);
   const needIo = w("disk_bytes_read") || w("disk_bytes_written");
   const rows: Row[] = [];
   for (const pid of listPids(root)) {

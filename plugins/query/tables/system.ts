@@ -216,15 +216,38 @@ export function genUptime(ctx: GenContext): Row[] {
 }
 
 /** /proc/mounts escapes space, tab, newline and backslash as octal. */
-const unescapeMount = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+const unescapeMount = (s: string) =>
+  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 
-const PSEUDO_FS = new Set(["proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs", "pstore", "bpf", "configfs", "fusectl", "binfmt_misc", "autofs", "hugetlbfs"]);
+const PSEUDO_FS = new Set([
+  "proc",
+  "sysfs",
+  "cgroup",
+  "cgroup2",
+  "devpts",
+  "mqueue",
+  "debugfs",
+  "tracefs",
+  "securityfs",
+  "pstore",
+  "bpf",
+  "configfs",
+  "fusectl",
+  "binfmt_misc",
+  "autofs",
+  "hugetlbfs",
+]);
 
 export function genMounts(ctx: GenContext): Row[] {
   const text = read(`${ctx.root}/proc/mounts`) ?? "";
-  const wantsStat = ["blocks_size", "blocks", "blocks_free", "blocks_available", "inodes", "inodes_free"].some(
-    (c) => ctx.wants(c),
-  );
+  const wantsStat = [
+    "blocks_size",
+    "blocks",
+    "blocks_free",
+    "blocks_available",
+    "inodes",
+    "inodes_free",
+  ].some((c) => ctx.wants(c));
   const rows: Row[] = [];
   for (const line of text.split("\n")) {
     const f = line.split(" ");

@@ -1,0 +1,85 @@
+/**
+ * Behavior: signed and encrypted Lua rules that react to events (process
+ * starts, network connections, file writes, config changes…) and raise
+ * detections. Rules run in the sandboxed interpreter (handlers/_lua) with
+ * per-call instruction, memory and output limits; a rule that keeps
+ * faulting is disabled while the others keep running.
+ *
+ * API (`call`): inject {events} → detections; stats → per-rule telemetry;
+ * detections → the most recent ones.
+ */
+import { HandlerError } from "../../core/errors.ts";
+import { defineHandler } from "../../core/handler/contract.ts";
+import { openRulesPackage, validateRulesPackage } from "../_lua/format.ts";
+import { loadKeyring } from "../_lua/keys.ts";
+import { parseEvents } from "./events.ts";
+import { BehaviorLive, BehaviorSettingsSchema } from "./live.ts";
+
+function settingsOf(raw: Record<string, unknown>) {
+  const r = BehaviorSettingsSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new HandlerError(
+      "HND_RULES_MANIFEST_INVALID",
+      `rules.json: settings.${issue?.path.join(".")}: ${issue?.message ?? "invalid"}`,
+      { file: "rules.json" },
+    );
+  }
+  return r.data;
+}
+
+export const behaviorHandler = defineHandler<BehaviorLive>({
+  manifest: {
+    name: "Behavior",
+    description: "Behavior rules: sandboxed Lua reactors over process, network, file and config events",
+    group: "behavior",
+    // The sensor polls procfs; nothing else on the host is read, nothing written.
+    privileges: { runAs: "agent", fs: { mode: "read-only", paths: ["/proc/**"] }, net: "none", exec: false },
+    limits: { memoryMb: 512, cpuSeconds: 86400 },
+    maxPackageBytes: 32 * 1024 * 1024,
+  },
+
+  validate(view) {
+    settingsOf(validateRulesPackage(view).settings);
+  },
+
+  async load(view, caps) {
+    const { manifest, rules } = openRulesPackage(view, loadKeyring(caps.workDir));
+    const live = new BehaviorLive(caps, view.version, rules, manifest.limits, settingsOf(manifest.settings));
+    try {
+      await live.start();
+    } catch (e) {
+      await live.stop();
+      throw e;
+    }
+    return live;
+  },
+
+  unload: (live) => live.stop(),
+
+  status: (live) => live.status(),
+
+  call(live, method, args) {
+    switch (method) {
+      case "inject": {
+        const raw = (args as { events?: unknown })?.events ?? args;
+        const list = Array.isArray(raw) ? raw : [raw];
+        return live.process(parseEvents(list, Date.now(), (i) => `event ${i + 1}`));
+      }
+      case "stats": {
+        const s = live.stats();
+        live.publishStats();
+        return s ?? { version: live.version, waitingFor: "ProductRulesFeed" };
+      }
+      case "detections":
+        return { detections: live.recent };
+      case "status":
+        return live.status();
+      default:
+        throw new HandlerError(
+          "HND_NO_METHOD",
+          `Behavior has no method ${method} (try: inject, stats, detections, status)`,
+        );
+    }
+  },
+});

@@ -1,0 +1,151 @@
+/**
+ * Control-plane routes of the query feature, mounted under /v1 through the
+ * RouteExtension seam (documented in GET /v1/openapi.json):
+ *
+ *   POST /v1/query          {"sql": "SELECT …"} → columns, rows, warnings, stats
+ *                           (the ad-hoc worker, under the same watchdog as the schedule)
+ *   GET  /v1/queries/stats  per-query runs, time, rows, errors, watchdog kills, denylist,
+ *                           outbox and sink counters (also mirrored into /metrics)
+ */
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { errorBody } from "../../core/control/errors.ts";
+import type { RouteExtension } from "../../core/control/extensions.ts";
+import { COMMON_ERRORS, errorResponses } from "../../core/control/schemas.ts";
+import { isOutpostError } from "../../core/errors.ts";
+import { currentResultsService } from "./service.ts";
+
+const TYPE = "ScheduledQueryPack";
+
+const RunStatsSchema = z.object({
+  wallMs: z.number(),
+  cpuMs: z.number().openapi({ description: "Worker CPU time (user + system) spent on the query" }),
+  peakMemoryBytes: z
+    .number()
+    .openapi({ description: "Largest resident growth of the worker during the query" }),
+});
+
+export const QueryResultSchema = z
+  .object({
+    engine: z.enum(["embedded", "osqueryd"]),
+    columns: z.array(z.string()),
+    rows: z
+      .array(z.record(z.string(), z.string()))
+      .openapi({ description: "osquery style: every value a string" }),
+    rowCount: z.number().int(),
+    truncated: z.boolean(),
+    warnings: z.array(z.string()),
+    stats: RunStatsSchema,
+  })
+  .openapi("QueryResult");
+
+const queryRoute = createRoute({
+  method: "post",
+  path: "/query",
+  tags: ["queries"],
+  summary: "Run an ad-hoc osquery-style SQL query on this host",
+  description:
+    "Runs on the query host's ad-hoc worker under the scheduled queries' watchdog (memory, CPU, wall time). Only single SELECT/WITH/VALUES statements. 400: bad SQL or unknown table; 422: the watchdog killed the query (HND_QUERY_WATCHDOG); 429: too many ad-hoc queries waiting; 409: no ScheduledQueryPack content loaded.",
+  request: {
+    body: {
+      content: {
+        "application/json": {
+          schema: z.object({
+            sql: z.string().min(1).openapi({ example: "SELECT pid, name FROM processes" }),
+          }),
+        },
+      },
+      required: true,
+    },
+  },
+  responses: {
+    200: { description: "The rows", content: { "application/json": { schema: QueryResultSchema } } },
+    ...errorResponses(...COMMON_ERRORS, 400, 409, 422, 429, 503),
+  },
+});
+
+const QueryStatsSchema = z
+  .looseObject({
+    engine: z.string(),
+    totals: z.looseObject({
+      runs: z.number(),
+      rows: z.number(),
+      errors: z.number(),
+      watchdogKills: z.number(),
+    }),
+    queries: z.array(
+      z.looseObject({
+        name: z.string().openapi({ example: "pack_incident-response_crontab" }),
+        runs: z.number(),
+        rows: z.number(),
+        avgWallMs: z.number(),
+        errors: z.number(),
+        watchdogKills: z.number(),
+        denylistedUntil: z.string().nullable(),
+        denylistReason: z.string().nullable(),
+      }),
+    ),
+    delivery: z
+      .unknown()
+      .openapi({ description: "Result pipeline counters and per-sink statistics (null when not running)" }),
+  })
+  .openapi("QueryStats");
+
+const statsRoute = createRoute({
+  method: "get",
+  path: "/queries/stats",
+  tags: ["queries"],
+  summary: "Scheduled-query telemetry: runs, time, rows, watchdog kills, denylist, delivery",
+  responses: {
+    200: {
+      description: "Per-query statistics",
+      content: { "application/json": { schema: QueryStatsSchema } },
+    },
+    ...errorResponses(...COMMON_ERRORS, 409),
+  },
+});
+
+/** The query's fault → 400; the watchdog's verdict → 422; a full queue → 429; osqueryd away → 503. */
+function statusFor(code: string): ContentfulStatusCode | undefined {
+  if (["HND_QUERY_SQL", "HND_QUERY_REFUSED", "HND_QUERY_UNKNOWN_TABLE", "HND_QUERY_BAD_ARGS"].includes(code))
+    return 400;
+  if (code === "HND_QUERY_WATCHDOG") return 422;
+  if (code === "HND_QUERY_BUSY") return 429;
+  if (code === "HND_QUERY_OSQUERYD_UNAVAILABLE") return 503;
+  return undefined;
+}
+
+export function queryRoutes(): RouteExtension {
+  return {
+    name: TYPE,
+    mount(v1: OpenAPIHono, { api }) {
+      v1.openapi(queryRoute, async (c) => {
+        const { sql } = c.req.valid("json");
+        try {
+          const result = await api.call(TYPE, "query", { sql }, { signal: c.req.raw.signal });
+          return c.json(result as z.infer<typeof QueryResultSchema>, 200);
+        } catch (e) {
+          const status = isOutpostError(e) ? statusFor(e.code) : undefined;
+          if (!status) throw e;
+          return c.json(errorBody(e), status as 400);
+        }
+      });
+      v1.openapi(statsRoute, async (c) => {
+        const stats = (await api.call(TYPE, "stats", {}, { signal: c.req.raw.signal })) as Record<
+          string,
+          unknown
+        >;
+        const service = currentResultsService();
+        // Keep /metrics in step with what the caller is shown.
+        await service?.refreshMetrics(stats).catch(() => {});
+        const body = {
+          ...stats,
+          delivery: service
+            ? { ...service.counters, lastError: service.lastError, sinks: service.sinkStats() }
+            : null,
+        };
+        return c.json(body as z.infer<typeof QueryStatsSchema>, 200);
+      });
+    },
+  };
+}

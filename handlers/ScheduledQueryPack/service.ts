@@ -1,0 +1,290 @@
+/**
+ * The supervisor's half of the scheduled-query pipeline. The query host
+ * has no network (and may run in a private namespace), so results cross to
+ * the supervisor: this service pulls numbered result lines from the
+ * handler's outbox (`pull`), writes them to every sink — the rotating file
+ * and, when configured, the HTTP data-lake sink with its own disk queue —
+ * and acknowledges them (`ack`) only after every sink has them durably.
+ * Crashes anywhere in between repeat a batch; the sinks skip lines they
+ * already hold, so nothing is lost or stored twice (docs/queries.md).
+ *
+ * It also keeps the query host configured (engine, host identifier,
+ * watchdog defaults from the agent config) and mirrors per-query
+ * telemetry into the supervisor's Prometheus registry for GET /metrics.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AgentConfig } from "../../core/config.ts";
+import { describeError } from "../../core/errors.ts";
+import { log as rootLog } from "../../core/log.ts";
+import { metrics as defaultMetrics, type MetricsRegistry } from "../../core/metrics.ts";
+import type { ResultsSink, SinkStats } from "../../plugins/sinks/results.ts";
+import { RotatingFileSink } from "../../plugins/sinks/results-file.ts";
+import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
+import { type Settings, SettingsSchema, settingsHash } from "./settings.ts";
+
+const TYPE = "ScheduledQueryPack";
+
+export interface HandlerCaller {
+  call(type: string, method: string, args: unknown): Promise<unknown>;
+}
+
+export function settingsFromConfig(q: AgentConfig["query"]): Settings {
+  return SettingsSchema.parse({
+    engine: q.engine,
+    osquerySocket: q.osquerySocket,
+    ...(q.hostIdentifier ? { hostIdentifier: q.hostIdentifier } : {}),
+    eventFormat: q.eventFormat,
+    epoch: q.epoch,
+    watchdog: q.watchdog,
+  });
+}
+
+/** The sinks the config asks for: the rotating file (on by default) and the HTTP data lake (when a URL is set). */
+export function sinksFromConfig(config: AgentConfig): ResultsSink[] {
+  const r = config.query.results;
+  const base = join(config.stateDir, "query-results");
+  const sinks: ResultsSink[] = [];
+  if (r.file.enabled) {
+    sinks.push(
+      new RotatingFileSink({
+        path: r.file.path ?? join(base, "results.log"),
+        maxBytes: r.file.maxBytes,
+        maxFiles: r.file.maxFiles,
+      }),
+    );
+  }
+  if (r.http.url) {
+    const token = r.http.tokenFile ? readFileSync(r.http.tokenFile, "utf8").trim() : r.http.token;
+    sinks.push(
+      new HttpLakeSink({
+        url: r.http.url,
+        dir: join(base, "lake-queue"),
+        ...(token ? { token } : {}),
+        gzip: r.http.gzip,
+        timeoutMs: r.http.timeoutSeconds * 1000,
+        queueMaxBytes: r.http.queueMaxBytes,
+        maxBackoffMs: r.http.maxBackoffSeconds * 1000,
+      }).start(),
+    );
+  }
+  return sinks;
+}
+
+interface PullResult {
+  settingsHash: string;
+  generation: string;
+  first: number;
+  lines: string[];
+  pending: number;
+}
+
+export interface ResultsServiceOptions {
+  api: HandlerCaller;
+  settings: Settings;
+  sinks: ResultsSink[];
+  /** Pause between pulls when the outbox had less than a batch. */
+  flushMs?: number;
+  batchLines?: number;
+  /** How often per-query stats are mirrored into /metrics. */
+  statsMs?: number;
+  metrics?: MetricsRegistry;
+}
+
+let current: ResultsService | undefined;
+
+/** The running service (for GET /v1/queries/stats), if any. */
+export function currentResultsService(): ResultsService | undefined {
+  return current;
+}
+
+export class ResultsService {
+  readonly name = "query-results";
+  private readonly log = rootLog.child({ component: "query-results" });
+  private readonly flushMs: number;
+  private readonly batchLines: number;
+  private readonly statsMs: number;
+  private readonly expectedHash: string;
+  private stopped = true;
+  private wake?: () => void;
+  private loop?: Promise<void>;
+  private statsTimer?: ReturnType<typeof setInterval>;
+  private readonly previous = new Map<string, number>();
+  private readonly m;
+  readonly counters = { pulls: 0, lines: 0, configures: 0, errors: 0 };
+  lastError: string | null = null;
+
+  constructor(private readonly opts: ResultsServiceOptions) {
+    this.flushMs = opts.flushMs ?? 2000;
+    this.batchLines = opts.batchLines ?? 5000;
+    this.statsMs = opts.statsMs ?? 15_000;
+    this.expectedHash = settingsHash(opts.settings);
+    const reg = opts.metrics ?? defaultMetrics;
+    this.m = {
+      runs: reg.counter("outpost_query_runs_total", "Scheduled query runs, by query"),
+      rows: reg.counter("outpost_query_rows_total", "Rows returned by scheduled queries, by query"),
+      seconds: reg.counter("outpost_query_seconds_total", "Wall time spent in scheduled queries, by query"),
+      errors: reg.counter("outpost_query_errors_total", "Scheduled query failures (SQL, engine), by query"),
+      kills: reg.counter("outpost_query_watchdog_kills_total", "Queries killed by the watchdog, by query"),
+      denylisted: reg.gauge(
+        "outpost_query_denylisted",
+        "1 while a query is denylisted after a watchdog kill",
+      ),
+      pending: reg.gauge(
+        "outpost_query_outbox_pending_lines",
+        "Result lines waiting in the query host's outbox",
+      ),
+      sinkLines: reg.counter(
+        "outpost_query_results_lines_total",
+        "Result lines per sink and outcome (accepted, delivered, dropped)",
+      ),
+      sinkQueue: reg.gauge(
+        "outpost_query_sink_queued_bytes",
+        "Bytes waiting in a results sink's delivery queue",
+      ),
+    };
+  }
+
+  start(): this {
+    if (!this.stopped) return this;
+    this.stopped = false;
+    current = this;
+    this.loop = this.run();
+    this.statsTimer = setInterval(() => {
+      this.refreshMetrics().catch(() => {});
+    }, this.statsMs);
+    (this.statsTimer as { unref?: () => void }).unref?.();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.wake?.();
+    await this.loop;
+    // A last pull so what the host produced before shutdown is not left waiting a whole restart.
+    await this.pumpOnce({ drain: true }).catch(() => {});
+    await Promise.all(this.opts.sinks.map((s) => s.close()));
+    if (current === this) current = undefined;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      let wait = this.flushMs;
+      try {
+        const r = await this.pumpOnce();
+        // A full batch means more is waiting: keep going without a pause.
+        if (r.moved >= this.batchLines) wait = 0;
+      } catch (e) {
+        const d = describeError(e);
+        // No content installed yet is the normal idle state, not an error.
+        if (d.code !== "HND_NOT_LOADED") {
+          this.counters.errors++;
+          this.lastError = `${d.code}: ${d.message}`;
+          this.log.warn("collecting query results failed", d);
+        }
+      }
+      if (wait > 0 && !this.stopped) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, wait);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    }
+  }
+
+  /**
+   * One pull → sinks → ack round; returns the lines moved. Without `drain`
+   * the host holds lines back until a batch is full or the oldest line has
+   * waited flushMs, so the data lake gets fewer, larger requests.
+   */
+  async pumpOnce(opts: { drain?: boolean } = {}): Promise<{ moved: number; pending: number }> {
+    const api = this.opts.api;
+    const r = (await api.call(TYPE, "pull", {
+      max: this.batchLines,
+      minLines: opts.drain ? 0 : this.batchLines,
+      maxWaitMs: opts.drain ? 0 : this.flushMs,
+    })) as PullResult;
+    this.counters.pulls++;
+    if (r.settingsHash !== this.expectedHash) {
+      await api.call(TYPE, "configure", this.opts.settings);
+      this.counters.configures++;
+    }
+    if (r.lines.length === 0) {
+      this.m.pending.set(undefined, r.pending);
+      return { moved: 0, pending: r.pending };
+    }
+    const batch = { generation: r.generation, first: r.first, lines: r.lines };
+    for (const sink of this.opts.sinks) await sink.write(batch);
+    await api.call(TYPE, "ack", { generation: r.generation, upTo: r.first + r.lines.length - 1 });
+    this.counters.lines += r.lines.length;
+    this.m.pending.set(undefined, r.pending - r.lines.length);
+    return { moved: r.lines.length, pending: r.pending - r.lines.length };
+  }
+
+  sinkStats(): SinkStats[] {
+    return this.opts.sinks.map((s) => s.stats());
+  }
+
+  /** Mirrors the handler's per-query counters and the sinks' into the Prometheus registry. */
+  async refreshMetrics(stats?: unknown): Promise<unknown> {
+    const s = (stats ?? (await this.opts.api.call(TYPE, "stats", {}))) as {
+      queries: {
+        name: string;
+        runs: number;
+        rows: number;
+        wallMsTotal: number;
+        errors: number;
+        watchdogKills: number;
+        denylistedUntil: string | null;
+      }[];
+      outbox: { pending: number };
+    };
+    for (const q of s.queries) {
+      const labels = { query: q.name };
+      this.bump(this.m.runs, labels, `runs:${q.name}`, q.runs);
+      this.bump(this.m.rows, labels, `rows:${q.name}`, q.rows);
+      this.bump(this.m.seconds, labels, `sec:${q.name}`, q.wallMsTotal / 1000);
+      this.bump(this.m.errors, labels, `err:${q.name}`, q.errors);
+      this.bump(this.m.kills, labels, `kill:${q.name}`, q.watchdogKills);
+      this.m.denylisted.set(labels, q.denylistedUntil ? 1 : 0);
+    }
+    this.m.pending.set(undefined, s.outbox.pending);
+    for (const st of this.sinkStats()) {
+      const sink = st.name;
+      this.bump(this.m.sinkLines, { sink, outcome: "accepted" }, `acc:${sink}`, st.acceptedLines);
+      this.bump(this.m.sinkLines, { sink, outcome: "delivered" }, `del:${sink}`, st.deliveredLines);
+      this.bump(this.m.sinkLines, { sink, outcome: "dropped" }, `drop:${sink}`, st.droppedLines);
+      this.m.sinkQueue.set({ sink }, st.queuedBytes);
+    }
+    return s;
+  }
+
+  /** Counters only go up: a value that fell (the query host restarted) restarts the delta from zero. */
+  private bump(
+    c: { inc(labels?: Record<string, string>, by?: number): void },
+    labels: Record<string, string>,
+    key: string,
+    value: number,
+  ): void {
+    const before = this.previous.get(key) ?? 0;
+    const delta = value >= before ? value - before : value;
+    if (delta > 0) c.inc(labels, delta);
+    this.previous.set(key, value);
+  }
+}
+
+/** What the entry point starts beside `agent run` (see docs/queries.md, "Wiring"). */
+export function queryResultsService(ctx: { api: HandlerCaller; config: AgentConfig }): ResultsService {
+  return new ResultsService({
+    api: ctx.api,
+    settings: settingsFromConfig(ctx.config.query),
+    sinks: sinksFromConfig(ctx.config),
+    flushMs: ctx.config.query.results.flushSeconds * 1000,
+    batchLines: ctx.config.query.results.batchLines,
+  });
+}

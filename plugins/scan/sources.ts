@@ -1,0 +1,118 @@
+/**
+ * Where scanned bytes come from, on the requester's side (the scanner
+ * itself may open nothing): files and directory trees, and the readable
+ * memory of a process through /proc/PID/maps and /proc/PID/mem. Reading a
+ * process's memory needs ptrace access to it — root, or the same user with
+ * Yama's ptrace_scope permitting — which is why it happens here and not in
+ * the unprivileged scanner.
+ */
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export interface FileTarget {
+  path: string;
+  size: number;
+}
+
+export interface SourceError {
+  path: string;
+  code: string;
+  message: string;
+}
+
+/** Pseudo-filesystems a recursive scan does not descend into (name them explicitly to scan them). */
+export const PSEUDO_FS = ["/proc", "/sys", "/dev", "/run"];
+
+/**
+ * Lists the regular files under `targets` (recursively for directories).
+ * Symbolic links are not followed (a link could lead a scan in circles or
+ * out of the tree it was asked to cover); devices, FIFOs and sockets are
+ * skipped; unreadable entries are reported, not fatal.
+ */
+export function listFiles(targets: string[], errors: SourceError[], onFile?: (t: FileTarget) => void): FileTarget[] {
+  const out: FileTarget[] = [];
+  const push = (t: FileTarget) => {
+    out.push(t);
+    onFile?.(t);
+  };
+  const visit = (path: string, explicit: boolean) => {
+    let st: ReturnType<typeof lstatSync>;
+    try {
+      st = lstatSync(path);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      errors.push({ path, code: err.code ?? "EIO", message: err.message });
+      return;
+    }
+    if (st.isFile()) {
+      push({ path, size: st.size });
+      return;
+    }
+    if (!st.isDirectory()) return;
+    if (!explicit && PSEUDO_FS.includes(path)) return;
+    let names: string[];
+    try {
+      names = readdirSync(path).sort();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      errors.push({ path, code: err.code ?? "EIO", message: err.message });
+      return;
+    }
+    for (const n of names) visit(join(path, n), false);
+  };
+  for (const t of targets) visit(resolve(t), true);
+  return out;
+}
+
+/** Reads `length` bytes at `position`; fewer at end of file. */
+export function readAt(fd: number, position: number, length: number): Uint8Array {
+  const buf = new Uint8Array(length);
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+export function withFd<T>(path: string, fn: (fd: number) => T): T {
+  const fd = openSync(path, "r");
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface MemoryRegion {
+  start: number;
+  end: number;
+  perms: string;
+  offset: number;
+  path: string;
+}
+
+/** Kernel-provided pages that cannot (or need not) be read through /proc/PID/mem. */
+const SKIP = new Set(["[vvar]", "[vvar_vclock]", "[vsyscall]"]);
+
+export function readableRegions(pid: number): MemoryRegion[] {
+  const maps = readFileSync(`/proc/${pid}/maps`, "utf8");
+  const out: MemoryRegion[] = [];
+  for (const line of maps.split("\n")) {
+    const m = line.match(/^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+([0-9a-f]+)\s+\S+\s+\d+\s*(.*)$/);
+    if (!m) continue;
+    const [, s, e, perms, off, path] = m as unknown as [string, string, string, string, string, string];
+    if (perms[0] !== "r" || SKIP.has(path.trim())) continue;
+    const start = Number.parseInt(s, 16);
+    const end = Number.parseInt(e, 16);
+    // Addresses beyond 2^53 cannot be file positions for readSync; user space stays far below.
+    if (!Number.isSafeInteger(end) || end <= start) continue;
+    out.push({ start, end, perms, offset: Number.parseInt(off, 16), path: path.trim() });
+  }
+  return out;
+}
+
+export function regionName(pid: number, r: MemoryRegion): string {
+  return `pid:${pid}:${r.start.toString(16)}-${r.end.toString(16)} ${r.perms}${r.path ? ` ${r.path}` : ""}`;
+}
