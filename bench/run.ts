@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 
-const benches = [["startup.ts"], ["verify-install.ts", "--runs", "3"], ["hmpa.ts"]];
+const benches = [["startup.ts"], ["verify-install.ts", "--runs", "3"], ["hmpa.ts"], ["control-plane.ts"]];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);
   const r = Bun.spawnSync([process.execPath, join(import.meta.dir, file!), ...args], {

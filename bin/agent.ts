@@ -25,7 +25,12 @@ setAgentWiring({
     );
   },
   routes: () =>
-    import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
+    Promise.all([
+      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
+      import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
+    ]).then((lists) => lists.flat()),
+  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
+  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
 });
 
 const main = defineCommand({
@@ -52,6 +57,12 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
     "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
+    scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
+    rep: () =>
+      Promise.all([
+        import("../handlers/LocalRepData/cli-rep.ts"),
+        import("../core/cli/agent/session.ts"),
+      ]).then(([rep, session]) => session.handlerCommand(rep.makeRepCommand)),
   },
 });
 

@@ -26,6 +26,10 @@ const main = defineCommand({
     release: () => import("../core/cli/contentctl/release.ts").then((m) => m.default),
     "hmpa-build": () => import("../handlers/Hmpa_data/cli.ts").then((m) => m.default),
     lake: () => import("../plugins/sinks/lake-cli.ts").then((m) => m.default),
+    datasets: () => import("../handlers/DatasetA/cli-pack.ts").then((m) => m.default),
+    rep: () => import("../handlers/LocalRepData/cli-build.ts").then((m) => m.default),
+    sxl: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.sxlCommand),
+    samples: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.samplesCommand),
   },
 });
 

@@ -4,12 +4,19 @@
  */
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
+import { datasetAHandler } from "./DatasetA/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
+import { localRepDataHandler } from "./LocalRepData/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
-  return [hmpaDataHandler as ContentHandler, scheduledQueryPackHandler as ContentHandler];
+  return [
+    hmpaDataHandler as ContentHandler,
+    scheduledQueryPackHandler as ContentHandler,
+    datasetAHandler as ContentHandler,
+    localRepDataHandler as ContentHandler,
+  ];
 }
 
 export function defaultRegistry(): HandlerRegistry {

@@ -173,6 +173,8 @@ async function checkAgentLoads(
   const config = parseConfig({
     stateDir: state,
     update: { repo: vendor.repo, group: TEST_GROUP, trust: vendor.trustPath, enabled: false },
+    // This file is about the store; host processes are covered by test/host/ (and cost a spawn per run).
+    hosts: { isolation: "in-process" },
   });
   const agent = new Agent({ config, registry: defaultRegistry() });
   await agent.start();

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { TrustStore } from "../../core/crypto/cms.ts";
 import { initKeys, KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
+import { log } from "../../core/log.ts";
 import { packDirectory } from "../../core/package/pack.ts";
 import { DEFAULT_GROUPS } from "../../core/release/config.ts";
 import { publish } from "../../core/repo/publish.ts";
@@ -34,6 +35,9 @@ import {
 import { type Nginx, type OriginStats, startNginx } from "./nginx.ts";
 import { FleetScenario, type ReleaseOutcome, type ScenarioGroup } from "./scenario.ts";
 import { FleetSim, SIM_TYPE, SimAgent, seededRandom, simPayload } from "./sim.ts";
+
+// Imports are evaluated before the assignment above; the logger must be told directly.
+log.setStderr(false);
 
 const { values } = parseArgs({
   options: {
@@ -148,6 +152,7 @@ async function stagedRollout(root: string, keysDir: string) {
     seed: SEED,
     transport: () => new CountingTransport(new HttpTransport(nginx.url), meter),
     concurrency: 64,
+    tickEverySteps: 10,
   });
   clock = () => scenario.sim.now;
   const outcomes: { name: string; outcome: ReleaseOutcome; origin: ReturnType<typeof originSummary> }[] = [];

@@ -12,6 +12,7 @@ import { sha256Hex } from "../../core/crypto/digest.ts";
 import { KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
 import { packDirectory } from "../../core/package/pack.ts";
 import { parseReleaseConfig, type ReleaseConfigInput } from "../../core/release/config.ts";
+import { isAffected } from "../../core/release/health.ts";
 import { type ReleaseServer, serveRelease } from "../../core/release/server.ts";
 import { publish } from "../../core/repo/publish.ts";
 import type { Transport } from "../../core/update/transport.ts";
@@ -70,7 +71,6 @@ const TOKEN = "simulation-token-0123456789abcdef";
 export class FleetScenario {
   readonly sim: FleetSim;
   readonly repo: string;
-  private troubleAt: number | null = null;
   private trouble = false;
 
   private constructor(
@@ -141,7 +141,6 @@ export class FleetScenario {
 
   private noteTrouble(): void {
     this.trouble = true;
-    this.troubleAt ??= this.sim.now;
   }
 
   async pack(version: number, crashRate: number): Promise<Uint8Array> {
@@ -179,13 +178,13 @@ export class FleetScenario {
     const file = join(this.opts.root, `${SIM_TYPE}-${version}.tar`);
     writeFileSync(file, await this.pack(version, crashRate));
     const startedAt = this.sim.now;
-    this.troubleAt = null;
     this.trouble = false;
     await engine.start({ type: SIM_TYPE, version, packageFile: file });
     const id = `${SIM_TYPE}-${version}`;
     let steps = 0;
     let endedAt: number | null = null;
     let allAgentsAt: number | null = null;
+    let firstAffectedAt: number | null = null;
     const every = this.opts.tickEverySteps ?? 5;
     const cyclesBefore = this.sim.cycles;
     const deadline = startedAt + deadlineHours * 3600_000;
@@ -197,13 +196,22 @@ export class FleetScenario {
         return allAgentsAt !== null;
       }
       steps++;
+      if (firstAffectedAt === null && this.trouble) {
+        for (const a of this.server.fleet.agents()) {
+          if (isAffected(a, SIM_TYPE, version)) {
+            firstAffectedAt = now;
+            break;
+          }
+        }
+      }
       if (this.trouble || steps % every === 0) {
         this.trouble = false;
         await this.server.tick();
         await operatorStep(engine, now);
+        // A release only changes state in a tick; looking after each one is enough.
+        const r = active();
+        if (r && r.status !== "active") endedAt = now;
       }
-      const r = active();
-      if (r && r.status !== "active") endedAt = now;
       if (allAgentsAt === null && crashRate === 0 && this.sim.agents.every((a) => a.version === version))
         allAgentsAt = now;
       return endedAt !== null && (crashRate > 0 || allAgentsAt !== null);
@@ -231,7 +239,7 @@ export class FleetScenario {
       installedBy,
       installedTotal: Object.values(installedBy).reduce((a, b) => a + b, 0),
       fleet: this.sim.agents.length,
-      firstTroubleAt: this.troubleAt,
+      firstTroubleAt: firstAffectedAt,
       abortedAt: r?.abort ? Date.parse(r.abort.at) : null,
       cycles: this.sim.cycles - cyclesBefore,
     };

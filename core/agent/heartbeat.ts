@@ -45,7 +45,16 @@ export interface HeartbeatOptions {
   urgentSpacingMs?: number;
 }
 
-export const DEFAULT_CRASH_EVENTS = ["handler-crashed", "handler-crash-loop"] as const;
+/**
+ * What the handler host emits (core/host/manager.ts): `host-crashed` names the
+ * host group, `crash-loop` and `handler-failed` the content type.
+ */
+export const DEFAULT_CRASH_EVENTS = [
+  "host-crashed",
+  "crash-loop",
+  "handler-failed",
+  "handler-crashed",
+] as const;
 const MAX_ROLLBACKS_KEPT = 8;
 const MAX_REJECTIONS_KEPT = 8;
 
@@ -128,8 +137,7 @@ export class HeartbeatReporter {
     if (e.type === "content-installed" && typeof e.contentType === "string") {
       this.crashes.delete(e.contentType);
     } else if (this.crashEvents.has(e.type)) {
-      const t = typeof e.contentType === "string" ? e.contentType : undefined;
-      if (t) this.crashes.set(t, (this.crashes.get(t) ?? 0) + 1);
+      for (const t of this.crashedTypes(e)) this.crashes.set(t, (this.crashes.get(t) ?? 0) + 1);
     } else if (e.type === "content-rolled-back" && typeof e.contentType === "string") {
       const list = this.rollbacks.get(e.contentType) ?? [];
       list.push({
@@ -149,6 +157,20 @@ export class HeartbeatReporter {
       if (this.lastRejections.length > MAX_REJECTIONS_KEPT) this.lastRejections.shift();
     } else if (e.type === "update-finished") {
       this.track(this.send());
+    }
+  }
+
+  /** The content types a crash event concerns: named directly, or every type served by the crashed host group. */
+  private crashedTypes(e: AgentEvent): string[] {
+    if (typeof e.contentType === "string") return [e.contentType];
+    if (typeof e.group !== "string") return [];
+    try {
+      return this.source
+        .status()
+        .content.filter((c) => c.host?.group === e.group && c.version !== null)
+        .map((c) => c.type);
+    } catch {
+      return [];
     }
   }
 

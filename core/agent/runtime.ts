@@ -123,6 +123,7 @@ export class Agent implements AgentApi {
                 reason: `host ${e.group} crashed ${e.crashes} times in ${opts.config.hosts.crashLoop.windowSeconds} s with no recent content to blame (last: ${e.detail})`,
               }),
             command: opts.hosts?.command,
+            now: () => this.now().getTime(),
           });
   }
 
@@ -202,7 +203,8 @@ export class Agent implements AgentApi {
     const view = this.store.view(record);
     await this.host.validate(type, view);
     const prepared = await this.host.prepare(type, view);
-    await this.host.commit(prepared);
+    const installedAt = Date.parse(record.installedAt);
+    await this.host.commit(prepared, Number.isNaN(installedAt) ? {} : { activatedAt: installedAt });
   }
 
   private async recoverFromLkg(

@@ -4,7 +4,7 @@
  * cannot grow the label set), method and status; time to response headers
  * by route; and process gauges refreshed when /metrics is scraped.
  */
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context } from "hono";
 import { matchedRoutes } from "hono/route";
 import { metrics } from "../metrics.ts";
 import { COMMIT, VERSION } from "../version.ts";
@@ -44,38 +44,34 @@ type Bound = { count: { inc(): void }; latency: { observe(v: number): void } };
 /**
  * Label sets are few (routes × methods × statuses) and the same ones recur
  * on every request, so each gets its bound series once: the per-request
- * cost is a map lookup, not a label-key computation.
+ * cost is two map lookups, not a label-key computation.
  */
-const bound = new Map<string, Bound>();
-const latencyByRoute = new Map<string, { observe(v: number): void }>();
+const byRoute = new Map<
+  string,
+  { latency: { observe(v: number): void }; byCall: Map<string | number, Bound> }
+>();
 
 function seriesFor(route: string, method: string, status: number): Bound {
-  const k = `${route} ${method} ${status}`;
-  let b = bound.get(k);
+  let r = byRoute.get(route);
+  if (!r) {
+    r = { latency: latency.bind({ route }), byCall: new Map() };
+    byRoute.set(route, r);
+  }
+  const call = method === "GET" ? status : `${method}${status}`;
+  let b = r.byCall.get(call);
   if (!b) {
-    let l = latencyByRoute.get(route);
-    if (!l) {
-      l = latency.bind({ route });
-      latencyByRoute.set(route, l);
-    }
-    b = { count: requests.bind({ route, method, status: String(status) }), latency: l };
-    bound.set(k, b);
+    b = { count: requests.bind({ route, method, status: String(status) }), latency: r.latency };
+    r.byCall.set(call, b);
   }
   return b;
 }
 
-export function httpMetrics(): MiddlewareHandler {
-  return async (c, next) => {
-    const started = performance.now();
-    try {
-      await next();
-    } finally {
-      const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
-      const b = seriesFor(routeLabel(c), method, c.res.status);
-      b.count.inc();
-      b.latency.observe((performance.now() - started) / 1000);
-    }
-  };
+/** Counts a finished request (its response set on `c`) that started at `started` (performance.now()). */
+export function recordRequest(c: Context, started: number): void {
+  const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
+  const b = seriesFor(routeLabel(c), method, c.res.status);
+  b.count.inc();
+  b.latency.observe((performance.now() - started) / 1000);
 }
 
 export function refreshProcessGauges(): void {

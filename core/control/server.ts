@@ -6,9 +6,8 @@
  * through the single error mapping in `onError`; every route is described
  * by zod schemas, from which `GET /v1/openapi.json` is generated.
  *
- * Order of the gates, outermost first: metrics (so refusals are counted),
- * Host header (DNS rebinding: a web page cannot talk to 127.0.0.1 through a
- * name it controls), token, body limit, then the route's own validation.
+ * Every request first passes `gate` (metrics, Host header, token, body
+ * limit), then the route's own zod validation.
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
@@ -27,7 +26,7 @@ import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
 import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
 import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
-import { httpMetrics } from "./http-metrics.ts";
+import { recordRequest } from "./http-metrics.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
 import { type EventStreamOptions, EventStreams, eventRoutes } from "./routes/events.ts";
@@ -69,13 +68,28 @@ function validationHook(
 
 const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
 
+/** The one mapping from a thrown error to the JSON error response. */
+function errorResponse(err: unknown, c: Context): Response {
+  if (err instanceof HTTPException) {
+    const code = codeForHttpStatus(err.status);
+    return c.json({ error: { code, message: err.message || `HTTP ${err.status}` } }, err.status);
+  }
+  const body = errorBody(err);
+  const status = httpStatusFor(body.error.code);
+  if (status >= 500)
+    log.child({ component: "control" }).error("request failed", { path: c.req.path, ...body.error });
+  return c.json(body, status);
+}
+
 /**
- * The checks every request passes, in one middleware (each layer costs on
- * the hot path): the Host header must be a loopback name unless remote
- * access is allowed — a DNS-rebinding page reaches 127.0.0.1 through a name
- * it controls, a local client always sends a loopback one; the token, for
- * everything but the liveness probe; the body limit, for requests that can
- * carry a body.
+ * What every request passes, in one middleware because each layer costs
+ * on the hot path:
+ * - metrics, around everything, so refusals are counted too;
+ * - the Host header must be a loopback name unless remote access is
+ *   allowed: a DNS-rebinding page reaches 127.0.0.1 through a name it
+ *   controls, while a local client always sends a loopback one;
+ * - the token, for everything but the liveness probe;
+ * - the body limit, for requests that can carry a body.
  */
 function gate(opts: { token: string; maxSize: number; allowRemote: boolean }): MiddlewareHandler {
   const tokenOk = tokenChecker(opts.token);
@@ -87,24 +101,32 @@ function gate(opts: { token: string; maxSize: number; allowRemote: boolean }): M
     },
   });
   return async (c, next) => {
-    if (!opts.allowRemote) {
-      // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
-      const host = c.req.header("host") ?? new URL(c.req.url).host;
-      if (!LOOPBACK_HOST.test(host)) {
-        throw new ControlError(
-          "CTL_FORBIDDEN_HOST",
-          `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
-        );
+    const started = performance.now();
+    try {
+      if (!opts.allowRemote) {
+        // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
+        const host = c.req.header("host") ?? new URL(c.req.url).host;
+        if (!LOOPBACK_HOST.test(host)) {
+          throw new ControlError(
+            "CTL_FORBIDDEN_HOST",
+            `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
+          );
+        }
       }
+      const method = c.req.method;
+      const bodiless = method === "GET" || method === "HEAD";
+      if (!(bodiless && c.req.path === "/v1/health") && !tokenOk(c.req.header("authorization"))) {
+        c.header("WWW-Authenticate", 'Bearer realm="outpost-agent"');
+        throw unauthorized();
+      }
+      if (bodiless) await next();
+      else await limit(c, next);
+    } catch (e) {
+      // Errors from the routes were mapped further in; these are the gate's own refusals.
+      c.res = errorResponse(e, c);
+    } finally {
+      recordRequest(c, started);
     }
-    const method = c.req.method;
-    const bodiless = method === "GET" || method === "HEAD";
-    if (!(bodiless && c.req.path === "/v1/health") && !tokenOk(c.req.header("authorization"))) {
-      c.header("WWW-Authenticate", 'Bearer realm="outpost-agent"');
-      throw unauthorized();
-    }
-    if (bodiless) await next();
-    else await limit(c, next);
   };
 }
 
@@ -122,23 +144,12 @@ const openApiRoute = createRoute({
 export function buildControlApp(api: AgentApi, opts: ControlAppOptions): ControlApp {
   const maxSize = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const app = new OpenAPIHono({ defaultHook: validationHook });
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      const code = codeForHttpStatus(err.status);
-      return c.json({ error: { code, message: err.message || `HTTP ${err.status}` } }, err.status);
-    }
-    const body = errorBody(err);
-    const status = httpStatusFor(body.error.code);
-    if (status >= 500)
-      log.child({ component: "control" }).error("request failed", { path: c.req.path, ...body.error });
-    return c.json(body, status);
-  });
+  app.onError(errorResponse);
   app.notFound((c) => {
     const err = new ControlError("CTL_NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`);
     return c.json(errorBody(err), 404);
   });
 
-  app.use("*", httpMetrics());
   app.use("*", gate({ token: opts.token, maxSize, allowRemote: opts.allowRemote ?? false }));
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });

@@ -37,9 +37,16 @@ export class StatusCache {
     this.generation++;
   }
 
+  /** The cached JSON text when it is still valid (no promise: the hot path stays synchronous). */
+  fresh(): string | undefined {
+    if (this.json !== undefined && this.now() - this.builtAt < this.maxAgeMs) return this.json;
+    return undefined;
+  }
+
   /** AgentStatus as JSON text, from the cache when it is still valid. */
   async get(): Promise<string> {
-    if (this.json !== undefined && this.now() - this.builtAt < this.maxAgeMs) return this.json;
+    const fresh = this.fresh();
+    if (fresh !== undefined) return fresh;
     // Concurrent misses share one build: a burst of pollers costs one status().
     this.building ??= this.build().finally(() => {
       this.building = undefined;

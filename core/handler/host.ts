@@ -51,8 +51,13 @@ export interface HandlerHost {
   validate(type: string, view: ContentView): Promise<void>;
   /** Loads content beside whatever is live; the live object is untouched. */
   prepare(type: string, view: ContentView): Promise<Prepared>;
-  /** Makes prepared content live and releases the previous one. Call only after the store committed. */
-  commit(prepared: Prepared): Promise<void>;
+  /**
+   * Makes prepared content live and releases the previous one. Call only
+   * after the store committed. `activatedAt` (ms) is when that content became
+   * current — now, unless it is installed content loaded again at start-up;
+   * crash-loop rollback only blames recently activated content.
+   */
+  commit(prepared: Prepared, opts?: { activatedAt?: number }): Promise<void>;
   /** Drops prepared content that will not go live (validation or commit failed). */
   discard(prepared: Prepared): Promise<void>;
   markFailed(type: string, error: unknown): void;

@@ -284,10 +284,10 @@ export class HostManager implements HandlerHost {
     return { type, version: view.version, live: token };
   }
 
-  async commit(prepared: Prepared): Promise<void> {
+  async commit(prepared: Prepared, opts: { activatedAt?: number } = {}): Promise<void> {
     const { slot, g } = this.lookup(prepared.type);
     const token = prepared.live as PreparedToken;
-    slot.desired = { view: token.view, version: prepared.version, activatedAt: this.now() };
+    slot.desired = { view: token.view, version: prepared.version, activatedAt: opts.activatedAt ?? this.now() };
     slot.error = undefined;
     slot.state = "loaded";
     slot.version = prepared.version;
@@ -510,6 +510,7 @@ export class HostManager implements HandlerHost {
   private start(g: GroupRec): Promise<HostProcess> {
     if (g.ready) return g.ready;
     this.setState(g, g.restarts > 0 || g.lastCrash ? "restarting" : "starting");
+    const epochBefore = g.epoch;
     const ready = (async () => {
       const proc = await this.launch(g);
       try {
@@ -527,8 +528,9 @@ export class HostManager implements HandlerHost {
     g.ready = ready;
     ready.catch((e) => {
       if (g.ready === ready) g.ready = undefined;
-      // No process ever ran (spawn or set-up failed): supervise it like a crash.
-      if (!g.proc && !this.stopping && g.state !== "stopped") {
+      // No process ever ran (spawn or set-up failed): supervise it like a crash. A process that ran
+      // reported its own exit already.
+      if (g.epoch === epochBefore && !this.stopping && g.state !== "stopped") {
         this.recordCrash(g, {
           at: new Date(this.now()).toISOString(),
           pid: 0,
@@ -582,7 +584,9 @@ export class HostManager implements HandlerHost {
       }
     }
     const log = this.opts.log.child({ component: "host", group: g.name });
-    const proc = new HostProcess({
+    // biome-ignore lint/style/useConst: the exit callback needs the instance it belongs to
+    let proc: HostProcess;
+    proc = new HostProcess({
       group: g.name,
       argv: launch.argv,
       env: hostEnv(workDir),
@@ -601,12 +605,12 @@ export class HostManager implements HandlerHost {
       onProtocolError: (p) => this.protocolError(g, p, log),
       onSample: (s) => rssBytes.set({ group: g.name }, s.rssBytes),
       onHeartbeat: (s) => this.applyStatus(s),
+      onExit: (exit) => this.onExit(g, proc, exit),
     });
     g.proc = proc;
     g.epoch += 1;
     g.staged.clear();
     g.startedAt = this.now();
-    void proc.exited.then((exit) => this.onExit(g, proc, exit));
     const initArgs: InitArgs = {
       group: g.name,
       workDir,

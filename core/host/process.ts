@@ -49,6 +49,8 @@ export interface HostProcessOptions {
   onProtocolError(p: ProtocolProblem): void;
   onSample?(s: ProcSample): void;
   onHeartbeat?(status: unknown): void;
+  /** Called once when the child has ended, before its pending requests are failed (so the owner still sees them). */
+  onExit?(exit: HostExit): void;
 }
 
 const STDERR_TAIL = 20;
@@ -265,6 +267,11 @@ export class HostProcess {
       detail: detail === how ? how : `${detail} (${how})`,
       stderrTail: [...this.tail],
     };
+    try {
+      this.opts.onExit?.(exit);
+    } catch (e) {
+      this.opts.log.error("host exit handler failed", { group: this.opts.group, error: String(e) });
+    }
     this.channel.close(
       new HandlerError("HND_HOST_CRASHED", `host ${this.opts.group}: ${exit.detail}`, {
         details: { group: this.opts.group, reason, code, signal },

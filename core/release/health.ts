@@ -66,7 +66,10 @@ export function isAffected(agent: FleetAgent, type: string, version: number): bo
   const c = agent.content[type];
   if (!c) return false;
   if (c.bad.includes(version) || c.rolledBackFrom.includes(version)) return true;
-  return c.version === version && (c.crashes > 0 || c.state === "failed" || agent.health === "red");
+  return (
+    c.version === version &&
+    (c.crashes > 0 || c.state === "failed" || c.state === "crash-looping" || agent.health === "red")
+  );
 }
 
 export function isExposed(agent: FleetAgent, type: string, version: number): boolean {

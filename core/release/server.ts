@@ -109,10 +109,18 @@ export function fleetApp(deps: FleetAppDeps): Hono {
   return app;
 }
 
+/** Red, crashing, or rolled back within the last hour (older rollbacks stay listed but are news no more). */
 function reportsTrouble(hb: Heartbeat): boolean {
+  const recent = Date.parse(hb.sentAt) - 3600_000;
   return (
     hb.health === "red" ||
-    hb.content.some((c) => c.crashes > 0 || c.rollbacks.length > 0 || c.handlerState === "failed")
+    hb.content.some(
+      (c) =>
+        c.crashes > 0 ||
+        c.handlerState === "failed" ||
+        c.handlerState === "crash-looping" ||
+        c.rollbacks.some((r) => Date.parse(r.at) >= recent),
+    )
   );
 }
 

@@ -4,13 +4,13 @@
  * abort, and validated by the agent's parser.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isOutpostError } from "../errors.ts";
 import { makePackage, makeSigner, TEST_NOW, type TestPackage, type TestSigner } from "../store/testkit.ts";
-import { parseIndex, serializeIndex } from "./index-format.ts";
-import { publish, readRepoIndex } from "./publish.ts";
+import { INDEX_PATH, parseIndex, serializeIndex } from "./index-format.ts";
+import { publish, readRepoIndex, resign } from "./publish.ts";
 
 let base: string;
 let signer: TestSigner;
@@ -103,5 +103,19 @@ describe("previous (N-1) entries", () => {
     expect(() => parseIndex(new TextEncoder().encode(JSON.stringify(extra)), "index.json")).toThrow(
       /IDX_INVALID|index invalid/,
     );
+  });
+
+  test("back-to-back publishes of a same-sized index never share a size+mtime-second validator (nginx ETag)", async () => {
+    await put(v1);
+    const file = join(repo, INDEX_PATH("stable"));
+    const seen = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const st = statSync(file);
+      seen.add(`${st.size}-${Math.floor(st.mtimeMs / 1000)}`);
+      await resign({ repo, group: "stable", keys: signer.keysDir, now: TEST_NOW });
+    }
+    const st = statSync(file);
+    seen.add(`${st.size}-${Math.floor(st.mtimeMs / 1000)}`);
+    expect(seen.size).toBe(4);
   });
 });

@@ -18,6 +18,8 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
+  utimesSync,
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
@@ -274,6 +276,7 @@ function writeIndexPair(repo: string, group: string, json: Uint8Array, p7s: Uint
   try {
     writeFileDurable(tmpJson, json);
     writeFileDurable(tmpSig, p7s);
+    distinctValidator(jsonPath, tmpJson, json.byteLength);
     renameSync(tmpSig, sigPath);
     renameSync(tmpJson, jsonPath);
   } finally {
@@ -281,6 +284,26 @@ function writeIndexPair(repo: string, group: string, json: Uint8Array, p7s: Uint
     rmSync(tmpSig, { force: true });
   }
   fsyncDir(dir);
+}
+
+/**
+ * Static servers derive validators from size and mtime in whole seconds
+ * (nginx's ETag is "mtime-size"). Two publishes of a same-sized index within
+ * one second would share an ETag, and agents revalidating in between would
+ * be told 304 and keep the older index until the next change. Moving the new
+ * file's mtime past the old one's second keeps every publish visible.
+ */
+function distinctValidator(current: string, next: string, size: number): void {
+  let old: { size: number; mtimeMs: number };
+  try {
+    old = statSync(current);
+  } catch {
+    return;
+  }
+  const mtime = statSync(next).mtimeMs;
+  if (old.size !== size || Math.floor(mtime / 1000) > Math.floor(old.mtimeMs / 1000)) return;
+  const bumped = new Date((Math.floor(old.mtimeMs / 1000) + 1) * 1000);
+  utimesSync(next, bumped, bumped);
 }
 
 function expiryDays(opts: SignOptions): number {

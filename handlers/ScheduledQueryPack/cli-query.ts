@@ -11,6 +11,9 @@ import { printErr, printJson, printText, renderTable, UsageError } from "../../c
 import { describeError } from "../../core/errors.ts";
 import { DEFAULT_LIMITS, QueryRunner } from "../../plugins/query/watchdog.ts";
 
+/** Errors caused by the SQL the user typed, not by the agent. */
+const USER_FAULTS = new Set(["HND_QUERY_SQL", "HND_QUERY_REFUSED", "HND_QUERY_UNKNOWN_TABLE", "HND_QUERY_BAD_ARGS"]);
+
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
 export interface QueryOutput {
@@ -57,6 +60,16 @@ interface StatsOutput {
   }[];
 }
 
+async function queryOnce(callHandler: CallHandler, sql: string): Promise<QueryOutput> {
+  try {
+    return { ...((await callHandler("ScheduledQueryPack", "query", { sql })) as QueryOutput), ranBy: "agent" };
+  } catch (e) {
+    if (describeError(e).code !== "HND_NOT_LOADED") throw e;
+    printErr("note: no ScheduledQueryPack content is loaded; running the query in a local watched worker");
+    return { ...(await runLocally(sql)), ranBy: "local" };
+  }
+}
+
 export function makeQueryCommand(callHandler: CallHandler) {
   return defineCommand({
     meta: {
@@ -98,16 +111,12 @@ export function makeQueryCommand(callHandler: CallHandler) {
         );
       let out: QueryOutput;
       try {
-        out = {
-          ...((await callHandler("ScheduledQueryPack", "query", { sql })) as QueryOutput),
-          ranBy: "agent",
-        };
+        out = await queryOnce(callHandler, sql);
       } catch (e) {
-        if (describeError(e).code !== "HND_NOT_LOADED") throw e;
-        printErr(
-          "note: no ScheduledQueryPack content is loaded; running the query in a local watched worker",
-        );
-        out = { ...(await runLocally(sql)), ranBy: "local" };
+        // The query itself was wrong: a usage error (exit 2) whose message keeps the precise cause.
+        const d = describeError(e);
+        if (USER_FAULTS.has(d.code)) throw new UsageError("CLI_BAD_QUERY", `${d.code}: ${d.message}`);
+        throw e;
       }
       if (args.json) printJson(out);
       else {

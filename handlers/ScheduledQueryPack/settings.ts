@@ -59,8 +59,14 @@ export function defaultSettings(): Settings {
   return SettingsSchema.parse({});
 }
 
+/** Stable across key order, so both sides of the IPC agree on equal settings. */
 export function settingsHash(s: Settings): string {
-  return createHash("sha256").update(JSON.stringify(s)).digest("hex").slice(0, 16);
+  const canonical = JSON.stringify(s, (_k, v) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+  return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
 export function engineSettings(s: Settings): EngineSettings {

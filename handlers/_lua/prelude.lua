@@ -80,8 +80,15 @@ local function safe_pcall(f, ...)
   return rethrow(pcall(f, ...))
 end
 
+-- An error raised by the hook reaches the message handler while Lua still
+-- has hooks switched off (it runs inside the hook's error call), so content
+-- code must not run there: once the call has tripped, the handler is skipped.
 local function safe_xpcall(f, handler, ...)
-  return rethrow(xpcall(f, handler, ...))
+  if type(handler) ~= "function" then error("bad argument #2 to 'xpcall' (function expected)", 2) end
+  return rethrow(xpcall(f, function(e)
+    if m_tripped then return e end
+    return handler(e)
+  end, ...))
 end
 
 -- debug.sethook hooks are per thread: a new coroutine would otherwise run unmetered.
@@ -187,7 +194,7 @@ local function pattern_info(p, gmatch)
     while j <= n do
       local c = s_sub(p, j, j)
       local nx = s_sub(p, j + 1, j + 1)
-      if s_find(SPECIALS, c, 1, true) or nx == "*" or nx == "?" or nx == "-" or nx == "+" then break end
+      if s_find(SPECIALS, c, 1, true) or c == ")" or nx == "*" or nx == "?" or nx == "-" or nx == "+" then break end
       prefix = prefix .. c
       j = j + 1
     end
@@ -208,7 +215,7 @@ end
 
 -- Character classes, computed once with the native matcher on single bytes.
 local CLASS = {}
-for _, l in ipairs({ "a", "c", "d", "g", "l", "p", "s", "u", "w", "x" }) do
+for _, l in ipairs({ "a", "c", "d", "g", "l", "p", "s", "u", "w", "x", "z" }) do
   local yes, no = {}, {}
   for c = 0, 255 do
     local m = s_find(s_char(c), "%" .. l) ~= nil
@@ -816,10 +823,12 @@ return {
   load_modules = load_modules,
   charge_output = charge_output, take_disabled = take_disabled, clock = clock,
   is_active = function() return m_active end,
+  tripped = function() return m_tripped end,
   heap_kb = function() return gc("count") end,
   full_gc = function() gc("collect") end,
   -- Exposed for tests of the metered matcher against the native one.
-  lua_find = lua_find, safe_gsub = safe_gsub, safe_gmatch = safe_gmatch,
+  safe_find = safe_find, safe_match = safe_match, safe_gsub = safe_gsub, safe_gmatch = safe_gmatch,
+  native_find = s_find, native_match = s_match, native_gsub = s_gsub, native_gmatch = s_gmatch,
   force_metered = function(on) NATIVE_PATTERN_STEPS = on and -1 or cfg.native_pattern_steps end,
   pcall = pcall, error = error, type = type, pairs = pairs, ipairs = ipairs, tostring = tostring,
   setmetatable = setmetatable, select = select, unpack = t_unpack, concat = t_concat, format = s_format,

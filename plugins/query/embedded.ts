@@ -82,6 +82,8 @@ export interface EmbeddedOptions {
 export class EmbeddedEngine implements QueryEngine {
   readonly kind: EngineKind = "embedded";
   private readonly root: string;
+  /** Tables the last query made the engine produce, in order (diagnostics and tests). */
+  lastProduced: string[] = [];
 
   constructor(opts: EmbeddedOptions = {}) {
     this.root = opts.root ?? "";
@@ -142,7 +144,9 @@ export class EmbeddedEngine implements QueryEngine {
       if (!warnings.includes(m)) warnings.push(m);
     };
     const baseCtx = { wants, warn, root: this.root, paths: [], directories: [], likes: [] };
+    this.lastProduced = [];
     const produce = (table: string, ctx: GenContext) => {
+      this.lastProduced.push(table);
       const rows = GENERATORS[table]!(ctx);
       produced.set(table, rows);
       insertRows(db, table, rows);

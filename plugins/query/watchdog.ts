@@ -111,6 +111,8 @@ export interface QueryRunnerOptions {
   startTimeoutMs?: number;
   sample?: (pid: number) => ProcSample | undefined;
   onWorkerStart?: (pid: number) => void;
+  /** Called when a query has been handed to the worker (tests, diagnostics). */
+  onQuerySent?: (pid: number) => void;
 }
 
 /** A worker request before it gets its id. */
@@ -219,75 +221,91 @@ export class QueryRunner {
 
   private spawn(): Promise<Worker> {
     return new Promise<Worker>((resolve, reject) => {
-      let worker: Worker | undefined;
-      const timer = setTimeout(() => {
-        proc.kill("SIGKILL");
+      try {
+        this.start(resolve, reject);
+      } catch (e) {
+        // EACCES here means the host may not execute the worker (exec not granted for this executable).
         reject(
-          new HandlerError("HND_QUERY_WORKER", `query worker did not start within ${this.startTimeoutMs} ms`),
+          new HandlerError(
+            "HND_QUERY_WORKER",
+            `cannot start the query worker ${this.command[0]}: ${(e as Error).message} (the query host needs exec of the agent's own executable; docs/queries.md)`,
+            { cause: e },
+          ),
         );
-      }, this.startTimeoutMs);
-      const proc = Bun.spawn(this.command, {
-        stdin: "ignore",
-        stdout: "ignore",
-        stderr: "inherit",
-        serialization: "json",
-        env: { ...process.env, OUTPOST_QUERY_WORKER: "1" },
-        ipc: (raw) => {
-          const msg = raw as WorkerResponse;
-          if ("op" in msg && msg.op === "ready") {
-            clearTimeout(timer);
-            worker = {
-              proc,
-              pid: proc.pid,
-              baselineRss: this.sample(proc.pid)?.rssBytes ?? 0,
-              pending: new Map(),
-              exited: false,
-            };
-            this.current = worker;
-            this.counters.starts++;
-            this.opts.onWorkerStart?.(proc.pid);
-            // A fresh worker starts with default settings.
-            this.request(worker, { op: "configure", settings: this.settings }).then(
-              () => resolve(worker!),
-              (e) => reject(e),
-            );
-            return;
-          }
-          if (!worker || !("id" in msg)) return;
-          const p = worker.pending.get(msg.id);
-          if (!p) return;
-          worker.pending.delete(msg.id);
-          if (msg.ok) p.resolve(msg.result);
-          else {
-            const err = new HandlerError(msg.error.code, msg.error.message, {
-              ...(msg.error.details ? { details: msg.error.details } : {}),
-            });
-            p.reject(err);
-          }
-        },
-        onExit: (_p, code, signal) => {
+      }
+    });
+  }
+
+  private start(resolve: (w: Worker) => void, reject: (e: Error) => void): void {
+    let worker: Worker | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const proc = Bun.spawn(this.command, {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "inherit",
+      serialization: "json",
+      env: { ...process.env, OUTPOST_QUERY_WORKER: "1" },
+      ipc: (raw) => {
+        const msg = raw as WorkerResponse;
+        if ("op" in msg && msg.op === "ready") {
           clearTimeout(timer);
-          if (!worker) {
-            reject(
-              new HandlerError(
-                "HND_QUERY_WORKER",
-                `query worker exited during start-up (code ${code}, ${signal ?? "no signal"})`,
-              ),
-            );
-            return;
-          }
-          worker.exited = true;
-          const err =
-            worker.killed ??
+          worker = {
+            proc,
+            pid: proc.pid,
+            baselineRss: this.sample(proc.pid)?.rssBytes ?? 0,
+            pending: new Map(),
+            exited: false,
+          };
+          this.current = worker;
+          this.counters.starts++;
+          this.opts.onWorkerStart?.(proc.pid);
+          // A fresh worker starts with default settings.
+          this.request(worker, { op: "configure", settings: this.settings }).then(
+            () => resolve(worker!),
+            (e) => reject(e),
+          );
+          return;
+        }
+        if (!worker || !("id" in msg)) return;
+        const p = worker.pending.get(msg.id);
+        if (!p) return;
+        worker.pending.delete(msg.id);
+        if (msg.ok) p.resolve(msg.result);
+        else {
+          const err = new HandlerError(msg.error.code, msg.error.message, {
+            ...(msg.error.details ? { details: msg.error.details } : {}),
+          });
+          p.reject(err);
+        }
+      },
+      onExit: (_p, code, signal) => {
+        clearTimeout(timer);
+        if (!worker) {
+          reject(
             new HandlerError(
               "HND_QUERY_WORKER",
-              `query worker exited (code ${code}, ${signal ?? "no signal"})`,
-            );
-          for (const p of worker.pending.values()) p.reject(err);
-          worker.pending.clear();
-        },
-      });
+              `query worker exited during start-up (code ${code}, ${signal ?? "no signal"})`,
+            ),
+          );
+          return;
+        }
+        worker.exited = true;
+        const err =
+          worker.killed ??
+          new HandlerError(
+            "HND_QUERY_WORKER",
+            `query worker exited (code ${code}, ${signal ?? "no signal"})`,
+          );
+        for (const p of worker.pending.values()) p.reject(err);
+        worker.pending.clear();
+      },
     });
+    timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(
+        new HandlerError("HND_QUERY_WORKER", `query worker did not start within ${this.startTimeoutMs} ms`),
+      );
+    }, this.startTimeoutMs);
   }
 
   private request(w: Worker, body: RequestBody): Promise<unknown> {
@@ -360,7 +378,9 @@ export class QueryRunner {
     const interval = setInterval(check, this.checkMs);
     const wallTimer = setTimeout(check, limits.wallSeconds * 1000 + 1);
     try {
-      const result = (await this.request(w, { op: "query", sql })) as QueryResult;
+      const pending = this.request(w, { op: "query", sql });
+      this.opts.onQuerySent?.(w.pid);
+      const result = (await pending) as QueryResult;
       const end = this.sample(w.pid);
       if (end) {
         cpuNow = end.cpuMs;

@@ -137,7 +137,12 @@ export function scanRoutes(): RouteExtension {
   return {
     name: "scanning",
     mount(v1: OpenAPIHono, { api }) {
-      v1.openapi(scanRoute, (async (c: { req: { raw: Request; query(k: string): string | undefined } }) => {
+      v1.openapi(scanRoute, (async (c: {
+        req: { raw: Request; query(k: string): string | undefined };
+        env?: { timeout?(req: Request, seconds: number): void };
+      }) => {
+        // A scan may run for minutes: lift Bun's idle timeout for this request only.
+        c.env?.timeout?.(c.req.raw, 0);
         const req = await parseScanRequest(c.req.raw);
         const svc = service();
         const stream = (c.req.raw.headers.get("accept") ?? "").includes("application/x-ndjson");
@@ -152,6 +157,8 @@ export function scanRoutes(): RouteExtension {
         const body = new ReadableStream<Uint8Array>({
           async start(ctrl) {
             const line = (v: unknown) => ctrl.enqueue(enc.encode(`${JSON.stringify(v)}\n`));
+            // Proxies and clients see a live stream even while one large object is being scanned.
+            const keepAlive = setInterval(() => line({ type: "heartbeat" }), 5000);
             try {
               const report = await run(
                 (p) => {
@@ -168,6 +175,8 @@ export function scanRoutes(): RouteExtension {
             } catch (e) {
               const err = e as { code?: string; message?: string };
               line({ type: "error", error: { code: err.code ?? "INTERNAL", message: err.message ?? String(e) } });
+            } finally {
+              clearInterval(keepAlive);
             }
             ctrl.close();
           },

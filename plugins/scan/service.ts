@@ -25,13 +25,15 @@ import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } f
 import type { RepAnswer } from "../../handlers/LocalRepData/index.ts";
 import type { SampleQueue, SampleUploader } from "../reputation/samples/queue.ts";
 import type { SxlClient, SxlResult } from "../reputation/sxl-client.ts";
-import { type FileTarget, listFiles, readAt, readableRegions, regionName, type SourceError, withFd } from "./sources.ts";
+import { type FileTarget, listFiles, presentRuns, readAt, readableRegions, regionName, type SourceError, withFdAsync } from "./sources.ts";
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
 /** Objects up to this size go in one call; larger ones in a session of chunks this size. */
 export const CHUNK_BYTES = 8 * 1024 * 1024;
 export const SAMPLE_MAX_BYTES = 10 * 1024 * 1024;
+/** Regions larger than this and less than a quarter present are read page run by page run. */
+const SPARSE_REGION_BYTES = 16 * 1024 * 1024;
 const EXECUTABLE_KINDS = new Set(["pe", "elf", "macho"]);
 
 const detectionsTotal = metrics.counter("outpost_scan_detections_total", "Detections, by kind and final verdict");
@@ -173,7 +175,7 @@ export class ScanService {
       filesDone: 0,
       filesTotal: regions.length,
       bytesDone: 0,
-      bytesTotal: regions.reduce((n, r) => n + (r.end - r.start), 0),
+      bytesTotal: regions.reduce((n, r) => n + Math.min(r.present, r.end - r.start), 0),
     };
     const fd = openSync(`/proc/${pid}/mem`, "r");
     try {
@@ -181,9 +183,33 @@ export class ScanService {
         const name = regionName(pid, r);
         progress.current = name;
         try {
-          const outcome = await this.sendStream(name, r.end - r.start, (pos, len) => readAt(fd, r.start + pos, len));
-          scannedBytes.inc({ source: "memory" }, outcome.size);
-          reports.push(await this.finish(name, outcome, null));
+          const size = r.end - r.start;
+          // Mostly-untouched reservations: read only the pages that hold something.
+          const runs: [number, number][] = size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
+          const total = runs.reduce((n, [a, b]) => n + (b - a), 0);
+          const read = (pos: number, len: number): Uint8Array => {
+            const out = new Uint8Array(len);
+            let got = 0;
+            let skip = pos;
+            for (const [a, b] of runs) {
+              const runLen = b - a;
+              if (skip >= runLen) {
+                skip -= runLen;
+                continue;
+              }
+              const take = Math.min(runLen - skip, len - got);
+              out.set(readAt(fd, a + skip, take), got);
+              got += take;
+              skip = 0;
+              if (got === len) break;
+            }
+            return out.subarray(0, got);
+          };
+          if (total > 0) {
+            const outcome = await this.sendStream(name, total, read);
+            scannedBytes.inc({ source: "memory" }, outcome.size);
+            reports.push(await this.finish(name, outcome, null));
+          }
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
           // Regions can vanish or refuse reads (guard pages, device mappings) while we look.
@@ -191,7 +217,7 @@ export class ScanService {
           if (describeError(e).code === "HND_NOT_LOADED") break;
         }
         progress.filesDone++;
-        progress.bytesDone += r.end - r.start;
+        progress.bytesDone += Math.min(r.present, r.end - r.start);
         opts.onProgress?.(progress);
       }
     } finally {
@@ -202,7 +228,7 @@ export class ScanService {
 
   private async scanFile(f: FileTarget): Promise<ObjectReport> {
     let keep: Uint8Array | undefined;
-    const outcome = await withFd(f.path, async (fd) => {
+    const outcome = await withFdAsync(f.path, async (fd) => {
       const size = fstatSync(fd).size;
       if (size <= CHUNK_BYTES) {
         const bytes = readAt(fd, 0, size);

@@ -21,7 +21,13 @@ afterAll(() => {
 
 let seq = 0;
 /** Runs `body` as the reactor of rule "bomb" for one event; returns its stats and the canary's health. */
-async function attempt(body: string, opts: { setup?: string } = {}) {
+interface AttemptOptions {
+  setup?: string;
+  instructions?: number;
+  callMemoryKb?: number;
+}
+
+async function attempt(body: string, opts: AttemptOptions = {}) {
   const rule = `${opts.setup ?? ""}
 on("probe", function(e)
   local result = (function(e) ${body} end)(e)
@@ -32,7 +38,11 @@ end)`;
       { name: "bomb", file: "lua/bomb.lua.enc", source: rule },
       { name: "canary", file: "lua/canary.lua.enc", source: CANARY },
     ],
-    limits,
+    {
+      ...limits,
+      instructions: opts.instructions ?? limits.instructions,
+      callMemoryKb: opts.callMemoryKb ?? limits.callMemoryKb,
+    },
     null,
   );
   engines.push(engine);
@@ -48,8 +58,11 @@ end)`;
   };
 }
 
-async function expectContained(body: string, error: RegExp, setup?: string) {
-  const r = await attempt(body, { setup });
+/** Generous enough that memory (not instructions) is the limit a memory bomb meets first. */
+const MANY = 50_000_000;
+
+async function expectContained(body: string, error: RegExp, opts: AttemptOptions = {}) {
+  const r = await attempt(body, opts);
   expect(r.bomb.faults).toBeGreaterThanOrEqual(1);
   expect(r.bomb.lastError ?? "").toMatch(error);
   expect(r.canaryAlive).toBe(true);
@@ -70,9 +83,11 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
       /instruction budget exceeded/,
     ));
   test("string doubling", () =>
-    expectContained("local s = 'x' while true do s = s .. s end", /memory limit exceeded/));
+    expectContained("local s = 'x' while true do s = s .. s end", /memory limit exceeded/, { instructions: MANY }));
   test("table growth", () =>
-    expectContained("local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end", /memory limit exceeded/));
+    expectContained("local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end", /memory limit exceeded/, {
+      instructions: MANY,
+    }));
   test("deep Lua recursion", () =>
     expectContained("local function f(n) return 1 + f(n + 1) end return f(1)", /memory limit exceeded|stack overflow/));
   test("deep recursion through C (gsub callbacks)", () =>
@@ -113,7 +128,10 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
   });
   test("table.move and table.sort over huge ranges", async () => {
     await expectContained("return table.move({}, 1, 1e15, 2)", /table\.move: more than/);
-    await expectContained("local t = {} for i = 1, 150000 do t[i] = i end table.sort(t)", /table\.sort: more than|memory/);
+    await expectContained("local t = {} for i = 1, 150000 do t[i] = i end table.sort(t)", /table\.sort: more than/, {
+      instructions: MANY,
+      callMemoryKb: 16 * 1024,
+    });
   });
   test("a __tostring bomb in an error object is not run outside the meter", () =>
     expectContained(

@@ -9,7 +9,7 @@ import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
-import { agentArgs, createAgent, loadAgentConfig, wiredRoutes } from "./session.ts";
+import { type AgentService, agentArgs, createAgent, loadAgentConfig, wiredRoutes, wiredServices } from "./session.ts";
 
 export default defineCommand({
   meta: {
@@ -34,6 +34,23 @@ export default defineCommand({
     });
     const agent = await createAgent(config);
     await agent.start({ loop: true });
+    // Optional features: one that fails to start is logged and left out; protection goes on.
+    const services: AgentService[] = [];
+    for (const service of await wiredServices({ config, api: agent, events: agent.events })) {
+      try {
+        await service.start();
+        services.push(service);
+      } catch (e) {
+        log.child({ component: "cli" }).error("service failed to start", { service: service.name, error: (e as Error).message });
+      }
+    }
+    const stopServices = async () => {
+      for (const service of services.reverse()) {
+        await Promise.resolve(service.stop()).catch((e) =>
+          log.child({ component: "cli" }).warn("service failed to stop", { service: service.name, error: (e as Error).message }),
+        );
+      }
+    };
     let plane: Awaited<ReturnType<typeof startControlPlane>>;
     try {
       plane = await startControlPlane({
@@ -46,6 +63,7 @@ export default defineCommand({
         events: agent.events,
       });
     } catch (e) {
+      await stopServices();
       await agent.stop();
       throw e;
     }
@@ -75,6 +93,7 @@ export default defineCommand({
     process.on("SIGTERM", ignore);
     try {
       await plane.stop();
+      await stopServices();
       await agent.stop();
     } finally {
       process.off("SIGINT", ignore);

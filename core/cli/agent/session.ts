@@ -35,6 +35,21 @@ export interface AgentWiring {
   alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
   /** Feature routes contributed by handlers/plugins (mounted under /v1 by `agent run`). */
   routes?(): RouteExtension[] | Promise<RouteExtension[]>;
+  /** Long-running supervisor-side features `agent run` starts after the agent and stops before it. */
+  services?(ctx: ServiceContext): AgentService[] | Promise<AgentService[]>;
+}
+
+/** A supervisor-side feature beside the agent (scan requester, process tagger, result shippers…). */
+export interface AgentService {
+  readonly name: string;
+  start(): void | Promise<void>;
+  stop(): void | Promise<void>;
+}
+
+export interface ServiceContext {
+  config: AgentConfig;
+  api: Agent;
+  events: Agent["events"];
 }
 
 /** The handlers (and host groups) built into this executable, as the entry point registered them. */
@@ -45,6 +60,11 @@ export async function wiredRegistry(): Promise<HandlerRegistry> {
 /** The feature routes the entry point registered (empty when none). */
 export async function wiredRoutes(): Promise<RouteExtension[]> {
   return (await requireWiring().routes?.()) ?? [];
+}
+
+/** The services the entry point registered (empty when none), not yet started. */
+export async function wiredServices(ctx: ServiceContext): Promise<AgentService[]> {
+  return (await requireWiring().services?.(ctx)) ?? [];
 }
 
 let wiring: AgentWiring | undefined;

@@ -1,5 +1,6 @@
 /** Whole-agent routes: liveness, status and an on-demand update cycle. */
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import type { AgentApi } from "../../agent/api.ts";
 import {
   AgentStatusSchema,
@@ -58,14 +59,17 @@ const updateRoute = createRoute({
   },
 });
 
+const JSON_TYPE = { "content-type": "application/json" };
+
 export function agentRoutes(api: AgentApi, statusCache: StatusCache): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(healthRoute, (c) => c.json({ status: "ok" as const }, 200));
-  app.openapi(statusRoute, async (c) => {
-    // Served as the cached text: re-serialising per request would cost as much as the route itself.
-    const json = await statusCache.get();
-    // The text is JSON.stringify(AgentStatus); the typed-response check cannot see through a string.
-    return c.body(json, 200, { "content-type": "application/json" }) as never;
+  // Served as the cached text: re-serialising per request would cost more than the route itself.
+  // The text is JSON.stringify(AgentStatus); the typed-response check cannot see through a string.
+  const respond = (c: Context, json: string) => c.body(json, 200, JSON_TYPE) as never;
+  app.openapi(statusRoute, (c) => {
+    const fresh = statusCache.fresh();
+    return fresh !== undefined ? respond(c, fresh) : statusCache.get().then((json) => respond(c, json));
   });
   app.openapi(updateRoute, async (c) => c.json(await api.update(), 200));
   return app;

@@ -1,0 +1,71 @@
+/**
+ * Authenticode against a real signer: osslsigncode signs a PE with RSA and
+ * ECDSA certificates made by openssl; the scanner must verify both, name
+ * the signer by its certificate's SHA-256 (what openssl prints), and reject
+ * a signed file changed after signing.
+ */
+import { describe, expect, test } from "bun:test";
+import "reflect-metadata";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkAuthenticode } from "./authenticode.ts";
+import { datasetFromSources } from "./dataset.ts";
+import { parsePe } from "./filetype.ts";
+import { buildPe } from "./testutil.ts";
+
+const tools = Bun.which("osslsigncode") && Bun.which("openssl");
+if (!tools) console.warn("authenticode tests skipped: osslsigncode or openssl missing (.ci/run installs them)");
+const run = tools ? describe : describe.skip;
+
+function sh(cmd: string[], cwd: string): string {
+  const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+function signedPe(dir: string, keyArgs: string[], name: string): { signed: Uint8Array; thumbprint: string } {
+  sh(["openssl", "req", "-x509", "-nodes", ...keyArgs, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-subj", `/CN=${name} Publisher/O=Outpost Tests`, "-days", "30"], dir);
+  writeFileSync(join(dir, `${name}.exe`), buildPe({ text: Buffer.from("5589e583ec10c745fc2a000000c9c3", "hex") }));
+  sh(["osslsigncode", "sign", "-certs", `${name}.pem`, "-key", `${name}.key`, "-h", "sha256", "-in", `${name}.exe`, "-out", `${name}-signed.exe`], dir);
+  const fp = sh(["openssl", "x509", "-in", `${name}.pem`, "-noout", "-fingerprint", "-sha256"], dir);
+  return {
+    signed: new Uint8Array(readFileSync(join(dir, `${name}-signed.exe`))),
+    thumbprint: fp.split("=")[1]!.trim().replaceAll(":", "").toLowerCase(),
+  };
+}
+
+run("Authenticode", () => {
+  const dir = mkdtempSync(join(tmpdir(), "outpost-authenticode-"));
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [label, keyArgs] of [
+    ["rsa", ["-newkey", "rsa:2048"]],
+    ["ecdsa", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]],
+  ] as const) {
+    test(`an osslsigncode ${label} signature verifies and names its signer`, async () => {
+      const { signed, thumbprint } = signedPe(dir, [...keyArgs], label);
+      const r = await checkAuthenticode(signed, parsePe(signed)!);
+      expect(r).toMatchObject({ status: "valid", signer: { thumbprint, digestAlgorithm: "sha256" } });
+      if (r.status === "valid") expect(r.signer.subject).toContain(`CN=${label} Publisher`);
+    });
+  }
+
+  test("a byte changed after signing breaks the signature (A3); an unsigned file is unsigned", async () => {
+    const { signed } = signedPe(dir, ["-newkey", "rsa:2048"], "tamper");
+    const bad = signed.slice();
+    bad[0x212]! ^= 0xff;
+    expect(await checkAuthenticode(bad, parsePe(bad)!)).toMatchObject({ status: "invalid", reason: expect.stringMatching(/^A3/) });
+    const plain = buildPe();
+    expect(await checkAuthenticode(plain, parsePe(plain)!)).toEqual({ status: "unsigned" });
+  });
+
+  test("the scanner reports signed executables it finds, inside archives too", async () => {
+    const { signed, thumbprint } = signedPe(dir, ["-newkey", "rsa:2048"], "scan");
+    const { writeZip } = await import("./testutil.ts");
+    const ds = datasetFromSources([{ path: "x.ndb", text: "X:0:*:0011223344556677\n" }]);
+    const r = await ds.scan(writeZip([{ name: "setup/tool.exe", data: signed }]), { spillDir: dir });
+    expect(r.executables).toHaveLength(1);
+    expect(r.executables[0]).toMatchObject({ path: ["setup/tool.exe"], kind: "pe", authenticode: { status: "valid", signer: { thumbprint } } });
+  });
+});

@@ -1,0 +1,312 @@
+/**
+ * One RepairKit run: load a ruleset into a fresh sandbox, run every check
+ * (each in its own metered call), carry out the agent actions the fixes
+ * requested, then run the checks again as a dry run to confirm that what
+ * was repaired stays repaired. The report says, per check, what was
+ * checked, what was repaired and what failed.
+ */
+import { describeError, HandlerError } from "../../core/errors.ts";
+import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_lua/format.ts";
+import { type HostFunction, LuaSandbox, type LuaValue, luaRef } from "../_lua/sandbox.ts";
+import type { AgentActions, QueuedAction, RepairEnv } from "./env.ts";
+import lastResortSource from "./last-resort.lua" with { type: "text" };
+import runtimeSource from "./runtime.lua" with { type: "text" };
+
+export interface Ruleset {
+  source: "delivered" | "baked-in";
+  version: number | null;
+  rules: RuleSource[];
+  limits: RuleLimits;
+  /** Why the delivered ruleset was not used. */
+  fallbackReason?: string;
+}
+
+/** The ruleset compiled into the binary: repairs AutoUpdate only (state dir, trust store, schedule, index cache). */
+export function bakedInRuleset(fallbackReason?: string): Ruleset {
+  return {
+    source: "baked-in",
+    version: null,
+    rules: [{ name: "last-resort", file: "(built into the agent)", source: lastResortSource }],
+    limits: RuleLimitsSchema.parse({ instructions: 20_000_000, callMemoryKb: 16 * 1024, outputBytes: 64 * 1024 }),
+    ...(fallbackReason ? { fallbackReason } : {}),
+  };
+}
+
+export type CheckStatus = "ok" | "repaired" | "would-repair" | "failed" | "warning";
+
+export interface FixReport {
+  description: string;
+  kind: "repair" | "maintenance";
+  status: "planned" | "done" | "failed" | "requested";
+  error?: string;
+  action?: string;
+  arg?: string;
+}
+
+export interface CheckReport {
+  id: string;
+  description: string;
+  file: string;
+  status: CheckStatus;
+  messages: { level: string; text: string }[];
+  fixes: FixReport[];
+  error?: string;
+  ms: number;
+}
+
+export interface RepairReport {
+  startedAt: string;
+  /** Agent actions fixes requested, left to the caller (runs with deferActions). */
+  pending?: QueuedAction[];
+  finishedAt: string;
+  mode: string;
+  dryRun: boolean;
+  stateDir: string;
+  ruleset: { source: Ruleset["source"]; version: number | null; fallbackReason?: string };
+  checks: CheckReport[];
+  actions: ActionOutcome[];
+  summary: { checked: number; ok: number; repaired: number; wouldRepair: number; failed: number; warnings: number };
+}
+
+interface RawResult {
+  id: string;
+  description: string;
+  file: string;
+  messages: { level: string; text: string }[];
+  fixes: FixReport[];
+  problems: number;
+  warnings: number;
+  error: string | false;
+  ms: number;
+}
+
+/** Loads a ruleset into a sandbox bound to `env`; throws HND_REPAIR_LOAD_FAILED naming the rule file. */
+async function open(ruleset: Ruleset, env: RepairEnv): Promise<{ sandbox: LuaSandbox; rt: number }> {
+  const sandbox = await LuaSandbox.create({ stateMemoryBytes: ruleset.limits.stateMemoryMb * 1024 * 1024 });
+  try {
+    const fn = (f: HostFunction) => sandbox.hostFunction(f);
+    const host = {
+      stat: fn((p) => env.stat(p) as LuaValue),
+      list: fn((p) => env.list(p)),
+      read: fn((p, max) => env.read(p, max)),
+      mkdir: fn((p, mode) => env.mkdir(p, mode)),
+      chmod: fn((p, mode) => env.chmod(p, mode)),
+      chown: fn((p, uid, gid) => env.chown(p, uid, gid)),
+      quarantine: fn((p) => env.quarantine(p)),
+      remove: fn((p) => env.remove(p)),
+      update_state: fn(() => env.updateState() as LuaValue),
+      reset_update_state: fn(() => env.resetUpdateState() as LuaValue),
+      lock: fn(() => env.lock() as LuaValue),
+      remove_stale_lock: fn(() => env.removeStaleLock()),
+      index_cache: fn(() => env.indexCache() as unknown as LuaValue),
+      clear_index_cache: fn((g) => env.clearIndexCache(g)),
+      trust: fn(() => env.trust() as LuaValue),
+      trust_backup: fn(() => env.trustBackupNow()),
+      trust_restore: fn(() => env.trustRestore()),
+      trust_tighten: fn(() => env.trustTighten()),
+      content: fn(() => env.content() as LuaValue),
+      content_refetch: fn((t) => env.contentRefetch(t)),
+      enable_updates: fn(() => env.enableUpdates() as LuaValue),
+      request: fn((a, arg) => env.request(a, arg)),
+    };
+    const [rt] = sandbox.runChunkRefs(runtimeSource, "=repair-runtime", [luaRef(sandbox.internals), host]);
+    const failure = sandbox.call(rt!, "load", ruleset.rules, ruleset.limits)[0] as {
+      rule: string;
+      message: string;
+    } | null;
+    if (failure) {
+      const file = ruleset.rules.find((r) => r.name === failure.rule)?.file;
+      throw new HandlerError("HND_REPAIR_LOAD_FAILED", `${file ?? failure.rule}: ${failure.message}`, { file });
+    }
+    return { sandbox, rt: rt! };
+  } catch (e) {
+    sandbox.close();
+    throw e;
+  }
+}
+
+/** Compiles and loads a ruleset without running a check (RepairKit's load() proves its content this way). */
+export async function checkRuleset(ruleset: Ruleset, env: RepairEnv): Promise<{ id: string; description: string }[]> {
+  const { sandbox, rt } = await open(ruleset, env);
+  try {
+    return sandbox.call(rt, "checks")[0] as { id: string; description: string }[];
+  } finally {
+    sandbox.close();
+  }
+}
+
+function statusOf(r: RawResult, dryRun: boolean): CheckStatus {
+  if (r.error) return "failed";
+  const fixes = r.fixes.filter((f) => f.kind === "repair");
+  if (fixes.some((f) => f.status === "failed")) return "failed";
+  if (r.problems === 0) {
+    if (fixes.some((f) => f.status === "done" || f.status === "requested")) return "repaired";
+    return r.warnings > 0 ? "warning" : "ok";
+  }
+  if (dryRun) return fixes.some((f) => f.status === "planned") ? "would-repair" : "failed";
+  return fixes.length > 0 && fixes.every((f) => f.status === "done" || f.status === "requested")
+    ? "repaired"
+    : "failed";
+}
+
+function toChecks(results: RawResult[], ruleset: Ruleset, dryRun: boolean): CheckReport[] {
+  return results.map((r) => ({
+    id: r.id,
+    description: r.description,
+    file: ruleset.rules.find((x) => x.name === r.file)?.file ?? r.file,
+    status: statusOf(r, dryRun),
+    messages: r.messages,
+    fixes: r.fixes.map((f) => ({
+      description: f.description,
+      kind: f.kind,
+      status: f.status,
+      ...(f.error ? { error: f.error } : {}),
+      ...(f.action ? { action: f.action } : {}),
+      ...(f.arg ? { arg: f.arg } : {}),
+    })),
+    ...(r.error ? { error: r.error } : {}),
+    ms: Math.round(r.ms * 1000) / 1000,
+  }));
+}
+
+function summarize(checks: CheckReport[]): RepairReport["summary"] {
+  const count = (s: CheckStatus) => checks.filter((c) => c.status === s).length;
+  return {
+    checked: checks.length,
+    ok: count("ok"),
+    repaired: count("repaired"),
+    wouldRepair: count("would-repair"),
+    failed: count("failed"),
+    warnings: count("warning"),
+  };
+}
+
+export interface ActionOutcome {
+  action: string;
+  arg?: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Carries out queued agent actions one after the other (an update at most once). */
+export async function executeActions(
+  queued: readonly QueuedAction[],
+  actions: AgentActions | undefined,
+): Promise<ActionOutcome[]> {
+  const out: ActionOutcome[] = [];
+  for (const q of queued) {
+    let outcome: { ok: boolean; detail: string };
+    if (!actions) outcome = { ok: false, detail: "no agent to carry out the action" };
+    else {
+      try {
+        outcome = q.action === "update" ? await actions.update() : await actions.rollback(q.arg ?? "");
+      } catch (e) {
+        const d = describeError(e);
+        outcome = { ok: false, detail: `${d.code}: ${d.message}` };
+      }
+    }
+    out.push({ action: q.action, ...(q.arg ? { arg: q.arg } : {}), ...outcome });
+  }
+  return out;
+}
+
+/**
+ * Completes a run whose fixes requested agent actions: records their
+ * outcomes on the fixes, then holds every repaired check to the
+ * verification pass (a dry run after the repairs) — a repair that did not
+ * stick is a failure.
+ */
+export function finalizeReport(
+  report: RepairReport,
+  outcomes: ActionOutcome[],
+  verify: RepairReport | null,
+  now: () => Date = () => new Date(),
+): RepairReport {
+  const checks = report.checks.map((c) => ({ ...c, messages: [...c.messages], fixes: c.fixes.map((f) => ({ ...f })) }));
+  for (const c of checks) {
+    for (const f of c.fixes) {
+      if (f.status !== "requested") continue;
+      const o = outcomes.find((x) => x.action === f.action && (x.arg ?? "") === (f.arg ?? ""));
+      if (!o) continue;
+      f.status = o.ok ? "done" : "failed";
+      if (!o.ok) f.error = o.detail;
+    }
+    if (c.fixes.some((f) => f.kind === "repair" && f.status === "failed")) c.status = "failed";
+    if (verify && c.status === "repaired") {
+      const v = verify.checks.find((x) => x.id === c.id);
+      if (v && (v.status === "would-repair" || v.status === "failed")) {
+        const still = v.messages.filter((m) => m.level === "problem").map((m) => m.text);
+        c.messages.push({ level: "problem", text: `still broken after repair: ${still.join("; ") || v.error}` });
+        c.status = "failed";
+      }
+    }
+  }
+  const { pending: _pending, ...rest } = report;
+  return { ...rest, checks, actions: [...report.actions, ...outcomes], summary: summarize(checks), finishedAt: now().toISOString() };
+}
+
+export async function runRepairKit(
+  ruleset: Ruleset,
+  env: RepairEnv,
+  actions: AgentActions | undefined,
+  opts: { dryRun: boolean; deferActions?: boolean; now?: () => Date },
+): Promise<RepairReport> {
+  const now = opts.now ?? (() => new Date());
+  const startedAt = now().toISOString();
+  const { sandbox, rt } = await open(ruleset, env);
+  try {
+    await env.prepare(actions);
+    sandbox.call(rt, "set_facts", env.luaFacts(opts.dryRun));
+    const results = sandbox.call(rt, "run", opts.dryRun)[0] as RawResult[];
+    const checks = toChecks(results, ruleset, opts.dryRun);
+    const report: RepairReport = {
+      startedAt,
+      finishedAt: now().toISOString(),
+      mode: env.mode,
+      dryRun: opts.dryRun,
+      stateDir: env.facts.stateDir,
+      ruleset: {
+        source: ruleset.source,
+        version: ruleset.version,
+        ...(ruleset.fallbackReason ? { fallbackReason: ruleset.fallbackReason } : {}),
+      },
+      checks,
+      actions: [],
+      summary: summarize(checks),
+    };
+    if (opts.dryRun) return report;
+    if (opts.deferActions) return env.queued.length > 0 ? { ...report, pending: [...env.queued] } : report;
+    const outcomes = await executeActions(env.queued, actions);
+    let verify: RepairReport | null = null;
+    if (checks.some((c) => c.fixes.some((f) => f.kind === "repair" && f.status !== "planned"))) {
+      await env.prepare(actions);
+      sandbox.call(rt, "set_facts", env.luaFacts(true));
+      verify = {
+        ...report,
+        dryRun: true,
+        checks: toChecks(sandbox.call(rt, "run", true)[0] as RawResult[], ruleset, true),
+      };
+    }
+    return finalizeReport(report, outcomes, verify, now);
+  } finally {
+    sandbox.close();
+  }
+}
+
+/** The delivered ruleset, or the baked-in one (with the reason) when it cannot be loaded. */
+export async function runWithFallback(
+  delivered: () => Promise<Ruleset>,
+  env: RepairEnv,
+  actions: AgentActions | undefined,
+  opts: { dryRun: boolean; deferActions?: boolean; now?: () => Date },
+): Promise<RepairReport> {
+  let ruleset: Ruleset;
+  try {
+    ruleset = await delivered();
+    await checkRuleset(ruleset, env);
+  } catch (e) {
+    const d = describeError(e);
+    ruleset = bakedInRuleset(`${d.code}: ${d.message}`);
+  }
+  return runRepairKit(ruleset, env, actions, opts);
+}

@@ -1,0 +1,120 @@
+/**
+ * The watchdog against real runaway queries in a real worker process:
+ * SQLite spinning in C (CPU), growing a string (memory), running too long
+ * (wall), and the worker dying under a query. Limits are scaled down so the
+ * suite stays fast; the production defaults are osquery's.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { DEFAULT_LIMITS, QueryRunner, type WatchdogKill, type WatchdogLimits } from "./watchdog.ts";
+
+const SPIN = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+const GROW =
+  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT length(group_concat(hex(randomblob(512)))) FROM c";
+
+const relaxed: WatchdogLimits = { memoryMb: 200, cpuPercent: 100, latencySeconds: 60, wallSeconds: 60 };
+let onSent: ((pid: number) => void) | undefined;
+const runner = new QueryRunner({ checkMs: 50, onQuerySent: (pid) => onSent?.(pid) });
+afterAll(() => runner.stop());
+
+async function killOf(p: Promise<unknown>): Promise<WatchdogKill> {
+  try {
+    await p;
+  } catch (e) {
+    return e as WatchdogKill;
+  }
+  throw new Error("the query was not killed");
+}
+
+describe("QueryRunner", () => {
+  test("runs a query in a worker process and measures it", async () => {
+    const out = await runner.run(`SELECT pid, name FROM processes WHERE pid = ${process.pid}`, DEFAULT_LIMITS);
+    expect(out.result.columns).toEqual(["pid", "name"]);
+    expect(out.result.rows).toHaveLength(1);
+    expect(out.stats.wallMs).toBeGreaterThan(0);
+    expect(runner.workerPid).toBeGreaterThan(0);
+    expect(runner.workerPid).not.toBe(process.pid);
+  });
+
+  test("SQL errors come back as errors, and the worker stays", async () => {
+    const pid = runner.workerPid;
+    const e = await killOf(runner.run("select * from launchd", DEFAULT_LIMITS));
+    expect(e.code).toBe("HND_QUERY_UNKNOWN_TABLE");
+    expect(runner.workerPid).toBe(pid!);
+  });
+
+  test("a query that spins in SQLite is killed after sustained CPU, and the next query gets a new worker", async () => {
+    const before = runner.counters.starts;
+    const oldPid = runner.workerPid;
+    const e = await killOf(runner.run(SPIN, { ...relaxed, cpuPercent: 10, latencySeconds: 0.3 }));
+    expect(e.code).toBe("HND_QUERY_WATCHDOG");
+    expect(e.kill.reason).toBe("cpu");
+    expect(e.kill.stats.wallMs).toBeGreaterThanOrEqual(300);
+    expect(e.kill.stats.cpuMs).toBeGreaterThan(0);
+    const next = await runner.run("select 1 as one", DEFAULT_LIMITS);
+    expect(next.result.rows).toEqual([{ one: "1" }]);
+    expect(runner.counters.starts).toBe(before + 1);
+    expect(runner.workerPid).not.toBe(oldPid!);
+  });
+
+  test("a query that grows memory is killed at the memory limit", async () => {
+    const e = await killOf(runner.run(GROW, { ...relaxed, memoryMb: 40 }));
+    expect(e.kill.reason).toBe("memory");
+    expect(e.kill.stats.peakMemoryBytes).toBeGreaterThan(40 * 1024 * 1024);
+    expect(e.message).toContain("memory limit 40 MB exceeded");
+  });
+
+  test("a query that runs too long is killed at the wall-clock limit", async () => {
+    const started = performance.now();
+    const e = await killOf(runner.run(SPIN, { ...relaxed, wallSeconds: 0.4 }));
+    expect(e.kill.reason).toBe("wall");
+    expect(performance.now() - started).toBeGreaterThanOrEqual(400);
+  });
+
+  test("a short CPU burst is not a runaway", async () => {
+    const burst = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000000) SELECT count(*) AS n FROM c";
+    const out = await runner.run(burst, { ...relaxed, cpuPercent: 10, latencySeconds: 5 });
+    expect(out.result.rows).toEqual([{ n: "2000000" }]);
+  });
+
+  test("a worker that dies under a query is reported as a crash", async () => {
+    const sent = new Promise<number>((resolve) => {
+      onSent = resolve;
+    });
+    const running = runner.run(SPIN, relaxed);
+    // Killed from outside once the worker has the query.
+    process.kill(await sent, "SIGKILL");
+    onSent = undefined;
+    const e = await killOf(running);
+    expect(e.code).toBe("HND_QUERY_WATCHDOG");
+    expect(e.kill.reason).toBe("crash");
+    expect((await runner.run("select 2 as two", DEFAULT_LIMITS)).result.rows).toEqual([{ two: "2" }]);
+  });
+
+  test("queries queue behind each other (one at a time)", async () => {
+    const results = await Promise.all([1, 2, 3].map((n) => runner.run(`select ${n} as n`, DEFAULT_LIMITS)));
+    expect(results.map((r) => r.result.rows[0]!.n)).toEqual(["1", "2", "3"]);
+    expect(runner.depth).toBe(0);
+  });
+
+  test("a worker that cannot be started is a clear HND_QUERY_WORKER error", async () => {
+    const r = new QueryRunner({ command: ["/nonexistent/outpost-agent", "query-worker"] });
+    const e = await killOf(r.run("select 1", DEFAULT_LIMITS));
+    expect(e.code).toBe("HND_QUERY_WORKER");
+    expect(e.message).toContain("cannot start the query worker /nonexistent/outpost-agent");
+    await r.stop();
+  });
+
+  test("stop kills the worker; a stopped runner refuses work", async () => {
+    let started!: () => void;
+    const workerUp = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const r = new QueryRunner({ checkMs: 50, onWorkerStart: () => started() });
+    const running = r.run(SPIN, relaxed);
+    await workerUp;
+    await r.stop();
+    const e = await killOf(running);
+    expect(e.code).toBe("HND_QUERY_WORKER");
+    expect((await killOf(r.run("select 1", DEFAULT_LIMITS))).code).toBe("HND_QUERY_WORKER");
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * Misbehaving handlers for the host-process tests (never registered in
+ * production). Host processes import this module by URL, so it stays free
+ * of side effects and heavy imports.
+ *
+ * Crashy (group `crashy`), payload `data.txt`:
+ *   EXIT-ON-LOAD     load() exits the host (a defect validation cannot see)
+ *   EXIT-AFTER-LOAD  load() succeeds, then the host exits right after answering
+ *   anything else    loads; calls: read, abort (SIGABRT), hang {ms}, hog {mb}, emit {n, type}
+ * Echo (group `echo`): scan {data} → a small verdict, for the IPC benchmark.
+ */
+import { HandlerError } from "../../core/errors.ts";
+import { defineHandler } from "../../core/handler/contract.ts";
+import { HandlerRegistry } from "../../core/handler/registry.ts";
+import { defineGroup } from "../../core/host/policy.ts";
+
+const NOTHING = { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false } as const;
+
+export const crashyGroup = defineGroup({
+  name: "crashy",
+  description: "tests: handlers that crash their host",
+  runAs: "agent",
+  net: "none",
+  exec: false,
+});
+
+const hoard: Uint8Array[] = [];
+
+export const crashyHandler = defineHandler<{ text: string; version: number }>({
+  manifest: {
+    name: "Crashy",
+    description: "crashes its host on demand",
+    group: "crashy",
+    privileges: NOTHING,
+    limits: { memoryMb: 64, cpuSeconds: 60 },
+  },
+  validate(view) {
+    view.readText("data.txt");
+  },
+  load(view, caps) {
+    const text = view.readText("data.txt");
+    if (text.includes("EXIT-ON-LOAD")) process.exit(70);
+    // After this load has been answered: the host dies while its content is live.
+    if (text.includes("EXIT-AFTER-LOAD")) setTimeout(() => process.exit(71), 0);
+    caps.log.info("crashy loaded", { version: view.version });
+    return { text, version: view.version };
+  },
+  status: (l) => ({ chars: l.text.length }),
+  call(l, method, args, ctx) {
+    const a = (args ?? {}) as { ms?: number; mb?: number; n?: number; type?: string };
+    switch (method) {
+      case "read":
+        return { text: l.text, version: l.version, pid: process.pid };
+      case "abort":
+        process.abort();
+        return null;
+      case "hang": {
+        const until = Date.now() + (a.ms ?? 60_000);
+        while (Date.now() < until && !ctx?.signal.aborted) {
+          // A handler stuck in a synchronous loop: only its process can be stopped.
+        }
+        return { hung: true };
+      }
+      case "hog": {
+        // Touch every page so the memory is resident, not merely reserved.
+        for (let i = 0; i < (a.mb ?? 512); i++) hoard.push(new Uint8Array(1024 * 1024).fill(1));
+        return { held: hoard.length };
+      }
+      default:
+        throw new HandlerError("HND_NO_METHOD", `Crashy: no method ${method}`);
+    }
+  },
+});
+
+export const echoGroup = defineGroup({
+  name: "echo",
+  description: "benchmarks: bytes in, verdict out",
+  runAs: "agent",
+  net: "none",
+  exec: false,
+});
+
+/** A scan-shaped API: the caller sends bytes, the handler answers with a small verdict. */
+export const echoHandler = defineHandler<{ version: number }>({
+  manifest: { name: "Echo", description: "scan-shaped echo", group: "echo", privileges: NOTHING },
+  validate() {},
+  load: (view) => ({ version: view.version }),
+  call(_l, method, args) {
+    const data = (args as { data?: unknown })?.data;
+    if (method !== "scan" || !(data instanceof Uint8Array)) {
+      throw new HandlerError("HND_NO_METHOD", "Echo: scan {data: Uint8Array}");
+    }
+    let x = 0;
+    for (let i = 0; i < data.length; i += 4096) x ^= data[i]!;
+    return { bytes: data.length, verdict: x === 255 ? "suspicious" : "clean" };
+  },
+});
+
+export function hostTestRegistry(): HandlerRegistry {
+  return new HandlerRegistry()
+    .registerGroup(crashyGroup)
+    .registerGroup(echoGroup)
+    .register(crashyHandler, import.meta.url)
+    .register(echoHandler, import.meta.url);
+}

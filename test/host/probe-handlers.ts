@@ -1,0 +1,116 @@
+/**
+ * Hostile handlers for the sandbox tests (never registered in production).
+ * They ignore their capability objects and go straight for ambient
+ * authority — node:fs, node:net, Bun.spawn, signals — so only the OS
+ * sandbox of their host process stands in the way. Each probe reports what
+ * happened instead of throwing, so the test sees every denial and its errno.
+ *
+ * The allowed group's paths and port come from the environment
+ * (OUTPOST_TEST_PROBE_DIR, OUTPOST_TEST_PROBE_PORT), which host processes
+ * inherit, so supervisor and host build identical manifests.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname, join } from "node:path";
+import { defineHandler, type HandlerManifestInput } from "../../core/handler/contract.ts";
+import { HandlerRegistry } from "../../core/handler/registry.ts";
+import { defineGroup } from "../../core/host/policy.ts";
+
+export const PROBE_DIR = process.env.OUTPOST_TEST_PROBE_DIR ?? "/nonexistent-outpost-probe";
+export const PROBE_PORT = Number(process.env.OUTPOST_TEST_PROBE_PORT ?? "9");
+
+export interface Attempt {
+  ok: boolean;
+  code?: string;
+  message?: string;
+}
+
+export interface ProbeReport {
+  uid: number;
+  read: Attempt;
+  writeOutside: Attempt;
+  connect: Attempt;
+  exec: Attempt;
+  signalSupervisor: Attempt;
+  writeWorkDir: Attempt;
+}
+
+async function attempt(f: () => unknown): Promise<Attempt> {
+  try {
+    await f();
+    return { ok: true };
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    return { ok: false, code: err.code ?? "UNKNOWN", message: String(err.message ?? e).slice(0, 300) };
+  }
+}
+
+async function probe(args: { file: string; port: number }): Promise<ProbeReport> {
+  return {
+    uid: process.getuid?.() ?? -1,
+    read: await attempt(() => readFileSync(args.file)),
+    writeOutside: await attempt(() => writeFileSync(join(dirname(args.file), "written-by-host"), "x")),
+    connect: await attempt(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const s = connect({ host: "127.0.0.1", port: args.port });
+          s.once("connect", () => {
+            s.destroy();
+            resolve();
+          });
+          s.once("error", reject);
+        }),
+    ),
+    exec: await attempt(() => {
+      const r = Bun.spawnSync(["/bin/true"]);
+      if (r.exitCode !== 0) throw Object.assign(new Error(`exit ${r.exitCode}`), { code: "EXIT" });
+    }),
+    signalSupervisor: await attempt(() => process.kill(process.ppid, 0)),
+    writeWorkDir: await attempt(() => writeFileSync(join(process.cwd(), "scratch"), "ok")),
+  };
+}
+
+function probeHandler(name: string, group: string, privileges: HandlerManifestInput["privileges"]) {
+  return defineHandler<object>({
+    manifest: { name, description: `sandbox probe (${group})`, group, privileges },
+    validate() {},
+    load: () => ({}),
+    call: (_l, _method, args) => probe(args as { file: string; port: number }),
+  });
+}
+
+const NOTHING = { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false } as const;
+
+export const probeGroups = [
+  defineGroup({ name: "probe-none", description: "agent, nothing", runAs: "agent", net: "none", exec: false }),
+  defineGroup({ name: "probe-root", description: "root, nothing", runAs: "root", net: "none", exec: false }),
+  defineGroup({
+    name: "probe-allowed",
+    description: "root, exactly what the probe needs",
+    runAs: "root",
+    fs: { read: [`${PROBE_DIR}/**`] },
+    net: [`http:127.0.0.1:${PROBE_PORT}`],
+    exec: true,
+  }),
+];
+
+/** fs none, net none, exec false, as the unprivileged user. */
+export const probeNone = probeHandler("ProbeNone", "probe-none", NOTHING);
+/** The same declaration, but the host stays root: only Landlock and the netns stop it. */
+export const probeRoot = probeHandler("ProbeRoot", "probe-root", { ...NOTHING, runAs: "root" });
+/** Positive control: declares exactly what the probe does, so every attempt must succeed. */
+export const probeAllowed = probeHandler("ProbeAllowed", "probe-allowed", {
+  runAs: "root",
+  fs: { mode: "read-only", paths: [`${PROBE_DIR}/**`] },
+  net: [`http:127.0.0.1:${PROBE_PORT}`],
+  exec: true,
+});
+/** Asks for exec in a group that allows nothing: refused before it sees content (G1). */
+export const probeGreedy = probeHandler("ProbeGreedy", "probe-none", { ...NOTHING, exec: true });
+
+export function probeRegistry(): HandlerRegistry {
+  const r = new HandlerRegistry();
+  for (const g of probeGroups) r.registerGroup(g);
+  for (const h of [probeNone, probeRoot, probeAllowed, probeGreedy]) r.register(h, import.meta.url);
+  return r;
+}

@@ -1,0 +1,151 @@
+/**
+ * Scheduled queries end to end: a vendor signs and publishes a
+ * ScheduledQueryPack, a real agent installs it, its query host runs the
+ * schedule, the supervisor-side service delivers the results to a data-lake
+ * receiver over HTTP, and the control plane answers POST /v1/query,
+ * GET /v1/queries/stats and /metrics; `agent query` talks to it as a user
+ * would.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseConfig } from "../core/config.ts";
+import { type ControlPlane, startControlPlane } from "../core/control/server.ts";
+import { HandlerRegistry } from "../core/handler/registry.ts";
+import { builtinGroups } from "../handlers/groups.ts";
+import { scheduledQueryPackHandler } from "../handlers/ScheduledQueryPack/index.ts";
+import { currentResultsService } from "../handlers/ScheduledQueryPack/service.ts";
+import { queryExtensions } from "../handlers/ScheduledQueryPack/wiring.ts";
+import { type LakeReceiver, startLakeReceiver } from "../plugins/sinks/lake-receiver.ts";
+import { makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/vendor.ts";
+
+const PACK = {
+  queries: {
+    me: { query: "SELECT pid, name FROM processes WHERE pid = 1", interval: 1 },
+    os: { query: "SELECT name, platform FROM os_version", interval: 1, snapshot: true },
+  },
+};
+
+let vendor: Vendor;
+let ta: TestAgent;
+let plane: ControlPlane;
+let lake: LakeReceiver;
+let firstBatch: Promise<string>;
+const tmp = mkdtempSync(join(tmpdir(), "outpost-query-e2e-"));
+
+beforeAll(async () => {
+  let stored!: (key: string) => void;
+  firstBatch = new Promise((resolve) => {
+    stored = resolve;
+  });
+  lake = await startLakeReceiver({ dir: join(tmp, "lake"), afterStore: (key) => stored(key) });
+  vendor = await makeVendor();
+  await vendor.release("ScheduledQueryPack", 1, { "packs/demo.conf": JSON.stringify(PACK) });
+  const configInput = {
+    hosts: { isolation: "in-process" as const },
+    query: { hostIdentifier: "e2e-host", results: { flushSeconds: 0.2, http: { url: lake.url } } },
+  };
+  ta = await startAgent(vendor, {
+    config: configInput,
+    registry: () => {
+      const r = new HandlerRegistry();
+      for (const g of builtinGroups) r.registerGroup(g);
+      return r.register(scheduledQueryPackHandler);
+    },
+  });
+  const report = await ta.agent.update();
+  expect(report.installed.map((i) => i.type)).toEqual(["ScheduledQueryPack"]);
+  const config = parseConfig({ ...configInput, stateDir: ta.stateDir });
+  plane = await startControlPlane({
+    api: ta.agent,
+    stateDir: ta.stateDir,
+    extensions: queryExtensions(() => config),
+    events: ta.agent.events,
+  });
+});
+
+afterAll(async () => {
+  await currentResultsService()?.stop();
+  await plane?.stop();
+  await ta?.stop();
+  await lake?.stop();
+  vendor?.cleanup();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${plane.url}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${plane.token}`, "content-type": "application/json", ...init.headers },
+  });
+
+describe("ScheduledQueryPack end to end", () => {
+  test("scheduled results reach the data lake in osquery's format", async () => {
+    await firstBatch;
+    const lines = lake.lines().map((l) => JSON.parse(l));
+    const names = new Set(lines.map((l) => l.name));
+    expect(names.has("pack_demo_me") || names.has("pack_demo_os")).toBe(true);
+    for (const l of lines) {
+      expect(l.hostIdentifier).toBe("e2e-host");
+      expect(l.calendarTime).toMatch(/^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} UTC$/);
+      expect(l.numerics).toBe(false);
+    }
+    const me = lines.find((l) => l.name === "pack_demo_me");
+    if (me) expect(me).toMatchObject({ action: "added", counter: 0, columns: { pid: "1" } });
+    // The file sink got the same lines.
+    const file = join(ta.stateDir, "query-results", "results.log");
+    expect(readFileSync(file, "utf8").length).toBeGreaterThan(0);
+  });
+
+  test("POST /v1/query answers ad-hoc SQL, and maps the query's faults to 4xx", async () => {
+    const ok = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "SELECT name FROM os_version" }) });
+    expect(ok.status).toBe(200);
+    const body = (await ok.json()) as { columns: string[]; rows: Record<string, string>[]; engine: string };
+    expect(body).toMatchObject({ engine: "embedded", columns: ["name"] });
+    expect(body.rows).toHaveLength(1);
+    const unknown = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "SELECT * FROM launchd" }) });
+    expect(unknown.status).toBe(400);
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe("HND_QUERY_UNKNOWN_TABLE");
+    const refused = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "DELETE FROM users" }) });
+    expect(refused.status).toBe(400);
+    expect((await api("/v1/query", { method: "POST", body: "{}" })).status).toBe(400);
+  });
+
+  test("GET /v1/queries/stats and /metrics report per-query telemetry and delivery", async () => {
+    const r = await api("/v1/queries/stats");
+    expect(r.status).toBe(200);
+    const s = (await r.json()) as {
+      queries: { name: string; runs: number }[];
+      delivery: { sinks: { kind: string; deliveredLines: number }[] };
+    };
+    expect(s.queries.map((q) => q.name).sort()).toEqual(["pack_demo_me", "pack_demo_os"]);
+    expect(s.queries.some((q) => q.runs > 0)).toBe(true);
+    expect(s.delivery.sinks.map((x) => x.kind)).toEqual(["file", "http"]);
+    const metrics = await (await api("/metrics")).text();
+    expect(metrics).toMatch(/outpost_query_runs_total\{query="pack_demo_(me|os)"\} [1-9]/);
+  });
+
+  test("`agent query` prints a table and JSON from the running agent", async () => {
+    // Asynchronous: the agent answering the CLI lives in this test process.
+    const agent = async (args: string[]) => {
+      const p = Bun.spawn([process.execPath, join(import.meta.dir, "..", "bin", "agent.ts"), "query", ...args, "--state", ta.stateDir], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+      });
+      const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { stdout, stderr, code };
+    };
+    const json = await agent(["SELECT platform FROM os_version", "--json"]);
+    expect(json.code).toBe(0);
+    const out = JSON.parse(json.stdout) as { ranBy: string; rows: { platform: string }[] };
+    expect(out.ranBy).toBe("agent");
+    expect(out.rows[0]!.platform.length).toBeGreaterThan(0);
+    const table = await agent(["SELECT 7 AS seven"]);
+    expect(table.stdout).toBe("seven\n7\n");
+    const bad = await agent(["SELECT * FROM launchd"]);
+    expect(bad.stderr).toContain("HND_QUERY_UNKNOWN_TABLE");
+    expect(bad.code).toBe(2);
+  });
+});
