@@ -61,7 +61,23 @@ export function lazyImports(entryPath: string): string[] {
   return [...source.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!);
 }
 
+/**
+ * Rule G1 (core/host/policy.ts) before anything ships: every built-in
+ * handler's declared privileges fit its host group. Returns the violations.
+ */
+export async function handlerPrivilegeViolations(): Promise<string[]> {
+  const [{ defaultRegistry }, { registryViolations }] = await Promise.all([
+    import("./handlers/index.ts"),
+    import("./core/host/policy.ts"),
+  ]);
+  return registryViolations(defaultRegistry()).map((e) => `${e.code}: ${e.message}`);
+}
+
 export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
+  const violations = await handlerPrivilegeViolations();
+  if (violations.length > 0) {
+    throw new Error(`handler manifests exceed their host groups:\n  ${violations.join("\n  ")}`);
+  }
   const outdir = resolve(opts.outdir ?? join(ROOT, "dist"));
   const version = packageVersion();
   const commit = gitCommit();

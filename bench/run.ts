@@ -4,7 +4,15 @@
  */
 import { join } from "node:path";
 
-const benches = [["startup.ts"], ["verify-install.ts", "--runs", "3"], ["hmpa.ts"], ["control-plane.ts"]];
+const benches = [
+  ["startup.ts"],
+  ["verify-install.ts", "--runs", "3"],
+  ["hmpa.ts"],
+  ["ipc.ts"],
+  ["control-plane.ts"],
+  ["query.ts"],
+  ["fleet/run.ts"],
+];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);
   const r = Bun.spawnSync([process.execPath, join(import.meta.dir, file!), ...args], {

@@ -18,6 +18,7 @@ let runConfig: AgentConfig | undefined;
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
   alertSinks: (config) => {
     runConfig = config;
     return import("../plugins/sinks/http-alerts.ts").then((m) =>
@@ -28,6 +29,7 @@ setAgentWiring({
     Promise.all([
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
       import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
+      import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
   services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
@@ -40,7 +42,10 @@ const main = defineCommand({
     status: () => import("../core/cli/agent/status.ts").then((m) => m.default),
     update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
     content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
-    events: () => import("../core/cli/agent/events.ts").then((m) => m.default),
+    events: () =>
+      import("../handlers/Behavior/cli-events.ts").then((m) =>
+        m.eventsWithReplay(() => import("../core/cli/agent/events.ts").then((e) => e.default)),
+      ),
     metrics: () => import("../core/cli/agent/metrics.ts").then((m) => m.default),
     handlers: () => import("../core/cli/agent/handlers.ts").then((m) => m.default),
     openapi: () => import("../core/cli/agent/openapi.ts").then((m) => m.default),
@@ -58,6 +63,8 @@ const main = defineCommand({
       ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
     "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
     scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
+    rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
+    "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
     rep: () =>
       Promise.all([
         import("../handlers/LocalRepData/cli-rep.ts"),

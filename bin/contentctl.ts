@@ -25,6 +25,7 @@ const main = defineCommand({
     resign: () => import("../core/cli/contentctl/resign.ts").then((m) => m.default),
     release: () => import("../core/cli/contentctl/release.ts").then((m) => m.default),
     "hmpa-build": () => import("../handlers/Hmpa_data/cli.ts").then((m) => m.default),
+    rules: () => import("../handlers/_lua/cli-contentctl.ts").then((m) => m.default),
     lake: () => import("../plugins/sinks/lake-cli.ts").then((m) => m.default),
     datasets: () => import("../handlers/DatasetA/cli-pack.ts").then((m) => m.default),
     rep: () => import("../handlers/LocalRepData/cli-build.ts").then((m) => m.default),

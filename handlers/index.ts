@@ -4,10 +4,13 @@
  */
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
+import { behaviorHandler } from "./Behavior/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
+import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
+import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
@@ -16,6 +19,9 @@ export function builtinHandlers(): ContentHandler[] {
     scheduledQueryPackHandler as ContentHandler,
     datasetAHandler as ContentHandler,
     localRepDataHandler as ContentHandler,
+    behaviorHandler as ContentHandler,
+    productRulesFeedHandler as ContentHandler,
+    repairKitHandler as ContentHandler,
   ];
 }
 

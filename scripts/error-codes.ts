@@ -23,6 +23,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["CFG_", "configuration, keys, command-line input"],
   ["CTL_", "control plane and its clients"],
   ["CLI_", "command-line usage"],
+  ["REL_", "staged releases (core/release)"],
+  ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {

@@ -99,15 +99,26 @@ describe("ScheduledQueryPack end to end", () => {
   });
 
   test("POST /v1/query answers ad-hoc SQL, and maps the query's faults to 4xx", async () => {
-    const ok = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "SELECT name FROM os_version" }) });
+    const ok = await api("/v1/query", {
+      method: "POST",
+      body: JSON.stringify({ sql: "SELECT name FROM os_version" }),
+    });
     expect(ok.status).toBe(200);
     const body = (await ok.json()) as { columns: string[]; rows: Record<string, string>[]; engine: string };
     expect(body).toMatchObject({ engine: "embedded", columns: ["name"] });
     expect(body.rows).toHaveLength(1);
-    const unknown = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "SELECT * FROM launchd" }) });
+    const unknown = await api("/v1/query", {
+      method: "POST",
+      body: JSON.stringify({ sql: "SELECT * FROM launchd" }),
+    });
     expect(unknown.status).toBe(400);
-    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe("HND_QUERY_UNKNOWN_TABLE");
-    const refused = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql: "DELETE FROM users" }) });
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe(
+      "HND_QUERY_UNKNOWN_TABLE",
+    );
+    const refused = await api("/v1/query", {
+      method: "POST",
+      body: JSON.stringify({ sql: "DELETE FROM users" }),
+    });
     expect(refused.status).toBe(400);
     expect((await api("/v1/query", { method: "POST", body: "{}" })).status).toBe(400);
   });
@@ -129,12 +140,26 @@ describe("ScheduledQueryPack end to end", () => {
   test("`agent query` prints a table and JSON from the running agent", async () => {
     // Asynchronous: the agent answering the CLI lives in this test process.
     const agent = async (args: string[]) => {
-      const p = Bun.spawn([process.execPath, join(import.meta.dir, "..", "bin", "agent.ts"), "query", ...args, "--state", ta.stateDir], {
-        stdout: "pipe",
-        stderr: "pipe",
-        env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
-      });
-      const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      const p = Bun.spawn(
+        [
+          process.execPath,
+          join(import.meta.dir, "..", "bin", "agent.ts"),
+          "query",
+          ...args,
+          "--state",
+          ta.stateDir,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+        },
+      );
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
       return { stdout, stderr, code };
     };
     const json = await agent(["SELECT platform FROM os_version", "--json"]);

@@ -401,7 +401,7 @@ export class FleetSim {
   /** Steps until `end`, or until the hook returns true. */
   async runUntil(
     end: number,
-    onStep?: (now: number) => Promise<boolean | void> | boolean | void,
+    onStep?: (now: number) => Promise<boolean | undefined> | boolean | undefined,
   ): Promise<void> {
     while (this.now < end) {
       this.now += this.opts.stepMs;

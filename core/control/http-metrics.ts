@@ -68,8 +68,12 @@ function seriesFor(route: string, method: string, status: number): Bound {
 
 /** Counts a finished request (its response set on `c`) that started at `started` (performance.now()). */
 export function recordRequest(c: Context, started: number): void {
-  const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
-  const b = seriesFor(routeLabel(c), method, c.res.status);
+  countRequest(routeLabel(c), c.req.method, c.res.status, started);
+}
+
+/** The same accounting for a request answered outside Hono (the status fast path). */
+export function countRequest(route: string, method: string, status: number, started: number): void {
+  const b = seriesFor(route, METHODS.has(method) ? method : "OTHER", status);
   b.count.inc();
   b.latency.observe((performance.now() - started) / 1000);
 }

@@ -26,7 +26,7 @@ import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
 import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
 import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
-import { recordRequest } from "./http-metrics.ts";
+import { countRequest, recordRequest } from "./http-metrics.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
 import { type EventStreamOptions, EventStreams, eventRoutes } from "./routes/events.ts";
@@ -49,9 +49,13 @@ export interface ControlAppOptions {
   eventStreams?: EventStreamOptions;
 }
 
+type BunHandler = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
+
 /** The control app and what its owner must close when it stops serving. */
 export interface ControlApp {
   app: OpenAPIHono;
+  /** For Bun.serve's `routes`, in front of `app.fetch` (see statusFastPath). */
+  nativeRoutes: Record<string, BunHandler>;
   /** Ends open event streams and detaches from the event bus; returns how many streams it ended. */
   close(): number;
 }
@@ -81,18 +85,50 @@ function errorResponse(err: unknown, c: Context): Response {
   return c.json(body, status);
 }
 
+export interface AdmissionOptions {
+  token: string;
+  allowRemote: boolean;
+}
+
 /**
- * What every request passes, in one middleware because each layer costs
- * on the hot path:
- * - metrics, around everything, so refusals are counted too;
+ * Who may talk to the control plane, as one pure decision shared by the
+ * Hono gate and the status fast path, so the two cannot drift apart:
  * - the Host header must be a loopback name unless remote access is
  *   allowed: a DNS-rebinding page reaches 127.0.0.1 through a name it
  *   controls, while a local client always sends a loopback one;
- * - the token, for everything but the liveness probe;
- * - the body limit, for requests that can carry a body.
+ * - the token, for everything but the liveness probe (exactly GET/HEAD
+ *   /v1/health).
+ * Returns the refusal, or undefined to admit.
  */
-function gate(opts: { token: string; maxSize: number; allowRemote: boolean }): MiddlewareHandler {
+export function admission(
+  opts: AdmissionOptions,
+): (req: {
+  host: string;
+  authorization: string | undefined;
+  method: string;
+  path: string;
+}) => ControlError | undefined {
   const tokenOk = tokenChecker(opts.token);
+  return ({ host, authorization, method, path }) => {
+    if (!opts.allowRemote && !LOOPBACK_HOST.test(host)) {
+      return new ControlError(
+        "CTL_FORBIDDEN_HOST",
+        `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
+      );
+    }
+    const probe = (method === "GET" || method === "HEAD") && path === "/v1/health";
+    if (!probe && !tokenOk(authorization)) return unauthorized();
+    return undefined;
+  };
+}
+
+/**
+ * What every request passes, in one middleware because each layer costs on
+ * the hot path: metrics around everything (refusals are counted too), the
+ * admission decision, and the body limit for requests that can carry a body.
+ */
+function gate(opts: AdmissionOptions & { maxSize: number }): MiddlewareHandler {
+  const admit = admission(opts);
   const { maxSize } = opts;
   const limit = bodyLimit({
     maxSize,
@@ -103,23 +139,19 @@ function gate(opts: { token: string; maxSize: number; allowRemote: boolean }): M
   return async (c, next) => {
     const started = performance.now();
     try {
-      if (!opts.allowRemote) {
-        // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
-        const host = c.req.header("host") ?? new URL(c.req.url).host;
-        if (!LOOPBACK_HOST.test(host)) {
-          throw new ControlError(
-            "CTL_FORBIDDEN_HOST",
-            `Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; use 127.0.0.1, localhost or [::1]`,
-          );
-        }
-      }
       const method = c.req.method;
-      const bodiless = method === "GET" || method === "HEAD";
-      if (!(bodiless && c.req.path === "/v1/health") && !tokenOk(c.req.header("authorization"))) {
-        c.header("WWW-Authenticate", 'Bearer realm="outpost-agent"');
-        throw unauthorized();
+      const refusal = admit({
+        // In-process requests (tests, app.request) carry no Host header; their URL says the same thing.
+        host: c.req.header("host") ?? new URL(c.req.url).host,
+        authorization: c.req.header("authorization"),
+        method,
+        path: c.req.path,
+      });
+      if (refusal) {
+        if (refusal.code === "CTL_UNAUTHORIZED") c.header("WWW-Authenticate", 'Bearer realm="outpost-agent"');
+        throw refusal;
       }
-      if (bodiless) await next();
+      if (method === "GET" || method === "HEAD") await next();
       else await limit(c, next);
     } catch (e) {
       // Errors from the routes were mapped further in; these are the gate's own refusals.
@@ -150,7 +182,8 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
     return c.json(errorBody(err), 404);
   });
 
-  app.use("*", gate({ token: opts.token, maxSize, allowRemote: opts.allowRemote ?? false }));
+  const access: AdmissionOptions = { token: opts.token, allowRemote: opts.allowRemote ?? false };
+  app.use("*", gate({ ...access, maxSize }));
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
   const streams = new EventStreams(opts.events, opts.eventStreams);
@@ -182,12 +215,48 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
 
   return {
     app,
+    nativeRoutes: { "/v1/status": statusFastPath(app, statusCache, access) },
     close() {
       const open = streams.size;
       streams.closeAll();
       statusCache.close();
       return open;
     },
+  };
+}
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+/**
+ * `GET /v1/status` is what monitoring polls, so Bun routes it natively to
+ * this handler, which answers only the common case — admitted request,
+ * fresh cached status — with the very bytes the Hono route would send, and
+ * counts it under the same metric series. Everything else (a refusal, a
+ * stale cache, another method) goes to the Hono app, so errors still come
+ * from the one mapping. Skipping Hono's routing, context and middleware
+ * chain is most of the control plane's per-request cost
+ * (bench/control-plane.ts).
+ */
+function statusFastPath(app: OpenAPIHono, cache: StatusCache, access: AdmissionOptions): BunHandler {
+  const admit = admission(access);
+  return (req, server) => {
+    const started = performance.now();
+    if (req.method === "GET") {
+      const headers = req.headers;
+      const refusal = admit({
+        host: headers.get("host") ?? new URL(req.url).host,
+        authorization: headers.get("authorization") ?? undefined,
+        method: "GET",
+        path: "/v1/status",
+      });
+      const json = refusal ? undefined : cache.fresh();
+      if (json !== undefined) {
+        const res = new Response(json, { headers: JSON_HEADERS });
+        countRequest("/v1/status", "GET", 200, started);
+        return res;
+      }
+    }
+    return app.fetch(req, server);
   };
 }
 
@@ -315,13 +384,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const app = control.app;
   let tcp: Server<undefined>;
   try {
-    tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, fetch: app.fetch });
+    tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, routes: control.nativeRoutes, fetch: app.fetch });
   } catch (e) {
     control.close();
     rmSync(paths.controlToken, { force: true });
     throw e;
   }
-  const unix = listenUnix(paths.controlSocket, app);
+  const unix = listenUnix(paths.controlSocket, control);
 
   const port = tcp.port ?? 0;
   const url = tcp.url.toString().replace(/\/$/, "");
@@ -357,7 +426,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 }
 
 /** Unix sockets are an optimisation (no port, file permissions): failing to bind one is not fatal. */
-function listenUnix(path: string, app: OpenAPIHono): Server<undefined> | undefined {
+function listenUnix(path: string, control: ControlApp): Server<undefined> | undefined {
   try {
     // A socket left by a crashed agent blocks bind; the agent lock guarantees it is not live.
     if (existsSync(path) && lstatSync(path).isSocket()) rmSync(path);
@@ -366,7 +435,7 @@ function listenUnix(path: string, app: OpenAPIHono): Server<undefined> | undefin
     const previous = process.umask(0o177);
     let server: Server<undefined>;
     try {
-      server = Bun.serve({ unix: path, fetch: app.fetch });
+      server = Bun.serve({ unix: path, routes: control.nativeRoutes, fetch: control.app.fetch });
     } finally {
       process.umask(previous);
     }

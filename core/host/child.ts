@@ -52,8 +52,10 @@ interface Staged {
 
 export interface HostChildOptions {
   group: string;
-  /** Handlers built into this executable (the entry point's registry). */
+  /** Handlers built into this executable for this group (the entry point's registry). */
   builtins: HandlerRegistry;
+  /** Every built-in handler, for one the group's registry lacks. */
+  allBuiltins?: () => Promise<HandlerRegistry>;
   maxInboundBytes: number;
   maxOutboundBytes: number;
 }
@@ -147,6 +149,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
               let handler: ContentHandler<unknown> | undefined;
               if (h.module) handler = handlerFromModule(await import(h.module), h.type);
               handler ??= opts.builtins.get(h.type);
+              if (!handler && opts.allBuiltins) handler = (await opts.allBuiltins()).get(h.type);
               if (!handler) {
                 throw new HandlerError(
                   "HND_HOST_UNRESOLVED",
@@ -197,9 +200,14 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           needInit();
           const a = parseWire(ValidateArgs, rawArgs, "validate");
           const sl = slot(a.type);
-          const s = staged.get(a.type);
-          if (!s || s.version !== a.version || a.files.some((f) => !s.files.has(f))) {
-            throw new HandlerError("HND_IPC_PROTOCOL", `${a.type} v${a.version}: content was not staged`);
+          let s = staged.get(a.type);
+          if (!s || s.version !== a.version) {
+            s = { version: a.version, files: new Map() };
+            staged.set(a.type, s);
+          }
+          const missing = a.files.filter((f) => !s.files.has(f));
+          if (missing.length > 0 || s.files.size !== a.files.length) {
+            throw new HandlerError("HND_IPC_PROTOCOL", `${a.type} v${a.version}: content was not staged whole`);
           }
           s.view = contentView(a.type, a.version, a.signingTime, s);
           try {

@@ -400,7 +400,7 @@ export class HostManager implements HandlerHost {
 
   hosts(): HostStatus[] {
     return [...this.groups.values()].map((g) => {
-      const sample = g.proc?.running ? g.proc.lastSample : null;
+      const sample = g.proc?.running ? (g.proc.sample() ?? g.proc.lastSample) : null;
       const l = g.launch?.layers;
       const ll = g.init?.landlock;
       const notes = [...(g.launch?.notes ?? [])];
@@ -438,6 +438,13 @@ export class HostManager implements HandlerHost {
         usage: sample ? { rssBytes: sample.rssBytes, cpuSeconds: sample.cpuSeconds } : null,
       } satisfies HostStatus;
     });
+  }
+
+  /** Starts `group`'s host before it has content (pre-warming, benchmarks); resolves when it runs. */
+  async warm(group: string): Promise<void> {
+    const g = this.groups.get(group);
+    if (!g) throw new HandlerError("HND_UNKNOWN_GROUP", `no handlers in host group ${group}`);
+    await this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
   }
 
   /** Refreshes cached handler status from every running host (status() is synchronous). */
@@ -622,7 +629,7 @@ export class HostManager implements HandlerHost {
       pathVars: this.pathVars,
       landlock: {
         enabled: this.opts.config.landlock,
-        rules: landlockRules(spec, workDir),
+        rules: landlockRules(spec, workDir, { executable: process.execPath, installDir: this.pathVars.installDir }),
         connectPorts: spec.net === "none" ? [] : spec.net.connectPorts,
       },
     };

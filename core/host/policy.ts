@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
 import type { HandlerManifest } from "../handler/contract.ts";
+import type { HandlerRegistry } from "../handler/registry.ts";
 
 /** Linux capabilities a root group may keep (the rest leave the bounding set). */
 const CAPABILITY_RE = /^[a-z_]{2,32}$/;
@@ -52,7 +53,11 @@ export function defineGroup(input: GroupPolicyInput): GroupPolicy {
 const GLOB_CHARS = /[*?[\]{}]/;
 
 /** Whether every path `inner` can match is also matched by `outer` (conservative: false when unsure). */
-export function globCovers(outer: string, inner: string): boolean {
+export function globCovers(outerGlob: string, innerGlob: string): boolean {
+  // `${stateDir}`-style placeholders are literal path prefixes, not brace patterns.
+  const literal = (g: string) => g.replace(/\$\{(\w+)\}/g, "@$1@");
+  const outer = literal(outerGlob);
+  const inner = literal(innerGlob);
   if (outer === inner) return true;
   if (outer.endsWith("/**")) {
     const base = outer.slice(0, -3);
@@ -117,6 +122,15 @@ export function privilegeViolation(
   if (p.exec && !group.exec) return exceed("exec", "exec: false");
   if (p.agent && !group.agent) return exceed("agent", "agent: false");
   return null;
+}
+
+/** G1 over a whole registry: one error per handler that does not fit its group (build.ts fails on any). */
+export function registryViolations(registry: HandlerRegistry): HandlerError[] {
+  return registry.types().flatMap((type) => {
+    const manifest = registry.require(type).manifest;
+    const v = privilegeViolation(manifest, registry.group(manifest.group));
+    return v ? [v] : [];
+  });
 }
 
 /** Values the `${…}` placeholders in path globs stand for. */

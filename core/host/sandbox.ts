@@ -170,7 +170,11 @@ const EXEC_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32
  * declared globs widened to their literal directory prefix, and, with exec,
  * the system program directories read+exec and /etc read-only.
  */
-export function landlockRules(spec: SandboxSpec, workDir: string): LandlockRule[] {
+export function landlockRules(
+  spec: SandboxSpec,
+  workDir: string,
+  self: { executable: string; installDir: string } = { executable: process.execPath, installDir: "/" },
+): LandlockRule[] {
   const rules: LandlockRule[] = [{ path: workDir, access: READ_WRITE }];
   for (const g of spec.fsRead) rules.push({ path: landlockBase(g), access: READ });
   for (const g of spec.fsWrite) rules.push({ path: landlockBase(g), access: READ_WRITE });
@@ -178,6 +182,9 @@ export function landlockRules(spec: SandboxSpec, workDir: string): LandlockRule[
     for (const d of EXEC_DIRS) rules.push({ path: d, access: READ_EXEC });
     rules.push({ path: "/etc", access: READ });
     rules.push({ path: "/dev/null", access: READ_WRITE });
+    // The agent's own executable (a host may start helpers from it), and from source the tree it runs.
+    rules.push({ path: self.executable, access: READ_EXEC });
+    rules.push({ path: self.installDir, access: READ });
   }
   return rules;
 }

@@ -5,11 +5,12 @@
  * across restarts.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { sha256Hex } from "../crypto/digest.ts";
+import type { ReleaseAlert } from "./alerts.ts";
 import { parseReleaseConfig, type ReleaseConfig } from "./config.ts";
 import type { Heartbeat } from "./protocol.ts";
 import { type ReleaseServer, serveRelease } from "./server.ts";
@@ -237,5 +238,46 @@ describe("console and repository on one listener", () => {
     await server.stop();
     server = serveRelease({ config, port: 0, autoTick: false });
     expect([...server.fleet.agents()].map((a) => a.id)).toEqual(["acme/agent-0001"]);
+  });
+});
+
+describe("abort latency on the live server", () => {
+  // Runs last: it moves the shared repository's eng-test group on to v2 and back (as v3).
+  test("a heartbeat that crosses the threshold aborts the release within a second, without waiting for a tick", async () => {
+    await server.stop();
+    let aborted!: (a: ReleaseAlert) => void;
+    const alert = new Promise<ReleaseAlert>((resolve) => {
+      aborted = resolve;
+    });
+    server = serveRelease({
+      config: { ...config, tickSeconds: 3600 },
+      port: 0,
+      alerter: { send: (a) => a.kind === "release-aborted" && aborted(a), flush: async () => {} },
+    });
+    const file = join(root, "TestText-2.tar");
+    writeFileSync(file, await vendor.pack("TestText", 2, { "data.txt": "two" }));
+    await server.engine.start({ type: "TestText", version: 2, packageFile: file });
+    const sent = performance.now();
+    const res = await post(
+      JSON.stringify(
+        heartbeat({
+          content: [
+            {
+              type: "TestText",
+              version: 1,
+              handlerState: "loaded",
+              badVersions: [2],
+              crashes: 3,
+              rollbacks: [{ from: 2, to: 1, at: new Date().toISOString(), automatic: true }],
+            },
+          ],
+        }),
+      ),
+    );
+    expect(res.status).toBe(204);
+    const a = await alert;
+    const latencyMs = performance.now() - sent;
+    expect(a).toMatchObject({ release: "TestText-2", by: "health", revertedGroups: ["eng-test"] });
+    expect(latencyMs).toBeLessThan(5000);
   });
 });

@@ -7,12 +7,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeVendor, textHandler, type Vendor } from "../../test/fixtures/vendor.ts";
+import { makeVendor, testRegistry, type Vendor } from "../../test/fixtures/vendor.ts";
 import { contentPolicy, describePolicy, policyStatus } from "../agent/policy.ts";
 import { parseConfig } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { InProcessHost } from "../handler/host.ts";
-import { HandlerRegistry } from "../handler/registry.ts";
 import { log } from "../log.ts";
 import type { IndexEntry } from "../repo/index-format.ts";
 import { publish } from "../repo/publish.ts";
@@ -108,7 +107,7 @@ describe("update cycles under a policy", () => {
       update: { repo: vendor.repo, group: "public-3", trust: vendor.trustPath },
       policy,
     });
-    const registry = new HandlerRegistry().register(textHandler);
+    const registry = testRegistry();
     const store = new ContentStore(stateDir);
     store.open();
     const memory = new UpdateMemory(stateDir);

@@ -37,6 +37,8 @@ export type CheckStatus = "ok" | "repaired" | "would-repair" | "failed" | "warni
 export interface FixReport {
   description: string;
   kind: "repair" | "maintenance";
+  /** Which repair pass ran it (1 when absent). */
+  pass?: number;
   status: "planned" | "done" | "failed" | "requested";
   error?: string;
   action?: string;
@@ -132,6 +134,25 @@ export async function checkRuleset(ruleset: Ruleset, env: RepairEnv): Promise<{ 
     return sandbox.call(rt, "checks")[0] as { id: string; description: string }[];
   } finally {
     sandbox.close();
+  }
+}
+
+const MAX_PASSES = 3;
+
+function repairedSomething(results: RawResult[], pass: number): boolean {
+  return results.some((r) => r.fixes.some((f) => f.kind === "repair" && f.status === "done" && (f.pass ?? 1) === pass));
+}
+
+/** Folds a later repair pass into the first: only what it found or fixed is added. */
+function mergePass(results: RawResult[], later: RawResult[], pass: number): void {
+  for (const l of later) {
+    const r = results.find((x) => x.id === l.id);
+    if (!r || (l.problems === 0 && l.fixes.filter((f) => f.kind === "repair").length === 0 && !l.error)) continue;
+    r.messages.push(...l.messages.filter((m) => m.level !== "ok"));
+    r.fixes.push(...l.fixes.map((f) => ({ ...f, pass })));
+    r.problems += l.problems;
+    r.warnings += l.warnings;
+    if (l.error) r.error = l.error;
   }
 }
 
@@ -258,6 +279,13 @@ export async function runRepairKit(
     await env.prepare(actions);
     sandbox.call(rt, "set_facts", env.luaFacts(opts.dryRun));
     const results = sandbox.call(rt, "run", opts.dryRun)[0] as RawResult[];
+    // A repair can expose or unblock another (a restored trust store lets cached indexes be
+    // checked): run again while the previous pass changed something, at most MAX_PASSES times.
+    for (let pass = 2; !opts.dryRun && pass <= MAX_PASSES && repairedSomething(results, pass - 1); pass++) {
+      await env.prepare(actions);
+      sandbox.call(rt, "set_facts", env.luaFacts(false));
+      mergePass(results, sandbox.call(rt, "run", false)[0] as RawResult[], pass);
+    }
     const checks = toChecks(results, ruleset, opts.dryRun);
     const report: RepairReport = {
       startedAt,
@@ -275,7 +303,7 @@ export async function runRepairKit(
       summary: summarize(checks),
     };
     if (opts.dryRun) return report;
-    if (opts.deferActions) return env.queued.length > 0 ? { ...report, pending: [...env.queued] } : report;
+    if (opts.deferActions && env.queued.length > 0) return { ...report, pending: [...env.queued] };
     const outcomes = await executeActions(env.queued, actions);
     let verify: RepairReport | null = null;
     if (checks.some((c) => c.fixes.some((f) => f.kind === "repair" && f.status !== "planned"))) {

@@ -126,6 +126,7 @@ export class RepairEnv {
   private status: AgentStatus | null = null;
   private cache: CachedIndexFacts[] = [];
   private trustVerifies: boolean | null = null;
+  private updateEnabled: boolean | undefined;
   private readonly paths: ReturnType<typeof statePaths>;
 
   constructor(
@@ -139,6 +140,15 @@ export class RepairEnv {
   /** Gathers what needs async work (signatures, the agent's status) before the checks run. */
   async prepare(actions: AgentActions | undefined): Promise<void> {
     this.status = null;
+    // A fix may have changed the config file since the facts were taken.
+    if (this.facts.configFile) {
+      try {
+        const json = JSON.parse(readFileSync(this.facts.configFile, "utf8")) as { update?: { enabled?: unknown } };
+        this.updateEnabled = json.update?.enabled !== false;
+      } catch {
+        this.updateEnabled = undefined;
+      }
+    }
     if (actions?.status) {
       try {
         this.status = await actions.status();
@@ -200,7 +210,7 @@ export class RepairEnv {
       stateDir: this.facts.stateDir,
       trustPath: this.facts.trustPath,
       configFile: this.facts.configFile ?? false,
-      update: this.facts.update,
+      update: { ...this.facts.update, enabled: this.updateEnabled ?? this.facts.update.enabled },
       agentUid: this.facts.agentUid,
       agentGid: this.facts.agentGid,
       mode: this.mode,

@@ -145,7 +145,9 @@ check {
       return
     end
     for _, g in ipairs(groups) do
-      if g.ok then
+      if g.ok and g.verified == nil then
+        c:warn("group " .. g.group .. ": cannot be verified until the trust store is usable")
+      elseif g.ok then
         c:ok("group " .. g.group .. ": serial " .. tostring(g.serial))
       else
         c:problem("cached index for group " .. g.group .. ": " .. tostring(g.problem))

@@ -179,7 +179,12 @@ local function api_for(unit)
     env[name] = copy
   end
   env.octal, env.mode_string = octal, mode_string
-  env.facts = S.readonly(facts)
+  -- Facts change per run (set_facts); rules read them through this view.
+  env.facts = setmetatable({}, {
+    __index = function(_, k) return facts[k] end,
+    __newindex = function() error("facts are read-only", 2) end,
+    __metatable = false,
+  })
   env.log = function(...)
     if current then message("log", ...) end
   end

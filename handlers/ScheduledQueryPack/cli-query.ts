@@ -12,7 +12,12 @@ import { describeError } from "../../core/errors.ts";
 import { DEFAULT_LIMITS, QueryRunner } from "../../plugins/query/watchdog.ts";
 
 /** Errors caused by the SQL the user typed, not by the agent. */
-const USER_FAULTS = new Set(["HND_QUERY_SQL", "HND_QUERY_REFUSED", "HND_QUERY_UNKNOWN_TABLE", "HND_QUERY_BAD_ARGS"]);
+const USER_FAULTS = new Set([
+  "HND_QUERY_SQL",
+  "HND_QUERY_REFUSED",
+  "HND_QUERY_UNKNOWN_TABLE",
+  "HND_QUERY_BAD_ARGS",
+]);
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
@@ -62,7 +67,10 @@ interface StatsOutput {
 
 async function queryOnce(callHandler: CallHandler, sql: string): Promise<QueryOutput> {
   try {
-    return { ...((await callHandler("ScheduledQueryPack", "query", { sql })) as QueryOutput), ranBy: "agent" };
+    return {
+      ...((await callHandler("ScheduledQueryPack", "query", { sql })) as QueryOutput),
+      ranBy: "agent",
+    };
   } catch (e) {
     if (describeError(e).code !== "HND_NOT_LOADED") throw e;
     printErr("note: no ScheduledQueryPack content is loaded; running the query in a local watched worker");

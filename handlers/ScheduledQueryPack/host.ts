@@ -6,7 +6,7 @@
  * per-directory registry; only the newest loaded schedule runs, and if the
  * new content is discarded the previous schedule resumes.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { QueryRunner, type QueryRunnerOptions } from "../../plugins/query/watchdog.ts";
@@ -88,6 +88,7 @@ export class QueryHost {
   private refs = 0;
   private readonly active: Activatable[] = [];
   private splay: Record<string, { interval: number; splayed: number }> = {};
+  private splayDirty = false;
   private tablesCache?: { engine: string; tables: Promise<Set<string>> };
 
   private constructor(
@@ -203,8 +204,15 @@ export class QueryHost {
     const max = interval + delta;
     const splayed = min + Math.floor(this.random() * (max - min + 1));
     this.splay[name] = { interval, splayed };
-    atomicWriteJson(join(this.dir, "splay.json"), this.splay, 0o600);
+    this.splayDirty = true;
     return splayed;
+  }
+
+  /** Persists new splays once per schedule build rather than once per query. */
+  saveSplay(): void {
+    if (!this.splayDirty) return;
+    atomicWriteJson(join(this.dir, "splay.json"), this.splay, 0o600);
+    this.splayDirty = false;
   }
 
   statsFor(name: string, init: () => QueryStats): QueryStats {
@@ -223,7 +231,10 @@ export class QueryHost {
   /** Recorded before a scheduled query runs; left behind only if the host died during it. */
   markExecuting(name: string, sql: string, denylist: boolean): void {
     const e: Executing = { name, sql, startedAt: new Date(this.now()).toISOString(), denylist };
-    atomicWriteJson(this.executingPath, e, 0o600);
+    // It must outlive the host process, not a power cut: no fsync (this runs before every query).
+    const tmp = `${this.executingPath}.tmp`;
+    writeFileSync(tmp, JSON.stringify(e), { mode: 0o600 });
+    renameSync(tmp, this.executingPath);
   }
 
   clearExecuting(): void {

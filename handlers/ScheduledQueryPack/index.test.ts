@@ -30,7 +30,8 @@ async function load(files: Record<string, string>, opts: { workDir?: string; ver
   loaded.push(l);
   return { l, events, workDir };
 }
-const call = (l: Loaded, method: string, args: unknown = {}) => handler.call!(l, method, args) as Promise<Record<string, unknown>>;
+const call = (l: Loaded, method: string, args: unknown = {}) =>
+  handler.call!(l, method, args) as Promise<Record<string, unknown>>;
 
 afterEach(async () => {
   for (const l of loaded.splice(0).reverse()) await handler.unload!(l);
@@ -45,11 +46,15 @@ describe("validate", () => {
   });
 
   test("statements that write, and SQL that cannot parse, reject the content", async () => {
-    const bad = async (sql: string) => handler.validate(viewOf({ "packs/p.conf": pack({ q: { query: sql } }) }));
-    await expect(bad("attach database '/tmp/x' as x")).rejects.toThrow("packs/p.conf: query q: query refused");
+    const bad = async (sql: string) =>
+      handler.validate(viewOf({ "packs/p.conf": pack({ q: { query: sql } }) }));
+    await expect(bad("attach database '/tmp/x' as x")).rejects.toThrow(
+      "packs/p.conf: query q: query refused",
+    );
     await expect(bad("select from where")).rejects.toThrow("syntax error");
     await expect(
-      (async () => handler.validate(viewOf({ "packs/p.conf": pack({}, { discovery: ["delete from users"] }) })))(),
+      (async () =>
+        handler.validate(viewOf({ "packs/p.conf": pack({}, { discovery: ["delete from users"] }) })))(),
     ).rejects.toMatchObject({ code: "HND_QUERY_PACK_INVALID" });
     // Tables the embedded engine lacks are reported at load, not fatal.
     await bad("select * from launchd");
@@ -72,10 +77,12 @@ describe("load and report", () => {
       name: "pack_incident-response_launchd",
       reason: "platform darwin (this host is linux)",
     });
-    expect(ir.scheduled.find((q) => q.name === "pack_incident-response_kernel_modules")?.unsupported).toContain(
-      "no such table: kernel_modules",
-    );
-    expect(ir.scheduled.find((q) => q.name === "pack_incident-response_crontab")?.unsupported).toBeUndefined();
+    expect(
+      ir.scheduled.find((q) => q.name === "pack_incident-response_kernel_modules")?.unsupported,
+    ).toContain("no such table: kernel_modules");
+    expect(
+      ir.scheduled.find((q) => q.name === "pack_incident-response_crontab")?.unsupported,
+    ).toBeUndefined();
     expect(status.unsupported).toBe(ir.scheduled.filter((q) => q.unsupported).length);
   });
 });
@@ -113,7 +120,9 @@ describe("schedule", () => {
     const ack = await call(l, "ack", { generation: pulled.generation, upTo: (pulled.first as number) + 2 });
     expect(ack.pending).toBe(0);
     const stats = await call(l, "stats");
-    const os = (stats.queries as { name: string; runs: number; lastRows: number }[]).find((q) => q.name === "pack_p_os")!;
+    const os = (stats.queries as { name: string; runs: number; lastRows: number }[]).find(
+      (q) => q.name === "pack_p_os",
+    )!;
     expect(os).toMatchObject({ runs: 2, lastRows: 1 });
   });
 
@@ -128,8 +137,14 @@ describe("schedule", () => {
 
   test("discovery queries gate a pack", async () => {
     const { l } = await load({
-      "packs/on.conf": pack({ q: { query: "select 1", interval: 10 } }, { discovery: [`select pid from processes where pid = ${process.pid}`] }),
-      "packs/off.conf": pack({ q: { query: "select 1", interval: 10 } }, { discovery: ["select pid from processes where pid = -5"] }),
+      "packs/on.conf": pack(
+        { q: { query: "select 1", interval: 10 } },
+        { discovery: [`select pid from processes where pid = ${process.pid}`] },
+      ),
+      "packs/off.conf": pack(
+        { q: { query: "select 1", interval: 10 } },
+        { discovery: ["select pid from processes where pid = -5"] },
+      ),
     });
     clock = Math.max(...l.scheduler.queries.map((e) => e.nextDue));
     const reports = await l.scheduler.runDue();
@@ -169,8 +184,15 @@ describe("watchdog in the schedule", () => {
       ["pack_r_runaway", "wall", true],
       ["pack_r_tolerated", "wall", false],
     ]);
-    const stats = (await call(l, "stats")).queries as { name: string; watchdogKills: number; denylistReason: string | null }[];
-    expect(stats.find((q) => q.name === "pack_r_runaway")).toMatchObject({ watchdogKills: 1, denylistReason: expect.stringContaining("wall") });
+    const stats = (await call(l, "stats")).queries as {
+      name: string;
+      watchdogKills: number;
+      denylistReason: string | null;
+    }[];
+    expect(stats.find((q) => q.name === "pack_r_runaway")).toMatchObject({
+      watchdogKills: 1,
+      denylistReason: expect.stringContaining("wall"),
+    });
 
     // Next interval: the denylisted query is skipped, the tolerated one is tried again.
     clock += 60_000;
@@ -183,7 +205,10 @@ describe("watchdog in the schedule", () => {
     const later = await l.scheduler.runDue();
     expect(later.find((r) => r.name === "pack_r_runaway")?.status).toBe("killed");
     // An administrator can lift the denylist.
-    expect(await call(l, "undeny", { name: "pack_r_runaway" })).toEqual({ name: "pack_r_runaway", removed: true });
+    expect(await call(l, "undeny", { name: "pack_r_runaway" })).toEqual({
+      name: "pack_r_runaway",
+      removed: true,
+    });
   });
 
   test("a query that was running when the host died is denylisted when the host comes back", async () => {
@@ -192,15 +217,26 @@ describe("watchdog in the schedule", () => {
     l.host.markExecuting("pack_r_fine", "select 1 as ok", true);
     await handler.unload!(loaded.pop()!);
     const again = await load({ "packs/r.conf": runawayPack }, { workDir });
-    expect(handler.status!(again.l).denylisted).toEqual([expect.objectContaining({ name: "pack_r_fine", reason: expect.stringContaining("stopped while this query ran") })]);
-    expect(again.events.find((e) => e.type === "query-denylisted")).toMatchObject({ query: "pack_r_fine", reason: "crash" });
+    expect(handler.status!(again.l).denylisted).toEqual([
+      expect.objectContaining({
+        name: "pack_r_fine",
+        reason: expect.stringContaining("stopped while this query ran"),
+      }),
+    ]);
+    expect(again.events.find((e) => e.type === "query-denylisted")).toMatchObject({
+      query: "pack_r_fine",
+      reason: "crash",
+    });
   });
 });
 
 describe("content switch", () => {
   test("the newest loaded pack schedules; discarding it resumes the previous one", async () => {
     const v1 = await load({ "packs/p.conf": pack({ a: { query: "select 1", interval: 10 } }) });
-    const v2 = await load({ "packs/p.conf": pack({ b: { query: "select 2", interval: 10 } }) }, { workDir: v1.workDir, version: 2 });
+    const v2 = await load(
+      { "packs/p.conf": pack({ b: { query: "select 2", interval: 10 } }) },
+      { workDir: v1.workDir, version: 2 },
+    );
     expect(v2.l.host).toBe(v1.l.host);
     clock = Math.max(...[...v1.l.scheduler.queries, ...v2.l.scheduler.queries].map((e) => e.nextDue));
     expect(await v1.l.scheduler.runDue()).toEqual([]);
@@ -217,11 +253,16 @@ describe("API", () => {
     const { l, events } = await load({ "packs/p.conf": pack({}) });
     const r = await call(l, "query", { sql: `select pid, name from processes where pid = ${process.pid}` });
     expect(r).toMatchObject({ engine: "embedded", columns: ["pid", "name"], rowCount: 1, truncated: false });
-    await expect(call(l, "query", { sql: "select * from launchd" })).rejects.toMatchObject({ code: "HND_QUERY_UNKNOWN_TABLE" });
+    await expect(call(l, "query", { sql: "select * from launchd" })).rejects.toMatchObject({
+      code: "HND_QUERY_UNKNOWN_TABLE",
+    });
     await expect(call(l, "query", {})).rejects.toMatchObject({ code: "HND_QUERY_BAD_ARGS" });
     await call(l, "configure", { watchdog: { wallSeconds: 0.3 } });
     await expect(call(l, "query", { sql: SPIN })).rejects.toMatchObject({ code: "HND_QUERY_WATCHDOG" });
-    expect(events.find((e) => e.type === "query-watchdog-kill")).toMatchObject({ query: "(ad hoc)", reason: "wall" });
+    expect(events.find((e) => e.type === "query-watchdog-kill")).toMatchObject({
+      query: "(ad hoc)",
+      reason: "wall",
+    });
   });
 
   test("configure validates, persists and reports the settings hash", async () => {
@@ -230,14 +271,21 @@ describe("API", () => {
     const r = await call(l, "configure", { hostIdentifier: "edge-7", eventFormat: false });
     expect(r.changed).toBe(true);
     expect(r.settingsHash).not.toBe(before);
-    await expect(call(l, "configure", { engine: "nope" })).rejects.toMatchObject({ code: "HND_QUERY_BAD_ARGS" });
+    await expect(call(l, "configure", { engine: "nope" })).rejects.toMatchObject({
+      code: "HND_QUERY_BAD_ARGS",
+    });
     await handler.unload!(loaded.pop()!);
-    const again = await load({ "packs/p.conf": pack({ q: { query: "select 1", interval: 10 } }) }, { workDir });
+    const again = await load(
+      { "packs/p.conf": pack({ q: { query: "select 1", interval: 10 } }) },
+      { workDir },
+    );
     expect(handler.status!(again.l).settingsHash).toBe(r.settingsHash as string);
   });
 
   test("run executes one scheduled query now; unknown names and methods are errors", async () => {
-    const { l } = await load({ "packs/p.conf": pack({ q: { query: "select 42 as answer", interval: 3600 } }) });
+    const { l } = await load({
+      "packs/p.conf": pack({ q: { query: "select 42 as answer", interval: 3600 } }),
+    });
     expect(await call(l, "run", { name: "pack_p_q" })).toMatchObject({ status: "ok", rows: 1, added: 1 });
     await expect(call(l, "run", { name: "nope" })).rejects.toMatchObject({ code: "HND_QUERY_UNKNOWN_QUERY" });
     await expect(call(l, "frobnicate")).rejects.toMatchObject({ code: "HND_UNKNOWN_METHOD" });

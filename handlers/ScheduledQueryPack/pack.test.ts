@@ -1,7 +1,15 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { machineShard, OSQUERY_COMPAT_VERSION, parsePack, parsePayload, platformMatches, selectForHost, versionAtLeast } from "./pack.ts";
+import {
+  machineShard,
+  OSQUERY_COMPAT_VERSION,
+  parsePack,
+  parsePayload,
+  platformMatches,
+  selectForHost,
+  versionAtLeast,
+} from "./pack.ts";
 
 const FIXTURES = join(import.meta.dir, "testdata", "osquery-packs");
 const host = { platform: "linux" as const, osqueryVersion: OSQUERY_COMPAT_VERSION, shard: 50 };
@@ -22,9 +30,17 @@ describe("real osquery packs load as they are", () => {
   test("incident-response: string intervals, darwin queries skipped for this host", () => {
     const pack = fixture("incident-response");
     const crontab = pack.queries.find((q) => q.name === "crontab")!;
-    expect(crontab).toMatchObject({ interval: 3600, snapshot: false, removed: true, denylist: true, logName: "pack_incident-response_crontab" });
+    expect(crontab).toMatchObject({
+      interval: 3600,
+      snapshot: false,
+      removed: true,
+      denylist: true,
+      logName: "pack_incident-response_crontab",
+    });
     const sel = selectForHost(pack, host);
-    expect(sel.skipped.find((s) => s.name === "launchd")?.reason).toBe("platform darwin (this host is linux)");
+    expect(sel.skipped.find((s) => s.name === "launchd")?.reason).toBe(
+      "platform darwin (this host is linux)",
+    );
     expect(sel.scheduled.map((q) => q.name)).toContain("kernel_modules");
   });
 
@@ -93,14 +109,19 @@ describe("osquery's rules", () => {
     const pack = one({ query: "select 1", shard: 10 });
     expect(selectForHost(pack, { ...host, shard: 5 }).scheduled).toHaveLength(1);
     expect(selectForHost(pack, { ...host, shard: 50 }).skipped[0]!.reason).toContain("shard 10 excludes");
-    expect(selectForHost(one({ query: "select 1" }, { shard: 10 }), { ...host, shard: 50 }).excluded).toContain("shard");
+    expect(
+      selectForHost(one({ query: "select 1" }, { shard: 10 }), { ...host, shard: 50 }).excluded,
+    ).toContain("shard");
   });
 
   test("discovery queries and watchdog overrides", () => {
-    const pack = one({ query: "select 1", watchdog: { wallSeconds: 5 } }, {
-      discovery: ["select pid from processes where name = 'sshd'"],
-      watchdog: { memoryMb: 50, wallSeconds: 10 },
-    });
+    const pack = one(
+      { query: "select 1", watchdog: { wallSeconds: 5 } },
+      {
+        discovery: ["select pid from processes where name = 'sshd'"],
+        watchdog: { memoryMb: 50, wallSeconds: 10 },
+      },
+    );
     expect(pack.discovery).toEqual(["select pid from processes where name = 'sshd'"]);
     expect(pack.queries[0]!.watchdog).toEqual({ memoryMb: 50, wallSeconds: 5 });
   });
@@ -110,13 +131,19 @@ describe("osquery's rules", () => {
     expect(bad("{not json")).toThrow("packs/p.conf: not valid JSON");
     expect(bad("[]")).toThrow("a pack must be a JSON object");
     expect(bad('{"queries": []}')).toThrow("`queries` must be an object");
-    expect(bad('{"queries": {"q": {"query": "select 1", "watchdog": {"memoryMb": 0}}}}')).toThrow("watchdog.memoryMb");
+    expect(bad('{"queries": {"q": {"query": "select 1", "watchdog": {"memoryMb": 0}}}}')).toThrow(
+      "watchdog.memoryMb",
+    );
     expect(() => parsePayload(["packs/bad name.conf"], () => "{}")).toThrow("pack files are packs/<name>");
     expect(() => parsePayload(["other.txt"], () => "")).toThrow("no packs/<name>.conf");
   });
 
   test("osquery config comments are ignored", () => {
-    const pack = parsePack("p", "packs/p.conf", '// a comment\n{\n  # another\n  "queries": {"q": {"query": "select 1"}}\n}');
+    const pack = parsePack(
+      "p",
+      "packs/p.conf",
+      '// a comment\n{\n  # another\n  "queries": {"q": {"query": "select 1"}}\n}',
+    );
     expect(pack.queries).toHaveLength(1);
   });
 });

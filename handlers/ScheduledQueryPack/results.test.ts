@@ -24,7 +24,12 @@ describe("osquery log format", () => {
 
 describe("differential results", () => {
   const store = new DiffStore(join(dir, "state"));
-  const q = { logName: "pack_p_procs", sql: "select pid, name from processes", snapshot: false, removed: true };
+  const q = {
+    logName: "pack_p_procs",
+    sql: "select pid, name from processes",
+    snapshot: false,
+    removed: true,
+  };
 
   test("first run: every row added, counter 0, in event format", () => {
     const out = processResults(store, q, rows("init", "sshd"), opts);
@@ -65,9 +70,19 @@ describe("differential results", () => {
   });
 
   test("a change logs removed and added rows with the next counter", () => {
-    const out = processResults(store, q, [{ pid: "1", name: "init" }, { pid: "3", name: "nc" }], opts);
+    const out = processResults(
+      store,
+      q,
+      [
+        { pid: "1", name: "init" },
+        { pid: "3", name: "nc" },
+      ],
+      opts,
+    );
     expect(out.counter).toBe(1);
-    expect(out.lines.map((l) => [JSON.parse(l).action, JSON.parse(l).columns.name, JSON.parse(l).counter])).toEqual([
+    expect(
+      out.lines.map((l) => [JSON.parse(l).action, JSON.parse(l).columns.name, JSON.parse(l).counter]),
+    ).toEqual([
       ["removed", "sshd", 1],
       ["added", "nc", 1],
     ]);
@@ -81,16 +96,30 @@ describe("differential results", () => {
   });
 
   test("batch format: one diffResults line", () => {
-    const out = processResults(store, q, [{ pid: "1", name: "init" }, { pid: "4", name: "cron" }], { ...opts, eventFormat: false });
+    const out = processResults(
+      store,
+      q,
+      [
+        { pid: "1", name: "init" },
+        { pid: "4", name: "cron" },
+      ],
+      { ...opts, eventFormat: false },
+    );
     const line = JSON.parse(out.lines[0]!);
     expect(out.lines).toHaveLength(1);
-    expect(line.diffResults).toEqual({ removed: [{ pid: "3", name: "nc" }], added: [{ pid: "4", name: "cron" }] });
+    expect(line.diffResults).toEqual({
+      removed: [{ pid: "3", name: "nc" }],
+      added: [{ pid: "4", name: "cron" }],
+    });
     expect(Object.keys(line)[0]).toBe("diffResults");
   });
 
   test("a new epoch or new SQL starts over at counter 0", () => {
     expect(processResults(store, q, rows("init"), { ...opts, epoch: 7 }).counter).toBe(0);
-    expect(processResults(store, { ...q, sql: "select pid, name from processes limit 1" }, rows("init"), opts).counter).toBe(0);
+    expect(
+      processResults(store, { ...q, sql: "select pid, name from processes limit 1" }, rows("init"), opts)
+        .counter,
+    ).toBe(0);
   });
 
   test("snapshots log every row each run, with no state", () => {

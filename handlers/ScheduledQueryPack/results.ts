@@ -11,9 +11,8 @@
  * logs by default.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { atomicWriteJson } from "../../core/fsutil.ts";
 import type { ResultRow } from "../../plugins/query/engine.ts";
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -109,8 +108,17 @@ export class DiffStore {
     }
   }
 
+  /**
+   * Atomic (rename) but not fsynced: it only has to survive the query host
+   * dying. After a power loss an older state means one differential is
+   * logged again — a repeat, never a loss, because the lines themselves were
+   * fsynced to the outbox first.
+   */
   save(state: QueryState): void {
-    atomicWriteJson(this.path(state.name), state, 0o600);
+    const p = this.path(state.name);
+    const tmp = `${p}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    renameSync(tmp, p);
   }
 
   forget(name: string): void {

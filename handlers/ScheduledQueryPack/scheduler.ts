@@ -80,6 +80,7 @@ export class Scheduler {
         this.statsOf(q, splayed);
       }
     }
+    host.saveSplay();
   }
 
   /** Marks queries whose tables the engine lacks (reported in status, not run). */

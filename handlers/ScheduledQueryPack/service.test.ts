@@ -97,7 +97,14 @@ describe("ResultsService", () => {
       },
     };
     const settings = { ...defaultSettings(), hostIdentifier: "edge-42" };
-    const service = new ResultsService({ api, settings, sinks: [], batchLines: 1000, flushMs: 60_000, metrics: new MetricsRegistry() });
+    const service = new ResultsService({
+      api,
+      settings,
+      sinks: [],
+      batchLines: 1000,
+      flushMs: 60_000,
+      metrics: new MetricsRegistry(),
+    });
     try {
       clock = Math.max(...l.scheduler.queries.map((e) => e.nextDue));
       await l.scheduler.runDue();
@@ -123,7 +130,11 @@ describe("ResultsService", () => {
       await l.scheduler.runDue();
       await service.refreshMetrics();
       await service.refreshMetrics();
-      const users = Number(readFileSync("/etc/passwd", "utf8").split("\n").filter((x) => x && !x.startsWith("#")).length);
+      const users = Number(
+        readFileSync("/etc/passwd", "utf8")
+          .split("\n")
+          .filter((x) => x && !x.startsWith("#")).length,
+      );
       let text = registry.render();
       expect(text).toContain('outpost_query_runs_total{query="pack_p_users"} 1');
       expect(text).toContain(`outpost_query_rows_total{query="pack_p_users"} ${users}`);
@@ -152,9 +163,16 @@ describe("from the agent config", () => {
       },
     });
     const s = settingsFromConfig(config.query);
-    expect(s).toMatchObject({ engine: "osqueryd", hostIdentifier: "h1", watchdog: { memoryMb: 300, cpuPercent: 10 } });
+    expect(s).toMatchObject({
+      engine: "osqueryd",
+      hostIdentifier: "h1",
+      watchdog: { memoryMb: 300, cpuPercent: 10 },
+    });
     const sinks = sinksFromConfig(config);
-    expect(sinks.map((x) => x.name)).toEqual([`file:${join(root, "state", "query-results", "results.log")}`, "http:http://127.0.0.1:9/v1/results"]);
+    expect(sinks.map((x) => x.name)).toEqual([
+      `file:${join(root, "state", "query-results", "results.log")}`,
+      "http:http://127.0.0.1:9/v1/results",
+    ]);
     return Promise.all(sinks.map((x) => x.close()));
   });
 });

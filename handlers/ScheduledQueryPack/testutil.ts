@@ -25,7 +25,10 @@ export interface RecordedEvent {
   [k: string]: unknown;
 }
 
-export function capsFor(handler: ContentHandler<unknown>, workDir = mkdtempSync(join(tmpdir(), "outpost-sqp-"))) {
+export function capsFor(
+  handler: ContentHandler<unknown>,
+  workDir = mkdtempSync(join(tmpdir(), "outpost-sqp-")),
+) {
   const events: RecordedEvent[] = [];
   const caps = createCapabilities(handler.manifest, {
     log: { info: () => {}, warn: () => {} },
@@ -36,6 +39,9 @@ export function capsFor(handler: ContentHandler<unknown>, workDir = mkdtempSync(
 }
 
 /** A pack file body. */
-export function pack(queries: Record<string, Record<string, unknown>>, extra: Record<string, unknown> = {}): string {
+export function pack(
+  queries: Record<string, Record<string, unknown>>,
+  extra: Record<string, unknown> = {},
+): string {
   return JSON.stringify({ ...extra, queries });
 }

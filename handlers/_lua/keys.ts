@@ -31,10 +31,12 @@ export function loadKeyring(workDir: string): Keyring {
 }
 
 /**
- * Validates a keyring file and installs it, mode 0600, into every Lua
- * group's work directory. When the agent runs as root, a group whose host
- * drops to the unprivileged user (`hosts.user`) gets a copy owned by that
- * user — the only one besides root that can read it. Returns the paths.
+ * Validates a keyring file and installs it into every Lua group's work
+ * directory, mode 0600. When the agent runs as root, a group whose host
+ * drops to the unprivileged user (`hosts.user`) gets a copy owned by root
+ * and that user's group, mode 0640: readable by the host whether it runs
+ * as that user or (when its work directory is unreachable for it) as root
+ * without capabilities, and by nobody else. Returns the paths.
  */
 export function installKeyring(
   stateDir: string,
@@ -49,13 +51,10 @@ export function installKeyring(
     const dir = groupWorkDir(stateDir, group);
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
     const target = keyringPath(dir);
-    atomicWriteFile(target, text, 0o600);
     const runsAs = builtinGroups.find((g) => g.name === group)?.runAs ?? "agent";
-    if (root && runsAs === "agent") {
-      const id = resolveAgentIdentity(opts.user ?? "outpost");
-      chownSync(dir, id.uid, id.gid);
-      chownSync(target, id.uid, id.gid);
-    }
+    const shared = root && runsAs === "agent";
+    atomicWriteFile(target, text, shared ? 0o640 : 0o600);
+    if (shared) chownSync(target, 0, resolveAgentIdentity(opts.user ?? "outpost").gid);
     installed.push(target);
   }
   return installed;

@@ -3,7 +3,7 @@
  * the package layout, and an agent running the Lua handlers on a temp state
  * dir with the key provisioned. Tests only.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../core/agent/runtime.ts";
@@ -78,6 +78,7 @@ export async function startLuaAgent(
   opts: { key?: TestKey; stateDir?: string; config?: AgentConfigInput } = {},
 ): Promise<LuaTestAgent> {
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "outpost-lua-"));
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (opts.key) {
     const keyFile = join(stateDir, "provisioned-keys.json");
     writeFileSync(keyFile, JSON.stringify(opts.key.file), { mode: 0o600 });

@@ -42,7 +42,12 @@ describe("schemas", () => {
     ]) {
       expect(TABLE_NAMES).toContain(t);
     }
-    expect(SCHEMAS.processes!.columns.slice(0, 4).map(([n]) => n)).toEqual(["pid", "name", "path", "cmdline"]);
+    expect(SCHEMAS.processes!.columns.slice(0, 4).map(([n]) => n)).toEqual([
+      "pid",
+      "name",
+      "path",
+      "cmdline",
+    ]);
     expect(q("select * from os_version").columns).toEqual(SCHEMAS.os_version!.columns.map(([n]) => n));
   });
 });
@@ -75,6 +80,7 @@ describe("live tables", () => {
   });
 
   test("deb_packages matches dpkg-query", () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own field syntax
     const dpkg = run(["dpkg-query", "-W", "-f", "${Package} ${Version} ${Architecture}\\n"])
       .trim()
       .split("\n")
@@ -91,7 +97,12 @@ describe("live tables", () => {
     const port = (server.address() as { port: number }).port;
     try {
       const lp = q(`select pid, address, protocol, family from listening_ports where port = ${port}`).rows;
-      expect(lp).toContainEqual({ pid: String(process.pid), address: "127.0.0.1", protocol: "6", family: "2" });
+      expect(lp).toContainEqual({
+        pid: String(process.pid),
+        address: "127.0.0.1",
+        protocol: "6",
+        family: "2",
+      });
       const s = q(`select pid, state from process_open_sockets where local_port = ${port}`).rows;
       expect(s).toContainEqual({ pid: String(process.pid), state: "LISTEN" });
     } finally {
@@ -105,9 +116,13 @@ describe("live tables", () => {
     expect(q("select version from kernel_info").rows[0]!.version).toBe(run(["uname", "-r"]).trim());
     const up = Number(q("select total_seconds from uptime").rows[0]!.total_seconds);
     expect(up).toBeGreaterThan(0);
-    expect(q("select cpu_logical_cores from system_info").rows[0]!.cpu_logical_cores).toBe(run(["nproc", "--all"]).trim());
+    expect(q("select cpu_logical_cores from system_info").rows[0]!.cpu_logical_cores).toBe(
+      run(["nproc", "--all"]).trim(),
+    );
     expect(q("select path, type from mounts where path = '/'").rows).toHaveLength(1);
-    expect(q("select address from interface_addresses where interface = 'lo'").rows).toContainEqual({ address: "127.0.0.1" });
+    expect(q("select address from interface_addresses where interface = 'lo'").rows).toContainEqual({
+      address: "127.0.0.1",
+    });
     expect(q("select count(*) as n from routes").rows[0]!.n).toBeDefined();
   });
 });
@@ -130,9 +145,12 @@ describe("file and hash", () => {
   test("file attributes of a path, and a directory listing", () => {
     const f = q(`select filename, size, type, mode, symlink from file where path = '${a}'`).rows[0]!;
     expect(f).toEqual({ filename: "a.txt", size: "6", type: "regular", mode: "0644", symlink: "0" });
-    const link = q(`select symlink, symlink_target_path from file where path = '${join(dir, "link")}'`).rows[0]!;
+    const link = q(`select symlink, symlink_target_path from file where path = '${join(dir, "link")}'`)
+      .rows[0]!;
     expect(link).toEqual({ symlink: "1", symlink_target_path: a });
-    const names = q(`select filename from file where directory = '${dir}' order by filename`).rows.map((r) => r.filename);
+    const names = q(`select filename from file where directory = '${dir}' order by filename`).rows.map(
+      (r) => r.filename,
+    );
     expect(names).toEqual(["a.txt", "link", "sub"]);
   });
 
@@ -145,7 +163,9 @@ describe("file and hash", () => {
   test("hash joined with file through USING, and through a subquery", () => {
     const r = q(`select f.size, h.sha256 from file f join hash h using (path) where f.path = '${b}'`).rows;
     expect(r).toEqual([{ size: "1000", sha256: run(["sha256sum", b]).split(" ")[0]! }]);
-    const own = q(`select count(*) as n from hash where path in (select path from processes where pid = ${process.pid})`);
+    const own = q(
+      `select count(*) as n from hash where path in (select path from processes where pid = ${process.pid})`,
+    );
     expect(own.rows[0]!.n).toBe("1");
   });
 
@@ -182,7 +202,9 @@ describe("planning", () => {
   });
 
   test("values are osquery strings, NULL as empty", () => {
-    expect(q("select 1 as a, 2.5 as b, null as c, 'x' as d").rows).toEqual([{ a: "1", b: "2.5", c: "", d: "x" }]);
+    expect(q("select 1 as a, 2.5 as b, null as c, 'x' as d").rows).toEqual([
+      { a: "1", b: "2.5", c: "", d: "x" },
+    ]);
     expect(q("select 9007199254740993 as big").rows[0]!.big).toBe("9007199254740993");
   });
 });
@@ -192,7 +214,15 @@ describe("logged_in_users", () => {
     const root = join(dir, "root");
     mkdirSync(join(root, "var/run"), { recursive: true });
     const rec = Buffer.alloc(UTMP_RECORD_SIZE * 2);
-    const put = (off: number, type: number, pid: number, line: string, user: string, host: string, sec: number) => {
+    const put = (
+      off: number,
+      type: number,
+      pid: number,
+      line: string,
+      user: string,
+      host: string,
+      sec: number,
+    ) => {
       rec.writeInt16LE(type, off);
       rec.writeInt32LE(pid, off + 4);
       rec.write(line, off + 8);
@@ -204,6 +234,8 @@ describe("logged_in_users", () => {
     put(UTMP_RECORD_SIZE, 2, 1, "~", "reboot", "", 1690000000);
     writeFileSync(join(root, "var/run/utmp"), rec);
     const r = new EmbeddedEngine({ root }).querySync("select * from logged_in_users").rows;
-    expect(r).toEqual([{ type: "user", user: "alice", tty: "pts/0", host: "10.0.0.9", time: "1700000000", pid: "4242" }]);
+    expect(r).toEqual([
+      { type: "user", user: "alice", tty: "pts/0", host: "10.0.0.9", time: "1700000000", pid: "4242" },
+    ]);
   });
 });

@@ -32,10 +32,12 @@ afterAll(async () => {
 describe("OsquerydEngine", () => {
   test("ping and ExtensionManager.extensions over the generated-style client", async () => {
     await engine.ping();
-    const conn = (thrift as unknown as { createUDSConnection(p: string, o: object): thrift.Connection }).createUDSConnection(
-      fake.socket,
-      { transport: thrift.TBufferedTransport, protocol: thrift.TBinaryProtocol },
-    );
+    const conn = (
+      thrift as unknown as { createUDSConnection(p: string, o: object): thrift.Connection }
+    ).createUDSConnection(fake.socket, {
+      transport: thrift.TBufferedTransport,
+      protocol: thrift.TBinaryProtocol,
+    });
     const client = thrift.createClient(ExtensionManagerClient, conn);
     const ext = await client.extensions();
     expect(ext.get(0)?.name).toBe("core");
@@ -54,7 +56,9 @@ describe("OsquerydEngine", () => {
     const tables = await engine.tables();
     expect(tables).toContain("osquery_info");
     expect(tables).toContain("processes");
-    expect((await engine.query("select * from osquery_info")).rows).toEqual([{ version: "5.12.0", pid: "1" }]);
+    expect((await engine.query("select * from osquery_info")).rows).toEqual([
+      { version: "5.12.0", pid: "1" },
+    ]);
   });
 
   test("osqueryd's errors keep their meaning", async () => {
@@ -76,7 +80,9 @@ describe("OsquerydEngine", () => {
     const slow = new OsquerydEngine(fake.socket, { timeoutMs: 200 });
     fake.stall = true;
     try {
-      await expect(slow.query("select 1 as x")).rejects.toMatchObject({ code: "HND_QUERY_OSQUERYD_UNAVAILABLE" });
+      await expect(slow.query("select 1 as x")).rejects.toMatchObject({
+        code: "HND_QUERY_OSQUERYD_UNAVAILABLE",
+      });
     } finally {
       fake.stall = false;
     }

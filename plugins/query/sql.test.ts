@@ -1,5 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { checkStatement, namedIdentifiers, requiredConstraints, selectsStar, tableAliases, tokenize } from "./sql.ts";
+import {
+  checkStatement,
+  namedIdentifiers,
+  requiredConstraints,
+  selectsStar,
+  tableAliases,
+  tokenize,
+} from "./sql.ts";
 
 const tokens = (sql: string) => {
   const c = checkStatement(sql);

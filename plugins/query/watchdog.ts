@@ -103,8 +103,10 @@ export function defaultWorkerCommand(): string[] {
 export interface QueryRunnerOptions {
   settings?: EngineSettings;
   command?: string[];
-  /** How often the worker is measured during a query. */
+  /** How often the worker is measured during a query (memory, wall time). */
   checkMs?: number;
+  /** Window over which CPU use is compared with the limit (default 1 s). */
+  cpuWindowMs?: number;
   /** CPUs the percentage refers to (osquery: all of them). */
   cpuCount?: number;
   /** Worker start-up budget. */
@@ -137,6 +139,7 @@ export class QueryRunner {
   private settings: EngineSettings;
   private readonly command: string[];
   private readonly checkMs: number;
+  private readonly cpuWindowMs: number;
   private readonly cpuCount: number;
   private readonly startTimeoutMs: number;
   private readonly sample: (pid: number) => ProcSample | undefined;
@@ -151,6 +154,7 @@ export class QueryRunner {
     this.settings = opts.settings ?? DEFAULT_ENGINE_SETTINGS;
     this.command = opts.command ?? defaultWorkerCommand();
     this.checkMs = opts.checkMs ?? 100;
+    this.cpuWindowMs = opts.cpuWindowMs ?? 1000;
     this.cpuCount = opts.cpuCount ?? Math.max(1, cpus().length);
     this.startTimeoutMs = opts.startTimeoutMs ?? 15_000;
     this.sample = opts.sample ?? readProcSample;
@@ -357,12 +361,16 @@ export class QueryRunner {
         kill("memory", `${limits.memoryMb} MB`, `${Math.round(footprint / 1024 / 1024)} MB`);
         return;
       }
+      // CPU is judged per window (osquery: its 3 s check interval), not per check: the kernel
+      // counts CPU time in 10 ms ticks, which a short window cannot resolve.
       const windowMs = now - lastCheck;
-      const cpuLimitMs = (limits.cpuPercent / 100) * windowMs * this.cpuCount;
-      if (s.cpuMs - lastCpu > cpuLimitMs) sustainedMs += windowMs;
-      else sustainedMs = 0;
-      lastCpu = s.cpuMs;
-      lastCheck = now;
+      if (windowMs >= this.cpuWindowMs) {
+        const cpuLimitMs = (limits.cpuPercent / 100) * windowMs * this.cpuCount;
+        if (s.cpuMs - lastCpu > cpuLimitMs) sustainedMs += windowMs;
+        else sustainedMs = 0;
+        lastCpu = s.cpuMs;
+        lastCheck = now;
+      }
       if (sustainedMs >= limits.latencySeconds * 1000) {
         kill(
           "cpu",

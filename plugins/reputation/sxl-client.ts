@@ -87,6 +87,18 @@ export interface SxlStats {
   circuitOpen: boolean;
 }
 
+/** UDP sockets kept open, and queries each carries before it is replaced by one on a new port. */
+const UDP_SOCKETS = 4;
+const SOCKET_USES = 256;
+
+interface UdpSlot {
+  sock: dgram.Socket;
+  uses: number;
+  inflight: number;
+  retiring: boolean;
+  waiters: Map<string, { resolve(m: DnsMessage): void; reject(e: Error): void }>;
+}
+
 type Cached = { result: Extract<SxlResult, { status: "answered" | "no-information" }>; expires: number };
 
 class Failure extends Error {
@@ -124,6 +136,8 @@ export class SxlClient {
   private tokens: number;
   private tokensAt: number;
   private consecutiveFailures = 0;
+  private slots: UdpSlot[] = [];
+  private nextSlot = 0;
   private openUntil = 0;
   readonly stats: SxlStats = {
     lookups: 0,
@@ -252,17 +266,45 @@ export class SxlClient {
     return { status: "answered", verdict: v.verdict, sample: v.sample, ttl: a.ttl, transport };
   }
 
+  /**
+   * UDP through a small pool of sockets, each bound to a fresh random port
+   * and replaced after SOCKET_USES queries: source-port entropy stays (with
+   * the id and the 0x20 case pattern) without a socket per lookup.
+   */
   private udp(wire: Uint8Array, id: number, qname: string): Promise<DnsMessage> {
     const { host, port } = this.o.resolver;
-    return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+    const slot = this.socketFor(host);
+    slot.uses++;
+    slot.inflight++;
+    return new Promise<DnsMessage>((resolve, reject) => {
+      const key = `${id}/${qname}`;
       const done = (f: () => void) => {
         clearTimeout(timer);
-        sock.close();
+        slot.waiters.delete(key);
+        slot.inflight--;
+        this.retire(slot);
         f();
       };
-      const timer = setTimeout(() => done(() => reject(new Failure("timeout", `no UDP answer from ${host}:${port} in ${this.o.timeoutMs} ms`))), this.o.timeoutMs);
-      sock.on("error", (e) => done(() => reject(new Failure("network", e.message))));
+      const timer = setTimeout(
+        () => done(() => reject(new Failure("timeout", `no UDP answer from ${host}:${port} in ${this.o.timeoutMs} ms`))),
+        this.o.timeoutMs,
+      );
+      slot.waiters.set(key, {
+        resolve: (reply) => done(() => resolve(reply)),
+        reject: (e) => done(() => reject(e)),
+      });
+      slot.sock.send(wire, port, host, (e) => {
+        if (e) slot.waiters.get(key)?.reject(new Failure("network", e.message));
+      });
+    });
+  }
+
+  private socketFor(host: string): UdpSlot {
+    const live = this.slots.filter((s) => !s.retiring);
+    if (live.length < UDP_SOCKETS) {
+      const sock = dgram.createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+      sock.unref();
+      const slot: UdpSlot = { sock, uses: 0, inflight: 0, retiring: false, waiters: new Map() };
       sock.on("message", (msg) => {
         let reply: DnsMessage;
         try {
@@ -270,13 +312,41 @@ export class SxlClient {
         } catch {
           return; // Garbage is not an answer; keep waiting for the real one.
         }
-        // A reply that does not match id and question exactly is ignored (spoofing defence).
-        if (this.checkReply(reply, id, qname)) done(() => resolve(reply));
+        // Only an exact match of id and question (letter case included) is taken (spoofing defence).
+        const q = reply.questions[0];
+        const waiter = q ? slot.waiters.get(`${reply.id}/${q.name}`) : undefined;
+        if (waiter && this.checkReply(reply, reply.id, q!.name)) waiter.resolve(reply);
       });
-      sock.send(wire, port, host, (e) => {
-        if (e) done(() => reject(new Failure("network", e.message)));
+      sock.on("error", (e) => {
+        for (const w of [...slot.waiters.values()]) w.reject(new Failure("network", e.message));
+        slot.retiring = true;
+        this.retire(slot);
       });
-    });
+      this.slots.push(slot);
+      return slot;
+    }
+    const slot = live[this.nextSlot++ % live.length]!;
+    if (slot.uses >= SOCKET_USES) slot.retiring = true;
+    return slot;
+  }
+
+  private retire(slot: UdpSlot): void {
+    if (!slot.retiring || slot.inflight > 0) return;
+    this.slots = this.slots.filter((s) => s !== slot);
+    try {
+      slot.sock.close();
+    } catch {
+      // Already closed after an error.
+    }
+  }
+
+  /** Closes the client's sockets (lookups in flight fail). */
+  close(): void {
+    for (const slot of this.slots) {
+      slot.retiring = true;
+      for (const w of [...slot.waiters.values()]) w.reject(new Failure("network", "client closed"));
+      this.retire(slot);
+    }
   }
 
   private tcp(wire: Uint8Array, id: number, qname: string): Promise<DnsMessage> {

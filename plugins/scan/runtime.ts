@@ -115,6 +115,7 @@ export function scanningService(ctx: RuntimeContext): { name: string; start(): P
       if (current === runtime) current = undefined;
       await runtime?.tagger?.stop();
       await runtime?.uploader?.stop();
+      runtime?.sxl?.close();
     },
   };
 }

@@ -8,7 +8,8 @@ const root = mkdtempSync(join(tmpdir(), "outpost-filesink-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const path = () => join(root, `d${++n}`, "results.log");
-const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => `{"name":"q","seq":${from + i}}`);
+const lines = (from: number, count: number) =>
+  Array.from({ length: count }, (_, i) => `{"name":"q","seq":${from + i}}`);
 const read = (p: string) => (existsSync(p) ? readFileSync(p, "utf8").split("\n").filter(Boolean) : []);
 
 describe("RotatingFileSink", () => {
@@ -26,7 +27,8 @@ describe("RotatingFileSink", () => {
   test("rotates to .1 … .N and keeps at most maxFiles old files", async () => {
     const p = path();
     const sink = new RotatingFileSink({ path: p, maxBytes: 200, maxFiles: 2 });
-    for (let i = 0; i < 10; i++) await sink.write({ generation: "g", first: i * 4 + 1, lines: lines(i * 4 + 1, 4) });
+    for (let i = 0; i < 10; i++)
+      await sink.write({ generation: "g", first: i * 4 + 1, lines: lines(i * 4 + 1, 4) });
     expect(existsSync(`${p}.1`)).toBe(true);
     expect(existsSync(`${p}.2`)).toBe(true);
     expect(existsSync(`${p}.3`)).toBe(false);

@@ -15,7 +15,8 @@ const root = mkdtempSync(join(tmpdir(), "outpost-lake-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const dir = (name: string) => join(root, `${name}-${++n}`);
-const line = (seq: number) => JSON.stringify({ name: "pack_p_q", hostIdentifier: "h", columns: { seq: String(seq) }, action: "added" });
+const line = (seq: number) =>
+  JSON.stringify({ name: "pack_p_q", hostIdentifier: "h", columns: { seq: String(seq) }, action: "added" });
 const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => line(from + i));
 const fast = { minBackoffMs: 5, maxBackoffMs: 40 };
 
@@ -49,7 +50,8 @@ describe("HttpLakeSink → lake receiver", () => {
       await sink.write({ generation: "g", first: 1, lines: lines(1, 10) });
       expect(await sink.flush(5000)).toBe(true);
       await lake.stop();
-      for (let i = 0; i < 5; i++) await sink.write({ generation: "g", first: 11 + i * 10, lines: lines(11 + i * 10, 10) });
+      for (let i = 0; i < 5; i++)
+        await sink.write({ generation: "g", first: 11 + i * 10, lines: lines(11 + i * 10, 10) });
       expect(sink.stats().queuedLines).toBe(50);
       lake = await startLakeReceiver({ dir: lakeDir, port });
       sink.retryNow();
@@ -123,8 +125,15 @@ describe("HttpLakeSink → lake receiver", () => {
 
   test("the queue cap drops the oldest batches and counts them", async () => {
     const q = dir("q");
-    const sink = new HttpLakeSink({ url: "http://127.0.0.1:9/v1/results", dir: q, gzip: false, queueMaxBytes: 2000, ...fast });
-    for (let i = 0; i < 20; i++) await sink.write({ generation: "g", first: i * 5 + 1, lines: lines(i * 5 + 1, 5) });
+    const sink = new HttpLakeSink({
+      url: "http://127.0.0.1:9/v1/results",
+      dir: q,
+      gzip: false,
+      queueMaxBytes: 2000,
+      ...fast,
+    });
+    for (let i = 0; i < 20; i++)
+      await sink.write({ generation: "g", first: i * 5 + 1, lines: lines(i * 5 + 1, 5) });
     const s = sink.stats();
     expect(s.queuedBytes).toBeLessThanOrEqual(2000);
     expect(s.droppedLines + s.queuedLines).toBe(100);
@@ -156,12 +165,15 @@ describe("lake receiver", () => {
   test("refuses requests without a key and bodies that are not osquery results", async () => {
     const lake = await startLakeReceiver({ dir: dir("lake") });
     try {
-      const post = (headers: Record<string, string>, body: string) => fetch(lake.url, { method: "POST", headers, body });
+      const post = (headers: Record<string, string>, body: string) =>
+        fetch(lake.url, { method: "POST", headers, body });
       expect((await post({}, line(1))).status).toBe(400);
       const r = await post({ "idempotency-key": "k1" }, "not json");
       expect(r.status).toBe(400);
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe("LAKE_BAD_BODY");
-      expect((await post({ "idempotency-key": "k2", "content-encoding": "gzip" }, "not gzip")).status).toBe(400);
+      expect((await post({ "idempotency-key": "k2", "content-encoding": "gzip" }, "not gzip")).status).toBe(
+        400,
+      );
       expect((await post({ "idempotency-key": "k3" }, line(1))).status).toBe(200);
       expect(existsSync(join(lake.dir, "batches", "k3.ndjson"))).toBe(true);
     } finally {

@@ -158,8 +158,11 @@ describe("host supervision", () => {
       hosts: { ...FAST.hosts, callTimeoutSeconds: 0.5, heartbeatSeconds: 0.1, heartbeatTimeoutSeconds: 0.5 },
     });
     const killed = nextEvent(agent, (e) => e.type === "host-crashed" && e.reason === "unresponsive");
+    const restarted = nextEvent(agent, (e) => e.type === "host-restarted");
     await expect(agent.call("Crashy", "hang", { ms: 60_000 })).rejects.toMatchObject({ code: "HND_IPC_TIMEOUT" });
     expect((await killed).detail).toContain("no heartbeat answer");
+    // Calls wait for a restart only as long as their own timeout (0.5 s here), so wait for it first.
+    await restarted;
     expect(await read(agent)).toMatchObject({ version: 1 });
     expect(metrics.render()).toMatch(/outpost_ipc_requests_total\{group="crashy",method="call",result="timeout"\} [1-9]/);
   }, 30_000);

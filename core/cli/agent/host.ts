@@ -31,10 +31,15 @@ export default defineCommand({
     if (process.stdin.isTTY) {
       throw new UsageError("CLI_USAGE", "agent host is started by the agent, not by hand");
     }
-    const [{ runHostChild }, builtins] = await Promise.all([import("../../host/child.ts"), wiredRegistry()]);
+    const [{ runHostChild }, builtins] = await Promise.all([
+      import("../../host/child.ts"),
+      wiredRegistry(args.group),
+    ]);
     await runHostChild({
       group: args.group,
       builtins,
+      // A built-in handler missing from the group's table is still found, at the cost of loading them all.
+      allBuiltins: () => wiredRegistry(),
       maxInboundBytes: bytes(args["max-inbound"], "max-inbound"),
       maxOutboundBytes: bytes(args["max-outbound"], "max-outbound"),
     });

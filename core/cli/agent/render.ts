@@ -1,5 +1,11 @@
 /** Human-readable views of the AgentApi shapes (the --json output is the shapes themselves). */
-import type { AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "../../agent/api.ts";
+import type {
+  AgentStatus,
+  ContentInfo,
+  HostStatus,
+  RejectionRecord,
+  UpdateCycleReport,
+} from "../../agent/api.ts";
 import type { PolicyStatus } from "../../agent/policy.ts";
 import { renderFields, renderTable } from "../output.ts";
 
@@ -53,6 +59,27 @@ function renderPolicy(p: PolicyStatus): string {
   )}`;
 }
 
+const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0);
+
+/** One row per host process: what runs where, under whom, how healthy; the sandbox details are in --json. */
+export function renderHostsTable(hosts: HostStatus[]): string {
+  return renderTable(
+    ["HOST", "STATE", "PID", "USER", "HANDLERS", "RESTARTS", "RSS/LIMIT MB", "LAST CRASH"],
+    hosts.map((h) => [
+      h.group,
+      h.state,
+      h.pid,
+      h.user,
+      h.handlers.join(","),
+      h.restarts,
+      h.usage ? `${mb(h.usage.rssBytes)}/${mb(h.limits.memoryBytes)}` : null,
+      h.lastCrash
+        ? `${h.lastCrash.at} ${h.lastCrash.reason}${h.lastCrash.signal ? ` (${h.lastCrash.signal})` : ""} during ${h.lastCrash.during}`
+        : null,
+    ]),
+  );
+}
+
 export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): string {
   const u = s.update;
   const parts = [
@@ -73,6 +100,7 @@ export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): 
     "",
     renderContentTable(s.content),
   ];
+  if (s.hosts && s.hosts.length > 0) parts.push("", renderHostsTable(s.hosts));
   if (s.policy) parts.push("", renderPolicy(s.policy));
   if (s.lastErrors.length > 0) parts.push("", "last errors", renderErrors(s.lastErrors.slice(0, 10)));
   return parts.join("\n");

@@ -32,6 +32,8 @@ export interface AgentFlags {
 
 export interface AgentWiring {
   registry(): HandlerRegistry | Promise<HandlerRegistry>;
+  /** The built-in handlers one host group needs (a host process imports only those); default: registry(). */
+  hostRegistry?(group: string): HandlerRegistry | Promise<HandlerRegistry>;
   alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
   /** Feature routes contributed by handlers/plugins (mounted under /v1 by `agent run`). */
   routes?(): RouteExtension[] | Promise<RouteExtension[]>;
@@ -53,8 +55,9 @@ export interface ServiceContext {
 }
 
 /** The handlers (and host groups) built into this executable, as the entry point registered them. */
-export async function wiredRegistry(): Promise<HandlerRegistry> {
-  return requireWiring().registry();
+export async function wiredRegistry(group?: string): Promise<HandlerRegistry> {
+  const w = requireWiring();
+  return group !== undefined && w.hostRegistry ? w.hostRegistry(group) : w.registry();
 }
 
 /** The feature routes the entry point registered (empty when none). */

@@ -9,7 +9,7 @@ import { rmSync } from "node:fs";
 import type { Server } from "node:net";
 import * as thrift from "thrift";
 import { EmbeddedEngine } from "../embedded.ts";
-import { type ExtensionResponse, ExtensionManagerProcessor } from "../osquery-thrift.ts";
+import { ExtensionManagerProcessor, type ExtensionResponse } from "../osquery-thrift.ts";
 import { TABLE_NAMES } from "../tables/index.ts";
 
 export interface FakeOsqueryd {
@@ -24,7 +24,10 @@ const ok = (response: Record<string, string>[]): ExtensionResponse => ({
   response,
 });
 
-export async function startFakeOsqueryd(socket: string, extraTables: Record<string, Record<string, string>[]> = {}): Promise<FakeOsqueryd> {
+export async function startFakeOsqueryd(
+  socket: string,
+  extraTables: Record<string, Record<string, string>[]> = {},
+): Promise<FakeOsqueryd> {
   rmSync(socket, { force: true });
   const engine = new EmbeddedEngine();
   const fake: FakeOsqueryd = { socket, queries: [], stall: false, close: async () => {} };
@@ -50,7 +53,8 @@ export async function startFakeOsqueryd(socket: string, extraTables: Record<stri
     ExtensionManagerProcessor as unknown as thrift.TProcessorConstructor<ExtensionManagerProcessor, unknown>,
     {
       ping: () => ({ code: 0, message: "OK", uuid: 0 }),
-      extensions: () => new Map([[0, { name: "core", version: "5.12.0", sdk_version: "5.12.0", min_sdk_version: "0.0.0" }]]),
+      extensions: () =>
+        new Map([[0, { name: "core", version: "5.12.0", sdk_version: "5.12.0", min_sdk_version: "0.0.0" }]]),
       query: (sql: string) => answer(sql, false),
       getQueryColumns: (sql: string) => answer(sql, true),
     },

@@ -1,0 +1,43 @@
+import { describe, expect, test } from "bun:test";
+import { handlerPrivilegeViolations } from "../build.ts";
+import { registryViolations } from "../core/host/policy.ts";
+import { builtinGroups } from "./groups.ts";
+import { GROUP_MODULES, registryForGroup } from "./host-registry.ts";
+import { builtinHandlers, defaultRegistry } from "./index.ts";
+
+describe("built-in host groups", () => {
+  test("every built-in handler fits its group (G1 at build time; build.ts refuses otherwise)", async () => {
+    expect(registryViolations(defaultRegistry()).map((e) => e.message)).toEqual([]);
+    expect(await handlerPrivilegeViolations()).toEqual([]);
+  });
+
+  test("the issue's groups exist with the issue's shape", () => {
+    const g = new Map(builtinGroups.map((x) => [x.name, x]));
+    expect([...g.keys()].sort()).toEqual(["behavior", "hmpa", "query", "repair", "scanner"]);
+    expect(g.get("scanner")).toMatchObject({ runAs: "agent", fs: { read: [], write: [] }, net: "none", exec: false });
+    expect(g.get("hmpa")).toMatchObject({ runAs: "agent", fs: { read: [], write: [] }, net: "none", exec: false });
+    expect(g.get("behavior")).toMatchObject({ runAs: "agent", net: "none", exec: false, agent: false });
+    expect(g.get("behavior")?.fs.write).toEqual([]);
+    expect(g.get("query")).toMatchObject({ runAs: "root", net: "none", fs: { read: ["/**"], write: [] } });
+    expect(g.get("repair")).toMatchObject({ runAs: "root", exec: true, agent: true });
+    expect(g.get("repair")?.fs.write).toContain("${stateDir}/**");
+    // Only root groups keep capabilities, and only named ones.
+    for (const group of builtinGroups) if (group.runAs === "agent") expect(group.capabilities).toEqual([]);
+  });
+
+  test("every built-in handler names a registered group", () => {
+    const names = new Set(builtinGroups.map((g) => g.name));
+    for (const h of builtinHandlers()) expect(names.has(h.manifest.group)).toBe(true);
+  });
+
+  test("a host imports only its group's modules, and together they are exactly the built-in handlers", async () => {
+    const byGroup = new Map<string, string[]>();
+    for (const h of builtinHandlers()) {
+      byGroup.set(h.manifest.group, [...(byGroup.get(h.manifest.group) ?? []), h.manifest.name].sort());
+    }
+    for (const group of Object.keys(GROUP_MODULES)) {
+      expect([group, (await registryForGroup(group)).types()]).toEqual([group, byGroup.get(group) ?? []]);
+    }
+    expect([...byGroup.keys()].filter((g) => !(g in GROUP_MODULES))).toEqual([]);
+  });
+});

@@ -1,0 +1,44 @@
+/**
+ * The built-in handlers one host group needs, imported lazily: a host
+ * process evaluates only its own group's modules (a scanner host never
+ * loads the Lua engine), which keeps its start-up short and its memory
+ * small. handlers/groups.test.ts checks this table against
+ * builtinHandlers(): a handler missing here is caught there, and the host
+ * would still find it through the full registry (slower).
+ */
+import type { ContentHandler } from "../core/handler/contract.ts";
+import { HandlerRegistry } from "../core/handler/registry.ts";
+import { builtinGroups } from "./groups.ts";
+
+type Module = Record<string, unknown>;
+
+/** Host group → the modules that export its handlers (literal imports, so the bundler includes them). */
+export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
+  hmpa: [() => import("./Hmpa_data/index.ts")],
+  scanner: [() => import("./DatasetA/index.ts"), () => import("./LocalRepData/index.ts")],
+  behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
+  query: [() => import("./ScheduledQueryPack/index.ts")],
+  repair: [() => import("./RepairKit/index.ts")],
+};
+
+function handlersIn(mod: Module): ContentHandler[] {
+  const found = new Set<ContentHandler>();
+  for (const v of Object.values(mod)) {
+    const h = v as Partial<ContentHandler> | null;
+    if (h && typeof h === "object" && typeof h.manifest?.name === "string" && typeof h.validate === "function") {
+      found.add(h as ContentHandler);
+    }
+  }
+  return [...found];
+}
+
+/** A registry with the built-in groups and only `group`'s handlers. */
+export async function registryForGroup(group: string): Promise<HandlerRegistry> {
+  const registry = new HandlerRegistry();
+  for (const g of builtinGroups) registry.registerGroup(g);
+  const mods = await Promise.all((GROUP_MODULES[group] ?? []).map((load) => load()));
+  for (const h of mods.flatMap(handlersIn)) {
+    if (h.manifest.group === group && !registry.get(h.manifest.name)) registry.register(h);
+  }
+  return registry;
+}
