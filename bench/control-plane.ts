@@ -17,7 +17,9 @@
  * wrk (or with --loadgen bun) a small concurrent Bun client runs in a
  * separate process instead; its own overhead is higher, so its absolute
  * numbers are lower, but both servers face the same client.
- * Servers alternate round by round and the medians are compared.
+ * Servers alternate round by round; the ratio is the median of the per-round
+ * ratios. On a machine busy with other work, run it under `nice -n -10`
+ * (both servers and wrk inherit it) or the rounds scatter widely.
  */
 import "reflect-metadata";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -267,6 +269,7 @@ try {
     uncached: summary("uncached"),
     ratio: 0,
     pairRatios: [] as number[],
+    p99PerRound: { bare: [] as number[], ours: [] as number[] },
     p99Ratio: 0,
     uncachedRatio: 0,
     goal: 0.8,
@@ -275,6 +278,10 @@ try {
   out.uncachedRatio = Math.round((out.uncached.rps / out.bare.rps) * 100) / 100;
   out.p99Ratio = Math.round((out.bare.p99Ms / out.ours.p99Ms) * 100) / 100;
   out.pairRatios = pairRatios.map((x) => Math.round(x * 100) / 100);
+  out.p99PerRound = {
+    bare: results.bare.map((x) => Math.round(x.p99Ms * 100) / 100),
+    ours: results.ours.map((x) => Math.round(x.p99Ms * 100) / 100),
+  };
 
   if (values.json) console.log(JSON.stringify(out));
   else {
@@ -294,7 +301,9 @@ try {
     console.log(
       `  ratio                          ${out.ratio}× bare throughput (goal ≥ ${out.goal}; rounds ${out.pairRatios.join(", ")})`,
     );
-    console.log(`  p99 ratio                      ${out.p99Ratio} (bare p99 / ours)`);
+    console.log(
+      `  p99 ratio                      ${out.p99Ratio} (bare p99 / ours; per round, ms: bare ${out.p99PerRound.bare.join(", ")}; ours ${out.p99PerRound.ours.join(", ")})`,
+    );
     console.log(`  ratio, cache off               ${out.uncachedRatio}×`);
   }
   await Promise.all(planes.map((p) => p.stop()));

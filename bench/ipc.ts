@@ -86,7 +86,8 @@ const sizes = [
   ["1 KiB", 1024, CALLS],
   ["1 MiB", 1024 * 1024, Math.max(50, Math.floor(CALLS / 10))],
 ] as const;
-const trips: Record<string, { inProcessUs: number; processUs: number; processP99Us: number; ratio: number }> = {};
+const trips: Record<string, { inProcessUs: number; processUs: number; processP99Us: number; ratio: number }> =
+  {};
 for (const [name, bytes, n] of sizes) {
   const a = await timeCalls(inproc, bytes, n);
   const b = await timeCalls(isolated, bytes, n);
@@ -116,7 +117,12 @@ async function idleRss(command?: typeof defaultHostCommand) {
   const groups = [...new Set(registry.types().map((t) => registry.require(t).manifest.group))].sort();
   for (const g of groups) {
     await m.warm(g).catch((e) => {
-      throw new Error(`${g}: ${e.message}: ${m.hosts().find((h) => h.group === g)?.lastCrash?.stderrTail.join("\n")}`);
+      throw new Error(
+        `${g}: ${e.message}: ${m
+          .hosts()
+          .find((h) => h.group === g)
+          ?.lastCrash?.stderrTail.join("\n")}`,
+      );
     });
   }
   Bun.gc(true);

@@ -39,10 +39,16 @@ const hexOf = (keys: Uint32Array, i: number) =>
 
 function randomKeys(n: number): Uint32Array {
   const k = new Uint32Array(4 * n);
-  for (let o = 0; o < k.length; o += 16384) crypto.getRandomValues(k.subarray(o, Math.min(k.length, o + 16384)));
+  for (let o = 0; o < k.length; o += 16384)
+    crypto.getRandomValues(k.subarray(o, Math.min(k.length, o + 16384)));
   return k;
 }
-const empty = { keys: new Uint32Array(0), scores: new Uint8Array(0), classes: new Uint8Array(0), names: [] as string[] };
+const empty = {
+  keys: new Uint32Array(0),
+  scores: new Uint8Array(0),
+  classes: new Uint8Array(0),
+  names: [] as string[],
+};
 
 // ---- 10M: build, write, load, lookups
 const keys = randomKeys(N);
@@ -93,15 +99,21 @@ void fromRead;
 
 // ---- baseline at B: JSON list → Map<hex, score>, against reputation.bin at the same size
 const bkeys = keys.subarray(0, 4 * B);
-const json = JSON.stringify(Array.from({ length: B }, (_, i) => ({ sha256: hexOf(bkeys, i), score: scores[i] })));
+const json = JSON.stringify(
+  Array.from({ length: B }, (_, i) => ({ sha256: hexOf(bkeys, i), score: scores[i] })),
+);
 const jsonFile = join(work, "reputation.json");
 writeFileSync(jsonFile, json);
-const small = buildReputation({ keys: bkeys.slice(), scores: scores.slice(0, B), classes: new Uint8Array(B) }, empty);
+const small = buildReputation(
+  { keys: bkeys.slice(), scores: scores.slice(0, B), classes: new Uint8Array(B) },
+  empty,
+);
 const smallFile = join(work, "small.bin");
 writeFileSync(smallFile, small.bytes);
 t = performance.now();
 const map = new Map<string, number>();
-for (const e of JSON.parse(readFileSync(jsonFile, "utf8")) as { sha256: string; score: number }[]) map.set(e.sha256, e.score);
+for (const e of JSON.parse(readFileSync(jsonFile, "utf8")) as { sha256: string; score: number }[])
+  map.set(e.sha256, e.score);
 const jsonLoadMs = performance.now() - t;
 t = performance.now();
 const smallDb = ReputationDb.from(new Uint8Array(readFileSync(smallFile)), { file: smallFile });
@@ -124,7 +136,12 @@ const result = {
   bytesPerEntry: r2(built.bytes.length / N),
   buildMs: Math.round(buildMs),
   validateMs: Math.round(validateMs),
-  loadMs: { inMemory: r2(loadInMemoryMs), readFile: Math.round(loadReadMs), mmap: r2(loadMmapMs), storeSha384: Math.round(sha384Ms) },
+  loadMs: {
+    inMemory: r2(loadInMemoryMs),
+    readFile: Math.round(loadReadMs),
+    mmap: r2(loadMmapMs),
+    storeSha384: Math.round(sha384Ms),
+  },
   lookupsPerSecond: lookups,
   lookupsPerSecondMmap: lookupsMapped,
   baseline: {
@@ -141,13 +158,25 @@ const result = {
 if (values.json) console.log(JSON.stringify(result));
 else {
   console.log(`LocalRepData at ${N.toLocaleString()} file hashes`);
-  console.log(`  size                 ${(result.bytes / 1e6).toFixed(1)} MB, ${result.bytesPerEntry} bytes/entry (goal ≤ 40)`);
+  console.log(
+    `  size                 ${(result.bytes / 1e6).toFixed(1)} MB, ${result.bytesPerEntry} bytes/entry (goal ≤ 40)`,
+  );
   console.log(`  build / validate     ${result.buildMs} ms / ${result.validateMs} ms`);
-  console.log(`  load: bytes in hand  ${result.loadMs.inMemory} ms   read file ${result.loadMs.readFile} ms   mmap ${result.loadMs.mmap} ms`);
-  console.log(`  store SHA-384 check  ${result.loadMs.storeSha384} ms (the content store re-verifies payload digests on read)`);
-  console.log(`  lookups              ${result.lookupsPerSecond.toLocaleString()}/s (mmap: ${result.lookupsPerSecondMmap.toLocaleString()}/s)`);
+  console.log(
+    `  load: bytes in hand  ${result.loadMs.inMemory} ms   read file ${result.loadMs.readFile} ms   mmap ${result.loadMs.mmap} ms`,
+  );
+  console.log(
+    `  store SHA-384 check  ${result.loadMs.storeSha384} ms (the content store re-verifies payload digests on read)`,
+  );
+  console.log(
+    `  lookups              ${result.lookupsPerSecond.toLocaleString()}/s (mmap: ${result.lookupsPerSecondMmap.toLocaleString()}/s)`,
+  );
   console.log(`baseline at ${B.toLocaleString()}: JSON list → Map<hex, score>`);
-  console.log(`  load                 JSON ${result.baseline.jsonMapLoadMs} ms vs reputation.bin ${result.baseline.repBinLoadMs} ms (${result.baseline.loadSpeedup}× faster)`);
-  console.log(`  lookups              Map ${mapLookups.toLocaleString()}/s vs reputation.bin ${smallLookups.toLocaleString()}/s (${result.baseline.lookupRatio}×)`);
+  console.log(
+    `  load                 JSON ${result.baseline.jsonMapLoadMs} ms vs reputation.bin ${result.baseline.repBinLoadMs} ms (${result.baseline.loadSpeedup}× faster)`,
+  );
+  console.log(
+    `  lookups              Map ${mapLookups.toLocaleString()}/s vs reputation.bin ${smallLookups.toLocaleString()}/s (${result.baseline.lookupRatio}×)`,
+  );
   console.log(`  size                 JSON ${result.baseline.jsonBytesPerEntry} bytes/entry`);
 }

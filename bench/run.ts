@@ -12,6 +12,9 @@ const benches = [
   ["control-plane.ts"],
   ["query.ts"],
   ["fleet/run.ts"],
+  ["scan.ts"],
+  ["reputation.ts"],
+  ["sxl.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

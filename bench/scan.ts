@@ -15,7 +15,16 @@
  * a few archives. Needs clamscan (apt-get install clamav).
  */
 import "reflect-metadata";
-import { copyFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -51,12 +60,16 @@ const quiet = { ...process.env, OUTPOST_LOG_QUIET: "1" };
 
 function sh(cmd: string[], ok = [0]): { out: string; code: number } {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: quiet });
-  if (!ok.includes(r.exitCode)) throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString().slice(0, 2000)}`);
+  if (!ok.includes(r.exitCode))
+    throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString().slice(0, 2000)}`);
   return { out: r.stdout.toString(), code: r.exitCode };
 }
 
 // ---- signatures (the same files for both scanners)
-const set = generateSignatureSet(20241, Number(values.hash), Number(values.body), { hashBacked: 10, prefix: "Bench" });
+const set = generateSignatureSet(20241, Number(values.hash), Number(values.body), {
+  hashBacked: 10,
+  prefix: "Bench",
+});
 const db = join(work, "db");
 mkdirSync(db);
 writeFileSync(join(db, "bench.hsb"), set.hsb);
@@ -106,13 +119,61 @@ files += 2;
 // ---- Outpost: a signed DatasetA package, installed into a state dir (not timed)
 const keys = join(work, "keys");
 await initKeys(keys, { now: new Date(Date.now() - 86400_000) });
-sh([...contentctl, "datasets", "pack", db, "--version", "1", "--keys", keys, "--out", join(work, "DatasetA-1.tar")]);
-sh([...contentctl, "publish", "--repo", join(work, "repo"), "--group", "public-1", "--keys", keys, join(work, "DatasetA-1.tar")]);
+sh([
+  ...contentctl,
+  "datasets",
+  "pack",
+  db,
+  "--version",
+  "1",
+  "--keys",
+  keys,
+  "--out",
+  join(work, "DatasetA-1.tar"),
+]);
+sh([
+  ...contentctl,
+  "publish",
+  "--repo",
+  join(work, "repo"),
+  "--group",
+  "public-1",
+  "--keys",
+  keys,
+  join(work, "DatasetA-1.tar"),
+]);
 const state = join(work, "state");
-sh([...agentCmd, "update", "--once", "--repo", join(work, "repo"), "--group", "public-1", "--trust", join(keys, "root.pem"), "--state", state]);
+sh([
+  ...agentCmd,
+  "update",
+  "--once",
+  "--repo",
+  join(work, "repo"),
+  "--group",
+  "public-1",
+  "--trust",
+  join(keys, "root.pem"),
+  "--state",
+  state,
+]);
 
 const outpost = () => sh([...agentCmd, "scan", "--state", state, "--json", "--quiet", corpus], [0, 1]);
-const clam = () => sh(["clamscan", "--no-summary", "--infected", "--stdout", "-d", join(db, "bench.hsb"), "-d", join(db, "bench.ndb"), "-r", corpus], [0, 1]);
+const clam = () =>
+  sh(
+    [
+      "clamscan",
+      "--no-summary",
+      "--infected",
+      "--stdout",
+      "-d",
+      join(db, "bench.hsb"),
+      "-d",
+      join(db, "bench.ndb"),
+      "-r",
+      corpus,
+    ],
+    [0, 1],
+  );
 
 function timed(fn: () => { out: string }): { ms: number; out: string } {
   const t = performance.now();
@@ -267,7 +328,9 @@ const matcher: { anchors: number; anchorIndexMBps: number; ahoCorasickMBps: numb
 for (const n of [10_000, 100_000]) {
   const sigs = generateSignatureSet(99, 0, n, { prefix: "M" });
   const ds = datasetFromSources([{ path: "m.ndb", text: sigs.ndb }]);
-  const anchors = (ds as unknown as { body: { pattern: { anchor: { key: number; bytes: Uint8Array } } }[] }).body.map((s, sig) => ({
+  const anchors = (
+    ds as unknown as { body: { pattern: { anchor: { key: number; bytes: Uint8Array } } }[] }
+  ).body.map((s, sig) => ({
     key: s.pattern.anchor.key,
     length: s.pattern.anchor.bytes.length,
     bytes: s.pattern.anchor.bytes,
@@ -296,7 +359,9 @@ const result = {
 };
 if (values.json) console.log(JSON.stringify(result));
 else {
-  console.log(`scan: ${files} files, ${result.corpus.megabytes} MB; ${result.signatures.hash} hash + ${result.signatures.body} body signatures; median of ${RUNS}, start-up included`);
+  console.log(
+    `scan: ${files} files, ${result.corpus.megabytes} MB; ${result.signatures.hash} hash + ${result.signatures.body} body signatures; median of ${RUNS}, start-up included`,
+  );
   console.log(`  outpost  agent scan   ${result.outpost.wallMs} ms  ${result.outpost.mbPerSecond} MB/s`);
   console.log(`  clamscan -d           ${result.clamscan.wallMs} ms  ${result.clamscan.mbPerSecond} MB/s`);
   console.log(`  speed vs clamscan     ${result.speedup}×  (goal ≥ 1×)`);

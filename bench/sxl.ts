@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+import { createHash } from "node:crypto";
 /**
  * Live Protection (SXL over DNS):
  *  1. lookups/s of the agent's SXL client against `contentctl sxl serve`
@@ -14,8 +15,15 @@
  *   bun bench/sxl.ts [--lookups 50000] [--concurrency 64] [--dirs /usr/bin,/usr/local/bin] [--json]
  */
 import { Resolver } from "node:dns/promises";
-import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -47,13 +55,30 @@ const unknown = Array.from({ length: N / 2 }, (_, i) => sha(`unknown-${i}`));
 const verdictsFile = join(work, "verdicts.json");
 writeFileSync(
   verdictsFile,
-  JSON.stringify({ zone: ZONE, ttl: 300, negativeTtl: 60, verdicts: known.map((h, i) => ({ sha256: h, verdict: i % 3 ? "malware" : "ignore" })) }),
+  JSON.stringify({
+    zone: ZONE,
+    ttl: 300,
+    negativeTtl: 60,
+    verdicts: known.map((h, i) => ({ sha256: h, verdict: i % 3 ? "malware" : "ignore" })),
+  }),
 );
-const server = Bun.spawn([process.execPath, join(import.meta.dir, "../bin/contentctl.ts"), "sxl", "serve", "--port", "0", "--verdicts", verdictsFile], {
-  stdout: "pipe",
-  stderr: "ignore",
-  env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
-});
+const server = Bun.spawn(
+  [
+    process.execPath,
+    join(import.meta.dir, "../bin/contentctl.ts"),
+    "sxl",
+    "serve",
+    "--port",
+    "0",
+    "--verdicts",
+    verdictsFile,
+  ],
+  {
+    stdout: "pipe",
+    stderr: "ignore",
+    env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+  },
+);
 process.on("exit", () => {
   server.kill();
   rmSync(work, { recursive: true, force: true });
@@ -83,7 +108,14 @@ async function pool(n: number, fn: (i: number) => Promise<unknown>): Promise<num
   return performance.now() - start;
 }
 
-const client = new SxlClient({ zone: ZONE, resolver: { host: "127.0.0.1", port }, cacheSize: 0, ratePerSecond: 1e9, burst: 1e9, timeoutMs: 2000 });
+const client = new SxlClient({
+  zone: ZONE,
+  resolver: { host: "127.0.0.1", port },
+  cacheSize: 0,
+  ratePerSecond: 1e9,
+  burst: 1e9,
+  timeoutMs: 2000,
+});
 const outcomes: Record<string, number> = {};
 await pool(2000, (i) => client.lookup(hashes[i % hashes.length]!, "Bench.Detection")); // warm-up
 const clientMs = await pool(N, async (i) => {
@@ -139,13 +171,18 @@ const view = (type: string, files: Record<string, Uint8Array | string>): Content
   version: 1,
   signingTime: new Date(0).toISOString(),
   files: Object.keys(files),
-  read: (p) => (typeof files[p] === "string" ? new TextEncoder().encode(files[p] as string) : (files[p] as Uint8Array)),
-  readText: (p) => (typeof files[p] === "string" ? (files[p] as string) : new TextDecoder().decode(files[p] as Uint8Array)),
+  read: (p) =>
+    typeof files[p] === "string" ? new TextEncoder().encode(files[p] as string) : (files[p] as Uint8Array),
+  readText: (p) =>
+    typeof files[p] === "string" ? (files[p] as string) : new TextDecoder().decode(files[p] as Uint8Array),
 });
 const caps: Capabilities = { log: { info() {}, warn() {} }, events: { emit() {} }, workDir: work };
 const handlers = new Map<string, { h: ContentHandler<unknown>; live: unknown }>();
 for (const [h, v] of [
-  [datasetAHandler, view("DatasetA", { "g.ndb": "Bench.ELF.Lookup:6:0:7f454c46\n", "lookup.txt": "Bench.ELF.Lookup\n" })],
+  [
+    datasetAHandler,
+    view("DatasetA", { "g.ndb": "Bench.ELF.Lookup:6:0:7f454c46\n", "lookup.txt": "Bench.ELF.Lookup\n" }),
+  ],
   [localRepDataHandler, view("LocalRepData", { "reputation.bin": rep })],
 ] as const) {
   await h.validate(v);
@@ -155,7 +192,12 @@ const call = async (type: string, method: string, args: unknown) => {
   const e = handlers.get(type)!;
   return e.h.call!(e.live, method, args);
 };
-const scanClient = new SxlClient({ zone: ZONE, resolver: { host: "127.0.0.1", port }, ratePerSecond: 1e9, burst: 1e9 });
+const scanClient = new SxlClient({
+  zone: ZONE,
+  resolver: { host: "127.0.0.1", port },
+  ratePerSecond: 1e9,
+  burst: 1e9,
+});
 const service = new ScanService({ call, policy: { lookups: true, samples: false }, sxl: scanClient });
 const report = await service.scanPaths(elfs);
 const lookupEnabled = report.detections.filter((d) => d.name === "Bench.ELF.Lookup");
@@ -181,14 +223,20 @@ const result = {
 if (values.json) console.log(JSON.stringify(result));
 else {
   console.log(`SXL lookups against contentctl sxl serve (${N} unique names, ${C} in flight, no cache)`);
-  console.log(`  agent SXL client     ${result.sxlClient.lookupsPerSecond.toLocaleString()} lookups/s  ${JSON.stringify(outcomes)}`);
+  console.log(
+    `  agent SXL client     ${result.sxlClient.lookupsPerSecond.toLocaleString()} lookups/s  ${JSON.stringify(outcomes)}`,
+  );
   console.log(`  node:dns (c-ares)    ${result.caresBaseline.lookupsPerSecond.toLocaleString()} lookups/s`);
   console.log(`  ratio                ${result.ratio}×`);
   const a = result.allowlist;
   const where = Object.entries(a.dirs)
     .map(([d, c]) => `${d} ${c.allowlisted}/${c.elf}`)
     .join(", ");
-  console.log(`allowlist: ${a.elfFiles} ELF files, ${a.allowlisted} allowlisted as dpkg-installed (${where})`);
-  console.log(`  lookup-enabled detections ${a.lookupEnabledDetections}, avoided by reputation ${a.lookupsAvoided} (${a.shareAvoided} %), DNS queries sent ${a.dnsQueriesSent}`);
+  console.log(
+    `allowlist: ${a.elfFiles} ELF files, ${a.allowlisted} allowlisted as dpkg-installed (${where})`,
+  );
+  console.log(
+    `  lookup-enabled detections ${a.lookupEnabledDetections}, avoided by reputation ${a.lookupsAvoided} (${a.shareAvoided} %), DNS queries sent ${a.dnsQueriesSent}`,
+  );
 }
 process.exit(0);

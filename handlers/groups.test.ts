@@ -14,12 +14,23 @@ describe("built-in host groups", () => {
   test("the issue's groups exist with the issue's shape", () => {
     const g = new Map(builtinGroups.map((x) => [x.name, x]));
     expect([...g.keys()].sort()).toEqual(["behavior", "hmpa", "query", "repair", "scanner"]);
-    expect(g.get("scanner")).toMatchObject({ runAs: "agent", fs: { read: [], write: [] }, net: "none", exec: false });
-    expect(g.get("hmpa")).toMatchObject({ runAs: "agent", fs: { read: [], write: [] }, net: "none", exec: false });
+    expect(g.get("scanner")).toMatchObject({
+      runAs: "agent",
+      fs: { read: [], write: [] },
+      net: "none",
+      exec: false,
+    });
+    expect(g.get("hmpa")).toMatchObject({
+      runAs: "agent",
+      fs: { read: [], write: [] },
+      net: "none",
+      exec: false,
+    });
     expect(g.get("behavior")).toMatchObject({ runAs: "agent", net: "none", exec: false, agent: false });
     expect(g.get("behavior")?.fs.write).toEqual([]);
     expect(g.get("query")).toMatchObject({ runAs: "root", net: "none", fs: { read: ["/**"], write: [] } });
     expect(g.get("repair")).toMatchObject({ runAs: "root", exec: true, agent: true });
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a path placeholder
     expect(g.get("repair")?.fs.write).toContain("${stateDir}/**");
     // Only root groups keep capabilities, and only named ones.
     for (const group of builtinGroups) if (group.runAs === "agent") expect(group.capabilities).toEqual([]);

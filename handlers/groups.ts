@@ -44,6 +44,7 @@ export const builtinGroups: GroupPolicy[] = [
     runAs: "root",
     fs: {
       read: ["/etc/outpost/**", "/proc/**"],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: path placeholders, expanded at run time
       write: ["${stateDir}/**", "${installDir}/**", "/etc/outpost/**"],
     },
     net: "none",

@@ -25,7 +25,12 @@ function handlersIn(mod: Module): ContentHandler[] {
   const found = new Set<ContentHandler>();
   for (const v of Object.values(mod)) {
     const h = v as Partial<ContentHandler> | null;
-    if (h && typeof h === "object" && typeof h.manifest?.name === "string" && typeof h.validate === "function") {
+    if (
+      h &&
+      typeof h === "object" &&
+      typeof h.manifest?.name === "string" &&
+      typeof h.validate === "function"
+    ) {
       found.add(h as ContentHandler);
     }
   }

@@ -23,8 +23,11 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["CFG_", "configuration, keys, command-line input"],
   ["CTL_", "control plane and its clients"],
   ["CLI_", "command-line usage"],
+  ["LAKE_", "vendor data-lake receiver (contentctl lake)"],
   ["REL_", "staged releases (core/release)"],
   ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
+  ["SXL_", "Live Protection lookups over DNS (plugins/reputation)"],
+  ["SMP_", "sample submission: envelope, queue, receiver (plugins/reputation/samples)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {
@@ -71,7 +74,7 @@ export function renderDoc(codes: Map<string, Set<string>>): string {
     "| --- | --- | --- |",
     ...FAMILIES.map(
       ([p, m]) =>
-        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : 2} |`,
+        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : p === "SXL_" || p === "SMP_" ? 5 : 2} |`,
     ),
     "",
   ];

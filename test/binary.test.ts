@@ -21,6 +21,7 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { build, gitCommit, packageVersion } from "../build.ts";
+import { landlockAbi } from "../core/host/landlock.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -169,7 +170,15 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     // The status came from the running agent, not from an in-process one.
     expect(status.agent.pid).toBe(line.pid);
     expect(status.agent.commit).toBe(gitCommit());
-    expect(status.content[0]).toMatchObject({ type: "Hmpa_data", version: 1, handlerState: "loaded" });
+    expect(status.content.find((c: { type: string }) => c.type === "Hmpa_data")).toMatchObject({
+      version: 1,
+      handlerState: "loaded",
+    });
+    // The compiled agent started its hmpa host from itself (`agent host`), sandboxed.
+    const hmpa = status.hosts.find((h: { group: string }) => h.group === "hmpa");
+    expect(hmpa).toMatchObject({ isolation: "process", state: "running", restarts: 0 });
+    expect(hmpa.pid).not.toBe(status.agent.pid);
+    expect(hmpa.layers.landlockFs).toBe(landlockAbi() > 0);
     expect(json("online-check")).toEqual({ thumbprint: "HeapSpray:77aa", allowed: true });
     expect(ok("run").code).toBe(0);
   });

@@ -1,7 +1,8 @@
 /**
  * Scheduled queries end to end: a vendor signs and publishes a
- * ScheduledQueryPack, a real agent installs it, its query host runs the
- * schedule, the supervisor-side service delivers the results to a data-lake
+ * ScheduledQueryPack, a real agent installs it, its sandboxed query host
+ * process (default process isolation) runs the schedule on watched
+ * workers, the supervisor-side service delivers the results to a data-lake
  * receiver over HTTP, and the control plane answers POST /v1/query,
  * GET /v1/queries/stats and /metrics; `agent query` talks to it as a user
  * would.
@@ -43,7 +44,6 @@ beforeAll(async () => {
   vendor = await makeVendor();
   await vendor.release("ScheduledQueryPack", 1, { "packs/demo.conf": JSON.stringify(PACK) });
   const configInput = {
-    hosts: { isolation: "in-process" as const },
     query: { hostIdentifier: "e2e-host", results: { flushSeconds: 0.2, http: { url: lake.url } } },
   };
   ta = await startAgent(vendor, {

@@ -18,7 +18,12 @@ import { ConfigError, describeError, HandlerError, StoreError } from "../errors.
 import type { ContentView } from "../handler/contract.ts";
 import { type HandlerHost, InProcessHost } from "../handler/host.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
-import { type ContentFailure, defaultInstallDir, HostManager, type HostManagerOptions } from "../host/manager.ts";
+import {
+  type ContentFailure,
+  defaultInstallDir,
+  HostManager,
+  type HostManagerOptions,
+} from "../host/manager.ts";
 import { privilegeViolation } from "../host/policy.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
@@ -338,7 +343,10 @@ export class Agent implements AgentApi {
       // A crash-loop rollback may have moved the pointers while we loaded: swapping again would undo it.
       if (this.store.installed(type)?.dir !== current?.dir) {
         await this.host.discard(prepared);
-        throw new HandlerError("STORE_CONFLICT", `${type}: content changed during the rollback; nothing done`);
+        throw new HandlerError(
+          "STORE_CONFLICT",
+          `${type}: content changed during the rollback; nothing done`,
+        );
       }
       this.store.rollback(type);
       await this.host.commit(prepared);
@@ -408,7 +416,13 @@ export class Agent implements AgentApi {
     }
     const failure = f.reason === "crash-loop" ? "made its host crash-loop" : "no longer loads";
     this.store.markBad(f.type, f.version, `${f.code}: ${f.detail}`);
-    this.recordError({ at: this.now().toISOString(), type: f.type, file: f.type, code: f.code, reason: f.detail });
+    this.recordError({
+      at: this.now().toISOString(),
+      type: f.type,
+      file: f.type,
+      code: f.code,
+      reason: f.detail,
+    });
     const lkg = this.safeLkg(f.type);
     const usable = lkg && lkg.version !== f.version && this.store.verifyInstalled(f.type, lkg)?.ok !== false;
     if (!lkg || !usable) {
@@ -418,7 +432,12 @@ export class Agent implements AgentApi {
         code: f.code,
         reason: `v${f.version} ${failure} and there is no usable last-known-good: ${f.detail}`,
       });
-      this.events.emit("handler-failed", { contentType: f.type, version: f.version, code: f.code, reason: f.detail });
+      this.events.emit("handler-failed", {
+        contentType: f.type,
+        version: f.version,
+        code: f.code,
+        reason: f.detail,
+      });
       return null;
     }
     this.store.rollback(f.type);

@@ -215,6 +215,21 @@ describe("over real sockets", () => {
     expect(ok.status).toBe(200);
   });
 
+  test("a broken extension route still answers the JSON error shape, never an HTML page", async () => {
+    const broken: RouteExtension = {
+      name: "broken",
+      mount(v1) {
+        v1.get("/broken", (() => undefined) as never);
+      },
+    };
+    plane = await startControlPlane({ api, stateDir, extensions: [broken] });
+    const res = await fetch(`${plane.url}/v1/broken`, {
+      headers: { authorization: `Bearer ${plane.token}` },
+    });
+    expect(res.status).toBe(500);
+    expect((await errorOf(res)).code).toBe("INTERNAL");
+  });
+
   test("allowRemote binds a non-loopback address and accepts the machine's names", async () => {
     plane = await startControlPlane({ api, stateDir, host: "0.0.0.0", allowRemote: true });
     const res = await fetch(`http://127.0.0.1:${plane.port}/v1/status`, {

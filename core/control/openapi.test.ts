@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createRoute, z } from "@hono/zod-openapi";
 import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
+import { structuralProblems } from "../../test/fixtures/openapi.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
 import type { RouteExtension } from "./extensions.ts";
 import { AgentStatusSchema, ContentInfoSchema, UpdateCycleReportSchema } from "./schemas.ts";
@@ -49,85 +50,6 @@ const scanExtension: RouteExtension = {
 
 const makeApp = () => createControlApp(new FakeAgentApi(), { token: TOKEN, extensions: [scanExtension] });
 type Doc = ReturnType<typeof openApiDocument> & Record<string, unknown>;
-
-const HTTP_METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-
-/** The structural rules of OpenAPI 3.1 a consumer (codegen, Swagger UI) relies on. */
-function structuralProblems(doc: Record<string, unknown>): string[] {
-  const problems: string[] = [];
-  const d = doc as {
-    openapi?: string;
-    info?: { title?: string; version?: string };
-    paths?: Record<string, Record<string, unknown>>;
-    components?: Record<string, Record<string, unknown>>;
-    security?: Record<string, string[]>[];
-  };
-  if (d.openapi !== "3.1.0") problems.push(`openapi is ${d.openapi}`);
-  if (!d.info?.title || !d.info.version) problems.push("info.title/version missing");
-  if (!d.paths || Object.keys(d.paths).length === 0) problems.push("no paths");
-  const schemes = d.components?.securitySchemes ?? {};
-  const checkSecurity = (sec: Record<string, string[]>[] | undefined, where: string) => {
-    for (const req of sec ?? [])
-      for (const name of Object.keys(req))
-        if (!(name in schemes)) problems.push(`${where}: unknown security scheme ${name}`);
-  };
-  checkSecurity(d.security, "root");
-  const operationIds = new Set<string>();
-  for (const [path, item] of Object.entries(d.paths ?? {})) {
-    if (!path.startsWith("/")) problems.push(`path ${path} does not start with /`);
-    const templated = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!);
-    for (const [method, raw] of Object.entries(item)) {
-      if (!HTTP_METHODS.includes(method)) {
-        problems.push(`${path}: ${method} is not an HTTP method`);
-        continue;
-      }
-      const op = raw as {
-        operationId?: string;
-        responses?: Record<string, { description?: unknown }>;
-        parameters?: { name?: string; in?: string; required?: boolean; schema?: unknown }[];
-        security?: Record<string, string[]>[];
-      };
-      const where = `${method.toUpperCase()} ${path}`;
-      if (op.operationId) {
-        if (operationIds.has(op.operationId)) problems.push(`${where}: duplicate operationId`);
-        operationIds.add(op.operationId);
-      }
-      if (!op.responses || Object.keys(op.responses).length === 0) problems.push(`${where}: no responses`);
-      for (const [status, r] of Object.entries(op.responses ?? {})) {
-        if (!/^([1-5]\d\d|[1-5]XX|default)$/.test(status)) problems.push(`${where}: bad status ${status}`);
-        if (typeof r.description !== "string") problems.push(`${where} ${status}: description missing`);
-      }
-      for (const p of op.parameters ?? []) {
-        if (!p.name || !["query", "header", "path", "cookie"].includes(p.in ?? ""))
-          problems.push(`${where}: bad parameter ${JSON.stringify(p)}`);
-        if (p.in === "path" && p.required !== true)
-          problems.push(`${where}: path parameter ${p.name} not required`);
-        if (!p.schema) problems.push(`${where}: parameter ${p.name} without schema`);
-      }
-      const declared = (op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name);
-      if ([...declared].sort().join() !== [...templated].sort().join())
-        problems.push(`${where}: path parameters ${declared} do not match template ${templated}`);
-      checkSecurity(op.security, where);
-    }
-  }
-  // Every $ref must resolve inside the document.
-  const walk = (node: unknown) => {
-    if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") {
-      for (const [k, v] of Object.entries(node)) {
-        if (k === "$ref" && typeof v === "string") {
-          const target = v
-            .replace(/^#\//, "")
-            .split("/")
-            .reduce<unknown>((o, key) => (o as Record<string, unknown> | undefined)?.[key], doc);
-          if (target === undefined) problems.push(`unresolved $ref ${v}`);
-        } else walk(v);
-      }
-    }
-  };
-  walk(doc);
-  return problems;
-}
 
 describe("the document", () => {
   test("is served at /v1/openapi.json behind the token, and is structurally valid OpenAPI 3.1", async () => {

@@ -3,11 +3,13 @@
  * façade, served on loopback TCP and (where the platform allows) a unix
  * socket. Every route but health needs the bearer token that only the
  * agent's user can read from the state directory; every failure goes
- * through the single error mapping in `onError`; every route is described
- * by zod schemas, from which `GET /v1/openapi.json` is generated.
+ * through the single error mapping (`errorResponse`); every route is
+ * described by zod schemas, from which `GET /v1/openapi.json` is generated.
  *
- * Every request first passes `gate` (metrics, Host header, token, body
- * limit), then the route's own zod validation.
+ * Every request first passes `gate` (metrics, `admission`: Host header and
+ * token, body limit), then the route's own zod validation. The one
+ * exception to "everything goes through Hono" is the status fast path,
+ * which answers only what the Hono route would answer the same way.
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
@@ -384,7 +386,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const app = control.app;
   let tcp: Server<undefined>;
   try {
-    tcp = Bun.serve({ hostname: host, port: opts.port ?? 0, routes: control.nativeRoutes, fetch: app.fetch });
+    tcp = Bun.serve({
+      hostname: host,
+      port: opts.port ?? 0,
+      routes: control.nativeRoutes,
+      fetch: app.fetch,
+      error: internalErrorResponse,
+    });
   } catch (e) {
     control.close();
     rmSync(paths.controlToken, { force: true });
@@ -425,6 +433,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
 }
 
+/** Bun's last resort (an error no handler mapped) still answers in the one error shape, not an HTML page. */
+function internalErrorResponse(e: Error): Response {
+  log.child({ component: "control" }).error("unhandled control-plane error", { message: e.message });
+  return Response.json(errorBody(e), { status: 500 });
+}
+
 /** Unix sockets are an optimisation (no port, file permissions): failing to bind one is not fatal. */
 function listenUnix(path: string, control: ControlApp): Server<undefined> | undefined {
   try {
@@ -435,7 +449,12 @@ function listenUnix(path: string, control: ControlApp): Server<undefined> | unde
     const previous = process.umask(0o177);
     let server: Server<undefined>;
     try {
-      server = Bun.serve({ unix: path, routes: control.nativeRoutes, fetch: control.app.fetch });
+      server = Bun.serve({
+        unix: path,
+        routes: control.nativeRoutes,
+        fetch: control.app.fetch,
+        error: internalErrorResponse,
+      });
     } finally {
       process.umask(previous);
     }

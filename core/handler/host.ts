@@ -91,13 +91,14 @@ export class InProcessHost implements HandlerHost {
   private readonly slots = new Map<string, Slot>();
 
   constructor(
-    private readonly registry: HandlerRegistry,
+    registry: HandlerRegistry,
     private readonly log: Logger,
     private readonly env: HostEnv,
   ) {
     for (const type of registry.types()) {
       const handler = registry.require(type);
-      const refused = privilegeViolation(handler.manifest, registry.group(handler.manifest.group)) ?? undefined;
+      const refused =
+        privilegeViolation(handler.manifest, registry.group(handler.manifest.group)) ?? undefined;
       this.slots.set(type, {
         handler,
         state: refused ? "failed" : "not-installed",
@@ -120,7 +121,9 @@ export class InProcessHost implements HandlerHost {
     const log = this.log.child({ handler: type });
     const workDir = this.env.workDirFor(handler.manifest.group);
     mkdirSync(workDir, { recursive: true, mode: 0o700 });
-    const manifest = this.env.pathVars ? expandManifest(handler.manifest, this.env.pathVars) : handler.manifest;
+    const manifest = this.env.pathVars
+      ? expandManifest(handler.manifest, this.env.pathVars)
+      : handler.manifest;
     return createCapabilities(manifest, {
       log: { info: (m, f) => log.info(m, f), warn: (m, f) => log.warn(m, f) },
       emit: this.env.emit,
@@ -242,7 +245,10 @@ export class InProcessHost implements HandlerHost {
       const limits = handlers.reduce(
         (acc, t) => {
           const l = this.slots.get(t)!.handler.manifest.limits;
-          return { memoryBytes: acc.memoryBytes + l.memoryMb * 1024 * 1024, cpuSeconds: acc.cpuSeconds + l.cpuSeconds };
+          return {
+            memoryBytes: acc.memoryBytes + l.memoryMb * 1024 * 1024,
+            cpuSeconds: acc.cpuSeconds + l.cpuSeconds,
+          };
         },
         { memoryBytes: 0, cpuSeconds: 0 },
       );

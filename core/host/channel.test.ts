@@ -33,7 +33,11 @@ function pair(server: Partial<ChannelOptions> = {}, client: Partial<ChannelOptio
 describe("channel", () => {
   test("request/response with bytes both ways", async () => {
     const { client } = pair({
-      onRequest: (method, args) => ({ method, got: (args as { data: Uint8Array }).data.length, echo: new Uint8Array([42]) }),
+      onRequest: (method, args) => ({
+        method,
+        got: (args as { data: Uint8Array }).data.length,
+        echo: new Uint8Array([42]),
+      }),
     });
     const r = (await client.request("call", { data: new Uint8Array(5000) }, { timeoutMs: 1000 })) as {
       method: string;
@@ -60,11 +64,15 @@ describe("channel", () => {
     let aborted: Promise<unknown> | undefined;
     const { client } = pair({
       onRequest: (_m, _a, ctx) => {
-        aborted = new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(ctx.signal.reason)));
+        aborted = new Promise((resolve) =>
+          ctx.signal.addEventListener("abort", () => resolve(ctx.signal.reason)),
+        );
         return new Promise(() => {});
       },
     });
-    await expect(client.request("call", null, { timeoutMs: 30 })).rejects.toMatchObject({ code: "HND_IPC_TIMEOUT" });
+    await expect(client.request("call", null, { timeoutMs: 30 })).rejects.toMatchObject({
+      code: "HND_IPC_TIMEOUT",
+    });
     expect(await aborted).toMatchObject({ code: "HND_IPC_CANCELLED" });
     expect(client.inFlight).toBe(0);
   });

@@ -12,7 +12,7 @@ import {
   ConfigError,
   HandlerError,
   isOutpostError,
-  OutpostError,
+  type OutpostError,
   PackageError,
   SignatureError,
   StoreError,
@@ -35,9 +35,22 @@ export const WireErrorSchema = z
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 export const MessageSchema = z.discriminatedUnion("t", [
-  z.object({ t: z.literal("req"), id: Id, m: z.string().regex(/^[a-z][a-zA-Z]{0,31}$/), a: z.unknown().optional() }).strict(),
   z
-    .object({ t: z.literal("res"), id: Id, ok: z.boolean(), r: z.unknown().optional(), e: WireErrorSchema.optional() })
+    .object({
+      t: z.literal("req"),
+      id: Id,
+      m: z.string().regex(/^[a-z][a-zA-Z]{0,31}$/),
+      a: z.unknown().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      t: z.literal("res"),
+      id: Id,
+      ok: z.boolean(),
+      r: z.unknown().optional(),
+      e: WireErrorSchema.optional(),
+    })
     .strict()
     .refine((m) => (m.ok ? m.e === undefined : m.e !== undefined && m.r === undefined), {
       message: "an answer carries either a result (ok) or an error",
@@ -156,9 +169,13 @@ export class Channel {
     opts: { timeoutMs: number; signal?: AbortSignal; maxBytes?: number },
   ): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
-    if (opts.signal?.aborted) return Promise.reject(new HandlerError("HND_IPC_CANCELLED", `${method}: cancelled`));
+    if (opts.signal?.aborted)
+      return Promise.reject(new HandlerError("HND_IPC_CANCELLED", `${method}: cancelled`));
     const id = this.nextId++;
-    const frame = encodeFrame({ t: "req", id, m: method, a: args ?? null }, opts.maxBytes ?? this.opts.maxOutbound);
+    const frame = encodeFrame(
+      { t: "req", id, m: method, a: args ?? null },
+      opts.maxBytes ?? this.opts.maxOutbound,
+    );
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };
       const abandon = (e: Error) => {
@@ -186,7 +203,9 @@ export class Channel {
         this.opts.send(frame);
       } catch (e) {
         this.settle(id);
-        reject(new HandlerError("HND_HOST_DOWN", `${method}: cannot write to the host (${(e as Error).message})`));
+        reject(
+          new HandlerError("HND_HOST_DOWN", `${method}: cannot write to the host (${(e as Error).message})`),
+        );
       }
     });
   }
@@ -285,8 +304,14 @@ export class Channel {
     this.serving.set(id, ctl);
     let reply: unknown;
     try {
-      if (!this.opts.onRequest) throw new HandlerError("HND_NO_METHOD", `${method}: this side serves no requests`);
-      reply = { t: "res", id, ok: true, r: (await this.opts.onRequest(method, args, { signal: ctl.signal })) ?? null };
+      if (!this.opts.onRequest)
+        throw new HandlerError("HND_NO_METHOD", `${method}: this side serves no requests`);
+      reply = {
+        t: "res",
+        id,
+        ok: true,
+        r: (await this.opts.onRequest(method, args, { signal: ctl.signal })) ?? null,
+      };
     } catch (e) {
       reply = { t: "res", id, ok: false, e: toWireError(e) };
     }

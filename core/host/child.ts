@@ -71,17 +71,30 @@ function handlerFromModule(mod: Record<string, unknown>, type: string): ContentH
   return undefined;
 }
 
+/** JSON with object keys sorted, so two equal manifests compare equal whatever built them. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, val) =>
+    val && typeof val === "object" && !Array.isArray(val)
+      ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => a.localeCompare(b)))
+      : val,
+  );
+}
+
 function sameManifest(a: HandlerManifest, b: HandlerManifest): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return canonical(a) === canonical(b);
 }
 
 function contentView(type: string, version: number, signingTime: string, staged: Staged): ContentView {
   const read = (path: string): Uint8Array => {
     const data = staged.files.get(path);
     if (!data) {
-      throw new HandlerError("STORE_PATH_NOT_IN_MANIFEST", `${type} v${version}: ${path} is not in the manifest`, {
-        file: path,
-      });
+      throw new HandlerError(
+        "STORE_PATH_NOT_IN_MANIFEST",
+        `${type} v${version}: ${path} is not in the manifest`,
+        {
+          file: path,
+        },
+      );
     }
     return data;
   };
@@ -173,7 +186,14 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           // 4. Irrevocable from here on.
           landlock = args.landlock.enabled
             ? applyLandlock({ rules: args.landlock.rules, connectPorts: args.landlock.connectPorts })
-            : { abi: 0, fs: false, net: false, scoped: false, missing: [], error: "disabled by configuration" };
+            : {
+                abi: 0,
+                fs: false,
+                net: false,
+                scoped: false,
+                missing: [],
+                error: "disabled by configuration",
+              };
           initialised = true;
           const result: InitResult = {
             pid: process.pid,
@@ -207,7 +227,10 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           }
           const missing = a.files.filter((f) => !s.files.has(f));
           if (missing.length > 0 || s.files.size !== a.files.length) {
-            throw new HandlerError("HND_IPC_PROTOCOL", `${a.type} v${a.version}: content was not staged whole`);
+            throw new HandlerError(
+              "HND_IPC_PROTOCOL",
+              `${a.type} v${a.version}: content was not staged whole`,
+            );
           }
           s.view = contentView(a.type, a.version, a.signingTime, s);
           try {

@@ -75,7 +75,9 @@ describe("frames", () => {
       expect(err).toMatchObject({ code: "HND_IPC_UNSERIALIZABLE" });
       expect((err as Error).message).toContain(where);
     }
-    expect(() => assertTransferable({ a: [1, "x", null, true, { b: new Uint8Array(1) }], u: undefined })).not.toThrow();
+    expect(() =>
+      assertTransferable({ a: [1, "x", null, true, { b: new Uint8Array(1) }], u: undefined }),
+    ).not.toThrow();
   });
 
   test("a message over the limit is refused when encoding", () => {
@@ -139,7 +141,8 @@ describe("frames", () => {
         bytes[at] = Math.floor(rnd() * 256);
       }
       const noise = new Uint8Array(Math.floor(rnd() * 64)).map(() => Math.floor(rnd() * 256));
-      const stream = rnd() < 0.5 ? new Uint8Array([...bytes, ...noise]) : new Uint8Array([...noise, ...bytes]);
+      const stream =
+        rnd() < 0.5 ? new Uint8Array([...bytes, ...noise]) : new Uint8Array([...noise, ...bytes]);
       const { r } = reader(4096);
       expect(() => {
         for (let i = 0; i < stream.length; ) {

@@ -81,14 +81,21 @@ export function encodeFrame(message: unknown, maxBytes = DEFAULT_MAX_MESSAGE_BYT
   const atts: Uint8Array[] = [];
   const json = new TextEncoder().encode(JSON.stringify(toWire(message, atts, "", 0)));
   if (atts.length > MAX_ATTACHMENTS) {
-    throw new HandlerError("HND_IPC_TOO_LARGE", `message has ${atts.length} attachments (max ${MAX_ATTACHMENTS})`);
+    throw new HandlerError(
+      "HND_IPC_TOO_LARGE",
+      `message has ${atts.length} attachments (max ${MAX_ATTACHMENTS})`,
+    );
   }
   let total = PREFIX + 4 * atts.length + json.length;
   for (const a of atts) total += a.length;
   if (total > maxBytes) {
-    throw new HandlerError("HND_IPC_TOO_LARGE", `message of ${total} bytes exceeds the ${maxBytes}-byte limit`, {
-      details: { bytes: total, limit: maxBytes },
-    });
+    throw new HandlerError(
+      "HND_IPC_TOO_LARGE",
+      `message of ${total} bytes exceeds the ${maxBytes}-byte limit`,
+      {
+        details: { bytes: total, limit: maxBytes },
+      },
+    );
   }
   const out = new Uint8Array(total);
   const dv = new DataView(out.buffer);
@@ -196,7 +203,9 @@ export class FrameReader {
       }
       const tableEnd = PREFIX + 4 * count;
       if (tableEnd > this.opts.maxBytes) {
-        this.fail(new FrameError("too-many-attachments", `attachment table of ${count} entries exceeds the limit`));
+        this.fail(
+          new FrameError("too-many-attachments", `attachment table of ${count} entries exceeds the limit`),
+        );
         return;
       }
       if (this.buffered < tableEnd) return;
@@ -211,7 +220,10 @@ export class FrameReader {
       }
       if (total > this.opts.maxBytes) {
         this.report(
-          new FrameError("oversize", `frame of ${total} bytes exceeds the ${this.opts.maxBytes}-byte limit; skipped`),
+          new FrameError(
+            "oversize",
+            `frame of ${total} bytes exceeds the ${this.opts.maxBytes}-byte limit; skipped`,
+          ),
         );
         this.skipping = total;
         this.discardBuffered();

@@ -103,7 +103,10 @@ function loadLibc(): Libc | null {
     const i64 = FFIType.i64;
     libc = dlopen("libc.so.6", {
       syscall: { args: [i64, i64, i64, i64, i64], returns: i64 },
-      prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+      prctl: {
+        args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64],
+        returns: FFIType.i32,
+      },
       __errno_location: { args: [], returns: FFIType.ptr },
       dup: { args: [FFIType.i32], returns: FFIType.i32 },
       dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -125,7 +128,7 @@ export function landlockAbi(): number {
   const l = loadLibc();
   if (!l) return 0;
   const v = Number(l.symbols.syscall!(SYS_CREATE_RULESET, 0, 0, CREATE_RULESET_VERSION, 0));
-  return v > 0 ? v : 0;
+  return Math.max(v, 0);
 }
 
 /** dup/dup2 from libc, for moving the IPC channel off fd 1 (see child.ts). */
@@ -191,7 +194,9 @@ export function applyLandlock(req: LandlockRequest): LandlockResult {
         if (access === 0) continue;
         rdv.setBigUint64(0, BigInt(access), true);
         rdv.setInt32(8, fd, true);
-        const rc = Number(l.symbols.syscall!(SYS_ADD_RULE, rulesetFd, RULE_PATH_BENEATH, pointer(rule), 0, 0));
+        const rc = Number(
+          l.symbols.syscall!(SYS_ADD_RULE, rulesetFd, RULE_PATH_BENEATH, pointer(rule), 0, 0),
+        );
         if (rc !== 0) return { ...result, error: `landlock_add_rule ${r.path} failed (errno ${errno(l)})` };
       } finally {
         closeSync(fd);
@@ -202,10 +207,12 @@ export function applyLandlock(req: LandlockRequest): LandlockResult {
         rdv.setBigUint64(0, BigInt(NET_CONNECT_TCP), true);
         rdv.setBigUint64(8, BigInt(port), true);
         const rc = Number(l.symbols.syscall!(SYS_ADD_RULE, rulesetFd, RULE_NET_PORT, pointer(rule), 0, 0));
-        if (rc !== 0) return { ...result, error: `landlock_add_rule port ${port} failed (errno ${errno(l)})` };
+        if (rc !== 0)
+          return { ...result, error: `landlock_add_rule port ${port} failed (errno ${errno(l)})` };
       }
     }
-    if (!setNoNewPrivs()) return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
+    if (!setNoNewPrivs())
+      return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
     const rc = Number(l.symbols.syscall!(SYS_RESTRICT_SELF, rulesetFd, 0, 0, 0, 0));
     if (rc !== 0) return { ...result, error: `landlock_restrict_self failed (errno ${errno(l)})` };
     return { ...result, fs: true, net: abi >= 4, scoped: abi >= 6 };

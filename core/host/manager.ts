@@ -38,11 +38,11 @@ import { type HostExit, HostProcess } from "./process.ts";
 import {
   AgentCallArgs,
   CommitResult,
+  type InitArgs,
   InitResult,
   PrepareResult,
   parseWire,
   StatusResult,
-  type InitArgs,
 } from "./protocol.ts";
 import {
   buildLaunch,
@@ -87,8 +87,14 @@ export interface HostManagerOptions {
   now?(): number;
 }
 
-const restartsTotal = metrics.counter("outpost_host_restarts_total", "Host process restarts after a crash, by group");
-const crashesTotal = metrics.counter("outpost_host_crashes_total", "Host process crashes, by group and reason");
+const restartsTotal = metrics.counter(
+  "outpost_host_restarts_total",
+  "Host process restarts after a crash, by group",
+);
+const crashesTotal = metrics.counter(
+  "outpost_host_crashes_total",
+  "Host process crashes, by group and reason",
+);
 const rssBytes = metrics.gauge("outpost_host_rss_bytes", "Resident memory of each host process, by group");
 const ipcRequests = metrics.counter(
   "outpost_ipc_requests_total",
@@ -168,7 +174,10 @@ interface PreparedToken {
 let opSeq = 0;
 
 /** `bun bin/agent.ts host …` from source, `agent host …` from the compiled executable. */
-export function defaultHostCommand(group: string, limits: { maxInbound: number; maxOutbound: number }): string[] {
+export function defaultHostCommand(
+  group: string,
+  limits: { maxInbound: number; maxOutbound: number },
+): string[] {
   const tail = [
     "host",
     "--group",
@@ -187,15 +196,9 @@ function isCompiled(): boolean {
 }
 
 export function defaultInstallDir(): string {
-  return isCompiled() ? dirname(process.execPath) : fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
-}
-
-function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, val) =>
-    val && typeof val === "object" && !Array.isArray(val)
-      ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => a.localeCompare(b)))
-      : val,
-  );
+  return isCompiled()
+    ? dirname(process.execPath)
+    : fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 }
 
 export class HostManager implements HandlerHost {
@@ -272,11 +275,17 @@ export class HostManager implements HandlerHost {
     const epoch = g.epoch;
     const r = parseWire(
       PrepareResult,
-      await this.req(g, proc, "prepare", { type, version: view.version }, {
-        timeoutMs: this.opts.config.loadTimeoutSeconds * 1000,
-        what: `load ${type} v${view.version}`,
-        candidate: true,
-      }),
+      await this.req(
+        g,
+        proc,
+        "prepare",
+        { type, version: view.version },
+        {
+          timeoutMs: this.opts.config.loadTimeoutSeconds * 1000,
+          what: `load ${type} v${view.version}`,
+          candidate: true,
+        },
+      ),
       "prepare",
     );
     g.staged.delete(type);
@@ -287,7 +296,11 @@ export class HostManager implements HandlerHost {
   async commit(prepared: Prepared, opts: { activatedAt?: number } = {}): Promise<void> {
     const { slot, g } = this.lookup(prepared.type);
     const token = prepared.live as PreparedToken;
-    slot.desired = { view: token.view, version: prepared.version, activatedAt: opts.activatedAt ?? this.now() };
+    slot.desired = {
+      view: token.view,
+      version: prepared.version,
+      activatedAt: opts.activatedAt ?? this.now(),
+    };
     slot.error = undefined;
     slot.state = "loaded";
     slot.version = prepared.version;
@@ -301,11 +314,17 @@ export class HostManager implements HandlerHost {
       try {
         const r = parseWire(
           CommitResult,
-          await this.req(g, proc, "commit", { preparedId: token.preparedId }, {
-            timeoutMs: this.opts.config.loadTimeoutSeconds * 1000,
-            what: `activate ${prepared.type} v${prepared.version}`,
-            candidate: false,
-          }),
+          await this.req(
+            g,
+            proc,
+            "commit",
+            { preparedId: token.preparedId },
+            {
+              timeoutMs: this.opts.config.loadTimeoutSeconds * 1000,
+              what: `activate ${prepared.type} v${prepared.version}`,
+              candidate: false,
+            },
+          ),
           "commit",
         );
         slot.status = r.status;
@@ -327,11 +346,17 @@ export class HostManager implements HandlerHost {
     const proc = g.proc;
     if (!proc?.running || g.epoch !== token.epoch) return;
     try {
-      await this.req(g, proc, "discard", { preparedId: token.preparedId }, {
-        timeoutMs: this.opts.config.callTimeoutSeconds * 1000,
-        what: `discard ${prepared.type} v${prepared.version}`,
-        candidate: false,
-      });
+      await this.req(
+        g,
+        proc,
+        "discard",
+        { preparedId: token.preparedId },
+        {
+          timeoutMs: this.opts.config.callTimeoutSeconds * 1000,
+          what: `discard ${prepared.type} v${prepared.version}`,
+          candidate: false,
+        },
+      );
     } catch {
       // Nothing live depends on it; a dead host dropped it already.
     }
@@ -345,19 +370,30 @@ export class HostManager implements HandlerHost {
     }
   }
 
-  async call(type: string, method: string, args: unknown, opts: { signal?: AbortSignal } = {}): Promise<unknown> {
+  async call(
+    type: string,
+    method: string,
+    args: unknown,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<unknown> {
     const { slot, g } = this.lookup(type);
     if (!slot.desired) {
       throw new HandlerError("HND_NOT_LOADED", `${type} has no content loaded (${this.stateOf(slot)})`);
     }
     const timeoutMs = this.opts.config.callTimeoutSeconds * 1000;
     const proc = await this.ready(g, timeoutMs);
-    return this.req(g, proc, "call", { type, method, args }, {
-      timeoutMs,
-      signal: opts.signal,
-      what: `call ${type}.${method}`,
-      candidate: false,
-    });
+    return this.req(
+      g,
+      proc,
+      "call",
+      { type, method, args },
+      {
+        timeoutMs,
+        signal: opts.signal,
+        what: `call ${type}.${method}`,
+        candidate: false,
+      },
+    );
   }
 
   async unloadAll(): Promise<void> {
@@ -405,7 +441,8 @@ export class HostManager implements HandlerHost {
       const ll = g.init?.landlock;
       const notes = [...(g.launch?.notes ?? [])];
       if (ll?.error) notes.push(`landlock: ${ll.error}`);
-      if (ll && ll.abi > 0 && ll.abi < 4) notes.push(`landlock: ABI ${ll.abi} has no network rules (needs 4)`);
+      if (ll && ll.abi > 0 && ll.abi < 4)
+        notes.push(`landlock: ABI ${ll.abi} has no network rules (needs 4)`);
       if (ll?.missing.length) notes.push(`landlock: declared paths absent here: ${ll.missing.join(", ")}`);
       if (g.cgroupNote) notes.push(`memory: ${g.cgroupNote}`);
       const refused = [...this.slots.values()].filter((s) => s.group === g.name && s.refused);
@@ -475,7 +512,13 @@ export class HostManager implements HandlerHost {
 
   private stateOf(slot: TypeSlot): HandlerState {
     const g = this.groups.get(slot.group)!;
-    if (slot.desired && g.state === "crash-looping") return "crash-looping";
+    // A loop is a loop until the crash window drains, even while a restarted process is briefly up.
+    if (
+      slot.desired &&
+      (g.state === "crash-looping" || this.pruneCrashes(g) >= this.opts.config.crashLoop.crashes)
+    ) {
+      return "crash-looping";
+    }
     return slot.state;
   }
 
@@ -567,7 +610,10 @@ export class HostManager implements HandlerHost {
     const maxPackage = Math.max(0, ...manifests.map((m) => m.maxPackageBytes));
     const maxOutbound = Math.max(this.opts.config.maxMessageBytes, maxPackage + 1024 * 1024);
     const maxInbound = this.opts.config.maxMessageBytes;
-    const base = (this.opts.command ?? defaultHostCommand)(g.name, { maxInbound: maxOutbound, maxOutbound: maxInbound });
+    const base = (this.opts.command ?? defaultHostCommand)(g.name, {
+      maxInbound: maxOutbound,
+      maxOutbound: maxInbound,
+    });
     const launch = buildLaunch({
       base,
       spec,
@@ -591,9 +637,7 @@ export class HostManager implements HandlerHost {
       }
     }
     const log = this.opts.log.child({ component: "host", group: g.name });
-    // biome-ignore lint/style/useConst: the exit callback needs the instance it belongs to
-    let proc: HostProcess;
-    proc = new HostProcess({
+    const proc: HostProcess = new HostProcess({
       group: g.name,
       argv: launch.argv,
       env: hostEnv(workDir),
@@ -629,7 +673,10 @@ export class HostManager implements HandlerHost {
       pathVars: this.pathVars,
       landlock: {
         enabled: this.opts.config.landlock,
-        rules: landlockRules(spec, workDir, { executable: process.execPath, installDir: this.pathVars.installDir }),
+        rules: landlockRules(spec, workDir, {
+          executable: process.execPath,
+          installDir: this.pathVars.installDir,
+        }),
         connectPorts: spec.net === "none" ? [] : spec.net.connectPorts,
       },
     };
@@ -670,8 +717,8 @@ export class HostManager implements HandlerHost {
   private degradation(g: GroupRec, netNone: boolean, runAs: "agent" | "root", uid: number): string[] {
     const out: string[] = [];
     const ll = g.init?.landlock;
-    if (this.opts.config.landlock && !ll?.fs) out.push(`landlock-fs (${ll?.error ?? "unavailable"})`);
-    if (this.opts.config.landlock && ll?.fs && !ll.net) out.push("landlock-net");
+    if (!ll?.fs) out.push(`landlock-fs (${ll?.error ?? "unavailable"})`);
+    if (ll?.fs && !ll.net) out.push(`landlock-net (kernel Landlock ABI ${ll.abi} < 4)`);
     if (uid === 0 && runAs === "agent" && !g.launch?.layers.uidDrop) out.push("uid-drop");
     if (uid === 0 && netNone && !g.launch?.layers.netns) out.push("netns");
     if (!g.launch?.layers.rlimits) out.push("rlimits");
@@ -697,11 +744,14 @@ export class HostManager implements HandlerHost {
       const st = statSync(d);
       if ((st.mode & 0o001) === 0 && st.uid !== drop.uid) {
         const why = `${d} is not searchable by ${drop.user} (uid ${drop.uid})`;
-        this.opts.log.warn("host work dir unreachable for the unprivileged user; keeping uid 0 without capabilities", {
-          group,
-          dir,
-          why,
-        });
+        this.opts.log.warn(
+          "host work dir unreachable for the unprivileged user; keeping uid 0 without capabilities",
+          {
+            group,
+            dir,
+            why,
+          },
+        );
         return { dir, unreachable: why };
       }
     }
@@ -767,21 +817,33 @@ export class HostManager implements HandlerHost {
     const timeoutMs = this.opts.config.loadTimeoutSeconds * 1000;
     const r = parseWire(
       PrepareResult,
-      await this.req(g, proc, "prepare", { type, version: view.version }, {
-        timeoutMs,
-        what: `reload ${type} v${view.version}`,
-        candidate: false,
-      }),
+      await this.req(
+        g,
+        proc,
+        "prepare",
+        { type, version: view.version },
+        {
+          timeoutMs,
+          what: `reload ${type} v${view.version}`,
+          candidate: false,
+        },
+      ),
       "prepare",
     );
     g.staged.delete(type);
     const c = parseWire(
       CommitResult,
-      await this.req(g, proc, "commit", { preparedId: r.preparedId }, {
-        timeoutMs,
-        what: `activate ${type} v${view.version}`,
-        candidate: false,
-      }),
+      await this.req(
+        g,
+        proc,
+        "commit",
+        { preparedId: r.preparedId },
+        {
+          timeoutMs,
+          what: `activate ${type} v${view.version}`,
+          candidate: false,
+        },
+      ),
       "commit",
     );
     this.slots.get(type)!.status = c.status;
@@ -793,11 +855,17 @@ export class HostManager implements HandlerHost {
     const what = `${candidate ? "validate" : "reload"} ${type} v${view.version}`;
     g.staged.delete(type);
     for (const path of view.files) {
-      await this.req(g, proc, "stageFile", { type, version: view.version, path, data: view.read(path) }, {
-        timeoutMs,
-        what,
-        candidate,
-      });
+      await this.req(
+        g,
+        proc,
+        "stageFile",
+        { type, version: view.version, path, data: view.read(path) },
+        {
+          timeoutMs,
+          what,
+          candidate,
+        },
+      );
     }
     await this.req(
       g,
@@ -1002,7 +1070,11 @@ export class HostManager implements HandlerHost {
     }
     if (RESERVED_EVENTS.test(n.type)) {
       eventsDropped.inc({ group: g.name });
-      this.protocolError(g, { kind: "reserved-event", message: `event type ${n.type} is reserved`, fatal: false }, log);
+      this.protocolError(
+        g,
+        { kind: "reserved-event", message: `event type ${n.type} is reserved`, fatal: false },
+        log,
+      );
       return;
     }
     const now = this.now();
@@ -1026,7 +1098,10 @@ export class HostManager implements HandlerHost {
     const slot = this.slots.get(a.handler);
     // The host asks on behalf of a handler: it must be one of its own, and one that declared agent access.
     if (!slot || slot.group !== g.name || !slot.manifest.privileges.agent || !g.policy?.agent) {
-      throw new HandlerError("HND_AGENT_DENIED", `${a.handler} (host ${g.name}) may not ask for agent actions`);
+      throw new HandlerError(
+        "HND_AGENT_DENIED",
+        `${a.handler} (host ${g.name}) may not ask for agent actions`,
+      );
     }
     if (!this.opts.agentCall) throw new HandlerError("HND_AGENT_DENIED", "no agent actions available");
     return this.opts.agentCall(a.method, a.args);
@@ -1034,7 +1109,12 @@ export class HostManager implements HandlerHost {
 
   private protocolError(g: GroupRec, p: ProtocolProblem, log: Logger): void {
     ipcProtocolErrors.inc({ group: g.name, kind: p.kind });
-    log.warn("rejected a message from the host", { pid: g.proc?.pid, kind: p.kind, problem: p.message, fatal: p.fatal });
+    log.warn("rejected a message from the host", {
+      pid: g.proc?.pid,
+      kind: p.kind,
+      problem: p.message,
+      fatal: p.fatal,
+    });
   }
 }
 

@@ -33,7 +33,7 @@ const repair = defineGroup({
   name: "g",
   description: "root",
   runAs: "root",
-  fs: { read: ["/etc/**"], write: ["${stateDir}/**"] },
+  fs: { read: ["/etc/**"], write: [`\${stateDir}/**`] },
   net: ["https:updates.example.com", "http:*"],
   exec: true,
   agent: true,
@@ -48,18 +48,20 @@ describe("G1: declared privileges within the group's allowance", () => {
     expect(globCovers("/**", "/anything/at/all")).toBe(true);
     expect(globCovers("/etc/*.conf", "/etc/a.conf")).toBe(true);
     expect(globCovers("/etc/*.conf", "/etc/*/x.conf")).toBe(false);
-    expect(globCovers("${stateDir}/**", "${stateDir}/content/**")).toBe(true);
-    expect(globCovers("${stateDir}/**", "/var/lib/outpost/**")).toBe(false);
+    expect(globCovers(`\${stateDir}/**`, `\${stateDir}/content/**`)).toBe(true);
+    expect(globCovers(`\${stateDir}/**`, "/var/lib/outpost/**")).toBe(false);
   });
 
   test("a fitting declaration passes, and less than the group is fine", () => {
     expect(privilegeViolation(manifest({}), nothing)).toBeNull();
-    expect(privilegeViolation(manifest({ fs: { mode: "read-only", paths: ["/proc/*/stat"] } }), behavior)).toBeNull();
+    expect(
+      privilegeViolation(manifest({ fs: { mode: "read-only", paths: ["/proc/*/stat"] } }), behavior),
+    ).toBeNull();
     expect(
       privilegeViolation(
         manifest({
           runAs: "root",
-          fs: { mode: "read-write", paths: ["${stateDir}/content/**"] },
+          fs: { mode: "read-write", paths: [`\${stateDir}/content/**`] },
           net: ["https:updates.example.com", "http:mirror.local"],
           exec: true,
           agent: true,
@@ -71,8 +73,16 @@ describe("G1: declared privileges within the group's allowance", () => {
 
   test.each([
     [{ runAs: "root" as const }, nothing, "privileges.runAs root"],
-    [{ fs: { mode: "read-only" as const, paths: ["/etc/shadow"] } }, behavior, "privileges.fs read-only /etc/shadow"],
-    [{ fs: { mode: "read-write" as const, paths: ["/proc/**"] } }, behavior, "privileges.fs read-write /proc/**"],
+    [
+      { fs: { mode: "read-only" as const, paths: ["/etc/shadow"] } },
+      behavior,
+      "privileges.fs read-only /etc/shadow",
+    ],
+    [
+      { fs: { mode: "read-write" as const, paths: ["/proc/**"] } },
+      behavior,
+      "privileges.fs read-write /proc/**",
+    ],
     [{ fs: { mode: "read-write" as const, paths: ["/etc/**"] } }, repair, "privileges.fs read-write /etc/**"],
     [{ net: ["dns"] }, nothing, "privileges.net dns"],
     [{ net: ["https:evil.example"] }, repair, "privileges.net https:evil.example"],
@@ -119,8 +129,11 @@ describe("G2: a host gets the union of its handlers' declarations", () => {
     const spec = sandboxFor(
       repair,
       [
-        manifest({ fs: { mode: "read-only", paths: ["/etc/os-release"] }, net: ["https:updates.example.com"] }, "g"),
-        manifest({ fs: { mode: "read-write", paths: ["${stateDir}/**"] }, exec: true, runAs: "root" }, "g"),
+        manifest(
+          { fs: { mode: "read-only", paths: ["/etc/os-release"] }, net: ["https:updates.example.com"] },
+          "g",
+        ),
+        manifest({ fs: { mode: "read-write", paths: [`\${stateDir}/**`] }, exec: true, runAs: "root" }, "g"),
       ],
       vars,
     );
@@ -149,7 +162,10 @@ describe("G2: a host gets the union of its handlers' declarations", () => {
     expect(landlockBase("/etc/*.conf")).toBe("/etc");
     expect(landlockBase("/**")).toBe("/");
     expect(landlockBase("/etc/passwd")).toBe("/etc/passwd");
-    const m = expandManifest(manifest({ fs: { mode: "read-write", paths: ["${stateDir}/x", "${installDir}/**"] } }), vars);
+    const m = expandManifest(
+      manifest({ fs: { mode: "read-write", paths: [`\${stateDir}/x`, `\${installDir}/**`] } }),
+      vars,
+    );
     expect(m.privileges.fs).toEqual({ mode: "read-write", paths: ["/var/lib/outpost/x", "/opt/outpost/**"] });
   });
 });

@@ -107,7 +107,9 @@ export function privilegeViolation(
     const pool = p.fs.mode === "read-write" ? group.fs.write : readable;
     for (const path of p.fs.paths) {
       if (!pool.some((g) => globCovers(g, path))) {
-        const allowed = pool.length ? `fs ${p.fs.mode === "read-write" ? "write" : "read"}: ${pool.join(", ")}` : "fs: none";
+        const allowed = pool.length
+          ? `fs ${p.fs.mode === "read-write" ? "write" : "read"}: ${pool.join(", ")}`
+          : "fs: none";
         return exceed(`fs ${p.fs.mode} ${path}`, allowed);
       }
     }
@@ -140,7 +142,7 @@ export interface PathVars {
 }
 
 export function expandPath(glob: string, vars: PathVars): string {
-  return glob.replaceAll("${stateDir}", vars.stateDir).replaceAll("${installDir}", vars.installDir);
+  return glob.replaceAll(`\${stateDir}`, vars.stateDir).replaceAll(`\${installDir}`, vars.installDir);
 }
 
 /** A manifest with placeholders expanded, as the capability layer and the sandbox see it. */

@@ -138,7 +138,11 @@ export class HostProcess {
     return [...this.tail];
   }
 
-  request(method: string, args: unknown, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<unknown> {
+  request(
+    method: string,
+    args: unknown,
+    opts: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<unknown> {
     return this.channel.request(method, args, opts);
   }
 

@@ -21,7 +21,9 @@ export const InitArgs = z
   .object({
     group: z.string(),
     workDir: z.string(),
-    handlers: z.array(z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema })),
+    handlers: z.array(
+      z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema }),
+    ),
     pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
     landlock: z.object({
       rules: z.array(z.object({ path: z.string(), access: z.number().int() })),
@@ -58,7 +60,9 @@ export const InitResult = z
   .strict();
 export type InitResult = z.infer<typeof InitResult>;
 
-export const StageFileArgs = z.object({ type: Type, version: Version, path: z.string(), data: Bytes }).strict();
+export const StageFileArgs = z
+  .object({ type: Type, version: Version, path: z.string(), data: Bytes })
+  .strict();
 export const ValidateArgs = z
   .object({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) })
   .strict();

@@ -36,11 +36,25 @@ describe("identity", () => {
   test("prefers the dedicated user, else nobody/nogroup", () => {
     const passwd = join(dir, "passwd");
     const group = join(dir, "group");
-    writeFileSync(passwd, "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n");
+    writeFileSync(
+      passwd,
+      "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+    );
     writeFileSync(group, "root:x:0:\nnogroup:x:65533:\n");
-    expect(resolveAgentIdentity("outpost", { passwd, group })).toEqual({ uid: 65534, gid: 65533, user: "nobody" });
-    writeFileSync(passwd, `${readFileSync(passwd, "utf8")}outpost:x:998:997::/var/lib/outpost:/usr/sbin/nologin\n`);
-    expect(resolveAgentIdentity("outpost", { passwd, group })).toEqual({ uid: 998, gid: 997, user: "outpost" });
+    expect(resolveAgentIdentity("outpost", { passwd, group })).toEqual({
+      uid: 65534,
+      gid: 65533,
+      user: "nobody",
+    });
+    writeFileSync(
+      passwd,
+      `${readFileSync(passwd, "utf8")}outpost:x:998:997::/var/lib/outpost:/usr/sbin/nologin\n`,
+    );
+    expect(resolveAgentIdentity("outpost", { passwd, group })).toEqual({
+      uid: 998,
+      gid: 997,
+      user: "outpost",
+    });
   });
 });
 
@@ -65,14 +79,24 @@ describe("launch wrappers", () => {
       "--",
       ...base,
     ]);
-    expect(l.layers).toEqual({ uidDrop: true, capabilities: true, netns: true, rlimits: true, noNewPrivs: true });
+    expect(l.layers).toEqual({
+      uidDrop: true,
+      capabilities: true,
+      netns: true,
+      rlimits: true,
+      noNewPrivs: true,
+    });
     expect([l.uid, l.user]).toEqual([65534, "nobody"]);
   });
 
   test("root group keeps root but only its listed capabilities; a declared endpoint keeps the network", () => {
     const l = buildLaunch({
       base,
-      spec: spec({ runAs: "root", capabilities: ["chown", "fowner"], net: { connectPorts: [443], endpoints: ["https:x"] } }),
+      spec: spec({
+        runAs: "root",
+        capabilities: ["chown", "fowner"],
+        net: { connectPorts: [443], endpoints: ["https:x"] },
+      }),
       supervisorUid: 0,
       identity: nobody,
       cpuSeconds: 10,
@@ -90,9 +114,22 @@ describe("launch wrappers", () => {
 
   test("missing tools and an unprivileged supervisor degrade with reasons", () => {
     const none = { unshare: null, setpriv: null, prlimit: null };
-    const l = buildLaunch({ base, spec: spec(), supervisorUid: 1000, identity: nobody, cpuSeconds: 10, tools: none });
+    const l = buildLaunch({
+      base,
+      spec: spec(),
+      supervisorUid: 1000,
+      identity: nobody,
+      cpuSeconds: 10,
+      tools: none,
+    });
     expect(l.argv).toEqual(base);
-    expect(l.layers).toEqual({ uidDrop: false, capabilities: false, netns: false, rlimits: false, noNewPrivs: false });
+    expect(l.layers).toEqual({
+      uidDrop: false,
+      capabilities: false,
+      netns: false,
+      rlimits: false,
+      noNewPrivs: false,
+    });
     expect(l.notes.join("\n")).toMatch(/netns: needs root[\s\S]*setpriv[\s\S]*prlimit/);
     const unreachable = buildLaunch({
       base,
@@ -118,7 +155,10 @@ describe("landlock rules", () => {
       { path: "/etc/passwd", access: READ },
       { path: "/var/lib/outpost", access: READ_WRITE },
     ]);
-    const withExec = landlockRules(spec({ exec: true }), "/w", { executable: "/opt/o/agent", installDir: "/opt/o" });
+    const withExec = landlockRules(spec({ exec: true }), "/w", {
+      executable: "/opt/o/agent",
+      installDir: "/opt/o",
+    });
     expect(withExec).toContainEqual({ path: "/usr", access: READ_EXEC });
     expect(withExec).toContainEqual({ path: "/opt/o/agent", access: READ_EXEC });
     expect(landlockRules(spec(), "/w").some((r) => (r.access & READ_EXEC) === READ_EXEC)).toBe(false);

@@ -17,8 +17,8 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { landlockBase, type SandboxSpec } from "./policy.ts";
 import { type LandlockRule, READ, READ_EXEC, READ_WRITE } from "./landlock.ts";
+import { landlockBase, type SandboxSpec } from "./policy.ts";
 
 export interface HostIdentity {
   uid: number;
@@ -138,7 +138,10 @@ export function buildLaunch(o: {
       layers.capabilities = true;
       notes.push(`uid: not dropped (${o.noUidDrop}); runs as root with no capabilities`);
     } else if (root) {
-      s.push("--inh-caps=-all", `--bounding-set=${["-all", ...o.spec.capabilities.map((c) => `+${c}`)].join(",")}`);
+      s.push(
+        "--inh-caps=-all",
+        `--bounding-set=${["-all", ...o.spec.capabilities.map((c) => `+${c}`)].join(",")}`,
+      );
       layers.capabilities = true;
       notes.push(
         `uid: runs as root (group allows it), capabilities limited to ${o.spec.capabilities.join(", ") || "none"}`,
@@ -230,7 +233,10 @@ export function detectCgroupV2(
     return { available: false, reason: `${parent}: ${(e as Error).message}` };
   }
   if (!controllers.split(/\s+/).includes("memory")) {
-    return { available: false, reason: `${parent}: memory controller not delegated (cgroup.subtree_control)` };
+    return {
+      available: false,
+      reason: `${parent}: memory controller not delegated (cgroup.subtree_control)`,
+    };
   }
   try {
     accessSync(parent, constants.W_OK);

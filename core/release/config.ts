@@ -104,10 +104,16 @@ export const ReleaseConfigSchema = z
       .prefault({}),
     /** Days until a published group index expires (agents refuse expired indexes). */
     expiresDays: z.number().int().min(1).max(366).default(7),
+    /** The scheduler re-signs a group index this many hours before it would expire. */
+    resignHours: z.number().int().min(1).default(48),
     /** How often `contentctl serve` runs the scheduler. */
     tickSeconds: z.number().int().min(1).max(3600).default(60),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.resignHours < c.expiresDays * 24, {
+    path: ["resignHours"],
+    message: "must be shorter than expiresDays, or every tick would re-sign",
+  });
 
 export type ReleaseConfigInput = z.input<typeof ReleaseConfigSchema>;
 export type GroupConfig = z.infer<typeof GroupConfigSchema>;

@@ -308,4 +308,18 @@ describe("release engine", () => {
     expect(t.actions).toEqual([{ kind: "revert", release: "TestText-2", group: "internal" }]);
     expect(listed("internal")?.sha384).toBe(first.sha384);
   });
+
+  test("a tick re-signs group indexes before they expire, so idle groups never go stale (R5)", async () => {
+    const before = GROUPS.map((g) => readRepoIndex(config.paths.repo, g)!);
+    clock += 5 * 24 * 3600_000 + 3600_000; // 7-day indexes published an hour ago: < 48 h left
+    const t = await engine().tick();
+    expect(t.actions.map((a) => a.kind)).toEqual(["resign", "resign", "resign", "resign"]);
+    GROUPS.forEach((g, i) => {
+      const after = readRepoIndex(config.paths.repo, g)!;
+      expect(after.serial).toBe(before[i]!.serial + 1);
+      expect(after.content).toEqual(before[i]!.content);
+      expect(Date.parse(after.expires)).toBe(clock + 7 * 24 * 3600_000);
+    });
+    expect((await engine().tick()).actions).toEqual([]);
+  });
 });

@@ -22,7 +22,7 @@ import { log } from "../log.ts";
 import { checkPayload, openPackage, readPackage } from "../package/open.ts";
 import { packDirectory } from "../package/pack.ts";
 import { type IndexEntry, type PreviousEntry, packagePath } from "../repo/index-format.ts";
-import { publish, readRepoIndex, removeType } from "../repo/publish.ts";
+import { publish, readRepoIndex, removeType, resign } from "../repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
@@ -35,6 +35,7 @@ import {
   judgeGroup,
   type Note,
   plan,
+  type RepoFacts,
   soakEndsAt,
 } from "./plan.ts";
 import {
@@ -497,8 +498,23 @@ export class ReleaseEngine {
       const now = this.now();
       const health = this.healthSnapshot(state, this.fleet(), now);
       this.recordHealth(state, health, now);
-      const p = plan(state, this.config, now, health);
+      const p = plan(state, this.config, now, health, this.repoFacts());
       for (const a of p.actions) {
+        if (a.kind === "resign") {
+          const index = await resign({
+            repo: this.config.paths.repo,
+            group: a.group,
+            keys: this.config.paths.keys,
+            now,
+            expiresInDays: this.config.expiresDays,
+          });
+          logger.info("group index re-signed before expiry", {
+            group: a.group,
+            serial: index.serial,
+            expires: index.expires,
+          });
+          continue;
+        }
         const r = state.releases.find((x) => x.id === a.release);
         if (!r) continue;
         switch (a.kind) {
@@ -533,6 +549,15 @@ export class ReleaseEngine {
       }
       return { actions: p.actions, notes: p.notes };
     });
+  }
+
+  private repoFacts(): RepoFacts {
+    const indexExpires: Record<string, number> = {};
+    for (const g of this.config.groups) {
+      const index = readRepoIndex(this.config.paths.repo, g.name);
+      if (index) indexExpires[g.name] = Date.parse(index.expires);
+    }
+    return { indexExpires };
   }
 
   healthSnapshot(state: ReleaseState, fleet: FleetView, now: Date): HealthSnapshot {

@@ -209,4 +209,13 @@ describe("plan", () => {
     expect(p.actions).toEqual([]);
     expect(p.notes[0]?.text).toContain("manual promotion to public-1b");
   });
+
+  test("S7: a group index close to expiry is re-signed, release or not", () => {
+    const soon = { "eng-test": T0 + 10 * 3600_000, internal: T0 + 100 * 3600_000 };
+    const p = plan(state(), config, now(0), {}, { indexExpires: soon });
+    expect(p.actions).toEqual([
+      { kind: "resign", group: "eng-test", reason: expect.stringContaining("expires") },
+    ]);
+    expect(plan(state(), config, now(0), {}).actions).toEqual([]);
+  });
 });

@@ -12,6 +12,8 @@
  *   S4  a manual gate waits for `release promote`
  *   S5  the last group, soaked and healthy → the release is complete
  *   S6  an aborted release with groups not yet taken back → revert them
+ *   S7  a group index that expires within `resignHours` → re-sign it (agents
+ *       refuse expired indexes, R5, whether or not a release is running)
  */
 import type { GroupConfig, ReleaseConfig } from "./config.ts";
 import { type GroupHealth, type Judgement, judge } from "./health.ts";
@@ -21,7 +23,8 @@ export type Action =
   | { kind: "promote"; release: string; group: string; reason: string }
   | { kind: "abort"; release: string; reason: string }
   | { kind: "revert"; release: string; group: string }
-  | { kind: "complete"; release: string; reason: string };
+  | { kind: "complete"; release: string; reason: string }
+  | { kind: "resign"; group: string; reason: string };
 
 export interface Note {
   release: string;
@@ -80,13 +83,30 @@ export function currentGroupIndex(release: Release): number {
   return last;
 }
 
+/** Facts about the repository the scheduler judges: each group index's expiry (ms), when it has one. */
+export interface RepoFacts {
+  indexExpires: Record<string, number>;
+}
+
 export function plan(
   state: ReleaseState,
-  config: Pick<ReleaseConfig, "groups" | "health">,
+  config: Pick<ReleaseConfig, "groups" | "health" | "resignHours">,
   now: Date,
   health: HealthSnapshot,
+  repo: RepoFacts = { indexExpires: {} },
 ): Plan {
   const out: Plan = { actions: [], notes: [] };
+  // S7
+  for (const g of config.groups) {
+    const expires = repo.indexExpires[g.name];
+    if (expires !== undefined && expires - now.getTime() < config.resignHours * 3600_000) {
+      out.actions.push({
+        kind: "resign",
+        group: g.name,
+        reason: `index expires ${new Date(expires).toISOString()}`,
+      });
+    }
+  }
   for (const r of state.releases) {
     if (r.status === "aborted") {
       // S6

@@ -57,7 +57,8 @@ export function readEventsFile(file: string, now = Date.now()): { events: Behavi
       }
       lines.push(i + 1);
     });
-  return { events: parseEvents(raw, now, (k) => `${file}:${lines[k] ?? "?"}`), lines };
+  // A file may hold any number of events; callers send them on in bounded chunks.
+  return { events: parseEvents(raw, now, (k) => `${file}:${lines[k] ?? "?"}`, Number.POSITIVE_INFINITY), lines };
 }
 
 function statsTable(rules: RuleStats[]): string {

@@ -76,6 +76,8 @@ interface Sub {
 export interface EngineOptions {
   sandbox?: Partial<SandboxOptions>;
   batchSize?: number;
+  /** Deliver every event to every subscription, ignoring aggregation options (benchmarks, rule tests). */
+  ignoreAggregation?: boolean;
 }
 
 export class BehaviorEngine {
@@ -97,7 +99,7 @@ export class BehaviorEngine {
     for (const raw of sandbox.call(rt, "subscriptions")[0] as LuaValue[]) {
       const s = raw as { id: number; rule: string; type: string; opts: LuaValue };
       let filter: SubscriptionFilter | null = null;
-      if (s.opts && typeof s.opts === "object" && !Array.isArray(s.opts)) {
+      if (!opts.ignoreAggregation && s.opts && typeof s.opts === "object" && !Array.isArray(s.opts)) {
         const parsed = AggregationSchema.safeParse(s.opts);
         if (!parsed.success) {
           const issue = parsed.error.issues[0];

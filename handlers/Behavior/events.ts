@@ -39,12 +39,14 @@ export const InputEventSchema = z
 export type BehaviorEvent = FlatEvent & { type: string; time: number };
 
 /** Validates and normalises raw events; `where` names the source in errors (file:line, request). */
-export function parseEvents(raw: unknown[], now: number, where: (i: number) => string): BehaviorEvent[] {
-  if (raw.length > MAX_EVENTS_PER_CALL) {
-    throw new HandlerError(
-      "HND_EVENTS_TOO_MANY",
-      `${where(0)}: more than ${MAX_EVENTS_PER_CALL} events in one call`,
-    );
+export function parseEvents(
+  raw: unknown[],
+  now: number,
+  where: (i: number) => string,
+  max = MAX_EVENTS_PER_CALL,
+): BehaviorEvent[] {
+  if (raw.length > max) {
+    throw new HandlerError("HND_EVENTS_TOO_MANY", `${where(0)}: more than ${max} events in one call`);
   }
   return raw.map((item, i) => {
     const r = InputEventSchema.safeParse(item);

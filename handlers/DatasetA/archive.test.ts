@@ -51,7 +51,9 @@ describe("containers", () => {
   });
 
   test("maxFiles stops opening members and says so", async () => {
-    const zip = writeZip(Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, data: new Uint8Array([i]) })));
+    const zip = writeZip(
+      Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, data: new Uint8Array([i]) })),
+    );
     const r = await ds.scan(zip, { spillDir, limits: { maxFiles: 5 } });
     expect(r.objects).toBe(6);
     expect(r.limits.map((l) => l.limit)).toEqual(["files"]);
@@ -81,7 +83,10 @@ describe("archive bombs", () => {
   const leafStream = new Uint8Array(zlib.deflateRawSync(new Uint8Array(leafSize), { level: 9 }));
   const leafCrc = zlib.crc32(new Uint8Array(leafSize)) >>> 0;
   const level1 = writeZip(
-    Array.from({ length: 10 }, (_, i) => ({ name: `leaf${i}`, deflated: { stream: leafStream, size: leafSize, crc: leafCrc } })),
+    Array.from({ length: 10 }, (_, i) => ({
+      name: `leaf${i}`,
+      deflated: { stream: leafStream, size: leafSize, crc: leafCrc },
+    })),
   );
   const level2 = writeZip(Array.from({ length: 10 }, (_, i) => ({ name: `l1-${i}.zip`, data: level1 })));
   const bomb = writeZip(Array.from({ length: 10 }, (_, i) => ({ name: `l2-${i}.zip`, data: level2 })));

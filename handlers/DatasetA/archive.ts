@@ -50,7 +50,12 @@ const LOC = 0x04034b50;
 
 /** Reads the central directory (zip64 included). At most `maxEntries` entries are listed. */
 export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
-  const fail = (problem: string): ZipListing => ({ entries: [], overlapping: false, truncated: false, problem });
+  const fail = (problem: string): ZipListing => ({
+    entries: [],
+    overlapping: false,
+    truncated: false,
+    problem,
+  });
   // The end record is in the last 22 + 65535 (comment) bytes.
   let eocd = -1;
   for (let i = d.length - 22; i >= Math.max(0, d.length - 22 - 65535); i--) {
@@ -81,7 +86,8 @@ export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
       truncated = true;
       break;
     }
-    if (p + 46 > end || u32(d, p) !== CEN) return { entries, overlapping: false, truncated, problem: "bad central directory entry" };
+    if (p + 46 > end || u32(d, p) !== CEN)
+      return { entries, overlapping: false, truncated, problem: "bad central directory entry" };
     const flags = u16(d, p + 8);
     const method = u16(d, p + 10);
     let compressedSize = u32(d, p + 20);
@@ -139,7 +145,10 @@ export interface TarMember {
 }
 
 /** Regular-file members of a tar stream (ustar, GNU long names, pax path/size), as offsets into `d`. */
-export function listTar(d: Uint8Array, maxEntries: number): { members: TarMember[]; truncated: boolean; problem?: string } {
+export function listTar(
+  d: Uint8Array,
+  maxEntries: number,
+): { members: TarMember[]; truncated: boolean; problem?: string } {
   const members: TarMember[] = [];
   let p = 0;
   let longName: string | undefined;
@@ -207,7 +216,8 @@ export async function inflateBounded(
     return { ok: true, data: new Uint8Array(out.buffer, out.byteOffset, out.byteLength), spilled: false };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== "ERR_BUFFER_TOO_LARGE") return { ok: false, reason: "corrupt", message: (e as Error).message };
+    if (code !== "ERR_BUFFER_TOO_LARGE")
+      return { ok: false, reason: "corrupt", message: (e as Error).message };
     if (inMemory >= limit) return { ok: false, reason: "limit", produced: inMemory };
   }
   return inflateToSpill(input, format, limit, spillDir);

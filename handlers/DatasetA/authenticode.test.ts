@@ -15,7 +15,8 @@ import { parsePe } from "./filetype.ts";
 import { buildPe } from "./testutil.ts";
 
 const tools = Bun.which("osslsigncode") && Bun.which("openssl");
-if (!tools) console.warn("authenticode tests skipped: osslsigncode or openssl missing (.ci/run installs them)");
+if (!tools)
+  console.warn("authenticode tests skipped: osslsigncode or openssl missing (.ci/run installs them)");
 const run = tools ? describe : describe.skip;
 
 function sh(cmd: string[], cwd: string): string {
@@ -25,9 +26,45 @@ function sh(cmd: string[], cwd: string): string {
 }
 
 function signedPe(dir: string, keyArgs: string[], name: string): { signed: Uint8Array; thumbprint: string } {
-  sh(["openssl", "req", "-x509", "-nodes", ...keyArgs, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-subj", `/CN=${name} Publisher/O=Outpost Tests`, "-days", "30"], dir);
-  writeFileSync(join(dir, `${name}.exe`), buildPe({ text: Buffer.from("5589e583ec10c745fc2a000000c9c3", "hex") }));
-  sh(["osslsigncode", "sign", "-certs", `${name}.pem`, "-key", `${name}.key`, "-h", "sha256", "-in", `${name}.exe`, "-out", `${name}-signed.exe`], dir);
+  sh(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-nodes",
+      ...keyArgs,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.pem`,
+      "-subj",
+      `/CN=${name} Publisher/O=Outpost Tests`,
+      "-days",
+      "30",
+    ],
+    dir,
+  );
+  writeFileSync(
+    join(dir, `${name}.exe`),
+    buildPe({ text: Buffer.from("5589e583ec10c745fc2a000000c9c3", "hex") }),
+  );
+  sh(
+    [
+      "osslsigncode",
+      "sign",
+      "-certs",
+      `${name}.pem`,
+      "-key",
+      `${name}.key`,
+      "-h",
+      "sha256",
+      "-in",
+      `${name}.exe`,
+      "-out",
+      `${name}-signed.exe`,
+    ],
+    dir,
+  );
   const fp = sh(["openssl", "x509", "-in", `${name}.pem`, "-noout", "-fingerprint", "-sha256"], dir);
   return {
     signed: new Uint8Array(readFileSync(join(dir, `${name}-signed.exe`))),
@@ -55,7 +92,10 @@ run("Authenticode", () => {
     const { signed } = signedPe(dir, ["-newkey", "rsa:2048"], "tamper");
     const bad = signed.slice();
     bad[0x212]! ^= 0xff;
-    expect(await checkAuthenticode(bad, parsePe(bad)!)).toMatchObject({ status: "invalid", reason: expect.stringMatching(/^A3/) });
+    expect(await checkAuthenticode(bad, parsePe(bad)!)).toMatchObject({
+      status: "invalid",
+      reason: expect.stringMatching(/^A3/),
+    });
     const plain = buildPe();
     expect(await checkAuthenticode(plain, parsePe(plain)!)).toEqual({ status: "unsigned" });
   });
@@ -66,6 +106,10 @@ run("Authenticode", () => {
     const ds = datasetFromSources([{ path: "x.ndb", text: "X:0:*:0011223344556677\n" }]);
     const r = await ds.scan(writeZip([{ name: "setup/tool.exe", data: signed }]), { spillDir: dir });
     expect(r.executables).toHaveLength(1);
-    expect(r.executables[0]).toMatchObject({ path: ["setup/tool.exe"], kind: "pe", authenticode: { status: "valid", signer: { thumbprint } } });
+    expect(r.executables[0]).toMatchObject({
+      path: ["setup/tool.exe"],
+      kind: "pe",
+      authenticode: { status: "valid", signer: { thumbprint } },
+    });
   });
 });

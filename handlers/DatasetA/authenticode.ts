@@ -92,7 +92,8 @@ export async function checkAuthenticode(d: Uint8Array, info: ExeInfo): Promise<A
   }
   // A2
   const eci = signedData.encapContentInfo;
-  if (eci.eContentType !== SPC_INDIRECT_DATA || !eci.eContent) return invalid("A2: not SpcIndirectDataContent");
+  if (eci.eContentType !== SPC_INDIRECT_DATA || !eci.eContent)
+    return invalid("A2: not SpcIndirectDataContent");
   const spc = eci.eContent as unknown as asn1js.Sequence;
   const spcValue = spc.valueBlock?.value;
   const digestInfo = Array.isArray(spcValue) ? (spcValue[1] as asn1js.Sequence | undefined) : undefined;
@@ -101,7 +102,8 @@ export async function checkAuthenticode(d: Uint8Array, info: ExeInfo): Promise<A
   const digestOct = Array.isArray(diParts) ? diParts[1] : undefined;
   const oid = (algId?.valueBlock?.value?.[0] as asn1js.ObjectIdentifier | undefined)?.valueBlock?.toString();
   const digest = oid ? DIGESTS[oid] : undefined;
-  if (!digest || !(digestOct instanceof asn1js.OctetString)) return invalid("A2: missing or unknown DigestInfo");
+  if (!digest || !(digestOct instanceof asn1js.OctetString))
+    return invalid("A2: missing or unknown DigestInfo");
 
   const signerInfo = signedData.signerInfos[0];
   if (!signerInfo || signedData.signerInfos.length !== 1) return invalid("A5: exactly one signer required");
@@ -127,7 +129,8 @@ export async function checkAuthenticode(d: Uint8Array, info: ExeInfo): Promise<A
 
   // A3
   const actual = authenticodeHash(d, pe, digest.name);
-  if (!equal(actual, digestOct.valueBlock.valueHexView)) return invalid("A3: file does not match its signed hash", signer);
+  if (!equal(actual, digestOct.valueBlock.valueHexView))
+    return invalid("A3: file does not match its signed hash", signer);
 
   // A4: messageDigest is over the SpcIndirectDataContent contents (without its tag and length).
   const spcDer = new Uint8Array(spc.toBER());
@@ -135,8 +138,11 @@ export async function checkAuthenticode(d: Uint8Array, info: ExeInfo): Promise<A
   const attrs = signerInfo.signedAttrs;
   const md = attrs?.attributes.find((a) => a.type === MESSAGE_DIGEST)?.values[0];
   const signerDigest = DIGESTS[signerInfo.digestAlgorithm.algorithmId];
-  if (!attrs || !(md instanceof asn1js.OctetString) || !signerDigest) return invalid("A4: no messageDigest", signer);
-  const contentHash = new Uint8Array(new Bun.CryptoHasher(signerDigest.name as "sha256").update(contents).digest());
+  if (!attrs || !(md instanceof asn1js.OctetString) || !signerDigest)
+    return invalid("A4: no messageDigest", signer);
+  const contentHash = new Uint8Array(
+    new Bun.CryptoHasher(signerDigest.name as "sha256").update(contents).digest(),
+  );
   if (!equal(contentHash, md.valueBlock.valueHexView)) return invalid("A4: messageDigest mismatch", signer);
 
   // A5

@@ -5,17 +5,36 @@
  * .ci/run installs it.
  */
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeTar } from "../../core/package/tar.ts";
 import { datasetFromSources } from "./dataset.ts";
 import { parseElf } from "./filetype.ts";
-import { buildPe, clamscan, clamscanAvailable, generateSignatureSet, gzip, implant, Rng, writeZip } from "./testutil.ts";
+import {
+  buildPe,
+  clamscan,
+  clamscanAvailable,
+  generateSignatureSet,
+  gzip,
+  implant,
+  Rng,
+  writeZip,
+} from "./testutil.ts";
 
 const run = clamscanAvailable() ? describe : describe.skip;
 if (!clamscanAvailable()) {
-  console.warn("DatasetA clamav-compat tests skipped: clamscan is not installed (apt-get install clamav; .ci/run does)");
+  console.warn(
+    "DatasetA clamav-compat tests skipped: clamscan is not installed (apt-get install clamav; .ci/run does)",
+  );
 }
 
 run("same detections as clamscan on the same signatures", () => {
@@ -93,13 +112,13 @@ run("same detections as clamscan on the same signatures", () => {
         if (r.detections.length) ours.set(join(files, name), new Set(r.detections.map((d) => d.name)));
       }
       const render = (m: Map<string, Set<string>>) =>
-        [...m.entries()]
-          .map(([f, s]) => `${f.slice(files.length + 1)}: ${[...s].sort().join(",")}`)
-          .sort();
+        [...m.entries()].map(([f, s]) => `${f.slice(files.length + 1)}: ${[...s].sort().join(",")}`).sort();
       // The comparison only means something if clamscan found plenty.
       expect(reference.size).toBeGreaterThan(30);
       expect(render(ours)).toEqual(render(reference));
-      expect(reference.get(join(files, "ls.elf"))).toEqual(new Set(["Cmp.Elf.EP", "Cmp.Elf.EP4", "Cmp.Elf.Sx"]));
+      expect(reference.get(join(files, "ls.elf"))).toEqual(
+        new Set(["Cmp.Elf.EP", "Cmp.Elf.EP4", "Cmp.Elf.Sx"]),
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

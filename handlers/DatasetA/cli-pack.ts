@@ -19,12 +19,18 @@ import { datasetFromSources, type SignatureSource } from "./dataset.ts";
 import type { DatasetStats } from "./engine.ts";
 import { isSignatureFile, LOOKUP_FILE } from "./signatures.ts";
 
-function collect(inputs: string[], lookup?: string): { files: { from: string; name: string }[]; sources: SignatureSource[] } {
+function collect(
+  inputs: string[],
+  lookup?: string,
+): { files: { from: string; name: string }[]; sources: SignatureSource[] } {
   const files: { from: string; name: string }[] = [];
   const add = (from: string) => {
     const name = basename(from);
     if (files.some((f) => f.name === name)) {
-      throw new ConfigError("CFG_INVALID_ARGUMENT", `two inputs are named ${name}; payload file names must be unique`);
+      throw new ConfigError(
+        "CFG_INVALID_ARGUMENT",
+        `two inputs are named ${name}; payload file names must be unique`,
+      );
     }
     files.push({ from, name });
   };
@@ -35,7 +41,8 @@ function collect(inputs: string[], lookup?: string): { files: { from: string; na
     else throw new ConfigError("CFG_INVALID_ARGUMENT", `${input}: not a .hdb, .hsb or .ndb file`);
   }
   if (lookup) files.push({ from: lookup, name: LOOKUP_FILE });
-  if (!files.some((f) => isSignatureFile(f.name))) throw new ConfigError("CFG_INVALID_ARGUMENT", "no signature files given");
+  if (!files.some((f) => isSignatureFile(f.name)))
+    throw new ConfigError("CFG_INVALID_ARGUMENT", "no signature files given");
   return { files, sources: files.map((f) => ({ path: f.name, text: readFileSync(f.from, "utf8") })) };
 }
 
@@ -46,13 +53,20 @@ const inputArgs = {
 } as const;
 
 const check = defineCommand({
-  meta: { name: "check", description: "Compile signature files as the agent would and report what they hold" },
+  meta: {
+    name: "check",
+    description: "Compile signature files as the agent would and report what they hold",
+  },
   args: inputArgs,
   run({ args }): DatasetStats & { files: string[]; loadMs: number } {
     const { files, sources } = collect(args._ as string[], args.lookup);
     const t = performance.now();
     const ds = datasetFromSources(sources);
-    const result = { files: files.map((f) => f.name), loadMs: Math.round(performance.now() - t), ...ds.stats };
+    const result = {
+      files: files.map((f) => f.name),
+      loadMs: Math.round(performance.now() - t),
+      ...ds.stats,
+    };
     if (args.json) printJson(result);
     else
       printText(
@@ -68,12 +82,19 @@ const pack = defineCommand({
   args: {
     ...inputArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },
-    keys: { type: "string", required: true, description: "key directory (signer.pem, signer.key, intermediate.pem)" },
+    keys: {
+      type: "string",
+      required: true,
+      description: "key directory (signer.pem, signer.key, intermediate.pem)",
+    },
     out: { type: "string", required: true, description: "package file to write" },
   },
   async run({ args }) {
     if (!/^[1-9][0-9]{0,15}$/.test(args.version)) {
-      throw new ConfigError("CFG_INVALID_ARGUMENT", `--version must be a positive integer, got ${JSON.stringify(args.version)}`);
+      throw new ConfigError(
+        "CFG_INVALID_ARGUMENT",
+        `--version must be a positive integer, got ${JSON.stringify(args.version)}`,
+      );
     }
     const { files, sources } = collect(args._ as string[], args.lookup);
     // The agent must never receive what it cannot load: compile before signing.
@@ -84,7 +105,14 @@ const pack = defineCommand({
       const keys = await loadSigningKeys(args.keys);
       const bytes = await packDirectory({ type: "DatasetA", version: Number(args.version), keys, dir });
       atomicWriteFile(args.out, bytes);
-      const result = { file: args.out, type: "DatasetA", version: Number(args.version), size: bytes.length, sha384: sha384Hex(bytes), ...stats };
+      const result = {
+        file: args.out,
+        type: "DatasetA",
+        version: Number(args.version),
+        size: bytes.length,
+        sha384: sha384Hex(bytes),
+        ...stats,
+      };
       if (args.json) printJson(result);
       else
         printText(

@@ -27,7 +27,9 @@ export function datasetFromSources(sources: SignatureSource[]): Dataset {
   const lookup = lookupSource ? parseLookupFile(lookupSource.text, lookupSource.path) : new Set<string>();
   const hashes: HashSignature[] = [];
   const body: BodySignature[] = [];
-  const sigFiles = sources.filter((s) => isSignatureFile(s.path)).sort((a, b) => a.path.localeCompare(b.path));
+  const sigFiles = sources
+    .filter((s) => isSignatureFile(s.path))
+    .sort((a, b) => a.path.localeCompare(b.path));
   if (sigFiles.length === 0) {
     throw signatureError("payload", 0, "no signature files (.hdb, .hsb or .ndb)");
   }

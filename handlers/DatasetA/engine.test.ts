@@ -35,7 +35,7 @@ describe("body signature language", () => {
     ["[n-m]", "11223344[1-2]55667788", "1122334400556677880", true],
     ["{n-} at least", "11223344{3-}55667788", "1122334400000000000055667788", true],
     ["{n-} too close", "11223344{3-}55667788", "11223344000055667788", false],
-    ["* any", "11223344*55667788", "11223344" + "ab".repeat(5000) + "55667788", true],
+    ["* any", "11223344*55667788", `11223344${"ab".repeat(5000)}55667788`, true],
     ["* order matters", "11223344*55667788", "5566778811223344", false],
     ["alternatives", "11223344(aa|bbcc)55667788", "11223344bbcc55667788", true],
     ["alternatives miss", "11223344(aa|bbcc)55667788", "11223344bb55667788", false],
@@ -63,11 +63,7 @@ describe("body signature language", () => {
 
   test("offsets: absolute, shift range, EOF", async () => {
     const ds = datasetOf(
-      [
-        "T.Abs:0:4:aabbccdd",
-        "T.Shift:0:2,3:11223344",
-        "T.Eof:0:EOF-4:99887766",
-      ].join("\n"),
+      ["T.Abs:0:4:aabbccdd", "T.Shift:0:2,3:11223344", "T.Eof:0:EOF-4:99887766"].join("\n"),
     );
     expect(names(await ds.scan(hexBytes("00000000aabbccdd"), { spillDir }))).toEqual(["T.Abs"]);
     expect(names(await ds.scan(hexBytes("000000aabbccdd"), { spillDir }))).toEqual([]);
@@ -80,9 +76,12 @@ describe("body signature language", () => {
   test("target types: a PE signature ignores ELF and plain data", async () => {
     const pe = buildPe({ text: hexBytes("5589e583ec10c745fc2a000000") });
     const ds = datasetOf(
-      ["T.PE.EP:1:EP+0:5589e583ec10c745", "T.PE.S1:1:S1+0:6f7574706f7374", "T.PE.SE0:1:SE0:c745fc2a", "T.ELF:6:*:5589e583ec10c745"].join(
-        "\n",
-      ),
+      [
+        "T.PE.EP:1:EP+0:5589e583ec10c745",
+        "T.PE.S1:1:S1+0:6f7574706f7374",
+        "T.PE.SE0:1:SE0:c745fc2a",
+        "T.ELF:6:*:5589e583ec10c745",
+      ].join("\n"),
     );
     expect(names(await ds.scan(pe, { spillDir }))).toEqual(["T.PE.EP", "T.PE.S1", "T.PE.SE0"]);
     const plain = new Uint8Array(pe);
@@ -98,7 +97,11 @@ describe("body signature language", () => {
     const hex = (o: number, n: number) => Buffer.from(elf.subarray(o, o + n)).toString("hex");
     const text = info.sections.findIndex((s) => s.offset <= ep && ep < s.offset + s.size);
     const ds = datasetOf(
-      [`T.EP:6:EP+0:${hex(ep, 12)}`, `T.Sx:6:S${text}+16:${hex(info.sections[text]!.offset + 16, 12)}`, `T.EPwrong:6:EP+1:${hex(ep, 12)}`].join("\n"),
+      [
+        `T.EP:6:EP+0:${hex(ep, 12)}`,
+        `T.Sx:6:S${text}+16:${hex(info.sections[text]!.offset + 16, 12)}`,
+        `T.EPwrong:6:EP+1:${hex(ep, 12)}`,
+      ].join("\n"),
     );
     expect(names(await ds.scan(elf, { spillDir }))).toEqual(["T.EP", "T.Sx"]);
   });
@@ -125,7 +128,9 @@ describe("hash signatures", () => {
   });
 
   test("the lookup flag comes from lookup.txt", async () => {
-    const ds = datasetOf("T.Look:0:*:0102030405\nT.Quiet:0:*:0a0b0c0d0e\n", [{ path: "lookup.txt", text: "# live\nT.Look\n" }]);
+    const ds = datasetOf("T.Look:0:*:0102030405\nT.Quiet:0:*:0a0b0c0d0e\n", [
+      { path: "lookup.txt", text: "# live\nT.Look\n" },
+    ]);
     const r = await ds.scan(hexBytes("01020304050a0b0c0d0e"), { spillDir });
     expect(r.detections.map((d) => [d.name, d.lookup])).toEqual([
       ["T.Look", true],
@@ -148,7 +153,7 @@ describe("scale", () => {
     const rng = new Rng(99);
     const data = rng.bytes(4 * 1024 * 1024);
     const picks = [3, 500, 7777, 12_345, 19_999];
-    picks.forEach((p, i) => implant(data, set.body[p]!.instance, 100_000 + i * 700_000));
+    for (const [i, p] of picks.entries()) implant(data, set.body[p]!.instance, 100_000 + i * 700_000);
     const r = await ds.scan(data, { spillDir });
     expect(names(r)).toEqual(picks.map((p) => `Gen.Body.${p}`).sort());
     const backed = set.hashes[4]!;

@@ -5,8 +5,9 @@
  * signer) and container recursion under explicit limits. Pure computation
  * over bytes it is given; the only I/O is spill files in the work directory.
  */
-import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
+
 import { inflateBounded, listTar, listZip } from "./archive.ts";
+import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
 import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "./filetype.ts";
 import { type AnchorEntry, AnchorIndex } from "./matcher.ts";
 import { Budget, BudgetExceeded, type StartRange, verifyAt } from "./pattern.ts";
@@ -153,7 +154,10 @@ export class Dataset {
     };
   }
 
-  async scan(data: Uint8Array, opts: { name?: string; limits?: Partial<ScanLimits>; spillDir: string }): Promise<ScanOutcome> {
+  async scan(
+    data: Uint8Array,
+    opts: { name?: string; limits?: Partial<ScanLimits>; spillDir: string },
+  ): Promise<ScanOutcome> {
     const started = performance.now();
     const limits = { ...DEFAULT_LIMITS, ...opts.limits };
     const out: ScanOutcome = {
@@ -213,7 +217,11 @@ export class Dataset {
     }
     if (kind === "zip" || kind === "gzip" || kind === "tar") {
       if (depth >= state.limits.maxDepth) {
-        out.limits.push({ path, limit: "depth", detail: `not opened: nesting deeper than ${state.limits.maxDepth}` });
+        out.limits.push({
+          path,
+          limit: "depth",
+          detail: `not opened: nesting deeper than ${state.limits.maxDepth}`,
+        });
       } else {
         const before = out.detections.length;
         await this.openContainer(d, kind, path, depth, state, detect);
@@ -269,7 +277,11 @@ export class Dataset {
       });
     } catch (e) {
       if (!(e instanceof BudgetExceeded)) throw e;
-      state.out.limits.push({ path, limit: "budget", detail: "signature verification budget exhausted; scan incomplete" });
+      state.out.limits.push({
+        path,
+        limit: "budget",
+        detail: "signature verification budget exhausted; scan incomplete",
+      });
     }
   }
 
@@ -282,7 +294,8 @@ export class Dataset {
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
   ): Promise<void> {
     const { limits, out } = state;
-    const note = (limit: LimitNote["limit"], detail: string, at = path) => out.limits.push({ path: at, limit, detail });
+    const note = (limit: LimitNote["limit"], detail: string, at = path) =>
+      out.limits.push({ path: at, limit, detail });
     const bomb = (detail: string) => {
       if (state.bombReported) return;
       state.bombReported = true;
@@ -297,12 +310,19 @@ export class Dataset {
       return true;
     };
     /** Inflates one member under the member and per-object budgets; reports bombs and limits. */
-    const inflate = async (input: Uint8Array, format: "raw" | "gzip", name: string, declared: number | null) => {
+    const inflate = async (
+      input: Uint8Array,
+      format: "raw" | "gzip",
+      name: string,
+      declared: number | null,
+    ) => {
       const remaining = limits.maxScanBytes - state.expanded;
       const limit = Math.min(limits.maxMemberBytes, remaining);
       const at = [...path, name];
       if (declared !== null && declared > limit && declared / Math.max(1, input.length) >= limits.maxRatio) {
-        bomb(`${at.join("/")}: declares ${declared} bytes from ${input.length} (ratio ${Math.round(declared / Math.max(1, input.length))})`);
+        bomb(
+          `${at.join("/")}: declares ${declared} bytes from ${input.length} (ratio ${Math.round(declared / Math.max(1, input.length))})`,
+        );
         return null;
       }
       const r = await inflateBounded(input, format, limit, limits.memoryBytes, state.spillDir);
@@ -315,7 +335,9 @@ export class Dataset {
         const memberRatio = r.produced / Math.max(1, input.length);
         const totalRatio = state.expanded / Math.max(1, state.topSize);
         if (memberRatio >= limits.maxRatio || totalRatio >= limits.maxRatio) {
-          bomb(`${at.join("/")}: expands past ${r.produced} bytes (ratio ≥ ${Math.round(Math.max(memberRatio, totalRatio))})`);
+          bomb(
+            `${at.join("/")}: expands past ${r.produced} bytes (ratio ≥ ${Math.round(Math.max(memberRatio, totalRatio))})`,
+          );
         } else {
           note(limit === remaining ? "scan-size" : "member-size", `stopped after ${r.produced} bytes`, at);
         }
@@ -411,7 +433,9 @@ export function startRange(o: OffsetSpec, size: number, exe: ExeInfo | null): St
     }
     case "section-entire": {
       const s = exe?.sections[o.index];
-      return s && s.size > 0 ? { lo: s.offset, hi: s.offset + s.size - 1, endMax: Math.min(size, s.offset + s.size) } : null;
+      return s && s.size > 0
+        ? { lo: s.offset, hi: s.offset + s.size - 1, endMax: Math.min(size, s.offset + s.size) }
+        : null;
     }
   }
 }

@@ -21,7 +21,11 @@ export interface ExeInfo {
   entry: number | null;
   sections: Section[];
   /** PE only: where the Authenticode hash must skip, and the certificate table. */
-  pe?: { checksumOffset: number; securityDirOffset: number; certTable: { offset: number; size: number } | null };
+  pe?: {
+    checksumOffset: number;
+    securityDirOffset: number;
+    certTable: { offset: number; size: number } | null;
+  };
 }
 
 function u16(d: Uint8Array, o: number, le = true): number {
@@ -124,7 +128,8 @@ export function parsePe(d: Uint8Array): ExeInfo | null {
     const size = u32(d, securityDirOffset + 4);
     if (off > 0 && size > 0 && off + size <= d.length) certTable = { offset: off, size };
   }
-  const align = fileAlign >= 0x200 && fileAlign <= 0x10000 && (fileAlign & (fileAlign - 1)) === 0 ? fileAlign : 1;
+  const align =
+    fileAlign >= 0x200 && fileAlign <= 0x10000 && (fileAlign & (fileAlign - 1)) === 0 ? fileAlign : 1;
   const secTable = opt + optSize;
   const sections: Section[] = [];
   const mapping: { va: number; vsize: number; raw: number }[] = [];

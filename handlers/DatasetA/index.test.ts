@@ -30,7 +30,13 @@ async function loaded(): Promise<LoadedDataset> {
 
 test("runs in the scanner group with no filesystem, network or exec privilege", () => {
   expect(datasetAHandler.manifest.group).toBe("scanner");
-  expect(datasetAHandler.manifest.privileges).toEqual({ runAs: "agent", fs: { mode: "none" }, net: "none", exec: false, agent: false });
+  expect(datasetAHandler.manifest.privileges).toEqual({
+    runAs: "agent",
+    fs: { mode: "none" },
+    net: "none",
+    exec: false,
+    agent: false,
+  });
 });
 
 test("validate rejects what load could not use, naming file and line", () => {
@@ -42,14 +48,19 @@ test("validate rejects what load could not use, naming file and line", () => {
     }
     throw new Error("expected validate to throw");
   };
-  expect(thrown(view({ "a.ndb": "T.A:0:*:00zz\n" }))).toMatchObject({ code: "HND_DATASETA_INVALID", file: "a.ndb" });
+  expect(thrown(view({ "a.ndb": "T.A:0:*:00zz\n" }))).toMatchObject({
+    code: "HND_DATASETA_INVALID",
+    file: "a.ndb",
+  });
   expect(thrown(view({ "README.md": "x" }))).toMatchObject({ code: "HND_DATASETA_INVALID" });
 });
 
 describe("API", () => {
   test("scan, and a begin/chunk/end session that spills to the work directory", async () => {
     const l = await loaded();
-    const one = (await datasetAHandler.call!(l, "scan", { bytes: new Uint8Array(Buffer.concat([Buffer.from("xx"), MARK])) })) as ScanOutcome;
+    const one = (await datasetAHandler.call!(l, "scan", {
+      bytes: new Uint8Array(Buffer.concat([Buffer.from("xx"), MARK])),
+    })) as ScanOutcome;
     expect(one.detections.map((d) => [d.name, d.lookup])).toEqual([["T.Mark", true]]);
 
     // A table whose memory threshold is tiny forces the spill path.
@@ -70,11 +81,17 @@ describe("API", () => {
 
   test("bad arguments are the caller's error; unknown sessions and methods are named", async () => {
     const l = await loaded();
-    await expect(datasetAHandler.call!(l, "scan", { bytes: "not bytes" })).rejects.toMatchObject({ code: "HND_DATASETA_BAD_ARGS" });
-    await expect(datasetAHandler.call!(l, "scan", { bytes: new Uint8Array(17 * 1024 * 1024) })).rejects.toMatchObject({
+    await expect(datasetAHandler.call!(l, "scan", { bytes: "not bytes" })).rejects.toMatchObject({
       code: "HND_DATASETA_BAD_ARGS",
     });
-    await expect(datasetAHandler.call!(l, "end", { session: "0".repeat(24) })).rejects.toMatchObject({ code: "HND_DATASETA_NO_SESSION" });
+    await expect(
+      datasetAHandler.call!(l, "scan", { bytes: new Uint8Array(17 * 1024 * 1024) }),
+    ).rejects.toMatchObject({
+      code: "HND_DATASETA_BAD_ARGS",
+    });
+    await expect(datasetAHandler.call!(l, "end", { session: "0".repeat(24) })).rejects.toMatchObject({
+      code: "HND_DATASETA_NO_SESSION",
+    });
     await expect(datasetAHandler.call!(l, "nope", {})).rejects.toMatchObject({ code: "HND_UNKNOWN_METHOD" });
     await datasetAHandler.unload!(l);
   });
@@ -93,7 +110,12 @@ describe("API", () => {
 
   test("status reports what is loaded", async () => {
     const l = await loaded();
-    expect(datasetAHandler.status!(l)).toMatchObject({ version: 1, bodySignatures: 1, lookupSignatures: 1, openSessions: 0 });
+    expect(datasetAHandler.status!(l)).toMatchObject({
+      version: 1,
+      bodySignatures: 1,
+      lookupSignatures: 1,
+      openSessions: 0,
+    });
     await datasetAHandler.unload!(l);
   });
 });

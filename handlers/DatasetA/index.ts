@@ -15,7 +15,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
-import { DEFAULT_LIMITS, type Dataset, type DatasetStats, type ScanOutcome } from "./engine.ts";
+import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
 import { MAX_CHUNK_BYTES, SessionTable } from "./session.ts";
 
 export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
@@ -25,10 +25,22 @@ export const LimitsSchema = z
   .object({
     maxDepth: z.number().int().min(0).max(64),
     maxFiles: z.number().int().min(0).max(1_000_000),
-    maxMemberBytes: z.number().int().min(0).max(2 ** 40),
-    maxScanBytes: z.number().int().min(0).max(2 ** 42),
+    maxMemberBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 40),
+    maxScanBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 42),
     maxRatio: z.number().min(1).max(1e9),
-    memoryBytes: z.number().int().min(0).max(1024 * 1024 * 1024),
+    memoryBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(1024 * 1024 * 1024),
     verifyBudget: z.number().int().min(1000).max(1e10),
   })
   .partial()
@@ -37,7 +49,14 @@ export const LimitsSchema = z
 const Bytes = z.instanceof(Uint8Array);
 const Name = z.string().max(4096).default("");
 export const ScanArgs = z
-  .object({ bytes: Bytes.refine((b) => b.length <= MAX_CHUNK_BYTES, `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`), name: Name, limits: LimitsSchema.default({}) })
+  .object({
+    bytes: Bytes.refine(
+      (b) => b.length <= MAX_CHUNK_BYTES,
+      `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`,
+    ),
+    name: Name,
+    limits: LimitsSchema.default({}),
+  })
   .strict();
 export const BeginArgs = z.object({ name: Name, limits: LimitsSchema.default({}) }).strict();
 export const ChunkArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/), bytes: Bytes }).strict();
@@ -45,7 +64,8 @@ export const SessionArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/
 
 function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});
-  if (!r.success) throw new HandlerError("HND_DATASETA_BAD_ARGS", `DatasetA ${method}: ${z.prettifyError(r.error)}`);
+  if (!r.success)
+    throw new HandlerError("HND_DATASETA_BAD_ARGS", `DatasetA ${method}: ${z.prettifyError(r.error)}`);
   return r.data;
 }
 

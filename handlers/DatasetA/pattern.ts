@@ -277,7 +277,13 @@ function exactRuns(tokens: Token[]): ExactRun[] {
         const exact = i < n && (t.mask === null || t.mask[i] === 0xff);
         if (exact && s < 0) s = i;
         if (!exact && s >= 0) {
-          runs.push({ token: ti, offset: s, length: i - s, prefixMin: prefixMin + s, prefixMax: prefixMax + s });
+          runs.push({
+            token: ti,
+            offset: s,
+            length: i - s,
+            prefixMin: prefixMin + s,
+            prefixMax: prefixMax + s,
+          });
           s = -1;
         }
       }
@@ -450,7 +456,8 @@ function forward(
     return forward(d, toks, i + 1, pos + len, budget, k);
   }
   for (const o of t.options) {
-    if (runAt(d, pos, o.bytes, o.mask) && forward(d, toks, i + 1, pos + o.bytes.length, budget, k)) return true;
+    if (runAt(d, pos, o.bytes, o.mask) && forward(d, toks, i + 1, pos + o.bytes.length, budget, k))
+      return true;
   }
   return false;
 }

@@ -54,7 +54,10 @@ export class SessionTable {
   chunk(id: string, bytes: Uint8Array): number {
     const s = this.get(id);
     if (bytes.length > MAX_CHUNK_BYTES) {
-      throw new HandlerError("HND_DATASETA_BAD_ARGS", `DatasetA chunk: ${bytes.length} bytes > ${MAX_CHUNK_BYTES}`);
+      throw new HandlerError(
+        "HND_DATASETA_BAD_ARGS",
+        `DatasetA chunk: ${bytes.length} bytes > ${MAX_CHUNK_BYTES}`,
+      );
     }
     if (s.size + bytes.length > MAX_OBJECT_BYTES) {
       this.abort(id);

@@ -69,28 +69,24 @@ export function parseOffset(text: string, file: string, line: number): OffsetSpe
   const [base, shiftText, extra] = text.split(",");
   if (extra !== undefined || base === undefined) throw signatureError(file, line, `bad offset '${text}'`);
   const shift = shiftText === undefined ? 0 : parseCount(shiftText, file, line, "offset shift");
-  let m: RegExpMatchArray | null;
-  if ((m = base.match(/^[0-9]+$/))) return { kind: "abs", n: parseCount(m[0], file, line, "offset"), shift };
-  if ((m = base.match(/^EOF-([0-9]+)$/)))
-    return { kind: "eof", n: parseCount(m[1]!, file, line, "offset"), shift };
-  if ((m = base.match(/^EP([+-])([0-9]+)$/))) {
-    const n = parseCount(m[2]!, file, line, "offset");
-    return { kind: "ep", n: m[1] === "-" ? -n : n, shift };
-  }
-  if ((m = base.match(/^S([0-9]+)\+([0-9]+)$/))) {
-    return {
-      kind: "section",
-      index: parseCount(m[1]!, file, line, "section"),
-      n: parseCount(m[2]!, file, line, "offset"),
-      shift,
-    };
-  }
-  if ((m = base.match(/^SL\+([0-9]+)$/)))
-    return { kind: "last-section", n: parseCount(m[1]!, file, line, "offset"), shift };
-  if ((m = base.match(/^SE([0-9]+)$/)) && shiftText === undefined) {
-    return { kind: "section-entire", index: parseCount(m[1]!, file, line, "section") };
-  }
-  throw signatureError(file, line, `unsupported offset '${text}' (supported: *, n, n,m, EOF-n, EP±n, Sx+n, SL+n, SEx)`);
+  const num = (t: string, what = "offset") => parseCount(t, file, line, what);
+  const abs = base.match(/^[0-9]+$/);
+  if (abs) return { kind: "abs", n: num(abs[0]), shift };
+  const eof = base.match(/^EOF-([0-9]+)$/);
+  if (eof) return { kind: "eof", n: num(eof[1]!), shift };
+  const ep = base.match(/^EP([+-])([0-9]+)$/);
+  if (ep) return { kind: "ep", n: ep[1] === "-" ? -num(ep[2]!) : num(ep[2]!), shift };
+  const sec = base.match(/^S([0-9]+)\+([0-9]+)$/);
+  if (sec) return { kind: "section", index: num(sec[1]!, "section"), n: num(sec[2]!), shift };
+  const last = base.match(/^SL\+([0-9]+)$/);
+  if (last) return { kind: "last-section", n: num(last[1]!), shift };
+  const entire = base.match(/^SE([0-9]+)$/);
+  if (entire && shiftText === undefined) return { kind: "section-entire", index: num(entire[1]!, "section") };
+  throw signatureError(
+    file,
+    line,
+    `unsupported offset '${text}' (supported: *, n, n,m, EOF-n, EP±n, Sx+n, SL+n, SEx)`,
+  );
 }
 
 function* lines(text: string): Generator<[number, string]> {
@@ -143,7 +139,11 @@ export function parseBodyFile(text: string, file: string, lookup: ReadonlySet<st
   for (const [n, line] of lines(text)) {
     const f = line.split(":");
     if (f.length < 4 || f.length > 6) {
-      throw signatureError(file, n, `expected name:target:offset:hexsig[:flevel[:flevel]], got ${f.length} fields`);
+      throw signatureError(
+        file,
+        n,
+        `expected name:target:offset:hexsig[:flevel[:flevel]], got ${f.length} fields`,
+      );
     }
     const [name, targetText, offsetText, hex, ...levels] = f as [string, string, string, string, ...string[]];
     if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);

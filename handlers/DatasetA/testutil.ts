@@ -110,15 +110,24 @@ export function generateSignatureSet(
   for (let i = 0; i < hashCount; i++) {
     if (i < (opts.hashBacked ?? 0)) {
       const data = rng.bytes(64 + rng.int(4000));
-      hashes.push({ name: `${prefix}.Hash.${i}`, sha256: createHash("sha256").update(data).digest("hex"), size: data.length, data });
+      hashes.push({
+        name: `${prefix}.Hash.${i}`,
+        sha256: createHash("sha256").update(data).digest("hex"),
+        size: data.length,
+        data,
+      });
     } else {
-      hashes.push({ name: `${prefix}.Hash.${i}`, sha256: hex(rng.bytes(32)), size: 100 + rng.int(1_000_000) });
+      hashes.push({
+        name: `${prefix}.Hash.${i}`,
+        sha256: hex(rng.bytes(32)),
+        size: 100 + rng.int(1_000_000),
+      });
     }
   }
   const body = Array.from({ length: bodyCount }, (_, i) => randomBodySig(rng, `${prefix}.Body.${i}`));
   return {
-    hsb: hashes.map((h) => `${h.sha256}:${h.size}:${h.name}`).join("\n") + "\n",
-    ndb: body.map((b) => b.line).join("\n") + "\n",
+    hsb: `${hashes.map((h) => `${h.sha256}:${h.size}:${h.name}`).join("\n")}\n`,
+    ndb: `${body.map((b) => b.line).join("\n")}\n`,
     body,
     hashes,
   };
@@ -209,7 +218,12 @@ export function writeZip(entries: ZipInput[]): Uint8Array {
  * An overlapping-member zip (the non-recursive bomb construction): `count`
  * central entries all pointing at one local header and one deflate stream.
  */
-export function writeOverlappingZip(stream: Uint8Array, size: number, crc: number, count: number): Uint8Array {
+export function writeOverlappingZip(
+  stream: Uint8Array,
+  size: number,
+  crc: number,
+  count: number,
+): Uint8Array {
   const name = new TextEncoder().encode("k");
   const lh = Buffer.alloc(30);
   lh.writeUInt32LE(0x04034b50, 0);
@@ -258,7 +272,16 @@ export function clamscanAvailable(): boolean {
 /** Runs `clamscan --allmatch -d DB… -r PATH`; returns file → detection names (".UNOFFICIAL" stripped). */
 export function clamscan(dbFiles: string[], target: string, extra: string[] = []): Map<string, Set<string>> {
   const r = Bun.spawnSync(
-    ["clamscan", "--no-summary", "--allmatch", "--stdout", ...dbFiles.flatMap((d) => ["-d", d]), ...extra, "-r", target],
+    [
+      "clamscan",
+      "--no-summary",
+      "--allmatch",
+      "--stdout",
+      ...dbFiles.flatMap((d) => ["-d", d]),
+      ...extra,
+      "-r",
+      target,
+    ],
     { stdout: "pipe", stderr: "pipe" },
   );
   const found = new Map<string, Set<string>>();

@@ -26,13 +26,21 @@ function parseLines(text: string, file: string, signers: boolean): RepEntryInput
     if (!line) return;
     const [sha256, score, cls, ...name] = line.split(/\s+/);
     const where = `${file}:${i + 1}`;
-    if (!sha256 || !/^[0-9a-fA-F]{64}$/.test(sha256)) throw new ConfigError("CFG_INVALID", `${where}: expected a SHA-256 hex digest`, { file });
-    if (!score || !/^\d{1,3}$/.test(score) || Number(score) > 100) throw new ConfigError("CFG_INVALID", `${where}: score must be 0–100`, { file });
+    if (!sha256 || !/^[0-9a-fA-F]{64}$/.test(sha256))
+      throw new ConfigError("CFG_INVALID", `${where}: expected a SHA-256 hex digest`, { file });
+    if (!score || !/^\d{1,3}$/.test(score) || Number(score) > 100)
+      throw new ConfigError("CFG_INVALID", `${where}: score must be 0–100`, { file });
     if (cls !== undefined && !(CLASSES as readonly string[]).includes(cls)) {
       throw new ConfigError("CFG_INVALID", `${where}: class must be one of ${CLASSES.join(", ")}`, { file });
     }
-    if (signers && name.length === 0) throw new ConfigError("CFG_INVALID", `${where}: a signer line needs a class and a name`, { file });
-    out.push({ sha256, score: Number(score), class: (cls ?? "unspecified") as ReputationClass, ...(signers ? { name: name.join(" ") } : {}) });
+    if (signers && name.length === 0)
+      throw new ConfigError("CFG_INVALID", `${where}: a signer line needs a class and a name`, { file });
+    out.push({
+      sha256,
+      score: Number(score),
+      class: (cls ?? "unspecified") as ReputationClass,
+      ...(signers ? { name: name.join(" ") } : {}),
+    });
   });
   return out;
 }
@@ -42,21 +50,31 @@ function hashTree(dir: string, score: number, cls: ReputationClass, out: RepEntr
     const p = join(dir, n);
     const st = lstatSync(p);
     if (st.isDirectory()) hashTree(p, score, cls, out);
-    else if (st.isFile()) out.push({ sha256: createHash("sha256").update(readFileSync(p)).digest("hex"), score, class: cls });
+    else if (st.isFile())
+      out.push({ sha256: createHash("sha256").update(readFileSync(p)).digest("hex"), score, class: cls });
   }
 }
 
-const asList = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? (v as string[]) : [v as string]);
+const asList = (v: unknown): string[] =>
+  v === undefined ? [] : Array.isArray(v) ? (v as string[]) : [v as string];
 
 const build = defineCommand({
   meta: { name: "build", description: "Build a LocalRepData reputation.bin" },
   args: {
     out: { type: "string", required: true, description: "reputation.bin to write (atomically)" },
     hashes: { type: "string", valueHint: "FILE", description: "lines: <sha256> <score> [class]" },
-    signers: { type: "string", valueHint: "FILE", description: "lines: <cert sha256> <score> <class> <name…>" },
+    signers: {
+      type: "string",
+      valueHint: "FILE",
+      description: "lines: <cert sha256> <score> <class> <name…>",
+    },
     "from-dir": { type: "string", valueHint: "DIR", description: "hash every file under DIR" },
     score: { type: "string", default: "90", description: "score for --from-dir files" },
-    class: { type: "string", default: "system", description: `class for --from-dir files (${CLASSES.join(", ")})` },
+    class: {
+      type: "string",
+      default: "system",
+      description: `class for --from-dir files (${CLASSES.join(", ")})`,
+    },
     json: { type: "boolean", default: false, description: "print the summary as JSON" },
   },
   run({ args }) {
@@ -65,8 +83,10 @@ const build = defineCommand({
     const fromDir = asList(args["from-dir"]);
     if (fromDir.length) {
       const score = Number(args.score);
-      if (!Number.isInteger(score) || score < 0 || score > 100) throw new ConfigError("CFG_INVALID_ARGUMENT", "--score must be 0–100");
-      if (!(CLASSES as readonly string[]).includes(args.class)) throw new ConfigError("CFG_INVALID_ARGUMENT", `--class must be one of ${CLASSES.join(", ")}`);
+      if (!Number.isInteger(score) || score < 0 || score > 100)
+        throw new ConfigError("CFG_INVALID_ARGUMENT", "--score must be 0–100");
+      if (!(CLASSES as readonly string[]).includes(args.class))
+        throw new ConfigError("CFG_INVALID_ARGUMENT", `--class must be one of ${CLASSES.join(", ")}`);
       for (const d of fromDir) hashTree(d, score, args.class as ReputationClass, hashes);
     }
     for (const f of asList(args.hashes)) hashes.push(...parseLines(readFileSync(f, "utf8"), f, false));

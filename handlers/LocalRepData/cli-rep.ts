@@ -36,12 +36,18 @@ export function makeRepCommand(callHandler: CallHandler) {
         try {
           data = readFileSync(args.target);
         } catch (e) {
-          throw new UsageError("CLI_USAGE", `${args.target}: neither a SHA-256 digest nor a readable file (${(e as Error).message})`);
+          throw new UsageError(
+            "CLI_USAGE",
+            `${args.target}: neither a SHA-256 digest nor a readable file (${(e as Error).message})`,
+          );
         }
         sha256 = createHash("sha256").update(data).digest("hex");
       }
       if (args.signer !== undefined && !HEX64.test(args.signer)) {
-        throw new UsageError("CLI_USAGE", "--signer takes the SHA-256 of the signer certificate (64 hex digits)");
+        throw new UsageError(
+          "CLI_USAGE",
+          "--signer takes the SHA-256 of the signer certificate (64 hex digits)",
+        );
       }
       const answer = (await callHandler("LocalRepData", "lookup", {
         sha256: sha256.toLowerCase(),

@@ -87,7 +87,14 @@ function table(start: number, entries: number, bits: number): TableLayout {
   const keysOffset = start + 4 * dirLength;
   const scoresOffset = keysOffset + KEY_BYTES * entries;
   const classesOffset = scoresOffset + entries;
-  return { dirOffset: start, dirLength, keysOffset, scoresOffset, classesOffset, end: classesOffset + entries };
+  return {
+    dirOffset: start,
+    dirLength,
+    keysOffset,
+    scoresOffset,
+    classesOffset,
+    end: classesOffset + entries,
+  };
 }
 
 export interface Layout {

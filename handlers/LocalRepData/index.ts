@@ -25,7 +25,9 @@ export const LookupArgsSchema = z
   .object({ sha256: Hex64.optional(), signer: Hex64.optional() })
   .strict()
   .refine((a) => a.sha256 !== undefined || a.signer !== undefined, "give sha256, signer or both");
-export const LookupManyArgsSchema = z.object({ items: z.array(LookupArgsSchema).max(MAX_LOOKUP_MANY) }).strict();
+export const LookupManyArgsSchema = z
+  .object({ items: z.array(LookupArgsSchema).max(MAX_LOOKUP_MANY) })
+  .strict();
 
 export interface RepAnswer {
   sha256?: string;
@@ -62,7 +64,8 @@ function payload(view: ContentView): Uint8Array {
 
 function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});
-  if (!r.success) throw new HandlerError("HND_REP_BAD_ARGS", `LocalRepData ${method}: ${z.prettifyError(r.error)}`);
+  if (!r.success)
+    throw new HandlerError("HND_REP_BAD_ARGS", `LocalRepData ${method}: ${z.prettifyError(r.error)}`);
   return r.data;
 }
 
@@ -75,7 +78,14 @@ export function answer(db: ReputationDb, q: { sha256?: string; signer?: string }
   if (byHash) return { ...base, score: byHash.score, band: byHash.band, class: byHash.class, source: "hash" };
   const bySigner = q.signer ? db.bySigner(q.signer) : null;
   if (bySigner) {
-    return { ...base, score: bySigner.score, band: bySigner.band, class: bySigner.class, source: "signer", signerName: bySigner.name };
+    return {
+      ...base,
+      score: bySigner.score,
+      band: bySigner.band,
+      class: bySigner.class,
+      source: "signer",
+      signerName: bySigner.name,
+    };
   }
   return { ...base, score: null, band: "unknown", class: null, source: null };
 }
@@ -99,7 +109,12 @@ export const localRepDataHandler = defineHandler<Loaded>({
     const t = performance.now();
     const db = ReputationDb.from(payload(view), { file: PAYLOAD_FILE });
     const loadMs = performance.now() - t;
-    caps.log.info("reputation loaded", { version: view.version, hashes: db.hashCount, signers: db.signerCount, loadMs });
+    caps.log.info("reputation loaded", {
+      version: view.version,
+      hashes: db.hashCount,
+      signers: db.signerCount,
+      loadMs,
+    });
     return { db, loadMs };
   },
 

@@ -7,8 +7,8 @@
  */
 import { HandlerError } from "../../core/errors.ts";
 import {
-  bandOf,
   type Band,
+  bandOf,
   CLASSES,
   canonicalBucketBits,
   FORMAT_VERSION,
@@ -24,8 +24,16 @@ import {
   type TableLayout,
 } from "./format.ts";
 
-export function invalid(file: string, reason: string, message: string, details: Record<string, unknown> = {}) {
-  return new HandlerError("HND_REP_INVALID", `${file}: ${message}`, { file, details: { reason, ...details } });
+export function invalid(
+  file: string,
+  reason: string,
+  message: string,
+  details: Record<string, unknown> = {},
+) {
+  return new HandlerError("HND_REP_INVALID", `${file}: ${message}`, {
+    file,
+    details: { reason, ...details },
+  });
 }
 
 export interface RepHeader {
@@ -45,7 +53,11 @@ function readHeader(bytes: Uint8Array, file: string): RepHeader {
   const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const version = v.getUint16(OFFSET.version, true);
   if (version !== FORMAT_VERSION) {
-    throw invalid(file, "unsupported-version", `format version ${version} (this agent reads ${FORMAT_VERSION})`);
+    throw invalid(
+      file,
+      "unsupported-version",
+      `format version ${version} (this agent reads ${FORMAT_VERSION})`,
+    );
   }
   const hashCount = v.getUint32(OFFSET.hashCount, true);
   const signerCount = v.getUint32(OFFSET.signerCount, true);
@@ -66,7 +78,11 @@ function readHeader(bytes: Uint8Array, file: string): RepHeader {
     throw invalid(file, "bad-header", `declared length ${declared} ≠ ${layout.fileBytes} for the counts`);
   }
   if (bytes.length !== layout.fileBytes) {
-    throw invalid(file, bytes.length < layout.fileBytes ? "truncated" : "trailing-bytes", `${bytes.length} bytes, layout needs ${layout.fileBytes}`);
+    throw invalid(
+      file,
+      bytes.length < layout.fileBytes ? "truncated" : "trailing-bytes",
+      `${bytes.length} bytes, layout needs ${layout.fileBytes}`,
+    );
   }
   return { hashCount, signerCount, namesBytes, hashBits, signerBits, layout };
 }
@@ -147,7 +163,11 @@ export class ReputationDb {
     const L = header.layout;
     this.hashes = new Table(bytes, header.hashCount, header.hashBits, L.hash);
     this.signers = new Table(bytes, header.signerCount, header.signerBits, L.signer);
-    this.nameOffsets = new Uint32Array(bytes.buffer, bytes.byteOffset + L.nameOffsets, header.signerCount + 1);
+    this.nameOffsets = new Uint32Array(
+      bytes.buffer,
+      bytes.byteOffset + L.nameOffsets,
+      header.signerCount + 1,
+    );
     this.names = new Uint8Array(bytes.buffer, bytes.byteOffset + L.names, header.namesBytes);
     this.copied = copied;
   }
@@ -179,7 +199,9 @@ export class ReputationDb {
     if (!keyWords(thumbprint, this.scratch)) return null;
     const i = this.signers.find(this.scratch);
     if (i < 0) return null;
-    const name = new TextDecoder().decode(this.names.subarray(this.nameOffsets[i]!, this.nameOffsets[i + 1]!));
+    const name = new TextDecoder().decode(
+      this.names.subarray(this.nameOffsets[i]!, this.nameOffsets[i + 1]!),
+    );
     return { ...this.entry(this.signers, i), name };
   }
 
@@ -210,7 +232,8 @@ export function validateReputation(bytes: Uint8Array, opts: { file: string }): R
     for (let b = 0; b + 1 < dir.length; b++) {
       const lo = dir[b]!;
       const hi = dir[b + 1]!;
-      if (hi < lo || hi > count) throw invalid(file, "directory", `${name} directory is not monotonic at bucket ${b}`);
+      if (hi < lo || hi > count)
+        throw invalid(file, "directory", `${name} directory is not monotonic at bucket ${b}`);
       for (let i = lo; i < hi; i++) {
         if (table.bucket(keys[4 * i]!) !== b) {
           throw invalid(file, "directory", `${name} entry ${i} is in the wrong bucket`);
@@ -226,11 +249,16 @@ export function validateReputation(bytes: Uint8Array, opts: { file: string }): R
         c = a < bb ? -1 : a > bb ? 1 : 0;
       }
       if (c >= 0) {
-        throw invalid(file, c === 0 ? "duplicate-entry" : "unsorted-entries", `${name} entries ${i - 1} and ${i} are ${c === 0 ? "equal" : "out of order"}`);
+        throw invalid(
+          file,
+          c === 0 ? "duplicate-entry" : "unsorted-entries",
+          `${name} entries ${i - 1} and ${i} are ${c === 0 ? "equal" : "out of order"}`,
+        );
       }
     }
     for (let i = 0; i < count; i++) {
-      if (scores[i]! > 100) throw invalid(file, "bad-score", `${name} entry ${i} has score ${scores[i]} > 100`);
+      if (scores[i]! > 100)
+        throw invalid(file, "bad-score", `${name} entry ${i} has score ${scores[i]} > 100`);
     }
   };
   check("hash", header.hashCount, header.hashBits, header.layout.hash);
@@ -241,7 +269,8 @@ export function validateReputation(bytes: Uint8Array, opts: { file: string }): R
     throw invalid(file, "names", "signer-name offsets do not span the name blob");
   }
   for (let i = 0; i < header.signerCount; i++) {
-    if (offsets[i + 1]! < offsets[i]!) throw invalid(file, "names", `signer-name offset ${i + 1} goes backwards`);
+    if (offsets[i + 1]! < offsets[i]!)
+      throw invalid(file, "names", `signer-name offset ${i + 1} goes backwards`);
   }
   try {
     new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(L.names, L.names + header.namesBytes));
@@ -253,7 +282,8 @@ export function validateReputation(bytes: Uint8Array, opts: { file: string }): R
     [L.hash.end, L.signer.dirOffset],
     [L.signer.end, L.nameOffsets],
   ] as const) {
-    for (let o = from; o < to; o++) if (buf[o] !== 0) throw invalid(file, "bad-padding", `non-zero padding at ${o}`);
+    for (let o = from; o < to; o++)
+      if (buf[o] !== 0) throw invalid(file, "bad-padding", `non-zero padding at ${o}`);
   }
   void KEY_BYTES;
   return header;

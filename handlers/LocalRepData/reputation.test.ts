@@ -36,7 +36,12 @@ describe("reputation.bin", () => {
     expect(db.byHash(hashes[3]!.sha256)!.band).toBe("low");
     expect(db.byHash(sha("not-listed"))).toBeNull();
     expect(db.byHash(hashes[7]!.sha256.toUpperCase())!.score).toBe(7);
-    expect(db.bySigner(signers[1]!.sha256)).toEqual({ score: 10, band: "low", class: "pua", name: "Adware Inc — ünïcode" });
+    expect(db.bySigner(signers[1]!.sha256)).toEqual({
+      score: 10,
+      band: "low",
+      class: "pua",
+      name: "Adware Inc — ünïcode",
+    });
     expect(db.bySigner(sha("cert-c"))).toBeNull();
   });
 
@@ -45,7 +50,11 @@ describe("reputation.bin", () => {
     expect(answer(db, { sha256: listed, signer: signers[0]!.sha256 }).source).toBe("hash");
     const bySigner = answer(db, { sha256: sha("unlisted"), signer: signers[0]!.sha256 });
     expect(bySigner).toMatchObject({ source: "signer", band: "high", signerName: "Contoso Ltd" });
-    expect(answer(db, { sha256: sha("unlisted") })).toMatchObject({ source: null, band: "unknown", score: null });
+    expect(answer(db, { sha256: sha("unlisted") })).toMatchObject({
+      source: null,
+      band: "unknown",
+      score: null,
+    });
   });
 
   test("18 bytes per entry plus a small directory, read in place", () => {
@@ -55,7 +64,8 @@ describe("reputation.bin", () => {
     // Lookups read the very bytes handed in: flip a score in the buffer and the answer changes.
     const L = layoutFor(built.hashEntries, built.signerEntries, 0);
     const copy = built.bytes.slice();
-    for (let k = 0; k < built.hashEntries; k++) if (copy[L.hash.scoresOffset + k] === 42) copy[L.hash.scoresOffset + k] = 43;
+    for (let k = 0; k < built.hashEntries; k++)
+      if (copy[L.hash.scoresOffset + k] === 42) copy[L.hash.scoresOffset + k] = 43;
     const db2 = ReputationDb.from(copy, { file: "r" });
     expect(db2.byHash(hashes[42]!.sha256)!.score).toBe(43);
   });
@@ -97,12 +107,20 @@ describe("validation rejects damaged files with a reason", () => {
     ["magic", (x) => (x[0] = 0), "bad-magic"],
     ["version", (x) => (x[OFFSET.version] = 9), "unsupported-version"],
     ["truncated", () => {}, "truncated"],
-    ["swapped keys", (x) => {
-      const a = x.slice(L.hash.keysOffset, L.hash.keysOffset + 16);
-      x.copyWithin(L.hash.keysOffset, L.hash.keysOffset + 16, L.hash.keysOffset + 32);
-      x.set(a, L.hash.keysOffset + 16);
-    }, "unsorted-entries"],
-    ["duplicate key", (x) => x.copyWithin(L.hash.keysOffset + 16, L.hash.keysOffset, L.hash.keysOffset + 16), "duplicate-entry"],
+    [
+      "swapped keys",
+      (x) => {
+        const a = x.slice(L.hash.keysOffset, L.hash.keysOffset + 16);
+        x.copyWithin(L.hash.keysOffset, L.hash.keysOffset + 16, L.hash.keysOffset + 32);
+        x.set(a, L.hash.keysOffset + 16);
+      },
+      "unsorted-entries",
+    ],
+    [
+      "duplicate key",
+      (x) => x.copyWithin(L.hash.keysOffset + 16, L.hash.keysOffset, L.hash.keysOffset + 16),
+      "duplicate-entry",
+    ],
     ["score > 100", (x) => (x[L.hash.scoresOffset + 3] = 101), "bad-score"],
     ["reserved", (x) => (x[HEADER_BYTES - 1] = 1), "bad-header"],
   ];
@@ -137,7 +155,9 @@ test("a million entries build, validate and load quickly", () => {
   const t2 = performance.now();
   const db = ReputationDb.from(b.bytes, { file: "r" });
   const t3 = performance.now();
-  const hex = Buffer.from(new Uint8Array(keys.buffer, 16 * 12345, 16)).toString("hex").padEnd(64, "0");
+  const hex = Buffer.from(new Uint8Array(keys.buffer, 16 * 12345, 16))
+    .toString("hex")
+    .padEnd(64, "0");
   expect(db.byHash(hex)?.score).toBe(90);
   expect(t3 - t2).toBeLessThan(5);
   expect(t1 - t0).toBeLessThan(5000);

@@ -44,7 +44,11 @@ function compare(k: Uint32Array, a: number, b: number): number {
 }
 
 /** Sorted, de-duplicated order of the entries (indexes into the input). */
-function sortedOrder(keys: Uint32Array, count: number, bits: number): { order: Uint32Array; dir: Uint32Array; overridden: number } {
+function sortedOrder(
+  keys: Uint32Array,
+  count: number,
+  bits: number,
+): { order: Uint32Array; dir: Uint32Array; overridden: number } {
   const buckets = 2 ** bits;
   const shift = 32 - bits;
   const bucketOf = (i: number) => (bits === 0 ? 0 : keys[4 * i]! >>> shift);
@@ -103,17 +107,22 @@ export function buildReputation(hashes: TableInput, signers: TableInput): BuildR
     if (t.keys.length !== 4 * t.scores.length || t.classes.length !== t.scores.length) {
       throw new HandlerError("HND_REP_BUILD", `${name} table: keys, scores and classes differ in length`);
     }
-    for (const s of t.scores) if (s > 100) throw new HandlerError("HND_REP_BUILD", `${name} table: score ${s} > 100`);
+    for (const s of t.scores)
+      if (s > 100) throw new HandlerError("HND_REP_BUILD", `${name} table: score ${s} > 100`);
   }
   if ((signers.names?.length ?? 0) !== sCount) {
     throw new HandlerError("HND_REP_BUILD", "signer table: one name per entry required");
   }
   const h = sortedOrder(hashes.keys, hCount, canonicalBucketBits(hCount));
   // Bucket bits depend on the count after de-duplication.
-  const hFinal = h.overridden ? sortedOrder(pick(hashes.keys, h.order), h.order.length, canonicalBucketBits(h.order.length)) : h;
+  const hFinal = h.overridden
+    ? sortedOrder(pick(hashes.keys, h.order), h.order.length, canonicalBucketBits(h.order.length))
+    : h;
   const hOrder = h.overridden ? remap(h.order, hFinal.order) : h.order;
   const s = sortedOrder(signers.keys, sCount, canonicalBucketBits(sCount));
-  const sFinal = s.overridden ? sortedOrder(pick(signers.keys, s.order), s.order.length, canonicalBucketBits(s.order.length)) : s;
+  const sFinal = s.overridden
+    ? sortedOrder(pick(signers.keys, s.order), s.order.length, canonicalBucketBits(s.order.length))
+    : s;
   const sOrder = s.overridden ? remap(s.order, sFinal.order) : s.order;
 
   const enc = new TextEncoder();
@@ -154,7 +163,12 @@ export function buildReputation(hashes: TableInput, signers: TableInput): BuildR
     o += b.length;
   });
   offsets[sOrder.length] = o;
-  return { bytes, hashEntries: hOrder.length, signerEntries: sOrder.length, overridden: h.overridden + s.overridden };
+  return {
+    bytes,
+    hashEntries: hOrder.length,
+    signerEntries: sOrder.length,
+    overridden: h.overridden + s.overridden,
+  };
 }
 
 function pick(keys: Uint32Array, order: Uint32Array): Uint32Array {

@@ -38,6 +38,8 @@ export const TYPE = "ScheduledQueryPack";
 export const MAX_ADHOC_ROWS = 50_000;
 /** Ad-hoc queries waiting for the worker before callers are told to come back later. */
 export const MAX_ADHOC_QUEUE = 8;
+/** Wall-time cap for ad-hoc queries, below the supervisor's default IPC call timeout (30 s). */
+export const ADHOC_MAX_WALL_SECONDS = 25;
 
 export interface HandlerOptions {
   /** Query worker overrides (tests: faster watchdog checks). */
@@ -217,7 +219,12 @@ async function adhocQuery(l: Loaded, sql: string) {
     );
   l.adhoc.runs++;
   try {
-    const out = await host.adhoc.run(sql, watchdogLimits(host.settings));
+    const limits = watchdogLimits(host.settings);
+    // An ad-hoc caller waits on an IPC call (hosts.callTimeoutSeconds, 30 s by default): stop first.
+    const out = await host.adhoc.run(sql, {
+      ...limits,
+      wallSeconds: Math.min(limits.wallSeconds, ADHOC_MAX_WALL_SECONDS),
+    });
     const truncated = out.result.rows.length > MAX_ADHOC_ROWS;
     return {
       engine: host.settings.engine,

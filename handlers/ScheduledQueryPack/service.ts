@@ -187,6 +187,8 @@ export class ResultsService {
       if (wait > 0 && !this.stopped) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);
+          // The pump alone must not keep `agent run` alive after shutdown.
+          (t as { unref?: () => void }).unref?.();
           this.wake = () => {
             clearTimeout(t);
             resolve();

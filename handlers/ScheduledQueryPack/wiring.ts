@@ -9,6 +9,7 @@
  */
 import type { AgentConfig } from "../../core/config.ts";
 import type { RouteExtension } from "../../core/control/extensions.ts";
+import { describeError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
 import { queryRoutes } from "./routes.ts";
 import { queryResultsService } from "./service.ts";
@@ -24,7 +25,12 @@ export function queryExtensions(config: () => AgentConfig | undefined): RouteExt
           log.warn("query results service not started: no agent config seen", { component: "query-results" });
           return;
         }
-        queryResultsService({ api, config: c }).start();
+        try {
+          queryResultsService({ api, config: c }).start();
+        } catch (e) {
+          // A broken sink (unreadable token file…) must not keep the control plane from starting.
+          log.error("query results service not started", { component: "query-results", ...describeError(e) });
+        }
       },
     },
   ];

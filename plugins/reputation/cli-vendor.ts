@@ -23,7 +23,8 @@ import { loadVerdicts, startSxlServer } from "./sxl-server.ts";
 
 function port(v: string | undefined, what: string): number {
   const n = Number(v ?? "0");
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError("CFG_INVALID_ARGUMENT", `${what} must be a port number`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new ConfigError("CFG_INVALID_ARGUMENT", `${what} must be a port number`);
   return n;
 }
 
@@ -37,35 +38,56 @@ function untilSignal(): Promise<NodeJS.Signals> {
 const serve = defineCommand({
   meta: { name: "serve", description: "Serve SXL lookups over DNS (UDP and TCP) from a verdicts file" },
   args: {
-    verdicts: { type: "string", required: true, valueHint: "FILE", description: "verdicts JSON (docs/sxl.md)" },
+    verdicts: {
+      type: "string",
+      required: true,
+      valueHint: "FILE",
+      description: "verdicts JSON (docs/sxl.md)",
+    },
     port: { type: "string", default: "5353", description: "UDP and TCP port (0 = any free port)" },
     host: { type: "string", default: "127.0.0.1", description: "address to listen on" },
     zone: { type: "string", description: "SXL zone (default: the verdicts file's zone)" },
-    "rrl-rate": { type: "string", description: "UDP answers per second per client before answers slip to TCP" },
+    "rrl-rate": {
+      type: "string",
+      description: "UDP answers per second per client before answers slip to TCP",
+    },
     "rrl-burst": { type: "string", description: "burst for --rrl-rate (default: the rate)" },
   },
   async run({ args }) {
     const verdicts = loadVerdicts(args.verdicts);
     const zone = args.zone ?? verdicts.zone;
-    if (!zone) throw new ConfigError("CFG_INVALID_ARGUMENT", "--zone is required when the verdicts file names none");
+    if (!zone)
+      throw new ConfigError("CFG_INVALID_ARGUMENT", "--zone is required when the verdicts file names none");
     const rate = args["rrl-rate"] === undefined ? undefined : Number(args["rrl-rate"]);
-    if (rate !== undefined && !(rate >= 0)) throw new ConfigError("CFG_INVALID_ARGUMENT", "--rrl-rate must be ≥ 0");
+    if (rate !== undefined && !(rate >= 0))
+      throw new ConfigError("CFG_INVALID_ARGUMENT", "--rrl-rate must be ≥ 0");
     const server = await startSxlServer({
       zone,
       verdicts,
       host: args.host,
       port: port(args.port, "--port"),
-      ...(rate !== undefined ? { rrl: { ratePerSecond: rate, burst: Number(args["rrl-burst"] ?? rate) } } : {}),
+      ...(rate !== undefined
+        ? { rrl: { ratePerSecond: rate, burst: Number(args["rrl-burst"] ?? rate) } }
+        : {}),
     });
     const onHup = () => {
       try {
         server.reload(loadVerdicts(args.verdicts));
       } catch (e) {
-        log.child({ component: "sxl-server" }).error("reload failed; keeping the previous verdicts", { error: (e as Error).message });
+        log
+          .child({ component: "sxl-server" })
+          .error("reload failed; keeping the previous verdicts", { error: (e as Error).message });
       }
     };
     process.on("SIGHUP", onHup);
-    printText(JSON.stringify({ msg: "sxl server listening", host: server.host, port: server.port, zone: server.zone }));
+    printText(
+      JSON.stringify({
+        msg: "sxl server listening",
+        host: server.host,
+        port: server.port,
+        zone: server.zone,
+      }),
+    );
     await untilSignal();
     process.off("SIGHUP", onHup);
     await server.stop();
@@ -75,7 +97,11 @@ const serve = defineCommand({
 const keygen = defineCommand({
   meta: { name: "keygen", description: "Create the vendor key pair samples are encrypted to" },
   args: {
-    dir: { type: "string", required: true, description: "directory for sample-key.pem (0600) and sample-pub.pem" },
+    dir: {
+      type: "string",
+      required: true,
+      description: "directory for sample-key.pem (0600) and sample-pub.pem",
+    },
     force: { type: "boolean", default: false, description: "overwrite an existing key" },
     json: { type: "boolean", default: false, description: "print the paths as JSON" },
   },
@@ -84,7 +110,11 @@ const keygen = defineCommand({
     const priv = join(args.dir, "sample-key.pem");
     const pub = join(args.dir, "sample-pub.pem");
     if (existsSync(priv) && !args.force) {
-      throw new ConfigError("CFG_INVALID_ARGUMENT", `${priv} exists; --force replaces it (and orphans samples encrypted to it)`, { file: priv });
+      throw new ConfigError(
+        "CFG_INVALID_ARGUMENT",
+        `${priv} exists; --force replaces it (and orphans samples encrypted to it)`,
+        { file: priv },
+      );
     }
     const k = await generateVendorKeys();
     atomicWriteFile(priv, k.privatePem, 0o600);
@@ -100,7 +130,12 @@ const receive = defineCommand({
   meta: { name: "receive", description: "Receive, decrypt and store sample submissions over HTTP" },
   args: {
     key: { type: "string", required: true, valueHint: "sample-key.pem", description: "vendor private key" },
-    out: { type: "string", required: true, valueHint: "DIR", description: "where submissions are stored, one directory per key" },
+    out: {
+      type: "string",
+      required: true,
+      valueHint: "DIR",
+      description: "where submissions are stored, one directory per key",
+    },
     port: { type: "string", default: "8090", description: "HTTP port (0 = any free port)" },
     host: { type: "string", default: "127.0.0.1", description: "address to listen on" },
   },

@@ -141,11 +141,14 @@ export function splitName(name: string): string[] {
   let octets = 1;
   for (const l of labels) {
     if (l.length === 0) throw new DnsError("SXL_DNS_BAD_NAME", `empty label in ${JSON.stringify(name)}`);
-    if (l.length > MAX_LABEL) throw new DnsError("SXL_DNS_BAD_NAME", `label longer than ${MAX_LABEL} in ${name}`);
-    if (!/^[\x21-\x7e]+$/.test(l)) throw new DnsError("SXL_DNS_BAD_NAME", `non-printable label in ${JSON.stringify(name)}`);
+    if (l.length > MAX_LABEL)
+      throw new DnsError("SXL_DNS_BAD_NAME", `label longer than ${MAX_LABEL} in ${name}`);
+    if (!/^[\x21-\x7e]+$/.test(l))
+      throw new DnsError("SXL_DNS_BAD_NAME", `non-printable label in ${JSON.stringify(name)}`);
     octets += l.length + 1;
   }
-  if (octets > MAX_NAME_OCTETS) throw new DnsError("SXL_DNS_BAD_NAME", `name longer than ${MAX_NAME_OCTETS} octets`);
+  if (octets > MAX_NAME_OCTETS)
+    throw new DnsError("SXL_DNS_BAD_NAME", `name longer than ${MAX_NAME_OCTETS} octets`);
   return labels;
 }
 
@@ -294,7 +297,15 @@ function readRecord(b: Uint8Array, p: number): { record: DnsRecord; next: number
     if (q + 20 > rd + rdlen) throw fail("SOA rdata too short");
     data = {
       type: "SOA",
-      soa: { mname: m.name, rname: r.name, serial: u32(b, q), refresh: u32(b, q + 4), retry: u32(b, q + 8), expire: u32(b, q + 12), minimum: u32(b, q + 16) },
+      soa: {
+        mname: m.name,
+        rname: r.name,
+        serial: u32(b, q),
+        refresh: u32(b, q + 4),
+        retry: u32(b, q + 8),
+        expire: u32(b, q + 12),
+        minimum: u32(b, q + 16),
+      },
     };
   } else if (type === TYPE.OPT) {
     data = { type: "OPT", udpSize: cls };
@@ -344,13 +355,28 @@ export function decodeMessage(b: Uint8Array): DnsMessage {
   return { id, flags, questions, answers, authorities, additionals };
 }
 
-export function queryMessage(id: number, name: string, type: number, opts: { udpSize?: number; rd?: boolean } = {}): DnsMessage {
+export function queryMessage(
+  id: number,
+  name: string,
+  type: number,
+  opts: { udpSize?: number; rd?: boolean } = {},
+): DnsMessage {
   return {
     id,
     flags: { qr: false, opcode: 0, aa: false, tc: false, rd: opts.rd ?? true, ra: false, rcode: 0 },
     questions: [{ name, type, class: CLASS_IN }],
     answers: [],
     authorities: [],
-    additionals: opts.udpSize ? [{ name: "", type: TYPE.OPT, class: opts.udpSize, ttl: 0, data: { type: "OPT", udpSize: opts.udpSize } }] : [],
+    additionals: opts.udpSize
+      ? [
+          {
+            name: "",
+            type: TYPE.OPT,
+            class: opts.udpSize,
+            ttl: 0,
+            data: { type: "OPT", udpSize: opts.udpSize },
+          },
+        ]
+      : [],
   };
 }

@@ -19,7 +19,10 @@ writeFileSync(unknown, Buffer.concat([readFileSync("/usr/bin/sleep"), Buffer.fro
 chmodSync(unknown, 0o755);
 const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
 
-const rep = buildReputation(tableFromEntries([{ sha256: sha(trusted), score: 92, class: "system" }], false), tableFromEntries([], true)).bytes;
+const rep = buildReputation(
+  tableFromEntries([{ sha256: sha(trusted), score: 92, class: "system" }], false),
+  tableFromEntries([], true),
+).bytes;
 const view: ContentView = {
   type: "LocalRepData",
   version: 1,
@@ -28,7 +31,11 @@ const view: ContentView = {
   read: () => rep,
   readText: () => "",
 };
-const loaded = await localRepDataHandler.load(view, { log: { info() {}, warn() {} }, events: { emit() {} }, workDir: dir });
+const loaded = await localRepDataHandler.load(view, {
+  log: { info() {}, warn() {} },
+  events: { emit() {} },
+  workDir: dir,
+});
 let lookups = 0;
 const call = async (type: string, method: string, args: unknown) => {
   expect(type).toBe("LocalRepData");
@@ -46,7 +53,11 @@ test("new processes are tagged with the reputation of their executable; binaries
   const c = Bun.spawn([unknown, "30"]);
   try {
     expect(await tagger.sweep()).toBeGreaterThanOrEqual(3);
-    expect(tagger.get(a.pid)).toMatchObject({ exe: trusted, sha256: sha(trusted), reputation: { band: "high", score: 92, source: "hash" } });
+    expect(tagger.get(a.pid)).toMatchObject({
+      exe: trusted,
+      sha256: sha(trusted),
+      reputation: { band: "high", score: 92, source: "hash" },
+    });
     expect(tagger.get(b.pid)?.reputation?.band).toBe("high");
     expect(tagger.get(c.pid)).toMatchObject({ exe: unknown, sha256: sha(unknown), reputation: null });
     // Two processes of one binary: one hash (inode + mtime cache).

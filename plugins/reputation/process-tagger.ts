@@ -124,7 +124,13 @@ export class ProcessTagger {
       this.tags.set(t.pid, t);
       this.stats.tagged++;
       if (t.reputation) {
-        this.o.emit?.("process-tagged", { pid: t.pid, exe: t.exe, sha256: t.sha256, band: t.reputation.band, score: t.reputation.score });
+        this.o.emit?.("process-tagged", {
+          pid: t.pid,
+          exe: t.exe,
+          sha256: t.sha256,
+          band: t.reputation.band,
+          score: t.reputation.score,
+        });
       }
     }
     return fresh.length;
@@ -145,7 +151,8 @@ export class ProcessTagger {
       let sha256 = this.digests.get(key);
       if (sha256) this.stats.cacheHits++;
       else {
-        if (st.size > (this.o.maxHashBytes ?? 512 * 1024 * 1024)) return { ...base, sha256: null, error: "executable too large to hash" };
+        if (st.size > (this.o.maxHashBytes ?? 512 * 1024 * 1024))
+          return { ...base, sha256: null, error: "executable too large to hash" };
         sha256 = hashFile(exeLink);
         this.stats.hashed++;
         this.digests.set(key, sha256);
@@ -158,12 +165,19 @@ export class ProcessTagger {
   }
 
   private async attachReputation(tags: ProcessTag[]): Promise<void> {
-    const missing = [...new Set(tags.map((t) => t.sha256).filter((h): h is string => !!h && !this.reputations.has(h)))];
+    const missing = [
+      ...new Set(tags.map((t) => t.sha256).filter((h): h is string => !!h && !this.reputations.has(h))),
+    ];
     if (missing.length) {
       try {
-        const answers = (await this.o.call("LocalRepData", "lookupMany", { items: missing.map((sha256) => ({ sha256 })) })) as RepAnswer[];
+        const answers = (await this.o.call("LocalRepData", "lookupMany", {
+          items: missing.map((sha256) => ({ sha256 })),
+        })) as RepAnswer[];
         answers.forEach((a, i) => {
-          this.reputations.set(missing[i]!, a.source ? { score: a.score, band: a.band, class: a.class, source: a.source } : null);
+          this.reputations.set(
+            missing[i]!,
+            a.source ? { score: a.score, band: a.band, class: a.class, source: a.source } : null,
+          );
         });
       } catch (e) {
         // No LocalRepData loaded: tags carry no reputation until content arrives (invalidate()).

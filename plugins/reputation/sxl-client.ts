@@ -13,8 +13,7 @@
 import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
-import net from "node:net";
+import net, { isIP } from "node:net";
 import { log } from "../../core/log.ts";
 import { type DnsMessage, decodeMessage, encodeMessage, queryMessage, RCODE, TYPE } from "./dns.ts";
 import { detectionId, parseVerdictAddress, queryName, randomizeCase, type Verdict } from "./sxl.ts";
@@ -191,7 +190,10 @@ export class SxlClient {
         if (++this.consecutiveFailures >= this.o.failureThreshold) {
           this.openUntil = this.now() + this.o.cooldownMs;
           this.stats.circuitOpen = true;
-          logger.warn("sxl resolver failing; pausing lookups", { resolver: this.o.resolver, cooldownMs: this.o.cooldownMs });
+          logger.warn("sxl resolver failing; pausing lookups", {
+            resolver: this.o.resolver,
+            cooldownMs: this.o.cooldownMs,
+          });
         }
       }
       return { status: "failed", reason: f.reason, detail: f.message };
@@ -248,19 +250,26 @@ export class SxlClient {
 
   private checkReply(reply: DnsMessage, id: number, qname: string): boolean {
     const q = reply.questions[0];
-    return reply.id === id && reply.flags.qr && reply.questions.length === 1 && q?.name === qname && q.type === TYPE.A;
+    return (
+      reply.id === id &&
+      reply.flags.qr &&
+      reply.questions.length === 1 &&
+      q?.name === qname &&
+      q.type === TYPE.A
+    );
   }
 
   private interpret(reply: DnsMessage, qname: string, transport: "udp" | "tcp"): SxlResult {
     const rcode = reply.flags.rcode;
     if (rcode === RCODE.NXDOMAIN || (rcode === RCODE.NOERROR && reply.answers.length === 0)) {
       const soa = reply.authorities.find((r) => r.data.type === "SOA");
-      const ttl = soa && soa.data.type === "SOA" ? Math.min(soa.ttl, soa.data.soa.minimum) : this.o.negativeTtlSeconds;
+      const ttl =
+        soa && soa.data.type === "SOA" ? Math.min(soa.ttl, soa.data.soa.minimum) : this.o.negativeTtlSeconds;
       return { status: "no-information", ttl, transport };
     }
     if (rcode !== RCODE.NOERROR) throw new Failure("server-error", `resolver answered rcode ${rcode}`);
     const a = reply.answers.find((r) => r.data.type === "A" && r.name.toLowerCase() === qname.toLowerCase());
-    if (!a || a.data.type !== "A") throw new Failure("bad-answer", "no A record for the query name");
+    if (a?.data.type !== "A") throw new Failure("bad-answer", "no A record for the query name");
     const v = parseVerdictAddress(a.data.address);
     if (!v) throw new Failure("bad-answer", `answer ${a.data.address} is not an SXL verdict code`);
     return { status: "answered", verdict: v.verdict, sample: v.sample, ttl: a.ttl, transport };
@@ -286,7 +295,10 @@ export class SxlClient {
         f();
       };
       const timer = setTimeout(
-        () => done(() => reject(new Failure("timeout", `no UDP answer from ${host}:${port} in ${this.o.timeoutMs} ms`))),
+        () =>
+          done(() =>
+            reject(new Failure("timeout", `no UDP answer from ${host}:${port} in ${this.o.timeoutMs} ms`)),
+          ),
         this.o.timeoutMs,
       );
       slot.waiters.set(key, {
@@ -359,7 +371,10 @@ export class SxlClient {
         sock.destroy();
         f();
       };
-      const timer = setTimeout(() => done(() => reject(new Failure("timeout", `no TCP answer from ${host}:${port}`))), this.o.timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(new Failure("timeout", `no TCP answer from ${host}:${port}`))),
+        this.o.timeoutMs,
+      );
       sock.on("error", (e) => done(() => reject(new Failure("network", e.message))));
       sock.on("connect", () => {
         const frame = Buffer.alloc(2 + wire.length);

@@ -23,19 +23,38 @@ import {
   RCODE,
   TYPE,
 } from "./dns.ts";
-import { detectionId, normalizeZone, parseQueryName, type Verdict, VERDICTS, verdictAddress, verdictText } from "./sxl.ts";
+import {
+  detectionId,
+  normalizeZone,
+  parseQueryName,
+  VERDICTS,
+  type Verdict,
+  verdictAddress,
+  verdictText,
+} from "./sxl.ts";
 
 const logger = log.child({ component: "sxl-server" });
 
 const RuleSchema = z
   .object({
-    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/)
+      .optional(),
     /** Detection name (hashed to its id) or the id itself. */
     detection: z.string().min(1).max(256).optional(),
-    detectionId: z.string().regex(/^[0-9a-v]{16}$/).optional(),
+    detectionId: z
+      .string()
+      .regex(/^[0-9a-v]{16}$/)
+      .optional(),
     verdict: z.enum(VERDICTS),
     sample: z.boolean().default(false),
-    ttl: z.number().int().min(0).max(7 * 86400).optional(),
+    ttl: z
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 86400)
+      .optional(),
     note: z.string().max(2000).optional(),
   })
   .strict()
@@ -44,7 +63,12 @@ const RuleSchema = z
 export const VerdictsFileSchema = z
   .object({
     zone: z.string().min(1).optional(),
-    ttl: z.number().int().min(0).max(7 * 86400).default(300),
+    ttl: z
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 86400)
+      .default(300),
     negativeTtl: z.number().int().min(0).max(86400).default(60),
     verdicts: z.array(RuleSchema).max(10_000_000),
   })
@@ -56,10 +80,13 @@ export function loadVerdicts(path: string): VerdictsFile {
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new ConfigError("CFG_INVALID", `${path}: not readable JSON (${(e as Error).message})`, { file: path });
+    throw new ConfigError("CFG_INVALID", `${path}: not readable JSON (${(e as Error).message})`, {
+      file: path,
+    });
   }
   const r = VerdictsFileSchema.safeParse(raw);
-  if (!r.success) throw new ConfigError("CFG_INVALID", `${path}: ${z.prettifyError(r.error)}`, { file: path });
+  if (!r.success)
+    throw new ConfigError("CFG_INVALID", `${path}: ${z.prettifyError(r.error)}`, { file: path });
   return r.data;
 }
 
@@ -78,7 +105,12 @@ export class VerdictTable {
 
   constructor(readonly file: VerdictsFile) {
     for (const r of file.verdicts) {
-      const rule: Rule = { verdict: r.verdict, sample: r.sample, ttl: r.ttl ?? file.ttl, ...(r.note ? { note: r.note } : {}) };
+      const rule: Rule = {
+        verdict: r.verdict,
+        sample: r.sample,
+        ttl: r.ttl ?? file.ttl,
+        ...(r.note ? { note: r.note } : {}),
+      };
       const det = r.detectionId ?? (r.detection ? detectionId(r.detection) : undefined);
       const h = r.sha256?.toLowerCase();
       if (h && det) this.exact.set(`${h}/${det}`, rule);
@@ -111,7 +143,15 @@ export interface SxlServer {
   host: string;
   port: number;
   zone: string;
-  stats: { udp: number; tcp: number; truncated: number; answered: number; nxdomain: number; refused: number; malformed: number };
+  stats: {
+    udp: number;
+    tcp: number;
+    truncated: number;
+    answered: number;
+    nxdomain: number;
+    refused: number;
+    malformed: number;
+  };
   reload(verdicts: VerdictsFile): void;
   stop(): Promise<void>;
 }
@@ -124,7 +164,15 @@ function soaRecord(zone: string, negativeTtl: number): DnsRecord {
     ttl: negativeTtl,
     data: {
       type: "SOA",
-      soa: { mname: `ns.${zone}`, rname: `hostmaster.${zone}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: negativeTtl },
+      soa: {
+        mname: `ns.${zone}`,
+        rname: `hostmaster.${zone}`,
+        serial: 1,
+        refresh: 3600,
+        retry: 600,
+        expire: 86400,
+        minimum: negativeTtl,
+      },
     },
   };
 }
@@ -133,7 +181,15 @@ function soaRecord(zone: string, negativeTtl: number): DnsRecord {
 export function answerQuery(query: DnsMessage, zone: string, table: VerdictTable): DnsMessage {
   const reply = (rcode: number, answers: DnsRecord[] = [], authorities: DnsRecord[] = []): DnsMessage => ({
     id: query.id,
-    flags: { qr: true, opcode: query.flags.opcode, aa: rcode !== RCODE.REFUSED, tc: false, rd: query.flags.rd, ra: false, rcode },
+    flags: {
+      qr: true,
+      opcode: query.flags.opcode,
+      aa: rcode !== RCODE.REFUSED,
+      tc: false,
+      rd: query.flags.rd,
+      ra: false,
+      rcode,
+    },
     questions: query.questions,
     answers,
     authorities,
@@ -146,7 +202,9 @@ export function answerQuery(query: DnsMessage, zone: string, table: VerdictTable
   const soa = soaRecord(zone, table.file.negativeTtl);
   if (lower !== zone && !lower.endsWith(`.${zone}`)) return reply(RCODE.REFUSED);
   if (lower === zone) {
-    return q.type === TYPE.SOA ? reply(RCODE.NOERROR, [{ ...soa, name: q.name }]) : reply(RCODE.NOERROR, [], [soa]);
+    return q.type === TYPE.SOA
+      ? reply(RCODE.NOERROR, [{ ...soa, name: q.name }])
+      : reply(RCODE.NOERROR, [], [soa]);
   }
   const lookup = parseQueryName(q.name, zone);
   const rule = lookup ? table.find(lookup.sha256, lookup.detectionId) : undefined;
@@ -154,12 +212,24 @@ export function answerQuery(query: DnsMessage, zone: string, table: VerdictTable
   // The answer echoes the question's spelling (clients check the 0x20 case pattern).
   if (q.type === TYPE.A && q.class === CLASS_IN) {
     return reply(RCODE.NOERROR, [
-      { name: q.name, type: TYPE.A, class: CLASS_IN, ttl: rule.ttl, data: { type: "A", address: verdictAddress(rule.verdict, rule.sample) } },
+      {
+        name: q.name,
+        type: TYPE.A,
+        class: CLASS_IN,
+        ttl: rule.ttl,
+        data: { type: "A", address: verdictAddress(rule.verdict, rule.sample) },
+      },
     ]);
   }
   if (q.type === TYPE.TXT || q.type === TYPE.ANY) {
     return reply(RCODE.NOERROR, [
-      { name: q.name, type: TYPE.TXT, class: CLASS_IN, ttl: rule.ttl, data: { type: "TXT", strings: verdictText(rule.verdict, rule.sample, rule.note) } },
+      {
+        name: q.name,
+        type: TYPE.TXT,
+        class: CLASS_IN,
+        ttl: rule.ttl,
+        data: { type: "TXT", strings: verdictText(rule.verdict, rule.sample, rule.note) },
+      },
     ]);
   }
   return reply(RCODE.NOERROR, [], [soa]);
@@ -174,7 +244,15 @@ export async function startSxlServer(opts: SxlServerOptions, retries = 20): Prom
   const host = opts.host ?? "127.0.0.1";
   const now = opts.now ?? (() => performance.now());
   let table = new VerdictTable(opts.verdicts);
-  const stats: SxlServer["stats"] = { udp: 0, tcp: 0, truncated: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0 };
+  const stats: SxlServer["stats"] = {
+    udp: 0,
+    tcp: 0,
+    truncated: 0,
+    answered: 0,
+    nxdomain: 0,
+    refused: 0,
+    malformed: 0,
+  };
   const buckets = new Map<string, { tokens: number; at: number }>();
 
   const allowUdp = (addr: string): boolean => {

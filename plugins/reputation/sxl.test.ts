@@ -4,7 +4,7 @@ import dgram from "node:dgram";
 import { type DnsMessage, decodeMessage, encodeMessage, queryMessage, RCODE, TYPE } from "./dns.ts";
 import { detectionId, parseQueryName, parseVerdictAddress, queryName, verdictAddress } from "./sxl.ts";
 import { SxlClient } from "./sxl-client.ts";
-import { startSxlServer, type SxlServer, type VerdictsFile } from "./sxl-server.ts";
+import { type SxlServer, startSxlServer, type VerdictsFile } from "./sxl-server.ts";
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 const ZONE = "sxl.test.example";
@@ -20,8 +20,20 @@ describe("DNS messages", () => {
       ...q,
       flags: { ...q.flags, qr: true, aa: true },
       answers: [
-        { name: "AbC.example.org", type: TYPE.A, class: 1, ttl: 300, data: { type: "A", address: "127.0.0.18" } },
-        { name: "AbC.example.org", type: TYPE.TXT, class: 1, ttl: 300, data: { type: "TXT", strings: ["v=sxl1", "x".repeat(255)] } },
+        {
+          name: "AbC.example.org",
+          type: TYPE.A,
+          class: 1,
+          ttl: 300,
+          data: { type: "A", address: "127.0.0.18" },
+        },
+        {
+          name: "AbC.example.org",
+          type: TYPE.TXT,
+          class: 1,
+          ttl: 300,
+          data: { type: "TXT", strings: ["v=sxl1", "x".repeat(255)] },
+        },
       ],
       additionals: [],
     };
@@ -52,9 +64,15 @@ describe("DNS messages", () => {
     const h = sha("file");
     const name = queryName(h, "Troj/Agent-X", ZONE);
     expect(name.split(".").every((l) => l.length <= 63)).toBe(true);
-    expect(parseQueryName(name.toUpperCase(), ZONE)).toEqual({ sha256: h, detectionId: detectionId("Troj/Agent-X") });
+    expect(parseQueryName(name.toUpperCase(), ZONE)).toEqual({
+      sha256: h,
+      detectionId: detectionId("Troj/Agent-X"),
+    });
     expect(parseQueryName(`x.${name}`, ZONE)).toBeNull();
-    expect(parseVerdictAddress(verdictAddress("malware", true))).toEqual({ verdict: "malware", sample: true });
+    expect(parseVerdictAddress(verdictAddress("malware", true))).toEqual({
+      verdict: "malware",
+      sample: true,
+    });
     expect(parseVerdictAddress("127.0.0.99")).toBeNull();
     expect(parseVerdictAddress("10.0.0.2")).toBeNull();
   });
@@ -81,7 +99,13 @@ describe("SXL server and client over real sockets", () => {
 
   test("verdicts by hash and by detection, over UDP, then from the cache", async () => {
     const c = client();
-    expect(await c.lookup(fpFile, "Any.Detection")).toEqual({ status: "answered", verdict: "ignore", sample: false, ttl: 300, transport: "udp" });
+    expect(await c.lookup(fpFile, "Any.Detection")).toEqual({
+      status: "answered",
+      verdict: "ignore",
+      sample: false,
+      ttl: 300,
+      transport: "udp",
+    });
     const s = await c.lookup(sha("other"), "Gen.Suspicious");
     expect(s).toMatchObject({ status: "answered", verdict: "suspicious", sample: true, ttl: 120 });
     const before = server.stats.udp;
@@ -93,18 +117,30 @@ describe("SXL server and client over real sockets", () => {
   test("no information is NXDOMAIN, negatively cached for the SOA minimum", async () => {
     let now = 1_000_000;
     const c = client({ now: () => now, minTtlSeconds: 1 });
-    expect(await c.lookup(sha("unknown"), "Gen.Nothing")).toEqual({ status: "no-information", ttl: 45, transport: "udp" });
+    expect(await c.lookup(sha("unknown"), "Gen.Nothing")).toEqual({
+      status: "no-information",
+      ttl: 45,
+      transport: "udp",
+    });
     now += 44_000;
-    expect((await c.lookup(sha("unknown"), "Gen.Nothing")) as { transport: string }).toMatchObject({ transport: "cache" });
+    expect((await c.lookup(sha("unknown"), "Gen.Nothing")) as { transport: string }).toMatchObject({
+      transport: "cache",
+    });
     now += 2_000;
-    expect((await c.lookup(sha("unknown"), "Gen.Nothing")) as { transport: string }).toMatchObject({ transport: "udp" });
+    expect((await c.lookup(sha("unknown"), "Gen.Nothing")) as { transport: string }).toMatchObject({
+      transport: "udp",
+    });
   });
 
   test("a truncated UDP answer (rate-limit slip) is retried over TCP", async () => {
     const strict = await startSxlServer({ zone: ZONE, verdicts, rrl: { ratePerSecond: 0, burst: 0 } });
     try {
       const c = new SxlClient({ zone: ZONE, resolver: { host: "127.0.0.1", port: strict.port } });
-      expect(await c.lookup(sha("x"), "Gen.Suspicious")).toMatchObject({ status: "answered", verdict: "suspicious", transport: "tcp" });
+      expect(await c.lookup(sha("x"), "Gen.Suspicious")).toMatchObject({
+        status: "answered",
+        verdict: "suspicious",
+        transport: "tcp",
+      });
       expect(strict.stats.truncated).toBe(1);
       expect(strict.stats.tcp).toBe(1);
     } finally {
@@ -157,11 +193,28 @@ describe("SXL server and client over real sockets", () => {
           id,
           flags: { ...q.flags, qr: true },
           questions: [{ ...q.questions[0]!, name }],
-          answers: [{ name, type: TYPE.A, class: 1, ttl: 9999, data: { type: "A", address: verdictAddress("ignore", false) } }],
+          answers: [
+            {
+              name,
+              type: TYPE.A,
+              class: 1,
+              ttl: 9999,
+              data: { type: "A", address: verdictAddress("ignore", false) },
+            },
+          ],
           additionals: [],
         });
       relay.send(forged(q.id ^ 1, q.questions[0]!.name), rinfo.port, rinfo.address);
-      relay.send(forged(q.id, q.questions[0]!.name.toLowerCase() === q.questions[0]!.name ? q.questions[0]!.name.toUpperCase() : q.questions[0]!.name.toLowerCase()), rinfo.port, rinfo.address);
+      relay.send(
+        forged(
+          q.id,
+          q.questions[0]!.name.toLowerCase() === q.questions[0]!.name
+            ? q.questions[0]!.name.toUpperCase()
+            : q.questions[0]!.name.toLowerCase(),
+        ),
+        rinfo.port,
+        rinfo.address,
+      );
       const up = dgram.createSocket("udp4");
       up.on("message", (real) => {
         relay.send(real, rinfo.port, rinfo.address);
@@ -171,7 +224,10 @@ describe("SXL server and client over real sockets", () => {
     });
     try {
       const c = new SxlClient({ zone: ZONE, resolver: { host: "127.0.0.1", port: relay.address().port } });
-      expect(await c.lookup(sha("real"), "Gen.Suspicious")).toMatchObject({ status: "answered", verdict: "suspicious" });
+      expect(await c.lookup(sha("real"), "Gen.Suspicious")).toMatchObject({
+        status: "answered",
+        verdict: "suspicious",
+      });
     } finally {
       relay.close();
     }
@@ -191,11 +247,14 @@ describe("SXL server and client over real sockets", () => {
   });
 
   const dig = Bun.which("dig");
-  if (!dig) console.warn("sxl dig test skipped: dig is not installed (apt-get install dnsutils; .ci/run does)");
+  if (!dig)
+    console.warn("sxl dig test skipped: dig is not installed (apt-get install dnsutils; .ci/run does)");
   test.skipIf(!dig)("dig reads the same answers: A, TXT, TCP, truncation and NXDOMAIN", async () => {
     // Asynchronous: the server answers from this very event loop.
     const run = (...args: string[]) =>
-      new Response(Bun.spawn(["dig", "@127.0.0.1", "-p", String(server.port), "+time=2", "+tries=1", ...args]).stdout).text();
+      new Response(
+        Bun.spawn(["dig", "@127.0.0.1", "-p", String(server.port), "+time=2", "+tries=1", ...args]).stdout,
+      ).text();
     const susp = queryName(sha("z"), "Gen.Suspicious", ZONE);
     expect((await run(susp, "A", "+short")).trim()).toBe("127.0.0.19");
     expect((await run(susp, "TXT", "+short")).trim()).toBe('"v=sxl1 verdict=suspicious sample=1"');

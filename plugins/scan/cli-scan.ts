@@ -14,11 +14,16 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { agentArgs, connectIfRunning, loadAgentConfig, withOfflineAgent } from "../../core/cli/agent/session.ts";
+import {
+  agentArgs,
+  connectIfRunning,
+  loadAgentConfig,
+  withOfflineAgent,
+} from "../../core/cli/agent/session.ts";
 import { EXIT, printErr, printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { statePaths } from "../../core/config.ts";
-import { errorFromBody } from "../../core/control/errors.ts";
 import type { ControlClient } from "../../core/control/client.ts";
+import { errorFromBody } from "../../core/control/errors.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { createScanRuntime } from "./runtime.ts";
 import type { Progress, ScanReport } from "./service.ts";
@@ -36,7 +41,10 @@ export function formatBytes(n: number): string {
 }
 
 /** A one-line progress bar on stderr, redrawn at most ten times a second. */
-export function progressBar(stream: NodeJS.WriteStream = process.stderr): { update(p: Progress): void; clear(): void } {
+export function progressBar(stream: NodeJS.WriteStream = process.stderr): {
+  update(p: Progress): void;
+  clear(): void;
+} {
   let last = 0;
   let drawn = false;
   const width = () => Math.max(40, Math.min(stream.columns ?? 80, 160));
@@ -45,12 +53,15 @@ export function progressBar(stream: NodeJS.WriteStream = process.stderr): { upda
       const now = performance.now();
       if (p.phase === "scanning" && now - last < 100) return;
       last = now;
-      const frac = p.bytesTotal > 0 ? p.bytesDone / p.bytesTotal : p.filesTotal > 0 ? p.filesDone / p.filesTotal : 1;
+      const frac =
+        p.bytesTotal > 0 ? p.bytesDone / p.bytesTotal : p.filesTotal > 0 ? p.filesDone / p.filesTotal : 1;
       const barWidth = 24;
       const filled = Math.round(frac * barWidth);
       const head = `[${"#".repeat(filled)}${".".repeat(barWidth - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% ${p.filesDone}/${p.filesTotal} ${formatBytes(p.bytesDone)}`;
       const room = width() - head.length - 3;
-      const cur = p.current ? ` ${p.current.length > room ? `…${p.current.slice(-(room - 1))}` : p.current}` : "";
+      const cur = p.current
+        ? ` ${p.current.length > room ? `…${p.current.slice(-(room - 1))}` : p.current}`
+        : "";
       stream.write(`\r\u001b[2K${head}${room > 8 ? cur : ""}`);
       drawn = true;
     },
@@ -67,13 +78,21 @@ export function renderScanReport(r: ScanReport): string {
     const where = d.path.length ? `${d.target}//${d.path.join("/")}` : d.target;
     const notes: string[] = [];
     if (d.verdict !== "malware") notes.push(d.verdict);
-    if (d.live) notes.push(`live: ${d.live.status}${d.live.verdict ? ` ${d.live.verdict}` : ""}${d.live.reason ? ` (${d.live.reason})` : ""}`);
+    if (d.live)
+      notes.push(
+        `live: ${d.live.status}${d.live.verdict ? ` ${d.live.verdict}` : ""}${d.live.reason ? ` (${d.live.reason})` : ""}`,
+      );
     if (d.reputation) notes.push(`reputation ${d.reputation.band}`);
     if (d.sample) notes.push(`sample ${d.sample.status}`);
     if (d.detail) notes.push(d.detail);
-    lines.push(`${where}: ${d.name} ${d.verdict === "ignored" ? "IGNORED" : "FOUND"}${notes.length ? ` (${notes.join("; ")})` : ""}`);
+    lines.push(
+      `${where}: ${d.name} ${d.verdict === "ignored" ? "IGNORED" : "FOUND"}${notes.length ? ` (${notes.join("; ")})` : ""}`,
+    );
   }
-  for (const l of r.limits) lines.push(`${l.path.length ? `${l.target}//${l.path.join("/")}` : l.target}: not fully scanned: ${l.limit} (${l.detail})`);
+  for (const l of r.limits)
+    lines.push(
+      `${l.path.length ? `${l.target}//${l.path.join("/")}` : l.target}: not fully scanned: ${l.limit} (${l.detail})`,
+    );
   for (const e of r.errors) lines.push(`${e.path}: error ${e.code}: ${e.message}`);
   const standing = r.detections.length - r.ignored;
   lines.push(
@@ -93,7 +112,11 @@ async function scanOnline(
   const token = readFileSync(statePaths(stateDir).controlToken, "utf8").trim();
   const init: RequestInit & { unix?: string } = {
     method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/x-ndjson" },
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      accept: "application/x-ndjson",
+    },
     body: JSON.stringify(body),
     ...(client.socket ? { unix: client.socket } : {}),
   };
@@ -113,7 +136,11 @@ async function scanOnline(
   let report: ScanReport | undefined;
   const handle = (line: string) => {
     if (!line.trim()) return;
-    const msg = JSON.parse(line) as { type: string; report?: ScanReport; error?: { code: string; message: string } } & Progress;
+    const msg = JSON.parse(line) as {
+      type: string;
+      report?: ScanReport;
+      error?: { code: string; message: string };
+    } & Progress;
     if (msg.type === "progress") onProgress?.(msg);
     else if (msg.type === "report") report = msg.report;
     else if (msg.type === "error") throw errorFromBody({ error: msg.error }, 500);
@@ -133,20 +160,33 @@ async function scanOnline(
 }
 
 export default defineCommand({
-  meta: { name: "scan", description: "Scan files, directories or a process's memory (exit 1 when something is found)" },
+  meta: {
+    name: "scan",
+    description: "Scan files, directories or a process's memory (exit 1 when something is found)",
+  },
   args: {
     ...agentArgs,
     paths: { type: "positional", required: false, description: "files or directories (recursive)" },
-    pid: { type: "string", valueHint: "PID", description: "scan the readable memory of this process instead" },
+    pid: {
+      type: "string",
+      valueHint: "PID",
+      description: "scan the readable memory of this process instead",
+    },
     quiet: { type: "boolean", default: false, description: "no progress bar" },
   },
   async run({ args }) {
     const paths = (args._ as string[]).map((p) => resolve(p));
     const pid = args.pid === undefined ? undefined : Number(args.pid);
-    if (pid !== undefined && (!Number.isInteger(pid) || pid <= 0)) throw new UsageError("CLI_USAGE", "--pid takes a process id");
+    if (pid !== undefined && (!Number.isInteger(pid) || pid <= 0))
+      throw new UsageError("CLI_USAGE", "--pid takes a process id");
     if (pid !== undefined && paths.length) throw new UsageError("CLI_USAGE", "give paths or --pid, not both");
-    if (pid === undefined && paths.length === 0) throw new UsageError("CLI_USAGE", "give at least one path, or --pid PID");
-    if (pid === process.pid) throw new UsageError("CLI_USAGE", "refusing to scan this scanner's own memory (it holds the signatures)");
+    if (pid === undefined && paths.length === 0)
+      throw new UsageError("CLI_USAGE", "give at least one path, or --pid PID");
+    if (pid === process.pid)
+      throw new UsageError(
+        "CLI_USAGE",
+        "refusing to scan this scanner's own memory (it holds the signatures)",
+      );
 
     const bar = !args.json && !args.quiet && process.stderr.isTTY ? progressBar() : undefined;
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
@@ -155,11 +195,21 @@ export default defineCommand({
     try {
       const client = await connectIfRunning(config.stateDir);
       if (client) {
-        report = await scanOnline(client, config.stateDir, pid !== undefined ? { pid } : { paths }, onProgress);
+        report = await scanOnline(
+          client,
+          config.stateDir,
+          pid !== undefined ? { pid } : { paths },
+          onProgress,
+        );
       } else {
         report = await withOfflineAgent(config, async (agent) => {
-          const rt = await createScanRuntime({ config, api: agent, events: agent.events }, { background: false });
-          return pid !== undefined ? rt.service.scanProcess(pid, { onProgress }) : rt.service.scanPaths(paths, { onProgress });
+          const rt = await createScanRuntime(
+            { config, api: agent, events: agent.events },
+            { background: false },
+          );
+          return pid !== undefined
+            ? rt.service.scanProcess(pid, { onProgress })
+            : rt.service.scanPaths(paths, { onProgress });
         });
       }
     } finally {

@@ -73,11 +73,24 @@ const repRoute = createRoute({
   tags: ["reputation"],
   summary: "Reputation of a file by SHA-256 (and optionally its signer)",
   request: {
-    params: z.object({ sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).openapi({ param: { name: "sha256", in: "path" } }) }),
-    query: z.object({ signer: z.string().regex(/^[0-9a-fA-F]{64}$/).optional() }),
+    params: z.object({
+      sha256: z
+        .string()
+        .regex(/^[0-9a-fA-F]{64}$/)
+        .openapi({ param: { name: "sha256", in: "path" } }),
+    }),
+    query: z.object({
+      signer: z
+        .string()
+        .regex(/^[0-9a-fA-F]{64}$/)
+        .optional(),
+    }),
   },
   responses: {
-    200: { description: "LocalRepData's answer", content: { "application/json": { schema: RepAnswerSchema } } },
+    200: {
+      description: "LocalRepData's answer",
+      content: { "application/json": { schema: RepAnswerSchema } },
+    },
     ...errorResponses(...COMMON_ERRORS, 400, 409),
   },
 });
@@ -87,7 +100,14 @@ const ProcessSchema = z
     pid: z.number(),
     exe: z.string(),
     sha256: z.string().nullable(),
-    reputation: z.object({ score: z.number().nullable(), band: z.string(), class: z.string().nullable(), source: z.string().nullable() }).nullable(),
+    reputation: z
+      .object({
+        score: z.number().nullable(),
+        band: z.string(),
+        class: z.string().nullable(),
+        source: z.string().nullable(),
+      })
+      .nullable(),
     startTicks: z.number(),
     taggedAt: z.string(),
     error: z.string().optional(),
@@ -102,7 +122,9 @@ const processesRoute = createRoute({
   responses: {
     200: {
       description: "Processes, by pid",
-      content: { "application/json": { schema: z.object({ processes: z.array(ProcessSchema), tagging: z.boolean() }) } },
+      content: {
+        "application/json": { schema: z.object({ processes: z.array(ProcessSchema), tagging: z.boolean() }) },
+      },
     },
     ...errorResponses(...COMMON_ERRORS),
   },
@@ -114,11 +136,17 @@ function service(): ScanService {
   return rt.service;
 }
 
-async function parseScanRequest(req: Request): Promise<{ kind: "bytes"; bytes: Uint8Array } | z.infer<typeof ScanRequestSchema>> {
+async function parseScanRequest(
+  req: Request,
+): Promise<{ kind: "bytes"; bytes: Uint8Array } | z.infer<typeof ScanRequestSchema>> {
   const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type === "application/octet-stream") return { kind: "bytes", bytes: new Uint8Array(await req.arrayBuffer()) };
+  if (type === "application/octet-stream")
+    return { kind: "bytes", bytes: new Uint8Array(await req.arrayBuffer()) };
   if (type !== "application/json") {
-    throw new ControlError("CTL_UNSUPPORTED_MEDIA_TYPE", "send application/octet-stream (bytes) or application/json (paths or pid)");
+    throw new ControlError(
+      "CTL_UNSUPPORTED_MEDIA_TYPE",
+      "send application/octet-stream (bytes) or application/json (paths or pid)",
+    );
   }
   let json: unknown;
   try {
@@ -129,7 +157,11 @@ async function parseScanRequest(req: Request): Promise<{ kind: "bytes"; bytes: U
   const r = ScanRequestSchema.safeParse(json);
   if (!r.success) throw new ControlError("CTL_BAD_REQUEST", `scan request: ${z.prettifyError(r.error)}`);
   const paths = "paths" in r.data ? r.data.paths : "path" in r.data ? [r.data.path] : [];
-  if (paths.some((p) => !isAbsolute(p))) throw new ControlError("CTL_BAD_REQUEST", "paths must be absolute (the agent's working directory is not yours)");
+  if (paths.some((p) => !isAbsolute(p)))
+    throw new ControlError(
+      "CTL_BAD_REQUEST",
+      "paths must be absolute (the agent's working directory is not yours)",
+    );
   return r.data;
 }
 
@@ -146,7 +178,10 @@ export function scanRoutes(): RouteExtension {
         const req = await parseScanRequest(c.req.raw);
         const svc = service();
         const stream = (c.req.raw.headers.get("accept") ?? "").includes("application/x-ndjson");
-        const run = (onProgress?: (p: Progress) => void, onObject?: (o: unknown) => void): Promise<ScanReport> => {
+        const run = (
+          onProgress?: (p: Progress) => void,
+          onObject?: (o: unknown) => void,
+        ): Promise<ScanReport> => {
           if ("kind" in req) return svc.scanBytes(req.bytes, c.req.query("name") ?? "bytes");
           if ("pid" in req) return svc.scanProcess(req.pid, { onProgress });
           return svc.scanPaths("paths" in req ? req.paths : [req.path], { onProgress, onObject });
@@ -174,7 +209,10 @@ export function scanRoutes(): RouteExtension {
               line({ type: "report", report });
             } catch (e) {
               const err = e as { code?: string; message?: string };
-              line({ type: "error", error: { code: err.code ?? "INTERNAL", message: err.message ?? String(e) } });
+              line({
+                type: "error",
+                error: { code: err.code ?? "INTERNAL", message: err.message ?? String(e) },
+              });
             } finally {
               clearInterval(keepAlive);
             }
@@ -187,7 +225,10 @@ export function scanRoutes(): RouteExtension {
       v1.openapi(repRoute, async (c) => {
         const { sha256 } = c.req.valid("param");
         const { signer } = c.req.valid("query");
-        const answer = await api.call("LocalRepData", "lookup", { sha256: sha256.toLowerCase(), ...(signer ? { signer: signer.toLowerCase() } : {}) });
+        const answer = await api.call("LocalRepData", "lookup", {
+          sha256: sha256.toLowerCase(),
+          ...(signer ? { signer: signer.toLowerCase() } : {}),
+        });
         return c.json(answer as z.infer<typeof RepAnswerSchema>, 200);
       });
 

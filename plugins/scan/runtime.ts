@@ -40,7 +40,10 @@ export function samplesDir(stateDir: string): string {
 }
 
 /** The parts, not started. `background` adds the uploader and the process tagger. */
-export async function createScanRuntime(ctx: RuntimeContext, opts: { background: boolean }): Promise<ScanRuntime> {
+export async function createScanRuntime(
+  ctx: RuntimeContext,
+  opts: { background: boolean },
+): Promise<ScanRuntime> {
   const lp = ctx.config.liveProtection;
   const call: CallHandler = (type, method, args) => ctx.api.call(type, method, args);
   const emit = (type: string, fields: Record<string, unknown>) => ctx.events?.emit(type, fields);
@@ -58,7 +61,10 @@ export async function createScanRuntime(ctx: RuntimeContext, opts: { background:
   let queue: SampleQueue | undefined;
   let uploader: SampleUploader | undefined;
   if (lp.lookups && lp.samples && lp.vendorKey && lp.sampleUrl) {
-    queue = new SampleQueue({ dir: samplesDir(ctx.config.stateDir), vendorKey: await loadVendorPublicKey(lp.vendorKey) });
+    queue = new SampleQueue({
+      dir: samplesDir(ctx.config.stateDir),
+      vendorKey: await loadVendorPublicKey(lp.vendorKey),
+    });
     if (opts.background) uploader = new SampleUploader(queue, { url: lp.sampleUrl });
   }
   const tagger =
@@ -88,7 +94,11 @@ export function setCurrentScanRuntime(r: ScanRuntime | undefined): void {
 }
 
 /** The long-running service `agent run` starts after the agent and stops before it. */
-export function scanningService(ctx: RuntimeContext): { name: string; start(): Promise<void>; stop(): Promise<void> } {
+export function scanningService(ctx: RuntimeContext): {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+} {
   let runtime: ScanRuntime | undefined;
   let unsubscribe: (() => void) | undefined;
   return {
@@ -99,7 +109,10 @@ export function scanningService(ctx: RuntimeContext): { name: string; start(): P
       runtime.tagger?.start();
       // New reputation data changes every tag: re-tag running processes against it.
       unsubscribe = ctx.events?.subscribe?.((e) => {
-        if ((e.type === "content-installed" || e.type === "content-rolled-back") && e.contentType === "LocalRepData") {
+        if (
+          (e.type === "content-installed" || e.type === "content-rolled-back") &&
+          e.contentType === "LocalRepData"
+        ) {
           runtime?.tagger?.invalidate();
         }
       });

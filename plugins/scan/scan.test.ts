@@ -6,7 +6,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
@@ -16,11 +24,15 @@ import { writeZip } from "../../handlers/DatasetA/testutil.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
 import { buildReputation, tableFromEntries } from "../../handlers/LocalRepData/writer.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
-import { generateVendorKeys, idempotencyKey, importVendorPrivateKey } from "../reputation/samples/envelope.ts";
+import {
+  generateVendorKeys,
+  idempotencyKey,
+  importVendorPrivateKey,
+} from "../reputation/samples/envelope.ts";
 import { type Receiver, startReceiver } from "../reputation/samples/receiver.ts";
-import { startSxlServer, type SxlServer } from "../reputation/sxl-server.ts";
-import { createScanRuntime, type ScanRuntime, setCurrentScanRuntime } from "./runtime.ts";
+import { type SxlServer, startSxlServer } from "../reputation/sxl-server.ts";
 import { scanRoutes } from "./routes.ts";
+import { createScanRuntime, type ScanRuntime, setCurrentScanRuntime } from "./runtime.ts";
 import type { ScanReport } from "./service.ts";
 
 const hex = (s: string) => Buffer.from(s).toString("hex");
@@ -37,16 +49,28 @@ const put = (name: string, data: Uint8Array | string) => {
 };
 // The objects: what each must come out as is asserted below.
 const markFile = put("mark.txt", "a plain detection: outpost-mark-one, no lookup");
-const toolBytes = Buffer.concat([ELF, Buffer.alloc(4000, 0x90), Buffer.from("lookup-this-one"), Buffer.alloc(100)]);
+const toolBytes = Buffer.concat([
+  ELF,
+  Buffer.alloc(4000, 0x90),
+  Buffer.from("lookup-this-one"),
+  Buffer.alloc(100),
+]);
 const toolFile = put("tool", toolBytes);
 const fpBytes = Buffer.concat([Buffer.from("a known false positive: lookup-this-one"), Buffer.alloc(10, 1)]);
 const fpFile = put("fp.bin", fpBytes);
-const allowBytes = Buffer.concat([ELF, Buffer.from("vendor tool with lookup-this-one inside"), Buffer.alloc(64, 2)]);
+const allowBytes = Buffer.concat([
+  ELF,
+  Buffer.from("vendor tool with lookup-this-one inside"),
+  Buffer.alloc(64, 2),
+]);
 const allowFile = put("allowed", allowBytes);
 const big = Buffer.alloc(20 * 1024 * 1024, 0x41);
 Buffer.from("outpost-mark-one").copy(big, big.length - 1000);
 const bigFile = put("big.bin", big);
-const zipFile = put("bundle.zip", writeZip([{ name: "inner/readme.txt", data: Buffer.from("zipped outpost-mark-one") }]));
+const zipFile = put(
+  "bundle.zip",
+  writeZip([{ name: "inner/readme.txt", data: Buffer.from("zipped outpost-mark-one") }]),
+);
 put("clean.txt", "nothing to see");
 
 let vendor: Vendor;
@@ -61,7 +85,10 @@ beforeAll(async () => {
   vendor = await makeVendor();
   const vkeys = await generateVendorKeys();
   writeFileSync(join(root, "vendor-pub.pem"), vkeys.publicPem);
-  receiver = startReceiver({ outDir: join(root, "received"), key: await importVendorPrivateKey(vkeys.privatePem) });
+  receiver = startReceiver({
+    outDir: join(root, "received"),
+    key: await importVendorPrivateKey(vkeys.privatePem),
+  });
   sxl = await startSxlServer({
     zone: ZONE,
     verdicts: {
@@ -78,7 +105,10 @@ beforeAll(async () => {
     "main.hsb": `${sha(Buffer.from("nothing to see"))}:14:T.CleanByHash\n`,
     "lookup.txt": "T.Look\n",
   });
-  const rep = buildReputation(tableFromEntries([{ sha256: sha(allowBytes), score: 95, class: "application" }], false), tableFromEntries([], true));
+  const rep = buildReputation(
+    tableFromEntries([{ sha256: sha(allowBytes), score: 95, class: "application" }], false),
+    tableFromEntries([], true),
+  );
   await vendor.release("LocalRepData", 1, { "reputation.bin": rep.bytes });
   agent = await startAgent(vendor, {
     registry: defaultRegistry,
@@ -96,9 +126,17 @@ beforeAll(async () => {
   const report = await agent.agent.update();
   expect(report.installed.map((i) => i.type).sort()).toEqual(["DatasetA", "LocalRepData"]);
   agent.agent.events.subscribe((e) => events.push(e));
-  runtime = await createScanRuntime({ config: agent.agent.config, api: agent.agent, events: agent.agent.events }, { background: true });
+  runtime = await createScanRuntime(
+    { config: agent.agent.config, api: agent.agent, events: agent.agent.events },
+    { background: true },
+  );
   setCurrentScanRuntime(runtime);
-  plane = await startControlPlane({ api: agent.agent, stateDir: agent.stateDir, extensions: [scanRoutes()], events: agent.agent.events });
+  plane = await startControlPlane({
+    api: agent.agent,
+    stateDir: agent.stateDir,
+    extensions: [scanRoutes()],
+    events: agent.agent.events,
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -134,7 +172,11 @@ describe("a scan of a tree through the scanner host process", () => {
 
   test("Live Protection turns a lookup-enabled detection into the cloud's verdict and requests the sample", () => {
     const [d] = byTarget(toolFile);
-    expect(d).toMatchObject({ name: "T.Look", verdict: "suspicious", live: { status: "answered", verdict: "suspicious", sample: true } });
+    expect(d).toMatchObject({
+      name: "T.Look",
+      verdict: "suspicious",
+      live: { status: "answered", verdict: "suspicious", sample: true },
+    });
     expect(d!.sample).toMatchObject({ status: "queued", key: idempotencyKey(sha(toolBytes), "T.Look") });
   });
 
@@ -145,7 +187,11 @@ describe("a scan of a tree through the scanner host process", () => {
 
   test("a high-reputation file skips the cloud lookup and keeps the local verdict", () => {
     const [d] = byTarget(allowFile);
-    expect(d).toMatchObject({ verdict: "malware", live: { status: "skipped", reason: "high-reputation" }, reputation: { band: "high", score: 95 } });
+    expect(d).toMatchObject({
+      verdict: "malware",
+      live: { status: "skipped", reason: "high-reputation" },
+      reputation: { band: "high", score: 95 },
+    });
     expect(sxl.stats.udp).toBe(2); // tool and fp.bin only
   });
 
@@ -159,7 +205,15 @@ describe("a scan of a tree through the scanner host process", () => {
   test("every detection is published on the agent's event stream", () => {
     const seen = events.filter((e) => e.type === "scan-detection").map((e) => `${e.name}:${e.verdict}`);
     expect(seen.sort()).toEqual(
-      ["T.CleanByHash:malware", "T.Look:ignored", "T.Look:malware", "T.Look:suspicious", "T.Mark:malware", "T.Mark:malware", "T.Mark:malware"].sort(),
+      [
+        "T.CleanByHash:malware",
+        "T.Look:ignored",
+        "T.Look:malware",
+        "T.Look:suspicious",
+        "T.Mark:malware",
+        "T.Mark:malware",
+        "T.Mark:malware",
+      ].sort(),
     );
   });
 });
@@ -167,7 +221,11 @@ describe("a scan of a tree through the scanner host process", () => {
 describe("process memory", () => {
   test("a marker that exists only in another process's memory is found there", async () => {
     const child = Bun.spawn(
-      [process.execPath, "-e", `globalThis.k = Buffer.from("${hex("outpost-mark-one")}", "hex").toString("latin1").repeat(3); console.log("ready"); setInterval(() => {}, 1000);`],
+      [
+        process.execPath,
+        "-e",
+        `globalThis.k = Buffer.from("${hex("outpost-mark-one")}", "hex").toString("latin1").repeat(3); console.log("ready"); setInterval(() => {}, 1000);`,
+      ],
       { stdout: "pipe" },
     );
     try {
@@ -184,7 +242,9 @@ describe("process memory", () => {
 });
 
 describe("control plane and CLI", () => {
-  const auth = () => ({ authorization: `Bearer ${readFileSync(statePaths(agent.stateDir).controlToken, "utf8").trim()}` });
+  const auth = () => ({
+    authorization: `Bearer ${readFileSync(statePaths(agent.stateDir).controlToken, "utf8").trim()}`,
+  });
 
   test("POST /v1/scan with bytes, and GET /v1/reputation/{sha256}", async () => {
     const res = await fetch(`${plane.url}/v1/scan?name=x.txt`, {
@@ -195,19 +255,35 @@ describe("control plane and CLI", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as ScanReport;
     expect(body.detections.map((d) => d.name)).toEqual(["T.Mark"]);
-    const rep = await (await fetch(`${plane.url}/v1/reputation/${sha(allowBytes)}`, { headers: auth() })).json();
+    const rep = await (
+      await fetch(`${plane.url}/v1/reputation/${sha(allowBytes)}`, { headers: auth() })
+    ).json();
     expect(rep).toMatchObject({ band: "high", score: 95, source: "hash" });
-    const bad = await fetch(`${plane.url}/v1/scan`, { method: "POST", headers: { ...auth(), "content-type": "application/json" }, body: '{"path":"relative"}' });
+    const bad = await fetch(`${plane.url}/v1/scan`, {
+      method: "POST",
+      headers: { ...auth(), "content-type": "application/json" },
+      body: '{"path":"relative"}',
+    });
     expect(bad.status).toBe(400);
   });
 
   test("`agent scan` talks to the running agent, streams progress and exits 1 on a find, 0 when clean, 2 for a missing path", async () => {
     const run = async (...args: string[]) => {
-      const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../bin/agent.ts"), "scan", "--state", agent.stateDir, ...args], {
-        stdout: "pipe",
-        stderr: "pipe",
-        env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
-      });
+      const p = Bun.spawn(
+        [
+          process.execPath,
+          join(import.meta.dir, "../../bin/agent.ts"),
+          "scan",
+          "--state",
+          agent.stateDir,
+          ...args,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+        },
+      );
       const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
       return { out, code };
     };
@@ -224,10 +300,20 @@ describe("control plane and CLI", () => {
   }, 30_000);
 
   test("`agent rep` answers by hash or by file", async () => {
-    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../bin/agent.ts"), "rep", "--state", agent.stateDir, allowFile], {
-      stdout: "pipe",
-      env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
-    });
+    const p = Bun.spawn(
+      [
+        process.execPath,
+        join(import.meta.dir, "../../bin/agent.ts"),
+        "rep",
+        "--state",
+        agent.stateDir,
+        allowFile,
+      ],
+      {
+        stdout: "pipe",
+        env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+      },
+    );
     const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
     expect(code).toBe(0);
     expect(out.trim()).toBe(`${sha(allowBytes)}: high reputation (score 95, application) by hash`);

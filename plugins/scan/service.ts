@@ -21,11 +21,26 @@ import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { describeError } from "../../core/errors.ts";
 import { metrics } from "../../core/metrics.ts";
-import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../../handlers/DatasetA/engine.ts";
+import type {
+  Detection,
+  ExecutableFound,
+  LimitNote,
+  ScanLimits,
+  ScanOutcome,
+} from "../../handlers/DatasetA/engine.ts";
 import type { RepAnswer } from "../../handlers/LocalRepData/index.ts";
 import type { SampleQueue, SampleUploader } from "../reputation/samples/queue.ts";
 import type { SxlClient, SxlResult } from "../reputation/sxl-client.ts";
-import { type FileTarget, listFiles, presentRuns, readAt, readableRegions, regionName, type SourceError, withFdAsync } from "./sources.ts";
+import {
+  type FileTarget,
+  listFiles,
+  presentRuns,
+  readAt,
+  readableRegions,
+  regionName,
+  type SourceError,
+  withFdAsync,
+} from "./sources.ts";
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
@@ -36,8 +51,14 @@ export const SAMPLE_MAX_BYTES = 10 * 1024 * 1024;
 const SPARSE_REGION_BYTES = 16 * 1024 * 1024;
 const EXECUTABLE_KINDS = new Set(["pe", "elf", "macho"]);
 
-const detectionsTotal = metrics.counter("outpost_scan_detections_total", "Detections, by kind and final verdict");
-const scannedBytes = metrics.counter("outpost_scan_bytes_total", "Bytes sent to the scanner, by source (file, memory, bytes)");
+const detectionsTotal = metrics.counter(
+  "outpost_scan_detections_total",
+  "Detections, by kind and final verdict",
+);
+const scannedBytes = metrics.counter(
+  "outpost_scan_bytes_total",
+  "Bytes sent to the scanner, by source (file, memory, bytes)",
+);
 const lookupsTotal = metrics.counter("outpost_sxl_lookups_total", "Live Protection lookups, by outcome");
 
 export interface LivePolicy {
@@ -118,7 +139,10 @@ export class ScanService {
   constructor(private readonly o: ScanServiceOptions) {}
 
   /** Scans files and directory trees. */
-  async scanPaths(paths: string[], opts: { onProgress?: (p: Progress) => void; onObject?: (r: ObjectReport) => void } = {}): Promise<ScanReport> {
+  async scanPaths(
+    paths: string[],
+    opts: { onProgress?: (p: Progress) => void; onObject?: (r: ObjectReport) => void } = {},
+  ): Promise<ScanReport> {
     const started = performance.now();
     const errors: SourceError[] = [];
     const files = listFiles(paths, errors);
@@ -185,7 +209,8 @@ export class ScanService {
         try {
           const size = r.end - r.start;
           // Mostly-untouched reservations: read only the pages that hold something.
-          const runs: [number, number][] = size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
+          const runs: [number, number][] =
+            size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
           const total = runs.reduce((n, [a, b]) => n + (b - a), 0);
           const read = (pos: number, len: number): Uint8Array => {
             const out = new Uint8Array(len);
@@ -244,15 +269,25 @@ export class ScanService {
 
   private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
     if (bytes.length <= CHUNK_BYTES) {
-      return (await this.o.call("DatasetA", "scan", { bytes, name, limits: this.o.limits ?? {} })) as ScanOutcome;
+      return (await this.o.call("DatasetA", "scan", {
+        bytes,
+        name,
+        limits: this.o.limits ?? {},
+      })) as ScanOutcome;
     }
     return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len));
   }
 
   /** A begin/chunk/end session; `read` supplies each chunk (the last may be short). */
-  private async sendStream(name: string, size: number, read: (pos: number, len: number) => Uint8Array): Promise<ScanOutcome> {
+  private async sendStream(
+    name: string,
+    size: number,
+    read: (pos: number, len: number) => Uint8Array,
+  ): Promise<ScanOutcome> {
     if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name);
-    const { session } = (await this.o.call("DatasetA", "begin", { name, limits: this.o.limits ?? {} })) as { session: string };
+    const { session } = (await this.o.call("DatasetA", "begin", { name, limits: this.o.limits ?? {} })) as {
+      session: string;
+    };
     try {
       for (let pos = 0; pos < size; pos += CHUNK_BYTES) {
         const chunk = read(pos, Math.min(CHUNK_BYTES, size - pos));
@@ -272,7 +307,7 @@ export class ScanService {
     if (items.length === 0) return out;
     try {
       const answers = (await this.o.call("LocalRepData", "lookupMany", { items })) as RepAnswer[];
-      answers.forEach((a, i) => out.set(repKey(items[i]!), a));
+      for (const [i, a] of answers.entries()) out.set(repKey(items[i]!), a);
     } catch {
       // No reputation data installed (or the handler failed): everything is simply "unknown".
     }
@@ -280,14 +315,24 @@ export class ScanService {
   }
 
   /** Applies reputation, Live Protection and sample policy to one scanned object. */
-  private async finish(target: string, o: ScanOutcome, bytes: (() => Uint8Array) | null): Promise<ObjectReport> {
+  private async finish(
+    target: string,
+    o: ScanOutcome,
+    bytes: (() => Uint8Array) | null,
+  ): Promise<ObjectReport> {
     const signerOf = (path: string[]) => {
       const exe = o.executables.find((x) => samePath(x.path, path));
       return exe?.authenticode?.status === "valid" ? exe.authenticode.signer.thumbprint : undefined;
     };
     const queries = [
-      ...o.executables.map((x) => ({ sha256: x.sha256, ...(signerOf(x.path) ? { signer: signerOf(x.path) } : {}) })),
-      ...o.detections.map((d) => ({ sha256: d.sha256, ...(signerOf(d.path) ? { signer: signerOf(d.path) } : {}) })),
+      ...o.executables.map((x) => ({
+        sha256: x.sha256,
+        ...(signerOf(x.path) ? { signer: signerOf(x.path) } : {}),
+      })),
+      ...o.detections.map((d) => ({
+        sha256: d.sha256,
+        ...(signerOf(d.path) ? { signer: signerOf(d.path) } : {}),
+      })),
     ];
     const unique = [...new Map(queries.map((q) => [repKey(q), q])).values()];
     const reps = await this.reputations(unique);
@@ -300,7 +345,7 @@ export class ScanService {
         ...d,
         target,
         verdict: d.kind === "heuristic" ? "suspicious" : "malware",
-        ...(rep && rep.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
+        ...(rep?.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
       };
       if (d.lookup) {
         const lookup = await this.lookup(d, rep);
@@ -330,8 +375,15 @@ export class ScanService {
       return {
         ...x,
         target,
-        ...(rep && rep.source
-          ? { reputation: { score: rep.score, band: rep.band, source: rep.source, ...(rep.signerName ? { signerName: rep.signerName } : {}) } }
+        ...(rep?.source
+          ? {
+              reputation: {
+                score: rep.score,
+                band: rep.band,
+                source: rep.source,
+                ...(rep.signerName ? { signerName: rep.signerName } : {}),
+              },
+            }
           : {}),
       };
     });
@@ -358,7 +410,8 @@ export class ScanService {
     }
     const r: SxlResult = await this.o.sxl.lookup(d.sha256, d.name);
     lookupsTotal.inc({ outcome: r.status === "failed" ? `failed-${r.reason}` : r.status });
-    if (r.status === "answered") return { status: "answered", verdict: r.verdict, sample: r.sample, transport: r.transport };
+    if (r.status === "answered")
+      return { status: "answered", verdict: r.verdict, sample: r.sample, transport: r.transport };
     if (r.status === "no-information") return { status: "no-information", transport: r.transport };
     return { status: "failed", reason: r.reason };
   }
@@ -371,7 +424,8 @@ export class ScanService {
     lookup: LookupReport,
   ): Promise<{ status: string; key?: string; reason?: string }> {
     if (!this.o.policy.samples || !this.o.samples) return { status: "not-allowed" };
-    if (d.path.length > 0 || !bytes) return { status: "not-submitted", reason: "only whole files are submitted" };
+    if (d.path.length > 0 || !bytes)
+      return { status: "not-submitted", reason: "only whole files are submitted" };
     if (!EXECUTABLE_KINDS.has(o.kind)) return { status: "not-submitted", reason: "not an executable" };
     if (o.size >= SAMPLE_MAX_BYTES) return { status: "not-submitted", reason: "10 MB or larger" };
     const data = bytes();
@@ -386,7 +440,9 @@ export class ScanService {
       sxl: { verdict: lookup.verdict ?? "unknown", sample: true },
     });
     if (r.status === "queued") this.o.samples.uploader?.kick();
-    return r.status === "refused" ? { status: r.status, key: r.key, reason: r.reason } : { status: r.status, key: r.key };
+    return r.status === "refused"
+      ? { status: r.status, key: r.key, reason: r.reason }
+      : { status: r.status, key: r.key };
   }
 }
 
@@ -398,7 +454,12 @@ function repKey(q: { sha256: string; signer?: string }): string {
   return `${q.sha256}/${q.signer ?? ""}`;
 }
 
-function summarize(targets: string[], reports: ObjectReport[], errors: SourceError[], durationMs: number): ScanReport {
+function summarize(
+  targets: string[],
+  reports: ObjectReport[],
+  errors: SourceError[],
+  durationMs: number,
+): ScanReport {
   const detections = reports.flatMap((r) => r.detections);
   return {
     targets,

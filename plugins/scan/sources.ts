@@ -29,7 +29,11 @@ export const PSEUDO_FS = ["/proc", "/sys", "/dev", "/run"];
  * out of the tree it was asked to cover); devices, FIFOs and sockets are
  * skipped; unreadable entries are reported, not fatal.
  */
-export function listFiles(targets: string[], errors: SourceError[], onFile?: (t: FileTarget) => void): FileTarget[] {
+export function listFiles(
+  targets: string[],
+  errors: SourceError[],
+  onFile?: (t: FileTarget) => void,
+): FileTarget[] {
   const out: FileTarget[] = [];
   const push = (t: FileTarget) => {
     out.push(t);
@@ -133,7 +137,15 @@ export function readableRegions(pid: number): MemoryRegion[] {
       const end = Number.parseInt(e, 16);
       // Addresses beyond 2^53 cannot be file positions for readSync; user space stays far below.
       if (perms[0] !== "r" || SKIP.has(path.trim()) || !Number.isSafeInteger(end) || end <= start) continue;
-      cur = { start, end, perms, offset: Number.parseInt(off, 16), path: path.trim(), present: 0, pageSize: 4096 };
+      cur = {
+        start,
+        end,
+        perms,
+        offset: Number.parseInt(off, 16),
+        path: path.trim(),
+        present: 0,
+        pageSize: 4096,
+      };
       continue;
     }
     if (!cur) continue;

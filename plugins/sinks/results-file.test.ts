@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RotatingFileSink } from "./results-file.ts";
@@ -48,5 +48,15 @@ describe("RotatingFileSink", () => {
     expect(read(p)).toEqual(lines(1, 2));
     await again.write({ generation: "g", first: 3, lines: lines(3, 2) });
     expect(read(p)).toEqual(lines(1, 4));
+  });
+
+  test("a damaged cursor is survived (at worst a repeat, never a loss)", async () => {
+    const p = path();
+    const sink = new RotatingFileSink({ path: p });
+    await sink.write({ generation: "g", first: 1, lines: lines(1, 1) });
+    writeFileSync(`${p}.cursor`, "{torn");
+    const again = new RotatingFileSink({ path: p });
+    await again.write({ generation: "g", first: 2, lines: lines(2, 1) });
+    expect(read(p)).toEqual(lines(1, 2));
   });
 });

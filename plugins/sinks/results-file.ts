@@ -22,6 +22,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import { atomicWriteJson, fsyncDir } from "../../core/fsutil.ts";
+import { log } from "../../core/log.ts";
 import type { ResultBatch, ResultsSink, SinkStats } from "./results.ts";
 import { unseen } from "./results.ts";
 
@@ -64,9 +65,17 @@ export class RotatingFileSink implements ResultsSink {
     this.maxFiles = opts.maxFiles ?? 5;
     this.mode = opts.mode ?? 0o640;
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o750 });
-    this.cursor = existsSync(this.cursorPath)
-      ? (JSON.parse(readFileSync(this.cursorPath, "utf8")) as Cursor)
-      : { seen: {}, size: existsSync(this.path) ? statSync(this.path).size : 0 };
+    this.cursor = { seen: {}, size: existsSync(this.path) ? statSync(this.path).size : 0 };
+    try {
+      if (existsSync(this.cursorPath))
+        this.cursor = JSON.parse(readFileSync(this.cursorPath, "utf8")) as Cursor;
+    } catch (e) {
+      // Without the cursor, lines still in the outbox may be appended a second time; never lost.
+      log.warn("results file cursor unreadable; starting without it", {
+        file: this.cursorPath,
+        reason: (e as Error).message,
+      });
+    }
     this.repair();
   }
 

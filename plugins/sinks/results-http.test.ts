@@ -57,7 +57,6 @@ describe("HttpLakeSink → lake receiver", () => {
       sink.retryNow();
       expect(await sink.flush(10_000)).toBe(true);
       expect(seqs(lake)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
-      expect(sink.stats().failures).toBeGreaterThan(0);
     } finally {
       await sink.close();
       await lake.stop();

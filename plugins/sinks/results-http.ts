@@ -102,9 +102,16 @@ export class HttpLakeSink implements ResultsSink {
     this.doFetch = opts.fetchImpl ?? fetch;
     mkdirSync(join(this.dir, "rejected"), { recursive: true, mode: 0o700 });
     const cursorPath = join(this.dir, "cursor.json");
-    this.cursor = existsSync(cursorPath)
-      ? (JSON.parse(readFileSync(cursorPath, "utf8")) as Cursor)
-      : { delivered: {} };
+    this.cursor = { delivered: {} };
+    try {
+      if (existsSync(cursorPath)) this.cursor = JSON.parse(readFileSync(cursorPath, "utf8")) as Cursor;
+    } catch (e) {
+      // Without the cursor a delivered body may be sent again; the receiver's idempotency keys absorb it.
+      log.warn("results queue cursor unreadable; starting without it", {
+        file: cursorPath,
+        reason: (e as Error).message,
+      });
+    }
     for (const name of readdirSync(this.dir).sort()) {
       const m = BODY.exec(name);
       if (!m) {

@@ -8,6 +8,7 @@
  *   EXIT-AFTER-LOAD  load() succeeds, then the host exits right after answering
  *   anything else    loads; calls: read, abort (SIGABRT), hang {ms}, hog {mb}, emit {n, type}
  * Echo (group `echo`): scan {data} → a small verdict, for the IPC benchmark.
+ * Spinner (group `spinner`, cpuSeconds 1): spin burns CPU until RLIMIT_CPU ends it.
  */
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
@@ -96,10 +97,39 @@ export const echoHandler = defineHandler<{ version: number }>({
   },
 });
 
+export const spinnerGroup = defineGroup({
+  name: "spinner",
+  description: "tests: burns CPU",
+  runAs: "agent",
+  net: "none",
+  exec: false,
+});
+
+/** Declares a 1 s CPU budget and spends it on request. */
+export const spinnerHandler = defineHandler<object>({
+  manifest: {
+    name: "Spinner",
+    description: "busy loop on demand",
+    group: "spinner",
+    privileges: NOTHING,
+    limits: { memoryMb: 64, cpuSeconds: 1 },
+  },
+  validate() {},
+  load: () => ({}),
+  call(_l, method) {
+    if (method !== "spin") throw new HandlerError("HND_NO_METHOD", "Spinner: spin");
+    for (;;) {
+      // Until RLIMIT_CPU stops the process.
+    }
+  },
+});
+
 export function hostTestRegistry(): HandlerRegistry {
   return new HandlerRegistry()
     .registerGroup(crashyGroup)
     .registerGroup(echoGroup)
+    .registerGroup(spinnerGroup)
     .register(crashyHandler, import.meta.url)
-    .register(echoHandler, import.meta.url);
+    .register(echoHandler, import.meta.url)
+    .register(spinnerHandler, import.meta.url);
 }

@@ -72,7 +72,9 @@ describe("a host that breaks the protocol", () => {
     expect(counted("bad-message")).toBeGreaterThan(before.bad);
     expect(counted("reserved-event")).toBeGreaterThan(before.forged);
     // A forged "alert" never reached the agent's event stream.
-    expect(agent.events.recent((e) => e.type === "alert" && JSON.stringify(e).includes("forged"))).toEqual([]);
+    expect(agent.events.recent((e) => e.type === "alert" && JSON.stringify(e).includes("forged"))).toEqual(
+      [],
+    );
     expect(agent.status().content[0]?.handlerState).not.toBe("loaded");
   }, 20_000);
 });

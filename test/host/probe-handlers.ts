@@ -82,7 +82,13 @@ function probeHandler(name: string, group: string, privileges: HandlerManifestIn
 const NOTHING = { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false } as const;
 
 export const probeGroups = [
-  defineGroup({ name: "probe-none", description: "agent, nothing", runAs: "agent", net: "none", exec: false }),
+  defineGroup({
+    name: "probe-none",
+    description: "agent, nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
   defineGroup({ name: "probe-root", description: "root, nothing", runAs: "root", net: "none", exec: false }),
   defineGroup({
     name: "probe-allowed",

@@ -58,7 +58,10 @@ beforeAll(async () => {
   expect(r.installed.map((i) => i.type).sort()).toEqual(["ProbeAllowed", "ProbeNone", "ProbeRoot"]);
   expect(r.rejected).toEqual([]);
   for (const type of ["ProbeNone", "ProbeRoot", "ProbeAllowed"]) {
-    reports.set(type, (await t.agent.call(type, "probe", { file: secret, port: server.port })) as ProbeReport);
+    reports.set(
+      type,
+      (await t.agent.call(type, "probe", { file: secret, port: server.port })) as ProbeReport,
+    );
   }
 }, 60_000);
 
@@ -142,7 +145,10 @@ describe.skipIf(abi === 0)("a hostile handler in its host process", () => {
     const status = t.agent.status();
     expect(status.hosts?.every((h) => h.restarts === 0 && h.lastCrash === null)).toBe(true);
     expect(t.agent.events.recent((e) => e.type === "host-crashed")).toEqual([]);
-    const again = (await t.agent.call("ProbeNone", "probe", { file: secret, port: server.port })) as ProbeReport;
+    const again = (await t.agent.call("ProbeNone", "probe", {
+      file: secret,
+      port: server.port,
+    })) as ProbeReport;
     expect(again.read.ok).toBe(false);
     // Red only because of the refused handler, which is what status should say.
     expect(status.healthReasons).toEqual(["ProbeGreedy: handler failed to load content"]);

@@ -25,7 +25,9 @@ function nextEvent(agent: Agent, match: (e: AgentEvent) => boolean, ms = 15_000)
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`no matching event within ${ms} ms; recent: ${agent.events.recent().map((e) => e.type)}`));
+      reject(
+        new Error(`no matching event within ${ms} ms; recent: ${agent.events.recent().map((e) => e.type)}`),
+      );
     }, ms);
     const off = agent.events.subscribe((e) => {
       if (!match(e)) return;
@@ -81,7 +83,9 @@ describe("host supervision", () => {
     expect(info.host).toMatchObject({ group: "crashy", isolation: "process", restarts: 1 });
     // Blamed on the candidate (S2): it does not count toward a crash loop.
     expect(agent.status().hosts?.find((h) => h.group === "crashy")?.crashesInWindow).toBe(0);
-    expect(alerts.alerts.some((a) => a.kind === "update-rejected" && a.code === "HND_HOST_CRASHED")).toBe(true);
+    expect(alerts.alerts.some((a) => a.kind === "update-rejected" && a.code === "HND_HOST_CRASHED")).toBe(
+      true,
+    );
     expect(metrics.render()).toMatch(/outpost_host_restarts_total\{group="crashy"\} [1-9]/);
     // Marked bad: the next cycle leaves it alone.
     expect((await agent.update()).installed).toEqual([]);
@@ -115,7 +119,9 @@ describe("host supervision", () => {
   }, 30_000);
 
   test("a host over its memory limit is killed by the watchdog, reported, and restarted", async () => {
-    const { agent } = await withGood({ hosts: { ...FAST.hosts, runtimeMemoryMb: 64, watchdogIntervalMs: 20 } });
+    const { agent } = await withGood({
+      hosts: { ...FAST.hosts, runtimeMemoryMb: 64, watchdogIntervalMs: 20 },
+    });
     const killed = nextEvent(agent, (e) => e.type === "host-crashed" && e.reason === "memory-limit");
     // 64 MiB declared by Crashy + 64 MiB for the runtime: 1 GiB is far past it.
     const hog = agent.call("Crashy", "hog", { mb: 1024 }).then(
@@ -126,8 +132,15 @@ describe("host supervision", () => {
     expect(crash.detail).toMatch(/RSS .* MiB exceeds the group's 128 MiB limit/);
     expect(await hog).toBe("HND_HOST_CRASHED");
     const host = agent.status().hosts?.find((h) => h.group === "crashy");
-    expect(host).toMatchObject({ limits: { memoryBytes: 128 * 1024 * 1024, cpuSeconds: 60 }, crashesInWindow: 1 });
-    expect(host?.lastCrash).toMatchObject({ reason: "memory-limit", signal: "SIGKILL", during: "call Crashy.hog" });
+    expect(host).toMatchObject({
+      limits: { memoryBytes: 128 * 1024 * 1024, cpuSeconds: 60 },
+      crashesInWindow: 1,
+    });
+    expect(host?.lastCrash).toMatchObject({
+      reason: "memory-limit",
+      signal: "SIGKILL",
+      during: "call Crashy.hog",
+    });
     expect(host?.layers.memory).toBe("watchdog");
     expect(await read(agent)).toMatchObject({ version: 1 });
     expect(agent.status().hosts?.find((h) => h.group === "crashy")?.usage?.rssBytes).toBeGreaterThan(0);
@@ -147,7 +160,9 @@ describe("host supervision", () => {
     expect(status.content[0]).toMatchObject({ version: 1, handlerState: "crash-looping", badVersions: [] });
     expect(status.health).toBe("red");
     expect(status.hosts?.[0]?.lastCrash).toMatchObject({ signal: "SIGABRT" });
-    expect(alerts.alerts.some((a) => a.kind === "handler-failed" && a.code === "HND_HOST_CRASH_LOOP")).toBe(true);
+    expect(alerts.alerts.some((a) => a.kind === "handler-failed" && a.code === "HND_HOST_CRASH_LOOP")).toBe(
+      true,
+    );
     // Nothing was rolled back, and the host comes back to serve v1.
     expect(agent.events.recent((e) => e.type === "content-rolled-back")).toEqual([]);
     expect(await read(agent)).toMatchObject({ version: 1 });
@@ -159,11 +174,15 @@ describe("host supervision", () => {
     });
     const killed = nextEvent(agent, (e) => e.type === "host-crashed" && e.reason === "unresponsive");
     const restarted = nextEvent(agent, (e) => e.type === "host-restarted");
-    await expect(agent.call("Crashy", "hang", { ms: 60_000 })).rejects.toMatchObject({ code: "HND_IPC_TIMEOUT" });
+    await expect(agent.call("Crashy", "hang", { ms: 60_000 })).rejects.toMatchObject({
+      code: "HND_IPC_TIMEOUT",
+    });
     expect((await killed).detail).toContain("no heartbeat answer");
     // Calls wait for a restart only as long as their own timeout (0.5 s here), so wait for it first.
     await restarted;
     expect(await read(agent)).toMatchObject({ version: 1 });
-    expect(metrics.render()).toMatch(/outpost_ipc_requests_total\{group="crashy",method="call",result="timeout"\} [1-9]/);
+    expect(metrics.render()).toMatch(
+      /outpost_ipc_requests_total\{group="crashy",method="call",result="timeout"\} [1-9]/,
+    );
   }, 30_000);
 });

@@ -9,7 +9,14 @@ import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
-import { type AgentService, agentArgs, createAgent, loadAgentConfig, wiredRoutes, wiredServices } from "./session.ts";
+import {
+  type AgentService,
+  agentArgs,
+  createAgent,
+  loadAgentConfig,
+  wiredRoutes,
+  wiredServices,
+} from "./session.ts";
 
 export default defineCommand({
   meta: {
@@ -41,13 +48,17 @@ export default defineCommand({
         await service.start();
         services.push(service);
       } catch (e) {
-        log.child({ component: "cli" }).error("service failed to start", { service: service.name, error: (e as Error).message });
+        log
+          .child({ component: "cli" })
+          .error("service failed to start", { service: service.name, error: (e as Error).message });
       }
     }
     const stopServices = async () => {
       for (const service of services.reverse()) {
         await Promise.resolve(service.stop()).catch((e) =>
-          log.child({ component: "cli" }).warn("service failed to stop", { service: service.name, error: (e as Error).message }),
+          log
+            .child({ component: "cli" })
+            .warn("service failed to stop", { service: service.name, error: (e as Error).message }),
         );
       }
     };

@@ -22,7 +22,7 @@ export default defineCommand({
     else {
       const rows = [
         ...result.actions.map((a) => [
-          a.release,
+          "release" in a ? a.release : "",
           a.kind,
           "group" in a ? a.group : "",
           "reason" in a ? a.reason : "",

@@ -49,7 +49,9 @@ function pemBody(pem: string, label: string): Uint8Array {
 }
 
 export function toPem(der: Uint8Array, label: string): string {
-  const b64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n");
+  const b64 = Buffer.from(der)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n");
   return `-----BEGIN ${label}-----\n${b64.trim()}\n-----END ${label}-----\n`;
 }
 
@@ -61,10 +63,18 @@ export interface VendorPublicKey {
 export async function importVendorPublicKey(pem: string, file = "<pem>"): Promise<VendorPublicKey> {
   const spki = pemBody(pem, "PUBLIC KEY");
   try {
-    const key = await crypto.subtle.importKey("spki", spki as Uint8Array<ArrayBuffer>, { name: "ECDH", namedCurve: "P-384" }, true, []);
+    const key = await crypto.subtle.importKey(
+      "spki",
+      spki as Uint8Array<ArrayBuffer>,
+      { name: "ECDH", namedCurve: "P-384" },
+      true,
+      [],
+    );
     return { key, id: new Uint8Array(createHash("sha256").update(spki).digest()) };
   } catch (e) {
-    throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 public key (${(e as Error).message})`, { file });
+    throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 public key (${(e as Error).message})`, {
+      file,
+    });
   }
 }
 
@@ -80,14 +90,28 @@ export interface VendorPrivateKey {
 export async function importVendorPrivateKey(pem: string, file = "<pem>"): Promise<VendorPrivateKey> {
   const pkcs8 = pemBody(pem, "PRIVATE KEY");
   try {
-    const key = await crypto.subtle.importKey("pkcs8", pkcs8 as Uint8Array<ArrayBuffer>, { name: "ECDH", namedCurve: "P-384" }, true, ["deriveBits"]);
+    const key = await crypto.subtle.importKey(
+      "pkcs8",
+      pkcs8 as Uint8Array<ArrayBuffer>,
+      { name: "ECDH", namedCurve: "P-384" },
+      true,
+      ["deriveBits"],
+    );
     // The key id is over the public half: export it through JWK (x, y) to SPKI.
     const jwk = await crypto.subtle.exportKey("jwk", key);
-    const pub = await crypto.subtle.importKey("jwk", { kty: "EC", crv: "P-384", x: jwk.x, y: jwk.y }, { name: "ECDH", namedCurve: "P-384" }, true, []);
+    const pub = await crypto.subtle.importKey(
+      "jwk",
+      { kty: "EC", crv: "P-384", x: jwk.x, y: jwk.y },
+      { name: "ECDH", namedCurve: "P-384" },
+      true,
+      [],
+    );
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pub));
     return { key, id: new Uint8Array(createHash("sha256").update(spki).digest()) };
   } catch (e) {
-    throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 private key (${(e as Error).message})`, { file });
+    throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 private key (${(e as Error).message})`, {
+      file,
+    });
   }
 }
 
@@ -99,7 +123,12 @@ export async function generateVendorKeys(): Promise<{ publicPem: string; private
   return { publicPem: toPem(spki, "PUBLIC KEY"), privatePem: toPem(pkcs8, "PRIVATE KEY") };
 }
 
-async function aesKey(shared: ArrayBuffer, keyId: Uint8Array, ephemeral: Uint8Array, usage: "encrypt" | "decrypt"): Promise<CryptoKey> {
+async function aesKey(
+  shared: ArrayBuffer,
+  keyId: Uint8Array,
+  ephemeral: Uint8Array,
+  usage: "encrypt" | "decrypt",
+): Promise<CryptoKey> {
   const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
   const info = new Uint8Array(INFO.length + ephemeral.length);
   info.set(INFO);
@@ -113,12 +142,18 @@ async function aesKey(shared: ArrayBuffer, keyId: Uint8Array, ephemeral: Uint8Ar
   );
 }
 
-export async function sealSample(meta: SampleMeta, sample: Uint8Array, vendor: VendorPublicKey): Promise<Uint8Array> {
+export async function sealSample(
+  meta: SampleMeta,
+  sample: Uint8Array,
+  vendor: VendorPublicKey,
+): Promise<Uint8Array> {
   const plaintext = writeTar([
     { path: "meta.json", data: new TextEncoder().encode(JSON.stringify(meta)) },
     { path: "sample.bin", data: sample },
   ]);
-  const eph = (await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-384" }, true, ["deriveBits"])) as CryptoKeyPair;
+  const eph = (await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-384" }, true, [
+    "deriveBits",
+  ])) as CryptoKeyPair;
   const ephRaw = new Uint8Array(await crypto.subtle.exportKey("raw", eph.publicKey));
   const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: vendor.key }, eph.privateKey, 384);
   const iv = crypto.getRandomValues(new Uint8Array(IV));
@@ -129,7 +164,11 @@ export async function sealSample(meta: SampleMeta, sample: Uint8Array, vendor: V
   header.set(iv, MAGIC.length + KEY_ID + POINT);
   const key = await aesKey(shared, vendor.id, ephRaw, "encrypt");
   const ct = new Uint8Array(
-    await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: header }, key, plaintext as Uint8Array<ArrayBuffer>),
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv, additionalData: header },
+      key,
+      plaintext as Uint8Array<ArrayBuffer>,
+    ),
   );
   const out = new Uint8Array(header.length + ct.length);
   out.set(header);
@@ -137,8 +176,12 @@ export async function sealSample(meta: SampleMeta, sample: Uint8Array, vendor: V
   return out;
 }
 
-export async function openSample(envelope: Uint8Array, vendor: VendorPrivateKey): Promise<{ meta: unknown; sample: Uint8Array }> {
-  if (envelope.length < HEADER_BYTES + 16) throw new SampleError("SMP_MALFORMED", "envelope shorter than its header");
+export async function openSample(
+  envelope: Uint8Array,
+  vendor: VendorPrivateKey,
+): Promise<{ meta: unknown; sample: Uint8Array }> {
+  if (envelope.length < HEADER_BYTES + 16)
+    throw new SampleError("SMP_MALFORMED", "envelope shorter than its header");
   for (let i = 0; i < MAGIC.length; i++) {
     if (envelope[i] !== MAGIC[i]) throw new SampleError("SMP_MALFORMED", "not an Outpost sample envelope");
   }
@@ -151,19 +194,34 @@ export async function openSample(envelope: Uint8Array, vendor: VendorPrivateKey)
   const iv = header.slice(MAGIC.length + KEY_ID + POINT);
   let plaintext: Uint8Array;
   try {
-    const eph = await crypto.subtle.importKey("raw", ephRaw, { name: "ECDH", namedCurve: "P-384" }, false, []);
+    const eph = await crypto.subtle.importKey(
+      "raw",
+      ephRaw,
+      { name: "ECDH", namedCurve: "P-384" },
+      false,
+      [],
+    );
     const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: eph }, vendor.key, 384);
     const key = await aesKey(shared, vendor.id, ephRaw, "decrypt");
     plaintext = new Uint8Array(
-      await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: header.slice() }, key, envelope.slice(HEADER_BYTES)),
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv, additionalData: header.slice() },
+        key,
+        envelope.slice(HEADER_BYTES),
+      ),
     );
   } catch (e) {
     throw new SampleError("SMP_DECRYPT_FAILED", `envelope does not decrypt (${(e as Error).message})`);
   }
-  const entries = readTar(plaintext, { file: "sample envelope", maxEntries: 2, maxEntryBytes: MAX_SAMPLE_BYTES + 1024 * 1024 });
+  const entries = readTar(plaintext, {
+    file: "sample envelope",
+    maxEntries: 2,
+    maxEntryBytes: MAX_SAMPLE_BYTES + 1024 * 1024,
+  });
   const meta = entries.find((e) => e.path === "meta.json");
   const sample = entries.find((e) => e.path === "sample.bin");
-  if (!meta || !sample || entries.length !== 2) throw new SampleError("SMP_MALFORMED", "envelope must hold meta.json and sample.bin");
+  if (!meta || !sample || entries.length !== 2)
+    throw new SampleError("SMP_MALFORMED", "envelope must hold meta.json and sample.bin");
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder().decode(meta.data));
@@ -175,5 +233,7 @@ export async function openSample(envelope: Uint8Array, vendor: VendorPrivateKey)
 
 /** One key per (file, detection): the same sample is never queued, sent or stored twice. */
 export function idempotencyKey(sha256: string, detection: string): string {
-  return createHash("sha256").update(`outpost-sample-v1\0${sha256.toLowerCase()}\0${detection}`).digest("hex");
+  return createHash("sha256")
+    .update(`outpost-sample-v1\0${sha256.toLowerCase()}\0${detection}`)
+    .digest("hex");
 }

@@ -17,7 +17,13 @@ import { basename, join } from "node:path";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../../../core/fsutil.ts";
 import { log } from "../../../core/log.ts";
 import { VERSION } from "../../../core/version.ts";
-import { idempotencyKey, MAX_SAMPLE_BYTES, type SampleMeta, sealSample, type VendorPublicKey } from "./envelope.ts";
+import {
+  idempotencyKey,
+  MAX_SAMPLE_BYTES,
+  type SampleMeta,
+  sealSample,
+  type VendorPublicKey,
+} from "./envelope.ts";
 
 const logger = log.child({ component: "samples" });
 
@@ -74,7 +80,8 @@ export class SampleQueue {
     this.failedDir = join(o.dir, "failed");
     this.maxQueueBytes = o.maxQueueBytes ?? 200 * 1024 * 1024;
     this.now = o.now ?? (() => new Date());
-    for (const d of [this.queueDir, this.sentDir, this.failedDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    for (const d of [this.queueDir, this.sentDir, this.failedDir])
+      mkdirSync(d, { recursive: true, mode: 0o700 });
     this.recover();
   }
 
@@ -84,7 +91,8 @@ export class SampleQueue {
     removeStaleTempFiles(this.sentDir);
     for (const name of readdirSync(this.queueDir)) {
       const key = name.replace(/\.(sample|json)$/, "");
-      if (name.endsWith(".json") && !existsSync(join(this.queueDir, `${key}.sample`))) rmSync(join(this.queueDir, name), { force: true });
+      if (name.endsWith(".json") && !existsSync(join(this.queueDir, `${key}.sample`)))
+        rmSync(join(this.queueDir, name), { force: true });
       // Sent record written, queued file not yet removed: the send is done.
       if (name.endsWith(".sample") && existsSync(join(this.sentDir, `${key}.json`))) this.dequeue(key);
     }
@@ -94,7 +102,8 @@ export class SampleQueue {
     const key = idempotencyKey(req.sha256, req.detection.name);
     if (existsSync(join(this.sentDir, `${key}.json`))) return { status: "already-sent", key };
     if (existsSync(join(this.queueDir, `${key}.sample`))) return { status: "already-queued", key };
-    if (req.data.length > MAX_SAMPLE_BYTES) return { status: "refused", key, reason: `larger than ${MAX_SAMPLE_BYTES} bytes` };
+    if (req.data.length > MAX_SAMPLE_BYTES)
+      return { status: "refused", key, reason: `larger than ${MAX_SAMPLE_BYTES} bytes` };
     if (this.queuedBytes() + req.data.length > this.maxQueueBytes) {
       return { status: "refused", key, reason: "sample queue is full" };
     }
@@ -111,11 +120,22 @@ export class SampleQueue {
       createdAt: this.now().toISOString(),
     };
     const envelope = await sealSample(meta, req.data, this.o.vendorKey);
-    const info: QueuedInfo = { key, sha256: meta.sha256, detection: req.detection.name, size: envelope.length, queuedAt: meta.createdAt };
+    const info: QueuedInfo = {
+      key,
+      sha256: meta.sha256,
+      detection: req.detection.name,
+      size: envelope.length,
+      queuedAt: meta.createdAt,
+    };
     // Info first, envelope last: the envelope's presence is what makes a sample queued.
     atomicWriteJson(join(this.queueDir, `${key}.json`), info, 0o600);
     atomicWriteFile(join(this.queueDir, `${key}.sample`), envelope, 0o600);
-    logger.info("sample queued", { key, sha256: meta.sha256, detection: req.detection.name, bytes: envelope.length });
+    logger.info("sample queued", {
+      key,
+      sha256: meta.sha256,
+      detection: req.detection.name,
+      bytes: envelope.length,
+    });
     return { status: "queued", key };
   }
 
@@ -129,7 +149,13 @@ export class SampleQueue {
       try {
         info = JSON.parse(readFileSync(join(this.queueDir, `${key}.json`), "utf8"));
       } catch {
-        info = { key, sha256: "", detection: "", size: statSync(join(this.queueDir, name)).size, queuedAt: "" };
+        info = {
+          key,
+          sha256: "",
+          detection: "",
+          size: statSync(join(this.queueDir, name)).size,
+          queuedAt: "",
+        };
       }
       out.push(info);
     }
@@ -147,7 +173,11 @@ export class SampleQueue {
 
   markFailed(key: string, reason: string): void {
     const info = this.pending().find((p) => p.key === key);
-    atomicWriteJson(join(this.failedDir, `${key}.json`), { ...info, key, reason, failedAt: this.now().toISOString() }, 0o600);
+    atomicWriteJson(
+      join(this.failedDir, `${key}.json`),
+      { ...info, key, reason, failedAt: this.now().toISOString() },
+      0o600,
+    );
     // Keep the envelope beside the record so an operator can resubmit it by hand.
     renameSync(join(this.queueDir, `${key}.sample`), join(this.failedDir, `${key}.sample`));
     rmSync(join(this.queueDir, `${key}.json`), { force: true });
@@ -289,7 +319,14 @@ export class SampleUploader {
       } catch {
         // A 2xx is what counts; the body is informational.
       }
-      this.queue.markSent({ key, sha256, detection, sentAt: new Date(this.now()).toISOString(), httpStatus: status, receiver });
+      this.queue.markSent({
+        key,
+        sha256,
+        detection,
+        sentAt: new Date(this.now()).toISOString(),
+        httpStatus: status,
+        receiver,
+      });
       this.backoff.delete(key);
       if (receiver === "duplicate") this.stats.duplicates++;
       else this.stats.sent++;

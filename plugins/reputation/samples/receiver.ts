@@ -13,7 +13,13 @@ import { join } from "node:path";
 import type { Server } from "bun";
 import { z } from "zod";
 import { log } from "../../../core/log.ts";
-import { HEADER_BYTES, MAX_SAMPLE_BYTES, openSample, SampleError, type VendorPrivateKey } from "./envelope.ts";
+import {
+  HEADER_BYTES,
+  MAX_SAMPLE_BYTES,
+  openSample,
+  SampleError,
+  type VendorPrivateKey,
+} from "./envelope.ts";
 
 const logger = log.child({ component: "sample-receiver" });
 
@@ -25,8 +31,13 @@ const MetaSchema = z
     size: z.number().int().min(0).max(MAX_SAMPLE_BYTES),
     fileName: z.string().max(4096),
     fileKind: z.string().max(64),
-    detection: z.object({ name: z.string().max(256), kind: z.string().max(32), source: z.string().max(512).optional() }).strict(),
-    sxl: z.object({ verdict: z.string().max(32), sample: z.boolean() }).strict().optional(),
+    detection: z
+      .object({ name: z.string().max(256), kind: z.string().max(32), source: z.string().max(512).optional() })
+      .strict(),
+    sxl: z
+      .object({ verdict: z.string().max(32), sample: z.boolean() })
+      .strict()
+      .optional(),
     agent: z.object({ version: z.string().max(64), host: z.string().max(256) }).strict(),
     createdAt: z.string().max(64),
   })
@@ -65,7 +76,8 @@ export function startReceiver(o: ReceiverOptions): Receiver {
       if (url.pathname !== "/v1/samples") return reject(404, "SMP_NOT_FOUND", "no such route");
       if (req.method !== "POST") return reject(405, "SMP_METHOD", "POST only");
       const key = req.headers.get("idempotency-key") ?? "";
-      if (!/^[0-9a-f]{64}$/.test(key)) return reject(400, "SMP_NO_KEY", "Idempotency-Key must be 64 lower-case hex digits");
+      if (!/^[0-9a-f]{64}$/.test(key))
+        return reject(400, "SMP_NO_KEY", "Idempotency-Key must be 64 lower-case hex digits");
       const dir = join(o.outDir, key);
       if (existsSync(dir)) {
         stats.duplicates++;
@@ -82,7 +94,8 @@ export function startReceiver(o: ReceiverOptions): Receiver {
       }
       const meta = MetaSchema.safeParse(opened.meta);
       if (!meta.success) return reject(400, "SMP_BAD_META", z.prettifyError(meta.error));
-      if (meta.data.idempotencyKey !== key) return reject(400, "SMP_KEY_MISMATCH", "Idempotency-Key differs from the sealed one");
+      if (meta.data.idempotencyKey !== key)
+        return reject(400, "SMP_KEY_MISMATCH", "Idempotency-Key differs from the sealed one");
       const digest = createHash("sha256").update(opened.sample).digest("hex");
       if (digest !== meta.data.sha256 || opened.sample.length !== meta.data.size) {
         return reject(400, "SMP_DIGEST_MISMATCH", "sample does not match its SHA-256 and size");
@@ -91,7 +104,11 @@ export function startReceiver(o: ReceiverOptions): Receiver {
       mkdirSync(tmp, { mode: 0o700 });
       writeFileSync(join(tmp, "meta.json"), `${JSON.stringify(meta.data, null, 2)}\n`, { mode: 0o600 });
       writeFileSync(join(tmp, "sample.bin"), opened.sample, { mode: 0o600 });
-      writeFileSync(join(tmp, "received.json"), JSON.stringify({ receivedAt: new Date().toISOString(), bytes: body.length }), { mode: 0o600 });
+      writeFileSync(
+        join(tmp, "received.json"),
+        JSON.stringify({ receivedAt: new Date().toISOString(), bytes: body.length }),
+        { mode: 0o600 },
+      );
       try {
         renameSync(tmp, dir);
       } catch {

@@ -94,7 +94,11 @@ describe("queue, uploader and receiver", () => {
     const key = idempotencyKey(sha(exe), "Gen.Lookup.A");
     expect(readFileSync(join(out, key, "sample.bin"))).toEqual(Buffer.from(exe));
     const meta = JSON.parse(readFileSync(join(out, key, "meta.json"), "utf8"));
-    expect(meta).toMatchObject({ fileName: "tool", detection: { name: "Gen.Lookup.A" }, sxl: { verdict: "suspicious" } });
+    expect(meta).toMatchObject({
+      fileName: "tool",
+      detection: { name: "Gen.Lookup.A" },
+      sxl: { verdict: "suspicious" },
+    });
     // Only the base name travels.
     expect(JSON.stringify(meta)).not.toContain("alice");
     expect((await q.enqueue(request())).status).toBe("already-sent");
@@ -162,7 +166,11 @@ describe("queue, uploader and receiver", () => {
     const state = tmp();
     const q = new SampleQueue({ dir: state, vendorKey: pub });
     await q.enqueue(request());
-    const up = new SampleUploader(q, { url: `http://127.0.0.1:${server.port}/x`, now: () => now, random: () => 0.5 });
+    const up = new SampleUploader(q, {
+      url: `http://127.0.0.1:${server.port}/x`,
+      now: () => now,
+      random: () => 0.5,
+    });
     await up.drain();
     expect(up.stats.attempts).toBe(1);
     now = 119_000;
@@ -199,7 +207,11 @@ describe("queue, uploader and receiver", () => {
       pub,
     );
     const post = (key: string, body: Uint8Array) =>
-      fetch(r.url, { method: "POST", headers: { "idempotency-key": key }, body: body as Uint8Array<ArrayBuffer> });
+      fetch(r.url, {
+        method: "POST",
+        headers: { "idempotency-key": key },
+        body: body as Uint8Array<ArrayBuffer>,
+      });
     expect((await post("b".repeat(64), env)).status).toBe(400); // key differs from the sealed one
     expect((await post("nope", env)).status).toBe(400);
     expect((await post("c".repeat(64), new Uint8Array(300))).status).toBe(400);

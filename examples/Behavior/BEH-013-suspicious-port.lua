@@ -1,0 +1,8 @@
+describe{ title = "Connection to a port favoured by remote-access tools", severity = "medium", mitre = "T1571" }
+local net = product.net
+
+on("network.connect", function(e)
+  if net.is_suspicious_port(e.rport) and not net.is_loopback(e.remote) then
+    detect{ remote = e.remote, rport = e.rport, uid = e.uid }
+  end
+end, { coalesce = { window = 120, key = { "remote", "rport" } } })
