@@ -97,8 +97,18 @@ function record(n: number): string {
     ["/tmp/.x/kworker", "/tmp/.x/kworker --donate-level 1 -o stratum+tcp://pool.example.net:3333"],
     ["/usr/bin/sudo", "sudo iptables -F"],
   ];
-  const benignPaths = ["/var/log/syslog", "/var/log/nginx/access.log", "/srv/app/cache/index.bin", "/home/alice/notes.md"];
-  const evilPaths = ["/etc/cron.d/kworker", "/home/alice/.ssh/authorized_keys", "/etc/ld.so.preload", "/etc/sudoers.d/90-x"];
+  const benignPaths = [
+    "/var/log/syslog",
+    "/var/log/nginx/access.log",
+    "/srv/app/cache/index.bin",
+    "/home/alice/notes.md",
+  ];
+  const evilPaths = [
+    "/etc/cron.d/kworker",
+    "/home/alice/.ssh/authorized_keys",
+    "/etc/ld.so.preload",
+    "/etc/sudoers.d/90-x",
+  ];
   const lines: string[] = [];
   let t = 1_764_000_000_000;
   for (let i = 0; i < n; i++) {
@@ -108,7 +118,13 @@ function record(n: number): string {
     let e: Record<string, unknown>;
     if (r < 0.55) {
       const [exe, cmd] = pick(evil ? evilCmd : benignCmd)!;
-      e = { type: "process.start", time: t, pid: 2000 + (i % 30000), ppid: 1000 + (i % 7), uid: i % 3 ? 1000 : 0 };
+      e = {
+        type: "process.start",
+        time: t,
+        pid: 2000 + (i % 30000),
+        ppid: 1000 + (i % 7),
+        uid: i % 3 ? 1000 : 0,
+      };
       e.name = exe!.split("/").pop();
       e.exe = exe;
       e.cmdline = cmd;
@@ -135,8 +151,22 @@ function record(n: number): string {
       };
     } else {
       e = evil
-        ? { type: "config.change", time: t, key: "selinux.mode", value: "permissive", old: "enforcing", exe: "/usr/sbin/setenforce" }
-        : { type: "config.change", time: t, key: "net.ipv4.ip_forward", value: "1", old: "0", exe: "/usr/sbin/sysctl" };
+        ? {
+            type: "config.change",
+            time: t,
+            key: "selinux.mode",
+            value: "permissive",
+            old: "enforcing",
+            exe: "/usr/sbin/setenforce",
+          }
+        : {
+            type: "config.change",
+            time: t,
+            key: "net.ipv4.ip_forward",
+            value: "1",
+            old: "0",
+            exe: "/usr/sbin/sysctl",
+          };
     }
     lines.push(JSON.stringify(e));
   }
@@ -163,7 +193,11 @@ interface EngineRun {
   perEventP99: number;
 }
 
-async function runEngine(opts: { aggregation: boolean; batch: number; events: BehaviorEvent[] }): Promise<EngineRun> {
+async function runEngine(opts: {
+  aggregation: boolean;
+  batch: number;
+  events: BehaviorEvent[];
+}): Promise<EngineRun> {
   const best: EngineRun[] = [];
   for (let run = 0; run < RUNS; run++) {
     const engine = await BehaviorEngine.create(rules, limits, library, {
@@ -171,7 +205,9 @@ async function runEngine(opts: { aggregation: boolean; batch: number; events: Be
       ignoreAggregation: !opts.aggregation,
     });
     // Warm up the interpreter (and the JIT for the JS side) on the first events.
-    engine.process(opts.events.slice(0, Math.min(2000, opts.events.length)).map((e) => ({ ...e, time: e.time - 1e9 })));
+    engine.process(
+      opts.events.slice(0, Math.min(2000, opts.events.length)).map((e) => ({ ...e, time: e.time - 1e9 })),
+    );
     const batches: number[] = [];
     const perEvent: number[] = [];
     let detections = 0;
@@ -265,7 +301,11 @@ function luajitEvents(evs: BehaviorEvent[]): string {
   for (let i = 0; i < evs.length; i += 500) {
     out.push("do local function f()");
     for (const e of evs.slice(i, i + 500)) {
-      out.push(`E[#E+1] = {${Object.entries(e).map(([k, v]) => `[${luaValue(k)}]=${luaValue(v)}`).join(",")}}`);
+      out.push(
+        `E[#E+1] = {${Object.entries(e)
+          .map(([k, v]) => `[${luaValue(k)}]=${luaValue(v)}`)
+          .join(",")}}`,
+      );
     }
     out.push("end f() end");
   }
@@ -306,14 +346,23 @@ writeFileSync(eventsLua, luajitEvents(events));
 const jit = runLuajit(luajitScript(eventsLua, rules, false));
 const withAgg = await runEngine({ aggregation: true, batch: 256, events });
 const noAgg = await runEngine({ aggregation: false, batch: 256, events });
-const single = await runEngine({ aggregation: false, batch: 1, events: events.slice(0, Math.min(5000, events.length)) });
+const single = await runEngine({
+  aggregation: false,
+  batch: 1,
+  events: events.slice(0, Math.min(5000, events.length)),
+});
 const rules500 = fiveHundred();
 const load500 = await loadMs(rules500);
 const jitLoad500 = runLuajit(luajitScript(eventsLua, rules500, true)).loadMs!;
 
-const f = (n: number, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
-console.log(`Behavior: ${rules.length} rules + ${modules.length} product modules, ${f(events.length)} recorded events, one core`);
-console.log(`  luajit (plain loop, no aggregation):   ${f(jit.eventsPerSec!)} events/s   ${f(jit.detections!)} detections`);
+const f = (n: number, d = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+console.log(
+  `Behavior: ${rules.length} rules + ${modules.length} product modules, ${f(events.length)} recorded events, one core`,
+);
+console.log(
+  `  luajit (plain loop, no aggregation):   ${f(jit.eventsPerSec!)} events/s   ${f(jit.detections!)} detections`,
+);
 console.log(
   `  outpost, with aggregation (batch 256):   ${f(withAgg.eventsPerSec)} events/s   ${f(withAgg.detections)} detections   ratio ${(withAgg.eventsPerSec / jit.eventsPerSec!).toFixed(3)}`,
 );
@@ -323,11 +372,29 @@ console.log(
 console.log(
   `  outpost, no aggregation   (batch 1):     ${f(single.eventsPerSec)} events/s   (per-event boundary crossing, first ${f(Math.min(5000, events.length))} events)`,
 );
-console.log("  latency, batch of 256: p50 %s ms  p99 %s ms;  per event: p50 %s µs  p99 %s µs", f(withAgg.batchP50, 2), f(withAgg.batchP99, 2), f(withAgg.perEventP50 * 1000, 1), f(withAgg.perEventP99 * 1000, 1));
-console.log("  latency, batch of 1:   p50 %s µs  p99 %s µs", f(single.batchP50 * 1000, 1), f(single.batchP99 * 1000, 1));
-console.log(`  detections agree with luajit (no aggregation): ${noAgg.detections === jit.detections ? "yes" : `NO (${noAgg.detections} vs ${jit.detections})`}`);
-console.log(`  load 500 rules: outpost ${f(load500, 1)} ms, luajit ${f(jitLoad500, 1)} ms, ratio ${(jitLoad500 / load500).toFixed(3)}`);
+console.log(
+  "  latency, batch of 256: p50 %s ms  p99 %s ms;  per event: p50 %s µs  p99 %s µs",
+  f(withAgg.batchP50, 2),
+  f(withAgg.batchP99, 2),
+  f(withAgg.perEventP50 * 1000, 1),
+  f(withAgg.perEventP99 * 1000, 1),
+);
+console.log(
+  "  latency, batch of 1:   p50 %s µs  p99 %s µs",
+  f(single.batchP50 * 1000, 1),
+  f(single.batchP99 * 1000, 1),
+);
+console.log(
+  `  detections agree with luajit (no aggregation): ${noAgg.detections === jit.detections ? "yes" : `NO (${noAgg.detections} vs ${jit.detections})`}`,
+);
+console.log(
+  `  load 500 rules: outpost ${f(load500, 1)} ms, luajit ${f(jitLoad500, 1)} ms, ratio ${(jitLoad500 / load500).toFixed(3)}`,
+);
 writeFileSync(
   join(OUT, "behavior.json"),
-  JSON.stringify({ events: events.length, luajit: jit, withAgg, noAgg, single, load500, jitLoad500 }, null, 2),
+  JSON.stringify(
+    { events: events.length, luajit: jit, withAgg, noAgg, single, load500, jitLoad500 },
+    null,
+    2,
+  ),
 );

@@ -6,8 +6,9 @@
  * as a ratio to a bare `Bun.serve` answering the same JSON bytes, measured
  * in the same run under the same load generator. Goal: ratio ≥ 0.8.
  *
- * Also measured: the same route with the status cache off (what
- * caching buys), and the cost of building the status itself.
+ * Also measured: the same route through Hono alone (what the native
+ * fast path buys), with the status cache off (what caching buys), and the
+ * cost of building the status itself.
  *
  *   bun bench/control-plane.ts [--duration 5] [--connections 32] [--rounds 3]
  *                              [--thumbprints 100000] [--loadgen wrk|bun] [--json]
@@ -28,7 +29,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent } from "../core/agent/runtime.ts";
 import { parseConfig } from "../core/config.ts";
-import { type ControlPlane, startControlPlane } from "../core/control/server.ts";
+import { buildControlApp, type ControlPlane, startControlPlane } from "../core/control/server.ts";
 import { initKeys, KEY_FILES, loadSigningKeys } from "../core/crypto/keys.ts";
 import { log } from "../core/log.ts";
 import { packDirectory } from "../core/package/pack.ts";
@@ -216,6 +217,9 @@ try {
     statusMaxAgeMs: 0,
   });
   planes.push(uncached);
+  // The same app served by Hono alone (no native fast path), cache on: what the fast path adds.
+  const honoOnly = buildControlApp(agent, { token: cached.token, events: agent.events });
+  const honoServer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: honoOnly.app.fetch });
 
   const statusJson = await (
     await fetch(`${cached.url}/v1/status`, { headers: { authorization: `Bearer ${cached.token}` } })
@@ -234,8 +238,14 @@ try {
     bare: { url: `http://127.0.0.1:${bare.port}/v1/status`, token: cached.token },
     ours: { url: `${cached.url}/v1/status`, token: cached.token },
     uncached: { url: `${uncached.url}/v1/status`, token: uncached.token },
+    honoOnly: { url: `http://127.0.0.1:${honoServer.port}/v1/status`, token: cached.token },
   };
-  const results: Record<keyof typeof targets, LoadResult[]> = { bare: [], ours: [], uncached: [] };
+  const results: Record<keyof typeof targets, LoadResult[]> = {
+    bare: [],
+    ours: [],
+    uncached: [],
+    honoOnly: [],
+  };
   // Warm-up: JIT both paths before measuring.
   for (const target of Object.values(targets)) await runLoad(target.url, target.token, 1, gen, dir);
   const rounds = Number(values.rounds);
@@ -244,7 +254,9 @@ try {
   const pairRatios: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const order =
-      r % 2 === 0 ? (["bare", "ours", "uncached"] as const) : (["ours", "bare", "uncached"] as const);
+      r % 2 === 0
+        ? (["bare", "ours", "honoOnly", "uncached"] as const)
+        : (["ours", "bare", "honoOnly", "uncached"] as const);
     for (const name of order) {
       const res = await runLoad(targets[name].url, targets[name].token, DURATION, gen, dir);
       if (res.errors > 0) throw new Error(`${name}: ${res.errors} failed requests`);
@@ -267,15 +279,18 @@ try {
     bare: summary("bare"),
     ours: summary("ours"),
     uncached: summary("uncached"),
+    honoOnly: summary("honoOnly"),
     ratio: 0,
     pairRatios: [] as number[],
     p99PerRound: { bare: [] as number[], ours: [] as number[] },
     p99Ratio: 0,
     uncachedRatio: 0,
+    honoOnlyRatio: 0,
     goal: 0.8,
   };
   out.ratio = Math.round(median(pairRatios) * 100) / 100;
   out.uncachedRatio = Math.round((out.uncached.rps / out.bare.rps) * 100) / 100;
+  out.honoOnlyRatio = Math.round((out.honoOnly.rps / out.bare.rps) * 100) / 100;
   out.p99Ratio = Math.round((out.bare.p99Ms / out.ours.p99Ms) * 100) / 100;
   out.pairRatios = pairRatios.map((x) => Math.round(x * 100) / 100);
   out.p99PerRound = {
@@ -297,6 +312,7 @@ try {
       );
     row("bare Bun.serve (same JSON)", out.bare);
     row("control plane", out.ours);
+    row("control plane, no fast path", out.honoOnly);
     row("control plane, cache off", out.uncached);
     console.log(
       `  ratio                          ${out.ratio}× bare throughput (goal ≥ ${out.goal}; rounds ${out.pairRatios.join(", ")})`,
@@ -304,8 +320,11 @@ try {
     console.log(
       `  p99 ratio                      ${out.p99Ratio} (bare p99 / ours; per round, ms: bare ${out.p99PerRound.bare.join(", ")}; ours ${out.p99PerRound.ours.join(", ")})`,
     );
+    console.log(`  ratio, no fast path            ${out.honoOnlyRatio}×`);
     console.log(`  ratio, cache off               ${out.uncachedRatio}×`);
   }
+  honoServer.stop(true);
+  honoOnly.close();
   await Promise.all(planes.map((p) => p.stop()));
   planes.length = 0;
   await agent.stop();

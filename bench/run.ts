@@ -15,6 +15,7 @@ const benches = [
   ["scan.ts"],
   ["reputation.ts"],
   ["sxl.ts"],
+  ["behavior.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

@@ -59,6 +59,19 @@ const STEPS: [name: string, command: string][] = [
   ["check-unknown", "./agent hmpa check HeapSpray:0000 --state st --json"],
   ["online-status", "./agent status --state st --json"],
   ["online-check", "./agent hmpa check HeapSpray:77aa --state st --json"],
+  // Lua rules (issue 5): the interpreter (glue.wasm) and the last-resort RepairKit come from the binary.
+  ["lua-keygen", "./contentctl rules keygen --out ck.json --id bin-1 --json"],
+  [
+    "lua-pack",
+    "./contentctl rules pack lua-src --type Behavior --version 1 --keys k --key ck.json --out Behavior-1.opkg --json",
+  ],
+  ["lua-publish", "./contentctl publish Behavior-1.opkg --repo repo --group lua --keys k --json"],
+  ["lua-install-key", "./agent rules install-key ck.json --state st --json"],
+  ["lua-update", "./agent update --once --repo repo --group lua --state st --trust k/root.pem --json"],
+  ["lua-test", "./agent rules test lua-src --events lua-events.jsonl --json"],
+  ["lua-replay", "./agent events replay lua-events.jsonl --state st --json"],
+  ["lua-repair", "./agent run-repair --config lua-repair.json --state st --dry-run --json"],
+  ["online-lua-replay", "./agent events replay lua-events.jsonl --state st --json"],
 ];
 
 /**
@@ -97,6 +110,19 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     rmSync(dist, { recursive: true });
     mkdirSync(join(work, "payload"));
     writeFileSync(join(work, "thumbprints.txt"), "# test allowlist\nStackPivot:3f9a01\nHeapSpray:77aa\n");
+    mkdirSync(join(work, "lua-src"));
+    writeFileSync(
+      join(work, "lua-src", "marker.lua"),
+      'describe{ title = "binary marker", severity = "low" }\non("process.start", function(e) if e.cmdline:find("outpost-binary-marker", 1, true) then detect{ pid = e.pid } end end)\n',
+    );
+    writeFileSync(
+      join(work, "lua-events.jsonl"),
+      '{"type":"process.start","pid":1,"cmdline":"ls"}\n{"type":"process.start","pid":2,"cmdline":"sh outpost-binary-marker"}\n',
+    );
+    writeFileSync(
+      join(work, "lua-repair.json"),
+      JSON.stringify({ update: { repo: "repo", group: "stable", trust: "k/root.pem" } }),
+    );
 
     const proc = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script()], {
       cwd: work,
@@ -181,5 +207,17 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     expect(hmpa.layers.landlockFs).toBe(landlockAbi() > 0);
     expect(json("online-check")).toEqual({ thumbprint: "HeapSpray:77aa", allowed: true });
     expect(ok("run").code).toBe(0);
+  });
+  test("Lua rules: packed, installed, tested and replayed by the compiled binaries; baked-in RepairKit runs", () => {
+    expect(json("lua-pack")).toMatchObject({ type: "Behavior", version: 1, keyId: "bin-1" });
+    expect(json("lua-update").installed).toEqual([{ type: "Behavior", version: 1, previousVersion: null }]);
+    for (const step of ["lua-test", "lua-replay", "online-lua-replay"]) {
+      const r = json(step);
+      expect(r.detections.map((d: { rule: string }) => d.rule)).toEqual(["marker"]);
+    }
+    const repair = json("lua-repair");
+    expect(repair.ruleset.source).toBe("baked-in");
+    expect(repair.summary.failed).toBe(0);
+    expect(repair.checks.map((c: { id: string }) => c.id)).toContain("autoupdate.trust-store");
   });
 });

@@ -236,6 +236,7 @@ async function originLoad(root: string, keysDir: string, n: number) {
         trust,
         now: sim.clock,
         crashDelayMs: 0,
+        random: seededRandom(SEED * 31 + i),
       });
       sim.add(agent, start + random() * HOUR);
     }

@@ -131,6 +131,7 @@ export class FleetScenario {
           now: sim.clock,
           heartbeat: { url: heartbeatUrl, token: TOKEN, fetchImpl: fetch },
           crashDelayMs: opts.crashDelayMs ?? 2 * 60_000,
+          random: seededRandom(opts.seed * 7919 + i),
         });
         // First polls spread over the first interval, as a fleet that has been running for a while.
         sim.add(agent, start + random() * (opts.pollSeconds ?? 3600) * 1000);

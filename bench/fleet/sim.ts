@@ -223,6 +223,8 @@ export interface SimAgentOptions {
   heartbeat?: { url: string; token: string; fetchImpl: typeof fetch };
   /** How long after going live a crashing handler has crash-looped and been rolled back. */
   crashDelayMs: number;
+  /** This agent's own jitter source, so a seeded run replays exactly whatever order cycles finish in. */
+  random?: () => number;
 }
 
 const quiet = new Logger({}, undefined, "error", false);
@@ -415,7 +417,7 @@ export class FleetSim {
         const delay = nextDelaySeconds(
           this.opts.schedule,
           { consecutiveFailures: a.memory.data.consecutiveFailures, retryAfterSeconds: r.retryAfterSeconds },
-          this.opts.random,
+          a.opts.random ?? this.opts.random,
         );
         this.schedule(a, this.now + delay * 1000);
       });

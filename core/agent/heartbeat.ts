@@ -133,7 +133,6 @@ export class HeartbeatReporter {
 
   /** Folds one agent event into the counters; sends after cycles and rollbacks. */
   observe(e: AgentEvent): void {
-    const type = typeof e.contentType === "string" ? e.contentType : typeof e.type === "string" ? e.type : "";
     if (e.type === "content-installed" && typeof e.contentType === "string") {
       this.crashes.delete(e.contentType);
     } else if (this.crashEvents.has(e.type)) {
@@ -153,7 +152,8 @@ export class HeartbeatReporter {
     } else if (e.type === "update-rejected") {
       this.rejected++;
       const code = typeof e.code === "string" ? e.code.slice(0, 64) : "UNKNOWN";
-      this.lastRejections.push(type && /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(type) ? { type, code } : { code });
+      const type = typeof e.contentType === "string" ? e.contentType : "";
+      this.lastRejections.push(/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(type) ? { type, code } : { code });
       if (this.lastRejections.length > MAX_REJECTIONS_KEPT) this.lastRejections.shift();
     } else if (e.type === "update-finished") {
       this.track(this.send());

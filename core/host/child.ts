@@ -115,6 +115,8 @@ function asHandlerError(e: unknown, code: string, where: string): HandlerError {
 }
 
 export async function runHostChild(opts: HostChildOptions): Promise<void> {
+  // Ctrl-C in the agent's terminal reaches the whole process group; the supervisor decides when hosts stop.
+  process.on("SIGINT", () => {});
   // 1. The IPC stream gets its own descriptor; fd 1 becomes a second stderr.
   const ipcOut = dupFd(1);
   if (ipcOut < 0 || dup2Fd(2, 1) < 0) throw new Error("host: cannot set up the IPC descriptor (dup failed)");

@@ -322,4 +322,32 @@ describe("release engine", () => {
     });
     expect((await engine().tick()).actions).toEqual([]);
   });
+
+  test("a failing step is reported and retried next tick without stopping the others", async () => {
+    const e = engine();
+    await e.start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
+    await e.promote();
+    await e.promote();
+    // Someone published a higher version to public-2 by hand: the automatic promotion cannot go there.
+    await publish({
+      repo: config.paths.repo,
+      group: "public-2",
+      keys: vendor.keysDir,
+      packageBytes: await vendor.pack("TestText", 9, { "data.txt": "nine" }),
+      now: new Date(clock),
+    });
+    clock += 5 * 24 * 3600_000 + 3600_000;
+    report("public-1", 3, 2);
+    const t = await e.tick();
+    expect(t.errors).toEqual([
+      expect.objectContaining({
+        action: expect.objectContaining({ kind: "promote", group: "public-2" }),
+        code: "IDX_DOWNGRADE",
+      }),
+    ]);
+    // The re-signing of the expiring indexes still happened.
+    expect(t.actions.filter((a) => a.kind === "resign").length).toBeGreaterThan(0);
+    const again = await e.tick();
+    expect(again.errors.map((x) => x.code)).toEqual(["IDX_DOWNGRADE"]);
+  });
 });

@@ -16,7 +16,7 @@ import { dirname, join, relative } from "node:path";
 import { TrustStore } from "../crypto/cms.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { KEY_FILES, loadSigningKeys } from "../crypto/keys.ts";
-import { UpdateError } from "../errors.ts";
+import { describeError, UpdateError } from "../errors.ts";
 import { atomicWriteFile } from "../fsutil.ts";
 import { log } from "../log.ts";
 import { checkPayload, openPackage, readPackage } from "../package/open.ts";
@@ -67,6 +67,8 @@ export interface EngineOptions {
 export interface TickResult {
   actions: Action[];
   notes: Note[];
+  /** Actions that failed (each is retried on the next tick); the others still ran. */
+  errors: { action: Action; code: string; message: string }[];
 }
 
 export interface GroupView {
@@ -168,7 +170,6 @@ export class ReleaseEngine {
       this.checkNewer(state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
       const ref = this.stagePackage(opts.type, opts.version, bytes, pkg.signingTime);
       const id = `${opts.type}-${opts.version}`;
-      state.releases = state.releases.filter((r) => r.id !== id);
       const release: Release = {
         id,
         type: opts.type,
@@ -499,56 +500,71 @@ export class ReleaseEngine {
       const health = this.healthSnapshot(state, this.fleet(), now);
       this.recordHealth(state, health, now);
       const p = plan(state, this.config, now, health, this.repoFacts());
+      const errors: TickResult["errors"] = [];
       for (const a of p.actions) {
-        if (a.kind === "resign") {
-          const index = await resign({
-            repo: this.config.paths.repo,
-            group: a.group,
-            keys: this.config.paths.keys,
-            now,
-            expiresInDays: this.config.expiresDays,
-          });
-          logger.info("group index re-signed before expiry", {
-            group: a.group,
-            serial: index.serial,
-            expires: index.expires,
-          });
-          continue;
-        }
-        const r = state.releases.find((x) => x.id === a.release);
-        if (!r) continue;
-        switch (a.kind) {
-          case "promote": {
-            const i = r.groups.findIndex((g) => g.name === a.group);
-            await this.promoteTo(r, i, a.reason, persist);
-            break;
-          }
-          case "abort":
-            await this.performAbort(r, a.reason, "health", persist);
-            break;
-          case "revert": {
-            const g = r.groups.find((x) => x.name === a.group);
-            if (g) await this.revertGroup(r, g, persist);
-            break;
-          }
-          case "complete":
-            r.status = "completed";
-            r.finishedAt = now.toISOString();
-            appendLog(r, now, "completed", a.reason);
-            this.opts.alerter?.send({
-              kind: "release-completed",
-              at: now.toISOString(),
-              release: r.id,
-              type: r.type,
-              version: r.version,
-              reason: a.reason,
-            });
-            break;
+        try {
+          await this.apply(state, a, now, persist);
+        } catch (e) {
+          // One group's publish failing must not keep another release's abort from happening.
+          const d = describeError(e);
+          errors.push({ action: a, code: d.code, message: d.message });
+          logger.error("release action failed; retried next tick", { action: a.kind, ...d });
         }
         persist();
       }
-      return { actions: p.actions, notes: p.notes };
+      return { actions: p.actions, notes: p.notes, errors };
     });
+  }
+
+  private async apply(state: ReleaseState, a: Action, now: Date, persist: () => void): Promise<void> {
+    if (a.kind === "resign") {
+      const index = await resign({
+        repo: this.config.paths.repo,
+        group: a.group,
+        keys: this.config.paths.keys,
+        now,
+        expiresInDays: this.config.expiresDays,
+      });
+      logger.info("group index re-signed before expiry", {
+        group: a.group,
+        serial: index.serial,
+        expires: index.expires,
+      });
+      return;
+    }
+    const r = state.releases.find((x) => x.id === a.release);
+    if (!r) return;
+    switch (a.kind) {
+      case "promote":
+        await this.promoteTo(
+          r,
+          r.groups.findIndex((g) => g.name === a.group),
+          a.reason,
+          persist,
+        );
+        return;
+      case "abort":
+        await this.performAbort(r, a.reason, "health", persist);
+        return;
+      case "revert": {
+        const g = r.groups.find((x) => x.name === a.group);
+        if (g) await this.revertGroup(r, g, persist);
+        return;
+      }
+      case "complete":
+        r.status = "completed";
+        r.finishedAt = now.toISOString();
+        appendLog(r, now, "completed", a.reason);
+        this.opts.alerter?.send({
+          kind: "release-completed",
+          at: now.toISOString(),
+          release: r.id,
+          type: r.type,
+          version: r.version,
+          reason: a.reason,
+        });
+        return;
+    }
   }
 
   private repoFacts(): RepoFacts {

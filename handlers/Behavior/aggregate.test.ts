@@ -35,7 +35,10 @@ describe("sensor-side aggregation", () => {
   });
 
   test("stages combine in order, and per-key state is bounded", () => {
-    const f = new SubscriptionFilter({ min_rate: { count: 2, window: 10, key: ["pid"] }, first: { n: 1, key: ["pid"] } });
+    const f = new SubscriptionFilter({
+      min_rate: { count: 2, window: 10, key: ["pid"] },
+      first: { n: 1, key: ["pid"] },
+    });
     expect([0, 1, 2].map((t) => f.admit(ev({ pid: 1 }), t))).toEqual([false, true, false]);
     const many = new SubscriptionFilter({ coalesce: { window: 1000, key: ["path"] } });
     for (let i = 0; i < MAX_KEYS + 5; i++) many.admit(ev({ path: `/p${i}` }), 0);

@@ -30,7 +30,13 @@ export const replayCommand = defineCommand({
     let bytes = 0;
     const send = async () => {
       if (chunk.length === 0) return;
-      const r = (await callHandler(args.state, "Behavior", "inject", { events: chunk }, { configFile: args.config })) as InjectResult;
+      const r = (await callHandler(
+        args.state,
+        "Behavior",
+        "inject",
+        { events: chunk },
+        { configFile: args.config },
+      )) as InjectResult;
       total.events += r.accepted;
       total.delivered += r.delivered;
       total.filtered += r.filtered;
@@ -81,11 +87,17 @@ type AnyCommand = CommandDef<any>;
  * value options (`--tail N`), which citty would mistake for subcommand
  * names, so `replay` is offered only when it is on the command line.
  */
-export async function eventsWithReplay(base: () => Promise<AnyCommand>, argv = process.argv): Promise<AnyCommand> {
+export async function eventsWithReplay(
+  base: () => Promise<AnyCommand>,
+  argv = process.argv,
+): Promise<AnyCommand> {
   const at = argv.indexOf("events");
   if (at >= 0 && argv.slice(at + 1).includes("replay")) {
     return defineCommand({
-      meta: { name: "events", description: "Agent events; `replay FILE.jsonl` feeds recorded events to the rules" },
+      meta: {
+        name: "events",
+        description: "Agent events; `replay FILE.jsonl` feeds recorded events to the rules",
+      },
       subCommands: { replay: replayCommand },
     });
   }
@@ -93,6 +105,9 @@ export async function eventsWithReplay(base: () => Promise<AnyCommand>, argv = p
   const meta = typeof cmd.meta === "function" ? await cmd.meta() : await cmd.meta;
   return {
     ...cmd,
-    meta: { ...meta, description: `${meta?.description ?? ""} (replay recorded ones: agent events replay FILE.jsonl)` },
+    meta: {
+      ...meta,
+      description: `${meta?.description ?? ""} (replay recorded ones: agent events replay FILE.jsonl)`,
+    },
   };
 }

@@ -36,7 +36,10 @@ function sources(paths: string[]): RuleSource[] {
       const files = readdirSync(p)
         .filter((f) => f.endsWith(".lua"))
         .sort();
-      const names = [...order.map((n) => `${n}.lua`), ...files.filter((f) => !order.includes(f.replace(/\.lua$/, "")))];
+      const names = [
+        ...order.map((n) => `${n}.lua`),
+        ...files.filter((f) => !order.includes(f.replace(/\.lua$/, ""))),
+      ];
       for (const f of names) out.push(ruleFrom(join(p, f)));
     } else out.push(ruleFrom(p));
   }
@@ -53,12 +56,17 @@ export function readEventsFile(file: string, now = Date.now()): { events: Behavi
       try {
         raw.push(JSON.parse(line));
       } catch (e) {
-        throw new HandlerError("HND_EVENT_INVALID", `${file}:${i + 1}: not JSON (${(e as Error).message})`, { file });
+        throw new HandlerError("HND_EVENT_INVALID", `${file}:${i + 1}: not JSON (${(e as Error).message})`, {
+          file,
+        });
       }
       lines.push(i + 1);
     });
   // A file may hold any number of events; callers send them on in bounded chunks.
-  return { events: parseEvents(raw, now, (k) => `${file}:${lines[k] ?? "?"}`, Number.POSITIVE_INFINITY), lines };
+  return {
+    events: parseEvents(raw, now, (k) => `${file}:${lines[k] ?? "?"}`, Number.POSITIVE_INFINITY),
+    lines,
+  };
 }
 
 function statsTable(rules: RuleStats[]): string {
@@ -86,7 +94,11 @@ const test = defineCommand({
       valueHint: "LIB.lua|DIR",
       description: "ProductRulesFeed module(s) loaded first; a directory or a file",
     },
-    limits: { type: "string", valueHint: "JSON", description: 'per-call limits, e.g. {"instructions":100000}' },
+    limits: {
+      type: "string",
+      valueHint: "JSON",
+      description: 'per-call limits, e.g. {"instructions":100000}',
+    },
     json: { type: "boolean", default: false, description: "print detections, logs and telemetry as JSON" },
   },
   async run({ args }) {
@@ -134,7 +146,9 @@ const test = defineCommand({
             : "no detections",
         );
         for (const l of r.logs) printText(`log ${l.rule}: ${l.message}`);
-        printText(`\n${r.events} events, ${r.delivered} delivered, ${r.filtered} filtered\n${statsTable(stats.rules)}`);
+        printText(
+          `\n${r.events} events, ${r.delivered} delivered, ${r.filtered} filtered\n${statsTable(stats.rules)}`,
+        );
       }
       return result;
     } finally {

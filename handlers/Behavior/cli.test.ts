@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
-import { rulesPayload, startLuaAgent, type LuaTestAgent, testKey } from "../_lua/testkit.ts";
+import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorHandler } from "./index.ts";
 import { behaviorRoutes } from "./routes.ts";
@@ -36,7 +36,8 @@ async function run(bin: "agent" | "contentctl", ...args: string[]) {
   if (code !== 0) throw new Error(`${bin} ${args.join(" ")} exited ${code}: ${stderr}${stdout}`);
   return stdout;
 }
-const json = async (bin: "agent" | "contentctl", ...args: string[]) => JSON.parse(await run(bin, ...args, "--json"));
+const json = async (bin: "agent" | "contentctl", ...args: string[]) =>
+  JSON.parse(await run(bin, ...args, "--json"));
 
 beforeAll(async () => {
   vendor = await makeVendor();
@@ -52,10 +53,9 @@ describe("vendor and operator CLIs", () => {
     const key = join(dir, "content-key.json");
     await json("contentctl", "rules", "keygen", "--out", key, "--id", "2026-a");
     expect(statSync(key).mode & 0o777).toBe(0o600);
-    expect((await json("contentctl", "rules", "keygen", "--out", key, "--id", "2026-b", "--add")).keys).toEqual([
-      "2026-a",
-      "2026-b",
-    ]);
+    expect(
+      (await json("contentctl", "rules", "keygen", "--out", key, "--id", "2026-b", "--add")).keys,
+    ).toEqual(["2026-a", "2026-b"]);
     for (const [type, version] of [
       ["ProductRulesFeed", "3"],
       ["Behavior", "5"],
@@ -80,7 +80,17 @@ describe("vendor and operator CLIs", () => {
       // Sealed with the newest key in the keyring.
       expect(packed).toMatchObject({ type, keyId: "2026-b" });
       expect(readFileSync(out).includes(Buffer.from("describe{"))).toBe(false);
-      await run("contentctl", "publish", out, "--repo", vendor.repo, "--group", TEST_GROUP, "--keys", vendor.keysDir);
+      await run(
+        "contentctl",
+        "publish",
+        out,
+        "--repo",
+        vendor.repo,
+        "--group",
+        TEST_GROUP,
+        "--keys",
+        vendor.keysDir,
+      );
     }
     const state = join(dir, "state");
     expect((await json("agent", "rules", "install-key", key, "--state", state)).installed).toHaveLength(2);
@@ -97,7 +107,10 @@ describe("vendor and operator CLIs", () => {
       "--trust",
       vendor.trustPath,
     );
-    expect(update.installed.map((i: { type: string }) => i.type).sort()).toEqual(["Behavior", "ProductRulesFeed"]);
+    expect(update.installed.map((i: { type: string }) => i.type).sort()).toEqual([
+      "Behavior",
+      "ProductRulesFeed",
+    ]);
 
     const events = join(EXAMPLES, "Behavior", "events.jsonl");
     const tested = await json(
@@ -116,8 +129,12 @@ describe("vendor and operator CLIs", () => {
     }
     expect(rules.has("BEH-011-credential-files")).toBe(false);
     // The cron file was written twice within the coalescing window: one detection.
-    expect(tested.detections.filter((d: { rule: string }) => d.rule === "BEH-008-cron-persistence")).toHaveLength(1);
-    expect(tested.detections.find((d: { rule: string }) => d.rule === "BEH-001-download-pipe-shell").line).toBe(7);
+    expect(
+      tested.detections.filter((d: { rule: string }) => d.rule === "BEH-008-cron-persistence"),
+    ).toHaveLength(1);
+    expect(
+      tested.detections.find((d: { rule: string }) => d.rule === "BEH-001-download-pipe-shell").line,
+    ).toBe(7);
 
     const replayed = await json("agent", "events", "replay", events, "--state", state);
     expect(replayed.detections.length).toBe(tested.detections.length);
@@ -164,31 +181,42 @@ describe("control-plane routes and metrics", () => {
   const http = (path: string, init: RequestInit = {}) =>
     fetch(`${plane.url}${path}`, {
       ...init,
-      headers: { authorization: `Bearer ${plane.token}`, "content-type": "application/json", ...init.headers },
+      headers: {
+        authorization: `Bearer ${plane.token}`,
+        "content-type": "application/json",
+        ...init.headers,
+      },
     });
 
   test("POST /v1/events/inject runs events through the rules; bad events are refused with a code", async () => {
     const res = await http("/v1/events/inject", {
       method: "POST",
-      body: JSON.stringify({ events: [1, 2, 3, 4].map((i) => ({ type: "file.write", path: "/etc/ld.so.preload", i })) }),
+      body: JSON.stringify({
+        events: [1, 2, 3, 4].map((i) => ({ type: "file.write", path: "/etc/ld.so.preload", i })),
+      }),
     });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = (await res.json()) as { detections: unknown[]; disabled: string[] };
     expect(body.detections).toHaveLength(4);
     expect(body.disabled).toEqual(["broken"]);
 
-    const bad = await http("/v1/events/inject", { method: "POST", body: JSON.stringify({ events: [{ path: "/x" }] }) });
+    const bad = await http("/v1/events/inject", {
+      method: "POST",
+      body: JSON.stringify({ events: [{ path: "/x" }] }),
+    });
     expect(bad.status).toBeGreaterThanOrEqual(400);
-    expect((await bad.json()).error.code).toBe("HND_EVENT_INVALID");
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("HND_EVENT_INVALID");
     const unauthorised = await fetch(`${plane.url}/v1/events/inject`, { method: "POST", body: "[]" });
     expect(unauthorised.status).toBe(401);
   });
 
   test("GET /v1/rules/stats reports per-rule telemetry, and /metrics carries it", async () => {
-    const stats = await (await http("/v1/rules/stats")).json();
+    const stats = (await (await http("/v1/rules/stats")).json()) as {
+      behavior: { rules: { name: string; timeMs: number }[] };
+    };
     const marker = stats.behavior.rules.find((r: { name: string }) => r.name === "marker");
     expect(marker).toMatchObject({ calls: 4, detections: 4, faults: 0, disabled: false });
-    expect(marker.timeMs).toBeGreaterThan(0);
+    expect(marker?.timeMs).toBeGreaterThan(0);
     expect(stats.behavior.rules.find((r: { name: string }) => r.name === "broken")).toMatchObject({
       faults: 3,
       disabled: true,

@@ -14,12 +14,12 @@ test("every field kind arrives in Lua unchanged, across schemas and batch bounda
     for k in pairs(e) do keys[#keys + 1] = k end
     table.sort(keys)
     local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(e[k]) .. ":" .. math.type(e[k]) .. type(e[k]) end
+    for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(e[k]) .. ":" .. tostring(math.type(e[k])) .. type(e[k]) end
     detect{ title = "echo", dump = table.concat(parts, ",") }
   end)`;
   const engine = await BehaviorEngine.create(
     [{ name: "echo", file: "echo", source: rule }],
-    RuleLimitsSchema.parse({}),
+    RuleLimitsSchema.parse({ outputBytes: 1024 * 1024 }),
     null,
     { batchSize: 2 },
   );

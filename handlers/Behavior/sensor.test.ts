@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCapabilities } from "../../core/handler/capabilities.ts";
 import type { FsCapability } from "../../core/handler/contract.ts";
-import { parseAddress, ProcSensor } from "./sensor.ts";
+import { ProcSensor, parseAddress } from "./sensor.ts";
 
 let root: string | undefined;
 afterEach(() => {
@@ -12,7 +12,12 @@ afterEach(() => {
   root = undefined;
 });
 
-function fakeProc(): { root: string; fs: FsCapability; addProcess(pid: number, cmd: string[], ppid?: number): void; tcp(lines: string[]): void } {
+function fakeProc(): {
+  root: string;
+  fs: FsCapability;
+  addProcess(pid: number, cmd: string[], ppid?: number): void;
+  tcp(lines: string[]): void;
+} {
   const dir = mkdtempSync(join(tmpdir(), "outpost-fakeproc-"));
   root = dir;
   mkdirSync(join(dir, "net"));
@@ -21,20 +26,30 @@ function fakeProc(): { root: string; fs: FsCapability; addProcess(pid: number, c
       name: "Behavior",
       description: "test",
       group: "behavior",
-      privileges: { runAs: "agent", fs: { mode: "read-only", paths: [`${dir}/**`] }, net: "none", exec: false, agent: false },
+      privileges: {
+        runAs: "agent",
+        fs: { mode: "read-only", paths: [`${dir}/**`] },
+        net: "none",
+        exec: false,
+        agent: false,
+      },
       limits: { memoryMb: 64, cpuSeconds: 60 },
       maxPackageBytes: 1024,
     },
     { log: { info() {}, warn() {} }, emit() {}, workDir: join(dir, "work") },
   );
-  const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+  const header =
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
   return {
     root: dir,
     fs: caps.fs!,
     addProcess(pid, cmd, ppid = 1) {
       mkdirSync(join(dir, String(pid)));
       writeFileSync(join(dir, String(pid), "cmdline"), `${cmd.join("\0")}\0`);
-      writeFileSync(join(dir, String(pid), "status"), `Name:\t${cmd[0]!.split("/").pop()}\nPPid:\t${ppid}\nUid:\t1000\t1000\t1000\t1000\n`);
+      writeFileSync(
+        join(dir, String(pid), "status"),
+        `Name:\t${cmd[0]!.split("/").pop()}\nPPid:\t${ppid}\nUid:\t1000\t1000\t1000\t1000\n`,
+      );
     },
     tcp(lines) {
       writeFileSync(join(dir, "net", "tcp"), [header, ...lines].join("\n"));
@@ -47,7 +62,13 @@ describe("the /proc sensor", () => {
     const p = fakeProc();
     p.addProcess(1, ["/sbin/init"]);
     p.tcp([]);
-    const sensor = new ProcSensor(p.fs, () => {}, { procRoot: p.root, intervalMs: 1000, processes: true, connections: true, now: () => 42 });
+    const sensor = new ProcSensor(p.fs, () => {}, {
+      procRoot: p.root,
+      intervalMs: 1000,
+      processes: true,
+      connections: true,
+      now: () => 42,
+    });
     sensor.start();
     sensor.stop();
     expect(sensor.poll()).toEqual([]);
@@ -67,10 +88,42 @@ describe("the /proc sensor", () => {
     expect(sensor.poll()).toEqual([]);
   });
 
+  test("a child caught between fork and exec is reported once it runs its own program", () => {
+    const p = fakeProc();
+    p.addProcess(10, ["/usr/bin/bash", "-l"]);
+    p.tcp([]);
+    const sensor = new ProcSensor(p.fs, () => {}, {
+      procRoot: p.root,
+      intervalMs: 1000,
+      processes: true,
+      connections: false,
+      now: () => 1,
+    });
+    sensor.start();
+    sensor.stop();
+    p.addProcess(11, ["/usr/bin/bash", "-l"], 10);
+    expect(sensor.poll()).toEqual([]);
+    writeFileSync(join(p.root, "11", "cmdline"), "/usr/bin/curl\0http://x\0");
+    expect(sensor.poll().map((e) => e.cmdline)).toEqual(["/usr/bin/curl http://x"]);
+    // A fork that never execs is still reported, after a few polls.
+    p.addProcess(12, ["/usr/bin/bash", "-l"], 10);
+    expect([sensor.poll(), sensor.poll(), sensor.poll(), sensor.poll()].flat().map((e) => e.pid)).toEqual([
+      12,
+    ]);
+  });
+
   test("new established TCP connections become network.connect events", () => {
     const p = fakeProc();
-    p.tcp(["   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1"]);
-    const sensor = new ProcSensor(p.fs, () => {}, { procRoot: p.root, intervalMs: 1000, processes: false, connections: true, now: () => 7 });
+    p.tcp([
+      "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1",
+    ]);
+    const sensor = new ProcSensor(p.fs, () => {}, {
+      procRoot: p.root,
+      intervalMs: 1000,
+      processes: false,
+      connections: true,
+      now: () => 7,
+    });
     sensor.start();
     sensor.stop();
     p.tcp([
@@ -80,7 +133,17 @@ describe("the /proc sensor", () => {
     ]);
     const events = sensor.poll();
     expect(events).toEqual([
-      { type: "network.connect", time: 7, proto: "tcp", local: "10.0.0.5", lport: 51411, remote: "35.203.0.42", rport: 443, uid: 0, inode: 333 },
+      {
+        type: "network.connect",
+        time: 7,
+        proto: "tcp",
+        local: "10.0.0.5",
+        lport: 51411,
+        remote: "35.203.0.42",
+        rport: 443,
+        uid: 0,
+        inode: 333,
+      },
     ]);
   });
 

@@ -21,8 +21,12 @@ export interface SensorOptions {
 
 const MAX_CMDLINE = 4096;
 
+/** Polls a new process may stay pending while it still looks like its parent (forked, not yet exec'd). */
+const EXEC_WAIT_POLLS = 3;
+
 export class ProcSensor {
   private known = new Set<number>();
+  private pending = new Map<number, number>();
   private sockets = new Set<string>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = true;
@@ -79,13 +83,25 @@ export class ProcSensor {
     const time = this.now();
     if (this.opts.processes) {
       const pids = this.pids();
+      const known = new Set<number>();
       for (const pid of pids) {
-        if (this.known.has(pid)) continue;
+        known.add(pid);
+        if (this.known.has(pid) && !this.pending.has(pid)) continue;
         const e = this.describe(pid, time);
-        if (e) events.push(e);
+        if (!e) continue;
+        // A child caught between fork and exec still shows its parent's command line: look again
+        // next poll, so the event carries the program it runs.
+        const waited = this.pending.get(pid) ?? 0;
+        if (waited < EXEC_WAIT_POLLS && this.looksLikeParent(e)) {
+          this.pending.set(pid, waited + 1);
+          continue;
+        }
+        this.pending.delete(pid);
+        events.push(e);
       }
+      for (const pid of this.pending.keys()) if (!known.has(pid)) this.pending.delete(pid);
       // Forget exited processes, so a reused pid is seen again.
-      this.known = new Set(pids);
+      this.known = known;
     }
     if (this.opts.connections) {
       const now = this.connections();
@@ -99,6 +115,19 @@ export class ProcSensor {
     this.counters.processStarts += events.filter((e) => e.type === "process.start").length;
     this.counters.connections += events.filter((e) => e.type === "network.connect").length;
     return events;
+  }
+
+  private looksLikeParent(e: BehaviorEvent): boolean {
+    try {
+      const parent = this.fs
+        .readText(`${this.root}/${e.ppid}/cmdline`)
+        .slice(0, MAX_CMDLINE)
+        .split("\0")
+        .filter(Boolean);
+      return parent.join(" ") === e.cmdline;
+    } catch {
+      return false;
+    }
   }
 
   private pids(): number[] {

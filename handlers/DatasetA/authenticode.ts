@@ -43,10 +43,6 @@ const DIGESTS: Record<string, { name: string; webcrypto: string }> = {
 /** Signatures over a table larger than this are not parsed (real ones are a few KiB to ~100 KiB). */
 const MAX_CERT_TABLE = 1 << 20;
 
-function hex(b: ArrayBuffer | Uint8Array): string {
-  return Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b)).toString("hex");
-}
-
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -201,5 +197,3 @@ function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array | null {
     return null;
   }
 }
-
-export { hex as toHex };

@@ -35,6 +35,8 @@ function parseLines(text: string, file: string, signers: boolean): RepEntryInput
     }
     if (signers && name.length === 0)
       throw new ConfigError("CFG_INVALID", `${where}: a signer line needs a class and a name`, { file });
+    if (!signers && name.length > 0)
+      throw new ConfigError("CFG_INVALID", `${where}: unexpected text after the class`, { file });
     out.push({
       sha256,
       score: Number(score),

@@ -13,7 +13,6 @@ import {
   canonicalBucketBits,
   FORMAT_VERSION,
   HEADER_BYTES,
-  KEY_BYTES,
   keyWords,
   type Layout,
   layoutFor,
@@ -285,6 +284,5 @@ export function validateReputation(bytes: Uint8Array, opts: { file: string }): R
     for (let o = from; o < to; o++)
       if (buf[o] !== 0) throw invalid(file, "bad-padding", `non-zero padding at ${o}`);
   }
-  void KEY_BYTES;
   return header;
 }

@@ -9,17 +9,22 @@ import type { AgentActions } from "./env.ts";
 
 export function describeCycle(r: UpdateCycleReport): string {
   const parts = [`index ${r.index}`];
-  if (r.installed.length) parts.push(`installed ${r.installed.map((i) => `${i.type} v${i.version}`).join(", ")}`);
+  if (r.installed.length)
+    parts.push(`installed ${r.installed.map((i) => `${i.type} v${i.version}`).join(", ")}`);
   if (r.rejected.length) {
-    parts.push(`rejected ${r.rejected.map((x) => `${x.type ?? x.file}: ${x.code} (${x.reason.slice(0, 200)})`).join(", ")}`);
+    parts.push(
+      `rejected ${r.rejected.map((x) => `${x.type ?? x.file}: ${x.code} (${x.reason.slice(0, 200)})`).join(", ")}`,
+    );
   }
   return parts.join("; ");
 }
 
 /** Anything with the AgentApi's update/rollback/status (an Agent, a ControlClient). */
-export function actionsFor(api: Pick<AgentApi, "update" | "rollback"> & {
-  status(): AgentStatus | Promise<AgentStatus>;
-}): AgentActions {
+export function actionsFor(
+  api: Pick<AgentApi, "update" | "rollback"> & {
+    status(): AgentStatus | Promise<AgentStatus>;
+  },
+): AgentActions {
   return {
     status: async () => await api.status(),
     update: async () => {
@@ -34,7 +39,9 @@ export function actionsFor(api: Pick<AgentApi, "update" | "rollback"> & {
 }
 
 /** Through a handler's `caps.agent` (privileges.agent). */
-export function actionsFromCaps(agent: { call(method: string, args?: unknown): Promise<unknown> }): AgentActions {
+export function actionsFromCaps(agent: {
+  call(method: string, args?: unknown): Promise<unknown>;
+}): AgentActions {
   return {
     status: async () => (await agent.call("status")) as AgentStatus,
     update: async () => {

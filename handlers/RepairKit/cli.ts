@@ -8,7 +8,12 @@
  */
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { agentArgs, connectIfRunning, loadAgentConfig, withOfflineAgent } from "../../core/cli/agent/session.ts";
+import {
+  agentArgs,
+  connectIfRunning,
+  loadAgentConfig,
+  withOfflineAgent,
+} from "../../core/cli/agent/session.ts";
 import { EXIT, printJson, printText, renderTable } from "../../core/cli/output.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeCycle } from "./actions.ts";
@@ -38,7 +43,11 @@ export function renderRepair(r: RepairReport): string {
       r.checks.map((c) => {
         const notes = c.messages.filter((m) => m.level !== "ok" || c.status === "ok").map((m) => m.text);
         const fixes = c.fixes.map((f) => `${f.status}: ${f.description}${f.error ? ` (${f.error})` : ""}`);
-        return [MARK[c.status] ?? c.status, c.id, [...notes, ...fixes, ...(c.error ? [c.error] : [])].join("; ")];
+        return [
+          MARK[c.status] ?? c.status,
+          c.id,
+          [...notes, ...fixes, ...(c.error ? [c.error] : [])].join("; "),
+        ];
       }),
     ),
     "",
@@ -70,7 +79,11 @@ export default defineCommand({
   },
   args: {
     ...agentArgs,
-    "dry-run": { type: "boolean", default: false, description: "report what would be repaired; change nothing" },
+    "dry-run": {
+      type: "boolean",
+      default: false,
+      description: "report what would be repaired; change nothing",
+    },
   },
   async run({ args }) {
     const config = loadAgentConfig(args);
@@ -92,4 +105,3 @@ export default defineCommand({
     return report;
   },
 });
-

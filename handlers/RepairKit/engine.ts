@@ -27,7 +27,11 @@ export function bakedInRuleset(fallbackReason?: string): Ruleset {
     source: "baked-in",
     version: null,
     rules: [{ name: "last-resort", file: "(built into the agent)", source: lastResortSource }],
-    limits: RuleLimitsSchema.parse({ instructions: 20_000_000, callMemoryKb: 16 * 1024, outputBytes: 64 * 1024 }),
+    limits: RuleLimitsSchema.parse({
+      instructions: 20_000_000,
+      callMemoryKb: 16 * 1024,
+      outputBytes: 64 * 1024,
+    }),
     ...(fallbackReason ? { fallbackReason } : {}),
   };
 }
@@ -67,7 +71,14 @@ export interface RepairReport {
   ruleset: { source: Ruleset["source"]; version: number | null; fallbackReason?: string };
   checks: CheckReport[];
   actions: ActionOutcome[];
-  summary: { checked: number; ok: number; repaired: number; wouldRepair: number; failed: number; warnings: number };
+  summary: {
+    checked: number;
+    ok: number;
+    repaired: number;
+    wouldRepair: number;
+    failed: number;
+    warnings: number;
+  };
 }
 
 interface RawResult {
@@ -118,7 +129,9 @@ async function open(ruleset: Ruleset, env: RepairEnv): Promise<{ sandbox: LuaSan
     } | null;
     if (failure) {
       const file = ruleset.rules.find((r) => r.name === failure.rule)?.file;
-      throw new HandlerError("HND_REPAIR_LOAD_FAILED", `${file ?? failure.rule}: ${failure.message}`, { file });
+      throw new HandlerError("HND_REPAIR_LOAD_FAILED", `${file ?? failure.rule}: ${failure.message}`, {
+        file,
+      });
     }
     return { sandbox, rt: rt! };
   } catch (e) {
@@ -128,7 +141,10 @@ async function open(ruleset: Ruleset, env: RepairEnv): Promise<{ sandbox: LuaSan
 }
 
 /** Compiles and loads a ruleset without running a check (RepairKit's load() proves its content this way). */
-export async function checkRuleset(ruleset: Ruleset, env: RepairEnv): Promise<{ id: string; description: string }[]> {
+export async function checkRuleset(
+  ruleset: Ruleset,
+  env: RepairEnv,
+): Promise<{ id: string; description: string }[]> {
   const { sandbox, rt } = await open(ruleset, env);
   try {
     return sandbox.call(rt, "checks")[0] as { id: string; description: string }[];
@@ -140,14 +156,17 @@ export async function checkRuleset(ruleset: Ruleset, env: RepairEnv): Promise<{ 
 const MAX_PASSES = 3;
 
 function repairedSomething(results: RawResult[], pass: number): boolean {
-  return results.some((r) => r.fixes.some((f) => f.kind === "repair" && f.status === "done" && (f.pass ?? 1) === pass));
+  return results.some((r) =>
+    r.fixes.some((f) => f.kind === "repair" && f.status === "done" && (f.pass ?? 1) === pass),
+  );
 }
 
 /** Folds a later repair pass into the first: only what it found or fixed is added. */
 function mergePass(results: RawResult[], later: RawResult[], pass: number): void {
   for (const l of later) {
     const r = results.find((x) => x.id === l.id);
-    if (!r || (l.problems === 0 && l.fixes.filter((f) => f.kind === "repair").length === 0 && !l.error)) continue;
+    if (!r || (l.problems === 0 && l.fixes.filter((f) => f.kind === "repair").length === 0 && !l.error))
+      continue;
     r.messages.push(...l.messages.filter((m) => m.level !== "ok"));
     r.fixes.push(...l.fixes.map((f) => ({ ...f, pass })));
     r.problems += l.problems;
@@ -243,7 +262,11 @@ export function finalizeReport(
   verify: RepairReport | null,
   now: () => Date = () => new Date(),
 ): RepairReport {
-  const checks = report.checks.map((c) => ({ ...c, messages: [...c.messages], fixes: c.fixes.map((f) => ({ ...f })) }));
+  const checks = report.checks.map((c) => ({
+    ...c,
+    messages: [...c.messages],
+    fixes: c.fixes.map((f) => ({ ...f })),
+  }));
   for (const c of checks) {
     for (const f of c.fixes) {
       if (f.status !== "requested") continue;
@@ -257,13 +280,22 @@ export function finalizeReport(
       const v = verify.checks.find((x) => x.id === c.id);
       if (v && (v.status === "would-repair" || v.status === "failed")) {
         const still = v.messages.filter((m) => m.level === "problem").map((m) => m.text);
-        c.messages.push({ level: "problem", text: `still broken after repair: ${still.join("; ") || v.error}` });
+        c.messages.push({
+          level: "problem",
+          text: `still broken after repair: ${still.join("; ") || v.error}`,
+        });
         c.status = "failed";
       }
     }
   }
   const { pending: _pending, ...rest } = report;
-  return { ...rest, checks, actions: [...report.actions, ...outcomes], summary: summarize(checks), finishedAt: now().toISOString() };
+  return {
+    ...rest,
+    checks,
+    actions: [...report.actions, ...outcomes],
+    summary: summarize(checks),
+    finishedAt: now().toISOString(),
+  };
 }
 
 export async function runRepairKit(

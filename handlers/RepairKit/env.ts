@@ -143,7 +143,9 @@ export class RepairEnv {
     // A fix may have changed the config file since the facts were taken.
     if (this.facts.configFile) {
       try {
-        const json = JSON.parse(readFileSync(this.facts.configFile, "utf8")) as { update?: { enabled?: unknown } };
+        const json = JSON.parse(readFileSync(this.facts.configFile, "utf8")) as {
+          update?: { enabled?: unknown };
+        };
         this.updateEnabled = json.update?.enabled !== false;
       } catch {
         this.updateEnabled = undefined;
@@ -311,20 +313,23 @@ export class RepairEnv {
   chmod(rel: unknown, mode: unknown): void {
     const full = this.resolve(rel);
     this.noLink(full, "fs.chmod");
-    if (typeof mode !== "number" || mode < 0 || mode > 0o7777) throw new HandlerError("HND_REPAIR_ARGS", "fs.chmod: bad mode");
+    if (typeof mode !== "number" || mode < 0 || mode > 0o7777)
+      throw new HandlerError("HND_REPAIR_ARGS", "fs.chmod: bad mode");
     chmodSync(full, mode);
   }
 
   chown(rel: unknown, uid: unknown, gid: unknown): void {
     const full = this.resolve(rel);
-    if (typeof uid !== "number" || typeof gid !== "number") throw new HandlerError("HND_REPAIR_ARGS", "fs.chown: bad ids");
+    if (typeof uid !== "number" || typeof gid !== "number")
+      throw new HandlerError("HND_REPAIR_ARGS", "fs.chown: bad ids");
     lchownSync(full, uid, gid);
   }
 
   /** Moves a file or directory aside into STATE/quarantine/ and returns its new relative path. */
   quarantine(rel: unknown): string {
     const full = this.resolve(rel);
-    if (full === this.facts.stateDir) throw new HandlerError("HND_REPAIR_PATH", "cannot quarantine the state directory");
+    if (full === this.facts.stateDir)
+      throw new HandlerError("HND_REPAIR_PATH", "cannot quarantine the state directory");
     const qdir = join(this.facts.stateDir, "quarantine");
     mkdirSync(qdir, { recursive: true, mode: 0o700 });
     const stamp = this.now().toISOString().replace(/[:.]/g, "-");
@@ -335,7 +340,8 @@ export class RepairEnv {
 
   remove(rel: unknown): void {
     const full = this.resolve(rel);
-    if (full === this.facts.stateDir) throw new HandlerError("HND_REPAIR_PATH", "cannot remove the state directory");
+    if (full === this.facts.stateDir)
+      throw new HandlerError("HND_REPAIR_PATH", "cannot remove the state directory");
     rmSync(full, { recursive: true, force: true });
   }
 
@@ -424,7 +430,8 @@ export class RepairEnv {
       return { present: true, readable: false, error: (e as Error).message };
     }
     const pid = Number(raw.trim());
-    if (!Number.isInteger(pid) || pid <= 0) return { present: true, readable: true, pid: false, alive: false, raw };
+    if (!Number.isInteger(pid) || pid <= 0)
+      return { present: true, readable: true, pid: false, alive: false, raw };
     const alive = pidAlive(pid);
     return { present: true, readable: true, pid, alive, agent: alive ? looksLikeAgent(pid) : false, raw };
   }
@@ -433,7 +440,8 @@ export class RepairEnv {
   removeStaleLock(): boolean {
     const l = this.lock();
     if (!l.present) return false;
-    if (this.mode !== "offline") throw new HandlerError("HND_REPAIR_REFUSED", "the agent is running: its lock is not stale");
+    if (this.mode !== "offline")
+      throw new HandlerError("HND_REPAIR_REFUSED", "the agent is running: its lock is not stale");
     if (l.alive && l.agent !== false) {
       throw new HandlerError("HND_REPAIR_REFUSED", `agent.lock is held by live process ${l.pid}`);
     }
@@ -466,7 +474,10 @@ export class RepairEnv {
     out.backup = existsSync(backup) ? { present: true, certs: countCerts(backup) } : { present: false };
     try {
       const s = lstatSync(path);
-      Object.assign(out, { present: true, type: s.isFile() ? "file" : s.isSymbolicLink() ? "link" : "other" });
+      Object.assign(out, {
+        present: true,
+        type: s.isFile() ? "file" : s.isSymbolicLink() ? "link" : "other",
+      });
       Object.assign(out, { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid });
       try {
         const store = TrustStore.fromPem(readFileSync(path, "utf8"), path);
@@ -486,7 +497,10 @@ export class RepairEnv {
   /** Keeps a copy of the trust store that has verified the agent's own cached index. */
   trustBackupNow(): void {
     if (!this.trustVerifies) {
-      throw new HandlerError("HND_REPAIR_REFUSED", "trust store not proven (it verified no cached index); no backup taken");
+      throw new HandlerError(
+        "HND_REPAIR_REFUSED",
+        "trust store not proven (it verified no cached index); no backup taken",
+      );
     }
     mkdirSync(dirname(this.trustBackup), { recursive: true, mode: 0o700 });
     atomicWriteFile(this.trustBackup, readFileSync(this.facts.trustPath), 0o600);
@@ -496,7 +510,8 @@ export class RepairEnv {
   trustRestore(): void {
     const t = this.trust();
     if (t.ok) throw new HandlerError("HND_REPAIR_REFUSED", "the trust store is usable; not overwriting it");
-    if (!existsSync(this.trustBackup)) throw new HandlerError("HND_REPAIR_REFUSED", "no trust store backup to restore");
+    if (!existsSync(this.trustBackup))
+      throw new HandlerError("HND_REPAIR_REFUSED", "no trust store backup to restore");
     TrustStore.fromPem(readFileSync(this.trustBackup, "utf8"), this.trustBackup);
     mkdirSync(dirname(this.facts.trustPath), { recursive: true, mode: 0o755 });
     if (t.present && t.type !== "file") rmSync(this.facts.trustPath, { force: true });
@@ -561,7 +576,10 @@ export class RepairEnv {
   enableUpdates(): Record<string, unknown> {
     const file = this.facts.configFile;
     if (!file) {
-      throw new HandlerError("HND_REPAIR_REFUSED", "the agent's config file is not known (run: agent run-repair --config FILE)");
+      throw new HandlerError(
+        "HND_REPAIR_REFUSED",
+        "the agent's config file is not known (run: agent run-repair --config FILE)",
+      );
     }
     const text = readFileSync(file, "utf8");
     const json = JSON.parse(text) as { update?: Record<string, unknown> };
@@ -573,7 +591,8 @@ export class RepairEnv {
   }
 
   request(action: unknown, arg: unknown): void {
-    if (action !== "update" && action !== "rollback") throw new HandlerError("HND_REPAIR_ARGS", "unknown agent action");
+    if (action !== "update" && action !== "rollback")
+      throw new HandlerError("HND_REPAIR_ARGS", "unknown agent action");
     if (action === "update" && this.queued.some((q) => q.action === "update")) return;
     this.queued.push({ action, ...(typeof arg === "string" ? { arg } : {}) });
   }
@@ -598,7 +617,9 @@ function countCerts(file: string): number {
 /** `"<group>": { … "lastSerial": N …}` pairs that survive in a damaged file's text. */
 export function salvageSerials(text: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/"([a-z0-9][a-z0-9-]{0,63})"\s*:\s*\{[^{}]*?"lastSerial"\s*:\s*(\d{1,15})/g)) {
+  for (const m of text.matchAll(
+    /"([a-z0-9][a-z0-9-]{0,63})"\s*:\s*\{[^{}]*?"lastSerial"\s*:\s*(\d{1,15})/g,
+  )) {
     const serial = Number(m[2]);
     out[m[1]!] = Math.max(out[m[1]!] ?? 0, serial);
   }
@@ -614,4 +635,3 @@ function looksLikeAgent(pid: number): boolean | null {
     return null;
   }
 }
-

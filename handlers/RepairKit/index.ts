@@ -19,7 +19,7 @@ import { openRulesPackage, validateRulesPackage } from "../_lua/format.ts";
 import { loadKeyring } from "../_lua/keys.ts";
 import { actionsFromCaps } from "./actions.ts";
 import { checkRuleset, type Ruleset, runWithFallback } from "./engine.ts";
-import { type RepairFacts, RepairEnv, type RepairMode, readFacts } from "./env.ts";
+import { RepairEnv, type RepairFacts, type RepairMode, readFacts } from "./env.ts";
 
 interface RepairLive {
   ruleset: Ruleset;
@@ -66,6 +66,7 @@ export const repairKitHandler = defineHandler<RepairLive>({
     // to the installation; nothing here runs a program or talks to the network.
     privileges: {
       runAs: "root",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a placeholder the host expands, not a template
       fs: { mode: "read-write", paths: ["${stateDir}/**", "/etc/outpost/**"] },
       net: "none",
       exec: false,
@@ -90,16 +91,23 @@ export const repairKitHandler = defineHandler<RepairLive>({
 
   async call(live, method, args) {
     if (method === "checks") return { version: live.ruleset.version, checks: live.checks };
-    if (method !== "run") throw new HandlerError("HND_NO_METHOD", `RepairKit has no method ${method} (try: run, checks)`);
+    if (method !== "run")
+      throw new HandlerError("HND_NO_METHOD", `RepairKit has no method ${method} (try: run, checks)`);
     const parsed = RunArgsSchema.safeParse(args ?? {});
-    if (!parsed.success) throw new HandlerError("HND_BAD_ARGS", `RepairKit run: ${parsed.error.issues[0]?.message}`);
+    if (!parsed.success)
+      throw new HandlerError("HND_BAD_ARGS", `RepairKit run: ${parsed.error.issues[0]?.message}`);
     const { dryRun, deferActions, mode } = parsed.data;
     const env = new RepairEnv(factsFor(live.caps), mode as RepairMode);
     const actions = live.caps.agent ? actionsFromCaps(live.caps.agent) : undefined;
     const report = await runWithFallback(async () => live.ruleset, env, actions, { dryRun, deferActions });
     // With deferActions the caller finishes the run (actions, verification) and reports it.
     if (!deferActions) {
-      live.caps.events.emit("repair-finished", { mode, dryRun, ruleset: report.ruleset, summary: report.summary });
+      live.caps.events.emit("repair-finished", {
+        mode,
+        dryRun,
+        ruleset: report.ruleset,
+        summary: report.summary,
+      });
     }
     return report;
   },

@@ -59,13 +59,16 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 async function repair(...extra: string[]): Promise<RepairReport & { code: number }> {
   const r = await cli("run-repair", "--config", configFile, "--json", ...extra);
-  if (!r.stdout.trim().startsWith("{")) throw new Error(`run-repair exited ${r.code}: ${r.stderr}${r.stdout}`);
+  if (!r.stdout.trim().startsWith("{"))
+    throw new Error(`run-repair exited ${r.code}: ${r.stderr}${r.stdout}`);
   return { ...(JSON.parse(r.stdout) as RepairReport), code: r.code };
 }
 
 /** Failed checks with what they said, so a failing expectation explains itself. */
 const failures = (r: RepairReport) =>
-  r.checks.filter((c) => c.status === "failed").map((c) => ({ id: c.id, messages: c.messages, fixes: c.fixes, error: c.error }));
+  r.checks
+    .filter((c) => c.status === "failed")
+    .map((c) => ({ id: c.id, messages: c.messages, fixes: c.fixes, error: c.error }));
 
 const statusOf = (r: RepairReport) => Object.fromEntries(r.checks.map((c) => [c.id, c.status]));
 
@@ -78,7 +81,12 @@ function examplesPayload(): Record<string, Uint8Array> {
 }
 
 function writeConfig(patch: Record<string, unknown> = {}): void {
-  const update = { repo: vendor.repo, group: TEST_GROUP, trust: trustPath, ...((patch.update as object) ?? {}) };
+  const update = {
+    repo: vendor.repo,
+    group: TEST_GROUP,
+    trust: trustPath,
+    ...((patch.update as object) ?? {}),
+  };
   writeFileSync(configFile, JSON.stringify({ stateDir, ...patch, update }, null, 2));
 }
 
@@ -101,7 +109,10 @@ async function deadPid(): Promise<number> {
 async function breakAutoUpdate(): Promise<void> {
   writeFileSync(join(stateDir, "agent.lock"), `${await deadPid()}\n`);
   const state = readFileSync(join(stateDir, "update-state.json"), "utf8");
-  writeFileSync(join(stateDir, "update-state.json"), `${state.slice(0, Math.floor(state.length / 2))}\u0000garbage`);
+  writeFileSync(
+    join(stateDir, "update-state.json"),
+    `${state.slice(0, Math.floor(state.length / 2))}\u0000garbage`,
+  );
   chmodSync(stateDir, 0o777);
   rmSync(trustPath);
   writeFileSync(join(stateDir, "index-cache", TEST_GROUP, "index.p7s"), "not a signature");
@@ -128,8 +139,9 @@ describe("agent run-repair with the agent stopped", () => {
   test("baked-in rules: stale lock, broken update state, open state dir, lost trust store, bad index cache, disabled updates", async () => {
     await vendor.release("ProductRulesFeed", 1, rulesPayload("ProductRulesFeed", PRODUCT, key));
     await install();
-    const serialBefore = JSON.parse(readFileSync(join(stateDir, "update-state.json"), "utf8")).groups[TEST_GROUP]
-      .lastSerial as number;
+    const serialBefore = JSON.parse(readFileSync(join(stateDir, "update-state.json"), "utf8")).groups[
+      TEST_GROUP
+    ].lastSerial as number;
 
     // A healthy installation: nothing to repair; the proven trust store is backed up.
     const clean = await repair();

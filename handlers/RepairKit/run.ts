@@ -81,7 +81,10 @@ async function viaHandler(
  * update, which queues behind the running one).
  */
 export async function runRepair(
-  agent: RepairTarget & { config: AgentConfig; events: { emit(type: string, f?: Record<string, unknown>): unknown } },
+  agent: RepairTarget & {
+    config: AgentConfig;
+    events: { emit(type: string, f?: Record<string, unknown>): unknown };
+  },
   opts: { dryRun?: boolean; configFile?: string | null } = {},
 ): Promise<RepairReport> {
   const facts = factsFromConfig(agent.config, opts.configFile ?? null);
@@ -128,13 +131,17 @@ export async function deliveredFromStore(stateDir: string, trustPath: string): P
   const manifestFile = join(dir, "manifest.json");
   const manifestBytes = new Uint8Array(readFileSync(manifestFile));
   const sigFile = join(dir, "manifest.p7s");
-  if (!existsSync(sigFile)) throw new HandlerError("HND_REPAIR_UNSIGNED", `${sigFile}: missing`, { file: sigFile });
+  if (!existsSync(sigFile))
+    throw new HandlerError("HND_REPAIR_UNSIGNED", `${sigFile}: missing`, { file: sigFile });
   const trust = await TrustStore.load(trustPath);
   await verifyDetached(manifestBytes, new Uint8Array(readFileSync(sigFile)), trust, {
     now: new Date(rec.signingTime),
     file: manifestFile,
   });
-  const { manifest, rules } = openRulesPackage(store.view(rec), loadKeyring(groupWorkDir(stateDir, "repair")));
+  const { manifest, rules } = openRulesPackage(
+    store.view(rec),
+    loadKeyring(groupWorkDir(stateDir, "repair")),
+  );
   return { source: "delivered", version: rec.version, rules, limits: manifest.limits };
 }
 
@@ -149,9 +156,14 @@ export async function repairOffline(
 ): Promise<RepairReport> {
   const facts = factsFromConfig(config, opts.configFile);
   const env = new RepairEnv(facts, "offline");
-  const report = await runWithFallback(() => deliveredFromStore(config.stateDir, config.update.trust), env, opts.actions, {
-    dryRun: opts.dryRun,
-  });
+  const report = await runWithFallback(
+    () => deliveredFromStore(config.stateDir, config.update.trust),
+    env,
+    opts.actions,
+    {
+      dryRun: opts.dryRun,
+    },
+  );
   record(report);
   return report;
 }

@@ -20,7 +20,7 @@ import { loadSigningKeys } from "../../core/crypto/keys.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { Keyring, KeyringSchema, type KeyringFile, newKeyring } from "./crypto.ts";
+import { Keyring, type KeyringFile, KeyringSchema, newKeyring } from "./crypto.ts";
 import { encryptRulesDir } from "./format.ts";
 
 const LUA_TYPES = ["Behavior", "ProductRulesFeed", "RepairKit"];
@@ -69,7 +69,8 @@ const keygen = defineCommand({
     if (existsSync(args.out)) {
       if (!args.add) throw new UsageError("CLI_USAGE", `${args.out} exists; use --add to add a key to it`);
       const existing = KeyringSchema.parse(JSON.parse(readFileSync(args.out, "utf8")));
-      if (existing.keys.some((k) => k.id === id)) throw new UsageError("CLI_USAGE", `${args.out} already has key ${id}`);
+      if (existing.keys.some((k) => k.id === id))
+        throw new UsageError("CLI_USAGE", `${args.out} already has key ${id}`);
       ring = { schema: 1, keys: [...existing.keys, ...fresh.keys] };
     }
     atomicWriteFile(args.out, `${JSON.stringify(ring, null, 2)}\n`, 0o600);
@@ -81,7 +82,11 @@ const keygen = defineCommand({
 });
 
 const commonArgs = {
-  src: { type: "positional", required: true, description: "directory of *.lua sources (+ optional rules.json)" },
+  src: {
+    type: "positional",
+    required: true,
+    description: "directory of *.lua sources (+ optional rules.json)",
+  },
   type: { type: "string", required: true, description: "Behavior, ProductRulesFeed or RepairKit" },
   key: { type: "string", required: true, description: "keyring file holding the content key" },
   "key-id": { type: "string", description: "key to seal with (default: the newest in the keyring)" },
@@ -89,8 +94,14 @@ const commonArgs = {
 } as const;
 
 const encrypt = defineCommand({
-  meta: { name: "encrypt", description: "Encrypt Lua sources into a rules payload directory (rules.json + lua/*.lua.enc)" },
-  args: { ...commonArgs, out: { type: "string", required: true, description: "payload directory to create" } },
+  meta: {
+    name: "encrypt",
+    description: "Encrypt Lua sources into a rules payload directory (rules.json + lua/*.lua.enc)",
+  },
+  args: {
+    ...commonArgs,
+    out: { type: "string", required: true, description: "payload directory to create" },
+  },
   run({ args }) {
     checkType(args.type);
     const key = sealingKey(args.key, args["key-id"]);
@@ -109,12 +120,17 @@ const pack = defineCommand({
   args: {
     ...commonArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },
-    keys: { type: "string", required: true, description: "signing key directory (signer.pem, signer.key, …)" },
+    keys: {
+      type: "string",
+      required: true,
+      description: "signing key directory (signer.pem, signer.key, …)",
+    },
     out: { type: "string", required: true, description: "package file to write" },
   },
   async run({ args }) {
     checkType(args.type);
-    if (!/^[1-9][0-9]{0,15}$/.test(args.version)) throw new UsageError("CLI_USAGE", "--version must be a positive integer");
+    if (!/^[1-9][0-9]{0,15}$/.test(args.version))
+      throw new UsageError("CLI_USAGE", "--version must be a positive integer");
     const key = sealingKey(args.key, args["key-id"]);
     const files = encryptRulesDir({ srcDir: args.src, contentType: args.type, key });
     const work = mkdtempSync(join(tmpdir(), "outpost-rules-"));
@@ -137,7 +153,10 @@ const pack = defineCommand({
         size: bytes.length,
       };
       if (args.json) printJson(result);
-      else printText(`wrote ${args.out}: ${args.type} v${args.version}, ${result.rules} encrypted rule file(s), key ${key.id}`);
+      else
+        printText(
+          `wrote ${args.out}: ${args.type} v${args.version}, ${result.rules} encrypted rule file(s), key ${key.id}`,
+        );
       return result;
     } finally {
       rmSync(work, { recursive: true, force: true });
@@ -146,6 +165,9 @@ const pack = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "rules", description: "Lua rules: content keys, encryption and packaging (Behavior, ProductRulesFeed, RepairKit)" },
+  meta: {
+    name: "rules",
+    description: "Lua rules: content keys, encryption and packaging (Behavior, ProductRulesFeed, RepairKit)",
+  },
   subCommands: { keygen, encrypt, pack },
 });

@@ -35,12 +35,20 @@ describe("rule envelopes (AES-256-GCM)", () => {
       } catch (e) {
         code = (e as { code: string }).code;
       }
-      expect(["HND_RULES_DECRYPT_FAILED", "HND_RULES_ENVELOPE_INVALID", "HND_RULES_KEY_UNKNOWN"]).toContain(code!);
+      expect(["HND_RULES_DECRYPT_FAILED", "HND_RULES_ENVELOPE_INVALID", "HND_RULES_KEY_UNKNOWN"]).toContain(
+        code!,
+      );
     }
-    expect(() => decryptRule(sealed, ring, { ...bind, path: "lua/other.lua.enc" })).toThrow(/authentication failed/);
-    expect(() => decryptRule(sealed, ring, { ...bind, contentType: "RepairKit" })).toThrow(/authentication failed/);
+    expect(() => decryptRule(sealed, ring, { ...bind, path: "lua/other.lua.enc" })).toThrow(
+      /authentication failed/,
+    );
+    expect(() => decryptRule(sealed, ring, { ...bind, contentType: "RepairKit" })).toThrow(
+      /authentication failed/,
+    );
     const impostor = newKeyring("k1");
-    expect(() => decryptRule(sealed, Keyring.parse(impostor, "x.json"), bind)).toThrow(/HND_RULES|authentication/);
+    expect(() => decryptRule(sealed, Keyring.parse(impostor, "x.json"), bind)).toThrow(
+      /HND_RULES|authentication/,
+    );
   });
 
   test("key rotation: a keyring holding old and new ids opens both; an unknown id is named", () => {

@@ -40,7 +40,10 @@ describe("rules packages", () => {
       writeFileSync(join(src, "b.lua"), "return 'b'");
       writeFileSync(join(src, "a.lua"), "return 'a'");
       writeFileSync(join(src, "z.lua"), "return 'z'");
-      writeFileSync(join(src, "rules.json"), JSON.stringify({ order: ["z"], limits: { instructions: 5000 }, settings: { x: 1 } }));
+      writeFileSync(
+        join(src, "rules.json"),
+        JSON.stringify({ order: ["z"], limits: { instructions: 5000 }, settings: { x: 1 } }),
+      );
       const files = encryptRulesDir({ srcDir: src, contentType: "Behavior", key });
       const { manifest, rules } = openRulesPackage(view("Behavior", files), Keyring.parse(key.file, "k"));
       expect(rules.map((r) => [r.name, r.source])).toEqual([
@@ -62,7 +65,9 @@ describe("rules packages", () => {
     expect(codeOf(() => validateRulesPackage(view("Behavior", ok)))).toBe("no error");
     expect(codeOf(() => validateRulesPackage(view("RepairKit", ok)))).toBe("HND_RULES_WRONG_TYPE");
     const { "rules.json": _m, ...noManifest } = ok;
-    expect(codeOf(() => validateRulesPackage(view("Behavior", noManifest)))).toBe("HND_RULES_MANIFEST_MISSING");
+    expect(codeOf(() => validateRulesPackage(view("Behavior", noManifest)))).toBe(
+      "HND_RULES_MANIFEST_MISSING",
+    );
     const { "lua/r.lua.enc": _r, ...noFile } = ok;
     expect(codeOf(() => validateRulesPackage(view("Behavior", noFile)))).toBe("HND_RULES_FILE_MISSING");
     const plain = { ...ok, "lua/r.lua.enc": new TextEncoder().encode("return 1") };

@@ -22,11 +22,54 @@ const SUBJECTS = [
 ];
 
 const PATTERNS = [
-  "o", "l+", "l*", "l-o", "o?w", "^h", "d$", "^$", "%s+", "^%s*(.-)%s*$", "(%w+)=(%w+)", "(%w+)%s*=%s*(%w+)",
-  "%a+", "%d+", "[%a_][%w_]*", "[^%s]+", "[a-c]+", "[%]]", "[^a-z ]", "%((.-)%)", "%b()", "%b[]", "%f[%w]%w+",
-  "%f[%a]%a+%f[%A]", "()a()", "(a)(a)%2?", "(a+)%s%1", "(b+)", ".-", ".", "(.)%1", "%.sh", "|", "[%-%.]",
-  "(h)(e)(l)(l)(o)", "%x+", "%p", "%c", "%u+", "%l+", "%S+$", "^(%S+)", "(()(%w)())", "[0-9]+%s*%a+",
-  "ü+", "[%z]", "%z", "x%zy",
+  "o",
+  "l+",
+  "l*",
+  "l-o",
+  "o?w",
+  "^h",
+  "d$",
+  "^$",
+  "%s+",
+  "^%s*(.-)%s*$",
+  "(%w+)=(%w+)",
+  "(%w+)%s*=%s*(%w+)",
+  "%a+",
+  "%d+",
+  "[%a_][%w_]*",
+  "[^%s]+",
+  "[a-c]+",
+  "[%]]",
+  "[^a-z ]",
+  "%((.-)%)",
+  "%b()",
+  "%b[]",
+  "%f[%w]%w+",
+  "%f[%a]%a+%f[%A]",
+  "()a()",
+  "(a)(a)%2?",
+  "(a+)%s%1",
+  "(b+)",
+  ".-",
+  ".",
+  "(.)%1",
+  "%.sh",
+  "|",
+  "[%-%.]",
+  "(h)(e)(l)(l)(o)",
+  "%x+",
+  "%p",
+  "%c",
+  "%u+",
+  "%l+",
+  "%S+$",
+  "^(%S+)",
+  "(()(%w)())",
+  "[0-9]+%s*%a+",
+  "ü+",
+  "[%z]",
+  "%z",
+  "x%zy",
 ];
 
 const BAD = ["(", "%", "[a", "%b", "(()", "%1", "a)", "%f", "%g("];
@@ -87,7 +130,10 @@ test("metered and native matchers agree on results and errors", async () => {
         // Error texts may differ in their "bad argument" prefix; both must fail.
         const a = r.metered.startsWith("false|") ? "false" : r.metered;
         const b = r.native.startsWith("false|") ? "false" : r.native;
-        if (a !== b) mismatches.push(`${JSON.stringify(s)} ~ ${JSON.stringify(p)} ${r.name}: ${r.metered} vs ${r.native}`);
+        if (a !== b)
+          mismatches.push(
+            `${JSON.stringify(s)} ~ ${JSON.stringify(p)} ${r.name}: ${r.metered} vs ${r.native}`,
+          );
       }
     }
   }

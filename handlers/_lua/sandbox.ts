@@ -47,7 +47,7 @@ export const DEFAULT_SANDBOX: SandboxOptions = {
 export type LuaValue = null | boolean | number | string | LuaValue[] | { [k: string]: LuaValue };
 
 /** A JS function Lua may call (RepairKit's API). Throwing raises a Lua error with the message. */
-export type HostFunction = (...args: LuaValue[]) => LuaValue | undefined | void;
+export type HostFunction = (...args: LuaValue[]) => unknown;
 
 const LUA_REGISTRYINDEX = -1_000_000 - 1000;
 const LUA_MULTRET = -1;

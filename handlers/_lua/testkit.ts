@@ -13,7 +13,7 @@ import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
 import { builtinGroups } from "../groups.ts";
 import { encryptRule, type KeyringFile, newKeyring } from "./crypto.ts";
-import { RuleLimitsSchema, type RuleLimits, type RulesManifest } from "./format.ts";
+import { type RuleLimits, RuleLimitsSchema, type RulesManifest } from "./format.ts";
 import { installKeyring } from "./keys.ts";
 
 export interface TestKey {

@@ -8,7 +8,8 @@
  *   contentctl samples receive --port P --key sample-key.pem --out DIR
  *       the HTTP receiver that decrypts, checks and stores submissions once per idempotency key
  *
- * The servers print one JSON line with where they listen, then run until SIGINT/SIGTERM.
+ * The servers print one JSON line with where they listen (and `sxl serve` one per reload), then
+ * run until SIGINT/SIGTERM.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -72,7 +73,9 @@ const serve = defineCommand({
     });
     const onHup = () => {
       try {
-        server.reload(loadVerdicts(args.verdicts));
+        const v = loadVerdicts(args.verdicts);
+        server.reload(v);
+        printText(JSON.stringify({ msg: "verdicts reloaded", rules: v.verdicts.length }));
       } catch (e) {
         log
           .child({ component: "sxl-server" })

@@ -12,7 +12,8 @@
  * device + inode + mtime + size, so each binary is read once however many
  * processes run it. A PID is re-tagged when its start time changes (reuse).
  */
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { log } from "../../core/log.ts";
 import type { RepAnswer } from "../../handlers/LocalRepData/index.ts";
@@ -39,6 +40,8 @@ export interface TaggerOptions {
   procRoot?: string;
   /** Executables larger than this are not hashed (tagged without reputation). */
   maxHashBytes?: number;
+  /** Bytes hashed per sweep at most (the rest wait for the next sweep). */
+  hashBytesPerSweep?: number;
   emit?: (type: string, fields: Record<string, unknown>) => void;
   now?: () => Date;
 }
@@ -107,6 +110,9 @@ export class ProcessTagger {
     this.stats.sweeps++;
     const live = new Set<number>();
     const fresh: ProcessTag[] = [];
+    // Hashing is bounded per sweep so a host full of new binaries is worked through over a few
+    // sweeps rather than in one long stall; untagged processes are simply seen again next time.
+    const budget = { bytes: this.o.hashBytesPerSweep ?? 256 * 1024 * 1024 };
     for (const name of readdirSync(this.proc)) {
       if (!/^\d+$/.test(name)) continue;
       const pid = Number(name);
@@ -115,7 +121,7 @@ export class ProcessTagger {
       if (ticks === null) continue;
       const known = this.tags.get(pid);
       if (known && known.startTicks === ticks) continue;
-      const tag = this.identify(pid, ticks);
+      const tag = await this.identify(pid, ticks, budget);
       if (tag) fresh.push(tag);
     }
     for (const pid of this.tags.keys()) if (!live.has(pid)) this.tags.delete(pid);
@@ -136,7 +142,7 @@ export class ProcessTagger {
     return fresh.length;
   }
 
-  private identify(pid: number, ticks: number): ProcessTag | null {
+  private async identify(pid: number, ticks: number, budget: { bytes: number }): Promise<ProcessTag | null> {
     const exeLink = join(this.proc, String(pid), "exe");
     let exe: string;
     try {
@@ -153,7 +159,9 @@ export class ProcessTagger {
       else {
         if (st.size > (this.o.maxHashBytes ?? 512 * 1024 * 1024))
           return { ...base, sha256: null, error: "executable too large to hash" };
-        sha256 = hashFile(exeLink);
+        if (st.size > budget.bytes) return null;
+        budget.bytes -= st.size;
+        sha256 = await hashFile(exeLink);
         this.stats.hashed++;
         this.digests.set(key, sha256);
         if (this.digests.size > 50_000) this.digests.clear();
@@ -188,18 +196,19 @@ export class ProcessTagger {
   }
 }
 
-function hashFile(path: string): string {
+/** Reads in 1 MiB steps, yielding between them, so the supervisor keeps answering while it hashes. */
+async function hashFile(path: string): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
-  const fd = openSync(path, "r");
+  const fh = await open(path, "r");
   try {
     const buf = new Uint8Array(1 << 20);
     for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
     }
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
   return h.digest("hex");
 }

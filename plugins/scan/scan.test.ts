@@ -20,7 +20,7 @@ import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import { statePaths } from "../../core/config.ts";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
-import { writeZip } from "../../handlers/DatasetA/testutil.ts";
+import { buildPe, writeZip } from "../../handlers/DatasetA/testutil.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
 import { buildReputation, tableFromEntries } from "../../handlers/LocalRepData/writer.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
@@ -72,6 +72,51 @@ const zipFile = put(
   writeZip([{ name: "inner/readme.txt", data: Buffer.from("zipped outpost-mark-one") }]),
 );
 put("clean.txt", "nothing to see");
+// A PE signed by a publisher LocalRepData trusts, inside an archive (needs osslsigncode and openssl).
+const signTools = !!(Bun.which("osslsigncode") && Bun.which("openssl"));
+const signer = (() => {
+  if (!signTools) return null;
+  const sh = (...cmd: string[]) => {
+    const r = Bun.spawnSync(cmd, { cwd: root, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr}`);
+    return r.stdout.toString();
+  };
+  sh(
+    "openssl",
+    "req",
+    "-x509",
+    "-nodes",
+    "-newkey",
+    "rsa:2048",
+    "-keyout",
+    "pub.key",
+    "-out",
+    "pub.pem",
+    "-subj",
+    "/CN=Trusted Publisher",
+    "-days",
+    "30",
+  );
+  writeFileSync(join(root, "tool.exe"), buildPe());
+  sh(
+    "osslsigncode",
+    "sign",
+    "-certs",
+    "pub.pem",
+    "-key",
+    "pub.key",
+    "-in",
+    "tool.exe",
+    "-out",
+    "tool-signed.exe",
+  );
+  put(
+    "installer.zip",
+    writeZip([{ name: "bin/tool.exe", data: readFileSync(join(root, "tool-signed.exe")) }]),
+  );
+  const fp = sh("openssl", "x509", "-in", "pub.pem", "-noout", "-fingerprint", "-sha256");
+  return fp.split("=")[1]!.trim().replaceAll(":", "").toLowerCase();
+})();
 
 let vendor: Vendor;
 let agent: TestAgent;
@@ -107,7 +152,10 @@ beforeAll(async () => {
   });
   const rep = buildReputation(
     tableFromEntries([{ sha256: sha(allowBytes), score: 95, class: "application" }], false),
-    tableFromEntries([], true),
+    tableFromEntries(
+      signer ? [{ sha256: signer, score: 88, class: "application", name: "Trusted Publisher" }] : [],
+      true,
+    ),
   );
   await vendor.release("LocalRepData", 1, { "reputation.bin": rep.bytes });
   agent = await startAgent(vendor, {
@@ -161,7 +209,7 @@ describe("a scan of a tree through the scanner host process", () => {
     expect(byTarget(markFile).map((d) => [d.name, d.verdict])).toEqual([["T.Mark", "malware"]]);
     expect(byTarget(zipFile).map((d) => d.path)).toEqual([["inner/readme.txt"]]);
     expect(byTarget(bigFile).map((d) => d.offset)).toEqual([big.length - 1000]);
-    expect(report.objects).toBe(7);
+    expect(report.objects).toBe(signer ? 8 : 7);
     expect(report.errors).toEqual([]);
     expect(report.found).toBe(true);
   });
@@ -200,6 +248,21 @@ describe("a scan of a tree through the scanner host process", () => {
     const key = idempotencyKey(sha(toolBytes), "T.Look");
     expect(readFileSync(join(root, "received", key, "sample.bin"))).toEqual(toolBytes);
     expect(receiver.stats.stored).toBe(1);
+  });
+
+  test("executables met are tagged with their reputation: by hash, and by a verified signer inside an archive", () => {
+    expect(report.executables.find((x) => x.target === allowFile)?.reputation).toMatchObject({
+      band: "high",
+      source: "hash",
+    });
+    expect(report.executables.find((x) => x.target === toolFile)?.reputation).toBeUndefined();
+    if (!signer) return console.warn("signer tagging not checked: osslsigncode or openssl missing");
+    const pe = report.executables.find((x) => x.path.join("/") === "bin/tool.exe");
+    expect(pe).toMatchObject({
+      kind: "pe",
+      authenticode: { status: "valid", signer: { thumbprint: signer } },
+      reputation: { band: "high", score: 88, source: "signer", signerName: "Trusted Publisher" },
+    });
   });
 
   test("every detection is published on the agent's event stream", () => {

@@ -109,7 +109,8 @@ export interface ScanReport {
   detections: DetectionReport[];
   /** Detections Live Protection ignored as known false positives. */
   ignored: number;
-  executables: number;
+  /** Every executable met (scanned files and archive members), with its reputation tag. */
+  executables: ExecutableReport[];
   limits: (LimitNote & { target: string })[];
   errors: SourceError[];
   durationMs: number;
@@ -467,7 +468,7 @@ function summarize(
     bytes: reports.reduce((n, r) => n + r.size, 0),
     detections,
     ignored: detections.filter((d) => d.verdict === "ignored").length,
-    executables: reports.reduce((n, r) => n + r.executables.length, 0),
+    executables: reports.flatMap((r) => r.executables),
     limits: reports.flatMap((r) => r.limits),
     errors,
     durationMs,

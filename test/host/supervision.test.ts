@@ -12,9 +12,11 @@ import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfigInput } from "../../core/config.ts";
+import { defineHandler } from "../../core/handler/contract.ts";
+import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { metrics } from "../../core/metrics.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
-import { hostTestRegistry } from "./handlers.ts";
+import { crashyGroup, crashyHandler, hostTestRegistry } from "./handlers.ts";
 
 const FAST: AgentConfigInput = {
   hosts: { restartBackoffMs: 10, maxBackoffMs: 200, heartbeatSeconds: 0, watchdogIntervalMs: 50 },
@@ -89,6 +91,45 @@ describe("host supervision", () => {
     expect(metrics.render()).toMatch(/outpost_host_restarts_total\{group="crashy"\} [1-9]/);
     // Marked bad: the next cycle leaves it alone.
     expect((await agent.update()).installed).toEqual([]);
+  }, 30_000);
+
+  test("installed content that kills its host while loading at start-up is rolled back to last-known-good", async () => {
+    // v2 reaches the store through an agent whose Crashy loads anything (think: an older handler build).
+    const lenient = defineHandler<object>({
+      manifest: crashyHandler.manifest,
+      validate() {},
+      load: () => ({}),
+    });
+    const first = await startAgent(vendor, {
+      registry: () => new HandlerRegistry().registerGroup(crashyGroup).register(lenient),
+      config: { hosts: { isolation: "in-process" } },
+    });
+    await vendor.release("Crashy", 1, { "data.txt": "good v1" });
+    await first.agent.update();
+    await vendor.release("Crashy", 2, { "data.txt": "EXIT-ON-LOAD" });
+    expect((await first.agent.update()).installed).toEqual([
+      { type: "Crashy", version: 2, previousVersion: 1 },
+    ]);
+    await first.stop();
+
+    // The real handler, isolated: loading v2 at start-up kills its host; the agent falls back on its own.
+    t = await startAgent(vendor, { registry: hostTestRegistry, config: FAST, stateDir: first.stateDir });
+    const { agent, alerts } = t;
+    expect(await read(agent)).toMatchObject({ text: "good v1", version: 1 });
+    expect(agent.content()[0]).toMatchObject({ version: 1, handlerState: "loaded", badVersions: [2] });
+    expect(agent.events.recent((e) => e.type === "host-crashed")[0]).toMatchObject({
+      code: 70,
+      during: "load Crashy v2",
+    });
+    expect(agent.events.recent((e) => e.type === "content-rolled-back")[0]).toMatchObject({
+      contentType: "Crashy",
+      from: 2,
+      to: 1,
+      automatic: true,
+    });
+    expect(alerts.alerts.some((a) => a.kind === "content-rolled-back" && a.code === "HND_HOST_CRASHED")).toBe(
+      true,
+    );
   }, 30_000);
 
   test("content that crash-loops its host after activation is rolled back to last-known-good on its own", async () => {

@@ -83,15 +83,27 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
       /instruction budget exceeded/,
     ));
   test("string doubling", () =>
-    expectContained("local s = 'x' while true do s = s .. s end", /memory limit exceeded/, { instructions: MANY }));
-  test("table growth", () =>
-    expectContained("local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end", /memory limit exceeded/, {
+    expectContained("local s = 'x' while true do s = s .. s end", /memory limit exceeded/, {
       instructions: MANY,
     }));
+  test("table growth", () =>
+    expectContained(
+      "local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end",
+      /memory limit exceeded/,
+      {
+        instructions: MANY,
+      },
+    ));
   test("deep Lua recursion", () =>
-    expectContained("local function f(n) return 1 + f(n + 1) end return f(1)", /memory limit exceeded|stack overflow/));
+    expectContained(
+      "local function f(n) return 1 + f(n + 1) end return f(1)",
+      /memory limit exceeded|stack overflow/,
+    ));
   test("deep recursion through C (gsub callbacks)", () =>
-    expectContained("local function f(s) return (s:gsub('.', f)) end return f('aa')", /stack overflow|C stack/));
+    expectContained(
+      "local function f(s) return (s:gsub('.', f)) end return f('aa')",
+      /stack overflow|C stack/,
+    ));
   test("coroutine bomb: unbounded creation", () =>
     expectContained(
       "local t = {} while true do t[#t + 1] = coroutine.create(function() end) end",
@@ -112,7 +124,10 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
   test("pathological pattern in string.find", () =>
     expectContained("return string.find(string.rep('a', 5000), '.-.-.-b')", /instruction budget exceeded/));
   test("pathological pattern in gsub and gmatch", async () => {
-    await expectContained("return (string.rep('a', 3000)):gsub('(.-)(.-)(.-)x', '%1')", /instruction budget exceeded/);
+    await expectContained(
+      "return (string.rep('a', 3000)):gsub('(.-)(.-)(.-)x', '%1')",
+      /instruction budget exceeded/,
+    );
     await expectContained(
       "for m in (string.rep('ab', 2000)):gmatch('(.-a.-b.-)c') do end",
       /instruction budget exceeded/,
@@ -128,10 +143,14 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
   });
   test("table.move and table.sort over huge ranges", async () => {
     await expectContained("return table.move({}, 1, 1e15, 2)", /table\.move: more than/);
-    await expectContained("local t = {} for i = 1, 150000 do t[i] = i end table.sort(t)", /table\.sort: more than/, {
-      instructions: MANY,
-      callMemoryKb: 16 * 1024,
-    });
+    await expectContained(
+      "local t = {} for i = 1, 150000 do t[i] = i end table.sort(t)",
+      /table\.sort: more than/,
+      {
+        instructions: MANY,
+        callMemoryKb: 16 * 1024,
+      },
+    );
   });
   test("a __tostring bomb in an error object is not run outside the meter", () =>
     expectContained(
@@ -153,7 +172,11 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
     expectContained("coroutine.yield()", /yield/));
   test("a rule that bombs while it loads rejects the rules (nothing half-loaded runs)", async () => {
     await expect(
-      BehaviorEngine.create([{ name: "boot", file: "lua/boot.lua.enc", source: "while true do end" }], limits, null),
+      BehaviorEngine.create(
+        [{ name: "boot", file: "lua/boot.lua.enc", source: "while true do end" }],
+        limits,
+        null,
+      ),
     ).rejects.toThrow(/lua\/boot\.lua\.enc: rule boot failed to load: instruction budget exceeded/);
   });
 });
@@ -161,8 +184,22 @@ describe("resource bombs are stopped and counted; the canary keeps running", () 
 describe("escapes find nothing to escape with", () => {
   test("no system libraries, loaders or debug hooks are reachable", async () => {
     const names = [
-      "io", "os", "require", "package", "debug", "load", "loadstring", "dofile", "loadfile", "module",
-      "rawset", "null", "string.dump", "string.pack", "string.unpack", "math.randomseed",
+      "io",
+      "os",
+      "require",
+      "package",
+      "debug",
+      "load",
+      "loadstring",
+      "dofile",
+      "loadfile",
+      "module",
+      "rawset",
+      "null",
+      "string.dump",
+      "string.pack",
+      "string.unpack",
+      "math.randomseed",
     ];
     const r = await attempt(
       `local out = {}
@@ -176,7 +213,10 @@ describe("escapes find nothing to escape with", () => {
     expect(r.result).toBe("|");
   });
   test("the shared string metatable is locked", async () => {
-    await expectContained("getmetatable('').__index.upper = function() return 'pwned' end", /index a boolean/);
+    await expectContained(
+      "getmetatable('').__index.upper = function() return 'pwned' end",
+      /index a boolean/,
+    );
     const r = await attempt("return tostring(getmetatable('abc'))");
     expect(r.result).toBe("false");
   });

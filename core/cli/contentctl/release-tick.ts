@@ -7,7 +7,7 @@
 import { defineCommand } from "citty";
 import { webhookAlerter } from "../../release/alerts.ts";
 import { ReleaseEngine } from "../../release/engine.ts";
-import { printJson, printText, renderTable } from "../output.ts";
+import { EXIT, printJson, printText, renderTable } from "../output.ts";
 import { releaseArgs, releaseConfig } from "./release-args.ts";
 
 export default defineCommand({
@@ -18,6 +18,8 @@ export default defineCommand({
     const alerter = webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
     const result = await new ReleaseEngine({ config, alerter }).tick();
     await alerter.flush();
+    // Cron must notice a step that keeps failing; the rest of the tick has run.
+    if (result.errors.length > 0) process.exitCode = EXIT.CONTENT;
     if (args.json) printJson(result);
     else {
       const rows = [
@@ -28,6 +30,12 @@ export default defineCommand({
           "reason" in a ? a.reason : "",
         ]),
         ...result.notes.map((n) => [n.release, "wait", n.group ?? "", n.text]),
+        ...result.errors.map((e) => [
+          "release" in e.action ? e.action.release : "",
+          `${e.action.kind} FAILED`,
+          "group" in e.action ? e.action.group : "",
+          `${e.code}: ${e.message}`,
+        ]),
       ];
       printText(rows.length ? renderTable(["RELEASE", "ACTION", "GROUP", "WHY"], rows) : "nothing to do");
     }
