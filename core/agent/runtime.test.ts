@@ -33,6 +33,11 @@ describe("Agent end to end", () => {
     expect(info?.version).toBe(2);
     expect(info?.lkgVersion).toBe(1);
     expect(t.agent.status().health).toBe("green");
+    // By default the handler runs in its group's own sandboxed host process, not in the agent.
+    const host = t.agent.status().hosts?.find((h) => h.group === "test");
+    expect(host).toMatchObject({ isolation: "process", state: "running", handlers: ["TestText"], restarts: 0 });
+    expect(host?.pid).not.toBe(process.pid);
+    expect(info?.host).toMatchObject({ group: "test", isolation: "process", pid: host?.pid });
 
     // Nothing new: the cycle is a no-op.
     const r3 = await t.agent.update();

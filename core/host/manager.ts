@@ -436,7 +436,8 @@ export class HostManager implements HandlerHost {
 
   hosts(): HostStatus[] {
     return [...this.groups.values()].map((g) => {
-      const sample = g.proc?.running ? (g.proc.sample() ?? g.proc.lastSample) : null;
+      // The watchdog samples every watchdogIntervalMs; status (a hot path) reads /proc only before the first sample.
+      const sample = g.proc?.running ? (g.proc.lastSample ?? g.proc.sample()) : null;
       const l = g.launch?.layers;
       const ll = g.init?.landlock;
       const notes = [...(g.launch?.notes ?? [])];

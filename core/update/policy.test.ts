@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
 import { makeVendor, testRegistry, type Vendor } from "../../test/fixtures/vendor.ts";
 import { contentPolicy, describePolicy, policyStatus } from "../agent/policy.ts";
+import { renderStatus } from "../cli/agent/render.ts";
 import { parseConfig } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { InProcessHost } from "../handler/host.ts";
@@ -180,5 +182,40 @@ describe("update cycles under a policy", () => {
     expect(() => parseConfig({ policy: { cadence: "sometimes" } })).toThrow(/policy\.cadence/);
     expect(() => parseConfig({ policy: { pins: { TestText: 0 } } })).toThrow(/policy\.pins/);
     expect(parseConfig({}).policy).toEqual({ cadence: "general", pins: {} });
+  });
+
+  test("agent status renders the policy and what it targets", () => {
+    const a = agentWith({ cadence: "pinned-n-1", pins: { Other: 3 } });
+    const status = {
+      ...new FakeAgentApi().status(),
+      policy: describePolicy(a.config, {
+        index: {
+          schema: 1,
+          group: "public-3",
+          serial: 1,
+          issued: new Date().toISOString(),
+          expires: new Date(Date.now() + 3600_000).toISOString(),
+          content: {
+            TestText: {
+              version: 3,
+              path: "packages/TestText/TestText-3-0123456789abcdef.tar",
+              size: 10,
+              sha384: "a".repeat(96),
+              previous: {
+                version: 2,
+                path: "packages/TestText/TestText-2-0123456789abcdef.tar",
+                size: 10,
+                sha384: "b".repeat(96),
+              },
+            },
+          },
+        },
+        content: [],
+      }),
+    };
+    const text = renderStatus(status);
+    expect(text).toMatch(/policy\s+cadence pinned-n-1, polls public-3/);
+    expect(text).toMatch(/pins\s+Other=v3/);
+    expect(text).toMatch(/TestText\s+3\s+2\s+2\s+-/);
   });
 });

@@ -4,7 +4,7 @@
  * test` and `agent events replay`; then the control-plane routes and the
  * per-rule series in /metrics on a running agent.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,6 +15,9 @@ import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_lua
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorHandler } from "./index.ts";
 import { behaviorRoutes } from "./routes.ts";
+
+// Agents with real host processes: more than the default 5 s on a loaded machine.
+setDefaultTimeout(30_000);
 
 const ROOT = resolve(import.meta.dir, "../..");
 const EXAMPLES = join(ROOT, "examples");

@@ -297,6 +297,10 @@ export class BehaviorEngine {
     };
   }
 
+  heapBytes(): number {
+    return this.sandbox.memoryBytes();
+  }
+
   libraryFunctions(): { module: string; functions: string[] }[] {
     return this.sandbox.call(this.rt, "library_functions")[0] as { module: string; functions: string[] }[];
   }

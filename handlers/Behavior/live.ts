@@ -57,6 +57,7 @@ export class BehaviorLive {
   readonly recent: Detection[] = [];
   readonly totals = { events: 0, detections: 0, pendingDropped: 0, logLinesSuppressed: 0, rebuilds: 0 };
   libraryError: string | undefined;
+  private lastPublished = "";
   disabledRules = new Set<string>();
 
   constructor(
@@ -83,7 +84,7 @@ export class BehaviorLive {
       this.rebuilding = this.rebuilding.then(() => this.rebuild(lib));
     });
     this.startSensor();
-    this.statsTimer = setInterval(() => this.publishStats(), this.settings.statsIntervalSeconds * 1000);
+    this.statsTimer = setInterval(() => this.publishStats(true), this.settings.statsIntervalSeconds * 1000);
     (this.statsTimer as { unref?: () => void }).unref?.();
   }
 
@@ -218,9 +219,12 @@ export class BehaviorLive {
   }
 
   /** Publishes per-rule telemetry on the event stream; the supervisor turns it into metrics. */
-  publishStats(): void {
+  publishStats(onlyIfChanged = false): void {
     const s = this.stats();
     if (!s) return;
+    const mark = `${s.version}:${s.events}:${s.rules.reduce((n, r) => n + r.calls + r.faults, 0)}`;
+    if (onlyIfChanged && mark === this.lastPublished) return;
+    this.lastPublished = mark;
     this.caps.events.emit("rules-stats", {
       contentType: "Behavior",
       version: this.version,
@@ -255,7 +259,7 @@ export class BehaviorLive {
       recentDetections: this.recent
         .slice(-5)
         .map((d) => ({ rule: d.rule, title: d.title, severity: d.severity })),
-      heapBytes: e?.stats().heapBytes ?? 0,
+      heapBytes: e?.heapBytes() ?? 0,
     };
   }
 

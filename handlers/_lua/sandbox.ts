@@ -99,13 +99,28 @@ function luaFactory(): LuaFactory {
   return factory;
 }
 
-// Read and compile the interpreter as soon as this module is imported: a host process imports its
-// handlers before it locks itself down (Landlock), and may not be able to read the file afterwards.
-luaFactory()
-  .getLuaModule()
-  .catch(() => {
-    // Reported by the first LuaSandbox.create, which awaits the same promise.
-  });
+/**
+ * A host process (`agent host --group G`) imports its handlers and then
+ * locks itself down with Landlock; run from source, glue.wasm is a file
+ * under node_modules it may no longer read by the time content loads. So a
+ * source-mode host of a group that runs Lua reads and compiles the
+ * interpreter as soon as this module is imported. Everywhere else it is
+ * loaded on first use: the compiled binary serves glue.wasm from its own
+ * embedded files, and other processes are not locked down — nor should
+ * every host pay ~20 MiB for an interpreter it never runs.
+ */
+function loadsLuaLockedDown(argv = process.argv): boolean {
+  const compiled = import.meta.url.includes("/$bunfs/") || Bun.main.startsWith("/$bunfs/");
+  const at = argv.indexOf("--group");
+  return !compiled && argv.includes("host") && at >= 0 && ["behavior", "repair"].includes(argv[at + 1] ?? "");
+}
+if (loadsLuaLockedDown()) {
+  luaFactory()
+    .getLuaModule()
+    .catch(() => {
+      // Reported by the first LuaSandbox.create, which awaits the same promise.
+    });
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

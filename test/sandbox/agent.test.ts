@@ -5,13 +5,16 @@
  * that started (no crash, no restart), memory stays bounded, the agent
  * stays green, and the other rules keep detecting.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../../handlers/_lua/testkit.ts";
 import { behaviorHandler } from "../../handlers/Behavior/index.ts";
 import { productRulesFeedHandler } from "../../handlers/ProductRulesFeed/index.ts";
 import { makeVendor, type Vendor } from "../fixtures/vendor.ts";
+
+// Agents with real host processes: more than the default 5 s on a loaded machine.
+setDefaultTimeout(30_000);
 
 const BOMBS: Record<string, string> = {
   loop: "while true do end",
