@@ -174,14 +174,15 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     expect(report.installed).toEqual([{ type: "Hmpa_data", version: 1, previousVersion: null }]);
 
     const items = json("content-list");
-    expect(items).toHaveLength(1);
-    expect(items[0]).toMatchObject({
+    const installed = items.filter((c: { version: unknown }) => c.version !== null);
+    expect(installed).toHaveLength(1);
+    expect(installed[0]).toMatchObject({
       type: "Hmpa_data",
       version: 1,
       handlerState: "loaded",
       lkgVersion: null,
     });
-    expect(items[0].handlerStatus.entries).toBe(2);
+    expect(installed[0].handlerStatus.entries).toBe(2);
   });
 
   test("agent side: hmpa check answers from the installed content, offline", () => {

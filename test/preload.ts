@@ -10,7 +10,10 @@ const tempDirs = new Set<string>();
 export function registerTempDir(dir: string): void {
   tempDirs.add(dir);
 }
-afterAll(() => {
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-  tempDirs.clear();
-});
+// Workers started by tests load this preload too, and bun:test hooks only exist on the main thread.
+if (Bun.isMainThread) {
+  afterAll(() => {
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    tempDirs.clear();
+  });
+}

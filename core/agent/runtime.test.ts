@@ -35,7 +35,12 @@ describe("Agent end to end", () => {
     expect(t.agent.status().health).toBe("green");
     // By default the handler runs in its group's own sandboxed host process, not in the agent.
     const host = t.agent.status().hosts?.find((h) => h.group === "test");
-    expect(host).toMatchObject({ isolation: "process", state: "running", handlers: ["TestText"], restarts: 0 });
+    expect(host).toMatchObject({
+      isolation: "process",
+      state: "running",
+      handlers: ["TestText"],
+      restarts: 0,
+    });
     expect(host?.pid).not.toBe(process.pid);
     expect(info?.host).toMatchObject({ group: "test", isolation: "process", pid: host?.pid });
 

@@ -26,6 +26,9 @@ import {
   verifyPackage,
 } from "./trusted-state.ts";
 
+/** Failures of the machinery rather than of the content: they must not brand a version bad. */
+const NOT_THE_CONTENTS_FAULT = new Set(["HND_HOST_UNAVAILABLE", "HND_HOST_DOWN", "HND_HOST_SPAWN_FAILED"]);
+
 export interface UpdateClientDeps {
   transport: Transport;
   trust: TrustStore;
@@ -223,8 +226,10 @@ async function installOne(
     await deps.host.validate(type, view);
     prepared = await deps.host.prepare(type, view);
   } catch (e) {
-    // Signed content that its own handler refuses is a vendor defect: keep it out until a newer version ships.
-    deps.store.markBad(type, entry.version, describeError(e).message);
+    // Signed content that its own handler refuses is a vendor defect: keep it out until a newer version
+    // ships. A host that is merely unavailable says nothing about the content, so that is retried.
+    if (!NOT_THE_CONTENTS_FAULT.has(describeError(e).code))
+      deps.store.markBad(type, entry.version, describeError(e).message);
     throw e;
   }
   try {

@@ -142,9 +142,11 @@ describe("offline (no agent running)", () => {
     const r = await agent("content", "list", "--state", stateDir, "--json");
     expect(r.code).toBe(0);
     const items = JSON.parse(r.stdout);
-    expect(items).toEqual([
+    // Every registered content type is listed; nothing is installed yet.
+    expect(items).toContainEqual(
       expect.objectContaining({ type: "Hmpa_data", version: null, handlerState: "not-installed" }),
-    ]);
+    );
+    expect(items.every((c: { version: unknown }) => c.version === null)).toBe(true);
     // The in-process agent released its lock.
     expect(existsSync(statePaths(stateDir).lock)).toBe(false);
   });
@@ -246,7 +248,7 @@ test("run: advertises the control plane, serves it, stops cleanly on SIGTERM", a
   const client = await ControlClient.fromStateDir(stateDir);
   const status = await client.status();
   expect(status.agent.pid).toBe(proc.pid);
-  expect(status.content.map((c) => c.type)).toEqual(["Hmpa_data"]);
+  expect(status.content.map((c) => c.type)).toContain("Hmpa_data");
 
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
