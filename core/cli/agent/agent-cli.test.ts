@@ -234,22 +234,27 @@ test("run: advertises the control plane, serves it, stops cleanly on SIGTERM", a
     ],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, OUTPOST_LOG_QUIET: "1" } },
   );
-  const reader = proc.stdout.getReader();
-  let firstLine = "";
-  while (!firstLine.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    firstLine += new TextDecoder().decode(value);
+  try {
+    const reader = proc.stdout.getReader();
+    let firstLine = "";
+    while (!firstLine.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      firstLine += new TextDecoder().decode(value);
+    }
+    const line = JSON.parse(firstLine.split("\n")[0]!);
+    expect(line).toMatchObject({ level: "info", msg: "agent running", pid: proc.pid, stateDir });
+    expect(line.control).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+    const client = await ControlClient.fromStateDir(stateDir);
+    const status = await client.status();
+    expect(status.agent.pid).toBe(proc.pid);
+    expect(status.content.map((c) => c.type)).toContain("Hmpa_data");
+  } catch (e) {
+    // A failed assertion must not leave a running agent behind.
+    proc.kill("SIGKILL");
+    throw e;
   }
-  const line = JSON.parse(firstLine.split("\n")[0]!);
-  expect(line).toMatchObject({ level: "info", msg: "agent running", pid: proc.pid, stateDir });
-  expect(line.control).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-
-  const client = await ControlClient.fromStateDir(stateDir);
-  const status = await client.status();
-  expect(status.agent.pid).toBe(proc.pid);
-  expect(status.content.map((c) => c.type)).toContain("Hmpa_data");
-
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
   const paths = statePaths(stateDir);
