@@ -11,6 +11,8 @@
  * `agent run-repair` against a running agent) and the offline CLI (agent
  * stopped, state possibly broken); only `mode` and the agent actions differ.
  */
+
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   copyFileSync,
@@ -30,7 +32,6 @@ import type { AgentStatus } from "../../core/agent/api.ts";
 import { pidAlive } from "../../core/agent/lock.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { statePaths } from "../../core/config.ts";
-import { TrustStore, verifyDetached } from "../../core/crypto/cms.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../../core/fsutil.ts";
@@ -58,9 +59,31 @@ export const RepairFactsSchema = z
     agentUid: z.number().int().nonnegative(),
     agentGid: z.number().int().nonnegative(),
     writtenAt: z.string(),
+    /** Verified by the writer (trust.ts), which has the CMS verifier the repair host does not load. */
+    trust: z
+      .object({
+        trustSha256: z.string().nullable(),
+        pem: z.object({ ok: z.boolean(), certs: z.number(), error: z.string().optional() }).strict(),
+        caches: z.array(
+          z
+            .object({
+              group: z.string(),
+              ok: z.boolean(),
+              problem: z.string().nullable(),
+              serial: z.number().nullable(),
+              sha384: z.string().nullable(),
+              verified: z.boolean().nullable(),
+            })
+            .strict(),
+        ),
+        verifies: z.boolean().nullable(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type RepairFacts = z.infer<typeof RepairFactsSchema>;
+export type TrustFacts = NonNullable<RepairFacts["trust"]>;
 
 export function factsFromConfig(config: AgentConfig, configFile: string | null): RepairFacts {
   return {
@@ -112,13 +135,65 @@ const MAX_READ = 1024 * 1024;
 const MAX_LIST = 1000;
 const LUA_SAFE = (v: unknown) => (v === undefined ? null : v);
 
-interface CachedIndexFacts {
-  group: string;
-  ok: boolean;
-  problem: string | null;
-  serial: number | null;
-  sha384: string | null;
-  verified: boolean | null;
+export type CachedIndexFacts = TrustFacts["caches"][number];
+
+export function sha256File(path: string): string | null {
+  try {
+    return createHash("sha256").update(readFileSync(path)).digest("hex");
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A trust bundle's shape without the X.509 stack: PEM blocks, all
+ * CERTIFICATE, each decoding to a DER SEQUENCE. Enough to tell "missing or
+ * garbage" from "looks like roots"; trust.ts does the real verification.
+ */
+export function pemCertificates(text: string): TrustFacts["pem"] {
+  const blocks = [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)];
+  if (blocks.length === 0) return { ok: false, certs: 0, error: "holds no certificates" };
+  for (const [i, b] of blocks.entries()) {
+    if (b[1] !== "CERTIFICATE")
+      return { ok: false, certs: 0, error: `block ${i + 1} is ${b[1]}, not CERTIFICATE` };
+    const der = Buffer.from((b[2] ?? "").replace(/\s+/g, ""), "base64");
+    if (der.length < 64 || der[0] !== 0x30)
+      return { ok: false, certs: 0, error: `certificate ${i + 1} does not parse` };
+  }
+  return { ok: true, certs: blocks.length };
+}
+
+export function cacheGroups(indexCacheDir: string): string[] {
+  try {
+    return readdirSync(indexCacheDir).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** A cached index's files are present and parse (signature not checked here). */
+export function inspectCacheStructure(indexCacheDir: string, group: string): CachedIndexFacts {
+  const dir = join(indexCacheDir, group);
+  const base = { group, serial: null, sha384: null, verified: null };
+  if (!GROUP_NAME_RE.test(group)) return { ...base, ok: false, problem: "not a group name" };
+  try {
+    if (!lstatSync(dir).isDirectory()) return { ...base, ok: false, problem: "not a directory" };
+    const index = new Uint8Array(readFileSync(join(dir, "index.json")));
+    readFileSync(join(dir, "index.p7s"));
+    JSON.parse(readFileSync(join(dir, "meta.json"), "utf8"));
+    const parsed = RepoIndexSchema.safeParse(JSON.parse(new TextDecoder().decode(index)));
+    if (!parsed.success) return { ...base, ok: false, problem: "index.json is not a valid index" };
+    return {
+      group,
+      ok: true,
+      problem: null,
+      serial: parsed.data.serial,
+      sha384: sha384Hex(index),
+      verified: null,
+    };
+  } catch (e) {
+    return { ...base, ok: false, problem: (e as Error).message };
+  }
 }
 
 export class RepairEnv {
@@ -126,15 +201,24 @@ export class RepairEnv {
   private status: AgentStatus | null = null;
   private cache: CachedIndexFacts[] = [];
   private trustVerifies: boolean | null = null;
+  private trustFacts: TrustFacts | null = null;
   private updateEnabled: boolean | undefined;
   private readonly paths: ReturnType<typeof statePaths>;
 
   constructor(
     readonly facts: RepairFacts,
     readonly mode: RepairMode,
-    private readonly now: () => Date = () => new Date(),
+    private readonly opts: {
+      now?: () => Date;
+      /** Fresh trust facts (trust.ts); without it the host falls back on facts.trust. */
+      inspectTrust?: () => Promise<TrustFacts>;
+    } = {},
   ) {
     this.paths = statePaths(facts.stateDir);
+  }
+
+  private now(): Date {
+    return this.opts.now ? this.opts.now() : new Date();
   }
 
   /** Gathers what needs async work (signatures, the agent's status) before the checks run. */
@@ -158,51 +242,33 @@ export class RepairEnv {
         this.status = null;
       }
     }
-    let trust: TrustStore | null = null;
-    try {
-      trust = TrustStore.fromPem(readFileSync(this.facts.trustPath, "utf8"), this.facts.trustPath);
-    } catch {
-      trust = null;
-    }
-    this.cache = [];
-    const root = this.paths.indexCache;
-    const groups = existsSync(root) ? readdirSync(root).sort() : [];
-    for (const group of groups) this.cache.push(await this.inspectCache(group, trust));
-    const verified = this.cache.filter((c) => c.verified !== null);
-    this.trustVerifies = trust ? (verified.length ? verified.some((c) => c.verified) : null) : false;
+    this.trustFacts = await this.currentTrustFacts();
+    this.cache = this.trustFacts.caches.map((c) => ({ ...c }));
+    this.trustVerifies = this.trustFacts.verifies;
   }
 
-  private async inspectCache(group: string, trust: TrustStore | null): Promise<CachedIndexFacts> {
-    const dir = join(this.paths.indexCache, group);
-    const base = { group, serial: null, sha384: null, verified: null };
-    if (!GROUP_NAME_RE.test(group)) return { ...base, ok: false, problem: "not a group name" };
+  /**
+   * The writer's verification while the trust store is byte-for-byte the one
+   * it verified; otherwise what can be seen without the X.509 stack (shape of
+   * the PEM, structure of the caches, signatures unknown).
+   */
+  private async currentTrustFacts(): Promise<TrustFacts> {
+    if (this.opts.inspectTrust) return this.opts.inspectTrust();
+    const sha = sha256File(this.facts.trustPath);
+    const given = this.facts.trust;
+    if (given && given.trustSha256 === sha) return given;
+    let pem: TrustFacts["pem"];
     try {
-      if (!lstatSync(dir).isDirectory()) return { ...base, ok: false, problem: "not a directory" };
-      const index = new Uint8Array(readFileSync(join(dir, "index.json")));
-      const sig = new Uint8Array(readFileSync(join(dir, "index.p7s")));
-      JSON.parse(readFileSync(join(dir, "meta.json"), "utf8"));
-      const parsed = RepoIndexSchema.safeParse(JSON.parse(new TextDecoder().decode(index)));
-      if (!parsed.success) return { ...base, ok: false, problem: "index.json is not a valid index" };
-      let verified: boolean | null = null;
-      if (trust) {
-        try {
-          await verifyDetached(index, sig, trust, { now: this.now(), file: join(dir, "index.json") });
-          verified = true;
-        } catch {
-          verified = false;
-        }
-      }
-      return {
-        group,
-        ok: verified !== false,
-        problem: verified === false ? "signature does not verify with the trust store" : null,
-        serial: parsed.data.serial,
-        sha384: sha384Hex(index),
-        verified,
-      };
-    } catch (e) {
-      return { ...base, ok: false, problem: (e as Error).message };
+      pem = pemCertificates(readFileSync(this.facts.trustPath, "utf8"));
+    } catch {
+      pem = { ok: false, certs: 0, error: "missing" };
     }
+    return {
+      trustSha256: sha,
+      pem,
+      caches: cacheGroups(this.paths.indexCache).map((g) => inspectCacheStructure(this.paths.indexCache, g)),
+      verifies: pem.ok ? null : false,
+    };
   }
 
   /** The facts table rules see as `facts`. */
@@ -479,14 +545,10 @@ export class RepairEnv {
         type: s.isFile() ? "file" : s.isSymbolicLink() ? "link" : "other",
       });
       Object.assign(out, { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid });
-      try {
-        const store = TrustStore.fromPem(readFileSync(path, "utf8"), path);
-        out.certs = store.roots.length;
-        out.ok = true;
-      } catch (e) {
-        out.ok = false;
-        out.error = describeError(e).message;
-      }
+      const pem = pemCertificates(readFileSync(path, "utf8"));
+      out.ok = pem.ok;
+      out.certs = pem.certs;
+      if (pem.error) out.error = pem.error;
     } catch {
       out.ok = false;
       out.error = "missing";
@@ -512,7 +574,9 @@ export class RepairEnv {
     if (t.ok) throw new HandlerError("HND_REPAIR_REFUSED", "the trust store is usable; not overwriting it");
     if (!existsSync(this.trustBackup))
       throw new HandlerError("HND_REPAIR_REFUSED", "no trust store backup to restore");
-    TrustStore.fromPem(readFileSync(this.trustBackup, "utf8"), this.trustBackup);
+    const backup = pemCertificates(readFileSync(this.trustBackup, "utf8"));
+    if (!backup.ok)
+      throw new HandlerError("HND_REPAIR_REFUSED", `the trust store backup is unusable: ${backup.error}`);
     mkdirSync(dirname(this.facts.trustPath), { recursive: true, mode: 0o755 });
     if (t.present && t.type !== "file") rmSync(this.facts.trustPath, { force: true });
     atomicWriteFile(this.facts.trustPath, readFileSync(this.trustBackup), 0o644);
@@ -608,7 +672,7 @@ function safe<T>(fn: () => T): T | null {
 
 function countCerts(file: string): number {
   try {
-    return TrustStore.fromPem(readFileSync(file, "utf8"), file).roots.length;
+    return pemCertificates(readFileSync(file, "utf8")).certs;
   } catch {
     return 0;
   }

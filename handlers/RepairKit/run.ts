@@ -14,6 +14,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentApi, AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
+import { statePaths } from "../../core/config.ts";
 import { TrustStore, verifyDetached } from "../../core/crypto/cms.ts";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
@@ -31,7 +32,15 @@ import {
   runRepairKit,
   runWithFallback,
 } from "./engine.ts";
-import { type AgentActions, factsFromConfig, RepairEnv, type RepairMode, writeFacts } from "./env.ts";
+import {
+  type AgentActions,
+  factsFromConfig,
+  RepairEnv,
+  type RepairFacts,
+  type RepairMode,
+  writeFacts,
+} from "./env.ts";
+import { inspectTrust } from "./trust.ts";
 
 const runsTotal = metrics.counter("outpost_repair_runs_total", "RepairKit runs, by mode, ruleset and result");
 const checksTotal = metrics.counter("outpost_repair_checks_total", "RepairKit check outcomes, by status");
@@ -48,9 +57,19 @@ function record(report: RepairReport): void {
 }
 
 /** Runs RepairKit in its host; falls back to the baked-in rules here when it is not loaded. */
+/** Trust verification for a state dir, done here where the CMS verifier is loaded. */
+const trustInspector = (facts: RepairFacts) => () =>
+  inspectTrust(facts.trustPath, statePaths(facts.stateDir).indexCache);
+
+/** The facts the repair host gets, with the trust store already verified. */
+async function factsFor(config: AgentConfig, configFile: string | null): Promise<RepairFacts> {
+  const facts = factsFromConfig(config, configFile);
+  return { ...facts, trust: await trustInspector(facts)() };
+}
+
 async function viaHandler(
   target: RepairTarget,
-  facts: ReturnType<typeof factsFromConfig>,
+  facts: RepairFacts,
   mode: RepairMode,
   dryRun: boolean,
 ): Promise<RepairReport> {
@@ -61,7 +80,7 @@ async function viaHandler(
   } catch (e) {
     const d = describeError(e);
     // Not installed, not loaded, or its host is down: nothing delivered can run, the baked-in rules can.
-    const env = new RepairEnv(facts, mode);
+    const env = new RepairEnv(facts, mode, { inspectTrust: trustInspector(facts) });
     return runRepairKit(bakedInRuleset(`RepairKit ${d.code}: ${d.message}`), env, actions, { dryRun });
   }
   if (!first.pending?.length) return first;
@@ -87,7 +106,7 @@ export async function runRepair(
   },
   opts: { dryRun?: boolean; configFile?: string | null } = {},
 ): Promise<RepairReport> {
-  const facts = factsFromConfig(agent.config, opts.configFile ?? null);
+  const facts = await factsFor(agent.config, opts.configFile ?? null);
   writeFacts(groupWorkDir(agent.config.stateDir, "repair"), facts);
   const report = await viaHandler(agent, facts, "in-cycle", opts.dryRun ?? false);
   record(report);
@@ -111,7 +130,7 @@ export async function repairOnline(
   config: AgentConfig,
   opts: { dryRun: boolean; configFile: string | null },
 ): Promise<RepairReport> {
-  const facts = factsFromConfig(config, opts.configFile);
+  const facts = await factsFor(config, opts.configFile);
   writeFacts(groupWorkDir(config.stateDir, "repair"), facts);
   const report = await viaHandler(client, facts, "online", opts.dryRun);
   record(report);
@@ -155,7 +174,7 @@ export async function repairOffline(
   opts: { dryRun: boolean; configFile: string | null; actions?: AgentActions },
 ): Promise<RepairReport> {
   const facts = factsFromConfig(config, opts.configFile);
-  const env = new RepairEnv(facts, "offline");
+  const env = new RepairEnv(facts, "offline", { inspectTrust: trustInspector(facts) });
   const report = await runWithFallback(
     () => deliveredFromStore(config.stateDir, config.update.trust),
     env,
