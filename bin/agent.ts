@@ -7,6 +7,7 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import type { Agent } from "../core/agent/runtime.ts";
 import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { versionLine } from "../core/cli/agent/version.ts";
 import { runCli } from "../core/cli/main.ts";
@@ -25,6 +26,8 @@ setAgentWiring({
       m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
     );
   },
+  // RepairKit's self-repair pass runs after every scheduled update cycle, as su-repair does.
+  afterCycle: () => import("../handlers/RepairKit/run.ts").then((m) => (agent: Agent) => m.runRepair(agent)),
   routes: () =>
     Promise.all([
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),

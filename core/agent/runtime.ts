@@ -55,6 +55,12 @@ export interface AgentOptions {
   random?: () => number;
   /** Host process overrides (tests: a misbehaving host command). */
   hosts?: Pick<HostManagerOptions, "command">;
+  /**
+   * Runs after each scheduled update cycle (the entry point wires RepairKit's self-repair pass
+   * here; the core does not know it). Called after the cycle has finished, never inside it, so a
+   * repair that asks for another update queues behind nothing.
+   */
+  afterCycle?: (agent: Agent, report: UpdateCycleReport) => Promise<unknown>;
 }
 
 const MAX_ERRORS_KEPT = 50;
@@ -152,7 +158,13 @@ export class Agent implements AgentApi {
     if (opts.loop && this.config.update.enabled) {
       const u = this.config.update;
       this.loop = new UpdateLoop(
-        () => this.update(),
+        async () => {
+          const report = await this.update();
+          await this.opts
+            .afterCycle?.(this, report)
+            .catch((e) => this.log.warn("after-cycle hook failed", describeError(e)));
+          return report;
+        },
         { intervalSeconds: u.intervalSeconds, jitter: u.jitter, maxBackoffSeconds: u.maxBackoffSeconds },
         () => this.memory?.data.consecutiveFailures ?? 0,
         this.opts.timers,

@@ -238,7 +238,8 @@ export class ReleaseEngine {
   private packageCreated(entry: IndexEntry): number {
     try {
       const bytes = readFileSync(join(this.config.paths.repo, entry.path));
-      return Date.parse(readPackage(bytes, { file: entry.path }).manifest.created);
+      // The CMS signingTime agents compare (R11) has whole seconds; `created` has milliseconds.
+      return Math.floor(Date.parse(readPackage(bytes, { file: entry.path }).manifest.created) / 1000) * 1000;
     } catch {
       return 0;
     }

@@ -12,7 +12,7 @@
 import { resolve } from "node:path";
 import type { ArgsDef, CommandDef } from "citty";
 import type { AlertSink } from "../../agent/alerts.ts";
-import type { Agent } from "../../agent/runtime.ts";
+import type { Agent, AgentOptions } from "../../agent/runtime.ts";
 import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../config.ts";
 import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
 import type { RouteExtension } from "../../control/extensions.ts";
@@ -35,6 +35,8 @@ export interface AgentWiring {
   /** The built-in handlers one host group needs (a host process imports only those); default: registry(). */
   hostRegistry?(group: string): HandlerRegistry | Promise<HandlerRegistry>;
   alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
+  /** Work to run after each scheduled update cycle (RepairKit's hourly self-repair). */
+  afterCycle?(): Promise<AgentOptions["afterCycle"]> | AgentOptions["afterCycle"];
   /** Feature routes contributed by handlers/plugins (mounted under /v1 by `agent run`). */
   routes?(): RouteExtension[] | Promise<RouteExtension[]>;
   /** Long-running supervisor-side features `agent run` starts after the agent and stops before it. */
@@ -94,8 +96,12 @@ export function loadAgentConfig(flags: AgentFlags, overrides: AgentConfigInput =
 export async function createAgent(config: AgentConfig): Promise<Agent> {
   const w = requireWiring();
   const { Agent } = await import("../../agent/runtime.ts");
-  const [registry, alertSinks] = await Promise.all([w.registry(), w.alertSinks?.(config) ?? []]);
-  return new Agent({ config, registry, alertSinks });
+  const [registry, alertSinks, afterCycle] = await Promise.all([
+    w.registry(),
+    w.alertSinks?.(config) ?? [],
+    w.afterCycle?.(),
+  ]);
+  return new Agent({ config, registry, alertSinks, afterCycle });
 }
 
 /** Runs `fn` against an in-process agent on `config.stateDir`, without the update loop. */
