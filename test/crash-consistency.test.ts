@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { build } from "../build.ts";
 import type { UpdateCycleReport } from "../core/agent/api.ts";
 import { Agent } from "../core/agent/runtime.ts";
 import { parseConfig, statePaths } from "../core/config.ts";
@@ -25,7 +26,6 @@ import { readRepoIndex } from "../core/repo/publish.ts";
 import { ContentStore } from "../core/store/store.ts";
 import { buildAllowlistFromText } from "../handlers/Hmpa_data/build.ts";
 import { defaultRegistry } from "../handlers/index.ts";
-import { build } from "../build.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
 
 const TYPE = "Hmpa_data";
