@@ -74,8 +74,35 @@ run([
   join(DEMO, "src/Hmpa_data"),
 ]);
 
+step("vendor: encrypt and sign the example Lua rules (ProductRulesFeed, Behavior, RepairKit)");
+const contentKey = join(DEMO, "content-key.json");
+run([CTL, "rules", "keygen", "--out", contentKey, "--id", "demo"]);
+const packages = [pkg];
+for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "rules",
+    "pack",
+    `examples/${type}`,
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--key",
+    contentKey,
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+  ]);
+  packages.push(out);
+}
+
 step(`vendor: publish to release group ${GROUP}`);
-run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), pkg]);
+for (const p of packages) {
+  run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
+}
 
 // Alerts the agent raises (rejected updates, rollbacks) land here, as they would at the vendor and the admin.
 const alerts = Bun.serve({
@@ -107,6 +134,9 @@ const config = {
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
 };
 writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);
+
+step("endpoint: provision the content key the Lua host groups decrypt rules with");
+run([AGENT, "rules", "install-key", contentKey, "--state", config.stateDir]);
 
 step("endpoint: start the agent (update loop + control plane on 127.0.0.1)");
 const agent = Bun.spawn([AGENT, "run", "--config", join(DEMO, "agent.json")], {
@@ -151,6 +181,10 @@ if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
 
 console.log(`
 Outpost is running. Try, in another terminal:
+  ./dist/agent events replay examples/Behavior/events.jsonl --state demo/state   # feed recorded events
+  ./dist/agent events --follow --state demo/state    # detections, updates, rejections as they happen
+  ./dist/agent rules stats --state demo/state        # per-rule telemetry
+  ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
   ./dist/agent content list --state demo/state
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state
