@@ -44,6 +44,7 @@ import type {
 } from "./api.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock } from "./lock.ts";
+import { contentPolicy, policyStatus } from "./policy.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -309,6 +310,7 @@ export class Agent implements AgentApi {
         host: this.host,
         registry: this.usable,
         memory,
+        policy: contentPolicy(this.config),
         log: this.log,
         now: this.now,
         limits: {
@@ -582,6 +584,7 @@ export class Agent implements AgentApi {
       content,
       lastErrors: [...(memory?.recentRejections ?? [])].reverse(),
       hosts,
+      policy: policyStatus(this.config, this.memory, content),
     };
   }
 }

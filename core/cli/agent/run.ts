@@ -5,6 +5,7 @@
  * shutdown).
  */
 import { defineCommand } from "citty";
+import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
 import { VERSION } from "../../version.ts";
@@ -41,6 +42,8 @@ export default defineCommand({
     });
     const agent = await createAgent(config);
     await agent.start({ loop: true });
+    // Fleet heartbeats let the vendor's release engine halt a rollout that hurts hosts.
+    const heartbeat = await startHeartbeat(agent, config);
     // Optional features: one that fails to start is logged and left out; protection goes on.
     const services: AgentService[] = [];
     for (const service of await wiredServices({ config, api: agent, events: agent.events })) {
@@ -75,6 +78,7 @@ export default defineCommand({
       });
     } catch (e) {
       await stopServices();
+      await heartbeat?.stop();
       await agent.stop();
       throw e;
     }
@@ -105,6 +109,7 @@ export default defineCommand({
     try {
       await plane.stop();
       await stopServices();
+      await heartbeat?.stop();
       await agent.stop();
     } finally {
       process.off("SIGINT", ignore);
