@@ -184,10 +184,22 @@ run("release console in headless Chromium", () => {
     await page.goto(new URL("/console?refresh=100", server.url).href);
     const phase = (g: string) =>
       `document.querySelector('section.release tr[data-group="${g}"] .phase')?.textContent`;
+    // The console's CSP forbids eval, so wait with a function predicate (CDP callFunctionOn), not a string.
+    const phaseIs = (g: string, want: string) =>
+      page.waitForFunction(
+        ({ g, want }) =>
+          (
+            globalThis as unknown as {
+              document: { querySelector(s: string): { textContent: string } | null };
+            }
+          ).document.querySelector(`section.release tr[data-group="${g}"] .phase`)?.textContent === want,
+        { g, want },
+        { timeout: 10_000 },
+      );
     expect(await page.evaluate(phase("internal"))).toBe("pending");
 
     await server.engine.promote();
-    await page.waitForFunction(`${phase("internal")} === "live"`, undefined, { timeout: 10_000 });
+    await phaseIs("internal", "live");
     expect(await page.locator('#groups tr[data-group="internal"] .content').textContent()).toBe(
       "TestText v2",
     );
@@ -196,11 +208,14 @@ run("release console in headless Chromium", () => {
     for (let i = 0; i < 4; i++) await report(heartbeat(`int-agent-${i}`, "internal", 2, i === 0));
     await server.tick();
     await page.waitForFunction(
-      `document.querySelector("section.release")?.dataset.status === "aborted"`,
+      () =>
+        (
+          globalThis as unknown as {
+            document: { querySelector(s: string): { dataset: Record<string, string> } | null };
+          }
+        ).document.querySelector("section.release")?.dataset.status === "aborted",
       undefined,
-      {
-        timeout: 10_000,
-      },
+      { timeout: 10_000 },
     );
     expect(await page.evaluate(phase("eng-test"))).toBe("reverted");
     expect(await page.evaluate(phase("public-1"))).toBe("untouched");
