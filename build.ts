@@ -115,8 +115,15 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
     const meta = result.metafile as unknown as { inputs: Record<string, unknown> } | undefined;
     // Metafile paths are relative to the working directory, like esbuild's.
     const inputs = new Set(Object.keys(meta?.inputs ?? {}).map((p) => resolve(p)));
-    const missing = lazyImports(entry)
-      .map((spec) => resolve(dirname(entry), spec))
+    // The entry may hand over to a sibling module (bin/agent.ts → agent-main.ts): check its lazy imports too.
+    const checked = [
+      entry,
+      ...lazyImports(entry)
+        .map((spec) => resolve(dirname(entry), spec))
+        .filter((f) => f.startsWith(dirname(entry))),
+    ];
+    const missing = checked
+      .flatMap((file) => [file, ...lazyImports(file).map((spec) => resolve(dirname(file), spec))])
       .filter((file) => !inputs.has(file));
     if (missing.length > 0) {
       throw new Error(

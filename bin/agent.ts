@@ -1,79 +1,14 @@
 #!/usr/bin/env bun
 /**
- * `agent`: the endpoint side. Subcommands load lazily so `agent --version`
- * and control-plane calls stay fast, and handlers and sinks are wired here
- * because the core must not import them.
+ * `agent` entry point. `agent --version` is answered before anything else is
+ * evaluated (it is what fleet tooling runs most, and it must work even when
+ * some subsystem is broken); everything else lives in agent-main.ts.
  */
-// Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
-import "reflect-metadata";
-import { defineCommand } from "citty";
-import type { Agent } from "../core/agent/runtime.ts";
-import { setAgentWiring } from "../core/cli/agent/session.ts";
-import { versionLine } from "../core/cli/agent/version.ts";
-import { runCli } from "../core/cli/main.ts";
-import type { AgentConfig } from "../core/config.ts";
-import { VERSION } from "../core/version.ts";
+import { COMMIT, VERSION } from "../core/version.ts";
 
-// The config `agent run` loaded, for services that start with its control plane (query results).
-let runConfig: AgentConfig | undefined;
-
-setAgentWiring({
-  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
-  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
-  alertSinks: (config) => {
-    runConfig = config;
-    return import("../plugins/sinks/http-alerts.ts").then((m) =>
-      m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
-    );
-  },
-  // RepairKit's self-repair pass runs after every scheduled update cycle, as su-repair does.
-  afterCycle: () => import("../handlers/RepairKit/run.ts").then((m) => (agent: Agent) => m.runRepair(agent)),
-  routes: () =>
-    Promise.all([
-      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
-      import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
-      import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
-    ]).then((lists) => lists.flat()),
-  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
-});
-
-const main = defineCommand({
-  meta: { name: "agent", version: VERSION, description: "Outpost endpoint agent" },
-  subCommands: {
-    run: () => import("../core/cli/agent/run.ts").then((m) => m.default),
-    status: () => import("../core/cli/agent/status.ts").then((m) => m.default),
-    update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
-    content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
-    events: () =>
-      import("../handlers/Behavior/cli-events.ts").then((m) =>
-        m.eventsWithReplay(() => import("../core/cli/agent/events.ts").then((e) => e.default)),
-      ),
-    metrics: () => import("../core/cli/agent/metrics.ts").then((m) => m.default),
-    handlers: () => import("../core/cli/agent/handlers.ts").then((m) => m.default),
-    openapi: () => import("../core/cli/agent/openapi.ts").then((m) => m.default),
-    hmpa: () =>
-      Promise.all([
-        import("../handlers/Hmpa_data/cli-check.ts"),
-        import("../core/cli/agent/session.ts"),
-      ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
-    version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
-    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
-    query: () =>
-      Promise.all([
-        import("../handlers/ScheduledQueryPack/cli-query.ts"),
-        import("../core/cli/agent/session.ts"),
-      ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
-    "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
-    scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
-    rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
-    "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
-    rep: () =>
-      Promise.all([
-        import("../handlers/LocalRepData/cli-rep.ts"),
-        import("../core/cli/agent/session.ts"),
-      ]).then(([rep, session]) => session.handlerCommand(rep.makeRepCommand)),
-  },
-});
-
-await runCli(main, { version: versionLine("outpost-agent") });
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
+  process.stdout.write(`outpost-agent ${VERSION} (${COMMIT})\n`);
+} else {
+  await import("./agent-main.ts");
+}
