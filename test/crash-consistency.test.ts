@@ -317,15 +317,33 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
     // end of the run; the other half aim at the short stretch of durable steps (staging to
     // commit), which a uniform spread would rarely hit.
     const random = mulberry32(RANDOM_SEED);
-    const between = (lo: number, hi: number) => lo + random() * (hi - lo);
-    const delays = Array.from({ length: RANDOM_RUNS }, (_, i) =>
-      i % 2 === 0 ? between(0, timing.exit * 1.1) : between(timing.staging - 30, timing.last + 10),
+    // Delays are drawn as positions within the run and turned into milliseconds when each child
+    // starts, from timings that every run which outlives its kill refines: children run faster on
+    // a quiet machine than during calibration, and a kill after exit proves nothing.
+    const positions = Array.from({ length: RANDOM_RUNS }, (_, i) =>
+      i % 2 === 0 ? { spread: random() * 1.1 } : { aimed: random() },
     );
+    const delayFor = (p: { spread?: number; aimed?: number }) =>
+      p.spread !== undefined
+        ? p.spread * timing.exit
+        : timing.staging - 30 + (p.aimed ?? 0) * (timing.last - timing.staging + 40);
+    const learnFrom = (run: Run) => {
+      const first = run.points[0]?.atMs;
+      const staging = run.points.find((p) => p.label.startsWith("mkdir stage-"))?.atMs;
+      const last = run.points.at(-1)?.atMs;
+      if (first === undefined || staging === undefined || last === undefined) return;
+      timing = {
+        staging: Math.min(timing.staging, staging - first),
+        last: Math.min(timing.last, last - first),
+        exit: Math.min(timing.exit, run.ms - first),
+      };
+    };
     const outcomes = { killed: 0, finished: 0 };
 
     await pool(
-      delays.map((ms, i) => ({ ms, i })),
-      async ({ ms, i }) => {
+      positions.map((position, i) => ({ position, i })),
+      async ({ position, i }) => {
+        const ms = delayFor(position);
         const state = freshState();
         // Traced, so a failure says how far the install got before the kill.
         const run = await runAgent(
@@ -340,6 +358,7 @@ describe("SIGKILL during a v1 → v2 install (real agent CLI)", () => {
           // The kill came after the process had already finished: a complete, successful run.
           expect([run.exitCode, run.signal], `${where}: ${run.stderr}`).toEqual([0, null]);
           outcomes.finished++;
+          learnFrom(run);
         }
         const version = checkStore(state, where);
         await checkAgentLoads(state, version, where, { converge: true });

@@ -74,6 +74,9 @@ export interface DnsMessage {
   additionals: DnsRecord[];
 }
 
+const LATIN1 = new TextDecoder("latin1");
+const UTF8 = new TextDecoder();
+
 const fail = (msg: string) => new DnsError("SXL_DNS_MALFORMED", `DNS message: ${msg}`);
 
 // ---------------------------------------------------------------------------
@@ -114,17 +117,22 @@ class Writer {
   /** A domain name, compressed against names written before (case-insensitively, RFC 1035 §4.1.4). */
   name(name: string): void {
     const labels = splitName(name);
+    const lower = labels.join(".").toLowerCase();
+    let offset = 0;
     for (let i = 0; i < labels.length; i++) {
-      const suffix = labels.slice(i).join(".").toLowerCase();
+      const suffix = offset === 0 ? lower : lower.slice(offset);
       const at = this.names.get(suffix);
       if (at !== undefined) {
         this.u16(0xc000 | at);
         return;
       }
       if (this.length < 0x3fff) this.names.set(suffix, this.length);
-      const bytes = new TextEncoder().encode(labels[i]!);
-      this.u8(bytes.length);
-      this.bytes(bytes);
+      // splitName admits printable ASCII only: one byte per character.
+      const label = labels[i]!;
+      this.room(label.length + 1);
+      this.buf[this.length++] = label.length;
+      for (let c = 0; c < label.length; c++) this.buf[this.length++] = label.charCodeAt(c);
+      offset += label.length + 1;
     }
     this.u8(0);
   }
@@ -132,6 +140,8 @@ class Writer {
     return this.buf.slice(0, this.length);
   }
 }
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
 
 /** Labels of a name (no trailing dot); validates label and total length. */
 export function splitName(name: string): string[] {
@@ -253,7 +263,7 @@ function readName(b: Uint8Array, start: number): { name: string; next: number } 
     if (p + 1 + len > b.length) throw fail("label runs past the end");
     octets += len + 1;
     if (octets > MAX_NAME_OCTETS) throw fail("name longer than 255 octets");
-    labels.push(new TextDecoder("latin1").decode(b.subarray(p + 1, p + 1 + len)));
+    labels.push(LATIN1.decode(b.subarray(p + 1, p + 1 + len)));
     p += 1 + len;
   }
   return { name: labels.join("."), next };
@@ -286,7 +296,7 @@ function readRecord(b: Uint8Array, p: number): { record: DnsRecord; next: number
     while (q < rd + rdlen) {
       const l = b[q]!;
       if (q + 1 + l > rd + rdlen) throw fail("TXT string runs past its record");
-      strings.push(new TextDecoder().decode(b.subarray(q + 1, q + 1 + l)));
+      strings.push(UTF8.decode(b.subarray(q + 1, q + 1 + l)));
       q += 1 + l;
     }
     data = { type: "TXT", strings };

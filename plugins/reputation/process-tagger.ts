@@ -55,6 +55,7 @@ export class ProcessTagger {
   private readonly proc: string;
   private readonly now: () => Date;
   readonly stats = { sweeps: 0, tagged: 0, hashed: 0, cacheHits: 0 };
+  private readonly hashedPaths = new Map<string, number>();
 
   constructor(private readonly o: TaggerOptions) {
     this.proc = o.procRoot ?? "/proc";
@@ -77,6 +78,11 @@ export class ProcessTagger {
   invalidate(): void {
     this.reputations.clear();
     this.tags.clear();
+  }
+
+  /** How often the executable at `path` was read and hashed (the cache should make it once). */
+  timesHashed(path: string): number {
+    return this.hashedPaths.get(path) ?? 0;
   }
 
   list(): ProcessTag[] {
@@ -163,8 +169,12 @@ export class ProcessTagger {
         budget.bytes -= st.size;
         sha256 = await hashFile(exeLink);
         this.stats.hashed++;
+        this.hashedPaths.set(exe, (this.hashedPaths.get(exe) ?? 0) + 1);
         this.digests.set(key, sha256);
-        if (this.digests.size > 50_000) this.digests.clear();
+        if (this.digests.size > 50_000) {
+          this.digests.clear();
+          this.hashedPaths.clear();
+        }
       }
       return { ...base, sha256 };
     } catch (e) {

@@ -38,8 +38,17 @@ function base32hex(bytes: Uint8Array): string {
   return out;
 }
 
+const ids = new Map<string, string>();
+
 export function detectionId(detectionName: string): string {
-  return base32hex(createHash("sha256").update(detectionName, "utf8").digest().subarray(0, 10));
+  let id = ids.get(detectionName);
+  if (id === undefined) {
+    id = base32hex(createHash("sha256").update(detectionName, "utf8").digest().subarray(0, 10));
+    // Detection names are a bounded vocabulary (the signature set); the cap is a backstop.
+    if (ids.size >= 100_000) ids.clear();
+    ids.set(detectionName, id);
+  }
+  return id;
 }
 
 /** Longest zone that still leaves room for the lookup labels in a 253-character name. */
@@ -91,7 +100,19 @@ export function verdictText(verdict: Verdict, sample: boolean, note?: string): s
 
 /** Randomises letter case (DNS 0x20): an off-path spoofer must also guess it. */
 export function randomizeCase(name: string, random: () => number = Math.random): string {
-  let out = "";
-  for (const c of name) out += /[a-z]/.test(c) && random() < 0.5 ? c.toUpperCase() : c;
-  return out;
+  const b = Buffer.from(name, "latin1");
+  let bits = 0;
+  let left = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c < 97 || c > 122) continue;
+    if (left === 0) {
+      bits = Math.floor(random() * 0x100000000);
+      left = 32;
+    }
+    if (bits & 1) b[i] = c - 32;
+    bits >>>= 1;
+    left--;
+  }
+  return b.toString("latin1");
 }
