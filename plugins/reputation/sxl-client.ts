@@ -88,15 +88,24 @@ export interface SxlStats {
 
 /** UDP sockets kept open, and queries each carries before it is replaced by one on a new port. */
 const UDP_SOCKETS = 4;
-const SOCKET_USES = 256;
+const SOCKET_USES = 1024;
 
 interface UdpSlot {
   sock: dgram.Socket;
   uses: number;
   inflight: number;
   retiring: boolean;
-  waiters: Map<string, { resolve(m: DnsMessage): void; reject(e: Error): void }>;
+  waiters: Map<string, Waiter>;
 }
+
+interface Waiter {
+  deadline: number;
+  resolve(m: DnsMessage): void;
+  reject(e: Error): void;
+}
+
+/** Resolution of UDP timeouts: one shared timer instead of one per query. */
+const DEADLINE_TICK_MS = 25;
 
 type Cached = { result: Extract<SxlResult, { status: "answered" | "no-information" }>; expires: number };
 
@@ -136,6 +145,7 @@ export class SxlClient {
   private tokensAt: number;
   private consecutiveFailures = 0;
   private slots: UdpSlot[] = [];
+  private deadlineTimer?: ReturnType<typeof setInterval>;
   private nextSlot = 0;
   private openUntil = 0;
   readonly stats: SxlStats = {
@@ -288,26 +298,20 @@ export class SxlClient {
     return new Promise<DnsMessage>((resolve, reject) => {
       const key = `${id}/${qname}`;
       const done = (f: () => void) => {
-        clearTimeout(timer);
         slot.waiters.delete(key);
         slot.inflight--;
         this.retire(slot);
         f();
       };
-      const timer = setTimeout(
-        () =>
-          done(() =>
-            reject(new Failure("timeout", `no UDP answer from ${host}:${port} in ${this.o.timeoutMs} ms`)),
-          ),
-        this.o.timeoutMs,
-      );
       slot.waiters.set(key, {
+        // Transport time is real time, whatever clock the cache and rate limiter are given.
+        deadline: performance.now() + this.o.timeoutMs,
         resolve: (reply) => done(() => resolve(reply)),
         reject: (e) => done(() => reject(e)),
       });
-      slot.sock.send(wire, port, host, (e) => {
-        if (e) slot.waiters.get(key)?.reject(new Failure("network", e.message));
-      });
+      this.watchDeadlines();
+      // Send errors arrive as the socket's "error" event, which fails its waiters.
+      slot.sock.send(wire, port, host);
     });
   }
 
@@ -315,6 +319,7 @@ export class SxlClient {
     const live = this.slots.filter((s) => !s.retiring);
     if (live.length < UDP_SOCKETS) {
       const sock = dgram.createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+      // Idle lookup sockets must not keep the agent (or a CLI) alive.
       sock.unref();
       const slot: UdpSlot = { sock, uses: 0, inflight: 0, retiring: false, waiters: new Map() };
       sock.on("message", (msg) => {
@@ -340,6 +345,35 @@ export class SxlClient {
     const slot = live[this.nextSlot++ % live.length]!;
     if (slot.uses >= SOCKET_USES) slot.retiring = true;
     return slot;
+  }
+
+  /** One timer for all UDP queries in flight: expired waiters fail with a timeout. */
+  private watchDeadlines(): void {
+    if (this.deadlineTimer) return;
+    this.deadlineTimer = setInterval(
+      () => {
+        const now = performance.now();
+        let pending = 0;
+        for (const slot of [...this.slots]) {
+          for (const w of [...slot.waiters.values()]) {
+            if (w.deadline <= now)
+              w.reject(
+                new Failure(
+                  "timeout",
+                  `no UDP answer from ${this.o.resolver.host}:${this.o.resolver.port} in ${this.o.timeoutMs} ms`,
+                ),
+              );
+            else pending++;
+          }
+        }
+        if (pending === 0) {
+          clearInterval(this.deadlineTimer);
+          this.deadlineTimer = undefined;
+        }
+      },
+      Math.min(DEADLINE_TICK_MS, this.o.timeoutMs),
+    );
+    this.deadlineTimer.unref?.();
   }
 
   private retire(slot: UdpSlot): void {
