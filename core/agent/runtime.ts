@@ -88,6 +88,7 @@ export class Agent implements AgentApi {
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
   private readonly host: HandlerHost;
+  private statusTimer?: ReturnType<typeof setInterval>;
   /** The registry without handlers refused by their group (G1): update cycles never fetch for those. */
   private readonly usable: HandlerRegistry;
   private readonly now: () => Date;
@@ -172,11 +173,20 @@ export class Agent implements AgentApi {
         this.opts.random,
       );
       this.loop.start();
+      // Handler status lives in the host processes and status() is synchronous: pull it in the
+      // background so `agent status` shows current entry counts and rule telemetry.
+      const host = this.host as HandlerHost & { refreshStatus?: () => Promise<void> };
+      if (host.refreshStatus) {
+        this.statusTimer = setInterval(() => void host.refreshStatus?.().catch(() => {}), 15_000);
+        this.statusTimer.unref?.();
+      }
     }
     this.events.emit("agent-started", { version: VERSION });
   }
 
   async stop(): Promise<void> {
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.statusTimer = undefined;
     await this.loop?.stop();
     await this.cycleChain.catch(() => {});
     await this.host.unloadAll();
@@ -336,6 +346,11 @@ export class Agent implements AgentApi {
       u.group,
     );
     this.lastReport = report;
+    if (report.installed.length > 0) {
+      await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
+        .refreshStatus?.()
+        .catch(() => {});
+    }
     cyclesTotal.inc({ result: report.ok ? "ok" : "failed" });
     this.events.emit("update-finished", {
       ok: report.ok,
