@@ -153,7 +153,7 @@ export function splitName(name: string): string[] {
     if (l.length === 0) throw new DnsError("SXL_DNS_BAD_NAME", `empty label in ${JSON.stringify(name)}`);
     if (l.length > MAX_LABEL)
       throw new DnsError("SXL_DNS_BAD_NAME", `label longer than ${MAX_LABEL} in ${name}`);
-    if (!/^[\x21-\x7e]+$/.test(l))
+    if (!PRINTABLE.test(l))
       throw new DnsError("SXL_DNS_BAD_NAME", `non-printable label in ${JSON.stringify(name)}`);
     octets += l.length + 1;
   }
