@@ -3,6 +3,7 @@
  * mode and tests. Everything here is JSON-serialisable: it is also the shape
  * of the `--json` output documented in docs/cli.md.
  */
+import type { HealthReason } from "../health/reasons.ts";
 import type { PolicyStatus } from "./policy.ts";
 
 export type Health = "green" | "amber" | "red";
@@ -105,6 +106,8 @@ export interface AgentStatus {
   agent: { version: string; commit: string; pid: number; startedAt: string; uptimeSeconds: number };
   health: Health;
   healthReasons: string[];
+  /** Every reason raised on the health board (core/health/reasons.ts), info level included, worst first. */
+  healthDetails?: HealthReason[];
   update: {
     repo: string;
     group: string;

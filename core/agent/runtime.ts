@@ -18,6 +18,7 @@ import { ConfigError, describeError, HandlerError, StoreError } from "../errors.
 import type { ContentView } from "../handler/contract.ts";
 import { type HandlerHost, InProcessHost } from "../handler/host.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
+import { HealthBoard } from "../health/reasons.ts";
 import {
   type ContentFailure,
   defaultInstallDir,
@@ -85,6 +86,8 @@ const rollbacksTotal = metrics.counter(
 
 export class Agent implements AgentApi {
   readonly events = new EventBus();
+  /** Health reasons raised by any feature (core/health/reasons.ts); merged into status(). */
+  readonly health: HealthBoard;
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
   private readonly host: HandlerHost;
@@ -101,6 +104,17 @@ export class Agent implements AgentApi {
   private trustProblem?: string;
 
   constructor(private readonly opts: AgentOptions) {
+    this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
+    this.health.onChange((c) =>
+      this.events.emit("health-changed", {
+        change: c.kind,
+        ...(c.kind === "cleared" ? { by: c.by } : {}),
+        source: c.reason.source,
+        level: c.reason.level,
+        code: c.reason.code,
+        message: c.reason.message,
+      }),
+    );
     this.now = opts.now ?? (() => new Date());
     this.store = new ContentStore(opts.config.stateDir);
     this.usable = new HandlerRegistry();
@@ -576,6 +590,8 @@ export class Agent implements AgentApi {
     if (m?.lastSuccess && this.now().getTime() - Date.parse(m.lastSuccess) > 24 * 3600 * 1000) {
       worsen("amber", `no successful update since ${m.lastSuccess}`);
     }
+    const board = this.health.list();
+    for (const r of board) if (r.level !== "info") worsen(r.level, `${r.source}: ${r.message} (${r.code})`);
     const memory = this.memory?.data;
     return {
       agent: {
@@ -587,6 +603,7 @@ export class Agent implements AgentApi {
       },
       health,
       healthReasons: reasons,
+      healthDetails: board,
       update: {
         repo: this.config.update.repo,
         group: this.config.update.group,

@@ -194,6 +194,21 @@ export const AgentStatusSchema = z
     }),
     health: HealthSchema,
     healthReasons: z.array(z.string()).openapi({ description: "Why health is not green, worst first" }),
+    healthDetails: z
+      .array(
+        z.object({
+          source: z.string(),
+          level: z.enum(["red", "amber", "info"]),
+          code: z.string(),
+          message: z.string(),
+          since: z.string(),
+          updatedAt: z.string(),
+          until: z.string().optional(),
+          ack: z.boolean().optional(),
+        }),
+      )
+      .optional()
+      .openapi({ description: "Reasons raised on the health board by any feature (info level included)" }),
     update: z.object({
       repo: z.string(),
       group: z.string(),
