@@ -1,0 +1,165 @@
+/**
+ * The packet-filter rules that send selected traffic to our NFQUEUE, kept
+ * in a place of the agent's own so installing and removing them never
+ * touches anyone else's rules:
+ *
+ *   nft backend       table `inet outpost_ips` (input + output chains)
+ *   iptables backend  chain OUTPOST_IPS_IN / OUTPOST_IPS_OUT in the `mangle`
+ *                     table of iptables and ip6tables, one jump each from
+ *                     INPUT / OUTPUT
+ *
+ * nft is preferred. Kernels built without the nft `queue` expression
+ * (CONFIG_NFT_QUEUE off, as on some cloud and micro-VM kernels) still have
+ * the xtables NFQUEUE target, reached through iptables(-nft); the backend is
+ * chosen by trying nft first and is shown in `agent ips status`.
+ *
+ * Every rule carries `bypass`: with no reader bound (agent stopped, crashed,
+ * or the IPS disabled) the kernel accepts the packet. `remove()` is
+ * idempotent and is run at start too, which is the crash recovery: rules a
+ * crashed agent left behind are gone before new ones go in.
+ */
+import { IpsError } from "./nfq.ts";
+
+export interface PortSet {
+  tcp: number[];
+  udp: number[];
+}
+
+export interface QueueRuleSpec {
+  queue: number;
+  /** Traffic to these local ports (INPUT). */
+  inbound: PortSet;
+  /** Traffic to these remote ports (OUTPUT). */
+  outbound: PortSet;
+}
+
+export type Backend = "nft" | "iptables";
+
+export const NFT_TABLE = "outpost_ips";
+const IPT_CHAIN = { in: "OUTPOST_IPS_IN", out: "OUTPOST_IPS_OUT" } as const;
+
+export interface Runner {
+  (cmd: string[], stdin?: string): { code: number; stdout: string; stderr: string };
+}
+
+export const spawnRunner: Runner = (cmd, stdin) => {
+  try {
+    const r = Bun.spawnSync(cmd, {
+      stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: r.exitCode ?? 1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  } catch (e) {
+    return { code: 127, stdout: "", stderr: (e as Error).message };
+  }
+};
+
+const portList = (ports: number[]) => (ports.length === 1 ? `${ports[0]}` : `{ ${ports.join(", ")} }`);
+
+/** The nft script for `spec` (pure: the unit tests read it). */
+export function nftScript(spec: QueueRuleSpec): string {
+  const q = `queue num ${spec.queue} bypass`;
+  const lines = [
+    `table inet ${NFT_TABLE} {`,
+    "  chain input {",
+    "    type filter hook input priority 0; policy accept;",
+    ...(spec.inbound.tcp.length ? [`    tcp dport ${portList(spec.inbound.tcp)} ${q}`] : []),
+    ...(spec.inbound.udp.length ? [`    udp dport ${portList(spec.inbound.udp)} ${q}`] : []),
+    "  }",
+    "  chain output {",
+    "    type filter hook output priority 0; policy accept;",
+    ...(spec.outbound.tcp.length ? [`    tcp dport ${portList(spec.outbound.tcp)} ${q}`] : []),
+    ...(spec.outbound.udp.length ? [`    udp dport ${portList(spec.outbound.udp)} ${q}`] : []),
+    "  }",
+    "}",
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/** iptables commands (without the binary name) that build our chains, for one address family. */
+export function iptablesCommands(spec: QueueRuleSpec): string[][] {
+  const cmds: string[][] = [];
+  const target = ["-j", "NFQUEUE", "--queue-num", String(spec.queue), "--queue-bypass"];
+  for (const [dir, set, hook] of [
+    ["in", spec.inbound, "INPUT"],
+    ["out", spec.outbound, "OUTPUT"],
+  ] as const) {
+    const chain = IPT_CHAIN[dir];
+    cmds.push(["-t", "mangle", "-N", chain]);
+    for (const proto of ["tcp", "udp"] as const) {
+      const ports = set[proto];
+      // multiport takes at most 15 ports per rule.
+      for (let i = 0; i < ports.length; i += 15) {
+        const chunk = ports.slice(i, i + 15).join(",");
+        cmds.push(["-t", "mangle", "-A", chain, "-p", proto, "-m", "multiport", "--dports", chunk, ...target]);
+      }
+    }
+    cmds.push(["-t", "mangle", "-A", hook, "-j", chain]);
+  }
+  return cmds;
+}
+
+export class QueueRules {
+  private installed?: Backend;
+
+  constructor(private readonly run: Runner = spawnRunner) {}
+
+  get backend(): Backend | undefined {
+    return this.installed;
+  }
+
+  /** Removes leftovers, then installs. Throws IPS_RULES_FAILED naming both backends' errors. */
+  install(spec: QueueRuleSpec): Backend {
+    this.remove();
+    const nft = this.run(["nft", "-f", "-"], nftScript(spec));
+    if (nft.code === 0) {
+      this.installed = "nft";
+      return "nft";
+    }
+    this.remove();
+    const errors: string[] = [`nft: ${nft.stderr.trim().split("\n")[0] ?? nft.code}`];
+    for (const bin of ["iptables", "ip6tables"]) {
+      for (const cmd of iptablesCommands(spec)) {
+        const r = this.run([bin, "-w", ...cmd]);
+        if (r.code !== 0) {
+          errors.push(`${bin} ${cmd.join(" ")}: ${r.stderr.trim() || r.code}`);
+          this.remove();
+          throw new IpsError("IPS_RULES_FAILED", `cannot install the queue rules: ${errors.join("; ")}`);
+        }
+      }
+    }
+    this.installed = "iptables";
+    return "iptables";
+  }
+
+  /** Removes our table and chains wherever they are; silent when there is nothing to remove. */
+  remove(): void {
+    this.run(["nft", "delete", "table", "inet", NFT_TABLE]);
+    for (const bin of ["iptables", "ip6tables"]) {
+      for (const [chain, hook] of [
+        [IPT_CHAIN.in, "INPUT"],
+        [IPT_CHAIN.out, "OUTPUT"],
+      ] as const) {
+        // Delete every jump (a crash between two installs could leave two).
+        for (let i = 0; i < 8; i++) {
+          if (this.run([bin, "-w", "-t", "mangle", "-D", hook, "-j", chain]).code !== 0) break;
+        }
+        this.run([bin, "-w", "-t", "mangle", "-F", chain]);
+        this.run([bin, "-w", "-t", "mangle", "-X", chain]);
+      }
+    }
+    this.installed = undefined;
+  }
+
+  /** True when any of our rules exist (status, tests). */
+  present(): boolean {
+    if (this.run(["nft", "list", "table", "inet", NFT_TABLE]).code === 0) return true;
+    for (const bin of ["iptables", "ip6tables"]) {
+      for (const chain of Object.values(IPT_CHAIN)) {
+        if (this.run([bin, "-w", "-t", "mangle", "-S", chain]).code === 0) return true;
+      }
+    }
+    return false;
+  }
+}
