@@ -140,7 +140,8 @@ export class NfQueue {
     libc ??= openLibc();
     const l = lib;
     const h = l.nfq_open();
-    if (!h) throw new IpsError("IPS_QUEUE_UNAVAILABLE", `nfq_open failed: ${errnoText()} (needs CAP_NET_ADMIN)`);
+    if (!h)
+      throw new IpsError("IPS_QUEUE_UNAVAILABLE", `nfq_open failed: ${errnoText()} (needs CAP_NET_ADMIN)`);
     // Kernels ≥ 3.8 ignore these; older ones need the family bound.
     l.nfq_bind_pf(h, AF_INET);
     l.nfq_bind_pf(h, AF_INET6);
@@ -239,7 +240,8 @@ export class NfQueue {
       if (err) {
         const code = (err as NodeJS.ErrnoException).code ?? "EIO";
         if (code === "ENOBUFS") this.counters.overruns++;
-        if (code !== "EAGAIN" && code !== "EWOULDBLOCK" && code !== "EINTR") this.opts.onError?.(code, err.message);
+        if (code !== "EAGAIN" && code !== "EWOULDBLOCK" && code !== "EINTR")
+          this.opts.onError?.(code, err.message);
       } else if (n > 0) {
         try {
           this.lib.nfq_handle_packet(this.h, ptr(this.buf), n);

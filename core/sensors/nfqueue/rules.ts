@@ -38,9 +38,7 @@ export type Backend = "nft" | "iptables";
 export const NFT_TABLE = "outpost_ips";
 const IPT_CHAIN = { in: "OUTPOST_IPS_IN", out: "OUTPOST_IPS_OUT" } as const;
 
-export interface Runner {
-  (cmd: string[], stdin?: string): { code: number; stdout: string; stderr: string };
-}
+export type Runner = (cmd: string[], stdin?: string) => { code: number; stdout: string; stderr: string };
 
 export const spawnRunner: Runner = (cmd, stdin) => {
   try {
@@ -92,7 +90,19 @@ export function iptablesCommands(spec: QueueRuleSpec): string[][] {
       // multiport takes at most 15 ports per rule.
       for (let i = 0; i < ports.length; i += 15) {
         const chunk = ports.slice(i, i + 15).join(",");
-        cmds.push(["-t", "mangle", "-A", chain, "-p", proto, "-m", "multiport", "--dports", chunk, ...target]);
+        cmds.push([
+          "-t",
+          "mangle",
+          "-A",
+          chain,
+          "-p",
+          proto,
+          "-m",
+          "multiport",
+          "--dports",
+          chunk,
+          ...target,
+        ]);
       }
     }
     cmds.push(["-t", "mangle", "-A", hook, "-j", chain]);
