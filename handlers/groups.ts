@@ -53,6 +53,14 @@ export const builtinGroups: GroupPolicy[] = [
     capabilities: ["chown", "fowner", "dac_override", "dac_read_search"],
   }),
   defineGroup({
+    // Packets arrive from the supervisor's NFQUEUE reader over IPC; verdicts go back (docs/ips.md).
+    name: "ips",
+    description: "EPIPS_data, NTP_OVERRIDES: match queued packets and check module lists; touch nothing else",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
     name: "hmpa",
     description: "Hmpa_data: an allowlist looked up in memory; needs nothing",
     runAs: "agent",
