@@ -33,9 +33,15 @@ setAgentWiring({
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
       import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
+      import("../handlers/EPIPS_data/routes.ts").then((m) => [m.ipsRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // IPS: NFQUEUE packet path, self-disable watchdog, NTP_OVERRIDES (docs/ips.md).
+  services: (ctx) =>
+    Promise.all([
+      import("../plugins/scan/runtime.ts").then((m) => m.scanningService(ctx)),
+      import("../handlers/EPIPS_data/service.ts").then((m) => m.ipsService(ctx)),
+    ]),
 });
 
 const main = defineCommand({
@@ -67,6 +73,7 @@ const main = defineCommand({
     "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
     scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
     rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
+    ips: () => import("../handlers/EPIPS_data/cli.ts").then((m) => m.default),
     "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
     rep: () =>
       Promise.all([

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { IpsConfigSchema } from "../handlers/EPIPS_data/config.ts";
 import { ConfigError } from "./errors.ts";
 
 export const AgentConfigSchema = z
@@ -265,6 +266,8 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in handlers/EPIPS_data/config.ts. */
+    ips: IpsConfigSchema,
   })
   .strict();
 

@@ -4,7 +4,7 @@
  * admin's endpoints). The core never knows a concrete sink.
  */
 export interface Alert {
-  kind: "update-rejected" | "content-rolled-back" | "handler-failed";
+  kind: "update-rejected" | "content-rolled-back" | "handler-failed" | "ips-self-disabled";
   at: string;
   host: string;
   agentVersion: string;

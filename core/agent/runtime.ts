@@ -512,7 +512,8 @@ export class Agent implements AgentApi {
     this.memory?.save();
   }
 
-  private alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
+  /** Sends an alert to the event stream and every sink (features such as the IPS use it too). */
+  alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
     const alert: Alert = {
       ...a,
       at: this.now().toISOString(),

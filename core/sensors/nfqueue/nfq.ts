@@ -153,7 +153,7 @@ export class NfQueue {
       },
       { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     );
-    const qh = l.nfq_create_queue(h, opts.queue, cb.ptr, null);
+    const qh = cb.ptr ? l.nfq_create_queue(h, opts.queue, cb.ptr, null) : null;
     if (!qh) {
       const why = errnoText();
       l.nfq_close(h);

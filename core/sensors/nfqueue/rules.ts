@@ -55,20 +55,34 @@ export const spawnRunner: Runner = (cmd, stdin) => {
 
 const portList = (ports: number[]) => (ports.length === 1 ? `${ports[0]}` : `{ ${ports.join(", ")} }`);
 
+type Match = { proto: "tcp" | "udp"; field: "dport" | "sport"; ports: number[] };
+
+/** What each hook queues: traffic to the configured ports and the replies of those flows. */
+function matches(spec: QueueRuleSpec): { input: Match[]; output: Match[] } {
+  const m = (set: PortSet, field: Match["field"]): Match[] =>
+    (["tcp", "udp"] as const)
+      .filter((p) => set[p].length)
+      .map((proto) => ({ proto, field, ports: set[proto] }));
+  return {
+    input: [...m(spec.inbound, "dport"), ...m(spec.outbound, "sport")],
+    output: [...m(spec.outbound, "dport"), ...m(spec.inbound, "sport")],
+  };
+}
+
 /** The nft script for `spec` (pure: the unit tests read it). */
 export function nftScript(spec: QueueRuleSpec): string {
   const q = `queue num ${spec.queue} bypass`;
+  const { input, output } = matches(spec);
+  const rule = (x: Match) => `    ${x.proto} ${x.field} ${portList(x.ports)} ${q}`;
   const lines = [
     `table inet ${NFT_TABLE} {`,
     "  chain input {",
     "    type filter hook input priority 0; policy accept;",
-    ...(spec.inbound.tcp.length ? [`    tcp dport ${portList(spec.inbound.tcp)} ${q}`] : []),
-    ...(spec.inbound.udp.length ? [`    udp dport ${portList(spec.inbound.udp)} ${q}`] : []),
+    ...input.map(rule),
     "  }",
     "  chain output {",
     "    type filter hook output priority 0; policy accept;",
-    ...(spec.outbound.tcp.length ? [`    tcp dport ${portList(spec.outbound.tcp)} ${q}`] : []),
-    ...(spec.outbound.udp.length ? [`    udp dport ${portList(spec.outbound.udp)} ${q}`] : []),
+    ...output.map(rule),
     "  }",
     "}",
   ];
@@ -79,30 +93,19 @@ export function nftScript(spec: QueueRuleSpec): string {
 export function iptablesCommands(spec: QueueRuleSpec): string[][] {
   const cmds: string[][] = [];
   const target = ["-j", "NFQUEUE", "--queue-num", String(spec.queue), "--queue-bypass"];
-  for (const [dir, set, hook] of [
-    ["in", spec.inbound, "INPUT"],
-    ["out", spec.outbound, "OUTPUT"],
+  const { input, output } = matches(spec);
+  for (const [dir, list, hook] of [
+    ["in", input, "INPUT"],
+    ["out", output, "OUTPUT"],
   ] as const) {
     const chain = IPT_CHAIN[dir];
     cmds.push(["-t", "mangle", "-N", chain]);
-    for (const proto of ["tcp", "udp"] as const) {
-      const ports = set[proto];
+    for (const x of list) {
       // multiport takes at most 15 ports per rule.
-      for (let i = 0; i < ports.length; i += 15) {
-        const chunk = ports.slice(i, i + 15).join(",");
-        cmds.push([
-          "-t",
-          "mangle",
-          "-A",
-          chain,
-          "-p",
-          proto,
-          "-m",
-          "multiport",
-          "--dports",
-          chunk,
-          ...target,
-        ]);
+      for (let i = 0; i < x.ports.length; i += 15) {
+        const chunk = x.ports.slice(i, i + 15).join(",");
+        const opt = x.field === "dport" ? "--dports" : "--sports";
+        cmds.push(["-t", "mangle", "-A", chain, "-p", x.proto, "-m", "multiport", opt, chunk, ...target]);
       }
     }
     cmds.push(["-t", "mangle", "-A", hook, "-j", chain]);

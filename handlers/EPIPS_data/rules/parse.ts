@@ -255,7 +255,7 @@ export function parseRule(text: string, file: string, line: number): Rule {
         if (rule.contents.length < 2) fail("E3", `${key} needs a previous content to be relative to`);
         if (last!.offset !== undefined || last!.depth !== undefined)
           fail("E3", `${key} cannot be mixed with offset/depth on one content`);
-        last![key] = position(value, key, key === "distance", fail);
+        last![key as "distance" | "within"] = position(value, key, key === "distance", fail);
       }
       if (last!.depth !== undefined && last!.depth < last!.bytes.length)
         fail("E3", "depth is shorter than the content");
