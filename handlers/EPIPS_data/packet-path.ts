@@ -178,7 +178,9 @@ export class PacketPath {
         this.counters.detections += r.detections.length;
         if (prevent) {
           const drop = new Set(r.drop.filter((i) => Number.isInteger(i)));
-          packets.forEach((p, i) => this.decide(p, drop.has(i) ? NF_DROP : NF_ACCEPT));
+          packets.forEach((p, i) => {
+            this.decide(p, drop.has(i) ? NF_DROP : NF_ACCEPT);
+          });
         }
         if (r.detections.length) this.onDetections(r.detections, packets);
       })

@@ -373,7 +373,9 @@ export class IpsService {
     const socketOverruns = this.queue.counters.overruns - this.prevOverruns;
     this.prevOverruns = this.queue.counters.overruns;
     const host = this.agent.hosts().find((h) => h.group === "ips");
-    const latencies = this.cfg.mode === "prevent" ? this.path.takeWindow() : (this.path.takeWindow(), []);
+    // Detect mode accepts on arrival: its latencies say nothing about the verdict path.
+    const window = this.path.takeWindow();
+    const latencies = this.cfg.mode === "prevent" ? window : [];
     const trip = judge(
       {
         kernelDrops,
