@@ -66,6 +66,8 @@ export class PacketPath {
   /** Packets held for a verdict (prevent mode), so stop() can release them. */
   private readonly held = new Map<number, number>();
   peakPending = 0;
+  /** Highest number of held packets since the watchdog last asked (a backlog between two samples). */
+  private windowPeak = 0;
 
   constructor(
     private readonly cfg: IpsConfig,
@@ -89,6 +91,7 @@ export class PacketPath {
     }
     if (prevent) this.held.set(p.id, p.at);
     this.peakPending = Math.max(this.peakPending, this.held.size);
+    this.windowPeak = Math.max(this.windowPeak, this.held.size);
     this.batch.push(p);
     if (this.batch.length >= this.cfg.batch.maxPackets && this.inFlight < this.cfg.batch.maxInFlight)
       this.flush();
@@ -105,6 +108,13 @@ export class PacketPath {
     const w = this.window;
     this.window = [];
     return w;
+  }
+
+  /** The backlog peak since the last call. */
+  takePeak(): number {
+    const p = this.windowPeak;
+    this.windowPeak = this.held.size;
+    return p;
   }
 
   latencySamples(): Float64Array {

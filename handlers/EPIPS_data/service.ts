@@ -380,7 +380,7 @@ export class IpsService {
       {
         kernelDrops,
         socketOverruns,
-        backlog: Math.max(row?.total ?? 0, this.path.pending),
+        backlog: Math.max(row?.total ?? 0, this.path.takePeak()),
         latencies,
         hostState: host?.state ?? null,
         hostCrashes: host?.crashesInWindow ?? 0,
