@@ -7,8 +7,15 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
+
+// Content types whose files `contentctl pack` validates before signing (unsupported rule keywords, bad JSON).
+setPackChecks({
+  EPIPS_data: () => import("../handlers/EPIPS_data/index.ts").then((m) => m.epipsDataHandler as never),
+  NTP_OVERRIDES: () => import("../handlers/NTP_OVERRIDES/index.ts").then((m) => m.ntpOverridesHandler as never),
+});
 
 const main = defineCommand({
   meta: {

@@ -99,6 +99,13 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
   packages.push(out);
 }
 
+step("vendor: pack the IPS signatures and the incompatible-module list (EPIPS_data, NTP_OVERRIDES)");
+for (const type of ["EPIPS_data", "NTP_OVERRIDES"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, `examples/${type}`]);
+  packages.push(out);
+}
+
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
   run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
@@ -178,6 +185,8 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: IPS status (signatures loaded; the IPS itself is off until 'agent ips enable', docs/ips.md)");
+run([AGENT, "ips", "status", "--state", config.stateDir]);
 
 console.log(`
 Outpost is running. Try, in another terminal:
@@ -187,6 +196,7 @@ Outpost is running. Try, in another terminal:
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
   ./dist/agent content list --state demo/state
+  sudo ./dist/agent ips enable --state demo/state    # NFQUEUE on ports 80/8080 (root; docs/ips.md)
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state
   ./dist/agent update --state demo/state            # run an update cycle now
   ./dist/agent content rollback Hmpa_data --state demo/state

@@ -150,7 +150,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
     expect(chainPresent()).toBe(false);
     expect((await send("EVIL pass while overridden")).ok).toBe(true);
     const status = (await client.status()) as AgentStatus;
-    expect(status.healthDetails.map((r) => r.code)).toContain("IPS_OVERRIDDEN");
+    expect((status.healthDetails ?? []).map((r) => r.code)).toContain("IPS_OVERRIDDEN");
     // The vendor fixed the module in 4.2: re-evaluated when the module changes.
     writeFileSync(join(modules, "sys", "acme_filter", "version"), "4.2.0\n");
     const on = await phase("active");
@@ -178,7 +178,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
 
   test("killing the ips host lets traffic through within the verdict timeout", async () => {
     const status = (await client.status()) as AgentStatus;
-    const host = status.hosts.find((h) => h.group === "ips");
+    const host = (status.hosts ?? []).find((h) => h.group === "ips");
     expect(host?.pid).toBeGreaterThan(0);
     process.kill(host!.pid!, "SIGKILL");
     const r = await send("hello after kill", 5000);
@@ -194,7 +194,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
     expect(chainPresent()).toBe(false);
     const status = (await client.status()) as AgentStatus;
     expect(status.health).toBe("red");
-    expect(status.healthDetails.find((r) => r.code === "IPS_SELF_DISABLED")?.level).toBe("red");
+    expect((status.healthDetails ?? []).find((r) => r.code === "IPS_SELF_DISABLED")?.level).toBe("red");
     // Traffic flows with the IPS off, and a matching request is no longer dropped.
     expect((await send("EVIL while off")).ok).toBe(true);
     const text = cli(["ips", "status", "--config", configFile("prevent")]);
@@ -202,7 +202,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
     const en = cli(["ips", "enable", "--config", configFile("prevent"), "--json"]);
     expect(en.code).toBe(0);
     expect(JSON.parse(en.out).phase).toBe("active");
-    expect(((await client.status()) as AgentStatus).healthDetails.map((r) => r.code)).not.toContain(
+    expect((((await client.status()) as AgentStatus).healthDetails ?? []).map((r) => r.code)).not.toContain(
       "IPS_SELF_DISABLED",
     );
     expect((await send("GET /EVIL again", 1500)).ok).toBe(false);

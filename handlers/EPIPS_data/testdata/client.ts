@@ -54,7 +54,7 @@ if (mode === "tcp") {
   await new Promise((r) => sock.once("connect", r));
   sock.setNoDelay(true);
   const ms: number[] = [];
-  let pending: ((v: void) => void) | undefined;
+  let pending: (() => void) | undefined;
   let got = 0;
   sock.on("data", (d) => {
     got += d.length;
