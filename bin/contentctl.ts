@@ -14,7 +14,8 @@ import { COMMIT, VERSION } from "../core/version.ts";
 // Content types whose files `contentctl pack` validates before signing (unsupported rule keywords, bad JSON).
 setPackChecks({
   EPIPS_data: () => import("../handlers/EPIPS_data/index.ts").then((m) => m.epipsDataHandler as never),
-  NTP_OVERRIDES: () => import("../handlers/NTP_OVERRIDES/index.ts").then((m) => m.ntpOverridesHandler as never),
+  NTP_OVERRIDES: () =>
+    import("../handlers/NTP_OVERRIDES/index.ts").then((m) => m.ntpOverridesHandler as never),
 });
 
 const main = defineCommand({

@@ -102,7 +102,19 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
 step("vendor: pack the IPS signatures and the incompatible-module list (EPIPS_data, NTP_OVERRIDES)");
 for (const type of ["EPIPS_data", "NTP_OVERRIDES"]) {
   const out = join(DEMO, `packages/${type}-1.tar`);
-  run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, `examples/${type}`]);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
   packages.push(out);
 }
 

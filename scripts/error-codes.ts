@@ -28,6 +28,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (plugins/reputation/samples)"],
+  ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {
@@ -74,7 +75,7 @@ export function renderDoc(codes: Map<string, Set<string>>): string {
     "| --- | --- | --- |",
     ...FAMILIES.map(
       ([p, m]) =>
-        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : p === "SXL_" || p === "SMP_" ? 5 : 2} |`,
+        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : p === "SXL_" || p === "SMP_" || p === "IPS_" ? 5 : 2} |`,
     ),
     "",
   ];

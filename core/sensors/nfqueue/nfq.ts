@@ -17,7 +17,7 @@
  */
 import { dlopen, FFIType, JSCallback, ptr, read, toArrayBuffer } from "bun:ffi";
 import { read as fsRead } from "node:fs";
-import { OutpostError } from "../../errors.ts";
+import { IpsError } from "../../errors.ts";
 
 export const NF_DROP = 0;
 export const NF_ACCEPT = 1;
@@ -31,9 +31,6 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 /** One netlink message carries one packet: IP MTU-sized copies plus headers fit comfortably. */
 const READ_BUFFER = 256 * 1024;
-
-/** Errors from the queue itself (no library, bind refused…). Codes: IPS_* */
-export class IpsError extends OutpostError {}
 
 const LIB_CANDIDATES = ["libnetfilter_queue.so.1", "/usr/lib/x86_64-linux-gnu/libnetfilter_queue.so.1"];
 

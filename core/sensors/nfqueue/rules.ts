@@ -18,7 +18,7 @@
  * idempotent and is run at start too, which is the crash recovery: rules a
  * crashed agent left behind are gone before new ones go in.
  */
-import { IpsError } from "./nfq.ts";
+import { IpsError } from "../../errors.ts";
 
 export interface PortSet {
   tcp: number[];
