@@ -13,8 +13,8 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
-import { RuleSet } from "./rules/compile.ts";
-import { parseRuleFiles, RuleError } from "./rules/parse.ts";
+import { buildRuleSet, type RuleSet } from "./rules/compile.ts";
+import { parseRuleFilesAsync, RuleError } from "./rules/parse.ts";
 
 /** Packets one inspect call may carry; the supervisor batches far fewer. */
 export const MAX_BATCH_PACKETS = 4096;
@@ -35,13 +35,16 @@ function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
 }
 
 /** Compiles every `*.rules` file of the payload; a RuleError becomes HND_EPIPS_INVALID naming file, line and sid. */
-export function compileView(view: Pick<ContentView, "files" | "readText">): RuleSet {
+export async function compileView(view: Pick<ContentView, "files" | "readText">): Promise<RuleSet> {
   const files = view.files.filter((f) => f.endsWith(".rules")).sort();
   if (files.length === 0)
     throw new HandlerError("HND_EPIPS_INVALID", "payload has no *.rules file", { file: "payload" });
   try {
-    const { rules } = parseRuleFiles(files.map((name) => ({ name, text: view.readText(name) })));
-    return new RuleSet(rules);
+    // Yielding builds: a 1M-rule file takes a minute, and the host must keep answering heartbeats meanwhile.
+    const { rules } = await parseRuleFilesAsync(
+      files.map((name) => ({ name, text: () => view.readText(name) })),
+    );
+    return await buildRuleSet(rules);
   } catch (e) {
     if (e instanceof RuleError) {
       throw new HandlerError("HND_EPIPS_INVALID", e.message, {
@@ -73,16 +76,17 @@ export const epipsDataHandler = defineHandler<Loaded>({
     maxPackageBytes: 512 * 1024 * 1024,
   },
 
-  validate(view) {
+  async validate(view) {
     const t = performance.now();
-    built = { key: keyOf(view), set: compileView(view), ms: performance.now() - t };
+    built = undefined;
+    built = { key: keyOf(view), set: await compileView(view), ms: performance.now() - t };
   },
 
-  load(view, caps) {
+  async load(view, caps) {
     const cached = built?.key === keyOf(view) ? built : undefined;
     built = undefined;
     const t = performance.now();
-    const set = cached?.set ?? compileView(view);
+    const set = cached?.set ?? (await compileView(view));
     const loadMs = cached?.ms ?? performance.now() - t;
     caps.log.info("ips signatures loaded", { version: view.version, rules: set.rules.length, loadMs });
     return { engine: new IpsEngine(view.version, set), loadMs };

@@ -93,12 +93,13 @@ export function createNetnsPair(): NetnsPair {
 }
 
 /** Starts the test servers in `a` and waits until they listen. */
-export async function startServers(pair: NetnsPair, tcpPort: number, udpPort: number) {
+export async function startServers(pair: NetnsPair, tcpPort: number, udpPort: number, sinkPort?: number) {
   const p = pair.spawn(pair.a, [
     process.execPath,
     join(SCRIPTS, "server.ts"),
     String(tcpPort),
     String(udpPort),
+    ...(sinkPort ? [String(sinkPort)] : []),
   ]);
   const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
   const deadline = Date.now() + 15_000;

@@ -65,39 +65,135 @@ export interface MatchStats {
   budgetExceeded: number;
 }
 
-function pickAnchor(r: Rule, sig: number): { entry: AnchorEntry; nocase: boolean } | null {
-  let best: { entry: AnchorEntry; nocase: boolean; cost: number } | null = null;
-  for (const c of r.contents) {
-    if (c.negated || c.bytes.length < 2) continue;
-    const bytes = c.nocase ? lowerBytes(c.bytes) : c.bytes;
-    if (bytes.length >= 4) {
-      for (let w = 0; w + 4 <= bytes.length; w++) {
-        let cost = 0;
-        for (let i = w; i < w + 4; i++)
-          cost += BYTE_COST[bytes[i]!]! + (i > w && bytes[i] === bytes[i - 1] ? 3 : 0);
-        if (!best || best.entry.length < 4 || cost < best.cost) {
-          const ab = bytes.slice(w, w + 4);
-          best = {
-            entry: {
-              key: ((ab[0]! << 24) | (ab[1]! << 16) | (ab[2]! << 8) | ab[3]!) >>> 0,
-              length: 4,
-              bytes: ab,
-              sig,
-            },
-            nocase: c.nocase,
-            cost,
-          };
-        }
+/** Counts, per hashed 4-byte window, how many rules could anchor on it (approximate: a fixed-size table). */
+const COUNT_BITS = 22;
+const windowSlot = (key: number) => Math.imul(key, 0x9e3779b1) >>> (32 - COUNT_BITS);
+
+interface Window {
+  key: number;
+  content: number;
+  offset: number;
+  nocase: boolean;
+  cost: number;
+}
+
+/** Every 4-byte window of a rule's positive contents (at most 64), with its byte-frequency cost. */
+function windowsOf(r: Rule): Window[] {
+  const out: Window[] = [];
+  r.contents.forEach((c, ci) => {
+    if (c.negated || c.bytes.length < 4) return;
+    const b = c.bytes;
+    for (let w = 0; w + 4 <= b.length && out.length < 64; w++) {
+      let cost = 0;
+      let key = 0;
+      for (let i = w; i < w + 4; i++) {
+        const x = c.nocase ? lower(b[i]!) : b[i]!;
+        cost += BYTE_COST[x]! + (i > w && b[i] === b[i - 1] ? 3 : 0);
+        key = ((key << 8) | x) >>> 0;
       }
-    } else if (!best || (best.entry.length < 4 && bytes.length > best.entry.length)) {
-      best = {
-        entry: { key: (bytes[0]! << 8) | bytes[1]!, length: bytes.length, bytes: bytes.slice(), sig },
-        nocase: c.nocase,
-        cost: Number.POSITIVE_INFINITY,
-      };
+      out.push({ key, content: ci, offset: w, nocase: c.nocase, cost });
+    }
+  });
+  return out;
+}
+
+/**
+ * The anchor: among the rule's windows, the one the fewest other rules share
+ * (measured over the whole rule set, so a prefix every HTTP rule has — "GET "
+ * — is not chosen when the rule has anything rarer), then the one made of
+ * the bytes least frequent in traffic. Contents shorter than 4 bytes give a
+ * short anchor only when no 4-byte window exists.
+ */
+function pickAnchor(
+  r: Rule,
+  sig: number,
+  counts: Uint32Array,
+): { entry: AnchorEntry; nocase: boolean } | null {
+  let best: Window | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const w of windowsOf(r)) {
+    const score = counts[windowSlot(w.key)]! * 64 + w.cost;
+    if (score < bestScore) {
+      bestScore = score;
+      best = w;
     }
   }
-  return best ? { entry: best.entry, nocase: best.nocase } : null;
+  if (best) {
+    const c = r.contents[best.content]!;
+    const src = c.bytes.slice(best.offset, best.offset + 4);
+    const bytes = best.nocase ? lowerBytes(src) : src;
+    return { entry: { key: best.key, length: 4, bytes, sig }, nocase: best.nocase };
+  }
+  let short: Content | undefined;
+  for (const c of r.contents) {
+    if (!c.negated && c.bytes.length >= 2 && (!short || c.bytes.length > short.bytes.length)) short = c;
+  }
+  if (!short) return null;
+  const bytes = short.nocase ? lowerBytes(short.bytes) : short.bytes.slice();
+  return {
+    entry: { key: (bytes[0]! << 8) | bytes[1]!, length: bytes.length, bytes, sig },
+    nocase: short.nocase,
+  };
+}
+
+interface Prepared {
+  exact: AnchorEntry[];
+  nocase: AnchorEntry[];
+  always: number[];
+  compiled: CompiledRule[];
+}
+
+/** Work units between yields: the async build lets a host answer heartbeats while 1M rules compile. */
+const YIELD_EVERY = 5000;
+
+/** Anchors and compiled contents of every rule; yields every YIELD_EVERY rules. */
+function* prepare(rules: Rule[]): Generator<void, Prepared> {
+  const exact: AnchorEntry[] = [];
+  const nocase: AnchorEntry[] = [];
+  const always: number[] = [];
+  const counts = new Uint32Array(1 << COUNT_BITS);
+  for (let i = 0; i < rules.length; i++) {
+    const seen: number[] = [];
+    for (const w of windowsOf(rules[i]!)) {
+      const slot = windowSlot(w.key);
+      if (!seen.includes(slot)) {
+        seen.push(slot);
+        counts[slot]!++;
+      }
+    }
+    if (i % YIELD_EVERY === YIELD_EVERY - 1) yield;
+  }
+  const compiled: CompiledRule[] = new Array(rules.length);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i]!;
+    const a = pickAnchor(rule, i, counts);
+    if (!a) always.push(i);
+    else (a.nocase ? nocase : exact).push(a.entry);
+    const contents = rule.contents.map((c) => ({
+      ...c,
+      search: Buffer.from(c.nocase ? lowerBytes(c.bytes) : c.bytes),
+    }));
+    compiled[i] = { rule, contents, needsLower: contents.some((c) => c.nocase) };
+    if (i % YIELD_EVERY === YIELD_EVERY - 1) yield;
+  }
+  return { exact, nocase, always, compiled };
+}
+
+function runSync<T>(g: Generator<void, T>): T {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Builds a RuleSet without holding the event loop for more than a few milliseconds at a time. */
+export async function buildRuleSet(rules: Rule[], stepBudget = DEFAULT_STEP_BUDGET): Promise<RuleSet> {
+  const g = prepare(rules);
+  for (;;) {
+    const r = g.next();
+    if (r.done) return new RuleSet(rules, stepBudget, r.value);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 export class RuleSet {
@@ -116,20 +212,10 @@ export class RuleSet {
   constructor(
     rules: Rule[],
     private readonly stepBudget = DEFAULT_STEP_BUDGET,
+    prepared?: Prepared,
   ) {
-    const exact: AnchorEntry[] = [];
-    const nocase: AnchorEntry[] = [];
-    const always: number[] = [];
-    this.rules = rules.map((rule, i) => {
-      const a = pickAnchor(rule, i);
-      if (!a) always.push(i);
-      else (a.nocase ? nocase : exact).push(a.entry);
-      const contents = rule.contents.map((c) => ({
-        ...c,
-        search: Buffer.from(c.nocase ? lowerBytes(c.bytes) : c.bytes),
-      }));
-      return { rule, contents, needsLower: contents.some((c) => c.nocase) };
-    });
+    const { exact, nocase, always, compiled } = prepared ?? runSync(prepare(rules));
+    this.rules = compiled;
     this.exact = new AnchorIndex(exact);
     this.nocase = new AnchorIndex(nocase);
     this.always = Uint32Array.from(always);

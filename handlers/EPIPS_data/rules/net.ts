@@ -96,7 +96,12 @@ function parseAddrItem(s: string, set: AddrSet): void {
   set.pos.push({ net: bytes, bits: v4 ? bits + 96 : bits });
 }
 
+/** Shared by every rule that says `any` (sets are never mutated after parsing): 1M rules, one object. */
+const ANY_ADDR: AddrSet = Object.freeze({ any: true, pos: [], neg: [], lists: [] }) as AddrSet;
+const ANY_PORT: PortSet = Object.freeze({ any: true, ranges: [], neg: [], lists: [] }) as PortSet;
+
 export function parseAddrSet(text: string): AddrSet {
+  if (text === "any") return ANY_ADDR;
   const set: AddrSet = { any: false, pos: [], neg: [], lists: [] };
   const t = text.trim();
   if (t.startsWith("!")) {
@@ -167,6 +172,7 @@ function parsePortItem(s: string, set: PortSet): void {
 }
 
 export function parsePortSet(text: string): PortSet {
+  if (text === "any") return ANY_PORT;
   const set: PortSet = { any: false, ranges: [], neg: [], lists: [] };
   const t = text.trim();
   if (t.startsWith("!")) {

@@ -3,6 +3,7 @@
  *   tcp HOST PORT PAYLOAD TIMEOUT_MS       → {ok, reply, ms}
  *   udp-flood HOST PORT DURATION_MS SIZE   → {sent}
  *   tcp-bench HOST PORT COUNT SIZE         → {ms: number[], bytes}  (request/response round trips)
+ *   tcp-bulk HOST PORT MEGABYTES           → {ms, bytes}  (one-way transfer to the sink)
  */
 import { createSocket } from "node:dgram";
 import { connect } from "node:net";
@@ -75,5 +76,27 @@ if (mode === "tcp") {
   const total = performance.now() - t0;
   sock.destroy();
   console.log(JSON.stringify({ ms, totalMs: total, bytes: count * payload.length }));
+}
+if (mode === "tcp-bulk") {
+  const total = Number(a) * 1024 * 1024;
+  const sock = connect({ host: host!, port });
+  await new Promise((r) => sock.once("connect", r));
+  const t0 = performance.now();
+  const done = new Promise((r) => sock.once("data", r));
+  const header = Buffer.alloc(8);
+  header.writeBigUInt64BE(BigInt(total + 8), 0);
+  sock.write(header);
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let sent = 0;
+  while (sent < total) {
+    const n = Math.min(chunk.length, total - sent);
+    if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n)))
+      await new Promise((r) => sock.once("drain", r));
+    sent += n;
+  }
+  await done;
+  const ms = performance.now() - t0;
+  sock.destroy();
+  console.log(JSON.stringify({ ms, bytes: total }));
 }
 process.exit(0);

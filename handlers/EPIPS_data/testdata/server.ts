@@ -1,6 +1,8 @@
 /**
  * Test server run inside a network namespace: TCP echo on argv[2] answering
- * "OK:<data>", UDP echo on argv[3]. Prints "ready" once both listen.
+ * "OK:<data>", UDP echo on argv[3], and (optional argv[4]) a TCP sink that
+ * answers "DONE" once it has read the byte count the client's first 8 bytes
+ * announce (bulk throughput). Prints "ready" once all listen.
  */
 import { createSocket } from "node:dgram";
 
@@ -15,6 +17,22 @@ Bun.listen({
     },
   },
 });
+if (process.argv[4]) {
+  Bun.listen<{ want: number; got: number }>({
+    hostname: "0.0.0.0",
+    port: Number(process.argv[4]),
+    socket: {
+      open(s) {
+        s.data = { want: -1, got: 0 };
+      },
+      data(s, d) {
+        if (s.data.want < 0) s.data.want = Number(d.readBigUInt64BE(0));
+        s.data.got += d.length;
+        if (s.data.got >= s.data.want) s.write("DONE");
+      },
+    },
+  });
+}
 const udp = createSocket("udp4");
 udp.on("message", (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
 udp.bind(udpPort, "0.0.0.0", () => console.log("ready"));
