@@ -34,11 +34,15 @@ function compare(a: Uint8Array, ap: number, b: Uint8Array, bp: number): number {
   return ap - bp;
 }
 
+const word = (x: Uint8Array, i: number) =>
+  ((x[i]! << 24) | (x[i + 1]! << 16) | (x[i + 2]! << 8) | x[i + 3]!) >>> 0;
+
+/** Canonical flow key; IPv4-mapped addresses (the common case) need only their last word. */
 function keyOf(proto: number, a: Uint8Array, ap: number, b: Uint8Array, bp: number): string {
-  let s = String.fromCharCode(proto, ap, bp);
-  for (let i = 0; i < 16; i += 2) s += String.fromCharCode((a[i]! << 8) | a[i + 1]!);
-  for (let i = 0; i < 16; i += 2) s += String.fromCharCode((b[i]! << 8) | b[i + 1]!);
-  return s;
+  const mapped = (x: Uint8Array) => word(x, 0) === 0 && word(x, 4) === 0 && word(x, 8) === 0xffff;
+  const v4 = mapped(a) && mapped(b);
+  if (v4) return `${proto}|${word(a, 12)}|${ap}|${word(b, 12)}|${bp}`;
+  return `${proto}|${word(a, 0)},${word(a, 4)},${word(a, 8)},${word(a, 12)}|${ap}|${word(b, 0)},${word(b, 4)},${word(b, 8)},${word(b, 12)}|${bp}`;
 }
 
 export class FlowTable {

@@ -69,3 +69,58 @@ export function batch(packets: Uint8Array[]): { data: Uint8Array; lens: number[]
   }
   return { data, lens };
 }
+
+/** Deterministic pseudo-random words, so every run generates the same rules and corpus. */
+function rng(seed: number) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+export function generateRules(n: number, seed = 7): string {
+  const r = rng(seed);
+  const word = (len: number) =>
+    Array.from({ length: len }, () => String.fromCharCode(97 + Math.floor(r() * 26))).join("");
+  const lines: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const k = i % 10;
+    if (k < 6)
+      lines.push(
+        `alert tcp any any -> any any (msg:"gen ${i}"; content:"${word(6)}${i.toString(36)}"; sid:${i};)`,
+      );
+    else if (k < 8)
+      lines.push(
+        `alert tcp any any -> any [80,8080] (msg:"gen ${i}"; flow:to_server; content:"GET "; depth:4; content:"/${word(5)}${i.toString(36)}"; distance:0; within:64; sid:${i};)`,
+      );
+    else if (k < 9)
+      lines.push(
+        `drop tcp any any -> any any (msg:"gen ${i}"; content:"${word(7)}${i.toString(36)}"; nocase; sid:${i};)`,
+      );
+    else
+      lines.push(
+        `alert udp any any -> any 53 (msg:"gen ${i}"; content:"|0${1 + (i % 8)}|${word(5)}${i.toString(36)}"; sid:${i};)`,
+      );
+  }
+  return lines.join("\n");
+}
+
+export function corpus(): { data: Uint8Array; lens: number[]; bytes: number } {
+  const r = rng(99);
+  const pkts: Uint8Array[] = [];
+  const text =
+    "GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n";
+  for (let i = 0; i < 2000; i++) {
+    const len = 64 + Math.floor(r() * 1300);
+    const body = new Uint8Array(len);
+    if (i % 2 === 0)
+      body.set(new TextEncoder().encode(text.repeat(Math.ceil(len / text.length)).slice(0, len)));
+    else for (let j = 0; j < len; j++) body[j] = Math.floor(r() * 256);
+    pkts.push(packet({ sport: 40000 + (i % 50), dport: 80, payload: body }));
+  }
+  const b = batch(pkts);
+  return { ...b, bytes: b.data.length };
+}

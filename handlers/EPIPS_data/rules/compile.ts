@@ -272,7 +272,9 @@ export class RuleSet {
     };
     if (payload.length > 0) {
       this.exact.scan(payload, (sig) => check(sig) === true);
-      if (budget.left > 0) this.nocase.scan(lowerPayload(), (sig) => check(sig) === true);
+      // Lower-casing the payload costs a pass over it: only when some rule is anchored nocase.
+      if (budget.left > 0 && this.nocase.anchors > 0)
+        this.nocase.scan(lowerPayload(), (sig) => check(sig) === true);
     }
     if (budget.left > 0) for (const i of this.always) if (check(i) === true) break;
     if (budget.left <= 0) this.stats.budgetExceeded++;
