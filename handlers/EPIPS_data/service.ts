@@ -57,7 +57,10 @@ export interface IpsStatus {
   };
   latencyMs: { p50: number; p99: number; samples: number };
   peakPending: number;
+  /** Last self-disable: ms from the decision until the queue was unbound (traffic no longer held). */
   lastTripMs: number | null;
+  /** … and until the packet-filter rules were gone too. */
+  lastRulesRemovedMs: number | null;
 }
 
 /** What the service needs from the agent (a real Agent, or a fake in tests). */
@@ -86,6 +89,8 @@ export class IpsService {
   private eventSecond = 0;
   private suppressed = 0;
   private lastTripMs: number | null = null;
+  private lastRulesRemovedMs: number | null = null;
+  private offAt = 0;
   private startedAtMs = 0;
   private stopped = false;
   /** Counters of paths that were stopped, so status totals survive an off/on. */
@@ -200,6 +205,7 @@ export class IpsService {
       },
       peakPending: this.path?.peakPending ?? 0,
       lastTripMs: this.lastTripMs,
+      lastRulesRemovedMs: this.lastRulesRemovedMs,
     };
   }
 
@@ -339,18 +345,23 @@ export class IpsService {
     logger.info("ips packet path on", { backend: this.backend, queue: cfg.queue, mode: cfg.mode });
   }
 
+  /**
+   * Off, fastest part first: held packets are accepted and the queue unbound
+   * (from then on `bypass` passes everything — the network is whole again),
+   * then the rules are removed (a few process spawns; harmless if slow).
+   */
   private async turnOff(): Promise<void> {
-    // Rules first (nothing new is queued), then release what we hold, then unbind.
-    if (this.backend || this.queue) this.rules.remove();
-    this.backend = null;
     const path = this.path;
     const queue = this.queue;
     path?.releaseAll();
     if (queue) await queue.close();
+    this.offAt = performance.now();
     // Keep the totals of this path for status before dropping it.
     if (path && queue) this.retired = this.status().counters;
     this.path = undefined;
     this.queue = undefined;
+    if (this.backend || queue) this.rules.remove(this.backend ?? undefined);
+    this.backend = null;
   }
 
   private readProc() {
@@ -397,7 +408,8 @@ export class IpsService {
       if (this.phase !== "active") return;
       const t0 = performance.now();
       await this.turnOff();
-      this.lastTripMs = round(performance.now() - t0);
+      this.lastTripMs = round(this.offAt - t0);
+      this.lastRulesRemovedMs = round(performance.now() - t0);
       this.state = {
         ...this.state,
         safety: {
@@ -412,7 +424,12 @@ export class IpsService {
       this.reason = `disabled by safety: ${t.reason} (${t.code})`;
       this.raiseSafetyHealth();
       logger.error("IPS disabled itself", { code: t.code, reason: t.reason, offMs: this.lastTripMs });
-      this.agent.events.emit("ips-self-disabled", { code: t.code, reason: t.reason, offMs: this.lastTripMs });
+      this.agent.events.emit("ips-self-disabled", {
+        code: t.code,
+        reason: t.reason,
+        offMs: this.lastTripMs,
+        rulesRemovedMs: this.lastRulesRemovedMs,
+      });
       this.agent.events.emit("ips-state", { phase: this.phase, reason: this.reason, why: t.code });
       this.agent.alert({ kind: "ips-self-disabled", type: "EPIPS_data", code: t.code, reason: t.reason });
     });

@@ -28,18 +28,25 @@ test("iptables fallback: own chains, multiport in chunks of 15, --queue-bypass",
   expect(cmds).toContain("-t mangle -A OUTPUT -j OUTPOST_IPS_OUT");
 });
 
-test("install falls back to iptables when nft refuses, and remove() clears both", () => {
+test("install falls back to iptables-restore when nft refuses, then to single commands", () => {
   const log: string[] = [];
-  const run: Runner = (cmd) => {
-    log.push(cmd.join(" "));
-    return {
-      code: cmd[0] === "nft" && cmd[1] === "-f" ? 1 : 0,
-      stdout: "",
-      stderr: "Could not process rule",
-    };
+  let restoreWorks = true;
+  const run: Runner = (cmd, stdin) => {
+    log.push(`${cmd.join(" ")}${stdin ? ` <<${stdin}` : ""}`);
+    const fails = (cmd[0] === "nft" && cmd[1] === "-f") || (!restoreWorks && cmd[0]!.endsWith("-restore"));
+    return { code: fails ? 1 : 0, stdout: "", stderr: "Could not process rule" };
   };
   const r = new QueueRules(run);
   expect(r.install(spec)).toBe("iptables");
   expect(log.some((l) => l.startsWith("nft delete table inet outpost_ips"))).toBe(true);
+  const restore = log.find((l) => l.startsWith("ip6tables-restore -w --noflush"));
+  expect(restore).toContain(":OUTPOST_IPS_IN - [0:0]");
+  expect(restore).toContain("-A OUTPUT -j OUTPOST_IPS_OUT");
+  log.length = 0;
+  r.remove("iptables");
+  expect(log).toHaveLength(2); // one restore per family
+  restoreWorks = false;
+  log.length = 0;
+  expect(r.install(spec)).toBe("iptables");
   expect(log.some((l) => l.startsWith("ip6tables -w -t mangle -N OUTPOST_IPS_IN"))).toBe(true);
 });

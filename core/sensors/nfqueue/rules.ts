@@ -113,6 +113,17 @@ export function iptablesCommands(spec: QueueRuleSpec): string[][] {
   return cmds;
 }
 
+/** iptables commands as one `iptables-restore --noflush` script for the mangle table. */
+export function restoreScript(cmds: string[][]): string {
+  const lines = ["*mangle"];
+  for (const c of cmds) {
+    const rest = c.slice(2); // drop "-t mangle"
+    lines.push(rest[0] === "-N" ? `:${rest[1]} - [0:0]` : rest.join(" "));
+  }
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}
+
 export class QueueRules {
   private installed?: Backend;
 
@@ -132,6 +143,17 @@ export class QueueRules {
     }
     this.remove();
     const errors: string[] = [`nft: ${nft.stderr.trim().split("\n")[0] ?? nft.code}`];
+    // One iptables-restore per family (one spawn, atomic); single commands when restore is unavailable.
+    const script = restoreScript(iptablesCommands(spec));
+    if (
+      ["iptables", "ip6tables"].every(
+        (bin) => this.run([`${bin}-restore`, "-w", "--noflush"], script).code === 0,
+      )
+    ) {
+      this.installed = "iptables";
+      return "iptables";
+    }
+    this.remove();
     for (const bin of ["iptables", "ip6tables"]) {
       for (const cmd of iptablesCommands(spec)) {
         const r = this.run([bin, "-w", ...cmd]);
@@ -146,8 +168,38 @@ export class QueueRules {
     return "iptables";
   }
 
-  /** Removes our table and chains wherever they are; silent when there is nothing to remove. */
-  remove(): void {
+  /**
+   * Removes our table and chains; silent when there is nothing to remove.
+   * `only`: the backend known to be installed (one or two spawns instead of
+   * ~17); without it every place is cleaned (start-up crash recovery).
+   */
+  remove(only?: Backend): void {
+    if (only === "nft") {
+      if (this.run(["nft", "delete", "table", "inet", NFT_TABLE]).code === 0) {
+        this.installed = undefined;
+        return;
+      }
+    } else if (only === "iptables") {
+      const script = [
+        "*mangle",
+        `-D INPUT -j ${IPT_CHAIN.in}`,
+        `-D OUTPUT -j ${IPT_CHAIN.out}`,
+        `-F ${IPT_CHAIN.in}`,
+        `-X ${IPT_CHAIN.in}`,
+        `-F ${IPT_CHAIN.out}`,
+        `-X ${IPT_CHAIN.out}`,
+        "COMMIT",
+        "",
+      ].join("\n");
+      if (
+        ["iptables", "ip6tables"].every(
+          (bin) => this.run([`${bin}-restore`, "-w", "--noflush"], script).code === 0,
+        )
+      ) {
+        this.installed = undefined;
+        return;
+      }
+    }
     this.run(["nft", "delete", "table", "inet", NFT_TABLE]);
     for (const bin of ["iptables", "ip6tables"]) {
       for (const [chain, hook] of [
