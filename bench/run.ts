@@ -16,6 +16,7 @@ const benches = [
   ["reputation.ts"],
   ["sxl.ts"],
   ["behavior.ts"],
+  ["ips.ts", "--sizes", "100,10000,100000"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

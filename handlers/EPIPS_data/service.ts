@@ -16,8 +16,9 @@
  * enable` or a newer EPIPS_data version.
  */
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { dirname, join } from "node:path";
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeError } from "../../core/errors.ts";
@@ -107,14 +108,23 @@ export class IpsService {
     if (loaded.problem) logger.error("ips state file unreadable; IPS kept off", { problem: loaded.problem });
   }
 
+  /** Present while our packet-filter rules may exist (crash recovery at the next start). */
+  private get marker(): string {
+    return join(this.config.stateDir, "ips", "rules-installed");
+  }
+
   private get cfg(): IpsConfig {
     return this.config.ips;
   }
 
   async start(): Promise<void> {
     this.stopped = false;
-    // Crash recovery: whatever a previous agent left in the packet filter goes first.
-    this.rules.remove();
+    // Crash recovery: rules a killed agent left behind go first. The marker (written before rules
+    // are installed, removed after they are gone) spares every other start a dozen process spawns.
+    if (existsSync(this.marker)) {
+      this.rules.remove();
+      rmSync(this.marker, { force: true });
+    }
     this.unsubscribe = this.agent.events.subscribe((e) => {
       if (e.type !== "content-installed" && e.type !== "content-rolled-back" && e.type !== "handler-failed")
         return;
@@ -331,6 +341,8 @@ export class IpsService {
       onError: (code, message) => logger.warn("queue read error", { code, message }),
     });
     this.path = path;
+    mkdirSync(dirname(this.marker), { recursive: true });
+    writeFileSync(this.marker, `${process.pid}\n`);
     this.backend = this.rules.install({
       queue: cfg.queue,
       inbound: cfg.ports.inbound,
@@ -360,7 +372,10 @@ export class IpsService {
     if (path && queue) this.retired = this.status().counters;
     this.path = undefined;
     this.queue = undefined;
-    if (this.backend || queue) this.rules.remove(this.backend ?? undefined);
+    if (this.backend || queue) {
+      this.rules.remove(this.backend ?? undefined);
+      rmSync(this.marker, { force: true });
+    }
     this.backend = null;
   }
 
