@@ -196,7 +196,7 @@ if (!values["no-path"] && canUseNetns()) {
     const reactionMs = performance.now() - tf;
     await flood;
     say(
-      `\nself-disable on forced overrun: ${tripped.safety?.code} observed ${reactionMs.toFixed(0)} ms after the flood started (client start-up included; check interval 100 ms); rules removed and queue released in ${tripped.lastTripMs} ms`,
+      `\nself-disable on forced overrun: ${tripped.safety?.code} observed ${reactionMs.toFixed(0)} ms after the flood started (client start-up included; check interval 100 ms); queue unbound ${tripped.lastTripMs} ms after the decision, rules removed after ${tripped.lastRulesRemovedMs} ms`,
     );
     out.selfDisable = {
       code: tripped.safety?.code,
