@@ -98,7 +98,8 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
     >;
   const phase = (p: IpsStatus["phase"]) =>
     waitFor(`ips phase ${p}`, async () => ((await ips()).phase === p ? ips() : null), 20_000);
-  const send = (payload: string, timeoutMs = 1500) =>
+  // Passing requests get a generous timeout (a loaded machine); expected drops use 1500 ms explicitly.
+  const send = (payload: string, timeoutMs = 5000) =>
     net.client<Reply>(["tcp", net.addrA, TCP_PORT, payload, timeoutMs]);
   const chainPresent = () => {
     const r = Bun.spawnSync(
