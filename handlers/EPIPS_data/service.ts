@@ -23,7 +23,7 @@ import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
-import { NfQueue } from "../../core/sensors/nfqueue/nfq.ts";
+import { NfQueue, type QueueOptions } from "../../core/sensors/nfqueue/nfq.ts";
 import { type Backend, QueueRules } from "../../core/sensors/nfqueue/rules.ts";
 import type { LoadedModule, OverrideMatch } from "../NTP_OVERRIDES/format.ts";
 import { modulesFingerprint, readModules } from "../NTP_OVERRIDES/modules.ts";
@@ -64,6 +64,9 @@ export interface IpsStatus {
   lastRulesRemovedMs: number | null;
 }
 
+/** What the service needs from a bound queue (NfQueue; a fake in unit tests). */
+export type QueueLike = Pick<NfQueue, "counters" | "verdict" | "close">;
+
 /** What the service needs from the agent (a real Agent, or a fake in tests). */
 export type IpsAgent = Pick<Agent, "call" | "content" | "hosts" | "events" | "health" | "alert">;
 
@@ -71,7 +74,8 @@ export class IpsService {
   readonly name = "ips";
   private state: IpsState;
   private rules: QueueRules;
-  private queue?: NfQueue;
+  private queue?: QueueLike;
+  private readonly openQueue: (o: QueueOptions) => QueueLike;
   private path?: PacketPath;
   private backend: Backend | null = null;
   private phase: IpsPhase = "off";
@@ -100,9 +104,10 @@ export class IpsService {
   constructor(
     private readonly agent: IpsAgent,
     private readonly config: AgentConfig,
-    opts: { rules?: QueueRules } = {},
+    opts: { rules?: QueueRules; openQueue?: (o: QueueOptions) => QueueLike } = {},
   ) {
     this.rules = opts.rules ?? new QueueRules();
+    this.openQueue = opts.openQueue ?? ((o) => NfQueue.open(o));
     const loaded = loadIpsState(config.stateDir);
     this.state = loaded.state;
     if (loaded.problem) logger.error("ips state file unreadable; IPS kept off", { problem: loaded.problem });
@@ -333,7 +338,7 @@ export class IpsService {
       (d) => this.detected(d),
     );
     // Bind before the rules exist: packets are never queued to a queue with no reader.
-    this.queue = NfQueue.open({
+    this.queue = this.openQueue({
       queue: cfg.queue,
       maxLen: cfg.queueMaxLen,
       copyBytes: cfg.copyBytes,
