@@ -31,11 +31,11 @@ setAgentWiring({
   routes: () =>
     Promise.all([
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
-      import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
+      import("../handlers/DatasetA/scan/routes.ts").then((m) => [m.scanRoutes()]),
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  services: (ctx) => import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
 });
 
 const main = defineCommand({
@@ -64,8 +64,8 @@ const main = defineCommand({
         import("../handlers/ScheduledQueryPack/cli-query.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
-    "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
-    scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
+    "query-worker": () => import("../handlers/ScheduledQueryPack/worker-cli.ts").then((m) => m.default),
+    scan: () => import("../handlers/DatasetA/scan/cli-scan.ts").then((m) => m.default),
     rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
     "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
     rep: () =>

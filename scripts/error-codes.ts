@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const ROOT = join(import.meta.dir, "..");
-const SOURCES = ["core", "handlers", "plugins"];
+const SOURCES = ["core", "handlers", "plugins", "fleet"];
 
 const FAMILIES: [prefix: string, meaning: string][] = [
   ["SIG_", "signature, certificate chain or trust (core/crypto)"],
@@ -24,10 +24,10 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["CTL_", "control plane and its clients"],
   ["CLI_", "command-line usage"],
   ["LAKE_", "vendor data-lake receiver (contentctl lake)"],
-  ["REL_", "staged releases (core/release)"],
-  ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
-  ["SXL_", "Live Protection lookups over DNS (plugins/reputation)"],
-  ["SMP_", "sample submission: envelope, queue, receiver (plugins/reputation/samples)"],
+  ["REL_", "staged releases (fleet)"],
+  ["FLEET_", "fleet heartbeat endpoint (fleet/server.ts)"],
+  ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
+  ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {

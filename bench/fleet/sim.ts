@@ -25,13 +25,13 @@ import type { Prepared } from "../../core/handler/host.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { Logger } from "../../core/log.ts";
 import type { VerifiedPackage } from "../../core/package/open.ts";
-import type { ReleaseEngine } from "../../core/release/engine.ts";
 import type { InstalledRecord, StagedContent } from "../../core/store/store.ts";
 import { runUpdateCycle } from "../../core/update/client.ts";
 import type { UpdateMemoryData } from "../../core/update/memory.ts";
 import { nextDelaySeconds, type SchedulePolicy } from "../../core/update/schedule.ts";
 import type { Transport } from "../../core/update/transport.ts";
 import type { ContentPolicy } from "../../core/update/trusted-state.ts";
+import type { ReleaseEngine } from "../../fleet/engine.ts";
 
 export const SIM_TYPE = "SimRules";
 export const SIM_FILE = "rules.txt";

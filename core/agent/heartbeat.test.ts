@@ -7,16 +7,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseReleaseConfig } from "../../fleet/config.ts";
+import { serveRelease } from "../../fleet/server.ts";
 import { contentFixture, FakeAgentApi } from "../../test/fakes/agent-api.ts";
 import { makeVendor, startAgent, type Vendor } from "../../test/fixtures/vendor.ts";
 import { parseConfig } from "../config.ts";
 import { sha256Hex } from "../crypto/digest.ts";
 import { isOutpostError } from "../errors.ts";
-import { parseReleaseConfig } from "../release/config.ts";
-import { type Heartbeat, HeartbeatSchema } from "../release/protocol.ts";
-import { serveRelease } from "../release/server.ts";
 import { EventBus } from "./events.ts";
 import { buildHeartbeat, HeartbeatReporter, loadAgentId, startHeartbeat } from "./heartbeat.ts";
+import { type Heartbeat, HeartbeatSchema } from "./heartbeat-protocol.ts";
 
 const TOKEN = "tenant-token-0123456789";
 

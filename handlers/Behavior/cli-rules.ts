@@ -13,8 +13,13 @@ import { defineCommand } from "citty";
 import { agentArgs, callHandler, loadAgentConfig } from "../../core/cli/agent/session.ts";
 import { printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { RULE_NAME_RE, RuleLimitsSchema, type RuleSource, RulesSourceConfigSchema } from "../_lua/format.ts";
-import { installKeyring } from "../_lua/keys.ts";
+import {
+  RULE_NAME_RE,
+  RuleLimitsSchema,
+  type RuleSource,
+  RulesSourceConfigSchema,
+} from "../_shared/lua/format.ts";
+import { installKeyring } from "../_shared/lua/keys.ts";
 import { BehaviorEngine, type EngineStats, type RuleStats } from "./engine.ts";
 import { type BehaviorEvent, parseEvents } from "./events.ts";
 

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
-import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_lua/testkit.ts";
+import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorHandler } from "./index.ts";
 import { behaviorRoutes } from "./routes.ts";

@@ -20,8 +20,8 @@ import { describeError, HandlerError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
 import { metrics } from "../../core/metrics.ts";
 import { ContentStore } from "../../core/store/store.ts";
-import { openRulesPackage } from "../_lua/format.ts";
-import { groupWorkDir, loadKeyring } from "../_lua/keys.ts";
+import { openRulesPackage } from "../_shared/lua/format.ts";
+import { groupWorkDir, loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFor } from "./actions.ts";
 import {
   bakedInRuleset,

@@ -9,7 +9,7 @@
 import { defineCommand } from "citty";
 import { printErr, printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
 import { describeError } from "../../core/errors.ts";
-import { DEFAULT_LIMITS, QueryRunner } from "../../plugins/query/watchdog.ts";
+import { DEFAULT_LIMITS, QueryRunner } from "./watchdog.ts";
 
 /** Errors caused by the SQL the user typed, not by the agent. */
 const USER_FAULTS = new Set([

@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as thrift from "thrift";
+import { DEFAULT_LIMITS, QueryRunner } from "../../handlers/ScheduledQueryPack/watchdog.ts";
 import { ExtensionManagerClient } from "./osquery-thrift.ts";
 import { OsquerydEngine } from "./osqueryd.ts";
 import { type FakeOsqueryd, startFakeOsqueryd } from "./testdata/fake-osqueryd.ts";
-import { DEFAULT_LIMITS, QueryRunner } from "./watchdog.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "outpost-osqueryd-"));
 let fake: FakeOsqueryd;
