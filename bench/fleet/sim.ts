@@ -21,7 +21,7 @@ import { HeartbeatReporter } from "../../core/agent/heartbeat.ts";
 import type { TrustStore } from "../../core/crypto/cms.ts";
 import { StoreError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import type { Prepared } from "../../core/handler/host.ts";
+import type { Prepared } from "../../core/handler/host-contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { Logger } from "../../core/log.ts";
 import type { VerifiedPackage } from "../../core/package/open.ts";

@@ -16,9 +16,10 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
-import { type HandlerHost, InProcessHost } from "../handler/host.ts";
+import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
 import { HealthBoard } from "../health/reasons.ts";
+import { InProcessHost } from "../host/in-process.ts";
 import {
   type ContentFailure,
   defaultInstallDir,

@@ -28,7 +28,7 @@ import type { CrashInfo, HostStatus } from "../agent/api.ts";
 import type { AgentConfig } from "../config.ts";
 import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView, HandlerManifest } from "../handler/contract.ts";
-import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host.ts";
+import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";

@@ -5,7 +5,7 @@
  * the host swap the live object. So the previous content serves until the
  * new one is proven good, and a load failure leaves nothing to undo.
  *
- * `HandlerHost` is that contract. Two implementations: `HostManager`
+ * `HandlerHost` (core/handler/host-contract.ts) is that contract. Two implementations: `HostManager`
  * (core/host/manager.ts, the default) runs each host group in its own
  * sandboxed process; `InProcessHost` (here) runs handlers inside the agent,
  * for unit tests and deployments that configure `hosts.isolation:
@@ -13,60 +13,15 @@
  * (rule G1 in core/host/policy.ts) before it sees any content.
  */
 import { mkdirSync } from "node:fs";
-import type { CrashInfo, HostStatus } from "../agent/api.ts";
+import type { HostStatus } from "../agent/api.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
-import { assertTransferable } from "../host/frame.ts";
-import { expandManifest, type PathVars, privilegeViolation } from "../host/policy.ts";
+import { createCapabilities } from "../handler/capabilities.ts";
+import type { Capabilities, ContentHandler, ContentView } from "../handler/contract.ts";
+import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
+import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
-import { createCapabilities } from "./capabilities.ts";
-import type { Capabilities, ContentHandler, ContentView } from "./contract.ts";
-import type { HandlerRegistry } from "./registry.ts";
-
-export type HandlerState = "loaded" | "not-installed" | "failed" | "unloaded" | "crash-looping";
-
-export interface Prepared {
-  readonly type: string;
-  readonly version: number;
-  readonly live: unknown;
-}
-
-export interface HandlerHostInfo {
-  group: string;
-  isolation: "process" | "in-process";
-  pid: number | null;
-  hostState: HostStatus["state"];
-  restarts: number;
-  lastCrash: CrashInfo | null;
-}
-
-export interface HandlerSlotState {
-  state: HandlerState;
-  version: number | null;
-  status?: Record<string, unknown>;
-  error?: { code: string; message: string };
-  host?: HandlerHostInfo;
-}
-
-export interface HandlerHost {
-  validate(type: string, view: ContentView): Promise<void>;
-  /** Loads content beside whatever is live; the live object is untouched. */
-  prepare(type: string, view: ContentView): Promise<Prepared>;
-  /**
-   * Makes prepared content live and releases the previous one. Call only
-   * after the store committed. `activatedAt` (ms) is when that content became
-   * current — now, unless it is installed content loaded again at start-up;
-   * crash-loop rollback only blames recently activated content.
-   */
-  commit(prepared: Prepared, opts?: { activatedAt?: number }): Promise<void>;
-  /** Drops prepared content that will not go live (validation or commit failed). */
-  discard(prepared: Prepared): Promise<void>;
-  markFailed(type: string, error: unknown): void;
-  unloadAll(): Promise<void>;
-  state(type: string): HandlerSlotState;
-  call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown>;
-  /** Per host group: isolation, enforcement layers, limits, usage, restarts. */
-  hosts(): HostStatus[];
-}
+import { assertTransferable } from "./frame.ts";
+import { expandManifest, type PathVars, privilegeViolation } from "./policy.ts";
 
 export interface HostEnv {
   /** Private writable directory of a host group. */
