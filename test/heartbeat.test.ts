@@ -7,16 +7,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseReleaseConfig } from "../../fleet/config.ts";
-import { serveRelease } from "../../fleet/server.ts";
-import { contentFixture, FakeAgentApi } from "../../test/fakes/agent-api.ts";
-import { makeVendor, startAgent, type Vendor } from "../../test/fixtures/vendor.ts";
-import { parseConfig } from "../config.ts";
-import { sha256Hex } from "../crypto/digest.ts";
-import { isOutpostError } from "../errors.ts";
-import { EventBus } from "./events.ts";
-import { buildHeartbeat, HeartbeatReporter, loadAgentId, startHeartbeat } from "./heartbeat.ts";
-import { type Heartbeat, HeartbeatSchema } from "./heartbeat-protocol.ts";
+import { EventBus } from "../core/agent/events.ts";
+import { buildHeartbeat, HeartbeatReporter, loadAgentId, startHeartbeat } from "../core/agent/heartbeat.ts";
+import { type Heartbeat, HeartbeatSchema } from "../core/agent/heartbeat-protocol.ts";
+import { parseConfig } from "../core/config.ts";
+import { sha256Hex } from "../core/crypto/digest.ts";
+import { isOutpostError } from "../core/errors.ts";
+import { parseReleaseConfig } from "../fleet/config.ts";
+import { serveRelease } from "../fleet/server.ts";
+import { contentFixture, FakeAgentApi } from "./fakes/agent-api.ts";
+import { makeVendor, startAgent, type Vendor } from "./fixtures/vendor.ts";
 
 const TOKEN = "tenant-token-0123456789";
 

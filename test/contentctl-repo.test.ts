@@ -3,13 +3,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
-import serve from "../../../fleet/cli/serve.ts";
-import { verifyDetached } from "../../crypto/cms.ts";
-import { ConfigError } from "../../errors.ts";
-import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../../repo/index-format.ts";
-import { makePackage, makeSigner, type TestSigner } from "../../store/testkit.ts";
-import publish from "./publish.ts";
-import resign from "./resign.ts";
+import publish from "../core/cli/contentctl/publish.ts";
+import resign from "../core/cli/contentctl/resign.ts";
+import { verifyDetached } from "../core/crypto/cms.ts";
+import { ConfigError } from "../core/errors.ts";
+import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../core/repo/index-format.ts";
+import { makePackage, makeSigner, type TestSigner } from "../core/store/testkit.ts";
+import serve from "../fleet/cli/serve.ts";
 
 let base: string;
 let signer: TestSigner;
@@ -88,11 +88,11 @@ describe("contentctl publish / resign / serve", () => {
     writeFileSync(join(served, INDEX_PATH("stable")), "{}\n");
     const script = [
       `import { runMain } from "citty";`,
-      `import serve from ${JSON.stringify(join(import.meta.dir, "../../../fleet/cli/serve.ts"))};`,
+      `import serve from ${JSON.stringify(join(import.meta.dir, "../fleet/cli/serve.ts"))};`,
       `await runMain(serve, { rawArgs: JSON.parse(process.env.SERVE_ARGS) });`,
     ].join("\n");
     const proc = Bun.spawn([process.execPath, "-e", script], {
-      cwd: join(import.meta.dir, "../../.."),
+      cwd: join(import.meta.dir, ".."),
       env: {
         ...process.env,
         OUTPOST_LOG_QUIET: "1",
