@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
 import publish from "../core/cli/contentctl/publish.ts";
 import resign from "../core/cli/contentctl/resign.ts";
-import { verifyDetached } from "../core/crypto/cms.ts";
+import { verifyDetached } from "../core/crypto/cms-verify.ts";
 import { ConfigError } from "../core/errors.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../core/repo/index-format.ts";
 import { makePackage, makeSigner, type TestSigner } from "../core/store/testkit.ts";

@@ -8,7 +8,7 @@
  * is trusted before the manifest signature is verified.
  */
 import type { TrustStore, VerifiedSignature } from "../crypto/cms.ts";
-import { verifyDetached } from "../crypto/cms.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { PackageError } from "../errors.ts";
 import { type Manifest, PAYLOAD_DIR, parseManifest } from "./manifest.ts";
