@@ -5,7 +5,7 @@
  * nonce'd script re-fetches the page body (GET /console?fragment=1) so the
  * view follows the rollout, and a strict CSP keeps anything else out.
  */
-import type { ReleaseStatusView, ReleaseView } from "./engine.ts";
+import type { ReleaseStatusView, ReleaseView } from "./views.ts";
 
 const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"];
 

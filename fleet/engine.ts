@@ -5,28 +5,23 @@
  * recorded in the durable state before and after its side effect, so a
  * restart resumes rather than repeats or forgets.
  *
- * Taking a group back after an abort: agents refuse lower versions (R10) and
- * packages signed before the installed one (R11), so the previous payload is
- * re-packed as version = bad + 1 with a fresh signature and published with
- * the last good entry as its `previous`. Groups the release never reached
+ * Taking a group back after an abort is revert.ts; what status shows is
+ * views.ts; staged packages are staged.ts. Groups the release never reached
  * are not touched and never list the bad version.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { TrustStore } from "../core/crypto/cms.ts";
-import { sha384Hex } from "../core/crypto/digest.ts";
-import { KEY_FILES, loadSigningKeys } from "../core/crypto/keys.ts";
+import { KEY_FILES } from "../core/crypto/keys.ts";
 import { describeError, UpdateError } from "../core/errors.ts";
-import { atomicWriteFile } from "../core/fsutil.ts";
 import { log } from "../core/log.ts";
-import { checkPayload, openPackage, readPackage } from "../core/package/open.ts";
-import { packDirectory } from "../core/package/pack.ts";
-import { type IndexEntry, type PreviousEntry, packagePath } from "../core/repo/index-format.ts";
-import { publish, readRepoIndex, removeType, resign } from "../core/repo/publish.ts";
+import { openPackage, readPackage } from "../core/package/open.ts";
+import type { IndexEntry, PreviousEntry } from "../core/repo/index-format.ts";
+import { publish, readRepoIndex, resign } from "../core/repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
-import { type GroupHealth, groupHealth, type Verdict } from "./health.ts";
+import { type GroupHealth, groupHealth } from "./health.ts";
 import {
   type Action,
   currentGroupIndex,
@@ -36,12 +31,12 @@ import {
   type Note,
   plan,
   type RepoFacts,
-  soakEndsAt,
 } from "./plan.ts";
+import { type RevertContext, revertGroup } from "./revert.ts";
+import { readPackageFile, readStaged, stagePackage } from "./staged.ts";
 import {
   appendHealth,
   appendLog,
-  type GroupProgress,
   loadReleaseState,
   type PackageRef,
   type Release,
@@ -50,11 +45,11 @@ import {
   saveReleaseState,
   withStateLock,
 } from "./state.ts";
+import { type ReleaseStatusView, statusView } from "./views.ts";
 
 const logger = log.child({ component: "release" });
 /** Health samples closer together than this are not recorded (the console's resolution). */
 const SAMPLE_SPACING_MS = 60_000;
-const FINISHED_SHOWN = 10;
 
 export interface EngineOptions {
   config: ReleaseConfig;
@@ -69,46 +64,6 @@ export interface TickResult {
   notes: Note[];
   /** Actions that failed (each is retried on the next tick); the others still ran. */
   errors: { action: Action; code: string; message: string }[];
-}
-
-export interface GroupView {
-  name: string;
-  phase: "pending" | "publishing" | "live" | "soaked" | "reverted" | "untouched";
-  publishedAt: string | null;
-  soakEndsAt: string | null;
-  revertedAt: string | null;
-  health: GroupHealth | null;
-  verdict: Verdict | null;
-  share: number | null;
-  reason: string | null;
-}
-
-export interface ReleaseView {
-  id: string;
-  type: string;
-  version: number;
-  status: Release["status"];
-  startedAt: string;
-  finishedAt: string | null;
-  abort: { at: string; reason: string; by: string; revertVersion: number } | null;
-  groups: GroupView[];
-  next: string[];
-  health: Release["health"];
-  log: Release["log"];
-}
-
-export interface ReleaseStatusView {
-  now: string;
-  threshold: number;
-  groups: {
-    name: string;
-    promote: "manual" | "auto";
-    soakMinutes: number;
-    description: string | null;
-    agents: number;
-    content: Record<string, number>;
-  }[];
-  releases: ReleaseView[];
 }
 
 export class ReleaseEngine {
@@ -168,7 +123,7 @@ export class ReleaseEngine {
         );
       }
       this.checkNewer(state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
-      const ref = this.stagePackage(opts.type, opts.version, bytes, pkg.signingTime);
+      const ref = stagePackage(this.config.paths.stateDir, opts.type, opts.version, bytes, pkg.signingTime);
       const id = `${opts.type}-${opts.version}`;
       const release: Release = {
         id,
@@ -245,25 +200,6 @@ export class ReleaseEngine {
     }
   }
 
-  private stagePackage(type: string, version: number, bytes: Uint8Array, signingTime: Date): PackageRef {
-    const sha384 = sha384Hex(bytes);
-    const file = packagePath(type, version, sha384);
-    const full = join(this.config.paths.stateDir, file);
-    if (!(existsSync(full) && sha384Hex(readFileSync(full)) === sha384)) atomicWriteFile(full, bytes, 0o600);
-    return { file, sha384, size: bytes.byteLength, signingTime: signingTime.toISOString() };
-  }
-
-  private readStaged(ref: PackageRef): Uint8Array {
-    const full = join(this.config.paths.stateDir, ref.file);
-    const bytes = readPackageFile(full);
-    if (sha384Hex(bytes) !== ref.sha384) {
-      throw new UpdateError("REL_STAGED_CHANGED", `${full}: staged package no longer matches its SHA-384`, {
-        file: full,
-      });
-    }
-    return bytes;
-  }
-
   /** Intent (what the group had) → publish → done, each recorded, so a resumed publish is exact. */
   private async promoteTo(r: Release, index: number, reason: string, persist: () => void): Promise<void> {
     const g = r.groups[index];
@@ -282,7 +218,7 @@ export class ReleaseEngine {
       repo: this.config.paths.repo,
       group: g.name,
       keys: this.config.paths.keys,
-      packageBytes: this.readStaged(r.package),
+      packageBytes: readStaged(this.config.paths.stateDir, r.package),
       now,
       expiresInDays: this.config.expiresDays,
     });
@@ -363,7 +299,7 @@ export class ReleaseEngine {
     appendLog(r, now, "aborted", `${by}: ${reason}`);
     persist();
     const reached = r.groups.filter((g) => g.publishedAt || g.before !== undefined);
-    for (const g of reached) await this.revertGroup(r, g, persist);
+    for (const g of reached) await revertGroup(this.reverter(), r, g, persist);
     this.opts.alerter?.send({
       kind: "release-aborted",
       at: now.toISOString(),
@@ -375,121 +311,6 @@ export class ReleaseEngine {
       revertedGroups: reached.map((g) => g.name),
       untouchedGroups: r.groups.filter((g) => !reached.includes(g)).map((g) => g.name),
     });
-  }
-
-  private async revertGroup(r: Release, g: GroupProgress, persist: () => void): Promise<void> {
-    const now = this.now();
-    const listed = readRepoIndex(this.config.paths.repo, g.name)?.content[r.type];
-    if (!listed || listed.sha384 !== r.package.sha384) {
-      g.revertedAt = now.toISOString();
-      appendLog(
-        r,
-        now,
-        "reverted",
-        "the group does not list the aborted version; nothing to take back",
-        g.name,
-      );
-      persist();
-      return;
-    }
-    if (!g.before) {
-      // First release of this type: there is no earlier content to go back to. Stop offering it;
-      // agents that crash on it fall back on their own protection (marked bad, handler unloaded).
-      await removeType({
-        repo: this.config.paths.repo,
-        group: g.name,
-        keys: this.config.paths.keys,
-        type: r.type,
-        now,
-        expiresInDays: this.config.expiresDays,
-      });
-      g.revertedAt = now.toISOString();
-      appendLog(
-        r,
-        now,
-        "reverted",
-        `no earlier ${r.type} in the group: type withdrawn from the index`,
-        g.name,
-      );
-      persist();
-      return;
-    }
-    const ref = await this.revertPackage(r, g.before, persist);
-    const index = await publish({
-      repo: this.config.paths.repo,
-      group: g.name,
-      keys: this.config.paths.keys,
-      packageBytes: this.readStaged(ref),
-      now,
-      expiresInDays: this.config.expiresDays,
-      previous: g.before,
-    });
-    g.revertedAt = now.toISOString();
-    appendLog(
-      r,
-      now,
-      "reverted",
-      `v${g.before.version} content re-signed as v${r.abort?.revertVersion}; index serial ${index.serial}`,
-      g.name,
-    );
-    logger.warn("group taken back to the last good content", {
-      release: r.id,
-      group: g.name,
-      content: g.before.version,
-      version: r.abort?.revertVersion,
-    });
-    persist();
-  }
-
-  /** The last good payload as a new package: version bad + 1, signed now. Built once per previous package. */
-  private async revertPackage(r: Release, before: PreviousEntry, persist: () => void): Promise<PackageRef> {
-    const abort = r.abort;
-    if (!abort) throw new UpdateError("REL_INTERNAL", `release ${r.id} is not aborted`);
-    const known = abort.reverts[before.sha384];
-    if (known && existsSync(join(this.config.paths.stateDir, known.file))) return known;
-    const file = join(this.config.paths.repo, before.path);
-    const bytes = readPackageFile(file);
-    if (sha384Hex(bytes) !== before.sha384) {
-      throw new UpdateError("REL_PREVIOUS_CHANGED", `${file}: does not match the SHA-384 the group listed`, {
-        file,
-      });
-    }
-    // Only our own chain's content is re-signed: check the old signature as of when it was made.
-    const created = new Date(readPackage(bytes, { file }).manifest.created);
-    const trust = await TrustStore.load(join(this.config.paths.keys, KEY_FILES.rootCert));
-    const old = await openPackage(bytes, trust, {
-      file,
-      now: new Date(created.getTime() + 1000),
-      expectedType: r.type,
-    });
-    const now = this.now();
-    const tmp = mkdtempSync(join(this.config.paths.stateDir, "revert-"));
-    let repacked: Uint8Array;
-    try {
-      for (const [path, data] of checkPayload(readPackage(bytes, { file }), file)) {
-        mkdirSync(dirname(join(tmp, path)), { recursive: true });
-        writeFileSync(join(tmp, path), data);
-      }
-      repacked = await packDirectory({
-        type: r.type,
-        version: abort.revertVersion,
-        keys: await loadSigningKeys(this.config.paths.keys),
-        dir: tmp,
-        now,
-      });
-    } finally {
-      rmSync(tmp, { recursive: true, force: true });
-    }
-    const ref = this.stagePackage(r.type, abort.revertVersion, repacked, now);
-    abort.reverts[before.sha384] = ref;
-    appendLog(
-      r,
-      now,
-      "repacked",
-      `v${old.manifest.version} payload (${old.files.size} files) re-signed as v${abort.revertVersion}`,
-    );
-    persist();
-    return ref;
   }
 
   // ---------------------------------------------------------------- tick
@@ -549,7 +370,7 @@ export class ReleaseEngine {
         return;
       case "revert": {
         const g = r.groups.find((x) => x.name === a.group);
-        if (g) await this.revertGroup(r, g, persist);
+        if (g) await revertGroup(this.reverter(), r, g, persist);
         return;
       }
       case "complete":
@@ -622,73 +443,24 @@ export class ReleaseEngine {
     const state = loadReleaseState(this.config.paths.stateDir);
     const fleet = this.fleet();
     const health = this.healthSnapshot(state, fleet, now);
-    const p = plan(state, this.config, now, health);
-    const activeSince = now.getTime() - this.config.health.activeWindowMinutes * 60_000;
-    const perGroup = new Map<string, number>();
-    for (const a of fleet.agents()) {
-      if (a.receivedAt >= activeSince) perGroup.set(a.group, (perGroup.get(a.group) ?? 0) + 1);
-    }
-    const finished = state.releases.filter((r) => r.status !== "active").slice(-FINISHED_SHOWN);
-    const shown = [...state.releases.filter((r) => r.status === "active"), ...finished.reverse()];
-    return {
-      now: now.toISOString(),
-      threshold: this.config.health.threshold,
-      groups: this.config.groups.map((g) => {
-        const index = readRepoIndex(this.config.paths.repo, g.name);
-        return {
-          name: g.name,
-          promote: g.promote,
-          soakMinutes: g.soakMinutes,
-          description: g.description ?? null,
-          agents: perGroup.get(g.name) ?? 0,
-          content: Object.fromEntries(Object.entries(index?.content ?? {}).map(([t, e]) => [t, e.version])),
-        };
-      }),
-      releases: shown.map((r) => this.view(r, now, health, p.notes)),
-    };
-  }
-
-  private view(r: Release, now: Date, health: HealthSnapshot, notes: Note[]): ReleaseView {
-    return {
-      id: r.id,
-      type: r.type,
-      version: r.version,
-      status: r.status,
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      abort: r.abort
-        ? { at: r.abort.at, reason: r.abort.reason, by: r.abort.by, revertVersion: r.abort.revertVersion }
-        : null,
-      groups: r.groups.map((g, i): GroupView => {
-        const ends = soakEndsAt(r, i, this.config);
-        const h = health[r.id]?.[g.name] ?? null;
-        const j = h ? judgeGroup(r, g.name, this.config, health) : null;
-        let phase: GroupView["phase"] = "pending";
-        if (g.revertedAt) phase = "reverted";
-        else if (g.publishedAt) phase = ends !== null && now.getTime() >= ends ? "soaked" : "live";
-        else if (g.before !== undefined) phase = "publishing";
-        else if (r.status !== "active") phase = "untouched";
-        return {
-          name: g.name,
-          phase,
-          publishedAt: g.publishedAt,
-          soakEndsAt: ends === null ? null : new Date(ends).toISOString(),
-          revertedAt: g.revertedAt,
-          health: h,
-          verdict: j?.verdict ?? null,
-          share: j ? j.share : null,
-          reason: j?.reason ?? null,
-        };
-      }),
-      next: notes.filter((n) => n.release === r.id).map((n) => n.text),
-      health: r.health,
-      log: r.log.slice(-30),
-    };
+    return statusView({
+      config: this.config,
+      state,
+      fleet,
+      health,
+      notes: plan(state, this.config, now, health).notes,
+      now,
+    });
   }
 
   /** The gate of each group, for status output. */
   gate(name: string): "manual" | "auto" {
     return groupConfig(this.config, name).promote;
+  }
+
+  /** What taking a group back (revert.ts) needs of the engine. */
+  private reverter(): RevertContext {
+    return { config: this.config, now: this.now };
   }
 
   /** Where staged packages live, for messages. */
@@ -700,19 +472,4 @@ export class ReleaseEngine {
 function stripPrevious(entry: IndexEntry): PreviousEntry {
   const { previous: _older, ...rest } = entry;
   return rest;
-}
-
-function readPackageFile(file: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(file));
-  } catch (e) {
-    throw new UpdateError(
-      "REL_PACKAGE_UNREADABLE",
-      `${file}: cannot read package (${(e as Error).message})`,
-      {
-        file,
-        cause: e,
-      },
-    );
-  }
 }

@@ -2,7 +2,7 @@
 import type { ArgsDef } from "citty";
 import { renderFields, renderTable } from "../../core/cli/output.ts";
 import { loadReleaseConfig, type ReleaseConfig } from "../config.ts";
-import type { ReleaseStatusView, ReleaseView } from "../engine.ts";
+import type { ReleaseStatusView, ReleaseView } from "../views.ts";
 
 export const releaseArgs = {
   config: {

@@ -12,7 +12,7 @@ import { sha256Hex } from "../../core/crypto/digest.ts";
 import { isOutpostError } from "../../core/errors.ts";
 import { publish } from "../../core/repo/publish.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
-import type { ReleaseView } from "../engine.ts";
+import type { ReleaseView } from "../views.ts";
 import release from "./release.ts";
 import abort from "./release-abort.ts";
 import promote from "./release-promote.ts";
