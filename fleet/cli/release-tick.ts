@@ -5,7 +5,8 @@
  * Health comes from the fleet snapshot the serving process writes.
  */
 import { defineCommand } from "citty";
-import { EXIT, printJson, printText, renderTable } from "../../core/cli/output.ts";
+import { EXIT } from "../../core/cli/exit-codes.ts";
+import { printJson, printText, renderTable } from "../../core/cli/output.ts";
 import { webhookAlerter } from "../alerts.ts";
 import { ReleaseEngine } from "../engine.ts";
 import { releaseArgs, releaseConfig } from "./release-args.ts";

@@ -14,7 +14,8 @@ import {
   loadAgentConfig,
   withOfflineAgent,
 } from "../../core/cli/agent/session.ts";
-import { EXIT, printJson, printText, renderTable } from "../../core/cli/output.ts";
+import { EXIT } from "../../core/cli/exit-codes.ts";
+import { printJson, printText, renderTable } from "../../core/cli/output.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeCycle } from "./actions.ts";
 import type { RepairReport } from "./engine.ts";

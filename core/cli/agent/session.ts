@@ -17,7 +17,7 @@ import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../confi
 import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
 import type { RouteExtension } from "../../control/extensions.ts";
 import type { HandlerRegistry } from "../../handler/registry.ts";
-import { EXIT } from "../output.ts";
+import { EXIT } from "../exit-codes.ts";
 
 export const agentArgs = {
   state: { type: "string", valueHint: "DIR", description: "agent state directory (default: from config)" },

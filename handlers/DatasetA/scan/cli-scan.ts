@@ -20,7 +20,8 @@ import {
   loadAgentConfig,
   withOfflineAgent,
 } from "../../../core/cli/agent/session.ts";
-import { EXIT, printErr, printJson, printText, UsageError } from "../../../core/cli/output.ts";
+import { EXIT } from "../../../core/cli/exit-codes.ts";
+import { printErr, printJson, printText, UsageError } from "../../../core/cli/output.ts";
 import { statePaths } from "../../../core/config.ts";
 import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
