@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { RuleLimitsSchema, type RuleSource } from "../handlers/_shared/lua/format.ts";
-import { readEventsFile } from "../handlers/Behavior/cli-rules.ts";
+import { readEventsFile } from "../handlers/Behavior/cli-agent-rules.ts";
 import { BehaviorEngine } from "../handlers/Behavior/engine.ts";
 import type { BehaviorEvent } from "../handlers/Behavior/events.ts";
 

@@ -46,7 +46,7 @@ const main = defineCommand({
     update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
     content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
     events: () =>
-      import("../handlers/Behavior/cli-events.ts").then((m) =>
+      import("../handlers/Behavior/cli-agent-events.ts").then((m) =>
         m.eventsWithReplay(() => import("../core/cli/agent/events.ts").then((e) => e.default)),
       ),
     metrics: () => import("../core/cli/agent/metrics.ts").then((m) => m.default),
@@ -54,23 +54,24 @@ const main = defineCommand({
     openapi: () => import("../core/cli/agent/openapi.ts").then((m) => m.default),
     hmpa: () =>
       Promise.all([
-        import("../handlers/Hmpa_data/cli-check.ts"),
+        import("../handlers/Hmpa_data/cli-agent-hmpa.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([
-        import("../handlers/ScheduledQueryPack/cli-query.ts"),
+        import("../handlers/ScheduledQueryPack/cli-agent-query.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
-    "query-worker": () => import("../handlers/ScheduledQueryPack/worker-cli.ts").then((m) => m.default),
-    scan: () => import("../handlers/DatasetA/scan/cli-scan.ts").then((m) => m.default),
-    rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
-    "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
+    "query-worker": () =>
+      import("../handlers/ScheduledQueryPack/cli-agent-query-worker.ts").then((m) => m.default),
+    scan: () => import("../handlers/DatasetA/scan/cli-agent-scan.ts").then((m) => m.default),
+    rules: () => import("../handlers/Behavior/cli-agent-rules.ts").then((m) => m.default),
+    "run-repair": () => import("../handlers/RepairKit/cli-agent-run-repair.ts").then((m) => m.default),
     rep: () =>
       Promise.all([
-        import("../handlers/LocalRepData/cli-rep.ts"),
+        import("../handlers/LocalRepData/cli-agent-rep.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([rep, session]) => session.handlerCommand(rep.makeRepCommand)),
   },

@@ -9,7 +9,7 @@ import { verifyDetached } from "../core/crypto/cms-verify.ts";
 import { ConfigError } from "../core/errors.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../core/repo/index-format.ts";
 import { makePackage, makeSigner, type TestSigner } from "../core/store/testkit.ts";
-import serve from "../fleet/cli/serve.ts";
+import serve from "../fleet/contentctl/serve.ts";
 
 let base: string;
 let signer: TestSigner;
@@ -88,7 +88,7 @@ describe("contentctl publish / resign / serve", () => {
     writeFileSync(join(served, INDEX_PATH("stable")), "{}\n");
     const script = [
       `import { runMain } from "citty";`,
-      `import serve from ${JSON.stringify(join(import.meta.dir, "../fleet/cli/serve.ts"))};`,
+      `import serve from ${JSON.stringify(join(import.meta.dir, "../fleet/contentctl/serve.ts"))};`,
       `await runMain(serve, { rawArgs: JSON.parse(process.env.SERVE_ARGS) });`,
     ].join("\n");
     const proc = Bun.spawn([process.execPath, "-e", script], {

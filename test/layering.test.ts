@@ -91,7 +91,7 @@ export interface Violation {
 
 /**
  * The folder a file belongs to: `core/agent`, `handlers/Behavior`,
- * `handlers/_shared/lua`, `plugins/query`, `fleet/cli`, `handlers` (the
+ * `handlers/_shared/lua`, `plugins/query`, `fleet/contentctl`, `handlers` (the
  * registry files), `handlers/groups`, or the top-level folder.
  */
 export function unitOf(path: string): string {

@@ -8,7 +8,7 @@ import type { CommandDef } from "citty";
 import { defineCommand } from "citty";
 import { agentArgs, callHandler } from "../../core/cli/agent/session.ts";
 import { printJson, printText, renderTable } from "../../core/cli/output.ts";
-import { readEventsFile } from "./cli-rules.ts";
+import { readEventsFile } from "./cli-agent-rules.ts";
 import type { Detection } from "./engine.ts";
 import type { InjectResult } from "./live.ts";
 
