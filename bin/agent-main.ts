@@ -11,31 +11,30 @@ import type { Agent } from "../core/agent/runtime.ts";
 import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { versionLine } from "../core/cli/agent/version.ts";
 import { runCli } from "../core/cli/main.ts";
-import type { AgentConfig } from "../core/config.ts";
 import { VERSION } from "../core/version.ts";
-
-// The config `agent run` loaded, for services that start with its control plane (query results).
-let runConfig: AgentConfig | undefined;
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
   hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
-  alertSinks: (config) => {
-    runConfig = config;
-    return import("../plugins/sinks/http-alerts.ts").then((m) =>
+  alertSinks: (config) =>
+    import("../plugins/sinks/http-alerts.ts").then((m) =>
       m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
-    );
-  },
+    ),
   // RepairKit's self-repair pass runs after every scheduled update cycle, as su-repair does.
   afterCycle: () => import("../handlers/RepairKit/run.ts").then((m) => (agent: Agent) => m.runRepair(agent)),
   routes: () =>
     Promise.all([
-      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
+      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions()),
       import("../handlers/DatasetA/scan/routes.ts").then((m) => [m.scanRoutes()]),
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
-  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md);
+  // scheduled-query results to their sinks (docs/queries.md). Each is owned by the agent it serves.
+  services: (ctx) =>
+    Promise.all([
+      import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
+    ]).then((lists) => lists.flat()),
 });
 
 const main = defineCommand({

@@ -17,7 +17,7 @@ import { ControlError } from "../../../core/control/errors.ts";
 import type { RouteExtension } from "../../../core/control/extensions.ts";
 import { COMMON_ERRORS, errorResponses } from "../../../core/control/schemas.ts";
 import type { ProcessTag } from "../../LocalRepData/process-tagger.ts";
-import { currentScanRuntime } from "./runtime.ts";
+import { scanRuntimeOf } from "./runtime.ts";
 import type { Progress, ScanReport, ScanService } from "./service.ts";
 
 const ScanRequestSchema = z.union([
@@ -130,8 +130,8 @@ const processesRoute = createRoute({
   },
 });
 
-function service(): ScanService {
-  const rt = currentScanRuntime();
+function service(api: object): ScanService {
+  const rt = scanRuntimeOf(api);
   if (!rt) throw new ControlError("CTL_NOT_AVAILABLE", "the scanning service is not running in this agent");
   return rt.service;
 }
@@ -176,7 +176,7 @@ export function scanRoutes(): RouteExtension {
         // A scan may run for minutes: lift Bun's idle timeout for this request only.
         c.env?.timeout?.(c.req.raw, 0);
         const req = await parseScanRequest(c.req.raw);
-        const svc = service();
+        const svc = service(api);
         const stream = (c.req.raw.headers.get("accept") ?? "").includes("application/x-ndjson");
         const run = (
           onProgress?: (p: Progress) => void,
@@ -233,7 +233,7 @@ export function scanRoutes(): RouteExtension {
       });
 
       v1.openapi(processesRoute, (c) => {
-        const tagger = currentScanRuntime()?.tagger;
+        const tagger = scanRuntimeOf(api)?.tagger;
         const processes: ProcessTag[] = tagger?.list() ?? [];
         return c.json({ processes: processes as z.infer<typeof ProcessSchema>[], tagging: !!tagger }, 200);
       });

@@ -6,7 +6,9 @@
  * builds the same parts in-process (`createScanRuntime`), minus the
  * background ones.
  */
+
 import { join } from "node:path";
+import { attachment } from "../../../core/agent/attachments.ts";
 import type { AgentEvent } from "../../../core/agent/events.ts";
 import type { AgentConfig } from "../../../core/config.ts";
 import { log } from "../../../core/log.ts";
@@ -81,16 +83,18 @@ export async function createScanRuntime(
   return { service, sxl, queue, uploader, tagger };
 }
 
-let current: ScanRuntime | undefined;
+/** The runtime running beside each agent (what the control-plane routes use). */
+const runtimesByAgent = attachment<ScanRuntime>();
 
-/** The runtime `agent run` started (what the control-plane routes use), if any. */
-export function currentScanRuntime(): ScanRuntime | undefined {
-  return current;
+/** The scanning runtime `agent run` started beside `agent`, if any. */
+export function scanRuntimeOf(agent: object): ScanRuntime | undefined {
+  return runtimesByAgent.get(agent);
 }
 
 /** For tests and embedders that assemble the control plane themselves. */
-export function setCurrentScanRuntime(r: ScanRuntime | undefined): void {
-  current = r;
+export function attachScanRuntime(agent: object, runtime: ScanRuntime): () => void {
+  runtimesByAgent.set(agent, runtime);
+  return () => runtimesByAgent.delete(agent, runtime);
 }
 
 /** The long-running service `agent run` starts after the agent and stops before it. */
@@ -116,7 +120,7 @@ export function scanningService(ctx: RuntimeContext): {
           runtime?.tagger?.invalidate();
         }
       });
-      current = runtime;
+      runtimesByAgent.set(ctx.api, runtime);
       logger.info("scanning service started", {
         lookups: !!runtime.sxl,
         samples: !!runtime.queue,
@@ -125,7 +129,7 @@ export function scanningService(ctx: RuntimeContext): {
     },
     async stop() {
       unsubscribe?.();
-      if (current === runtime) current = undefined;
+      if (runtime) runtimesByAgent.delete(ctx.api, runtime);
       await runtime?.tagger?.stop();
       await runtime?.uploader?.stop();
       runtime?.sxl?.close();

@@ -28,7 +28,7 @@ import { type Receiver, startReceiver } from "../samples/receiver.ts";
 import { type SxlServer, startSxlServer } from "../sxl/server.ts";
 import { buildPe, writeZip } from "../testutil.ts";
 import { scanRoutes } from "./routes.ts";
-import { createScanRuntime, type ScanRuntime, setCurrentScanRuntime } from "./runtime.ts";
+import { attachScanRuntime, createScanRuntime, type ScanRuntime } from "./runtime.ts";
 import type { ScanReport } from "./service.ts";
 
 const hex = (s: string) => Buffer.from(s).toString("hex");
@@ -119,6 +119,7 @@ let agent: TestAgent;
 let sxl: SxlServer;
 let receiver: Receiver;
 let runtime: ScanRuntime;
+let detachRuntime: (() => void) | undefined;
 let plane: ControlPlane;
 const events: AgentEvent[] = [];
 
@@ -174,7 +175,7 @@ beforeAll(async () => {
     { config: agent.agent.config, api: agent.agent, events: agent.agent.events },
     { background: true },
   );
-  setCurrentScanRuntime(runtime);
+  detachRuntime = attachScanRuntime(agent.agent, runtime);
   plane = await startControlPlane({
     api: agent.agent,
     stateDir: agent.stateDir,
@@ -184,7 +185,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  setCurrentScanRuntime(undefined);
+  detachRuntime?.();
   await plane?.stop();
   await runtime?.uploader?.stop();
   await agent?.stop();
