@@ -6,10 +6,10 @@
  * baked-in last-resort rules. Prints what was checked, repaired and what
  * failed; exit 0 when nothing failed, 3 when something did.
  */
-import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import {
   agentArgs,
+  agentConfigFile,
   connectIfRunning,
   loadAgentConfig,
   withOfflineAgent,
@@ -88,7 +88,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const config = loadAgentConfig(args);
-    const configFile = args.config ? resolve(args.config) : null;
+    const configFile = agentConfigFile(args);
     const dryRun = Boolean(args["dry-run"]);
     let client: Awaited<ReturnType<typeof connectIfRunning>>;
     try {
