@@ -9,7 +9,7 @@
  * against the agent's own config. Everything lives under ./demo and is made
  * fresh on each start. Ctrl-C stops it all.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -149,12 +149,19 @@ const serve = Bun.spawn([CTL, "serve", "--repo", join(DEMO, "repo"), "--port", S
   stderr: "inherit",
 });
 
+// The endpoint's pinned root, apart from the vendor's keys (which hold private keys). It lives under
+// the state dir because the self-repair host may only see STATE and /etc/outpost (the production
+// place, which a demo does not write to), and it checks and backs up the trust store the agent uses.
+const trust = join(DEMO, "state/trust/root.pem");
+mkdirSync(join(DEMO, "state/trust"), { recursive: true, mode: 0o700 });
+copyFileSync(join(DEMO, "keys/root.pem"), trust);
+
 const config = {
   stateDir: join(DEMO, "state"),
   update: {
     repo: `http://127.0.0.1:${repoPort}`,
     group: GROUP,
-    trust: join(DEMO, "keys/root.pem"),
+    trust,
     intervalSeconds: 60,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
