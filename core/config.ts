@@ -8,8 +8,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { IpsConfigSchema } from "../handlers/EPIPS_data/config.ts";
 import { ConfigError } from "./errors.ts";
+import { IpsConfigSchema } from "./ips-config.ts";
 
 export const AgentConfigSchema = z
   .object({
@@ -266,7 +266,7 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
-    /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in handlers/EPIPS_data/config.ts. */
+    /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in core/ips-config.ts. */
     ips: IpsConfigSchema,
   })
   .strict();

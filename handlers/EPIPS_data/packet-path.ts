@@ -13,8 +13,9 @@
  * verdict's latency (arrival → verdict) is recorded for status and the
  * self-disable check.
  */
+
+import type { IpsConfig } from "../../core/ips-config.ts";
 import { NF_ACCEPT, NF_DROP, type QueuedPacket } from "../../core/sensors/nfqueue/nfq.ts";
-import type { IpsConfig } from "./config.ts";
 import type { BatchResult, Detection } from "./engine.ts";
 
 export interface VerdictSink {

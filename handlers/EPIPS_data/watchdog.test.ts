@@ -1,6 +1,6 @@
 /** Each self-disable rule (W1–W4) fires on its own evidence and only then. */
 import { expect, test } from "bun:test";
-import { IpsConfigSchema } from "./config.ts";
+import { IpsConfigSchema } from "../../core/ips-config.ts";
 import { judge, type Observation, parseProcQueue, percentile } from "./watchdog.ts";
 
 const cfg = IpsConfigSchema.parse({

@@ -14,7 +14,7 @@
  * The first that fires wins; the service then removes the queue rules and
  * raises health RED with the returned reason.
  */
-import type { IpsConfig } from "./config.ts";
+import type { IpsConfig } from "../../core/ips-config.ts";
 
 export interface ProcQueueRow {
   queue: number;

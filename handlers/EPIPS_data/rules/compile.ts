@@ -1,6 +1,6 @@
 /**
  * Compiles parsed rules into the anchor-index matcher DatasetA uses
- * (handlers/DatasetA/matcher.ts): every rule contributes one anchor — the
+ * (handlers/_shared/matcher/matcher.ts): every rule contributes one anchor — the
  * rarest 4-byte window of one of its positive contents — and a packet's
  * payload is scanned once for all anchors of all rules, so the per-byte
  * cost does not grow with the number of rules. `nocase` contents are
@@ -16,7 +16,7 @@
  * within a per-packet step budget; a packet that exhausts it is passed and
  * counted (`budgetExceeded`) rather than stalling the queue.
  */
-import { type AnchorEntry, AnchorIndex } from "../../DatasetA/matcher.ts";
+import { type AnchorEntry, AnchorIndex } from "../../_shared/matcher/matcher.ts";
 import type { Decoded } from "../packet.ts";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../packet.ts";
 import { addrMatches, portMatches } from "./net.ts";
