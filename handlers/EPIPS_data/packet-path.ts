@@ -17,6 +17,7 @@
 import type { IpsConfig } from "../../core/ips-config.ts";
 import { NF_ACCEPT, NF_DROP, type QueuedPacket } from "../../core/sensors/nfqueue/nfq.ts";
 import type { BatchResult, Detection } from "./engine.ts";
+import { isPureAck } from "./fastpath.ts";
 
 export interface VerdictSink {
   verdict(id: number, v: typeof NF_ACCEPT | typeof NF_DROP): void;
@@ -40,6 +41,8 @@ export interface PathCounters {
   errors: number;
   malformed: number;
   detections: number;
+  /** Pure TCP ACKs accepted without the engine (fastpath.ts). */
+  pureAcks: number;
 }
 
 const LATENCY_RING = 8192;
@@ -55,6 +58,7 @@ export class PacketPath {
     errors: 0,
     malformed: 0,
     detections: 0,
+    pureAcks: 0,
   };
   /** All verdict latencies (ms), a ring for p50/p99 in status. */
   private readonly ring = new Float64Array(LATENCY_RING);
@@ -84,6 +88,12 @@ export class PacketPath {
   onPacket(p: QueuedPacket): void {
     this.counters.packets++;
     const prevent = this.cfg.mode === "prevent";
+    if (isPureAck(p.bytes)) {
+      this.counters.pureAcks++;
+      if (prevent) this.held.set(p.id, p.at); // decide() releases held packets only
+      this.decide(p, NF_ACCEPT);
+      return;
+    }
     if (!prevent) this.decide(p, NF_ACCEPT);
     if (this.inFlight >= this.cfg.batch.maxInFlight && this.batch.length >= this.cfg.batch.maxPackets) {
       this.counters.uninspected++;

@@ -208,6 +208,7 @@ export class IpsService {
         errors: sum("errors"),
         malformed: sum("malformed"),
         detections: sum("detections"),
+        pureAcks: sum("pureAcks"),
         received: (q?.received ?? 0) + (r?.received ?? 0),
         overruns: (q?.overruns ?? 0) + (r?.overruns ?? 0),
         verdictErrors: (q?.verdictErrors ?? 0) + (r?.verdictErrors ?? 0),
