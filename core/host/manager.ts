@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
 import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
+import { trackHostProcess } from "./peers.ts";
 import { type HostExit, HostProcess } from "./process.ts";
 import {
   AgentCallArgs,
@@ -56,6 +57,7 @@ import {
   landlockRules,
   resolveAgentIdentity,
 } from "./sandbox.ts";
+import { withStateView } from "./state-view.ts";
 
 export type HostsConfig = AgentConfig["hosts"];
 
@@ -624,6 +626,7 @@ export class HostManager implements HandlerHost {
       tools: this.tools,
       noUidDrop: unreachable,
     });
+    withStateView(launch, { spec, stateDir: this.opts.stateDir, workDir, supervisorUid });
     g.launch = launch;
     if (g.cgroupDir === undefined) {
       this.cgroup ??= detectCgroupV2();
@@ -638,6 +641,8 @@ export class HostManager implements HandlerHost {
       }
     }
     const log = this.opts.log.child({ component: "host", group: g.name });
+    // The control plane refuses connections from host processes (core/control/peer-guard.ts).
+    let untrack = () => {};
     const proc: HostProcess = new HostProcess({
       group: g.name,
       argv: launch.argv,
@@ -657,8 +662,12 @@ export class HostManager implements HandlerHost {
       onProtocolError: (p) => this.protocolError(g, p, log),
       onSample: (s) => rssBytes.set({ group: g.name }, s.rssBytes),
       onHeartbeat: (s) => this.applyStatus(s),
-      onExit: (exit) => this.onExit(g, proc, exit),
+      onExit: (exit) => {
+        untrack();
+        this.onExit(g, proc, exit);
+      },
     });
+    untrack = trackHostProcess(proc.pid);
     g.proc = proc;
     g.epoch += 1;
     g.staged.clear();
