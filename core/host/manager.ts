@@ -472,6 +472,7 @@ export class HostManager implements HandlerHost {
           rlimits: !!l?.rlimits,
           noNewPrivs: !!l?.noNewPrivs || !!ll?.fs,
           memory: g.cgroupDir ? "cgroup" : g.launch ? "watchdog" : "none",
+          stateView: g.launch?.stateView ?? "none",
         },
         notes,
         limits: { ...g.limits },

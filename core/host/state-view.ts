@@ -152,7 +152,7 @@ let cachedTools: StateViewTools | undefined;
 
 /** Puts the state view in front of a built launch (manager hook); returns the view's mode. */
 export function withStateView(
-  launch: { argv: string[]; notes: string[] },
+  launch: { argv: string[]; notes: string[]; stateView?: StateView["mode"] },
   o: {
     spec: Pick<SandboxSpec, "fsRead" | "fsWrite">;
     stateDir: string;
@@ -164,5 +164,6 @@ export function withStateView(
   const view = stateView({ ...o, tools: cachedTools });
   launch.argv.unshift(...view.prefix);
   if (view.note) launch.notes.push(view.note);
+  launch.stateView = view.mode;
   return view.mode;
 }
