@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
 import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
+import { type HostHealth, reportUidDrop } from "./health-report.ts";
 import { trackHostProcess } from "./peers.ts";
 import { type HostExit, HostProcess } from "./process.ts";
 import {
@@ -84,6 +85,8 @@ export interface HostManagerOptions {
   onContentFailure(f: ContentFailure): Promise<ContentView | null>;
   /** A crash loop nothing could be blamed on (S3); the agent raises an alert. */
   onCrashLoop?(e: { group: string; crashes: number; detail: string }): void;
+  /** The agent's health board, for sandbox problems the administrator must fix (health-report.ts). */
+  health?: HostHealth;
   /** Replaces the host command (tests: a misbehaving child). Wrappers are still applied. */
   command?(group: string, limits: { maxInbound: number; maxOutbound: number }): string[];
   now?(): number;
@@ -611,6 +614,13 @@ export class HostManager implements HandlerHost {
       g.name,
       supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null,
     );
+    reportUidDrop(this.opts.health, {
+      group: g.name,
+      wanted: supervisorUid === 0 && spec.runAs === "agent",
+      unreachable,
+      user: this.identity.user,
+      stateDir: this.opts.stateDir,
+    });
     const maxPackage = Math.max(0, ...manifests.map((m) => m.maxPackageBytes));
     const maxOutbound = Math.max(this.opts.config.maxMessageBytes, maxPackage + 1024 * 1024);
     const maxInbound = this.opts.config.maxMessageBytes;
