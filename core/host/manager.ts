@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
 import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
+import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
 import { type HostHealth, reportUidDrop } from "./health-report.ts";
 import { trackHostProcess } from "./peers.ts";
 import { type HostExit, HostProcess } from "./process.ts";
@@ -260,7 +261,11 @@ export class HostManager implements HandlerHost {
       if (!refused) {
         g.types.push(type);
         g.limits.memoryBytes += manifest.limits.memoryMb * 1024 * 1024;
-        g.limits.cpuSeconds += manifest.limits.cpuSeconds;
+        g.limits.cpuSeconds = withHandlerCpu(
+          g.limits.cpuSeconds,
+          manifest.limits.cpuSeconds,
+          opts.config.cpuCeilingSeconds ?? DEFAULT_CPU_CEILING_SECONDS,
+        );
       }
     }
   }
