@@ -7,8 +7,16 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
+
+// pack, rules pack, datasets pack and release start validate content with the agent's own handlers, in
+// host processes started from this executable (`contentctl host`, hidden; core/host/validate-offline.ts).
+setAgentWiring({
+  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
+});
 
 const main = defineCommand({
   meta: {
@@ -31,6 +39,7 @@ const main = defineCommand({
     rep: () => import("../handlers/LocalRepData/cli-build.ts").then((m) => m.default),
     sxl: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.sxlCommand),
     samples: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.samplesCommand),
+    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });
 

@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync 
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { defineCommand } from "citty";
+import { validatePayloadDir } from "../../core/cli/contentctl/validate.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { loadSigningKeys } from "../../core/crypto/keys.ts";
@@ -102,6 +103,13 @@ const pack = defineCommand({
     const dir = mkdtempSync(join(tmpdir(), "outpost-dataseta-"));
     try {
       for (const f of files) copyFileSync(f.from, join(dir, f.name));
+      // And then as the agent runs it: DatasetA's handler in its sandboxed scanner host.
+      await validatePayloadDir({
+        type: "DatasetA",
+        version: Number(args.version),
+        dir,
+        source: "signature files",
+      });
       const keys = await loadSigningKeys(args.keys);
       const bytes = await packDirectory({ type: "DatasetA", version: Number(args.version), keys, dir });
       atomicWriteFile(args.out, bytes);
