@@ -8,11 +8,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
+import { testRegistry } from "../../../test/fixtures/text-handler.ts";
 import { makeVendor, type Vendor } from "../../../test/fixtures/vendor.ts";
 import { sha256Hex } from "../../crypto/digest.ts";
 import { isOutpostError } from "../../errors.ts";
 import type { ReleaseView } from "../../release/engine.ts";
 import { publish } from "../../repo/publish.ts";
+import { setAgentWiring } from "../agent/session.ts";
 import release from "./release.ts";
 import abort from "./release-abort.ts";
 import promote from "./release-promote.ts";
@@ -28,6 +30,8 @@ let dir: string;
 let cfg: string;
 
 beforeAll(async () => {
+  // What bin/contentctl.ts wires: release start validates with these handlers (here the test type).
+  setAgentWiring({ registry: () => testRegistry() });
   vendor = await makeVendor();
   dir = mkdtempSync(join(tmpdir(), "outpost-release-cli-"));
   mkdirSync(join(dir, "packages"));
