@@ -27,7 +27,7 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { Server } from "bun";
-import { hostProcessTree, isHostProcess, trackedHostCount } from "../host/peers.ts";
+import { hostProcessTree, isHostProcess, trackedHostCount, trackedHostPids } from "../host/peers.ts";
 import { ControlError, errorBody, httpStatusFor } from "./errors.ts";
 
 type BunHandler = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
@@ -77,9 +77,9 @@ export function acceptedUnixInodes(path: string, table = "/proc/net/unix"): Set<
   return out;
 }
 
-/** This process's descriptors that are sockets among `inodes`, with their inode. */
-function ownSocketFds(inodes: Set<string>): number[] {
-  const fds: number[] = [];
+/** This process's socket descriptors with their inodes. */
+function ownSocketFds(): { fd: number; inode: string }[] {
+  const out: { fd: number; inode: string }[] = [];
   for (const fd of readdirSync("/proc/self/fd")) {
     let target: string;
     try {
@@ -88,9 +88,9 @@ function ownSocketFds(inodes: Set<string>): number[] {
       continue;
     }
     const m = /^socket:\[(\d+)\]$/.exec(target);
-    if (m && inodes.has(m[1]!)) fds.push(Number(fd));
+    if (m) out.push({ fd: Number(fd), inode: m[1]! });
   }
-  return fds;
+  return out;
 }
 
 function peerPid(l: SockLib, fd: number): number | null {
@@ -106,13 +106,20 @@ function peerPid(l: SockLib, fd: number): number | null {
 export function refuseUnixHostPeers(socketPath: string): number[] {
   const l = sockLib();
   if (!l) return [];
+  // Cheap first: the peer of each of our sockets (TCP ones have none). Only a host peer costs the
+  // /proc/net/unix read that confirms it is a control.sock connection.
+  const suspects: { fd: number; inode: string; pid: number }[] = [];
+  for (const s of ownSocketFds()) {
+    const pid = peerPid(l, s.fd);
+    if (pid !== null && pid > 0 && pid !== process.pid && isHostProcess(pid)) suspects.push({ ...s, pid });
+  }
+  if (suspects.length === 0) return [];
+  const accepted = acceptedUnixInodes(socketPath);
   const refused: number[] = [];
-  for (const fd of ownSocketFds(acceptedUnixInodes(socketPath))) {
-    const pid = peerPid(l, fd);
-    if (pid !== null && isHostProcess(pid)) {
-      l.symbols.shutdown(fd, SHUT_RDWR);
-      refused.push(pid);
-    }
+  for (const s of suspects) {
+    if (!accepted.has(s.inode)) continue;
+    l.symbols.shutdown(s.fd, SHUT_RDWR);
+    refused.push(s.pid);
   }
   return refused;
 }
@@ -142,9 +149,29 @@ export function tcpSocketInode(
   return null;
 }
 
+/** Whether any host process shares this process's network namespace (else none can reach our TCP port). */
+export function hostsShareNetns(): boolean {
+  let own: string;
+  try {
+    own = readlinkSync("/proc/self/ns/net");
+  } catch {
+    return true;
+  }
+  for (const pid of trackedHostPids()) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/net`) === own) return true;
+    } catch {
+      // Gone, or not ours to inspect: it cannot be connected to us either way.
+    }
+  }
+  return false;
+}
+
 /** E2 for TCP: the host pid owning the client end of this connection, or null. */
-export function tcpHostPeer(peerPort: number, serverPort: number): number | null {
-  const inode = tcpSocketInode(peerPort, serverPort);
+export function tcpHostPeer(peerPort: number, serverPort: number, family = "IPv4"): number | null {
+  // `net: none` hosts live in an empty network namespace: the usual case costs a few readlinks.
+  if (!hostsShareNetns()) return null;
+  const inode = tcpSocketInode(peerPort, serverPort, [family === "IPv6" ? "/proc/net/tcp6" : "/proc/net/tcp"]);
   if (!inode) return null;
   const needle = `socket:[${inode}]`;
   for (const pid of hostProcessTree()) {
@@ -184,7 +211,7 @@ export function guardEdge(handler: BunHandler, transport: { unix: string } | "tc
       let pid: number | null = null;
       if (transport === "tcp") {
         const ip = server.requestIP(req);
-        if (ip && server.port) pid = tcpHostPeer(ip.port, server.port);
+        if (ip && server.port) pid = tcpHostPeer(ip.port, server.port, ip.family);
       } else {
         pid = refuseUnixHostPeers(transport.unix)[0] ?? null;
       }

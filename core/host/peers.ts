@@ -22,6 +22,11 @@ export function trackedHostCount(): number {
   return hostPids.size;
 }
 
+/** The registered host pids (not their descendants). */
+export function trackedHostPids(): number[] {
+  return [...hostPids];
+}
+
 /** Parent pid from /proc/PID/stat, or null when the process is gone. */
 export function parentOf(pid: number, proc = "/proc"): number | null {
   try {
