@@ -5,20 +5,26 @@
  *  - the real query host (root, Landlock read-only `/**`) is asked through
  *    `agent query` for the SHA-256 of STATE/control.token and a listing of
  *    STATE: it finds nothing (its STATE is an empty tmpfs);
- *  - a host in the real repair group (root, read-write STATE, like
- *    RepairKit) cannot read the token or another group's content keys and
- *    cannot use control.sock.
+ *  - RepairKit itself, in the real repair host, runs a delivered rule that
+ *    reads STATE/control.token and the behavior group's keyring through its
+ *    Lua `fs` API: it gets nothing;
+ *  - a hostile handler in the real repair group (root, read-write STATE,
+ *    like RepairKit) that uses ambient APIs cannot read the token or another
+ *    group's content keys and cannot use control.sock.
  *
  * Runs only as root (mount namespaces need it; without root the layer is
  * reported off, see state-view.unit.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../core/config.ts";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
+import { installKeyring } from "../../handlers/_lua/keys.ts";
+import { rulesPayload, testKey } from "../../handlers/_lua/testkit.ts";
 import { builtinGroups } from "../../handlers/groups.ts";
+import { repairKitHandler } from "../../handlers/RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "../../handlers/ScheduledQueryPack/index.ts";
 import { currentResultsService } from "../../handlers/ScheduledQueryPack/service.ts";
 import { queryExtensions } from "../../handlers/ScheduledQueryPack/wiring.ts";
@@ -27,6 +33,18 @@ import { type SecretsReport, secretsProbe } from "./secrets-probe.ts";
 
 const root = process.getuid?.() === 0;
 const PACK = { queries: { noop: { query: "SELECT 1 AS one", interval: 3600 } } };
+/** A delivered RepairKit rule that reports what it can read of the agent's secrets. */
+const SNOOP = `
+check {
+  id = "snoop.secrets",
+  description = "reads what a repair rule must never see",
+  run = function(c)
+    c:problem("token=" .. tostring(fs.read("control.token")))
+    c:problem("keys=" .. tostring(fs.read("hosts/behavior/content-keys.json")))
+  end,
+}
+`;
+const contentKey = testKey("state-view");
 
 let vendor: Vendor;
 let ta: TestAgent;
@@ -37,19 +55,21 @@ beforeAll(async () => {
   vendor = await makeVendor();
   await vendor.release("ScheduledQueryPack", 1, { "packs/p.conf": JSON.stringify(PACK) });
   await vendor.release("SecretsProbe", 1, { "probe.txt": "probe" });
+  await vendor.release("RepairKit", 1, rulesPayload("RepairKit", { snoop: SNOOP }, contentKey));
   ta = await startAgent(vendor, {
     registry: () => {
       const r = new HandlerRegistry();
       for (const g of builtinGroups) r.registerGroup(g);
       r.register(scheduledQueryPackHandler);
+      r.register(repairKitHandler);
       return r.register(secretsProbe, new URL("./secrets-probe.ts", import.meta.url).href);
     },
   });
-  // Another group's content keyring, as `agent rules install-key` leaves it.
-  mkdirSync(join(ta.stateDir, "hosts", "behavior"), { recursive: true });
-  writeFileSync(join(ta.stateDir, "hosts", "behavior", "content-keys.json"), '{"keys":"secret"}', {
-    mode: 0o600,
-  });
+  // The content keyring in every Lua group's work dir, as `agent rules install-key` leaves it.
+  const keyFile = join(ta.stateDir, "..", `${ta.stateDir.split("/").pop()}-ck.json`);
+  writeFileSync(keyFile, JSON.stringify(contentKey.file), { mode: 0o600 });
+  installKeyring(ta.stateDir, keyFile);
+  rmSync(keyFile);
   const config = parseConfig({ stateDir: ta.stateDir });
   plane = await startControlPlane({
     api: ta.agent,
@@ -58,7 +78,11 @@ beforeAll(async () => {
     events: ta.agent.events,
   });
   const report = await ta.agent.update();
-  expect(report.installed.map((i) => i.type).sort()).toEqual(["ScheduledQueryPack", "SecretsProbe"]);
+  expect(report.installed.map((i) => i.type).sort()).toEqual([
+    "RepairKit",
+    "ScheduledQueryPack",
+    "SecretsProbe",
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -112,6 +136,19 @@ describe.skipIf(!root)("hosts cannot see the agent's state directory", () => {
     expect(hosts.get("query")?.layers.stateView).toBe("hidden");
     expect(hosts.get("repair")?.layers.stateView).toBe("secrets-masked");
   });
+
+  test("RepairKit's own rules read neither the token nor another group's keys", async () => {
+    const keys = readFileSync(join(ta.stateDir, "hosts", "behavior", "content-keys.json"), "utf8");
+    const report = (await ta.agent.call("RepairKit", "run", { dryRun: true })) as {
+      checks: { id: string; messages: { text: string }[] }[];
+    };
+    const texts = report.checks.find((c) => c.id === "snoop.secrets")?.messages.map((m) => m.text) ?? [];
+    expect(texts.length).toBeGreaterThanOrEqual(2);
+    const all = texts.join("\n");
+    expect(all).not.toContain(plane.token);
+    expect(all).not.toContain(keys.slice(0, 40));
+    expect(texts.find((t) => t.startsWith("keys="))).toBe("keys=nil");
+  }, 60_000);
 
   test("a repair-group host cannot read the token or other groups' keys, nor use control.sock", async () => {
     const r = (await ta.agent.call("SecretsProbe", "probe", {})) as SecretsReport;
