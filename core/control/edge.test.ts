@@ -11,7 +11,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
 import { trackHostProcess } from "../host/peers.ts";
-import { acceptedUnixInodes } from "./peer-guard.ts";
 import { type ControlPlane, startControlPlane } from "./server.ts";
 
 let stateDir: string;
@@ -119,8 +118,6 @@ describe.skipIf(!Bun.which("curl"))("E2: host processes are refused", () => {
       headers: { authorization: `Bearer ${plane.token}` },
     });
     expect(self.status).toBe(200);
-    // Nothing left connected from the refused peer.
-    expect(acceptedUnixInodes(plane.socket!).size).toBeLessThanOrEqual(1);
   }, 20_000);
 
   test("TCP: the peer's socket is traced to the host process and refused", async () => {

@@ -11,9 +11,9 @@
  *     acts on the agent except through its group's declared `agent`
  *     privilege over IPC.
  *     - unix socket: Bun does not hand out the connection's descriptor, so
- *       the guard finds the accepted sockets of control.sock
- *       (/proc/net/unix) among its own descriptors and asks the kernel for
- *       each peer's pid (SO_PEERCRED). A host peer's connection is shut
+ *       the guard asks the kernel for the peer pid (SO_PEERCRED) of each of
+ *       its own sockets and, for a host peer, whether the socket is a
+ *       control.sock connection (getsockname). A host peer's connection is shut
  *       down and the request refused. While a host process holds a
  *       connection, the request that finds it is refused even if it came
  *       from elsewhere — a retry succeeds, the host's connection is gone;
@@ -39,6 +39,7 @@ const SHUT_RDWR = 2;
 interface SockLib {
   symbols: {
     getsockopt(fd: number, level: number, opt: number, val: unknown, len: unknown): number;
+    getsockname(fd: number, addr: unknown, len: unknown): number;
     shutdown(fd: number, how: number): number;
   };
 }
@@ -53,28 +54,12 @@ function sockLib(): SockLib | null {
         returns: FFIType.i32,
       },
       shutdown: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+      getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     }) as unknown as SockLib;
   } catch {
     lib = null;
   }
   return lib;
-}
-
-/** Inodes of the connections accepted on the unix socket at `path` (not the listener). */
-export function acceptedUnixInodes(path: string, table = "/proc/net/unix"): Set<string> {
-  const out = new Set<string>();
-  let text = "";
-  try {
-    text = readFileSync(table, "utf8");
-  } catch {
-    return out;
-  }
-  for (const line of text.split("\n").slice(1)) {
-    // Num RefCount Protocol Flags Type St Inode Path; flag 00010000 is the listening socket.
-    const f = line.trim().split(/\s+/);
-    if (f.length >= 8 && f.slice(7).join(" ") === path && f[3] !== "00010000") out.add(f[6]!);
-  }
-  return out;
 }
 
 /** This process's socket descriptors with their inodes. */
@@ -93,6 +78,17 @@ function ownSocketFds(): { fd: number; inode: string }[] {
   return out;
 }
 
+/** The unix socket path `fd` is bound to (an accepted socket shares its listener's), or null. */
+function unixName(l: SockLib, fd: number): string | null {
+  const addr = new Uint8Array(110); // struct sockaddr_un: sa_family_t + sun_path[108]
+  const len = new Uint32Array([addr.length]);
+  if (l.symbols.getsockname(fd, ptr(addr), ptr(len)) !== 0) return null;
+  if ((addr[0]! | (addr[1]! << 8)) !== 1 /* AF_UNIX */) return null;
+  const path = addr.subarray(2, Math.min(len[0]!, addr.length));
+  const end = path.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? path : path.subarray(0, end));
+}
+
 function peerPid(l: SockLib, fd: number): number | null {
   const cred = new Int32Array(3); // struct ucred { pid, uid, gid }
   const len = new Uint32Array([12]);
@@ -106,18 +102,19 @@ function peerPid(l: SockLib, fd: number): number | null {
 export function refuseUnixHostPeers(socketPath: string): number[] {
   const l = sockLib();
   if (!l) return [];
-  // Cheap first: the peer of each of our sockets (TCP ones have none). Only a host peer costs the
-  // /proc/net/unix read that confirms it is a control.sock connection.
+  // Cheap first: the peer of each of our sockets (TCP ones have none); only a host peer is looked at
+  // further.
   const suspects: { fd: number; inode: string; pid: number }[] = [];
   for (const s of ownSocketFds()) {
     const pid = peerPid(l, s.fd);
     if (pid !== null && pid > 0 && pid !== process.pid && isHostProcess(pid)) suspects.push({ ...s, pid });
   }
   if (suspects.length === 0) return [];
-  const accepted = acceptedUnixInodes(socketPath);
   const refused: number[] = [];
   for (const s of suspects) {
-    if (!accepted.has(s.inode)) continue;
+    // Not /proc/net/unix: a connection from another network namespace (every net: none host) is
+    // accounted to the client's namespace and is not listed there; getsockname names it anyway.
+    if (unixName(l, s.fd) !== socketPath) continue;
     l.symbols.shutdown(s.fd, SHUT_RDWR);
     refused.push(s.pid);
   }
@@ -171,7 +168,9 @@ export function hostsShareNetns(): boolean {
 export function tcpHostPeer(peerPort: number, serverPort: number, family = "IPv4"): number | null {
   // `net: none` hosts live in an empty network namespace: the usual case costs a few readlinks.
   if (!hostsShareNetns()) return null;
-  const inode = tcpSocketInode(peerPort, serverPort, [family === "IPv6" ? "/proc/net/tcp6" : "/proc/net/tcp"]);
+  const inode = tcpSocketInode(peerPort, serverPort, [
+    family === "IPv6" ? "/proc/net/tcp6" : "/proc/net/tcp",
+  ]);
   if (!inode) return null;
   const needle = `socket:[${inode}]`;
   for (const pid of hostProcessTree()) {

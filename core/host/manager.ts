@@ -33,10 +33,10 @@ import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
-import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
 import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
 import { type HostHealth, reportUidDrop } from "./health-report.ts";
 import { trackHostProcess } from "./peers.ts";
+import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
 import { type HostExit, HostProcess } from "./process.ts";
 import {
   AgentCallArgs,

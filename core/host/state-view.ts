@@ -15,14 +15,15 @@
  *     the socket, other groups' keys and the content store do not exist;
  *  V2 a host that declares STATE paths (repair fixes the agent's own files)
  *     keeps STATE, but STATE/hosts is an empty tmpfs with only its own work
- *     dir bound back (no other group's keys), and control.token,
- *     control.json and control.sock are covered by /dev/null. The token is
- *     created before such a host starts and rewritten in place by the
- *     control plane (core/control/server.ts), because a rename over a
- *     mount point in another namespace would silently lift the cover; the
- *     socket is re-created on every control-plane start, so the control
- *     plane also refuses host processes by their peer credentials
- *     (core/control/peer-guard.ts).
+ *     dir bound back (no other group's keys), and control.token is covered
+ *     by an empty 0600 root file on that private tmpfs (never a shared
+ *     inode like /dev/null: RepairKit "fixes" the mode of what it sees).
+ *     The token is created before such a host starts and rewritten in place
+ *     by the control plane (core/control/token-file.ts), because a rename
+ *     over a mount point in another namespace would silently lift the
+ *     cover. control.json is not secret, and control.sock stays visible so
+ *     RepairKit can still clear a stale one; the control plane refuses host
+ *     processes by their peer credentials (core/control/peer-guard.ts).
  *
  * The mounts are made by /bin/sh + mount(8) between `unshare` and `setpriv`
  * (root is needed for both); each link execs the next, so the spawned pid
@@ -55,7 +56,7 @@ export interface StateView {
 }
 
 /** Files in STATE a V2 host must not see (relative to STATE). */
-export const STATE_SECRETS = ["control.token", "control.json", "control.sock"] as const;
+export const STATE_SECRETS = ["control.token"] as const;
 
 /** Whether any declared path of the host lies inside STATE (V1 vs V2). */
 export function declaresState(spec: Pick<SandboxSpec, "fsRead" | "fsWrite">, stateDir: string): boolean {
@@ -79,8 +80,12 @@ else
   mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-hosts "$state/hosts"
   mkdir -p "$work"
   mount --no-canonicalize --bind . "$work"
+  # The cover is an empty 0600 root file on this namespace's own tmpfs, never a shared inode such as
+  # /dev/null: a repair rule that "fixes" the mode of what it sees must not reach outside its view.
+  umask 077
+  : > "$state/hosts/.masked"
   for f in ${STATE_SECRETS.join(" ")}; do
-    if [ -e "$state/$f" ] || [ -S "$state/$f" ]; then mount --bind /dev/null "$state/$f"; fi
+    if [ -e "$state/$f" ]; then mount --bind "$state/hosts/.masked" "$state/$f"; fi
   done
 fi
 cd "$work"

@@ -16,7 +16,7 @@
  * reported off, see state-view.unit.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../core/config.ts";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
@@ -163,6 +163,9 @@ describe.skipIf(!root)("hosts cannot see the agent's state directory", () => {
     } else {
       expect(r.socket.code).toBeTruthy();
     }
+    // What it changed in its view stayed there: neither the real token nor a shared device moved.
+    expect(statSync(join(ta.stateDir, "control.token")).mode & 0o777).toBe(0o600);
+    expect(statSync("/dev/null").mode & 0o777).toBe(0o666);
     // The agent itself still has everything.
     expect(readFileSync(join(ta.stateDir, "control.token"), "utf8").trim()).toBe(plane.token);
     const ok = await fetch(`${plane.url}/v1/status`, { headers: { authorization: `Bearer ${plane.token}` } });
