@@ -22,7 +22,7 @@ import { HTTPException } from "hono/http-exception";
 import type { AgentApi } from "../agent/api.ts";
 import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
-import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { atomicWriteJson } from "../fsutil.ts";
 import { log } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
