@@ -34,7 +34,7 @@ import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
 import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
-import { type HostHealth, reportUidDrop } from "./health-report.ts";
+import { type HostHealth, programBlocker, reportUidDrop } from "./health-report.ts";
 import { trackHostProcess } from "./peers.ts";
 import { type GroupPolicy, type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
 import { type HostExit, HostProcess } from "./process.ts";
@@ -615,10 +615,12 @@ export class HostManager implements HandlerHost {
     this.tools ??= findTools();
     this.identity ??= resolveAgentIdentity(this.opts.config.user);
     const supervisorUid = process.getuid?.() ?? 0;
-    const { dir: workDir, unreachable } = this.workDir(
-      g.name,
-      supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null,
-    );
+    const dropTo = supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null;
+    const { dir: workDir, unreachable: stateBlocked } = this.workDir(g.name, dropTo);
+    // The program too: a host that cannot even exec itself as the unprivileged user would crash-loop.
+    const unreachable =
+      stateBlocked ??
+      (dropTo ? programBlocker(dropTo, process.execPath, this.pathVars.installDir) : undefined);
     reportUidDrop(this.opts.health, {
       group: g.name,
       wanted: supervisorUid === 0 && spec.runAs === "agent",
