@@ -615,15 +615,19 @@ export class HostManager implements HandlerHost {
     this.tools ??= findTools();
     this.identity ??= resolveAgentIdentity(this.opts.config.user);
     const supervisorUid = process.getuid?.() ?? 0;
-    const dropTo = supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null;
-    const { dir: workDir, unreachable: stateBlocked } = this.workDir(g.name, dropTo);
+    const wanted = supervisorUid === 0 && spec.runAs === "agent";
     // The program too: a host that cannot even exec itself as the unprivileged user would crash-loop.
-    const unreachable =
-      stateBlocked ??
-      (dropTo ? programBlocker(dropTo, process.execPath, this.pathVars.installDir) : undefined);
+    const programBlocked = wanted
+      ? programBlocker(this.identity, process.execPath, this.pathVars.installDir)
+      : undefined;
+    const { dir: workDir, unreachable: stateBlocked } = this.workDir(
+      g.name,
+      wanted && !programBlocked ? this.identity : null,
+    );
+    const unreachable = programBlocked ?? stateBlocked;
     reportUidDrop(this.opts.health, {
       group: g.name,
-      wanted: supervisorUid === 0 && spec.runAs === "agent",
+      wanted,
       unreachable,
       user: this.identity.user,
       stateDir: this.opts.stateDir,
