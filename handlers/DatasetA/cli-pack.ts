@@ -79,7 +79,11 @@ const check = defineCommand({
 });
 
 const pack = defineCommand({
-  meta: { name: "pack", description: "Build a signed DatasetA package from signature files" },
+  meta: {
+    name: "pack",
+    description:
+      "Build a signed DatasetA package from signature files, validated by the agent's DatasetA handler in its sandboxed host",
+  },
   args: {
     ...inputArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },

@@ -117,7 +117,11 @@ const encrypt = defineCommand({
 });
 
 const pack = defineCommand({
-  meta: { name: "pack", description: "Encrypt Lua sources and sign them as one content package" },
+  meta: {
+    name: "pack",
+    description:
+      "Encrypt Lua sources, have the agent's handler decrypt, compile and load them in its sandboxed host, then sign them as one content package",
+  },
   args: {
     ...commonArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },

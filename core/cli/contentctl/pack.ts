@@ -14,7 +14,11 @@ import { printJson, printText } from "../output.ts";
 import { validatePayloadDir } from "./validate.ts";
 
 export default defineCommand({
-  meta: { name: "pack", description: "Build a signed content package from a directory of payload files" },
+  meta: {
+    name: "pack",
+    description:
+      "Build a signed content package from a directory of payload files, once the agent's own handler for the type has validated and loaded them in its sandboxed host",
+  },
   args: {
     dir: { type: "positional", required: true, description: "Directory whose regular files become payload/" },
     type: { type: "string", required: true, description: "Content type, e.g. Hmpa_data" },

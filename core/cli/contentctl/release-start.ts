@@ -15,7 +15,11 @@ import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
 import { keyringFile, validatePackageFile } from "./validate.ts";
 
 export default defineCommand({
-  meta: { name: "start", description: "Start a staged release: publish a packed package to the first group" },
+  meta: {
+    name: "start",
+    description:
+      "Start a staged release: validate a packed package with the agent's own handler in its sandboxed host, then publish it to the first group",
+  },
   args: {
     type: { type: "positional", required: true, description: "Content type, e.g. Hmpa_data" },
     version: { type: "positional", required: true, description: "Content version" },
