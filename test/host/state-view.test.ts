@@ -18,15 +18,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseConfig } from "../../core/config.ts";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
-import { installKeyring } from "../../handlers/_lua/keys.ts";
-import { rulesPayload, testKey } from "../../handlers/_lua/testkit.ts";
+import { installKeyring } from "../../handlers/_shared/lua/keys.ts";
+import { rulesPayload, testKey } from "../../handlers/_shared/lua/testkit.ts";
 import { builtinGroups } from "../../handlers/groups.ts";
 import { repairKitHandler } from "../../handlers/RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "../../handlers/ScheduledQueryPack/index.ts";
-import { currentResultsService } from "../../handlers/ScheduledQueryPack/service.ts";
 import { queryExtensions } from "../../handlers/ScheduledQueryPack/wiring.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { type SecretsReport, secretsProbe } from "./secrets-probe.ts";
@@ -70,11 +68,10 @@ beforeAll(async () => {
   writeFileSync(keyFile, JSON.stringify(contentKey.file), { mode: 0o600 });
   installKeyring(ta.stateDir, keyFile);
   rmSync(keyFile);
-  const config = parseConfig({ stateDir: ta.stateDir });
   plane = await startControlPlane({
     api: ta.agent,
     stateDir: ta.stateDir,
-    extensions: queryExtensions(() => config),
+    extensions: queryExtensions(),
     events: ta.agent.events,
   });
   const report = await ta.agent.update();
@@ -86,7 +83,6 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await currentResultsService()?.stop();
   await plane?.stop();
   await ta?.stop();
   if (ta) rmSync(ta.stateDir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { testRegistry } from "../../../test/fixtures/text-handler.ts";
 import { sha384Hex } from "../../crypto/digest.ts";
 import { initKeys, KEY_FILES } from "../../crypto/keys.ts";
 import { setAgentWiring } from "../agent/session.ts";
-import { EXIT } from "../output.ts";
+import { EXIT } from "../exit-codes.ts";
 import inspect, { type InspectReport } from "./inspect.ts";
 import pack from "./pack.ts";
 
