@@ -7,15 +7,15 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
-import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
+import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
 
-// Content types whose files `contentctl pack` validates before signing (unsupported rule keywords, bad JSON).
-setPackChecks({
-  EPIPS_data: () => import("../handlers/EPIPS_data/index.ts").then((m) => m.epipsDataHandler as never),
-  NTP_OVERRIDES: () =>
-    import("../handlers/NTP_OVERRIDES/index.ts").then((m) => m.ntpOverridesHandler as never),
+// pack, rules pack, datasets pack and release start validate content with the agent's own handlers, in
+// host processes started from this executable (`contentctl host`, hidden; core/host/validate-offline.ts).
+setAgentWiring({
+  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
 });
 
 const main = defineCommand({
@@ -39,6 +39,7 @@ const main = defineCommand({
     rep: () => import("../handlers/LocalRepData/cli-contentctl-rep.ts").then((m) => m.default),
     sxl: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.sxlCommand),
     samples: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.samplesCommand),
+    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });
 

@@ -71,6 +71,8 @@ export const AgentConfigSchema = z
           .int()
           .min(64 * 1024)
           .default(64 * 1024 * 1024),
+        /** Most CPU seconds a host process may use (its largest handler budget, capped here; core/host/cpu-limit.ts). */
+        cpuCeilingSeconds: z.number().int().positive().max(86400).default(3600),
         /** Time a handler call may take before it is cancelled. */
         callTimeoutSeconds: z.number().positive().default(30),
         /** Time validate or load may take. */

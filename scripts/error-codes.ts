@@ -30,6 +30,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["STORE_", "local content store (core/store)"],
   ["AGENT_", "agent process and state directory"],
   ["HND_", "content handlers"],
+  ["HOST_", "host process health reasons on the health board (core/host)"],
   ["CFG_", "configuration, keys, command-line input"],
   ["CTL_", "control plane and its clients"],
   ["CLI_", "command-line usage"],

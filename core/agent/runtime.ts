@@ -145,6 +145,7 @@ export class Agent implements AgentApi {
                 reason: `host ${e.group} crashed ${e.crashes} times in ${opts.config.hosts.crashLoop.windowSeconds} s with no recent content to blame (last: ${e.detail})`,
               }),
             command: opts.hosts?.command,
+            health: this.health,
             now: () => this.now().getTime(),
           });
   }

@@ -22,13 +22,14 @@ import { HTTPException } from "hono/http-exception";
 import type { AgentApi } from "../agent/api.ts";
 import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
-import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { atomicWriteJson } from "../fsutil.ts";
 import { log } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
 import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
 import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
 import { countRequest, recordRequest } from "./http-metrics.ts";
+import { guardEdge, guardRoutes } from "./peer-guard.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
 import { type EventStreamOptions, EventStreams, eventRoutes } from "./routes/events.ts";
@@ -36,6 +37,7 @@ import { handlerRoutes } from "./routes/handlers.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { COMMON_ERRORS, errorResponses } from "./schemas.ts";
 import { StatusCache } from "./status-cache.ts";
+import { writeControlToken } from "./token-file.ts";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -372,7 +374,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const token = randomBytes(32).toString("hex");
   // The token lands before control.json: a client that finds control.json can always read a matching token.
-  atomicWriteFile(paths.controlToken, `${token}\n`, 0o600);
+  writeControlToken(paths.controlToken, token);
 
   const control = buildControlApp(opts.api, {
     token,
@@ -389,8 +391,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     tcp = Bun.serve({
       hostname: host,
       port: opts.port ?? 0,
-      routes: control.nativeRoutes,
-      fetch: app.fetch,
+      routes: guardRoutes(control.nativeRoutes, "tcp"),
+      fetch: guardEdge(app.fetch, "tcp"),
       error: internalErrorResponse,
     });
   } catch (e) {
@@ -451,8 +453,8 @@ function listenUnix(path: string, control: ControlApp): Server<undefined> | unde
     try {
       server = Bun.serve({
         unix: path,
-        routes: control.nativeRoutes,
-        fetch: control.app.fetch,
+        routes: guardRoutes(control.nativeRoutes, { unix: path }),
+        fetch: guardEdge(control.app.fetch, { unix: path }),
         error: internalErrorResponse,
       });
     } finally {
