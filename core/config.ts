@@ -9,6 +9,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
+import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
 export const AgentConfigSchema = z
   .object({
@@ -265,6 +267,12 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The agent's own JSON-lines log files (core/logs/files.ts). */
+    logs: LogFilesConfigSchema,
+    /** Self-help (ESH) rules over local logs (docs/selfhelp.md). */
+    selfHelp: SelfHelpConfigSchema,
+    /** Telemetry upload, governed by TELEMSUP content; off by default (docs/telemetry.md). */
+    telemetry: TelemetryConfigSchema,
   })
   .strict();
 

@@ -19,6 +19,8 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
+  telemetry: [() => import("./TELEMSUP/index.ts")],
+  esh: [() => import("./ESH/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

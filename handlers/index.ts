@@ -6,12 +6,14 @@ import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
+import { eshHandler } from "./ESH/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
 import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
+import { telemsupHandler } from "./TELEMSUP/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
   return [
@@ -22,6 +24,8 @@ export function builtinHandlers(): ContentHandler[] {
     behaviorHandler as ContentHandler,
     productRulesFeedHandler as ContentHandler,
     repairKitHandler as ContentHandler,
+    telemsupHandler as ContentHandler,
+    eshHandler as ContentHandler,
   ];
 }
 
