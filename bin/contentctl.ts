@@ -7,8 +7,15 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
+
+// Types whose sources are checked before signing (a bad ESH pattern is named by file and line).
+setPackChecks({
+  ESH: () => import("../handlers/ESH/pack-check.ts").then((m) => m.checkEshSources),
+  TELEMSUP: () => import("../handlers/TELEMSUP/pack-check.ts").then((m) => m.checkTelemsupSources),
+});
 
 const main = defineCommand({
   meta: {

@@ -9,6 +9,7 @@ import { ConfigError } from "../../errors.ts";
 import { atomicWriteFile } from "../../fsutil.ts";
 import { packDirectory } from "../../package/pack.ts";
 import { printJson, printText } from "../output.ts";
+import { runPackCheck } from "./pack-checks.ts";
 
 export default defineCommand({
   meta: { name: "pack", description: "Build a signed content package from a directory of payload files" },
@@ -37,6 +38,7 @@ export default defineCommand({
       );
     }
     const version = Number(args.version);
+    await runPackCheck(args.type, args.dir);
     const keys = await loadSigningKeys(args.keys);
     const bytes = await packDirectory({ type: args.type, version, keys, dir: args.dir });
     atomicWriteFile(args.out, bytes);
