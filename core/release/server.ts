@@ -13,6 +13,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
+import { telemetryReceiver } from "../../fleet/telemetry/receiver.ts";
 import { sha256Hex } from "../crypto/digest.ts";
 import { describeError } from "../errors.ts";
 import { log } from "../log.ts";
@@ -222,11 +223,13 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
         : undefined),
   });
   const repo = repoRequestHandler(config.paths.repo);
+  const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
     fetch: (req) => {
       const path = new URL(req.url).pathname;
+      if (telemetry.handles(path)) return telemetry.fetch(req);
       return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
         ? app.fetch(req)
         : repo(req);
@@ -245,6 +248,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       if (soon) clearTimeout(soon);
       await ticking?.catch(() => {});
       await server.stop(true);
+      telemetry.close();
       fleet.save(paths.fleet, now());
       await alerter.flush();
     },

@@ -8,5 +8,9 @@ export function checkTelemsupSources(dir: string): void {
   const file = join(dir, TELEMSUP_FILE);
   if (!existsSync(file)) throw new HandlerError("HND_TELEMSUP_INVALID", `${file}: missing`, { file });
   const r = checkTelemsup(readFileSync(file, "utf8"));
-  if (!r.ok) throw new HandlerError("HND_TELEMSUP_INVALID", `${file}: ${r.reason}`, { file, details: { reason: r.reason } });
+  if (!r.ok)
+    throw new HandlerError("HND_TELEMSUP_INVALID", `${file}: ${r.reason}`, {
+      file,
+      details: { reason: r.reason },
+    });
 }
