@@ -35,7 +35,13 @@ setAgentWiring({
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // Telemetry upload (off unless telemetry.enabled) and the self-help (ESH) log reader.
+  services: (ctx) =>
+    Promise.all([
+      import("../plugins/scan/runtime.ts").then((m) => m.scanningService(ctx)),
+      import("../handlers/TELEMSUP/wiring.ts").then((m) => m.telemetryService(ctx)),
+      import("../handlers/ESH/wiring.ts").then((m) => m.selfHelpService(ctx)),
+    ]),
 });
 
 const main = defineCommand({
@@ -58,6 +64,10 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    selfhelp: () =>
+      Promise.all([import("../handlers/ESH/cli-selfhelp.ts"), import("../core/cli/agent/session.ts")]).then(
+        ([esh, session]) => session.handlerCommand(esh.makeSelfhelpCommand),
+      ),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([

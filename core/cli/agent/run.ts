@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
+import { attachLogFiles } from "../../logs/files.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
 import {
@@ -40,6 +41,8 @@ export default defineCommand({
       update: { repo: args.repo, group: args.group, trust: args.trust },
       control: { port: args.port === undefined ? undefined : Number(args.port) },
     });
+    // The JSON-lines log also goes to rotating files (what self-help rules and admins read later).
+    const logFiles = attachLogFiles(log, config);
     const agent = await createAgent(config);
     await agent.start({ loop: true });
     // Fleet heartbeats let the vendor's release engine halt a rollout that hurts hosts.
@@ -116,5 +119,6 @@ export default defineCommand({
       process.off("SIGTERM", ignore);
     }
     shutdownLog.info("agent stopped", { signal });
+    logFiles.detach();
   },
 });
