@@ -23,7 +23,8 @@ describe("the seed's document", () => {
   test("is accepted as written, header parsed", () => {
     const r = checkTelemsup(JSON.stringify(SEED));
     expect(r.ok).toBe(true);
-    if (r.ok) expect(r.doc.additionalHeaders).toEqual([{ name: "x-amz-acl", value: "bucket-owner-full-control" }]);
+    if (r.ok)
+      expect(r.doc.additionalHeaders).toEqual([{ name: "x-amz-acl", value: "bucket-owner-full-control" }]);
   });
 });
 
@@ -32,7 +33,14 @@ describe("refused documents", () => {
     for (const verb of ["GET", "DELETE", "put", "PATCH"]) expect(reason({ verb })).toContain("TS1");
   });
   test("TS2: a server that is a URL, has a port, user info or is an IP literal", () => {
-    for (const server of ["https://t1.example.com", "t1.example.com:443", "user@t1.example.com", "10.0.0.1", "", "a..b"])
+    for (const server of [
+      "https://t1.example.com",
+      "t1.example.com:443",
+      "user@t1.example.com",
+      "10.0.0.1",
+      "",
+      "a..b",
+    ])
       expect(reason({ server })).toContain("TS2");
   });
   test("TS3: a port out of range or fractional", () => {
@@ -72,14 +80,17 @@ describe("TS8: the pinned allow-list", () => {
     if (!r.ok) throw new Error(r.reason);
     return r.doc;
   };
-  const allowed = ["t1.sophosupd.com", "http://127.0.0.1.nip.io:8080", "https://telemetry.example.com:8443"].map(
-    parseAllowedServer,
-  );
+  const allowed = [
+    "t1.sophosupd.com",
+    "http://127.0.0.1.nip.io:8080",
+    "https://telemetry.example.com:8443",
+  ].map(parseAllowedServer);
 
   test("a server outside the allow-list is refused, naming the allow-list", () => {
     const r = resolveTarget(doc({ server: "evil.example.com" }), allowed, "agent-1");
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.reason).toMatch(/^TS8: server evil\.example\.com is not in telemetry\.allowedServers/);
+    if (!r.ok)
+      expect(r.reason).toMatch(/^TS8: server evil\.example\.com is not in telemetry\.allowedServers/);
     expect(resolveTarget(doc(), [], "a").ok).toBe(false);
   });
   test("a look-alike host (suffix, case) is not the pinned one", () => {

@@ -25,7 +25,14 @@ function inputs(): ReportInputs {
         { type: "Behavior", version: 3, handlerState: "loaded", installedFrom: "/home/alice/pkg" } as never,
       ],
       hosts: [
-        { group: "behavior", state: "running", restarts: 2, crashesInWindow: 1, rssBytes: 1234, user: "alice" } as never,
+        {
+          group: "behavior",
+          state: "running",
+          restarts: 2,
+          crashesInWindow: 1,
+          rssBytes: 1234,
+          user: "alice",
+        } as never,
       ],
     },
     ruleStats: {
@@ -143,7 +150,13 @@ describe("telemetry report", () => {
       disabled: false,
     });
     expect(r.queries[0]).toMatchObject({ query: "pack_users", watchdogKills: 1, denylisted: true });
-    expect(r.hosts[0]).toEqual({ group: "behavior", state: "running", restarts: 2, crashesInWindow: 1, rssBytes: 1234 });
+    expect(r.hosts[0]).toEqual({
+      group: "behavior",
+      state: "running",
+      restarts: 2,
+      crashesInWindow: 1,
+      rssBytes: 1234,
+    });
     expect(r.healthHistory).toEqual([
       { at: "2026-12-01T10:00:00.000Z", change: "raised", source: "esh", level: "info", code: "KBA-1001" },
     ]);

@@ -198,7 +198,14 @@ export class TelemetryService {
       return;
     }
     const t = this.opts.config.telemetry;
-    const token = this.token();
+    // Like heartbeats: the tenant token travels in clear text only to loopback.
+    const u = new URL(target.url);
+    const cleartext = u.protocol === "http:" && !["localhost", "127.0.0.1", "[::1]"].includes(u.hostname);
+    const token = cleartext ? undefined : this.token();
+    if (cleartext)
+      this.log.warn("telemetry over plain http to a non-loopback host: sent without the token", {
+        host: u.host,
+      });
     this.sink = new HttpLakeSink({
       url: target.url,
       method: target.method,
