@@ -112,7 +112,6 @@ test("reports reach the fleet service once each, through an outage and a lost an
   svc = new TelemetryService({ agent: t.agent, config: t.agent.config, fetchImpl, minBackoffMs: 5 });
   svc.start();
   expect((await svc.refresh())?.url).toBe(`http://localhost:${port}/telemetry/v1/${loadAgentId(t.stateDir)}`);
-  );
 
   const built: string[] = [];
   built.push((await svc.reportNow()).reportId);
