@@ -31,11 +31,15 @@ export interface RotatingLogOptions {
   maxBytes: number;
   maxFiles: number;
   name?: string;
+  /** Clock for the once-a-second "still our file?" check (tests). */
+  now?: () => number;
 }
 
 export class RotatingLogFile {
   readonly path: string;
   private fd: number | null = null;
+  private ino = -1;
+  private checkedAt = 0;
   private size = 0;
   failures = 0;
   rotations = 0;
@@ -48,14 +52,33 @@ export class RotatingLogFile {
     if (this.fd !== null) return this.fd;
     mkdirSync(this.opts.dir, { recursive: true, mode: 0o750 });
     const fd = openSync(this.path, "a", 0o640);
-    this.size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    this.size = st.size;
+    this.ino = st.ino;
     this.fd = fd;
     return fd;
+  }
+
+  /**
+   * Whether our descriptor still is the file at `path`: someone else may have
+   * rotated it (logrotate without copytruncate) or removed the directory.
+   * Checked at most once a second, so a busy log costs one stat per second.
+   */
+  private stillCurrent(): boolean {
+    const now = (this.opts.now ?? Date.now)();
+    if (now - this.checkedAt < 1000) return true;
+    this.checkedAt = now;
+    try {
+      return statSync(this.path).ino === this.ino;
+    } catch {
+      return false;
+    }
   }
 
   write(line: string): void {
     const data = Buffer.from(line.endsWith("\n") ? line : `${line}\n`);
     try {
+      if (this.fd !== null && !this.stillCurrent()) this.close();
       let fd = this.open();
       if (this.size > 0 && this.size + data.length > this.opts.maxBytes) {
         this.rotate();
@@ -80,6 +103,7 @@ export class RotatingLogFile {
     }
     renameSync(this.path, `${this.path}.1`);
     this.rotations++;
+    this.checkedAt = 0;
   }
 
   close(): void {
