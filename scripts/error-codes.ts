@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const ROOT = join(import.meta.dir, "..");
-const SOURCES = ["core", "handlers", "plugins"];
+const SOURCES = ["core", "handlers", "plugins", "fleet"];
 
 const FAMILIES: [prefix: string, meaning: string][] = [
   ["SIG_", "signature, certificate chain or trust (core/crypto)"],
@@ -28,6 +28,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (plugins/reputation/samples)"],
+  ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {
