@@ -5,12 +5,14 @@
  * cleared when its pattern has not matched for the quiet window.
  *
  * Matching is RE2 (linear in the line length whatever the pattern). Most
- * lines match no rule, so each source first runs one combined alternation
- * of all its rules' patterns; only a line that passes it is tried rule by
+ * lines match no rule, so each source first looks for the literals every
+ * match must contain (prefilter.ts), then runs one combined alternation of
+ * all its rules' patterns; only a line that passes both is tried rule by
  * rule. Lines are capped at MAX_LINE_CHARS (a runaway log line costs a
  * bounded amount of work).
  */
 import type { RE2JS } from "re2js";
+import { literalPrefilter } from "./prefilter.ts";
 import { compilePattern, type ParsedRule } from "./rules.ts";
 
 export const MAX_LINE_CHARS = 16 * 1024;
@@ -38,6 +40,8 @@ interface Compiled {
 
 interface SourceRules {
   rules: Compiled[];
+  /** Literals one of which every match contains (prefilter.ts); null: every line goes to RE2. */
+  literals: RegExp | null;
   /** One alternation of all patterns; null when it does not compile as one (then every rule runs). */
   any: RE2JS | null;
 }
@@ -50,7 +54,7 @@ export interface FeedResult {
 export class EshEngine {
   private readonly compiled: Compiled[];
   private readonly bySource = new Map<string, SourceRules>();
-  readonly counters = { lines: 0, matches: 0, truncatedLines: 0 };
+  readonly counters = { lines: 0, matchedLines: 0, matches: 0, truncatedLines: 0 };
 
   constructor(rules: readonly ParsedRule[]) {
     this.compiled = rules.map((rule) => {
@@ -71,7 +75,11 @@ export class EshEngine {
         const combined = compilePattern(list.map((c) => `(?:${c.rule.pattern})`).join("|"));
         any = typeof combined === "string" ? null : combined;
       }
-      this.bySource.set(source, { rules: list, any });
+      this.bySource.set(source, {
+        rules: list,
+        literals: literalPrefilter(list.map((c) => c.rule.pattern)),
+        any,
+      });
     }
   }
 
@@ -95,10 +103,14 @@ export class EshEngine {
         line = line.slice(0, MAX_LINE_CHARS);
         this.counters.truncatedLines++;
       }
+      if (sr.literals && !sr.literals.test(line)) continue;
       if (sr.any && !sr.any.test(line)) continue;
+      let matched = false;
       for (const c of sr.rules) {
         if (!c.re.test(line)) continue;
         this.counters.matches++;
+        if (!matched) this.counters.matchedLines++;
+        matched = true;
         this.hit(c, source, nowMs, out, touched);
       }
     }

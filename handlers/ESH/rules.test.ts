@@ -88,7 +88,7 @@ describe("matcher", () => {
       parsed([rule({ pattern: "^(a+)+$" }), rule({ id: "r2", pattern: "(x+x+)+y" })]),
     );
     const time = (n: number) => {
-      const lines = ["a".repeat(n) + "!", "x".repeat(n)];
+      const lines = [`${"a".repeat(n)}!`, "x".repeat(n)];
       const t0 = performance.now();
       engine.feed("agent", lines, 1_000_000);
       return performance.now() - t0;

@@ -30,6 +30,7 @@ export interface SelfHelpOptions {
 }
 
 const MAX_LINES_PER_BATCH = 20_000;
+const POLLS_PER_ROUND = 8;
 const SOURCES_REFRESH_MS = 30_000;
 const REPEAT_RAISE_MS = 60_000;
 
@@ -143,7 +144,16 @@ export class SelfHelpService {
     await this.refreshSources();
     const batches: { source: string; lines: string[] }[] = [];
     const byPath = new Map<string, string[]>();
-    for (const [path, tailer] of this.tailers) byPath.set(path, tailer.poll());
+    for (const [path, tailer] of this.tailers) {
+      // A backlog (first start, a burst) drains over a few polls per round, not one per second.
+      const lines: string[] = [];
+      for (let k = 0; k < POLLS_PER_ROUND; k++) {
+        const got = tailer.poll();
+        if (got.length === 0) break;
+        for (const l of got) lines.push(l);
+      }
+      byPath.set(path, lines);
+    }
     for (const s of this.sources) {
       const path = this.pathOf(s);
       const lines = path !== null ? byPath.get(path) : undefined;

@@ -8,9 +8,13 @@
  *  - vanishing (deleted, directory gone) and reappearing: nothing is read
  *    while it is absent; no error escapes.
  * Only complete lines are returned; an over-long line is cut at maxLine.
- * Each poll reads at most maxBytes, so a huge backlog is spread over polls.
+ * Each poll reads at most maxBytes (default 1 MiB: larger polls measured slower, the
+ * strings they hold cost more in GC than the fewer calls save), so a huge backlog
+ * is spread over polls.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+
+const READ_CHUNK = 256 * 1024;
 
 export interface TailOptions {
   /** On first open, start this many bytes before the end (0: only new lines). */
@@ -24,7 +28,10 @@ export class FileTailer {
   private ino = -1;
   private dev = -1;
   private offset = 0;
-  private partial = "";
+  /** Bytes after the last newline (kept as bytes: a UTF-8 character may straddle two reads). */
+  private partial: Buffer = Buffer.alloc(0);
+  /** Started mid-file: the first (probably partial) line is dropped. */
+  private skipFirst = false;
   private opened = false;
   readonly counters = { lines: 0, rotations: 0, truncations: 0, vanished: 0, errors: 0 };
 
@@ -34,7 +41,7 @@ export class FileTailer {
   ) {}
 
   private get maxBytes() {
-    return this.opts.maxBytes ?? 4 * 1024 * 1024;
+    return this.opts.maxBytes ?? 1024 * 1024;
   }
 
   private openCurrent(fromStart: boolean): boolean {
@@ -46,9 +53,8 @@ export class FileTailer {
       this.dev = st.dev;
       const backlog = this.opts.backlogBytes ?? 1024 * 1024;
       this.offset = fromStart ? 0 : Math.max(0, st.size - backlog);
-      this.partial = "";
-      // Starting mid-file: drop the first (probably partial) line.
-      if (this.offset > 0) this.partial = "\u0000skip";
+      this.partial = Buffer.alloc(0);
+      this.skipFirst = this.offset > 0;
       return true;
     } catch {
       return false;
@@ -105,8 +111,9 @@ export class FileTailer {
   }
 
   private flushPartial(out: string[]): void {
-    if (this.partial && !this.partial.startsWith("\u0000")) out.push(this.cap(this.partial));
-    this.partial = "";
+    if (this.partial.length > 0 && !this.skipFirst) out.push(this.cap(this.partial.toString("utf8")));
+    this.partial = Buffer.alloc(0);
+    this.skipFirst = false;
   }
 
   private cap(line: string): string {
@@ -121,28 +128,32 @@ export class FileTailer {
     if (size < this.offset) {
       this.counters.truncations++;
       this.offset = 0;
-      this.partial = "";
+      this.partial = Buffer.alloc(0);
+      this.skipFirst = false;
     }
-    const want = Math.min(size - this.offset, this.maxBytes);
-    if (want <= 0) return [];
-    const buf = Buffer.allocUnsafe(want);
-    let got = 0;
-    while (got < want) {
-      const n = readSync(fd, buf, got, want - got, this.offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    this.offset += got;
-    const text = this.partial + buf.subarray(0, got).toString("utf8");
-    const parts = text.split("\n");
-    this.partial = parts.pop() ?? "";
+    let remaining = Math.min(size - this.offset, this.maxBytes);
     const out: string[] = [];
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!;
-      if (i === 0 && p.startsWith("\u0000skip")) continue;
-      out.push(this.cap(p));
+    // Small reads, one line decoded at a time: measured ~5x faster in Bun than decoding and
+    // splitting multi-megabyte strings (bench/esh.ts).
+    while (remaining > 0) {
+      const buf = Buffer.allocUnsafe(Math.min(remaining, READ_CHUNK));
+      const got = readSync(fd, buf, 0, buf.length, this.offset);
+      if (got === 0) break;
+      this.offset += got;
+      remaining -= got;
+      const data =
+        this.partial.length > 0 ? Buffer.concat([this.partial, buf.subarray(0, got)]) : buf.subarray(0, got);
+      let start = 0;
+      for (;;) {
+        const nl = data.indexOf(10, start);
+        if (nl < 0) break;
+        if (this.skipFirst) this.skipFirst = false;
+        else out.push(this.cap(data.toString("utf8", start, nl)));
+        start = nl + 1;
+      }
+      // A line longer than 1 MiB keeps its first MiB; cap() cuts it further when it ends.
+      this.partial = Buffer.from(data.subarray(start, start + Math.min(data.length - start, 1024 * 1024)));
     }
-    if (this.partial.length > 1024 * 1024) this.partial = this.partial.slice(0, 1024 * 1024);
     return out;
   }
 
