@@ -97,7 +97,7 @@ test("the agent's own log lines with its repository down raise KBA-1001; quiet c
   // Information only: it does not worsen health (the failing updates do), but status lists it.
   const status = t.agent.status();
   expect(status.healthReasons.some((r) => r.includes("KBA-1001"))).toBe(false);
-  expect(status.healthDetails.some((r) => r.code === "KBA-1001" && r.level === "info")).toBe(true);
+  expect((status.healthDetails ?? []).some((r) => r.code === "KBA-1001" && r.level === "info")).toBe(true);
   expect(t.agent.events.recent((e) => e.type === "selfhelp-finding")).toHaveLength(1);
   expect(t.alerts.alerts.filter((a) => a.kind === "selfhelp-finding").map((a) => a.code)).toEqual([
     "KBA-1001",
