@@ -172,7 +172,7 @@ class Parser {
   }
 }
 
-const _escapeLiteral = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+const escapeLiteral = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 
 /**
  * One search over the literals of several patterns; null when any pattern
@@ -190,7 +190,7 @@ export function literalPrefilter(patterns: readonly string[]): RegExp | null {
   return new RegExp(
     [...new Set(all)]
       .sort((a, b) => b.length - a.length)
-      .map(escape)
+      .map(escapeLiteral)
       .join("|"),
   );
 }
