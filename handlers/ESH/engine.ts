@@ -33,6 +33,8 @@ export interface Finding {
 interface Compiled {
   rule: ParsedRule;
   re: RE2JS;
+  /** This rule's own literal prefilter: a line without them cannot match it. */
+  literals: RegExp | null;
   /** Times (ms) of the latest matches within the window, at most minCount of them. */
   hits: number[];
   finding?: Finding;
@@ -60,7 +62,7 @@ export class EshEngine {
     this.compiled = rules.map((rule) => {
       const re = compilePattern(rule.pattern);
       if (typeof re === "string") throw new Error(`${rule.file}:${rule.line}: ${re}`);
-      return { rule, re, hits: [] };
+      return { rule, re, literals: literalPrefilter([rule.pattern]), hits: [] };
     });
     const groups = new Map<string, Compiled[]>();
     for (const c of this.compiled) {
@@ -107,6 +109,7 @@ export class EshEngine {
       if (sr.any && !sr.any.test(line)) continue;
       let matched = false;
       for (const c of sr.rules) {
+        if (c.literals && !c.literals.test(line)) continue;
         if (!c.re.test(line)) continue;
         this.counters.matches++;
         if (!matched) this.counters.matchedLines++;

@@ -174,6 +174,37 @@ class Parser {
 
 const escapeLiteral = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 
+type Trie = Map<string, Trie> & { end?: boolean };
+
+/**
+ * The literals as one regex shaped like a trie (`"code":"GEN_(?:1(?:0_|1_)|…)`):
+ * still only literals and non-capturing groups, but JavaScriptCore compiles
+ * it ~10x faster than a flat alternation of hundreds of literals and runs it
+ * as fast (measured with bench/esh.ts's rule set).
+ */
+function trieSource(words: readonly string[]): string {
+  const root: Trie = new Map();
+  for (const w of words) {
+    let n = root;
+    for (const ch of w) {
+      let next = n.get(ch);
+      if (!next) {
+        next = new Map();
+        n.set(ch, next);
+      }
+      n = next;
+    }
+    n.end = true;
+  }
+  const emit = (n: Trie): string => {
+    // A literal that ends here is enough by itself; longer ones through it add nothing.
+    if (n.end) return "";
+    const alts = [...n].map(([ch, child]) => escapeLiteral(ch) + emit(child));
+    return alts.length === 1 ? alts[0]! : `(?:${alts.join("|")})`;
+  };
+  return emit(root);
+}
+
 /**
  * One search over the literals of several patterns; null when any pattern
  * has no usable literals (then every line must go to RE2).
@@ -186,11 +217,5 @@ export function literalPrefilter(patterns: readonly string[]): RegExp | null {
     all.push(...lits);
   }
   if (all.length === 0) return null;
-  // Longest first, so a literal that is a prefix of another does not shadow it (either suffices).
-  return new RegExp(
-    [...new Set(all)]
-      .sort((a, b) => b.length - a.length)
-      .map(escapeLiteral)
-      .join("|"),
-  );
+  return new RegExp(trieSource([...new Set(all)]));
 }
