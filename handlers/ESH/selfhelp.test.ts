@@ -8,6 +8,7 @@
 import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { renderStatus } from "../../core/cli/agent/render.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { log } from "../../core/log.ts";
@@ -97,6 +98,7 @@ test("the agent's own log lines with its repository down raise KBA-1001; quiet c
   // Information only: it does not worsen health (the failing updates do), but status lists it.
   const status = t.agent.status();
   expect(status.healthReasons.some((r) => r.includes("KBA-1001"))).toBe(false);
+  expect(renderStatus(status)).toContain("info          self-help: KBA-1001 — The update repository");
   expect((status.healthDetails ?? []).some((r) => r.code === "KBA-1001" && r.level === "info")).toBe(true);
   expect(t.agent.events.recent((e) => e.type === "selfhelp-finding")).toHaveLength(1);
   expect(t.alerts.alerts.filter((a) => a.kind === "selfhelp-finding").map((a) => a.code)).toEqual([
