@@ -99,6 +99,25 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
   packages.push(out);
 }
 
+step("vendor: pack the telemetry settings (TELEMSUP) and the self-help rules (ESH)");
+for (const type of ["TELEMSUP", "ESH"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
+  packages.push(out);
+}
+
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
   run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
@@ -178,12 +197,15 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: self-help findings (ESH rules over the agent's own log, STATE/logs/agent.log)");
+run([AGENT, "selfhelp", "--state", config.stateDir]);
 
 console.log(`
 Outpost is running. Try, in another terminal:
   ./dist/agent events replay examples/Behavior/events.jsonl --state demo/state   # feed recorded events
   ./dist/agent events --follow --state demo/state    # detections, updates, rejections as they happen
   ./dist/agent rules stats --state demo/state        # per-rule telemetry
+  ./dist/agent selfhelp --json --state demo/state    # self-help findings (KB articles matching the logs)
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
   ./dist/agent content list --state demo/state
