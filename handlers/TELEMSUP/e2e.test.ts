@@ -202,3 +202,75 @@ test("off by default: nothing is built or sent", async () => {
   await expect(svc.reportNow()).rejects.toThrow("disabled");
   expect(calls).toBe(0);
 });
+
+test("reports queued while the receiver is down survive an agent restart and are delivered once", async () => {
+  await vendor.release("TELEMSUP", 1, {
+    "telemsup.json": JSON.stringify({
+      port: 0,
+      resourceRoot: "telemetry",
+      server: "localhost",
+      verb: "POST",
+      interval: 600,
+    }),
+  });
+  server = serveRelease({ config, port: 0, autoTick: false });
+  const port = server.port;
+  await server.stop();
+  server = undefined;
+  const cfg = {
+    hosts: { isolation: "in-process" as const },
+    fleet: { token: TOKEN },
+    telemetry: {
+      enabled: true,
+      allowedServers: [`http://localhost:${port}`],
+      maxBackoffSeconds: 0.2,
+      jitter: 0.1,
+    },
+  };
+  t = await startAgent(vendor, { registry, config: cfg });
+  await t.agent.update();
+  let clock = Date.parse("2026-12-01T00:00:00Z");
+  svc = new TelemetryService({
+    agent: t.agent,
+    config: t.agent.config,
+    now: () => new Date(clock),
+    random: () => 1,
+    minBackoffMs: 5,
+  });
+  svc.start();
+  await svc.refresh();
+  // Interval ± jitter from the service start: random() = 1 gives the late edge, 600 s × 1.1.
+  expect(svc.nextDueMs()).toBe(clock + 660_000);
+  const ids = [(await svc.reportNow()).reportId, (await svc.reportNow()).reportId];
+  clock += 1000;
+  expect(svc.nextDueMs()).toBe(clock - 1000 + 660_000); // the next one counts from the last report
+  await until("a failed attempt", () => (svc?.stats().queue?.failures ?? 0) > 0);
+  await svc.stop();
+  await t.stop();
+
+  // A new agent process on the same state: the queue is still there; the receiver is back.
+  server = serveRelease({ config, port, autoTick: false });
+  t = await startAgent(vendor, { registry, config: cfg, stateDir: t.stateDir });
+  // Same clock: the next report is not due yet, so only the two queued ones travel.
+  svc = new TelemetryService({
+    agent: t.agent,
+    config: t.agent.config,
+    now: () => new Date(clock),
+    minBackoffMs: 5,
+  });
+  svc.start();
+  await svc.refresh();
+  expect(svc.stats().lastReportAt).toBe(new Date(clock - 1000).toISOString());
+  expect(await svc.flush(20_000)).toBe(true);
+  const store = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
+  try {
+    expect(
+      store
+        .reports(10)
+        .map((r) => r.report.reportId)
+        .sort(),
+    ).toEqual(ids.sort());
+  } finally {
+    store.close();
+  }
+});

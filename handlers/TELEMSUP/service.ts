@@ -55,6 +55,8 @@ interface Persisted {
   target: UploadTarget | null;
 }
 
+const RETRY_BUILD_MS = 60_000;
+
 const reportsTotal = metrics.counter(
   "outpost_telemetry_reports_total",
   "Telemetry reports built, by outcome",
@@ -73,6 +75,7 @@ export class TelemetryService {
   private timer?: ReturnType<typeof setTimeout>;
   private unsubs: (() => void)[] = [];
   private running = false;
+  private failedLast = false;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly startedAt: Date;
   lastError: string | null = null;
@@ -239,11 +242,17 @@ export class TelemetryService {
     this.timer = undefined;
     const due = this.nextDueMs();
     if (!this.running || due === null) return;
-    const wait = Math.min(Math.max(0, due - this.now().getTime()), 2 ** 31 - 1);
+    // After a failed build (full disk…) the due time is still in the past: wait a minute, not a spin.
+    const floor = this.failedLast ? RETRY_BUILD_MS : 0;
+    const wait = Math.min(Math.max(floor, due - this.now().getTime()), 2 ** 31 - 1);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.reportNow()
+        .then(() => {
+          this.failedLast = false;
+        })
         .catch((e) => {
+          this.failedLast = true;
           this.lastError = describeError(e).message;
           this.log.warn("telemetry report failed", describeError(e));
         })
