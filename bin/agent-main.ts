@@ -65,9 +65,10 @@ const main = defineCommand({
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     selfhelp: () =>
-      Promise.all([import("../handlers/ESH/cli-selfhelp.ts"), import("../core/cli/agent/session.ts")]).then(
-        ([esh, session]) => session.handlerCommand(esh.makeSelfhelpCommand),
-      ),
+      Promise.all([
+        import("../handlers/ESH/cli-agent-selfhelp.ts"),
+        import("../core/cli/agent/session.ts"),
+      ]).then(([esh, session]) => session.handlerCommand(esh.makeSelfhelpCommand)),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([

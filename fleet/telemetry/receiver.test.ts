@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import { sha256Hex } from "../../core/crypto/digest.ts";
-import { REPORT_SCHEMA, type TelemetryReport } from "../../handlers/TELEMSUP/report.ts";
+import { REPORT_SCHEMA, type TelemetryReport } from "../../core/telemetry/report-schema.ts";
 import { telemetryApp } from "./routes.ts";
 import { percentile, TelemetryStore } from "./store.ts";
 

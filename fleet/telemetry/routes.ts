@@ -10,16 +10,16 @@
  *   GET /console/telemetry.json     the same view as JSON
  *
  * Bodies are capped before and after decompression, validated with the
- * report schema (handlers/TELEMSUP/report.ts), and refused with a code.
+ * report schema (core/telemetry/report-schema.ts), and refused with a code.
  */
 import { gunzipSync } from "node:zlib";
 import { Hono } from "hono";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { describeError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
-import { consoleCsp, esc } from "../../core/release/console.ts";
-import { ReportSchema } from "../../handlers/TELEMSUP/report.ts";
-import type { TelemetryStore, TelemetryView } from "./store.ts";
+import { ReportSchema } from "../../core/telemetry/report-schema.ts";
+import { renderTelemetryPage, telemetryCsp } from "./page.ts";
+import type { TelemetryStore } from "./store.ts";
 
 export const TELEMETRY_PREFIX = "/telemetry/";
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -99,7 +99,7 @@ export function telemetryApp(deps: ReceiverDeps): Hono {
     return c.html(renderTelemetryPage(deps.store.view(), nonce), 200, {
       "Cache-Control": "no-store",
       "X-Content-Type-Options": "nosniff",
-      "Content-Security-Policy": consoleCsp(nonce),
+      "Content-Security-Policy": telemetryCsp(nonce),
     });
   });
   app.onError((e, c) => {
@@ -114,36 +114,4 @@ export function isTelemetryPath(path: string): boolean {
   return (
     path.startsWith(TELEMETRY_PREFIX) || path === "/console/telemetry" || path === "/console/telemetry.json"
   );
-}
-
-function ruleTable(rows: TelemetryView["rules"]): string {
-  if (rows.length === 0) return `<p class="muted">No rule telemetry yet.</p>`;
-  return `<table><thead><tr><th>rule</th><th>agents</th><th>calls</th><th>faults</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th></tr></thead><tbody>${rows
-    .map(
-      (r) =>
-        `<tr><td>${esc(r.rule)}</td><td>${r.agents}</td><td>${r.calls}</td><td>${r.faults}</td><td>${r.p50Ms}</td><td>${r.p95Ms}</td><td>${r.p99Ms}</td><td>${r.maxMs}</td></tr>`,
-    )
-    .join("")}</tbody></table>`;
-}
-
-export function renderTelemetryPage(view: TelemetryView, nonce: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Outpost telemetry: rule runtimes</title>
-<style nonce="${esc(nonce)}">
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
-th { background: #f3f3f3; }
-.muted { color: #777; }
-</style></head>
-<body>
-<h1>Rule runtimes across the fleet</h1>
-<p>${view.reports} report(s) from ${view.agents} agent(s); last received ${esc(view.lastReceivedAt ?? "never")}.
-Percentiles are over agents of each rule's mean time per call (latest report per agent).</p>
-<h2>Slowest rules (by p95)</h2>
-${ruleTable(view.slowest)}
-<h2>All rules</h2>
-${ruleTable(view.rules)}
-</body></html>`;
 }

@@ -8,7 +8,7 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TelemetryReport } from "../../handlers/TELEMSUP/report.ts";
+import type { TelemetryReport } from "../../core/telemetry/report-schema.ts";
 
 export interface RuleRuntime {
   rule: string;

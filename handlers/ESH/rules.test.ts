@@ -87,11 +87,16 @@ describe("matcher", () => {
     const engine = new EshEngine(
       parsed([rule({ pattern: "^(a+)+$" }), rule({ id: "r2", pattern: "(x+x+)+y" })]),
     );
+    // Best of 5: a loaded machine adds pauses to single runs, never removes work.
     const time = (n: number) => {
       const lines = [`${"a".repeat(n)}!`, "x".repeat(n)];
-      const t0 = performance.now();
-      engine.feed("agent", lines, 1_000_000);
-      return performance.now() - t0;
+      let best = Number.POSITIVE_INFINITY;
+      for (let k = 0; k < 5; k++) {
+        const t0 = performance.now();
+        engine.feed("agent", lines, 1_000_000);
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
     };
     time(1000); // warm-up
     const small = time(4000);

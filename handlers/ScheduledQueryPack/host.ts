@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from "node:path";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { QueryRunner, type QueryRunnerOptions } from "../../plugins/query/watchdog.ts";
+import { Outbox } from "../_shared/outbox/outbox.ts";
 import { Denylist } from "./denylist.ts";
-import { Outbox } from "./outbox.ts";
 import { DiffStore } from "./results.ts";
 import {
   engineSettings,

@@ -32,7 +32,7 @@ import { metrics } from "../../core/metrics.ts";
 import { parseAllowedServer } from "../../core/telemetry/config.ts";
 import { VERSION } from "../../core/version.ts";
 import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
-import { Outbox } from "../ScheduledQueryPack/outbox.ts";
+import { Outbox } from "../_shared/outbox/outbox.ts";
 import { resolveTarget, type TelemsupDocument, type UploadTarget } from "./document.ts";
 import { buildReport, type HealthChangeRecord, type TelemetryReport } from "./report.ts";
 

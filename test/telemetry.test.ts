@@ -10,17 +10,17 @@ import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadAgentId } from "../../core/agent/heartbeat.ts";
-import { sha256Hex } from "../../core/crypto/digest.ts";
-import type { ContentHandler } from "../../core/handler/contract.ts";
-import { HandlerRegistry } from "../../core/handler/registry.ts";
-import { parseReleaseConfig, type ReleaseConfig } from "../../core/release/config.ts";
-import { type ReleaseServer, serveRelease } from "../../core/release/server.ts";
-import { TelemetryStore } from "../../fleet/telemetry/store.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
-import { builtinGroups } from "../groups.ts";
-import { telemsupHandler } from "./index.ts";
-import { TelemetryService } from "./service.ts";
+import { loadAgentId } from "../core/agent/heartbeat.ts";
+import { sha256Hex } from "../core/crypto/digest.ts";
+import type { ContentHandler } from "../core/handler/contract.ts";
+import { HandlerRegistry } from "../core/handler/registry.ts";
+import { parseReleaseConfig, type ReleaseConfig } from "../core/release/config.ts";
+import { type ReleaseServer, serveRelease } from "../core/release/server.ts";
+import { TelemetryStore } from "../fleet/telemetry/store.ts";
+import { builtinGroups } from "../handlers/groups.ts";
+import { telemsupHandler } from "../handlers/TELEMSUP/index.ts";
+import { TelemetryService } from "../handlers/TELEMSUP/service.ts";
+import { makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/vendor.ts";
 
 setDefaultTimeout(60_000);
 const TOKEN = "tenant-token-0123456789abcdef";
