@@ -31,6 +31,41 @@ export interface SelfHelpOptions {
 
 const MAX_LINES_PER_BATCH = 20_000;
 const POLLS_PER_ROUND = 8;
+const MAX_BYTES_PER_BATCH = 8 * 1024 * 1024;
+
+/** Splits per-source line lists into messages of at most maxLines lines and about maxBytes (pure). */
+export function chunkBatches(
+  batches: readonly { source: string; lines: readonly string[] }[],
+  maxLines: number,
+  maxBytes: number,
+): { source: string; lines: string[] }[][] {
+  const chunks: { source: string; lines: string[] }[][] = [];
+  let current: { source: string; lines: string[] }[] = [];
+  let lines = 0;
+  let bytes = 0;
+  for (const b of batches) {
+    let part: { source: string; lines: string[] } | undefined;
+    for (const line of b.lines) {
+      const size = line.length * 3 + 3; // worst case UTF-8 plus JSON quoting
+      if (lines > 0 && (lines + 1 > maxLines || bytes + size > maxBytes)) {
+        chunks.push(current);
+        current = [];
+        part = undefined;
+        lines = 0;
+        bytes = 0;
+      }
+      if (!part) {
+        part = { source: b.source, lines: [] };
+        current.push(part);
+      }
+      part.lines.push(line);
+      lines++;
+      bytes += size;
+    }
+  }
+  if (current.length > 0 || chunks.length === 0) chunks.push(current);
+  return chunks;
+}
 const SOURCES_REFRESH_MS = 30_000;
 const REPEAT_RAISE_MS = 60_000;
 
@@ -162,20 +197,9 @@ export class SelfHelpService {
     for (const [unit, lines] of this.journal?.take() ?? [])
       batches.push({ source: `journal:${unit}`, lines });
     const quietMs = this.opts.config.selfHelp.quietSeconds * 1000;
-    // Large backlogs go over in bounded messages; findings of every round are handled.
-    const chunks: { source: string; lines: string[] }[][] = [[]];
-    let n = 0;
-    for (const b of batches) {
-      for (let i = 0; i < b.lines.length; i += MAX_LINES_PER_BATCH) {
-        const part = b.lines.slice(i, i + MAX_LINES_PER_BATCH);
-        if (n + part.length > MAX_LINES_PER_BATCH && chunks.at(-1)!.length > 0) {
-          chunks.push([]);
-          n = 0;
-        }
-        chunks.at(-1)!.push({ source: b.source, lines: part });
-        n += part.length;
-      }
-    }
+    // Large backlogs go over in bounded messages (lines and bytes: IPC messages are capped,
+    // hosts.maxMessageBytes); findings of every message are handled.
+    const chunks = chunkBatches(batches, MAX_LINES_PER_BATCH, MAX_BYTES_PER_BATCH);
     for (const batch of chunks) {
       this.counters.lines += batch.reduce((k, b) => k + b.lines.length, 0);
       const reply = (await this.opts.agent.call("ESH", "feed", {

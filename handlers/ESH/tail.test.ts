@@ -87,3 +87,29 @@ test("over-long lines are cut and a big backlog is spread over polls", () => {
   const second = t.poll();
   expect(second.map((l) => l.length)).toEqual([1000, 5]);
 });
+
+test("the supervisor sends lines in messages bounded by count and bytes", async () => {
+  const { chunkBatches } = await import("./service.ts");
+  const chunks = chunkBatches(
+    [
+      { source: "agent", lines: ["a", "b", "c"] },
+      { source: "file:/var/log/x", lines: ["x".repeat(100), "y"] },
+    ],
+    2,
+    400,
+  );
+  expect(chunks).toEqual([
+    [{ source: "agent", lines: ["a", "b"] }],
+    [
+      { source: "agent", lines: ["c"] },
+      { source: "file:/var/log/x", lines: ["x".repeat(100)] },
+    ],
+    [{ source: "file:/var/log/x", lines: ["y"] }],
+  ]);
+  // A line over the byte budget still travels, alone.
+  expect(chunkBatches([{ source: "agent", lines: ["a", "z".repeat(500)] }], 10, 400)).toEqual([
+    [{ source: "agent", lines: ["a"] }],
+    [{ source: "agent", lines: ["z".repeat(500)] }],
+  ]);
+  expect(chunkBatches([], 10, 10)).toEqual([[]]);
+});
