@@ -12,9 +12,9 @@
  * of lines matching some rule. The 200 rules are the 4 agent rules of
  * examples/ESH plus generated ones of the same shape (alternations of
  * message texts and error codes). Patterns stay in the subset RE2 and POSIX
- * ERE share, so grep reads the same patterns. ESH is timed twice: the
- * matcher alone (lines already in memory), and tailer + matcher (reading
- * the file as the supervisor does).
+ * ERE share, so grep reads the same patterns. ESH is timed twice, best of
+ * 3 each: the matcher alone (lines already in memory), and tailer + matcher
+ * (reading the file as the supervisor does); grep best of 3 too.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -85,11 +85,15 @@ try {
   writeFileSync(logFile, `${out.join("\n")}\n`);
   const bytes = Buffer.byteLength(readFileSync(logFile));
 
-  // grep -E -c
-  const g0 = performance.now();
-  const grep = Bun.spawnSync(["grep", "-E", "-c", "-f", patternsFile, logFile], { env: { LC_ALL: "C" } });
-  const grepMs = performance.now() - g0;
-  const grepCount = Number(grep.stdout.toString().trim());
+  // grep -E -c, best of 3 like ESH.
+  let grepMs = Number.POSITIVE_INFINITY;
+  let grepCount = -1;
+  for (let run = 0; run < 3; run++) {
+    const g0 = performance.now();
+    const grep = Bun.spawnSync(["grep", "-E", "-c", "-f", patternsFile, logFile], { env: { LC_ALL: "C" } });
+    grepMs = Math.min(grepMs, performance.now() - g0);
+    grepCount = Number(grep.stdout.toString().trim());
+  }
 
   // ESH matcher alone (best of 3), then tailer + matcher.
   let eshMs = Number.POSITIVE_INFINITY;
@@ -101,29 +105,35 @@ try {
     eshMs = Math.min(eshMs, performance.now() - t0);
     eshCount = engine.counters.matchedLines;
   }
-  const engine = new EshEngine(parsed.rules);
-  const t1 = performance.now();
-  const tailer = new FileTailer(logFile, { backlogBytes: bytes + 1 });
-  for (;;) {
-    const lines = tailer.poll();
-    if (lines.length === 0) break;
-    engine.feed("agent", lines, Date.now());
+  // Tailer + matcher, best of 3 as well (a fresh tailer and engine each time).
+  let tailMs = Number.POSITIVE_INFINITY;
+  let tailCount = 0;
+  for (let run = 0; run < 3; run++) {
+    const engine = new EshEngine(parsed.rules);
+    const t1 = performance.now();
+    const tailer = new FileTailer(logFile, { backlogBytes: bytes + 1 });
+    for (;;) {
+      const lines = tailer.poll();
+      if (lines.length === 0) break;
+      engine.feed("agent", lines, Date.now());
+    }
+    tailMs = Math.min(tailMs, performance.now() - t1);
+    tailer.close();
+    tailCount = engine.counters.matchedLines;
   }
-  const tailMs = performance.now() - t1;
-  tailer.close();
 
   const result = {
     lines: LINES,
     bytes,
     rules: parsed.rules.length,
-    matchingLines: { esh: eshCount, grep: grepCount, tailer: engine.counters.matchedLines },
+    matchingLines: { esh: eshCount, grep: grepCount, tailer: tailCount },
     eshLinesPerSecond: Math.round(LINES / (eshMs / 1000)),
     eshWithTailerLinesPerSecond: Math.round(LINES / (tailMs / 1000)),
     grepLinesPerSecond: Math.round(LINES / (grepMs / 1000)),
     ratioEshToGrep: Math.round((grepMs / eshMs) * 1000) / 1000,
     ratioEshWithTailerToGrep: Math.round((grepMs / tailMs) * 1000) / 1000,
   };
-  if (eshCount !== grepCount || engine.counters.matchedLines !== grepCount)
+  if (eshCount !== grepCount || tailCount !== grepCount)
     throw new Error(`counts differ: ${JSON.stringify(result.matchingLines)}`);
   if (JSON_OUT) console.log(JSON.stringify(result));
   else {
