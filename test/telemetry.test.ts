@@ -18,6 +18,7 @@ import { parseReleaseConfig, type ReleaseConfig } from "../core/release/config.t
 import { type ReleaseServer, serveRelease } from "../core/release/server.ts";
 import { TelemetryStore } from "../fleet/telemetry/store.ts";
 import { builtinGroups } from "../handlers/groups.ts";
+import { telemetryView } from "../handlers/TELEMSUP/cli-agent-telemetry.ts";
 import { telemsupHandler } from "../handlers/TELEMSUP/index.ts";
 import { TelemetryService } from "../handlers/TELEMSUP/service.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/vendor.ts";
@@ -124,6 +125,10 @@ test("reports reach the fleet service once each, through an outage and a lost an
   built.push((await svc.reportNow()).reportId);
   await until("a failed attempt", () => (svc?.stats().queue?.failures ?? 0) > 0);
   expect(svc.stats().queue?.queuedLines).toBe(2);
+  // What `agent telemetry` shows from the state dir meanwhile.
+  const during = telemetryView(t.stateDir, t.agent.config.telemetry);
+  expect(during).toMatchObject({ enabled: true, queued: { reports: 2 }, rejected: 0 });
+  expect(during.target?.url).toStartWith(`http://localhost:${port}/telemetry/v1/`);
 
   // Back, but the first answer is lost: the receiver stored the batch, the agent retries it.
   server = serveRelease({ config, port, autoTick: false });
@@ -141,6 +146,7 @@ test("reports reach the fleet service once each, through an outage and a lost an
   } finally {
     store.close();
   }
+  expect(telemetryView(t.stateDir, t.agent.config.telemetry).queued).toEqual({ reports: 0, bytes: 0 });
   // A retried body carried the same key as its first attempt; content's verb and header were used.
   const keys = seen.map((s) => s.key);
   expect(keys.length).toBeGreaterThan(new Set(keys).size);
