@@ -125,6 +125,10 @@ test("reports reach the fleet service once each, through an outage and a lost an
   built.push((await svc.reportNow()).reportId);
   await until("a failed attempt", () => (svc?.stats().queue?.failures ?? 0) > 0);
   expect(svc.stats().queue?.queuedLines).toBe(2);
+  svc.checkDelivery();
+  expect(t.agent.health.get("telemetry", "TELEM_UPLOAD_FAILING")?.message).toMatch(
+    /^telemetry: 2 report\(s\) waiting for localhost:\d+; last error: /,
+  );
   // What `agent telemetry` shows from the state dir meanwhile.
   const during = telemetryView(t.stateDir, t.agent.config.telemetry);
   expect(during).toMatchObject({ enabled: true, queued: { reports: 2 }, rejected: 0 });
@@ -147,6 +151,8 @@ test("reports reach the fleet service once each, through an outage and a lost an
     store.close();
   }
   expect(telemetryView(t.stateDir, t.agent.config.telemetry).queued).toEqual({ reports: 0, bytes: 0 });
+  svc.checkDelivery();
+  expect(t.agent.health.get("telemetry", "TELEM_UPLOAD_FAILING")).toBeUndefined();
   // A retried body carried the same key as its first attempt; content's verb and header were used.
   const keys = seen.map((s) => s.key);
   expect(keys.length).toBeGreaterThan(new Set(keys).size);

@@ -56,6 +56,7 @@ interface Persisted {
 }
 
 const RETRY_BUILD_MS = 60_000;
+const DELIVERY_CHECK_MS = 30_000;
 
 const reportsTotal = metrics.counter(
   "outpost_telemetry_reports_total",
@@ -73,6 +74,7 @@ export class TelemetryService {
   private sink?: HttpLakeSink;
   private state: Persisted = { lastReportAt: null, target: null };
   private timer?: ReturnType<typeof setTimeout>;
+  private healthTimer?: ReturnType<typeof setInterval>;
   private unsubs: (() => void)[] = [];
   private running = false;
   private failedLast = false;
@@ -122,6 +124,26 @@ export class TelemetryService {
       }),
     );
     void this.refresh();
+    this.healthTimer = setInterval(() => this.checkDelivery(), DELIVERY_CHECK_MS);
+    (this.healthTimer as { unref?: () => void }).unref?.();
+  }
+
+  /**
+   * Reports waiting behind failed attempts show in `agent status` as an
+   * information-level reason (telemetry never affects protection), cleared
+   * once the queue has drained. Runs every DELIVERY_CHECK_MS.
+   */
+  checkDelivery(): void {
+    const q = this.sink?.stats();
+    const health = this.opts.agent.health;
+    if (q && q.queuedLines > 0 && q.attempts > 0) {
+      health.raise(
+        "telemetry",
+        "info",
+        "TELEM_UPLOAD_FAILING",
+        `telemetry: ${q.queuedLines} report(s) waiting for ${new URL(this.state.target?.url ?? "http://unknown").host}; last error: ${q.lastError ?? "?"}`,
+      );
+    } else health.clear("telemetry", "TELEM_UPLOAD_FAILING");
   }
 
   private recordHealth(c: HealthChange): void {
@@ -371,6 +393,7 @@ export class TelemetryService {
   async stop(): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
+    if (this.healthTimer) clearInterval(this.healthTimer);
     for (const u of this.unsubs) u();
     this.unsubs = [];
     await this.chain.catch(() => {});
