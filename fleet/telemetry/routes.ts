@@ -1,6 +1,6 @@
 /**
  * The fleet service's telemetry receiver and console view, hooked into
- * `contentctl serve --release` (core/release/server.ts) with one line:
+ * `contentctl serve --release` (fleet/server.ts) with one line:
  *
  *   PUT|POST /telemetry/…           one gzipped body of JSON lines (one report per line), with
  *                                   `Idempotency-Key: <generation>:<first>-<last>`; the tenant's
