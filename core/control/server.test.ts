@@ -84,6 +84,14 @@ describe("routes", () => {
     expect(api.calls.map((c) => c.op)).toEqual(["update"]);
   });
 
+  test("actions lift Bun's 10 s idle limit for their connection; reads keep it", async () => {
+    const lifted: [string, number][] = [];
+    const server = { timeout: (r: Request, s: number) => lifted.push([new URL(r.url).pathname, s]) };
+    await app.fetch(new Request("http://localhost/v1/update", { method: "POST", headers: auth }), server);
+    await app.fetch(new Request("http://localhost/v1/status", { headers: auth }), server);
+    expect(lifted).toEqual([["/v1/update", 0]]);
+  });
+
   test("GET /v1/update is not a route", async () => {
     await expectError(await req("/v1/update", { headers: auth }), 404, "CTL_NOT_FOUND");
     expect(api.calls).toEqual([]);

@@ -186,6 +186,16 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
 
   const access: AdmissionOptions = { token: opts.token, allowRemote: opts.allowRemote ?? false };
   app.use("*", gate({ ...access, maxSize }));
+  // Bun closes a connection that sends nothing for 10 s. An action (update cycle, rollback,
+  // handler call) may take longer before its first byte on a busy host — the client then saw
+  // ECONNRESET although the action went on. Actions get no idle limit; their own timeouts
+  // (update transfer limits, hosts.callTimeoutSeconds) bound them. Reads keep Bun's default.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+    }
+    await next();
+  });
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
   const streams = new EventStreams(opts.events, opts.eventStreams);
