@@ -17,6 +17,7 @@ const benches = [
   ["sxl.ts"],
   ["behavior.ts"],
   ["ips.ts", "--sizes", "100,10000,100000"],
+  ["esh.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

@@ -8,6 +8,7 @@
 import "reflect-metadata";
 import { defineCommand } from "citty";
 import { setAgentWiring } from "../core/cli/agent/session.ts";
+import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
 
@@ -16,6 +17,12 @@ import { COMMIT, VERSION } from "../core/version.ts";
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
   hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
+});
+
+// Types whose sources are checked before signing (a bad ESH pattern is named by file and line).
+setPackChecks({
+  ESH: () => import("../handlers/ESH/pack-check.ts").then((m) => m.checkEshSources),
+  TELEMSUP: () => import("../handlers/TELEMSUP/pack-check.ts").then((m) => m.checkTelemsupSources),
 });
 
 const main = defineCommand({

@@ -10,6 +10,8 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
+import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
+import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
 export const AgentConfigSchema = z
   .object({
@@ -270,6 +272,12 @@ export const AgentConfigSchema = z
       .prefault({}),
     /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in core/ips-config.ts. */
     ips: IpsConfigSchema,
+    /** The agent's own JSON-lines log files (core/logs/files.ts). */
+    logs: LogFilesConfigSchema,
+    /** Self-help (ESH) rules over local logs (docs/selfhelp.md). */
+    selfHelp: SelfHelpConfigSchema,
+    /** Telemetry upload, governed by TELEMSUP content; off by default (docs/telemetry.md). */
+    telemetry: TelemetryConfigSchema,
   })
   .strict();
 

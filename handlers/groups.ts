@@ -67,4 +67,21 @@ export const builtinGroups: GroupPolicy[] = [
     net: "none",
     exec: false,
   }),
+  defineGroup({
+    // Pure checks of TELEMSUP content; the upload is the supervisor's (docs/telemetry.md).
+    name: "telemetry",
+    description: "TELEMSUP: validates telemetry settings; needs nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
+    // No file system either: the supervisor reads the logs the rules name and streams their lines
+    // here, so content can never widen what this process reads (docs/selfhelp.md).
+    name: "esh",
+    description: "ESH: self-help regular expressions over log lines the supervisor streams in",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
 ];

@@ -128,6 +128,25 @@ for (const [type, src] of [
   packages.push(out);
 }
 
+step("vendor: pack the telemetry settings (TELEMSUP) and the self-help rules (ESH)");
+for (const type of ["TELEMSUP", "ESH"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
+  packages.push(out);
+}
+
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
   run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
@@ -216,6 +235,8 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
 step("endpoint: IPS status (signatures loaded; the IPS itself is off until 'agent ips enable', docs/ips.md)");
 run([AGENT, "ips", "status", "--state", config.stateDir]);
+step("endpoint: self-help findings (ESH rules over the agent's own log, STATE/logs/agent.log)");
+run([AGENT, "selfhelp", "--state", config.stateDir]);
 
 const SAMPLE = "examples/samples/detected-on-purpose.txt";
 step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
@@ -259,6 +280,7 @@ Outpost is running. Try, in another terminal:
   ./dist/agent events replay examples/Behavior/events.jsonl --state demo/state   # feed recorded events
   ./dist/agent events --follow --state demo/state    # detections, updates, rejections as they happen
   ./dist/agent rules stats --state demo/state        # per-rule telemetry
+  ./dist/agent selfhelp --json --state demo/state    # self-help findings (KB articles matching the logs)
   ./dist/agent scan examples/samples --state demo/state
   ./dist/agent query "SELECT name, version FROM os_version" --state demo/state
   ./dist/agent run-repair --dry-run --state demo/state

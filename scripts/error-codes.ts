@@ -40,6 +40,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
   ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
+  ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {

@@ -34,6 +34,7 @@ import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
 import { type Timers, UpdateLoop } from "../update/schedule.ts";
 import { type Transport, transportFor } from "../update/transport.ts";
+import { warnIfTrustExpiring } from "../update/trust-expiry.ts";
 import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
@@ -318,6 +319,7 @@ export class Agent implements AgentApi {
     try {
       trust = await TrustStore.load(u.trust);
       this.trustProblem = undefined;
+      warnIfTrustExpiring(trust, this.now(), this.log);
     } catch (e) {
       this.trustProblem = describeError(e).message;
       throw e;
@@ -506,6 +508,11 @@ export class Agent implements AgentApi {
     if (m.recentRejections.length > MAX_ERRORS_KEPT)
       m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
     this.memory?.save();
+  }
+
+  /** An admin alert from a supervisor-side feature (self-help findings, refused telemetry settings). */
+  notify(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
+    this.alert(a);
   }
 
   /** Sends an alert to the event stream and every sink (features such as the IPS use it too). */

@@ -64,6 +64,9 @@ export interface ControlApp {
   close(): number;
 }
 
+/** `idleTimeout: 0` for the unix listener, typed loosely because Bun's types omit it there (see below). */
+const UNIX_NO_IDLE_LIMIT: object = { idleTimeout: 0 };
+
 /** Zod validation failures (params, query, headers, bodies) become the one error shape. */
 function validationHook(
   result: { success: true } | { success: false; error: z.ZodError; target: string },
@@ -187,6 +190,18 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
   });
 
   const access: AdmissionOptions = { token: opts.token, allowRemote: opts.allowRemote ?? false };
+  // Bun closes a connection that sends nothing for 10 s. An action (update cycle, rollback,
+  // handler call) may take longer before its first byte on a busy host — the client then saw
+  // ECONNRESET although the action went on. Actions get no idle limit; their own timeouts
+  // (update transfer limits, hosts.callTimeoutSeconds) bound them. Reads keep Bun's default.
+  // First in the chain: later middleware (the body limit) may replace c.req.raw, and Bun only
+  // knows the request object it handed in. An unauthenticated action is refused at once anyway.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+    }
+    await next();
+  });
   app.use("*", gate({ ...access, maxSize }));
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
@@ -451,11 +466,16 @@ function listenUnix(path: string, control: ControlApp): Server<undefined> | unde
     const previous = process.umask(0o177);
     let server: Server<undefined>;
     try {
+      // No idle limit on the socket: in Bun 1.4, server.timeout() (the per-request lift the TCP
+      // listener gets, see buildControlApp) does not take effect for POSTs over a unix socket —
+      // a 12 s update answered ECONNRESET — while the server-wide option does (its type omits it
+      // for unix servers). Only the agent's own user can connect (0600), so nothing is exposed.
       server = Bun.serve({
         unix: path,
         routes: guardRoutes(control.nativeRoutes, { unix: path }),
         fetch: guardEdge(control.app.fetch, { unix: path }),
         error: internalErrorResponse,
+        ...UNIX_NO_IDLE_LIMIT,
       });
     } finally {
       process.umask(previous);

@@ -11,6 +11,7 @@ import { ConfigError } from "../../errors.ts";
 import { atomicWriteFile } from "../../fsutil.ts";
 import { packDirectory } from "../../package/pack.ts";
 import { printJson, printText } from "../output.ts";
+import { runPackCheck } from "./pack-checks.ts";
 import { validatePayloadDir } from "./validate.ts";
 
 export default defineCommand({
@@ -44,7 +45,9 @@ export default defineCommand({
       );
     }
     const version = Number(args.version);
-    // The agent's own handler, in its sandboxed host, must accept and load it before it is signed.
+    // Source checks name the file and line of a bad rule; then the agent's own handler, in its sandboxed
+    // host, must accept and load the payload before it is signed.
+    await runPackCheck(args.type, args.dir);
     const validated = await validatePayloadDir({ type: args.type, version, dir: args.dir });
     const keys = await loadSigningKeys(args.keys);
     const bytes = await packDirectory({ type: args.type, version, keys, dir: args.dir });
