@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { OnAccessSchema, SensorsSchema } from "./sensors/config.ts";
 
 export const AgentConfigSchema = z
   .object({
@@ -265,6 +266,9 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Kernel sensors and on-access scanning (docs/sensors.md). */
+    sensors: SensorsSchema,
+    onAccess: OnAccessSchema,
   })
   .strict();
 
