@@ -31,6 +31,8 @@ function load(): Libc | null {
       fanotify_init: { args: [u32, u32], returns: i32 },
       fanotify_mark: { args: [i32, u32, u64, i32, p], returns: i32 },
       name_to_handle_at: { args: [i32, p, p, p, i32], returns: i32 },
+      inotify_init1: { args: [i32], returns: i32 },
+      inotify_add_watch: { args: [i32, p, u32], returns: i32 },
       __errno_location: { args: [], returns: p },
     }) as unknown as Libc;
   } catch {
@@ -145,4 +147,12 @@ export function fileHandleKey(path: string): string | number {
 
 export function handleKey(type: number, bytes: Uint8Array): string {
   return `${type}:${Buffer.from(bytes).toString("hex")}`;
+}
+
+export function inotifyInit(): number {
+  return rc(sym("inotify_init1")(0o2000000 /* IN_CLOEXEC */));
+}
+
+export function inotifyAddWatch(fd: number, path: string, mask: number): number {
+  return rc(sym("inotify_add_watch")(fd, ptr(cstr(path)), mask >>> 0));
 }

@@ -189,3 +189,42 @@ export function fanResponse(fd: number, allow: boolean): Uint8Array {
   dv.setUint32(4, allow ? 1 : 2, true);
   return b;
 }
+
+export const IN = {
+  ATTRIB: 0x4,
+  CLOSE_WRITE: 0x8,
+  MOVED_FROM: 0x40,
+  MOVED_TO: 0x80,
+  CREATE: 0x100,
+  DELETE: 0x200,
+  Q_OVERFLOW: 0x4000,
+  ISDIR: 0x40000000,
+} as const;
+
+export interface InotifyRecord {
+  wd: number;
+  mask: number;
+  cookie: number;
+  name: string;
+}
+
+/** Decodes a read() of an inotify fd: {wd, mask, cookie, len, name[len]} records. */
+export function parseInotify(buf: Uint8Array, len: number): InotifyRecord[] {
+  const out: InotifyRecord[] = [];
+  const dv = new DataView(buf.buffer, buf.byteOffset, len);
+  let off = 0;
+  while (off + 16 <= len) {
+    const nameLen = dv.getUint32(off + 12, true);
+    if (off + 16 + nameLen > len) break;
+    let end = off + 16;
+    while (end < off + 16 + nameLen && buf[end] !== 0) end++;
+    out.push({
+      wd: dv.getInt32(off, true),
+      mask: dv.getUint32(off + 4, true),
+      cookie: dv.getUint32(off + 8, true),
+      name: new TextDecoder().decode(buf.subarray(off + 16, end)),
+    });
+    off += 16 + nameLen;
+  }
+  return out;
+}

@@ -11,7 +11,7 @@
  */
 import { closeSync } from "node:fs";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
-import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify } from "./parse.ts";
+import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
 
@@ -53,6 +53,15 @@ function run(init: ReaderInit): void {
       );
       Atomics.add(shared, SHARED.inFlight, 1);
       postMessage({ records: out });
+    } else if (init.kind === "inotify") {
+      const records = parseInotify(buf, n);
+      if (records.length === 0) continue;
+      if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
+        Atomics.add(shared, SHARED.dropped, records.length);
+        continue;
+      }
+      Atomics.add(shared, SHARED.inFlight, 1);
+      postMessage({ records });
     } else {
       const records = parseFanotify(buf, n);
       if (records.length === 0) continue;
