@@ -35,7 +35,19 @@ setAgentWiring({
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // Kernel sensors first (their bus feeds the others), on-access scanning and Behavior's feed last.
+  services: (ctx) =>
+    Promise.all([
+      import("../core/sensors/service.ts"),
+      import("../plugins/scan/runtime.ts"),
+      import("../handlers/DatasetA/on-access-service.ts"),
+      import("../handlers/Behavior/bus-feed.ts"),
+    ]).then(([sensors, scan, onAccess, behavior]) => [
+      sensors.sensorsService(ctx),
+      scan.scanningService(ctx),
+      onAccess.onAccessService(ctx),
+      behavior.behaviorFeedService(ctx),
+    ]),
 });
 
 const main = defineCommand({

@@ -102,6 +102,8 @@ export class Agent implements AgentApi {
   private lastReport?: UpdateCycleReport;
   private cycleChain: Promise<unknown> = Promise.resolve();
   private trustProblem?: string;
+  /** Status sections features add (e.g. "sensors", core/sensors/service.ts), shown by `agent status`. */
+  readonly statusSections = new Map<string, () => Record<string, unknown>>();
 
   constructor(private readonly opts: AgentOptions) {
     this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
@@ -617,6 +619,7 @@ export class Agent implements AgentApi {
       lastErrors: [...(memory?.recentRejections ?? [])].reverse(),
       hosts,
       policy: policyStatus(this.config, this.memory, content),
+      ...Object.fromEntries([...this.statusSections].map(([k, f]) => [k, f()])),
     };
   }
 }

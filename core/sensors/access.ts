@@ -47,7 +47,15 @@ export class AccessSensor {
   private active = 0;
   private readonly waiting: FanRecord[] = [];
   private readonly selfPids = new Map<number, boolean>();
-  readonly counters = { events: 0, allowedSelf: 0, failOpen: 0, timeouts: 0, denied: 0, marks: 0, overflow: 0 };
+  readonly counters = {
+    events: 0,
+    allowedSelf: 0,
+    failOpen: 0,
+    timeouts: 0,
+    denied: 0,
+    marks: 0,
+    overflow: 0,
+  };
   error: string | undefined;
 
   constructor(private readonly o: AccessSensorOptions) {}
@@ -55,16 +63,15 @@ export class AccessSensor {
   start(): string | undefined {
     const flags = FAN_INIT.CLOEXEC | FAN_INIT.CLASS_CONTENT | FAN_INIT.UNLIMITED_MARKS;
     const fd = fanotifyInit(flags, 0o100000 /* O_LARGEFILE */ | 0 /* O_RDONLY */);
-    if (fd < 0) return `fanotify_init failed (errno ${-fd}; needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)`;
+    if (fd < 0)
+      return `fanotify_init failed (errno ${-fd}; needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)`;
     this.fd = fd;
     const mask =
       this.o.mode === "block" ? FAN.OPEN_PERM | FAN.OPEN_EXEC_PERM : FAN.CLOSE_WRITE | FAN.OPEN_EXEC;
     const mounts = mountPoints();
     const problems: string[] = [];
     for (const p of this.o.paths) {
-      const why = mounts.has(p)
-        ? this.mark(FAN_MARK.ADD | FAN_MARK.MOUNT, mask, p)
-        : this.markTree(p, mask);
+      const why = mounts.has(p) ? this.mark(FAN_MARK.ADD | FAN_MARK.MOUNT, mask, p) : this.markTree(p, mask);
       if (why) problems.push(why);
     }
     if (this.counters.marks === 0) {
@@ -103,7 +110,8 @@ export class AccessSensor {
       if (why) return why;
       n++;
       try {
-        for (const d of readdirSync(dir, { withFileTypes: true })) if (d.isDirectory()) stack.push(join(dir, d.name));
+        for (const d of readdirSync(dir, { withFileTypes: true }))
+          if (d.isDirectory()) stack.push(join(dir, d.name));
       } catch {}
     }
     return stack.length > 0 ? `${root}: more than ${max} directories; the rest are not marked` : undefined;
@@ -156,7 +164,8 @@ export class AccessSensor {
       try {
         path = readlinkSync(`/proc/self/fd/${r.fd}`);
       } catch {}
-      const kind = r.mask & (FAN.OPEN_EXEC | FAN.OPEN_EXEC_PERM) ? "exec" : r.mask & FAN.CLOSE_WRITE ? "write" : "open";
+      const kind =
+        r.mask & (FAN.OPEN_EXEC | FAN.OPEN_EXEC_PERM) ? "exec" : r.mask & FAN.CLOSE_WRITE ? "write" : "open";
       const allow = await this.o.decide({ fd: r.fd, pid: r.pid, path, kind, permission });
       answer(allow);
     } catch {

@@ -33,7 +33,10 @@ export interface ConsumerStats {
   lastError?: string;
 }
 
-const published = metrics.counter("outpost_sensor_events_total", "Events published on the sensor bus, by type");
+const published = metrics.counter(
+  "outpost_sensor_events_total",
+  "Events published on the sensor bus, by type",
+);
 const droppedTotal = metrics.counter(
   "outpost_sensor_events_dropped_total",
   "Sensor events dropped because a consumer's queue was full, by consumer",

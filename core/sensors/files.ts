@@ -111,7 +111,8 @@ export class FileSensor {
       if (!this.markDir(dir)) continue;
       if (!recurse) continue;
       try {
-        for (const d of readdirSync(dir, { withFileTypes: true })) if (d.isDirectory()) stack.push(join(dir, d.name));
+        for (const d of readdirSync(dir, { withFileTypes: true }))
+          if (d.isDirectory()) stack.push(join(dir, d.name));
       } catch {}
     }
   }

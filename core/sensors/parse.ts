@@ -67,7 +67,13 @@ export function parseConnector(buf: Uint8Array, len: number): ConnectorRecord[] 
         const pid = dv.getUint32(d, true);
         const tgid = dv.getUint32(d + 4, true);
         if (pid === tgid)
-          out.push({ what: "exit", pid, code: dv.getUint32(d + 8, true), ppid: dv.getUint32(d + 20, true), ts });
+          out.push({
+            what: "exit",
+            pid,
+            code: dv.getUint32(d + 8, true),
+            ppid: dv.getUint32(d + 20, true),
+            ts,
+          });
       }
     }
     off += (msgLen + 3) & ~3;
@@ -152,7 +158,13 @@ export function parseFanotify(buf: Uint8Array, len: number): FanRecord[] {
       const type = dv.getUint8(info);
       const infoLen = dv.getUint16(info + 2, true);
       if (infoLen < 4) break;
-      if (type === INFO.DFID_NAME || type === INFO.OLD_DFID_NAME || type === INFO.NEW_DFID_NAME || type === INFO.DFID || type === INFO.FID) {
+      if (
+        type === INFO.DFID_NAME ||
+        type === INFO.OLD_DFID_NAME ||
+        type === INFO.NEW_DFID_NAME ||
+        type === INFO.DFID ||
+        type === INFO.FID
+      ) {
         // header(4) + fsid(8) + file_handle{handle_bytes u32, handle_type i32, f_handle[]} + name\0
         const hb = dv.getUint32(info + 12, true);
         const ht = dv.getInt32(info + 16, true);

@@ -24,7 +24,10 @@ export interface ProcDetails {
   exeFd?: number;
 }
 
-export function readProc(pid: number, opts: { procRoot?: string; openExe?: boolean } = {}): ProcDetails | null {
+export function readProc(
+  pid: number,
+  opts: { procRoot?: string; openExe?: boolean } = {},
+): ProcDetails | null {
   const dir = `${opts.procRoot ?? "/proc"}/${pid}`;
   let exeFd: number | undefined;
   if (opts.openExe) {

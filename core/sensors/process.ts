@@ -19,6 +19,8 @@
  * intervalMs instead, and status says so and why.
  */
 import { readdirSync } from "node:fs";
+import type { SensorEvent } from "./bus.ts";
+import { ExeHasher } from "./exe-hash.ts";
 import {
   AF_NETLINK,
   bind,
@@ -33,8 +35,6 @@ import {
   socket,
 } from "./libc.ts";
 import { type ConnectorRecord, connectorAddress, connectorListenMessage } from "./parse.ts";
-import type { SensorEvent } from "./bus.ts";
-import { ExeHasher } from "./exe-hash.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
 import { SensorReader } from "./reader.ts";
 
@@ -72,7 +72,8 @@ export class ProcessSensor {
       const why = this.startNetlink();
       if (!why) {
         this.sensor = "netlink";
-        if (want === "fanotify") this.reason = "fanotify exec events carry no fork/exit; using the process connector";
+        if (want === "fanotify")
+          this.reason = "fanotify exec events carry no fork/exit; using the process connector";
         return;
       }
       this.reason = `process connector unavailable: ${why}; polling /proc`;

@@ -15,11 +15,12 @@
  *   mode the open is refused). Status counts deferred lookups.
  */
 import { fstatSync, readSync } from "node:fs";
+import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
 import type { OnAccessConfig } from "../../core/sensors/config.ts";
-import type { RepAnswer } from "../LocalRepData/index.ts";
-import type { ScanService } from "../../plugins/scan/service.ts";
 import type { SxlClient } from "../../plugins/reputation/sxl-client.ts";
+import type { ScanService } from "../../plugins/scan/service.ts";
+import type { RepAnswer } from "../LocalRepData/index.ts";
 
 type Call = (type: string, method: string, args: unknown) => Promise<unknown>;
 
@@ -41,6 +42,11 @@ interface Deferred {
 }
 
 const CACHE_MAX = 100_000;
+
+const outcomes = metrics.counter(
+  "outpost_onaccess_files_total",
+  "On-access decisions, by outcome (cache-hit, scanned, detected, blocked, excluded, too-large, changed, deferred-lookup)",
+);
 const DEFERRED_MAX = 10_000;
 
 export class OnAccessScanner {
@@ -76,7 +82,7 @@ export class OnAccessScanner {
   /** The access sensor's callback: true allows the open (always true in detect mode). */
   async decide(ev: AccessEvent): Promise<boolean> {
     if (!ev.path || this.excluded(ev.path)) {
-      this.counters.excluded++;
+      this.count("excluded", "excluded");
       return true;
     }
     const block = this.o.config.mode === "block" && ev.permission;
@@ -84,14 +90,12 @@ export class OnAccessScanner {
       const before = fileKey(ev.fd);
       const hit = this.cache.get(before.key);
       if (hit !== undefined) {
-        this.counters.cacheHits++;
-        if (hit) return true;
-        if (block) this.counters.blocked++;
-        return !block;
+        this.count("cacheHits", "cache-hit");
+        return this.verdict(hit, ev, block);
       }
       this.counters.cacheMisses++;
       if (before.size > this.o.config.maxFileBytes) {
-        this.counters.tooLarge++;
+        this.count("tooLarge", "too-large");
         return true;
       }
       const bytes = readAll(ev.fd, before.size);
@@ -99,7 +103,7 @@ export class OnAccessScanner {
       const after = fileKey(ev.fd);
       if (after.key !== before.key) {
         // Changed under us: what we scanned may not be what will be read. Never cache it; look again.
-        this.counters.changedDuringScan++;
+        this.count("changedDuringScan", "changed");
         if (!clean) return this.verdict(false, ev, block);
         continue;
       }
@@ -112,10 +116,15 @@ export class OnAccessScanner {
     return true;
   }
 
+  private count(name: keyof OnAccessScanner["counters"], outcome: string): void {
+    this.counters[name]++;
+    outcomes.inc({ outcome });
+  }
+
   private verdict(clean: boolean, ev: AccessEvent, block: boolean): boolean {
     if (clean) return true;
     if (block) {
-      this.counters.blocked++;
+      this.count("blocked", "blocked");
       this.o.emit("on-access-blocked", { path: ev.path, pid: ev.pid, kind: ev.kind });
     }
     return !block;
@@ -123,17 +132,19 @@ export class OnAccessScanner {
 
   /** True when nothing stands against the bytes. */
   private async scan(bytes: Uint8Array, ev: AccessEvent): Promise<boolean> {
-    this.counters.scanned++;
+    this.count("scanned", "scanned");
     const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
     if (await this.highReputation(sha256)) {
-      this.counters.highReputation++;
+      this.count("highReputation", "high-reputation");
       return true;
     }
     const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access" });
     const standing = report.detections.filter((d) => d.verdict !== "ignored");
     this.counters.detections += standing.length;
+    if (standing.length > 0) outcomes.inc({ outcome: "detected" });
     for (const d of report.detections) {
-      if (d.live?.status === "failed" && d.live.reason === "rate-limited") this.defer(d.sha256, d.name, ev.path);
+      if (d.live?.status === "failed" && d.live.reason === "rate-limited")
+        this.defer(d.sha256, d.name, ev.path);
     }
     return standing.length === 0;
   }
@@ -152,7 +163,7 @@ export class OnAccessScanner {
       this.counters.deferredDropped++;
       return;
     }
-    this.counters.deferredLookups++;
+    this.count("deferredLookups", "deferred-lookup");
     this.deferred.push({ sha256, name, path });
     this.scheduleRetry();
   }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { log } from "../../core/log.ts";
+import { currentSensors } from "../../core/sensors/service.ts";
 import { ProcessTagger } from "../reputation/process-tagger.ts";
 import { loadVendorPublicKey } from "../reputation/samples/envelope.ts";
 import { SampleQueue, SampleUploader } from "../reputation/samples/queue.ts";
@@ -101,12 +102,27 @@ export function scanningService(ctx: RuntimeContext): {
 } {
   let runtime: ScanRuntime | undefined;
   let unsubscribe: (() => void) | undefined;
+  let unsubscribeBus: (() => void) | undefined;
   return {
     name: "scanning",
     async start() {
       runtime = await createScanRuntime(ctx, { background: true });
       runtime.uploader?.start();
-      runtime.tagger?.start();
+      // Kernel exec events (core/sensors) replace the /proc sweep; it runs only without them.
+      const bus = currentSensors()?.bus;
+      const tagger = runtime.tagger;
+      if (tagger && bus) {
+        unsubscribeBus = bus.subscribe({
+          name: "ProcessTagger",
+          types: ["process.start", "process.exit"],
+          maxQueue: 20_000,
+          deliver: async (batch) => {
+            for (const e of batch)
+              if (e.type === "process.exit" && typeof e.pid === "number") tagger.forget(e.pid);
+            await tagger.ingest(batch.filter((e) => e.type === "process.start"));
+          },
+        });
+      } else tagger?.start();
       // New reputation data changes every tag: re-tag running processes against it.
       unsubscribe = ctx.events?.subscribe?.((e) => {
         if (
@@ -125,6 +141,7 @@ export function scanningService(ctx: RuntimeContext): {
     },
     async stop() {
       unsubscribe?.();
+      unsubscribeBus?.();
       if (current === runtime) current = undefined;
       await runtime?.tagger?.stop();
       await runtime?.uploader?.stop();
