@@ -18,9 +18,10 @@
  * CONFIG_PROC_EVENTS off, a network namespace) sweeps /proc every
  * intervalMs instead, and status says so and why.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readlinkSync } from "node:fs";
 import type { SensorEvent } from "./bus.ts";
 import { ExeHasher } from "./exe-hash.ts";
+import { ExecFiles } from "./exec-files.ts";
 import {
   AF_NETLINK,
   bind,
@@ -56,6 +57,9 @@ export class ProcessSensor {
   sensor: "netlink" | "poll" | "off" = "off";
   reason: string | undefined;
   private reader: SensorReader<Wire> | undefined;
+  /** fanotify FAN_OPEN_EXEC: the executed file's fd per exec (auto and fanotify modes). */
+  private execFiles: ExecFiles | undefined;
+  execFilesReason: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private known = new Set<number>();
   /** pid → ppid from fork events, for execs whose process is already gone from /proc. */
@@ -72,6 +76,11 @@ export class ProcessSensor {
       const why = this.startNetlink();
       if (!why) {
         this.sensor = "netlink";
+        if (this.o.hash ?? true) {
+          const files = new ExecFiles();
+          this.execFilesReason = files.start();
+          if (!this.execFilesReason) this.execFiles = files;
+        }
         if (want === "fanotify")
           this.reason = "fanotify exec events carry no fork/exit; using the process connector";
         return;
@@ -129,13 +138,20 @@ export class ProcessSensor {
         out.push({ type: "process.exit", time, pid: r.pid, ppid: r.ppid, code: r.code });
       } else {
         this.counters.execs++;
-        out.push(this.startEvent(r.pid, r.proc ?? null, time));
+        const proc = r.proc ?? null;
+        // Taken now: the exit that follows in this batch forgets the parent.
+        const ppid = this.parents.get(r.pid) ?? 0;
+        const file = this.execFiles?.take(r.pid, 50);
+        if (file instanceof Promise) {
+          // The exec's file is still on its way from the other reader thread: publish when it lands.
+          void file.then((fd) => this.o.publish([this.startEvent(r.pid, withExeFd(proc, fd), time, ppid)]));
+        } else out.push(this.startEvent(r.pid, withExeFd(proc, file), time, ppid));
       }
     }
     this.o.publish(out);
   }
 
-  private startEvent(pid: number, p: ProcDetails | null, time: number): SensorEvent {
+  private startEvent(pid: number, p: ProcDetails | null, time: number, forkParent = 0): SensorEvent {
     const sha256 = p?.exeFd !== undefined ? this.hasher.hashAndClose(p.exeFd) : null;
     const complete = !!p?.complete;
     if (!complete) this.counters.incomplete++;
@@ -143,7 +159,7 @@ export class ProcessSensor {
       type: "process.start",
       time,
       pid,
-      ppid: p?.ppid || this.parents.get(pid) || 0,
+      ppid: p?.ppid || forkParent || this.parents.get(pid) || 0,
       uid: p?.uid ?? -1,
       name: p?.name ?? "",
       exe: p?.exe ?? "",
@@ -195,6 +211,7 @@ export class ProcessSensor {
       ...(this.reader ? this.reader.stats() : {}),
       ...(this.reader?.error ? { error: this.reader.error } : {}),
       exeHashes: { ...this.hasher.stats },
+      execFiles: this.execFiles ? this.execFiles.stats() : (this.execFilesReason ?? "off"),
     };
   }
 
@@ -202,7 +219,34 @@ export class ProcessSensor {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.reader?.stop();
+    await this.execFiles?.stop();
     this.reader = undefined;
+    this.execFiles = undefined;
     this.sensor = "off";
   }
+}
+
+/** Prefers the fanotify fd (the exact file executed) over the one opened through /proc, closing the other. */
+function withExeFd(p: ProcDetails | null, fd: number | undefined): ProcDetails | null {
+  if (fd === undefined) return p;
+  if (p?.exeFd !== undefined) closeFd(p.exeFd);
+  let exe = p?.exe ?? "";
+  if (!exe) {
+    try {
+      exe = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {}
+  }
+  // Gone from /proc entirely: what ran is still known from the file itself.
+  const base: ProcDetails = p ?? {
+    pid: 0,
+    ppid: 0,
+    uid: -1,
+    name: "",
+    exe,
+    cmdline: "",
+    cwd: "",
+    startTicks: 0,
+    complete: false,
+  };
+  return { ...base, exe, exeFd: fd };
 }
