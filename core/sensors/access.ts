@@ -206,9 +206,10 @@ export class AccessSensor {
   }
 
   stats(): Record<string, unknown> {
-    const r = this.reader?.stats() ?? { dropped: 0, kernelLost: 0, failOpen: 0 };
+    const r = this.reader?.stats() ?? { dropped: 0, kernelLost: 0, failOpen: 0, selfAllowed: 0 };
     return {
       ...this.counters,
+      allowedSelf: this.counters.allowedSelf + r.selfAllowed,
       failOpen: this.counters.failOpen + r.failOpen,
       dropped: r.dropped,
       pending: this.active + this.waiting.length,

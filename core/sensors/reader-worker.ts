@@ -8,6 +8,7 @@
  * memory; over the limit the batch is dropped and counted, never queued.
  * Dropped fanotify permission events are answered ALLOW here (fail-open) and
  * their fds closed, so a flood can never hang an open() on the host.
+ * Permission events from this very process are allowed here at once.
  */
 import { closeSync } from "node:fs";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
@@ -63,7 +64,18 @@ function run(init: ReaderInit): void {
       Atomics.add(shared, SHARED.inFlight, 1);
       postMessage({ records });
     } else {
-      const records = parseFanotify(buf, n);
+      let records = parseFanotify(buf, n);
+      // Our own opens are answered here, on this thread: the main thread may be the one blocked in
+      // that open (a sync read of a watched file), and it cannot answer while it waits (no self-deadlock).
+      if (records.some((r) => r.pid === process.pid && r.mask & FAN_PERM_MASK)) {
+        records = records.filter((r) => {
+          if (r.pid !== process.pid || !(r.mask & FAN_PERM_MASK)) return true;
+          writeFd(init.fd, fanResponse(r.fd, true));
+          closeFd(r.fd);
+          Atomics.add(shared, SHARED.selfAllowed, 1);
+          return false;
+        });
+      }
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
         for (const r of records) {

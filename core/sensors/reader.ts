@@ -7,7 +7,7 @@
  */
 import { closeFd, pipe, writeFd } from "./libc.ts";
 
-export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3 } as const;
+export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3, selfAllowed: 4 } as const;
 
 export interface ReaderInit {
   fd: number;
@@ -30,7 +30,7 @@ export interface ReaderOptions {
 export class SensorReader<R> {
   private worker: Worker | undefined;
   private stopWrite = -1;
-  private readonly shared = new SharedArrayBuffer(16);
+  private readonly shared = new SharedArrayBuffer(32);
   private readonly counters = new Int32Array(this.shared);
   private stoppedPromise: Promise<void> | undefined;
   error: string | undefined;
@@ -79,8 +79,9 @@ export class SensorReader<R> {
     worker.postMessage(init);
   }
 
-  stats(): { dropped: number; kernelLost: number; failOpen: number } {
+  stats(): { dropped: number; kernelLost: number; failOpen: number; selfAllowed: number } {
     return {
+      selfAllowed: Atomics.load(this.counters, SHARED.selfAllowed),
       dropped: Atomics.load(this.counters, SHARED.dropped),
       kernelLost: Atomics.load(this.counters, SHARED.kernelLost),
       failOpen: Atomics.load(this.counters, SHARED.failOpen),
