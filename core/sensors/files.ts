@@ -29,6 +29,8 @@ export interface FileSensorOptions {
   /** "auto": fanotify, inotify if refused; tests may force one. */
   source?: "auto" | "fanotify" | "inotify";
   maxDirs?: number;
+  /** Names a writer that is already gone from /proc (the process sensor remembers recent execs). */
+  exeOf?: (pid: number) => string | undefined;
 }
 
 const FAN_MASK =
@@ -164,7 +166,7 @@ export class FileSensor {
       const isDir = (r.mask & FAN.ONDIR) !== 0;
       if (isDir && r.mask & (FAN.CREATE | FAN.RENAME) && !this.only.has(dir)) this.markTree(path, true);
       if (!this.wanted(dir, r.name)) continue;
-      const base = { time: Date.now(), path, pid: r.pid, exe: exeOf(r.pid) };
+      const base = { time: Date.now(), path, pid: r.pid, exe: exeOf(r.pid) || this.o.exeOf?.(r.pid) || "" };
       if (r.mask & FAN.RENAME) {
         const from = r.oldDir && this.dirs.get(r.oldDir);
         out.push({ type: "file.rename", ...base, from: from ? join(from, r.oldName ?? "") : "" });
@@ -214,7 +216,17 @@ export class FileSensor {
 
   private emit(out: SensorEvent[]): void {
     this.counters.events += out.length;
-    this.o.publish(out);
+    const unnamed = out.filter((e) => e.exe === "" && typeof e.pid === "number" && e.pid > 0);
+    if (unnamed.length === 0 || !this.o.exeOf) {
+      this.o.publish(out);
+      return;
+    }
+    // A writer that exited at once: its exec may still be on its way through the process sensor
+    // (another reader thread). Wait briefly for it rather than publish a nameless writer.
+    setTimeout(() => {
+      for (const e of unnamed) e.exe = this.o.exeOf?.(e.pid as number) ?? "";
+      this.o.publish(out);
+    }, 100);
   }
 
   status(): Record<string, unknown> {

@@ -65,6 +65,8 @@ export class ProcessSensor {
   /** pid → ppid from fork events, for execs whose process is already gone from /proc. */
   private readonly parents = new Map<number, number>();
   readonly hasher = new ExeHasher();
+  /** pid → executable of recent execs, kept past the exit: a file event is often read after its writer died. */
+  private readonly recentExe = new Map<number, string>();
   readonly counters = { execs: 0, forks: 0, exits: 0, incomplete: 0 };
 
   constructor(private readonly o: ProcessSensorOptions) {}
@@ -154,6 +156,11 @@ export class ProcessSensor {
   private startEvent(pid: number, p: ProcDetails | null, time: number, forkParent = 0): SensorEvent {
     const sha256 = p?.exeFd !== undefined ? this.hasher.hashAndClose(p.exeFd) : null;
     const complete = !!p?.complete;
+    if (p?.exe) {
+      this.recentExe.delete(pid);
+      this.recentExe.set(pid, p.exe);
+      if (this.recentExe.size > 8192) this.recentExe.delete(this.recentExe.keys().next().value as number);
+    }
     if (!complete) this.counters.incomplete++;
     return {
       type: "process.start",
@@ -201,6 +208,11 @@ export class ProcessSensor {
     }
     this.known = now;
     this.o.publish(out);
+  }
+
+  /** The executable `pid` last exec'd, if seen recently. */
+  exeOf(pid: number): string | undefined {
+    return this.recentExe.get(pid);
   }
 
   status(): Record<string, unknown> {

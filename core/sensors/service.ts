@@ -47,7 +47,7 @@ export function sensorsService(ctx: { config: AgentConfig; api: Agent }) {
       const cfg = ctx.config.sensors;
       const publish = (events: Parameters<SensorBus["publish"]>[0]) => bus.publish(events);
       const process = new ProcessSensor({ mode: cfg.process, publish, pollIntervalMs: cfg.pollIntervalMs });
-      const files = new FileSensor({ paths: cfg.files.paths, publish });
+      const files = new FileSensor({ paths: cfg.files.paths, publish, exeOf: (pid) => process.exeOf(pid) });
       sensors = { bus, process, files, sections: new Map() };
       current = sensors;
       process.start();
