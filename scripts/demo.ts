@@ -132,7 +132,10 @@ const config = {
     intervalSeconds: 60,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
+  // Kernel sensors (docs/sensors.md): file events under this dir reach the Behavior rules.
+  sensors: { files: { paths: [join(DEMO, "home/.ssh")] } },
 };
+mkdirSync(join(DEMO, "home/.ssh"), { recursive: true });
 writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);
 
 step("endpoint: provision the content key the Lua host groups decrypt rules with");
@@ -178,6 +181,15 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: a real write the file sensor sees: the authorized_keys rule (BEH-009) fires");
+writeFileSync(join(DEMO, "home/.ssh/authorized_keys"), "ssh-ed25519 AAAA demo\n");
+await Bun.sleep(1500);
+const seen = run([AGENT, "events", "--json", "--state", config.stateDir], { quiet: true })
+  .split("\n")
+  .filter((l) => l.includes('"detection"') && l.includes("authorized_keys"));
+console.log(
+  seen.length ? seen[seen.length - 1] : "(no detection: see `agent status --json` .sensors for why)",
+);
 
 console.log(`
 Outpost is running. Try, in another terminal:
@@ -186,6 +198,7 @@ Outpost is running. Try, in another terminal:
   ./dist/agent rules stats --state demo/state        # per-rule telemetry
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
+  ./dist/agent status --json --state demo/state | jq .sensors   # kernel sensors in use, events/s, drops
   ./dist/agent content list --state demo/state
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state
   ./dist/agent update --state demo/state            # run an update cycle now
