@@ -13,6 +13,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { parseConfig } from "../core/config.ts";
+import type { ContentView } from "../core/handler/contract.ts";
+import { HostManager } from "../core/host/manager.ts";
 import { log } from "../core/log.ts";
 import { AccessSensor } from "../core/sensors/access.ts";
 import { SensorBus } from "../core/sensors/bus.ts";
@@ -20,8 +23,7 @@ import { OnAccessSchema } from "../core/sensors/config.ts";
 import { ProcessSensor } from "../core/sensors/process.ts";
 import { OnAccessScanner } from "../handlers/DatasetA/on-access.ts";
 import { defaultRegistry } from "../handlers/index.ts";
-import { createScanRuntime } from "../plugins/scan/runtime.ts";
-import { makeVendor, startAgent } from "../test/fixtures/vendor.ts";
+import { ScanService } from "../plugins/scan/service.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +33,8 @@ const { values } = parseArgs({
     json: { type: "boolean" },
   },
 });
-log.child({ component: "bench" }).setStderr(false);
+const quiet = log.child({ component: "bench" });
+quiet.setStderr(false);
 if (process.getuid?.() !== 0) {
   console.error("bench/onaccess: needs root (fanotify permission events)");
   process.exit(2);
@@ -48,16 +51,31 @@ for (let i = 0; i < N; i++) {
   writeFileSync(join(sub, `f${i}.bin`), b);
 }
 
-const vendor = await makeVendor();
+// DatasetA in its real sandboxed host process (HostManager), as the agent runs it.
 const hex = (s: string) => Buffer.from(s).toString("hex");
 const sigs = Array.from({ length: 200 }, (_, i) => `B.Sig${i}:0:*:${hex(`outpost-bench-signature-${i}`)}`);
-await vendor.release("DatasetA", 1, { "main.ndb": `${sigs.join("\n")}\n` });
-const agent = await startAgent(vendor, { registry: defaultRegistry });
-await agent.agent.update();
-const runtime = await createScanRuntime(
-  { config: agent.agent.config, api: agent.agent, events: agent.agent.events },
-  { background: false },
-);
+const files: Record<string, Uint8Array> = { "main.ndb": new TextEncoder().encode(`${sigs.join("\n")}\n`) };
+const view: ContentView = {
+  type: "DatasetA",
+  version: 1,
+  signingTime: new Date().toISOString(),
+  files: Object.keys(files),
+  read: (p) => files[p]!,
+  readText: (p) => new TextDecoder().decode(files[p]!),
+};
+const stateDir = join(root, "state");
+const hosts = new HostManager({
+  stateDir,
+  registry: defaultRegistry(),
+  log: quiet,
+  config: parseConfig({ stateDir }).hosts,
+  emit() {},
+  onContentFailure: async () => null,
+});
+await hosts.validate("DatasetA", view);
+await hosts.commit(await hosts.prepare("DatasetA", view));
+const call = (t: string, m: string, a: unknown) => hosts.call(t, m, a);
+const service = new ScanService({ call, policy: { lookups: false, samples: false } });
 
 async function workload(): Promise<number> {
   const t = performance.now();
@@ -67,12 +85,12 @@ async function workload(): Promise<number> {
 }
 
 await workload(); // page cache warm for every run
-const base = Math.min(await workload(), await workload());
+const base = Math.min(await workload(), await workload(), await workload());
 const scanner = new OnAccessScanner({
   config: OnAccessSchema.parse({ enabled: true, mode: "block", paths: [dir] }),
-  stateDir: agent.stateDir,
-  service: runtime.service,
-  call: (t, m, a) => agent.agent.call(t, m, a),
+  stateDir,
+  service,
+  call,
   emit: () => {},
 });
 const sensor = new AccessSensor({
@@ -84,7 +102,7 @@ const sensor = new AccessSensor({
 const problem = sensor.start();
 if (problem) throw new Error(problem);
 const cold = await workload();
-const warm = Math.min(await workload(), await workload());
+const warm = Math.min(await workload(), await workload(), await workload());
 const stats = scanner.stats();
 const kernel = sensor.stats();
 await sensor.stop();
@@ -92,20 +110,26 @@ await sensor.stop();
 // Process sensor throughput: an exec loop, events published per second while it runs.
 const bus = new SensorBus();
 let starts = 0;
-bus.subscribe({ name: "count", types: ["process.start"], deliver: (b) => void (starts += b.length) });
+let loopPid = -1;
+bus.subscribe({
+  name: "count",
+  types: ["process.start"],
+  deliver: (b) => void (starts += b.filter((e) => e.ppid === loopPid).length),
+});
 const ps = new ProcessSensor({ mode: "auto", publish: (e) => bus.publish(e) });
 ps.start();
 const E = Number(values.execs);
 const t0 = performance.now();
-await Bun.spawn(["sh", "-c", `i=0; while [ $i -lt ${E} ]; do /bin/true; i=$((i+1)); done`]).exited;
+const loop = Bun.spawn(["sh", "-c", `i=0; while [ $i -lt ${E} ]; do /bin/true; i=$((i+1)); done`]);
+loopPid = loop.pid;
+await loop.exited;
 const execSeconds = (performance.now() - t0) / 1000;
 await bus.drained();
 await Bun.sleep(200);
 const pstat = ps.status();
 await ps.stop();
 
-await agent.stop();
-vendor.cleanup();
+await hosts.unloadAll();
 rmSync(root, { recursive: true, force: true });
 
 const r2 = (x: number) => Math.round(x * 100) / 100;

@@ -9,7 +9,8 @@
  *   scanned once until it changes. A file whose key changed while it was
  *   read and scanned is scanned again (up to 3 times) and never cached.
  * - Exclusions: the agent's state dir, `excludePaths`, and files whose
- *   SHA-256 LocalRepData rates high.
+ *   SHA-256 LocalRepData rates high (asked only when the scan detects
+ *   something, so a clean file costs one IPC call).
  * - Live Protection: a lookup over the local rate limit is not skipped but
  *   queued and asked later; the local verdict stands meanwhile (in block
  *   mode the open is refused). Status counts deferred lookups.
@@ -133,20 +134,22 @@ export class OnAccessScanner {
   /** True when nothing stands against the bytes. */
   private async scan(bytes: Uint8Array, ev: AccessEvent): Promise<boolean> {
     this.count("scanned", "scanned");
+    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access" });
+    const standing = report.detections.filter((d) => d.verdict !== "ignored");
+    if (standing.length === 0) return true;
+    // Reputation matters only for a detection: asked then, so a clean file costs one IPC call, not two.
     const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
     if (await this.highReputation(sha256)) {
       this.count("highReputation", "high-reputation");
       return true;
     }
-    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access" });
-    const standing = report.detections.filter((d) => d.verdict !== "ignored");
     this.counters.detections += standing.length;
-    if (standing.length > 0) outcomes.inc({ outcome: "detected" });
+    outcomes.inc({ outcome: "detected" });
     for (const d of report.detections) {
       if (d.live?.status === "failed" && d.live.reason === "rate-limited")
         this.defer(d.sha256, d.name, ev.path);
     }
-    return standing.length === 0;
+    return false;
   }
 
   private async highReputation(sha256: string): Promise<boolean> {
