@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
@@ -15,6 +15,7 @@ import { AccessSensor } from "../../core/sensors/access.ts";
 import { OnAccessSchema } from "../../core/sensors/config.ts";
 import { sensorsService } from "../../core/sensors/service.ts";
 import { currentScanRuntime, scanningService } from "../../plugins/scan/runtime.ts";
+import type { ScanService } from "../../plugins/scan/service.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
 import { defaultRegistry } from "../index.ts";
 import { buildReputation, tableFromEntries } from "../LocalRepData/writer.ts";
@@ -212,5 +213,106 @@ describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
     } finally {
       await sensor.stop();
     }
+  });
+});
+
+describe("verdict cache and changing files (no kernel needed)", () => {
+  const config = OnAccessSchema.parse({ enabled: true, mode: "block", paths: ["/"] });
+  const fakeService = (onScan: (bytes: Uint8Array) => void, detect: (bytes: Uint8Array) => boolean) =>
+    ({
+      scanBytes: async (bytes: Uint8Array) => {
+        onScan(bytes);
+        const hit = detect(bytes);
+        return { detections: hit ? [{ name: "T.Fake", verdict: "malware", sha256: "x" }] : [] };
+      },
+    }) as unknown as ScanService;
+
+  test("a file that changes while it is scanned is scanned again and never cached clean", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "v0");
+    let scans = 0;
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: fakeService(
+        () => {
+          scans++;
+          // A writer appends during every scan: the (mtime, ctime, size) key moves each time.
+          writeFileSync(f, `v${scans}`.repeat(scans + 1));
+        },
+        () => false,
+      ),
+      call: async () => {
+        throw new Error("no LocalRepData");
+      },
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toBe(3);
+    expect(scanner.stats()).toMatchObject({ changedDuringScan: 3, cacheEntries: 0 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a detection found while the file was changing stands (block: refused)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "EVIL");
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: fakeService(
+        () => writeFileSync(f, "now clean, longer"),
+        (b) => new TextDecoder().decode(b) === "EVIL",
+      ),
+      call: async () => [{ band: "unknown" }],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(false);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scanner.stats()).toMatchObject({ blocked: 1, cacheEntries: 0 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("an unchanged file is scanned once; the state dir and excludePaths are never scanned", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "fine");
+    let scans = 0;
+    const scanner = new OnAccessScanner({
+      config: { ...config, excludePaths: [join(dir, "skip")] },
+      stateDir: join(dir, "state"),
+      service: fakeService(
+        () => scans++,
+        () => false,
+      ),
+      call: async () => [],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      for (let i = 0; i < 5; i++)
+        expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+      expect(
+        await scanner.decide({ fd, pid: 1, path: join(dir, "state/x"), kind: "open", permission: true }),
+      ).toBe(true);
+      expect(
+        await scanner.decide({ fd, pid: 1, path: join(dir, "skip/y"), kind: "open", permission: true }),
+      ).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toBe(1);
+    expect(scanner.stats()).toMatchObject({ cacheHits: 4, cacheHitRate: 0.8, excluded: 2 });
+    rmSync(dir, { recursive: true, force: true });
   });
 });
