@@ -106,7 +106,7 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
   const { HostManager } = await import("../core/host/manager.ts");
   const { log } = await import("../core/log.ts");
   const { defaultRegistry } = await import("../handlers/index.ts");
-  const { ProcessTagger } = await import("../plugins/reputation/process-tagger.ts");
+  const { ProcessTagger } = await import("../handlers/LocalRepData/process-tagger.ts");
   const { ProcSensor } = await import("../handlers/Behavior/sensor.ts");
   const quiet = log.child({ component: "bench" });
   quiet.setStderr(false);

@@ -22,8 +22,8 @@ import { SensorBus } from "../core/sensors/bus.ts";
 import { OnAccessSchema } from "../core/sensors/config.ts";
 import { ProcessSensor } from "../core/sensors/process.ts";
 import { OnAccessScanner } from "../handlers/DatasetA/on-access.ts";
+import { ScanService } from "../handlers/DatasetA/scan/service.ts";
 import { defaultRegistry } from "../handlers/index.ts";
-import { ScanService } from "../plugins/scan/service.ts";
 
 const { values } = parseArgs({
   options: {

@@ -5,7 +5,6 @@
  * the machine exec too, so only children of our own shell are counted.
  */
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ProcessTagger } from "../../plugins/reputation/process-tagger.ts";
 import type { SensorEvent } from "./bus.ts";
 import { ProcessSensor } from "./process.ts";
 
@@ -46,22 +45,6 @@ describe.if(isRoot)("process sensor (netlink process connector)", () => {
     expect(exits().length).toBeGreaterThanOrEqual(500);
     // The program file comes from fanotify FAN_OPEN_EXEC (an fd, no race): every start is hashed.
     expect(starts.filter((e) => typeof e.sha256 === "string" && e.exe === starts[0]!.exe).length).toBe(500);
-    // LocalRepData tags from the same events, as the scanning service feeds the tagger.
-    const tagged: Record<string, unknown>[] = [];
-    const tagger = new ProcessTagger({
-      call: async (_t, _m, args) =>
-        (args as { items: { sha256: string }[] }).items.map((q) => ({
-          sha256: q.sha256,
-          score: 90,
-          band: "high",
-          class: "os",
-          source: "hash",
-        })),
-      emit: (type, f) => type === "process-tagged" && tagged.push(f),
-    });
-    await tagger.ingest(starts);
-    expect(tagged.length).toBe(500);
-    expect(new Set(tagged.map((t) => t.pid)).size).toBe(500);
     const complete = starts.filter((e) => e.complete);
     for (const e of complete) {
       expect(e.exe).toMatch(/\/true$/);

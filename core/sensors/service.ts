@@ -2,10 +2,12 @@
  * The kernel sensors as one supervisor service (`agent run` starts it
  * first): the sensor bus, the process sensor and the file sensor. Consumers
  * — Behavior's feed, the process tagger, on-access scanning — are wired by
- * the entry point and find the bus through `currentSensors()`. A sensor
+ * the entry point and find the bus through `sensorsOf(agent)` (attached to
+ * the agent they serve, core/agent/attachments.ts). A sensor
  * that cannot start leaves the agent running: the reason goes on the
  * health board (amber) and in `agent status` under `sensors`.
  */
+import { attachment } from "../agent/attachments.ts";
 import type { Agent } from "../agent/runtime.ts";
 import type { AgentConfig } from "../config.ts";
 import { log } from "../log.ts";
@@ -29,11 +31,11 @@ export interface Sensors {
   sections: Map<string, () => unknown>;
 }
 
-let current: Sensors | undefined;
+const sensorsByAgent = attachment<Sensors>();
 
-/** The running sensors (undefined before `agent run` started them, or in `agent scan`). */
-export function currentSensors(): Sensors | undefined {
-  return current;
+/** The sensors running beside `agent` (undefined before `agent run` started them, or in `agent scan`). */
+export function sensorsOf(agent: object): Sensors | undefined {
+  return sensorsByAgent.get(agent);
 }
 
 export const HEALTH_SOURCE = "sensors";
@@ -49,7 +51,7 @@ export function sensorsService(ctx: { config: AgentConfig; api: Agent }) {
       const process = new ProcessSensor({ mode: cfg.process, publish, pollIntervalMs: cfg.pollIntervalMs });
       const files = new FileSensor({ paths: cfg.files.paths, publish, exeOf: (pid) => process.exeOf(pid) });
       sensors = { bus, process, files, sections: new Map() };
-      current = sensors;
+      sensorsByAgent.set(ctx.api, sensors);
       process.start();
       files.start();
       sensorInfo.set({ sensor: "process", source: process.sensor }, 1);
@@ -63,7 +65,7 @@ export function sensorsService(ctx: { config: AgentConfig; api: Agent }) {
     },
     async stop() {
       ctx.api.statusSections.delete("sensors");
-      if (current === sensors) current = undefined;
+      if (sensors) sensorsByAgent.delete(ctx.api, sensors);
       await sensors?.process.stop();
       await sensors?.files.stop();
     },

@@ -7,13 +7,13 @@
  */
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { SensorEvent } from "../../core/sensors/bus.ts";
-import { currentSensors } from "../../core/sensors/service.ts";
+import { sensorsOf } from "../../core/sensors/service.ts";
 
 const CONSUMER = "Behavior";
 
 /** Types the kernel sensors deliver, so the host stops polling /proc for them. */
-function provided(): string[] {
-  const s = currentSensors();
+function provided(agent: Agent): string[] {
+  const s = sensorsOf(agent);
   if (!s) return [];
   const out = ["process.start", "process.exit", "process.fork"];
   if (s.files.sensor !== "off")
@@ -26,16 +26,16 @@ export function behaviorFeedService(ctx: { api: Agent }) {
   let unlisten: (() => void) | undefined;
   let refreshTimer: ReturnType<typeof setInterval> | undefined;
   const deliver = async (events: SensorEvent[]) => {
-    const r = (await ctx.api.call("Behavior", "feed", { events, provides: provided() })) as {
+    const r = (await ctx.api.call("Behavior", "feed", { events, provides: provided(ctx.api) })) as {
       subscribed?: string[];
     };
-    if (Array.isArray(r?.subscribed)) currentSensors()?.bus.setTypes(CONSUMER, r.subscribed);
+    if (Array.isArray(r?.subscribed)) sensorsOf(ctx.api)?.bus.setTypes(CONSUMER, r.subscribed);
   };
   const refresh = () => void deliver([]).catch(() => {});
   return {
     name: "behavior-sensor-feed",
     start() {
-      const sensors = currentSensors();
+      const sensors = sensorsOf(ctx.api);
       if (!sensors) return;
       unsubscribe = sensors.bus.subscribe({
         name: CONSUMER,

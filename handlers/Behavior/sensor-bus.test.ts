@@ -14,7 +14,7 @@ import type { AgentEvent } from "../../core/agent/events.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { sensorsService } from "../../core/sensors/service.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
-import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_lua/testkit.ts";
+import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorFeedService } from "./bus-feed.ts";
 import { behaviorHandler } from "./index.ts";

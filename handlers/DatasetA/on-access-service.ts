@@ -2,16 +2,16 @@
  * Starts on-access scanning when `onAccess.enabled`: the access sensor
  * (core/sensors/access.ts, fanotify in the supervisor) feeding the
  * OnAccessScanner, which scans through the scanning service `agent run`
- * already started (plugins/scan/runtime.ts). Failing to start leaves the
+ * already started (handlers/DatasetA/scan/runtime.ts). Failing to start leaves the
  * agent running, with the reason on the health board and in status.
  */
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { log } from "../../core/log.ts";
 import { AccessSensor } from "../../core/sensors/access.ts";
-import { currentSensors, HEALTH_SOURCE } from "../../core/sensors/service.ts";
-import { currentScanRuntime } from "../../plugins/scan/runtime.ts";
+import { HEALTH_SOURCE, sensorsOf } from "../../core/sensors/service.ts";
 import { OnAccessScanner } from "./on-access.ts";
+import { scanRuntimeOf } from "./scan/runtime.ts";
 
 const logger = log.child({ component: "on-access" });
 
@@ -33,8 +33,8 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
     name: "on-access",
     start() {
       if (!cfg.enabled) return;
-      currentSensors()?.sections.set("onAccess", status);
-      const runtime = currentScanRuntime();
+      sensorsOf(ctx.api)?.sections.set("onAccess", status);
+      const runtime = scanRuntimeOf(ctx.api);
       if (!runtime) {
         problem = "the scanning service is not running";
       } else {
@@ -67,7 +67,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       } else logger.info("on-access scanning started", { mode: cfg.mode, paths: cfg.paths });
     },
     async stop() {
-      currentSensors()?.sections.delete("onAccess");
+      sensorsOf(ctx.api)?.sections.delete("onAccess");
       await sensor?.stop();
       scanner?.stop();
     },

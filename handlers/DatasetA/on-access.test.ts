@@ -14,13 +14,13 @@ import type { AgentEvent } from "../../core/agent/events.ts";
 import { AccessSensor } from "../../core/sensors/access.ts";
 import { OnAccessSchema } from "../../core/sensors/config.ts";
 import { sensorsService } from "../../core/sensors/service.ts";
-import { currentScanRuntime, scanningService } from "../../plugins/scan/runtime.ts";
-import type { ScanService } from "../../plugins/scan/service.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
 import { defaultRegistry } from "../index.ts";
 import { buildReputation, tableFromEntries } from "../LocalRepData/writer.ts";
 import { OnAccessScanner } from "./on-access.ts";
 import { onAccessService } from "./on-access-service.ts";
+import { scanningService, scanRuntimeOf } from "./scan/runtime.ts";
+import type { ScanService } from "./scan/service.ts";
 
 setDefaultTimeout(60_000);
 const isRoot = process.getuid?.() === 0;
@@ -161,7 +161,7 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
 describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
   test("detect: a file is scanned when its writer closes it, without `agent scan`; nothing is refused", async () => {
     const dir = mkdtempSync(join(root, "detect-"));
-    const runtime = currentScanRuntime();
+    const runtime = scanRuntimeOf(agent.agent);
     expect(runtime).toBeDefined();
     const config = OnAccessSchema.parse({ enabled: true, mode: "detect", paths: [dir] });
     const scanner = new OnAccessScanner({

@@ -19,9 +19,9 @@ import { fstatSync, readSync } from "node:fs";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
 import type { OnAccessConfig } from "../../core/sensors/config.ts";
-import type { SxlClient } from "../../plugins/reputation/sxl-client.ts";
-import type { ScanService } from "../../plugins/scan/service.ts";
 import type { RepAnswer } from "../LocalRepData/index.ts";
+import type { ScanService } from "./scan/service.ts";
+import type { SxlClient } from "./sxl/client.ts";
 
 type Call = (type: string, method: string, args: unknown) => Promise<unknown>;
 
