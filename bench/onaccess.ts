@@ -114,7 +114,9 @@ let loopPid = -1;
 bus.subscribe({
   name: "count",
   types: ["process.start"],
-  deliver: (b) => void (starts += b.filter((e) => e.ppid === loopPid).length),
+  deliver: (b) => {
+    starts += b.filter((e) => e.ppid === loopPid).length;
+  },
 });
 const ps = new ProcessSensor({ mode: "auto", publish: (e) => bus.publish(e) });
 ps.start();

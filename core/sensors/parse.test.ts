@@ -17,7 +17,7 @@ function connectorMsg(what: number, data: number[]): Uint8Array {
   dv.setUint16(4, 3, true);
   dv.setUint32(36, what, true);
   dv.setBigUint64(44, 5_000_000n, true);
-  data.forEach((x, i) => dv.setUint32(52 + i * 4, x, true));
+  for (const [i, x] of data.entries()) dv.setUint32(52 + i * 4, x, true);
   return b;
 }
 
