@@ -37,7 +37,7 @@ describe.if(isRoot)("process sensor (netlink process connector)", () => {
     await sh.exited;
     const ours = () => events.filter((e) => e.type === "process.start" && e.ppid === sh.pid);
     const exits = () => events.filter((e) => e.type === "process.exit" && e.ppid === sh.pid);
-    await until(() => ours().length >= 500 && exits().length >= 500, 10_000);
+    await until(() => ours().length >= 500 && exits().length >= 500, 30_000);
     const starts = ours();
     // Every exec is announced; a process that exited before we looked may lack argv but keeps its pid and ppid.
     expect(starts.length).toBe(500);

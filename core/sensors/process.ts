@@ -112,8 +112,10 @@ export class ProcessSensor {
       closeFd(fd);
       return `PROC_CN_MCAST_LISTEN failed (errno ${-s})`;
     }
-    this.reader = new SensorReader<Wire>(fd, { kind: "connector", openExe: this.o.hash ?? true }, (r) =>
-      this.onRecords(r),
+    this.reader = new SensorReader<Wire>(
+      fd,
+      { kind: "connector", openExe: this.o.hash ?? true, maxInFlight: 1024 },
+      (r) => this.onRecords(r),
     );
     try {
       this.reader.start();

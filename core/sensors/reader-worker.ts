@@ -13,10 +13,12 @@
 import { closeSync } from "node:fs";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
-import { readProc } from "./proc-read.ts";
+import { type ProcDetails, readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
 
 declare const self: Worker;
+
+type Wire = ReturnType<typeof parseConnector>[number] & { proc?: ProcDetails | null };
 
 self.onmessage = (m: MessageEvent<ReaderInit>) => run(m.data);
 
@@ -43,17 +45,28 @@ function run(init: ReaderInit): void {
       return;
     }
     if (init.kind === "connector") {
-      const records = parseConnector(buf, n);
+      // Coalesce: keep reading (and describing execs, which cannot wait) while the socket has more,
+      // then post once. Fewer, larger batches keep the main thread's cost per exec low in a burst.
+      const records: Wire[] = [];
+      let len = n;
+      for (;;) {
+        for (const r of parseConnector(buf, len))
+          records.push(r.what === "exec" ? { ...r, proc: readProc(r.pid, { openExe: init.openExe }) } : r);
+        if (records.length >= 512) break;
+        const more = pollIn([init.fd], 0);
+        if (typeof more === "number" || more.length === 0) break;
+        len = readFd(init.fd, buf);
+        if (len === -ENOBUFS) Atomics.add(shared, SHARED.kernelLost, 1);
+        if (len <= 0) break;
+      }
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
+        for (const r of records) if (r.proc?.exeFd !== undefined) closeFd(r.proc.exeFd);
         Atomics.add(shared, SHARED.dropped, records.length);
         continue;
       }
-      const out = records.map((r) =>
-        r.what === "exec" ? { ...r, proc: readProc(r.pid, { openExe: init.openExe }) } : r,
-      );
       Atomics.add(shared, SHARED.inFlight, 1);
-      postMessage({ records: out });
+      postMessage({ records });
     } else if (init.kind === "inotify") {
       const records = parseInotify(buf, n);
       if (records.length === 0) continue;
