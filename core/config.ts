@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { OnAccessSchema, SensorsSchema } from "./sensors/config.ts";
+import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
 
 export const AgentConfigSchema = z
   .object({

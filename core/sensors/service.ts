@@ -7,7 +7,6 @@
  * that cannot start leaves the agent running: the reason goes on the
  * health board (amber) and in `agent status` under `sensors`.
  */
-import { attachment } from "../agent/attachments.ts";
 import type { Agent } from "../agent/runtime.ts";
 import type { AgentConfig } from "../config.ts";
 import { log } from "../log.ts";
@@ -31,7 +30,16 @@ export interface Sensors {
   sections: Map<string, () => unknown>;
 }
 
-const sensorsByAgent = attachment<Sensors>();
+// Attached to the agent they serve, like core/agent/attachments.ts does (a WeakMap here: core/sensors
+// must not import core/agent at run time, which would knot the folders into a load-order cycle).
+const byAgent = new WeakMap<object, Sensors>();
+const sensorsByAgent = {
+  get: (agent: object) => byAgent.get(agent),
+  set: (agent: object, s: Sensors) => void byAgent.set(agent, s),
+  delete: (agent: object, s: Sensors) => {
+    if (byAgent.get(agent) === s) byAgent.delete(agent);
+  },
+};
 
 /** The sensors running beside `agent` (undefined before `agent run` started them, or in `agent scan`). */
 export function sensorsOf(agent: object): Sensors | undefined {

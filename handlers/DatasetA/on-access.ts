@@ -18,7 +18,7 @@
 import { fstatSync, readSync } from "node:fs";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
-import type { OnAccessConfig } from "../../core/sensors/config.ts";
+import type { OnAccessConfig } from "../../core/sensors-config.ts";
 import type { RepAnswer } from "../LocalRepData/index.ts";
 import type { ScanService } from "./scan/service.ts";
 import type { SxlClient } from "./sxl/client.ts";

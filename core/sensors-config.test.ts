@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseConfig } from "../config.ts";
+import { parseConfig } from "./config.ts";
 
 describe("onAccess and sensors config (a contract used outside this repo)", () => {
   test("defaults", () => {

@@ -1,5 +1,5 @@
 /**
- * Config sections of the kernel sensors (a contract: tests outside this
+ * Config sections of the kernel sensors (core/sensors/) (a contract: tests outside this
  * repo write these keys). core/config.ts references them, one line each.
  */
 import { z } from "zod";
