@@ -46,6 +46,7 @@ import type {
 import { EventBus } from "./events.ts";
 import { acquireLock } from "./lock.ts";
 import { contentPolicy, policyStatus } from "./policy.ts";
+import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -102,6 +103,8 @@ export class Agent implements AgentApi {
   private lastReport?: UpdateCycleReport;
   private cycleChain: Promise<unknown> = Promise.resolve();
   private trustProblem?: string;
+  /** Automatic rollbacks keep health AMBER until acknowledged or superseded. */
+  private readonly rollbackNotices: RollbackNotices;
 
   constructor(private readonly opts: AgentOptions) {
     this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
@@ -116,6 +119,7 @@ export class Agent implements AgentApi {
       }),
     );
     this.now = opts.now ?? (() => new Date());
+    this.rollbackNotices = new RollbackNotices(this.health, () => this.memory, this.now);
     this.store = new ContentStore(opts.config.stateDir);
     this.usable = new HandlerRegistry();
     for (const g of opts.registry.groups()) this.usable.registerGroup(g);
@@ -166,6 +170,7 @@ export class Agent implements AgentApi {
     try {
       this.store.open();
       this.memory = new UpdateMemory(this.config.stateDir);
+      this.rollbackNotices.restore();
       await this.loadInstalled();
     } catch (e) {
       this.releaseLock();
@@ -274,6 +279,7 @@ export class Agent implements AgentApi {
       await this.loadRecord(type, lkg);
       this.store.rollback(type);
       rollbacksTotal.inc({ type, trigger: "automatic" });
+      this.rollbackNotices.record(type, failedVersion ?? null, lkg.version, `${d.code}: ${d.message}`);
       this.events.emit("content-rolled-back", {
         contentType: type,
         from: failedVersion ?? null,
@@ -345,11 +351,14 @@ export class Agent implements AgentApi {
         onRejection: (r) => {
           rejectionsTotal.inc({ code: r.code, type: r.type ?? "" });
           this.recordError(r);
-          this.events.emit("update-rejected", { ...r, contentType: r.type });
+          // `type` is the event's own field: the content type travels as contentType.
+          const { type: contentType, ...rest } = r;
+          this.events.emit("update-rejected", { ...rest, contentType });
           this.alert({ kind: "update-rejected", type: r.type, file: r.file, code: r.code, reason: r.reason });
         },
         onInstalled: (e) => {
           installsTotal.inc({ type: e.type });
+          this.rollbackNotices.superseded(e.type, e.version);
           this.events.emit("content-installed", {
             contentType: e.type,
             version: e.version,
@@ -380,6 +389,14 @@ export class Agent implements AgentApi {
       const current = this.store.installed(type);
       const lkg = this.store.lkg(type);
       if (!lkg) throw new HandlerError("STORE_NO_LKG", `${type}: no last-known-good content to roll back to`);
+      // A version that crashed its host or failed to load stays out, whoever asks for it.
+      if (this.store.isBad(type, lkg.version)) {
+        throw new StoreError(
+          "STORE_ROLLBACK_TARGET_BAD",
+          `${type}: the last-known-good v${lkg.version} is marked bad (${this.store.badVersions(type).find((b) => b.version === lkg.version)?.reason ?? "?"}); staying on v${current?.version ?? "-"}`,
+          { file: join(this.config.stateDir, "content", type, "bad.json") },
+        );
+      }
       const view = this.store.view(lkg);
       await this.host.validate(type, view);
       const prepared = await this.host.prepare(type, view);
@@ -407,6 +424,12 @@ export class Agent implements AgentApi {
     this.cycleChain = run.catch(() => {});
     await run;
     return this.contentInfo(type);
+  }
+
+  /** `agent content ack TYPE`: the administrator has seen the automatic rollback of TYPE. */
+  async ack(type: string): Promise<AckResult> {
+    this.opts.registry.require(type);
+    return this.rollbackNotices.acknowledge(type);
   }
 
   /** Agent actions that handlers with privileges.agent (RepairKit) may ask for. */
@@ -467,7 +490,11 @@ export class Agent implements AgentApi {
       reason: f.detail,
     });
     const lkg = this.safeLkg(f.type);
-    const usable = lkg && lkg.version !== f.version && this.store.verifyInstalled(f.type, lkg)?.ok !== false;
+    const usable =
+      lkg &&
+      lkg.version !== f.version &&
+      !this.store.isBad(f.type, lkg.version) &&
+      this.store.verifyInstalled(f.type, lkg)?.ok !== false;
     if (!lkg || !usable) {
       this.alert({
         kind: "handler-failed",
@@ -485,6 +512,7 @@ export class Agent implements AgentApi {
     }
     this.store.rollback(f.type);
     rollbacksTotal.inc({ type: f.type, trigger: "automatic" });
+    this.rollbackNotices.record(f.type, f.version, lkg.version, `${f.code}: ${failure} (${f.detail})`);
     this.log.error("content rolled back automatically", { ...f, from: f.version, to: lkg.version });
     this.events.emit("content-rolled-back", {
       contentType: f.type,

@@ -10,6 +10,14 @@ import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
 
+const RollbackNoticeSchema = z.object({
+  from: z.number().int().nullable(),
+  to: z.number().int(),
+  reason: z.string(),
+  at: z.string(),
+});
+export type RollbackNotice = z.infer<typeof RollbackNoticeSchema>;
+
 const MemorySchema = z.object({
   schema: z.literal(1),
   groups: z.record(
@@ -31,6 +39,13 @@ const MemorySchema = z.object({
       }),
     )
     .default([]),
+  /**
+   * R11's memory: per content type, the newest signing time of any package ever installed. Kept
+   * here rather than derived from the pointers, which a rollback moves backwards.
+   */
+  signingHighWater: z.record(z.string(), z.iso.datetime()).optional(),
+  /** Automatic rollbacks not yet acknowledged, per type (core/agent/rollback-notices.ts). */
+  rollbackNotices: z.record(z.string(), RollbackNoticeSchema).optional(),
 });
 export type UpdateMemoryData = z.infer<typeof MemorySchema>;
 

@@ -121,6 +121,7 @@ export function asRemote(agent: Agent): RemoteAgentApi {
     content: async () => agent.content(),
     update: () => agent.update(),
     rollback: (type) => agent.rollback(type),
+    ack: (type) => agent.ack(type),
     call: (type, method, args) => agent.call(type, method, args),
   };
 }
