@@ -30,6 +30,7 @@ import { log } from "../log.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { pathProblem } from "../package/paths.ts";
+import { decodeStrictJson } from "../strict-json.ts";
 import {
   atomicReplace,
   atomicReplaceJson,
@@ -538,7 +539,8 @@ export class ContentStore {
     const file = join(this.typeDir(type), dir, "manifest.json");
     let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(file, "utf8"));
+      // The very parser the verifier used, so a manifest that verified also loads (and vice versa).
+      raw = decodeStrictJson(readFileSync(file));
     } catch (e) {
       throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, {
         file,
