@@ -1,15 +1,8 @@
 // Preloaded by bun test (bunfig.toml). Tests observe logs through sinks; keep stderr quiet unless asked.
-import { afterAll, setDefaultTimeout } from "bun:test";
+import { afterAll } from "bun:test";
 import { rmSync } from "node:fs";
 
 process.env.OUTPOST_LOG_QUIET ??= "1";
-
-/**
- * Every test's timeout unless it sets its own. bunfig.toml's `[test] timeout` is not applied by
- * `bun test` (tests timed out at bun's 5 s default), so a loaded CI box failed whatever ran a little
- * slow. Set here, it reaches every file; test/timeout.test.ts proves it is in effect.
- */
-export const DEFAULT_TEST_TIMEOUT_MS = 30_000;
 
 // Process-wide fixtures (one PKI per test process) register their temp dirs here; a preload
 // afterAll runs once after every file, where a process "exit" handler is not reliably called.
@@ -19,7 +12,6 @@ export function registerTempDir(dir: string): void {
 }
 // Workers started by tests load this preload too, and bun:test hooks only exist on the main thread.
 if (Bun.isMainThread) {
-  setDefaultTimeout(DEFAULT_TEST_TIMEOUT_MS);
   afterAll(() => {
     for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
     tempDirs.clear();

@@ -28,6 +28,7 @@ import {
 import { privilegeViolation } from "../host/policy.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
+import { refuseStateSymlinks } from "../store/state-links.ts";
 import { ContentStore } from "../store/store.ts";
 import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
@@ -44,7 +45,7 @@ import type {
   UpdateCycleReport,
 } from "./api.ts";
 import { EventBus } from "./events.ts";
-import { acquireLock } from "./lock.ts";
+import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy, policyStatus } from "./policy.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 
@@ -103,6 +104,8 @@ export class Agent implements AgentApi {
   private lastReport?: UpdateCycleReport;
   private cycleChain: Promise<unknown> = Promise.resolve();
   private trustProblem?: string;
+  /** Opened by a read-only command: nothing may change on disk. */
+  private readOnly = false;
   /** Automatic rollbacks keep health AMBER until acknowledged or superseded. */
   private readonly rollbackNotices: RollbackNotices;
 
@@ -162,10 +165,12 @@ export class Agent implements AgentApi {
     return this.opts.config;
   }
 
-  async start(opts: { loop?: boolean } = {}): Promise<void> {
+  async start(opts: { loop?: boolean; readOnly?: boolean } = {}): Promise<void> {
+    if (opts.readOnly) return this.startReadOnly();
     const paths = statePaths(this.config.stateDir);
     const { mkdirSync } = await import("node:fs");
     mkdirSync(paths.root, { recursive: true, mode: 0o700 });
+    refuseStateSymlinks(paths.root);
     this.releaseLock = acquireLock(paths.lock);
     try {
       this.store.open();
@@ -214,6 +219,32 @@ export class Agent implements AgentApi {
     this.releaseLock = undefined;
   }
 
+  /**
+   * A view for read-only commands (offline `agent status`, `agent content
+   * list`): no lock file, no clean-up, no repair, nothing saved — the state
+   * dir is exactly as it was afterwards. Content still loads, so handler
+   * state is real; content that fails to load is shown failed, not rolled back.
+   */
+  private async startReadOnly(): Promise<void> {
+    this.readOnly = true;
+    const paths = statePaths(this.config.stateDir);
+    refuseStateSymlinks(paths.root);
+    assertNotLocked(paths.lock);
+    this.memory = new UpdateMemory(this.config.stateDir, { readOnly: true });
+    this.rollbackNotices.restore();
+    await this.loadInstalled();
+    this.events.emit("agent-started", { version: VERSION, readOnly: true });
+  }
+
+  private refuseWhenReadOnly(what: string): void {
+    if (this.readOnly) {
+      throw new StoreError(
+        "AGENT_READ_ONLY",
+        `${what}: this agent was opened read-only for a view of the state dir`,
+      );
+    }
+  }
+
   /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
   private async loadInstalled(): Promise<void> {
     for (const type of this.usable.types()) {
@@ -221,14 +252,16 @@ export class Agent implements AgentApi {
       try {
         record = this.store.installed(type);
       } catch (e) {
-        await this.recoverFromLkg(type, undefined, e);
+        if (this.readOnly) this.host.markFailed(type, e);
+        else await this.recoverFromLkg(type, undefined, e);
         continue;
       }
       if (!record) continue;
       try {
         await this.loadRecord(type, record);
       } catch (e) {
-        await this.recoverFromLkg(type, record.version, e);
+        if (this.readOnly) this.host.markFailed(type, e);
+        else await this.recoverFromLkg(type, record.version, e);
       }
     }
   }
@@ -314,6 +347,7 @@ export class Agent implements AgentApi {
   }
 
   update(): Promise<UpdateCycleReport> {
+    this.refuseWhenReadOnly("update");
     const run = this.cycleChain.then(() => this.runCycle());
     this.cycleChain = run.catch(() => {});
     return run;
@@ -384,6 +418,7 @@ export class Agent implements AgentApi {
   }
 
   async rollback(type: string): Promise<ContentInfo> {
+    this.refuseWhenReadOnly("rollback");
     this.opts.registry.require(type);
     const run = this.cycleChain.then(async () => {
       const current = this.store.installed(type);
@@ -428,6 +463,7 @@ export class Agent implements AgentApi {
 
   /** `agent content ack TYPE`: the administrator has seen the automatic rollback of TYPE. */
   async ack(type: string): Promise<AckResult> {
+    this.refuseWhenReadOnly("ack");
     this.opts.registry.require(type);
     return this.rollbackNotices.acknowledge(type);
   }

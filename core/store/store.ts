@@ -42,6 +42,7 @@ import {
   unlinkDurable,
   writeNewFileSynced,
 } from "./durable.ts";
+import { assertNotSymlink, refuseStateSymlinks } from "./state-links.ts";
 
 const logger = log.child({ component: "store" });
 
@@ -136,6 +137,7 @@ export class ContentStore {
    * version that pointer names.
    */
   open(): void {
+    refuseStateSymlinks(resolve(this.root, ".."));
     if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
     this.pending.clear();
     for (const type of this.types()) {
@@ -495,8 +497,11 @@ export class ContentStore {
   }
 
   private ensureTypeDirs(type: string): void {
-    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
+    // Every write path comes through here: never write through a link (state-links.ts).
     const typeDir = this.typeDir(type);
+    for (const d of [this.root, typeDir, join(typeDir, "versions"), join(typeDir, "staging")])
+      assertNotSymlink(d);
+    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
     if (mkdirTracked(typeDir)) fsyncDirAt(this.root);
     let changed = mkdirTracked(join(typeDir, "versions"));
     changed = mkdirTracked(join(typeDir, "staging")) || changed;

@@ -56,13 +56,19 @@ export class UpdateMemory {
   private readonly cacheRoot: string;
   data: UpdateMemoryData;
 
-  constructor(stateDir: string) {
+  /** Read-only (an offline `agent status`): nothing is cleaned up or saved; changes stay in memory. */
+  private readonly readOnly: boolean;
+
+  constructor(stateDir: string, opts: { readOnly?: boolean } = {}) {
     const p = statePaths(stateDir);
     this.file = p.updateState;
     this.cacheRoot = p.indexCache;
-    // Leftovers of a write interrupted by a kill: harmless, but they would pile up.
-    removeStaleTempFiles(stateDir);
-    for (const group of safeReaddir(this.cacheRoot)) removeStaleTempFiles(join(this.cacheRoot, group));
+    this.readOnly = opts.readOnly ?? false;
+    if (!this.readOnly) {
+      // Leftovers of a write interrupted by a kill: harmless, but they would pile up.
+      removeStaleTempFiles(stateDir);
+      for (const group of safeReaddir(this.cacheRoot)) removeStaleTempFiles(join(this.cacheRoot, group));
+    }
     this.data = this.read();
   }
 
@@ -92,6 +98,7 @@ export class UpdateMemory {
   }
 
   save(): void {
+    if (this.readOnly) return;
     atomicWriteJson(this.file, this.data, 0o600);
   }
 
@@ -111,6 +118,7 @@ export class UpdateMemory {
 
   /** The cache only ever holds an index that verified; meta (with the ETag) is written last. */
   cacheIndex(group: string, index: Uint8Array, sig: Uint8Array, etag: string | undefined): void {
+    if (this.readOnly) return;
     const dir = join(this.cacheRoot, group);
     mkdirSync(dir, { recursive: true });
     atomicWriteJson(join(dir, "meta.json"), {});

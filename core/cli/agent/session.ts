@@ -104,10 +104,18 @@ export async function createAgent(config: AgentConfig): Promise<Agent> {
   return new Agent({ config, registry, alertSinks, afterCycle });
 }
 
-/** Runs `fn` against an in-process agent on `config.stateDir`, without the update loop. */
-export async function withOfflineAgent<T>(config: AgentConfig, fn: (agent: Agent) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` against an in-process agent on `config.stateDir`, without the
+ * update loop. `readOnly` (status, content list) opens it without the lock
+ * file, clean-up or repairs, so the state dir is unchanged afterwards.
+ */
+export async function withOfflineAgent<T>(
+  config: AgentConfig,
+  fn: (agent: Agent) => Promise<T>,
+  opts: { readOnly?: boolean } = {},
+): Promise<T> {
   const agent = await createAgent(config);
-  await agent.start({ loop: false });
+  await agent.start({ loop: false, readOnly: opts.readOnly });
   try {
     return await fn(agent);
   } finally {
@@ -142,11 +150,12 @@ export type AgentMode = "online" | "offline";
 export async function withAgentApi<T>(
   flags: AgentFlags,
   fn: (api: RemoteAgentApi, mode: AgentMode) => Promise<T>,
+  opts: { readOnly?: boolean } = {},
 ): Promise<T> {
   const config = loadAgentConfig(flags);
   const client = await connectIfRunning(config.stateDir);
   if (client) return fn(client, "online");
-  return withOfflineAgent(config, (agent) => fn(asRemote(agent), "offline"));
+  return withOfflineAgent(config, (agent) => fn(asRemote(agent), "offline"), opts);
 }
 
 /**
