@@ -37,7 +37,12 @@ export class RollbackNotices {
     const m = this.memory();
     if (m) {
       m.data.rollbackNotices = { ...m.data.rollbackNotices, [type]: notice };
-      m.save();
+      try {
+        m.save();
+      } catch {
+        // A full disk must not stop a rollback: the notice holds in memory, and the failed save
+        // is reported by the next save the update cycle makes.
+      }
     }
     this.raise(type, notice);
   }
@@ -45,7 +50,12 @@ export class RollbackNotices {
   /** A newer version of `type` installed and loaded: the rollback is history. */
   superseded(type: string, version: number): void {
     const n = this.memory()?.data.rollbackNotices?.[type];
-    if (n && version > n.to) this.forget(type, "clear");
+    if (!n || version <= n.to) return;
+    try {
+      this.forget(type, "clear");
+    } catch {
+      // Not saved: the notice stays (on the board too) and the cycle's own save reports the disk.
+    }
   }
 
   /** The administrator has seen it. Returns what was acknowledged (null: nothing to acknowledge). */

@@ -44,6 +44,7 @@ import type {
   RejectionRecord,
   UpdateCycleReport,
 } from "./api.ts";
+import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy, policyStatus } from "./policy.ts";
@@ -384,6 +385,7 @@ export class Agent implements AgentApi {
         },
         onRejection: (r) => {
           rejectionsTotal.inc({ code: r.code, type: r.type ?? "" });
+          noteDiskFailure(this.health, r.code, r.file, r.reason);
           this.recordError(r);
           // `type` is the event's own field: the content type travels as contentType.
           const { type: contentType, ...rest } = r;
@@ -403,6 +405,7 @@ export class Agent implements AgentApi {
       u.group,
     );
     this.lastReport = report;
+    if (report.ok) clearDiskFailures(this.health);
     if (report.installed.length > 0) {
       await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
         .refreshStatus?.()
@@ -573,7 +576,14 @@ export class Agent implements AgentApi {
     m.recentRejections.push(r);
     if (m.recentRejections.length > MAX_ERRORS_KEPT)
       m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
-    this.memory?.save();
+    try {
+      this.memory?.save();
+    } catch (e) {
+      // Kept in memory for status either way; a disk that cannot take it is a health reason of its own.
+      const d = describeError(e);
+      noteDiskFailure(this.health, d.code, d.file ?? "update-state.json", d.message);
+      this.log.warn("could not save the error record", d);
+    }
   }
 
   private alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {

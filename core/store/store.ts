@@ -20,11 +20,11 @@
  * After any prefix of the store's syscalls, `open()` + `installed()` yields
  * exactly the old or the new version with every file intact.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { sha384Hex } from "../crypto/digest.ts";
-import { StoreError } from "../errors.ts";
+import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { log } from "../log.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
@@ -214,27 +214,35 @@ export class ContentStore {
     }
 
     const work = join(this.typeDir(type), "staging", `stage-${name}-${randomSuffix()}`);
-    mkdirTracked(work);
-    const dirs = new Set<string>([work]);
-    writeNewFileSynced(join(work, "manifest.json"), pkg.manifestBytes, 0o444);
-    writeNewFileSynced(join(work, "manifest.p7s"), pkg.signatureBytes, 0o444);
-    const payload = join(work, "payload");
-    mkdirTracked(payload);
-    dirs.add(payload);
-    for (const entry of manifest.files) {
-      const dest = join(payload, entry.path);
-      const parent = resolve(dest, "..");
-      for (let d = parent; !dirs.has(d); d = resolve(d, "..")) {
-        mkdirTracked(d);
-        dirs.add(d);
+    try {
+      mkdirTracked(work);
+      const dirs = new Set<string>([work]);
+      writeNewFileSynced(join(work, "manifest.json"), pkg.manifestBytes, 0o444);
+      writeNewFileSynced(join(work, "manifest.p7s"), pkg.signatureBytes, 0o444);
+      const payload = join(work, "payload");
+      mkdirTracked(payload);
+      dirs.add(payload);
+      for (const entry of manifest.files) {
+        const dest = join(payload, entry.path);
+        const parent = resolve(dest, "..");
+        for (let d = parent; !dirs.has(d); d = resolve(d, "..")) {
+          mkdirTracked(d);
+          dirs.add(d);
+        }
+        writeNewFileSynced(dest, pkg.files.get(entry.path)!, 0o444);
       }
-      writeNewFileSynced(dest, pkg.files.get(entry.path)!, 0o444);
+      // Deepest first, so each directory's entries are durable before its parent's.
+      for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDirAt(d);
+      writeNewFileSynced(join(work, COMPLETE_MARKER), `${staged.dir}\n`, 0o444);
+      fsyncDirAt(work);
+      renameDurable(work, target);
+    } catch (e) {
+      // A full or failing disk: the half-built copy only takes space; open() would remove it anyway.
+      const code = describeError(e).code;
+      if (code === "STORE_NO_SPACE" || code === "STORE_WRITE_FAILED")
+        rmSync(work, { recursive: true, force: true });
+      throw e;
     }
-    // Deepest first, so each directory's entries are durable before its parent's.
-    for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDirAt(d);
-    writeNewFileSynced(join(work, COMPLETE_MARKER), `${staged.dir}\n`, 0o444);
-    fsyncDirAt(work);
-    renameDurable(work, target);
     this.pin(type, name);
     logger.info("staged", { type, version: manifest.version, dir: staged.dir, files: manifest.files.length });
     return staged;

@@ -191,7 +191,23 @@ function finish(deps: UpdateClientDeps, report: UpdateCycleReport): UpdateCycleR
   } else {
     m.consecutiveFailures += 1;
   }
-  deps.memory.save();
+  try {
+    deps.memory.save();
+  } catch (e) {
+    // The cycle still ends in a report: what could not be saved is one more rejection, and the
+    // in-memory state (serials, rejections) stays for status until a later save succeeds.
+    const d = describeError(e);
+    const rec: RejectionRecord = {
+      at: report.finishedAt,
+      file: d.file ?? "update-state.json",
+      code: d.code,
+      reason: d.message,
+    };
+    report.rejected.push(rec);
+    report.ok = false;
+    deps.log.warn("update state not saved", { ...rec });
+    deps.onRejection?.(rec);
+  }
   return report;
 }
 
@@ -258,8 +274,18 @@ async function installOne(
   } catch (e) {
     // Signed content that its own handler refuses is a vendor defect: keep it out until a newer version
     // ships. A host that is merely unavailable says nothing about the content, so that is retried.
-    if (!NOT_THE_CONTENTS_FAULT.has(describeError(e).code))
-      deps.store.markBad(type, entry.version, describeError(e).message);
+    if (!NOT_THE_CONTENTS_FAULT.has(describeError(e).code)) {
+      try {
+        deps.store.markBad(type, entry.version, describeError(e).message);
+      } catch (markError) {
+        // The handler's verdict is the error to report; failing to record it must not replace it.
+        deps.log.warn("could not mark version bad", {
+          type,
+          version: entry.version,
+          ...describeError(markError),
+        });
+      }
+    }
     throw e;
   }
   try {
