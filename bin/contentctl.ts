@@ -7,8 +7,23 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import { setAgentWiring } from "../core/cli/agent/session.ts";
+import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
+
+// pack, rules pack, datasets pack and release start validate content with the agent's own handlers, in
+// host processes started from this executable (`contentctl host`, hidden; core/host/validate-offline.ts).
+setAgentWiring({
+  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
+});
+
+// Types whose sources are checked before signing (a bad ESH pattern is named by file and line).
+setPackChecks({
+  ESH: () => import("../handlers/ESH/pack-check.ts").then((m) => m.checkEshSources),
+  TELEMSUP: () => import("../handlers/TELEMSUP/pack-check.ts").then((m) => m.checkTelemsupSources),
+});
 
 const main = defineCommand({
   meta: {
@@ -21,16 +36,17 @@ const main = defineCommand({
     pack: () => import("../core/cli/contentctl/pack.ts").then((m) => m.default),
     inspect: () => import("../core/cli/contentctl/inspect.ts").then((m) => m.default),
     publish: () => import("../core/cli/contentctl/publish.ts").then((m) => m.default),
-    serve: () => import("../core/cli/contentctl/serve.ts").then((m) => m.default),
+    serve: () => import("../fleet/contentctl/serve.ts").then((m) => m.default),
     resign: () => import("../core/cli/contentctl/resign.ts").then((m) => m.default),
-    release: () => import("../core/cli/contentctl/release.ts").then((m) => m.default),
-    "hmpa-build": () => import("../handlers/Hmpa_data/cli.ts").then((m) => m.default),
-    rules: () => import("../handlers/_lua/cli-contentctl.ts").then((m) => m.default),
-    lake: () => import("../plugins/sinks/lake-cli.ts").then((m) => m.default),
-    datasets: () => import("../handlers/DatasetA/cli-pack.ts").then((m) => m.default),
-    rep: () => import("../handlers/LocalRepData/cli-build.ts").then((m) => m.default),
-    sxl: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.sxlCommand),
-    samples: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.samplesCommand),
+    release: () => import("../fleet/contentctl/release.ts").then((m) => m.default),
+    "hmpa-build": () => import("../handlers/Hmpa_data/cli-contentctl-hmpa-build.ts").then((m) => m.default),
+    rules: () => import("../handlers/_shared/lua/cli-contentctl-rules.ts").then((m) => m.default),
+    lake: () => import("../plugins/sinks/cli-contentctl-lake.ts").then((m) => m.default),
+    datasets: () => import("../handlers/DatasetA/cli-contentctl-datasets.ts").then((m) => m.default),
+    rep: () => import("../handlers/LocalRepData/cli-contentctl-rep.ts").then((m) => m.default),
+    sxl: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.sxlCommand),
+    samples: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.samplesCommand),
+    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });
 

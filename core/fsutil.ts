@@ -15,7 +15,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { classifyWriteError, writeStep } from "./store/write-errors.ts";
+import { classifyWriteError, writeStep } from "./write-errors.ts";
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, "r");

@@ -8,8 +8,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { describeError } from "../errors.ts";
+import { classifyWriteError, writeStep } from "../write-errors.ts";
 import { crashPoint } from "./crashpoints.ts";
-import { classifyWriteError, writeStep } from "./write-errors.ts";
 
 export function fsyncDirAt(dir: string): void {
   writeStep(dir, "syncing the directory", () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { signDetached } from "../crypto/cms.ts";
+import { signDetached } from "../crypto/cms-sign.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { makeCertChain, type TestChain } from "../crypto/testing.ts";
 import { packDirectory } from "../package/pack.ts";

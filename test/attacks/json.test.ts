@@ -9,7 +9,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { signDetached } from "../../core/crypto/cms.ts";
+import { signDetached } from "../../core/crypto/cms-sign.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { serializeManifest } from "../../core/package/manifest.ts";
 import { INDEX_PATH, INDEX_SIG_PATH } from "../../core/repo/index-format.ts";

@@ -1,5 +1,5 @@
 /**
- * Failures to save state are reported, not lost (core/store/write-errors.ts,
+ * Failures to save state are reported, not lost (core/write-errors.ts,
  * core/agent/disk-health.ts). The state dir lives on a small tmpfs this test
  * mounts (as root); before each update cycle the tmpfs is filled so that it
  * has N pages left, for N = 0, 1, 2, … until the cycle fits. Every cycle

@@ -8,11 +8,14 @@ import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
+import { attachLogFiles } from "../../logs/files.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
+import { absolutePaths, recordRunConfig } from "./run-config.ts";
 import {
   type AgentService,
   agentArgs,
+  agentConfigFile,
   createAgent,
   loadAgentConfig,
   wiredRoutes,
@@ -36,12 +39,17 @@ export default defineCommand({
     port: { type: "string", description: "control plane TCP port (default: config, 0 = any free port)" },
   },
   async run({ args }) {
-    const config = loadAgentConfig(args, {
+    const overrides = {
       update: { repo: args.repo, group: args.group, trust: args.trust },
       control: { port: args.port === undefined ? undefined : Number(args.port) },
-    });
+    };
+    const config = loadAgentConfig(args, overrides);
+    // The JSON-lines log also goes to rotating files (what self-help rules and admins read later).
+    const logFiles = attachLogFiles(log, config);
     const agent = await createAgent(config);
     await agent.start({ loop: true });
+    // Offline commands given only --state find this config (core/cli/agent/run-config.ts).
+    recordRunConfig(config.stateDir, agentConfigFile(args) ?? undefined, absolutePaths(overrides));
     // Fleet heartbeats let the vendor's release engine halt a rollout that hurts hosts.
     const heartbeat = await startHeartbeat(agent, config);
     // Optional features: one that fails to start is logged and left out; protection goes on.
@@ -116,5 +124,6 @@ export default defineCommand({
       process.off("SIGTERM", ignore);
     }
     shutdownLog.info("agent stopped", { signal });
+    logFiles.detach();
   },
 });
