@@ -15,6 +15,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { classifyWriteError, writeStep } from "./write-errors.ts";
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, "r");
@@ -74,16 +75,16 @@ export function removeStaleTempFiles(dir: string): string[] {
 /** Atomically replaces `path` with `data` (temp + fsync + rename + fsync dir). */
 export function atomicWriteFile(path: string, data: Uint8Array | string, mode = 0o644): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  writeStep(dir, "creating the directory", () => mkdirSync(dir, { recursive: true }));
   const tmp = join(dir, `.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}${TEMP_SUFFIX}`);
   try {
     writeFileDurable(tmp, data, mode);
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw classifyWriteError(e, path, "writing the new version");
   }
-  fsyncDir(dir);
+  writeStep(dir, "syncing the directory", () => fsyncDir(dir));
 }
 
 export function atomicWriteJson(path: string, value: unknown, mode = 0o644): void {

@@ -277,7 +277,8 @@ export class SimAgent {
         log: quiet,
         now: this.opts.now,
         limits,
-        onRejection: (r) => this.events.emit("update-rejected", { ...r, contentType: r.type }),
+        onRejection: ({ type: contentType, ...r }) =>
+          this.events.emit("update-rejected", { ...r, contentType }),
         onInstalled: (e) => {
           const at = this.opts.now().getTime();
           this.activated.push({ version: e.version, at });

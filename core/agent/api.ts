@@ -5,6 +5,9 @@
  */
 import type { HealthReason } from "../health/reasons.ts";
 import type { PolicyStatus } from "./policy.ts";
+import type { AckResult } from "./rollback-notices.ts";
+
+export type { AckResult };
 
 export type Health = "green" | "amber" | "red";
 
@@ -134,6 +137,8 @@ export interface AgentApi {
   content(): ContentInfo[];
   update(): Promise<UpdateCycleReport>;
   rollback(type: string): Promise<ContentInfo>;
+  /** Acknowledges an automatic rollback of `type` (clears its AMBER health reason). */
+  ack(type: string): Promise<AckResult>;
   /** Calls a handler's API (e.g. Hmpa_data "check"). */
   call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown>;
 }

@@ -70,6 +70,16 @@ export function lockHolder(path: string): number | undefined {
   return /agent|outpost|bun/.test(cmdline) ? owner.pid : undefined;
 }
 
+/** For read-only views: refuses a state dir a live agent holds, without taking (or creating) the lock. */
+export function assertNotLocked(path: string): void {
+  const holder = lockHolder(path);
+  if (holder !== undefined && holder !== process.pid) {
+    throw new StoreError("AGENT_LOCKED", `${path}: state dir is in use by agent pid ${holder}`, {
+      file: path,
+    });
+  }
+}
+
 export function acquireLock(path: string): () => void {
   const me: LockOwner = { pid: process.pid, start: processStartTime(process.pid), boot: bootId() };
   for (let attempt = 0; attempt < 2; attempt++) {

@@ -29,6 +29,7 @@ import {
 import { privilegeViolation } from "../host/policy.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
+import { refuseStateSymlinks } from "../store/state-links.ts";
 import { ContentStore } from "../store/store.ts";
 import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
@@ -38,9 +39,11 @@ import { warnIfTrustExpiring } from "../update/trust-expiry.ts";
 import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
+import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
-import { acquireLock } from "./lock.ts";
+import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy } from "./policy.ts";
+import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
 
 export interface AgentOptions {
@@ -100,6 +103,10 @@ export class Agent implements AgentApi {
   private trustProblem?: string;
   /** Status sections features add (e.g. "sensors", core/sensors/service.ts), shown by `agent status`. */
   readonly statusSections = new Map<string, () => Record<string, unknown>>();
+  /** Opened by a read-only command: nothing may change on disk. */
+  private readOnly = false;
+  /** Automatic rollbacks keep health AMBER until acknowledged or superseded. */
+  private readonly rollbackNotices: RollbackNotices;
 
   constructor(private readonly opts: AgentOptions) {
     this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
@@ -114,6 +121,7 @@ export class Agent implements AgentApi {
       }),
     );
     this.now = opts.now ?? (() => new Date());
+    this.rollbackNotices = new RollbackNotices(this.health, () => this.memory, this.now);
     this.store = new ContentStore(opts.config.stateDir);
     this.usable = new HandlerRegistry();
     for (const g of opts.registry.groups()) this.usable.registerGroup(g);
@@ -157,14 +165,17 @@ export class Agent implements AgentApi {
     return this.opts.config;
   }
 
-  async start(opts: { loop?: boolean } = {}): Promise<void> {
+  async start(opts: { loop?: boolean; readOnly?: boolean } = {}): Promise<void> {
+    if (opts.readOnly) return this.startReadOnly();
     const paths = statePaths(this.config.stateDir);
     const { mkdirSync } = await import("node:fs");
     mkdirSync(paths.root, { recursive: true, mode: 0o700 });
+    refuseStateSymlinks(paths.root);
     this.releaseLock = acquireLock(paths.lock);
     try {
       this.store.open();
       this.memory = new UpdateMemory(this.config.stateDir);
+      this.rollbackNotices.restore();
       await this.loadInstalled();
     } catch (e) {
       this.releaseLock();
@@ -208,6 +219,32 @@ export class Agent implements AgentApi {
     this.releaseLock = undefined;
   }
 
+  /**
+   * A view for read-only commands (offline `agent status`, `agent content
+   * list`): no lock file, no clean-up, no repair, nothing saved — the state
+   * dir is exactly as it was afterwards. Content still loads, so handler
+   * state is real; content that fails to load is shown failed, not rolled back.
+   */
+  private async startReadOnly(): Promise<void> {
+    this.readOnly = true;
+    const paths = statePaths(this.config.stateDir);
+    refuseStateSymlinks(paths.root);
+    assertNotLocked(paths.lock);
+    this.memory = new UpdateMemory(this.config.stateDir, { readOnly: true });
+    this.rollbackNotices.restore();
+    await this.loadInstalled();
+    this.events.emit("agent-started", { version: VERSION, readOnly: true });
+  }
+
+  private refuseWhenReadOnly(what: string): void {
+    if (this.readOnly) {
+      throw new StoreError(
+        "AGENT_READ_ONLY",
+        `${what}: this agent was opened read-only for a view of the state dir`,
+      );
+    }
+  }
+
   /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
   private async loadInstalled(): Promise<void> {
     for (const type of this.usable.types()) {
@@ -215,14 +252,16 @@ export class Agent implements AgentApi {
       try {
         record = this.store.installed(type);
       } catch (e) {
-        await this.recoverFromLkg(type, undefined, e);
+        if (this.readOnly) this.host.markFailed(type, e);
+        else await this.recoverFromLkg(type, undefined, e);
         continue;
       }
       if (!record) continue;
       try {
         await this.loadRecord(type, record);
       } catch (e) {
-        await this.recoverFromLkg(type, record.version, e);
+        if (this.readOnly) this.host.markFailed(type, e);
+        else await this.recoverFromLkg(type, record.version, e);
       }
     }
   }
@@ -273,6 +312,7 @@ export class Agent implements AgentApi {
       await this.loadRecord(type, lkg);
       this.store.rollback(type);
       rollbacksTotal.inc({ type, trigger: "automatic" });
+      this.rollbackNotices.record(type, failedVersion ?? null, lkg.version, `${d.code}: ${d.message}`);
       this.events.emit("content-rolled-back", {
         contentType: type,
         from: failedVersion ?? null,
@@ -307,6 +347,7 @@ export class Agent implements AgentApi {
   }
 
   update(): Promise<UpdateCycleReport> {
+    this.refuseWhenReadOnly("update");
     const run = this.cycleChain.then(() => this.runCycle());
     this.cycleChain = run.catch(() => {});
     return run;
@@ -344,12 +385,16 @@ export class Agent implements AgentApi {
         },
         onRejection: (r) => {
           rejectionsTotal.inc({ code: r.code, type: r.type ?? "" });
+          noteDiskFailure(this.health, r.code, r.file, r.reason);
           this.recordError(r);
-          this.events.emit("update-rejected", { ...r, contentType: r.type });
+          // `type` is the event's own field: the content type travels as contentType.
+          const { type: contentType, ...rest } = r;
+          this.events.emit("update-rejected", { ...rest, contentType });
           this.alert({ kind: "update-rejected", type: r.type, file: r.file, code: r.code, reason: r.reason });
         },
         onInstalled: (e) => {
           installsTotal.inc({ type: e.type });
+          this.rollbackNotices.superseded(e.type, e.version);
           this.events.emit("content-installed", {
             contentType: e.type,
             version: e.version,
@@ -360,6 +405,7 @@ export class Agent implements AgentApi {
       u.group,
     );
     this.lastReport = report;
+    if (report.ok) clearDiskFailures(this.health);
     if (report.installed.length > 0) {
       await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
         .refreshStatus?.()
@@ -375,11 +421,20 @@ export class Agent implements AgentApi {
   }
 
   async rollback(type: string): Promise<ContentInfo> {
+    this.refuseWhenReadOnly("rollback");
     this.opts.registry.require(type);
     const run = this.cycleChain.then(async () => {
       const current = this.store.installed(type);
       const lkg = this.store.lkg(type);
       if (!lkg) throw new HandlerError("STORE_NO_LKG", `${type}: no last-known-good content to roll back to`);
+      // A version that crashed its host or failed to load stays out, whoever asks for it.
+      if (this.store.isBad(type, lkg.version)) {
+        throw new StoreError(
+          "STORE_ROLLBACK_TARGET_BAD",
+          `${type}: the last-known-good v${lkg.version} is marked bad (${this.store.badVersions(type).find((b) => b.version === lkg.version)?.reason ?? "?"}); staying on v${current?.version ?? "-"}`,
+          { file: join(this.config.stateDir, "content", type, "bad.json") },
+        );
+      }
       const view = this.store.view(lkg);
       await this.host.validate(type, view);
       const prepared = await this.host.prepare(type, view);
@@ -407,6 +462,13 @@ export class Agent implements AgentApi {
     this.cycleChain = run.catch(() => {});
     await run;
     return this.contentInfo(type);
+  }
+
+  /** `agent content ack TYPE`: the administrator has seen the automatic rollback of TYPE. */
+  async ack(type: string): Promise<AckResult> {
+    this.refuseWhenReadOnly("ack");
+    this.opts.registry.require(type);
+    return this.rollbackNotices.acknowledge(type);
   }
 
   /** Agent actions that handlers with privileges.agent (RepairKit) may ask for. */
@@ -467,7 +529,11 @@ export class Agent implements AgentApi {
       reason: f.detail,
     });
     const lkg = this.safeLkg(f.type);
-    const usable = lkg && lkg.version !== f.version && this.store.verifyInstalled(f.type, lkg)?.ok !== false;
+    const usable =
+      lkg &&
+      lkg.version !== f.version &&
+      !this.store.isBad(f.type, lkg.version) &&
+      this.store.verifyInstalled(f.type, lkg)?.ok !== false;
     if (!lkg || !usable) {
       this.alert({
         kind: "handler-failed",
@@ -485,6 +551,7 @@ export class Agent implements AgentApi {
     }
     this.store.rollback(f.type);
     rollbacksTotal.inc({ type: f.type, trigger: "automatic" });
+    this.rollbackNotices.record(f.type, f.version, lkg.version, `${f.code}: ${failure} (${f.detail})`);
     this.log.error("content rolled back automatically", { ...f, from: f.version, to: lkg.version });
     this.events.emit("content-rolled-back", {
       contentType: f.type,
@@ -509,7 +576,14 @@ export class Agent implements AgentApi {
     m.recentRejections.push(r);
     if (m.recentRejections.length > MAX_ERRORS_KEPT)
       m.recentRejections.splice(0, m.recentRejections.length - MAX_ERRORS_KEPT);
-    this.memory?.save();
+    try {
+      this.memory?.save();
+    } catch (e) {
+      // Kept in memory for status either way; a disk that cannot take it is a health reason of its own.
+      const d = describeError(e);
+      noteDiskFailure(this.health, d.code, d.file ?? "update-state.json", d.message);
+      this.log.warn("could not save the error record", d);
+    }
   }
 
   /** An admin alert from a supervisor-side feature (self-help findings, refused telemetry settings). */

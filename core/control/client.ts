@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
-import type { AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
+import type { AckResult, AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
 import type { AgentEvent } from "../agent/events.ts";
 import { statePaths } from "../config.ts";
 import { ControlError, errorFromBody } from "./errors.ts";
@@ -20,6 +20,7 @@ export interface RemoteAgentApi {
   content(): Promise<ContentInfo[]>;
   update(): Promise<UpdateCycleReport>;
   rollback(type: string): Promise<ContentInfo>;
+  ack(type: string): Promise<AckResult>;
   call(type: string, method: string, args: unknown): Promise<unknown>;
 }
 
@@ -121,6 +122,10 @@ export class ControlClient implements RemoteAgentApi {
 
   async rollback(type: string): Promise<ContentInfo> {
     return (await this.request("POST", `/v1/content/${encodeURIComponent(type)}/rollback`)) as ContentInfo;
+  }
+
+  async ack(type: string): Promise<AckResult> {
+    return (await this.request("POST", `/v1/content/${encodeURIComponent(type)}/ack`)) as AckResult;
   }
 
   async call(type: string, method: string, args: unknown): Promise<unknown> {

@@ -35,6 +35,7 @@ export function httpStatusFor(code: string): ContentfulStatusCode {
   // Handlers name argument errors HND_<TYPE>_BAD_ARGS: the caller's mistake, not the agent's.
   if (code === "CTL_BAD_REQUEST" || code.startsWith("CFG_") || /^HND_\w*BAD_ARGS$/.test(code)) return 400;
   if (code === "STORE_NO_LKG" || code === "HND_NOT_LOADED" || code === "AGENT_LOCKED") return 409;
+  if (code === "STORE_ROLLBACK_TARGET_BAD" || code === "STORE_CONFLICT") return 409;
   if (/^(UPD|IDX|SIG|PKG)_/.test(code)) return 422;
   return 500;
 }

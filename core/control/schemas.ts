@@ -8,6 +8,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import type {
+  AckResult,
   AgentStatus,
   ContentInfo,
   CrashInfo,
@@ -163,6 +164,21 @@ export const ContentInfoSchema = z
   })
   .openapi("ContentInfo");
 
+export const AckResultSchema = z
+  .object({
+    type: z.string().openapi({ example: "Hmpa_data" }),
+    acknowledged: z
+      .object({
+        from: z.number().int().nullable(),
+        to: z.number().int(),
+        reason: z.string(),
+        at: z.string(),
+      })
+      .nullable()
+      .openapi({ description: "The automatic rollback acknowledged; null when there was none" }),
+  })
+  .openapi("AckResult");
+
 export const UpdateCycleReportSchema = z
   .object({
     startedAt: isoTime("Cycle start"),
@@ -307,3 +323,4 @@ agree<Same<z.infer<typeof RejectionRecordSchema>, RejectionRecord>>(true);
 agree<Same<z.infer<typeof HostStatusSchema>, HostStatus>>(true);
 agree<Same<z.infer<typeof CrashInfoSchema>, CrashInfo>>(true);
 agree<Same<z.infer<typeof PolicyStatusSchema>, PolicyStatus>>(true);
+agree<Same<z.infer<typeof AckResultSchema>, AckResult>>(true);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
 import { statePaths } from "../config.ts";
-import { ConfigError, HandlerError, SignatureError, UpdateError } from "../errors.ts";
+import { ConfigError, HandlerError, SignatureError, StoreError, UpdateError } from "../errors.ts";
 import { tokensEqual } from "./auth.ts";
 import { httpStatusFor } from "./errors.ts";
 import { type ControlPlane, createControlApp, isLoopbackHost, startControlPlane } from "./server.ts";
@@ -115,6 +115,22 @@ describe("routes", () => {
       409,
       "STORE_NO_LKG",
     );
+  });
+
+  test("rollback onto a version marked bad is a 409 STORE_ROLLBACK_TARGET_BAD", async () => {
+    api.failNext.set("rollback", new StoreError("STORE_ROLLBACK_TARGET_BAD", "Hmpa_data: v3 is marked bad"));
+    await expectError(
+      await req("/v1/content/Hmpa_data/rollback", { method: "POST", headers: auth }),
+      409,
+      "STORE_ROLLBACK_TARGET_BAD",
+    );
+  });
+
+  test("POST /v1/content/:type/ack answers the AckResult", async () => {
+    const res = await req("/v1/content/Hmpa_data/ack", { method: "POST", headers: auth });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ type: "Hmpa_data", acknowledged: null });
+    expect(api.calls).toEqual([{ op: "ack", args: ["Hmpa_data"] }]);
   });
 
   test("POST /v1/handlers/:type/:method passes the JSON body as args", async () => {

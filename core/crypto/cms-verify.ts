@@ -459,27 +459,13 @@ async function buildPath(
 ): Promise<Cert[] | null> {
   const roots: Cert[] = trust.roots.map((x) => ({ x, der: new Uint8Array(x.rawData) }));
 
+  // A candidate that did issue a link but with a weak key or hash is not a path; it is only the
+  // answer when no other candidate completes one (a genuinely weak chain).
+  let weakLink: string | undefined;
   const signedBy = async (child: Cert, issuer: Cert): Promise<boolean> => {
-    if (!sameName(child.x.issuerName, issuer.x.subjectName)) return false;
-    // C9: certificates are signed with ECDSA SHA-384/512 by a P-384/P-521 key.
-    const alg = child.x.signatureAlgorithm as { name: string; hash?: { name: string } };
-    if (alg.name !== "ECDSA" || !STRONG_CERT_HASHES.has(alg.hash?.name ?? "")) {
-      throw reject(
-        "SIG_WEAK_ALGORITHM",
-        `certificate "${child.x.subject}" is signed with ${alg.hash?.name ?? alg.name}`,
-      );
-    }
-    if (!STRONG_CURVES.has(curveOf(issuer) ?? "")) {
-      throw reject(
-        "SIG_WEAK_ALGORITHM",
-        `issuer "${issuer.x.subject}" key is ${curveOf(issuer) ?? "not EC"}`,
-      );
-    }
-    try {
-      return await child.x.verify({ publicKey: issuer.x.publicKey, signatureOnly: true });
-    } catch {
-      return false;
-    }
+    const link = await issuedBy(child, issuer);
+    if (link.weak) weakLink ??= link.weak;
+    return link.issued;
   };
 
   const extend = async (path: Cert[]): Promise<Cert[] | null> => {
@@ -495,5 +481,38 @@ async function buildPath(
     }
     return null;
   };
-  return extend([signer]);
+  const path = await extend([signer]);
+  if (!path && weakLink) throw reject("SIG_WEAK_ALGORITHM", weakLink);
+  return path;
+}
+
+/**
+ * Whether `issuer` issued `child`: same name and a signature that verifies.
+ * Judged per candidate and never thrown, so that a certificate anyone can
+ * add to the CMS certificate set (it is outside the signature) — say a weak
+ * self-signed one named like the intermediate — is skipped rather than
+ * failing the whole verification. A real link made with a weak algorithm
+ * is issued: false with the reason in `weak`.
+ * C9: certificates are signed with ECDSA SHA-384/512 by a P-384/P-521 key.
+ */
+async function issuedBy(child: Cert, issuer: Cert): Promise<{ issued: boolean; weak?: string }> {
+  if (!sameName(child.x.issuerName, issuer.x.subjectName)) return { issued: false };
+  let verified: boolean;
+  try {
+    verified = await child.x.verify({ publicKey: issuer.x.publicKey, signatureOnly: true });
+  } catch {
+    verified = false;
+  }
+  if (!verified) return { issued: false };
+  const alg = child.x.signatureAlgorithm as { name: string; hash?: { name: string } };
+  if (alg.name !== "ECDSA" || !STRONG_CERT_HASHES.has(alg.hash?.name ?? "")) {
+    return {
+      issued: false,
+      weak: `certificate "${child.x.subject}" is signed with ${alg.hash?.name ?? alg.name}`,
+    };
+  }
+  if (!STRONG_CURVES.has(curveOf(issuer) ?? "")) {
+    return { issued: false, weak: `issuer "${issuer.x.subject}" key is ${curveOf(issuer) ?? "not EC"}` };
+  }
+  return { issued: true };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { PackageError } from "../errors.ts";
+import { decodeStrictJson } from "../strict-json.ts";
 import { compareUtf8, MAX_PATH_BYTES, pathProblem, utf8Length } from "./paths.ts";
 
 /** Refused before parsing: a manifest is a few KiB; anything this large is an attack or a mistake. */
@@ -77,7 +78,10 @@ export function serializeManifest(m: Manifest): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify(ordered, null, 2)}\n`);
 }
 
-/** Parses manifest.json bytes: size cap, strict UTF-8, JSON, then the schema. */
+/**
+ * Parses manifest.json bytes: size cap, strict UTF-8, JSON without a BOM or
+ * duplicate/`__proto__`/`constructor` keys (core/strict-json.ts), then the schema.
+ */
 export function parseManifest(bytes: Uint8Array, file: string): Manifest {
   if (bytes.length > MAX_MANIFEST_BYTES) {
     throw new PackageError(
@@ -88,11 +92,11 @@ export function parseManifest(bytes: Uint8Array, file: string): Manifest {
   }
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    json = decodeStrictJson(bytes);
   } catch (e) {
     throw new PackageError(
       "PKG_MANIFEST_INVALID",
-      `${file}: manifest.json is not valid UTF-8 JSON: ${(e as Error).message}`,
+      `${file}: manifest.json is not strict UTF-8 JSON: ${(e as Error).message}`,
       {
         file,
         cause: e,

@@ -28,9 +28,14 @@ export function utf8Length(s: string): number {
  */
 export function pathProblem(path: string): PathProblem | undefined {
   if (path.length === 0) return { code: "PKG_TAR_BAD_PATH", reason: "empty path" };
-  // Control characters break logs and terminals; a backslash is a separator on Windows hosts.
-  if (/[\u0000-\u001f\u007f\\]/.test(path)) {
+  // Control characters (C0, DEL and C1) break logs and terminals; a backslash is a separator on Windows hosts.
+  if (/[\u0000-\u001f\u007f-\u009f\\]/.test(path)) {
     return { code: "PKG_TAR_BAD_PATH", reason: "control character or backslash in path" };
+  }
+  // Bidi overrides, embeddings and isolates make a listed name read differently from what is on disk
+  // ("Trojan Source"): payload.exe can be shown as exe.daolyap.
+  if (/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/.test(path)) {
+    return { code: "PKG_TAR_BAD_PATH", reason: "bidirectional control character in path" };
   }
   if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) {
     return { code: "PKG_TAR_ABSOLUTE_PATH", reason: "absolute path" };

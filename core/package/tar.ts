@@ -52,7 +52,8 @@ const PREFIX_BYTES = 155;
 const MAX_USTAR_SIZE = 0o77777777777;
 
 const encoder = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF stays in the name (and is refused) instead of vanishing silently.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // ---------------------------------------------------------------------------
 // Writer

@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { UpdateError } from "../errors.ts";
+import { decodeStrictJson } from "../strict-json.ts";
 
 /** An index is a few KiB per content type; refuse anything larger before parsing it. */
 export const MAX_INDEX_BYTES = 1024 * 1024;
@@ -99,8 +100,8 @@ export function checkGroup(group: string): string {
 }
 
 /**
- * Parses index.json bytes: size cap (IDX_TOO_LARGE), strict UTF-8 + JSON +
- * schema (IDX_INVALID). The signature is the caller's to check, over the same
+ * Parses index.json bytes: size cap (IDX_TOO_LARGE), strict UTF-8 + JSON
+ * (no BOM, no duplicate or `__proto__`/`constructor` keys) + schema (IDX_INVALID). The signature is the caller's to check, over the same
  * bytes, before trusting the result.
  */
 export function parseIndex(bytes: Uint8Array, file: string): RepoIndex {
@@ -113,9 +114,9 @@ export function parseIndex(bytes: Uint8Array, file: string): RepoIndex {
   }
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    json = decodeStrictJson(bytes);
   } catch (e) {
-    throw new UpdateError("IDX_INVALID", `${file}: not valid UTF-8 JSON: ${(e as Error).message}`, {
+    throw new UpdateError("IDX_INVALID", `${file}: index is not strict UTF-8 JSON: ${(e as Error).message}`, {
       file,
       cause: e,
     });

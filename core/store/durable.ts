@@ -7,35 +7,42 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { describeError } from "../errors.ts";
+import { classifyWriteError, writeStep } from "../write-errors.ts";
 import { crashPoint } from "./crashpoints.ts";
 
 export function fsyncDirAt(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  writeStep(dir, "syncing the directory", () => {
+    const fd = openSync(dir, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  });
   crashPoint(`fsync-dir ${basename(dir)}`);
 }
 
 /** Creates `dir` (and missing parents); returns true when something was created. */
 export function mkdirTracked(dir: string): boolean {
-  const created = mkdirSync(dir, { recursive: true }) !== undefined;
+  const created =
+    writeStep(dir, "creating the directory", () => mkdirSync(dir, { recursive: true })) !== undefined;
   if (created) crashPoint(`mkdir ${basename(dir)}`);
   return created;
 }
 
 /** Writes a new file (must not exist) and fsyncs it. The directory entry is the caller's to fsync. */
 export function writeNewFileSynced(path: string, data: Uint8Array | string, mode = 0o644): void {
-  const fd = openSync(path, "wx", mode);
+  const fd = writeStep(path, "creating the file", () => openSync(path, "wx", mode));
   try {
     crashPoint(`create ${basename(path)}`);
     const buf = typeof data === "string" ? Buffer.from(data) : data;
     let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    writeStep(path, "writing the file", () => {
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    });
     crashPoint(`write ${basename(path)}`);
-    fsyncSync(fd);
+    writeStep(path, "syncing the file", () => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -44,7 +51,7 @@ export function writeNewFileSynced(path: string, data: Uint8Array | string, mode
 
 /** rename + fsync of the destination directory (and of the source's, when different). */
 export function renameDurable(from: string, to: string): void {
-  renameSync(from, to);
+  writeStep(to, "renaming into place", () => renameSync(from, to));
   crashPoint(`rename ${basename(from)} -> ${basename(to)}`);
   fsyncDirAt(dirname(to));
   if (dirname(from) !== dirname(to)) fsyncDirAt(dirname(from));
@@ -53,8 +60,16 @@ export function renameDurable(from: string, to: string): void {
 /** Replaces `path` atomically: temp file in `workDir` (same filesystem), fsync, rename, fsync dir. */
 export function atomicReplace(path: string, data: Uint8Array | string, workDir: string): void {
   const tmp = join(workDir, `.${basename(path)}.${randomSuffix()}.tmp`);
-  writeNewFileSynced(tmp, data);
-  renameSync(tmp, path);
+  try {
+    writeNewFileSynced(tmp, data);
+  } catch (e) {
+    const d = describeError(e);
+    if (d.code !== "STORE_NO_SPACE" && d.code !== "STORE_WRITE_FAILED") throw e;
+    // The disk refused: give the space back and name the state file, not the temp file.
+    rmSync(tmp, { force: true });
+    throw classifyWriteError((e as { cause?: unknown }).cause, path, "writing the new version");
+  }
+  writeStep(path, "renaming the new version into place", () => renameSync(tmp, path));
   crashPoint(`rename -> ${basename(path)}`);
   fsyncDirAt(dirname(path));
 }

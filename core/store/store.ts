@@ -20,16 +20,17 @@
  * After any prefix of the store's syscalls, `open()` + `installed()` yields
  * exactly the old or the new version with every file intact.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { sha384Hex } from "../crypto/digest.ts";
-import { StoreError } from "../errors.ts";
+import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { log } from "../log.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { pathProblem } from "../package/paths.ts";
+import { decodeStrictJson } from "../strict-json.ts";
 import {
   atomicReplace,
   atomicReplaceJson,
@@ -41,6 +42,7 @@ import {
   unlinkDurable,
   writeNewFileSynced,
 } from "./durable.ts";
+import { assertNotSymlink, refuseStateSymlinks } from "./state-links.ts";
 
 const logger = log.child({ component: "store" });
 
@@ -135,6 +137,7 @@ export class ContentStore {
    * version that pointer names.
    */
   open(): void {
+    refuseStateSymlinks(resolve(this.root, ".."));
     if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
     this.pending.clear();
     for (const type of this.types()) {
@@ -211,27 +214,35 @@ export class ContentStore {
     }
 
     const work = join(this.typeDir(type), "staging", `stage-${name}-${randomSuffix()}`);
-    mkdirTracked(work);
-    const dirs = new Set<string>([work]);
-    writeNewFileSynced(join(work, "manifest.json"), pkg.manifestBytes, 0o444);
-    writeNewFileSynced(join(work, "manifest.p7s"), pkg.signatureBytes, 0o444);
-    const payload = join(work, "payload");
-    mkdirTracked(payload);
-    dirs.add(payload);
-    for (const entry of manifest.files) {
-      const dest = join(payload, entry.path);
-      const parent = resolve(dest, "..");
-      for (let d = parent; !dirs.has(d); d = resolve(d, "..")) {
-        mkdirTracked(d);
-        dirs.add(d);
+    try {
+      mkdirTracked(work);
+      const dirs = new Set<string>([work]);
+      writeNewFileSynced(join(work, "manifest.json"), pkg.manifestBytes, 0o444);
+      writeNewFileSynced(join(work, "manifest.p7s"), pkg.signatureBytes, 0o444);
+      const payload = join(work, "payload");
+      mkdirTracked(payload);
+      dirs.add(payload);
+      for (const entry of manifest.files) {
+        const dest = join(payload, entry.path);
+        const parent = resolve(dest, "..");
+        for (let d = parent; !dirs.has(d); d = resolve(d, "..")) {
+          mkdirTracked(d);
+          dirs.add(d);
+        }
+        writeNewFileSynced(dest, pkg.files.get(entry.path)!, 0o444);
       }
-      writeNewFileSynced(dest, pkg.files.get(entry.path)!, 0o444);
+      // Deepest first, so each directory's entries are durable before its parent's.
+      for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDirAt(d);
+      writeNewFileSynced(join(work, COMPLETE_MARKER), `${staged.dir}\n`, 0o444);
+      fsyncDirAt(work);
+      renameDurable(work, target);
+    } catch (e) {
+      // A full or failing disk: the half-built copy only takes space; open() would remove it anyway.
+      const code = describeError(e).code;
+      if (code === "STORE_NO_SPACE" || code === "STORE_WRITE_FAILED")
+        rmSync(work, { recursive: true, force: true });
+      throw e;
     }
-    // Deepest first, so each directory's entries are durable before its parent's.
-    for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDirAt(d);
-    writeNewFileSynced(join(work, COMPLETE_MARKER), `${staged.dir}\n`, 0o444);
-    fsyncDirAt(work);
-    renameDurable(work, target);
     this.pin(type, name);
     logger.info("staged", { type, version: manifest.version, dir: staged.dir, files: manifest.files.length });
     return staged;
@@ -494,8 +505,11 @@ export class ContentStore {
   }
 
   private ensureTypeDirs(type: string): void {
-    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
+    // Every write path comes through here: never write through a link (state-links.ts).
     const typeDir = this.typeDir(type);
+    for (const d of [this.root, typeDir, join(typeDir, "versions"), join(typeDir, "staging")])
+      assertNotSymlink(d);
+    if (mkdirTracked(this.root)) fsyncDirAt(resolve(this.root, ".."));
     if (mkdirTracked(typeDir)) fsyncDirAt(this.root);
     let changed = mkdirTracked(join(typeDir, "versions"));
     changed = mkdirTracked(join(typeDir, "staging")) || changed;
@@ -538,7 +552,8 @@ export class ContentStore {
     const file = join(this.typeDir(type), dir, "manifest.json");
     let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(file, "utf8"));
+      // The very parser the verifier used, so a manifest that verified also loads (and vice versa).
+      raw = decodeStrictJson(readFileSync(file));
     } catch (e) {
       throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, {
         file,

@@ -20,6 +20,8 @@ import {
   type ContentPolicy,
   checkIndexFresh,
   decide,
+  type InstalledFacts,
+  laterTime,
   policyGroup,
   selectEntry,
   verifyIndex,
@@ -33,7 +35,8 @@ export interface UpdateClientDeps {
   transport: Transport;
   trust: TrustStore;
   /** Narrowed to what a cycle uses, so fleet simulations can pass lightweight stand-ins. */
-  store: Pick<ContentStore, "installed" | "isBad" | "markBad" | "stage" | "view" | "activate">;
+  store: Pick<ContentStore, "installed" | "isBad" | "markBad" | "stage" | "view" | "activate"> &
+    Partial<Pick<ContentStore, "lkg">>;
   host: Pick<InProcessHost, "validate" | "prepare" | "commit" | "discard">;
   registry: HandlerRegistry;
   memory: Pick<UpdateMemory, "data" | "save" | "cachedIndex" | "cacheIndex">;
@@ -101,11 +104,13 @@ export async function runUpdateCycle(
       continue;
     }
     let current: ReturnType<ContentStore["installed"]>;
+    let facts: InstalledFacts | undefined;
     let decision: ReturnType<typeof decide>;
     try {
       // A corrupt pointer or bad-list is this type's problem: report it and go on with the others.
       current = deps.store.installed(type);
-      const selected = selectEntry(type, offered, current ?? undefined, deps.policy);
+      facts = current ? installedFacts(deps, type, current) : undefined;
+      const selected = selectEntry(type, offered, facts, deps.policy);
       if ("hold" in selected) {
         report.unchanged.push(type);
         if (selected.hold !== "up-to-date")
@@ -114,7 +119,7 @@ export async function runUpdateCycle(
       }
       entry = selected.entry;
       file = entry.path;
-      decision = decide(type, entry, current ?? undefined, {
+      decision = decide(type, entry, facts, {
         isBad: deps.store.isBad(type, entry.version),
         maxPackageBytes: handler.manifest.maxPackageBytes,
         file,
@@ -134,12 +139,7 @@ export async function runUpdateCycle(
       continue;
     }
     try {
-      await installOne(
-        deps,
-        type,
-        entry,
-        current ? { version: current.version, signingTime: current.signingTime } : undefined,
-      );
+      await installOne(deps, type, entry, facts);
       report.installed.push({ type, version: entry.version, previousVersion: current?.version ?? null });
       deps.onInstalled?.({ type, version: entry.version, previousVersion: current?.version ?? null });
     } catch (e) {
@@ -148,6 +148,36 @@ export async function runUpdateCycle(
   }
   report.ok = report.rejected.length === 0;
   return finish(deps, report);
+}
+
+/** What R10–R12 compare an offer with: the live version, and the newest signing time ever installed. */
+function installedFacts(
+  deps: UpdateClientDeps,
+  type: string,
+  current: NonNullable<ReturnType<ContentStore["installed"]>>,
+): InstalledFacts {
+  let lkgSigned: string | undefined;
+  try {
+    // Installs made before the high-water mark existed: the last-known-good may be the newer one.
+    lkgSigned = deps.store.lkg?.(type)?.signingTime;
+  } catch {
+    lkgSigned = undefined;
+  }
+  const remembered = deps.memory.data.signingHighWater?.[type];
+  return {
+    version: current.version,
+    signingTime: current.signingTime,
+    sha384: current.sha384,
+    newestSigningTime: laterTime(laterTime(current.signingTime, lkgSigned), remembered),
+  };
+}
+
+/** R11's memory moves forward only. */
+function rememberSigningTime(deps: UpdateClientDeps, type: string, signingTime: string): void {
+  const m = deps.memory.data;
+  const marks = m.signingHighWater ?? {};
+  marks[type] = laterTime(marks[type], signingTime)!;
+  m.signingHighWater = marks;
 }
 
 function finish(deps: UpdateClientDeps, report: UpdateCycleReport): UpdateCycleReport {
@@ -161,7 +191,23 @@ function finish(deps: UpdateClientDeps, report: UpdateCycleReport): UpdateCycleR
   } else {
     m.consecutiveFailures += 1;
   }
-  deps.memory.save();
+  try {
+    deps.memory.save();
+  } catch (e) {
+    // The cycle still ends in a report: what could not be saved is one more rejection, and the
+    // in-memory state (serials, rejections) stays for status until a later save succeeds.
+    const d = describeError(e);
+    const rec: RejectionRecord = {
+      at: report.finishedAt,
+      file: d.file ?? "update-state.json",
+      code: d.code,
+      reason: d.message,
+    };
+    report.rejected.push(rec);
+    report.ok = false;
+    deps.log.warn("update state not saved", { ...rec });
+    deps.onRejection?.(rec);
+  }
   return report;
 }
 
@@ -204,7 +250,7 @@ async function installOne(
   deps: UpdateClientDeps,
   type: string,
   entry: RepoIndex["content"][string],
-  installed: { version: number; signingTime: string } | undefined,
+  installed: InstalledFacts | undefined,
 ): Promise<void> {
   const res = await deps.transport.get(entry.path, {
     // R6 at the transport: never read more than the signed index says the package weighs.
@@ -228,8 +274,18 @@ async function installOne(
   } catch (e) {
     // Signed content that its own handler refuses is a vendor defect: keep it out until a newer version
     // ships. A host that is merely unavailable says nothing about the content, so that is retried.
-    if (!NOT_THE_CONTENTS_FAULT.has(describeError(e).code))
-      deps.store.markBad(type, entry.version, describeError(e).message);
+    if (!NOT_THE_CONTENTS_FAULT.has(describeError(e).code)) {
+      try {
+        deps.store.markBad(type, entry.version, describeError(e).message);
+      } catch (markError) {
+        // The handler's verdict is the error to report; failing to record it must not replace it.
+        deps.log.warn("could not mark version bad", {
+          type,
+          version: entry.version,
+          ...describeError(markError),
+        });
+      }
+    }
     throw e;
   }
   try {
@@ -240,6 +296,7 @@ async function installOne(
       ? e
       : new UpdateError("UPD_ACTIVATE_FAILED", `${type}: ${(e as Error).message}`, { cause: e });
   }
+  rememberSigningTime(deps, type, staged.signingTime);
   await deps.host.commit(prepared);
   deps.log.info("content installed", {
     type,

@@ -10,6 +10,14 @@ import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
 
+const RollbackNoticeSchema = z.object({
+  from: z.number().int().nullable(),
+  to: z.number().int(),
+  reason: z.string(),
+  at: z.string(),
+});
+export type RollbackNotice = z.infer<typeof RollbackNoticeSchema>;
+
 const MemorySchema = z.object({
   schema: z.literal(1),
   groups: z.record(
@@ -31,6 +39,13 @@ const MemorySchema = z.object({
       }),
     )
     .default([]),
+  /**
+   * R11's memory: per content type, the newest signing time of any package ever installed. Kept
+   * here rather than derived from the pointers, which a rollback moves backwards.
+   */
+  signingHighWater: z.record(z.string(), z.iso.datetime()).optional(),
+  /** Automatic rollbacks not yet acknowledged, per type (core/agent/rollback-notices.ts). */
+  rollbackNotices: z.record(z.string(), RollbackNoticeSchema).optional(),
 });
 export type UpdateMemoryData = z.infer<typeof MemorySchema>;
 
@@ -41,13 +56,19 @@ export class UpdateMemory {
   private readonly cacheRoot: string;
   data: UpdateMemoryData;
 
-  constructor(stateDir: string) {
+  /** Read-only (an offline `agent status`): nothing is cleaned up or saved; changes stay in memory. */
+  private readonly readOnly: boolean;
+
+  constructor(stateDir: string, opts: { readOnly?: boolean } = {}) {
     const p = statePaths(stateDir);
     this.file = p.updateState;
     this.cacheRoot = p.indexCache;
-    // Leftovers of a write interrupted by a kill: harmless, but they would pile up.
-    removeStaleTempFiles(stateDir);
-    for (const group of safeReaddir(this.cacheRoot)) removeStaleTempFiles(join(this.cacheRoot, group));
+    this.readOnly = opts.readOnly ?? false;
+    if (!this.readOnly) {
+      // Leftovers of a write interrupted by a kill: harmless, but they would pile up.
+      removeStaleTempFiles(stateDir);
+      for (const group of safeReaddir(this.cacheRoot)) removeStaleTempFiles(join(this.cacheRoot, group));
+    }
     this.data = this.read();
   }
 
@@ -77,6 +98,7 @@ export class UpdateMemory {
   }
 
   save(): void {
+    if (this.readOnly) return;
     atomicWriteJson(this.file, this.data, 0o600);
   }
 
@@ -96,6 +118,7 @@ export class UpdateMemory {
 
   /** The cache only ever holds an index that verified; meta (with the ETag) is written last. */
   cacheIndex(group: string, index: Uint8Array, sig: Uint8Array, etag: string | undefined): void {
+    if (this.readOnly) return;
     const dir = join(this.cacheRoot, group);
     mkdirSync(dir, { recursive: true });
     atomicWriteJson(join(dir, "meta.json"), {});

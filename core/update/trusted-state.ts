@@ -14,7 +14,10 @@
  *   R8  package signature, chain and every payload digest verify (openPackage)
  *   R9  package type and version are what the index promised
  *   R10 version strictly newer than the installed one (downgrade)
- *   R11 signing time not older than the installed package's (replay / stale cache)
+ *   R11 signing time not older than the newest package ever installed for the type (replay / stale
+ *       cache), so a manual rollback to an older version does not re-open the door to packages
+ *       signed between the two
+ *   R12 a version number already installed must name the same bytes (a re-used version is reported)
  *
  * Administrator policy (agent config `policy`) narrows what R10/R11 allow:
  *   P1  a pinned content type installs only its pinned version
@@ -38,6 +41,20 @@ export interface GroupMemory {
 export interface InstalledFacts {
   version: number;
   signingTime: string;
+  /** SHA-384 of the installed package (R12); absent when the caller does not know it. */
+  sha384?: string;
+  /**
+   * The newest signing time of any package ever installed for this type (R11). After a rollback
+   * it is later than `signingTime`; absent means `signingTime` is the newest.
+   */
+  newestSigningTime?: string;
+}
+
+/** The later of two ISO times (either may be absent). */
+export function laterTime(a: string | undefined, b: string | undefined): string | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Date.parse(b) > Date.parse(a) ? b : a;
 }
 
 export type IndexEntry = RepoIndex["content"][string];
@@ -169,7 +186,21 @@ export function decide(
   installed: InstalledFacts | undefined,
   opts: { isBad: boolean; maxPackageBytes: number; file: string },
 ): Decision {
-  if (installed && entry.version === installed.version) return { action: "skip", why: "up-to-date" };
+  if (installed && entry.version === installed.version) {
+    // R12: one version number, one package. Different bytes under the installed number are either a
+    // vendor mistake or a mirror probing us; either way someone must hear of it, not a silent skip.
+    if (installed.sha384 !== undefined && entry.sha384 !== installed.sha384) {
+      return {
+        action: "reject",
+        error: new UpdateError(
+          "UPD_VERSION_REUSED",
+          `${opts.file}: ${type} version ${entry.version} is installed with SHA-384 ${installed.sha384.slice(0, 16)}…, the index names different bytes (${entry.sha384.slice(0, 16)}…) under the same version`,
+          { file: opts.file },
+        ),
+      };
+    }
+    return { action: "skip", why: "up-to-date" };
+  }
   // R10: stale mirrors and downgrade attacks offer versions older than what runs here.
   if (installed && entry.version < installed.version) {
     return {
@@ -244,11 +275,15 @@ export async function verifyPackage(
         { file: ctx.file },
       );
     }
-    // R11: the seed's rule — reject an otherwise valid package signed before the installed one.
-    if (pkg.signingTime.getTime() < Date.parse(installed.signingTime)) {
+    // R11: reject an otherwise valid package signed before the newest one ever installed here. The
+    // installed one alone is not enough: after a rollback v2 → v1, a v3 signed before v2 is a replay.
+    const newest = laterTime(installed.signingTime, installed.newestSigningTime)!;
+    if (pkg.signingTime.getTime() < Date.parse(newest)) {
+      const which =
+        newest === installed.signingTime ? "the installed package" : "the newest package ever installed";
       throw new UpdateError(
         "UPD_REPLAY_OLDER_SIGNATURE",
-        `${ctx.file}: signed ${pkg.signingTime.toISOString()}, before the installed package (${installed.signingTime})`,
+        `${ctx.file}: signed ${pkg.signingTime.toISOString()}, before ${which} (${newest})`,
         { file: ctx.file },
       );
     }

@@ -6,9 +6,23 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { x509 } from "../../core/crypto/engine.ts";
-import { CODE_SIGNING_EKU, type SigningKeys } from "../../core/crypto/keys.ts";
+import {
+  CODE_SIGNING_EKU,
+  generateKeyPair,
+  issueCertificate,
+  type SigningKeys,
+} from "../../core/crypto/keys.ts";
 import { makeCert, makeCertChain } from "../../core/crypto/testing.ts";
-import { assemble, loadIntermediate, publishRaw, signerUnder, splitPackage } from "./craft.ts";
+import {
+  assemble,
+  loadIntermediate,
+  nextIndex,
+  publishRaw,
+  putPackage,
+  signerUnder,
+  splitPackage,
+  writeSignedIndex,
+} from "./craft.ts";
 import { expectRejected, GROUP, installGood, type Scene, TYPE } from "./harness.ts";
 
 const HOUR = 3600 * 1000;
@@ -22,8 +36,8 @@ afterEach(async () => {
 });
 
 /** Packs TestText v2 with `keys` (and signingTime `now`) and publishes it with a matching index entry. */
-async function offerSignedBy(s: Scene, keys: SigningKeys, now?: Date) {
-  const bytes = await s.vendor.pack(TYPE, 2, { "data.txt": "evil v2" }, { keys, now });
+async function offerSignedBy(s: Scene, keys: SigningKeys, now?: Date, text = "evil v2") {
+  const bytes = await s.vendor.pack(TYPE, 2, { "data.txt": text }, { keys, now });
   return publishRaw(s.vendor.repo, GROUP, s.vendor.keys, { type: TYPE, version: 2, bytes });
 }
 
@@ -114,5 +128,66 @@ describe("package signature and chain (R8)", () => {
     const report = await scene.t.agent.update();
     expect(report.rejected).toEqual([]);
     expect(report.installed).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
+  });
+});
+
+describe("certificate path building tries every candidate (R1, R8)", () => {
+  /**
+   * A self-signed CA certificate with the intermediate's exact subject but a
+   * weak P-256 key: what a mirror can add to any signature, since the CMS
+   * certificate set is not covered by it.
+   */
+  async function weakDecoy(keysDir: string): Promise<Uint8Array> {
+    const intermediate = await loadIntermediate(keysDir);
+    const keys = await generateKeyPair("P-256");
+    const now = Date.now();
+    const cert = await issueCertificate({
+      commonName: intermediate.cert.subjectName.getField("CN")[0]!,
+      organization: intermediate.cert.subjectName.getField("O")[0],
+      publicKey: keys.publicKey,
+      selfSigningKey: keys.privateKey,
+      notBefore: new Date(now - DAY),
+      notAfter: new Date(now + 30 * DAY),
+      basicConstraints: { ca: true },
+      keyUsage: x509.KeyUsageFlags.keyCertSign,
+    });
+    expect(cert.subject).toBe(intermediate.cert.subject);
+    return new Uint8Array(cert.rawData);
+  }
+
+  test("index signature with a weak self-signed decoy named like the intermediate prepended → still installs", async () => {
+    scene = await installGood();
+    const decoy = await weakDecoy(scene.vendor.keysDir);
+    const keys: SigningKeys = { ...scene.vendor.keys, chain: [decoy, ...scene.vendor.keys.chain] };
+    const v2 = putPackage(scene.vendor.repo, {
+      type: TYPE,
+      version: 2,
+      bytes: await scene.vendor.pack(TYPE, 2, { "data.txt": "good v2" }),
+    });
+    await writeSignedIndex(scene.vendor.repo, nextIndex(scene.vendor.repo, GROUP, { [TYPE]: v2 }), keys);
+    const report = await scene.t.agent.update();
+    expect(report.rejected).toEqual([]);
+    expect(report.installed).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
+  });
+
+  test("package signature with the same decoy prepended → still installs", async () => {
+    scene = await installGood();
+    const decoy = await weakDecoy(scene.vendor.keysDir);
+    await offerSignedBy(
+      scene,
+      { ...scene.vendor.keys, chain: [decoy, ...scene.vendor.keys.chain] },
+      undefined,
+      "good v2",
+    );
+    const report = await scene.t.agent.update();
+    expect(report.rejected).toEqual([]);
+    expect(report.installed).toEqual([{ type: TYPE, version: 2, previousVersion: 1 }]);
+  });
+
+  test("control: the decoy alone (no real intermediate) → SIG_UNTRUSTED_CHAIN, not a silent pass", async () => {
+    scene = await installGood();
+    const decoy = await weakDecoy(scene.vendor.keysDir);
+    const entry = await offerSignedBy(scene, { ...scene.vendor.keys, chain: [decoy] });
+    await expectRejected(scene, { code: "SIG_UNTRUSTED_CHAIN", file: entry.path, type: TYPE });
   });
 });

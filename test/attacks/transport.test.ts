@@ -177,19 +177,30 @@ describe("folder repository (R6)", () => {
     await scene.t.stop();
     const worker = new Worker(new URL("./agent-worker.ts", import.meta.url).href);
     try {
+      let started: () => void = () => {};
+      const running = new Promise<void>((done) => {
+        started = done;
+      });
       const answer = new Promise<WorkerAnswer>((done) => {
-        worker.onmessage = (e: MessageEvent<WorkerAnswer>) => done(e.data);
+        worker.onmessage = (e: MessageEvent<WorkerAnswer & { started?: true }>) => {
+          if (e.data.started) started();
+          else done(e.data);
+        };
       });
       worker.postMessage({
         stateDir: scene.t.stateDir,
         repo: scene.vendor.repo,
         trust: scene.vendor.trustPath,
       });
+      // A wedged agent never answers, so the deadline only has to be longer than a cycle on a
+      // loaded box (a second suite alongside), where 2 s from spawn was not enough. It starts once
+      // the agent runs: start-up is not what is under test.
+      await Promise.race([running, answer]);
       let deadline: ReturnType<typeof setTimeout> | undefined;
       const inTime = await Promise.race([
         answer.then(() => true),
         new Promise<boolean>((done) => {
-          deadline = setTimeout(() => done(false), 2000);
+          deadline = setTimeout(() => done(false), 10_000);
         }),
       ]);
       clearTimeout(deadline);

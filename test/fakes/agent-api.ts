@@ -3,7 +3,13 @@
  * fixtures, a record of every call, and injectable failures, so transport
  * code is tested without the real runtime.
  */
-import type { AgentApi, AgentStatus, ContentInfo, UpdateCycleReport } from "../../core/agent/api.ts";
+import type {
+  AckResult,
+  AgentApi,
+  AgentStatus,
+  ContentInfo,
+  UpdateCycleReport,
+} from "../../core/agent/api.ts";
 import { StoreError } from "../../core/errors.ts";
 
 export const FIXED_TIME = "2024-07-19T04:09:00.000Z";
@@ -95,6 +101,11 @@ export class FakeAgentApi implements AgentApi {
     const item = this.items.find((i) => i.type === type);
     if (!item?.lkgVersion) throw new StoreError("STORE_NO_LKG", `no last-known-good version of ${type}`);
     return { ...item, version: item.lkgVersion, lkgVersion: null };
+  }
+
+  async ack(type: string): Promise<AckResult> {
+    this.record("ack", type);
+    return { type, acknowledged: null };
   }
 
   async call(type: string, method: string, args: unknown): Promise<unknown> {

@@ -110,6 +110,13 @@ describe("online (running agent)", () => {
     expect(refused.stdout).toBe("");
   });
 
+  test("content ack goes to the running agent; --json prints the AckResult", async () => {
+    const r = await agent("content", "ack", "Hmpa_data", "--state", stateDir, "--json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ type: "Hmpa_data", acknowledged: null });
+    expect(api.calls).toContainEqual({ op: "ack", args: ["Hmpa_data"] });
+  });
+
   test("hmpa check is routed through the control plane", async () => {
     api.answer = (_type, _method, args) => ({
       thumbprint: (args as { thumbprint: string }).thumbprint,
@@ -162,6 +169,12 @@ describe("offline (no agent running)", () => {
     const r = await agent("content", "list", "--state", stateDir);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain("error AGENT_LOCKED:");
+  });
+
+  test("content ack offline with nothing to acknowledge: exit 0, says so", async () => {
+    const r = await agent("content", "ack", "Hmpa_data", "--state", stateDir);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("Hmpa_data: no automatic rollback to acknowledge\n");
   });
 
   test("rollback with nothing installed: exit 3", async () => {

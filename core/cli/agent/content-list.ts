@@ -11,7 +11,7 @@ export default defineCommand({
   },
   args: agentArgs,
   async run({ args }) {
-    const items = await withAgentApi(args, (api) => api.content());
+    const items = await withAgentApi(args, (api) => api.content(), { readOnly: true });
     if (args.json) printJson(items);
     else printText(renderContentTable(items));
   },

@@ -127,10 +127,18 @@ export async function createAgent(config: AgentConfig): Promise<Agent> {
   return new Agent({ config, registry, alertSinks, afterCycle });
 }
 
-/** Runs `fn` against an in-process agent on `config.stateDir`, without the update loop. */
-export async function withOfflineAgent<T>(config: AgentConfig, fn: (agent: Agent) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` against an in-process agent on `config.stateDir`, without the
+ * update loop. `readOnly` (status, content list) opens it without the lock
+ * file, clean-up or repairs, so the state dir is unchanged afterwards.
+ */
+export async function withOfflineAgent<T>(
+  config: AgentConfig,
+  fn: (agent: Agent) => Promise<T>,
+  opts: { readOnly?: boolean } = {},
+): Promise<T> {
   const agent = await createAgent(config);
-  await agent.start({ loop: false });
+  await agent.start({ loop: false, readOnly: opts.readOnly });
   try {
     return await fn(agent);
   } finally {
@@ -144,6 +152,7 @@ export function asRemote(agent: Agent): RemoteAgentApi {
     content: async () => agent.content(),
     update: () => agent.update(),
     rollback: (type) => agent.rollback(type),
+    ack: (type) => agent.ack(type),
     call: (type, method, args) => agent.call(type, method, args),
   };
 }
@@ -164,11 +173,12 @@ export type AgentMode = "online" | "offline";
 export async function withAgentApi<T>(
   flags: AgentFlags,
   fn: (api: RemoteAgentApi, mode: AgentMode) => Promise<T>,
+  opts: { readOnly?: boolean } = {},
 ): Promise<T> {
   const config = loadAgentConfig(flags);
   const client = await connectIfRunning(config.stateDir);
   if (client) return fn(client, "online");
-  return withOfflineAgent(config, (agent) => fn(asRemote(agent), "offline"));
+  return withOfflineAgent(config, (agent) => fn(asRemote(agent), "offline"), opts);
 }
 
 /**

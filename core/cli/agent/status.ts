@@ -8,10 +8,12 @@ export default defineCommand({
   meta: { name: "status", description: "Show agent health, update state and installed content" },
   args: agentArgs,
   async run({ args }) {
-    const { status, mode } = await withAgentApi(args, async (api, mode) => ({
-      status: await api.status(),
-      mode,
-    }));
+    const { status, mode } = await withAgentApi(
+      args,
+      async (api, mode) => ({ status: await api.status(), mode }),
+      // Looking must not change what is looked at: offline, the state dir is opened read-only.
+      { readOnly: true },
+    );
     if (args.json) printJson(status);
     else printText(renderStatus(status, { offline: mode === "offline" }));
   },

@@ -1,7 +1,13 @@
 /** Installed content: listing and rollback to the last-known-good version. */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AgentApi } from "../../agent/api.ts";
-import { COMMON_ERRORS, ContentInfoSchema, contentTypeParam, errorResponses } from "../schemas.ts";
+import {
+  AckResultSchema,
+  COMMON_ERRORS,
+  ContentInfoSchema,
+  contentTypeParam,
+  errorResponses,
+} from "../schemas.ts";
 
 const listRoute = createRoute({
   method: "get",
@@ -34,9 +40,27 @@ const rollbackRoute = createRoute({
   },
 });
 
+const ackRoute = createRoute({
+  method: "post",
+  path: "/{type}/ack",
+  tags: ["content"],
+  summary: "Acknowledge an automatic rollback of a content type",
+  description:
+    "An automatic rollback keeps health AMBER (CONTENT_ROLLED_BACK) until a newer good version installs or this is called. Answers what was acknowledged; `acknowledged: null` when there was nothing to acknowledge.",
+  request: { params: z.object({ type: contentTypeParam }) },
+  responses: {
+    200: {
+      description: "What was acknowledged",
+      content: { "application/json": { schema: AckResultSchema } },
+    },
+    ...errorResponses(...COMMON_ERRORS, 400, 404),
+  },
+});
+
 export function contentRoutes(api: AgentApi): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(listRoute, (c) => c.json(api.content(), 200));
   app.openapi(rollbackRoute, async (c) => c.json(await api.rollback(c.req.valid("param").type), 200));
+  app.openapi(ackRoute, async (c) => c.json(await api.ack(c.req.valid("param").type), 200));
   return app;
 }
