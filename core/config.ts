@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { rememberConfigSource } from "./effective/source.ts";
 import { ConfigError } from "./errors.ts";
 
 export const AgentConfigSchema = z
@@ -305,7 +306,10 @@ export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput }
       });
     }
   }
-  return parseConfig(deepMerge(fromFile, opts.overrides ?? {}), file);
+  const input = deepMerge(fromFile, opts.overrides ?? {});
+  const config = parseConfig(input, file);
+  rememberConfigSource(config, { input, ...(file ? { file } : {}) }); // origins for `agent config show`
+  return config;
 }
 
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {

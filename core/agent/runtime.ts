@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
+import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { type HandlerHost, InProcessHost } from "../handler/host.ts";
@@ -102,6 +103,8 @@ export class Agent implements AgentApi {
   private lastReport?: UpdateCycleReport;
   private cycleChain: Promise<unknown> = Promise.resolve();
   private trustProblem?: string;
+  /** agent.json + policy overlays + flags (core/effective, docs/policy.md). */
+  readonly effective: EffectiveConfigService;
 
   constructor(private readonly opts: AgentOptions) {
     this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
@@ -152,6 +155,19 @@ export class Agent implements AgentApi {
             command: opts.hosts?.command,
             now: () => this.now().getTime(),
           });
+    this.effective = new EffectiveConfigService({
+      config: opts.config,
+      call: (type, method, args) => this.host.call(type, method, args),
+      contributors: (role) =>
+        this.usable
+          .types()
+          .filter((t) => this.usable.require(t).manifest.contributes?.includes(role as never))
+          .filter((t) => this.host.state(t).state === "loaded"),
+      emit,
+      health: this.health,
+      log: this.log,
+      now: this.now,
+    });
   }
 
   get config(): AgentConfig {
@@ -167,6 +183,9 @@ export class Agent implements AgentApi {
       this.store.open();
       this.memory = new UpdateMemory(this.config.stateDir);
       await this.loadInstalled();
+      await this.effective
+        .apply()
+        .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
     } catch (e) {
       this.releaseLock();
       throw e;
@@ -360,6 +379,14 @@ export class Agent implements AgentApi {
       u.group,
     );
     this.lastReport = report;
+    // Tenant policy and flag values ride the same cycle, transport and trust store (docs/policy.md).
+    await this.effective
+      .sync({
+        transport: this.opts.transport ?? transportFor(u.repo),
+        trust,
+        timeoutMs: u.timeoutSeconds * 1000,
+      })
+      .catch((e) => this.log.warn("policy sync failed", describeError(e)));
     if (report.installed.length > 0) {
       await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
         .refreshStatus?.()
