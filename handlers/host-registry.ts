@@ -19,6 +19,7 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
+  config: [() => import("./RemapperRules/index.ts"), () => import("./Flags/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

@@ -6,10 +6,12 @@ import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
+import { flagsHandler } from "./Flags/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
 import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
+import { remapperRulesHandler } from "./RemapperRules/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 
@@ -22,6 +24,8 @@ export function builtinHandlers(): ContentHandler[] {
     behaviorHandler as ContentHandler,
     productRulesFeedHandler as ContentHandler,
     repairKitHandler as ContentHandler,
+    remapperRulesHandler as ContentHandler,
+    flagsHandler as ContentHandler,
   ];
 }
 

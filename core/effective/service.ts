@@ -152,8 +152,8 @@ export class EffectiveConfigService {
     this.flags = {
       enabled: (flag) => this.flagRows.find((r) => r.flag === flag)?.enabled ?? false,
       onChange: (flag, fn) => {
-        let set = this.flagListeners.get(flag);
-        if (!set) this.flagListeners.set(flag, (set = new Set()));
+        const set = this.flagListeners.get(flag) ?? new Set();
+        this.flagListeners.set(flag, set);
         set.add(fn);
         return () => set.delete(fn);
       },
