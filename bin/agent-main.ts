@@ -58,6 +58,9 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    config: () => import("../core/cli/agent/config.ts").then((m) => m.default),
+    flags: () => import("../core/cli/agent/flags.ts").then((m) => m.default),
+    policy: () => import("../handlers/RemapperRules/cli-agent-policy.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([

@@ -31,6 +31,8 @@ const main = defineCommand({
     rep: () => import("../handlers/LocalRepData/cli-build.ts").then((m) => m.default),
     sxl: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.sxlCommand),
     samples: () => import("../plugins/reputation/cli-vendor.ts").then((m) => m.samplesCommand),
+    policy: () => import("../handlers/RemapperRules/cli-policy.ts").then((m) => m.default),
+    flags: () => import("../handlers/Flags/cli-flags.ts").then((m) => m.default),
   },
 });
 

@@ -28,6 +28,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (core/release/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (plugins/reputation/samples)"],
+  ["POL_", "policy documents, RemapperRules, effective configuration (core/effective, docs/policy.md)"],
+  ["FLAG_", "feature flags supplement (handlers/Flags, docs/policy.md)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {
@@ -74,7 +76,7 @@ export function renderDoc(codes: Map<string, Set<string>>): string {
     "| --- | --- | --- |",
     ...FAMILIES.map(
       ([p, m]) =>
-        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND)_/.test(p) ? 3 : p === "CTL_" ? 4 : p === "SXL_" || p === "SMP_" ? 5 : 2} |`,
+        `| \`${p}*\` | ${m} | ${/^(SIG|PKG|IDX|UPD|STORE|HND|POL|FLAG)_/.test(p) ? 3 : p === "CTL_" ? 4 : p === "SXL_" || p === "SMP_" ? 5 : 2} |`,
     ),
     "",
   ];

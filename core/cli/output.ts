@@ -143,7 +143,7 @@ export function exitCodeFor(e: unknown): ExitCode {
   ) {
     return EXIT.USAGE;
   }
-  if (/^(UPD|IDX|SIG|PKG|STORE|HND|REL)_/.test(code)) return EXIT.CONTENT;
+  if (/^(UPD|IDX|SIG|PKG|STORE|HND|REL|POL|FLAG)_/.test(code)) return EXIT.CONTENT;
   return EXIT.INTERNAL;
 }
 

@@ -24,6 +24,17 @@ export const TENANT_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 export const DOCUMENT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\.xml$/;
 export const MAX_BUNDLE_BYTES = 32 * 1024 * 1024;
 
+/** A tenant name as the fleet uses it (also a path segment, so it is checked before use). */
+export function checkTenant(tenant: string): string {
+  if (!TENANT_RE.test(tenant)) {
+    throw new ConfigError(
+      "POL_BAD_TENANT",
+      `tenant ${JSON.stringify(tenant)}: lowercase letters, digits and dashes, at most 64`,
+    );
+  }
+  return tenant;
+}
+
 export const bundlePath = (tenant: string) => `tenants/${tenant}/policy.json`;
 export const bundleSigPath = (tenant: string) => `${bundlePath(tenant)}.p7s`;
 

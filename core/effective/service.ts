@@ -438,3 +438,23 @@ export class EffectiveConfigService {
     }
   }
 }
+
+/**
+ * The effective config as the last apply left it on disk, without starting
+ * an agent: what `agent config show` and `agent flags` print (a running
+ * agent writes state.json after every apply, so this is its view too).
+ */
+export function snapshotFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
+  const service = new EffectiveConfigService({
+    config,
+    call: async () => undefined,
+    contributors: () => [],
+    emit: () => {},
+    health,
+    log,
+    now: () => new Date(),
+  });
+  return service.snapshot();
+}
+
+export type EffectiveSnapshot = ReturnType<EffectiveConfigService["snapshot"]>;

@@ -114,7 +114,7 @@ test("a value out of range is refused naming the policy line and the rule", () =
   };
   const [r] = remap([parseRuleFile(ruleFile([wd]), "wd.json")], [{ name: "tp.xml", xml: POLICY }]);
   expect(r).toMatchObject({ ok: false, error: { code: "POL_VALUE_OUT_OF_RANGE", rule: "wd", line: 7 } });
-  expect(r.ok ? "" : r.error.message).toMatch(
+  expect(r?.ok === false ? r.error.message : "").toMatch(
     /^tp\.xml:7: rule wd \(wd\.json:\d+\) → query\.watchdog\.memoryMb: 900 is outside 1\.\.512/,
   );
 });
