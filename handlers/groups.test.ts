@@ -13,7 +13,15 @@ describe("built-in host groups", () => {
 
   test("the issue's groups exist with the issue's shape", () => {
     const g = new Map(builtinGroups.map((x) => [x.name, x]));
-    expect([...g.keys()].sort()).toEqual(["behavior", "hmpa", "query", "repair", "scanner"]);
+    expect([...g.keys()].sort()).toEqual(["behavior", "config", "hmpa", "query", "repair", "scanner"]);
+    // wave3.md: policy remapping and flags are pure functions of their input: no fs, no net, no exec.
+    expect(g.get("config")).toMatchObject({
+      runAs: "agent",
+      fs: { read: [], write: [] },
+      net: "none",
+      exec: false,
+      agent: false,
+    });
     expect(g.get("scanner")).toMatchObject({
       runAs: "agent",
       fs: { read: [], write: [] },
