@@ -16,6 +16,7 @@ const benches = [
   ["reputation.ts"],
   ["sxl.ts"],
   ["behavior.ts"],
+  ["policy.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

@@ -185,3 +185,23 @@ test("a missing document fails only the files that need it", () => {
   );
   expect(r).toMatchObject({ ok: false, error: { code: "POL_DOCUMENT_MISSING", document: "absent.xml" } });
 });
+
+test("node-sets come back in document order (the O(1) order index agrees with XPath's definition)", () => {
+  const xml = "<policy>\n<a v='1'/><b><a v='2'/></b><a v='3'/>\n<c v='4'/></policy>";
+  const rule = (select: string) =>
+    parseRuleFile(
+      JSON.stringify({
+        schema: 1,
+        document: "o.xml",
+        rules: [{ id: "l", select, convert: { fn: "list", separator: "," }, target: "onAccess.items" }],
+      }),
+      "o.json",
+    );
+  const values = (select: string) => {
+    const [r] = remap([rule(select)], [{ name: "o.xml", xml }]);
+    return r?.ok ? r.values[0]?.value : r?.error;
+  };
+  expect(values("//a/@v")).toEqual(["1", "2", "3"]);
+  expect(values("//c/@v | //a/@v")).toEqual(["1", "2", "3", "4"]);
+  expect(values("(//a)[last()]/@v")).toEqual(["3"]);
+});

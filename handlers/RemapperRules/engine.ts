@@ -11,7 +11,7 @@ import { isOutpostError } from "../../core/errors.ts";
 import { ConversionError, convert } from "./convert.ts";
 import type { ParsedRuleFile, Rule } from "./format.ts";
 import { type PolicyDom, parsePolicyXml } from "./xml.ts";
-import { selectXPath } from "./xpath.ts";
+import { indexDocumentOrder, selectXPath } from "./xpath.ts";
 
 export interface PolicyDocumentInput {
   name: string;
@@ -111,7 +111,9 @@ export function remap(files: ParsedRuleFile[], documents: PolicyDocumentInput[])
   for (const d of documents) {
     if (!needed.has(d.name)) continue;
     try {
-      doms.set(d.name, parsePolicyXml(d.name, d.xml));
+      const dom = parsePolicyXml(d.name, d.xml);
+      indexDocumentOrder(dom);
+      doms.set(d.name, dom);
     } catch (e) {
       const line = isOutpostError(e) ? (e.details?.line as number | undefined) : undefined;
       doms.set(d.name, {
