@@ -99,6 +99,30 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
   packages.push(out);
 }
 
+step(
+  "vendor: sign the policy content (RemapperRules, Flags) and publish tenant policy + flags (docs/policy.md)",
+);
+for (const type of ["RemapperRules", "Flags"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
+  packages.push(out);
+}
+const tenantArgs = ["--tenant", "default", "--repo", join(DEMO, "repo"), "--keys", join(DEMO, "keys")];
+run([CTL, "policy", "set", ...tenantArgs, "examples/RemapperRules/policy/threat-protection.xml"]);
+run([CTL, "flags", "set", ...tenantArgs, "onAccessBlock", "on"]);
+
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
   run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
@@ -178,6 +202,9 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: effective configuration from the tenant policy, and feature flags");
+run([AGENT, "config", "show", "--config", join(DEMO, "agent.json"), "--key", "liveProtection"]);
+run([AGENT, "flags", "--config", join(DEMO, "agent.json")]);
 
 console.log(`
 Outpost is running. Try, in another terminal:
