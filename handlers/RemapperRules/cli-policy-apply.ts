@@ -40,10 +40,17 @@ export default defineCommand({
     const xml = readFileSync(args.file, "utf8");
     parsePolicyXml(args.file, xml);
     const config = loadAgentConfig(args);
-    writeLocalDocument(config.stateDir, name, xml);
     const client = await connectIfRunning(config.stateDir);
-    if (client) await client.update();
-    else await withOfflineAgent(config, (agent) => agent.effective.apply().then(() => undefined));
+    if (client) {
+      writeLocalDocument(config.stateDir, name, xml);
+      await client.update();
+    } else {
+      // Stored only once the state dir is ours (AGENT_LOCKED otherwise): a refusal changes nothing.
+      await withOfflineAgent(config, async (agent) => {
+        writeLocalDocument(config.stateDir, name, xml);
+        await agent.effective.apply();
+      });
+    }
     const state = readPersisted(config.stateDir, () => {});
     const result = {
       document: name,
