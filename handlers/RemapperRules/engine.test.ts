@@ -205,3 +205,9 @@ test("node-sets come back in document order (the O(1) order index agrees with XP
   expect(values("//c/@v | //a/@v")).toEqual(["1", "2", "3", "4"]);
   expect(values("(//a)[last()]/@v")).toEqual(["3"]);
 });
+
+test("X4: what only the DOM parser catches is refused with its line too", () => {
+  const xml = "<?xml version='1.0'?>\n<policy>\n<!-- a -- b -->\n</policy>";
+  const [r] = remap([parseRuleFile(ruleFile([lookups]), "a.json")], [{ name: "tp.xml", xml }]);
+  expect(r).toMatchObject({ ok: false, error: { code: "POL_XML_MALFORMED", line: 3 } });
+});

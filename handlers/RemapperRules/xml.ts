@@ -53,25 +53,28 @@ export function checkPolicyXml(name: string, xml: string): void {
 /** X1–X4: a DOM to run XPath over. */
 export function parsePolicyXml(name: string, xml: string): PolicyDom {
   checkPolicyXml(name, xml);
-  const problems: { level: string; msg: string }[] = [];
-  let doc: PolicyDom;
+  // xmldom reports through onError and, for fatal errors, also throws; both carry a locator.
+  const problems: { msg: string; line?: number }[] = [];
+  let doc: PolicyDom | undefined;
   try {
     doc = new DOMParser({
-      onError: (level, msg) => {
-        problems.push({ level, msg });
+      onError: (_level, msg, ctx) => {
+        problems.push({
+          msg,
+          line: (ctx as { locator?: { lineNumber?: number } } | undefined)?.locator?.lineNumber,
+        });
       },
     }).parseFromString(xml, "text/xml");
   } catch (e) {
-    problems.unshift({ level: "fatalError", msg: (e as Error).message });
-    doc = undefined as unknown as PolicyDom;
+    const line = (e as { locator?: { lineNumber?: number } }).locator?.lineNumber;
+    if (problems.length === 0) problems.push({ msg: (e as Error).message, line });
   }
   const first = problems[0];
   if (first || !doc?.documentElement) {
-    const line = /line:(\d+)/.exec(first?.msg ?? "")?.[1];
     throw refuse(
       "POL_XML_MALFORMED",
       name,
-      line ? Number(line) : undefined,
+      first?.line,
       `not well-formed XML: ${first?.msg.split("\n")[0] ?? "no root element"} (X4)`,
     );
   }
