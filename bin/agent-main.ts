@@ -35,7 +35,9 @@ setAgentWiring({
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // It follows the effective config: a tenant policy that changes liveProtection.* rebuilds it (docs/policy.md).
+  services: (ctx) =>
+    import("../plugins/scan/effective.ts").then((m) => [m.effectiveScanningService(ctx, ctx.api.effective)]),
 });
 
 const main = defineCommand({
