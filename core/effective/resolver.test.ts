@@ -125,3 +125,22 @@ test("a duplicate target inside one overlay is refused", () => {
   expect(r.refusals[0]?.code).toBe("POL_DUPLICATE_TARGET");
   expect(r.config.liveProtection.timeoutMs).toBe(1000);
 });
+
+test("config show never prints credentials", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { parseConfig } = await import("../config.ts");
+  const { HealthBoard } = await import("../health/reasons.ts");
+  const { log } = await import("../log.ts");
+  const { snapshotFromDisk } = await import("./service.ts");
+  const stateDir = mkdtempSync(join(tmpdir(), "outpost-effective-"));
+  try {
+    const config = parseConfig({ stateDir, fleet: { token: "s3cr3t-fleet-token-0123456789" } });
+    const snap = snapshotFromDisk(config, log, new HealthBoard());
+    expect(snap.values.find((v) => v.key === "fleet.token")?.value).toBe("(redacted)");
+    expect(JSON.stringify(snap)).not.toContain("s3cr3t");
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});

@@ -51,6 +51,11 @@ import {
   writePersisted,
 } from "./state.ts";
 
+/** Credentials never leave the process through `agent config show` (fleet.token, query.results.http.token, …). */
+const SECRET_KEY_RE = /(^|\.)(token|password|secret)$/i;
+const redact = (key: string, value: unknown) =>
+  SECRET_KEY_RE.test(key) && value != null ? "(redacted)" : value;
+
 /** Manifest roles (HandlerManifest.contributes) the service asks for. */
 export const ROLE_OVERLAYS = "config.overlays";
 export const ROLE_FLAGS = "config.flags";
@@ -178,7 +183,11 @@ export class EffectiveConfigService {
     return {
       values: Object.keys(this.resolution.values)
         .sort()
-        .map((key) => ({ key, value: this.resolution.values[key], origin: this.resolution.origins[key] })),
+        .map((key) => ({
+          key,
+          value: redact(key, this.resolution.values[key]),
+          origin: this.resolution.origins[key],
+        })),
       overlays: this.persisted.overlays.map((o) => ({
         file: o.file,
         contentVersion: o.contentVersion ?? null,

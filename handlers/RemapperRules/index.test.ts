@@ -241,3 +241,39 @@ test("B1/B4: a tampered or replayed tenant bundle is refused; the last accepted 
   expect(t.agent.effective.snapshot().fleet.lastError?.code).toBe("POL_BUNDLE_ROLLBACK");
   expect(t.agent.effective.current().liveProtection.timeoutMs).toBe(3000);
 });
+
+test("over HTTP (contentctl serve): the bundle is fetched with If-None-Match and a 304 skips it", async () => {
+  const { serveRepo } = await import("../../core/repo/serve.ts");
+  const { HttpTransport } = await import("../../core/update/transport.ts");
+  await vendor.release("RemapperRules", 1, RULES);
+  await setPolicy(policy("true", "2s", "300"));
+  const server = serveRepo({ repo: vendor.repo, port: 0, hostname: "127.0.0.1" });
+  try {
+    const seen: { ifNoneMatch: string | null; status: number }[] = [];
+    const counting: typeof fetch = Object.assign(
+      async (input: string | URL | Request, init?: RequestInit) => {
+        const res = await fetch(input, init);
+        if (String(input).endsWith(bundlePath(TENANT))) {
+          seen.push({ ifNoneMatch: new Headers(init?.headers).get("if-none-match"), status: res.status });
+        }
+        return res;
+      },
+      { preconnect: fetch.preconnect },
+    );
+    const url = `http://127.0.0.1:${server.port}`;
+    t = await startAgent(vendor, {
+      registry,
+      repo: url,
+      transport: new HttpTransport(url, counting),
+      config: { fleet: { tenant: TENANT } },
+    });
+    await t.agent.update();
+    await t.agent.update();
+    expect(seen.map((s) => s.status)).toEqual([200, 304]);
+    expect(seen[0]?.ifNoneMatch).toBeNull();
+    expect(seen[1]?.ifNoneMatch).toBeTruthy();
+    expect(t.agent.effective.current().liveProtection.timeoutMs).toBe(2000);
+  } finally {
+    server.stop(true);
+  }
+});
