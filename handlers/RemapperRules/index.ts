@@ -5,6 +5,11 @@
  * documents in, this handler returns one overlay (or one failure) per rule
  * file, and the supervisor's effective-config service decides and applies
  * (core/effective/service.ts). Format and rules: docs/policy.md.
+ *
+ * The XML and XPath libraries are imported statically although they cost
+ * a few hundred ms to load: a host process loads all of its code before
+ * Landlock closes the filesystem (core/host/child.ts), so a lazy import
+ * would fail inside the sandbox when running from source.
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
