@@ -8,7 +8,7 @@
  * Written atomically (temp + rename + fsync), read through zod: a damaged
  * file is treated as absent (logged), never as a reason not to start.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
@@ -128,6 +128,15 @@ export function writeLocalDocument(stateDir: string, name: string, xml: string):
   const path = join(effectivePaths(stateDir).local, name);
   atomicWriteFile(path, xml, 0o600);
   return path;
+}
+
+/** Removes a local document; false when there was none by that name. */
+export function removeLocalDocument(stateDir: string, name: string): boolean {
+  if (!DOCUMENT_NAME_RE.test(name)) return false;
+  const path = join(effectivePaths(stateDir).local, name);
+  if (!existsSync(path)) return false;
+  rmSync(path);
+  return true;
 }
 
 export function readLocalDocuments(stateDir: string): { name: string; xml: string }[] {

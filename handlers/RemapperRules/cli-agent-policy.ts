@@ -5,5 +5,6 @@ export default defineCommand({
   meta: { name: "policy", description: "Apply tenant policy documents locally" },
   subCommands: {
     apply: () => import("./cli-policy-apply.ts").then((m) => m.default),
+    remove: () => import("./cli-policy-remove.ts").then((m) => m.default),
   },
 });

@@ -166,6 +166,17 @@ test("agent policy apply (air-gapped): a local document wins; a failing rule fil
   const value = (key: string) => show.values.find((v: { key: string }) => v.key === key)?.value;
   expect(value("liveProtection.timeoutMs")).toBe(3000);
   expect(value("query.watchdog.memoryMb")).toBe(256);
+
+  // Removing the local document puts the fleet's back in force, and the failure goes with it.
+  const removed = JSON.parse(
+    await ok("agent", "policy", "remove", "threat-protection.xml", ...AGENT, "--json"),
+  );
+  expect(removed.failures).toEqual([]);
+  const after = JSON.parse(await ok("agent", "config", "show", ...AGENT, "--json"));
+  expect(after.values.find((v: { key: string }) => v.key === "liveProtection.timeoutMs")?.value).toBe(1500);
+  const again = await run("agent", "policy", "remove", "threat-protection.xml", ...AGENT);
+  expect(again.code).toBe(2);
+  expect(again.stderr).toContain("no local policy document");
 });
 
 test("a Flags supplement for another agent version is refused at install; the previous one stays", async () => {
