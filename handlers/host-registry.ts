@@ -19,7 +19,15 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
-  config: [() => import("./RemapperRules/index.ts"), () => import("./Flags/index.ts")],
+  config: [
+    // RemapperRules loads its parsers on first use; a host must have them before Landlock.
+    async () => {
+      const m = await import("./RemapperRules/index.ts");
+      await m.loadEngine();
+      return m;
+    },
+    () => import("./Flags/index.ts"),
+  ],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

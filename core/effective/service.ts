@@ -137,6 +137,10 @@ export function baseOf(config: AgentConfig): BaseConfig {
   return { input: config as unknown as Record<string, unknown>, explicit };
 }
 
+/** state.json without its timestamps: what decides whether it needs writing. */
+const persistedKey = (p: Persisted) =>
+  JSON.stringify({ ...p, appliedAt: undefined, failures: p.failures.map((f) => ({ ...f, at: undefined })) });
+
 export class EffectiveConfigService {
   private persisted: Persisted;
   private resolution: Resolution;
@@ -144,11 +148,13 @@ export class EffectiveConfigService {
   private readonly subscribers = new Set<Subscriber>();
   private readonly flagListeners = new Map<string, Set<(enabled: boolean) => void>>();
   private readonly base: BaseConfig;
+  private savedKey: string;
   readonly flags: FlagsApi;
 
   constructor(private readonly deps: EffectiveDeps) {
     this.base = baseOf(deps.config);
     this.persisted = readPersisted(deps.config.stateDir, (m, f) => deps.log.warn(m, f));
+    this.savedKey = persistedKey(this.persisted);
     this.resolution = resolveEffective(
       this.base,
       this.persisted.overlays.map((o) => ({ file: o.file, previous: o })),
@@ -337,12 +343,23 @@ export class EffectiveConfigService {
     const flagsBefore = new Map(this.flagRows.map((r) => [r.flag, r.enabled]));
     const flags = this.computeFlags();
     this.persisted.serviceLastKnown = flags.lastKnown;
-    writePersisted(this.deps.config.stateDir, this.persisted);
+    this.save();
     this.resolution = resolution;
     this.flagRows = flags.rows;
     this.report(failures, resolution);
     this.notify(before, resolution, flagsBefore);
     return resolution;
+  }
+
+  /**
+   * Writes state.json when something other than timestamps changed: every offline CLI command
+   * starts an agent, which applies, and an fsync per `agent content list` buys nothing.
+   */
+  private save(): void {
+    const key = persistedKey(this.persisted);
+    if (key === this.savedKey) return;
+    writePersisted(this.deps.config.stateDir, this.persisted);
+    this.savedKey = key;
   }
 
   private async fetchSupplement(failures: Failure[], now: string): Promise<Persisted["supplement"]> {

@@ -10,6 +10,9 @@ import type { OverlayValue } from "../../core/effective/resolver.ts";
 import { isOutpostError } from "../../core/errors.ts";
 import { ConversionError, convert } from "./convert.ts";
 import type { ParsedRuleFile, Rule } from "./format.ts";
+
+export { parseRuleFile } from "./format.ts";
+
 import { type PolicyDom, parsePolicyXml } from "./xml.ts";
 import { indexDocumentOrder, selectXPath } from "./xpath.ts";
 

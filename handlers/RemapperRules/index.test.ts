@@ -76,8 +76,10 @@ const SUPPLEMENT = JSON.stringify({
 const registry = () => {
   const r = new HandlerRegistry();
   for (const g of builtinGroups) r.registerGroup(g);
-  r.register(remapperRulesHandler as ContentHandler, new URL("./index.ts", import.meta.url).href);
-  r.register(flagsHandler as ContentHandler, new URL("../Flags/index.ts", import.meta.url).href);
+  // Built-in: the host process finds them through handlers/host-registry.ts, as in production
+  // (which is also what preloads RemapperRules' parsers before the sandbox closes).
+  r.register(remapperRulesHandler as ContentHandler);
+  r.register(flagsHandler as ContentHandler);
   return r;
 };
 

@@ -6,16 +6,27 @@
  * file, and the supervisor's effective-config service decides and applies
  * (core/effective/service.ts). Format and rules: docs/policy.md.
  *
- * The XML and XPath libraries are imported statically although they cost
- * a few hundred ms to load: a host process loads all of its code before
- * Landlock closes the filesystem (core/host/child.ts), so a lazy import
- * would fail inside the sandbox when running from source.
+ * The XML and XPath libraries cost a few hundred ms to import and every
+ * agent command that builds the handler registry would pay it, so they load
+ * on first use through `loadEngine`. A host process must have all of its
+ * code before Landlock closes the filesystem (core/host/child.ts), and Bun
+ * resolves an `import()` against the filesystem even for a module already
+ * loaded — so the `config` group's entry in handlers/host-registry.ts calls
+ * `loadEngine()` before the sandbox, and later calls reuse that promise.
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
-import { remap } from "./engine.ts";
-import { type ParsedRuleFile, parseRuleFile } from "./format.ts";
+import type { ParsedRuleFile } from "./format.ts";
+
+type Engine = typeof import("./engine.ts");
+let engine: Promise<Engine> | undefined;
+
+/** The parsers and the remapper, imported once (see above). */
+export function loadEngine(): Promise<Engine> {
+  engine ??= import("./engine.ts");
+  return engine;
+}
 
 interface RemapperLive {
   version: number;
@@ -32,11 +43,12 @@ const RemapArgs = z
   })
   .strict();
 
-function parseAll(view: {
+async function parseAll(view: {
   files: readonly string[];
   readText(p: string): string;
   type: string;
-}): ParsedRuleFile[] {
+}): Promise<ParsedRuleFile[]> {
+  const { parseRuleFile } = await loadEngine();
   const paths = view.files.filter(isRuleFile).sort();
   if (paths.length === 0) {
     throw new HandlerError("POL_RULES_INVALID", `${view.type}: the package holds no rule files (*.json)`);
@@ -55,12 +67,12 @@ export const remapperRulesHandler = defineHandler<RemapperLive>({
     contributes: ["config.overlays"],
   },
 
-  validate(view) {
-    parseAll(view);
+  async validate(view) {
+    await parseAll(view);
   },
 
-  load(view, caps) {
-    const files = parseAll(view);
+  async load(view, caps) {
+    const files = await parseAll(view);
     caps.log.info("remapper rules loaded", { version: view.version, files: files.length });
     return { version: view.version, files };
   },
@@ -69,8 +81,9 @@ export const remapperRulesHandler = defineHandler<RemapperLive>({
     return { ruleFiles: live.files.length, rules: live.files.reduce((n, f) => n + f.rules.length, 0) };
   },
 
-  call(live, method, args) {
+  async call(live, method, args) {
     if (method === "remap") {
+      const { remap } = await loadEngine();
       const a = RemapArgs.safeParse(args);
       if (!a.success)
         throw new HandlerError(
