@@ -397,9 +397,10 @@ export class EffectiveConfigService {
         this.deps.health.clearSource(r.source);
     }
     for (const f of failures) {
+      // Most messages already name the rule and the document line; add them only where missing.
       const where = [
-        f.rule ? `rule ${f.rule}` : "",
-        f.document ? `${f.document}${f.line ? `:${f.line}` : ""}` : "",
+        f.rule && !f.message.includes(`rule ${f.rule}`) ? `rule ${f.rule}` : "",
+        f.document && !f.message.includes(f.document) ? `${f.document}${f.line ? `:${f.line}` : ""}` : "",
       ]
         .filter(Boolean)
         .join(", ");
