@@ -49,6 +49,8 @@ export const FailureSchema = z
     code: z.string(),
     message: z.string(),
     rule: z.string().optional(),
+    /** The config key a refusal concerns (allow-list, schema). */
+    key: z.string().optional(),
     document: z.string().optional(),
     line: z.number().int().optional(),
     at: z.string(),
