@@ -16,7 +16,8 @@
  *   B5 document names are unique
  */
 import { z } from "zod";
-import { type TrustStore, verifyDetached } from "../crypto/cms.ts";
+import type { TrustStore } from "../crypto/cms.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { ConfigError } from "../errors.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
 

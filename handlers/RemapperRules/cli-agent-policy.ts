@@ -4,7 +4,7 @@ import { defineCommand } from "citty";
 export default defineCommand({
   meta: { name: "policy", description: "Apply tenant policy documents locally" },
   subCommands: {
-    apply: () => import("./cli-policy-apply.ts").then((m) => m.default),
-    remove: () => import("./cli-policy-remove.ts").then((m) => m.default),
+    apply: () => import("./cli-agent-policy-apply.ts").then((m) => m.default),
+    remove: () => import("./cli-agent-policy-remove.ts").then((m) => m.default),
   },
 });

@@ -15,7 +15,7 @@ import type { ConfigChange } from "../../core/effective/service.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
-import { updateTenantBundle } from "../_shared/tenant-bundle.ts";
+import { updateTenantBundle } from "../_shared/tenant/bundle.ts";
 import { flagsHandler } from "../Flags/index.ts";
 import { builtinGroups } from "../groups.ts";
 import { remapperRulesHandler } from "./index.ts";
