@@ -8,7 +8,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { rememberConfigSource } from "./effective/source.ts";
 import { ConfigError } from "./errors.ts";
 
 export const AgentConfigSchema = z
@@ -270,6 +269,15 @@ export const AgentConfigSchema = z
   .strict();
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** What a loaded config was made from (agent.json + overrides, before defaults): origins in `agent config show`. */
+export interface ConfigSource {
+  input: Record<string, unknown>;
+  file?: string;
+}
+const sources = new WeakMap<AgentConfig, ConfigSource>();
+/** The source loadConfig recorded; undefined for configs built another way (tests, parseConfig). */
+export const configSource = (config: AgentConfig): ConfigSource | undefined => sources.get(config);
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 
 export function parseConfig(input: unknown, file = "<inline>"): AgentConfig {
@@ -308,7 +316,7 @@ export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput }
   }
   const input = deepMerge(fromFile, opts.overrides ?? {});
   const config = parseConfig(input, file);
-  rememberConfigSource(config, { input, ...(file ? { file } : {}) }); // origins for `agent config show`
+  sources.set(config, { input, ...(file ? { file } : {}) });
   return config;
 }
 

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import type { AgentConfig } from "../config.ts";
-import { AgentConfigSchema } from "../config.ts";
+import { AgentConfigSchema, configSource } from "../config.ts";
 import type { TrustStore } from "../crypto/cms.ts";
 import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
@@ -39,7 +39,6 @@ import {
   type Resolution,
   resolveEffective,
 } from "./resolver.ts";
-import { configSource } from "./source.ts";
 import {
   type Failure,
   OverlaySchema,
