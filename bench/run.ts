@@ -17,6 +17,8 @@ const benches = [
   ["sxl.ts"],
   ["behavior.ts"],
   ["policy.ts"],
+  ["ips.ts", "--sizes", "100,10000,100000"],
+  ["esh.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

@@ -28,6 +28,9 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
     },
     () => import("./Flags/index.ts"),
   ],
+  ips: [() => import("./EPIPS_data/index.ts"), () => import("./NTP_OVERRIDES/index.ts")],
+  telemetry: [() => import("./TELEMSUP/index.ts")],
+  esh: [() => import("./ESH/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

@@ -34,7 +34,10 @@ export const FORBIDDEN_KEYS: readonly string[] = [
 export const ALLOWED_KEYS: readonly string[] = [
   "liveProtection.*",
   "onAccess.*",
-  "ips.*",
+  // IPS enablement and what it inspects; never its queue, batching or self-disable safety limits.
+  "ips.enabled",
+  "ips.mode",
+  "ips.ports.*",
   "ml.*",
   "query.eventFormat",
   "query.watchdog.*",

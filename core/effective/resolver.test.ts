@@ -70,6 +70,12 @@ test("E2/E3: keys off the allow-list and malformed keys are refused", () => {
   expect(checkPolicyKey("reputationX.y")).toMatchObject({ ok: false, code: "POL_KEY_NOT_ALLOWED" });
   expect(checkPolicyKey("__proto__.polluted")).toMatchObject({ ok: false, code: "POL_BAD_KEY" });
   expect(checkPolicyKey("onAccess.mode")).toEqual({ ok: true });
+  expect(checkPolicyKey("ips.enabled")).toEqual({ ok: true });
+  expect(checkPolicyKey("ips.selfDisable.overruns")).toMatchObject({
+    ok: false,
+    code: "POL_KEY_NOT_ALLOWED",
+  });
+  expect(checkPolicyKey("telemetry.url")).toMatchObject({ ok: false, code: "POL_KEY_NOT_ALLOWED" });
   expect(checkPolicyKey("query.watchdog.memoryMb")).toEqual({ ok: true });
 });
 
@@ -143,4 +149,13 @@ test("config show never prints credentials", async () => {
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
   }
+});
+
+test("IPS enablement can come from policy; its safety limits cannot", () => {
+  const r = resolveEffective(base, [
+    { file: "ips.json", next: overlay("ips.json", [["ips.enabled", true], ["ips.mode", "prevent"]]) },
+    { file: "limits.json", next: overlay("limits.json", [["ips.selfDisable.overruns", 1000000]]) },
+  ]);
+  expect([r.config.ips.enabled, r.config.ips.mode]).toEqual([true, "prevent"]);
+  expect(r.refusals).toMatchObject([{ file: "limits.json", code: "POL_KEY_NOT_ALLOWED" }]);
 });
