@@ -11,6 +11,8 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { loadSigningKeys } from "../../core/crypto/keys.ts";
+import { packDirectory } from "../../core/package/pack.ts";
 
 setDefaultTimeout(120_000);
 
@@ -179,7 +181,7 @@ test("agent policy apply (air-gapped): a local document wins; a failing rule fil
   expect(again.stderr).toContain("no local policy document");
 });
 
-test("a Flags supplement for another agent version is refused at install; the previous one stays", async () => {
+test("a Flags supplement for another agent version: contentctl pack refuses it, and so does the agent", async () => {
   const dir = join(work, "flags-other");
   cpSync(join(ROOT, "examples/Flags"), dir, { recursive: true });
   writeFileSync(
@@ -190,7 +192,8 @@ test("a Flags supplement for another agent version is refused at install; the pr
       2,
     ),
   );
-  await ok(
+  // Pack-time validation runs the agent's own handler: it refuses what this agent version would.
+  const packed = await run(
     "contentctl",
     "pack",
     "--type",
@@ -202,7 +205,18 @@ test("a Flags supplement for another agent version is refused at install; the pr
     "--out",
     "Flags-2.tar",
     dir,
+    "--json",
   );
+  expect(packed.code).toBe(3);
+  expect(JSON.parse(packed.stdout).error).toMatchObject({ code: "FLAG_VERSION_MISMATCH" });
+  // A package signed by other tooling (say, the 9.x contentctl) still meets the agent's own check.
+  const bytes = await packDirectory({
+    type: "Flags",
+    version: 2,
+    keys: await loadSigningKeys(join(work, "k")),
+    dir,
+  });
+  writeFileSync(join(work, "Flags-2.tar"), bytes);
   await ok("contentctl", "publish", "Flags-2.tar", "--repo", "repo", "--group", "stable", "--keys", "k");
   const r = await run("agent", ...UPDATE, "--json");
   expect(r.code).toBe(3);
