@@ -153,7 +153,13 @@ test("config show never prints credentials", async () => {
 
 test("IPS enablement can come from policy; its safety limits cannot", () => {
   const r = resolveEffective(base, [
-    { file: "ips.json", next: overlay("ips.json", [["ips.enabled", true], ["ips.mode", "prevent"]]) },
+    {
+      file: "ips.json",
+      next: overlay("ips.json", [
+        ["ips.enabled", true],
+        ["ips.mode", "prevent"],
+      ]),
+    },
     { file: "limits.json", next: overlay("limits.json", [["ips.selfDisable.overruns", 1000000]]) },
   ]);
   expect([r.config.ips.enabled, r.config.ips.mode]).toEqual([true, "prevent"]);
