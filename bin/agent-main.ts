@@ -34,8 +34,11 @@ setAgentWiring({
   // (docs/policy.md); scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
   // watchdog, NTP_OVERRIDES (docs/ips.md); telemetry upload (off unless telemetry.enabled,
   // docs/telemetry.md) and the self-help log reader (docs/selfhelp.md). Each is owned by the agent it serves.
+  // Kernel sensors start first (their bus feeds the others); on-access scanning and Behavior's feed
+  // after the scanning service (docs/sensors.md).
   services: (ctx) =>
     Promise.all([
+      import("../core/sensors/service.ts").then((m) => [m.sensorsService(ctx)]),
       import("../handlers/DatasetA/scan/effective.ts").then((m) => [
         m.effectiveScanningService(ctx, ctx.api.effective),
       ]),
@@ -43,6 +46,8 @@ setAgentWiring({
       import("../handlers/EPIPS_data/service.ts").then((m) => [m.ipsService(ctx)]),
       import("../handlers/TELEMSUP/wiring.ts").then((m) => [m.telemetryService(ctx)]),
       import("../handlers/ESH/wiring.ts").then((m) => [m.selfHelpService(ctx)]),
+      import("../handlers/DatasetA/on-access-service.ts").then((m) => [m.onAccessService(ctx)]),
+      import("../handlers/Behavior/bus-feed.ts").then((m) => [m.behaviorFeedService(ctx)]),
     ]).then((lists) => lists.flat()),
 });
 

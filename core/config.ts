@@ -11,6 +11,7 @@ import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
+import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
 import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
 export const AgentConfigSchema = z
@@ -278,6 +279,9 @@ export const AgentConfigSchema = z
     selfHelp: SelfHelpConfigSchema,
     /** Telemetry upload, governed by TELEMSUP content; off by default (docs/telemetry.md). */
     telemetry: TelemetryConfigSchema,
+    /** Kernel sensors and on-access scanning (docs/sensors.md). */
+    sensors: SensorsSchema,
+    onAccess: OnAccessSchema,
   })
   .strict();
 

@@ -211,7 +211,10 @@ const config = {
     intervalSeconds: 60,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
+  // Kernel sensors (docs/sensors.md): file events under this dir reach the Behavior rules.
+  sensors: { files: { paths: [join(DEMO, "home/.ssh")] } },
 };
+mkdirSync(join(DEMO, "home/.ssh"), { recursive: true });
 writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);
 
 step("endpoint: provision the content key the Lua host groups decrypt rules with");
@@ -264,6 +267,15 @@ step("endpoint: IPS status (signatures loaded; the IPS itself is off until 'agen
 run([AGENT, "ips", "status", "--state", config.stateDir]);
 step("endpoint: self-help findings (ESH rules over the agent's own log, STATE/logs/agent.log)");
 run([AGENT, "selfhelp", "--state", config.stateDir]);
+step("endpoint: a real write the file sensor sees: the authorized_keys rule (BEH-009) fires");
+writeFileSync(join(DEMO, "home/.ssh/authorized_keys"), "ssh-ed25519 AAAA demo\n");
+await Bun.sleep(1500);
+const seen = run([AGENT, "events", "--json", "--state", config.stateDir], { quiet: true })
+  .split("\n")
+  .filter((l) => l.includes('"detection"') && l.includes("authorized_keys"));
+console.log(
+  seen.length ? seen[seen.length - 1] : "(no detection: see `agent status --json` .sensors for why)",
+);
 
 const SAMPLE = "examples/samples/detected-on-purpose.txt";
 step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
@@ -312,6 +324,7 @@ Outpost is running. Try, in another terminal:
   ./dist/agent query "SELECT name, version FROM os_version" --state demo/state
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
+  ./dist/agent status --json --state demo/state | jq .sensors   # kernel sensors in use, events/s, drops
   ./dist/agent content list --state demo/state
   sudo ./dist/agent ips enable --state demo/state    # NFQUEUE on ports 80/8080 (root; docs/ips.md)
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state

@@ -125,6 +125,8 @@ export interface AgentStatus {
   hosts?: HostStatus[];
   /** Administrator content policy (cadence, pins) and what it targets; see core/agent/policy.ts. */
   policy?: PolicyStatus;
+  /** Kernel sensors and on-access scanning (docs/sensors.md), when `agent run` started them. */
+  sensors?: Record<string, unknown>;
 }
 
 export interface AgentApi {

@@ -101,6 +101,8 @@ export class Agent implements AgentApi {
   private trustProblem?: string;
   /** agent.json + policy overlays + flags (core/effective, docs/policy.md). */
   readonly effective: EffectiveConfigService;
+  /** Status sections features add (e.g. "sensors", core/sensors/service.ts), shown by `agent status`. */
+  readonly statusSections = new Map<string, () => Record<string, unknown>>();
 
   constructor(private readonly opts: AgentOptions) {
     this.health = new HealthBoard(() => (opts.now ?? (() => new Date()))());
@@ -568,17 +570,20 @@ export class Agent implements AgentApi {
   }
 
   status(): AgentStatus {
-    return buildStatus({
-      config: this.config,
-      content: this.content(),
-      hosts: this.host.hosts(),
-      board: this.health.list(),
-      memory: this.memory,
-      lastReport: this.lastReport,
-      trustProblem: this.trustProblem,
-      now: this.now(),
-      startedAt: this.startedAt,
-      nextRunAt: this.loop?.nextRunAt ?? null,
-    });
+    return {
+      ...buildStatus({
+        config: this.config,
+        content: this.content(),
+        hosts: this.host.hosts(),
+        board: this.health.list(),
+        memory: this.memory,
+        lastReport: this.lastReport,
+        trustProblem: this.trustProblem,
+        now: this.now(),
+        startedAt: this.startedAt,
+        nextRunAt: this.loop?.nextRunAt ?? null,
+      }),
+      ...Object.fromEntries([...this.statusSections].map(([k, f]) => [k, f()])),
+    };
   }
 }

@@ -223,6 +223,14 @@ export const AgentStatusSchema = z
     lastErrors: z.array(RejectionRecordSchema).openapi({ description: "Most recent first" }),
     hosts: z.array(HostStatusSchema).optional().openapi({ description: "Host processes by group" }),
     policy: PolicyStatusSchema.optional(),
+    sensors: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .openapi({
+        description:
+          "Kernel sensors (docs/sensors.md): process and file sensor in use and why, events/s, bus consumers " +
+          "with drop counters, and onAccess (mode, cache hit rate, fail-open count, deferred lookups)",
+      }),
   })
   .openapi("AgentStatus");
 

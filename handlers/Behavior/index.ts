@@ -5,7 +5,8 @@
  * per-call instruction, memory and output limits; a rule that keeps
  * faulting is disabled while the others keep running.
  *
- * API (`call`): inject {events} → detections; stats → per-rule telemetry;
+ * API (`call`): inject {events} → detections; feed {events, provides} → the sensor bus's
+ * delivery (detections + the types the rules subscribe to); stats → per-rule telemetry;
  * detections → the most recent ones.
  */
 import { HandlerError } from "../../core/errors.ts";
@@ -66,6 +67,15 @@ export const behaviorHandler = defineHandler<BehaviorLive>({
         const list = Array.isArray(raw) ? raw : [raw];
         return live.process(parseEvents(list, Date.now(), (i) => `event ${i + 1}`));
       }
+      case "feed": {
+        const a = (args ?? {}) as { events?: unknown; provides?: unknown };
+        const list = Array.isArray(a.events) ? a.events : [];
+        const provides = Array.isArray(a.provides) ? a.provides.filter((t) => typeof t === "string") : [];
+        return live.feed(
+          parseEvents(list, Date.now(), (i) => `sensor event ${i + 1}`),
+          provides as string[],
+        );
+      }
       case "stats": {
         const s = live.stats();
         live.publishStats();
@@ -78,7 +88,7 @@ export const behaviorHandler = defineHandler<BehaviorLive>({
       default:
         throw new HandlerError(
           "HND_NO_METHOD",
-          `Behavior has no method ${method} (try: inject, stats, detections, status)`,
+          `Behavior has no method ${method} (try: inject, feed, stats, detections, status)`,
         );
     }
   },

@@ -59,6 +59,8 @@ export class BehaviorLive {
   libraryError: string | undefined;
   private lastPublished = "";
   disabledRules = new Set<string>();
+  /** Event types the supervisor's sensor bus delivers (feed): the in-host /proc poll skips them. */
+  private busTypes = new Set<string>();
 
   constructor(
     private readonly caps: Capabilities,
@@ -129,8 +131,9 @@ export class BehaviorLive {
   private startSensor(): void {
     const s = this.settings.sensor;
     const types = new Set(this.engine?.subscribedTypes() ?? []);
-    const processes = s.processes && types.has("process.start");
-    const connections = s.connections && types.has("network.connect");
+    const processes = s.processes && types.has("process.start") && !this.busTypes.has("process.start");
+    const connections =
+      s.connections && types.has("network.connect") && !this.busTypes.has("network.connect");
     this.sensor?.stop();
     this.sensor = undefined;
     if (!this.caps.fs || (!processes && !connections)) return;
@@ -140,6 +143,24 @@ export class BehaviorLive {
       connections,
     });
     this.sensor.start();
+  }
+
+  /**
+   * Events from the supervisor's sensor bus. `provides` names the types the
+   * kernel sensors deliver, so polling for them here stops; the answer tells
+   * the bus which types the rules want (it sends only those).
+   */
+  feed(events: BehaviorEvent[], provides: string[]): InjectResult & { subscribed: string[] } {
+    const next = new Set(provides);
+    if (next.size !== this.busTypes.size || [...next].some((t) => !this.busTypes.has(t))) {
+      this.busTypes = next;
+      if (!this.stopped) this.startSensor();
+    }
+    const r: InjectResult =
+      events.length > 0
+        ? this.process(events)
+        : { accepted: 0, delivered: 0, filtered: 0, queued: 0, detections: [], disabled: [] };
+    return { ...r, subscribed: this.engine?.subscribedTypes() ?? [] };
   }
 
   /** Runs events through the rules now (or holds them while the library is missing). */
@@ -254,6 +275,7 @@ export class BehaviorLive {
       ...(this.libraryError ? { libraryError: this.libraryError } : {}),
       subscribedTypes: e?.subscribedTypes() ?? [],
       sensor: this.sensor?.running ? { ...this.sensor.counters } : "off",
+      ...(this.busTypes.size ? { sensorBus: [...this.busTypes] } : {}),
       events: this.totals.events,
       detections: this.totals.detections,
       recentDetections: this.recent

@@ -74,6 +74,36 @@ export class ProcessTagger {
     await this.sweeping;
   }
 
+  /**
+   * Tags from kernel exec events (core/sensors, the process connector): the
+   * event already carries the executable's SHA-256, hashed through an fd the
+   * sensor opened at exec, so short-lived processes are tagged too. Replaces
+   * the /proc sweep; start() is then not called.
+   */
+  async ingest(events: Record<string, unknown>[]): Promise<number> {
+    const fresh: ProcessTag[] = [];
+    for (const e of events) {
+      if (typeof e.pid !== "number") continue;
+      fresh.push({
+        pid: e.pid,
+        exe: typeof e.exe === "string" ? e.exe : "",
+        sha256: typeof e.sha256 === "string" ? e.sha256 : null,
+        startTicks: typeof e.startTicks === "number" ? e.startTicks : 0,
+        taggedAt: this.now().toISOString(),
+        reputation: null,
+      });
+    }
+    await this.attachReputation(fresh);
+    if (this.tags.size > 65_536) this.tags.clear();
+    this.record(fresh);
+    return fresh.length;
+  }
+
+  /** Forgets a process that exited (kernel exit events). */
+  forget(pid: number): void {
+    this.tags.delete(pid);
+  }
+
   /** New reputation data: look every running executable up again. */
   invalidate(): void {
     this.reputations.clear();
@@ -132,6 +162,11 @@ export class ProcessTagger {
     }
     for (const pid of this.tags.keys()) if (!live.has(pid)) this.tags.delete(pid);
     await this.attachReputation(fresh);
+    this.record(fresh);
+    return fresh.length;
+  }
+
+  private record(fresh: ProcessTag[]): void {
     for (const t of fresh) {
       this.tags.set(t.pid, t);
       this.stats.tagged++;
@@ -145,7 +180,6 @@ export class ProcessTagger {
         });
       }
     }
-    return fresh.length;
   }
 
   private async identify(pid: number, ticks: number, budget: { bytes: number }): Promise<ProcessTag | null> {

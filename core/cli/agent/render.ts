@@ -7,6 +7,7 @@ import type {
   UpdateCycleReport,
 } from "../../agent/api.ts";
 import type { PolicyStatus } from "../../agent/policy.ts";
+import { renderSensors } from "../../sensors/render.ts";
 import { renderFields, renderTable } from "../output.ts";
 
 export function formatDuration(totalSeconds: number): string {
@@ -106,6 +107,7 @@ export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): 
   ];
   if (s.hosts && s.hosts.length > 0) parts.push("", renderHostsTable(s.hosts));
   if (s.policy) parts.push("", renderPolicy(s.policy));
+  if (s.sensors) parts.push("", renderFields(renderSensors(s.sensors)));
   if (s.lastErrors.length > 0) parts.push("", "last errors", renderErrors(s.lastErrors.slice(0, 10)));
   return parts.join("\n");
 }

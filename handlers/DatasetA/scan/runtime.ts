@@ -12,6 +12,7 @@ import { attachment } from "../../../core/agent/attachments.ts";
 import type { AgentEvent } from "../../../core/agent/events.ts";
 import type { AgentConfig } from "../../../core/config.ts";
 import { log } from "../../../core/log.ts";
+import { sensorsOf } from "../../../core/sensors/service.ts";
 import { ProcessTagger } from "../../LocalRepData/process-tagger.ts";
 import { loadVendorPublicKey } from "../samples/envelope.ts";
 import { SampleQueue, SampleUploader } from "../samples/queue.ts";
@@ -105,12 +106,27 @@ export function scanningService(ctx: RuntimeContext): {
 } {
   let runtime: ScanRuntime | undefined;
   let unsubscribe: (() => void) | undefined;
+  let unsubscribeBus: (() => void) | undefined;
   return {
     name: "scanning",
     async start() {
       runtime = await createScanRuntime(ctx, { background: true });
       runtime.uploader?.start();
-      runtime.tagger?.start();
+      // Kernel exec events (core/sensors) replace the /proc sweep; it runs only without them.
+      const bus = sensorsOf(ctx.api)?.bus;
+      const tagger = runtime.tagger;
+      if (tagger && bus) {
+        unsubscribeBus = bus.subscribe({
+          name: "ProcessTagger",
+          types: ["process.start", "process.exit"],
+          maxQueue: 20_000,
+          deliver: async (batch) => {
+            for (const e of batch)
+              if (e.type === "process.exit" && typeof e.pid === "number") tagger.forget(e.pid);
+            await tagger.ingest(batch.filter((e) => e.type === "process.start"));
+          },
+        });
+      } else tagger?.start();
       // New reputation data changes every tag: re-tag running processes against it.
       unsubscribe = ctx.events?.subscribe?.((e) => {
         if (
@@ -129,6 +145,7 @@ export function scanningService(ctx: RuntimeContext): {
     },
     async stop() {
       unsubscribe?.();
+      unsubscribeBus?.();
       if (runtime) runtimesByAgent.delete(ctx.api, runtime);
       await runtime?.tagger?.stop();
       await runtime?.uploader?.stop();

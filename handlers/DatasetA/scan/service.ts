@@ -174,11 +174,11 @@ export class ScanService {
   }
 
   /** Scans bytes handed over by a caller (POST /v1/scan with a body). */
-  async scanBytes(bytes: Uint8Array, name: string): Promise<ScanReport> {
+  async scanBytes(bytes: Uint8Array, name: string, opts: { source?: string } = {}): Promise<ScanReport> {
     const started = performance.now();
     const outcome = await this.sendBytes(bytes, basename(name) || "bytes");
-    scannedBytes.inc({ source: "bytes" }, bytes.length);
-    const report = await this.finish(name, outcome, () => bytes);
+    scannedBytes.inc({ source: opts.source ?? "bytes" }, bytes.length);
+    const report = await this.finish(name, outcome, () => bytes, opts.source);
     return summarize([name], [report], [], performance.now() - started);
   }
 
@@ -314,6 +314,7 @@ export class ScanService {
     target: string,
     o: ScanOutcome,
     bytes: (() => Uint8Array) | null,
+    source?: string,
   ): Promise<ObjectReport> {
     const signerOf = (path: string[]) => {
       const exe = o.executables.find((x) => samePath(x.path, path));
@@ -360,6 +361,7 @@ export class ScanService {
         path: d.path,
         sha256: d.sha256,
         verdict: report.verdict,
+        ...(source ? { source } : {}),
         ...(report.live ? { live: report.live.status } : {}),
         ...(report.sample ? { sample: report.sample.status } : {}),
       });

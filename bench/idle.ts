@@ -1,0 +1,199 @@
+/**
+ * Idle CPU of the supervisor plus every host group, before and after the
+ * kernel sensors, in the same run. Each mode runs in its own supervisor
+ * process (this script with --child) with one host per built-in group
+ * (HostManager.warm, default watchdog and heartbeat), nothing happening;
+ * CPU is utime + stime from /proc/PID/stat of the supervisor and its hosts,
+ * sampled after a settling period and again `--seconds` later.
+ *
+ *   before: the /proc sweeps the sensors replaced — the process tagger every
+ *           250 ms and Behavior's sensor (processes + connections) every 1 s.
+ *   after:  the sensor bus with the process connector + FAN_OPEN_EXEC, the
+ *           file sensor on /etc, on-access (detect) on a temp dir, the
+ *           tagger fed from the bus, Behavior's connection poll only.
+ *
+ *   hosts:  the hosts alone (the floor: watchdog sampling and heartbeats).
+ *
+ *   bun bench/idle.ts [--seconds 60] [--json]     (IDLE_DEBUG=1: ticks per process)
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "60" },
+    settle: { type: "string", default: "5" },
+    child: { type: "string" },
+    json: { type: "boolean" },
+  },
+});
+const SECONDS = Number(values.seconds);
+const TICK = 100; // USER_HZ on Linux
+
+function cpuTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]); // utime, stime
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync("/proc")) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(n));
+    } catch {}
+  }
+  return out;
+}
+
+if (values.child) {
+  await runChild(values.child as "hosts" | "before" | "after");
+} else {
+  const results: Record<string, { percentOfCore: number; ticks: number; hosts: number }> = {};
+  for (const mode of ["hosts", "before", "after"]) {
+    const p = Bun.spawn([process.execPath, import.meta.path, "--child", mode], {
+      stdout: "pipe",
+      stderr: "inherit",
+      env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+    });
+    const reader = p.stdout.getReader();
+    let buf = "";
+    while (!buf.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${mode}: child exited before it was ready`);
+      buf += new TextDecoder().decode(value);
+    }
+    await Bun.sleep(Number(values.settle) * 1000);
+    const pids = () => [p.pid, ...childrenOf(p.pid)];
+    const first = pids();
+    const before0 = new Map(first.map((pid) => [pid, cpuTicks(pid)]));
+    const t0 = [...before0.values()].reduce((n, x) => n + x, 0);
+    const w0 = performance.now();
+    await Bun.sleep(SECONDS * 1000);
+    const t1 = first.reduce((n, pid) => n + cpuTicks(pid), 0);
+    if (process.env.IDLE_DEBUG)
+      console.error(mode, first.map((pid) => `${pid}:+${cpuTicks(pid) - (before0.get(pid) ?? 0)}`).join(" "));
+    const wall = (performance.now() - w0) / 1000;
+    p.kill("SIGTERM");
+    await p.exited;
+    const ticks = t1 - t0;
+    results[mode] = {
+      percentOfCore: Math.round((ticks / TICK / wall) * 10000) / 100,
+      ticks,
+      hosts: first.length - 1,
+    };
+  }
+  if (values.json) console.log(JSON.stringify({ seconds: SECONDS, ...results }));
+  else {
+    console.log(`idle CPU over ${SECONDS} s, supervisor + hosts (goal ≤ 0.5 % of one core):`);
+    for (const [m, r] of Object.entries(results))
+      console.log(
+        `  ${m.padEnd(7)} ${r.percentOfCore.toFixed(2)} % of one core (${r.ticks} ticks, ${r.hosts} hosts)`,
+      );
+  }
+}
+
+async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
+  const { parseConfig } = await import("../core/config.ts");
+  const { HostManager } = await import("../core/host/manager.ts");
+  const { log } = await import("../core/log.ts");
+  const { defaultRegistry } = await import("../handlers/index.ts");
+  const { ProcessTagger } = await import("../handlers/LocalRepData/process-tagger.ts");
+  const { ProcSensor } = await import("../handlers/Behavior/sensor.ts");
+  const quiet = log.child({ component: "bench" });
+  quiet.setStderr(false);
+  const dir = mkdtempSync(join(tmpdir(), "outpost-bench-idle-"));
+  const registry = defaultRegistry();
+  const m = new HostManager({
+    stateDir: dir,
+    registry,
+    log: quiet,
+    config: parseConfig({ stateDir: dir }).hosts,
+    emit() {},
+    onContentFailure: async () => null,
+  });
+  const groups = [...new Set(registry.types().map((t) => registry.require(t).manifest.group))].sort();
+  for (const g of groups) await m.warm(g);
+  const call = async () => [];
+  const fs = {
+    readFile: (p: string) => new Uint8Array(readFileSync(p)),
+    readText: (p: string) => readFileSync(p, "utf8"),
+    list: (d: string) => readdirSync(d),
+    stat: (p: string) => {
+      const s = statSync(p);
+      return {
+        size: s.size,
+        mtimeMs: s.mtimeMs,
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+        isFile: s.isFile(),
+        isDirectory: s.isDirectory(),
+      };
+    },
+  };
+  const stops: (() => unknown)[] = [];
+  if (mode === "before") {
+    const tagger = new ProcessTagger({ call, pollIntervalMs: 250 });
+    tagger.start();
+    const sensor = new ProcSensor(fs as never, () => {}, {
+      intervalMs: 1000,
+      processes: true,
+      connections: true,
+    });
+    sensor.start();
+    stops.push(
+      () => tagger.stop(),
+      () => sensor.stop(),
+    );
+  } else if (mode === "after") {
+    const { SensorBus } = await import("../core/sensors/bus.ts");
+    const { ProcessSensor } = await import("../core/sensors/process.ts");
+    const { FileSensor } = await import("../core/sensors/files.ts");
+    const { AccessSensor } = await import("../core/sensors/access.ts");
+    const bus = new SensorBus();
+    const publish = (e: Parameters<typeof bus.publish>[0]) => bus.publish(e);
+    const ps = new ProcessSensor({ mode: "auto", publish });
+    ps.start();
+    const files = new FileSensor({ paths: ["/etc"], publish, maxDirs: 64 });
+    files.start();
+    const scanDir = mkdtempSync(join(tmpdir(), "outpost-bench-idle-scan-"));
+    const access = new AccessSensor({
+      mode: "detect",
+      paths: [scanDir],
+      timeoutMs: 1000,
+      decide: async () => true,
+    });
+    access.start();
+    const tagger = new ProcessTagger({ call });
+    bus.subscribe({ name: "tagger", types: ["process.start"], deliver: (b) => tagger.ingest(b) });
+    // Behavior still polls /proc/net/tcp for connections (no kernel sensor for those yet).
+    const sensor = new ProcSensor(fs as never, () => {}, {
+      intervalMs: 1000,
+      processes: false,
+      connections: true,
+    });
+    sensor.start();
+    stops.push(
+      () => ps.stop(),
+      () => files.stop(),
+      () => access.stop(),
+      () => sensor.stop(),
+      () => rmSync(scanDir, { recursive: true }),
+    );
+  }
+  process.stdout.write("ready\n");
+  await new Promise<void>((resolve) => process.once("SIGTERM", () => resolve()));
+  for (const s of stops) await s();
+  await m.unloadAll();
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+}

@@ -1,0 +1,237 @@
+/**
+ * File-access sensor for on-access scanning: a fanotify group in content
+ * class, marked on the configured paths, that hands each open (block mode:
+ * FAN_OPEN_PERM / FAN_OPEN_EXEC_PERM, which hold the opener until we
+ * answer) or each finished write and exec (detect mode: FAN_CLOSE_WRITE /
+ * FAN_OPEN_EXEC) to a `decide` callback with an fd on the file.
+ *
+ * The answer to a permission event is guaranteed within timeoutMs: a timer
+ * answers ALLOW if `decide` has not, and so does any error (fail-open: the
+ * sensor must never hang the host); both are counted. Our own process and
+ * its children (the host groups) are allowed at once, so the agent can
+ * never wait on itself.
+ *
+ * Marks: a path that is a mount point gets a mount mark (all of it); any
+ * other directory gets inode marks on itself and its subdirectories, so a
+ * test's temp dir covers that dir and nothing else on the machine.
+ */
+import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { closeFd, fanotifyInit, fanotifyMark, writeFd } from "./libc.ts";
+import { FAN, FAN_INIT, FAN_MARK, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
+import { SensorReader } from "./reader.ts";
+
+export interface AccessEvent {
+  fd: number;
+  pid: number;
+  path: string;
+  /** "open" (block mode), "exec" (exec, either mode), "write" (detect mode: closed after writing). */
+  kind: "open" | "exec" | "write";
+  permission: boolean;
+}
+
+export interface AccessSensorOptions {
+  mode: "detect" | "block";
+  paths: string[];
+  timeoutMs: number;
+  /** Resolves to true to allow. Must not close ev.fd (the sensor does). */
+  decide: (ev: AccessEvent) => Promise<boolean>;
+  /** Permission events decided concurrently at most; the rest wait (bounded) or are allowed. */
+  concurrency?: number;
+  maxMarkedDirs?: number;
+}
+
+export class AccessSensor {
+  private fd = -1;
+  private reader: SensorReader<FanRecord> | undefined;
+  private active = 0;
+  private readonly waiting: FanRecord[] = [];
+  private readonly selfPids = new Map<number, boolean>();
+  readonly counters = {
+    events: 0,
+    allowedSelf: 0,
+    failOpen: 0,
+    timeouts: 0,
+    denied: 0,
+    marks: 0,
+    overflow: 0,
+  };
+  error: string | undefined;
+
+  constructor(private readonly o: AccessSensorOptions) {}
+
+  start(): string | undefined {
+    const flags = FAN_INIT.CLOEXEC | FAN_INIT.CLASS_CONTENT | FAN_INIT.UNLIMITED_MARKS;
+    const fd = fanotifyInit(flags, 0o100000 /* O_LARGEFILE */ | 0 /* O_RDONLY */);
+    if (fd < 0)
+      return `fanotify_init failed (errno ${-fd}; needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)`;
+    this.fd = fd;
+    const mask =
+      this.o.mode === "block" ? FAN.OPEN_PERM | FAN.OPEN_EXEC_PERM : FAN.CLOSE_WRITE | FAN.OPEN_EXEC;
+    const mounts = mountPoints();
+    const problems: string[] = [];
+    for (const p of this.o.paths) {
+      const why = mounts.has(p) ? this.mark(FAN_MARK.ADD | FAN_MARK.MOUNT, mask, p) : this.markTree(p, mask);
+      if (why) problems.push(why);
+    }
+    if (this.counters.marks === 0) {
+      closeFd(fd);
+      this.fd = -1;
+      return `no path could be marked: ${problems.join("; ")}`;
+    }
+    this.reader = new SensorReader<FanRecord>(fd, { kind: "fanotify", maxInFlight: 1024 }, (records) =>
+      this.onRecords(records),
+    );
+    this.reader.start();
+    return problems.length ? `some paths not marked: ${problems.join("; ")}` : undefined;
+  }
+
+  private mark(flags: number, mask: number, path: string): string | undefined {
+    const r = fanotifyMark(this.fd, flags, mask, path);
+    if (r < 0) return `${path}: fanotify_mark failed (errno ${-r})`;
+    this.counters.marks++;
+    return undefined;
+  }
+
+  private markTree(root: string, mask: number): string | undefined {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(root);
+    } catch (e) {
+      return `${root}: ${(e as Error).message}`;
+    }
+    if (!st.isDirectory()) return this.mark(FAN_MARK.ADD, mask, root);
+    const max = this.o.maxMarkedDirs ?? 10_000;
+    const stack = [root];
+    let n = 0;
+    while (stack.length > 0 && n < max) {
+      const dir = stack.pop()!;
+      const why = this.mark(FAN_MARK.ADD, mask | FAN.EVENT_ON_CHILD, dir);
+      if (why) return why;
+      n++;
+      try {
+        for (const d of readdirSync(dir, { withFileTypes: true }))
+          if (d.isDirectory()) stack.push(join(dir, d.name));
+      } catch {}
+    }
+    return stack.length > 0 ? `${root}: more than ${max} directories; the rest are not marked` : undefined;
+  }
+
+  private onRecords(records: FanRecord[]): void {
+    for (const r of records) {
+      if (r.mask & FAN.Q_OVERFLOW) {
+        this.counters.overflow++;
+        continue;
+      }
+      if (r.fd < 0) continue;
+      this.counters.events++;
+      if (this.isSelf(r.pid)) {
+        this.counters.allowedSelf++;
+        this.finish(r, true);
+        continue;
+      }
+      if (this.active >= (this.o.concurrency ?? 4)) {
+        if (this.waiting.length >= 4096) {
+          this.counters.failOpen++;
+          this.finish(r, true);
+        } else this.waiting.push(r);
+        continue;
+      }
+      void this.handle(r);
+    }
+  }
+
+  private async handle(r: FanRecord): Promise<void> {
+    this.active++;
+    const permission = (r.mask & FAN_PERM_MASK) !== 0;
+    let answered = false;
+    const answer = (allow: boolean) => {
+      if (answered) return;
+      answered = true;
+      if (permission) writeFd(this.fd, fanResponse(r.fd, allow));
+      if (!allow) this.counters.denied++;
+    };
+    const timer = permission
+      ? setTimeout(() => {
+          if (answered) return;
+          this.counters.timeouts++;
+          this.counters.failOpen++;
+          answer(true);
+        }, this.o.timeoutMs)
+      : undefined;
+    try {
+      let path = "";
+      try {
+        path = readlinkSync(`/proc/self/fd/${r.fd}`);
+      } catch {}
+      const kind =
+        r.mask & (FAN.OPEN_EXEC | FAN.OPEN_EXEC_PERM) ? "exec" : r.mask & FAN.CLOSE_WRITE ? "write" : "open";
+      const allow = await this.o.decide({ fd: r.fd, pid: r.pid, path, kind, permission });
+      answer(allow);
+    } catch {
+      if (!answered) this.counters.failOpen++;
+      answer(true);
+    } finally {
+      if (timer) clearTimeout(timer);
+      try {
+        closeSync(r.fd);
+      } catch {}
+      this.active--;
+      const next = this.waiting.shift();
+      if (next) void this.handle(next);
+    }
+  }
+
+  private finish(r: FanRecord, allow: boolean): void {
+    if (r.mask & FAN_PERM_MASK) writeFd(this.fd, fanResponse(r.fd, allow));
+    try {
+      closeSync(r.fd);
+    } catch {}
+  }
+
+  /** The agent itself or one of its host processes (their parent is us). */
+  private isSelf(pid: number): boolean {
+    if (pid === process.pid) return true;
+    const known = this.selfPids.get(pid);
+    if (known !== undefined) return known;
+    let mine = false;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      mine = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === process.pid;
+    } catch {}
+    if (this.selfPids.size > 4096) this.selfPids.clear();
+    // Only ours is remembered: an unrelated pid may be reused by one of our hosts later.
+    if (mine) this.selfPids.set(pid, true);
+    return mine;
+  }
+
+  stats(): Record<string, unknown> {
+    const r = this.reader?.stats() ?? { dropped: 0, kernelLost: 0, failOpen: 0, selfAllowed: 0 };
+    return {
+      ...this.counters,
+      allowedSelf: this.counters.allowedSelf + r.selfAllowed,
+      failOpen: this.counters.failOpen + r.failOpen,
+      dropped: r.dropped,
+      pending: this.active + this.waiting.length,
+    };
+  }
+
+  async stop(): Promise<void> {
+    // Anything still waiting is allowed before the group goes away (closing it would too).
+    for (const r of this.waiting.splice(0)) this.finish(r, true);
+    await this.reader?.stop();
+    this.reader = undefined;
+    this.fd = -1;
+  }
+}
+
+function mountPoints(): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      const f = line.split(" ");
+      if (f[4]) out.add(f[4].replace(/\\040/g, " "));
+    }
+  } catch {}
+  return out;
+}

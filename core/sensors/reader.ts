@@ -1,0 +1,101 @@
+/**
+ * Main-thread side of a sensor fd: starts the reader thread
+ * (reader-worker.ts), hands it the fd and the read end of a stop pipe, and
+ * delivers decoded batches to `onBatch`. The shared counters are the
+ * back-pressure contract with the thread (batches in flight, drops, kernel
+ * losses, fail-open answers).
+ */
+import { closeFd, pipe, writeFd } from "./libc.ts";
+
+export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3, selfAllowed: 4 } as const;
+
+export interface ReaderInit {
+  fd: number;
+  stopFd: number;
+  kind: "connector" | "fanotify" | "inotify";
+  bufBytes: number;
+  maxInFlight: number;
+  openExe: boolean;
+  shared: SharedArrayBuffer;
+}
+
+export interface ReaderOptions {
+  kind: ReaderInit["kind"];
+  /** Batches the main thread may have unprocessed before the thread drops (default 256). */
+  maxInFlight?: number;
+  bufBytes?: number;
+  openExe?: boolean;
+}
+
+export class SensorReader<R> {
+  private worker: Worker | undefined;
+  private stopWrite = -1;
+  private readonly shared = new SharedArrayBuffer(32);
+  private readonly counters = new Int32Array(this.shared);
+  private stoppedPromise: Promise<void> | undefined;
+  error: string | undefined;
+
+  constructor(
+    private readonly fd: number,
+    private readonly opts: ReaderOptions,
+    private readonly onBatch: (records: R[]) => void,
+  ) {}
+
+  start(): void {
+    const p = pipe();
+    if (typeof p === "number") throw new Error(`pipe2 failed (errno ${-p})`);
+    const [stopRead, stopWrite] = p;
+    this.stopWrite = stopWrite;
+    const worker = new Worker(new URL("./reader-worker.ts", import.meta.url).href);
+    this.worker = worker;
+    this.stoppedPromise = new Promise<void>((resolve) => {
+      worker.onmessage = (m: MessageEvent) => {
+        const d = m.data as { records?: R[]; error?: string; stopped?: boolean };
+        if (d.records) {
+          Atomics.sub(this.counters, SHARED.inFlight, 1);
+          try {
+            this.onBatch(d.records);
+          } catch (e) {
+            this.error = (e as Error).message;
+          }
+        } else if (d.error) {
+          this.error = d.error;
+          resolve();
+        } else if (d.stopped) resolve();
+      };
+      worker.addEventListener("close", () => resolve());
+    });
+    // The reader thread must not keep the agent alive on its own.
+    (worker as { unref?: () => void }).unref?.();
+    const init: ReaderInit = {
+      fd: this.fd,
+      stopFd: stopRead,
+      kind: this.opts.kind,
+      bufBytes: this.opts.bufBytes ?? 256 * 1024,
+      maxInFlight: this.opts.maxInFlight ?? 256,
+      openExe: this.opts.openExe ?? false,
+      shared: this.shared,
+    };
+    worker.postMessage(init);
+  }
+
+  stats(): { dropped: number; kernelLost: number; failOpen: number; selfAllowed: number } {
+    return {
+      selfAllowed: Atomics.load(this.counters, SHARED.selfAllowed),
+      dropped: Atomics.load(this.counters, SHARED.dropped),
+      kernelLost: Atomics.load(this.counters, SHARED.kernelLost),
+      failOpen: Atomics.load(this.counters, SHARED.failOpen),
+    };
+  }
+
+  /** Wakes the thread through the stop pipe, waits for it (bounded), then closes the sensor fd. */
+  async stop(): Promise<void> {
+    if (!this.worker) return;
+    writeFd(this.stopWrite, new Uint8Array([1]));
+    await Promise.race([this.stoppedPromise, Bun.sleep(2000)]);
+    this.worker.terminate();
+    this.worker = undefined;
+    closeFd(this.stopWrite);
+    closeFd(this.fd);
+  }
+}

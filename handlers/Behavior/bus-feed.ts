@@ -1,0 +1,62 @@
+/**
+ * Behavior's subscription to the sensor bus (core/sensors): batches of the
+ * event types its rules subscribe to go to the behavior host over IPC
+ * (`feed`); the host answers with its current subscriptions, so a rules
+ * update that starts or stops listening to a type changes what is sent.
+ * The bus drops (and counts) when the host falls behind.
+ */
+import type { Agent } from "../../core/agent/runtime.ts";
+import type { SensorEvent } from "../../core/sensors/bus.ts";
+import { sensorsOf } from "../../core/sensors/service.ts";
+
+const CONSUMER = "Behavior";
+
+/** Types the kernel sensors deliver, so the host stops polling /proc for them. */
+function provided(agent: Agent): string[] {
+  const s = sensorsOf(agent);
+  if (!s) return [];
+  const out = ["process.start", "process.exit", "process.fork"];
+  if (s.files.sensor !== "off")
+    out.push("file.write", "file.create", "file.rename", "file.delete", "file.chmod");
+  return out;
+}
+
+export function behaviorFeedService(ctx: { api: Agent }) {
+  let unsubscribe: (() => void) | undefined;
+  let unlisten: (() => void) | undefined;
+  let refreshTimer: ReturnType<typeof setInterval> | undefined;
+  const deliver = async (events: SensorEvent[]) => {
+    const r = (await ctx.api.call("Behavior", "feed", { events, provides: provided(ctx.api) })) as {
+      subscribed?: string[];
+    };
+    if (Array.isArray(r?.subscribed)) sensorsOf(ctx.api)?.bus.setTypes(CONSUMER, r.subscribed);
+  };
+  const refresh = () => void deliver([]).catch(() => {});
+  return {
+    name: "behavior-sensor-feed",
+    start() {
+      const sensors = sensorsOf(ctx.api);
+      if (!sensors) return;
+      unsubscribe = sensors.bus.subscribe({
+        name: CONSUMER,
+        types: [],
+        deliver,
+        maxQueue: 10_000,
+        batchMax: 512,
+      });
+      refresh();
+      // New rules or a restarted host: ask again which types the rules want.
+      unlisten = ctx.api.events.subscribe((e) => {
+        if (/^(content-installed|content-rolled-back|host-|handler-)/.test(e.type)) refresh();
+      });
+      // A safety net for changes no event announces (a host that restarted quietly); cheap when idle.
+      refreshTimer = setInterval(refresh, 30_000);
+      refreshTimer.unref?.();
+    },
+    stop() {
+      if (refreshTimer) clearInterval(refreshTimer);
+      unlisten?.();
+      unsubscribe?.();
+    },
+  };
+}

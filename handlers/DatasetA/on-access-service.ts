@@ -1,0 +1,75 @@
+/**
+ * Starts on-access scanning when `onAccess.enabled`: the access sensor
+ * (core/sensors/access.ts, fanotify in the supervisor) feeding the
+ * OnAccessScanner, which scans through the scanning service `agent run`
+ * already started (handlers/DatasetA/scan/runtime.ts). Failing to start leaves the
+ * agent running, with the reason on the health board and in status.
+ */
+import type { Agent } from "../../core/agent/runtime.ts";
+import type { AgentConfig } from "../../core/config.ts";
+import { log } from "../../core/log.ts";
+import { AccessSensor } from "../../core/sensors/access.ts";
+import { HEALTH_SOURCE, sensorsOf } from "../../core/sensors/service.ts";
+import { OnAccessScanner } from "./on-access.ts";
+import { scanRuntimeOf } from "./scan/runtime.ts";
+
+const logger = log.child({ component: "on-access" });
+
+export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
+  let sensor: AccessSensor | undefined;
+  let scanner: OnAccessScanner | undefined;
+  let problem: string | undefined;
+  const cfg = ctx.config.onAccess;
+  const status = () => ({
+    enabled: cfg.enabled,
+    sensor: sensor ? "fanotify" : "off",
+    mode: cfg.mode,
+    paths: cfg.paths,
+    ...(problem ? { reason: problem } : {}),
+    ...(scanner?.stats() ?? {}),
+    ...(sensor ? { kernel: sensor.stats(), failOpen: (sensor.stats().failOpen as number) ?? 0 } : {}),
+  });
+  return {
+    name: "on-access",
+    start() {
+      if (!cfg.enabled) return;
+      sensorsOf(ctx.api)?.sections.set("onAccess", status);
+      const runtime = scanRuntimeOf(ctx.api);
+      if (!runtime) {
+        problem = "the scanning service is not running";
+      } else {
+        scanner = new OnAccessScanner({
+          config: cfg,
+          stateDir: ctx.config.stateDir,
+          service: runtime.service,
+          call: (type, method, args) => ctx.api.call(type, method, args),
+          ...(runtime.sxl ? { sxl: runtime.sxl } : {}),
+          emit: (type, fields) => ctx.api.events.emit(type, fields),
+        });
+        const s = scanner;
+        sensor = new AccessSensor({
+          mode: cfg.mode,
+          paths: cfg.paths,
+          timeoutMs: cfg.timeoutMs,
+          decide: (ev) => s.decide(ev),
+        });
+        problem = sensor.start();
+        if (problem && sensor.stats().marks === 0) sensor = undefined;
+      }
+      if (problem) {
+        ctx.api.health.raise(
+          HEALTH_SOURCE,
+          "amber",
+          "SENSOR_ONACCESS_DEGRADED",
+          `on-access scanning: ${problem}`,
+        );
+        logger.warn("on-access scanning degraded", { reason: problem });
+      } else logger.info("on-access scanning started", { mode: cfg.mode, paths: cfg.paths });
+    },
+    async stop() {
+      sensorsOf(ctx.api)?.sections.delete("onAccess");
+      await sensor?.stop();
+      scanner?.stop();
+    },
+  };
+}

@@ -1,0 +1,318 @@
+/**
+ * On-access scanning end to end, against the real kernel (root): signed
+ * DatasetA and LocalRepData content installed by a real agent whose
+ * scanner runs in its own host process, the services `agent run` starts,
+ * and fanotify marks on a temp dir this test creates (inode marks: no
+ * file outside it can be blocked, whatever runs beside this suite).
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AgentEvent } from "../../core/agent/events.ts";
+import { AccessSensor } from "../../core/sensors/access.ts";
+import { sensorsService } from "../../core/sensors/service.ts";
+import { OnAccessSchema } from "../../core/sensors-config.ts";
+import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import { defaultRegistry } from "../index.ts";
+import { buildReputation, tableFromEntries } from "../LocalRepData/writer.ts";
+import { OnAccessScanner } from "./on-access.ts";
+import { onAccessService } from "./on-access-service.ts";
+import { scanningService, scanRuntimeOf } from "./scan/runtime.ts";
+import type { ScanService } from "./scan/service.ts";
+
+setDefaultTimeout(60_000);
+const isRoot = process.getuid?.() === 0;
+const hex = (s: string) => Buffer.from(s).toString("hex");
+const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+
+const root = mkdtempSync(join(tmpdir(), "outpost-onaccess-"));
+const watched = join(root, "watched");
+const excluded = join(watched, "excluded");
+mkdirSync(excluded, { recursive: true });
+const TRUSTED = "a vendor tool that happens to say outpost-mark-one";
+const TIMEOUT_MS = 3000;
+
+let vendor: Vendor;
+let agent: TestAgent;
+const events: AgentEvent[] = [];
+const services: { start(): unknown; stop(): unknown }[] = [];
+
+/** Runs a shell command as a grandchild (our direct children count as the agent's own processes). */
+async function sh(cmd: string): Promise<{ code: number; stderr: string; ms: number }> {
+  const t0 = performance.now();
+  const p = Bun.spawn(["sh", "-c", cmd], { stdout: "ignore", stderr: "pipe" });
+  const code = await p.exited;
+  return { code, stderr: await new Response(p.stderr).text(), ms: performance.now() - t0 };
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !cond()) await Bun.sleep(10);
+  return cond();
+}
+
+const onAccessStatus = () =>
+  (agent.agent.status().sensors as { onAccess: Record<string, number | string> }).onAccess;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  vendor = await makeVendor();
+  await vendor.release("DatasetA", 1, { "main.ndb": `T.Mark:0:*:${hex("outpost-mark-one")}\n` });
+  const rep = buildReputation(
+    tableFromEntries([{ sha256: sha(TRUSTED), score: 95, class: "application" }], false),
+    tableFromEntries([], true),
+  );
+  await vendor.release("LocalRepData", 1, { "reputation.bin": rep.bytes });
+  agent = await startAgent(vendor, {
+    registry: defaultRegistry,
+    config: {
+      onAccess: {
+        enabled: true,
+        mode: "block",
+        paths: [watched],
+        excludePaths: [excluded],
+        timeoutMs: TIMEOUT_MS,
+      },
+    },
+  });
+  const report = await agent.agent.update();
+  expect(report.installed.map((i) => i.type).sort()).toEqual(["DatasetA", "LocalRepData"]);
+  agent.agent.events.subscribe((e) => events.push(e));
+  const ctx = { config: agent.agent.config, api: agent.agent, events: agent.agent.events };
+  services.push(sensorsService(ctx), scanningService(ctx), onAccessService(ctx));
+  for (const s of services) await s.start();
+});
+
+afterAll(async () => {
+  for (const s of services.reverse()) await s.stop();
+  await agent?.stop();
+  vendor?.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
+  test("a file written after start is refused with EPERM and reported as an on-access detection", async () => {
+    const bad = join(watched, "dropped.txt");
+    // Writing is allowed (the file is empty when opened); reading what was written is not.
+    expect((await sh(`printf 'payload outpost-mark-one here' > ${bad}`)).code).toBe(0);
+    const r = await sh(`cat ${bad}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("Operation not permitted");
+    expect(await until(() => events.some((e) => e.type === "scan-detection" && e.target === bad))).toBe(true);
+    expect(events.find((e) => e.type === "scan-detection" && e.target === bad)).toMatchObject({
+      source: "on-access",
+      name: "T.Mark",
+      verdict: "malware",
+    });
+    expect(events.some((e) => e.type === "on-access-blocked" && e.path === bad)).toBe(true);
+    // Again: answered from the verdict cache, still refused.
+    const before = Number(onAccessStatus().cacheHits);
+    expect((await sh(`cat ${bad}`)).code).not.toBe(0);
+    expect(Number(onAccessStatus().cacheHits)).toBeGreaterThan(before);
+    // Rewritten clean: a new (mtime, ctime, size) key, scanned again, allowed.
+    writeFileSync(bad, "nothing here now");
+    expect((await sh(`cat ${bad}`)).code).toBe(0);
+  });
+
+  test("clean files open; high-reputation and excluded files are never refused", async () => {
+    writeFileSync(join(watched, "clean.txt"), "hello");
+    expect((await sh(`cat ${join(watched, "clean.txt")}`)).code).toBe(0);
+    writeFileSync(join(watched, "trusted.bin"), TRUSTED);
+    expect((await sh(`cat ${join(watched, "trusted.bin")}`)).code).toBe(0);
+    writeFileSync(join(excluded, "x.txt"), "outpost-mark-one");
+    expect((await sh(`cat ${join(excluded, "x.txt")}`)).code).toBe(0);
+    const s = onAccessStatus();
+    expect(Number(s.highReputation)).toBeGreaterThanOrEqual(1);
+    expect(Number(s.excluded)).toBeGreaterThanOrEqual(1);
+    expect(s).toMatchObject({ sensor: "fanotify", mode: "block" });
+    expect(Number(s.cacheHitRate)).toBeGreaterThan(0);
+  });
+
+  test("a file outside the marked dir is never seen", async () => {
+    const outside = join(root, "outside.txt");
+    writeFileSync(outside, "outpost-mark-one");
+    expect((await sh(`cat ${outside}`)).code).toBe(0);
+    expect(events.some((e) => e.type === "scan-detection" && e.target === outside)).toBe(false);
+  });
+
+  test("the scanner host crashing while an open waits: the open is allowed within timeoutMs (fail-open)", async () => {
+    const big = join(watched, "big.bin");
+    // Under the 8 MiB chunk size: one scan call in flight when the host dies.
+    const bytes = Buffer.alloc(7 * 1024 * 1024, 0x41);
+    Buffer.from("outpost-mark-one").copy(bytes, bytes.length - 100);
+    writeFileSync(big, bytes);
+    const failOpenBefore = Number(onAccessStatus().failOpen);
+    const cat = sh(`cat ${big}`);
+    expect(
+      await until(() => Number((onAccessStatus().kernel as unknown as { pending: number }).pending) > 0),
+    ).toBe(true);
+    const scanner = agent.agent.hosts().find((h) => h.group === "scanner");
+    expect(scanner?.pid).toBeGreaterThan(0);
+    process.kill(scanner!.pid!, "SIGKILL");
+    const r = await cat;
+    expect(r.code).toBe(0);
+    expect(r.ms).toBeLessThan(TIMEOUT_MS + 2000);
+    expect(Number(onAccessStatus().failOpen)).toBeGreaterThan(failOpenBefore);
+  });
+});
+
+describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
+  test("detect: a file is scanned when its writer closes it, without `agent scan`; nothing is refused", async () => {
+    const dir = mkdtempSync(join(root, "detect-"));
+    const runtime = scanRuntimeOf(agent.agent);
+    expect(runtime).toBeDefined();
+    const config = OnAccessSchema.parse({ enabled: true, mode: "detect", paths: [dir] });
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: agent.stateDir,
+      service: runtime!.service,
+      call: (t, m, a) => agent.agent.call(t, m, a),
+      emit: (type, f) => agent.agent.events.emit(type, f),
+    });
+    const sensor = new AccessSensor({
+      mode: "detect",
+      paths: [dir],
+      timeoutMs: 1000,
+      decide: (ev) => scanner.decide(ev),
+    });
+    expect(sensor.start()).toBeUndefined();
+    try {
+      const f = join(dir, "new.txt");
+      expect((await sh(`printf 'x outpost-mark-one' > ${f}`)).code).toBe(0);
+      expect(
+        await until(() =>
+          events.some((e) => e.type === "scan-detection" && e.target === f && e.source === "on-access"),
+        ),
+      ).toBe(true);
+      expect((await sh(`cat ${f}`)).code).toBe(0);
+    } finally {
+      await sensor.stop();
+    }
+  });
+
+  test("a decision that never comes is answered ALLOW at timeoutMs; one that throws at once", async () => {
+    const dir = mkdtempSync(join(root, "hang-"));
+    writeFileSync(join(dir, "a"), "a");
+    writeFileSync(join(dir, "b"), "b");
+    const sensor = new AccessSensor({
+      mode: "block",
+      paths: [dir],
+      timeoutMs: 300,
+      decide: (ev) =>
+        ev.path.endsWith("/a") ? new Promise<boolean>(() => {}) : Promise.reject(new Error("boom")),
+    });
+    expect(sensor.start()).toBeUndefined();
+    try {
+      const a = await sh(`cat ${join(dir, "a")}`);
+      expect(a.code).toBe(0);
+      expect(a.ms).toBeGreaterThanOrEqual(250);
+      expect((await sh(`cat ${join(dir, "b")}`)).code).toBe(0);
+      expect(sensor.stats()).toMatchObject({ timeouts: 1, failOpen: 2 });
+    } finally {
+      await sensor.stop();
+    }
+  });
+});
+
+describe("verdict cache and changing files (no kernel needed)", () => {
+  const config = OnAccessSchema.parse({ enabled: true, mode: "block", paths: ["/"] });
+  const fakeService = (onScan: (bytes: Uint8Array) => void, detect: (bytes: Uint8Array) => boolean) =>
+    ({
+      scanBytes: async (bytes: Uint8Array) => {
+        onScan(bytes);
+        const hit = detect(bytes);
+        return { detections: hit ? [{ name: "T.Fake", verdict: "malware", sha256: "x" }] : [] };
+      },
+    }) as unknown as ScanService;
+
+  test("a file that changes while it is scanned is scanned again and never cached clean", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "v0");
+    let scans = 0;
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: fakeService(
+        () => {
+          scans++;
+          // A writer appends during every scan: the (mtime, ctime, size) key moves each time.
+          writeFileSync(f, `v${scans}`.repeat(scans + 1));
+        },
+        () => false,
+      ),
+      call: async () => {
+        throw new Error("no LocalRepData");
+      },
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toBe(3);
+    expect(scanner.stats()).toMatchObject({ changedDuringScan: 3, cacheEntries: 0 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a detection found while the file was changing stands (block: refused)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "EVIL");
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: fakeService(
+        () => writeFileSync(f, "now clean, longer"),
+        (b) => new TextDecoder().decode(b) === "EVIL",
+      ),
+      call: async () => [{ band: "unknown" }],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(false);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scanner.stats()).toMatchObject({ blocked: 1, cacheEntries: 0 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("an unchanged file is scanned once; the state dir and excludePaths are never scanned", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "fine");
+    let scans = 0;
+    const scanner = new OnAccessScanner({
+      config: { ...config, excludePaths: [join(dir, "skip")] },
+      stateDir: join(dir, "state"),
+      service: fakeService(
+        () => scans++,
+        () => false,
+      ),
+      call: async () => [],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      for (let i = 0; i < 5; i++)
+        expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+      expect(
+        await scanner.decide({ fd, pid: 1, path: join(dir, "state/x"), kind: "open", permission: true }),
+      ).toBe(true);
+      expect(
+        await scanner.decide({ fd, pid: 1, path: join(dir, "skip/y"), kind: "open", permission: true }),
+      ).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toBe(1);
+    expect(scanner.stats()).toMatchObject({ cacheHits: 4, cacheHitRate: 0.8, excluded: 2 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
