@@ -16,6 +16,7 @@ const benches = [
   ["reputation.ts"],
   ["sxl.ts"],
   ["behavior.ts"],
+  ["policy.ts"],
   ["ips.ts", "--sizes", "100,10000,100000"],
   ["esh.ts"],
 ];

@@ -30,7 +30,8 @@ setAgentWiring({
       import("../handlers/EPIPS_data/routes.ts").then((m) => [m.ipsRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md);
-  // scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
+  // it follows the effective config: a tenant policy that changes liveProtection.* rebuilds it
+  // (docs/policy.md); scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
   // watchdog, NTP_OVERRIDES (docs/ips.md); telemetry upload (off unless telemetry.enabled,
   // docs/telemetry.md) and the self-help log reader (docs/selfhelp.md). Each is owned by the agent it serves.
   // Kernel sensors start first (their bus feeds the others); on-access scanning and Behavior's feed
@@ -38,7 +39,9 @@ setAgentWiring({
   services: (ctx) =>
     Promise.all([
       import("../core/sensors/service.ts").then((m) => [m.sensorsService(ctx)]),
-      import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+      import("../handlers/DatasetA/scan/effective.ts").then((m) => [
+        m.effectiveScanningService(ctx, ctx.api.effective),
+      ]),
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
       import("../handlers/EPIPS_data/service.ts").then((m) => [m.ipsService(ctx)]),
       import("../handlers/TELEMSUP/wiring.ts").then((m) => [m.telemetryService(ctx)]),
@@ -68,6 +71,9 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    config: () => import("../core/cli/agent/config.ts").then((m) => m.default),
+    flags: () => import("../core/cli/agent/flags.ts").then((m) => m.default),
+    policy: () => import("../handlers/RemapperRules/cli-agent-policy.ts").then((m) => m.default),
     telemetry: () => import("../handlers/TELEMSUP/cli-agent-telemetry.ts").then((m) => m.default),
     selfhelp: () =>
       Promise.all([

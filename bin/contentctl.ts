@@ -46,6 +46,8 @@ const main = defineCommand({
     rep: () => import("../handlers/LocalRepData/cli-contentctl-rep.ts").then((m) => m.default),
     sxl: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.sxlCommand),
     samples: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.samplesCommand),
+    policy: () => import("../handlers/RemapperRules/cli-contentctl-policy.ts").then((m) => m.default),
+    flags: () => import("../handlers/Flags/cli-contentctl-flags.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });

@@ -286,6 +286,15 @@ export const AgentConfigSchema = z
   .strict();
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** What a loaded config was made from (agent.json + overrides, before defaults): origins in `agent config show`. */
+export interface ConfigSource {
+  input: Record<string, unknown>;
+  file?: string;
+}
+const sources = new WeakMap<AgentConfig, ConfigSource>();
+/** The source loadConfig recorded; undefined for configs built another way (tests, parseConfig). */
+export const configSource = (config: AgentConfig): ConfigSource | undefined => sources.get(config);
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 
 export function parseConfig(input: unknown, file = "<inline>"): AgentConfig {
@@ -322,7 +331,10 @@ export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput }
       });
     }
   }
-  return parseConfig(deepMerge(fromFile, opts.overrides ?? {}), file);
+  const input = deepMerge(fromFile, opts.overrides ?? {});
+  const config = parseConfig(input, file);
+  sources.set(config, { input, ...(file ? { file } : {}) });
+  return config;
 }
 
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {

@@ -15,6 +15,7 @@ describe("built-in host groups", () => {
     const g = new Map(builtinGroups.map((x) => [x.name, x]));
     expect([...g.keys()].sort()).toEqual([
       "behavior",
+      "config",
       "esh",
       "hmpa",
       "ips",
@@ -33,6 +34,14 @@ describe("built-in host groups", () => {
         agent: false,
       });
     }
+    // wave3.md: policy remapping and flags are pure functions of their input: no fs, no net, no exec.
+    expect(g.get("config")).toMatchObject({
+      runAs: "agent",
+      fs: { read: [], write: [] },
+      net: "none",
+      exec: false,
+      agent: false,
+    });
     expect(g.get("scanner")).toMatchObject({
       runAs: "agent",
       fs: { read: [], write: [] },

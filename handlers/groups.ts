@@ -53,6 +53,15 @@ export const builtinGroups: GroupPolicy[] = [
     capabilities: ["chown", "fowner", "dac_override", "dac_read_search"],
   }),
   defineGroup({
+    // Pure functions of content + the input the supervisor passes in (wave3.md "Where things run"):
+    // policy documents in, config values and flag words out; the supervisor applies them.
+    name: "config",
+    description: "RemapperRules, Flags: policy → configuration; no filesystem, no network, no exec",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
     // Packets arrive from the supervisor's NFQUEUE reader over IPC; verdicts go back (docs/ips.md).
     name: "ips",
     description: "EPIPS_data, NTP_OVERRIDES: match queued packets and check module lists; touch nothing else",

@@ -19,6 +19,15 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
+  config: [
+    // RemapperRules loads its parsers on first use; a host must have them before Landlock.
+    async () => {
+      const m = await import("./RemapperRules/index.ts");
+      await m.loadEngine();
+      return m;
+    },
+    () => import("./Flags/index.ts"),
+  ],
   ips: [() => import("./EPIPS_data/index.ts"), () => import("./NTP_OVERRIDES/index.ts")],
   telemetry: [() => import("./TELEMSUP/index.ts")],
   esh: [() => import("./ESH/index.ts")],

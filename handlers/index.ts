@@ -8,11 +8,13 @@ import { behaviorHandler } from "./Behavior/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
 import { epipsDataHandler } from "./EPIPS_data/index.ts";
 import { eshHandler } from "./ESH/index.ts";
+import { flagsHandler } from "./Flags/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
 import { ntpOverridesHandler } from "./NTP_OVERRIDES/index.ts";
 import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
+import { remapperRulesHandler } from "./RemapperRules/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 import { telemsupHandler } from "./TELEMSUP/index.ts";
@@ -26,6 +28,8 @@ export function builtinHandlers(): ContentHandler[] {
     behaviorHandler as ContentHandler,
     productRulesFeedHandler as ContentHandler,
     repairKitHandler as ContentHandler,
+    remapperRulesHandler as ContentHandler,
+    flagsHandler as ContentHandler,
     epipsDataHandler as ContentHandler,
     ntpOverridesHandler as ContentHandler,
     telemsupHandler as ContentHandler,

@@ -128,6 +128,27 @@ for (const [type, src] of [
   packages.push(out);
 }
 
+step(
+  "vendor: sign the policy content (RemapperRules, Flags) and publish tenant policy + flags (docs/policy.md)",
+);
+for (const type of ["RemapperRules", "Flags"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
+  packages.push(out);
+}
+
 step("vendor: pack the telemetry settings (TELEMSUP) and the self-help rules (ESH)");
 for (const type of ["TELEMSUP", "ESH"]) {
   const out = join(DEMO, `packages/${type}-1.tar`);
@@ -146,6 +167,9 @@ for (const type of ["TELEMSUP", "ESH"]) {
   ]);
   packages.push(out);
 }
+const tenantArgs = ["--tenant", "default", "--repo", join(DEMO, "repo"), "--keys", join(DEMO, "keys")];
+run([CTL, "policy", "set", ...tenantArgs, "examples/RemapperRules/policy/threat-protection.xml"]);
+run([CTL, "flags", "set", ...tenantArgs, "onAccessBlock", "on"]);
 
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
@@ -236,6 +260,9 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: effective configuration from the tenant policy, and feature flags");
+run([AGENT, "config", "show", "--config", join(DEMO, "agent.json"), "--key", "liveProtection"]);
+run([AGENT, "flags", "--config", join(DEMO, "agent.json")]);
 step("endpoint: IPS status (signatures loaded; the IPS itself is off until 'agent ips enable', docs/ips.md)");
 run([AGENT, "ips", "status", "--state", config.stateDir]);
 step("endpoint: self-help findings (ESH rules over the agent's own log, STATE/logs/agent.log)");

@@ -39,6 +39,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (fleet/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
+  ["POL_", "policy documents, RemapperRules, effective configuration (core/effective, docs/policy.md)"],
+  ["FLAG_", "feature flags supplement (handlers/Flags, docs/policy.md)"],
   ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
   ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
 ];

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
+import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
@@ -101,6 +102,8 @@ export class Agent implements AgentApi {
   private lastReport?: UpdateCycleReport;
   private cycleChain: Promise<unknown> = Promise.resolve();
   private trustProblem?: string;
+  /** agent.json + policy overlays + flags (core/effective, docs/policy.md). */
+  readonly effective: EffectiveConfigService;
   /** Status sections features add (e.g. "sensors", core/sensors/service.ts), shown by `agent status`. */
   readonly statusSections = new Map<string, () => Record<string, unknown>>();
   /** Opened by a read-only command: nothing may change on disk. */
@@ -159,6 +162,19 @@ export class Agent implements AgentApi {
             health: this.health,
             now: () => this.now().getTime(),
           });
+    this.effective = new EffectiveConfigService({
+      config: opts.config,
+      call: (type, method, args) => this.host.call(type, method, args),
+      contributors: (role) =>
+        this.usable
+          .types()
+          .filter((t) => this.usable.require(t).manifest.contributes?.includes(role as never))
+          .filter((t) => this.host.state(t).state === "loaded"),
+      emit,
+      health: this.health,
+      log: this.log,
+      now: this.now,
+    });
   }
 
   get config(): AgentConfig {
@@ -177,6 +193,9 @@ export class Agent implements AgentApi {
       this.memory = new UpdateMemory(this.config.stateDir);
       this.rollbackNotices.restore();
       await this.loadInstalled();
+      await this.effective
+        .apply()
+        .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
     } catch (e) {
       this.releaseLock();
       throw e;
@@ -406,6 +425,14 @@ export class Agent implements AgentApi {
     );
     this.lastReport = report;
     if (report.ok) clearDiskFailures(this.health);
+    // Tenant policy and flag values ride the same cycle, transport and trust store (docs/policy.md).
+    await this.effective
+      .sync({
+        transport: this.opts.transport ?? transportFor(u.repo),
+        trust,
+        timeoutMs: u.timeoutSeconds * 1000,
+      })
+      .catch((e) => this.log.warn("policy sync failed", describeError(e)));
     if (report.installed.length > 0) {
       await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
         .refreshStatus?.()

@@ -59,9 +59,9 @@ export const EXIT_RULES: readonly ExitRule[] = [
   },
   { match: /^HND_\w*BAD_ARGS$/, exit: EXIT.USAGE, why: "a handler rejected its arguments" },
   {
-    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL)_/,
+    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL|POL|FLAG)_/,
     exit: EXIT.CONTENT,
-    why: "update, index, signature, package, store, handler and release refusals",
+    why: "update, index, signature, package, store, handler, release, policy and flags refusals",
   },
 ];
 

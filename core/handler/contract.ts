@@ -51,6 +51,12 @@ export const HandlerManifestSchema = z
       .int()
       .positive()
       .default(512 * 1024 * 1024),
+    /**
+     * Roles the handler plays for the core beyond serving its own API, e.g.
+     * "config.overlays" (policy → config values) or "config.flags" (flags
+     * supplement); the effective-config service (core/effective) asks only these.
+     */
+    contributes: z.array(z.enum(["config.overlays", "config.flags"])).optional(),
   })
   .strict();
 
