@@ -38,6 +38,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (fleet/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
+  ["SINK_", "results and event sinks: queue, destinations (plugins/sinks)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {
