@@ -10,7 +10,7 @@
  * operator will fix, not a bad batch); any other 4xx → rejected (moved to
  * `rejected/` for inspection instead of blocking the queue forever).
  */
-import { type Destination, type OutgoingBatch, type Outcome, QueuedSink } from "./queued-sink.ts";
+import { type Destination, type Outcome, type OutgoingBatch, QueuedSink } from "./queued-sink.ts";
 
 export interface HttpSinkOptions {
   url: string;
@@ -32,7 +32,9 @@ export class HttpDestination implements Destination {
   readonly kind = "http";
   private readonly doFetch: typeof fetch;
 
-  constructor(private readonly opts: { url: string; token?: string; timeoutMs: number; fetchImpl?: typeof fetch }) {
+  constructor(
+    private readonly opts: { url: string; token?: string; timeoutMs: number; fetchImpl?: typeof fetch },
+  ) {
     this.name = `http:${opts.url}`;
     this.doFetch = opts.fetchImpl ?? fetch;
   }

@@ -1,0 +1,138 @@
+/**
+ * Real stores for the sink tests, each started by the test on loopback in a
+ * temp dir, on a port the test picks, as an unprivileged user where the
+ * server refuses root: a throwaway PostgreSQL cluster (initdb + pg_ctl),
+ * a ClickHouse server with its own config.xml, and rsyslogd with imrelp
+ * and omfile. `stop()` / `start()` make an outage in the middle of a test.
+ */
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export async function freePort(): Promise<number> {
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+  const p = s.port ?? 0;
+  s.stop(true);
+  return p;
+}
+
+export async function waitFor(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      if (await ok()) return;
+    } catch {}
+    await Bun.sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function run(cmd: string[], opts: { user?: string } = {}): string {
+  const argv = opts.user ? ["runuser", "-u", opts.user, "--", ...cmd] : cmd;
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`${cmd.join(" ")} failed (${r.status}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+function pgBin(name: string): string {
+  const root = "/usr/lib/postgresql";
+  const v = readdirSync(root).sort((a, b) => Number(b) - Number(a))[0];
+  return join(root, v!, "bin", name);
+}
+
+export const havePostgres =
+  existsSync("/usr/lib/postgresql") && readdirSync("/usr/lib/postgresql").length > 0;
+export const haveClickHouse =
+  existsSync("/usr/sbin/clickhouse-server") || existsSync("/usr/bin/clickhouse-server");
+export const haveRsyslog =
+  existsSync("/usr/sbin/rsyslogd") && existsSync("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so");
+
+const isRoot = process.getuid?.() === 0;
+
+export interface Postgres {
+  url: string;
+  port: number;
+  start(): Promise<void>;
+  stop(): void;
+  query(sql: string): Promise<Record<string, unknown>[]>;
+  destroy(): void;
+}
+
+/** A fresh temp dir the unprivileged server user can enter (mkdtemp makes 0700 dirs). */
+function serverDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** A throwaway cluster in its own temp dir; owned by the `postgres` user when the test runs as root. */
+export async function startPostgres(): Promise<Postgres> {
+  const user = isRoot ? "postgres" : undefined;
+  const dir = serverDir("outpost-pgdata-");
+  const data = join(dir, "data");
+  if (user) {
+    const uid = Number(run(["id", "-u", user]).trim());
+    const gid = Number(run(["id", "-g", user]).trim());
+    chownSync(dir, uid, gid);
+  }
+  chmodSync(dir, 0o755);
+  run([pgBin("initdb"), "-D", data, "-U", "outpost", "--auth=trust", "-E", "UTF8", "--no-sync"], { user });
+  const port = await freePort();
+  const pg: Postgres = {
+    url: `postgres://outpost@127.0.0.1:${port}/postgres`,
+    port,
+    async start() {
+      run(
+        [
+          pgBin("pg_ctl"),
+          "-D",
+          data,
+          "-l",
+          join(dir, "log"),
+          "-w",
+          "-o",
+          `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+          "start",
+        ],
+        { user },
+      );
+    },
+    stop() {
+      run([pgBin("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], { user });
+    },
+    async query(text: string) {
+      const { SQL } = await import("bun");
+      const sql = new SQL({ url: pg.url, max: 1 });
+      try {
+        return (await sql.unsafe(text)) as Record<string, unknown>[];
+      } finally {
+        await sql.close();
+      }
+    },
+    destroy() {
+      try {
+        pg.stop();
+      } catch {}
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await pg.start();
+  return pg;
+}
+
+export { readFileSync, writeFileSync };
