@@ -136,3 +136,75 @@ export async function startPostgres(): Promise<Postgres> {
 }
 
 export { readFileSync, writeFileSync };
+
+export interface Rsyslog {
+  port: number;
+  /** Unix stream socket served by imptcp. */
+  socket: string;
+  out: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Lines omfile wrote so far (RFC 5424, one per message). */
+  lines(): string[];
+  destroy(): Promise<void>;
+}
+
+/** rsyslogd in the foreground with its own config: imrelp on a loopback port, imptcp on a unix socket, omfile. */
+export async function startRsyslog(): Promise<Rsyslog> {
+  const dir = serverDir("outpost-rsyslog-");
+  const port = await freePort();
+  const out = join(dir, "out.log");
+  const socket = join(dir, "syslog.sock");
+  const conf = join(dir, "rsyslog.conf");
+  writeFileSync(
+    conf,
+    `global(workDirectory="${dir}" maxMessageSize="1m")
+module(load="imrelp")
+module(load="imptcp")
+input(type="imrelp" port="${port}" address="127.0.0.1")
+input(type="imptcp" path="${socket}" unlink="on")
+action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format" flushOnTXEnd="on" asyncWriting="off")
+`,
+  );
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  const listening = async () => {
+    const { connect } = await import("node:net");
+    return new Promise<boolean>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port });
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+  };
+  const r: Rsyslog = {
+    port,
+    socket,
+    out,
+    async start() {
+      proc = Bun.spawn(["rsyslogd", "-n", "-f", conf, "-i", join(dir, "rsyslogd.pid")], {
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      await waitFor("rsyslogd listening", async () => (await listening()) && existsSync(socket));
+    },
+    async stop() {
+      proc?.kill("SIGTERM");
+      await proc?.exited;
+      proc = undefined;
+    },
+    lines() {
+      if (!existsSync(out)) return [];
+      return readFileSync(out, "utf8")
+        .split("\n")
+        .filter((l) => l.length > 0);
+    },
+    async destroy() {
+      await r.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await r.start();
+  return r;
+}
