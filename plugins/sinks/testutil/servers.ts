@@ -208,3 +208,84 @@ action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format" flu
   await r.start();
   return r;
 }
+
+export interface ClickHouse {
+  url: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  query(sql: string): Promise<string>;
+  destroy(): Promise<void>;
+}
+
+/** clickhouse-server with its own config.xml / users.xml in a temp dir, HTTP and native ports on loopback. */
+export async function startClickHouse(): Promise<ClickHouse> {
+  const dir = serverDir("outpost-clickhouse-");
+  const [http, tcp, inter] = [await freePort(), await freePort(), await freePort()];
+  for (const d of ["data", "tmp", "user_files", "format_schemas"])
+    mkdirSync(join(dir, d), { recursive: true });
+  writeFileSync(
+    join(dir, "config.xml"),
+    `<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>${dir}/server.log</log><errorlog>${dir}/error.log</errorlog><size>10M</size><count>1</count></logger>
+  <http_port>${http}</http_port>
+  <tcp_port>${tcp}</tcp_port>
+  <interserver_http_port>${inter}</interserver_http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <max_connections>64</max_connections>
+  <path>${dir}/data/</path>
+  <tmp_path>${dir}/tmp/</tmp_path>
+  <user_files_path>${dir}/user_files/</user_files_path>
+  <format_schema_path>${dir}/format_schemas/</format_schema_path>
+  <users_config>${dir}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>67108864</mark_cache_size>
+  <uncompressed_cache_size>67108864</uncompressed_cache_size>
+</yandex>
+`,
+  );
+  writeFileSync(
+    join(dir, "users.xml"),
+    `<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>1000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+`,
+  );
+  const user = isRoot ? "clickhouse" : undefined;
+  if (user) run(["chown", "-R", `${user}:`, dir]);
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+  const url = `http://127.0.0.1:${http}/`;
+  const ch: ClickHouse = {
+    url,
+    async start() {
+      const cmd = ["/usr/sbin/clickhouse-server", `--config-file=${dir}/config.xml`];
+      proc = Bun.spawn(user ? ["runuser", "-u", user, "--", ...cmd] : cmd, {
+        stdout: "ignore",
+        stderr: "ignore",
+        cwd: dir,
+      });
+      await waitFor("clickhouse answering", async () => (await fetch(`${url}ping`)).ok, 60_000);
+    },
+    async stop() {
+      proc?.kill("SIGTERM");
+      await proc?.exited;
+      proc = undefined;
+    },
+    async query(sql: string) {
+      const res = await fetch(url, { method: "POST", body: sql });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`clickhouse: ${text}`);
+      return text;
+    },
+    async destroy() {
+      await ch.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await ch.start();
+  return ch;
+}
