@@ -89,7 +89,7 @@ describe.skipIf(!haveClickHouse)("ClickHouse sink → real clickhouse-server", (
 
   test("a store answering 500 or timing out keeps the batch queued and retries it", async () => {
     let calls = 0;
-    const flaky: typeof fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const flaky: typeof fetch = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
       calls++;
       if (calls === 2) return new Response("Code: 999, e.displayText() = overloaded", { status: 500 });
       if (calls === 3) throw new DOMException("The operation timed out.", "TimeoutError");
