@@ -34,6 +34,8 @@ setAgentWiring({
     Promise.all([
       import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
+      // events.sinks: agent events into the same stores as query results (docs/sinks.md).
+      import("../plugins/sinks/events-service.ts").then((m) => m.eventSinkServices(ctx)),
     ]).then((lists) => lists.flat()),
 });
 

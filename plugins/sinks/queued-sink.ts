@@ -52,6 +52,8 @@ export interface Destination {
   /** Sink kind ("http", "postgres", …). */
   readonly kind: string;
   deliver(batch: OutgoingBatch, signal: AbortSignal): Promise<Outcome>;
+  /** Destination-specific counters (replaced characters, truncated rows…), merged into stats. */
+  readonly counters?: Readonly<Record<string, number>>;
   close?(): Promise<void>;
 }
 
@@ -79,19 +81,45 @@ interface QueuedBody {
 interface Cursor {
   /** generation → highest seq confirmed by the destination. */
   delivered: Record<string, number>;
+  /** Lifetime totals of this queue (survive restarts; what `agent query --stats` reads). */
+  totals?: { sent: number; dropped: number };
+  sink?: string;
+  kind?: string;
+}
+
+/** The lifetime totals a queue directory records (undefined: no queue there). */
+export function queueTotals(
+  dir: string,
+): { sink: string; kind: string; sent: number; dropped: number } | undefined {
+  try {
+    const c = JSON.parse(readFileSync(join(dir, "cursor.json"), "utf8")) as Cursor;
+    return {
+      sink: c.sink ?? dir,
+      kind: c.kind ?? "",
+      sent: c.totals?.sent ?? 0,
+      dropped: c.totals?.dropped ?? 0,
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 const BODY = /^(\d{12})_([A-Za-z0-9-]{1,64})_(\d{16})_(\d{16})\.ndjson(\.gz)?$/;
 const MAX_GENERATIONS = 16;
 
 export interface QueuedSinkStats extends SinkStats {
-  /** Contract names (docs/sinks.md): lines delivered, dropped, waiting, delivery attempts that failed. */
+  /**
+   * Contract names (docs/sinks.md): `sent` and `dropped` are lifetime totals of this queue (they
+   * survive restarts); `queued` lines waiting; `retried` delivery attempts that failed and will be
+   * repeated. The *Lines fields count this process only.
+   */
   sent: number;
   dropped: number;
   queued: number;
   retried: number;
   requests: number;
   attempts: number;
+  destination?: Record<string, number>;
 }
 
 export class QueuedSink implements ResultsSink {
@@ -116,6 +144,7 @@ export class QueuedSink implements ResultsSink {
     delivered: 0,
     dropped: 0,
     failures: 0,
+    retried: 0,
     requests: 0,
   };
   private lastError: string | null = null;
@@ -173,6 +202,13 @@ export class QueuedSink implements ResultsSink {
       else this.queue.push(body);
     }
     this.order = this.queue.at(-1)?.order ?? 0;
+    this.cursor.totals ??= { sent: 0, dropped: 0 };
+  }
+
+  private saveCursor(): void {
+    this.cursor.sink = this.name;
+    this.cursor.kind = this.kind;
+    atomicWriteJson(join(this.dir, "cursor.json"), this.cursor, 0o600);
   }
 
   /** Starts delivering in the background. */
@@ -245,6 +281,8 @@ export class QueuedSink implements ResultsSink {
     }
     if (droppedNow === 0) return;
     this.counters.dropped += droppedNow;
+    this.cursor.totals!.dropped += droppedNow;
+    this.saveCursor();
     log.warn("results queue full: dropped the oldest batches", {
       sink: this.name,
       lines: droppedNow,
@@ -338,8 +376,9 @@ export class QueuedSink implements ResultsSink {
       const gens = Object.keys(this.cursor.delivered);
       if (gens.length > MAX_GENERATIONS)
         for (const g of gens.slice(0, gens.length - MAX_GENERATIONS)) delete this.cursor.delivered[g];
+      this.cursor.totals!.sent += rows;
       // Cursor first: a crash before the delete leaves a body the constructor recognises as delivered.
-      atomicWriteJson(join(this.dir, "cursor.json"), this.cursor, 0o600);
+      this.saveCursor();
       rmSync(b.file, { force: true });
       if (this.queue[0] === b) this.queue.shift();
       this.counters.delivered += rows;
@@ -347,11 +386,16 @@ export class QueuedSink implements ResultsSink {
       return outcome;
     }
     this.fail(outcome.error);
-    if (outcome.kind === "retry") return outcome;
+    if (outcome.kind === "retry") {
+      this.counters.retried++;
+      return outcome;
+    }
     // The store refused this batch itself: keep it aside for inspection, do not block the rest.
     renameSync(b.file, join(this.dir, "rejected", b.file.split("/").pop()!));
     if (this.queue[0] === b) this.queue.shift();
     this.counters.dropped += rows;
+    this.cursor.totals!.dropped += rows;
+    this.saveCursor();
     log.warn("destination rejected a results batch; moved aside", {
       sink: this.name,
       error: outcome.error,
@@ -401,12 +445,13 @@ export class QueuedSink implements ResultsSink {
       failures: this.counters.failures,
       lastError: this.lastError,
       lastDeliveryAt: this.lastDeliveryAt,
-      sent: this.counters.delivered,
-      dropped: this.counters.dropped,
+      sent: this.cursor.totals!.sent,
+      dropped: this.cursor.totals!.dropped,
       queued,
-      retried: this.counters.failures,
+      retried: this.counters.retried,
       requests: this.counters.requests,
       attempts: this.attempts,
+      ...(this.destination.counters ? { destination: { ...this.destination.counters } } : {}),
     };
   }
 
