@@ -6,10 +6,11 @@
  * feature names a kind: they pass a config section (`query.results`,
  * `events.sinks`) and get sinks back, so several can be on at once.
  */
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../../core/errors.ts";
-import { type Destination, QueuedSink } from "./queued-sink.ts";
+import { type Destination, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {
   kind: string;
@@ -118,4 +119,27 @@ export function reportDrops(target: DropTarget): NonNullable<BuildContext["onDro
     );
     target.events?.emit("sink-dropped", { sink, lines, totalDropped });
   };
+}
+
+/** Lifetime totals of every queue directory under `roots` (what `agent query --stats` shows). */
+export function persistedSinkTotals(
+  roots: readonly string[],
+): { sink: string; kind: string; sent: number; dropped: number; queueDir: string }[] {
+  const out: { sink: string; kind: string; sent: number; dropped: number; queueDir: string }[] = [];
+  for (const dir of roots) {
+    const direct = queueTotals(dir);
+    if (direct) {
+      out.push({ ...direct, queueDir: dir });
+      continue;
+    }
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {}
+    for (const name of names) {
+      const t = queueTotals(join(dir, name));
+      if (t) out.push({ ...t, queueDir: join(dir, name) });
+    }
+  }
+  return out;
 }
