@@ -19,6 +19,7 @@
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { z } from "zod";
+import { ConfigError } from "../../core/errors.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { toRow } from "./result-rows.ts";
 
@@ -59,7 +60,16 @@ export class ClickHouseDestination implements Destination {
   ) {
     this.name = `clickhouse:${cfg.database}.${cfg.table}`;
     if (cfg.user) {
-      const pw = cfg.passwordFile ? readFileSync(cfg.passwordFile, "utf8").trim() : "";
+      let pw = "";
+      try {
+        pw = cfg.passwordFile ? readFileSync(cfg.passwordFile, "utf8").trim() : "";
+      } catch (e) {
+        throw new ConfigError(
+          "CFG_INVALID",
+          `clickhouse sink: cannot read passwordFile: ${(e as Error).message}`,
+          { file: cfg.passwordFile! },
+        );
+      }
       this.auth = `Basic ${Buffer.from(`${cfg.user}:${pw}`).toString("base64")}`;
     }
   }

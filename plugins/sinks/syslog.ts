@@ -121,11 +121,11 @@ export class SyslogDestination implements Destination {
     this.host = printable(cfg.hostname ?? hostname(), 255);
   }
 
-  /** One row as an RFC 5424 message (no framing). */
-  format(line: string, key: string, seq: number): string {
+  /** One row as an RFC 5424 message (no framing); `tally` counts what was replaced or cut. */
+  format(line: string, key: string, seq: number, tally = { replaced: 0, truncated: 0 }): string {
     const count = { n: 0 };
     let msg = cleanText(line, count);
-    this.counters.replacedChars += count.n;
+    tally.replaced += count.n;
     let name = "-";
     let time = new Date();
     try {
@@ -139,13 +139,15 @@ export class SyslogDestination implements Destination {
     if (bytes > this.cfg.maxMessageBytes) {
       msg = cutUtf8(msg, this.cfg.maxMessageBytes);
       sd += ` truncated="${bytes}"`;
-      this.counters.truncatedRows++;
+      tally.truncated++;
     }
     return `<${this.pri}>1 ${time.toISOString()} ${this.host} ${this.cfg.appName} ${process.pid} ${printable(name, 32)} [${SD_ID} ${sd}] ${msg}`;
   }
 
   async deliver(b: OutgoingBatch, signal: AbortSignal): Promise<Outcome> {
-    const messages = b.lines().map((l, i) => this.format(l, b.key, b.first + i));
+    // Counted once the batch is delivered, so retries do not count the same rows again.
+    const tally = { replaced: 0, truncated: 0 };
+    const messages = b.lines().map((l, i) => this.format(l, b.key, b.first + i, tally));
     try {
       if (this.cfg.socket || this.cfg.protocol === "tcp") await this.sendStream(messages);
       else if (this.cfg.protocol === "udp") await this.sendUdp(messages);
@@ -160,6 +162,8 @@ export class SyslogDestination implements Destination {
         }
         await this.relp.sendAll(messages, this.cfg.window, signal);
       }
+      this.counters.replacedChars += tally.replaced;
+      this.counters.truncatedRows += tally.truncated;
       return { kind: "done" };
     } catch (e) {
       this.stream?.destroy();
