@@ -30,7 +30,7 @@ const line = (seq: number, extra: Record<string, unknown> = {}) =>
   });
 const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => line(from + i));
 
-function sink(table: string, extra: Partial<{ batchRows: number }> = {}) {
+function sink(table: string, extra: Partial<{ batchRows: number; timeoutSeconds: number }> = {}) {
   const dest = new PostgresDestination(PostgresSinkSchema.parse({ url: pg.url, table, ...extra }));
   return { dest, sink: new QueuedSink(dest, { dir: join(root, `q-${++n}`), ...fast }).start() };
 }
@@ -119,6 +119,43 @@ describe.skipIf(!havePostgres)("PostgreSQL sink → real cluster", () => {
       expect(dest.counters.batchesAlreadyStored).toBe(1);
     } finally {
       await s.close();
+    }
+  }, 60_000);
+
+  test("a store that stops answering (table locked) times out, is retried, and stores the batch once", async () => {
+    const { SQL } = await import("bun");
+    const { sink: first } = sink("r_locked");
+    await first.write({ generation: "g", first: 1, lines: lines(1, 2) });
+    expect(await first.flush(20_000)).toBe(true);
+    await first.close();
+    const holder = new SQL({ url: pg.url, max: 1 });
+    const { sink: s } = sink("r_locked", { timeoutSeconds: 0.5 });
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    // Another session holds an exclusive lock: our INSERTs wait until statement_timeout ends them.
+    const lockTx = holder.begin(async (tx) => {
+      await tx.unsafe("LOCK TABLE r_locked IN ACCESS EXCLUSIVE MODE");
+      await released;
+    });
+    try {
+      await Bun.sleep(0);
+      await s.write({ generation: "g", first: 3, lines: lines(3, 4) });
+      const end = Date.now() + 20_000;
+      while (s.stats().retried < 2 && Date.now() < end) await Bun.sleep(20);
+      expect(s.stats().retried).toBeGreaterThanOrEqual(2);
+      expect(s.stats()).toMatchObject({ queued: 4, dropped: 0 });
+      expect(s.stats().lastError).toContain("statement timeout");
+      release();
+      await lockTx;
+      s.retryNow();
+      expect(await s.flush(20_000)).toBe(true);
+      expect(await seqs("r_locked")).toEqual([1, 2, 3, 4, 5, 6]);
+    } finally {
+      release();
+      await s.close();
+      await holder.close();
     }
   }, 60_000);
 

@@ -31,6 +31,7 @@ export const PostgresSinkSchema = z
       .default("outpost_results"),
     /** Rows per INSERT statement (a batch may take several, all in one transaction). */
     batchRows: z.number().int().min(1).max(5000).default(1000),
+    /** Connection timeout, and the longest one batch's transaction may take (statement_timeout + a client-side guard). */
     timeoutSeconds: z.number().positive().max(600).default(30),
   })
   .strict();
@@ -94,42 +95,55 @@ export class PostgresDestination implements Destination {
     const sql = this.client();
     const t = this.cfg.table;
     try {
-      await this.ensureTables(sql);
-      const stored = await sql.begin(async (tx) => {
-        const claimed = await tx.unsafe(
-          `INSERT INTO ${t}_batches (key, rows) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING key`,
-          [b.key, rows.length],
-        );
-        if (claimed.length === 0) return false;
-        for (let at = 0; at < rows.length; at += this.cfg.batchRows) {
-          const chunk = rows.slice(at, at + this.cfg.batchRows);
-          const params: unknown[] = [];
-          const tuples = chunk.map((r, i) => {
-            const o = params.length;
-            params.push(
-              b.key,
-              b.first + at + i,
-              r.name,
-              r.hostIdentifier,
-              r.calendarTime,
-              r.unixTime,
-              r.epoch,
-              r.counter,
-              r.action,
-              // Objects, not JSON text: Bun's driver encodes them as jsonb itself (a string would be stored as a JSON string).
-              r.columns,
-              r.decorations,
-            );
-            const p = Array.from({ length: COLS }, (_, k) => `$${o + k + 1}`);
-            return `(${p.join(",")})`;
-          });
-          await tx.unsafe(
-            `INSERT INTO ${t} (batch_key, row_seq, name, "hostIdentifier", "calendarTime", "unixTime", epoch, counter, action, columns, decorations) VALUES ${tuples.join(",")}`,
-            params,
+      const ms = Math.round(this.cfg.timeoutSeconds * 1000);
+      const work = this.ensureTables(sql).then(() =>
+        sql.begin(async (tx) => {
+          // A store that hangs (locks, overload) must not stall the queue: the server gives up…
+          await tx.unsafe(`SET LOCAL statement_timeout = ${ms}`);
+          const claimed = await tx.unsafe(
+            `INSERT INTO ${t}_batches (key, rows) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING key`,
+            [b.key, rows.length],
           );
-        }
-        return true;
-      });
+          if (claimed.length === 0) return false;
+          for (let at = 0; at < rows.length; at += this.cfg.batchRows) {
+            const chunk = rows.slice(at, at + this.cfg.batchRows);
+            const params: unknown[] = [];
+            const tuples = chunk.map((r, i) => {
+              const o = params.length;
+              params.push(
+                b.key,
+                b.first + at + i,
+                r.name,
+                r.hostIdentifier,
+                r.calendarTime,
+                r.unixTime,
+                r.epoch,
+                r.counter,
+                r.action,
+                // Objects, not JSON text: Bun's driver encodes them as jsonb itself (a string would be stored as a JSON string).
+                r.columns,
+                r.decorations,
+              );
+              const p = Array.from({ length: COLS }, (_, k) => `$${o + k + 1}`);
+              return `(${p.join(",")})`;
+            });
+            await tx.unsafe(
+              `INSERT INTO ${t} (batch_key, row_seq, name, "hostIdentifier", "calendarTime", "unixTime", epoch, counter, action, columns, decorations) VALUES ${tuples.join(",")}`,
+              params,
+            );
+          }
+          return true;
+        }),
+      );
+      // …and so does the client, for a server that stopped answering at all (the retry reconnects).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      work.catch(() => {}); // settled late after a client-side timeout: already reported
+      const stored = await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms + 1000);
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (!stored) this.counters.batchesAlreadyStored++;
       this.counters.replacedChars += count.n;
       return { kind: "done" };
