@@ -99,4 +99,27 @@ describe.skipIf(!haveRsyslog)("syslog sink → real rsyslogd", () => {
       await s.close();
     }
   }, 60_000);
+
+  test("TCP (octet counting) and UDP deliver the same RFC 5424 messages (without acknowledgement)", async () => {
+    for (const [protocol, port, gen] of [
+      ["tcp", rs.tcpPort, "t"],
+      ["udp", rs.udpPort, "d"],
+    ] as const) {
+      const before = stored().length;
+      const { sink: s } = sink({ host: "127.0.0.1", port, protocol });
+      try {
+        await s.write({ generation: gen, first: 1, lines: lines(1, 20) });
+        expect(await s.flush(20_000)).toBe(true);
+        await waitFor(`${protocol}: 20 messages`, () => stored().length >= before + 20);
+        const mine = stored().slice(before);
+        expect(mine.map((m) => m.key)).toEqual(Array(20).fill(`${gen}:1-20`));
+        expect(mine.map((m) => m.seq).sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        expect(s.stats()).toMatchObject({ kind: "syslog", sent: 20, dropped: 0 });
+      } finally {
+        await s.close();
+      }
+    }
+  }, 60_000);
 });

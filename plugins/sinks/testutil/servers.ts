@@ -138,7 +138,11 @@ export async function startPostgres(): Promise<Postgres> {
 export { readFileSync, writeFileSync };
 
 export interface Rsyslog {
+  /** imrelp. */
   port: number;
+  /** imtcp (octet counting) and imudp. */
+  tcpPort: number;
+  udpPort: number;
   /** Unix stream socket served by imptcp. */
   socket: string;
   out: string;
@@ -152,7 +156,7 @@ export interface Rsyslog {
 /** rsyslogd in the foreground with its own config: imrelp on a loopback port, imptcp on a unix socket, omfile. */
 export async function startRsyslog(): Promise<Rsyslog> {
   const dir = serverDir("outpost-rsyslog-");
-  const port = await freePort();
+  const [port, tcpPort, udpPort] = [await freePort(), await freePort(), await freePort()];
   const out = join(dir, "out.log");
   const socket = join(dir, "syslog.sock");
   const conf = join(dir, "rsyslog.conf");
@@ -161,7 +165,11 @@ export async function startRsyslog(): Promise<Rsyslog> {
     `global(workDirectory="${dir}" maxMessageSize="1m")
 module(load="imrelp")
 module(load="imptcp")
+module(load="imtcp")
+module(load="imudp")
 input(type="imrelp" port="${port}" address="127.0.0.1")
+input(type="imtcp" port="${tcpPort}" address="127.0.0.1")
+input(type="imudp" port="${udpPort}" address="127.0.0.1")
 input(type="imptcp" path="${socket}" unlink="on")
 action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format" flushOnTXEnd="on" asyncWriting="off")
 `,
@@ -180,6 +188,8 @@ action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format" flu
   };
   const r: Rsyslog = {
     port,
+    tcpPort,
+    udpPort,
     socket,
     out,
     async start() {
