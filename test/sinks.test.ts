@@ -121,6 +121,18 @@ describe.skipIf(!ready)("sinks compose end to end", () => {
       "syslog",
     ]);
     for (const s of live.delivery.sinks) expect(s).toMatchObject({ dropped: 0, sent: expect.any(Number) });
+    // /metrics carries each sink's own series (refreshed by the stats request above).
+    const metrics = await (
+      await fetch(`${plane.url}/metrics`, { headers: { authorization: `Bearer ${plane.token}` } })
+    ).text();
+    for (const sink of [
+      "postgres:results",
+      "clickhouse:outpost.results",
+      `syslog:relp://127.0.0.1:${rs.port}`,
+    ]) {
+      expect(metrics).toContain(`outpost_query_sink_queued_lines{sink="${sink}"}`);
+      expect(metrics).toContain(`outpost_query_results_lines_total{outcome="delivered",sink="${sink}"}`);
+    }
     for (const s of services) await s.stop();
     services = [];
 
