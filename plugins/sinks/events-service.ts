@@ -70,6 +70,8 @@ export class EventSinksService {
       host: string;
       flushMs?: number;
       maxBuffered?: number;
+      /** How long stop() waits for queued events to be delivered. */
+      stopGraceMs?: number;
       metrics?: MetricsRegistry;
     },
   ) {
@@ -146,6 +148,8 @@ export class EventSinksService {
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     await this.flush().catch(() => {});
+    // A short grace for what is queued (shutdown events are the interesting ones); the rest stays queued.
+    await Promise.all(this.opts.sinks.map((s) => s.flush(this.opts.stopGraceMs ?? 2000)));
     await Promise.all(this.opts.sinks.map((s) => s.close()));
   }
 }
