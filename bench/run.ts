@@ -11,6 +11,7 @@ const benches = [
   ["ipc.ts"],
   ["control-plane.ts"],
   ["query.ts"],
+  ["sinks.ts"],
   ["fleet/run.ts"],
   ["scan.ts"],
   ["reputation.ts"],

@@ -48,6 +48,8 @@ setAgentWiring({
       import("../handlers/ESH/wiring.ts").then((m) => [m.selfHelpService(ctx)]),
       import("../handlers/DatasetA/on-access-service.ts").then((m) => [m.onAccessService(ctx)]),
       import("../handlers/Behavior/bus-feed.ts").then((m) => [m.behaviorFeedService(ctx)]),
+      // events.sinks: agent events into the same stores as query results (docs/sinks.md).
+      import("../plugins/sinks/events-service.ts").then((m) => m.eventSinkServices(ctx)),
     ]).then((lists) => lists.flat()),
 });
 

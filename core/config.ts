@@ -210,9 +210,15 @@ export const AgentConfigSchema = z
               .strict()
               .prefault({}),
           })
-          .strict()
+          // Other keys are sink kinds (postgres, clickhouse, syslog…), validated by plugins/sinks/registry.ts.
+          .catchall(z.unknown())
           .prefault({}),
       })
+      .strict()
+      .prefault({}),
+    /** Agent events into the same sink kinds as query results (docs/sinks.md), keyed by kind. */
+    events: z
+      .object({ sinks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}) })
       .strict()
       .prefault({}),
     /**

@@ -43,6 +43,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLAG_", "feature flags supplement (handlers/Flags, docs/policy.md)"],
   ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
   ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
+  ["SINK_", "results and event sinks: queue, destinations (plugins/sinks)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {

@@ -2,13 +2,18 @@
  * `agent query "SELECT …" [--json]`: an ad-hoc query on the agent's query
  * host (the running agent's, or an in-process one), under the same watchdog
  * as scheduled queries; a table for people, JSON for scripts.
- * `agent query --stats` shows the schedule's per-query telemetry instead.
+ * `agent query --stats` shows the schedule's per-query telemetry instead,
+ * and every sink queue's lifetime `sent` / `dropped` (read from the queue
+ * directories, so it answers the same whether the agent runs or not).
  * With no ScheduledQueryPack content installed there is no query host, so
  * the command runs the query in its own watched worker and says so.
  */
+import { join } from "node:path";
 import { defineCommand } from "citty";
+import { loadAgentConfig } from "../../core/cli/agent/session.ts";
 import { printErr, printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
 import { describeError } from "../../core/errors.ts";
+import { persistedSinkTotals } from "../../plugins/sinks/registry.ts";
 import { DEFAULT_LIMITS, QueryRunner } from "./watchdog.ts";
 
 /** Errors caused by the SQL the user typed, not by the agent. */
@@ -51,8 +56,14 @@ async function runLocally(sql: string): Promise<QueryOutput> {
   }
 }
 
+type SinkTotals = ReturnType<typeof persistedSinkTotals>;
+
 interface StatsOutput {
   engine: string;
+  /** Result sinks with a queue (http, postgres, clickhouse, syslog): lifetime sent / dropped lines. */
+  sinks: SinkTotals;
+  /** The same for events.sinks. */
+  eventSinks: SinkTotals;
   queries: {
     name: string;
     runs: number;
@@ -92,8 +103,16 @@ export function makeQueryCommand(callHandler: CallHandler) {
     async run({ args }) {
       if (args.stats) {
         const s = (await callHandler("ScheduledQueryPack", "stats", {})) as StatsOutput;
+        // --state / --config come from the agent flags every handler command gains (session.ts).
+        const flags = args as { state?: string; config?: string };
+        const state = loadAgentConfig({ state: flags.state, config: flags.config }).stateDir;
+        s.sinks = persistedSinkTotals([
+          join(state, "query-results", "lake-queue"),
+          join(state, "query-results", "sinks"),
+        ]);
+        s.eventSinks = persistedSinkTotals([join(state, "event-sinks")]);
         if (args.json) printJson(s);
-        else
+        else {
           printText(
             renderTable(
               ["query", "runs", "rows", "avg ms", "errors", "kills", "denylisted until", "next run"],
@@ -109,6 +128,15 @@ export function makeQueryCommand(callHandler: CallHandler) {
               ]),
             ),
           );
+          const all = [...s.sinks, ...s.eventSinks.map((e) => ({ ...e, sink: `events → ${e.sink}` }))];
+          if (all.length > 0)
+            printText(
+              renderTable(
+                ["sink", "sent", "dropped"],
+                all.map((x) => [x.sink, x.sent, x.dropped]),
+              ),
+            );
+        }
         return s;
       }
       const sql = typeof args.sql === "string" ? args.sql : "";

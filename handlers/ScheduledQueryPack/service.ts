@@ -19,6 +19,8 @@ import type { AgentConfig } from "../../core/config.ts";
 import { describeError } from "../../core/errors.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { metrics as defaultMetrics, type MetricsRegistry } from "../../core/metrics.ts";
+import { buildSinks } from "../../plugins/sinks/kinds.ts";
+import { type DropTarget, reportDrops } from "../../plugins/sinks/registry.ts";
 import type { ResultsSink, SinkStats } from "../../plugins/sinks/results.ts";
 import { RotatingFileSink } from "../../plugins/sinks/results-file.ts";
 import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
@@ -41,9 +43,18 @@ export function settingsFromConfig(q: AgentConfig["query"]): Settings {
   });
 }
 
-/** The sinks the config asks for: the rotating file (on by default) and the HTTP data lake (when a URL is set). */
-export function sinksFromConfig(config: AgentConfig): ResultsSink[] {
+/** Keys of query.results that are not sink kinds of the registry. */
+const OWN_KEYS = ["flushSeconds", "batchLines", "file", "http"] as const;
+
+/**
+ * The sinks the config asks for: the rotating file (on by default), the HTTP
+ * data lake (when a URL is set) and every registered kind configured under
+ * query.results (postgres, clickhouse, syslog — docs/sinks.md), each with
+ * its own queue in STATE/query-results/sinks/<kind>.
+ */
+export function sinksFromConfig(config: AgentConfig, drops: DropTarget = {}): ResultsSink[] {
   const r = config.query.results;
+  const onDrop = reportDrops(drops);
   const base = join(config.stateDir, "query-results");
   const sinks: ResultsSink[] = [];
   if (r.file.enabled) {
@@ -66,9 +77,12 @@ export function sinksFromConfig(config: AgentConfig): ResultsSink[] {
         timeoutMs: r.http.timeoutSeconds * 1000,
         queueMaxBytes: r.http.queueMaxBytes,
         maxBackoffMs: r.http.maxBackoffSeconds * 1000,
+        onDrop,
       }).start(),
     );
   }
+  for (const s of buildSinks(r, { queueRoot: join(base, "sinks"), where: "query.results", onDrop }, OWN_KEYS))
+    sinks.push(s.start());
   return sinks;
 }
 
@@ -138,11 +152,15 @@ export class ResultsService {
       ),
       sinkLines: reg.counter(
         "outpost_query_results_lines_total",
-        "Result lines per sink and outcome (accepted, delivered, dropped)",
+        "Result lines per sink and outcome (accepted, delivered, dropped; retried counts failed attempts)",
       ),
       sinkQueue: reg.gauge(
         "outpost_query_sink_queued_bytes",
         "Bytes waiting in a results sink's delivery queue",
+      ),
+      sinkQueuedLines: reg.gauge(
+        "outpost_query_sink_queued_lines",
+        "Result lines waiting in a results sink's delivery queue",
       ),
     };
   }
@@ -262,6 +280,8 @@ export class ResultsService {
       this.bump(this.m.sinkLines, { sink, outcome: "delivered" }, `del:${sink}`, st.deliveredLines);
       this.bump(this.m.sinkLines, { sink, outcome: "dropped" }, `drop:${sink}`, st.droppedLines);
       this.m.sinkQueue.set({ sink }, st.queuedBytes);
+      this.bump(this.m.sinkLines, { sink, outcome: "retried" }, `retry:${sink}`, st.retried);
+      this.m.sinkQueuedLines.set({ sink }, st.queued);
     }
     return s;
   }
@@ -281,11 +301,15 @@ export class ResultsService {
 }
 
 /** What the entry point starts beside `agent run` (see docs/queries.md, "Wiring"). */
-export function queryResultsService(ctx: { api: HandlerCaller; config: AgentConfig }): ResultsService {
+export function queryResultsService(ctx: {
+  api: HandlerCaller & Pick<DropTarget, "health">;
+  config: AgentConfig;
+  events?: DropTarget["events"];
+}): ResultsService {
   return new ResultsService({
     api: ctx.api,
     settings: settingsFromConfig(ctx.config.query),
-    sinks: sinksFromConfig(ctx.config),
+    sinks: sinksFromConfig(ctx.config, { health: ctx.api.health, events: ctx.events }),
     flushMs: ctx.config.query.results.flushSeconds * 1000,
     batchLines: ctx.config.query.results.batchLines,
   });
@@ -297,7 +321,11 @@ export function queryResultsService(ctx: { api: HandlerCaller; config: AgentConf
  * so its routes find it. A sink that cannot be built (unreadable token
  * file…) fails the start, which `agent run` logs without stopping protection.
  */
-export function resultsAgentService(ctx: { api: HandlerCaller; config: AgentConfig }): {
+export function resultsAgentService(ctx: {
+  api: HandlerCaller & Pick<DropTarget, "health">;
+  config: AgentConfig;
+  events?: DropTarget["events"];
+}): {
   name: string;
   start(): void;
   stop(): Promise<void>;

@@ -158,6 +158,10 @@ export class RotatingFileSink implements ResultsSink {
       failures: this.counters.failures,
       lastError: this.lastError,
       lastDeliveryAt: this.lastWriteAt,
+      sent: this.counters.accepted,
+      dropped: 0,
+      queued: 0,
+      retried: 0,
     };
   }
 

@@ -32,6 +32,14 @@ export interface SinkStats {
   failures: number;
   lastError: string | null;
   lastDeliveryAt: string | null;
+  /** Contract (docs/sinks.md): lines the destination confirmed, lifetime where the sink keeps a queue. */
+  sent: number;
+  /** Contract: lines given up (queue cap reached, or refused by the store); 0 unless that happened. */
+  dropped: number;
+  /** Lines waiting for delivery. */
+  queued: number;
+  /** Delivery attempts that failed and will be repeated. */
+  retried: number;
 }
 
 export interface ResultsSink {

@@ -1,0 +1,467 @@
+/**
+ * The durable half every network sink shares, so each destination only
+ * says how to deliver one batch.
+ *
+ * `write` stores a batch in an on-disk queue (gzip'd JSON lines, one file
+ * per batch) before it resolves — the caller may then acknowledge the lines
+ * upstream. One sender hands queued batches to the `Destination` in order,
+ * one at a time, each with the idempotency key `<generation>:<first>-<last>`:
+ * a batch is only deleted after the destination answered `done`; `retry`
+ * backs off exponentially with full jitter (a destination's retryAfter wins
+ * when longer) and delivers the same batch with the same key again, which
+ * the destination uses to store it once; `rejected` (the store refused this
+ * batch itself) moves it to `rejected/` so it cannot block the queue. The
+ * queue is capped: past the cap the oldest batches are dropped, counted and
+ * reported through `onDrop` (the service raises a health reason) rather
+ * than filling the disk. A queue write that fails (disk full) rejects
+ * `write` with SINK_QUEUE_WRITE: the caller does not acknowledge, so the
+ * lines stay upstream and nothing accepted is lost.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { OutpostError } from "../../core/errors.ts";
+import { atomicWriteFile, atomicWriteJson } from "../../core/fsutil.ts";
+import { log } from "../../core/log.ts";
+import type { ResultBatch, ResultsSink, SinkStats } from "./results.ts";
+import { unseen } from "./results.ts";
+
+/** One queued batch as a destination sees it. */
+export interface OutgoingBatch {
+  /** `<generation>:<first>-<last>`: the same on every retry of this batch. */
+  key: string;
+  generation: string;
+  first: number;
+  last: number;
+  /** The queue file's bytes (gzip'd when `gzipped`): destinations that ship NDJSON send them as they are. */
+  raw: Uint8Array;
+  gzipped: boolean;
+  /** The JSON lines, decoded on first use. */
+  lines(): string[];
+}
+
+export type Outcome =
+  | { kind: "done" }
+  | { kind: "retry"; error: string; retryAfterMs?: number }
+  | { kind: "rejected"; error: string };
+
+/** Where a queued sink delivers: one batch at a time, idempotent on `batch.key`. */
+export interface Destination {
+  /** Stable sink name for stats and metrics, e.g. "postgres:outpost_results". */
+  readonly name: string;
+  /** Sink kind ("http", "postgres", …). */
+  readonly kind: string;
+  deliver(batch: OutgoingBatch, signal: AbortSignal): Promise<Outcome>;
+  /** Destination-specific counters (replaced characters, truncated rows…), merged into stats. */
+  readonly counters?: Readonly<Record<string, number>>;
+  close?(): Promise<void>;
+}
+
+export interface QueueOptions {
+  /** Queue directory (survives restarts). */
+  dir: string;
+  gzip?: boolean;
+  queueMaxBytes?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  random?: () => number;
+  /** Called after the cap dropped batches (lines = total dropped so far). */
+  onDrop?: (info: { sink: string; lines: number; totalDropped: number }) => void;
+}
+
+interface QueuedBody {
+  file: string;
+  order: number;
+  generation: string;
+  first: number;
+  last: number;
+  bytes: number;
+}
+
+interface Cursor {
+  /** generation → highest seq confirmed by the destination. */
+  delivered: Record<string, number>;
+  /** Lifetime totals of this queue (survive restarts; what `agent query --stats` reads). */
+  totals?: { sent: number; dropped: number };
+  sink?: string;
+  kind?: string;
+}
+
+/** The lifetime totals a queue directory records (undefined: no queue there). */
+export function queueTotals(
+  dir: string,
+): { sink: string; kind: string; sent: number; dropped: number } | undefined {
+  try {
+    const c = JSON.parse(readFileSync(join(dir, "cursor.json"), "utf8")) as Cursor;
+    return {
+      sink: c.sink ?? dir,
+      kind: c.kind ?? "",
+      sent: c.totals?.sent ?? 0,
+      dropped: c.totals?.dropped ?? 0,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+const BODY = /^(\d{12})_([A-Za-z0-9-]{1,64})_(\d{16})_(\d{16})\.ndjson(\.gz)?$/;
+const MAX_GENERATIONS = 16;
+
+export interface QueuedSinkStats extends SinkStats {
+  /**
+   * Contract names (docs/sinks.md): `sent` and `dropped` are lifetime totals of this queue (they
+   * survive restarts); `queued` lines waiting; `retried` delivery attempts that failed and will be
+   * repeated. The *Lines fields count this process only.
+   */
+  sent: number;
+  dropped: number;
+  queued: number;
+  retried: number;
+  requests: number;
+  attempts: number;
+  destination?: Record<string, number>;
+}
+
+export class QueuedSink implements ResultsSink {
+  readonly name: string;
+  readonly kind: string;
+  private readonly dir: string;
+  private readonly opts: Required<Omit<QueueOptions, "onDrop">> & Pick<QueueOptions, "onDrop">;
+  private readonly queue: QueuedBody[] = [];
+  private cursor: Cursor;
+  private order = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+  /** Ends the idle wait (new body queued, or close). */
+  private wake?: () => void;
+  /** Ends a backoff wait early (retryNow, or close). */
+  private interrupt?: () => void;
+  private sender?: Promise<void>;
+  private readonly idleWaiters = new Set<() => void>();
+  private readonly counters = {
+    accepted: 0,
+    duplicates: 0,
+    delivered: 0,
+    dropped: 0,
+    failures: 0,
+    retried: 0,
+    requests: 0,
+  };
+  private lastError: string | null = null;
+  private lastDeliveryAt: string | null = null;
+  /** Consecutive failed attempts of the body at the head of the queue. */
+  private attempts = 0;
+  /** Aborts an in-flight delivery on close. */
+  private readonly closing = new AbortController();
+
+  constructor(
+    readonly destination: Destination,
+    opts: QueueOptions,
+  ) {
+    this.name = destination.name;
+    this.kind = destination.kind;
+    this.dir = opts.dir;
+    this.opts = {
+      dir: opts.dir,
+      gzip: opts.gzip ?? true,
+      queueMaxBytes: opts.queueMaxBytes ?? 256 * 1024 * 1024,
+      minBackoffMs: opts.minBackoffMs ?? 1000,
+      maxBackoffMs: opts.maxBackoffMs ?? 300_000,
+      random: opts.random ?? Math.random,
+      onDrop: opts.onDrop,
+    };
+    mkdirSync(join(this.dir, "rejected"), { recursive: true, mode: 0o700 });
+    const cursorPath = join(this.dir, "cursor.json");
+    this.cursor = { delivered: {} };
+    try {
+      if (existsSync(cursorPath)) this.cursor = JSON.parse(readFileSync(cursorPath, "utf8")) as Cursor;
+    } catch (e) {
+      // Without the cursor a delivered body may be sent again; the destination's idempotency keys absorb it.
+      log.warn("results queue cursor unreadable; starting without it", {
+        file: cursorPath,
+        reason: (e as Error).message,
+      });
+    }
+    for (const name of readdirSync(this.dir).sort()) {
+      const m = BODY.exec(name);
+      if (!m) {
+        // Temp files of an interrupted atomic write.
+        if (name.endsWith(".tmp")) rmSync(join(this.dir, name), { force: true });
+        continue;
+      }
+      const body: QueuedBody = {
+        file: join(this.dir, name),
+        order: Number(m[1]),
+        generation: m[2]!,
+        first: Number(m[3]),
+        last: Number(m[4]),
+        bytes: statSync(join(this.dir, name)).size,
+      };
+      // Delivered before the crash but not yet deleted.
+      if (body.last <= (this.cursor.delivered[body.generation] ?? 0)) rmSync(body.file, { force: true });
+      else this.queue.push(body);
+    }
+    this.order = this.queue.at(-1)?.order ?? 0;
+    this.cursor.totals ??= { sent: 0, dropped: 0 };
+  }
+
+  private saveCursor(): void {
+    this.cursor.sink = this.name;
+    this.cursor.kind = this.kind;
+    atomicWriteJson(join(this.dir, "cursor.json"), this.cursor, 0o600);
+  }
+
+  /** Starts delivering in the background. */
+  start(): this {
+    this.sender ??= this.sendLoop();
+    return this;
+  }
+
+  /** Highest seq of a generation held (queued or delivered). */
+  private held(generation: string): number {
+    let last = this.cursor.delivered[generation] ?? 0;
+    for (const b of this.queue) if (b.generation === generation && b.last > last) last = b.last;
+    return last;
+  }
+
+  write(batch: ResultBatch): Promise<void> {
+    const run = this.chain.then(() => this.enqueue(batch));
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private enqueue(batch: ResultBatch): void {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(batch.generation))
+      throw new Error(`bad outbox generation ${batch.generation}`);
+    const fresh = unseen(batch, this.held(batch.generation));
+    this.counters.duplicates += batch.lines.length - fresh.lines.length;
+    if (fresh.lines.length === 0) return;
+    const last = fresh.first + fresh.lines.length - 1;
+    const text = Buffer.from(`${fresh.lines.join("\n")}\n`);
+    const data = this.opts.gzip ? gzipSync(text) : text;
+    const order = this.order + 1;
+    const name = `${String(order).padStart(12, "0")}_${batch.generation}_${String(fresh.first).padStart(16, "0")}_${String(last).padStart(16, "0")}.ndjson${this.opts.gzip ? ".gz" : ""}`;
+    const file = join(this.dir, name);
+    try {
+      atomicWriteFile(file, data, 0o600);
+    } catch (e) {
+      // Disk full or read-only: refuse the batch so the caller keeps it (it is not acknowledged upstream).
+      rmSync(`${file}.tmp`, { force: true });
+      this.fail(`queue write failed: ${(e as Error).message}`);
+      throw new OutpostError(
+        "SINK_QUEUE_WRITE",
+        `${this.name}: cannot queue ${fresh.lines.length} result lines in ${this.dir}: ${(e as Error).message}; they stay in the outbox and are offered again`,
+        { file, cause: e },
+      );
+    }
+    this.order = order;
+    this.queue.push({
+      file,
+      order,
+      generation: batch.generation,
+      first: fresh.first,
+      last,
+      bytes: data.length,
+    });
+    this.counters.accepted += fresh.lines.length;
+    this.enforceCap();
+    this.wake?.();
+  }
+
+  private enforceCap(): void {
+    let bytes = this.queuedBytes();
+    let droppedNow = 0;
+    // The newest body always stays: dropping what was just accepted would be silent loss.
+    while (bytes > this.opts.queueMaxBytes && this.queue.length > 1) {
+      const oldest = this.queue.shift()!;
+      rmSync(oldest.file, { force: true });
+      bytes -= oldest.bytes;
+      droppedNow += oldest.last - oldest.first + 1;
+      this.attempts = 0;
+    }
+    if (droppedNow === 0) return;
+    this.counters.dropped += droppedNow;
+    this.cursor.totals!.dropped += droppedNow;
+    this.saveCursor();
+    log.warn("results queue full: dropped the oldest batches", {
+      sink: this.name,
+      lines: droppedNow,
+      queueMaxBytes: this.opts.queueMaxBytes,
+    });
+    this.opts.onDrop?.({ sink: this.name, lines: droppedNow, totalDropped: this.counters.dropped });
+  }
+
+  private queuedBytes(): number {
+    return this.queue.reduce((n, b) => n + b.bytes, 0);
+  }
+
+  private async sendLoop(): Promise<void> {
+    while (!this.closed) {
+      const head = this.queue[0];
+      if (!head) {
+        for (const w of this.idleWaiters) w();
+        this.idleWaiters.clear();
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      const outcome = await this.deliver(head);
+      if (outcome.kind === "retry") {
+        this.attempts++;
+        const exp = Math.min(
+          this.opts.maxBackoffMs,
+          this.opts.minBackoffMs * 2 ** Math.min(this.attempts - 1, 20),
+        );
+        // Full jitter keeps a fleet that lost its store at the same moment from returning in lock-step.
+        const wait = Math.max(
+          outcome.retryAfterMs ?? 0,
+          Math.round(exp / 2 + (this.opts.random() * exp) / 2),
+        );
+        await this.sleep(wait);
+      } else this.attempts = 0;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.interrupt = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.interrupt = done;
+    });
+  }
+
+  private async deliver(b: QueuedBody): Promise<Outcome> {
+    let raw: Uint8Array;
+    try {
+      raw = readFileSync(b.file);
+    } catch {
+      // Dropped by the cap meanwhile.
+      if (this.queue[0] === b) this.queue.shift();
+      return { kind: "done" };
+    }
+    const rows = b.last - b.first + 1;
+    const gzipped = b.file.endsWith(".gz");
+    let decoded: string[] | undefined;
+    const batch: OutgoingBatch = {
+      key: `${b.generation}:${b.first}-${b.last}`,
+      generation: b.generation,
+      first: b.first,
+      last: b.last,
+      raw,
+      gzipped,
+      lines: () => {
+        decoded ??= Buffer.from(gzipped ? gunzipSync(raw) : raw)
+          .toString("utf8")
+          .split("\n")
+          .filter((l) => l.length > 0);
+        return decoded;
+      },
+    };
+    this.counters.requests++;
+    let outcome: Outcome;
+    try {
+      outcome = await this.destination.deliver(batch, this.closing.signal);
+    } catch (e) {
+      // A destination bug or an unexpected driver error: retry, never lose the batch.
+      outcome = { kind: "retry", error: `${(e as Error).name}: ${(e as Error).message}` };
+    }
+    if (outcome.kind === "done") {
+      this.cursor.delivered[b.generation] = Math.max(this.cursor.delivered[b.generation] ?? 0, b.last);
+      const gens = Object.keys(this.cursor.delivered);
+      if (gens.length > MAX_GENERATIONS)
+        for (const g of gens.slice(0, gens.length - MAX_GENERATIONS)) delete this.cursor.delivered[g];
+      this.cursor.totals!.sent += rows;
+      // Cursor first: a crash before the delete leaves a body the constructor recognises as delivered.
+      this.saveCursor();
+      rmSync(b.file, { force: true });
+      if (this.queue[0] === b) this.queue.shift();
+      this.counters.delivered += rows;
+      this.lastDeliveryAt = new Date().toISOString();
+      return outcome;
+    }
+    this.fail(outcome.error);
+    if (outcome.kind === "retry") {
+      this.counters.retried++;
+      return outcome;
+    }
+    // The store refused this batch itself: keep it aside for inspection, do not block the rest.
+    renameSync(b.file, join(this.dir, "rejected", b.file.split("/").pop()!));
+    if (this.queue[0] === b) this.queue.shift();
+    this.counters.dropped += rows;
+    this.cursor.totals!.dropped += rows;
+    this.saveCursor();
+    log.warn("destination rejected a results batch; moved aside", {
+      sink: this.name,
+      error: outcome.error,
+      rows,
+    });
+    return outcome;
+  }
+
+  private fail(message: string): void {
+    this.counters.failures++;
+    this.lastError = message;
+  }
+
+  /** Resolves when everything queued so far has been delivered (or dropped), or after timeoutMs. */
+  flush(timeoutMs = 60_000): Promise<boolean> {
+    if (this.queue.length === 0) return Promise.resolve(true);
+    this.start();
+    return new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => {
+        this.idleWaiters.delete(done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      this.idleWaiters.add(done);
+    });
+  }
+
+  /** Skips the current backoff (e.g. the operator knows the store is back). */
+  retryNow(): void {
+    this.interrupt?.();
+  }
+
+  stats(): QueuedSinkStats {
+    const queued = this.queue.reduce((n, b) => n + (b.last - b.first + 1), 0);
+    return {
+      name: this.name,
+      kind: this.kind,
+      acceptedLines: this.counters.accepted,
+      duplicateLines: this.counters.duplicates,
+      deliveredLines: this.counters.delivered,
+      queuedLines: queued,
+      queuedBytes: this.queuedBytes(),
+      droppedLines: this.counters.dropped,
+      failures: this.counters.failures,
+      lastError: this.lastError,
+      lastDeliveryAt: this.lastDeliveryAt,
+      sent: this.cursor.totals!.sent,
+      dropped: this.cursor.totals!.dropped,
+      queued,
+      retried: this.counters.retried,
+      requests: this.counters.requests,
+      attempts: this.attempts,
+      ...(this.destination.counters ? { destination: { ...this.destination.counters } } : {}),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.closing.abort();
+    this.wake?.();
+    this.interrupt?.();
+    await this.chain;
+    await this.sender;
+    await this.destination.close?.();
+  }
+}
