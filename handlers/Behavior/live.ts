@@ -81,7 +81,12 @@ export class BehaviorLive {
   async start(): Promise<void> {
     const library = productLibraries.current(this.caps.workDir);
     if (library || !this.settings.requiresProduct) {
-      this.engine = await BehaviorEngine.create(this.rules, this.limits, library ?? null, this.engineOptions());
+      this.engine = await BehaviorEngine.create(
+        this.rules,
+        this.limits,
+        library ?? null,
+        this.engineOptions(),
+      );
     } else {
       // Prove at least that the rules compile; they run once the library arrives.
       await BehaviorEngine.checkSyntax(this.rules, this.limits);
@@ -116,7 +121,12 @@ export class BehaviorLive {
       return;
     }
     try {
-      const next = await BehaviorEngine.create(this.rules, this.limits, library ?? null, this.engineOptions());
+      const next = await BehaviorEngine.create(
+        this.rules,
+        this.limits,
+        library ?? null,
+        this.engineOptions(),
+      );
       if (this.stopped) {
         next.close();
         return;

@@ -213,13 +213,14 @@ end
 -- that runs past `deadline_ms` stops; the rule that used the most of it is
 -- charged a fault when it used at least half; the events not delivered are
 -- counted by the caller.
-local function over_deadline(t0, deadline_ms, times)
-  local worst, worst_ms = nil, 0
+local function over_deadline(t0, deadline_ms, times, faults)
+  local worst, worst_ms, worst_i = nil, 0, 0
   for i, u in ipairs(rules) do
     local d = u.time - times[i]
-    if not u.disabled and d > worst_ms then worst, worst_ms = u, d end
+    if not u.disabled and d > worst_ms then worst, worst_ms, worst_i = u, d, i end
   end
-  if worst and worst_ms >= deadline_ms / 2 then
+  -- Not twice for the same time: a call stopped at the cap was charged already.
+  if worst and worst_ms >= deadline_ms / 2 and worst.faults == faults[worst_i] then
     S.fault(worst, format("time limit exceeded (the rule ran %.0f ms of a batch that may take %d ms)", worst_ms,
       deadline_ms), true)
   end
@@ -231,14 +232,15 @@ function R.dispatch(batch, deadline_ms)
   local pos, len, idx = 1, #batch, 0
   detections, logs = {}, {}
   S.cpu_mark()
-  local t0, times, stopped = S.clock(), nil, nil
+  local t0, times, faults, stopped = S.clock(), nil, nil, nil
   if deadline_ms then
-    times = {}
-    for i, u in ipairs(rules) do times[i] = u.time end
+    times, faults = {}, {}
+    for i, u in ipairs(rules) do times[i], faults[i] = u.time, u.faults end
   end
+  S.set_call_cap(deadline_ms)
   while pos <= len do
     if times and S.last_now() - t0 > deadline_ms then
-      over_deadline(t0, deadline_ms, times)
+      over_deadline(t0, deadline_ms, times, faults)
       stopped = idx
       break
     end
@@ -262,6 +264,7 @@ function R.dispatch(batch, deadline_ms)
     end
   end
   current_sub = nil
+  S.set_call_cap(nil)
   return { detections = detections, logs = logs, disabled = S.take_disabled(), stopped = stopped or false }
 end
 

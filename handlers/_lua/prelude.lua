@@ -71,8 +71,11 @@ local m_tripped = nil -- the limit the current call exceeded, if any
 local m_t0 = 0 -- wall clock (ms) when the call began
 local m_ceiling = 0 -- wall-clock ceiling of the current call (ms); 0 = none
 local m_cpu0 = 0 -- process CPU time (ms) at the last cpu_mark()
+local m_wall0 = 0 -- clock() at the last cpu_mark()
 local m_now = 0 -- wall clock when the last call ended
 local m_host0 = nil -- host_ms() when the call began (units that call host functions)
+local m_deadline = 0 -- no call may run past this time (ms, clock()), whatever its own limit; 0 = none
+local m_strict = false -- the current ceiling comes from m_deadline: wall clock only, load or not
 
 local BUDGET = "instruction budget exceeded"
 
@@ -82,28 +85,50 @@ local function trip(why)
 end
 
 -- Over the wall-clock ceiling. A machine too busy to run the process is not
--- the rule's fault (and must not let load disable detection rules): the call
--- is only stopped once the process has used at least the ceiling in CPU time
--- since the last cpu_mark() (a batch, a check), an upper bound of the call's own.
--- Time in host functions (RepairKit's file and trust functions) is the
--- agent's work, not the rule's: it counts toward neither.
+-- the rule's fault (and must not let load disable detection rules): the
+-- call's time is scaled by the share of the wall clock the process got since
+-- the last cpu_mark() (a batch, a check), so a CPU-bound rule is stopped once
+-- it has used about the ceiling in CPU time. Time in host functions
+-- (RepairKit's file and trust functions) is the agent's work, not the rule's.
 local function over_time(dt)
-  if dt - (m_host0 and host_ms() - m_host0 or 0) > m_ceiling and cpu() - m_cpu0 >= m_ceiling then
+  dt = dt - (m_host0 and host_ms() - m_host0 or 0)
+  if dt <= m_ceiling then return nil end
+  if not m_strict then
+    local wall = clock() - m_wall0
+    local share = wall > 0 and (cpu() - m_cpu0) / wall or 1
+    if share < 1 then dt = dt * share end
+  end
+  if dt > m_ceiling then
+    if m_strict then
+      return s_format("time limit exceeded (%d ms left before the host's call timeout)", floor(m_ceiling))
+    end
     return s_format("time limit exceeded (%d ms per call)", floor(m_ceiling))
   end
   return nil
 end
 
+local invoke, finish -- (below) where a hook must not raise: the call's pcall has already returned
+
 local function hook()
   if not m_active then return end
-  if m_tripped then error(m_tripped, 0) end
-  m_left = m_left - HOOK
-  if m_left < 0 then trip(BUDGET) end
-  if m_memcap > 0 and gc("count") - m_mem0 > m_memcap then trip("memory limit exceeded") end
-  if m_ceiling > 0 and clock() - m_t0 > m_ceiling then
-    local why = over_time(clock() - m_t0)
-    if why then trip(why) end
+  local why = m_tripped
+  if not why then
+    m_left = m_left - HOOK
+    if m_left < 0 then
+      why = BUDGET
+    elseif m_memcap > 0 and gc("count") - m_mem0 > m_memcap then
+      why = "memory limit exceeded"
+    elseif m_ceiling > 0 and clock() - m_t0 > m_ceiling then
+      why = over_time(clock() - m_t0)
+    end
+    if not why then return end
+    m_tripped = why
   end
+  -- Between the content's return and the end of the meter, raising would
+  -- escape the protected call: finish() sees m_tripped instead.
+  local f = getinfo(2, "f").func
+  if f == invoke or f == finish then return end
+  error(why, 0)
 end
 sethook(hook, "", HOOK)
 
@@ -1105,7 +1130,7 @@ local function reclaim()
   end
 end
 
-local function finish(unit, t0, ok, ...)
+function finish(unit, t0, ok, ...)
   local now = clock()
   local dt = now - t0
   m_active = false
@@ -1124,7 +1149,11 @@ local function finish(unit, t0, ok, ...)
   unit.calls = unit.calls + 1
   unit.time = unit.time + dt
   if dt > unit.max_time then unit.max_time = dt end
-  if gc("count") > soft_kb then reclaim() end
+  if gc("count") > soft_kb then
+    reclaim()
+    -- The collection is the sandbox's work: it must not count as the next call's CPU.
+    m_cpu0, m_wall0 = cpu(), clock()
+  end
   if ok then return true, ... end
   local err = why or (...)
   -- Never tostring() a content error object here: its __tostring would run unmetered.
@@ -1136,17 +1165,23 @@ local function finish(unit, t0, ok, ...)
 end
 
 --- Calls fn(...) as `unit`, within its limits. Returns true, results… or false, error.
-local function invoke(unit, fn, ...)
+function invoke(unit, fn, ...)
   if m_active then
     -- Nested (a rule calling a library function): the outer call's meter keeps running.
     return true, fn(...)
   end
   m_left, m_memcap, m_out, m_tripped = unit.budget, unit.memcap_kb, unit.output_bytes, nil
-  m_ceiling = unit.call_ms
   m_mem0 = gc("count")
   m_active = true
   local t0 = clock()
   m_t0 = t0
+  m_ceiling, m_strict = unit.call_ms, false
+  if m_deadline > 0 then
+    -- The host's call timeout is wall clock: past it the supervisor gives up on the host, busy machine or not.
+    local left = m_deadline - t0
+    if left < 1 then left = 1 end
+    if m_ceiling == 0 or m_ceiling > left then m_ceiling, m_strict = left, true end
+  end
   m_host0 = unit.host_calls and host_ms() or nil
   return finish(unit, t0, pcall(fn, ...))
 end
@@ -1170,7 +1205,7 @@ end
 local function invoke_load(unit, fn)
   local c = unit.call_ms
   if c > 0 then unit.call_ms = c * 20 > 1000 and c * 20 or 1000 end
-  m_cpu0 = cpu()
+  m_cpu0, m_wall0 = cpu(), clock()
   local ok, res = invoke(unit, fn)
   unit.call_ms = c
   return ok, res
@@ -1231,7 +1266,9 @@ return {
   new_env = new_env, compile = compile, invoke = invoke, new_unit = new_unit, readonly = readonly,
   load_modules = load_modules, invoke_load = invoke_load, view_pairs = view_pairs, to_limits = to_limits, track = track, fault = fault,
   set_shared = function(list) shared_roots = list end,
-  cpu_mark = function() m_cpu0 = cpu() end,
+  cpu_mark = function() m_cpu0, m_wall0 = cpu(), clock() end,
+  -- A batch's deadline caps every call in it (a single call must not outlast the host's call timeout).
+  set_call_cap = function(ms) m_deadline = ms and clock() + ms or 0 end,
   last_now = function() return m_now end,
   soft_limit_kb = function() return soft_kb end,
   charge_output = charge_output, take_disabled = take_disabled, clock = clock,
