@@ -278,7 +278,9 @@ local function pattern_info(p, gmatch)
       j = j + 1
     end
   end
-  info = { ok = ok, q = q, opt = opt, anchored = anchored, prefix = prefix, items = items }
+  -- k: worst-case steps per start position when quantifier-free, else the factor of the '?'s.
+  local k = q == 0 and (items + 1) * 2 ^ opt or 2 ^ opt
+  info = { ok = ok, q = q, opt = opt, anchored = anchored, prefix = prefix, k = k }
   -- Long patterns are not kept: the cache is shared by every rule, and must not hold their memory.
   if n > 256 then return info end
   if pattern_cache_size >= 512 then pattern_cache, pattern_cache_size = {}, 0 end
@@ -287,32 +289,21 @@ local function pattern_info(p, gmatch)
   return info
 end
 
--- Worst-case steps of the native matcher for `info` on an n-byte subject:
--- each start position tries every item (quantifier-free), or up to n+1
--- lengths per variable-length item; each '?' doubles it.
-local function native_steps(info, n)
-  local starts = info.anchored and 1 or (n + 1)
-  if info.q == 0 then return starts * (info.items + 1) * 2 ^ info.opt end
-  return starts * (n + 1) ^ info.q * 2 ^ info.opt
-end
-
-local function native_bounded(info, n)
+-- When `info` may run natively on an n-byte subject, charges its worst case
+-- before it runs and returns true; false means it must run on the metered
+-- matcher. The worst case: each start position tries every item
+-- (quantifier-free), or up to n+1 lengths per variable-length item; each '?'
+-- doubles it. A step of the C matcher costs about a quarter of a VM
+-- instruction (docs/rules.md). One function: this is on every match.
+local function native_charged(info, n, lp)
   if not info.ok or NATIVE_PATTERN_STEPS < 0 then return false end
-  if info.q == 0 and info.opt < 16 then return true end
-  return native_steps(info, n) <= NATIVE_PATTERN_STEPS
-end
-
--- Charges a native match its worst case before it runs (one step of the C
--- matcher costs about a quarter of a VM instruction; measured in docs/rules.md).
-local function charge_native(info, ls, lp)
-  local steps = native_steps(info, ls) / 4 + (lp >> 4)
-  if steps >= m_left then charge(m_left + 1) end
-  charge(floor(steps))
-end
-
--- A plain search compares up to the whole needle at every start (lmemfind).
-local function charge_plain(ls, lp)
-  charge((ls >> 4) + (lp >> 4) + (lp <= ls and ((ls - lp + 1) * lp) >> 4 or 0))
+  local q = info.q
+  local steps = (info.anchored and 1 or n + 1) * info.k
+  if q > 0 then steps = steps * (n + 1) ^ q end
+  if (q > 0 or info.opt >= 16) and steps > NATIVE_PATTERN_STEPS then return false end
+  m_left = m_left - steps / 4 - (lp >> 4)
+  if m_left < 0 and m_active then trip(BUDGET) end
+  return true
 end
 
 -- Character classes, computed once with the native matcher on single bytes.
@@ -603,36 +594,28 @@ end
 
 local function safe_find(s, p, init, plain)
   s, p = tostring(s), tostring(p)
+  local ls, lp = #s, #p
   if plain or not s_find(p, "[%^%$%*%+%?%.%(%[%%%-]") then
-    charge_plain(#s, #p)
+    -- lmemfind compares up to the whole needle at every start.
+    m_left = m_left - (ls >> 4) - (lp >> 4) - (lp <= ls and ((ls - lp + 1) * lp) >> 4 or 0)
+    if m_left < 0 and m_active then trip(BUDGET) end
     return s_find(s, p, init, plain)
   end
-  local info = pattern_info(p, false)
-  if native_bounded(info, #s) then
-    charge_native(info, #s, #p)
-    return s_find(s, p, init)
-  end
+  if native_charged(pattern_info(p, false), ls, lp) then return s_find(s, p, init) end
   return lua_find(s, p, init and check_int(init, "find") or 1, true)
 end
 
 local function safe_match(s, p, init)
   s, p = tostring(s), tostring(p)
-  local info = pattern_info(p, false)
-  if native_bounded(info, #s) then
-    charge_native(info, #s, #p)
-    return s_match(s, p, init)
-  end
+  if native_charged(pattern_info(p, false), #s, #p) then return s_match(s, p, init) end
   return lua_find(s, p, init and check_int(init, "match") or 1, false)
 end
 
 local function safe_gmatch(s, p, init)
   s, p = tostring(s), tostring(p)
   local info = pattern_info(p, true)
-  if native_bounded(info, #s) then
-    -- Every iteration together scans the subject once: charged once, up front.
-    charge_native(info, #s, #p)
-    return s_gmatch(s, p, init)
-  end
+  -- Every iteration together scans the subject once: charged once, up front.
+  if native_charged(info, #s, #p) then return s_gmatch(s, p, init) end
   local ls = #s
   local src = posrelat(init and check_int(init, "gmatch") or 1, ls)
   if src > ls + 1 then src = ls + 2 end
@@ -705,8 +688,7 @@ local function safe_gsub(s, p, repl, max_n)
     error("bad argument #3 to 'gsub' (string/function/table expected, got " .. tr .. ")", 0)
   end
   local info = pattern_info(p, false)
-  if native_bounded(info, #s) then
-    charge_native(info, #s, #p)
+  if native_charged(info, #s, #p) then
     local r, n = s_gsub(s, p, repl, max_n)
     charge(#r >> 5)
     return r, n
@@ -1138,8 +1120,9 @@ function finish(unit, t0, ok, ...)
   local why = m_tripped
   m_tripped = nil
   -- A native function's work after the last hook is seen here.
+  local heap = gc("count")
   if ok and not why then
-    if m_memcap > 0 and gc("count") - m_mem0 > m_memcap then
+    if m_memcap > 0 and heap - m_mem0 > m_memcap then
       why = "memory limit exceeded"
     elseif m_ceiling > 0 and dt > m_ceiling then
       why = over_time(dt)
@@ -1149,7 +1132,7 @@ function finish(unit, t0, ok, ...)
   unit.calls = unit.calls + 1
   unit.time = unit.time + dt
   if dt > unit.max_time then unit.max_time = dt end
-  if gc("count") > soft_kb then
+  if heap > soft_kb then
     reclaim()
     -- The collection is the sandbox's work: it must not count as the next call's CPU.
     m_cpu0, m_wall0 = cpu(), clock()

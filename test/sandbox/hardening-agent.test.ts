@@ -48,7 +48,7 @@ beforeAll(async () => {
     key,
     config: {
       hosts: { callTimeoutSeconds: 2, heartbeatSeconds: 0.5, heartbeatTimeoutSeconds: 1 },
-    } as never,
+    },
   });
   const report = await t.agent.update();
   expect(report.rejected).toEqual([]);
