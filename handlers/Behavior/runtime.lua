@@ -233,17 +233,15 @@ function R.dispatch(batch, deadline_ms)
   detections, logs = {}, {}
   S.cpu_mark()
   local t0, times, faults, stopped = S.clock(), nil, nil, nil
+  -- No call starts past the deadline (last_now: when the last call ended).
+  local last_now, late = S.last_now, false
+  local at = deadline_ms and t0 + deadline_ms or S.huge
   if deadline_ms then
     times, faults = {}, {}
     for i, u in ipairs(rules) do times[i], faults[i] = u.time, u.faults end
   end
   S.set_call_cap(deadline_ms)
   while pos <= len do
-    if times and S.last_now() - t0 > deadline_ms then
-      over_deadline(t0, deadline_ms, times, faults)
-      stopped = idx
-      break
-    end
     local sid, ev, n
     sid, pos = unpack("<I2", batch, pos)
     ev, pos = decoders[sid](batch, pos)
@@ -253,14 +251,29 @@ function R.dispatch(batch, deadline_ms)
     if n == ALL then
       local list = subs_by_type[ev.type]
       if list then
-        for i = 1, #list do deliver(list[i], ev) end
+        for i = 1, #list do
+          if last_now() > at then
+            late = true
+            break
+          end
+          deliver(list[i], ev)
+        end
       end
     else
       for _ = 1, n do
         local id
         id, pos = unpack("<I2", batch, pos)
+        if last_now() > at then
+          late = true
+          break
+        end
         deliver(subs[id], ev)
       end
+    end
+    if late then
+      over_deadline(t0, deadline_ms, times, faults)
+      stopped = idx
+      break
     end
   end
   current_sub = nil

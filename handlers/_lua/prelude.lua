@@ -75,7 +75,6 @@ local m_wall0 = 0 -- clock() at the last cpu_mark()
 local m_now = 0 -- wall clock when the last call ended
 local m_host0 = nil -- host_ms() when the call began (units that call host functions)
 local m_deadline = 0 -- no call may run past this time (ms, clock()), whatever its own limit; 0 = none
-local m_strict = false -- the current ceiling comes from m_deadline: wall clock only, load or not
 
 local BUDGET = "instruction budget exceeded"
 
@@ -90,20 +89,18 @@ end
 -- the last cpu_mark() (a batch, a check), so a CPU-bound rule is stopped once
 -- it has used about the ceiling in CPU time. Time in host functions
 -- (RepairKit's file and trust functions) is the agent's work, not the rule's.
-local function over_time(dt)
-  dt = dt - (m_host0 and host_ms() - m_host0 or 0)
-  if dt <= m_ceiling then return nil end
-  if not m_strict then
-    local wall = clock() - m_wall0
-    local share = wall > 0 and (cpu() - m_cpu0) / wall or 1
-    if share < 1 then dt = dt * share end
+-- The host's call deadline (set per batch) is plain wall clock: past the
+-- host's call timeout the supervisor gives up on the host, busy machine or not.
+local function over_time(now)
+  if m_deadline > 0 and now > m_deadline then
+    return s_format("time limit exceeded (%d ms left before the host's call timeout)", floor(m_deadline - m_t0))
   end
-  if dt > m_ceiling then
-    if m_strict then
-      return s_format("time limit exceeded (%d ms left before the host's call timeout)", floor(m_ceiling))
-    end
-    return s_format("time limit exceeded (%d ms per call)", floor(m_ceiling))
-  end
+  if m_ceiling <= 0 then return nil end
+  local dt = now - m_t0 - (m_host0 and host_ms() - m_host0 or 0)
+  local wall = now - m_wall0
+  local share = wall > 0 and (cpu() - m_cpu0) / wall or 1
+  if share < 1 then dt = dt * share end
+  if dt > m_ceiling then return s_format("time limit exceeded (%d ms per call)", floor(m_ceiling)) end
   return nil
 end
 
@@ -118,8 +115,11 @@ local function hook()
       why = BUDGET
     elseif m_memcap > 0 and gc("count") - m_mem0 > m_memcap then
       why = "memory limit exceeded"
-    elseif m_ceiling > 0 and clock() - m_t0 > m_ceiling then
-      why = over_time(clock() - m_t0)
+    else
+      local now = clock()
+      if (m_ceiling > 0 and now - m_t0 > m_ceiling) or (m_deadline > 0 and now > m_deadline) then
+        why = over_time(now)
+      end
     end
     if not why then return end
     m_tripped = why
@@ -1124,8 +1124,8 @@ function finish(unit, t0, ok, ...)
   if ok and not why then
     if m_memcap > 0 and heap - m_mem0 > m_memcap then
       why = "memory limit exceeded"
-    elseif m_ceiling > 0 and dt > m_ceiling then
-      why = over_time(dt)
+    elseif (m_ceiling > 0 and dt > m_ceiling) or (m_deadline > 0 and now > m_deadline) then
+      why = over_time(now)
     end
     if why then ok = false end
   end
@@ -1158,13 +1158,7 @@ function invoke(unit, fn, ...)
   m_active = true
   local t0 = clock()
   m_t0 = t0
-  m_ceiling, m_strict = unit.call_ms, false
-  if m_deadline > 0 then
-    -- The host's call timeout is wall clock: past it the supervisor gives up on the host, busy machine or not.
-    local left = m_deadline - t0
-    if left < 1 then left = 1 end
-    if m_ceiling == 0 or m_ceiling > left then m_ceiling, m_strict = left, true end
-  end
+  m_ceiling = unit.call_ms
   m_host0 = unit.host_calls and host_ms() or nil
   return finish(unit, t0, pcall(fn, ...))
 end
