@@ -241,10 +241,13 @@ function R.dispatch(batch, deadline_ms)
     for i, u in ipairs(rules) do times[i], faults[i] = u.time, u.faults end
   end
   S.set_call_cap(deadline_ms)
+  S.reuse_heap(true)
+  local heap_changed = S.heap_changed
   while pos <= len do
     local sid, ev, n
     sid, pos = unpack("<I2", batch, pos)
     ev, pos = decoders[sid](batch, pos)
+    heap_changed() -- decoding allocated
     idx = idx + 1
     current_event = idx
     n, pos = unpack("<I2", batch, pos)
@@ -278,6 +281,7 @@ function R.dispatch(batch, deadline_ms)
   end
   current_sub = nil
   S.set_call_cap(nil)
+  S.reuse_heap(false)
   return { detections = detections, logs = logs, disabled = S.take_disabled(), stopped = stopped or false }
 end
 
