@@ -1097,10 +1097,18 @@ local function measure(root, seen)
   return bytes
 end
 
+-- Heap (KiB) above which the end of a call reclaims: the soft limit, or
+-- higher after a measurement found no rule to blame (a large library is
+-- nobody's fault), so a big but legitimate heap is not collected on every call.
+local reclaim_kb = nil
+
 local function reclaim()
   gc("collect")
   local heap = gc("count")
-  if heap <= soft_kb then return end
+  if heap <= soft_kb then
+    reclaim_kb = nil
+    return
+  end
   local seen = {}
   for _, r in ipairs(shared_roots) do measure(r, seen) end
   local worst, worst_bytes = nil, -1
@@ -1112,7 +1120,14 @@ local function reclaim()
       if b > worst_bytes then worst, worst_bytes = unit, b end
     end
   end
-  if worst then
+  -- Blame only a rule that holds a real share of the heap (a quarter); otherwise look again once
+  -- half of the remaining room is used.
+  if not worst or worst_bytes < heap * 256 then
+    reclaim_kb = heap + (STATE_KB - heap) // 2
+    return
+  end
+  reclaim_kb = nil
+  do
     fault(worst, s_format("memory limit exceeded (state): the rule holds ~%d KiB of a %d KiB heap (soft limit %d KiB)",
       worst_bytes // 1024, floor(heap), soft_kb), true)
     if worst.disabled then gc("collect") end
@@ -1140,7 +1155,7 @@ function finish(unit, t0, ok, ...)
   unit.calls = unit.calls + 1
   unit.time = unit.time + dt
   if dt > unit.max_time then unit.max_time = dt end
-  if heap > soft_kb then
+  if heap > (reclaim_kb or soft_kb) then
     m_heap = nil
     reclaim()
     -- The collection is the sandbox's work: it must not count as the next call's CPU.

@@ -296,6 +296,39 @@ describe("item 4: memory is accounted per rule", () => {
     expect(e.heapBytes()).toBeLessThan(16 * 1024 * 1024);
   }, 30_000);
 
+  test("a large library is nobody's fault: no rule is blamed for memory it does not hold", async () => {
+    const big: LibraryModules = {
+      version: 1,
+      modules: [
+        {
+          name: "text",
+          file: "lua/text.lua.enc",
+          source: `local M = { big = {} }
+            for i = 1, 100 do M.big[i] = string.rep("x", 256 * 1024) end
+            return M`,
+        },
+      ],
+      limits: RuleLimitsSchema.parse({ instructions: 10_000_000, callMemoryKb: 64 * 1024 }),
+    };
+    const e = await BehaviorEngine.create(
+      [
+        {
+          name: "reader",
+          file: "lua/reader.lua.enc",
+          source: `on("probe", function(e) detect{ title = "ok", n = #product.text.big } end)`,
+        },
+      ],
+      BASE,
+      big,
+    );
+    engines.push(e);
+    let seen = 0;
+    for (let n = 1; n <= 30; n++) seen += e.process([{ type: "probe", time: n }]).detections.length;
+    expect(seen).toBe(30);
+    expect(stat(e, "reader").faults).toBe(0);
+    expect(e.heapBytes()).toBeGreaterThan(24 * 1024 * 1024);
+  }, 30_000);
+
   test("a call that grows the heap past its limit in one native call faults when it ends", async () => {
     // One concatenation, then the call returns before any hook runs.
     const e = await engine({
