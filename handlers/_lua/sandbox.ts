@@ -18,6 +18,7 @@
 import { type LuaEngine, LuaFactory } from "wasmoon";
 import wasmPath from "wasmoon/dist/glue.wasm" with { type: "file" };
 import { HandlerError } from "../../core/errors.ts";
+import matcherSource from "./matcher.lua" with { type: "text" };
 import preludeSource from "./prelude.lua" with { type: "text" };
 
 /** Limits that hold for a whole Lua state. Per-call limits belong to each unit (see prelude.lua). */
@@ -181,6 +182,7 @@ export class LuaSandbox {
         native_pattern_steps: options.nativePatternSteps,
         sort_max: options.sortMax,
         move_max: options.moveMax,
+        matcher_source: matcherSource,
         max_results: options.maxResults,
         state_memory_kb: Math.floor(options.stateMemoryBytes / 1024),
         now: { [CFN]: this.nowPtr },
