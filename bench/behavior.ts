@@ -20,8 +20,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { RuleLimitsSchema, type RuleSource } from "../handlers/_lua/format.ts";
-import { readEventsFile } from "../handlers/Behavior/cli-rules.ts";
+import { RuleLimitsSchema, type RuleSource } from "../handlers/_shared/lua/format.ts";
+import { readEventsFile } from "../handlers/Behavior/cli-agent-rules.ts";
 import { BehaviorEngine } from "../handlers/Behavior/engine.ts";
 import type { BehaviorEvent } from "../handlers/Behavior/events.ts";
 

@@ -29,8 +29,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
+import { AnchorIndex } from "../handlers/_shared/matcher/matcher.ts";
 import { datasetFromSources } from "../handlers/DatasetA/dataset.ts";
-import { AnchorIndex } from "../handlers/DatasetA/matcher.ts";
 import { generateSignatureSet, gzip, implant, Rng, writeZip } from "../handlers/DatasetA/testutil.ts";
 
 const { values } = parseArgs({

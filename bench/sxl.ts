@@ -29,11 +29,11 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Capabilities, ContentHandler, ContentView } from "../core/handler/contract.ts";
 import { datasetAHandler } from "../handlers/DatasetA/index.ts";
+import { ScanService } from "../handlers/DatasetA/scan/service.ts";
+import { SxlClient } from "../handlers/DatasetA/sxl/client.ts";
+import { queryName } from "../handlers/DatasetA/sxl/protocol.ts";
 import { localRepDataHandler } from "../handlers/LocalRepData/index.ts";
 import { buildReputation, tableFromEntries } from "../handlers/LocalRepData/writer.ts";
-import { queryName } from "../plugins/reputation/sxl.ts";
-import { SxlClient } from "../plugins/reputation/sxl-client.ts";
-import { ScanService } from "../plugins/scan/service.ts";
 
 const { values } = parseArgs({
   options: {

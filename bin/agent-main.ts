@@ -11,31 +11,30 @@ import type { Agent } from "../core/agent/runtime.ts";
 import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { versionLine } from "../core/cli/agent/version.ts";
 import { runCli } from "../core/cli/main.ts";
-import type { AgentConfig } from "../core/config.ts";
 import { VERSION } from "../core/version.ts";
-
-// The config `agent run` loaded, for services that start with its control plane (query results).
-let runConfig: AgentConfig | undefined;
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
   hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
-  alertSinks: (config) => {
-    runConfig = config;
-    return import("../plugins/sinks/http-alerts.ts").then((m) =>
+  alertSinks: (config) =>
+    import("../plugins/sinks/http-alerts.ts").then((m) =>
       m.alertSinksFromUrls(config.alerts.urls, config.alerts.timeoutSeconds),
-    );
-  },
+    ),
   // RepairKit's self-repair pass runs after every scheduled update cycle, as su-repair does.
   afterCycle: () => import("../handlers/RepairKit/run.ts").then((m) => (agent: Agent) => m.runRepair(agent)),
   routes: () =>
     Promise.all([
-      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions(() => runConfig)),
-      import("../plugins/scan/routes.ts").then((m) => [m.scanRoutes()]),
+      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions()),
+      import("../handlers/DatasetA/scan/routes.ts").then((m) => [m.scanRoutes()]),
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
     ]).then((lists) => lists.flat()),
-  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md).
-  services: (ctx) => import("../plugins/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+  // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md);
+  // scheduled-query results to their sinks (docs/queries.md). Each is owned by the agent it serves.
+  services: (ctx) =>
+    Promise.all([
+      import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
+      import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
+    ]).then((lists) => lists.flat()),
 });
 
 const main = defineCommand({
@@ -46,7 +45,7 @@ const main = defineCommand({
     update: () => import("../core/cli/agent/update.ts").then((m) => m.default),
     content: () => import("../core/cli/agent/content.ts").then((m) => m.default),
     events: () =>
-      import("../handlers/Behavior/cli-events.ts").then((m) =>
+      import("../handlers/Behavior/cli-agent-events.ts").then((m) =>
         m.eventsWithReplay(() => import("../core/cli/agent/events.ts").then((e) => e.default)),
       ),
     metrics: () => import("../core/cli/agent/metrics.ts").then((m) => m.default),
@@ -54,23 +53,24 @@ const main = defineCommand({
     openapi: () => import("../core/cli/agent/openapi.ts").then((m) => m.default),
     hmpa: () =>
       Promise.all([
-        import("../handlers/Hmpa_data/cli-check.ts"),
+        import("../handlers/Hmpa_data/cli-agent-hmpa.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([
-        import("../handlers/ScheduledQueryPack/cli-query.ts"),
+        import("../handlers/ScheduledQueryPack/cli-agent-query.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([q, session]) => session.handlerCommand(q.makeQueryCommand)),
-    "query-worker": () => import("../plugins/query/worker-cli.ts").then((m) => m.default),
-    scan: () => import("../plugins/scan/cli-scan.ts").then((m) => m.default),
-    rules: () => import("../handlers/Behavior/cli-rules.ts").then((m) => m.default),
-    "run-repair": () => import("../handlers/RepairKit/cli.ts").then((m) => m.default),
+    "query-worker": () =>
+      import("../handlers/ScheduledQueryPack/cli-agent-query-worker.ts").then((m) => m.default),
+    scan: () => import("../handlers/DatasetA/scan/cli-agent-scan.ts").then((m) => m.default),
+    rules: () => import("../handlers/Behavior/cli-agent-rules.ts").then((m) => m.default),
+    "run-repair": () => import("../handlers/RepairKit/cli-agent-run-repair.ts").then((m) => m.default),
     rep: () =>
       Promise.all([
-        import("../handlers/LocalRepData/cli-rep.ts"),
+        import("../handlers/LocalRepData/cli-agent-rep.ts"),
         import("../core/cli/agent/session.ts"),
       ]).then(([rep, session]) => session.handlerCommand(rep.makeRepCommand)),
   },

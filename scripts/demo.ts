@@ -2,10 +2,14 @@
  * `npm start`: a working Outpost on embedded defaults, from the binaries in
  * dist/. It plays both sides: the vendor (dev keys, pack, publish, serve a
  * local repository) and the endpoint (agent with its control plane), plus a
- * small receiver that prints the alerts the agent raises. Everything lives
- * under ./demo and is made fresh on each start. Ctrl-C stops it all.
+ * small receiver that prints the alerts the agent raises. Every content type
+ * in examples/ is installed and exercised: a scan finding the example
+ * signature, a reputation answer, Behavior detections from replayed events,
+ * a scheduled query's result in the results sink, and a self-repair dry run
+ * against the agent's own config. Everything lives under ./demo and is made
+ * fresh on each start. Ctrl-C stops it all.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -14,14 +18,15 @@ const AGENT = join(ROOT, "dist/agent");
 const CTL = join(ROOT, "dist/contentctl");
 const GROUP = "public-1";
 
-function run(cmd: string[], opts: { quiet?: boolean } = {}): string {
+/** Runs a CLI; exit codes other than `ok` (default: 0) stop the demo. */
+function run(cmd: string[], opts: { quiet?: boolean; ok?: number[] } = {}): string {
   const r = Bun.spawnSync(cmd, {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
   });
-  if (r.exitCode !== 0) {
+  if (!(opts.ok ?? [0]).includes(r.exitCode)) {
     process.stderr.write(`demo: ${cmd.join(" ")} failed (exit ${r.exitCode})\n${r.stderr}${r.stdout}`);
     process.exit(1);
   }
@@ -99,6 +104,27 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
   packages.push(out);
 }
 
+step("vendor: sign the scanner's signatures, the reputation list and the scheduled queries");
+mkdirSync(join(DEMO, "src/LocalRepData"), { recursive: true });
+run([
+  CTL,
+  "rep",
+  "build",
+  "--hashes",
+  "examples/LocalRepData/hashes.txt",
+  "--out",
+  join(DEMO, "src/LocalRepData/reputation.bin"),
+]);
+for (const [type, src] of [
+  ["DatasetA", "examples/DatasetA"],
+  ["LocalRepData", join(DEMO, "src/LocalRepData")],
+  ["ScheduledQueryPack", "examples/ScheduledQueryPack"],
+] as const) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, src]);
+  packages.push(out);
+}
+
 step(`vendor: publish to release group ${GROUP}`);
 for (const p of packages) {
   run([CTL, "publish", "--repo", join(DEMO, "repo"), "--group", GROUP, "--keys", join(DEMO, "keys"), p]);
@@ -123,12 +149,19 @@ const serve = Bun.spawn([CTL, "serve", "--repo", join(DEMO, "repo"), "--port", S
   stderr: "inherit",
 });
 
+// The endpoint's pinned root, apart from the vendor's keys (which hold private keys). It lives under
+// the state dir because the self-repair host may only see STATE and /etc/outpost (the production
+// place, which a demo does not write to), and it checks and backs up the trust store the agent uses.
+const trust = join(DEMO, "state/trust/root.pem");
+mkdirSync(join(DEMO, "state/trust"), { recursive: true, mode: 0o700 });
+copyFileSync(join(DEMO, "keys/root.pem"), trust);
+
 const config = {
   stateDir: join(DEMO, "state"),
   update: {
     repo: `http://127.0.0.1:${repoPort}`,
     group: GROUP,
-    trust: join(DEMO, "keys/root.pem"),
+    trust,
     intervalSeconds: 60,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
@@ -179,20 +212,58 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
 
+const SAMPLE = "examples/samples/detected-on-purpose.txt";
+step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
+run([AGENT, "scan", SAMPLE, "--state", config.stateDir], { ok: [1] });
+step("endpoint: what LocalRepData knows about that file");
+run([AGENT, "rep", SAMPLE, "--state", config.stateDir]);
+step("endpoint: replay recorded process events through the Behavior rules");
+run([AGENT, "events", "replay", "examples/Behavior/events.jsonl", "--state", config.stateDir]);
+
+step("endpoint: the scheduled queries' first results in the results sink");
+const results = join(config.stateDir, "query-results/results.log");
+const deadline = Date.now() + 60_000;
+while (Date.now() < deadline && !(existsSync(results) && statSync(results).size > 0)) await Bun.sleep(250);
+if (existsSync(results) && statSync(results).size > 0) {
+  const lines = readFileSync(results, "utf8").trim().split("\n");
+  console.log(`${results}: ${lines.length} line(s); the first:\n${lines[0]}`);
+} else {
+  console.log(`no query results in ${results} after 60 s; see ./dist/agent query --help and docs/queries.md`);
+}
+
+step("endpoint: self-repair dry run, offline checks against the config the agent runs with");
+run([AGENT, "run-repair", "--dry-run", "--state", config.stateDir], { ok: [0, 3] });
+
+step("vendor: version 2 of Hmpa_data, signed but not yet published (for the tamper exercise below)");
+run([
+  CTL,
+  "pack",
+  "--type",
+  "Hmpa_data",
+  "--version",
+  "2",
+  "--keys",
+  join(DEMO, "keys"),
+  "--out",
+  join(DEMO, "packages/Hmpa_data-2.tar"),
+  join(DEMO, "src/Hmpa_data"),
+]);
+
 console.log(`
 Outpost is running. Try, in another terminal:
   ./dist/agent events replay examples/Behavior/events.jsonl --state demo/state   # feed recorded events
   ./dist/agent events --follow --state demo/state    # detections, updates, rejections as they happen
   ./dist/agent rules stats --state demo/state        # per-rule telemetry
+  ./dist/agent scan examples/samples --state demo/state
+  ./dist/agent query "SELECT name, version FROM os_version" --state demo/state
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
   ./dist/agent content list --state demo/state
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state
   ./dist/agent update --state demo/state            # run an update cycle now
   ./dist/agent content rollback Hmpa_data --state demo/state
-Publish a new version (the agent picks it up on its next cycle or on 'agent update'):
-  ./dist/contentctl pack --type Hmpa_data --version 2 --keys demo/keys --out demo/packages/Hmpa_data-2.tar demo/src/Hmpa_data
+Tamper with a package on its way to the agent to watch a rejection and an alert (v1 keeps serving):
   ./dist/contentctl publish --repo demo/repo --group ${GROUP} --keys demo/keys demo/packages/Hmpa_data-2.tar
-Tamper with it to watch a rejection and an alert:
-  printf 'x' | dd of=demo/repo/packages/Hmpa_data/$(ls demo/repo/packages/Hmpa_data | tail -1) bs=1 seek=3000 conv=notrunc
+  printf 'x' | dd of=$(ls demo/repo/packages/Hmpa_data/Hmpa_data-2-*.tar) bs=1 seek=3000 conv=notrunc
+  ./dist/agent update --state demo/state            # exit 3: UPD_HASH_MISMATCH, v2 refused
 Ctrl-C stops the agent and the repository server.`);

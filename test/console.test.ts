@@ -10,11 +10,11 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
+import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { sha256Hex } from "../core/crypto/digest.ts";
-import { parseReleaseConfig } from "../core/release/config.ts";
-import type { Heartbeat } from "../core/release/protocol.ts";
-import { type ReleaseServer, serveRelease } from "../core/release/server.ts";
 import { publish } from "../core/repo/publish.ts";
+import { parseReleaseConfig } from "../fleet/config.ts";
+import { type ReleaseServer, serveRelease } from "../fleet/server.ts";
 import { makeVendor, type Vendor } from "./fixtures/vendor.ts";
 
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));

@@ -16,8 +16,7 @@ import { type ControlPlane, startControlPlane } from "../core/control/server.ts"
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { builtinGroups } from "../handlers/groups.ts";
 import { scheduledQueryPackHandler } from "../handlers/ScheduledQueryPack/index.ts";
-import { currentResultsService } from "../handlers/ScheduledQueryPack/service.ts";
-import { queryExtensions } from "../handlers/ScheduledQueryPack/wiring.ts";
+import { queryExtensions, queryServices } from "../handlers/ScheduledQueryPack/wiring.ts";
 import { type LakeReceiver, startLakeReceiver } from "../plugins/sinks/lake-receiver.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/vendor.ts";
 
@@ -31,6 +30,7 @@ const PACK = {
 let vendor: Vendor;
 let ta: TestAgent;
 let plane: ControlPlane;
+let services: ReturnType<typeof queryServices> = [];
 let lake: LakeReceiver;
 let firstBatch: Promise<string>;
 const tmp = mkdtempSync(join(tmpdir(), "outpost-query-e2e-"));
@@ -57,16 +57,19 @@ beforeAll(async () => {
   const report = await ta.agent.update();
   expect(report.installed.map((i) => i.type)).toEqual(["ScheduledQueryPack"]);
   const config = parseConfig({ ...configInput, stateDir: ta.stateDir });
+  // As `agent run` does: services through the session's hook, owned by this agent.
+  services = queryServices({ api: ta.agent, config });
+  for (const s of services) s.start();
   plane = await startControlPlane({
     api: ta.agent,
     stateDir: ta.stateDir,
-    extensions: queryExtensions(() => config),
+    extensions: queryExtensions(),
     events: ta.agent.events,
   });
 });
 
 afterAll(async () => {
-  await currentResultsService()?.stop();
+  for (const s of services) await s.stop();
   await plane?.stop();
   await ta?.stop();
   await lake?.stop();

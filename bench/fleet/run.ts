@@ -24,7 +24,6 @@ import { TrustStore } from "../../core/crypto/cms.ts";
 import { initKeys, KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
 import { log } from "../../core/log.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { DEFAULT_GROUPS } from "../../core/release/config.ts";
 import { publish } from "../../core/repo/publish.ts";
 import {
   type FetchOptions,
@@ -32,6 +31,7 @@ import {
   HttpTransport,
   type Transport,
 } from "../../core/update/transport.ts";
+import { DEFAULT_GROUPS } from "../../fleet/config.ts";
 import { type Nginx, type OriginStats, startNginx } from "./nginx.ts";
 import { FleetScenario, type ReleaseOutcome, type ScenarioGroup } from "./scenario.ts";
 import { FleetSim, SIM_TYPE, SimAgent, seededRandom, simPayload } from "./sim.ts";

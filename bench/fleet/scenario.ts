@@ -11,11 +11,11 @@ import { TrustStore } from "../../core/crypto/cms.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { parseReleaseConfig, type ReleaseConfigInput } from "../../core/release/config.ts";
-import { isAffected } from "../../core/release/health.ts";
-import { type ReleaseServer, serveRelease } from "../../core/release/server.ts";
 import { publish } from "../../core/repo/publish.ts";
 import type { Transport } from "../../core/update/transport.ts";
+import { parseReleaseConfig, type ReleaseConfigInput } from "../../fleet/config.ts";
+import { isAffected } from "../../fleet/health.ts";
+import { type ReleaseServer, serveRelease } from "../../fleet/server.ts";
 import { FleetSim, operatorStep, SIM_TYPE, SimAgent, seededRandom, simPayload } from "./sim.ts";
 
 export interface ScenarioGroup {

@@ -22,9 +22,9 @@ import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { atomicWriteFile } from "../fsutil.ts";
 import { log as rootLog } from "../log.ts";
-import { type Heartbeat, type HeartbeatContent, HeartbeatSchema } from "../release/protocol.ts";
 import type { AgentStatus } from "./api.ts";
 import type { AgentEvent } from "./events.ts";
+import { type Heartbeat, type HeartbeatContent, HeartbeatSchema } from "./heartbeat-protocol.ts";
 
 export interface HeartbeatSource {
   status(): AgentStatus;

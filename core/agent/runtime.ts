@@ -16,9 +16,10 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
-import { type HandlerHost, InProcessHost } from "../handler/host.ts";
+import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
 import { HealthBoard } from "../health/reasons.ts";
+import { InProcessHost } from "../host/in-process.ts";
 import {
   type ContentFailure,
   defaultInstallDir,
@@ -33,19 +34,13 @@ import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
 import { type Timers, UpdateLoop } from "../update/schedule.ts";
 import { type Transport, transportFor } from "../update/transport.ts";
-import { COMMIT, VERSION } from "../version.ts";
+import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
-import type {
-  AgentApi,
-  AgentStatus,
-  ContentInfo,
-  Health,
-  RejectionRecord,
-  UpdateCycleReport,
-} from "./api.ts";
+import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock } from "./lock.ts";
-import { contentPolicy, policyStatus } from "./policy.ts";
+import { contentPolicy } from "./policy.ts";
+import { buildStatus, contentInfoOf } from "./status.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -529,32 +524,7 @@ export class Agent implements AgentApi {
   }
 
   private contentInfo(type: string): ContentInfo {
-    let installed: ReturnType<ContentStore["installed"]>;
-    let lkg: ReturnType<ContentStore["lkg"]>;
-    try {
-      installed = this.store.installed(type);
-    } catch {
-      installed = null;
-    }
-    try {
-      lkg = this.store.lkg(type);
-    } catch {
-      lkg = null;
-    }
-    const h = this.host.state(type);
-    return {
-      type,
-      version: installed?.version ?? null,
-      signingTime: installed?.signingTime ?? null,
-      sha384: installed?.sha384 ?? null,
-      installedAt: installed?.installedAt ?? null,
-      lkgVersion: lkg?.version ?? null,
-      handlerState: h.state,
-      ...(h.status ? { handlerStatus: h.status } : {}),
-      ...(h.error ? { handlerError: h.error } : {}),
-      badVersions: this.store.badVersions(type).map((b) => b.version),
-      ...(h.host ? { host: h.host } : {}),
-    };
+    return contentInfoOf(this.store, this.host, type);
   }
 
   content(): ContentInfo[] {
@@ -562,61 +532,17 @@ export class Agent implements AgentApi {
   }
 
   status(): AgentStatus {
-    const content = this.content();
-    const reasons: string[] = [];
-    let health: Health = "green";
-    const worsen = (h: Health, reason: string) => {
-      reasons.push(reason);
-      if (h === "red" || (h === "amber" && health === "green")) health = h;
-    };
-    for (const c of content) {
-      if (c.handlerState === "failed") worsen("red", `${c.type}: handler failed to load content`);
-      if (c.handlerState === "crash-looping") worsen("red", `${c.type}: its host process is crash-looping`);
-    }
-    const hosts = this.host.hosts();
-    for (const h of hosts) {
-      if (h.crashesInWindow > 0 && h.state !== "crash-looping") {
-        worsen(
-          "amber",
-          `host ${h.group} crashed ${h.crashesInWindow} time(s) in the last ${this.config.hosts.crashLoop.windowSeconds} s (last: ${h.lastCrash?.detail ?? "?"})`,
-        );
-      }
-    }
-    if (this.trustProblem) worsen("red", `trust store: ${this.trustProblem}`);
-    const m = this.memory?.data;
-    if (m && m.consecutiveFailures >= 3)
-      worsen("red", `${m.consecutiveFailures} update cycles failed in a row`);
-    else if (this.lastReport && !this.lastReport.ok) worsen("amber", "last update cycle rejected content");
-    if (m?.lastSuccess && this.now().getTime() - Date.parse(m.lastSuccess) > 24 * 3600 * 1000) {
-      worsen("amber", `no successful update since ${m.lastSuccess}`);
-    }
-    const board = this.health.list();
-    for (const r of board) if (r.level !== "info") worsen(r.level, `${r.source}: ${r.message} (${r.code})`);
-    const memory = this.memory?.data;
-    return {
-      agent: {
-        version: VERSION,
-        commit: COMMIT,
-        pid: process.pid,
-        startedAt: this.startedAt.toISOString(),
-        uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
-      },
-      health,
-      healthReasons: reasons,
-      healthDetails: board,
-      update: {
-        repo: this.config.update.repo,
-        group: this.config.update.group,
-        lastAttempt: memory?.lastAttempt ?? null,
-        lastSuccess: memory?.lastSuccess ?? null,
-        nextRun: this.loop?.nextRunAt ? new Date(this.loop.nextRunAt).toISOString() : null,
-        lastSerial: memory?.groups[this.config.update.group]?.lastSerial ?? null,
-        consecutiveFailures: memory?.consecutiveFailures ?? 0,
-      },
-      content,
-      lastErrors: [...(memory?.recentRejections ?? [])].reverse(),
-      hosts,
-      policy: policyStatus(this.config, this.memory, content),
-    };
+    return buildStatus({
+      config: this.config,
+      content: this.content(),
+      hosts: this.host.hosts(),
+      board: this.health.list(),
+      memory: this.memory,
+      lastReport: this.lastReport,
+      trustProblem: this.trustProblem,
+      now: this.now(),
+      startedAt: this.startedAt,
+      nextRunAt: this.loop?.nextRunAt ?? null,
+    });
   }
 }

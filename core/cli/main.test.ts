@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { defineCommand } from "citty";
 import { ConfigError, UpdateError } from "../errors.ts";
+import { EXIT } from "./exit-codes.ts";
 import { runCliCode } from "./main.ts";
-import { EXIT, flushOutput } from "./output.ts";
+import { flushOutput } from "./output.ts";
 
 let out: string;
 let err: string;

@@ -6,16 +6,8 @@
  * never truncated.
  */
 import { type CommandDef, renderUsage, runCommand } from "citty";
-import {
-  EXIT,
-  flushOutput,
-  isCittyUsageError,
-  printErr,
-  printText,
-  reportError,
-  stripAnsi,
-  trackStdWrites,
-} from "./output.ts";
+import { EXIT, isCittyUsageError } from "./exit-codes.ts";
+import { flushOutput, printErr, printText, reportError, stripAnsi, trackStdWrites } from "./output.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: command trees mix argument shapes
 type AnyCommand = CommandDef<any>;

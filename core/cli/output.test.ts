@@ -1,15 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { ControlError } from "../control/errors.ts";
 import { ConfigError, HandlerError, OutpostError, PackageError, StoreError, UpdateError } from "../errors.ts";
-import {
-  EXIT,
-  type ExitCode,
-  errorObject,
-  exitCodeFor,
-  renderFields,
-  renderTable,
-  UsageError,
-} from "./output.ts";
+import { EXIT, type ExitCode, exitCodeFor } from "./exit-codes.ts";
+import { errorObject, renderFields, renderTable, UsageError } from "./output.ts";
 
 describe("exitCodeFor", () => {
   const cases: [unknown, ExitCode][] = [

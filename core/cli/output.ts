@@ -2,22 +2,10 @@
  * What every CLI command shares: results on stdout (tables for people, JSON
  * for scripts), errors as `error CODE: message` on stderr, and one mapping
  * from error to exit code so `$?` means the same thing for every command
- * (docs/cli.md lists the codes).
+ * (the table is exit-codes.ts; docs/cli.md is generated from it).
  */
 import { OutpostError } from "../errors.ts";
-
-export const EXIT = {
-  OK: 0,
-  /** A scan or check found something; reserved for detection commands. */
-  FOUND: 1,
-  USAGE: 2,
-  /** An update failed, content was rejected, or a content operation (rollback) was refused. */
-  CONTENT: 3,
-  /** The action needs the running agent and it cannot be reached. */
-  UNREACHABLE: 4,
-  INTERNAL: 5,
-} as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+import { type ExitCode, exitCodeFor, isCittyUsageError } from "./exit-codes.ts";
 
 /** Wrong or missing arguments detected by a command itself. Codes: CLI_* */
 export class UsageError extends OutpostError {}
@@ -114,37 +102,6 @@ function cellText(c: Cell): string {
 export function renderFields(fields: [string, Cell][]): string {
   const width = Math.max(...fields.map(([k]) => k.length));
   return fields.map(([k, v]) => `${k.padEnd(width)}  ${cellText(v)}`).join("\n");
-}
-
-const USER_PATH_ERRNO = new Set(["ENOENT", "ENOTDIR", "EISDIR", "EACCES", "EPERM"]);
-
-export function isCittyUsageError(e: unknown): boolean {
-  // citty does not export CLIError; its name is the stable part of it.
-  return e instanceof Error && e.name === "CLIError";
-}
-
-export function exitCodeFor(e: unknown): ExitCode {
-  if (isCittyUsageError(e)) return EXIT.USAGE;
-  if (!(e instanceof OutpostError)) {
-    // A path the user named that is missing or unreadable is a usage problem, not a crash.
-    const errno = (e as NodeJS.ErrnoException | null)?.code;
-    return typeof errno === "string" && USER_PATH_ERRNO.has(errno) ? EXIT.USAGE : EXIT.INTERNAL;
-  }
-  const code = e.code;
-  if (code === "CTL_NOT_RUNNING" || code === "CTL_NO_ACCESS" || code === "AGENT_LOCKED")
-    return EXIT.UNREACHABLE;
-  if (
-    code.startsWith("CLI_") ||
-    code.startsWith("CFG_") ||
-    code === "HND_UNKNOWN_TYPE" ||
-    code === "HND_UNKNOWN_METHOD" ||
-    code === "HND_NO_API" ||
-    /^HND_\w*BAD_ARGS$/.test(code)
-  ) {
-    return EXIT.USAGE;
-  }
-  if (/^(UPD|IDX|SIG|PKG|STORE|HND|REL)_/.test(code)) return EXIT.CONTENT;
-  return EXIT.INTERNAL;
 }
 
 export function errorObject(e: unknown): { error: { code: string; message: string; file?: string } } {

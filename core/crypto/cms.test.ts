@@ -7,11 +7,11 @@ import {
   ecdsaDerToRaw,
   ecdsaRawToDer,
   MAX_CLOCK_SKEW_MS,
-  signDetached,
   TrustStore,
   type VerifiedSignature,
-  verifyDetached,
 } from "./cms.ts";
+import { signDetached } from "./cms-sign.ts";
+import { verifyDetached } from "./cms-verify.ts";
 import { sha256Hex, sha384 } from "./digest.ts";
 import { x509 } from "./engine.ts";
 import { makeCert, makeCertChain, signDetachedWith, type TestChain } from "./testing.ts";

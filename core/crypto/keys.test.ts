@@ -3,7 +3,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
-import { signDetached, TrustStore, verifyDetached } from "./cms.ts";
+import { TrustStore } from "./cms.ts";
+import { signDetached } from "./cms-sign.ts";
+import { verifyDetached } from "./cms-verify.ts";
 import { x509 } from "./engine.ts";
 import {
   CODE_SIGNING_EKU,

@@ -5,7 +5,9 @@
  * without the EKU, intermediates without the CA flag, weak digests, missing
  * signingTime. Not imported by production code.
  */
-import { encodeSignedData, type SignerSpec, TrustStore } from "./cms.ts";
+
+import { TrustStore } from "./cms.ts";
+import { encodeSignedData, type SignerSpec } from "./cms-sign.ts";
 import { x509 } from "./engine.ts";
 import {
   CODE_SIGNING_EKU,

@@ -4,7 +4,9 @@
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { SignatureError } from "../errors.ts";
-import { MAX_CLOCK_SKEW_MS, signDetached, type TrustStore, verifyDetached } from "./cms.ts";
+import { MAX_CLOCK_SKEW_MS, type TrustStore } from "./cms.ts";
+import { signDetached } from "./cms-sign.ts";
+import { verifyDetached } from "./cms-verify.ts";
 import { makeCertChain, type TestChain } from "./testing.ts";
 
 const NOW = new Date("2026-06-01T00:00:00Z");

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { signDetached, TrustStore } from "../crypto/cms.ts";
+import { TrustStore } from "../crypto/cms.ts";
+import { signDetached } from "../crypto/cms-sign.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { initKeys, KEY_FILES, loadSigningKeys, type SigningKeys } from "../crypto/keys.ts";
 import { PackageError, SignatureError } from "../errors.ts";
@@ -130,7 +131,7 @@ describe("openPackage accepts", () => {
 });
 
 describe("openPackage rejects", () => {
-  test("R1: unsafe tar content (PKG_TAR_* propagate)", async () => {
+  test("PK1: unsafe tar content (PKG_TAR_* propagate)", async () => {
     const bytes = await build();
     // Rename the first payload entry in place (writeTar would refuse to write it); keep its checksum valid.
     const header = readTar(bytes, { file: "pkg.tar" })[2]!.data.byteOffset - 512;
@@ -143,17 +144,17 @@ describe("openPackage rejects", () => {
     await rejected(whole.subarray(0, whole.length - 1024), "PKG_TAR_TRUNCATED");
   });
 
-  test("R2: manifest.json not first", async () => {
+  test("PK2: manifest.json not first", async () => {
     await rejected(await build({ edit: (e) => [e[1]!, e[0]!, ...e.slice(2)] }), "PKG_LAYOUT");
   });
 
-  test("R2: manifest.p7s missing or not second", async () => {
+  test("PK2: manifest.p7s missing or not second", async () => {
     await rejected(await build({ edit: (e) => [e[0]!, ...e.slice(2)] }), "PKG_LAYOUT");
     await rejected(await build({ edit: (e) => [e[0]!, e[2]!, e[1]!, e[3]!] }), "PKG_LAYOUT");
     await rejected(await build({ edit: (e) => [e[0]!] }), "PKG_LAYOUT");
   });
 
-  test("R2: an entry outside payload/", async () => {
+  test("PK2: an entry outside payload/", async () => {
     const err = await rejected(
       await build({ edit: (e) => [...e, { path: "README", data: text("hi") }] }),
       "PKG_LAYOUT",
@@ -165,17 +166,17 @@ describe("openPackage rejects", () => {
     );
   });
 
-  test("R2: manifest.json as a directory, or an empty archive", async () => {
+  test("PK2: manifest.json as a directory, or an empty archive", async () => {
     await rejected(writeTar([{ path: "manifest.json/", data: new Uint8Array(0) }]), "PKG_LAYOUT");
     await rejected(writeTar([]), "PKG_LAYOUT");
   });
 
-  test("R3: manifest.json over 1 MiB", async () => {
+  test("PK3: manifest.json over 1 MiB", async () => {
     const huge = new Uint8Array(MAX_MANIFEST_BYTES + 1).fill(0x20);
     await rejected(await build({ manifestBytes: huge }), "PKG_MANIFEST_TOO_LARGE");
   });
 
-  test("R3: a signed but invalid manifest", async () => {
+  test("PK3: a signed but invalid manifest", async () => {
     const bad = { ...manifestFor(PAYLOAD), extra: 1 };
     const err = await rejected(
       await build({ manifestBytes: text(JSON.stringify(bad)) }),
@@ -185,7 +186,7 @@ describe("openPackage rejects", () => {
     await rejected(await build({ manifestBytes: text("not json") }), "PKG_MANIFEST_INVALID");
   });
 
-  test("R3: an oversized signature blob", async () => {
+  test("PK3: an oversized signature blob", async () => {
     const bytes = await build({
       edit: (e) => [
         e[0]!,
@@ -196,7 +197,7 @@ describe("openPackage rejects", () => {
     await rejected(bytes, "PKG_SIGNATURE_TOO_LARGE");
   });
 
-  test("R4: a manifest changed after signing", async () => {
+  test("PK4: a manifest changed after signing", async () => {
     const signedBytes = serializeManifest(manifestFor(PAYLOAD));
     const signature = await signDetached(signedBytes, keys, { signingTime: SIGNED_AT });
     const altered = serializeManifest(manifestFor(PAYLOAD, { version: 99 }));
@@ -208,17 +209,17 @@ describe("openPackage rejects", () => {
     await signatureRejected(bytes);
   });
 
-  test("R4: a signature from a key that does not chain to the trusted root", async () => {
+  test("PK4: a signature from a key that does not chain to the trusted root", async () => {
     expect((await signatureRejected(await build({ signer: otherKeys }))).code).toBe("SIG_UNTRUSTED_CHAIN");
   });
 
-  test("R4: garbage in manifest.p7s", async () => {
+  test("PK4: garbage in manifest.p7s", async () => {
     await signatureRejected(
       await build({ edit: (e) => [e[0]!, { path: "manifest.p7s", data: text("junk") }, ...e.slice(2)] }),
     );
   });
 
-  test("R4 before R5–R7: nothing in an unverified package is trusted", async () => {
+  test("PK4 before PK5–PK7: nothing in an unverified package is trusted", async () => {
     // wrong type, unlisted file and bad digest, but signed by an impostor: the signature decides
     const bytes = await build({
       signer: otherKeys,
@@ -232,12 +233,12 @@ describe("openPackage rejects", () => {
     await signatureRejected(bytes, "Demo_data");
   });
 
-  test("R5: a validly signed package of another type", async () => {
+  test("PK5: a validly signed package of another type", async () => {
     const err = await rejected(await build(), "PKG_WRONG_TYPE", "Hmpa_data");
     expect(err.message).toContain("Demo_data");
   });
 
-  test("R6: a listed file missing, or present as a directory", async () => {
+  test("PK6: a listed file missing, or present as a directory", async () => {
     const err = await rejected(await build({ edit: (e) => e.slice(0, 3) }), "PKG_FILE_MISSING");
     expect(err.message).toContain("payload/sub/b.bin");
     await rejected(
@@ -248,14 +249,14 @@ describe("openPackage rejects", () => {
     );
   });
 
-  test("R6: a file of another size than listed", async () => {
+  test("PK6: a file of another size than listed", async () => {
     await rejected(
       await build({ edit: (e) => [...e.slice(0, 3), { path: "payload/sub/b.bin", data: text("bravo") }] }),
       "PKG_FILE_SIZE_MISMATCH",
     );
   });
 
-  test("R6: a file whose SHA-384 differs (same size)", async () => {
+  test("PK6: a file whose SHA-384 differs (same size)", async () => {
     const err = await rejected(
       await build({ edit: (e) => [...e.slice(0, 3), { path: "payload/sub/b.bin", data: text("BRAVO!") }] }),
       "PKG_FILE_DIGEST_MISMATCH",
@@ -263,7 +264,7 @@ describe("openPackage rejects", () => {
     expect(err.details).toEqual({ path: "sub/b.bin" });
   });
 
-  test("R7: a payload file the manifest does not list", async () => {
+  test("PK7: a payload file the manifest does not list", async () => {
     const err = await rejected(
       await build({ edit: (e) => [...e, { path: "payload/zz-extra", data: text("x") }] }),
       "PKG_FILE_UNLISTED",
@@ -271,14 +272,14 @@ describe("openPackage rejects", () => {
     expect(err.message).toContain("zz-extra");
   });
 
-  test("R7: a payload directory holding no listed file", async () => {
+  test("PK7: a payload directory holding no listed file", async () => {
     await rejected(
       await build({ edit: (e) => [...e, { path: "payload/empty/", data: new Uint8Array(0) }] }),
       "PKG_FILE_UNLISTED",
     );
   });
 
-  test("R7 is checked before any digest (no hashing for a malformed payload)", async () => {
+  test("PK7 is checked before any digest (no hashing for a malformed payload)", async () => {
     const bytes = await build({
       edit: (e) => [
         ...e.slice(0, 3),

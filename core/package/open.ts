@@ -2,13 +2,13 @@
  * Opening a content package: bytes in, verified object out. Pure — no file
  * system, network or clock access (the caller passes `now`) — so every rule
  * is testable in isolation, in the manner of python-tuf's trusted metadata
- * set. Each check cites the rule it enforces (R1…R7, as numbered in
+ * set. Each check cites the rule it enforces (PK1…PK7, as numbered in
  * docs/package-format.md, "What the agent checks"). A package is either
  * returned whole and verified or refused with one typed error; nothing in it
  * is trusted before the manifest signature is verified.
  */
 import type { TrustStore, VerifiedSignature } from "../crypto/cms.ts";
-import { verifyDetached } from "../crypto/cms.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { PackageError } from "../errors.ts";
 import { type Manifest, PAYLOAD_DIR, parseManifest } from "./manifest.ts";
@@ -57,11 +57,11 @@ export async function openPackage(
   const { file } = opts;
   const pkg = readPackage(bytes, opts);
 
-  // R4 — the manifest bytes, exactly as stored, carry a valid detached CMS signature from a signer
+  // PK4 — the manifest bytes, exactly as stored, carry a valid detached CMS signature from a signer
   // chaining to a trusted root, valid at signingTime and now (SignatureError, SIG_*, propagates).
   const signer = await verifyDetached(pkg.manifestBytes, pkg.signatureBytes, trust, { now: opts.now, file });
 
-  // R5 — the package is of the content type the caller asked for: a validly signed package of
+  // PK5 — the package is of the content type the caller asked for: a validly signed package of
   // another type must not be installed in its place.
   if (opts.expectedType !== undefined && pkg.manifest.type !== opts.expectedType) {
     throw new PackageError(
@@ -83,7 +83,7 @@ export async function openPackage(
 }
 
 /**
- * Steps R1–R3: container, layout and manifest. Exported for `contentctl
+ * Steps PK1–PK3: container, layout and manifest. Exported for `contentctl
  * inspect`, which shows packages it cannot verify; nothing returned here is
  * trustworthy until `verifyDetached` has accepted the manifest bytes.
  */
@@ -93,11 +93,11 @@ export function readPackage(
 ): UnverifiedPackage {
   const { file } = opts;
 
-  // R1 — the container is a well-formed ustar archive of regular files and directories with safe,
+  // PK1 — the container is a well-formed ustar archive of regular files and directories with safe,
   // unique paths and sane sizes (PKG_TAR_*).
   const entries = readTar(bytes, opts);
 
-  // R2 — layout: manifest.json first, manifest.p7s second (so both can be checked before any payload
+  // PK2 — layout: manifest.json first, manifest.p7s second (so both can be checked before any payload
   // is read), then only entries under payload/.
   const layout = (reason: string, entry?: string) =>
     new PackageError("PKG_LAYOUT", `${file}: ${reason}`, { file, ...(entry ? { details: { entry } } : {}) });
@@ -117,7 +117,7 @@ export function readPackage(
     payload.set(entry.path.slice(PAYLOAD_DIR.length), entry);
   }
 
-  // R3 — manifest.json is at most 1 MiB, strict UTF-8 JSON, and matches the schema exactly
+  // PK3 — manifest.json is at most 1 MiB, strict UTF-8 JSON, and matches the schema exactly
   // (PKG_MANIFEST_TOO_LARGE, PKG_MANIFEST_INVALID); the signature blob is bounded too.
   const manifestBytes = manifestEntry.data;
   const manifest = parseManifest(manifestBytes, file);
@@ -133,7 +133,7 @@ export function readPackage(
 }
 
 /**
- * Steps R6–R7: the payload is exactly what the manifest lists. Structural
+ * Steps PK6–PK7: the payload is exactly what the manifest lists. Structural
  * checks (presence, size, nothing extra) run before any hashing so a
  * malformed package costs no digest work.
  */
@@ -143,7 +143,7 @@ export function checkPayload(pkg: UnverifiedPackage, file: string): Map<string, 
   const listed = new Set<string>();
   const neededDirs = new Set<string>();
 
-  // R6 — every file the manifest lists is present as a regular file of the listed size.
+  // PK6 — every file the manifest lists is present as a regular file of the listed size.
   for (const f of pkg.manifest.files) {
     const entry = pkg.payload.get(f.path);
     if (entry?.type !== "file")
@@ -160,7 +160,7 @@ export function checkPayload(pkg: UnverifiedPackage, file: string): Map<string, 
     for (let i = 1; i < parts.length; i++) neededDirs.add(`${parts.slice(0, i).join("/")}/`);
   }
 
-  // R7 — nothing under payload/ escapes the signed manifest: no unlisted file, and no directory that
+  // PK7 — nothing under payload/ escapes the signed manifest: no unlisted file, and no directory that
   // holds no listed file (an empty directory is content the signer did not describe).
   for (const [path, entry] of pkg.payload) {
     if (entry.type === "file" ? !listed.has(path) : !neededDirs.has(path)) {
@@ -172,7 +172,7 @@ export function checkPayload(pkg: UnverifiedPackage, file: string): Map<string, 
     }
   }
 
-  // R6 (continued) — each file's SHA-384 matches the manifest, which binds the payload to the signature.
+  // PK6 (continued) — each file's SHA-384 matches the manifest, which binds the payload to the signature.
   const files = new Map<string, Uint8Array>();
   for (const f of pkg.manifest.files) {
     const data = pkg.payload.get(f.path)!.data;

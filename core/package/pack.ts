@@ -6,7 +6,7 @@
  */
 import { lstat, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { signDetached } from "../crypto/cms.ts";
+import { signDetached } from "../crypto/cms-sign.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import type { SigningKeys } from "../crypto/keys.ts";
 import { PackageError } from "../errors.ts";

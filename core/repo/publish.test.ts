@@ -10,7 +10,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { verifyDetached } from "../crypto/cms.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { isOutpostError, SignatureError, UpdateError } from "../errors.ts";
 import { makePackage, makeSigner, TEST_NOW, type TestPackage, type TestSigner } from "../store/testkit.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, parseIndex, type RepoIndex } from "./index-format.ts";

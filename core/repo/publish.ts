@@ -23,7 +23,9 @@ import {
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { signDetached, TrustStore, verifyDetached } from "../crypto/cms.ts";
+import { TrustStore } from "../crypto/cms.ts";
+import { signDetached } from "../crypto/cms-sign.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { KEY_FILES, loadSigningKeys } from "../crypto/keys.ts";
 import { UpdateError } from "../errors.ts";

@@ -13,7 +13,7 @@ import { contentPolicy, describePolicy, policyStatus } from "../agent/policy.ts"
 import { renderStatus } from "../cli/agent/render.ts";
 import { parseConfig } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
-import { InProcessHost } from "../handler/host.ts";
+import { InProcessHost } from "../host/in-process.ts";
 import { log } from "../log.ts";
 import type { IndexEntry } from "../repo/index-format.ts";
 import { publish } from "../repo/publish.ts";

@@ -21,7 +21,8 @@
  *   P2  cadence pinned-n-1 installs the index's `previous` entry, one behind the group
  *   P3  cadence early polls the tenant's early group instead of its general one
  */
-import { type TrustStore, verifyDetached } from "../crypto/cms.ts";
+import type { TrustStore } from "../crypto/cms.ts";
+import { verifyDetached } from "../crypto/cms-verify.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { UpdateError } from "../errors.ts";
 import { openPackage, type VerifiedPackage } from "../package/open.ts";

@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { RuleLimitsSchema } from "../_lua/format.ts";
+import { RuleLimitsSchema } from "../_shared/lua/format.ts";
 import { BatchEncoder, MAX_SCHEMAS } from "./codec.ts";
 import { BehaviorEngine } from "./engine.ts";
 

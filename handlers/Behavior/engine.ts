@@ -5,8 +5,8 @@
  * event. `process` is synchronous: events in, detections out.
  */
 import { HandlerError } from "../../core/errors.ts";
-import type { LibraryModules, RuleLimits, RuleSource } from "../_lua/format.ts";
-import { LuaSandbox, type LuaValue, luaRef, type SandboxOptions } from "../_lua/sandbox.ts";
+import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
+import { LuaSandbox, type LuaValue, luaRef, type SandboxOptions } from "../_shared/lua/sandbox.ts";
 import { type AggregationCounters, AggregationSchema, SubscriptionFilter } from "./aggregate.ts";
 import { BatchEncoder } from "./codec.ts";
 import type { BehaviorEvent } from "./events.ts";

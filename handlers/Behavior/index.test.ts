@@ -3,7 +3,13 @@ import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
-import { type LuaTestAgent, rulesPayload, startLuaAgent, type TestKey, testKey } from "../_lua/testkit.ts";
+import {
+  type LuaTestAgent,
+  rulesPayload,
+  startLuaAgent,
+  type TestKey,
+  testKey,
+} from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
 import { behaviorHandler } from "./index.ts";
 

@@ -1,7 +1,7 @@
 /**
  * Behavior: signed and encrypted Lua rules that react to events (process
  * starts, network connections, file writes, config changes…) and raise
- * detections. Rules run in the sandboxed interpreter (handlers/_lua) with
+ * detections. Rules run in the sandboxed interpreter (handlers/_shared/lua) with
  * per-call instruction, memory and output limits; a rule that keeps
  * faulting is disabled while the others keep running.
  *
@@ -10,8 +10,8 @@
  */
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
-import { openRulesPackage, validateRulesPackage } from "../_lua/format.ts";
-import { loadKeyring } from "../_lua/keys.ts";
+import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
+import { loadKeyring } from "../_shared/lua/keys.ts";
 import { parseEvents } from "./events.ts";
 import { BehaviorLive, BehaviorSettingsSchema } from "./live.ts";
 

@@ -7,8 +7,8 @@
 import { z } from "zod";
 import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
-import { productLibraries } from "../_lua/exchange.ts";
-import type { LibraryModules, RuleLimits, RuleSource } from "../_lua/format.ts";
+import { productLibraries } from "../_shared/lua/exchange.ts";
+import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
 import {
   BehaviorEngine,
   DEFAULT_DEADLINE_MS,

@@ -9,7 +9,7 @@
 import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import zlib from "node:zlib";
-import { parseOctal } from "./filetype.ts";
+import { parseOctal } from "../_shared/filetype/filetype.ts";
 
 export interface ZipEntry {
   name: string;

@@ -9,9 +9,9 @@ import "reflect-metadata";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parsePe } from "../_shared/filetype/filetype.ts";
 import { checkAuthenticode } from "./authenticode.ts";
 import { datasetFromSources } from "./dataset.ts";
-import { parsePe } from "./filetype.ts";
 import { buildPe } from "./testutil.ts";
 
 const tools = Bun.which("osslsigncode") && Bun.which("openssl");

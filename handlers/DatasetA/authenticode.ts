@@ -16,7 +16,7 @@
  */
 import * as asn1js from "asn1js";
 import { pkijs, x509 } from "../../core/crypto/engine.ts";
-import type { ExeInfo } from "./filetype.ts";
+import type { ExeInfo } from "../_shared/filetype/filetype.ts";
 
 export interface AuthenticodeSigner {
   /** SHA-256 of the signer certificate (DER), lower-case hex: the LocalRepData signer key. */

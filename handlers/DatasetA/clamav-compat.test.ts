@@ -17,8 +17,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeTar } from "../../core/package/tar.ts";
+import { parseElf } from "../_shared/filetype/filetype.ts";
 import { datasetFromSources } from "./dataset.ts";
-import { parseElf } from "./filetype.ts";
 import {
   buildPe,
   clamscan,

@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { compilePattern } from "../_shared/matcher/pattern.ts";
 import { datasetFromSources } from "./dataset.ts";
 import type { ScanOutcome } from "./engine.ts";
-import { compilePattern } from "./pattern.ts";
 import { buildPe, generateSignatureSet, implant, Rng } from "./testutil.ts";
 
 const spillDir = mkdtempSync(join(tmpdir(), "outpost-dsa-"));
@@ -91,7 +91,7 @@ describe("body signature language", () => {
 
   test("ELF entry point and sections of a real binary", async () => {
     const elf = new Uint8Array(readFileSync("/usr/bin/ls"));
-    const { parseElf } = await import("./filetype.ts");
+    const { parseElf } = await import("../_shared/filetype/filetype.ts");
     const info = parseElf(elf)!;
     const ep = info.entry!;
     const hex = (o: number, n: number) => Buffer.from(elf.subarray(o, o + n)).toString("hex");

@@ -6,11 +6,11 @@
  * over bytes it is given; the only I/O is spill files in the work directory.
  */
 
+import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "../_shared/filetype/filetype.ts";
+import { type AnchorEntry, AnchorIndex } from "../_shared/matcher/matcher.ts";
+import { Budget, BudgetExceeded, type StartRange, verifyAt } from "../_shared/matcher/pattern.ts";
 import { inflateBounded, listTar, listZip } from "./archive.ts";
 import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
-import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "./filetype.ts";
-import { type AnchorEntry, AnchorIndex } from "./matcher.ts";
-import { Budget, BudgetExceeded, type StartRange, verifyAt } from "./pattern.ts";
 import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
 
 export interface ScanLimits {

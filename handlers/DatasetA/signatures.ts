@@ -6,7 +6,7 @@
  * is in docs/scanning.md.
  */
 import { HandlerError } from "../../core/errors.ts";
-import { compilePattern, type Pattern, PatternError } from "./pattern.ts";
+import { compilePattern, type Pattern, PatternError } from "../_shared/matcher/pattern.ts";
 
 export type HashAlgo = "md5" | "sha1" | "sha256";
 

@@ -1,7 +1,7 @@
 /**
  * The LocalRepData content handler: reputation by file SHA-256 and by
- * signer certificate, consulted when processes launch (plugins/reputation
- * process tagger) and for executables the scanner finds inside content.
+ * signer certificate, consulted when processes launch (process-tagger.ts,
+ * in the supervisor) and for executables the scanner finds inside content.
  * Runs in the `scanner` group with no privileges; the payload is one file,
  * `reputation.bin` (format.ts), read in place.
  *

@@ -2,9 +2,9 @@ import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test
 import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
-import { RuleLimitsSchema } from "../_lua/format.ts";
-import { probeLibrary } from "../_lua/library.ts";
-import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_lua/testkit.ts";
+import { RuleLimitsSchema } from "../_shared/lua/format.ts";
+import { probeLibrary } from "../_shared/lua/library.ts";
+import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "./index.ts";
 
 setDefaultTimeout(30_000);

@@ -6,16 +6,16 @@
  *
  * This handler decrypts and proves the library on its own (a scratch
  * sandbox), then publishes the module sources through the group's library
- * exchange (handlers/_lua/exchange.ts); Behavior rebuilds its state with
+ * exchange (handlers/_shared/lua/exchange.ts); Behavior rebuilds its state with
  * them. Nothing live crosses between the two handlers.
  */
 
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
-import { productLibraries } from "../_lua/exchange.ts";
-import { type LibraryModules, openRulesPackage, validateRulesPackage } from "../_lua/format.ts";
-import { loadKeyring } from "../_lua/keys.ts";
-import { type LibraryExports, probeLibrary } from "../_lua/library.ts";
+import { productLibraries } from "../_shared/lua/exchange.ts";
+import { type LibraryModules, openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
+import { loadKeyring } from "../_shared/lua/keys.ts";
+import { type LibraryExports, probeLibrary } from "../_shared/lua/library.ts";
 
 interface ProductLive {
   library: LibraryModules;

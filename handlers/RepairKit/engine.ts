@@ -6,8 +6,8 @@
  * checked, what was repaired and what failed.
  */
 import { describeError, HandlerError } from "../../core/errors.ts";
-import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_lua/format.ts";
-import { type HostFunction, LuaSandbox, type LuaValue, luaRef } from "../_lua/sandbox.ts";
+import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_shared/lua/format.ts";
+import { type HostFunction, LuaSandbox, type LuaValue, luaRef } from "../_shared/lua/sandbox.ts";
 import type { AgentActions, QueuedAction, RepairEnv } from "./env.ts";
 import lastResortSource from "./last-resort.lua" with { type: "text" };
 import runtimeSource from "./runtime.lua" with { type: "text" };

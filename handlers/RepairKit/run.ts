@@ -15,13 +15,14 @@ import { join } from "node:path";
 import type { AgentApi, AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { statePaths } from "../../core/config.ts";
-import { TrustStore, verifyDetached } from "../../core/crypto/cms.ts";
+import { TrustStore } from "../../core/crypto/cms.ts";
+import { verifyDetached } from "../../core/crypto/cms-verify.ts";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
 import { metrics } from "../../core/metrics.ts";
 import { ContentStore } from "../../core/store/store.ts";
-import { openRulesPackage } from "../_lua/format.ts";
-import { groupWorkDir, loadKeyring } from "../_lua/keys.ts";
+import { openRulesPackage } from "../_shared/lua/format.ts";
+import { groupWorkDir, loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFor } from "./actions.ts";
 import {
   bakedInRuleset,

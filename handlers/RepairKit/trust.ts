@@ -8,7 +8,8 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TrustStore, verifyDetached } from "../../core/crypto/cms.ts";
+import { TrustStore } from "../../core/crypto/cms.ts";
+import { verifyDetached } from "../../core/crypto/cms-verify.ts";
 import { describeError } from "../../core/errors.ts";
 import {
   type CachedIndexFacts,

@@ -9,7 +9,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { atomicWriteJson } from "../../core/fsutil.ts";
-import { QueryRunner, type QueryRunnerOptions } from "../../plugins/query/watchdog.ts";
 import { Denylist } from "./denylist.ts";
 import { Outbox } from "./outbox.ts";
 import { DiffStore } from "./results.ts";
@@ -22,6 +21,7 @@ import {
   saveSettings,
   settingsHash,
 } from "./settings.ts";
+import { QueryRunner, type QueryRunnerOptions } from "./watchdog.ts";
 
 export interface QueryStats {
   name: string;

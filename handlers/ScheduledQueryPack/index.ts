@@ -18,7 +18,6 @@ import { z } from "zod";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { type Capabilities, type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
-import { type QueryRunnerOptions, WatchdogKill } from "../../plugins/query/watchdog.ts";
 import { QueryHost } from "./host.ts";
 import {
   MAX_SQL_BYTES,
@@ -32,6 +31,7 @@ import {
 } from "./pack.ts";
 import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
 import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
 
 export const TYPE = "ScheduledQueryPack";
 /** Rows an ad-hoc query returns at most; the rest is cut and flagged. */

@@ -14,7 +14,7 @@
  */
 import { createHash } from "node:crypto";
 import { HandlerError } from "../../core/errors.ts";
-import type { WatchdogLimits } from "../../plugins/query/watchdog.ts";
+import type { WatchdogLimits } from "./watchdog.ts";
 
 /** The osquery release whose pack semantics and table set Outpost follows (pack `version` checks). */
 export const OSQUERY_COMPAT_VERSION = "5.12.0";

@@ -13,7 +13,7 @@ import { errorBody } from "../../core/control/errors.ts";
 import type { RouteExtension } from "../../core/control/extensions.ts";
 import { COMMON_ERRORS, errorResponses } from "../../core/control/schemas.ts";
 import { isOutpostError } from "../../core/errors.ts";
-import { currentResultsService } from "./service.ts";
+import { resultsServiceOf } from "./service.ts";
 
 const TYPE = "ScheduledQueryPack";
 
@@ -135,7 +135,7 @@ export function queryRoutes(): RouteExtension {
           string,
           unknown
         >;
-        const service = currentResultsService();
+        const service = resultsServiceOf(api);
         // Keep /metrics in step with what the caller is shown.
         await service?.refreshMetrics(stats).catch(() => {});
         const body = {

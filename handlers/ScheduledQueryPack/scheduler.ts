@@ -10,11 +10,11 @@
  * up.
  */
 import { describeError } from "../../core/errors.ts";
-import { WatchdogKill } from "../../plugins/query/watchdog.ts";
 import type { QueryHost, QueryStats } from "./host.ts";
 import type { PackSelection, ScheduledQuery } from "./pack.ts";
 import { processResults } from "./results.ts";
 import { hostIdentifierOf, watchdogLimits } from "./settings.ts";
+import { WatchdogKill } from "./watchdog.ts";
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;

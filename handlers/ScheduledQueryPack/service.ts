@@ -14,6 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { attachment } from "../../core/agent/attachments.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeError } from "../../core/errors.ts";
 import { log as rootLog } from "../../core/log.ts";
@@ -91,11 +92,12 @@ export interface ResultsServiceOptions {
   metrics?: MetricsRegistry;
 }
 
-let current: ResultsService | undefined;
+/** The results service running beside each agent (GET /v1/queries/stats reads it through the agent). */
+const servicesByAgent = attachment<ResultsService>();
 
-/** The running service (for GET /v1/queries/stats), if any. */
-export function currentResultsService(): ResultsService | undefined {
-  return current;
+/** The results service `agent run` started beside `agent`, if any. */
+export function resultsServiceOf(agent: object): ResultsService | undefined {
+  return servicesByAgent.get(agent);
 }
 
 export class ResultsService {
@@ -148,7 +150,6 @@ export class ResultsService {
   start(): this {
     if (!this.stopped) return this;
     this.stopped = false;
-    current = this;
     this.loop = this.run();
     this.statsTimer = setInterval(() => {
       this.refreshMetrics().catch(() => {});
@@ -165,7 +166,6 @@ export class ResultsService {
     // A last pull so what the host produced before shutdown is not left waiting a whole restart.
     await this.pumpOnce({ drain: true }).catch(() => {});
     await Promise.all(this.opts.sinks.map((s) => s.close()));
-    if (current === this) current = undefined;
   }
 
   private async run(): Promise<void> {
@@ -289,4 +289,30 @@ export function queryResultsService(ctx: { api: HandlerCaller; config: AgentConf
     flushMs: ctx.config.query.results.flushSeconds * 1000,
     batchLines: ctx.config.query.results.batchLines,
   });
+}
+
+/**
+ * The results service as a service of `agent run` (the session's service
+ * hook): started after the agent, stopped before it, attached to that agent
+ * so its routes find it. A sink that cannot be built (unreadable token
+ * file…) fails the start, which `agent run` logs without stopping protection.
+ */
+export function resultsAgentService(ctx: { api: HandlerCaller; config: AgentConfig }): {
+  name: string;
+  start(): void;
+  stop(): Promise<void>;
+} {
+  let service: ResultsService | undefined;
+  return {
+    name: "query-results",
+    start() {
+      service = queryResultsService(ctx).start();
+      servicesByAgent.set(ctx.api, service);
+    },
+    async stop() {
+      if (!service) return;
+      servicesByAgent.delete(ctx.api, service);
+      await service.stop();
+    },
+  };
 }

@@ -11,7 +11,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
-import { DEFAULT_LIMITS, type WatchdogLimits } from "../../plugins/query/watchdog.ts";
+import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
 
 export const WatchdogSettingsSchema = z
   .object({

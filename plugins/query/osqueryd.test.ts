@@ -11,7 +11,6 @@ import * as thrift from "thrift";
 import { ExtensionManagerClient } from "./osquery-thrift.ts";
 import { OsquerydEngine } from "./osqueryd.ts";
 import { type FakeOsqueryd, startFakeOsqueryd } from "./testdata/fake-osqueryd.ts";
-import { DEFAULT_LIMITS, QueryRunner } from "./watchdog.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "outpost-osqueryd-"));
 let fake: FakeOsqueryd;
@@ -93,20 +92,5 @@ describe("OsquerydEngine", () => {
   test("no osqueryd at the socket is reported as unavailable", async () => {
     const none = new OsquerydEngine(join(dir, "missing.em"), { timeoutMs: 500 });
     await expect(none.query("select 1")).rejects.toMatchObject({ code: "HND_QUERY_OSQUERYD_UNAVAILABLE" });
-  });
-
-  test("the watched worker runs queries on osqueryd when configured", async () => {
-    const runner = new QueryRunner({
-      settings: { engine: "osqueryd", osquerySocket: fake.socket, osqueryTimeoutMs: 2000 },
-    });
-    try {
-      const before = fake.queries.length;
-      const out = await runner.run("select * from osquery_info", DEFAULT_LIMITS);
-      expect(out.result.rows).toEqual([{ version: "5.12.0", pid: "1" }]);
-      expect(fake.queries.length).toBeGreaterThan(before);
-      expect(await runner.tables()).toContain("osquery_info");
-    } finally {
-      await runner.stop();
-    }
   });
 });

@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server as NetServer } from "node:net";
 import { dirname, join, resolve, sep } from "node:path";
-import { signDetached } from "../../core/crypto/cms.ts";
+import { signDetached } from "../../core/crypto/cms-sign.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { x509 } from "../../core/crypto/engine.ts";
 import { CODE_SIGNING_EKU, KEY_FILES, type SigningKeys } from "../../core/crypto/keys.ts";

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, lstatSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { signDetached } from "../../core/crypto/cms.ts";
+import { signDetached } from "../../core/crypto/cms-sign.ts";
 import { MAX_MANIFEST_BYTES } from "../../core/package/manifest.ts";
 import { assemble, publishRaw, type RawTarEntry, splitPackage } from "./craft.ts";
 import { expectRejected, GROUP, installGood, type Scene, TYPE } from "./harness.ts";

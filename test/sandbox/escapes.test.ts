@@ -6,7 +6,7 @@
  * mechanism that stops each.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { RuleLimitsSchema } from "../../handlers/_lua/format.ts";
+import { RuleLimitsSchema } from "../../handlers/_shared/lua/format.ts";
 import { BehaviorEngine } from "../../handlers/Behavior/engine.ts";
 
 const limits = RuleLimitsSchema.parse({ instructions: 200_000, callMemoryKb: 1024, stateMemoryMb: 32 });

@@ -6,7 +6,7 @@
  * docs/rules.md ("Sandbox") describes what each one now meets.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { type LibraryModules, type RuleLimits, RuleLimitsSchema } from "../../handlers/_lua/format.ts";
+import { type LibraryModules, type RuleLimits, RuleLimitsSchema } from "../../handlers/_shared/lua/format.ts";
 import { BehaviorEngine, type EngineOptions } from "../../handlers/Behavior/engine.ts";
 
 const BASE = RuleLimitsSchema.parse({ instructions: 200_000, callMemoryKb: 4096, stateMemoryMb: 32 });

@@ -10,9 +10,11 @@ import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
+import { absolutePaths, recordRunConfig } from "./run-config.ts";
 import {
   type AgentService,
   agentArgs,
+  agentConfigFile,
   createAgent,
   loadAgentConfig,
   wiredRoutes,
@@ -36,12 +38,15 @@ export default defineCommand({
     port: { type: "string", description: "control plane TCP port (default: config, 0 = any free port)" },
   },
   async run({ args }) {
-    const config = loadAgentConfig(args, {
+    const overrides = {
       update: { repo: args.repo, group: args.group, trust: args.trust },
       control: { port: args.port === undefined ? undefined : Number(args.port) },
-    });
+    };
+    const config = loadAgentConfig(args, overrides);
     const agent = await createAgent(config);
     await agent.start({ loop: true });
+    // Offline commands given only --state find this config (core/cli/agent/run-config.ts).
+    recordRunConfig(config.stateDir, agentConfigFile(args) ?? undefined, absolutePaths(overrides));
     // Fleet heartbeats let the vendor's release engine halt a rollout that hurts hosts.
     const heartbeat = await startHeartbeat(agent, config);
     // Optional features: one that fails to start is logged and left out; protection goes on.

@@ -17,7 +17,8 @@ import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../confi
 import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
 import type { RouteExtension } from "../../control/extensions.ts";
 import type { HandlerRegistry } from "../../handler/registry.ts";
-import { EXIT } from "../output.ts";
+import { EXIT } from "../exit-codes.ts";
+import { recordedRunConfig } from "./run-config.ts";
 
 export const agentArgs = {
   state: { type: "string", valueHint: "DIR", description: "agent state directory (default: from config)" },
@@ -86,10 +87,32 @@ function requireWiring(): AgentWiring {
 
 /** Config file (if any) < explicit flags. Relative paths are taken from the caller's cwd. */
 export function loadAgentConfig(flags: AgentFlags, overrides: AgentConfigInput = {}): AgentConfig {
+  const state = flags.state ? { stateDir: resolve(flags.state) } : {};
+  // Only --state: use the config `agent run` recorded there, so offline commands see what the agent sees.
+  const recorded = !flags.config && flags.state ? recordedRunConfig(resolve(flags.state)) : undefined;
   return loadConfig({
-    file: flags.config,
-    overrides: { ...overrides, ...(flags.state ? { stateDir: resolve(flags.state) } : {}) },
+    file: flags.config ?? recorded?.config ?? undefined,
+    overrides: mergeOverrides(recorded?.overrides ?? {}, { ...overrides, ...state }),
   });
+}
+
+/** The config file offline commands use: --config, or the one `agent run` recorded for --state. */
+export function agentConfigFile(flags: AgentFlags): string | null {
+  if (flags.config) return resolve(flags.config);
+  return flags.state ? (recordedRunConfig(resolve(flags.state))?.config ?? null) : null;
+}
+
+function mergeOverrides(base: Record<string, unknown>, over: Record<string, unknown>): AgentConfigInput {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
+        ? mergeOverrides(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out as AgentConfigInput;
 }
 
 /** Builds an Agent from the wiring; the caller starts and stops it. */

@@ -13,7 +13,8 @@ import { pkijs, x509 } from "../../crypto/engine.ts";
 import { isOutpostError, type OutpostError } from "../../errors.ts";
 import type { Manifest } from "../../package/manifest.ts";
 import { checkPayload, openPackage, readPackage } from "../../package/open.ts";
-import { EXIT, printJson, printText } from "../output.ts";
+import { EXIT } from "../exit-codes.ts";
+import { printJson, printText } from "../output.ts";
 
 export interface SignatureSummary {
   signingTime: string | null;

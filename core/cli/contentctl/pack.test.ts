@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
 import { sha384Hex } from "../../crypto/digest.ts";
 import { initKeys, KEY_FILES } from "../../crypto/keys.ts";
-import { EXIT } from "../output.ts";
+import { EXIT } from "../exit-codes.ts";
 import inspect, { type InspectReport } from "./inspect.ts";
 import pack from "./pack.ts";
 

@@ -1,0 +1,218 @@
+/**
+ * `contentctl release …` and `contentctl serve --release` as an operator
+ * runs them: a config file, packages beside it, JSON and table output, and
+ * the serving process with its fleet endpoint and console.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ArgsDef, type CommandDef, runCommand } from "citty";
+import { sha256Hex } from "../../core/crypto/digest.ts";
+import { isOutpostError } from "../../core/errors.ts";
+import { publish } from "../../core/repo/publish.ts";
+import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import type { ReleaseView } from "../views.ts";
+import release from "./release.ts";
+import abort from "./release-abort.ts";
+import promote from "./release-promote.ts";
+import start from "./release-start.ts";
+import status from "./release-status.ts";
+import tick from "./release-tick.ts";
+import token from "./release-token.ts";
+
+setDefaultTimeout(30_000);
+
+let vendor: Vendor;
+let dir: string;
+let cfg: string;
+
+beforeAll(async () => {
+  vendor = await makeVendor();
+  dir = mkdtempSync(join(tmpdir(), "outpost-release-cli-"));
+  mkdirSync(join(dir, "packages"));
+  cfg = join(dir, "release.json");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      repo: vendor.repo,
+      keys: vendor.keysDir,
+      stateDir: "state",
+      groups: [
+        { name: "eng-test", promote: "manual", soakMinutes: 60 },
+        { name: "internal", promote: "manual", soakMinutes: 60 },
+        { name: "public-1", promote: "auto", soakMinutes: 60 },
+      ],
+    }),
+  );
+  const v1 = await vendor.pack(
+    "TestText",
+    1,
+    { "data.txt": "one" },
+    { now: new Date(Date.now() - 3600_000) },
+  );
+  for (const g of ["eng-test", "internal", "public-1"]) {
+    await publish({
+      repo: vendor.repo,
+      group: g,
+      keys: vendor.keysDir,
+      packageBytes: v1,
+      now: new Date(Date.now() - 3600_000),
+    });
+  }
+  writeFileSync(
+    join(dir, "packages", "TestText-2.tar"),
+    await vendor.pack("TestText", 2, { "data.txt": "two" }),
+  );
+});
+afterAll(() => {
+  vendor.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+afterEach(() => {
+  process.exitCode = 0;
+});
+
+async function run<T extends ArgsDef>(
+  cmd: CommandDef<T>,
+  rawArgs: string[],
+): Promise<{ out: string; result: unknown }> {
+  const original = process.stdout.write.bind(process.stdout);
+  let out = "";
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    const { result } = await runCommand(cmd, { rawArgs });
+    return { out, result };
+  } finally {
+    process.stdout.write = original;
+  }
+}
+
+describe("contentctl release", () => {
+  test("start takes the package beside the config and publishes to the first group", async () => {
+    const { out } = await run(start, ["TestText", "2", "--config", cfg, "--json"]);
+    const view = JSON.parse(out) as ReleaseView;
+    expect(view).toMatchObject({ id: "TestText-2", status: "active" });
+    expect(view.groups.map((g) => g.phase)).toEqual(["live", "pending", "pending"]);
+    expect(view.next[0]).toContain("awaiting manual promotion to internal");
+  });
+
+  test("status shows groups, versions and the release table", async () => {
+    const { out } = await run(status, ["--config", cfg]);
+    expect(out).toMatch(/eng-test\s+manual\s+60 min\s+0\s+TestText v2/);
+    expect(out).toMatch(/internal\s+manual\s+60 min\s+0\s+TestText v1/);
+    expect(out).toMatch(/release\s+TestText v2 \(TestText-2\)/);
+    expect(out).toMatch(/eng-test\s+live/);
+  });
+
+  test("tick with no fleet data promotes nothing; promote and abort do what they say", async () => {
+    const t = JSON.parse((await run(tick, ["--config", cfg, "--json"])).out) as {
+      actions: unknown[];
+      notes: { text: string }[];
+    };
+    expect(t.actions).toEqual([]);
+    expect(t.notes[0]?.text).toContain("awaiting manual promotion");
+    const p = JSON.parse((await run(promote, ["--config", cfg, "--json"])).out) as ReleaseView;
+    expect(p.groups.map((g) => g.phase)).toEqual(["live", "live", "pending"]);
+    const a = JSON.parse(
+      (await run(abort, ["--config", cfg, "--reason", "test abort", "--json"])).out,
+    ) as ReleaseView;
+    expect(a).toMatchObject({
+      status: "aborted",
+      abort: { reason: "test abort", by: "operator", revertVersion: 3 },
+    });
+    expect(a.groups.map((g) => g.phase)).toEqual(["reverted", "reverted", "untouched"]);
+  });
+
+  test("refusals carry REL_ codes", async () => {
+    const code = async (p: Promise<unknown>) => {
+      try {
+        await p;
+      } catch (e) {
+        return isOutpostError(e) ? e.code : String(e);
+      }
+      return "ok";
+    };
+    expect(await code(run(promote, ["--config", cfg]))).toBe("REL_NO_ACTIVE");
+    expect(await code(run(start, ["TestText", "2", "--config", cfg]))).toBe("REL_VERSION_NOT_NEWER");
+    expect(await code(run(start, ["TestText", "x", "--config", cfg]))).toBe("CFG_INVALID_ARGUMENT");
+    expect(await code(run(status, ["--config", join(dir, "missing.json")]))).toBe("CFG_NOT_FOUND");
+  });
+
+  test("token makes a tenant token and the hash the config wants", async () => {
+    const r = JSON.parse((await run(token, ["acme", "--json"])).out) as {
+      token: string;
+      tokenSha256: string;
+    };
+    expect(r.token.length).toBeGreaterThanOrEqual(32);
+    expect(r.tokenSha256).toBe(sha256Hex(new TextEncoder().encode(r.token)));
+  });
+
+  test("the parent command lists its subcommands", () => {
+    expect(Object.keys(release.subCommands as object)).toEqual([
+      "start",
+      "promote",
+      "abort",
+      "status",
+      "tick",
+      "token",
+    ]);
+  });
+});
+
+describe("contentctl serve --release", () => {
+  test("serves the repo, the fleet endpoint and the console, and stops cleanly on SIGTERM", async () => {
+    const script = [
+      `import { runMain } from "citty";`,
+      `import serve from ${JSON.stringify(join(import.meta.dir, "serve.ts"))};`,
+      `await runMain(serve, { rawArgs: JSON.parse(process.env.SERVE_ARGS) });`,
+    ].join("\n");
+    const proc = Bun.spawn([process.execPath, "-e", script], {
+      cwd: join(import.meta.dir, "../.."),
+      env: {
+        ...process.env,
+        OUTPOST_LOG_QUIET: "1",
+        SERVE_ARGS: JSON.stringify(["--repo", vendor.repo, "--port", "0", "--release", cfg]),
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      const reader = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`serve exited early: ${await new Response(proc.stderr).text()}`);
+        text += new TextDecoder().decode(value);
+      }
+      const line = JSON.parse(text.slice(0, text.indexOf("\n"))) as {
+        url: string;
+        fleet: string;
+        console: string;
+      };
+      expect(line.fleet).toBe(`${line.url}fleet/heartbeat`);
+      expect((await fetch(`${line.url}groups/eng-test/index.json`)).status).toBe(200);
+      const page = await fetch(line.console);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("TestText v3");
+      expect((await fetch(line.fleet, { method: "POST", body: "{}" })).status).toBe(401);
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+
+  test("refuses a --repo that is not the release config's repository", async () => {
+    const { default: serve } = await import("./serve.ts");
+    try {
+      await run(serve, ["--repo", dir, "--port", "0", "--release", cfg]);
+      throw new Error("expected a refusal");
+    } catch (e) {
+      expect(isOutpostError(e) && e.code).toBe("CFG_INVALID_ARGUMENT");
+    }
+  });
+});

@@ -1,0 +1,44 @@
+/**
+ * `contentctl release start TYPE VERSION [--package FILE]`: stages an already
+ * packed package and publishes it to the first release group. Without
+ * --package the file is taken from `packages/TYPE-VERSION.tar` next to the
+ * config. Refuses a version or signing time agents in some group would
+ * refuse (R10, R11), and a second active release of the same type.
+ */
+import { join } from "node:path";
+import { defineCommand } from "citty";
+import { printJson, printText } from "../../core/cli/output.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { ReleaseEngine } from "../engine.ts";
+import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+
+export default defineCommand({
+  meta: { name: "start", description: "Start a staged release: publish a packed package to the first group" },
+  args: {
+    type: { type: "positional", required: true, description: "Content type, e.g. Hmpa_data" },
+    version: { type: "positional", required: true, description: "Content version" },
+    package: {
+      type: "string",
+      valueHint: "FILE",
+      description: "Package file (default packages/TYPE-VERSION.tar)",
+    },
+    ...releaseArgs,
+  },
+  async run({ args }) {
+    if (!/^[1-9][0-9]{0,15}$/.test(args.version)) {
+      throw new ConfigError(
+        "CFG_INVALID_ARGUMENT",
+        `VERSION must be a positive integer, got ${JSON.stringify(args.version)}`,
+      );
+    }
+    const config = releaseConfig(args);
+    const packageFile =
+      args.package ?? join(config.paths.file, "..", "packages", `${args.type}-${args.version}.tar`);
+    const engine = new ReleaseEngine({ config });
+    const release = await engine.start({ type: args.type, version: Number(args.version), packageFile });
+    const view = engine.status().releases.find((r) => r.id === release.id);
+    if (args.json) printJson(view ?? release);
+    else printText(view ? renderRelease(view) : `started ${release.id}`);
+    return release;
+  },
+});

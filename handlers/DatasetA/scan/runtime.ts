@@ -1,0 +1,138 @@
+/**
+ * Assembles the supervisor-side scanning features from the agent config:
+ * the scan requester, the SXL client, the sample queue and uploader, and
+ * the process tagger. `agent run` starts them as one service
+ * (`scanningService`) beside the agent; `agent scan` without a running agent
+ * builds the same parts in-process (`createScanRuntime`), minus the
+ * background ones.
+ */
+
+import { join } from "node:path";
+import { attachment } from "../../../core/agent/attachments.ts";
+import type { AgentEvent } from "../../../core/agent/events.ts";
+import type { AgentConfig } from "../../../core/config.ts";
+import { log } from "../../../core/log.ts";
+import { ProcessTagger } from "../../LocalRepData/process-tagger.ts";
+import { loadVendorPublicKey } from "../samples/envelope.ts";
+import { SampleQueue, SampleUploader } from "../samples/queue.ts";
+import { parseResolver, SxlClient } from "../sxl/client.ts";
+import { type CallHandler, ScanService } from "./service.ts";
+
+const logger = log.child({ component: "scanning" });
+
+export interface ScanRuntime {
+  service: ScanService;
+  sxl?: SxlClient;
+  queue?: SampleQueue;
+  uploader?: SampleUploader;
+  tagger?: ProcessTagger;
+}
+
+export interface RuntimeContext {
+  config: AgentConfig;
+  api: { call: CallHandler };
+  events?: {
+    emit(type: string, fields?: Record<string, unknown>): unknown;
+    subscribe?(fn: (e: AgentEvent) => void): () => void;
+  };
+}
+
+export function samplesDir(stateDir: string): string {
+  return join(stateDir, "samples");
+}
+
+/** The parts, not started. `background` adds the uploader and the process tagger. */
+export async function createScanRuntime(
+  ctx: RuntimeContext,
+  opts: { background: boolean },
+): Promise<ScanRuntime> {
+  const lp = ctx.config.liveProtection;
+  const call: CallHandler = (type, method, args) => ctx.api.call(type, method, args);
+  const emit = (type: string, fields: Record<string, unknown>) => ctx.events?.emit(type, fields);
+  const sxl = lp.lookups
+    ? new SxlClient({
+        zone: lp.zone,
+        resolver: parseResolver(lp.resolver),
+        timeoutMs: lp.timeoutMs,
+        attempts: lp.attempts,
+        ratePerSecond: lp.ratePerSecond,
+        burst: lp.burst,
+        cacheSize: lp.cacheSize,
+      })
+    : undefined;
+  let queue: SampleQueue | undefined;
+  let uploader: SampleUploader | undefined;
+  if (lp.lookups && lp.samples && lp.vendorKey && lp.sampleUrl) {
+    queue = new SampleQueue({
+      dir: samplesDir(ctx.config.stateDir),
+      vendorKey: await loadVendorPublicKey(lp.vendorKey),
+    });
+    if (opts.background) uploader = new SampleUploader(queue, { url: lp.sampleUrl });
+  }
+  const tagger =
+    opts.background && ctx.config.reputation.processTagging
+      ? new ProcessTagger({ call, pollIntervalMs: ctx.config.reputation.pollIntervalMs, emit })
+      : undefined;
+  const service = new ScanService({
+    call,
+    policy: { lookups: lp.lookups, samples: lp.lookups && lp.samples },
+    ...(sxl ? { sxl } : {}),
+    ...(queue ? { samples: { queue, ...(uploader ? { uploader } : {}) } } : {}),
+    emit,
+  });
+  return { service, sxl, queue, uploader, tagger };
+}
+
+/** The runtime running beside each agent (what the control-plane routes use). */
+const runtimesByAgent = attachment<ScanRuntime>();
+
+/** The scanning runtime `agent run` started beside `agent`, if any. */
+export function scanRuntimeOf(agent: object): ScanRuntime | undefined {
+  return runtimesByAgent.get(agent);
+}
+
+/** For tests and embedders that assemble the control plane themselves. */
+export function attachScanRuntime(agent: object, runtime: ScanRuntime): () => void {
+  runtimesByAgent.set(agent, runtime);
+  return () => runtimesByAgent.delete(agent, runtime);
+}
+
+/** The long-running service `agent run` starts after the agent and stops before it. */
+export function scanningService(ctx: RuntimeContext): {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+} {
+  let runtime: ScanRuntime | undefined;
+  let unsubscribe: (() => void) | undefined;
+  return {
+    name: "scanning",
+    async start() {
+      runtime = await createScanRuntime(ctx, { background: true });
+      runtime.uploader?.start();
+      runtime.tagger?.start();
+      // New reputation data changes every tag: re-tag running processes against it.
+      unsubscribe = ctx.events?.subscribe?.((e) => {
+        if (
+          (e.type === "content-installed" || e.type === "content-rolled-back") &&
+          e.contentType === "LocalRepData"
+        ) {
+          runtime?.tagger?.invalidate();
+        }
+      });
+      runtimesByAgent.set(ctx.api, runtime);
+      logger.info("scanning service started", {
+        lookups: !!runtime.sxl,
+        samples: !!runtime.queue,
+        processTagging: !!runtime.tagger,
+      });
+    },
+    async stop() {
+      unsubscribe?.();
+      if (runtime) runtimesByAgent.delete(ctx.api, runtime);
+      await runtime?.tagger?.stop();
+      await runtime?.uploader?.stop();
+      runtime?.sxl?.close();
+    },
+  };
+}

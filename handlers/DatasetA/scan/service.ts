@@ -1,0 +1,471 @@
+/**
+ * The scan requester: the supervisor-side half of scanning. It reads what
+ * is to be scanned (files, trees, process memory), streams the bytes to the
+ * DatasetA scanner through the handler API (one call per small object, a
+ * begin/chunk/end session for large ones), and acts on what comes back:
+ *
+ *   1. reputation — executables and detected objects are looked up in
+ *      LocalRepData (by SHA-256, and by Authenticode signer when the scanner
+ *      verified one);
+ *   2. Live Protection — a lookup-enabled detection on a file that is not
+ *      high-reputation asks SXL; the answer can ignore the detection (false
+ *      positive), confirm it as malware or suspicious, or request a sample;
+ *      no answer keeps the local verdict;
+ *   3. samples — requested, allowed by policy (which requires lookups),
+ *      an executable, under 10 MB, and the scanned file itself: queued,
+ *      encrypted, for the uploader.
+ *
+ * Every detection is published on the agent's event stream.
+ */
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { describeError } from "../../../core/errors.ts";
+import { metrics } from "../../../core/metrics.ts";
+import type { RepAnswer } from "../../LocalRepData/index.ts";
+import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
+import type { SampleQueue, SampleUploader } from "../samples/queue.ts";
+import type { SxlClient, SxlResult } from "../sxl/client.ts";
+import {
+  type FileTarget,
+  listFiles,
+  presentRuns,
+  readAt,
+  readableRegions,
+  regionName,
+  type SourceError,
+  withFdAsync,
+} from "./sources.ts";
+
+export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
+
+/** Objects up to this size go in one call; larger ones in a session of chunks this size. */
+export const CHUNK_BYTES = 8 * 1024 * 1024;
+export const SAMPLE_MAX_BYTES = 10 * 1024 * 1024;
+/** Regions larger than this and less than a quarter present are read page run by page run. */
+const SPARSE_REGION_BYTES = 16 * 1024 * 1024;
+const EXECUTABLE_KINDS = new Set(["pe", "elf", "macho"]);
+
+const detectionsTotal = metrics.counter(
+  "outpost_scan_detections_total",
+  "Detections, by kind and final verdict",
+);
+const scannedBytes = metrics.counter(
+  "outpost_scan_bytes_total",
+  "Bytes sent to the scanner, by source (file, memory, bytes)",
+);
+const lookupsTotal = metrics.counter("outpost_sxl_lookups_total", "Live Protection lookups, by outcome");
+
+export interface LivePolicy {
+  lookups: boolean;
+  samples: boolean;
+}
+
+export type FinalVerdict = "malware" | "suspicious" | "ignored";
+
+export interface LookupReport {
+  status: "answered" | "no-information" | "failed" | "skipped" | "disabled";
+  verdict?: string;
+  sample?: boolean;
+  transport?: string;
+  reason?: string;
+}
+
+export interface DetectionReport extends Detection {
+  /** The file or memory region scanned. */
+  target: string;
+  verdict: FinalVerdict;
+  /** What Live Protection said (only for lookup-enabled detections). */
+  live?: LookupReport;
+  reputation?: Pick<RepAnswer, "score" | "band" | "source">;
+  sample?: { status: string; key?: string; reason?: string };
+}
+
+export interface ExecutableReport extends ExecutableFound {
+  target: string;
+  reputation?: Pick<RepAnswer, "score" | "band" | "source" | "signerName">;
+}
+
+export interface ObjectReport {
+  target: string;
+  size: number;
+  kind: string;
+  sha256?: string;
+  detections: DetectionReport[];
+  executables: ExecutableReport[];
+  limits: (LimitNote & { target: string })[];
+  durationMs: number;
+}
+
+export interface ScanReport {
+  targets: string[];
+  objects: number;
+  bytes: number;
+  detections: DetectionReport[];
+  /** Detections Live Protection ignored as known false positives. */
+  ignored: number;
+  /** Every executable met (scanned files and archive members), with its reputation tag. */
+  executables: ExecutableReport[];
+  limits: (LimitNote & { target: string })[];
+  errors: SourceError[];
+  durationMs: number;
+  /** True when at least one detection stands (what makes `agent scan` exit 1). */
+  found: boolean;
+}
+
+export interface Progress {
+  phase: "listing" | "scanning" | "done";
+  filesDone: number;
+  filesTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  current?: string;
+}
+
+export interface ScanServiceOptions {
+  call: CallHandler;
+  policy: LivePolicy;
+  sxl?: SxlClient;
+  samples?: { queue: SampleQueue; uploader?: SampleUploader };
+  emit?: (type: string, fields: Record<string, unknown>) => void;
+  limits?: Partial<ScanLimits>;
+}
+
+export class ScanService {
+  constructor(private readonly o: ScanServiceOptions) {}
+
+  /** Scans files and directory trees. */
+  async scanPaths(
+    paths: string[],
+    opts: { onProgress?: (p: Progress) => void; onObject?: (r: ObjectReport) => void } = {},
+  ): Promise<ScanReport> {
+    const started = performance.now();
+    const errors: SourceError[] = [];
+    const files = listFiles(paths, errors);
+    const progress: Progress = {
+      phase: "scanning",
+      filesDone: 0,
+      filesTotal: files.length,
+      bytesDone: 0,
+      bytesTotal: files.reduce((n, f) => n + f.size, 0),
+    };
+    opts.onProgress?.(progress);
+    const reports: ObjectReport[] = [];
+    for (const f of files) {
+      progress.current = f.path;
+      try {
+        const r = await this.scanFile(f);
+        reports.push(r);
+        opts.onObject?.(r);
+      } catch (e) {
+        const d = describeError(e);
+        const code = (e as NodeJS.ErrnoException).code ?? d.code;
+        errors.push({ path: f.path, code, message: d.message });
+        // Without a loaded dataset nothing can be scanned: stop rather than fail every file.
+        if (d.code === "HND_NOT_LOADED") break;
+      }
+      progress.filesDone++;
+      progress.bytesDone += f.size;
+      opts.onProgress?.(progress);
+    }
+    progress.phase = "done";
+    progress.current = undefined;
+    opts.onProgress?.(progress);
+    return summarize(paths, reports, errors, performance.now() - started);
+  }
+
+  /** Scans bytes handed over by a caller (POST /v1/scan with a body). */
+  async scanBytes(bytes: Uint8Array, name: string): Promise<ScanReport> {
+    const started = performance.now();
+    const outcome = await this.sendBytes(bytes, basename(name) || "bytes");
+    scannedBytes.inc({ source: "bytes" }, bytes.length);
+    const report = await this.finish(name, outcome, () => bytes);
+    return summarize([name], [report], [], performance.now() - started);
+  }
+
+  /** Scans the readable memory of a process. */
+  async scanProcess(pid: number, opts: { onProgress?: (p: Progress) => void } = {}): Promise<ScanReport> {
+    const started = performance.now();
+    const target = `pid:${pid}`;
+    const errors: SourceError[] = [];
+    const reports: ObjectReport[] = [];
+    const regions = readableRegions(pid);
+    const progress: Progress = {
+      phase: "scanning",
+      filesDone: 0,
+      filesTotal: regions.length,
+      bytesDone: 0,
+      bytesTotal: regions.reduce((n, r) => n + Math.min(r.present, r.end - r.start), 0),
+    };
+    const fd = openSync(`/proc/${pid}/mem`, "r");
+    try {
+      for (const r of regions) {
+        const name = regionName(pid, r);
+        progress.current = name;
+        try {
+          const size = r.end - r.start;
+          // Mostly-untouched reservations: read only the pages that hold something.
+          const runs: [number, number][] =
+            size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
+          const total = runs.reduce((n, [a, b]) => n + (b - a), 0);
+          const read = (pos: number, len: number): Uint8Array => {
+            const out = new Uint8Array(len);
+            let got = 0;
+            let skip = pos;
+            for (const [a, b] of runs) {
+              const runLen = b - a;
+              if (skip >= runLen) {
+                skip -= runLen;
+                continue;
+              }
+              const take = Math.min(runLen - skip, len - got);
+              out.set(readAt(fd, a + skip, take), got);
+              got += take;
+              skip = 0;
+              if (got === len) break;
+            }
+            return out.subarray(0, got);
+          };
+          if (total > 0) {
+            const outcome = await this.sendStream(name, total, read);
+            scannedBytes.inc({ source: "memory" }, outcome.size);
+            reports.push(await this.finish(name, outcome, null));
+          }
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          // Regions can vanish or refuse reads (guard pages, device mappings) while we look.
+          errors.push({ path: name, code: err.code ?? describeError(e).code, message: err.message });
+          if (describeError(e).code === "HND_NOT_LOADED") break;
+        }
+        progress.filesDone++;
+        progress.bytesDone += Math.min(r.present, r.end - r.start);
+        opts.onProgress?.(progress);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return summarize([target], reports, errors, performance.now() - started);
+  }
+
+  private async scanFile(f: FileTarget): Promise<ObjectReport> {
+    let keep: Uint8Array | undefined;
+    const outcome = await withFdAsync(f.path, async (fd) => {
+      const size = fstatSync(fd).size;
+      if (size <= CHUNK_BYTES) {
+        const bytes = readAt(fd, 0, size);
+        if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
+        return this.sendBytes(bytes, basename(f.path));
+      }
+      return this.sendStream(basename(f.path), size, (pos, len) => readAt(fd, pos, len));
+    });
+    scannedBytes.inc({ source: "file" }, outcome.size);
+    // Files between the chunk size and the sample limit are read again only if a sample is wanted.
+    return this.finish(f.path, outcome, () => keep ?? new Uint8Array(readFileSync(f.path)));
+  }
+
+  private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
+    if (bytes.length <= CHUNK_BYTES) {
+      return (await this.o.call("DatasetA", "scan", {
+        bytes,
+        name,
+        limits: this.o.limits ?? {},
+      })) as ScanOutcome;
+    }
+    return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len));
+  }
+
+  /** A begin/chunk/end session; `read` supplies each chunk (the last may be short). */
+  private async sendStream(
+    name: string,
+    size: number,
+    read: (pos: number, len: number) => Uint8Array,
+  ): Promise<ScanOutcome> {
+    if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name);
+    const { session } = (await this.o.call("DatasetA", "begin", { name, limits: this.o.limits ?? {} })) as {
+      session: string;
+    };
+    try {
+      for (let pos = 0; pos < size; pos += CHUNK_BYTES) {
+        const chunk = read(pos, Math.min(CHUNK_BYTES, size - pos));
+        if (chunk.length === 0) break;
+        await this.o.call("DatasetA", "chunk", { session, bytes: chunk });
+        if (chunk.length < Math.min(CHUNK_BYTES, size - pos)) break;
+      }
+      return (await this.o.call("DatasetA", "end", { session })) as ScanOutcome;
+    } catch (e) {
+      await this.o.call("DatasetA", "abort", { session }).catch(() => {});
+      throw e;
+    }
+  }
+
+  private async reputations(items: { sha256: string; signer?: string }[]): Promise<Map<string, RepAnswer>> {
+    const out = new Map<string, RepAnswer>();
+    if (items.length === 0) return out;
+    try {
+      const answers = (await this.o.call("LocalRepData", "lookupMany", { items })) as RepAnswer[];
+      for (const [i, a] of answers.entries()) out.set(repKey(items[i]!), a);
+    } catch {
+      // No reputation data installed (or the handler failed): everything is simply "unknown".
+    }
+    return out;
+  }
+
+  /** Applies reputation, Live Protection and sample policy to one scanned object. */
+  private async finish(
+    target: string,
+    o: ScanOutcome,
+    bytes: (() => Uint8Array) | null,
+  ): Promise<ObjectReport> {
+    const signerOf = (path: string[]) => {
+      const exe = o.executables.find((x) => samePath(x.path, path));
+      return exe?.authenticode?.status === "valid" ? exe.authenticode.signer.thumbprint : undefined;
+    };
+    const queries = [
+      ...o.executables.map((x) => ({
+        sha256: x.sha256,
+        ...(signerOf(x.path) ? { signer: signerOf(x.path) } : {}),
+      })),
+      ...o.detections.map((d) => ({
+        sha256: d.sha256,
+        ...(signerOf(d.path) ? { signer: signerOf(d.path) } : {}),
+      })),
+    ];
+    const unique = [...new Map(queries.map((q) => [repKey(q), q])).values()];
+    const reps = await this.reputations(unique);
+    const repFor = (sha256: string, path: string[]) => reps.get(repKey({ sha256, signer: signerOf(path) }));
+
+    const detections: DetectionReport[] = [];
+    for (const d of o.detections) {
+      const rep = repFor(d.sha256, d.path);
+      const report: DetectionReport = {
+        ...d,
+        target,
+        verdict: d.kind === "heuristic" ? "suspicious" : "malware",
+        ...(rep?.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
+      };
+      if (d.lookup) {
+        const lookup = await this.lookup(d, rep);
+        report.live = lookup;
+        if (lookup.status === "answered") {
+          if (lookup.verdict === "ignore") report.verdict = "ignored";
+          else if (lookup.verdict === "suspicious") report.verdict = "suspicious";
+          else if (lookup.verdict === "malware") report.verdict = "malware";
+          if (lookup.sample) report.sample = await this.sample(d, target, o, bytes, lookup);
+        }
+      }
+      detectionsTotal.inc({ kind: d.kind, verdict: report.verdict });
+      this.o.emit?.("scan-detection", {
+        target,
+        name: d.name,
+        detectionKind: d.kind,
+        path: d.path,
+        sha256: d.sha256,
+        verdict: report.verdict,
+        ...(report.live ? { live: report.live.status } : {}),
+        ...(report.sample ? { sample: report.sample.status } : {}),
+      });
+      detections.push(report);
+    }
+    const executables: ExecutableReport[] = o.executables.map((x) => {
+      const rep = repFor(x.sha256, x.path);
+      return {
+        ...x,
+        target,
+        ...(rep?.source
+          ? {
+              reputation: {
+                score: rep.score,
+                band: rep.band,
+                source: rep.source,
+                ...(rep.signerName ? { signerName: rep.signerName } : {}),
+              },
+            }
+          : {}),
+      };
+    });
+    return {
+      target,
+      size: o.size,
+      kind: o.kind,
+      ...(o.sha256 ? { sha256: o.sha256 } : {}),
+      detections,
+      executables,
+      limits: o.limits.map((l) => ({ ...l, target })),
+      durationMs: o.durationMs,
+    };
+  }
+
+  private async lookup(d: Detection, rep: RepAnswer | undefined): Promise<LookupReport> {
+    if (rep?.band === "high") {
+      lookupsTotal.inc({ outcome: "skipped-high-reputation" });
+      return { status: "skipped", reason: "high-reputation" };
+    }
+    if (!this.o.policy.lookups || !this.o.sxl) {
+      lookupsTotal.inc({ outcome: "disabled" });
+      return { status: "disabled" };
+    }
+    const r: SxlResult = await this.o.sxl.lookup(d.sha256, d.name);
+    lookupsTotal.inc({ outcome: r.status === "failed" ? `failed-${r.reason}` : r.status });
+    if (r.status === "answered")
+      return { status: "answered", verdict: r.verdict, sample: r.sample, transport: r.transport };
+    if (r.status === "no-information") return { status: "no-information", transport: r.transport };
+    return { status: "failed", reason: r.reason };
+  }
+
+  private async sample(
+    d: Detection,
+    target: string,
+    o: ScanOutcome,
+    bytes: (() => Uint8Array) | null,
+    lookup: LookupReport,
+  ): Promise<{ status: string; key?: string; reason?: string }> {
+    if (!this.o.policy.samples || !this.o.samples) return { status: "not-allowed" };
+    if (d.path.length > 0 || !bytes)
+      return { status: "not-submitted", reason: "only whole files are submitted" };
+    if (!EXECUTABLE_KINDS.has(o.kind)) return { status: "not-submitted", reason: "not an executable" };
+    if (o.size >= SAMPLE_MAX_BYTES) return { status: "not-submitted", reason: "10 MB or larger" };
+    const data = bytes();
+    const digest = new Bun.CryptoHasher("sha256").update(data).digest("hex");
+    if (digest !== d.sha256) return { status: "not-submitted", reason: "file changed since it was scanned" };
+    const r = await this.o.samples.queue.enqueue({
+      data,
+      path: target,
+      sha256: d.sha256,
+      fileKind: o.kind,
+      detection: { name: d.name, kind: d.kind, ...(d.source ? { source: d.source } : {}) },
+      sxl: { verdict: lookup.verdict ?? "unknown", sample: true },
+    });
+    if (r.status === "queued") this.o.samples.uploader?.kick();
+    return r.status === "refused"
+      ? { status: r.status, key: r.key, reason: r.reason }
+      : { status: r.status, key: r.key };
+  }
+}
+
+function samePath(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function repKey(q: { sha256: string; signer?: string }): string {
+  return `${q.sha256}/${q.signer ?? ""}`;
+}
+
+function summarize(
+  targets: string[],
+  reports: ObjectReport[],
+  errors: SourceError[],
+  durationMs: number,
+): ScanReport {
+  const detections = reports.flatMap((r) => r.detections);
+  return {
+    targets,
+    objects: reports.length,
+    bytes: reports.reduce((n, r) => n + r.size, 0),
+    detections,
+    ignored: detections.filter((d) => d.verdict === "ignored").length,
+    executables: reports.flatMap((r) => r.executables),
+    limits: reports.flatMap((r) => r.limits),
+    errors,
+    durationMs,
+    found: detections.some((d) => d.verdict !== "ignored"),
+  };
+}

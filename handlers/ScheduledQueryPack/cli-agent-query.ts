@@ -1,0 +1,143 @@
+/**
+ * `agent query "SELECT …" [--json]`: an ad-hoc query on the agent's query
+ * host (the running agent's, or an in-process one), under the same watchdog
+ * as scheduled queries; a table for people, JSON for scripts.
+ * `agent query --stats` shows the schedule's per-query telemetry instead.
+ * With no ScheduledQueryPack content installed there is no query host, so
+ * the command runs the query in its own watched worker and says so.
+ */
+import { defineCommand } from "citty";
+import { printErr, printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
+import { describeError } from "../../core/errors.ts";
+import { DEFAULT_LIMITS, QueryRunner } from "./watchdog.ts";
+
+/** Errors caused by the SQL the user typed, not by the agent. */
+const USER_FAULTS = new Set([
+  "HND_QUERY_SQL",
+  "HND_QUERY_REFUSED",
+  "HND_QUERY_UNKNOWN_TABLE",
+  "HND_QUERY_BAD_ARGS",
+]);
+
+export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
+
+export interface QueryOutput {
+  engine: string;
+  columns: string[];
+  rows: Record<string, string>[];
+  rowCount: number;
+  truncated: boolean;
+  warnings: string[];
+  stats: { wallMs: number; cpuMs: number; peakMemoryBytes: number };
+  /** "agent" when the agent's query host answered, "local" for the fallback. */
+  ranBy?: "agent" | "local";
+}
+
+async function runLocally(sql: string): Promise<QueryOutput> {
+  const runner = new QueryRunner();
+  try {
+    const out = await runner.run(sql, DEFAULT_LIMITS);
+    return {
+      engine: runner.engine,
+      columns: out.result.columns,
+      rows: out.result.rows,
+      rowCount: out.result.rows.length,
+      truncated: false,
+      warnings: out.result.warnings,
+      stats: out.stats,
+    };
+  } finally {
+    await runner.stop();
+  }
+}
+
+interface StatsOutput {
+  engine: string;
+  queries: {
+    name: string;
+    runs: number;
+    lastRows: number;
+    avgWallMs: number;
+    errors: number;
+    watchdogKills: number;
+    denylistedUntil: string | null;
+    nextRunAt: string | null;
+  }[];
+}
+
+async function queryOnce(callHandler: CallHandler, sql: string): Promise<QueryOutput> {
+  try {
+    return {
+      ...((await callHandler("ScheduledQueryPack", "query", { sql })) as QueryOutput),
+      ranBy: "agent",
+    };
+  } catch (e) {
+    if (describeError(e).code !== "HND_NOT_LOADED") throw e;
+    printErr("note: no ScheduledQueryPack content is loaded; running the query in a local watched worker");
+    return { ...(await runLocally(sql)), ranBy: "local" };
+  }
+}
+
+export function makeQueryCommand(callHandler: CallHandler) {
+  return defineCommand({
+    meta: {
+      name: "query",
+      description: "Run an osquery-style SQL query on this host (or --stats for the schedule)",
+    },
+    args: {
+      sql: { type: "positional", required: false, description: 'e.g. "SELECT pid, name FROM processes"' },
+      json: { type: "boolean", default: false, description: "print the result as JSON" },
+      stats: { type: "boolean", default: false, description: "show scheduled-query telemetry instead" },
+    },
+    async run({ args }) {
+      if (args.stats) {
+        const s = (await callHandler("ScheduledQueryPack", "stats", {})) as StatsOutput;
+        if (args.json) printJson(s);
+        else
+          printText(
+            renderTable(
+              ["query", "runs", "rows", "avg ms", "errors", "kills", "denylisted until", "next run"],
+              s.queries.map((q) => [
+                q.name,
+                q.runs,
+                q.lastRows,
+                q.avgWallMs,
+                q.errors,
+                q.watchdogKills,
+                q.denylistedUntil,
+                q.nextRunAt,
+              ]),
+            ),
+          );
+        return s;
+      }
+      const sql = typeof args.sql === "string" ? args.sql : "";
+      if (!sql.trim())
+        throw new UsageError(
+          "CLI_USAGE",
+          'agent query needs SQL, e.g. agent query "SELECT * FROM os_version"',
+        );
+      let out: QueryOutput;
+      try {
+        out = await queryOnce(callHandler, sql);
+      } catch (e) {
+        // The query itself was wrong: a usage error (exit 2) whose message keeps the precise cause.
+        const d = describeError(e);
+        if (USER_FAULTS.has(d.code)) throw new UsageError("CLI_BAD_QUERY", `${d.code}: ${d.message}`);
+        throw e;
+      }
+      if (args.json) printJson(out);
+      else {
+        printText(
+          renderTable(
+            out.columns,
+            out.rows.map((r) => out.columns.map((c) => r[c] ?? "")),
+          ),
+        );
+        for (const w of out.warnings) printErr(`warning: ${w}`);
+        if (out.truncated) printErr(`warning: showing ${out.rows.length} of ${out.rowCount} rows`);
+      }
+      return out;
+    },
+  });
+}
