@@ -10,7 +10,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
-import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../../handlers/_shared/lua/testkit.ts";
+import {
+  type LuaTestAgent,
+  rulesPayload,
+  startLuaAgent,
+  testKey,
+} from "../../handlers/_shared/lua/testkit.ts";
 import { behaviorHandler } from "../../handlers/Behavior/index.ts";
 import { productRulesFeedHandler } from "../../handlers/ProductRulesFeed/index.ts";
 import { makeVendor, type Vendor } from "../fixtures/vendor.ts";
