@@ -16,6 +16,8 @@ const benches = [
   ["reputation.ts"],
   ["sxl.ts"],
   ["behavior.ts"],
+  ["ips.ts", "--sizes", "100,10000,100000"],
+  ["esh.ts"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

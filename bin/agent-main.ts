@@ -27,13 +27,19 @@ setAgentWiring({
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryExtensions()),
       import("../handlers/DatasetA/scan/routes.ts").then((m) => [m.scanRoutes()]),
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
+      import("../handlers/EPIPS_data/routes.ts").then((m) => [m.ipsRoutes()]),
     ]).then((lists) => lists.flat()),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md);
-  // scheduled-query results to their sinks (docs/queries.md). Each is owned by the agent it serves.
+  // scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
+  // watchdog, NTP_OVERRIDES (docs/ips.md); telemetry upload (off unless telemetry.enabled,
+  // docs/telemetry.md) and the self-help log reader (docs/selfhelp.md). Each is owned by the agent it serves.
   services: (ctx) =>
     Promise.all([
       import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
+      import("../handlers/EPIPS_data/service.ts").then((m) => [m.ipsService(ctx)]),
+      import("../handlers/TELEMSUP/wiring.ts").then((m) => [m.telemetryService(ctx)]),
+      import("../handlers/ESH/wiring.ts").then((m) => [m.selfHelpService(ctx)]),
     ]).then((lists) => lists.flat()),
 });
 
@@ -57,6 +63,12 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    telemetry: () => import("../handlers/TELEMSUP/cli-agent-telemetry.ts").then((m) => m.default),
+    selfhelp: () =>
+      Promise.all([
+        import("../handlers/ESH/cli-agent-selfhelp.ts"),
+        import("../core/cli/agent/session.ts"),
+      ]).then(([esh, session]) => session.handlerCommand(esh.makeSelfhelpCommand)),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
     query: () =>
       Promise.all([
@@ -68,6 +80,7 @@ const main = defineCommand({
     scan: () => import("../handlers/DatasetA/scan/cli-agent-scan.ts").then((m) => m.default),
     rules: () => import("../handlers/Behavior/cli-agent-rules.ts").then((m) => m.default),
     "run-repair": () => import("../handlers/RepairKit/cli-agent-run-repair.ts").then((m) => m.default),
+    ips: () => import("../handlers/EPIPS_data/cli-agent-ips.ts").then((m) => m.default),
     rep: () =>
       Promise.all([
         import("../handlers/LocalRepData/cli-agent-rep.ts"),

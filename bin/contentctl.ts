@@ -7,8 +7,23 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
+import { setAgentWiring } from "../core/cli/agent/session.ts";
+import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
+
+// pack, rules pack, datasets pack and release start validate content with the agent's own handlers, in
+// host processes started from this executable (`contentctl host`, hidden; core/host/validate-offline.ts).
+setAgentWiring({
+  registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
+});
+
+// Types whose sources are checked before signing (a bad ESH pattern is named by file and line).
+setPackChecks({
+  ESH: () => import("../handlers/ESH/pack-check.ts").then((m) => m.checkEshSources),
+  TELEMSUP: () => import("../handlers/TELEMSUP/pack-check.ts").then((m) => m.checkTelemsupSources),
+});
 
 const main = defineCommand({
   meta: {
@@ -31,6 +46,7 @@ const main = defineCommand({
     rep: () => import("../handlers/LocalRepData/cli-contentctl-rep.ts").then((m) => m.default),
     sxl: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.sxlCommand),
     samples: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.samplesCommand),
+    host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });
 

@@ -9,6 +9,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { IpsConfigSchema } from "./ips-config.ts";
+import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
+import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
 export const AgentConfigSchema = z
   .object({
@@ -70,6 +73,8 @@ export const AgentConfigSchema = z
           .int()
           .min(64 * 1024)
           .default(64 * 1024 * 1024),
+        /** Most CPU seconds a host process may use (its largest handler budget, capped here; core/host/cpu-limit.ts). */
+        cpuCeilingSeconds: z.number().int().positive().max(86400).default(3600),
         /** Time a handler call may take before it is cancelled. */
         callTimeoutSeconds: z.number().positive().default(30),
         /** Time validate or load may take. */
@@ -265,6 +270,14 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in core/ips-config.ts. */
+    ips: IpsConfigSchema,
+    /** The agent's own JSON-lines log files (core/logs/files.ts). */
+    logs: LogFilesConfigSchema,
+    /** Self-help (ESH) rules over local logs (docs/selfhelp.md). */
+    selfHelp: SelfHelpConfigSchema,
+    /** Telemetry upload, governed by TELEMSUP content; off by default (docs/telemetry.md). */
+    telemetry: TelemetryConfigSchema,
   })
   .strict();
 

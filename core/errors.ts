@@ -46,6 +46,8 @@ export class HandlerError extends OutpostError {}
 export class ConfigError extends OutpostError {}
 /** The local content store. Codes: STORE_* */
 export class StoreError extends OutpostError {}
+/** The IPS packet path: queue, packet-filter rules, self-disable. Codes: IPS_* */
+export class IpsError extends OutpostError {}
 
 export function isOutpostError(e: unknown): e is OutpostError {
   return e instanceof OutpostError;

@@ -29,6 +29,7 @@ import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
 import { FleetRegistry } from "./fleet.ts";
 import { releaseStatePaths } from "./state.ts";
+import { telemetryReceiver } from "./telemetry/receiver.ts";
 
 const logger = log.child({ component: "release-server" });
 
@@ -227,11 +228,13 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
         : undefined),
   });
   const repo = repoRequestHandler(config.paths.repo);
+  const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
     fetch: (req) => {
       const path = new URL(req.url).pathname;
+      if (telemetry.handles(path)) return telemetry.fetch(req);
       return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
         ? app.fetch(req)
         : repo(req);
@@ -250,6 +253,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       if (soon) clearTimeout(soon);
       await ticking?.catch(() => {});
       await server.stop(true);
+      telemetry.close();
       fleet.save(paths.fleet, now());
       await alerter.flush();
     },

@@ -13,7 +13,26 @@ describe("built-in host groups", () => {
 
   test("the issue's groups exist with the issue's shape", () => {
     const g = new Map(builtinGroups.map((x) => [x.name, x]));
-    expect([...g.keys()].sort()).toEqual(["behavior", "hmpa", "query", "repair", "scanner"]);
+    expect([...g.keys()].sort()).toEqual([
+      "behavior",
+      "esh",
+      "hmpa",
+      "ips",
+      "query",
+      "repair",
+      "scanner",
+      "telemetry",
+    ]);
+    // TELEMSUP checks a document; ESH gets log lines over IPC: neither may touch files or the network.
+    for (const name of ["telemetry", "esh"]) {
+      expect(g.get(name)).toMatchObject({
+        runAs: "agent",
+        fs: { read: [], write: [] },
+        net: "none",
+        exec: false,
+        agent: false,
+      });
+    }
     expect(g.get("scanner")).toMatchObject({
       runAs: "agent",
       fs: { read: [], write: [] },
@@ -21,6 +40,13 @@ describe("built-in host groups", () => {
       exec: false,
     });
     expect(g.get("hmpa")).toMatchObject({
+      runAs: "agent",
+      fs: { read: [], write: [] },
+      net: "none",
+      exec: false,
+    });
+    // ips: like the scanner — packets arrive over IPC, nothing else is reachable.
+    expect(g.get("ips")).toMatchObject({
       runAs: "agent",
       fs: { read: [], write: [] },
       net: "none",

@@ -53,8 +53,33 @@ export const builtinGroups: GroupPolicy[] = [
     capabilities: ["chown", "fowner", "dac_override", "dac_read_search"],
   }),
   defineGroup({
+    // Packets arrive from the supervisor's NFQUEUE reader over IPC; verdicts go back (docs/ips.md).
+    name: "ips",
+    description: "EPIPS_data, NTP_OVERRIDES: match queued packets and check module lists; touch nothing else",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
     name: "hmpa",
     description: "Hmpa_data: an allowlist looked up in memory; needs nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
+    // Pure checks of TELEMSUP content; the upload is the supervisor's (docs/telemetry.md).
+    name: "telemetry",
+    description: "TELEMSUP: validates telemetry settings; needs nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
+    // No file system either: the supervisor reads the logs the rules name and streams their lines
+    // here, so content can never widen what this process reads (docs/selfhelp.md).
+    name: "esh",
+    description: "ESH: self-help regular expressions over log lines the supervisor streams in",
     runAs: "agent",
     net: "none",
     exec: false,

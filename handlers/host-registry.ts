@@ -19,6 +19,9 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
+  ips: [() => import("./EPIPS_data/index.ts"), () => import("./NTP_OVERRIDES/index.ts")],
+  telemetry: [() => import("./TELEMSUP/index.ts")],
+  esh: [() => import("./ESH/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

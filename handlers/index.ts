@@ -6,12 +6,16 @@ import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
+import { epipsDataHandler } from "./EPIPS_data/index.ts";
+import { eshHandler } from "./ESH/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
+import { ntpOverridesHandler } from "./NTP_OVERRIDES/index.ts";
 import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
+import { telemsupHandler } from "./TELEMSUP/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
   return [
@@ -22,6 +26,10 @@ export function builtinHandlers(): ContentHandler[] {
     behaviorHandler as ContentHandler,
     productRulesFeedHandler as ContentHandler,
     repairKitHandler as ContentHandler,
+    epipsDataHandler as ContentHandler,
+    ntpOverridesHandler as ContentHandler,
+    telemsupHandler as ContentHandler,
+    eshHandler as ContentHandler,
   ];
 }
 

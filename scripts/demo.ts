@@ -119,9 +119,31 @@ for (const [type, src] of [
   ["DatasetA", "examples/DatasetA"],
   ["LocalRepData", join(DEMO, "src/LocalRepData")],
   ["ScheduledQueryPack", "examples/ScheduledQueryPack"],
+  // IPS signatures and the incompatible-module list (docs/ips.md); the IPS itself stays off by default.
+  ["EPIPS_data", "examples/EPIPS_data"],
+  ["NTP_OVERRIDES", "examples/NTP_OVERRIDES"],
 ] as const) {
   const out = join(DEMO, `packages/${type}-1.tar`);
   run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, src]);
+  packages.push(out);
+}
+
+step("vendor: pack the telemetry settings (TELEMSUP) and the self-help rules (ESH)");
+for (const type of ["TELEMSUP", "ESH"]) {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([
+    CTL,
+    "pack",
+    "--type",
+    type,
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    `examples/${type}`,
+  ]);
   packages.push(out);
 }
 
@@ -211,6 +233,10 @@ const first = (await Bun.file(join(ROOT, "examples/Hmpa_data/thumbprints.txt")).
   .find((l) => l.trim() && !l.startsWith("#"))
   ?.trim();
 if (first) run([AGENT, "hmpa", "check", first, "--state", config.stateDir]);
+step("endpoint: IPS status (signatures loaded; the IPS itself is off until 'agent ips enable', docs/ips.md)");
+run([AGENT, "ips", "status", "--state", config.stateDir]);
+step("endpoint: self-help findings (ESH rules over the agent's own log, STATE/logs/agent.log)");
+run([AGENT, "selfhelp", "--state", config.stateDir]);
 
 const SAMPLE = "examples/samples/detected-on-purpose.txt";
 step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
@@ -254,11 +280,13 @@ Outpost is running. Try, in another terminal:
   ./dist/agent events replay examples/Behavior/events.jsonl --state demo/state   # feed recorded events
   ./dist/agent events --follow --state demo/state    # detections, updates, rejections as they happen
   ./dist/agent rules stats --state demo/state        # per-rule telemetry
+  ./dist/agent selfhelp --json --state demo/state    # self-help findings (KB articles matching the logs)
   ./dist/agent scan examples/samples --state demo/state
   ./dist/agent query "SELECT name, version FROM os_version" --state demo/state
   ./dist/agent run-repair --dry-run --state demo/state
   ./dist/agent status --state demo/state            # health, versions, last errors (add --json)
   ./dist/agent content list --state demo/state
+  sudo ./dist/agent ips enable --state demo/state    # NFQUEUE on ports 80/8080 (root; docs/ips.md)
   ./dist/agent hmpa check 'StackPivot:deadbeef' --state demo/state
   ./dist/agent update --state demo/state            # run an update cycle now
   ./dist/agent content rollback Hmpa_data --state demo/state

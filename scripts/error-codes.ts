@@ -30,6 +30,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["STORE_", "local content store (core/store)"],
   ["AGENT_", "agent process and state directory"],
   ["HND_", "content handlers"],
+  ["HOST_", "host process health reasons on the health board (core/host)"],
   ["CFG_", "configuration, keys, command-line input"],
   ["CTL_", "control plane and its clients"],
   ["CLI_", "command-line usage"],
@@ -38,6 +39,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["FLEET_", "fleet heartbeat endpoint (fleet/server.ts)"],
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
+  ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
+  ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
 ];
 
 function walk(dir: string, out: string[] = []): string[] {

@@ -73,6 +73,8 @@ export const LAYERS: readonly { layer: Layer; units: RegExp; mayImport: readonly
 export const TYPE_DEPENDENCIES: Readonly<Record<string, readonly string[]>> = {
   // The scan requester looks detected executables up in LocalRepData and runs its process tagger.
   "handlers/DatasetA": ["handlers/LocalRepData"],
+  // The IPS service asks NTP_OVERRIDES whether a loaded module forbids it (docs/ips.md).
+  "handlers/EPIPS_data": ["handlers/NTP_OVERRIDES"],
 };
 
 /** L4: what test code may import in addition to its layer's list. */

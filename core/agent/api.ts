@@ -79,6 +79,8 @@ export interface HostStatus {
     rlimits: boolean;
     noNewPrivs: boolean;
     memory: "cgroup" | "watchdog" | "none";
+    /** What the host sees of STATE: nothing but its work dir, STATE without the secrets, or all of it. */
+    stateView?: "hidden" | "secrets-masked" | "none";
   };
   /** Why a layer is off or weaker than it could be. */
   notes: string[];

@@ -34,6 +34,7 @@ import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
 import { type Timers, UpdateLoop } from "../update/schedule.ts";
 import { type Transport, transportFor } from "../update/transport.ts";
+import { warnIfTrustExpiring } from "../update/trust-expiry.ts";
 import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
@@ -145,6 +146,7 @@ export class Agent implements AgentApi {
                 reason: `host ${e.group} crashed ${e.crashes} times in ${opts.config.hosts.crashLoop.windowSeconds} s with no recent content to blame (last: ${e.detail})`,
               }),
             command: opts.hosts?.command,
+            health: this.health,
             now: () => this.now().getTime(),
           });
   }
@@ -317,6 +319,7 @@ export class Agent implements AgentApi {
     try {
       trust = await TrustStore.load(u.trust);
       this.trustProblem = undefined;
+      warnIfTrustExpiring(trust, this.now(), this.log);
     } catch (e) {
       this.trustProblem = describeError(e).message;
       throw e;
@@ -507,7 +510,13 @@ export class Agent implements AgentApi {
     this.memory?.save();
   }
 
-  private alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
+  /** An admin alert from a supervisor-side feature (self-help findings, refused telemetry settings). */
+  notify(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
+    this.alert(a);
+  }
+
+  /** Sends an alert to the event stream and every sink (features such as the IPS use it too). */
+  alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void {
     const alert: Alert = {
       ...a,
       at: this.now().toISOString(),

@@ -198,7 +198,8 @@ export class ControlClient implements RemoteAgentApi {
     return fetch(`${this.socket ? "http://localhost" : this.url}${path}`, init);
   }
 
-  private async request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown> {
+  /** A JSON request to any route (feature routes mounted by extensions use it from their CLI). */
+  async request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown> {
     const res = await this.send(method, path, { body, timeoutMs });
     const text = await res.text();
     let parsed: unknown;

@@ -28,7 +28,7 @@ export function httpStatusFor(code: string): ContentfulStatusCode {
   if (code === "CTL_UNAUTHORIZED") return 401;
   if (code === "CTL_NOT_FOUND" || code === "HND_UNKNOWN_TYPE" || code === "HND_UNKNOWN_METHOD") return 404;
   if (code === "CTL_BODY_TOO_LARGE") return 413;
-  if (code === "CTL_FORBIDDEN_HOST") return 403;
+  if (code === "CTL_FORBIDDEN_HOST" || code === "CTL_PEER_REFUSED") return 403;
   if (code === "CTL_UNSUPPORTED_MEDIA_TYPE") return 415;
   if (code === "CTL_TOO_MANY_STREAMS" || code === "CTL_NOT_AVAILABLE") return 503;
   if (code === "HND_NO_API") return 404;

@@ -96,6 +96,7 @@ export const HostStatusSchema = z
         rlimits: z.boolean(),
         noNewPrivs: z.boolean(),
         memory: z.enum(["cgroup", "watchdog", "none"]),
+        stateView: z.enum(["hidden", "secrets-masked", "none"]).optional(),
       })
       .openapi({ description: "Which enforcement layers are in force for this host right now" }),
     notes: z.array(z.string()).openapi({ description: "Why a layer is off or weaker than it could be" }),

@@ -84,6 +84,18 @@ describe("routes", () => {
     expect(api.calls.map((c) => c.op)).toEqual(["update"]);
   });
 
+  test("actions lift Bun's 10 s idle limit for their connection; reads keep it", async () => {
+    // Bun only knows the Request object it handed in: the lift must name that very object.
+    const lifted: [Request, number][] = [];
+    const server = { timeout: (r: Request, s: number) => lifted.push([r, s]) };
+    const update = new Request("http://localhost/v1/update", { method: "POST", headers: auth });
+    await app.fetch(update, server);
+    await app.fetch(new Request("http://localhost/v1/status", { headers: auth }), server);
+    expect(lifted).toHaveLength(1);
+    expect(lifted[0]![0]).toBe(update);
+    expect(lifted[0]![1]).toBe(0);
+  });
+
   test("GET /v1/update is not a route", async () => {
     await expectError(await req("/v1/update", { headers: auth }), 404, "CTL_NOT_FOUND");
     expect(api.calls).toEqual([]);

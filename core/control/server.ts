@@ -22,13 +22,14 @@ import { HTTPException } from "hono/http-exception";
 import type { AgentApi } from "../agent/api.ts";
 import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
-import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { atomicWriteJson } from "../fsutil.ts";
 import { log } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
 import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
 import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
 import { countRequest, recordRequest } from "./http-metrics.ts";
+import { guardEdge, guardRoutes } from "./peer-guard.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
 import { type EventStreamOptions, EventStreams, eventRoutes } from "./routes/events.ts";
@@ -36,6 +37,7 @@ import { handlerRoutes } from "./routes/handlers.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { COMMON_ERRORS, errorResponses } from "./schemas.ts";
 import { StatusCache } from "./status-cache.ts";
+import { writeControlToken } from "./token-file.ts";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -61,6 +63,9 @@ export interface ControlApp {
   /** Ends open event streams and detaches from the event bus; returns how many streams it ended. */
   close(): number;
 }
+
+/** `idleTimeout: 0` for the unix listener, typed loosely because Bun's types omit it there (see below). */
+const UNIX_NO_IDLE_LIMIT: object = { idleTimeout: 0 };
 
 /** Zod validation failures (params, query, headers, bodies) become the one error shape. */
 function validationHook(
@@ -185,6 +190,18 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
   });
 
   const access: AdmissionOptions = { token: opts.token, allowRemote: opts.allowRemote ?? false };
+  // Bun closes a connection that sends nothing for 10 s. An action (update cycle, rollback,
+  // handler call) may take longer before its first byte on a busy host — the client then saw
+  // ECONNRESET although the action went on. Actions get no idle limit; their own timeouts
+  // (update transfer limits, hosts.callTimeoutSeconds) bound them. Reads keep Bun's default.
+  // First in the chain: later middleware (the body limit) may replace c.req.raw, and Bun only
+  // knows the request object it handed in. An unauthenticated action is refused at once anyway.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
+    }
+    await next();
+  });
   app.use("*", gate({ ...access, maxSize }));
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
@@ -372,7 +389,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const token = randomBytes(32).toString("hex");
   // The token lands before control.json: a client that finds control.json can always read a matching token.
-  atomicWriteFile(paths.controlToken, `${token}\n`, 0o600);
+  writeControlToken(paths.controlToken, token);
 
   const control = buildControlApp(opts.api, {
     token,
@@ -389,8 +406,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     tcp = Bun.serve({
       hostname: host,
       port: opts.port ?? 0,
-      routes: control.nativeRoutes,
-      fetch: app.fetch,
+      routes: guardRoutes(control.nativeRoutes, "tcp"),
+      fetch: guardEdge(app.fetch, "tcp"),
       error: internalErrorResponse,
     });
   } catch (e) {
@@ -449,11 +466,16 @@ function listenUnix(path: string, control: ControlApp): Server<undefined> | unde
     const previous = process.umask(0o177);
     let server: Server<undefined>;
     try {
+      // No idle limit on the socket: in Bun 1.4, server.timeout() (the per-request lift the TCP
+      // listener gets, see buildControlApp) does not take effect for POSTs over a unix socket —
+      // a 12 s update answered ECONNRESET — while the server-wide option does (its type omits it
+      // for unix servers). Only the agent's own user can connect (0600), so nothing is exposed.
       server = Bun.serve({
         unix: path,
-        routes: control.nativeRoutes,
-        fetch: control.app.fetch,
+        routes: guardRoutes(control.nativeRoutes, { unix: path }),
+        fetch: guardEdge(control.app.fetch, { unix: path }),
         error: internalErrorResponse,
+        ...UNIX_NO_IDLE_LIMIT,
       });
     } finally {
       process.umask(previous);

@@ -42,6 +42,7 @@ export function hostStatuses(ctx: ManagerContext, crashesInWindow: (g: GroupRec)
         rlimits: !!l?.rlimits,
         noNewPrivs: !!l?.noNewPrivs || !!ll?.fs,
         memory: g.cgroupDir ? "cgroup" : g.launch ? "watchdog" : "none",
+        stateView: g.launch?.stateView ?? "none",
       },
       notes,
       limits: { ...g.limits },

@@ -30,9 +30,12 @@ import type { HostStatus } from "../agent/api.ts";
 import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
+import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
+import { programBlocker, reportUidDrop } from "./health-report.ts";
 import { ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
 import { hostStatuses } from "./host-status.ts";
 import { defaultHostCommand, defaultInstallDir, hostEnv, prepareWorkDir, sandboxGaps } from "./launch.ts";
+import { trackHostProcess } from "./peers.ts";
 import { type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
 import { HostProcess } from "./process.ts";
 import { CommitResult, type InitArgs, InitResult, PrepareResult, parseWire } from "./protocol.ts";
@@ -56,6 +59,7 @@ import {
   landlockRules,
   resolveAgentIdentity,
 } from "./sandbox.ts";
+import { withStateView } from "./state-view.ts";
 import { CrashSupervisor } from "./supervision.ts";
 
 // The host's public face: what callers outside core/host import from here.
@@ -114,7 +118,11 @@ export class HostManager implements HandlerHost {
       if (!refused) {
         g.types.push(type);
         g.limits.memoryBytes += manifest.limits.memoryMb * 1024 * 1024;
-        g.limits.cpuSeconds += manifest.limits.cpuSeconds;
+        g.limits.cpuSeconds = withHandlerCpu(
+          g.limits.cpuSeconds,
+          manifest.limits.cpuSeconds,
+          opts.config.cpuCeilingSeconds ?? DEFAULT_CPU_CEILING_SECONDS,
+        );
       }
     }
   }
@@ -423,12 +431,25 @@ export class HostManager implements HandlerHost {
     this.tools ??= findTools();
     this.identity ??= resolveAgentIdentity(this.opts.config.user);
     const supervisorUid = process.getuid?.() ?? 0;
-    const { dir: workDir, unreachable } = prepareWorkDir(
+    const wanted = supervisorUid === 0 && spec.runAs === "agent";
+    // The program too: a host that cannot even exec itself as the unprivileged user would crash-loop.
+    const programBlocked = wanted
+      ? programBlocker(this.identity, process.execPath, this.pathVars.installDir)
+      : undefined;
+    const { dir: workDir, unreachable: stateBlocked } = prepareWorkDir(
       this.opts.stateDir,
       g.name,
-      supervisorUid === 0 && spec.runAs === "agent" ? this.identity : null,
+      wanted && !programBlocked ? this.identity : null,
       this.opts.log,
     );
+    const unreachable = programBlocked ?? stateBlocked;
+    reportUidDrop(this.opts.health, {
+      group: g.name,
+      wanted,
+      unreachable,
+      user: this.identity.user,
+      stateDir: this.opts.stateDir,
+    });
     const maxPackage = Math.max(0, ...manifests.map((m) => m.maxPackageBytes));
     const maxOutbound = Math.max(this.opts.config.maxMessageBytes, maxPackage + 1024 * 1024);
     const maxInbound = this.opts.config.maxMessageBytes;
@@ -445,6 +466,7 @@ export class HostManager implements HandlerHost {
       tools: this.tools,
       noUidDrop: unreachable,
     });
+    withStateView(launch, { spec, stateDir: this.opts.stateDir, workDir, supervisorUid });
     g.launch = launch;
     if (g.cgroupDir === undefined) {
       this.cgroup ??= detectCgroupV2();
@@ -459,6 +481,8 @@ export class HostManager implements HandlerHost {
       }
     }
     const log = this.opts.log.child({ component: "host", group: g.name });
+    // The control plane refuses connections from host processes (core/control/peer-guard.ts).
+    let untrack = () => {};
     const proc: HostProcess = new HostProcess({
       group: g.name,
       argv: launch.argv,
@@ -478,8 +502,12 @@ export class HostManager implements HandlerHost {
       onProtocolError: (p) => this.router.protocolError(g, p, log),
       onSample: (s) => rssBytes.set({ group: g.name }, s.rssBytes),
       onHeartbeat: (s) => this.router.applyStatus(s),
-      onExit: (exit) => this.supervisor.onExit(g, proc, exit),
+      onExit: (exit) => {
+        untrack();
+        this.supervisor.onExit(g, proc, exit);
+      },
     });
+    untrack = trackHostProcess(proc.pid);
     g.proc = proc;
     g.epoch += 1;
     g.staged.clear();

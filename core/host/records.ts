@@ -3,6 +3,7 @@
  * per-type and per-group records, and the context each part (supervision,
  * routing, status) gets from the manager instead of reaching into it.
  */
+
 import type { CrashInfo, HostStatus } from "../agent/api.ts";
 import type { AgentConfig } from "../config.ts";
 import type { HandlerError } from "../errors.ts";
@@ -10,6 +11,7 @@ import type { ContentView, HandlerManifest } from "../handler/contract.ts";
 import type { HandlerState } from "../handler/host-contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
+import type { HostHealth } from "./health-report.ts";
 import type { GroupPolicy } from "./policy.ts";
 import type { HostProcess } from "./process.ts";
 import type { InitResult } from "./protocol.ts";
@@ -40,6 +42,8 @@ export interface HostManagerOptions {
   onContentFailure(f: ContentFailure): Promise<ContentView | null>;
   /** A crash loop nothing could be blamed on (S3); the agent raises an alert. */
   onCrashLoop?(e: { group: string; crashes: number; detail: string }): void;
+  /** The agent's health board, for sandbox problems the administrator must fix (health-report.ts). */
+  health?: HostHealth;
   /** Replaces the host command (tests: a misbehaving child). Wrappers are still applied. */
   command?(group: string, limits: { maxInbound: number; maxOutbound: number }): string[];
   now?(): number;

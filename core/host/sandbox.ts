@@ -78,6 +78,8 @@ export interface Launch {
   user: string;
   /** Why a layer is off, for status and the start-up warning. */
   notes: string[];
+  /** Set by withStateView (state-view.ts). */
+  stateView?: "hidden" | "secrets-masked" | "none";
 }
 
 export interface LaunchTools {

@@ -50,7 +50,7 @@ export async function packDirectory(opts: PackDirectoryOptions): Promise<Uint8Ar
 }
 
 /** Walks `root` without following symlinks; returns its regular files sorted by UTF-8 path. */
-async function collectRegularFiles(root: string): Promise<{ path: string; data: Uint8Array }[]> {
+export async function collectRegularFiles(root: string): Promise<{ path: string; data: Uint8Array }[]> {
   // The root itself may be a symlink the caller chose; only what is inside it must not be.
   const rootStat = await stat(root).catch((e: unknown) => {
     throw new PackageError(

@@ -8,9 +8,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
+import { setAgentWiring } from "../../core/cli/agent/session.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { isOutpostError } from "../../core/errors.ts";
 import { publish } from "../../core/repo/publish.ts";
+import { testRegistry } from "../../test/fixtures/text-handler.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import type { ReleaseView } from "../views.ts";
 import release from "./release.ts";
@@ -28,6 +30,8 @@ let dir: string;
 let cfg: string;
 
 beforeAll(async () => {
+  // What bin/contentctl.ts wires: release start validates with these handlers (here the test type).
+  setAgentWiring({ registry: () => testRegistry() });
   vendor = await makeVendor();
   dir = mkdtempSync(join(tmpdir(), "outpost-release-cli-"));
   mkdirSync(join(dir, "packages"));

@@ -3,17 +3,23 @@
  * packed package and publishes it to the first release group. Without
  * --package the file is taken from `packages/TYPE-VERSION.tar` next to the
  * config. Refuses a version or signing time agents in some group would
- * refuse (R10, R11), and a second active release of the same type.
+ * refuse (R10, R11), content the agent's own handler rejects (validated in
+ * its sandboxed host, validate.ts), and a second active release of the same type.
  */
 import { join } from "node:path";
 import { defineCommand } from "citty";
+import { keyringFile, validatePackageFile } from "../../core/cli/contentctl/validate.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { ReleaseEngine } from "../engine.ts";
 import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
-  meta: { name: "start", description: "Start a staged release: publish a packed package to the first group" },
+  meta: {
+    name: "start",
+    description:
+      "Start a staged release: validate a packed package with the agent's own handler in its sandboxed host, then publish it to the first group",
+  },
   args: {
     type: { type: "positional", required: true, description: "Content type, e.g. Hmpa_data" },
     version: { type: "positional", required: true, description: "Content version" },
@@ -21,6 +27,11 @@ export default defineCommand({
       type: "string",
       valueHint: "FILE",
       description: "Package file (default packages/TYPE-VERSION.tar)",
+    },
+    "content-key": {
+      type: "string",
+      valueHint: "FILE",
+      description: "Content keyring (Lua types): the agent's handler needs it to load the rules it validates",
     },
     ...releaseArgs,
   },
@@ -34,6 +45,12 @@ export default defineCommand({
     const config = releaseConfig(args);
     const packageFile =
       args.package ?? join(config.paths.file, "..", "packages", `${args.type}-${args.version}.tar`);
+    // Before any group sees it: the agent's own handler must accept and load it (validate.ts).
+    await validatePackageFile({
+      file: packageFile,
+      type: args.type,
+      workDirFiles: keyringFile(args["content-key"]),
+    });
     const engine = new ReleaseEngine({ config });
     const release = await engine.start({ type: args.type, version: Number(args.version), packageFile });
     const view = engine.status().releases.find((r) => r.id === release.id);

@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync 
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { defineCommand } from "citty";
+import { validatePayloadDir } from "../../core/cli/contentctl/validate.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { sha384Hex } from "../../core/crypto/digest.ts";
 import { loadSigningKeys } from "../../core/crypto/keys.ts";
@@ -78,7 +79,11 @@ const check = defineCommand({
 });
 
 const pack = defineCommand({
-  meta: { name: "pack", description: "Build a signed DatasetA package from signature files" },
+  meta: {
+    name: "pack",
+    description:
+      "Build a signed DatasetA package from signature files, validated by the agent's DatasetA handler in its sandboxed host",
+  },
   args: {
     ...inputArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },
@@ -102,6 +107,13 @@ const pack = defineCommand({
     const dir = mkdtempSync(join(tmpdir(), "outpost-dataseta-"));
     try {
       for (const f of files) copyFileSync(f.from, join(dir, f.name));
+      // And then as the agent runs it: DatasetA's handler in its sandboxed scanner host.
+      await validatePayloadDir({
+        type: "DatasetA",
+        version: Number(args.version),
+        dir,
+        source: "signature files",
+      });
       const keys = await loadSigningKeys(args.keys);
       const bytes = await packDirectory({ type: "DatasetA", version: Number(args.version), keys, dir });
       atomicWriteFile(args.out, bytes);

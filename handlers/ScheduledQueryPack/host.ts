@@ -9,8 +9,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import { Outbox } from "../_shared/outbox/outbox.ts";
 import { Denylist } from "./denylist.ts";
-import { Outbox } from "./outbox.ts";
 import { DiffStore } from "./results.ts";
 import {
   engineSettings,

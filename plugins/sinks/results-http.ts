@@ -34,6 +34,11 @@ export interface HttpSinkOptions {
   maxBackoffMs?: number;
   fetchImpl?: typeof fetch;
   random?: () => number;
+  /** Request method (default POST); telemetry may PUT, as its TELEMSUP document says. */
+  method?: "POST" | "PUT";
+  /** Extra request headers (validated by the caller; the sink's own headers win). */
+  headers?: Record<string, string>;
+  contentType?: string;
 }
 
 interface QueuedBody {
@@ -58,6 +63,8 @@ export class HttpLakeSink implements ResultsSink {
   private readonly dir: string;
   private readonly opts: Required<Omit<HttpSinkOptions, "token" | "fetchImpl">> &
     Pick<HttpSinkOptions, "token">;
+  /** Where queued bodies go; `retarget` moves what is still queued to a new endpoint. */
+  private target: { url: string; method: "POST" | "PUT"; headers: Record<string, string> };
   private readonly doFetch: typeof fetch;
   private readonly queue: QueuedBody[] = [];
   private cursor: Cursor;
@@ -98,7 +105,11 @@ export class HttpLakeSink implements ResultsSink {
       minBackoffMs: opts.minBackoffMs ?? 1000,
       maxBackoffMs: opts.maxBackoffMs ?? 300_000,
       random: opts.random ?? Math.random,
+      method: opts.method ?? "POST",
+      headers: opts.headers ?? {},
+      contentType: opts.contentType ?? "application/x-ndjson",
     };
+    this.target = { url: opts.url, method: this.opts.method, headers: this.opts.headers };
     this.doFetch = opts.fetchImpl ?? fetch;
     mkdirSync(join(this.dir, "rejected"), { recursive: true, mode: 0o700 });
     const cursorPath = join(this.dir, "cursor.json");
@@ -254,10 +265,11 @@ export class HttpLakeSink implements ResultsSink {
     this.counters.requests++;
     let res: Response;
     try {
-      res = await this.doFetch(this.opts.url, {
-        method: "POST",
+      res = await this.doFetch(this.target.url, {
+        method: this.target.method,
         headers: {
-          "content-type": "application/x-ndjson",
+          ...this.target.headers,
+          "content-type": this.opts.contentType,
           ...(this.opts.gzip ? { "content-encoding": "gzip" } : {}),
           "idempotency-key": `${b.generation}:${b.first}-${b.last}`,
           "x-outpost-rows": String(rows),
@@ -326,6 +338,12 @@ export class HttpLakeSink implements ResultsSink {
       };
       this.idleWaiters.add(done);
     });
+  }
+
+  /** Sends what is queued, and what comes, to a new endpoint (e.g. new TELEMSUP content). */
+  retarget(target: { url: string; method: "POST" | "PUT"; headers: Record<string, string> }): void {
+    this.target = { ...target, headers: { ...target.headers } };
+    this.interrupt?.();
   }
 
   /** Skips the current backoff (e.g. the operator knows the lake is back). */

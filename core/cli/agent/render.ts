@@ -90,6 +90,10 @@ export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): 
       ],
       ["health", s.health.toUpperCase()],
       ...s.healthReasons.map((r): [string, string] => ["", `- ${r}`]),
+      // Information-level reasons (self-help findings) do not change health but are shown.
+      ...(s.healthDetails ?? [])
+        .filter((r) => r.level === "info")
+        .map((r): [string, string] => ["info", r.message]),
       ["repo", `${u.repo} (group ${u.group})`],
       ["last attempt", u.lastAttempt],
       ["last success", u.lastSuccess],

@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { startControlPlane } from "../../control/server.ts";
 import { log } from "../../log.ts";
+import { attachLogFiles } from "../../logs/files.ts";
 import { VERSION } from "../../version.ts";
 import { printText } from "../output.ts";
 import { absolutePaths, recordRunConfig } from "./run-config.ts";
@@ -43,6 +44,8 @@ export default defineCommand({
       control: { port: args.port === undefined ? undefined : Number(args.port) },
     };
     const config = loadAgentConfig(args, overrides);
+    // The JSON-lines log also goes to rotating files (what self-help rules and admins read later).
+    const logFiles = attachLogFiles(log, config);
     const agent = await createAgent(config);
     await agent.start({ loop: true });
     // Offline commands given only --state find this config (core/cli/agent/run-config.ts).
@@ -121,5 +124,6 @@ export default defineCommand({
       process.off("SIGTERM", ignore);
     }
     shutdownLog.info("agent stopped", { signal });
+    logFiles.detach();
   },
 });

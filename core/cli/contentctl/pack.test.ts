@@ -1,10 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ArgsDef, type CommandDef, runCommand } from "citty";
+import { testRegistry } from "../../../test/fixtures/text-handler.ts";
 import { sha384Hex } from "../../crypto/digest.ts";
 import { initKeys, KEY_FILES } from "../../crypto/keys.ts";
+import { setAgentWiring } from "../agent/session.ts";
 import { EXIT } from "../exit-codes.ts";
 import inspect, { type InspectReport } from "./inspect.ts";
 import pack from "./pack.ts";
@@ -15,11 +17,14 @@ const other = join(root, "other");
 const content = join(root, "content");
 
 beforeAll(async () => {
+  // What bin/contentctl.ts wires: the handlers pack validates with (here the test type).
+  setAgentWiring({ registry: () => testRegistry() });
   await initKeys(keys);
   await initKeys(other);
   mkdirSync(join(content, "rules"), { recursive: true });
   writeFileSync(join(content, "rules", "base.json"), '{"rules":[]}\n');
   writeFileSync(join(content, "README"), "demo\n");
+  writeFileSync(join(content, "data.txt"), "hello\n");
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 afterEach(() => {
@@ -50,7 +55,7 @@ describe("contentctl pack / inspect", () => {
     const printed = JSON.parse(
       await run(pack, [
         "--type",
-        "Demo_data",
+        "TestText",
         "--version",
         "4",
         "--keys",
@@ -64,18 +69,72 @@ describe("contentctl pack / inspect", () => {
     const bytes = readFileSync(out);
     expect(printed).toEqual({
       file: out,
-      type: "Demo_data",
+      type: "TestText",
       version: 4,
       sha384: sha384Hex(bytes),
       size: bytes.length,
+      validated: { group: "test", ms: expect.any(Number) },
     });
+  });
+
+  test("pack refuses content the agent's handler rejects, with its code, and writes nothing", async () => {
+    const bad = join(root, "bad");
+    mkdirSync(bad, { recursive: true });
+    writeFileSync(join(bad, "data.txt"), "INVALID\n");
+    const out = join(root, "bad-1.tar");
+    const err = await run(pack, [
+      "--type",
+      "TestText",
+      "--version",
+      "1",
+      "--keys",
+      keys,
+      "--out",
+      out,
+      bad,
+    ]).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("HND_TEST_INVALID");
+    expect((err as Error).message).toContain("would be rejected by the agent (validate)");
+    expect(existsSync(out)).toBe(false);
+    // A defect only load sees is caught too.
+    writeFileSync(join(bad, "data.txt"), "CRASH-ON-LOAD\n");
+    const load = await run(pack, [
+      "--type",
+      "TestText",
+      "--version",
+      "1",
+      "--keys",
+      keys,
+      "--out",
+      out,
+      bad,
+    ]).catch((e: unknown) => e);
+    expect((load as Error).message).toContain("(load)");
+    expect(existsSync(out)).toBe(false);
+  }, 30_000);
+
+  test("pack refuses a type no handler in this build loads", async () => {
+    const out = join(root, "unknown-1.tar");
+    const err = await run(pack, [
+      "--type",
+      "Demo_data",
+      "--version",
+      "1",
+      "--keys",
+      keys,
+      "--out",
+      out,
+      content,
+    ]).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("HND_UNKNOWN_TYPE");
+    expect(existsSync(out)).toBe(false);
   });
 
   test("pack refuses a version that is not a positive integer", async () => {
     for (const version of ["0", "1e3", "-1", "0x10", "2.5"]) {
       const err = await run(pack, [
         "--type",
-        "Demo_data",
+        "TestText",
         "--version",
         version,
         "--keys",
@@ -90,13 +149,13 @@ describe("contentctl pack / inspect", () => {
 
   test("inspect --trust verifies and shows manifest, signer and signingTime", async () => {
     const file = join(root, "demo-5.tar");
-    await run(pack, ["--type", "Demo_data", "--version", "5", "--keys", keys, "--out", file, content]);
+    await run(pack, ["--type", "TestText", "--version", "5", "--keys", keys, "--out", file, content]);
     const report = JSON.parse(
       await run(inspect, [file, "--trust", join(keys, KEY_FILES.rootCert), "--json"]),
     ) as InspectReport;
     expect(report.verified).toBe(true);
     expect(report.error).toBeNull();
-    expect(report.manifest?.files.map((f) => f.path)).toEqual(["README", "rules/base.json"]);
+    expect(report.manifest?.files.map((f) => f.path)).toEqual(["README", "data.txt", "rules/base.json"]);
     expect(report.signature?.signerSubject).toContain("Content Signer");
     expect(Date.parse(report.signature?.signingTime ?? "")).toBeGreaterThan(Date.now() - 600_000);
     expect(process.exitCode).toBe(0);
@@ -108,7 +167,7 @@ describe("contentctl pack / inspect", () => {
 
   test("inspect without --trust shows the signer as unverified but still checks the payload", async () => {
     const file = join(root, "demo-6.tar");
-    await run(pack, ["--type", "Demo_data", "--version", "6", "--keys", keys, "--out", file, content]);
+    await run(pack, ["--type", "TestText", "--version", "6", "--keys", keys, "--out", file, content]);
     const report = JSON.parse(await run(inspect, [file, "--json"])) as InspectReport;
     expect(report.verified).toBeNull();
     expect(report.signature?.signerSubject).toContain("Content Signer");
@@ -118,7 +177,7 @@ describe("contentctl pack / inspect", () => {
 
   test("inspect reports a failed check and sets exit code 3 (content rejected)", async () => {
     const file = join(root, "demo-7.tar");
-    await run(pack, ["--type", "Demo_data", "--version", "7", "--keys", keys, "--out", file, content]);
+    await run(pack, ["--type", "TestText", "--version", "7", "--keys", keys, "--out", file, content]);
     const untrusted = JSON.parse(
       await run(inspect, [file, "--trust", join(other, KEY_FILES.rootCert), "--json"]),
     ) as InspectReport;

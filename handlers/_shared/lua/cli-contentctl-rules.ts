@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { defineCommand } from "citty";
+import { keyringFile, validatePayloadDir } from "../../../core/cli/contentctl/validate.ts";
 import { printJson, printText, UsageError } from "../../../core/cli/output.ts";
 import { sha384Hex } from "../../../core/crypto/digest.ts";
 import { loadSigningKeys } from "../../../core/crypto/keys.ts";
@@ -116,7 +117,11 @@ const encrypt = defineCommand({
 });
 
 const pack = defineCommand({
-  meta: { name: "pack", description: "Encrypt Lua sources and sign them as one content package" },
+  meta: {
+    name: "pack",
+    description:
+      "Encrypt Lua sources, have the agent's handler decrypt, compile and load them in its sandboxed host, then sign them as one content package",
+  },
   args: {
     ...commonArgs,
     version: { type: "string", required: true, description: "content version (positive integer)" },
@@ -136,6 +141,14 @@ const pack = defineCommand({
     const work = mkdtempSync(join(tmpdir(), "outpost-rules-"));
     try {
       writePayload(work, files);
+      // The agent's handler decrypts, compiles and loads the rules in its sandboxed host, with this key.
+      await validatePayloadDir({
+        type: args.type,
+        version: Number(args.version),
+        dir: work,
+        workDirFiles: keyringFile(args.key),
+        source: args.src,
+      });
       const bytes = await packDirectory({
         type: args.type,
         version: Number(args.version),

@@ -1,5 +1,6 @@
 /**
- * The query host's durable outbox of result log lines. Every line gets a
+ * A durable, numbered outbox of JSON lines, shared by the query host's
+ * result lines and the supervisor's telemetry reports. Every line gets a
  * sequence number within a generation (a random id made when the outbox is
  * created); lines are appended and fsynced before the run that produced them
  * is considered done, and stay until the supervisor acknowledges them — so
@@ -24,7 +25,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { atomicWriteJson } from "../../core/fsutil.ts";
+import { atomicWriteJson } from "../../../core/fsutil.ts";
 
 export interface OutboxOptions {
   /** Above this the oldest segment is dropped (default 256 MiB). */

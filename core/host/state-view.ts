@@ -1,0 +1,174 @@
+/**
+ * The state directory as a host process sees it (issue 12 item 6).
+ *
+ * STATE holds the agent's secrets: the control-plane token and socket
+ * (control.token, control.sock), every group's content keyring
+ * (hosts/<group>/content-keys.json), the update memory. Landlock alone does
+ * not hide them from a root host that may read `/**` (query), and a
+ * pathname unix socket is not cut off by an empty network namespace. So each
+ * host starts in a private mount namespace (`unshare --mount`, propagation
+ * private: nothing leaks back to the supervisor) where, before it drops its
+ * privileges:
+ *
+ *  V1 a host that declares no path under STATE sees an empty, read-only
+ *     tmpfs at STATE with only its own work dir bound back in: the token,
+ *     the socket, other groups' keys and the content store do not exist;
+ *  V2 a host that declares STATE paths (repair fixes the agent's own files)
+ *     keeps STATE, but STATE/hosts is an empty tmpfs with only its own work
+ *     dir bound back (no other group's keys), and control.token is covered
+ *     by an empty 0600 root file on that private tmpfs (never a shared
+ *     inode like /dev/null: RepairKit "fixes" the mode of what it sees).
+ *     The token is created before such a host starts and rewritten in place
+ *     by the control plane (core/control/token-file.ts), because a rename
+ *     over a mount point in another namespace would silently lift the
+ *     cover. control.json is not secret, and control.sock stays visible so
+ *     RepairKit can still clear a stale one; the control plane refuses host
+ *     processes by their peer credentials (core/control/peer-guard.ts).
+ *
+ * The mounts are made by /bin/sh + mount(8) between `unshare` and `setpriv`
+ * (root is needed for both); each link execs the next, so the spawned pid
+ * is still the host. The work dir is bound from the shell's current
+ * directory ("." is resolved through the cwd, which still points at the
+ * real directory after the tmpfs covers its path) with --no-canonicalize
+ * so mount(8) does not turn "." back into a path string.
+ */
+import { closeSync, existsSync, openSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { SandboxSpec } from "./policy.ts";
+
+export interface StateViewTools {
+  unshare: string | null;
+  mount: string | null;
+  sh: string | null;
+}
+
+export function findStateViewTools(): StateViewTools {
+  return { unshare: Bun.which("unshare"), mount: Bun.which("mount"), sh: Bun.which("sh") };
+}
+
+export interface StateView {
+  /** Wrapper argv to put in front of the rest of the launch (empty when not applied). */
+  prefix: string[];
+  /** "hidden" (V1), "secrets-masked" (V2), or "none". */
+  mode: "hidden" | "secrets-masked" | "none";
+  /** Why the view could not be set up, for status notes. */
+  note?: string;
+}
+
+/** Files in STATE a V2 host must not see (relative to STATE). */
+export const STATE_SECRETS = ["control.token"] as const;
+
+/** Whether any declared path of the host lies inside STATE (V1 vs V2). */
+export function declaresState(spec: Pick<SandboxSpec, "fsRead" | "fsWrite">, stateDir: string): boolean {
+  return [...spec.fsRead, ...spec.fsWrite].some((g) => {
+    const rel = relative(stateDir, g.replace(/\/\*\*$/, ""));
+    return rel === "" || (!rel.startsWith("..") && !rel.startsWith("/"));
+  });
+}
+
+// $1 STATE, $2 work dir, $3 mode; the rest is the command to exec. `set -e`: a mount that fails
+// stops the host from starting at all rather than letting it run with the secrets in view.
+const SCRIPT = `set -eu
+state=$1; work=$2; mode=$3; shift 3
+cd "$work"
+if [ "$mode" = hidden ]; then
+  mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-state "$state"
+  mkdir -p "$work"
+  mount --no-canonicalize --bind . "$work"
+  mount -o remount,ro "$state"
+else
+  mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-hosts "$state/hosts"
+  mkdir -p "$work"
+  mount --no-canonicalize --bind . "$work"
+  # The cover is an empty 0600 root file on this namespace's own tmpfs, never a shared inode such as
+  # /dev/null: a repair rule that "fixes" the mode of what it sees must not reach outside its view.
+  umask 077
+  : > "$state/hosts/.masked"
+  for f in ${STATE_SECRETS.join(" ")}; do
+    if [ -e "$state/$f" ]; then mount --bind "$state/hosts/.masked" "$state/$f"; fi
+  done
+fi
+cd "$work"
+exec "$@"`;
+
+/**
+ * The wrapper that gives a host its view of STATE. Needs root (mount
+ * namespaces) and util-linux; without them the host runs with STATE in
+ * view (Landlock and the uid drop still apply) and the note says why.
+ */
+export function stateView(o: {
+  spec: Pick<SandboxSpec, "fsRead" | "fsWrite">;
+  stateDir: string;
+  workDir: string;
+  supervisorUid: number;
+  tools: StateViewTools;
+}): StateView {
+  if (o.supervisorUid !== 0) {
+    return {
+      prefix: [],
+      mode: "none",
+      note: "state view: needs root (supervisor is not root); STATE is in view",
+    };
+  }
+  const missing = (["unshare", "mount", "sh"] as const).filter((t) => !o.tools[t]);
+  if (missing.length) {
+    return {
+      prefix: [],
+      mode: "none",
+      note: `state view: ${missing.join(", ")} not found; STATE is in view`,
+    };
+  }
+  const mode = declaresState(o.spec, o.stateDir) ? "secrets-masked" : "hidden";
+  if (mode === "secrets-masked") precreateToken(o.stateDir);
+  return {
+    prefix: [
+      o.tools.unshare!,
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      o.tools.sh!,
+      "-c",
+      SCRIPT,
+      "outpost-state-view",
+      o.stateDir,
+      o.workDir,
+      mode,
+    ],
+    mode,
+  };
+}
+
+/**
+ * V2: the token file must exist when the host starts so that /dev/null can
+ * cover it; the control plane then writes the token into this same inode.
+ */
+function precreateToken(stateDir: string): void {
+  const token = join(stateDir, "control.token");
+  if (existsSync(token)) return;
+  try {
+    closeSync(openSync(token, "wx", 0o600));
+  } catch {
+    // Created meanwhile by the control plane: fine, it exists.
+  }
+}
+
+let cachedTools: StateViewTools | undefined;
+
+/** Puts the state view in front of a built launch (manager hook); returns the view's mode. */
+export function withStateView(
+  launch: { argv: string[]; notes: string[]; stateView?: StateView["mode"] },
+  o: {
+    spec: Pick<SandboxSpec, "fsRead" | "fsWrite">;
+    stateDir: string;
+    workDir: string;
+    supervisorUid: number;
+  },
+): StateView["mode"] {
+  cachedTools ??= findStateViewTools();
+  const view = stateView({ ...o, tools: cachedTools });
+  launch.argv.unshift(...view.prefix);
+  if (view.note) launch.notes.push(view.note);
+  launch.stateView = view.mode;
+  return view.mode;
+}

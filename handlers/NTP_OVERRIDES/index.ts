@@ -1,0 +1,103 @@
+/**
+ * The NTP_OVERRIDES content handler: the list of kernel modules known to
+ * break the IPS. It runs in the `ips` host group (no filesystem, no
+ * network) beside EPIPS_data: the supervisor reads the loaded modules itself
+ * (modules.ts) and asks `check`; a match makes the IPS service keep the
+ * queue off even when policy enables it (docs/ips.md).
+ *
+ * API:  check { modules: [{ name, version }] } → { version, matches: OverrideMatch[] }
+ *       list  {}                                → { version, entries }
+ */
+import { z } from "zod";
+import { HandlerError } from "../../core/errors.ts";
+import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
+
+const CheckArgs = z
+  .object({
+    modules: z
+      .array(z.object({ name: z.string().max(64), version: z.string().max(64).nullable() }).strict())
+      .max(100_000),
+  })
+  .strict();
+
+export function parseOverrides(view: Pick<ContentView, "files" | "readText">): OverrideEntry[] {
+  if (!view.files.includes(PAYLOAD_FILE)) {
+    throw new HandlerError("HND_NTP_OVERRIDES_INVALID", `${PAYLOAD_FILE}: missing from the payload`, {
+      file: PAYLOAD_FILE,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(view.readText(PAYLOAD_FILE));
+  } catch (e) {
+    throw new HandlerError(
+      "HND_NTP_OVERRIDES_INVALID",
+      `${PAYLOAD_FILE}: not JSON: ${(e as Error).message}`,
+      {
+        file: PAYLOAD_FILE,
+      },
+    );
+  }
+  const r = OverridesSchema.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new HandlerError(
+      "HND_NTP_OVERRIDES_INVALID",
+      `${PAYLOAD_FILE}: ${i?.path.join(".") || "(root)"}: ${i?.message ?? "invalid"}`,
+      { file: PAYLOAD_FILE },
+    );
+  }
+  return r.data.entries;
+}
+
+interface Loaded {
+  version: number;
+  entries: OverrideEntry[];
+}
+
+export const ntpOverridesHandler = defineHandler<Loaded>({
+  manifest: {
+    name: "NTP_OVERRIDES",
+    description: "Kernel modules incompatible with the IPS: a match disables it, overriding policy",
+    group: "ips",
+    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
+    limits: { memoryMb: 128, cpuSeconds: 600 },
+    maxPackageBytes: 16 * 1024 * 1024,
+  },
+  validate(view) {
+    parseOverrides(view);
+  },
+  load(view) {
+    return { version: view.version, entries: parseOverrides(view) };
+  },
+  status({ entries }) {
+    return { entries: entries.length };
+  },
+  call({ version, entries }, method, args) {
+    switch (method) {
+      case "check": {
+        const r = CheckArgs.safeParse(args ?? {});
+        if (!r.success) {
+          throw new HandlerError(
+            "HND_NTP_OVERRIDES_BAD_ARGS",
+            `NTP_OVERRIDES check: ${z.prettifyError(r.error)}`,
+          );
+        }
+        return { version, matches: findOverrides(entries, r.data.modules) };
+      }
+      case "list":
+        return { version, entries };
+      default:
+        throw new HandlerError(
+          "HND_UNKNOWN_METHOD",
+          `NTP_OVERRIDES has no method ${JSON.stringify(method)}`,
+          {
+            details: { methods: ["check", "list"] },
+          },
+        );
+    }
+  },
+});
+
+export default ntpOverridesHandler;
