@@ -31,6 +31,7 @@ export interface CapabilityContext {
   emit: (type: string, fields?: Record<string, unknown>) => void;
   workDir: string;
   agentCall?: (method: string, args?: unknown) => Promise<unknown>;
+  callTimeoutMs?: number;
 }
 
 export function createCapabilities(manifest: HandlerManifest, ctx: CapabilityContext): Capabilities {
@@ -42,6 +43,7 @@ export function createCapabilities(manifest: HandlerManifest, ctx: CapabilityCon
     events: { emit: (type, fields) => ctx.emit(type, { handler: manifest.name, ...fields }) },
     workDir: ctx.workDir,
   };
+  if (ctx.callTimeoutMs !== undefined) caps.callTimeoutMs = ctx.callTimeoutMs;
   if (p.fs.mode !== "none") caps.fs = fsCapability(manifest.name, p.fs.mode, p.fs.paths, ctx.workDir);
   if (p.net !== "none") caps.net = netCapability(manifest.name, p.net);
   if (p.exec) caps.exec = execCapability();

@@ -131,6 +131,13 @@ export interface Capabilities {
   readonly fs?: FsCapability;
   readonly net?: NetCapability;
   readonly exec?: ExecCapability;
+  /**
+   * How long one call into this handler may take before the supervisor gives
+   * up on it (hosts.callTimeoutSeconds); absent in-process. A handler that
+   * runs content (Lua rules) stops it well before, so a slow rule is its own
+   * fault rather than a host kill.
+   */
+  readonly callTimeoutMs?: number;
   /** Agent actions (update, verifyContent, rollback, status); only with privileges.agent. */
   readonly agent?: { call(method: string, args?: unknown): Promise<unknown> };
 }

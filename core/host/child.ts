@@ -131,6 +131,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
   let nextPrepared = 1;
   let initialised = false;
   let workDir = "";
+  let callTimeoutMs: number | undefined;
   let landlock: LandlockResult | undefined;
 
   const slot = (type: string): Slot => {
@@ -157,6 +158,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           if (initialised) throw new HandlerError("HND_IPC_PROTOCOL", "host: init sent twice");
           const args = parseWire(InitArgs, rawArgs, "init");
           workDir = args.workDir;
+          callTimeoutMs = args.callTimeoutMs;
           const handlers: InitResult["handlers"] = [];
           // 2 + 3: all code in, checked against what the supervisor expects.
           for (const h of args.handlers) {
@@ -343,6 +345,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
       },
       emit: (t, f) => channel.notify({ t: "evt", type: t, f: safeFields(f) }),
       workDir,
+      callTimeoutMs,
       // The supervisor checks again that this handler declared agent access.
       agentCall: manifest.privileges.agent
         ? (method, args) => channel.request("agent", { handler: type, method, args }, { timeoutMs: 120_000 })

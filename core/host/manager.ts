@@ -521,6 +521,7 @@ export class HostManager implements HandlerHost {
         manifest: this.slots.get(type)!.manifest,
       })),
       pathVars: this.pathVars,
+      callTimeoutMs: this.opts.config.callTimeoutSeconds * 1000,
       landlock: {
         enabled: this.opts.config.landlock,
         rules: landlockRules(spec, workDir, {

@@ -25,6 +25,8 @@ export const InitArgs = z
       z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema }),
     ),
     pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
+    /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */
+    callTimeoutMs: z.number().positive().optional(),
     landlock: z.object({
       rules: z.array(z.object({ path: z.string(), access: z.number().int() })),
       connectPorts: z.array(z.number().int().min(1).max(65535)),

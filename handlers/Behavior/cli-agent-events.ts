@@ -24,7 +24,7 @@ export const replayCommand = defineCommand({
   async run({ args }) {
     const { events, lines } = readEventsFile(args.file);
     const lineOf = new Map(events.map((e, i) => [e, lines[i]]));
-    const total = { events: 0, delivered: 0, filtered: 0, queued: 0, disabled: [] as string[] };
+    const total = { events: 0, delivered: 0, filtered: 0, queued: 0, skipped: 0, disabled: [] as string[] };
     const detections: (Detection & { line: number | null })[] = [];
     let chunk: typeof events = [];
     let bytes = 0;
@@ -41,6 +41,8 @@ export const replayCommand = defineCommand({
       total.delivered += r.delivered;
       total.filtered += r.filtered;
       total.queued += r.queued;
+      // Agents without the call deadline do not report it.
+      total.skipped += r.skipped ?? 0;
       total.disabled.push(...r.disabled);
       // The agent answers with copies of the events; find the lines they came from.
       const byJson = new Map(chunk.map((e) => [JSON.stringify(e), e]));
@@ -72,7 +74,7 @@ export const replayCommand = defineCommand({
       printText(
         `${total.events} events replayed: ${total.delivered} delivered, ${total.filtered} filtered${
           total.queued ? `, ${total.queued} held until ProductRulesFeed loads` : ""
-        }${total.disabled.length ? `; rules disabled: ${total.disabled.join(", ")}` : ""}`,
+        }${total.skipped ? `, ${total.skipped} skipped (a call reached its deadline)` : ""}${total.disabled.length ? `; rules disabled: ${total.disabled.join(", ")}` : ""}`,
       );
     }
     return result;

@@ -37,6 +37,8 @@ export interface ProcessResult {
   logs: RuleLog[];
   /** Rules disabled by this call (repeated faults). */
   disabled: string[];
+  /** Events not delivered because the call reached its deadline (see EngineOptions.deadlineMs). */
+  skipped: number;
 }
 
 export interface RuleStats {
@@ -63,6 +65,8 @@ export interface EngineStats {
   maxBatchMs: number;
   filtered: number;
   dropped: number;
+  /** Events not delivered because a call reached its deadline. */
+  skipped: number;
   aggregation: (AggregationCounters & { rule: string; type: string })[];
 }
 
@@ -78,13 +82,30 @@ export interface EngineOptions {
   batchSize?: number;
   /** Deliver every event to every subscription, ignoring aggregation options (benchmarks, rule tests). */
   ignoreAggregation?: boolean;
+  /**
+   * Longest one `process` call may run, ms: kept below the host's call
+   * timeout, so a slow rule is faulted instead of the host being killed.
+   */
+  deadlineMs?: number;
 }
+
+/** Without a host call timeout to stay under (e.g. offline rule tests): 10 s. */
+export const DEFAULT_DEADLINE_MS = 10_000;
 
 export class BehaviorEngine {
   private readonly byType = new Map<string, Sub[]>();
   private readonly encoder = new BatchEncoder();
   private readonly batchSize: number;
-  private readonly totals = { events: 0, batches: 0, batchMs: 0, maxBatchMs: 0, filtered: 0, dropped: 0 };
+  private readonly totals = {
+    events: 0,
+    batches: 0,
+    batchMs: 0,
+    maxBatchMs: 0,
+    filtered: 0,
+    dropped: 0,
+    skipped: 0,
+  };
+  private readonly deadlineMs: number;
   private readonly subs: Sub[] = [];
 
   private constructor(
@@ -96,6 +117,7 @@ export class BehaviorEngine {
     opts: EngineOptions,
   ) {
     this.batchSize = opts.batchSize ?? 256;
+    this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     for (const raw of sandbox.call(rt, "subscriptions")[0] as LuaValue[]) {
       const s = raw as { id: number; rule: string; type: string; opts: LuaValue };
       let filter: SubscriptionFilter | null = null;
@@ -209,9 +231,16 @@ export class BehaviorEngine {
       detections: [],
       logs: [],
       disabled: [],
+      skipped: 0,
     };
+    const deadline = performance.now() + this.deadlineMs;
     let batch: BehaviorEvent[] = [];
+    let stopped = false;
     for (const event of events) {
+      if (stopped) {
+        result.skipped++;
+        continue;
+      }
       const subs = this.byType.get(event.type);
       let ids: number[] | null = null;
       if (!subs || subs.length === 0) {
@@ -234,24 +263,32 @@ export class BehaviorEngine {
       batch.push(event);
       result.delivered++;
       if (batch.length >= this.batchSize) {
-        this.flush(batch, result);
+        stopped = !this.flush(batch, result, deadline);
         batch = [];
       }
     }
-    if (batch.length > 0) this.flush(batch, result);
+    if (batch.length > 0) this.flush(batch, result, deadline);
     this.totals.events += events.length;
     this.totals.filtered += result.filtered;
+    this.totals.skipped += result.skipped;
     return result;
   }
 
-  private flush(batch: BehaviorEvent[], result: ProcessResult): void {
+  /** Delivers one batch; false when it stopped at the deadline (the rest of the call is skipped). */
+  private flush(batch: BehaviorEvent[], result: ProcessResult, deadline: number): boolean {
     const { bytes, newSchemas } = this.encoder.take();
     for (const s of newSchemas) this.sandbox.call(this.rt, "define_schema", s.id, s.fmt, s.names, s.booleans);
     const started = performance.now();
-    const out = this.sandbox.callWithBytes(this.rt, "dispatch", bytes)[0] as {
+    const out = this.sandbox.callWithBytes(
+      this.rt,
+      "dispatch",
+      bytes,
+      Math.max(1, Math.floor(deadline - started)),
+    )[0] as {
       detections: { rule: string; event: number; fields: Record<string, string | number | boolean> }[];
       logs: RuleLog[];
       disabled: string[];
+      stopped: number | false;
     };
     const ms = performance.now() - started;
     this.totals.batches++;
@@ -272,6 +309,10 @@ export class BehaviorEngine {
       result.disabled.push(...out.disabled);
       this.dropRules(new Set(out.disabled));
     }
+    if (out.stopped === false) return true;
+    result.skipped += batch.length - out.stopped;
+    result.delivered -= batch.length - out.stopped;
+    return false;
   }
 
   /** A disabled rule's subscriptions stop costing anything on the JS side too. */

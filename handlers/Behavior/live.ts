@@ -9,7 +9,14 @@ import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { productLibraries } from "../_shared/lua/exchange.ts";
 import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
-import { BehaviorEngine, type Detection, type EngineStats, type ProcessResult } from "./engine.ts";
+import {
+  BehaviorEngine,
+  DEFAULT_DEADLINE_MS,
+  type Detection,
+  type EngineOptions,
+  type EngineStats,
+  type ProcessResult,
+} from "./engine.ts";
 import type { BehaviorEvent } from "./events.ts";
 import { ProcSensor } from "./sensor.ts";
 
@@ -42,6 +49,8 @@ export interface InjectResult {
   queued: number;
   detections: Detection[];
   disabled: string[];
+  /** Events not delivered because the call reached its deadline (a rule too slow; it is charged a fault). */
+  skipped: number;
 }
 
 const MAX_LOG_LINES_PER_CALL = 100;
@@ -74,9 +83,12 @@ export class BehaviorLive {
   async start(): Promise<void> {
     const library = productLibraries.current(this.caps.workDir);
     if (library || !this.settings.requiresProduct) {
-      this.engine = await BehaviorEngine.create(this.rules, this.limits, library ?? null, {
-        batchSize: this.settings.batchSize,
-      });
+      this.engine = await BehaviorEngine.create(
+        this.rules,
+        this.limits,
+        library ?? null,
+        this.engineOptions(),
+      );
     } else {
       // Prove at least that the rules compile; they run once the library arrives.
       await BehaviorEngine.checkSyntax(this.rules, this.limits);
@@ -90,6 +102,19 @@ export class BehaviorLive {
     (this.statsTimer as { unref?: () => void }).unref?.();
   }
 
+  /**
+   * Half the host's call timeout is what one batch of events may take: a rule
+   * slow enough to approach it is faulted, never the reason the supervisor
+   * kills the host (which could end in a crash loop rolling back other content).
+   */
+  private engineOptions(): EngineOptions {
+    const timeout = this.caps.callTimeoutMs;
+    return {
+      batchSize: this.settings.batchSize,
+      deadlineMs: timeout ? Math.min(DEFAULT_DEADLINE_MS, timeout / 2) : DEFAULT_DEADLINE_MS,
+    };
+  }
+
   /** Swaps in an engine built with a new library; the old one keeps serving if that fails. */
   private async rebuild(library: LibraryModules | undefined): Promise<void> {
     if (this.stopped) return;
@@ -98,9 +123,12 @@ export class BehaviorLive {
       return;
     }
     try {
-      const next = await BehaviorEngine.create(this.rules, this.limits, library ?? null, {
-        batchSize: this.settings.batchSize,
-      });
+      const next = await BehaviorEngine.create(
+        this.rules,
+        this.limits,
+        library ?? null,
+        this.engineOptions(),
+      );
       if (this.stopped) {
         next.close();
         return;
@@ -172,6 +200,7 @@ export class BehaviorLive {
       queued: 0,
       detections: [],
       disabled: [],
+      skipped: 0,
     };
     if (!this.engine) {
       this.pending.push(...events);
@@ -210,6 +239,9 @@ export class BehaviorLive {
       this.caps.log.info("rule log", { rule: l.rule, message: l.message });
     });
     this.totals.logLinesSuppressed += Math.max(0, r.logs.length - MAX_LOG_LINES_PER_CALL);
+    if (r.skipped > 0) {
+      this.caps.log.warn("Behavior call reached its deadline; events skipped", { skipped: r.skipped });
+    }
     if (r.disabled.length > 0) {
       const stats = this.engine.stats().rules;
       for (const rule of r.disabled) {
@@ -231,6 +263,7 @@ export class BehaviorLive {
       filtered: r.filtered,
       detections: r.detections,
       disabled: r.disabled,
+      skipped: r.skipped,
     };
   }
 

@@ -45,25 +45,20 @@ local function readonly_event_error()
   error("events are read-only", 2)
 end
 
-local function event_pairs(p)
-  return next, raw_getmetatable(p).__index, nil
-end
-
--- Every rule sees the same event; a read-only view keeps one rule from changing it for the next.
+-- Every rule sees the same event; a read-only view keeps one rule from
+-- changing it for the next. Iterating it (S.view_pairs) never hands out the
+-- table behind it.
 local function make_event(raw)
   return setmetatable({}, {
     __index = raw,
     __newindex = readonly_event_error,
-    __pairs = event_pairs,
+    __pairs = S.view_pairs,
     __metatable = "event",
   })
 end
 
-local function product_view()
-  local view = {}
-  for name, mod in pairs(product) do view[name] = S.readonly(mod) end
-  return S.readonly(view)
-end
+-- One deep read-only view of the library, shared by every rule.
+local product_ro = S.readonly({})
 
 local function make_api(unit)
   local meta = { title = unit.name, severity = "medium" }
@@ -96,6 +91,7 @@ local function make_api(unit)
     end
     list[#list + 1] = sub
     unit.subscriptions = unit.subscriptions + 1
+    unit.roots[#unit.roots + 1] = fn
   end
 
   function api.detect(t, fields)
@@ -132,22 +128,19 @@ local function make_api(unit)
     logs[#logs + 1] = { rule = unit.name, message = line }
   end
   api.print = api.log
-  api.product = product_view()
+  api.product = product_ro
   return api, meta
 end
 
-local function to_limits(l)
-  return {
-    instructions = l.instructions, call_memory_kb = l.callMemoryKb, output_bytes = l.outputBytes,
-    max_faults = l.maxFaults,
-  }
-end
+local to_limits = S.to_limits
 
 --- ProductRulesFeed modules, loaded before any rule. Returns nil or a failure.
 function R.load_library(modules, limits)
   local units, failure = S.load_modules(product, modules, to_limits(limits), "product")
   if not units then return failure end
   library_units = units
+  product_ro = S.readonly(product)
+  S.set_shared({ product, product_ro })
   return nil
 end
 
@@ -170,12 +163,21 @@ function R.load_rules(list, limits)
     unit.subscriptions, unit.detections = 0, 0
     local api, meta = make_api(unit)
     unit.meta = meta
-    local fn, err = S.compile(r.name, r.source, S.new_env(api))
+    local env = S.new_env(api)
+    -- What the rule holds is what it can reach from its globals and reactors;
+    -- once it is disabled, dropping them frees its memory.
+    S.track(unit, { env }, function()
+      for k in next, env do env[k] = nil end
+      for id = 1, sub_count do
+        if subs[id].unit == unit then subs[id].fn = nil end
+      end
+    end)
+    local fn, err = S.compile(r.name, r.source, env)
     if not fn then
       failures[#failures + 1] = { rule = r.name, message = err }
     else
       loading = unit
-      local ok, e = S.invoke(unit, fn)
+      local ok, e = S.invoke_load(unit, fn)
       loading = nil
       if not ok then failures[#failures + 1] = { rule = r.name, message = e } end
     end
@@ -201,37 +203,86 @@ end
 
 local function deliver(sub, ev)
   local unit = sub.unit
-  if unit.disabled then return end
+  if unit.disabled or not sub.fn then return end
   current_sub = sub
   S.invoke(unit, sub.fn, ev)
 end
 
---- Runs one packed batch (codec.ts). Returns what the rules produced.
-function R.dispatch(batch)
+-- A host call must end before the host's call timeout, or the supervisor
+-- kills the host (and a crash loop rolls back innocent content). A batch
+-- that runs past `deadline_ms` stops; the rule that used the most of it is
+-- charged a fault when it used at least half; the events not delivered are
+-- counted by the caller.
+local function over_deadline(t0, deadline_ms, times, faults)
+  local worst, worst_ms, worst_i = nil, 0, 0
+  for i, u in ipairs(rules) do
+    local d = u.time - times[i]
+    if not u.disabled and d > worst_ms then worst, worst_ms, worst_i = u, d, i end
+  end
+  -- Not twice for the same time: a call stopped at the cap was charged already.
+  if worst and worst_ms >= deadline_ms / 2 and worst.faults == faults[worst_i] then
+    S.fault(worst, format("time limit exceeded (the rule ran %.0f ms of a batch that may take %d ms)", worst_ms,
+      deadline_ms), true)
+  end
+end
+
+--- Runs one packed batch (codec.ts). Returns what the rules produced, and
+--- how many events it delivered when it stopped at the deadline.
+function R.dispatch(batch, deadline_ms)
   local pos, len, idx = 1, #batch, 0
   detections, logs = {}, {}
+  S.cpu_mark()
+  local t0, times, faults, stopped = S.clock(), nil, nil, nil
+  -- No call starts past the deadline (last_now: when the last call ended).
+  local last_now, late = S.last_now, false
+  local at = deadline_ms and t0 + deadline_ms or S.huge
+  if deadline_ms then
+    times, faults = {}, {}
+    for i, u in ipairs(rules) do times[i], faults[i] = u.time, u.faults end
+  end
+  S.set_call_cap(deadline_ms)
+  S.reuse_heap(true)
+  local heap_changed = S.heap_changed
   while pos <= len do
     local sid, ev, n
     sid, pos = unpack("<I2", batch, pos)
     ev, pos = decoders[sid](batch, pos)
+    heap_changed() -- decoding allocated
     idx = idx + 1
     current_event = idx
     n, pos = unpack("<I2", batch, pos)
     if n == ALL then
       local list = subs_by_type[ev.type]
       if list then
-        for i = 1, #list do deliver(list[i], ev) end
+        for i = 1, #list do
+          if last_now() > at then
+            late = true
+            break
+          end
+          deliver(list[i], ev)
+        end
       end
     else
       for _ = 1, n do
         local id
         id, pos = unpack("<I2", batch, pos)
+        if last_now() > at then
+          late = true
+          break
+        end
         deliver(subs[id], ev)
       end
     end
+    if late then
+      over_deadline(t0, deadline_ms, times, faults)
+      stopped = idx
+      break
+    end
   end
   current_sub = nil
-  return { detections = detections, logs = logs, disabled = S.take_disabled() }
+  S.set_call_cap(nil)
+  S.reuse_heap(false)
+  return { detections = detections, logs = logs, disabled = S.take_disabled(), stopped = stopped or false }
 end
 
 function R.subscriptions()

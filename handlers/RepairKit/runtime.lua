@@ -203,10 +203,10 @@ local function api_for(unit)
 end
 
 local function to_limits(l)
-  return {
-    instructions = l.instructions, call_memory_kb = l.callMemoryKb, output_bytes = l.outputBytes,
-    max_faults = 1000000,
-  }
+  local out = S.to_limits(l)
+  out.max_faults = 1000000 -- a check is reported as failed, never disabled
+  out.host_calls = true -- time in the agent's fs/trust functions is not the check's
+  return out
 end
 
 --- Loads rule files (each registers checks). Returns nil or the first failure.
@@ -217,7 +217,7 @@ function R.load(list, limits)
     local fn, err = S.compile(r.name, r.source, S.new_env(api_for(unit)))
     if not fn then return { rule = r.name, message = err } end
     loading = unit
-    local ok, e = S.invoke(unit, fn)
+    local ok, e = S.invoke_load(unit, fn)
     loading = nil
     if not ok then return { rule = r.name, message = e } end
   end
@@ -237,6 +237,7 @@ function R.run(is_dry_run)
     current = {
       id = c.id, description = c.description, file = c.file, messages = {}, fixes = {}, problems = 0, warnings = 0,
     }
+    S.cpu_mark()
     local ok, err = S.invoke(c.unit, c.run, setmetatable({}, Check))
     in_fix = false
     current.error = (not ok) and err or false

@@ -45,6 +45,12 @@ export const RuleLimitsSchema = z
       .min(256)
       .max(1024 * 1024)
       .default(16 * 1024),
+    /**
+     * Wall-clock ceiling per call, ms: the backstop for work no instruction
+     * count sees (a native function, a long-string comparison). Bounded well
+     * below the host's call timeout.
+     */
+    callMs: z.number().int().min(1).max(10_000).default(50),
     /** Faults (errors or exceeded limits) before the rule is disabled. */
     maxFaults: z.number().int().min(1).max(1000).default(3),
     /** Hard cap on the whole Lua state, MiB. */

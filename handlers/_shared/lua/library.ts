@@ -13,10 +13,7 @@ local S = ...
 local lib = {}
 local P = {}
 function P.load(modules, l)
-  local units, failure = S.load_modules(lib, modules, {
-    instructions = l.instructions, call_memory_kb = l.callMemoryKb,
-    output_bytes = l.outputBytes, max_faults = l.maxFaults,
-  }, "product")
+  local units, failure = S.load_modules(lib, modules, S.to_limits(l), "product")
   if not units then return failure end
   return nil
 end

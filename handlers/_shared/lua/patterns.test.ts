@@ -1,5 +1,5 @@
 /**
- * The metered pattern matcher (prelude.lua) must agree with Lua's own on
+ * The metered pattern matcher (matcher.lua) must agree with Lua's own on
  * every result and error, since a rule cannot tell which one ran: a table
  * of patterns covering each feature, run through both, and through
  * find/match/gmatch/gsub.

@@ -11,9 +11,18 @@
 --   * memory: the same hook checks the growth of the heap since the call
 --     began; the allocator's hard cap on the whole state (set from JS) stops
 --     single huge allocations that happen inside one C function;
---   * time inside C functions, where no hook runs: every library function
---     whose cost is not bounded by its input size is guarded (string.rep,
---     pattern matching, table.sort, table.move);
+--   * time inside C functions, where no hook runs: every string, utf8 and
+--     table function content can call is charged instructions by the size of
+--     its input (subject x pattern where that is the real cost) before it
+--     runs, and the ones whose running time does not follow from their
+--     input size are guarded (string.rep, pattern matching, table.sort,
+--     table.move);
+--   * wall clock: a ceiling per call (checked by the hook and when the call
+--     ends) catches whatever the instruction count does not see;
+--   * coroutines: creating one is charged the instructions its own hook
+--     count could hide, and every resume is charged;
+--   * memory per rule: when the state's heap passes its soft limit after a
+--     full collection, the rule that holds the most is the one that faults;
 --   * output: detections and log lines are charged to the call.
 -- Once a call has tripped a limit every protected call inside it re-raises,
 -- so content cannot swallow the error with pcall and carry on.
@@ -24,6 +33,8 @@ local MAX_STRING = cfg.max_string
 local NATIVE_PATTERN_STEPS = cfg.native_pattern_steps
 local SORT_MAX = cfg.sort_max
 local MOVE_MAX = cfg.move_max
+local MAX_RESULTS = cfg.max_results
+local STATE_KB = cfg.state_memory_kb
 
 local _G = _G
 local native_load = load
@@ -34,6 +45,9 @@ local sethook = debug.sethook
 local raw_getmetatable = debug.getmetatable
 -- os.clock has 1 ms resolution in this build; the host passes a microsecond clock (ms as a float).
 local clock = cfg.now
+local cpu = cfg.cpu -- process CPU time outside host functions, ms
+local host_ms = cfg.host_ms -- wall-clock ms spent in host functions so far
+local getinfo, getupvalue, getlocal = debug.getinfo, debug.getupvalue, debug.getlocal
 local gc = collectgarbage
 local co_create, co_resume, co_status, co_running = coroutine.create, coroutine.resume, coroutine.status, coroutine.running
 local co_yield, co_isyieldable, co_close = coroutine.yield, coroutine.isyieldable, coroutine.close
@@ -43,6 +57,7 @@ local s_upper, s_lower, s_reverse, s_unpack = string.upper, string.lower, string
 local t_insert, t_remove, t_pack = table.insert, table.remove, table.pack
 local t_concat, t_sort, t_move, t_unpack = table.concat, table.sort, table.move, table.unpack
 local math_type, floor, huge = math.type, math.floor, math.huge
+local u_len, u_codepoint, u_offset, u_char = utf8.len, utf8.codepoint, utf8.offset, utf8.char
 
 -- ---------------------------------------------------------------------------
 -- Metering
@@ -53,20 +68,81 @@ local m_mem0 = 0 -- heap (KiB) when the call began
 local m_memcap = 0 -- allowed growth (KiB) during the call; 0 = no check
 local m_out = 0 -- output bytes left in the current call
 local m_tripped = nil -- the limit the current call exceeded, if any
+local m_t0 = 0 -- wall clock (ms) when the call began
+local m_ceiling = 0 -- wall-clock ceiling of the current call (ms); 0 = none
+local m_cpu0 = 0 -- process CPU time (ms) at the last cpu_mark()
+local m_wall0 = 0 -- clock() at the last cpu_mark()
+local m_now = 0 -- wall clock when the last call ended
+-- collectgarbage("count") costs ~330 ns here, twice per call. Back-to-back
+-- calls with no allocation between them (one event's deliveries; dispatch
+-- turns this on and says when an event changes the heap) start from the
+-- heap the previous call ended with.
+local m_reuse = false
+local m_heap = nil
+local m_host0 = nil -- host_ms() when the call began (units that call host functions)
+local m_deadline = 0 -- no call may run past this time (ms, clock()), whatever its own limit; 0 = none
+
+local BUDGET = "instruction budget exceeded"
 
 local function trip(why)
   if not m_tripped then m_tripped = why end
   error(m_tripped, 0)
 end
 
+-- Over the wall-clock ceiling. A machine too busy to run the process is not
+-- the rule's fault (and must not let load disable detection rules): the
+-- call's time is scaled by the share of the wall clock the process got since
+-- the last cpu_mark() (a batch, a check), so a CPU-bound rule is stopped once
+-- it has used about the ceiling in CPU time. Time in host functions
+-- (RepairKit's file and trust functions) is the agent's work, not the rule's.
+-- The host's call deadline (set per batch) is plain wall clock: past the
+-- host's call timeout the supervisor gives up on the host, busy machine or not.
+local function over_time(now)
+  if m_deadline > 0 and now > m_deadline then
+    return s_format("time limit exceeded (%d ms left before the host's call timeout)", floor(m_deadline - m_t0))
+  end
+  if m_ceiling <= 0 then return nil end
+  local dt = now - m_t0 - (m_host0 and host_ms() - m_host0 or 0)
+  local wall = now - m_wall0
+  local share = wall > 0 and (cpu() - m_cpu0) / wall or 1
+  if share < 1 then dt = dt * share end
+  if dt > m_ceiling then return s_format("time limit exceeded (%d ms per call)", floor(m_ceiling)) end
+  return nil
+end
+
+local invoke, finish -- (below) where a hook must not raise: the call's pcall has already returned
+
 local function hook()
   if not m_active then return end
-  if m_tripped then error(m_tripped, 0) end
-  m_left = m_left - HOOK
-  if m_left < 0 then trip("instruction budget exceeded") end
-  if m_memcap > 0 and gc("count") - m_mem0 > m_memcap then trip("memory limit exceeded") end
+  local why = m_tripped
+  if not why then
+    m_left = m_left - HOOK
+    if m_left < 0 then
+      why = BUDGET
+    elseif m_memcap > 0 and gc("count") - m_mem0 > m_memcap then
+      why = "memory limit exceeded"
+    else
+      local now = clock()
+      if (m_ceiling > 0 and now - m_t0 > m_ceiling) or (m_deadline > 0 and now > m_deadline) then
+        why = over_time(now)
+      end
+    end
+    if not why then return end
+    m_tripped = why
+  end
+  -- Between the content's return and the end of the meter, raising would
+  -- escape the protected call: finish() sees m_tripped instead.
+  local f = getinfo(2, "f").func
+  if f == invoke or f == finish then return end
+  error(why, 0)
 end
 sethook(hook, "", HOOK)
+
+--- Charges `n` instructions to the current call (work a C function is about to do).
+local function charge(n)
+  m_left = m_left - n
+  if m_left < 0 and m_active then trip(BUDGET) end
+end
 
 -- A protected call inside content returns normally unless the metered call
 -- as a whole is over a limit; then it keeps unwinding.
@@ -91,14 +167,21 @@ local function safe_xpcall(f, handler, ...)
   end, ...))
 end
 
--- debug.sethook hooks are per thread: a new coroutine would otherwise run unmetered.
+-- debug.sethook hooks are per thread: a new coroutine would otherwise run
+-- unmetered. Its count starts afresh, so up to HOOK - 1 of its instructions
+-- are never seen by the hook (a fresh coroutine per resume ran ~35x the
+-- budget that way): creating one is charged HOOK up front, and every resume
+-- is charged the switch itself.
+local RESUME_COST = 50
 local function safe_create(f)
+  charge(HOOK)
   local co = co_create(f)
   sethook(co, hook, "", HOOK)
   return co
 end
 
 local function safe_resume(co, ...)
+  charge(RESUME_COST)
   return rethrow(co_resume(co, ...))
 end
 
@@ -111,6 +194,7 @@ end
 local function safe_wrap(f)
   local co = safe_create(f)
   return function(...)
+    charge(RESUME_COST)
     return wrap_results(co_resume(co, ...))
   end
 end
@@ -127,7 +211,7 @@ end
 -- call, where no hook runs: `string.find(("a"):rep(5000), ".-.-.-b")` would
 -- never return. A pattern runs natively only when its worst case on this
 -- subject is bounded (NATIVE_PATTERN_STEPS); otherwise it runs on the port
--- of lstrlib's matcher below, in Lua, where every step is metered.
+-- of lstrlib's matcher in matcher.lua, in Lua, where every step is metered.
 
 local B = s_byte
 local L_ESC, SPECIALS = 37, "^$*+?.([%-"
@@ -158,7 +242,7 @@ local function pattern_info(p, gmatch)
   local key = gmatch and ("\0" .. p) or p
   local info = pattern_cache[key]
   if info then return info end
-  local n, i, q, opt = #p, 1, 0, 0
+  local n, i, q, opt, items = #p, 1, 0, 0, 0
   local anchored = not gmatch and B(p, 1) == 94
   if anchored then i = 2 end
   local ok = pcall(function()
@@ -169,12 +253,13 @@ local function pattern_info(p, gmatch)
       elseif c == 36 and i == n then
         i = i + 1
       elseif c == L_ESC and B(p, i + 1) == 98 then -- %bxy
-        q, i = q + 1, i + 4
+        q, i, items = q + 1, i + 4, items + 1
       elseif c == L_ESC and B(p, i + 1) == 102 then -- %f[set]
         i = class_end(p, n, i + 2)
       elseif c == L_ESC and (B(p, i + 1) or 0) >= 48 and (B(p, i + 1) or 0) <= 57 then
-        q, i = q + 1, i + 2
+        q, i, items = q + 1, i + 2, items + 1
       else
+        items = items + 1
         local ep = class_end(p, n, i)
         local s = B(p, ep)
         if s == 42 or s == 43 or s == 45 then
@@ -199,268 +284,32 @@ local function pattern_info(p, gmatch)
       j = j + 1
     end
   end
-  info = { ok = ok, q = q, opt = opt, anchored = anchored, prefix = prefix }
+  -- k: worst-case steps per start position when quantifier-free, else the factor of the '?'s.
+  local k = q == 0 and (items + 1) * 2 ^ opt or 2 ^ opt
+  info = { ok = ok, q = q, opt = opt, anchored = anchored, prefix = prefix, k = k }
+  -- Long patterns are not kept: the cache is shared by every rule, and must not hold their memory.
+  if n > 256 then return info end
   if pattern_cache_size >= 512 then pattern_cache, pattern_cache_size = {}, 0 end
   pattern_cache[key] = info
   pattern_cache_size = pattern_cache_size + 1
   return info
 end
 
-local function native_bounded(info, n)
+-- When `info` may run natively on an n-byte subject, charges its worst case
+-- before it runs and returns true; false means it must run on the metered
+-- matcher. The worst case: each start position tries every item
+-- (quantifier-free), or up to n+1 lengths per variable-length item; each '?'
+-- doubles it. A step of the C matcher costs about a quarter of a VM
+-- instruction (docs/rules.md). One function: this is on every match.
+local function native_charged(info, n, lp)
   if not info.ok or NATIVE_PATTERN_STEPS < 0 then return false end
-  if info.q == 0 and info.opt < 16 then return true end
-  local starts = info.anchored and 1 or (n + 1)
-  return starts * (n + 1) ^ info.q * 2 ^ info.opt <= NATIVE_PATTERN_STEPS
-end
-
--- Character classes, computed once with the native matcher on single bytes.
-local CLASS = {}
-for _, l in ipairs({ "a", "c", "d", "g", "l", "p", "s", "u", "w", "x", "z" }) do
-  local yes, no = {}, {}
-  for c = 0, 255 do
-    local m = s_find(s_char(c), "%" .. l) ~= nil
-    yes[c], no[c] = m, not m
-  end
-  CLASS[B(l)], CLASS[B(s_upper(l))] = yes, no
-end
-
-local function match_class(c, cl)
-  local t = CLASS[cl]
-  if t then return t[c] end
-  return cl == c
-end
-
-local function match_bracket(c, pat, p, ec)
-  local sig = true
-  if B(pat, p + 1) == 94 then
-    sig = false
-    p = p + 1
-  end
-  while true do
-    p = p + 1
-    if p >= ec then break end
-    local pc = B(pat, p)
-    if pc == L_ESC then
-      p = p + 1
-      if match_class(c, B(pat, p)) then return sig end
-    elseif B(pat, p + 1) == 45 and p + 2 < ec then
-      p = p + 2
-      if pc <= c and c <= B(pat, p) then return sig end
-    elseif pc == c then
-      return sig
-    end
-  end
-  return not sig
-end
-
-local function single_match(ms, s, p, ep)
-  if s > ms.slen then return false end
-  local c = B(ms.src, s)
-  local pc = B(ms.pat, p)
-  if pc == 46 then
-    return true
-  elseif pc == L_ESC then
-    return match_class(c, B(ms.pat, p + 1))
-  elseif pc == 91 then
-    return match_bracket(c, ms.pat, p, ep - 1)
-  end
-  return pc == c
-end
-
-local CAP_UNFINISHED, CAP_POSITION = -1, -2
-local do_match
-
-local function max_expand(ms, s, p, ep)
-  local i = 0
-  while single_match(ms, s + i, p, ep) do i = i + 1 end
-  while i >= 0 do
-    local res = do_match(ms, s + i, ep + 1)
-    if res then return res end
-    i = i - 1
-  end
-  return nil
-end
-
-local function min_expand(ms, s, p, ep)
-  while true do
-    local res = do_match(ms, s, ep + 1)
-    if res then return res end
-    if single_match(ms, s, p, ep) then
-      s = s + 1
-    else
-      return nil
-    end
-  end
-end
-
-local function start_capture(ms, s, p, what)
-  local level = ms.level
-  if level >= 32 then error("too many captures", 0) end
-  ms.cinit[level], ms.clen[level] = s, what
-  ms.level = level + 1
-  local res = do_match(ms, s, p)
-  if not res then ms.level = ms.level - 1 end
-  return res
-end
-
-local function end_capture(ms, s, p)
-  local l = ms.level - 1
-  while l >= 0 and ms.clen[l] ~= CAP_UNFINISHED do l = l - 1 end
-  if l < 0 then error("invalid pattern capture", 0) end
-  ms.clen[l] = s - ms.cinit[l]
-  local res = do_match(ms, s, p)
-  if not res then ms.clen[l] = CAP_UNFINISHED end
-  return res
-end
-
-local function check_capture(ms, l)
-  l = l - 49
-  if l < 0 or l >= ms.level or ms.clen[l] == CAP_UNFINISHED then
-    error(s_format("invalid capture index %%%d", l + 1), 0)
-  end
-  return l
-end
-
-local function match_capture(ms, s, l)
-  l = check_capture(ms, l)
-  local len = ms.clen[l]
-  if ms.slen - s + 1 >= len and s_sub(ms.src, ms.cinit[l], ms.cinit[l] + len - 1) == s_sub(ms.src, s, s + len - 1) then
-    return s + len
-  end
-  return nil
-end
-
-local function match_balance(ms, s, p)
-  if p >= ms.plen then error("malformed pattern (missing arguments to '%b')", 0) end
-  if B(ms.src, s) ~= B(ms.pat, p) then return nil end
-  local b, e, cont = B(ms.pat, p), B(ms.pat, p + 1), 1
-  s = s + 1
-  while s <= ms.slen do
-    local c = B(ms.src, s)
-    if c == e then
-      cont = cont - 1
-      if cont == 0 then return s + 1 end
-    elseif c == b then
-      cont = cont + 1
-    end
-    s = s + 1
-  end
-  return nil
-end
-
-do_match = function(ms, s, p)
-  ms.depth = ms.depth - 1
-  if ms.depth == 0 then error("pattern too complex", 0) end
-  local pat, plen = ms.pat, ms.plen
-  while true do
-    if p > plen then break end
-    local pc = B(pat, p)
-    local dflt = false
-    if pc == 40 then -- '('
-      if B(pat, p + 1) == 41 then
-        s = start_capture(ms, s, p + 2, CAP_POSITION)
-      else
-        s = start_capture(ms, s, p + 1, CAP_UNFINISHED)
-      end
-      break
-    elseif pc == 41 then -- ')'
-      s = end_capture(ms, s, p + 1)
-      break
-    elseif pc == 36 and p == plen then -- '$' at the end
-      if s ~= ms.slen + 1 then s = nil end
-      break
-    elseif pc == L_ESC then
-      local nx = B(pat, p + 1)
-      if nx == 98 then -- %b
-        s = match_balance(ms, s, p + 2)
-        if not s then break end
-        p = p + 4
-      elseif nx == 102 then -- %f
-        p = p + 2
-        if B(pat, p) ~= 91 then error("missing '[' after '%f' in pattern", 0) end
-        local ep = class_end(pat, plen, p)
-        local prev = (s == ms.init0) and 0 or B(ms.src, s - 1)
-        local cur = B(ms.src, s) or 0
-        if not match_bracket(prev, pat, p, ep - 1) and match_bracket(cur, pat, p, ep - 1) then
-          p = ep
-        else
-          s = nil
-          break
-        end
-      elseif nx and nx >= 48 and nx <= 57 then -- back reference
-        s = match_capture(ms, s, nx)
-        if not s then break end
-        p = p + 2
-      else
-        dflt = true
-      end
-    else
-      dflt = true
-    end
-    if dflt then
-      local ep = class_end(pat, plen, p)
-      local epc = B(pat, ep)
-      if not single_match(ms, s, p, ep) then
-        if epc == 42 or epc == 63 or epc == 45 then
-          p = ep + 1
-        else
-          s = nil
-          break
-        end
-      else
-        if epc == 63 then -- '?'
-          local res = do_match(ms, s + 1, ep + 1)
-          if res then
-            s = res
-            break
-          end
-          p = ep + 1
-        elseif epc == 43 then -- '+'
-          s = max_expand(ms, s + 1, p, ep)
-          break
-        elseif epc == 42 then -- '*'
-          s = max_expand(ms, s, p, ep)
-          break
-        elseif epc == 45 then -- '-'
-          s = min_expand(ms, s, p, ep)
-          break
-        else
-          s, p = s + 1, ep
-        end
-      end
-    end
-  end
-  ms.depth = ms.depth + 1
-  return s
-end
-
-local function new_state(src, pat)
-  return { src = src, slen = #src, pat = pat, plen = #pat, level = 0, cinit = {}, clen = {}, depth = 200, init0 = 1 }
-end
-
-local function get_capture(ms, i, s, e)
-  if i >= ms.level then
-    if i ~= 0 then error(s_format("invalid capture index %%%d", i + 1), 0) end
-    return s_sub(ms.src, s, e - 1)
-  end
-  local l = ms.clen[i]
-  if l == CAP_UNFINISHED then error("unfinished capture", 0) end
-  if l == CAP_POSITION then return ms.cinit[i] end
-  return s_sub(ms.src, ms.cinit[i], ms.cinit[i] + l - 1)
-end
-
-local function captures(ms, s, e, whole)
-  local n = (ms.level == 0 and whole) and 1 or ms.level
-  local out = {}
-  for i = 0, n - 1 do out[i + 1] = get_capture(ms, i, s, e) end
-  return t_unpack(out, 1, n)
-end
-
-local function posrelat(pos, len)
-  if pos > 0 then return pos end
-  if pos == 0 then return 1 end
-  if pos < -len then return 1 end
-  return len + pos + 1
+  local q = info.q
+  local steps = (info.anchored and 1 or n + 1) * info.k
+  if q > 0 then steps = steps * (n + 1) ^ q end
+  if (q > 0 or info.opt >= 16) and steps > NATIVE_PATTERN_STEPS then return false end
+  m_left = m_left - steps / 4 - (lp >> 4)
+  if m_left < 0 and m_active then trip(BUDGET) end
+  return true
 end
 
 local function check_int(v, name)
@@ -471,51 +320,41 @@ local function check_int(v, name)
   return floor(n)
 end
 
--- Next candidate start at or after `s1`, using the literal prefix when there is one.
-local function next_start(ms, info, s1)
-  if info.prefix == "" then return s1 end
-  return s_find(ms.src, info.prefix, s1, true)
-end
-
-local function lua_find(s, p, init, find)
-  local ls = #s
-  init = posrelat(init, ls)
-  if init > ls + 1 then return nil end
-  local info = pattern_info(p, false)
-  local pat = info.anchored and s_sub(p, 2) or p
-  local ms = new_state(s, pat)
-  local s1 = init
-  while true do
-    s1 = next_start(ms, info, s1)
-    if not s1 then return nil end
-    ms.level, ms.depth = 0, 200
-    local e = do_match(ms, s1, 1)
-    if e then
-      if find then return s1, e - 1, captures(ms, nil, nil, false) end
-      return captures(ms, s1, e, true)
-    end
-    s1 = s1 + 1
-    if info.anchored or s1 > ls + 1 then return nil end
-  end
-end
+-- The metered matcher: a port of lstrlib's in Lua (matcher.lua), where every
+-- step is VM instructions and so metered.
+local matcher = native_load(cfg.matcher_source, "=matcher", "t", {})({
+  byte = s_byte, sub = s_sub, find = s_find, char = s_char, upper = s_upper, format = s_format,
+  concat = t_concat, unpack = t_unpack, error = error, tostring = tostring, type = type, ipairs = ipairs,
+  class_end = class_end, pattern_info = pattern_info,
+})
+local lua_find, new_state, do_match, captures = matcher.lua_find, matcher.new_state, matcher.do_match, matcher.captures
+local add_value, posrelat, next_start = matcher.add_value, matcher.posrelat, matcher.next_start
 
 local function safe_find(s, p, init, plain)
   s, p = tostring(s), tostring(p)
-  if plain or not s_find(p, "[%^%$%*%+%?%.%(%[%%%-]") then return s_find(s, p, init, plain) end
-  if native_bounded(pattern_info(p, false), #s) then return s_find(s, p, init) end
+  local ls, lp = #s, #p
+  if plain or not s_find(p, "[%^%$%*%+%?%.%(%[%%%-]") then
+    -- lmemfind compares up to the whole needle at every start: (n+1)(m+1)
+    -- bounds that plus the scan (this is on every plain find: kept short).
+    m_left = m_left - ((ls + 1) * (lp + 1) >> 4)
+    if m_left < 0 and m_active then trip(BUDGET) end
+    return s_find(s, p, init, plain)
+  end
+  if native_charged(pattern_info(p, false), ls, lp) then return s_find(s, p, init) end
   return lua_find(s, p, init and check_int(init, "find") or 1, true)
 end
 
 local function safe_match(s, p, init)
   s, p = tostring(s), tostring(p)
-  if native_bounded(pattern_info(p, false), #s) then return s_match(s, p, init) end
+  if native_charged(pattern_info(p, false), #s, #p) then return s_match(s, p, init) end
   return lua_find(s, p, init and check_int(init, "match") or 1, false)
 end
 
 local function safe_gmatch(s, p, init)
   s, p = tostring(s), tostring(p)
   local info = pattern_info(p, true)
-  if native_bounded(info, #s) then return s_gmatch(s, p, init) end
+  -- Every iteration together scans the subject once: charged once, up front.
+  if native_charged(info, #s, #p) then return s_gmatch(s, p, init) end
   local ls = #s
   local src = posrelat(init and check_int(init, "gmatch") or 1, ls)
   if src > ls + 1 then src = ls + 2 end
@@ -542,45 +381,6 @@ local function safe_gmatch(s, p, init)
   end
 end
 
-local function add_value(ms, out, s, e, repl, tr)
-  local v
-  if tr == "function" then
-    v = repl(captures(ms, s, e, true))
-  elseif tr == "table" then
-    v = repl[get_capture(ms, 0, s, e)]
-  else
-    local r = tostring(repl)
-    local i, parts = 1, {}
-    while i <= #r do
-      local c = s_sub(r, i, i)
-      if c == "%" then
-        i = i + 1
-        local d = s_sub(r, i, i)
-        if d == "%" then
-          parts[#parts + 1] = "%"
-        elseif d ~= "" and s_find(d, "%d") then
-          parts[#parts + 1] = d == "0" and s_sub(ms.src, s, e - 1) or tostring(get_capture(ms, B(d) - 49, s, e))
-        else
-          error("invalid use of '%' in replacement string", 0)
-        end
-      else
-        parts[#parts + 1] = c
-      end
-      i = i + 1
-    end
-    out[#out + 1] = t_concat(parts)
-    return true
-  end
-  if not v then
-    out[#out + 1] = s_sub(ms.src, s, e - 1)
-    return false
-  end
-  local tv = type(v)
-  if tv ~= "string" and tv ~= "number" then error("invalid replacement value (a " .. tv .. ")", 0) end
-  out[#out + 1] = tostring(v)
-  return true
-end
-
 local function safe_gsub(s, p, repl, max_n)
   s, p = tostring(s), tostring(p)
   local tr = type(repl)
@@ -588,7 +388,11 @@ local function safe_gsub(s, p, repl, max_n)
     error("bad argument #3 to 'gsub' (string/function/table expected, got " .. tr .. ")", 0)
   end
   local info = pattern_info(p, false)
-  if native_bounded(info, #s) then return s_gsub(s, p, repl, max_n) end
+  if native_charged(info, #s, #p) then
+    local r, n = s_gsub(s, p, repl, max_n)
+    charge(#r >> 5)
+    return r, n
+  end
   local ls = #s
   max_n = max_n and check_int(max_n, "gsub") or ls + 1
   local pat = info.anchored and s_sub(p, 2) or p
@@ -626,20 +430,153 @@ local function safe_rep(s, n, sep)
   if total > MAX_STRING then
     trip(s_format("string.rep: a %.0f-byte result exceeds the %d-byte limit", total, MAX_STRING))
   end
+  charge((total >> 3) + (n >> 6))
   return s_rep(s, n, sep)
+end
+
+local function log2(n)
+  local l = 1
+  while (1 << l) < n do l = l + 1 end
+  return l
 end
 
 local function safe_sort(t, cmp)
   if type(t) ~= "table" then error("bad argument #1 to 'sort' (table expected)", 0) end
   if getmetatable(t) ~= nil then error("table.sort: tables with metatables are not supported", 0) end
-  if rawlen(t) > SORT_MAX then error(s_format("table.sort: more than %d elements", SORT_MAX), 0) end
+  local n = rawlen(t)
+  if n > SORT_MAX then error(s_format("table.sort: more than %d elements", SORT_MAX), 0) end
+  if n > 1 then
+    -- n log n comparisons; without a comparator they are native, and a string
+    -- comparison reads both strings (this scan is itself metered).
+    local lg, bytes = log2(n), 0
+    if cmp == nil then
+      for i = 1, n do
+        local v = t[i]
+        if type(v) == "string" then bytes = bytes + #v end
+      end
+    end
+    charge(n * lg * 2 + (bytes * lg >> 4))
+  end
   return t_sort(t, cmp)
 end
 
 local function safe_move(a1, f, e, t, a2)
   f, e = check_int(f, "move"), check_int(e, "move")
   if e >= f and e - f >= MOVE_MAX then error(s_format("table.move: more than %d elements", MOVE_MAX), 0) end
+  if e >= f then charge((e - f + 1) * 2) end
   return t_move(a1, f, e, t, a2)
+end
+
+-- ---------------------------------------------------------------------------
+-- Every other string, utf8 and table function, charged by the size of its
+-- input before it runs (or, where the result bounds the work and memory
+-- bounds the result, by the size of what it produced). Costs are in VM
+-- instructions; one instruction takes ~14 ns in this build, a byte of
+-- utf8.len ~2.3 ns, of upper/lower ~1.8 ns, of a copy < 0.3 ns.
+
+-- Positions i..j of an l-byte string, as lstrlib counts them.
+local function span(l, i, j)
+  if i < 0 then i = l + i + 1 if i < 1 then i = 1 end elseif i == 0 then i = 1 end
+  if j < 0 then j = l + j + 1 elseif j > l then j = l end
+  return j >= i and j - i + 1 or 0
+end
+
+local function too_many(name, n)
+  if n > MAX_RESULTS then error(s_format("%s: more than %d results", name, MAX_RESULTS), 0) end
+  charge(n)
+end
+
+local function safe_byte(s, i, j)
+  if j ~= nil then too_many("string.byte", span(s_len(s), check_int(i or 1, "byte"), check_int(j, "byte"))) end
+  return s_byte(s, i, j)
+end
+
+local function safe_char(...)
+  charge(select("#", ...) >> 2)
+  return s_char(...)
+end
+
+local function safe_format(fmt, ...)
+  local r = s_format(fmt, ...)
+  charge(#r >> 4)
+  return r
+end
+
+local function safe_sub(s, i, j)
+  local r = s_sub(s, i, j)
+  local n = #r
+  if n > 64 then charge(n >> 5) end
+  return r
+end
+
+local function per_byte(f, shift)
+  return function(s, ...)
+    charge(s_len(s) >> shift)
+    return f(s, ...)
+  end
+end
+
+local function safe_codepoint(s, i, j)
+  local l = s_len(s)
+  i = i and check_int(i, "codepoint") or 1
+  j = j and check_int(j, "codepoint") or i
+  local n = span(l, i, j)
+  too_many("utf8.codepoint", n)
+  charge(n)
+  return u_codepoint(s, i, j)
+end
+
+local function safe_uchar(...)
+  charge(select("#", ...))
+  return u_char(...)
+end
+
+-- Converting a string reads it more than once (strtod, in this build ~25 ns a byte).
+local function safe_tonumber(v, base)
+  if type(v) == "string" and #v > 16 then charge(#v * 2) end
+  if base == nil then return tonumber(v) end
+  return tonumber(v, base)
+end
+
+-- #t honours __len, which runs metered; the C loops below then run that many times.
+local function safe_concat(t, sep, i, j)
+  i = i and check_int(i, "concat") or 1
+  j = j and check_int(j, "concat") or #t
+  if j >= i then charge((j - i + 1) * 4) end
+  local r = t_concat(t, sep, i, j)
+  charge(#r >> 5)
+  return r
+end
+
+local function safe_insert(t, ...)
+  if select("#", ...) >= 2 then
+    local pos = check_int((...), "insert")
+    local n = #t
+    if n >= pos then charge((n - pos + 1) * 2) end
+  end
+  return t_insert(t, ...)
+end
+
+local function safe_remove(t, pos)
+  if pos ~= nil then
+    pos = check_int(pos, "remove")
+    local n = #t
+    if n >= pos then charge((n - pos + 1) * 2) end
+    return t_remove(t, pos)
+  end
+  return t_remove(t)
+end
+
+local function safe_unpack(t, i, j)
+  i = i and check_int(i, "unpack") or 1
+  j = j and check_int(j, "unpack") or #t
+  if j >= i then too_many("table.unpack", j - i + 1) end
+  return t_unpack(t, i, j)
+end
+
+local function safe_pack(...)
+  charge(select("#", ...))
+  return t_pack(...)
 end
 
 local function safe_setmetatable(t, mt)
@@ -665,24 +602,28 @@ local function copy(t)
 end
 
 local SAFE_STRING = {
-  byte = s_byte, char = s_char, find = safe_find, format = s_format, gmatch = safe_gmatch, gsub = safe_gsub,
-  len = s_len, lower = s_lower, match = safe_match, rep = safe_rep, reverse = s_reverse,
-  sub = s_sub, upper = s_upper,
+  byte = safe_byte, char = safe_char, find = safe_find, format = safe_format, gmatch = safe_gmatch,
+  gsub = safe_gsub, len = s_len, lower = per_byte(s_lower, 2), match = safe_match, rep = safe_rep,
+  reverse = per_byte(s_reverse, 3), sub = safe_sub, upper = per_byte(s_upper, 2),
 }
 local SAFE_TABLE = {
-  concat = t_concat, insert = t_insert, move = safe_move, pack = t_pack, remove = t_remove,
-  sort = safe_sort, unpack = t_unpack,
+  concat = safe_concat, insert = safe_insert, move = safe_move, pack = safe_pack, remove = safe_remove,
+  sort = safe_sort, unpack = safe_unpack,
 }
 local SAFE_MATH = copy(math)
 SAFE_MATH.randomseed = nil -- one generator per state: reseeding would change it for every rule
 local SAFE_UTF8 = copy(utf8)
+SAFE_UTF8.len = per_byte(u_len, 2)
+SAFE_UTF8.offset = per_byte(u_offset, 2)
+SAFE_UTF8.codepoint = safe_codepoint
+SAFE_UTF8.char = safe_uchar
 local SAFE_COROUTINE = {
   create = safe_create, resume = safe_resume, wrap = safe_wrap, yield = co_yield, status = co_status,
   running = co_running, isyieldable = co_isyieldable, close = co_close,
 }
 local BASE = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = safe_pcall,
-  select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
+  select = select, tonumber = safe_tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
   rawequal = rawequal, rawget = rawget, rawlen = rawlen, setmetatable = safe_setmetatable,
   getmetatable = getmetatable, collectgarbage = safe_collectgarbage, _VERSION = _VERSION,
 }
@@ -708,20 +649,54 @@ local function readonly_error()
   error("attempt to modify a read-only table", 2)
 end
 
---- A read-only view of `t` (each caller gets its own, so rawset on it changes nothing shared).
-local function readonly(t)
-  return setmetatable({}, {
-    __index = t,
-    __newindex = readonly_error,
-    __pairs = function() return next, t, nil end,
-    __len = function() return #t end,
-    __metatable = false,
-  })
+-- Iterating a view hands out its values one by one, never the table behind
+-- it: `local _, raw = pairs(view)` used to return the raw event or library
+-- table, through which one rule rewrote what the next one saw.
+local function view_pairs(v)
+  local src = raw_getmetatable(v).__index
+  return function(_, k) return next(src, k) end, v, nil
+end
+
+local function view_len(v)
+  return #raw_getmetatable(v).__index
+end
+
+--- A deep read-only view of `t`: an empty table (content has no rawset, and
+--- its metatable is locked) whose reads go to `t`, or, when `t` holds tables,
+--- to a copy of `t` in which those are views too. One view may be shared by
+--- every rule. Writing raises an error in the rule that wrote.
+local function readonly(t, memo)
+  memo = memo or {}
+  local view = memo[t]
+  if view then return view end
+  local mt = { __newindex = readonly_error, __pairs = view_pairs, __len = view_len, __metatable = false }
+  view = setmetatable({}, mt)
+  memo[t] = view
+  local src = t
+  for _, x in next, t do
+    if type(x) == "table" then
+      src = nil
+      break
+    end
+  end
+  if src == nil then
+    src = {}
+    for k, x in next, t do
+      src[k] = type(x) == "table" and readonly(x, memo) or x
+    end
+    -- A class table's own __index (methods) still answers reads through the view.
+    local tmt = raw_getmetatable(t)
+    if tmt then setmetatable(src, tmt) end
+  end
+  mt.__index = src
+  return view
 end
 
 --- Compiles content source as text (binary chunks are refused) into `env`.
+--- Content chunks are named "@name" and trusted ones "=name": the memory
+--- accounting below tells content closures from the sandbox's own by that.
 local function compile(name, source, env)
-  local fn, err = native_load(source, "=" .. name, "t", env)
+  local fn, err = native_load(source, "@" .. name, "t", env)
   if not fn then return nil, err end
   return fn
 end
@@ -734,48 +709,215 @@ end
 
 local newly_disabled = {}
 
-local function finish(unit, t0, ok, ...)
-  local dt = clock() - t0
+--- Counts a fault against `unit`; at max_faults it is disabled and, when its
+--- runtime registered one, its `release` drops everything it holds.
+local function fault(unit, err, limit)
+  unit.faults = unit.faults + 1
+  unit.last_error = err
+  if limit then unit.limit_faults = (unit.limit_faults or 0) + 1 end
+  if unit.faults >= unit.max_faults and not unit.disabled then
+    unit.disabled = true
+    newly_disabled[#newly_disabled + 1] = unit.name
+    local release = unit.release
+    unit.release, unit.roots = nil, nil
+    if release then release() end
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- Memory per rule. The allocator's cap is shared by the whole state, so a
+-- rule hoarding memory across calls would make whichever rule allocates next
+-- fail. Above a soft limit (leaving room for two calls' growth below the
+-- cap), the end of a call collects garbage; if the heap is still above it,
+-- what each rule holds is measured (everything reachable from its globals,
+-- reactors and coroutines that the sandbox and the library do not own) and
+-- the rule holding the most faults.
+
+local soft_kb = STATE_KB * 3 // 4
+local units = setmetatable({}, { __mode = "k" }) -- unit → true, for units whose runtime set `roots`
+local shared_roots = {} -- objects no rule is charged for (the library and its views)
+
+local function measure(root, seen)
+  local stack, n, bytes = { root }, 1, 0
+  while n > 0 do
+    local v = stack[n]
+    stack[n] = nil
+    n = n - 1
+    local tv = type(v)
+    if (tv == "table" or tv == "function" or tv == "thread" or tv == "string") and not seen[v] then
+      seen[v] = true
+      if tv == "string" then
+        bytes = bytes + 24 + #v
+      elseif tv == "table" then
+        bytes = bytes + 56
+        for k, x in next, v do
+          bytes = bytes + 24
+          stack[n + 1], stack[n + 2] = k, x
+          n = n + 2
+        end
+        local mt = raw_getmetatable(v)
+        if mt then
+          n = n + 1
+          stack[n] = mt
+        end
+      elseif tv == "function" then
+        local info = getinfo(v, "Su")
+        -- Only content closures: the sandbox's own reach every rule.
+        if info.what ~= "C" and s_byte(info.source, 1) == 64 then
+          bytes = bytes + 40 + 16 * info.nups
+          for i = 1, info.nups do
+            n = n + 1
+            stack[n] = select(2, getupvalue(v, i))
+          end
+        end
+      else
+        bytes = bytes + 1024
+        for level = 0, 250 do
+          local info = getinfo(v, level, "f")
+          if not info then break end
+          n = n + 1
+          stack[n] = info.func
+          for i = 1, 255 do
+            local name, x = getlocal(v, level, i)
+            if not name then break end
+            n = n + 1
+            stack[n] = x
+          end
+        end
+      end
+    end
+  end
+  return bytes
+end
+
+-- Heap (KiB) above which the end of a call reclaims: the soft limit, or
+-- higher after a measurement found no rule to blame (a large library is
+-- nobody's fault), so a big but legitimate heap is not collected on every call.
+local reclaim_kb = nil
+
+local function reclaim()
+  gc("collect")
+  local heap = gc("count")
+  if heap <= soft_kb then
+    reclaim_kb = nil
+    return
+  end
+  local seen = {}
+  for _, r in ipairs(shared_roots) do measure(r, seen) end
+  local worst, worst_bytes = nil, -1
+  for unit in next, units do
+    if not unit.disabled and unit.roots then
+      local b = 0
+      for _, r in ipairs(unit.roots) do b = b + measure(r, seen) end
+      unit.held_kb = b // 1024
+      if b > worst_bytes then worst, worst_bytes = unit, b end
+    end
+  end
+  -- Blame only a rule that holds a real share of the heap (a quarter); otherwise look again once
+  -- half of the remaining room is used.
+  if not worst or worst_bytes < heap * 256 then
+    reclaim_kb = heap + (STATE_KB - heap) // 2
+    return
+  end
+  reclaim_kb = nil
+  do
+    fault(worst, s_format("memory limit exceeded (state): the rule holds ~%d KiB of a %d KiB heap (soft limit %d KiB)",
+      worst_bytes // 1024, floor(heap), soft_kb), true)
+    if worst.disabled then gc("collect") end
+  end
+end
+
+function finish(unit, t0, ok, ...)
+  local now = clock()
+  local dt = now - t0
   m_active = false
+  m_now = now
   local why = m_tripped
   m_tripped = nil
+  -- A native function's work after the last hook is seen here.
+  local heap = gc("count")
+  m_heap = heap
+  if ok and not why then
+    if m_memcap > 0 and heap - m_mem0 > m_memcap then
+      why = "memory limit exceeded"
+    elseif (m_ceiling > 0 and dt > m_ceiling) or (m_deadline > 0 and now > m_deadline) then
+      why = over_time(now)
+    end
+    if why then ok = false end
+  end
   unit.calls = unit.calls + 1
   unit.time = unit.time + dt
   if dt > unit.max_time then unit.max_time = dt end
+  if heap > (reclaim_kb or soft_kb) then
+    m_heap = nil
+    reclaim()
+    -- The collection is the sandbox's work: it must not count as the next call's CPU.
+    m_cpu0, m_wall0 = cpu(), clock()
+  end
   if ok then return true, ... end
+  m_heap = nil
   local err = why or (...)
   -- Never tostring() a content error object here: its __tostring would run unmetered.
   if type(err) ~= "string" then err = "error object (" .. type(err) .. ")" end
   if err == "not enough memory" then err = "memory limit exceeded (state)" end
   if #err > 400 then err = s_sub(err, 1, 400) .. "…" end
-  unit.faults = unit.faults + 1
-  unit.last_error = err
-  if why then unit.limit_faults = (unit.limit_faults or 0) + 1 end
-  if unit.faults >= unit.max_faults and not unit.disabled then
-    unit.disabled = true
-    newly_disabled[#newly_disabled + 1] = unit.name
-  end
+  fault(unit, err, why ~= nil)
   return false, err
 end
 
 --- Calls fn(...) as `unit`, within its limits. Returns true, results… or false, error.
-local function invoke(unit, fn, ...)
+function invoke(unit, fn, ...)
   if m_active then
     -- Nested (a rule calling a library function): the outer call's meter keeps running.
     return true, fn(...)
   end
   m_left, m_memcap, m_out, m_tripped = unit.budget, unit.memcap_kb, unit.output_bytes, nil
-  m_mem0 = gc("count")
+  m_mem0 = m_reuse and m_heap or gc("count")
+  m_heap = nil
   m_active = true
   local t0 = clock()
+  m_t0 = t0
+  m_ceiling = unit.call_ms
+  m_host0 = unit.host_calls and host_ms() or nil
   return finish(unit, t0, pcall(fn, ...))
 end
 
 local function new_unit(name, limits)
-  return {
+  local unit = {
     name = name, budget = limits.instructions, memcap_kb = limits.call_memory_kb,
-    output_bytes = limits.output_bytes, max_faults = limits.max_faults,
+    output_bytes = limits.output_bytes, max_faults = limits.max_faults, call_ms = limits.call_ms or 0,
+    host_calls = limits.host_calls,
     calls = 0, time = 0, max_time = 0, faults = 0, limit_faults = 0, disabled = false,
+  }
+  -- Room for two calls' growth between the soft limit and the cap (a call can overshoot its own until the next hook).
+  local soft = STATE_KB - 2 * (unit.memcap_kb or 0)
+  if soft < STATE_KB // 4 then soft = STATE_KB // 4 end
+  if soft < soft_kb then soft_kb = soft end
+  return unit
+end
+
+--- Runs a unit's chunk (a rule or module loading). Loading may build tables
+--- a call would not, so its wall-clock ceiling is 20x a call's (at least 1 s).
+local function invoke_load(unit, fn)
+  local c = unit.call_ms
+  if c > 0 then unit.call_ms = c * 20 > 1000 and c * 20 or 1000 end
+  m_cpu0, m_wall0 = cpu(), clock()
+  local ok, res = invoke(unit, fn)
+  unit.call_ms = c
+  return ok, res
+end
+
+--- The objects that make up what `unit` holds (its globals, reactors…); `release` drops them when it is disabled.
+local function track(unit, roots, release)
+  unit.roots, unit.release = roots, release
+  units[unit] = true
+end
+
+--- Limits as content declares them (rules.json) → a unit's.
+local function to_limits(l)
+  return {
+    instructions = l.instructions, call_memory_kb = l.callMemoryKb, output_bytes = l.outputBytes,
+    max_faults = l.maxFaults, call_ms = l.callMs,
   }
 end
 
@@ -786,11 +928,9 @@ local function load_modules(lib, modules, limits, namespace)
   local units = {}
   for _, m in ipairs(modules) do
     local unit = new_unit(namespace .. ":" .. m.name, limits)
-    local view = {}
-    for k, v in pairs(lib) do view[k] = readonly(v) end
-    local fn, err = compile(m.name, m.source, new_env({ [namespace] = readonly(view) }))
+    local fn, err = compile(m.name, m.source, new_env({ [namespace] = readonly(lib) }))
     if not fn then return nil, { name = m.name, message = err } end
-    local ok, res = invoke(unit, fn)
+    local ok, res = invoke_load(unit, fn)
     if not ok then return nil, { name = m.name, message = res } end
     if type(res) ~= "table" then
       return nil, { name = m.name, message = "a library module must return a table of functions" }
@@ -820,7 +960,15 @@ end
 
 return {
   new_env = new_env, compile = compile, invoke = invoke, new_unit = new_unit, readonly = readonly,
-  load_modules = load_modules,
+  load_modules = load_modules, invoke_load = invoke_load, view_pairs = view_pairs, to_limits = to_limits, track = track, fault = fault,
+  set_shared = function(list) shared_roots = list end,
+  cpu_mark = function() m_cpu0, m_wall0 = cpu(), clock() end,
+  -- A batch's deadline caps every call in it (a single call must not outlast the host's call timeout).
+  set_call_cap = function(ms) m_deadline = ms and clock() + ms or 0 end,
+  reuse_heap = function(on) m_reuse, m_heap = on, nil end,
+  heap_changed = function() m_heap = nil end,
+  last_now = function() return m_now end,
+  soft_limit_kb = function() return soft_kb end,
   charge_output = charge_output, take_disabled = take_disabled, clock = clock,
   is_active = function() return m_active end,
   tripped = function() return m_tripped end,

@@ -18,6 +18,7 @@
 import { type LuaEngine, LuaFactory } from "wasmoon";
 import wasmPath from "wasmoon/dist/glue.wasm" with { type: "file" };
 import { HandlerError } from "../../../core/errors.ts";
+import matcherSource from "./matcher.lua" with { type: "text" };
 import preludeSource from "./prelude.lua" with { type: "text" };
 
 /** Limits that hold for a whole Lua state. Per-call limits belong to each unit (see prelude.lua). */
@@ -32,6 +33,8 @@ export interface SandboxOptions {
   nativePatternSteps: number;
   sortMax: number;
   moveMax: number;
+  /** Most values one C function may return (table.unpack, string.byte, utf8.codepoint). */
+  maxResults: number;
 }
 
 export const DEFAULT_SANDBOX: SandboxOptions = {
@@ -41,6 +44,7 @@ export const DEFAULT_SANDBOX: SandboxOptions = {
   nativePatternSteps: 2_000_000,
   sortMax: 100_000,
   moveMax: 1_000_000,
+  maxResults: 8000,
 };
 
 /** Lua values as JS sees them: tables become arrays (keys 1..n) or objects. */
@@ -123,6 +127,11 @@ if (loadsLuaLockedDown()) {
 }
 
 const encoder = new TextEncoder();
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 const decoder = new TextDecoder();
 
 export class LuaError extends Error {}
@@ -135,6 +144,10 @@ export class LuaSandbox {
   private readonly hostFns: HostFunction[] = [];
   private readonly hostPtr: number;
   private readonly nowPtr: number;
+  private readonly cpuPtr: number;
+  private readonly hostMsPtr: number;
+  private hostWallMs = 0;
+  private hostCpuMs = 0;
   private readonly lenPtr: number;
   /** Registry reference of the table prelude.lua returned (the sandbox internals). */
   readonly internals: number;
@@ -151,6 +164,17 @@ export class LuaSandbox {
       raw._lua_pushnumber(L, performance.now());
       return 1;
     }, "ii");
+    // Process CPU time (ms) outside host functions: a call over its wall-clock
+    // ceiling is the rule's fault only if the process ran it.
+    this.cpuPtr = raw.addFunction((L: number) => {
+      raw._lua_pushnumber(L, cpuMs() - this.hostCpuMs);
+      return 1;
+    }, "ii");
+    // Wall-clock ms spent in host functions (RepairKit's fs, trust…): the agent's work, not the rule's.
+    this.hostMsPtr = raw.addFunction((L: number) => {
+      raw._lua_pushnumber(L, this.hostWallMs);
+      return 1;
+    }, "ii");
     const results = this.runChunkRefs(preludeSource, "=prelude", [
       {
         hook_interval: options.hookInterval,
@@ -158,7 +182,12 @@ export class LuaSandbox {
         native_pattern_steps: options.nativePatternSteps,
         sort_max: options.sortMax,
         move_max: options.moveMax,
+        matcher_source: matcherSource,
+        max_results: options.maxResults,
+        state_memory_kb: Math.floor(options.stateMemoryBytes / 1024),
         now: { [CFN]: this.nowPtr },
+        cpu: { [CFN]: this.cpuPtr },
+        host_ms: { [CFN]: this.hostMsPtr },
       },
     ]);
     this.internals = results[0] ?? 0;
@@ -277,6 +306,8 @@ export class LuaSandbox {
     this.engine.global.close();
     this.raw.removeFunction(this.hostPtr);
     this.raw.removeFunction(this.nowPtr);
+    this.raw.removeFunction(this.cpuPtr);
+    this.raw.removeFunction(this.hostMsPtr);
     if (this.scratch) this.raw._free(this.scratch);
     this.raw._free(this.lenPtr);
     for (const p of this.cstrings.values()) this.raw._free(p);
@@ -430,6 +461,8 @@ export class LuaSandbox {
     const { raw } = this;
     let failure: string | undefined;
     let pushed = 0;
+    const wall0 = performance.now();
+    const cpu0 = cpuMs();
     try {
       const id = Number(raw._lua_tointegerx(L, LUA_REGISTRYINDEX - 1, 0));
       const fn = this.hostFns[id];
@@ -446,6 +479,9 @@ export class LuaSandbox {
       // Emscripten unwinds a Lua error (longjmp) by throwing Infinity: it must pass through untouched.
       if (e === Number.POSITIVE_INFINITY) throw e;
       failure = e instanceof Error ? e.message : String(e);
+    } finally {
+      this.hostWallMs += performance.now() - wall0;
+      this.hostCpuMs += cpuMs() - cpu0;
     }
     if (failure === undefined) return pushed;
     raw._lua_settop(L, 0);
