@@ -187,7 +187,7 @@ export class BehaviorLive {
     const r: InjectResult =
       events.length > 0
         ? this.process(events)
-        : { accepted: 0, delivered: 0, filtered: 0, queued: 0, detections: [], disabled: [] };
+        : { accepted: 0, delivered: 0, filtered: 0, queued: 0, skipped: 0, detections: [], disabled: [] };
     return { ...r, subscribed: this.engine?.subscribedTypes() ?? [] };
   }
 
