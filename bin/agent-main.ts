@@ -63,6 +63,8 @@ const main = defineCommand({
         import("../core/cli/agent/session.ts"),
       ]).then(([hmpa, session]) => session.handlerCommand(hmpa.makeHmpaCommand)),
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
+    install: () => import("../core/cli/agent/install.ts").then((m) => m.default),
+    uninstall: () => import("../core/cli/agent/uninstall.ts").then((m) => m.default),
     telemetry: () => import("../handlers/TELEMSUP/cli-agent-telemetry.ts").then((m) => m.default),
     selfhelp: () =>
       Promise.all([

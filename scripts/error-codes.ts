@@ -40,6 +40,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
   ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
+  ["INST_", "agent install / uninstall (core/install)"],
+  ["CRT_", "incompatible-software removal rules (handlers/CRT)"],
   ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
 ];
 
