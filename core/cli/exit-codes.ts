@@ -57,11 +57,16 @@ export const EXIT_RULES: readonly ExitRule[] = [
     exit: EXIT.USAGE,
     why: "an unknown content type or handler method was named",
   },
+  {
+    match: ["INST_NOT_ROOT", "INST_INPUT", "INST_NO_TRUST", "INST_CONFIG", "INST_BINARY"],
+    exit: EXIT.USAGE,
+    why: "`agent install` was not run as root, or a file it needs is missing or invalid",
+  },
   { match: /^HND_\w*BAD_ARGS$/, exit: EXIT.USAGE, why: "a handler rejected its arguments" },
   {
-    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL)_/,
+    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL|CRT)_/,
     exit: EXIT.CONTENT,
-    why: "update, index, signature, package, store, handler and release refusals",
+    why: "update, index, signature, package, store, handler, release and CRT rule refusals",
   },
 ];
 
