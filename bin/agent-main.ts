@@ -33,6 +33,8 @@ setAgentWiring({
   // scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
   // watchdog, NTP_OVERRIDES (docs/ips.md); telemetry upload (off unless telemetry.enabled,
   // docs/telemetry.md) and the self-help log reader (docs/selfhelp.md). Each is owned by the agent it serves.
+  removeIncompatible: () =>
+    import("../handlers/CRT/remove-incompatible.ts").then((m) => m.removeIncompatible),
   services: (ctx) =>
     Promise.all([
       import("../handlers/DatasetA/scan/runtime.ts").then((m) => [m.scanningService(ctx)]),

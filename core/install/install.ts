@@ -6,6 +6,8 @@
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
+import type { RemoveIncompatible } from "../cli/agent/session.ts";
+import { parseConfig } from "../config.ts";
 import { InstallError } from "../errors.ts";
 import { applyEntries, type Change } from "./apply.ts";
 import { agentBinary } from "./binary.ts";
@@ -22,6 +24,8 @@ export interface InstallOptions {
   tenantToken?: string;
   binary?: string;
   dryRun: boolean;
+  /** The incompatible-software pass (CRT) to run before installing; the CLI passes the wired one. */
+  removeIncompatible?: RemoveIncompatible;
 }
 
 export interface InstallReport {
@@ -32,6 +36,8 @@ export interface InstallReport {
   changes: Change[];
   /** "started" (healthy), or why the service was not activated. */
   service: { state: "started" | "skipped"; reason?: string; ms?: number };
+  /** The CRT pass's report (--remove-incompatible only). */
+  incompatible?: Record<string, unknown>;
 }
 
 function readInput(path: string | undefined, what: string): Uint8Array | undefined {
@@ -78,6 +84,7 @@ export async function install(o: InstallOptions): Promise<InstallReport> {
     );
   }
   const bin = agentBinary(o.binary);
+  const incompatible = o.removeIncompatible ? await runRemoval(root, o, o.removeIncompatible) : undefined;
   const { user, changed: userCreated } = ensureSystemUser(root, o.dryRun);
   const entries = planInstall({
     binary: bin.bytes,
@@ -98,12 +105,63 @@ export async function install(o: InstallOptions): Promise<InstallReport> {
     user: { name: LAYOUT.user, created: userCreated },
     changes,
     service: { state: "skipped" },
+    ...(incompatible ? { incompatible } : {}),
   };
   if (root !== "/") report.service.reason = "--root is not /: nothing to start";
   else if (!systemdIsPid1()) report.service.reason = "systemd is not PID 1 on this host";
   else if (o.dryRun) report.service.reason = "--dry-run";
   else report.service = { state: "started", ...(await enableAndStart()) };
   return report;
+}
+
+/**
+ * CRT runs first, on the running system (it calls this host's apt-get and
+ * systemctl, also with --root: the image is built on this host), from the
+ * repo/group/trust of the flags or the config already installed. A removal
+ * that failed or was refused stops the install: the agent does not go in
+ * beside software known to break it.
+ */
+async function runRemoval(root: string, o: InstallOptions, run: RemoveIncompatible) {
+  const existing = parseConfig(existingConfig(root) ?? {}, inRoot(root, LAYOUT.config));
+  const trust = o.trust ? resolve(o.trust) : inRoot(root, LAYOUT.trust);
+  const report = await run({
+    repo: o.repo ?? existing.update.repo,
+    group: o.group ?? existing.update.group,
+    trust,
+    dryRun: o.dryRun,
+  });
+  if (!report.ok && !o.dryRun) {
+    throw new InstallError(
+      "INST_INCOMPATIBLE",
+      `incompatible software could not be removed; nothing was installed: ${failures(report)}`,
+      { details: report },
+    );
+  }
+  return report;
+}
+
+/** "RULE: state kind target (why)" for every action that did not end done or not-present. */
+function failures(report: Record<string, unknown>): string {
+  type F = {
+    rule: string;
+    actions: {
+      state: string;
+      action: Record<string, string>;
+      error?: string;
+      refusal?: { why: string; rule: string };
+    }[];
+  };
+  const out: string[] = [];
+  for (const f of (report.findings as F[] | undefined) ?? []) {
+    for (const a of f.actions) {
+      if (a.state === "done" || a.state === "not-present") continue;
+      const target = a.action.package ?? a.action.unit ?? "";
+      out.push(
+        `${f.rule}: ${a.state} ${a.action.kind} ${target} (${a.error ?? (a.refusal ? `${a.refusal.why}, ${a.refusal.rule}` : "")})`,
+      );
+    }
+  }
+  return out.join("; ") || "see details";
 }
 
 export interface UninstallReport {
