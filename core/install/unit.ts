@@ -10,6 +10,13 @@
  *   (A/B slots); CRT's apt-get runs only under `agent install`, never here;
  * - ProtectHome=read-only: scheduled queries hash files anywhere, but never write;
  * - PrivateTmp: nothing the agent does needs the shared /tmp;
+ * - ProtectClock, ProtectHostname, RestrictRealtime, RestrictSUIDSGID,
+ *   LockPersonality, SystemCallArchitectures=native: nothing in the agent
+ *   sets the clock or host name, asks for real-time scheduling, makes
+ *   set-uid files or runs foreign-ABI code. Not set, and why: MemoryDenyWriteExecute
+ *   (Bun's JIT needs W+X pages), RestrictNamespaces (hosts use `unshare --net`),
+ *   PrivateDevices/ProtectKernel* (on-access scanning, NFQUEUE and module checks
+ *   need the real devices, /proc/sys and module lists);
  * - NoNewPrivileges is NOT set: every host process already gets
  *   no_new_privs from its own `setpriv --no-new-privs` launch wrapper, where
  *   it applies to content-driven code; set on the unit it would be inherited
@@ -44,6 +51,12 @@ ProtectSystem=strict
 ReadWritePaths=${LAYOUT.stateDir} ${LAYOUT.etcDir} ${LAYOUT.optDir}
 ProtectHome=read-only
 PrivateTmp=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
 
 [Install]
 WantedBy=multi-user.target
