@@ -67,6 +67,7 @@ const main = defineCommand({
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     install: () => import("../core/cli/agent/install.ts").then((m) => m.default),
     uninstall: () => import("../core/cli/agent/uninstall.ts").then((m) => m.default),
+    "software-switch": () => import("../core/cli/agent/software-switch.ts").then((m) => m.default),
     telemetry: () => import("../handlers/TELEMSUP/cli-agent-telemetry.ts").then((m) => m.default),
     selfhelp: () =>
       Promise.all([
