@@ -62,6 +62,11 @@ export const EXIT_RULES: readonly ExitRule[] = [
     exit: EXIT.USAGE,
     why: "`agent install` was not run as root, or a file it needs is missing or invalid",
   },
+  {
+    match: ["INST_SOFTWARE_BAD"],
+    exit: EXIT.CONTENT,
+    why: "an agent build that failed its health check before was refused",
+  },
   { match: /^HND_\w*BAD_ARGS$/, exit: EXIT.USAGE, why: "a handler rejected its arguments" },
   {
     match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL|CRT)_/,

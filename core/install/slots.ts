@@ -139,7 +139,7 @@ export interface SwitchOutcome {
 export async function switchSoftware(
   root: string,
   binary: Uint8Array,
-  opts: { deadlineMs: number; probe: Probe; now?: () => Date },
+  opts: { deadlineMs: number; probe: Probe; now?: () => Date; afterRestore?: () => Promise<void> | void },
 ): Promise<SwitchOutcome> {
   const now = opts.now ?? (() => new Date());
   const t0 = performance.now();
@@ -201,6 +201,7 @@ export async function switchSoftware(
     return { ok: true, from, to, sha256, ms: record.ms ?? 0, record };
   }
   flip(root, from);
+  await opts.afterRestore?.();
   const record: SoftwareRecord = {
     ...pending,
     state: "rolled-back",

@@ -52,3 +52,30 @@ export function disableAndStop(): void {
   Bun.spawnSync(["systemctl", "disable", "--now", LAYOUT.unitName], { stdout: "ignore", stderr: "ignore" });
   systemctl("daemon-reload");
 }
+
+/**
+ * The software-switch probe on a live host: restart the unit onto the new
+ * slot and wait until its control plane answers; the caller's deadline
+ * aborts it. Content of the health check is the same as install's.
+ */
+export function serviceProbe(): (signal: AbortSignal) => Promise<void> {
+  return async (signal) => {
+    systemctl("restart", LAYOUT.unitName);
+    let last = "";
+    while (!signal.aborted) {
+      try {
+        const client = await ControlClient.fromStateDir(LAYOUT.stateDir);
+        if ((await client.health()).status) return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      await Bun.sleep(200);
+    }
+    throw new Error(`control plane did not answer (${last})`);
+  };
+}
+
+/** After a rollback on a live host: run the restored slot. */
+export async function restartService(): Promise<void> {
+  systemctl("restart", LAYOUT.unitName);
+}

@@ -10,6 +10,7 @@ import { defineCommand } from "citty";
 import { InstallError } from "../../errors.ts";
 import { requireRoot } from "../../install/install.ts";
 import { recover, switchSoftware, versionProbe } from "../../install/slots.ts";
+import { restartService, serviceProbe, systemdIsPid1 } from "../../install/systemd.ts";
 import { printJson, printText } from "../output.ts";
 
 export default defineCommand({
@@ -55,9 +56,13 @@ export default defineCommand({
       );
     }
     const file = resolve(args.file);
+    // A live service is restarted onto the new slot and must answer its control plane; elsewhere
+    // (an image, CI) the new executable must start and answer `version --json`.
+    const live = root === "/" && systemdIsPid1();
     const out = await switchSoftware(root, readFileSync(file), {
       deadlineMs: deadline * 1000,
-      probe: versionProbe(root),
+      probe: live ? serviceProbe() : versionProbe(root),
+      afterRestore: live ? restartService : undefined,
     });
     if (args.json) printJson(out);
     else
