@@ -29,6 +29,9 @@ setAgentWiring({
       import("../handlers/Behavior/routes.ts").then((m) => [m.behaviorRoutes()]),
       import("../handlers/EPIPS_data/routes.ts").then((m) => [m.ipsRoutes()]),
     ]).then((lists) => lists.flat()),
+  // `agent install --remove-incompatible`: CRT rules, fetched and run only during an install (docs/install.md).
+  removeIncompatible: () =>
+    import("../handlers/CRT/remove-incompatible.ts").then((m) => m.removeIncompatible),
   // Scanning requester, Live Protection (SXL, samples) and process reputation tags (docs/scanning.md);
   // it follows the effective config: a tenant policy that changes liveProtection.* rebuilds it
   // (docs/policy.md); scheduled-query results to their sinks (docs/queries.md); IPS: NFQUEUE packet path, self-disable
@@ -76,6 +79,9 @@ const main = defineCommand({
     config: () => import("../core/cli/agent/config.ts").then((m) => m.default),
     flags: () => import("../core/cli/agent/flags.ts").then((m) => m.default),
     policy: () => import("../handlers/RemapperRules/cli-agent-policy.ts").then((m) => m.default),
+    install: () => import("../core/cli/agent/install.ts").then((m) => m.default),
+    uninstall: () => import("../core/cli/agent/uninstall.ts").then((m) => m.default),
+    "software-switch": () => import("../core/cli/agent/software-switch.ts").then((m) => m.default),
     telemetry: () => import("../handlers/TELEMSUP/cli-agent-telemetry.ts").then((m) => m.default),
     selfhelp: () =>
       Promise.all([

@@ -23,6 +23,7 @@ setAgentWiring({
 setPackChecks({
   ESH: () => import("../handlers/ESH/pack-check.ts").then((m) => m.checkEshSources),
   TELEMSUP: () => import("../handlers/TELEMSUP/pack-check.ts").then((m) => m.checkTelemsupSources),
+  CRT: () => import("../handlers/CRT/pack-check.ts").then((m) => m.checkCrtSources),
 });
 
 const main = defineCommand({

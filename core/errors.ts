@@ -48,6 +48,8 @@ export class ConfigError extends OutpostError {}
 export class StoreError extends OutpostError {}
 /** The IPS packet path: queue, packet-filter rules, self-disable. Codes: IPS_* */
 export class IpsError extends OutpostError {}
+/** `agent install` / `uninstall` and CRT (incompatible-software removal). Codes: INST_*, CRT_* */
+export class InstallError extends OutpostError {}
 
 export function isOutpostError(e: unknown): e is OutpostError {
   return e instanceof OutpostError;

@@ -18,12 +18,20 @@ describe("built-in host groups", () => {
       "config",
       "esh",
       "hmpa",
+      "install",
       "ips",
       "query",
       "repair",
       "scanner",
       "telemetry",
     ]);
+    // install (CRT): the only group with write access to the whole system, and no network (issue 20).
+    expect(g.get("install")).toMatchObject({
+      runAs: "root",
+      fs: { write: ["/**"] },
+      net: "none",
+      exec: true,
+    });
     // TELEMSUP checks a document; ESH gets log lines over IPC: neither may touch files or the network.
     for (const name of ["telemetry", "esh"]) {
       expect(g.get(name)).toMatchObject({

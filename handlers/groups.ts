@@ -93,4 +93,27 @@ export const builtinGroups: GroupPolicy[] = [
     net: "none",
     exec: false,
   }),
+  defineGroup({
+    // The most privileged group lives the shortest: it exists only while `agent install
+    // --remove-incompatible` runs CRT (never under the service), because apt-get remove and
+    // systemctl disable need root, exec and write access to the whole system (docs/install.md).
+    name: "install",
+    description: "CRT: removes known-incompatible software during agent install; root, exec, write",
+    runAs: "root",
+    fs: { read: ["/**"], write: ["/**"] },
+    net: "none",
+    exec: true,
+    capabilities: [
+      "chown",
+      "dac_override",
+      "dac_read_search",
+      "fowner",
+      "fsetid",
+      "kill",
+      "setgid",
+      "setuid",
+      "audit_write",
+      "sys_resource",
+    ],
+  }),
 ];

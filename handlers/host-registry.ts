@@ -31,6 +31,7 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   ips: [() => import("./EPIPS_data/index.ts"), () => import("./NTP_OVERRIDES/index.ts")],
   telemetry: [() => import("./TELEMSUP/index.ts")],
   esh: [() => import("./ESH/index.ts")],
+  install: [() => import("./CRT/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

@@ -5,6 +5,7 @@
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
+import { crtHandler } from "./CRT/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
 import { epipsDataHandler } from "./EPIPS_data/index.ts";
 import { eshHandler } from "./ESH/index.ts";
@@ -34,6 +35,7 @@ export function builtinHandlers(): ContentHandler[] {
     ntpOverridesHandler as ContentHandler,
     telemsupHandler as ContentHandler,
     eshHandler as ContentHandler,
+    crtHandler as ContentHandler,
   ];
 }
 

@@ -149,8 +149,10 @@ for (const type of ["RemapperRules", "Flags"]) {
   packages.push(out);
 }
 
-step("vendor: pack the telemetry settings (TELEMSUP) and the self-help rules (ESH)");
-for (const type of ["TELEMSUP", "ESH"]) {
+step(
+  "vendor: pack the telemetry settings (TELEMSUP), the self-help rules (ESH) and the incompatible-software rules (CRT)",
+);
+for (const type of ["TELEMSUP", "ESH", "CRT"]) {
   const out = join(DEMO, `packages/${type}-1.tar`);
   run([
     CTL,
@@ -298,6 +300,25 @@ if (existsSync(results) && statSync(results).size > 0) {
 
 step("endpoint: self-repair dry run, offline checks against the config the agent runs with");
 run([AGENT, "run-repair", "--dry-run", "--state", config.stateDir], { ok: [0, 3] });
+
+// CRT is on-demand: the running agent never installs it; `agent install` fetches it, runs it, drops it (docs/install.md).
+step("endpoint: dry run of `agent install --remove-incompatible` into demo/install-root (root only)");
+if (process.getuid?.() === 0) {
+  run([
+    AGENT,
+    "install",
+    "--root",
+    join(DEMO, "install-root"),
+    "--repo",
+    config.update.repo,
+    "--group",
+    GROUP,
+    "--trust",
+    trust,
+    "--remove-incompatible",
+    "--dry-run",
+  ]);
+} else console.log("skipped: agent install needs root (owners and modes are part of the install)");
 
 step("vendor: version 2 of Hmpa_data, signed but not yet published (for the tamper exercise below)");
 run([

@@ -42,6 +42,8 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["POL_", "policy documents, RemapperRules, effective configuration (core/effective, docs/policy.md)"],
   ["FLAG_", "feature flags supplement (handlers/Flags, docs/policy.md)"],
   ["IPS_", "IPS packet path, self-disable and overrides (core/sensors/nfqueue, handlers/EPIPS_data)"],
+  ["INST_", "agent install / uninstall (core/install)"],
+  ["CRT_", "incompatible-software removal rules (handlers/CRT)"],
   ["TELEM_", "telemetry: allow-list refusals (handlers/TELEMSUP), fleet receiver (fleet/telemetry)"],
   ["SINK_", "results and event sinks: queue, destinations (plugins/sinks)"],
 ];

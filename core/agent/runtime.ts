@@ -365,14 +365,15 @@ export class Agent implements AgentApi {
     }
   }
 
-  update(): Promise<UpdateCycleReport> {
+  /** One update cycle; `only` limits it to those types, on-demand ones included (core/update/client.ts). */
+  update(opts: { only?: readonly string[] } = {}): Promise<UpdateCycleReport> {
     this.refuseWhenReadOnly("update");
-    const run = this.cycleChain.then(() => this.runCycle());
+    const run = this.cycleChain.then(() => this.runCycle(opts.only));
     this.cycleChain = run.catch(() => {});
     return run;
   }
 
-  private async runCycle(): Promise<UpdateCycleReport> {
+  private async runCycle(only?: readonly string[]): Promise<UpdateCycleReport> {
     const u = this.config.update;
     const memory = this.memory;
     if (!memory) throw new ConfigError("AGENT_NOT_STARTED", "agent not started");
@@ -395,6 +396,7 @@ export class Agent implements AgentApi {
         registry: this.usable,
         memory,
         policy: contentPolicy(this.config),
+        only,
         log: this.log,
         now: this.now,
         limits: {

@@ -57,11 +57,21 @@ export const EXIT_RULES: readonly ExitRule[] = [
     exit: EXIT.USAGE,
     why: "an unknown content type or handler method was named",
   },
+  {
+    match: ["INST_NOT_ROOT", "INST_INPUT", "INST_NO_TRUST", "INST_CONFIG", "INST_BINARY"],
+    exit: EXIT.USAGE,
+    why: "`agent install` was not run as root, or a file it needs is missing or invalid",
+  },
+  {
+    match: ["INST_SOFTWARE_BAD"],
+    exit: EXIT.CONTENT,
+    why: "an agent build that failed its health check before was refused",
+  },
   { match: /^HND_\w*BAD_ARGS$/, exit: EXIT.USAGE, why: "a handler rejected its arguments" },
   {
-    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL|POL|FLAG)_/,
+    match: /^(UPD|IDX|SIG|PKG|STORE|HND|REL|POL|FLAG|CRT)_/,
     exit: EXIT.CONTENT,
-    why: "update, index, signature, package, store, handler, release, policy and flags refusals",
+    why: "update, index, signature, package, store, handler, release, policy, flags and CRT rule refusals",
   },
 ];
 

@@ -45,6 +45,12 @@ export const HandlerManifestSchema = z
     group: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
     privileges: PrivilegesSchema,
     limits: LimitsSchema.default({ memoryMb: 256, cpuSeconds: 600 }),
+    /**
+     * When the update cycle installs this type. "on-demand": never by the
+     * scheduled cycle, only by a cycle that names it (e.g. CRT, fetched by
+     * `agent install --remove-incompatible` and removed afterwards). Absent: scheduled.
+     */
+    install: z.enum(["scheduled", "on-demand"]).optional(),
     /** Largest package the handler accepts; the update client enforces it before download. */
     maxPackageBytes: z
       .number()

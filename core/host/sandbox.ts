@@ -17,7 +17,7 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type LandlockRule, READ, READ_EXEC, READ_WRITE } from "./landlock.ts";
+import { FS, type LandlockRule, READ, READ_EXEC, READ_WRITE } from "./landlock.ts";
 import { landlockBase, type SandboxSpec } from "./policy.ts";
 
 export interface HostIdentity {
@@ -190,6 +190,15 @@ export function landlockRules(
     // The agent's own executable (a host may start helpers from it), and from source the tree it runs.
     rules.push({ path: self.executable, access: READ_EXEC });
     rules.push({ path: self.installDir, access: READ });
+    // A group allowed to write everywhere and exec (install: apt-get, whose dpkg runs maintainer
+    // scripts from /var/lib/dpkg/info and opens a pty) needs exec and device ioctls wherever it writes;
+    // Landlock then confines it to nothing, and says so rather than failing halfway through dpkg.
+    if (spec.fsWrite.some((g) => landlockBase(g) === "/")) {
+      rules.push({
+        path: "/",
+        access: READ_WRITE | FS.EXECUTE | FS.IOCTL_DEV | FS.MAKE_CHAR | FS.MAKE_BLOCK,
+      });
+    }
   }
   return rules;
 }

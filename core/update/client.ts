@@ -47,6 +47,11 @@ export interface UpdateClientDeps {
   limits: { indexMaxBytes: number; timeoutMs: number; minBytesPerSecond: number };
   onRejection?: (r: RejectionRecord) => void;
   onInstalled?: (e: { type: string; version: number; previousVersion: number | null }) => void;
+  /**
+   * Only these types this cycle, on-demand ones included (`agent install
+   * --remove-incompatible` fetches CRT alone). Absent: every scheduled type.
+   */
+  only?: readonly string[];
 }
 
 export async function runUpdateCycle(
@@ -103,6 +108,7 @@ export async function runUpdateCycle(
       deps.log.info("index offers a content type with no handler here; ignored", { type });
       continue;
     }
+    if (deps.only ? !deps.only.includes(type) : handler.manifest.install === "on-demand") continue;
     let current: ReturnType<ContentStore["installed"]>;
     let facts: InstalledFacts | undefined;
     let decision: ReturnType<typeof decide>;

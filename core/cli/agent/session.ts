@@ -42,7 +42,17 @@ export interface AgentWiring {
   routes?(): RouteExtension[] | Promise<RouteExtension[]>;
   /** Long-running supervisor-side features `agent run` starts after the agent and stops before it. */
   services?(ctx: ServiceContext): AgentService[] | Promise<AgentService[]>;
+  /** `agent install --remove-incompatible`: fetches and runs the on-demand removal content (handlers/CRT). */
+  removeIncompatible?(): Promise<RemoveIncompatible> | RemoveIncompatible;
 }
+
+/** Runs the incompatible-software pass on the running system; the result is the handler's report. */
+export type RemoveIncompatible = (o: {
+  repo: string;
+  group: string;
+  trust: string;
+  dryRun: boolean;
+}) => Promise<{ ok: boolean; [k: string]: unknown }>;
 
 /** A supervisor-side feature beside the agent (scan requester, process tagger, result shippers…). */
 export interface AgentService {
@@ -71,6 +81,11 @@ export async function wiredRoutes(): Promise<RouteExtension[]> {
 /** The services the entry point registered (empty when none), not yet started. */
 export async function wiredServices(ctx: ServiceContext): Promise<AgentService[]> {
   return (await requireWiring().services?.(ctx)) ?? [];
+}
+
+/** The entry point's incompatible-software pass, or undefined when this executable has none. */
+export async function wiredRemoveIncompatible(): Promise<RemoveIncompatible | undefined> {
+  return requireWiring().removeIncompatible?.();
 }
 
 let wiring: AgentWiring | undefined;
