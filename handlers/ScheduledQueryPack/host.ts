@@ -56,6 +56,8 @@ export interface HostEnv {
   random?: () => number;
   /** Worker command, check interval… (tests). */
   runner?: Omit<QueryRunnerOptions, "settings">;
+  /** Schedules stay paused until `configure` was called once (settings kept from an earlier run count). */
+  awaitSettings?: boolean;
 }
 
 /** Something that runs a schedule and can be paused while newer content is live. */
@@ -86,6 +88,8 @@ export class QueryHost {
   readonly random: () => number;
   env: HostEnv;
   private refs = 0;
+  /** False until the supervisor sent settings once: the active schedule waits (HostEnv.awaitSettings). */
+  configured: boolean;
   private readonly active: Activatable[] = [];
   private splay: Record<string, { interval: number; splayed: number }> = {};
   private splayDirty = false;
@@ -100,6 +104,7 @@ export class QueryHost {
     this.random = env.random ?? Math.random;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.settings = loadSettings(this.settingsPath);
+    this.configured = !env.awaitSettings || existsSync(this.settingsPath);
     this.outbox = new Outbox(join(dir, "outbox"), { maxBytes: this.settings.outboxMaxBytes, now: this.now });
     this.diff = new DiffStore(join(dir, "state"));
     this.denylist = new Denylist(join(dir, "denylist.json"), this.now);
@@ -178,6 +183,10 @@ export class QueryHost {
         ]);
       }
       this.env.log.info("query settings applied", { engine: next.engine, hash: this.settingsHash });
+    }
+    if (!this.configured) {
+      this.configured = true;
+      this.active.at(-1)?.resume();
     }
     return { settingsHash: this.settingsHash, changed };
   }
@@ -258,7 +267,7 @@ export class QueryHost {
   activate(s: Activatable): void {
     this.active.at(-1)?.pause();
     this.active.push(s);
-    s.resume();
+    if (this.configured) s.resume();
   }
 
   deactivate(s: Activatable): void {
@@ -267,6 +276,6 @@ export class QueryHost {
     const wasTop = i === this.active.length - 1;
     this.active.splice(i, 1);
     s.pause();
-    if (wasTop) this.active.at(-1)?.resume();
+    if (wasTop && this.configured) this.active.at(-1)?.resume();
   }
 }

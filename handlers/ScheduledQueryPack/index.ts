@@ -47,6 +47,12 @@ export interface HandlerOptions {
   timers?: Timers;
   now?: () => number;
   random?: () => number;
+  /**
+   * Hold the schedule until the supervisor's results service has sent its settings once (the
+   * production handler does): results run before that would carry default settings, e.g. the
+   * host name instead of the configured `hostIdentifier`. Tests driving the handler alone leave it off.
+   */
+  awaitSettings?: boolean;
 }
 
 export interface Loaded {
@@ -297,6 +303,7 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
         ...(opts.now ? { now: opts.now } : {}),
         ...(opts.random ? { random: opts.random } : {}),
         ...(opts.runner ? { runner: opts.runner } : {}),
+        ...(opts.awaitSettings ? { awaitSettings: true } : {}),
       });
       const base = {
         host,
@@ -364,10 +371,18 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
           const a = parseArgs(PullArgsSchema, method, args);
           const ob = l.host.outbox;
           const pending = ob.pending;
-          const base = { settingsHash: l.host.settingsHash, generation: ob.generation };
+          const base = {
+            settingsHash: l.host.settingsHash,
+            configured: l.host.configured,
+            generation: ob.generation,
+          };
           if (pending === 0 || (pending < a.minLines && ob.oldestPendingAgeMs() < a.maxWaitMs))
             return { ...base, first: ob.stats().acked + 1, lines: [], pending };
-          return { ...ob.pull(a.max, a.maxBytes), settingsHash: l.host.settingsHash };
+          return {
+            ...ob.pull(a.max, a.maxBytes),
+            settingsHash: l.host.settingsHash,
+            configured: l.host.configured,
+          };
         }
         case "ack": {
           const a = parseArgs(AckArgsSchema, method, args);
@@ -405,5 +420,5 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
   });
 }
 
-export const scheduledQueryPackHandler = createScheduledQueryPackHandler();
+export const scheduledQueryPackHandler = createScheduledQueryPackHandler({ awaitSettings: true });
 export default scheduledQueryPackHandler;

@@ -88,6 +88,8 @@ export function sinksFromConfig(config: AgentConfig, drops: DropTarget = {}): Re
 
 interface PullResult {
   settingsHash: string;
+  /** False while the host holds its schedule for our first `configure`. */
+  configured?: boolean;
   generation: string;
   first: number;
   lines: string[];
@@ -230,7 +232,7 @@ export class ResultsService {
       maxWaitMs: opts.drain ? 0 : this.flushMs,
     })) as PullResult;
     this.counters.pulls++;
-    if (r.settingsHash !== this.expectedHash) {
+    if (r.settingsHash !== this.expectedHash || r.configured === false) {
       await api.call(TYPE, "configure", this.opts.settings);
       this.counters.configures++;
     }
