@@ -15,7 +15,14 @@ import { HandlerError } from "../core/errors.ts";
 import { parsePack, platformMatches } from "../handlers/ScheduledQueryPack/pack.ts";
 import { EmbeddedEngine } from "../plugins/query/embedded.ts";
 
-export const PACK_DIR = join(import.meta.dir, "..", "handlers", "ScheduledQueryPack", "testdata", "osquery-packs");
+export const PACK_DIR = join(
+  import.meta.dir,
+  "..",
+  "handlers",
+  "ScheduledQueryPack",
+  "testdata",
+  "osquery-packs",
+);
 
 export interface QueryOutcome {
   name: string;

@@ -19,7 +19,15 @@ import {
   type Token,
   tableAliases,
 } from "./sql.ts";
-import { type Cell, GENERATORS, type GenContext, type Row, SCHEMAS, TABLE_NAMES } from "./tables/index.ts";
+import {
+  type Cell,
+  GENERATORS,
+  type GenContext,
+  type Introspection,
+  type Row,
+  SCHEMAS,
+  TABLE_NAMES,
+} from "./tables/index.ts";
 import { createTableSql } from "./tables/schema.ts";
 
 /** More tables than this in one query is not a query we want to materialise. */
@@ -77,16 +85,20 @@ function toText(v: unknown): string {
 export interface EmbeddedOptions {
   /** Prefix for system files; tests point it at a fixture tree. */
   root?: string;
+  /** What the engine's host knows about itself, for osquery_info and osquery_schedule. */
+  introspection?: () => Introspection;
 }
 
 export class EmbeddedEngine implements QueryEngine {
   readonly kind: EngineKind = "embedded";
   private readonly root: string;
+  private readonly introspection: (() => Introspection) | undefined;
   /** Tables the last query made the engine produce, in order (diagnostics and tests). */
   lastProduced: string[] = [];
 
   constructor(opts: EmbeddedOptions = {}) {
     this.root = opts.root ?? "";
+    this.introspection = opts.introspection;
   }
 
   async tables(): Promise<string[]> {
@@ -143,7 +155,15 @@ export class EmbeddedEngine implements QueryEngine {
     const warn = (m: string) => {
       if (!warnings.includes(m)) warnings.push(m);
     };
-    const baseCtx = { wants, warn, root: this.root, paths: [], directories: [], likes: [] };
+    const baseCtx = {
+      wants,
+      warn,
+      root: this.root,
+      paths: [],
+      directories: [],
+      likes: [],
+      ...(this.introspection ? { introspection: this.introspection() } : {}),
+    };
     this.lastProduced = [];
     const produce = (table: string, ctx: GenContext) => {
       this.lastProduced.push(table);
