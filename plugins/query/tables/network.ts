@@ -35,7 +35,16 @@ export function genArpCache(ctx: GenContext): Row[] {
   return rows;
 }
 
-const IPTABLES_SAVE = ["/usr/sbin/iptables-save", "/sbin/iptables-save"];
+/**
+ * /proc/net/ip_tables_names lists the x_tables (legacy) tables, which the
+ * nft-backed iptables-save does not show: the legacy dumper comes first.
+ */
+const IPTABLES_SAVE = [
+  "/usr/sbin/iptables-legacy-save",
+  "/sbin/iptables-legacy-save",
+  "/usr/sbin/iptables-save",
+  "/sbin/iptables-save",
+];
 
 /**
  * One `-A CHAIN …` line of `iptables-save -c` into osquery's columns. osquery
