@@ -127,7 +127,7 @@ export function genSudoers(ctx: GenContext): Row[] {
     for (const raw of text.split("\n")) {
       const line = pending + raw.trim();
       if (line.endsWith("\\")) {
-        pending = `${line.slice(0, -1)} `;
+        pending = `${line.slice(0, -1).trimEnd()} `;
         continue;
       }
       pending = "";
