@@ -39,7 +39,7 @@ export function parseAptSources(text: string, file: string): AptSource[] {
   const out: AptSource[] = [];
   if (file.endsWith(".sources")) {
     for (const para of text.split(/\n\s*\n/)) {
-      const f = rfc822(para.replace(/^#.*$/gm, "").trim());
+      const f = rfc822(para.replace(/^#.*(\n|$)/gm, "").trim());
       if (!(f.get("Types") ?? "").split(/\s+/).includes("deb") || f.get("Enabled") === "no") continue;
       for (const uri of (f.get("URIs") ?? "").split(/\s+/).filter(Boolean))
         for (const suite of (f.get("Suites") ?? "").split(/\s+/).filter(Boolean))
