@@ -84,14 +84,16 @@ function readPacks(view: ContentView): Pack[] {
   return parsePayload(view.files, (p) => view.readText(p));
 }
 
-/** An unknown table for the embedded engine, from SQLite's own name resolution. */
-function embeddedUnsupported(q: ScheduledQuery): string | undefined {
+/** An unknown table or function for the embedded engine, from SQLite's own name resolution. */
+function embeddedUnsupported(q: ScheduledQuery): { code: string; message: string } | undefined {
   try {
     planQuery(q.sql);
     return undefined;
   } catch (e) {
     const d = describeError(e);
-    return d.code === "HND_QUERY_UNKNOWN_TABLE" ? `${d.message} (embedded engine)` : undefined;
+    return d.code === "HND_QUERY_UNKNOWN_TABLE" || d.code === "HND_QUERY_UNKNOWN_FUNCTION"
+      ? { code: d.code, message: `${d.message} (embedded engine)` }
+      : undefined;
   }
 }
 

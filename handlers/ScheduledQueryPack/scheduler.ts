@@ -38,8 +38,10 @@ interface Entry {
   q: ScheduledQuery;
   splayed: number;
   nextDue: number;
-  /** Set when the configured engine does not have a table the query uses. */
+  /** Set when the configured engine does not have a table (or function) the query uses. */
   unsupported?: string;
+  /** HND_QUERY_UNKNOWN_TABLE or HND_QUERY_UNKNOWN_FUNCTION. */
+  unsupportedCode?: string;
 }
 
 interface DiscoveryState {
@@ -83,9 +85,13 @@ export class Scheduler {
     host.saveSplay();
   }
 
-  /** Marks queries whose tables the engine lacks (reported in status, not run). */
-  setUnsupported(check: (q: ScheduledQuery) => string | undefined): void {
-    for (const e of this.entries) e.unsupported = check(e.q);
+  /** Marks queries using tables or functions the engine lacks (reported in status, not run). */
+  setUnsupported(check: (q: ScheduledQuery) => { code: string; message: string } | undefined): void {
+    for (const e of this.entries) {
+      const u = check(e.q);
+      e.unsupported = u?.message;
+      e.unsupportedCode = u?.code;
+    }
   }
 
   get queries(): readonly { q: ScheduledQuery; splayed: number; nextDue: number; unsupported?: string }[] {
@@ -216,7 +222,7 @@ export class Scheduler {
       return {
         name: q.logName,
         status: "unsupported",
-        error: { code: "HND_QUERY_UNKNOWN_TABLE", message: e.unsupported },
+        error: { code: e.unsupportedCode ?? "HND_QUERY_UNKNOWN_TABLE", message: e.unsupported },
       };
     const denied = host.denylist.get(q.logName);
     if (denied && !force) {
@@ -316,7 +322,8 @@ export class Scheduler {
     stats.errors++;
     stats.lastError = { code: d.code, message: d.message, at: at.toISOString() };
     // The engine lacks a table (osqueryd without that table): report it and stop retrying until a rebuild.
-    if (d.code === "HND_QUERY_UNKNOWN_TABLE") e.unsupported = d.message;
+    if (d.code === "HND_QUERY_UNKNOWN_TABLE" || d.code === "HND_QUERY_UNKNOWN_FUNCTION")
+      [e.unsupported, e.unsupportedCode] = [d.message, d.code];
     return { name: q.logName, status: "error", error: d };
   }
 }

@@ -10,6 +10,7 @@
  */
 import { Database, type SQLQueryBindings } from "bun:sqlite";
 import { type EngineKind, type QueryEngine, type QueryResult, queryError, type ResultRow } from "./engine.ts";
+import { registerOsqueryFunctions } from "./functions.ts";
 import {
   type ConstraintSource,
   checkStatement,
@@ -45,6 +46,7 @@ export interface QueryPlan {
  */
 export function planQuery(sql: string, into?: Database): QueryPlan {
   const db = into ?? new Database(":memory:");
+  if (!into) registerOsqueryFunctions(db);
   const check = checkStatement(sql);
   if (!check.ok) {
     if (check.kind === "syntax") throw queryError("HND_QUERY_SQL", check.reason);
@@ -58,6 +60,8 @@ export function planQuery(sql: string, into?: Database): QueryPlan {
         break;
       } catch (e) {
         const message = (e as Error).message;
+        const fn = /no such function: ([^\s]+)/.exec(message)?.[1];
+        if (fn) throw queryError("HND_QUERY_UNKNOWN_FUNCTION", message, { function: fn });
         const missing = /no such table: (?:main\.)?([^\s]+)/.exec(message)?.[1];
         if (!missing) throw queryError("HND_QUERY_SQL", message);
         const name = missing.toLowerCase();
@@ -112,6 +116,7 @@ export class EmbeddedEngine implements QueryEngine {
   /** Synchronous core, so a benchmark can time the engine without the event loop. */
   querySync(sql: string): QueryResult {
     const db = new Database(":memory:", { safeIntegers: true });
+    registerOsqueryFunctions(db);
     try {
       const plan = planQuery(sql, db);
       const warnings: string[] = [];

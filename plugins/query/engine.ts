@@ -45,6 +45,7 @@ export function queryError(
     | "HND_QUERY_REFUSED"
     | "HND_QUERY_SQL"
     | "HND_QUERY_UNKNOWN_TABLE"
+    | "HND_QUERY_UNKNOWN_FUNCTION"
     | "HND_QUERY_OSQUERYD"
     | "HND_QUERY_OSQUERYD_UNAVAILABLE",
   message: string,

@@ -91,7 +91,7 @@ describe("pci_devices and usb_devices", () => {
         .trim()
         .split("\n")
         .filter(Boolean)
-        .map((l) => /ID (\S+)/.exec(l)?.[1]);
+        .map((l) => /ID (\S+)/.exec(l)?.[1] ?? l);
       expect(
         genUsbDevices(ctxFor())
           .map((r) => `${r.vendor_id}:${r.model_id}`)
