@@ -217,6 +217,14 @@ describe("watchdog in the schedule", () => {
       watchdogKills: 1,
       denylistReason: expect.stringContaining("wall"),
     });
+    // lastKill.at is when the watchdog killed it (start + the wall time it had run), not when it started.
+    const runaway = stats.find((q) => q.name === "pack_r_runaway") as unknown as {
+      lastRunAt: string;
+      lastKill: { at: string };
+    };
+    const killedAfterMs = Date.parse(runaway.lastKill.at) - Date.parse(runaway.lastRunAt);
+    expect(killedAfterMs).toBeGreaterThanOrEqual(300);
+    expect(killedAfterMs).toBeLessThan(10_000);
 
     // Next interval: the denylisted query is skipped, the tolerated one is tried again.
     clock += 60_000;

@@ -290,7 +290,9 @@ export class Scheduler {
       stats.wallMsTotal += k.stats.wallMs;
       stats.cpuMsTotal += k.stats.cpuMs;
       stats.peakMemoryBytes = Math.max(stats.peakMemoryBytes, k.stats.peakMemoryBytes);
-      stats.lastKill = { reason: k.reason, limit: k.limit, measured: k.measured, at: at.toISOString() };
+      // The kill happened wallMs after the run started (`at`), on the scheduler's own clock.
+      const killedAt = new Date(at.getTime() + Math.round(k.stats.wallMs)).toISOString();
+      stats.lastKill = { reason: k.reason, limit: k.limit, measured: k.measured, at: killedAt };
       let until: string | null = null;
       if (q.denylist) {
         const entry = host.denylist.add(

@@ -16,6 +16,7 @@ import {
   type EngineSettings,
   type QueryEngine,
 } from "../../plugins/query/engine.ts";
+import { dieWithParent, PARENT_PID_ENV } from "./lifeline.ts";
 
 export type WorkerRequest =
   | { id: number; op: "configure"; settings: EngineSettings }
@@ -34,6 +35,8 @@ export function runWorker(): Promise<void> {
     process.stderr.write("query worker: no IPC channel (this command is started by the agent)\n");
     return Promise.resolve();
   }
+  // Die with the parent even while SQLite spins in C code (see lifeline.ts).
+  if (!dieWithParent(Number(process.env[PARENT_PID_ENV]) || undefined)) process.exit(1);
   let settings: EngineSettings = DEFAULT_ENGINE_SETTINGS;
   let engine: Promise<QueryEngine> | undefined;
   const getEngine = () => {
