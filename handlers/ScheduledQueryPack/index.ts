@@ -26,11 +26,11 @@ import {
   type Pack,
   type PackSelection,
   parsePayload,
-  type ScheduledQuery,
   selectForHost,
 } from "./pack.ts";
 import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
 import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { embeddedUnsupported, osquerydUnsupported } from "./unsupported.ts";
 import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
 
 export const TYPE = "ScheduledQueryPack";
@@ -84,19 +84,6 @@ function readPacks(view: ContentView): Pack[] {
   return parsePayload(view.files, (p) => view.readText(p));
 }
 
-/** An unknown table or function for the embedded engine, from SQLite's own name resolution. */
-function embeddedUnsupported(q: ScheduledQuery): { code: string; message: string } | undefined {
-  try {
-    planQuery(q.sql);
-    return undefined;
-  } catch (e) {
-    const d = describeError(e);
-    return d.code === "HND_QUERY_UNKNOWN_TABLE" || d.code === "HND_QUERY_UNKNOWN_FUNCTION"
-      ? { code: d.code, message: `${d.message} (embedded engine)` }
-      : undefined;
-  }
-}
-
 function build(
   loaded: Omit<Loaded, "scheduler" | "selections" | "builtFor">,
 ): Pick<Loaded, "scheduler" | "selections" | "builtFor"> {
@@ -110,6 +97,12 @@ function build(
   const selections = loaded.packs.map((p) => selectForHost(p, facts));
   const scheduler = new Scheduler(host, selections, loaded.timers);
   if (host.settings.engine === "embedded") scheduler.setUnsupported(embeddedUnsupported);
+  // osqueryd's registry, asked once per engine change; while osqueryd is away, runs report the errors.
+  else
+    host
+      .engineTables()
+      .then((tables) => scheduler.setUnsupported(osquerydUnsupported(tables)))
+      .catch(() => {});
   return {
     scheduler,
     selections,
