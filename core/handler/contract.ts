@@ -51,6 +51,19 @@ export const HandlerManifestSchema = z
       .int()
       .positive()
       .default(512 * 1024 * 1024),
+    /**
+     * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
+     * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
+     */
+    callTimeoutSeconds: z
+      .record(
+        z.string(),
+        z
+          .number()
+          .positive()
+          .max(7 * 86400),
+      )
+      .optional(),
   })
   .strict();
 

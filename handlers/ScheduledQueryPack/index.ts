@@ -29,7 +29,7 @@ import {
   selectForHost,
 } from "./pack.ts";
 import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
-import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { hostIdentifierOf, MAX_WALL_SECONDS, SettingsSchema, watchdogLimits } from "./settings.ts";
 import { embeddedUnsupported, osquerydUnsupported } from "./unsupported.ts";
 import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
 
@@ -266,6 +266,9 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
       privileges: { runAs: "root", fs: { mode: "read-only", paths: ["/**"] }, net: "none", exec: true },
       limits: { memoryMb: 1024, cpuSeconds: 86400 },
       maxPackageBytes: 16 * 1024 * 1024,
+      // `run` and `query` wait for a query the watchdog bounds by its wall limit, queued behind at most
+      // one other (one query at a time per worker): the IPC call must not give up first.
+      callTimeoutSeconds: { run: 2 * MAX_WALL_SECONDS + 60, query: 2 * MAX_WALL_SECONDS + 60 },
     },
 
     validate(view) {
