@@ -3,7 +3,7 @@
  * Writes the embedded engine's table list into docs/queries.md (between the
  * `tables:start`/`tables:end` markers) from the table registry, with each
  * table's osquery columns, and the coverage of osquery's example packs per
- * pack from bench/query-coverage.ts. `plugins/query/tables/docs.test.ts`
+ * pack from bench/query-coverage.ts. `test/query-tables-doc.test.ts`
  * fails when the document is out of date.
  *
  *   bun scripts/query-tables.ts          # rewrite the section

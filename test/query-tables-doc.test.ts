@@ -1,7 +1,7 @@
 /** docs/queries.md's table list and pack coverage are the generated ones (run `bun scripts/query-tables.ts`). */
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { DOC, renderDoc } from "../../../scripts/query-tables.ts";
+import { DOC, renderDoc } from "../scripts/query-tables.ts";
 
 test(
   "docs/queries.md lists every table of the registry and the current pack coverage",

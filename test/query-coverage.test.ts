@@ -3,7 +3,7 @@
  * at the start of issue 22, 74 of the 111 Linux/POSIX queries ran (66.7 %).
  */
 import { describe, expect, test } from "bun:test";
-import { measureCoverage } from "../../../bench/query-coverage.ts";
+import { measureCoverage } from "../bench/query-coverage.ts";
 
 describe("osquery example packs on the embedded engine", () => {
   test(
