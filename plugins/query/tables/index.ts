@@ -2,6 +2,7 @@
 import { ACCOUNT_TABLES } from "./accounts.ts";
 import { BROWSER_TABLES } from "./browsers.ts";
 import type { Generator, TableDef } from "./context.ts";
+import { DOCKER_TABLES } from "./docker.ts";
 import { genFile, genHash } from "./files.ts";
 import { HARDWARE_TABLES } from "./hardware.ts";
 import { KERNEL_TABLES } from "./kernel.ts";
@@ -60,6 +61,7 @@ const DEFS: TableDef[] = [
   ...PACKAGE_TABLES,
   ...BROWSER_TABLES,
   ...OSQUERY_TABLES,
+  ...DOCKER_TABLES,
 ];
 
 export const SCHEMAS: Record<string, TableSchema> = { ...BASE_SCHEMAS };
