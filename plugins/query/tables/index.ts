@@ -27,6 +27,7 @@ import {
   genUptime,
   genUsers,
 } from "./system.ts";
+import { SYSTEMD_TABLES } from "./systemd.ts";
 
 export type { Cell, GenContext, Generator, Introspection, Row, TableDef } from "./context.ts";
 
@@ -62,6 +63,7 @@ const DEFS: TableDef[] = [
   ...BROWSER_TABLES,
   ...OSQUERY_TABLES,
   ...DOCKER_TABLES,
+  ...SYSTEMD_TABLES,
 ];
 
 export const SCHEMAS: Record<string, TableSchema> = { ...BASE_SCHEMAS };
