@@ -2,7 +2,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { genAcpiTables, genCpuid, genPciDevices, genUsbDevices, parseIds, parseSmbios } from "./hardware.ts";
+import { genAcpiTables, genCpuid, parseSmbios } from "./firmware.ts";
+import { genPciDevices, genUsbDevices, parseIds } from "./hardware.ts";
 import { ctxFor, fixtureRoot, has, tool } from "./testutil.ts";
 
 const PCI_IDS =

@@ -4,6 +4,7 @@ import { BROWSER_TABLES } from "./browsers.ts";
 import type { Generator, TableDef } from "./context.ts";
 import { DOCKER_TABLES } from "./docker.ts";
 import { genFile, genHash } from "./files.ts";
+import { FIRMWARE_TABLES } from "./firmware.ts";
 import { HARDWARE_TABLES } from "./hardware.ts";
 import { KERNEL_TABLES } from "./kernel.ts";
 import { NETWORK_TABLES } from "./network.ts";
@@ -59,6 +60,7 @@ const DEFS: TableDef[] = [
   ...ACCOUNT_TABLES,
   ...STORAGE_TABLES,
   ...HARDWARE_TABLES,
+  ...FIRMWARE_TABLES,
   ...PACKAGE_TABLES,
   ...BROWSER_TABLES,
   ...OSQUERY_TABLES,
