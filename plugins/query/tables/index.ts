@@ -6,6 +6,7 @@ import { DOCKER_TABLES } from "./docker.ts";
 import { genFile, genHash } from "./files.ts";
 import { FIRMWARE_TABLES } from "./firmware.ts";
 import { HARDWARE_TABLES } from "./hardware.ts";
+import { genInterfaceAddresses } from "./interfaces.ts";
 import { KERNEL_TABLES } from "./kernel.ts";
 import { NETWORK_TABLES } from "./network.ts";
 import { OSQUERY_TABLES } from "./osquery.ts";
@@ -18,7 +19,6 @@ import {
   genCrontab,
   genDebPackages,
   genGroups,
-  genInterfaceAddresses,
   genKernelInfo,
   genLoggedInUsers,
   genMounts,
