@@ -11,6 +11,7 @@
  */
 import { describeError } from "../../core/errors.ts";
 import type { QueryHost, QueryStats } from "./host.ts";
+import { scheduleRows } from "./introspection.ts";
 import type { PackSelection, ScheduledQuery } from "./pack.ts";
 import { processResults } from "./results.ts";
 import { hostIdentifierOf, watchdogLimits } from "./settings.ts";
@@ -244,7 +245,11 @@ export class Scheduler {
     host.markExecuting(q.logName, q.sql, q.denylist);
     let outcome: Awaited<ReturnType<typeof host.scheduled.run>>;
     try {
-      outcome = await host.scheduled.run(q.sql, watchdogLimits(settings, q.watchdog));
+      outcome = await host.scheduled.run(
+        q.sql,
+        watchdogLimits(settings, q.watchdog),
+        /osquery_schedule/i.test(q.sql) ? { schedule: scheduleRows(host) } : undefined,
+      );
     } catch (err) {
       host.clearExecuting();
       return this.failed(e, stats, err, at);

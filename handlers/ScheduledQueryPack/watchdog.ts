@@ -19,6 +19,7 @@ import {
   type EngineSettings,
   type QueryResult,
 } from "../../plugins/query/engine.ts";
+import type { Introspection } from "../../plugins/query/tables/context.ts";
 import { killWorkerGroup, PARENT_PID_ENV } from "./lifeline.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
@@ -191,8 +192,9 @@ export class QueryRunner {
     });
   }
 
-  run(sql: string, limits: WatchdogLimits): Promise<RunOutcome> {
-    return this.enqueue(() => this.runNow(sql, limits));
+  /** `introspection` goes to the worker with the query (osquery_schedule rows, osquery_info facts). */
+  run(sql: string, limits: WatchdogLimits, introspection?: Introspection): Promise<RunOutcome> {
+    return this.enqueue(() => this.runNow(sql, limits, introspection));
   }
 
   tables(): Promise<string[]> {
@@ -340,7 +342,11 @@ export class QueryRunner {
     });
   }
 
-  private async runNow(sql: string, limits: WatchdogLimits): Promise<RunOutcome> {
+  private async runNow(
+    sql: string,
+    limits: WatchdogLimits,
+    introspection?: Introspection,
+  ): Promise<RunOutcome> {
     const w = await this.ensureWorker();
     this.counters.queries++;
     const started = performance.now();
@@ -402,7 +408,7 @@ export class QueryRunner {
     const interval = setInterval(check, this.checkMs);
     const wallTimer = setTimeout(check, limits.wallSeconds * 1000 + 1);
     try {
-      const pending = this.request(w, { op: "query", sql });
+      const pending = this.request(w, { op: "query", sql, ...(introspection ? { introspection } : {}) });
       this.opts.onQuerySent?.(w.pid);
       const result = (await pending) as QueryResult;
       const end = this.sample(w.pid);
