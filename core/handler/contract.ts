@@ -63,6 +63,19 @@ export const HandlerManifestSchema = z
      * supplement); the effective-config service (core/effective) asks only these.
      */
     contributes: z.array(z.enum(["config.overlays", "config.flags"])).optional(),
+    /**
+     * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
+     * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
+     */
+    callTimeoutSeconds: z
+      .record(
+        z.string(),
+        z
+          .number()
+          .positive()
+          .max(7 * 86400),
+      )
+      .optional(),
   })
   .strict();
 

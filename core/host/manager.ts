@@ -249,13 +249,15 @@ export class HostManager implements HandlerHost {
     }
     const timeoutMs = this.opts.config.callTimeoutSeconds * 1000;
     const proc = await this.ready(g, timeoutMs);
+    // A method the handler declares longer (manifest.callTimeoutSeconds) keeps its own budget.
+    const methodSeconds = slot.manifest.callTimeoutSeconds?.[method] ?? 0;
     return this.req(
       g,
       proc,
       "call",
       { type, method, args },
       {
-        timeoutMs,
+        timeoutMs: Math.max(timeoutMs, methodSeconds * 1000),
         signal: opts.signal,
         what: `call ${type}.${method}`,
         candidate: false,

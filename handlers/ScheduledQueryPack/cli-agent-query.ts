@@ -21,6 +21,7 @@ const USER_FAULTS = new Set([
   "HND_QUERY_SQL",
   "HND_QUERY_REFUSED",
   "HND_QUERY_UNKNOWN_TABLE",
+  "HND_QUERY_UNKNOWN_FUNCTION",
   "HND_QUERY_BAD_ARGS",
 ]);
 
@@ -38,8 +39,26 @@ export interface QueryOutput {
   ranBy?: "agent" | "local";
 }
 
+/**
+ * Ctrl-C (SIGINT) or SIGTERM while a local worker runs: kill the worker's
+ * group at once and exit 130/143, instead of waiting for the query (which
+ * may spin in C until the watchdog's limit).
+ */
+function stopOnSignal(runner: QueryRunner): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    void runner.stop().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  return () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+}
+
 async function runLocally(sql: string): Promise<QueryOutput> {
   const runner = new QueryRunner();
+  const release = stopOnSignal(runner);
   try {
     const out = await runner.run(sql, DEFAULT_LIMITS);
     return {
@@ -52,6 +71,7 @@ async function runLocally(sql: string): Promise<QueryOutput> {
       stats: out.stats,
     };
   } finally {
+    release();
     await runner.stop();
   }
 }

@@ -77,13 +77,37 @@ describe("load and report", () => {
       name: "pack_incident-response_launchd",
       reason: "platform darwin (this host is linux)",
     });
-    expect(
-      ir.scheduled.find((q) => q.name === "pack_incident-response_kernel_modules")?.unsupported,
-    ).toContain("no such table: kernel_modules");
-    expect(
-      ir.scheduled.find((q) => q.name === "pack_incident-response_crontab")?.unsupported,
-    ).toBeUndefined();
-    expect(status.unsupported).toBe(ir.scheduled.filter((q) => q.unsupported).length);
+    // Every Linux query of osquery's incident-response pack runs on the embedded engine (issue 22).
+    expect(ir.scheduled.filter((q) => q.unsupported)).toEqual([]);
+    expect(status.unsupported).toBe(0);
+  });
+
+  test("queries using a table or a function the engine lacks are marked unsupported at load and never run", async () => {
+    const { l } = await load({
+      "packs/p.conf": pack({
+        table: { query: "select * from launchd" },
+        fn: { query: "select carve(path) from file where path = '/etc/hosts'" },
+        ok: { query: "select split('a,b', ',', 1) as b" },
+      }),
+    });
+    const scheduled = (
+      (await call(l, "packs")).packs as { scheduled: { name: string; unsupported?: string }[] }[]
+    )[0]!.scheduled;
+    expect(Object.fromEntries(scheduled.map((q) => [q.name, q.unsupported ?? null]))).toEqual({
+      pack_p_table: "no such table: launchd (embedded engine)",
+      pack_p_fn: "no such function: carve (embedded engine)",
+      pack_p_ok: null,
+    });
+    expect(handler.status!(l).unsupported).toBe(2);
+    expect(await call(l, "run", { name: "pack_p_fn" })).toMatchObject({
+      status: "unsupported",
+      error: { code: "HND_QUERY_UNKNOWN_FUNCTION" },
+    });
+    expect(await call(l, "run", { name: "pack_p_table" })).toMatchObject({
+      status: "unsupported",
+      error: { code: "HND_QUERY_UNKNOWN_TABLE" },
+    });
+    expect(await call(l, "run", { name: "pack_p_ok" })).toMatchObject({ status: "ok", rows: 1 });
   });
 });
 
@@ -193,6 +217,14 @@ describe("watchdog in the schedule", () => {
       watchdogKills: 1,
       denylistReason: expect.stringContaining("wall"),
     });
+    // lastKill.at is when the watchdog killed it (start + the wall time it had run), not when it started.
+    const runaway = stats.find((q) => q.name === "pack_r_runaway") as unknown as {
+      lastRunAt: string;
+      lastKill: { at: string };
+    };
+    const killedAfterMs = Date.parse(runaway.lastKill.at) - Date.parse(runaway.lastRunAt);
+    expect(killedAfterMs).toBeGreaterThanOrEqual(300);
+    expect(killedAfterMs).toBeLessThan(10_000);
 
     // Next interval: the denylisted query is skipped, the tolerated one is tried again.
     clock += 60_000;

@@ -26,11 +26,11 @@ import {
   type Pack,
   type PackSelection,
   parsePayload,
-  type ScheduledQuery,
   selectForHost,
 } from "./pack.ts";
 import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
-import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { hostIdentifierOf, MAX_WALL_SECONDS, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { embeddedUnsupported, osquerydUnsupported } from "./unsupported.ts";
 import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
 
 export const TYPE = "ScheduledQueryPack";
@@ -90,17 +90,6 @@ function readPacks(view: ContentView): Pack[] {
   return parsePayload(view.files, (p) => view.readText(p));
 }
 
-/** An unknown table for the embedded engine, from SQLite's own name resolution. */
-function embeddedUnsupported(q: ScheduledQuery): string | undefined {
-  try {
-    planQuery(q.sql);
-    return undefined;
-  } catch (e) {
-    const d = describeError(e);
-    return d.code === "HND_QUERY_UNKNOWN_TABLE" ? `${d.message} (embedded engine)` : undefined;
-  }
-}
-
 function build(
   loaded: Omit<Loaded, "scheduler" | "selections" | "builtFor">,
 ): Pick<Loaded, "scheduler" | "selections" | "builtFor"> {
@@ -114,6 +103,12 @@ function build(
   const selections = loaded.packs.map((p) => selectForHost(p, facts));
   const scheduler = new Scheduler(host, selections, loaded.timers);
   if (host.settings.engine === "embedded") scheduler.setUnsupported(embeddedUnsupported);
+  // osqueryd's registry, asked once per engine change; while osqueryd is away, runs report the errors.
+  else
+    host
+      .engineTables()
+      .then((tables) => scheduler.setUnsupported(osquerydUnsupported(tables)))
+      .catch(() => {});
   return {
     scheduler,
     selections,
@@ -277,6 +272,9 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
       privileges: { runAs: "root", fs: { mode: "read-only", paths: ["/**"] }, net: "none", exec: true },
       limits: { memoryMb: 1024, cpuSeconds: 86400 },
       maxPackageBytes: 16 * 1024 * 1024,
+      // `run` and `query` wait for a query the watchdog bounds by its wall limit, queued behind at most
+      // one other (one query at a time per worker): the IPC call must not give up first.
+      callTimeoutSeconds: { run: 2 * MAX_WALL_SECONDS + 60, query: 2 * MAX_WALL_SECONDS + 60 },
     },
 
     validate(view) {

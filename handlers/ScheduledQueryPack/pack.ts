@@ -17,7 +17,7 @@ import { HandlerError } from "../../core/errors.ts";
 import type { WatchdogLimits } from "./watchdog.ts";
 
 /** The osquery release whose pack semantics and table set Outpost follows (pack `version` checks). */
-export const OSQUERY_COMPAT_VERSION = "5.12.0";
+export { OSQUERY_COMPAT_VERSION } from "../../plugins/query/tables/osquery.ts";
 export const DEFAULT_INTERVAL_SECONDS = 3600;
 export const MAX_INTERVAL_SECONDS = 604_800;
 export const MAX_PACK_BYTES = 4 * 1024 * 1024;

@@ -107,7 +107,15 @@ const statsRoute = createRoute({
 
 /** The query's fault → 400; the watchdog's verdict → 422; a full queue → 429; osqueryd away → 503. */
 function statusFor(code: string): ContentfulStatusCode | undefined {
-  if (["HND_QUERY_SQL", "HND_QUERY_REFUSED", "HND_QUERY_UNKNOWN_TABLE", "HND_QUERY_BAD_ARGS"].includes(code))
+  if (
+    [
+      "HND_QUERY_SQL",
+      "HND_QUERY_REFUSED",
+      "HND_QUERY_UNKNOWN_TABLE",
+      "HND_QUERY_UNKNOWN_FUNCTION",
+      "HND_QUERY_BAD_ARGS",
+    ].includes(code)
+  )
     return 400;
   if (code === "HND_QUERY_WATCHDOG") return 422;
   if (code === "HND_QUERY_BUSY") return 429;

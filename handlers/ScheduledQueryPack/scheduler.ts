@@ -11,6 +11,7 @@
  */
 import { describeError } from "../../core/errors.ts";
 import type { QueryHost, QueryStats } from "./host.ts";
+import { scheduleRows } from "./introspection.ts";
 import type { PackSelection, ScheduledQuery } from "./pack.ts";
 import { processResults } from "./results.ts";
 import { hostIdentifierOf, watchdogLimits } from "./settings.ts";
@@ -38,8 +39,10 @@ interface Entry {
   q: ScheduledQuery;
   splayed: number;
   nextDue: number;
-  /** Set when the configured engine does not have a table the query uses. */
+  /** Set when the configured engine does not have a table (or function) the query uses. */
   unsupported?: string;
+  /** HND_QUERY_UNKNOWN_TABLE or HND_QUERY_UNKNOWN_FUNCTION. */
+  unsupportedCode?: string;
 }
 
 interface DiscoveryState {
@@ -83,9 +86,13 @@ export class Scheduler {
     host.saveSplay();
   }
 
-  /** Marks queries whose tables the engine lacks (reported in status, not run). */
-  setUnsupported(check: (q: ScheduledQuery) => string | undefined): void {
-    for (const e of this.entries) e.unsupported = check(e.q);
+  /** Marks queries using tables or functions the engine lacks (reported in status, not run). */
+  setUnsupported(check: (q: ScheduledQuery) => { code: string; message: string } | undefined): void {
+    for (const e of this.entries) {
+      const u = check(e.q);
+      e.unsupported = u?.message;
+      e.unsupportedCode = u?.code;
+    }
   }
 
   get queries(): readonly { q: ScheduledQuery; splayed: number; nextDue: number; unsupported?: string }[] {
@@ -216,7 +223,7 @@ export class Scheduler {
       return {
         name: q.logName,
         status: "unsupported",
-        error: { code: "HND_QUERY_UNKNOWN_TABLE", message: e.unsupported },
+        error: { code: e.unsupportedCode ?? "HND_QUERY_UNKNOWN_TABLE", message: e.unsupported },
       };
     const denied = host.denylist.get(q.logName);
     if (denied && !force) {
@@ -238,7 +245,11 @@ export class Scheduler {
     host.markExecuting(q.logName, q.sql, q.denylist);
     let outcome: Awaited<ReturnType<typeof host.scheduled.run>>;
     try {
-      outcome = await host.scheduled.run(q.sql, watchdogLimits(settings, q.watchdog));
+      outcome = await host.scheduled.run(
+        q.sql,
+        watchdogLimits(settings, q.watchdog),
+        /osquery_schedule/i.test(q.sql) ? { schedule: scheduleRows(host) } : undefined,
+      );
     } catch (err) {
       host.clearExecuting();
       return this.failed(e, stats, err, at);
@@ -284,7 +295,9 @@ export class Scheduler {
       stats.wallMsTotal += k.stats.wallMs;
       stats.cpuMsTotal += k.stats.cpuMs;
       stats.peakMemoryBytes = Math.max(stats.peakMemoryBytes, k.stats.peakMemoryBytes);
-      stats.lastKill = { reason: k.reason, limit: k.limit, measured: k.measured, at: at.toISOString() };
+      // The kill happened wallMs after the run started (`at`), on the scheduler's own clock.
+      const killedAt = new Date(at.getTime() + Math.round(k.stats.wallMs)).toISOString();
+      stats.lastKill = { reason: k.reason, limit: k.limit, measured: k.measured, at: killedAt };
       let until: string | null = null;
       if (q.denylist) {
         const entry = host.denylist.add(
@@ -316,7 +329,8 @@ export class Scheduler {
     stats.errors++;
     stats.lastError = { code: d.code, message: d.message, at: at.toISOString() };
     // The engine lacks a table (osqueryd without that table): report it and stop retrying until a rebuild.
-    if (d.code === "HND_QUERY_UNKNOWN_TABLE") e.unsupported = d.message;
+    if (d.code === "HND_QUERY_UNKNOWN_TABLE" || d.code === "HND_QUERY_UNKNOWN_FUNCTION")
+      [e.unsupported, e.unsupportedCode] = [d.message, d.code];
     return { name: q.logName, status: "error", error: d };
   }
 }

@@ -13,12 +13,15 @@ import { atomicWriteJson } from "../../core/fsutil.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
 import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
 
+/** The longest wall-clock limit a query may be given (settings and per-pack overrides alike). */
+export const MAX_WALL_SECONDS = 86400;
+
 export const WatchdogSettingsSchema = z
   .object({
     memoryMb: z.number().int().min(1).max(16384).default(DEFAULT_LIMITS.memoryMb),
     cpuPercent: z.number().min(1).max(100).default(DEFAULT_LIMITS.cpuPercent),
     latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
-    wallSeconds: z.number().min(0.1).max(86400).default(DEFAULT_LIMITS.wallSeconds),
+    wallSeconds: z.number().min(0.1).max(MAX_WALL_SECONDS).default(DEFAULT_LIMITS.wallSeconds),
     /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
     denylistSeconds: z
       .number()

@@ -19,6 +19,8 @@ import {
   type EngineSettings,
   type QueryResult,
 } from "../../plugins/query/engine.ts";
+import type { Introspection } from "../../plugins/query/tables/context.ts";
+import { killWorkerGroup, PARENT_PID_ENV } from "./lifeline.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 export interface WatchdogLimits {
@@ -142,6 +144,8 @@ interface Worker {
 export class QueryRunner {
   private settings: EngineSettings;
   private readonly command: string[];
+  /** The most recently spawned worker process, from spawn on (stop() kills it even before it is ready). */
+  private starting: Subprocess | undefined;
   private readonly checkMs: number;
   private readonly cpuWindowMs: number;
   private readonly cpuCount: number;
@@ -188,8 +192,9 @@ export class QueryRunner {
     });
   }
 
-  run(sql: string, limits: WatchdogLimits): Promise<RunOutcome> {
-    return this.enqueue(() => this.runNow(sql, limits));
+  /** `introspection` goes to the worker with the query (osquery_schedule rows, osquery_info facts). */
+  run(sql: string, limits: WatchdogLimits, introspection?: Introspection): Promise<RunOutcome> {
+    return this.enqueue(() => this.runNow(sql, limits, introspection));
   }
 
   tables(): Promise<string[]> {
@@ -200,9 +205,15 @@ export class QueryRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // A worker still starting up (not yet `current`) is killed too, or the query queued for it would run on.
+    const starting = this.starting;
+    if (starting && starting.exitCode === null && starting.signalCode === null) {
+      killWorkerGroup(starting);
+      await starting.exited;
+    }
     const w = this.current;
     if (w && !w.exited) {
-      w.proc.kill("SIGKILL");
+      killWorkerGroup(w.proc);
       await w.proc.exited;
     }
     await this.chain.catch(() => {});
@@ -247,12 +258,14 @@ export class QueryRunner {
   private start(resolve: (w: Worker) => void, reject: (e: Error) => void): void {
     let worker: Worker | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const proc = Bun.spawn(this.command, {
+    const proc: Subprocess = Bun.spawn(this.command, {
       stdin: "ignore",
       stdout: "ignore",
       stderr: "inherit",
       serialization: "json",
-      env: { ...process.env, OUTPOST_QUERY_WORKER: "1" },
+      env: { ...process.env, OUTPOST_QUERY_WORKER: "1", [PARENT_PID_ENV]: String(process.pid) },
+      // Its own process group, so a kill reaches whatever the worker started (lifeline.ts).
+      detached: true,
       ipc: (raw) => {
         const msg = raw as WorkerResponse;
         if ("op" in msg && msg.op === "ready") {
@@ -308,8 +321,9 @@ export class QueryRunner {
         worker.pending.clear();
       },
     });
+    this.starting = proc;
     timer = setTimeout(() => {
-      proc.kill("SIGKILL");
+      killWorkerGroup(proc);
       reject(
         new HandlerError("HND_QUERY_WORKER", `query worker did not start within ${this.startTimeoutMs} ms`),
       );
@@ -328,7 +342,11 @@ export class QueryRunner {
     });
   }
 
-  private async runNow(sql: string, limits: WatchdogLimits): Promise<RunOutcome> {
+  private async runNow(
+    sql: string,
+    limits: WatchdogLimits,
+    introspection?: Introspection,
+  ): Promise<RunOutcome> {
     const w = await this.ensureWorker();
     this.counters.queries++;
     const started = performance.now();
@@ -352,7 +370,7 @@ export class QueryRunner {
         details,
       );
       this.counters.kills++;
-      w.proc.kill("SIGKILL");
+      killWorkerGroup(w.proc);
     };
     const check = () => {
       const s = this.sample(w.pid);
@@ -390,7 +408,7 @@ export class QueryRunner {
     const interval = setInterval(check, this.checkMs);
     const wallTimer = setTimeout(check, limits.wallSeconds * 1000 + 1);
     try {
-      const pending = this.request(w, { op: "query", sql });
+      const pending = this.request(w, { op: "query", sql, ...(introspection ? { introspection } : {}) });
       this.opts.onQuerySent?.(w.pid);
       const result = (await pending) as QueryResult;
       const end = this.sample(w.pid);

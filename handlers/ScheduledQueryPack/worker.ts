@@ -16,10 +16,12 @@ import {
   type EngineSettings,
   type QueryEngine,
 } from "../../plugins/query/engine.ts";
+import type { Introspection } from "../../plugins/query/tables/context.ts";
+import { dieWithParent, PARENT_PID_ENV } from "./lifeline.ts";
 
 export type WorkerRequest =
   | { id: number; op: "configure"; settings: EngineSettings }
-  | { id: number; op: "query"; sql: string }
+  | { id: number; op: "query"; sql: string; introspection?: Introspection }
   | { id: number; op: "tables" };
 
 export type WorkerResponse =
@@ -34,10 +36,14 @@ export function runWorker(): Promise<void> {
     process.stderr.write("query worker: no IPC channel (this command is started by the agent)\n");
     return Promise.resolve();
   }
+  // Die with the parent even while SQLite spins in C code (see lifeline.ts).
+  if (!dieWithParent(Number(process.env[PARENT_PID_ENV]) || undefined)) process.exit(1);
   let settings: EngineSettings = DEFAULT_ENGINE_SETTINGS;
+  /** What the parent sent with the current query (the schedule's statistics for osquery_schedule). */
+  let introspection: Introspection = {};
   let engine: Promise<QueryEngine> | undefined;
   const getEngine = () => {
-    engine ??= createEngine(settings);
+    engine ??= createEngine(settings, () => introspection);
     return engine;
   };
   let chain: Promise<void> = Promise.resolve();
@@ -52,6 +58,7 @@ export function runWorker(): Promise<void> {
         return { engine: settings.engine };
       }
       case "query":
+        introspection = req.introspection ?? {};
         return (await getEngine()).query(req.sql);
       case "tables":
         return (await getEngine()).tables();

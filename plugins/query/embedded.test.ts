@@ -148,6 +148,13 @@ describe("file and hash", () => {
     const link = q(`select symlink, symlink_target_path from file where path = '${join(dir, "link")}'`)
       .rows[0]!;
     expect(link).toEqual({ symlink: "1", symlink_target_path: a });
+    // A relative link keeps its own text, as readlink(1) prints it; btime is 0 on Linux, as in osquery.
+    const links = mkdtempSync(join(tmpdir(), "outpost-links-"));
+    symlinkSync("sub/../a.txt", join(links, "rel-link"));
+    const rel = q(`select symlink_target_path, btime from file where path = '${join(links, "rel-link")}'`)
+      .rows[0]!;
+    rmSync(links, { recursive: true, force: true });
+    expect(rel).toEqual({ symlink_target_path: "sub/../a.txt", btime: "0" });
     const names = q(`select filename from file where directory = '${dir}' order by filename`).rows.map(
       (r) => r.filename,
     );

@@ -10,6 +10,7 @@
  */
 import { Database, type SQLQueryBindings } from "bun:sqlite";
 import { type EngineKind, type QueryEngine, type QueryResult, queryError, type ResultRow } from "./engine.ts";
+import { registerOsqueryFunctions } from "./functions.ts";
 import {
   type ConstraintSource,
   checkStatement,
@@ -19,7 +20,15 @@ import {
   type Token,
   tableAliases,
 } from "./sql.ts";
-import { type Cell, GENERATORS, type GenContext, type Row, SCHEMAS, TABLE_NAMES } from "./tables/index.ts";
+import {
+  type Cell,
+  GENERATORS,
+  type GenContext,
+  type Introspection,
+  type Row,
+  SCHEMAS,
+  TABLE_NAMES,
+} from "./tables/index.ts";
 import { createTableSql } from "./tables/schema.ts";
 
 /** More tables than this in one query is not a query we want to materialise. */
@@ -37,6 +46,7 @@ export interface QueryPlan {
  */
 export function planQuery(sql: string, into?: Database): QueryPlan {
   const db = into ?? new Database(":memory:");
+  if (!into) registerOsqueryFunctions(db);
   const check = checkStatement(sql);
   if (!check.ok) {
     if (check.kind === "syntax") throw queryError("HND_QUERY_SQL", check.reason);
@@ -50,6 +60,8 @@ export function planQuery(sql: string, into?: Database): QueryPlan {
         break;
       } catch (e) {
         const message = (e as Error).message;
+        const fn = /no such function: ([^\s]+)/.exec(message)?.[1];
+        if (fn) throw queryError("HND_QUERY_UNKNOWN_FUNCTION", message, { function: fn });
         const missing = /no such table: (?:main\.)?([^\s]+)/.exec(message)?.[1];
         if (!missing) throw queryError("HND_QUERY_SQL", message);
         const name = missing.toLowerCase();
@@ -77,16 +89,20 @@ function toText(v: unknown): string {
 export interface EmbeddedOptions {
   /** Prefix for system files; tests point it at a fixture tree. */
   root?: string;
+  /** What the engine's host knows about itself, for osquery_info and osquery_schedule. */
+  introspection?: () => Introspection;
 }
 
 export class EmbeddedEngine implements QueryEngine {
   readonly kind: EngineKind = "embedded";
   private readonly root: string;
+  private readonly introspection: (() => Introspection) | undefined;
   /** Tables the last query made the engine produce, in order (diagnostics and tests). */
   lastProduced: string[] = [];
 
   constructor(opts: EmbeddedOptions = {}) {
     this.root = opts.root ?? "";
+    this.introspection = opts.introspection;
   }
 
   async tables(): Promise<string[]> {
@@ -100,6 +116,7 @@ export class EmbeddedEngine implements QueryEngine {
   /** Synchronous core, so a benchmark can time the engine without the event loop. */
   querySync(sql: string): QueryResult {
     const db = new Database(":memory:", { safeIntegers: true });
+    registerOsqueryFunctions(db);
     try {
       const plan = planQuery(sql, db);
       const warnings: string[] = [];
@@ -143,7 +160,15 @@ export class EmbeddedEngine implements QueryEngine {
     const warn = (m: string) => {
       if (!warnings.includes(m)) warnings.push(m);
     };
-    const baseCtx = { wants, warn, root: this.root, paths: [], directories: [], likes: [] };
+    const baseCtx = {
+      wants,
+      warn,
+      root: this.root,
+      paths: [],
+      directories: [],
+      likes: [],
+      ...(this.introspection ? { introspection: this.introspection() } : {}),
+    };
     this.lastProduced = [];
     const produce = (table: string, ctx: GenContext) => {
       this.lastProduced.push(table);

@@ -45,6 +45,7 @@ export function queryError(
     | "HND_QUERY_REFUSED"
     | "HND_QUERY_SQL"
     | "HND_QUERY_UNKNOWN_TABLE"
+    | "HND_QUERY_UNKNOWN_FUNCTION"
     | "HND_QUERY_OSQUERYD"
     | "HND_QUERY_OSQUERYD_UNAVAILABLE",
   message: string,
@@ -53,11 +54,18 @@ export function queryError(
   return new HandlerError(code, message, details ? { details } : {});
 }
 
-export async function createEngine(settings: EngineSettings): Promise<QueryEngine> {
+/**
+ * `introspection`: what the engine's host knows about itself (osquery_info,
+ * osquery_schedule); the embedded engine asks it when a query reads them.
+ */
+export async function createEngine(
+  settings: EngineSettings,
+  introspection?: () => import("./tables/context.ts").Introspection,
+): Promise<QueryEngine> {
   if (settings.engine === "osqueryd") {
     const { OsquerydEngine } = await import("./osqueryd.ts");
     return new OsquerydEngine(settings.osquerySocket, { timeoutMs: settings.osqueryTimeoutMs });
   }
   const { EmbeddedEngine } = await import("./embedded.ts");
-  return new EmbeddedEngine();
+  return new EmbeddedEngine(introspection ? { introspection } : {});
 }

@@ -6,7 +6,7 @@
  * Crashy (group `crashy`), payload `data.txt`:
  *   EXIT-ON-LOAD     load() exits the host (a defect validation cannot see)
  *   EXIT-AFTER-LOAD  load() succeeds, then the host exits right after answering
- *   anything else    loads; calls: read, abort (SIGABRT), hang {ms}, hog {mb}, emit {n, type}
+ *   anything else    loads; calls: read, abort (SIGABRT), hang {ms}, wait|sleep {ms}, hog {mb}, emit {n, type}
  * Echo (group `echo`): scan {data} → a small verdict, for the IPC benchmark.
  * Spinner (group `spinner`, cpuSeconds 1): spin burns CPU until RLIMIT_CPU ends it.
  */
@@ -34,6 +34,8 @@ export const crashyHandler = defineHandler<{ text: string; version: number }>({
     group: "crashy",
     privileges: NOTHING,
     limits: { memoryMb: 64, cpuSeconds: 60 },
+    // `wait` may take longer than hosts.callTimeoutSeconds (test/host/call-timeout.test.ts).
+    callTimeoutSeconds: { wait: 5 },
   },
   validate(view) {
     view.readText("data.txt");
@@ -62,6 +64,10 @@ export const crashyHandler = defineHandler<{ text: string; version: number }>({
         }
         return { hung: true };
       }
+      case "wait":
+      case "sleep":
+        // Asleep, not stuck: the host still answers heartbeats.
+        return Bun.sleep(a.ms ?? 0).then(() => ({ waited: a.ms ?? 0 }));
       case "hog": {
         // Touch every page so the memory is resident, not merely reserved.
         for (let i = 0; i < (a.mb ?? 512); i++) hoard.push(new Uint8Array(1024 * 1024).fill(1));

@@ -15,6 +15,19 @@ export interface GenContext {
   warn(message: string): void;
   /** Prefix for system files (/proc, /etc, /var/…); "" on a live system, a fixture tree in tests. */
   root: string;
+  /** What the engine's host knows about itself (osquery_info overrides, osquery_schedule rows); absent → defaults / no rows. */
+  introspection?: Introspection;
+}
+
+export interface Introspection {
+  info?: Row;
+  schedule?: Row[];
 }
 
 export type Generator = (ctx: GenContext) => Row[];
+
+/** A table declared beside its generator: osquery's schema and how its rows are produced. */
+export interface TableDef {
+  schema: import("./schema.ts").TableSchema;
+  gen: Generator;
+}

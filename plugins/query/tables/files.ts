@@ -7,16 +7,7 @@
  */
 
 import type { BigIntStats } from "node:fs";
-import {
-  closeSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  readlinkSync,
-  readSync,
-  realpathSync,
-  statSync,
-} from "node:fs";
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { GenContext, Row } from "./context.ts";
 
@@ -165,16 +156,13 @@ export function genFile(ctx: GenContext): Row[] {
     const isLink = l.isSymbolicLink();
     // Attributes describe what the path resolves to; a dangling link describes itself.
     const st = (isLink ? safeStat(t.path) : l) ?? l;
+    // osquery reports the link's own text (readlink), not the resolved path: `../lib/x` stays relative.
     let target = "";
     if (isLink) {
       try {
-        target = realpathSync(t.path);
+        target = readlinkSync(t.path);
       } catch {
-        try {
-          target = readlinkSync(t.path);
-        } catch {
-          target = "";
-        }
+        target = "";
       }
     }
     rows.push({
@@ -191,7 +179,8 @@ export function genFile(ctx: GenContext): Row[] {
       atime: seconds(st.atimeMs),
       mtime: seconds(st.mtimeMs),
       ctime: seconds(st.ctimeMs),
-      btime: st.birthtimeMs > 0n ? seconds(st.birthtimeMs) : 0,
+      // osquery's Linux file table fills btime with 0 (it does not use statx's birth time).
+      btime: 0,
       hard_links: st.nlink,
       symlink: isLink ? 1 : 0,
       type: fileType(st),

@@ -15,11 +15,11 @@ export interface TableSchema {
   required?: readonly string[];
 }
 
-const T = "TEXT" as const;
-const I = "INTEGER" as const;
-const B = "BIGINT" as const;
+export const T = "TEXT" as const;
+export const I = "INTEGER" as const;
+export const B = "BIGINT" as const;
 
-function table(
+export function table(
   name: string,
   description: string,
   columns: [string, ColumnType][],
@@ -28,7 +28,8 @@ function table(
   return { name, description, columns, ...(required ? { required } : {}) };
 }
 
-export const SCHEMAS: Record<string, TableSchema> = Object.fromEntries(
+/** The first tables; the others are declared beside their generators (see index.ts). */
+export const BASE_SCHEMAS: Record<string, TableSchema> = Object.fromEntries(
   [
     table("processes", "All running processes on the host system.", [
       ["pid", B],
@@ -250,8 +251,6 @@ export const SCHEMAS: Record<string, TableSchema> = Object.fromEntries(
     ),
   ].map((t) => [t.name, t]),
 );
-
-export const TABLE_NAMES: readonly string[] = Object.keys(SCHEMAS).sort();
 
 /** `CREATE TABLE` for a schema; osquery's BIGINT and INTEGER both get INTEGER affinity in SQLite. */
 export function createTableSql(schema: TableSchema): string {

@@ -297,31 +297,6 @@ export function genMounts(ctx: GenContext): Row[] {
   return rows;
 }
 
-function ipv4Broadcast(address: string, mask: string): string {
-  const a = address.split(".").map(Number);
-  const m = mask.split(".").map(Number);
-  if (a.length !== 4 || m.length !== 4) return "";
-  return a.map((v, i) => (v & m[i]!) | (~m[i]! & 0xff)).join(".");
-}
-
-export function genInterfaceAddresses(_ctx: GenContext): Row[] {
-  const rows: Row[] = [];
-  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
-    for (const a of addrs ?? []) {
-      const v4 = a.family === "IPv4";
-      rows.push({
-        interface: name,
-        address: a.address + (!v4 && a.scopeid ? `%${name}` : ""),
-        mask: a.netmask,
-        broadcast: v4 && !a.internal ? ipv4Broadcast(a.address, a.netmask) : "",
-        point_to_point: "",
-        type: "unknown",
-      });
-    }
-  }
-  return rows;
-}
-
 function maskBits(hexLe: string): number {
   let n = Number.parseInt(hexLe, 16) >>> 0;
   let bits = 0;
