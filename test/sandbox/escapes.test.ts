@@ -9,7 +9,14 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { RuleLimitsSchema } from "../../handlers/_shared/lua/format.ts";
 import { BehaviorEngine } from "../../handlers/Behavior/engine.ts";
 
-const limits = RuleLimitsSchema.parse({ instructions: 200_000, callMemoryKb: 1024, stateMemoryMb: 32 });
+// callMs high: these bombs must be stopped by the limit each one targets (instructions, memory,
+// output), not by the wall-clock ceiling that a loaded machine's GC pauses could trip first.
+const limits = RuleLimitsSchema.parse({
+  instructions: 200_000,
+  callMemoryKb: 1024,
+  stateMemoryMb: 32,
+  callMs: 10_000,
+});
 const STATE_CAP = limits.stateMemoryMb * 1024 * 1024;
 
 const CANARY = `on("probe", function(e) detect{ title = "canary", n = e.n } end)`;
