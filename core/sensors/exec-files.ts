@@ -9,30 +9,10 @@
  * closed.
  */
 import { closeSync, readFileSync } from "node:fs";
+import { PSEUDO_FILESYSTEMS, unescapeMountField } from "../mounts.ts";
 import { closeFd, fanotifyInit, fanotifyMark } from "./libc.ts";
 import { FAN, FAN_INIT, FAN_MARK, type FanRecord } from "./parse.ts";
 import { SensorReader } from "./reader.ts";
-
-const PSEUDO = new Set([
-  "proc",
-  "sysfs",
-  "cgroup",
-  "cgroup2",
-  "devpts",
-  "mqueue",
-  "debugfs",
-  "tracefs",
-  "securityfs",
-  "pstore",
-  "bpf",
-  "configfs",
-  "fusectl",
-  "hugetlbfs",
-  "autofs",
-  "binfmt_misc",
-  "nsfs",
-  "rpc_pipefs",
-]);
 
 interface Held {
   fds: number[];
@@ -58,8 +38,8 @@ export class ExecFiles {
       const sep = f.indexOf("-");
       const dev = f[2];
       const fstype = f[sep + 1];
-      const mnt = f[4]?.replace(/\\040/g, " ");
-      if (!dev || !mnt || !fstype || PSEUDO.has(fstype) || seen.has(dev)) continue;
+      const mnt = f[4] === undefined ? undefined : unescapeMountField(f[4]);
+      if (!dev || !mnt || !fstype || PSEUDO_FILESYSTEMS.has(fstype) || seen.has(dev)) continue;
       if (fanotifyMark(fd, FAN_MARK.ADD | FAN_MARK.FILESYSTEM, FAN.OPEN_EXEC, mnt) >= 0) {
         seen.add(dev);
         this.counters.marks++;

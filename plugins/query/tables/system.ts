@@ -6,6 +6,7 @@
  */
 import { readdirSync, readFileSync, realpathSync, statfsSync } from "node:fs";
 import os from "node:os";
+import { PSEUDO_FILESYSTEMS, unescapeMountField } from "../../../core/mounts.ts";
 import type { GenContext, Row } from "./context.ts";
 import { formatIpv6 } from "./proc.ts";
 
@@ -215,29 +216,6 @@ export function genUptime(ctx: GenContext): Row[] {
   ];
 }
 
-/** /proc/mounts escapes space, tab, newline and backslash as octal. */
-const unescapeMount = (s: string) =>
-  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-
-const PSEUDO_FS = new Set([
-  "proc",
-  "sysfs",
-  "cgroup",
-  "cgroup2",
-  "devpts",
-  "mqueue",
-  "debugfs",
-  "tracefs",
-  "securityfs",
-  "pstore",
-  "bpf",
-  "configfs",
-  "fusectl",
-  "binfmt_misc",
-  "autofs",
-  "hugetlbfs",
-]);
-
 export function genMounts(ctx: GenContext): Row[] {
   const text = read(`${ctx.root}/proc/mounts`) ?? "";
   const wantsStat = [
@@ -252,8 +230,8 @@ export function genMounts(ctx: GenContext): Row[] {
   for (const line of text.split("\n")) {
     const f = line.split(" ");
     if (f.length < 4) continue;
-    const device = unescapeMount(f[0]!);
-    const path = unescapeMount(f[1]!);
+    const device = unescapeMountField(f[0]!);
+    const path = unescapeMountField(f[1]!);
     const type = f[2]!;
     let alias = device;
     if (device.startsWith("/")) {
@@ -277,7 +255,11 @@ export function genMounts(ctx: GenContext): Row[] {
       flags: f[3]!,
     };
     // statfs on a network mount can block for minutes; only local file systems are measured.
-    if (wantsStat && !PSEUDO_FS.has(type) && !/^(nfs|nfs4|cifs|smb3|sshfs|fuse\.sshfs|9p)$/.test(type)) {
+    if (
+      wantsStat &&
+      !PSEUDO_FILESYSTEMS.has(type) &&
+      !/^(nfs|nfs4|cifs|smb3|sshfs|fuse\.sshfs|9p)$/.test(type)
+    ) {
       try {
         const s = statfsSync(path);
         Object.assign(row, {
