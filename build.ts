@@ -15,8 +15,9 @@ import { parseArgs } from "node:util";
 export const ROOT = import.meta.dir;
 
 export const TARGETS = [
-  { name: "agent", entry: "bin/agent.ts" },
-  { name: "contentctl", entry: "bin/contentctl.ts" },
+  // workers: modules started with `new Worker` (core/sensors/reader.ts), embedded as extra entry points.
+  { name: "agent", entry: "bin/agent.ts", workers: ["core/sensors/reader-worker.ts"] },
+  { name: "contentctl", entry: "bin/contentctl.ts", workers: [] },
 ] as const;
 export type TargetName = (typeof TARGETS)[number]["name"];
 
@@ -91,7 +92,7 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
     const outfile = join(outdir, target.name);
     const started = performance.now();
     const result = await Bun.build({
-      entrypoints: [entry],
+      entrypoints: [entry, ...target.workers.map((w) => join(ROOT, w))],
       target: "bun",
       minify: opts.minify ?? true,
       // Precompiled bytecode: the bundle holds every subcommand, and parsing it all on each

@@ -46,8 +46,12 @@ export class SensorReader<R> {
     if (typeof p === "number") throw new Error(`pipe2 failed (errno ${-p})`);
     const [stopRead, stopWrite] = p;
     this.stopWrite = stopWrite;
-    const worker = new Worker(new URL("./reader-worker.ts", import.meta.url).href);
+    const worker = new Worker(workerSpec());
     this.worker = worker;
+    // A thread that cannot start (e.g. its module missing from a build) must not look like a quiet host.
+    worker.onerror = (e: ErrorEvent) => {
+      this.error = `reader thread failed: ${e.message}`;
+    };
     this.stoppedPromise = new Promise<void>((resolve) => {
       worker.onmessage = (m: MessageEvent) => {
         const d = m.data as { records?: R[]; error?: string; stopped?: boolean };
@@ -98,4 +102,15 @@ export class SensorReader<R> {
     closeFd(this.stopWrite);
     closeFd(this.fd);
   }
+}
+
+/**
+ * Where the reader thread's module is. From source it sits beside this file; in the compiled agent
+ * build.ts embeds it as a second entry point, at its path from the project root inside the
+ * executable's virtual filesystem (a URL relative to this bundle would point at the bundle's root).
+ */
+export function workerSpec(): string {
+  return import.meta.url.includes("$bunfs")
+    ? "./core/sensors/reader-worker.ts"
+    : new URL("./reader-worker.ts", import.meta.url).href;
 }
