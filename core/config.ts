@@ -343,7 +343,11 @@ export function loadConfig(opts: { file?: string; overrides?: AgentConfigInput }
   return config;
 }
 
-function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+/** Objects merge key by key (over wins; undefined leaves base); arrays and scalars replace. */
+export function deepMerge(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) continue;

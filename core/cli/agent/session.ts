@@ -13,7 +13,7 @@ import { resolve } from "node:path";
 import type { ArgsDef, CommandDef } from "citty";
 import type { AlertSink } from "../../agent/alerts.ts";
 import type { Agent, AgentOptions } from "../../agent/runtime.ts";
-import { type AgentConfig, type AgentConfigInput, loadConfig } from "../../config.ts";
+import { type AgentConfig, type AgentConfigInput, deepMerge, loadConfig } from "../../config.ts";
 import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
 import type { RouteExtension } from "../../control/extensions.ts";
 import type { HandlerRegistry } from "../../handler/registry.ts";
@@ -107,7 +107,7 @@ export function loadAgentConfig(flags: AgentFlags, overrides: AgentConfigInput =
   const recorded = !flags.config && flags.state ? recordedRunConfig(resolve(flags.state)) : undefined;
   return loadConfig({
     file: flags.config ?? recorded?.config ?? undefined,
-    overrides: mergeOverrides(recorded?.overrides ?? {}, { ...overrides, ...state }),
+    overrides: deepMerge(recorded?.overrides ?? {}, { ...overrides, ...state }) as AgentConfigInput,
   });
 }
 
@@ -115,19 +115,6 @@ export function loadAgentConfig(flags: AgentFlags, overrides: AgentConfigInput =
 export function agentConfigFile(flags: AgentFlags): string | null {
   if (flags.config) return resolve(flags.config);
   return flags.state ? (recordedRunConfig(resolve(flags.state))?.config ?? null) : null;
-}
-
-function mergeOverrides(base: Record<string, unknown>, over: Record<string, unknown>): AgentConfigInput {
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
-    const b = out[k];
-    out[k] =
-      v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
-        ? mergeOverrides(b as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out as AgentConfigInput;
 }
 
 /** Builds an Agent from the wiring; the caller starts and stops it. */
