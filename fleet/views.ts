@@ -16,7 +16,8 @@ const FINISHED_SHOWN = 10;
 
 export interface GroupView {
   name: string;
-  phase: "pending" | "publishing" | "live" | "soaked" | "reverted" | "untouched";
+  /** "reverting": the release is aborted and this group is still being taken back (seen mid-abort). */
+  phase: "pending" | "publishing" | "live" | "soaked" | "reverting" | "reverted" | "untouched";
   publishedAt: string | null;
   soakEndsAt: string | null;
   revertedAt: string | null;
@@ -111,6 +112,7 @@ export function releaseView(
       const j = h ? judgeGroup(r, g.name, config, health) : null;
       let phase: GroupView["phase"] = "pending";
       if (g.revertedAt) phase = "reverted";
+      else if (r.status === "aborted" && (g.publishedAt || g.before !== undefined)) phase = "reverting";
       else if (g.publishedAt) phase = ends !== null && now.getTime() >= ends ? "soaked" : "live";
       else if (g.before !== undefined) phase = "publishing";
       else if (r.status !== "active") phase = "untouched";
