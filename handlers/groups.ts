@@ -36,6 +36,9 @@ export const builtinGroups: GroupPolicy[] = [
     fs: { read: ["/**"] },
     net: "none",
     exec: true,
+    // Landlock hides other processes' /proc links, environ and maps from any sandboxed host; the
+    // supervisor reads just those for this group (core/host/proc-view.ts).
+    hostView: true,
     capabilities: ["dac_read_search", "sys_ptrace"],
   }),
   defineGroup({

@@ -117,6 +117,57 @@ describe("ScheduledQueryPack end to end", () => {
     expect(diffs).toEqual([]);
   }, 60_000);
 
+  test("process tables attribute paths, cwd, root and socket owners under the sandbox as without it (issue 22, item 3)", async () => {
+    // A process of ours with a cwd of its own and a listening socket: both must be attributed.
+    const cwd = mkdtempSync(join(tmp, "cwd-"));
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        "Bun.listen({hostname:'127.0.0.1',port:0,socket:{data(){}}});console.log('up');setInterval(()=>{},1e6)",
+      ],
+      { cwd, stdout: "pipe", stderr: "inherit" },
+    );
+    try {
+      const reader = child.stdout.getReader();
+      await reader.read(); // "up": listening
+      const ask = async (sql: string) => {
+        const res = await api("/v1/query", { method: "POST", body: JSON.stringify({ sql }) });
+        expect(res.status).toBe(200);
+        return ((await res.json()) as { rows: Record<string, string>[] }).rows;
+      };
+      const local = new EmbeddedEngine();
+      const procSql = "select pid, path, cwd, root from processes";
+      const sandboxed = await ask(procSql);
+      const direct = (await local.query(procSql)).rows as Record<string, string>[];
+      const mine = sandboxed.find((r) => Number(r.pid) === child.pid);
+      expect(mine).toMatchObject({ cwd, path: process.execPath, root: "/" });
+      // Same attribution for every process alive at both reads (the query worker itself differs).
+      const byPid = new Map(direct.map((r) => [String(r.pid), r]));
+      const both = sandboxed.filter((r) => byPid.has(String(r.pid)));
+      expect(both.length).toBeGreaterThan(3);
+      // A process that exits between the two reads may lose its links in one of them: compare the others.
+      const differ = both.filter((r) => {
+        const d = byPid.get(String(r.pid))!;
+        return d.cwd !== "" && (r.cwd !== d.cwd || r.path !== d.path || r.root !== d.root);
+      });
+      expect(differ).toEqual([]);
+
+      const portSql = "select pid, port, protocol, family, address from listening_ports where family = 2";
+      const ports = await ask(portSql);
+      const directPorts = (await local.query(portSql)).rows as Record<string, string>[];
+      expect(ports.some((r) => Number(r.pid) === child.pid)).toBe(true);
+      expect(ports.filter((r) => Number(r.pid) === -1)).toEqual(
+        directPorts.filter((r) => Number(r.pid) === -1),
+      );
+      const owned = (rows: Record<string, string>[]) => rows.filter((r) => Number(r.pid) > 0).length;
+      expect(owned(ports)).toBe(owned(directPorts));
+    } finally {
+      child.kill();
+      await child.exited;
+    }
+  }, 60_000);
+
   test("scheduled results reach the data lake in osquery's format", async () => {
     await firstBatch;
     const lines = lake.lines().map((l) => JSON.parse(l));

@@ -31,6 +31,8 @@ export interface CapabilityContext {
   emit: (type: string, fields?: Record<string, unknown>) => void;
   workDir: string;
   agentCall?: (method: string, args?: unknown) => Promise<unknown>;
+  /** How this host obtains the process view (a request to the supervisor, or a direct read in-process). */
+  procView?: NonNullable<Capabilities["hostView"]>["procView"];
   callTimeoutMs?: number;
 }
 
@@ -48,6 +50,7 @@ export function createCapabilities(manifest: HandlerManifest, ctx: CapabilityCon
   if (p.net !== "none") caps.net = netCapability(manifest.name, p.net);
   if (p.exec) caps.exec = execCapability();
   if (p.agent && ctx.agentCall) caps.agent = { call: ctx.agentCall };
+  if (p.hostView && ctx.procView) caps.hostView = { procView: ctx.procView };
   return caps;
 }
 

@@ -26,6 +26,11 @@ export const PrivilegesSchema = z
     exec: z.boolean(),
     /** May ask the supervisor to run agent actions (update now, verify or roll back content). */
     agent: z.boolean().default(false),
+    /**
+     * May ask the supervisor for the host's process view (link targets, environment, memory map of
+     * every process: core/host/proc-view.ts) that Landlock's ptrace scoping hides from a sandboxed host.
+     */
+    hostView: z.boolean().default(false),
   })
   .strict();
 
@@ -159,6 +164,12 @@ export interface Capabilities {
   readonly callTimeoutMs?: number;
   /** Agent actions (update, verifyContent, rollback, status); only with privileges.agent. */
   readonly agent?: { call(method: string, args?: unknown): Promise<unknown> };
+  /** privileges.hostView: the process view the supervisor reads outside the sandbox (core/host/proc-view.ts). */
+  readonly hostView?: {
+    procView(
+      req: import("../host/proc-view.ts").ProcViewRequest,
+    ): Promise<import("../host/proc-view.ts").ProcView>;
+  };
 }
 
 export interface CallContext {

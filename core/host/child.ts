@@ -22,6 +22,7 @@ import type { HandlerRegistry } from "../handler/registry.ts";
 import { Channel } from "./channel.ts";
 import { applyLandlock, dup2Fd, dupFd, type LandlockResult } from "./landlock.ts";
 import { expandManifest } from "./policy.ts";
+import type { ProcView } from "./proc-view.ts";
 import {
   CallArgs,
   InitArgs,
@@ -349,6 +350,11 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
       // The supervisor checks again that this handler declared agent access.
       agentCall: manifest.privileges.agent
         ? (method, args) => channel.request("agent", { handler: type, method, args }, { timeoutMs: 120_000 })
+        : undefined,
+      // The supervisor checks again that this handler and its group declared hostView.
+      procView: manifest.privileges.hostView
+        ? async (req) =>
+            (await channel.request("hostView", { handler: type, req }, { timeoutMs: 60_000 })) as ProcView
         : undefined,
     });
   }

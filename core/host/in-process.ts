@@ -22,6 +22,7 @@ import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
 import { assertTransferable } from "./frame.ts";
 import { expandManifest, type PathVars, privilegeViolation } from "./policy.ts";
+import { takeProcView } from "./proc-view.ts";
 
 export interface HostEnv {
   /** Private writable directory of a host group. */
@@ -84,6 +85,8 @@ export class InProcessHost implements HandlerHost {
       emit: this.env.emit,
       workDir,
       agentCall: this.env.agentCall,
+      // No sandbox in-process: the view is read directly.
+      procView: async (req) => takeProcView(req),
     });
   }
 

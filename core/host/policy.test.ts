@@ -88,6 +88,7 @@ describe("G1: declared privileges within the group's allowance", () => {
     [{ net: ["https:evil.example"] }, repair, "privileges.net https:evil.example"],
     [{ exec: true }, behavior, "privileges.exec"],
     [{ agent: true }, nothing, "privileges.agent"],
+    [{ hostView: true }, repair, "privileges.hostView"],
   ])("%o in its group → HND_PRIVILEGES_EXCEED_GROUP naming the privilege", (p, group, named) => {
     const e = privilegeViolation(manifest(p), group);
     expect(e?.code).toBe("HND_PRIVILEGES_EXCEED_GROUP");

@@ -38,6 +38,8 @@ export const GroupPolicySchema = z
     net: z.union([z.literal("none"), z.array(z.string().min(1)).min(1)]),
     exec: z.boolean(),
     agent: z.boolean().default(false),
+    /** Handlers may declare privileges.hostView (the supervisor reads the process view for them). */
+    hostView: z.boolean().default(false),
     /** Capabilities a root host keeps; every other capability leaves its bounding set. */
     capabilities: z.array(z.string().regex(CAPABILITY_RE)).default([]),
   })
@@ -123,6 +125,7 @@ export function privilegeViolation(
   }
   if (p.exec && !group.exec) return exceed("exec", "exec: false");
   if (p.agent && !group.agent) return exceed("agent", "agent: false");
+  if (p.hostView && !group.hostView) return exceed("hostView", "hostView: false");
   return null;
 }
 

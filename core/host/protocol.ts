@@ -12,6 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
 import { HandlerManifestSchema } from "../handler/contract.ts";
+import { ProcViewRequestSchema } from "./proc-view.ts";
 
 const Type = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/);
 const Version = z.number().int().nonnegative();
@@ -76,6 +77,8 @@ export const CallArgs = z.object({ type: Type, method: z.string().max(128), args
 export const AgentCallArgs = z
   .object({ handler: Type, method: z.string().max(64), args: z.unknown().optional() })
   .strict();
+
+export const HostViewArgs = z.object({ handler: Type, req: ProcViewRequestSchema }).strict();
 
 export const HandlerStatusSchema = z.record(z.string(), z.unknown());
 export const CommitResult = z.object({ status: HandlerStatusSchema.optional() }).strict();

@@ -9,7 +9,8 @@ import { HandlerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Notification, ProtocolProblem } from "./channel.ts";
 import { eventsDropped, ipcProtocolErrors } from "./host-metrics.ts";
-import { AgentCallArgs, parseWire, StatusResult } from "./protocol.ts";
+import { type ProcView, takeProcView } from "./proc-view.ts";
+import { AgentCallArgs, HostViewArgs, parseWire, StatusResult } from "./protocol.ts";
 import type { GroupRec, ManagerContext } from "./records.ts";
 
 /** Event types only the supervisor emits; a host (which runs content) may not forge them. */
@@ -58,6 +59,7 @@ export class HostRouter {
   }
 
   async hostRequest(g: GroupRec, method: string, raw: unknown): Promise<unknown> {
+    if (method === "hostView") return this.hostView(g, raw);
     if (method !== "agent") throw new HandlerError("HND_NO_METHOD", `supervisor: unknown request ${method}`);
     const a = parseWire(AgentCallArgs, raw, "agent");
     const slot = this.ctx.slots.get(a.handler);
@@ -70,6 +72,19 @@ export class HostRouter {
     }
     if (!this.ctx.opts.agentCall) throw new HandlerError("HND_AGENT_DENIED", "no agent actions available");
     return this.ctx.opts.agentCall(a.method, a.args);
+  }
+
+  /** The process view for a host whose group and handler both declared hostView (proc-view.ts says why). */
+  private hostView(g: GroupRec, raw: unknown): ProcView {
+    const a = parseWire(HostViewArgs, raw, "hostView");
+    const slot = this.ctx.slots.get(a.handler);
+    if (!slot || slot.group !== g.name || !slot.manifest.privileges.hostView || !g.policy?.hostView) {
+      throw new HandlerError(
+        "HND_AGENT_DENIED",
+        `${a.handler} (host ${g.name}) may not ask for the process view`,
+      );
+    }
+    return takeProcView(a.req);
   }
 
   protocolError(g: GroupRec, p: ProtocolProblem, log: Logger): void {

@@ -32,6 +32,7 @@ function fakeProc(): {
         net: "none",
         exec: false,
         agent: false,
+        hostView: false,
       },
       limits: { memoryMb: 64, cpuSeconds: 60 },
       maxPackageBytes: 1024,

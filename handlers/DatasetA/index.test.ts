@@ -36,6 +36,7 @@ test("runs in the scanner group with no filesystem, network or exec privilege", 
     net: "none",
     exec: false,
     agent: false,
+    hostView: false,
   });
 });
 

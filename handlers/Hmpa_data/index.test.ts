@@ -42,6 +42,7 @@ describe("manifest", () => {
       net: "none",
       exec: false,
       agent: false,
+      hostView: false,
     });
     expect(m.limits.memoryMb).toBeLessThanOrEqual(512);
     expect(m.maxPackageBytes).toBeLessThanOrEqual(256 * 1024 * 1024);

@@ -58,6 +58,8 @@ export interface HostEnv {
   runner?: Omit<QueryRunnerOptions, "settings">;
   /** Schedules stay paused until `configure` was called once (settings kept from an earlier run count). */
   awaitSettings?: boolean;
+  /** The supervisor's process view (privileges.hostView), handed to the workers' queries that need it. */
+  procView?: QueryRunnerOptions["procView"];
 }
 
 /** Something that runs a schedule and can be paused while newer content is live. */
@@ -113,7 +115,11 @@ export class QueryHost {
     } catch {
       this.splay = {};
     }
-    const runnerOpts = { ...env.runner, settings: engineSettings(this.settings) };
+    const runnerOpts = {
+      ...env.runner,
+      settings: engineSettings(this.settings),
+      ...(env.procView ? { procView: env.procView } : {}),
+    };
     this.scheduled = new QueryRunner(runnerOpts);
     this.adhoc = new QueryRunner(runnerOpts);
     // Created once per host process: a marker left now means the previous process died mid-query.

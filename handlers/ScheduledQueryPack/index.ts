@@ -269,7 +269,13 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
       name: TYPE,
       description: "osquery-compatible scheduled query packs with a watchdog; results in osquery log format",
       group: "query",
-      privileges: { runAs: "root", fs: { mode: "read-only", paths: ["/**"] }, net: "none", exec: true },
+      privileges: {
+        runAs: "root",
+        fs: { mode: "read-only", paths: ["/**"] },
+        net: "none",
+        exec: true,
+        hostView: true,
+      },
       limits: { memoryMb: 1024, cpuSeconds: 86400 },
       maxPackageBytes: 16 * 1024 * 1024,
       // `run` and `query` wait for a query the watchdog bounds by its wall limit, queued behind at most
@@ -302,6 +308,7 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
         ...(opts.random ? { random: opts.random } : {}),
         ...(opts.runner ? { runner: opts.runner } : {}),
         ...(opts.awaitSettings ? { awaitSettings: true } : {}),
+        ...(caps.hostView ? { procView: caps.hostView.procView } : {}),
       });
       const base = {
         host,

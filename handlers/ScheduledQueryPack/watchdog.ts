@@ -14,12 +14,14 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import { HandlerError } from "../../core/errors.ts";
+import type { ProcView, ProcViewRequest } from "../../core/host/proc-view.ts";
 import {
   DEFAULT_ENGINE_SETTINGS,
   type EngineSettings,
   type QueryResult,
 } from "../../plugins/query/engine.ts";
 import type { Introspection } from "../../plugins/query/tables/context.ts";
+import { procViewParts } from "../../plugins/query/tables/proc-source.ts";
 import { killWorkerGroup, PARENT_PID_ENV } from "./lifeline.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
@@ -121,6 +123,11 @@ export interface QueryRunnerOptions {
   onWorkerStart?: (pid: number) => void;
   /** Called when a query has been handed to the worker (tests, diagnostics). */
   onQuerySent?: (pid: number) => void;
+  /**
+   * The supervisor's process view (privileges.hostView): taken just before a query that reads the
+   * per-process tables, because the sandbox hides other processes' /proc links from the worker.
+   */
+  procView?: (req: ProcViewRequest) => Promise<ProcView>;
 }
 
 /** A worker request before it gets its id. */
@@ -156,7 +163,7 @@ export class QueryRunner {
   private nextId = 1;
   private stopped = false;
   private queued = 0;
-  readonly counters = { starts: 0, kills: 0, crashes: 0, queries: 0 };
+  readonly counters = { starts: 0, kills: 0, crashes: 0, queries: 0, procViewFailures: 0 };
 
   constructor(private readonly opts: QueryRunnerOptions = {}) {
     this.settings = opts.settings ?? DEFAULT_ENGINE_SETTINGS;
@@ -194,7 +201,20 @@ export class QueryRunner {
 
   /** `introspection` goes to the worker with the query (osquery_schedule rows, osquery_info facts). */
   run(sql: string, limits: WatchdogLimits, introspection?: Introspection): Promise<RunOutcome> {
-    return this.enqueue(() => this.runNow(sql, limits, introspection));
+    return this.enqueue(async () => this.runNow(sql, limits, await this.withProcView(sql, introspection)));
+  }
+
+  /** Adds the process view a query needs; without one (not granted, or it failed) tables read /proc directly. */
+  private async withProcView(sql: string, introspection?: Introspection): Promise<Introspection | undefined> {
+    const parts = this.opts.procView ? procViewParts(sql) : [];
+    if (parts.length === 0) return introspection;
+    try {
+      return { ...introspection, procView: await this.opts.procView!({ parts }) };
+    } catch {
+      // Degrades to what the sandbox lets the worker read (empty links), as before the view existed.
+      this.counters.procViewFailures++;
+      return introspection;
+    }
   }
 
   tables(): Promise<string[]> {

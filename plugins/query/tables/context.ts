@@ -22,6 +22,8 @@ export interface GenContext {
 export interface Introspection {
   info?: Row;
   schedule?: Row[];
+  /** The supervisor's process view, for a host whose sandbox hides other processes' /proc links (proc-source.ts). */
+  procView?: import("../../../core/host/proc-view.ts").ProcView;
 }
 
 export type Generator = (ctx: GenContext) => Row[];

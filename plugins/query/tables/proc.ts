@@ -8,6 +8,7 @@
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { GenContext, Row } from "./context.ts";
+import { procSource } from "./proc-source.ts";
 
 /** USER_HZ: fixed at 100 on every Linux architecture the agent ships for. */
 const CLK_TCK = 100;
@@ -21,7 +22,7 @@ function read(path: string): string | undefined {
   }
 }
 
-function link(path: string): string {
+function _link(path: string): string {
   try {
     return readlinkSync(path);
   } catch {
@@ -100,6 +101,7 @@ export function genProcesses(ctx: GenContext): Row[] {
   ].some(w);
   const needIo = w("disk_bytes_read") || w("disk_bytes_written");
   const rows: Row[] = [];
+  const src = procSource(ctx);
   for (const pid of listPids(root)) {
     const base = `${root}/proc/${pid}`;
     const stat = statFields(read(`${base}/stat`));
@@ -109,7 +111,7 @@ export function genProcesses(ctx: GenContext): Row[] {
     const uids = (status.get("Uid") ?? "").split(/\s+/);
     const gids = (status.get("Gid") ?? "").split(/\s+/);
     const num = (v: string | undefined) => (v === undefined || v === "" ? null : Number(v));
-    const exe = w("path") || w("on_disk") ? onDisk(link(`${base}/exe`)) : { path: "", onDisk: -1 };
+    const exe = w("path") || w("on_disk") ? onDisk(src.link(pid, "exe") ?? "") : { path: "", onDisk: -1 };
     let io: Map<string, string> | undefined;
     if (needIo) io = statusMap(read(`${base}/io`));
     const startTicks = Number(stat[19]);
@@ -119,8 +121,8 @@ export function genProcesses(ctx: GenContext): Row[] {
       path: exe.path,
       cmdline: w("cmdline") ? (read(`${base}/cmdline`) ?? "").replace(/\0+$/, "").replace(/\0/g, " ") : "",
       state: stat[0] ?? "",
-      cwd: w("cwd") ? link(`${base}/cwd`) : "",
-      root: w("root") ? link(`${base}/root`) : "",
+      cwd: w("cwd") ? (src.link(pid, "cwd") ?? "") : "",
+      root: w("root") ? (src.link(pid, "root") ?? "") : "",
       uid: num(uids[0]),
       gid: num(gids[0]),
       euid: num(uids[1]),
@@ -276,20 +278,13 @@ export function genProcessOpenSockets(ctx: GenContext): Row[] {
   const root = ctx.root;
   const owners = new Map<string, { pid: number; fd: number }>();
   const nsPid = new Map<string, string>();
+  const src = procSource(ctx);
   for (const pid of listPids(root)) {
-    const base = `${root}/proc/${pid}`;
-    let fds: string[];
-    try {
-      fds = readdirSync(`${base}/fd`);
-    } catch {
-      fds = [];
-    }
-    for (const fd of fds) {
-      const target = link(`${base}/fd/${fd}`);
+    for (const [fd, target] of src.fds(pid)) {
       const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (m && !owners.has(m[1]!)) owners.set(m[1]!, { pid: Number(pid), fd: Number(fd) });
+      if (m && !owners.has(m[1]!)) owners.set(m[1]!, { pid: Number(pid), fd });
     }
-    const ns = /\[(\d+)\]/.exec(link(`${base}/ns/net`))?.[1] ?? "0";
+    const ns = /\[(\d+)\]/.exec(src.link(pid, "ns/net") ?? "")?.[1] ?? "0";
     if (!nsPid.has(ns)) nsPid.set(ns, pid);
   }
   if (nsPid.size === 0) nsPid.set("0", "self");

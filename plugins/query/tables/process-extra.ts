@@ -5,17 +5,17 @@
  */
 import type { GenContext, Row, TableDef } from "./context.ts";
 import { listPids } from "./proc.ts";
-import { listDir, readLink, readText } from "./read.ts";
+import { procSource } from "./proc-source.ts";
 import { B, I, T, table } from "./schema.ts";
 
 export function genProcessOpenFiles(ctx: GenContext): Row[] {
   const rows: Row[] = [];
+  const src = procSource(ctx);
   for (const pid of listPids(ctx.root)) {
-    for (const fd of listDir(`${ctx.root}/proc/${pid}/fd`)) {
-      const target = readLink(`${ctx.root}/proc/${pid}/fd/${fd}`);
+    for (const [fd, target] of src.fds(pid).sort((a, b) => a[0] - b[0])) {
       // Sockets belong to process_open_sockets, as in osquery.
-      if (target === undefined || target.startsWith("socket:")) continue;
-      rows.push({ pid: Number(pid), fd: Number(fd), path: target });
+      if (target.startsWith("socket:")) continue;
+      rows.push({ pid: Number(pid), fd, path: target });
     }
   }
   return rows;
@@ -23,8 +23,9 @@ export function genProcessOpenFiles(ctx: GenContext): Row[] {
 
 export function genProcessEnvs(ctx: GenContext): Row[] {
   const rows: Row[] = [];
+  const src = procSource(ctx);
   for (const pid of listPids(ctx.root)) {
-    const text = readText(`${ctx.root}/proc/${pid}/environ`);
+    const text = src.environ(pid);
     if (!text) continue;
     for (const entry of text.split("\0")) {
       const i = entry.indexOf("=");
@@ -55,8 +56,9 @@ export function parseMapsLine(pid: number, line: string): Row | undefined {
 
 export function genProcessMemoryMap(ctx: GenContext): Row[] {
   const rows: Row[] = [];
+  const src = procSource(ctx);
   for (const pid of listPids(ctx.root)) {
-    for (const line of (readText(`${ctx.root}/proc/${pid}/maps`) ?? "").split("\n")) {
+    for (const line of (src.maps(pid) ?? "").split("\n")) {
       const r = parseMapsLine(Number(pid), line);
       if (r) rows.push(r);
     }

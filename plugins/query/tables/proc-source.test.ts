@@ -1,0 +1,36 @@
+import { describe, expect, test } from "bun:test";
+import { procSource, procViewParts } from "./proc-source.ts";
+
+describe("process view source", () => {
+  test("a query takes only the parts its tables read", () => {
+    expect(procViewParts("select * from os_version")).toEqual([]);
+    expect(procViewParts("SELECT p.cwd FROM processes p")).toEqual(["links"]);
+    expect(procViewParts("select * from listening_ports l join processes using (pid)")).toEqual([
+      "fds",
+      "links",
+    ]);
+    expect(procViewParts("select * from process_envs; select * from process_memory_map")).toEqual([
+      "environ",
+      "maps",
+    ]);
+    expect(procViewParts("select * from processes_extra")).toEqual([]);
+  });
+
+  test("the view wins where it has the process; others are read directly", () => {
+    const src = procSource({
+      root: "",
+      introspection: {
+        procView: {
+          takenAt: 0,
+          truncated: false,
+          procs: { "999999999": { cwd: "/from/view", fds: [[3, "socket:[1]"]], environ: "X=1\0" } },
+        },
+      },
+    });
+    expect(src.link("999999999", "cwd")).toBe("/from/view");
+    expect(src.fds("999999999")).toEqual([[3, "socket:[1]"]]);
+    expect(src.environ("999999999")).toBe("X=1\0");
+    expect(src.link(String(process.pid), "cwd")).toBe(process.cwd());
+    expect(src.link("999999998", "exe")).toBeUndefined();
+  });
+});

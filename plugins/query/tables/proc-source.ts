@@ -1,0 +1,96 @@
+/**
+ * Where the per-process tables read links, descriptors, environments and
+ * memory maps: the supervisor's process view when the engine's host passed
+ * one (a sandboxed host cannot read these for processes outside its
+ * Landlock domain — core/host/proc-view.ts), else /proc directly. A process
+ * born after the view was taken is read directly; if that is denied its
+ * cells stay empty, as for a process that exited mid-scan.
+ */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import type { ProcViewPart } from "../../../core/host/proc-view.ts";
+import type { GenContext } from "./context.ts";
+
+export type ProcLinkName = "exe" | "cwd" | "root" | "ns/net";
+
+export interface ProcSource {
+  link(pid: string, name: ProcLinkName): string | undefined;
+  /** [fd, link target] of every open descriptor. */
+  fds(pid: string): [number, string][];
+  environ(pid: string): string | undefined;
+  maps(pid: string): string | undefined;
+}
+
+const FIELD: Record<ProcLinkName, "exe" | "cwd" | "root" | "netns"> = {
+  exe: "exe",
+  cwd: "cwd",
+  root: "root",
+  "ns/net": "netns",
+};
+
+function readLinkOr(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function readTextOr(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function procSource(ctx: Pick<GenContext, "root" | "introspection">): ProcSource {
+  const view = ctx.introspection?.procView?.procs;
+  const base = (pid: string) => `${ctx.root}/proc/${pid}`;
+  return {
+    link(pid, name) {
+      const v = view?.[pid]?.[FIELD[name]];
+      return v !== undefined ? v : readLinkOr(`${base(pid)}/${name}`);
+    },
+    fds(pid) {
+      const v = view?.[pid]?.fds;
+      if (v) return v;
+      let names: string[];
+      try {
+        names = readdirSync(`${base(pid)}/fd`);
+      } catch {
+        return [];
+      }
+      const out: [number, string][] = [];
+      for (const fd of names) {
+        const t = readLinkOr(`${base(pid)}/fd/${fd}`);
+        if (t !== undefined) out.push([Number(fd), t]);
+      }
+      return out;
+    },
+    environ(pid) {
+      return view?.[pid]?.environ ?? readTextOr(`${base(pid)}/environ`);
+    },
+    maps(pid) {
+      return view?.[pid]?.maps ?? readTextOr(`${base(pid)}/maps`);
+    },
+  };
+}
+
+/** Tables that read what the view supplies, and which parts each needs. */
+const TABLE_PARTS: Record<string, ProcViewPart[]> = {
+  processes: ["links"],
+  process_open_sockets: ["links", "fds"],
+  listening_ports: ["links", "fds"],
+  process_open_files: ["fds"],
+  process_envs: ["environ"],
+  process_memory_map: ["maps"],
+};
+
+/** The view parts a query needs, from the table names it mentions ([] = none: no view is taken). */
+export function procViewParts(sql: string): ProcViewPart[] {
+  const parts = new Set<ProcViewPart>();
+  for (const word of sql.toLowerCase().match(/[a-z_]+/g) ?? []) {
+    for (const p of TABLE_PARTS[word] ?? []) parts.add(p);
+  }
+  return [...parts].sort();
+}
