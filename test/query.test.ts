@@ -8,7 +8,7 @@
  * would.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../core/config.ts";
@@ -67,7 +67,8 @@ beforeAll(async () => {
     extensions: queryExtensions(),
     events: ta.agent.events,
   });
-});
+  // Key generation, signing and starting a sandboxed host take seconds on a loaded machine.
+}, 60_000);
 
 afterAll(async () => {
   for (const s of services) await s.stop();
@@ -137,11 +138,30 @@ describe("ScheduledQueryPack end to end", () => {
         return ((await res.json()) as { rows: Record<string, string>[] }).rows;
       };
       const local = new EmbeddedEngine();
-      const procSql = "select pid, path, cwd, root from processes";
-      const sandboxed = await ask(procSql);
+      const procSql = "select pid, path, cwd, root, start_time from processes";
+      // Processes born after the supervisor took its view are read directly (denied sandboxed):
+      // compare those that existed before the query began (start_time has 1 s resolution).
+      const before = Math.floor(Date.now() / 1000) - 1;
+      const all = await ask(procSql);
+      const sandboxed = all.filter((r) => Number(r.start_time) < before);
       const direct = (await local.query(procSql)).rows as Record<string, string>[];
-      const mine = sandboxed.find((r) => Number(r.pid) === child.pid);
+      const mine = all.find((r) => Number(r.pid) === child.pid);
       expect(mine).toMatchObject({ cwd, path: process.execPath, root: "/" });
+      // The docs' `processes JOIN hash` example, which returned nothing sandboxed before the view
+      // (on a program under osquery's 50 MB hashing limit; bun itself is larger).
+      const sleeper = Bun.spawn(["/bin/sleep", "600"], { cwd });
+      try {
+        const exe = readlinkSync(`/proc/${sleeper.pid}/exe`);
+        const joined = await ask(
+          `select p.cwd, h.sha256 from processes p join hash h on h.path = p.path where p.pid = ${sleeper.pid}`,
+        );
+        expect(joined).toEqual([
+          { cwd, sha256: new Bun.CryptoHasher("sha256").update(readFileSync(exe)).digest("hex") },
+        ]);
+      } finally {
+        sleeper.kill();
+        await sleeper.exited;
+      }
       // Same attribution for every process alive at both reads (the query worker itself differs).
       const byPid = new Map(direct.map((r) => [String(r.pid), r]));
       const both = sandboxed.filter((r) => byPid.has(String(r.pid)));
@@ -259,5 +279,5 @@ describe("ScheduledQueryPack end to end", () => {
     const bad = await agent(["SELECT * FROM launchd"]);
     expect(bad.stderr).toContain("HND_QUERY_UNKNOWN_TABLE");
     expect(bad.code).toBe(2);
-  });
+  }, 30_000);
 });
