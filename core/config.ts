@@ -12,6 +12,7 @@ import { ConfigError } from "./errors.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
+import { SoftwareConfigSchema } from "./software-config.ts";
 import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
 export const AgentConfigSchema = z
@@ -288,6 +289,8 @@ export const AgentConfigSchema = z
     /** Kernel sensors and on-access scanning (docs/sensors.md). */
     sensors: SensorsSchema,
     onAccess: OnAccessSchema,
+    /** Software updates through the content channel (A/B slots, docs/install.md); schema in core/install. */
+    software: SoftwareConfigSchema,
   })
   .strict();
 

@@ -23,6 +23,7 @@ describe("built-in host groups", () => {
       "query",
       "repair",
       "scanner",
+      "software",
       "telemetry",
     ]);
     // install (CRT): the only group with write access to the whole system, and no network (issue 20).
@@ -32,8 +33,9 @@ describe("built-in host groups", () => {
       net: "none",
       exec: true,
     });
-    // TELEMSUP checks a document; ESH gets log lines over IPC: neither may touch files or the network.
-    for (const name of ["telemetry", "esh"]) {
+    // TELEMSUP checks a document; ESH gets log lines over IPC; AgentSoftware is proven from its bytes:
+    // none may touch files or the network (the A/B switch is the supervisor's).
+    for (const name of ["telemetry", "esh", "software"]) {
       expect(g.get(name)).toMatchObject({
         runAs: "agent",
         fs: { read: [], write: [] },

@@ -88,6 +88,14 @@ export const builtinGroups: GroupPolicy[] = [
     exec: false,
   }),
   defineGroup({
+    // Proves AgentSoftware packages from their bytes; the A/B switch is the supervisor's (docs/install.md).
+    name: "software",
+    description: "AgentSoftware: checks the agent executable's package; needs nothing",
+    runAs: "agent",
+    net: "none",
+    exec: false,
+  }),
+  defineGroup({
     // No file system either: the supervisor reads the logs the rules name and streams their lines
     // here, so content can never widen what this process reads (docs/selfhelp.md).
     name: "esh",

@@ -32,6 +32,7 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   telemetry: [() => import("./TELEMSUP/index.ts")],
   esh: [() => import("./ESH/index.ts")],
   install: [() => import("./CRT/index.ts")],
+  software: [() => import("./AgentSoftware/index.ts")],
 };
 
 function handlersIn(mod: Module): ContentHandler[] {

@@ -4,6 +4,7 @@
  */
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
+import { agentSoftwareHandler } from "./AgentSoftware/index.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { crtHandler } from "./CRT/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
@@ -36,6 +37,7 @@ export function builtinHandlers(): ContentHandler[] {
     telemsupHandler as ContentHandler,
     eshHandler as ContentHandler,
     crtHandler as ContentHandler,
+    agentSoftwareHandler as ContentHandler,
   ];
 }
 

@@ -169,6 +169,31 @@ for (const type of ["TELEMSUP", "ESH", "CRT"]) {
   ]);
   packages.push(out);
 }
+// AgentSoftware: the agent's own executable, released like content (docs/install.md, "Software updates").
+// The example holds the descriptor; the executable is the one just built. This agent is not installed
+// (no A/B slots, software.enabled off), so it installs and proves the package but switches nothing.
+step("vendor: pack this build of the agent as AgentSoftware content");
+{
+  const src = join(DEMO, "AgentSoftware");
+  mkdirSync(src, { recursive: true });
+  copyFileSync("examples/AgentSoftware/software.json", join(src, "software.json"));
+  copyFileSync(AGENT, join(src, "agent"));
+  const out = join(DEMO, "packages/AgentSoftware-1.tar");
+  run([
+    CTL,
+    "pack",
+    "--type",
+    "AgentSoftware",
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    src,
+  ]);
+  packages.push(out);
+}
 const tenantArgs = ["--tenant", "default", "--repo", join(DEMO, "repo"), "--keys", join(DEMO, "keys")];
 run([CTL, "policy", "set", ...tenantArgs, "examples/RemapperRules/policy/threat-protection.xml"]);
 run([CTL, "flags", "set", ...tenantArgs, "onAccessBlock", "on"]);

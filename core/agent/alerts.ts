@@ -10,7 +10,8 @@ export interface Alert {
     | "handler-failed"
     | "ips-self-disabled"
     | "selfhelp-finding"
-    | "telemetry-refused";
+    | "telemetry-refused"
+    | "software-rolled-back";
   at: string;
   host: string;
   agentVersion: string;

@@ -130,6 +130,8 @@ export interface AgentStatus {
   policy?: PolicyStatus;
   /** Kernel sensors and on-access scanning (docs/sensors.md), when `agent run` started them. */
   sensors?: Record<string, unknown>;
+  /** A/B software slots and the last software update (core/install/software-service.ts). */
+  software?: Record<string, unknown>;
 }
 
 export interface AgentApi {

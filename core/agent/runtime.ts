@@ -28,6 +28,7 @@ import {
   type HostManagerOptions,
 } from "../host/manager.ts";
 import { privilegeViolation } from "../host/policy.ts";
+import { SoftwareService, type SoftwareServiceOptions } from "../install/software-service.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { refuseStateSymlinks } from "../store/state-links.ts";
@@ -50,6 +51,8 @@ import { buildStatus, contentInfoOf } from "./status.ts";
 export interface AgentOptions {
   config: AgentConfig;
   registry: HandlerRegistry;
+  /** Tests: the software switch's probe and liveness (core/install/software-service.ts). */
+  software?: Pick<SoftwareServiceOptions, "probe" | "live">;
   alertSinks?: AlertSink[];
   transport?: Transport;
   now?: () => Date;
@@ -104,6 +107,8 @@ export class Agent implements AgentApi {
   private trustProblem?: string;
   /** agent.json + policy overlays + flags (core/effective, docs/policy.md). */
   readonly effective: EffectiveConfigService;
+  /** AgentSoftware content → the A/B slot switch (core/install/software-service.ts). */
+  private readonly software: SoftwareService;
   /** Status sections features add (e.g. "sensors", core/sensors/service.ts), shown by `agent status`. */
   readonly statusSections = new Map<string, () => Record<string, unknown>>();
   /** Opened by a read-only command: nothing may change on disk. */
@@ -162,6 +167,17 @@ export class Agent implements AgentApi {
             health: this.health,
             now: () => this.now().getTime(),
           });
+    this.software = new SoftwareService({
+      config: opts.config.software,
+      stateDir: opts.config.stateDir,
+      health: this.health,
+      log: this.log,
+      alert: (a) => this.alert(a),
+      emit,
+      markBad: (type, version, reason) => this.store.markBad(type, version, reason),
+      ...opts.software,
+    });
+    this.statusSections.set("software", () => ({ ...this.software.status() }));
     this.effective = new EffectiveConfigService({
       config: opts.config,
       call: (type, method, args) => this.host.call(type, method, args),
@@ -192,6 +208,7 @@ export class Agent implements AgentApi {
       this.store.open();
       this.memory = new UpdateMemory(this.config.stateDir);
       this.rollbackNotices.restore();
+      this.software.atStart();
       await this.loadInstalled();
       await this.effective
         .apply()
@@ -435,6 +452,14 @@ export class Agent implements AgentApi {
         timeoutMs: u.timeoutSeconds * 1000,
       })
       .catch((e) => this.log.warn("policy sync failed", describeError(e)));
+    for (const i of report.installed) {
+      if (!this.usable.require(i.type).manifest.contributes?.includes("agent.software")) continue;
+      const record = this.store.installed(i.type);
+      if (record)
+        await this.software
+          .apply(this.store.view(record))
+          .catch((e) => this.log.warn("software switch failed", describeError(e)));
+    }
     if (report.installed.length > 0) {
       await (this.host as HandlerHost & { refreshStatus?: () => Promise<void> })
         .refreshStatus?.()

@@ -247,6 +247,14 @@ export const AgentStatusSchema = z
           "Kernel sensors (docs/sensors.md): process and file sensor in use and why, events/s, bus consumers " +
           "with drop counters, and onAccess (mode, cache hit rate, fail-open count, deferred lookups)",
       }),
+    software: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .openapi({
+        description:
+          "A/B software slots (docs/install.md): enabled, the running executable, current and other slot, " +
+          "restartPending, the last switch record (state, reason, bad builds) and the last AgentSoftware content",
+      }),
   })
   .openapi("AgentStatus");
 

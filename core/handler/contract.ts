@@ -6,6 +6,7 @@
  * handler only capability objects matching that declaration.
  */
 import { z } from "zod";
+import type { ProcView, ProcViewRequest } from "../host/proc-view.ts";
 
 export const FsPrivilegeSchema = z.discriminatedUnion("mode", [
   z.object({ mode: z.literal("none") }),
@@ -67,7 +68,7 @@ export const HandlerManifestSchema = z
      * "config.overlays" (policy → config values) or "config.flags" (flags
      * supplement); the effective-config service (core/effective) asks only these.
      */
-    contributes: z.array(z.enum(["config.overlays", "config.flags"])).optional(),
+    contributes: z.array(z.enum(["config.overlays", "config.flags", "agent.software"])).optional(),
     /**
      * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
      * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
@@ -166,9 +167,7 @@ export interface Capabilities {
   readonly agent?: { call(method: string, args?: unknown): Promise<unknown> };
   /** privileges.hostView: the process view the supervisor reads outside the sandbox (core/host/proc-view.ts). */
   readonly hostView?: {
-    procView(
-      req: import("../host/proc-view.ts").ProcViewRequest,
-    ): Promise<import("../host/proc-view.ts").ProcView>;
+    procView(req: ProcViewRequest): Promise<ProcView>;
   };
 }
 

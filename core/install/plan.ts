@@ -37,6 +37,8 @@ export function renderConfig(input: PlanInput): string {
   if (input.tenantToken)
     cfg.fleet = { ...((base.fleet as Record<string, unknown>) ?? {}), tokenFile: LAYOUT.tenantToken };
   cfg.hosts = { ...((base.hosts as Record<string, unknown>) ?? {}), user: LAYOUT.user };
+  // An installed agent has its A/B slots: AgentSoftware content may switch it (docs/install.md).
+  cfg.software = { enabled: true, ...((base.software as Record<string, unknown>) ?? {}) };
   // Refuse to write a config the agent would refuse to start on.
   parseConfig(cfg, LAYOUT.config);
   return `${JSON.stringify(cfg, null, 2)}\n`;
@@ -48,6 +50,7 @@ export function planInstall(input: PlanInput): Entry[] {
     { kind: "dir", path: LAYOUT.optDir, mode: 0o755, ...ROOT_OWNER },
     { kind: "dir", path: LAYOUT.slotA, mode: 0o755, ...ROOT_OWNER },
     { kind: "file", path: `${LAYOUT.slotA}/agent`, mode: 0o755, content: input.binary, ...ROOT_OWNER },
+    { kind: "dir", path: LAYOUT.slotB, mode: 0o755, ...ROOT_OWNER },
     { kind: "symlink", path: LAYOUT.current, target: "slot-a" },
     { kind: "dir", path: LAYOUT.etcDir, mode: 0o755, ...ROOT_OWNER },
     { kind: "file", path: LAYOUT.config, mode: 0o644, content: text(renderConfig(input)), ...ROOT_OWNER },

@@ -24,7 +24,9 @@
  *   called by RepairKit) and blocks the AppArmor/SELinux domain transitions
  *   and setuid helpers those may rely on, for no gain over the per-host flag;
  * - Restart=on-failure with a rate limit, KillMode=mixed: SIGTERM to the
- *   supervisor, which stops its hosts in order, SIGKILL to stragglers.
+ *   supervisor, which stops its hosts in order, SIGKILL to stragglers;
+ * - ExecStartPre runs `software-switch --recover` from either slot, so a
+ *   switch that died half way is undone even when the new build cannot start.
  */
 import { LAYOUT } from "./layout.ts";
 
@@ -40,6 +42,9 @@ StartLimitBurst=5
 
 [Service]
 Type=simple
+# Boot-time recovery: a software switch interrupted past its deadline (power loss, a new build that
+# never starts) is undone before the agent runs, by whichever slot's executable still works.
+ExecStartPre=-/bin/sh -c 'for s in ${LAYOUT.slotA} ${LAYOUT.slotB}; do [ -x "$$s/agent" ] && "$$s/agent" software-switch --recover && exit 0; done; exit 0'
 ExecStart=${LAYOUT.binary} run --config ${LAYOUT.config}
 Restart=on-failure
 RestartSec=5s
