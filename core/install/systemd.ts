@@ -58,6 +58,11 @@ export function disableAndStop(): void {
  * slot and wait until its control plane answers; the caller's deadline
  * aborts it. Content of the health check is the same as install's.
  */
+/**
+ * Healthy means what the issue asks of a new build: its control plane answers, an update cycle it runs
+ * on request succeeds, and none of its host processes is crash-looping. Polled until the caller's
+ * deadline aborts it.
+ */
 export function serviceProbe(): (signal: AbortSignal) => Promise<void> {
   return async (signal) => {
     systemctl("restart", LAYOUT.unitName);
@@ -65,14 +70,28 @@ export function serviceProbe(): (signal: AbortSignal) => Promise<void> {
     while (!signal.aborted) {
       try {
         const client = await ControlClient.fromStateDir(LAYOUT.stateDir);
-        if ((await client.health()).status) return;
+        const verdict = judgeNewAgent(await client.update(), (await client.status()).hosts ?? []);
+        if (verdict === null) return;
+        last = verdict;
       } catch (e) {
         last = (e as Error).message;
       }
-      await Bun.sleep(200);
+      await Bun.sleep(500);
     }
-    throw new Error(`control plane did not answer (${last})`);
+    throw new Error(`the new agent was not healthy (${last})`);
   };
+}
+
+/** Pure part of the live probe: null when healthy, else why not. */
+export function judgeNewAgent(
+  cycle: { ok: boolean; rejected: { code: string }[] },
+  hosts: { group: string; state: string }[],
+): string | null {
+  if (!cycle.ok)
+    return `its update cycle failed (${cycle.rejected.map((r) => r.code).join(", ") || "no detail"})`;
+  const bad = hosts.filter((h) => h.state === "crash-looping");
+  if (bad.length) return `host ${bad.map((h) => h.group).join(", ")} is crash-looping`;
+  return null;
 }
 
 /** After a rollback on a live host: run the restored slot. */
