@@ -49,6 +49,13 @@ if (!existsSync(AGENT) || !existsSync(CTL)) {
 
 rmSync(DEMO, { recursive: true, force: true });
 mkdirSync(join(DEMO, "src/Hmpa_data"), { recursive: true });
+/** `contentctl pack` of a folder as version 1 into demo/packages; returns the package's path. */
+function packExample(type: string, src = `examples/${type}`): string {
+  const out = join(DEMO, `packages/${type}-1.tar`);
+  run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, src]);
+  return out;
+}
+
 const step = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
 
 step("vendor: development keys (root CA → intermediate → content signer, ECDSA P-384)");
@@ -63,21 +70,8 @@ run([
   "--out",
   join(DEMO, "src/Hmpa_data/allowlist.bin"),
 ]);
-const pkg = join(DEMO, "packages/Hmpa_data-1.tar");
 mkdirSync(join(DEMO, "packages"), { recursive: true });
-run([
-  CTL,
-  "pack",
-  "--type",
-  "Hmpa_data",
-  "--version",
-  "1",
-  "--keys",
-  join(DEMO, "keys"),
-  "--out",
-  pkg,
-  join(DEMO, "src/Hmpa_data"),
-]);
+const pkg = packExample("Hmpa_data", join(DEMO, "src/Hmpa_data"));
 
 step("vendor: encrypt and sign the example Lua rules (ProductRulesFeed, Behavior, RepairKit)");
 const contentKey = join(DEMO, "content-key.json");
@@ -123,51 +117,21 @@ for (const [type, src] of [
   ["EPIPS_data", "examples/EPIPS_data"],
   ["NTP_OVERRIDES", "examples/NTP_OVERRIDES"],
 ] as const) {
-  const out = join(DEMO, `packages/${type}-1.tar`);
-  run([CTL, "pack", "--type", type, "--version", "1", "--keys", join(DEMO, "keys"), "--out", out, src]);
-  packages.push(out);
+  packages.push(packExample(type, src));
 }
 
 step(
   "vendor: sign the policy content (RemapperRules, Flags) and publish tenant policy + flags (docs/policy.md)",
 );
 for (const type of ["RemapperRules", "Flags"]) {
-  const out = join(DEMO, `packages/${type}-1.tar`);
-  run([
-    CTL,
-    "pack",
-    "--type",
-    type,
-    "--version",
-    "1",
-    "--keys",
-    join(DEMO, "keys"),
-    "--out",
-    out,
-    `examples/${type}`,
-  ]);
-  packages.push(out);
+  packages.push(packExample(type));
 }
 
 step(
   "vendor: pack the telemetry settings (TELEMSUP), the self-help rules (ESH) and the incompatible-software rules (CRT)",
 );
 for (const type of ["TELEMSUP", "ESH", "CRT"]) {
-  const out = join(DEMO, `packages/${type}-1.tar`);
-  run([
-    CTL,
-    "pack",
-    "--type",
-    type,
-    "--version",
-    "1",
-    "--keys",
-    join(DEMO, "keys"),
-    "--out",
-    out,
-    `examples/${type}`,
-  ]);
-  packages.push(out);
+  packages.push(packExample(type));
 }
 // AgentSoftware: the agent's own executable, released like content (docs/install.md, "Software updates").
 // The example holds the descriptor; the executable is the one just built. This agent is not installed
@@ -178,21 +142,7 @@ step("vendor: pack this build of the agent as AgentSoftware content");
   mkdirSync(src, { recursive: true });
   copyFileSync("examples/AgentSoftware/software.json", join(src, "software.json"));
   copyFileSync(AGENT, join(src, "agent"));
-  const out = join(DEMO, "packages/AgentSoftware-1.tar");
-  run([
-    CTL,
-    "pack",
-    "--type",
-    "AgentSoftware",
-    "--version",
-    "1",
-    "--keys",
-    join(DEMO, "keys"),
-    "--out",
-    out,
-    src,
-  ]);
-  packages.push(out);
+  packages.push(packExample("AgentSoftware", src));
 }
 const tenantArgs = ["--tenant", "default", "--repo", join(DEMO, "repo"), "--keys", join(DEMO, "keys")];
 run([CTL, "policy", "set", ...tenantArgs, "examples/RemapperRules/policy/threat-protection.xml"]);

@@ -63,10 +63,10 @@ function installedRoot(): string {
   return root;
 }
 
-async function agentFor(root: string, group: string): Promise<TestAgent> {
+async function agentFor(root: string, group: string, software: { enabled?: boolean } = { enabled: true }) {
   return startAgent(vendor, {
     config: {
-      software: { enabled: true, root, deadlineSeconds: 10 },
+      software: { ...software, root, deadlineSeconds: 10 },
       update: { group } as never,
     },
     registry: () => {
@@ -183,14 +183,8 @@ describe("AgentSoftware through the signed channel", () => {
       { agent: builds.good2, "software.json": descriptor("2.0.0") },
       { group: "sw-off" },
     );
-    const ta = await startAgent(vendor, {
-      config: { software: { root }, update: { group: "sw-off" } as never },
-      registry: () => {
-        const r = new HandlerRegistry();
-        for (const g of builtinGroups) r.registerGroup(g);
-        return r.register(agentSoftwareHandler);
-      },
-    });
+    // Not set: the default (agent install writes `enabled: true`).
+    const ta = await agentFor(root, "sw-off", {});
     try {
       await ta.agent.update();
       expect(ta.agent.content().find((c) => c.type === "AgentSoftware")?.handlerState).toBe("loaded");

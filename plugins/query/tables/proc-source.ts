@@ -6,9 +6,10 @@
  * born after the view was taken is read directly; if that is denied its
  * cells stay empty, as for a process that exited mid-scan.
  */
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import type { ProcViewPart } from "../../../core/host/proc-view.ts";
 import type { GenContext } from "./context.ts";
+import { readLink, readText } from "./read.ts";
 
 export type ProcLinkName = "exe" | "cwd" | "root" | "ns/net";
 
@@ -27,29 +28,13 @@ const FIELD: Record<ProcLinkName, "exe" | "cwd" | "root" | "netns"> = {
   "ns/net": "netns",
 };
 
-function readLinkOr(path: string): string | undefined {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-function readTextOr(path: string): string | undefined {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
-}
-
 export function procSource(ctx: Pick<GenContext, "root" | "introspection">): ProcSource {
   const view = ctx.introspection?.procView?.procs;
   const base = (pid: string) => `${ctx.root}/proc/${pid}`;
   return {
     link(pid, name) {
       const v = view?.[pid]?.[FIELD[name]];
-      return v !== undefined ? v : readLinkOr(`${base(pid)}/${name}`);
+      return v !== undefined ? v : readLink(`${base(pid)}/${name}`);
     },
     fds(pid) {
       const v = view?.[pid]?.fds;
@@ -62,16 +47,16 @@ export function procSource(ctx: Pick<GenContext, "root" | "introspection">): Pro
       }
       const out: [number, string][] = [];
       for (const fd of names) {
-        const t = readLinkOr(`${base(pid)}/fd/${fd}`);
+        const t = readLink(`${base(pid)}/fd/${fd}`);
         if (t !== undefined) out.push([Number(fd), t]);
       }
       return out;
     },
     environ(pid) {
-      return view?.[pid]?.environ ?? readTextOr(`${base(pid)}/environ`);
+      return view?.[pid]?.environ ?? readText(`${base(pid)}/environ`);
     },
     maps(pid) {
-      return view?.[pid]?.maps ?? readTextOr(`${base(pid)}/maps`);
+      return view?.[pid]?.maps ?? readText(`${base(pid)}/maps`);
     },
   };
 }
