@@ -28,14 +28,20 @@ local function scalar(v)
   return t == "string" or t == "number" or t == "boolean"
 end
 
--- Aggregation options cross to JS; keep only plain data, and not much of it.
+-- Subscription options (aggregation, conditions) cross to JS; only plain
+-- data, and not much of it. Too much is an error, never a silent cut: a
+-- condition list cut short would hold back events the rule wants.
+local MAX_OPTION_ENTRIES = 1024
 local function plain(v, depth)
   if scalar(v) then return v end
-  if type(v) ~= "table" or depth > 3 then return nil end
+  if type(v) ~= "table" then return nil end
+  if depth > 3 then error("on(): options nested too deeply", 3 + depth) end
   local out, n = {}, 0
   for k, item in pairs(v) do
     n = n + 1
-    if n > 64 then break end
+    if n > MAX_OPTION_ENTRIES then
+      error("on(): an options table has more than " .. MAX_OPTION_ENTRIES .. " entries", 3 + depth)
+    end
     if type(k) == "string" or type(k) == "number" then out[k] = plain(item, depth + 1) end
   end
   return out
@@ -73,11 +79,13 @@ local function make_api(unit)
     if not SEVERITIES[meta.severity] then error("describe{}: unknown severity " .. tostring(meta.severity), 2) end
   end
 
+  -- on(type, fn [, opts]) or on(type, opts, fn): opts holds aggregation and conditions.
   function api.on(event_type, fn, opts)
     if loading ~= unit then error("on() is only available while the rule loads", 2) end
     if type(event_type) ~= "string" or #event_type == 0 or #event_type > 64 then
       error("on(type, fn): type must be a non-empty string", 2)
     end
+    if type(fn) == "table" and type(opts) == "function" then fn, opts = opts, fn end
     if type(fn) ~= "function" then error("on(type, fn): fn must be a function", 2) end
     if opts ~= nil and type(opts) ~= "table" then error("on(type, fn, opts): opts must be a table", 2) end
     if sub_count >= MAX_SUBSCRIPTIONS then error("too many subscriptions", 2) end
