@@ -24,7 +24,7 @@ import {
 import { installKeyring } from "../_shared/lua/keys.ts";
 import { BehaviorEngine, type EngineStats, type RuleStats } from "./engine.ts";
 import { type BehaviorEvent, parseEvents } from "./events.ts";
-import { checkPrefilter } from "./prefilter-check.ts";
+import { checkPrefilter, processAll } from "./prefilter-check.ts";
 
 function ruleFrom(file: string): RuleSource {
   const name = basename(file).replace(/\.lua$/, "");
@@ -129,7 +129,7 @@ const test = defineCommand({
     const lineOf = new Map(events.map((e, i) => [e, lines[i]]));
     const engine = await BehaviorEngine.create(rules, limits, library);
     try {
-      const r = engine.process(events);
+      const r = processAll(engine, events);
       const stats: EngineStats = engine.stats();
       const detections = r.detections.map((d) => ({
         line: lineOf.get(d.event) ?? null,
@@ -157,7 +157,9 @@ const test = defineCommand({
           : {
               error: new HandlerError(
                 "HND_RULE_PREFILTER_MISMATCH",
-                `${check.differences[0]!.rule}: its on() conditions change the detections (first at ${args.events}:${lines[check.differences[0]!.event] ?? "?"}, ${check.differences[0]!.kind} with the pre-filter)`,
+                check.differences[0]
+                  ? `${check.differences[0].rule}: its on() conditions change the detections (first at ${args.events}:${lines[check.differences[0].event] ?? "?"}, ${check.differences[0].kind} with the pre-filter)`
+                  : `${args.events}: without the pre-filter ${check.skippedWithout} events were not delivered (a call reached its deadline), so the detections cannot be compared`,
               ).toJSON(),
             }),
       };
@@ -165,6 +167,7 @@ const test = defineCommand({
         events: r.events,
         delivered: r.delivered,
         filtered: r.filtered,
+        skipped: r.skipped,
         detections,
         logs: r.logs,
         disabled: r.disabled,
