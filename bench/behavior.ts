@@ -3,9 +3,12 @@
  *
  *  1. throughput of the 20 example rules (examples/Behavior, with the
  *     examples/ProductRulesFeed library) over a recorded mixed stream —
- *     with aggregation as the rules declare it, and without — as a ratio to
- *     the same rules under native LuaJIT driven by a plain Lua loop, run in
- *     the same bench;
+ *     with aggregation as the rules declare it, and without; both with the
+ *     rules' on() conditions evaluated in TypeScript — as a ratio to the
+ *     same rules under native LuaJIT driven by a plain Lua loop (every
+ *     reactor for every event of its type), run in the same bench; LuaJIT
+ *     with the same conditions tested in Lua is printed too (the stronger
+ *     baseline);
  *  2. per-event latency p50/p99 (wall clock): the time a batch of 256
  *     takes (what an event waits), the cost per event within it, and the
  *     same for batches of one event, which shows what crossing the JS↔Lua
@@ -250,11 +253,50 @@ function luaValue(v: unknown): string {
   return `"${String(v).replace(/[\\"\n\r\0]|[^\x20-\x7e]/g, (c) => `\\${c.charCodeAt(0)}`)}"`;
 }
 
-function luajitScript(eventsFile: string, ruleSet: RuleSource[], loadOnly: boolean): string {
+function luajitScript(
+  eventsFile: string,
+  ruleSet: RuleSource[],
+  loadOnly: boolean,
+  conditions = false,
+): string {
   return `
 local modules = { ${modules.map((m) => `{ name = ${luaValue(m.name)}, source = ${luaString(m.source)} }`).join(",\n")} }
 local rules = { ${ruleSet.map((r) => `{ name = ${luaValue(r.name)}, source = ${luaString(r.source)} }`).join(",\n")} }
 local product, subs, detections = {}, {}, 0
+local conditions = ${conditions ? "true" : "false"}
+-- The same conditions the agent evaluates in TypeScript, here in Lua (the stronger baseline).
+local function compile(opts)
+  local tests = {}
+  for k, v in pairs(opts) do
+    if k ~= "coalesce" and k ~= "min_rate" and k ~= "first" then
+      local list = type(v) == "table" and v or { v }
+      local field, op = k, "eq"
+      for _, o in ipairs({ "in", "prefix", "suffix", "contains" }) do
+        if k:sub(-#o - 1) == "_" .. o then field, op = k:sub(1, -#o - 2), o end
+      end
+      local set = {}
+      for _, x in ipairs(list) do set[x] = true; set[tostring(x)] = true; if tonumber(x) then set[tonumber(x)] = true end end
+      tests[#tests + 1] = function(e)
+        local x = e[field]
+        if x == nil then return false end
+        if op == "eq" or op == "in" then return set[x] == true end
+        x = tostring(x)
+        for i = 1, #list do
+          local n = list[i]
+          if op == "prefix" and x:sub(1, #n) == n then return true end
+          if op == "suffix" and x:sub(-#n) == n then return true end
+          if op == "contains" and x:find(n, 1, true) then return true end
+        end
+        return false
+      end
+    end
+  end
+  if #tests == 0 then return nil end
+  return function(e)
+    for i = 1, #tests do if not tests[i](e) then return false end end
+    return true
+  end
+end
 local t_load = os.clock()
 for _, m in ipairs(modules) do
   local fn = assert(loadstring(m.source, m.name))
@@ -267,7 +309,13 @@ for _, r in ipairs(rules) do
   env.describe = function() end
   env.log = function() end
   env.detect = function() detections = detections + 1 end
-  env.on = function(t, f) subs[t] = subs[t] or {}; table.insert(subs[t], f) end
+  env.on = function(t, a, b)
+    local f, opts = a, b
+    if type(a) == "table" then f, opts = b, a end
+    subs[t] = subs[t] or {}
+    local test = conditions and opts and compile(opts) or nil
+    table.insert(subs[t], test and function(e) if test(e) then f(e) end end or f)
+  end
   setfenv(fn, env)
   fn()
 end
@@ -344,6 +392,7 @@ async function loadMs(ruleSet: RuleSource[]): Promise<number> {
 const eventsLua = join(OUT, "behavior-events.lua");
 writeFileSync(eventsLua, luajitEvents(events));
 const jit = runLuajit(luajitScript(eventsLua, rules, false));
+const jitCond = runLuajit(luajitScript(eventsLua, rules, false, true));
 const withAgg = await runEngine({ aggregation: true, batch: 256, events });
 const noAgg = await runEngine({ aggregation: false, batch: 256, events });
 const single = await runEngine({
@@ -362,6 +411,9 @@ console.log(
 );
 console.log(
   `  luajit (plain loop, no aggregation):   ${f(jit.eventsPerSec!)} events/s   ${f(jit.detections!)} detections`,
+);
+console.log(
+  `  luajit (same conditions, in Lua):      ${f(jitCond.eventsPerSec!)} events/s   ${f(jitCond.detections!)} detections`,
 );
 console.log(
   `  outpost, with aggregation (batch 256):   ${f(withAgg.eventsPerSec)} events/s   ${f(withAgg.detections)} detections   ratio ${(withAgg.eventsPerSec / jit.eventsPerSec!).toFixed(3)}`,
@@ -393,7 +445,16 @@ console.log(
 writeFileSync(
   join(OUT, "behavior.json"),
   JSON.stringify(
-    { events: events.length, luajit: jit, withAgg, noAgg, single, load500, jitLoad500 },
+    {
+      events: events.length,
+      luajit: jit,
+      luajitConditions: jitCond,
+      withAgg,
+      noAgg,
+      single,
+      load500,
+      jitLoad500,
+    },
     null,
     2,
   ),

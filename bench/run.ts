@@ -15,6 +15,7 @@ const benches = [
   ["fleet/run.ts"],
   ["scan.ts"],
   ["reputation.ts"],
+  ["lookups.ts", "--runs", "3"],
   ["sxl.ts"],
   ["behavior.ts"],
   ["policy.ts"],

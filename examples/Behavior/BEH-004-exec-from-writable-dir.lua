@@ -5,4 +5,4 @@ on("process.start", function(e)
   if proc.in_writable_dir(e.exe) then
     detect{ pid = e.pid, exe = e.exe, uid = e.uid }
   end
-end, { coalesce = { window = 300, key = { "exe" } } })
+end, { exe_prefix = { "/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/" }, coalesce = { window = 300, key = { "exe" } } })

@@ -5,4 +5,4 @@ on("process.start", function(e)
   if proc.is_hidden(e.exe) then
     detect{ pid = e.pid, exe = e.exe }
   end
-end, { coalesce = { window = 300, key = { "exe" } } })
+end, { exe_contains = ".", coalesce = { window = 300, key = { "exe" } } })

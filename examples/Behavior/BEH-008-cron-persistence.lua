@@ -7,4 +7,4 @@ on("file.write", function(e)
       detect{ path = e.path, writer = e.exe, pid = e.pid }
     end
   end
-end, { coalesce = { window = 60, key = { "path", "exe" } } })
+end, { path_prefix = { "/etc/cron", "/var/spool/cron/" }, coalesce = { window = 60, key = { "path", "exe" } } })

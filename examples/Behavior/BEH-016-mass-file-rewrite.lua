@@ -5,4 +5,4 @@ on("file.write", function(e)
   if text.has_any(e.path, { ".locked", ".encrypted", ".crypt", "README_DECRYPT" }) then
     detect{ pid = e.pid, writer = e.exe, example = e.path }
   end
-end, { min_rate = { count = 50, window = 10, key = { "pid" } }, first = { n = 1, window = 600, key = { "pid" } } })
+end, { path_contains = { ".locked", ".encrypted", ".crypt", "README_DECRYPT" }, min_rate = { count = 50, window = 10, key = { "pid" } }, first = { n = 1, window = 600, key = { "pid" } } })

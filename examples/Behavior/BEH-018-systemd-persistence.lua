@@ -6,4 +6,4 @@ on("file.write", function(e)
     and text.ends_with(e.path, ".service") and not proc.is_package_manager(e.exe) then
     detect{ path = e.path, writer = e.exe }
   end
-end, { coalesce = { window = 60, key = { "path" } } })
+end, { path_prefix = { "/etc/systemd/system/", "/lib/systemd/system/" }, coalesce = { window = 60, key = { "path" } } })

@@ -3,7 +3,8 @@
  *
  *   agent rules test RULE.lua… --events FILE.jsonl [--product LIB.lua|DIR]… [--json]
  *       runs rules against recorded events offline, in the same sandbox and
- *       limits the agent uses; prints detections, rule logs and telemetry
+ *       limits the agent uses; prints detections, rule logs and telemetry, and
+ *       proves the rules' conditions change no detection (prefilter-check.ts)
  *   agent rules stats [--json]            per-rule telemetry of the running rules
  *   agent rules install-key FILE          provisions the content keyring (docs/rules.md)
  */
@@ -11,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { agentArgs, callHandler, loadAgentConfig } from "../../core/cli/agent/session.ts";
+import { EXIT } from "../../core/cli/exit-codes.ts";
 import { printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
 import { HandlerError } from "../../core/errors.ts";
 import {
@@ -22,6 +24,7 @@ import {
 import { installKeyring } from "../_shared/lua/keys.ts";
 import { BehaviorEngine, type EngineStats, type RuleStats } from "./engine.ts";
 import { type BehaviorEvent, parseEvents } from "./events.ts";
+import { checkPrefilter, processAll } from "./prefilter-check.ts";
 
 function ruleFrom(file: string): RuleSource {
   const name = basename(file).replace(/\.lua$/, "");
@@ -105,6 +108,12 @@ const test = defineCommand({
       description: 'per-call limits, e.g. {"instructions":100000}',
     },
     json: { type: "boolean", default: false, description: "print detections, logs and telemetry as JSON" },
+    "prefilter-check": {
+      type: "boolean",
+      default: true,
+      description:
+        "also run without the rules' on() conditions and fail (exit 3) unless the detections are identical; --no-prefilter-check skips it",
+    },
   },
   async run({ args }) {
     const positional = (args._ as string[] | undefined)?.length ? (args._ as string[]) : [args.rules];
@@ -120,7 +129,7 @@ const test = defineCommand({
     const lineOf = new Map(events.map((e, i) => [e, lines[i]]));
     const engine = await BehaviorEngine.create(rules, limits, library);
     try {
-      const r = engine.process(events);
+      const r = processAll(engine, events);
       const stats: EngineStats = engine.stats();
       const detections = r.detections.map((d) => ({
         line: lineOf.get(d.event) ?? null,
@@ -130,16 +139,44 @@ const test = defineCommand({
         fields: d.fields,
         event: d.event,
       }));
+      const check = args["prefilter-check"]
+        ? await checkPrefilter(
+            rules,
+            limits,
+            library,
+            events,
+            r.detections,
+            stats.rules.reduce((n, x) => n + x.calls, 0),
+          )
+        : null;
+      const prefilter = check && {
+        ...check,
+        differences: check.differences.map((d) => ({ ...d, line: lines[d.event] ?? null })),
+        ...(check.identical
+          ? {}
+          : {
+              error: new HandlerError(
+                "HND_RULE_PREFILTER_MISMATCH",
+                check.differences[0]
+                  ? `${check.differences[0].rule}: its on() conditions change the detections (first at ${args.events}:${lines[check.differences[0].event] ?? "?"}, ${check.differences[0].kind} with the pre-filter)`
+                  : `${args.events}: without the pre-filter ${check.skippedWithout} events were not delivered (a call reached its deadline), so the detections cannot be compared`,
+              ).toJSON(),
+            }),
+      };
       const result = {
         events: r.events,
         delivered: r.delivered,
         filtered: r.filtered,
+        skipped: r.skipped,
         detections,
         logs: r.logs,
         disabled: r.disabled,
         rules: stats.rules,
         aggregation: stats.aggregation,
+        conditions: stats.conditions,
+        prefilter,
       };
+      if (prefilter && !prefilter.identical) process.exitCode = EXIT.CONTENT;
       if (args.json) printJson(result);
       else {
         printText(
@@ -154,6 +191,15 @@ const test = defineCommand({
         printText(
           `\n${r.events} events, ${r.delivered} delivered, ${r.filtered} filtered\n${statsTable(stats.rules)}`,
         );
+        if (prefilter) {
+          printText(
+            prefilter.identical
+              ? `\npre-filter: identical detections with and without the rules' conditions (${prefilter.withPrefilter}; reactor calls ${prefilter.callsWith} vs ${prefilter.callsWithout})`
+              : `\npre-filter: ${prefilter.error?.code}: ${prefilter.error?.message}\n${prefilter.differences
+                  .map((d) => `  line ${d.line ?? "?"} ${d.rule}: ${d.kind} ${JSON.stringify(d.fields)}`)
+                  .join("\n")}`,
+          );
+        }
       }
       return result;
     } finally {

@@ -48,3 +48,38 @@ test("the schema table is bounded: events of new shapes past the limit are dropp
   expect(enc.add({ type: "t", f0: 2 }, null)).toBe(true);
   expect(enc.take().newSchemas).toHaveLength(MAX_SCHEMAS);
 });
+
+test("events of one type whose shapes alternate, and strings that turn non-ASCII midway, decode exactly", async () => {
+  const engine = await BehaviorEngine.create(
+    [
+      {
+        name: "echo",
+        file: "echo",
+        source: `on("t", function(e) detect{ title = "e", v = tostring(e.v) .. ":" .. type(e.v), w = tostring(e.w) } end)`,
+      },
+    ],
+    RuleLimitsSchema.parse({}),
+    null,
+    { batchSize: 3 },
+  );
+  engines.push(engine);
+  const events = [
+    { type: "t", time: 1, v: 1 },
+    { type: "t", time: 2, v: "path/é/😀/x" },
+    { type: "t", time: 3, v: 1.25 },
+    { type: "t", time: 4, v: 2 },
+    { type: "t", time: 5, w: true, v: "a" },
+    { type: "t", time: 6, v: false },
+    { type: "t", time: 7, v: "plain" },
+  ];
+  const got = engine.process(events).detections.map((d) => [d.fields.v, d.fields.w]);
+  expect(got).toEqual([
+    ["1:number", "nil"],
+    ["path/é/😀/x:string", "nil"],
+    ["1.25:number", "nil"],
+    ["2:number", "nil"],
+    ["a:string", "true"],
+    ["false:boolean", "nil"],
+    ["plain:string", "nil"],
+  ]);
+});

@@ -46,8 +46,46 @@ export class BatchEncoder {
     return this.schemas.size;
   }
 
+  /**
+   * The schema the last event of each type had. Streams repeat a handful of
+   * shapes, so checking an event against it (no strings built) finds the
+   * schema for almost every event; building the shape key is the fallback.
+   */
+  private readonly lastByType = new Map<unknown, Schema>();
+
+  private matches(event: FlatEvent, schema: Schema): boolean {
+    const { names, kinds } = schema;
+    let i = 0;
+    for (const name in event) {
+      const v = event[name];
+      if (v === null || v === undefined) continue;
+      if (names[i] !== name) return false;
+      const k = kinds.charCodeAt(i);
+      const ok =
+        typeof v === "string"
+          ? k === 115 // s
+          : typeof v === "boolean"
+            ? k === 98 // b
+            : Number.isSafeInteger(v)
+              ? k === 105 // i
+              : k === 110; // n
+      if (!ok) return false;
+      i++;
+    }
+    return i === names.length;
+  }
+
   /** Appends one event; false if its shape is new and the schema table is full. */
   add(event: FlatEvent, subs: number[] | null): boolean {
+    const last = this.lastByType.get(event.type);
+    const schema = last && this.matches(event, last) ? last : this.schemaOf(event);
+    if (!schema) return false;
+    this.lastByType.set(event.type, schema);
+    this.write(event, schema, subs);
+    return true;
+  }
+
+  private schemaOf(event: FlatEvent): Schema | null {
     const names: string[] = [];
     let kinds = "";
     for (const name in event) {
@@ -60,12 +98,17 @@ export class BatchEncoder {
     const key = `${names.join("\u0001")}\u0002${kinds}`;
     let schema = this.schemas.get(key);
     if (!schema) {
-      if (this.schemas.size >= MAX_SCHEMAS) return false;
+      if (this.schemas.size >= MAX_SCHEMAS) return null;
       const fmt = `<${[...kinds].map((k) => (k === "s" ? "s4" : k === "b" ? "B" : k === "i" ? "j" : "n")).join("")}`;
       schema = { id: this.schemas.size + 1, fmt, names, booleans: [...kinds].map((k) => k === "b"), kinds };
       this.schemas.set(key, schema);
       this.pending.push({ id: schema.id, fmt: schema.fmt, names: schema.names, booleans: schema.booleans });
     }
+    return schema;
+  }
+
+  private write(event: FlatEvent, schema: Schema, subs: number[] | null): void {
+    const { names } = schema;
     this.ensure(2);
     this.view.setUint16(this.off, schema.id, true);
     this.off += 2;
@@ -75,7 +118,18 @@ export class BatchEncoder {
         case "s": {
           const s = v as string;
           this.ensure(4 + s.length * 3);
-          const { written } = encoder.encodeInto(s, this.buf.subarray(this.off + 4));
+          // ASCII (most paths and command lines) byte by byte; encodeInto for the rest.
+          const buf = this.buf;
+          const start = this.off + 4;
+          let j = 0;
+          const n = s.length;
+          for (; j < n; j++) {
+            const c = s.charCodeAt(j);
+            if (c > 0x7f) break;
+            buf[start + j] = c;
+          }
+          let written = j;
+          if (j < n) written += encoder.encodeInto(s.slice(j), buf.subarray(start + j)).written;
           this.view.setUint32(this.off, written, true);
           this.off += 4 + written;
           break;
@@ -110,7 +164,6 @@ export class BatchEncoder {
       }
     }
     this.count++;
-    return true;
   }
 
   /** The packed batch and the schemas Lua has not seen yet; resets for the next batch. */

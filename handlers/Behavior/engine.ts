@@ -7,10 +7,11 @@
 import { HandlerError } from "../../core/errors.ts";
 import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
 import { LuaSandbox, type LuaValue, luaRef, type SandboxOptions } from "../_shared/lua/sandbox.ts";
-import { type AggregationCounters, AggregationSchema, SubscriptionFilter } from "./aggregate.ts";
+import type { AggregationCounters } from "./aggregate.ts";
 import { BatchEncoder } from "./codec.ts";
 import type { BehaviorEvent } from "./events.ts";
 import runtimeSource from "./runtime.lua" with { type: "text" };
+import { type ConditionCounters, SubscriptionGate } from "./subscription.ts";
 
 export type { LibraryModules };
 
@@ -68,13 +69,15 @@ export interface EngineStats {
   /** Events not delivered because a call reached its deadline. */
   skipped: number;
   aggregation: (AggregationCounters & { rule: string; type: string })[];
+  /** Per subscription with conditions: events tested and events that passed (the rest never reached Lua). */
+  conditions: (ConditionCounters & { rule: string; type: string })[];
 }
 
 interface Sub {
   id: number;
   rule: string;
   type: string;
-  filter: SubscriptionFilter | null;
+  gate: SubscriptionGate | null;
 }
 
 export interface EngineOptions {
@@ -82,6 +85,8 @@ export interface EngineOptions {
   batchSize?: number;
   /** Deliver every event to every subscription, ignoring aggregation options (benchmarks, rule tests). */
   ignoreAggregation?: boolean;
+  /** Deliver regardless of the subscriptions' conditions (`agent rules test` compares with and without). */
+  ignoreConditions?: boolean;
   /**
    * Longest one `process` call may run, ms: kept below the host's call
    * timeout, so a slow rule is faulted instead of the host being killed.
@@ -107,6 +112,8 @@ export class BehaviorEngine {
   };
   private readonly deadlineMs: number;
   private readonly subs: Sub[] = [];
+  /** Event types with at least one gated subscription (the others go to every subscription, unlisted). */
+  private readonly gated = new Set<string>();
 
   private constructor(
     private readonly sandbox: LuaSandbox,
@@ -120,24 +127,13 @@ export class BehaviorEngine {
     this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     for (const raw of sandbox.call(rt, "subscriptions")[0] as LuaValue[]) {
       const s = raw as { id: number; rule: string; type: string; opts: LuaValue };
-      let filter: SubscriptionFilter | null = null;
-      if (!opts.ignoreAggregation && s.opts && typeof s.opts === "object" && !Array.isArray(s.opts)) {
-        const parsed = AggregationSchema.safeParse(s.opts);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          throw new HandlerError(
-            "HND_RULE_AGGREGATION_INVALID",
-            `${s.rule}: on("${s.type}") options: ${issue?.path.join(".")}: ${issue?.message}`,
-            { file: s.rule },
-          );
-        }
-        if (Object.keys(parsed.data).length > 0) filter = new SubscriptionFilter(parsed.data);
-      }
-      const sub = { id: s.id, rule: s.rule, type: s.type, filter };
+      const gate = SubscriptionGate.fromOptions(s.rule, s.type, s.opts, opts);
+      const sub = { id: s.id, rule: s.rule, type: s.type, gate };
       this.subs.push(sub);
       const list = this.byType.get(s.type) ?? [];
       list.push(sub);
       this.byType.set(s.type, list);
+      if (gate) this.gated.add(s.type);
     }
   }
 
@@ -247,9 +243,9 @@ export class BehaviorEngine {
         result.filtered++;
         continue;
       }
-      if (subs.some((s) => s.filter)) {
+      if (this.gated.has(event.type)) {
         ids = [];
-        for (const s of subs) if (!s.filter || s.filter.admit(event, event.time)) ids.push(s.id);
+        for (const s of subs) if (!s.gate || s.gate.admit(event, event.time)) ids.push(s.id);
         if (ids.length === 0) {
           result.filtered++;
           continue;
@@ -333,8 +329,11 @@ export class BehaviorEngine {
       heapBytes: this.sandbox.memoryBytes(),
       ...this.totals,
       aggregation: this.subs
-        .filter((x) => x.filter)
-        .map((x) => ({ rule: x.rule, type: x.type, ...x.filter!.counters })),
+        .filter((x) => x.gate?.filter)
+        .map((x) => ({ rule: x.rule, type: x.type, ...x.gate!.filter!.counters })),
+      conditions: this.subs
+        .filter((x) => x.gate?.hasConditions)
+        .map((x) => ({ rule: x.rule, type: x.type, ...x.gate!.conditionCounters })),
     };
   }
 

@@ -213,6 +213,12 @@ function views(bytes: Uint8Array, layout: Layout, entryCount: number) {
   };
 }
 
+/** Queries per batch group: enough misses in flight to hide memory latency, few enough to stay in registers and L1. */
+const GROUP = 32;
+/** Where the touch pass's sum goes (read by nobody; it keeps the loads from being optimised away). */
+let sink = 0;
+export const batchSink = (): number => sink;
+
 export class Allowlist {
   private readonly parts = new Uint32Array(2);
   private readonly bucketShift: number;
@@ -286,6 +292,68 @@ export class Allowlist {
     const lo = ((f[4]! << 24) | (f[5]! << 16) | (f[6]! << 8) | f[7]!) >>> 0;
     return this.hasParts(hi, lo);
   }
+
+  /**
+   * Batch lookup over precomputed fingerprints: `words` holds (hi, lo) uint32
+   * pairs, one per query; `out[i]` becomes 1 when query i is allowlisted,
+   * else 0. Returns how many are. Nothing is allocated per query.
+   *
+   * At 10M entries a lookup is two dependent cache misses (directory, then
+   * the bucket's tags), which one at a time leave the CPU waiting. Here a
+   * group of queries first reads all its directory slots, then touches all
+   * its buckets' first tags, then searches: the loads of each pass do not
+   * depend on one another, so the CPU has many misses in flight at once.
+   */
+  hasManyParts(words: Uint32Array, out: Uint8Array): number {
+    const n = words.length >>> 1;
+    if (out.length < n) throw new RangeError(`out holds ${out.length} answers, ${n} queries`);
+    const b = this.header.bucketBits;
+    if (b === 0) {
+      let found = 0;
+      for (let i = 0; i < n; i++) found += out[i] = this.hasParts(words[2 * i]!, words[2 * i + 1]!) ? 1 : 0;
+      return found;
+    }
+    const { directory, tags, exts, bucketShift, extShift } = this;
+    const starts = this.groupStarts;
+    const ends = this.groupEnds;
+    let found = 0;
+    let touched = 0;
+    for (let base = 0; base < n; base += GROUP) {
+      const m = Math.min(GROUP, n - base);
+      for (let j = 0; j < m; j++) {
+        const bucket = words[2 * (base + j)]! >>> bucketShift;
+        starts[j] = directory[bucket]!;
+        ends[j] = directory[bucket + 1]!;
+      }
+      // Pull each bucket's first cache line in; the sum only keeps the loads from being dropped.
+      for (let j = 0; j < m; j++) touched += tags[starts[j]!] ?? 0;
+      for (let j = 0; j < m; j++) {
+        const i = base + j;
+        const hi = words[2 * i]!;
+        const lo = words[2 * i + 1]!;
+        const tag = ((hi << b) | (lo >>> bucketShift)) >>> 0;
+        const ext = (lo >>> extShift) & 0xff;
+        let k = starts[j]!;
+        const end = ends[j]!;
+        // Buckets hold ~8–16 tags in one or two cache lines: a linear scan beats branching.
+        while (k < end && tags[k]! < tag) k++;
+        let hit = 0;
+        for (; k < end && tags[k] === tag; k++) {
+          if (exts[k] === ext) {
+            hit = 1;
+            break;
+          }
+        }
+        out[i] = hit;
+        found += hit;
+      }
+    }
+    sink = touched;
+    return found;
+  }
+
+  private readonly groupStarts = new Uint32Array(GROUP);
+  private readonly groupEnds = new Uint32Array(GROUP);
 
   /** The lookup proper, on the fingerprint's uint32 halves. */
   hasParts(hi: number, lo: number): boolean {

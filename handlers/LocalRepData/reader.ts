@@ -128,6 +128,65 @@ class Table {
   }
 }
 
+/** Queries per batch group: enough cache misses in flight to hide memory latency. */
+const GROUP = 32;
+const groupStarts = new Uint32Array(GROUP);
+const groupEnds = new Uint32Array(GROUP);
+/** Where the touch pass's sum goes (read by nobody; it keeps the loads from being optimised away). */
+let sink = 0;
+export const batchSink = (): number => sink;
+
+/**
+ * Batch form of Table.find: `queries` holds 4 key words per query, `out[i]`
+ * the entry index or -1. A lookup at 10M entries is two dependent cache
+ * misses (directory, then bucket); a group of queries reads all its
+ * directory slots, then touches all its buckets, then searches, so the
+ * loads of each pass are independent and overlap. Returns the hit count.
+ */
+function findMany(t: Table, queries: Uint32Array, out: Int32Array): number {
+  const n = queries.length >>> 2;
+  if (out.length < n) throw new RangeError(`out holds ${out.length} answers, ${n} queries`);
+  const { dir, keys } = t;
+  let found = 0;
+  let touched = 0;
+  for (let base = 0; base < n; base += GROUP) {
+    const m = Math.min(GROUP, n - base);
+    for (let j = 0; j < m; j++) {
+      const b = t.bucket(queries[4 * (base + j)]!);
+      groupStarts[j] = dir[b]!;
+      groupEnds[j] = dir[b + 1]!;
+    }
+    // A bucket's ~10 keys span two or three cache lines: touch the first and the last.
+    for (let j = 0; j < m; j++) {
+      touched += (keys[4 * groupStarts[j]!] ?? 0) + (keys[4 * groupEnds[j]! - 4] ?? 0);
+    }
+    for (let j = 0; j < m; j++) {
+      const q = 4 * (base + j);
+      const w0 = queries[q]!;
+      let k = groupStarts[j]!;
+      const end = groupEnds[j]!;
+      // ~8–16 keys per bucket: a linear scan on the first word, then the other three.
+      while (k < end && keys[4 * k]! < w0) k++;
+      let hit = -1;
+      for (; k < end && keys[4 * k] === w0; k++) {
+        const o = 4 * k;
+        if (
+          keys[o + 1] === queries[q + 1] &&
+          keys[o + 2] === queries[q + 2] &&
+          keys[o + 3] === queries[q + 3]
+        ) {
+          hit = k;
+          break;
+        }
+      }
+      out[base + j] = hit;
+      if (hit >= 0) found++;
+    }
+  }
+  sink = touched;
+  return found;
+}
+
 /** Compares key `i` of `keys` with `w`: negative when the key sorts first. */
 function compareAt(keys: Uint32Array, i: number, w: Uint32Array): number {
   const o = 4 * i;
@@ -204,6 +263,47 @@ export class ReputationDb {
     return { ...this.entry(this.signers, i), name };
   }
 
+  /**
+   * Batch lookup by file hash, with no string or object per query: `keys`
+   * holds 4 words per query (the first 16 digest bytes as little-endian u32,
+   * see `keysFromDigests`); `scores[i]` becomes the entry's score (0–100) or
+   * -1 when not listed. Returns how many are listed.
+   */
+  hashScores(keys: Uint32Array, scores: Int16Array): number {
+    return this.scoresOf(this.hashes, keys, scores);
+  }
+
+  /** `hashScores` for signer certificate thumbprints. */
+  signerScores(keys: Uint32Array, scores: Int16Array): number {
+    return this.scoresOf(this.signers, keys, scores);
+  }
+
+  /** Entry indexes (or -1) for a batch of file-hash keys; pair with `hashEntry` for the class. */
+  findHashes(keys: Uint32Array, out: Int32Array): number {
+    return findMany(this.hashes, keys, out);
+  }
+
+  /** Score, band and class of file-hash entry `i` (from `findHashes`). */
+  hashEntry(i: number): Reputation {
+    return this.entry(this.hashes, i);
+  }
+
+  private index = new Int32Array(0);
+
+  private scoresOf(t: Table, keys: Uint32Array, scores: Int16Array): number {
+    const n = keys.length >>> 2;
+    if (scores.length < n) throw new RangeError(`scores holds ${scores.length} answers, ${n} queries`);
+    if (this.index.length < n) this.index = new Int32Array(n);
+    const found = findMany(t, keys, this.index);
+    const s = t.scores;
+    const idx = this.index;
+    for (let i = 0; i < n; i++) {
+      const k = idx[i]!;
+      scores[i] = k < 0 ? -1 : s[k]!;
+    }
+    return found;
+  }
+
   private lookup(t: Table, hex: string): Reputation | null {
     if (hex.length !== 64 || !keyWords(hex, this.scratch)) return null;
     const i = t.find(this.scratch);
@@ -215,6 +315,25 @@ export class ReputationDb {
     const c = t.classes[i]!;
     return { score, band: bandOf(score), class: CLASSES[c] ?? `class-${c}` };
   }
+}
+
+/**
+ * Batch keys from raw SHA-256 digests laid end to end (`stride` bytes apart,
+ * 32 by default): the first 16 bytes of each as four little-endian words.
+ */
+export function keysFromDigests(digests: Uint8Array, stride = 32, out?: Uint32Array): Uint32Array {
+  if (stride < 16) throw new RangeError("a key is the first 16 bytes of a digest");
+  const n = Math.floor(digests.length / stride);
+  const keys = out ?? new Uint32Array(4 * n);
+  const d = digests;
+  for (let i = 0; i < n; i++) {
+    const o = i * stride;
+    for (let w = 0; w < 4; w++) {
+      const p = o + 4 * w;
+      keys[4 * i + w] = (d[p]! | (d[p + 1]! << 8) | (d[p + 2]! << 16) | (d[p + 3]! << 24)) >>> 0;
+    }
+  }
+  return keys;
 }
 
 /** The full check before a switch: everything lookups assume, over every entry. */

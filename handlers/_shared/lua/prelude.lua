@@ -110,7 +110,7 @@ local function over_time(now)
   return nil
 end
 
-local invoke, finish -- (below) where a hook must not raise: the call's pcall has already returned
+local invoke, finish, invoke_each -- (below) where a hook must not raise: outside the content's pcall
 
 local function hook()
   if not m_active then return end
@@ -133,7 +133,7 @@ local function hook()
   -- Between the content's return and the end of the meter, raising would
   -- escape the protected call: finish() sees m_tripped instead.
   local f = getinfo(2, "f").func
-  if f == invoke or f == finish then return end
+  if f == invoke or f == finish or f == invoke_each then return end
   error(why, 0)
 end
 sethook(hook, "", HOOK)
@@ -882,6 +882,74 @@ function invoke(unit, fn, ...)
   return finish(unit, t0, pcall(fn, ...))
 end
 
+-- The error text a fault records: never tostring() a content error object
+-- (its __tostring would run unmetered); bounded in length.
+local function fault_text(err)
+  if type(err) ~= "string" then err = "error object (" .. type(err) .. ")" end
+  if err == "not enough memory" then err = "memory limit exceeded (state)" end
+  if #err > 400 then err = s_sub(err, 1, 400) .. "…" end
+  return err
+end
+
+local DEADLINE_EVERY = 8 -- events between wall-clock reads (the hook reads it inside slow ones)
+
+--- Metering per rule per batch: runs step(i) for i = 1..n as `unit` under one
+--- meter. Each event still gets the unit's whole instruction budget, output
+--- allowance and memory-growth allowance (reset before it), and an error or a
+--- tripped limit faults the unit for that event and the next one runs — as
+--- `invoke` per event would. What is shared is the clock: read once per batch
+--- (and every DEADLINE_EVERY events for the host's deadline) instead of twice
+--- per event; the batch's time is charged to the unit once, and its wall-clock
+--- ceiling is the unit's per-call ceiling times n. Returns how many events
+--- ran, and true when it stopped at the host's deadline.
+function invoke_each(unit, n, step)
+  if m_active then error("invoke_each inside a metered call", 2) end
+  m_memcap = unit.memcap_kb
+  local t0 = clock()
+  m_t0 = t0
+  m_ceiling = unit.call_ms > 0 and unit.call_ms * n or 0
+  m_host0 = unit.host_calls and host_ms() or nil
+  local heap = m_reuse and m_heap or gc("count")
+  local done, late, tripped = 0, false, false
+  for i = 1, n do
+    if unit.disabled then break end
+    m_left, m_out, m_tripped, m_mem0 = unit.budget, unit.output_bytes, nil, heap
+    m_active = true
+    local ok, err = pcall(step, i)
+    m_active = false
+    local why = m_tripped
+    m_tripped = nil
+    heap = gc("count")
+    m_heap = heap
+    if ok and not why and m_memcap > 0 and heap - m_mem0 > m_memcap then why = "memory limit exceeded" end
+    unit.calls = unit.calls + 1
+    done = i
+    if why then tripped = true end
+    if why or not ok then fault(unit, fault_text(why or err), why ~= nil) end
+    if heap > (reclaim_kb or soft_kb) then
+      m_heap = nil
+      reclaim()
+      m_cpu0, m_wall0 = cpu(), clock()
+      heap = gc("count")
+    end
+    if m_deadline > 0 and (why or i % DEADLINE_EVERY == 0) and clock() > m_deadline then
+      late = true
+      break
+    end
+  end
+  local now = clock()
+  m_now = now
+  local dt = now - t0
+  unit.time = unit.time + dt
+  if done > 0 and dt / done > unit.max_time then unit.max_time = dt / done end
+  -- Native work after the last hook is seen here (as in finish); a deadline trip was charged already.
+  if not unit.disabled and not late and not tripped and m_ceiling > 0 and dt > m_ceiling then
+    local why = over_time(now)
+    if why then fault(unit, fault_text(why), true) end
+  end
+  return done, late
+end
+
 local function new_unit(name, limits)
   local unit = {
     name = name, budget = limits.instructions, memcap_kb = limits.call_memory_kb,
@@ -960,7 +1028,7 @@ end
 
 return {
   new_env = new_env, compile = compile, invoke = invoke, new_unit = new_unit, readonly = readonly,
-  load_modules = load_modules, invoke_load = invoke_load, view_pairs = view_pairs, to_limits = to_limits, track = track, fault = fault,
+  load_modules = load_modules, invoke_load = invoke_load, invoke_each = invoke_each, view_pairs = view_pairs, to_limits = to_limits, track = track, fault = fault,
   set_shared = function(list) shared_roots = list end,
   cpu_mark = function() m_cpu0, m_wall0 = cpu(), clock() end,
   -- A batch's deadline caps every call in it (a single call must not outlast the host's call timeout).
