@@ -27,6 +27,7 @@ const { values } = parseArgs({
     settle: { type: "string", default: "5" },
     child: { type: "string" },
     json: { type: "boolean" },
+    modes: { type: "string", default: "hosts,before,after" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -37,6 +38,16 @@ function cpuTicks(pid: number): number {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return Number(f[11]) + Number(f[12]); // utime, stime
+  } catch {
+    return 0;
+  }
+}
+
+/** Proportional set size (shared pages split between their users), in KiB; 0 when unreadable. */
+function pssKiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) : 0;
   } catch {
     return 0;
   }
@@ -57,8 +68,11 @@ function childrenOf(pid: number): number[] {
 if (values.child) {
   await runChild(values.child as "hosts" | "before" | "after");
 } else {
-  const results: Record<string, { percentOfCore: number; ticks: number; hosts: number }> = {};
-  for (const mode of ["hosts", "before", "after"]) {
+  const results: Record<
+    string,
+    { percentOfCore: number; ticks: number; hosts: number; pssMiB: number; supervisorPssMiB: number }
+  > = {};
+  for (const mode of values.modes!.split(",")) {
     const p = Bun.spawn([process.execPath, import.meta.path, "--child", mode], {
       stdout: "pipe",
       stderr: "inherit",
@@ -82,6 +96,8 @@ if (values.child) {
     if (process.env.IDLE_DEBUG)
       console.error(mode, first.map((pid) => `${pid}:+${cpuTicks(pid) - (before0.get(pid) ?? 0)}`).join(" "));
     const wall = (performance.now() - w0) / 1000;
+    // Memory at the end of the idle period: what an idle agent holds.
+    const pss = first.map(pssKiB);
     p.kill("SIGTERM");
     await p.exited;
     const ticks = t1 - t0;
@@ -89,6 +105,8 @@ if (values.child) {
       percentOfCore: Math.round((ticks / TICK / wall) * 10000) / 100,
       ticks,
       hosts: first.length - 1,
+      pssMiB: Math.round(pss.reduce((n, x) => n + x, 0) / 102.4) / 10,
+      supervisorPssMiB: Math.round(pss[0]! / 102.4) / 10,
     };
   }
   if (values.json) console.log(JSON.stringify({ seconds: SECONDS, ...results }));
@@ -96,7 +114,7 @@ if (values.child) {
     console.log(`idle CPU over ${SECONDS} s, supervisor + hosts (goal ≤ 0.5 % of one core):`);
     for (const [m, r] of Object.entries(results))
       console.log(
-        `  ${m.padEnd(7)} ${r.percentOfCore.toFixed(2)} % of one core (${r.ticks} ticks, ${r.hosts} hosts)`,
+        `  ${m.padEnd(7)} ${r.percentOfCore.toFixed(2)} % of one core (${r.ticks} ticks, ${r.hosts} hosts); PSS ${r.pssMiB} MiB (supervisor ${r.supervisorPssMiB} MiB; goal ≤ 100 MiB)`,
       );
   }
 }

@@ -320,10 +320,18 @@ export class HostManager implements HandlerHost {
       [...this.groups.values()].map(async (g) => {
         const proc = g.proc;
         if (!proc?.running || g.state !== "running") return;
+        // Nothing happened in the host since its last status: the cached one is current.
+        if (proc.quietSince(proc.lastStatusAt)) return;
         try {
           this.router.applyStatus(
-            await this.req(g, proc, "status", null, { timeoutMs: 5000, what: "status", candidate: false }),
+            await this.req(g, proc, "status", null, {
+              timeoutMs: 5000,
+              what: "status",
+              candidate: false,
+              quiet: true,
+            }),
           );
+          proc.lastStatusAt = Date.now();
         } catch {
           // A host that cannot answer is the watchdogs' business.
         }
@@ -689,14 +697,14 @@ export class HostManager implements HandlerHost {
     proc: HostProcess,
     method: string,
     args: unknown,
-    o: { timeoutMs: number; what: string; candidate: boolean; signal?: AbortSignal },
+    o: { timeoutMs: number; what: string; candidate: boolean; signal?: AbortSignal; quiet?: boolean },
   ): Promise<unknown> {
     const id = ++opSeq;
     g.ops.set(id, { what: o.what, candidate: o.candidate });
     const started = performance.now();
     let result = "ok";
     try {
-      return await proc.request(method, args, { timeoutMs: o.timeoutMs, signal: o.signal });
+      return await proc.request(method, args, { timeoutMs: o.timeoutMs, signal: o.signal, quiet: o.quiet });
     } catch (e) {
       const code = (e as { code?: string }).code;
       result =

@@ -12,6 +12,7 @@
  */
 import { closeSync } from "node:fs";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
+import { parseNflog } from "./nflog-parse.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
@@ -67,8 +68,8 @@ function run(init: ReaderInit): void {
       }
       Atomics.add(shared, SHARED.inFlight, 1);
       postMessage({ records });
-    } else if (init.kind === "inotify") {
-      const records = parseInotify(buf, n);
+    } else if (init.kind === "inotify" || init.kind === "nflog") {
+      const records = init.kind === "nflog" ? parseNflog(buf, n) : parseInotify(buf, n);
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
         Atomics.add(shared, SHARED.dropped, records.length);

@@ -12,7 +12,7 @@ export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3, sel
 export interface ReaderInit {
   fd: number;
   stopFd: number;
-  kind: "connector" | "fanotify" | "inotify";
+  kind: "connector" | "fanotify" | "inotify" | "nflog";
   bufBytes: number;
   maxInFlight: number;
   openExe: boolean;
