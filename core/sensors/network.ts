@@ -6,7 +6,7 @@
  *
  * Source (docs/sensors.md, "Network events"): an nftables rule of ours,
  * `tcp flags & (syn|ack) == syn log group G` on the output hook of table
- * `inet outpost_sensors`, and an NETLINK_NETFILTER socket bound to that
+ * `inet outpost_sensors_G`, and a NETLINK_NETFILTER socket bound to that
  * nfnetlink_log group. The rule runs in the connect() caller's context, so
  * the kernel attaches the socket owner's uid; the packet copy (first 96
  * bytes) gives both addresses and ports. The kernel batches messages
@@ -36,7 +36,10 @@ import {
 import { SensorReader } from "./reader.ts";
 
 export type NetworkMode = "auto" | "nflog" | "off";
-export const NFT_SENSOR_TABLE = "outpost_sensors";
+/** Our table for `group` (one per group, so a second agent on the host never removes the first one's). */
+export const nftSensorTable = (group: number) => `outpost_sensors_${group}`;
+/** Groups tried after the configured one when another process holds it (a second agent, a test). */
+const GROUP_TRIES = 16;
 const SOCK_RAW = 3;
 const NETLINK_NETFILTER = 12;
 
@@ -58,7 +61,7 @@ const spawnRunner: Runner = (cmd, stdin) => {
 /** The nft script that logs outgoing SYNs to `group` (pure: the unit test reads it). */
 export function nflogScript(group: number): string {
   return [
-    `table inet ${NFT_SENSOR_TABLE} {`,
+    `table inet ${nftSensorTable(group)} {`,
     "  chain connect {",
     // After conntrack/NAT would rewrite nothing on output we care about; before any IPS queue (priority 0).
     "    type filter hook output priority -10; policy accept;",
@@ -82,11 +85,14 @@ export class NetworkSensor {
   reason: string | undefined;
   private reader: SensorReader<ConnectRecord> | undefined;
   private ruleInstalled = false;
+  /** The nfnetlink_log group actually bound (the configured one unless it was taken). */
+  group: number;
   readonly counters = { connects: 0 };
   private readonly run: Runner;
 
   constructor(private readonly o: NetworkSensorOptions) {
     this.run = o.run ?? spawnRunner;
+    this.group = o.group;
   }
 
   /** Starts the kernel source when asked to; never throws (the reason is kept for status). */
@@ -98,7 +104,6 @@ export class NetworkSensor {
     const why = this.startNflog();
     if (why) {
       this.reason = `nfnetlink_log unavailable (${why}); Behavior polls /proc/net/tcp`;
-      this.removeRule();
       return;
     }
     this.sensor = "nflog";
@@ -119,23 +124,13 @@ export class NetworkSensor {
       closeFd(fd);
       return `bind failed (errno ${-b})`;
     }
-    const g = this.o.group;
-    // An older instance (a crashed agent in this namespace) may still hold the group: unbind first.
-    const steps: [string, Uint8Array[]][] = [
-      ["unbind", [nflogCmd(NFULNL_CFG_CMD.UNBIND)]],
-      ["bind", [nflogCmd(NFULNL_CFG_CMD.BIND)]],
-      ["mode", [nflogCopyMode(96)]],
-      // Up to 64 packets or 50 ms per message: a burst of connects is one read.
-      ["batch", nflogBatch(64, 5)],
-    ];
-    let seq = 1;
-    for (const [what, attrs] of steps) {
-      const err = this.request(fd, nflogConfigMessage(g, attrs, ++seq), seq);
-      if (err !== 0 && what !== "unbind") {
-        closeFd(fd);
-        return `${what} of group ${g} failed (errno ${err}; needs CAP_NET_ADMIN)`;
-      }
+    const g = this.bindGroup(fd);
+    if (typeof g === "string") {
+      closeFd(fd);
+      return g;
     }
+    this.group = g;
+    // A crashed agent's table for this group is replaced, never duplicated.
     const nft = this.run(["nft", "-f", "-"], `${this.deleteScript()}${nflogScript(g)}`);
     if (nft.code !== 0) {
       // The delete fails when the table is absent; try the rule alone.
@@ -159,6 +154,32 @@ export class NetworkSensor {
     return undefined;
   }
 
+  /** Binds the first free group from the configured one on; the group, or why none could be bound. */
+  private bindGroup(fd: number): number | string {
+    let seq = 1;
+    let last = "";
+    for (let g = this.o.group; g < Math.min(65_536, this.o.group + GROUP_TRIES); g++) {
+      // A crashed agent's instance is gone with its socket; one held by a live process refuses us (EBUSY/EPERM).
+      const err = this.request(fd, nflogConfigMessage(g, [nflogCmd(NFULNL_CFG_CMD.BIND)], ++seq), seq);
+      if (err === 16 /* EBUSY */ || err === 1 /* EPERM */) {
+        last = `group ${g} in use (errno ${err})`;
+        continue;
+      }
+      if (err !== 0) return `bind of group ${g} failed (errno ${err}; needs CAP_NET_ADMIN)`;
+      const steps: [string, Uint8Array[]][] = [
+        ["mode", [nflogCopyMode(96)]],
+        // Up to 64 packets or 50 ms per message: a burst of connects is one read.
+        ["batch", nflogBatch(64, 5)],
+      ];
+      for (const [what, attrs] of steps) {
+        const e = this.request(fd, nflogConfigMessage(g, attrs, ++seq), seq);
+        if (e !== 0) return `${what} of group ${g} failed (errno ${e})`;
+      }
+      return g;
+    }
+    return `no free nfnetlink_log group from ${this.o.group} (${last})`;
+  }
+
   /** Sends one config request and waits (bounded) for its ACK: the errno, 0 on success. */
   private request(fd: number, msg: Uint8Array, seq: number): number {
     const s = send(fd, msg);
@@ -177,7 +198,7 @@ export class NetworkSensor {
   }
 
   private deleteScript(): string {
-    return `delete table inet ${NFT_SENSOR_TABLE}\n`;
+    return `delete table inet ${nftSensorTable(this.group)}\n`;
   }
 
   private removeRule(): void {
@@ -208,6 +229,7 @@ export class NetworkSensor {
     return {
       sensor: this.sensor,
       reason: this.reason ?? null,
+      group: this.group,
       connects: this.counters.connects,
       dropped: s?.dropped ?? 0,
       kernelLost: s?.kernelLost ?? 0,
