@@ -41,6 +41,8 @@ StartLimitBurst=5
 [Service]
 Type=simple
 ExecStart=${LAYOUT.binary} run --config ${LAYOUT.config}
+# No once-a-second GC timer in the idle supervisor; it collects when activity ends (core/host/idle-gc.ts).
+Environment=BUN_GC_TIMER_DISABLE=1
 Restart=on-failure
 RestartSec=5s
 KillMode=mixed

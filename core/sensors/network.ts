@@ -141,9 +141,7 @@ export class NetworkSensor {
       }
     }
     this.ruleInstalled = true;
-    this.reader = new SensorReader<ConnectRecord>(fd, { kind: "nflog", maxInFlight: 256 }, (r) =>
-      this.onRecords(r),
-    );
+    this.reader = new SensorReader<ConnectRecord>(fd, { kind: "nflog" }, (r) => this.onRecords(r));
     try {
       this.reader.start();
     } catch (e) {

@@ -9,6 +9,7 @@
  */
 import type { Agent } from "../agent/runtime.ts";
 import type { AgentConfig } from "../config.ts";
+import { IdleGc } from "../host/idle-gc.ts";
 import { log } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { SensorBus } from "./bus.ts";
@@ -57,7 +58,12 @@ export function sensorsService(ctx: { config: AgentConfig; api: Agent }) {
     async start() {
       const bus = new SensorBus();
       const cfg = ctx.config.sensors;
-      const publish = (events: Parameters<SensorBus["publish"]>[0]) => bus.publish(events);
+      // Under BUN_GC_TIMER_DISABLE (the systemd unit) nothing else collects while idle: one GC after each burst.
+      const gc = new IdleGc();
+      const publish = (events: Parameters<SensorBus["publish"]>[0]) => {
+        bus.publish(events);
+        gc.touch();
+      };
       const process = new ProcessSensor({ mode: cfg.process, publish, pollIntervalMs: cfg.pollIntervalMs });
       const files = new FileSensor({ paths: cfg.files.paths, publish, exeOf: (pid) => process.exeOf(pid) });
       const network = new NetworkSensor({ mode: cfg.network, group: cfg.nflogGroup, publish });
