@@ -18,6 +18,9 @@
  *   hosts:  the hosts alone (the floor: watchdog sampling and heartbeats,
  *           adaptive since core/host/watchdog.ts).
  *
+ *   stopped: "after", with the groups that hold nothing hot stopped when idle
+ *           (hosts.idleStop; 3 s here instead of the default 300 s).
+ *
  * PSS (smaps_rollup) of the supervisor and its hosts is read at the end of each run.
  *
  *   bun bench/idle.ts [--seconds 60] [--json]     (IDLE_DEBUG=1: ticks per process)
@@ -33,10 +36,11 @@ const { values } = parseArgs({
     settle: { type: "string", default: "5" },
     child: { type: "string" },
     json: { type: "boolean" },
-    modes: { type: "string", default: "hosts,before,after" },
+    modes: { type: "string", default: "hosts,before,after,stopped" },
   },
 });
 const SECONDS = Number(values.seconds);
+type Mode = "hosts" | "before" | "after" | "stopped";
 const TICK = 100; // USER_HZ on Linux
 
 function cpuTicks(pid: number): number {
@@ -72,7 +76,7 @@ function childrenOf(pid: number): number[] {
 }
 
 if (values.child) {
-  await runChild(values.child as "hosts" | "before" | "after");
+  await runChild(values.child as Mode);
 } else {
   const results: Record<
     string,
@@ -93,7 +97,7 @@ if (values.child) {
       env: {
         ...process.env,
         OUTPOST_LOG_QUIET: "1",
-        ...(mode === "after" ? { BUN_GC_TIMER_DISABLE: "1" } : {}),
+        ...(mode === "after" || mode === "stopped" ? { BUN_GC_TIMER_DISABLE: "1" } : {}),
       },
     });
     const reader = p.stdout.getReader();
@@ -147,7 +151,7 @@ if (values.child) {
   }
 }
 
-async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
+async function runChild(mode: Mode): Promise<void> {
   const { parseConfig } = await import("../core/config.ts");
   const { HostManager } = await import("../core/host/manager.ts");
   const { log } = await import("../core/log.ts");
@@ -162,7 +166,10 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
     stateDir: dir,
     registry,
     log: quiet,
-    config: parseConfig({ stateDir: dir }).hosts,
+    // Every group running, as the goal is stated; "stopped" lets the groups that hold nothing hot stop
+    // after 3 s (hosts.idleStop), as an idle agent does after its default 300 s.
+    config: parseConfig({ stateDir: dir, hosts: { idleStop: { afterSeconds: mode === "stopped" ? 3 : 0 } } })
+      .hosts,
     emit() {},
     onContentFailure: async () => null,
   });
@@ -201,7 +208,7 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
       () => tagger.stop(),
       () => sensor.stop(),
     );
-  } else if (mode === "after") {
+  } else if (mode === "after" || mode === "stopped") {
     const { SensorBus } = await import("../core/sensors/bus.ts");
     const { ProcessSensor } = await import("../core/sensors/process.ts");
     const { FileSensor } = await import("../core/sensors/files.ts");

@@ -11,23 +11,10 @@
  * stream, on-access scanning, the IPS queue, scheduled queries, the
  * allowlist in memory — are not listed by default.
  *
- * One timer per host, re-armed from the host's last activity (the
+ * Config: `hosts.idleStop` (core/idle-stop-config.ts). One timer per host, re-armed from the host's last activity (the
  * watchdog's `activityAt`): no polling while the host is busy or idle.
  */
-import { z } from "zod";
 import type { HostProcess } from "./process.ts";
-
-export const IdleStopSchema = z
-  .object({
-    /** Quiet time after which a listed group's host is stopped; 0 = never. */
-    afterSeconds: z.number().min(0).default(300),
-    /** Groups that hold nothing hot (pure handlers called now and then). */
-    groups: z.array(z.string()).default(["config", "telemetry", "install", "repair"]),
-  })
-  .strict()
-  .prefault({});
-
-export type IdleStopConfig = z.infer<typeof IdleStopSchema>;
 
 /** Arms the idle stop of one running host; returns a function that disarms it. */
 export function armIdleStop(
