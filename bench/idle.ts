@@ -107,14 +107,16 @@ if (values.child) {
       if (done) throw new Error(`${mode}: child exited before it was ready`);
       buf += new TextDecoder().decode(value);
     }
-    await Bun.sleep(Number(values.settle) * 1000);
+    // "stopped": long enough for the idle-stop groups (3 s quiet) to be gone before the window opens.
+    await Bun.sleep(Math.max(Number(values.settle), mode === "stopped" ? 10 : 0) * 1000);
     const pids = () => [p.pid, ...childrenOf(p.pid)];
     const first = pids();
     const before0 = new Map(first.map((pid) => [pid, cpuTicks(pid)]));
     const t0 = [...before0.values()].reduce((n, x) => n + x, 0);
     const w0 = performance.now();
     await Bun.sleep(SECONDS * 1000);
-    const t1 = first.reduce((n, pid) => n + cpuTicks(pid), 0);
+    // A process that ended in the window (an idle stop) reads 0 at the end: count it as it last was.
+    const t1 = first.reduce((n, pid) => n + (cpuTicks(pid) || (before0.get(pid) ?? 0)), 0);
     if (process.env.IDLE_DEBUG)
       console.error(mode, first.map((pid) => `${pid}:+${cpuTicks(pid) - (before0.get(pid) ?? 0)}`).join(" "));
     const wall = (performance.now() - w0) / 1000;
