@@ -175,7 +175,8 @@ export class NetworkSensor {
       }
       return g;
     }
-    return `no free nfnetlink_log group from ${this.o.group} (${last})`;
+    // EPERM is also what the kernel says to a caller without CAP_NET_ADMIN, for every group.
+    return `no nfnetlink_log group from ${this.o.group} to ${this.o.group + GROUP_TRIES - 1} could be bound (${last}: held by another process, or no CAP_NET_ADMIN)`;
   }
 
   /** Sends one config request and waits (bounded) for its ACK: the errno, 0 on success. */
