@@ -10,9 +10,18 @@
  *           250 ms and Behavior's sensor (processes + connections) every 1 s.
  *   after:  the sensor bus with the process connector + FAN_OPEN_EXEC, the
  *           file sensor on /etc, on-access (detect) on a temp dir, the
- *           tagger fed from the bus, Behavior's connection poll only.
+ *           tagger fed from the bus, network.connect from nfnetlink_log;
+ *           the supervisor without Bun's GC timer, as the systemd unit runs it.
+ *           The events the sensors saw meanwhile are printed: on a shared
+ *           machine "idle" is not idle, and their cost is activity, not idle.
  *
- *   hosts:  the hosts alone (the floor: watchdog sampling and heartbeats).
+ *   hosts:  the hosts alone (the floor: watchdog sampling and heartbeats,
+ *           adaptive since core/host/watchdog.ts).
+ *
+ *   stopped: "after", with the groups that hold nothing hot stopped when idle
+ *           (hosts.idleStop; 3 s here instead of the default 300 s).
+ *
+ * PSS (smaps_rollup) of the supervisor and its hosts is read at the end of each run.
  *
  *   bun bench/idle.ts [--seconds 60] [--json]     (IDLE_DEBUG=1: ticks per process)
  */
@@ -27,9 +36,11 @@ const { values } = parseArgs({
     settle: { type: "string", default: "5" },
     child: { type: "string" },
     json: { type: "boolean" },
+    modes: { type: "string", default: "hosts,before,after,stopped" },
   },
 });
 const SECONDS = Number(values.seconds);
+type Mode = "hosts" | "before" | "after" | "stopped";
 const TICK = 100; // USER_HZ on Linux
 
 function cpuTicks(pid: number): number {
@@ -37,6 +48,16 @@ function cpuTicks(pid: number): number {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return Number(f[11]) + Number(f[12]); // utime, stime
+  } catch {
+    return 0;
+  }
+}
+
+/** Proportional set size (shared pages split between their users), in KiB; 0 when unreadable. */
+function pssKiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) : 0;
   } catch {
     return 0;
   }
@@ -55,14 +76,29 @@ function childrenOf(pid: number): number[] {
 }
 
 if (values.child) {
-  await runChild(values.child as "hosts" | "before" | "after");
+  await runChild(values.child as Mode);
 } else {
-  const results: Record<string, { percentOfCore: number; ticks: number; hosts: number }> = {};
-  for (const mode of ["hosts", "before", "after"]) {
+  const results: Record<
+    string,
+    {
+      percentOfCore: number;
+      ticks: number;
+      hosts: number;
+      pssMiB: number;
+      supervisorPssMiB: number;
+      seen: Record<string, number>;
+    }
+  > = {};
+  for (const mode of values.modes!.split(",")) {
     const p = Bun.spawn([process.execPath, import.meta.path, "--child", mode], {
       stdout: "pipe",
       stderr: "inherit",
-      env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
+      // "after" runs the supervisor as the systemd unit does (core/install/unit.ts): no Bun GC timer.
+      env: {
+        ...process.env,
+        OUTPOST_LOG_QUIET: "1",
+        ...(mode === "after" || mode === "stopped" ? { BUN_GC_TIMER_DISABLE: "1" } : {}),
+      },
     });
     const reader = p.stdout.getReader();
     let buf = "";
@@ -71,24 +107,39 @@ if (values.child) {
       if (done) throw new Error(`${mode}: child exited before it was ready`);
       buf += new TextDecoder().decode(value);
     }
-    await Bun.sleep(Number(values.settle) * 1000);
+    // "stopped": long enough for the idle-stop groups (3 s quiet) to be gone before the window opens.
+    await Bun.sleep(Math.max(Number(values.settle), mode === "stopped" ? 10 : 0) * 1000);
     const pids = () => [p.pid, ...childrenOf(p.pid)];
     const first = pids();
     const before0 = new Map(first.map((pid) => [pid, cpuTicks(pid)]));
     const t0 = [...before0.values()].reduce((n, x) => n + x, 0);
     const w0 = performance.now();
     await Bun.sleep(SECONDS * 1000);
-    const t1 = first.reduce((n, pid) => n + cpuTicks(pid), 0);
+    // A process that ended in the window (an idle stop) reads 0 at the end: count it as it last was.
+    const t1 = first.reduce((n, pid) => n + (cpuTicks(pid) || (before0.get(pid) ?? 0)), 0);
     if (process.env.IDLE_DEBUG)
       console.error(mode, first.map((pid) => `${pid}:+${cpuTicks(pid) - (before0.get(pid) ?? 0)}`).join(" "));
     const wall = (performance.now() - w0) / 1000;
+    // Memory at the end of the idle period: what an idle agent holds.
+    const pss = first.map(pssKiB);
     p.kill("SIGTERM");
+    // The child's last line: what its sensors saw during the run (activity on a shared machine).
+    let rest = buf.slice(buf.indexOf("\n") + 1);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
     await p.exited;
+    const seen = rest.trim() ? (JSON.parse(rest.trim().split("\n").at(-1)!) as Record<string, number>) : {};
     const ticks = t1 - t0;
     results[mode] = {
       percentOfCore: Math.round((ticks / TICK / wall) * 10000) / 100,
       ticks,
       hosts: first.length - 1,
+      pssMiB: Math.round(pss.reduce((n, x) => n + x, 0) / 102.4) / 10,
+      supervisorPssMiB: Math.round(pss[0]! / 102.4) / 10,
+      seen,
     };
   }
   if (values.json) console.log(JSON.stringify({ seconds: SECONDS, ...results }));
@@ -96,12 +147,13 @@ if (values.child) {
     console.log(`idle CPU over ${SECONDS} s, supervisor + hosts (goal ≤ 0.5 % of one core):`);
     for (const [m, r] of Object.entries(results))
       console.log(
-        `  ${m.padEnd(7)} ${r.percentOfCore.toFixed(2)} % of one core (${r.ticks} ticks, ${r.hosts} hosts)`,
+        `  ${m.padEnd(7)} ${r.percentOfCore.toFixed(2)} % of one core (${r.ticks} ticks, ${r.hosts} hosts); PSS ${r.pssMiB} MiB (supervisor ${r.supervisorPssMiB} MiB; goal ≤ 100 MiB)` +
+          (Object.keys(r.seen).length ? `; seen meanwhile: ${JSON.stringify(r.seen)}` : ""),
       );
   }
 }
 
-async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
+async function runChild(mode: Mode): Promise<void> {
   const { parseConfig } = await import("../core/config.ts");
   const { HostManager } = await import("../core/host/manager.ts");
   const { log } = await import("../core/log.ts");
@@ -116,7 +168,10 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
     stateDir: dir,
     registry,
     log: quiet,
-    config: parseConfig({ stateDir: dir }).hosts,
+    // Every group running, as the goal is stated; "stopped" lets the groups that hold nothing hot stop
+    // after 3 s (hosts.idleStop), as an idle agent does after its default 300 s.
+    config: parseConfig({ stateDir: dir, hosts: { idleStop: { afterSeconds: mode === "stopped" ? 3 : 0 } } })
+      .hosts,
     emit() {},
     onContentFailure: async () => null,
   });
@@ -141,6 +196,7 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
     },
   };
   const stops: (() => unknown)[] = [];
+  let counters: () => Record<string, number> = () => ({});
   if (mode === "before") {
     const tagger = new ProcessTagger({ call, pollIntervalMs: 250 });
     tagger.start();
@@ -154,7 +210,7 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
       () => tagger.stop(),
       () => sensor.stop(),
     );
-  } else if (mode === "after") {
+  } else if (mode === "after" || mode === "stopped") {
     const { SensorBus } = await import("../core/sensors/bus.ts");
     const { ProcessSensor } = await import("../core/sensors/process.ts");
     const { FileSensor } = await import("../core/sensors/files.ts");
@@ -175,23 +231,27 @@ async function runChild(mode: "hosts" | "before" | "after"): Promise<void> {
     access.start();
     const tagger = new ProcessTagger({ call });
     bus.subscribe({ name: "tagger", types: ["process.start"], deliver: (b) => tagger.ingest(b) });
-    // Behavior still polls /proc/net/tcp for connections (no kernel sensor for those yet).
-    const sensor = new ProcSensor(fs as never, () => {}, {
-      intervalMs: 1000,
-      processes: false,
-      connections: true,
+    // network.connect from nfnetlink_log: Behavior no longer polls /proc/net/tcp.
+    const { NetworkSensor } = await import("../core/sensors/network.ts");
+    const net = new NetworkSensor({ mode: "auto", group: 3471, publish });
+    net.start();
+    counters = () => ({
+      execs: ps.counters.execs,
+      fileEvents: Number(files.status().events ?? 0),
+      connects: net.counters.connects,
+      network: net.sensor === "nflog" ? 1 : 0,
     });
-    sensor.start();
     stops.push(
       () => ps.stop(),
       () => files.stop(),
       () => access.stop(),
-      () => sensor.stop(),
+      () => net.stop(),
       () => rmSync(scanDir, { recursive: true }),
     );
   }
   process.stdout.write("ready\n");
   await new Promise<void>((resolve) => process.once("SIGTERM", () => resolve()));
+  process.stdout.write(`${JSON.stringify(counters())}\n`);
   for (const s of stops) await s();
   await m.unloadAll();
   rmSync(dir, { recursive: true, force: true });

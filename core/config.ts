@@ -5,10 +5,12 @@
  * file and the offending field — the agent refuses to start on it rather
  * than guessing.
  */
+
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { IdleStopSchema } from "./idle-stop-config.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
@@ -103,6 +105,8 @@ export const AgentConfigSchema = z
         runtimeMemoryMb: z.number().int().min(0).default(96),
         /** Events a host may emit per second; the excess is dropped and counted. */
         eventsPerSecond: z.number().int().positive().default(2000),
+        /** Hosts of groups that hold nothing hot stop after a quiet period (core/host/idle-stop.ts). */
+        idleStop: IdleStopSchema,
       })
       .strict()
       .prefault({}),

@@ -12,7 +12,13 @@ describe("onAccess and sensors config (a contract used outside this repo)", () =
       maxFileBytes: 32 * 1024 * 1024,
       timeoutMs: 1000,
     });
-    expect(c.sensors).toEqual({ process: "auto", files: { paths: [] }, pollIntervalMs: 1000 });
+    expect(c.sensors).toEqual({
+      process: "auto",
+      files: { paths: [] },
+      network: "auto",
+      nflogGroup: 3471,
+      pollIntervalMs: 1000,
+    });
   });
 
   test("the documented keys are accepted beside stateDir and update", () => {

@@ -36,6 +36,13 @@ export const SensorsSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * network.connect from the kernel: auto/nflog = an nftables log rule + nfnetlink_log
+     * (core/sensors/network.ts); off (or unavailable) = Behavior polls /proc/net/tcp.
+     */
+    network: z.enum(["auto", "nflog", "off"]).default("auto"),
+    /** The nfnetlink_log group of that rule; change it only if another program on the host uses it. */
+    nflogGroup: z.number().int().min(1).max(65_535).default(3471),
     /** The /proc sweep interval when polling is the fallback. */
     pollIntervalMs: z.number().int().min(50).max(60_000).default(1000),
   })

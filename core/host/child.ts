@@ -20,6 +20,7 @@ import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import { Channel } from "./channel.ts";
+import { IdleGc } from "./idle-gc.ts";
 import { applyLandlock, dup2Fd, dupFd, type LandlockResult } from "./landlock.ts";
 import { expandManifest } from "./policy.ts";
 import type { ProcView } from "./proc-view.ts";
@@ -144,6 +145,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
     if (!initialised) throw new HandlerError("HND_IPC_PROTOCOL", "host: init must come first");
   };
 
+  const idleGc = new IdleGc();
   const channel: Channel = new Channel({
     send,
     maxInbound: opts.maxInboundBytes,
@@ -154,6 +156,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
       if (p.fatal) process.exit(75);
     },
     onRequest: async (method, rawArgs, ctx) => {
+      if (method !== "status") idleGc.touch();
       switch (method) {
         case "init": {
           if (initialised) throw new HandlerError("HND_IPC_PROTOCOL", "host: init sent twice");

@@ -30,3 +30,7 @@ export const eventsDropped = metrics.counter(
   "outpost_host_events_dropped_total",
   "Events from host processes dropped by the rate limit or as reserved, by group",
 );
+export const idleStops = metrics.counter(
+  "outpost_host_idle_stops_total",
+  "Hosts stopped after an idle period (they start again on the next call), by group",
+);

@@ -98,6 +98,8 @@ export function hostEnv(workDir: string): Record<string, string> {
     NO_COLOR: "1",
     // From source, bun would try to cache transpiled files under $HOME: nothing to gain in a sandbox.
     BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0",
+    // No once-a-second GC timer in an idle host: it collects when it goes quiet instead (idle-gc.ts).
+    BUN_GC_TIMER_DISABLE: "1",
   };
   for (const [k, v] of Object.entries(process.env)) {
     if (k.startsWith("OUTPOST_") && v !== undefined) env[k] = v;

@@ -30,10 +30,12 @@ import type { HostStatus } from "../agent/api.ts";
 import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
+import type { Logger } from "../log.ts";
 import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
 import { programBlocker, reportUidDrop } from "./health-report.ts";
-import { ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
+import { idleStops, ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
 import { hostStatuses } from "./host-status.ts";
+import { armIdleStop } from "./idle-stop.ts";
 import { defaultHostCommand, defaultInstallDir, hostEnv, prepareWorkDir, sandboxGaps } from "./launch.ts";
 import { trackHostProcess } from "./peers.ts";
 import { type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
@@ -320,10 +322,18 @@ export class HostManager implements HandlerHost {
       [...this.groups.values()].map(async (g) => {
         const proc = g.proc;
         if (!proc?.running || g.state !== "running") return;
+        // Nothing happened in the host since its last status: the cached one is current.
+        if (proc.quietSince(proc.lastStatusAt)) return;
         try {
           this.router.applyStatus(
-            await this.req(g, proc, "status", null, { timeoutMs: 5000, what: "status", candidate: false }),
+            await this.req(g, proc, "status", null, {
+              timeoutMs: 5000,
+              what: "status",
+              candidate: false,
+              quiet: true,
+            }),
           );
+          proc.lastStatusAt = Date.now();
         } catch {
           // A host that cannot answer is the watchdogs' business.
         }
@@ -563,7 +573,27 @@ export class HostManager implements HandlerHost {
     };
     log.info("host started", fields);
     this.opts.emit(g.restarts > 0 ? "host-restarted" : "host-started", { ...fields, restarts: g.restarts });
+    const idle = this.opts.config.idleStop;
+    if (idle.afterSeconds > 0 && idle.groups.includes(g.name)) {
+      const disarm = armIdleStop(proc, idle.afterSeconds * 1000, () => this.stopIdle(g, proc, log));
+      void proc.exited.then(disarm);
+    }
     return proc;
+  }
+
+  /** Stops a quiet host of a group that holds nothing hot; the next call starts it again (idle-stop.ts). */
+  private stopIdle(g: GroupRec, proc: HostProcess, log: Logger): void {
+    if (g.proc !== proc || g.state !== "running" || this.stopping) return;
+    log.info("host stopped after an idle period", { group: g.name, pid: proc.pid });
+    idleStops.inc({ group: g.name });
+    // Detached before the first await: a call from now on starts a fresh host instead of waiting for
+    // this one to exit (its exit is then not the group's business: CrashSupervisor.onExit ignores it).
+    g.proc = undefined;
+    g.ready = undefined;
+    g.staged.clear();
+    rssBytes.set({ group: g.name }, 0);
+    this.setState(g, "stopped");
+    void proc.shutdown(5000);
   }
 
   /** S1: brings a fresh process to the content that is current for each of its handlers. */
@@ -689,14 +719,14 @@ export class HostManager implements HandlerHost {
     proc: HostProcess,
     method: string,
     args: unknown,
-    o: { timeoutMs: number; what: string; candidate: boolean; signal?: AbortSignal },
+    o: { timeoutMs: number; what: string; candidate: boolean; signal?: AbortSignal; quiet?: boolean },
   ): Promise<unknown> {
     const id = ++opSeq;
     g.ops.set(id, { what: o.what, candidate: o.candidate });
     const started = performance.now();
     let result = "ok";
     try {
-      return await proc.request(method, args, { timeoutMs: o.timeoutMs, signal: o.signal });
+      return await proc.request(method, args, { timeoutMs: o.timeoutMs, signal: o.signal, quiet: o.quiet });
     } catch (e) {
       const code = (e as { code?: string }).code;
       result =

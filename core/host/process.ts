@@ -9,6 +9,7 @@ import { HandlerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Channel, type Notification, type ProtocolProblem } from "./channel.ts";
 import { CPU_GRACE_SECONDS, cgroupOomKills, joinCgroup, type ProcSample, sampleProc } from "./sandbox.ts";
+import { HostWatchdog } from "./watchdog.ts";
 
 export type ExitReason =
   | "exited"
@@ -41,6 +42,8 @@ export interface HostProcessOptions {
   cpuLimitSeconds: number;
   cgroupDir?: string;
   watchdogIntervalMs: number;
+  /** Longest gap between samples of a quiet host (core/host/watchdog.ts); default 30 s. */
+  watchdogIdleMaxMs?: number;
   heartbeatMs: number;
   heartbeatTimeoutMs: number;
   log: Logger;
@@ -64,7 +67,7 @@ export class HostProcess {
   private readonly proc: Subprocess<"pipe", "pipe", "pipe">;
   private readonly tail: string[] = [];
   private killReason?: { reason: ExitReason; detail: string };
-  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  readonly watchdog: HostWatchdog | undefined;
   private oomBefore = 0;
   private alive = true;
 
@@ -86,13 +89,20 @@ export class HostProcess {
     this.channel = new Channel({
       send: (frame) => {
         if (!this.alive) throw new Error("host has exited");
+        if (!this.quietSend) this.watchdog?.poke();
         sink.write(frame);
         void Promise.resolve(sink.flush()).catch(() => {});
       },
       maxInbound: opts.maxInboundBytes,
       maxOutbound: opts.maxOutboundBytes,
-      onRequest: (m, a, ctx) => opts.onRequest(m, a, ctx),
-      onNotification: (n) => opts.onNotification(n),
+      onRequest: (m, a, ctx) => {
+        this.watchdog?.poke();
+        return opts.onRequest(m, a, ctx);
+      },
+      onNotification: (n) => {
+        this.watchdog?.poke();
+        opts.onNotification(n);
+      },
       onProtocolError: (p) => {
         opts.onProtocolError(p);
         // Without framing we cannot tell answers from noise: end this process, a fresh one is clean.
@@ -117,14 +127,24 @@ export class HostProcess {
     this.exited = this.proc.exited
       .then(() => Promise.race([pumped, new Promise((r) => setTimeout(r, 1000).unref?.())]))
       .then(() => this.finish());
-    if (opts.watchdogIntervalMs > 0) {
-      this.timers.push(setInterval(() => this.watch(), opts.watchdogIntervalMs));
+    if (opts.watchdogIntervalMs > 0 || opts.heartbeatMs > 0) {
+      const sampling = opts.watchdogIntervalMs > 0;
+      const base = sampling ? opts.watchdogIntervalMs : opts.heartbeatMs;
+      this.watchdog = new HostWatchdog({
+        baseMs: base,
+        maxIdleMs: Math.max(base, opts.watchdogIdleMaxMs ?? 30_000),
+        heartbeatMs: opts.heartbeatMs,
+        sampling,
+        sample: () => this.sample(),
+        onSample: (s) => this.watch(s),
+        heartbeat: () => this.heartbeat(),
+        inFlight: () => this.channel.inFlight,
+      });
     }
-    if (opts.heartbeatMs > 0) {
-      this.timers.push(setInterval(() => void this.heartbeat(), opts.heartbeatMs));
-    }
-    for (const t of this.timers) t.unref?.();
   }
+
+  /** Set while sending our own status/heartbeat frames, which are not activity of the host. */
+  private quietSend = false;
 
   get pid(): number {
     return this.proc.pid;
@@ -141,9 +161,24 @@ export class HostProcess {
   request(
     method: string,
     args: unknown,
-    opts: { timeoutMs: number; signal?: AbortSignal },
+    opts: { timeoutMs: number; signal?: AbortSignal; quiet?: boolean },
   ): Promise<unknown> {
-    return this.channel.request(method, args, opts);
+    if (!opts.quiet) return this.channel.request(method, args, opts);
+    // A status poll: not work for the host, so it must not keep the watchdog at its busy rate.
+    this.quietSend = true;
+    try {
+      return this.channel.request(method, args, opts);
+    } finally {
+      this.quietSend = false;
+    }
+  }
+
+  /** When a status answer last arrived (heartbeat or the manager's refresh). */
+  lastStatusAt = 0;
+
+  /** True when the host did nothing (no traffic, no CPU) since `since` (ms epoch). */
+  quietSince(since: number): boolean {
+    return this.watchdog !== undefined && this.watchdog.activityAt <= since;
   }
 
   /** Kills the child (SIGKILL) and records why; its exit is then reported with that reason. */
@@ -181,9 +216,7 @@ export class HostProcess {
     return s;
   }
 
-  private watch(): void {
-    const s = this.sample();
-    if (!s) return;
+  private watch(s: ProcSample): void {
     this.opts.onSample?.(s);
     if (!this.opts.cgroupDir && s.rssBytes > this.opts.memoryLimitBytes) {
       this.kill(
@@ -193,15 +226,21 @@ export class HostProcess {
     }
   }
 
-  private async heartbeat(): Promise<void> {
-    if (!this.alive || this.channel.inFlight > 0) return;
+  private async heartbeat(): Promise<boolean> {
+    if (!this.alive || this.channel.inFlight > 0) return false;
     try {
-      const status = await this.channel.request("status", null, { timeoutMs: this.opts.heartbeatTimeoutMs });
+      const status = await this.request("status", null, {
+        timeoutMs: this.opts.heartbeatTimeoutMs,
+        quiet: true,
+      });
+      this.lastStatusAt = Date.now();
       this.opts.onHeartbeat?.(status);
+      return true;
     } catch (e) {
       if (this.alive && (e as { code?: string }).code === "HND_IPC_TIMEOUT") {
         this.kill("unresponsive", `no heartbeat answer within ${this.opts.heartbeatTimeoutMs} ms`);
       }
+      return false;
     }
   }
 
@@ -242,7 +281,7 @@ export class HostProcess {
 
   private finish(): HostExit {
     this.alive = false;
-    for (const t of this.timers) clearInterval(t);
+    this.watchdog?.stop();
     const code = this.proc.exitCode;
     const signal = this.proc.signalCode ? String(this.proc.signalCode) : null;
     let reason: ExitReason;

@@ -46,6 +46,8 @@ Type=simple
 # never starts) is undone before the agent runs, by whichever slot's executable still works.
 ExecStartPre=-/bin/sh -c 'for s in ${LAYOUT.slotA} ${LAYOUT.slotB}; do [ -x "$$s/agent" ] && "$$s/agent" software-switch --recover && exit 0; done; exit 0'
 ExecStart=${LAYOUT.binary} run --config ${LAYOUT.config}
+# No once-a-second GC timer in the idle supervisor; it collects when activity ends (core/host/idle-gc.ts).
+Environment=BUN_GC_TIMER_DISABLE=1
 Restart=on-failure
 RestartSec=5s
 KillMode=mixed

@@ -50,7 +50,7 @@ export class ExecFiles {
       this.fd = -1;
       return "no filesystem accepted an exec mark";
     }
-    this.reader = new SensorReader<FanRecord>(fd, { kind: "fanotify", maxInFlight: 1024 }, (r) =>
+    this.reader = new SensorReader<FanRecord>(fd, { kind: "fanotify", maxInFlight: 8 }, (r) =>
       this.onRecords(r),
     );
     this.reader.start();

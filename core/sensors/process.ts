@@ -114,7 +114,7 @@ export class ProcessSensor {
     }
     this.reader = new SensorReader<Wire>(
       fd,
-      { kind: "connector", openExe: this.o.hash ?? true, maxInFlight: 1024 },
+      { kind: "connector", openExe: this.o.hash ?? true, maxInFlight: 8 },
       (r) => this.onRecords(r),
     );
     try {

@@ -5,13 +5,16 @@
  * next datagram, because a short-lived process is gone a millisecond later.
  *
  * Back-pressure: batches in flight to the main thread are counted in shared
- * memory; over the limit the batch is dropped and counted, never queued.
- * Dropped fanotify permission events are answered ALLOW here (fail-open) and
- * their fds closed, so a flood can never hang an open() on the host.
+ * memory; over the limit new records wait in a bounded pending list and go
+ * over as one batch when the main thread catches up; past `maxPending`
+ * they are dropped and counted. Permission events over the limit are never
+ * held: they are answered ALLOW here (fail-open) and their fds closed, so a
+ * flood can never hang an open() on the host.
  * Permission events from this very process are allowed here at once.
  */
 import { closeSync } from "node:fs";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
+import { parseNflog } from "./nflog-parse.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
@@ -22,17 +25,53 @@ type Wire = ReturnType<typeof parseConnector>[number] & { proc?: ProcDetails | n
 
 self.onmessage = (m: MessageEvent<ReaderInit>) => run(m.data);
 
+/** Closes what a dropped record holds (an exec's exe fd, a fanotify event fd). */
+function release(r: unknown): void {
+  const w = r as { proc?: ProcDetails | null; fd?: number };
+  if (w.proc?.exeFd !== undefined) closeFd(w.proc.exeFd);
+  if (typeof w.fd === "number" && w.fd >= 0) closeFd(w.fd);
+}
+
 function run(init: ReaderInit): void {
   const shared = new Int32Array(init.shared);
   const buf = new Uint8Array(init.bufBytes);
+  // Records read but not yet handed over: while the main thread has maxInFlight batches unprocessed,
+  // new records wait here and go over as one larger batch as soon as it catches up. Bounded: past
+  // maxPending records are dropped and counted. A burst thus loses nothing unless it outruns the bound,
+  // and the main thread gets fewer, larger batches exactly when it is slowest.
+  let pending: unknown[] = [];
+  const offer = (records: unknown[]) => {
+    const room = init.maxPending - pending.length;
+    if (records.length <= room) {
+      for (const r of records) pending.push(r);
+    } else {
+      for (let i = 0; i < records.length; i++) {
+        if (i < room) pending.push(records[i]);
+        else release(records[i]);
+      }
+      Atomics.add(shared, SHARED.dropped, records.length - Math.max(0, room));
+    }
+    flush();
+  };
+  const flush = () => {
+    if (pending.length === 0 || Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) return;
+    Atomics.add(shared, SHARED.inFlight, 1);
+    postMessage({ records: pending });
+    pending = [];
+  };
   for (;;) {
-    const ready = pollIn([init.fd, init.stopFd], -1);
+    // Idle: block with no timeout (no CPU). With records waiting, look again every few ms.
+    const ready = pollIn([init.fd, init.stopFd], pending.length > 0 ? 5 : -1);
     if (typeof ready === "number") {
       if (ready === -EINTR) continue;
       postMessage({ error: `poll failed (errno ${-ready})` });
       return;
     }
     if (ready.includes(init.stopFd)) break;
+    if (ready.length === 0) {
+      flush();
+      continue;
+    }
     const n = readFd(init.fd, buf);
     if (n < 0) {
       if (n === -EAGAIN || n === -EINTR) continue;
@@ -46,7 +85,7 @@ function run(init: ReaderInit): void {
     }
     if (init.kind === "connector") {
       // Coalesce: keep reading (and describing execs, which cannot wait) while the socket has more,
-      // then post once. Fewer, larger batches keep the main thread's cost per exec low in a burst.
+      // then hand over once. Fewer, larger batches keep the main thread's cost per exec low in a burst.
       const records: Wire[] = [];
       let len = n;
       for (;;) {
@@ -59,23 +98,10 @@ function run(init: ReaderInit): void {
         if (len === -ENOBUFS) Atomics.add(shared, SHARED.kernelLost, 1);
         if (len <= 0) break;
       }
-      if (records.length === 0) continue;
-      if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
-        for (const r of records) if (r.proc?.exeFd !== undefined) closeFd(r.proc.exeFd);
-        Atomics.add(shared, SHARED.dropped, records.length);
-        continue;
-      }
-      Atomics.add(shared, SHARED.inFlight, 1);
-      postMessage({ records });
-    } else if (init.kind === "inotify") {
-      const records = parseInotify(buf, n);
-      if (records.length === 0) continue;
-      if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
-        Atomics.add(shared, SHARED.dropped, records.length);
-        continue;
-      }
-      Atomics.add(shared, SHARED.inFlight, 1);
-      postMessage({ records });
+      if (records.length > 0) offer(records);
+    } else if (init.kind === "inotify" || init.kind === "nflog") {
+      const records = init.kind === "nflog" ? parseNflog(buf, n) : parseInotify(buf, n);
+      if (records.length > 0) offer(records);
     } else {
       let records = parseFanotify(buf, n);
       // Our own opens are answered here, on this thread: the main thread may be the one blocked in
@@ -91,21 +117,22 @@ function run(init: ReaderInit): void {
       }
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
-        for (const r of records) {
-          if (r.fd < 0) continue;
-          if (r.mask & FAN_PERM_MASK) {
-            writeFd(init.fd, fanResponse(r.fd, true));
-            Atomics.add(shared, SHARED.failOpen, 1);
-          }
+        // A held permission event holds an open() on the host: never queue it, answer ALLOW now.
+        const notify = records.filter((r) => {
+          if (r.fd < 0 || !(r.mask & FAN_PERM_MASK)) return true;
+          writeFd(init.fd, fanResponse(r.fd, true));
+          Atomics.add(shared, SHARED.failOpen, 1);
+          Atomics.add(shared, SHARED.dropped, 1);
           closeFd(r.fd);
-        }
-        Atomics.add(shared, SHARED.dropped, records.length);
+          return false;
+        });
+        if (notify.length > 0) offer(notify);
         continue;
       }
-      Atomics.add(shared, SHARED.inFlight, 1);
-      postMessage({ records });
+      offer(records);
     }
   }
+  for (const r of pending) release(r);
   try {
     closeSync(init.stopFd);
   } catch {}

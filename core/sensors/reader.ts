@@ -12,17 +12,20 @@ export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3, sel
 export interface ReaderInit {
   fd: number;
   stopFd: number;
-  kind: "connector" | "fanotify" | "inotify";
+  kind: "connector" | "fanotify" | "inotify" | "nflog";
   bufBytes: number;
   maxInFlight: number;
+  maxPending: number;
   openExe: boolean;
   shared: SharedArrayBuffer;
 }
 
 export interface ReaderOptions {
   kind: ReaderInit["kind"];
-  /** Batches the main thread may have unprocessed before the thread drops (default 256). */
+  /** Batches the main thread may have unprocessed before the thread holds records back (default 8). */
   maxInFlight?: number;
+  /** Records held back at most while the main thread is behind; beyond, dropped and counted (default 8192). */
+  maxPending?: number;
   bufBytes?: number;
   openExe?: boolean;
 }
@@ -76,7 +79,9 @@ export class SensorReader<R> {
       stopFd: stopRead,
       kind: this.opts.kind,
       bufBytes: this.opts.bufBytes ?? 256 * 1024,
-      maxInFlight: this.opts.maxInFlight ?? 256,
+      maxInFlight: this.opts.maxInFlight ?? 8,
+      // Records may hold an fd each (exec files, fanotify events): keep well under RLIMIT_NOFILE.
+      maxPending: this.opts.maxPending ?? 8192,
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
     };

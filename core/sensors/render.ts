@@ -4,6 +4,7 @@ type Rec = Record<string, unknown>;
 export function renderSensors(s: Rec): [string, string][] {
   const p = (s.process ?? {}) as Rec;
   const f = (s.files ?? {}) as Rec;
+  const n = s.network as Rec | undefined;
   const o = s.onAccess as Rec | undefined;
   const why = (r: Rec) => (r.reason ? ` (${r.reason})` : "");
   const rows: [string, string][] = [
@@ -14,6 +15,7 @@ export function renderSensors(s: Rec): [string, string][] {
     ["file sensor", `${f.sensor}${why(f)}, ${f.events ?? 0} events`],
     ["sensor events/s", String(s.eventsPerSecond ?? 0)],
   ];
+  if (n) rows.splice(2, 0, ["network sensor", `${n.sensor}${why(n)}, ${n.connects ?? 0} connects`]);
   if (o) {
     rows.push([
       "on-access",

@@ -9,10 +9,12 @@
  */
 import type { Agent } from "../agent/runtime.ts";
 import type { AgentConfig } from "../config.ts";
+import { IdleGc } from "../host/idle-gc.ts";
 import { log } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { SensorBus } from "./bus.ts";
 import { FileSensor } from "./files.ts";
+import { NetworkSensor } from "./network.ts";
 import { ProcessSensor } from "./process.ts";
 
 const logger = log.child({ component: "sensors" });
@@ -26,6 +28,7 @@ export interface Sensors {
   bus: SensorBus;
   process: ProcessSensor;
   files: FileSensor;
+  network: NetworkSensor;
   /** Extra status sections contributed by consumers (e.g. onAccess). */
   sections: Map<string, () => unknown>;
 }
@@ -55,27 +58,43 @@ export function sensorsService(ctx: { config: AgentConfig; api: Agent }) {
     async start() {
       const bus = new SensorBus();
       const cfg = ctx.config.sensors;
-      const publish = (events: Parameters<SensorBus["publish"]>[0]) => bus.publish(events);
+      // Under BUN_GC_TIMER_DISABLE (the systemd unit) nothing else collects while idle: one GC after each burst.
+      const gc = new IdleGc();
+      const publish = (events: Parameters<SensorBus["publish"]>[0]) => {
+        bus.publish(events);
+        gc.touch();
+      };
       const process = new ProcessSensor({ mode: cfg.process, publish, pollIntervalMs: cfg.pollIntervalMs });
       const files = new FileSensor({ paths: cfg.files.paths, publish, exeOf: (pid) => process.exeOf(pid) });
-      sensors = { bus, process, files, sections: new Map() };
+      const network = new NetworkSensor({ mode: cfg.network, group: cfg.nflogGroup, publish });
+      sensors = { bus, process, files, network, sections: new Map() };
       sensorsByAgent.set(ctx.api, sensors);
       process.start();
       files.start();
+      network.start();
+      sensorInfo.set({ sensor: "network", source: network.sensor }, 1);
       sensorInfo.set({ sensor: "process", source: process.sensor }, 1);
       sensorInfo.set({ sensor: "files", source: files.sensor }, 1);
       const health = ctx.api.health;
       if (process.reason) health.raise(HEALTH_SOURCE, "amber", "SENSOR_PROCESS_DEGRADED", process.reason);
       if (files.reason) health.raise(HEALTH_SOURCE, "amber", "SENSOR_FILES_DEGRADED", files.reason);
+      // Off by configuration is not degraded; unavailable is (Behavior falls back to polling).
+      if (network.sensor === "off" && cfg.network !== "off" && network.reason)
+        health.raise(HEALTH_SOURCE, "amber", "SENSOR_NETWORK_DEGRADED", network.reason);
       const s = sensors;
       ctx.api.statusSections.set("sensors", () => sensorsStatus(s));
-      logger.info("sensors started", { process: process.sensor, files: files.sensor });
+      logger.info("sensors started", {
+        process: process.sensor,
+        files: files.sensor,
+        network: network.sensor,
+      });
     },
     async stop() {
       ctx.api.statusSections.delete("sensors");
       if (sensors) sensorsByAgent.delete(ctx.api, sensors);
       await sensors?.process.stop();
       await sensors?.files.stop();
+      await sensors?.network.stop();
     },
   };
 }
@@ -85,6 +104,7 @@ export function sensorsStatus(s: Sensors): Record<string, unknown> {
   return {
     process: s.process.status(),
     files: s.files.status(),
+    network: s.network.status(),
     eventsPerSecond: bus.eventsPerSecond,
     published: bus.published,
     consumers: bus.consumers,

@@ -18,6 +18,7 @@ function provided(agent: Agent): string[] {
   const out = ["process.start", "process.exit", "process.fork"];
   if (s.files.sensor !== "off")
     out.push("file.write", "file.create", "file.rename", "file.delete", "file.chmod");
+  if (s.network.sensor !== "off") out.push("network.connect");
   return out;
 }
 

@@ -34,6 +34,8 @@ const sudoersFile = join(sudoersDir, tag);
 
 let vendor: Vendor;
 let t: LuaTestAgent;
+// A loopback listener whose port marks the connection the network rule must see.
+let listener: { port: number; stop(closeActive?: boolean): void } | undefined;
 const detections: AgentEvent[] = [];
 const services: { start(): unknown; stop(): unknown }[] = [];
 
@@ -50,6 +52,8 @@ beforeAll(async () => {
   mkdirSync(sshDir, { recursive: true });
   mkdirSync(cronDir);
   mkdirSync(sudoersDir, { recursive: true, mode: 0o750 });
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  listener = server;
   vendor = await makeVendor();
   const key = testKey();
   await vendor.release(
@@ -73,6 +77,11 @@ beforeAll(async () => {
 describe{ title = "Marked process started", severity = "low" }
 on("process.start", function(e)
   if e.cmdline:find("${tag}", 1, true) then detect{ pid = e.pid, cmdline = e.cmdline, exe = e.exe } end
+end)`,
+    "connect-marker": `
+describe{ title = "Marked connection", severity = "low" }
+on("network.connect", function(e)
+  if e.rport == ${server.port} then detect{ remote = e.remote, rport = e.rport, uid = e.uid } end
 end)`,
   };
   await vendor.release(
@@ -107,6 +116,7 @@ end)`,
 afterAll(async () => {
   for (const s of services.reverse()) await s.stop();
   await t?.stop();
+  listener?.stop(true);
   rmSync(cronDir, { recursive: true, force: true });
   rmSync(sudoersFile, { force: true });
   if (createdSudoersDir) rmSync(sudoersDir, { recursive: true, force: true });
@@ -138,5 +148,17 @@ describe.if(isRoot)("Behavior on the sensor bus (real kernel events)", () => {
     const status = (await t.agent.call("Behavior", "status", {})) as Record<string, unknown>;
     expect(status.sensor).toBe("off");
     expect(status.sensorBus).toContain("process.start");
+  });
+
+  test("a real connect reaches network rules from the kernel (nfnetlink_log), not from /proc/net/tcp", async () => {
+    const sensors = t.agent.status().sensors as { network: { sensor: string; reason: string | null } };
+    expect(sensors.network.sensor, sensors.network.reason ?? "").toBe("nflog");
+    const c = await Bun.connect({ hostname: "127.0.0.1", port: listener!.port, socket: { data() {} } });
+    c.end();
+    expect(await until(() => detections.some((d) => d.rule === "connect-marker"))).toBe(true);
+    const d = detections.find((x) => x.rule === "connect-marker")!;
+    expect(d.fields).toMatchObject({ remote: "127.0.0.1", rport: listener!.port, uid: 0 });
+    const status = (await t.agent.call("Behavior", "status", {})) as Record<string, unknown>;
+    expect(status.sensorBus).toContain("network.connect");
   });
 });

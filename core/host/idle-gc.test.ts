@@ -1,0 +1,39 @@
+import { expect, test } from "bun:test";
+import { IdleGc } from "./idle-gc.ts";
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !cond()) await Bun.sleep(5);
+  return cond();
+}
+
+test("one collection after the work stops, none while it goes on, none when idle", async () => {
+  let n = 0;
+  const gc = new IdleGc(40, 0, () => n++);
+  for (let i = 0; i < 5; i++) gc.touch();
+  expect(n).toBe(0);
+  expect(await until(() => n === 1, 5000)).toBe(true);
+  // Nothing touched it since: no further collections (no timer left behind).
+  await Bun.sleep(100);
+  expect(n).toBe(1);
+  gc.stop();
+});
+
+test("bursts closer than minIntervalMs share one collection", async () => {
+  let n = 0;
+  let clock = 0;
+  const gc = new IdleGc(
+    10,
+    60_000,
+    () => n++,
+    () => clock,
+  );
+  gc.touch();
+  expect(await until(() => n === 1, 5000)).toBe(true);
+  clock += 1000;
+  gc.touch();
+  // The next one waits for the rest of the minute, not 10 ms.
+  await Bun.sleep(100);
+  expect(n).toBe(1);
+  gc.stop();
+});

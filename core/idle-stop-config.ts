@@ -1,0 +1,17 @@
+/**
+ * The `hosts.idleStop` config section (core/host/idle-stop.ts), beside core/config.ts, which
+ * references it with one line (a schema under core/host would knot core and core/host into a cycle).
+ */
+import { z } from "zod";
+
+export const IdleStopSchema = z
+  .object({
+    /** Quiet time after which a listed group's host is stopped; 0 = never. */
+    afterSeconds: z.number().min(0).default(300),
+    /** Groups that hold nothing hot (pure handlers called now and then). */
+    groups: z.array(z.string()).default(["config", "telemetry", "install", "repair"]),
+  })
+  .strict()
+  .prefault({});
+
+export type IdleStopConfig = z.infer<typeof IdleStopSchema>;
