@@ -34,7 +34,7 @@ export function ascArgs(source: string, out: string, maxPages: number): string[]
  * Compiles one AssemblyScript file (`.as` or `.ts`) with the `assemblyscript`
  * package's compiler (imported only here, so the agent never loads it).
  */
-export async function compileAssemblyScript(source: string, maxPages: number): Promise<Uint8Array> {
+export async function compileAssemblyScript(source: string, maxPages: number | null): Promise<Uint8Array> {
   const dir = mkdtempSync(join(tmpdir(), "outpost-asc-"));
   try {
     // asc only reads .ts entry files; the model source keeps .as so the repo's TypeScript check skips it.

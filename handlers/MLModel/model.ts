@@ -205,17 +205,15 @@ export class Model {
 
     const gr = GoldenSchema.safeParse(json(files.golden, at("golden.json")));
     if (!gr.success) refuse("M9", at("golden.json"), z.prettifyError(gr.error).replace(/\n/g, "; "));
+    // One warm-up call first: the first call into a fresh instance pays for compilation tiers.
+    model.score(new Float32Array(n));
+    const times: number[] = [];
     for (const [i, v] of gr.data.vectors.entries()) {
       if (v.features.length !== n)
         refuse("M9", at("golden.json"), `vector ${i} has ${v.features.length} features, not ${n}`);
       const r = model.score(Float32Array.from(v.features));
       if ("fault" in r) refuse("M10", at("model.wasm"), `golden vector ${i}: ${r.message}`);
-      if (r.ms > m.limits.scoreBudgetMs)
-        refuse(
-          "M10",
-          at("model.wasm"),
-          `golden vector ${i} took ${r.ms.toFixed(2)} ms; budget ${m.limits.scoreBudgetMs} ms`,
-        );
+      times.push(r.ms);
       if (!(Math.abs(r.score - v.score) <= gr.data.tolerance))
         refuse(
           "M9",
@@ -223,6 +221,15 @@ export class Model {
           `vector ${i}: the model scores ${r.score}, golden ${v.score} (tolerance ${gr.data.tolerance})`,
         );
     }
+    // The median, not the maximum: fuel already bounds the worst case exactly, and one slow
+    // sample on a loaded machine is the machine's fault, not the model's.
+    const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+    if (median > m.limits.scoreBudgetMs)
+      refuse(
+        "M10",
+        at("model.wasm"),
+        `scores take ${median.toFixed(3)} ms (median); budget ${m.limits.scoreBudgetMs} ms`,
+      );
     return model;
   }
 
