@@ -15,19 +15,10 @@ import { atomicWriteFile } from "../../core/fsutil.ts";
 import { Model, type ModelManifest, ModelManifestSchema } from "./model.ts";
 
 /** asc flags every model gets: no runtime imports (abort dropped), a bounded memory. */
-export function ascArgs(source: string, out: string, maxPages: number): string[] {
-  return [
-    source,
-    "-o",
-    out,
-    "-O3",
-    "--runtime",
-    "stub",
-    "--use",
-    "abort=",
-    "--maximumMemory",
-    String(maxPages),
-  ];
+export function ascArgs(source: string, out: string, maxPages: number | null): string[] {
+  const base = [source, "-o", out, "-O3", "--runtime", "stub", "--use", "abort="];
+  // null only for the test fixture that must be refused for an unbounded memory (M6).
+  return maxPages === null ? base : [...base, "--maximumMemory", String(maxPages)];
 }
 
 /**

@@ -7,7 +7,7 @@
  * version serving.
  *
  * API (JSON plus Uint8Array):
- *   score  { bytes, sha256? } → { kind, results: ScoreRow[] }
+ *   score  { bytes, sha256? } → { kind, sha256, version, results: ScoreRow[] }
  *   models {} → the loaded models and their counters
  *
  * Features are extracted here, once per object, for every model that takes
@@ -218,7 +218,14 @@ function rows(l: LoadedModels) {
   }));
 }
 
-function score(l: LoadedModels, bytes: Uint8Array, sha?: string): { kind: InputKind; results: ScoreRow[] } {
+export interface ScoreAnswer {
+  kind: InputKind;
+  sha256: string;
+  version: number;
+  results: ScoreRow[];
+}
+
+function score(l: LoadedModels, bytes: Uint8Array, sha?: string): ScoreAnswer {
   const kind = inputKindOf(bytes);
   const sha256 = sha ?? createHash("sha256").update(bytes).digest("hex");
   const due = l.slots.filter(
@@ -228,7 +235,7 @@ function score(l: LoadedModels, bytes: Uint8Array, sha?: string): { kind: InputK
       (s.model.manifest.mode === "live" || sampled(sha256, s.model.manifest.sampleRate)),
   );
   const results: ScoreRow[] = [];
-  if (due.length === 0) return { kind, results };
+  if (due.length === 0) return { kind, sha256, version: l.version, results };
   l.objects++;
   const features = new Map<number, Float32Array>();
   for (const s of due) {
@@ -256,7 +263,7 @@ function score(l: LoadedModels, bytes: Uint8Array, sha?: string): { kind: InputK
     }
     results.push(row);
   }
-  return { kind, results };
+  return { kind, sha256, version: l.version, results };
 }
 
 export default mlModelHandler;
