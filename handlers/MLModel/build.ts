@@ -74,7 +74,9 @@ export interface BuildSummary {
 }
 
 export async function buildModel(input: BuildInput): Promise<BuildSummary> {
-  const parsed = BuildManifestSchema.safeParse(input.manifest);
+  // An existing manifest.json may be reused: its weights digest is recomputed, never trusted.
+  const { weights: _old, ...given } = input.manifest as Record<string, unknown>;
+  const parsed = BuildManifestSchema.safeParse(given);
   if (!parsed.success)
     throw new HandlerError(
       "HND_ML_INVALID",
