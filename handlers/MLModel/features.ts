@@ -31,8 +31,8 @@ export const FEATURES_V1 = [
   "exe_overlay", // share of the file after the last section's end
   "str_density", // printable strings (≥ 5 chars) per KiB / 64
   "str_mean_len", // mean string length / 64
-  "str_urls", // log2(count of "http://" / "https://" + 1) / 8
-  "str_suspicious", // log2(count of suspicious tokens + 1) / 8 (SUSPICIOUS_TOKENS)
+  "str_urls", // log2(count of "http://" / "https://" in the first MiB + 1) / 8
+  "str_suspicious", // log2(count of SUSPICIOUS_TOKENS in the first MiB + 1) / 8
   "b64_run", // longest run of base64 alphabet / min(size, 64 KiB)
   "malformed", // a recognised executable header that does not parse
 ] as const;
@@ -65,6 +65,7 @@ export const SUSPICIOUS_TOKENS = [
 ].map((t) => new TextEncoder().encode(t));
 
 const WINDOW = 4096;
+export const TOKEN_SPAN = 1024 * 1024;
 
 function entropy(counts: Uint32Array, n: number): number {
   if (n === 0) return 0;
@@ -79,32 +80,28 @@ function entropy(counts: Uint32Array, n: number): number {
   return h;
 }
 
-function isPrintable(b: number): boolean {
-  return (b >= 0x20 && b < 0x7f) || b === 9 || b === 10 || b === 13;
-}
-
-function isB64(b: number): boolean {
-  return (
+/** Per-byte class bits, so the one pass over the bytes does table lookups only. */
+const PRINTABLE = 1;
+const B64 = 2;
+const CLASS = new Uint8Array(256);
+for (let b = 0; b < 256; b++) {
+  if ((b >= 0x20 && b < 0x7f) || b === 9 || b === 10 || b === 13) CLASS[b]! |= PRINTABLE;
+  if (
     (b >= 0x41 && b <= 0x5a) ||
     (b >= 0x61 && b <= 0x7a) ||
     (b >= 0x30 && b <= 0x39) ||
     b === 0x2b ||
     b === 0x2f
-  );
+  )
+    CLASS[b]! |= B64;
 }
 
-function countToken(d: Uint8Array, t: Uint8Array): number {
+const HTTP = [new TextEncoder().encode("http://"), new TextEncoder().encode("https://")];
+
+/** Occurrences of `t` in `d`, by Buffer.indexOf (native substring search, GB/s). */
+function countToken(d: Buffer, t: Uint8Array): number {
   let n = 0;
-  const first = t[0]!;
-  for (let i = d.indexOf(first); i !== -1 && i + t.length <= d.length; i = d.indexOf(first, i + 1)) {
-    let ok = true;
-    for (let k = 1; k < t.length; k++)
-      if (d[i + k] !== t[k]) {
-        ok = false;
-        break;
-      }
-    if (ok) n++;
-  }
+  for (let i = d.indexOf(t); i !== -1; i = d.indexOf(t, i + 1)) n++;
   return n;
 }
 
@@ -164,8 +161,53 @@ function peExtras(d: Uint8Array): { wx: boolean; importBytes: number } {
 export function extractV1(d: Uint8Array): Float32Array {
   const f = new Float32Array(FEATURES_V1.length);
   const n = d.length;
+  // One pass: window histograms (summed into the whole-file one), printable strings, base64 runs.
   const counts = new Uint32Array(256);
-  for (let i = 0; i < n; i++) counts[d[i]!]!++;
+  const wc = new Uint32Array(256);
+  let wmax = 0;
+  let wmin = n ? 8 : 0;
+  let high = 0;
+  let windows = 0;
+  let strings = 0;
+  let strChars = 0;
+  let run = 0;
+  let b64 = 0;
+  let b64max = 0;
+  for (let off = 0; off < n; off += WINDOW) {
+    const end = Math.min(n, off + WINDOW);
+    for (let i = off; i < end; i++) {
+      const b = d[i]!;
+      wc[b]!++;
+      const c = CLASS[b]!;
+      if (c & PRINTABLE) run++;
+      else {
+        if (run >= 5) {
+          strings++;
+          strChars += run;
+        }
+        run = 0;
+      }
+      if (c & B64) {
+        if (++b64 > b64max) b64max = b64;
+      } else b64 = 0;
+    }
+    // A short tail window says little about packing: it counts for the histogram only.
+    if (end - off >= 256 || windows === 0) {
+      const h = entropy(wc, end - off);
+      if (h > wmax) wmax = h;
+      if (h < wmin) wmin = h;
+      if (h > 7.2) high++;
+      windows++;
+    }
+    for (let b = 0; b < 256; b++) {
+      counts[b]! += wc[b]!;
+      wc[b] = 0;
+    }
+  }
+  if (run >= 5) {
+    strings++;
+    strChars += run;
+  }
   let k = 0;
   f[k++] = Math.log2(n + 1) / 32;
   f[k++] = entropy(counts, n) / 8;
@@ -175,27 +217,9 @@ export function extractV1(d: Uint8Array): Float32Array {
     f[k++] = n ? c / n : 0;
   }
   let printable = 0;
-  for (let b = 0; b < 256; b++) if (isPrintable(b)) printable += counts[b]!;
+  for (let b = 0; b < 256; b++) if (CLASS[b]! & PRINTABLE) printable += counts[b]!;
   f[k++] = n ? printable / n : 0;
   f[k++] = n ? counts[0]! / n : 0;
-
-  // Entropy windows: the whole-file figure hides a packed blob inside a normal binary.
-  let wmax = 0;
-  let wmin = n ? 8 : 0;
-  let high = 0;
-  let windows = 0;
-  const wc = new Uint32Array(256);
-  for (let off = 0; off < n; off += WINDOW) {
-    const end = Math.min(n, off + WINDOW);
-    if (end - off < 256 && windows > 0) break;
-    wc.fill(0);
-    for (let i = off; i < end; i++) wc[d[i]!]!++;
-    const h = entropy(wc, end - off);
-    wmax = Math.max(wmax, h);
-    wmin = Math.min(wmin, h);
-    if (h > 7.2) high++;
-    windows++;
-  }
   f[k++] = wmax / 8;
   f[k++] = wmin / 8;
   f[k++] = windows ? high / windows : 0;
@@ -244,32 +268,15 @@ export function extractV1(d: Uint8Array): Float32Array {
   f[k++] = imports;
   f[k++] = overlay;
 
-  // Printable strings of 5+ characters.
-  let strings = 0;
-  let strChars = 0;
-  let run = 0;
-  let b64 = 0;
-  let b64max = 0;
-  for (let i = 0; i <= n; i++) {
-    const b = i < n ? d[i]! : 0;
-    if (i < n && isPrintable(b)) run++;
-    else {
-      if (run >= 5) {
-        strings++;
-        strChars += run;
-      }
-      run = 0;
-    }
-    if (i < n && isB64(b)) b64max = Math.max(b64max, ++b64);
-    else b64 = 0;
-  }
   f[k++] = n ? Math.min(1, strings / (n / 1024) / 64) : 0;
   f[k++] = strings ? Math.min(1, strChars / strings / 64) : 0;
-  const urls =
-    countToken(d, new TextEncoder().encode("http://")) + countToken(d, new TextEncoder().encode("https://"));
+  // Tokens are searched in the first TOKEN_SPAN bytes only: droppers put them up front, and 20
+  // substring searches over a large binary would cost more than everything else here together.
+  const buf = Buffer.from(d.buffer, d.byteOffset, Math.min(d.byteLength, TOKEN_SPAN));
+  const urls = countToken(buf, HTTP[0]!) + countToken(buf, HTTP[1]!);
   f[k++] = Math.log2(urls + 1) / 8;
   let sus = 0;
-  for (const t of SUSPICIOUS_TOKENS) sus += countToken(d, t);
+  for (const t of SUSPICIOUS_TOKENS) sus += countToken(buf, t);
   f[k++] = Math.log2(sus + 1) / 8;
   f[k++] = n ? Math.min(1, b64max / Math.min(n, 65536)) : 0;
   f[k++] = malformed;
