@@ -32,7 +32,10 @@ export async function compileAssemblyScript(source: string, maxPages: number | n
     const entry = join(dir, `${basename(source).replace(/\.(as|ts)$/, "")}.ts`);
     writeFileSync(entry, readFileSync(source));
     const out = join(dir, "model.wasm");
-    const asc = (await import("assemblyscript/asc")) as unknown as {
+    // A computed specifier keeps the compiler out of the compiled executables: building from
+    // source needs the npm package (in the repo's node_modules); a prebuilt .wasm needs nothing.
+    const spec = ["assemblyscript", "asc"].join("/");
+    const asc = (await import(spec)) as unknown as {
       main(argv: string[], opts: object): Promise<{ error: Error | null; stderr: { toString(): string } }>;
     };
     const r = await asc.main(ascArgs(entry, out, maxPages), {});
