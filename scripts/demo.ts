@@ -300,7 +300,9 @@ console.log(
 const SAMPLE = "examples/samples/detected-on-purpose.txt";
 step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
 run([AGENT, "scan", SAMPLE, "--state", config.stateDir], { ok: [1] });
-step("endpoint: the installed ML model and its counters (telemetry mode: scores counted in /metrics, no verdict)");
+step(
+  "endpoint: the installed ML model and its counters (telemetry mode: scores counted in /metrics, no verdict)",
+);
 run([AGENT, "handlers", "call", "MLModel", "models", "--state", config.stateDir]);
 step("endpoint: what LocalRepData knows about that file");
 run([AGENT, "rep", SAMPLE, "--state", config.stateDir]);

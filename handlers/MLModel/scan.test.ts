@@ -41,22 +41,22 @@ let agent: TestAgent;
 async function payload(
   patch: Record<string, unknown>,
   wasm?: Uint8Array,
+  goldenInputs?: number[][],
 ): Promise<Record<string, Uint8Array>> {
   const out = mkdtempSync(join(root, "payload-"));
   const manifest = JSON.parse(readFileSync(join(EXAMPLE, "manifest.json"), "utf8"));
   const golden = JSON.parse(readFileSync(join(EXAMPLE, "golden.json"), "utf8"));
   await buildModel({
-    wasm: new Uint8Array(readFileSync(join(EXAMPLE, "model.wasm"))),
+    wasm: wasm ?? new Uint8Array(readFileSync(join(EXAMPLE, "model.wasm"))),
     weights: new Uint8Array(readFileSync(join(EXAMPLE, "weights.bin"))),
     manifest: { ...manifest, ...patch },
-    goldenInputs: golden.vectors.map((v: { features: number[] }) => v.features),
+    goldenInputs: goldenInputs ?? golden.vectors.map((v: { features: number[] }) => v.features),
     out,
   });
   const dir = join(out, String(patch.name ?? manifest.name));
   const record: Record<string, Uint8Array> = {};
   for (const f of readdirSync(dir))
     record[`${patch.name ?? manifest.name}/${f}`] = readFileSync(join(dir, f));
-  if (wasm) record[`${patch.name ?? manifest.name}/model.wasm`] = wasm;
   return record;
 }
 
@@ -143,6 +143,40 @@ test("telemetry → live twin → a bad version refused while the twin keeps ser
   const r3 = await agent.agent.update();
   expect(r3.installed).toEqual([]);
   expect(JSON.stringify(r3)).toContain("HND_ML_INVALID");
+  expect(agent.agent.content().find((c) => c.type === "MLModel")).toMatchObject({
+    version: 2,
+    handlerState: "loaded",
+  });
+  expect((await scan()).detections.filter((d) => d.kind === "ml")).toHaveLength(6);
+});
+
+test("a model that passes its checks but keeps faulting is switched off and its version rolled back", async () => {
+  // Valid on its golden vector (a small object), never returns on objects above ~7 KB.
+  const trap = new Uint8Array(readFileSync(join(import.meta.dir, "testdata", "trap-big.wasm")));
+  const small = [[0.1, ...new Array(36).fill(0)]];
+  await vendor.release(
+    "MLModel",
+    4,
+    await payload({ mode: "live", threshold: 0.5, sampleRate: 1 }, trap, small),
+  );
+  const r4 = await agent.agent.update();
+  expect(r4.installed.map((i) => `${i.type}:${i.version}`)).toEqual(["MLModel:4"]);
+  const events: string[] = [];
+  const off = agent.agent.events.subscribe((e) => {
+    if (e.type === "ml-model-faulted") events.push(JSON.stringify(e));
+  });
+  const t = performance.now();
+  const report = await scan();
+  off();
+  // Faults are bounded by fuel (no hang), never verdicts; the signature detection is untouched.
+  expect(performance.now() - t).toBeLessThan(30_000);
+  // The rollback happens mid-scan (third fault): later files are scored by v2 again, and only
+  // droppers can be among them; faulted calls themselves never produce a detection.
+  for (const d of report.detections.filter((x) => x.kind === "ml"))
+    expect(d.target).toMatch(/-dropper-|pe-packed-/);
+  expect(report.detections.filter((d) => d.kind !== "ml").map((d) => d.name)).toEqual(["T.Mark"]);
+  expect(events).toHaveLength(1);
+  expect(events[0]).toContain('"version":4');
   expect(agent.agent.content().find((c) => c.type === "MLModel")).toMatchObject({
     version: 2,
     handlerState: "loaded",

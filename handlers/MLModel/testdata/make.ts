@@ -9,6 +9,7 @@ const fixtures: [name: string, maxPages: number | null][] = [
   ["grow", 16],
   ["grow-unbounded", null],
   ["import", 16],
+  ["trap-big", 16],
 ];
 for (const [name, pages] of fixtures) {
   const src = join(dir, `${name.replace("-unbounded", "")}.as`);
