@@ -49,6 +49,7 @@ const main = defineCommand({
     samples: () => import("../handlers/DatasetA/cli-contentctl-sxl.ts").then((m) => m.samplesCommand),
     policy: () => import("../handlers/RemapperRules/cli-contentctl-policy.ts").then((m) => m.default),
     flags: () => import("../handlers/Flags/cli-contentctl-flags.ts").then((m) => m.default),
+    ml: () => import("../handlers/MLModel/cli-contentctl-ml.ts").then((m) => m.default),
     host: () => import("../core/cli/agent/host.ts").then((m) => m.default),
   },
 });

@@ -11,6 +11,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { TENANT_RE } from "../core/agent/heartbeat-protocol.ts";
 import { ConfigError } from "../core/errors.ts";
+import { TypesConfigSchema } from "./type-rules.ts";
 
 const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
@@ -102,6 +103,8 @@ export const ReleaseConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Per-type release rules (extra gates, longer soak, lower threshold, live-model gate): type-rules.ts. */
+    types: TypesConfigSchema,
     /** Days until a published group index expires (agents refuse expired indexes). */
     expiresDays: z.number().int().min(1).max(366).default(7),
     /** The scheduler re-signs a group index this many hours before it would expire. */

@@ -22,6 +22,7 @@ import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
 import { type GroupHealth, groupHealth } from "./health.ts";
+import { checkLiveGate, modelsIn } from "./live-gate.ts";
 import {
   type Action,
   currentGroupIndex,
@@ -45,6 +46,7 @@ import {
   saveReleaseState,
   withStateLock,
 } from "./state.ts";
+import { groupsFor } from "./type-rules.ts";
 import { type ReleaseStatusView, statusView } from "./views.ts";
 
 const logger = log.child({ component: "release" });
@@ -123,6 +125,8 @@ export class ReleaseEngine {
         );
       }
       this.checkNewer(state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
+      const models = modelsIn(pkg.files);
+      checkLiveGate(this.config, opts.type, models ?? [], state.releases, now, opts.packageFile);
       const ref = stagePackage(this.config.paths.stateDir, opts.type, opts.version, bytes, pkg.signingTime);
       const id = `${opts.type}-${opts.version}`;
       const release: Release = {
@@ -133,7 +137,13 @@ export class ReleaseEngine {
         status: "active",
         startedAt: now.toISOString(),
         finishedAt: null,
-        groups: this.config.groups.map((g) => ({ name: g.name, publishedAt: null, revertedAt: null })),
+        // T1: the type's own group list (extra groups, manual gates), fleet/type-rules.ts.
+        groups: groupsFor(this.config, opts.type).map((g) => ({
+          name: g.name,
+          publishedAt: null,
+          revertedAt: null,
+        })),
+        ...(models ? { models } : {}),
         abort: null,
         log: [],
         health: [],

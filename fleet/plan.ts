@@ -18,6 +18,7 @@
 import type { GroupConfig, ReleaseConfig } from "./config.ts";
 import { type GroupHealth, type Judgement, judge } from "./health.ts";
 import type { Release, ReleaseState } from "./state.ts";
+import { groupsFor, type TypeRules, thresholdFor } from "./type-rules.ts";
 
 export type Action =
   | { kind: "promote"; release: string; group: string; reason: string }
@@ -42,9 +43,13 @@ export interface Plan {
 
 const FALLBACK_GROUP: Omit<GroupConfig, "name"> = { promote: "manual", soakMinutes: 360 };
 
-export function groupConfig(config: Pick<ReleaseConfig, "groups">, name: string): GroupConfig {
+type TypesOf = { types?: Record<string, TypeRules> };
+
+/** A group's gate and soak; for a release of `type`, after that type's rules (T1, type-rules.ts). */
+export function groupConfig(config: Pick<ReleaseConfig, "groups">, name: string, type?: string): GroupConfig {
+  const groups = type === undefined ? config.groups : groupsFor(config as typeof config & TypesOf, type);
   // A group dropped from the config mid-release is treated as manual: never promote blindly.
-  return config.groups.find((g) => g.name === name) ?? { name, ...FALLBACK_GROUP };
+  return groups.find((g) => g.name === name) ?? { name, ...FALLBACK_GROUP };
 }
 
 export function judgeGroup(
@@ -61,7 +66,11 @@ export function judgeGroup(
     adopted: 0,
     affected: 0,
   };
-  return judge(h, config.health);
+  // T2: a type with its own (lower) threshold is judged by it.
+  return judge(h, {
+    ...config.health,
+    threshold: thresholdFor(config as typeof config & TypesOf, release.type),
+  });
 }
 
 export function soakEndsAt(
@@ -71,7 +80,7 @@ export function soakEndsAt(
 ): number | null {
   const g = release.groups[index];
   if (!g?.publishedAt) return null;
-  return Date.parse(g.publishedAt) + groupConfig(config, g.name).soakMinutes * 60_000;
+  return Date.parse(g.publishedAt) + groupConfig(config, g.name, release.type).soakMinutes * 60_000;
 }
 
 /** Index of the last group the release has been published to, or -1. */
@@ -179,7 +188,7 @@ function planActive(
     }
     return;
   }
-  const gate = groupConfig(config, next.name);
+  const gate = groupConfig(config, next.name, r.type);
   if (gate.promote === "manual") {
     // S4
     out.notes.push({

@@ -70,6 +70,8 @@ export const ReleaseSchema = z
       })
       .strict()
       .nullable(),
+    /** ML models the package carries and their modes (MLModel only), for the live-model gate (T3). */
+    models: z.array(z.object({ name: z.string(), mode: z.enum(["telemetry", "live"]) }).strict()).optional(),
     /** Human-readable history, newest last (capped). */
     log: z.array(z.object({ at: iso, event: z.string(), group: z.string().optional(), detail: z.string() })),
     /** Health samples per live group over time, for the console (capped, thinned). */

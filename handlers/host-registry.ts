@@ -15,7 +15,11 @@ type Module = Record<string, unknown>;
 /** Host group → the modules that export its handlers (literal imports, so the bundler includes them). */
 export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   hmpa: [() => import("./Hmpa_data/index.ts")],
-  scanner: [() => import("./DatasetA/index.ts"), () => import("./LocalRepData/index.ts")],
+  scanner: [
+    () => import("./DatasetA/index.ts"),
+    () => import("./LocalRepData/index.ts"),
+    () => import("./MLModel/index.ts"),
+  ],
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],

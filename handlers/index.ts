@@ -14,6 +14,7 @@ import { flagsHandler } from "./Flags/index.ts";
 import { builtinGroups } from "./groups.ts";
 import { hmpaDataHandler } from "./Hmpa_data/index.ts";
 import { localRepDataHandler } from "./LocalRepData/index.ts";
+import { mlModelHandler } from "./MLModel/index.ts";
 import { ntpOverridesHandler } from "./NTP_OVERRIDES/index.ts";
 import { productRulesFeedHandler } from "./ProductRulesFeed/index.ts";
 import { remapperRulesHandler } from "./RemapperRules/index.ts";
@@ -38,6 +39,7 @@ export function builtinHandlers(): ContentHandler[] {
     eshHandler as ContentHandler,
     crtHandler as ContentHandler,
     agentSoftwareHandler as ContentHandler,
+    mlModelHandler as ContentHandler,
   ];
 }
 

@@ -144,6 +144,24 @@ step("vendor: pack this build of the agent as AgentSoftware content");
   copyFileSync(AGENT, join(src, "agent"));
   packages.push(packExample("AgentSoftware", src));
 }
+step("vendor: pack the example ML model (MLModel, telemetry mode: scores go to metrics, never to a verdict)");
+{
+  const out = join(DEMO, "packages/MLModel-1.tar");
+  run([
+    CTL,
+    "pack",
+    "--type",
+    "MLModel",
+    "--version",
+    "1",
+    "--keys",
+    join(DEMO, "keys"),
+    "--out",
+    out,
+    "examples/MLModel",
+  ]);
+  packages.push(out);
+}
 const tenantArgs = ["--tenant", "default", "--repo", join(DEMO, "repo"), "--keys", join(DEMO, "keys")];
 run([CTL, "policy", "set", ...tenantArgs, "examples/RemapperRules/policy/threat-protection.xml"]);
 run([CTL, "flags", "set", ...tenantArgs, "onAccessBlock", "on"]);
@@ -257,6 +275,10 @@ console.log(
 const SAMPLE = "examples/samples/detected-on-purpose.txt";
 step(`endpoint: scan ${SAMPLE} with the DatasetA example signature (exit 1: found)`);
 run([AGENT, "scan", SAMPLE, "--state", config.stateDir], { ok: [1] });
+step(
+  "endpoint: the installed ML model and its counters (telemetry mode: scores counted in /metrics, no verdict)",
+);
+run([AGENT, "handlers", "call", "MLModel", "models", "--state", config.stateDir]);
 step("endpoint: what LocalRepData knows about that file");
 run([AGENT, "rep", SAMPLE, "--state", config.stateDir]);
 step("endpoint: replay recorded process events through the Behavior rules");

@@ -72,7 +72,8 @@ export const LAYERS: readonly { layer: Layer; units: RegExp; mayImport: readonly
 /** L2: the only imports from one content type into another. */
 export const TYPE_DEPENDENCIES: Readonly<Record<string, readonly string[]>> = {
   // The scan requester looks detected executables up in LocalRepData and runs its process tagger.
-  "handlers/DatasetA": ["handlers/LocalRepData"],
+  // … and scores scanned objects with the installed ML models (handlers/MLModel/scan-hook.ts).
+  "handlers/DatasetA": ["handlers/LocalRepData", "handlers/MLModel"],
   // The IPS service asks NTP_OVERRIDES whether a loaded module forbids it (docs/ips.md).
   "handlers/EPIPS_data": ["handlers/NTP_OVERRIDES"],
 };

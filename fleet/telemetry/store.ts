@@ -105,6 +105,35 @@ export class TelemetryStore {
     return tx() as boolean;
   }
 
+  /**
+   * One ML model's fleet telemetry since `since` (T4, fleet/type-rules.ts): each agent's latest
+   * report counts once (its counters are cumulative), summed over outpost_ml_scores_total in
+   * telemetry mode. An agent restart resets its counters, so this can only undercount.
+   */
+  mlEvidence(model: string, since: string): { scores: number; over: number; agents: number } {
+    const rows = this.db
+      .query(
+        "SELECT body FROM reports r WHERE period_end >= ? AND period_end = (SELECT MAX(period_end) FROM reports WHERE agent_id = r.agent_id)",
+      )
+      .all(since) as { body: string }[];
+    let scores = 0;
+    let over = 0;
+    let agents = 0;
+    for (const { body } of rows) {
+      const report = JSON.parse(body) as TelemetryReport;
+      let seen = false;
+      for (const m of report.metrics) {
+        if (m.name !== "outpost_ml_scores_total" || m.labels.model !== model || m.labels.mode !== "telemetry")
+          continue;
+        seen = true;
+        scores += m.value;
+        if (m.labels.band === "over") over += m.value;
+      }
+      if (seen) agents++;
+    }
+    return { scores, over, agents };
+  }
+
   count(): number {
     return (this.db.query("SELECT COUNT(*) AS n FROM reports").get() as { n: number }).n;
   }

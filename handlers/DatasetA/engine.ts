@@ -40,7 +40,8 @@ export const DEFAULT_LIMITS: ScanLimits = {
   verifyBudget: 5_000_000,
 };
 
-export type DetectionKind = "hash" | "body" | "heuristic";
+/** "ml": a live MLModel scored the object at or above its threshold (added by the scan requester). */
+export type DetectionKind = "hash" | "body" | "heuristic" | "ml";
 
 export interface Detection {
   name: string;

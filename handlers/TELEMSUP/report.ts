@@ -32,6 +32,8 @@ export const METRIC_ALLOWLIST: Record<string, readonly string[]> = {
   outpost_host_events_dropped_total: ["group"],
   outpost_scan_bytes_total: ["source"],
   outpost_scan_detections_total: ["kind", "verdict"],
+  outpost_ml_scores_total: ["model", "mode", "band"],
+  outpost_ml_faults_total: ["model", "fault"],
   outpost_sxl_lookups_total: ["outcome"],
   outpost_behavior_events_total: ["type"],
   outpost_rule_faults_total: ["kind"],

@@ -14,6 +14,7 @@ import type { AgentConfig } from "../../../core/config.ts";
 import { log } from "../../../core/log.ts";
 import { sensorsOf } from "../../../core/sensors/service.ts";
 import { ProcessTagger } from "../../LocalRepData/process-tagger.ts";
+import { MlScoring } from "../../MLModel/scan-hook.ts";
 import { loadVendorPublicKey } from "../samples/envelope.ts";
 import { SampleQueue, SampleUploader } from "../samples/queue.ts";
 import { parseResolver, SxlClient } from "../sxl/client.ts";
@@ -31,7 +32,7 @@ export interface ScanRuntime {
 
 export interface RuntimeContext {
   config: AgentConfig;
-  api: { call: CallHandler };
+  api: { call: CallHandler; rollback?(type: string): Promise<unknown> };
   events?: {
     emit(type: string, fields?: Record<string, unknown>): unknown;
     subscribe?(fn: (e: AgentEvent) => void): () => void;
@@ -80,6 +81,7 @@ export async function createScanRuntime(
     ...(sxl ? { sxl } : {}),
     ...(queue ? { samples: { queue, ...(uploader ? { uploader } : {}) } } : {}),
     emit,
+    ml: new MlScoring({ call, emit, rollback: () => ctx.api.rollback?.("MLModel") ?? Promise.resolve() }),
   });
   return { service, sxl, queue, uploader, tagger };
 }

@@ -22,6 +22,7 @@ import { basename } from "node:path";
 import { describeError } from "../../../core/errors.ts";
 import { metrics } from "../../../core/metrics.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
+import type { MlScoring } from "../../MLModel/scan-hook.ts";
 import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
 import type { SampleQueue, SampleUploader } from "../samples/queue.ts";
 import type { SxlClient, SxlResult } from "../sxl/client.ts";
@@ -77,6 +78,8 @@ export interface DetectionReport extends Detection {
   /** What Live Protection said (only for lookup-enabled detections). */
   live?: LookupReport;
   reputation?: Pick<RepAnswer, "score" | "band" | "source">;
+  /** kind "ml": the live model's score (its threshold is in `detail`). */
+  score?: number;
   sample?: { status: string; key?: string; reason?: string };
 }
 
@@ -128,6 +131,8 @@ export interface ScanServiceOptions {
   samples?: { queue: SampleQueue; uploader?: SampleUploader };
   emit?: (type: string, fields: Record<string, unknown>) => void;
   limits?: Partial<ScanLimits>;
+  /** ML models (handlers/MLModel): whole objects up to CHUNK_BYTES are scored after the signatures. */
+  ml?: MlScoring;
 }
 
 export class ScanService {
@@ -367,6 +372,8 @@ export class ScanService {
       });
       detections.push(report);
     }
+    if (this.o.ml && bytes && o.size <= CHUNK_BYTES)
+      detections.push(...(await this.mlDetections(target, o, bytes, source)));
     const executables: ExecutableReport[] = o.executables.map((x) => {
       const rep = repFor(x.sha256, x.path);
       return {
@@ -394,6 +401,44 @@ export class ScanService {
       limits: o.limits.map((l) => ({ ...l, target })),
       durationMs: o.durationMs,
     };
+  }
+
+  /** Live ML findings as detections of kind "ml"; telemetry models never reach this list (scan-hook.ts). */
+  private async mlDetections(
+    target: string,
+    o: ScanOutcome,
+    bytes: () => Uint8Array,
+    source?: string,
+  ): Promise<DetectionReport[]> {
+    const findings = await this.o.ml!.score(bytes(), o.sha256);
+    return findings.map((f) => {
+      const report: DetectionReport = {
+        name: `Outpost.ML.${f.model}`,
+        kind: "ml",
+        path: [],
+        lookup: false,
+        sha256: f.sha256,
+        size: o.size,
+        objectKind: o.kind,
+        detail: `score ${f.score.toFixed(4)} ≥ threshold ${f.threshold}`,
+        score: f.score,
+        target,
+        // A model's score is evidence, not an identification: suspicious, never malware.
+        verdict: "suspicious",
+      };
+      detectionsTotal.inc({ kind: "ml", verdict: report.verdict });
+      this.o.emit?.("scan-detection", {
+        target,
+        name: report.name,
+        detectionKind: "ml",
+        path: [],
+        sha256: f.sha256,
+        verdict: report.verdict,
+        score: f.score,
+        ...(source ? { source } : {}),
+      });
+      return report;
+    });
   }
 
   private async lookup(d: Detection, rep: RepAnswer | undefined): Promise<LookupReport> {
