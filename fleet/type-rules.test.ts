@@ -43,6 +43,16 @@ describe("T1/T2: a type's groups, gates, soaks and threshold", () => {
     expect(thresholdFor(config, "Hmpa_data")).toBe(0.005);
   });
 
+  test("AgentSoftware by default: every public step manual, soaks tripled, threshold 0.1 % (issue 20)", () => {
+    expect(groupsFor(config, "AgentSoftware").map((g) => [g.name, g.promote, g.soakMinutes])).toEqual([
+      ["eng-test", "manual", 180],
+      ["public-1", "manual", 360],
+      ["public-2", "manual", 360],
+      ["public-3", "manual", 720],
+    ]);
+    expect(thresholdFor(config, "AgentSoftware")).toBe(0.001);
+  });
+
   test("extra groups go after their anchor; a type threshold above the fleet's does not loosen it", () => {
     const c = parseReleaseConfig({
       ...input,

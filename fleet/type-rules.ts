@@ -62,8 +62,17 @@ export const TypeRulesSchema = z
 
 export type TypeRules = z.infer<typeof TypeRulesSchema>;
 
-/** ML models: a second manual public step, double soaks, a 0.2 % threshold, three days in telemetry first. */
+/**
+ * ML models: a second manual public step, double soaks, a 0.2 % threshold, three days in telemetry first.
+ * Agent software (issue 20): every public step manual, triple soaks, a 0.1 % threshold — a bad build costs
+ * a restart and a rollback on each host it reaches, so it reaches them slowest of all.
+ */
 export const DEFAULT_TYPE_RULES: Record<string, z.input<typeof TypeRulesSchema>> = {
+  AgentSoftware: {
+    manualGroups: ["public-1", "public-2", "public-3", "public-4"],
+    soakFactor: 3,
+    healthThreshold: 0.001,
+  },
   MLModel: {
     manualGroups: ["public-2"],
     soakFactor: 2,
