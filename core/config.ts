@@ -5,10 +5,12 @@
  * file and the offending field — the agent refuses to start on it rather
  * than guessing.
  */
+
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { ExclusionsConfigSchema } from "./exclusions/schema.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
@@ -288,6 +290,8 @@ export const AgentConfigSchema = z
     /** Kernel sensors and on-access scanning (docs/sensors.md). */
     sensors: SensorsSchema,
     onAccess: OnAccessSchema,
+    /** Local exclusions (source "config"), beside APPFEED/USERAPPFEED's (docs/exclusions.md). */
+    exclusions: ExclusionsConfigSchema,
   })
   .strict();
 

@@ -16,6 +16,7 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
+import { ExclusionService } from "../exclusions/service.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
@@ -88,6 +89,8 @@ export class Agent implements AgentApi {
   readonly events = new EventBus();
   /** Health reasons raised by any feature (core/health/reasons.ts); merged into status(). */
   readonly health: HealthBoard;
+  /** Exclusions from every source, one matcher for every feature (core/exclusions, docs/exclusions.md). */
+  readonly exclusions: ExclusionService;
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
   private readonly host: HandlerHost;
@@ -124,6 +127,12 @@ export class Agent implements AgentApi {
       }),
     );
     this.now = opts.now ?? (() => new Date());
+    this.exclusions = new ExclusionService({
+      stateDir: opts.config.stateDir,
+      config: opts.config.exclusions,
+      protectedPaths: [process.execPath, defaultInstallDir(), opts.config.stateDir],
+      now: this.now,
+    });
     this.rollbackNotices = new RollbackNotices(this.health, () => this.memory, this.now);
     this.store = new ContentStore(opts.config.stateDir);
     this.usable = new HandlerRegistry();
