@@ -2,6 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ExclusionScope } from "./schema.ts";
 import { EXCLUSIONS_FILE, ExclusionService } from "./service.ts";
 
 const dirs: string[] = [];
@@ -17,7 +18,8 @@ const make = (config: unknown[] = []) => {
     protectedPaths: [stateDir, "/opt/outpost"],
   });
 };
-const ex = (value: string, scope = ["onAccess"]) => ({ kind: "path", value, scope, reason: "test" }) as const;
+const ex = (value: string, scope: ExclusionScope[] = ["onAccess"]) =>
+  ({ kind: "path", value, scope, reason: "test" }) as const;
 
 test("a producer's sources are replaced together; a failing rule keeps what it had", () => {
   const s = make([ex("/srv/local")]);
