@@ -4,6 +4,7 @@
  */
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
+import { appfeedHandler } from "./APPFEED/index.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { crtHandler } from "./CRT/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
@@ -19,6 +20,7 @@ import { remapperRulesHandler } from "./RemapperRules/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 import { telemsupHandler } from "./TELEMSUP/index.ts";
+import { userAppfeedHandler } from "./USERAPPFEED/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
   return [
@@ -36,6 +38,8 @@ export function builtinHandlers(): ContentHandler[] {
     telemsupHandler as ContentHandler,
     eshHandler as ContentHandler,
     crtHandler as ContentHandler,
+    appfeedHandler as ContentHandler,
+    userAppfeedHandler as ContentHandler,
   ];
 }
 
