@@ -16,6 +16,7 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
+import { protectedPaths } from "../exclusions/protected.ts";
 import { ExclusionService } from "../exclusions/service.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
@@ -130,7 +131,7 @@ export class Agent implements AgentApi {
     this.exclusions = new ExclusionService({
       stateDir: opts.config.stateDir,
       config: opts.config.exclusions,
-      protectedPaths: [process.execPath, defaultInstallDir(), opts.config.stateDir],
+      protectedPaths: protectedPaths(opts.config.stateDir),
       now: this.now,
     });
     this.rollbackNotices = new RollbackNotices(this.health, () => this.memory, this.now);

@@ -17,9 +17,11 @@
  *
  * Every detection is published on the agent's event stream.
  */
+
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { describeError } from "../../../core/errors.ts";
+import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import { metrics } from "../../../core/metrics.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
@@ -110,6 +112,8 @@ export interface ScanReport {
   durationMs: number;
   /** True when at least one detection stands (what makes `agent scan` exit 1). */
   found: boolean;
+  /** Files left out because an exclusion (scope "scan") covers them; absent when none. */
+  excluded?: number;
 }
 
 export interface Progress {
@@ -128,6 +132,8 @@ export interface ScanServiceOptions {
   samples?: { queue: SampleQueue; uploader?: SampleUploader };
   emit?: (type: string, fields: Record<string, unknown>) => void;
   limits?: Partial<ScanLimits>;
+  /** The agent's exclusions (core/exclusions): scope "scan" skips files, "lookups" skips Live Protection. */
+  exclusions?: () => ExclusionMatcher;
 }
 
 export class ScanService {
@@ -140,7 +146,10 @@ export class ScanService {
   ): Promise<ScanReport> {
     const started = performance.now();
     const errors: SourceError[] = [];
-    const files = listFiles(paths, errors);
+    const matcher = this.o.exclusions?.();
+    const listed = listFiles(paths, errors);
+    const files = matcher ? listed.filter((f) => !matcher.file("scan", f.path)) : listed;
+    const excluded = listed.length - files.length;
     const progress: Progress = {
       phase: "scanning",
       filesDone: 0,
@@ -170,7 +179,8 @@ export class ScanService {
     progress.phase = "done";
     progress.current = undefined;
     opts.onProgress?.(progress);
-    return summarize(paths, reports, errors, performance.now() - started);
+    const report = summarize(paths, reports, errors, performance.now() - started);
+    return excluded > 0 ? { ...report, excluded } : report;
   }
 
   /** Scans bytes handed over by a caller (POST /v1/scan with a body). */
@@ -344,7 +354,7 @@ export class ScanService {
         ...(rep?.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
       };
       if (d.lookup) {
-        const lookup = await this.lookup(d, rep);
+        const lookup = await this.lookup(d, rep, target);
         report.live = lookup;
         if (lookup.status === "answered") {
           if (lookup.verdict === "ignore") report.verdict = "ignored";
@@ -396,7 +406,11 @@ export class ScanService {
     };
   }
 
-  private async lookup(d: Detection, rep: RepAnswer | undefined): Promise<LookupReport> {
+  private async lookup(d: Detection, rep: RepAnswer | undefined, target: string): Promise<LookupReport> {
+    if (this.o.exclusions?.().file("lookups", target, d.sha256)) {
+      lookupsTotal.inc({ outcome: "skipped-excluded" });
+      return { status: "skipped", reason: "excluded" };
+    }
     if (rep?.band === "high") {
       lookupsTotal.inc({ outcome: "skipped-high-reputation" });
       return { status: "skipped", reason: "high-reputation" };
