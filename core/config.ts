@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { ExclusionsConfigSchema } from "./exclusions/schema.ts";
+import { ExclusionsConfigSchema } from "./exclusions-config.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";

@@ -16,7 +16,6 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
-import { protectedPaths } from "../exclusions/protected.ts";
 import { ExclusionService } from "../exclusions/service.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
@@ -46,6 +45,7 @@ import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy } from "./policy.ts";
+import { protectedPaths } from "./protected-paths.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
 

@@ -7,8 +7,9 @@
  * remembered per pid until process.exit. Children are judged on their
  * own exec: excluding a backup tool does not exclude the shell it runs.
  */
+
+import type { ExclusionScope } from "../exclusions-config.ts";
 import type { ExclusionMatcher } from "./matcher.ts";
-import type { ExclusionScope } from "./schema.ts";
 
 type Event = { type: string } & Record<string, unknown>;
 

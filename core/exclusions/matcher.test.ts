@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
+import type { Exclusion } from "../exclusions-config.ts";
 import { ExclusionMatcher } from "./matcher.ts";
-import type { Exclusion } from "./schema.ts";
 
 const e = (kind: Exclusion["kind"], value: string, scope: Exclusion["scope"]): Exclusion => ({
   kind,

@@ -10,7 +10,7 @@
  * Each entry is a bit mask of scopes, so a subject excluded for on-access
  * only is still scanned on demand. Measured in bench/exclusions.ts.
  */
-import { EXCLUSION_SCOPES, type Exclusion, type ExclusionScope } from "./schema.ts";
+import { EXCLUSION_SCOPES, type Exclusion, type ExclusionScope } from "../exclusions-config.ts";
 
 const BIT: Record<ExclusionScope, number> = Object.fromEntries(
   EXCLUSION_SCOPES.map((s, i) => [s, 1 << i]),

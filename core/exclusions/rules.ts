@@ -11,7 +11,7 @@
  *   X5  a signer or process name is printable, ≤ 256 characters
  *   X6  scopes are not repeated
  */
-import { type Exclusion, type ExclusionInput, ExclusionInputSchema } from "./schema.ts";
+import { type Exclusion, type ExclusionInput, ExclusionInputSchema } from "../exclusions-config.ts";
 
 export interface Refusal {
   rule: "X0" | "X1" | "X2" | "X3" | "X4" | "X5" | "X6";

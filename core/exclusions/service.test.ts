@@ -2,7 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ExclusionScope } from "./schema.ts";
+import type { ExclusionScope } from "../exclusions-config.ts";
 import { EXCLUSIONS_FILE, ExclusionService } from "./service.ts";
 
 const dirs: string[] = [];

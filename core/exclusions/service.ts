@@ -17,10 +17,15 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import {
+  EXCLUSION_KINDS,
+  EXCLUSION_SCOPES,
+  type Exclusion,
+  type ExclusionInput,
+} from "../exclusions-config.ts";
 import { atomicWriteFile } from "../fsutil.ts";
 import { ExclusionMatcher } from "./matcher.ts";
 import { checkExclusion, type Refusal } from "./rules.ts";
-import { EXCLUSION_KINDS, EXCLUSION_SCOPES, type Exclusion, type ExclusionInput } from "./schema.ts";
 
 export const PRECEDENCE = ["APPFEED", "USERAPPFEED", "config"] as const;
 export const EXCLUSIONS_FILE = "exclusions.json";

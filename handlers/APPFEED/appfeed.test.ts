@@ -26,7 +26,6 @@ import { initKeys, KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts"
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { OnAccessSchema } from "../../core/sensors-config.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
-import { TENANT_ROOT_FILE, tenantSign } from "../_shared/appfeed/tenant.ts";
 import { groupWorkDir } from "../_shared/lua/keys.ts";
 import {
   type LuaTestAgent,
@@ -35,6 +34,7 @@ import {
   type TestKey,
   testKey,
 } from "../_shared/lua/testkit.ts";
+import { TENANT_ROOT_FILE, tenantSign } from "../_shared/tenant/signature.ts";
 import { datasetAHandler } from "../DatasetA/index.ts";
 import { OnAccessScanner } from "../DatasetA/on-access.ts";
 import { createScanRuntime } from "../DatasetA/scan/runtime.ts";

@@ -14,8 +14,8 @@ import { printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { TrustStore } from "../../core/crypto/cms.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
 import { resolveAgentIdentity } from "../../core/host/sandbox.ts";
-import { TENANT_ROOT_FILE } from "../_shared/appfeed/tenant.ts";
 import { groupWorkDir } from "../_shared/lua/keys.ts";
+import { TENANT_ROOT_FILE } from "../_shared/tenant/signature.ts";
 
 const trustTenant = defineCommand({
   meta: {

@@ -5,7 +5,7 @@
  * running agent persists its set on every change, so this needs no agent.
  */
 import { defineCommand } from "citty";
-import { protectedPaths } from "../../exclusions/protected.ts";
+import { protectedPaths } from "../../agent/protected-paths.ts";
 import { ExclusionService } from "../../exclusions/service.ts";
 import { printJson, printText, renderTable } from "../output.ts";
 import { agentArgs, loadAgentConfig } from "./session.ts";

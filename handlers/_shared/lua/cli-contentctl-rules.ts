@@ -21,7 +21,7 @@ import { KEY_FILES, loadSigningKeys } from "../../../core/crypto/keys.ts";
 import { HandlerError } from "../../../core/errors.ts";
 import { atomicWriteFile } from "../../../core/fsutil.ts";
 import { packDirectory } from "../../../core/package/pack.ts";
-import { TENANT_ROOT_FILE, tenantSign } from "../appfeed/tenant.ts";
+import { TENANT_ROOT_FILE, tenantSign } from "../tenant/signature.ts";
 import { Keyring, type KeyringFile, KeyringSchema, newKeyring } from "./crypto.ts";
 import { encryptRulesDir } from "./format.ts";
 
