@@ -6,6 +6,8 @@
  *
  *   - at install: the handler runs them in load(); this feed picks the results up on
  *     `content-installed` (and on start, for content installed before);
+ *   - on demand: `agent appfeed run` (each run the handler announces with `appfeed-ran` is
+ *     picked up the same way, whoever asked for it);
  *   - after each package-manager change: /var/lib/dpkg and /var/lib/rpm are watched, and a
  *     burst of changes (an apt transaction) gives one run once it has been quiet for `settleMs`;
  *   - hourly.
@@ -43,6 +45,7 @@ export class AppfeedFeed implements AgentService {
   private watchers: FSWatcher[] = [];
   private unsubscribe?: () => void;
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly applied = new Map<string, string>();
   /** Package-manager changes seen (for status and tests). */
   packageChanges = 0;
 
@@ -54,8 +57,8 @@ export class AppfeedFeed implements AgentService {
   async start(): Promise<void> {
     this.unsubscribe = this.api.events.subscribe((e) => {
       const type = e.contentType;
-      if ((e.type === "content-installed" || e.type === "content-rolled-back") && isAppfeed(type)) {
-        void this.enqueue(type, "results");
+      if (/^(content-installed|content-rolled-back|appfeed-ran)$/.test(e.type) && isAppfeed(type)) {
+        void this.enqueue(type);
       }
     });
     for (const dir of this.o.watchDirs ?? ["/var/lib/dpkg", "/var/lib/rpm"]) {
@@ -66,9 +69,9 @@ export class AppfeedFeed implements AgentService {
         logger.warn("cannot watch the package database", { dir, ...describeError(e) });
       }
     }
-    this.timer = setInterval(() => this.runAll("run"), this.o.intervalMs ?? 3600_000);
+    this.timer = setInterval(() => this.runAll(), this.o.intervalMs ?? 3600_000);
     this.timer.unref?.();
-    await this.runAll("results");
+    await this.applyAll();
   }
 
   stop(): void {
@@ -78,9 +81,21 @@ export class AppfeedFeed implements AgentService {
     for (const w of this.watchers.splice(0)) w.close();
   }
 
-  /** Runs every loaded type's rules now (or takes their last results); resolves when applied. */
-  runAll(method: "run" | "results"): Promise<unknown> {
-    return Promise.all(APPFEED_TYPES.map((t) => this.enqueue(t, method)));
+  /** Asks every loaded type to run its rules now; each run's `appfeed-ran` brings its results here. */
+  runAll(): Promise<unknown> {
+    return Promise.all(
+      APPFEED_TYPES.map((t) =>
+        this.api.call(t, "run", {}).catch((e) => {
+          const d = describeError(e);
+          if (d.code !== "HND_NOT_LOADED") logger.warn(`${t} rules not run`, d);
+        }),
+      ),
+    );
+  }
+
+  /** Applies every loaded type's last results; resolves when done. */
+  applyAll(): Promise<unknown> {
+    return Promise.all(APPFEED_TYPES.map((t) => this.enqueue(t)));
   }
 
   private packagesChanged(): void {
@@ -88,27 +103,31 @@ export class AppfeedFeed implements AgentService {
     if (this.settle) clearTimeout(this.settle);
     this.settle = setTimeout(() => {
       this.settle = undefined;
-      void this.runAll("run");
+      void this.runAll();
     }, this.o.settleMs ?? 2000);
     this.settle.unref?.();
   }
 
   /** One at a time: a run and an install landing together must not apply out of order. */
-  private enqueue(type: string, method: "run" | "results"): Promise<unknown> {
-    this.chain = this.chain.then(() => this.apply(type, method)).catch(() => {});
+  private enqueue(type: string): Promise<unknown> {
+    this.chain = this.chain.then(() => this.apply(type)).catch(() => {});
     return this.chain;
   }
 
-  private async apply(type: string, method: "run" | "results"): Promise<void> {
+  private async apply(type: string): Promise<void> {
     let run: AppfeedRun;
     try {
-      run = (await this.api.call(type, method, {})) as AppfeedRun;
+      run = (await this.api.call(type, "results", {})) as AppfeedRun;
     } catch (e) {
       // Not installed (or its host is down): its exclusions stay as they were.
       const d = describeError(e);
-      if (d.code !== "HND_NOT_LOADED") logger.warn(`${type} rules not run`, d);
+      if (d.code !== "HND_NOT_LOADED") logger.warn(`${type} results not applied`, d);
       return;
     }
+    // The same run announced twice (its event, then an install) is applied once.
+    const key = `${run.version}@${run.ranAt}`;
+    if (this.applied.get(type) === key) return;
+    this.applied.set(type, key);
     const next: Record<string, SourceUpdate> = {};
     const problems: string[] = [];
     for (const app of run.apps) {
