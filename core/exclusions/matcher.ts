@@ -3,7 +3,7 @@
  * once per exclusion set and swapped whole, so a lookup never sees half a
  * set. Cost per event does not grow with the number of exclusions:
  *
- *   path / process path   one Map lookup per directory level of the subject
+ *   path / process path   one pass over the subject, one Map probe per directory level
  *                         (a path exclusion covers the path and everything beneath it)
  *   process name, sha256, signer   one Map lookup
  *
@@ -31,34 +31,73 @@ function add(map: Map<string, number>, key: string, scopes: readonly ExclusionSc
   map.set(key, mask);
 }
 
-/** True when `path` or one of its parent directories is in `map` with `bit`. */
-function underAny(map: Map<string, number>, path: string, bit: number): boolean {
-  if (map.size === 0 || !path.startsWith("/")) return false;
-  let p = path;
-  for (;;) {
-    const m = map.get(p);
-    if (m !== undefined && (m & bit) !== 0) return true;
-    const cut = p.lastIndexOf("/");
-    if (cut <= 0) return false;
-    p = p.slice(0, cut);
+/**
+ * Path prefixes by a hash of their bytes (FNV-1a over UTF-16 code units):
+ * one pass over the subject hashes every directory prefix as it goes, so a
+ * lookup allocates nothing (slicing each prefix and hashing it again cost
+ * ~10x more, bench/exclusions.ts); a hash hit is confirmed by comparing.
+ */
+class PrefixTable {
+  private readonly byHash = new Map<number, { value: string; mask: number }[]>();
+  size = 0;
+
+  constructor(entries: Map<string, number>) {
+    for (const [value, mask] of entries) {
+      const h = hashOf(value);
+      const list = this.byHash.get(h);
+      if (list) list.push({ value, mask });
+      else this.byHash.set(h, [{ value, mask }]);
+      this.size++;
+    }
+  }
+
+  /** True when `path` or a directory above it carries `bit`. */
+  covers(path: string, bit: number): boolean {
+    if (this.size === 0 || path.charCodeAt(0) !== 47) return false;
+    let h = FNV_OFFSET;
+    const n = path.length;
+    for (let i = 0; i <= n; i++) {
+      const c = i < n ? path.charCodeAt(i) : 47;
+      if (c === 47 && i > 0) {
+        const list = this.byHash.get(h);
+        if (list) {
+          for (const e of list) {
+            if ((e.mask & bit) !== 0 && e.value.length === i && path.startsWith(e.value)) return true;
+          }
+        }
+      }
+      h = Math.imul(h ^ c, 16777619) >>> 0;
+    }
+    return false;
   }
 }
 
+const FNV_OFFSET = 2166136261;
+function hashOf(s: string): number {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
 export class ExclusionMatcher {
-  private readonly paths = new Map<string, number>();
-  private readonly exes = new Map<string, number>();
+  private readonly paths: PrefixTable;
+  private readonly exes: PrefixTable;
   private readonly names = new Map<string, number>();
   private readonly hashes = new Map<string, number>();
   private readonly signers = new Map<string, number>();
   readonly size: number;
 
   constructor(list: readonly Exclusion[]) {
+    const paths = new Map<string, number>();
+    const exes = new Map<string, number>();
     for (const e of list) {
-      if (e.kind === "path") add(this.paths, e.value, e.scope);
-      else if (e.kind === "process") add(e.value.startsWith("/") ? this.exes : this.names, e.value, e.scope);
+      if (e.kind === "path") add(paths, e.value, e.scope);
+      else if (e.kind === "process") add(e.value.startsWith("/") ? exes : this.names, e.value, e.scope);
       else if (e.kind === "sha256") add(this.hashes, e.value.toLowerCase(), e.scope);
       else add(this.signers, e.value.toLowerCase(), e.scope);
     }
+    this.paths = new PrefixTable(paths);
+    this.exes = new PrefixTable(exes);
     this.size = list.length;
   }
 
@@ -67,7 +106,7 @@ export class ExclusionMatcher {
   /** A file: by its path, and (when known) its SHA-256 and signer. */
   file(scope: ExclusionScope, path: string, sha256?: string, signer?: string): boolean {
     const bit = BIT[scope];
-    if (underAny(this.paths, path, bit)) return true;
+    if (this.paths.covers(path, bit)) return true;
     if (sha256 && ((this.hashes.get(sha256.toLowerCase()) ?? 0) & bit) !== 0) return true;
     return signer !== undefined && ((this.signers.get(signer.toLowerCase()) ?? 0) & bit) !== 0;
   }
@@ -75,7 +114,7 @@ export class ExclusionMatcher {
   /** A process: by executable path (or a directory above it), name, image hash or signer. */
   process(scope: ExclusionScope, p: ProcessSubject): boolean {
     const bit = BIT[scope];
-    if (p.exe && underAny(this.exes, p.exe, bit)) return true;
+    if (p.exe && this.exes.covers(p.exe, bit)) return true;
     if (p.name && ((this.names.get(p.name) ?? 0) & bit) !== 0) return true;
     if (p.sha256 && ((this.hashes.get(p.sha256.toLowerCase()) ?? 0) & bit) !== 0) return true;
     return p.signer !== undefined && ((this.signers.get(p.signer.toLowerCase()) ?? 0) & bit) !== 0;
