@@ -3,6 +3,7 @@
  * mode and tests. Everything here is JSON-serialisable: it is also the shape
  * of the `--json` output documented in docs/cli.md.
  */
+import type { ExclusionSummary } from "../exclusions/service.ts";
 import type { HealthReason } from "../health/reasons.ts";
 import type { PolicyStatus } from "./policy.ts";
 import type { AckResult } from "./rollback-notices.ts";
@@ -130,6 +131,8 @@ export interface AgentStatus {
   policy?: PolicyStatus;
   /** Kernel sensors and on-access scanning (docs/sensors.md), when `agent run` started them. */
   sensors?: Record<string, unknown>;
+  /** The exclusions the agent honours, in brief (`agent exclusions` lists them; docs/exclusions.md). */
+  exclusions?: ExclusionSummary;
 }
 
 export interface AgentApi {

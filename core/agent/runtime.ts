@@ -669,6 +669,7 @@ export class Agent implements AgentApi {
         startedAt: this.startedAt,
         nextRunAt: this.loop?.nextRunAt ?? null,
       }),
+      exclusions: this.exclusions.summary(),
       ...Object.fromEntries([...this.statusSections].map(([k, f]) => [k, f()])),
     };
   }
