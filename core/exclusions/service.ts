@@ -89,6 +89,7 @@ export class ExclusionService {
   private effectiveList: Exclusion[] = [];
   private shadowed = 0;
   private current: ExclusionMatcher = ExclusionMatcher.empty;
+  private cachedSummary?: ExclusionSummary;
   private updatedAt: string | null = null;
   private readonly listeners = new Set<(s: ExclusionSummary) => void>();
   private readonly now: () => Date;
@@ -117,10 +118,12 @@ export class ExclusionService {
     return this.refusedList;
   }
 
+  /** Computed once per change (status and every heartbeat ask for it; hashing 100k entries is not free). */
   summary(): ExclusionSummary {
+    if (this.cachedSummary) return this.cachedSummary;
     const bySource: Record<string, number> = {};
     for (const e of this.effectiveList) bySource[owner(e.source)] = (bySource[owner(e.source)] ?? 0) + 1;
-    return {
+    this.cachedSummary = {
       count: this.effectiveList.length,
       hash: createHash("sha256").update(JSON.stringify(this.effectiveList)).digest("hex"),
       bySource,
@@ -128,6 +131,7 @@ export class ExclusionService {
       shadowed: this.shadowed,
       updatedAt: this.updatedAt,
     };
+    return this.cachedSummary;
   }
 
   onChange(fn: (s: ExclusionSummary) => void): () => void {
@@ -160,6 +164,7 @@ export class ExclusionService {
     this.sources = sources;
     this.refusedList = [...refused, ...fresh];
     this.updatedAt = this.now().toISOString();
+    this.cachedSummary = undefined;
     this.rebuild();
     this.persist();
     const s = this.summary();
@@ -205,6 +210,7 @@ export class ExclusionService {
     }
     this.effectiveList = list;
     this.shadowed = shadowed;
+    this.cachedSummary = undefined;
     this.current = new ExclusionMatcher(list);
   }
 

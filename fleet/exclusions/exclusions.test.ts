@@ -139,7 +139,7 @@ test("a list that does not match its summary is refused with FLEET_INVALID", asy
     }),
   });
   expect(res.status).toBe(400);
-  expect((await res.json()).code).toBe("FLEET_INVALID");
+  expect(((await res.json()) as { code: string }).code).toBe("FLEET_INVALID");
   const wrong = await fetch(new URL("/fleet/exclusions", server.url), {
     method: "POST",
     headers: { authorization: "Bearer nope-nope-nope-nope" },
