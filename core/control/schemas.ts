@@ -247,6 +247,20 @@ export const AgentStatusSchema = z
           "Kernel sensors (docs/sensors.md): process and file sensor in use and why, events/s, bus consumers " +
           "with drop counters, and onAccess (mode, cache hit rate, fail-open count, deferred lookups)",
       }),
+    exclusions: z
+      .object({
+        count: z.number().int(),
+        hash: z.string(),
+        bySource: z.record(z.string(), z.number().int()),
+        refused: z.number().int(),
+        shadowed: z.number().int(),
+        updatedAt: z.string().nullable(),
+      })
+      .optional()
+      .openapi({
+        description:
+          "Exclusions the agent honours, in brief (docs/exclusions.md): count, SHA-256 of the list, per source; `agent exclusions` lists them",
+      }),
   })
   .openapi("AgentStatus");
 
