@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import { initKeys, KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
+import { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { OnAccessSchema } from "../../core/sensors-config.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
@@ -38,6 +39,7 @@ import { TENANT_ROOT_FILE, tenantSign } from "../_shared/tenant/signature.ts";
 import { datasetAHandler } from "../DatasetA/index.ts";
 import { OnAccessScanner } from "../DatasetA/on-access.ts";
 import { createScanRuntime } from "../DatasetA/scan/runtime.ts";
+import { ScanService } from "../DatasetA/scan/service.ts";
 import { userAppfeedHandler } from "../USERAPPFEED/index.ts";
 import { AppfeedFeed } from "./feed.ts";
 import { appfeedHandler } from "./index.ts";
@@ -168,6 +170,15 @@ test("on-access scanning no longer scans the excluded path; elsewhere the same b
   // On-demand scans honour scope "scan" the same way (PostgreSQL's exclusion carries both).
   const report = await rt.service.scanPaths([pkgDir]);
   expect(report.found).toBe(true);
+  expect(report.excluded).toBeUndefined();
+  const excludingPkgDir = new ScanService({
+    call: (type, method, args) => t.agent.call(type, method, args),
+    policy: { lookups: false, samples: false },
+    exclusions: () =>
+      new ExclusionMatcher([{ kind: "path", value: pkgDir, scope: ["scan"], reason: "", source: "config" }]),
+  });
+  const skipped = await excludingPkgDir.scanPaths([pkgDir]);
+  expect(skipped).toMatchObject({ found: false, objects: 0, excluded: 1 });
 });
 
 test("a USERAPPFEED rule signed by the vendor's key is refused for that type; v1 stays", async () => {
