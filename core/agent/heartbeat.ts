@@ -273,10 +273,10 @@ export class HeartbeatReporter {
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
       });
       // 200 with a body: the fleet asks for something beyond the heartbeat (the exclusion list).
-      const want =
-        res.status === 200 && (res.headers.get("content-type") ?? "").startsWith("application/json")
-          ? ((await res.json().catch(() => ({}))) as { want?: unknown }).want
-          : (await res.body?.cancel().catch(() => {}), undefined);
+      let want: unknown;
+      if (res.status === 200 && (res.headers.get("content-type") ?? "").startsWith("application/json")) {
+        want = ((await res.json().catch(() => ({}))) as { want?: unknown }).want;
+      } else await res.body?.cancel().catch(() => {});
       if (res.ok) {
         this.sent++;
         if (Array.isArray(want) && want.includes("exclusions")) await this.sendExclusions(body);
