@@ -135,6 +135,14 @@ test("APPFEED detects PostgreSQL and excludes its data directory; USERAPPFEED (t
     USERAPPFEED: 2,
   });
   expect(t.agent.content().find((c) => c.type === "USERAPPFEED")).toMatchObject({ version: 1 });
+  // The rules ran in the appfeed host: unprivileged, no network, Landlock read-only (or a note saying why not).
+  const host = t.agent.status().hosts?.find((h) => h.group === "appfeed");
+  expect(host?.handlers.sort()).toEqual(["APPFEED", "USERAPPFEED"]);
+  if (process.getuid?.() === 0) {
+    expect(host?.layers).toMatchObject({ uidDrop: true, netns: true });
+    expect(host?.uid).not.toBe(0);
+  }
+  expect(host?.layers.landlockFs || host?.notes.some((n) => /landlock/i.test(n))).toBe(true);
 });
 
 test("on-access scanning no longer scans the excluded path; elsewhere the same bytes are blocked", async () => {
