@@ -51,6 +51,8 @@ setAgentWiring({
       import("../handlers/ESH/wiring.ts").then((m) => [m.selfHelpService(ctx)]),
       import("../handlers/DatasetA/on-access-service.ts").then((m) => [m.onAccessService(ctx)]),
       import("../handlers/Behavior/bus-feed.ts").then((m) => [m.behaviorFeedService(ctx)]),
+      // APPFEED/USERAPPFEED results → the agent's exclusions; reruns on dpkg/rpm changes and hourly.
+      import("../handlers/APPFEED/feed.ts").then((m) => [m.appfeedFeed(ctx)]),
       // events.sinks: agent events into the same stores as query results (docs/sinks.md).
       import("../plugins/sinks/events-service.ts").then((m) => m.eventSinkServices(ctx)),
     ]).then((lists) => lists.flat()),
@@ -98,6 +100,8 @@ const main = defineCommand({
       import("../handlers/ScheduledQueryPack/cli-agent-query-worker.ts").then((m) => m.default),
     scan: () => import("../handlers/DatasetA/scan/cli-agent-scan.ts").then((m) => m.default),
     rules: () => import("../handlers/Behavior/cli-agent-rules.ts").then((m) => m.default),
+    exclusions: () => import("../core/cli/agent/exclusions.ts").then((m) => m.default),
+    appfeed: () => import("../handlers/APPFEED/cli-agent-appfeed.ts").then((m) => m.default),
     "run-repair": () => import("../handlers/RepairKit/cli-agent-run-repair.ts").then((m) => m.default),
     ips: () => import("../handlers/EPIPS_data/cli-agent-ips.ts").then((m) => m.default),
     rep: () =>

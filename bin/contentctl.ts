@@ -40,6 +40,7 @@ const main = defineCommand({
     serve: () => import("../fleet/contentctl/serve.ts").then((m) => m.default),
     resign: () => import("../core/cli/contentctl/resign.ts").then((m) => m.default),
     release: () => import("../fleet/contentctl/release.ts").then((m) => m.default),
+    fleet: () => import("../fleet/contentctl/fleet-exclusions.ts").then((m) => m.default),
     "hmpa-build": () => import("../handlers/Hmpa_data/cli-contentctl-hmpa-build.ts").then((m) => m.default),
     rules: () => import("../handlers/_shared/lua/cli-contentctl-rules.ts").then((m) => m.default),
     lake: () => import("../plugins/sinks/cli-contentctl-lake.ts").then((m) => m.default),

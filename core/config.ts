@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { ExclusionsConfigSchema } from "./exclusions-config.ts";
 import { IdleStopSchema } from "./idle-stop-config.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
@@ -295,6 +296,8 @@ export const AgentConfigSchema = z
     onAccess: OnAccessSchema,
     /** Software updates through the content channel (A/B slots, docs/install.md); schema in core/install. */
     software: SoftwareConfigSchema,
+    /** Local exclusions (source "config"), beside APPFEED/USERAPPFEED's (docs/exclusions.md). */
+    exclusions: ExclusionsConfigSchema,
   })
   .strict();
 

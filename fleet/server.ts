@@ -3,7 +3,10 @@
  * the fleet endpoint and the release console on the same listener, and the
  * release scheduler ticking in the background.
  *
- *   POST /fleet/heartbeat        agent heartbeats (per-tenant bearer token, ≤ 16 KiB, zod-validated)
+ *   POST /fleet/heartbeat        agent heartbeats (per-tenant bearer token, ≤ 16 KiB, zod-validated);
+ *                                answered 200 {"want":["exclusions"]} when the fleet lacks the agent's
+ *                                current exclusion list (fleet/exclusions), else 204
+ *   POST /fleet/exclusions, GET /console/exclusions[.json]   exclusion reports (fleet/exclusions/routes.ts)
  *   GET  /console                release console (HTML, inline SVG, strict CSP)
  *   GET  /console/status.json    the same view as `contentctl release status --json`
  *   everything else              the repository folder, exactly as `contentctl serve` without --release
@@ -12,6 +15,7 @@
  * whoever may run contentctl.
  */
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { Hono } from "hono";
 import {
   HEARTBEAT_PATH,
@@ -27,9 +31,14 @@ import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
+import { exclusionsApp, isExclusionsPath } from "./exclusions/routes.ts";
+import { ExclusionStore } from "./exclusions/store.ts";
 import { FleetRegistry } from "./fleet.ts";
 import { releaseStatePaths } from "./state.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
+
+/** The exclusion store in the release state folder (`contentctl fleet exclusions` reads it). */
+export const exclusionsDb = (stateDir: string) => join(stateDir, "exclusions.sqlite");
 
 const logger = log.child({ component: "release-server" });
 
@@ -38,6 +47,8 @@ export interface FleetAppDeps {
   fleet: FleetRegistry;
   config: ReleaseConfig;
   now: () => Date;
+  /** Exclusion summaries from heartbeats go here; it says when to ask for the full list. */
+  exclusions?: ExclusionStore;
   /** Called when a heartbeat reports trouble, so the scheduler can react before its next tick. */
   onTrouble?: () => void;
   consoleRefreshMs?: number;
@@ -90,6 +101,9 @@ export function fleetApp(deps: FleetAppDeps): Hono {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
     if (reportsTrouble(hb)) deps.onTrouble?.();
+    if (hb.exclusions && deps.exclusions?.noteSummary(tenant, hb.agentId, hb.exclusions, deps.now())) {
+      return c.json({ want: ["exclusions"] }, 200);
+    }
     return c.body(null, 204);
   });
 
@@ -209,11 +223,13 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     tick().catch((e) => logger.error("release tick failed", describeError(e)));
   };
   let soon: ReturnType<typeof setTimeout> | undefined;
+  const exclusionStore = new ExclusionStore(exclusionsDb(config.paths.stateDir));
   const app = fleetApp({
     engine,
     fleet,
     config,
     now,
+    exclusions: exclusionStore,
     consoleRefreshMs: opts.consoleRefreshMs,
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
     onTrouble:
@@ -229,12 +245,14 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
   });
   const repo = repoRequestHandler(config.paths.repo);
   const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
+  const exclusionsRx = exclusionsApp({ store: exclusionStore, tenants: config.fleet.tenants, now });
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
     fetch: (req) => {
       const path = new URL(req.url).pathname;
       if (telemetry.handles(path)) return telemetry.fetch(req);
+      if (isExclusionsPath(path)) return exclusionsRx.fetch(req);
       return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
         ? app.fetch(req)
         : repo(req);
@@ -254,6 +272,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       await ticking?.catch(() => {});
       await server.stop(true);
       telemetry.close();
+      exclusionStore.close();
       fleet.save(paths.fleet, now());
       await alerter.flush();
     },

@@ -14,6 +14,7 @@ describe("built-in host groups", () => {
   test("the issue's groups exist with the issue's shape", () => {
     const g = new Map(builtinGroups.map((x) => [x.name, x]));
     expect([...g.keys()].sort()).toEqual([
+      "appfeed",
       "behavior",
       "config",
       "esh",
@@ -32,6 +33,19 @@ describe("built-in host groups", () => {
       fs: { write: ["/**"] },
       net: "none",
       exec: true,
+    });
+    // appfeed (issue 17): unprivileged, read-only package databases and application paths, no
+    // network; exec only for the read-only query tools its Lua API allows.
+    expect(g.get("appfeed")).toMatchObject({
+      runAs: "agent",
+      fs: {
+        read: expect.arrayContaining(["/var/lib/dpkg/**", "/var/lib/rpm/**", "/etc/**", "/opt/**"]),
+        write: [],
+      },
+      net: "none",
+      exec: true,
+      agent: false,
+      capabilities: [],
     });
     // TELEMSUP checks a document; ESH gets log lines over IPC; AgentSoftware is proven from its bytes:
     // none may touch files or the network (the A/B switch is the supervisor's).

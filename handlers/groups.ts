@@ -73,6 +73,28 @@ export const builtinGroups: GroupPolicy[] = [
     exec: false,
   }),
   defineGroup({
+    // APPFEED/USERAPPFEED (docs/exclusions.md): "read-only access to the registry and filesystem".
+    // Landlock makes the listed paths read-only; exec exists only for the read-only query tools
+    // the Lua API allows (dpkg-query, rpm -q, snap list, flatpak list, systemctl show).
+    name: "appfeed",
+    description: "APPFEED, USERAPPFEED: detect installed applications, read-only; propose exclusions",
+    runAs: "agent",
+    fs: {
+      read: [
+        "/var/lib/dpkg/**",
+        "/var/lib/rpm/**",
+        "/usr/share/applications/**",
+        "/opt/**",
+        "/etc/**",
+        "/var/lib/snapd/**",
+        "/var/lib/flatpak/**",
+        "/snap/**",
+      ],
+    },
+    net: "none",
+    exec: true,
+  }),
+  defineGroup({
     name: "hmpa",
     description: "Hmpa_data: an allowlist looked up in memory; needs nothing",
     runAs: "agent",

@@ -23,6 +23,7 @@ export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
   behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
   query: [() => import("./ScheduledQueryPack/index.ts")],
   repair: [() => import("./RepairKit/index.ts")],
+  appfeed: [() => import("./APPFEED/index.ts"), () => import("./USERAPPFEED/index.ts")],
   config: [
     // RemapperRules loads its parsers on first use; a host must have them before Landlock.
     async () => {

@@ -5,6 +5,7 @@
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { agentSoftwareHandler } from "./AgentSoftware/index.ts";
+import { appfeedHandler } from "./APPFEED/index.ts";
 import { behaviorHandler } from "./Behavior/index.ts";
 import { crtHandler } from "./CRT/index.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
@@ -21,6 +22,7 @@ import { remapperRulesHandler } from "./RemapperRules/index.ts";
 import { repairKitHandler } from "./RepairKit/index.ts";
 import { scheduledQueryPackHandler } from "./ScheduledQueryPack/index.ts";
 import { telemsupHandler } from "./TELEMSUP/index.ts";
+import { userAppfeedHandler } from "./USERAPPFEED/index.ts";
 
 export function builtinHandlers(): ContentHandler[] {
   return [
@@ -40,6 +42,8 @@ export function builtinHandlers(): ContentHandler[] {
     crtHandler as ContentHandler,
     agentSoftwareHandler as ContentHandler,
     mlModelHandler as ContentHandler,
+    appfeedHandler as ContentHandler,
+    userAppfeedHandler as ContentHandler,
   ];
 }
 

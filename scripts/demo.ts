@@ -73,11 +73,11 @@ run([
 mkdirSync(join(DEMO, "packages"), { recursive: true });
 const pkg = packExample("Hmpa_data", join(DEMO, "src/Hmpa_data"));
 
-step("vendor: encrypt and sign the example Lua rules (ProductRulesFeed, Behavior, RepairKit)");
+step("vendor: encrypt and sign the example Lua rules (ProductRulesFeed, Behavior, RepairKit, APPFEED)");
 const contentKey = join(DEMO, "content-key.json");
 run([CTL, "rules", "keygen", "--out", contentKey, "--id", "demo"]);
 const packages = [pkg];
-for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
+for (const type of ["ProductRulesFeed", "Behavior", "RepairKit", "APPFEED"]) {
   const out = join(DEMO, `packages/${type}-1.tar`);
   run([
     CTL,
@@ -92,6 +92,32 @@ for (const type of ["ProductRulesFeed", "Behavior", "RepairKit"]) {
     contentKey,
     "--keys",
     join(DEMO, "keys"),
+    "--out",
+    out,
+  ]);
+  packages.push(out);
+}
+
+step("tenant: sign the administrator's USERAPPFEED rules with the tenant's own key (docs/exclusions.md)");
+const tenantKeys = join(DEMO, "tenant-keys");
+run([CTL, "keys", "init", "--dir", tenantKeys, "--name", "Demo Tenant"]);
+{
+  const out = join(DEMO, "packages/USERAPPFEED-1.tar");
+  run([
+    CTL,
+    "rules",
+    "pack",
+    "examples/USERAPPFEED",
+    "--type",
+    "USERAPPFEED",
+    "--version",
+    "1",
+    "--key",
+    contentKey,
+    "--keys",
+    join(DEMO, "keys"),
+    "--tenant-keys",
+    tenantKeys,
     "--out",
     out,
   ]);
@@ -214,6 +240,8 @@ writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);
 
 step("endpoint: provision the content key the Lua host groups decrypt rules with");
 run([AGENT, "rules", "install-key", contentKey, "--state", config.stateDir]);
+step("endpoint: trust the tenant's key for USERAPPFEED only");
+run([AGENT, "appfeed", "trust-tenant", join(tenantKeys, "root.pem"), "--state", config.stateDir]);
 
 step("endpoint: start the agent (update loop + control plane on 127.0.0.1)");
 const agent = Bun.spawn([AGENT, "run", "--config", join(DEMO, "agent.json")], {
@@ -283,6 +311,8 @@ step("endpoint: what LocalRepData knows about that file");
 run([AGENT, "rep", SAMPLE, "--state", config.stateDir]);
 step("endpoint: replay recorded process events through the Behavior rules");
 run([AGENT, "events", "replay", "examples/Behavior/events.jsonl", "--state", config.stateDir]);
+step("endpoint: the exclusions APPFEED and USERAPPFEED generated for the applications installed here");
+run([AGENT, "exclusions", "--state", config.stateDir]);
 
 step("endpoint: the scheduled queries' first results in the results sink");
 const results = join(config.stateDir, "query-results/results.log");

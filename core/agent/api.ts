@@ -3,6 +3,7 @@
  * mode and tests. Everything here is JSON-serialisable: it is also the shape
  * of the `--json` output documented in docs/cli.md.
  */
+import type { ExclusionSummary } from "../exclusions/service.ts";
 import type { HealthReason } from "../health/reasons.ts";
 import type { PolicyStatus } from "./policy.ts";
 import type { AckResult } from "./rollback-notices.ts";
@@ -132,6 +133,8 @@ export interface AgentStatus {
   sensors?: Record<string, unknown>;
   /** A/B software slots and the last software update (core/install/software-service.ts). */
   software?: Record<string, unknown>;
+  /** The exclusions the agent honours, in brief (`agent exclusions` lists them; docs/exclusions.md). */
+  exclusions?: ExclusionSummary;
 }
 
 export interface AgentApi {

@@ -7,6 +7,7 @@
  * newer agents are dropped, not refused.
  */
 import { z } from "zod";
+import { ExclusionSummaryWireSchema } from "../exclusions/report.ts";
 
 export const HEARTBEAT_PATH = "/fleet/heartbeat";
 /** A heartbeat is well under 2 KiB for a dozen content types; the server refuses more than this. */
@@ -55,6 +56,8 @@ export const HeartbeatSchema = z.object({
   lastRejections: z
     .array(z.object({ type: z.string().regex(TYPE_RE).optional(), code: z.string().max(64) }).strict())
     .max(8),
+  /** The agent's exclusions in brief (core/exclusions/report.ts); the full list only on request. */
+  exclusions: ExclusionSummaryWireSchema.optional(),
 });
 
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;

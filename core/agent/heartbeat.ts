@@ -14,12 +14,15 @@
  * A heartbeat never affects updates: failures are counted and logged, not
  * retried in a loop, and the next cycle sends a fresh one.
  */
+
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
+import { EXCLUSIONS_PATH, type ExclusionReport, ExclusionReportSchema } from "../exclusions/report.ts";
+import type { Exclusion } from "../exclusions-config.ts";
 import { atomicWriteFile } from "../fsutil.ts";
 import { log as rootLog } from "../log.ts";
 import type { AgentStatus } from "./api.ts";
@@ -28,6 +31,8 @@ import { type Heartbeat, type HeartbeatContent, HeartbeatSchema } from "./heartb
 
 export interface HeartbeatSource {
   status(): AgentStatus;
+  /** The full exclusion list, sent when the fleet asks for it (core/exclusions/report.ts). */
+  exclusions?: { list(): Exclusion[] };
   events: { subscribe(fn: (e: AgentEvent) => void): () => void };
 }
 
@@ -90,6 +95,15 @@ export function buildHeartbeat(
     })),
     rejected: counters.rejected,
     lastRejections: counters.lastRejections.slice(-MAX_REJECTIONS_KEPT),
+    ...(status.exclusions
+      ? {
+          exclusions: {
+            count: status.exclusions.count,
+            hash: status.exclusions.hash,
+            bySource: status.exclusions.bySource,
+          },
+        }
+      : {}),
   };
 }
 
@@ -107,6 +121,7 @@ export class HeartbeatReporter {
   private readonly crashEvents: ReadonlySet<string>;
   sent = 0;
   failed = 0;
+  readonly exclusionReports: ExclusionsSent = { sent: 0, failed: 0 };
 
   constructor(
     private readonly source: HeartbeatSource,
@@ -199,6 +214,45 @@ export class HeartbeatReporter {
     );
   }
 
+  /** The full exclusion list, once, because the fleet asked (its hash differs from the fleet's copy). */
+  private async sendExclusions(heartbeatBody: string): Promise<void> {
+    const hb = JSON.parse(heartbeatBody) as {
+      exclusions?: { count: number; hash: string; bySource?: Record<string, number> };
+    };
+    const list = this.source.exclusions?.list();
+    if (!hb.exclusions || !list) return;
+    const report: ExclusionReport = {
+      schema: 1,
+      agentId: this.opts.agentId,
+      tenant: this.opts.tenant,
+      sentAt: this.now().toISOString(),
+      summary: hb.exclusions,
+      exclusions: list,
+    };
+    try {
+      const res = await (this.opts.fetchImpl ?? fetch)(new URL(EXCLUSIONS_PATH, this.opts.url).href, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${this.opts.token}`,
+          "idempotency-key": `${this.opts.agentId}:${hb.exclusions.hash}`,
+        },
+        body: JSON.stringify(ExclusionReportSchema.parse(report)),
+        redirect: "error",
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+      });
+      await res.body?.cancel().catch(() => {});
+      if (res.ok) this.exclusionReports.sent++;
+      else {
+        this.exclusionReports.failed++;
+        this.log.warn("exclusion report refused", { status: res.status });
+      }
+    } catch (e) {
+      this.exclusionReports.failed++;
+      this.log.warn("exclusion report failed", { error: (e as Error).message });
+    }
+  }
+
   /** Posts one heartbeat now. Resolves true on a 2xx; never throws. */
   async send(): Promise<boolean> {
     if (this.now().getTime() < this.notBefore) return false;
@@ -218,9 +272,14 @@ export class HeartbeatReporter {
         redirect: "error",
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
       });
-      await res.body?.cancel().catch(() => {});
+      // 200 with a body: the fleet asks for something beyond the heartbeat (the exclusion list).
+      let want: unknown;
+      if (res.status === 200 && (res.headers.get("content-type") ?? "").startsWith("application/json")) {
+        want = ((await res.json().catch(() => ({}))) as { want?: unknown }).want;
+      } else await res.body?.cancel().catch(() => {});
       if (res.ok) {
         this.sent++;
+        if (Array.isArray(want) && want.includes("exclusions")) await this.sendExclusions(body);
         return true;
       }
       const retryAfter = Number(res.headers.get("retry-after"));
@@ -235,6 +294,11 @@ export class HeartbeatReporter {
       return false;
     }
   }
+}
+
+export interface ExclusionsSent {
+  sent: number;
+  failed: number;
 }
 
 /** STATE/agent-id: a random id made on first use, so the vendor can count agents without host identity. */

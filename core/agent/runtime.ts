@@ -16,6 +16,7 @@ import { statePaths } from "../config.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
+import { ExclusionService } from "../exclusions/service.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
@@ -45,6 +46,7 @@ import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy } from "./policy.ts";
+import { protectedPaths } from "./protected-paths.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
 
@@ -91,6 +93,8 @@ export class Agent implements AgentApi {
   readonly events = new EventBus();
   /** Health reasons raised by any feature (core/health/reasons.ts); merged into status(). */
   readonly health: HealthBoard;
+  /** Exclusions from every source, one matcher for every feature (core/exclusions, docs/exclusions.md). */
+  readonly exclusions: ExclusionService;
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
   private readonly host: HandlerHost;
@@ -129,6 +133,12 @@ export class Agent implements AgentApi {
       }),
     );
     this.now = opts.now ?? (() => new Date());
+    this.exclusions = new ExclusionService({
+      stateDir: opts.config.stateDir,
+      config: opts.config.exclusions,
+      protectedPaths: protectedPaths(opts.config.stateDir),
+      now: this.now,
+    });
     this.rollbackNotices = new RollbackNotices(this.health, () => this.memory, this.now);
     this.store = new ContentStore(opts.config.stateDir);
     this.usable = new HandlerRegistry();
@@ -684,6 +694,7 @@ export class Agent implements AgentApi {
         startedAt: this.startedAt,
         nextRunAt: this.loop?.nextRunAt ?? null,
       }),
+      exclusions: this.exclusions.summary(),
       ...Object.fromEntries([...this.statusSections].map(([k, f]) => [k, f()])),
     };
   }

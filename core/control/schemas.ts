@@ -255,6 +255,20 @@ export const AgentStatusSchema = z
           "A/B software slots (docs/install.md): enabled, the running executable, current and other slot, " +
           "restartPending, the last switch record (state, reason, bad builds) and the last AgentSoftware content",
       }),
+    exclusions: z
+      .object({
+        count: z.number().int(),
+        hash: z.string(),
+        bySource: z.record(z.string(), z.number().int()),
+        refused: z.number().int(),
+        shadowed: z.number().int(),
+        updatedAt: z.string().nullable(),
+      })
+      .optional()
+      .openapi({
+        description:
+          "Exclusions the agent honours, in brief (docs/exclusions.md): count, SHA-256 of the list, per source; `agent exclusions` lists them",
+      }),
   })
   .openapi("AgentStatus");
 

@@ -6,6 +6,7 @@
  * The bus drops (and counts) when the host falls behind.
  */
 import type { Agent } from "../../core/agent/runtime.ts";
+import { ExcludedEventFilter } from "../../core/exclusions/event-filter.ts";
 import type { SensorEvent } from "../../core/sensors/bus.ts";
 import { sensorsOf } from "../../core/sensors/service.ts";
 
@@ -26,7 +27,11 @@ export function behaviorFeedService(ctx: { api: Agent }) {
   let unsubscribe: (() => void) | undefined;
   let unlisten: (() => void) | undefined;
   let refreshTimer: ReturnType<typeof setInterval> | undefined;
-  const deliver = async (events: SensorEvent[]) => {
+  // Events from excluded processes never reach the rules (docs/exclusions.md, scope "behavior").
+  const excluded = new ExcludedEventFilter("behavior");
+  const deliver = async (all: SensorEvent[]) => {
+    const events = excluded.filter(all, ctx.api.exclusions.matcher);
+    if (events.length === 0 && all.length > 0) return;
     const r = (await ctx.api.call("Behavior", "feed", { events, provides: provided(ctx.api) })) as {
       subscribed?: string[];
     };

@@ -96,7 +96,7 @@ describe("vendor and operator CLIs", () => {
       );
     }
     const state = join(dir, "state");
-    expect((await json("agent", "rules", "install-key", key, "--state", state)).installed).toHaveLength(2);
+    expect((await json("agent", "rules", "install-key", key, "--state", state)).installed).toHaveLength(3);
     const update = await json(
       "agent",
       "update",

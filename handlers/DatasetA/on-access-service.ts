@@ -45,6 +45,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
           call: (type, method, args) => ctx.api.call(type, method, args),
           ...(runtime.sxl ? { sxl: runtime.sxl } : {}),
           emit: (type, fields) => ctx.api.events.emit(type, fields),
+          exclusions: () => ctx.api.exclusions.matcher,
         });
         const s = scanner;
         sensor = new AccessSensor({

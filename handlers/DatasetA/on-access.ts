@@ -16,6 +16,7 @@
  *   mode the open is refused). Status counts deferred lookups.
  */
 import { fstatSync, readSync } from "node:fs";
+import type { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
 import type { OnAccessConfig } from "../../core/sensors-config.ts";
@@ -32,6 +33,8 @@ export interface OnAccessOptions {
   call: Call;
   sxl?: SxlClient;
   emit: (type: string, fields: Record<string, unknown>) => void;
+  /** The agent's exclusions (core/exclusions): scope "onAccess" is never scanned, "lookups" never asked. */
+  exclusions?: () => ExclusionMatcher;
   /** How often the deferred-lookup queue is retried while not empty (ms). */
   retryMs?: number;
 }
@@ -77,7 +80,10 @@ export class OnAccessScanner {
   }
 
   excluded(path: string): boolean {
-    return this.excludes.some((e) => path.startsWith(e) || `${path}/` === e);
+    return (
+      this.excludes.some((e) => path.startsWith(e) || `${path}/` === e) ||
+      (this.o.exclusions?.().file("onAccess", path) ?? false)
+    );
   }
 
   /** The access sensor's callback: true allows the open (always true in detect mode). */
@@ -162,6 +168,7 @@ export class OnAccessScanner {
   }
 
   private defer(sha256: string, name: string, path: string): void {
+    if (this.o.exclusions?.().file("lookups", path, sha256)) return;
     if (this.deferred.length >= DEFERRED_MAX) {
       this.counters.deferredDropped++;
       return;

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { attachment } from "../../../core/agent/attachments.ts";
 import type { AgentEvent } from "../../../core/agent/events.ts";
 import type { AgentConfig } from "../../../core/config.ts";
+import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import { log } from "../../../core/log.ts";
 import { sensorsOf } from "../../../core/sensors/service.ts";
 import { ProcessTagger } from "../../LocalRepData/process-tagger.ts";
@@ -32,7 +33,11 @@ export interface ScanRuntime {
 
 export interface RuntimeContext {
   config: AgentConfig;
-  api: { call: CallHandler; rollback?(type: string): Promise<unknown> };
+  api: {
+    call: CallHandler;
+    rollback?(type: string): Promise<unknown>;
+    exclusions?: { readonly matcher: ExclusionMatcher };
+  };
   events?: {
     emit(type: string, fields?: Record<string, unknown>): unknown;
     subscribe?(fn: (e: AgentEvent) => void): () => void;
@@ -78,6 +83,7 @@ export async function createScanRuntime(
   const service = new ScanService({
     call,
     policy: { lookups: lp.lookups, samples: lp.lookups && lp.samples },
+    ...(ctx.api.exclusions ? { exclusions: () => ctx.api.exclusions!.matcher } : {}),
     ...(sxl ? { sxl } : {}),
     ...(queue ? { samples: { queue, ...(uploader ? { uploader } : {}) } } : {}),
     emit,

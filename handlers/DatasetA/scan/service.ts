@@ -17,9 +17,11 @@
  *
  * Every detection is published on the agent's event stream.
  */
+
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { describeError } from "../../../core/errors.ts";
+import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import { metrics } from "../../../core/metrics.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
@@ -113,6 +115,8 @@ export interface ScanReport {
   durationMs: number;
   /** True when at least one detection stands (what makes `agent scan` exit 1). */
   found: boolean;
+  /** Files left out because an exclusion (scope "scan") covers them; absent when none. */
+  excluded?: number;
 }
 
 export interface Progress {
@@ -133,6 +137,8 @@ export interface ScanServiceOptions {
   limits?: Partial<ScanLimits>;
   /** ML models (handlers/MLModel): whole objects up to CHUNK_BYTES are scored after the signatures. */
   ml?: MlScoring;
+  /** The agent's exclusions (core/exclusions): scope "scan" skips files, "lookups" skips Live Protection. */
+  exclusions?: () => ExclusionMatcher;
 }
 
 export class ScanService {
@@ -145,7 +151,10 @@ export class ScanService {
   ): Promise<ScanReport> {
     const started = performance.now();
     const errors: SourceError[] = [];
-    const files = listFiles(paths, errors);
+    const matcher = this.o.exclusions?.();
+    const listed = listFiles(paths, errors);
+    const files = matcher ? listed.filter((f) => !matcher.file("scan", f.path)) : listed;
+    const excluded = listed.length - files.length;
     const progress: Progress = {
       phase: "scanning",
       filesDone: 0,
@@ -175,7 +184,8 @@ export class ScanService {
     progress.phase = "done";
     progress.current = undefined;
     opts.onProgress?.(progress);
-    return summarize(paths, reports, errors, performance.now() - started);
+    const report = summarize(paths, reports, errors, performance.now() - started);
+    return excluded > 0 ? { ...report, excluded } : report;
   }
 
   /** Scans bytes handed over by a caller (POST /v1/scan with a body). */
@@ -349,7 +359,7 @@ export class ScanService {
         ...(rep?.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
       };
       if (d.lookup) {
-        const lookup = await this.lookup(d, rep);
+        const lookup = await this.lookup(d, rep, target);
         report.live = lookup;
         if (lookup.status === "answered") {
           if (lookup.verdict === "ignore") report.verdict = "ignored";
@@ -441,7 +451,11 @@ export class ScanService {
     });
   }
 
-  private async lookup(d: Detection, rep: RepAnswer | undefined): Promise<LookupReport> {
+  private async lookup(d: Detection, rep: RepAnswer | undefined, target: string): Promise<LookupReport> {
+    if (this.o.exclusions?.().file("lookups", target, d.sha256)) {
+      lookupsTotal.inc({ outcome: "skipped-excluded" });
+      return { status: "skipped", reason: "excluded" };
+    }
     if (rep?.band === "high") {
       lookupsTotal.inc({ outcome: "skipped-high-reputation" });
       return { status: "skipped", reason: "high-reputation" };

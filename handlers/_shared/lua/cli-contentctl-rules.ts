@@ -17,14 +17,15 @@ import { defineCommand } from "citty";
 import { keyringFile, validatePayloadDir } from "../../../core/cli/contentctl/validate.ts";
 import { printJson, printText, UsageError } from "../../../core/cli/output.ts";
 import { sha384Hex } from "../../../core/crypto/digest.ts";
-import { loadSigningKeys } from "../../../core/crypto/keys.ts";
+import { KEY_FILES, loadSigningKeys } from "../../../core/crypto/keys.ts";
 import { HandlerError } from "../../../core/errors.ts";
 import { atomicWriteFile } from "../../../core/fsutil.ts";
 import { packDirectory } from "../../../core/package/pack.ts";
+import { TENANT_ROOT_FILE, tenantSign } from "../tenant/signature.ts";
 import { Keyring, type KeyringFile, KeyringSchema, newKeyring } from "./crypto.ts";
 import { encryptRulesDir } from "./format.ts";
 
-const LUA_TYPES = ["Behavior", "ProductRulesFeed", "RepairKit"];
+const LUA_TYPES = ["Behavior", "ProductRulesFeed", "RepairKit", "APPFEED", "USERAPPFEED"];
 
 function checkType(type: string): void {
   if (!LUA_TYPES.includes(type)) {
@@ -88,7 +89,11 @@ const commonArgs = {
     required: true,
     description: "directory of *.lua sources (+ optional rules.json)",
   },
-  type: { type: "string", required: true, description: "Behavior, ProductRulesFeed or RepairKit" },
+  type: {
+    type: "string",
+    required: true,
+    description: "Behavior, ProductRulesFeed, RepairKit, APPFEED or USERAPPFEED",
+  },
   key: { type: "string", required: true, description: "keyring file holding the content key" },
   "key-id": { type: "string", description: "key to seal with (default: the newest in the keyring)" },
   json: { type: "boolean", default: false, description: "print the result as JSON" },
@@ -131,13 +136,42 @@ const pack = defineCommand({
       description: "signing key directory (signer.pem, signer.key, …)",
     },
     out: { type: "string", required: true, description: "package file to write" },
+    "tenant-keys": {
+      type: "string",
+      description:
+        "USERAPPFEED only: the tenant's key directory (contentctl keys init); its signer signs tenant.json, its root.pem is what agents trust for USERAPPFEED",
+    },
   },
   async run({ args }) {
     checkType(args.type);
+    const tenantKeys = args["tenant-keys"];
+    if ((args.type === "USERAPPFEED") !== (tenantKeys !== undefined)) {
+      throw new UsageError(
+        "CLI_USAGE",
+        args.type === "USERAPPFEED"
+          ? "USERAPPFEED rules are signed by the tenant: give --tenant-keys DIR"
+          : "--tenant-keys is for USERAPPFEED only",
+      );
+    }
     if (!/^[1-9][0-9]{0,15}$/.test(args.version))
       throw new UsageError("CLI_USAGE", "--version must be a positive integer");
     const key = sealingKey(args.key, args["key-id"]);
     const files = encryptRulesDir({ srcDir: args.src, contentType: args.type, key });
+    const ruleFiles = files.size - 1;
+    let workDirFiles = keyringFile(args.key);
+    if (tenantKeys) {
+      for (const [path, data] of await tenantSign(files, {
+        type: args.type,
+        version: Number(args.version),
+        keys: await loadSigningKeys(tenantKeys),
+      })) {
+        files.set(path, data);
+      }
+      workDirFiles = {
+        ...workDirFiles,
+        [TENANT_ROOT_FILE]: new Uint8Array(readFileSync(join(tenantKeys, KEY_FILES.rootCert))),
+      };
+    }
     const work = mkdtempSync(join(tmpdir(), "outpost-rules-"));
     try {
       writePayload(work, files);
@@ -146,7 +180,7 @@ const pack = defineCommand({
         type: args.type,
         version: Number(args.version),
         dir: work,
-        workDirFiles: keyringFile(args.key),
+        workDirFiles,
         source: args.src,
       });
       const bytes = await packDirectory({
@@ -161,7 +195,8 @@ const pack = defineCommand({
         type: args.type,
         version: Number(args.version),
         keyId: key.id,
-        rules: files.size - 1,
+        rules: ruleFiles,
+        ...(tenantKeys ? { tenantSigned: true } : {}),
         sha384: sha384Hex(bytes),
         size: bytes.length,
       };
@@ -180,7 +215,8 @@ const pack = defineCommand({
 export default defineCommand({
   meta: {
     name: "rules",
-    description: "Lua rules: content keys, encryption and packaging (Behavior, ProductRulesFeed, RepairKit)",
+    description:
+      "Lua rules: content keys, encryption and packaging (Behavior, ProductRulesFeed, RepairKit, APPFEED, USERAPPFEED)",
   },
   subCommands: { keygen, encrypt, pack },
 });

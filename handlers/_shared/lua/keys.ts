@@ -16,7 +16,7 @@ import { Keyring } from "./crypto.ts";
 import { KEYRING_FILE } from "./format.ts";
 
 /** Host groups that run Lua content and so need the keyring. */
-export const LUA_GROUPS = ["behavior", "repair"] as const;
+export const LUA_GROUPS = ["behavior", "repair", "appfeed"] as const;
 
 export function groupWorkDir(stateDir: string, group: string): string {
   return join(stateDir, "hosts", group);

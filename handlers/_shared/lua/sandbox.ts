@@ -116,7 +116,12 @@ function luaFactory(): LuaFactory {
 function loadsLuaLockedDown(argv = process.argv): boolean {
   const compiled = import.meta.url.includes("/$bunfs/") || Bun.main.startsWith("/$bunfs/");
   const at = argv.indexOf("--group");
-  return !compiled && argv.includes("host") && at >= 0 && ["behavior", "repair"].includes(argv[at + 1] ?? "");
+  return (
+    !compiled &&
+    argv.includes("host") &&
+    at >= 0 &&
+    ["behavior", "repair", "appfeed"].includes(argv[at + 1] ?? "")
+  );
 }
 if (loadsLuaLockedDown()) {
   luaFactory()

@@ -69,6 +69,8 @@ const MODULES: Record<string, string> = {
   Behavior: new URL("../../Behavior/index.ts", import.meta.url).href,
   ProductRulesFeed: new URL("../../ProductRulesFeed/index.ts", import.meta.url).href,
   RepairKit: new URL("../../RepairKit/index.ts", import.meta.url).href,
+  APPFEED: new URL("../../APPFEED/index.ts", import.meta.url).href,
+  USERAPPFEED: new URL("../../USERAPPFEED/index.ts", import.meta.url).href,
 };
 
 /** An agent with the given handlers and the content key installed in every Lua group. */

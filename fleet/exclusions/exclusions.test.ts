@@ -1,0 +1,148 @@
+/**
+ * Exclusions reach the fleet service: a heartbeat carries the summary, the
+ * fleet asks for the list it does not hold, the agent sends it once (same
+ * hash: not again), `contentctl fleet exclusions --agent ID` and the console
+ * show it, and a list that does not match its summary is refused.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { EventBus } from "../../core/agent/events.ts";
+import { HeartbeatReporter } from "../../core/agent/heartbeat.ts";
+import { sha256Hex } from "../../core/crypto/digest.ts";
+import { ExclusionService } from "../../core/exclusions/service.ts";
+import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
+import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import { parseReleaseConfig } from "../config.ts";
+import { type ReleaseServer, serveRelease } from "../server.ts";
+
+setDefaultTimeout(30_000);
+const TOKEN = "tenant-token-0123456789";
+const ROOT = resolve(import.meta.dir, "../..");
+let vendor: Vendor;
+let root: string;
+let server: ReleaseServer;
+let exclusions: ExclusionService;
+
+beforeAll(async () => {
+  vendor = await makeVendor();
+  root = mkdtempSync(join(tmpdir(), "outpost-fleet-excl-"));
+  const config = {
+    repo: vendor.repo,
+    keys: vendor.keysDir,
+    stateDir: join(root, "state"),
+    groups: [{ name: "eng-test", promote: "manual", soakMinutes: 60 }],
+    fleet: { tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+  };
+  writeFileSync(join(root, "release.json"), JSON.stringify(config));
+  server = serveRelease({ config: parseReleaseConfig(config), port: 0, autoTick: false });
+  exclusions = new ExclusionService({ stateDir: join(root, "agent"), config: [], protectedPaths: [] });
+  exclusions.replace("APPFEED", {
+    "APPFEED:postgresql": {
+      exclusions: [
+        {
+          kind: "path",
+          value: "/var/lib/postgresql/15/main",
+          scope: ["onAccess", "scan"],
+          reason: "PostgreSQL data",
+        },
+      ],
+    },
+    "APPFEED:clamav": {
+      exclusions: [{ kind: "process", value: "freshclam", scope: ["behavior"], reason: "updater" }],
+    },
+  });
+});
+afterAll(async () => {
+  await server?.stop();
+  rmSync(root, { recursive: true, force: true });
+  vendor?.cleanup();
+});
+
+test("the summary rides the heartbeat; the full list is sent once, on request; the CLI and console show it", async () => {
+  const api = new FakeAgentApi();
+  const source = {
+    status: () => ({ ...api.status(), exclusions: exclusions.summary() }),
+    events: new EventBus(),
+    exclusions,
+  };
+  const rep = new HeartbeatReporter(source, {
+    url: new URL("/fleet/heartbeat", server.url).href,
+    tenant: "acme",
+    token: TOKEN,
+    agentId: "agent-excl-0001",
+  });
+  expect(await rep.send()).toBe(true);
+  expect(rep.exclusionReports).toEqual({ sent: 1, failed: 0 });
+  // The fleet holds this hash now: the next heartbeat is a plain 204, no list.
+  expect(await rep.send()).toBe(true);
+  expect(rep.exclusionReports).toEqual({ sent: 1, failed: 0 });
+
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      join(ROOT, "bin/contentctl.ts"),
+      "fleet",
+      "exclusions",
+      "--config",
+      join(root, "release.json"),
+      "--agent",
+      "agent-excl-0001",
+      "--json",
+    ],
+    { stdout: "pipe", stderr: "pipe", env: { ...process.env, OUTPOST_LOG_QUIET: "1" } },
+  );
+  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  const shown = JSON.parse(out);
+  expect(shown).toMatchObject({
+    agentId: "agent-excl-0001",
+    tenant: "acme",
+    count: 2,
+    stale: false,
+    hash: exclusions.summary().hash,
+  });
+  expect(shown.exclusions).toEqual(exclusions.list());
+
+  const page = await fetch(new URL("/console/exclusions?agent=agent-excl-0001", server.url));
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain("/var/lib/postgresql/15/main");
+
+  // A new set: its hash differs, so the fleet asks again.
+  exclusions.replace("APPFEED", {
+    "APPFEED:clamav": {
+      exclusions: [{ kind: "path", value: "/var/lib/clamav", scope: ["scan"], reason: "db" }],
+    },
+  });
+  expect(await rep.send()).toBe(true);
+  expect(rep.exclusionReports).toEqual({ sent: 2, failed: 0 });
+});
+
+test("a list that does not match its summary is refused with FLEET_INVALID", async () => {
+  const list = exclusions.list();
+  const hash = exclusions.summary().hash;
+  const res = await fetch(new URL("/fleet/exclusions", server.url), {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      authorization: `Bearer ${TOKEN}`,
+      "idempotency-key": `agent-excl-0002:${hash}`,
+    },
+    body: JSON.stringify({
+      schema: 1,
+      agentId: "agent-excl-0002",
+      tenant: "acme",
+      sentAt: new Date().toISOString(),
+      summary: { count: list.length, hash },
+      exclusions: list.map((e) => ({ ...e, value: `${e.value}-forged` })),
+    }),
+  });
+  expect(res.status).toBe(400);
+  expect(((await res.json()) as { code: string }).code).toBe("FLEET_INVALID");
+  const wrong = await fetch(new URL("/fleet/exclusions", server.url), {
+    method: "POST",
+    headers: { authorization: "Bearer nope-nope-nope-nope" },
+  });
+  expect(wrong.status).toBe(401);
+});

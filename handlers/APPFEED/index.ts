@@ -1,0 +1,12 @@
+/**
+ * APPFEED: the vendor's signed and encrypted Lua rules that detect installed
+ * applications and generate exclusions for them (docs/exclusions.md). The
+ * handler is shared with USERAPPFEED (handlers/_shared/appfeed/handler.ts);
+ * the supervisor side is feed.ts.
+ */
+import { defineAppfeedHandler } from "../_shared/appfeed/handler.ts";
+
+export const appfeedHandler = defineAppfeedHandler({
+  type: "APPFEED",
+  description: "Vendor application-detection rules that generate exclusions (read-only, unprivileged)",
+});
