@@ -38,15 +38,16 @@ describe("built-in host groups", () => {
     // network; exec only for the read-only query tools its Lua API allows.
     expect(g.get("appfeed")).toMatchObject({
       runAs: "agent",
-      fs: {
-        read: expect.arrayContaining(["/var/lib/dpkg/**", "/var/lib/rpm/**", "/etc/**", "/opt/**"]),
-        write: [],
-      },
+      fs: { write: [] },
       net: "none",
       exec: true,
       agent: false,
       capabilities: [],
     });
+    // Checked path by path: Bun's toMatchObject with an asymmetric matcher nested in it wrote the matcher
+    // into the group itself, and later tests in the same process saw a broken policy.
+    for (const path of ["/var/lib/dpkg/**", "/var/lib/rpm/**", "/etc/**", "/opt/**"])
+      expect(g.get("appfeed")?.fs.read).toContain(path);
     // TELEMSUP checks a document; ESH gets log lines over IPC; AgentSoftware is proven from its bytes:
     // none may touch files or the network (the A/B switch is the supervisor's).
     for (const name of ["telemetry", "esh", "software"]) {
