@@ -305,12 +305,11 @@ describe("release engine", () => {
     state.releases[0]!.groups[1]!.revertedAt = null;
     saveReleaseState(config.paths.stateDir, state);
     // Status read mid-abort says so, rather than showing the group as still live.
-    expect(engine().status().releases[0]?.groups.map((g) => g.phase)).toEqual([
-      "reverted",
-      "reverting",
-      "untouched",
-      "untouched",
-    ]);
+    expect(
+      engine()
+        .status()
+        .releases[0]?.groups.map((g) => g.phase),
+    ).toEqual(["reverted", "reverting", "untouched", "untouched"]);
     const t = await engine().tick();
     expect(t.actions).toEqual([{ kind: "revert", release: "TestText-2", group: "internal" }]);
     expect(listed("internal")?.sha384).toBe(first.sha384);

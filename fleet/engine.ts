@@ -22,12 +22,13 @@ import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
 import { type GroupHealth, groupHealth } from "./health.ts";
+import { type AuditLog, type AuditRecord, FileAuditLog } from "./identity/store.ts";
+import { checkClose, checkManualPromotion } from "./operator.ts";
 import {
   type Action,
   currentGroupIndex,
   groupConfig,
   type HealthSnapshot,
-  judgeGroup,
   type Note,
   plan,
   type RepoFacts,
@@ -57,6 +58,8 @@ export interface EngineOptions {
   /** Live fleet (contentctl serve); default: the snapshot serve last wrote. */
   fleet?: FleetView;
   alerter?: ReleaseAlerter;
+  /** Where operator and scheduler actions are audited (O4); default STATE/audit.jsonl. */
+  audit?: AuditLog;
 }
 
 export interface TickResult {
@@ -74,6 +77,32 @@ export class ReleaseEngine {
   constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? (() => new Date());
     this.paths = releaseStatePaths(opts.config.paths.stateDir);
+    this.auditLog = opts.audit ?? new FileAuditLog(opts.config.paths.stateDir);
+  }
+
+  private readonly auditLog: AuditLog;
+
+  /** O4: who did what to which release, when and why. */
+  private async audit(
+    r: Release,
+    actor: string,
+    action: AuditRecord["action"],
+    reason: string,
+    group?: string,
+  ) {
+    await this.auditLog.appendAudit({
+      at: this.now().toISOString(),
+      actor,
+      action,
+      release: r.id,
+      reason,
+      ...(group ? { group } : {}),
+    });
+  }
+
+  /** The audit trail, oldest first. */
+  auditTrail(): Promise<AuditRecord[]> {
+    return this.auditLog.audit();
   }
 
   get config(): ReleaseConfig {
@@ -102,7 +131,12 @@ export class ReleaseEngine {
   // ---------------------------------------------------------------- start
 
   /** Stages the package and publishes it to the first group. */
-  async start(opts: { type: string; version: number; packageFile: string }): Promise<Release> {
+  async start(opts: {
+    type: string;
+    version: number;
+    packageFile: string;
+    actor?: string;
+  }): Promise<Release> {
     const now = this.now();
     const bytes = readPackageFile(opts.packageFile);
     const trust = await TrustStore.load(join(this.config.paths.keys, KEY_FILES.rootCert));
@@ -141,6 +175,13 @@ export class ReleaseEngine {
       appendLog(release, now, "started", `${opts.type} v${opts.version} (${ref.sha384.slice(0, 16)}…)`);
       state.releases.push(release);
       persist();
+      await this.audit(
+        release,
+        opts.actor ?? "cli",
+        "start",
+        `${opts.type} v${opts.version}`,
+        release.groups[0]?.name,
+      );
       await this.promoteTo(release, 0, "release start", persist);
       return release;
     });
@@ -249,8 +290,10 @@ export class ReleaseEngine {
     );
   }
 
-  /** Moves the release to its next group. Refused while the current group is unhealthy, unless forced. */
-  async promote(opts: { type?: string; force?: boolean } = {}): Promise<Release> {
+  /** Moves the release to its next group: only soaked and healthy (O1), unless forced with a reason (O2). */
+  async promote(
+    opts: { type?: string; force?: boolean; reason?: string; actor?: string } = {},
+  ): Promise<Release> {
     return this.mutate(async (state, persist) => {
       const r = this.pick(state, opts.type);
       const i = currentGroupIndex(r);
@@ -258,29 +301,31 @@ export class ReleaseEngine {
       if (!next) {
         throw new UpdateError("REL_NOTHING_TO_PROMOTE", `release ${r.id} has reached its last group already`);
       }
-      const current = r.groups[i];
-      if (current) {
-        const j = judgeGroup(
-          r,
-          current.name,
-          this.config,
-          this.healthSnapshot(state, this.fleet(), this.now()),
-        );
-        if (j.verdict === "unhealthy" && !opts.force) {
-          throw new UpdateError(
-            "REL_UNHEALTHY",
-            `not promoting ${r.id} to ${next.name}: ${j.reason} (--force overrides)`,
-          );
-        }
-      }
-      await this.promoteTo(r, i + 1, opts.force ? "manual promotion (forced)" : "manual promotion", persist);
+      const now = this.now();
+      const j = checkManualPromotion(
+        r,
+        i,
+        this.config,
+        this.healthSnapshot(state, this.fleet(), now),
+        now,
+        opts,
+      );
+      const why = opts.reason?.trim() || j?.reason || "manual promotion";
+      await this.audit(r, opts.actor ?? "cli", opts.force ? "force-promote" : "promote", why, next.name);
+      await this.promoteTo(
+        r,
+        i + 1,
+        opts.force ? `manual promotion (forced: ${why})` : "manual promotion",
+        persist,
+      );
       return r;
     });
   }
 
-  async abort(opts: { type?: string; reason: string }): Promise<Release> {
+  async abort(opts: { type?: string; reason: string; actor?: string }): Promise<Release> {
     return this.mutate(async (state, persist) => {
       const r = this.pick(state, opts.type);
+      await this.audit(r, opts.actor ?? "cli", "abort", opts.reason);
       await this.performAbort(r, opts.reason, "operator", persist);
       return r;
     });
@@ -310,6 +355,28 @@ export class ReleaseEngine {
       by,
       revertedGroups: reached.map((g) => g.name),
       untouchedGroups: r.groups.filter((g) => !reached.includes(g)).map((g) => g.name),
+    });
+  }
+
+  /** O3: finishes an active release that cannot move, leaving every group as it is. */
+  async close(opts: { type?: string; reason: string; actor?: string }): Promise<Release> {
+    return this.mutate(async (state) => {
+      const r = this.pick(state, opts.type);
+      checkClose(r, opts.reason);
+      const now = this.now();
+      await this.audit(r, opts.actor ?? "cli", "close", opts.reason.trim());
+      r.status = "closed";
+      r.finishedAt = now.toISOString();
+      appendLog(r, now, "closed", opts.reason.trim());
+      this.opts.alerter?.send({
+        kind: "release-closed",
+        at: now.toISOString(),
+        release: r.id,
+        type: r.type,
+        version: r.version,
+        reason: opts.reason.trim(),
+      });
+      return r;
     });
   }
 
@@ -357,7 +424,27 @@ export class ReleaseEngine {
     const r = state.releases.find((x) => x.id === a.release);
     if (!r) return;
     switch (a.kind) {
+      case "stalled":
+        appendLog(r, now, "stalled", a.reason, a.group);
+        await this.audit(r, "scheduler", "stalled", a.reason, a.group);
+        logger.warn("release group cannot reach its sample", {
+          release: r.id,
+          group: a.group,
+          reason: a.reason,
+        });
+        this.opts.alerter?.send({
+          kind: "release-stalled",
+          at: now.toISOString(),
+          release: r.id,
+          type: r.type,
+          version: r.version,
+          group: a.group,
+          reason: a.reason,
+        });
+        return;
       case "promote":
+        if (a.reason !== "resuming an interrupted publish")
+          await this.audit(r, "scheduler", "promote", a.reason, a.group);
         await this.promoteTo(
           r,
           r.groups.findIndex((g) => g.name === a.group),
@@ -366,6 +453,7 @@ export class ReleaseEngine {
         );
         return;
       case "abort":
+        await this.audit(r, "scheduler", "abort", a.reason);
         await this.performAbort(r, a.reason, "health", persist);
         return;
       case "revert": {

@@ -31,6 +31,12 @@ export interface FleetAgent {
   health: "green" | "amber" | "red";
   content: Record<string, FleetAgentContent>;
   rejected: number;
+  /** Signed by an enrolled agent key (false: the unenrolled compatibility mode). */
+  enrolled?: boolean;
+  /** Enrolled by (or, unenrolled, reporting for) a vendor tenant. */
+  vendor?: boolean;
+  /** Content types this agent holds back on purpose ("*": cadence pinned-n-1, every type). */
+  pinned?: string[];
 }
 
 export interface GroupHealth {

@@ -19,15 +19,18 @@ import {
   HeartbeatSchema,
   MAX_HEARTBEAT_BYTES,
 } from "../core/agent/heartbeat-protocol.ts";
-import { sha256Hex } from "../core/crypto/digest.ts";
 import { describeError } from "../core/errors.ts";
 import { log } from "../core/log.ts";
 import { repoRequestHandler } from "../core/repo/serve.ts";
 import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
+import { readCapped } from "./body.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
 import { FleetRegistry } from "./fleet.ts";
+import type { FleetAgent } from "./health.ts";
+import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
+import { FileIdentityStore, type IdentityStore } from "./identity/store.ts";
 import { releaseStatePaths } from "./state.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
@@ -41,20 +44,30 @@ export interface FleetAppDeps {
   /** Called when a heartbeat reports trouble, so the scheduler can react before its next tick. */
   onTrouble?: () => void;
   consoleRefreshMs?: number;
+  /** Enrollment and signed heartbeats (fleet/identity). */
+  identity: IdentityEdge;
 }
 
 export function fleetApp(deps: FleetAppDeps): Hono {
-  const tenantsByHash = new Map(
-    Object.entries(deps.config.fleet.tenants).map(([t, v]) => [v.tokenSha256, t]),
-  );
   const app = new Hono();
+  const { identity } = deps;
+  identity.routes(app);
 
   app.post(HEARTBEAT_PATH, async (c) => {
-    const auth = c.req.header("authorization") ?? "";
-    const token = /^Bearer ([\x21-\x7e]{16,256})$/.exec(auth)?.[1];
-    // Looking the token up by its hash leaks nothing a timing probe could use.
-    const tenant = token ? tenantsByHash.get(sha256Hex(new TextEncoder().encode(token))) : undefined;
-    if (!tenant) {
+    // I1: a signed heartbeat is checked against its enrolled key below; an unsigned one only in the
+    // compatibility mode, on the tenant token.
+    const signed = identity.isSigned(c.req.raw.headers);
+    const tenant = signed ? undefined : identity.tenantOf(c.req.header("authorization"));
+    if (!signed && !deps.config.fleet.identity.allowUnenrolled) {
+      return c.json(
+        {
+          error: "I1: heartbeats must be signed by an enrolled agent key (agent enroll)",
+          code: "FLEET_NOT_ENROLLED",
+        },
+        401,
+      );
+    }
+    if (!signed && !tenant) {
       return c.json({ error: "unauthorized", code: "FLEET_UNAUTHORIZED" }, 401, {
         "WWW-Authenticate": 'Bearer realm="outpost-fleet"',
       });
@@ -82,14 +95,23 @@ export function fleetApp(deps: FleetAppDeps): Hono {
         .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
       return c.json({ error: `invalid heartbeat: ${issues.join("; ")}`, code: "FLEET_INVALID" }, 400);
     }
-    const hb = parsed.data;
-    if (hb.tenant !== tenant) {
-      return c.json({ error: "token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
+    let hb = parsed.data;
+    let sender: SenderFacts;
+    if (signed) {
+      const v = await identity.verifyHeartbeat(c.req.raw.headers, body, hb);
+      if (!v.ok) return c.json({ error: v.error, code: v.code }, v.status);
+      ({ hb, sender } = v.value);
+    } else {
+      if (hb.tenant !== tenant) {
+        return c.json({ error: "token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
+      }
+      sender = { enrolled: false, vendor: deps.config.fleet.tenants[hb.tenant]?.vendor ?? false };
     }
-    if (!deps.fleet.ingest(hb, deps.now().getTime())) {
+    const before = deps.fleet.get(hb.tenant, hb.agentId);
+    if (!deps.fleet.ingest(hb, deps.now().getTime(), sender)) {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
-    if (reportsTrouble(hb)) deps.onTrouble?.();
+    if (reportsTrouble(hb, before)) deps.onTrouble?.();
     return c.body(null, 204);
   });
 
@@ -115,46 +137,24 @@ export function fleetApp(deps: FleetAppDeps): Hono {
   return app;
 }
 
-/** Red, crashing, or rolled back within the last hour (older rollbacks stay listed but are news no more). */
-function reportsTrouble(hb: Heartbeat): boolean {
+/**
+ * Red, crashing, rolled back within the last hour (older rollbacks stay
+ * listed but are news no more), or a version newly marked bad — a rejection
+ * at validation is as much a verdict on the release as a crash.
+ */
+function reportsTrouble(hb: Heartbeat, before?: FleetAgent): boolean {
   const recent = Date.parse(hb.sentAt) - 3600_000;
   return (
     hb.health === "red" ||
     hb.content.some(
       (c) =>
         c.crashes > 0 ||
+        c.badVersions.some((v) => !before?.content[c.type]?.bad.includes(v)) ||
         c.handlerState === "failed" ||
         c.handlerState === "crash-looping" ||
         c.rollbacks.some((r) => Date.parse(r.at) >= recent),
     )
   );
-}
-
-/** The body, or null when it is larger than `max` (whatever Content-Length claims). */
-async function readCapped(req: Request, max: number): Promise<Uint8Array | null> {
-  const declared = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > max) return null;
-  const reader = req.body?.getReader();
-  if (!reader) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
 }
 
 export interface ReleaseServerOptions {
@@ -166,6 +166,8 @@ export interface ReleaseServerOptions {
   autoTick?: boolean;
   alerter?: ReleaseAlerter;
   consoleRefreshMs?: number;
+  /** Enrollments, sequence numbers and the audit trail; default: files under the state dir. */
+  identityStore?: IdentityStore;
   /** Replaces the default reaction to a troubled heartbeat (a tick 250 ms later); simulations count steps. */
   onTrouble?: () => void;
 }
@@ -175,6 +177,7 @@ export interface ReleaseServer {
   readonly port: number;
   readonly fleet: FleetRegistry;
   readonly engine: ReleaseEngine;
+  readonly identity: IdentityEdge;
   /** One scheduler run plus a fleet snapshot; what the background timer does. */
   tick(): Promise<TickResult>;
   stop(): Promise<void>;
@@ -187,7 +190,9 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
   const fleet = FleetRegistry.load(paths.fleet, config.fleet.maxAgents);
   const alerter =
     opts.alerter ?? webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-  const engine = new ReleaseEngine({ config, now, fleet, alerter });
+  const store: IdentityStore = opts.identityStore ?? new FileIdentityStore(config.paths.stateDir);
+  const engine = new ReleaseEngine({ config, now, fleet, alerter, audit: store });
+  const identity = new IdentityEdge({ config, store, now });
   let ticking: Promise<TickResult> | undefined;
   const tick = async (): Promise<TickResult> => {
     if (ticking) return ticking;
@@ -196,6 +201,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
         return await engine.tick();
       } finally {
         fleet.save(paths.fleet, now());
+        await store.flush();
       }
     })();
     try {
@@ -214,6 +220,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     fleet,
     config,
     now,
+    identity,
     consoleRefreshMs: opts.consoleRefreshMs,
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
     onTrouble:
@@ -247,6 +254,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     port: server.port ?? opts.port,
     fleet,
     engine,
+    identity,
     tick,
     async stop() {
       if (timer) clearInterval(timer);
@@ -255,6 +263,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       await server.stop(true);
       telemetry.close();
       fleet.save(paths.fleet, now());
+      await store.flush();
       await alerter.flush();
     },
   };

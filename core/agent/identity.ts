@@ -47,7 +47,7 @@ export interface HeartbeatSigner {
   readonly agentId: string;
   nextSeq(now: Date): number;
   /** Headers for a body: signature and signer. */
-  headers(body: Uint8Array): Promise<Record<string, string>>;
+  headers(body: Uint8Array<ArrayBuffer>): Promise<Record<string, string>>;
 }
 
 /** The identity this state dir enrolled with, or undefined when it never enrolled. */
@@ -57,10 +57,14 @@ export function loadIdentity(stateDir: string): AgentIdentity | undefined {
   try {
     return IdentityFileSchema.parse(JSON.parse(readFileSync(file, "utf8")));
   } catch (e) {
-    throw new ConfigError("CFG_FLEET_IDENTITY", `${file}: unreadable fleet identity (${(e as Error).message})`, {
-      file,
-      cause: e,
-    });
+    throw new ConfigError(
+      "CFG_FLEET_IDENTITY",
+      `${file}: unreadable fleet identity (${(e as Error).message})`,
+      {
+        file,
+        cause: e,
+      },
+    );
   }
 }
 
@@ -70,12 +74,18 @@ export async function loadSigner(stateDir: string): Promise<HeartbeatSigner | un
   const keyFile = identityPaths(stateDir).key;
   let key: CryptoKey;
   try {
-    key = await crypto.subtle.importKey("pkcs8", readFileSync(keyFile), { name: SIGNATURE_ALG }, false, ["sign"]);
+    key = await crypto.subtle.importKey("pkcs8", readFileSync(keyFile), { name: SIGNATURE_ALG }, false, [
+      "sign",
+    ]);
   } catch (e) {
-    throw new ConfigError("CFG_FLEET_IDENTITY", `${keyFile}: unreadable agent key (${(e as Error).message})`, {
-      file: keyFile,
-      cause: e,
-    });
+    throw new ConfigError(
+      "CFG_FLEET_IDENTITY",
+      `${keyFile}: unreadable agent key (${(e as Error).message})`,
+      {
+        file: keyFile,
+        cause: e,
+      },
+    );
   }
   return makeSigner(id.tenant, id.agentId, key);
 }
@@ -133,9 +143,13 @@ export async function enrollAgent(o: {
       signal: AbortSignal.timeout(o.timeoutMs ?? 15_000),
     });
   } catch (e) {
-    throw new UpdateError("UPD_ENROLL_FAILED", `${url.href}: enrollment request failed (${(e as Error).message})`, {
-      cause: e,
-    });
+    throw new UpdateError(
+      "UPD_ENROLL_FAILED",
+      `${url.href}: enrollment request failed (${(e as Error).message})`,
+      {
+        cause: e,
+      },
+    );
   }
   const text = await res.text();
   if (!res.ok) {
@@ -153,7 +167,10 @@ export async function enrollAgent(o: {
   try {
     answer = EnrollResponseSchema.parse(JSON.parse(text));
   } catch (e) {
-    throw new UpdateError("UPD_ENROLL_REFUSED", `${url.href}: malformed enrollment answer (${(e as Error).message})`);
+    throw new UpdateError(
+      "UPD_ENROLL_REFUSED",
+      `${url.href}: malformed enrollment answer (${(e as Error).message})`,
+    );
   }
   if (answer.agentId !== agentId || answer.tenant !== o.tenant) {
     throw new UpdateError("UPD_ENROLL_REFUSED", `${url.href}: the answer names another agent or tenant`);
@@ -167,16 +184,25 @@ export async function enrollAgent(o: {
 async function ensureKey(file: string): Promise<string> {
   let priv: CryptoKey;
   if (existsSync(file)) {
-    priv = await crypto.subtle.importKey("pkcs8", readFileSync(file), { name: SIGNATURE_ALG }, true, ["sign"]);
+    priv = await crypto.subtle.importKey("pkcs8", readFileSync(file), { name: SIGNATURE_ALG }, true, [
+      "sign",
+    ]);
   } else {
-    const pair = (await crypto.subtle.generateKey({ name: SIGNATURE_ALG }, true, ["sign", "verify"])) as CryptoKeyPair;
+    const pair = (await crypto.subtle.generateKey({ name: SIGNATURE_ALG }, true, [
+      "sign",
+      "verify",
+    ])) as unknown as CryptoKeyPair;
     atomicWriteFile(file, new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey)), 0o600);
     return Buffer.from(await crypto.subtle.exportKey("spki", pair.publicKey)).toString("base64url");
   }
   // WebCrypto cannot derive the public half from a PKCS#8 key; a JWK export carries it (x).
   const jwk = await crypto.subtle.exportKey("jwk", priv);
-  const pub = await crypto.subtle.importKey("jwk", { kty: "OKP", crv: "Ed25519", x: jwk.x }, { name: SIGNATURE_ALG }, true, [
-    "verify",
-  ]);
+  const pub = await crypto.subtle.importKey(
+    "jwk",
+    { kty: "OKP", crv: "Ed25519", x: jwk.x },
+    { name: SIGNATURE_ALG },
+    true,
+    ["verify"],
+  );
   return Buffer.from(await crypto.subtle.exportKey("spki", pub)).toString("base64url");
 }

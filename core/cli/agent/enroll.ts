@@ -38,12 +38,17 @@ export default defineCommand({
     try {
       token = readFileSync(file, "utf8").trim();
     } catch (e) {
-      throw new ConfigError("CFG_FLEET_TOKEN", `${file}: cannot read the tenant token (${(e as Error).message})`, {
-        file,
-        cause: e,
-      });
+      throw new ConfigError(
+        "CFG_FLEET_TOKEN",
+        `${file}: cannot read the tenant token (${(e as Error).message})`,
+        {
+          file,
+          cause: e,
+        },
+      );
     }
-    if (token.length < 16) throw new ConfigError("CFG_FLEET_TOKEN", `${file}: the tenant token is too short`, { file });
+    if (token.length < 16)
+      throw new ConfigError("CFG_FLEET_TOKEN", `${file}: the tenant token is too short`, { file });
     const identity = await enrollAgent({
       stateDir: config.stateDir,
       fleet: args.fleet,
