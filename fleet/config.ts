@@ -11,7 +11,12 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { TENANT_RE } from "../core/agent/heartbeat-protocol.ts";
 import { ConfigError } from "../core/errors.ts";
-import { ConsoleAuthSchema, FleetIdentitySchema, TenantSchema } from "./identity/config.ts";
+import {
+  ConsoleAuthSchema,
+  checkTenantGroups,
+  FleetIdentitySchema,
+  TenantSchema,
+} from "./identity/config.ts";
 
 const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
@@ -133,7 +138,8 @@ export const ReleaseConfigSchema = z
   .refine((c) => c.resignHours < c.expiresDays * 24, {
     path: ["resignHours"],
     message: "must be shorter than expiresDays, or every tick would re-sign",
-  });
+  })
+  .superRefine(checkTenantGroups);
 
 export type ReleaseConfigInput = z.input<typeof ReleaseConfigSchema>;
 export type GroupConfig = z.infer<typeof GroupConfigSchema>;

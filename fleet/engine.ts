@@ -501,6 +501,7 @@ export class ReleaseEngine {
           since: Date.parse(g.publishedAt),
           now: now.getTime(),
           activeWindowMs: this.config.health.activeWindowMinutes * 60_000,
+          vendorOnly: groupConfig(this.config, g.name).vendorOnly,
         });
       }
       snap[r.id] = perGroup;

@@ -228,8 +228,7 @@ function planStalled(
     if (!g.publishedAt || now.getTime() - Date.parse(g.publishedAt) < deadlineMs) continue;
     if (r.log.some((l) => l.event === "stalled" && l.group === g.name)) continue;
     const j = judgeGroup(r, g.name, config, health);
-    const h = health[r.id]?.[g.name];
-    const short = j.verdict === "no-data" || (j.verdict === "waiting" && (h?.exposed ?? 0) < j.required);
+    const short = j.verdict === "no-data" || (j.verdict === "waiting" && j.sample < j.required);
     if (!short) continue;
     out.actions.push({
       kind: "stalled",

@@ -68,3 +68,27 @@ export const ConsoleAuthSchema = z
 export type TenantConfig = z.infer<typeof TenantSchema>;
 export type FleetIdentityConfig = z.infer<typeof FleetIdentitySchema>;
 export type ConsoleAuthConfig = z.infer<typeof ConsoleAuthSchema>;
+
+/** A tenant's enrollment group must exist, and a vendorOnly group takes only vendor tenants. */
+export function checkTenantGroups(
+  c: { groups: { name: string; vendorOnly: boolean }[]; fleet: { tenants: Record<string, TenantConfig> } },
+  ctx: z.RefinementCtx,
+): void {
+  for (const [name, t] of Object.entries(c.fleet.tenants)) {
+    if (t.group === undefined) continue;
+    const g = c.groups.find((x) => x.name === t.group);
+    if (!g) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["fleet", "tenants", name, "group"],
+        message: `no release group named ${t.group}`,
+      });
+    } else if (g.vendorOnly && !t.vendor) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["fleet", "tenants", name, "group"],
+        message: `${t.group} is vendorOnly; only a tenant with "vendor": true may enroll into it`,
+      });
+    }
+  }
+}
