@@ -39,9 +39,11 @@ beforeEach(() => {
     groups: [{ name: "eng-test", promote: "manual", soakMinutes: 60 }],
     fleet: {
       tenants: {
-        acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) },
+        acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)), vendor: true },
         other: { tokenSha256: sha256Hex(new TextEncoder().encode(OTHER)) },
       },
+      // These tests cover the unsigned (compatibility) path; signed heartbeats: fleet/identity/*.test.ts.
+      identity: { allowUnenrolled: true },
     },
   });
   troubles = 0;

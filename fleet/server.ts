@@ -149,7 +149,8 @@ function reportsTrouble(hb: Heartbeat, before?: FleetAgent): boolean {
     hb.content.some(
       (c) =>
         c.crashes > 0 ||
-        c.badVersions.some((v) => !before?.content[c.type]?.bad.includes(v)) ||
+        // Newly marked bad since this agent's previous heartbeat (a first heartbeat cannot tell news from history).
+        (before !== undefined && c.badVersions.some((v) => !before.content[c.type]?.bad.includes(v))) ||
         c.handlerState === "failed" ||
         c.handlerState === "crash-looping" ||
         c.rollbacks.some((r) => Date.parse(r.at) >= recent),
