@@ -33,7 +33,7 @@ export function consoleCsp(nonce: string): string {
 
 export function renderConsolePage(
   view: ReleaseStatusView,
-  opts: { nonce: string; refreshMs: number },
+  opts: { nonce: string; refreshMs: number; extra?: string },
 ): string {
   return `<!doctype html>
 <html lang="en">
@@ -57,7 +57,7 @@ th { background: #f3f3f3; }
 </head>
 <body>
 <h1>Outpost release console</h1>
-<main id="console" data-refresh-ms="${opts.refreshMs}">${renderConsoleBody(view)}</main>
+<main id="console" data-refresh-ms="${opts.refreshMs}">${renderConsoleBody(view, opts.extra)}</main>
 <script nonce="${esc(opts.nonce)}">
 (() => {
   const main = document.getElementById("console");
@@ -77,7 +77,8 @@ th { background: #f3f3f3; }
 `;
 }
 
-export function renderConsoleBody(view: ReleaseStatusView): string {
+/** `extra`: further sections (fleet/identity: tenants, enrollments, audit) after the releases. */
+export function renderConsoleBody(view: ReleaseStatusView, extra = ""): string {
   const groups = `<h2>Release groups</h2>
 <table id="groups"><thead><tr><th>group</th><th>entry</th><th>soak</th><th>active agents</th><th>content</th></tr></thead><tbody>
 ${view.groups
@@ -97,7 +98,8 @@ ${view.groups
   return `<p class="muted">as of <time id="now">${esc(view.now)}</time> · abort threshold ${pct(view.threshold)}</p>
 ${groups}
 <h2>Releases</h2>
-${releases}`;
+${releases}
+${extra}`;
 }
 
 function renderRelease(r: ReleaseView, view: ReleaseStatusView): string {

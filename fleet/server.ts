@@ -29,6 +29,7 @@ import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
 import { FleetRegistry } from "./fleet.ts";
 import type { FleetAgent } from "./health.ts";
+import { consoleAuth } from "./identity/console-routes.ts";
 import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
 import { FileIdentityStore, type IdentityStore } from "./identity/store.ts";
 import { releaseStatePaths } from "./state.ts";
@@ -46,12 +47,16 @@ export interface FleetAppDeps {
   consoleRefreshMs?: number;
   /** Enrollment and signed heartbeats (fleet/identity). */
   identity: IdentityEdge;
+  /** Enrollments and the audit trail, for the console. */
+  store: IdentityStore;
 }
 
 export function fleetApp(deps: FleetAppDeps): Hono {
   const app = new Hono();
   const { identity } = deps;
   identity.routes(app);
+  // Operator login in front of every /console route (fleet/identity/console-routes.ts).
+  const consoleExtra = consoleAuth(app, deps);
 
   app.post(HEARTBEAT_PATH, async (c) => {
     // I1: a signed heartbeat is checked against its enrolled key below; an unsigned one only in the
@@ -117,14 +122,15 @@ export function fleetApp(deps: FleetAppDeps): Hono {
 
   app.get("/console/status.json", (c) => c.json(deps.engine.status()));
 
-  app.get("/console", (c) => {
+  app.get("/console", async (c) => {
     const view = deps.engine.status();
+    const extra = await consoleExtra.section(c);
     const headers = { "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" };
-    if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view), 200, headers);
+    if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view, extra), 200, headers);
     const nonce = randomBytes(16).toString("base64");
     const refresh = Number(c.req.query("refresh"));
     const refreshMs = Number.isFinite(refresh) && refresh >= 50 ? refresh : (deps.consoleRefreshMs ?? 10_000);
-    return c.html(renderConsolePage(view, { nonce, refreshMs }), 200, {
+    return c.html(renderConsolePage(view, { nonce, refreshMs, extra }), 200, {
       ...headers,
       "Content-Security-Policy": consoleCsp(nonce),
     });
@@ -222,6 +228,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     config,
     now,
     identity,
+    store,
     consoleRefreshMs: opts.consoleRefreshMs,
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
     onTrouble:
@@ -240,11 +247,11 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
-    fetch: (req) => {
+    fetch: (req, srv) => {
       const path = new URL(req.url).pathname;
       if (telemetry.handles(path)) return telemetry.fetch(req);
       return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
-        ? app.fetch(req)
+        ? app.fetch(req, { peer: srv.requestIP(req)?.address })
         : repo(req);
     },
   });
