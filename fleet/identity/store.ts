@@ -4,13 +4,13 @@
  * (replay protection) and the operator audit trail. Behind one small async
  * interface so a SQL implementation (fleet/db) drops in beside the file one:
  *
- *   STATE/identity/enrollments.json   rewritten on each enrollment (rare: rate-limited per tenant)
+ *   STATE/identity/enrollments.jsonl  one line per enrollment, appended and fsynced (never rewritten)
  *   STATE/identity/sequences.json     flushed on every scheduler tick and on stop
  *   STATE/audit.jsonl                 one line per operator or scheduler action, appended (O_APPEND),
  *                                     so `contentctl release promote` in another process adds to it too
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 import { StoreError } from "../../core/errors.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
@@ -64,15 +64,12 @@ export interface IdentityStore extends AuditLog {
 
 export function identityStorePaths(stateDir: string) {
   return {
-    enrollments: join(stateDir, "identity", "enrollments.json"),
+    enrollments: join(stateDir, "identity", "enrollments.jsonl"),
     sequences: join(stateDir, "identity", "sequences.json"),
     audit: join(stateDir, "audit.jsonl"),
   };
 }
 
-const EnrollmentsFileSchema = z
-  .object({ schema: z.literal(1), enrollments: z.array(EnrollmentSchema) })
-  .strict();
 const SequencesFileSchema = z
   .object({ schema: z.literal(1), seq: z.record(z.string(), z.number()) })
   .strict();
@@ -86,45 +83,28 @@ export class FileAuditLog implements AuditLog {
   }
 
   async appendAudit(r: AuditRecord): Promise<void> {
-    mkdirSync(join(this.file, ".."), { recursive: true, mode: 0o700 });
-    appendFileSync(this.file, `${JSON.stringify(AuditRecordSchema.parse(r))}\n`, { mode: 0o600 });
+    appendLine(this.file, AuditRecordSchema.parse(r));
   }
 
   async audit(): Promise<AuditRecord[]> {
-    if (!existsSync(this.file)) return [];
-    const out: AuditRecord[] = [];
-    const lines = readFileSync(this.file, "utf8").split("\n");
-    const last = lines.at(-1) === "" ? lines.length - 2 : lines.length - 1;
-    lines.forEach((line, i) => {
-      if (!line.trim()) return;
-      const r = AuditRecordSchema.safeParse(safeJson(line));
-      if (!r.success) {
-        // A torn last line (killed mid-append) is skipped; anything else is damage someone must see.
-        if (i === last) return;
-        throw new StoreError("REL_AUDIT_CORRUPT", `${this.file}:${i + 1}: unreadable audit record`, {
-          file: this.file,
-        });
-      }
-      out.push(r.data);
-    });
-    return out;
+    return readLines(this.file, AuditRecordSchema, "REL_AUDIT_CORRUPT");
   }
 }
 
 export class FileIdentityStore implements IdentityStore {
   private readonly paths: ReturnType<typeof identityStorePaths>;
   private readonly auditLog: FileAuditLog;
-  private byKey = new Map<string, Enrollment>();
-  private seq = new Map<string, number>();
+  private readonly byKey = new Map<string, Enrollment>();
+  private readonly seq: Map<string, number>;
   private seqDirty = false;
 
   constructor(stateDir: string) {
     this.paths = identityStorePaths(stateDir);
     this.auditLog = new FileAuditLog(stateDir);
-    const e = readJson(this.paths.enrollments, EnrollmentsFileSchema);
-    for (const x of e?.enrollments ?? []) this.byKey.set(`${x.tenant}/${x.agentId}`, x);
-    const s = readJson(this.paths.sequences, SequencesFileSchema);
-    this.seq = new Map(Object.entries(s?.seq ?? {}));
+    for (const e of readLines(this.paths.enrollments, EnrollmentSchema, "REL_IDENTITY_CORRUPT")) {
+      this.byKey.set(`${e.tenant}/${e.agentId}`, e);
+    }
+    this.seq = new Map(Object.entries(readSequences(this.paths.sequences)));
   }
 
   async enrollment(tenant: string, agentId: string): Promise<Enrollment | undefined> {
@@ -147,9 +127,9 @@ export class FileIdentityStore implements IdentityStore {
   }
 
   async addEnrollment(e: Enrollment): Promise<void> {
+    // Durable before the agent is told it is enrolled: a lost enrollment would orphan its key.
+    appendLine(this.paths.enrollments, EnrollmentSchema.parse(e));
     this.byKey.set(`${e.tenant}/${e.agentId}`, e);
-    mkdirSync(join(this.paths.enrollments, ".."), { recursive: true, mode: 0o700 });
-    atomicWriteJson(this.paths.enrollments, { schema: 1, enrollments: [...this.byKey.values()] }, 0o600);
   }
 
   async advanceSequence(tenant: string, agentId: string, seq: number): Promise<boolean> {
@@ -170,9 +150,55 @@ export class FileIdentityStore implements IdentityStore {
 
   async flush(): Promise<void> {
     if (!this.seqDirty) return;
-    mkdirSync(join(this.paths.sequences, ".."), { recursive: true, mode: 0o700 });
+    mkdirSync(dirname(this.paths.sequences), { recursive: true, mode: 0o700 });
     atomicWriteJson(this.paths.sequences, { schema: 1, seq: Object.fromEntries(this.seq) }, 0o600);
     this.seqDirty = false;
+  }
+}
+
+/** One JSON line, appended (O_APPEND: whole lines from several processes) and fsynced. */
+function appendLine(file: string, value: unknown): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const fd = openSync(file, "a", 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify(value)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** JSON lines; a torn last line (killed mid-append) is skipped, anything else is damage someone must see. */
+function readLines<T>(file: string, schema: z.ZodType<T>, code: string): T[] {
+  if (!existsSync(file)) return [];
+  const out: T[] = [];
+  const lines = readFileSync(file, "utf8").split("\n");
+  const last = lines.at(-1) === "" ? lines.length - 2 : lines.length - 1;
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    const r = schema.safeParse(safeJson(line));
+    if (!r.success) {
+      if (i === last) return;
+      throw new StoreError(code, `${file}:${i + 1}: unreadable record`, { file });
+    }
+    out.push(r.data);
+  });
+  return out;
+}
+
+function readSequences(file: string): Record<string, number> {
+  if (!existsSync(file)) return {};
+  try {
+    return SequencesFileSchema.parse(JSON.parse(readFileSync(file, "utf8"))).seq;
+  } catch (e) {
+    throw new StoreError(
+      "REL_IDENTITY_CORRUPT",
+      `${file}: unreadable sequence numbers (${(e as Error).message})`,
+      {
+        file,
+        cause: e,
+      },
+    );
   }
 }
 
@@ -181,21 +207,5 @@ function safeJson(s: string): unknown {
     return JSON.parse(s);
   } catch {
     return undefined;
-  }
-}
-
-function readJson<T>(file: string, schema: z.ZodType<T>): T | undefined {
-  if (!existsSync(file)) return undefined;
-  try {
-    return schema.parse(JSON.parse(readFileSync(file, "utf8")));
-  } catch (e) {
-    throw new StoreError(
-      "REL_IDENTITY_CORRUPT",
-      `${file}: unreadable identity store (${(e as Error).message})`,
-      {
-        file,
-        cause: e,
-      },
-    );
   }
 }
