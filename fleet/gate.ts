@@ -14,11 +14,12 @@
  *       minSample, maxTenantShare / (1 − maxTenantShare) × the other
  *       tenants' agents): 50k idle agents cannot stall adoption, 300 healthy
  *       ones cannot dilute a failure. Scaling is uniform within a tenant, so
- *       a tenant's own shares are unchanged. Vendor tenants are not capped.
+ *       a tenant's own shares are unchanged. Vendor tenants are not capped,
+ *       nor is a tenant alone in a group (nobody else's judgement to sway).
  *   G5  no single customer tenant decides an abort: the affected share must
  *       exceed the threshold even without the one customer tenant whose
  *       affected agents weigh most. Trouble confined to one tenant holds the
- *       release and says so instead.
+ *       release and says so instead. A group with one tenant is its own judge.
  *   G6  a group short of its sample too long is reported (plan.ts, S8)
  */
 
@@ -62,6 +63,10 @@ export function tenantFactors(
       continue;
     }
     const others = total - t.agents;
+    if (others === 0) {
+      out.set(t.tenant, 1);
+      continue;
+    }
     const cap = Math.max(Math.ceil(s * rules.minSample), (s / (1 - s)) * others);
     out.set(t.tenant, Math.min(1, cap / t.agents));
   }
@@ -97,6 +102,7 @@ export function weigh(
       w.heaviest = { tenant: t.tenant, affected: k * t.affected };
     }
   }
+  if (tenants.filter((t) => t.agents > 0).length < 2) w.heaviest = null;
   w.affectedRobust = w.affected - (w.heaviest?.affected ?? 0);
   return w;
 }
