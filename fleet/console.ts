@@ -5,16 +5,12 @@
  * nonce'd script re-fetches the page body (GET /console?fragment=1) so the
  * view follows the rollout, and a strict CSP keeps anything else out.
  */
+import { esc } from "./http/html.ts";
 import type { ReleaseStatusView, ReleaseView } from "./views.ts";
 
-const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"];
+export { esc };
 
-export function esc(s: unknown): string {
-  return String(s ?? "").replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
-  );
-}
+const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"];
 
 const pct = (x: number) => `${(x * 100).toFixed(x < 0.1 ? 2 : 1)}%`;
 

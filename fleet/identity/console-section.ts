@@ -3,8 +3,9 @@
  * vendor), each tenant's enrollments against its limits, and the latest
  * audited actions. Pure rendering over data the server passes in.
  */
-import { esc } from "../console.ts";
+
 import type { FleetAgent } from "../health.ts";
+import { esc } from "../http/html.ts";
 import type { TenantConfig } from "./config.ts";
 import type { AuditRecord, Enrollment } from "./store.ts";
 

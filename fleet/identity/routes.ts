@@ -17,8 +17,8 @@ import {
 } from "../../core/agent/identity-protocol.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { log } from "../../core/log.ts";
-import { readCapped } from "../body.ts";
 import type { ReleaseConfig } from "../config.ts";
+import { readCapped } from "../http/body.ts";
 import type { IdentityStore } from "./store.ts";
 import { type Check, checkEnrollment, checkSignedHeartbeat, isEd25519Key } from "./verify.ts";
 

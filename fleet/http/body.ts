@@ -1,4 +1,4 @@
-/** Reading request bodies at the fleet edge without trusting Content-Length. */
+/** Reading request bodies at the fleet edge (heartbeats, enrollments) without trusting Content-Length. */
 
 /** The body, or null when it is larger than `max` (whatever Content-Length claims). */
 export async function readCapped(req: Request, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
