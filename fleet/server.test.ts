@@ -199,6 +199,20 @@ describe("POST /fleet/heartbeat", () => {
     );
     expect(troubles).toBe(2);
   });
+
+  test("a version newly marked bad (a validation rejection) wakes the scheduler like a crash; the same list again does not", async () => {
+    await post(JSON.stringify(heartbeat({ agentId: "agent-0004" })));
+    expect(troubles).toBe(0);
+    const rejected = (badVersions: number[]) =>
+      heartbeat({
+        agentId: "agent-0004",
+        content: [{ type: "TestText", version: 1, handlerState: "loaded", badVersions, crashes: 0, rollbacks: [] }],
+      });
+    await post(JSON.stringify(rejected([2])));
+    expect(troubles).toBe(1);
+    await post(JSON.stringify(rejected([2])));
+    expect(troubles).toBe(1);
+  });
 });
 
 describe("console and repository on one listener", () => {
