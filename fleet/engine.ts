@@ -1,27 +1,14 @@
-/**
- * The release engine: carries out what the operator asks (`start`,
- * `promote`, `abort`) and what the pure scheduler (plan.ts) decides on each
- * `tick`, against the repository with the real publisher. Every step is
- * recorded in the durable state before and after its side effect, so a
- * restart resumes rather than repeats or forgets.
- *
- * Taking a group back after an abort is revert.ts; what status shows is
- * views.ts; staged packages are staged.ts. Groups the release never reached
- * are not touched and never list the bad version.
- */
-import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { TrustStore } from "../core/crypto/cms.ts";
 import { KEY_FILES } from "../core/crypto/keys.ts";
 import { describeError, UpdateError } from "../core/errors.ts";
 import { log } from "../core/log.ts";
-import { openPackage, readPackage } from "../core/package/open.ts";
+import { openPackage } from "../core/package/open.ts";
 import type { IndexEntry, PreviousEntry } from "../core/repo/index-format.ts";
 import { publish, readRepoIndex, resign } from "../core/repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
-import { type GroupHealth, groupHealth } from "./health.ts";
 import { type AuditLog, type AuditRecord, FileAuditLog } from "./identity/store.ts";
 import { checkClose, checkManualPromotion } from "./operator.ts";
 import {
@@ -33,10 +20,10 @@ import {
   plan,
   type RepoFacts,
 } from "./plan.ts";
+import { checkNewer, healthSnapshot, recordHealth } from "./release-checks.ts";
 import { type RevertContext, revertGroup } from "./revert.ts";
 import { readPackageFile, readStaged, stagePackage } from "./staged.ts";
 import {
-  appendHealth,
   appendLog,
   loadReleaseState,
   type PackageRef,
@@ -49,8 +36,6 @@ import {
 import { type ReleaseStatusView, statusView } from "./views.ts";
 
 const logger = log.child({ component: "release" });
-/** Health samples closer together than this are not recorded (the console's resolution). */
-const SAMPLE_SPACING_MS = 60_000;
 
 export interface EngineOptions {
   config: ReleaseConfig;
@@ -156,7 +141,7 @@ export class ReleaseEngine {
           `release ${active.id} of ${opts.type} is still active; promote it to the end or abort it first`,
         );
       }
-      this.checkNewer(state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
+      checkNewer(this.config, state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
       const ref = stagePackage(this.config.paths.stateDir, opts.type, opts.version, bytes, pkg.signingTime);
       const id = `${opts.type}-${opts.version}`;
       const release: Release = {
@@ -185,60 +170,6 @@ export class ReleaseEngine {
       await this.promoteTo(release, 0, "release start", persist);
       return release;
     });
-  }
-
-  /**
-   * A new release must be installable by every group: newer than anything a
-   * group lists or has listed (including an abort's re-signed version, R10),
-   * and signed no earlier than the packages groups run (R11).
-   */
-  private checkNewer(
-    state: ReleaseState,
-    type: string,
-    version: number,
-    signingTime: Date,
-    file: string,
-  ): void {
-    let highest = 0;
-    let latestSigned = 0;
-    const signedAt = new Map<string, number>();
-    for (const r of state.releases) {
-      if (r.type !== type) continue;
-      highest = Math.max(highest, r.version, r.abort?.revertVersion ?? 0);
-      signedAt.set(r.package.sha384, Date.parse(r.package.signingTime));
-      for (const ref of Object.values(r.abort?.reverts ?? {}))
-        signedAt.set(ref.sha384, Date.parse(ref.signingTime));
-    }
-    for (const g of this.config.groups) {
-      const listed = readRepoIndex(this.config.paths.repo, g.name)?.content[type];
-      if (!listed) continue;
-      highest = Math.max(highest, listed.version);
-      latestSigned = Math.max(latestSigned, signedAt.get(listed.sha384) ?? this.packageCreated(listed));
-    }
-    if (version <= highest) {
-      throw new UpdateError(
-        "REL_VERSION_NOT_NEWER",
-        `${file}: ${type} v${version} is not newer than v${highest}, which groups list or have listed; agents would refuse it (R10) — pack v${highest + 1} or later`,
-        { file },
-      );
-    }
-    if (signingTime.getTime() < latestSigned) {
-      throw new UpdateError(
-        "REL_SIGNED_TOO_EARLY",
-        `${file}: signed ${signingTime.toISOString()}, before content groups already run (${new Date(latestSigned).toISOString()}); agents would refuse it (R11) — pack it again`,
-        { file },
-      );
-    }
-  }
-
-  private packageCreated(entry: IndexEntry): number {
-    try {
-      const bytes = readFileSync(join(this.config.paths.repo, entry.path));
-      // The CMS signingTime agents compare (R11) has whole seconds; `created` has milliseconds.
-      return Math.floor(Date.parse(readPackage(bytes, { file: entry.path }).manifest.created) / 1000) * 1000;
-    } catch {
-      return 0;
-    }
   }
 
   /** Intent (what the group had) → publish → done, each recorded, so a resumed publish is exact. */
@@ -387,7 +318,7 @@ export class ReleaseEngine {
     return this.mutate(async (state, persist) => {
       const now = this.now();
       const health = this.healthSnapshot(state, this.fleet(), now);
-      this.recordHealth(state, health, now);
+      recordHealth(state, health, now);
       const p = plan(state, this.config, now, health, this.repoFacts());
       const errors: TickResult["errors"] = [];
       for (const a of p.actions) {
@@ -487,42 +418,7 @@ export class ReleaseEngine {
   }
 
   healthSnapshot(state: ReleaseState, fleet: FleetView, now: Date): HealthSnapshot {
-    const snap: HealthSnapshot = {};
-    const agents = [...fleet.agents()];
-    for (const r of state.releases) {
-      if (r.status !== "active") continue;
-      const perGroup: Record<string, GroupHealth> = {};
-      for (const g of r.groups) {
-        if (!g.publishedAt) continue;
-        perGroup[g.name] = groupHealth(agents, {
-          type: r.type,
-          version: r.version,
-          group: g.name,
-          since: Date.parse(g.publishedAt),
-          now: now.getTime(),
-          activeWindowMs: this.config.health.activeWindowMinutes * 60_000,
-          vendorOnly: groupConfig(this.config, g.name).vendorOnly,
-        });
-      }
-      snap[r.id] = perGroup;
-    }
-    return snap;
-  }
-
-  private recordHealth(state: ReleaseState, health: HealthSnapshot, now: Date): void {
-    for (const r of state.releases) {
-      for (const [group, h] of Object.entries(health[r.id] ?? {})) {
-        const last = r.health.findLast((s) => s.group === group);
-        if (last && now.getTime() - Date.parse(last.at) < SAMPLE_SPACING_MS) continue;
-        appendHealth(r, {
-          at: now.toISOString(),
-          group,
-          agents: h.agents,
-          exposed: h.exposed,
-          affected: h.affected,
-        });
-      }
-    }
+    return healthSnapshot(state, fleet, now, this.config);
   }
 
   // ---------------------------------------------------------------- status

@@ -206,7 +206,9 @@ describe("POST /fleet/heartbeat", () => {
     const rejected = (badVersions: number[]) =>
       heartbeat({
         agentId: "agent-0004",
-        content: [{ type: "TestText", version: 1, handlerState: "loaded", badVersions, crashes: 0, rollbacks: [] }],
+        content: [
+          { type: "TestText", version: 1, handlerState: "loaded", badVersions, crashes: 0, rollbacks: [] },
+        ],
       });
     await post(JSON.stringify(rejected([2])));
     expect(troubles).toBe(1);

@@ -30,6 +30,7 @@ setDefaultTimeout(30_000);
 let vendor: Vendor;
 let dir: string;
 let cfg: string;
+const OPERATOR = "operator-console-token-0123456789";
 
 beforeAll(async () => {
   // What bin/contentctl.ts wires: release start validates with these handlers (here the test type).
@@ -49,6 +50,7 @@ beforeAll(async () => {
         { name: "internal", promote: "manual", soakMinutes: 60 },
         { name: "public-1", promote: "auto", soakMinutes: 60 },
       ],
+      console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
     }),
   );
   const v1 = await vendor.pack(
@@ -261,7 +263,9 @@ describe("contentctl serve --release", () => {
       };
       expect(line.fleet).toBe(`${line.url}fleet/heartbeat`);
       expect((await fetch(`${line.url}groups/eng-test/index.json`)).status).toBe(200);
-      const page = await fetch(line.console);
+      // The console needs an operator: without a login it sends a browser to the form.
+      expect((await fetch(line.console, { redirect: "manual" })).status).toBe(303);
+      const page = await fetch(line.console, { headers: { authorization: `Bearer ${OPERATOR}` } });
       expect(page.status).toBe(200);
       expect(await page.text()).toContain("TestText v3");
       expect((await fetch(line.fleet, { method: "POST", body: "{}" })).status).toBe(401);
