@@ -3,8 +3,11 @@
  * the fleet endpoint and the release console on the same listener, and the
  * release scheduler ticking in the background.
  *
- *   POST /fleet/heartbeat        agent heartbeats (per-tenant bearer token, ≤ 16 KiB, zod-validated)
- *   GET  /console                release console (HTML, inline SVG, strict CSP)
+ *   POST /fleet/heartbeat        agent heartbeats (signed by an enrolled agent key, ≤ 16 KiB, zod-validated;
+ *                                the tenant bearer token only in the compatibility mode)
+ *   POST /fleet/enroll           agent enrollment (fleet/identity/routes.ts)
+ *   GET  /console                release console (HTML, inline SVG, strict CSP), operator login required
+ *   GET  /console/login          sign-in form (fleet/identity/console-routes.ts)
  *   GET  /console/status.json    the same view as `contentctl release status --json`
  *   everything else              the repository folder, exactly as `contentctl serve` without --release
  *
