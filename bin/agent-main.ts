@@ -80,6 +80,7 @@ const main = defineCommand({
     version: () => import("../core/cli/agent/version.ts").then((m) => m.default),
     config: () => import("../core/cli/agent/config.ts").then((m) => m.default),
     flags: () => import("../core/cli/agent/flags.ts").then((m) => m.default),
+    enroll: () => import("../core/cli/agent/enroll.ts").then((m) => m.default),
     policy: () => import("../handlers/RemapperRules/cli-agent-policy.ts").then((m) => m.default),
     install: () => import("../core/cli/agent/install.ts").then((m) => m.default),
     uninstall: () => import("../core/cli/agent/uninstall.ts").then((m) => m.default),

@@ -7,7 +7,9 @@
 import { log } from "../core/log.ts";
 
 export interface ReleaseAlert {
-  kind: "release-aborted" | "release-completed";
+  kind: "release-aborted" | "release-completed" | "release-stalled" | "release-closed";
+  /** The group concerned (release-stalled). */
+  group?: string;
   at: string;
   release: string;
   type: string;

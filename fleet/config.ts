@@ -11,6 +11,12 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { TENANT_RE } from "../core/agent/heartbeat-protocol.ts";
 import { ConfigError } from "../core/errors.ts";
+import {
+  ConsoleAuthSchema,
+  checkTenantGroups,
+  FleetIdentitySchema,
+  TenantSchema,
+} from "./identity/config.ts";
 import { TypesConfigSchema } from "./type-rules.ts";
 
 const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -32,6 +38,8 @@ export const GroupConfigSchema = z
       .max(30 * 1440)
       .default(360),
     description: z.string().max(200).optional(),
+    /** Only agents enrolled by a vendor tenant count in this group's health (docs/rollout.md, gate G1). */
+    vendorOnly: z.boolean().default(false),
   })
   .strict();
 
@@ -41,8 +49,20 @@ export const GroupConfigSchema = z
  * after that the public groups follow on their own, spread over ~2.5 days.
  */
 export const DEFAULT_GROUPS: z.input<typeof GroupConfigSchema>[] = [
-  { name: "eng-test", promote: "manual", soakMinutes: 120, description: "engineering test, no customers" },
-  { name: "internal", promote: "manual", soakMinutes: 1440, description: "internal dogfood" },
+  {
+    name: "eng-test",
+    promote: "manual",
+    soakMinutes: 120,
+    description: "engineering test, no customers",
+    vendorOnly: true,
+  },
+  {
+    name: "internal",
+    promote: "manual",
+    soakMinutes: 1440,
+    description: "internal dogfood",
+    vendorOnly: true,
+  },
   { name: "public-1", promote: "manual", soakMinutes: 360 },
   { name: "public-2", promote: "auto", soakMinutes: 720 },
   { name: "public-3", promote: "auto", soakMinutes: 1440 },
@@ -78,6 +98,14 @@ export const ReleaseConfigSchema = z
           .int()
           .min(1)
           .default(3 * 60),
+        /** A customer tenant weighs at most this share of the sample (gate G4); vendor tenants are not capped. */
+        maxTenantShare: z.number().gt(0).max(1).default(0.1),
+        /** A group still short of its sample this long after the release reached it is reported (gate G6). */
+        sampleDeadlineMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .default(24 * 60),
       })
       .strict()
       .prefault({}),
@@ -92,12 +120,8 @@ export const ReleaseConfigSchema = z
     fleet: z
       .object({
         /** Tenant → SHA-256 (hex) of its heartbeat token; the token itself is never stored here. */
-        tenants: z
-          .record(
-            z.string().regex(TENANT_RE),
-            z.object({ tokenSha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
-          )
-          .default({}),
+        tenants: z.record(z.string().regex(TENANT_RE), TenantSchema).default({}),
+        identity: FleetIdentitySchema,
         /** Upper bound on remembered agents, so a flood of made-up agent ids cannot exhaust memory. */
         maxAgents: z.number().int().min(1).default(2_000_000),
       })
@@ -105,6 +129,7 @@ export const ReleaseConfigSchema = z
       .prefault({}),
     /** Per-type release rules (extra gates, longer soak, lower threshold, live-model gate): type-rules.ts. */
     types: TypesConfigSchema,
+    console: ConsoleAuthSchema,
     /** Days until a published group index expires (agents refuse expired indexes). */
     expiresDays: z.number().int().min(1).max(366).default(7),
     /** The scheduler re-signs a group index this many hours before it would expire. */
@@ -116,7 +141,8 @@ export const ReleaseConfigSchema = z
   .refine((c) => c.resignHours < c.expiresDays * 24, {
     path: ["resignHours"],
     message: "must be shorter than expiresDays, or every tick would re-sign",
-  });
+  })
+  .superRefine(checkTenantGroups);
 
 export type ReleaseConfigInput = z.input<typeof ReleaseConfigSchema>;
 export type GroupConfig = z.infer<typeof GroupConfigSchema>;

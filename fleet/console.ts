@@ -5,16 +5,12 @@
  * nonce'd script re-fetches the page body (GET /console?fragment=1) so the
  * view follows the rollout, and a strict CSP keeps anything else out.
  */
+import { esc } from "./http/html.ts";
 import type { ReleaseStatusView, ReleaseView } from "./views.ts";
 
-const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"];
+export { esc };
 
-export function esc(s: unknown): string {
-  return String(s ?? "").replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
-  );
-}
+const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"];
 
 const pct = (x: number) => `${(x * 100).toFixed(x < 0.1 ? 2 : 1)}%`;
 
@@ -33,7 +29,7 @@ export function consoleCsp(nonce: string): string {
 
 export function renderConsolePage(
   view: ReleaseStatusView,
-  opts: { nonce: string; refreshMs: number },
+  opts: { nonce: string; refreshMs: number; extra?: string },
 ): string {
   return `<!doctype html>
 <html lang="en">
@@ -57,7 +53,7 @@ th { background: #f3f3f3; }
 </head>
 <body>
 <h1>Outpost release console</h1>
-<main id="console" data-refresh-ms="${opts.refreshMs}">${renderConsoleBody(view)}</main>
+<main id="console" data-refresh-ms="${opts.refreshMs}">${renderConsoleBody(view, opts.extra)}</main>
 <script nonce="${esc(opts.nonce)}">
 (() => {
   const main = document.getElementById("console");
@@ -77,7 +73,8 @@ th { background: #f3f3f3; }
 `;
 }
 
-export function renderConsoleBody(view: ReleaseStatusView): string {
+/** `extra`: further sections (fleet/identity: tenants, enrollments, audit) after the releases. */
+export function renderConsoleBody(view: ReleaseStatusView, extra = ""): string {
   const groups = `<h2>Release groups</h2>
 <table id="groups"><thead><tr><th>group</th><th>entry</th><th>soak</th><th>active agents</th><th>content</th></tr></thead><tbody>
 ${view.groups
@@ -97,7 +94,8 @@ ${view.groups
   return `<p class="muted">as of <time id="now">${esc(view.now)}</time> · abort threshold ${pct(view.threshold)}</p>
 ${groups}
 <h2>Releases</h2>
-${releases}`;
+${releases}
+${extra}`;
 }
 
 function renderRelease(r: ReleaseView, view: ReleaseStatusView): string {

@@ -125,7 +125,8 @@ function report(group: string, n: number, version: number, bad = 0): void {
       rejected: 0,
       lastRejections: [],
     };
-    fleet.ingest(hb, clock);
+    // The vendor's own enrolled fleet: counted in full (gate G4, G5 concern customer tenants).
+    fleet.ingest(hb, clock, { enrolled: true, vendor: true });
   }
 }
 
@@ -266,12 +267,13 @@ describe("release engine", () => {
     expect(await code(e.promote({ type: "Other" }))).toBe("REL_NO_ACTIVE");
   });
 
-  test("promote is refused while the current group is unhealthy, unless forced", async () => {
+  test("promote is refused while the current group is unhealthy, unless forced with a reason (O1, O2)", async () => {
     const e = engine();
     await e.start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
     report("eng-test", 3, 2, 1);
     expect(await code(e.promote())).toBe("REL_UNHEALTHY");
-    const r = await e.promote({ force: true });
+    expect(await code(e.promote({ force: true }))).toBe("REL_FORCE_REASON");
+    const r = await e.promote({ force: true, reason: "known flaky host" });
     expect(r.groups[1]?.publishedAt).not.toBeNull();
   });
 
@@ -297,7 +299,7 @@ describe("release engine", () => {
   test("an abort interrupted after re-packing resumes with the same re-signed package", async () => {
     const e = engine();
     await e.start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
-    await e.promote({ force: true });
+    await e.promote({ force: true, reason: "test" });
     await e.abort({ reason: "first try" });
     const first = listed("eng-test")!;
     // Pretend the second group's revert never happened.
@@ -332,8 +334,8 @@ describe("release engine", () => {
   test("a failing step is reported and retried next tick without stopping the others", async () => {
     const e = engine();
     await e.start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
-    await e.promote();
-    await e.promote();
+    await e.promote({ force: true, reason: "test: skip the soak" });
+    await e.promote({ force: true, reason: "test: skip the soak" });
     // Someone published a higher version to public-2 by hand: the automatic promotion cannot go there.
     await publish({
       repo: config.paths.repo,

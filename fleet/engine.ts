@@ -1,42 +1,30 @@
-/**
- * The release engine: carries out what the operator asks (`start`,
- * `promote`, `abort`) and what the pure scheduler (plan.ts) decides on each
- * `tick`, against the repository with the real publisher. Every step is
- * recorded in the durable state before and after its side effect, so a
- * restart resumes rather than repeats or forgets.
- *
- * Taking a group back after an abort is revert.ts; what status shows is
- * views.ts; staged packages are staged.ts. Groups the release never reached
- * are not touched and never list the bad version.
- */
-import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { TrustStore } from "../core/crypto/cms.ts";
 import { KEY_FILES } from "../core/crypto/keys.ts";
 import { describeError, UpdateError } from "../core/errors.ts";
 import { log } from "../core/log.ts";
-import { openPackage, readPackage } from "../core/package/open.ts";
+import { openPackage } from "../core/package/open.ts";
 import type { IndexEntry, PreviousEntry } from "../core/repo/index-format.ts";
 import { publish, readRepoIndex, resign } from "../core/repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { FleetRegistry, type FleetView } from "./fleet.ts";
-import { type GroupHealth, groupHealth } from "./health.ts";
+import { type AuditLog, type AuditRecord, FileAuditLog } from "./identity/store.ts";
 import { checkLiveGate, modelsIn } from "./live-gate.ts";
+import { checkClose, checkManualPromotion } from "./operator.ts";
 import {
   type Action,
   currentGroupIndex,
   groupConfig,
   type HealthSnapshot,
-  judgeGroup,
   type Note,
   plan,
   type RepoFacts,
 } from "./plan.ts";
+import { checkNewer, healthSnapshot, recordHealth } from "./release-checks.ts";
 import { type RevertContext, revertGroup } from "./revert.ts";
 import { readPackageFile, readStaged, stagePackage } from "./staged.ts";
 import {
-  appendHealth,
   appendLog,
   loadReleaseState,
   type PackageRef,
@@ -50,8 +38,6 @@ import { groupsFor } from "./type-rules.ts";
 import { type ReleaseStatusView, statusView } from "./views.ts";
 
 const logger = log.child({ component: "release" });
-/** Health samples closer together than this are not recorded (the console's resolution). */
-const SAMPLE_SPACING_MS = 60_000;
 
 export interface EngineOptions {
   config: ReleaseConfig;
@@ -59,6 +45,8 @@ export interface EngineOptions {
   /** Live fleet (contentctl serve); default: the snapshot serve last wrote. */
   fleet?: FleetView;
   alerter?: ReleaseAlerter;
+  /** Where operator and scheduler actions are audited (O4); default STATE/audit.jsonl. */
+  audit?: AuditLog;
 }
 
 export interface TickResult {
@@ -76,6 +64,32 @@ export class ReleaseEngine {
   constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? (() => new Date());
     this.paths = releaseStatePaths(opts.config.paths.stateDir);
+    this.auditLog = opts.audit ?? new FileAuditLog(opts.config.paths.stateDir);
+  }
+
+  private readonly auditLog: AuditLog;
+
+  /** O4: who did what to which release, when and why. */
+  private async audit(
+    r: Release,
+    actor: string,
+    action: AuditRecord["action"],
+    reason: string,
+    group?: string,
+  ) {
+    await this.auditLog.appendAudit({
+      at: this.now().toISOString(),
+      actor,
+      action,
+      release: r.id,
+      reason,
+      ...(group ? { group } : {}),
+    });
+  }
+
+  /** The audit trail, oldest first. */
+  auditTrail(): Promise<AuditRecord[]> {
+    return this.auditLog.audit();
   }
 
   get config(): ReleaseConfig {
@@ -104,7 +118,12 @@ export class ReleaseEngine {
   // ---------------------------------------------------------------- start
 
   /** Stages the package and publishes it to the first group. */
-  async start(opts: { type: string; version: number; packageFile: string }): Promise<Release> {
+  async start(opts: {
+    type: string;
+    version: number;
+    packageFile: string;
+    actor?: string;
+  }): Promise<Release> {
     const now = this.now();
     const bytes = readPackageFile(opts.packageFile);
     const trust = await TrustStore.load(join(this.config.paths.keys, KEY_FILES.rootCert));
@@ -124,7 +143,7 @@ export class ReleaseEngine {
           `release ${active.id} of ${opts.type} is still active; promote it to the end or abort it first`,
         );
       }
-      this.checkNewer(state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
+      checkNewer(this.config, state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
       const models = modelsIn(pkg.files);
       checkLiveGate(this.config, opts.type, models ?? [], state.releases, now, opts.packageFile);
       const ref = stagePackage(this.config.paths.stateDir, opts.type, opts.version, bytes, pkg.signingTime);
@@ -151,63 +170,16 @@ export class ReleaseEngine {
       appendLog(release, now, "started", `${opts.type} v${opts.version} (${ref.sha384.slice(0, 16)}…)`);
       state.releases.push(release);
       persist();
+      await this.audit(
+        release,
+        opts.actor ?? "cli",
+        "start",
+        `${opts.type} v${opts.version}`,
+        release.groups[0]?.name,
+      );
       await this.promoteTo(release, 0, "release start", persist);
       return release;
     });
-  }
-
-  /**
-   * A new release must be installable by every group: newer than anything a
-   * group lists or has listed (including an abort's re-signed version, R10),
-   * and signed no earlier than the packages groups run (R11).
-   */
-  private checkNewer(
-    state: ReleaseState,
-    type: string,
-    version: number,
-    signingTime: Date,
-    file: string,
-  ): void {
-    let highest = 0;
-    let latestSigned = 0;
-    const signedAt = new Map<string, number>();
-    for (const r of state.releases) {
-      if (r.type !== type) continue;
-      highest = Math.max(highest, r.version, r.abort?.revertVersion ?? 0);
-      signedAt.set(r.package.sha384, Date.parse(r.package.signingTime));
-      for (const ref of Object.values(r.abort?.reverts ?? {}))
-        signedAt.set(ref.sha384, Date.parse(ref.signingTime));
-    }
-    for (const g of this.config.groups) {
-      const listed = readRepoIndex(this.config.paths.repo, g.name)?.content[type];
-      if (!listed) continue;
-      highest = Math.max(highest, listed.version);
-      latestSigned = Math.max(latestSigned, signedAt.get(listed.sha384) ?? this.packageCreated(listed));
-    }
-    if (version <= highest) {
-      throw new UpdateError(
-        "REL_VERSION_NOT_NEWER",
-        `${file}: ${type} v${version} is not newer than v${highest}, which groups list or have listed; agents would refuse it (R10) — pack v${highest + 1} or later`,
-        { file },
-      );
-    }
-    if (signingTime.getTime() < latestSigned) {
-      throw new UpdateError(
-        "REL_SIGNED_TOO_EARLY",
-        `${file}: signed ${signingTime.toISOString()}, before content groups already run (${new Date(latestSigned).toISOString()}); agents would refuse it (R11) — pack it again`,
-        { file },
-      );
-    }
-  }
-
-  private packageCreated(entry: IndexEntry): number {
-    try {
-      const bytes = readFileSync(join(this.config.paths.repo, entry.path));
-      // The CMS signingTime agents compare (R11) has whole seconds; `created` has milliseconds.
-      return Math.floor(Date.parse(readPackage(bytes, { file: entry.path }).manifest.created) / 1000) * 1000;
-    } catch {
-      return 0;
-    }
   }
 
   /** Intent (what the group had) → publish → done, each recorded, so a resumed publish is exact. */
@@ -259,8 +231,10 @@ export class ReleaseEngine {
     );
   }
 
-  /** Moves the release to its next group. Refused while the current group is unhealthy, unless forced. */
-  async promote(opts: { type?: string; force?: boolean } = {}): Promise<Release> {
+  /** Moves the release to its next group: only soaked and healthy (O1), unless forced with a reason (O2). */
+  async promote(
+    opts: { type?: string; force?: boolean; reason?: string; actor?: string } = {},
+  ): Promise<Release> {
     return this.mutate(async (state, persist) => {
       const r = this.pick(state, opts.type);
       const i = currentGroupIndex(r);
@@ -268,29 +242,31 @@ export class ReleaseEngine {
       if (!next) {
         throw new UpdateError("REL_NOTHING_TO_PROMOTE", `release ${r.id} has reached its last group already`);
       }
-      const current = r.groups[i];
-      if (current) {
-        const j = judgeGroup(
-          r,
-          current.name,
-          this.config,
-          this.healthSnapshot(state, this.fleet(), this.now()),
-        );
-        if (j.verdict === "unhealthy" && !opts.force) {
-          throw new UpdateError(
-            "REL_UNHEALTHY",
-            `not promoting ${r.id} to ${next.name}: ${j.reason} (--force overrides)`,
-          );
-        }
-      }
-      await this.promoteTo(r, i + 1, opts.force ? "manual promotion (forced)" : "manual promotion", persist);
+      const now = this.now();
+      const j = checkManualPromotion(
+        r,
+        i,
+        this.config,
+        this.healthSnapshot(state, this.fleet(), now),
+        now,
+        opts,
+      );
+      const why = opts.reason?.trim() || j?.reason || "manual promotion";
+      await this.audit(r, opts.actor ?? "cli", opts.force ? "force-promote" : "promote", why, next.name);
+      await this.promoteTo(
+        r,
+        i + 1,
+        opts.force ? `manual promotion (forced: ${why})` : "manual promotion",
+        persist,
+      );
       return r;
     });
   }
 
-  async abort(opts: { type?: string; reason: string }): Promise<Release> {
+  async abort(opts: { type?: string; reason: string; actor?: string }): Promise<Release> {
     return this.mutate(async (state, persist) => {
       const r = this.pick(state, opts.type);
+      await this.audit(r, opts.actor ?? "cli", "abort", opts.reason);
       await this.performAbort(r, opts.reason, "operator", persist);
       return r;
     });
@@ -323,6 +299,28 @@ export class ReleaseEngine {
     });
   }
 
+  /** O3: finishes an active release that cannot move, leaving every group as it is. */
+  async close(opts: { type?: string; reason: string; actor?: string }): Promise<Release> {
+    return this.mutate(async (state) => {
+      const r = this.pick(state, opts.type);
+      checkClose(r, opts.reason);
+      const now = this.now();
+      await this.audit(r, opts.actor ?? "cli", "close", opts.reason.trim());
+      r.status = "closed";
+      r.finishedAt = now.toISOString();
+      appendLog(r, now, "closed", opts.reason.trim());
+      this.opts.alerter?.send({
+        kind: "release-closed",
+        at: now.toISOString(),
+        release: r.id,
+        type: r.type,
+        version: r.version,
+        reason: opts.reason.trim(),
+      });
+      return r;
+    });
+  }
+
   // ---------------------------------------------------------------- tick
 
   /** Runs the scheduler once: record health, plan, carry out. Driven by `release tick` and `serve`. */
@@ -330,7 +328,7 @@ export class ReleaseEngine {
     return this.mutate(async (state, persist) => {
       const now = this.now();
       const health = this.healthSnapshot(state, this.fleet(), now);
-      this.recordHealth(state, health, now);
+      recordHealth(state, health, now);
       const p = plan(state, this.config, now, health, this.repoFacts());
       const errors: TickResult["errors"] = [];
       for (const a of p.actions) {
@@ -367,7 +365,27 @@ export class ReleaseEngine {
     const r = state.releases.find((x) => x.id === a.release);
     if (!r) return;
     switch (a.kind) {
+      case "stalled":
+        appendLog(r, now, "stalled", a.reason, a.group);
+        await this.audit(r, "scheduler", "stalled", a.reason, a.group);
+        logger.warn("release group cannot reach its sample", {
+          release: r.id,
+          group: a.group,
+          reason: a.reason,
+        });
+        this.opts.alerter?.send({
+          kind: "release-stalled",
+          at: now.toISOString(),
+          release: r.id,
+          type: r.type,
+          version: r.version,
+          group: a.group,
+          reason: a.reason,
+        });
+        return;
       case "promote":
+        if (a.reason !== "resuming an interrupted publish")
+          await this.audit(r, "scheduler", "promote", a.reason, a.group);
         await this.promoteTo(
           r,
           r.groups.findIndex((g) => g.name === a.group),
@@ -376,6 +394,7 @@ export class ReleaseEngine {
         );
         return;
       case "abort":
+        await this.audit(r, "scheduler", "abort", a.reason);
         await this.performAbort(r, a.reason, "health", persist);
         return;
       case "revert": {
@@ -409,41 +428,7 @@ export class ReleaseEngine {
   }
 
   healthSnapshot(state: ReleaseState, fleet: FleetView, now: Date): HealthSnapshot {
-    const snap: HealthSnapshot = {};
-    const agents = [...fleet.agents()];
-    for (const r of state.releases) {
-      if (r.status !== "active") continue;
-      const perGroup: Record<string, GroupHealth> = {};
-      for (const g of r.groups) {
-        if (!g.publishedAt) continue;
-        perGroup[g.name] = groupHealth(agents, {
-          type: r.type,
-          version: r.version,
-          group: g.name,
-          since: Date.parse(g.publishedAt),
-          now: now.getTime(),
-          activeWindowMs: this.config.health.activeWindowMinutes * 60_000,
-        });
-      }
-      snap[r.id] = perGroup;
-    }
-    return snap;
-  }
-
-  private recordHealth(state: ReleaseState, health: HealthSnapshot, now: Date): void {
-    for (const r of state.releases) {
-      for (const [group, h] of Object.entries(health[r.id] ?? {})) {
-        const last = r.health.findLast((s) => s.group === group);
-        if (last && now.getTime() - Date.parse(last.at) < SAMPLE_SPACING_MS) continue;
-        appendHealth(r, {
-          at: now.toISOString(),
-          group,
-          agents: h.agents,
-          exposed: h.exposed,
-          affected: h.affected,
-        });
-      }
-    }
+    return healthSnapshot(state, fleet, now, this.config);
   }
 
   // ---------------------------------------------------------------- status

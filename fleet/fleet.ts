@@ -37,6 +37,9 @@ const SnapshotSchema = z
           }),
         ),
         rejected: z.number(),
+        enrolled: z.boolean().optional(),
+        vendor: z.boolean().optional(),
+        pinned: z.array(z.string()).optional(),
       }),
     ),
   })
@@ -59,7 +62,11 @@ export class FleetRegistry implements FleetView {
   }
 
   /** Stores an already validated and authenticated heartbeat. False when the registry is full. */
-  ingest(hb: Heartbeat, receivedAt: number): boolean {
+  ingest(
+    hb: Heartbeat,
+    receivedAt: number,
+    sender: { enrolled: boolean; vendor: boolean } = { enrolled: false, vendor: false },
+  ): boolean {
     const key = `${hb.tenant}/${hb.agentId}`;
     if (!this.byId.has(key) && this.byId.size >= this.maxAgents) return false;
     const content: FleetAgent["content"] = {};
@@ -80,10 +87,18 @@ export class FleetRegistry implements FleetView {
       health: hb.health,
       content,
       rejected: hb.rejected,
+      enrolled: sender.enrolled,
+      vendor: sender.vendor,
+      pinned: hb.policy ? (hb.policy.cadence === "pinned-n-1" ? ["*"] : hb.policy.pinned) : [],
     });
     this.received++;
     this.dirty = true;
     return true;
+  }
+
+  /** The latest record of one agent (the server compares a heartbeat with the one before). */
+  get(tenant: string, agentId: string): FleetAgent | undefined {
+    return this.byId.get(`${tenant}/${agentId}`);
   }
 
   health(q: Parameters<typeof groupHealth>[1]): GroupHealth {

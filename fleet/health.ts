@@ -12,7 +12,12 @@
  * share of max(exposed, minimum sample): trouble that would cross the line
  * even if every remaining agent of the minimum sample were fine aborts at
  * once instead of waiting for the sample to fill up.
+ *
+ * Who may count, and how much each tenant weighs, are the gate rules G1–G6
+ * (gate.ts): counts are kept per tenant so that no tenant's agents decide.
  */
+import { type TenantCounts, weigh } from "./gate.ts";
+
 export interface FleetAgentContent {
   version: number | null;
   bad: number[];
@@ -31,6 +36,12 @@ export interface FleetAgent {
   health: "green" | "amber" | "red";
   content: Record<string, FleetAgentContent>;
   rejected: number;
+  /** Signed by an enrolled agent key (false: the unenrolled compatibility mode). */
+  enrolled?: boolean;
+  /** Enrolled by (or, unenrolled, reporting for) a vendor tenant. */
+  vendor?: boolean;
+  /** Content types this agent holds back on purpose ("*": cadence pinned-n-1, every type). */
+  pinned?: string[];
 }
 
 export interface GroupHealth {
@@ -43,12 +54,18 @@ export interface GroupHealth {
   /** Exposed agents running the version now. */
   adopted: number;
   affected: number;
+  /** Exposed agents that installed the version (G3: only these fill the sample). */
+  installed?: number;
+  /** The same counts per tenant, for the weight caps (G4, G5); absent: judged unweighted. */
+  tenants?: TenantCounts[];
 }
 
 export interface HealthRules {
   threshold: number;
   minSample: number;
   minAdoption: number;
+  /** G4 (default 1: no cap). */
+  maxTenantShare?: number;
 }
 
 export type Verdict = "no-data" | "waiting" | "healthy" | "unhealthy";
@@ -59,6 +76,8 @@ export interface Judgement {
   share: number;
   /** The sample this group needs: minSample, or the whole group if smaller. */
   required: number;
+  /** The (weighted) agents that fill the sample so far (G3, G4). */
+  sample: number;
   reason: string;
 }
 
@@ -72,6 +91,17 @@ export function isAffected(agent: FleetAgent, type: string, version: number): bo
   );
 }
 
+/** G3: ran the version (runs it, or rolled back from it), as opposed to refusing it at validation. */
+export function hasInstalled(agent: FleetAgent, type: string, version: number): boolean {
+  const c = agent.content[type];
+  return !!c && (c.version === version || c.rolledBackFrom.includes(version));
+}
+
+/** G2: holds this type back on purpose (pinned N-1 cadence, or a pin). */
+export function isPinned(agent: FleetAgent, type: string): boolean {
+  return !!agent.pinned && (agent.pinned.includes("*") || agent.pinned.includes(type));
+}
+
 export function isExposed(agent: FleetAgent, type: string, version: number): boolean {
   const c = agent.content[type];
   if (!c) return false;
@@ -80,58 +110,139 @@ export function isExposed(agent: FleetAgent, type: string, version: number): boo
 
 export function groupHealth(
   agents: Iterable<FleetAgent>,
-  q: { type: string; version: number; group: string; since: number; now: number; activeWindowMs: number },
+  q: {
+    type: string;
+    version: number;
+    group: string;
+    since: number;
+    now: number;
+    activeWindowMs: number;
+    /** G1: count only vendor tenants' agents. */
+    vendorOnly?: boolean;
+  },
 ): GroupHealth {
-  const h: GroupHealth = { group: q.group, agents: 0, reporting: 0, exposed: 0, adopted: 0, affected: 0 };
+  const h: GroupHealth = {
+    group: q.group,
+    agents: 0,
+    reporting: 0,
+    exposed: 0,
+    adopted: 0,
+    affected: 0,
+    installed: 0,
+  };
+  const byTenant = new Map<string, TenantCounts>();
   const activeSince = q.now - q.activeWindowMs;
   for (const a of agents) {
     if (a.group !== q.group || a.receivedAt < activeSince) continue;
+    if (q.vendorOnly && !a.vendor) continue; // G1
+    if (isPinned(a, q.type)) continue; // G2
+    let t = byTenant.get(a.tenant);
+    if (!t) {
+      t = {
+        tenant: a.tenant,
+        vendor: !!a.vendor,
+        agents: 0,
+        reporting: 0,
+        exposed: 0,
+        installed: 0,
+        adopted: 0,
+        affected: 0,
+      };
+      byTenant.set(a.tenant, t);
+    }
     h.agents++;
+    t.agents++;
     if (a.receivedAt < q.since) continue;
     h.reporting++;
+    t.reporting++;
     if (!isExposed(a, q.type, q.version)) continue;
     h.exposed++;
-    if (a.content[q.type]?.version === q.version) h.adopted++;
-    if (isAffected(a, q.type, q.version)) h.affected++;
+    t.exposed++;
+    if (hasInstalled(a, q.type, q.version)) {
+      h.installed = (h.installed ?? 0) + 1;
+      t.installed++;
+    }
+    if (a.content[q.type]?.version === q.version) {
+      h.adopted++;
+      t.adopted++;
+    }
+    if (isAffected(a, q.type, q.version)) {
+      h.affected++;
+      t.affected++;
+    }
   }
+  h.tenants = [...byTenant.values()];
   return h;
 }
 
 export function judge(h: GroupHealth, rules: HealthRules): Judgement {
-  const required = h.agents === 0 ? rules.minSample : Math.max(1, Math.min(rules.minSample, h.agents));
-  const share = h.exposed > 0 ? h.affected / h.exposed : 0;
+  const w = h.tenants
+    ? weigh(h.tenants, { minSample: rules.minSample, maxTenantShare: rules.maxTenantShare ?? 1 })
+    : {
+        agents: h.agents,
+        exposed: h.exposed,
+        installed: h.installed ?? h.exposed,
+        affected: h.affected,
+        affectedRobust: h.affected,
+        heaviest: null,
+      };
+  const required = w.agents === 0 ? rules.minSample : Math.max(1, Math.min(rules.minSample, w.agents));
+  const share = w.exposed > 0 ? w.affected / w.exposed : 0;
+  const sample = w.installed;
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  if (h.affected > 0 && h.affected / Math.max(h.exposed, required) > rules.threshold) {
-    return {
-      verdict: "unhealthy",
-      share,
-      required,
-      reason: `${h.affected} of ${h.exposed} exposed agents in ${h.group} report crashes, rollbacks or health red (${pct(share)}; threshold ${pct(rules.threshold)}, sample ${required})`,
-    };
-  }
-  if (h.agents === 0) {
-    return { verdict: "no-data", share, required, reason: `no agent in ${h.group} has reported recently` };
-  }
-  if (h.exposed < required) {
-    return {
-      verdict: "waiting",
-      share,
-      required,
-      reason: `${h.exposed} of the ${required} agents needed in ${h.group} have reported on the new version`,
-    };
-  }
-  if (h.exposed / h.agents < rules.minAdoption) {
+  const n = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+  const denominator = Math.max(w.exposed, required);
+  if (w.affected > 0 && w.affected / denominator > rules.threshold) {
+    if (w.affectedRobust / denominator > rules.threshold) {
+      return {
+        verdict: "unhealthy",
+        share,
+        required,
+        sample,
+        reason: `${n(w.affected)} of ${n(w.exposed)} exposed agents in ${h.group} report crashes, rollbacks or health red (${pct(share)}; threshold ${pct(rules.threshold)}, sample ${n(required)})`,
+      };
+    }
+    // G5: over the line only with one customer tenant's reports — hold and tell, do not abort.
     return {
       verdict: "waiting",
       share,
       required,
-      reason: `adoption in ${h.group} is ${pct(h.exposed / h.agents)}, below ${pct(rules.minAdoption)}`,
+      sample,
+      reason: `held: ${n(w.affected)} of ${n(w.exposed)} exposed agents in ${h.group} report trouble (${pct(share)}), but without tenant ${w.heaviest?.tenant} alone it is ${pct(w.affectedRobust / denominator)}; one customer tenant does not decide an abort (G5) — look, then abort or promote`,
+    };
+  }
+  if (w.agents === 0) {
+    return {
+      verdict: "no-data",
+      share,
+      required,
+      sample,
+      reason: `no agent in ${h.group} has reported recently`,
+    };
+  }
+  if (w.installed < required) {
+    return {
+      verdict: "waiting",
+      share,
+      required,
+      sample,
+      reason: `${n(w.installed)} of the ${n(required)} agents needed in ${h.group} have reported on the new version`,
+    };
+  }
+  if (w.installed / w.agents < rules.minAdoption) {
+    return {
+      verdict: "waiting",
+      share,
+      required,
+      sample,
+      reason: `adoption in ${h.group} is ${pct(w.installed / w.agents)}, below ${pct(rules.minAdoption)}`,
     };
   }
   return {
     verdict: "healthy",
     share,
     required,
-    reason: `${h.exposed} agents in ${h.group} on the new version, ${h.affected} affected (${pct(share)})`,
+    sample,
+    reason: `${n(w.exposed)} agents in ${h.group} on the new version, ${n(w.affected)} affected (${pct(share)})`,
   };
 }

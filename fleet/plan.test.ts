@@ -122,7 +122,15 @@ describe("groupHealth", () => {
       now: T0 + 30 * MIN,
       activeWindowMs: 180 * MIN,
     });
-    expect(got).toEqual({ group: "g", agents: 6, reporting: 5, exposed: 4, adopted: 3, affected: 3 });
+    expect(got).toMatchObject({
+      group: "g",
+      agents: 6,
+      reporting: 5,
+      exposed: 4,
+      adopted: 3,
+      affected: 3,
+      installed: 4,
+    });
   });
 });
 

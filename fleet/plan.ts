@@ -14,6 +14,9 @@
  *   S6  an aborted release with groups not yet taken back → revert them
  *   S7  a group index that expires within `resignHours` → re-sign it (agents
  *       refuse expired indexes, R5, whether or not a release is running)
+ *   S8  a live group still short of its sample `sampleDeadlineMinutes` after
+ *       the release reached it → tell the operator once (log, alert, audit),
+ *       instead of waiting silently (gate G6)
  */
 import type { GroupConfig, ReleaseConfig } from "./config.ts";
 import { type GroupHealth, type Judgement, judge } from "./health.ts";
@@ -25,7 +28,8 @@ export type Action =
   | { kind: "abort"; release: string; reason: string }
   | { kind: "revert"; release: string; group: string }
   | { kind: "complete"; release: string; reason: string }
-  | { kind: "resign"; group: string; reason: string };
+  | { kind: "resign"; group: string; reason: string }
+  | { kind: "stalled"; release: string; group: string; reason: string };
 
 export interface Note {
   release: string;
@@ -41,7 +45,7 @@ export interface Plan {
   notes: Note[];
 }
 
-const FALLBACK_GROUP: Omit<GroupConfig, "name"> = { promote: "manual", soakMinutes: 360 };
+const FALLBACK_GROUP: Omit<GroupConfig, "name"> = { promote: "manual", soakMinutes: 360, vendorOnly: false };
 
 type TypesOf = { types?: Record<string, TypeRules> };
 
@@ -139,6 +143,7 @@ function planActive(
   health: HealthSnapshot,
   out: Plan,
 ): void {
+  planStalled(r, config, now, health, out);
   // S1: health first — a release going bad is stopped whatever else is pending.
   for (const g of r.groups) {
     if (!g.publishedAt) continue;
@@ -217,4 +222,28 @@ function planActive(
     group: next.name,
     reason: `${current.name} soaked: ${j.reason}`,
   });
+}
+
+/** S8: groups that cannot reach their sample in time are reported once each (the release log remembers). */
+function planStalled(
+  r: Release,
+  config: Pick<ReleaseConfig, "groups" | "health">,
+  now: Date,
+  health: HealthSnapshot,
+  out: Plan,
+): void {
+  const deadlineMs = config.health.sampleDeadlineMinutes * 60_000;
+  for (const g of r.groups) {
+    if (!g.publishedAt || now.getTime() - Date.parse(g.publishedAt) < deadlineMs) continue;
+    if (r.log.some((l) => l.event === "stalled" && l.group === g.name)) continue;
+    const j = judgeGroup(r, g.name, config, health);
+    const short = j.verdict === "no-data" || (j.verdict === "waiting" && j.sample < j.required);
+    if (!short) continue;
+    out.actions.push({
+      kind: "stalled",
+      release: r.id,
+      group: g.name,
+      reason: `${g.name} has not reached its sample ${config.health.sampleDeadlineMinutes} min after the release reached it: ${j.reason}`,
+    });
+  }
 }

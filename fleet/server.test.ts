@@ -17,6 +17,8 @@ import { type ReleaseServer, serveRelease } from "./server.ts";
 
 const TOKEN = "acme-fleet-token-0123456789";
 const OTHER = "other-fleet-token-0123456789";
+const OPERATOR = "operator-console-token-0123456789";
+const asOperator = { headers: { authorization: `Bearer ${OPERATOR}` } };
 
 let vendor: Vendor;
 let root: string;
@@ -39,10 +41,13 @@ beforeEach(() => {
     groups: [{ name: "eng-test", promote: "manual", soakMinutes: 60 }],
     fleet: {
       tenants: {
-        acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) },
+        acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)), vendor: true },
         other: { tokenSha256: sha256Hex(new TextEncoder().encode(OTHER)) },
       },
+      // These tests cover the unsigned (compatibility) path; signed heartbeats: fleet/identity/*.test.ts.
+      identity: { allowUnenrolled: true },
     },
+    console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
   });
   troubles = 0;
   server = serveRelease({ config, port: 0, autoTick: false, onTrouble: () => troubles++ });
@@ -194,11 +199,27 @@ describe("POST /fleet/heartbeat", () => {
     );
     expect(troubles).toBe(2);
   });
+
+  test("a version newly marked bad (a validation rejection) wakes the scheduler like a crash; the same list again does not", async () => {
+    await post(JSON.stringify(heartbeat({ agentId: "agent-0004" })));
+    expect(troubles).toBe(0);
+    const rejected = (badVersions: number[]) =>
+      heartbeat({
+        agentId: "agent-0004",
+        content: [
+          { type: "TestText", version: 1, handlerState: "loaded", badVersions, crashes: 0, rollbacks: [] },
+        ],
+      });
+    await post(JSON.stringify(rejected([2])));
+    expect(troubles).toBe(1);
+    await post(JSON.stringify(rejected([2])));
+    expect(troubles).toBe(1);
+  });
 });
 
 describe("console and repository on one listener", () => {
   test("GET /console is self-contained HTML under a strict CSP; ?fragment=1 is the body only", async () => {
-    const res = await fetch(new URL("/console", server.url));
+    const res = await fetch(new URL("/console", server.url), asOperator);
     expect(res.status).toBe(200);
     const csp = res.headers.get("content-security-policy") ?? "";
     expect(csp).toContain("default-src 'none'");
@@ -209,13 +230,13 @@ describe("console and repository on one listener", () => {
     expect(html).not.toMatch(/(src|href)="https?:/);
     const nonce = /script-src 'nonce-([^']+)'/.exec(csp)?.[1];
     expect(html).toContain(`<script nonce="${nonce}">`);
-    const frag = await (await fetch(new URL("/console?fragment=1", server.url))).text();
+    const frag = await (await fetch(new URL("/console?fragment=1", server.url), asOperator)).text();
     expect(frag).not.toContain("<script");
     expect(frag).toContain('id="groups"');
   });
 
   test("GET /console/status.json is the release status view", async () => {
-    const view = (await (await fetch(new URL("/console/status.json", server.url))).json()) as {
+    const view = (await (await fetch(new URL("/console/status.json", server.url), asOperator)).json()) as {
       groups: { name: string; content: Record<string, number> }[];
     };
     expect(view.groups).toEqual([expect.objectContaining({ name: "eng-test", content: { TestText: 1 } })]);
@@ -230,7 +251,9 @@ describe("console and repository on one listener", () => {
     });
     expect(again.status).toBe(304);
     expect((await fetch(new URL("/groups/eng-test/.publish.lock", server.url))).status).toBe(404);
-    expect((await fetch(new URL("/console", server.url), { method: "POST" })).status).toBe(404);
+    expect((await fetch(new URL("/console", server.url), { method: "POST", ...asOperator })).status).toBe(
+      404,
+    );
   });
 
   test("the fleet snapshot survives a restart of the server", async () => {

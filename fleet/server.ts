@@ -3,11 +3,14 @@
  * the fleet endpoint and the release console on the same listener, and the
  * release scheduler ticking in the background.
  *
- *   POST /fleet/heartbeat        agent heartbeats (per-tenant bearer token, ≤ 16 KiB, zod-validated);
- *                                answered 200 {"want":["exclusions"]} when the fleet lacks the agent's
- *                                current exclusion list (fleet/exclusions), else 204
+ *   POST /fleet/heartbeat        agent heartbeats (signed by an enrolled agent key, ≤ 16 KiB, zod-validated;
+ *                                the tenant bearer token only in the compatibility mode); answered
+ *                                200 {"want":["exclusions"]} when the fleet lacks the agent's current
+ *                                exclusion list (fleet/exclusions), else 204
  *   POST /fleet/exclusions, GET /console/exclusions[.json]   exclusion reports (fleet/exclusions/routes.ts)
- *   GET  /console                release console (HTML, inline SVG, strict CSP)
+ *   POST /fleet/enroll           agent enrollment (fleet/identity/routes.ts)
+ *   GET  /console                release console (HTML, inline SVG, strict CSP), operator login required
+ *   GET  /console/login          sign-in form (fleet/identity/console-routes.ts)
  *   GET  /console/status.json    the same view as `contentctl release status --json`
  *   everything else              the repository folder, exactly as `contentctl serve` without --release
  *
@@ -23,17 +26,22 @@ import {
   HeartbeatSchema,
   MAX_HEARTBEAT_BYTES,
 } from "../core/agent/heartbeat-protocol.ts";
-import { sha256Hex } from "../core/crypto/digest.ts";
 import { describeError } from "../core/errors.ts";
+import { EXCLUSIONS_PATH } from "../core/exclusions/report.ts";
 import { log } from "../core/log.ts";
 import { repoRequestHandler } from "../core/repo/serve.ts";
 import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
-import { exclusionsApp, isExclusionsPath } from "./exclusions/routes.ts";
+import { exclusionsApp } from "./exclusions/routes.ts";
 import { ExclusionStore } from "./exclusions/store.ts";
 import { FleetRegistry } from "./fleet.ts";
+import type { FleetAgent } from "./health.ts";
+import { readCapped } from "./http/body.ts";
+import { consoleAuth } from "./identity/console-routes.ts";
+import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
+import { FileIdentityStore, type IdentityStore } from "./identity/store.ts";
 import { releaseStatePaths } from "./state.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
@@ -52,20 +60,44 @@ export interface FleetAppDeps {
   /** Called when a heartbeat reports trouble, so the scheduler can react before its next tick. */
   onTrouble?: () => void;
   consoleRefreshMs?: number;
+  /** Enrollment and signed heartbeats (fleet/identity). */
+  identity: IdentityEdge;
+  /** Enrollments and the audit trail, for the console. */
+  store: IdentityStore;
 }
 
 export function fleetApp(deps: FleetAppDeps): Hono {
-  const tenantsByHash = new Map(
-    Object.entries(deps.config.fleet.tenants).map(([t, v]) => [v.tokenSha256, t]),
-  );
   const app = new Hono();
+  const { identity } = deps;
+  identity.routes(app);
+  // Operator login in front of every /console route (fleet/identity/console-routes.ts).
+  const consoleExtra = consoleAuth(app, deps);
+  // The exclusions section is behind the same operator login (what endpoints exclude is for operators).
+  if (deps.exclusions) {
+    const section = exclusionsApp({
+      store: deps.exclusions,
+      tenants: deps.config.fleet.tenants,
+      now: deps.now,
+    });
+    for (const path of ["/console/exclusions", "/console/exclusions.json"])
+      app.get(path, (c) => section.fetch(c.req.raw));
+  }
 
   app.post(HEARTBEAT_PATH, async (c) => {
-    const auth = c.req.header("authorization") ?? "";
-    const token = /^Bearer ([\x21-\x7e]{16,256})$/.exec(auth)?.[1];
-    // Looking the token up by its hash leaks nothing a timing probe could use.
-    const tenant = token ? tenantsByHash.get(sha256Hex(new TextEncoder().encode(token))) : undefined;
-    if (!tenant) {
+    // I1: a signed heartbeat is checked against its enrolled key below; an unsigned one only in the
+    // compatibility mode, on the tenant token.
+    const signed = identity.isSigned(c.req.raw.headers);
+    const tenant = signed ? undefined : identity.tenantOf(c.req.header("authorization"));
+    if (!signed && !deps.config.fleet.identity.allowUnenrolled) {
+      return c.json(
+        {
+          error: "I1: heartbeats must be signed by an enrolled agent key (agent enroll)",
+          code: "FLEET_NOT_ENROLLED",
+        },
+        401,
+      );
+    }
+    if (!signed && !tenant) {
       return c.json({ error: "unauthorized", code: "FLEET_UNAUTHORIZED" }, 401, {
         "WWW-Authenticate": 'Bearer realm="outpost-fleet"',
       });
@@ -93,15 +125,24 @@ export function fleetApp(deps: FleetAppDeps): Hono {
         .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
       return c.json({ error: `invalid heartbeat: ${issues.join("; ")}`, code: "FLEET_INVALID" }, 400);
     }
-    const hb = parsed.data;
-    if (hb.tenant !== tenant) {
-      return c.json({ error: "token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
+    let hb = parsed.data;
+    let sender: SenderFacts;
+    if (signed) {
+      const v = await identity.verifyHeartbeat(c.req.raw.headers, body, hb);
+      if (!v.ok) return c.json({ error: v.error, code: v.code }, v.status);
+      ({ hb, sender } = v.value);
+    } else {
+      if (hb.tenant !== tenant) {
+        return c.json({ error: "token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
+      }
+      sender = { enrolled: false, vendor: deps.config.fleet.tenants[hb.tenant]?.vendor ?? false };
     }
-    if (!deps.fleet.ingest(hb, deps.now().getTime())) {
+    const before = deps.fleet.get(hb.tenant, hb.agentId);
+    if (!deps.fleet.ingest(hb, deps.now().getTime(), sender)) {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
-    if (reportsTrouble(hb)) deps.onTrouble?.();
-    if (hb.exclusions && deps.exclusions?.noteSummary(tenant, hb.agentId, hb.exclusions, deps.now())) {
+    if (reportsTrouble(hb, before)) deps.onTrouble?.();
+    if (hb.exclusions && deps.exclusions?.noteSummary(hb.tenant, hb.agentId, hb.exclusions, deps.now())) {
       return c.json({ want: ["exclusions"] }, 200);
     }
     return c.body(null, 204);
@@ -109,14 +150,15 @@ export function fleetApp(deps: FleetAppDeps): Hono {
 
   app.get("/console/status.json", (c) => c.json(deps.engine.status()));
 
-  app.get("/console", (c) => {
+  app.get("/console", async (c) => {
     const view = deps.engine.status();
+    const extra = await consoleExtra.section(c);
     const headers = { "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" };
-    if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view), 200, headers);
+    if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view, extra), 200, headers);
     const nonce = randomBytes(16).toString("base64");
     const refresh = Number(c.req.query("refresh"));
     const refreshMs = Number.isFinite(refresh) && refresh >= 50 ? refresh : (deps.consoleRefreshMs ?? 10_000);
-    return c.html(renderConsolePage(view, { nonce, refreshMs }), 200, {
+    return c.html(renderConsolePage(view, { nonce, refreshMs, extra }), 200, {
       ...headers,
       "Content-Security-Policy": consoleCsp(nonce),
     });
@@ -129,46 +171,25 @@ export function fleetApp(deps: FleetAppDeps): Hono {
   return app;
 }
 
-/** Red, crashing, or rolled back within the last hour (older rollbacks stay listed but are news no more). */
-function reportsTrouble(hb: Heartbeat): boolean {
+/**
+ * Red, crashing, rolled back within the last hour (older rollbacks stay
+ * listed but are news no more), or a version newly marked bad — a rejection
+ * at validation is as much a verdict on the release as a crash.
+ */
+function reportsTrouble(hb: Heartbeat, before?: FleetAgent): boolean {
   const recent = Date.parse(hb.sentAt) - 3600_000;
   return (
     hb.health === "red" ||
     hb.content.some(
       (c) =>
         c.crashes > 0 ||
+        // Newly marked bad since this agent's previous heartbeat (a first heartbeat cannot tell news from history).
+        (before !== undefined && c.badVersions.some((v) => !before.content[c.type]?.bad.includes(v))) ||
         c.handlerState === "failed" ||
         c.handlerState === "crash-looping" ||
         c.rollbacks.some((r) => Date.parse(r.at) >= recent),
     )
   );
-}
-
-/** The body, or null when it is larger than `max` (whatever Content-Length claims). */
-async function readCapped(req: Request, max: number): Promise<Uint8Array | null> {
-  const declared = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > max) return null;
-  const reader = req.body?.getReader();
-  if (!reader) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
 }
 
 export interface ReleaseServerOptions {
@@ -180,6 +201,8 @@ export interface ReleaseServerOptions {
   autoTick?: boolean;
   alerter?: ReleaseAlerter;
   consoleRefreshMs?: number;
+  /** Enrollments, sequence numbers and the audit trail; default: files under the state dir. */
+  identityStore?: IdentityStore;
   /** Replaces the default reaction to a troubled heartbeat (a tick 250 ms later); simulations count steps. */
   onTrouble?: () => void;
 }
@@ -189,6 +212,7 @@ export interface ReleaseServer {
   readonly port: number;
   readonly fleet: FleetRegistry;
   readonly engine: ReleaseEngine;
+  readonly identity: IdentityEdge;
   /** One scheduler run plus a fleet snapshot; what the background timer does. */
   tick(): Promise<TickResult>;
   stop(): Promise<void>;
@@ -201,7 +225,9 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
   const fleet = FleetRegistry.load(paths.fleet, config.fleet.maxAgents);
   const alerter =
     opts.alerter ?? webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-  const engine = new ReleaseEngine({ config, now, fleet, alerter });
+  const store: IdentityStore = opts.identityStore ?? new FileIdentityStore(config.paths.stateDir);
+  const engine = new ReleaseEngine({ config, now, fleet, alerter, audit: store });
+  const identity = new IdentityEdge({ config, store, now });
   let ticking: Promise<TickResult> | undefined;
   const tick = async (): Promise<TickResult> => {
     if (ticking) return ticking;
@@ -210,6 +236,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
         return await engine.tick();
       } finally {
         fleet.save(paths.fleet, now());
+        await store.flush();
       }
     })();
     try {
@@ -230,6 +257,8 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     config,
     now,
     exclusions: exclusionStore,
+    identity,
+    store,
     consoleRefreshMs: opts.consoleRefreshMs,
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
     onTrouble:
@@ -249,12 +278,13 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
-    fetch: (req) => {
+    fetch: (req, srv) => {
       const path = new URL(req.url).pathname;
       if (telemetry.handles(path)) return telemetry.fetch(req);
-      if (isExclusionsPath(path)) return exclusionsRx.fetch(req);
+      // Agents' uploads (up to 32 MiB) skip the heartbeat app's limits; the console pages go through its login.
+      if (path === EXCLUSIONS_PATH) return exclusionsRx.fetch(req);
       return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
-        ? app.fetch(req)
+        ? app.fetch(req, { peer: srv.requestIP(req)?.address })
         : repo(req);
     },
   });
@@ -265,6 +295,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
     port: server.port ?? opts.port,
     fleet,
     engine,
+    identity,
     tick,
     async stop() {
       if (timer) clearInterval(timer);
@@ -274,6 +305,7 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       telemetry.close();
       exclusionStore.close();
       fleet.save(paths.fleet, now());
+      await store.flush();
       await alerter.flush();
     },
   };

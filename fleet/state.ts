@@ -55,7 +55,8 @@ export const ReleaseSchema = z
     type: z.string(),
     version: z.number().int().positive(),
     package: PackageRefSchema,
-    status: z.enum(["active", "completed", "aborted"]),
+    /** closed: finished by an operator (`release close`) without completing; nothing is taken back. */
+    status: z.enum(["active", "completed", "aborted", "closed"]),
     startedAt: iso,
     finishedAt: iso.nullable(),
     groups: z.array(GroupProgressSchema).min(1),

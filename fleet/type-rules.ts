@@ -101,7 +101,8 @@ export function groupsFor(config: WithTypes, type: string): GroupConfig[] {
   for (const { after, ...extra } of rules.extraGroups) {
     const i = after === undefined ? -1 : out.findIndex((g) => g.name === after);
     // No anchor: first; an anchor that is not a group: last (never silently earlier than asked).
-    out.splice(after === undefined ? 0 : i < 0 ? out.length : i + 1, 0, extra);
+    // A type's extra group (a canary) is open to any tenant's enrolled agents unless the config says otherwise.
+    out.splice(after === undefined ? 0 : i < 0 ? out.length : i + 1, 0, { vendorOnly: false, ...extra });
   }
   return out.map((g) => ({ ...g, soakMinutes: Math.round(g.soakMinutes * rules.soakFactor) }));
 }
@@ -125,7 +126,7 @@ export interface ReleaseFacts {
   type: string;
   version: number;
   startedAt: string;
-  status: "active" | "completed" | "aborted";
+  status: "active" | "completed" | "aborted" | "closed";
   models?: ModelRef[];
 }
 
@@ -157,9 +158,10 @@ export function liveGate(
   const reasons: string[] = [];
   let allowed = true;
   for (const m of live) {
-    // T3: the earliest non-aborted release of this type that carried the model in telemetry mode.
+    // T3: the earliest non-aborted release of this type that carried the model in telemetry mode. A release an
+    // operator closed (stuck, never completed) is no evidence either.
     const telemetry = history
-      .filter((r) => r.type === type && r.status !== "aborted")
+      .filter((r) => r.type === type && r.status !== "aborted" && r.status !== "closed")
       .filter((r) => r.models?.some((x) => x.name === m.name && x.mode === "telemetry"))
       .sort((a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt))[0];
     if (!telemetry) {

@@ -36,7 +36,7 @@ const FAMILIES: [prefix: string, meaning: string][] = [
   ["CLI_", "command-line usage"],
   ["LAKE_", "vendor data-lake receiver (contentctl lake)"],
   ["REL_", "staged releases (fleet)"],
-  ["FLEET_", "fleet heartbeat endpoint (fleet/server.ts)"],
+  ["FLEET_", "fleet endpoint: heartbeats, enrollment, console login (fleet/server.ts, fleet/identity)"],
   ["SXL_", "Live Protection lookups over DNS (handlers/DatasetA/sxl, plugins/reputation)"],
   ["SMP_", "sample submission: envelope, queue, receiver (handlers/DatasetA/samples)"],
   ["POL_", "policy documents, RemapperRules, effective configuration (core/effective, docs/policy.md)"],

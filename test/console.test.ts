@@ -28,6 +28,7 @@ if (!CHROMIUM) {
 setDefaultTimeout(60_000);
 
 const TOKEN = "console-test-token-0123456789";
+const OPERATOR = "console-operator-token-0123456789";
 const GROUPS = ["eng-test", "internal", "public-1"];
 
 let vendor: Vendor;
@@ -92,7 +93,12 @@ run("release console in headless Chromium", () => {
         stateDir: join(root, "state"),
         groups: GROUPS.map((name) => ({ name, promote: "manual", soakMinutes: 30 })),
         health: { minSample: 4 },
-        fleet: { tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+        // The vendor's own test fleet, reporting unsigned (the compatibility mode; signed: fleet/identity/).
+        fleet: {
+          tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)), vendor: true } },
+          identity: { allowUnenrolled: true },
+        },
+        console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
       }),
       port: 0,
       autoTick: false,
@@ -140,7 +146,8 @@ run("release console in headless Chromium", () => {
       if (new URL(r.url()).origin !== server.url.origin) foreign.push(r.url());
     });
     // A slow refresh keeps the DOM still while it is measured; the next test exercises refreshing.
-    await page.goto(new URL("/console?refresh=60000", server.url).href);
+    await signIn(page, new URL("/console?refresh=60000", server.url).href);
+    expect(await page.locator("#operator").textContent()).toBe("alice");
 
     const groupRows = await page.$$eval("#groups tbody tr", (rows) =>
       rows.map((r) => [
@@ -181,7 +188,7 @@ run("release console in headless Chromium", () => {
     page.on("console", (m) => {
       if (m.type() === "error") problems.push(m.text());
     });
-    await page.goto(new URL("/console?refresh=100", server.url).href);
+    await signIn(page, new URL("/console?refresh=100", server.url).href);
     const phase = (g: string) =>
       `document.querySelector('section.release tr[data-group="${g}"] .phase')?.textContent`;
     // The console's CSP forbids eval, so wait with a function predicate (CDP callFunctionOn), not a string.
@@ -229,3 +236,12 @@ run("release console in headless Chromium", () => {
     await page.close();
   });
 });
+
+/** The operator login (C1): the console sends a browser to the sign-in form; the token sets a cookie. */
+async function signIn(page: import("playwright-core").Page, url: string): Promise<void> {
+  await page.goto(url);
+  expect(new URL(page.url()).pathname).toBe("/console/login");
+  await page.fill('input[name="token"]', OPERATOR);
+  await Promise.all([page.waitForURL((u) => u.pathname === "/console"), page.click('button[type="submit"]')]);
+  await page.goto(url);
+}

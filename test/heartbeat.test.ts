@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { EventBus } from "../core/agent/events.ts";
 import { buildHeartbeat, HeartbeatReporter, loadAgentId, startHeartbeat } from "../core/agent/heartbeat.ts";
 import { type Heartbeat, HeartbeatSchema } from "../core/agent/heartbeat-protocol.ts";
+import { enrollAgent } from "../core/agent/identity.ts";
 import { parseConfig } from "../core/config.ts";
 import { sha256Hex } from "../core/crypto/digest.ts";
 import { isOutpostError } from "../core/errors.ts";
@@ -288,14 +289,16 @@ describe("a real agent reporting to the real fleet endpoint", () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  test("after an update cycle the server knows the agent's group, version and health", async () => {
+  test("unenrolled, the agent is refused; enrolled, its signed heartbeat tells the server its version and health, in the group the fleet assigned", async () => {
     await vendor.release("TestText", 1, { "data.txt": "one" });
     const server = serveRelease({
       config: parseReleaseConfig({
         repo: vendor.repo,
         keys: vendor.keysDir,
         stateDir: join(root, "state"),
-        fleet: { tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+        fleet: {
+          tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)), group: "public-1" } },
+        },
       }),
       port: 0,
       autoTick: false,
@@ -312,6 +315,19 @@ describe("a real agent reporting to the real fleet endpoint", () => {
       },
     });
     try {
+      // Not enrolled: the tenant token alone no longer makes a heartbeat count (I1).
+      const unsigned = await startHeartbeat(agent.agent, agent.agent.config);
+      expect(await unsigned?.send()).toBe(false);
+      await unsigned?.stop();
+      expect(server.fleet.size).toBe(0);
+      const identity = await enrollAgent({
+        stateDir: agent.stateDir,
+        fleet: server.url.href,
+        tenant: "acme",
+        token: TOKEN,
+      });
+      expect(identity.group).toBe("public-1");
+      expect(statSync(join(agent.stateDir, "fleet-key.der")).mode & 0o777).toBe(0o600);
       const reporter = await startHeartbeat(agent.agent, agent.agent.config);
       expect(reporter).toBeDefined();
       await agent.agent.update();
@@ -323,6 +339,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
         group: "public-1",
         health: "green",
         content: { TestText: { version: 1, bad: [], crashes: 0 } },
+        enrolled: true,
       });
       expect(known[0]?.id).toBe(`acme/${readFileSync(join(agent.stateDir, "agent-id"), "utf8").trim()}`);
       await reporter?.stop();
@@ -331,5 +348,5 @@ describe("a real agent reporting to the real fleet endpoint", () => {
       await server.stop();
       rmSync(agent.stateDir, { recursive: true, force: true });
     }
-  });
+  }, 30_000);
 });

@@ -94,7 +94,12 @@ export class FleetScenario {
         stateDir: join(opts.root, "release-state"),
         groups: opts.groups.map(({ agents: _n, ...g }) => g),
         health: opts.health,
-        fleet: { tenants: { [TENANT]: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+        // One vendor tenant reporting unsigned (the compatibility mode): the simulation measures
+        // rollout dynamics, not identity; forgery and signing are fleet/identity/forgery.test.ts.
+        fleet: {
+          tenants: { [TENANT]: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)), vendor: true } },
+          identity: { allowUnenrolled: true },
+        },
       },
       join(opts.root, "release.json"),
     );

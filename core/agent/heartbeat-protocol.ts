@@ -58,6 +58,24 @@ export const HeartbeatSchema = z.object({
     .max(8),
   /** The agent's exclusions in brief (core/exclusions/report.ts); the full list only on request. */
   exclusions: ExclusionSummaryWireSchema.optional(),
+  /**
+   * Enrolled agents: strictly increasing per agent (replays are refused). The
+   * agent uses max(last + 1, milliseconds since the epoch), so it needs no
+   * counter on disk and a restart never goes back.
+   */
+  seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * The administrator's content policy, so the health gate can leave out
+   * agents that hold a version on purpose (pinned N-1 or a pin): they never
+   * adopt a new release and would otherwise hold it forever.
+   */
+  policy: z
+    .object({
+      cadence: z.enum(["early", "general", "pinned-n-1"]),
+      pinned: z.array(z.string().regex(TYPE_RE)).max(64),
+    })
+    .strict()
+    .optional(),
 });
 
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;

@@ -28,6 +28,7 @@ import { log as rootLog } from "../log.ts";
 import type { AgentStatus } from "./api.ts";
 import type { AgentEvent } from "./events.ts";
 import { type Heartbeat, type HeartbeatContent, HeartbeatSchema } from "./heartbeat-protocol.ts";
+import { type HeartbeatSigner, loadSigner } from "./identity.ts";
 
 export interface HeartbeatSource {
   status(): AgentStatus;
@@ -39,8 +40,11 @@ export interface HeartbeatSource {
 export interface HeartbeatOptions {
   url: string;
   tenant: string;
-  token: string;
+  /** Tenant token (bearer); not needed once the agent is enrolled and signs its heartbeats. */
+  token?: string;
   agentId: string;
+  /** The enrolled agent key (core/agent/identity.ts): heartbeats are signed and numbered. */
+  signer?: HeartbeatSigner;
   timeoutMs?: number;
   fetchImpl?: typeof fetch;
   now?: () => Date;
@@ -103,6 +107,9 @@ export function buildHeartbeat(
             bySource: status.exclusions.bySource,
           },
         }
+      : {}),
+    ...(status.policy
+      ? { policy: { cadence: status.policy.cadence, pinned: Object.keys(status.policy.pins).slice(0, 64) } }
       : {}),
   };
 }
@@ -234,7 +241,8 @@ export class HeartbeatReporter {
         method: "POST",
         headers: {
           "content-type": "application/json",
-          authorization: `Bearer ${this.opts.token}`,
+          // Enrolled agents send no token: the fleet takes the list its signed heartbeat announced.
+          ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}),
           "idempotency-key": `${this.opts.agentId}:${hb.exclusions.hash}`,
         },
         body: JSON.stringify(ExclusionReportSchema.parse(report)),
@@ -257,8 +265,14 @@ export class HeartbeatReporter {
   async send(): Promise<boolean> {
     if (this.now().getTime() < this.notBefore) return false;
     let body: string;
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
     try {
-      body = JSON.stringify(HeartbeatSchema.parse(this.build()));
+      const hb = this.build();
+      if (this.opts.signer) hb.seq = this.opts.signer.nextSeq(this.now());
+      body = JSON.stringify(HeartbeatSchema.parse(hb));
+      if (this.opts.signer)
+        Object.assign(headers, await this.opts.signer.headers(new TextEncoder().encode(body)));
     } catch (e) {
       this.failed++;
       this.log.warn("heartbeat not built", { error: (e as Error).message });
@@ -267,7 +281,7 @@ export class HeartbeatReporter {
     try {
       const res = await (this.opts.fetchImpl ?? fetch)(this.opts.url, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${this.opts.token}` },
+        headers,
         body,
         redirect: "error",
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
@@ -326,6 +340,18 @@ export async function startHeartbeat(
 ): Promise<HeartbeatReporter | undefined> {
   const f = config.fleet;
   if (!f.url) return undefined;
+  // Enrolled (`agent enroll`): the agent key signs; the tenant token stays out of heartbeats.
+  const signer = await loadSigner(config.stateDir);
+  if (signer) {
+    return new HeartbeatReporter(agent, {
+      url: f.url,
+      tenant: signer.tenant,
+      agentId: signer.agentId,
+      signer,
+      timeoutMs: f.timeoutSeconds * 1000,
+      ...extra,
+    }).start();
+  }
   const url = new URL(f.url);
   const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
   if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {

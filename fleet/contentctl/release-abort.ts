@@ -9,13 +9,15 @@ import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { webhookAlerter } from "../alerts.ts";
 import { ReleaseEngine } from "../engine.ts";
-import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { cliActor } from "../operator.ts";
+import { operatorArg, releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: { name: "abort", description: "Abort the active release and take the groups it reached back" },
   args: {
     type: { type: "string", description: "Content type (needed when several releases are active)" },
     reason: { type: "string", required: true, description: "Why (recorded, shown, and sent with the alert)" },
+    ...operatorArg,
     ...releaseArgs,
   },
   async run({ args }) {
@@ -23,7 +25,11 @@ export default defineCommand({
     const config = releaseConfig(args);
     const alerter = webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
     const engine = new ReleaseEngine({ config, alerter });
-    const release = await engine.abort({ type: args.type, reason: args.reason.trim() });
+    const release = await engine.abort({
+      type: args.type,
+      reason: args.reason.trim(),
+      actor: args.operator ?? cliActor(),
+    });
     await alerter.flush();
     const view = engine.status().releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);

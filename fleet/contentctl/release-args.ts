@@ -14,6 +14,15 @@ export const releaseArgs = {
   json: { type: "boolean", default: false, description: "Print machine-readable JSON" },
 } as const satisfies ArgsDef;
 
+/** Who is acting, for the audit trail (`release audit`). */
+export const operatorArg = {
+  operator: {
+    type: "string",
+    valueHint: "NAME",
+    description: "Who is acting, recorded in the audit trail (default: cli:<login name>)",
+  },
+} as const satisfies ArgsDef;
+
 export function releaseConfig(args: { config: string }): ReleaseConfig {
   return loadReleaseConfig(args.config);
 }

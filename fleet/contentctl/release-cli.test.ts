@@ -11,12 +11,14 @@ import { type ArgsDef, type CommandDef, runCommand } from "citty";
 import { setAgentWiring } from "../../core/cli/agent/session.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { isOutpostError } from "../../core/errors.ts";
-import { publish } from "../../core/repo/publish.ts";
+import { publish, readRepoIndex } from "../../core/repo/publish.ts";
 import { testRegistry } from "../../test/fixtures/text-handler.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import type { ReleaseView } from "../views.ts";
 import release from "./release.ts";
 import abort from "./release-abort.ts";
+import audit from "./release-audit.ts";
+import close from "./release-close.ts";
 import promote from "./release-promote.ts";
 import start from "./release-start.ts";
 import status from "./release-status.ts";
@@ -28,6 +30,7 @@ setDefaultTimeout(30_000);
 let vendor: Vendor;
 let dir: string;
 let cfg: string;
+const OPERATOR = "operator-console-token-0123456789";
 
 beforeAll(async () => {
   // What bin/contentctl.ts wires: release start validates with these handlers (here the test type).
@@ -47,6 +50,7 @@ beforeAll(async () => {
         { name: "internal", promote: "manual", soakMinutes: 60 },
         { name: "public-1", promote: "auto", soakMinutes: 60 },
       ],
+      console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
     }),
   );
   const v1 = await vendor.pack(
@@ -112,14 +116,34 @@ describe("contentctl release", () => {
     expect(out).toMatch(/eng-test\s+live/);
   });
 
-  test("tick with no fleet data promotes nothing; promote and abort do what they say", async () => {
+  test("tick with no fleet data promotes nothing; promote waits for soak and health unless forced with a reason; abort does what it says; all audited", async () => {
     const t = JSON.parse((await run(tick, ["--config", cfg, "--json"])).out) as {
       actions: unknown[];
       notes: { text: string }[];
     };
     expect(t.actions).toEqual([]);
     expect(t.notes[0]?.text).toContain("awaiting manual promotion");
-    const p = JSON.parse((await run(promote, ["--config", cfg, "--json"])).out) as ReleaseView;
+    const refusal = async (p: Promise<unknown>) =>
+      p.then(
+        () => "ok",
+        (e) => (isOutpostError(e) ? e.code : String(e)),
+      );
+    expect(await refusal(run(promote, ["--config", cfg]))).toBe("REL_SOAKING");
+    expect(await refusal(run(promote, ["--config", cfg, "--force"]))).toBe("REL_FORCE_REASON");
+    const p = JSON.parse(
+      (
+        await run(promote, [
+          "--config",
+          cfg,
+          "--force",
+          "--reason",
+          "hotfix for INC-7",
+          "--operator",
+          "alice",
+          "--json",
+        ])
+      ).out,
+    ) as ReleaseView;
     expect(p.groups.map((g) => g.phase)).toEqual(["live", "live", "pending"]);
     const a = JSON.parse(
       (await run(abort, ["--config", cfg, "--reason", "test abort", "--json"])).out,
@@ -129,6 +153,45 @@ describe("contentctl release", () => {
       abort: { reason: "test abort", by: "operator", revertVersion: 3 },
     });
     expect(a.groups.map((g) => g.phase)).toEqual(["reverted", "reverted", "untouched"]);
+    const trail = JSON.parse((await run(audit, ["--config", cfg, "--json"])).out) as {
+      actor: string;
+      action: string;
+      reason: string;
+      group?: string;
+    }[];
+    expect(trail.map((r) => r.action)).toEqual(["start", "force-promote", "abort"]);
+    expect(trail[1]).toMatchObject({ actor: "alice", reason: "hotfix for INC-7", group: "internal" });
+    expect(trail[2]?.actor).toStartWith("cli:");
+    expect((await run(audit, ["--config", cfg])).out).toMatch(
+      /alice\s+force-promote\s+TestText-2\s+internal\s+hotfix for INC-7/,
+    );
+  });
+
+  test("close finishes a stuck active release without touching any group, and is audited", async () => {
+    writeFileSync(
+      join(dir, "packages", "TestText-4.tar"),
+      // Signing times have 1 s resolution: sign after the revert the previous test published this second (R11).
+      await vendor.pack("TestText", 4, { "data.txt": "four" }, { now: new Date(Date.now() + 1500) }),
+    );
+    await run(start, ["TestText", "4", "--config", cfg]);
+    const refusal = async (p: Promise<unknown>) =>
+      p.then(
+        () => "ok",
+        (e) => (isOutpostError(e) ? e.code : String(e)),
+      );
+    expect(await refusal(run(close, ["--config", cfg, "--reason", " "]))).toBe("REL_CLOSE_REASON");
+    const c = JSON.parse(
+      (await run(close, ["--config", cfg, "--reason", "sample never filled", "--json"])).out,
+    ) as ReleaseView;
+    expect(c.status).toBe("closed");
+    expect(c.groups.slice(1).map((g) => g.phase)).toEqual(["untouched", "untouched"]);
+    // Nothing is taken back: eng-test keeps listing v4.
+    expect(readRepoIndex(vendor.repo, "eng-test")?.content.TestText?.version).toBe(4);
+    expect(await refusal(run(close, ["--config", cfg, "--reason", "again"]))).toBe("REL_NO_ACTIVE");
+    const trail = JSON.parse(
+      (await run(audit, ["--config", cfg, "--release", "TestText-4", "--json"])).out,
+    ) as { action: string }[];
+    expect(trail.map((r) => r.action)).toEqual(["start", "close"]);
   });
 
   test("refusals carry REL_ codes", async () => {
@@ -163,6 +226,8 @@ describe("contentctl release", () => {
       "status",
       "tick",
       "token",
+      "close",
+      "audit",
     ]);
   });
 });
@@ -199,7 +264,9 @@ describe("contentctl serve --release", () => {
       };
       expect(line.fleet).toBe(`${line.url}fleet/heartbeat`);
       expect((await fetch(`${line.url}groups/eng-test/index.json`)).status).toBe(200);
-      const page = await fetch(line.console);
+      // The console needs an operator: without a login it sends a browser to the form.
+      expect((await fetch(line.console, { redirect: "manual" })).status).toBe(303);
+      const page = await fetch(line.console, { headers: { authorization: `Bearer ${OPERATOR}` } });
       expect(page.status).toBe(200);
       expect(await page.text()).toContain("TestText v3");
       expect((await fetch(line.fleet, { method: "POST", body: "{}" })).status).toBe(401);

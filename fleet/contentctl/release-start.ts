@@ -12,7 +12,8 @@ import { keyringFile, validatePackageFile } from "../../core/cli/contentctl/vali
 import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { ReleaseEngine } from "../engine.ts";
-import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { cliActor } from "../operator.ts";
+import { operatorArg, releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: {
@@ -33,6 +34,7 @@ export default defineCommand({
       valueHint: "FILE",
       description: "Content keyring (Lua types): the agent's handler needs it to load the rules it validates",
     },
+    ...operatorArg,
     ...releaseArgs,
   },
   async run({ args }) {
@@ -52,7 +54,12 @@ export default defineCommand({
       workDirFiles: keyringFile(args["content-key"]),
     });
     const engine = new ReleaseEngine({ config });
-    const release = await engine.start({ type: args.type, version: Number(args.version), packageFile });
+    const release = await engine.start({
+      type: args.type,
+      version: Number(args.version),
+      packageFile,
+      actor: args.operator ?? cliActor(),
+    });
     const view = engine.status().releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);
     else printText(view ? renderRelease(view) : `started ${release.id}`);

@@ -1,5 +1,5 @@
 /**
- * `contentctl release start|promote|abort|status|tick|token`: staged content
+ * `contentctl release start|promote|abort|close|status|tick|token|audit`: staged content
  * rollouts through release groups (docs/rollout.md). Subcommands load lazily.
  */
 import { defineCommand } from "citty";
@@ -13,5 +13,7 @@ export default defineCommand({
     status: () => import("./release-status.ts").then((m) => m.default),
     tick: () => import("./release-tick.ts").then((m) => m.default),
     token: () => import("./release-token.ts").then((m) => m.default),
+    close: () => import("./release-close.ts").then((m) => m.default),
+    audit: () => import("./release-audit.ts").then((m) => m.default),
   },
 });

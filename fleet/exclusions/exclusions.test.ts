@@ -2,7 +2,9 @@
  * Exclusions reach the fleet service: a heartbeat carries the summary, the
  * fleet asks for the list it does not hold, the agent sends it once (same
  * hash: not again), `contentctl fleet exclusions --agent ID` and the console
- * show it, and a list that does not match its summary is refused.
+ * show it (behind operator login), and a list that does not match its
+ * summary, or that no signed heartbeat announced, is refused. The agent is
+ * enrolled: its heartbeats are signed and it holds no tenant token.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { EventBus } from "../../core/agent/events.ts";
 import { HeartbeatReporter } from "../../core/agent/heartbeat.ts";
+import { enrollAgent, type HeartbeatSigner, loadSigner } from "../../core/agent/identity.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { ExclusionService } from "../../core/exclusions/service.ts";
 import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
@@ -19,6 +22,9 @@ import { type ReleaseServer, serveRelease } from "../server.ts";
 
 setDefaultTimeout(30_000);
 const TOKEN = "tenant-token-0123456789";
+const OPERATOR = "operator-token-0123456789";
+let agentId: string;
+let signer: HeartbeatSigner;
 const ROOT = resolve(import.meta.dir, "../..");
 let vendor: Vendor;
 let root: string;
@@ -34,10 +40,19 @@ beforeAll(async () => {
     stateDir: join(root, "state"),
     groups: [{ name: "eng-test", promote: "manual", soakMinutes: 60 }],
     fleet: { tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+    console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
   };
   writeFileSync(join(root, "release.json"), JSON.stringify(config));
   server = serveRelease({ config: parseReleaseConfig(config), port: 0, autoTick: false });
   exclusions = new ExclusionService({ stateDir: join(root, "agent"), config: [], protectedPaths: [] });
+  const identity = await enrollAgent({
+    stateDir: join(root, "agent"),
+    fleet: server.url.href,
+    tenant: "acme",
+    token: TOKEN,
+  });
+  agentId = identity.agentId;
+  signer = (await loadSigner(join(root, "agent")))!;
   exclusions.replace("APPFEED", {
     "APPFEED:postgresql": {
       exclusions: [
@@ -70,8 +85,8 @@ test("the summary rides the heartbeat; the full list is sent once, on request; t
   const rep = new HeartbeatReporter(source, {
     url: new URL("/fleet/heartbeat", server.url).href,
     tenant: "acme",
-    token: TOKEN,
-    agentId: "agent-excl-0001",
+    agentId,
+    signer,
   });
   expect(await rep.send()).toBe(true);
   expect(rep.exclusionReports).toEqual({ sent: 1, failed: 0 });
@@ -88,7 +103,7 @@ test("the summary rides the heartbeat; the full list is sent once, on request; t
       "--config",
       join(root, "release.json"),
       "--agent",
-      "agent-excl-0001",
+      agentId,
       "--json",
     ],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, OUTPOST_LOG_QUIET: "1" } },
@@ -97,7 +112,7 @@ test("the summary rides the heartbeat; the full list is sent once, on request; t
   expect(code).toBe(0);
   const shown = JSON.parse(out);
   expect(shown).toMatchObject({
-    agentId: "agent-excl-0001",
+    agentId,
     tenant: "acme",
     count: 2,
     stale: false,
@@ -105,7 +120,10 @@ test("the summary rides the heartbeat; the full list is sent once, on request; t
   });
   expect(shown.exclusions).toEqual(exclusions.list());
 
-  const page = await fetch(new URL("/console/exclusions?agent=agent-excl-0001", server.url));
+  const pageUrl = new URL(`/console/exclusions?agent=${agentId}`, server.url);
+  // What an endpoint excludes is for operators: the console's login gate covers this section too.
+  expect((await fetch(pageUrl, { redirect: "manual" })).status).not.toBe(200);
+  const page = await fetch(pageUrl, { headers: { authorization: `Bearer ${OPERATOR}` } });
   expect(page.status).toBe(200);
   expect(await page.text()).toContain("/var/lib/postgresql/15/main");
 
@@ -145,4 +163,28 @@ test("a list that does not match its summary is refused with FLEET_INVALID", asy
     headers: { authorization: "Bearer nope-nope-nope-nope" },
   });
   expect(wrong.status).toBe(401);
+});
+
+test("without a tenant token, only the list the agent's signed heartbeat announced is taken", async () => {
+  const list = exclusions.list();
+  const hash = exclusions.summary().hash;
+  const post = (id: string) =>
+    fetch(new URL("/fleet/exclusions", server.url), {
+      method: "POST",
+      headers: { "content-type": "application/json", "idempotency-key": `${id}:${hash}` },
+      body: JSON.stringify({
+        schema: 1,
+        agentId: id,
+        tenant: "acme",
+        sentAt: new Date().toISOString(),
+        summary: { count: list.length, hash },
+        exclusions: list,
+      }),
+    });
+  // An agent id no signed heartbeat ever named: refused, nothing stored.
+  const forged = await post("agent-never-seen-01");
+  expect(forged.status).toBe(401);
+  expect(((await forged.json()) as { code: string }).code).toBe("FLEET_UNAUTHORIZED");
+  // The enrolled agent's list is already held (same hash): no second copy is taken either.
+  expect((await post(agentId)).status).toBe(401);
 });

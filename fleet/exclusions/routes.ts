@@ -2,7 +2,8 @@
  * The fleet service's exclusion receiver and console section, hooked into
  * `contentctl serve --release` (fleet/server.ts):
  *
- *   POST /fleet/exclusions            one agent's full list (tenant bearer token, ≤ 32 MiB,
+ *   POST /fleet/exclusions            one agent's full list (tenant bearer token, or none for the list an
+ *                                     enrolled agent's signed heartbeat announced; ≤ 32 MiB,
  *                                     `Idempotency-Key: <agentId>:<hash>`, zod-validated, hash checked)
  *   GET  /console/exclusions          every agent's summary; ?agent=ID: that agent's list (HTML)
  *   GET  /console/exclusions.json     the same as JSON (what `contentctl fleet exclusions` prints)
@@ -24,10 +25,6 @@ const esc = (s: unknown) =>
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
   );
 
-export function isExclusionsPath(path: string): boolean {
-  return path === EXCLUSIONS_PATH || path === "/console/exclusions" || path === "/console/exclusions.json";
-}
-
 export function exclusionsApp(deps: {
   store: ExclusionStore;
   tenants: Record<string, { tokenSha256: string }>;
@@ -39,8 +36,8 @@ export function exclusionsApp(deps: {
 
   app.post(EXCLUSIONS_PATH, async (c) => {
     const token = /^Bearer ([\x21-\x7e]{16,256})$/.exec(c.req.header("authorization") ?? "")?.[1];
-    const tenant = token ? byHash.get(sha256Hex(new TextEncoder().encode(token))) : undefined;
-    if (!tenant) return c.json(fail("FLEET_UNAUTHORIZED", "unauthorized"), 401);
+    const byToken = token ? byHash.get(sha256Hex(new TextEncoder().encode(token))) : undefined;
+    if (token && !byToken) return c.json(fail("FLEET_UNAUTHORIZED", "unauthorized"), 401);
     if (!(c.req.header("content-type") ?? "").toLowerCase().startsWith("application/json"))
       return c.json(fail("FLEET_MEDIA_TYPE", "content-type must be application/json"), 415);
     const key = /^([A-Za-z0-9-]{8,64}):([0-9a-f]{64})$/.exec(c.req.header("idempotency-key") ?? "");
@@ -66,14 +63,18 @@ export function exclusionsApp(deps: {
       );
     }
     const r = parsed.data;
-    if (r.tenant !== tenant)
+    if (byToken !== undefined && r.tenant !== byToken)
       return c.json(fail("FLEET_WRONG_TENANT", "token does not belong to this tenant"), 403);
+    const tenant = r.tenant;
     if (key[1] !== r.agentId || key[2] !== r.summary.hash)
       return c.json(fail("FLEET_INVALID", "Idempotency-Key does not match the report"), 400);
     // The agent's hash is over its list in canonical order (core/exclusions/service.ts): check it.
     const actual = createHash("sha256").update(JSON.stringify(r.exclusions)).digest("hex");
     if (actual !== r.summary.hash || r.exclusions.length !== r.summary.count)
       return c.json(fail("FLEET_INVALID", "the list does not match its summary (count or hash)"), 400);
+    // Without a tenant token (an enrolled agent), only the list its signed heartbeat announced is taken.
+    if (byToken === undefined && !deps.store.expects(tenant, r.agentId, r.summary.hash, r.summary.count))
+      return c.json(fail("FLEET_UNAUTHORIZED", "no signed heartbeat announced this list"), 401);
     const stored = deps.store.storeList(tenant, r, now());
     return c.json({ stored, count: r.exclusions.length }, stored ? 201 : 200);
   });

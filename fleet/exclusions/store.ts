@@ -65,6 +65,18 @@ export class ExclusionStore {
     return row.list_hash !== s.hash;
   }
 
+  /**
+   * True when the agent's latest heartbeat summary announced exactly this list (hash and count) and the
+   * fleet does not hold it yet: an enrolled agent's summary arrived in a signed heartbeat, so a list whose
+   * own SHA-256 is that hash is the agent's, without a tenant token.
+   */
+  expects(tenant: string, agentId: string, hash: string, count: number): boolean {
+    const row = this.db
+      .query("SELECT hash, count, list_hash FROM agent_exclusions WHERE tenant = ? AND agent_id = ?")
+      .get(tenant, agentId) as { hash: string; count: number; list_hash: string | null } | null;
+    return row !== null && row.hash === hash && row.count === count && row.list_hash !== hash;
+  }
+
   /** Stores a full list; false when the same list (same hash) was already held. */
   storeList(tenant: string, r: ExclusionReport, at: Date): boolean {
     const held = this.db
