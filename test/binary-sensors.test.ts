@@ -8,15 +8,16 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { build } from "../build.ts";
+import { compiledBinaries } from "./fixtures/compiled.ts";
 
 const isRoot = process.getuid?.() === 0;
 let work = "";
+let agentBin = "";
 let agent: ReturnType<typeof Bun.spawn> | undefined;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "outpost-binary-sensors-"));
-  if (isRoot) await build({ outdir: join(work, "dist"), only: ["agent"] });
+  if (isRoot) agentBin = (await compiledBinaries()).agent;
 }, 120_000);
 
 afterAll(async () => {
@@ -36,7 +37,7 @@ async function until<T>(probe: () => Promise<T | undefined>, ms: number): Promis
 }
 
 test.skipIf(!isRoot)("the compiled agent's kernel sensors see a file write and an exec", async () => {
-  const bin = join(work, "dist", "agent");
+  const bin = agentBin;
   const state = join(work, "state");
   const watch = join(work, "watch");
   mkdirSync(watch);

@@ -18,7 +18,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { build } from "../build.ts";
 import type { UpdateCycleReport } from "../core/agent/api.ts";
 import { Agent } from "../core/agent/runtime.ts";
 import { parseConfig, statePaths } from "../core/config.ts";
@@ -26,10 +25,11 @@ import { readRepoIndex } from "../core/repo/publish.ts";
 import { ContentStore } from "../core/store/store.ts";
 import { buildAllowlistFromText } from "../handlers/Hmpa_data/build.ts";
 import { defaultRegistry } from "../handlers/index.ts";
+import { compiledBinaries } from "./fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
 
 const TYPE = "Hmpa_data";
-/** The compiled agent (built once in beforeAll): what runs on endpoints, and it starts in ~30 ms
+/** The compiled agent (built once per source tree, test/fixtures/compiled.ts): what runs on endpoints, and it starts in ~30 ms
  * where the source tree needs ~0.5 s to import every handler, which matters over 80+ children. */
 let agentCommand: string[] = [process.execPath, resolve(import.meta.dir, "../bin/agent.ts")];
 /** Children run side by side; each waits on spawn and fsync part of its life, so three share two cores well. */
@@ -253,8 +253,7 @@ let timing: { staging: number; last: number; exit: number };
 
 beforeAll(async () => {
   base = mkdtempSync(join(tmpdir(), "outpost-crash-e2e-"));
-  const [agentBin] = await build({ outdir: join(base, "bin"), only: ["agent"] });
-  agentCommand = [agentBin!.path];
+  agentCommand = [(await compiledBinaries()).agent];
   vendor = await makeVendor();
   await vendor.release(TYPE, 1, { "allowlist.bin": allowlist(1) });
   template = join(base, "template");

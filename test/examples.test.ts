@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { cliCommand } from "./fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "./fixtures/vendor.ts";
 
 // Real host processes and CLIs as separate processes: more than the default on a loaded machine.
@@ -22,7 +23,7 @@ let vendor: Vendor;
 let dir: string;
 
 async function run(bin: "agent" | "contentctl", args: string[], okCodes = [0]) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "bin", `${bin}.ts`), ...args], {
+  const proc = Bun.spawn([...(await cliCommand(bin)), ...args], {
     cwd: dir,
     env: { ...process.env, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
     stdout: "pipe",

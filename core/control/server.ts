@@ -361,6 +361,11 @@ export interface ControlPlaneOptions {
   events?: ControlEvents;
   statusMaxAgeMs?: number;
   eventStreams?: EventStreamOptions;
+  /**
+   * Seconds the TCP listener lets a silent connection live (Bun's default, 10, when omitted).
+   * Actions lift it per request; tests shorten it so that lift is proven in a second, not 11.
+   */
+  idleTimeoutSeconds?: number;
 }
 
 export interface ControlPlane {
@@ -409,6 +414,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       routes: guardRoutes(control.nativeRoutes, "tcp"),
       fetch: guardEdge(app.fetch, "tcp"),
       error: internalErrorResponse,
+      ...(opts.idleTimeoutSeconds === undefined ? {} : { idleTimeout: opts.idleTimeoutSeconds }),
     });
   } catch (e) {
     control.close();

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../core/control/server.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
+import { cliCommand } from "../../test/fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
 import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
@@ -25,7 +26,7 @@ let vendor: Vendor;
 let dir: string;
 
 async function run(bin: "agent" | "contentctl", ...args: string[]) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "bin", `${bin}.ts`), ...args], {
+  const proc = Bun.spawn([...(await cliCommand(bin)), ...args], {
     cwd: dir,
     env: { ...process.env, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
     stdout: "pipe",

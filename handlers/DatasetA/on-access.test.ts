@@ -47,7 +47,8 @@ async function sh(cmd: string): Promise<{ code: number; stderr: string; ms: numb
   return { code, stderr: await new Response(p.stderr).text(), ms: performance.now() - t0 };
 }
 
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+/** A deadline, not a delay: a scan in the scanner host is ms quiet, seconds beside a second copy of the suite. */
+async function until(cond: () => boolean, ms = 30_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline && !cond()) await Bun.sleep(10);
   return cond();

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadSigningKeys } from "../../core/crypto/keys.ts";
 import { packDirectory } from "../../core/package/pack.ts";
+import { cliCommand } from "../../test/fixtures/compiled.ts";
 
 setDefaultTimeout(120_000);
 
@@ -20,7 +21,7 @@ const ROOT = resolve(import.meta.dir, "../..");
 let work: string;
 
 async function run(bin: "agent" | "contentctl", ...args: string[]) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "bin", `${bin}.ts`), ...args], {
+  const proc = Bun.spawn([...(await cliCommand(bin)), ...args], {
     cwd: work,
     stdout: "pipe",
     stderr: "pipe",

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { ContentStore } from "../../core/store/store.ts";
+import { cliCommand } from "../../test/fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
 import { RulesSourceConfigSchema } from "../_shared/lua/format.ts";
 import { rulesPayload, startLuaAgent, type TestKey, testKey } from "../_shared/lua/testkit.ts";
@@ -43,7 +44,7 @@ let trustPath: string;
 let configFile: string;
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "bin/agent.ts"), ...args], {
+  const proc = Bun.spawn([...(await cliCommand("agent")), ...args], {
     cwd: dir,
     env: { ...process.env, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
     stdout: "pipe",

@@ -134,16 +134,26 @@ describe.skipIf(!havePostgres)("PostgreSQL sink → real cluster", () => {
     const released = new Promise<void>((r) => {
       release = r;
     });
+    let locked!: () => void;
+    const lockHeld = new Promise<void>((r) => {
+      locked = r;
+    });
     // Another session holds an exclusive lock: our INSERTs wait until statement_timeout ends them.
     const lockTx = holder.begin(async (tx) => {
       await tx.unsafe("LOCK TABLE r_locked IN ACCESS EXCLUSIVE MODE");
+      locked();
       await released;
     });
     try {
-      await Bun.sleep(0);
+      // Write only once the lock is held: on a loaded box the batch could otherwise land first.
+      await Promise.race([lockHeld, lockTx]);
       await s.write({ generation: "g", first: 3, lines: lines(3, 4) });
-      const end = Date.now() + 20_000;
-      while (s.stats().retried < 2 && Date.now() < end) await Bun.sleep(20);
+      // Until the server has ended an attempt by statement_timeout (after at least two tries): on a
+      // loaded box one attempt may instead miss the 0.5 s connect limit, which is retried the same way.
+      const end = Date.now() + 30_000;
+      const timedOut = () =>
+        s.stats().retried >= 2 && String(s.stats().lastError).includes("statement timeout");
+      while (!timedOut() && Date.now() < end) await Bun.sleep(20);
       expect(s.stats().retried).toBeGreaterThanOrEqual(2);
       expect(s.stats()).toMatchObject({ queued: 4, dropped: 0 });
       expect(s.stats().lastError).toContain("statement timeout");
