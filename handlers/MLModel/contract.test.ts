@@ -8,7 +8,7 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ContractRun, installExample } from "../../test/fixtures/cli-contract.ts";
+import { type ContractRun, cli, installExample } from "../../test/fixtures/cli-contract.ts";
 
 setDefaultTimeout(120_000);
 const EXAMPLE = join(import.meta.dir, "../../examples/MLModel/outpost-lr");
@@ -30,21 +30,27 @@ test("contentctl ml build compiles the AssemblyScript model into a live twin tha
   c ??= await installExample("MLModel");
   const manifest = JSON.parse(readFileSync(join(EXAMPLE, "manifest.json"), "utf8"));
   writeFileSync(join(c.dir, "live.json"), JSON.stringify({ ...manifest, mode: "live" }));
-  const b = await c.run(
+  // Compiling AssemblyScript needs the `assemblyscript` development package, which the compiled
+  // contentctl does not embed (a prebuilt .wasm needs nothing): this step runs the source CLI.
+  const b = await cli(
     "contentctl",
-    "ml",
-    "build",
-    "--source",
-    join(import.meta.dir, "models", "logistic.as"),
-    "--weights",
-    join(EXAMPLE, "weights.bin"),
-    "--manifest",
-    "live.json",
-    "--golden-inputs",
-    join(EXAMPLE, "golden.json"),
-    "--out",
-    "live",
-    "--json",
+    [
+      "ml",
+      "build",
+      "--source",
+      join(import.meta.dir, "models", "logistic.as"),
+      "--weights",
+      join(EXAMPLE, "weights.bin"),
+      "--manifest",
+      "live.json",
+      "--golden-inputs",
+      join(EXAMPLE, "golden.json"),
+      "--out",
+      "live",
+      "--json",
+    ],
+    c.dir,
+    { source: true },
   );
   expect(b.code).toBe(0);
   expect(JSON.parse(b.stdout)).toMatchObject({ name: "outpost-lr", mode: "live", goldenVectors: 28 });
