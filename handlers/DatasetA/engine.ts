@@ -8,7 +8,13 @@
 
 import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "../_shared/filetype/filetype.ts";
 import { type AnchorEntry, AnchorIndex } from "../_shared/matcher/matcher.ts";
-import { Budget, BudgetExceeded, type StartRange, verifyAt } from "../_shared/matcher/pattern.ts";
+import {
+  Budget,
+  BudgetExceeded,
+  type ForwardMemo,
+  type StartRange,
+  verifyAt,
+} from "../_shared/matcher/pattern.ts";
 import { inflateBounded, listTar, listZip } from "./archive.ts";
 import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
 import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
@@ -26,9 +32,17 @@ export interface ScanLimits {
   maxRatio: number;
   /** Members up to this size are inflated in memory; larger ones go to a spill file. */
   memoryBytes: number;
-  /** Verification steps per top-level object (defends against pathological patterns/inputs). */
+  /**
+   * Verification steps per signature per object (defends against pathological
+   * patterns/inputs); one anchor hit may spend at most ANCHOR_STEPS of it. A
+   * signature that runs out is reported as a `budget` limit and skipped for
+   * the rest of the object; the other signatures are still checked.
+   */
   verifyBudget: number;
 }
+
+/** Most steps one anchor hit may cost: a wide gap is searched this far, then the hit is given up. */
+export const ANCHOR_STEPS = 100_000;
 
 export const DEFAULT_LIMITS: ScanLimits = {
   maxDepth: 10,
@@ -139,6 +153,7 @@ export class Dataset {
       key: s.pattern.anchor.key,
       length: s.pattern.anchor.bytes.length,
       bytes: s.pattern.anchor.bytes,
+      ext: s.pattern.anchor.ext,
       sig,
     }));
     this.index = new AnchorIndex(entries);
@@ -261,28 +276,56 @@ export class Dataset {
     const buf = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     const matched = new Set<number>();
     const body = this.body;
-    try {
-      this.index.scan(d, (sig, pos) => {
-        if (matched.has(sig)) return false;
-        const s = body[sig]!;
-        if (s.target !== "any" && s.target !== kind) return false;
-        const range = startRange(s.offset, d.length, exe);
-        if (!range) return false;
-        const m = verifyAt(d, buf, s.pattern, pos, range, state.budget);
-        if (m) {
-          matched.add(sig);
-          detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+    const budget = state.budget;
+    const perSig = state.limits.verifyBudget;
+    const perAnchor = Math.min(perSig, ANCHOR_STEPS);
+    // Steps spent per signature in this object, and signatures that ran out: the
+    // budget is the signature's, so a crafted input against one signature never
+    // hides another signature's detection.
+    const spent = new Map<number, number>();
+    const memos = new Map<number, ForwardMemo>();
+    this.index.scan(d, (sig, pos) => {
+      if (matched.has(sig)) return false;
+      const s = body[sig]!;
+      if (s.target !== "any" && s.target !== kind) return false;
+      const range = startRange(s.offset, d.length, exe);
+      if (!range) return false;
+      const p = s.pattern;
+      let memo: ForwardMemo | undefined;
+      if (!p.simple) {
+        const used = spent.get(sig) ?? 0;
+        if (used >= perSig) return false;
+        budget.steps = 0;
+        budget.limit = Math.min(perAnchor, perSig - used);
+        if (p.parts.length > 1) {
+          memo = memos.get(sig) ?? [];
+          memos.set(sig, memo);
         }
-        return false;
-      });
-    } catch (e) {
-      if (!(e instanceof BudgetExceeded)) throw e;
-      state.out.limits.push({
-        path,
-        limit: "budget",
-        detail: "signature verification budget exhausted; scan incomplete",
-      });
-    }
+      }
+      let m: ReturnType<typeof verifyAt>;
+      try {
+        m = verifyAt(d, buf, p, pos, range, budget, memo);
+      } catch (e) {
+        if (!(e instanceof BudgetExceeded)) throw e;
+        m = null;
+      }
+      if (!p.simple) {
+        const used = (spent.get(sig) ?? 0) + budget.steps;
+        spent.set(sig, used);
+        if (used >= perSig) {
+          state.out.limits.push({
+            path,
+            limit: "budget",
+            detail: `${s.name} (${s.source}): verification budget (${perSig} steps) exhausted; this signature was not checked in the rest of the object`,
+          });
+        }
+      }
+      if (m) {
+        matched.add(sig);
+        detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+      }
+      return false;
+    });
   }
 
   private async openContainer(
