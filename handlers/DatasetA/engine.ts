@@ -15,7 +15,7 @@ import {
   type StartRange,
   verifyAt,
 } from "../_shared/matcher/pattern.ts";
-import { inflateBounded, listTar, listZip } from "./archive.ts";
+import { hasEmbeddedZip, inflateBounded, listTar, listZip } from "./archive.ts";
 import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
 import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
 
@@ -113,6 +113,8 @@ export interface DatasetStats {
   shortAnchors: number;
   indexBytes: number;
   filterBits: number;
+  /** Signatures skipped for functionality levels outside ENGINE_FLEVEL (signatures.ts). */
+  flevelSkipped: number;
 }
 
 interface ScanState {
@@ -136,6 +138,7 @@ export class Dataset {
   constructor(
     hashSigs: HashSignature[],
     private readonly body: BodySignature[],
+    flevelSkipped = 0,
   ) {
     for (const s of hashSigs) {
       const key = `${s.algo}:${s.hash}`;
@@ -166,6 +169,7 @@ export class Dataset {
       shortAnchors: this.index.shortAnchors,
       indexBytes: this.index.byteLength,
       filterBits: this.index.filterSizeBits,
+      flevelSkipped,
     };
   }
 
@@ -230,7 +234,10 @@ export class Dataset {
       if (exe.kind === "pe") found.authenticode = await checkAuthenticode(d, exe);
       out.executables.push(found);
     }
-    if (kind === "zip" || kind === "gzip" || kind === "tar") {
+    // Self-extracting archives: a stub (PE, ELF, script) with a zip appended.
+    const container =
+      kind === "zip" || kind === "gzip" || kind === "tar" ? kind : hasEmbeddedZip(d) ? "zip" : null;
+    if (container) {
       if (depth >= state.limits.maxDepth) {
         out.limits.push({
           path,
@@ -239,7 +246,7 @@ export class Dataset {
         });
       } else {
         const before = out.detections.length;
-        await this.openContainer(d, kind, path, depth, state, detect);
+        await this.openContainer(d, container, path, depth, state, detect);
         dropShadowed(out.detections, path, before);
       }
     }
