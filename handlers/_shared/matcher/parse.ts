@@ -76,32 +76,50 @@ export const MAX_PATTERN_CHARS = 16_384;
 export const MAX_GAP = 1 << 20;
 export const ANCHOR_BYTES = 4;
 
-const HEX = "0123456789abcdef";
+/** Nibble value per character code: 0–15 for hex digits, -2 for '?', -1 otherwise. */
+const NIBBLE = (() => {
+  const t = new Int8Array(128).fill(-1);
+  for (let c = 0; c < 10; c++) t[0x30 + c] = c;
+  for (let c = 0; c < 6; c++) {
+    t[0x41 + c] = 10 + c;
+    t[0x61 + c] = 10 + c;
+  }
+  t[0x3f] = -2;
+  return t;
+})();
 
-function hexValue(c: string): number {
-  const v = HEX.indexOf(c.toLowerCase());
-  if (v < 0) throw new PatternError(`'${c}' is not a hex digit`);
-  return v;
+/** Parses one hex/wildcard byte at text[i], text[i+1] into values/masks; false when they are not one. */
+function pushByte(text: string, i: number, values: number[], masks: number[]): boolean {
+  const ca = text.charCodeAt(i);
+  const cb = text.charCodeAt(i + 1);
+  const a = ca < 128 ? NIBBLE[ca]! : -1;
+  const b = cb < 128 ? NIBBLE[cb]! : -1;
+  if (a === -1 || b === -1) return false;
+  if (a === -2 && b === -2) {
+    values.push(0);
+    masks.push(0);
+  } else if (a === -2) {
+    values.push(b);
+    masks.push(0x0f);
+  } else if (b === -2) {
+    values.push(a << 4);
+    masks.push(0xf0);
+  } else {
+    values.push((a << 4) | b);
+    masks.push(0xff);
+  }
+  return true;
 }
 
-interface RawByte {
-  value: number;
-  mask: number;
-}
-
-function parseByte(a: string, b: string): RawByte {
-  if (a === "?" && b === "?") return { value: 0, mask: 0 };
-  if (a === "?") return { value: hexValue(b), mask: 0x0f };
-  if (b === "?") return { value: hexValue(a) << 4, mask: 0xf0 };
-  return { value: (hexValue(a) << 4) | hexValue(b), mask: 0xff };
-}
-
-function toRun(bytes: RawByte[]): ByteRun {
-  const exact = bytes.every((b) => b.mask === 0xff);
-  return {
-    bytes: Uint8Array.from(bytes, (b) => b.value),
-    mask: exact ? null : Uint8Array.from(bytes, (b) => b.mask),
-  };
+function toRun(values: number[], masks: number[]): ByteRun {
+  const n = values.length;
+  const bytes = new Uint8Array(n);
+  let exact = true;
+  for (let i = 0; i < n; i++) {
+    bytes[i] = values[i]!;
+    if (masks[i] !== 0xff) exact = false;
+  }
+  return { bytes, mask: exact ? null : Uint8Array.from(masks) };
 }
 
 function parseInt10(s: string, what: string): number {
@@ -111,7 +129,7 @@ function parseInt10(s: string, what: string): number {
 
 /** A raw item stream before parts/tokens are formed. */
 type Item =
-  | { k: "byte"; b: RawByte }
+  | { k: "bytes"; values: number[]; masks: number[] }
   | { k: "gap"; min: number; max: number }
   | { k: "split"; min: number }
   | { k: "alt"; options: ByteRun[]; negated: boolean };
@@ -163,9 +181,10 @@ export function lex(text: string): Item[] {
         if (alt.length === 0 || alt.length % 2 !== 0 || !/^[0-9a-fA-F?]+$/.test(alt)) {
           throw new PatternError(`bad alternative '${alt}' in (${body})`);
         }
-        const bytes: RawByte[] = [];
-        for (let j = 0; j < alt.length; j += 2) bytes.push(parseByte(alt[j]!, alt[j + 1]!));
-        return toRun(bytes);
+        const values: number[] = [];
+        const masks: number[] = [];
+        for (let j = 0; j < alt.length; j += 2) pushByte(alt, j, values, masks);
+        return toRun(values, masks);
       });
       if (options.length < 2) throw new PatternError(`(${body}) needs at least two alternatives`);
       if (negated && options.some((o) => o.bytes.length !== options[0]!.bytes.length)) {
@@ -174,13 +193,18 @@ export function lex(text: string): Item[] {
       items.push({ k: "alt", options, negated });
       i = end + 1;
     } else {
-      if (i + 1 >= n) throw new PatternError(`odd number of hex digits at ${i}`);
-      const b = text[i + 1]!;
-      if (!/[0-9a-fA-F?]/.test(c) || !/[0-9a-fA-F?]/.test(b)) {
-        throw new PatternError(`unexpected '${c}${b}' at ${i}`);
+      // A run of bytes, consumed at once: one item per run, not per byte.
+      const values: number[] = [];
+      const masks: number[] = [];
+      for (;;) {
+        if (i + 1 >= n) throw new PatternError(`odd number of hex digits at ${i}`);
+        if (!pushByte(text, i, values, masks))
+          throw new PatternError(`unexpected '${text[i]}${text[i + 1]}' at ${i}`);
+        i += 2;
+        const next = text.charCodeAt(i);
+        if (i >= n || next >= 128 || NIBBLE[next] === -1) break;
       }
-      items.push({ k: "byte", b: parseByte(c, b) });
-      i += 2;
+      items.push({ k: "bytes", values, masks });
     }
   }
   return items;
@@ -192,15 +216,24 @@ const FOLD_FIXED_GAP = 64;
 export function buildParts(items: Item[]): { parts: Token[][]; minGap: number[] } {
   const parts: Token[][] = [[]];
   const minGap = [0];
-  let pending: RawByte[] = [];
+  let values: number[] = [];
+  let masks: number[] = [];
   const flush = () => {
-    if (pending.length) parts[parts.length - 1]!.push({ kind: "bytes", ...toRun(pending) });
-    pending = [];
+    if (values.length) parts[parts.length - 1]!.push({ kind: "bytes", ...toRun(values, masks) });
+    values = [];
+    masks = [];
   };
   for (const it of items) {
-    if (it.k === "byte") pending.push(it.b);
-    else if (it.k === "gap" && it.min === it.max && it.min <= FOLD_FIXED_GAP && pending.length > 0) {
-      for (let g = 0; g < it.min; g++) pending.push({ value: 0, mask: 0 });
+    if (it.k === "bytes") {
+      for (let j = 0; j < it.values.length; j++) {
+        values.push(it.values[j]!);
+        masks.push(it.masks[j]!);
+      }
+    } else if (it.k === "gap" && it.min === it.max && it.min <= FOLD_FIXED_GAP && values.length > 0) {
+      for (let g = 0; g < it.min; g++) {
+        values.push(0);
+        masks.push(0);
+      }
     } else if (it.k === "gap") {
       if (it.max > MAX_GAP) throw new PatternError(`gap {${it.min}-${it.max}} exceeds ${MAX_GAP} bytes`);
       flush();
