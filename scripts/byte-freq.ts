@@ -93,7 +93,8 @@ function count(d: Uint8Array): void {
   }
 }
 
-const isElf = (d: Uint8Array) => d.length > 4 && d[0] === 0x7f && d[1] === 0x45 && d[2] === 0x4c && d[3] === 0x46;
+const isElf = (d: Uint8Array) =>
+  d.length > 4 && d[0] === 0x7f && d[1] === 0x45 && d[2] === 0x4c && d[3] === 0x46;
 
 let elfBytes = 0;
 let elfFiles = 0;
