@@ -56,6 +56,12 @@ test("functionality levels: signatures outside the engine's level are skipped, a
   expect(ours["levels.txt"]).toEqual(["F.InRange", "F.MinBelow", "F.NoLevel", "F.OpenMin"]);
   expect(ds.stats.flevelSkipped).toBe(2);
   if (clam) expect(clam).toEqual(ours);
+  // lookup.txt may name a skipped signature: it is defined, just not for this engine level.
+  const withLookup = datasetFromSources([
+    { path: "t.ndb", text: `${ndb}\n` },
+    { path: "lookup.txt", text: "F.MinAbove\nF.InRange\n" },
+  ]);
+  expect(withLookup.stats.lookupSignatures).toBe(1);
 }, 20_000);
 
 test("a zip behind a self-extractor stub (PE, or a script) is opened and its members scanned", async () => {

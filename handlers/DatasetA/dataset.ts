@@ -35,7 +35,7 @@ export function datasetFromSources(sources: SignatureSource[]): Dataset {
   if (sigFiles.length === 0) {
     throw signatureError("payload", 0, "no signature files (.hdb, .hsb or .ndb)");
   }
-  const tally: ParseTally = { flevelSkipped: 0 };
+  const tally: ParseTally = { flevelSkipped: 0, skippedNames: new Set() };
   // Appended one by one: a spread of a million elements overflows the stack.
   for (const s of sigFiles) {
     if (s.path.endsWith(".ndb"))
@@ -43,7 +43,9 @@ export function datasetFromSources(sources: SignatureSource[]): Dataset {
     else for (const sig of parseHashFile(s.text, s.path, lookup, tally)) hashes.push(sig);
   }
   if (lookupSource) {
-    const names = new Set([...hashes.map((h) => h.name), ...body.map((b) => b.name)]);
+    const names = new Set(tally.skippedNames);
+    for (const h of hashes) names.add(h.name);
+    for (const b of body) names.add(b.name);
     const lines = lookupSource.text.split("\n");
     for (const name of lookup) {
       if (!names.has(name)) {

@@ -65,6 +65,8 @@ export function flevelAdmits(min: string | undefined, max: string | undefined): 
 /** Counts what parsing skipped (functionality levels outside this engine's). */
 export interface ParseTally {
   flevelSkipped: number;
+  /** Their names: lookup.txt may name them (they exist, just not for this engine level). */
+  skippedNames?: Set<string>;
 }
 export const LOOKUP_FILE = "lookup.txt";
 /** ClamAV names are printable ASCII without ':'; we also cap the length. */
@@ -156,6 +158,7 @@ export function parseHashFile(
     }
     if (!flevelAdmits(flevel, undefined)) {
       if (tally) tally.flevelSkipped++;
+      tally?.skippedNames?.add(name);
       continue;
     }
     out.push({ algo, hash, size, name, lookup: lookup.has(name), source: `${file}:${n}` });
@@ -210,6 +213,7 @@ export function parseBodyFile(
     // Checked after compiling: a skipped signature must still be valid (ClamAV refuses bad ones too).
     if (!flevelAdmits(levels[0], levels[1])) {
       if (tally) tally.flevelSkipped++;
+      tally?.skippedNames?.add(name);
       continue;
     }
     out.push({ name, target, offset, pattern, lookup: lookup.has(name), source: `${file}:${n}` });
