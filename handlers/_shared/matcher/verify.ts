@@ -233,7 +233,10 @@ export function verifyAt(
    * exactly when this one does. Memoised, it costs O(parts) per hit instead
    * of a backward search over the object; used when the offset allows any start.
    */
-  const greedyBefore = pattern.parts.slice(0, a.part).every((p) => p.minLength === p.maxLength);
+  const greedyBefore = (): boolean => {
+    for (let pi = 0; pi < a.part; pi++) if (parts[pi]!.minLength !== parts[pi]!.maxLength) return false;
+    return true;
+  };
   const chainBefore = (start: number): number | null => {
     let s0 = -1;
     let e = 0;
@@ -266,7 +269,7 @@ export function verifyAt(
   partAround(d, ap, a, pos, budget, (s, e) => {
     const end = after(e);
     if (end === null) return false;
-    if (memo && a.part > 0 && range.lo === 0 && greedyBefore) {
+    if (memo && a.part > 0 && range.lo === 0 && greedyBefore()) {
       const s0 = chainBefore(s);
       if (s0 === null || s0 > range.hi) return false;
       result = { start: s0, end };
