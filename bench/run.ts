@@ -14,6 +14,7 @@ const benches = [
   ["sinks.ts"],
   ["fleet/run.ts"],
   ["scan.ts"],
+  ["scan-large.ts"],
   ["reputation.ts"],
   ["lookups.ts", "--runs", "3"],
   ["sxl.ts"],

@@ -8,7 +8,14 @@
  * the multi-pattern matcher alone against an Aho-Corasick automaton (the
  * textbook alternative: double-array trie with failure links) on the same bytes.
  *
- *   bun bench/scan.ts [--corpus-mb 256] [--hash 10000] [--body 10000] [--runs 3] [--matcher-sizes 10000,100000] [--json]
+ *   bun bench/scan.ts [--corpus-mb 256] [--hash 10000] [--body 10000] [--runs 3] [--sigs random,machine]
+ *                     [--matcher-sizes 10000,100000] [--json]
+ *
+ * Two signature sets, each measured against clamscan in the same run:
+ * `random` (bodies of random bytes) and `machine` (40 % of the bodies cut
+ * from the machine code of this machine's libraries — what real signature
+ * sets look like, and what makes naive anchors fire on every other x86
+ * instruction). Peak RSS of both commands is reported too.
  *
  * The corpus is regular files copied from /usr/bin (real ELF binaries) up to
  * --corpus-mb, plus 300 generated objects carrying signature instances and
@@ -32,6 +39,7 @@ import { initKeys } from "../core/crypto/keys.ts";
 import { AnchorIndex } from "../handlers/_shared/matcher/matcher.ts";
 import { datasetFromSources } from "../handlers/DatasetA/dataset.ts";
 import { generateSignatureSet, gzip, implant, Rng, writeZip } from "../handlers/DatasetA/testutil.ts";
+import { realisticSignatureSet } from "./realistic-sigs.ts";
 
 const { values } = parseArgs({
   options: {
@@ -41,6 +49,8 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     /** Anchor counts for the matcher comparison ("" skips it; 100000 takes a while to build the automaton). */
     "matcher-sizes": { type: "string", default: "10000,100000" },
+    /** Signature sets to measure: random bodies, and 40 % cut from real machine code (bench/realistic-sigs.ts). */
+    sigs: { type: "string", default: "random,machine" },
     json: { type: "boolean" },
   },
 });
@@ -60,151 +70,189 @@ const work = mkdtempSync(join(tmpdir(), "outpost-bench-scan-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 const quiet = { ...process.env, OUTPOST_LOG_QUIET: "1" };
 
-function sh(cmd: string[], ok = [0]): { out: string; code: number } {
+function sh(cmd: string[], ok = [0]): { out: string; code: number; rssKb: number } {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: quiet });
   if (!ok.includes(r.exitCode))
     throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString().slice(0, 2000)}`);
-  return { out: r.stdout.toString(), code: r.exitCode };
+  return { out: r.stdout.toString(), code: r.exitCode, rssKb: Number(r.resourceUsage?.maxRSS ?? 0) / 1024 };
 }
-
-// ---- signatures (the same files for both scanners)
-const set = generateSignatureSet(20241, Number(values.hash), Number(values.body), {
-  hashBacked: 10,
-  prefix: "Bench",
-});
-const db = join(work, "db");
-mkdirSync(db);
-writeFileSync(join(db, "bench.hsb"), set.hsb);
-writeFileSync(join(db, "bench.ndb"), set.ndb);
 
 // ---- corpus
 const corpus = join(work, "corpus");
 mkdirSync(join(corpus, "bin"), { recursive: true });
-mkdirSync(join(corpus, "gen"));
-let bytes = 0;
-let files = 0;
+let binBytes = 0;
+let binFiles = 0;
 for (const name of readdirSync("/usr/bin").sort()) {
-  if (bytes >= CORPUS_BYTES) break;
+  if (binBytes >= CORPUS_BYTES) break;
   const p = join("/usr/bin", name);
   const st = lstatSync(p);
   if (!st.isFile() || st.size === 0) continue;
   copyFileSync(p, join(corpus, "bin", name));
-  bytes += st.size;
-  files++;
+  binBytes += st.size;
+  binFiles++;
 }
-const rng = new Rng(7);
-for (let i = 0; i < 300; i++) {
-  const data = rng.bytes(4096 + rng.int(256 * 1024));
-  if (i % 3 === 0) {
-    const inst = set.body[rng.int(set.body.length)]!.instance;
-    implant(data, inst, rng.int(data.length - inst.length));
-  }
-  writeFileSync(join(corpus, "gen", `obj${i}.bin`), data);
-  bytes += data.length;
-  files++;
+interface Timed {
+  ms: number;
+  out: string;
+  /** Peak RSS of the command and the children it waited for (the scanner host), MB. */
+  rssMb: number;
 }
-for (let i = 0; i < 10; i++) {
-  writeFileSync(join(corpus, "gen", `hashed${i}.bin`), set.hashes[i]!.data!);
-  bytes += set.hashes[i]!.data!.length;
-  files++;
-}
-const zip = writeZip([
-  { name: "a.bin", data: Buffer.concat([rng.bytes(5000), set.body[11]!.instance, rng.bytes(5000)]) },
-  { name: "b.txt", data: new TextEncoder().encode("clean member ".repeat(1000)) },
-]);
-writeFileSync(join(corpus, "gen", "bundle.zip"), zip);
-const tgz = gzip(Buffer.concat([rng.bytes(20000), set.body[12]!.instance]));
-writeFileSync(join(corpus, "gen", "blob.gz"), tgz);
-bytes += zip.length + tgz.length;
-files += 2;
-
-// ---- Outpost: a signed DatasetA package, installed into a state dir (not timed)
-const keys = join(work, "keys");
-await initKeys(keys, { now: new Date(Date.now() - 86400_000) });
-sh([
-  ...contentctl,
-  "datasets",
-  "pack",
-  db,
-  "--version",
-  "1",
-  "--keys",
-  keys,
-  "--out",
-  join(work, "DatasetA-1.tar"),
-]);
-sh([
-  ...contentctl,
-  "publish",
-  "--repo",
-  join(work, "repo"),
-  "--group",
-  "public-1",
-  "--keys",
-  keys,
-  join(work, "DatasetA-1.tar"),
-]);
-const state = join(work, "state");
-sh([
-  ...agentCmd,
-  "update",
-  "--once",
-  "--repo",
-  join(work, "repo"),
-  "--group",
-  "public-1",
-  "--trust",
-  join(keys, "root.pem"),
-  "--state",
-  state,
-]);
-
-const outpost = () => sh([...agentCmd, "scan", "--state", state, "--json", "--quiet", corpus], [0, 1]);
-const clam = () =>
-  sh(
-    [
-      "clamscan",
-      "--no-summary",
-      "--infected",
-      "--stdout",
-      "-d",
-      join(db, "bench.hsb"),
-      "-d",
-      join(db, "bench.ndb"),
-      "-r",
-      corpus,
-    ],
-    [0, 1],
-  );
-
-function timed(fn: () => { out: string }): { ms: number; out: string } {
+function timed(cmd: () => { out: string; rssKb: number }): Timed {
   const t = performance.now();
-  const { out } = fn();
-  return { ms: performance.now() - t, out };
-}
-
-// Warm the page cache (and both programs) once, then alternate.
-const firstOurs = timed(outpost);
-const firstClam = timed(clam);
-const ours: number[] = [];
-const theirs: number[] = [];
-for (let i = 0; i < RUNS; i++) {
-  ours.push(timed(outpost).ms);
-  theirs.push(timed(clam).ms);
+  const { out, rssKb } = cmd();
+  return { ms: performance.now() - t, out, rssMb: Math.round(rssKb / 1024) };
 }
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+const keys = join(work, "keys");
+await initKeys(keys, { now: new Date(Date.now() - 86400_000) });
 
-// Same infected files?
-const ourFiles = new Set(
-  (JSON.parse(firstOurs.out) as { detections: { target: string }[] }).detections.map((d) => d.target),
-);
-const clamFiles = new Set(
-  firstClam.out
-    .split("\n")
-    .map((l) => l.match(/^(.*): \S+ FOUND$/)?.[1])
-    .filter((x): x is string => !!x),
-);
-const agree = ourFiles.size === clamFiles.size && [...ourFiles].every((f) => clamFiles.has(f));
+async function measure(kind: string) {
+  // ---- signatures (the same files for both scanners)
+  const sigOpts = { hashBacked: 10, prefix: "Bench" };
+  const set =
+    kind === "machine"
+      ? realisticSignatureSet(20241, Number(values.hash), Number(values.body), sigOpts)
+      : generateSignatureSet(20241, Number(values.hash), Number(values.body), sigOpts);
+  const db = join(work, kind, "db");
+  mkdirSync(db, { recursive: true });
+  writeFileSync(join(db, "bench.hsb"), set.hsb);
+  writeFileSync(join(db, "bench.ndb"), set.ndb);
+
+  const gen = join(corpus, `gen-${kind}`);
+  mkdirSync(gen);
+  let bytes = binBytes;
+  let files = binFiles;
+  const rng = new Rng(7);
+  for (let i = 0; i < 300; i++) {
+    const data = rng.bytes(4096 + rng.int(256 * 1024));
+    if (i % 3 === 0) {
+      const inst = set.body[rng.int(set.body.length)]!.instance;
+      implant(data, inst, rng.int(data.length - inst.length));
+    }
+    writeFileSync(join(gen, `obj${i}.bin`), data);
+    bytes += data.length;
+    files++;
+  }
+  for (let i = 0; i < 10; i++) {
+    writeFileSync(join(gen, `hashed${i}.bin`), set.hashes[i]!.data!);
+    bytes += set.hashes[i]!.data!.length;
+    files++;
+  }
+  const zip = writeZip([
+    { name: "a.bin", data: Buffer.concat([rng.bytes(5000), set.body[11]!.instance, rng.bytes(5000)]) },
+    { name: "b.txt", data: new TextEncoder().encode("clean member ".repeat(1000)) },
+  ]);
+  writeFileSync(join(gen, "bundle.zip"), zip);
+  const tgz = gzip(Buffer.concat([rng.bytes(20000), set.body[12]!.instance]));
+  writeFileSync(join(gen, "blob.gz"), tgz);
+  bytes += zip.length + tgz.length;
+  files += 2;
+
+  // ---- Outpost: a signed DatasetA package, installed into a state dir (not timed)
+  sh([
+    ...contentctl,
+    "datasets",
+    "pack",
+    db,
+    "--version",
+    "1",
+    "--keys",
+    keys,
+    "--out",
+    join(work, kind, "DatasetA-1.tar"),
+  ]);
+  sh([
+    ...contentctl,
+    "publish",
+    "--repo",
+    join(work, kind, "repo"),
+    "--group",
+    "public-1",
+    "--keys",
+    keys,
+    join(work, kind, "DatasetA-1.tar"),
+  ]);
+  const state = join(work, kind, "state");
+  sh([
+    ...agentCmd,
+    "update",
+    "--once",
+    "--repo",
+    join(work, kind, "repo"),
+    "--group",
+    "public-1",
+    "--trust",
+    join(keys, "root.pem"),
+    "--state",
+    state,
+  ]);
+
+  const outpost = () =>
+    sh([...agentCmd, "scan", "--state", state, "--json", "--quiet", join(corpus, "bin"), gen], [0, 1]);
+  const clam = () =>
+    sh(
+      [
+        "clamscan",
+        "--no-summary",
+        "--infected",
+        "--stdout",
+        "-d",
+        join(db, "bench.hsb"),
+        "-d",
+        join(db, "bench.ndb"),
+        "-r",
+        join(corpus, "bin"),
+        gen,
+      ],
+      [0, 1],
+    );
+
+  // Warm the page cache (and both programs) once, then alternate.
+  const firstOurs = timed(outpost);
+  const firstClam = timed(clam);
+  const ours: Timed[] = [];
+  const theirs: Timed[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    ours.push(timed(outpost));
+    theirs.push(timed(clam));
+  }
+
+  // Same infected files?
+  const ourFiles = new Set(
+    (JSON.parse(firstOurs.out) as { detections: { target: string }[] }).detections.map((d) => d.target),
+  );
+  const clamFiles = new Set(
+    firstClam.out
+      .split("\n")
+      .map((l) => l.match(/^(.*): \S+ FOUND$/)?.[1])
+      .filter((x): x is string => !!x),
+  );
+  const agree = ourFiles.size === clamFiles.size && [...ourFiles].every((f) => clamFiles.has(f));
+
+  const mb = bytes / 1e6;
+  const oursMs = median(ours.map((r) => r.ms));
+  const theirMs = median(theirs.map((r) => r.ms));
+  return {
+    signatures: kind,
+    corpus: { files, megabytes: Math.round(mb * 10) / 10 },
+    outpost: {
+      wallMs: Math.round(oursMs),
+      mbPerSecond: Math.round(mb / (oursMs / 1000)),
+      peakRssMb: Math.max(...ours.map((r) => r.rssMb)),
+    },
+    clamscan: {
+      wallMs: Math.round(theirMs),
+      mbPerSecond: Math.round(mb / (theirMs / 1000)),
+      peakRssMb: Math.max(...theirs.map((r) => r.rssMb)),
+    },
+    speedup: Math.round((theirMs / oursMs) * 100) / 100,
+    sameInfectedFiles: agree,
+    infectedFiles: { outpost: ourFiles.size, clamscan: clamFiles.size },
+  };
+}
+
+const sets: Awaited<ReturnType<typeof measure>>[] = [];
+for (const kind of values.sigs!.split(",").filter(Boolean)) sets.push(await measure(kind));
 
 // ---- the matcher alone: this design against Aho-Corasick, same anchors, same bytes
 /**
@@ -384,27 +432,29 @@ for (const n of values["matcher-sizes"]!.split(",")
   });
 }
 
-const mb = bytes / 1e6;
 const result = {
-  corpus: { files, megabytes: Math.round(mb * 10) / 10 },
   signatures: { hash: Number(values.hash), body: Number(values.body) },
   runs: RUNS,
-  outpost: { wallMs: Math.round(median(ours)), mbPerSecond: Math.round(mb / (median(ours) / 1000)) },
-  clamscan: { wallMs: Math.round(median(theirs)), mbPerSecond: Math.round(mb / (median(theirs) / 1000)) },
-  speedup: Math.round((median(theirs) / median(ours)) * 100) / 100,
-  sameInfectedFiles: agree,
-  infectedFiles: { outpost: ourFiles.size, clamscan: clamFiles.size },
+  sets,
   matcher,
 };
 if (values.json) console.log(JSON.stringify(result));
 else {
-  console.log(
-    `scan: ${files} files, ${result.corpus.megabytes} MB; ${result.signatures.hash} hash + ${result.signatures.body} body signatures; median of ${RUNS}, start-up included`,
-  );
-  console.log(`  outpost  agent scan   ${result.outpost.wallMs} ms  ${result.outpost.mbPerSecond} MB/s`);
-  console.log(`  clamscan -d           ${result.clamscan.wallMs} ms  ${result.clamscan.mbPerSecond} MB/s`);
-  console.log(`  speed vs clamscan     ${result.speedup}×  (goal ≥ 1×)`);
-  console.log(`  same infected files   ${agree} (${ourFiles.size} vs ${clamFiles.size})`);
+  for (const r of sets) {
+    console.log(
+      `scan, ${r.signatures} signatures: ${r.corpus.files} files, ${r.corpus.megabytes} MB; ${result.signatures.hash} hash + ${result.signatures.body} body signatures; median of ${RUNS}, start-up included`,
+    );
+    console.log(
+      `  outpost  agent scan   ${r.outpost.wallMs} ms  ${r.outpost.mbPerSecond} MB/s  peak RSS ${r.outpost.peakRssMb} MB`,
+    );
+    console.log(
+      `  clamscan -d           ${r.clamscan.wallMs} ms  ${r.clamscan.mbPerSecond} MB/s  peak RSS ${r.clamscan.peakRssMb} MB`,
+    );
+    console.log(`  speed vs clamscan     ${r.speedup}×  (goal ≥ 1×)`);
+    console.log(
+      `  same infected files   ${r.sameInfectedFiles} (${r.infectedFiles.outpost} vs ${r.infectedFiles.clamscan})`,
+    );
+  }
   for (const m of matcher) {
     console.log(
       `  matcher, ${m.anchors} anchors: anchor index ${m.anchorIndexMBps} MB/s, Aho-Corasick ${m.ahoCorasickMBps} MB/s (${Math.round((m.anchorIndexMBps / m.ahoCorasickMBps) * 10) / 10}×)`,

@@ -209,4 +209,21 @@ describe("memory enforcement", () => {
     expect(s?.cpuSeconds).toBeGreaterThanOrEqual(0);
     expect(sampleProc(2 ** 22 + 7)).toBeNull();
   });
+
+  test("a mapped file the process only reads is not counted against its memory limit (issue 21)", () => {
+    // The scanner maps spill files of large objects; a 2 GiB one got it killed for pages the kernel can drop.
+    const path = join(dir, "mapped.bin");
+    const size = 32 * 1024 * 1024;
+    writeFileSync(path, Buffer.alloc(size, 1));
+    const vmRss = () => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]) * 1024;
+    const before = sampleProc(process.pid)!.rssBytes;
+    const vmBefore = vmRss();
+    const m = Bun.mmap(path, { shared: false });
+    let sum = 0;
+    for (let i = 0; i < m.length; i += 4096) sum += m[i]!;
+    expect(sum).toBe(size / 4096);
+    // The pages are resident (VmRSS grew by most of the file) but not held (anonymous memory did not).
+    expect(vmRss() - vmBefore).toBeGreaterThan(size / 2);
+    expect(sampleProc(process.pid)!.rssBytes - before).toBeLessThan(size / 4);
+  }, 30_000);
 });

@@ -286,6 +286,12 @@ export function cgroupOomKills(dir: string): number {
 }
 
 export interface ProcSample {
+  /**
+   * Resident memory the process holds: anonymous and shared-memory pages
+   * (RssAnon + RssShmem). Clean file-backed pages (RssFile) are left out: the
+   * kernel drops them under pressure, and counting them got the scanner
+   * killed for mapping a 2 GiB spill file it only reads.
+   */
   rssBytes: number;
   cpuSeconds: number;
 }
@@ -296,12 +302,15 @@ const CLOCK_TICKS = 100;
 export function sampleProc(pid: number, proc = "/proc"): ProcSample | null {
   try {
     const status = readFileSync(`${proc}/${pid}/status`, "utf8");
-    const rss = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+    const kb = (field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(status)?.[1] ?? 0);
+    // Kernels before 4.5 have no RssAnon: fall back to VmRSS.
+    const held = /^RssAnon:/m.test(status) ? kb("RssAnon") + kb("RssShmem") : kb("VmRSS");
     const stat = readFileSync(`${proc}/${pid}/stat`, "utf8");
     // comm (field 2) may contain spaces and parentheses: count fields after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]);
-    return { rssBytes: rss ? Number(rss[1]) * 1024 : 0, cpuSeconds: ticks / CLOCK_TICKS };
+    return { rssBytes: held * 1024, cpuSeconds: ticks / CLOCK_TICKS };
   } catch {
     return null;
   }

@@ -43,12 +43,53 @@ function u64(d: Uint8Array, o: number): number {
 }
 
 const EOCD = 0x06054b50;
+const EOCD_BYTES = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
 const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EOCD = 0x06064b50;
 const CEN = 0x02014b50;
 const LOC = 0x04034b50;
 
 /** Reads the central directory (zip64 included). At most `maxEntries` entries are listed. */
+/** Offset of the end-of-central-directory record (in the last 22 + 65535 bytes), or -1. */
+function findEocd(d: Uint8Array): number {
+  const from = Math.max(0, d.length - 22 - 65535);
+  const tail = Buffer.from(d.buffer, d.byteOffset + from, d.length - from);
+  // lastIndexOf is native; the record must leave room for its 22 bytes.
+  let i = tail.lastIndexOf(EOCD_BYTES, tail.length - 22);
+  while (i >= 0 && u32(d, from + i) !== EOCD) i = i > 0 ? tail.lastIndexOf(EOCD_BYTES, i - 1) : -1;
+  return i < 0 ? -1 : from + i;
+}
+
+/**
+ * Bytes prepended to a zip whose offsets do not count them: a self-extracting
+ * stub (PE/ELF/script) concatenated in front. The central directory then
+ * sits that many bytes after where the end record says (0 for plain zips and
+ * for SFX files whose offsets were adjusted, `zip -A`).
+ */
+function prefixShift(d: Uint8Array, eocd: number, cdOffset: number, cdSize: number): number {
+  const shift = eocd - (cdOffset + cdSize);
+  if (shift > 0 && u32(d, cdOffset + shift) === CEN && (cdOffset + 4 > d.length || u32(d, cdOffset) !== CEN))
+    return shift;
+  return 0;
+}
+
+/**
+ * A zip appended to something else (self-extracting archive: a stub, then
+ * `PK\x03\x04…`): an end record whose central directory is found and does not
+ * start at offset 0. Plain zips are recognised by their first bytes instead.
+ */
+export function hasEmbeddedZip(d: Uint8Array): boolean {
+  if (d.length < 22 + 30) return false;
+  const eocd = findEocd(d);
+  if (eocd < 0) return false;
+  const cdSize = u32(d, eocd + 12);
+  const cdOffset = u32(d, eocd + 16);
+  const at = cdOffset + prefixShift(d, eocd, cdOffset, cdSize);
+  if (at + 46 > d.length || u32(d, at) !== CEN) return false;
+  const local = u32(d, at + 42) + (at - cdOffset);
+  return local > 0 && local + 30 <= d.length && u32(d, local) === LOC;
+}
+
 export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
   const fail = (problem: string): ZipListing => ({
     entries: [],
@@ -57,13 +98,7 @@ export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
     problem,
   });
   // The end record is in the last 22 + 65535 (comment) bytes.
-  let eocd = -1;
-  for (let i = d.length - 22; i >= Math.max(0, d.length - 22 - 65535); i--) {
-    if (u32(d, i) === EOCD) {
-      eocd = i;
-      break;
-    }
-  }
+  const eocd = findEocd(d);
   if (eocd < 0) return fail("no end-of-central-directory record");
   let count = u16(d, eocd + 10);
   let cdSize = u32(d, eocd + 12);
@@ -76,6 +111,9 @@ export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
       cdOffset = u64(d, z64 + 48);
     }
   }
+  // A self-extracting stub in front shifts every offset by its length.
+  const shift = prefixShift(d, eocd, cdOffset, cdSize);
+  cdOffset += shift;
   if (cdOffset + cdSize > d.length) return fail("central directory lies outside the file");
   const entries: ZipEntry[] = [];
   let p = cdOffset;
@@ -117,6 +155,7 @@ export function listZip(d: Uint8Array, maxEntries: number): ZipListing {
       }
       x += 4 + len;
     }
+    localOffset += shift;
     p = xEnd + commentLen;
     if (name.endsWith("/")) continue;
     if (localOffset + 30 > d.length || u32(d, localOffset) !== LOC) {

@@ -18,7 +18,7 @@ import { atomicWriteFile } from "../../core/fsutil.ts";
 import { packDirectory } from "../../core/package/pack.ts";
 import { datasetFromSources, type SignatureSource } from "./dataset.ts";
 import type { DatasetStats } from "./engine.ts";
-import { isSignatureFile, LOOKUP_FILE } from "./signatures.ts";
+import { isSignatureFile, LOOKUP_FILE, unsupportedSignatureFile } from "./signatures.ts";
 
 function collect(
   inputs: string[],
@@ -37,7 +37,12 @@ function collect(
   };
   for (const input of inputs) {
     if (statSync(input).isDirectory()) {
-      for (const n of readdirSync(input).sort()) if (isSignatureFile(n)) add(join(input, n));
+      for (const n of readdirSync(input).sort()) {
+        const why = unsupportedSignatureFile(n);
+        if (why)
+          throw new ConfigError("CFG_INVALID_ARGUMENT", `${join(input, n)}: ${why.slice(n.length + 2)}`);
+        if (isSignatureFile(n)) add(join(input, n));
+      }
     } else if (isSignatureFile(input)) add(input);
     else throw new ConfigError("CFG_INVALID_ARGUMENT", `${input}: not a .hdb, .hsb or .ndb file`);
   }

@@ -11,10 +11,12 @@ import {
   type HashSignature,
   isSignatureFile,
   LOOKUP_FILE,
+  type ParseTally,
   parseBodyFile,
   parseHashFile,
   parseLookupFile,
   signatureError,
+  unsupportedSignatureFile,
 } from "./signatures.ts";
 
 export interface SignatureSource {
@@ -33,12 +35,17 @@ export function datasetFromSources(sources: SignatureSource[]): Dataset {
   if (sigFiles.length === 0) {
     throw signatureError("payload", 0, "no signature files (.hdb, .hsb or .ndb)");
   }
+  const tally: ParseTally = { flevelSkipped: 0, skippedNames: new Set() };
+  // Appended one by one: a spread of a million elements overflows the stack.
   for (const s of sigFiles) {
-    if (s.path.endsWith(".ndb")) body.push(...parseBodyFile(s.text, s.path, lookup));
-    else hashes.push(...parseHashFile(s.text, s.path, lookup));
+    if (s.path.endsWith(".ndb"))
+      for (const sig of parseBodyFile(s.text, s.path, lookup, tally)) body.push(sig);
+    else for (const sig of parseHashFile(s.text, s.path, lookup, tally)) hashes.push(sig);
   }
   if (lookupSource) {
-    const names = new Set([...hashes.map((h) => h.name), ...body.map((b) => b.name)]);
+    const names = new Set(tally.skippedNames);
+    for (const h of hashes) names.add(h.name);
+    for (const b of body) names.add(b.name);
     const lines = lookupSource.text.split("\n");
     for (const name of lookup) {
       if (!names.has(name)) {
@@ -47,10 +54,14 @@ export function datasetFromSources(sources: SignatureSource[]): Dataset {
       }
     }
   }
-  return new Dataset(hashes, body);
+  return new Dataset(hashes, body, tally.flevelSkipped);
 }
 
 export function sourcesFromView(view: ContentView): SignatureSource[] {
+  for (const p of view.files) {
+    const why = unsupportedSignatureFile(p);
+    if (why) throw signatureError(p, 0, why);
+  }
   return view.files
     .filter((p) => isSignatureFile(p) || p === LOOKUP_FILE)
     .map((path) => ({ path, text: view.readText(path) }));

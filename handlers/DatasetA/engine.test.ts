@@ -160,7 +160,8 @@ describe("scale", () => {
     expect(names(r)).toEqual(picks.map((p) => `Gen.Body.${p}`).sort());
     const backed = set.hashes[4]!;
     expect(names(await ds.scan(backed.data!, { spillDir }))).toContain("Gen.Hash.4");
-  });
+    // Its bound is on CPU time above; the wall-clock ceiling only has to survive a loaded machine.
+  }, 30_000);
 });
 
 describe("signature file errors name the file and line", () => {
@@ -200,4 +201,56 @@ test("a pathological pattern is cut off by the verification budget, not left to 
   const r = await ds.scan(data, { spillDir, limits: { verifyBudget: 200_000 } });
   expect(r.detections).toEqual([]);
   expect(r.limits.map((l) => l.limit)).toEqual(["budget"]);
+});
+
+describe("verification work is bounded per signature, never per object (issue 21)", () => {
+  test("a crafted prefix against a legal wide-gap signature does not hide a later, unrelated detection", async () => {
+    // W's first part is the anchor (its second is zeros, which the byte model rates common); every copy of
+    // it in the prefix makes verification walk the whole {0-999999} gap looking for eight zero bytes.
+    const ds = datasetOf(
+      "T.Wide:0:*:8badf00d8badf00d{0-999999}0000000000000000\nT.Later:0:*:0123456789abcdef0123\n",
+    );
+    const data = new Uint8Array(400_000).fill(0x41);
+    const w = hexBytes("8badf00d8badf00d");
+    for (let i = 0; i < 20_000; i++) data.set(w, i * 8);
+    implant(data, hexBytes("0123456789abcdef0123"), 390_000);
+    const r = await ds.scan(data, { spillDir });
+    expect(names(r)).toEqual(["T.Later"]);
+    const notes = r.limits.filter((l) => l.limit === "budget");
+    expect(notes.length).toBe(1);
+    expect(notes[0]!.detail).toContain("T.Wide");
+  }, 15_000);
+
+  test("a common first part with a missing later part costs one search, not one per hit", async () => {
+    // Before the per-object memo every hit of 11223344 searched the rest of the object for 55667788.
+    const ds = datasetOf("T.Star:0:*:11223344*55667788\n");
+    const data = new Uint8Array(800_000).fill(0x41);
+    const a = hexBytes("11223344");
+    for (let i = 0; i < 100_000; i++) data.set(a, i * 8);
+    const t = process.cpuUsage();
+    expect(names(await ds.scan(data, { spillDir }))).toEqual([]);
+    implant(data, hexBytes("55667788"), 799_000);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.Star"]);
+    const used = process.cpuUsage(t);
+    expect((used.user + used.system) / 1000).toBeLessThan(3000);
+  }, 15_000);
+
+  test("parts before the anchor are found by the memoised chain: order and gaps still hold", async () => {
+    // The anchor is the rare last part; the common first part must still occur, in order, before it.
+    const ds = datasetOf("T.Chain:0:*:00000000*01010101{2-}8badf00d\n");
+    const ok = hexBytes(`ff00000000ff01010101ffff8badf00dff`);
+    const tooClose = hexBytes(`ff00000000ff01010101ff8badf00dff`);
+    const wrongOrder = hexBytes(`ff01010101ff00000000ffff8badf00dff`);
+    expect(names(await ds.scan(ok, { spillDir }))).toEqual(["T.Chain"]);
+    expect(names(await ds.scan(tooClose, { spillDir }))).toEqual([]);
+    expect(names(await ds.scan(wrongOrder, { spillDir }))).toEqual([]);
+  });
+});
+
+test("anchors avoid common machine code: the rarest window under the measured byte model wins", () => {
+  // 0f1f840000000000 is a multi-byte NOP, everywhere in x86 code; the old static table chose it.
+  const p = compilePattern("0f1f840000000000e8c7a3fd4889");
+  expect(Buffer.from(p.anchor.bytes).toString("hex")).not.toMatch(/^(0f1f8400|1f840000|84000000|00000000)$/);
+  // The bytes beside the anchor are the extension word the index checks first.
+  expect(p.anchor.ext).not.toBeNull();
 });

@@ -8,8 +8,14 @@
 
 import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "../_shared/filetype/filetype.ts";
 import { type AnchorEntry, AnchorIndex } from "../_shared/matcher/matcher.ts";
-import { Budget, BudgetExceeded, type StartRange, verifyAt } from "../_shared/matcher/pattern.ts";
-import { inflateBounded, listTar, listZip } from "./archive.ts";
+import {
+  Budget,
+  BudgetExceeded,
+  type ForwardMemo,
+  type StartRange,
+  verifyAt,
+} from "../_shared/matcher/pattern.ts";
+import { hasEmbeddedZip, inflateBounded, listTar, listZip } from "./archive.ts";
 import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
 import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
 
@@ -26,9 +32,17 @@ export interface ScanLimits {
   maxRatio: number;
   /** Members up to this size are inflated in memory; larger ones go to a spill file. */
   memoryBytes: number;
-  /** Verification steps per top-level object (defends against pathological patterns/inputs). */
+  /**
+   * Verification steps per signature per object (defends against pathological
+   * patterns/inputs); one anchor hit may spend at most ANCHOR_STEPS of it. A
+   * signature that runs out is reported as a `budget` limit and skipped for
+   * the rest of the object; the other signatures are still checked.
+   */
   verifyBudget: number;
 }
+
+/** Most steps one anchor hit may cost: a wide gap is searched this far, then the hit is given up. */
+export const ANCHOR_STEPS = 100_000;
 
 export const DEFAULT_LIMITS: ScanLimits = {
   maxDepth: 10,
@@ -100,6 +114,8 @@ export interface DatasetStats {
   shortAnchors: number;
   indexBytes: number;
   filterBits: number;
+  /** Signatures skipped for functionality levels outside ENGINE_FLEVEL (signatures.ts). */
+  flevelSkipped: number;
 }
 
 interface ScanState {
@@ -123,6 +139,7 @@ export class Dataset {
   constructor(
     hashSigs: HashSignature[],
     private readonly body: BodySignature[],
+    flevelSkipped = 0,
   ) {
     for (const s of hashSigs) {
       const key = `${s.algo}:${s.hash}`;
@@ -140,6 +157,7 @@ export class Dataset {
       key: s.pattern.anchor.key,
       length: s.pattern.anchor.bytes.length,
       bytes: s.pattern.anchor.bytes,
+      ext: s.pattern.anchor.ext,
       sig,
     }));
     this.index = new AnchorIndex(entries);
@@ -152,6 +170,7 @@ export class Dataset {
       shortAnchors: this.index.shortAnchors,
       indexBytes: this.index.byteLength,
       filterBits: this.index.filterSizeBits,
+      flevelSkipped,
     };
   }
 
@@ -216,7 +235,10 @@ export class Dataset {
       if (exe.kind === "pe") found.authenticode = await checkAuthenticode(d, exe);
       out.executables.push(found);
     }
-    if (kind === "zip" || kind === "gzip" || kind === "tar") {
+    // Self-extracting archives: a stub (PE, ELF, script) with a zip appended.
+    const container =
+      kind === "zip" || kind === "gzip" || kind === "tar" ? kind : hasEmbeddedZip(d) ? "zip" : null;
+    if (container) {
       if (depth >= state.limits.maxDepth) {
         out.limits.push({
           path,
@@ -225,7 +247,7 @@ export class Dataset {
         });
       } else {
         const before = out.detections.length;
-        await this.openContainer(d, kind, path, depth, state, detect);
+        await this.openContainer(d, container, path, depth, state, detect);
         dropShadowed(out.detections, path, before);
       }
     }
@@ -262,28 +284,56 @@ export class Dataset {
     const buf = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     const matched = new Set<number>();
     const body = this.body;
-    try {
-      this.index.scan(d, (sig, pos) => {
-        if (matched.has(sig)) return false;
-        const s = body[sig]!;
-        if (s.target !== "any" && s.target !== kind) return false;
-        const range = startRange(s.offset, d.length, exe);
-        if (!range) return false;
-        const m = verifyAt(d, buf, s.pattern, pos, range, state.budget);
-        if (m) {
-          matched.add(sig);
-          detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+    const budget = state.budget;
+    const perSig = state.limits.verifyBudget;
+    const perAnchor = Math.min(perSig, ANCHOR_STEPS);
+    // Steps spent per signature in this object, and signatures that ran out: the
+    // budget is the signature's, so a crafted input against one signature never
+    // hides another signature's detection.
+    const spent = new Map<number, number>();
+    const memos = new Map<number, ForwardMemo>();
+    this.index.scan(d, (sig, pos) => {
+      if (matched.has(sig)) return false;
+      const s = body[sig]!;
+      if (s.target !== "any" && s.target !== kind) return false;
+      const range = startRange(s.offset, d.length, exe);
+      if (!range) return false;
+      const p = s.pattern;
+      let memo: ForwardMemo | undefined;
+      if (!p.simple) {
+        const used = spent.get(sig) ?? 0;
+        if (used >= perSig) return false;
+        budget.steps = 0;
+        budget.limit = Math.min(perAnchor, perSig - used);
+        if (p.parts.length > 1) {
+          memo = memos.get(sig) ?? [];
+          memos.set(sig, memo);
         }
-        return false;
-      });
-    } catch (e) {
-      if (!(e instanceof BudgetExceeded)) throw e;
-      state.out.limits.push({
-        path,
-        limit: "budget",
-        detail: "signature verification budget exhausted; scan incomplete",
-      });
-    }
+      }
+      let m: ReturnType<typeof verifyAt>;
+      try {
+        m = verifyAt(d, buf, p, pos, range, budget, memo);
+      } catch (e) {
+        if (!(e instanceof BudgetExceeded)) throw e;
+        m = null;
+      }
+      if (!p.simple) {
+        const used = (spent.get(sig) ?? 0) + budget.steps;
+        spent.set(sig, used);
+        if (used >= perSig) {
+          state.out.limits.push({
+            path,
+            limit: "budget",
+            detail: `${s.name} (${s.source}): verification budget (${perSig} steps) exhausted; this signature was not checked in the rest of the object`,
+          });
+        }
+      }
+      if (m) {
+        matched.add(sig);
+        detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+      }
+      return false;
+    });
   }
 
   private async openContainer(

@@ -105,6 +105,9 @@ export const datasetAHandler = defineHandler<LoadedDataset>({
     privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
     limits: { memoryMb: 1024, cpuSeconds: 3600 },
     maxPackageBytes: 512 * 1024 * 1024,
+    // `end` scans a whole streamed object in one call: a 2 GiB file on a loaded machine runs
+    // past the default IPC budget (bench/scan-large.ts: HND_IPC_TIMEOUT after 30 s).
+    callTimeoutSeconds: { end: 900 },
   },
 
   validate(view) {

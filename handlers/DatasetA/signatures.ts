@@ -45,6 +45,29 @@ export interface BodySignature {
 }
 
 export const SIGNATURE_EXTENSIONS = [".hdb", ".hsb", ".ndb"] as const;
+
+/**
+ * The functionality level this engine declares: ClamAV 1.4's (what
+ * `cl_retflevel()` of Debian's libclamav 1.4 returns). A signature whose
+ * `min_flevel` is above it, or whose `max_flevel` is below it, is skipped at
+ * load exactly as ClamAV 1.4 skips it — so the same signature files give the
+ * same detections in both — and counted in the dataset's stats.
+ */
+export const ENGINE_FLEVEL = 216;
+
+/** True when a signature's `[min[:max]]` functionality levels admit ENGINE_FLEVEL. */
+export function flevelAdmits(min: string | undefined, max: string | undefined): boolean {
+  if (min !== undefined && min !== "" && Number(min) > ENGINE_FLEVEL) return false;
+  if (max !== undefined && max !== "" && Number(max) < ENGINE_FLEVEL) return false;
+  return true;
+}
+
+/** Counts what parsing skipped (functionality levels outside this engine's). */
+export interface ParseTally {
+  flevelSkipped: number;
+  /** Their names: lookup.txt may name them (they exist, just not for this engine level). */
+  skippedNames?: Set<string>;
+}
 export const LOOKUP_FILE = "lookup.txt";
 /** ClamAV names are printable ASCII without ':'; we also cap the length. */
 const NAME_RE = /^[\x21-\x39\x3b-\x7e]{1,200}$/;
@@ -102,7 +125,12 @@ function* lines(text: string): Generator<[number, string]> {
 const HASH_LENGTHS: Record<number, HashAlgo> = { 32: "md5", 40: "sha1", 64: "sha256" };
 
 /** `.hdb` (MD5 only) and `.hsb` (MD5, SHA-1 or SHA-256): `hash:size:name[:min_flevel]`. */
-export function parseHashFile(text: string, file: string, lookup: ReadonlySet<string>): HashSignature[] {
+export function parseHashFile(
+  text: string,
+  file: string,
+  lookup: ReadonlySet<string>,
+  tally?: ParseTally,
+): HashSignature[] {
   const out: HashSignature[] = [];
   const hdb = file.endsWith(".hdb");
   for (const [n, line] of lines(text)) {
@@ -128,13 +156,23 @@ export function parseHashFile(text: string, file: string, lookup: ReadonlySet<st
     } else {
       size = parseCount(sizeText, file, n, "size");
     }
+    if (!flevelAdmits(flevel, undefined)) {
+      if (tally) tally.flevelSkipped++;
+      tally?.skippedNames?.add(name);
+      continue;
+    }
     out.push({ algo, hash, size, name, lookup: lookup.has(name), source: `${file}:${n}` });
   }
   return out;
 }
 
 /** `.ndb`: `name:target:offset:hexsig[:min_flevel[:max_flevel]]`. */
-export function parseBodyFile(text: string, file: string, lookup: ReadonlySet<string>): BodySignature[] {
+export function parseBodyFile(
+  text: string,
+  file: string,
+  lookup: ReadonlySet<string>,
+  tally?: ParseTally,
+): BodySignature[] {
   const out: BodySignature[] = [];
   for (const [n, line] of lines(text)) {
     const f = line.split(":");
@@ -172,6 +210,12 @@ export function parseBodyFile(text: string, file: string, lookup: ReadonlySet<st
       if (e instanceof PatternError) throw signatureError(file, n, `pattern: ${e.message}`);
       throw e;
     }
+    // Checked after compiling: a skipped signature must still be valid (ClamAV refuses bad ones too).
+    if (!flevelAdmits(levels[0], levels[1])) {
+      if (tally) tally.flevelSkipped++;
+      tally?.skippedNames?.add(name);
+      continue;
+    }
     out.push({ name, target, offset, pattern, lookup: lookup.has(name), source: `${file}:${n}` });
   }
   return out;
@@ -186,6 +230,42 @@ export function parseLookupFile(text: string, file: string): Set<string> {
     names.add(name);
   }
   return names;
+}
+
+/**
+ * ClamAV database files this engine does not read. Dropping them silently
+ * would ship a pack that detects less (or, for .fp/.ign2, more) than the
+ * vendor tested with clamscan, so pack and load refuse them by name.
+ */
+const UNSUPPORTED_CLAMAV: Record<string, string> = {
+  ".ldb": "logical signatures",
+  ".ldu": "logical signatures",
+  ".fp": "false-positive allow-lists",
+  ".sfp": "false-positive allow-lists",
+  ".ign": "signature ignore lists",
+  ".ign2": "signature ignore lists",
+  ".cdb": "container metadata signatures",
+  ".idb": "icon signatures",
+  ".cbc": "bytecode signatures",
+  ".yar": "YARA rules",
+  ".yara": "YARA rules",
+  ".mdb": "PE section hash signatures",
+  ".msb": "PE section hash signatures",
+  ".pdb": "phishing signatures",
+  ".wdb": "phishing signatures",
+  ".ndu": "unofficial body signatures in the PUA namespace",
+  ".cvd": "packed ClamAV databases",
+  ".cld": "packed ClamAV databases",
+  ".cud": "packed ClamAV databases",
+};
+
+/** Why a file of a pack cannot be used ("… are not supported"), or null when it is not a known ClamAV database. */
+export function unsupportedSignatureFile(path: string): string | null {
+  const dot = path.lastIndexOf(".");
+  const what = dot < 0 ? undefined : UNSUPPORTED_CLAMAV[path.slice(dot).toLowerCase()];
+  return what
+    ? `${path}: ClamAV ${what} (${path.slice(dot)}) are not supported by DatasetA (supported: ${SIGNATURE_EXTENSIONS.join(", ")}); remove the file or convert its signatures`
+    : null;
 }
 
 export function isSignatureFile(path: string): boolean {

@@ -43,10 +43,14 @@ export interface GeneratedBodySig {
  * A body signature of one of several shapes: plain hex, `??`, nibbles,
  * bounded gaps, alternatives and `*`. `instance` is bytes that match it.
  */
-export function randomBodySig(rng: Rng, name: string): GeneratedBodySig {
+export function randomBodySig(
+  rng: Rng,
+  name: string,
+  body: (n: number) => Uint8Array = (n) => rng.bytes(n),
+): GeneratedBodySig {
   const shape = rng.int(6);
-  const a = rng.bytes(6 + rng.int(6));
-  const b = rng.bytes(4 + rng.int(4));
+  const a = body(6 + rng.int(6));
+  const b = body(4 + rng.int(4));
   const filler = (n: number) => rng.bytes(n).map((x) => x | 0x80);
   let sig: string;
   let inst: Uint8Array;
@@ -102,7 +106,12 @@ export function generateSignatureSet(
   seed: number,
   hashCount: number,
   bodyCount: number,
-  opts: { hashBacked?: number; prefix?: string } = {},
+  opts: {
+    hashBacked?: number;
+    prefix?: string;
+    /** Where the fixed bytes of body `i` come from (default: random); bench/realistic-sigs.ts cuts real code. */
+    bodyBytes?: (i: number, rng: Rng) => ((n: number) => Uint8Array) | undefined;
+  } = {},
 ): GeneratedSet {
   const rng = new Rng(seed);
   const prefix = opts.prefix ?? "Gen";
@@ -124,7 +133,9 @@ export function generateSignatureSet(
       });
     }
   }
-  const body = Array.from({ length: bodyCount }, (_, i) => randomBodySig(rng, `${prefix}.Body.${i}`));
+  const body = Array.from({ length: bodyCount }, (_, i) =>
+    randomBodySig(rng, `${prefix}.Body.${i}`, opts.bodyBytes?.(i, rng)),
+  );
   return {
     hsb: `${hashes.map((h) => `${h.sha256}:${h.size}:${h.name}`).join("\n")}\n`,
     ndb: `${body.map((b) => b.line).join("\n")}\n`,

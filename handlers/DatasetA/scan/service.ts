@@ -263,7 +263,7 @@ export class ScanService {
 
   private async scanFile(f: FileTarget): Promise<ObjectReport> {
     let keep: Uint8Array | undefined;
-    const outcome = await withFdAsync(f.path, async (fd) => {
+    const outcome = await withFdAsync(f.fsPath, async (fd) => {
       const size = fstatSync(fd).size;
       if (size <= CHUNK_BYTES) {
         const bytes = readAt(fd, 0, size);
@@ -274,7 +274,7 @@ export class ScanService {
     });
     scannedBytes.inc({ source: "file" }, outcome.size);
     // Files between the chunk size and the sample limit are read again only if a sample is wanted.
-    return this.finish(f.path, outcome, () => keep ?? new Uint8Array(readFileSync(f.path)));
+    return this.finish(f.path, outcome, () => keep ?? new Uint8Array(readFileSync(f.fsPath)));
   }
 
   private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {

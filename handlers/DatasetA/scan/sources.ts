@@ -7,11 +7,32 @@
  * the unprivileged scanner.
  */
 import { closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 
 export interface FileTarget {
+  /** For reports: the path as text (bytes that are not UTF-8 shown as \xNN). */
   path: string;
+  /** For opening: the path itself, as bytes when its name is not valid UTF-8. */
+  fsPath: string | Buffer;
   size: number;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * File names are bytes. A name that is not UTF-8 cannot round-trip through
+ * a JS string (the lossy decode names another, usually missing, file), so it
+ * is kept as bytes for opening and shown escaped.
+ */
+function fromBytes(b: Buffer): { path: string; fsPath: string | Buffer } {
+  try {
+    const path = strictUtf8.decode(b);
+    return { path, fsPath: path };
+  } catch {
+    let path = "";
+    for (const c of b) path += c >= 0x80 ? `\\x${c.toString(16).padStart(2, "0")}` : String.fromCharCode(c);
+    return { path, fsPath: b };
+  }
 }
 
 export interface SourceError {
@@ -19,6 +40,8 @@ export interface SourceError {
   code: string;
   message: string;
 }
+
+const SLASH = Buffer.from("/");
 
 /** Pseudo-filesystems a recursive scan does not descend into (name them explicitly to scan them). */
 export const PSEUDO_FS = ["/proc", "/sys", "/dev", "/run"];
@@ -39,32 +62,35 @@ export function listFiles(
     out.push(t);
     onFile?.(t);
   };
-  const visit = (path: string, explicit: boolean) => {
+  const visit = (bytes: Buffer, explicit: boolean) => {
+    const { path, fsPath } = fromBytes(bytes);
     let st: ReturnType<typeof lstatSync>;
     try {
-      st = lstatSync(path);
+      st = lstatSync(fsPath);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       errors.push({ path, code: err.code ?? "EIO", message: err.message });
       return;
     }
     if (st.isFile()) {
-      push({ path, size: st.size });
+      push({ path, fsPath, size: st.size });
       return;
     }
     if (!st.isDirectory()) return;
     if (!explicit && PSEUDO_FS.includes(path)) return;
-    let names: string[];
+    let names: Buffer[];
     try {
-      names = readdirSync(path).sort();
+      // As bytes: names that are not UTF-8 are scanned too, not skipped with ENOENT.
+      names = readdirSync(fsPath, { encoding: "buffer" }).sort(Buffer.compare);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       errors.push({ path, code: err.code ?? "EIO", message: err.message });
       return;
     }
-    for (const n of names) visit(join(path, n), false);
+    const prefix = bytes.at(-1) === 0x2f ? bytes : Buffer.concat([bytes, SLASH]);
+    for (const n of names) visit(Buffer.concat([prefix, n]), false);
   };
-  for (const t of targets) visit(resolve(t), true);
+  for (const t of targets) visit(Buffer.from(resolve(t)), true);
   return out;
 }
 
@@ -80,7 +106,7 @@ export function readAt(fd: number, position: number, length: number): Uint8Array
   return got === length ? buf : buf.subarray(0, got);
 }
 
-export function withFd<T>(path: string, fn: (fd: number) => T): T {
+export function withFd<T>(path: string | Buffer, fn: (fd: number) => T): T {
   const fd = openSync(path, "r");
   try {
     return fn(fd);
@@ -90,7 +116,7 @@ export function withFd<T>(path: string, fn: (fd: number) => T): T {
 }
 
 /** withFd for asynchronous work: the descriptor stays open until `fn` settles. */
-export async function withFdAsync<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
+export async function withFdAsync<T>(path: string | Buffer, fn: (fd: number) => Promise<T>): Promise<T> {
   const fd = openSync(path, "r");
   try {
     return await fn(fd);

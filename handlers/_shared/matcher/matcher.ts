@@ -1,13 +1,14 @@
 /**
  * Multi-pattern search over every body signature at once, built once at
- * load. Each signature contributes one anchor — its rarest 4 fixed bytes —
- * and a scan slides a 32-bit window over the data:
+ * load. Each signature contributes one anchor — its rarest 4 fixed bytes
+ * (anchor.ts) — and a scan slides a 32-bit window over the data:
  *
  *   1. a hashed bitmap of the anchors (≤ 1 MiB, sized to stay in L2) says
  *      "maybe" for a ~1–2 % of positions and "no" for the rest;
  *   2. on "maybe", an open-addressed table of the exact anchor words gives
  *      the signatures whose anchor this is (usually none or one);
- *   3. each of those is verified in full around the position (pattern.ts).
+ *   3. each of those whose extension word (up to 4 more bytes beside the
+ *      anchor) also matches is verified in full around the position (verify.ts).
  *
  * The per-byte cost is a shift, a multiply and one bit test, independent of
  * the number of signatures — the reason this replaced an Aho-Corasick
@@ -26,6 +27,8 @@ export interface AnchorEntry {
   bytes: Uint8Array;
   /** Index of the signature the anchor belongs to. */
   sig: number;
+  /** Bytes beside the anchor (pattern.ts Anchor.ext), compared before the candidate is reported. */
+  ext?: { offset: number; value: number; mask: number } | null;
 }
 
 const GOLDEN = 0x9e3779b1;
@@ -46,6 +49,10 @@ export class AnchorIndex {
   private readonly tableVals: Int32Array;
   private readonly listStart: Uint32Array;
   private readonly listSigs: Uint32Array;
+  /** Per list entry: extension word offset from the anchor, value and mask (mask 0: none). */
+  private readonly listExtOff: Int8Array;
+  private readonly listExtVal: Uint32Array;
+  private readonly listExtMask: Uint32Array;
   private readonly shortMarks: Uint8Array | null;
   private readonly shortLists: Map<number, { bytes: Uint8Array; sig: number }[]>;
   readonly anchors: number;
@@ -72,6 +79,9 @@ export class AnchorIndex {
     this.uniqueAnchors = uniq.length;
     this.listStart = Uint32Array.from(starts);
     this.listSigs = Uint32Array.from(long, (e) => e.sig);
+    this.listExtOff = Int8Array.from(long, (e) => e.ext?.offset ?? 0);
+    this.listExtVal = Uint32Array.from(long, (e) => e.ext?.value ?? 0);
+    this.listExtMask = Uint32Array.from(long, (e) => e.ext?.mask ?? 0);
 
     // ~64 filter bits per anchor: 1.5 % false "maybe"s, and ≤ 2^23 bits (1 MiB) so it stays cache-resident.
     this.filterBits = Math.min(23, Math.max(16, nextPow2Bits(uniq.length * 64)));
@@ -112,7 +122,7 @@ export class AnchorIndex {
       this.tableKeys.byteLength +
       this.tableVals.byteLength +
       this.listStart.byteLength +
-      this.listSigs.byteLength +
+      this.listSigs.byteLength * 4 +
       (this.shortMarks?.byteLength ?? 0)
     );
   }
@@ -137,13 +147,13 @@ export class AnchorIndex {
       h = (h << 8) | d[i]!;
       const x = Math.imul(h, GOLDEN) >>> fshift;
       if ((filter[x >>> 5]! & (1 << (x & 31))) !== 0) {
-        if (this.probe(h >>> 0, i - 3, onCandidate)) return true;
+        if (this.probe(d, h >>> 0, i - 3, onCandidate)) return true;
       }
     }
     return false;
   }
 
-  private probe(key: number, pos: number, onCandidate: CandidateFn): boolean {
+  private probe(d: Uint8Array, key: number, pos: number, onCandidate: CandidateFn): boolean {
     const keys = this.tableKeys;
     const vals = this.tableVals;
     const mask = keys.length - 1;
@@ -153,7 +163,17 @@ export class AnchorIndex {
       if (u === -1) return false;
       if (keys[slot] === key) {
         const end = this.listStart[u + 1]!;
+        const n = d.length;
         for (let j = this.listStart[u]!; j < end; j++) {
+          const mask = this.listExtMask[j]!;
+          if (mask !== 0) {
+            const at = pos + this.listExtOff[j]!;
+            if (at >= 0 && at + 4 <= n) {
+              const w = (d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!;
+              if ((w & mask) >>> 0 !== this.listExtVal[j]) continue;
+            }
+            // Near either end of the data, verification decides (a partial extension may end there).
+          }
           if (onCandidate(this.listSigs[j]!, pos)) return true;
         }
         return false;
