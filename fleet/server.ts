@@ -10,6 +10,11 @@
  *
  * The console is read-only: promotion and abort stay on the CLI, behind
  * whoever may run contentctl.
+ *
+ * Stateless: heartbeats, release state and the planner lock live in the
+ * database (`db`: PostgreSQL URL, or STATE/fleet.db), so N replicas behind
+ * one load balancer serve the same fleet, and whichever holds the planner
+ * lock runs the tick; the others skip theirs.
  */
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
@@ -26,16 +31,16 @@ import { repoRequestHandler } from "../core/repo/serve.ts";
 import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
+import type { FleetStore } from "./db/fleet-store.ts";
+import { openFleetDb } from "./db/index.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
-import { FleetRegistry } from "./fleet.ts";
-import { releaseStatePaths } from "./state.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
 const logger = log.child({ component: "release-server" });
 
 export interface FleetAppDeps {
   engine: ReleaseEngine;
-  fleet: FleetRegistry;
+  fleet: FleetStore;
   config: ReleaseConfig;
   now: () => Date;
   /** Called when a heartbeat reports trouble, so the scheduler can react before its next tick. */
@@ -86,17 +91,17 @@ export function fleetApp(deps: FleetAppDeps): Hono {
     if (hb.tenant !== tenant) {
       return c.json({ error: "token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
     }
-    if (!deps.fleet.ingest(hb, deps.now().getTime())) {
+    if (!(await deps.fleet.ingest(hb, deps.now().getTime()))) {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
     if (reportsTrouble(hb)) deps.onTrouble?.();
     return c.body(null, 204);
   });
 
-  app.get("/console/status.json", (c) => c.json(deps.engine.status()));
+  app.get("/console/status.json", async (c) => c.json(await deps.engine.status()));
 
-  app.get("/console", (c) => {
-    const view = deps.engine.status();
+  app.get("/console", async (c) => {
+    const view = await deps.engine.status();
     const headers = { "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" };
     if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view), 200, headers);
     const nonce = randomBytes(16).toString("base64");
@@ -159,6 +164,8 @@ async function readCapped(req: Request, max: number): Promise<Uint8Array | null>
 
 export interface ReleaseServerOptions {
   config: ReleaseConfig;
+  /** Fleet database: postgres://… or sqlite:PATH; default STATE/fleet.db. */
+  db?: string;
   port: number;
   hostname?: string;
   now?: () => Date;
@@ -173,31 +180,30 @@ export interface ReleaseServerOptions {
 export interface ReleaseServer {
   readonly url: URL;
   readonly port: number;
-  readonly fleet: FleetRegistry;
+  readonly fleet: FleetStore & { received: number };
   readonly engine: ReleaseEngine;
-  /** One scheduler run plus a fleet snapshot; what the background timer does. */
+  /** One scheduler run, if no other replica is running one (then `skipped` says so); what the timer does. */
   tick(): Promise<TickResult>;
   stop(): Promise<void>;
 }
 
-export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
+export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseServer> {
   const { config } = opts;
   const now = opts.now ?? (() => new Date());
-  const paths = releaseStatePaths(config.paths.stateDir);
-  const fleet = FleetRegistry.load(paths.fleet, config.fleet.maxAgents);
+  const db = await openFleetDb({
+    url: opts.db,
+    stateDir: config.paths.stateDir,
+    maxAgents: config.fleet.maxAgents,
+  });
+  const fleet = db.fleet;
   const alerter =
     opts.alerter ?? webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-  const engine = new ReleaseEngine({ config, now, fleet, alerter });
+  const engine = new ReleaseEngine({ config, now, db, alerter });
   let ticking: Promise<TickResult> | undefined;
   const tick = async (): Promise<TickResult> => {
     if (ticking) return ticking;
-    ticking = (async () => {
-      try {
-        return await engine.tick();
-      } finally {
-        fleet.save(paths.fleet, now());
-      }
-    })();
+    // Another replica ticking right now is not an error: skip, it has the planner.
+    ticking = engine.tick({ waitMs: 0 });
     try {
       return await ticking;
     } finally {
@@ -254,8 +260,8 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       await ticking?.catch(() => {});
       await server.stop(true);
       telemetry.close();
-      fleet.save(paths.fleet, now());
       await alerter.flush();
+      await db.close();
     },
   };
 }

@@ -290,7 +290,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
 
   test("after an update cycle the server knows the agent's group, version and health", async () => {
     await vendor.release("TestText", 1, { "data.txt": "one" });
-    const server = serveRelease({
+    const server = await serveRelease({
       config: parseReleaseConfig({
         repo: vendor.repo,
         keys: vendor.keysDir,
@@ -316,7 +316,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
       expect(reporter).toBeDefined();
       await agent.agent.update();
       await reporter?.flush();
-      const known = [...server.fleet.agents()];
+      const known = await server.fleet.list();
       expect(known).toHaveLength(1);
       expect(known[0]).toMatchObject({
         tenant: "acme",

@@ -11,8 +11,7 @@ import { defineCommand } from "citty";
 import { keyringFile, validatePackageFile } from "../../core/cli/contentctl/validate.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { ReleaseEngine } from "../engine.ts";
-import { releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { releaseArgs, releaseConfig, releaseEngine, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: {
@@ -51,9 +50,9 @@ export default defineCommand({
       type: args.type,
       workDirFiles: keyringFile(args["content-key"]),
     });
-    const engine = new ReleaseEngine({ config });
+    const engine = await releaseEngine(args, config);
     const release = await engine.start({ type: args.type, version: Number(args.version), packageFile });
-    const view = engine.status().releases.find((r) => r.id === release.id);
+    const view = (await engine.status()).releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);
     else printText(view ? renderRelease(view) : `started ${release.id}`);
     return release;
