@@ -8,13 +8,10 @@
  * The schema here checks what the database returns; `loadReleaseState`
  * reads the JSON file earlier versions wrote, for the one-time import.
  */
-import {
-  existsSync,
-  readFileSync,
-} from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { StoreError, } from "../core/errors.ts";
+import { StoreError } from "../core/errors.ts";
 import { PreviousEntrySchema } from "../core/repo/index-format.ts";
 
 const iso = z.iso.datetime();
