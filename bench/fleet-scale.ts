@@ -335,7 +335,7 @@ try {
   })()} END`;
   await db.driver.run(
     `INSERT INTO agents (agent_key, tenant, grp, received_at, health, rejected, agent_version)
-     SELECT 'acme/agent-' || lpad(g::text, 7, '0'), 'acme', ${shareCase}, ${now} - (g * 7919 % 3600000), 'green', 0, '1.0.0'
+     SELECT 'acme/agent-' || lpad(g::text, 7, '0'), 'acme', ${shareCase}, ${now} - (g::bigint * 7919 % 3600000), 'green', 0, '1.0.0'
        FROM generate_series(0, ${AGENTS - 1}) AS g`,
   );
   await db.driver.run(
