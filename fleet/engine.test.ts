@@ -21,11 +21,11 @@ import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { isOutpostError } from "../core/errors.ts";
 import { readPackage } from "../core/package/open.ts";
 import { publish, readRepoIndex } from "../core/repo/publish.ts";
+import { BACKENDS, type Backend, freshDb, stopTestPostgres } from "../test/fixtures/fleet-db.ts";
 import { liveText, makeVendor, startAgent, type Vendor } from "../test/fixtures/vendor.ts";
 import type { ReleaseAlert } from "./alerts.ts";
 import { parseReleaseConfig, type ReleaseConfig } from "./config.ts";
 import type { FleetDb } from "./db/index.ts";
-import { BACKENDS, type Backend, freshDb, stopTestPostgres } from "./db/testutil.ts";
 import { ReleaseEngine } from "./engine.ts";
 import { FleetRegistry } from "./fleet.ts";
 

@@ -21,8 +21,9 @@ import { publish, readRepoIndex, resign } from "../core/repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import type { FleetStore } from "./db/fleet-store.ts";
-import { type FleetDb, openFleetDb } from "./db/index.ts";
+import type { FleetDb } from "./db/index.ts";
 import type { GroupHealth } from "./health.ts";
+import { openReleaseDb } from "./open-db.ts";
 import {
   type Action,
   currentGroupIndex,
@@ -73,7 +74,7 @@ export class ReleaseEngine {
 
   /** The database, opened (and migrated) on first use when none was given. */
   db(): Promise<FleetDb> {
-    this.dbp ??= openFleetDb({
+    this.dbp ??= openReleaseDb({
       stateDir: this.config.paths.stateDir,
       maxAgents: this.config.fleet.maxAgents,
     });

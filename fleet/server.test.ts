@@ -19,10 +19,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { sha256Hex } from "../core/crypto/digest.ts";
+import { BACKENDS, type Backend, freshDbUrl, stopTestPostgres } from "../test/fixtures/fleet-db.ts";
 import { makeVendor, type Vendor } from "../test/fixtures/vendor.ts";
 import type { ReleaseAlert } from "./alerts.ts";
 import { parseReleaseConfig, type ReleaseConfig } from "./config.ts";
-import { BACKENDS, type Backend, freshDbUrl, stopTestPostgres } from "./db/testutil.ts";
 import { type ReleaseServer, serveRelease } from "./server.ts";
 
 const TOKEN = "acme-fleet-token-0123456789";

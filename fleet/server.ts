@@ -32,8 +32,8 @@ import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
 import type { FleetStore } from "./db/fleet-store.ts";
-import { openFleetDb } from "./db/index.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
+import { openReleaseDb } from "./open-db.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
 const logger = log.child({ component: "release-server" });
@@ -190,7 +190,7 @@ export interface ReleaseServer {
 export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseServer> {
   const { config } = opts;
   const now = opts.now ?? (() => new Date());
-  const db = await openFleetDb({
+  const db = await openReleaseDb({
     url: opts.db,
     stateDir: config.paths.stateDir,
     maxAgents: config.fleet.maxAgents,

@@ -10,82 +10,10 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { StoreError } from "../core/errors.ts";
-import { PreviousEntrySchema } from "../core/repo/index-format.ts";
+import { type Release, type ReleaseState, ReleaseStateSchema } from "./db/schema.ts";
 
-const iso = z.iso.datetime();
-
-export const PackageRefSchema = z
-  .object({
-    /** Relative to the release state folder (packages/…), content-addressed. */
-    file: z.string().min(1),
-    sha384: z.string().regex(/^[0-9a-f]{96}$/),
-    size: z.number().int().positive(),
-    signingTime: iso,
-  })
-  .strict();
-
-export const GroupProgressSchema = z
-  .object({
-    name: z.string(),
-    /**
-     * What the group listed for the type just before this release reached it
-     * (null: nothing). Recorded before publishing, so a resumed publish never
-     * mistakes the new version for the old one.
-     */
-    before: PreviousEntrySchema.nullable().optional(),
-    publishedAt: iso.nullable(),
-    revertedAt: iso.nullable(),
-  })
-  .strict();
-
-export const ReleaseSchema = z
-  .object({
-    id: z.string(),
-    type: z.string(),
-    version: z.number().int().positive(),
-    package: PackageRefSchema,
-    status: z.enum(["active", "completed", "aborted"]),
-    startedAt: iso,
-    finishedAt: iso.nullable(),
-    groups: z.array(GroupProgressSchema).min(1),
-    abort: z
-      .object({
-        at: iso,
-        reason: z.string(),
-        by: z.enum(["operator", "health"]),
-        /** The re-signed copy of the last good content (version + 1), per distinct previous package. */
-        revertVersion: z.number().int().positive(),
-        reverts: z.record(z.string(), PackageRefSchema),
-      })
-      .strict()
-      .nullable(),
-    /** Human-readable history, newest last (capped). */
-    log: z.array(z.object({ at: iso, event: z.string(), group: z.string().optional(), detail: z.string() })),
-    /** Health samples per live group over time, for the console (capped, thinned). */
-    health: z.array(
-      z
-        .object({
-          at: iso,
-          group: z.string(),
-          agents: z.number().int(),
-          exposed: z.number().int(),
-          affected: z.number().int(),
-        })
-        .strict(),
-    ),
-  })
-  .strict();
-
-export const ReleaseStateSchema = z
-  .object({ schema: z.literal(1), releases: z.array(ReleaseSchema) })
-  .strict();
-
-export type PackageRef = z.infer<typeof PackageRefSchema>;
-export type GroupProgress = z.infer<typeof GroupProgressSchema>;
-export type Release = z.infer<typeof ReleaseSchema>;
-export type ReleaseState = z.infer<typeof ReleaseStateSchema>;
+export * from "./db/schema.ts";
 
 export const MAX_LOG_ENTRIES = 200;
 export const MAX_HEALTH_SAMPLES = 2000;

@@ -197,6 +197,6 @@ describe("contentctl refuses what the agent would reject", () => {
     // Not even release state was created: status finds none, and says so (it is not "no releases").
     const status = await contentctl("release", "status", "--config", cfg, "--json");
     expect(status.code).toBe(3);
-    expect(status.stderr).toContain("REL_STATE_MISSING");
+    expect(status.stdout + status.stderr).toContain("REL_STATE_MISSING");
   }, 60_000);
 });

@@ -3,8 +3,8 @@ import type { ArgsDef } from "citty";
 import { renderFields, renderTable } from "../../core/cli/output.ts";
 import type { ReleaseAlerter } from "../alerts.ts";
 import { loadReleaseConfig, type ReleaseConfig } from "../config.ts";
-import { openFleetDb } from "../db/index.ts";
 import { ReleaseEngine } from "../engine.ts";
+import { openReleaseDb } from "../open-db.ts";
 import type { ReleaseStatusView, ReleaseView } from "../views.ts";
 
 export const releaseArgs = {
@@ -33,7 +33,7 @@ export async function releaseEngine(
   config: ReleaseConfig,
   opts: { mode?: "read" | "write"; alerter?: ReleaseAlerter } = {},
 ): Promise<ReleaseEngine> {
-  const db = await openFleetDb({
+  const db = await openReleaseDb({
     url: args.db,
     stateDir: config.paths.stateDir,
     mode: opts.mode,

@@ -10,13 +10,14 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Heartbeat } from "../../core/agent/heartbeat-protocol.ts";
 import { isOutpostError } from "../../core/errors.ts";
+import { BACKENDS, type Backend, freshDbUrl, stopTestPostgres } from "../../test/fixtures/fleet-db.ts";
 import { FleetRegistry } from "../fleet.ts";
 import { type GroupHealth, groupHealth } from "../health.ts";
+import { openReleaseDb } from "../open-db.ts";
 import { releaseStatePaths } from "../state.ts";
-import { type FleetDb, openFleetDb } from "./index.ts";
+import type { FleetDb } from "./index.ts";
 import { PlannerLock } from "./lock.ts";
 import { SCHEMA_VERSION, schemaVersion } from "./migrate.ts";
-import { BACKENDS, type Backend, freshDbUrl, stopTestPostgres } from "./testutil.ts";
 
 setDefaultTimeout(30_000);
 afterAll(stopTestPostgres);
@@ -89,7 +90,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), "outpost-fleetdb-"));
     url = await freshDbUrl(backend);
-    db = await openFleetDb({ url, stateDir: dir, maxAgents: 1000 });
+    db = await openReleaseDb({ url, stateDir: dir, maxAgents: 1000 });
   });
   afterEach(async () => {
     await db.close();
@@ -98,7 +99,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
 
   test("migrations are applied once and recorded; reopening changes nothing", async () => {
     expect(await schemaVersion(db.driver)).toBe(SCHEMA_VERSION);
-    const again = await openFleetDb({ url, stateDir: dir });
+    const again = await openReleaseDb({ url, stateDir: dir });
     const rows = await again.driver.all("SELECT version, name FROM schema_version");
     await again.close();
     expect(rows).toEqual([{ version: 1, name: "001_fleet_state" }]);
@@ -110,7 +111,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
       "999_future",
       new Date().toISOString(),
     ]);
-    const e = await openFleetDb({ url, stateDir: dir }).catch((x) => x);
+    const e = await openReleaseDb({ url, stateDir: dir }).catch((x) => x);
     expect(isOutpostError(e) && e.code).toBe("REL_DB_SCHEMA_NEWER");
   });
 
@@ -158,7 +159,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
   });
 
   test("at the agent cap new ids are refused and known agents still report", async () => {
-    const small = await openFleetDb({ url, stateDir: dir, maxAgents: 3 });
+    const small = await openReleaseDb({ url, stateDir: dir, maxAgents: 3 });
     try {
       const r = await Promise.all([1, 2, 3, 4].map((i) => small.fleet.ingest(heartbeat(i), NOW)));
       expect(r.filter(Boolean)).toHaveLength(3);
@@ -172,7 +173,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
   });
 
   test("the planner lock has one holder; a second waits, then gets it", async () => {
-    const other = await openFleetDb({ url, stateDir: dir });
+    const other = await openReleaseDb({ url, stateDir: dir });
     try {
       let release!: () => void;
       const held = db.lock.tryWith(() => new Promise<void>((r) => (release = r)));
@@ -193,7 +194,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
 describe("SQLite lease", () => {
   test("a lease whose owner process died is taken at once; a live one only when it expires", async () => {
     const dir = mkdtempSync(join(tmpdir(), "outpost-lease-"));
-    const db = await openFleetDb({ stateDir: dir });
+    const db = await openReleaseDb({ stateDir: dir });
     try {
       const dead = Bun.spawnSync(["true"]).pid;
       const put = (owner: string, expires: number) =>
@@ -245,7 +246,7 @@ describe("JSON state of earlier versions", () => {
         paths.fleet,
         JSON.stringify({ schema: 1, savedAt: new Date(NOW).toISOString(), agents: await reg.list() }),
       );
-      const db = await openFleetDb({ stateDir: dir });
+      const db = await openReleaseDb({ stateDir: dir });
       try {
         expect((await db.releases.load()).releases).toEqual([release as never]);
         expect(await db.fleet.list()).toEqual(await reg.list());
@@ -254,7 +255,7 @@ describe("JSON state of earlier versions", () => {
       } finally {
         await db.close();
       }
-      const again = await openFleetDb({ stateDir: dir });
+      const again = await openReleaseDb({ stateDir: dir });
       expect((await again.releases.load()).releases).toHaveLength(1);
       await again.close();
     } finally {
@@ -266,7 +267,7 @@ describe("JSON state of earlier versions", () => {
     const dir = mkdtempSync(join(tmpdir(), "outpost-import-"));
     try {
       writeFileSync(releaseStatePaths(dir).state, "{not json");
-      const e = await openFleetDb({ stateDir: dir }).catch((x) => x);
+      const e = await openReleaseDb({ stateDir: dir }).catch((x) => x);
       expect(isOutpostError(e) && e.code).toBe("REL_STATE_CORRUPT");
       expect(existsSync(releaseStatePaths(dir).state)).toBe(true);
     } finally {
@@ -277,7 +278,7 @@ describe("JSON state of earlier versions", () => {
 
 test("the gate query reads the (group, type, received_at) index, not the table", async () => {
   const dir = mkdtempSync(join(tmpdir(), "outpost-plan-"));
-  const db = await openFleetDb({ stateDir: dir });
+  const db = await openReleaseDb({ stateDir: dir });
   try {
     const gate = await db.driver.all(
       "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM agent_content WHERE grp = $1 AND type = $2 AND received_at >= $3",

@@ -1,20 +1,16 @@
 /**
  * Opens the fleet database: `--db postgres://…` for PostgreSQL, otherwise
- * the embedded SQLite file STATE/fleet.db. Migrations run at open; a
- * release-state.json / fleet.json left by an earlier version is imported
- * once (and renamed *.imported), so upgrading a running deployment loses
- * nothing and no JSON file stays a second source of truth.
+ * the embedded SQLite file STATE/fleet.db. Migrations run at open. (The
+ * JSON state of earlier versions is imported by fleet/open-db.ts.)
  *
  * `mode: "read"` (release status) never creates anything: a database
  * that is missing, unreachable or has no schema is an error, not an empty
  * fleet.
  */
-import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { describeError, StoreError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
-import { FleetRegistry } from "../fleet.ts";
-import { loadReleaseState, releaseStatePaths } from "../state.ts";
 import { type Driver, PostgresDriver, SqliteDriver } from "./driver.ts";
 import { DbFleetStore } from "./fleet-store.ts";
 import { PlannerLock } from "./lock.ts";
@@ -72,7 +68,6 @@ export async function openFleetDb(opts: OpenOptions): Promise<FleetDb> {
       lock: new PlannerLock(driver),
       close: () => driver.close(),
     };
-    if (mode === "write") await importLegacyJson(db, opts.stateDir);
     return db;
   } catch (e) {
     await driver.close().catch(() => {});
@@ -109,30 +104,4 @@ async function reachable(driver: Driver): Promise<number> {
       { file: driver.where, cause: e },
     );
   }
-}
-
-/** One-time import of the JSON state of earlier versions, under the planner lock. */
-async function importLegacyJson(db: FleetDb, stateDir: string): Promise<void> {
-  const paths = releaseStatePaths(stateDir);
-  if (!existsSync(paths.state) && !existsSync(paths.fleet)) return;
-  await db.lock.with(async () => {
-    if (existsSync(paths.state)) {
-      const legacy = loadReleaseState(stateDir); // REL_STATE_CORRUPT: keep the file, import nothing
-      const current = await db.releases.load();
-      const known = new Set(current.releases.map((r) => r.id));
-      current.releases.push(...legacy.releases.filter((r) => !known.has(r.id)));
-      await db.releases.save(current);
-      renameSync(paths.state, `${paths.state}.imported`);
-      logger.info("release state imported from JSON", {
-        file: paths.state,
-        releases: legacy.releases.length,
-      });
-    }
-    if (existsSync(paths.fleet)) {
-      const reg = FleetRegistry.load(paths.fleet);
-      await db.fleet.importAgents([...reg.agents()]);
-      renameSync(paths.fleet, `${paths.fleet}.imported`);
-      logger.info("fleet snapshot imported from JSON", { file: paths.fleet, agents: reg.size });
-    }
-  });
 }

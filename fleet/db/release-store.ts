@@ -9,9 +9,9 @@
  * rather than let it guess which groups run what.
  */
 import { StoreError } from "../../core/errors.ts";
-import { type Release, type ReleaseState, ReleaseStateSchema } from "../state.ts";
 import { type Driver, num, type Param, type Queryable, type Row } from "./driver.ts";
 import { insertRows } from "./fleet-store.ts";
+import { type Release, type ReleaseState, ReleaseStateSchema } from "./schema.ts";
 
 export class DbReleaseStore {
   /** Last saved/loaded form of each release, to write only what changed. */

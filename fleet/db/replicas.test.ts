@@ -12,12 +12,12 @@ import { join } from "node:path";
 import type { Heartbeat } from "../../core/agent/heartbeat-protocol.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { publish, readRepoIndex } from "../../core/repo/publish.ts";
-import { havePostgres } from "../../plugins/sinks/testutil/servers.ts";
+import { freshDbUrl, havePostgres, stopTestPostgres } from "../../test/fixtures/fleet-db.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { loadReleaseConfig } from "../config.ts";
 import { ReleaseEngine } from "../engine.ts";
-import { type FleetDb, openFleetDb } from "./index.ts";
-import { freshDbUrl, stopTestPostgres } from "./testutil.ts";
+import { openReleaseDb } from "../open-db.ts";
+import type { FleetDb } from "./index.ts";
 
 setDefaultTimeout(60_000);
 const TOKEN = "replica-test-token-0123456789";
@@ -119,7 +119,7 @@ beforeAll(async () => {
     await publish({ repo: vendor.repo, group: g, keys: vendor.keysDir, packageBytes: v1, now: old });
   }
   url = (await freshDbUrl("postgres"))!;
-  db = await openFleetDb({ url, stateDir: join(dir, "state") });
+  db = await openReleaseDb({ url, stateDir: join(dir, "state") });
 });
 
 afterAll(async () => {
