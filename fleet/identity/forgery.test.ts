@@ -109,7 +109,7 @@ async function send(
 /** What the scheduler decides now, and what the release looks like: the thing no attack may change. */
 async function decision() {
   const t = await server.tick();
-  const r = server.engine.status().releases[0];
+  const r = (await server.engine.status()).releases[0];
   return {
     actions: t.actions.map((a) => a.kind),
     status: r?.status,
@@ -155,7 +155,7 @@ beforeAll(async () => {
       },
     },
   });
-  server = serveRelease({ config, port: 0, autoTick: false, now: () => new Date(clock) });
+  server = await serveRelease({ config, port: 0, autoTick: false, now: () => new Date(clock) });
   for (let i = 0; i < 10; i++) vendorAgents.push(await newAgent("outpost", `vendor-agent-${i}`));
   for (let i = 0; i < 30; i++) globex.push(await newAgent("globex", `globex-agent-${i}`));
   for (let i = 0; i < 30; i++) umbrella.push(await newAgent("umbrella", `umbrella-agent-${i}`));
@@ -238,7 +238,7 @@ describe("forgery matrix: eng-test (vendor group) decision", () => {
       204,
       "",
     ]);
-    expect(server.fleet.get("acme", "acme-mole-0001")?.group).toBe("public-1");
+    expect((await server.fleet.get("acme", "acme-mole-0001"))?.group).toBe("public-1");
     expect(await decision()).toEqual(baseline);
   });
 
@@ -286,8 +286,8 @@ describe("forgery matrix: public-1 (customer group) decisions", () => {
     ]);
   });
 
-  const judgement = () => {
-    const view = server.engine.status().releases[0]!;
+  const judgement = async () => {
+    const view = (await server.engine.status()).releases[0]!;
     return view.groups.find((g) => g.name === "public-1")!;
   };
 
@@ -297,8 +297,8 @@ describe("forgery matrix: public-1 (customer group) decisions", () => {
     const d = await decision();
     expect(d.actions).toEqual([]);
     expect(d.status).toBe("active");
-    expect(judgement()).toMatchObject({ verdict: "waiting" });
-    expect(judgement().reason).toContain("without tenant acme alone");
+    expect(await judgement()).toMatchObject({ verdict: "waiting" });
+    expect((await judgement()).reason).toContain("without tenant acme alone");
     for (const a of acme.slice(0, 40)) await send(a, heartbeat(a, { group: "public-1", version: 2 }));
   });
 
@@ -308,7 +308,7 @@ describe("forgery matrix: public-1 (customer group) decisions", () => {
       await send(a, heartbeat(a, { group: "public-1", version: 2, crashed: true }));
     }
     // Unweighted, 6 of 360 (1.7 %) would sit under the 2 % threshold; acme weighs at most 6.7 agents here.
-    const j = judgement();
+    const j = await judgement();
     expect(j.verdict).toBe("unhealthy");
     expect(j.health).toMatchObject({ exposed: 360, affected: 6 });
     const d = await decision();
