@@ -10,7 +10,8 @@ import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import type { FleetStore } from "./db/fleet-store.ts";
 import type { FleetDb } from "./db/index.ts";
-import { type AuditLog, type AuditRecord, FileAuditLog } from "./identity/store.ts";
+import { DbAuditLog } from "./identity/db-store.ts";
+import type { AuditLog, AuditRecord } from "./identity/store.ts";
 import { checkLiveGate, modelsIn } from "./live-gate.ts";
 import { openReleaseDb } from "./open-db.ts";
 import { checkClose, checkManualPromotion } from "./operator.ts";
@@ -40,7 +41,7 @@ export interface EngineOptions {
   /** Health from another fleet view than the database's (in-memory simulations and unit tests). */
   fleet?: FleetStore;
   alerter?: ReleaseAlerter;
-  /** Where operator and scheduler actions are audited (O4); default STATE/audit.jsonl. */
+  /** Where operator and scheduler actions are audited (O4); default: the audit table of the database. */
   audit?: AuditLog;
 }
 
@@ -61,10 +62,11 @@ export class ReleaseEngine {
   constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? (() => new Date());
     if (opts.db) this.dbp = Promise.resolve(opts.db);
-    this.auditLog = opts.audit ?? new FileAuditLog(opts.config.paths.stateDir);
   }
 
-  private readonly auditLog: AuditLog;
+  private async auditLog(): Promise<AuditLog> {
+    return this.opts.audit ?? new DbAuditLog((await this.db()).driver);
+  }
 
   /** O4: who did what to which release, when and why. */
   private async audit(
@@ -74,7 +76,7 @@ export class ReleaseEngine {
     reason: string,
     group?: string,
   ) {
-    await this.auditLog.appendAudit({
+    await (await this.auditLog()).appendAudit({
       at: this.now().toISOString(),
       actor,
       action,
@@ -85,8 +87,8 @@ export class ReleaseEngine {
   }
 
   /** The audit trail, oldest first. */
-  auditTrail(): Promise<AuditRecord[]> {
-    return this.auditLog.audit();
+  async auditTrail(): Promise<AuditRecord[]> {
+    return (await this.auditLog()).audit();
   }
 
   /** The database, opened (and migrated) on first use when none was given. */

@@ -45,8 +45,9 @@ import { ExclusionStore } from "./exclusions/store.ts";
 import type { FleetAgent } from "./health.ts";
 import { readCapped } from "./http/body.ts";
 import { consoleAuth } from "./identity/console-routes.ts";
+import { DbIdentityStore } from "./identity/db-store.ts";
 import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
-import { FileIdentityStore, type IdentityStore } from "./identity/store.ts";
+import type { IdentityStore } from "./identity/store.ts";
 import { openReleaseDb } from "./open-db.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
@@ -208,7 +209,7 @@ export interface ReleaseServerOptions {
   autoTick?: boolean;
   alerter?: ReleaseAlerter;
   consoleRefreshMs?: number;
-  /** Enrollments, sequence numbers and the audit trail; default: files under the state dir. */
+  /** Enrollments, sequence numbers and the audit trail; default: the fleet database (fleet/identity/db-store.ts). */
   identityStore?: IdentityStore;
   /** Replaces the default reaction to a troubled heartbeat (a tick 250 ms later); simulations count steps. */
   onTrouble?: () => void;
@@ -236,8 +237,9 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
   const fleet = db.fleet;
   const alerter =
     opts.alerter ?? webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-  // Enrollments, sequence numbers and the audit trail stay in files under the state dir (fleet/identity/store.ts).
-  const store: IdentityStore = opts.identityStore ?? new FileIdentityStore(config.paths.stateDir);
+  // Enrollments, sequence numbers and the audit trail in the same database, shared by every replica.
+  const store: IdentityStore =
+    opts.identityStore ?? (await DbIdentityStore.open(db.driver, config.paths.stateDir));
   const engine = new ReleaseEngine({ config, now, db, alerter, audit: store });
   const identity = new IdentityEdge({ config, store, now });
   let ticking: Promise<TickResult> | undefined;

@@ -122,6 +122,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
     expect(rows).toEqual([
       { version: 1, name: "001_fleet_state" },
       { version: 2, name: "002_identity_gate" },
+      { version: 3, name: "003_identity" },
     ]);
   });
 
