@@ -21,12 +21,13 @@ import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { isOutpostError } from "../core/errors.ts";
 import { readPackage } from "../core/package/open.ts";
 import { publish, readRepoIndex } from "../core/repo/publish.ts";
+import { BACKENDS, type Backend, freshDb, stopTestPostgres } from "../test/fixtures/fleet-db.ts";
 import { liveText, makeVendor, startAgent, type Vendor } from "../test/fixtures/vendor.ts";
 import type { ReleaseAlert } from "./alerts.ts";
 import { parseReleaseConfig, type ReleaseConfig } from "./config.ts";
+import type { FleetDb } from "./db/index.ts";
 import { ReleaseEngine } from "./engine.ts";
 import { FleetRegistry } from "./fleet.ts";
-import { loadReleaseState, releaseStatePaths, saveReleaseState } from "./state.ts";
 
 // Each test publishes and signs a dozen times; on a loaded 2-core runner that can pass 5 s.
 setDefaultTimeout(30_000);
@@ -39,15 +40,19 @@ let root: string;
 let config: ReleaseConfig;
 let clock: number;
 let fleet: FleetRegistry;
+let db: FleetDb;
 let alerts: ReleaseAlert[];
 let v1: Uint8Array;
 
 beforeAll(async () => {
   vendor = await makeVendor();
 });
-afterAll(() => vendor.cleanup());
+afterAll(async () => {
+  vendor.cleanup();
+  await stopTestPostgres();
+});
 
-beforeEach(async () => {
+async function setup(backend: Backend): Promise<void> {
   root = mkdtempSync(join(tmpdir(), "outpost-release-"));
   const repo = join(root, "repo");
   mkdirSync(repo);
@@ -78,14 +83,19 @@ beforeEach(async () => {
     });
   }
   fleet = new FleetRegistry();
+  db = await freshDb(backend, config.paths.stateDir);
   alerts = [];
-});
-afterEach(() => rmSync(root, { recursive: true, force: true }));
+}
+async function teardown(): Promise<void> {
+  await db.close();
+  rmSync(root, { recursive: true, force: true });
+}
 
 const engine = () =>
   new ReleaseEngine({
     config,
     now: () => new Date(clock),
+    db,
     fleet,
     alerter: { send: (a) => alerts.push(a), flush: async () => {} },
   });
@@ -140,7 +150,10 @@ async function code(p: Promise<unknown>): Promise<string> {
   throw new Error("expected a rejection");
 }
 
-describe("release engine", () => {
+describe.each(BACKENDS)("release engine on %s", (backend) => {
+  beforeEach(() => setup(backend));
+  afterEach(teardown);
+
   test("a healthy release: start → manual gates → automatic promotion after soak → complete", async () => {
     const e = engine();
     const r = await e.start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
@@ -168,7 +181,7 @@ describe("release engine", () => {
     report("public-2", 3, 2);
     clock += 61 * MIN;
     expect((await e.tick()).actions).toEqual([expect.objectContaining({ kind: "complete" })]);
-    const view = e.status();
+    const view = await e.status();
     expect(view.releases[0]).toMatchObject({ id: "TestText-2", status: "completed" });
     expect(view.groups.map((g) => g.content.TestText)).toEqual([2, 2, 2, 2]);
     expect(view.releases[0]?.health.length).toBeGreaterThan(0);
@@ -201,7 +214,7 @@ describe("release engine", () => {
         untouchedGroups: ["public-1", "public-2"],
       }),
     ]);
-    const view = e.status().releases[0]!;
+    const view = (await e.status()).releases[0]!;
     expect(view.status).toBe("aborted");
     expect(view.groups.map((g) => g.phase)).toEqual(["reverted", "reverted", "untouched", "untouched"]);
     // Nothing left to do, and the next release must be newer than the re-signed v3.
@@ -280,19 +293,19 @@ describe("release engine", () => {
   test("state is durable: a new engine resumes, and an interrupted publish is finished exactly once", async () => {
     await engine().start({ type: "TestText", version: 2, packageFile: await packFile(2, "two") });
     // A crash after recording the intent for internal but before publishing to it.
-    const state = loadReleaseState(config.paths.stateDir);
+    const state = await db.releases.load();
     state.releases[0]!.groups[1]!.before = { ...listed("internal")! };
-    saveReleaseState(config.paths.stateDir, state);
+    await db.releases.save(state);
     const t = await engine().tick();
     expect(t.actions).toEqual([expect.objectContaining({ kind: "promote", group: "internal" })]);
     expect(listed("internal")?.version).toBe(2);
     expect(listed("internal")?.previous?.version).toBe(1);
-    const after = loadReleaseState(config.paths.stateDir).releases[0]!;
+    const after = (await db.releases.load()).releases[0]!;
     expect(after.groups[1]?.publishedAt).not.toBeNull();
     expect(after.groups[1]?.before?.version).toBe(1);
     expect((await engine().tick()).actions).toEqual([]);
-    // A corrupt state file stops everything rather than guessing.
-    writeFileSync(releaseStatePaths(config.paths.stateDir).state, "{not json");
+    // Corrupt release state stops everything rather than guessing.
+    await db.driver.run("UPDATE releases SET package = '{not json'");
     expect(await code(engine().tick())).toBe("REL_STATE_CORRUPT");
   });
 
@@ -303,15 +316,16 @@ describe("release engine", () => {
     await e.abort({ reason: "first try" });
     const first = listed("eng-test")!;
     // Pretend the second group's revert never happened.
-    const state = loadReleaseState(config.paths.stateDir);
+    const state = await db.releases.load();
     state.releases[0]!.groups[1]!.revertedAt = null;
-    saveReleaseState(config.paths.stateDir, state);
+    await db.releases.save(state);
     // Status read mid-abort says so, rather than showing the group as still live.
-    expect(
-      engine()
-        .status()
-        .releases[0]?.groups.map((g) => g.phase),
-    ).toEqual(["reverted", "reverting", "untouched", "untouched"]);
+    expect((await engine().status()).releases[0]?.groups.map((g) => g.phase)).toEqual([
+      "reverted",
+      "reverting",
+      "untouched",
+      "untouched",
+    ]);
     const t = await engine().tick();
     expect(t.actions).toEqual([{ kind: "revert", release: "TestText-2", group: "internal" }]);
     expect(listed("internal")?.sha384).toBe(first.sha384);

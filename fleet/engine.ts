@@ -8,9 +8,12 @@ import type { IndexEntry, PreviousEntry } from "../core/repo/index-format.ts";
 import { publish, readRepoIndex, resign } from "../core/repo/publish.ts";
 import type { ReleaseAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
-import { FleetRegistry, type FleetView } from "./fleet.ts";
-import { type AuditLog, type AuditRecord, FileAuditLog } from "./identity/store.ts";
+import type { FleetStore } from "./db/fleet-store.ts";
+import type { FleetDb } from "./db/index.ts";
+import { DbAuditLog } from "./identity/db-store.ts";
+import type { AuditLog, AuditRecord } from "./identity/store.ts";
 import { checkLiveGate, modelsIn } from "./live-gate.ts";
+import { openReleaseDb } from "./open-db.ts";
 import { checkClose, checkManualPromotion } from "./operator.ts";
 import {
   type Action,
@@ -24,16 +27,7 @@ import {
 import { checkNewer, healthSnapshot, recordHealth } from "./release-checks.ts";
 import { type RevertContext, revertGroup } from "./revert.ts";
 import { readPackageFile, readStaged, stagePackage } from "./staged.ts";
-import {
-  appendLog,
-  loadReleaseState,
-  type PackageRef,
-  type Release,
-  type ReleaseState,
-  releaseStatePaths,
-  saveReleaseState,
-  withStateLock,
-} from "./state.ts";
+import { appendLog, type PackageRef, type Release, type ReleaseState } from "./state.ts";
 import { groupsFor } from "./type-rules.ts";
 import { type ReleaseStatusView, statusView } from "./views.ts";
 
@@ -42,10 +36,12 @@ const logger = log.child({ component: "release" });
 export interface EngineOptions {
   config: ReleaseConfig;
   now?: () => Date;
-  /** Live fleet (contentctl serve); default: the snapshot serve last wrote. */
-  fleet?: FleetView;
+  /** Where release state and the fleet live; default: the SQLite file under the state dir (opened on first use). */
+  db?: FleetDb;
+  /** Health from another fleet view than the database's (in-memory simulations and unit tests). */
+  fleet?: FleetStore;
   alerter?: ReleaseAlerter;
-  /** Where operator and scheduler actions are audited (O4); default STATE/audit.jsonl. */
+  /** Where operator and scheduler actions are audited (O4); default: the audit table of the database. */
   audit?: AuditLog;
 }
 
@@ -54,20 +50,23 @@ export interface TickResult {
   notes: Note[];
   /** Actions that failed (each is retried on the next tick); the others still ran. */
   errors: { action: Action; code: string; message: string }[];
+  /** Set when another replica holds the planner lock and this tick did nothing. */
+  skipped?: string;
 }
 
 export class ReleaseEngine {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly now: () => Date;
-  private readonly paths: ReturnType<typeof releaseStatePaths>;
+  private dbp: Promise<FleetDb> | undefined;
 
   constructor(private readonly opts: EngineOptions) {
     this.now = opts.now ?? (() => new Date());
-    this.paths = releaseStatePaths(opts.config.paths.stateDir);
-    this.auditLog = opts.audit ?? new FileAuditLog(opts.config.paths.stateDir);
+    if (opts.db) this.dbp = Promise.resolve(opts.db);
   }
 
-  private readonly auditLog: AuditLog;
+  private async auditLog(): Promise<AuditLog> {
+    return this.opts.audit ?? new DbAuditLog((await this.db()).driver);
+  }
 
   /** O4: who did what to which release, when and why. */
   private async audit(
@@ -77,7 +76,7 @@ export class ReleaseEngine {
     reason: string,
     group?: string,
   ) {
-    await this.auditLog.appendAudit({
+    await (await this.auditLog()).appendAudit({
       at: this.now().toISOString(),
       actor,
       action,
@@ -88,29 +87,59 @@ export class ReleaseEngine {
   }
 
   /** The audit trail, oldest first. */
-  auditTrail(): Promise<AuditRecord[]> {
-    return this.auditLog.audit();
+  async auditTrail(): Promise<AuditRecord[]> {
+    return (await this.auditLog()).audit();
+  }
+
+  /** The database, opened (and migrated) on first use when none was given. */
+  db(): Promise<FleetDb> {
+    this.dbp ??= openReleaseDb({
+      stateDir: this.config.paths.stateDir,
+      maxAgents: this.config.fleet.maxAgents,
+    });
+    return this.dbp;
+  }
+
+  /** Closes a database this engine opened itself (`close` is the operator's release close). */
+  async closeDb(): Promise<void> {
+    if (this.opts.db || !this.dbp) return;
+    await (await this.dbp.catch(() => undefined))?.close();
   }
 
   get config(): ReleaseConfig {
     return this.opts.config;
   }
 
-  private fleet(): FleetView {
-    return this.opts.fleet ?? FleetRegistry.load(this.paths.fleet);
+  private async fleet(): Promise<FleetStore> {
+    return this.opts.fleet ?? (await this.db()).fleet;
   }
 
-  /** One mutation at a time in this process, and under the state lock across processes. */
-  private mutate<T>(fn: (state: ReleaseState, persist: () => void) => Promise<T>): Promise<T> {
-    const run = this.chain.then(() =>
-      withStateLock(this.config.paths.stateDir, async () => {
-        const state = loadReleaseState(this.config.paths.stateDir);
-        const persist = () => saveReleaseState(this.config.paths.stateDir, state);
+  /**
+   * One mutation at a time in this process, and under the planner lock
+   * across processes and replicas. Every persist is its own transaction:
+   * a holder killed mid-step leaves the last persisted step, and the next
+   * holder resumes from it. `waitMs: 0` gives up at once when another
+   * replica holds the lock (undefined).
+   */
+  private mutate<T>(
+    fn: (state: ReleaseState, persist: () => Promise<void>) => Promise<T>,
+    lock: { waitMs?: number } = {},
+  ): Promise<T> {
+    const run = this.chain.then(async () => {
+      const db = await this.db();
+      const body = async () => {
+        const state = await db.releases.load();
+        const persist = () => db.releases.save(state);
         const result = await fn(state, persist);
-        persist();
+        await persist();
         return result;
-      }),
-    );
+      };
+      if (lock.waitMs === 0) {
+        const r = await db.lock.tryWith(body, { waitMs: 0 });
+        return r ? r.value : (undefined as T);
+      }
+      return db.lock.with(body, lock);
+    });
     this.chain = run.catch(() => {});
     return run;
   }
@@ -169,7 +198,7 @@ export class ReleaseEngine {
       };
       appendLog(release, now, "started", `${opts.type} v${opts.version} (${ref.sha384.slice(0, 16)}…)`);
       state.releases.push(release);
-      persist();
+      await persist();
       await this.audit(
         release,
         opts.actor ?? "cli",
@@ -183,7 +212,12 @@ export class ReleaseEngine {
   }
 
   /** Intent (what the group had) → publish → done, each recorded, so a resumed publish is exact. */
-  private async promoteTo(r: Release, index: number, reason: string, persist: () => void): Promise<void> {
+  private async promoteTo(
+    r: Release,
+    index: number,
+    reason: string,
+    persist: () => Promise<void>,
+  ): Promise<void> {
     const g = r.groups[index];
     if (!g) throw new UpdateError("REL_NOTHING_TO_PROMOTE", `release ${r.id} has no group #${index + 1}`);
     if (g.before === undefined) {
@@ -193,7 +227,7 @@ export class ReleaseEngine {
           ? (listed.previous ?? null)
           : stripPrevious(listed)
         : null;
-      persist();
+      await persist();
     }
     const now = this.now();
     const index_ = await publish({
@@ -212,7 +246,7 @@ export class ReleaseEngine {
       reason,
       serial: index_.serial,
     });
-    persist();
+    await persist();
   }
 
   // ---------------------------------------------------------------- promote / abort
@@ -247,7 +281,7 @@ export class ReleaseEngine {
         r,
         i,
         this.config,
-        this.healthSnapshot(state, this.fleet(), now),
+        await this.healthSnapshot(state, await this.fleet(), now),
         now,
         opts,
       );
@@ -276,14 +310,14 @@ export class ReleaseEngine {
     r: Release,
     reason: string,
     by: "operator" | "health",
-    persist: () => void,
+    persist: () => Promise<void>,
   ): Promise<void> {
     const now = this.now();
     r.status = "aborted";
     r.finishedAt = now.toISOString();
     r.abort = { at: now.toISOString(), reason, by, revertVersion: r.version + 1, reverts: {} };
     appendLog(r, now, "aborted", `${by}: ${reason}`);
-    persist();
+    await persist();
     const reached = r.groups.filter((g) => g.publishedAt || g.before !== undefined);
     for (const g of reached) await revertGroup(this.reverter(), r, g, persist);
     this.opts.alerter?.send({
@@ -324,10 +358,10 @@ export class ReleaseEngine {
   // ---------------------------------------------------------------- tick
 
   /** Runs the scheduler once: record health, plan, carry out. Driven by `release tick` and `serve`. */
-  async tick(): Promise<TickResult> {
-    return this.mutate(async (state, persist) => {
+  async tick(opts: { waitMs?: number } = {}): Promise<TickResult> {
+    const result = await this.mutate(async (state, persist) => {
       const now = this.now();
-      const health = this.healthSnapshot(state, this.fleet(), now);
+      const health = await this.healthSnapshot(state, await this.fleet(), now);
       recordHealth(state, health, now);
       const p = plan(state, this.config, now, health, this.repoFacts());
       const errors: TickResult["errors"] = [];
@@ -340,13 +374,26 @@ export class ReleaseEngine {
           errors.push({ action: a, code: d.code, message: d.message });
           logger.error("release action failed; retried next tick", { action: a.kind, ...d });
         }
-        persist();
+        await persist();
       }
       return { actions: p.actions, notes: p.notes, errors };
-    });
+    }, opts);
+    return (
+      result ?? {
+        actions: [],
+        notes: [],
+        errors: [],
+        skipped: `another replica runs the planner (${(await (await this.db()).lock.holder()) ?? "lock held"})`,
+      }
+    );
   }
 
-  private async apply(state: ReleaseState, a: Action, now: Date, persist: () => void): Promise<void> {
+  private async apply(
+    state: ReleaseState,
+    a: Action,
+    now: Date,
+    persist: () => Promise<void>,
+  ): Promise<void> {
     if (a.kind === "resign") {
       const index = await resign({
         repo: this.config.paths.repo,
@@ -427,21 +474,24 @@ export class ReleaseEngine {
     return { indexExpires };
   }
 
-  healthSnapshot(state: ReleaseState, fleet: FleetView, now: Date): HealthSnapshot {
+  healthSnapshot(state: ReleaseState, fleet: FleetStore, now: Date): Promise<HealthSnapshot> {
     return healthSnapshot(state, fleet, now, this.config);
   }
 
   // ---------------------------------------------------------------- status
 
-  status(): ReleaseStatusView {
+  async status(): Promise<ReleaseStatusView> {
     const now = this.now();
-    const state = loadReleaseState(this.config.paths.stateDir);
-    const fleet = this.fleet();
-    const health = this.healthSnapshot(state, fleet, now);
+    const db = await this.db();
+    const state = await db.releases.load();
+    const fleet = await this.fleet();
+    const health = await this.healthSnapshot(state, fleet, now);
     return statusView({
       config: this.config,
       state,
-      fleet,
+      activeByGroup: await fleet.activeByGroup(
+        now.getTime() - this.config.health.activeWindowMinutes * 60_000,
+      ),
       health,
       notes: plan(state, this.config, now, health).notes,
       now,

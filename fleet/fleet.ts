@@ -1,19 +1,23 @@
 /**
- * The vendor's view of the fleet: the latest heartbeat of every agent, kept
- * compact in memory by `contentctl serve` and snapshotted to
- * STATE/fleet.json (atomically) so `release status` / `release tick` in
- * another process, and a restarted server, see the same picture.
+ * The fleet in memory: the latest heartbeat of every agent, for
+ * simulations and unit tests that judge health without a database, and
+ * the reader of the STATE/fleet.json snapshots earlier versions wrote
+ * (imported once into the database, fleet/db/index.ts). `contentctl serve`
+ * keeps the fleet in the database (fleet/db/fleet-store.ts).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { StoreError } from "../core/errors.ts";
-import { atomicWriteJson } from "../core/fsutil.ts";
+import {
+  type FleetStore,
+  type GateQuery,
+  NO_SENDER,
+  pinnedTypes,
+  type Sender,
+  type TenantActivity,
+} from "./db/fleet-store.ts";
 import { type FleetAgent, type GroupHealth, groupHealth } from "./health.ts";
-
-export interface FleetView {
-  agents(): Iterable<FleetAgent>;
-}
 
 const SnapshotSchema = z
   .object({
@@ -45,9 +49,8 @@ const SnapshotSchema = z
   })
   .strict();
 
-export class FleetRegistry implements FleetView {
+export class FleetRegistry implements FleetStore {
   private readonly byId = new Map<string, FleetAgent>();
-  private dirty = false;
   /** Heartbeats accepted since start (for the console and the simulation's origin figures). */
   received = 0;
 
@@ -61,12 +64,8 @@ export class FleetRegistry implements FleetView {
     return this.byId.values();
   }
 
-  /** Stores an already validated and authenticated heartbeat. False when the registry is full. */
-  ingest(
-    hb: Heartbeat,
-    receivedAt: number,
-    sender: { enrolled: boolean; vendor: boolean } = { enrolled: false, vendor: false },
-  ): boolean {
+  /** Stores an already validated and authenticated heartbeat (at once, before the promise). False when full. */
+  async ingest(hb: Heartbeat, receivedAt: number, sender: Sender = NO_SENDER): Promise<boolean> {
     const key = `${hb.tenant}/${hb.agentId}`;
     if (!this.byId.has(key) && this.byId.size >= this.maxAgents) return false;
     const content: FleetAgent["content"] = {};
@@ -89,28 +88,54 @@ export class FleetRegistry implements FleetView {
       rejected: hb.rejected,
       enrolled: sender.enrolled,
       vendor: sender.vendor,
-      pinned: hb.policy ? (hb.policy.cadence === "pinned-n-1" ? ["*"] : hb.policy.pinned) : [],
+      pinned: pinnedTypes(hb),
     });
     this.received++;
-    this.dirty = true;
     return true;
   }
 
   /** The latest record of one agent (the server compares a heartbeat with the one before). */
-  get(tenant: string, agentId: string): FleetAgent | undefined {
+  async get(tenant: string, agentId: string): Promise<FleetAgent | undefined> {
     return this.byId.get(`${tenant}/${agentId}`);
   }
 
-  health(q: Parameters<typeof groupHealth>[1]): GroupHealth {
+  async groupHealth(q: GateQuery): Promise<GroupHealth> {
     return groupHealth(this.byId.values(), q);
   }
 
-  /** Writes the snapshot if anything changed since the last one. */
-  save(file: string, now: Date): boolean {
-    if (!this.dirty) return false;
-    atomicWriteJson(file, { schema: 1, savedAt: now.toISOString(), agents: [...this.byId.values()] }, 0o600);
-    this.dirty = false;
-    return true;
+  async activeByGroup(activeSince: number): Promise<Map<string, number>> {
+    const perGroup = new Map<string, number>();
+    for (const a of this.byId.values()) {
+      if (a.receivedAt >= activeSince) perGroup.set(a.group, (perGroup.get(a.group) ?? 0) + 1);
+    }
+    return perGroup;
+  }
+
+  async activeTenants(activeSince: number): Promise<TenantActivity[]> {
+    const out = new Map<string, TenantActivity>();
+    for (const a of this.byId.values()) {
+      if (a.receivedAt < activeSince) continue;
+      const k = `${a.group}\u0000${a.tenant}`;
+      const t = out.get(k) ?? {
+        group: a.group,
+        tenant: a.tenant,
+        vendor: !!a.vendor,
+        active: 0,
+        enrolled: 0,
+      };
+      out.set(k, t);
+      t.active++;
+      if (a.enrolled) t.enrolled++;
+    }
+    return [...out.values()];
+  }
+
+  async count(): Promise<number> {
+    return this.byId.size;
+  }
+
+  async list(): Promise<FleetAgent[]> {
+    return [...this.byId.values()];
   }
 
   static load(file: string, maxAgents?: number): FleetRegistry {

@@ -171,7 +171,8 @@ export function groupHealth(
       t.affected++;
     }
   }
-  h.tenants = [...byTenant.values()];
+  // By name, so every store (memory, SQL) gives the same order.
+  h.tenants = [...byTenant.values()].sort((x, y) => (x.tenant < y.tenant ? -1 : x.tenant > y.tenant ? 1 : 0));
   return h;
 }
 

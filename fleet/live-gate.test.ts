@@ -13,7 +13,6 @@ import type { TelemetryReport } from "../core/telemetry/report-schema.ts";
 import { makeVendor, type Vendor } from "../test/fixtures/vendor.ts";
 import { parseReleaseConfig } from "./config.ts";
 import { ReleaseEngine } from "./engine.ts";
-import { loadReleaseState, saveReleaseState } from "./state.ts";
 import { TelemetryStore } from "./telemetry/store.ts";
 
 setDefaultTimeout(30_000);
@@ -71,9 +70,10 @@ test("a live twin starts only after three days of telemetry with a bounded detec
   const t = await engine.start({ type: "MLModel", version: 1, packageFile: await write(1, "telemetry") });
   expect(t.models).toEqual([{ name: "outpost-lr", mode: "telemetry" }]);
   // The telemetry release ran its course (the gate counts any release that was not aborted).
-  const s = loadReleaseState(config.paths.stateDir);
+  const db = await engine.db();
+  const s = await db.releases.load();
   s.releases[0]!.status = "completed";
-  saveReleaseState(config.paths.stateDir, s);
+  await db.releases.save(s);
 
   const liveFile = await write(2, "live");
   const refused = async (want: string) => {
@@ -107,4 +107,5 @@ test("a live twin starts only after three days of telemetry with a bounded detec
   const live = await engine.start({ type: "MLModel", version: 2, packageFile: liveFile });
   expect(live.models).toEqual([{ name: "outpost-lr", mode: "live" }]);
   expect(live.groups[0]!.publishedAt).not.toBeNull();
+  await engine.closeDb();
 });

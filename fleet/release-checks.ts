@@ -11,8 +11,8 @@ import { readPackage } from "../core/package/open.ts";
 import type { IndexEntry } from "../core/repo/index-format.ts";
 import { readRepoIndex } from "../core/repo/publish.ts";
 import type { ReleaseConfig } from "./config.ts";
-import type { FleetView } from "./fleet.ts";
-import { type GroupHealth, groupHealth } from "./health.ts";
+import type { FleetStore } from "./db/fleet-store.ts";
+import type { GroupHealth } from "./health.ts";
 import { groupConfig, type HealthSnapshot } from "./plan.ts";
 import { appendHealth, type ReleaseState } from "./state.ts";
 
@@ -74,20 +74,20 @@ export function packageCreated(config: ReleaseConfig, entry: IndexEntry): number
   }
 }
 
-export function healthSnapshot(
+/** One gate aggregate per (active release, reached group): the fleet store answers, in SQL or in memory. */
+export async function healthSnapshot(
   state: ReleaseState,
-  fleet: FleetView,
+  fleet: FleetStore,
   now: Date,
   config: ReleaseConfig,
-): HealthSnapshot {
+): Promise<HealthSnapshot> {
   const snap: HealthSnapshot = {};
-  const agents = [...fleet.agents()];
   for (const r of state.releases) {
     if (r.status !== "active") continue;
     const perGroup: Record<string, GroupHealth> = {};
     for (const g of r.groups) {
       if (!g.publishedAt) continue;
-      perGroup[g.name] = groupHealth(agents, {
+      perGroup[g.name] = await fleet.groupHealth({
         type: r.type,
         version: r.version,
         group: g.name,

@@ -32,7 +32,7 @@ export async function revertGroup(
   ctx: RevertContext,
   r: Release,
   g: GroupProgress,
-  persist: () => void,
+  persist: () => Promise<void>,
 ): Promise<void> {
   const now = ctx.now();
   const listed = readRepoIndex(ctx.config.paths.repo, g.name)?.content[r.type];
@@ -45,7 +45,7 @@ export async function revertGroup(
       "the group does not list the aborted version; nothing to take back",
       g.name,
     );
-    persist();
+    await persist();
     return;
   }
   if (!g.before) {
@@ -61,7 +61,7 @@ export async function revertGroup(
     });
     g.revertedAt = now.toISOString();
     appendLog(r, now, "reverted", `no earlier ${r.type} in the group: type withdrawn from the index`, g.name);
-    persist();
+    await persist();
     return;
   }
   const ref = await revertPackage(ctx, r, g.before, persist);
@@ -88,7 +88,7 @@ export async function revertGroup(
     content: g.before.version,
     version: r.abort?.revertVersion,
   });
-  persist();
+  await persist();
 }
 
 /** The last good payload as a new package: version bad + 1, signed now. Built once per previous package. */
@@ -96,7 +96,7 @@ async function revertPackage(
   ctx: RevertContext,
   r: Release,
   before: PreviousEntry,
-  persist: () => void,
+  persist: () => Promise<void>,
 ): Promise<PackageRef> {
   const abort = r.abort;
   if (!abort) throw new UpdateError("REL_INTERNAL", `release ${r.id} is not aborted`);
@@ -143,6 +143,6 @@ async function revertPackage(
     "repacked",
     `v${old.manifest.version} payload (${old.files.size} files) re-signed as v${abort.revertVersion}`,
   );
-  persist();
+  await persist();
   return ref;
 }

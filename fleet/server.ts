@@ -16,6 +16,11 @@
  *
  * The console is read-only: promotion and abort stay on the CLI, behind
  * whoever may run contentctl.
+ *
+ * Stateless: heartbeats, release state and the planner lock live in the
+ * database (`db`: PostgreSQL URL, or STATE/fleet.db), so N replicas behind
+ * one load balancer serve the same fleet, and whichever holds the planner
+ * lock runs the tick; the others skip theirs.
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -33,16 +38,17 @@ import { repoRequestHandler } from "../core/repo/serve.ts";
 import { type ReleaseAlerter, webhookAlerter } from "./alerts.ts";
 import type { ReleaseConfig } from "./config.ts";
 import { consoleCsp, renderConsoleBody, renderConsolePage } from "./console.ts";
+import type { FleetStore } from "./db/fleet-store.ts";
 import { ReleaseEngine, type TickResult } from "./engine.ts";
 import { exclusionsApp } from "./exclusions/routes.ts";
 import { ExclusionStore } from "./exclusions/store.ts";
-import { FleetRegistry } from "./fleet.ts";
 import type { FleetAgent } from "./health.ts";
 import { readCapped } from "./http/body.ts";
 import { consoleAuth } from "./identity/console-routes.ts";
+import { DbIdentityStore } from "./identity/db-store.ts";
 import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
-import { FileIdentityStore, type IdentityStore } from "./identity/store.ts";
-import { releaseStatePaths } from "./state.ts";
+import type { IdentityStore } from "./identity/store.ts";
+import { openReleaseDb } from "./open-db.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
 
 /** The exclusion store in the release state folder (`contentctl fleet exclusions` reads it). */
@@ -52,7 +58,7 @@ const logger = log.child({ component: "release-server" });
 
 export interface FleetAppDeps {
   engine: ReleaseEngine;
-  fleet: FleetRegistry;
+  fleet: FleetStore;
   config: ReleaseConfig;
   now: () => Date;
   /** Exclusion summaries from heartbeats go here; it says when to ask for the full list. */
@@ -137,8 +143,8 @@ export function fleetApp(deps: FleetAppDeps): Hono {
       }
       sender = { enrolled: false, vendor: deps.config.fleet.tenants[hb.tenant]?.vendor ?? false };
     }
-    const before = deps.fleet.get(hb.tenant, hb.agentId);
-    if (!deps.fleet.ingest(hb, deps.now().getTime(), sender)) {
+    const before = await deps.fleet.get(hb.tenant, hb.agentId);
+    if (!(await deps.fleet.ingest(hb, deps.now().getTime(), sender))) {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
     if (reportsTrouble(hb, before)) deps.onTrouble?.();
@@ -148,10 +154,10 @@ export function fleetApp(deps: FleetAppDeps): Hono {
     return c.body(null, 204);
   });
 
-  app.get("/console/status.json", (c) => c.json(deps.engine.status()));
+  app.get("/console/status.json", async (c) => c.json(await deps.engine.status()));
 
   app.get("/console", async (c) => {
-    const view = deps.engine.status();
+    const view = await deps.engine.status();
     const extra = await consoleExtra.section(c);
     const headers = { "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" };
     if (c.req.query("fragment") === "1") return c.html(renderConsoleBody(view, extra), 200, headers);
@@ -194,6 +200,8 @@ function reportsTrouble(hb: Heartbeat, before?: FleetAgent): boolean {
 
 export interface ReleaseServerOptions {
   config: ReleaseConfig;
+  /** Fleet database: postgres://… or sqlite:PATH; default STATE/fleet.db. */
+  db?: string;
   port: number;
   hostname?: string;
   now?: () => Date;
@@ -201,7 +209,7 @@ export interface ReleaseServerOptions {
   autoTick?: boolean;
   alerter?: ReleaseAlerter;
   consoleRefreshMs?: number;
-  /** Enrollments, sequence numbers and the audit trail; default: files under the state dir. */
+  /** Enrollments, sequence numbers and the audit trail; default: the fleet database (fleet/identity/db-store.ts). */
   identityStore?: IdentityStore;
   /** Replaces the default reaction to a troubled heartbeat (a tick 250 ms later); simulations count steps. */
   onTrouble?: () => void;
@@ -210,32 +218,38 @@ export interface ReleaseServerOptions {
 export interface ReleaseServer {
   readonly url: URL;
   readonly port: number;
-  readonly fleet: FleetRegistry;
+  readonly fleet: FleetStore & { received: number };
   readonly engine: ReleaseEngine;
   readonly identity: IdentityEdge;
-  /** One scheduler run plus a fleet snapshot; what the background timer does. */
+  /** One scheduler run, if no other replica is running one (then `skipped` says so); what the timer does. */
   tick(): Promise<TickResult>;
   stop(): Promise<void>;
 }
 
-export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
+export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseServer> {
   const { config } = opts;
   const now = opts.now ?? (() => new Date());
-  const paths = releaseStatePaths(config.paths.stateDir);
-  const fleet = FleetRegistry.load(paths.fleet, config.fleet.maxAgents);
+  const db = await openReleaseDb({
+    url: opts.db,
+    stateDir: config.paths.stateDir,
+    maxAgents: config.fleet.maxAgents,
+  });
+  const fleet = db.fleet;
   const alerter =
     opts.alerter ?? webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-  const store: IdentityStore = opts.identityStore ?? new FileIdentityStore(config.paths.stateDir);
-  const engine = new ReleaseEngine({ config, now, fleet, alerter, audit: store });
+  // Enrollments, sequence numbers and the audit trail in the same database, shared by every replica.
+  const store: IdentityStore =
+    opts.identityStore ?? (await DbIdentityStore.open(db.driver, config.paths.stateDir));
+  const engine = new ReleaseEngine({ config, now, db, alerter, audit: store });
   const identity = new IdentityEdge({ config, store, now });
   let ticking: Promise<TickResult> | undefined;
   const tick = async (): Promise<TickResult> => {
     if (ticking) return ticking;
+    // Another replica ticking right now is not an error: skip, it has the planner.
     ticking = (async () => {
       try {
-        return await engine.tick();
+        return await engine.tick({ waitMs: 0 });
       } finally {
-        fleet.save(paths.fleet, now());
         await store.flush();
       }
     })();
@@ -304,9 +318,9 @@ export function serveRelease(opts: ReleaseServerOptions): ReleaseServer {
       await server.stop(true);
       telemetry.close();
       exclusionStore.close();
-      fleet.save(paths.fleet, now());
       await store.flush();
       await alerter.flush();
+      await db.close();
     },
   };
 }

@@ -6,7 +6,6 @@
  */
 import { readRepoIndex } from "../core/repo/publish.ts";
 import type { ReleaseConfig } from "./config.ts";
-import type { FleetView } from "./fleet.ts";
 import type { GroupHealth, Verdict } from "./health.ts";
 import { type HealthSnapshot, judgeGroup, type Note, soakEndsAt } from "./plan.ts";
 import type { Release, ReleaseState } from "./state.ts";
@@ -58,17 +57,13 @@ export interface ReleaseStatusView {
 export function statusView(i: {
   config: ReleaseConfig;
   state: ReleaseState;
-  fleet: FleetView;
+  /** Active agents per group (fleet store). */
+  activeByGroup: Map<string, number>;
   health: HealthSnapshot;
   notes: Note[];
   now: Date;
 }): ReleaseStatusView {
-  const { config, state, fleet, health, notes, now } = i;
-  const activeSince = now.getTime() - config.health.activeWindowMinutes * 60_000;
-  const perGroup = new Map<string, number>();
-  for (const a of fleet.agents()) {
-    if (a.receivedAt >= activeSince) perGroup.set(a.group, (perGroup.get(a.group) ?? 0) + 1);
-  }
+  const { config, state, activeByGroup: perGroup, health, notes, now } = i;
   const finished = state.releases.filter((r) => r.status !== "active").slice(-FINISHED_SHOWN);
   const shown = [...state.releases.filter((r) => r.status === "active"), ...finished.reverse()];
   return {

@@ -90,7 +90,7 @@ run("release console in headless Chromium", () => {
         now: new Date(clock - 3600_000),
       });
     }
-    server = serveRelease({
+    server = await serveRelease({
       config: parseReleaseConfig({
         repo: vendor.repo,
         keys: vendor.keysDir,

@@ -68,7 +68,7 @@ describe("staged rollout over 200 simulated agents", () => {
     expect(out.installedBy).toEqual(Object.fromEntries(GROUPS.map((g) => [g.name, g.agents])));
     expect(scenario.sim.agents.every((a) => a.version === 2)).toBe(true);
     // Groups were entered in order, each after the previous one's soak.
-    const view = scenario.server.engine.status().releases.find((r) => r.id === out.release)!;
+    const view = (await scenario.server.engine.status()).releases.find((r) => r.id === out.release)!;
     const times = view.groups.map((g) => Date.parse(g.publishedAt!));
     for (let i = 1; i < times.length; i++)
       expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(60 * 60_000);

@@ -291,7 +291,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
 
   test("unenrolled, the agent is refused; enrolled, its signed heartbeat tells the server its version and health, in the group the fleet assigned", async () => {
     await vendor.release("TestText", 1, { "data.txt": "one" });
-    const server = serveRelease({
+    const server = await serveRelease({
       config: parseReleaseConfig({
         repo: vendor.repo,
         keys: vendor.keysDir,
@@ -319,7 +319,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
       const unsigned = await startHeartbeat(agent.agent, agent.agent.config);
       expect(await unsigned?.send()).toBe(false);
       await unsigned?.stop();
-      expect(server.fleet.size).toBe(0);
+      expect(await server.fleet.count()).toBe(0);
       const identity = await enrollAgent({
         stateDir: agent.stateDir,
         fleet: server.url.href,
@@ -332,7 +332,7 @@ describe("a real agent reporting to the real fleet endpoint", () => {
       expect(reporter).toBeDefined();
       await agent.agent.update();
       await reporter?.flush();
-      const known = [...server.fleet.agents()];
+      const known = await server.fleet.list();
       expect(known).toHaveLength(1);
       expect(known[0]).toMatchObject({
         tenant: "acme",

@@ -70,7 +70,7 @@ afterEach(async () => {
 });
 
 test("reports reach the fleet service once each, through an outage and a lost answer", async () => {
-  server = serveRelease({ config, port: 0, autoTick: false });
+  server = await serveRelease({ config, port: 0, autoTick: false });
   const port = server.port;
   await vendor.release("TELEMSUP", 1, {
     "telemsup.json": JSON.stringify({
@@ -135,7 +135,7 @@ test("reports reach the fleet service once each, through an outage and a lost an
   expect(during.target?.url).toStartWith(`http://localhost:${port}/telemetry/v1/`);
 
   // Back, but the first answer is lost: the receiver stored the batch, the agent retries it.
-  server = serveRelease({ config, port, autoTick: false });
+  server = await serveRelease({ config, port, autoTick: false });
   loseAnswers = 1;
   svc.retryNow();
   expect(await svc.flush(20_000)).toBe(true);
@@ -225,7 +225,7 @@ test("reports queued while the receiver is down survive an agent restart and are
       interval: 600,
     }),
   });
-  server = serveRelease({ config, port: 0, autoTick: false });
+  server = await serveRelease({ config, port: 0, autoTick: false });
   const port = server.port;
   await server.stop();
   server = undefined;
@@ -261,7 +261,7 @@ test("reports queued while the receiver is down survive an agent restart and are
   await t.stop();
 
   // A new agent process on the same state: the queue is still there; the receiver is back.
-  server = serveRelease({ config, port, autoTick: false });
+  server = await serveRelease({ config, port, autoTick: false });
   t = await startAgent(vendor, { registry, config: cfg, stateDir: t.stateDir });
   // Same clock: the next report is not due yet, so only the two queued ones travel.
   svc = new TelemetryService({

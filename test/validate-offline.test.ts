@@ -194,7 +194,9 @@ describe("contentctl refuses what the agent would reject", () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toContain("HND_HMPA_INVALID");
     expect(snapshot(vendor.repo)).toEqual(before);
+    // Not even release state was created: status finds none, and says so (it is not "no releases").
     const status = await contentctl("release", "status", "--config", cfg, "--json");
-    expect(JSON.parse(status.stdout).releases).toEqual([]);
+    expect(status.code).toBe(3);
+    expect(status.stdout + status.stderr).toContain("REL_STATE_MISSING");
   }, 60_000);
 });

@@ -112,7 +112,7 @@ export class FleetScenario {
       concurrency: opts.concurrency ?? 32,
     });
     let scenario: FleetScenario | undefined;
-    const server = serveRelease({
+    const server = await serveRelease({
       config,
       port: 0,
       now: sim.clock,
@@ -194,7 +194,7 @@ export class FleetScenario {
     const every = this.opts.tickEverySteps ?? 5;
     const cyclesBefore = this.sim.cycles;
     const deadline = startedAt + deadlineHours * 3600_000;
-    const active = () => engine.status().releases.find((r) => r.id === id);
+    const active = async () => (await engine.status()).releases.find((r) => r.id === id);
     await this.sim.runUntil(deadline, async (now) => {
       if (endedAt !== null) {
         if (allAgentsAt === null && crashRate === 0 && this.sim.agents.every((a) => a.version === version))
@@ -203,7 +203,7 @@ export class FleetScenario {
       }
       steps++;
       if (firstAffectedAt === null && this.trouble) {
-        for (const a of this.server.fleet.agents()) {
+        for (const a of await this.server.fleet.list()) {
           if (isAffected(a, SIM_TYPE, version)) {
             firstAffectedAt = now;
             break;
@@ -215,14 +215,14 @@ export class FleetScenario {
         await this.server.tick();
         await operatorStep(engine, now);
         // A release only changes state in a tick; looking after each one is enough.
-        const r = active();
+        const r = await active();
         if (r && r.status !== "active") endedAt = now;
       }
       if (allAgentsAt === null && crashRate === 0 && this.sim.agents.every((a) => a.version === version))
         allAgentsAt = now;
       return endedAt !== null && (crashRate > 0 || allAgentsAt !== null);
     });
-    const r = active();
+    const r = await active();
     const installedBy: Record<string, number> = {};
     for (const g of this.opts.groups) installedBy[g.name] = 0;
     for (const a of this.sim.agents) {

@@ -451,7 +451,7 @@ export async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>
  * engine judges it healthy — and never otherwise.
  */
 export async function operatorStep(engine: ReleaseEngine, now: number): Promise<string | null> {
-  const view = engine.status();
+  const view = await engine.status();
   const r = view.releases.find((x) => x.status === "active");
   if (!r) return null;
   const i = r.groups.findLastIndex((g) => g.publishedAt !== null);

@@ -8,9 +8,8 @@ import { defineCommand } from "citty";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { webhookAlerter } from "../alerts.ts";
-import { ReleaseEngine } from "../engine.ts";
 import { cliActor } from "../operator.ts";
-import { operatorArg, releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { operatorArg, releaseArgs, releaseConfig, releaseEngine, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: { name: "abort", description: "Abort the active release and take the groups it reached back" },
@@ -24,14 +23,14 @@ export default defineCommand({
     if (!args.reason.trim()) throw new ConfigError("CFG_INVALID_ARGUMENT", "--reason must not be empty");
     const config = releaseConfig(args);
     const alerter = webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-    const engine = new ReleaseEngine({ config, alerter });
+    const engine = await releaseEngine(args, config, { alerter });
     const release = await engine.abort({
       type: args.type,
       reason: args.reason.trim(),
       actor: args.operator ?? cliActor(),
     });
     await alerter.flush();
-    const view = engine.status().releases.find((r) => r.id === release.id);
+    const view = (await engine.status()).releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);
     else printText(view ? renderRelease(view) : `aborted ${release.id}`);
     return release;

@@ -1,7 +1,10 @@
-/** What the `contentctl release` commands share: the --config argument and the status rendering. */
+/** What the `contentctl release` commands share: --config, --db, opening the engine, the status rendering. */
 import type { ArgsDef } from "citty";
 import { renderFields, renderTable } from "../../core/cli/output.ts";
+import type { ReleaseAlerter } from "../alerts.ts";
 import { loadReleaseConfig, type ReleaseConfig } from "../config.ts";
+import { ReleaseEngine } from "../engine.ts";
+import { openReleaseDb } from "../open-db.ts";
 import type { ReleaseStatusView, ReleaseView } from "../views.ts";
 
 export const releaseArgs = {
@@ -10,6 +13,12 @@ export const releaseArgs = {
     default: "release.json",
     valueHint: "FILE",
     description: "Release config (groups, gates, health, fleet tenants)",
+  },
+  db: {
+    type: "string",
+    valueHint: "URL",
+    description:
+      "Fleet database, the one `contentctl serve --release --db` uses: postgres://user@host:port/db (default: STATE/fleet.db, SQLite)",
   },
   json: { type: "boolean", default: false, description: "Print machine-readable JSON" },
 } as const satisfies ArgsDef;
@@ -22,6 +31,25 @@ export const operatorArg = {
     description: "Who is acting, recorded in the audit trail (default: cli:<login name>)",
   },
 } as const satisfies ArgsDef;
+
+/**
+ * The engine on the release database. `mode: "read"` (status) opens only a
+ * database that exists and has the fleet schema: no state is an error
+ * (REL_STATE_MISSING / REL_DB_UNREACHABLE, exit 3), never "no releases".
+ */
+export async function releaseEngine(
+  args: { db?: string },
+  config: ReleaseConfig,
+  opts: { mode?: "read" | "write"; alerter?: ReleaseAlerter } = {},
+): Promise<ReleaseEngine> {
+  const db = await openReleaseDb({
+    url: args.db,
+    stateDir: config.paths.stateDir,
+    mode: opts.mode,
+    maxAgents: config.fleet.maxAgents,
+  });
+  return new ReleaseEngine({ config, db, alerter: opts.alerter });
+}
 
 export function releaseConfig(args: { config: string }): ReleaseConfig {
   return loadReleaseConfig(args.config);

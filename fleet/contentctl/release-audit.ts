@@ -6,8 +6,7 @@
  */
 import { defineCommand } from "citty";
 import { printJson, printText, renderTable } from "../../core/cli/output.ts";
-import { FileAuditLog } from "../identity/store.ts";
-import { releaseArgs, releaseConfig } from "./release-args.ts";
+import { releaseArgs, releaseConfig, releaseEngine } from "./release-args.ts";
 
 export default defineCommand({
   meta: { name: "audit", description: "Show the audit trail of release actions (who, when, why)" },
@@ -16,8 +15,8 @@ export default defineCommand({
     ...releaseArgs,
   },
   async run({ args }) {
-    const config = releaseConfig(args);
-    const all = await new FileAuditLog(config.paths.stateDir).audit();
+    const engine = await releaseEngine(args, releaseConfig(args), { mode: "read" });
+    const all = await engine.auditTrail();
     const records = args.release ? all.filter((r) => r.release === args.release) : all;
     if (args.json) printJson(records);
     else

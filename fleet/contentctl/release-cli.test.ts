@@ -99,6 +99,14 @@ async function run<T extends ArgsDef>(
   }
 }
 
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+  const port = s.port ?? 1;
+  await s.stop(true);
+  return port;
+}
+
 describe("contentctl release", () => {
   test("start takes the package beside the config and publishes to the first group", async () => {
     const { out } = await run(start, ["TestText", "2", "--config", cfg, "--json"]);
@@ -207,6 +215,16 @@ describe("contentctl release", () => {
     expect(await code(run(start, ["TestText", "2", "--config", cfg]))).toBe("REL_VERSION_NOT_NEWER");
     expect(await code(run(start, ["TestText", "x", "--config", cfg]))).toBe("CFG_INVALID_ARGUMENT");
     expect(await code(run(status, ["--config", join(dir, "missing.json")]))).toBe("CFG_NOT_FOUND");
+    // Release state status cannot read is an error, never an empty "no releases".
+    const fresh = join(dir, "fresh.json");
+    writeFileSync(
+      fresh,
+      JSON.stringify({ repo: vendor.repo, keys: vendor.keysDir, stateDir: "fresh-state" }),
+    );
+    expect(await code(run(status, ["--config", fresh]))).toBe("REL_STATE_MISSING");
+    const closed = `postgres://outpost@127.0.0.1:${await closedPort()}/none`;
+    expect(await code(run(status, ["--config", cfg, "--db", closed]))).toBe("REL_DB_UNREACHABLE");
+    expect(await code(run(status, ["--config", cfg, "--db", "mysql://x"]))).toBe("REL_DB_URL");
   });
 
   test("token makes a tenant token and the hash the config wants", async () => {

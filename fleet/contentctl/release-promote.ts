@@ -7,9 +7,8 @@
  */
 import { defineCommand } from "citty";
 import { printJson, printText } from "../../core/cli/output.ts";
-import { ReleaseEngine } from "../engine.ts";
 import { cliActor } from "../operator.ts";
-import { operatorArg, releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { operatorArg, releaseArgs, releaseConfig, releaseEngine, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: { name: "promote", description: "Promote the active release to its next release group" },
@@ -25,14 +24,14 @@ export default defineCommand({
     ...releaseArgs,
   },
   async run({ args }) {
-    const engine = new ReleaseEngine({ config: releaseConfig(args) });
+    const engine = await releaseEngine(args, releaseConfig(args));
     const release = await engine.promote({
       type: args.type,
       force: args.force,
       reason: args.reason,
       actor: args.operator ?? cliActor(),
     });
-    const view = engine.status().releases.find((r) => r.id === release.id);
+    const view = (await engine.status()).releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);
     else printText(view ? renderRelease(view) : `promoted ${release.id}`);
     return release;

@@ -11,9 +11,8 @@ import { defineCommand } from "citty";
 import { keyringFile, validatePackageFile } from "../../core/cli/contentctl/validate.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { ReleaseEngine } from "../engine.ts";
 import { cliActor } from "../operator.ts";
-import { operatorArg, releaseArgs, releaseConfig, renderRelease } from "./release-args.ts";
+import { operatorArg, releaseArgs, releaseConfig, releaseEngine, renderRelease } from "./release-args.ts";
 
 export default defineCommand({
   meta: {
@@ -53,14 +52,14 @@ export default defineCommand({
       type: args.type,
       workDirFiles: keyringFile(args["content-key"]),
     });
-    const engine = new ReleaseEngine({ config });
+    const engine = await releaseEngine(args, config);
     const release = await engine.start({
       type: args.type,
       version: Number(args.version),
       packageFile,
       actor: args.operator ?? cliActor(),
     });
-    const view = engine.status().releases.find((r) => r.id === release.id);
+    const view = (await engine.status()).releases.find((r) => r.id === release.id);
     if (args.json) printJson(view ?? release);
     else printText(view ? renderRelease(view) : `started ${release.id}`);
     return release;

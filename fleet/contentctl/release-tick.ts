@@ -2,14 +2,13 @@
  * `contentctl release tick`: runs the scheduler once — automatic promotions
  * after soak, health-triggered aborts, resuming interrupted steps — for
  * deployments that drive it from cron instead of `contentctl serve --release`.
- * Health comes from the fleet snapshot the serving process writes.
+ * Health comes from the fleet database the serving processes write.
  */
 import { defineCommand } from "citty";
 import { EXIT } from "../../core/cli/exit-codes.ts";
 import { printJson, printText, renderTable } from "../../core/cli/output.ts";
 import { webhookAlerter } from "../alerts.ts";
-import { ReleaseEngine } from "../engine.ts";
-import { releaseArgs, releaseConfig } from "./release-args.ts";
+import { releaseArgs, releaseConfig, releaseEngine } from "./release-args.ts";
 
 export default defineCommand({
   meta: { name: "tick", description: "Run the release scheduler once (promotions, aborts, resumes)" },
@@ -17,7 +16,7 @@ export default defineCommand({
   async run({ args }) {
     const config = releaseConfig(args);
     const alerter = webhookAlerter(config.alerts.urls, { timeoutMs: config.alerts.timeoutSeconds * 1000 });
-    const result = await new ReleaseEngine({ config, alerter }).tick();
+    const result = await (await releaseEngine(args, config, { alerter })).tick();
     await alerter.flush();
     // Cron must notice a step that keeps failing; the rest of the tick has run.
     if (result.errors.length > 0) process.exitCode = EXIT.CONTENT;
@@ -38,7 +37,10 @@ export default defineCommand({
           `${e.code}: ${e.message}`,
         ]),
       ];
-      printText(rows.length ? renderTable(["RELEASE", "ACTION", "GROUP", "WHY"], rows) : "nothing to do");
+      printText(
+        result.skipped ??
+          (rows.length ? renderTable(["RELEASE", "ACTION", "GROUP", "WHY"], rows) : "nothing to do"),
+      );
     }
     return result;
   },

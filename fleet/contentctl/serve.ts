@@ -22,6 +22,12 @@ export default defineCommand({
       description:
         "Release config: also serve POST /fleet/heartbeat and GET /console, and run the release scheduler (docs/rollout.md)",
     },
+    db: {
+      type: "string",
+      valueHint: "URL",
+      description:
+        "With --release: fleet database, postgres://user@host:port/db for replicas sharing one (default: STATE/fleet.db, SQLite)",
+    },
   },
   async run({ args }) {
     const port = /^[0-9]{1,5}$/.test(args.port) ? Number(args.port) : Number.NaN;
@@ -31,7 +37,10 @@ export default defineCommand({
         `--port must be 0..65535, got ${JSON.stringify(args.port)}`,
       );
     }
-    if (args.release) return serveWithRelease(args.release, { repo: args.repo, port, host: args.host });
+    if (args.release)
+      return serveWithRelease(args.release, { repo: args.repo, port, host: args.host, db: args.db });
+    if (args.db)
+      throw new ConfigError("CFG_INVALID_ARGUMENT", "--db needs --release (it holds release state)");
     const server = serveRepo({ repo: args.repo, port, hostname: args.host });
     const url = server.url.href;
     process.stdout.write(
@@ -46,7 +55,10 @@ export default defineCommand({
 });
 
 /** Repository + fleet endpoint + console + scheduler; the repo folder must be the release config's. */
-async function serveWithRelease(file: string, opts: { repo: string; port: number; host: string }) {
+async function serveWithRelease(
+  file: string,
+  opts: { repo: string; port: number; host: string; db: string | undefined },
+) {
   const { loadReleaseConfig } = await import("../config.ts");
   const { serveRelease } = await import("../server.ts");
   const config = loadReleaseConfig(file);
@@ -57,7 +69,7 @@ async function serveWithRelease(file: string, opts: { repo: string; port: number
       { file },
     );
   }
-  const server = serveRelease({ config, port: opts.port, hostname: opts.host });
+  const server = await serveRelease({ config, port: opts.port, hostname: opts.host, db: opts.db });
   const url = server.url.href;
   process.stdout.write(
     `${JSON.stringify({ msg: "serving repository", url, repo: opts.repo, port: server.port, fleet: `${url}fleet/heartbeat`, console: `${url}console` })}\n`,

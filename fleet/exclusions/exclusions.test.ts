@@ -43,7 +43,7 @@ beforeAll(async () => {
     console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
   };
   writeFileSync(join(root, "release.json"), JSON.stringify(config));
-  server = serveRelease({ config: parseReleaseConfig(config), port: 0, autoTick: false });
+  server = await serveRelease({ config: parseReleaseConfig(config), port: 0, autoTick: false });
   exclusions = new ExclusionService({ stateDir: join(root, "agent"), config: [], protectedPaths: [] });
   const identity = await enrollAgent({
     stateDir: join(root, "agent"),

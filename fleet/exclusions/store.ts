@@ -35,6 +35,8 @@ export class ExclusionStore {
   constructor(file: string) {
     mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file, { create: true });
+    // Replicas sharing a state dir open this file at once: wait for the other's schema, do not fail.
+    this.db.exec("PRAGMA busy_timeout = 5000");
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec(`CREATE TABLE IF NOT EXISTS agent_exclusions (
       tenant TEXT NOT NULL, agent_id TEXT NOT NULL,

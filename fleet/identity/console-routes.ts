@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type { Context, Hono } from "hono";
 import type { ReleaseConfig } from "../config.ts";
-import type { FleetRegistry } from "../fleet.ts";
+import type { FleetStore } from "../db/fleet-store.ts";
 import { identitySummary, renderIdentitySection } from "./console-section.ts";
 import { CONSOLE_COOKIE, consoleOperator, loginPage } from "./operators.ts";
 import { assignedGroup } from "./routes.ts";
@@ -18,7 +18,7 @@ import type { IdentityStore } from "./store.ts";
 export interface ConsoleAuthDeps {
   config: ReleaseConfig;
   store: IdentityStore;
-  fleet: FleetRegistry;
+  fleet: FleetStore;
   now: () => Date;
 }
 
@@ -76,11 +76,11 @@ export function consoleAuth(app: Hono, deps: ConsoleAuthDeps): { section(c: Cont
     async section(c) {
       const now = deps.now().getTime();
       const summary = identitySummary(
-        deps.fleet.agents(),
+        await deps.fleet.activeTenants(now - deps.config.health.activeWindowMinutes * 60_000),
         await deps.store.enrollments(),
         deps.config.fleet.tenants,
         (t) => assignedGroup(deps.config, t),
-        { now, activeWindowMs: deps.config.health.activeWindowMinutes * 60_000 },
+        { now },
       );
       return renderIdentitySection(summary, await deps.store.audit(), operators.get(c.req.raw) ?? "?");
     },

@@ -4,7 +4,7 @@
  * audited actions. Pure rendering over data the server passes in.
  */
 
-import type { FleetAgent } from "../health.ts";
+import type { TenantActivity } from "../db/fleet-store.ts";
 import { esc } from "../http/html.ts";
 import type { TenantConfig } from "./config.ts";
 import type { AuditRecord, Enrollment } from "./store.ts";
@@ -26,24 +26,20 @@ export interface IdentitySummary {
 }
 
 export function identitySummary(
-  agents: Iterable<FleetAgent>,
+  activity: readonly TenantActivity[],
   enrollments: readonly Enrollment[],
   tenants: Record<string, TenantConfig>,
   groupOf: (tenant: string) => string,
-  o: { now: number; activeWindowMs: number },
+  o: { now: number },
 ): IdentitySummary {
   const perGroup = new Map<
     string,
     Map<string, { tenant: string; vendor: boolean; active: number; enrolled: number }>
   >();
-  for (const a of agents) {
-    if (a.receivedAt < o.now - o.activeWindowMs) continue;
+  for (const a of activity) {
     const g = perGroup.get(a.group) ?? new Map();
     perGroup.set(a.group, g);
-    const t = g.get(a.tenant) ?? { tenant: a.tenant, vendor: !!a.vendor, active: 0, enrolled: 0 };
-    g.set(a.tenant, t);
-    t.active++;
-    if (a.enrolled) t.enrolled++;
+    g.set(a.tenant, { tenant: a.tenant, vendor: a.vendor, active: a.active, enrolled: a.enrolled });
   }
   const hourAgo = o.now - 3600_000;
   return {

@@ -168,7 +168,7 @@ describe("console login and agent enroll on a live server", () => {
   beforeAll(async () => {
     vendor = await makeVendor();
     root = mkdtempSync(join(tmpdir(), "outpost-identity-"));
-    server = start({ proxyHeader: "x-forwarded-user" });
+    server = await start({ proxyHeader: "x-forwarded-user" });
   });
   afterAll(async () => {
     await server?.stop();
@@ -216,7 +216,7 @@ describe("console login and agent enroll on a live server", () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain("proxy:bob@example.com");
     await server.stop();
-    server = start({ proxyHeader: "x-forwarded-user", trustedProxies: ["192.0.2.1"] });
+    server = await start({ proxyHeader: "x-forwarded-user", trustedProxies: ["192.0.2.1"] });
     expect((await get("/console?fragment=1", { "x-forwarded-user": "bob@example.com" })).status).toBe(401);
   });
 

@@ -48,7 +48,7 @@ export class TelemetryStore {
   ) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path, { create: true });
-    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+    this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS reports (
         key TEXT PRIMARY KEY,
