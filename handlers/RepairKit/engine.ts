@@ -5,9 +5,11 @@
  * was repaired stays repaired. The report says, per check, what was
  * checked, what was repaired and what failed.
  */
-import { describeError, HandlerError } from "../../core/errors.ts";
+
+import { describeError } from "../../core/errors.ts";
 import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_shared/lua/format.ts";
-import { type HostFunction, LuaSandbox, type LuaValue, luaRef } from "../_shared/lua/sandbox.ts";
+import { openHostRuntime } from "../_shared/lua/host-runtime.ts";
+import type { LuaSandbox, LuaValue } from "../_shared/lua/sandbox.ts";
 import type { AgentActions, QueuedAction, RepairEnv } from "./env.ts";
 import lastResortSource from "./last-resort.lua" with { type: "text" };
 import runtimeSource from "./runtime.lua" with { type: "text" };
@@ -95,10 +97,12 @@ interface RawResult {
 
 /** Loads a ruleset into a sandbox bound to `env`; throws HND_REPAIR_LOAD_FAILED naming the rule file. */
 async function open(ruleset: Ruleset, env: RepairEnv): Promise<{ sandbox: LuaSandbox; rt: number }> {
-  const sandbox = await LuaSandbox.create({ stateMemoryBytes: ruleset.limits.stateMemoryMb * 1024 * 1024 });
-  try {
-    const fn = (f: HostFunction) => sandbox.hostFunction(f);
-    const host = {
+  return openHostRuntime({
+    ruleset,
+    runtimeSource,
+    chunkName: "=repair-runtime",
+    loadFailedCode: "HND_REPAIR_LOAD_FAILED",
+    host: (fn) => ({
       stat: fn((p) => env.stat(p) as LuaValue),
       list: fn((p) => env.list(p)),
       read: fn((p, max) => env.read(p, max)),
@@ -121,23 +125,8 @@ async function open(ruleset: Ruleset, env: RepairEnv): Promise<{ sandbox: LuaSan
       content_refetch: fn((t) => env.contentRefetch(t)),
       enable_updates: fn(() => env.enableUpdates() as LuaValue),
       request: fn((a, arg) => env.request(a, arg)),
-    };
-    const [rt] = sandbox.runChunkRefs(runtimeSource, "=repair-runtime", [luaRef(sandbox.internals), host]);
-    const failure = sandbox.call(rt!, "load", ruleset.rules, ruleset.limits)[0] as {
-      rule: string;
-      message: string;
-    } | null;
-    if (failure) {
-      const file = ruleset.rules.find((r) => r.name === failure.rule)?.file;
-      throw new HandlerError("HND_REPAIR_LOAD_FAILED", `${file ?? failure.rule}: ${failure.message}`, {
-        file,
-      });
-    }
-    return { sandbox, rt: rt! };
-  } catch (e) {
-    sandbox.close();
-    throw e;
-  }
+    }),
+  });
 }
 
 /** Compiles and loads a ruleset without running a check (RepairKit's load() proves its content this way). */

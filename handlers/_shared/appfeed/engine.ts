@@ -6,9 +6,11 @@
  * keeps its previous exclusions) or was refused (nothing it proposed is
  * used).
  */
+
 import { HandlerError } from "../../../core/errors.ts";
 import type { RuleLimits, RuleSource } from "../lua/format.ts";
-import { type HostFunction, LuaSandbox, type LuaValue, luaRef } from "../lua/sandbox.ts";
+import { openHostRuntime } from "../lua/host-runtime.ts";
+import type { LuaSandbox, LuaValue } from "../lua/sandbox.ts";
 import type { AppfeedEnv } from "./env.ts";
 import runtimeSource from "./runtime.lua" with { type: "text" };
 
@@ -59,10 +61,12 @@ interface RawResult {
 }
 
 async function open(ruleset: AppfeedRuleset, env: AppfeedEnv): Promise<{ sandbox: LuaSandbox; rt: number }> {
-  const sandbox = await LuaSandbox.create({ stateMemoryBytes: ruleset.limits.stateMemoryMb * 1024 * 1024 });
-  try {
-    const fn = (f: HostFunction) => sandbox.hostFunction(f);
-    const host = {
+  return openHostRuntime({
+    ruleset,
+    runtimeSource,
+    chunkName: "=appfeed-runtime",
+    loadFailedCode: "HND_APPFEED_LOAD_FAILED",
+    host: (fn) => ({
       installed: fn(() => env.installed() as unknown as LuaValue),
       app: fn((name) => (env.installed().find((a) => a.name === name) ?? null) as unknown as LuaValue),
       exists: fn((p) => env.exists(p as string)),
@@ -70,23 +74,8 @@ async function open(ruleset: AppfeedRuleset, env: AppfeedEnv): Promise<{ sandbox
       read: fn((p, max) => env.read(p as string, max as number | undefined)),
       list: fn((p) => env.list(p as string)),
       query: fn((tool, args) => env.query(tool as string, (args ?? []) as string[]) as unknown as LuaValue),
-    };
-    const [rt] = sandbox.runChunkRefs(runtimeSource, "=appfeed-runtime", [luaRef(sandbox.internals), host]);
-    const failure = sandbox.call(rt!, "load", ruleset.rules, ruleset.limits)[0] as {
-      rule: string;
-      message: string;
-    } | null;
-    if (failure) {
-      const file = ruleset.rules.find((r) => r.name === failure.rule)?.file;
-      throw new HandlerError("HND_APPFEED_LOAD_FAILED", `${file ?? failure.rule}: ${failure.message}`, {
-        file,
-      });
-    }
-    return { sandbox, rt: rt! };
-  } catch (e) {
-    sandbox.close();
-    throw e;
-  }
+    }),
+  });
 }
 
 /** Loads the rule files and lists their apps without running a detector (validation at load). */
