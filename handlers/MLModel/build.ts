@@ -35,9 +35,19 @@ export async function compileAssemblyScript(source: string, maxPages: number | n
     // A computed specifier keeps the compiler out of the compiled executables: building from
     // source needs the npm package (in the repo's node_modules); a prebuilt .wasm needs nothing.
     const spec = ["assemblyscript", "asc"].join("/");
-    const asc = (await import(spec)) as unknown as {
+    type Asc = {
       main(argv: string[], opts: object): Promise<{ error: Error | null; stderr: { toString(): string } }>;
     };
+    let asc: Asc;
+    try {
+      asc = (await import(spec)) as unknown as Asc;
+    } catch (e) {
+      throw new HandlerError(
+        "HND_ML_BUILD",
+        `${source}: compiling AssemblyScript needs the 'assemblyscript' npm package, which this contentctl does not include (${(e as Error).message}); run it from the source tree after npm install, or pass a prebuilt .wasm as --source`,
+        { file: source },
+      );
+    }
     const r = await asc.main(ascArgs(entry, out, maxPages), {});
     if (r.error)
       throw new HandlerError(
