@@ -16,6 +16,8 @@
  * Who may count, and how much each tenant weighs, are the gate rules G1–G6
  * (gate.ts): counts are kept per tenant so that no tenant's agents decide.
  */
+
+import type { GateQuery } from "./db/fleet-store.ts";
 import { type TenantCounts, weigh } from "./gate.ts";
 
 export interface FleetAgentContent {
@@ -108,19 +110,7 @@ export function isExposed(agent: FleetAgent, type: string, version: number): boo
   return c.version === version || c.bad.includes(version) || c.rolledBackFrom.includes(version);
 }
 
-export function groupHealth(
-  agents: Iterable<FleetAgent>,
-  q: {
-    type: string;
-    version: number;
-    group: string;
-    since: number;
-    now: number;
-    activeWindowMs: number;
-    /** G1: count only vendor tenants' agents. */
-    vendorOnly?: boolean;
-  },
-): GroupHealth {
+export function groupHealth(agents: Iterable<FleetAgent>, q: GateQuery): GroupHealth {
   const h: GroupHealth = {
     group: q.group,
     agents: 0,

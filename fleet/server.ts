@@ -43,7 +43,7 @@ import { ReleaseEngine, type TickResult } from "./engine.ts";
 import { exclusionsApp } from "./exclusions/routes.ts";
 import { ExclusionStore } from "./exclusions/store.ts";
 import type { FleetAgent } from "./health.ts";
-import { readCapped } from "./http/body.ts";
+import { readJsonBody } from "./http/body.ts";
 import { consoleAuth } from "./identity/console-routes.ts";
 import { DbIdentityStore } from "./identity/db-store.ts";
 import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
@@ -108,30 +108,10 @@ export function fleetApp(deps: FleetAppDeps): Hono {
         "WWW-Authenticate": 'Bearer realm="outpost-fleet"',
       });
     }
-    if (!(c.req.header("content-type") ?? "").toLowerCase().startsWith("application/json")) {
-      return c.json({ error: "content-type must be application/json", code: "FLEET_MEDIA_TYPE" }, 415);
-    }
-    const body = await readCapped(c.req.raw, MAX_HEARTBEAT_BYTES);
-    if (body === null) {
-      return c.json(
-        { error: `heartbeat larger than ${MAX_HEARTBEAT_BYTES} bytes`, code: "FLEET_TOO_LARGE" },
-        413,
-      );
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-    } catch {
-      return c.json({ error: "not UTF-8 JSON", code: "FLEET_INVALID" }, 400);
-    }
-    const parsed = HeartbeatSchema.safeParse(json);
-    if (!parsed.success) {
-      const issues = parsed.error.issues
-        .slice(0, 5)
-        .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-      return c.json({ error: `invalid heartbeat: ${issues.join("; ")}`, code: "FLEET_INVALID" }, 400);
-    }
-    let hb = parsed.data;
+    const read = await readJsonBody(c, HeartbeatSchema, MAX_HEARTBEAT_BYTES, "heartbeat");
+    if (!read.ok) return read.response;
+    const body = read.body;
+    let hb = read.data;
     let sender: SenderFacts;
     if (signed) {
       const v = await identity.verifyHeartbeat(c.req.raw.headers, body, hb);

@@ -18,7 +18,7 @@ import {
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { log } from "../../core/log.ts";
 import type { ReleaseConfig } from "../config.ts";
-import { readCapped } from "../http/body.ts";
+import { readJsonBody } from "../http/body.ts";
 import type { IdentityStore } from "./store.ts";
 import { type Check, checkEnrollment, checkSignedHeartbeat, isEd25519Key } from "./verify.ts";
 
@@ -157,29 +157,9 @@ export class IdentityEdge {
         "WWW-Authenticate": 'Bearer realm="outpost-fleet"',
       });
     }
-    if (!(c.req.header("content-type") ?? "").toLowerCase().startsWith("application/json")) {
-      return c.json({ error: "content-type must be application/json", code: "FLEET_MEDIA_TYPE" }, 415);
-    }
-    const body = await readCapped(c.req.raw, MAX_ENROLL_BYTES);
-    if (body === null)
-      return c.json(
-        { error: `enrollment larger than ${MAX_ENROLL_BYTES} bytes`, code: "FLEET_TOO_LARGE" },
-        413,
-      );
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-    } catch {
-      return c.json({ error: "not UTF-8 JSON", code: "FLEET_INVALID" }, 400);
-    }
-    const parsed = EnrollRequestSchema.safeParse(json);
-    if (!parsed.success) {
-      const issues = parsed.error.issues
-        .slice(0, 5)
-        .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-      return c.json({ error: `invalid enrollment: ${issues.join("; ")}`, code: "FLEET_INVALID" }, 400);
-    }
-    const req = parsed.data;
+    const read = await readJsonBody(c, EnrollRequestSchema, MAX_ENROLL_BYTES, "enrollment");
+    if (!read.ok) return read.response;
+    const req = read.data;
     if (req.tenant !== tenant) {
       return c.json({ error: "E1: token does not belong to this tenant", code: "FLEET_WRONG_TENANT" }, 403);
     }
