@@ -21,13 +21,7 @@ import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
 import { HealthBoard } from "../health/reasons.ts";
-import { InProcessHost } from "../host/in-process.ts";
-import {
-  type ContentFailure,
-  defaultInstallDir,
-  HostManager,
-  type HostManagerOptions,
-} from "../host/manager.ts";
+import type { ContentFailure, HostManagerOptions } from "../host/manager.ts";
 import { privilegeViolation } from "../host/policy.ts";
 import { SoftwareService, type SoftwareServiceOptions } from "../install/software-service.ts";
 import { log as rootLog } from "../log.ts";
@@ -44,10 +38,12 @@ import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
 import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
+import { createHost } from "./host-wiring.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy } from "./policy.ts";
 import { protectedPaths } from "./protected-paths.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
+import { loadInstalledContent, rollbacksTotal, type StartupLoadDeps, safeLkg } from "./startup-load.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
 
 export interface AgentOptions {
@@ -83,10 +79,6 @@ const rejectionsTotal = metrics.counter(
 const installsTotal = metrics.counter(
   "outpost_content_installs_total",
   "Content versions installed, by type",
-);
-const rollbacksTotal = metrics.counter(
-  "outpost_content_rollbacks_total",
-  "Content rollbacks to last-known-good, by type and trigger (automatic, manual)",
 );
 
 export class Agent implements AgentApi {
@@ -151,32 +143,15 @@ export class Agent implements AgentApi {
     }
     const emit = (type: string, fields?: Record<string, unknown>) => this.events.emit(type, fields);
     const agentCall = (method: string, args?: unknown) => this.agentAction(method, args);
-    this.host =
-      opts.config.hosts.isolation === "in-process"
-        ? new InProcessHost(opts.registry, this.log, {
-            workDirFor: (group) => join(opts.config.stateDir, "hosts", group),
-            emit,
-            agentCall,
-            pathVars: { stateDir: opts.config.stateDir, installDir: defaultInstallDir() },
-          })
-        : new HostManager({
-            registry: opts.registry,
-            log: this.log,
-            config: opts.config.hosts,
-            stateDir: opts.config.stateDir,
-            emit: (type, fields) => emit(type, fields),
-            agentCall,
-            onContentFailure: (f) => this.contentFailed(f),
-            onCrashLoop: (e) =>
-              this.alert({
-                kind: "handler-failed",
-                code: "HND_HOST_CRASH_LOOP",
-                reason: `host ${e.group} crashed ${e.crashes} times in ${opts.config.hosts.crashLoop.windowSeconds} s with no recent content to blame (last: ${e.detail})`,
-              }),
-            command: opts.hosts?.command,
-            health: this.health,
-            now: () => this.now().getTime(),
-          });
+    this.host = createHost(opts, {
+      log: this.log,
+      health: this.health,
+      now: () => this.now().getTime(),
+      emit,
+      agentCall,
+      onContentFailure: (f) => this.contentFailed(f),
+      alert: (a) => this.alert(a),
+    });
     this.software = new SoftwareService({
       config: opts.config.software,
       stateDir: opts.config.stateDir,
@@ -292,104 +267,23 @@ export class Agent implements AgentApi {
   }
 
   /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
-  private async loadInstalled(): Promise<void> {
-    for (const type of this.usable.types()) {
-      let record: ReturnType<ContentStore["installed"]>;
-      try {
-        record = this.store.installed(type);
-      } catch (e) {
-        if (this.readOnly) this.host.markFailed(type, e);
-        else await this.recoverFromLkg(type, undefined, e);
-        continue;
-      }
-      if (!record) continue;
-      try {
-        await this.loadRecord(type, record);
-      } catch (e) {
-        if (this.readOnly) this.host.markFailed(type, e);
-        else await this.recoverFromLkg(type, record.version, e);
-      }
-    }
+  /** Start-up: every installed type loaded, or its last-known-good restored (core/agent/startup-load.ts). */
+  private loadInstalled(): Promise<void> {
+    return loadInstalledContent(this.usable.types(), this.startupDeps());
   }
 
-  private async loadRecord(
-    type: string,
-    record: NonNullable<ReturnType<ContentStore["installed"]>>,
-  ): Promise<void> {
-    // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before loading.
-    const check = this.store.verifyInstalled(type, record);
-    if (check && !check.ok) {
-      const first = check.problems[0];
-      throw new StoreError(
-        "STORE_CONTENT_CORRUPT",
-        `${type} v${record.version}: ${first?.path ?? "?"}: ${first?.reason ?? "does not match its manifest"}`,
-        { file: first?.path },
-      );
-    }
-    const view = this.store.view(record);
-    await this.host.validate(type, view);
-    const prepared = await this.host.prepare(type, view);
-    const installedAt = Date.parse(record.installedAt);
-    await this.host.commit(prepared, Number.isNaN(installedAt) ? {} : { activatedAt: installedAt });
-  }
-
-  private async recoverFromLkg(
-    type: string,
-    failedVersion: number | undefined,
-    cause: unknown,
-  ): Promise<void> {
-    const d = describeError(cause);
-    this.log.error("content failed to load; rolling back to last-known-good", { type, failedVersion, ...d });
-    if (failedVersion !== undefined) this.store.markBad(type, failedVersion, `${d.code}: ${d.message}`);
-    const lkg = this.safeLkg(type);
-    if (!lkg) {
-      this.host.markFailed(type, cause);
-      this.recordError({
-        at: this.now().toISOString(),
-        type,
-        file: d.file ?? type,
-        code: d.code,
-        reason: d.message,
-      });
-      this.alert({ kind: "handler-failed", type, code: d.code, reason: d.message, file: d.file });
-      return;
-    }
-    try {
-      await this.loadRecord(type, lkg);
-      this.store.rollback(type);
-      rollbacksTotal.inc({ type, trigger: "automatic" });
-      this.rollbackNotices.record(type, failedVersion ?? null, lkg.version, `${d.code}: ${d.message}`);
-      this.events.emit("content-rolled-back", {
-        contentType: type,
-        from: failedVersion ?? null,
-        to: lkg.version,
-        automatic: true,
-      });
-      this.alert({
-        kind: "content-rolled-back",
-        type,
-        code: d.code,
-        reason: `v${failedVersion} failed to load (${d.message}); restored v${lkg.version}`,
-      });
-    } catch (e2) {
-      this.host.markFailed(type, e2);
-      const d2 = describeError(e2);
-      this.recordError({
-        at: this.now().toISOString(),
-        type,
-        file: d2.file ?? type,
-        code: d2.code,
-        reason: d2.message,
-      });
-    }
-  }
-
-  private safeLkg(type: string) {
-    try {
-      return this.store.lkg(type);
-    } catch {
-      return undefined;
-    }
+  private startupDeps(): StartupLoadDeps {
+    return {
+      store: this.store,
+      host: this.host,
+      log: this.log,
+      readOnly: this.readOnly,
+      now: this.now,
+      rollbackNotices: this.rollbackNotices,
+      emit: (type, fields) => this.events.emit(type, fields),
+      recordError: (r) => this.recordError(r),
+      alert: (a) => this.alert(a),
+    };
   }
 
   /** One update cycle; `only` limits it to those types, on-demand ones included (core/update/client.ts). */
@@ -592,7 +486,7 @@ export class Agent implements AgentApi {
       code: f.code,
       reason: f.detail,
     });
-    const lkg = this.safeLkg(f.type);
+    const lkg = safeLkg(this.store, f.type);
     const usable =
       lkg &&
       lkg.version !== f.version &&

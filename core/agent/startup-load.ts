@@ -1,0 +1,130 @@
+/**
+ * Start-up: every installed content type is loaded into its host again —
+ * after its stored files are verified once more, since a disk can rot or be
+ * tampered with between runs. A type that fails to load is marked bad and
+ * its last-known-good restored (automatic rollback, alert, AMBER notice);
+ * with no last-known-good it is shown failed. A read-only view only marks
+ * failures: it never rolls back or writes (runtime.ts, startReadOnly).
+ */
+import { describeError, StoreError } from "../errors.ts";
+import type { HandlerHost } from "../handler/host-contract.ts";
+import type { Logger } from "../log.ts";
+import { metrics } from "../metrics.ts";
+import type { ContentStore } from "../store/store.ts";
+import type { Alert } from "./alerts.ts";
+import type { RejectionRecord } from "./api.ts";
+import type { RollbackNotices } from "./rollback-notices.ts";
+
+export const rollbacksTotal = metrics.counter(
+  "outpost_content_rollbacks_total",
+  "Content rollbacks to last-known-good, by type and trigger (automatic, manual)",
+);
+
+type InstalledRecord = NonNullable<ReturnType<ContentStore["installed"]>>;
+
+export interface StartupLoadDeps {
+  store: ContentStore;
+  host: HandlerHost;
+  log: Logger;
+  readOnly: boolean;
+  now: () => Date;
+  rollbackNotices: RollbackNotices;
+  emit(type: string, fields?: Record<string, unknown>): void;
+  recordError(r: RejectionRecord): void;
+  alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void;
+}
+
+export async function loadInstalledContent(types: readonly string[], d: StartupLoadDeps): Promise<void> {
+  for (const type of types) {
+    let record: InstalledRecord | null;
+    try {
+      record = d.store.installed(type);
+    } catch (e) {
+      if (d.readOnly) d.host.markFailed(type, e);
+      else await recoverFromLkg(d, type, undefined, e);
+      continue;
+    }
+    if (!record) continue;
+    try {
+      await loadRecord(d, type, record);
+    } catch (e) {
+      if (d.readOnly) d.host.markFailed(type, e);
+      else await recoverFromLkg(d, type, record.version, e);
+    }
+  }
+}
+
+/** Verifies the stored files again, then validates, prepares and commits them in the host. */
+export async function loadRecord(
+  d: Pick<StartupLoadDeps, "store" | "host">,
+  type: string,
+  record: InstalledRecord,
+): Promise<void> {
+  // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before loading.
+  const check = d.store.verifyInstalled(type, record);
+  if (check && !check.ok) {
+    const first = check.problems[0];
+    throw new StoreError(
+      "STORE_CONTENT_CORRUPT",
+      `${type} v${record.version}: ${first?.path ?? "?"}: ${first?.reason ?? "does not match its manifest"}`,
+      { file: first?.path },
+    );
+  }
+  const view = d.store.view(record);
+  await d.host.validate(type, view);
+  const prepared = await d.host.prepare(type, view);
+  const installedAt = Date.parse(record.installedAt);
+  await d.host.commit(prepared, Number.isNaN(installedAt) ? {} : { activatedAt: installedAt });
+}
+
+/** The last-known-good record, or undefined when there is none or its pointer is unreadable. */
+export function safeLkg(store: ContentStore, type: string): InstalledRecord | undefined {
+  try {
+    return store.lkg(type) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function recoverFromLkg(
+  d: StartupLoadDeps,
+  type: string,
+  failedVersion: number | undefined,
+  cause: unknown,
+): Promise<void> {
+  const e = describeError(cause);
+  d.log.error("content failed to load; rolling back to last-known-good", { type, failedVersion, ...e });
+  if (failedVersion !== undefined) d.store.markBad(type, failedVersion, `${e.code}: ${e.message}`);
+  const failed = (err: unknown) => {
+    d.host.markFailed(type, err);
+    const f = describeError(err);
+    d.recordError({ at: d.now().toISOString(), type, file: f.file ?? type, code: f.code, reason: f.message });
+    return f;
+  };
+  const lkg = safeLkg(d.store, type);
+  if (!lkg) {
+    failed(cause);
+    d.alert({ kind: "handler-failed", type, code: e.code, reason: e.message, file: e.file });
+    return;
+  }
+  try {
+    await loadRecord(d, type, lkg);
+    d.store.rollback(type);
+    rollbacksTotal.inc({ type, trigger: "automatic" });
+    d.rollbackNotices.record(type, failedVersion ?? null, lkg.version, `${e.code}: ${e.message}`);
+    d.emit("content-rolled-back", {
+      contentType: type,
+      from: failedVersion ?? null,
+      to: lkg.version,
+      automatic: true,
+    });
+    d.alert({
+      kind: "content-rolled-back",
+      type,
+      code: e.code,
+      reason: `v${failedVersion} failed to load (${e.message}); restored v${lkg.version}`,
+    });
+  } catch (e2) {
+    failed(e2);
+  }
+}
