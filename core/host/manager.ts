@@ -32,15 +32,15 @@ import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
-import { programBlocker, reportUidDrop } from "./health-report.ts";
 import { idleStops, ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
 import { hostStatuses } from "./host-status.ts";
 import { armIdleStop } from "./idle-stop.ts";
-import { defaultHostCommand, defaultInstallDir, hostEnv, prepareWorkDir, sandboxGaps } from "./launch.ts";
+import { defaultInstallDir, hostEnv, sandboxGaps } from "./launch.ts";
+import { initArgsFor, type LaunchFacts, planLaunch } from "./launch-plan.ts";
 import { trackHostProcess } from "./peers.ts";
-import { type PathVars, privilegeViolation, sandboxFor } from "./policy.ts";
+import { type PathVars, privilegeViolation } from "./policy.ts";
 import { HostProcess } from "./process.ts";
-import { CommitResult, type InitArgs, InitResult, PrepareResult, parseWire } from "./protocol.ts";
+import { CommitResult, InitResult, PrepareResult, parseWire } from "./protocol.ts";
 import {
   type GroupRec,
   type HostManagerOptions,
@@ -50,18 +50,6 @@ import {
   type TypeSlot,
 } from "./records.ts";
 import { HostRouter } from "./routing.ts";
-import {
-  buildLaunch,
-  type CgroupSupport,
-  createHostCgroup,
-  detectCgroupV2,
-  findTools,
-  type HostIdentity,
-  type LaunchTools,
-  landlockRules,
-  resolveAgentIdentity,
-} from "./sandbox.ts";
-import { withStateView } from "./state-view.ts";
 import { CrashSupervisor } from "./supervision.ts";
 
 // The host's public face: what callers outside core/host import from here.
@@ -76,9 +64,7 @@ export class HostManager implements HandlerHost {
   private readonly now: () => number;
   private readonly pathVars: PathVars;
   private stopping = false;
-  private tools?: LaunchTools;
-  private identity?: HostIdentity;
-  private cgroup?: CgroupSupport;
+  private readonly facts: LaunchFacts = {};
   private readonly ctx: ManagerContext;
   private readonly supervisor: CrashSupervisor;
   private readonly router: HostRouter;
@@ -438,66 +424,21 @@ export class HostManager implements HandlerHost {
 
   private async launch(g: GroupRec): Promise<HostProcess> {
     if (!g.policy) throw new HandlerError("HND_UNKNOWN_GROUP", `no host group named ${g.name}`);
-    const manifests = g.types.map((t) => this.slots.get(t)!.manifest);
-    const spec = sandboxFor(g.policy, manifests, this.pathVars);
-    this.tools ??= findTools();
-    this.identity ??= resolveAgentIdentity(this.opts.config.user);
-    const supervisorUid = process.getuid?.() ?? 0;
-    const wanted = supervisorUid === 0 && spec.runAs === "agent";
-    // The program too: a host that cannot even exec itself as the unprivileged user would crash-loop.
-    const programBlocked = wanted
-      ? programBlocker(this.identity, process.execPath, this.pathVars.installDir)
-      : undefined;
-    const { dir: workDir, unreachable: stateBlocked } = prepareWorkDir(
-      this.opts.stateDir,
-      g.name,
-      wanted && !programBlocked ? this.identity : null,
-      this.opts.log,
+    const plan = planLaunch(
+      g,
+      g.policy,
+      g.types.map((t) => this.slots.get(t)!.manifest),
+      this.opts,
+      this.pathVars,
+      this.facts,
     );
-    const unreachable = programBlocked ?? stateBlocked;
-    reportUidDrop(this.opts.health, {
-      group: g.name,
-      wanted,
-      unreachable,
-      user: this.identity.user,
-      stateDir: this.opts.stateDir,
-    });
-    const maxPackage = Math.max(0, ...manifests.map((m) => m.maxPackageBytes));
-    const maxOutbound = Math.max(this.opts.config.maxMessageBytes, maxPackage + 1024 * 1024);
-    const maxInbound = this.opts.config.maxMessageBytes;
-    const base = (this.opts.command ?? defaultHostCommand)(g.name, {
-      maxInbound: maxOutbound,
-      maxOutbound: maxInbound,
-    });
-    const launch = buildLaunch({
-      base,
-      spec,
-      supervisorUid,
-      identity: this.identity,
-      cpuSeconds: Math.max(1, g.limits.cpuSeconds),
-      tools: this.tools,
-      noUidDrop: unreachable,
-    });
-    withStateView(launch, { spec, stateDir: this.opts.stateDir, workDir, supervisorUid });
-    g.launch = launch;
-    if (g.cgroupDir === undefined) {
-      this.cgroup ??= detectCgroupV2();
-      if (this.cgroup.available && this.cgroup.parent) {
-        try {
-          g.cgroupDir = createHostCgroup(this.cgroup.parent, g.name, g.limits.memoryBytes);
-        } catch (e) {
-          g.cgroupNote = `cgroup v2 set-up failed (${(e as Error).message}); RSS watchdog enforces the limit`;
-        }
-      } else {
-        g.cgroupNote = `${this.cgroup.reason}; RSS watchdog enforces the limit`;
-      }
-    }
+    const { spec, workDir, supervisorUid, maxInbound, maxOutbound } = plan;
     const log = this.opts.log.child({ component: "host", group: g.name });
     // The control plane refuses connections from host processes (core/control/peer-guard.ts).
     let untrack = () => {};
     const proc: HostProcess = new HostProcess({
       group: g.name,
-      argv: launch.argv,
+      argv: plan.argv,
       env: hostEnv(workDir),
       cwd: workDir,
       maxInboundBytes: maxInbound,
@@ -524,25 +465,7 @@ export class HostManager implements HandlerHost {
     g.epoch += 1;
     g.staged.clear();
     g.startedAt = this.now();
-    const initArgs: InitArgs = {
-      group: g.name,
-      workDir,
-      handlers: g.types.map((type) => ({
-        type,
-        module: this.opts.registry.moduleOf(type),
-        manifest: this.slots.get(type)!.manifest,
-      })),
-      pathVars: this.pathVars,
-      callTimeoutMs: this.opts.config.callTimeoutSeconds * 1000,
-      landlock: {
-        enabled: this.opts.config.landlock,
-        rules: landlockRules(spec, workDir, {
-          executable: process.execPath,
-          installDir: this.pathVars.installDir,
-        }),
-        connectPorts: spec.net === "none" ? [] : spec.net.connectPorts,
-      },
-    };
+    const initArgs = initArgsFor(g, plan, this.opts, this.pathVars);
     let init: InitResult;
     try {
       init = parseWire(
