@@ -24,12 +24,14 @@ export function createHost(
     agentCall(method: string, args?: unknown): Promise<unknown>;
     onContentFailure(f: ContentFailure): Promise<ContentView | null>;
     alert(a: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void;
+    /** The directory holding group work dirs: STATE/hosts, or a read-only view's own. */
+    workRoot(): string;
   },
 ): HandlerHost {
   const { config } = opts;
   if (config.hosts.isolation === "in-process") {
     return new InProcessHost(opts.registry, d.log, {
-      workDirFor: (group) => join(config.stateDir, "hosts", group),
+      workDirFor: (group) => join(d.workRoot(), group),
       emit: d.emit,
       agentCall: d.agentCall,
       pathVars: { stateDir: config.stateDir, installDir: defaultInstallDir() },
@@ -40,6 +42,7 @@ export function createHost(
     log: d.log,
     config: config.hosts,
     stateDir: config.stateDir,
+    workRoot: d.workRoot,
     emit: (type, fields) => d.emit(type, fields),
     agentCall: d.agentCall,
     onContentFailure: d.onContentFailure,

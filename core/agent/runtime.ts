@@ -42,6 +42,7 @@ import { createHost } from "./host-wiring.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
 import { contentPolicy } from "./policy.ts";
 import { protectedPaths } from "./protected-paths.ts";
+import { openViewWorkRoot, type ViewWorkRoot } from "./read-only-view.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
 import { loadInstalledContent, rollbacksTotal, type StartupLoadDeps, safeLkg } from "./startup-load.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
@@ -109,6 +110,8 @@ export class Agent implements AgentApi {
   readonly statusSections = new Map<string, () => Record<string, unknown>>();
   /** Opened by a read-only command: nothing may change on disk. */
   private readOnly = false;
+  /** A read-only view's private host work dirs (core/agent/read-only-view.ts). */
+  private view?: ViewWorkRoot;
   /** Automatic rollbacks keep health AMBER until acknowledged or superseded. */
   private readonly rollbackNotices: RollbackNotices;
 
@@ -151,6 +154,7 @@ export class Agent implements AgentApi {
       agentCall,
       onContentFailure: (f) => this.contentFailed(f),
       alert: (a) => this.alert(a),
+      workRoot: () => this.view?.hostsDir ?? join(opts.config.stateDir, "hosts"),
     });
     this.software = new SoftwareService({
       config: opts.config.software,
@@ -238,11 +242,13 @@ export class Agent implements AgentApi {
     await Promise.all((this.opts.alertSinks ?? []).map((s) => s.flush?.()));
     this.releaseLock?.();
     this.releaseLock = undefined;
+    this.view?.dispose();
+    this.view = undefined;
   }
 
   /**
-   * A view for read-only commands (offline `agent status`, `agent content
-   * list`): no lock file, no clean-up, no repair, nothing saved — the state
+   * A view for read-only commands (offline `agent status`, `content list`, handler inquiries such
+   * as `agent query`): no lock file, hosts in private work dirs, no clean-up, no repair, nothing saved — the state
    * dir is exactly as it was afterwards. Content still loads, so handler
    * state is real; content that fails to load is shown failed, not rolled back.
    */
@@ -251,6 +257,7 @@ export class Agent implements AgentApi {
     const paths = statePaths(this.config.stateDir);
     refuseStateSymlinks(paths.root);
     assertNotLocked(paths.lock);
+    this.view = openViewWorkRoot(this.config.stateDir);
     this.memory = new UpdateMemory(this.config.stateDir, { readOnly: true });
     this.rollbackNotices.restore();
     await this.loadInstalled();
@@ -258,15 +265,10 @@ export class Agent implements AgentApi {
   }
 
   private refuseWhenReadOnly(what: string): void {
-    if (this.readOnly) {
-      throw new StoreError(
-        "AGENT_READ_ONLY",
-        `${what}: this agent was opened read-only for a view of the state dir`,
-      );
-    }
+    const why = `${what}: this agent was opened read-only for a view of the state dir`;
+    if (this.readOnly) throw new StoreError("AGENT_READ_ONLY", why);
   }
 
-  /** Loads each installed type; on failure falls back to last-known-good and marks the version bad. */
   /** Start-up: every installed type loaded, or its last-known-good restored (core/agent/startup-load.ts). */
   private loadInstalled(): Promise<void> {
     return loadInstalledContent(this.usable.types(), this.startupDeps());

@@ -7,6 +7,7 @@
  * `init` arguments (handlers, Landlock rules) it gets once started. The
  * manager (manager.ts) spawns and supervises; this file only plans.
  */
+import { join } from "node:path";
 import type { HandlerManifest } from "../handler/contract.ts";
 import { programBlocker, reportUidDrop } from "./health-report.ts";
 import { defaultHostCommand, prepareWorkDir } from "./launch.ts";
@@ -63,7 +64,7 @@ export function planLaunch(
     ? programBlocker(facts.identity, process.execPath, pathVars.installDir)
     : undefined;
   const { dir: workDir, unreachable: stateBlocked } = prepareWorkDir(
-    opts.stateDir,
+    opts.workRoot?.() ?? join(opts.stateDir, "hosts"),
     g.name,
     wanted && !programBlocked ? facts.identity : null,
     opts.log,

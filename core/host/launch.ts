@@ -58,12 +58,13 @@ export function sandboxGaps(g: GroupRec, netNone: boolean, runAs: "agent" | "roo
  * capability (reported as `unreachable`) rather than not running at all.
  */
 export function prepareWorkDir(
-  stateDir: string,
+  hosts: string,
   group: string,
   drop: HostIdentity | null,
   log: Logger,
 ): { dir: string; unreachable?: string } {
-  const hosts = join(stateDir, "hosts");
+  // `hosts` is STATE/hosts, or a read-only view's private copy of it (core/agent/read-only-view.ts).
+  const base = dirname(hosts);
   const dir = join(hosts, group);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
@@ -71,7 +72,7 @@ export function prepareWorkDir(
     chownSync(dir, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
     return { dir };
   }
-  for (let d = dirname(stateDir); d !== dirname(d); d = dirname(d)) {
+  for (let d = dirname(base); d !== dirname(d); d = dirname(d)) {
     const st = statSync(d);
     if ((st.mode & 0o001) === 0 && st.uid !== drop.uid) {
       const why = `${d} is not searchable by ${drop.user} (uid ${drop.uid})`;
@@ -84,7 +85,7 @@ export function prepareWorkDir(
     }
   }
   chownSync(dir, drop.uid, drop.gid);
-  for (const d of [hosts, stateDir]) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
+  for (const d of [hosts, base]) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
   return { dir };
 }
 

@@ -33,6 +33,8 @@ export interface HostManagerOptions {
   log: Logger;
   config: HostsConfig;
   stateDir: string;
+  /** Where group work dirs go (default STATE/hosts; a read-only view has its own, core/agent/read-only-view.ts). */
+  workRoot?(): string;
   emit(type: string, fields: Record<string, unknown>): void;
   agentCall?(method: string, args?: unknown): Promise<unknown>;
   /**

@@ -119,7 +119,10 @@ export function stateView(o: {
     };
   }
   const mode = declaresState(o.spec, o.stateDir) ? "secrets-masked" : "hidden";
-  if (mode === "secrets-masked") precreateToken(o.stateDir);
+  // A read-only view (work dir outside STATE, core/agent/read-only-view.ts) creates nothing in STATE:
+  // a token that does not exist has nothing to cover (the script masks only what exists).
+  const viewOnly = relative(o.stateDir, o.workDir).startsWith("..");
+  if (mode === "secrets-masked" && !viewOnly) precreateToken(o.stateDir);
   return {
     prefix: [
       o.tools.unshare!,

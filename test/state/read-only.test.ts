@@ -1,15 +1,18 @@
 /**
  * Read-only commands change nothing on disk. `agent content list` and
  * `agent status` against a stopped agent open its state dir in-process
- * (core/cli/agent/session.ts); that view must not take the lock file, clean
- * up leftovers, create directories or rewrite state — the tree's inodes,
- * sizes and mtimes are the same before and after.
+ * (core/cli/agent/session.ts), and so do handler inquiries (`agent query`,
+ * `hmpa check`, `rep`, `selfhelp`, `handlers call`); that view must not take
+ * the lock file, clean up leftovers, create directories or rewrite state, and
+ * its hosts work in private dirs (core/agent/read-only-view.ts) — the tree's
+ * inodes, sizes and mtimes are the same before and after.
  */
 import { afterEach, expect, spyOn, test } from "bun:test";
 import { lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CommandDef, runCommand } from "citty";
 import contentList from "../../core/cli/agent/content-list.ts";
+import handlersCall from "../../core/cli/agent/handlers-call.ts";
 import { setAgentWiring } from "../../core/cli/agent/session.ts";
 import statusCommand from "../../core/cli/agent/status.ts";
 import { makeVendor, startAgent, testRegistry, type Vendor } from "../fixtures/vendor.ts";
@@ -84,4 +87,38 @@ test("content list and status offline leave the state tree exactly as it was", a
   const status = JSON.parse(await run(statusCommand, ["--config", configFile, "--json"]));
   expect(status.content.find((c: { type: string }) => c.type === "TestText")?.version).toBe(2);
   expect(snapshot(stateDir)).toEqual(before);
+});
+
+test("handler inquiries offline (handlers call) run in private work dirs: the state tree is unchanged", async () => {
+  vendor = await makeVendor();
+  await vendor.release("TestText", 1, { "data.txt": "WRITE-WORK v1" });
+  const t = await startAgent(vendor, { config: { update: { repo: vendor.repo } } });
+  stateDir = t.stateDir;
+  await t.agent.update();
+  await t.stop();
+  // The running agent's host wrote its scratch file at home; an agent whose host never ran has no
+  // work dir at all — a view must create neither.
+  expect(readdirSync(join(stateDir, "hosts", "test"))).toContain("scratch.txt");
+  rmSync(join(stateDir, "hosts", "test"), { recursive: true });
+  const configFile = join(vendor.root, "agent.json");
+  writeFileSync(
+    configFile,
+    JSON.stringify({ stateDir, update: { repo: vendor.repo, group: "public-1", trust: vendor.trustPath } }),
+  );
+  const viewTmp = join(vendor.root, "tmp");
+  mkdirSync(viewTmp);
+  const savedTmp = process.env.TMPDIR;
+  process.env.TMPDIR = viewTmp;
+  const before = snapshot(stateDir);
+  setAgentWiring({ registry: () => testRegistry() });
+  try {
+    const out = JSON.parse(await run(handlersCall, ["TestText", "read", "--config", configFile, "--json"]));
+    expect(out).toEqual({ result: { text: "WRITE-WORK v1", version: 1 } });
+  } finally {
+    if (savedTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmp;
+  }
+  expect(snapshot(stateDir)).toEqual(before);
+  // The view's private work dirs are gone with it.
+  expect(readdirSync(viewTmp)).toEqual([]);
 });

@@ -195,7 +195,11 @@ export function callHandler(
   args: unknown,
   opts: { configFile?: string } = {},
 ): Promise<unknown> {
-  return withAgentApi({ state: stateDir, config: opts.configFile }, (api) => api.call(type, method, args));
+  // Offline, an inquiry opens the state dir read-only: looking must not change what is looked at
+  // (issue 12 item 15; hosts get private work dirs, core/agent/read-only-view.ts).
+  return withAgentApi({ state: stateDir, config: opts.configFile }, (api) => api.call(type, method, args), {
+    readOnly: true,
+  });
 }
 
 export type BoundCallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
