@@ -1,7 +1,7 @@
 /** One test per refusal rule (E1–E9) and per accepted construct of the rule subset. */
 import { describe, expect, test } from "bun:test";
 import { addrMatches, ipBytes, parseAddrSet, parsePortSet, portMatches } from "./net.ts";
-import { parseRule, parseRuleFiles, RuleError } from "./parse.ts";
+import { MAX_RULES, parseRule, parseRuleFiles, RuleError } from "./parse.ts";
 
 const refuse = (text: string) => {
   try {
@@ -64,6 +64,24 @@ describe("refusals name the file, line, sid and rule id", () => {
       rule: "E8",
       line: 2,
     });
+  });
+  test("E9: more rules than the limit, counted across files (the default limit is 1,000,000)", () => {
+    expect(MAX_RULES).toBe(1_000_000);
+    const rules = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => `alert tcp any any -> any any (sid:${from + i};)`).join("\n");
+    const files = [
+      { name: "a.rules", text: rules(1, 3) },
+      { name: "b.rules", text: rules(10, 2) },
+    ];
+    expect(parseRuleFiles(files, { maxRules: 5 }).rules).toHaveLength(5);
+    try {
+      parseRuleFiles(files, { maxRules: 4 });
+      throw new Error("accepted");
+    } catch (e) {
+      expect(e).toBeInstanceOf(RuleError);
+      expect(e).toMatchObject({ rule: "E9", line: 2, sid: 11 });
+      expect((e as Error).message).toContain("b.rules:2: sid 11: more than 4 rules");
+    }
   });
 });
 

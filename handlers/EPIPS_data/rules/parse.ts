@@ -339,8 +339,8 @@ export function* iterateRules(text: string, file: string): Generator<Rule> {
   }
 }
 
-/** Adds one rule, enforcing E8 (duplicate sid) and E9 (rule count). */
-function collector() {
+/** Adds one rule, enforcing E8 (duplicate sid) and E9 (rule count; the limit is a parameter for tests). */
+function collector(maxRules = MAX_RULES) {
   const rules: Rule[] = [];
   const sids = new Map<number, string>();
   return {
@@ -348,16 +348,19 @@ function collector() {
     add(r: Rule, file: string): void {
       const prev = sids.get(r.sid);
       if (prev) throw new RuleError(file, r.line, r.sid, "E8", `duplicate sid (first at ${prev})`);
-      if (rules.length >= MAX_RULES)
-        throw new RuleError(file, r.line, r.sid, "E9", `more than ${MAX_RULES} rules`);
+      if (rules.length >= maxRules)
+        throw new RuleError(file, r.line, r.sid, "E9", `more than ${maxRules} rules`);
       sids.set(r.sid, `${file}:${r.line}`);
       rules.push(r);
     },
   };
 }
 
-export function parseRuleFiles(files: { name: string; text: string }[]): ParsedRules {
-  const c = collector();
+export function parseRuleFiles(
+  files: { name: string; text: string }[],
+  opts: { maxRules?: number } = {},
+): ParsedRules {
+  const c = collector(opts.maxRules);
   for (const f of files) for (const r of iterateRules(f.text, f.name)) c.add(r, f.name);
   return { rules: c.rules, files: files.map((f) => f.name) };
 }
