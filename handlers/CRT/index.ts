@@ -35,6 +35,9 @@ export const crtHandler = defineHandler<Loaded>({
     privileges: { runAs: "root", fs: { mode: "read-write", paths: ["/**"] }, net: "none", exec: true },
     limits: { memoryMb: 128, cpuSeconds: 1800 },
     maxPackageBytes: 4 * 1024 * 1024,
+    // `remove` runs `apt-get -s remove` (60 s) and then the removal (300 s) per package: the default
+    // 30 s IPC budget failed a real `apt-get remove sl` on a loaded machine with HND_IPC_TIMEOUT.
+    callTimeoutSeconds: { scan: 120, remove: 900 },
   },
   validate(view) {
     assertSafe(readRules(view));

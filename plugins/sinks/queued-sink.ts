@@ -90,14 +90,21 @@ interface Cursor {
 /** The lifetime totals a queue directory records (undefined: no queue there). */
 export function queueTotals(
   dir: string,
-): { sink: string; kind: string; sent: number; dropped: number } | undefined {
+): { sink: string; kind: string; sent: number; dropped: number; queued: number } | undefined {
   try {
     const c = JSON.parse(readFileSync(join(dir, "cursor.json"), "utf8")) as Cursor;
+    // Lines still waiting, counted as the sink counts them when it opens the queue (read only here).
+    let queued = 0;
+    for (const name of readdirSync(dir)) {
+      const m = BODY.exec(name);
+      if (m && Number(m[4]) > (c.delivered?.[m[2]!] ?? 0)) queued += Number(m[4]) - Number(m[3]) + 1;
+    }
     return {
       sink: c.sink ?? dir,
       kind: c.kind ?? "",
       sent: c.totals?.sent ?? 0,
       dropped: c.totals?.dropped ?? 0,
+      queued,
     };
   } catch {
     return undefined;

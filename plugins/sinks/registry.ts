@@ -124,8 +124,15 @@ export function reportDrops(target: DropTarget): NonNullable<BuildContext["onDro
 /** Lifetime totals of every queue directory under `roots` (what `agent query --stats` shows). */
 export function persistedSinkTotals(
   roots: readonly string[],
-): { sink: string; kind: string; sent: number; dropped: number; queueDir: string }[] {
-  const out: { sink: string; kind: string; sent: number; dropped: number; queueDir: string }[] = [];
+): { sink: string; kind: string; sent: number; dropped: number; queued: number; queueDir: string }[] {
+  const out: {
+    sink: string;
+    kind: string;
+    sent: number;
+    dropped: number;
+    queued: number;
+    queueDir: string;
+  }[] = [];
   for (const dir of roots) {
     const direct = queueTotals(dir);
     if (direct) {
