@@ -163,7 +163,7 @@ describe.skipIf(!ready)("sinks compose end to end", () => {
     await ta.stop();
     const cli = Bun.spawnSync(
       [
-        "bun",
+        process.execPath,
         join(import.meta.dir, "..", "bin", "agent-main.ts"),
         "query",
         "--stats",
