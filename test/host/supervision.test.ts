@@ -22,8 +22,8 @@ const FAST: AgentConfigInput = {
   hosts: { restartBackoffMs: 10, maxBackoffMs: 200, heartbeatSeconds: 0, watchdogIntervalMs: 50 },
 };
 
-/** Resolves with the first event (past or future) matching `match`; fails after `ms`. */
-function nextEvent(agent: Agent, match: (e: AgentEvent) => boolean, ms = 15_000): Promise<AgentEvent> {
+/** Resolves with the first event (past or future) matching `match`; fails after `ms` (a deadline sized for a loaded machine: every restart spawns a host). */
+function nextEvent(agent: Agent, match: (e: AgentEvent) => boolean, ms = 60_000): Promise<AgentEvent> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
@@ -91,7 +91,7 @@ describe("host supervision", () => {
     expect(metrics.render()).toMatch(/outpost_host_restarts_total\{group="crashy"\} [1-9]/);
     // Marked bad: the next cycle leaves it alone.
     expect((await agent.update()).installed).toEqual([]);
-  }, 30_000);
+  }, 90_000);
 
   test("installed content that kills its host while loading at start-up is rolled back to last-known-good", async () => {
     // v2 reaches the store through an agent whose Crashy loads anything (think: an older handler build).
@@ -130,7 +130,7 @@ describe("host supervision", () => {
     expect(alerts.alerts.some((a) => a.kind === "content-rolled-back" && a.code === "HND_HOST_CRASHED")).toBe(
       true,
     );
-  }, 30_000);
+  }, 90_000);
 
   test("content that crash-loops its host after activation is rolled back to last-known-good on its own", async () => {
     const { agent, alerts } = await withGood();
@@ -157,7 +157,7 @@ describe("host supervision", () => {
     // Marked bad: never re-installed.
     expect((await agent.update()).installed).toEqual([]);
     expect((await read(agent)).version).toBe(1);
-  }, 30_000);
+  }, 90_000);
 
   test("a host over its memory limit is killed by the watchdog, reported, and restarted", async () => {
     const { agent } = await withGood({
@@ -185,7 +185,7 @@ describe("host supervision", () => {
     expect(host?.layers.memory).toBe("watchdog");
     expect(await read(agent)).toMatchObject({ version: 1 });
     expect(agent.status().hosts?.find((h) => h.group === "crashy")?.usage?.rssBytes).toBeGreaterThan(0);
-  }, 30_000);
+  }, 90_000);
 
   test("a crash loop with no recently activated content is reported (crash-looping, alert) and keeps restarting", async () => {
     let clock = Date.now();
@@ -207,7 +207,7 @@ describe("host supervision", () => {
     // Nothing was rolled back, and the host comes back to serve v1.
     expect(agent.events.recent((e) => e.type === "content-rolled-back")).toEqual([]);
     expect(await read(agent)).toMatchObject({ version: 1 });
-  }, 30_000);
+  }, 90_000);
 
   test("a call that never returns times out; the heartbeat finds the hung host and it is restarted", async () => {
     const { agent } = await withGood({
@@ -225,5 +225,5 @@ describe("host supervision", () => {
     expect(metrics.render()).toMatch(
       /outpost_ipc_requests_total\{group="crashy",method="call",result="timeout"\} [1-9]/,
     );
-  }, 30_000);
+  }, 90_000);
 });
