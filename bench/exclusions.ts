@@ -5,7 +5,10 @@
  * what an exact-match lookup costs) and a linear `startsWith` scan over the
  * exclusion list (what the old on-access `excludePaths` check does).
  * Events are file paths 5–9 levels deep; half fall under an exclusion.
- * Also times building the matcher (what a rules run or config change pays).
+ * Also times building the matcher (what a rules run or config change pays),
+ * and the digest + signer check a scan makes per detected object
+ * (handlers/DatasetA/scan/exclusion-check.ts) against half `sha256`, half
+ * `signer` exclusions, with `Set.has` on the digest as its baseline.
  * Times are CPU time (best of 3 rounds), not wall time: the shared box is loaded.
  *
  *   nice bun bench/exclusions.ts [--events 200000] [--json]
@@ -68,6 +71,41 @@ function time(fn: () => number): { nsPerEvent: number; hits: number } {
   return { nsPerEvent: best, hits };
 }
 
+const hex64 = () =>
+  Array.from({ length: 8 }, () =>
+    Math.floor(rand() * 0xffffffff)
+      .toString(16)
+      .padStart(8, "0"),
+  ).join("");
+
+/** Per object: its SHA-256 and its signer, as the scan's exclusion check asks (half excluded). */
+function digestRow(n: number) {
+  const ex: Exclusion[] = Array.from({ length: n }, (_, i) => ({
+    kind: i % 2 === 0 ? "sha256" : "signer",
+    value: hex64(),
+    scope: ["scan", "onAccess"],
+    reason: "bench",
+    source: "config",
+  }));
+  const objects = Array.from({ length: EVENTS }, (_, i) => ({
+    sha256: i % 2 === 0 ? ex[Math.floor(rand() * n)]!.value : hex64(),
+    signer: hex64(),
+  }));
+  const matcher = new ExclusionMatcher(ex);
+  const m = time(() => {
+    let h = 0;
+    for (const o of objects) if (matcher.digest("scan", o.sha256) || matcher.signer("scan", o.signer)) h++;
+    return h;
+  });
+  const set = new Set(ex.map((e) => e.value));
+  const s = time(() => {
+    let h = 0;
+    for (const o of objects) if (set.has(o.sha256)) h++;
+    return h;
+  });
+  return { digestSignerNs: Math.round(m.nsPerEvent), digestSetHasNs: Math.round(s.nsPerEvent) };
+}
+
 const rows: Record<string, unknown>[] = [];
 for (const n of [100, 10_000, 100_000]) {
   const ex = makeExclusions(n);
@@ -105,16 +143,19 @@ for (const n of [100, 10_000, 100_000]) {
     linearScanNs: Math.round(linearNs),
     matcherHits: m.hits,
     linearHitsInSample: lh,
+    ...digestRow(n),
   });
 }
 
 if (values.json) console.log(JSON.stringify({ events: EVENTS, rows }, null, 2));
 else {
   console.log(`exclusion match cost per event (${EVENTS} events, half excluded; paths 5–9 levels deep)`);
-  console.log("exclusions  build ms  matcher ns  Set.has ns  ratio  linear startsWith ns");
+  console.log(
+    "exclusions  build ms  matcher ns  Set.has ns  ratio  linear startsWith ns  digest+signer ns  digest Set.has ns",
+  );
   for (const r of rows) {
     console.log(
-      `${String(r.exclusions).padStart(10)}  ${String(r.buildMs).padStart(8)}  ${String(r.matcherNs).padStart(10)}  ${String(r.setHasNs).padStart(10)}  ${String(r.ratioToSet).padStart(5)}  ${String(r.linearScanNs).padStart(20)}`,
+      `${String(r.exclusions).padStart(10)}  ${String(r.buildMs).padStart(8)}  ${String(r.matcherNs).padStart(10)}  ${String(r.setHasNs).padStart(10)}  ${String(r.ratioToSet).padStart(5)}  ${String(r.linearScanNs).padStart(20)}  ${String(r.digestSignerNs).padStart(16)}  ${String(r.digestSetHasNs).padStart(17)}`,
     );
   }
 }

@@ -23,7 +23,6 @@
  * lock runs the tick; the others skip theirs.
  */
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { Hono } from "hono";
 import {
   HEARTBEAT_PATH,
@@ -50,9 +49,6 @@ import { IdentityEdge, type SenderFacts } from "./identity/routes.ts";
 import type { IdentityStore } from "./identity/store.ts";
 import { openReleaseDb } from "./open-db.ts";
 import { telemetryReceiver } from "./telemetry/receiver.ts";
-
-/** The exclusion store in the release state folder (`contentctl fleet exclusions` reads it). */
-export const exclusionsDb = (stateDir: string) => join(stateDir, "exclusions.sqlite");
 
 const logger = log.child({ component: "release-server" });
 
@@ -128,7 +124,10 @@ export function fleetApp(deps: FleetAppDeps): Hono {
       return c.json({ error: "fleet registry full", code: "FLEET_FULL" }, 503, { "Retry-After": "3600" });
     }
     if (reportsTrouble(hb, before)) deps.onTrouble?.();
-    if (hb.exclusions && deps.exclusions?.noteSummary(hb.tenant, hb.agentId, hb.exclusions, deps.now())) {
+    if (
+      hb.exclusions &&
+      (await deps.exclusions?.noteSummary(hb.tenant, hb.agentId, hb.exclusions, deps.now()))
+    ) {
       return c.json({ want: ["exclusions"] }, 200);
     }
     return c.body(null, 204);
@@ -244,7 +243,8 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
     tick().catch((e) => logger.error("release tick failed", describeError(e)));
   };
   let soon: ReturnType<typeof setTimeout> | undefined;
-  const exclusionStore = new ExclusionStore(exclusionsDb(config.paths.stateDir));
+  // In the fleet database: every replica on it asks an agent for its list once and shows the same lists.
+  const exclusionStore = new ExclusionStore(db.driver);
   const app = fleetApp({
     engine,
     fleet,
@@ -297,7 +297,6 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
       await ticking?.catch(() => {});
       await server.stop(true);
       telemetry.close();
-      exclusionStore.close();
       await store.flush();
       await alerter.flush();
       await db.close();

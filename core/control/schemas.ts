@@ -263,11 +263,12 @@ export const AgentStatusSchema = z
         refused: z.number().int(),
         shadowed: z.number().int(),
         updatedAt: z.string().nullable(),
+        held: z.record(z.string(), z.string()).optional(),
       })
       .optional()
       .openapi({
         description:
-          "Exclusions the agent honours, in brief (docs/exclusions.md): count, SHA-256 of the list, per source; `agent exclusions` lists them",
+          "Exclusions the agent honours, in brief (docs/exclusions.md): count, SHA-256 of the list, per source, producers whose rules are held inert (with the code); `agent exclusions` lists them",
       }),
   })
   .openapi("AgentStatus");

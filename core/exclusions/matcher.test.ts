@@ -16,7 +16,7 @@ const m = new ExclusionMatcher([
   e("process", "/usr/lib/postgresql", ["behavior"]),
   e("process", "rsync", ["behavior", "onAccess"]),
   e("sha256", "ab".repeat(32), ["lookups"]),
-  e("signer", "Example Corp", ["scan"]),
+  e("signer", "cd".repeat(32), ["scan"]),
 ]);
 
 test("a path exclusion covers the path and what is beneath it, not its siblings", () => {
@@ -35,7 +35,11 @@ test("scopes are separate: an on-access exclusion does not stop a Live Protectio
   expect(m.file("behavior", "/var/cache/nginx/client.tmp")).toBe(false);
   expect(m.file("lookups", "/x", "AB".repeat(32))).toBe(true);
   expect(m.file("scan", "/x", "AB".repeat(32))).toBe(false);
-  expect(m.file("scan", "/x", undefined, "example corp")).toBe(true);
+  expect(m.file("scan", "/x", undefined, "CD".repeat(32))).toBe(true);
+  expect(m.digest("lookups", "ab".repeat(32))).toBe(true);
+  expect(m.digest("scan", "ab".repeat(32))).toBe(false);
+  expect(m.signer("scan", "cd".repeat(32))).toBe(true);
+  expect(m.signer("onAccess", "cd".repeat(32))).toBe(false);
 });
 
 test("processes match by executable path (or a directory above it), name, hash or signer", () => {

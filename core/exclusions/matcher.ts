@@ -111,6 +111,16 @@ export class ExclusionMatcher {
     return signer !== undefined && ((this.signers.get(signer.toLowerCase()) ?? 0) & bit) !== 0;
   }
 
+  /** An object by its SHA-256 alone (a scanned object whose path was judged before it was read). */
+  digest(scope: ExclusionScope, sha256: string): boolean {
+    return ((this.hashes.get(sha256.toLowerCase()) ?? 0) & BIT[scope]) !== 0;
+  }
+
+  /** An object by its verified signer alone (the SHA-256 of the signer certificate). */
+  signer(scope: ExclusionScope, thumbprint: string): boolean {
+    return ((this.signers.get(thumbprint.toLowerCase()) ?? 0) & BIT[scope]) !== 0;
+  }
+
   /** A process: by executable path (or a directory above it), name, image hash or signer. */
   process(scope: ExclusionScope, p: ProcessSubject): boolean {
     const bit = BIT[scope];

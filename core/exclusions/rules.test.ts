@@ -49,9 +49,15 @@ test("X3: the agent's own binaries and state are never excluded, from above or b
   expect(rule(path("/var/lib/outpost2"))).toBe("ok");
 });
 
-test("X4/X5/X6: hashes, names and scopes", () => {
+test("X4/X5/X6: hashes, signer thumbprints, names and scopes", () => {
   expect(rule({ kind: "sha256", value: "abc", scope: ["scan"] })).toBe("X4");
-  expect(rule({ kind: "signer", value: "\u0001evil", scope: ["scan"] })).toBe("X5");
-  expect(rule({ kind: "signer", value: "x".repeat(257), scope: ["scan"] })).toBe("X5");
+  // A signer is its certificate's SHA-256: a name (forgeable by anyone who issues a certificate) is refused.
+  expect(rule({ kind: "signer", value: "Example Corp", scope: ["scan"] })).toBe("X4");
+  expect(rule({ kind: "signer", value: "AB".repeat(32), scope: ["scan"] })).toBe("ok");
+  expect(checkExclusion({ kind: "signer", value: "AB".repeat(32), scope: ["scan"] }, "config", [])).toEqual({
+    ok: { kind: "signer", value: "ab".repeat(32), scope: ["scan"], reason: "", source: "config" },
+  });
+  expect(rule({ kind: "process", value: "\u0001evil", scope: ["scan"] })).toBe("X5");
+  expect(rule({ kind: "process", value: "x".repeat(257), scope: ["scan"] })).toBe("X5");
   expect(rule({ kind: "path", value: "/a", scope: ["scan", "scan"] })).toBe("X6");
 });

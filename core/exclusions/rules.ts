@@ -7,8 +7,10 @@
  *   X2  nothing excludes `/` (it would switch protection off for the whole machine)
  *   X3  nothing excludes the agent's own binaries or state (path or process: the protected path
  *       itself, anything beneath it, or a directory above it)
- *   X4  a sha256 is 64 hex digits
- *   X5  a signer or process name is printable, ≤ 256 characters
+ *   X4  a sha256 is 64 hex digits, and so is a signer: the SHA-256 of the signer certificate (what
+ *       Authenticode verification and LocalRepData's signer list identify a signer by). A name is
+ *       refused: anyone can issue a certificate with any name, a thumbprint names one key
+ *   X5  a process name is printable, ≤ 256 characters
  *   X6  scopes are not repeated
  */
 import { type Exclusion, type ExclusionInput, ExclusionInputSchema } from "../exclusions-config.ts";
@@ -58,9 +60,11 @@ export function checkExclusion(
       return { refused: { rule: "X2", reason: "excluding / would disable protection everywhere" } };
     const hit = protectedPaths.find((p) => covers(value, p) || covers(p, value));
     if (hit) return { refused: { rule: "X3", reason: `${value} covers the agent's own ${hit}` } };
-  } else if (e.kind === "sha256") {
-    if (!SHA256_RE.test(value))
-      return { refused: { rule: "X4", reason: `${value}: not a SHA-256 (64 hex digits)` } };
+  } else if (e.kind === "sha256" || e.kind === "signer") {
+    if (!SHA256_RE.test(value)) {
+      const what = e.kind === "sha256" ? "a SHA-256" : "a signer certificate's SHA-256";
+      return { refused: { rule: "X4", reason: `${value.slice(0, 80)}: not ${what} (64 hex digits)` } };
+    }
     value = value.toLowerCase();
   } else if (!PRINTABLE_RE.test(value)) {
     return {

@@ -82,3 +82,20 @@ test("the generated set survives a restart; the hash identifies the set", () => 
   expect(damaged.list().map((e) => e.value)).toEqual(["/srv/x"]);
   expect(readFileSync(join(dir, EXCLUSIONS_FILE), "utf8")).toBe("{not json");
 });
+
+test("a held producer has no exclusions, says why, and the hold survives a restart until a run is not held", () => {
+  const s = make();
+  s.replace("USERAPPFEED", { "USERAPPFEED:backup": { exclusions: [ex("/srv/backup")] } });
+  const hold = { code: "HND_TENANT_NOT_TRUSTED", message: "T3: no tenant key" };
+  s.replace("USERAPPFEED", {}, { held: hold });
+  expect(s.list()).toEqual([]);
+  expect(s.held()).toEqual({ USERAPPFEED: hold });
+  expect(s.summary().held).toEqual({ USERAPPFEED: "HND_TENANT_NOT_TRUSTED" });
+  const stateDir = dirs.at(-1)!;
+  const reopened = new ExclusionService({ stateDir, config: [], protectedPaths: [stateDir], readOnly: true });
+  expect(reopened.held()).toEqual({ USERAPPFEED: hold });
+  s.replace("USERAPPFEED", { "USERAPPFEED:backup": { exclusions: [ex("/srv/backup")] } });
+  expect(s.held()).toEqual({});
+  expect(s.summary().held).toBeUndefined();
+  expect(s.matcher.file("onAccess", "/srv/backup/x")).toBe(true);
+});

@@ -10,6 +10,11 @@
  * the first in PRECEDENCE wins — vendor rules over the administrator's, and
  * both over local config — so a tenant rule can never widen a vendor scope.
  *
+ * A producer may be *held*: its content is installed but its rules may not
+ * run (USERAPPFEED without a verified tenant signature). It then has no
+ * exclusions, and the hold's code and message are kept with the set so
+ * `agent exclusions` and `agent status` say why.
+ *
  * Generated exclusions persist in STATE/exclusions.json (atomic write): a
  * restart, or an offline `agent exclusions`, sees the last good set.
  */
@@ -39,6 +44,12 @@ export interface RefusedExclusion extends Refusal {
 /** What `replace` does with one source: new exclusions, or keep what it had (its rule failed). */
 export type SourceUpdate = { exclusions: ExclusionInput[] } | { keep: true; error: string };
 
+/** Why a producer generated nothing: its rules were held, not run. */
+export interface ProducerHold {
+  code: string;
+  message: string;
+}
+
 export interface ExclusionSummary {
   count: number;
   /** SHA-256 of the effective list in canonical order (the fleet compares it). */
@@ -47,6 +58,8 @@ export interface ExclusionSummary {
   refused: number;
   shadowed: number;
   updatedAt: string | null;
+  /** Producers whose rules are held (not run), with the hold's code. Absent when none is. */
+  held?: Record<string, string>;
 }
 
 const PersistedSchema = z.object({
@@ -65,6 +78,7 @@ const PersistedSchema = z.object({
     ),
   ),
   refused: z.array(z.object({ source: z.string(), rule: z.string(), reason: z.string() }).passthrough()),
+  held: z.record(z.string(), z.object({ code: z.string(), message: z.string() })).optional(),
 });
 
 const owner = (source: string) => source.split(":")[0]!;
@@ -86,6 +100,7 @@ export interface ExclusionServiceOptions {
 export class ExclusionService {
   private sources = new Map<string, Exclusion[]>();
   private refusedList: RefusedExclusion[] = [];
+  private heldBy = new Map<string, ProducerHold>();
   private effectiveList: Exclusion[] = [];
   private shadowed = 0;
   private current: ExclusionMatcher = ExclusionMatcher.empty;
@@ -118,6 +133,11 @@ export class ExclusionService {
     return this.refusedList;
   }
 
+  /** Producers whose rules are held, with why. */
+  held(): Record<string, ProducerHold> {
+    return Object.fromEntries(this.heldBy);
+  }
+
   /** Computed once per change (status and every heartbeat ask for it; hashing 100k entries is not free). */
   summary(): ExclusionSummary {
     if (this.cachedSummary) return this.cachedSummary;
@@ -130,6 +150,9 @@ export class ExclusionService {
       refused: this.refusedList.length,
       shadowed: this.shadowed,
       updatedAt: this.updatedAt,
+      ...(this.heldBy.size > 0
+        ? { held: Object.fromEntries([...this.heldBy].map(([p, h]) => [p, h.code])) }
+        : {}),
     };
     return this.cachedSummary;
   }
@@ -144,8 +167,13 @@ export class ExclusionService {
    * not in `next` disappear, `{ keep }` sources keep their previous
    * exclusions. An exclusion a rule may not make (rules.ts) refuses that
    * rule's whole output: nothing of it is excluded, the refusal is listed.
+   * `held` records that the producer's rules were not run (pass no sources with it).
    */
-  replace(producer: string, next: Record<string, SourceUpdate>): { refused: RefusedExclusion[] } {
+  replace(
+    producer: string,
+    next: Record<string, SourceUpdate>,
+    opts: { held?: ProducerHold } = {},
+  ): { refused: RefusedExclusion[] } {
     const sources = new Map([...this.sources].filter(([s]) => owner(s) !== producer));
     const refused = this.refusedList.filter((r) => owner(r.source) !== producer);
     const fresh: RefusedExclusion[] = [];
@@ -163,6 +191,8 @@ export class ExclusionService {
     }
     this.sources = sources;
     this.refusedList = [...refused, ...fresh];
+    if (opts.held) this.heldBy.set(producer, opts.held);
+    else this.heldBy.delete(producer);
     this.updatedAt = this.now().toISOString();
     this.cachedSummary = undefined;
     this.rebuild();
@@ -219,7 +249,13 @@ export class ExclusionService {
     const generated = Object.fromEntries([...this.sources].filter(([s]) => s !== "config"));
     atomicWriteFile(
       join(this.o.stateDir, EXCLUSIONS_FILE),
-      `${JSON.stringify({ schema: 1, updatedAt: this.updatedAt, sources: generated, refused: this.refusedList.filter((r) => r.source !== "config") })}\n`,
+      `${JSON.stringify({
+        schema: 1,
+        updatedAt: this.updatedAt,
+        sources: generated,
+        refused: this.refusedList.filter((r) => r.source !== "config"),
+        ...(this.heldBy.size > 0 ? { held: Object.fromEntries(this.heldBy) } : {}),
+      })}\n`,
       0o600,
     );
   }
@@ -242,6 +278,7 @@ export class ExclusionService {
         this.refusedList.push(...bad);
       }
       this.refusedList.push(...(p.refused as RefusedExclusion[]));
+      for (const [producer, hold] of Object.entries(p.held ?? {})) this.heldBy.set(producer, hold);
       this.updatedAt = p.updatedAt;
     } catch (e) {
       this.loadProblem = `${file}: ${(e as Error).message}`;

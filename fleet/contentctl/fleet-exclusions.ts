@@ -1,14 +1,14 @@
 /**
- * `contentctl fleet exclusions [--agent ID] [--config release.json] [--json]`:
+ * `contentctl fleet exclusions [--agent ID] [--config release.json] [--db URL] [--json]`:
  * the exclusions agents reported to the fleet service (fleet/exclusions):
  * without --agent every agent's summary, with it that agent's full list.
- * Reads the release state folder `contentctl serve --release` writes.
+ * Reads the fleet database `contentctl serve --release [--db …]` uses
+ * (read-only: no database there is an error, not an empty list).
  */
-import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import { printJson, printText, renderTable, UsageError } from "../../core/cli/output.ts";
 import { ExclusionStore } from "../exclusions/store.ts";
-import { exclusionsDb } from "../server.ts";
+import { openReleaseDb } from "../open-db.ts";
 import { releaseArgs, releaseConfig } from "./release-args.ts";
 
 const exclusions = defineCommand({
@@ -24,13 +24,13 @@ const exclusions = defineCommand({
       description: "the agent id (STATE/agent-id) whose list to show",
     },
   },
-  run({ args }) {
-    const file = exclusionsDb(releaseConfig(args).paths.stateDir);
-    if (!existsSync(file)) throw new UsageError("CLI_USAGE", `${file}: no exclusion reports received yet`);
-    const store = new ExclusionStore(file);
+  async run({ args }) {
+    const config = releaseConfig(args);
+    const db = await openReleaseDb({ url: args.db, stateDir: config.paths.stateDir, mode: "read" });
+    const store = new ExclusionStore(db.driver);
     try {
       if (!args.agent) {
-        const agents = store.agents();
+        const agents = await store.agents();
         if (args.json) printJson({ agents });
         else
           printText(
@@ -50,7 +50,7 @@ const exclusions = defineCommand({
           );
         return { agents };
       }
-      const a = store.agent(args.agent);
+      const a = await store.agent(args.agent);
       if (!a) throw new UsageError("CLI_USAGE", `no exclusions reported by agent ${args.agent}`);
       if (args.json) printJson(a);
       else
@@ -65,7 +65,7 @@ const exclusions = defineCommand({
         );
       return a;
     } finally {
-      store.close();
+      await db.close();
     }
   },
 });

@@ -73,21 +73,25 @@ export function exclusionsApp(deps: {
     if (actual !== r.summary.hash || r.exclusions.length !== r.summary.count)
       return c.json(fail("FLEET_INVALID", "the list does not match its summary (count or hash)"), 400);
     // Without a tenant token (an enrolled agent), only the list its signed heartbeat announced is taken.
-    if (byToken === undefined && !deps.store.expects(tenant, r.agentId, r.summary.hash, r.summary.count))
+    if (
+      byToken === undefined &&
+      !(await deps.store.expects(tenant, r.agentId, r.summary.hash, r.summary.count))
+    )
       return c.json(fail("FLEET_UNAUTHORIZED", "no signed heartbeat announced this list"), 401);
-    const stored = deps.store.storeList(tenant, r, now());
+    const stored = await deps.store.storeList(tenant, r, now());
     return c.json({ stored, count: r.exclusions.length }, stored ? 201 : 200);
   });
 
-  const view = (agent?: string) => (agent ? deps.store.agent(agent) : { agents: deps.store.agents() });
-  app.get("/console/exclusions.json", (c) => {
+  const view = async (agent?: string) =>
+    agent ? deps.store.agent(agent) : { agents: await deps.store.agents() };
+  app.get("/console/exclusions.json", async (c) => {
     const agent = c.req.query("agent");
-    const v = view(agent);
+    const v = await view(agent);
     return v
       ? c.json(v)
       : c.json(fail("FLEET_UNKNOWN_AGENT", `no exclusions reported by agent ${agent}`), 404);
   });
-  app.get("/console/exclusions", (c) => {
+  app.get("/console/exclusions", async (c) => {
     const agent = c.req.query("agent");
     const headers = {
       "Cache-Control": "no-store",
@@ -96,7 +100,7 @@ export function exclusionsApp(deps: {
     };
     let body: string;
     if (agent) {
-      const a = deps.store.agent(agent);
+      const a = await deps.store.agent(agent);
       if (!a) return c.html(`<p>No exclusions reported by agent ${esc(agent)}.</p>`, 404, headers);
       body = `<h1>Exclusions of ${esc(a.agentId)} (${esc(a.tenant)})</h1>
 <p>${a.count} exclusion(s), hash <code>${esc(a.hash.slice(0, 16))}…</code>, summary ${esc(a.summaryAt)}${a.stale ? " — full list pending (older list shown)" : ""}</p>
@@ -106,8 +110,7 @@ ${(a.exclusions ?? []).map((e) => `<tr><td>${esc(e.kind)}</td><td><code>${esc(e.
     } else {
       body = `<h1>Exclusions by agent</h1>
 <table><tr><th>tenant</th><th>agent</th><th>count</th><th>by source</th><th>hash</th><th>full list</th></tr>
-${deps.store
-  .agents()
+${(await deps.store.agents())
   .map(
     (a) =>
       `<tr><td>${esc(a.tenant)}</td><td><a href="?agent=${encodeURIComponent(a.agentId)}">${esc(a.agentId)}</a></td><td>${a.count}</td><td>${esc(

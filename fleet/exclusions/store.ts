@@ -1,14 +1,21 @@
 /**
- * Exclusion reports on the fleet service, in SQLite (bun:sqlite, WAL) in the
- * release state folder: per agent, the latest summary from its heartbeat
- * and the latest full list it sent. `wants()` is how the heartbeat route
- * decides to ask for the list: only when the summary's hash is not the
- * hash of the list already held.
+ * Exclusion reports on the fleet service, in the fleet database (table
+ * `agent_exclusions`, migration 004_exclusions.sql; SQLite or PostgreSQL
+ * through fleet/db/driver.ts): per agent, the latest summary its heartbeat
+ * announced and the latest full list it sent. Every replica on one database
+ * shares them, so an agent is asked for a list once, whichever replica its
+ * heartbeats reach, and every replica's console and `contentctl fleet
+ * exclusions --db …` show the same lists.
+ *
+ * `noteSummary()` is how the heartbeat route decides to ask for the list:
+ * only when the summary's hash is not the hash of the list already held. A
+ * steady agent costs one indexed read per heartbeat; a row is written only
+ * when its summary changes. Concurrent replicas write the same values
+ * (summaries and lists are keyed by the agent and identified by their hash),
+ * so a race between them stores one and the same thing.
  */
-import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import type { ExclusionReport } from "../../core/exclusions/report.ts";
+import { type Driver, num, type Row } from "../db/driver.ts";
 
 export interface AgentExclusionsRow {
   tenant: string;
@@ -16,6 +23,7 @@ export interface AgentExclusionsRow {
   count: number;
   hash: string;
   bySource: Record<string, number>;
+  /** When the agent first announced this summary (its hash). */
   summaryAt: string;
   /** Hash of the full list held (null: none received yet). */
   listHash: string | null;
@@ -29,42 +37,35 @@ export interface AgentExclusions extends AgentExclusionsRow {
   stale: boolean;
 }
 
-export class ExclusionStore {
-  private readonly db: Database;
+export interface ExclusionSummaryIn {
+  count: number;
+  hash: string;
+  bySource?: Record<string, number>;
+}
 
-  constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file, { create: true });
-    // Replicas sharing a state dir open this file at once: wait for the other's schema, do not fail.
-    this.db.exec("PRAGMA busy_timeout = 5000");
-    this.db.exec("PRAGMA journal_mode = WAL");
-    this.db.exec(`CREATE TABLE IF NOT EXISTS agent_exclusions (
-      tenant TEXT NOT NULL, agent_id TEXT NOT NULL,
-      count INTEGER NOT NULL, hash TEXT NOT NULL, by_source TEXT NOT NULL, summary_at TEXT NOT NULL,
-      list_hash TEXT, list_json TEXT, list_at TEXT,
-      PRIMARY KEY (tenant, agent_id))`);
-  }
+const SUMMARY_COLUMNS = "tenant, agent_id, excl_count, hash, by_source, summary_at, list_hash, list_at";
+
+export class ExclusionStore {
+  constructor(private readonly db: Driver) {}
 
   /** Records a heartbeat's summary; true when the fleet should ask for the full list. */
-  noteSummary(
-    tenant: string,
-    agentId: string,
-    s: { count: number; hash: string; bySource?: Record<string, number> },
-    at: Date,
-  ): boolean {
-    this.db
-      .query(
-        `INSERT INTO agent_exclusions (tenant, agent_id, count, hash, by_source, summary_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (tenant, agent_id) DO UPDATE SET count = excluded.count, hash = excluded.hash,
+  async noteSummary(tenant: string, agentId: string, s: ExclusionSummaryIn, at: Date): Promise<boolean> {
+    const bySource = JSON.stringify(s.bySource ?? {});
+    const [held] = await this.db.all(
+      "SELECT excl_count, hash, by_source, list_hash FROM agent_exclusions WHERE tenant = $1 AND agent_id = $2",
+      [tenant, agentId],
+    );
+    const same =
+      held && held.hash === s.hash && num(held.excl_count) === s.count && held.by_source === bySource;
+    if (!same) {
+      await this.db.run(
+        `INSERT INTO agent_exclusions (tenant, agent_id, excl_count, hash, by_source, summary_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant, agent_id) DO UPDATE SET excl_count = excluded.excl_count, hash = excluded.hash,
            by_source = excluded.by_source, summary_at = excluded.summary_at`,
-      )
-      .run(tenant, agentId, s.count, s.hash, JSON.stringify(s.bySource ?? {}), at.toISOString());
-    const row = this.db
-      .query("SELECT list_hash FROM agent_exclusions WHERE tenant = ? AND agent_id = ?")
-      .get(tenant, agentId) as {
-      list_hash: string | null;
-    };
-    return row.list_hash !== s.hash;
+        [tenant, agentId, s.count, s.hash, bySource, at.toISOString()],
+      );
+    }
+    return (held?.list_hash ?? null) !== s.hash;
   }
 
   /**
@@ -72,27 +73,27 @@ export class ExclusionStore {
    * fleet does not hold it yet: an enrolled agent's summary arrived in a signed heartbeat, so a list whose
    * own SHA-256 is that hash is the agent's, without a tenant token.
    */
-  expects(tenant: string, agentId: string, hash: string, count: number): boolean {
-    const row = this.db
-      .query("SELECT hash, count, list_hash FROM agent_exclusions WHERE tenant = ? AND agent_id = ?")
-      .get(tenant, agentId) as { hash: string; count: number; list_hash: string | null } | null;
-    return row !== null && row.hash === hash && row.count === count && row.list_hash !== hash;
+  async expects(tenant: string, agentId: string, hash: string, count: number): Promise<boolean> {
+    const [row] = await this.db.all(
+      "SELECT hash, excl_count, list_hash FROM agent_exclusions WHERE tenant = $1 AND agent_id = $2",
+      [tenant, agentId],
+    );
+    return row !== undefined && row.hash === hash && num(row.excl_count) === count && row.list_hash !== hash;
   }
 
   /** Stores a full list; false when the same list (same hash) was already held. */
-  storeList(tenant: string, r: ExclusionReport, at: Date): boolean {
-    const held = this.db
-      .query("SELECT list_hash FROM agent_exclusions WHERE tenant = ? AND agent_id = ?")
-      .get(tenant, r.agentId) as { list_hash: string | null } | null;
+  async storeList(tenant: string, r: ExclusionReport, at: Date): Promise<boolean> {
+    const [held] = await this.db.all(
+      "SELECT list_hash FROM agent_exclusions WHERE tenant = $1 AND agent_id = $2",
+      [tenant, r.agentId],
+    );
     if (held?.list_hash === r.summary.hash) return false;
-    this.db
-      .query(
-        `INSERT INTO agent_exclusions (tenant, agent_id, count, hash, by_source, summary_at, list_hash, list_json, list_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (tenant, agent_id) DO UPDATE SET list_hash = excluded.list_hash, list_json = excluded.list_json,
-           list_at = excluded.list_at`,
-      )
-      .run(
+    await this.db.run(
+      `INSERT INTO agent_exclusions (tenant, agent_id, excl_count, hash, by_source, summary_at, list_hash, list_json, list_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (tenant, agent_id) DO UPDATE SET list_hash = excluded.list_hash, list_json = excluded.list_json,
+         list_at = excluded.list_at`,
+      [
         tenant,
         r.agentId,
         r.summary.count,
@@ -102,24 +103,24 @@ export class ExclusionStore {
         r.summary.hash,
         JSON.stringify(r.exclusions),
         at.toISOString(),
-      );
+      ],
+    );
     return true;
   }
 
-  agents(): AgentExclusionsRow[] {
-    return (
-      this.db.query("SELECT * FROM agent_exclusions ORDER BY tenant, agent_id").all() as Record<
-        string,
-        unknown
-      >[]
-    ).map(rowOf);
+  /** Every agent's summary (the lists themselves are not read). */
+  async agents(): Promise<AgentExclusionsRow[]> {
+    const rows = await this.db.all(
+      `SELECT ${SUMMARY_COLUMNS} FROM agent_exclusions ORDER BY tenant, agent_id`,
+    );
+    return rows.map(rowOf);
   }
 
-  agent(agentId: string): AgentExclusions | null {
-    const r = this.db.query("SELECT * FROM agent_exclusions WHERE agent_id = ?").get(agentId) as Record<
-      string,
-      unknown
-    > | null;
+  async agent(agentId: string): Promise<AgentExclusions | null> {
+    const [r] = await this.db.all(
+      `SELECT ${SUMMARY_COLUMNS}, list_json FROM agent_exclusions WHERE agent_id = $1 ORDER BY tenant LIMIT 1`,
+      [agentId],
+    );
     if (!r) return null;
     const row = rowOf(r);
     return {
@@ -128,17 +129,13 @@ export class ExclusionStore {
       stale: row.listHash !== row.hash,
     };
   }
-
-  close(): void {
-    this.db.close();
-  }
 }
 
-function rowOf(r: Record<string, unknown>): AgentExclusionsRow {
+function rowOf(r: Row): AgentExclusionsRow {
   return {
     tenant: r.tenant as string,
     agentId: r.agent_id as string,
-    count: r.count as number,
+    count: num(r.excl_count),
     hash: r.hash as string,
     bySource: JSON.parse(r.by_source as string),
     summaryAt: r.summary_at as string,

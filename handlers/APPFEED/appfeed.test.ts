@@ -4,7 +4,8 @@
  * run` starts, and PostgreSQL (a Debian package the CI image installs).
  * The APPFEED rule generates the data-directory exclusion, on-access
  * scanning stops scanning there (with the real scanner), a tenant-signed
- * USERAPPFEED rule works and a vendor-signed one is refused, a failing rule
+ * USERAPPFEED rule works and a vendor-signed one is refused (or, while no
+ * tenant key is trusted, held inert: installed, never run), a failing rule
  * keeps its previous exclusions, a forbidden one excludes nothing, and a
  * package-database change reruns the rules.
  */
@@ -70,14 +71,22 @@ let t: LuaTestAgent;
 let feed: AppfeedFeed;
 const events: AgentEvent[] = [];
 
+const tenantRootFile = () => join(groupWorkDir(t.stateDir, "appfeed"), TENANT_ROOT_FILE);
+/** What `agent appfeed trust-tenant` does (its CLI test is in contract.test.ts). */
+const trustTenant = () => writeFileSync(tenantRootFile(), readFileSync(join(tenantDir, KEY_FILES.rootCert)));
+
 async function until(cond: () => boolean, ms = 20_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline && !cond()) await Bun.sleep(20);
   return cond();
 }
 
-async function userRules(version: number, signer: "tenant" | "vendor"): Promise<Record<string, Uint8Array>> {
+async function userRules(
+  version: number,
+  signer: "tenant" | "vendor" | "none",
+): Promise<Record<string, Uint8Array>> {
   const files = rulesPayload("USERAPPFEED", sources("USERAPPFEED"), key, { limits: LIMITS });
+  if (signer === "none") return files;
   const keys = signer === "tenant" ? await loadSigningKeys(tenantDir) : vendor.keys;
   const signed = await tenantSign(new Map(Object.entries(files)), { type: "USERAPPFEED", version, keys });
   return { ...files, ...Object.fromEntries(signed) };
@@ -95,11 +104,7 @@ beforeAll(async () => {
   t = await startLuaAgent(vendor, [appfeedHandler, userAppfeedHandler, datasetAHandler] as ContentHandler[], {
     key,
   });
-  // `agent appfeed trust-tenant` does this (its CLI test is in contract.test.ts).
-  writeFileSync(
-    join(groupWorkDir(t.stateDir, "appfeed"), TENANT_ROOT_FILE),
-    readFileSync(join(tenantDir, KEY_FILES.rootCert)),
-  );
+  trustTenant();
   t.agent.events.subscribe((e) => events.push(e));
   const report = await t.agent.update();
   expect(report.rejected).toEqual([]);
@@ -201,6 +206,72 @@ test("a USERAPPFEED rule signed by the vendor's key is refused for that type; v1
   ]);
   expect(t.agent.content().find((c) => c.type === "USERAPPFEED")).toMatchObject({ version: 1 });
   expect(t.agent.exclusions.summary().bySource.USERAPPFEED).toBe(2);
+});
+
+test("USERAPPFEED without a verified tenant signature never runs: refused while a tenant key is trusted, held inert without one", async () => {
+  const user = () => t.agent.content().find((c) => c.type === "USERAPPFEED");
+  const reason = (code: string) => t.agent.health.list().find((r) => r.code === code);
+  const apps = async () =>
+    (await t.agent.call("USERAPPFEED", "apps", {})) as { apps: unknown[]; held?: { code: string } };
+  const applied = (code: string | undefined) =>
+    until(() => t.agent.exclusions.held().USERAPPFEED?.code === code);
+
+  // T1 with a tenant key trusted: an unsigned package is refused, v1 keeps running.
+  await vendor.release("USERAPPFEED", 3, await userRules(3, "none"));
+  expect((await t.agent.update()).rejected).toContainEqual(
+    expect.objectContaining({
+      type: "USERAPPFEED",
+      code: "HND_TENANT_UNSIGNED",
+      reason: expect.stringContaining("T1"),
+    }),
+  );
+  expect(user()).toMatchObject({ version: 1 });
+
+  // T3/T5: the tenant key goes away; the next run holds v1 (amber) and its exclusions go.
+  rmSync(tenantRootFile());
+  await feed.runAll();
+  expect(await applied("HND_TENANT_NOT_TRUSTED")).toBe(true);
+  expect(t.agent.exclusions.summary().bySource.USERAPPFEED).toBeUndefined();
+  expect(t.agent.exclusions.summary().held).toEqual({ USERAPPFEED: "HND_TENANT_NOT_TRUSTED" });
+  expect(reason("HND_TENANT_NOT_TRUSTED")?.level).toBe("amber");
+
+  // T1 without a tenant key: an unsigned package installs inert — loaded, nothing run, health info only.
+  await vendor.release("USERAPPFEED", 4, await userRules(4, "none"));
+  expect((await t.agent.update()).installed).toContainEqual(
+    expect.objectContaining({ type: "USERAPPFEED", version: 4 }),
+  );
+  expect(await applied("HND_TENANT_UNSIGNED")).toBe(true);
+  expect(user()).toMatchObject({ version: 4, handlerState: "loaded" });
+  expect(await apps()).toMatchObject({ apps: [], held: { code: "HND_TENANT_UNSIGNED" } });
+  expect(reason("HND_TENANT_UNSIGNED")?.level).toBe("info");
+  expect(reason("HND_TENANT_NOT_TRUSTED")).toBeUndefined();
+  expect(t.agent.exclusions.list().filter((e) => e.source.startsWith("USERAPPFEED:"))).toEqual([]);
+
+  // A vendor-signed package without a tenant key installs inert too: its rules never run. Once the
+  // tenant key is trusted, the next run finds it does not verify (T4) and it stays inert.
+  await vendor.release("USERAPPFEED", 5, await userRules(5, "vendor"));
+  expect((await t.agent.update()).installed).toContainEqual(
+    expect.objectContaining({ type: "USERAPPFEED", version: 5 }),
+  );
+  expect(await applied("HND_TENANT_NOT_TRUSTED")).toBe(true);
+  trustTenant();
+  await feed.runAll();
+  expect(await applied("HND_TENANT_SIGNATURE")).toBe(true);
+  expect(await apps()).toMatchObject({ apps: [], held: { code: "HND_TENANT_SIGNATURE" } });
+  expect(reason("HND_TENANT_SIGNATURE")?.level).toBe("amber");
+  expect(t.agent.exclusions.summary().bySource.USERAPPFEED).toBeUndefined();
+
+  // The tenant signs v6: it runs, its exclusions are back, every hold is cleared.
+  await vendor.release("USERAPPFEED", 6, await userRules(6, "tenant"));
+  expect((await t.agent.update()).installed).toContainEqual(
+    expect.objectContaining({ type: "USERAPPFEED", version: 6 }),
+  );
+  expect(await applied(undefined)).toBe(true);
+  expect(await until(() => t.agent.exclusions.summary().bySource.USERAPPFEED === 2)).toBe(true);
+  expect((await apps()).apps).toHaveLength(1);
+  for (const code of ["HND_TENANT_UNSIGNED", "HND_TENANT_NOT_TRUSTED", "HND_TENANT_SIGNATURE"]) {
+    expect(reason(code)).toBeUndefined();
+  }
 });
 
 test("a failing rule keeps its exclusions, a forbidden one excludes nothing; a dpkg change reruns", async () => {

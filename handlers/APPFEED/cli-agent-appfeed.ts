@@ -38,6 +38,7 @@ function brief(o: RunOutcome) {
     type: o.type,
     version: o.run.version,
     ranAt: o.run.ranAt,
+    ...(o.run.held ? { held: o.run.held } : {}),
     apps: o.run.apps.map((a) => ({
       id: a.id,
       file: a.file,
@@ -90,6 +91,7 @@ const run = defineCommand({
           continue;
         }
         lines.push(`${r.type} v${r.version}:`);
+        if (r.held) lines.push(`  held, its rules do not run: ${r.held.code}: ${r.held.message}`);
         for (const a of r.apps)
           lines.push(
             `  ${a.id.padEnd(24)} ${a.outcome.padEnd(9)} ${a.exclusions} exclusion(s)${a.error ? `  ${a.error}` : ""}`,

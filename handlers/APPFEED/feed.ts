@@ -17,6 +17,14 @@
  * or an exclusion the core refuses: `/`, the agent's own files) has nothing
  * excluded. Both stay on the health board (AMBER) and the event stream
  * until a run succeeds.
+ *
+ * A run that was *held* (USERAPPFEED without a verified tenant signature,
+ * handlers/_shared/tenant/signature.ts) ran nothing: the type's exclusions
+ * are emptied, the hold is recorded with the exclusion set (`agent
+ * exclusions` shows it) and raised on the health board at the level the
+ * handler gives it — info when nothing asked for the rules to run (no tenant
+ * root, no tenant signature: an agent with the vendor's example stays
+ * green), amber when something did.
  */
 import { existsSync, type FSWatcher, watch } from "node:fs";
 import type { AgentService, ServiceContext } from "../../core/cli/agent/session.ts";
@@ -27,6 +35,8 @@ import type { AppfeedRun } from "../_shared/appfeed/engine.ts";
 
 export const APPFEED_TYPES = ["APPFEED", "USERAPPFEED"] as const;
 export const HEALTH_SOURCE = "appfeed";
+/** The hold codes a run may carry (handlers/_shared/tenant/signature.ts); cleared when a run is not held. */
+const HOLD_CODES = ["HND_TENANT_UNSIGNED", "HND_TENANT_NOT_TRUSTED", "HND_TENANT_SIGNATURE"];
 const logger = log.child({ component: "appfeed" });
 
 export interface AppfeedFeedOptions {
@@ -128,6 +138,7 @@ export class AppfeedFeed implements AgentService {
     const key = `${run.version}@${run.ranAt}`;
     if (this.applied.get(type) === key) return;
     this.applied.set(type, key);
+    this.applyHold(type, run);
     const next: Record<string, SourceUpdate> = {};
     const problems: string[] = [];
     for (const app of run.apps) {
@@ -154,7 +165,11 @@ export class AppfeedFeed implements AgentService {
         }
       }
     }
-    const { refused } = this.api.exclusions.replace(type, next);
+    const { refused } = this.api.exclusions.replace(
+      type,
+      next,
+      run.held ? { held: { code: run.held.code, message: run.held.message } } : {},
+    );
     for (const r of refused) {
       const app = run.apps.find((a) => `${type}:${a.id}` === r.source);
       problems.push(`${app?.file ?? r.source} (${app?.id ?? r.source}) refused: ${r.rule}: ${r.reason}`);
@@ -180,6 +195,22 @@ export class AppfeedFeed implements AgentService {
       version: run.version,
       count: s.count,
       problems: problems.length,
+    });
+  }
+
+  /** The health board carries a held run's reason (at its level) until a run is not held. */
+  private applyHold(type: string, run: AppfeedRun): void {
+    for (const code of HOLD_CODES) {
+      if (code !== run.held?.code) this.api.health.clear(`${HEALTH_SOURCE}:${type}`, code);
+    }
+    if (!run.held) return;
+    this.api.health.raise(`${HEALTH_SOURCE}:${type}`, run.held.level, run.held.code, run.held.message);
+    this.api.events.emit("appfeed-held", {
+      contentType: type,
+      version: run.version,
+      code: run.held.code,
+      level: run.held.level,
+      message: run.held.message,
     });
   }
 }

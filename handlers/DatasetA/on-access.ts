@@ -8,9 +8,12 @@
  * - Verdict cache keyed by (dev, inode, mtime, ctime, size): a file is
  *   scanned once until it changes. A file whose key changed while it was
  *   read and scanned is scanned again (up to 3 times) and never cached.
- * - Exclusions: the agent's state dir, `excludePaths`, and files whose
- *   SHA-256 LocalRepData rates high (asked only when the scan detects
- *   something, so a clean file costs one IPC call).
+ * - Exclusions: the agent's state dir, `excludePaths`, and the agent's
+ *   exclusions with scope "onAccess" — by path before the file is read; by
+ *   SHA-256 or verified signer on the scan's outcome (their detections are
+ *   suppressed, counted as `suppressed`; scan/exclusion-check.ts) — and
+ *   files whose SHA-256 LocalRepData rates high (asked only when the scan
+ *   detects something, so a clean file costs one IPC call).
  * - Live Protection: a lookup over the local rate limit is not skipped but
  *   queued and asked later; the local verdict stands meanwhile (in block
  *   mode the open is refused). Status counts deferred lookups.
@@ -49,7 +52,7 @@ const CACHE_MAX = 100_000;
 
 const outcomes = metrics.counter(
   "outpost_onaccess_files_total",
-  "On-access decisions, by outcome (cache-hit, scanned, detected, blocked, excluded, too-large, changed, deferred-lookup)",
+  "On-access decisions, by outcome (cache-hit, scanned, detected, blocked, excluded, suppressed, too-large, changed, deferred-lookup)",
 );
 const DEFERRED_MAX = 10_000;
 
@@ -65,6 +68,7 @@ export class OnAccessScanner {
     detections: 0,
     blocked: 0,
     excluded: 0,
+    suppressed: 0,
     highReputation: 0,
     tooLarge: 0,
     changedDuringScan: 0,
@@ -140,7 +144,8 @@ export class OnAccessScanner {
   /** True when nothing stands against the bytes. */
   private async scan(bytes: Uint8Array, ev: AccessEvent): Promise<boolean> {
     this.count("scanned", "scanned");
-    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access" });
+    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access", scope: "onAccess" });
+    if (report.suppressed) this.count("suppressed", "suppressed");
     const standing = report.detections.filter((d) => d.verdict !== "ignored");
     if (standing.length === 0) return true;
     // Reputation matters only for a detection: asked then, so a clean file costs one IPC call, not two.

@@ -3,6 +3,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
+import type { Exclusion } from "../../core/exclusions-config.ts";
 import type { ContentView } from "../../core/handler/contract.ts";
 import { localRepDataHandler } from "./index.ts";
 import { ProcessTagger } from "./process-tagger.ts";
@@ -76,4 +78,36 @@ test("new processes are tagged with the reputation of their executable; binaries
   }
   await tagger.sweep();
   expect(tagger.get(a.pid)).toBeUndefined();
+});
+
+test("tags say which exclusions cover a process — by image SHA-256 or executable path — from the current set", async () => {
+  const ex = (kind: Exclusion["kind"], value: string, scope: Exclusion["scope"]): Exclusion => ({
+    kind,
+    value,
+    scope,
+    reason: "",
+    source: "config",
+  });
+  let matcher = new ExclusionMatcher([ex("sha256", sha(unknown), ["behavior", "onAccess"])]);
+  const emitted: Record<string, unknown>[] = [];
+  const tagger = new ProcessTagger({ call, emit: (_t, f) => emitted.push(f), exclusions: () => matcher });
+  await tagger.sweep();
+  const a = Bun.spawn([trusted, "30"]);
+  const c = Bun.spawn([unknown, "30"]);
+  try {
+    await tagger.sweep();
+    expect(tagger.get(c.pid)).toMatchObject({ sha256: sha(unknown), excluded: ["onAccess", "behavior"] });
+    expect(tagger.get(a.pid)?.excluded).toBeUndefined();
+    // Not vouched for by reputation, but excluded: still announced, with the scopes.
+    expect(emitted.find((e) => e.pid === c.pid)).toMatchObject({ excluded: ["onAccess", "behavior"] });
+    expect(emitted.find((e) => e.pid === c.pid)?.band).toBeUndefined();
+    // The exclusion set changes: the next read reflects it without re-tagging.
+    matcher = new ExclusionMatcher([ex("process", dir, ["scan"])]);
+    expect(tagger.get(c.pid)?.excluded).toEqual(["scan"]);
+    expect(tagger.list().find((t) => t.pid === a.pid)?.excluded).toEqual(["scan"]);
+  } finally {
+    a.kill();
+    c.kill();
+    await Promise.all([a.exited, c.exited]);
+  }
 });

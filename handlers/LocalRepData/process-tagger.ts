@@ -11,10 +11,19 @@
  * even if it was deleted or replaced since), and the digest is cached by
  * device + inode + mtime + size, so each binary is read once however many
  * processes run it. A PID is re-tagged when its start time changes (reuse).
+ *
+ * Each tag also says which of the agent's exclusions cover the process
+ * (`excluded`: the scopes, judged by executable path, name and image
+ * SHA-256 — docs/exclusions.md), taken from the current matcher whenever a
+ * tag is read, so a changed exclusion set shows at once. Linux executables
+ * carry no Authenticode signature, so no signer is known for a process and
+ * `signer` exclusions cannot match one here.
  */
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import type { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
+import { EXCLUSION_SCOPES, type ExclusionScope } from "../../core/exclusions-config.ts";
 import { log } from "../../core/log.ts";
 import type { RepAnswer } from "./index.ts";
 
@@ -32,6 +41,8 @@ export interface ProcessTag {
   startTicks: number;
   taggedAt: string;
   error?: string;
+  /** Scopes in which an exclusion covers this process (absent when none does). */
+  excluded?: ExclusionScope[];
 }
 
 export interface TaggerOptions {
@@ -44,6 +55,8 @@ export interface TaggerOptions {
   hashBytesPerSweep?: number;
   emit?: (type: string, fields: Record<string, unknown>) => void;
   now?: () => Date;
+  /** The agent's exclusions (core/exclusions), consulted when a tag is read. */
+  exclusions?: () => ExclusionMatcher;
 }
 
 export class ProcessTagger {
@@ -116,11 +129,24 @@ export class ProcessTagger {
   }
 
   list(): ProcessTag[] {
-    return [...this.tags.values()].sort((a, b) => a.pid - b.pid);
+    return [...this.tags.values()].sort((a, b) => a.pid - b.pid).map((t) => this.withExclusions(t));
   }
 
   get(pid: number): ProcessTag | undefined {
-    return this.tags.get(pid);
+    const t = this.tags.get(pid);
+    return t && this.withExclusions(t);
+  }
+
+  /** The tag with the scopes the current exclusions cover it in. */
+  private withExclusions(t: ProcessTag): ProcessTag {
+    const matcher = this.o.exclusions?.();
+    if (!matcher || matcher.size === 0) return t;
+    const subject = {
+      ...(t.exe ? { exe: t.exe, name: basename(t.exe) } : {}),
+      ...(t.sha256 ? { sha256: t.sha256 } : {}),
+    };
+    const excluded = EXCLUSION_SCOPES.filter((scope) => matcher.process(scope, subject));
+    return excluded.length > 0 ? { ...t, excluded } : t;
   }
 
   /** One pass over /proc; resolves to the number of processes tagged in it. */
@@ -170,13 +196,14 @@ export class ProcessTagger {
     for (const t of fresh) {
       this.tags.set(t.pid, t);
       this.stats.tagged++;
-      if (t.reputation) {
+      const excluded = this.withExclusions(t).excluded;
+      if (t.reputation || excluded) {
         this.o.emit?.("process-tagged", {
           pid: t.pid,
           exe: t.exe,
           sha256: t.sha256,
-          band: t.reputation.band,
-          score: t.reputation.score,
+          ...(t.reputation ? { band: t.reputation.band, score: t.reputation.score } : {}),
+          ...(excluded ? { excluded } : {}),
         });
       }
     }

@@ -1,7 +1,8 @@
 /**
  * `agent exclusions [--json]`: every exclusion the agent honours, with its
  * source (an APPFEED or USERAPPFEED rule, or local config), its scopes,
- * and the ones refused (docs/exclusions.md). Read from the state dir: the
+ * the ones refused, and the producers whose rules are held inert (with the
+ * code that says why, docs/exclusions.md). Read from the state dir: the
  * running agent persists its set on every change, so this needs no agent.
  */
 import { defineCommand } from "citty";
@@ -28,6 +29,7 @@ export default defineCommand({
       summary: service.summary(),
       exclusions: service.list(),
       refused: service.refused(),
+      held: service.held(),
       ...(service.loadProblem ? { problem: service.loadProblem } : {}),
     };
     if (args.json) {
@@ -49,6 +51,9 @@ export default defineCommand({
     if (out.refused.length > 0) {
       lines.push(`refused (${out.refused.length}):`);
       for (const r of out.refused) lines.push(`  ${r.source}: ${r.rule}: ${r.reason}`);
+    }
+    for (const [producer, h] of Object.entries(out.held)) {
+      lines.push(`${producer} held, its rules do not run: ${h.code}: ${h.message}`);
     }
     if (out.problem) lines.push(`problem: ${out.problem}`);
     printText(lines.join("\n"));

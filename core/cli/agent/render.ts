@@ -95,6 +95,11 @@ export function renderStatus(s: AgentStatus, opts: { offline?: boolean } = {}): 
       ...(s.healthDetails ?? [])
         .filter((r) => r.level === "info")
         .map((r): [string, string] => ["info", r.message]),
+      // Generated exclusions whose rules are held inert (docs/exclusions.md); `agent exclusions` says why.
+      ...Object.entries(s.exclusions?.held ?? {}).map(([producer, code]): [string, string] => [
+        "rules held",
+        `${producer}: ${code} (nothing of it runs or is excluded; see agent exclusions)`,
+      ]),
       ["repo", `${u.repo} (group ${u.group})`],
       ["last attempt", u.lastAttempt],
       ["last success", u.lastSuccess],

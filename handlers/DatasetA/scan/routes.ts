@@ -16,6 +16,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { ControlError } from "../../../core/control/errors.ts";
 import type { RouteExtension } from "../../../core/control/extensions.ts";
 import { COMMON_ERRORS, errorResponses } from "../../../core/control/schemas.ts";
+import { EXCLUSION_SCOPES } from "../../../core/exclusions-config.ts";
 import type { ProcessTag } from "../../LocalRepData/process-tagger.ts";
 import { scanRuntimeOf } from "./runtime.ts";
 import type { Progress, ScanReport, ScanService } from "./service.ts";
@@ -111,6 +112,10 @@ const ProcessSchema = z
     startTicks: z.number(),
     taggedAt: z.string(),
     error: z.string().optional(),
+    excluded: z
+      .array(z.enum(EXCLUSION_SCOPES))
+      .optional()
+      .openapi({ description: "Scopes in which an exclusion covers the process (docs/exclusions.md)" }),
   })
   .openapi("ProcessTag");
 

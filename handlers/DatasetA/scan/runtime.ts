@@ -78,7 +78,12 @@ export async function createScanRuntime(
   }
   const tagger =
     opts.background && ctx.config.reputation.processTagging
-      ? new ProcessTagger({ call, pollIntervalMs: ctx.config.reputation.pollIntervalMs, emit })
+      ? new ProcessTagger({
+          call,
+          pollIntervalMs: ctx.config.reputation.pollIntervalMs,
+          emit,
+          ...(ctx.api.exclusions ? { exclusions: () => ctx.api.exclusions!.matcher } : {}),
+        })
       : undefined;
   const service = new ScanService({
     call,

@@ -15,6 +15,10 @@
  *      an executable, under 10 MB, and the scanned file itself: queued,
  *      encrypted, for the uploader.
  *
+ * Exclusions (core/exclusions): a path excluded for the scope is not read;
+ * an object whose SHA-256 or verified signer is excluded has its detections
+ * suppressed (exclusion-check.ts says why after the scan, not before).
+ *
  * Every detection is published on the agent's event stream.
  */
 
@@ -22,12 +26,14 @@ import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { describeError } from "../../../core/errors.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
+import type { ExclusionScope } from "../../../core/exclusions-config.ts";
 import { metrics } from "../../../core/metrics.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
 import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
 import type { SampleQueue, SampleUploader } from "../samples/queue.ts";
 import type { SxlClient, SxlResult } from "../sxl/client.ts";
+import { objectExclusion, validSigner } from "./exclusion-check.ts";
 import {
   type FileTarget,
   listFiles,
@@ -87,6 +93,8 @@ export interface DetectionReport extends Detection {
 
 export interface ExecutableReport extends ExecutableFound {
   target: string;
+  /** An exclusion names this executable's digest or (verified) signer. */
+  excluded?: "sha256" | "signer";
   reputation?: Pick<RepAnswer, "score" | "band" | "source" | "signerName">;
 }
 
@@ -96,6 +104,8 @@ export interface ObjectReport {
   kind: string;
   sha256?: string;
   detections: DetectionReport[];
+  /** Detections left out because the object's SHA-256 or verified signer is excluded. */
+  suppressed?: number;
   executables: ExecutableReport[];
   limits: (LimitNote & { target: string })[];
   durationMs: number;
@@ -117,6 +127,8 @@ export interface ScanReport {
   found: boolean;
   /** Files left out because an exclusion (scope "scan") covers them; absent when none. */
   excluded?: number;
+  /** Detections suppressed because the object's SHA-256 or verified signer is excluded; absent when none. */
+  suppressed?: number;
 }
 
 export interface Progress {
@@ -137,7 +149,10 @@ export interface ScanServiceOptions {
   limits?: Partial<ScanLimits>;
   /** ML models (handlers/MLModel): whole objects up to CHUNK_BYTES are scored after the signatures. */
   ml?: MlScoring;
-  /** The agent's exclusions (core/exclusions): scope "scan" skips files, "lookups" skips Live Protection. */
+  /**
+   * The agent's exclusions (core/exclusions): scope "scan" (on-access: "onAccess") skips files by
+   * path and suppresses detections by digest or signer; "lookups" skips Live Protection.
+   */
   exclusions?: () => ExclusionMatcher;
 }
 
@@ -167,7 +182,7 @@ export class ScanService {
     for (const f of files) {
       progress.current = f.path;
       try {
-        const r = await this.scanFile(f);
+        const r = await this.scanFile(f, "scan");
         reports.push(r);
         opts.onObject?.(r);
       } catch (e) {
@@ -188,12 +203,16 @@ export class ScanService {
     return excluded > 0 ? { ...report, excluded } : report;
   }
 
-  /** Scans bytes handed over by a caller (POST /v1/scan with a body). */
-  async scanBytes(bytes: Uint8Array, name: string, opts: { source?: string } = {}): Promise<ScanReport> {
+  /** Scans bytes handed over by a caller (POST /v1/scan with a body; on-access, with scope "onAccess"). */
+  async scanBytes(
+    bytes: Uint8Array,
+    name: string,
+    opts: { source?: string; scope?: ExclusionScope } = {},
+  ): Promise<ScanReport> {
     const started = performance.now();
     const outcome = await this.sendBytes(bytes, basename(name) || "bytes");
     scannedBytes.inc({ source: opts.source ?? "bytes" }, bytes.length);
-    const report = await this.finish(name, outcome, () => bytes, opts.source);
+    const report = await this.finish(name, outcome, () => bytes, opts.source, opts.scope ?? "scan");
     return summarize([name], [report], [], performance.now() - started);
   }
 
@@ -261,7 +280,7 @@ export class ScanService {
     return summarize([target], reports, errors, performance.now() - started);
   }
 
-  private async scanFile(f: FileTarget): Promise<ObjectReport> {
+  private async scanFile(f: FileTarget, scope: ExclusionScope): Promise<ObjectReport> {
     let keep: Uint8Array | undefined;
     const outcome = await withFdAsync(f.fsPath, async (fd) => {
       const size = fstatSync(fd).size;
@@ -274,7 +293,13 @@ export class ScanService {
     });
     scannedBytes.inc({ source: "file" }, outcome.size);
     // Files between the chunk size and the sample limit are read again only if a sample is wanted.
-    return this.finish(f.path, outcome, () => keep ?? new Uint8Array(readFileSync(f.fsPath)));
+    return this.finish(
+      f.path,
+      outcome,
+      () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
+      undefined,
+      scope,
+    );
   }
 
   private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
@@ -330,17 +355,20 @@ export class ScanService {
     o: ScanOutcome,
     bytes: (() => Uint8Array) | null,
     source?: string,
+    scope?: ExclusionScope,
   ): Promise<ObjectReport> {
-    const signerOf = (path: string[]) => {
-      const exe = o.executables.find((x) => samePath(x.path, path));
-      return exe?.authenticode?.status === "valid" ? exe.authenticode.signer.thumbprint : undefined;
-    };
+    const signerOf = (path: string[]) => validSigner(o, path);
+    const excluded = objectExclusion(this.o.exclusions?.(), scope, target, o);
+    const kept = o.detections.filter((d) => !excluded.detection(d));
+    for (const d of o.detections) {
+      if (!kept.includes(d)) detectionsTotal.inc({ kind: d.kind, verdict: "excluded" });
+    }
     const queries = [
       ...o.executables.map((x) => ({
         sha256: x.sha256,
         ...(signerOf(x.path) ? { signer: signerOf(x.path) } : {}),
       })),
-      ...o.detections.map((d) => ({
+      ...kept.map((d) => ({
         sha256: d.sha256,
         ...(signerOf(d.path) ? { signer: signerOf(d.path) } : {}),
       })),
@@ -350,7 +378,7 @@ export class ScanService {
     const repFor = (sha256: string, path: string[]) => reps.get(repKey({ sha256, signer: signerOf(path) }));
 
     const detections: DetectionReport[] = [];
-    for (const d of o.detections) {
+    for (const d of kept) {
       const rep = repFor(d.sha256, d.path);
       const report: DetectionReport = {
         ...d,
@@ -359,7 +387,7 @@ export class ScanService {
         ...(rep?.source ? { reputation: { score: rep.score, band: rep.band, source: rep.source } } : {}),
       };
       if (d.lookup) {
-        const lookup = await this.lookup(d, rep, target);
+        const lookup = await this.lookup(d, rep, target, signerOf(d.path));
         report.live = lookup;
         if (lookup.status === "answered") {
           if (lookup.verdict === "ignore") report.verdict = "ignored";
@@ -382,13 +410,15 @@ export class ScanService {
       });
       detections.push(report);
     }
-    if (this.o.ml && bytes && o.size <= CHUNK_BYTES)
+    if (this.o.ml && bytes && o.size <= CHUNK_BYTES && !excluded.whole)
       detections.push(...(await this.mlDetections(target, o, bytes, source)));
     const executables: ExecutableReport[] = o.executables.map((x) => {
       const rep = repFor(x.sha256, x.path);
+      const excludedBy = excluded.executable(x);
       return {
         ...x,
         target,
+        ...(excludedBy ? { excluded: excludedBy } : {}),
         ...(rep?.source
           ? {
               reputation: {
@@ -407,6 +437,7 @@ export class ScanService {
       kind: o.kind,
       ...(o.sha256 ? { sha256: o.sha256 } : {}),
       detections,
+      ...(kept.length < o.detections.length ? { suppressed: o.detections.length - kept.length } : {}),
       executables,
       limits: o.limits.map((l) => ({ ...l, target })),
       durationMs: o.durationMs,
@@ -451,8 +482,13 @@ export class ScanService {
     });
   }
 
-  private async lookup(d: Detection, rep: RepAnswer | undefined, target: string): Promise<LookupReport> {
-    if (this.o.exclusions?.().file("lookups", target, d.sha256)) {
+  private async lookup(
+    d: Detection,
+    rep: RepAnswer | undefined,
+    target: string,
+    signer: string | undefined,
+  ): Promise<LookupReport> {
+    if (this.o.exclusions?.().file("lookups", target, d.sha256, signer)) {
       lookupsTotal.inc({ outcome: "skipped-excluded" });
       return { status: "skipped", reason: "excluded" };
     }
@@ -502,10 +538,6 @@ export class ScanService {
   }
 }
 
-function samePath(a: string[], b: string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 function repKey(q: { sha256: string; signer?: string }): string {
   return `${q.sha256}/${q.signer ?? ""}`;
 }
@@ -517,6 +549,7 @@ function summarize(
   durationMs: number,
 ): ScanReport {
   const detections = reports.flatMap((r) => r.detections);
+  const suppressed = reports.reduce((n, r) => n + (r.suppressed ?? 0), 0);
   return {
     targets,
     objects: reports.length,
@@ -528,5 +561,6 @@ function summarize(
     errors,
     durationMs,
     found: detections.some((d) => d.verdict !== "ignored"),
+    ...(suppressed > 0 ? { suppressed } : {}),
   };
 }

@@ -41,11 +41,21 @@ export interface AppResult {
   ms: number;
 }
 
+/** Why a package's rules were not run at all (USERAPPFEED without a verified tenant signature). */
+export interface RunHold {
+  code: string;
+  /** The health level the feed raises it at: "info" leaves health green. */
+  level: "info" | "amber";
+  message: string;
+}
+
 export interface AppfeedRun {
   type: string;
   version: number;
   ranAt: string;
   apps: AppResult[];
+  /** Set when the rules were held inert: nothing ran, nothing is excluded. */
+  held?: RunHold;
 }
 
 interface RawResult {

@@ -5,6 +5,13 @@
  *   contentctl rules keygen --out content-key.json [--id 2026-a] [--add]
  *   contentctl rules encrypt SRC --type Behavior --key content-key.json --out PAYLOAD_DIR
  *   contentctl rules pack SRC --type Behavior --version 7 --keys KEYS --key content-key.json --out Behavior-7.opkg
+ *   contentctl rules pack SRC --type USERAPPFEED … [--tenant-keys TENANT_DIR]
+ *
+ * USERAPPFEED rules are the tenant's: with --tenant-keys they carry the
+ * tenant's signature. Without it the package is still made (the vendor's
+ * example, a draft) but carries none, and agents hold its rules inert —
+ * installed, never run — until the tenant signs them (a warning says so;
+ * docs/exclusions.md, T1).
  *
  * SRC holds `*.lua` (one rule or library module each, named after the file)
  * and optionally `rules.json` with `limits`, `settings` and `order`
@@ -15,7 +22,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { defineCommand } from "citty";
 import { keyringFile, validatePayloadDir } from "../../../core/cli/contentctl/validate.ts";
-import { printJson, printText, UsageError } from "../../../core/cli/output.ts";
+import { printErr, printJson, printText, UsageError } from "../../../core/cli/output.ts";
 import { sha384Hex } from "../../../core/crypto/digest.ts";
 import { KEY_FILES, loadSigningKeys } from "../../../core/crypto/keys.ts";
 import { HandlerError } from "../../../core/errors.ts";
@@ -139,20 +146,19 @@ const pack = defineCommand({
     "tenant-keys": {
       type: "string",
       description:
-        "USERAPPFEED only: the tenant's key directory (contentctl keys init); its signer signs tenant.json, its root.pem is what agents trust for USERAPPFEED",
+        "USERAPPFEED only: the tenant's key directory (contentctl keys init); its signer signs tenant.json, its root.pem is what agents trust for USERAPPFEED. Without it the rules are packed unsigned and agents hold them inert",
     },
   },
   async run({ args }) {
     checkType(args.type);
     const tenantKeys = args["tenant-keys"];
-    if ((args.type === "USERAPPFEED") !== (tenantKeys !== undefined)) {
-      throw new UsageError(
-        "CLI_USAGE",
-        args.type === "USERAPPFEED"
-          ? "USERAPPFEED rules are signed by the tenant: give --tenant-keys DIR"
-          : "--tenant-keys is for USERAPPFEED only",
-      );
+    if (tenantKeys !== undefined && args.type !== "USERAPPFEED") {
+      throw new UsageError("CLI_USAGE", "--tenant-keys is for USERAPPFEED only");
     }
+    const unsignedWarning =
+      args.type === "USERAPPFEED" && tenantKeys === undefined
+        ? "USERAPPFEED packed without a tenant signature (no --tenant-keys): agents install it but hold its rules inert — none runs, nothing is excluded — until it is repacked with the tenant's keys (docs/exclusions.md, T1)"
+        : undefined;
     if (!/^[1-9][0-9]{0,15}$/.test(args.version))
       throw new UsageError("CLI_USAGE", "--version must be a positive integer");
     const key = sealingKey(args.key, args["key-id"]);
@@ -196,10 +202,12 @@ const pack = defineCommand({
         version: Number(args.version),
         keyId: key.id,
         rules: ruleFiles,
-        ...(tenantKeys ? { tenantSigned: true } : {}),
+        ...(args.type === "USERAPPFEED" ? { tenantSigned: tenantKeys !== undefined } : {}),
+        ...(unsignedWarning ? { warning: unsignedWarning } : {}),
         sha384: sha384Hex(bytes),
         size: bytes.length,
       };
+      if (unsignedWarning) printErr(`warning: ${unsignedWarning}`);
       if (args.json) printJson(result);
       else
         printText(

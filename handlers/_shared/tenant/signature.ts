@@ -9,13 +9,23 @@
  * USERAPPFEED only: `agent appfeed trust-tenant ROOT.pem` puts it in the
  * appfeed group's work directory, where no other handler looks, and the
  * vendor root is never consulted for it — so vendor-signed USERAPPFEED
- * rules are refused, and the tenant key signs nothing else.
+ * rules never run, and the tenant key signs nothing else.
  *
- *   T1  tenant.json and tenant.json.p7s are present (validate, pure)
- *   T2  tenant.json names this type and version and lists exactly the other payload files,
- *       with their SHA-384 (validate, pure)
- *   T3  a tenant root is installed for USERAPPFEED (load)
- *   T4  the signature verifies to that root (load; a vendor signature does not)
+ * A package may arrive without a tenant signature (the vendor's example,
+ * packed without --tenant-keys) or before the agent trusts a tenant key.
+ * Such content is installed **inert**: it verified as a package, but no rule
+ * of it runs (not even its top-level chunk) and it excludes nothing. Only
+ * rules that verify to the installed tenant root ever run.
+ *
+ *   T1  unsigned (no tenant.json / .p7s): inert while no tenant root is installed (info);
+ *       refused once one is (an agent that trusts a tenant takes only its rules)
+ *   T2  tenant.json and .p7s come together, name this type and version and list exactly the
+ *       other payload files with their SHA-384 (validate, pure): else refused
+ *   T3  signed, but no tenant root is installed: inert (amber: the tenant meant them to run)
+ *   T4  signed, a tenant root is installed, the signature does not verify to it (a vendor
+ *       signature never does): refused
+ *   T5  the verdict is taken again before every run, so `trust-tenant` after install takes
+ *       effect at the next run, and a changed root stops rules it does not verify
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -61,15 +71,17 @@ export async function tenantSign(
   ]);
 }
 
-/** T1, T2: the tenant manifest covers exactly this payload. Pure. */
+/** Whether the package carries a tenant signature at all (T1). */
+export function isTenantSigned(view: Pick<ContentView, "files">): boolean {
+  return view.files.includes(TENANT_MANIFEST) || view.files.includes(TENANT_SIGNATURE);
+}
+
+/** T2: a tenant manifest, where there is one, covers exactly this payload. Pure. */
 export function validateTenantManifest(view: ContentView): void {
+  if (!isTenantSigned(view)) return; // T1: unsigned; load() decides between inert and refused.
   for (const f of [TENANT_MANIFEST, TENANT_SIGNATURE]) {
     if (!view.files.includes(f)) {
-      throw fail(
-        "HND_TENANT_UNSIGNED",
-        f,
-        `T1: ${view.type} rules must carry the tenant's signature (${f} missing)`,
-      );
+      throw fail("HND_TENANT_MANIFEST", f, `T2: half a tenant signature (${f} missing)`);
     }
   }
   let m: z.infer<typeof TenantManifestSchema>;
@@ -102,19 +114,84 @@ export function validateTenantManifest(view: ContentView): void {
   }
 }
 
-/** T3, T4: the signature verifies to the tenant root installed for this type — and to nothing else. */
-export async function verifyTenantSignature(
-  view: ContentView,
+/**
+ * What the verdict reads of a package, kept after load (a ContentView is only good during load):
+ * its type, version, and the tenant manifest and signature if it has them — T2 at validate
+ * tied the manifest to every other payload file.
+ */
+export interface TenantEvidence {
+  type: string;
+  version: number;
+  files: string[];
+  read(file: string): Uint8Array;
+}
+
+export function tenantEvidence(view: ContentView): TenantEvidence {
+  const kept = new Map(
+    [TENANT_MANIFEST, TENANT_SIGNATURE].filter((f) => view.files.includes(f)).map((f) => [f, view.read(f)]),
+  );
+  return {
+    type: view.type,
+    version: view.version,
+    files: [...kept.keys()],
+    read: (f) => {
+      const data = kept.get(f);
+      if (!data) throw fail("HND_TENANT_UNSIGNED", f, "not in the package");
+      return data;
+    },
+  };
+}
+
+/** Why a USERAPPFEED package's rules may not run (status, health and `agent exclusions` show it). */
+export interface TenantHold {
+  code: "HND_TENANT_UNSIGNED" | "HND_TENANT_NOT_TRUSTED" | "HND_TENANT_SIGNATURE";
+  /** info: nothing asked for these rules to run (no tenant root, no tenant signature); amber: something did. */
+  level: "info" | "amber";
+  message: string;
+}
+
+/** `refuse`: a tenant root is installed, so this package is refused at install rather than held. */
+export type TenantVerdict = { run: true; signer: string } | { run: false; hold: TenantHold; refuse: boolean };
+
+/**
+ * T1, T3, T4: may this package's rules run now? Never throws for a signature problem: `refuse`
+ * says whether load refuses the package (a tenant root is installed, so only rules that verify
+ * to it are taken) or installs it inert; before a later run (T5) any hold keeps it inert.
+ */
+export async function tenantVerdict(
+  view: TenantEvidence,
   caps: Pick<Capabilities, "workDir">,
   now = new Date(),
-): Promise<string> {
+): Promise<TenantVerdict> {
   const rootFile = join(caps.workDir, TENANT_ROOT_FILE);
-  if (!existsSync(rootFile)) {
-    throw fail(
-      "HND_TENANT_NOT_TRUSTED",
-      TENANT_SIGNATURE,
-      `T3: no tenant key is trusted for ${view.type} (agent appfeed trust-tenant ROOT.pem)`,
-    );
+  const trusted = existsSync(rootFile);
+  if (!isTenantSigned(view)) {
+    return {
+      run: false,
+      refuse: trusted,
+      hold: trusted
+        ? {
+            code: "HND_TENANT_UNSIGNED",
+            level: "amber",
+            message: `T1: ${view.type} v${view.version} carries no tenant signature but a tenant key is trusted; its rules do not run (repack with contentctl rules pack --tenant-keys)`,
+          }
+        : {
+            code: "HND_TENANT_UNSIGNED",
+            level: "info",
+            message: `T1: ${view.type} v${view.version} carries no tenant signature; its rules are held inert until the tenant signs them (contentctl rules pack --tenant-keys) and the agent trusts that key (agent appfeed trust-tenant)`,
+          },
+    };
+  }
+  if (!trusted) {
+    return {
+      run: false,
+      refuse: false,
+      hold: {
+        code: "HND_TENANT_NOT_TRUSTED",
+        level: "amber",
+        message: `T3: ${view.type} v${view.version} is tenant-signed but no tenant key is trusted for it; its rules are held inert (agent appfeed trust-tenant ROOT.pem)`,
+      },
+    };
   }
   const trust = TrustStore.fromPem(readFileSync(rootFile, "utf8"), rootFile);
   try {
@@ -122,13 +199,17 @@ export async function verifyTenantSignature(
       now,
       file: TENANT_SIGNATURE,
     });
-    return v.signerSubject;
+    return { run: true, signer: v.signerSubject };
   } catch (e) {
     const d = describeError(e);
-    throw fail(
-      "HND_TENANT_SIGNATURE",
-      TENANT_SIGNATURE,
-      `T4: not signed by the tenant key trusted for ${view.type} (${d.code}: ${d.message})`,
-    );
+    return {
+      run: false,
+      refuse: true,
+      hold: {
+        code: "HND_TENANT_SIGNATURE",
+        level: "amber",
+        message: `T4: ${view.type} v${view.version} is not signed by the tenant key trusted for it (${d.code}: ${d.message}); its rules do not run`,
+      },
+    };
   }
 }
