@@ -37,7 +37,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
 import { AnchorIndex } from "../handlers/_shared/matcher/matcher.ts";
-import { datasetFromSources } from "../handlers/DatasetA/dataset.ts";
+import { compileSources } from "../handlers/DatasetA/compiled.ts";
 import { generateSignatureSet, gzip, implant, Rng, writeZip } from "../handlers/DatasetA/testutil.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 
@@ -414,17 +414,12 @@ for (const n of values["matcher-sizes"]!.split(",")
   .map(Number)
   .filter((x) => x > 0)) {
   const sigs = generateSignatureSet(99, 0, n, { prefix: "M" });
-  const ds = datasetFromSources([{ path: "m.ndb", text: sigs.ndb }]);
-  const anchors = (
-    ds as unknown as { body: { pattern: { anchor: { key: number; bytes: Uint8Array } } }[] }
-  ).body.map((s, sig) => ({
-    key: s.pattern.anchor.key,
-    length: s.pattern.anchor.bytes.length,
-    bytes: s.pattern.anchor.bytes,
-    sig,
-  }));
+  const { anchors } = compileSources([{ path: "m.ndb", bytes: new TextEncoder().encode(sigs.ndb) }]);
   const idx = new AnchorIndex(anchors);
-  const ac = ahoCorasick(anchors.map((a) => a.bytes));
+  const words = Array.from(anchors.keys, (k) =>
+    Uint8Array.of(k >>> 24, (k >>> 16) & 255, (k >>> 8) & 255, k & 255),
+  );
+  const ac = ahoCorasick(words);
   matcher.push({
     anchors: n,
     anchorIndexMBps: matcherMBps((d) => idx.scan(d, () => false)),
