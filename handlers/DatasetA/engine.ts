@@ -279,10 +279,8 @@ export class Dataset {
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
   ): void {
     for (const algo of this.hashes.algosFor(d.length)) {
-      const digest =
-        algo === "sha256"
-          ? Buffer.from(sha(), "hex")
-          : new Uint8Array(new Bun.CryptoHasher(algo).update(d).digest().buffer);
+      const digest: Uint8Array =
+        algo === "sha256" ? Buffer.from(sha(), "hex") : new Bun.CryptoHasher(algo).update(d).digest();
       const t = this.set.hashes[algo];
       for (const row of this.hashes.find(algo, digest, d.length)) {
         const path = this.set.files[t.file[row]!]!.path;
