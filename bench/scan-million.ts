@@ -23,11 +23,12 @@
  * sources otherwise. Needs clamscan.
  */
 import "reflect-metadata";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
+import { runSampled, type SampledRun } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 
 const { values } = parseArgs({
@@ -56,49 +57,8 @@ const work = mkdtempSync(join(tmpdir(), "outpost-bench-million-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 const env = { ...process.env, OUTPOST_LOG_QUIET: "1" };
 
-interface Run {
-  wallMs: number;
-  cpuMs: number;
-  /** Peak of the summed RSS of the process and its descendants, MB. */
-  treeRssMb: number;
-  code: number;
-  out: string;
-}
-
-/** Sum of VmRSS over `pid` and its descendants, in kB (0 once it is gone). */
-function treeRssKb(pid: number): number {
-  let kb = 0;
-  try {
-    const m = readFileSync(`/proc/${pid}/status`, "latin1").match(/VmRSS:\s+(\d+)/);
-    kb += m ? Number(m[1]) : 0;
-    for (const tid of readFileSync(`/proc/${pid}/task/${pid}/children`, "latin1").split(" ").filter(Boolean))
-      kb += treeRssKb(Number(tid));
-  } catch {
-    // The process ended between the reads.
-  }
-  return kb;
-}
-
-async function run(cmd: string[], ok = [0]): Promise<Run> {
-  const t = performance.now();
-  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env });
-  let peak = 0;
-  const sample = () => {
-    peak = Math.max(peak, treeRssKb(p.pid));
-  };
-  sample();
-  const sampler = setInterval(sample, 20);
-  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  const code = await p.exited;
-  clearInterval(sampler);
-  const wallMs = performance.now() - t;
-  if (!ok.includes(code)) throw new Error(`${cmd.join(" ")} exited ${code}: ${err.slice(0, 2000)}`);
-  const ru = p.resourceUsage();
-  const cpuMs = ru ? Number(ru.cpuTime.user + ru.cpuTime.system) / 1000 : Number.NaN;
-  // Not rusage's maxRSS: Linux carries the parent's RSS at fork into the child's
-  // high-water mark across exec, so every child would "peak" at this bench's size.
-  return { wallMs, cpuMs, treeRssMb: Math.round(peak / 1024), code, out };
-}
+type Run = SampledRun;
+const run = (cmd: string[], ok = [0]) => runSampled(cmd, { env, ok });
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const r2 = (x: number) => Math.round(x * 100) / 100;
