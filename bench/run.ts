@@ -15,6 +15,7 @@ const benches = [
   ["fleet/run.ts"],
   ["scan.ts"],
   ["scan-large.ts"],
+  ["scan-million.ts"],
   ["reputation.ts"],
   ["lookups.ts", "--runs", "3"],
   ["sxl.ts"],

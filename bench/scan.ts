@@ -37,8 +37,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
 import { AnchorIndex } from "../handlers/_shared/matcher/matcher.ts";
-import { datasetFromSources } from "../handlers/DatasetA/dataset.ts";
+import { compileSources } from "../handlers/DatasetA/compiled.ts";
 import { generateSignatureSet, gzip, implant, Rng, writeZip } from "../handlers/DatasetA/testutil.ts";
+import { runSampled } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 
 const { values } = parseArgs({
@@ -70,11 +71,11 @@ const work = mkdtempSync(join(tmpdir(), "outpost-bench-scan-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 const quiet = { ...process.env, OUTPOST_LOG_QUIET: "1" };
 
-function sh(cmd: string[], ok = [0]): { out: string; code: number; rssKb: number } {
+function sh(cmd: string[], ok = [0]): { out: string; code: number } {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: quiet });
   if (!ok.includes(r.exitCode))
     throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString().slice(0, 2000)}`);
-  return { out: r.stdout.toString(), code: r.exitCode, rssKb: Number(r.resourceUsage?.maxRSS ?? 0) / 1024 };
+  return { out: r.stdout.toString(), code: r.exitCode };
 }
 
 // ---- corpus
@@ -94,13 +95,12 @@ for (const name of readdirSync("/usr/bin").sort()) {
 interface Timed {
   ms: number;
   out: string;
-  /** Peak RSS of the command and the children it waited for (the scanner host), MB. */
+  /** Peak summed RSS of the command and its descendants (the scanner host), MB (bench/proc-tree.ts). */
   rssMb: number;
 }
-function timed(cmd: () => { out: string; rssKb: number }): Timed {
-  const t = performance.now();
-  const { out, rssKb } = cmd();
-  return { ms: performance.now() - t, out, rssMb: Math.round(rssKb / 1024) };
+async function timed(cmd: string[]): Promise<Timed> {
+  const r = await runSampled(cmd, { env: quiet, ok: [0, 1] });
+  return { ms: r.wallMs, out: r.out, rssMb: r.treeRssMb };
 }
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const keys = join(work, "keys");
@@ -188,33 +188,30 @@ async function measure(kind: string) {
   ]);
 
   const outpost = () =>
-    sh([...agentCmd, "scan", "--state", state, "--json", "--quiet", join(corpus, "bin"), gen], [0, 1]);
+    timed([...agentCmd, "scan", "--state", state, "--json", "--quiet", join(corpus, "bin"), gen]);
   const clam = () =>
-    sh(
-      [
-        "clamscan",
-        "--no-summary",
-        "--infected",
-        "--stdout",
-        "-d",
-        join(db, "bench.hsb"),
-        "-d",
-        join(db, "bench.ndb"),
-        "-r",
-        join(corpus, "bin"),
-        gen,
-      ],
-      [0, 1],
-    );
+    timed([
+      "clamscan",
+      "--no-summary",
+      "--infected",
+      "--stdout",
+      "-d",
+      join(db, "bench.hsb"),
+      "-d",
+      join(db, "bench.ndb"),
+      "-r",
+      join(corpus, "bin"),
+      gen,
+    ]);
 
   // Warm the page cache (and both programs) once, then alternate.
-  const firstOurs = timed(outpost);
-  const firstClam = timed(clam);
+  const firstOurs = await outpost();
+  const firstClam = await clam();
   const ours: Timed[] = [];
   const theirs: Timed[] = [];
   for (let i = 0; i < RUNS; i++) {
-    ours.push(timed(outpost));
-    theirs.push(timed(clam));
+    ours.push(await outpost());
+    theirs.push(await clam());
   }
 
   // Same infected files?
@@ -414,17 +411,12 @@ for (const n of values["matcher-sizes"]!.split(",")
   .map(Number)
   .filter((x) => x > 0)) {
   const sigs = generateSignatureSet(99, 0, n, { prefix: "M" });
-  const ds = datasetFromSources([{ path: "m.ndb", text: sigs.ndb }]);
-  const anchors = (
-    ds as unknown as { body: { pattern: { anchor: { key: number; bytes: Uint8Array } } }[] }
-  ).body.map((s, sig) => ({
-    key: s.pattern.anchor.key,
-    length: s.pattern.anchor.bytes.length,
-    bytes: s.pattern.anchor.bytes,
-    sig,
-  }));
+  const { anchors } = compileSources([{ path: "m.ndb", bytes: new TextEncoder().encode(sigs.ndb) }]);
   const idx = new AnchorIndex(anchors);
-  const ac = ahoCorasick(anchors.map((a) => a.bytes));
+  const words = Array.from(anchors.keys, (k) =>
+    Uint8Array.of(k >>> 24, (k >>> 16) & 255, (k >>> 8) & 255, k & 255),
+  );
+  const ac = ahoCorasick(words);
   matcher.push({
     anchors: n,
     anchorIndexMBps: matcherMBps((d) => idx.scan(d, () => false)),

@@ -8,6 +8,7 @@ import { TrustStore } from "../../core/crypto/cms.ts";
 import { initKeys } from "../../core/crypto/keys.ts";
 import { openPackage } from "../../core/package/open.ts";
 import { ReputationDb, validateReputation } from "../LocalRepData/reader.ts";
+import { datasetFromSources } from "./dataset.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "outpost-dsa-cli-"));
 process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
@@ -68,8 +69,11 @@ test("datasets check and pack compile before signing; the package opens and hold
     now: new Date(),
     expectedType: "DatasetA",
   });
-  expect([...pkg.files.keys()].sort()).toEqual(["lookup.txt", "main.hsb", "main.ndb"]);
+  // The signature files as given, plus the compiled index agents load instead of compiling again.
+  expect([...pkg.files.keys()].sort()).toEqual(["lookup.txt", "main.hsb", "main.ndb", "signatures.idx"]);
   expect(pkg.manifest.version).toBe(3);
+  const fromIndex = datasetFromSources([...pkg.files].map(([path, bytes]) => ({ path, bytes })));
+  expect(fromIndex.stats).toMatchObject({ hashSignatures: 1, bodySignatures: 2, lookupSignatures: 1 });
 }, 30_000);
 
 test("rep build from lists and from a directory", () => {

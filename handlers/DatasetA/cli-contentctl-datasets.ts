@@ -5,7 +5,15 @@
  * Inputs are `.hdb`/`.hsb`/`.ndb` files or directories of them, plus an
  * optional lookup list (`--lookup`, one signature name per line).
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { defineCommand } from "citty";
@@ -16,14 +24,15 @@ import { loadSigningKeys } from "../../core/crypto/keys.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { datasetFromSources, type SignatureSource } from "./dataset.ts";
-import type { DatasetStats } from "./engine.ts";
+import { compileSources, type SignatureFile } from "./compiled.ts";
+import { Dataset, type DatasetStats } from "./engine.ts";
+import { INDEX_FILE, writeIndex } from "./index-file.ts";
 import { isSignatureFile, LOOKUP_FILE, unsupportedSignatureFile } from "./signatures.ts";
 
 function collect(
   inputs: string[],
   lookup?: string,
-): { files: { from: string; name: string }[]; sources: SignatureSource[] } {
+): { files: { from: string; name: string }[]; sources: SignatureFile[] } {
   const files: { from: string; name: string }[] = [];
   const add = (from: string) => {
     const name = basename(from);
@@ -49,7 +58,10 @@ function collect(
   if (lookup) files.push({ from: lookup, name: LOOKUP_FILE });
   if (!files.some((f) => isSignatureFile(f.name)))
     throw new ConfigError("CFG_INVALID_ARGUMENT", "no signature files given");
-  return { files, sources: files.map((f) => ({ path: f.name, text: readFileSync(f.from, "utf8") })) };
+  return {
+    files,
+    sources: files.map((f) => ({ path: f.name, bytes: new Uint8Array(readFileSync(f.from)) })),
+  };
 }
 
 const inputArgs = {
@@ -67,7 +79,7 @@ const check = defineCommand({
   run({ args }): DatasetStats & { files: string[]; loadMs: number } {
     const { files, sources } = collect(args._ as string[], args.lookup);
     const t = performance.now();
-    const ds = datasetFromSources(sources);
+    const ds = new Dataset(compileSources(sources));
     const result = {
       files: files.map((f) => f.name),
       loadMs: Math.round(performance.now() - t),
@@ -107,11 +119,15 @@ const pack = defineCommand({
       );
     }
     const { files, sources } = collect(args._ as string[], args.lookup);
-    // The agent must never receive what it cannot load: compile before signing.
-    const stats = datasetFromSources(sources).stats;
+    // The agent must never receive what it cannot load: compile every line before signing, and
+    // ship the compiled columns so agents load them instead of compiling again (index-file.ts).
+    const compiled = compileSources(sources);
+    const stats = new Dataset(compiled).stats;
+    const index = writeIndex(compiled, sources.find((s) => s.path === LOOKUP_FILE)?.bytes);
     const dir = mkdtempSync(join(tmpdir(), "outpost-dataseta-"));
     try {
       for (const f of files) copyFileSync(f.from, join(dir, f.name));
+      writeFileSync(join(dir, INDEX_FILE), index);
       // And then as the agent runs it: DatasetA's handler in its sandboxed scanner host.
       await validatePayloadDir({
         type: "DatasetA",

@@ -7,7 +7,7 @@
  */
 
 import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "../_shared/filetype/filetype.ts";
-import { type AnchorEntry, AnchorIndex } from "../_shared/matcher/matcher.ts";
+import { AnchorIndex } from "../_shared/matcher/matcher.ts";
 import {
   Budget,
   BudgetExceeded,
@@ -17,7 +17,9 @@ import {
 } from "../_shared/matcher/pattern.ts";
 import { hasEmbeddedZip, inflateBounded, listTar, listZip } from "./archive.ts";
 import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
-import type { BodySignature, HashAlgo, HashSignature, OffsetSpec } from "./signatures.ts";
+import { asBuffer, type CompiledSet } from "./compiled.ts";
+import { HashIndex } from "./hash-table.ts";
+import { type BodySignature, nameOfLine, type OffsetSpec, parseBodyLine } from "./signatures.ts";
 
 export interface ScanLimits {
   /** Containers nested deeper than this are not opened. */
@@ -129,49 +131,66 @@ interface ScanState {
   bombReported: boolean;
 }
 
+/** Body signatures compiled at their first anchor hit are kept up to this many (then the cache restarts). */
+const BODY_CACHE_MAX = 65_536;
+
 export class Dataset {
-  private readonly hashes = new Map<string, HashSignature[]>();
-  private readonly algosBySize = new Map<number, Set<HashAlgo>>();
-  private readonly anySizeAlgos = new Set<HashAlgo>();
+  private readonly hashes: HashIndex;
   private readonly index: AnchorIndex;
+  private readonly files: Buffer[];
+  private readonly bodyCount: number;
+  /** Patterns compiled on first use: a signature is a line reference until its anchor fires. */
+  private readonly bodyCache = new Map<number, BodySignature | null>();
   readonly stats: DatasetStats;
 
-  constructor(
-    hashSigs: HashSignature[],
-    private readonly body: BodySignature[],
-    flevelSkipped = 0,
-  ) {
-    for (const s of hashSigs) {
-      const key = `${s.algo}:${s.hash}`;
-      const list = this.hashes.get(key);
-      if (list) list.push(s);
-      else this.hashes.set(key, [s]);
-      if (s.size === null) this.anySizeAlgos.add(s.algo);
-      else {
-        const set = this.algosBySize.get(s.size) ?? new Set<HashAlgo>();
-        set.add(s.algo);
-        this.algosBySize.set(s.size, set);
-      }
-    }
-    const entries: AnchorEntry[] = body.map((s, sig) => ({
-      key: s.pattern.anchor.key,
-      length: s.pattern.anchor.bytes.length,
-      bytes: s.pattern.anchor.bytes,
-      ext: s.pattern.anchor.ext,
-      sig,
-    }));
-    this.index = new AnchorIndex(entries);
+  constructor(private readonly set: CompiledSet) {
+    this.files = set.files.map((f) => asBuffer(f.bytes));
+    this.hashes = new HashIndex(set.hashes);
+    this.index = new AnchorIndex(set.anchors);
+    this.bodyCount = set.body.start.length;
     this.stats = {
-      hashSignatures: hashSigs.length,
-      bodySignatures: body.length,
-      lookupSignatures: hashSigs.filter((s) => s.lookup).length + body.filter((s) => s.lookup).length,
+      hashSignatures: this.hashes.count,
+      bodySignatures: this.bodyCount,
+      lookupSignatures: set.lookupSignatures,
       anchors: this.index.anchors,
       uniqueAnchors: this.index.uniqueAnchors,
       shortAnchors: this.index.shortAnchors,
       indexBytes: this.index.byteLength,
       filterBits: this.index.filterSizeBits,
-      flevelSkipped,
+      flevelSkipped: set.flevelSkipped,
     };
+  }
+
+  /** The text of a signature's line (up to the newline). */
+  private lineText(file: number, start: number): string {
+    const b = this.files[file]!;
+    let end = b.indexOf(10, start);
+    if (end < 0) end = b.length;
+    if (end > start && b[end - 1] === 13) end--;
+    return b.toString("utf8", start, end);
+  }
+
+  /**
+   * Body signature `sig`, compiled from its line on first use. Validation
+   * compiled every line already (or the pack did, for a prebuilt index bound
+   * to these bytes), so this does not fail; if it did, the signature is
+   * treated as absent rather than failing the scan.
+   */
+  private body(sig: number): BodySignature | null {
+    const hit = this.bodyCache.get(sig);
+    if (hit !== undefined) return hit;
+    const b = this.set.body;
+    const file = this.set.files[b.file[sig]!]!.path;
+    let s: BodySignature | null = null;
+    try {
+      const r = parseBodyLine(this.lineText(b.file[sig]!, b.start[sig]!), file, b.line[sig]!);
+      if (r.sig) s = { ...r.sig, lookup: this.set.lookup.has(r.sig.name) };
+    } catch {
+      s = null;
+    }
+    if (this.bodyCache.size >= BODY_CACHE_MAX) this.bodyCache.clear();
+    this.bodyCache.set(sig, s);
+    return s;
   }
 
   async scan(
@@ -259,15 +278,14 @@ export class Dataset {
     sha: () => string,
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
   ): void {
-    const sized = this.algosBySize.get(d.length);
-    if (!sized && this.anySizeAlgos.size === 0) return;
-    const algos = new Set<HashAlgo>([...(sized ?? []), ...this.anySizeAlgos]);
-    for (const algo of algos) {
-      const digest = algo === "sha256" ? sha() : new Bun.CryptoHasher(algo).update(d).digest("hex");
-      for (const s of this.hashes.get(`${algo}:${digest}`) ?? []) {
-        if (s.size === null || s.size === d.length) {
-          detect({ name: s.name, kind: "hash", lookup: s.lookup, source: s.source });
-        }
+    for (const algo of this.hashes.algosFor(d.length)) {
+      const digest: Uint8Array =
+        algo === "sha256" ? Buffer.from(sha(), "hex") : new Bun.CryptoHasher(algo).update(d).digest();
+      const t = this.set.hashes[algo];
+      for (const row of this.hashes.find(algo, digest, d.length)) {
+        const path = this.set.files[t.file[row]!]!.path;
+        const name = nameOfLine(this.lineText(t.file[row]!, t.start[row]!), false);
+        detect({ name, kind: "hash", lookup: this.set.lookup.has(name), source: `${path}:${t.line[row]}` });
       }
     }
   }
@@ -280,10 +298,9 @@ export class Dataset {
     state: ScanState,
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
   ): void {
-    if (this.body.length === 0 || d.length === 0) return;
+    if (this.bodyCount === 0 || d.length === 0) return;
     const buf = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     const matched = new Set<number>();
-    const body = this.body;
     const budget = state.budget;
     const perSig = state.limits.verifyBudget;
     const perAnchor = Math.min(perSig, ANCHOR_STEPS);
@@ -294,7 +311,8 @@ export class Dataset {
     const memos = new Map<number, ForwardMemo>();
     this.index.scan(d, (sig, pos) => {
       if (matched.has(sig)) return false;
-      const s = body[sig]!;
+      const s = this.body(sig);
+      if (!s) return false;
       if (s.target !== "any" && s.target !== kind) return false;
       const range = startRange(s.offset, d.length, exe);
       if (!range) return false;

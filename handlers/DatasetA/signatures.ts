@@ -122,9 +122,108 @@ function* lines(text: string): Generator<[number, string]> {
   }
 }
 
+/**
+ * Calls `fn(start, end, lineNumber)` for each line of `bytes` that holds a
+ * signature (not blank, not a `#` comment), without splitting the file into
+ * strings: a million-line file stays one buffer. `end` excludes `\r\n`.
+ */
+export function forEachLine(bytes: Uint8Array, fn: (start: number, end: number, line: number) => void): void {
+  const n = bytes.length;
+  let start = 0;
+  let line = 0;
+  while (start < n) {
+    let nl = bytes.indexOf(10, start);
+    if (nl < 0) nl = n;
+    line++;
+    let end = nl;
+    if (end > start && bytes[end - 1] === 13) end--;
+    if (end > start && bytes[start] !== 35) fn(start, end, line);
+    start = nl + 1;
+  }
+}
+
 const HASH_LENGTHS: Record<number, HashAlgo> = { 32: "md5", 40: "sha1", 64: "sha256" };
 
-/** `.hdb` (MD5 only) and `.hsb` (MD5, SHA-1 or SHA-256): `hash:size:name[:min_flevel]`. */
+/** A parsed line, or the name of a signature skipped for its functionality level. */
+export type Parsed<T> = { sig: T; skipped?: undefined } | { sig?: undefined; skipped: string };
+
+/** One `.hdb` (MD5 only) / `.hsb` (MD5, SHA-1 or SHA-256) line: `hash:size:name[:min_flevel]`. */
+export function parseHashLine(line: string, file: string, n: number): Parsed<Omit<HashSignature, "lookup">> {
+  const f = line.split(":");
+  if (f.length < 3 || f.length > 4) {
+    throw signatureError(file, n, `expected hash:size:name[:flevel], got ${f.length} fields`);
+  }
+  const [hashText, sizeText, name, flevel] = f as [string, string, string, string | undefined];
+  const hash = hashText.toLowerCase();
+  const algo = /^[0-9a-f]+$/.test(hash) ? HASH_LENGTHS[hash.length] : undefined;
+  if (!algo) throw signatureError(file, n, "hash must be 32 (MD5), 40 (SHA-1) or 64 (SHA-256) hex digits");
+  if (file.endsWith(".hdb") && algo !== "md5")
+    throw signatureError(file, n, ".hdb files hold MD5 hashes; use .hsb for SHA");
+  if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
+  if (flevel !== undefined && !/^[0-9]{1,4}$/.test(flevel))
+    throw signatureError(file, n, `bad functionality level '${flevel}'`);
+  let size: number | null;
+  if (sizeText === "*") {
+    // ClamAV accepts wildcard sizes only from functionality level 73 on.
+    if (flevel === undefined || Number(flevel) < 73) {
+      throw signatureError(file, n, "a '*' size needs a functionality level of at least 73 (…:name:73)");
+    }
+    size = null;
+  } else {
+    size = parseCount(sizeText, file, n, "size");
+  }
+  if (!flevelAdmits(flevel, undefined)) return { skipped: name };
+  return { sig: { algo, hash, size, name, source: `${file}:${n}` } };
+}
+
+/** One `.ndb` line: `name:target:offset:hexsig[:min_flevel[:max_flevel]]`, its pattern compiled. */
+export function parseBodyLine(line: string, file: string, n: number): Parsed<Omit<BodySignature, "lookup">> {
+  const f = line.split(":");
+  if (f.length < 4 || f.length > 6) {
+    throw signatureError(
+      file,
+      n,
+      `expected name:target:offset:hexsig[:flevel[:flevel]], got ${f.length} fields`,
+    );
+  }
+  const [name, targetText, offsetText, hex, ...levels] = f as [string, string, string, string, ...string[]];
+  if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
+  for (const l of levels) {
+    if (!/^[0-9]{0,4}$/.test(l)) throw signatureError(file, n, `bad functionality level '${l}'`);
+  }
+  if (!/^[0-9]{1,2}$/.test(targetText) || !(Number(targetText) in TARGET_TYPES)) {
+    throw signatureError(
+      file,
+      n,
+      `unsupported target type '${targetText}' (supported: ${Object.entries(TARGET_TYPES)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")})`,
+    );
+  }
+  const target = TARGET_TYPES[Number(targetText) as TargetCode];
+  const offset = parseOffset(offsetText, file, n);
+  const exeOffset = offset.kind === "ep" || offset.kind.includes("section");
+  if (exeOffset && target !== "pe" && target !== "elf" && target !== "macho") {
+    throw signatureError(file, n, `offset '${offsetText}' needs an executable target type (1, 6 or 9)`);
+  }
+  let pattern: Pattern;
+  try {
+    pattern = compilePattern(hex);
+  } catch (e) {
+    if (e instanceof PatternError) throw signatureError(file, n, `pattern: ${e.message}`);
+    throw e;
+  }
+  // Checked after compiling: a skipped signature must still be valid (ClamAV refuses bad ones too).
+  if (!flevelAdmits(levels[0], levels[1])) return { skipped: name };
+  return { sig: { name, target, offset, pattern, source: `${file}:${n}` } };
+}
+
+/** The name field of a signature line (first field of `.ndb`, third of `.hdb`/`.hsb`). */
+export function nameOfLine(line: string, body: boolean): string {
+  return line.split(":")[body ? 0 : 2] ?? "";
+}
+
+/** `.hdb` / `.hsb` files, whole (tests and small tools; the loader streams lines). */
 export function parseHashFile(
   text: string,
   file: string,
@@ -132,41 +231,18 @@ export function parseHashFile(
   tally?: ParseTally,
 ): HashSignature[] {
   const out: HashSignature[] = [];
-  const hdb = file.endsWith(".hdb");
   for (const [n, line] of lines(text)) {
-    const f = line.split(":");
-    if (f.length < 3 || f.length > 4) {
-      throw signatureError(file, n, `expected hash:size:name[:flevel], got ${f.length} fields`);
-    }
-    const [hashText, sizeText, name, flevel] = f as [string, string, string, string | undefined];
-    const hash = hashText.toLowerCase();
-    const algo = /^[0-9a-f]+$/.test(hash) ? HASH_LENGTHS[hash.length] : undefined;
-    if (!algo) throw signatureError(file, n, "hash must be 32 (MD5), 40 (SHA-1) or 64 (SHA-256) hex digits");
-    if (hdb && algo !== "md5") throw signatureError(file, n, ".hdb files hold MD5 hashes; use .hsb for SHA");
-    if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
-    if (flevel !== undefined && !/^[0-9]{1,4}$/.test(flevel))
-      throw signatureError(file, n, `bad functionality level '${flevel}'`);
-    let size: number | null;
-    if (sizeText === "*") {
-      // ClamAV accepts wildcard sizes only from functionality level 73 on.
-      if (flevel === undefined || Number(flevel) < 73) {
-        throw signatureError(file, n, "a '*' size needs a functionality level of at least 73 (…:name:73)");
-      }
-      size = null;
-    } else {
-      size = parseCount(sizeText, file, n, "size");
-    }
-    if (!flevelAdmits(flevel, undefined)) {
+    const r = parseHashLine(line, file, n);
+    if (r.sig) out.push({ ...r.sig, lookup: lookup.has(r.sig.name) });
+    else {
       if (tally) tally.flevelSkipped++;
-      tally?.skippedNames?.add(name);
-      continue;
+      tally?.skippedNames?.add(r.skipped);
     }
-    out.push({ algo, hash, size, name, lookup: lookup.has(name), source: `${file}:${n}` });
   }
   return out;
 }
 
-/** `.ndb`: `name:target:offset:hexsig[:min_flevel[:max_flevel]]`. */
+/** `.ndb` files, whole (tests and small tools; the loader streams lines). */
 export function parseBodyFile(
   text: string,
   file: string,
@@ -175,48 +251,12 @@ export function parseBodyFile(
 ): BodySignature[] {
   const out: BodySignature[] = [];
   for (const [n, line] of lines(text)) {
-    const f = line.split(":");
-    if (f.length < 4 || f.length > 6) {
-      throw signatureError(
-        file,
-        n,
-        `expected name:target:offset:hexsig[:flevel[:flevel]], got ${f.length} fields`,
-      );
-    }
-    const [name, targetText, offsetText, hex, ...levels] = f as [string, string, string, string, ...string[]];
-    if (!NAME_RE.test(name)) throw signatureError(file, n, `bad signature name '${name}'`);
-    for (const l of levels) {
-      if (!/^[0-9]{0,4}$/.test(l)) throw signatureError(file, n, `bad functionality level '${l}'`);
-    }
-    if (!/^[0-9]{1,2}$/.test(targetText) || !(Number(targetText) in TARGET_TYPES)) {
-      throw signatureError(
-        file,
-        n,
-        `unsupported target type '${targetText}' (supported: ${Object.entries(TARGET_TYPES)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(", ")})`,
-      );
-    }
-    const target = TARGET_TYPES[Number(targetText) as TargetCode];
-    const offset = parseOffset(offsetText, file, n);
-    const exeOffset = offset.kind === "ep" || offset.kind.includes("section");
-    if (exeOffset && target !== "pe" && target !== "elf" && target !== "macho") {
-      throw signatureError(file, n, `offset '${offsetText}' needs an executable target type (1, 6 or 9)`);
-    }
-    let pattern: Pattern;
-    try {
-      pattern = compilePattern(hex);
-    } catch (e) {
-      if (e instanceof PatternError) throw signatureError(file, n, `pattern: ${e.message}`);
-      throw e;
-    }
-    // Checked after compiling: a skipped signature must still be valid (ClamAV refuses bad ones too).
-    if (!flevelAdmits(levels[0], levels[1])) {
+    const r = parseBodyLine(line, file, n);
+    if (r.sig) out.push({ ...r.sig, lookup: lookup.has(r.sig.name) });
+    else {
       if (tally) tally.flevelSkipped++;
-      tally?.skippedNames?.add(name);
-      continue;
+      tally?.skippedNames?.add(r.skipped);
     }
-    out.push({ name, target, offset, pattern, lookup: lookup.has(name), source: `${file}:${n}` });
   }
   return out;
 }

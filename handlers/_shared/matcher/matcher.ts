@@ -31,6 +31,26 @@ export interface AnchorEntry {
   ext?: { offset: number; value: number; mask: number } | null;
 }
 
+/**
+ * The index's own data in flat arrays — what a pack can store prebuilt and
+ * a loader can take over without a JS object per anchor. Everything else
+ * (bitmap filter, hash table) is derived from it in O(unique anchors).
+ */
+export interface AnchorColumns {
+  /** Distinct 4-byte anchor words, strictly increasing. */
+  keys: Uint32Array;
+  /** CSR: the entries of keys[u] are listStart[u] … listStart[u+1]-1 (length keys.length + 1). */
+  listStart: Uint32Array;
+  listSigs: Uint32Array;
+  /** Per entry: extension word offset from the anchor, value and mask (mask 0: none). */
+  extOff: Int8Array;
+  extVal: Uint32Array;
+  extMask: Uint32Array;
+  /** Signatures with a 2–3 byte anchor, and their bytes: 4 per signature, [length, b0, b1, b2]. */
+  shortSigs: Uint32Array;
+  shortBytes: Uint8Array;
+}
+
 const GOLDEN = 0x9e3779b1;
 
 function nextPow2Bits(n: number): number {
@@ -39,6 +59,117 @@ function nextPow2Bits(n: number): number {
 
 /** Called for each candidate (signature index, anchor start position); return true to stop the scan. */
 export type CandidateFn = (sig: number, pos: number) => boolean | undefined;
+
+/**
+ * Order of `keys` by (key, index), without a comparator call per step when
+ * the pair fits a double exactly (indices < 2^21: a million anchors sort natively).
+ */
+function orderByKey(keys: Uint32Array): Uint32Array {
+  const n = keys.length;
+  if (n < 2 ** 21) {
+    const packed = new Float64Array(n);
+    for (let i = 0; i < n; i++) packed[i] = keys[i]! * 2 ** 21 + i;
+    packed.sort();
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = packed[i]! % 2 ** 21;
+    return order;
+  }
+  return Uint32Array.from({ length: n }, (_, i) => i).sort((a, b) => keys[a]! - keys[b]! || a - b);
+}
+
+/** Builds the columns from one entry per signature (any order). */
+export function anchorColumns(entries: AnchorEntry[]): AnchorColumns {
+  const b = new AnchorColumnsBuilder(entries.length);
+  // Within one anchor word, signatures are reported in signature order.
+  for (const e of [...entries].sort((x, y) => x.sig - y.sig)) b.add(e.sig, e.key, e.length, e.bytes, e.ext);
+  return b.finish();
+}
+
+/** Collects anchors one signature at a time into typed arrays (no object per anchor), then groups them. */
+export class AnchorColumnsBuilder {
+  private n = 0;
+  private keys: Uint32Array;
+  private sigs: Uint32Array;
+  private extOff: Int8Array;
+  private extVal: Uint32Array;
+  private extMask: Uint32Array;
+  private shortSigs: number[] = [];
+  private shortBytes: number[] = [];
+
+  constructor(capacity: number) {
+    const c = Math.max(16, capacity);
+    this.keys = new Uint32Array(c);
+    this.sigs = new Uint32Array(c);
+    this.extOff = new Int8Array(c);
+    this.extVal = new Uint32Array(c);
+    this.extMask = new Uint32Array(c);
+  }
+
+  add(sig: number, key: number, length: number, bytes: Uint8Array, ext?: AnchorEntry["ext"]): void {
+    if (length < 4) {
+      this.shortSigs.push(sig);
+      this.shortBytes.push(length, bytes[0] ?? 0, bytes[1] ?? 0, bytes[2] ?? 0);
+      return;
+    }
+    if (this.n === this.keys.length) this.grow();
+    const i = this.n++;
+    this.keys[i] = key;
+    this.sigs[i] = sig;
+    this.extOff[i] = ext?.offset ?? 0;
+    this.extVal[i] = ext?.value ?? 0;
+    this.extMask[i] = ext?.mask ?? 0;
+  }
+
+  private grow(): void {
+    const c = this.keys.length * 2;
+    const g = <T extends Uint32Array | Int8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(c);
+      b.set(a);
+      return b;
+    };
+    this.keys = g(this.keys, (n) => new Uint32Array(n));
+    this.sigs = g(this.sigs, (n) => new Uint32Array(n));
+    this.extOff = g(this.extOff, (n) => new Int8Array(n));
+    this.extVal = g(this.extVal, (n) => new Uint32Array(n));
+    this.extMask = g(this.extMask, (n) => new Uint32Array(n));
+  }
+
+  finish(): AnchorColumns {
+    const n = this.n;
+    const order = orderByKey(this.keys.subarray(0, n));
+    let unique = 0;
+    for (let j = 0; j < n; j++) if (j === 0 || this.keys[order[j]!] !== this.keys[order[j - 1]!]) unique++;
+    const keys = new Uint32Array(unique);
+    const listStart = new Uint32Array(unique + 1);
+    const listSigs = new Uint32Array(n);
+    const extOff = new Int8Array(n);
+    const extVal = new Uint32Array(n);
+    const extMask = new Uint32Array(n);
+    let u = -1;
+    for (let j = 0; j < n; j++) {
+      const i = order[j]!;
+      if (j === 0 || this.keys[i] !== this.keys[order[j - 1]!]) {
+        keys[++u] = this.keys[i]!;
+        listStart[u] = j;
+      }
+      listSigs[j] = this.sigs[i]!;
+      extOff[j] = this.extOff[i]!;
+      extVal[j] = this.extVal[i]!;
+      extMask[j] = this.extMask[i]!;
+    }
+    listStart[unique] = n;
+    return {
+      keys,
+      listStart,
+      listSigs,
+      extOff,
+      extVal,
+      extMask,
+      shortSigs: Uint32Array.from(this.shortSigs),
+      shortBytes: Uint8Array.from(this.shortBytes),
+    };
+  }
+}
 
 export class AnchorIndex {
   private readonly filterBits: number;
@@ -55,33 +186,24 @@ export class AnchorIndex {
   private readonly listExtMask: Uint32Array;
   private readonly shortMarks: Uint8Array | null;
   private readonly shortLists: Map<number, { bytes: Uint8Array; sig: number }[]>;
+  readonly columns: AnchorColumns;
   readonly anchors: number;
   readonly uniqueAnchors: number;
   readonly shortAnchors: number;
 
-  constructor(entries: AnchorEntry[]) {
-    const long = entries.filter((e) => e.length === 4);
-    const short = entries.filter((e) => e.length < 4);
-    this.anchors = entries.length;
-    this.shortAnchors = short.length;
-
-    // Group signatures by anchor word (CSR layout: listStart/listSigs).
-    long.sort((a, b) => a.key - b.key || a.sig - b.sig);
-    const uniq: number[] = [];
-    const starts: number[] = [];
-    long.forEach((e, i) => {
-      if (i === 0 || e.key !== long[i - 1]!.key) {
-        uniq.push(e.key);
-        starts.push(i);
-      }
-    });
-    starts.push(long.length);
+  /** From one entry per signature, or from columns (built by AnchorColumnsBuilder or read from a pack). */
+  constructor(input: AnchorEntry[] | AnchorColumns) {
+    const c = Array.isArray(input) ? anchorColumns(input) : input;
+    this.columns = c;
+    const uniq = c.keys;
+    this.shortAnchors = c.shortSigs.length;
+    this.anchors = c.listSigs.length + this.shortAnchors;
     this.uniqueAnchors = uniq.length;
-    this.listStart = Uint32Array.from(starts);
-    this.listSigs = Uint32Array.from(long, (e) => e.sig);
-    this.listExtOff = Int8Array.from(long, (e) => e.ext?.offset ?? 0);
-    this.listExtVal = Uint32Array.from(long, (e) => e.ext?.value ?? 0);
-    this.listExtMask = Uint32Array.from(long, (e) => e.ext?.mask ?? 0);
+    this.listStart = c.listStart;
+    this.listSigs = c.listSigs;
+    this.listExtOff = c.extOff;
+    this.listExtVal = c.extVal;
+    this.listExtMask = c.extMask;
 
     // ~64 filter bits per anchor: 1.5 % false "maybe"s, and ≤ 2^23 bits (1 MiB) so it stays cache-resident.
     this.filterBits = Math.min(23, Math.max(16, nextPow2Bits(uniq.length * 64)));
@@ -92,23 +214,26 @@ export class AnchorIndex {
     this.tableVals = new Int32Array(1 << tableBits).fill(-1);
     const mask = (1 << tableBits) - 1;
     const fshift = 32 - this.filterBits;
-    uniq.forEach((key, u) => {
+    for (let u = 0; u < uniq.length; u++) {
+      const key = uniq[u]!;
       const x = Math.imul(key, GOLDEN) >>> fshift;
       this.filter[x >>> 5]! |= 1 << (x & 31);
       let slot = Math.imul(key, 0x85ebca6b) >>> this.tableShift;
       while (this.tableVals[slot] !== -1) slot = (slot + 1) & mask;
       this.tableKeys[slot] = key;
       this.tableVals[slot] = u;
-    });
+    }
 
     this.shortLists = new Map();
-    if (short.length) {
+    if (this.shortAnchors) {
       this.shortMarks = new Uint8Array(65536);
-      for (const e of short) {
-        this.shortMarks[e.key] = 1;
-        const list = this.shortLists.get(e.key) ?? [];
-        list.push({ bytes: e.bytes, sig: e.sig });
-        this.shortLists.set(e.key, list);
+      for (let i = 0; i < this.shortAnchors; i++) {
+        const b = c.shortBytes.subarray(i * 4, i * 4 + 4);
+        const key = (b[1]! << 8) | b[2]!;
+        this.shortMarks[key] = 1;
+        const list = this.shortLists.get(key) ?? [];
+        list.push({ bytes: b.subarray(1, 1 + b[0]!), sig: c.shortSigs[i]! });
+        this.shortLists.set(key, list);
       }
     } else {
       this.shortMarks = null;
@@ -123,6 +248,7 @@ export class AnchorIndex {
       this.tableVals.byteLength +
       this.listStart.byteLength +
       this.listSigs.byteLength * 4 +
+      this.columns.keys.byteLength +
       (this.shortMarks?.byteLength ?? 0)
     );
   }
