@@ -12,8 +12,10 @@
  * the destination uses to store it once; `rejected` (the store refused this
  * batch itself) moves it to `rejected/` so it cannot block the queue. The
  * queue is capped: past the cap the oldest batches are dropped, counted and
- * reported through `onDrop` (the service raises a health reason) rather
- * than filling the disk. A queue write that fails (disk full) rejects
+ * reported through `onDrop` (the service raises a health reason and, once
+ * per drop episode, an alert) rather than filling the disk. An episode runs
+ * from the first drop until the queue is empty again (the store caught up),
+ * and is kept in the cursor, so a restart in the middle does not alert twice. A queue write that fails (disk full) rejects
  * `write` with SINK_QUEUE_WRITE: the caller does not acknowledge, so the
  * lines stay upstream and nothing accepted is lost.
  */
@@ -65,8 +67,28 @@ export interface QueueOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   random?: () => number;
-  /** Called after the cap dropped batches (lines = total dropped so far). */
-  onDrop?: (info: { sink: string; lines: number; totalDropped: number }) => void;
+  /** Called after the cap dropped batches. */
+  onDrop?: (info: DropInfo) => void;
+}
+
+/** What a drop by the queue's cap reports. */
+export interface DropInfo {
+  sink: string;
+  kind: string;
+  /** Queue directory. */
+  dir: string;
+  /** Lines dropped just now. */
+  lines: number;
+  /** Lines this process dropped so far. */
+  totalDropped: number;
+  /** Lines dropped since this episode began (first drop after the queue was last empty). */
+  episodeDropped: number;
+  /** True for the drop that began the episode: the one to alert on. */
+  firstInEpisode: boolean;
+  episodeSince: string;
+  /** Lines still queued, and the cap. */
+  queuedLines: number;
+  queueMaxBytes: number;
 }
 
 interface QueuedBody {
@@ -85,6 +107,8 @@ interface Cursor {
   totals?: { sent: number; dropped: number };
   sink?: string;
   kind?: string;
+  /** The drop episode under way: from the first drop until the queue is empty again. */
+  dropEpisode?: { since: string; dropped: number };
 }
 
 /** The lifetime totals a queue directory records (undefined: no queue there). */
@@ -282,13 +306,28 @@ export class QueuedSink implements ResultsSink {
     if (droppedNow === 0) return;
     this.counters.dropped += droppedNow;
     this.cursor.totals!.dropped += droppedNow;
+    const firstInEpisode = !this.cursor.dropEpisode;
+    const episode = this.cursor.dropEpisode ?? { since: new Date().toISOString(), dropped: 0 };
+    episode.dropped += droppedNow;
+    this.cursor.dropEpisode = episode;
     this.saveCursor();
     log.warn("results queue full: dropped the oldest batches", {
       sink: this.name,
       lines: droppedNow,
       queueMaxBytes: this.opts.queueMaxBytes,
     });
-    this.opts.onDrop?.({ sink: this.name, lines: droppedNow, totalDropped: this.counters.dropped });
+    this.opts.onDrop?.({
+      sink: this.name,
+      kind: this.kind,
+      dir: this.dir,
+      lines: droppedNow,
+      totalDropped: this.counters.dropped,
+      episodeDropped: episode.dropped,
+      firstInEpisode,
+      episodeSince: episode.since,
+      queuedLines: this.queue.reduce((n, b) => n + (b.last - b.first + 1), 0),
+      queueMaxBytes: this.opts.queueMaxBytes,
+    });
   }
 
   private queuedBytes(): number {
@@ -377,6 +416,8 @@ export class QueuedSink implements ResultsSink {
       if (gens.length > MAX_GENERATIONS)
         for (const g of gens.slice(0, gens.length - MAX_GENERATIONS)) delete this.cursor.delivered[g];
       this.cursor.totals!.sent += rows;
+      // The store caught up with everything queued: the drop episode, if any, is over.
+      if (this.queue.length === 1 && this.queue[0] === b) delete this.cursor.dropEpisode;
       // Cursor first: a crash before the delete leaves a body the constructor recognises as delivered.
       this.saveCursor();
       rmSync(b.file, { force: true });
