@@ -95,7 +95,7 @@ describe("a sink queue reaching its cap", () => {
       const alert = mine(ta.alerts.alerts)[0]!;
       expect(alert).toMatchObject({ kind: "sink-dropped", code: "SINK_QUEUE_DROPPED" });
       expect(alert.reason).toMatch(
-        /^postgres:results: queue cap \(1 MiB\) reached; \d+ oldest result lines dropped, \d+ still queued/,
+        /^postgres:results: queue cap \(1 MiB\) reached; \d+ oldest lines dropped, \d+ still queued/,
       );
       expect(alert.file).toContain("query-results/sinks/postgres");
       // The same alert, posted to the HTTP alert endpoint; and on the event stream as an `alert` event.

@@ -108,7 +108,7 @@ describe("QueuedSink", () => {
         code: "SINK_QUEUE_DROPPED",
         file: d,
         reason: expect.stringContaining(
-          "scripted: queue cap (1 MiB) reached; 1 oldest result lines dropped, 1 still queued",
+          "scripted: queue cap (1 MiB) reached; 1 oldest lines dropped, 1 still queued",
         ),
       },
     ]);
@@ -127,7 +127,7 @@ describe("QueuedSink", () => {
     const third = new QueuedSink(new Scripted(), opts);
     for (let seq = 5; seq <= 6; seq++) await third.write({ generation: "g", first: seq, lines: big(seq) });
     expect(alerts).toHaveLength(2);
-    expect(alerts[1]!.reason).toContain("1 oldest result lines dropped");
+    expect(alerts[1]!.reason).toContain("1 oldest lines dropped");
     await third.close();
   });
 

@@ -138,7 +138,7 @@ export function reportDrops(target: DropTarget): NonNullable<BuildContext["onDro
         kind: "sink-dropped",
         code: "SINK_QUEUE_DROPPED",
         file: d.dir,
-        reason: `${d.sink}: queue cap (${cap}) reached; ${d.lines} oldest result lines dropped, ${d.queuedLines} still queued. The store has been unreachable longer than the queue holds; later drops of this episode are counted in the health reason and metrics, not alerted again.`,
+        reason: `${d.sink}: queue cap (${cap}) reached; ${d.lines} oldest lines dropped, ${d.queuedLines} still queued. The store has been unreachable longer than the queue holds; later drops of this episode are counted in the health reason and metrics, not alerted again.`,
       });
   };
 }
