@@ -11,7 +11,9 @@ export interface Alert {
     | "ips-self-disabled"
     | "selfhelp-finding"
     | "telemetry-refused"
-    | "software-rolled-back";
+    | "software-rolled-back"
+    /** A result or event sink's queue reached its cap and dropped rows (once per episode). */
+    | "sink-dropped";
   at: string;
   host: string;
   agentVersion: string;

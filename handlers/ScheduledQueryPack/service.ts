@@ -304,14 +304,18 @@ export class ResultsService {
 
 /** What the entry point starts beside `agent run` (see docs/queries.md, "Wiring"). */
 export function queryResultsService(ctx: {
-  api: HandlerCaller & Pick<DropTarget, "health">;
+  api: HandlerCaller & Pick<DropTarget, "health" | "notify">;
   config: AgentConfig;
   events?: DropTarget["events"];
 }): ResultsService {
   return new ResultsService({
     api: ctx.api,
     settings: settingsFromConfig(ctx.config.query),
-    sinks: sinksFromConfig(ctx.config, { health: ctx.api.health, events: ctx.events }),
+    sinks: sinksFromConfig(ctx.config, {
+      health: ctx.api.health,
+      events: ctx.events,
+      notify: (a) => ctx.api.notify?.(a),
+    }),
     flushMs: ctx.config.query.results.flushSeconds * 1000,
     batchLines: ctx.config.query.results.batchLines,
   });
@@ -324,7 +328,7 @@ export function queryResultsService(ctx: {
  * file…) fails the start, which `agent run` logs without stopping protection.
  */
 export function resultsAgentService(ctx: {
-  api: HandlerCaller & Pick<DropTarget, "health">;
+  api: HandlerCaller & Pick<DropTarget, "health" | "notify">;
   config: AgentConfig;
   events?: DropTarget["events"];
 }): {

@@ -158,14 +158,18 @@ export class EventSinksService {
 export function eventSinkServices(ctx: {
   config: AgentConfig;
   events: Bus & NonNullable<DropTarget["events"]>;
-  api: Pick<DropTarget, "health">;
+  api: Pick<DropTarget, "health" | "notify">;
 }): EventSinksService[] {
   const section = ctx.config.events.sinks;
   if (Object.keys(section).length === 0) return [];
   const sinks = buildSinks(section, {
     queueRoot: join(ctx.config.stateDir, "event-sinks"),
     where: "events.sinks",
-    onDrop: reportDrops({ health: ctx.api.health, events: ctx.events }),
+    onDrop: reportDrops({
+      health: ctx.api.health,
+      events: ctx.events,
+      notify: (a) => ctx.api.notify?.(a),
+    }),
   });
   return [
     new EventSinksService({ sinks, bus: ctx.events, host: ctx.config.query.hostIdentifier ?? hostname() }),

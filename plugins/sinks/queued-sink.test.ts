@@ -2,13 +2,14 @@
  * The shared queue under every network sink, against a scripted
  * destination: order and keys, retry with backoff, a rejected batch set
  * aside, the cap (dropped counted, health reason + event raised, nothing
- * dropped below the cap), lifetime totals across a restart, and a queue
+ * dropped below the cap; one alert per drop episode, across a restart too),
+ * lifetime totals across a restart, and a queue
  * disk that is really full (a tiny tmpfs): the write fails with
  * SINK_QUEUE_WRITE and nothing that was accepted is lost.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HealthBoard } from "../../core/health/reasons.ts";
@@ -82,6 +83,52 @@ describe("QueuedSink", () => {
       { type: "sink-dropped", fields: { sink: "scripted", lines: 1, totalDropped: 1 } },
     ]);
     await s.close();
+  });
+
+  test("a drop episode raises one alert with the sink and counts; the next episode (after the queue drained) another", async () => {
+    const health = new HealthBoard(() => new Date());
+    const events: { type: string; fields?: Record<string, unknown> }[] = [];
+    const alerts: { kind: string; code: string; reason: string; file?: string }[] = [];
+    const onDrop = reportDrops({
+      health,
+      events: { emit: (type, fields) => events.push({ type, fields }) },
+      notify: (a) => alerts.push(a),
+    });
+    const big = (seq: number) => [JSON.stringify({ name: "q", pad: "x".repeat(700 * 1024), seq })];
+    const d = dir();
+    const opts = { dir: d, gzip: false, queueMaxBytes: 1024 * 1024, onDrop, ...fast };
+    // Store down (not started): the second and third batch each push the oldest out.
+    const s = new QueuedSink(new Scripted(), opts);
+    for (let seq = 1; seq <= 3; seq++) await s.write({ generation: "g", first: seq, lines: big(seq) });
+    expect(s.stats()).toMatchObject({ dropped: 2, queued: 1 });
+    expect(events.filter((e) => e.type === "sink-dropped")).toHaveLength(2);
+    expect(alerts).toEqual([
+      {
+        kind: "sink-dropped",
+        code: "SINK_QUEUE_DROPPED",
+        file: d,
+        reason: expect.stringContaining(
+          "scripted: queue cap (1 MiB) reached; 1 oldest lines dropped, 1 still queued",
+        ),
+      },
+    ]);
+    expect(health.list()[0]!.message).toContain("2 lines dropped since");
+    // A restart in the middle of the episode: the cursor remembers it, so no second alert.
+    await s.close();
+    const again = new QueuedSink(new Scripted(), opts);
+    await again.write({ generation: "g", first: 4, lines: big(4) });
+    expect(again.stats()).toMatchObject({ dropped: 3 });
+    expect(alerts).toHaveLength(1);
+    // The store is back and the queue drains: the episode is over; the next drop alerts again.
+    again.start();
+    expect(await again.flush(5000)).toBe(true);
+    expect(JSON.parse(readFileSync(join(d, "cursor.json"), "utf8")).dropEpisode).toBeUndefined();
+    await again.close();
+    const third = new QueuedSink(new Scripted(), opts);
+    for (let seq = 5; seq <= 6; seq++) await third.write({ generation: "g", first: seq, lines: big(seq) });
+    expect(alerts).toHaveLength(2);
+    expect(alerts[1]!.reason).toContain("1 oldest lines dropped");
+    await third.close();
   });
 
   test("sent and dropped are lifetime totals that survive a restart", async () => {

@@ -12,50 +12,26 @@
  * the destination uses to store it once; `rejected` (the store refused this
  * batch itself) moves it to `rejected/` so it cannot block the queue. The
  * queue is capped: past the cap the oldest batches are dropped, counted and
- * reported through `onDrop` (the service raises a health reason) rather
- * than filling the disk. A queue write that fails (disk full) rejects
+ * reported through `onDrop` (the service raises a health reason and, once
+ * per drop episode, an alert) rather than filling the disk. An episode runs
+ * from the first drop until the queue is empty again (the store caught up),
+ * and is kept in the cursor, so a restart in the middle does not alert twice. A queue write that fails (disk full) rejects
  * `write` with SINK_QUEUE_WRITE: the caller does not acknowledge, so the
  * lines stay upstream and nothing accepted is lost.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { OutpostError } from "../../core/errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../../core/fsutil.ts";
 import { log } from "../../core/log.ts";
+import type { Destination, Outcome, OutgoingBatch } from "./destination.ts";
+import { bodyFileName, type Cursor, openQueueDir, type QueuedBody } from "./queue-dir.ts";
 import type { ResultBatch, ResultsSink, SinkStats } from "./results.ts";
 import { unseen } from "./results.ts";
 
-/** One queued batch as a destination sees it. */
-export interface OutgoingBatch {
-  /** `<generation>:<first>-<last>`: the same on every retry of this batch. */
-  key: string;
-  generation: string;
-  first: number;
-  last: number;
-  /** The queue file's bytes (gzip'd when `gzipped`): destinations that ship NDJSON send them as they are. */
-  raw: Uint8Array;
-  gzipped: boolean;
-  /** The JSON lines, decoded on first use. */
-  lines(): string[];
-}
-
-export type Outcome =
-  | { kind: "done" }
-  | { kind: "retry"; error: string; retryAfterMs?: number }
-  | { kind: "rejected"; error: string };
-
-/** Where a queued sink delivers: one batch at a time, idempotent on `batch.key`. */
-export interface Destination {
-  /** Stable sink name for stats and metrics, e.g. "postgres:outpost_results". */
-  readonly name: string;
-  /** Sink kind ("http", "postgres", …). */
-  readonly kind: string;
-  deliver(batch: OutgoingBatch, signal: AbortSignal): Promise<Outcome>;
-  /** Destination-specific counters (replaced characters, truncated rows…), merged into stats. */
-  readonly counters?: Readonly<Record<string, number>>;
-  close?(): Promise<void>;
-}
+export type { Destination, Outcome, OutgoingBatch } from "./destination.ts";
+export { queueTotals } from "./queue-dir.ts";
 
 export interface QueueOptions {
   /** Queue directory (survives restarts). */
@@ -65,53 +41,30 @@ export interface QueueOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   random?: () => number;
-  /** Called after the cap dropped batches (lines = total dropped so far). */
-  onDrop?: (info: { sink: string; lines: number; totalDropped: number }) => void;
+  /** Called after the cap dropped batches. */
+  onDrop?: (info: DropInfo) => void;
 }
 
-interface QueuedBody {
-  file: string;
-  order: number;
-  generation: string;
-  first: number;
-  last: number;
-  bytes: number;
+/** What a drop by the queue's cap reports. */
+export interface DropInfo {
+  sink: string;
+  kind: string;
+  /** Queue directory. */
+  dir: string;
+  /** Lines dropped just now. */
+  lines: number;
+  /** Lines this process dropped so far. */
+  totalDropped: number;
+  /** Lines dropped since this episode began (first drop after the queue was last empty). */
+  episodeDropped: number;
+  /** True for the drop that began the episode: the one to alert on. */
+  firstInEpisode: boolean;
+  episodeSince: string;
+  /** Lines still queued, and the cap. */
+  queuedLines: number;
+  queueMaxBytes: number;
 }
 
-interface Cursor {
-  /** generation → highest seq confirmed by the destination. */
-  delivered: Record<string, number>;
-  /** Lifetime totals of this queue (survive restarts; what `agent query --stats` reads). */
-  totals?: { sent: number; dropped: number };
-  sink?: string;
-  kind?: string;
-}
-
-/** The lifetime totals a queue directory records (undefined: no queue there). */
-export function queueTotals(
-  dir: string,
-): { sink: string; kind: string; sent: number; dropped: number; queued: number } | undefined {
-  try {
-    const c = JSON.parse(readFileSync(join(dir, "cursor.json"), "utf8")) as Cursor;
-    // Lines still waiting, counted as the sink counts them when it opens the queue (read only here).
-    let queued = 0;
-    for (const name of readdirSync(dir)) {
-      const m = BODY.exec(name);
-      if (m && Number(m[4]) > (c.delivered?.[m[2]!] ?? 0)) queued += Number(m[4]) - Number(m[3]) + 1;
-    }
-    return {
-      sink: c.sink ?? dir,
-      kind: c.kind ?? "",
-      sent: c.totals?.sent ?? 0,
-      dropped: c.totals?.dropped ?? 0,
-      queued,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-const BODY = /^(\d{12})_([A-Za-z0-9-]{1,64})_(\d{16})_(\d{16})\.ndjson(\.gz)?$/;
 const MAX_GENERATIONS = 16;
 
 export interface QueuedSinkStats extends SinkStats {
@@ -177,37 +130,9 @@ export class QueuedSink implements ResultsSink {
       random: opts.random ?? Math.random,
       onDrop: opts.onDrop,
     };
-    mkdirSync(join(this.dir, "rejected"), { recursive: true, mode: 0o700 });
-    const cursorPath = join(this.dir, "cursor.json");
-    this.cursor = { delivered: {} };
-    try {
-      if (existsSync(cursorPath)) this.cursor = JSON.parse(readFileSync(cursorPath, "utf8")) as Cursor;
-    } catch (e) {
-      // Without the cursor a delivered body may be sent again; the destination's idempotency keys absorb it.
-      log.warn("results queue cursor unreadable; starting without it", {
-        file: cursorPath,
-        reason: (e as Error).message,
-      });
-    }
-    for (const name of readdirSync(this.dir).sort()) {
-      const m = BODY.exec(name);
-      if (!m) {
-        // Temp files of an interrupted atomic write.
-        if (name.endsWith(".tmp")) rmSync(join(this.dir, name), { force: true });
-        continue;
-      }
-      const body: QueuedBody = {
-        file: join(this.dir, name),
-        order: Number(m[1]),
-        generation: m[2]!,
-        first: Number(m[3]),
-        last: Number(m[4]),
-        bytes: statSync(join(this.dir, name)).size,
-      };
-      // Delivered before the crash but not yet deleted.
-      if (body.last <= (this.cursor.delivered[body.generation] ?? 0)) rmSync(body.file, { force: true });
-      else this.queue.push(body);
-    }
+    const { cursor, bodies } = openQueueDir(this.dir);
+    this.cursor = cursor;
+    this.queue.push(...bodies);
     this.order = this.queue.at(-1)?.order ?? 0;
     this.cursor.totals ??= { sent: 0, dropped: 0 };
   }
@@ -247,7 +172,7 @@ export class QueuedSink implements ResultsSink {
     const text = Buffer.from(`${fresh.lines.join("\n")}\n`);
     const data = this.opts.gzip ? gzipSync(text) : text;
     const order = this.order + 1;
-    const name = `${String(order).padStart(12, "0")}_${batch.generation}_${String(fresh.first).padStart(16, "0")}_${String(last).padStart(16, "0")}.ndjson${this.opts.gzip ? ".gz" : ""}`;
+    const name = bodyFileName(order, batch.generation, fresh.first, last, this.opts.gzip);
     const file = join(this.dir, name);
     try {
       atomicWriteFile(file, data, 0o600);
@@ -289,13 +214,28 @@ export class QueuedSink implements ResultsSink {
     if (droppedNow === 0) return;
     this.counters.dropped += droppedNow;
     this.cursor.totals!.dropped += droppedNow;
+    const firstInEpisode = !this.cursor.dropEpisode;
+    const episode = this.cursor.dropEpisode ?? { since: new Date().toISOString(), dropped: 0 };
+    episode.dropped += droppedNow;
+    this.cursor.dropEpisode = episode;
     this.saveCursor();
     log.warn("results queue full: dropped the oldest batches", {
       sink: this.name,
       lines: droppedNow,
       queueMaxBytes: this.opts.queueMaxBytes,
     });
-    this.opts.onDrop?.({ sink: this.name, lines: droppedNow, totalDropped: this.counters.dropped });
+    this.opts.onDrop?.({
+      sink: this.name,
+      kind: this.kind,
+      dir: this.dir,
+      lines: droppedNow,
+      totalDropped: this.counters.dropped,
+      episodeDropped: episode.dropped,
+      firstInEpisode,
+      episodeSince: episode.since,
+      queuedLines: this.queue.reduce((n, b) => n + (b.last - b.first + 1), 0),
+      queueMaxBytes: this.opts.queueMaxBytes,
+    });
   }
 
   private queuedBytes(): number {
@@ -384,6 +324,8 @@ export class QueuedSink implements ResultsSink {
       if (gens.length > MAX_GENERATIONS)
         for (const g of gens.slice(0, gens.length - MAX_GENERATIONS)) delete this.cursor.delivered[g];
       this.cursor.totals!.sent += rows;
+      // The store caught up with everything queued: the drop episode, if any, is over.
+      if (this.queue.length === 1 && this.queue[0] === b) delete this.cursor.dropEpisode;
       // Cursor first: a crash before the delete leaves a body the constructor recognises as delivered.
       this.saveCursor();
       rmSync(b.file, { force: true });

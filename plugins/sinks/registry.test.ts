@@ -46,7 +46,7 @@ describe("sink registry", () => {
       /query\.results\.syslog\.port/,
     );
     expect(() => buildSinks({ syslog: { host: "h" } }, ctx)).toThrow(
-      /either `socket` or both `host` and `port`/,
+      /query\.results\.syslog\.port: missing: no port in `host`/,
     );
     expect(() => buildSinks({ postgres: { url: "mysql://x" } }, ctx)).toThrow(
       /query\.results\.postgres\.url/,

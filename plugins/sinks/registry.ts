@@ -9,8 +9,9 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import type { Alert } from "../../core/agent/alerts.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { type Destination, QueuedSink, queueTotals } from "./queued-sink.ts";
+import { type Destination, type DropInfo, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {
   kind: string;
@@ -45,7 +46,7 @@ export interface BuildContext {
   where: string;
   /** The config file, for errors. */
   file?: string;
-  onDrop?: (info: { sink: string; lines: number; totalDropped: number }) => void;
+  onDrop?: (info: DropInfo) => void;
 }
 
 /**
@@ -89,7 +90,7 @@ export function buildSinks(
   return sinks;
 }
 
-/** What a drop is reported to: the agent's health board and event bus (both optional in tests). */
+/** What a drop is reported to: the agent's health board, event bus and alert sinks (each optional in tests). */
 export interface DropTarget {
   health?: {
     raise(
@@ -101,23 +102,44 @@ export interface DropTarget {
     ): unknown;
   };
   events?: { emit(type: string, fields?: Record<string, unknown>): unknown };
+  /** The agent's alert path (`Agent.notify`: the event stream and every configured alert sink). */
+  notify?(alert: Omit<Alert, "at" | "host" | "agentVersion" | "group">): void;
 }
+
+const MiB = 1024 * 1024;
 
 /**
  * A queue cap reached is data lost for good: an amber health reason that
- * stays until an administrator acknowledges it, and a `sink-dropped` event
- * on the stream (which the alert sinks and SSE clients see).
+ * stays until an administrator acknowledges it (its message keeps the
+ * running count), a `sink-dropped` event on the stream for every drop, and
+ * — once per episode, at its first drop — a `sink-dropped` alert to the
+ * agent's alert sinks with the sink and the counts. An episode ends when
+ * the queue is empty again; the next drop after that alerts again.
  */
 export function reportDrops(target: DropTarget): NonNullable<BuildContext["onDrop"]> {
-  return ({ sink, lines, totalDropped }) => {
+  return (d) => {
+    const cap = `${Math.round(d.queueMaxBytes / MiB)} MiB`;
     target.health?.raise(
-      `sink:${sink}`,
+      `sink:${d.sink}`,
       "amber",
       "SINK_QUEUE_DROPPED",
-      `${sink}: queue cap reached, ${totalDropped} lines dropped so far (the store has been unreachable too long)`,
+      `${d.sink}: queue cap (${cap}) reached, ${d.episodeDropped} lines dropped since ${d.episodeSince} (${d.totalDropped} by this process); the store has been unreachable too long`,
       { ack: true },
     );
-    target.events?.emit("sink-dropped", { sink, lines, totalDropped });
+    target.events?.emit("sink-dropped", {
+      sink: d.sink,
+      lines: d.lines,
+      totalDropped: d.totalDropped,
+      episodeDropped: d.episodeDropped,
+      queued: d.queuedLines,
+    });
+    if (d.firstInEpisode)
+      target.notify?.({
+        kind: "sink-dropped",
+        code: "SINK_QUEUE_DROPPED",
+        file: d.dir,
+        reason: `${d.sink}: queue cap (${cap}) reached; ${d.lines} oldest lines dropped, ${d.queuedLines} still queued. The store has been unreachable longer than the queue holds; later drops of this episode are counted in the health reason and metrics, not alerted again.`,
+      });
   };
 }
 

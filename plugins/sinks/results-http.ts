@@ -10,7 +10,13 @@
  * operator will fix, not a bad batch); any other 4xx → rejected (moved to
  * `rejected/` for inspection instead of blocking the queue forever).
  */
-import { type Destination, type Outcome, type OutgoingBatch, QueuedSink } from "./queued-sink.ts";
+import {
+  type Destination,
+  type DropInfo,
+  type Outcome,
+  type OutgoingBatch,
+  QueuedSink,
+} from "./queued-sink.ts";
 
 export interface HttpSinkOptions {
   url: string;
@@ -29,7 +35,7 @@ export interface HttpSinkOptions {
   /** Extra request headers (validated by the caller; the sink's own headers win). */
   headers?: Record<string, string>;
   contentType?: string;
-  onDrop?: (info: { sink: string; lines: number; totalDropped: number }) => void;
+  onDrop?: (info: DropInfo) => void;
 }
 
 export interface HttpTarget {

@@ -51,13 +51,35 @@ const FACILITIES = [
   "local7",
 ] as const;
 
-export const SyslogSinkSchema = z
+/**
+ * Splits `host:port`, `[v6]:port`, `name` or `[v6]` into host and port (undefined when none is
+ * given); an error message when the text is not one of those. A bare IPv6 address (`::1`, more
+ * than one colon, no brackets) is a host without port.
+ */
+export function splitHostPort(text: string): { host: string; port?: number } | string {
+  const withPort = (host: string, port: string | undefined) => {
+    if (port === undefined) return { host };
+    const n = Number(port);
+    return n >= 1 && n <= 65535 ? { host, port: n } : `port ${port} is not in 1-65535`;
+  };
+  const bracketed = /^\[([^\]\s]+)\](?::(\d+))?$/.exec(text);
+  if (bracketed) return withPort(bracketed[1]!, bracketed[2]);
+  if (/^[0-9A-Fa-f:.]+(%[\w.-]+)?$/.test(text) && text.split(":").length > 2) return { host: text };
+  const plain = /^([^:\s[\]]+)(?::(\d+))?$/.exec(text);
+  if (plain) return withPort(plain[1]!, plain[2]);
+  return `"${text}" is not host, host:port or [IPv6]:port`;
+}
+
+const SyslogInputSchema = z
   .object({
-    /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with host + port. */
+    /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with the network target. */
     socket: z.string().min(1).optional(),
+    /** `host:port` or `[IPv6]:port` — the issue's spelling of the target. */
+    address: z.string().min(1).optional(),
+    /** A name or address, optionally carrying `:port` itself (`siem:514`, `[::1]:514`). */
     host: z.string().min(1).optional(),
     port: z.number().int().min(1).max(65535).optional(),
-    /** Default "relp" for host + port: only RELP acknowledges what the server stored. */
+    /** Default "relp" for a network target: only RELP acknowledges what the server stored. */
     protocol: z.enum(["udp", "tcp", "relp"]).default("relp"),
     facility: z.enum(FACILITIES).default("local0"),
     format: z.literal("rfc5424").default("rfc5424"),
@@ -80,15 +102,42 @@ export const SyslogSinkSchema = z
     window: z.number().int().min(1).max(1024).default(128),
     timeoutSeconds: z.number().positive().max(600).default(30),
   })
-  .strict()
-  .refine(
-    (c) =>
-      c.socket ? c.host === undefined && c.port === undefined : c.host !== undefined && c.port !== undefined,
-    {
-      message: "set either `socket` or both `host` and `port`",
-    },
-  );
-export type SyslogSinkConfig = z.infer<typeof SyslogSinkSchema>;
+  .strict();
+
+const TARGET = "set `socket`, or `address` (host:port), or `host` with `port` (or `host` as host:port)";
+
+/**
+ * The syslog sink's config. The target is one of: `socket`; `address: "host:port"`; `host:
+ * "host:port"`; `host` + `port`. It comes out as `socket` or `host` + `port`, errors naming the
+ * key at fault.
+ */
+export const SyslogSinkSchema = SyslogInputSchema.transform((c, ctx) => {
+  const { address, ...rest } = c;
+  const fail = (path: string, message: string) => {
+    ctx.addIssue({ code: "custom", path: [path], message });
+    return z.NEVER;
+  };
+  if (c.socket !== undefined) {
+    for (const k of ["address", "host", "port"] as const)
+      if (c[k] !== undefined) return fail(k, `not with \`socket\`: ${TARGET}`);
+    return { ...rest, socket: c.socket, host: undefined, port: undefined };
+  }
+  const key = address !== undefined ? "address" : "host";
+  const text = address ?? c.host;
+  if (text === undefined) return fail(c.port !== undefined ? "host" : "address", `missing: ${TARGET}`);
+  if (address !== undefined && c.host !== undefined) return fail("host", `not with \`address\`: ${TARGET}`);
+  const split = splitHostPort(text);
+  if (typeof split === "string") return fail(key, split);
+  if (split.port !== undefined && c.port !== undefined)
+    return fail("port", `the port is already in \`${key}\` ("${text}"); give it once`);
+  const port = split.port ?? c.port;
+  if (port === undefined)
+    return key === "address"
+      ? fail("address", `missing port: "${text}" is not host:port`)
+      : fail("port", `missing: no port in \`host\` ("${text}") and no \`port\``);
+  return { ...rest, socket: undefined, host: split.host, port };
+});
+export type SyslogSinkConfig = z.output<typeof SyslogSinkSchema>;
 
 const INFO = 6;
 const SD_ID = "outpost@32473";
@@ -116,7 +165,9 @@ export class SyslogDestination implements Destination {
   private stream?: Socket;
 
   constructor(private readonly cfg: SyslogSinkConfig) {
-    this.name = cfg.socket ? `syslog:${cfg.socket}` : `syslog:${cfg.protocol}://${cfg.host}:${cfg.port}`;
+    this.name = cfg.socket
+      ? `syslog:${cfg.socket}`
+      : `syslog:${cfg.protocol}://${cfg.host!.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
     this.pri = FACILITIES.indexOf(cfg.facility) * 8 + INFO;
     this.host = printable(cfg.hostname ?? hostname(), 255);
   }

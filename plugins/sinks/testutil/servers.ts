@@ -138,8 +138,10 @@ export async function startPostgres(): Promise<Postgres> {
 export { readFileSync, writeFileSync };
 
 export interface Rsyslog {
-  /** imrelp. */
+  /** imrelp on 127.0.0.1. */
   port: number;
+  /** imrelp on [::1]. */
+  port6: number;
   /** imtcp (octet counting) and imudp. */
   tcpPort: number;
   udpPort: number;
@@ -156,7 +158,12 @@ export interface Rsyslog {
 /** rsyslogd in the foreground with its own config: imrelp on a loopback port, imptcp on a unix socket, omfile. */
 export async function startRsyslog(): Promise<Rsyslog> {
   const dir = serverDir("outpost-rsyslog-");
-  const [port, tcpPort, udpPort] = [await freePort(), await freePort(), await freePort()];
+  const [port, port6, tcpPort, udpPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const out = join(dir, "out.log");
   const socket = join(dir, "syslog.sock");
   const conf = join(dir, "rsyslog.conf");
@@ -168,6 +175,7 @@ module(load="imptcp")
 module(load="imtcp")
 module(load="imudp")
 input(type="imrelp" port="${port}" address="127.0.0.1")
+input(type="imrelp" port="${port6}" address="::1")
 input(type="imtcp" port="${tcpPort}" address="127.0.0.1")
 input(type="imudp" port="${udpPort}" address="127.0.0.1")
 input(type="imptcp" path="${socket}" unlink="on")
@@ -188,6 +196,7 @@ action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format" flu
   };
   const r: Rsyslog = {
     port,
+    port6,
     tcpPort,
     udpPort,
     socket,
