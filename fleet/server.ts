@@ -9,6 +9,8 @@
  *                                exclusion list (fleet/exclusions), else 204
  *   POST /fleet/exclusions, GET /console/exclusions[.json]   exclusion reports (fleet/exclusions/routes.ts)
  *   POST /fleet/enroll           agent enrollment (fleet/identity/routes.ts)
+ *   PUT|POST /telemetry/…        telemetry reports (tenant bearer token, fleet/telemetry/routes.ts)
+ *   GET  /console/telemetry[.json]  fleet-wide rule runtimes (fleet/telemetry), operator login required
  *   GET  /console                release console (HTML, inline SVG, strict CSP), operator login required
  *   GET  /console/login          sign-in form (fleet/identity/console-routes.ts)
  *   GET  /console/status.json    the same view as `contentctl release status --json`
@@ -66,6 +68,15 @@ export interface FleetAppDeps {
   identity: IdentityEdge;
   /** Enrollments and the audit trail, for the console. */
   store: IdentityStore;
+  /** More console sections (GET only), served behind the same operator login: e.g. telemetry's views. */
+  consoleSections?: ConsoleSection[];
+}
+
+/** A console section another folder serves: its GET paths under /console/ and the app that answers them. */
+export interface ConsoleSection {
+  /** Under /console/ by type: a path outside it would skip the login gate. */
+  paths: readonly `/console/${string}`[];
+  app: Hono;
 }
 
 export function fleetApp(deps: FleetAppDeps): Hono {
@@ -83,6 +94,12 @@ export function fleetApp(deps: FleetAppDeps): Hono {
     });
     for (const path of ["/console/exclusions", "/console/exclusions.json"])
       app.get(path, (c) => section.fetch(c.req.raw));
+  }
+  for (const section of deps.consoleSections ?? []) {
+    for (const path of section.paths) {
+      // Registered after the gate (consoleAuth above), so the login runs first.
+      app.get(path, (c) => section.app.fetch(c.req.raw));
+    }
   }
 
   app.post(HEARTBEAT_PATH, async (c) => {
@@ -156,6 +173,11 @@ export function fleetApp(deps: FleetAppDeps): Hono {
   return app;
 }
 
+/** The paths the fleet app answers (everything else is the repository, or an upload receiver). */
+export function isFleetAppPath(path: string): boolean {
+  return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/");
+}
+
 /**
  * Red, crashing, rolled back within the last hour (older rollbacks stay
  * listed but are news no more), or a version newly marked bad — a rejection
@@ -200,6 +222,8 @@ export interface ReleaseServer {
   readonly fleet: FleetStore & { received: number };
   readonly engine: ReleaseEngine;
   readonly identity: IdentityEdge;
+  /** The fleet app's routes (method, path), so a test can walk every console route (fleet/server.test.ts). */
+  readonly routes: readonly { method: string; path: string }[];
   /** One scheduler run, if no other replica is running one (then `skipped` says so); what the timer does. */
   tick(): Promise<TickResult>;
   stop(): Promise<void>;
@@ -245,6 +269,7 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
   let soon: ReturnType<typeof setTimeout> | undefined;
   // In the fleet database: every replica on it asks an agent for its list once and shows the same lists.
   const exclusionStore = new ExclusionStore(db.driver);
+  const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
   const app = fleetApp({
     engine,
     fleet,
@@ -254,6 +279,7 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
     identity,
     store,
     consoleRefreshMs: opts.consoleRefreshMs,
+    consoleSections: [telemetry.console],
     // Trouble is judged at once (coalesced), not up to a tick later: this is the abort latency.
     onTrouble:
       opts.onTrouble ??
@@ -267,19 +293,17 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
         : undefined),
   });
   const repo = repoRequestHandler(config.paths.repo);
-  const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
   const exclusionsRx = exclusionsApp({ store: exclusionStore, tenants: config.fleet.tenants, now });
   const server = Bun.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
     fetch: (req, srv) => {
       const path = new URL(req.url).pathname;
+      // Agents' uploads (telemetry up to 1 MiB, exclusions up to 32 MiB) go straight to their receivers,
+      // which check the tenant token; every /console path goes through the fleet app and its operator login.
       if (telemetry.handles(path)) return telemetry.fetch(req);
-      // Agents' uploads (up to 32 MiB) skip the heartbeat app's limits; the console pages go through its login.
       if (path === EXCLUSIONS_PATH) return exclusionsRx.fetch(req);
-      return path.startsWith("/fleet/") || path === "/console" || path.startsWith("/console/")
-        ? app.fetch(req, { peer: srv.requestIP(req)?.address })
-        : repo(req);
+      return isFleetAppPath(path) ? app.fetch(req, { peer: srv.requestIP(req)?.address }) : repo(req);
     },
   });
   const timer = autoTick ? setInterval(safeTick, config.tickSeconds * 1000) : undefined;
@@ -290,6 +314,7 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
     fleet,
     engine,
     identity,
+    routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
     tick,
     async stop() {
       if (timer) clearInterval(timer);

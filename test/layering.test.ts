@@ -1,7 +1,9 @@
 /**
  * The layering of the source tree, enforced. Every relative import of every
- * .ts file is read and checked against one table (LAYERS below, drawn in
- * README.md under "Layering"):
+ * .ts file is read and checked against one table (LAYERS and
+ * TYPE_DEPENDENCIES in ./layering-rules.ts, kept apart only so
+ * scripts/layering-readme.ts can draw it into README.md "Layering"; the last
+ * test here fails when the drawing is not the table's):
  *
  *   bin · scripts · bench · test        entry points and suites: anything
  *     → handlers/*.ts                   the registry of built-in handlers
@@ -28,55 +30,10 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { dirname, join, normalize, resolve } from "node:path";
 import { Glob } from "bun";
+import { README_PATH, withDrawing } from "../scripts/layering-readme.ts";
+import { LAYERS, type Layer, TYPE_DEPENDENCIES } from "./layering-rules.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-
-type Layer = "entry" | "handlers" | "types" | "shared" | "plugins" | "fleet" | "core";
-
-/** THE rule table: which layers each layer may import (besides its own folder). Top to bottom. */
-export const LAYERS: readonly { layer: Layer; units: RegExp; mayImport: readonly Layer[]; why: string }[] = [
-  {
-    layer: "entry",
-    units: /^(bin|scripts|bench|test|\.)$/,
-    mayImport: ["entry", "handlers", "types", "shared", "plugins", "fleet", "core"],
-    why: "entry points wire everything together",
-  },
-  {
-    layer: "handlers",
-    units: /^handlers$/,
-    mayImport: ["types", "shared", "plugins", "core"],
-    why: "the registry of built-in handlers names every type",
-  },
-  {
-    layer: "types",
-    units: /^handlers\/[A-Z][^/]*$/,
-    mayImport: ["shared", "plugins", "core"],
-    why: "one content type owns its handler, engine, CLI, routes, tooling",
-  },
-  {
-    layer: "shared",
-    units: /^handlers\/(_shared\/[^/]+|groups)$/,
-    mayImport: ["shared", "plugins", "core"],
-    why: "code several types share (Lua sandbox, matcher, file types, host groups)",
-  },
-  { layer: "plugins", units: /^plugins\/[^/]+$/, mayImport: ["core"], why: "swappable adapters" },
-  {
-    layer: "fleet",
-    units: /^fleet(\/[^/]+)?$/,
-    mayImport: ["fleet", "core"],
-    why: "vendor-side fleet service",
-  },
-  { layer: "core", units: /^core(\/[^/]+)?$/, mayImport: ["core"], why: "the agent kernel" },
-];
-
-/** L2: the only imports from one content type into another. */
-export const TYPE_DEPENDENCIES: Readonly<Record<string, readonly string[]>> = {
-  // The scan requester looks detected executables up in LocalRepData and runs its process tagger.
-  // … and scores scanned objects with the installed ML models (handlers/MLModel/scan-hook.ts).
-  "handlers/DatasetA": ["handlers/LocalRepData", "handlers/MLModel"],
-  // The IPS service asks NTP_OVERRIDES whether a loaded module forbids it (docs/ips.md).
-  "handlers/EPIPS_data": ["handlers/NTP_OVERRIDES"],
-};
 
 /** L4: what test code may import in addition to its layer's list. */
 const TEST_UNITS = /^(test|\.)$/;
@@ -250,6 +207,13 @@ describe("layering of this repository", () => {
       imports.filter((i) => i.from.startsWith("handlers/") && i.to.startsWith("core/")).length,
     ).toBeGreaterThan(50);
     expect(checkLayering(sources).map((v) => `${v.rule} ${v.message}`)).toEqual([]);
+  });
+
+  test("README.md's drawing is the table's, every declared type → type import included (bun scripts/layering-readme.ts)", () => {
+    const readme = readFileSync(README_PATH, "utf8");
+    expect(withDrawing(readme)).toBe(readme);
+    for (const [from, tos] of Object.entries(TYPE_DEPENDENCIES))
+      for (const to of tos) expect(readme).toContain(`${from.slice(9)} → ${to.slice(9)}`);
   });
 
   test("every folder with code is in a layer", () => {

@@ -25,6 +25,7 @@ import { makeVendor, startAgent, type TestAgent, type Vendor } from "./fixtures/
 
 setDefaultTimeout(60_000);
 const TOKEN = "tenant-token-0123456789abcdef";
+const OPERATOR = "operator-token-0123456789abcdef";
 
 let vendor: Vendor;
 let root: string;
@@ -56,6 +57,7 @@ beforeEach(async () => {
     stateDir: join(root, "fleet"),
     groups: [{ name: "public-1", promote: "manual", soakMinutes: 60 }],
     fleet: { tenants: { acme: { tokenSha256: sha256Hex(new TextEncoder().encode(TOKEN)) } } },
+    console: { operators: { alice: { tokenSha256: sha256Hex(new TextEncoder().encode(OPERATOR)) } } },
   });
 });
 afterEach(async () => {
@@ -157,10 +159,19 @@ test("reports reach the fleet service once each, through an outage and a lost an
   const keys = seen.map((s) => s.key);
   expect(keys.length).toBeGreaterThan(new Set(keys).size);
   expect(seen.every((s) => s.method === "PUT" && s.header === "e2e")).toBe(true);
-  const view = (await (await fetch(`http://localhost:${port}/console/telemetry.json`)).json()) as {
-    reports: number;
-    agents: number;
-  };
+  // The fleet view is an operator's: anonymous and tenant-token requests are refused, a signed-in one served.
+  const viewUrl = `http://localhost:${port}/console/telemetry.json`;
+  for (const headers of [{}, { authorization: `Bearer ${TOKEN}` }] as Record<string, string>[]) {
+    const refused = await fetch(viewUrl, { headers });
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { code: string }).code).toBe("FLEET_CONSOLE_LOGIN");
+  }
+  const page = await fetch(`http://localhost:${port}/console/telemetry`, { redirect: "manual" });
+  expect(page.status).toBe(401);
+  await page.arrayBuffer();
+  const signedIn = await fetch(viewUrl, { headers: { authorization: `Bearer ${OPERATOR}` } });
+  expect(signedIn.status).toBe(200);
+  const view = (await signedIn.json()) as { reports: number; agents: number };
   expect(view).toMatchObject({ reports: built.length, agents: 1 });
 });
 

@@ -190,6 +190,38 @@ describe("console login and agent enroll on a live server", () => {
     expect((await get("/console/login")).status).toBe(200);
   });
 
+  test("C3 on every route: each GET the fleet app serves needs the login, console sections included (walks the route table)", async () => {
+    const gets = [
+      ...new Set(
+        server.routes.filter((r) => r.method === "GET" && r.path !== "/console/login").map((r) => r.path),
+      ),
+    ];
+    // The sections mounted today; one added later is walked by itself, and a read endpoint outside /console fails here.
+    expect(gets).toEqual(
+      expect.arrayContaining([
+        "/console",
+        "/console/status.json",
+        "/console/exclusions",
+        "/console/exclusions.json",
+        "/console/telemetry",
+        "/console/telemetry.json",
+      ]),
+    );
+    for (const path of gets) {
+      expect(path === "/console" || path.startsWith("/console/")).toBe(true);
+      const url = path.replaceAll(/:[A-Za-z]+/g, "x");
+      const anonymous = await get(url);
+      const refused = anonymous.status === 401 || anonymous.headers.get("location") === "/console/login";
+      expect({ path, refused }).toEqual({ path, refused: true });
+      const signedIn = await get(url, { authorization: `Bearer ${OPERATOR}` });
+      expect({ path, status: signedIn.status }).toEqual({ path, status: 200 });
+      await signedIn.arrayBuffer();
+    }
+    // The upload receivers the server routes around the fleet app answer no GET (nothing to read there).
+    for (const path of ["/telemetry/v1/agent-1", "/fleet/exclusions", "/fleet/heartbeat", "/fleet/enroll"])
+      expect({ path, status: (await get(path)).status }).toEqual({ path, status: 404 });
+  });
+
   test("C1: an operator token as bearer, or as the cookie the form sets", async () => {
     expect((await get("/console/status.json", { authorization: `Bearer ${OPERATOR}` })).status).toBe(200);
     const bad = await fetch(new URL("/console/login", server.url), {

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { REPORT_SCHEMA, type TelemetryReport } from "../../core/telemetry/report-schema.ts";
-import { telemetryApp } from "./routes.ts";
+import { telemetryApp, telemetryConsoleApp } from "./routes.ts";
 import { percentile, TelemetryStore } from "./store.ts";
 
 const TOKEN = "tenant-token-0123456789abcdef";
@@ -118,7 +118,9 @@ describe("storage", () => {
     const b1 = view.rules.find((r) => r.rule === "BEH-1")!;
     expect(b1).toMatchObject({ agents: 21, calls: 2010, p50Ms: 10, p95Ms: 19, p99Ms: 20, maxMs: 40 });
     expect(view.slowest.map((r) => r.rule)).toEqual(["BEH-1", "BEH-2"]);
-    const html = await (await app.request("/console/telemetry")).text();
+    const html = await (await telemetryConsoleApp(store).request("/console/telemetry")).text();
+    // The upload app serves no view (the release server mounts the views behind the operator login).
+    expect((await app.request("/console/telemetry.json")).status).toBe(404);
     expect(html).toContain("<td>BEH-1</td>");
     expect(percentile([1, 2, 3, 4], 50)).toBe(2);
   });

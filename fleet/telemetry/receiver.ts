@@ -1,9 +1,15 @@
 /**
  * The one seam between the release server and telemetry: a store in the
- * release state folder and the app that serves it (routes.ts).
+ * release state folder, the upload app the server routes `/telemetry/…` to,
+ * and the console views it mounts behind the operator login (routes.ts).
  */
 import { join } from "node:path";
-import { isTelemetryPath, telemetryApp } from "./routes.ts";
+import {
+  isTelemetryUploadPath,
+  TELEMETRY_CONSOLE_PATHS,
+  telemetryApp,
+  telemetryConsoleApp,
+} from "./routes.ts";
 import { TelemetryStore } from "./store.ts";
 
 export function telemetryReceiver(
@@ -15,8 +21,10 @@ export function telemetryReceiver(
   const app = telemetryApp({ store, tenants, now });
   return {
     store,
-    handles: isTelemetryPath,
+    /** Uploads only; the console views are `console` below. */
+    handles: isTelemetryUploadPath,
     fetch: (req: Request) => app.fetch(req),
+    console: { paths: TELEMETRY_CONSOLE_PATHS, app: telemetryConsoleApp(store) },
     close: () => store.close(),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The fleet service's telemetry receiver and console view, hooked into
- * `contentctl serve --release` (fleet/server.ts) with one line:
+ * `contentctl serve --release` (fleet/server.ts):
  *
  *   PUT|POST /telemetry/…           one gzipped body of JSON lines (one report per line), with
  *                                   `Idempotency-Key: <generation>:<first>-<last>`; the tenant's
@@ -8,6 +8,11 @@
  *                                   `<generation>:<seq>` however often it is retried.
  *   GET /console/telemetry          fleet-wide rule runtime percentiles and the slowest rules
  *   GET /console/telemetry.json     the same view as JSON
+ *
+ * The two halves are separate apps: uploads (`telemetryApp`) carry the
+ * tenant token and are routed straight to it; the views
+ * (`telemetryConsoleApp`) are mounted inside the fleet app behind the
+ * operator login (docs/rollout.md "Console login") like every console page.
  *
  * Bodies are capped before and after decompression, validated with the
  * report schema (core/telemetry/report-schema.ts), and refused with a code.
@@ -93,15 +98,6 @@ export function telemetryApp(deps: ReceiverDeps): Hono {
   app.post(`${TELEMETRY_PREFIX}*`, receive);
   app.put(`${TELEMETRY_PREFIX}*`, receive);
 
-  app.get("/console/telemetry.json", (c) => c.json(deps.store.view()));
-  app.get("/console/telemetry", (c) => {
-    const nonce = crypto.randomUUID().replaceAll("-", "");
-    return c.html(renderTelemetryPage(deps.store.view(), nonce), 200, {
-      "Cache-Control": "no-store",
-      "X-Content-Type-Options": "nosniff",
-      "Content-Security-Policy": telemetryCsp(nonce),
-    });
-  });
   app.onError((e, c) => {
     logger.error("telemetry request failed", { path: c.req.path, ...describeError(e) });
     return c.json(fail("INTERNAL", "internal error"), 500);
@@ -109,9 +105,25 @@ export function telemetryApp(deps: ReceiverDeps): Hono {
   return app;
 }
 
-/** Whether the release server should hand this path to the telemetry app. */
-export function isTelemetryPath(path: string): boolean {
-  return (
-    path.startsWith(TELEMETRY_PREFIX) || path === "/console/telemetry" || path === "/console/telemetry.json"
-  );
+/** The console views; the caller puts them behind the operator login (they show the fleet's rules). */
+export function telemetryConsoleApp(store: TelemetryStore): Hono {
+  const app = new Hono();
+  app.get("/console/telemetry.json", (c) => c.json(store.view()));
+  app.get("/console/telemetry", (c) => {
+    const nonce = crypto.randomUUID().replaceAll("-", "");
+    return c.html(renderTelemetryPage(store.view(), nonce), 200, {
+      "Cache-Control": "no-store",
+      "X-Content-Type-Options": "nosniff",
+      "Content-Security-Policy": telemetryCsp(nonce),
+    });
+  });
+  return app;
+}
+
+/** Paths of the console views, for the fleet app to mount behind its login. */
+export const TELEMETRY_CONSOLE_PATHS = ["/console/telemetry", "/console/telemetry.json"] as const;
+
+/** Whether the release server should hand this path to the upload app (uploads only: never a console view). */
+export function isTelemetryUploadPath(path: string): boolean {
+  return path.startsWith(TELEMETRY_PREFIX);
 }

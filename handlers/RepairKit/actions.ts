@@ -5,7 +5,7 @@
  * an offline repair.
  */
 import type { AgentApi, AgentStatus, ContentInfo, UpdateCycleReport } from "../../core/agent/api.ts";
-import type { AgentActions } from "./env.ts";
+import type { AgentActions } from "./facts.ts";
 
 export function describeCycle(r: UpdateCycleReport): string {
   const parts = [`index ${r.index}`];

@@ -19,7 +19,7 @@ import { printJson, printText, renderTable } from "../../core/cli/output.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeCycle } from "./actions.ts";
 import type { RepairReport } from "./engine.ts";
-import type { AgentActions } from "./env.ts";
+import type { AgentActions } from "./facts.ts";
 import { repairOffline, repairOnline } from "./run.ts";
 
 const MARK: Record<string, string> = {

@@ -10,7 +10,8 @@ import { describeError } from "../../core/errors.ts";
 import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_shared/lua/format.ts";
 import { openHostRuntime } from "../_shared/lua/host-runtime.ts";
 import type { LuaSandbox, LuaValue } from "../_shared/lua/sandbox.ts";
-import type { AgentActions, QueuedAction, RepairEnv } from "./env.ts";
+import type { RepairEnv } from "./env.ts";
+import type { AgentActions, QueuedAction } from "./facts.ts";
 import lastResortSource from "./last-resort.lua" with { type: "text" };
 import runtimeSource from "./runtime.lua" with { type: "text" };
 

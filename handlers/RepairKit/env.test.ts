@@ -2,7 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RepairEnv, type RepairFacts, salvageSerials } from "./env.ts";
+import { RepairEnv } from "./env.ts";
+import { salvageSerials } from "./env-state.ts";
+import type { RepairFacts } from "./facts.ts";
 
 let dir: string | undefined;
 afterEach(() => {

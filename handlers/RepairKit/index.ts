@@ -19,7 +19,8 @@ import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFromCaps } from "./actions.ts";
 import { checkRuleset, type Ruleset, runWithFallback } from "./engine.ts";
-import { RepairEnv, type RepairFacts, type RepairMode, readFacts } from "./env.ts";
+import { RepairEnv } from "./env.ts";
+import { type RepairFacts, type RepairMode, readFacts } from "./facts.ts";
 
 interface RepairLive {
   ruleset: Ruleset;

@@ -33,14 +33,14 @@ import {
   runRepairKit,
   runWithFallback,
 } from "./engine.ts";
+import { RepairEnv } from "./env.ts";
 import {
   type AgentActions,
   factsFromConfig,
-  RepairEnv,
   type RepairFacts,
   type RepairMode,
   writeFacts,
-} from "./env.ts";
+} from "./facts.ts";
 import { inspectTrust } from "./trust.ts";
 
 const runsTotal = metrics.counter("outpost_repair_runs_total", "RepairKit runs, by mode, ruleset and result");

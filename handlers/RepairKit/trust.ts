@@ -11,13 +11,8 @@ import { join } from "node:path";
 import { TrustStore } from "../../core/crypto/cms.ts";
 import { verifyDetached } from "../../core/crypto/cms-verify.ts";
 import { describeError } from "../../core/errors.ts";
-import {
-  type CachedIndexFacts,
-  cacheGroups,
-  inspectCacheStructure,
-  sha256File,
-  type TrustFacts,
-} from "./env.ts";
+import type { CachedIndexFacts, TrustFacts } from "./facts.ts";
+import { cacheGroups, inspectCacheStructure, sha256File } from "./inspect.ts";
 
 export async function inspectTrust(
   trustPath: string,

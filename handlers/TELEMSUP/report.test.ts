@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { buildReport, pickMetrics, type ReportInputs, ReportSchema } from "./report.ts";
+import { buildReport, METRIC_ALLOWLIST, pickMetrics, type ReportInputs, ReportSchema } from "./report.ts";
 
 const SECRETS = ["alice", "/home", "/etc/shadow", "bash -c", "curl http", hostname(), "10.1.2.3", "s3cr3t"];
 
@@ -76,6 +76,14 @@ function inputs(): ReportInputs {
       'outpost_scan_detections_total{kind="sig",verdict="malicious",path="/home/alice/evil"} 4',
       'outpost_http_requests_total{route="/v1/status"} 9',
       'outpost_secret_total{user="alice"} 1',
+      'outpost_sensor_events_total{type="file.write",path="/home/alice/notes.txt"} 7',
+      'outpost_sensor_events_dropped_total{consumer="behavior"} 2',
+      'outpost_onaccess_files_total{outcome="scanned",file="/etc/shadow"} 4',
+      'outpost_scan_duration_seconds_bucket{le="0.01",mode="on-access",target="file"} 3',
+      'outpost_scan_duration_seconds_bucket{le="+Inf",mode="on-access",target="file"} 4',
+      'outpost_scan_duration_seconds_bucket{le="/home/alice",mode="on-access",target="file"} 1',
+      'outpost_scan_duration_seconds_sum{mode="on-access",target="file",path="/home/alice/x"} 0.125',
+      'outpost_scan_duration_seconds_count{mode="on-access",target="file"} 4',
       "outpost_process_uptime_seconds 55",
     ].join("\n"),
     healthHistory: [
@@ -121,13 +129,57 @@ describe("telemetry report", () => {
     expect(sent).toEqual(documented);
   });
 
-  test("metrics: only allow-listed names and label keys; odd label values become 'other'; summed over dropped labels", () => {
+  test("metrics: only allow-listed names and label keys (sensor, on-access and scan-duration series too); odd label values become 'other'; summed over dropped labels", () => {
     expect(pickMetrics(inputs().metricsText)).toEqual([
       { name: "outpost_update_rejections_total", labels: { code: "UPD_NETWORK", type: "" }, value: 5 },
       { name: "outpost_content_installs_total", labels: { type: "other" }, value: 1 },
       { name: "outpost_scan_detections_total", labels: { kind: "sig", verdict: "malicious" }, value: 4 },
+      { name: "outpost_sensor_events_total", labels: { type: "file.write" }, value: 7 },
+      { name: "outpost_sensor_events_dropped_total", labels: { consumer: "behavior" }, value: 2 },
+      { name: "outpost_onaccess_files_total", labels: { outcome: "scanned" }, value: 4 },
+      {
+        name: "outpost_scan_duration_seconds_bucket",
+        labels: { le: "0.01", mode: "on-access", target: "file" },
+        value: 3,
+      },
+      {
+        name: "outpost_scan_duration_seconds_bucket",
+        labels: { le: "+Inf", mode: "on-access", target: "file" },
+        value: 4,
+      },
+      // A bucket bound that is not a number is no bound: "other", like any odd label value.
+      {
+        name: "outpost_scan_duration_seconds_bucket",
+        labels: { le: "other", mode: "on-access", target: "file" },
+        value: 1,
+      },
+      {
+        name: "outpost_scan_duration_seconds_sum",
+        labels: { mode: "on-access", target: "file" },
+        value: 0.125,
+      },
+      {
+        name: "outpost_scan_duration_seconds_count",
+        labels: { mode: "on-access", target: "file" },
+        value: 4,
+      },
       { name: "outpost_process_uptime_seconds", labels: {}, value: 55 },
     ]);
+  });
+
+  test("docs/telemetry.md's metrics table is the allow-list: same series, same label keys", () => {
+    const doc = readFileSync(join(import.meta.dir, "../../docs/telemetry.md"), "utf8");
+    const table = doc.slice(doc.indexOf("<!-- metrics -->"), doc.indexOf("<!-- /metrics -->"));
+    const documented = Object.fromEntries(
+      [...table.matchAll(/^\| `([a-z_]+)` \| ([^|]+) \|/gm)].map((m) => [
+        m[1]!,
+        m[2]!.trim() === "(none)" ? [] : m[2]!.split(",").map((l) => l.trim()),
+      ]),
+    );
+    expect(Object.keys(documented).length).toBeGreaterThan(20);
+    expect(documented).toEqual(
+      Object.fromEntries(Object.entries(METRIC_ALLOWLIST).map(([k, v]) => [k, [...v]])),
+    );
   });
 
   test("the schema refuses anything beyond the contract (a field added by mistake is never sent)", () => {

@@ -21,7 +21,11 @@ import {
 
 export { REPORT_SCHEMA, ReportSchema, type TelemetryReport };
 
-/** Metric name → the label keys that may travel with it (values are codes, types, groups). */
+/**
+ * Metric name → the label keys that may travel with it (values are codes,
+ * types, groups, outcomes, bucket bounds). docs/telemetry.md's metrics table
+ * is this list; report.test.ts keeps the two equal.
+ */
 export const METRIC_ALLOWLIST: Record<string, readonly string[]> = {
   outpost_update_cycles_total: ["result"],
   outpost_update_rejections_total: ["code", "type"],
@@ -32,11 +36,19 @@ export const METRIC_ALLOWLIST: Record<string, readonly string[]> = {
   outpost_host_events_dropped_total: ["group"],
   outpost_scan_bytes_total: ["source"],
   outpost_scan_detections_total: ["kind", "verdict"],
+  // The scan-duration histogram (handlers/DatasetA/scan/scan-metrics.ts): buckets, sum and count.
+  outpost_scan_duration_seconds_bucket: ["mode", "target", "le"],
+  outpost_scan_duration_seconds_sum: ["mode", "target"],
+  outpost_scan_duration_seconds_count: ["mode", "target"],
+  outpost_onaccess_files_total: ["outcome"],
+  outpost_sensor_events_total: ["type"],
+  outpost_sensor_events_dropped_total: ["consumer"],
   outpost_ml_scores_total: ["model", "mode", "band"],
   outpost_ml_faults_total: ["model", "fault"],
   outpost_sxl_lookups_total: ["outcome"],
-  outpost_behavior_events_total: ["type"],
-  outpost_rule_faults_total: ["kind"],
+  outpost_behavior_events_total: ["outcome"],
+  // Recorded by rule; per-rule faults travel in rules[], so the series goes summed.
+  outpost_rule_faults_total: [],
   outpost_repair_runs_total: ["result"],
   outpost_query_watchdog_kills_total: [],
   outpost_health_reason: ["source", "code", "level"],
@@ -46,11 +58,17 @@ export const METRIC_ALLOWLIST: Record<string, readonly string[]> = {
 
 /** Label values that are identifiers, not free text: anything else is replaced. */
 const SAFE_VALUE = /^[A-Za-z0-9_.:-]{0,64}$/;
+/** A histogram bucket's upper bound: a number or +Inf, nothing else. */
+const BUCKET_BOUND = /^(\+Inf|[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?)$/;
+
+const safeLabel = (key: string, value: string) =>
+  (key === "le" ? BUCKET_BOUND : SAFE_VALUE).test(value) ? value : "other";
 
 /**
  * Picks the allow-listed series out of Prometheus text. Labels not allowed
- * for the metric are dropped and the series summed over them; a label value
- * that is not a plain identifier becomes "other".
+ * for the metric are dropped and the series summed over them (cumulative
+ * histogram buckets stay cumulative when summed); a label value that is not
+ * a plain identifier (or, for `le`, a bucket bound) becomes "other".
  */
 export function pickMetrics(text: string): z.infer<typeof MetricRow>[] {
   const sums = new Map<string, { name: string; labels: Record<string, string>; value: number }>();
@@ -65,7 +83,7 @@ export function pickMetrics(text: string): z.infer<typeof MetricRow>[] {
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
       if (!allowed.includes(l[1]!)) continue;
-      labels[l[1]!] = SAFE_VALUE.test(l[2]!) ? l[2]! : "other";
+      labels[l[1]!] = safeLabel(l[1]!, l[2]!);
     }
     const key = `${m[1]}${JSON.stringify(Object.entries(labels).sort())}`;
     const prev = sums.get(key);

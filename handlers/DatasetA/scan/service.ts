@@ -27,13 +27,13 @@ import { basename } from "node:path";
 import { describeError } from "../../../core/errors.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import type { ExclusionScope } from "../../../core/exclusions-config.ts";
-import { metrics } from "../../../core/metrics.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
 import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
 import type { SampleQueue, SampleUploader } from "../samples/queue.ts";
 import type { SxlClient, SxlResult } from "../sxl/client.ts";
 import { objectExclusion, validSigner } from "./exclusion-check.ts";
+import { detectionsTotal, durationOf, lookupsTotal, scannedBytes } from "./scan-metrics.ts";
 import {
   type FileTarget,
   listFiles,
@@ -53,16 +53,6 @@ export const SAMPLE_MAX_BYTES = 10 * 1024 * 1024;
 /** Regions larger than this and less than a quarter present are read page run by page run. */
 const SPARSE_REGION_BYTES = 16 * 1024 * 1024;
 const EXECUTABLE_KINDS = new Set(["pe", "elf", "macho"]);
-
-const detectionsTotal = metrics.counter(
-  "outpost_scan_detections_total",
-  "Detections, by kind and final verdict",
-);
-const scannedBytes = metrics.counter(
-  "outpost_scan_bytes_total",
-  "Bytes sent to the scanner, by source (file, memory, bytes)",
-);
-const lookupsTotal = metrics.counter("outpost_sxl_lookups_total", "Live Protection lookups, by outcome");
 
 export interface LivePolicy {
   lookups: boolean;
@@ -213,7 +203,9 @@ export class ScanService {
     const outcome = await this.sendBytes(bytes, basename(name) || "bytes");
     scannedBytes.inc({ source: opts.source ?? "bytes" }, bytes.length);
     const report = await this.finish(name, outcome, () => bytes, opts.source, opts.scope ?? "scan");
-    return summarize([name], [report], [], performance.now() - started);
+    const ms = performance.now() - started;
+    (opts.source === "on-access" ? durationOf.onAccess : durationOf.bytes).observe(ms / 1000);
+    return summarize([name], [report], [], ms);
   }
 
   /** Scans the readable memory of a process. */
@@ -260,9 +252,11 @@ export class ScanService {
             return out.subarray(0, got);
           };
           if (total > 0) {
+            const regionStarted = performance.now();
             const outcome = await this.sendStream(name, total, read);
             scannedBytes.inc({ source: "memory" }, outcome.size);
             reports.push(await this.finish(name, outcome, null));
+            durationOf.memory.observe((performance.now() - regionStarted) / 1000);
           }
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
@@ -281,6 +275,7 @@ export class ScanService {
   }
 
   private async scanFile(f: FileTarget, scope: ExclusionScope): Promise<ObjectReport> {
+    const started = performance.now();
     let keep: Uint8Array | undefined;
     const outcome = await withFdAsync(f.fsPath, async (fd) => {
       const size = fstatSync(fd).size;
@@ -293,13 +288,15 @@ export class ScanService {
     });
     scannedBytes.inc({ source: "file" }, outcome.size);
     // Files between the chunk size and the sample limit are read again only if a sample is wanted.
-    return this.finish(
+    const report = await this.finish(
       f.path,
       outcome,
       () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
       undefined,
       scope,
     );
+    durationOf.file.observe((performance.now() - started) / 1000);
+    return report;
   }
 
   private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
