@@ -10,7 +10,7 @@ import type { AgentConfig } from "../../core/config.ts";
 import { log } from "../../core/log.ts";
 import { AccessSensor } from "../../core/sensors/access.ts";
 import { HEALTH_SOURCE, sensorsOf } from "../../core/sensors/service.ts";
-import { OnAccessScanner } from "./on-access.ts";
+import { type OnAccessOptions, OnAccessScanner } from "./on-access.ts";
 import { scanRuntimeOf } from "./scan/runtime.ts";
 
 const logger = log.child({ component: "on-access" });
@@ -38,7 +38,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       if (!runtime) {
         problem = "the scanning service is not running";
       } else {
-        scanner = new OnAccessScanner({
+        const started = startOnAccess({
           config: cfg,
           stateDir: ctx.config.stateDir,
           service: runtime.service,
@@ -47,14 +47,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
           emit: (type, fields) => ctx.api.events.emit(type, fields),
           exclusions: () => ctx.api.exclusions.matcher,
         });
-        const s = scanner;
-        sensor = new AccessSensor({
-          mode: cfg.mode,
-          paths: cfg.paths,
-          timeoutMs: cfg.timeoutMs,
-          decide: (ev) => s.decide(ev),
-        });
-        problem = sensor.start();
+        ({ scanner, sensor, problem } = started);
         if (problem && sensor.stats().marks === 0) sensor = undefined;
       }
       if (problem) {
@@ -73,4 +66,24 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       scanner?.stop();
     },
   };
+}
+
+/**
+ * The on-access pair as the agent runs it: the scanner (verdicts, cache, exclusions) and the access
+ * sensor (fanotify) deciding through it. Shared by the service and bench/onaccess.ts, so the bench
+ * measures the wiring the agent ships.
+ */
+export function startOnAccess(o: OnAccessOptions): {
+  scanner: OnAccessScanner;
+  sensor: AccessSensor;
+  problem: string | undefined;
+} {
+  const scanner = new OnAccessScanner(o);
+  const sensor = new AccessSensor({
+    mode: o.config.mode,
+    paths: o.config.paths,
+    timeoutMs: o.config.timeoutMs,
+    decide: (ev) => scanner.decide(ev),
+  });
+  return { scanner, sensor, problem: sensor.start() };
 }
