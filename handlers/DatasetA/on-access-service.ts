@@ -14,21 +14,27 @@ import { type OnAccessOptions, OnAccessScanner } from "./on-access.ts";
 import { scanRuntimeOf } from "./scan/runtime.ts";
 
 const logger = log.child({ component: "on-access" });
+/** Content whose change can turn a clean verdict into a detection. */
+const VERDICT_CONTENT = new Set(["DatasetA", "MLModel"]);
 
 export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
   let sensor: AccessSensor | undefined;
   let scanner: OnAccessScanner | undefined;
   let problem: string | undefined;
+  let unsubscribe: (() => void) | undefined;
   const cfg = ctx.config.onAccess;
-  const status = () => ({
-    enabled: cfg.enabled,
-    sensor: sensor ? "fanotify" : "off",
-    mode: cfg.mode,
-    paths: cfg.paths,
-    ...(problem ? { reason: problem } : {}),
-    ...(scanner?.stats() ?? {}),
-    ...(sensor ? { kernel: sensor.stats(), failOpen: (sensor.stats().failOpen as number) ?? 0 } : {}),
-  });
+  const status = () => {
+    const kernel = sensor?.stats();
+    return {
+      enabled: cfg.enabled,
+      sensor: sensor ? "fanotify" : "off",
+      mode: cfg.mode,
+      paths: cfg.paths,
+      ...(problem ? { reason: problem } : {}),
+      ...(scanner?.stats((kernel?.cacheAllowed as number) ?? 0) ?? {}),
+      ...(kernel ? { kernel, failOpen: (kernel.failOpen as number) ?? 0 } : {}),
+    };
+  };
   return {
     name: "on-access",
     start() {
@@ -49,6 +55,15 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
         });
         ({ scanner, sensor, problem } = started);
         if (problem && sensor.stats().marks === 0) sensor = undefined;
+        // Verdicts hold for the content that gave them: new signatures or models rescan every file.
+        const s = started.scanner;
+        unsubscribe = ctx.api.events.subscribe((e) => {
+          if (
+            (e.type === "content-installed" || e.type === "content-rolled-back") &&
+            VERDICT_CONTENT.has(String(e.contentType))
+          )
+            s.forgetVerdicts();
+        });
       }
       if (problem) {
         ctx.api.health.raise(
@@ -61,6 +76,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       } else logger.info("on-access scanning started", { mode: cfg.mode, paths: cfg.paths });
     },
     async stop() {
+      unsubscribe?.();
       sensorsOf(ctx.api)?.sections.delete("onAccess");
       await sensor?.stop();
       scanner?.stop();
@@ -78,8 +94,13 @@ export function startOnAccess(o: OnAccessOptions): {
   sensor: AccessSensor;
   problem: string | undefined;
 } {
-  const scanner = new OnAccessScanner(o);
-  const sensor = new AccessSensor({
+  let sensor: AccessSensor | undefined;
+  const scanner = new OnAccessScanner({
+    ...o,
+    onClean: (f) => sensor?.allowFile(f),
+    onForget: () => sensor?.forgetAllowed(),
+  });
+  sensor = new AccessSensor({
     mode: o.config.mode,
     paths: o.config.paths,
     timeoutMs: o.config.timeoutMs,
