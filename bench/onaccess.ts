@@ -171,6 +171,9 @@ interface ModeResult {
   scanned: number;
   cacheHitRate: number;
   failOpen: number;
+  /** Scans that went out in batches, files per batch, files read ahead (absent before batching). */
+  filesPerBatch?: number;
+  readAhead?: number;
 }
 
 /**
@@ -186,7 +189,11 @@ async function readWorkload(tree: Tree, mode: "block" | "detect"): Promise<ModeR
   const warmRatios: number[] = [];
   const sup: number[] = [];
   const scn: number[] = [];
-  let last = { scanned: 0, cacheHitRate: 0, failOpen: 0 };
+  let last: Pick<ModeResult, "scanned" | "cacheHitRate" | "failOpen" | "filesPerBatch" | "readAhead"> = {
+    scanned: 0,
+    cacheHitRate: 0,
+    failOpen: 0,
+  };
   for (let i = 0; i < RUNS; i++) {
     const before = await readAll(tree.dir);
     const { scanner, sensor } = onAccess(mode, [tree.dir]);
@@ -201,6 +208,8 @@ async function readWorkload(tree: Tree, mode: "block" | "detect"): Promise<ModeR
       scanned: st.scanned as number,
       cacheHitRate: st.cacheHitRate as number,
       failOpen: sensor.stats().failOpen as number,
+      filesPerBatch: st.filesPerBatch as number,
+      readAhead: st.readAhead as number,
     };
     await sensor.stop();
     scanner.stop();
@@ -235,7 +244,11 @@ async function copyWorkload(tree: Tree): Promise<ModeResult> {
   const drain: number[] = [];
   const sup: number[] = [];
   const scn: number[] = [];
-  let last = { scanned: 0, cacheHitRate: 0, failOpen: 0 };
+  let last: Pick<ModeResult, "scanned" | "cacheHitRate" | "failOpen" | "filesPerBatch" | "readAhead"> = {
+    scanned: 0,
+    cacheHitRate: 0,
+    failOpen: 0,
+  };
   try {
     for (let i = 0; i < RUNS; i++) {
       base.push(await sh(`cp -r ${tree.dir} ${mnt}/base && rm -rf ${mnt}/base`));
@@ -256,6 +269,8 @@ async function copyWorkload(tree: Tree): Promise<ModeResult> {
         scanned: st.scanned as number,
         cacheHitRate: st.cacheHitRate as number,
         failOpen: sensor.stats().failOpen as number,
+        filesPerBatch: st.filesPerBatch as number,
+        readAhead: st.readAhead as number,
       };
       await sensor.stop();
       scanner.stop();
@@ -353,7 +368,7 @@ else {
         `  ${r.mode.padEnd(6)} ${r.workload.padEnd(28)} without ${r.baselineMs} ms  cold ${r.coldMs} ms ${r.coldRatio}×${warm}${drain}`,
       );
       console.log(
-        `         cold CPU: supervisor ${r.coldCpuMs.supervisor} ms, scanner ${r.coldCpuMs.scanner} ms; scanned ${r.scanned}, hit rate ${r.cacheHitRate}, fail-open ${r.failOpen}`,
+        `         cold CPU: supervisor ${r.coldCpuMs.supervisor} ms, scanner ${r.coldCpuMs.scanner} ms; scanned ${r.scanned} (${r.readAhead ?? 0} read ahead, ${r.filesPerBatch ?? 1} per IPC call), hit rate ${r.cacheHitRate}, fail-open ${r.failOpen}`,
       );
     }
   }

@@ -104,6 +104,9 @@ export function startOnAccess(o: OnAccessOptions): {
     mode: o.config.mode,
     paths: o.config.paths,
     timeoutMs: o.config.timeoutMs,
+    // Enough decisions at once for a burst (cp, tar) to fill scan batches; memory stays bounded
+    // because the scanner holds at most one file over the batch size in memory (on-access.ts).
+    concurrency: 16,
     decide: (ev) => scanner.decide(ev),
   });
   return { scanner, sensor, problem: sensor.start() };

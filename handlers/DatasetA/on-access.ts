@@ -57,6 +57,8 @@ interface Deferred {
 }
 
 const CACHE_MAX = 100_000;
+/** Scans go out in batches up to this many bytes together; a larger file goes alone. */
+const BATCH_BYTES = 1024 * 1024;
 
 const outcomes = metrics.counter(
   "outpost_onaccess_files_total",
@@ -74,6 +76,7 @@ export class OnAccessScanner {
   private readonly pending = new Map<string, { job: ScanJob; verdict: Promise<boolean | undefined> }>();
   private readonly batcher: ScanBatcher;
   private readonly readAhead: ReadAhead;
+  private largeQueue: Promise<void> = Promise.resolve();
   private readonly excludes: string[];
   readonly counters = {
     scanned: 0,
@@ -100,6 +103,7 @@ export class OnAccessScanner {
       scanMany: (items) =>
         o.service.scanBytesMany(items, { source: "on-access", executableReputation: false }),
       scanOne: (item) => o.service.scanBytes(item.bytes, item.name, { source: "on-access" }),
+      maxBytes: BATCH_BYTES,
     });
     this.readAhead = new ReadAhead({
       wanted: (path, st) => {
@@ -149,9 +153,17 @@ export class OnAccessScanner {
         this.count("tooLarge", "too-large");
         return true;
       }
-      const bytes = readAll(ev.fd, before.size);
-      if (block) this.readAhead.onReach(ev.path);
-      const v = await this.scanAndSettle(ev.fd, before, bytes, ev.path, true);
+      // Files over the batch size are read and scanned one at a time: bounded memory at any concurrency.
+      const large = before.size > BATCH_BYTES;
+      const release = large ? await this.largeTurn() : undefined;
+      let v: boolean | undefined;
+      try {
+        const bytes = readAll(ev.fd, before.size);
+        if (block) this.readAhead.onReach(ev.path);
+        v = await this.scanAndSettle(ev.fd, before, bytes, ev.path, true);
+      } finally {
+        release?.();
+      }
       if (v === undefined) continue; // changed under us (clean): what we scanned may not be what is read
       return this.verdict(v, ev, block);
     }
@@ -196,6 +208,17 @@ export class OnAccessScanner {
     // Waiters fall back to their own scan if this one fails; the caller sees the error.
     this.pending.set(before.key, { job, verdict: verdict.catch(() => undefined) });
     return verdict;
+  }
+
+  /** Waits until no other large file is being read or scanned; call the result when done. */
+  private async largeTurn(): Promise<() => void> {
+    const previous = this.largeQueue;
+    let done!: () => void;
+    this.largeQueue = new Promise<void>((r) => {
+      done = r;
+    });
+    await previous;
+    return done;
   }
 
   /** Read-ahead: opens, reads and queues a background scan of a file nobody has opened yet. */
