@@ -19,7 +19,7 @@
  *   queued and asked later; the local verdict stands meanwhile (in block
  *   mode the open is refused). Status counts deferred lookups.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import type { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
@@ -27,6 +27,7 @@ import type { FileIdentity } from "../../core/sensors/allow-cache.ts";
 import type { OnAccessConfig } from "../../core/sensors-config.ts";
 import type { RepAnswer } from "../LocalRepData/index.ts";
 import { ScanBatcher, type ScanJob } from "./on-access-batch.ts";
+import { type FileKey, fileKey, keyOf, PREFETCH_FLAGS, readAll } from "./on-access-files.ts";
 import { ReadAhead } from "./on-access-readahead.ts";
 import type { ScanReport, ScanService } from "./scan/service.ts";
 import type { SxlClient } from "./sxl/client.ts";
@@ -62,7 +63,7 @@ const BATCH_BYTES = 1024 * 1024;
 
 const outcomes = metrics.counter(
   "outpost_onaccess_files_total",
-  "On-access decisions, by outcome (cache-hit, scanned, detected, blocked, excluded, too-large, changed, deferred-lookup)",
+  "On-access decisions, by outcome (cache-hit, pending-hit, scanned, read-ahead, detected, blocked, excluded, too-large, changed, deferred-lookup)",
 );
 const DEFERRED_MAX = 10_000;
 
@@ -371,33 +372,4 @@ export class OnAccessScanner {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
   }
-}
-
-interface FileKey {
-  key: string;
-  size: number;
-  regular: boolean;
-  identity: FileIdentity;
-}
-
-const keyOf = (st: FileIdentity) => `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.size}`;
-
-function fileKey(fd: number): FileKey {
-  const st = fstatSync(fd, { bigint: true });
-  return { key: keyOf(st), size: Number(st.size), regular: st.isFile(), identity: st };
-}
-
-/** Read-ahead opens: never follow a link, never block on a FIFO, leave atime alone. */
-const PREFETCH_FLAGS =
-  constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOATIME ?? 0);
-
-function readAll(fd: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let got = 0;
-  while (got < size) {
-    const n = readSync(fd, out, got, size - got, got);
-    if (n <= 0) break;
-    got += n;
-  }
-  return out.subarray(0, got);
 }
