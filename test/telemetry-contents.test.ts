@@ -149,6 +149,8 @@ test("sensor events and drops, on-access outcomes and scan durations by mode: co
     service: runtime!.service,
     call: (type, method, args) => t.agent.call(type, method, args),
     emit: () => {},
+    // Exact per-decision counts: no background read-ahead of the directory's other files.
+    readAhead: false,
   });
   const decide = async (path: string) => {
     const fd = openSync(path, "r");

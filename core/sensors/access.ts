@@ -11,12 +11,17 @@
  * its children (the host groups) are allowed at once, so the agent can
  * never wait on itself.
  *
+ * Files the decider allowed can be put in an AllowCache (allow-cache.ts,
+ * `allowFile`): the reader thread then answers later opens of the same,
+ * unchanged file itself — no main-thread round trip.
+ *
  * Marks: a path that is a mount point gets a mount mark (all of it); any
  * other directory gets inode marks on itself and its subdirectories, so a
  * test's temp dir covers that dir and nothing else on the machine.
  */
 import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { AllowCache, type FileIdentity } from "./allow-cache.ts";
 import { closeFd, fanotifyInit, fanotifyMark, writeFd } from "./libc.ts";
 import { FAN, FAN_INIT, FAN_MARK, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
 import { SensorReader } from "./reader.ts";
@@ -47,6 +52,7 @@ export class AccessSensor {
   private active = 0;
   private readonly waiting: FanRecord[] = [];
   private readonly selfPids = new Map<number, boolean>();
+  private readonly allowed = new AllowCache();
   readonly counters = {
     events: 0,
     allowedSelf: 0,
@@ -79,8 +85,10 @@ export class AccessSensor {
       this.fd = -1;
       return `no path could be marked: ${problems.join("; ")}`;
     }
-    this.reader = new SensorReader<FanRecord>(fd, { kind: "fanotify", maxInFlight: 1024 }, (records) =>
-      this.onRecords(records),
+    this.reader = new SensorReader<FanRecord>(
+      fd,
+      { kind: "fanotify", maxInFlight: 1024, allow: this.allowed.buffer },
+      (records) => this.onRecords(records),
     );
     this.reader.start();
     return problems.length ? `some paths not marked: ${problems.join("; ")}` : undefined;
@@ -182,6 +190,16 @@ export class AccessSensor {
     }
   }
 
+  /** The file, as it is now (fstat of the event fd), may be allowed without asking `decide` again. */
+  allowFile(f: FileIdentity): void {
+    this.allowed.add(f);
+  }
+
+  /** Every file must be decided again (new content, a cache cleared). */
+  forgetAllowed(): void {
+    this.allowed.clear();
+  }
+
   private finish(r: FanRecord, allow: boolean): void {
     if (r.mask & FAN_PERM_MASK) writeFd(this.fd, fanResponse(r.fd, allow));
     try {
@@ -206,9 +224,17 @@ export class AccessSensor {
   }
 
   stats(): Record<string, unknown> {
-    const r = this.reader?.stats() ?? { dropped: 0, kernelLost: 0, failOpen: 0, selfAllowed: 0 };
+    const r = this.reader?.stats() ?? {
+      dropped: 0,
+      kernelLost: 0,
+      failOpen: 0,
+      selfAllowed: 0,
+      cacheAllowed: 0,
+    };
     return {
       ...this.counters,
+      /** Opens answered on the reader thread from the AllowCache (never reached `decide`). */
+      cacheAllowed: r.cacheAllowed,
       allowedSelf: this.counters.allowedSelf + r.selfAllowed,
       failOpen: this.counters.failOpen + r.failOpen,
       dropped: r.dropped,

@@ -10,9 +10,13 @@
  * they are dropped and counted. Permission events over the limit are never
  * held: they are answered ALLOW here (fail-open) and their fds closed, so a
  * flood can never hang an open() on the host.
- * Permission events from this very process are allowed here at once.
+ * Permission events from this very process are allowed here at once, and
+ * so are events for files the decider already allowed unchanged (the
+ * AllowCache, allow-cache.ts): a cached open costs one fstat on this thread
+ * and never waits for the main thread.
  */
-import { closeSync } from "node:fs";
+import { closeSync, fstatSync } from "node:fs";
+import { AllowCache } from "./allow-cache.ts";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
 import { parseNflog } from "./nflog-parse.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
@@ -35,6 +39,22 @@ function release(r: unknown): void {
 function run(init: ReaderInit): void {
   const shared = new Int32Array(init.shared);
   const buf = new Uint8Array(init.bufBytes);
+  const allow = init.allow ? new AllowCache(AllowCache.slotsOf(init.allow), init.allow) : undefined;
+  /** Answers (ALLOW) and closes an event for a file the decider allowed before, unchanged since. */
+  const allowedBefore = (r: { fd: number; mask: number }): boolean => {
+    if (!allow || r.fd < 0) return false;
+    let hit = false;
+    try {
+      hit = allow.has(fstatSync(r.fd, { bigint: true }));
+    } catch {
+      return false;
+    }
+    if (!hit) return false;
+    if (r.mask & FAN_PERM_MASK) writeFd(init.fd, fanResponse(r.fd, true));
+    closeFd(r.fd);
+    Atomics.add(shared, SHARED.cacheAllowed, 1);
+    return true;
+  };
   // Records read but not yet handed over: while the main thread has maxInFlight batches unprocessed,
   // new records wait here and go over as one larger batch as soon as it catches up. Bounded: past
   // maxPending records are dropped and counted. A burst thus loses nothing unless it outruns the bound,
@@ -103,18 +123,18 @@ function run(init: ReaderInit): void {
       const records = init.kind === "nflog" ? parseNflog(buf, n) : parseInotify(buf, n);
       if (records.length > 0) offer(records);
     } else {
-      let records = parseFanotify(buf, n);
       // Our own opens are answered here, on this thread: the main thread may be the one blocked in
       // that open (a sync read of a watched file), and it cannot answer while it waits (no self-deadlock).
-      if (records.some((r) => r.pid === process.pid && r.mask & FAN_PERM_MASK)) {
-        records = records.filter((r) => {
-          if (r.pid !== process.pid || !(r.mask & FAN_PERM_MASK)) return true;
+      // So are files allowed before and unchanged since: the opener never waits for the main thread.
+      const records = parseFanotify(buf, n).filter((r) => {
+        if (r.pid === process.pid && r.mask & FAN_PERM_MASK) {
           writeFd(init.fd, fanResponse(r.fd, true));
           closeFd(r.fd);
           Atomics.add(shared, SHARED.selfAllowed, 1);
           return false;
-        });
-      }
+        }
+        return !allowedBefore(r);
+      });
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
         // A held permission event holds an open() on the host: never queue it, answer ALLOW now.

@@ -7,7 +7,14 @@
  */
 import { closeFd, pipe, writeFd } from "./libc.ts";
 
-export const SHARED = { inFlight: 0, dropped: 1, kernelLost: 2, failOpen: 3, selfAllowed: 4 } as const;
+export const SHARED = {
+  inFlight: 0,
+  dropped: 1,
+  kernelLost: 2,
+  failOpen: 3,
+  selfAllowed: 4,
+  cacheAllowed: 5,
+} as const;
 
 export interface ReaderInit {
   fd: number;
@@ -18,6 +25,8 @@ export interface ReaderInit {
   maxPending: number;
   openExe: boolean;
   shared: SharedArrayBuffer;
+  /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
+  allow?: SharedArrayBuffer;
 }
 
 export interface ReaderOptions {
@@ -28,6 +37,7 @@ export interface ReaderOptions {
   maxPending?: number;
   bufBytes?: number;
   openExe?: boolean;
+  allow?: SharedArrayBuffer;
 }
 
 export class SensorReader<R> {
@@ -84,13 +94,21 @@ export class SensorReader<R> {
       maxPending: this.opts.maxPending ?? 8192,
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
+      ...(this.opts.allow ? { allow: this.opts.allow } : {}),
     };
     worker.postMessage(init);
   }
 
-  stats(): { dropped: number; kernelLost: number; failOpen: number; selfAllowed: number } {
+  stats(): {
+    dropped: number;
+    kernelLost: number;
+    failOpen: number;
+    selfAllowed: number;
+    cacheAllowed: number;
+  } {
     return {
       selfAllowed: Atomics.load(this.counters, SHARED.selfAllowed),
+      cacheAllowed: Atomics.load(this.counters, SHARED.cacheAllowed),
       dropped: Atomics.load(this.counters, SHARED.dropped),
       kernelLost: Atomics.load(this.counters, SHARED.kernelLost),
       failOpen: Atomics.load(this.counters, SHARED.failOpen),

@@ -7,6 +7,8 @@
  *
  * API (JSON plus Uint8Array, so it crosses the host-process boundary):
  *   scan  { bytes, name?, limits? }            → ScanOutcome   (objects ≤ 16 MiB)
+ *   scanMany { items: [{ bytes, name? }], limits? } → { outcomes: ScanOutcome[] }
+ *         (many small objects in one call: on-access batches; ≤ 256 items, ≤ 16 MiB together)
  *   begin { name?, limits? } → { session }; chunk { session, bytes } → { received };
  *   end   { session } → ScanOutcome;  abort { session }           (any size)
  *   info  {} → dataset statistics
@@ -55,6 +57,20 @@ export const ScanArgs = z
       `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`,
     ),
     name: Name,
+    limits: LimitsSchema.default({}),
+  })
+  .strict();
+export const SCAN_MANY_ITEMS = 256;
+export const ScanManyArgs = z
+  .object({
+    items: z
+      .array(z.object({ bytes: Bytes, name: Name }).strict())
+      .min(1)
+      .max(SCAN_MANY_ITEMS)
+      .refine(
+        (items) => items.reduce((n, i) => n + i.bytes.length, 0) <= MAX_CHUNK_BYTES,
+        `at most ${MAX_CHUNK_BYTES} bytes together`,
+      ),
     limits: LimitsSchema.default({}),
   })
   .strict();
@@ -141,6 +157,12 @@ export const datasetAHandler = defineHandler<LoadedDataset>({
         const a = parse(ScanArgs, method, args);
         return scan(l, a.bytes, a.name, a.limits);
       }
+      case "scanMany": {
+        const a = parse(ScanManyArgs, method, args);
+        const outcomes: ScanOutcome[] = [];
+        for (const item of a.items) outcomes.push(await scan(l, item.bytes, item.name, a.limits));
+        return { outcomes };
+      }
       case "begin": {
         const a = parse(BeginArgs, method, args);
         return { session: l.sessions.begin(a.name, a.limits) };
@@ -163,7 +185,7 @@ export const datasetAHandler = defineHandler<LoadedDataset>({
         return info(l);
       default:
         throw new HandlerError("HND_UNKNOWN_METHOD", `DatasetA has no method ${JSON.stringify(method)}`, {
-          details: { methods: ["scan", "begin", "chunk", "end", "abort", "info"] },
+          details: { methods: ["scan", "scanMany", "begin", "chunk", "end", "abort", "info"] },
         });
     }
   },

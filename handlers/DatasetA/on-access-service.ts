@@ -10,25 +10,31 @@ import type { AgentConfig } from "../../core/config.ts";
 import { log } from "../../core/log.ts";
 import { AccessSensor } from "../../core/sensors/access.ts";
 import { HEALTH_SOURCE, sensorsOf } from "../../core/sensors/service.ts";
-import { OnAccessScanner } from "./on-access.ts";
+import { type OnAccessOptions, OnAccessScanner } from "./on-access.ts";
 import { scanRuntimeOf } from "./scan/runtime.ts";
 
 const logger = log.child({ component: "on-access" });
+/** Content whose change can turn a clean verdict into a detection. */
+const VERDICT_CONTENT = new Set(["DatasetA", "MLModel"]);
 
 export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
   let sensor: AccessSensor | undefined;
   let scanner: OnAccessScanner | undefined;
   let problem: string | undefined;
+  let unsubscribe: (() => void) | undefined;
   const cfg = ctx.config.onAccess;
-  const status = () => ({
-    enabled: cfg.enabled,
-    sensor: sensor ? "fanotify" : "off",
-    mode: cfg.mode,
-    paths: cfg.paths,
-    ...(problem ? { reason: problem } : {}),
-    ...(scanner?.stats() ?? {}),
-    ...(sensor ? { kernel: sensor.stats(), failOpen: (sensor.stats().failOpen as number) ?? 0 } : {}),
-  });
+  const status = () => {
+    const kernel = sensor?.stats();
+    return {
+      enabled: cfg.enabled,
+      sensor: sensor ? "fanotify" : "off",
+      mode: cfg.mode,
+      paths: cfg.paths,
+      ...(problem ? { reason: problem } : {}),
+      ...(scanner?.stats((kernel?.cacheAllowed as number) ?? 0) ?? {}),
+      ...(kernel ? { kernel, failOpen: (kernel.failOpen as number) ?? 0 } : {}),
+    };
+  };
   return {
     name: "on-access",
     start() {
@@ -38,7 +44,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       if (!runtime) {
         problem = "the scanning service is not running";
       } else {
-        scanner = new OnAccessScanner({
+        const started = startOnAccess({
           config: cfg,
           stateDir: ctx.config.stateDir,
           service: runtime.service,
@@ -47,15 +53,17 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
           emit: (type, fields) => ctx.api.events.emit(type, fields),
           exclusions: () => ctx.api.exclusions.matcher,
         });
-        const s = scanner;
-        sensor = new AccessSensor({
-          mode: cfg.mode,
-          paths: cfg.paths,
-          timeoutMs: cfg.timeoutMs,
-          decide: (ev) => s.decide(ev),
-        });
-        problem = sensor.start();
+        ({ scanner, sensor, problem } = started);
         if (problem && sensor.stats().marks === 0) sensor = undefined;
+        // Verdicts hold for the content that gave them: new signatures or models rescan every file.
+        const s = started.scanner;
+        unsubscribe = ctx.api.events.subscribe((e) => {
+          if (
+            (e.type === "content-installed" || e.type === "content-rolled-back") &&
+            VERDICT_CONTENT.has(String(e.contentType))
+          )
+            s.forgetVerdicts();
+        });
       }
       if (problem) {
         ctx.api.health.raise(
@@ -68,9 +76,38 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       } else logger.info("on-access scanning started", { mode: cfg.mode, paths: cfg.paths });
     },
     async stop() {
+      unsubscribe?.();
       sensorsOf(ctx.api)?.sections.delete("onAccess");
       await sensor?.stop();
       scanner?.stop();
     },
   };
+}
+
+/**
+ * The on-access pair as the agent runs it: the scanner (verdicts, cache, exclusions) and the access
+ * sensor (fanotify) deciding through it. Shared by the service and bench/onaccess.ts, so the bench
+ * measures the wiring the agent ships.
+ */
+export function startOnAccess(o: OnAccessOptions): {
+  scanner: OnAccessScanner;
+  sensor: AccessSensor;
+  problem: string | undefined;
+} {
+  let sensor: AccessSensor | undefined;
+  const scanner = new OnAccessScanner({
+    ...o,
+    onClean: (f) => sensor?.allowFile(f),
+    onForget: () => sensor?.forgetAllowed(),
+  });
+  sensor = new AccessSensor({
+    mode: o.config.mode,
+    paths: o.config.paths,
+    timeoutMs: o.config.timeoutMs,
+    // Enough decisions at once for a burst (cp, tar) to fill scan batches; memory stays bounded
+    // because the scanner holds at most one file over the batch size in memory (on-access.ts).
+    concurrency: 16,
+    decide: (ev) => scanner.decide(ev),
+  });
+  return { scanner, sensor, problem: sensor.start() };
 }

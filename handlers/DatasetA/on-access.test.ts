@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
@@ -131,6 +131,65 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
     expect(Number(s.cacheHitRate)).toBeGreaterThan(0);
   });
 
+  test("a clean file opened again unchanged is answered on the sensor's thread; a changed one is scanned", async () => {
+    const f = join(watched, "again.txt");
+    writeFileSync(f, "plain text");
+    expect((await sh(`cat ${f}`)).code).toBe(0);
+    const kernel = () => onAccessStatus().kernel as unknown as { cacheAllowed: number };
+    const before = { fast: kernel().cacheAllowed, scanned: Number(onAccessStatus().scanned) };
+    for (let i = 0; i < 3; i++) expect((await sh(`cat ${f}`)).code).toBe(0);
+    expect(kernel().cacheAllowed).toBe(before.fast + 3);
+    expect(Number(onAccessStatus().scanned)).toBe(before.scanned);
+    // Same size, new bytes: mtime and ctime move, so the sensor's cache misses and the file is scanned.
+    writeFileSync(f, "outpost-mark-one");
+    expect((await sh(`cat ${f}`)).code).not.toBe(0);
+    expect(Number(onAccessStatus().scanned)).toBe(before.scanned + 1);
+  });
+
+  test("a file found clean is refused after a DatasetA update that detects it (verdicts forgotten)", async () => {
+    const f = join(watched, "later.txt");
+    writeFileSync(f, "innocent until outpost-mark-two exists");
+    expect((await sh(`cat ${f}`)).code).toBe(0);
+    expect((await sh(`cat ${f}`)).code).toBe(0); // cached clean, in the sensor's cache too
+    await vendor.release("DatasetA", 2, {
+      "main.ndb": `T.Mark:0:*:${hex("outpost-mark-one")}\nT.Mark2:0:*:${hex("outpost-mark-two")}\n`,
+    });
+    const report = await agent.agent.update();
+    expect(report.installed.map((i) => i.type)).toEqual(["DatasetA"]);
+    const r = await sh(`cat ${f}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("Operation not permitted");
+    expect(
+      await until(() =>
+        events.some((e) => e.type === "scan-detection" && e.target === f && e.name === "T.Mark2"),
+      ),
+    ).toBe(true);
+  });
+
+  test("a directory read file after file is read ahead in batches; a detection in it is still refused", async () => {
+    // In the marked dir itself: a subdirectory made now would not be marked (inode marks, see access.ts).
+    const N = 120;
+    const name = (i: number) => join(watched, `seq-${i}`);
+    for (let i = 0; i < N; i++)
+      writeFileSync(name(i), i === 90 ? "bad outpost-mark-one bytes" : `clean ${i}\n`);
+    const s0 = onAccessStatus();
+    const r = await sh(`find ${watched} -maxdepth 1 -type f -name 'seq-*' -exec cat {} + > /dev/null`);
+    const s1 = onAccessStatus();
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split("\n")).toEqual([`cat: ${name(90)}: Operation not permitted`]);
+    const delta = (k: string) => Number(s1[k]) - Number(s0[k]);
+    // Each file once, whether read ahead or opened; read-ahead may also take the earlier tests' files.
+    const others = readdirSync(watched).filter((n) => !n.startsWith("seq-")).length;
+    expect(delta("scanned")).toBeGreaterThanOrEqual(N);
+    expect(delta("scanned")).toBeLessThanOrEqual(N + others);
+    expect(delta("readAhead")).toBeGreaterThan(N / 2);
+    expect(delta("batches")).toBeLessThan(N / 4);
+    expect(delta("blocked")).toBe(1);
+    const detections = events.filter((e) => e.type === "scan-detection" && e.target === name(90));
+    expect(detections).toHaveLength(1);
+    expect(detections[0]).toMatchObject({ source: "on-access", name: "T.Mark" });
+  });
+
   test("a file outside the marked dir is never seen", async () => {
     const outside = join(root, "outside.txt");
     writeFileSync(outside, "outpost-mark-one");
@@ -221,11 +280,12 @@ describe("verdict cache and changing files (no kernel needed)", () => {
   const config = OnAccessSchema.parse({ enabled: true, mode: "block", paths: ["/"] });
   const fakeService = (onScan: (bytes: Uint8Array) => void, detect: (bytes: Uint8Array) => boolean) =>
     ({
-      scanBytes: async (bytes: Uint8Array) => {
-        onScan(bytes);
-        const hit = detect(bytes);
-        return { detections: hit ? [{ name: "T.Fake", verdict: "malware", sha256: "x" }] : [] };
-      },
+      scanBytesMany: async (items: { bytes: Uint8Array }[]) =>
+        items.map(({ bytes }) => {
+          onScan(bytes);
+          const hit = detect(bytes);
+          return { detections: hit ? [{ name: "T.Fake", verdict: "malware", sha256: "x" }] : [] };
+        }),
     }) as unknown as ScanService;
 
   test("a file that changes while it is scanned is scanned again and never cached clean", async () => {

@@ -8,6 +8,10 @@
  * - Verdict cache keyed by (dev, inode, mtime, ctime, size): a file is
  *   scanned once until it changes. A file whose key changed while it was
  *   read and scanned is scanned again (up to 3 times) and never cached.
+ *   Clean files are also handed to `onClean` (the access sensor's
+ *   AllowCache: later opens are answered on its reader thread). New
+ *   content (`forgetVerdicts`) empties both; a scan that started before is
+ *   not cached.
  * - Exclusions: the agent's state dir, `excludePaths`, and the agent's
  *   exclusions with scope "onAccess" — by path before the file is read; by
  *   SHA-256 or verified signer on the scan's outcome (their detections are
@@ -18,13 +22,17 @@
  *   queued and asked later; the local verdict stands meanwhile (in block
  *   mode the open is refused). Status counts deferred lookups.
  */
-import { fstatSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import type { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
+import type { FileIdentity } from "../../core/sensors/allow-cache.ts";
 import type { OnAccessConfig } from "../../core/sensors-config.ts";
 import type { RepAnswer } from "../LocalRepData/index.ts";
-import type { ScanService } from "./scan/service.ts";
+import { ScanBatcher, type ScanJob } from "./on-access-batch.ts";
+import { type FileKey, fileKey, keyOf, PREFETCH_FLAGS, readAll } from "./on-access-files.ts";
+import { ReadAhead } from "./on-access-readahead.ts";
+import type { ScanReport, ScanService } from "./scan/service.ts";
 import type { SxlClient } from "./sxl/client.ts";
 
 type Call = (type: string, method: string, args: unknown) => Promise<unknown>;
@@ -40,6 +48,12 @@ export interface OnAccessOptions {
   exclusions?: () => ExclusionMatcher;
   /** How often the deferred-lookup queue is retried while not empty (ms). */
   retryMs?: number;
+  /** A file found clean, as it is now: later opens of it unchanged may be allowed without asking. */
+  onClean?: (f: FileIdentity) => void;
+  /** Every verdict given so far is void (new content): forget what onClean was told. */
+  onForget?: () => void;
+  /** Block mode scans the files after a waited-for open ahead of the reader (default true). */
+  readAhead?: boolean;
 }
 
 interface Deferred {
@@ -49,10 +63,12 @@ interface Deferred {
 }
 
 const CACHE_MAX = 100_000;
+/** Scans go out in batches up to this many bytes together; a larger file goes alone. */
+const BATCH_BYTES = 1024 * 1024;
 
 const outcomes = metrics.counter(
   "outpost_onaccess_files_total",
-  "On-access decisions, by outcome (cache-hit, scanned, detected, blocked, excluded, suppressed, too-large, changed, deferred-lookup)",
+  "On-access decisions, by outcome (cache-hit, pending-hit, scanned, read-ahead, detected, blocked, excluded, suppressed, too-large, changed, deferred-lookup)",
 );
 const DEFERRED_MAX = 10_000;
 
@@ -60,6 +76,13 @@ export class OnAccessScanner {
   private readonly cache = new Map<string, boolean>();
   private readonly deferred: Deferred[] = [];
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Bumped by forgetVerdicts: a scan that started under older content is not cached. */
+  private epoch = 0;
+  /** Files being scanned now, by key: an open of the same file waits for that verdict. */
+  private readonly pending = new Map<string, { job: ScanJob; verdict: Promise<boolean | undefined> }>();
+  private readonly batcher: ScanBatcher;
+  private readonly readAhead: ReadAhead;
+  private largeQueue: Promise<void> = Promise.resolve();
   private readonly excludes: string[];
   readonly counters = {
     scanned: 0,
@@ -72,6 +95,8 @@ export class OnAccessScanner {
     highReputation: 0,
     tooLarge: 0,
     changedDuringScan: 0,
+    pendingHits: 0,
+    readAhead: 0,
     errors: 0,
     deferredLookups: 0,
     deferredResolved: 0,
@@ -81,6 +106,25 @@ export class OnAccessScanner {
   constructor(private readonly o: OnAccessOptions) {
     const dirPrefix = (p: string) => (p.endsWith("/") ? p : `${p}/`);
     this.excludes = [o.stateDir, ...o.config.excludePaths].map(dirPrefix);
+    this.batcher = new ScanBatcher({
+      scanMany: (items) =>
+        o.service.scanBytesMany(items, {
+          source: "on-access",
+          scope: "onAccess",
+          executableReputation: false,
+        }),
+      scanOne: (item) =>
+        o.service.scanBytes(item.bytes, item.name, { source: "on-access", scope: "onAccess" }),
+      maxBytes: BATCH_BYTES,
+    });
+    this.readAhead = new ReadAhead({
+      wanted: (path, st) => {
+        const key = keyOf(st);
+        return !this.cache.has(key) && !this.pending.has(key) && !this.excluded(path);
+      },
+      fetch: (path) => this.prefetch(path),
+      queued: () => this.batcher.queued,
+    });
   }
 
   excluded(path: string): boolean {
@@ -102,29 +146,125 @@ export class OnAccessScanner {
       const hit = this.cache.get(before.key);
       if (hit !== undefined) {
         this.count("cacheHits", "cache-hit");
+        if (hit) this.o.onClean?.(before.identity);
         return this.verdict(hit, ev, block);
+      }
+      const waiting = this.pending.get(before.key);
+      if (waiting) {
+        // This very file (same key) is being scanned — read ahead, or for another opener: wait for it.
+        if (waiting.job) this.batcher.promote(waiting.job);
+        const v = await waiting.verdict;
+        if (v === undefined) continue; // it changed meanwhile, or the scan failed: scan it ourselves
+        this.count("pendingHits", "pending-hit");
+        // The reader caught up with the read-ahead: keep it ahead.
+        if (block && this.o.readAhead !== false) this.readAhead.onReach(ev.path);
+        return this.verdict(v, ev, block);
       }
       this.counters.cacheMisses++;
       if (before.size > this.o.config.maxFileBytes) {
         this.count("tooLarge", "too-large");
         return true;
       }
-      const bytes = readAll(ev.fd, before.size);
-      const clean = await this.scan(bytes, ev);
-      const after = fileKey(ev.fd);
-      if (after.key !== before.key) {
-        // Changed under us: what we scanned may not be what will be read. Never cache it; look again.
-        this.count("changedDuringScan", "changed");
-        if (!clean) return this.verdict(false, ev, block);
-        continue;
+      // Files over the batch size are read and scanned one at a time: bounded memory at any concurrency.
+      const large = before.size > BATCH_BYTES;
+      const release = large ? await this.largeTurn() : undefined;
+      let v: boolean | undefined;
+      try {
+        const bytes = readAll(ev.fd, before.size);
+        if (block && this.o.readAhead !== false) this.readAhead.onReach(ev.path);
+        v = await this.scanAndSettle(ev.fd, before, bytes, ev.path, true);
+      } finally {
+        release?.();
       }
-      if (this.cache.size >= CACHE_MAX) this.cache.clear();
-      this.cache.set(before.key, clean);
-      return this.verdict(clean, ev, block);
+      if (v === undefined) continue; // changed under us (clean): what we scanned may not be what is read
+      return this.verdict(v, ev, block);
     }
     // Still changing after three scans: reported, not cached, allowed (writers are mid-write).
     this.o.emit("on-access-unstable", { path: ev.path, pid: ev.pid });
     return true;
+  }
+
+  /**
+   * Scans `bytes` (read through `fd`, whose key was `before`) and caches the verdict if the file is
+   * still the same afterwards. Resolves to the verdict; undefined when the file changed and nothing
+   * was found (look again); false when it changed but a detection was found (it stands, uncached).
+   * Rejects when the scan failed. Registered as pending meanwhile, so other opens of it wait.
+   */
+  private scanAndSettle(
+    fd: number,
+    before: FileKey,
+    bytes: Uint8Array,
+    path: string,
+    urgent: boolean,
+  ): Promise<boolean | undefined> {
+    const epoch = this.epoch;
+    this.count("scanned", "scanned");
+    const { job, report } = this.batcher.submit({ bytes, name: path }, urgent);
+    const verdict = (async () => {
+      try {
+        const clean = await this.judge(await report, bytes, path);
+        if (fileKey(fd).key !== before.key) {
+          this.count("changedDuringScan", "changed");
+          return clean ? undefined : false;
+        }
+        if (epoch === this.epoch) {
+          if (this.cache.size >= CACHE_MAX) this.cache.clear();
+          this.cache.set(before.key, clean);
+          if (clean) this.o.onClean?.(before.identity);
+        }
+        return clean;
+      } finally {
+        this.pending.delete(before.key);
+      }
+    })();
+    // Waiters fall back to their own scan if this one fails; the caller sees the error.
+    this.pending.set(before.key, { job, verdict: verdict.catch(() => undefined) });
+    return verdict;
+  }
+
+  /** Waits until no other large file is being read or scanned; call the result when done. */
+  private async largeTurn(): Promise<() => void> {
+    const previous = this.largeQueue;
+    let done!: () => void;
+    this.largeQueue = new Promise<void>((r) => {
+      done = r;
+    });
+    await previous;
+    return done;
+  }
+
+  /** Read-ahead: opens, reads and queues a background scan of a file nobody has opened yet. */
+  private prefetch(path: string): void {
+    let fd: number;
+    try {
+      fd = openSync(path, PREFETCH_FLAGS);
+    } catch {
+      return;
+    }
+    let handedOver = false;
+    try {
+      const before = fileKey(fd);
+      if (!before.regular || before.size === 0 || before.size > this.o.config.maxFileBytes) return;
+      if (this.cache.has(before.key) || this.pending.has(before.key)) return;
+      const bytes = readAll(fd, before.size);
+      this.count("readAhead", "read-ahead");
+      const settled = this.scanAndSettle(fd, before, bytes, path, false);
+      handedOver = true;
+      void settled
+        .catch(() => undefined)
+        .finally(() => {
+          try {
+            closeSync(fd);
+          } catch {}
+        });
+    } catch {
+      // Gone, unreadable, or not a file any more: its own open will decide it.
+    } finally {
+      if (!handedOver)
+        try {
+          closeSync(fd);
+        } catch {}
+    }
   }
 
   private count(name: keyof OnAccessScanner["counters"], outcome: string): void {
@@ -142,9 +282,7 @@ export class OnAccessScanner {
   }
 
   /** True when nothing stands against the bytes. */
-  private async scan(bytes: Uint8Array, ev: AccessEvent): Promise<boolean> {
-    this.count("scanned", "scanned");
-    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access", scope: "onAccess" });
+  private async judge(report: ScanReport, bytes: Uint8Array, path: string): Promise<boolean> {
     if (report.suppressed) this.count("suppressed", "suppressed");
     const standing = report.detections.filter((d) => d.verdict !== "ignored");
     if (standing.length === 0) return true;
@@ -157,8 +295,7 @@ export class OnAccessScanner {
     this.counters.detections += standing.length;
     outcomes.inc({ outcome: "detected" });
     for (const d of report.detections) {
-      if (d.live?.status === "failed" && d.live.reason === "rate-limited")
-        this.defer(d.sha256, d.name, ev.path);
+      if (d.live?.status === "failed" && d.live.reason === "rate-limited") this.defer(d.sha256, d.name, path);
     }
     return false;
   }
@@ -217,13 +354,28 @@ export class OnAccessScanner {
     }
   }
 
-  stats(): Record<string, unknown> {
-    const lookups = this.counters.cacheHits + this.counters.cacheMisses;
+  /** New content: every cached verdict (ours and the sensor's) is void; scans in flight are not cached. */
+  forgetVerdicts(): void {
+    this.epoch++;
+    this.cache.clear();
+    this.o.onForget?.();
+  }
+
+  /** `sensorHits`: opens the sensor answered from its AllowCache (they never reached decide). */
+  stats(sensorHits = 0): Record<string, unknown> {
+    const hits = this.counters.cacheHits + this.counters.pendingHits + sensorHits;
+    const lookups = hits + this.counters.cacheMisses;
     return {
       mode: this.o.config.mode,
       ...this.counters,
-      cacheHitRate: lookups === 0 ? 0 : Math.round((this.counters.cacheHits / lookups) * 1000) / 1000,
+      cacheHits: hits,
+      cacheHitRate: lookups === 0 ? 0 : Math.round((hits / lookups) * 1000) / 1000,
       cacheEntries: this.cache.size,
+      batches: this.batcher.counters.batches,
+      filesPerBatch:
+        this.batcher.counters.batches === 0
+          ? 0
+          : Math.round((this.batcher.counters.batchedFiles / this.batcher.counters.batches) * 10) / 10,
       deferredPending: this.deferred.length,
     };
   }
@@ -232,23 +384,4 @@ export class OnAccessScanner {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
   }
-}
-
-function fileKey(fd: number): { key: string; size: number } {
-  const st = fstatSync(fd, { bigint: true });
-  return {
-    key: `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.size}`,
-    size: Number(st.size),
-  };
-}
-
-function readAll(fd: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let got = 0;
-  while (got < size) {
-    const n = readSync(fd, out, got, size - got, got);
-    if (n <= 0) break;
-    got += n;
-  }
-  return out.subarray(0, got);
 }

@@ -128,6 +128,8 @@ run("sha256 and signer exclusions in scans", () => {
       call: (type, method, args) => agent.agent.call(type, method, args),
       emit: () => {},
       exclusions: () => agent.agent.exclusions.matcher,
+      // Exact per-decision counts: no background read-ahead of the directory's other files.
+      readAhead: false,
     });
     const decide = async (path: string) => {
       const fd = openSync(path, "r");

@@ -24,7 +24,7 @@
 
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { describeError } from "../../../core/errors.ts";
+import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import type { ExclusionScope } from "../../../core/exclusions-config.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
@@ -208,6 +208,45 @@ export class ScanService {
     return summarize([name], [report], [], ms);
   }
 
+  /**
+   * Scans many small objects (each ≤ CHUNK_BYTES, together ≤ CHUNK_BYTES) in one call to the scanner,
+   * then applies reputation, Live Protection and sample policy to each as scanBytes does. On-access
+   * batches its files this way: one IPC round trip instead of one per file. `executableReputation:
+   * false` asks LocalRepData only about detections (on-access uses no tag of a clean executable, and
+   * the question costs a round trip per executable).
+   */
+  async scanBytesMany(
+    items: { bytes: Uint8Array; name: string }[],
+    opts: { source?: string; scope?: ExclusionScope; executableReputation?: boolean } = {},
+  ): Promise<ScanReport[]> {
+    const started = performance.now();
+    const { outcomes } = (await this.o.call("DatasetA", "scanMany", {
+      items: items.map((i) => ({ bytes: i.bytes, name: basename(i.name) || "bytes" })),
+      limits: this.o.limits ?? {},
+    })) as { outcomes: ScanOutcome[] };
+    if (outcomes?.length !== items.length)
+      throw new HandlerError(
+        "HND_DATASETA_BAD_ANSWER",
+        `scanMany: ${items.length} objects sent, other count back`,
+      );
+    const reports: ScanReport[] = [];
+    for (const [i, item] of items.entries()) {
+      scannedBytes.inc({ source: opts.source ?? "bytes" }, item.bytes.length);
+      const report = await this.finish(
+        item.name,
+        outcomes[i]!,
+        () => item.bytes,
+        opts.source,
+        opts.scope ?? "scan",
+        opts.executableReputation ?? true,
+      );
+      const ms = performance.now() - started;
+      (opts.source === "on-access" ? durationOf.onAccess : durationOf.bytes).observe(ms / 1000);
+      reports.push(summarize([item.name], [report], [], ms));
+    }
+    return reports;
+  }
+
   /** Scans the readable memory of a process. */
   async scanProcess(pid: number, opts: { onProgress?: (p: Progress) => void } = {}): Promise<ScanReport> {
     const started = performance.now();
@@ -353,6 +392,7 @@ export class ScanService {
     bytes: (() => Uint8Array) | null,
     source?: string,
     scope?: ExclusionScope,
+    executableReputation = true,
   ): Promise<ObjectReport> {
     const signerOf = (path: string[]) => validSigner(o, path);
     const excluded = objectExclusion(this.o.exclusions?.(), scope, target, o);
@@ -361,7 +401,7 @@ export class ScanService {
       if (!kept.includes(d)) detectionsTotal.inc({ kind: d.kind, verdict: "excluded" });
     }
     const queries = [
-      ...o.executables.map((x) => ({
+      ...(executableReputation ? o.executables : []).map((x) => ({
         sha256: x.sha256,
         ...(signerOf(x.path) ? { signer: signerOf(x.path) } : {}),
       })),
