@@ -29,10 +29,20 @@ import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import type { ExclusionScope } from "../../../core/exclusions-config.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
-import type { Detection, ExecutableFound, LimitNote, ScanLimits, ScanOutcome } from "../engine.ts";
+import type { Detection, ScanLimits, ScanOutcome } from "../engine.ts";
 import type { SampleQueue, SampleUploader } from "../samples/queue.ts";
 import type { SxlClient, SxlResult } from "../sxl/client.ts";
 import { objectExclusion, validSigner } from "./exclusion-check.ts";
+import {
+  type DetectionReport,
+  type ExecutableReport,
+  type LivePolicy,
+  type LookupReport,
+  type ObjectReport,
+  type Progress,
+  type ScanReport,
+  summarize,
+} from "./report.ts";
 import { detectionsTotal, durationOf, lookupsTotal, scannedBytes } from "./scan-metrics.ts";
 import {
   type FileTarget,
@@ -45,6 +55,17 @@ import {
   withFdAsync,
 } from "./sources.ts";
 
+export type {
+  DetectionReport,
+  ExecutableReport,
+  FinalVerdict,
+  LivePolicy,
+  LookupReport,
+  ObjectReport,
+  Progress,
+  ScanReport,
+} from "./report.ts";
+
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
 /** Objects up to this size go in one call; larger ones in a session of chunks this size. */
@@ -53,82 +74,6 @@ export const SAMPLE_MAX_BYTES = 10 * 1024 * 1024;
 /** Regions larger than this and less than a quarter present are read page run by page run. */
 const SPARSE_REGION_BYTES = 16 * 1024 * 1024;
 const EXECUTABLE_KINDS = new Set(["pe", "elf", "macho"]);
-
-export interface LivePolicy {
-  lookups: boolean;
-  samples: boolean;
-}
-
-export type FinalVerdict = "malware" | "suspicious" | "ignored";
-
-export interface LookupReport {
-  status: "answered" | "no-information" | "failed" | "skipped" | "disabled";
-  verdict?: string;
-  sample?: boolean;
-  transport?: string;
-  reason?: string;
-}
-
-export interface DetectionReport extends Detection {
-  /** The file or memory region scanned. */
-  target: string;
-  verdict: FinalVerdict;
-  /** What Live Protection said (only for lookup-enabled detections). */
-  live?: LookupReport;
-  reputation?: Pick<RepAnswer, "score" | "band" | "source">;
-  /** kind "ml": the live model's score (its threshold is in `detail`). */
-  score?: number;
-  sample?: { status: string; key?: string; reason?: string };
-}
-
-export interface ExecutableReport extends ExecutableFound {
-  target: string;
-  /** An exclusion names this executable's digest or (verified) signer. */
-  excluded?: "sha256" | "signer";
-  reputation?: Pick<RepAnswer, "score" | "band" | "source" | "signerName">;
-}
-
-export interface ObjectReport {
-  target: string;
-  size: number;
-  kind: string;
-  sha256?: string;
-  detections: DetectionReport[];
-  /** Detections left out because the object's SHA-256 or verified signer is excluded. */
-  suppressed?: number;
-  executables: ExecutableReport[];
-  limits: (LimitNote & { target: string })[];
-  durationMs: number;
-}
-
-export interface ScanReport {
-  targets: string[];
-  objects: number;
-  bytes: number;
-  detections: DetectionReport[];
-  /** Detections Live Protection ignored as known false positives. */
-  ignored: number;
-  /** Every executable met (scanned files and archive members), with its reputation tag. */
-  executables: ExecutableReport[];
-  limits: (LimitNote & { target: string })[];
-  errors: SourceError[];
-  durationMs: number;
-  /** True when at least one detection stands (what makes `agent scan` exit 1). */
-  found: boolean;
-  /** Files left out because an exclusion (scope "scan") covers them; absent when none. */
-  excluded?: number;
-  /** Detections suppressed because the object's SHA-256 or verified signer is excluded; absent when none. */
-  suppressed?: number;
-}
-
-export interface Progress {
-  phase: "listing" | "scanning" | "done";
-  filesDone: number;
-  filesTotal: number;
-  bytesDone: number;
-  bytesTotal: number;
-  current?: string;
-}
 
 export interface ScanServiceOptions {
   call: CallHandler;
@@ -577,27 +522,4 @@ export class ScanService {
 
 function repKey(q: { sha256: string; signer?: string }): string {
   return `${q.sha256}/${q.signer ?? ""}`;
-}
-
-function summarize(
-  targets: string[],
-  reports: ObjectReport[],
-  errors: SourceError[],
-  durationMs: number,
-): ScanReport {
-  const detections = reports.flatMap((r) => r.detections);
-  const suppressed = reports.reduce((n, r) => n + (r.suppressed ?? 0), 0);
-  return {
-    targets,
-    objects: reports.length,
-    bytes: reports.reduce((n, r) => n + r.size, 0),
-    detections,
-    ignored: detections.filter((d) => d.verdict === "ignored").length,
-    executables: reports.flatMap((r) => r.executables),
-    limits: reports.flatMap((r) => r.limits),
-    errors,
-    durationMs,
-    found: detections.some((d) => d.verdict !== "ignored"),
-    ...(suppressed > 0 ? { suppressed } : {}),
-  };
 }
