@@ -123,6 +123,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
       { version: 1, name: "001_fleet_state" },
       { version: 2, name: "002_identity_gate" },
       { version: 3, name: "003_identity" },
+      { version: 4, name: "004_gate_counters" },
     ]);
   });
 

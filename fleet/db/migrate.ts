@@ -10,12 +10,14 @@ import type { Driver } from "./driver.ts";
 import m001 from "./migrations/001_fleet_state.sql" with { type: "text" };
 import m002 from "./migrations/002_identity_gate.sql" with { type: "text" };
 import m003 from "./migrations/003_identity.sql" with { type: "text" };
+import m004 from "./migrations/004_gate_counters.sql" with { type: "text" };
 
 /** Append only: a released migration is never edited, a change is a new one. */
 export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
   { version: 1, name: "001_fleet_state", sql: m001 },
   { version: 2, name: "002_identity_gate", sql: m002 },
   { version: 3, name: "003_identity", sql: m003 },
+  { version: 4, name: "004_gate_counters", sql: m004 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
