@@ -17,7 +17,8 @@
  */
 import type { TenantCounts } from "../gate.ts";
 import type { GroupHealth } from "../health.ts";
-import type { Driver, Queryable } from "./driver.ts";
+import { CHUNK, placeholders } from "./agent-rows.ts";
+import type { Driver, Queryable, Row } from "./driver.ts";
 import { num } from "./driver.ts";
 import type { AffectedReasons, GateQuery, TenantActivity } from "./fleet-store.ts";
 import {
@@ -106,12 +107,22 @@ async function sweep(q: Queryable, cut: number, limit: number): Promise<number> 
     { set: 1, where: "counted = 0 AND received_at >= $1", sign: 1 },
   ] as const;
   for (const w of ways) {
-    const rows = await q.all(
-      `UPDATE agents SET counted = ${w.set}
-        WHERE ${w.where} AND agent_key IN (SELECT agent_key FROM agents WHERE ${w.where} LIMIT ${limit})
-        RETURNING ${AGENT_FACT_COLUMNS}`,
+    // The keys first, in received_at order from the partial index (statistics just after a sweep
+    // can make the filter look unselective), then each row by primary key.
+    const keys = await q.all(
+      `SELECT agent_key FROM agents WHERE ${w.where} ORDER BY received_at LIMIT ${limit}`,
       [cut],
     );
+    const rows: Row[] = [];
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const chunk = keys.slice(i, i + CHUNK).map((r) => String(r.agent_key));
+      rows.push(
+        ...(await q.all(
+          `UPDATE agents SET counted = ${w.set} WHERE agent_key IN (${placeholders(chunk)}) RETURNING ${AGENT_FACT_COLUMNS}`,
+          chunk,
+        )),
+      );
+    }
     moved = Math.max(moved, rows.length);
     const facts = rows.map(agentFacts);
     const content = await contentOf(
