@@ -36,6 +36,7 @@
  * same run.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { type HeartbeatSigner, makeSigner } from "../core/agent/identity.ts";
 import { SIGNATURE_ALG } from "../core/agent/identity-protocol.ts";
@@ -317,6 +318,8 @@ try {
             pg_total_relation_size('agent_content') AS content, pg_total_relation_size('enrollments') AS enrollments,
             pg_total_relation_size('agent_seq') AS seq,
             pg_total_relation_size('gate_agents') + pg_total_relation_size('gate_content') AS counters`;
+  // Sizes without the dead row versions the counters' first build left (autovacuum would clear them).
+  await db.driver.run("VACUUM ANALYZE");
   const sizes = (await db.driver.all(sizeQuery))[0]!;
 
   // The stack: two replicas, nginx in front.
@@ -347,6 +350,7 @@ try {
   });
 
   log(`fleet phase: ${LOAD_SECONDS} s through nginx → 2 replicas → PostgreSQL`);
+  const load0 = loadavg()[0]!;
   const c0 = cpu();
   const signers = new Map<number, HeartbeatSigner>();
   const signerOf = (i: number) => {
@@ -358,6 +362,7 @@ try {
   };
   const fleet = await load(proxy.url, LOAD_SECONDS, etags, signerOf);
   const c1 = cpu();
+  const load1 = loadavg()[0]!;
   const cpuFleet = {
     replicas: c1.replicas - c0.replicas,
     postgres: c1.postgres - c0.postgres,
@@ -399,6 +404,8 @@ try {
     agents: AGENTS,
     agentsInDbAfter: agentsAfter,
     seedSeconds: Number(seedSeconds.toFixed(1)),
+    /** The machine's 1-minute load average at the start and end of the fleet phase (2 cores, shared). */
+    loadAverage: [Number(load0.toFixed(1)), Number(load1.toFixed(1))],
     simulatedHourCovered: Number((fleet.events / AGENTS).toFixed(3)),
     compression: Number((((fleet.events / AGENTS) * 3600) / fleet.wallSeconds).toFixed(1)),
     fleet,

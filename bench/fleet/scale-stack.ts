@@ -16,16 +16,22 @@ const ROOT = join(import.meta.dir, "../..");
 // ------------------------------------------------------------------ CPU accounting
 
 const TICK = 100; // USER_HZ
-export function cpuOf(pid: number): number {
+/** CPU seconds of a process: its own, and (withReaped) that of its children it has waited for. */
+export function cpuOf(pid: number, withReaped = false): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8");
     const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(rest[11]) + Number(rest[12])) / TICK; // utime + stime
+    const own = Number(rest[11]) + Number(rest[12]); // utime + stime
+    return (withReaped ? own + Number(rest[13]) + Number(rest[14]) : own) / TICK; // + cutime + cstime
   } catch {
     return 0;
   }
 }
-/** CPU seconds of a process and every descendant alive now (PostgreSQL backends, nginx workers). */
+/**
+ * CPU seconds of a process tree: every process alive now, plus what each has
+ * reaped of its exited children (PostgreSQL backends and autovacuum workers
+ * come and go during a phase; summing only the living ones lost theirs).
+ */
 export function treeCpu(root: number): number {
   const kids = new Map<number, number[]>();
   for (const d of readdirSync("/proc")) {
@@ -38,7 +44,7 @@ export function treeCpu(root: number): number {
   }
   let sum = 0;
   const walk = (p: number) => {
-    sum += cpuOf(p);
+    sum += cpuOf(p, true);
     for (const k of kids.get(p) ?? []) walk(k);
   };
   walk(root);
