@@ -9,38 +9,50 @@
  *   nice bun bench/fleet-scale.ts                    # 1M agents, 120 s of load per phase
  *   AGENTS=100000 LOAD_SECONDS=60 nice bun bench/fleet-scale.ts
  *
- * How the 1M fleet is built: every agent's row is seeded by SQL (one
- * INSERT … SELECT generate_series, group shares 1/4/10/20/30/35 %), so the
- * database holds the whole fleet; then the HTTP phase replays the fleet's
- * hour in schedule order (the hourly ±10 % schedule of N agents is a
- * random order of the agents) as fast as the stack answers, each agent
- * event being a conditional GET of its group index (304) and a heartbeat
- * POST (an upsert into the 1M-row tables). The run reports how much of the
- * simulated hour the wall-clock phase covered.
+ * How the 1M fleet is built: every agent's row and its enrollment are
+ * seeded by SQL (INSERT … SELECT generate_series, group shares
+ * 1/4/10/20/30/35 %), so the database holds the whole enrolled fleet; then
+ * the HTTP phase replays the fleet's hour in schedule order (the hourly
+ * ±10 % schedule of N agents is a random order of the agents) as fast as
+ * the stack answers, each agent event being a conditional GET of its group
+ * index (304) and a heartbeat POST signed by the agent's key with the
+ * agent's own signing code (core/agent/identity.ts: `seq`, Ed25519 over the
+ * body) — checked against the enrollment (I1–I5), its sequence number
+ * advanced, then upserted into the 1M-row tables with the gate counters.
+ * Every heartbeat reports the release's version (seeded agents run the one
+ * before): the hour a release reaches every agent, when each heartbeat
+ * moves its agent between counter rows. Keys: a pool of KEY_POOL Ed25519
+ * pairs, agent i enrolled with pair i mod KEY_POOL (a million key pairs
+ * would take minutes to make); the service verifies every signature, only
+ * its cache of imported public keys sees fewer distinct keys. The run
+ * reports how much of the simulated hour the wall-clock phase covered.
  *
  * Reported: req/s and p50/p99 per request kind, the database's bytes per
  * agent, CPU seconds per request and the CPU cores 1k agents need at the
  * hourly rate, the planner tick time with a release live in all six
- * groups; and the same request mix against a bare Bun.serve (the
- * baseline: no database, no validation, no proxy) in the same run.
+ * groups (from the gate counters; and the from-scratch scan they replaced,
+ * in the same run); and the same request mix against a bare Bun.serve (the
+ * baseline: no database, no validation, no proxy, no signature) in the
+ * same run.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
+import { type HeartbeatSigner, makeSigner } from "../core/agent/identity.ts";
+import { SIGNATURE_ALG } from "../core/agent/identity-protocol.ts";
 import { sha256Hex } from "../core/crypto/digest.ts";
-import { initKeys, loadSigningKeys } from "../core/crypto/keys.ts";
-import { packDirectory } from "../core/package/pack.ts";
 import { publish } from "../core/repo/publish.ts";
 import { loadReleaseConfig } from "../fleet/config.ts";
+import { insertRows } from "../fleet/db/driver.ts";
 import { openFleetDb } from "../fleet/db/index.ts";
 import { ReleaseEngine } from "../fleet/engine.ts";
 import { freePort, startPostgres } from "../plugins/sinks/testutil/servers.ts";
-import { NGINX } from "./fleet/nginx.ts";
+import { bareScript, cpuOf, makeVendor, serveReplica, startProxy, treeCpu } from "./fleet/scale-stack.ts";
 
 const AGENTS = Number(process.env.AGENTS ?? 1_000_000);
 const LOAD_SECONDS = Number(process.env.LOAD_SECONDS ?? 120);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 48);
-const ROOT = join(import.meta.dir, "..");
+const KEY_POOL = Number(process.env.KEY_POOL ?? 1000);
 const TOKEN = "fleet-scale-bench-token-0123456789";
 const GROUPS: [string, number][] = [
   ["eng-test", 1],
@@ -60,38 +72,6 @@ const groupOf = (i: number) => {
 };
 
 const log = (msg: string) => process.stderr.write(`[fleet-scale] ${msg}\n`);
-
-// ------------------------------------------------------------------ CPU accounting
-
-const TICK = 100; // USER_HZ
-function cpuOf(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(rest[11]) + Number(rest[12])) / TICK; // utime + stime
-  } catch {
-    return 0;
-  }
-}
-/** CPU seconds of a process and every descendant alive now (PostgreSQL backends, nginx workers). */
-function treeCpu(root: number): number {
-  const kids = new Map<number, number[]>();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const f = readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(f.slice(f.lastIndexOf(")") + 2).split(" ")[1]);
-      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(d)]);
-    } catch {}
-  }
-  let sum = 0;
-  const walk = (p: number) => {
-    sum += cpuOf(p);
-    for (const k of kids.get(p) ?? []) walk(k);
-  };
-  walk(root);
-  return sum;
-}
 
 // ------------------------------------------------------------------ load generator
 
@@ -113,12 +93,34 @@ const pct = (xs: Float64Array, n: number, p: number) => {
   return n ? Number(s[Math.min(n - 1, Math.floor(p * n))]!.toFixed(2)) : 0;
 };
 
-function heartbeatBody(i: number, group: string): string {
-  return `{"schema":1,"agentId":"agent-${String(i).padStart(7, "0")}","tenant":"acme","group":"${group}","agentVersion":"1.0.0","sentAt":"${new Date().toISOString()}","health":"green","content":[{"type":"TestText","version":2,"handlerState":"loaded","badVersions":[],"crashes":0,"rollbacks":[]}],"rejected":0,"lastRejections":[]}`;
+const agentId = (i: number) => `agent-${String(i).padStart(7, "0")}`;
+
+function heartbeatBody(i: number, group: string, seq: number): string {
+  return `{"schema":1,"agentId":"${agentId(i)}","tenant":"acme","group":"${group}","agentVersion":"1.0.0","sentAt":"${new Date().toISOString()}","seq":${seq},"health":"green","content":[{"type":"TestText","version":2,"handlerState":"loaded","badVersions":[],"crashes":0,"rollbacks":[]}],"rejected":0,"lastRejections":[]}`;
+}
+
+/** The key pool: private keys to sign with, public keys (SPKI, base64url) to enroll. */
+async function makeKeyPool(n: number): Promise<{ keys: CryptoKey[]; publicKeys: string[] }> {
+  const keys: CryptoKey[] = [];
+  const publicKeys: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const pair = (await crypto.subtle.generateKey({ name: SIGNATURE_ALG }, true, [
+      "sign",
+      "verify",
+    ])) as unknown as CryptoKeyPair;
+    keys.push(pair.privateKey);
+    publicKeys.push(Buffer.from(await crypto.subtle.exportKey("spki", pair.publicKey)).toString("base64url"));
+  }
+  return { keys, publicKeys };
 }
 
 /** Replays agents in a random (schedule) order for `seconds`; each event = GET index (conditional) + POST heartbeat. */
-async function load(base: string, seconds: number, etags: Map<string, string>): Promise<Phase> {
+async function load(
+  base: string,
+  seconds: number,
+  etags: Map<string, string>,
+  signerOf: (i: number) => HeartbeatSigner,
+): Promise<Phase> {
   const cap = 4_000_000;
   const gets = new Float64Array(cap);
   const posts = new Float64Array(cap);
@@ -155,14 +157,18 @@ async function load(base: string, seconds: number, etags: Map<string, string>): 
       gets[ng++ % cap] = performance.now() - t;
       t = performance.now();
       try {
+        // What the agent's HeartbeatReporter does: number, serialise, sign the exact bytes.
+        const signer = signerOf(i);
+        const body = heartbeatBody(i, group, signer.nextSeq(new Date()));
+        const headers = await signer.headers(new TextEncoder().encode(body));
         const r = await fetch(`${base}fleet/heartbeat`, {
           method: "POST",
-          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-          body: heartbeatBody(i, group),
+          headers: { ...headers, "content-type": "application/json" },
+          body,
         });
-        const body = await r.text();
+        const answer = await r.text();
         if (r.status !== 204) {
-          if (errors++ === 0) log(`heartbeat answered ${r.status}: ${body.slice(0, 200)}`);
+          if (errors++ === 0) log(`heartbeat answered ${r.status}: ${answer.slice(0, 200)}`);
         }
       } catch {
         errors++;
@@ -189,113 +195,7 @@ async function load(base: string, seconds: number, etags: Map<string, string>): 
   };
 }
 
-// ------------------------------------------------------------------ the stack
-
-async function serveReplica(
-  repo: string,
-  cfg: string,
-  url: string,
-): Promise<{ port: number; proc: Bun.Subprocess }> {
-  const port = await freePort();
-  const proc = Bun.spawn(
-    [
-      process.execPath,
-      join(ROOT, "bin/contentctl.ts"),
-      "serve",
-      "--repo",
-      repo,
-      "--port",
-      String(port),
-    ].concat(["--release", cfg, "--db", url]),
-    { cwd: ROOT, env: { ...process.env, OUTPOST_LOG_QUIET: "1" }, stdout: "pipe", stderr: "inherit" },
-  );
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  const { value } = await reader.read();
-  if (!value) throw new Error("replica exited");
-  reader.releaseLock();
-  return { port, proc };
-}
-
-async function startProxy(dir: string, repo: string, replicas: number[]) {
-  if (!NGINX) throw new Error("nginx is not installed");
-  const port = await freePort();
-  mkdirSync(join(dir, "logs"), { recursive: true });
-  writeFileSync(
-    join(dir, "nginx.conf"),
-    `daemon off;
-worker_processes 2;
-pid ${dir}/nginx.pid;
-error_log ${dir}/logs/error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp-body;
-  proxy_temp_path ${dir}/tmp-proxy;
-  fastcgi_temp_path ${dir}/tmp-fastcgi;
-  uwsgi_temp_path ${dir}/tmp-uwsgi;
-  scgi_temp_path ${dir}/tmp-scgi;
-  keepalive_requests 1000000;
-  upstream fleet { least_conn; ${replicas.map((p) => `server 127.0.0.1:${p};`).join(" ")} keepalive 128; }
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    root ${repo};
-    etag on;
-    location ~ /\\. { return 404; }
-    location /fleet/ { proxy_pass http://fleet; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location /console { proxy_pass http://fleet; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-`,
-  );
-  const proc = Bun.spawn([NGINX, "-c", join(dir, "nginx.conf"), "-p", dir], {
-    stdout: "ignore",
-    stderr: "inherit",
-  });
-  const url = `http://127.0.0.1:${port}/`;
-  for (let i = 0; ; i++) {
-    try {
-      await fetch(url);
-      break;
-    } catch {
-      if (i > 200) throw new Error("nginx did not start");
-      await Bun.sleep(25);
-    }
-  }
-  return { url, proc };
-}
-
-/** The baseline: the same answers (304 / 204 after reading the body), nothing behind them. */
-function bareScript(port: number): string {
-  return `Bun.serve({ hostname: "127.0.0.1", port: ${port}, async fetch(req) {
-    if (req.method === "POST") { await req.arrayBuffer(); return new Response(null, { status: 204 }); }
-    return new Response(null, { status: 304, headers: { etag: '"x"' } });
-  } }); console.log("up");`;
-}
-
 // ------------------------------------------------------------------ main
-
-/** Keys, a repository folder and a packer: the vendor side, in a temp dir. */
-async function makeVendor() {
-  const root = mkdtempSync(join(tmpdir(), "outpost-fleet-scale-"));
-  chmodSync(root, 0o755); // nginx's unprivileged workers serve the repository from here
-  const keysDir = join(root, "keys");
-  const repo = join(root, "repo");
-  mkdirSync(repo);
-  await initKeys(keysDir, { now: new Date(Date.now() - 24 * 3600_000) });
-  const keys = await loadSigningKeys(keysDir);
-  return {
-    root,
-    keysDir,
-    repo,
-    async pack(type: string, version: number, files: Record<string, string>, opts: { now?: Date } = {}) {
-      const dir = join(root, `src-${version}`);
-      mkdirSync(dir, { recursive: true });
-      for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
-      return packDirectory({ type, version, keys, dir, now: opts.now });
-    },
-    cleanup: () => rmSync(root, { recursive: true, force: true }),
-  };
-}
 
 const vendor = await makeVendor();
 const pg = await startPostgres();
@@ -323,9 +223,12 @@ try {
   const db = await openFleetDb({ url, stateDir: join(dir, "state"), poolSize: 4 });
   cleanup.unshift(() => db.close());
 
-  // The whole fleet in the database: every agent on v1, last heard within the hour.
+  // The whole fleet in the database, enrolled: every agent on v1, last heard within the hour.
   const now = Date.now();
   let t0 = performance.now();
+  const pool = await makeKeyPool(KEY_POOL);
+  log(`${KEY_POOL} Ed25519 key pairs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  t0 = performance.now();
   const shareCase = `CASE ${(() => {
     let acc = 0;
     return GROUPS.map(([g, s]) => {
@@ -333,40 +236,91 @@ try {
       return `WHEN g % 100 < ${acc} THEN '${g}'`;
     }).join(" ");
   })()} END`;
+  await db.driver.run("CREATE TEMPORARY TABLE bench_keys (i INTEGER PRIMARY KEY, pk TEXT NOT NULL)");
+  await insertRows(
+    db.driver,
+    "INSERT INTO bench_keys (i, pk) VALUES",
+    pool.publicKeys.map((pk, i) => [i, pk]),
+    "",
+  );
+  const enrolledAt = new Date(now - 86_400_000);
   await db.driver.run(
-    `INSERT INTO agents (agent_key, tenant, grp, received_at, health, rejected, agent_version)
-     SELECT 'acme/agent-' || lpad(g::text, 7, '0'), 'acme', ${shareCase}, ${now} - (g::bigint * 7919 % 3600000), 'green', 0, '1.0.0'
-       FROM generate_series(0, ${AGENTS - 1}) AS g`,
+    `INSERT INTO enrollments (tenant, agent_id, grp, alg, public_key, vendor, enrolled_at, enrolled_ms)
+     SELECT 'acme', 'agent-' || lpad(g::text, 7, '0'), ${shareCase}, 'Ed25519', k.pk, 0, $1, $2
+       FROM generate_series(0, ${AGENTS - 1}) AS g JOIN bench_keys k ON k.i = g % ${KEY_POOL}`,
+    [enrolledAt.toISOString(), enrolledAt.getTime()],
   );
   await db.driver.run(
-    `INSERT INTO agent_content (agent_key, type, grp, received_at, health, version, state, crashes, bad, rolled_back_from)
-     SELECT agent_key, 'TestText', grp, received_at, health, 1, 'loaded', 0, '', '' FROM agents`,
+    `INSERT INTO agents (agent_key, tenant, grp, received_at, health, rejected, agent_version, enrolled)
+     SELECT 'acme/' || agent_id, 'acme', grp, ${now} - (substr(agent_id, 7)::bigint * 7919 % 3600000), 'green', 0, '1.0.0', 1
+       FROM enrollments`,
+  );
+  await db.driver.run(
+    `INSERT INTO agent_content (agent_key, type, grp, received_at, health, version, state, crashes, bad, rolled_back_from, tenant)
+     SELECT agent_key, 'TestText', grp, received_at, health, 1, 'loaded', 0, '', '', tenant FROM agents`,
   );
   await db.driver.run("ANALYZE");
   const seedSeconds = (performance.now() - t0) / 1000;
-  log(`seeded ${AGENTS} agents in ${seedSeconds.toFixed(1)} s`);
+  log(`seeded ${AGENTS} enrolled agents in ${seedSeconds.toFixed(1)} s`);
+
+  // Seeded rows are not counted yet, like the rows of a database upgraded to 004: the first
+  // read of the gate counts the active ones (in sweep chunks) — the one-time cost of the upgrade.
+  const config = loadReleaseConfig(cfg);
+  const windowMs = config.health.activeWindowMinutes * 60_000;
+  t0 = performance.now();
+  await db.fleet.activeByGroup(Date.now() - windowMs);
+  const countersBuildSeconds = (performance.now() - t0) / 1000;
+  log(`gate counters built for ${AGENTS} agents in ${countersBuildSeconds.toFixed(1)} s`);
 
   // A release live in all six groups: the planner's worst case (six aggregates per tick).
-  const engine = new ReleaseEngine({ config: loadReleaseConfig(cfg), db });
+  const engine = new ReleaseEngine({ config, db });
   const pkg = join(dir, "TestText-2.tar");
   writeFileSync(pkg, await vendor.pack("TestText", 2, { "data.txt": "two" }));
   await engine.start({ type: "TestText", version: 2, packageFile: pkg });
-  for (let i = 1; i < GROUPS.length; i++) await engine.promote({ force: true });
+  for (let i = 1; i < GROUPS.length; i++)
+    await engine.promote({ force: true, reason: "bench: the release live in every group" });
 
-  const tickTimes: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    t0 = performance.now();
-    await engine.tick();
-    tickTimes.push(performance.now() - t0);
-  }
-  const tickIdle = tickTimes.sort((a, b) => a - b)[2]!;
-  log(`planner tick with ${AGENTS} agents, 6 live groups: median ${tickIdle.toFixed(0)} ms`);
-  const sizes = (
-    await db.driver.all(
-      `SELECT pg_database_size(current_database()) AS db, pg_total_relation_size('agents') AS agents,
-              pg_total_relation_size('agent_content') AS content`,
-    )
-  )[0]!;
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const timed = async (n: number, fn: () => Promise<unknown>) => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await fn();
+      times.push(performance.now() - t);
+    }
+    return median(times);
+  };
+  /** The gate inputs of every live group, from the counters (what a tick reads) or by the scan they replaced. */
+  const aggregates = async (how: "counters" | "scan") => {
+    const state = await db.releases.load();
+    const r = state.releases.find((x) => x.status === "active")!;
+    const t = performance.now();
+    for (const g of r.groups) {
+      const q = {
+        type: r.type,
+        version: r.version,
+        group: g.name,
+        since: Date.parse(g.publishedAt!),
+        now: Date.now(),
+        activeWindowMs: windowMs,
+      };
+      await (how === "counters" ? db.fleet.gate(q) : db.fleet.scanGate(q));
+    }
+    return performance.now() - t;
+  };
+  const tickIdle = await timed(5, () => engine.tick());
+  const scanIdle = await timed(5, () => aggregates("scan"));
+  const countersIdle = await timed(5, () => aggregates("counters"));
+  log(
+    `planner tick with ${AGENTS} agents, 6 live groups: median ${tickIdle.toFixed(0)} ms (aggregates: counters ${countersIdle.toFixed(1)} ms, scan ${scanIdle.toFixed(0)} ms)`,
+  );
+  const sizeQuery = `SELECT pg_database_size(current_database()) AS db, pg_total_relation_size('agents') AS agents,
+            pg_total_relation_size('agent_content') AS content, pg_total_relation_size('enrollments') AS enrollments,
+            pg_total_relation_size('agent_seq') AS seq,
+            pg_total_relation_size('gate_agents') + pg_total_relation_size('gate_content') AS counters`;
+  // Sizes without the dead row versions the counters' first build left (autovacuum would clear them).
+  await db.driver.run("VACUUM ANALYZE");
+  const sizes = (await db.driver.all(sizeQuery))[0]!;
 
   // The stack: two replicas, nginx in front.
   const replicas = [await serveReplica(vendor.repo, cfg, url), await serveReplica(vendor.repo, cfg, url)];
@@ -396,30 +350,38 @@ try {
   });
 
   log(`fleet phase: ${LOAD_SECONDS} s through nginx → 2 replicas → PostgreSQL`);
+  const load0 = loadavg()[0]!;
   const c0 = cpu();
-  const fleet = await load(proxy.url, LOAD_SECONDS, etags);
+  const signers = new Map<number, HeartbeatSigner>();
+  const signerOf = (i: number) => {
+    const known = signers.get(i);
+    if (known) return known;
+    const made = makeSigner("acme", agentId(i), pool.keys[i % KEY_POOL]!);
+    signers.set(i, made);
+    return made;
+  };
+  const fleet = await load(proxy.url, LOAD_SECONDS, etags, signerOf);
   const c1 = cpu();
+  const load1 = loadavg()[0]!;
   const cpuFleet = {
     replicas: c1.replicas - c0.replicas,
     postgres: c1.postgres - c0.postgres,
     nginx: c1.nginx - c0.nginx,
   };
   const cpuTotal = cpuFleet.replicas + cpuFleet.postgres + cpuFleet.nginx;
-  // Right after the load: the gate aggregates alone (no lock), then a whole tick (which may wait for a
-  // replica's own tick under the planner lock), then the aggregates again once autovacuum's work is done.
-  const aggregates = async () => {
-    const state = await db.releases.load();
-    const t = performance.now();
-    await engine.healthSnapshot(state, db.fleet, new Date());
-    return performance.now() - t;
-  };
-  const aggregatesAfterLoad = await aggregates();
+  // Right after the load: the gate aggregates from the counters (the sweep included) and by the
+  // scan they replaced, then a whole tick (which may wait for a replica's own tick under the planner
+  // lock), then both again once VACUUM has cleared the dead row versions the upserts left.
+  const countersAfterLoad = await aggregates("counters");
+  const scanAfterLoad = await aggregates("scan");
   t0 = performance.now();
   await engine.tick();
   const tickAfter = performance.now() - t0;
+  const sizesAfter = (await db.driver.all(sizeQuery))[0]!;
   await db.driver.run("VACUUM ANALYZE agents");
   await db.driver.run("VACUUM ANALYZE agent_content");
-  const aggregatesAfterVacuum = await aggregates();
+  const countersAfterVacuum = await aggregates("counters");
+  const scanAfterVacuum = await aggregates("scan");
   const agentsAfter = await db.fleet.count();
 
   log(`baseline phase: ${LOAD_SECONDS} s against a bare Bun.serve`);
@@ -433,7 +395,7 @@ try {
   });
   await (bare.stdout as ReadableStream<Uint8Array>).getReader().read();
   const b0 = cpuOf(bare.pid);
-  const baseline = await load(`http://127.0.0.1:${barePort}/`, LOAD_SECONDS, etags);
+  const baseline = await load(`http://127.0.0.1:${barePort}/`, LOAD_SECONDS, etags, signerOf);
   const cpuBare = cpuOf(bare.pid) - b0;
 
   const hourlyReqPerSecond = (AGENTS * 2) / 3600;
@@ -442,6 +404,8 @@ try {
     agents: AGENTS,
     agentsInDbAfter: agentsAfter,
     seedSeconds: Number(seedSeconds.toFixed(1)),
+    /** The machine's 1-minute load average at the start and end of the fleet phase (2 cores, shared). */
+    loadAverage: [Number(load0.toFixed(1)), Number(load1.toFixed(1))],
     simulatedHourCovered: Number((fleet.events / AGENTS).toFixed(3)),
     compression: Number((((fleet.events / AGENTS) * 3600) / fleet.wallSeconds).toFixed(1)),
     fleet,
@@ -452,17 +416,32 @@ try {
     /** Cores 1k agents need at 1 poll + 1 heartbeat per hour each. */
     coresPer1kAgents: Number(((cpuPerReq * hourlyReqPerSecond) / (AGENTS / 1000)).toFixed(5)),
     coresFor1MAgentsHourly: Number((cpuPerReq * (2_000_000 / 3600)).toFixed(2)),
+    keyPool: KEY_POOL,
+    countersBuildSeconds: Number(countersBuildSeconds.toFixed(1)),
     dbBytes: {
       database: Number(sizes.db),
       agents: Number(sizes.agents),
       agentContent: Number(sizes.content),
+      enrollments: Number(sizes.enrollments),
+      gateCounters: Number(sizes.counters),
+      afterLoad: {
+        database: Number(sizesAfter.db),
+        agentSeq: Number(sizesAfter.seq),
+      },
     },
     dbBytesPerAgent: Math.round(Number(sizes.db) / AGENTS),
     plannerTickMs: {
       idleMedian: Number(tickIdle.toFixed(1)),
       afterLoadWholeTick: Number(tickAfter.toFixed(1)),
-      afterLoadAggregates: Number(aggregatesAfterLoad.toFixed(1)),
-      afterVacuumAggregates: Number(aggregatesAfterVacuum.toFixed(1)),
+    },
+    /** The six gate aggregates of a tick: from the counters, and by the from-scratch scan (before). */
+    aggregatesMs: {
+      countersIdleMedian: Number(countersIdle.toFixed(1)),
+      scanIdleMedian: Number(scanIdle.toFixed(1)),
+      countersAfterLoad: Number(countersAfterLoad.toFixed(1)),
+      scanAfterLoad: Number(scanAfterLoad.toFixed(1)),
+      countersAfterVacuum: Number(countersAfterVacuum.toFixed(1)),
+      scanAfterVacuum: Number(scanAfterVacuum.toFixed(1)),
     },
   };
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -124,6 +124,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
       { version: 2, name: "002_identity_gate" },
       { version: 3, name: "003_identity" },
       { version: 4, name: "004_exclusions" },
+      { version: 5, name: "005_gate_counters" },
     ]);
   });
 

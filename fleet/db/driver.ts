@@ -33,6 +33,23 @@ export interface Driver extends Queryable {
 
 export const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
 
+/** Rows per INSERT at 10 columns: PostgreSQL allows 65535 parameters (insertRows scales it to the row width). */
+const ROWS_PER_INSERT = 500;
+
+/** Multi-row INSERT in chunks (one round trip per chunk). */
+export async function insertRows(q: Queryable, head: string, rows: Param[][], tail: string): Promise<void> {
+  if (rows.length === 0) return;
+  const width = rows[0]!.length;
+  const per = Math.max(1, Math.floor(ROWS_PER_INSERT * (10 / width)));
+  for (let i = 0; i < rows.length; i += per) {
+    const chunk = rows.slice(i, i + per);
+    const values = chunk
+      .map((_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(", ")})`)
+      .join(", ");
+    await q.run(`${head} ${values} ${tail}`, chunk.flat());
+  }
+}
+
 const toSqlite = (sql: string) => sql.replace(/\$(\d+)/g, "?$1");
 
 export class SqliteDriver implements Driver {

@@ -1,23 +1,29 @@
 /**
  * Agents' latest heartbeats in the database, and the health-gate
- * aggregates computed there.
+ * aggregates kept beside them.
  *
  * Heartbeats are upserts, group-committed: a heartbeat's 204 waits for the
  * transaction that stores it (so an acknowledged heartbeat survives the
  * replica being killed), and heartbeats arriving while one batch commits
  * go together in the next one — one transaction per batch, not per agent.
  *
- * The gate aggregate is two SQL queries per (release, group) over the index
- * ranges (group, received_at) and (group, type, received_at), grouped by
- * tenant: the planner never loads agents, and its cost follows the groups a
- * release has reached and their tenants, not the fleet. Who may count (G1
- * vendorOnly, G2 pinned, G3 installed) is a WHERE/CASE here; how much each
- * tenant weighs (G4, G5) stays in the pure functions of fleet/gate.ts.
+ * The same transaction keeps the gate's counters (gate-counters.ts): it
+ * reads each agent's previous row under a row lock, and moves the agent
+ * from the counter rows it counted for to the ones it counts for now —
+ * nothing is written when that did not change. The planner reads the
+ * counters (gate-aggregates.ts): a few rows per (release, group), so a
+ * tick follows the groups a release has reached and their tenants, not
+ * the fleet. Who may count (G1 vendorOnly, G2 pinned, G3 installed) is
+ * decided there; how much each tenant weighs (G4, G5) stays in the pure
+ * functions of fleet/gate.ts.
  */
 import type { Heartbeat } from "../../core/agent/heartbeat-protocol.ts";
-import type { TenantCounts } from "../gate.ts";
 import type { FleetAgent, GroupHealth } from "../health.ts";
-import { type Driver, num, type Param, type Queryable } from "./driver.ts";
+import { AGENT_INSERT, CHUNK, CONTENT_INSERT, lockAgents, placeholders, takeContent } from "./agent-rows.ts";
+import { type Driver, insertRows, num, type Param, type Queryable } from "./driver.ts";
+import { GateAggregates, shareCounters } from "./gate-aggregates.ts";
+import { type AgentFacts, type ContentFacts, CounterDelta, epochOf, readMarks } from "./gate-counters.ts";
+import { scanGate } from "./gate-scan.ts";
 
 /** Why exposed agents count as affected (an agent can have several reasons). */
 export interface AffectedReasons {
@@ -95,8 +101,6 @@ const parseWords = (s: unknown) =>
     .filter(Boolean);
 const parseList = (s: unknown) => parseWords(s).map(Number);
 const holds = (pinned: string[], type: string) => pinned.includes("*") || pinned.includes(type);
-/** Rows per INSERT: PostgreSQL allows 65535 parameters (insertRows scales it to the row width). */
-const ROWS_PER_INSERT = 500;
 
 export class DbFleetStore implements FleetStore {
   private pending: Pending[] = [];
@@ -106,10 +110,14 @@ export class DbFleetStore implements FleetStore {
   /** Heartbeats accepted since start (console, origin figures). */
   received = 0;
 
+  private readonly counters: GateAggregates;
+
   constructor(
     private readonly db: Driver,
     private readonly maxAgents = 2_000_000,
-  ) {}
+  ) {
+    this.counters = new GateAggregates(db);
+  }
 
   ingest(hb: Heartbeat, receivedAt: number, sender: Sender = NO_SENDER): Promise<boolean> {
     return new Promise((done, fail) => {
@@ -142,34 +150,25 @@ export class DbFleetStore implements FleetStore {
     // The same agent twice in one batch: the later heartbeat wins, as it would one by one.
     const latest = new Map<string, Pending>();
     for (const p of batch) latest.set(`${p.hb.tenant}/${p.hb.agentId}`, p);
-    const keys = [...latest.keys()];
-    const accepted = new Set(keys);
-    if (this.known < 0 || this.known + keys.length > this.maxAgents) {
-      // Near the cap: only agents already known may report (a flood of made-up ids cannot grow the table).
-      this.known = num((await q.all("SELECT COUNT(*) AS n FROM agents"))[0]?.n);
-      if (this.known + keys.length > this.maxAgents) {
-        const existing = new Set<string>();
-        for (let i = 0; i < keys.length; i += ROWS_PER_INSERT) {
-          const chunk = keys.slice(i, i + ROWS_PER_INSERT);
-          const rows = await q.all(
-            `SELECT agent_key FROM agents WHERE agent_key IN (${chunk.map((_, j) => `$${j + 1}`).join(",")})`,
-            chunk,
-          );
-          for (const r of rows) existing.add(String(r.agent_key));
-        }
-        let room = this.maxAgents - this.known;
-        for (const k of keys) {
-          if (existing.has(k)) continue;
-          if (room > 0) room--;
-          else accepted.delete(k);
-        }
-      }
-    }
+    // Key order: two replicas' batches lock the agents they share in the same order.
+    const keys = [...latest.keys()].sort();
+    const accepted = await this.admit(q, keys);
     const agents: Param[][] = [];
     const content: Param[][] = [];
-    for (const [key, { hb, receivedAt, sender }] of latest) {
+    const now = new Map<string, { agent: AgentFacts; content: ContentFacts[] }>();
+    for (const key of keys) {
       if (!accepted.has(key)) continue;
+      const { hb, receivedAt, sender } = latest.get(key)!;
       const pinned = pinnedTypes(hb);
+      const agent: AgentFacts = {
+        key,
+        grp: hb.group,
+        tenant: hb.tenant,
+        vendor: sender.vendor ? 1 : 0,
+        enrolled: sender.enrolled ? 1 : 0,
+        pinned: list(pinned),
+        receivedAt,
+      };
       agents.push([
         key,
         hb.tenant,
@@ -178,168 +177,116 @@ export class DbFleetStore implements FleetStore {
         hb.health,
         hb.rejected,
         hb.agentVersion,
-        sender.enrolled ? 1 : 0,
-        sender.vendor ? 1 : 0,
+        agent.enrolled,
+        agent.vendor,
         hb.policy?.cadence ?? null,
-        list(pinned),
+        agent.pinned,
+        1,
       ]);
+      const facts: ContentFacts[] = [];
       for (const c of hb.content) {
+        const f: ContentFacts = {
+          type: c.type,
+          version: c.version,
+          state: c.handlerState,
+          crashes: c.crashes,
+          bad: list(c.badVersions),
+          rolledBackFrom: list(c.rollbacks.flatMap((r) => (r.from === null ? [] : [r.from]))),
+          health: hb.health,
+          pinned: holds(pinned, c.type) ? 1 : 0,
+        };
+        facts.push(f);
         content.push([
           key,
-          c.type,
+          f.type,
           hb.group,
           receivedAt,
-          hb.health,
-          c.version,
-          c.handlerState,
-          c.crashes,
-          list(c.badVersions),
-          list(c.rollbacks.flatMap((r) => (r.from === null ? [] : [r.from]))),
+          f.health,
+          f.version,
+          f.state,
+          f.crashes,
+          f.bad,
+          f.rolledBackFrom,
           hb.tenant,
-          sender.vendor ? 1 : 0,
-          holds(pinned, c.type) ? 1 : 0,
+          agent.vendor,
+          f.pinned,
         ]);
       }
+      now.set(key, { agent, content: facts });
     }
+    const stored = agents.map((a) => a[0] as string);
+    await shareCounters(q, this.db.dialect);
+    const marks = await readMarks(q);
+    const before = await lockAgents(q, this.db.dialect, agents);
+    // A heartbeat carries the agent's whole content: types it no longer reports go.
+    const beforeContent = await takeContent(q, stored);
     await insertRows(
       q,
-      `INSERT INTO agents (agent_key, tenant, grp, received_at, health, rejected, agent_version,
-       enrolled, vendor, cadence, pinned) VALUES`,
+      AGENT_INSERT,
       agents,
       `ON CONFLICT (agent_key) DO UPDATE SET tenant = excluded.tenant, grp = excluded.grp,
        received_at = excluded.received_at, health = excluded.health, rejected = excluded.rejected,
        agent_version = excluded.agent_version, enrolled = excluded.enrolled, vendor = excluded.vendor,
-       cadence = excluded.cadence, pinned = excluded.pinned`,
+       cadence = excluded.cadence, pinned = excluded.pinned, counted = 1`,
     );
-    // A heartbeat carries the agent's whole content: types it no longer reports go.
-    const stored = agents.map((a) => a[0] as string);
-    for (let i = 0; i < stored.length; i += ROWS_PER_INSERT) {
-      const chunk = stored.slice(i, i + ROWS_PER_INSERT);
-      await q.run(
-        `DELETE FROM agent_content WHERE agent_key IN (${chunk.map((_, j) => `$${j + 1}`).join(",")})`,
-        chunk,
-      );
-    }
     await insertRows(q, CONTENT_INSERT, content, "");
+    // Out of the counter rows the previous heartbeat counted for, into the ones this one does.
+    const delta = new CounterDelta();
+    for (const key of stored) {
+      const old = before.get(key);
+      if (old) delta.add(old, beforeContent.get(key) ?? [], epochOf(marks, old.grp, old.receivedAt), -1);
+      const cur = now.get(key)!;
+      delta.add(cur.agent, cur.content, epochOf(marks, cur.agent.grp, cur.agent.receivedAt), 1);
+    }
+    await delta.apply(q);
     if (this.known >= 0) this.known += agents.length; // an upper bound until the next count
     return batch.map((p) => accepted.has(`${p.hb.tenant}/${p.hb.agentId}`));
+  }
+
+  /** The keys that may be stored: near the cap, only agents already known (a flood of made-up ids cannot grow the table). */
+  private async admit(q: Queryable, keys: string[]): Promise<Set<string>> {
+    const accepted = new Set(keys);
+    if (this.known >= 0 && this.known + keys.length <= this.maxAgents) return accepted;
+    this.known = num((await q.all("SELECT COUNT(*) AS n FROM agents"))[0]?.n);
+    if (this.known + keys.length <= this.maxAgents) return accepted;
+    const existing = new Set<string>();
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const chunk = keys.slice(i, i + CHUNK);
+      const rows = await q.all(
+        `SELECT agent_key FROM agents WHERE agent_key IN (${placeholders(chunk)})`,
+        chunk,
+      );
+      for (const r of rows) existing.add(String(r.agent_key));
+    }
+    let room = this.maxAgents - this.known;
+    for (const k of keys) {
+      if (existing.has(k)) continue;
+      if (room > 0) room--;
+      else accepted.delete(k);
+    }
+    return accepted;
   }
 
   async groupHealth(g: GateQuery): Promise<GroupHealth> {
     return (await this.gate(g)).health;
   }
 
-  /**
-   * The gate's inputs for one release in one group, per tenant, and why the
-   * affected agents are affected. G1: vendorOnly counts vendor rows only;
-   * G2: agents pinning the type are left out of every count; G3: `installed`
-   * (runs V or rolled back from it) is what fills the sample.
-   */
-  async gate(g: GateQuery): Promise<{ health: GroupHealth; reasons: AffectedReasons }> {
-    const activeSince = g.now - g.activeWindowMs;
-    const reportingSince = Math.max(activeSince, g.since);
-    const vendorOnly = g.vendorOnly ? " AND vendor = 1" : "";
-    const perTenant = await this.db.all(
-      `SELECT tenant, MAX(vendor) AS vendor, COUNT(*) AS agents,
-              SUM(CASE WHEN received_at >= $3 THEN 1 ELSE 0 END) AS reporting
-         FROM agents
-        WHERE grp = $1 AND received_at >= $2${vendorOnly}
-          AND pinned NOT LIKE '%,*,%' AND pinned NOT LIKE $4
-        GROUP BY tenant ORDER BY tenant`,
-      [g.group, activeSince, reportingSince, `%,${g.type},%`],
-    );
-    const v = g.version;
-    const mark = `%,${v},%`;
-    // Affected ⊆ exposed: marked bad, rolled back from, or running V with crashes, a failed handler or red.
-    const contentPerTenant = await this.db.all(
-      `SELECT tenant,
-         SUM(CASE WHEN version = $3 OR bad LIKE $5 OR rolled_back_from LIKE $5 THEN 1 ELSE 0 END) AS exposed,
-         SUM(CASE WHEN version = $3 OR rolled_back_from LIKE $5 THEN 1 ELSE 0 END) AS installed,
-         SUM(CASE WHEN version = $3 THEN 1 ELSE 0 END) AS adopted,
-         SUM(CASE WHEN bad LIKE $5 OR rolled_back_from LIKE $5 OR (version = $3 AND (crashes > 0
-               OR state IN ('failed', 'crash-looping') OR health = 'red')) THEN 1 ELSE 0 END) AS affected,
-         SUM(CASE WHEN bad LIKE $5 THEN 1 ELSE 0 END) AS marked_bad,
-         SUM(CASE WHEN rolled_back_from LIKE $5 THEN 1 ELSE 0 END) AS rolled_back,
-         SUM(CASE WHEN version = $3 AND crashes > 0 THEN 1 ELSE 0 END) AS crashes,
-         SUM(CASE WHEN version = $3 AND state IN ('failed', 'crash-looping') THEN 1 ELSE 0 END) AS failed,
-         SUM(CASE WHEN version = $3 AND health = 'red' THEN 1 ELSE 0 END) AS red
-       FROM agent_content
-      WHERE grp = $1 AND type = $2 AND received_at >= $4 AND pinned = 0${vendorOnly}
-      GROUP BY tenant`,
-      [g.group, g.type, v, reportingSince, mark],
-    );
-    const tenants = new Map<string, TenantCounts>();
-    for (const r of perTenant) {
-      tenants.set(String(r.tenant), {
-        tenant: String(r.tenant),
-        vendor: num(r.vendor) === 1,
-        agents: num(r.agents),
-        reporting: num(r.reporting),
-        exposed: 0,
-        installed: 0,
-        adopted: 0,
-        affected: 0,
-      });
-    }
-    const reasons: AffectedReasons = {
-      markedBad: 0,
-      rolledBack: 0,
-      crashes: 0,
-      handlerFailed: 0,
-      healthRed: 0,
-    };
-    for (const c of contentPerTenant) {
-      // A content row whose agent row is not active (cannot happen: both carry the same received_at) is skipped.
-      const t = tenants.get(String(c.tenant));
-      if (!t) continue;
-      t.exposed = num(c.exposed);
-      t.installed = num(c.installed);
-      t.adopted = num(c.adopted);
-      t.affected = num(c.affected);
-      reasons.markedBad += num(c.marked_bad);
-      reasons.rolledBack += num(c.rolled_back);
-      reasons.crashes += num(c.crashes);
-      reasons.handlerFailed += num(c.failed);
-      reasons.healthRed += num(c.red);
-    }
-    const all = [...tenants.values()];
-    const sum = (k: keyof Omit<TenantCounts, "tenant" | "vendor">) => all.reduce((n, t) => n + t[k], 0);
-    return {
-      health: {
-        group: g.group,
-        agents: sum("agents"),
-        reporting: sum("reporting"),
-        exposed: sum("exposed"),
-        adopted: sum("adopted"),
-        affected: sum("affected"),
-        installed: sum("installed"),
-        tenants: all,
-      },
-      reasons,
-    };
+  /** The gate's inputs for one release in one group, per tenant, and why the affected agents are affected. */
+  gate(g: GateQuery): Promise<{ health: GroupHealth; reasons: AffectedReasons }> {
+    return this.counters.gate(g);
   }
 
-  async activeByGroup(activeSince: number): Promise<Map<string, number>> {
-    const rows = await this.db.all(
-      "SELECT grp, COUNT(*) AS n FROM agents WHERE received_at >= $1 GROUP BY grp",
-      [activeSince],
-    );
-    return new Map(rows.map((r) => [String(r.grp), num(r.n)]));
+  /** The same, computed from scratch over every active agent of the group (the counters' reference). */
+  scanGate(g: GateQuery): Promise<{ health: GroupHealth; reasons: AffectedReasons }> {
+    return scanGate(this.db, g);
   }
 
-  async activeTenants(activeSince: number): Promise<TenantActivity[]> {
-    const rows = await this.db.all(
-      `SELECT grp, tenant, MAX(vendor) AS vendor, COUNT(*) AS n, SUM(enrolled) AS enrolled
-         FROM agents WHERE received_at >= $1 GROUP BY grp, tenant`,
-      [activeSince],
-    );
-    return rows.map((r) => ({
-      group: String(r.grp),
-      tenant: String(r.tenant),
-      vendor: num(r.vendor) === 1,
-      active: num(r.n),
-      enrolled: num(r.enrolled),
-    }));
+  activeByGroup(activeSince: number): Promise<Map<string, number>> {
+    return this.counters.activeByGroup(activeSince);
+  }
+
+  activeTenants(activeSince: number): Promise<TenantActivity[]> {
+    return this.counters.activeTenants(activeSince);
   }
 
   async count(): Promise<number> {
@@ -433,22 +380,5 @@ export class DbFleetStore implements FleetStore {
       );
       await insertRows(q, CONTENT_INSERT, content, "ON CONFLICT (agent_key, type) DO NOTHING");
     });
-  }
-}
-
-const CONTENT_INSERT = `INSERT INTO agent_content (agent_key, type, grp, received_at, health, version, state,
-  crashes, bad, rolled_back_from, tenant, vendor, pinned) VALUES`;
-
-/** Multi-row INSERT in chunks (one round trip per chunk). */
-export async function insertRows(q: Queryable, head: string, rows: Param[][], tail: string): Promise<void> {
-  if (rows.length === 0) return;
-  const width = rows[0]!.length;
-  const per = Math.max(1, Math.floor(ROWS_PER_INSERT * (10 / width)));
-  for (let i = 0; i < rows.length; i += per) {
-    const chunk = rows.slice(i, i + per);
-    const values = chunk
-      .map((_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(", ")})`)
-      .join(", ");
-    await q.run(`${head} ${values} ${tail}`, chunk.flat());
   }
 }

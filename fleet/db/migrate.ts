@@ -11,6 +11,7 @@ import m001 from "./migrations/001_fleet_state.sql" with { type: "text" };
 import m002 from "./migrations/002_identity_gate.sql" with { type: "text" };
 import m003 from "./migrations/003_identity.sql" with { type: "text" };
 import m004 from "./migrations/004_exclusions.sql" with { type: "text" };
+import m005 from "./migrations/005_gate_counters.sql" with { type: "text" };
 
 /** Append only: a released migration is never edited, a change is a new one. */
 export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
@@ -18,6 +19,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
   { version: 2, name: "002_identity_gate", sql: m002 },
   { version: 3, name: "003_identity", sql: m003 },
   { version: 4, name: "004_exclusions", sql: m004 },
+  { version: 5, name: "005_gate_counters", sql: m005 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;

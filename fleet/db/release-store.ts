@@ -9,8 +9,7 @@
  * rather than let it guess which groups run what.
  */
 import { StoreError } from "../../core/errors.ts";
-import { type Driver, num, type Param, type Queryable, type Row } from "./driver.ts";
-import { insertRows } from "./fleet-store.ts";
+import { type Driver, insertRows, num, type Param, type Queryable, type Row } from "./driver.ts";
 import { type Release, type ReleaseState, ReleaseStateSchema } from "./schema.ts";
 
 export class DbReleaseStore {
