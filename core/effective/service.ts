@@ -30,6 +30,8 @@ import {
   verifyBundle,
 } from "./bundle.ts";
 import { type FlagRow, type FlagsApi, resolveFlags } from "./flags.ts";
+import type { FollowerStatus } from "./follow.ts";
+import { applyGates, type GateRow } from "./gates.ts";
 import {
   type BaseConfig,
   changedKeys,
@@ -144,21 +146,26 @@ export class EffectiveConfigService {
   private persisted: Persisted;
   private resolution: Resolution;
   private flagRows: FlagRow[] = [];
+  private gateRows: GateRow[] = [];
   private readonly subscribers = new Set<Subscriber>();
   private readonly flagListeners = new Map<string, Set<(enabled: boolean) => void>>();
   private readonly base: BaseConfig;
   private savedKey: string;
   readonly flags: FlagsApi;
+  /** Services following the effective config (follow.ts) register their status here. */
+  readonly followers = new Map<string, () => FollowerStatus<unknown>>();
 
   constructor(private readonly deps: EffectiveDeps) {
     this.base = baseOf(deps.config);
     this.persisted = readPersisted(deps.config.stateDir, (m, f) => deps.log.warn(m, f));
     this.savedKey = persistedKey(this.persisted);
-    this.resolution = resolveEffective(
-      this.base,
-      this.persisted.overlays.map((o) => ({ file: o.file, previous: o })),
-    );
     this.flagRows = this.computeFlags().rows;
+    this.resolution = this.gate(
+      resolveEffective(
+        this.base,
+        this.persisted.overlays.map((o) => ({ file: o.file, previous: o })),
+      ),
+    );
     this.flags = {
       enabled: (flag) => this.flagRows.find((r) => r.flag === flag)?.enabled ?? false,
       onChange: (flag, fn) => {
@@ -171,9 +178,32 @@ export class EffectiveConfigService {
     };
   }
 
-  /** The effective configuration now in force. */
+  /** The effective configuration now in force (feature gates applied). */
   current(): AgentConfig {
     return this.resolution.config;
+  }
+
+  /** Each feature gate: what configuration wants, what the flag lets through (gates.ts). */
+  gates(): GateRow[] {
+    return this.gateRows.map((r) => ({ ...r }));
+  }
+
+  /** `agent status` → `effective`: flags, feature gates, and what each following service has in force. */
+  status() {
+    return {
+      flags: Object.fromEntries(this.flagRows.map((r) => [r.flag, r.enabled])),
+      gates: this.gates(),
+      services: Object.fromEntries([...this.followers].map(([name, f]) => [name, f()])),
+    };
+  }
+
+  /** Gates are in force once a Flags supplement has been accepted on this host (docs/policy.md). */
+  private gate(resolution: Resolution): Resolution {
+    const inForce = this.persisted.supplement != null;
+    const enabled = (flag: string) => this.flagRows.find((r) => r.flag === flag)?.enabled ?? false;
+    const gated = applyGates(resolution, inForce, enabled);
+    this.gateRows = gated.rows;
+    return gated.resolution;
   }
 
   /** Calls `fn` with the changed keys when any key matching `patterns` changes (`flags.<name>` for flags). */
@@ -200,6 +230,7 @@ export class EffectiveConfigService {
       })),
       failures: this.persisted.failures,
       flags: this.flagRows,
+      gates: this.gateRows,
       supplement: this.persisted.supplement
         ? { type: this.persisted.supplement.type, version: this.persisted.supplement.version }
         : null,
@@ -331,20 +362,21 @@ export class EffectiveConfigService {
       }
     }
     const before = this.resolution.values;
-    const resolution = resolveEffective(this.base, [...candidates.values()]);
-    for (const r of resolution.refusals) failures.push({ ...r, at: now });
+    const ungated = resolveEffective(this.base, [...candidates.values()]);
+    for (const r of ungated.refusals) failures.push({ ...r, at: now });
 
     const supplement = await this.fetchSupplement(failures, now);
     this.persisted.supplement = supplement;
-    this.persisted.overlays = resolution.accepted;
+    this.persisted.overlays = ungated.accepted;
     this.persisted.failures = failures;
     this.persisted.appliedAt = now;
     const flagsBefore = new Map(this.flagRows.map((r) => [r.flag, r.enabled]));
     const flags = this.computeFlags();
     this.persisted.serviceLastKnown = flags.lastKnown;
     this.save();
-    this.resolution = resolution;
     this.flagRows = flags.rows;
+    const resolution = this.gate(ungated);
+    this.resolution = resolution;
     this.report(failures, resolution);
     this.notify(before, resolution, flagsBefore);
     return resolution;
