@@ -30,8 +30,8 @@ export interface EffectiveSource {
 
 export interface FollowReporter {
   health?: {
-    raise(source: string, level: HealthLevel, code: string, message: string): void;
-    clear(source: string, code: string): void;
+    raise(source: string, level: HealthLevel, code: string, message: string): unknown;
+    clear?(source: string, code: string): unknown;
   };
   emit?(type: string, fields: Record<string, unknown>): void;
 }
@@ -117,7 +117,7 @@ export class EffectiveFollower<S> {
 
   private clearRejection(): void {
     this.rejected = null;
-    this.o.health?.clear(`config:${this.o.name}`, NOT_APPLIED);
+    this.o.health?.clear?.(`config:${this.o.name}`, NOT_APPLIED);
   }
 
   private async follow(): Promise<void> {

@@ -31,7 +31,7 @@ import {
 } from "./bundle.ts";
 import { type FlagRow, type FlagsApi, resolveFlags } from "./flags.ts";
 import type { FollowerStatus } from "./follow.ts";
-import { applyGates, type GateRow } from "./gates.ts";
+import { applyGates, FEATURE_GATES, type GateRow } from "./gates.ts";
 import {
   type BaseConfig,
   changedKeys,
@@ -186,6 +186,15 @@ export class EffectiveConfigService {
   /** Each feature gate: what configuration wants, what the flag lets through (gates.ts). */
   gates(): GateRow[] {
     return this.gateRows.map((r) => ({ ...r }));
+  }
+
+  /**
+   * May a flag-gated feature run? Yes while no Flags supplement was ever accepted (gates not in
+   * force), else only when the flag is on. For features an administrator can switch on outside
+   * the config (`agent ips enable`): the config itself is already gated.
+   */
+  allows(flag: string): boolean {
+    return this.persisted.supplement == null || this.flags.enabled(flag);
   }
 
   /** `agent status` → `effective`: flags, feature gates, and what each following service has in force. */
@@ -366,6 +375,7 @@ export class EffectiveConfigService {
     for (const r of ungated.refusals) failures.push({ ...r, at: now });
 
     const supplement = await this.fetchSupplement(failures, now);
+    const allowedBefore = new Map(FEATURE_GATES.map((g) => [g.flag, this.allows(g.flag)]));
     this.persisted.supplement = supplement;
     this.persisted.overlays = ungated.accepted;
     this.persisted.failures = failures;
@@ -378,7 +388,7 @@ export class EffectiveConfigService {
     const resolution = this.gate(ungated);
     this.resolution = resolution;
     this.report(failures, resolution);
-    this.notify(before, resolution, flagsBefore);
+    this.notify(before, resolution, flagsBefore, allowedBefore);
     return resolution;
   }
 
@@ -467,6 +477,7 @@ export class EffectiveConfigService {
     before: Record<string, unknown>,
     after: Resolution,
     flagsBefore: Map<string, boolean>,
+    allowedBefore: Map<string, boolean>,
   ): void {
     const keys = changedKeys(before, after.values);
     const changes: ConfigChange[] = keys.map((key) => ({
@@ -480,6 +491,12 @@ export class EffectiveConfigService {
       changes.push({ key: `flags.${row.flag}`, before: was, after: row.enabled });
       this.deps.emit("flag-changed", { flag: row.flag, enabled: row.enabled });
       for (const fn of this.flagListeners.get(row.flag) ?? []) this.safely(() => fn(row.enabled));
+    }
+    // A supplement arriving puts gates in force without any flag's result changing: tell gated features.
+    for (const [flag, was] of allowedBefore) {
+      const now = this.allows(flag);
+      if (was !== now && !changes.some((c) => c.key === `flags.${flag}`))
+        changes.push({ key: `flags.${flag}`, before: was, after: now });
     }
     if (keys.length > 0) this.deps.emit("config-changed", { keys });
     for (const s of this.subscribers) {

@@ -181,7 +181,7 @@ describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
     expect(sensor.start()).toBeUndefined();
     try {
       const f = join(dir, "new.txt");
-      expect((await sh(`printf 'x outpost-mark-one' > ${f}`)).code).toBe(0);
+      expect((await sh(`printf 'x outpost-mark-one' | tee ${f} > /dev/null`)).code).toBe(0);
       expect(
         await until(() =>
           events.some((e) => e.type === "scan-detection" && e.target === f && e.source === "on-access"),
