@@ -515,12 +515,13 @@ export class EffectiveConfigService {
 }
 
 /**
- * The effective config as the last apply left it on disk, without starting
- * an agent: what `agent config show` and `agent flags` print (a running
- * agent writes state.json after every apply, so this is its view too).
+ * The effective-config service as the last apply left it on disk, without
+ * starting an agent: what `agent config show`, `agent flags` and offline
+ * status commands read (a running agent writes state.json after every
+ * apply, so this is its view too). Nothing is fetched or applied.
  */
-export function snapshotFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
-  const service = new EffectiveConfigService({
+export function effectiveFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
+  return new EffectiveConfigService({
     config,
     call: async () => undefined,
     contributors: () => [],
@@ -529,7 +530,10 @@ export function snapshotFromDisk(config: AgentConfig, log: Logger, health: Healt
     log,
     now: () => new Date(),
   });
-  return service.snapshot();
+}
+
+export function snapshotFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
+  return effectiveFromDisk(config, log, health).snapshot();
 }
 
 export type EffectiveSnapshot = ReturnType<EffectiveConfigService["snapshot"]>;
