@@ -84,7 +84,7 @@ const configShow = async (tenant: string) =>
     values: { key: string; value: unknown; origin: { source: string } }[];
     fleet: { lastSerial: number | null; lastError: { code: string } | null };
   };
-const valueOf = (show: Awaited<ReturnType<typeof configShow>>, key: string) =>
+const valueAt = (show: Awaited<ReturnType<typeof configShow>>, key: string) =>
   show.values.find((v) => v.key === key)?.value;
 const flagRow = async (tenant: string, flag: string) =>
   (
@@ -120,18 +120,7 @@ beforeAll(async () => {
   const GLOBEX_XML = join(work, "globex", "threat-protection.xml");
   writeFileSync(GLOBEX_XML, readFileSync(EXAMPLE_XML, "utf8").replace("1500ms", "4s"));
   await ok("contentctl", "policy", "set", "--tenant", "acme", "--repo", "repo", "--keys", "k", EXAMPLE_XML);
-  await ok(
-    "contentctl",
-    "policy",
-    "set",
-    "--tenant",
-    "globex",
-    "--repo",
-    "repo",
-    "--keys",
-    "k",
-    GLOBEX_XML,
-  );
+  await ok("contentctl", "policy", "set", "--tenant", "globex", "--repo", "repo", "--keys", "k", GLOBEX_XML);
   await ok(
     "contentctl",
     "flags",
@@ -203,8 +192,8 @@ test("two tenants on one `contentctl serve --release`: each agent gets only its 
   for (const tenant of ["acme", "globex"]) expect((await update(tenant)).code).toBe(0);
   const acme = await configShow("acme");
   const globex = await configShow("globex");
-  expect(valueOf(acme, "liveProtection.timeoutMs")).toBe(1500);
-  expect(valueOf(globex, "liveProtection.timeoutMs")).toBe(4000);
+  expect(valueAt(acme, "liveProtection.timeoutMs")).toBe(1500);
+  expect(valueAt(globex, "liveProtection.timeoutMs")).toBe(4000);
   // Each tenant's bundle has its own serial (policy set, then flags set: 2 each).
   expect([acme.fleet.lastSerial, globex.fleet.lastSerial]).toEqual([2, 2]);
   expect(await flagRow("acme", "onAccessBlock")).toMatchObject({ service: "on", enabled: true });
@@ -237,9 +226,9 @@ test("B3: another tenant's validly signed bundle at this tenant's path is refuse
   await update("acme");
   const acme = await configShow("acme");
   expect(acme.fleet.lastError?.code).toBe("POL_BUNDLE_WRONG_TENANT");
-  expect(valueOf(acme, "liveProtection.timeoutMs")).toBe(1500);
+  expect(valueAt(acme, "liveProtection.timeoutMs")).toBe(1500);
   expect(acme.fleet.lastSerial).toBe(2);
   // globex's agent is unaffected.
   expect((await update("globex")).code).toBe(0);
-  expect(valueOf(await configShow("globex"), "liveProtection.timeoutMs")).toBe(4000);
+  expect(valueAt(await configShow("globex"), "liveProtection.timeoutMs")).toBe(4000);
 });
