@@ -68,9 +68,10 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
     const s = new OnAccessScanner({
       config: cfg,
       stateDir: ctx.config.stateDir,
-      service: runtime.service,
+      // Looked up per decision: a Live Protection policy change rebuilds the scanning service under us.
+      service: () => scanRuntimeOf(ctx.api)?.service,
       call: (type, method, args) => ctx.api.call(type, method, args),
-      ...(runtime.sxl ? { sxl: runtime.sxl } : {}),
+      sxl: () => scanRuntimeOf(ctx.api)?.sxl,
       emit: (type, fields) => ctx.api.events.emit(type, fields),
       exclusions: () => ctx.api.exclusions.matcher,
     });

@@ -284,6 +284,42 @@ describe("verdict cache and changing files (no kernel needed)", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  test("the scanning service is looked up per decision: after a rebuild the new one scans", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "EVIL");
+    const scans: string[] = [];
+    const named = (name: string) =>
+      fakeService(
+        () => scans.push(name),
+        () => false,
+      );
+    let current: ScanService | undefined = named("old");
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: () => current,
+      call: async () => [],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+      // Mid-rebuild there is none: the decision fails open (the sensor allows a rejected decision).
+      current = undefined;
+      writeFileSync(f, "EVIL again");
+      await expect(scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).rejects.toThrow(
+        "restarting",
+      );
+      current = named("new");
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toEqual(["old", "new"]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   test("an unchanged file is scanned once; the state dir and excludePaths are never scanned", async () => {
     const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
     const f = join(dir, "f");

@@ -29,9 +29,10 @@ type Call = (type: string, method: string, args: unknown) => Promise<unknown>;
 export interface OnAccessOptions {
   config: OnAccessConfig;
   stateDir: string;
-  service: ScanService;
+  /** The scanning service, or how to find the one in force (it is rebuilt when Live Protection settings change). */
+  service: ScanService | (() => ScanService | undefined);
   call: Call;
-  sxl?: SxlClient;
+  sxl?: SxlClient | (() => SxlClient | undefined);
   emit: (type: string, fields: Record<string, unknown>) => void;
   /** The agent's exclusions (core/exclusions): scope "onAccess" is never scanned, "lookups" never asked. */
   exclusions?: () => ExclusionMatcher;
@@ -123,6 +124,17 @@ export class OnAccessScanner {
     return true;
   }
 
+  private get service(): ScanService {
+    const s = typeof this.o.service === "function" ? this.o.service() : this.o.service;
+    // Thrown into the decision's error path: the open is allowed (fail-open) and counted.
+    if (!s) throw new Error("the scanning service is restarting");
+    return s;
+  }
+
+  private get sxl(): SxlClient | undefined {
+    return typeof this.o.sxl === "function" ? this.o.sxl() : this.o.sxl;
+  }
+
   private count(name: keyof OnAccessScanner["counters"], outcome: string): void {
     this.counters[name]++;
     outcomes.inc({ outcome });
@@ -140,7 +152,7 @@ export class OnAccessScanner {
   /** True when nothing stands against the bytes. */
   private async scan(bytes: Uint8Array, ev: AccessEvent): Promise<boolean> {
     this.count("scanned", "scanned");
-    const report = await this.o.service.scanBytes(bytes, ev.path, { source: "on-access" });
+    const report = await this.service.scanBytes(bytes, ev.path, { source: "on-access" });
     const standing = report.detections.filter((d) => d.verdict !== "ignored");
     if (standing.length === 0) return true;
     // Reputation matters only for a detection: asked then, so a clean file costs one IPC call, not two.
@@ -179,7 +191,7 @@ export class OnAccessScanner {
   }
 
   private scheduleRetry(): void {
-    if (this.retryTimer || this.deferred.length === 0 || !this.o.sxl) return;
+    if (this.retryTimer || this.deferred.length === 0 || !this.sxl) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.retryDeferred().finally(() => this.scheduleRetry());
@@ -189,7 +201,7 @@ export class OnAccessScanner {
 
   /** Asks the queued lookups while the rate limiter lets us; answers arrive as events. */
   async retryDeferred(): Promise<void> {
-    const sxl = this.o.sxl;
+    const sxl = this.sxl;
     if (!sxl) return;
     while (this.deferred.length > 0) {
       const d = this.deferred[0]!;
