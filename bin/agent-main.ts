@@ -46,7 +46,7 @@ setAgentWiring({
         m.effectiveScanningService(ctx, ctx.api.effective),
       ]),
       import("../handlers/ScheduledQueryPack/wiring.ts").then((m) => m.queryServices(ctx)),
-      import("../handlers/EPIPS_data/service.ts").then((m) => [m.ipsService(ctx)]),
+      import("../handlers/EPIPS_data/agent-service.ts").then((m) => [m.ipsService(ctx)]),
       import("../handlers/TELEMSUP/wiring.ts").then((m) => [m.telemetryService(ctx)]),
       import("../handlers/ESH/wiring.ts").then((m) => [m.selfHelpService(ctx)]),
       import("../handlers/DatasetA/on-access-service.ts").then((m) => [m.onAccessService(ctx)]),

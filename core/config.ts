@@ -14,6 +14,7 @@ import { ExclusionsConfigSchema } from "./exclusions-config.ts";
 import { IdleStopSchema } from "./idle-stop-config.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
+import { MlConfigSchema } from "./ml-config.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
 import { SoftwareConfigSchema } from "./software-config.ts";
 import { TelemetryConfigSchema } from "./telemetry/config.ts";
@@ -285,6 +286,8 @@ export const AgentConfigSchema = z
       .prefault({}),
     /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in core/ips-config.ts. */
     ips: IpsConfigSchema,
+    /** What MLModel scores may become: live, telemetry or off (docs/ml.md); schema in core/ml-config.ts. */
+    ml: MlConfigSchema,
     /** The agent's own JSON-lines log files (core/logs/files.ts). */
     logs: LogFilesConfigSchema,
     /** Self-help (ESH) rules over local logs (docs/selfhelp.md). */

@@ -133,6 +133,8 @@ export interface AgentStatus {
   sensors?: Record<string, unknown>;
   /** A/B software slots and the last software update (core/install/software-service.ts). */
   software?: Record<string, unknown>;
+  /** Flags, feature gates and what each service following the effective config has in force (docs/policy.md). */
+  effective?: Record<string, unknown>;
   /** The exclusions the agent honours, in brief (`agent exclusions` lists them; docs/exclusions.md). */
   exclusions?: ExclusionSummary;
 }

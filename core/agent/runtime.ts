@@ -180,6 +180,7 @@ export class Agent implements AgentApi {
       log: this.log,
       now: this.now,
     });
+    this.statusSections.set("effective", () => this.effective.status());
   }
 
   get config(): AgentConfig {

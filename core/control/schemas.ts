@@ -255,6 +255,14 @@ export const AgentStatusSchema = z
           "A/B software slots (docs/install.md): enabled, the running executable, current and other slot, " +
           "restartPending, the last switch record (state, reason, bad builds) and the last AgentSoftware content",
       }),
+    effective: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .openapi({
+        description:
+          "Effective configuration (docs/policy.md): flags (name → on/off), feature gates (key, flag, wanted, " +
+          "value in force, state) and, per service following it, the settings applied and the last change refused",
+      }),
     exclusions: z
       .object({
         count: z.number().int(),

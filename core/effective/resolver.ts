@@ -43,7 +43,9 @@ export interface OverlayCandidate {
 export type Origin =
   | { source: "default" }
   | { source: "agent.json"; file?: string }
-  | { source: "policy"; file: string; rule: string; document: string; line?: number };
+  | { source: "policy"; file: string; rule: string; document: string; line?: number }
+  /** A feature gate replaced the wanted value because its flag is off (gates.ts). */
+  | { source: "flag"; flag: string; wanted: unknown; wantedOrigin?: Origin };
 
 export interface Refusal {
   file: string;

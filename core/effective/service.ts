@@ -30,6 +30,8 @@ import {
   verifyBundle,
 } from "./bundle.ts";
 import { type FlagRow, type FlagsApi, resolveFlags } from "./flags.ts";
+import type { FollowerStatus } from "./follow.ts";
+import { applyGates, FEATURE_GATES, type GateRow } from "./gates.ts";
 import {
   type BaseConfig,
   changedKeys,
@@ -144,21 +146,26 @@ export class EffectiveConfigService {
   private persisted: Persisted;
   private resolution: Resolution;
   private flagRows: FlagRow[] = [];
+  private gateRows: GateRow[] = [];
   private readonly subscribers = new Set<Subscriber>();
   private readonly flagListeners = new Map<string, Set<(enabled: boolean) => void>>();
   private readonly base: BaseConfig;
   private savedKey: string;
   readonly flags: FlagsApi;
+  /** Services following the effective config (follow.ts) register their status here. */
+  readonly followers = new Map<string, () => FollowerStatus<unknown>>();
 
   constructor(private readonly deps: EffectiveDeps) {
     this.base = baseOf(deps.config);
     this.persisted = readPersisted(deps.config.stateDir, (m, f) => deps.log.warn(m, f));
     this.savedKey = persistedKey(this.persisted);
-    this.resolution = resolveEffective(
-      this.base,
-      this.persisted.overlays.map((o) => ({ file: o.file, previous: o })),
-    );
     this.flagRows = this.computeFlags().rows;
+    this.resolution = this.gate(
+      resolveEffective(
+        this.base,
+        this.persisted.overlays.map((o) => ({ file: o.file, previous: o })),
+      ),
+    );
     this.flags = {
       enabled: (flag) => this.flagRows.find((r) => r.flag === flag)?.enabled ?? false,
       onChange: (flag, fn) => {
@@ -171,9 +178,41 @@ export class EffectiveConfigService {
     };
   }
 
-  /** The effective configuration now in force. */
+  /** The effective configuration now in force (feature gates applied). */
   current(): AgentConfig {
     return this.resolution.config;
+  }
+
+  /** Each feature gate: what configuration wants, what the flag lets through (gates.ts). */
+  gates(): GateRow[] {
+    return this.gateRows.map((r) => ({ ...r }));
+  }
+
+  /**
+   * May a flag-gated feature run? Yes while no Flags supplement was ever accepted (gates not in
+   * force), else only when the flag is on. For features an administrator can switch on outside
+   * the config (`agent ips enable`): the config itself is already gated.
+   */
+  allows(flag: string): boolean {
+    return this.persisted.supplement == null || this.flags.enabled(flag);
+  }
+
+  /** `agent status` → `effective`: flags, feature gates, and what each following service has in force. */
+  status() {
+    return {
+      flags: Object.fromEntries(this.flagRows.map((r) => [r.flag, r.enabled])),
+      gates: this.gates(),
+      services: Object.fromEntries([...this.followers].map(([name, f]) => [name, f()])),
+    };
+  }
+
+  /** Gates are in force once a Flags supplement has been accepted on this host (docs/policy.md). */
+  private gate(resolution: Resolution): Resolution {
+    const inForce = this.persisted.supplement != null;
+    const enabled = (flag: string) => this.flagRows.find((r) => r.flag === flag)?.enabled ?? false;
+    const gated = applyGates(resolution, inForce, enabled);
+    this.gateRows = gated.rows;
+    return gated.resolution;
   }
 
   /** Calls `fn` with the changed keys when any key matching `patterns` changes (`flags.<name>` for flags). */
@@ -200,6 +239,7 @@ export class EffectiveConfigService {
       })),
       failures: this.persisted.failures,
       flags: this.flagRows,
+      gates: this.gateRows,
       supplement: this.persisted.supplement
         ? { type: this.persisted.supplement.type, version: this.persisted.supplement.version }
         : null,
@@ -331,22 +371,24 @@ export class EffectiveConfigService {
       }
     }
     const before = this.resolution.values;
-    const resolution = resolveEffective(this.base, [...candidates.values()]);
-    for (const r of resolution.refusals) failures.push({ ...r, at: now });
+    const ungated = resolveEffective(this.base, [...candidates.values()]);
+    for (const r of ungated.refusals) failures.push({ ...r, at: now });
 
     const supplement = await this.fetchSupplement(failures, now);
+    const allowedBefore = new Map(FEATURE_GATES.map((g) => [g.flag, this.allows(g.flag)]));
     this.persisted.supplement = supplement;
-    this.persisted.overlays = resolution.accepted;
+    this.persisted.overlays = ungated.accepted;
     this.persisted.failures = failures;
     this.persisted.appliedAt = now;
     const flagsBefore = new Map(this.flagRows.map((r) => [r.flag, r.enabled]));
     const flags = this.computeFlags();
     this.persisted.serviceLastKnown = flags.lastKnown;
     this.save();
-    this.resolution = resolution;
     this.flagRows = flags.rows;
+    const resolution = this.gate(ungated);
+    this.resolution = resolution;
     this.report(failures, resolution);
-    this.notify(before, resolution, flagsBefore);
+    this.notify(before, resolution, flagsBefore, allowedBefore);
     return resolution;
   }
 
@@ -435,6 +477,7 @@ export class EffectiveConfigService {
     before: Record<string, unknown>,
     after: Resolution,
     flagsBefore: Map<string, boolean>,
+    allowedBefore: Map<string, boolean>,
   ): void {
     const keys = changedKeys(before, after.values);
     const changes: ConfigChange[] = keys.map((key) => ({
@@ -448,6 +491,12 @@ export class EffectiveConfigService {
       changes.push({ key: `flags.${row.flag}`, before: was, after: row.enabled });
       this.deps.emit("flag-changed", { flag: row.flag, enabled: row.enabled });
       for (const fn of this.flagListeners.get(row.flag) ?? []) this.safely(() => fn(row.enabled));
+    }
+    // A supplement arriving puts gates in force without any flag's result changing: tell gated features.
+    for (const [flag, was] of allowedBefore) {
+      const now = this.allows(flag);
+      if (was !== now && !changes.some((c) => c.key === `flags.${flag}`))
+        changes.push({ key: `flags.${flag}`, before: was, after: now });
     }
     if (keys.length > 0) this.deps.emit("config-changed", { keys });
     for (const s of this.subscribers) {
@@ -466,12 +515,13 @@ export class EffectiveConfigService {
 }
 
 /**
- * The effective config as the last apply left it on disk, without starting
- * an agent: what `agent config show` and `agent flags` print (a running
- * agent writes state.json after every apply, so this is its view too).
+ * The effective-config service as the last apply left it on disk, without
+ * starting an agent: what `agent config show`, `agent flags` and offline
+ * status commands read (a running agent writes state.json after every
+ * apply, so this is its view too). Nothing is fetched or applied.
  */
-export function snapshotFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
-  const service = new EffectiveConfigService({
+export function effectiveFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
+  return new EffectiveConfigService({
     config,
     call: async () => undefined,
     contributors: () => [],
@@ -480,7 +530,10 @@ export function snapshotFromDisk(config: AgentConfig, log: Logger, health: Healt
     log,
     now: () => new Date(),
   });
-  return service.snapshot();
+}
+
+export function snapshotFromDisk(config: AgentConfig, log: Logger, health: HealthBoard) {
+  return effectiveFromDisk(config, log, health).snapshot();
 }
 
 export type EffectiveSnapshot = ReturnType<EffectiveConfigService["snapshot"]>;

@@ -240,7 +240,7 @@ describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
     expect(sensor.start()).toBeUndefined();
     try {
       const f = join(dir, "new.txt");
-      expect((await sh(`printf 'x outpost-mark-one' > ${f}`)).code).toBe(0);
+      expect((await sh(`printf 'x outpost-mark-one' | tee ${f} > /dev/null`)).code).toBe(0);
       expect(
         await until(() =>
           events.some((e) => e.type === "scan-detection" && e.target === f && e.source === "on-access"),
@@ -341,6 +341,42 @@ describe("verdict cache and changing files (no kernel needed)", () => {
       closeSync(fd);
     }
     expect(scanner.stats()).toMatchObject({ blocked: 1, cacheEntries: 0 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the scanning service is looked up per decision: after a rebuild the new one scans", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-oa-unit-"));
+    const f = join(dir, "f");
+    writeFileSync(f, "EVIL");
+    const scans: string[] = [];
+    const named = (name: string) =>
+      fakeService(
+        () => scans.push(name),
+        () => false,
+      );
+    let current: ScanService | undefined = named("old");
+    const scanner = new OnAccessScanner({
+      config,
+      stateDir: "/nonexistent-state",
+      service: () => current,
+      call: async () => [],
+      emit: () => {},
+    });
+    const fd = openSync(f, "r");
+    try {
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+      // Mid-rebuild there is none: the decision fails open (the sensor allows a rejected decision).
+      current = undefined;
+      writeFileSync(f, "EVIL again");
+      await expect(scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).rejects.toThrow(
+        "restarting",
+      );
+      current = named("new");
+      expect(await scanner.decide({ fd, pid: 1, path: f, kind: "open", permission: true })).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(scans).toEqual(["old", "new"]);
     rmSync(dir, { recursive: true, force: true });
   });
 

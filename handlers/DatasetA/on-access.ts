@@ -40,9 +40,10 @@ type Call = (type: string, method: string, args: unknown) => Promise<unknown>;
 export interface OnAccessOptions {
   config: OnAccessConfig;
   stateDir: string;
-  service: ScanService;
+  /** The scanning service, or how to find the one in force (it is rebuilt when Live Protection settings change). */
+  service: ScanService | (() => ScanService | undefined);
   call: Call;
-  sxl?: SxlClient;
+  sxl?: SxlClient | (() => SxlClient | undefined);
   emit: (type: string, fields: Record<string, unknown>) => void;
   /** The agent's exclusions (core/exclusions): scope "onAccess" is never scanned, "lookups" never asked. */
   exclusions?: () => ExclusionMatcher;
@@ -108,13 +109,13 @@ export class OnAccessScanner {
     this.excludes = [o.stateDir, ...o.config.excludePaths].map(dirPrefix);
     this.batcher = new ScanBatcher({
       scanMany: (items) =>
-        o.service.scanBytesMany(items, {
+        this.service.scanBytesMany(items, {
           source: "on-access",
           scope: "onAccess",
           executableReputation: false,
         }),
       scanOne: (item) =>
-        o.service.scanBytes(item.bytes, item.name, { source: "on-access", scope: "onAccess" }),
+        this.service.scanBytes(item.bytes, item.name, { source: "on-access", scope: "onAccess" }),
       maxBytes: BATCH_BYTES,
     });
     this.readAhead = new ReadAhead({
@@ -267,6 +268,17 @@ export class OnAccessScanner {
     }
   }
 
+  private get service(): ScanService {
+    const s = typeof this.o.service === "function" ? this.o.service() : this.o.service;
+    // Thrown into the decision's error path: the open is allowed (fail-open) and counted.
+    if (!s) throw new Error("the scanning service is restarting");
+    return s;
+  }
+
+  private get sxl(): SxlClient | undefined {
+    return typeof this.o.sxl === "function" ? this.o.sxl() : this.o.sxl;
+  }
+
   private count(name: keyof OnAccessScanner["counters"], outcome: string): void {
     this.counters[name]++;
     outcomes.inc({ outcome });
@@ -321,7 +333,7 @@ export class OnAccessScanner {
   }
 
   private scheduleRetry(): void {
-    if (this.retryTimer || this.deferred.length === 0 || !this.o.sxl) return;
+    if (this.retryTimer || this.deferred.length === 0 || !this.sxl) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.retryDeferred().finally(() => this.scheduleRetry());
@@ -331,7 +343,7 @@ export class OnAccessScanner {
 
   /** Asks the queued lookups while the rate limiter lets us; answers arrive as events. */
   async retryDeferred(): Promise<void> {
-    const sxl = this.o.sxl;
+    const sxl = this.sxl;
     if (!sxl) return;
     while (this.deferred.length > 0) {
       const d = this.deferred[0]!;

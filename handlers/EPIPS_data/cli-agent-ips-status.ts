@@ -1,11 +1,15 @@
 /**
  * `agent ips status [--json]`: the running agent's IPS state, counters,
  * latency and per-signature hits (GET /v1/ips/stats). With no agent running
- * it reports what the next start will do, from config and state.json.
+ * it reports what the next start will do, from the effective config
+ * (agent.json, policy, the `ips` flag) and state.json.
  */
 import { defineCommand } from "citty";
 import { agentArgs, connectIfRunning, loadAgentConfig } from "../../core/cli/agent/session.ts";
 import { printJson, printText } from "../../core/cli/output.ts";
+import { effectiveFromDisk } from "../../core/effective/service.ts";
+import { HealthBoard } from "../../core/health/reasons.ts";
+import { log } from "../../core/log.ts";
 import type { EngineStats } from "./engine.ts";
 import type { IpsStatus } from "./service.ts";
 import { loadIpsState } from "./state.ts";
@@ -40,20 +44,26 @@ export default defineCommand({
       return;
     }
     const { state, problem } = loadIpsState(config.stateDir);
+    const effective = effectiveFromDisk(config, log, new HealthBoard());
+    const ips = effective.current().ips;
+    const flagAllows = effective.allows("ips");
+    const withheld = effective.gates().find((g) => g.flag === "ips")?.withheld ?? false;
     const offline = {
       running: false,
-      configEnabled: config.ips.enabled,
+      configEnabled: ips.enabled,
+      withheldByFlag: withheld || (!flagAllows && state.admin === "enabled"),
       admin: state.admin,
       safety: state.safety,
-      mode: config.ips.mode,
-      queue: config.ips.queue,
+      mode: ips.mode,
+      queue: ips.queue,
       ...(problem ? { problem } : {}),
     };
     if (args.json) printJson(offline);
     else {
-      const wanted = state.admin ? state.admin === "enabled" : config.ips.enabled;
+      const wanted = (state.admin ? state.admin === "enabled" : ips.enabled) && flagAllows;
       printText(
         `agent not running; at start the IPS will be ${wanted && !state.safety ? "on (if EPIPS_data is installed and no override matches)" : "off"}` +
+          (offline.withheldByFlag ? " — withheld by flag ips" : "") +
           (state.safety ? ` — disabled by safety: ${state.safety.reason} (${state.safety.code})` : ""),
       );
     }

@@ -11,7 +11,8 @@ import { Hono } from "hono";
 import { ControlError } from "../../core/control/errors.ts";
 import type { RouteExtension } from "../../core/control/extensions.ts";
 import { describeError } from "../../core/errors.ts";
-import { currentIpsService, type IpsService } from "./service.ts";
+import { currentIpsService } from "./agent-service.ts";
+import type { IpsService } from "./service.ts";
 
 function service(): IpsService {
   const s = currentIpsService();

@@ -4,6 +4,7 @@
  * off, and watches it.
  *
  * On  ⇔  (admin choice, else config `ips.enabled`)
+ *        ∧ the `ips` flag allows it (once flags are in force, docs/policy.md)
  *        ∧ EPIPS_data loaded
  *        ∧ no NTP_OVERRIDES entry matches a loaded module
  *        ∧ not disabled by safety
@@ -14,6 +15,11 @@
  * removed at start. A safety trip (watchdog.ts) persists (state.ts), raises
  * health RED through the health board, alerts, and lasts until `agent ips
  * enable` or a newer EPIPS_data version.
+ *
+ * The settings follow the effective configuration (agent-service.ts): a
+ * policy change to `ips.enabled|mode|ports` re-installs the queue rules
+ * with the new settings (`applyConfig`); settings that do not start are
+ * refused and the previous ones put back.
  */
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,7 +27,7 @@ import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfig } from "../../core/config.ts";
-import { describeError } from "../../core/errors.ts";
+import { describeError, OutpostError } from "../../core/errors.ts";
 import type { IpsConfig } from "../../core/ips-config.ts";
 import { log } from "../../core/log.ts";
 import { NfQueue, type QueueOptions } from "../../core/sensors/nfqueue/nfq.ts";
@@ -58,6 +64,8 @@ export interface IpsStatus {
   };
   latencyMs: { p50: number; p99: number; samples: number };
   peakPending: number;
+  /** True when the `ips` flag keeps the IPS off (docs/policy.md, "Feature gates"). */
+  withheldByFlag: boolean;
   /** Last self-disable: ms from the decision until the queue was unbound (traffic no longer held). */
   lastTripMs: number | null;
   /** … and until the packet-filter rules were gone too. */
@@ -70,10 +78,18 @@ export type QueueLike = Pick<NfQueue, "counters" | "verdict" | "close">;
 /** What the service needs from the agent (a real Agent, or a fake in tests). */
 export type IpsAgent = Pick<Agent, "call" | "content" | "hosts" | "events" | "health" | "alert">;
 
+/** What the `ips` flag says now: allowed (gates not in force, or flag on), and whether it took a wanted IPS away. */
+export interface IpsGate {
+  allowed: boolean;
+  withheld: boolean;
+}
+
 export class IpsService {
   readonly name = "ips";
   private state: IpsState;
   private rules: QueueRules;
+  private settings: IpsConfig;
+  private readonly gate: () => IpsGate;
   private queue?: QueueLike;
   private readonly openQueue: (o: QueueOptions) => QueueLike;
   private path?: PacketPath;
@@ -104,8 +120,10 @@ export class IpsService {
   constructor(
     private readonly agent: IpsAgent,
     private readonly config: AgentConfig,
-    opts: { rules?: QueueRules; openQueue?: (o: QueueOptions) => QueueLike } = {},
+    opts: { rules?: QueueRules; openQueue?: (o: QueueOptions) => QueueLike; gate?: () => IpsGate } = {},
   ) {
+    this.settings = config.ips;
+    this.gate = opts.gate ?? (() => ({ allowed: true, withheld: false }));
     this.rules = opts.rules ?? new QueueRules();
     this.openQueue = opts.openQueue ?? ((o) => NfQueue.open(o));
     const loaded = loadIpsState(config.stateDir);
@@ -119,7 +137,21 @@ export class IpsService {
   }
 
   private get cfg(): IpsConfig {
-    return this.config.ips;
+    return this.settings;
+  }
+
+  /**
+   * New settings from the effective configuration: a running packet path is
+   * rebuilt with them (rules and queue re-installed). Throws when they do not
+   * start — the caller then applies the previous settings again.
+   */
+  applyConfig(next: IpsConfig, why = "configuration changed"): Promise<void> {
+    return this.serial(async () => {
+      this.settings = next;
+      if (this.queue) await this.turnOff();
+      await this.reconcileNow(why);
+      if (this.phase === "error") throw new OutpostError("POL_SETTINGS_NOT_STARTED", this.reason);
+    });
   }
 
   async start(): Promise<void> {
@@ -195,6 +227,7 @@ export class IpsService {
       backend: this.backend,
       admin: this.state.admin,
       configEnabled: this.cfg.enabled,
+      withheldByFlag: this.phase === "off" && this.reason.startsWith("withheld by flag"),
       contentVersion: this.epipsVersion(),
       override: this.override,
       safety: this.state.safety,
@@ -255,9 +288,13 @@ export class IpsService {
     }
     await this.checkOverrides();
     const wanted = this.state.admin ? this.state.admin === "enabled" : this.cfg.enabled;
+    const gate = this.gate();
     let phase: IpsPhase;
     let reason: string;
-    if (!wanted) {
+    if ((wanted && !gate.allowed) || (gate.withheld && this.state.admin !== "disabled")) {
+      phase = "off";
+      reason = "withheld by flag ips (needs the Flags supplement's available and the Flags Service's on)";
+    } else if (!wanted) {
       phase = "off";
       reason =
         this.state.admin === "disabled" ? "disabled by administrator" : "disabled in config (ips.enabled)";
@@ -515,31 +552,4 @@ export class IpsService {
 
 function round(n: number): number {
   return Math.round(n * 1000) / 1000;
-}
-
-let current: IpsService | undefined;
-
-/** The service `agent run` started (what the control-plane routes use), if any. */
-export function currentIpsService(): IpsService | undefined {
-  return current;
-}
-
-/** The long-running service `agent run` starts after the agent and stops before it. */
-export function ipsService(ctx: { config: AgentConfig; api: IpsAgent }): {
-  name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-} {
-  const service = new IpsService(ctx.api, ctx.config);
-  return {
-    name: "ips",
-    async start() {
-      current = service;
-      await service.start();
-    },
-    async stop() {
-      await service.stop();
-      if (current === service) current = undefined;
-    },
-  };
 }

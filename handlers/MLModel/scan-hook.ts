@@ -9,6 +9,11 @@
  *              and band), which the telemetry report carries (TELEMSUP's
  *              allow-list) — never a finding, whatever the threshold
  *
+ * The host's ML mode (agent.json `ml.mode`, policy, the `mlLive` flag —
+ * core/ml-config.ts) is read at every object, so a change applies to the
+ * next scan: `telemetry` counts every score and makes no finding, `off`
+ * sends nothing to the models.
+ *
  * A model the handler reports `faulted` (MAX_FAULTS fuel/trap faults) has its
  * version rolled back once, like content that crashes its host; the
  * handler has already switched it off. No MLModel installed costs one failed
@@ -16,6 +21,7 @@
  */
 import { describeError } from "../../core/errors.ts";
 import { metrics } from "../../core/metrics.ts";
+import type { MlConfig } from "../../core/ml-config.ts";
 import type { ScoreAnswer, ScoreRow } from "./index.ts";
 
 export const NEGATIVE_CACHE_MS = 10_000;
@@ -42,6 +48,8 @@ export interface MlScoringOptions {
   /** Rolls the MLModel content back (the agent's rollback); called once per faulted version. */
   rollback?: () => Promise<unknown>;
   now?: () => number;
+  /** The host's ML mode now (default live: each model's own mode decides). */
+  mode?: () => MlConfig["mode"];
 }
 
 export class MlScoring {
@@ -53,7 +61,8 @@ export class MlScoring {
   /** Live findings for one whole object; telemetry scores go to /metrics only. */
   async score(bytes: Uint8Array, sha256?: string): Promise<MlFinding[]> {
     const now = this.o.now?.() ?? Date.now();
-    if (now < this.absentUntil) return [];
+    const hostMode = this.o.mode?.() ?? "live";
+    if (hostMode === "off" || now < this.absentUntil) return [];
     let r: ScoreAnswer;
     try {
       r = (await this.o.call("MLModel", "score", { bytes, ...(sha256 ? { sha256 } : {}) })) as typeof r;
@@ -72,8 +81,10 @@ export class MlScoring {
         continue;
       }
       const over = row.score! >= row.threshold;
-      scoresTotal.inc({ model: row.model, mode: row.mode, band: over ? "over" : "under" });
-      if (row.mode === "live" && over)
+      // A live model on a host in telemetry mode is a telemetry model: counted, never a verdict.
+      const mode = hostMode === "live" ? row.mode : "telemetry";
+      scoresTotal.inc({ model: row.model, mode, band: over ? "over" : "under" });
+      if (mode === "live" && over)
         findings.push({ model: row.model, score: row.score!, threshold: row.threshold, sha256: r.sha256 });
     }
     return findings;

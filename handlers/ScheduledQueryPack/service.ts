@@ -11,11 +11,16 @@
  * It also keeps the query host configured (engine, host identifier,
  * watchdog defaults from the agent config) and mirrors per-query
  * telemetry into the supervisor's Prometheus registry for GET /metrics.
+ * The watchdog limits and result format follow the effective
+ * configuration (tenant policy may set `query.watchdog.*` and
+ * `query.eventFormat`): a change is sent to the host at once and applies
+ * to the next query it runs.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { attachment } from "../../core/agent/attachments.ts";
 import type { AgentConfig } from "../../core/config.ts";
+import { type EffectiveSource, followEffective } from "../../core/effective/follow.ts";
 import { describeError } from "../../core/errors.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { metrics as defaultMetrics, type MetricsRegistry } from "../../core/metrics.ts";
@@ -122,7 +127,7 @@ export class ResultsService {
   private readonly flushMs: number;
   private readonly batchLines: number;
   private readonly statsMs: number;
-  private readonly expectedHash: string;
+  private expectedHash: string;
   private stopped = true;
   private wake?: () => void;
   private loop?: Promise<void>;
@@ -248,6 +253,33 @@ export class ResultsService {
     return { moved: r.lines.length, pending: r.pending - r.lines.length };
   }
 
+  /**
+   * New settings (a policy change): sent to the query host now, so the next
+   * query runs under them. A host that refuses them keeps its own and this
+   * service goes back to the previous ones (the error is rethrown); a host
+   * not running yet gets them at its first pull.
+   */
+  async updateSettings(next: Settings): Promise<void> {
+    if (settingsHash(next) === this.expectedHash) return;
+    const previous = this.opts.settings;
+    this.opts.settings = next;
+    this.expectedHash = settingsHash(next);
+    try {
+      await this.opts.api.call(TYPE, "configure", next);
+      this.counters.configures++;
+    } catch (e) {
+      if (describeError(e).code === "HND_NOT_LOADED") return;
+      this.opts.settings = previous;
+      this.expectedHash = settingsHash(previous);
+      throw e;
+    }
+  }
+
+  /** The settings this service keeps the query host on. */
+  get settings(): Settings {
+    return this.opts.settings;
+  }
+
   sinkStats(): SinkStats[] {
     return this.opts.sinks.map((s) => s.stats());
   }
@@ -328,25 +360,50 @@ export function queryResultsService(ctx: {
  * file…) fails the start, which `agent run` logs without stopping protection.
  */
 export function resultsAgentService(ctx: {
-  api: HandlerCaller & Pick<DropTarget, "health" | "notify">;
+  api: HandlerCaller & Pick<DropTarget, "health" | "notify"> & { effective?: EffectiveSource };
   config: AgentConfig;
   events?: DropTarget["events"];
 }): {
   name: string;
-  start(): void;
+  start(): Promise<void>;
   stop(): Promise<void>;
+  settled(): Promise<void>;
 } {
   let service: ResultsService | undefined;
+  const effective = ctx.api.effective;
+  const startService = () => {
+    const config = effective ? effective.current() : ctx.config;
+    service = queryResultsService({ ...ctx, config }).start();
+    servicesByAgent.set(ctx.api, service);
+  };
+  const follower = effective
+    ? followEffective(effective, {
+        name: "query",
+        keys: QUERY_POLICY_KEYS,
+        select: (c) => settingsFromConfig(c.query),
+        async apply(next, previous) {
+          if (previous === undefined) startService();
+          else await service?.updateSettings(next);
+        },
+        ...(ctx.api.health ? { health: ctx.api.health } : {}),
+        emit: (type, fields) => ctx.events?.emit(type, fields),
+      })
+    : undefined;
   return {
     name: "query-results",
-    start() {
-      service = queryResultsService(ctx).start();
-      servicesByAgent.set(ctx.api, service);
+    async start() {
+      if (follower) await follower.start();
+      else startService();
     },
     async stop() {
+      await follower?.stop();
       if (!service) return;
       servicesByAgent.delete(ctx.api, service);
       await service.stop();
     },
+    settled: () => follower?.settled() ?? Promise.resolve(),
   };
 }
+
+/** What tenant policy may change in the query feature (core/effective/allow-list.ts). */
+export const QUERY_POLICY_KEYS = ["query.watchdog.*", "query.eventFormat"];

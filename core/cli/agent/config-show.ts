@@ -15,6 +15,8 @@ export function describeOrigin(o: Origin | undefined): string {
   if (!o) return "?";
   if (o.source === "default") return "default";
   if (o.source === "agent.json") return o.file ? `agent.json (${o.file})` : "agent.json";
+  if (o.source === "flag")
+    return `flag ${o.flag} off: ${JSON.stringify(o.wanted)} from ${describeOrigin(o.wantedOrigin)} withheld`;
   return `policy ${o.file} rule ${o.rule} (${o.document}${o.line ? `:${o.line}` : ""})`;
 }
 

@@ -1,7 +1,8 @@
 /**
  * `agent flags [--json]`: every feature flag with the supplement's word
  * (content), the Flags Service's word (fleet, or the last one it gave), and
- * the result by the seed's table (docs/policy.md, "Flags").
+ * the result by the seed's table (docs/policy.md, "Flags"); then each feature gate: the value
+ * configuration wants and the one the flag lets through ("Feature gates").
  */
 import { defineCommand } from "citty";
 import { snapshotFromDisk } from "../../effective/service.ts";
@@ -19,7 +20,7 @@ export default defineCommand({
   run({ args }) {
     const snap = snapshotFromDisk(loadAgentConfig(args), log, new HealthBoard());
     if (args.json) {
-      printJson({ supplement: snap.supplement, flags: snap.flags });
+      printJson({ supplement: snap.supplement, flags: snap.flags, gates: snap.gates });
       return;
     }
     const head = snap.supplement
@@ -35,6 +36,20 @@ export default defineCommand({
             f.supplement ?? "-",
             f.serviceSource === "service" ? f.serviceEffective : `${f.serviceEffective} (${f.serviceSource})`,
             f.enabled ? "on" : "off",
+          ]),
+        ),
+        "",
+        snap.supplement
+          ? "feature gates (a withheld feature runs in its safe mode):"
+          : "feature gates: not in force until a Flags supplement is installed (features follow their config):",
+        renderTable(
+          ["KEY", "FLAG", "WANTED", "IN FORCE", "GATE"],
+          snap.gates.map((g) => [
+            g.key,
+            g.flag,
+            JSON.stringify(g.wanted) ?? "null",
+            JSON.stringify(g.value) ?? "null",
+            g.state,
           ]),
         ),
       ].join("\n"),

@@ -204,8 +204,9 @@ export default defineCommand({
         );
       } else {
         report = await withOfflineAgent(config, async (agent) => {
+          // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
           const rt = await createScanRuntime(
-            { config, api: agent, events: agent.events },
+            { config: agent.effective.current(), api: agent, events: agent.events },
             { background: false },
           );
           return pid !== undefined

@@ -13,6 +13,7 @@ import type { AgentEvent } from "../../../core/agent/events.ts";
 import type { AgentConfig } from "../../../core/config.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import { log } from "../../../core/log.ts";
+import type { MlConfig } from "../../../core/ml-config.ts";
 import { sensorsOf } from "../../../core/sensors/service.ts";
 import { ProcessTagger } from "../../LocalRepData/process-tagger.ts";
 import { MlScoring } from "../../MLModel/scan-hook.ts";
@@ -42,6 +43,8 @@ export interface RuntimeContext {
     emit(type: string, fields?: Record<string, unknown>): unknown;
     subscribe?(fn: (e: AgentEvent) => void): () => void;
   };
+  /** The ML mode now, when it follows the effective config (effective.ts); default: config.ml.mode. */
+  mlMode?: () => MlConfig["mode"];
 }
 
 export function samplesDir(stateDir: string): string {
@@ -92,7 +95,12 @@ export async function createScanRuntime(
     ...(sxl ? { sxl } : {}),
     ...(queue ? { samples: { queue, ...(uploader ? { uploader } : {}) } } : {}),
     emit,
-    ml: new MlScoring({ call, emit, rollback: () => ctx.api.rollback?.("MLModel") ?? Promise.resolve() }),
+    ml: new MlScoring({
+      call,
+      emit,
+      rollback: () => ctx.api.rollback?.("MLModel") ?? Promise.resolve(),
+      mode: ctx.mlMode ?? (() => ctx.config.ml.mode),
+    }),
   });
   return { service, sxl, queue, uploader, tagger };
 }
