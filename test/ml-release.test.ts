@@ -182,7 +182,7 @@ beforeAll(async () => {
   expect((await telemetry.refresh())?.url).toBe(
     `http://localhost:${server.port}/telemetry/v1/${loadAgentId(agent.stateDir)}`,
   );
-}, 30_000);
+}, 120_000);
 
 afterAll(async () => {
   await telemetry?.stop();
@@ -280,4 +280,4 @@ test("telemetry twin → scores reach the fleet, verdicts unchanged → live twi
   expect(verdicts({ ...detecting, detections: detecting.detections.filter((d) => d.kind !== "ml") })).toEqual(
     verdicts(before),
   );
-}, 30_000);
+}, 120_000);
