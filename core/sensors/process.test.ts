@@ -61,7 +61,7 @@ describe.if(isRoot)("process sensor (netlink process connector)", () => {
     console.log(
       `exec burst: ${starts.length}/500 seen, ${complete.length} complete, ${starts.filter((e) => e.sha256).length} hashed`,
     );
-  });
+  }, 90_000);
 
   test("a main thread that falls behind loses nothing: records wait in the reader and arrive in fewer, larger batches", async () => {
     const events: SensorEvent[] = [];

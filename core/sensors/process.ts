@@ -53,6 +53,14 @@ type Wire = ConnectorRecord & { proc?: ProcDetails | null };
 
 const PARENTS_MAX = 65_536;
 
+/**
+ * How long an exec's start event waits for its program file from the fanotify reader thread. The two
+ * readers run on different threads: quiet, the file is there within a millisecond, but on a loaded
+ * machine (load 20 on 2 cores) the other thread ran 50–200 ms behind and execs lost their SHA-256.
+ * Only this exec's event waits (it is published when the file lands); nothing else is held up.
+ */
+const EXEC_FILE_WAIT_MS = 750;
+
 export class ProcessSensor {
   sensor: "netlink" | "poll" | "off" = "off";
   reason: string | undefined;
@@ -145,7 +153,7 @@ export class ProcessSensor {
         const proc = r.proc ?? null;
         // Taken now: the exit that follows in this batch forgets the parent.
         const ppid = this.parents.get(r.pid) ?? 0;
-        const file = this.execFiles?.take(r.pid, 50);
+        const file = this.execFiles?.take(r.pid, EXEC_FILE_WAIT_MS);
         if (file instanceof Promise) {
           // The exec's file is still on its way from the other reader thread: publish when it lands.
           void file.then((fd) => this.o.publish([this.startEvent(r.pid, withExeFd(proc, fd), time, ppid)]));
