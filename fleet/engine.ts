@@ -174,7 +174,15 @@ export class ReleaseEngine {
       }
       checkNewer(this.config, state, opts.type, opts.version, pkg.signingTime, opts.packageFile);
       const models = modelsIn(pkg.files);
-      checkLiveGate(this.config, opts.type, models ?? [], state.releases, now, opts.packageFile);
+      await checkLiveGate(
+        this.config,
+        (await this.db()).driver,
+        opts.type,
+        models ?? [],
+        state.releases,
+        now,
+        opts.packageFile,
+      );
       const ref = stagePackage(this.config.paths.stateDir, opts.type, opts.version, bytes, pkg.signingTime);
       const id = `${opts.type}-${opts.version}`;
       const release: Release = {

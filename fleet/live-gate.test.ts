@@ -91,19 +91,17 @@ test("a live twin starts only after three days of telemetry with a bounded detec
   clock += 4 * DAY;
   await refused("T4 outpost-lr: 0 telemetry scores from 0 agents");
 
-  const store = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
+  // Reports as the fleet service stores them: in the fleet database the engine opened.
+  const store = new TelemetryStore((await engine.db()).driver);
   const at = new Date(clock - DAY);
-  store.insert("a1", "t", report("agent-1", at, 800, 3), at);
-  store.insert("a2", "t", report("agent-2", at, 700, 2), at);
-  store.close();
+  expect(await store.insert("a1", "t", report("agent-1", at, 800, 3), at)).toBe(true);
+  expect(await store.insert("a2", "t", report("agent-2", at, 700, 2), at)).toBe(true);
   await refused("T4 outpost-lr: 5 of 1500 telemetry scores over threshold (0.333%)");
 
-  const store2 = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
   const later = new Date(clock - 1000);
   // Newer cumulative reports: the same agents scored far more, and hardly any more over threshold.
-  store2.insert("a3", "t", report("agent-1", later, 40_000, 10), later);
-  store2.insert("a4", "t", report("agent-2", later, 30_000, 5), later);
-  store2.close();
+  await store.insert("a3", "t", report("agent-1", later, 40_000, 10), later);
+  await store.insert("a4", "t", report("agent-2", later, 30_000, 5), later);
   const live = await engine.start({ type: "MLModel", version: 2, packageFile: liveFile });
   expect(live.models).toEqual([{ name: "outpost-lr", mode: "live" }]);
   expect(live.groups[0]!.publishedAt).not.toBeNull();

@@ -3,14 +3,13 @@
  * package carries, and the fleet telemetry the gate judges them by. Called by
  * `release start` before anything is staged or published.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { z } from "zod";
 import { UpdateError } from "../core/errors.ts";
 import type { ReleaseConfig } from "./config.ts";
+import type { Driver } from "./db/driver.ts";
 import type { Release } from "./state.ts";
 import { TelemetryStore } from "./telemetry/store.ts";
-import { liveGate, type ModelRef } from "./type-rules.ts";
+import { liveGate, type ModelEvidence, type ModelRef } from "./type-rules.ts";
 
 const ModelHead = z.object({ name: z.string(), mode: z.enum(["telemetry", "live"]) });
 
@@ -29,39 +28,55 @@ export function modelsIn(files: Map<string, Uint8Array>): ModelRef[] | null {
   return out.length ? out : null;
 }
 
-/** Throws REL_LIVE_GATE when a live model of this release has not earned its way out of telemetry. */
-export function checkLiveGate(
+/**
+ * Throws REL_LIVE_GATE when a live model of this release has not earned its way out of telemetry. The
+ * evidence is the fleet database's telemetry (every replica's uploads). `liveGate` is pure and asks for
+ * evidence synchronously, so it runs once to learn which (model, since) it needs, and again on the answers.
+ */
+export async function checkLiveGate(
   config: ReleaseConfig,
+  db: Driver,
   type: string,
   models: ModelRef[],
   history: Release[],
   now: Date,
   file: string,
-): string[] {
+): Promise<string[]> {
   const rules = config.types?.[type];
   if (!rules?.liveGate || !models.some((m) => m.mode === "live")) return [];
-  const dbPath = join(config.paths.stateDir, "telemetry.sqlite");
-  const store = existsSync(dbPath) ? new TelemetryStore(dbPath) : null;
-  try {
-    const v = liveGate(
-      rules,
-      type,
-      models,
-      history,
-      (model, since) => store?.mlEvidence(model, since) ?? { scores: 0, over: 0, agents: 0 },
-      now,
+  const store = new TelemetryStore(db);
+  const none: ModelEvidence = { scores: 0, over: 0, agents: 0 };
+  const asked = new Map<string, { model: string; since: string }>();
+  const keyOf = (model: string, since: string) => JSON.stringify([model, since]);
+  liveGate(
+    rules,
+    type,
+    models,
+    history,
+    (model, since) => {
+      asked.set(keyOf(model, since), { model, since });
+      return none;
+    },
+    now,
+  );
+  const evidence = new Map<string, ModelEvidence>();
+  for (const [k, { model, since }] of asked) evidence.set(k, await store.mlEvidence(model, since));
+  const v = liveGate(
+    rules,
+    type,
+    models,
+    history,
+    (model, since) => evidence.get(keyOf(model, since)) ?? none,
+    now,
+  );
+  if (!v.allowed)
+    throw new UpdateError(
+      "REL_LIVE_GATE",
+      `${file}: ${type} live model not allowed yet: ${v.reasons.join("; ")}`,
+      {
+        file,
+        details: { reasons: v.reasons },
+      },
     );
-    if (!v.allowed)
-      throw new UpdateError(
-        "REL_LIVE_GATE",
-        `${file}: ${type} live model not allowed yet: ${v.reasons.join("; ")}`,
-        {
-          file,
-          details: { reasons: v.reasons },
-        },
-      );
-    return v.reasons;
-  } finally {
-    store?.close();
-  }
+  return v.reasons;
 }

@@ -269,7 +269,8 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
   let soon: ReturnType<typeof setTimeout> | undefined;
   // In the fleet database: every replica on it asks an agent for its list once and shows the same lists.
   const exclusionStore = new ExclusionStore(db.driver);
-  const telemetry = telemetryReceiver(config.paths.stateDir, config.fleet.tenants, now);
+  // Telemetry too: every replica's console and the ML live gate see every report, stored once.
+  const telemetry = telemetryReceiver(db.driver, config.fleet.tenants, now);
   const app = fleetApp({
     engine,
     fleet,
@@ -321,7 +322,6 @@ export async function serveRelease(opts: ReleaseServerOptions): Promise<ReleaseS
       if (soon) clearTimeout(soon);
       await ticking?.catch(() => {});
       await server.stop(true);
-      telemetry.close();
       await store.flush();
       await alerter.flush();
       await db.close();

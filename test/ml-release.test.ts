@@ -109,13 +109,10 @@ const name = (d: { target: string }) => d.target.slice(files.length + 1);
 const verdicts = (r: ScanReport) =>
   r.detections.map((d) => `${name(d)}:${d.name}:${d.kind}:${d.verdict}`).sort();
 
-function evidence(since: string) {
-  const store = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
-  try {
-    return { ...store.mlEvidence(MODEL, since), reports: store.count() };
-  } finally {
-    store.close();
-  }
+/** What the live gate reads: the fleet database the server stores telemetry in. */
+async function evidence(since: string) {
+  const store = new TelemetryStore((await server.engine.db()).driver);
+  return { ...(await store.mlEvidence(MODEL, since)), reports: await store.count() };
 }
 
 beforeAll(async () => {
@@ -239,7 +236,12 @@ test("telemetry twin → scores reach the fleet, verdicts unchanged → live twi
     ]),
   );
   expect(await telemetry.flush(15_000)).toBe(true);
-  expect(evidence(t.startedAt)).toEqual({ scores: SCORED, over: DROPPERS.length, agents: 1, reports: 1 });
+  expect(await evidence(t.startedAt)).toEqual({
+    scores: SCORED,
+    over: DROPPERS.length,
+    agents: 1,
+    reports: 1,
+  });
 
   // 2. The agent's signed heartbeat shows v1 installed and healthy: the (one-group) release completes.
   await heartbeat?.flush(); // the one sent after the update cycle, so sequence numbers stay in order

@@ -34,6 +34,11 @@ let server: ReleaseServer | undefined;
 let t: TestAgent | undefined;
 let svc: TelemetryService | undefined;
 
+/** The reports the fleet service stored, read from its fleet database (where telemetry lives). */
+async function storedReports(s: ReleaseServer, limit: number) {
+  return new TelemetryStore((await s.engine.db()).driver).reports(limit);
+}
+
 function registry(): HandlerRegistry {
   const r = new HandlerRegistry();
   for (const g of builtinGroups) r.registerGroup(g);
@@ -144,14 +149,9 @@ test("reports reach the fleet service once each, through an outage and a lost an
   built.push((await svc.reportNow()).reportId);
   expect(await svc.flush(15_000)).toBe(true);
 
-  const store = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
-  try {
-    const stored = store.reports(100).map((r) => r.report.reportId);
-    expect(stored.sort()).toEqual([...built].sort());
-    expect(new Set(stored).size).toBe(stored.length);
-  } finally {
-    store.close();
-  }
+  const stored = (await storedReports(server, 100)).map((r) => r.report.reportId);
+  expect(stored.sort()).toEqual([...built].sort());
+  expect(new Set(stored).size).toBe(stored.length);
   expect(telemetryView(t.stateDir, t.agent.config.telemetry).queued).toEqual({ reports: 0, bytes: 0 });
   svc.checkDelivery();
   expect(t.agent.health.get("telemetry", "TELEM_UPLOAD_FAILING")).toBeUndefined();
@@ -285,15 +285,5 @@ test("reports queued while the receiver is down survive an agent restart and are
   await svc.refresh();
   expect(svc.stats().lastReportAt).toBe(new Date(clock - 1000).toISOString());
   expect(await svc.flush(20_000)).toBe(true);
-  const store = new TelemetryStore(join(config.paths.stateDir, "telemetry.sqlite"));
-  try {
-    expect(
-      store
-        .reports(10)
-        .map((r) => r.report.reportId)
-        .sort(),
-    ).toEqual(ids.sort());
-  } finally {
-    store.close();
-  }
+  expect((await storedReports(server, 10)).map((r) => r.report.reportId).sort()).toEqual(ids.sort());
 });

@@ -125,6 +125,7 @@ describe.each(BACKENDS)("fleet database on %s", (backend: Backend) => {
       { version: 3, name: "003_identity" },
       { version: 4, name: "004_exclusions" },
       { version: 5, name: "005_gate_counters" },
+      { version: 6, name: "006_telemetry" },
     ]);
   });
 

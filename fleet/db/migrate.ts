@@ -12,6 +12,7 @@ import m002 from "./migrations/002_identity_gate.sql" with { type: "text" };
 import m003 from "./migrations/003_identity.sql" with { type: "text" };
 import m004 from "./migrations/004_exclusions.sql" with { type: "text" };
 import m005 from "./migrations/005_gate_counters.sql" with { type: "text" };
+import m006 from "./migrations/006_telemetry.sql" with { type: "text" };
 
 /** Append only: a released migration is never edited, a change is a new one. */
 export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
@@ -20,6 +21,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
   { version: 3, name: "003_identity", sql: m003 },
   { version: 4, name: "004_exclusions", sql: m004 },
   { version: 5, name: "005_gate_counters", sql: m005 },
+  { version: 6, name: "006_telemetry", sql: m006 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;

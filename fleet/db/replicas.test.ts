@@ -13,6 +13,7 @@ import type { Heartbeat } from "../../core/agent/heartbeat-protocol.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { publish, readRepoIndex } from "../../core/repo/publish.ts";
 import { freshDbUrl, havePostgres, stopTestPostgres } from "../../test/fixtures/fleet-db.ts";
+import { type Replica, startReplica } from "../../test/fixtures/replica.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { loadReleaseConfig } from "../config.ts";
 import { ReleaseEngine } from "../engine.ts";
@@ -22,7 +23,6 @@ import type { FleetDb } from "./index.ts";
 setDefaultTimeout(60_000);
 const TOKEN = "replica-test-token-0123456789";
 const OPERATOR = "replica-operator-token-0123456789";
-const ROOT = join(import.meta.dir, "../..");
 
 let vendor: Vendor;
 let dir: string;
@@ -38,27 +38,8 @@ async function until(what: string, ok: () => Promise<boolean> | boolean, ms = 20
   }
 }
 
-interface Replica {
-  url: string;
-  proc: ReturnType<typeof Bun.spawn>;
-}
-
 async function replica(): Promise<Replica> {
-  const proc = Bun.spawn(
-    [process.execPath, join(ROOT, "bin/contentctl.ts"), "serve", "--repo", vendor.repo, "--port", "0"].concat(
-      ["--release", cfg, "--db", url],
-    ),
-    { cwd: ROOT, env: { ...process.env, OUTPOST_LOG_QUIET: "1" }, stdout: "pipe", stderr: "pipe" },
-  );
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`serve exited: ${await new Response(proc.stderr as ReadableStream).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return { url: (JSON.parse(text.slice(0, text.indexOf("\n"))) as { url: string }).url, proc };
+  return startReplica(vendor.repo, cfg, url);
 }
 
 function heartbeat(id: number, group: string, over: Partial<Heartbeat["content"][number]> = {}): Heartbeat {

@@ -1,9 +1,10 @@
 /**
  * The one seam between the release server and telemetry: a store in the
- * release state folder, the upload app the server routes `/telemetry/…` to,
- * and the console views it mounts behind the operator login (routes.ts).
+ * fleet database (shared by every replica on it), the upload app the server
+ * routes `/telemetry/…` to, and the console views it mounts behind the
+ * operator login (routes.ts).
  */
-import { join } from "node:path";
+import type { Driver } from "../db/driver.ts";
 import {
   isTelemetryUploadPath,
   TELEMETRY_CONSOLE_PATHS,
@@ -13,11 +14,11 @@ import {
 import { TelemetryStore } from "./store.ts";
 
 export function telemetryReceiver(
-  stateDir: string,
+  db: Driver,
   tenants: Record<string, { tokenSha256: string }>,
   now: () => Date,
 ) {
-  const store = new TelemetryStore(join(stateDir, "telemetry.sqlite"));
+  const store = new TelemetryStore(db);
   const app = telemetryApp({ store, tenants, now });
   return {
     store,
@@ -25,6 +26,5 @@ export function telemetryReceiver(
     handles: isTelemetryUploadPath,
     fetch: (req: Request) => app.fetch(req),
     console: { paths: TELEMETRY_CONSOLE_PATHS, app: telemetryConsoleApp(store) },
-    close: () => store.close(),
   };
 }

@@ -5,7 +5,8 @@
  *   PUT|POST /telemetry/…           one gzipped body of JSON lines (one report per line), with
  *                                   `Idempotency-Key: <generation>:<first>-<last>`; the tenant's
  *                                   fleet bearer token. Each report is stored once under
- *                                   `<generation>:<seq>` however often it is retried.
+ *                                   `<generation>:<seq>` however often it is retried, and
+ *                                   whichever replica on the fleet database receives it.
  *   GET /console/telemetry          fleet-wide rule runtime percentiles and the slowest rules
  *   GET /console/telemetry.json     the same view as JSON
  *
@@ -92,7 +93,7 @@ export function telemetryApp(deps: ReceiverDeps): Hono {
     let stored = 0;
     const at = now();
     for (const [i, r] of reports.entries())
-      if (deps.store.insert(`${key[1]}:${first + i}`, tenant, r, at)) stored++;
+      if (await deps.store.insert(`${key[1]}:${first + i}`, tenant, r, at)) stored++;
     return c.json({ stored, duplicates: reports.length - stored }, stored > 0 ? 201 : 200);
   };
   app.post(`${TELEMETRY_PREFIX}*`, receive);
@@ -108,10 +109,10 @@ export function telemetryApp(deps: ReceiverDeps): Hono {
 /** The console views; the caller puts them behind the operator login (they show the fleet's rules). */
 export function telemetryConsoleApp(store: TelemetryStore): Hono {
   const app = new Hono();
-  app.get("/console/telemetry.json", (c) => c.json(store.view()));
-  app.get("/console/telemetry", (c) => {
+  app.get("/console/telemetry.json", async (c) => c.json(await store.view()));
+  app.get("/console/telemetry", async (c) => {
     const nonce = crypto.randomUUID().replaceAll("-", "");
-    return c.html(renderTelemetryPage(store.view(), nonce), 200, {
+    return c.html(renderTelemetryPage(await store.view(), nonce), 200, {
       "Cache-Control": "no-store",
       "X-Content-Type-Options": "nosniff",
       "Content-Security-Policy": telemetryCsp(nonce),

@@ -1,14 +1,16 @@
 /**
- * Telemetry reports on the fleet service, in SQLite (bun:sqlite, WAL): one
- * row per report keyed by the upload's Idempotency-Key, so a report an
- * agent sends again after an ambiguous failure is stored once, plus one row
- * per rule per report for the runtime view. Reports older than the
- * retention are pruned on insert.
+ * Telemetry reports on the fleet service, in the fleet database (tables
+ * `telemetry_reports` and `telemetry_rule_runtime`, migration
+ * 006_telemetry.sql; SQLite or PostgreSQL through fleet/db/driver.ts): one
+ * row per report keyed by `<generation>:<seq>` from the upload's
+ * Idempotency-Key, so a report an agent sends again after an ambiguous
+ * failure — or that reaches two replicas — is stored once, plus one row per
+ * rule per report for the runtime view. Every replica on one database shows
+ * the same view and the ML live gate counts every report. Reports older than
+ * the retention are pruned on insert.
  */
-import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import type { TelemetryReport } from "../../core/telemetry/report-schema.ts";
+import { type Driver, insertRows, num } from "../db/driver.ts";
 
 export interface RuleRuntime {
   rule: string;
@@ -40,47 +42,18 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 export class TelemetryStore {
-  private readonly db: Database;
-
   constructor(
-    path: string,
+    private readonly db: Driver,
     private readonly retentionDays = 30,
-  ) {
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path, { create: true });
-    this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS reports (
-        key TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        agent_id TEXT NOT NULL,
-        report_id TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        period_end TEXT NOT NULL,
-        body TEXT NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS reports_agent ON reports(agent_id, period_end);
-      CREATE TABLE IF NOT EXISTS rule_runtime (
-        key TEXT NOT NULL REFERENCES reports(key) ON DELETE CASCADE,
-        agent_id TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        calls REAL NOT NULL,
-        time_ms REAL NOT NULL,
-        max_ms REAL NOT NULL,
-        faults REAL NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS rule_runtime_key ON rule_runtime(key);
-    `);
-  }
+  ) {}
 
-  /** Stores a report once per key; false when the key was already stored (a retry). */
-  insert(key: string, tenant: string, report: TelemetryReport, receivedAt: Date): boolean {
-    const tx = this.db.transaction(() => {
-      const r = this.db
-        .query(
-          "INSERT OR IGNORE INTO reports (key, tenant, agent_id, report_id, received_at, period_end, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .run(
+  /** Stores a report once per key; false when the key was already stored (a retry, or another replica got it). */
+  insert(key: string, tenant: string, report: TelemetryReport, receivedAt: Date): Promise<boolean> {
+    return this.db.tx(async (q) => {
+      const added = await q.run(
+        `INSERT INTO telemetry_reports (key, tenant, agent_id, report_id, received_at, period_end, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING`,
+        [
           key,
           tenant,
           report.agentId,
@@ -88,21 +61,23 @@ export class TelemetryStore {
           receivedAt.toISOString(),
           report.periodEnd,
           JSON.stringify(report),
-        );
-      if (r.changes === 0) return false;
-      const ins = this.db.query(
-        "INSERT INTO rule_runtime (key, agent_id, rule, calls, time_ms, max_ms, faults) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ],
       );
-      for (const rule of report.rules)
-        ins.run(key, report.agentId, rule.rule, rule.calls, rule.timeMs, rule.maxMs, rule.faults);
+      if (added === 0) return false;
+      await insertRows(
+        q,
+        "INSERT INTO telemetry_rule_runtime (key, agent_id, rule, calls, time_ms, max_ms, faults) VALUES",
+        report.rules.map((r) => [key, report.agentId, r.rule, r.calls, r.timeMs, r.maxMs, r.faults]),
+        "",
+      );
       const cutoff = new Date(receivedAt.getTime() - this.retentionDays * 86400_000).toISOString();
-      this.db
-        .query("DELETE FROM rule_runtime WHERE key IN (SELECT key FROM reports WHERE received_at < ?)")
-        .run(cutoff);
-      this.db.query("DELETE FROM reports WHERE received_at < ?").run(cutoff);
+      await q.run(
+        "DELETE FROM telemetry_rule_runtime WHERE key IN (SELECT key FROM telemetry_reports WHERE received_at < $1)",
+        [cutoff],
+      );
+      await q.run("DELETE FROM telemetry_reports WHERE received_at < $1", [cutoff]);
       return true;
     });
-    return tx() as boolean;
   }
 
   /**
@@ -110,17 +85,17 @@ export class TelemetryStore {
    * report counts once (its counters are cumulative), summed over outpost_ml_scores_total in
    * telemetry mode. An agent restart resets its counters, so this can only undercount.
    */
-  mlEvidence(model: string, since: string): { scores: number; over: number; agents: number } {
-    const rows = this.db
-      .query(
-        "SELECT body FROM reports r WHERE period_end >= ? AND period_end = (SELECT MAX(period_end) FROM reports WHERE agent_id = r.agent_id)",
-      )
-      .all(since) as { body: string }[];
+  async mlEvidence(model: string, since: string): Promise<{ scores: number; over: number; agents: number }> {
+    const rows = await this.db.all(
+      `SELECT body FROM telemetry_reports r WHERE period_end >= $1
+         AND period_end = (SELECT MAX(period_end) FROM telemetry_reports WHERE agent_id = r.agent_id)`,
+      [since],
+    );
     let scores = 0;
     let over = 0;
     let agents = 0;
     for (const { body } of rows) {
-      const report = JSON.parse(body) as TelemetryReport;
+      const report = JSON.parse(body as string) as TelemetryReport;
       let seen = false;
       for (const m of report.metrics) {
         if (m.name !== "outpost_ml_scores_total" || m.labels.model !== model || m.labels.mode !== "telemetry")
@@ -134,20 +109,23 @@ export class TelemetryStore {
     return { scores, over, agents };
   }
 
-  count(): number {
-    return (this.db.query("SELECT COUNT(*) AS n FROM reports").get() as { n: number }).n;
+  async count(): Promise<number> {
+    const [r] = await this.db.all("SELECT COUNT(*) AS n FROM telemetry_reports");
+    return num(r?.n);
   }
 
-  reports(limit = 100): { key: string; agentId: string; receivedAt: string; report: TelemetryReport }[] {
-    return (
-      this.db
-        .query("SELECT key, agent_id, received_at, body FROM reports ORDER BY received_at DESC LIMIT ?")
-        .all(limit) as { key: string; agent_id: string; received_at: string; body: string }[]
-    ).map((r) => ({
-      key: r.key,
-      agentId: r.agent_id,
-      receivedAt: r.received_at,
-      report: JSON.parse(r.body),
+  async reports(
+    limit = 100,
+  ): Promise<{ key: string; agentId: string; receivedAt: string; report: TelemetryReport }[]> {
+    const rows = await this.db.all(
+      "SELECT key, agent_id, received_at, body FROM telemetry_reports ORDER BY received_at DESC, key LIMIT $1",
+      [limit],
+    );
+    return rows.map((r) => ({
+      key: r.key as string,
+      agentId: r.agent_id as string,
+      receivedAt: r.received_at as string,
+      report: JSON.parse(r.body as string),
     }));
   }
 
@@ -156,38 +134,32 @@ export class TelemetryStore {
    * counters, so the latest one is that agent's whole picture): percentiles
    * over agents of mean ms per call, and the slowest rules by p95.
    */
-  view(slowest = 10): TelemetryView {
-    const rows = this.db
-      .query(
-        `SELECT r.rule, r.agent_id, r.calls, r.time_ms, r.max_ms, r.faults FROM rule_runtime r
-         JOIN (SELECT agent_id, MAX(period_end) AS pe FROM reports GROUP BY agent_id) latest
-           ON latest.agent_id = r.agent_id
-         JOIN reports rep ON rep.key = r.key AND rep.period_end = latest.pe`,
-      )
-      .all() as {
-      rule: string;
-      agent_id: string;
-      calls: number;
-      time_ms: number;
-      max_ms: number;
-      faults: number;
-    }[];
+  async view(slowest = 10): Promise<TelemetryView> {
+    const rows = await this.db.all(
+      `SELECT r.rule, r.agent_id, r.calls, r.time_ms, r.max_ms, r.faults FROM telemetry_rule_runtime r
+       JOIN (SELECT agent_id, MAX(period_end) AS pe FROM telemetry_reports GROUP BY agent_id) latest
+         ON latest.agent_id = r.agent_id
+       JOIN telemetry_reports rep ON rep.key = r.key AND rep.period_end = latest.pe`,
+    );
     const byRule = new Map<
       string,
       { means: number[]; calls: number; faults: number; maxMs: number; agents: Set<string> }
     >();
     for (const r of rows) {
-      let e = byRule.get(r.rule);
+      const rule = r.rule as string;
+      const agentId = r.agent_id as string;
+      let e = byRule.get(rule);
       if (!e) {
         e = { means: [], calls: 0, faults: 0, maxMs: 0, agents: new Set() };
-        byRule.set(r.rule, e);
+        byRule.set(rule, e);
       }
-      if (e.agents.has(r.agent_id)) continue;
-      e.agents.add(r.agent_id);
-      e.calls += r.calls;
-      e.faults += r.faults;
-      e.maxMs = Math.max(e.maxMs, r.max_ms);
-      if (r.calls > 0) e.means.push(r.time_ms / r.calls);
+      if (e.agents.has(agentId)) continue;
+      e.agents.add(agentId);
+      const calls = num(r.calls);
+      e.calls += calls;
+      e.faults += num(r.faults);
+      e.maxMs = Math.max(e.maxMs, num(r.max_ms));
+      if (calls > 0) e.means.push(num(r.time_ms) / calls);
     }
     const rules: RuleRuntime[] = [...byRule].map(([rule, e]) => {
       const s = e.means.sort((a, b) => a - b);
@@ -204,19 +176,15 @@ export class TelemetryStore {
       };
     });
     rules.sort((a, b) => a.rule.localeCompare(b.rule));
-    const agg = this.db
-      .query("SELECT COUNT(*) AS n, COUNT(DISTINCT agent_id) AS a, MAX(received_at) AS last FROM reports")
-      .get() as { n: number; a: number; last: string | null };
+    const [agg] = await this.db.all(
+      "SELECT COUNT(*) AS n, COUNT(DISTINCT agent_id) AS a, MAX(received_at) AS last FROM telemetry_reports",
+    );
     return {
-      reports: agg.n,
-      agents: agg.a,
-      lastReceivedAt: agg.last,
+      reports: num(agg?.n),
+      agents: num(agg?.a),
+      lastReceivedAt: (agg?.last as string | null | undefined) ?? null,
       rules,
       slowest: [...rules].sort((a, b) => b.p95Ms - a.p95Ms || b.maxMs - a.maxMs).slice(0, slowest),
     };
-  }
-
-  close(): void {
-    this.db.close();
   }
 }
