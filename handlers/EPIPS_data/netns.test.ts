@@ -17,11 +17,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentStatus } from "../../core/agent/api.ts";
 import { ControlClient } from "../../core/control/client.ts";
+import { cliCommand } from "../../test/fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
 import { canUseNetns, createNetnsPair, type NetnsPair, startServers, waitFor } from "./netns.ts";
 import type { IpsStatus } from "./service.ts";
 
-const AGENT = join(import.meta.dir, "../../bin/agent.ts");
 const TCP_PORT = 8080;
 const UDP_PORT = 5353;
 const RULES = [
@@ -42,6 +42,9 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
   let agentProc: ReturnType<typeof Bun.spawn> | undefined;
   let stateDir: string;
   let client: ControlClient;
+  /** The compiled agent (test/fixtures/compiled.ts): what runs on endpoints, and its start-up and its
+   * hosts' cost a fraction of the source tree's CPU over the file's dozen agent processes. */
+  let agent: string[];
 
   const configFile = (mode: "prevent" | "detect", enabled = true) => {
     const file = join(dir, `agent-${mode}${enabled ? "" : "-off"}.json`);
@@ -70,7 +73,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
   };
 
   const cli = (args: string[]) => {
-    const r = Bun.spawnSync([process.execPath, AGENT, ...args], {
+    const r = Bun.spawnSync([...agent, ...args], {
       stdout: "pipe",
       stderr: "pipe",
       env: { ...process.env, OUTPOST_LOG_QUIET: "1" },
@@ -80,7 +83,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
 
   async function startAgent(mode: "prevent" | "detect", enabled = true): Promise<void> {
     const cfg = configFile(mode, enabled);
-    agentProc = net.spawn(net.b, [process.execPath, AGENT, "run", "--config", cfg]);
+    agentProc = net.spawn(net.b, [...agent, "run", "--config", cfg]);
     client = await waitFor("the agent's control plane", () => ControlClient.fromStateDir(stateDir), 30_000);
   }
 
@@ -117,6 +120,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
   };
 
   beforeAll(async () => {
+    agent = await cliCommand("agent");
     net = createNetnsPair();
     vendor = await makeVendor();
     dir = mkdtempSync(join(tmpdir(), "outpost-ips-netns-"));

@@ -40,6 +40,13 @@ export interface SceneOptions {
   config?: AgentConfigInput;
   transport?: (vendor: Vendor) => Transport;
   now?: () => Date;
+  /**
+   * Run TestText in a host process, as a deployed agent does. Off by default: every attack in
+   * signature, index, package, json and transport is refused before a handler sees the content,
+   * so a host (a process start per scene, a third of those files' CPU) adds nothing they check;
+   * host processes are covered by test/host/. rollback.test.ts, where handler loads decide, asks.
+   */
+  hostProcesses?: boolean;
 }
 
 /** A vendor with TestText v1 published and an agent that has installed it. */
@@ -48,7 +55,10 @@ export async function installGood(opts: SceneOptions = {}): Promise<Scene> {
   await vendor.release(TYPE, 1, { "data.txt": "good v1" });
   const t = await startAgent(vendor, {
     repo: opts.repo ? await opts.repo(vendor) : undefined,
-    config: opts.config,
+    config: {
+      ...opts.config,
+      hosts: { isolation: opts.hostProcesses ? "process" : "in-process", ...opts.config?.hosts },
+    },
     transport: opts.transport?.(vendor),
     now: opts.now,
   });

@@ -68,7 +68,7 @@ describe("R11 after a rollback", () => {
   test("rollback v2 → v1, then a v3 signed before v2 → UPD_REPLAY_OLDER_SIGNATURE", async () => {
     const t0 = Date.now();
     // The agent's clock runs 5 h ahead so the vendor can sign "later" packages that are not in the future.
-    scene = await installGood({ now: () => new Date(Date.now() + 5 * HOUR) });
+    scene = await installGood({ hostProcesses: true, now: () => new Date(Date.now() + 5 * HOUR) });
     await releaseAndInstall(scene, 2, "good v2", new Date(t0 + 2 * HOUR));
     await scene.t.agent.rollback(TYPE);
     scene.live = { version: 1, text: "good v1" };
@@ -80,7 +80,7 @@ describe("R11 after a rollback", () => {
 
   test("the high-water mark survives a restart; a v3 signed after v2 still installs", async () => {
     const t0 = Date.now();
-    scene = await installGood({ now: () => new Date(Date.now() + 5 * HOUR) });
+    scene = await installGood({ hostProcesses: true, now: () => new Date(Date.now() + 5 * HOUR) });
     await releaseAndInstall(scene, 2, "good v2", new Date(t0 + 2 * HOUR));
     await scene.t.agent.rollback(TYPE);
     scene.live = { version: 1, text: "good v1" };
@@ -94,7 +94,7 @@ describe("R11 after a rollback", () => {
 
 describe("rollback never activates a version marked bad", () => {
   test("after an automatic rollback v3 → v2, a manual rollback → STORE_ROLLBACK_TARGET_BAD, v2 stays", async () => {
-    scene = await installGood();
+    scene = await installGood({ hostProcesses: true });
     await automaticRollbackFromV3(scene);
     const err = await scene.t.agent.rollback(TYPE).catch((e) => e);
     expect(err.code).toBe("STORE_ROLLBACK_TARGET_BAD");
@@ -106,7 +106,7 @@ describe("rollback never activates a version marked bad", () => {
 
 describe("health after an automatic rollback", () => {
   test("AMBER with versions and reason, across a restart, until acknowledged", async () => {
-    scene = await installGood();
+    scene = await installGood({ hostProcesses: true });
     await automaticRollbackFromV3(scene);
     const expectNotice = () => {
       const s = scene!.t.agent.status();
@@ -136,7 +136,7 @@ describe("health after an automatic rollback", () => {
   });
 
   test("a newer good version clears it without an acknowledgement", async () => {
-    scene = await installGood();
+    scene = await installGood({ hostProcesses: true });
     await automaticRollbackFromV3(scene);
     expect(scene.t.agent.status().health).toBe("amber");
     await scene.upgrade(4, "good v4");
@@ -148,7 +148,7 @@ describe("health after an automatic rollback", () => {
 
 describe("R12: one version number, one package", () => {
   test("the installed version re-published with different bytes → UPD_VERSION_REUSED (event + alert)", async () => {
-    scene = await installGood();
+    scene = await installGood({ hostProcesses: true });
     const entry = await publishRaw(scene.vendor.repo, GROUP, scene.vendor.keys, {
       type: TYPE,
       version: 1,
