@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { sha256Hex } from "../core/crypto/digest.ts";
 import { bundlePath, bundleSigPath } from "../core/effective/bundle.ts";
+import { cli, cliOk } from "./fixtures/cli-contract.ts";
 import { cliCommand } from "./fixtures/compiled.ts";
 
 setDefaultTimeout(180_000);
@@ -24,26 +25,8 @@ let work: string;
 let server: ReturnType<typeof Bun.spawn> | undefined;
 let url: string;
 
-async function run(bin: "agent" | "contentctl", ...args: string[]) {
-  const proc = Bun.spawn([...(await cliCommand(bin)), ...args], {
-    cwd: work,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { stdout, stderr, code };
-}
-
-async function ok(bin: "agent" | "contentctl", ...args: string[]) {
-  const r = await run(bin, ...args);
-  if (r.code !== 0) throw new Error(`${bin} ${args.join(" ")} → exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const run = (bin: "agent" | "contentctl", ...args: string[]) => cli(bin, args, work);
+const ok = (bin: "agent" | "contentctl", ...args: string[]) => cliOk(bin, args, work);
 
 /** Reads the first stdout line of a long-running process (the URL `contentctl serve` prints), with a deadline. */
 async function firstLine(proc: ReturnType<typeof Bun.spawn>, ms = 60_000): Promise<string> {

@@ -13,33 +13,15 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadSigningKeys } from "../../core/crypto/keys.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { cliCommand } from "../../test/fixtures/compiled.ts";
+import { cli, cliOk } from "../../test/fixtures/cli-contract.ts";
 
 setDefaultTimeout(120_000);
 
 const ROOT = resolve(import.meta.dir, "../..");
 let work: string;
 
-async function run(bin: "agent" | "contentctl", ...args: string[]) {
-  const proc = Bun.spawn([...(await cliCommand(bin)), ...args], {
-    cwd: work,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, OUTPOST_LOG_QUIET: "1", NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { stdout, stderr, code };
-}
-
-async function ok(bin: "agent" | "contentctl", ...args: string[]) {
-  const r = await run(bin, ...args);
-  if (r.code !== 0) throw new Error(`${bin} ${args.join(" ")} → exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const run = (bin: "agent" | "contentctl", ...args: string[]) => cli(bin, args, work);
+const ok = (bin: "agent" | "contentctl", ...args: string[]) => cliOk(bin, args, work);
 
 const AGENT = ["--state", "st", "--config", "agent.json"];
 const UPDATE = ["update", "--once", "--repo", "repo", "--group", "stable", "--trust", "k/root.pem", ...AGENT];
