@@ -1,7 +1,6 @@
 /**
- * `npm test` runs files in `bun test --parallel` workers without isolation:
- * a worker keeps its module registry across the files it is handed (as one
- * serial run does for the whole suite), but the preload's afterAll, which
+ * `npm test` runs files in `bun test --parallel` workers: a worker process
+ * runs several files (each in a fresh global), and the preload's afterAll, which
  * removes process-wide temp dirs, runs after each of those files. The shared
  * PKI of test/fixtures/vendor.ts must then be made again for the next file,
  * not reused from a removed directory — and must not outlive the run.

@@ -6,7 +6,7 @@ process.env.OUTPOST_LOG_QUIET ??= "1";
 
 // Process-wide fixtures (one PKI per test process) register their temp dirs here; a preload
 // afterAll runs once after the last file of a serial run, where a process "exit" handler is not
-// reliably called. Under `bun test --parallel --no-isolate` (npm test) it runs after every file a
+// reliably called. Under `bun test --parallel` (npm test) it runs after every file a
 // worker is handed — a worker never knows which file is its last — so `onRemoved` lets a fixture
 // drop its cache and build a fresh one for the worker's next file.
 const tempDirs = new Map<string, (() => void) | undefined>();
