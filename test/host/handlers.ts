@@ -43,8 +43,10 @@ export const crashyHandler = defineHandler<{ text: string; version: number }>({
   load(view, caps) {
     const text = view.readText("data.txt");
     if (text.includes("EXIT-ON-LOAD")) process.exit(70);
-    // After this load has been answered: the host dies while its content is live.
-    if (text.includes("EXIT-AFTER-LOAD")) setTimeout(() => process.exit(71), 0);
+    // After this load has been answered: the host dies while its content is live. Not at once: on a
+    // loaded machine an exit on the next tick beat the load's answer out of the pipe, and the content
+    // then looked as if it never loaded (the reload-failed path, not the crash loop this fixture is for).
+    if (text.includes("EXIT-AFTER-LOAD")) setTimeout(() => process.exit(71), 250);
     caps.log.info("crashy loaded", { version: view.version });
     return { text, version: view.version };
   },
