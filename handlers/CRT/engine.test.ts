@@ -82,7 +82,16 @@ describe("CRT engine", () => {
     expect(done.map((f) => f.actions[0]?.state)).toEqual(["done", "refused", "done"]);
     expect(exec.ran).toEqual([
       ["apt-get", "-s", "remove", "comp"],
-      ["apt-get", "remove", "-y", "-o", "Dpkg::Options::=--force-confold", "comp"],
+      [
+        "apt-get",
+        "remove",
+        "-y",
+        "-o",
+        "DPkg::Lock::Timeout=120",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "comp",
+      ],
       ["systemctl", "disable", "--now", "rival.service"],
     ]);
   });

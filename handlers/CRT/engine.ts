@@ -86,10 +86,22 @@ export async function detect(rules: readonly CrtRule[], probe: Probe): Promise<F
   return findings;
 }
 
-/** The command one action runs, non-interactive. */
+/**
+ * The command one action runs, non-interactive. A removal waits up to 120 s for the dpkg lock
+ * (unattended-upgrades or an administrator's apt may hold it) instead of failing at once.
+ */
 export function commandFor(a: CrtAction): string[] {
   return a.kind === "apt-remove"
-    ? ["apt-get", "remove", "-y", "-o", "Dpkg::Options::=--force-confold", a.package]
+    ? [
+        "apt-get",
+        "remove",
+        "-y",
+        "-o",
+        "DPkg::Lock::Timeout=120",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        a.package,
+      ]
     : ["systemctl", "disable", "--now", a.unit];
 }
 

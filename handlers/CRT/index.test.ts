@@ -10,6 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cli } from "../../test/fixtures/cli-contract.ts";
+import { withSystemLock } from "../../test/fixtures/system-lock.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const isRoot = process.getuid?.() === 0;
@@ -22,10 +23,16 @@ const dpkgStatus = (pkg: string) =>
     stderr: "ignore",
   }).stdout.toString();
 
-/** Installs `sl` for the removal test; the reason it could not, when apt has no network or this is not Debian. */
-function installSl(): string | null {
+/** Why the removal test cannot run here: not root, or no apt package `sl` to install (not Debian, no index). */
+function slUnavailable(): string | null {
   if (!isRoot) return "not root";
   if (!Bun.which("apt-get")) return "no apt-get";
+  const policy = Bun.spawnSync(["apt-cache", "policy", "sl"], { stdout: "pipe", stderr: "ignore" });
+  return /Candidate: (?!\(none\))/.test(policy.stdout.toString()) ? null : "apt knows no candidate for sl";
+}
+
+/** Installs `sl` for the removal test; the reason it could not (no network, say). */
+function installSl(): string | null {
   if (dpkgStatus("sl") === "installed") return null;
   const r = Bun.spawnSync(["apt-get", "install", "-y", "-qq", "sl"], {
     stdout: "pipe",
@@ -125,47 +132,52 @@ describe("CRT", () => {
     T,
   );
 
-  const skip = installSl();
+  const skip = slUnavailable();
   if (skip) console.warn(`CRT removal test skipped: ${skip}`);
   test.skipIf(skip !== null)(
     "agent install --remove-incompatible: --dry-run lists sl and removes nothing; the real run removes it",
-    async () => {
-      expect(dpkgStatus("sl")).toBe("installed");
-      const common = [
-        "install",
-        "--root",
-        join(dir, "root"),
-        "--repo",
-        "repo",
-        "--group",
-        "g1",
-        "--trust",
-        "k/root.pem",
-        "--remove-incompatible",
-        "--json",
-      ];
-      const dry = await run("agent", ...common, "--dry-run");
-      expect(dry.code, dry.stdout + dry.stderr).toBe(0);
-      const dr = JSON.parse(dry.stdout).incompatible;
-      expect(dr).toMatchObject({ ok: true, dryRun: true, version: 1 });
-      expect(dr.findings.map((f: { rule: string }) => f.rule)).toEqual(["CRT-DEMO-SL"]);
-      expect(dr.findings[0].actions[0]).toMatchObject({
-        state: "planned",
-        action: { kind: "apt-remove", package: "sl" },
-      });
-      expect(dpkgStatus("sl")).toBe("installed");
-
-      const real = await run("agent", ...common);
-      expect(real.code, real.stdout + real.stderr).toBe(0);
-      const rr = JSON.parse(real.stdout);
-      expect(rr.incompatible.findings[0].actions[0].state).toBe("done");
-      expect(dpkgStatus("sl")).not.toBe("installed");
-      expect(rr.changes.length).toBeGreaterThan(0);
-      // CRT is removed after installation: nothing of it stays in the installed state dir.
-      expect(readFileSync(join(dir, "root/etc/outpost/agent.json"), "utf8")).toContain('"group": "g1"');
-      const again = await run("agent", ...common);
-      expect(JSON.parse(again.stdout).incompatible.findings).toEqual([]);
-    },
+    // The dpkg database is the machine's: a second copy of the suite installs and removes `sl` too.
+    () => withSystemLock("dpkg-sl", removeSl),
     T,
   );
 });
+
+async function removeSl(): Promise<void> {
+  const installed = installSl();
+  if (installed) throw new Error(installed);
+  expect(dpkgStatus("sl")).toBe("installed");
+  const common = [
+    "install",
+    "--root",
+    join(dir, "root"),
+    "--repo",
+    "repo",
+    "--group",
+    "g1",
+    "--trust",
+    "k/root.pem",
+    "--remove-incompatible",
+    "--json",
+  ];
+  const dry = await run("agent", ...common, "--dry-run");
+  expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+  const dr = JSON.parse(dry.stdout).incompatible;
+  expect(dr).toMatchObject({ ok: true, dryRun: true, version: 1 });
+  expect(dr.findings.map((f: { rule: string }) => f.rule)).toEqual(["CRT-DEMO-SL"]);
+  expect(dr.findings[0].actions[0]).toMatchObject({
+    state: "planned",
+    action: { kind: "apt-remove", package: "sl" },
+  });
+  expect(dpkgStatus("sl")).toBe("installed");
+
+  const real = await run("agent", ...common);
+  expect(real.code, real.stdout + real.stderr).toBe(0);
+  const rr = JSON.parse(real.stdout);
+  expect(rr.incompatible.findings[0].actions[0].state).toBe("done");
+  expect(dpkgStatus("sl")).not.toBe("installed");
+  expect(rr.changes.length).toBeGreaterThan(0);
+  // CRT is removed after installation: nothing of it stays in the installed state dir.
+  expect(readFileSync(join(dir, "root/etc/outpost/agent.json"), "utf8")).toContain('"group": "g1"');
+  const again = await run("agent", ...common);
+  expect(JSON.parse(again.stdout).incompatible.findings).toEqual([]);
+}
