@@ -287,7 +287,28 @@ export async function startClickHouse(): Promise<ClickHouse> {
         stderr: "ignore",
         cwd: dir,
       });
-      await waitFor("clickhouse answering", async () => (await fetch(`${url}ping`)).ok, 60_000);
+      // A deadline sized for two copies of the suite starting their servers at once on 2 cores; a
+      // server that exits (a port taken meanwhile, say) fails at once with its own words.
+      const started = proc;
+      const deadline = Date.now() + 150_000;
+      for (;;) {
+        if (started.exitCode !== null) {
+          let log = "";
+          try {
+            log = readFileSync(join(dir, "error.log"), "utf8").slice(-500);
+          } catch {}
+          throw new Error(`clickhouse-server exited (${started.exitCode}): ${log}`);
+        }
+        if (
+          await fetch(`${url}ping`).then(
+            (r) => r.ok,
+            () => false,
+          )
+        )
+          break;
+        if (Date.now() > deadline) throw new Error("timed out waiting for clickhouse answering");
+        await Bun.sleep(50);
+      }
     },
     async stop() {
       proc?.kill("SIGTERM");
