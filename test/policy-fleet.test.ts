@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { sha256Hex } from "../core/crypto/digest.ts";
 import { bundlePath, bundleSigPath } from "../core/effective/bundle.ts";
-import { cli, cliOk } from "./fixtures/cli-contract.ts";
+import { cli, cliOk, packAndPublishExample } from "./fixtures/cli-contract.ts";
 import { cliCommand } from "./fixtures/compiled.ts";
 
 setDefaultTimeout(180_000);
@@ -81,22 +81,7 @@ const flagRow = async (tenant: string, flag: string) =>
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "outpost-policy-fleet-"));
   await ok("contentctl", "keys", "init", "--dir", "k");
-  for (const type of ["RemapperRules", "Flags"]) {
-    await ok(
-      "contentctl",
-      "pack",
-      "--type",
-      type,
-      "--version",
-      "1",
-      "--keys",
-      "k",
-      "--out",
-      `${type}-1.tar`,
-      join(ROOT, "examples", type),
-    );
-    await ok("contentctl", "publish", `${type}-1.tar`, "--repo", "repo", "--group", "stable", "--keys", "k");
-  }
+  for (const type of ["RemapperRules", "Flags"]) await packAndPublishExample(type, work, "stable");
   // Two tenants, two policies: acme looks Live Protection up within 1.5 s, globex within 4 s.
   // The same document name (the example rule files read threat-protection.xml), another tenant's values.
   mkdirSync(join(work, "globex"));

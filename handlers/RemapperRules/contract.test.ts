@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadSigningKeys } from "../../core/crypto/keys.ts";
 import { packDirectory } from "../../core/package/pack.ts";
-import { cli, cliOk } from "../../test/fixtures/cli-contract.ts";
+import { cli, cliOk, packAndPublishExample } from "../../test/fixtures/cli-contract.ts";
 
 setDefaultTimeout(120_000);
 
@@ -30,22 +30,7 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "outpost-policy-contract-"));
   writeFileSync(join(work, "agent.json"), JSON.stringify({ fleet: { tenant: "acme" } }));
   await ok("contentctl", "keys", "init", "--dir", "k");
-  for (const type of ["RemapperRules", "Flags"]) {
-    await ok(
-      "contentctl",
-      "pack",
-      "--type",
-      type,
-      "--version",
-      "1",
-      "--keys",
-      "k",
-      "--out",
-      `${type}-1.tar`,
-      join(ROOT, "examples", type),
-    );
-    await ok("contentctl", "publish", `${type}-1.tar`, "--repo", "repo", "--group", "stable", "--keys", "k");
-  }
+  for (const type of ["RemapperRules", "Flags"]) await packAndPublishExample(type, work, "stable");
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
