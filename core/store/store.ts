@@ -20,22 +20,20 @@
  * After any prefix of the store's syscalls, `open()` + `installed()` yields
  * exactly the old or the new version with every file intact.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { log } from "../log.ts";
-import { type Manifest, ManifestSchema } from "../package/manifest.ts";
+import type { Manifest } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
-import { decodeStrictJson } from "../strict-json.ts";
 import {
   CONTENT_TYPE_RE,
   checkPayloadMatchesManifest,
   checkType,
   checkVersionRef,
   fileProblem,
-  listFiles,
   readStateFile,
   VERSION_REF_RE,
 } from "./checks.ts";
@@ -51,6 +49,9 @@ import {
   writeNewFileSynced,
 } from "./durable.ts";
 import { assertNotSymlink, refuseStateSymlinks } from "./state-links.ts";
+import { openVersionView, type VerifyReport, verifyVersion } from "./stored-version.ts";
+
+export type { VerifyProblem, VerifyReport } from "./stored-version.ts";
 
 export { CONTENT_TYPE_RE };
 
@@ -103,21 +104,6 @@ export interface StagedContent {
   readonly dir: string;
   readonly signingTime: string;
   readonly manifest: Manifest;
-}
-
-export interface VerifyProblem {
-  path: string;
-  reason: string;
-}
-
-export interface VerifyReport {
-  type: string;
-  version: number;
-  dir: string;
-  /** Files listed in the manifest that were checked. */
-  files: number;
-  ok: boolean;
-  problems: VerifyProblem[];
 }
 
 type PointerName = "current" | "lkg";
@@ -355,60 +341,6 @@ export class ContentStore {
   }
 
   /**
-   * A handler's read-only window on a stored version. Files are read on
-   * demand and checked against the signed manifest on every read, so a file
-   * altered on disk after install is refused rather than loaded.
-   */
-  view(ref: Pick<InstalledRecord, "type" | "version" | "dir" | "signingTime">): ContentView {
-    checkType(ref.type);
-    checkVersionRef(ref.dir);
-    const versionDir = join(this.typeDir(ref.type), ref.dir);
-    const manifest = this.readStoredManifest(ref.type, ref.dir);
-    if (manifest.type !== ref.type || manifest.version !== ref.version) {
-      throw new StoreError(
-        "STORE_MANIFEST_MISMATCH",
-        `${join(versionDir, "manifest.json")}: is ${manifest.type} v${manifest.version}, expected ${ref.type} v${ref.version}`,
-        { file: join(versionDir, "manifest.json") },
-      );
-    }
-    const byPath = new Map(manifest.files.map((f) => [f.path, f]));
-    const payloadDir = join(versionDir, "payload");
-    const read = (path: string): Uint8Array => {
-      const entry = byPath.get(path);
-      if (!entry) {
-        throw new StoreError(
-          "STORE_PATH_NOT_IN_MANIFEST",
-          `${ref.type} v${ref.version}: ${path} is not in the manifest`,
-          {
-            file: path,
-          },
-        );
-      }
-      const file = join(payloadDir, entry.path);
-      let data: Uint8Array;
-      try {
-        data = readFileSync(file);
-      } catch (e) {
-        throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, {
-          file,
-          cause: e,
-        });
-      }
-      const problem = fileProblem(data, entry);
-      if (problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${problem}`, { file });
-      return data;
-    };
-    return {
-      type: ref.type,
-      version: ref.version,
-      signingTime: ref.signingTime,
-      files: manifest.files.map((f) => f.path),
-      read,
-      readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
-    };
-  }
-
-  /**
    * Removes version directories no pointer (and no pending stage) names.
    * Skipped, with a warning, when a pointer cannot be read. Returns the
    * removed directory names.
@@ -445,54 +377,22 @@ export class ContentStore {
   }
 
   /**
-   * Re-checks every file of the active version against its stored manifest:
-   * presence, size, SHA-384, and no files the manifest does not list.
-   * Returns null when nothing is installed.
+   * A handler's read-only window on a stored version; each file is checked
+   * against the signed manifest on every read (stored-version.ts).
+   */
+  view(ref: Pick<InstalledRecord, "type" | "version" | "dir" | "signingTime">): ContentView {
+    checkType(ref.type);
+    checkVersionRef(ref.dir);
+    return openVersionView(join(this.typeDir(ref.type), ref.dir), ref);
+  }
+
+  /**
+   * Re-checks every file of the active version against its stored manifest
+   * (stored-version.ts). Returns null when nothing is installed.
    */
   verifyInstalled(type: string, record: InstalledRecord | null = this.installed(type)): VerifyReport | null {
     if (!record) return null;
-    const versionDir = join(this.typeDir(type), record.dir);
-    const problems: VerifyProblem[] = [];
-    let manifest: Manifest;
-    try {
-      manifest = this.readStoredManifest(type, record.dir);
-    } catch (e) {
-      return {
-        ...reportBase(record),
-        files: 0,
-        ok: false,
-        problems: [{ path: "manifest.json", reason: String(e) }],
-      };
-    }
-    if (manifest.type !== type || manifest.version !== record.version) {
-      problems.push({ path: "manifest.json", reason: `names ${manifest.type} v${manifest.version}` });
-    }
-    if (!existsSync(join(versionDir, "manifest.p7s")))
-      problems.push({ path: "manifest.p7s", reason: "missing" });
-    const payloadDir = join(versionDir, "payload");
-    const listed = new Set<string>();
-    for (const entry of manifest.files) {
-      listed.add(entry.path);
-      const file = join(payloadDir, entry.path);
-      let data: Uint8Array;
-      try {
-        // A symlink could later be pointed elsewhere; the store only ever writes regular files.
-        if (!lstatSync(file).isFile()) {
-          problems.push({ path: entry.path, reason: "not a regular file" });
-          continue;
-        }
-        data = readFileSync(file);
-      } catch {
-        problems.push({ path: entry.path, reason: "missing or unreadable" });
-        continue;
-      }
-      const problem = fileProblem(data, entry);
-      if (problem) problems.push({ path: entry.path, reason: problem });
-    }
-    for (const extra of listFiles(payloadDir).filter((p) => !listed.has(p))) {
-      problems.push({ path: extra, reason: "not in the manifest" });
-    }
-    return { ...reportBase(record), files: manifest.files.length, ok: problems.length === 0, problems };
+    return verifyVersion(join(this.typeDir(type), record.dir), record);
   }
 
   // ---- internals -------------------------------------------------------
@@ -553,27 +453,6 @@ export class ContentStore {
     }
   }
 
-  private readStoredManifest(type: string, dir: string): Manifest {
-    const file = join(this.typeDir(type), dir, "manifest.json");
-    let raw: unknown;
-    try {
-      // The very parser the verifier used, so a manifest that verified also loads (and vice versa).
-      raw = decodeStrictJson(readFileSync(file));
-    } catch (e) {
-      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, {
-        file,
-        cause: e,
-      });
-    }
-    const parsed = ManifestSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${z.prettifyError(parsed.error)}`, {
-        file,
-      });
-    }
-    return parsed.data;
-  }
-
   private readPointerFile(type: string, which: PointerName): InstalledRecord | null {
     checkType(type);
     const file = this.stateFile(type, which);
@@ -622,10 +501,6 @@ export class ContentStore {
       logger.warn("gc failed", { type, error: String(e) });
     }
   }
-}
-
-function reportBase(record: InstalledRecord): Pick<VerifyReport, "type" | "version" | "dir"> {
-  return { type: record.type, version: record.version, dir: record.dir };
 }
 
 /** For tests and repair tools: the absolute directory of a stored version. */

@@ -1,0 +1,153 @@
+/**
+ * Reading one stored version back: its manifest, a handler's view of its
+ * payload, and a full re-check of its files. The write side (staging,
+ * pointers, GC) is store.ts; everything here only reads, and every file it
+ * hands out has just been checked against the signed manifest.
+ */
+import { existsSync, lstatSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { StoreError } from "../errors.ts";
+import type { ContentView } from "../handler/contract.ts";
+import { type Manifest, ManifestSchema } from "../package/manifest.ts";
+import { decodeStrictJson } from "../strict-json.ts";
+import { fileProblem, listFiles } from "./checks.ts";
+
+export interface VerifyProblem {
+  path: string;
+  reason: string;
+}
+
+export interface VerifyReport {
+  type: string;
+  version: number;
+  dir: string;
+  /** Files listed in the manifest that were checked. */
+  files: number;
+  ok: boolean;
+  problems: VerifyProblem[];
+}
+
+interface VersionRef {
+  type: string;
+  version: number;
+  /** Relative to the type directory: versions/<version>-<sha16>. */
+  dir: string;
+}
+
+/** The manifest.json of the version in `versionDir`, parsed as the verifier parsed it. */
+export function readStoredManifest(versionDir: string): Manifest {
+  const file = join(versionDir, "manifest.json");
+  let raw: unknown;
+  try {
+    // The very parser the verifier used, so a manifest that verified also loads (and vice versa).
+    raw = decodeStrictJson(readFileSync(file));
+  } catch (e) {
+    throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${(e as Error).message}`, {
+      file,
+      cause: e,
+    });
+  }
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new StoreError("STORE_MANIFEST_UNREADABLE", `${file}: ${z.prettifyError(parsed.error)}`, {
+      file,
+    });
+  }
+  return parsed.data;
+}
+
+/**
+ * A handler's read-only window on a stored version. Files are read on
+ * demand and checked against the signed manifest on every read, so a file
+ * altered on disk after install is refused rather than loaded.
+ */
+export function openVersionView(versionDir: string, ref: VersionRef & { signingTime: string }): ContentView {
+  const manifest = readStoredManifest(versionDir);
+  if (manifest.type !== ref.type || manifest.version !== ref.version) {
+    throw new StoreError(
+      "STORE_MANIFEST_MISMATCH",
+      `${join(versionDir, "manifest.json")}: is ${manifest.type} v${manifest.version}, expected ${ref.type} v${ref.version}`,
+      { file: join(versionDir, "manifest.json") },
+    );
+  }
+  const byPath = new Map(manifest.files.map((f) => [f.path, f]));
+  const payloadDir = join(versionDir, "payload");
+  const read = (path: string): Uint8Array => {
+    const entry = byPath.get(path);
+    if (!entry) {
+      throw new StoreError(
+        "STORE_PATH_NOT_IN_MANIFEST",
+        `${ref.type} v${ref.version}: ${path} is not in the manifest`,
+        {
+          file: path,
+        },
+      );
+    }
+    const file = join(payloadDir, entry.path);
+    let data: Uint8Array;
+    try {
+      data = readFileSync(file);
+    } catch (e) {
+      throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, {
+        file,
+        cause: e,
+      });
+    }
+    const problem = fileProblem(data, entry);
+    if (problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${problem}`, { file });
+    return data;
+  };
+  return {
+    type: ref.type,
+    version: ref.version,
+    signingTime: ref.signingTime,
+    files: manifest.files.map((f) => f.path),
+    read,
+    readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
+  };
+}
+
+/**
+ * Re-checks every file of a stored version against its manifest: presence,
+ * size, SHA-384, and no files the manifest does not list.
+ */
+export function verifyVersion(versionDir: string, ref: VersionRef): VerifyReport {
+  const base = { type: ref.type, version: ref.version, dir: ref.dir };
+  const problems: VerifyProblem[] = [];
+  let manifest: Manifest;
+  try {
+    manifest = readStoredManifest(versionDir);
+  } catch (e) {
+    return { ...base, files: 0, ok: false, problems: [{ path: "manifest.json", reason: String(e) }] };
+  }
+  if (manifest.type !== ref.type || manifest.version !== ref.version) {
+    problems.push({ path: "manifest.json", reason: `names ${manifest.type} v${manifest.version}` });
+  }
+  if (!existsSync(join(versionDir, "manifest.p7s")))
+    problems.push({ path: "manifest.p7s", reason: "missing" });
+  const payloadDir = join(versionDir, "payload");
+  const listed = new Set<string>();
+  for (const entry of manifest.files) {
+    listed.add(entry.path);
+    const file = join(payloadDir, entry.path);
+    let data: Uint8Array;
+    try {
+      // A symlink could later be pointed elsewhere; the store only ever writes regular files.
+      if (!lstatSync(file).isFile()) {
+        problems.push({ path: entry.path, reason: "not a regular file" });
+        continue;
+      }
+      data = readFileSync(file);
+    } catch {
+      problems.push({ path: entry.path, reason: "missing or unreadable" });
+      continue;
+    }
+    const problem = fileProblem(data, entry);
+    if (problem) problems.push({ path: entry.path, reason: problem });
+  }
+  for (const extra of listFiles(payloadDir).filter((p) => !listed.has(p))) {
+    problems.push({ path: extra, reason: "not in the manifest" });
+  }
+  return { ...base, files: manifest.files.length, ok: problems.length === 0, problems };
+}
