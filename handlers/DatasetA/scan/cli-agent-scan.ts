@@ -6,6 +6,11 @@
  * same in-process, Live Protection lookups included (samples it queues are
  * sent by the agent when it next runs).
  *
+ * `--json` adds `via`: "agent" (the running agent scanned, with the scanner
+ * host it already has loaded — clamdscan to its clamd) or "offline" (this
+ * process started its own). The offline machinery is imported only on that
+ * path, so asking a running agent costs little more than the CLI's start-up.
+ *
  * Exit codes: 1 when something was found (a detection Live Protection did
  * not dismiss), 0 when clean, 2 when nothing could be scanned (e.g. no such
  * path), 3 when no scanner content is installed, 4 when an agent holds the
@@ -26,8 +31,10 @@ import { statePaths } from "../../../core/config.ts";
 import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
 import { HandlerError } from "../../../core/errors.ts";
-import { createScanRuntime } from "./runtime.ts";
 import type { Progress, ScanReport } from "./service.ts";
+
+/** Which path a scan took: the running agent's scanner, or one this process started. */
+export type ScanVia = "agent" | "offline";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -193,9 +200,11 @@ export default defineCommand({
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     const config = loadAgentConfig(args);
     let report: ScanReport;
+    let via: ScanVia;
     try {
       const client = await connectIfRunning(config.stateDir);
       if (client) {
+        via = "agent";
         report = await scanOnline(
           client,
           config.stateDir,
@@ -203,21 +212,28 @@ export default defineCommand({
           onProgress,
         );
       } else {
-        report = await withOfflineAgent(config, async (agent) => {
-          // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
-          const rt = await createScanRuntime(
-            { config: agent.effective.current(), api: agent, events: agent.events },
-            { background: false },
-          );
-          return pid !== undefined
-            ? rt.service.scanProcess(pid, { onProgress })
-            : rt.service.scanPaths(paths, { onProgress });
-        });
+        via = "offline";
+        const { createScanRuntime } = await import("./runtime.ts");
+        report = await withOfflineAgent(
+          config,
+          async (agent) => {
+            // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
+            const rt = await createScanRuntime(
+              { config: agent.effective.current(), api: agent, events: agent.events },
+              { background: false },
+            );
+            return pid !== undefined
+              ? rt.service.scanProcess(pid, { onProgress })
+              : rt.service.scanPaths(paths, { onProgress });
+            // Only the scanner host runs handler code, and it imports its own: this process needs manifests.
+          },
+          { deferHandlerCode: true },
+        );
       }
     } finally {
       bar?.clear();
     }
-    if (args.json) printJson(report);
+    if (args.json) printJson({ ...report, via });
     else printText(renderScanReport(report));
     const notLoaded = report.errors.find((e) => e.code === "HND_NOT_LOADED");
     if (notLoaded && report.objects === 0) {
