@@ -13,10 +13,13 @@ import { resolve } from "node:path";
 import type { ArgsDef, CommandDef } from "citty";
 import type { Agent, AgentOptions } from "../../agent/runtime.ts";
 import { type AgentConfig, type AgentConfigInput, deepMerge, loadConfig } from "../../config.ts";
-import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
+import type { RemoteAgentApi } from "../../control/client.ts";
 import { EXIT } from "../exit-codes.ts";
+import { agentArgs, connectIfRunning } from "./online.ts";
 import { recordedRunConfig } from "./run-config.ts";
 import { requireWiring } from "./wiring.ts";
+
+export { agentArgs, connectIfRunning } from "./online.ts";
 
 export {
   type AgentService,
@@ -29,12 +32,6 @@ export {
   wiredRoutes,
   wiredServices,
 } from "./wiring.ts";
-
-export const agentArgs = {
-  state: { type: "string", valueHint: "DIR", description: "agent state directory (default: from config)" },
-  config: { type: "string", valueHint: "FILE", description: "agent config file (JSON)" },
-  json: { type: "boolean", default: false, description: "print machine-readable JSON" },
-} as const satisfies ArgsDef;
 
 export interface AgentFlags {
   state?: string;
@@ -112,16 +109,6 @@ export function asRemote(agent: Agent): RemoteAgentApi {
     ack: (type) => agent.ack(type),
     call: (type, method, args) => agent.call(type, method, args),
   };
-}
-
-/** The running agent's client, or undefined when none answers for this state dir. */
-export async function connectIfRunning(stateDir: string): Promise<ControlClient | undefined> {
-  try {
-    return await ControlClient.fromStateDir(stateDir);
-  } catch (e) {
-    if ((e as { code?: string }).code === "CTL_NOT_RUNNING") return undefined;
-    throw e;
-  }
 }
 
 export type AgentMode = "online" | "offline";

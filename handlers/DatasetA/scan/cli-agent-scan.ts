@@ -19,18 +19,14 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import {
-  agentArgs,
-  connectIfRunning,
-  loadAgentConfig,
-  withOfflineAgent,
-} from "../../../core/cli/agent/session.ts";
+import { agentArgs, connectIfRunning } from "../../../core/cli/agent/online.ts";
 import { EXIT } from "../../../core/cli/exit-codes.ts";
 import { printErr, printJson, printText, UsageError } from "../../../core/cli/output.ts";
-import { statePaths } from "../../../core/config.ts";
+import type { AgentConfig } from "../../../core/config.ts";
 import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
 import { HandlerError } from "../../../core/errors.ts";
+import { statePaths } from "../../../core/state-paths.ts";
 import type { Progress, ScanReport } from "./service.ts";
 
 /** Which path a scan took: the running agent's scanner, or one this process started. */
@@ -198,24 +194,28 @@ export default defineCommand({
 
     const bar = !args.json && !args.quiet && process.stderr.isTTY ? progressBar() : undefined;
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
-    const config = loadAgentConfig(args);
+    // The offline machinery (config schemas, the in-process agent, the scan runtime) loads only when
+    // no agent answers. With --state alone the state dir is known without reading a config: the
+    // flag wins over any config's stateDir, and a running agent scans with its own config.
+    const session = () => import("../../../core/cli/agent/session.ts");
+    const stateOnly = args.state !== undefined && args.config === undefined;
+    const config: AgentConfig | undefined = stateOnly ? undefined : (await session()).loadAgentConfig(args);
+    const stateDir = config?.stateDir ?? resolve(args.state!);
     let report: ScanReport;
     let via: ScanVia;
     try {
-      const client = await connectIfRunning(config.stateDir);
+      const client = await connectIfRunning(stateDir);
       if (client) {
         via = "agent";
-        report = await scanOnline(
-          client,
-          config.stateDir,
-          pid !== undefined ? { pid } : { paths },
-          onProgress,
-        );
+        report = await scanOnline(client, stateDir, pid !== undefined ? { pid } : { paths }, onProgress);
       } else {
         via = "offline";
-        const { createScanRuntime } = await import("./runtime.ts");
+        const [{ loadAgentConfig, withOfflineAgent }, { createScanRuntime }] = await Promise.all([
+          session(),
+          import("./runtime.ts"),
+        ]);
         report = await withOfflineAgent(
-          config,
+          config ?? loadAgentConfig(args),
           async (agent) => {
             // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
             const rt = await createScanRuntime(
