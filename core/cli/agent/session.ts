@@ -60,6 +60,7 @@ export interface CreateAgentOptions {
    * Import a handler's code only when something runs it in this process. With host processes
    * (the default isolation) nothing does: a one-shot command then skips evaluating every
    * handler's modules (`agent scan`: bench/scan-startup.ts). In-process isolation loads them all.
+   * Default: false for createAgent (`agent run`), true for withOfflineAgent (one-shot commands).
    */
   deferHandlerCode?: boolean;
 }
@@ -91,7 +92,7 @@ export async function withOfflineAgent<T>(
   fn: (agent: Agent) => Promise<T>,
   opts: { readOnly?: boolean } & CreateAgentOptions = {},
 ): Promise<T> {
-  const agent = await createAgent(config, { deferHandlerCode: opts.deferHandlerCode });
+  const agent = await createAgent(config, { deferHandlerCode: opts.deferHandlerCode ?? true });
   await agent.start({ loop: false, readOnly: opts.readOnly });
   try {
     return await fn(agent);
