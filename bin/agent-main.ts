@@ -15,7 +15,7 @@ import { VERSION } from "../core/version.ts";
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
-  deferredRegistry: () => import("../handlers/manifests.ts").then((m) => m.manifestRegistry()),
+  deferredRegistry: (only) => import("../handlers/manifests.ts").then((m) => m.manifestRegistry(only)),
   hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
   alertSinks: (config) =>
     import("../plugins/sinks/http-alerts.ts").then((m) =>

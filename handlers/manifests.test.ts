@@ -36,6 +36,24 @@ describe("handlers by manifest (handlers/manifests.ts)", () => {
     }
   });
 
+  test("restricted to host groups: theirs, plus what the agent's own state is computed from", () => {
+    const scanner = manifestRegistry({ groups: ["scanner"] });
+    expect(scanner.types()).toEqual([
+      "AgentSoftware",
+      "DatasetA",
+      "Flags",
+      "LocalRepData",
+      "MLModel",
+      "RemapperRules",
+    ]);
+    for (const type of scanner.types()) {
+      const m = scanner.require(type).manifest;
+      expect([type, m.group === "scanner" || (m.contributes?.length ?? 0) > 0]).toEqual([type, true]);
+    }
+    // The groups themselves stay registered (the policy of each is the same table).
+    expect(scanner.groups()).toEqual(defaultRegistry().groups());
+  });
+
   test("handlerFor imports the one handler a type names; an unknown type is refused", async () => {
     expect(await handlerFor("DatasetA")).toBe(datasetAHandler as ContentHandler);
     await expect(handlerFor("NoSuchType")).rejects.toMatchObject({ code: "HND_UNKNOWN_TYPE" });

@@ -89,13 +89,25 @@ export function deferredHandler(
   };
 }
 
+export interface ManifestRegistryOptions {
+  /**
+   * Only the handlers of these host groups, plus every handler that contributes to the agent's
+   * own state (`manifest.contributes`: policy overlays, flags, agent software — what the effective
+   * config is computed from). An agent built on it loads, and starts hosts for, nothing else:
+   * `agent scan` offline needs the scanner group, not the seven others an endpoint has installed.
+   */
+  groups?: readonly string[];
+}
+
 /** The built-in groups and handlers, by manifest; each handler's code loads on first use. */
-export function manifestRegistry(): HandlerRegistry {
+export function manifestRegistry(opts: ManifestRegistryOptions = {}): HandlerRegistry {
   const registry = new HandlerRegistry();
   for (const group of builtinGroups) registry.registerGroup(group);
   for (const input of builtinManifests()) {
     const manifest = HandlerManifestSchema.parse(input);
-    registry.register(deferredHandler(manifest, () => handlerFor(manifest.name)));
+    const wanted =
+      !opts.groups || opts.groups.includes(manifest.group) || (manifest.contributes?.length ?? 0) > 0;
+    if (wanted) registry.register(deferredHandler(manifest, () => handlerFor(manifest.name)));
   }
   return registry;
 }

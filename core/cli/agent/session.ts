@@ -63,6 +63,13 @@ export interface CreateAgentOptions {
    * Default: false for createAgent (`agent run`), true for withOfflineAgent (one-shot commands).
    */
   deferHandlerCode?: boolean;
+  /**
+   * With deferred handler code: the host groups this command uses. The agent knows only their
+   * handlers (and those its effective config is computed from), so it loads and starts hosts for
+   * nothing else; other installed content is left as it is, neither loaded nor touched.
+   * Default: every group.
+   */
+  groups?: readonly string[];
 }
 
 /** Builds an Agent from the wiring; the caller starts and stops it. */
@@ -71,7 +78,7 @@ export async function createAgent(config: AgentConfig, opts: CreateAgentOptions 
   const { Agent } = await import("../../agent/runtime.ts");
   const deferred = opts.deferHandlerCode && config.hosts.isolation !== "in-process" && w.deferredRegistry;
   const [registry, alertSinks] = await Promise.all([
-    deferred ? deferred() : w.registry(),
+    deferred ? deferred(opts.groups ? { groups: opts.groups } : undefined) : w.registry(),
     w.alertSinks?.(config) ?? [],
   ]);
   // The hook's code (RepairKit: the Lua engine) is imported when the first scheduled cycle ends.
@@ -92,7 +99,10 @@ export async function withOfflineAgent<T>(
   fn: (agent: Agent) => Promise<T>,
   opts: { readOnly?: boolean } & CreateAgentOptions = {},
 ): Promise<T> {
-  const agent = await createAgent(config, { deferHandlerCode: opts.deferHandlerCode ?? true });
+  const agent = await createAgent(config, {
+    deferHandlerCode: opts.deferHandlerCode ?? true,
+    ...(opts.groups ? { groups: opts.groups } : {}),
+  });
   await agent.start({ loop: false, readOnly: opts.readOnly });
   try {
     return await fn(agent);

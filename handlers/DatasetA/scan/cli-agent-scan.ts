@@ -225,9 +225,10 @@ export default defineCommand({
             return pid !== undefined
               ? rt.service.scanProcess(pid, { onProgress })
               : rt.service.scanPaths(paths, { onProgress });
-            // Only the scanner host runs handler code, and it imports its own: this process needs manifests.
           },
-          { deferHandlerCode: true },
+          // Only the scanner host runs handler code (DatasetA, reputation, ML), and it imports its
+          // own: this process needs manifests, and no other group's host.
+          { deferHandlerCode: true, groups: ["scanner"] },
         );
       }
     } finally {

@@ -3,10 +3,11 @@
  * dir: the same report either way, and `via` says which path scanned
  * (docs/cli.md). The offline run is the one-shot path whose supervisor
  * knows handlers by manifest only (handlers/manifests.ts): its scanner host
- * still finds what the running agent's finds.
+ * still finds what the running agent's finds, and starts no host but the
+ * scanner's although another group's content is installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../../core/control/server.ts";
@@ -31,9 +32,13 @@ let detach: (() => void) | undefined;
 beforeAll(async () => {
   vendor = await makeVendor();
   await vendor.release("DatasetA", 1, { "main.ndb": `T.ViaMark:0:*:${hex("outpost-via-mark")}\n` });
+  // Content of another host group, installed beside: an offline scan must not start its host.
+  await vendor.release("TELEMSUP", 1, {
+    "telemsup.json": readFileSync(join(import.meta.dir, "../../../examples/TELEMSUP/telemsup.json"), "utf8"),
+  });
   agent = await startAgent(vendor, { registry: defaultRegistry });
   const report = await agent.agent.update();
-  expect(report.installed.map((i) => i.type)).toEqual(["DatasetA"]);
+  expect(report.installed.map((i) => i.type).sort()).toEqual(["DatasetA", "TELEMSUP"]);
   const runtime = await createScanRuntime(
     { config: agent.agent.config, api: agent.agent, events: agent.agent.events },
     { background: false },
@@ -96,9 +101,18 @@ describe("agent scan: via the running agent or offline, the same report", () => 
     plane = undefined;
     await agent.stop();
 
+    // Host work dirs show which groups a process started: clear them, then scan offline.
+    const hostDir = (group: string) => join(agent.stateDir, "hosts", group);
+    expect(existsSync(hostDir("telemetry"))).toBe(true);
+    rmSync(hostDir("telemetry"), { recursive: true, force: true });
+    rmSync(hostDir("scanner"), { recursive: true, force: true });
+
     const offline = await scanJson();
     expect(offline.code).toBe(1);
     expect(offline.report.via).toBe("offline");
     expect(comparable(offline.report)).toEqual(comparable(online.report));
+    // The scanner's host ran; the telemetry group's content was left alone.
+    expect(existsSync(hostDir("scanner"))).toBe(true);
+    expect(existsSync(hostDir("telemetry"))).toBe(false);
   }, 60_000);
 });
