@@ -14,6 +14,12 @@
  * executable, RSS counts them twice). Floors in the same run: `bun -e 0`
  * and `dist/agent --version`.
  *
+ * A second offline row scans on an endpoint-like state dir: the same
+ * DatasetA plus the examples of eight other content types in five more host
+ * groups (examples/: ScheduledQueryPack, TELEMSUP, ESH, EPIPS_data,
+ * NTP_OVERRIDES, MLModel, Flags, RemapperRules) — a one-shot scan should not
+ * pay for content it does not use (`--bare` skips it).
+ *
  * With `--online`, also `agent scan` while `agent run` holds the same state
  * dir (the scan goes to the running agent's scanner host, like clamdscan to
  * clamd); the running agent's own memory is not counted there.
@@ -22,7 +28,7 @@
  * `bun build.ts --outdir`) scans the same state dir in the same alternation:
  * a before → after on the same machine load.
  *
- *   bun bench/scan-startup.ts [--runs 9] [--online] [--before DIR/agent] [--json]
+ *   bun bench/scan-startup.ts [--runs 9] [--online] [--bare] [--before DIR/agent] [--json]
  *
  * Needs dist/agent and dist/contentctl (`bun build.ts`) and clamscan.
  */
@@ -40,6 +46,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "9" },
     online: { type: "boolean", default: false },
     before: { type: "string" },
+    bare: { type: "boolean", default: false },
     json: { type: "boolean" },
   },
 });
@@ -93,6 +100,45 @@ const install = await run([
 ]);
 if (!/DatasetA\s+1/.test(install.out)) throw new Error(`install did not take: ${install.out}`);
 
+/** The endpoint-like state dir: DatasetA and the examples of other types, installed from the same repo. */
+const EXAMPLE_TYPES = [
+  "ScheduledQueryPack",
+  "TELEMSUP",
+  "ESH",
+  "EPIPS_data",
+  "NTP_OVERRIDES",
+  "MLModel",
+  "Flags",
+  "RemapperRules",
+];
+const endpointState = join(work, "state-endpoint");
+if (!values.bare) {
+  for (const type of EXAMPLE_TYPES) {
+    const out = join(work, `${type}-1.tar`);
+    const src = join(ROOT, "examples", type);
+    await run([contentctl, "pack", "--type", type, "--version", "1", "--keys", keys, "--out", out, src]);
+    await run([contentctl, "publish", "--repo", repo, "--group", "g", "--keys", keys, out]);
+  }
+  const trust = join(keys, "root.pem");
+  const all = await run([
+    ...[
+      agent,
+      "update",
+      "--once",
+      "--repo",
+      repo,
+      "--group",
+      "g",
+      "--trust",
+      trust,
+      "--state",
+      endpointState,
+    ],
+  ]);
+  for (const type of ["DatasetA", ...EXAMPLE_TYPES])
+    if (!new RegExp(`${type}\\s+1`).test(all.out)) throw new Error(`${type} not installed: ${all.out}`);
+}
+
 // One small clean file (timed), and one carrying a body signature (checked once: both must find it).
 const small = join(work, "small.txt");
 writeFileSync(small, "#!/bin/sh\n# a small shell script, nothing to find here\n".repeat(80));
@@ -100,7 +146,7 @@ const infected = join(work, "infected.bin");
 const inst = set.body[3]!.instance;
 writeFileSync(infected, Buffer.concat([Buffer.alloc(2048, 0x20), inst, Buffer.alloc(2048, 0x20)]));
 
-const ours = (file: string) => [agent, "scan", "--state", state, "--json", "--quiet", file];
+const ours = (file: string, dir = state) => [agent, "scan", "--state", dir, "--json", "--quiet", file];
 const theirs = (file: string) => ["clamscan", "--no-summary", "-d", db, file];
 
 const oursFound = JSON.parse((await run(ours(infected), [1])).out) as {
@@ -145,6 +191,12 @@ const offline = await alternate({
   clamscan: { cmd: theirs(small) },
   agentVersion: { cmd: [agent, "--version"] },
   bunEmpty: { cmd: [process.execPath, "-e", "0"] },
+  ...(values.bare
+    ? {}
+    : {
+        endpoint: { cmd: ours(small, endpointState) },
+        ...(before ? { endpointBefore: { cmd: [before, ...ours(small, endpointState).slice(1)] } } : {}),
+      }),
 });
 const ratio = (a: Summary, b: Summary) => ({
   cpu: r2(a.cpuMs / b.cpuMs),
@@ -200,7 +252,11 @@ const result = {
   signatures: { hash: 10_000, body: 10_000, machineCodeShare: 0.4 },
   loadAverage: load,
   sameDetection,
-  offline: { ...offline, ratio: ratio(offline.outpost!, offline.clamscan!) },
+  offline: {
+    ...offline,
+    ratio: ratio(offline.outpost!, offline.clamscan!),
+    ...(offline.endpoint ? { endpointRatio: ratio(offline.endpoint, offline.clamscan!) } : {}),
+  },
   ...(online ? { online } : {}),
 };
 if (values.json) console.log(JSON.stringify(result));
@@ -212,6 +268,10 @@ else {
   );
   console.log(line("dist/agent scan", offline.outpost!));
   if (offline.before) console.log(line("--before agent scan", offline.before));
+  if (offline.endpoint) {
+    console.log(line("  + 8 example types", offline.endpoint));
+    if (offline.endpointBefore) console.log(line("  --before, same", offline.endpointBefore));
+  }
   console.log(line("clamscan -d", offline.clamscan!));
   console.log(line("dist/agent --version", offline.agentVersion!));
   console.log(line("bun -e 0", offline.bunEmpty!));
@@ -219,6 +279,11 @@ else {
   console.log(
     `  ratio to clamscan      CPU ${r.cpu}×, wall ${r.wall}×, PSS ${r.pss}×, RSS ${r.rss}× (goal ≤ 1×)`,
   );
+  const e = result.offline.endpointRatio;
+  if (e)
+    console.log(
+      `  + 8 example types      CPU ${e.cpu}×, wall ${e.wall}×, PSS ${e.pss}×, RSS ${e.rss}× clamscan`,
+    );
   if (online) {
     console.log("  with `agent run` on the same state dir (the scan goes to its scanner host):");
     console.log(line("dist/agent scan", online.outpost));
