@@ -52,6 +52,12 @@ describe("handlers by manifest (handlers/manifests.ts)", () => {
     }
     // The groups themselves stay registered (the policy of each is the same table).
     expect(scanner.groups()).toEqual(defaultRegistry().groups());
+    // An agent that keeps its last applied state needs no contributors.
+    expect(manifestRegistry({ groups: ["scanner"], contributors: false }).types()).toEqual([
+      "DatasetA",
+      "LocalRepData",
+      "MLModel",
+    ]);
   });
 
   test("handlerFor imports the one handler a type names; an unknown type is refused", async () => {

@@ -97,6 +97,8 @@ export interface ManifestRegistryOptions {
    * `agent scan` offline needs the scanner group, not the seven others an endpoint has installed.
    */
   groups?: readonly string[];
+  /** With `groups`: also the contributing handlers (default true; false when the agent will not recompute its state). */
+  contributors?: boolean;
 }
 
 /** The built-in groups and handlers, by manifest; each handler's code loads on first use. */
@@ -105,8 +107,8 @@ export function manifestRegistry(opts: ManifestRegistryOptions = {}): HandlerReg
   for (const group of builtinGroups) registry.registerGroup(group);
   for (const input of builtinManifests()) {
     const manifest = HandlerManifestSchema.parse(input);
-    const wanted =
-      !opts.groups || opts.groups.includes(manifest.group) || (manifest.contributes?.length ?? 0) > 0;
+    const contributes = opts.contributors !== false && (manifest.contributes?.length ?? 0) > 0;
+    const wanted = !opts.groups || opts.groups.includes(manifest.group) || contributes;
     if (wanted) registry.register(deferredHandler(manifest, () => handlerFor(manifest.name)));
   }
   return registry;

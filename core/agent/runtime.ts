@@ -184,7 +184,12 @@ export class Agent implements AgentApi {
     return this.opts.config;
   }
 
-  async start(opts: { loop?: boolean; readOnly?: boolean } = {}): Promise<void> {
+  /**
+   * `applyEffective: false` keeps the effective config the last agent applied (as persisted in the
+   * state dir; what a read-only view uses too) instead of recomputing it from the contributing
+   * handlers — for a one-shot command that loads only the groups it uses (`agent scan` offline).
+   */
+  async start(opts: { loop?: boolean; readOnly?: boolean; applyEffective?: boolean } = {}): Promise<void> {
     if (opts.readOnly) return this.startReadOnly();
     const paths = statePaths(this.config.stateDir);
     const { mkdirSync } = await import("node:fs");
@@ -197,9 +202,10 @@ export class Agent implements AgentApi {
       this.rollbackNotices.restore();
       this.software.atStart();
       await this.loadInstalled();
-      await this.effective
-        .apply()
-        .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
+      if (opts.applyEffective !== false)
+        await this.effective
+          .apply()
+          .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
     } catch (e) {
       this.releaseLock();
       throw e;

@@ -70,6 +70,11 @@ export interface CreateAgentOptions {
    * Default: every group.
    */
   groups?: readonly string[];
+  /**
+   * Recompute the effective config at start from the contributing handlers (default), or keep
+   * the one the last agent applied (`false`: the contributors are then not loaded either).
+   */
+  applyEffective?: boolean;
 }
 
 /** Builds an Agent from the wiring; the caller starts and stops it. */
@@ -78,7 +83,11 @@ export async function createAgent(config: AgentConfig, opts: CreateAgentOptions 
   const { Agent } = await import("../../agent/runtime.ts");
   const deferred = opts.deferHandlerCode && config.hosts.isolation !== "in-process" && w.deferredRegistry;
   const [registry, alertSinks] = await Promise.all([
-    deferred ? deferred(opts.groups ? { groups: opts.groups } : undefined) : w.registry(),
+    deferred
+      ? deferred(
+          opts.groups ? { groups: opts.groups, contributors: opts.applyEffective !== false } : undefined,
+        )
+      : w.registry(),
     w.alertSinks?.(config) ?? [],
   ]);
   // The hook's code (RepairKit: the Lua engine) is imported when the first scheduled cycle ends.
@@ -102,8 +111,9 @@ export async function withOfflineAgent<T>(
   const agent = await createAgent(config, {
     deferHandlerCode: opts.deferHandlerCode ?? true,
     ...(opts.groups ? { groups: opts.groups } : {}),
+    ...(opts.applyEffective !== undefined ? { applyEffective: opts.applyEffective } : {}),
   });
-  await agent.start({ loop: false, readOnly: opts.readOnly });
+  await agent.start({ loop: false, readOnly: opts.readOnly, applyEffective: opts.applyEffective });
   try {
     return await fn(agent);
   } finally {

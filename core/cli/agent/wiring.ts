@@ -17,10 +17,14 @@ export interface AgentWiring {
   /**
    * The same handlers known by their manifests, each one's code imported on first use
    * (handlers/manifests.ts): enough for a supervisor whose handlers all run in host processes,
-   * which import their own code. `only.groups`: just those groups' handlers, plus the ones the
-   * agent's own state is computed from (handlers/manifests.ts). Default: registry().
+   * which import their own code. `only.groups`: just those groups' handlers, plus (unless
+   * `only.contributors` is false) the ones the agent's own state is computed from
+   * (handlers/manifests.ts). Default: registry().
    */
-  deferredRegistry?(only?: { groups?: readonly string[] }): HandlerRegistry | Promise<HandlerRegistry>;
+  deferredRegistry?(only?: {
+    groups?: readonly string[];
+    contributors?: boolean;
+  }): HandlerRegistry | Promise<HandlerRegistry>;
   /** The built-in handlers one host group needs (a host process imports only those); default: registry(). */
   hostRegistry?(group: string): HandlerRegistry | Promise<HandlerRegistry>;
   alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;

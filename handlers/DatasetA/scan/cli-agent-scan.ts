@@ -227,8 +227,9 @@ export default defineCommand({
               : rt.service.scanPaths(paths, { onProgress });
           },
           // Only the scanner host runs handler code (DatasetA, reputation, ML), and it imports its
-          // own: this process needs manifests, and no other group's host.
-          { deferHandlerCode: true, groups: ["scanner"] },
+          // own: this process needs manifests, and no other group's host. The effective config is
+          // the one the last agent applied (persisted), so the policy contributors stay unloaded too.
+          { deferHandlerCode: true, groups: ["scanner"], applyEffective: false },
         );
       }
     } finally {

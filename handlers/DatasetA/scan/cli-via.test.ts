@@ -32,13 +32,16 @@ let detach: (() => void) | undefined;
 beforeAll(async () => {
   vendor = await makeVendor();
   await vendor.release("DatasetA", 1, { "main.ndb": `T.ViaMark:0:*:${hex("outpost-via-mark")}\n` });
-  // Content of another host group, installed beside: an offline scan must not start its host.
-  await vendor.release("TELEMSUP", 1, {
-    "telemsup.json": readFileSync(join(import.meta.dir, "../../../examples/TELEMSUP/telemsup.json"), "utf8"),
-  });
+  // Content of other host groups, installed beside: an offline scan must not start their hosts —
+  // neither telemetry's nor config's (Flags contributes to the effective config, which an offline
+  // scan takes as the last agent applied it).
+  const example = (type: string, file: string) =>
+    readFileSync(join(import.meta.dir, "../../../examples", type, file), "utf8");
+  await vendor.release("TELEMSUP", 1, { "telemsup.json": example("TELEMSUP", "telemsup.json") });
+  await vendor.release("Flags", 1, { "flags.json": example("Flags", "flags.json") });
   agent = await startAgent(vendor, { registry: defaultRegistry });
   const report = await agent.agent.update();
-  expect(report.installed.map((i) => i.type).sort()).toEqual(["DatasetA", "TELEMSUP"]);
+  expect(report.installed.map((i) => i.type).sort()).toEqual(["DatasetA", "Flags", "TELEMSUP"]);
   const runtime = await createScanRuntime(
     { config: agent.agent.config, api: agent.agent, events: agent.agent.events },
     { background: false },
@@ -103,9 +106,14 @@ describe("agent scan: via the running agent or offline, the same report", () => 
 
     // Host work dirs show which groups a process started: clear them, then scan offline.
     const hostDir = (group: string) => join(agent.stateDir, "hosts", group);
-    expect(existsSync(hostDir("telemetry"))).toBe(true);
-    rmSync(hostDir("telemetry"), { recursive: true, force: true });
-    rmSync(hostDir("scanner"), { recursive: true, force: true });
+    for (const group of ["telemetry", "config", "scanner"]) {
+      expect([group, existsSync(hostDir(group))]).toEqual([group, true]);
+      rmSync(hostDir(group), { recursive: true, force: true });
+    }
+
+    const effectiveState = join(agent.stateDir, "effective", "state.json");
+    const appliedBefore = readFileSync(effectiveState, "utf8");
+    expect(JSON.parse(appliedBefore)).toBeTruthy();
 
     const offline = await scanJson();
     expect(offline.code).toBe(1);
@@ -114,5 +122,8 @@ describe("agent scan: via the running agent or offline, the same report", () => 
     // The scanner's host ran; the telemetry group's content was left alone.
     expect(existsSync(hostDir("scanner"))).toBe(true);
     expect(existsSync(hostDir("telemetry"))).toBe(false);
+    expect(existsSync(hostDir("config"))).toBe(false);
+    // The effective config the running agent applied is the one the offline scan kept: untouched.
+    expect(readFileSync(effectiveState, "utf8")).toBe(appliedBefore);
   }, 60_000);
 });
