@@ -14,6 +14,8 @@ export interface SampledRun {
   cpuMs: number;
   /** Peak summed RSS of the process tree, MB. */
   treeRssMb: number;
+  /** Peak summed PSS of the process tree, MB (shared pages split among their users); only with `pss: true`. */
+  treePssMb?: number;
   code: number;
   out: string;
 }
@@ -34,16 +36,50 @@ export function treeRssKb(pid: number): number {
   return kb;
 }
 
+/** The pids of `pid` and its descendants (those alive now). */
+export function processTree(pid: number): number[] {
+  const pids = [pid];
+  try {
+    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, "latin1")
+      .split(" ")
+      .filter(Boolean))
+      pids.push(...processTree(Number(child)));
+  } catch {
+    // The process ended between the reads.
+  }
+  return pids;
+}
+
+/**
+ * Sum of Pss over `pid` and its descendants, in kB. PSS divides each shared
+ * page among the processes mapping it, so two Bun processes mapping the same
+ * 120 MB executable are not counted twice (RSS counts it in each).
+ */
+export function treePssKb(pid: number): number {
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = readFileSync(`/proc/${p}/smaps_rollup`, "latin1").match(/^Pss:\s+(\d+)/m);
+      kb += m ? Number(m[1]) : 0;
+    } catch {
+      // Gone already.
+    }
+  }
+  return kb;
+}
+
 export async function runSampled(
   cmd: string[],
-  opts: { env?: Record<string, string | undefined>; ok?: number[] } = {},
+  opts: { env?: Record<string, string | undefined>; ok?: number[]; pss?: boolean } = {},
 ): Promise<SampledRun> {
   const ok = opts.ok ?? [0];
   const t = performance.now();
   const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: opts.env ?? process.env });
   let peak = 0;
+  let peakPss = 0;
   const sample = () => {
     peak = Math.max(peak, treeRssKb(p.pid));
+    if (opts.pss) peakPss = Math.max(peakPss, treePssKb(p.pid));
   };
   sample();
   const sampler = setInterval(sample, 20);
@@ -54,5 +90,12 @@ export async function runSampled(
   if (!ok.includes(code)) throw new Error(`${cmd.join(" ")} exited ${code}: ${err.slice(0, 2000)}`);
   const ru = p.resourceUsage();
   const cpuMs = ru ? Number(ru.cpuTime.user + ru.cpuTime.system) / 1000 : Number.NaN;
-  return { wallMs, cpuMs, treeRssMb: Math.round(peak / 1024), code, out };
+  return {
+    wallMs,
+    cpuMs,
+    treeRssMb: Math.round(peak / 1024),
+    ...(opts.pss ? { treePssMb: Math.round(peakPss / 1024) } : {}),
+    code,
+    out,
+  };
 }

@@ -6,6 +6,7 @@ import { join } from "node:path";
 
 const benches = [
   ["startup.ts"],
+  ["scan-startup.ts", "--online"],
   ["verify-install.ts", "--runs", "3"],
   ["hmpa.ts"],
   ["ipc.ts"],

@@ -8,13 +8,14 @@
 import "reflect-metadata";
 import { defineCommand } from "citty";
 import type { Agent } from "../core/agent/runtime.ts";
-import { setAgentWiring } from "../core/cli/agent/session.ts";
 import { versionLine } from "../core/cli/agent/version.ts";
+import { setAgentWiring } from "../core/cli/agent/wiring.ts";
 import { runCli } from "../core/cli/main.ts";
 import { VERSION } from "../core/version.ts";
 
 setAgentWiring({
   registry: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
+  deferredRegistry: (only) => import("../handlers/manifests.ts").then((m) => m.manifestRegistry(only)),
   hostRegistry: (group) => import("../handlers/host-registry.ts").then((m) => m.registryForGroup(group)),
   alertSinks: (config) =>
     import("../plugins/sinks/http-alerts.ts").then((m) =>

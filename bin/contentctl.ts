@@ -7,7 +7,7 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe) in the bundle; see core/crypto/engine.ts.
 import "reflect-metadata";
 import { defineCommand } from "citty";
-import { setAgentWiring } from "../core/cli/agent/session.ts";
+import { setAgentWiring } from "../core/cli/agent/wiring.ts";
 import { setPackChecks } from "../core/cli/contentctl/pack-checks.ts";
 import { runCli } from "../core/cli/main.ts";
 import { COMMIT, VERSION } from "../core/version.ts";

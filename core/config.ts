@@ -7,7 +7,7 @@
  */
 
 import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { ExclusionsConfigSchema } from "./exclusions-config.ts";
@@ -373,15 +373,5 @@ export function deepMerge(
   return out;
 }
 
-export const statePaths = (stateDir: string) => ({
-  root: stateDir,
-  content: join(stateDir, "content"),
-  updateState: join(stateDir, "update-state.json"),
-  indexCache: join(stateDir, "index-cache"),
-  controlToken: join(stateDir, "control.token"),
-  controlInfo: join(stateDir, "control.json"),
-  controlSocket: join(stateDir, "control.sock"),
-  events: join(stateDir, "events.jsonl"),
-  lock: join(stateDir, "agent.lock"),
-  agentId: join(stateDir, "agent-id"),
-});
+// Re-exported: the paths live apart so the control client does not evaluate the config schemas.
+export { statePaths } from "./state-paths.ts";

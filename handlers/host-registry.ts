@@ -6,39 +6,61 @@
  * builtinHandlers(): a handler missing here is caught there, and the host
  * would still find it through the full registry (slower).
  */
+
+import { HandlerError } from "../core/errors.ts";
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
 import { builtinGroups } from "./groups.ts";
 
 type Module = Record<string, unknown>;
 
-/** Host group → the modules that export its handlers (literal imports, so the bundler includes them). */
-export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = {
-  hmpa: [() => import("./Hmpa_data/index.ts")],
-  scanner: [
-    () => import("./DatasetA/index.ts"),
-    () => import("./LocalRepData/index.ts"),
-    () => import("./MLModel/index.ts"),
-  ],
-  behavior: [() => import("./Behavior/index.ts"), () => import("./ProductRulesFeed/index.ts")],
-  query: [() => import("./ScheduledQueryPack/index.ts")],
-  repair: [() => import("./RepairKit/index.ts")],
-  appfeed: [() => import("./APPFEED/index.ts"), () => import("./USERAPPFEED/index.ts")],
-  config: [
-    // RemapperRules loads its parsers on first use; a host must have them before Landlock.
-    async () => {
-      const m = await import("./RemapperRules/index.ts");
-      await m.loadEngine();
-      return m;
-    },
-    () => import("./Flags/index.ts"),
-  ],
-  ips: [() => import("./EPIPS_data/index.ts"), () => import("./NTP_OVERRIDES/index.ts")],
-  telemetry: [() => import("./TELEMSUP/index.ts")],
-  esh: [() => import("./ESH/index.ts")],
-  install: [() => import("./CRT/index.ts")],
-  software: [() => import("./AgentSoftware/index.ts")],
+/** Content type → the module that exports its handler (literal imports, so the bundler includes them). */
+export const HANDLER_MODULES: Record<string, () => Promise<Module>> = {
+  Hmpa_data: () => import("./Hmpa_data/index.ts"),
+  DatasetA: () => import("./DatasetA/index.ts"),
+  LocalRepData: () => import("./LocalRepData/index.ts"),
+  MLModel: () => import("./MLModel/index.ts"),
+  Behavior: () => import("./Behavior/index.ts"),
+  ProductRulesFeed: () => import("./ProductRulesFeed/index.ts"),
+  ScheduledQueryPack: () => import("./ScheduledQueryPack/index.ts"),
+  RepairKit: () => import("./RepairKit/index.ts"),
+  APPFEED: () => import("./APPFEED/index.ts"),
+  USERAPPFEED: () => import("./USERAPPFEED/index.ts"),
+  // RemapperRules loads its parsers on first use; a host must have them before Landlock.
+  RemapperRules: async () => {
+    const m = await import("./RemapperRules/index.ts");
+    await m.loadEngine();
+    return m;
+  },
+  Flags: () => import("./Flags/index.ts"),
+  EPIPS_data: () => import("./EPIPS_data/index.ts"),
+  NTP_OVERRIDES: () => import("./NTP_OVERRIDES/index.ts"),
+  TELEMSUP: () => import("./TELEMSUP/index.ts"),
+  ESH: () => import("./ESH/index.ts"),
+  CRT: () => import("./CRT/index.ts"),
+  AgentSoftware: () => import("./AgentSoftware/index.ts"),
 };
+
+/** Host group → the content types whose handlers it runs. */
+export const GROUP_TYPES: Record<string, string[]> = {
+  hmpa: ["Hmpa_data"],
+  scanner: ["DatasetA", "LocalRepData", "MLModel"],
+  behavior: ["Behavior", "ProductRulesFeed"],
+  query: ["ScheduledQueryPack"],
+  repair: ["RepairKit"],
+  appfeed: ["APPFEED", "USERAPPFEED"],
+  config: ["RemapperRules", "Flags"],
+  ips: ["EPIPS_data", "NTP_OVERRIDES"],
+  telemetry: ["TELEMSUP"],
+  esh: ["ESH"],
+  install: ["CRT"],
+  software: ["AgentSoftware"],
+};
+
+/** Host group → the modules that export its handlers. */
+export const GROUP_MODULES: Record<string, (() => Promise<Module>)[]> = Object.fromEntries(
+  Object.entries(GROUP_TYPES).map(([group, types]) => [group, types.map((t) => HANDLER_MODULES[t]!)]),
+);
 
 function handlersIn(mod: Module): ContentHandler[] {
   const found = new Set<ContentHandler>();
@@ -65,4 +87,12 @@ export async function registryForGroup(group: string): Promise<HandlerRegistry> 
     if (h.manifest.group === group && !registry.get(h.manifest.name)) registry.register(h);
   }
   return registry;
+}
+
+/** The built-in handler for `type`, importing only its own module (handlers/manifests.ts defers to this). */
+export async function handlerFor(type: string): Promise<ContentHandler> {
+  const load = HANDLER_MODULES[type];
+  const handler = load ? handlersIn(await load()).find((h) => h.manifest.name === type) : undefined;
+  if (!handler) throw new HandlerError("HND_UNKNOWN_TYPE", `no built-in handler for content type ${type}`);
+  return handler;
 }

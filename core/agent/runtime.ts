@@ -13,7 +13,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
-import { TrustStore } from "../crypto/cms.ts";
+import type { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import { ExclusionService } from "../exclusions/service.ts";
@@ -28,11 +28,9 @@ import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { refuseStateSymlinks } from "../store/state-links.ts";
 import { ContentStore } from "../store/store.ts";
-import { runUpdateCycle } from "../update/client.ts";
 import { UpdateMemory } from "../update/memory.ts";
 import { type Timers, UpdateLoop } from "../update/schedule.ts";
-import { type Transport, transportFor } from "../update/transport.ts";
-import { warnIfTrustExpiring } from "../update/trust-expiry.ts";
+import type { Transport } from "../update/transport.ts";
 import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
@@ -40,7 +38,6 @@ import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
 import { createHost } from "./host-wiring.ts";
 import { acquireLock, assertNotLocked } from "./lock.ts";
-import { contentPolicy } from "./policy.ts";
 import { protectedPaths } from "./protected-paths.ts";
 import { openViewWorkRoot, type ViewWorkRoot } from "./read-only-view.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
@@ -187,7 +184,12 @@ export class Agent implements AgentApi {
     return this.opts.config;
   }
 
-  async start(opts: { loop?: boolean; readOnly?: boolean } = {}): Promise<void> {
+  /**
+   * `applyEffective: false` keeps the effective config the last agent applied (as persisted in the
+   * state dir; what a read-only view uses too) instead of recomputing it from the contributing
+   * handlers — for a one-shot command that loads only the groups it uses (`agent scan` offline).
+   */
+  async start(opts: { loop?: boolean; readOnly?: boolean; applyEffective?: boolean } = {}): Promise<void> {
     if (opts.readOnly) return this.startReadOnly();
     const paths = statePaths(this.config.stateDir);
     const { mkdirSync } = await import("node:fs");
@@ -200,9 +202,10 @@ export class Agent implements AgentApi {
       this.rollbackNotices.restore();
       this.software.atStart();
       await this.loadInstalled();
-      await this.effective
-        .apply()
-        .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
+      if (opts.applyEffective !== false)
+        await this.effective
+          .apply()
+          .catch((e) => this.log.warn("policy not applied at start", describeError(e)));
     } catch (e) {
       this.releaseLock();
       throw e;
@@ -302,6 +305,16 @@ export class Agent implements AgentApi {
     const memory = this.memory;
     if (!memory) throw new ConfigError("AGENT_NOT_STARTED", "agent not started");
     this.events.emit("update-started", { group: u.group });
+    // The update machinery (CMS and X.509 stacks, transports) loads with the first cycle: a process
+    // that only opens the state dir (`agent scan`, `agent status` offline) never evaluates it.
+    const [{ TrustStore }, { runUpdateCycle }, { transportFor }, { warnIfTrustExpiring }, { contentPolicy }] =
+      await Promise.all([
+        import("../crypto/cms.ts"),
+        import("../update/client.ts"),
+        import("../update/transport.ts"),
+        import("../update/trust-expiry.ts"),
+        import("./policy.ts"),
+      ]);
     let trust: TrustStore;
     try {
       trust = await TrustStore.load(u.trust);

@@ -17,7 +17,6 @@
  */
 import { z } from "zod";
 import type { TrustStore } from "../crypto/cms.ts";
-import { verifyDetached } from "../crypto/cms-verify.ts";
 import { ConfigError } from "../errors.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
 
@@ -105,6 +104,9 @@ export async function verifyBundle(
   trust: TrustStore,
   opts: { now: Date; file: string; tenant: string; lastSerial?: number },
 ): Promise<PolicyBundle> {
+  // The CMS stack (pkijs, @peculiar/x509) loads with the first bundle to verify, not with every
+  // process that builds an agent (`agent scan` offline never verifies one).
+  const { verifyDetached } = await import("../crypto/cms-verify.ts");
   await verifyDetached(bytes, signature, trust, { now: opts.now, file: opts.file });
   const bundle = parseBundle(bytes, opts.file);
   if (bundle.tenant !== opts.tenant) {

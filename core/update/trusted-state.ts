@@ -25,10 +25,9 @@
  *   P3  cadence early polls the tenant's early group instead of its general one
  */
 import type { TrustStore } from "../crypto/cms.ts";
-import { verifyDetached } from "../crypto/cms-verify.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import { UpdateError } from "../errors.ts";
-import { openPackage, type VerifiedPackage } from "../package/open.ts";
+import type { VerifiedPackage } from "../package/open.ts";
 import { parseIndex, type RepoIndex } from "../repo/index-format.ts";
 
 export interface GroupMemory {
@@ -64,7 +63,9 @@ export async function verifyIndex(
   signature: Uint8Array,
   ctx: { trust: TrustStore; group: string; now: Date; file: string; memory?: GroupMemory },
 ): Promise<RepoIndex> {
-  // R1: nothing in the index is read before its signature checks out.
+  // R1: nothing in the index is read before its signature checks out. (The CMS stack loads with the
+  // first signature to check: the selection rules here also serve processes that never check one.)
+  const { verifyDetached } = await import("../crypto/cms-verify.ts");
   await verifyDetached(indexBytes, signature, ctx.trust, { now: ctx.now, file: ctx.file });
   const index = parseIndex(indexBytes, ctx.file);
   // R2: an index for another group could move us onto another rollout's content.
@@ -257,6 +258,7 @@ export async function verifyPackage(
     );
   }
   // R8 (and the type half of R9) inside openPackage.
+  const { openPackage } = await import("../package/open.ts");
   const pkg = await openPackage(bytes, ctx.trust, { file: ctx.file, now: ctx.now, expectedType: type });
   // R9: the index and the signed manifest must agree on the version.
   if (pkg.manifest.version !== entry.version) {

@@ -5,8 +5,9 @@
  * the supervisor side is feed.ts.
  */
 import { defineAppfeedHandler } from "../_shared/appfeed/handler.ts";
+import { appfeedTypeManifest } from "./manifest.ts";
 
 export const appfeedHandler = defineAppfeedHandler({
   type: "APPFEED",
-  description: "Vendor application-detection rules that generate exclusions (read-only, unprivileged)",
+  description: appfeedTypeManifest.description,
 });

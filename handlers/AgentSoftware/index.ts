@@ -9,7 +9,8 @@
  */
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { checkSoftware, MAX_AGENT_BYTES, type SoftwareDescriptor } from "./format.ts";
+import { checkSoftware, type SoftwareDescriptor } from "./format.ts";
+import { agentSoftwareManifest } from "./manifest.ts";
 
 interface SoftwareLive {
   version: number;
@@ -30,15 +31,7 @@ function parse(view: ContentView): { descriptor: SoftwareDescriptor; bytes: numb
 }
 
 export const agentSoftwareHandler = defineHandler<SoftwareLive>({
-  manifest: {
-    name: "AgentSoftware",
-    description: "The agent executable itself, switched in through an A/B slot with a health deadline",
-    group: "software",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 512, cpuSeconds: 600 },
-    maxPackageBytes: MAX_AGENT_BYTES + 1024 * 1024,
-    contributes: ["agent.software"],
-  },
+  manifest: agentSoftwareManifest,
 
   validate(view) {
     parse(view);

@@ -15,6 +15,7 @@ import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { parseEvents } from "./events.ts";
 import { BehaviorLive, BehaviorSettingsSchema } from "./live.ts";
+import { behaviorManifest } from "./manifest.ts";
 
 function settingsOf(raw: Record<string, unknown>) {
   const r = BehaviorSettingsSchema.safeParse(raw);
@@ -30,15 +31,7 @@ function settingsOf(raw: Record<string, unknown>) {
 }
 
 export const behaviorHandler = defineHandler<BehaviorLive>({
-  manifest: {
-    name: "Behavior",
-    description: "Behavior rules: sandboxed Lua reactors over process, network, file and config events",
-    group: "behavior",
-    // The sensor polls procfs; nothing else on the host is read, nothing written.
-    privileges: { runAs: "agent", fs: { mode: "read-only", paths: ["/proc/**"] }, net: "none", exec: false },
-    limits: { memoryMb: 512, cpuSeconds: 86400 },
-    maxPackageBytes: 32 * 1024 * 1024,
-  },
+  manifest: behaviorManifest,
 
   validate(view) {
     settingsOf(validateRulesPackage(view).settings);

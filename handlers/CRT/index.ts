@@ -16,6 +16,7 @@ import { act, detect } from "./engine.ts";
 import type { CrtRule } from "./format.ts";
 import { readRules } from "./format.ts";
 import { assertSafe } from "./guard.ts";
+import { crtManifest } from "./manifest.ts";
 import { liveProbe } from "./probe.ts";
 
 interface Loaded {
@@ -27,18 +28,7 @@ interface Loaded {
 const RemoveArgs = z.object({ dryRun: z.boolean().default(false) }).strict();
 
 export const crtHandler = defineHandler<Loaded>({
-  manifest: {
-    name: "CRT",
-    description: "Removes known-incompatible software before install; on demand only, in the install group",
-    group: "install",
-    install: "on-demand",
-    privileges: { runAs: "root", fs: { mode: "read-write", paths: ["/**"] }, net: "none", exec: true },
-    limits: { memoryMb: 128, cpuSeconds: 1800 },
-    maxPackageBytes: 4 * 1024 * 1024,
-    // `remove` runs `apt-get -s remove` (60 s) and then the removal (300 s) per package: the default
-    // 30 s IPC budget failed a real `apt-get remove sl` on a loaded machine with HND_IPC_TIMEOUT.
-    callTimeoutSeconds: { scan: 120, remove: 900 },
-  },
+  manifest: crtManifest,
   validate(view) {
     assertSafe(readRules(view));
   },

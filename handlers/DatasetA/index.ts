@@ -18,6 +18,7 @@ import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
 import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
+import { datasetAManifest } from "./manifest.ts";
 import { MAX_CHUNK_BYTES, SessionTable } from "./session.ts";
 
 export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
@@ -114,17 +115,7 @@ function build(view: ContentView): { dataset: Dataset; ms: number } {
 }
 
 export const datasetAHandler = defineHandler<LoadedDataset>({
-  manifest: {
-    name: "DatasetA",
-    description: "Content scanner: hash and body signatures (ClamAV-compatible subset), archives",
-    group: "scanner",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 1024, cpuSeconds: 3600 },
-    maxPackageBytes: 512 * 1024 * 1024,
-    // `end` scans a whole streamed object in one call: a 2 GiB file on a loaded machine runs
-    // past the default IPC budget (bench/scan-large.ts: HND_IPC_TIMEOUT after 30 s).
-    callTimeoutSeconds: { end: 900 },
-  },
+  manifest: datasetAManifest,
 
   validate(view) {
     const b = build(view);

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
+import { epipsDataManifest } from "./manifest.ts";
 import { buildRuleSet, type RuleSet } from "./rules/compile.ts";
 import { parseRuleFilesAsync, RuleError } from "./rules/parse.ts";
 
@@ -66,15 +67,7 @@ interface Loaded {
 }
 
 export const epipsDataHandler = defineHandler<Loaded>({
-  manifest: {
-    name: "EPIPS_data",
-    description: "IPS signatures (Suricata rule subset) matched against queued packets",
-    group: "ips",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    // A 1M-rule file compiles in ~1.2 GB (bench/ips.ts); the default 100k-rule sets need ~150 MB.
-    limits: { memoryMb: 2048, cpuSeconds: 86_400 },
-    maxPackageBytes: 512 * 1024 * 1024,
-  },
+  manifest: epipsDataManifest,
 
   async validate(view) {
     const t = performance.now();

@@ -17,6 +17,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { EshEngine, type Finding } from "./engine.ts";
+import { eshManifest } from "./manifest.ts";
 import { type ParsedRule, parseRuleFiles, ruleFileNames } from "./rules.ts";
 
 interface EshLive {
@@ -70,14 +71,7 @@ export interface FeedReply {
 }
 
 export const eshHandler = defineHandler<EshLive>({
-  manifest: {
-    name: "ESH",
-    description: "Endpoint self-help: regular expressions over local logs, linked to KB articles",
-    group: "esh",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 128, cpuSeconds: 86400 },
-    maxPackageBytes: 4 * 1024 * 1024,
-  },
+  manifest: eshManifest,
 
   validate(view) {
     parse(view);

@@ -9,6 +9,7 @@ import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
 import { VERSION } from "../../core/version.ts";
 import { FLAGS_FILE, parseSupplement } from "./format.ts";
+import { flagsManifest } from "./manifest.ts";
 
 interface FlagsLive {
   version: number;
@@ -25,16 +26,7 @@ function read(view: { files: readonly string[]; readText(p: string): string; typ
 }
 
 export const flagsHandler = defineHandler<FlagsLive>({
-  manifest: {
-    name: "Flags",
-    description:
-      "Flags Supplement: which features this agent release may turn on (the Flags Service decides)",
-    group: "config",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 128, cpuSeconds: 600 },
-    maxPackageBytes: 1024 * 1024,
-    contributes: ["config.flags"],
-  },
+  manifest: flagsManifest,
 
   validate(view) {
     read(view);

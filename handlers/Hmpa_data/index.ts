@@ -9,6 +9,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { MAX_THUMBPRINT_LENGTH, PAYLOAD_FILE } from "./format.ts";
+import { hmpaDataManifest } from "./manifest.ts";
 import { Allowlist, invalid, validateAllowlist } from "./reader.ts";
 
 export { PAYLOAD_FILE } from "./format.ts";
@@ -57,15 +58,7 @@ function parseArgs<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
 const loadTimes = new WeakMap<Allowlist, number>();
 
 export const hmpaDataHandler = defineHandler<Allowlist>({
-  manifest: {
-    name: "Hmpa_data",
-    description: "Global allowlist of HitmanPro.Alert detection thumbprints",
-    group: "hmpa",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    // 10M entries is ~55 MB; the limits leave room for ~45M.
-    limits: { memoryMb: 512, cpuSeconds: 120 },
-    maxPackageBytes: 256 * 1024 * 1024,
-  },
+  manifest: hmpaDataManifest,
 
   validate(content) {
     validateAllowlist(readPayload(content), { file: PAYLOAD_FILE });

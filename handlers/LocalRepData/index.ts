@@ -14,6 +14,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { type Band, PAYLOAD_FILE } from "./format.ts";
+import { localRepDataManifest } from "./manifest.ts";
 import { invalid, ReputationDb, validateReputation } from "./reader.ts";
 
 export { PAYLOAD_FILE } from "./format.ts";
@@ -91,15 +92,7 @@ export function answer(db: ReputationDb, q: { sha256?: string; signer?: string }
 }
 
 export const localRepDataHandler = defineHandler<Loaded>({
-  manifest: {
-    name: "LocalRepData",
-    description: "Reputation by file SHA-256 and by signer certificate",
-    group: "scanner",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    // 10M entries ≈ 185 MB; room for ~40M.
-    limits: { memoryMb: 1024, cpuSeconds: 600 },
-    maxPackageBytes: 1024 * 1024 * 1024,
-  },
+  manifest: localRepDataManifest,
 
   validate(view) {
     validateReputation(payload(view), { file: PAYLOAD_FILE });

@@ -23,6 +23,7 @@ import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
+import { mlModelManifest } from "./manifest.ts";
 import { type InputKind, MODEL_FILES, Model } from "./model.ts";
 
 /** A model that faults this many times is switched off and its version handed back for rollback. */
@@ -138,14 +139,7 @@ let built: { key: string; models: Model[] } | undefined;
 const keyOf = (v: ContentView) => `${v.type}:${v.version}:${v.signingTime}`;
 
 export const mlModelHandler = defineHandler<LoadedModels>({
-  manifest: {
-    name: "MLModel",
-    description: "WebAssembly ML models scored on scanned objects (telemetry or live)",
-    group: "scanner",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 512, cpuSeconds: 3600 },
-    maxPackageBytes: 64 * 1024 * 1024,
-  },
+  manifest: mlModelManifest,
 
   async validate(view) {
     built = { key: keyOf(view), models: await openModels(view) };

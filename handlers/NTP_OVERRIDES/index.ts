@@ -12,6 +12,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
+import { ntpOverridesManifest } from "./manifest.ts";
 
 const CheckArgs = z
   .object({
@@ -57,14 +58,7 @@ interface Loaded {
 }
 
 export const ntpOverridesHandler = defineHandler<Loaded>({
-  manifest: {
-    name: "NTP_OVERRIDES",
-    description: "Kernel modules incompatible with the IPS: a match disables it, overriding policy",
-    group: "ips",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 128, cpuSeconds: 600 },
-    maxPackageBytes: 16 * 1024 * 1024,
-  },
+  manifest: ntpOverridesManifest,
   validate(view) {
     parseOverrides(view);
   },

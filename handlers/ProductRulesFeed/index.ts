@@ -16,6 +16,7 @@ import { productLibraries } from "../_shared/lua/exchange.ts";
 import { type LibraryModules, openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { type LibraryExports, probeLibrary } from "../_shared/lua/library.ts";
+import { productRulesFeedManifest } from "./manifest.ts";
 
 interface ProductLive {
   library: LibraryModules;
@@ -25,15 +26,7 @@ interface ProductLive {
 }
 
 export const productRulesFeedHandler = defineHandler<ProductLive>({
-  manifest: {
-    name: "ProductRulesFeed",
-    description: "Product Lua library shared by the Behavior rules (loaded first, same interpreter)",
-    group: "behavior",
-    // Reads only its payload and its group's work directory (the content keyring).
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 512, cpuSeconds: 86400 },
-    maxPackageBytes: 16 * 1024 * 1024,
-  },
+  manifest: productRulesFeedManifest,
 
   validate(view) {
     validateRulesPackage(view);

@@ -18,6 +18,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
 import type { ParsedRuleFile } from "./format.ts";
+import { remapperRulesManifest } from "./manifest.ts";
 
 type Engine = typeof import("./engine.ts");
 let engine: Promise<Engine> | undefined;
@@ -57,15 +58,7 @@ async function parseAll(view: {
 }
 
 export const remapperRulesHandler = defineHandler<RemapperLive>({
-  manifest: {
-    name: "RemapperRules",
-    description: "Policy remapping: XPath rules that turn tenant policy documents into agent configuration",
-    group: "config",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 256, cpuSeconds: 3600 },
-    maxPackageBytes: 8 * 1024 * 1024,
-    contributes: ["config.overlays"],
-  },
+  manifest: remapperRulesManifest,
 
   async validate(view) {
     await parseAll(view);

@@ -21,6 +21,7 @@ import { actionsFromCaps } from "./actions.ts";
 import { checkRuleset, type Ruleset, runWithFallback } from "./engine.ts";
 import { RepairEnv } from "./env.ts";
 import { type RepairFacts, type RepairMode, readFacts } from "./facts.ts";
+import { repairKitManifest } from "./manifest.ts";
 
 interface RepairLive {
   ruleset: Ruleset;
@@ -59,23 +60,7 @@ function factsFor(caps: Capabilities): RepairFacts {
 }
 
 export const repairKitHandler = defineHandler<RepairLive>({
-  manifest: {
-    name: "RepairKit",
-    description: "Self-repair rules for the agent's own installation, run each update cycle and on demand",
-    group: "repair",
-    // Root, because what it repairs is root's (state dir, trust store). Its Lua API confines rules
-    // to the installation; nothing here runs a program or talks to the network.
-    privileges: {
-      runAs: "root",
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: a placeholder the host expands, not a template
-      fs: { mode: "read-write", paths: ["${stateDir}/**", "/etc/outpost/**"] },
-      net: "none",
-      exec: false,
-      agent: true,
-    },
-    limits: { memoryMb: 256, cpuSeconds: 3600 },
-    maxPackageBytes: 8 * 1024 * 1024,
-  },
+  manifest: repairKitManifest,
 
   validate(view) {
     validateRulesPackage(view);

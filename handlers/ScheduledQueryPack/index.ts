@@ -19,6 +19,7 @@ import { describeError, HandlerError } from "../../core/errors.ts";
 import { type Capabilities, type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
 import { QueryHost } from "./host.ts";
+import { scheduledQueryPackManifest } from "./manifest.ts";
 import {
   MAX_SQL_BYTES,
   machineShard,
@@ -29,7 +30,7 @@ import {
   selectForHost,
 } from "./pack.ts";
 import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
-import { hostIdentifierOf, MAX_WALL_SECONDS, SettingsSchema, watchdogLimits } from "./settings.ts";
+import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
 import { embeddedUnsupported, osquerydUnsupported } from "./unsupported.ts";
 import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
 
@@ -265,23 +266,7 @@ async function rebuildIfNeeded(l: Loaded): Promise<void> {
 
 export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
   return defineHandler<Loaded>({
-    manifest: {
-      name: TYPE,
-      description: "osquery-compatible scheduled query packs with a watchdog; results in osquery log format",
-      group: "query",
-      privileges: {
-        runAs: "root",
-        fs: { mode: "read-only", paths: ["/**"] },
-        net: "none",
-        exec: true,
-        hostView: true,
-      },
-      limits: { memoryMb: 1024, cpuSeconds: 86400 },
-      maxPackageBytes: 16 * 1024 * 1024,
-      // `run` and `query` wait for a query the watchdog bounds by its wall limit, queued behind at most
-      // one other (one query at a time per worker): the IPC call must not give up first.
-      callTimeoutSeconds: { run: 2 * MAX_WALL_SECONDS + 60, query: 2 * MAX_WALL_SECONDS + 60 },
-    },
+    manifest: scheduledQueryPackManifest,
 
     validate(view) {
       for (const pack of readPacks(view)) {

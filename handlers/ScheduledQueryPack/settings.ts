@@ -11,10 +11,12 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
+import { MAX_WALL_SECONDS } from "./manifest.ts";
 import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
 
-/** The longest wall-clock limit a query may be given (settings and per-pack overrides alike). */
-export const MAX_WALL_SECONDS = 86400;
+// The longest wall-clock limit a query may be given (settings and per-pack overrides alike); it lives
+// beside the manifest, whose call budgets follow from it.
+export { MAX_WALL_SECONDS } from "./manifest.ts";
 
 export const WatchdogSettingsSchema = z
   .object({

@@ -9,6 +9,7 @@
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { checkTelemsup, TELEMSUP_FILE, type TelemsupDocument } from "./document.ts";
+import { telemsupManifest } from "./manifest.ts";
 
 interface TelemsupLive {
   version: number;
@@ -38,14 +39,7 @@ function parse(view: ContentView): TelemsupDocument {
 }
 
 export const telemsupHandler = defineHandler<TelemsupLive>({
-  manifest: {
-    name: "TELEMSUP",
-    description: "Telemetry submission settings: server, verb, resource root, headers, interval",
-    group: "telemetry",
-    privileges: { runAs: "agent", fs: { mode: "none" }, net: "none", exec: false },
-    limits: { memoryMb: 64, cpuSeconds: 600 },
-    maxPackageBytes: 64 * 1024,
-  },
+  manifest: telemsupManifest,
 
   validate(view) {
     parse(view);

@@ -9,10 +9,11 @@
  */
 import { defineAppfeedHandler } from "../_shared/appfeed/handler.ts";
 import { tenantEvidence, tenantVerdict, validateTenantManifest } from "../_shared/tenant/signature.ts";
+import { userAppfeedManifest } from "./manifest.ts";
 
 export const userAppfeedHandler = defineAppfeedHandler({
   type: "USERAPPFEED",
-  description: "Administrator's application-detection rules (tenant-signed) that generate exclusions",
+  description: userAppfeedManifest.description,
   validate: validateTenantManifest,
   gate(view) {
     const evidence = tenantEvidence(view);

@@ -7,7 +7,7 @@
 import { defineCommand } from "citty";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../host/frame.ts";
 import { UsageError } from "../output.ts";
-import { wiredRegistry } from "./session.ts";
+import { wiredRegistry } from "./wiring.ts";
 
 const bytes = (v: string | undefined, name: string): number => {
   if (v === undefined) return DEFAULT_MAX_MESSAGE_BYTES;

@@ -11,93 +11,31 @@
  */
 import { resolve } from "node:path";
 import type { ArgsDef, CommandDef } from "citty";
-import type { AlertSink } from "../../agent/alerts.ts";
 import type { Agent, AgentOptions } from "../../agent/runtime.ts";
 import { type AgentConfig, type AgentConfigInput, deepMerge, loadConfig } from "../../config.ts";
-import { ControlClient, type RemoteAgentApi } from "../../control/client.ts";
-import type { RouteExtension } from "../../control/extensions.ts";
-import type { HandlerRegistry } from "../../handler/registry.ts";
+import type { RemoteAgentApi } from "../../control/client.ts";
 import { EXIT } from "../exit-codes.ts";
+import { agentArgs, connectIfRunning } from "./online.ts";
 import { recordedRunConfig } from "./run-config.ts";
+import { requireWiring } from "./wiring.ts";
 
-export const agentArgs = {
-  state: { type: "string", valueHint: "DIR", description: "agent state directory (default: from config)" },
-  config: { type: "string", valueHint: "FILE", description: "agent config file (JSON)" },
-  json: { type: "boolean", default: false, description: "print machine-readable JSON" },
-} as const satisfies ArgsDef;
+export { agentArgs, connectIfRunning } from "./online.ts";
+
+export {
+  type AgentService,
+  type AgentWiring,
+  type RemoveIncompatible,
+  type ServiceContext,
+  setAgentWiring,
+  wiredRegistry,
+  wiredRemoveIncompatible,
+  wiredRoutes,
+  wiredServices,
+} from "./wiring.ts";
 
 export interface AgentFlags {
   state?: string;
   config?: string;
-}
-
-export interface AgentWiring {
-  registry(): HandlerRegistry | Promise<HandlerRegistry>;
-  /** The built-in handlers one host group needs (a host process imports only those); default: registry(). */
-  hostRegistry?(group: string): HandlerRegistry | Promise<HandlerRegistry>;
-  alertSinks?(config: AgentConfig): AlertSink[] | Promise<AlertSink[]>;
-  /** Work to run after each scheduled update cycle (RepairKit's hourly self-repair). */
-  afterCycle?(): Promise<AgentOptions["afterCycle"]> | AgentOptions["afterCycle"];
-  /** Feature routes contributed by handlers/plugins (mounted under /v1 by `agent run`). */
-  routes?(): RouteExtension[] | Promise<RouteExtension[]>;
-  /** Long-running supervisor-side features `agent run` starts after the agent and stops before it. */
-  services?(ctx: ServiceContext): AgentService[] | Promise<AgentService[]>;
-  /** `agent install --remove-incompatible`: fetches and runs the on-demand removal content (handlers/CRT). */
-  removeIncompatible?(): Promise<RemoveIncompatible> | RemoveIncompatible;
-}
-
-/** Runs the incompatible-software pass on the running system; the result is the handler's report. */
-export type RemoveIncompatible = (o: {
-  repo: string;
-  group: string;
-  trust: string;
-  dryRun: boolean;
-}) => Promise<{ ok: boolean; [k: string]: unknown }>;
-
-/** A supervisor-side feature beside the agent (scan requester, process tagger, result shippers…). */
-export interface AgentService {
-  readonly name: string;
-  start(): void | Promise<void>;
-  stop(): void | Promise<void>;
-}
-
-export interface ServiceContext {
-  config: AgentConfig;
-  api: Agent;
-  events: Agent["events"];
-}
-
-/** The handlers (and host groups) built into this executable, as the entry point registered them. */
-export async function wiredRegistry(group?: string): Promise<HandlerRegistry> {
-  const w = requireWiring();
-  return group !== undefined && w.hostRegistry ? w.hostRegistry(group) : w.registry();
-}
-
-/** The feature routes the entry point registered (empty when none). */
-export async function wiredRoutes(): Promise<RouteExtension[]> {
-  return (await requireWiring().routes?.()) ?? [];
-}
-
-/** The services the entry point registered (empty when none), not yet started. */
-export async function wiredServices(ctx: ServiceContext): Promise<AgentService[]> {
-  return (await requireWiring().services?.(ctx)) ?? [];
-}
-
-/** The entry point's incompatible-software pass, or undefined when this executable has none. */
-export async function wiredRemoveIncompatible(): Promise<RemoveIncompatible | undefined> {
-  return requireWiring().removeIncompatible?.();
-}
-
-let wiring: AgentWiring | undefined;
-
-export function setAgentWiring(w: AgentWiring): void {
-  wiring = w;
-}
-
-function requireWiring(): AgentWiring {
-  if (!wiring)
-    throw new Error("agent CLI used before setAgentWiring(): the entry point must register handlers");
-  return wiring;
 }
 
 /** Config file (if any) < explicit flags. Relative paths are taken from the caller's cwd. */
@@ -117,15 +55,46 @@ export function agentConfigFile(flags: AgentFlags): string | null {
   return flags.state ? (recordedRunConfig(resolve(flags.state))?.config ?? null) : null;
 }
 
+export interface CreateAgentOptions {
+  /**
+   * Import a handler's code only when something runs it in this process. With host processes
+   * (the default isolation) nothing does: a one-shot command then skips evaluating every
+   * handler's modules (`agent scan`: bench/scan-startup.ts). In-process isolation loads them all.
+   * Default: false for createAgent (`agent run`), true for withOfflineAgent (one-shot commands).
+   */
+  deferHandlerCode?: boolean;
+  /**
+   * With deferred handler code: the host groups this command uses. The agent knows only their
+   * handlers (and those its effective config is computed from), so it loads and starts hosts for
+   * nothing else; other installed content is left as it is, neither loaded nor touched.
+   * Default: every group.
+   */
+  groups?: readonly string[];
+  /**
+   * Recompute the effective config at start from the contributing handlers (default), or keep
+   * the one the last agent applied (`false`: the contributors are then not loaded either).
+   */
+  applyEffective?: boolean;
+}
+
 /** Builds an Agent from the wiring; the caller starts and stops it. */
-export async function createAgent(config: AgentConfig): Promise<Agent> {
+export async function createAgent(config: AgentConfig, opts: CreateAgentOptions = {}): Promise<Agent> {
   const w = requireWiring();
   const { Agent } = await import("../../agent/runtime.ts");
-  const [registry, alertSinks, afterCycle] = await Promise.all([
-    w.registry(),
+  const deferred = opts.deferHandlerCode && config.hosts.isolation !== "in-process" && w.deferredRegistry;
+  const [registry, alertSinks] = await Promise.all([
+    deferred
+      ? deferred(
+          opts.groups ? { groups: opts.groups, contributors: opts.applyEffective !== false } : undefined,
+        )
+      : w.registry(),
     w.alertSinks?.(config) ?? [],
-    w.afterCycle?.(),
   ]);
+  // The hook's code (RepairKit: the Lua engine) is imported when the first scheduled cycle ends.
+  const hook = w.afterCycle;
+  const afterCycle: AgentOptions["afterCycle"] = hook
+    ? async (agent, report) => (await hook())?.(agent, report)
+    : undefined;
   return new Agent({ config, registry, alertSinks, afterCycle });
 }
 
@@ -137,10 +106,14 @@ export async function createAgent(config: AgentConfig): Promise<Agent> {
 export async function withOfflineAgent<T>(
   config: AgentConfig,
   fn: (agent: Agent) => Promise<T>,
-  opts: { readOnly?: boolean } = {},
+  opts: { readOnly?: boolean } & CreateAgentOptions = {},
 ): Promise<T> {
-  const agent = await createAgent(config);
-  await agent.start({ loop: false, readOnly: opts.readOnly });
+  const agent = await createAgent(config, {
+    deferHandlerCode: opts.deferHandlerCode ?? true,
+    ...(opts.groups ? { groups: opts.groups } : {}),
+    ...(opts.applyEffective !== undefined ? { applyEffective: opts.applyEffective } : {}),
+  });
+  await agent.start({ loop: false, readOnly: opts.readOnly, applyEffective: opts.applyEffective });
   try {
     return await fn(agent);
   } finally {
@@ -157,16 +130,6 @@ export function asRemote(agent: Agent): RemoteAgentApi {
     ack: (type) => agent.ack(type),
     call: (type, method, args) => agent.call(type, method, args),
   };
-}
-
-/** The running agent's client, or undefined when none answers for this state dir. */
-export async function connectIfRunning(stateDir: string): Promise<ControlClient | undefined> {
-  try {
-    return await ControlClient.fromStateDir(stateDir);
-  } catch (e) {
-    if ((e as { code?: string }).code === "CTL_NOT_RUNNING") return undefined;
-    throw e;
-  }
 }
 
 export type AgentMode = "online" | "offline";

@@ -6,6 +6,11 @@
  * same in-process, Live Protection lookups included (samples it queues are
  * sent by the agent when it next runs).
  *
+ * `--json` adds `via`: "agent" (the running agent scanned, with the scanner
+ * host it already has loaded — clamdscan to its clamd) or "offline" (this
+ * process started its own). The offline machinery is imported only on that
+ * path, so asking a running agent costs little more than the CLI's start-up.
+ *
  * Exit codes: 1 when something was found (a detection Live Protection did
  * not dismiss), 0 when clean, 2 when nothing could be scanned (e.g. no such
  * path), 3 when no scanner content is installed, 4 when an agent holds the
@@ -14,20 +19,18 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import {
-  agentArgs,
-  connectIfRunning,
-  loadAgentConfig,
-  withOfflineAgent,
-} from "../../../core/cli/agent/session.ts";
+import { agentArgs, connectIfRunning } from "../../../core/cli/agent/online.ts";
 import { EXIT } from "../../../core/cli/exit-codes.ts";
 import { printErr, printJson, printText, UsageError } from "../../../core/cli/output.ts";
-import { statePaths } from "../../../core/config.ts";
+import type { AgentConfig } from "../../../core/config.ts";
 import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
 import { HandlerError } from "../../../core/errors.ts";
-import { createScanRuntime } from "./runtime.ts";
+import { statePaths } from "../../../core/state-paths.ts";
 import type { Progress, ScanReport } from "./service.ts";
+
+/** Which path a scan took: the running agent's scanner, or one this process started. */
+export type ScanVia = "agent" | "offline";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -191,33 +194,48 @@ export default defineCommand({
 
     const bar = !args.json && !args.quiet && process.stderr.isTTY ? progressBar() : undefined;
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
-    const config = loadAgentConfig(args);
+    // The offline machinery (config schemas, the in-process agent, the scan runtime) loads only when
+    // no agent answers. With --state alone the state dir is known without reading a config: the
+    // flag wins over any config's stateDir, and a running agent scans with its own config.
+    const session = () => import("../../../core/cli/agent/session.ts");
+    const stateOnly = args.state !== undefined && args.config === undefined;
+    const config: AgentConfig | undefined = stateOnly ? undefined : (await session()).loadAgentConfig(args);
+    const stateDir = config?.stateDir ?? resolve(args.state!);
     let report: ScanReport;
+    let via: ScanVia;
     try {
-      const client = await connectIfRunning(config.stateDir);
+      const client = await connectIfRunning(stateDir);
       if (client) {
-        report = await scanOnline(
-          client,
-          config.stateDir,
-          pid !== undefined ? { pid } : { paths },
-          onProgress,
-        );
+        via = "agent";
+        report = await scanOnline(client, stateDir, pid !== undefined ? { pid } : { paths }, onProgress);
       } else {
-        report = await withOfflineAgent(config, async (agent) => {
-          // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
-          const rt = await createScanRuntime(
-            { config: agent.effective.current(), api: agent, events: agent.events },
-            { background: false },
-          );
-          return pid !== undefined
-            ? rt.service.scanProcess(pid, { onProgress })
-            : rt.service.scanPaths(paths, { onProgress });
-        });
+        via = "offline";
+        const [{ loadAgentConfig, withOfflineAgent }, { createScanRuntime }] = await Promise.all([
+          session(),
+          import("./runtime.ts"),
+        ]);
+        report = await withOfflineAgent(
+          config ?? loadAgentConfig(args),
+          async (agent) => {
+            // The effective config (policy overlays and flag gates from state.json), as a running agent has it.
+            const rt = await createScanRuntime(
+              { config: agent.effective.current(), api: agent, events: agent.events },
+              { background: false },
+            );
+            return pid !== undefined
+              ? rt.service.scanProcess(pid, { onProgress })
+              : rt.service.scanPaths(paths, { onProgress });
+          },
+          // Only the scanner host runs handler code (DatasetA, reputation, ML), and it imports its
+          // own: this process needs manifests, and no other group's host. The effective config is
+          // the one the last agent applied (persisted), so the policy contributors stay unloaded too.
+          { deferHandlerCode: true, groups: ["scanner"], applyEffective: false },
+        );
       }
     } finally {
       bar?.clear();
     }
-    if (args.json) printJson(report);
+    if (args.json) printJson({ ...report, via });
     else printText(renderScanReport(report));
     const notLoaded = report.errors.find((e) => e.code === "HND_NOT_LOADED");
     if (notLoaded && report.objects === 0) {

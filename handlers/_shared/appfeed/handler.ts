@@ -23,18 +23,9 @@ import { openRulesPackage, validateRulesPackage } from "../lua/format.ts";
 import { loadKeyring } from "../lua/keys.ts";
 import { type AppfeedRuleset, type AppfeedRun, listApps, type RunHold, runAppfeed } from "./engine.ts";
 import { AppfeedEnv } from "./env.ts";
+import { appfeedManifest } from "./manifest.ts";
 
-/** What a rule may read: package databases, application metadata, config, snap/flatpak state. */
-export const APPFEED_READ_PATHS = [
-  "/var/lib/dpkg/**",
-  "/var/lib/rpm/**",
-  "/usr/share/applications/**",
-  "/opt/**",
-  "/etc/**",
-  "/var/lib/snapd/**",
-  "/var/lib/flatpak/**",
-  "/snap/**",
-];
+export { APPFEED_READ_PATHS } from "./manifest.ts";
 
 /** May the rules run now? `refuse` (at load only) rejects the package instead of holding it inert. */
 export type GateVerdict = { run: true; signer?: string } | { run: false; hold: RunHold; refuse: boolean };
@@ -113,21 +104,7 @@ export function defineAppfeedHandler(o: AppfeedHandlerOptions) {
     return live.last;
   };
   return defineHandler<AppfeedLive>({
-    manifest: {
-      name: o.type,
-      description: o.description,
-      group: "appfeed",
-      // Unprivileged and read-only: the package databases and application paths, plus the
-      // read-only query tools of env.ts (exec). No network.
-      privileges: {
-        runAs: "agent",
-        fs: { mode: "read-only", paths: APPFEED_READ_PATHS },
-        net: "none",
-        exec: true,
-      },
-      limits: { memoryMb: 256, cpuSeconds: 86400 },
-      maxPackageBytes: 8 * 1024 * 1024,
-    },
+    manifest: appfeedManifest(o.type, o.description),
 
     validate(view) {
       validateRulesPackage(view);

@@ -1,0 +1,10 @@
+/**
+ * APPFEED's manifest on its own: what the supervisor needs to know about the
+ * handler without evaluating its code (handlers/manifests.ts).
+ */
+import { appfeedManifest } from "../_shared/appfeed/manifest.ts";
+
+export const appfeedTypeManifest = appfeedManifest(
+  "APPFEED",
+  "Vendor application-detection rules that generate exclusions (read-only, unprivileged)",
+);
