@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { compilePattern } from "../_shared/matcher/pattern.ts";
 import { datasetFromSources } from "./dataset.ts";
 import type { ScanOutcome } from "./engine.ts";
-import { buildPe, generateSignatureSet, implant, Rng } from "./testutil.ts";
+import { buildPe, generateSignatureSet, implant, Rng, writeZip } from "./testutil.ts";
 
 const spillDir = mkdtempSync(join(tmpdir(), "outpost-dsa-"));
 process.on("exit", () => rmSync(spillDir, { recursive: true, force: true }));
@@ -253,4 +253,51 @@ test("anchors avoid common machine code: the rarest window under the measured by
   expect(Buffer.from(p.anchor.bytes).toString("hex")).not.toMatch(/^(0f1f8400|1f840000|84000000|00000000)$/);
   // The bytes beside the anchor are the extension word the index checks first.
   expect(p.anchor.ext).not.toBeNull();
+});
+
+describe("first match per object (clamscan's default; all matches is clamscan --allmatch)", () => {
+  const sigs = ["T.A:0:*:a1a2a3a4a5a6", "T.B:0:*:b1b2b3b4b5b6", "T.C:0:*:c1c2c3c4*c5c6c7c8"].join("\n");
+  const data = hexBytes(`00c1c2c3c400a1a2a3a4a5a600b1b2b3b4b5b600c5c6c7c800`);
+
+  test("all matches reports every signature; first match stops at the first that verifies", async () => {
+    const ds = datasetOf(`${sigs}\n`);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.A", "T.B", "T.C"]);
+    const first = await ds.scan(data, { spillDir, limits: { firstMatch: true } });
+    // T.C's first part comes first but its match ends last: T.A is the first to verify.
+    expect(names(first)).toEqual(["T.A"]);
+    expect(first.detections[0]!.offset).toBe(6);
+  });
+
+  test("a lookup-enabled detection does not stop the object (Live Protection may dismiss it)", async () => {
+    const ds = datasetOf(`${sigs}\n`, [{ path: "lookup.txt", text: "T.A\n" }]);
+    const r = await ds.scan(data, { spillDir, limits: { firstMatch: true } });
+    expect(r.detections.map((d) => [d.name, d.lookup])).toEqual([
+      ["T.A", true],
+      ["T.B", false],
+    ]);
+  });
+
+  test("a hash detection settles the object before the body signatures run", async () => {
+    const sha = createHash("sha256").update(data).digest("hex");
+    const ds = datasetFromSources([
+      { path: "t.ndb", text: `${sigs}\n` },
+      { path: "t.hsb", text: `${sha}:${data.length}:T.Hash\n` },
+    ]);
+    expect(names(await ds.scan(data, { spillDir, limits: { firstMatch: true } }))).toEqual(["T.Hash"]);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.A", "T.B", "T.C", "T.Hash"]);
+  });
+
+  test("each member of a container is its own object: every infected member is still reported", async () => {
+    const ds = datasetOf(`${sigs}\n`);
+    const zip = writeZip([
+      { name: "one.bin", data: hexBytes("0000b1b2b3b4b5b60000"), store: true },
+      { name: "two.bin", data: hexBytes("0000a1a2a3a4a5a60000") },
+      { name: "clean.txt", data: new TextEncoder().encode("nothing here") },
+    ]);
+    const r = await ds.scan(zip, { spillDir, limits: { firstMatch: true } });
+    expect(r.detections.map((d) => `${d.path.join("/")}:${d.name}`).sort()).toEqual([
+      "one.bin:T.B",
+      "two.bin:T.A",
+    ]);
+  });
 });

@@ -41,6 +41,14 @@ export interface ScanLimits {
    * the rest of the object; the other signatures are still checked.
    */
   verifyBudget: number;
+  /**
+   * Stop matching an object's signatures at its first detection that stands
+   * without a Live Protection lookup (clamscan's default), instead of
+   * reporting every signature that matches (`clamscan --allmatch`). Members of
+   * a container are still scanned: each is its own object, with its own
+   * digest an exclusion may name.
+   */
+  firstMatch: boolean;
 }
 
 /** Most steps one anchor hit may cost: a wide gap is searched this far, then the hit is given up. */
@@ -54,6 +62,7 @@ export const DEFAULT_LIMITS: ScanLimits = {
   maxRatio: 100,
   memoryBytes: 16 * 1024 * 1024,
   verifyBudget: 5_000_000,
+  firstMatch: false,
 };
 
 /** "ml": a live MLModel scored the object at or above its threshold (added by the scan requester). */
@@ -246,8 +255,9 @@ export class Dataset {
       out.detections.push({ ...x, path, sha256: sha(), size: d.length, objectKind: kind });
     };
 
-    this.matchHashes(d, sha, detect);
-    this.matchBody(d, kind, exe, path, state, detect);
+    // A detection that needs no lookup settles the object in first-match mode (a lookup may dismiss one).
+    const settled = this.matchHashes(d, sha, detect) && state.limits.firstMatch;
+    if (!settled) this.matchBody(d, kind, exe, path, state, detect);
 
     if (exe) {
       const found: ExecutableFound = { path, kind: exe.kind, sha256: sha(), size: d.length };
@@ -277,7 +287,8 @@ export class Dataset {
     d: Uint8Array,
     sha: () => string,
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
-  ): void {
+  ): boolean {
+    let standing = false;
     for (const algo of this.hashes.algosFor(d.length)) {
       const digest: Uint8Array =
         algo === "sha256" ? Buffer.from(sha(), "hex") : new Bun.CryptoHasher(algo).update(d).digest();
@@ -285,9 +296,12 @@ export class Dataset {
       for (const row of this.hashes.find(algo, digest, d.length)) {
         const path = this.set.files[t.file[row]!]!.path;
         const name = nameOfLine(this.lineText(t.file[row]!, t.start[row]!), false);
-        detect({ name, kind: "hash", lookup: this.set.lookup.has(name), source: `${path}:${t.line[row]}` });
+        const lookup = this.set.lookup.has(name);
+        detect({ name, kind: "hash", lookup, source: `${path}:${t.line[row]}` });
+        if (!lookup) standing = true;
       }
     }
+    return standing;
   }
 
   private matchBody(
@@ -309,6 +323,7 @@ export class Dataset {
     // hides another signature's detection.
     const spent = new Map<number, number>();
     const memos = new Map<number, ForwardMemo>();
+    const firstMatch = state.limits.firstMatch;
     this.index.scan(d, (sig, pos) => {
       if (matched.has(sig)) return false;
       const s = this.body(sig);
@@ -349,6 +364,7 @@ export class Dataset {
       if (m) {
         matched.add(sig);
         detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+        return firstMatch && !s.lookup;
       }
       return false;
     });

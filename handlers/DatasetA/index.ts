@@ -44,6 +44,7 @@ export const LimitsSchema = z
       .min(0)
       .max(1024 * 1024 * 1024),
     verifyBudget: z.number().int().min(1000).max(1e10),
+    firstMatch: z.boolean(),
   })
   .partial()
   .strict();

@@ -174,6 +174,11 @@ export default defineCommand({
       description: "scan the readable memory of this process instead",
     },
     quiet: { type: "boolean", default: false, description: "no progress bar" },
+    "all-matches": {
+      type: "boolean",
+      default: false,
+      description: "report every signature that matches an object, not only the first (clamscan --allmatch)",
+    },
   },
   async run({ args }) {
     const paths = (args._ as string[]).map((p) => resolve(p));
@@ -192,6 +197,7 @@ export default defineCommand({
     const bar = !args.json && !args.quiet && process.stderr.isTTY ? progressBar() : undefined;
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     const config = loadAgentConfig(args);
+    const allMatches = args["all-matches"] === true;
     let report: ScanReport;
     try {
       const client = await connectIfRunning(config.stateDir);
@@ -199,7 +205,7 @@ export default defineCommand({
         report = await scanOnline(
           client,
           config.stateDir,
-          pid !== undefined ? { pid } : { paths },
+          pid !== undefined ? { pid, allMatches } : { paths, allMatches },
           onProgress,
         );
       } else {
@@ -210,8 +216,8 @@ export default defineCommand({
             { background: false },
           );
           return pid !== undefined
-            ? rt.service.scanProcess(pid, { onProgress })
-            : rt.service.scanPaths(paths, { onProgress });
+            ? rt.service.scanProcess(pid, { onProgress, allMatches })
+            : rt.service.scanPaths(paths, { onProgress, allMatches });
         });
       }
     } finally {
