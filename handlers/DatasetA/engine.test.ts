@@ -245,6 +245,88 @@ describe("verification work is bounded per signature, never per object (issue 21
     expect(names(await ds.scan(tooClose, { spillDir }))).toEqual([]);
     expect(names(await ds.scan(wrongOrder, { spillDir }))).toEqual([]);
   });
+
+  test("a part before the anchor is searched only up to each hit, resuming where the last search stopped", async () => {
+    const sig = "0000000000000000*8badf00dcafebabe";
+    expect(compilePattern(sig).anchor.part).toBe(1);
+    const ds = datasetOf(`T.Before:0:*:${sig}\n`);
+    const zeros = "0000000000000000";
+    const hit = "8badf00dcafebabe";
+    const at = (parts: [number, string][], size = 400) => {
+      const d = new Uint8Array(size).fill(0x41);
+      for (const [o, h] of parts) d.set(hexBytes(h), o);
+      return d;
+    };
+    const scan = async (d: Uint8Array) => (await ds.scan(d, { spillDir })).detections.map((x) => x.offset);
+    // The first part only after every hit: no match (order matters, the bounded search must not find it).
+    expect(
+      await scan(
+        at([
+          [20, hit],
+          [120, hit],
+          [300, zeros],
+        ]),
+      ),
+    ).toEqual([]);
+    // Ending exactly where the first hit starts: a match.
+    expect(
+      await scan(
+        at([
+          [12, zeros],
+          [20, hit],
+          [120, hit],
+        ]),
+      ),
+    ).toEqual([12]);
+    // Between two hits.
+    expect(
+      await scan(
+        at([
+          [20, hit],
+          [60, zeros],
+          [120, hit],
+        ]),
+      ),
+    ).toEqual([60]);
+    // Ending one byte past the first hit's bound (its part starts with `??`, which the last zero fills):
+    // not before that hit, but before the second — found when the search resumes short of where it stopped.
+    const straddle = datasetOf(`T.Straddle:0:*:${zeros}*??${hit}\n`);
+    const scanS = async (d: Uint8Array) =>
+      (await straddle.scan(d, { spillDir })).detections.map((x) => x.offset);
+    expect(
+      await scanS(
+        at([
+          [13, zeros],
+          [21, hit],
+          [121, hit],
+        ]),
+      ),
+    ).toEqual([13]);
+    expect(
+      await scanS(
+        at([
+          [13, zeros],
+          [21, hit],
+        ]),
+      ),
+    ).toEqual([]);
+  });
+
+  test("a missing part before a common anchor costs one pass up to the last hit, not one per hit", async () => {
+    const ds = datasetOf("T.Before:0:*:0000000000000000*8badf00dcafebabe\n");
+    const data = new Uint8Array(4_000_000).fill(0x41);
+    const hit = hexBytes("8badf00dcafebabe");
+    for (let i = 0; i < 100_000; i++) data.set(hit, i * 40);
+    const t = process.cpuUsage();
+    expect(names(await ds.scan(data, { spillDir }))).toEqual([]);
+    implant(data, hexBytes("0000000000000000"), 3_999_960);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual([]);
+    data.set(hexBytes("0000000000000000"), 3_999_900);
+    data.set(hit, 3_999_950);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.Before"]);
+    const used = process.cpuUsage(t);
+    expect((used.user + used.system) / 1000).toBeLessThan(3000);
+  }, 15_000);
 });
 
 test("anchors avoid common machine code: the rarest window under the measured byte model wins", () => {
