@@ -48,6 +48,7 @@ import {
   type FileTarget,
   listFiles,
   presentRuns,
+  ReadBuffer,
   readAt,
   readableRegions,
   regionName,
@@ -119,10 +120,12 @@ export class ScanService {
     };
     opts.onProgress?.(progress);
     const reports: ObjectReport[] = [];
+    // One read buffer for the whole tree (files are scanned one after another; each call has its own).
+    const buffer = new ReadBuffer(CHUNK_BYTES);
     for (const f of files) {
       progress.current = f.path;
       try {
-        const r = await this.scanFile(f, "scan", opts.allMatches);
+        const r = await this.scanFile(f, "scan", buffer, opts.allMatches);
         reports.push(r);
         opts.onObject?.(r);
       } catch (e) {
@@ -266,17 +269,26 @@ export class ScanService {
     return summarize([target], reports, errors, performance.now() - started);
   }
 
-  private async scanFile(f: FileTarget, scope: ExclusionScope, allMatches = false): Promise<ObjectReport> {
+  /**
+   * One file. Its bytes live in `buffer` until the next file is read, so they are still
+   * there when finish() wants them for a sample (the frame sent to the scanner is a copy).
+   */
+  private async scanFile(
+    f: FileTarget,
+    scope: ExclusionScope,
+    buffer: ReadBuffer,
+    allMatches = false,
+  ): Promise<ObjectReport> {
     const started = performance.now();
     let keep: Uint8Array | undefined;
     const outcome = await withFdAsync(f.fsPath, async (fd) => {
       const size = fstatSync(fd).size;
       if (size <= CHUNK_BYTES) {
-        const bytes = readAt(fd, 0, size);
+        const bytes = buffer.read(fd, 0, size);
         if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
         return this.sendBytes(bytes, basename(f.path), allMatches);
       }
-      return this.sendStream(basename(f.path), size, (pos, len) => readAt(fd, pos, len), allMatches);
+      return this.sendStream(basename(f.path), size, (pos, len) => buffer.read(fd, pos, len), allMatches);
     });
     scannedBytes.inc({ source: "file" }, outcome.size);
     // Files between the chunk size and the sample limit are read again only if a sample is wanted.
