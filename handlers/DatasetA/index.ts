@@ -171,7 +171,7 @@ export const datasetAHandler = defineHandler<LoadedDataset>({
       case "chunk": {
         const a = parse(ChunkArgs, method, args);
         const received = l.sessions.chunk(a.session, a.bytes);
-        received_(a.bytes.length);
+        countReceived(a.bytes.length);
         return { received };
       }
       case "end": {
@@ -204,7 +204,7 @@ function info(l: LoadedDataset): DatasetInfo {
   };
 }
 
-/** Bytes received between two collections while the scanner is busy (see received_()). */
+/** Bytes received between two collections while the scanner is busy (see countReceived()). */
 export const SCAN_GC_BYTES = 64 * 1024 * 1024;
 let bytesSinceGc = 0;
 
@@ -215,7 +215,7 @@ let bytesSinceGc = 0;
  * every frame it received uncollected until the end (peak RSS). A collection
  * per SCAN_GC_BYTES received bounds that, for ~1 % of the scan's CPU time.
  */
-function received_(n: number): void {
+function countReceived(n: number): void {
   bytesSinceGc += n;
   if (bytesSinceGc < SCAN_GC_BYTES) return;
   bytesSinceGc = 0;
@@ -238,7 +238,7 @@ async function scan(
     });
   } finally {
     // A session's bytes were counted as its chunks arrived.
-    if (count) received_(data.length);
+    if (count) countReceived(data.length);
   }
 }
 

@@ -49,8 +49,8 @@ import {
   listFiles,
   presentRuns,
   ReadBuffer,
-  readAt,
   readableRegions,
+  readRuns,
   regionName,
   type SourceError,
   withFdAsync,
@@ -228,24 +228,7 @@ export class ScanService {
           const runs: [number, number][] =
             size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
           const total = runs.reduce((n, [a, b]) => n + (b - a), 0);
-          const read = (pos: number, len: number): Uint8Array => {
-            const out = new Uint8Array(len);
-            let got = 0;
-            let skip = pos;
-            for (const [a, b] of runs) {
-              const runLen = b - a;
-              if (skip >= runLen) {
-                skip -= runLen;
-                continue;
-              }
-              const take = Math.min(runLen - skip, len - got);
-              out.set(readAt(fd, a + skip, take), got);
-              got += take;
-              skip = 0;
-              if (got === len) break;
-            }
-            return out.subarray(0, got);
-          };
+          const read = (pos: number, len: number) => readRuns(fd, runs, pos, len);
           if (total > 0) {
             const regionStarted = performance.now();
             const outcome = await this.sendStream(name, total, read, opts.allMatches ?? false);

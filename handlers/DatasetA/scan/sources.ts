@@ -106,6 +106,26 @@ export function readAt(fd: number, position: number, length: number): Uint8Array
   return got === length ? buf : buf.subarray(0, got);
 }
 
+/** Bytes [pos, pos + len) of the concatenation of `runs` (absolute [start, end) ranges of fd). */
+export function readRuns(fd: number, runs: [number, number][], pos: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let got = 0;
+  let skip = pos;
+  for (const [a, b] of runs) {
+    const runLen = b - a;
+    if (skip >= runLen) {
+      skip -= runLen;
+      continue;
+    }
+    const take = Math.min(runLen - skip, len - got);
+    out.set(readAt(fd, a + skip, take), got);
+    got += take;
+    skip = 0;
+    if (got === len) break;
+  }
+  return out.subarray(0, got);
+}
+
 /**
  * readAt into a buffer the caller reuses from one read to the next (grown as
  * needed): a tree scan reads hundreds of MB, and a fresh buffer per file left
