@@ -23,6 +23,7 @@ import {
   buildPe,
   clamscan,
   clamscanAvailable,
+  clamscanFirst,
   generateSignatureSet,
   gzip,
   implant,
@@ -119,6 +120,26 @@ run("same detections as clamscan on the same signatures", () => {
       expect(reference.get(join(files, "ls.elf"))).toEqual(
         new Set(["Cmp.Elf.EP", "Cmp.Elf.EP4", "Cmp.Elf.Sx"]),
       );
+
+      // First match (clamscan's default, `agent scan` without --all-matches): the same
+      // infected files, and each object's one detection is among clamscan --allmatch's for it.
+      const firstRef = clamscanFirst([join(db, "cmp.hsb"), join(db, "cmp.ndb")], files);
+      let multi = 0;
+      for (const name of readdirSync(files)) {
+        const file = join(files, name);
+        const r = await ds.scan(new Uint8Array(readFileSync(file)), {
+          spillDir: root,
+          limits: { firstMatch: true },
+        });
+        const all = reference.get(file);
+        if (all && all.size > 1) multi++;
+        const top = r.detections.filter((d) => d.path.length === 0);
+        expect(top.length <= 1).toBe(true);
+        for (const d of r.detections) expect(all?.has(d.name)).toBe(true);
+        expect(r.detections.length > 0).toBe(firstRef.has(file));
+      }
+      // Several files match more than one signature, so stopping early is exercised.
+      expect(multi).toBeGreaterThan(5);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

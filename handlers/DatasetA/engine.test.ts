@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { compilePattern } from "../_shared/matcher/pattern.ts";
 import { datasetFromSources } from "./dataset.ts";
 import type { ScanOutcome } from "./engine.ts";
-import { buildPe, generateSignatureSet, implant, Rng } from "./testutil.ts";
+import { buildPe, generateSignatureSet, implant, Rng, writeZip } from "./testutil.ts";
 
 const spillDir = mkdtempSync(join(tmpdir(), "outpost-dsa-"));
 process.on("exit", () => rmSync(spillDir, { recursive: true, force: true }));
@@ -245,6 +245,88 @@ describe("verification work is bounded per signature, never per object (issue 21
     expect(names(await ds.scan(tooClose, { spillDir }))).toEqual([]);
     expect(names(await ds.scan(wrongOrder, { spillDir }))).toEqual([]);
   });
+
+  test("a part before the anchor is searched only up to each hit, resuming where the last search stopped", async () => {
+    const sig = "0000000000000000*8badf00dcafebabe";
+    expect(compilePattern(sig).anchor.part).toBe(1);
+    const ds = datasetOf(`T.Before:0:*:${sig}\n`);
+    const zeros = "0000000000000000";
+    const hit = "8badf00dcafebabe";
+    const at = (parts: [number, string][], size = 400) => {
+      const d = new Uint8Array(size).fill(0x41);
+      for (const [o, h] of parts) d.set(hexBytes(h), o);
+      return d;
+    };
+    const scan = async (d: Uint8Array) => (await ds.scan(d, { spillDir })).detections.map((x) => x.offset);
+    // The first part only after every hit: no match (order matters, the bounded search must not find it).
+    expect(
+      await scan(
+        at([
+          [20, hit],
+          [120, hit],
+          [300, zeros],
+        ]),
+      ),
+    ).toEqual([]);
+    // Ending exactly where the first hit starts: a match.
+    expect(
+      await scan(
+        at([
+          [12, zeros],
+          [20, hit],
+          [120, hit],
+        ]),
+      ),
+    ).toEqual([12]);
+    // Between two hits.
+    expect(
+      await scan(
+        at([
+          [20, hit],
+          [60, zeros],
+          [120, hit],
+        ]),
+      ),
+    ).toEqual([60]);
+    // Ending one byte past the first hit's bound (its part starts with `??`, which the last zero fills):
+    // not before that hit, but before the second — found when the search resumes short of where it stopped.
+    const straddle = datasetOf(`T.Straddle:0:*:${zeros}*??${hit}\n`);
+    const scanS = async (d: Uint8Array) =>
+      (await straddle.scan(d, { spillDir })).detections.map((x) => x.offset);
+    expect(
+      await scanS(
+        at([
+          [13, zeros],
+          [21, hit],
+          [121, hit],
+        ]),
+      ),
+    ).toEqual([13]);
+    expect(
+      await scanS(
+        at([
+          [13, zeros],
+          [21, hit],
+        ]),
+      ),
+    ).toEqual([]);
+  });
+
+  test("a missing part before a common anchor costs one pass up to the last hit, not one per hit", async () => {
+    const ds = datasetOf("T.Before:0:*:0000000000000000*8badf00dcafebabe\n");
+    const data = new Uint8Array(4_000_000).fill(0x41);
+    const hit = hexBytes("8badf00dcafebabe");
+    for (let i = 0; i < 100_000; i++) data.set(hit, i * 40);
+    const t = process.cpuUsage();
+    expect(names(await ds.scan(data, { spillDir }))).toEqual([]);
+    implant(data, hexBytes("0000000000000000"), 3_999_960);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual([]);
+    data.set(hexBytes("0000000000000000"), 3_999_900);
+    data.set(hit, 3_999_950);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.Before"]);
+    const used = process.cpuUsage(t);
+    expect((used.user + used.system) / 1000).toBeLessThan(3000);
+  }, 15_000);
 });
 
 test("anchors avoid common machine code: the rarest window under the measured byte model wins", () => {
@@ -253,4 +335,51 @@ test("anchors avoid common machine code: the rarest window under the measured by
   expect(Buffer.from(p.anchor.bytes).toString("hex")).not.toMatch(/^(0f1f8400|1f840000|84000000|00000000)$/);
   // The bytes beside the anchor are the extension word the index checks first.
   expect(p.anchor.ext).not.toBeNull();
+});
+
+describe("first match per object (clamscan's default; all matches is clamscan --allmatch)", () => {
+  const sigs = ["T.A:0:*:a1a2a3a4a5a6", "T.B:0:*:b1b2b3b4b5b6", "T.C:0:*:c1c2c3c4*c5c6c7c8"].join("\n");
+  const data = hexBytes(`00c1c2c3c400a1a2a3a4a5a600b1b2b3b4b5b600c5c6c7c800`);
+
+  test("all matches reports every signature; first match stops at the first that verifies", async () => {
+    const ds = datasetOf(`${sigs}\n`);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.A", "T.B", "T.C"]);
+    const first = await ds.scan(data, { spillDir, limits: { firstMatch: true } });
+    // T.C's first part comes first but its match ends last: T.A is the first to verify.
+    expect(names(first)).toEqual(["T.A"]);
+    expect(first.detections[0]!.offset).toBe(6);
+  });
+
+  test("a lookup-enabled detection does not stop the object (Live Protection may dismiss it)", async () => {
+    const ds = datasetOf(`${sigs}\n`, [{ path: "lookup.txt", text: "T.A\n" }]);
+    const r = await ds.scan(data, { spillDir, limits: { firstMatch: true } });
+    expect(r.detections.map((d) => [d.name, d.lookup])).toEqual([
+      ["T.A", true],
+      ["T.B", false],
+    ]);
+  });
+
+  test("a hash detection settles the object before the body signatures run", async () => {
+    const sha = createHash("sha256").update(data).digest("hex");
+    const ds = datasetFromSources([
+      { path: "t.ndb", text: `${sigs}\n` },
+      { path: "t.hsb", text: `${sha}:${data.length}:T.Hash\n` },
+    ]);
+    expect(names(await ds.scan(data, { spillDir, limits: { firstMatch: true } }))).toEqual(["T.Hash"]);
+    expect(names(await ds.scan(data, { spillDir }))).toEqual(["T.A", "T.B", "T.C", "T.Hash"]);
+  });
+
+  test("each member of a container is its own object: every infected member is still reported", async () => {
+    const ds = datasetOf(`${sigs}\n`);
+    const zip = writeZip([
+      { name: "one.bin", data: hexBytes("0000b1b2b3b4b5b60000"), store: true },
+      { name: "two.bin", data: hexBytes("0000a1a2a3a4a5a60000") },
+      { name: "clean.txt", data: new TextEncoder().encode("nothing here") },
+    ]);
+    const r = await ds.scan(zip, { spillDir, limits: { firstMatch: true } });
+    expect(r.detections.map((d) => `${d.path.join("/")}:${d.name}`).sort()).toEqual([
+      "one.bin:T.B",
+      "two.bin:T.A",
+    ]);
+  });
 });

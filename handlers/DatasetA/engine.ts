@@ -16,109 +16,34 @@ import {
   verifyAt,
 } from "../_shared/matcher/pattern.ts";
 import { hasEmbeddedZip, inflateBounded, listTar, listZip } from "./archive.ts";
-import { type AuthenticodeResult, checkAuthenticode } from "./authenticode.ts";
+import { checkAuthenticode } from "./authenticode.ts";
 import { asBuffer, type CompiledSet } from "./compiled.ts";
 import { HashIndex } from "./hash-table.ts";
+import {
+  ANCHOR_STEPS,
+  BOMB_NAME,
+  type DatasetStats,
+  DEFAULT_LIMITS,
+  type Detection,
+  type ExecutableFound,
+  type LimitNote,
+  type ScanLimits,
+  type ScanOutcome,
+} from "./scan-outcome.ts";
 import { type BodySignature, nameOfLine, type OffsetSpec, parseBodyLine } from "./signatures.ts";
 
-export interface ScanLimits {
-  /** Containers nested deeper than this are not opened. */
-  maxDepth: number;
-  /** Members opened per top-level object, all levels together. */
-  maxFiles: number;
-  /** Largest single member inflated. */
-  maxMemberBytes: number;
-  /** Decompressed bytes per top-level object, all members together. */
-  maxScanBytes: number;
-  /** Expansion ratio at which hitting a size limit is reported as an archive bomb. */
-  maxRatio: number;
-  /** Members up to this size are inflated in memory; larger ones go to a spill file. */
-  memoryBytes: number;
-  /**
-   * Verification steps per signature per object (defends against pathological
-   * patterns/inputs); one anchor hit may spend at most ANCHOR_STEPS of it. A
-   * signature that runs out is reported as a `budget` limit and skipped for
-   * the rest of the object; the other signatures are still checked.
-   */
-  verifyBudget: number;
-}
-
-/** Most steps one anchor hit may cost: a wide gap is searched this far, then the hit is given up. */
-export const ANCHOR_STEPS = 100_000;
-
-export const DEFAULT_LIMITS: ScanLimits = {
-  maxDepth: 10,
-  maxFiles: 10_000,
-  maxMemberBytes: 256 * 1024 * 1024,
-  maxScanBytes: 1024 * 1024 * 1024,
-  maxRatio: 100,
-  memoryBytes: 16 * 1024 * 1024,
-  verifyBudget: 5_000_000,
-};
-
-/** "ml": a live MLModel scored the object at or above its threshold (added by the scan requester). */
-export type DetectionKind = "hash" | "body" | "heuristic" | "ml";
-
-export interface Detection {
-  name: string;
-  kind: DetectionKind;
-  /** Names of the containers and member leading to the object ([] = the scanned object itself). */
-  path: string[];
-  /** Start of the body match within the object. */
-  offset?: number;
-  /** The signature asks for a Live Protection lookup. */
-  lookup: boolean;
-  /** file:line of the signature in the dataset. */
-  source?: string;
-  /** SHA-256 of the object the detection is in. */
-  sha256: string;
-  size: number;
-  objectKind: ObjectKind;
-  detail?: string;
-}
-
-export interface ExecutableFound {
-  path: string[];
-  kind: "pe" | "elf" | "macho";
-  sha256: string;
-  size: number;
-  /** PE only. */
-  authenticode?: AuthenticodeResult;
-}
-
-export interface LimitNote {
-  path: string[];
-  limit: "depth" | "files" | "member-size" | "scan-size" | "encrypted" | "unsupported" | "corrupt" | "budget";
-  detail: string;
-}
-
-export interface ScanOutcome {
-  kind: ObjectKind;
-  size: number;
-  /** SHA-256 of the scanned object when it was needed (detection, executable, hash signature). */
-  sha256?: string;
-  detections: Detection[];
-  executables: ExecutableFound[];
-  limits: LimitNote[];
-  objects: number;
-  bytesScanned: number;
-  durationMs: number;
-}
-
-export const BOMB_NAME = "Outpost.Heuristic.ArchiveBomb";
-
-export interface DatasetStats {
-  hashSignatures: number;
-  bodySignatures: number;
-  lookupSignatures: number;
-  anchors: number;
-  uniqueAnchors: number;
-  shortAnchors: number;
-  indexBytes: number;
-  filterBits: number;
-  /** Signatures skipped for functionality levels outside ENGINE_FLEVEL (signatures.ts). */
-  flevelSkipped: number;
-}
+export {
+  ANCHOR_STEPS,
+  BOMB_NAME,
+  type DatasetStats,
+  DEFAULT_LIMITS,
+  type Detection,
+  type DetectionKind,
+  type ExecutableFound,
+  type LimitNote,
+  type ScanLimits,
+  type ScanOutcome,
+} from "./scan-outcome.ts";
 
 interface ScanState {
   limits: ScanLimits;
@@ -246,8 +171,9 @@ export class Dataset {
       out.detections.push({ ...x, path, sha256: sha(), size: d.length, objectKind: kind });
     };
 
-    this.matchHashes(d, sha, detect);
-    this.matchBody(d, kind, exe, path, state, detect);
+    // A detection that needs no lookup settles the object in first-match mode (a lookup may dismiss one).
+    const settled = this.matchHashes(d, sha, detect) && state.limits.firstMatch;
+    if (!settled) this.matchBody(d, kind, exe, path, state, detect);
 
     if (exe) {
       const found: ExecutableFound = { path, kind: exe.kind, sha256: sha(), size: d.length };
@@ -277,7 +203,8 @@ export class Dataset {
     d: Uint8Array,
     sha: () => string,
     detect: (x: Omit<Detection, "path" | "sha256" | "size" | "objectKind">) => void,
-  ): void {
+  ): boolean {
+    let standing = false;
     for (const algo of this.hashes.algosFor(d.length)) {
       const digest: Uint8Array =
         algo === "sha256" ? Buffer.from(sha(), "hex") : new Bun.CryptoHasher(algo).update(d).digest();
@@ -285,9 +212,12 @@ export class Dataset {
       for (const row of this.hashes.find(algo, digest, d.length)) {
         const path = this.set.files[t.file[row]!]!.path;
         const name = nameOfLine(this.lineText(t.file[row]!, t.start[row]!), false);
-        detect({ name, kind: "hash", lookup: this.set.lookup.has(name), source: `${path}:${t.line[row]}` });
+        const lookup = this.set.lookup.has(name);
+        detect({ name, kind: "hash", lookup, source: `${path}:${t.line[row]}` });
+        if (!lookup) standing = true;
       }
     }
+    return standing;
   }
 
   private matchBody(
@@ -309,6 +239,7 @@ export class Dataset {
     // hides another signature's detection.
     const spent = new Map<number, number>();
     const memos = new Map<number, ForwardMemo>();
+    const firstMatch = state.limits.firstMatch;
     this.index.scan(d, (sig, pos) => {
       if (matched.has(sig)) return false;
       const s = this.body(sig);
@@ -349,6 +280,7 @@ export class Dataset {
       if (m) {
         matched.add(sig);
         detect({ name: s.name, kind: "body", offset: m.start, lookup: s.lookup, source: s.source });
+        return firstMatch && !s.lookup;
       }
       return false;
     });

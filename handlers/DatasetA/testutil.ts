@@ -306,6 +306,28 @@ export function clamscan(dbFiles: string[], target: string, extra: string[] = []
   return found;
 }
 
+/** Files clamscan reports infected by default (first match per file, no --allmatch). */
+export function clamscanFirst(dbFiles: string[], target: string): Set<string> {
+  const r = Bun.spawnSync(
+    [
+      "clamscan",
+      "--no-summary",
+      "--infected",
+      "--stdout",
+      ...dbFiles.flatMap((d) => ["-d", d]),
+      "-r",
+      target,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const found = new Set<string>();
+  for (const line of r.stdout.toString().split("\n")) {
+    const m = line.match(/^(.*): \S+ FOUND$/);
+    if (m) found.add(m[1]!);
+  }
+  return found;
+}
+
 /**
  * A minimal, well-formed PE32 executable: headers, `.text` (entry point 0x10
  * bytes in) and `.data`, file alignment 0x200. Big enough for clamscan and

@@ -177,6 +177,11 @@ export default defineCommand({
       description: "scan the readable memory of this process instead",
     },
     quiet: { type: "boolean", default: false, description: "no progress bar" },
+    "all-matches": {
+      type: "boolean",
+      default: false,
+      description: "report every signature that matches an object, not only the first (clamscan --allmatch)",
+    },
   },
   async run({ args }) {
     const paths = (args._ as string[]).map((p) => resolve(p));
@@ -201,13 +206,19 @@ export default defineCommand({
     const stateOnly = args.state !== undefined && args.config === undefined;
     const config: AgentConfig | undefined = stateOnly ? undefined : (await session()).loadAgentConfig(args);
     const stateDir = config?.stateDir ?? resolve(args.state!);
+    const allMatches = args["all-matches"] === true;
     let report: ScanReport;
     let via: ScanVia;
     try {
       const client = await connectIfRunning(stateDir);
       if (client) {
         via = "agent";
-        report = await scanOnline(client, stateDir, pid !== undefined ? { pid } : { paths }, onProgress);
+        report = await scanOnline(
+          client,
+          stateDir,
+          pid !== undefined ? { pid, allMatches } : { paths, allMatches },
+          onProgress,
+        );
       } else {
         via = "offline";
         const [{ loadAgentConfig, withOfflineAgent }, { createScanRuntime }] = await Promise.all([
@@ -223,8 +234,8 @@ export default defineCommand({
               { background: false },
             );
             return pid !== undefined
-              ? rt.service.scanProcess(pid, { onProgress })
-              : rt.service.scanPaths(paths, { onProgress });
+              ? rt.service.scanProcess(pid, { onProgress, allMatches })
+              : rt.service.scanPaths(paths, { onProgress, allMatches });
           },
           // Only the scanner host runs handler code (DatasetA, reputation, ML), and it imports its
           // own: this process needs manifests, and no other group's host. The effective config is

@@ -22,9 +22,11 @@ import { scanRuntimeOf } from "./runtime.ts";
 import type { Progress, ScanReport, ScanService } from "./service.ts";
 
 const ScanRequestSchema = z.union([
-  z.object({ paths: z.array(z.string().min(1)).min(1).max(10_000) }).strict(),
-  z.object({ path: z.string().min(1) }).strict(),
-  z.object({ pid: z.number().int().positive() }).strict(),
+  z
+    .object({ paths: z.array(z.string().min(1)).min(1).max(10_000), allMatches: z.boolean().optional() })
+    .strict(),
+  z.object({ path: z.string().min(1), allMatches: z.boolean().optional() }).strict(),
+  z.object({ pid: z.number().int().positive(), allMatches: z.boolean().optional() }).strict(),
 ]);
 
 const ReportSchema = z
@@ -46,7 +48,7 @@ const scanRoute = createRoute({
   summary: "Scan bytes, files, directory trees or a process's memory",
   description:
     "Body `application/octet-stream`: the bytes to scan (at most the control plane's body limit; name them with ?name=). " +
-    'Body `application/json`: `{"paths": ["/abs/path", …]}`, `{"path": "/abs/path"}` or `{"pid": 1234}` — the agent reads them. ' +
+    'Body `application/json`: `{"paths": ["/abs/path", …]}`, `{"path": "/abs/path"}` or `{"pid": 1234}` — the agent reads them; add `"allMatches": true` to report every signature that matches an object (default: the first that stands, as clamscan). ' +
     "With `Accept: application/x-ndjson` the answer streams one JSON object per line: " +
     '`{"type":"progress",…}` and `{"type":"object",…}` while scanning, then `{"type":"report","report":…}`. ' +
     "409 when no DatasetA content is loaded; 503 when the scanning service is not running.",
@@ -188,8 +190,9 @@ export function scanRoutes(): RouteExtension {
           onObject?: (o: unknown) => void,
         ): Promise<ScanReport> => {
           if ("kind" in req) return svc.scanBytes(req.bytes, c.req.query("name") ?? "bytes");
-          if ("pid" in req) return svc.scanProcess(req.pid, { onProgress });
-          return svc.scanPaths("paths" in req ? req.paths : [req.path], { onProgress, onObject });
+          const allMatches = req.allMatches ?? false;
+          if ("pid" in req) return svc.scanProcess(req.pid, { onProgress, allMatches });
+          return svc.scanPaths("paths" in req ? req.paths : [req.path], { onProgress, onObject, allMatches });
         };
         if (!stream) return Response.json(await run());
         const enc = new TextEncoder();

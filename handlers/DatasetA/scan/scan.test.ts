@@ -143,7 +143,11 @@ beforeAll(async () => {
     },
   });
   await vendor.release("DatasetA", 1, {
-    "main.ndb": [`T.Mark:0:*:${hex("outpost-mark-one")}`, `T.Look:0:*:${hex("lookup-this-one")}`].join("\n"),
+    "main.ndb": [
+      `T.Mark:0:*:${hex("outpost-mark-one")}`,
+      `T.Look:0:*:${hex("lookup-this-one")}`,
+      `T.Mark2:0:*:${hex("outpost-mark-two")}`,
+    ].join("\n"),
     "main.hsb": `${sha(Buffer.from("nothing to see"))}:14:T.CleanByHash\n`,
     "lookup.txt": "T.Look\n",
   });
@@ -357,6 +361,22 @@ describe("control plane and CLI", () => {
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("0 detections");
     expect((await run(join(root, "missing"))).code).toBe(2);
+
+    // First match per file by default (clamscan's default); --all-matches reports every signature.
+    const both = join(root, "two-marks", "both.bin");
+    mkdirSync(join(root, "two-marks"));
+    writeFileSync(both, "head outpost-mark-one middle outpost-mark-two tail");
+    const first = await run("--json", both);
+    expect(first.code).toBe(1);
+    expect((JSON.parse(first.out) as ScanReport).detections.map((d) => d.name)).toEqual(["T.Mark"]);
+    const all = await run("--json", "--all-matches", both);
+    expect(all.code).toBe(1);
+    expect((JSON.parse(all.out) as ScanReport).detections.map((d) => d.name).sort()).toEqual([
+      "T.Mark",
+      "T.Mark2",
+    ]);
+    expect((await runtime.service.scanPaths([both])).detections.length).toBe(1);
+    expect((await runtime.service.scanPaths([both], { allMatches: true })).detections.length).toBe(2);
   }, 30_000);
 
   test("`agent rep` answers by hash or by file", async () => {

@@ -48,8 +48,9 @@ import {
   type FileTarget,
   listFiles,
   presentRuns,
-  readAt,
+  ReadBuffer,
   readableRegions,
+  readRuns,
   regionName,
   type SourceError,
   withFdAsync,
@@ -97,7 +98,12 @@ export class ScanService {
   /** Scans files and directory trees. */
   async scanPaths(
     paths: string[],
-    opts: { onProgress?: (p: Progress) => void; onObject?: (r: ObjectReport) => void } = {},
+    opts: {
+      onProgress?: (p: Progress) => void;
+      onObject?: (r: ObjectReport) => void;
+      /** Every matching signature per object (`agent scan --all-matches`); default: the first that stands. */
+      allMatches?: boolean;
+    } = {},
   ): Promise<ScanReport> {
     const started = performance.now();
     const errors: SourceError[] = [];
@@ -114,10 +120,12 @@ export class ScanService {
     };
     opts.onProgress?.(progress);
     const reports: ObjectReport[] = [];
+    // One read buffer for the whole tree (files are scanned one after another; each call has its own).
+    const buffer = new ReadBuffer(CHUNK_BYTES);
     for (const f of files) {
       progress.current = f.path;
       try {
-        const r = await this.scanFile(f, "scan");
+        const r = await this.scanFile(f, "scan", buffer, opts.allMatches);
         reports.push(r);
         opts.onObject?.(r);
       } catch (e) {
@@ -145,7 +153,7 @@ export class ScanService {
     opts: { source?: string; scope?: ExclusionScope } = {},
   ): Promise<ScanReport> {
     const started = performance.now();
-    const outcome = await this.sendBytes(bytes, basename(name) || "bytes");
+    const outcome = await this.sendBytes(bytes, basename(name) || "bytes", false);
     scannedBytes.inc({ source: opts.source ?? "bytes" }, bytes.length);
     const report = await this.finish(name, outcome, () => bytes, opts.source, opts.scope ?? "scan");
     const ms = performance.now() - started;
@@ -167,7 +175,7 @@ export class ScanService {
     const started = performance.now();
     const { outcomes } = (await this.o.call("DatasetA", "scanMany", {
       items: items.map((i) => ({ bytes: i.bytes, name: basename(i.name) || "bytes" })),
-      limits: this.o.limits ?? {},
+      limits: this.limits(false),
     })) as { outcomes: ScanOutcome[] };
     if (outcomes?.length !== items.length)
       throw new HandlerError(
@@ -193,7 +201,10 @@ export class ScanService {
   }
 
   /** Scans the readable memory of a process. */
-  async scanProcess(pid: number, opts: { onProgress?: (p: Progress) => void } = {}): Promise<ScanReport> {
+  async scanProcess(
+    pid: number,
+    opts: { onProgress?: (p: Progress) => void; allMatches?: boolean } = {},
+  ): Promise<ScanReport> {
     const started = performance.now();
     const target = `pid:${pid}`;
     const errors: SourceError[] = [];
@@ -217,27 +228,10 @@ export class ScanService {
           const runs: [number, number][] =
             size > SPARSE_REGION_BYTES && r.present * 4 < size ? presentRuns(pid, r) : [[r.start, r.end]];
           const total = runs.reduce((n, [a, b]) => n + (b - a), 0);
-          const read = (pos: number, len: number): Uint8Array => {
-            const out = new Uint8Array(len);
-            let got = 0;
-            let skip = pos;
-            for (const [a, b] of runs) {
-              const runLen = b - a;
-              if (skip >= runLen) {
-                skip -= runLen;
-                continue;
-              }
-              const take = Math.min(runLen - skip, len - got);
-              out.set(readAt(fd, a + skip, take), got);
-              got += take;
-              skip = 0;
-              if (got === len) break;
-            }
-            return out.subarray(0, got);
-          };
+          const read = (pos: number, len: number) => readRuns(fd, runs, pos, len);
           if (total > 0) {
             const regionStarted = performance.now();
-            const outcome = await this.sendStream(name, total, read);
+            const outcome = await this.sendStream(name, total, read, opts.allMatches ?? false);
             scannedBytes.inc({ source: "memory" }, outcome.size);
             reports.push(await this.finish(name, outcome, null));
             durationOf.memory.observe((performance.now() - regionStarted) / 1000);
@@ -258,17 +252,26 @@ export class ScanService {
     return summarize([target], reports, errors, performance.now() - started);
   }
 
-  private async scanFile(f: FileTarget, scope: ExclusionScope): Promise<ObjectReport> {
+  /**
+   * One file. Its bytes live in `buffer` until the next file is read, so they are still
+   * there when finish() wants them for a sample (the frame sent to the scanner is a copy).
+   */
+  private async scanFile(
+    f: FileTarget,
+    scope: ExclusionScope,
+    buffer: ReadBuffer,
+    allMatches = false,
+  ): Promise<ObjectReport> {
     const started = performance.now();
     let keep: Uint8Array | undefined;
     const outcome = await withFdAsync(f.fsPath, async (fd) => {
       const size = fstatSync(fd).size;
       if (size <= CHUNK_BYTES) {
-        const bytes = readAt(fd, 0, size);
+        const bytes = buffer.read(fd, 0, size);
         if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
-        return this.sendBytes(bytes, basename(f.path));
+        return this.sendBytes(bytes, basename(f.path), allMatches);
       }
-      return this.sendStream(basename(f.path), size, (pos, len) => readAt(fd, pos, len));
+      return this.sendStream(basename(f.path), size, (pos, len) => buffer.read(fd, pos, len), allMatches);
     });
     scannedBytes.inc({ source: "file" }, outcome.size);
     // Files between the chunk size and the sample limit are read again only if a sample is wanted.
@@ -283,15 +286,24 @@ export class ScanService {
     return report;
   }
 
-  private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
+  /**
+   * The limits sent with a scan. First match per object unless asked for all:
+   * what clamscan does by default, and all that on-access (which blocks on any
+   * detection) and a verdict need.
+   */
+  private limits(allMatches: boolean): Partial<ScanLimits> {
+    return { ...this.o.limits, firstMatch: !allMatches };
+  }
+
+  private async sendBytes(bytes: Uint8Array, name: string, allMatches: boolean): Promise<ScanOutcome> {
     if (bytes.length <= CHUNK_BYTES) {
       return (await this.o.call("DatasetA", "scan", {
         bytes,
         name,
-        limits: this.o.limits ?? {},
+        limits: this.limits(allMatches),
       })) as ScanOutcome;
     }
-    return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len));
+    return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len), allMatches);
   }
 
   /** A begin/chunk/end session; `read` supplies each chunk (the last may be short). */
@@ -299,9 +311,13 @@ export class ScanService {
     name: string,
     size: number,
     read: (pos: number, len: number) => Uint8Array,
+    allMatches: boolean,
   ): Promise<ScanOutcome> {
-    if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name);
-    const { session } = (await this.o.call("DatasetA", "begin", { name, limits: this.o.limits ?? {} })) as {
+    if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name, allMatches);
+    const { session } = (await this.o.call("DatasetA", "begin", {
+      name,
+      limits: this.limits(allMatches),
+    })) as {
       session: string;
     };
     try {

@@ -106,6 +106,69 @@ export function readAt(fd: number, position: number, length: number): Uint8Array
   return got === length ? buf : buf.subarray(0, got);
 }
 
+/** Bytes [pos, pos + len) of the concatenation of `runs` (absolute [start, end) ranges of fd). */
+export function readRuns(fd: number, runs: [number, number][], pos: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let got = 0;
+  let skip = pos;
+  for (const [a, b] of runs) {
+    const runLen = b - a;
+    if (skip >= runLen) {
+      skip -= runLen;
+      continue;
+    }
+    const take = Math.min(runLen - skip, len - got);
+    out.set(readAt(fd, a + skip, take), got);
+    got += take;
+    skip = 0;
+    if (got === len) break;
+  }
+  return out.subarray(0, got);
+}
+
+/**
+ * readAt into a buffer the caller reuses from one read to the next (grown as
+ * needed): a tree scan reads hundreds of MB, and a fresh buffer per file left
+ * the garbage collector that much to catch up with (peak RSS).
+ */
+export class ReadBuffer {
+  private buf = new Uint8Array(0);
+  private sinceGc = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly gcEvery = 64 * 1024 * 1024,
+  ) {}
+
+  /**
+   * Each read is sent to the scanner in a frame copied outside the JS heap,
+   * which barely moves JSC's allocation-driven collector: without a nudge a
+   * tree scan kept most of what it sent until the end (peak RSS). A
+   * collection per `gcEvery` bytes read bounds that.
+   */
+  private counted(n: number): void {
+    this.sinceGc += n;
+    if (this.sinceGc < this.gcEvery) return;
+    this.sinceGc = 0;
+    Bun.gc(true);
+  }
+
+  /** The bytes at [position, position + length) of fd, in this buffer: valid until the next read. */
+  read(fd: number, position: number, length: number): Uint8Array {
+    this.counted(length);
+    if (length > this.max) return readAt(fd, position, length);
+    if (this.buf.length < length)
+      this.buf = new Uint8Array(Math.min(this.max, Math.max(length, 2 * this.buf.length, 64 * 1024)));
+    let got = 0;
+    while (got < length) {
+      const n = readSync(fd, this.buf, got, length - got, position + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return this.buf.subarray(0, got);
+  }
+}
+
 export function withFd<T>(path: string | Buffer, fn: (fd: number) => T): T {
   const fd = openSync(path, "r");
   try {

@@ -96,6 +96,26 @@ function backward(
   return false;
 }
 
+/** A one-part pattern: the part around the anchor, its start and end within the range (no search). */
+function verifyOnePart(
+  d: Uint8Array,
+  part: Part,
+  a: Pattern["anchor"],
+  pos: number,
+  range: StartRange,
+  budget: Budget,
+): MatchSpan | null {
+  let start = -1;
+  let end = -1;
+  partAround(d, part, a, pos, budget, (s, e) => {
+    if (s < range.lo || s > range.hi || e > range.endMax) return false;
+    start = s;
+    end = e;
+    return true;
+  });
+  return start < 0 ? null : { start, end };
+}
+
 /** Where a match may start ([lo, hi], inclusive) and must end (≤ endMax). */
 export interface StartRange {
   lo: number;
@@ -135,7 +155,9 @@ function findForward(
   budget: Budget,
 ): MatchSpan | null {
   const run = part.search;
-  let q = buf.indexOf(run.bytes, from + run.prefixMin);
+  // indexOf has no end: search a view that ends at endMax, so a bounded search costs its range only.
+  const hay = endMax < buf.length ? buf.subarray(0, Math.max(0, endMax)) : buf;
+  let q = hay.indexOf(run.bytes, from + run.prefixMin);
   while (q >= 0 && q + run.bytes.length <= endMax) {
     budget.spend();
     let found: MatchSpan | null = null;
@@ -145,7 +167,7 @@ function findForward(
       return true;
     });
     if (found) return found;
-    q = buf.indexOf(run.bytes, q + 1);
+    q = hay.indexOf(run.bytes, q + 1);
   }
   return null;
 }
@@ -182,7 +204,7 @@ function eachBackward(
  * offset — without this a common first part made every hit rescan the rest
  * of the object for a missing later part (quadratic).
  */
-export type ForwardMemo = ({ from: number; span: MatchSpan | null } | undefined)[];
+export type ForwardMemo = ({ from: number; endMax: number; span: MatchSpan | null } | undefined)[];
 
 export function verifyAt(
   d: Uint8Array,
@@ -204,6 +226,7 @@ export function verifyAt(
     if (s < range.lo || s > range.hi || s + tok.bytes.length > range.endMax) return null;
     return runAt(d, s, tok.bytes, tok.mask) ? { start: s, end: s + tok.bytes.length } : null;
   }
+  if (parts.length === 1) return verifyOnePart(d, ap, a, pos, range, budget);
   let result: MatchSpan | null = null;
 
   /** Leftmost occurrence of part pi at or after `from`, through the memo. */
@@ -212,7 +235,32 @@ export function verifyAt(
     const c = memo?.[pi];
     if (c && from >= c.from && (c.span === null || c.span.start >= from)) return c.span;
     const m = findForward(d, buf, parts[pi]!, from, range.endMax, budget);
-    if (memo) memo[pi] = { from, span: m };
+    if (memo) memo[pi] = { from, endMax: range.endMax, span: m };
+    return m;
+  };
+
+  /**
+   * Leftmost occurrence of fixed-length part pi at or after `from` that ends
+   * by `bound` (a part before the anchor's ends before the hit). The object is
+   * searched only up to the hit: a later hit resumes where the last search
+   * stopped, so a part that is absent costs one pass up to the last hit in
+   * all, not one pass of the whole object.
+   */
+  const leftmostBefore = (pi: number, from: number, bound: number): MatchSpan | null => {
+    const c = memo![pi];
+    let searchFrom = from;
+    if (c && from >= c.from) {
+      if (c.span) {
+        if (c.span.start >= from) return c.span.end <= bound ? c.span : null;
+      } else if (bound <= c.endMax) {
+        return null;
+      } else {
+        // Nothing starts in [from, c.endMax - length] (its end would have been ≤ c.endMax).
+        searchFrom = Math.max(from, c.endMax - parts[pi]!.maxLength + 1);
+      }
+    }
+    const m = findForward(d, buf, parts[pi]!, searchFrom, bound, budget);
+    memo![pi] = { from, endMax: bound, span: m };
     return m;
   };
 
@@ -240,13 +288,14 @@ export function verifyAt(
   const chainBefore = (start: number): number | null => {
     let s0 = -1;
     let e = 0;
+    const bound = start - pattern.minGap[a.part]!;
     for (let pi = 0; pi < a.part; pi++) {
-      const m = leftmost(pi, pi === 0 ? 0 : e + pattern.minGap[pi]!);
+      const m = leftmostBefore(pi, pi === 0 ? 0 : e + pattern.minGap[pi]!, bound);
       if (!m) return null;
       if (pi === 0) s0 = m.start;
       e = m.end;
     }
-    return e <= start - pattern.minGap[a.part]! ? s0 : null;
+    return e <= bound ? s0 : null;
   };
 
   const before = (start: number, pi: number, k: (s0: number) => boolean): boolean => {
