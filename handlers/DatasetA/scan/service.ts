@@ -27,6 +27,7 @@ import { basename } from "node:path";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import type { ExclusionScope } from "../../../core/exclusions-config.ts";
+import type { Lease } from "../../../core/host/shared-transfer.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
 import type { Detection, ScanLimits, ScanOutcome } from "../engine.ts";
@@ -89,10 +90,20 @@ export interface ScanServiceOptions {
    * path and suppresses detections by digest or signer; "lookups" skips Live Protection.
    */
   exclusions?: () => ExclusionMatcher;
+  /**
+   * The scanner host's transfer region (core/host/shared-transfer.ts), when it has one: files are read
+   * straight into it and reach the scanner by reference, not copied through its pipe.
+   */
+  transfer?: () => { lease(bytes: number): Lease | undefined } | undefined;
 }
 
 export class ScanService {
   constructor(private readonly o: ScanServiceOptions) {}
+
+  /** Room for `bytes` in the scanner's transfer region, or undefined (send ordinary bytes). Release it once scanned. */
+  lease(bytes: number): Lease | undefined {
+    return bytes > 0 ? this.o.transfer?.()?.lease(bytes) : undefined;
+  }
 
   /** Scans files and directory trees. */
   async scanPaths(
@@ -261,26 +272,33 @@ export class ScanService {
   private async scanFile(f: FileTarget, scope: ExclusionScope): Promise<ObjectReport> {
     const started = performance.now();
     let keep: Uint8Array | undefined;
-    const outcome = await withFdAsync(f.fsPath, async (fd) => {
-      const size = fstatSync(fd).size;
-      if (size <= CHUNK_BYTES) {
-        const bytes = readAt(fd, 0, size);
-        if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
-        return this.sendBytes(bytes, basename(f.path));
-      }
-      return this.sendStream(basename(f.path), size, (pos, len) => readAt(fd, pos, len));
-    });
-    scannedBytes.inc({ source: "file" }, outcome.size);
-    // Files between the chunk size and the sample limit are read again only if a sample is wanted.
-    const report = await this.finish(
-      f.path,
-      outcome,
-      () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
-      undefined,
-      scope,
-    );
-    durationOf.file.observe((performance.now() - started) / 1000);
-    return report;
+    let lease: Lease | undefined;
+    try {
+      const outcome = await withFdAsync(f.fsPath, async (fd) => {
+        const size = fstatSync(fd).size;
+        if (size <= CHUNK_BYTES) {
+          lease = this.lease(size);
+          const bytes = readAt(fd, 0, size, lease?.bytes);
+          if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
+          return this.sendBytes(bytes, basename(f.path));
+        }
+        return this.sendStream(basename(f.path), size, (pos, len, into) => readAt(fd, pos, len, into));
+      });
+      scannedBytes.inc({ source: "file" }, outcome.size);
+      // Files between the chunk size and the sample limit are read again only if a sample is wanted.
+      const report = await this.finish(
+        f.path,
+        outcome,
+        () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
+        undefined,
+        scope,
+      );
+      durationOf.file.observe((performance.now() - started) / 1000);
+      return report;
+    } finally {
+      // `keep` is a view of the lease: nothing uses it once the report is made.
+      (lease as Lease | undefined)?.release();
+    }
   }
 
   private async sendBytes(bytes: Uint8Array, name: string): Promise<ScanOutcome> {
@@ -294,11 +312,11 @@ export class ScanService {
     return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len));
   }
 
-  /** A begin/chunk/end session; `read` supplies each chunk (the last may be short). */
+  /** A begin/chunk/end session; `read` supplies each chunk (the last may be short), into a lease if given. */
   private async sendStream(
     name: string,
     size: number,
-    read: (pos: number, len: number) => Uint8Array,
+    read: (pos: number, len: number, into?: Uint8Array) => Uint8Array,
   ): Promise<ScanOutcome> {
     if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name);
     const { session } = (await this.o.call("DatasetA", "begin", { name, limits: this.o.limits ?? {} })) as {
@@ -306,10 +324,16 @@ export class ScanService {
     };
     try {
       for (let pos = 0; pos < size; pos += CHUNK_BYTES) {
-        const chunk = read(pos, Math.min(CHUNK_BYTES, size - pos));
-        if (chunk.length === 0) break;
-        await this.o.call("DatasetA", "chunk", { session, bytes: chunk });
-        if (chunk.length < Math.min(CHUNK_BYTES, size - pos)) break;
+        const want = Math.min(CHUNK_BYTES, size - pos);
+        const lease = this.lease(want);
+        try {
+          const chunk = read(pos, want, lease?.bytes);
+          if (chunk.length === 0) break;
+          await this.o.call("DatasetA", "chunk", { session, bytes: chunk });
+          if (chunk.length < want) break;
+        } finally {
+          lease?.release();
+        }
       }
       return (await this.o.call("DatasetA", "end", { session })) as ScanOutcome;
     } catch (e) {
