@@ -102,10 +102,13 @@ export function writeFd(fd: number, data: Uint8Array): number {
  * Returns the number answered, or -errno.
  */
 export function fanotifyAllowMany(fanFd: number, eventFds: number[]): number {
-  const IOV_MAX = 1024;
+  if (eventFds.length === 1) return rcAnswered(writeFd(fanFd, fanAllow(eventFds[0]!)));
   let answered = 0;
   for (let from = 0; from < eventFds.length; from += IOV_MAX) {
     const n = Math.min(IOV_MAX, eventFds.length - from);
+    // Fresh arrays and pointers on every call: a pointer kept across calls may outlive the storage
+    // it was taken from (the engine can move a typed array's contents), and the kernel would then
+    // answer whatever stale fd it finds there — another event's — leaving this one held.
     const responses = new Int32Array(2 * n);
     const iov = new BigUint64Array(2 * n);
     const base = BigInt(ptr(responses));
@@ -121,6 +124,16 @@ export function fanotifyAllowMany(fanFd: number, eventFds: number[]): number {
     if (r < 8 * n) return answered;
   }
   return answered;
+}
+
+const IOV_MAX = 1024;
+const rcAnswered = (r: number) => (r < 0 ? r : r / 8);
+function fanAllow(fd: number): Uint8Array {
+  const b = new Uint8Array(8);
+  const dv = new DataView(b.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setUint32(4, 1, true); // FAN_ALLOW
+  return b;
 }
 
 export function closeFd(fd: number): number {
