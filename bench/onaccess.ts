@@ -18,7 +18,7 @@
  *
  *   bun bench/onaccess.ts [--trees synthetic,realistic] [--runs 5] [--files 2000] [--kb 16]
  *                         [--realistic-files 3000] [--modes block,detect] [--sigs realistic|small]
- *                         [--execs 2000] [--json]
+ *                         [--execs 2000] [--transfer shm|pipe] [--json]
  */
 import "reflect-metadata";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -49,6 +49,8 @@ const { values } = parseArgs({
     /** realistic: 10,000 hash + 10,000 body signatures, 40 % cut from machine code; small: 200 bodies. */
     sigs: { type: "string", default: "realistic" },
     execs: { type: "string", default: "2000" },
+    /** shm: bytes reach the scanner through its shared transfer region; pipe: copied through its stdin. */
+    transfer: { type: "string", default: "shm" },
     json: { type: "boolean" },
   },
 });
@@ -111,7 +113,12 @@ const hosts = new HostManager({
 await hosts.validate("DatasetA", view);
 await hosts.commit(await hosts.prepare("DatasetA", view));
 const call = (t: string, m: string, a: unknown) => hosts.call(t, m, a);
-const service = new ScanService({ call, policy: { lookups: false, samples: false } });
+const service = new ScanService({
+  call,
+  policy: { lookups: false, samples: false },
+  // --transfer pipe: bytes copied through the host's pipe (the way before the shared region).
+  ...(values.transfer === "pipe" ? {} : { transfer: () => hosts.transfer("DatasetA") }),
+});
 
 // ---- measurement helpers
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? Number.NaN;

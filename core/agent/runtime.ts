@@ -9,6 +9,7 @@
  * docs/handler-host.md); content that makes its host crash-loop is rolled
  * back here, through the same store operations as a failed load.
  */
+
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
@@ -23,6 +24,7 @@ import { HandlerRegistry } from "../handler/registry.ts";
 import { HealthBoard } from "../health/reasons.ts";
 import type { ContentFailure, HostManagerOptions } from "../host/manager.ts";
 import { privilegeViolation } from "../host/policy.ts";
+import type { SharedTransfer } from "../host/shared-transfer.ts";
 import { SoftwareService, type SoftwareServiceOptions } from "../install/software-service.ts";
 import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
@@ -469,6 +471,11 @@ export class Agent implements AgentApi {
 
   call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown> {
     return this.host.call(type, method, args, opts);
+  }
+
+  /** `type`'s shared transfer region (core/host/shared-transfer.ts), when its host runs as a process with one. */
+  transfer(type: string): SharedTransfer | undefined {
+    return (this.host as { transfer?: (t: string) => SharedTransfer | undefined }).transfer?.(type);
   }
 
   /** Host processes by group: sandbox layers, limits, usage, restarts (also in status()). */

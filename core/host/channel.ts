@@ -88,6 +88,10 @@ export interface ChannelOptions {
   maxInbound: number;
   /** Largest frame this side sends. */
   maxOutbound: number;
+  /** The peer's transfer region (shared-transfer.ts): request bytes in it go by reference. */
+  sharedOut?: ArrayBuffer;
+  /** Our read-only mapping of the region the peer writes: {"$shm": …} references resolve into it. */
+  sharedIn?: ArrayBuffer;
   onRequest?(method: string, args: unknown, ctx: { signal: AbortSignal }): Promise<unknown> | unknown;
   onNotification?(n: Notification): void;
   onProtocolError?(p: ProtocolProblem): void;
@@ -145,6 +149,7 @@ export class Channel {
   constructor(private readonly opts: ChannelOptions) {
     this.reader = new FrameReader({
       maxBytes: opts.maxInbound,
+      ...(opts.sharedIn ? { shared: opts.sharedIn } : {}),
       onMessage: (m) => this.receive(m),
       onError: (e: FrameError) => this.problem(e.kind, e.message, e.fatal),
     });
@@ -175,6 +180,7 @@ export class Channel {
     const frame = encodeFrame(
       { t: "req", id, m: method, a: args ?? null },
       opts.maxBytes ?? this.opts.maxOutbound,
+      this.opts.sharedOut,
     );
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };

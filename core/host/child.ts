@@ -36,6 +36,7 @@ import {
   TypeArgs,
   ValidateArgs,
 } from "./protocol.ts";
+import { attachSharedTransfer } from "./shared-transfer.ts";
 
 interface Slot {
   handler: ContentHandler<unknown>;
@@ -146,8 +147,11 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
   };
 
   const idleGc = new IdleGc();
+  // The supervisor's transfer region (shared-transfer.ts), if it passed one: read-only, fd 3, no path.
+  const shared = attachSharedTransfer();
   const channel: Channel = new Channel({
     send,
+    ...(shared ? { sharedIn: shared } : {}),
     maxInbound: opts.maxInboundBytes,
     maxOutbound: opts.maxOutboundBytes,
     onProtocolError: (p) => {

@@ -11,6 +11,10 @@
  *   …   J bytes of UTF-8 JSON; each Uint8Array in the message is replaced by {"$att": i}
  *   …   the attachments, concatenated
  *
+ * A Uint8Array that lies in the host's shared transfer region
+ * (shared-transfer.ts) travels by reference instead: {"$shm": [offset, length]},
+ * resolved by the receiver against its read-only mapping.
+ *
  * All integers are big-endian. The reader never trusts a length: a frame
  * over the limit is skipped as its bytes arrive (never buffered) and
  * reported, and a bad magic means the stream lost its framing, which is
@@ -18,6 +22,7 @@
  * guess where the next frame starts.
  */
 import { HandlerError } from "../errors.ts";
+import { SHM_KEY, sharedView } from "./shared-transfer.ts";
 
 export const FRAME_MAGIC = 0x4f50;
 export const FRAME_VERSION = 1;
@@ -36,7 +41,13 @@ function unserializable(path: string, what: string): HandlerError {
   );
 }
 
-function toWire(value: unknown, atts: Uint8Array[], path: string, depth: number): unknown {
+function toWire(
+  value: unknown,
+  atts: Uint8Array[],
+  path: string,
+  depth: number,
+  shared?: ArrayBuffer,
+): unknown {
   if (depth > MAX_DEPTH) throw unserializable(path, `nesting deeper than ${MAX_DEPTH}`);
   if (value === null || typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number") {
@@ -45,13 +56,15 @@ function toWire(value: unknown, atts: Uint8Array[], path: string, depth: number)
   }
   if (value === undefined) return undefined;
   if (value instanceof Uint8Array) {
+    if (shared !== undefined && value.buffer === shared)
+      return { [SHM_KEY]: [value.byteOffset, value.length] };
     atts.push(value);
     return { [ATT_KEY]: atts.length - 1 };
   }
   if (Array.isArray(value)) {
     const out = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
-      const v = toWire(value[i], atts, `${path}[${i}]`, depth + 1);
+      const v = toWire(value[i], atts, `${path}[${i}]`, depth + 1, shared);
       out[i] = v === undefined ? null : v;
     }
     return out;
@@ -63,8 +76,8 @@ function toWire(value: unknown, atts: Uint8Array[], path: string, depth: number)
     }
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      if (k === ATT_KEY) throw unserializable(`${path}.${k}`, `the key ${ATT_KEY} (reserved)`);
-      const w = toWire(v, atts, path ? `${path}.${k}` : k, depth + 1);
+      if (k === ATT_KEY || k === SHM_KEY) throw unserializable(`${path}.${k}`, `the key ${k} (reserved)`);
+      const w = toWire(v, atts, path ? `${path}.${k}` : k, depth + 1, shared);
       if (w !== undefined) out[k] = w;
     }
     return out;
@@ -77,9 +90,14 @@ export function assertTransferable(value: unknown): void {
   toWire(value, [], "", 0);
 }
 
-export function encodeFrame(message: unknown, maxBytes = DEFAULT_MAX_MESSAGE_BYTES): Uint8Array {
+/** `shared`: the receiver's transfer region; views of it go by reference, not as attachments. */
+export function encodeFrame(
+  message: unknown,
+  maxBytes = DEFAULT_MAX_MESSAGE_BYTES,
+  shared?: ArrayBuffer,
+): Uint8Array {
   const atts: Uint8Array[] = [];
-  const json = new TextEncoder().encode(JSON.stringify(toWire(message, atts, "", 0)));
+  const json = new TextEncoder().encode(JSON.stringify(toWire(message, atts, "", 0, shared)));
   if (atts.length > MAX_ATTACHMENTS) {
     throw new HandlerError(
       "HND_IPC_TOO_LARGE",
@@ -118,14 +136,26 @@ export function encodeFrame(message: unknown, maxBytes = DEFAULT_MAX_MESSAGE_BYT
 }
 
 /** Replaces {"$att": i} placeholders with the attachments, in place; false when one is invalid. */
-function fromWire(value: unknown, atts: Uint8Array[], used: Set<number>): unknown {
+function fromWire(value: unknown, atts: Uint8Array[], used: Set<number>, shared?: ArrayBuffer): unknown {
   if (value === null || typeof value !== "object") return value;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = fromWire(value[i], atts, used);
+    for (let i = 0; i < value.length; i++) value[i] = fromWire(value[i], atts, used, shared);
     return value;
   }
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj);
+  if (keys.length === 1 && keys[0] === SHM_KEY) {
+    const view = sharedView(shared, obj[SHM_KEY]);
+    if (!view) {
+      throw new FrameError(
+        "bad-attachment",
+        shared
+          ? `shared reference ${JSON.stringify(obj[SHM_KEY])} is outside the transfer region`
+          : "shared reference without a transfer region",
+      );
+    }
+    return view;
+  }
   if (keys.length === 1 && keys[0] === ATT_KEY) {
     const i = obj[ATT_KEY];
     if (typeof i !== "number" || !Number.isInteger(i) || i < 0 || i >= atts.length || used.has(i)) {
@@ -134,7 +164,7 @@ function fromWire(value: unknown, atts: Uint8Array[], used: Set<number>): unknow
     used.add(i);
     return atts[i];
   }
-  for (const k of keys) obj[k] = fromWire(obj[k], atts, used);
+  for (const k of keys) obj[k] = fromWire(obj[k], atts, used, shared);
   return obj;
 }
 
@@ -152,6 +182,8 @@ export class FrameError extends Error {
 
 export interface FrameReaderOptions {
   maxBytes: number;
+  /** The transfer region mapped from the peer (read-only); {"$shm": …} references resolve into it. */
+  shared?: ArrayBuffer;
   onMessage(message: unknown, bytes: number): void;
   /** Called for every rejected frame; after a fatal one the reader ignores all further input. */
   onError(error: FrameError): void;
@@ -253,7 +285,7 @@ export class FrameReader {
       off += len;
     }
     try {
-      message = fromWire(message, atts, new Set());
+      message = fromWire(message, atts, new Set(), this.opts.shared);
     } catch (e) {
       this.report(e instanceof FrameError ? e : new FrameError("bad-attachment", String(e)));
       return;

@@ -50,6 +50,7 @@ import {
   type TypeSlot,
 } from "./records.ts";
 import { HostRouter } from "./routing.ts";
+import { type SharedTransfer, TransferPool } from "./shared-transfer.ts";
 import { CrashSupervisor } from "./supervision.ts";
 
 // The host's public face: what callers outside core/host import from here.
@@ -68,6 +69,7 @@ export class HostManager implements HandlerHost {
   private readonly ctx: ManagerContext;
   private readonly supervisor: CrashSupervisor;
   private readonly router: HostRouter;
+  private readonly transfers = new TransferPool();
 
   constructor(private readonly opts: HostManagerOptions) {
     this.now = opts.now ?? Date.now;
@@ -291,6 +293,12 @@ export class HostManager implements HandlerHost {
     };
   }
 
+  /** The shared transfer region of `type`'s host group (shared-transfer.ts), once its host has started. */
+  transfer(type: string): SharedTransfer | undefined {
+    const slot = this.slots.get(type);
+    return slot ? this.transfers.of(slot.group) : undefined;
+  }
+
   hosts(): HostStatus[] {
     return hostStatuses(this.ctx, (g) => this.supervisor.pruneCrashes(g));
   }
@@ -436,8 +444,11 @@ export class HostManager implements HandlerHost {
     const log = this.opts.log.child({ component: "host", group: g.name });
     // The control plane refuses connections from host processes (core/control/peer-guard.ts).
     let untrack = () => {};
+    const manifests = g.types.map((t) => this.slots.get(t)!.manifest);
+    const transfer = this.transfers.forSpawn(g.name, manifests);
     const proc: HostProcess = new HostProcess({
       group: g.name,
+      ...(transfer ? { transfer } : {}),
       argv: plan.argv,
       env: hostEnv(workDir),
       cwd: workDir,

@@ -9,6 +9,7 @@ import { HandlerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Channel, type Notification, type ProtocolProblem } from "./channel.ts";
 import { CPU_GRACE_SECONDS, cgroupOomKills, joinCgroup, type ProcSample, sampleProc } from "./sandbox.ts";
+import { type SharedTransfer, TRANSFER_ENV, TRANSFER_FD } from "./shared-transfer.ts";
 import { HostWatchdog } from "./watchdog.ts";
 
 export type ExitReason =
@@ -54,6 +55,8 @@ export interface HostProcessOptions {
   onHeartbeat?(status: unknown): void;
   /** Called once when the child has ended, before its pending requests are failed (so the owner still sees them). */
   onExit?(exit: HostExit): void;
+  /** A region the child inherits as fd 3 and maps read-only; request bytes leased from it go by reference. */
+  transfer?: SharedTransfer;
 }
 
 const STDERR_TAIL = 20;
@@ -73,13 +76,16 @@ export class HostProcess {
 
   constructor(private readonly opts: HostProcessOptions) {
     try {
+      const t = opts.transfer;
       this.proc = Bun.spawn(opts.argv, {
         cwd: opts.cwd,
-        env: opts.env,
+        env: t ? { ...opts.env, [TRANSFER_ENV]: `${TRANSFER_FD}:${t.size}` } : opts.env,
         stdin: "pipe",
         stdout: "pipe",
         stderr: "pipe",
-      });
+        // The region's fd becomes the child's fd 3 (dup2 clears close-on-exec for it alone).
+        ...(t ? { stdio: ["pipe", "pipe", "pipe", t.fd] } : {}),
+      }) as Subprocess<"pipe", "pipe", "pipe">;
     } catch (e) {
       throw new HandlerError("HND_HOST_SPAWN_FAILED", `host ${opts.group}: ${(e as Error).message}`, {
         file: opts.argv[0],
@@ -95,6 +101,7 @@ export class HostProcess {
       },
       maxInbound: opts.maxInboundBytes,
       maxOutbound: opts.maxOutboundBytes,
+      ...(opts.transfer ? { sharedOut: opts.transfer.buffer } : {}),
       onRequest: (m, a, ctx) => {
         this.watchdog?.poke();
         return opts.onRequest(m, a, ctx);

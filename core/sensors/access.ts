@@ -46,12 +46,17 @@ export interface AccessSensorOptions {
   maxMarkedDirs?: number;
 }
 
+/** How long "this pid is not one of ours" is trusted before /proc is read again. */
+const NOT_SELF_TTL_MS = 250;
+
 export class AccessSensor {
   private fd = -1;
   private reader: SensorReader<FanRecord> | undefined;
   private active = 0;
   private readonly waiting: FanRecord[] = [];
   private readonly selfPids = new Map<number, boolean>();
+  /** Pids found not to be ours, until when that answer may be reused (performance.now() ms). */
+  private readonly notSelfUntil = new Map<number, number>();
   private readonly allowed = new AllowCache();
   readonly counters = {
     events: 0,
@@ -208,18 +213,26 @@ export class AccessSensor {
   }
 
   /** The agent itself or one of its host processes (their parent is us). */
-  private isSelf(pid: number): boolean {
+  private isSelf(pid: number, now = performance.now()): boolean {
     if (pid === process.pid) return true;
-    const known = this.selfPids.get(pid);
-    if (known !== undefined) return known;
+    if (this.selfPids.get(pid)) return true;
+    // A reader such as `find -exec cat {} +` opens thousands of files under one pid: reading its
+    // /proc/PID/stat each time cost ~9 µs per open. "Not ours" is remembered only briefly, because
+    // the pid may be reused by one of our hosts — which needs the kernel to hand out every other pid
+    // first (pid_max is 32,768 on small systems: > 130,000 forks/s to wrap within the window).
+    const notMineUntil = this.notSelfUntil.get(pid);
+    if (notMineUntil !== undefined && now < notMineUntil) return false;
     let mine = false;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       mine = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === process.pid;
     } catch {}
     if (this.selfPids.size > 4096) this.selfPids.clear();
-    // Only ours is remembered: an unrelated pid may be reused by one of our hosts later.
-    if (mine) this.selfPids.set(pid, true);
+    if (this.notSelfUntil.size > 4096) this.notSelfUntil.clear();
+    if (mine) {
+      this.selfPids.set(pid, true);
+      this.notSelfUntil.delete(pid);
+    } else this.notSelfUntil.set(pid, now + NOT_SELF_TTL_MS);
     return mine;
   }
 

@@ -24,6 +24,7 @@ function load(): Libc | null {
       send: { args: [i32, p, u64, i32], returns: i64 },
       read: { args: [i32, p, u64], returns: i64 },
       write: { args: [i32, p, u64], returns: i64 },
+      writev: { args: [i32, p, i32], returns: i64 },
       close: { args: [i32], returns: i32 },
       setsockopt: { args: [i32, i32, i32, p, u32], returns: i32 },
       poll: { args: [p, u64, i32], returns: i32 },
@@ -93,6 +94,46 @@ export function readFd(fd: number, buf: Uint8Array): number {
 
 export function writeFd(fd: number, data: Uint8Array): number {
   return rc(sym("write")(fd, ptr(data), data.length));
+}
+
+/**
+ * Answers ALLOW to many fanotify permission events in one writev(): the kernel takes one response per
+ * write (fanotify_write has no write_iter, so writev loops over the iovecs), one syscall for all.
+ * Returns the number answered, or -errno.
+ */
+export function fanotifyAllowMany(fanFd: number, eventFds: number[]): number {
+  if (eventFds.length === 1) return rcAnswered(writeFd(fanFd, fanAllow(eventFds[0]!)));
+  let answered = 0;
+  for (let from = 0; from < eventFds.length; from += IOV_MAX) {
+    const n = Math.min(IOV_MAX, eventFds.length - from);
+    // Fresh arrays and pointers on every call: a pointer kept across calls may outlive the storage
+    // it was taken from (the engine can move a typed array's contents), and the kernel would then
+    // answer whatever stale fd it finds there — another event's — leaving this one held.
+    const responses = new Int32Array(2 * n);
+    const iov = new BigUint64Array(2 * n);
+    const base = BigInt(ptr(responses));
+    for (let i = 0; i < n; i++) {
+      responses[2 * i] = eventFds[from + i]!;
+      responses[2 * i + 1] = 1; // FAN_ALLOW
+      iov[2 * i] = base + BigInt(8 * i);
+      iov[2 * i + 1] = 8n;
+    }
+    const r = rc(sym("writev")(fanFd, ptr(iov), n));
+    if (r < 0) return answered > 0 ? answered : r;
+    answered += r / 8;
+    if (r < 8 * n) return answered;
+  }
+  return answered;
+}
+
+const IOV_MAX = 1024;
+const rcAnswered = (r: number) => (r < 0 ? r : r / 8);
+function fanAllow(fd: number): Uint8Array {
+  const b = new Uint8Array(8);
+  const dv = new DataView(b.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setUint32(4, 1, true); // FAN_ALLOW
+  return b;
 }
 
 export function closeFd(fd: number): number {

@@ -17,7 +17,7 @@
  */
 import { closeSync, fstatSync } from "node:fs";
 import { AllowCache } from "./allow-cache.ts";
-import { closeFd, EAGAIN, EINTR, ENOBUFS, pollIn, readFd, writeFd } from "./libc.ts";
+import { closeFd, EAGAIN, EINTR, ENOBUFS, fanotifyAllowMany, pollIn, readFd, writeFd } from "./libc.ts";
 import { parseNflog } from "./nflog-parse.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
@@ -40,7 +40,21 @@ function run(init: ReaderInit): void {
   const shared = new Int32Array(init.shared);
   const buf = new Uint8Array(init.bufBytes);
   const allow = init.allow ? new AllowCache(AllowCache.slotsOf(init.allow), init.allow) : undefined;
-  /** Answers (ALLOW) and closes an event for a file the decider allowed before, unchanged since. */
+  /** Event fds to answer ALLOW (permission events) and to close, gathered per read: one writev for all. */
+  const allowNow: number[] = [];
+  const closeNow: number[] = [];
+  const settleNow = () => {
+    if (allowNow.length > 0) {
+      const answered = fanotifyAllowMany(init.fd, allowNow);
+      // Should writev stop short, answer the rest one by one: a held open must never be left waiting.
+      for (let i = Math.max(0, answered); i < allowNow.length; i++)
+        writeFd(init.fd, fanResponse(allowNow[i]!, true));
+      allowNow.length = 0;
+    }
+    for (const fd of closeNow) closeFd(fd);
+    closeNow.length = 0;
+  };
+  /** Queues ALLOW (and the close) for an event for a file the decider allowed before, unchanged since. */
   const allowedBefore = (r: { fd: number; mask: number }): boolean => {
     if (!allow || r.fd < 0) return false;
     let hit = false;
@@ -50,8 +64,8 @@ function run(init: ReaderInit): void {
       return false;
     }
     if (!hit) return false;
-    if (r.mask & FAN_PERM_MASK) writeFd(init.fd, fanResponse(r.fd, true));
-    closeFd(r.fd);
+    if (r.mask & FAN_PERM_MASK) allowNow.push(r.fd);
+    closeNow.push(r.fd);
     Atomics.add(shared, SHARED.cacheAllowed, 1);
     return true;
   };
@@ -128,13 +142,14 @@ function run(init: ReaderInit): void {
       // So are files allowed before and unchanged since: the opener never waits for the main thread.
       const records = parseFanotify(buf, n).filter((r) => {
         if (r.pid === process.pid && r.mask & FAN_PERM_MASK) {
-          writeFd(init.fd, fanResponse(r.fd, true));
-          closeFd(r.fd);
+          allowNow.push(r.fd);
+          closeNow.push(r.fd);
           Atomics.add(shared, SHARED.selfAllowed, 1);
           return false;
         }
         return !allowedBefore(r);
       });
+      settleNow();
       if (records.length === 0) continue;
       if (Atomics.load(shared, SHARED.inFlight) >= init.maxInFlight) {
         // A held permission event holds an open() on the host: never queue it, answer ALLOW now.

@@ -23,8 +23,9 @@ export function fileKey(fd: number): FileKey {
 export const PREFETCH_FLAGS =
   constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOATIME ?? 0);
 
-export function readAll(fd: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
+/** Reads into `into` when given (a transfer lease of at least `size` bytes), else a new buffer. */
+export function readAll(fd: number, size: number, into?: Uint8Array): Uint8Array {
+  const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
   let got = 0;
   while (got < size) {
     const n = readSync(fd, out, got, size - got, got);

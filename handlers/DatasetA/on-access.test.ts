@@ -11,6 +11,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
+import { SharedTransfer } from "../../core/host/shared-transfer.ts";
 import { AccessSensor } from "../../core/sensors/access.ts";
 import { sensorsService } from "../../core/sensors/service.ts";
 import { OnAccessSchema } from "../../core/sensors-config.ts";
@@ -278,10 +279,15 @@ describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
 
 describe("verdict cache and changing files (no kernel needed)", () => {
   const config = OnAccessSchema.parse({ enabled: true, mode: "block", paths: ["/"] });
+  // A real transfer region, as the scanner host has: files are read into leases, which must all come back.
+  const region = SharedTransfer.create(1024 * 1024, "outpost-test")!;
+  const inRegion: boolean[] = [];
   const fakeService = (onScan: (bytes: Uint8Array) => void, detect: (bytes: Uint8Array) => boolean) =>
     ({
+      lease: (n: number) => region.lease(n),
       scanBytesMany: async (items: { bytes: Uint8Array }[]) =>
         items.map(({ bytes }) => {
+          inRegion.push(region.owns(bytes));
           onScan(bytes);
           const hit = detect(bytes);
           return { detections: hit ? [{ name: "T.Fake", verdict: "malware", sha256: "x" }] : [] };
@@ -317,6 +323,9 @@ describe("verdict cache and changing files (no kernel needed)", () => {
     }
     expect(scans).toBe(3);
     expect(scanner.stats()).toMatchObject({ changedDuringScan: 3, cacheEntries: 0 });
+    // Each attempt read the file into the transfer region and gave the lease back once judged.
+    expect(inRegion.slice(-3)).toEqual([true, true, true]);
+    expect(region.available).toBe(region.size);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -341,6 +350,7 @@ describe("verdict cache and changing files (no kernel needed)", () => {
       closeSync(fd);
     }
     expect(scanner.stats()).toMatchObject({ blocked: 1, cacheEntries: 0 });
+    expect(region.available).toBe(region.size);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -377,6 +387,8 @@ describe("verdict cache and changing files (no kernel needed)", () => {
       closeSync(fd);
     }
     expect(scans).toEqual(["old", "new"]);
+    // The failed decision (no service) leased nothing it kept.
+    expect(region.available).toBe(region.size);
     rmSync(dir, { recursive: true, force: true });
   });
 

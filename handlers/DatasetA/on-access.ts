@@ -24,6 +24,7 @@
  */
 import { closeSync, openSync } from "node:fs";
 import type { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
+import type { Lease } from "../../core/host/shared-transfer.ts";
 import { metrics } from "../../core/metrics.ts";
 import type { AccessEvent } from "../../core/sensors/access.ts";
 import type { FileIdentity } from "../../core/sensors/allow-cache.ts";
@@ -170,11 +171,17 @@ export class OnAccessScanner {
       const large = before.size > BATCH_BYTES;
       const release = large ? await this.largeTurn() : undefined;
       let v: boolean | undefined;
+      // Read straight into the scanner's transfer region when there is room (no copy through its pipe).
+      const lease = this.service.lease(before.size);
+      let handedOver = false;
       try {
-        const bytes = readAll(ev.fd, before.size);
+        const bytes = readAll(ev.fd, before.size, lease?.bytes);
         if (block && this.o.readAhead !== false) this.readAhead.onReach(ev.path);
-        v = await this.scanAndSettle(ev.fd, before, bytes, ev.path, true);
+        const settled = this.scanAndSettle(ev.fd, before, bytes, ev.path, true, lease);
+        handedOver = true; // released by scanAndSettle once judged
+        v = await settled;
       } finally {
+        if (!handedOver) lease?.release();
         release?.();
       }
       if (v === undefined) continue; // changed under us (clean): what we scanned may not be what is read
@@ -197,6 +204,7 @@ export class OnAccessScanner {
     bytes: Uint8Array,
     path: string,
     urgent: boolean,
+    lease?: Lease,
   ): Promise<boolean | undefined> {
     const epoch = this.epoch;
     this.count("scanned", "scanned");
@@ -216,6 +224,8 @@ export class OnAccessScanner {
         return clean;
       } finally {
         this.pending.delete(before.key);
+        // `bytes` (a view of the lease) is not looked at again: judged, hashed if detected, reported.
+        lease?.release();
       }
     })();
     // Waiters fall back to their own scan if this one fails; the caller sees the error.
@@ -243,13 +253,15 @@ export class OnAccessScanner {
       return;
     }
     let handedOver = false;
+    let lease: Lease | undefined;
     try {
       const before = fileKey(fd);
       if (!before.regular || before.size === 0 || before.size > this.o.config.maxFileBytes) return;
       if (this.cache.has(before.key) || this.pending.has(before.key)) return;
-      const bytes = readAll(fd, before.size);
+      lease = this.service.lease(before.size);
+      const bytes = readAll(fd, before.size, lease?.bytes);
       this.count("readAhead", "read-ahead");
-      const settled = this.scanAndSettle(fd, before, bytes, path, false);
+      const settled = this.scanAndSettle(fd, before, bytes, path, false, lease);
       handedOver = true;
       void settled
         .catch(() => undefined)
@@ -261,10 +273,12 @@ export class OnAccessScanner {
     } catch {
       // Gone, unreadable, or not a file any more: its own open will decide it.
     } finally {
-      if (!handedOver)
+      if (!handedOver) {
+        lease?.release();
         try {
           closeSync(fd);
         } catch {}
+      }
     }
   }
 

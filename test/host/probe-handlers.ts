@@ -9,7 +9,7 @@
  * (OUTPOST_TEST_PROBE_DIR, OUTPOST_TEST_PROBE_PORT), which host processes
  * inherit, so supervisor and host build identical manifests.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { ftruncateSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { defineHandler, type HandlerManifestInput } from "../../core/handler/contract.ts";
@@ -33,6 +33,11 @@ export interface ProbeReport {
   exec: Attempt;
   signalSupervisor: Attempt;
   writeWorkDir: Attempt;
+  /** The shared transfer region the supervisor passed (core/host/shared-transfer.ts), if any. */
+  transfer: string | null;
+  /** Writing into it, and shrinking it under the supervisor (fd 3): both must be refused. */
+  writeTransfer: Attempt;
+  truncateTransfer: Attempt;
 }
 
 async function attempt(f: () => unknown): Promise<Attempt> {
@@ -67,6 +72,9 @@ async function probe(args: { file: string; port: number }): Promise<ProbeReport>
     }),
     signalSupervisor: await attempt(() => process.kill(process.ppid, 0)),
     writeWorkDir: await attempt(() => writeFileSync(join(process.cwd(), "scratch"), "ok")),
+    transfer: process.env.OUTPOST_HOST_TRANSFER ?? null,
+    writeTransfer: await attempt(() => writeSync(3, new Uint8Array([0x58]), 0, 1, 0)),
+    truncateTransfer: await attempt(() => ftruncateSync(3, 0)),
   };
 }
 

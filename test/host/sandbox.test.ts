@@ -91,6 +91,10 @@ describe.skipIf(abi === 0)("a hostile handler in its host process", () => {
     expect(r.signalSupervisor).toMatchObject(denied("EPERM"));
     // Its private work dir is the one place it may write.
     expect(r.writeWorkDir).toEqual({ ok: true });
+    // The transfer region it was handed (fd 3) is sealed: it can neither change nor shrink it.
+    expect(r.transfer).toMatch(/^3:\d+$/);
+    expect(r.writeTransfer).toMatchObject(denied("EPERM"));
+    expect(r.truncateTransfer).toMatchObject(denied("EPERM"));
   });
 
   test.skipIf(!root)("the same declaration as root: Landlock denies even uid 0", () => {
@@ -103,6 +107,9 @@ describe.skipIf(abi === 0)("a hostile handler in its host process", () => {
     // Landlock signal scoping (ABI 6): a sandboxed root process cannot signal the supervisor.
     if (abi >= 6) expect(r.signalSupervisor).toMatchObject(denied("EPERM"));
     expect(existsSync(join(dir, "written-by-host"))).toBe(false);
+    // Seals bind root too: the transfer region stays the supervisor's to write.
+    expect(r.writeTransfer).toMatchObject(denied("EPERM"));
+    expect(r.truncateTransfer).toMatchObject(denied("EPERM"));
   });
 
   test.skipIf(!root)("positive control: the same operations succeed when declared", () => {

@@ -12,6 +12,7 @@ import { attachment } from "../../../core/agent/attachments.ts";
 import type { AgentEvent } from "../../../core/agent/events.ts";
 import type { AgentConfig } from "../../../core/config.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
+import type { Lease } from "../../../core/host/shared-transfer.ts";
 import { log } from "../../../core/log.ts";
 import type { MlConfig } from "../../../core/ml-config.ts";
 import { sensorsOf } from "../../../core/sensors/service.ts";
@@ -36,6 +37,8 @@ export interface RuntimeContext {
   config: AgentConfig;
   api: {
     call: CallHandler;
+    /** The scanner's shared transfer region, when its host has one (core/host/shared-transfer.ts). */
+    transfer?(type: string): { lease(bytes: number): Lease | undefined } | undefined;
     rollback?(type: string): Promise<unknown>;
     exclusions?: { readonly matcher: ExclusionMatcher };
   };
@@ -90,6 +93,7 @@ export async function createScanRuntime(
       : undefined;
   const service = new ScanService({
     call,
+    ...(ctx.api.transfer ? { transfer: () => ctx.api.transfer?.("DatasetA") } : {}),
     policy: { lookups: lp.lookups, samples: lp.lookups && lp.samples },
     ...(ctx.api.exclusions ? { exclusions: () => ctx.api.exclusions!.matcher } : {}),
     ...(sxl ? { sxl } : {}),

@@ -27,6 +27,7 @@ import { basename } from "node:path";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { ExclusionMatcher } from "../../../core/exclusions/matcher.ts";
 import type { ExclusionScope } from "../../../core/exclusions-config.ts";
+import type { Lease } from "../../../core/host/shared-transfer.ts";
 import type { RepAnswer } from "../../LocalRepData/index.ts";
 import type { MlScoring } from "../../MLModel/scan-hook.ts";
 import type { Detection, ScanLimits, ScanOutcome } from "../engine.ts";
@@ -49,6 +50,7 @@ import {
   listFiles,
   presentRuns,
   ReadBuffer,
+  readAt,
   readableRegions,
   readRuns,
   regionName,
@@ -90,10 +92,20 @@ export interface ScanServiceOptions {
    * path and suppresses detections by digest or signer; "lookups" skips Live Protection.
    */
   exclusions?: () => ExclusionMatcher;
+  /**
+   * The scanner host's transfer region (core/host/shared-transfer.ts), when it has one: files are read
+   * straight into it and reach the scanner by reference, not copied through its pipe.
+   */
+  transfer?: () => { lease(bytes: number): Lease | undefined } | undefined;
 }
 
 export class ScanService {
   constructor(private readonly o: ScanServiceOptions) {}
+
+  /** Room for `bytes` in the scanner's transfer region, or undefined (send ordinary bytes). Release it once scanned. */
+  lease(bytes: number): Lease | undefined {
+    return bytes > 0 ? this.o.transfer?.()?.lease(bytes) : undefined;
+  }
 
   /** Scans files and directory trees. */
   async scanPaths(
@@ -264,26 +276,39 @@ export class ScanService {
   ): Promise<ObjectReport> {
     const started = performance.now();
     let keep: Uint8Array | undefined;
-    const outcome = await withFdAsync(f.fsPath, async (fd) => {
-      const size = fstatSync(fd).size;
-      if (size <= CHUNK_BYTES) {
-        const bytes = buffer.read(fd, 0, size);
-        if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
-        return this.sendBytes(bytes, basename(f.path), allMatches);
-      }
-      return this.sendStream(basename(f.path), size, (pos, len) => buffer.read(fd, pos, len), allMatches);
-    });
-    scannedBytes.inc({ source: "file" }, outcome.size);
-    // Files between the chunk size and the sample limit are read again only if a sample is wanted.
-    const report = await this.finish(
-      f.path,
-      outcome,
-      () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
-      undefined,
-      scope,
-    );
-    durationOf.file.observe((performance.now() - started) / 1000);
-    return report;
+    let lease: Lease | undefined;
+    try {
+      const outcome = await withFdAsync(f.fsPath, async (fd) => {
+        const size = fstatSync(fd).size;
+        if (size <= CHUNK_BYTES) {
+          lease = this.lease(size);
+          // Into the shared region when a lease is free (the host reads it there, no copy), else the tree's buffer.
+          const bytes = lease ? readAt(fd, 0, size, lease.bytes) : buffer.read(fd, 0, size);
+          if (bytes.length <= SAMPLE_MAX_BYTES) keep = bytes;
+          return this.sendBytes(bytes, basename(f.path), allMatches);
+        }
+        return this.sendStream(
+          basename(f.path),
+          size,
+          (pos, len, into) => (into ? readAt(fd, pos, len, into) : buffer.read(fd, pos, len)),
+          allMatches,
+        );
+      });
+      scannedBytes.inc({ source: "file" }, outcome.size);
+      // Files between the chunk size and the sample limit are read again only if a sample is wanted.
+      const report = await this.finish(
+        f.path,
+        outcome,
+        () => keep ?? new Uint8Array(readFileSync(f.fsPath)),
+        undefined,
+        scope,
+      );
+      durationOf.file.observe((performance.now() - started) / 1000);
+      return report;
+    } finally {
+      // `keep` is a view of the lease: nothing uses it once the report is made.
+      (lease as Lease | undefined)?.release();
+    }
   }
 
   /**
@@ -306,11 +331,11 @@ export class ScanService {
     return this.sendStream(name, bytes.length, (pos, len) => bytes.subarray(pos, pos + len), allMatches);
   }
 
-  /** A begin/chunk/end session; `read` supplies each chunk (the last may be short). */
+  /** A begin/chunk/end session; `read` supplies each chunk (the last may be short), into a lease if given. */
   private async sendStream(
     name: string,
     size: number,
-    read: (pos: number, len: number) => Uint8Array,
+    read: (pos: number, len: number, into?: Uint8Array) => Uint8Array,
     allMatches: boolean,
   ): Promise<ScanOutcome> {
     if (size <= CHUNK_BYTES) return this.sendBytes(read(0, size), name, allMatches);
@@ -322,10 +347,16 @@ export class ScanService {
     };
     try {
       for (let pos = 0; pos < size; pos += CHUNK_BYTES) {
-        const chunk = read(pos, Math.min(CHUNK_BYTES, size - pos));
-        if (chunk.length === 0) break;
-        await this.o.call("DatasetA", "chunk", { session, bytes: chunk });
-        if (chunk.length < Math.min(CHUNK_BYTES, size - pos)) break;
+        const want = Math.min(CHUNK_BYTES, size - pos);
+        const lease = this.lease(want);
+        try {
+          const chunk = read(pos, want, lease?.bytes);
+          if (chunk.length === 0) break;
+          await this.o.call("DatasetA", "chunk", { session, bytes: chunk });
+          if (chunk.length < want) break;
+        } finally {
+          lease?.release();
+        }
       }
       return (await this.o.call("DatasetA", "end", { session })) as ScanOutcome;
     } catch (e) {

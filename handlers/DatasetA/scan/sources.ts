@@ -95,8 +95,9 @@ export function listFiles(
 }
 
 /** Reads `length` bytes at `position`; fewer at end of file. */
-export function readAt(fd: number, position: number, length: number): Uint8Array {
-  const buf = new Uint8Array(length);
+/** Reads into `into` when given (a transfer lease of at least `length` bytes), else a new buffer. */
+export function readAt(fd: number, position: number, length: number, into?: Uint8Array): Uint8Array {
+  const buf = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
   let got = 0;
   while (got < length) {
     const n = readSync(fd, buf, got, length - got, position + got);
