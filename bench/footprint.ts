@@ -15,8 +15,8 @@
  *   running: hosts.idleStop off — every group's host stays up (the goal's case).
  *   stopped: hosts.idleStop after 5 s — the groups that hold nothing hot stop,
  *            as they do after the default 300 s; the first call to one of them
- *            afterwards (Flags, through `agent flags`) is timed against a
- *            call to a running host.
+ *            afterwards (RepairKit's) is timed against a call to a running
+ *            host (Hmpa_data's), CLI start-up included.
  *
  * The agent runs as the systemd unit runs it (BUN_GC_TIMER_DISABLE=1,
  * core/install/unit.ts). `--baseline DIR` runs every mode a second time on
@@ -140,7 +140,8 @@ async function runMode(build: string, bin: string, mode: string): Promise<ModeRe
       BUN_GC_TIMER_DISABLE: "1",
       OUTPOST_DEMO_BIN_DIR: bin,
       OUTPOST_DEMO_DIR: dir,
-      OUTPOST_DEMO_CONFIG: JSON.stringify({ hosts: { idleStop } }),
+      // Hourly updates, as the agent's default: the demo's 60 s cycle would wake the repair host each minute.
+      OUTPOST_DEMO_CONFIG: JSON.stringify({ hosts: { idleStop }, update: { intervalSeconds: 3600 } }),
     },
   });
   try {
@@ -199,7 +200,7 @@ async function runMode(build: string, bin: string, mode: string): Promise<ModeRe
   }
 }
 
-/** `agent flags` needs the config host (stopped by now) vs `agent hmpa check` on the running hmpa host. */
+/** RepairKit's host (stopped by now) against Hmpa_data's (running), each through `agent handlers call`. */
 async function firstCallLatency(agent: string, dir: string) {
   const state = join(dir, "state");
   const time = (args: string[]) => {
@@ -209,7 +210,7 @@ async function firstCallLatency(agent: string, dir: string) {
     return performance.now() - t;
   };
   const hot = time(["handlers", "call", "Hmpa_data", "check", '{"thumbprint":"StackPivot:00"}']);
-  const cold = time(["handlers", "call", "Flags", "supplement", "{}"]);
+  const cold = time(["handlers", "call", "RepairKit", "checks", "{}"]);
   return { firstCallAfterStopMs: Math.round(cold), callToRunningHostMs: Math.round(hot) };
 }
 
@@ -262,7 +263,7 @@ if (values.json) {
       );
     if (r.firstCallAfterStopMs !== undefined)
       console.log(
-        `  first call to a stopped host (agent handlers call Flags supplement) ${r.firstCallAfterStopMs} ms; to a running one (Hmpa_data) ${r.callToRunningHostMs} ms — CLI start-up included`,
+        `  first call to a stopped host (agent handlers call RepairKit checks) ${r.firstCallAfterStopMs} ms; to a running one (Hmpa_data) ${r.callToRunningHostMs} ms — CLI start-up included`,
       );
   }
 }

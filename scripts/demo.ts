@@ -226,6 +226,9 @@ const trust = join(DEMO, "state/trust/root.pem");
 mkdirSync(join(DEMO, "state/trust"), { recursive: true, mode: 0o700 });
 copyFileSync(join(DEMO, "keys/root.pem"), trust);
 
+const { update: extraUpdate, ...extraConfig } = (
+  process.env.OUTPOST_DEMO_CONFIG ? JSON.parse(process.env.OUTPOST_DEMO_CONFIG) : {}
+) as { update?: object };
 const config = {
   stateDir: join(DEMO, "state"),
   update: {
@@ -233,11 +236,12 @@ const config = {
     group: GROUP,
     trust,
     intervalSeconds: 60,
+    ...extraUpdate,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
   // Kernel sensors (docs/sensors.md): file events under this dir reach the Behavior rules.
   sensors: { files: { paths: [join(DEMO, "home/.ssh")] } },
-  ...(process.env.OUTPOST_DEMO_CONFIG ? (JSON.parse(process.env.OUTPOST_DEMO_CONFIG) as object) : {}),
+  ...extraConfig,
 };
 mkdirSync(join(DEMO, "home/.ssh"), { recursive: true });
 writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);
