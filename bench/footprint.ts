@@ -171,13 +171,13 @@ async function runMode(build: string, bin: string, mode: string): Promise<ModeRe
     const wallSeconds = (performance.now() - w0) / 1000;
     const last = processTree(supervisor);
     // A process that ended in the window (an idle stop) counts as it last was; a new one from zero.
+    const used = (p: number) => (cpuTicks(p) || (t0.get(p) ?? 0)) - (t0.get(p) ?? 0);
     let ticks = 0;
-    for (const p of new Set([...first, ...last]))
-      ticks += (cpuTicks(p) || (t0.get(p) ?? 0)) - (t0.get(p) ?? 0);
+    for (const p of new Set([...first, ...last])) ticks += used(p);
     const rows: Row[] = [];
     for (const p of last) {
       const m = pssOf(p);
-      if (m) rows.push({ name: label(p, supervisor), ...m });
+      if (m) rows.push({ name: label(p, supervisor), ...m, ticks: used(p) });
     }
     const total: PssBreakdown = { pid: 0, pss: 0, binary: 0, anon: 0, files: 0, uss: 0, rss: 0 };
     for (const r of rows)
