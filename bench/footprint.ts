@@ -197,6 +197,8 @@ async function runMode(build: string, bin: string, mode: string): Promise<ModeRe
   } finally {
     demo.kill("SIGINT");
     await demo.exited;
+    // Each demo directory holds the agent executable several times over (AgentSoftware): ~700 MiB.
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
