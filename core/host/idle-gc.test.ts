@@ -60,3 +60,26 @@ test("work that never pauses still gets its collection, maxDelayMs after the tou
   expect(clock).toBeLessThan(1000);
   gc.stop();
 });
+
+test("soon(): a content switch gets its collection within quietMs even right after the last one", async () => {
+  let n = 0;
+  let clock = 0;
+  const gc = new IdleGc(
+    20,
+    60_000,
+    () => n++,
+    () => clock,
+  );
+  gc.touch();
+  expect(await until(() => n === 1, 5000)).toBe(true);
+  clock += 1000;
+  // touch() alone would wait out the rest of the minute…
+  gc.touch();
+  await Bun.sleep(100);
+  expect(n).toBe(1);
+  // …soon() does not, and later touches cannot push it back.
+  gc.soon();
+  gc.touch();
+  expect(await until(() => n === 2, 5000)).toBe(true);
+  gc.stop();
+});

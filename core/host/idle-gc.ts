@@ -36,7 +36,21 @@ export class IdleGc {
     if (this.timer) clearTimeout(this.timer);
     else this.dueBy = Math.max(now, this.lastAt + this.minIntervalMs) + this.maxDelayMs;
     const quiet = Math.max(this.quietMs, this.lastAt + this.minIntervalMs - now);
-    const wait = Math.max(0, Math.min(quiet, this.dueBy - now));
+    this.arm(Math.max(0, Math.min(quiet, this.dueBy - now)));
+  }
+
+  /**
+   * Garbage worth returning now — a content switch just dropped its staged payload (a host's
+   * commit, discard, unload): one collection within quietMs, whatever minIntervalMs says.
+   */
+  soon(): void {
+    const now = this.now();
+    this.dueBy = Math.min(this.dueBy, now + this.quietMs);
+    if (this.timer) clearTimeout(this.timer);
+    this.arm(Math.max(0, this.dueBy - now));
+  }
+
+  private arm(wait: number): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.dueBy = Number.POSITIVE_INFINITY;
