@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { idleStops, ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
 import { hostStatuses } from "./host-status.ts";
 import { buildHostTable, recordFor } from "./host-table.ts";
+import { IdleGc } from "./idle-gc.ts";
 import { armIdleStop } from "./idle-stop.ts";
 import { defaultInstallDir, hostEnv, sandboxGaps } from "./launch.ts";
 import { initArgsFor, type LaunchFacts, planLaunch } from "./launch-plan.ts";
@@ -61,6 +62,8 @@ export class HostManager implements HandlerHost {
   private readonly ctx: ManagerContext;
   private readonly supervisor: CrashSupervisor;
   private readonly router: HostRouter;
+  /** Staging reads whole payload files into the supervisor's heap; they are garbage once sent. */
+  private readonly gc = new IdleGc();
 
   constructor(private readonly opts: HostManagerOptions) {
     this.now = opts.now ?? Date.now;
@@ -221,6 +224,7 @@ export class HostManager implements HandlerHost {
 
   async unloadAll(): Promise<void> {
     this.stopping = true;
+    this.gc.stop();
     await Promise.all(
       [...this.groups.values()].map(async (g) => {
         clearTimeout(g.restartTimer);
@@ -602,6 +606,7 @@ export class HostManager implements HandlerHost {
       { timeoutMs, what, candidate },
     );
     if (g.proc === proc) g.staged.set(type, view.version);
+    this.gc.soon();
   }
 
   /** One request with metrics, and crash errors that say what the host was doing. */
