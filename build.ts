@@ -63,15 +63,19 @@ export function lazyImports(entryPath: string): string[] {
 }
 
 /**
- * Rule G1 (core/host/policy.ts) before anything ships: every built-in
- * handler's declared privileges fit its host group. Returns the violations.
+ * Rules G1 and G3 (core/host/policy.ts) before anything ships: every built-in
+ * handler's declared privileges fit its host group, and groups that share a
+ * process have identical allowances. Returns the violations.
  */
 export async function handlerPrivilegeViolations(): Promise<string[]> {
-  const [{ defaultRegistry }, { registryViolations }] = await Promise.all([
+  const [{ defaultRegistry }, { registryViolations, processesOf }] = await Promise.all([
     import("./handlers/index.ts"),
     import("./core/host/policy.ts"),
   ]);
-  return registryViolations(defaultRegistry()).map((e) => `${e.code}: ${e.message}`);
+  const registry = defaultRegistry();
+  return [...registryViolations(registry), ...processesOf(registry.groups()).refused].map(
+    (e) => `${e.code}: ${e.message}`,
+  );
 }
 
 export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {

@@ -24,6 +24,8 @@ const benches = [
   ["policy.ts"],
   ["ips.ts", "--sizes", "100,10000,100000"],
   ["esh.ts"],
+  // Memory and idle CPU of the whole agent with every example content type installed (issue 21, Footprint).
+  ["footprint.ts", "--no-build"],
 ];
 for (const [file, ...args] of benches) {
   console.log(`\n### bench/${file}`);

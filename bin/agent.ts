@@ -2,13 +2,17 @@
 /**
  * `agent` entry point. `agent --version` is answered before anything else is
  * evaluated (it is what fleet tooling runs most, and it must work even when
- * some subsystem is broken); everything else lives in agent-main.ts.
+ * some subsystem is broken); host processes go to agent-host.ts, which loads
+ * no command tree; everything else lives in agent-main.ts.
  */
 import { COMMIT, VERSION } from "../core/version.ts";
 
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   process.stdout.write(`outpost-agent ${VERSION} (${COMMIT})\n`);
+} else if (args[0] === "host" && !args.includes("--help") && !args.includes("-h")) {
+  // A host process, started by the supervisor: no command tree in its heap (agent-host.ts).
+  await import("./agent-host.ts");
 } else {
   // Before any schema is built: one-shot commands parse interpreted (core/cli/schema-mode.ts).
   (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { handlerPrivilegeViolations } from "../build.ts";
-import { registryViolations } from "../core/host/policy.ts";
+import { processesOf, registryViolations } from "../core/host/policy.ts";
 import { builtinGroups } from "./groups.ts";
-import { GROUP_MODULES, registryForGroup } from "./host-registry.ts";
+import { GROUP_MODULES, groupsOfProcess, registryForGroup } from "./host-registry.ts";
 import { builtinHandlers, defaultRegistry } from "./index.ts";
 
 describe("built-in host groups", () => {
@@ -94,6 +94,25 @@ describe("built-in host groups", () => {
     expect(g.get("repair")?.fs.write).toContain("${stateDir}/**");
     // Only root groups keep capabilities, and only named ones.
     for (const group of builtinGroups) if (group.runAs === "agent") expect(group.capabilities).toEqual([]);
+  });
+
+  test("the shared process runs the groups with nothing but IPC input, never the scanner or the IPS (G3)", async () => {
+    const { processOf, refused } = processesOf(builtinGroups);
+    expect(refused).toEqual([]);
+    const shared = builtinGroups.filter((g) => processOf.get(g.name) === "shared").map((g) => g.name);
+    expect(shared.sort()).toEqual(["config", "esh", "hmpa", "software", "telemetry"]);
+    expect(groupsOfProcess("shared").sort()).toEqual(shared);
+    // Same allowance, but parsers of hostile bytes at volume: their own processes.
+    expect(processOf.get("scanner")).toBe("scanner");
+    expect(processOf.get("ips")).toBe("ips");
+    for (const g of builtinGroups)
+      if (processOf.get(g.name) === g.name) expect(groupsOfProcess(g.name)).toEqual([g.name]);
+    // The shared host imports exactly the handlers of its groups.
+    const expected = builtinHandlers()
+      .filter((h) => shared.includes(h.manifest.group))
+      .map((h) => h.manifest.name)
+      .sort();
+    expect((await registryForGroup("shared")).types()).toEqual(expected);
   });
 
   test("every built-in handler names a registered group", () => {

@@ -4,8 +4,20 @@
  * process; a handler asking for more than its group allows is refused at
  * build time (build.ts, groups.test.ts) and at load. Rationale per group in
  * docs/handler-host.md ("Groups").
+ *
+ * SHARED: groups whose allowance is identical (no file system, no network,
+ * no exec, runAs agent) and whose handlers take no hostile bytes at volume
+ * run in one process (rule G3, core/host/policy.ts; issue 21, Footprint —
+ * each Bun process costs ~10–20 MiB). The group stays the policy and
+ * documentation unit; a crash of the shared process restarts all of them.
+ * `scanner` (file bytes) and `ips` (packets) keep processes of their own
+ * although their allowance is the same: an exploit of their parsers must
+ * not be able to forge configuration, flags or allowlist answers
+ * (docs/handler-host.md, "Shared processes").
  */
 import { defineGroup, type GroupPolicy } from "../core/host/policy.ts";
+
+const SHARED = "shared";
 
 export const builtinGroups: GroupPolicy[] = [
   defineGroup({
@@ -59,6 +71,7 @@ export const builtinGroups: GroupPolicy[] = [
     // Pure functions of content + the input the supervisor passes in (wave3.md "Where things run"):
     // policy documents in, config values and flag words out; the supervisor applies them.
     name: "config",
+    process: SHARED,
     description: "RemapperRules, Flags: policy → configuration; no filesystem, no network, no exec",
     runAs: "agent",
     net: "none",
@@ -96,6 +109,7 @@ export const builtinGroups: GroupPolicy[] = [
   }),
   defineGroup({
     name: "hmpa",
+    process: SHARED,
     description: "Hmpa_data: an allowlist looked up in memory; needs nothing",
     runAs: "agent",
     net: "none",
@@ -104,6 +118,7 @@ export const builtinGroups: GroupPolicy[] = [
   defineGroup({
     // Pure checks of TELEMSUP content; the upload is the supervisor's (docs/telemetry.md).
     name: "telemetry",
+    process: SHARED,
     description: "TELEMSUP: validates telemetry settings; needs nothing",
     runAs: "agent",
     net: "none",
@@ -112,6 +127,7 @@ export const builtinGroups: GroupPolicy[] = [
   defineGroup({
     // Proves AgentSoftware packages from their bytes; the A/B switch is the supervisor's (docs/install.md).
     name: "software",
+    process: SHARED,
     description: "AgentSoftware: checks the agent executable's package; needs nothing",
     runAs: "agent",
     net: "none",
@@ -121,6 +137,7 @@ export const builtinGroups: GroupPolicy[] = [
     // No file system either: the supervisor reads the logs the rules name and streams their lines
     // here, so content can never widen what this process reads (docs/selfhelp.md).
     name: "esh",
+    process: SHARED,
     description: "ESH: self-help regular expressions over log lines the supervisor streams in",
     runAs: "agent",
     net: "none",

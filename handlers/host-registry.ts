@@ -78,13 +78,23 @@ function handlersIn(mod: Module): ContentHandler[] {
   return [...found];
 }
 
-/** A registry with the built-in groups and only `group`'s handlers. */
+/**
+ * The groups a host process runs: the process `name` several groups share (groups.ts `process`,
+ * rule G3), or the one group of that name.
+ */
+export function groupsOfProcess(name: string): string[] {
+  const shared = builtinGroups.filter((g) => g.process === name).map((g) => g.name);
+  return shared.length ? shared : [name];
+}
+
+/** A registry with the built-in groups and only the handlers of `group` (or of the groups sharing that process). */
 export async function registryForGroup(group: string): Promise<HandlerRegistry> {
   const registry = new HandlerRegistry();
   for (const g of builtinGroups) registry.registerGroup(g);
-  const mods = await Promise.all((GROUP_MODULES[group] ?? []).map((load) => load()));
+  const groups = groupsOfProcess(group);
+  const mods = await Promise.all(groups.flatMap((g) => GROUP_MODULES[g] ?? []).map((load) => load()));
   for (const h of mods.flatMap(handlersIn)) {
-    if (h.manifest.group === group && !registry.get(h.manifest.name)) registry.register(h);
+    if (groups.includes(h.manifest.group) && !registry.get(h.manifest.name)) registry.register(h);
   }
   return registry;
 }

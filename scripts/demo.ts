@@ -13,9 +13,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, wr
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
-const DEMO = join(ROOT, "demo");
-const AGENT = join(ROOT, "dist/agent");
-const CTL = join(ROOT, "dist/contentctl");
+// bench/footprint.ts runs the demo in a directory of its own, with config overrides of its own.
+const DEMO = process.env.OUTPOST_DEMO_DIR ? resolve(process.env.OUTPOST_DEMO_DIR) : join(ROOT, "demo");
+// bench/footprint.ts may run the demo on binaries built elsewhere (an earlier commit, for a same-run baseline).
+const BIN = process.env.OUTPOST_DEMO_BIN_DIR ? resolve(process.env.OUTPOST_DEMO_BIN_DIR) : join(ROOT, "dist");
+const AGENT = join(BIN, "agent");
+const CTL = join(BIN, "contentctl");
 const GROUP = "public-1";
 
 /** Runs a CLI; exit codes other than `ok` (default: 0) stop the demo. */
@@ -223,6 +226,9 @@ const trust = join(DEMO, "state/trust/root.pem");
 mkdirSync(join(DEMO, "state/trust"), { recursive: true, mode: 0o700 });
 copyFileSync(join(DEMO, "keys/root.pem"), trust);
 
+const { update: extraUpdate, ...extraConfig } = (
+  process.env.OUTPOST_DEMO_CONFIG ? JSON.parse(process.env.OUTPOST_DEMO_CONFIG) : {}
+) as { update?: object };
 const config = {
   stateDir: join(DEMO, "state"),
   update: {
@@ -230,10 +236,12 @@ const config = {
     group: GROUP,
     trust,
     intervalSeconds: 60,
+    ...extraUpdate,
   },
   alerts: { urls: [`http://127.0.0.1:${alerts.port}/alerts`] },
   // Kernel sensors (docs/sensors.md): file events under this dir reach the Behavior rules.
   sensors: { files: { paths: [join(DEMO, "home/.ssh")] } },
+  ...extraConfig,
 };
 mkdirSync(join(DEMO, "home/.ssh"), { recursive: true });
 writeFileSync(join(DEMO, "agent.json"), `${JSON.stringify(config, null, 2)}\n`);

@@ -37,6 +37,8 @@ export interface ContentInfo {
   /** The host process serving this handler. */
   host?: {
     group: string;
+    /** The process the group shares with others (G3); absent when it has its own. */
+    process?: string;
     isolation: "process" | "in-process";
     pid: number | null;
     hostState: HostStatus["state"];
@@ -62,6 +64,8 @@ export interface CrashInfo {
 /** One host group's process, its sandbox and its supervision record (docs/handler-host.md). */
 export interface HostStatus {
   group: string;
+  /** The process this group shares with other groups (G3, docs/handler-host.md); absent when it has its own. */
+  process?: string;
   isolation: "process" | "in-process";
   state: "stopped" | "starting" | "running" | "restarting" | "crash-looping" | "in-process";
   pid: number | null;

@@ -69,11 +69,15 @@ export function buildStatus(i: StatusInput): AgentStatus {
     if (c.handlerState === "failed") worsen("red", `${c.type}: handler failed to load content`);
     if (c.handlerState === "crash-looping") worsen("red", `${c.type}: its host process is crash-looping`);
   }
+  const crashedProcesses = new Set<string>();
   for (const h of hosts) {
-    if (h.crashesInWindow > 0 && h.state !== "crash-looping") {
+    // Groups that share a process (docs/handler-host.md, G3) share its crashes: one reason per process.
+    const proc = h.process ?? h.group;
+    if (h.crashesInWindow > 0 && h.state !== "crash-looping" && !crashedProcesses.has(proc)) {
+      crashedProcesses.add(proc);
       worsen(
         "amber",
-        `host ${h.group} crashed ${h.crashesInWindow} time(s) in the last ${config.hosts.crashLoop.windowSeconds} s (last: ${h.lastCrash?.detail ?? "?"})`,
+        `host ${proc} crashed ${h.crashesInWindow} time(s) in the last ${config.hosts.crashLoop.windowSeconds} s (last: ${h.lastCrash?.detail ?? "?"})`,
       );
     }
   }

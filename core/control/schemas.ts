@@ -76,6 +76,11 @@ const HostStateSchema = z.enum([
 export const HostStatusSchema = z
   .object({
     group: z.string().openapi({ example: "hmpa" }),
+    process: z.string().optional().openapi({
+      description:
+        "The host process this group shares with other groups (identical allowances); absent when it has its own",
+      example: "shared",
+    }),
     isolation: z.enum(["process", "in-process"]),
     state: HostStateSchema,
     pid: z.number().int().nullable(),
@@ -153,6 +158,9 @@ export const ContentInfoSchema = z
     host: z
       .object({
         group: z.string(),
+        process: z.string().optional().openapi({
+          description: "The process the group shares with other groups; absent when it has its own",
+        }),
         isolation: z.enum(["process", "in-process"]),
         pid: z.number().int().nullable(),
         hostState: HostStateSchema,

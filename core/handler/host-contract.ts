@@ -19,6 +19,8 @@ export interface Prepared {
 
 export interface HandlerHostInfo {
   group: string;
+  /** The process the group shares with others (groups.ts `process`); absent when it has its own. */
+  process?: string;
   isolation: "process" | "in-process";
   pid: number | null;
   hostState: HostStatus["state"];

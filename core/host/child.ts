@@ -285,6 +285,8 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           sl.version = p.version;
           sl.state = "loaded";
           if (hadOld) await release(sl, old);
+          // The staged payload (up to hundreds of MiB) and the old content are garbage now.
+          idleGc.soon();
           return { status: statusOf(sl) };
         }
         case "discard": {
@@ -293,6 +295,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           const p = prepared.get(preparedId);
           prepared.delete(preparedId);
           if (p) await release(slot(p.type), p.live);
+          idleGc.soon();
           return null;
         }
         case "unload": {
@@ -303,6 +306,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
           if (sl.state === "loaded") await release(sl, sl.live);
           sl.live = undefined;
           sl.state = "unloaded";
+          idleGc.soon();
           return null;
         }
         case "call": {

@@ -37,3 +37,49 @@ test("bursts closer than minIntervalMs share one collection", async () => {
   expect(n).toBe(1);
   gc.stop();
 });
+
+test("work that never pauses still gets its collection, maxDelayMs after the touch that armed it", async () => {
+  let n = 0;
+  let clock = 0;
+  const gc = new IdleGc(
+    1000,
+    0,
+    () => n++,
+    () => clock,
+    50,
+  );
+  // A touch every 10 ms of fake time: never quiet for 1 s, so only the deadline can fire.
+  const started = Date.now();
+  while (n === 0 && Date.now() - started < 5000) {
+    gc.touch();
+    clock += 10;
+    await Bun.sleep(5);
+  }
+  expect(n).toBe(1);
+  // Fired by the deadline (50 ms of fake time after the first touch), not by a quiet second.
+  expect(clock).toBeLessThan(1000);
+  gc.stop();
+});
+
+test("soon(): a content switch gets its collection within quietMs even right after the last one", async () => {
+  let n = 0;
+  let clock = 0;
+  const gc = new IdleGc(
+    20,
+    60_000,
+    () => n++,
+    () => clock,
+  );
+  gc.touch();
+  expect(await until(() => n === 1, 5000)).toBe(true);
+  clock += 1000;
+  // touch() alone would wait out the rest of the minute…
+  gc.touch();
+  await Bun.sleep(100);
+  expect(n).toBe(1);
+  // …soon() does not, and later touches cannot push it back.
+  gc.soon();
+  gc.touch();
+  expect(await until(() => n === 2, 5000)).toBe(true);
+  gc.stop();
+});

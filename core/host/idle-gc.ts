@@ -8,11 +8,18 @@
  * burst left behind is returned, and an idle process has no timer at all.
  * At most one collection per `minIntervalMs`, so steady light traffic (an
  * event every few seconds) cannot turn into a full GC every few seconds.
- * JSC still collects on allocation while the process works.
+ * JSC still collects on allocation while the process works — but not for
+ * memory it barely sees: a 120 MiB payload staged into a host and dropped
+ * after its load stayed resident in a host whose traffic never paused for
+ * `quietMs` (issue 21: the shared host with ESH fed log lines every second
+ * held 129 MiB). So work that keeps coming delays the collection by at most
+ * `maxDelayMs` after the touch that armed it.
  */
 export class IdleGc {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastAt = Number.NEGATIVE_INFINITY;
+  /** When the pending collection must happen at the latest (work or no work). */
+  private dueBy = Number.POSITIVE_INFINITY;
   collections = 0;
 
   constructor(
@@ -20,14 +27,33 @@ export class IdleGc {
     private readonly minIntervalMs = 30_000,
     private readonly collect: () => void = () => Bun.gc(true),
     private readonly now: () => number = Date.now,
+    private readonly maxDelayMs = 30_000,
   ) {}
 
-  /** Work happened: (re)arm the one collection after the process goes quiet. */
+  /** Work happened: (re)arm the one collection after the process goes quiet, or by its deadline. */
   touch(): void {
+    const now = this.now();
     if (this.timer) clearTimeout(this.timer);
-    const wait = Math.max(this.quietMs, this.lastAt + this.minIntervalMs - this.now());
+    else this.dueBy = Math.max(now, this.lastAt + this.minIntervalMs) + this.maxDelayMs;
+    const quiet = Math.max(this.quietMs, this.lastAt + this.minIntervalMs - now);
+    this.arm(Math.max(0, Math.min(quiet, this.dueBy - now)));
+  }
+
+  /**
+   * Garbage worth returning now — a content switch just dropped its staged payload (a host's
+   * commit, discard, unload): one collection within quietMs, whatever minIntervalMs says.
+   */
+  soon(): void {
+    const now = this.now();
+    this.dueBy = Math.min(this.dueBy, now + this.quietMs);
+    if (this.timer) clearTimeout(this.timer);
+    this.arm(Math.max(0, this.dueBy - now));
+  }
+
+  private arm(wait: number): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.dueBy = Number.POSITIVE_INFINITY;
       this.lastAt = this.now();
       this.collections++;
       this.collect();
@@ -38,5 +64,6 @@ export class IdleGc {
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.dueBy = Number.POSITIVE_INFINITY;
   }
 }

@@ -54,7 +54,7 @@ export function planLaunch(
   pathVars: PathVars,
   facts: LaunchFacts,
 ): LaunchPlan {
-  const spec = sandboxFor(policy, manifests, pathVars);
+  const spec = { ...sandboxFor(policy, manifests, pathVars), group: g.name };
   facts.tools ??= findTools();
   facts.identity ??= resolveAgentIdentity(opts.config.user);
   const supervisorUid = process.getuid?.() ?? 0;

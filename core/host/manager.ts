@@ -31,24 +31,18 @@ import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
 import type { Logger } from "../log.ts";
-import { DEFAULT_CPU_CEILING_SECONDS, withHandlerCpu } from "./cpu-limit.ts";
 import { idleStops, ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
 import { hostStatuses } from "./host-status.ts";
+import { buildHostTable, recordFor } from "./host-table.ts";
+import { IdleGc } from "./idle-gc.ts";
 import { armIdleStop } from "./idle-stop.ts";
 import { defaultInstallDir, hostEnv, sandboxGaps } from "./launch.ts";
 import { initArgsFor, type LaunchFacts, planLaunch } from "./launch-plan.ts";
 import { trackHostProcess } from "./peers.ts";
-import { type PathVars, privilegeViolation } from "./policy.ts";
+import type { PathVars } from "./policy.ts";
 import { HostProcess } from "./process.ts";
 import { CommitResult, InitResult, PrepareResult, parseWire } from "./protocol.ts";
-import {
-  type GroupRec,
-  type HostManagerOptions,
-  type ManagerContext,
-  newGroupRec,
-  type PreparedToken,
-  type TypeSlot,
-} from "./records.ts";
+import type { GroupRec, HostManagerOptions, ManagerContext, PreparedToken, TypeSlot } from "./records.ts";
 import { HostRouter } from "./routing.ts";
 import { type SharedTransfer, TransferPool } from "./shared-transfer.ts";
 import { CrashSupervisor } from "./supervision.ts";
@@ -70,6 +64,8 @@ export class HostManager implements HandlerHost {
   private readonly supervisor: CrashSupervisor;
   private readonly router: HostRouter;
   private readonly transfers = new TransferPool();
+  /** Staging reads whole payload files into the supervisor's heap; they are garbage once sent. */
+  private readonly gc = new IdleGc();
 
   constructor(private readonly opts: HostManagerOptions) {
     this.now = opts.now ?? Date.now;
@@ -85,36 +81,9 @@ export class HostManager implements HandlerHost {
     this.supervisor = new CrashSupervisor(this.ctx);
     this.router = new HostRouter(this.ctx);
     this.pathVars = { stateDir: opts.stateDir, installDir: defaultInstallDir() };
-    const { registry } = opts;
-    for (const type of registry.types()) {
-      const manifest = registry.require(type).manifest;
-      const policy = registry.group(manifest.group);
-      const refused = privilegeViolation(manifest, policy) ?? undefined;
-      if (refused) opts.log.error("handler refused: privileges exceed its group", describeError(refused));
-      this.slots.set(type, {
-        type,
-        manifest,
-        group: manifest.group,
-        refused,
-        state: refused ? "failed" : "not-installed",
-        version: null,
-        error: refused ? describeError(refused) : undefined,
-      });
-      let g = this.groups.get(manifest.group);
-      if (!g) {
-        g = newGroupRec(manifest.group, policy, opts.config);
-        this.groups.set(manifest.group, g);
-      }
-      if (!refused) {
-        g.types.push(type);
-        g.limits.memoryBytes += manifest.limits.memoryMb * 1024 * 1024;
-        g.limits.cpuSeconds = withHandlerCpu(
-          g.limits.cpuSeconds,
-          manifest.limits.cpuSeconds,
-          opts.config.cpuCeilingSeconds ?? DEFAULT_CPU_CEILING_SECONDS,
-        );
-      }
-    }
+    const table = buildHostTable(opts.registry, opts.config, opts.log);
+    for (const [k, v] of table.slots) this.slots.set(k, v);
+    for (const [k, v] of table.groups) this.groups.set(k, v);
   }
 
   // ------------------------------------------------------------ HandlerHost
@@ -257,6 +226,7 @@ export class HostManager implements HandlerHost {
 
   async unloadAll(): Promise<void> {
     this.stopping = true;
+    this.gc.stop();
     await Promise.all(
       [...this.groups.values()].map(async (g) => {
         clearTimeout(g.restartTimer);
@@ -276,14 +246,15 @@ export class HostManager implements HandlerHost {
   state(type: string): HandlerSlotState {
     const slot = this.slots.get(type);
     if (!slot) throw new HandlerError("HND_UNKNOWN_TYPE", `no handler for content type ${type}`);
-    const g = this.groups.get(slot.group)!;
+    const g = this.groups.get(slot.host)!;
     return {
       state: this.stateOf(slot),
       version: slot.version,
       ...(slot.status && slot.state === "loaded" ? { status: slot.status } : {}),
       ...(slot.error ? { error: slot.error } : {}),
       host: {
-        group: g.name,
+        group: slot.group,
+        ...(g.name !== slot.group ? { process: g.name } : {}),
         isolation: "process",
         pid: g.proc?.running ? g.proc.pid : null,
         hostState: g.state,
@@ -305,7 +276,7 @@ export class HostManager implements HandlerHost {
 
   /** Starts `group`'s host before it has content (pre-warming, benchmarks); resolves when it runs. */
   async warm(group: string): Promise<void> {
-    const g = this.groups.get(group);
+    const g = recordFor(this.groups, group);
     if (!g) throw new HandlerError("HND_UNKNOWN_GROUP", `no handlers in host group ${group}`);
     await this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
   }
@@ -341,11 +312,11 @@ export class HostManager implements HandlerHost {
     const slot = this.slots.get(type);
     if (!slot) throw new HandlerError("HND_UNKNOWN_TYPE", `no handler for content type ${type}`);
     if (slot.refused) throw slot.refused;
-    return { slot, g: this.groups.get(slot.group)! };
+    return { slot, g: this.groups.get(slot.host)! };
   }
 
   private stateOf(slot: TypeSlot): HandlerState {
-    const g = this.groups.get(slot.group)!;
+    const g = this.groups.get(slot.host)!;
     // A loop is a loop until the crash window drains, even while a restarted process is briefly up.
     if (
       slot.desired &&
@@ -503,12 +474,13 @@ export class HostManager implements HandlerHost {
       group: g.name,
       pid: proc.pid,
       uid: init.uid,
-      layers: this.hosts().find((h) => h.group === g.name)?.layers,
+      layers: this.hosts().find((h) => (h.process ?? h.group) === g.name)?.layers,
     };
     log.info("host started", fields);
     this.opts.emit(g.restarts > 0 ? "host-restarted" : "host-started", { ...fields, restarts: g.restarts });
     const idle = this.opts.config.idleStop;
-    if (idle.afterSeconds > 0 && idle.groups.includes(g.name)) {
+    // A shared process stops only when every group in it may (one hot group keeps it up).
+    if (idle.afterSeconds > 0 && g.groups.every((name) => idle.groups.includes(name))) {
       const disarm = armIdleStop(proc, idle.afterSeconds * 1000, () => this.stopIdle(g, proc, log));
       void proc.exited.then(disarm);
     }
@@ -645,6 +617,7 @@ export class HostManager implements HandlerHost {
       { timeoutMs, what, candidate },
     );
     if (g.proc === proc) g.staged.set(type, view.version);
+    this.gc.soon();
   }
 
   /** One request with metrics, and crash errors that say what the host was doing. */

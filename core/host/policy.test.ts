@@ -8,6 +8,7 @@ import {
   landlockBase,
   portOf,
   privilegeViolation,
+  processesOf,
   registryViolations,
   sandboxFor,
 } from "./policy.ts";
@@ -168,5 +169,47 @@ describe("G2: a host gets the union of its handlers' declarations", () => {
       vars,
     );
     expect(m.privileges.fs).toEqual({ mode: "read-write", paths: ["/var/lib/outpost/x", "/opt/outpost/**"] });
+  });
+});
+
+describe("G3: groups sharing a process", () => {
+  const pure = (name: string, extra: Record<string, unknown> = {}) =>
+    defineGroup({ name, description: "t", runAs: "agent", net: "none", exec: false, process: "p", ...extra });
+
+  test("identical allowances share the named process; groups without `process` keep their own", () => {
+    const own = defineGroup({ name: "own", description: "t", runAs: "agent", net: "none", exec: false });
+    const { processOf, refused } = processesOf([pure("a"), pure("b", { description: "other words" }), own]);
+    expect(refused).toEqual([]);
+    expect(Object.fromEntries(processOf)).toEqual({ a: "p", b: "p", own: "own" });
+  });
+
+  test("a group whose allowance differs in anything is refused the shared process and runs alone", () => {
+    for (const diff of [
+      { exec: true },
+      { net: ["https:x.example"] },
+      { fs: { read: ["/etc/**"] } },
+      { runAs: "root" },
+      { agent: true },
+      { hostView: true },
+    ]) {
+      const { processOf, refused } = processesOf([pure("a"), pure("b", diff)]);
+      expect(processOf.get("a")).toBe("p");
+      expect(processOf.get("b")).toBe("b");
+      expect(refused.map((e) => e.code)).toEqual(["HND_GROUP_PROCESS_CONFLICT"]);
+      expect(refused[0]!.message).toContain("group b");
+    }
+  });
+
+  test("capabilities and paths compare as sets, not as lists", () => {
+    const x = pure("a", { runAs: "root", capabilities: ["chown", "kill"], fs: { read: ["/a/**", "/b/**"] } });
+    const y = pure("b", { runAs: "root", capabilities: ["kill", "chown"], fs: { read: ["/b/**", "/a/**"] } });
+    expect(processesOf([x, y]).refused).toEqual([]);
+  });
+
+  test("a process may not take the name of a group that runs elsewhere", () => {
+    const q = pure("q", { process: "other" });
+    const { processOf, refused } = processesOf([q, pure("z", { process: "q" })]);
+    expect(processOf.get("z")).toBe("z");
+    expect(refused.map((e) => e.code)).toEqual(["HND_GROUP_PROCESS_CONFLICT"]);
   });
 });

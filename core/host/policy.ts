@@ -11,6 +11,9 @@
  *     again by the host before any content is loaded);
  *  G2 a host process gets the union of what its loadable handlers declared,
  *     not the group's whole allowance (least privilege inside the allowance).
+ *  G3 groups that share a process (`process`) have identical allowances:
+ *     sharing saves a runtime's memory, never widens what any of them may do
+ *     (a group whose allowance differs runs in its own process instead).
  */
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
@@ -42,6 +45,14 @@ export const GroupPolicySchema = z
     hostView: z.boolean().default(false),
     /** Capabilities a root host keeps; every other capability leaves its bounding set. */
     capabilities: z.array(z.string().regex(CAPABILITY_RE)).default([]),
+    /**
+     * The host process this group runs in, when it shares one with other groups (G3: only groups with
+     * identical allowances). Default: a process of its own, named after the group.
+     */
+    process: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,31}$/)
+      .optional(),
   })
   .strict();
 
@@ -127,6 +138,61 @@ export function privilegeViolation(
   if (p.agent && !group.agent) return exceed("agent", "agent: false");
   if (p.hostView && !group.hostView) return exceed("hostView", "hostView: false");
   return null;
+}
+
+/** A group's allowance without its names: what G3 compares. */
+function allowance(g: GroupPolicy): string {
+  const { name: _n, description: _d, process: _p, ...rest } = g;
+  return JSON.stringify(rest, (_k, v) => (Array.isArray(v) ? [...v].sort() : v));
+}
+
+/**
+ * G3: the process each group runs in. Groups naming the same `process` share it when their
+ * allowances are identical; a group whose allowance differs from the first group of its process
+ * (in registration order) keeps a process of its own, and is reported in `refused`.
+ */
+export function processesOf(groups: readonly GroupPolicy[]): {
+  processOf: Map<string, string>;
+  refused: HandlerError[];
+} {
+  const processOf = new Map<string, string>();
+  const first = new Map<string, GroupPolicy>();
+  const refused: HandlerError[] = [];
+  const names = new Set(groups.map((g) => g.name));
+  for (const g of groups) {
+    const p = g.process ?? g.name;
+    const lead = first.get(p);
+    if (p !== g.name && names.has(p) && (groups.find((x) => x.name === p)?.process ?? p) !== p) {
+      // A process named after a group that itself runs elsewhere would be two things under one name.
+      refused.push(
+        new HandlerError(
+          "HND_GROUP_PROCESS_CONFLICT",
+          `group ${g.name}: process ${p} is the name of another group`,
+          {
+            details: { group: g.name, process: p },
+          },
+        ),
+      );
+      processOf.set(g.name, g.name);
+      continue;
+    }
+    if (!lead) {
+      first.set(p, g);
+      processOf.set(g.name, p);
+    } else if (allowance(lead) === allowance(g)) {
+      processOf.set(g.name, p);
+    } else {
+      refused.push(
+        new HandlerError(
+          "HND_GROUP_PROCESS_CONFLICT",
+          `group ${g.name}: its allowance differs from group ${lead.name}'s, so it cannot share process ${p}`,
+          { details: { group: g.name, process: p, with: lead.name } },
+        ),
+      );
+      processOf.set(g.name, g.name);
+    }
+  }
+  return { processOf, refused };
 }
 
 /** G1 over a whole registry: one error per handler that does not fit its group (build.ts fails on any). */

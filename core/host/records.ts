@@ -61,7 +61,10 @@ export interface Desired {
 export interface TypeSlot {
   type: string;
   manifest: HandlerManifest;
+  /** The handler's group: its policy and documentation unit. */
   group: string;
+  /** The host process it runs in (GroupRec.name): its group's, or one the group shares (G3). */
+  host: string;
   refused?: HandlerError;
   desired?: Desired;
   state: HandlerState;
@@ -70,8 +73,16 @@ export interface TypeSlot {
   error?: { code: string; message: string };
 }
 
+/**
+ * One host process and its supervision record. Named after its group, or
+ * after the `process` several groups with identical allowances share (G3,
+ * policy.ts): then `groups` lists them, and a crash of the process is a
+ * crash of all of them.
+ */
 export interface GroupRec {
   name: string;
+  /** The groups whose handlers run here (one, unless they share the process). */
+  groups: string[];
   policy?: GroupPolicy;
   types: string[];
   proc?: HostProcess;
@@ -120,6 +131,7 @@ export interface ManagerContext {
 export function newGroupRec(name: string, policy: GroupPolicy | undefined, config: HostsConfig): GroupRec {
   return {
     name,
+    groups: [],
     policy,
     types: [],
     epoch: 0,

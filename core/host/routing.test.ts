@@ -18,6 +18,7 @@ const plain = defineGroup({ name: "plain", description: "t", runAs: "agent", net
 const slot = (type: string, group: string, hostView: boolean): TypeSlot => ({
   type,
   group,
+  host: group,
   state: "loaded",
   version: 1,
   manifest: HandlerManifestSchema.parse({

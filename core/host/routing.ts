@@ -64,7 +64,7 @@ export class HostRouter {
     const a = parseWire(AgentCallArgs, raw, "agent");
     const slot = this.ctx.slots.get(a.handler);
     // The host asks on behalf of a handler: it must be one of its own, and one that declared agent access.
-    if (!slot || slot.group !== g.name || !slot.manifest.privileges.agent || !g.policy?.agent) {
+    if (!slot || slot.host !== g.name || !slot.manifest.privileges.agent || !g.policy?.agent) {
       throw new HandlerError(
         "HND_AGENT_DENIED",
         `${a.handler} (host ${g.name}) may not ask for agent actions`,
@@ -78,7 +78,7 @@ export class HostRouter {
   private hostView(g: GroupRec, raw: unknown): ProcView {
     const a = parseWire(HostViewArgs, raw, "hostView");
     const slot = this.ctx.slots.get(a.handler);
-    if (!slot || slot.group !== g.name || !slot.manifest.privileges.hostView || !g.policy?.hostView) {
+    if (!slot || slot.host !== g.name || !slot.manifest.privileges.hostView || !g.policy?.hostView) {
       throw new HandlerError(
         "HND_AGENT_DENIED",
         `${a.handler} (host ${g.name}) may not ask for the process view`,

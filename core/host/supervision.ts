@@ -65,7 +65,7 @@ export class CrashSupervisor {
       during: crash.during,
       crashesInWindow: inWindow,
     });
-    if (![...this.ctx.slots.values()].some((s) => s.group === g.name && s.desired)) {
+    if (![...this.ctx.slots.values()].some((s) => s.host === g.name && s.desired)) {
       // Nothing to serve: start again on demand (S2 — the candidate that crashed it was refused).
       this.ctx.setState(g, "stopped");
       return;
@@ -102,7 +102,7 @@ export class CrashSupervisor {
   private async crashLoop(g: GroupRec, crashes: number): Promise<void> {
     const window = this.ctx.opts.config.crashLoop.windowSeconds * 1000;
     const recent = [...this.ctx.slots.values()]
-      .filter((s) => s.group === g.name && s.desired && s.desired.activatedAt >= this.ctx.now() - window)
+      .filter((s) => s.host === g.name && s.desired && s.desired.activatedAt >= this.ctx.now() - window)
       .sort((a, b) => b.desired!.activatedAt - a.desired!.activatedAt);
     const culprit = recent[0];
     this.ctx.setState(g, "crash-looping");
@@ -152,7 +152,7 @@ export class CrashSupervisor {
     g.crashTimes = [];
     g.loopReported = false;
     g.backoffMs = this.ctx.opts.config.restartBackoffMs;
-    if ([...this.ctx.slots.values()].some((s) => s.group === g.name && s.desired)) {
+    if ([...this.ctx.slots.values()].some((s) => s.host === g.name && s.desired)) {
       this.ctx.setState(g, "restarting");
       this.scheduleRestart(g);
     } else {

@@ -339,7 +339,8 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
         denylisted: denylisted
           .slice(0, 10)
           .map((e) => ({ name: e.name, until: new Date(e.until).toISOString(), reason: e.reason })),
-        workerRestarts: Math.max(0, host.scheduled.counters.starts - 1),
+        // A worker retired while idle and started again is not a restart (watchdog.ts, idleRetireMs).
+        workerRestarts: Math.max(0, host.scheduled.counters.starts - 1 - host.scheduled.counters.retired),
         watchdogKills: host.scheduled.counters.kills + host.adhoc.counters.kills,
         outboxPending: host.outbox.pending,
         outboxDropped: host.outbox.stats().dropped,

@@ -16,6 +16,15 @@ let onSent: ((pid: number) => void) | undefined;
 const runner = new QueryRunner({ checkMs: 50, cpuWindowMs: 200, onQuerySent: (pid) => onSent?.(pid) });
 afterAll(() => runner.stop());
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function killOf(p: Promise<unknown>): Promise<WatchdogKill> {
   try {
     await p;
@@ -107,6 +116,33 @@ describe("QueryRunner", () => {
     expect(e.code).toBe("HND_QUERY_WORKER");
     expect(e.message).toContain("cannot start the query worker /nonexistent/outpost-agent");
     await r.stop();
+  });
+
+  test("an idle worker is retired and the next query starts a new one; not a crash, not a kill", async () => {
+    const r = new QueryRunner({ checkMs: 50, idleRetireMs: 300 });
+    try {
+      await r.run("select 1 as one", DEFAULT_LIMITS);
+      const first = r.workerPid!;
+      expect(first).toBeGreaterThan(0);
+      // Busy (a query every 100 ms for 1 s, three retire periods): the same worker throughout.
+      const busyUntil = Date.now() + 1000;
+      while (Date.now() < busyUntil) {
+        await r.run("select 2", DEFAULT_LIMITS);
+        expect(r.workerPid).toBe(first);
+        await Bun.sleep(100);
+      }
+      // Idle: retired, and the process is gone.
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && (r.workerPid !== undefined || processAlive(first))) await Bun.sleep(20);
+      expect(r.workerPid).toBeUndefined();
+      expect(processAlive(first)).toBe(false);
+      const next = await r.run("select 3 as three", DEFAULT_LIMITS);
+      expect(next.result.rows).toEqual([{ three: "3" }]);
+      expect(r.workerPid).not.toBe(first);
+      expect(r.counters).toMatchObject({ starts: 2, retired: 1, kills: 0, crashes: 0 });
+    } finally {
+      await r.stop();
+    }
   });
 
   test("stop kills the worker; a stopped runner refuses work", async () => {

@@ -8,6 +8,11 @@
  * that breaks a limit is killed with its worker (SIGKILL), the worker is
  * restarted for the next query, and the caller gets HND_QUERY_WATCHDOG with
  * the reason — the scheduler then denylists the query.
+ *
+ * A worker with nothing to do for `idleRetireMs` (default 60 s) is ended
+ * and started again by the next query: it is a whole Bun process (~15 MiB
+ * PSS) that scheduled queries minutes apart do not need in between (issue
+ * 21, Footprint). A retired worker is not a crash and not a watchdog kill.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -119,6 +124,8 @@ export interface QueryRunnerOptions {
   cpuCount?: number;
   /** Worker start-up budget. */
   startTimeoutMs?: number;
+  /** A worker idle this long is ended, and started again by the next query (0: never). Default 60 s. */
+  idleRetireMs?: number;
   sample?: (pid: number) => ProcSample | undefined;
   onWorkerStart?: (pid: number) => void;
   /** Called when a query has been handed to the worker (tests, diagnostics). */
@@ -163,7 +170,8 @@ export class QueryRunner {
   private nextId = 1;
   private stopped = false;
   private queued = 0;
-  readonly counters = { starts: 0, kills: 0, crashes: 0, queries: 0, procViewFailures: 0 };
+  private retireTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly counters = { starts: 0, kills: 0, crashes: 0, queries: 0, procViewFailures: 0, retired: 0 };
 
   constructor(private readonly opts: QueryRunnerOptions = {}) {
     this.settings = opts.settings ?? DEFAULT_ENGINE_SETTINGS;
@@ -225,6 +233,7 @@ export class QueryRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retireTimer);
     // A worker still starting up (not yet `current`) is killed too, or the query queued for it would run on.
     const starting = this.starting;
     if (starting && starting.exitCode === null && starting.signalCode === null) {
@@ -241,11 +250,30 @@ export class QueryRunner {
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     this.queued++;
+    clearTimeout(this.retireTimer);
+    this.retireTimer = undefined;
     const run = this.chain.then(fn).finally(() => {
       this.queued--;
+      if (this.queued === 0) this.armRetire();
     });
     this.chain = run.catch(() => {});
     return run;
+  }
+
+  /** Ends the worker once it has been idle for idleRetireMs; the next query starts a new one. */
+  private armRetire(): void {
+    const ms = this.opts.idleRetireMs ?? 60_000;
+    if (ms <= 0 || this.stopped) return;
+    this.retireTimer = setTimeout(() => {
+      this.retireTimer = undefined;
+      const w = this.current;
+      if (this.queued > 0 || this.stopped || !w || w.exited) return;
+      this.current = undefined;
+      this.worker = undefined;
+      this.counters.retired++;
+      killWorkerGroup(w.proc);
+    }, ms);
+    this.retireTimer.unref?.();
   }
 
   private ensureWorker(): Promise<Worker> {

@@ -35,8 +35,13 @@ describe("C1/C2: group CPU limit", () => {
     const limits = new Map(manager.hosts().map((h) => [h.group, h.limits.cpuSeconds]));
     expect(limits.get("behavior")).toBe(DEFAULT_CPU_CEILING_SECONDS);
     for (const [, s] of limits) expect(s).toBeLessThanOrEqual(config.hosts.cpuCeilingSeconds);
-    // A group whose handlers ask less keeps their largest budget (hmpa: 120 s).
-    expect(limits.get("hmpa")).toBe(120);
+    // A group whose handlers ask less keeps their largest budget (install, CRT: 1800 s)…
+    expect(limits.get("install")).toBe(1800);
+    // …and groups sharing a process (G3) share its limit: the largest budget of all its handlers
+    // (hmpa alone asked 120 s; the shared process holds handlers that ask the ceiling).
+    const shared = manager.hosts().filter((h) => h.process === "shared");
+    expect(shared.map((h) => h.group).sort()).toEqual(["config", "esh", "hmpa", "software", "telemetry"]);
+    for (const h of shared) expect(h.limits.cpuSeconds).toBe(DEFAULT_CPU_CEILING_SECONDS);
     const strict = parseConfig({ stateDir: "/nonexistent-outpost-state", hosts: { cpuCeilingSeconds: 60 } });
     const capped = new HostManager({
       registry: defaultRegistry(),

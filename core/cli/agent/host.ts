@@ -2,19 +2,14 @@
  * `agent host --group NAME` (internal, hidden from help): one host group's
  * process. Only the agent starts it, through the sandbox wrappers
  * (core/host/manager.ts); it speaks the frame protocol on stdin/stdout and
- * exits when its stdin closes. See docs/handler-host.md.
+ * exits when its stdin closes. See docs/handler-host.md. The compiled agent
+ * starts it without this command tree (bin/agent.ts → bin/agent-host.ts);
+ * this command serves contentctl's validating host and `--help`.
  */
 import { defineCommand } from "citty";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../host/frame.ts";
+import { HostUsageError, hostArgs, runHost } from "../../host/entry.ts";
 import { UsageError } from "../output.ts";
 import { wiredRegistry } from "./wiring.ts";
-
-const bytes = (v: string | undefined, name: string): number => {
-  if (v === undefined) return DEFAULT_MAX_MESSAGE_BYTES;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1024) throw new UsageError("CLI_USAGE", `--${name} must be a byte count`);
-  return n;
-};
 
 export default defineCommand({
   meta: {
@@ -28,20 +23,18 @@ export default defineCommand({
     "max-outbound": { type: "string", description: "largest frame sent to the supervisor" },
   },
   async run({ args }) {
-    if (process.stdin.isTTY) {
-      throw new UsageError("CLI_USAGE", "agent host is started by the agent, not by hand");
+    let parsed: ReturnType<typeof hostArgs>;
+    try {
+      parsed = hostArgs({
+        group: args.group,
+        maxInbound: args["max-inbound"],
+        maxOutbound: args["max-outbound"],
+      });
+    } catch (e) {
+      if (e instanceof HostUsageError) throw new UsageError("CLI_USAGE", e.message);
+      throw e;
     }
-    const [{ runHostChild }, builtins] = await Promise.all([
-      import("../../host/child.ts"),
-      wiredRegistry(args.group),
-    ]);
-    await runHostChild({
-      group: args.group,
-      builtins,
-      // A built-in handler missing from the group's table is still found, at the cost of loading them all.
-      allBuiltins: () => wiredRegistry(),
-      maxInboundBytes: bytes(args["max-inbound"], "max-inbound"),
-      maxOutboundBytes: bytes(args["max-outbound"], "max-outbound"),
-    });
+    // A built-in handler missing from the group's table is still found, at the cost of loading them all.
+    await runHost(parsed, { group: (g) => wiredRegistry(g), all: () => wiredRegistry() });
   },
 });

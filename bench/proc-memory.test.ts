@@ -1,0 +1,52 @@
+import { expect, test } from "bun:test";
+import { parseSmaps, processTree, pssOf } from "./proc-memory.ts";
+
+const SMAPS = `55d0c0000000-55d0c4000000 r-xp 00000000 fe:00 123 /opt/outpost/agent
+Rss:                4096 kB
+Pss:                1024 kB
+Private_Clean:       512 kB
+Private_Dirty:         0 kB
+7f0000000000-7f0000100000 rw-p 00000000 00:00 0
+Rss:                1024 kB
+Pss:                1024 kB
+Private_Clean:         0 kB
+Private_Dirty:      1024 kB
+7f0000200000-7f0000300000 r--p 00000000 fe:00 9 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                 100 kB
+Pss:                  50 kB
+Private_Clean:         0 kB
+Private_Dirty:         0 kB
+7f0000400000-7f0000500000 rw-p 00000000 00:00 0                          [heap]
+Rss:                 300 kB
+Pss:                 300 kB
+Private_Clean:         0 kB
+Private_Dirty:       300 kB
+7f0000600000-7f0000700000 r--p 00000000 fe:00 77 /tmp/spill (deleted)
+Rss:                  10 kB
+Pss:                  10 kB
+Private_Clean:        10 kB
+Private_Dirty:         0 kB
+`;
+
+test("smaps: PSS split into the executable, anonymous memory and other files; USS and RSS summed", () => {
+  expect(parseSmaps(SMAPS, "/opt/outpost/agent", 7)).toEqual({
+    pid: 7,
+    pss: 2408,
+    binary: 1024,
+    anon: 1324,
+    files: 60,
+    uss: 1846,
+    rss: 5530,
+  });
+  // Another executable's pages are just files.
+  expect(parseSmaps(SMAPS, "/usr/bin/other").binary).toBe(0);
+});
+
+test("this process: a tree rooted at it, and a breakdown that adds up", () => {
+  expect(processTree(process.pid)[0]).toBe(process.pid);
+  const m = pssOf(process.pid)!;
+  expect(m.pss).toBeGreaterThan(0);
+  expect(m.binary + m.anon + m.files).toBe(m.pss);
+  expect(m.binary).toBeGreaterThan(0);
+  expect(pssOf(2 ** 22 + 1)).toBeNull();
+});
