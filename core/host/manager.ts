@@ -264,10 +264,10 @@ export class HostManager implements HandlerHost {
     };
   }
 
-  /** The shared transfer region of `type`'s host group (shared-transfer.ts), once its host has started. */
+  /** The transfer region (shared-transfer.ts) of the host process `type` runs in, once it has started. */
   transfer(type: string): SharedTransfer | undefined {
     const slot = this.slots.get(type);
-    return slot ? this.transfers.of(slot.group) : undefined;
+    return slot ? this.transfers.of(slot.host) : undefined;
   }
 
   hosts(): HostStatus[] {
