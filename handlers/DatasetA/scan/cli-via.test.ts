@@ -104,11 +104,12 @@ describe("agent scan: via the running agent or offline, the same report", () => 
     plane = undefined;
     await agent.stop();
 
-    // Host work dirs show which groups a process started: clear them, then scan offline.
-    const hostDir = (group: string) => join(agent.stateDir, "hosts", group);
-    for (const group of ["telemetry", "config", "scanner"]) {
-      expect([group, existsSync(hostDir(group))]).toEqual([group, true]);
-      rmSync(hostDir(group), { recursive: true, force: true });
+    // Host work dirs (one per host process) show which processes a run started: clear them, then scan
+    // offline. The telemetry and config groups share the process "shared" (G3, handlers/groups.ts).
+    const hostDir = (proc: string) => join(agent.stateDir, "hosts", proc);
+    for (const proc of ["shared", "scanner"]) {
+      expect([proc, existsSync(hostDir(proc))]).toEqual([proc, true]);
+      rmSync(hostDir(proc), { recursive: true, force: true });
     }
 
     const effectiveState = join(agent.stateDir, "effective", "state.json");
@@ -119,8 +120,9 @@ describe("agent scan: via the running agent or offline, the same report", () => 
     expect(offline.code).toBe(1);
     expect(offline.report.via).toBe("offline");
     expect(comparable(offline.report)).toEqual(comparable(online.report));
-    // The scanner's host ran; the telemetry group's content was left alone.
+    // The scanner's host ran; the telemetry and config groups' content was left alone.
     expect(existsSync(hostDir("scanner"))).toBe(true);
+    expect(existsSync(hostDir("shared"))).toBe(false);
     expect(existsSync(hostDir("telemetry"))).toBe(false);
     expect(existsSync(hostDir("config"))).toBe(false);
     // The effective config the running agent applied is the one the offline scan kept: untouched.
