@@ -13,15 +13,20 @@
  *
  * Files the decider allowed can be put in an AllowCache (allow-cache.ts,
  * `allowFile`): the reader thread then answers later opens of the same,
- * unchanged file itself — no main-thread round trip.
+ * unchanged file itself — no main-thread round trip. In block mode the
+ * kernel is also told to stop reporting opens of it (an ignore mark,
+ * ignore-marks.ts) until it is written; FAN_CLOSE_WRITE is subscribed for
+ * that, to take the mark off after writes the kernel does not see as
+ * modifications (shared writable mmap).
  *
  * Marks: a path that is a mount point gets a mount mark (all of it); any
  * other directory gets inode marks on itself and its subdirectories, so a
  * test's temp dir covers that dir and nothing else on the machine.
  */
-import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { closeSync, fstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { AllowCache, type FileIdentity } from "./allow-cache.ts";
+import { DEFAULT_MAX_IGNORE_MARKS, IgnoreMarks } from "./ignore-marks.ts";
 import { closeFd, fanotifyInit, fanotifyMark, writeFd } from "./libc.ts";
 import { FAN, FAN_INIT, FAN_MARK, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
 import { SensorReader } from "./reader.ts";
@@ -44,6 +49,10 @@ export interface AccessSensorOptions {
   /** Permission events decided concurrently at most; the rest wait (bounded) or are allowed. */
   concurrency?: number;
   maxMarkedDirs?: number;
+  /** Block mode: kernel ignore marks on files found clean, at most this many (0: none). */
+  maxIgnoreMarks?: number;
+  /** A file was closed after writing (block mode with ignore marks): forget verdicts on it as it is now. */
+  onWritten?: (f: FileIdentity) => void;
 }
 
 /** How long "this pid is not one of ours" is trusted before /proc is read again. */
@@ -58,6 +67,9 @@ export class AccessSensor {
   /** Pids found not to be ours, until when that answer may be reused (performance.now() ms). */
   private readonly notSelfUntil = new Map<number, number>();
   private readonly allowed = new AllowCache();
+  private ignore: IgnoreMarks | undefined;
+  /** Inode marks made by `mark` (not mount marks): FAN_MARK_FLUSH drops them with the ignore marks. */
+  private readonly inodeMarks: { flags: number; mask: number; path: string }[] = [];
   readonly counters = {
     events: 0,
     allowedSelf: 0,
@@ -66,6 +78,10 @@ export class AccessSensor {
     denied: 0,
     marks: 0,
     overflow: 0,
+    /** FAN_CLOSE_WRITE notifications (block mode with ignore marks): not decisions, not in `events`. */
+    closeWrites: 0,
+    /** Directory marks that could not be re-added after a flush (the directory went away, say). */
+    remarkErrors: 0,
   };
   error: string | undefined;
 
@@ -77,8 +93,9 @@ export class AccessSensor {
     if (fd < 0)
       return `fanotify_init failed (errno ${-fd}; needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)`;
     this.fd = fd;
-    const mask =
-      this.o.mode === "block" ? FAN.OPEN_PERM | FAN.OPEN_EXEC_PERM : FAN.CLOSE_WRITE | FAN.OPEN_EXEC;
+    const maxIgnore = this.o.maxIgnoreMarks ?? DEFAULT_MAX_IGNORE_MARKS;
+    if (this.o.mode === "block" && maxIgnore > 0) this.ignore = new IgnoreMarks(fd, maxIgnore);
+    const mask = this.eventMask();
     const mounts = mountPoints();
     const problems: string[] = [];
     for (const p of this.o.paths) {
@@ -103,6 +120,7 @@ export class AccessSensor {
     const r = fanotifyMark(this.fd, flags, mask, path);
     if (r < 0) return `${path}: fanotify_mark failed (errno ${-r})`;
     this.counters.marks++;
+    if (!(flags & FAN_MARK.MOUNT)) this.inodeMarks.push({ flags, mask, path });
     return undefined;
   }
 
@@ -137,6 +155,10 @@ export class AccessSensor {
         continue;
       }
       if (r.fd < 0) continue;
+      if (this.ignore && r.mask & FAN.CLOSE_WRITE && !(r.mask & FAN_PERM_MASK)) {
+        this.closedAfterWrite(r);
+        continue;
+      }
       this.counters.events++;
       if (this.isSelf(r.pid)) {
         this.counters.allowedSelf++;
@@ -195,14 +217,48 @@ export class AccessSensor {
     }
   }
 
-  /** The file, as it is now (fstat of the event fd), may be allowed without asking `decide` again. */
-  allowFile(f: FileIdentity): void {
+  /** Block mode: opens and execs; ignore marks need close-writes too (see ignore-marks.ts). Detect: writes, execs. */
+  private eventMask(): number {
+    if (this.o.mode !== "block") return FAN.CLOSE_WRITE | FAN.OPEN_EXEC;
+    return FAN.OPEN_PERM | FAN.OPEN_EXEC_PERM | (this.ignore ? FAN.CLOSE_WRITE : 0);
+  }
+
+  /**
+   * The file, as it is now (fstat of the event fd), may be allowed without asking `decide` again.
+   * With `fd` (open on that file, in block mode) the kernel stops reporting its plain opens too.
+   */
+  allowFile(f: FileIdentity, fd?: number): void {
     this.allowed.add(f);
+    if (fd !== undefined && this.fd >= 0) this.ignore?.add(fd, f);
   }
 
   /** Every file must be decided again (new content, a cache cleared). */
   forgetAllowed(): void {
     this.allowed.clear();
+    if (this.ignore?.flush()) this.remarkInodes();
+  }
+
+  /**
+   * FAN_MARK_FLUSH also dropped our directory marks: put them back. Opens in those directories in
+   * the meantime (a syscall per marked directory) are not reported; mount marks are unaffected.
+   */
+  private remarkInodes(): void {
+    for (const m of this.inodeMarks) {
+      const r = fanotifyMark(this.fd, m.flags, m.mask, m.path);
+      if (r < 0) this.counters.remarkErrors++;
+    }
+  }
+
+  /** A writer closed the file (its last mapping included): no ignore mark, no verdict on it survives. */
+  private closedAfterWrite(r: FanRecord): void {
+    this.counters.closeWrites++;
+    this.ignore?.remove(r.fd);
+    try {
+      const st = fstatSync(r.fd, { bigint: true });
+      this.allowed.remove(st);
+      this.o.onWritten?.(st);
+    } catch {}
+    this.finish(r, true);
   }
 
   private finish(r: FanRecord, allow: boolean): void {
@@ -246,6 +302,7 @@ export class AccessSensor {
     };
     return {
       ...this.counters,
+      ...(this.ignore?.stats() ?? {}),
       /** Opens answered on the reader thread from the AllowCache (never reached `decide`). */
       cacheAllowed: r.cacheAllowed,
       allowedSelf: this.counters.allowedSelf + r.selfAllowed,

@@ -33,6 +33,18 @@ describe("AllowCache", () => {
     expect(c.has(file(2n ** 63n - 5n, { dev: 2n ** 63n + 7n }))).toBe(false);
   });
 
+  test("remove forgets that one version and no other entry", () => {
+    const c = new AllowCache(1024);
+    for (let i = 1n; i <= 100n; i++) c.add(file(i));
+    c.remove(file(50n, { size: 1n })); // another version: nothing to forget
+    expect(c.has(file(50n))).toBe(true);
+    c.remove(file(50n));
+    expect(c.has(file(50n))).toBe(false);
+    for (let i = 1n; i <= 100n; i++) if (i !== 50n) expect(c.has(file(i))).toBe(true);
+    c.add(file(50n));
+    expect(c.has(file(50n))).toBe(true);
+  });
+
   test("clear forgets everything at once; entries added afterwards count", () => {
     const c = new AllowCache(1024);
     for (let i = 1n; i <= 100n; i++) c.add(file(i));

@@ -96,6 +96,20 @@ export class AllowCache {
     return false;
   }
 
+  /** Main thread only: forgets this one version of a file (written to since it was judged). */
+  remove(f: FileIdentity): void {
+    const h = this.home(f);
+    const gen = BigInt(Atomics.load(this.meta, GEN)) + 1n;
+    for (let i = 0; i < PROBE; i++) {
+      const s = (h + i) & this.mask;
+      const w = s * WORDS;
+      if (Atomics.load(this.words, w + 5) !== gen || !this.matches(w, f)) continue;
+      Atomics.add(this.seq, s, 1);
+      Atomics.store(this.words, w + 5, 0n);
+      Atomics.add(this.seq, s, 1);
+    }
+  }
+
   /** Forgets every entry (a new generation); entries added after this call count. */
   clear(): void {
     Atomics.add(this.meta, GEN, 1);

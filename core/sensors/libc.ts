@@ -173,6 +173,14 @@ export function fanotifyMark(fd: number, flags: number, mask: number, path: stri
   return rc(sym("fanotify_mark")(fd, flags >>> 0, mask, AT_FDCWD, ptr(cstr(path))));
 }
 
+/**
+ * fanotify_mark on the inode `fd` refers to (pathname NULL: dirfd names the object), or — with
+ * FAN_MARK_FLUSH — on no object at all.
+ */
+export function fanotifyMarkFd(group: number, flags: number, mask: number, fd: number): number {
+  return rc(sym("fanotify_mark")(group, flags >>> 0, mask, fd, null));
+}
+
 /** The kernel's file handle for `path` as "type:hex", the key fanotify FID events carry. */
 export function fileHandleKey(path: string): string | number {
   const MAX_HANDLE_SZ = 128;

@@ -120,6 +120,7 @@ export const FAN_MARK = {
   MOUNT: 0x10,
   IGNORED_MASK: 0x20,
   IGNORED_SURV_MODIFY: 0x40,
+  FLUSH: 0x80,
   FILESYSTEM: 0x100,
 } as const;
 

@@ -153,7 +153,7 @@ export function startOnAccess(o: OnAccessOptions): {
   let sensor: AccessSensor | undefined;
   const scanner = new OnAccessScanner({
     ...o,
-    onClean: (f) => sensor?.allowFile(f),
+    onClean: (f, fd) => sensor?.allowFile(f, fd),
     onForget: () => sensor?.forgetAllowed(),
   });
   sensor = new AccessSensor({
@@ -164,6 +164,7 @@ export function startOnAccess(o: OnAccessOptions): {
     // because the scanner holds at most one file over the batch size in memory (on-access.ts).
     concurrency: 16,
     decide: (ev) => scanner.decide(ev),
+    onWritten: (f) => scanner.forgetFile(f),
   });
   return { scanner, sensor, problem: sensor.start() };
 }

@@ -7,7 +7,16 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
@@ -132,14 +141,20 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
     expect(Number(s.cacheHitRate)).toBeGreaterThan(0);
   });
 
-  test("a clean file opened again unchanged is answered on the sensor's thread; a changed one is scanned", async () => {
+  test("a clean file opened again unchanged raises no event (kernel ignore mark), an exec of it is answered on the sensor's thread; a changed one is scanned", async () => {
     const f = join(watched, "again.txt");
-    writeFileSync(f, "plain text");
+    writeFileSync(f, "true\n");
+    chmodSync(f, 0o755);
     expect((await sh(`cat ${f}`)).code).toBe(0);
-    const kernel = () => onAccessStatus().kernel as unknown as { cacheAllowed: number };
-    const before = { fast: kernel().cacheAllowed, scanned: Number(onAccessStatus().scanned) };
+    const kernel = () =>
+      onAccessStatus().kernel as unknown as { cacheAllowed: number; events: number; ignoreMarks: number };
+    const before = { ...kernel(), scanned: Number(onAccessStatus().scanned) };
+    expect(before.ignoreMarks).toBeGreaterThanOrEqual(1);
     for (let i = 0; i < 3; i++) expect((await sh(`cat ${f}`)).code).toBe(0);
-    expect(kernel().cacheAllowed).toBe(before.fast + 3);
+    expect(kernel()).toMatchObject({ cacheAllowed: before.cacheAllowed, events: before.events });
+    // Execs are kept out of the ignore mask (see core/sensors/ignore-marks.ts): the AllowCache answers.
+    for (let i = 0; i < 3; i++) expect((await sh(f)).code).toBe(0);
+    expect(kernel().cacheAllowed).toBe(before.cacheAllowed + 3);
     expect(Number(onAccessStatus().scanned)).toBe(before.scanned);
     // Same size, new bytes: mtime and ctime move, so the sensor's cache misses and the file is scanned.
     writeFileSync(f, "outpost-mark-one");
@@ -151,7 +166,12 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
     const f = join(watched, "later.txt");
     writeFileSync(f, "innocent until outpost-mark-two exists");
     expect((await sh(`cat ${f}`)).code).toBe(0);
-    expect((await sh(`cat ${f}`)).code).toBe(0); // cached clean, in the sensor's cache too
+    // Cached clean, in the kernel's ignore cache too: the second open raises no event at all.
+    const kernel = () => onAccessStatus().kernel as unknown as { cacheAllowed: number; events: number };
+    const seen = () => kernel().events + kernel().cacheAllowed;
+    const before = seen();
+    expect((await sh(`cat ${f}`)).code).toBe(0);
+    expect(seen()).toBe(before);
     await vendor.release("DatasetA", 2, {
       "main.ndb": `T.Mark:0:*:${hex("outpost-mark-one")}\nT.Mark2:0:*:${hex("outpost-mark-two")}\n`,
     });
@@ -165,6 +185,9 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
         events.some((e) => e.type === "scan-detection" && e.target === f && e.name === "T.Mark2"),
       ),
     ).toBe(true);
+    expect(
+      Number((onAccessStatus().kernel as unknown as { ignoreMarksFlushes: number }).ignoreMarksFlushes),
+    ).toBe(1);
   });
 
   test("a directory read file after file is read ahead in batches; a detection in it is still refused", async () => {

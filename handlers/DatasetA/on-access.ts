@@ -50,8 +50,11 @@ export interface OnAccessOptions {
   exclusions?: () => ExclusionMatcher;
   /** How often the deferred-lookup queue is retried while not empty (ms). */
   retryMs?: number;
-  /** A file found clean, as it is now: later opens of it unchanged may be allowed without asking. */
-  onClean?: (f: FileIdentity) => void;
+  /**
+   * A file found clean, as it is now: later opens of it unchanged may be allowed without asking.
+   * `fd` is open on that very file (the event's or a read-ahead's) for the duration of the call.
+   */
+  onClean?: (f: FileIdentity, fd: number) => void;
   /** Every verdict given so far is void (new content): forget what onClean was told. */
   onForget?: () => void;
   /** Block mode scans the files after a waited-for open ahead of the reader (default true). */
@@ -148,7 +151,7 @@ export class OnAccessScanner {
       const hit = this.cache.get(before.key);
       if (hit !== undefined) {
         this.count("cacheHits", "cache-hit");
-        if (hit) this.o.onClean?.(before.identity);
+        if (hit) this.o.onClean?.(before.identity, ev.fd);
         return this.verdict(hit, ev, block);
       }
       const waiting = this.pending.get(before.key);
@@ -219,7 +222,7 @@ export class OnAccessScanner {
         if (epoch === this.epoch) {
           if (this.cache.size >= CACHE_MAX) this.cache.clear();
           this.cache.set(before.key, clean);
-          if (clean) this.o.onClean?.(before.identity);
+          if (clean) this.o.onClean?.(before.identity, fd);
         }
         return clean;
       } finally {
@@ -378,6 +381,11 @@ export class OnAccessScanner {
         this.cache.clear();
       }
     }
+  }
+
+  /** The file was written (the sensor saw it closed after writing): its verdict as it is now is void. */
+  forgetFile(f: FileIdentity): void {
+    this.cache.delete(keyOf(f));
   }
 
   /** New content: every cached verdict (ours and the sensor's) is void; scans in flight are not cached. */
