@@ -18,7 +18,10 @@
  *
  *   bun bench/onaccess.ts [--trees synthetic,realistic] [--runs 5] [--files 2000] [--kb 16]
  *                         [--realistic-files 3000] [--modes block,detect] [--sigs realistic|small]
- *                         [--execs 2000] [--transfer shm|pipe] [--json]
+ *                         [--execs 2000] [--transfer shm|pipe] [--ignore-marks on|off] [--json]
+ *
+ * --ignore-marks off: block mode without kernel ignore marks (core/sensors/ignore-marks.ts), every
+ * re-open answered by the reader thread's AllowCache — the baseline for what the marks save.
  */
 import "reflect-metadata";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -51,6 +54,8 @@ const { values } = parseArgs({
     execs: { type: "string", default: "2000" },
     /** shm: bytes reach the scanner through its shared transfer region; pipe: copied through its stdin. */
     transfer: { type: "string", default: "shm" },
+    /** on: block mode puts kernel ignore marks on files found clean; off: the AllowCache alone. */
+    "ignore-marks": { type: "string", default: "on" },
     json: { type: "boolean" },
   },
 });
@@ -137,11 +142,16 @@ function supervisorCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
+/** CPU (user + system, ms) of the last command `sh` ran, its children included (wait4's rusage). */
+let lastWorkloadCpuMs = 0;
 async function sh(cmd: string): Promise<number> {
   const t = performance.now();
   const p = Bun.spawn(["sh", "-c", cmd], { stdout: "ignore", stderr: "pipe" });
   if ((await p.exited) !== 0) throw new Error(`${cmd}: ${await new Response(p.stderr).text()}`);
-  return performance.now() - t;
+  const ms = performance.now() - t;
+  const u = p.resourceUsage()?.cpuTime;
+  lastWorkloadCpuMs = u ? Number(u.user + u.system) / 1000 : 0;
+  return ms;
 }
 const readAll = (dir: string) => sh(`find ${dir} -type f -exec cat {} + > /dev/null`);
 
@@ -152,13 +162,16 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 }
 
 function onAccess(mode: "block" | "detect", paths: string[]) {
-  const started = startOnAccess({
-    config: OnAccessSchema.parse({ enabled: true, mode, paths, timeoutMs: 1000 }),
-    stateDir,
-    service,
-    call,
-    emit: () => {},
-  });
+  const started = startOnAccess(
+    {
+      config: OnAccessSchema.parse({ enabled: true, mode, paths, timeoutMs: 1000 }),
+      stateDir,
+      service,
+      call,
+      emit: () => {},
+    },
+    values["ignore-marks"] === "off" ? { maxIgnoreMarks: 0 } : {},
+  );
   if (started.problem) throw new Error(started.problem);
   return started;
 }
@@ -173,6 +186,10 @@ interface ModeResult {
   warmRatio?: number;
   /** CPU spent during the cold run: supervisor (this process) and scanner host, ms. */
   coldCpuMs: { supervisor: number; scanner: number };
+  /** CPU during the warm run: supervisor, scanner host, and the workload itself (find + cat, system time included). */
+  warmCpuMs?: { supervisor: number; scanner: number; workload: number };
+  /** Kernel ignore marks alive after the warm run (block mode). */
+  ignoreMarks?: number;
   /** detect/copy: time from the end of the copy until the last scan finished. */
   drainMs?: number;
   scanned: number;
@@ -196,7 +213,13 @@ async function readWorkload(tree: Tree, mode: "block" | "detect"): Promise<ModeR
   const warmRatios: number[] = [];
   const sup: number[] = [];
   const scn: number[] = [];
-  let last: Pick<ModeResult, "scanned" | "cacheHitRate" | "failOpen" | "filesPerBatch" | "readAhead"> = {
+  const warmSup: number[] = [];
+  const warmScn: number[] = [];
+  const warmLoad: number[] = [];
+  let last: Pick<
+    ModeResult,
+    "scanned" | "cacheHitRate" | "failOpen" | "filesPerBatch" | "readAhead" | "ignoreMarks"
+  > = {
     scanned: 0,
     cacheHitRate: 0,
     failOpen: 0,
@@ -209,9 +232,15 @@ async function readWorkload(tree: Tree, mode: "block" | "detect"): Promise<ModeR
     const c = await readAll(tree.dir);
     sup.push(supervisorCpuMs() - s0);
     scn.push(scannerCpuMs() - h0);
+    const ws = supervisorCpuMs();
+    const wh = scannerCpuMs();
     const w = await readAll(tree.dir);
+    warmLoad.push(lastWorkloadCpuMs);
+    warmSup.push(supervisorCpuMs() - ws);
+    warmScn.push(scannerCpuMs() - wh);
     const st = scanner.stats(sensor.stats().cacheAllowed as number);
     last = {
+      ignoreMarks: (sensor.stats().ignoreMarks as number | undefined) ?? 0,
       scanned: st.scanned as number,
       cacheHitRate: st.cacheHitRate as number,
       failOpen: sensor.stats().failOpen as number,
@@ -236,6 +265,11 @@ async function readWorkload(tree: Tree, mode: "block" | "detect"): Promise<ModeR
     coldRatio: r2(median(coldRatios)),
     warmRatio: r2(median(warmRatios)),
     coldCpuMs: { supervisor: Math.round(median(sup)), scanner: Math.round(median(scn)) },
+    warmCpuMs: {
+      supervisor: Math.round(median(warmSup)),
+      scanner: Math.round(median(warmScn)),
+      workload: Math.round(median(warmLoad)),
+    },
     ...last,
   };
 }
@@ -349,6 +383,7 @@ rmSync(root, { recursive: true, force: true });
 
 const result = {
   runs: RUNS,
+  ignoreMarks: values["ignore-marks"],
   sigs: values.sigs,
   falsePositivesLeftOut: falsePositives,
   loadavg: { start: r2(load0[0]!), end: r2(loadavg()[0]!) },
@@ -377,6 +412,10 @@ else {
       console.log(
         `         cold CPU: supervisor ${r.coldCpuMs.supervisor} ms, scanner ${r.coldCpuMs.scanner} ms; scanned ${r.scanned} (${r.readAhead ?? 0} read ahead, ${r.filesPerBatch ?? 1} per IPC call), hit rate ${r.cacheHitRate}, fail-open ${r.failOpen}`,
       );
+      if (r.warmCpuMs)
+        console.log(
+          `         warm CPU: supervisor ${r.warmCpuMs.supervisor} ms, scanner ${r.warmCpuMs.scanner} ms, workload ${r.warmCpuMs.workload} ms; ignore marks ${r.ignoreMarks ?? 0}`,
+        );
     }
   }
   if (execs)

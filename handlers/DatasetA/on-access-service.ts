@@ -18,7 +18,7 @@ import type { AgentConfig } from "../../core/config.ts";
 import { followEffective } from "../../core/effective/follow.ts";
 import { OutpostError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
-import { AccessSensor } from "../../core/sensors/access.ts";
+import { AccessSensor, type AccessSensorOptions } from "../../core/sensors/access.ts";
 import { HEALTH_SOURCE, sensorsOf } from "../../core/sensors/service.ts";
 import type { OnAccessConfig } from "../../core/sensors-config.ts";
 import { type OnAccessOptions, OnAccessScanner } from "./on-access.ts";
@@ -145,7 +145,10 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
  * sensor (fanotify) deciding through it. Shared by the service and bench/onaccess.ts, so the bench
  * measures the wiring the agent ships.
  */
-export function startOnAccess(o: OnAccessOptions): {
+export function startOnAccess(
+  o: OnAccessOptions,
+  sensorOptions: Pick<AccessSensorOptions, "maxIgnoreMarks"> = {},
+): {
   scanner: OnAccessScanner;
   sensor: AccessSensor;
   problem: string | undefined;
@@ -165,6 +168,7 @@ export function startOnAccess(o: OnAccessOptions): {
     concurrency: 16,
     decide: (ev) => scanner.decide(ev),
     onWritten: (f) => scanner.forgetFile(f),
+    ...sensorOptions,
   });
   return { scanner, sensor, problem: sensor.start() };
 }
