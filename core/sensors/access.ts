@@ -109,7 +109,12 @@ export class AccessSensor {
     }
     this.reader = new SensorReader<FanRecord>(
       fd,
-      { kind: "fanotify", maxInFlight: 1024, allow: this.allowed.buffer },
+      {
+        kind: "fanotify",
+        maxInFlight: 1024,
+        allow: this.allowed.buffer,
+        closeWriteToMain: this.ignore !== undefined,
+      },
       (records) => this.onRecords(records),
     );
     this.reader.start();

@@ -4,7 +4,7 @@
  * containing "BAD" and hands clean ones back to the sensor with their fd, as on-access.ts does.
  * "Reached the sensor" counts every permission event, wherever answered (main or reader thread).
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, fstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,6 +80,11 @@ beforeAll(() => {
   expect(sensor.start()).toBeUndefined();
 });
 
+// Each test starts with no verdict and no ignore mark (the limit is small, see the last test).
+beforeEach(() => {
+  if (isRoot) sensor.forgetAllowed();
+});
+
 afterAll(async () => {
   await sensor?.stop();
   rmSync(root, { recursive: true, force: true });
@@ -142,6 +147,22 @@ describe.if(isRoot)("kernel ignore marks (block mode)", () => {
     expect(decided.length).toBe(n + 1);
   });
 
+  test("a close after writing takes the mark off even when the file's key did not move", async () => {
+    // Opened for appending, nothing written: no modify event, same (mtime, ctime, size) — the case of
+    // an mmap write within one timestamp tick. The close must still reach the main thread.
+    const f = join(dir, "same-key.txt");
+    writeFileSync(f, "stays clean");
+    expect((await sh(`cat ${f}`)).code).toBe(0);
+    const removed = stats().ignoreMarksRemoved as number;
+    const closes = stats().closeWrites;
+    expect((await sh(`: >> ${f}`)).code).toBe(0);
+    expect(await until(() => stats().closeWrites > closes)).toBe(true);
+    expect(stats().ignoreMarksRemoved).toBe(removed + 1);
+    const n = decided.length;
+    expect((await sh(`cat ${f}`)).code).toBe(0);
+    expect(decided.length).toBe(n + 1);
+  });
+
   test("forgetting every verdict flushes the ignore marks and keeps the directory marks", async () => {
     const f = join(sub, "kept.txt");
     writeFileSync(f, "kept clean");
@@ -166,7 +187,6 @@ describe.if(isRoot)("kernel ignore marks (block mode)", () => {
   });
 
   test("past the limit no mark is added (said in stats) and the userspace cache answers", async () => {
-    sensor.forgetAllowed();
     const files = Array.from({ length: 6 }, (_, i) => join(dir, `many-${i}`));
     for (const f of files) writeFileSync(f, `clean ${f}`);
     for (const f of files) expect((await sh(`cat ${f}`)).code).toBe(0);

@@ -19,7 +19,7 @@ import { closeSync, fstatSync } from "node:fs";
 import { AllowCache } from "./allow-cache.ts";
 import { closeFd, EAGAIN, EINTR, ENOBUFS, fanotifyAllowMany, pollIn, readFd, writeFd } from "./libc.ts";
 import { parseNflog } from "./nflog-parse.ts";
-import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
+import { FAN, FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
 
@@ -57,6 +57,7 @@ function run(init: ReaderInit): void {
   /** Queues ALLOW (and the close) for an event for a file the decider allowed before, unchanged since. */
   const allowedBefore = (r: { fd: number; mask: number }): boolean => {
     if (!allow || r.fd < 0) return false;
+    if (init.closeWriteToMain && r.mask & FAN.CLOSE_WRITE) return false;
     let hit = false;
     try {
       hit = allow.has(fstatSync(r.fd, { bigint: true }));

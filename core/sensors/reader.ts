@@ -27,6 +27,11 @@ export interface ReaderInit {
   shared: SharedArrayBuffer;
   /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
   allow?: SharedArrayBuffer;
+  /**
+   * fanotify: FAN_CLOSE_WRITE always goes to the main thread, even for a file in the AllowCache (block
+   * mode takes the kernel ignore mark off there: a write that left the key unchanged must still do it).
+   */
+  closeWriteToMain?: boolean;
 }
 
 export interface ReaderOptions {
@@ -38,6 +43,7 @@ export interface ReaderOptions {
   bufBytes?: number;
   openExe?: boolean;
   allow?: SharedArrayBuffer;
+  closeWriteToMain?: boolean;
 }
 
 export class SensorReader<R> {
@@ -95,6 +101,7 @@ export class SensorReader<R> {
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
+      ...(this.opts.closeWriteToMain ? { closeWriteToMain: true } : {}),
     };
     worker.postMessage(init);
   }
