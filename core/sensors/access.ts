@@ -78,8 +78,6 @@ export class AccessSensor {
     denied: 0,
     marks: 0,
     overflow: 0,
-    /** FAN_CLOSE_WRITE notifications (block mode with ignore marks): not decisions, not in `events`. */
-    closeWrites: 0,
     /** Directory marks that could not be re-added after a flush (the directory went away, say). */
     remarkErrors: 0,
   };
@@ -113,7 +111,7 @@ export class AccessSensor {
         kind: "fanotify",
         maxInFlight: 1024,
         allow: this.allowed.buffer,
-        closeWriteToMain: this.ignore !== undefined,
+        closeWriteRemovesIgnore: this.ignore !== undefined,
       },
       (records) => this.onRecords(records),
     );
@@ -254,10 +252,13 @@ export class AccessSensor {
     }
   }
 
-  /** A writer closed the file (its last mapping included): no ignore mark, no verdict on it survives. */
+  /**
+   * A writer closed a file that carried an ignore mark (its last mapping included). The reader thread
+   * took the mark off already; no verdict on the file as it is now survives either.
+   */
   private closedAfterWrite(r: FanRecord): void {
-    this.counters.closeWrites++;
-    this.ignore?.remove(r.fd);
+    if (r.ignoreMarkRemoved) this.ignore?.removedElsewhere();
+    else this.ignore?.remove(r.fd);
     try {
       const st = fstatSync(r.fd, { bigint: true });
       this.allowed.remove(st);
@@ -304,6 +305,7 @@ export class AccessSensor {
       failOpen: 0,
       selfAllowed: 0,
       cacheAllowed: 0,
+      closeWrites: 0,
     };
     return {
       ...this.counters,
@@ -311,6 +313,8 @@ export class AccessSensor {
       /** Opens answered on the reader thread from the AllowCache (never reached `decide`). */
       cacheAllowed: r.cacheAllowed,
       allowedSelf: this.counters.allowedSelf + r.selfAllowed,
+      /** FAN_CLOSE_WRITE notifications (block mode with ignore marks): not decisions, not in `events`. */
+      closeWrites: r.closeWrites,
       failOpen: this.counters.failOpen + r.failOpen,
       dropped: r.dropped,
       pending: this.active + this.waiting.length,

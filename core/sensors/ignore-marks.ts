@@ -14,7 +14,7 @@
  * - Writes through a shared writable mmap raise no modify event. The access
  *   sensor therefore keeps FAN_OPEN_EXEC_PERM out of the ignore mask (an
  *   exec still reaches the AllowCache, which compares mtime/ctime/size) and
- *   removes the mark on FAN_CLOSE_WRITE (`remove`), which fires once the
+ *   removes the mark on FAN_CLOSE_WRITE (on the reader thread), which fires once the
  *   last writer — a mapping included — is gone. Left open: plain opens while
  *   a writer still holds a shared writable mapping (docs/sensors.md).
  * - New content forgets every verdict: `flush` drops all of the group's
@@ -81,6 +81,12 @@ export class IgnoreMarks {
     if (r < 0) return; // ENOENT: no mark on this inode
     this.counters.removed++;
     this.live--;
+  }
+
+  /** The reader thread took one of our marks off (it handles FAN_CLOSE_WRITE first). */
+  removedElsewhere(): void {
+    this.counters.removed++;
+    if (this.live > 0) this.live--;
   }
 
   /**

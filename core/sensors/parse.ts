@@ -138,6 +138,8 @@ export interface FanRecord {
   /** FAN_RENAME: the old directory + name ("dir"/"name" then hold the new ones). */
   oldDir?: string;
   oldName?: string;
+  /** FAN_CLOSE_WRITE in block mode: the reader thread took an ignore mark of ours off this inode. */
+  ignoreMarkRemoved?: boolean;
 }
 
 /** Decodes a read() of a fanotify fd (metadata version 3, optional FID info records). */

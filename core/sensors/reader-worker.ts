@@ -17,9 +17,28 @@
  */
 import { closeSync, fstatSync } from "node:fs";
 import { AllowCache } from "./allow-cache.ts";
-import { closeFd, EAGAIN, EINTR, ENOBUFS, fanotifyAllowMany, pollIn, readFd, writeFd } from "./libc.ts";
+import {
+  closeFd,
+  EAGAIN,
+  EINTR,
+  ENOBUFS,
+  fanotifyAllowMany,
+  fanotifyMarkFd,
+  pollIn,
+  readFd,
+  writeFd,
+} from "./libc.ts";
 import { parseNflog } from "./nflog-parse.ts";
-import { FAN, FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
+import {
+  FAN,
+  FAN_MARK,
+  FAN_PERM_MASK,
+  type FanRecord,
+  fanResponse,
+  parseConnector,
+  parseFanotify,
+  parseInotify,
+} from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
 import { type ReaderInit, SHARED } from "./reader.ts";
 
@@ -57,7 +76,6 @@ function run(init: ReaderInit): void {
   /** Queues ALLOW (and the close) for an event for a file the decider allowed before, unchanged since. */
   const allowedBefore = (r: { fd: number; mask: number }): boolean => {
     if (!allow || r.fd < 0) return false;
-    if (init.closeWriteToMain && r.mask & FAN.CLOSE_WRITE) return false;
     let hit = false;
     try {
       hit = allow.has(fstatSync(r.fd, { bigint: true }));
@@ -69,6 +87,18 @@ function run(init: ReaderInit): void {
     closeNow.push(r.fd);
     Atomics.add(shared, SHARED.cacheAllowed, 1);
     return true;
+  };
+  /** Block mode with ignore marks (ReaderInit.closeWriteRemovesIgnore): true to hand the record over. */
+  const closedAfterWrite = (r: FanRecord): boolean => {
+    const flags = FAN_MARK.REMOVE | FAN_MARK.IGNORED_MASK;
+    const removed = fanotifyMarkFd(init.fd, flags, FAN.OPEN_PERM, r.fd) === 0;
+    Atomics.add(shared, SHARED.closeWrites, 1);
+    if (removed) {
+      r.ignoreMarkRemoved = true;
+      return true;
+    }
+    closeNow.push(r.fd); // ENOENT: never found clean since the last flush, no verdict to forget
+    return false;
   };
   // Records read but not yet handed over: while the main thread has maxInFlight batches unprocessed,
   // new records wait here and go over as one larger batch as soon as it catches up. Bounded: past
@@ -148,6 +178,7 @@ function run(init: ReaderInit): void {
           Atomics.add(shared, SHARED.selfAllowed, 1);
           return false;
         }
+        if (init.closeWriteRemovesIgnore && r.fd >= 0 && r.mask & FAN.CLOSE_WRITE) return closedAfterWrite(r);
         return !allowedBefore(r);
       });
       settleNow();

@@ -14,6 +14,7 @@ export const SHARED = {
   failOpen: 3,
   selfAllowed: 4,
   cacheAllowed: 5,
+  closeWrites: 6,
 } as const;
 
 export interface ReaderInit {
@@ -28,10 +29,12 @@ export interface ReaderInit {
   /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
   allow?: SharedArrayBuffer;
   /**
-   * fanotify: FAN_CLOSE_WRITE always goes to the main thread, even for a file in the AllowCache (block
-   * mode takes the kernel ignore mark off there: a write that left the key unchanged must still do it).
+   * fanotify, block mode with kernel ignore marks: each FAN_CLOSE_WRITE takes the inode's ignore mark
+   * off here (FAN_MARK_REMOVE | FAN_MARK_IGNORED_MASK). Only when there was one (a file once found clean)
+   * does the record go on to the main thread — even if the file's key is in the AllowCache, since a write
+   * that left the key unchanged must still forget its verdicts. The rest are closed here.
    */
-  closeWriteToMain?: boolean;
+  closeWriteRemovesIgnore?: boolean;
 }
 
 export interface ReaderOptions {
@@ -43,7 +46,7 @@ export interface ReaderOptions {
   bufBytes?: number;
   openExe?: boolean;
   allow?: SharedArrayBuffer;
-  closeWriteToMain?: boolean;
+  closeWriteRemovesIgnore?: boolean;
 }
 
 export class SensorReader<R> {
@@ -101,7 +104,7 @@ export class SensorReader<R> {
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
-      ...(this.opts.closeWriteToMain ? { closeWriteToMain: true } : {}),
+      ...(this.opts.closeWriteRemovesIgnore ? { closeWriteRemovesIgnore: true } : {}),
     };
     worker.postMessage(init);
   }
@@ -112,8 +115,10 @@ export class SensorReader<R> {
     failOpen: number;
     selfAllowed: number;
     cacheAllowed: number;
+    closeWrites: number;
   } {
     return {
+      closeWrites: Atomics.load(this.counters, SHARED.closeWrites),
       selfAllowed: Atomics.load(this.counters, SHARED.selfAllowed),
       cacheAllowed: Atomics.load(this.counters, SHARED.cacheAllowed),
       dropped: Atomics.load(this.counters, SHARED.dropped),
