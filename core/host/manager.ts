@@ -21,17 +21,21 @@
  * Calls that arrive while a host restarts wait for it (bounded by their
  * timeout) rather than failing: a restart costs latency, not answers.
  *
- * This file is the HandlerHost API and the request path (start, load,
- * stage, request); the other jobs have their own files: launch.ts (command,
- * work dir, environment), supervision.ts (S1–S4), routing.ts (messages from
- * hosts), host-status.ts (what status shows), records.ts (shared records).
+ * This file is the HandlerHost API and starting hosts; the other jobs have
+ * their own files: content-loader.ts (stage, load, reload — S1, S4),
+ * host-request.ts (one request with metrics and crash attribution),
+ * launch.ts (command, work dir, environment), supervision.ts (S1–S4),
+ * routing.ts (messages from hosts), host-status.ts (what status shows),
+ * records.ts (shared records).
  */
 import type { HostStatus } from "../agent/api.ts";
 import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
 import type { Logger } from "../log.ts";
-import { idleStops, ipcRequests, ipcSeconds, rssBytes } from "./host-metrics.ts";
+import { ContentLoader } from "./content-loader.ts";
+import { idleStops, rssBytes } from "./host-metrics.ts";
+import { requestHost } from "./host-request.ts";
 import { hostStatuses } from "./host-status.ts";
 import { buildHostTable, recordFor } from "./host-table.ts";
 import { IdleGc } from "./idle-gc.ts";
@@ -51,8 +55,6 @@ import { CrashSupervisor } from "./supervision.ts";
 export { defaultHostCommand, defaultInstallDir } from "./launch.ts";
 export type { ContentFailure, HostManagerOptions, HostsConfig } from "./records.ts";
 
-let opSeq = 0;
-
 export class HostManager implements HandlerHost {
   private readonly slots = new Map<string, TypeSlot>();
   private readonly groups = new Map<string, GroupRec>();
@@ -66,6 +68,7 @@ export class HostManager implements HandlerHost {
   private readonly transfers = new TransferPool();
   /** Staging reads whole payload files into the supervisor's heap; they are garbage once sent. */
   private readonly gc = new IdleGc();
+  private readonly loader: ContentLoader;
 
   constructor(private readonly opts: HostManagerOptions) {
     this.now = opts.now ?? Date.now;
@@ -80,6 +83,7 @@ export class HostManager implements HandlerHost {
     };
     this.supervisor = new CrashSupervisor(this.ctx);
     this.router = new HostRouter(this.ctx);
+    this.loader = new ContentLoader({ opts, slots: this.slots, gc: this.gc });
     this.pathVars = { stateDir: opts.stateDir, installDir: defaultInstallDir() };
     const table = buildHostTable(opts.registry, opts.config, opts.log);
     for (const [k, v] of table.slots) this.slots.set(k, v);
@@ -91,17 +95,17 @@ export class HostManager implements HandlerHost {
   async validate(type: string, view: ContentView): Promise<void> {
     const { g } = this.lookup(type);
     const proc = await this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
-    await this.stage(g, proc, type, view, true);
+    await this.loader.stage(g, proc, type, view, true);
   }
 
   async prepare(type: string, view: ContentView): Promise<Prepared> {
     const { g } = this.lookup(type);
     const proc = await this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
-    if (g.staged.get(type) !== view.version) await this.stage(g, proc, type, view, true);
+    if (g.staged.get(type) !== view.version) await this.loader.stage(g, proc, type, view, true);
     const epoch = g.epoch;
     const r = parseWire(
       PrepareResult,
-      await this.req(
+      await requestHost(
         g,
         proc,
         "prepare",
@@ -140,7 +144,7 @@ export class HostManager implements HandlerHost {
       try {
         const r = parseWire(
           CommitResult,
-          await this.req(
+          await requestHost(
             g,
             proc,
             "commit",
@@ -163,7 +167,7 @@ export class HostManager implements HandlerHost {
       }
     }
     // The host restarted between prepare and commit and reloaded the previous content.
-    await this.loadDesired(g, proc, prepared.type);
+    await this.loader.loadDesired(g, proc, prepared.type);
   }
 
   async discard(prepared: Prepared): Promise<void> {
@@ -172,7 +176,7 @@ export class HostManager implements HandlerHost {
     const proc = g.proc;
     if (!proc?.running || g.epoch !== token.epoch) return;
     try {
-      await this.req(
+      await requestHost(
         g,
         proc,
         "discard",
@@ -210,7 +214,7 @@ export class HostManager implements HandlerHost {
     const proc = await this.ready(g, timeoutMs);
     // A method the handler declares longer (manifest.callTimeoutSeconds) keeps its own budget.
     const methodSeconds = slot.manifest.callTimeoutSeconds?.[method] ?? 0;
-    return this.req(
+    return requestHost(
       g,
       proc,
       "call",
@@ -291,7 +295,7 @@ export class HostManager implements HandlerHost {
         if (proc.quietSince(proc.lastStatusAt)) return;
         try {
           this.router.applyStatus(
-            await this.req(g, proc, "status", null, {
+            await requestHost(g, proc, "status", null, {
               timeoutMs: 5000,
               what: "status",
               candidate: false,
@@ -369,7 +373,7 @@ export class HostManager implements HandlerHost {
     const ready = (async () => {
       const proc = await this.launch(g);
       try {
-        await this.reload(g, proc);
+        await this.loader.reload(g, proc);
       } catch (e) {
         if (proc.running) proc.kill("protocol", `reload failed: ${describeError(e).message}`);
         throw e;
@@ -452,7 +456,7 @@ export class HostManager implements HandlerHost {
     try {
       init = parseWire(
         InitResult,
-        await this.req(g, proc, "init", initArgs, { timeoutMs: 60_000, what: "init", candidate: false }),
+        await requestHost(g, proc, "init", initArgs, { timeoutMs: 60_000, what: "init", candidate: false }),
         "init",
       );
     } catch (e) {
@@ -500,160 +504,5 @@ export class HostManager implements HandlerHost {
     rssBytes.set({ group: g.name }, 0);
     this.setState(g, "stopped");
     void proc.shutdown(5000);
-  }
-
-  /** S1: brings a fresh process to the content that is current for each of its handlers. */
-  private async reload(g: GroupRec, proc: HostProcess): Promise<void> {
-    for (const type of g.types) {
-      if (this.slots.get(type)!.desired) await this.loadDesired(g, proc, type);
-    }
-  }
-
-  /** Loads the desired content of `type` into `proc`; S4 on a failure that is not a crash. */
-  private async loadDesired(g: GroupRec, proc: HostProcess, type: string): Promise<void> {
-    const slot = this.slots.get(type)!;
-    for (let attempt = 0; slot.desired && attempt < 2; attempt++) {
-      const d = slot.desired;
-      try {
-        await this.loadInto(g, proc, type, d.view);
-        slot.state = "loaded";
-        slot.version = d.version;
-        slot.error = undefined;
-        return;
-      } catch (e) {
-        if (!proc.running || (e as { code?: string }).code === "HND_HOST_CRASHED") throw e;
-        const err = describeError(e);
-        this.opts.log.error("content that was live no longer loads", { group: g.name, type, ...err });
-        let replacement: ContentView | null = null;
-        try {
-          replacement = await this.opts.onContentFailure({
-            type,
-            group: g.name,
-            version: d.version,
-            reason: "reload-failed",
-            code: err.code,
-            detail: err.message,
-          });
-        } catch (e2) {
-          this.opts.log.error("rollback after a failed reload failed", { type, ...describeError(e2) });
-        }
-        if (replacement && replacement.version !== d.version) {
-          slot.desired = { view: replacement, version: replacement.version, activatedAt: 0 };
-        } else {
-          slot.desired = undefined;
-          slot.state = "failed";
-          slot.version = null;
-          slot.error = err;
-        }
-      }
-    }
-    if (slot.desired) {
-      slot.desired = undefined;
-      slot.state = "failed";
-      slot.version = null;
-    }
-  }
-
-  private async loadInto(g: GroupRec, proc: HostProcess, type: string, view: ContentView): Promise<void> {
-    await this.stage(g, proc, type, view, false);
-    const timeoutMs = this.opts.config.loadTimeoutSeconds * 1000;
-    const r = parseWire(
-      PrepareResult,
-      await this.req(
-        g,
-        proc,
-        "prepare",
-        { type, version: view.version },
-        {
-          timeoutMs,
-          what: `reload ${type} v${view.version}`,
-          candidate: false,
-        },
-      ),
-      "prepare",
-    );
-    g.staged.delete(type);
-    const c = parseWire(
-      CommitResult,
-      await this.req(
-        g,
-        proc,
-        "commit",
-        { preparedId: r.preparedId },
-        {
-          timeoutMs,
-          what: `activate ${type} v${view.version}`,
-          candidate: false,
-        },
-      ),
-      "commit",
-    );
-    this.slots.get(type)!.status = c.status;
-  }
-
-  /** Sends the payload file by file (no file crosses twice), then asks the host to validate it. */
-  private async stage(g: GroupRec, proc: HostProcess, type: string, view: ContentView, candidate: boolean) {
-    const timeoutMs = this.opts.config.loadTimeoutSeconds * 1000;
-    const what = `${candidate ? "validate" : "reload"} ${type} v${view.version}`;
-    g.staged.delete(type);
-    for (const path of view.files) {
-      await this.req(
-        g,
-        proc,
-        "stageFile",
-        { type, version: view.version, path, data: view.read(path) },
-        {
-          timeoutMs,
-          what,
-          candidate,
-        },
-      );
-    }
-    await this.req(
-      g,
-      proc,
-      "validate",
-      { type, version: view.version, signingTime: view.signingTime, files: [...view.files] },
-      { timeoutMs, what, candidate },
-    );
-    if (g.proc === proc) g.staged.set(type, view.version);
-    this.gc.soon();
-  }
-
-  /** One request with metrics, and crash errors that say what the host was doing. */
-  private async req(
-    g: GroupRec,
-    proc: HostProcess,
-    method: string,
-    args: unknown,
-    o: { timeoutMs: number; what: string; candidate: boolean; signal?: AbortSignal; quiet?: boolean },
-  ): Promise<unknown> {
-    const id = ++opSeq;
-    g.ops.set(id, { what: o.what, candidate: o.candidate });
-    const started = performance.now();
-    let result = "ok";
-    try {
-      return await proc.request(method, args, { timeoutMs: o.timeoutMs, signal: o.signal, quiet: o.quiet });
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      result =
-        code === "HND_HOST_CRASHED"
-          ? "crashed"
-          : code === "HND_IPC_TIMEOUT"
-            ? "timeout"
-            : code === "HND_IPC_CANCELLED"
-              ? "cancelled"
-              : "error";
-      if (code === "HND_HOST_CRASHED") {
-        throw new HandlerError("HND_HOST_CRASHED", `${o.what}: ${(e as Error).message}`, {
-          details: { group: g.name, during: o.what },
-        });
-      }
-      throw e;
-    } finally {
-      g.ops.delete(id);
-      ipcRequests.inc({ group: g.name, method, result });
-      ipcSeconds.observe({ group: g.name, method }, (performance.now() - started) / 1000);
-    }
   }
 }

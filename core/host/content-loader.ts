@@ -1,0 +1,143 @@
+/**
+ * Bringing content into a host process (the request path of
+ * manager.ts): stage a version file by file and have the host validate it,
+ * prepare + commit it, and after a restart reload what is current for each
+ * handler (S1) — rolling back through `onContentFailure` when content that
+ * was live no longer loads (S4).
+ */
+import { describeError } from "../errors.ts";
+import type { ContentView } from "../handler/contract.ts";
+import { requestHost } from "./host-request.ts";
+import type { IdleGc } from "./idle-gc.ts";
+import type { HostProcess } from "./process.ts";
+import { CommitResult, PrepareResult, parseWire } from "./protocol.ts";
+import type { GroupRec, HostManagerOptions, TypeSlot } from "./records.ts";
+
+export class ContentLoader {
+  constructor(
+    private readonly o: {
+      opts: HostManagerOptions;
+      slots: Map<string, TypeSlot>;
+      /** Staging reads whole payload files into the supervisor's heap; they are garbage once sent. */
+      gc: IdleGc;
+    },
+  ) {}
+
+  /** S1: brings a fresh process to the content that is current for each of its handlers. */
+  async reload(g: GroupRec, proc: HostProcess): Promise<void> {
+    for (const type of g.types) {
+      if (this.o.slots.get(type)!.desired) await this.loadDesired(g, proc, type);
+    }
+  }
+
+  /** Loads the desired content of `type` into `proc`; S4 on a failure that is not a crash. */
+  async loadDesired(g: GroupRec, proc: HostProcess, type: string): Promise<void> {
+    const slot = this.o.slots.get(type)!;
+    for (let attempt = 0; slot.desired && attempt < 2; attempt++) {
+      const d = slot.desired;
+      try {
+        await this.loadInto(g, proc, type, d.view);
+        slot.state = "loaded";
+        slot.version = d.version;
+        slot.error = undefined;
+        return;
+      } catch (e) {
+        if (!proc.running || (e as { code?: string }).code === "HND_HOST_CRASHED") throw e;
+        const err = describeError(e);
+        this.o.opts.log.error("content that was live no longer loads", { group: g.name, type, ...err });
+        let replacement: ContentView | null = null;
+        try {
+          replacement = await this.o.opts.onContentFailure({
+            type,
+            group: g.name,
+            version: d.version,
+            reason: "reload-failed",
+            code: err.code,
+            detail: err.message,
+          });
+        } catch (e2) {
+          this.o.opts.log.error("rollback after a failed reload failed", { type, ...describeError(e2) });
+        }
+        if (replacement && replacement.version !== d.version) {
+          slot.desired = { view: replacement, version: replacement.version, activatedAt: 0 };
+        } else {
+          slot.desired = undefined;
+          slot.state = "failed";
+          slot.version = null;
+          slot.error = err;
+        }
+      }
+    }
+    if (slot.desired) {
+      slot.desired = undefined;
+      slot.state = "failed";
+      slot.version = null;
+    }
+  }
+
+  async loadInto(g: GroupRec, proc: HostProcess, type: string, view: ContentView): Promise<void> {
+    await this.stage(g, proc, type, view, false);
+    const timeoutMs = this.o.opts.config.loadTimeoutSeconds * 1000;
+    const r = parseWire(
+      PrepareResult,
+      await requestHost(
+        g,
+        proc,
+        "prepare",
+        { type, version: view.version },
+        {
+          timeoutMs,
+          what: `reload ${type} v${view.version}`,
+          candidate: false,
+        },
+      ),
+      "prepare",
+    );
+    g.staged.delete(type);
+    const c = parseWire(
+      CommitResult,
+      await requestHost(
+        g,
+        proc,
+        "commit",
+        { preparedId: r.preparedId },
+        {
+          timeoutMs,
+          what: `activate ${type} v${view.version}`,
+          candidate: false,
+        },
+      ),
+      "commit",
+    );
+    this.o.slots.get(type)!.status = c.status;
+  }
+
+  /** Sends the payload file by file (no file crosses twice), then asks the host to validate it. */
+  async stage(g: GroupRec, proc: HostProcess, type: string, view: ContentView, candidate: boolean) {
+    const timeoutMs = this.o.opts.config.loadTimeoutSeconds * 1000;
+    const what = `${candidate ? "validate" : "reload"} ${type} v${view.version}`;
+    g.staged.delete(type);
+    for (const path of view.files) {
+      await requestHost(
+        g,
+        proc,
+        "stageFile",
+        { type, version: view.version, path, data: view.read(path) },
+        {
+          timeoutMs,
+          what,
+          candidate,
+        },
+      );
+    }
+    await requestHost(
+      g,
+      proc,
+      "validate",
+      { type, version: view.version, signingTime: view.signingTime, files: [...view.files] },
+      { timeoutMs, what, candidate },
+    );
+    if (g.proc === proc) g.staged.set(type, view.version);
+    this.o.gc.soon();
+  }
+}
