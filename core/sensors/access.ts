@@ -15,15 +15,17 @@
  * `allowFile`): the reader thread then answers later opens of the same,
  * unchanged file itself — no main-thread round trip.
  *
- * Marks: a path that is a mount point gets a mount mark (all of it); any
- * other directory gets inode marks on itself and its subdirectories, so a
- * test's temp dir covers that dir and nothing else on the machine.
+ * Marks (access-marks.ts): every mount at or under a configured path gets
+ * a mount mark (pseudo filesystems skipped, new mounts followed); a path
+ * that is not a mount point gets inode marks on itself and its
+ * subdirectories, new ones included, so a test's temp dir covers that dir
+ * and nothing else on the machine.
  */
-import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, constants, openSync, readFileSync, readlinkSync } from "node:fs";
+import { AccessMarks } from "./access-marks.ts";
 import { AllowCache, type FileIdentity } from "./allow-cache.ts";
-import { closeFd, fanotifyInit, fanotifyMark, writeFd } from "./libc.ts";
-import { FAN, FAN_INIT, FAN_MARK, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
+import { closeFd, fanotifyInit, writeFd } from "./libc.ts";
+import { FAN, FAN_INIT, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
 import { SensorReader } from "./reader.ts";
 
 export interface AccessEvent {
@@ -66,7 +68,10 @@ export class AccessSensor {
     denied: 0,
     marks: 0,
     overflow: 0,
+    /** Files found in a new directory that the decision queue had no room for. */
+    existingNotQueued: 0,
   };
+  private marks: AccessMarks | undefined;
   error: string | undefined;
 
   constructor(private readonly o: AccessSensorOptions) {}
@@ -79,13 +84,18 @@ export class AccessSensor {
     this.fd = fd;
     const mask =
       this.o.mode === "block" ? FAN.OPEN_PERM | FAN.OPEN_EXEC_PERM : FAN.CLOSE_WRITE | FAN.OPEN_EXEC;
-    const mounts = mountPoints();
-    const problems: string[] = [];
-    for (const p of this.o.paths) {
-      const why = mounts.has(p) ? this.mark(FAN_MARK.ADD | FAN_MARK.MOUNT, mask, p) : this.markTree(p, mask);
-      if (why) problems.push(why);
-    }
+    this.marks = new AccessMarks({
+      fd,
+      mask,
+      paths: this.o.paths,
+      ...(this.o.maxMarkedDirs !== undefined ? { maxDirs: this.o.maxMarkedDirs } : {}),
+      existing: (path) => this.scanExisting(path),
+    });
+    const problems = this.marks.start();
+    this.counters.marks = this.marks.total;
     if (this.counters.marks === 0) {
+      void this.marks.stop();
+      this.marks = undefined;
       closeFd(fd);
       this.fd = -1;
       return `no path could be marked: ${problems.join("; ")}`;
@@ -99,35 +109,26 @@ export class AccessSensor {
     return problems.length ? `some paths not marked: ${problems.join("; ")}` : undefined;
   }
 
-  private mark(flags: number, mask: number, path: string): string | undefined {
-    const r = fanotifyMark(this.fd, flags, mask, path);
-    if (r < 0) return `${path}: fanotify_mark failed (errno ${-r})`;
-    this.counters.marks++;
-    return undefined;
-  }
-
-  private markTree(root: string, mask: number): string | undefined {
-    let st: ReturnType<typeof statSync>;
+  /**
+   * A regular file that was already in a directory when we marked it (a tree moved in, or written
+   * between mkdir and the mark): decided like a finished write, from our own open of it.
+   */
+  private scanExisting(path: string): void {
+    if (this.fd < 0) return;
+    let fd: number;
     try {
-      st = statSync(root);
-    } catch (e) {
-      return `${root}: ${(e as Error).message}`;
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    } catch {
+      return; // gone again, or not a file we may open
     }
-    if (!st.isDirectory()) return this.mark(FAN_MARK.ADD, mask, root);
-    const max = this.o.maxMarkedDirs ?? 10_000;
-    const stack = [root];
-    let n = 0;
-    while (stack.length > 0 && n < max) {
-      const dir = stack.pop()!;
-      const why = this.mark(FAN_MARK.ADD, mask | FAN.EVENT_ON_CHILD, dir);
-      if (why) return why;
-      n++;
-      try {
-        for (const d of readdirSync(dir, { withFileTypes: true }))
-          if (d.isDirectory()) stack.push(join(dir, d.name));
-      } catch {}
+    const r: FanRecord = { fd, pid: 0, mask: FAN.CLOSE_WRITE };
+    this.counters.events++;
+    if (this.active < (this.o.concurrency ?? 4)) void this.handle(r);
+    else if (this.waiting.length < 4096) this.waiting.push(r);
+    else {
+      this.counters.existingNotQueued++;
+      closeSync(fd);
     }
-    return stack.length > 0 ? `${root}: more than ${max} directories; the rest are not marked` : undefined;
   }
 
   private onRecords(records: FanRecord[]): void {
@@ -236,6 +237,11 @@ export class AccessSensor {
     return mine;
   }
 
+  /** What is marked and what is not, and why (status `sensors.onAccess.marks`). */
+  marking(): Record<string, unknown> | undefined {
+    return this.marks?.status();
+  }
+
   stats(): Record<string, unknown> {
     const r = this.reader?.stats() ?? {
       dropped: 0,
@@ -244,6 +250,7 @@ export class AccessSensor {
       selfAllowed: 0,
       cacheAllowed: 0,
     };
+    if (this.marks) this.counters.marks = this.marks.total;
     return {
       ...this.counters,
       /** Opens answered on the reader thread from the AllowCache (never reached `decide`). */
@@ -257,20 +264,10 @@ export class AccessSensor {
 
   async stop(): Promise<void> {
     // Anything still waiting is allowed before the group goes away (closing it would too).
+    await this.marks?.stop();
     for (const r of this.waiting.splice(0)) this.finish(r, true);
     await this.reader?.stop();
     this.reader = undefined;
     this.fd = -1;
   }
-}
-
-function mountPoints(): Set<string> {
-  const out = new Set<string>();
-  try {
-    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      const f = line.split(" ");
-      if (f[4]) out.add(f[4].replace(/\\040/g, " "));
-    }
-  } catch {}
-  return out;
 }

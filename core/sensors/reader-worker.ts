@@ -17,7 +17,17 @@
  */
 import { closeSync, fstatSync } from "node:fs";
 import { AllowCache } from "./allow-cache.ts";
-import { closeFd, EAGAIN, EINTR, ENOBUFS, fanotifyAllowMany, pollIn, readFd, writeFd } from "./libc.ts";
+import {
+  closeFd,
+  EAGAIN,
+  EINTR,
+  ENOBUFS,
+  fanotifyAllowMany,
+  pollChangeOrStop,
+  pollIn,
+  readFd,
+  writeFd,
+} from "./libc.ts";
 import { parseNflog } from "./nflog-parse.ts";
 import { FAN_PERM_MASK, fanResponse, parseConnector, parseFanotify, parseInotify } from "./parse.ts";
 import { type ProcDetails, readProc } from "./proc-read.ts";
@@ -37,6 +47,10 @@ function release(r: unknown): void {
 }
 
 function run(init: ReaderInit): void {
+  if (init.kind === "mountinfo") {
+    watchMounts(init);
+    return;
+  }
   const shared = new Int32Array(init.shared);
   const buf = new Uint8Array(init.bufBytes);
   const allow = init.allow ? new AllowCache(AllowCache.slotsOf(init.allow), init.allow) : undefined;
@@ -168,6 +182,41 @@ function run(init: ReaderInit): void {
     }
   }
   for (const r of pending) release(r);
+  try {
+    closeSync(init.stopFd);
+  } catch {}
+  postMessage({ stopped: true });
+}
+
+/**
+ * The mount table's reader: asleep in poll() until the kernel reports a change (POLLPRI on
+ * /proc/self/mountinfo; poll itself acknowledges it), then one "changed" record. Changes that come
+ * while the main thread is still busy with the last one fold into a single record: it rereads the
+ * whole table anyway.
+ */
+function watchMounts(init: ReaderInit): void {
+  const shared = new Int32Array(init.shared);
+  let owed = false;
+  for (;;) {
+    if (owed) {
+      // The main thread is still on the previous change: look again shortly (only while one is owed).
+      const stop = pollIn([init.stopFd], 20);
+      if (typeof stop !== "number" && stop.length > 0) break;
+    } else {
+      const r = pollChangeOrStop(init.fd, init.stopFd);
+      if (typeof r === "number") {
+        if (r === -EINTR) continue;
+        postMessage({ error: `poll on mountinfo failed (errno ${-r})` });
+        return;
+      }
+      if (r.stop) break;
+      if (!r.changed) continue;
+    }
+    owed = Atomics.load(shared, SHARED.inFlight) >= 1;
+    if (owed) continue;
+    Atomics.add(shared, SHARED.inFlight, 1);
+    postMessage({ records: [{ changed: true }] });
+  }
   try {
     closeSync(init.stopFd);
   } catch {}

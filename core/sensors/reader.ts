@@ -19,7 +19,7 @@ export const SHARED = {
 export interface ReaderInit {
   fd: number;
   stopFd: number;
-  kind: "connector" | "fanotify" | "inotify" | "nflog";
+  kind: "connector" | "fanotify" | "inotify" | "nflog" | "mountinfo";
   bufBytes: number;
   maxInFlight: number;
   maxPending: number;
