@@ -193,7 +193,8 @@ export class AccessMarks {
             dirsNote: `more than ${this.maxDirs} directories under ${this.treeRoots.join(", ")}: ${this.counters.dirsOverLimit} not marked (mark the mount instead)`,
           }
         : {}),
-      mountsMarked: [...this.mounts.values()].sort(),
+      // A mount point listed twice in mountinfo (stacked mounts) is one mark on the top mount.
+      mountsMarked: [...new Set(this.mounts.values())].sort(),
       mountsUnmarked: [...this.unmarked].map(([mountPoint, reason]) => ({ mountPoint, reason })),
       mountChanges: this.watcher.changes,
       ...(this.dirWatchProblem ? { watchProblem: this.dirWatchProblem } : {}),

@@ -24,7 +24,8 @@ export class NewDirWatcher {
   private reader: SensorReader<FanRecord> | undefined;
   /** Handle key → directory path, for every directory watched. */
   private readonly dirs = new Map<string, string>();
-  readonly counters = { newDirs: 0, overflow: 0, unresolved: 0 };
+  /** `notDirs`: records for files that reached this thread anyway (the reader thread should pass none). */
+  readonly counters = { newDirs: 0, overflow: 0, unresolved: 0, notDirs: 0 };
 
   constructor(
     private readonly o: {
@@ -43,7 +44,13 @@ export class NewDirWatcher {
     if (fd < 0)
       return `fanotify_init(FAN_REPORT_DFID_NAME) failed (errno ${-fd}); new directories are not marked`;
     this.fd = fd;
-    this.reader = new SensorReader<FanRecord>(fd, { kind: "fanotify" }, (r) => this.onRecords(r));
+    // FAN_CREATE reports files too (FAN_ONDIR only adds directories): a `cp -r` would wake the main
+    // thread once per file for nothing, so the reader thread passes on directories and overflows only.
+    this.reader = new SensorReader<FanRecord>(
+      fd,
+      { kind: "fanotify", keepMask: FAN.ONDIR | FAN.Q_OVERFLOW },
+      (r) => this.onRecords(r),
+    );
     this.reader.start();
     return undefined;
   }
@@ -73,7 +80,10 @@ export class NewDirWatcher {
         this.o.onOverflow();
         continue;
       }
-      if (!(r.mask & FAN.ONDIR)) continue;
+      if (!(r.mask & FAN.ONDIR)) {
+        this.counters.notDirs++;
+        continue;
+      }
       const parent = r.dir ? this.dirs.get(r.dir) : undefined;
       if (!parent || r.name === undefined) {
         this.counters.unresolved++;

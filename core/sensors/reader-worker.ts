@@ -155,6 +155,11 @@ function run(init: ReaderInit): void {
       // that open (a sync read of a watched file), and it cannot answer while it waits (no self-deadlock).
       // So are files allowed before and unchanged since: the opener never waits for the main thread.
       const records = parseFanotify(buf, n).filter((r) => {
+        if (init.keepMask && !(r.mask & init.keepMask)) {
+          // Not wanted at all (a file created where only new directories matter): never cross threads.
+          if (r.fd >= 0) closeNow.push(r.fd);
+          return false;
+        }
         if (r.pid === process.pid && r.mask & FAN_PERM_MASK) {
           allowNow.push(r.fd);
           closeNow.push(r.fd);

@@ -27,6 +27,8 @@ export interface ReaderInit {
   shared: SharedArrayBuffer;
   /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
   allow?: SharedArrayBuffer;
+  /** fanotify notification groups: records with none of these mask bits are dropped on the thread. */
+  keepMask?: number;
 }
 
 export interface ReaderOptions {
@@ -38,6 +40,7 @@ export interface ReaderOptions {
   bufBytes?: number;
   openExe?: boolean;
   allow?: SharedArrayBuffer;
+  keepMask?: number;
 }
 
 export class SensorReader<R> {
@@ -95,6 +98,7 @@ export class SensorReader<R> {
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
+      ...(this.opts.keepMask ? { keepMask: this.opts.keepMask } : {}),
     };
     worker.postMessage(init);
   }
