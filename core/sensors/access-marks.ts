@@ -37,8 +37,8 @@ export interface AccessMarksOptions {
 }
 
 export class AccessMarks {
-  /** Mount id → mount point, for every mount marked. */
-  private readonly mounts = new Map<number, string>();
+  /** "id dev mountPoint" → mount point, for every mount marked. */
+  private readonly mounts = new Map<string, string>();
   /** Mount point → why it is not marked (pseudo filesystem, mark refused). */
   private readonly unmarked = new Map<string, string>();
   private mountPoints = new Set<string>();
@@ -114,22 +114,27 @@ export class AccessMarks {
   private syncMounts(all = readMounts()): void {
     this.mountPoints = new Set(all.map((m) => m.mountPoint));
     const { mark, skip } = mountsUnder(all, this.o.paths);
-    const present = new Set(all.map((m) => m.id));
-    for (const [id] of this.mounts)
-      if (!present.has(id)) {
-        this.mounts.delete(id);
+    // Mount ids are reused at once (a mount and unmount folded into one reread can show a new mount
+    // under an old id), and even id + device + place can be a fresh mount of the same filesystem: so
+    // every mount is marked again on every change. Adding a mark that is there is a no-op in the
+    // kernel, one syscall per mount; the key only tells status what is new.
+    const key = (m: { id: number; dev: string; mountPoint: string }) => `${m.id} ${m.dev} ${m.mountPoint}`;
+    const present = new Set(all.map(key));
+    for (const k of this.mounts.keys())
+      if (!present.has(k)) {
+        this.mounts.delete(k);
         this.counters.unmounted++;
       }
     for (const s of skip) this.unmarked.set(s.mountPoint, s.reason);
     for (const m of mark) {
-      if (this.mounts.has(m.id)) continue;
       const r = fanotifyMark(this.o.fd, FAN_MARK.ADD | FAN_MARK.MOUNT, this.o.mask, m.mountPoint);
       if (r < 0) {
         this.unmarked.set(m.mountPoint, `${m.fsType}: fanotify_mark failed (errno ${-r})`);
         continue;
       }
-      this.mounts.set(m.id, m.mountPoint);
       this.unmarked.delete(m.mountPoint);
+      if (this.mounts.has(key(m))) continue;
+      this.mounts.set(key(m), m.mountPoint);
       this.counters.mountMarks++;
       if (this.synced) this.counters.newMounts++;
     }

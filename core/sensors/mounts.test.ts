@@ -16,7 +16,7 @@ describe("mount table", () => {
   test("parses ids, unescaped mount points and the fs type after the optional fields", () => {
     const m = parseMountinfo(SAMPLE);
     expect(m).toHaveLength(7);
-    expect(m[5]).toEqual({ id: 27, mountPoint: "/home/with space", fsType: "ext4" });
+    expect(m[5]).toEqual({ id: 27, dev: "0:24", mountPoint: "/home/with space", fsType: "ext4" });
   });
 
   test("every mount at or under a path is marked; pseudo filesystems are skipped with a reason", () => {

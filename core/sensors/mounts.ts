@@ -15,6 +15,8 @@ import { SensorReader } from "./reader.ts";
 export interface MountEntry {
   /** The kernel's mount id (mountinfo field 1): a remount elsewhere is a new id. */
   id: number;
+  /** major:minor of the filesystem. */
+  dev: string;
   mountPoint: string;
   fsType: string;
 }
@@ -60,7 +62,12 @@ export function parseMountinfo(text: string): MountEntry[] {
     const f = line.split(" ");
     const dash = f.indexOf("-");
     if (dash < 6 || !f[4]) continue;
-    out.push({ id: Number(f[0]), mountPoint: unescapeOctal(f[4]), fsType: f[dash + 1] ?? "" });
+    out.push({
+      id: Number(f[0]),
+      dev: f[2] ?? "",
+      mountPoint: unescapeOctal(f[4]),
+      fsType: f[dash + 1] ?? "",
+    });
   }
   return out;
 }

@@ -205,7 +205,7 @@ function watchMounts(init: ReaderInit): void {
   for (;;) {
     if (owed) {
       // The main thread is still on the previous change: look again shortly (only while one is owed).
-      const stop = pollIn([init.stopFd], 20);
+      const stop = pollIn([init.stopFd], 5);
       if (typeof stop !== "number" && stop.length > 0) break;
     } else {
       const r = pollChangeOrStop(init.fd, init.stopFd);
