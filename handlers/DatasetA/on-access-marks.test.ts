@@ -116,10 +116,14 @@ describe.if(isRoot)("on-access marks follow new mounts and directories (block mo
     expect((await sh(`cat ${join(at, "clean.txt")}`)).code).toBe(0);
     // Unmounted and at once another mounted elsewhere (the kernel reuses the mount id, and both
     // changes may fold into one reread): the old one forgotten, the new one marked.
+    // Both synchronously, so the agent cannot reread the table between them.
+    const at2 = join(watched, "shm2");
+    mkdirSync(at2);
     expect(Bun.spawnSync(["umount", at]).exitCode).toBe(0);
     mounted.splice(mounted.indexOf(at), 1);
-    const at2 = join(watched, "shm2");
-    await mount(["-t", "tmpfs", "-o", "size=4m", "tmpfs"], at2);
+    const second = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", at2]);
+    expect(second.exitCode).toBe(0);
+    mounted.push(at2);
     expect(await until(() => !serviceMarks().mountsMarked.includes(at))).toBe(true);
     expect(await until(() => serviceMarks().mountsMarked.includes(at2))).toBe(true);
     const bad2 = join(at2, "again.sh");
