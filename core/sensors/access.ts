@@ -19,16 +19,18 @@
  * that, to take the mark off after writes the kernel does not see as
  * modifications (shared writable mmap).
  *
- * Marks: a path that is a mount point gets a mount mark (all of it); any
- * other directory gets inode marks on itself and its subdirectories, so a
- * test's temp dir covers that dir and nothing else on the machine.
+ * Marks (access-marks.ts): every mount at or under a configured path gets
+ * a mount mark (pseudo filesystems skipped, new mounts followed); a path
+ * that is not a mount point gets inode marks on itself and its
+ * subdirectories, new ones included, so a test's temp dir covers that dir
+ * and nothing else on the machine.
  */
-import { closeSync, fstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
+import { AccessMarks } from "./access-marks.ts";
 import { AllowCache, type FileIdentity } from "./allow-cache.ts";
 import { DEFAULT_MAX_IGNORE_MARKS, IgnoreMarks } from "./ignore-marks.ts";
-import { closeFd, fanotifyInit, fanotifyMark, writeFd } from "./libc.ts";
-import { FAN, FAN_INIT, FAN_MARK, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
+import { closeFd, fanotifyInit, writeFd } from "./libc.ts";
+import { FAN, FAN_INIT, FAN_PERM_MASK, type FanRecord, fanResponse } from "./parse.ts";
 import { SensorReader } from "./reader.ts";
 
 export interface AccessEvent {
@@ -68,8 +70,6 @@ export class AccessSensor {
   private readonly notSelfUntil = new Map<number, number>();
   private readonly allowed = new AllowCache();
   private ignore: IgnoreMarks | undefined;
-  /** Inode marks made by `mark` (not mount marks): FAN_MARK_FLUSH drops them with the ignore marks. */
-  private readonly inodeMarks: { flags: number; mask: number; path: string }[] = [];
   readonly counters = {
     events: 0,
     allowedSelf: 0,
@@ -80,7 +80,10 @@ export class AccessSensor {
     overflow: 0,
     /** Directory marks that could not be re-added after a flush (the directory went away, say). */
     remarkErrors: 0,
+    /** Files found in a new directory that the decision queue had no room for. */
+    existingNotQueued: 0,
   };
+  private marks: AccessMarks | undefined;
   error: string | undefined;
 
   constructor(private readonly o: AccessSensorOptions) {}
@@ -93,14 +96,18 @@ export class AccessSensor {
     this.fd = fd;
     const maxIgnore = this.o.maxIgnoreMarks ?? DEFAULT_MAX_IGNORE_MARKS;
     if (this.o.mode === "block" && maxIgnore > 0) this.ignore = new IgnoreMarks(fd, maxIgnore);
-    const mask = this.eventMask();
-    const mounts = mountPoints();
-    const problems: string[] = [];
-    for (const p of this.o.paths) {
-      const why = mounts.has(p) ? this.mark(FAN_MARK.ADD | FAN_MARK.MOUNT, mask, p) : this.markTree(p, mask);
-      if (why) problems.push(why);
-    }
+    this.marks = new AccessMarks({
+      fd,
+      mask: this.eventMask(),
+      paths: this.o.paths,
+      ...(this.o.maxMarkedDirs !== undefined ? { maxDirs: this.o.maxMarkedDirs } : {}),
+      existing: (path) => this.scanExisting(path),
+    });
+    const problems = this.marks.start();
+    this.counters.marks = this.marks.total;
     if (this.counters.marks === 0) {
+      void this.marks.stop();
+      this.marks = undefined;
       closeFd(fd);
       this.fd = -1;
       return `no path could be marked: ${problems.join("; ")}`;
@@ -119,36 +126,26 @@ export class AccessSensor {
     return problems.length ? `some paths not marked: ${problems.join("; ")}` : undefined;
   }
 
-  private mark(flags: number, mask: number, path: string): string | undefined {
-    const r = fanotifyMark(this.fd, flags, mask, path);
-    if (r < 0) return `${path}: fanotify_mark failed (errno ${-r})`;
-    this.counters.marks++;
-    if (!(flags & FAN_MARK.MOUNT)) this.inodeMarks.push({ flags, mask, path });
-    return undefined;
-  }
-
-  private markTree(root: string, mask: number): string | undefined {
-    let st: ReturnType<typeof statSync>;
+  /**
+   * A regular file that was already in a directory when we marked it (a tree moved in, or written
+   * between mkdir and the mark): decided like a finished write, from our own open of it.
+   */
+  private scanExisting(path: string): void {
+    if (this.fd < 0) return;
+    let fd: number;
     try {
-      st = statSync(root);
-    } catch (e) {
-      return `${root}: ${(e as Error).message}`;
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    } catch {
+      return; // gone again, or not a file we may open
     }
-    if (!st.isDirectory()) return this.mark(FAN_MARK.ADD, mask, root);
-    const max = this.o.maxMarkedDirs ?? 10_000;
-    const stack = [root];
-    let n = 0;
-    while (stack.length > 0 && n < max) {
-      const dir = stack.pop()!;
-      const why = this.mark(FAN_MARK.ADD, mask | FAN.EVENT_ON_CHILD, dir);
-      if (why) return why;
-      n++;
-      try {
-        for (const d of readdirSync(dir, { withFileTypes: true }))
-          if (d.isDirectory()) stack.push(join(dir, d.name));
-      } catch {}
+    const r: FanRecord = { fd, pid: 0, mask: FAN.CLOSE_WRITE };
+    this.counters.events++;
+    if (this.active < (this.o.concurrency ?? 4)) void this.handle(r);
+    else if (this.waiting.length < 4096) this.waiting.push(r);
+    else {
+      this.counters.existingNotQueued++;
+      closeSync(fd);
     }
-    return stack.length > 0 ? `${root}: more than ${max} directories; the rest are not marked` : undefined;
   }
 
   private onRecords(records: FanRecord[]): void {
@@ -242,14 +239,12 @@ export class AccessSensor {
   }
 
   /**
-   * FAN_MARK_FLUSH also dropped our directory marks: put them back. Opens in those directories in
-   * the meantime (a syscall per marked directory) are not reported; mount marks are unaffected.
+   * FAN_MARK_FLUSH also dropped our directory marks: put them back (access-marks.ts). Opens in those
+   * directories in the meantime (a syscall per marked directory) are not reported; mount marks are
+   * unaffected.
    */
   private remarkInodes(): void {
-    for (const m of this.inodeMarks) {
-      const r = fanotifyMark(this.fd, m.flags, m.mask, m.path);
-      if (r < 0) this.counters.remarkErrors++;
-    }
+    this.counters.remarkErrors += this.marks?.remarkInodes() ?? 0;
   }
 
   /**
@@ -298,6 +293,11 @@ export class AccessSensor {
     return mine;
   }
 
+  /** What is marked and what is not, and why (status `sensors.onAccess.marks`). */
+  marking(): Record<string, unknown> | undefined {
+    return this.marks?.status();
+  }
+
   stats(): Record<string, unknown> {
     const r = this.reader?.stats() ?? {
       dropped: 0,
@@ -307,6 +307,7 @@ export class AccessSensor {
       cacheAllowed: 0,
       closeWrites: 0,
     };
+    if (this.marks) this.counters.marks = this.marks.total;
     return {
       ...this.counters,
       ...(this.ignore?.stats() ?? {}),
@@ -323,20 +324,10 @@ export class AccessSensor {
 
   async stop(): Promise<void> {
     // Anything still waiting is allowed before the group goes away (closing it would too).
+    await this.marks?.stop();
     for (const r of this.waiting.splice(0)) this.finish(r, true);
     await this.reader?.stop();
     this.reader = undefined;
     this.fd = -1;
   }
-}
-
-function mountPoints(): Set<string> {
-  const out = new Set<string>();
-  try {
-    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      const f = line.split(" ");
-      if (f[4]) out.add(f[4].replace(/\\040/g, " "));
-    }
-  } catch {}
-  return out;
 }

@@ -159,6 +159,26 @@ export function pollIn(fds: number[], timeoutMs: number): number[] | number {
   return fds.filter((_, i) => dv.getInt16(i * 8 + 6, true) !== 0);
 }
 
+/**
+ * Sleeps in poll() until `priFd` reports a priority event (POLLPRI/POLLERR: /proc/self/mountinfo does
+ * once per change of the mount table, and is always readable otherwise) or `stopFd` is readable.
+ * Returns which, or -errno.
+ */
+export function pollChangeOrStop(
+  priFd: number,
+  stopFd: number,
+): { changed: boolean; stop: boolean } | number {
+  const arr = new Uint8Array(16);
+  const dv = new DataView(arr.buffer);
+  dv.setInt32(0, priFd, true);
+  dv.setInt16(4, 2 /* POLLPRI */, true);
+  dv.setInt32(8, stopFd, true);
+  dv.setInt16(12, 1 /* POLLIN */, true);
+  const n = rc(sym("poll")(ptr(arr), 2, -1));
+  if (n < 0) return n;
+  return { changed: (dv.getInt16(6, true) & ~1) !== 0, stop: dv.getInt16(14, true) !== 0 };
+}
+
 export function pipe(): [number, number] | number {
   const fds = new Int32Array(2);
   const r = rc(sym("pipe2")(ptr(fds), 0o2000000 /* O_CLOEXEC */));

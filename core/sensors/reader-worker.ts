@@ -24,6 +24,7 @@ import {
   ENOBUFS,
   fanotifyAllowMany,
   fanotifyMarkFd,
+  pollChangeOrStop,
   pollIn,
   readFd,
   writeFd,
@@ -56,6 +57,10 @@ function release(r: unknown): void {
 }
 
 function run(init: ReaderInit): void {
+  if (init.kind === "mountinfo") {
+    watchMounts(init);
+    return;
+  }
   const shared = new Int32Array(init.shared);
   const buf = new Uint8Array(init.bufBytes);
   const allow = init.allow ? new AllowCache(AllowCache.slotsOf(init.allow), init.allow) : undefined;
@@ -172,6 +177,11 @@ function run(init: ReaderInit): void {
       // that open (a sync read of a watched file), and it cannot answer while it waits (no self-deadlock).
       // So are files allowed before and unchanged since: the opener never waits for the main thread.
       const records = parseFanotify(buf, n).filter((r) => {
+        if (init.keepMask && !(r.mask & init.keepMask)) {
+          // Not wanted at all (a file created where only new directories matter): never cross threads.
+          if (r.fd >= 0) closeNow.push(r.fd);
+          return false;
+        }
         if (r.pid === process.pid && r.mask & FAN_PERM_MASK) {
           allowNow.push(r.fd);
           closeNow.push(r.fd);
@@ -200,6 +210,41 @@ function run(init: ReaderInit): void {
     }
   }
   for (const r of pending) release(r);
+  try {
+    closeSync(init.stopFd);
+  } catch {}
+  postMessage({ stopped: true });
+}
+
+/**
+ * The mount table's reader: asleep in poll() until the kernel reports a change (POLLPRI on
+ * /proc/self/mountinfo; poll itself acknowledges it), then one "changed" record. Changes that come
+ * while the main thread is still busy with the last one fold into a single record: it rereads the
+ * whole table anyway.
+ */
+function watchMounts(init: ReaderInit): void {
+  const shared = new Int32Array(init.shared);
+  let owed = false;
+  for (;;) {
+    if (owed) {
+      // The main thread is still on the previous change: look again shortly (only while one is owed).
+      const stop = pollIn([init.stopFd], 5);
+      if (typeof stop !== "number" && stop.length > 0) break;
+    } else {
+      const r = pollChangeOrStop(init.fd, init.stopFd);
+      if (typeof r === "number") {
+        if (r === -EINTR) continue;
+        postMessage({ error: `poll on mountinfo failed (errno ${-r})` });
+        return;
+      }
+      if (r.stop) break;
+      if (!r.changed) continue;
+    }
+    owed = Atomics.load(shared, SHARED.inFlight) >= 1;
+    if (owed) continue;
+    Atomics.add(shared, SHARED.inFlight, 1);
+    postMessage({ records: [{ changed: true }] });
+  }
   try {
     closeSync(init.stopFd);
   } catch {}

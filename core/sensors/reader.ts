@@ -20,7 +20,7 @@ export const SHARED = {
 export interface ReaderInit {
   fd: number;
   stopFd: number;
-  kind: "connector" | "fanotify" | "inotify" | "nflog";
+  kind: "connector" | "fanotify" | "inotify" | "nflog" | "mountinfo";
   bufBytes: number;
   maxInFlight: number;
   maxPending: number;
@@ -35,6 +35,8 @@ export interface ReaderInit {
    * that left the key unchanged must still forget its verdicts. The rest are closed here.
    */
   closeWriteRemovesIgnore?: boolean;
+  /** fanotify notification groups: records with none of these mask bits are dropped on the thread. */
+  keepMask?: number;
 }
 
 export interface ReaderOptions {
@@ -47,6 +49,7 @@ export interface ReaderOptions {
   openExe?: boolean;
   allow?: SharedArrayBuffer;
   closeWriteRemovesIgnore?: boolean;
+  keepMask?: number;
 }
 
 export class SensorReader<R> {
@@ -105,6 +108,7 @@ export class SensorReader<R> {
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
       ...(this.opts.closeWriteRemovesIgnore ? { closeWriteRemovesIgnore: true } : {}),
+      ...(this.opts.keepMask ? { keepMask: this.opts.keepMask } : {}),
     };
     worker.postMessage(init);
   }

@@ -49,6 +49,7 @@ export function onAccessService(ctx: { config: AgentConfig; api: Agent }) {
       ...(problem ? { reason: problem } : {}),
       ...(scanner?.stats((kernel?.cacheAllowed as number) ?? 0) ?? {}),
       ...(kernel ? { kernel, failOpen: (kernel.failOpen as number) ?? 0 } : {}),
+      ...(sensor?.marking() ? { marks: sensor.marking() } : {}),
     };
   };
 
