@@ -18,11 +18,10 @@ import type { TrustStore } from "../crypto/cms.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import { ExclusionService } from "../exclusions/service.ts";
-import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
 import { HealthBoard } from "../health/reasons.ts";
-import type { ContentFailure, HostManagerOptions } from "../host/manager.ts";
+import type { HostManagerOptions } from "../host/manager.ts";
 import { privilegeViolation } from "../host/policy.ts";
 import type { SharedTransfer } from "../host/shared-transfer.ts";
 import { SoftwareService, type SoftwareServiceOptions } from "../install/software-service.ts";
@@ -36,6 +35,7 @@ import type { Transport } from "../update/transport.ts";
 import { VERSION } from "../version.ts";
 import type { Alert, AlertSink } from "./alerts.ts";
 import type { AgentApi, AgentStatus, ContentInfo, RejectionRecord, UpdateCycleReport } from "./api.ts";
+import { rollBackFailedContent } from "./content-failure.ts";
 import { clearDiskFailures, noteDiskFailure } from "./disk-health.ts";
 import { EventBus } from "./events.ts";
 import { createHost } from "./host-wiring.ts";
@@ -43,7 +43,7 @@ import { acquireLock, assertNotLocked } from "./lock.ts";
 import { protectedPaths } from "./protected-paths.ts";
 import { openViewWorkRoot, type ViewWorkRoot } from "./read-only-view.ts";
 import { type AckResult, RollbackNotices } from "./rollback-notices.ts";
-import { loadInstalledContent, rollbacksTotal, type StartupLoadDeps, safeLkg } from "./startup-load.ts";
+import { loadInstalledContent, rollbacksTotal, type StartupLoadDeps } from "./startup-load.ts";
 import { buildStatus, contentInfoOf } from "./status.ts";
 
 export interface AgentOptions {
@@ -151,7 +151,16 @@ export class Agent implements AgentApi {
       now: () => this.now().getTime(),
       emit,
       agentCall,
-      onContentFailure: (f) => this.contentFailed(f),
+      onContentFailure: (f) =>
+        rollBackFailedContent(f, {
+          store: this.store,
+          now: this.now,
+          log: this.log,
+          events: this.events,
+          rollbackNotices: this.rollbackNotices,
+          recordError: (r) => this.recordError(r),
+          alert: (a) => this.alert(a),
+        }),
       alert: (a) => this.alert(a),
       workRoot: () => this.view?.hostsDir ?? join(opts.config.stateDir, "hosts"),
     });
@@ -481,74 +490,6 @@ export class Agent implements AgentApi {
   /** Host processes by group: sandbox layers, limits, usage, restarts (also in status()). */
   hosts() {
     return this.host.hosts();
-  }
-
-  /**
-   * S3/S4 of core/host/manager.ts: the current content of `type` made its
-   * host crash-loop or no longer loads. Marks it bad (never re-installed),
-   * rolls back to a verified last-known-good, alerts, and returns what the
-   * host should load instead (null: nothing usable).
-   */
-  private async contentFailed(f: ContentFailure): Promise<ContentView | null> {
-    let current: ReturnType<ContentStore["installed"]> = null;
-    try {
-      current = this.store.installed(f.type);
-    } catch {
-      current = null;
-    }
-    if (current && current.version !== f.version) {
-      // An update or an administrator already moved on; serve what the store says is current.
-      return this.store.view(current);
-    }
-    const failure = f.reason === "crash-loop" ? "made its host crash-loop" : "no longer loads";
-    this.store.markBad(f.type, f.version, `${f.code}: ${f.detail}`);
-    this.recordError({
-      at: this.now().toISOString(),
-      type: f.type,
-      file: f.type,
-      code: f.code,
-      reason: f.detail,
-    });
-    const lkg = safeLkg(this.store, f.type);
-    const usable =
-      lkg &&
-      lkg.version !== f.version &&
-      !this.store.isBad(f.type, lkg.version) &&
-      this.store.verifyInstalled(f.type, lkg)?.ok !== false;
-    if (!lkg || !usable) {
-      this.alert({
-        kind: "handler-failed",
-        type: f.type,
-        code: f.code,
-        reason: `v${f.version} ${failure} and there is no usable last-known-good: ${f.detail}`,
-      });
-      this.events.emit("handler-failed", {
-        contentType: f.type,
-        version: f.version,
-        code: f.code,
-        reason: f.detail,
-      });
-      return null;
-    }
-    this.store.rollback(f.type);
-    rollbacksTotal.inc({ type: f.type, trigger: "automatic" });
-    this.rollbackNotices.record(f.type, f.version, lkg.version, `${f.code}: ${failure} (${f.detail})`);
-    this.log.error("content rolled back automatically", { ...f, from: f.version, to: lkg.version });
-    this.events.emit("content-rolled-back", {
-      contentType: f.type,
-      from: f.version,
-      to: lkg.version,
-      automatic: true,
-      trigger: f.reason,
-      group: f.group,
-    });
-    this.alert({
-      kind: "content-rolled-back",
-      type: f.type,
-      code: f.code,
-      reason: `v${f.version} ${failure} (${f.detail}); restored v${lkg.version}`,
-    });
-    return this.store.view(lkg);
   }
 
   private recordError(r: RejectionRecord): void {
