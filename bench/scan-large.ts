@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
+import { updateOnceArgv } from "./update-once.ts";
 
 const { values } = parseArgs({
   options: { gib: { type: "string", default: "2" }, json: { type: "boolean" } },
@@ -52,19 +53,7 @@ sh([
 sh([...cc, "publish", "--repo", join(work, "repo"), "--group", "g", "--keys", keys, join(work, "d.tar")]);
 const state = join(work, "state");
 const agent = [bun, join(ROOT, "bin/agent.ts")];
-sh([
-  ...agent,
-  "update",
-  "--once",
-  "--repo",
-  join(work, "repo"),
-  "--group",
-  "g",
-  "--trust",
-  join(keys, "root.pem"),
-  "--state",
-  state,
-]);
+sh(updateOnceArgv(agent, { repo: join(work, "repo"), group: "g", keys, state }));
 
 const size = Math.round(Number(values.gib) * 1024 ** 3);
 const file = join(work, "large.bin");

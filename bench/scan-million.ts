@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
 import { runSampled, type SampledRun } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
+import { updateOnceArgv } from "./update-once.ts";
 
 const { values } = parseArgs({
   options: {
@@ -127,21 +128,7 @@ async function measure(total: number, files: number, index: boolean): Promise<Ro
   const repo = join(work, tag, "repo");
   await run([...contentctl, "publish", "--repo", repo, "--group", "g", "--keys", keys, tar]);
   const state = join(work, tag, "state");
-  const install = await run([
-    ...agent,
-    ...[
-      "update",
-      "--once",
-      "--repo",
-      repo,
-      "--group",
-      "g",
-      "--trust",
-      join(keys, "root.pem"),
-      "--state",
-      state,
-    ],
-  ]);
+  const install = await run(updateOnceArgv(agent, { repo, group: "g", keys, state }));
   if (!/DatasetA\s+1/.test(install.out)) throw new Error(`install of ${tag} did not take: ${install.out}`);
   const ours: Run[] = [];
   const theirs: Run[] = [];

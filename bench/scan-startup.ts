@@ -40,6 +40,7 @@ import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
 import { runSampled, type SampledRun } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
+import { updateOnceArgv } from "./update-once.ts";
 
 const { values } = parseArgs({
   options: {
@@ -83,21 +84,7 @@ const repo = join(work, "repo");
 const state = join(work, "state");
 await run([contentctl, "datasets", "pack", db, "--version", "1", "--keys", keys, "--out", tar]);
 await run([contentctl, "publish", "--repo", repo, "--group", "g", "--keys", keys, tar]);
-const install = await run([
-  agent,
-  ...[
-    "update",
-    "--once",
-    "--repo",
-    repo,
-    "--group",
-    "g",
-    "--trust",
-    join(keys, "root.pem"),
-    "--state",
-    state,
-  ],
-]);
+const install = await run(updateOnceArgv([agent], { repo, group: "g", keys, state }));
 if (!/DatasetA\s+1/.test(install.out)) throw new Error(`install did not take: ${install.out}`);
 
 /** The endpoint-like state dir: DatasetA and the examples of other types, installed from the same repo. */
@@ -119,22 +106,7 @@ if (!values.bare) {
     await run([contentctl, "pack", "--type", type, "--version", "1", "--keys", keys, "--out", out, src]);
     await run([contentctl, "publish", "--repo", repo, "--group", "g", "--keys", keys, out]);
   }
-  const trust = join(keys, "root.pem");
-  const all = await run([
-    ...[
-      agent,
-      "update",
-      "--once",
-      "--repo",
-      repo,
-      "--group",
-      "g",
-      "--trust",
-      trust,
-      "--state",
-      endpointState,
-    ],
-  ]);
+  const all = await run(updateOnceArgv([agent], { repo, group: "g", keys, state: endpointState }));
   for (const type of ["DatasetA", ...EXAMPLE_TYPES])
     if (!new RegExp(`${type}\\s+1`).test(all.out)) throw new Error(`${type} not installed: ${all.out}`);
 }

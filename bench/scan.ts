@@ -53,6 +53,7 @@ import {
 } from "../handlers/DatasetA/testutil.ts";
 import { runSampled } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
+import { updateOnceArgv } from "./update-once.ts";
 
 const { values } = parseArgs({
   options: {
@@ -222,19 +223,7 @@ async function measure(kind: string) {
     join(work, kind, "DatasetA-1.tar"),
   ]);
   const state = join(work, kind, "state");
-  sh([
-    ...agentCmd,
-    "update",
-    "--once",
-    "--repo",
-    join(work, kind, "repo"),
-    "--group",
-    "public-1",
-    "--trust",
-    join(keys, "root.pem"),
-    "--state",
-    state,
-  ]);
+  sh(updateOnceArgv(agentCmd, { repo: join(work, kind, "repo"), group: "public-1", keys, state }));
 
   return [
     await compare(kind, db, state, gen, bytes, files, "first"),
