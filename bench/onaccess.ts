@@ -28,16 +28,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { parseConfig } from "../core/config.ts";
-import type { ContentView } from "../core/handler/contract.ts";
-import { HostManager } from "../core/host/manager.ts";
 import { log } from "../core/log.ts";
 import { SensorBus } from "../core/sensors/bus.ts";
 import { ProcessSensor } from "../core/sensors/process.ts";
 import { OnAccessSchema } from "../core/sensors-config.ts";
 import { startOnAccess } from "../handlers/DatasetA/on-access-service.ts";
 import { ScanService } from "../handlers/DatasetA/scan/service.ts";
-import { defaultRegistry } from "../handlers/index.ts";
+import { datasetAHost } from "./dataset-host.ts";
 import { detectedNames, realisticTree, syntheticTree, type Tree } from "./onaccess-trees.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 
@@ -98,26 +95,8 @@ if (values.sigs === "small") {
   files["main.hsb"] = new TextEncoder().encode(set.hsb);
   files["main.ndb"] = new TextEncoder().encode(`${ndb.join("\n")}\n`);
 }
-const view: ContentView = {
-  type: "DatasetA",
-  version: 1,
-  signingTime: new Date().toISOString(),
-  files: Object.keys(files),
-  read: (p) => files[p]!,
-  readText: (p) => new TextDecoder().decode(files[p]!),
-};
 const stateDir = join(root, "state");
-const hosts = new HostManager({
-  stateDir,
-  registry: defaultRegistry(),
-  log: quiet,
-  config: parseConfig({ stateDir }).hosts,
-  emit() {},
-  onContentFailure: async () => null,
-});
-await hosts.validate("DatasetA", view);
-await hosts.commit(await hosts.prepare("DatasetA", view));
-const call = (t: string, m: string, a: unknown) => hosts.call(t, m, a);
+const { hosts, call } = await datasetAHost(files, stateDir, quiet);
 const service = new ScanService({
   call,
   policy: { lookups: false, samples: false },
