@@ -10,8 +10,9 @@
  * not know is neither handled nor granted, and no Landlock at all is
  * reported (not thrown) so the caller can degrade with a warning.
  */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { FFIType, ptr, read } from "bun:ffi";
 import { closeSync, fstatSync, openSync } from "node:fs";
+import { type Libc, lazyLibc } from "../libc-ffi.ts";
 
 const SYS_CREATE_RULESET = 444;
 const SYS_ADD_RULE = 445;
@@ -93,29 +94,17 @@ export interface LandlockResult {
   error?: string;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: bun:ffi symbol table
-type Libc = { symbols: Record<string, (...args: any[]) => any> };
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  try {
-    const i64 = FFIType.i64;
-    libc = dlopen("libc.so.6", {
-      syscall: { args: [i64, i64, i64, i64, i64], returns: i64 },
-      prctl: {
-        args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64],
-        returns: FFIType.i32,
-      },
-      __errno_location: { args: [], returns: FFIType.ptr },
-      dup: { args: [FFIType.i32], returns: FFIType.i32 },
-      dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    }) as unknown as Libc;
-  } catch {
-    libc = null;
-  }
-  return libc;
-}
+const i64 = FFIType.i64;
+const loadLibc = lazyLibc({
+  syscall: { args: [i64, i64, i64, i64, i64], returns: i64 },
+  prctl: {
+    args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64],
+    returns: FFIType.i32,
+  },
+  __errno_location: { args: [], returns: FFIType.ptr },
+  dup: { args: [FFIType.i32], returns: FFIType.i32 },
+  dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+});
 
 function errno(l: Libc): number {
   return read.i32(l.symbols.__errno_location!(), 0);

@@ -18,7 +18,8 @@
  * a verdict anyone acts on. When no region is free, callers fall back to
  * ordinary bytes (copied through the pipe): the transfer never refuses work.
  */
-import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
+import { FFIType, ptr, toArrayBuffer } from "bun:ffi";
+import { lazyLibc } from "../libc-ffi.ts";
 
 /** The fd number the host inherits the region as (after stdin, stdout, stderr). */
 export const TRANSFER_FD = 3;
@@ -40,26 +41,14 @@ const MAP_SHARED = 1;
 /** Lease granularity: keeps regions aligned and the free list short. */
 const ALIGN = 4096;
 
-// biome-ignore lint/suspicious/noExplicitAny: bun:ffi symbol table
-type Libc = { symbols: Record<string, (...args: any[]) => any> };
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc !== undefined) return libc;
-  const { i32, u32, u64, i64, ptr: p } = FFIType;
-  try {
-    libc = dlopen("libc.so.6", {
-      memfd_create: { args: [p, u32], returns: i32 },
-      ftruncate: { args: [i32, i64], returns: i32 },
-      fcntl: { args: [i32, i32, i32], returns: i32 },
-      mmap: { args: [p, u64, i32, i32, i32, i64], returns: p },
-      close: { args: [i32], returns: i32 },
-    }) as unknown as Libc;
-  } catch {
-    libc = null;
-  }
-  return libc;
-}
+const { i32, u32, u64, i64, ptr: p } = FFIType;
+const load = lazyLibc({
+  memfd_create: { args: [p, u32], returns: i32 },
+  ftruncate: { args: [i32, i64], returns: i32 },
+  fcntl: { args: [i32, i32, i32], returns: i32 },
+  mmap: { args: [p, u64, i32, i32, i32, i64], returns: p },
+  close: { args: [i32], returns: i32 },
+});
 
 function mapFd(fd: number, bytes: number, writable: boolean): ArrayBuffer | undefined {
   const l = load();

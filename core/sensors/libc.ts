@@ -8,39 +8,28 @@
  * callers get -errno and decide (the sensor layer turns it into a reason in
  * status).
  */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { FFIType, ptr, read } from "bun:ffi";
+import { lazyLibc } from "../libc-ffi.ts";
 
-// biome-ignore lint/suspicious/noExplicitAny: bun:ffi symbol table
-type Libc = { symbols: Record<string, (...args: any[]) => any> };
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc !== undefined) return libc;
-  const { i32, u32, u64, i64, ptr: p } = FFIType;
-  try {
-    libc = dlopen("libc.so.6", {
-      socket: { args: [i32, i32, i32], returns: i32 },
-      bind: { args: [i32, p, u32], returns: i32 },
-      send: { args: [i32, p, u64, i32], returns: i64 },
-      read: { args: [i32, p, u64], returns: i64 },
-      write: { args: [i32, p, u64], returns: i64 },
-      writev: { args: [i32, p, i32], returns: i64 },
-      close: { args: [i32], returns: i32 },
-      setsockopt: { args: [i32, i32, i32, p, u32], returns: i32 },
-      poll: { args: [p, u64, i32], returns: i32 },
-      pipe2: { args: [p, i32], returns: i32 },
-      fanotify_init: { args: [u32, u32], returns: i32 },
-      fanotify_mark: { args: [i32, u32, u64, i32, p], returns: i32 },
-      name_to_handle_at: { args: [i32, p, p, p, i32], returns: i32 },
-      inotify_init1: { args: [i32], returns: i32 },
-      inotify_add_watch: { args: [i32, p, u32], returns: i32 },
-      __errno_location: { args: [], returns: p },
-    }) as unknown as Libc;
-  } catch {
-    libc = null;
-  }
-  return libc;
-}
+const { i32, u32, u64, i64, ptr: p } = FFIType;
+const load = lazyLibc({
+  socket: { args: [i32, i32, i32], returns: i32 },
+  bind: { args: [i32, p, u32], returns: i32 },
+  send: { args: [i32, p, u64, i32], returns: i64 },
+  read: { args: [i32, p, u64], returns: i64 },
+  write: { args: [i32, p, u64], returns: i64 },
+  writev: { args: [i32, p, i32], returns: i64 },
+  close: { args: [i32], returns: i32 },
+  setsockopt: { args: [i32, i32, i32, p, u32], returns: i32 },
+  poll: { args: [p, u64, i32], returns: i32 },
+  pipe2: { args: [p, i32], returns: i32 },
+  fanotify_init: { args: [u32, u32], returns: i32 },
+  fanotify_mark: { args: [i32, u32, u64, i32, p], returns: i32 },
+  name_to_handle_at: { args: [i32, p, p, p, i32], returns: i32 },
+  inotify_init1: { args: [i32], returns: i32 },
+  inotify_add_watch: { args: [i32, p, u32], returns: i32 },
+  __errno_location: { args: [], returns: p },
+});
 
 function sym(name: string) {
   const l = load();
