@@ -12,15 +12,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
-import { AccessSensor } from "../../core/sensors/access.ts";
 import { readMounts } from "../../core/sensors/mounts.ts";
 import { sensorsService } from "../../core/sensors/service.ts";
-import { OnAccessSchema } from "../../core/sensors-config.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
 import { defaultRegistry } from "../index.ts";
-import { OnAccessScanner } from "./on-access.ts";
 import { onAccessService } from "./on-access-service.ts";
-import { scanningService, scanRuntimeOf } from "./scan/runtime.ts";
+import { detectModeSensor } from "./on-access-testkit.ts";
+import { scanningService } from "./scan/runtime.ts";
 
 setDefaultTimeout(60_000);
 const isRoot = process.getuid?.() === 0;
@@ -169,22 +167,7 @@ describe.if(isRoot)("on-access marks follow new mounts and directories (block mo
 describe.if(isRoot)("on-access marks follow new mounts and directories (detect mode)", () => {
   test("a new tmpfs, a new directory and a moved-in tree: each signature file is reported", async () => {
     const dir = mkdtempSync(join(root, "detect-"));
-    const runtime = scanRuntimeOf(agent.agent);
-    expect(runtime).toBeDefined();
-    const config = OnAccessSchema.parse({ enabled: true, mode: "detect", paths: [dir] });
-    const scanner = new OnAccessScanner({
-      config,
-      stateDir: agent.stateDir,
-      service: runtime!.service,
-      call: (t, m, a) => agent.agent.call(t, m, a),
-      emit: (type, f) => agent.agent.events.emit(type, f),
-    });
-    const sensor = new AccessSensor({
-      mode: "detect",
-      paths: [dir],
-      timeoutMs: 1000,
-      decide: (ev) => scanner.decide(ev),
-    });
+    const { sensor } = detectModeSensor(agent.agent, agent.stateDir, dir);
     expect(sensor.start()).toBeUndefined();
     const marks = () => sensor.marking() as unknown as Marks;
     try {

@@ -29,7 +29,8 @@ import { defaultRegistry } from "../index.ts";
 import { buildReputation, tableFromEntries } from "../LocalRepData/writer.ts";
 import { OnAccessScanner } from "./on-access.ts";
 import { onAccessService } from "./on-access-service.ts";
-import { scanningService, scanRuntimeOf } from "./scan/runtime.ts";
+import { detectModeSensor } from "./on-access-testkit.ts";
+import { scanningService } from "./scan/runtime.ts";
 import type { ScanService } from "./scan/service.ts";
 
 setDefaultTimeout(60_000);
@@ -245,22 +246,7 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
 describe.if(isRoot)("on-access scanning, detect mode and faults", () => {
   test("detect: a file is scanned when its writer closes it, without `agent scan`; nothing is refused", async () => {
     const dir = mkdtempSync(join(root, "detect-"));
-    const runtime = scanRuntimeOf(agent.agent);
-    expect(runtime).toBeDefined();
-    const config = OnAccessSchema.parse({ enabled: true, mode: "detect", paths: [dir] });
-    const scanner = new OnAccessScanner({
-      config,
-      stateDir: agent.stateDir,
-      service: runtime!.service,
-      call: (t, m, a) => agent.agent.call(t, m, a),
-      emit: (type, f) => agent.agent.events.emit(type, f),
-    });
-    const sensor = new AccessSensor({
-      mode: "detect",
-      paths: [dir],
-      timeoutMs: 1000,
-      decide: (ev) => scanner.decide(ev),
-    });
+    const { sensor } = detectModeSensor(agent.agent, agent.stateDir, dir);
     expect(sensor.start()).toBeUndefined();
     try {
       const f = join(dir, "new.txt");
