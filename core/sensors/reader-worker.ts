@@ -129,9 +129,14 @@ function run(init: ReaderInit): void {
     postMessage({ records: pending });
     pending = [];
   };
+  // The thread never returns to its event loop, so no GC timer ever runs here (and the agent runs
+  // with BUN_GC_TIMER_DISABLE anyway): a burst's decoded records stayed on this heap until
+  // allocation pressure happened to trigger a collection. Once the fd has been quiet for quietMs
+  // after a burst the thread collects once; an idle thread still blocks with no timeout.
+  let garbage = false;
   for (;;) {
     // Idle: block with no timeout (no CPU). With records waiting, look again every few ms.
-    const ready = pollIn([init.fd, init.stopFd], pending.length > 0 ? 5 : -1);
+    const ready = pollIn([init.fd, init.stopFd], pending.length > 0 ? 5 : garbage ? init.quietMs : -1);
     if (typeof ready === "number") {
       if (ready === -EINTR) continue;
       postMessage({ error: `poll failed (errno ${-ready})` });
@@ -139,9 +144,15 @@ function run(init: ReaderInit): void {
     }
     if (ready.includes(init.stopFd)) break;
     if (ready.length === 0) {
+      if (pending.length === 0 && garbage) {
+        garbage = false;
+        Bun.gc(true);
+        Atomics.add(shared, SHARED.collections, 1);
+      }
       flush();
       continue;
     }
+    garbage = true;
     const n = readFd(init.fd, buf);
     if (n < 0) {
       if (n === -EAGAIN || n === -EINTR) continue;

@@ -15,6 +15,8 @@ export const SHARED = {
   selfAllowed: 4,
   cacheAllowed: 5,
   closeWrites: 6,
+  /** Full collections the thread ran on its own heap after a burst (reader-worker.ts, QUIET_MS). */
+  collections: 7,
 } as const;
 
 export interface ReaderInit {
@@ -24,6 +26,8 @@ export interface ReaderInit {
   bufBytes: number;
   maxInFlight: number;
   maxPending: number;
+  /** Quiet time after a burst before the thread collects its own heap, ms. */
+  quietMs: number;
   openExe: boolean;
   shared: SharedArrayBuffer;
   /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
@@ -45,6 +49,8 @@ export interface ReaderOptions {
   maxInFlight?: number;
   /** Records held back at most while the main thread is behind; beyond, dropped and counted (default 8192). */
   maxPending?: number;
+  /** How long the fd must stay quiet after a burst before the thread collects its heap (default 2000 ms). */
+  quietMs?: number;
   bufBytes?: number;
   openExe?: boolean;
   allow?: SharedArrayBuffer;
@@ -104,6 +110,7 @@ export class SensorReader<R> {
       maxInFlight: this.opts.maxInFlight ?? 8,
       // Records may hold an fd each (exec files, fanotify events): keep well under RLIMIT_NOFILE.
       maxPending: this.opts.maxPending ?? 8192,
+      quietMs: this.opts.quietMs ?? 2000,
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
@@ -120,8 +127,10 @@ export class SensorReader<R> {
     selfAllowed: number;
     cacheAllowed: number;
     closeWrites: number;
+    collections: number;
   } {
     return {
+      collections: Atomics.load(this.counters, SHARED.collections),
       closeWrites: Atomics.load(this.counters, SHARED.closeWrites),
       selfAllowed: Atomics.load(this.counters, SHARED.selfAllowed),
       cacheAllowed: Atomics.load(this.counters, SHARED.cacheAllowed),

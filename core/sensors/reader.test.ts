@@ -1,0 +1,67 @@
+/**
+ * The reader thread's own garbage collection (issue 21, footprint): the
+ * thread blocks in poll() and never returns to its event loop, so no timer
+ * collects its heap. After a burst it collects once, when the fd has been
+ * quiet for quietMs; a thread that has seen nothing does not.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inotifyAddWatch, inotifyInit } from "./libc.ts";
+import { SensorReader } from "./reader.ts";
+
+const IN_CREATE = 0x100;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function until(what: string, ms: number, probe: () => boolean): Promise<void> {
+  const end = performance.now() + ms;
+  while (!probe()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}
+
+function watchedDir(quietMs: number) {
+  const dir = mkdtempSync(join(tmpdir(), "outpost-reader-gc-"));
+  const fd = inotifyInit();
+  expect(fd).toBeGreaterThanOrEqual(0);
+  expect(inotifyAddWatch(fd, dir, IN_CREATE)).toBeGreaterThanOrEqual(0);
+  const seen: unknown[] = [];
+  const reader = new SensorReader<unknown>(fd, { kind: "inotify", quietMs }, (r) => seen.push(...r));
+  reader.start();
+  cleanups.push(async () => {
+    await reader.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const burst = (tag: string, n: number) => {
+    for (let i = 0; i < n; i++) writeFileSync(join(dir, `${tag}-${i}`), "x");
+  };
+  return { reader, seen, burst };
+}
+
+test("after a burst the reader thread collects its heap once, when the fd has gone quiet", async () => {
+  const { reader, seen, burst } = watchedDir(50);
+  burst("a", 200);
+  await until("the first burst's records", 10_000, () => seen.length >= 200);
+  await until("a collection after the first burst", 10_000, () => reader.stats().collections === 1);
+  burst("b", 200);
+  await until("the second burst's records", 10_000, () => seen.length >= 400);
+  // One collection per burst, not one per quiet period: the count follows the bursts.
+  await until("a collection after the second burst", 10_000, () => reader.stats().collections === 2);
+  expect(reader.error).toBeUndefined();
+});
+
+test("a reader that has read nothing does not collect (it blocks in poll with no timeout)", async () => {
+  const quiet = watchedDir(50);
+  const busy = watchedDir(50);
+  busy.burst("c", 50);
+  // The busy reader's collection comes 50 ms after its burst; by then the idle one, started at the
+  // same time with the same quietMs, would have collected too if it collected without a burst.
+  await until("the busy reader's collection", 10_000, () => busy.reader.stats().collections === 1);
+  expect(quiet.reader.stats().collections).toBe(0);
+  expect(quiet.seen).toEqual([]);
+});
