@@ -60,18 +60,42 @@ export async function loadRecord(
   type: string,
   record: InstalledRecord,
 ): Promise<void> {
-  // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before loading.
-  const check = d.store.verifyInstalled(type, record);
+  // Content on disk may have rotted since it was verified (disk errors, tampering): re-check before
+  // loading. The layout here (every listed file present, regular, of its size, nothing extra); the
+  // bytes as they are read for the host, where the view checks each file's SHA-384 — so each file is
+  // read and hashed once, and what was hashed is what the handler gets.
+  const corrupt = (path: string | undefined, reason: string) =>
+    new StoreError("STORE_CONTENT_CORRUPT", `${type} v${record.version}: ${path ?? "?"}: ${reason}`, {
+      file: path,
+    });
+  const check = d.store.verifyInstalled(type, record, { layoutOnly: true });
   if (check && !check.ok) {
     const first = check.problems[0];
-    throw new StoreError(
-      "STORE_CONTENT_CORRUPT",
-      `${type} v${record.version}: ${first?.path ?? "?"}: ${first?.reason ?? "does not match its manifest"}`,
-      { file: first?.path },
-    );
+    throw corrupt(first?.path, first?.reason ?? "does not match its manifest");
   }
-  const view = d.store.view(record);
+  const stored = d.store.view(record);
+  const unread = new Set(stored.files);
+  const view = {
+    ...stored,
+    read(path: string): Uint8Array {
+      try {
+        const data = stored.read(path);
+        unread.delete(path);
+        return data;
+      } catch (e) {
+        if (e instanceof StoreError && (e.code === "STORE_FILE_MISMATCH" || e.code === "STORE_FILE_MISSING"))
+          throw corrupt(path, e.message);
+        throw e;
+      }
+    },
+    readText(path: string): string {
+      return new TextDecoder("utf-8", { fatal: true }).decode(view.read(path));
+    },
+  };
   await d.host.validate(type, view);
+  // A host process is sent every file; a handler in-process may read only some. Either way, every
+  // file is checked before the version is activated.
+  for (const path of unread) view.read(path);
   const prepared = await d.host.prepare(type, view);
   const installedAt = Date.parse(record.installedAt);
   await d.host.commit(prepared, Number.isNaN(installedAt) ? {} : { activatedAt: installedAt });

@@ -111,6 +111,27 @@ describe("stage + activate", () => {
     });
   });
 
+  test("layoutOnly: sizes, missing and extra files are checked; a same-size flip is left to the view's read", () => {
+    const store = newStore();
+    const rec = install(store, v1);
+    const dir = versionPath(store, rec);
+    const layout = () => store.verifyInstalled(TYPE, rec, { layoutOnly: true });
+    writeFileSync(join(dir, "payload/rules.txt"), "ONE\n");
+    expect(layout()?.ok).toBe(true);
+    expect(store.verifyInstalled(TYPE)?.problems).toEqual([
+      { path: "rules.txt", reason: "SHA-384 does not match the manifest" },
+    ]);
+    expect(() => store.view(rec).read("rules.txt")).toThrow(/SHA-384 does not match the manifest/);
+    writeFileSync(join(dir, "payload/rules.txt"), "one!\n");
+    expect(layout()?.problems).toEqual([{ path: "rules.txt", reason: "size 5, manifest says 4" }]);
+    writeFileSync(join(dir, "payload/rules.txt"), "one\n");
+    writeFileSync(join(dir, "payload/extra.txt"), "x");
+    expect(layout()?.problems).toEqual([{ path: "extra.txt", reason: "not in the manifest" }]);
+    rmSync(join(dir, "payload/extra.txt"));
+    rmSync(join(dir, "payload/sub/dir/a.bin"));
+    expect(layout()?.problems).toEqual([{ path: "sub/dir/a.bin", reason: "missing or unreadable" }]);
+  });
+
   test("the previous version becomes last-known-good; older ones are collected", () => {
     const store = newStore();
     const r1 = install(store, v1);

@@ -390,9 +390,13 @@ export class ContentStore {
    * Re-checks every file of the active version against its stored manifest
    * (stored-version.ts). Returns null when nothing is installed.
    */
-  verifyInstalled(type: string, record: InstalledRecord | null = this.installed(type)): VerifyReport | null {
+  verifyInstalled(
+    type: string,
+    record: InstalledRecord | null = this.installed(type),
+    opts: { layoutOnly?: boolean } = {},
+  ): VerifyReport | null {
     if (!record) return null;
-    return verifyVersion(join(this.typeDir(type), record.dir), record);
+    return verifyVersion(join(this.typeDir(type), record.dir), record, opts);
   }
 
   // ---- internals -------------------------------------------------------

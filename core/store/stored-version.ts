@@ -111,8 +111,18 @@ export function openVersionView(versionDir: string, ref: VersionRef & { signingT
 /**
  * Re-checks every file of a stored version against its manifest: presence,
  * size, SHA-384, and no files the manifest does not list.
+ *
+ * `layoutOnly` skips reading the files (presence, regular file, size and no
+ * extra files are still checked): for a caller that goes on to read every
+ * listed file through `openVersionView`, whose every read checks size and
+ * SHA-384 again. Loading content that way reads and hashes each file once,
+ * not twice, and the bytes hashed are the very bytes handed over.
  */
-export function verifyVersion(versionDir: string, ref: VersionRef): VerifyReport {
+export function verifyVersion(
+  versionDir: string,
+  ref: VersionRef,
+  opts: { layoutOnly?: boolean } = {},
+): VerifyReport {
   const base = { type: ref.type, version: ref.version, dir: ref.dir };
   const problems: VerifyProblem[] = [];
   let manifest: Manifest;
@@ -134,8 +144,14 @@ export function verifyVersion(versionDir: string, ref: VersionRef): VerifyReport
     let data: Uint8Array;
     try {
       // A symlink could later be pointed elsewhere; the store only ever writes regular files.
-      if (!lstatSync(file).isFile()) {
+      const st = lstatSync(file);
+      if (!st.isFile()) {
         problems.push({ path: entry.path, reason: "not a regular file" });
+        continue;
+      }
+      if (opts.layoutOnly) {
+        if (st.size !== entry.size)
+          problems.push({ path: entry.path, reason: `size ${st.size}, manifest says ${entry.size}` });
         continue;
       }
       data = readFileSync(file);

@@ -163,3 +163,35 @@ describe("R12: one version number, one package", () => {
     expect(events).toEqual(["UPD_VERSION_REUSED"]);
   });
 });
+
+describe("content damaged on disk between runs, bytes changed but not its size", () => {
+  // Start-up checks the layout first (sizes, nothing missing or extra) and each file's SHA-384 as
+  // it is read for the handler: a same-size flip is only seen by the hash, in either isolation mode.
+  for (const hostProcesses of [true, false]) {
+    test(`${hostProcesses ? "host process" : "in-process"}: STORE_CONTENT_CORRUPT names the file, v2 comes back`, async () => {
+      scene = await installGood({ hostProcesses });
+      await scene.upgrade(2, "good v2");
+      await scene.upgrade(3, "good v3");
+      const v3 = scene.t.agent.content().find((c) => c.type === TYPE)!;
+      const store = { root: join(scene.t.stateDir, "content") } as Parameters<typeof versionPath>[0];
+      const file = join(
+        versionPath(store, { type: TYPE, dir: `versions/3-${v3.sha384!.slice(0, 16)}` }),
+        "payload",
+        "data.txt",
+      );
+      const original = readFileSync(file);
+      const damaged = Buffer.from(original);
+      damaged[0] = damaged[0]! ^ 0x20;
+      writeFileSync(file, damaged);
+      await scene.t.restart();
+      scene.live = { version: 2, text: "good v2" };
+      expect(await liveText(scene.t.agent)).toBe("good v2");
+      const info = scene.t.agent.content().find((c) => c.type === TYPE)!;
+      expect(info.badVersions).toContain(3);
+      const notice = scene.t.agent.status().healthDetails?.find((h) => h.code === "CONTENT_ROLLED_BACK");
+      expect(notice?.message).toContain("STORE_CONTENT_CORRUPT");
+      expect(notice?.message).toContain("data.txt");
+      expect(notice?.message).toContain("SHA-384");
+    });
+  }
+});
