@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { gitCommit, packageVersion } from "../build.ts";
 import { landlockAbi } from "../core/host/landlock.ts";
+import { signedPe } from "../handlers/DatasetA/testutil.ts";
 import { compiledBinaries } from "./fixtures/compiled.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -43,6 +44,8 @@ function checkoutPaths(): string[] {
 }
 
 let work: string;
+const peTools = Boolean(Bun.which("osslsigncode") && Bun.which("openssl"));
+let peThumbprint = "";
 const runs = new Map<string, { code: number; stdout: string; stderr: string }>();
 
 const STEPS: [name: string, command: string][] = [
@@ -73,6 +76,13 @@ const STEPS: [name: string, command: string][] = [
   ["lua-replay", "./agent events replay lua-events.jsonl --state st --json"],
   ["lua-repair", "./agent run-repair --config lua-repair.json --state st --dry-run --json"],
   ["online-lua-replay", "./agent events replay lua-events.jsonl --state st --json"],
+  // Authenticode's X.509 stack is loaded on a scanner host's first PE (core/deferred-import.ts): in
+  // the binary that happens after the host locked its sandbox, from the executable's own bundle.
+  ["ds-pack", "./contentctl pack ds --type DatasetA --version 1 --keys k --out DatasetA-1.opkg --json"],
+  ["ds-publish", "./contentctl publish DatasetA-1.opkg --repo repo --group ds --keys k --json"],
+  ["ds-update", "./agent update --once --repo repo --group ds --state st --trust k/root.pem --json"],
+  ["ds-scan-pe", "./agent scan signed.exe --state st --json"],
+  ["online-ds-scan-pe", "./agent scan signed.exe --state st --json"],
 ];
 
 /**
@@ -120,6 +130,16 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
       join(work, "lua-events.jsonl"),
       '{"type":"process.start","pid":1,"cmdline":"ls"}\n{"type":"process.start","pid":2,"cmdline":"sh outpost-binary-marker"}\n',
     );
+    mkdirSync(join(work, "ds"));
+    writeFileSync(
+      join(work, "ds", "bin.ndb"),
+      "Outpost.Test.Binary:0:*:6f75747073742d62696e6172792d6d61726b6572\n",
+    );
+    if (peTools) {
+      const pe = signedPe(work, ["-newkey", "rsa:2048"], "pe");
+      writeFileSync(join(work, "signed.exe"), pe.signed);
+      peThumbprint = pe.thumbprint;
+    }
     writeFileSync(
       join(work, "lua-repair.json"),
       JSON.stringify({ update: { repo: "repo", group: "stable", trust: "k/root.pem" } }),
@@ -222,4 +242,27 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     expect(repair.summary.failed).toBe(0);
     expect(repair.checks.map((c: { id: string }) => c.id)).toContain("autoupdate.trust-store");
   });
+
+  test.skipIf(!peTools)(
+    "DatasetA: a signed PE's Authenticode is checked by the compiled scanner host, offline and via the agent",
+    () => {
+      expect(json("ds-update").installed).toEqual([{ type: "DatasetA", version: 1, previousVersion: null }]);
+      for (const [step, via] of [
+        ["ds-scan-pe", "offline"],
+        ["online-ds-scan-pe", "agent"],
+      ] as const) {
+        const r = json(step);
+        expect(r.via).toBe(via);
+        expect(r.executables).toEqual([
+          expect.objectContaining({
+            kind: "pe",
+            authenticode: expect.objectContaining({
+              status: "valid",
+              signer: expect.objectContaining({ thumbprint: peThumbprint }),
+            }),
+          }),
+        ]);
+      }
+    },
+  );
 });

@@ -115,6 +115,15 @@ describe("what a one-shot `agent scan` evaluates", () => {
     expect(offenders(graph, /^handlers\/[A-Za-z_]+\/index\.ts$/)).toEqual([]);
   });
 
+  test("a scanner host: no X.509/CMS stack until its first PE file (Authenticode is a deferred import)", () => {
+    const graph = evaluated(
+      ["handlers/DatasetA/index.ts", "handlers/LocalRepData/index.ts", "handlers/MLModel/index.ts"],
+      readRepo,
+    );
+    expect(graph.has("handlers/DatasetA/engine.ts")).toBe(true);
+    expect(offenders(graph, /^(core\/crypto\/engine\.ts|handlers\/DatasetA\/authenticode\.ts)$/)).toEqual([]);
+  });
+
   test("the check sees a static import of handler code, and ignores dynamic and type-only ones", () => {
     const fake: Record<string, string> = {
       "a.ts": 'import { x } from "./handlers/Behavior/index.ts";\nimport type { Y } from "./core/config.ts";',

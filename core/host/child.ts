@@ -15,6 +15,7 @@
  * its supervisor.
  */
 import { writeSync } from "node:fs";
+import { deferredImportsSettled } from "../deferred-import.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
@@ -194,6 +195,8 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
               handlers.push({ type: h.type, ok: false, error: describeError(e) });
             }
           }
+          // From source, modules a handler defers are files this process may not read once locked.
+          await deferredImportsSettled();
           process.chdir(workDir);
           // 4. Irrevocable from here on.
           landlock = args.landlock.enabled

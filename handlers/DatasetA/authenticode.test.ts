@@ -6,71 +6,18 @@
  */
 import { describe, expect, test } from "bun:test";
 import "reflect-metadata";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePe } from "../_shared/filetype/filetype.ts";
 import { checkAuthenticode } from "./authenticode.ts";
 import { datasetFromSources } from "./dataset.ts";
-import { buildPe } from "./testutil.ts";
+import { buildPe, signedPe } from "./testutil.ts";
 
 const tools = Bun.which("osslsigncode") && Bun.which("openssl");
 if (!tools)
   console.warn("authenticode tests skipped: osslsigncode or openssl missing (.ci/run installs them)");
 const run = tools ? describe : describe.skip;
-
-function sh(cmd: string[], cwd: string): string {
-  const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString()}`);
-  return r.stdout.toString();
-}
-
-function signedPe(dir: string, keyArgs: string[], name: string): { signed: Uint8Array; thumbprint: string } {
-  sh(
-    [
-      "openssl",
-      "req",
-      "-x509",
-      "-nodes",
-      ...keyArgs,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.pem`,
-      "-subj",
-      `/CN=${name} Publisher/O=Outpost Tests`,
-      "-days",
-      "30",
-    ],
-    dir,
-  );
-  writeFileSync(
-    join(dir, `${name}.exe`),
-    buildPe({ text: Buffer.from("5589e583ec10c745fc2a000000c9c3", "hex") }),
-  );
-  sh(
-    [
-      "osslsigncode",
-      "sign",
-      "-certs",
-      `${name}.pem`,
-      "-key",
-      `${name}.key`,
-      "-h",
-      "sha256",
-      "-in",
-      `${name}.exe`,
-      "-out",
-      `${name}-signed.exe`,
-    ],
-    dir,
-  );
-  const fp = sh(["openssl", "x509", "-in", `${name}.pem`, "-noout", "-fingerprint", "-sha256"], dir);
-  return {
-    signed: new Uint8Array(readFileSync(join(dir, `${name}-signed.exe`))),
-    thumbprint: fp.split("=")[1]!.trim().replaceAll(":", "").toLowerCase(),
-  };
-}
 
 run("Authenticode", () => {
   const dir = mkdtempSync(join(tmpdir(), "outpost-authenticode-"));

@@ -6,6 +6,7 @@
  * over bytes it is given; the only I/O is spill files in the work directory.
  */
 
+import { deferredImport } from "../../core/deferred-import.ts";
 import { detectKind, type ExeInfo, type ObjectKind, parseExecutable } from "../_shared/filetype/filetype.ts";
 import { AnchorIndex } from "../_shared/matcher/matcher.ts";
 import {
@@ -16,7 +17,6 @@ import {
   verifyAt,
 } from "../_shared/matcher/pattern.ts";
 import { hasEmbeddedZip, inflateBounded, listTar, listZip } from "./archive.ts";
-import { checkAuthenticode } from "./authenticode.ts";
 import { asBuffer, type CompiledSet } from "./compiled.ts";
 import { HashIndex } from "./hash-table.ts";
 import {
@@ -58,6 +58,9 @@ interface ScanState {
 
 /** Body signatures compiled at their first anchor hit are kept up to this many (then the cache restarts). */
 const BODY_CACHE_MAX = 65_536;
+
+// Authenticode needs the X.509/CMS stack; most endpoints this scanner runs on never show it a PE file.
+const authenticode = deferredImport(() => import("./authenticode.ts"));
 
 export class Dataset {
   private readonly hashes: HashIndex;
@@ -177,7 +180,7 @@ export class Dataset {
 
     if (exe) {
       const found: ExecutableFound = { path, kind: exe.kind, sha256: sha(), size: d.length };
-      if (exe.kind === "pe") found.authenticode = await checkAuthenticode(d, exe);
+      if (exe.kind === "pe") found.authenticode = await (await authenticode()).checkAuthenticode(d, exe);
       out.executables.push(found);
     }
     // Self-extracting archives: a stub (PE, ELF, script) with a zip appended.

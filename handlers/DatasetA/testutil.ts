@@ -5,6 +5,8 @@
  * clamscan runner for cross-checks.
  */
 import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import zlib from "node:zlib";
 
 export class Rng {
@@ -377,4 +379,65 @@ export function buildPe(opts: { text?: Uint8Array; data?: Uint8Array } = {}): Ui
   f.set(text.subarray(0, 0x1f0), 0x210);
   f.set((opts.data ?? new TextEncoder().encode("outpost test data section")).subarray(0, 0x200), 0x400);
   return new Uint8Array(f);
+}
+
+function sh(cmd: string[], cwd: string): string {
+  const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+/**
+ * A PE signed by osslsigncode with a fresh self-signed certificate from openssl (`keyArgs`: e.g.
+ * `-newkey rsa:2048`), written to DIR/NAME-signed.exe; the thumbprint is the certificate's SHA-256.
+ */
+export function signedPe(
+  dir: string,
+  keyArgs: string[],
+  name: string,
+): { signed: Uint8Array; thumbprint: string } {
+  sh(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-nodes",
+      ...keyArgs,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.pem`,
+      "-subj",
+      `/CN=${name} Publisher/O=Outpost Tests`,
+      "-days",
+      "30",
+    ],
+    dir,
+  );
+  writeFileSync(
+    join(dir, `${name}.exe`),
+    buildPe({ text: Buffer.from("5589e583ec10c745fc2a000000c9c3", "hex") }),
+  );
+  sh(
+    [
+      "osslsigncode",
+      "sign",
+      "-certs",
+      `${name}.pem`,
+      "-key",
+      `${name}.key`,
+      "-h",
+      "sha256",
+      "-in",
+      `${name}.exe`,
+      "-out",
+      `${name}-signed.exe`,
+    ],
+    dir,
+  );
+  const fp = sh(["openssl", "x509", "-in", `${name}.pem`, "-noout", "-fingerprint", "-sha256"], dir);
+  return {
+    signed: new Uint8Array(readFileSync(join(dir, `${name}-signed.exe`))),
+    thumbprint: fp.split("=")[1]!.trim().replaceAll(":", "").toLowerCase(),
+  };
 }
