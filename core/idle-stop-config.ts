@@ -8,8 +8,12 @@ export const IdleStopSchema = z
   .object({
     /** Quiet time after which a listed group's host is stopped; 0 = never. */
     afterSeconds: z.number().min(0).default(300),
-    /** Groups that hold nothing hot (pure handlers called now and then). */
-    groups: z.array(z.string()).default(["config", "telemetry", "install", "repair"]),
+    /**
+     * Groups that hold nothing hot (handlers called now and then). `appfeed`: its rules run at load,
+     * hourly, after package changes and on demand, and what they generate (exclusions) is kept by the
+     * supervisor, so its host is down between runs.
+     */
+    groups: z.array(z.string()).default(["config", "telemetry", "install", "repair", "appfeed"]),
   })
   .strict()
   .prefault({});
