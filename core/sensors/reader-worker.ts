@@ -132,11 +132,15 @@ function run(init: ReaderInit): void {
   // The thread never returns to its event loop, so no GC timer ever runs here (and the agent runs
   // with BUN_GC_TIMER_DISABLE anyway): a burst's decoded records stayed on this heap until
   // allocation pressure happened to trigger a collection. Once the fd has been quiet for quietMs
-  // after a burst the thread collects once; an idle thread still blocks with no timeout.
+  // after a burst the thread collects once; an idle thread still blocks with no timeout. At most one
+  // collection per gcIntervalMs, so a trickle (a cron job every few seconds) cannot turn into a full
+  // collection every few seconds (the same rule as core/host/idle-gc.ts).
   let garbage = false;
+  let collectedAt = Number.NEGATIVE_INFINITY;
+  const gcWait = () => Math.max(init.quietMs, collectedAt + init.gcIntervalMs - Date.now());
   for (;;) {
     // Idle: block with no timeout (no CPU). With records waiting, look again every few ms.
-    const ready = pollIn([init.fd, init.stopFd], pending.length > 0 ? 5 : garbage ? init.quietMs : -1);
+    const ready = pollIn([init.fd, init.stopFd], pending.length > 0 ? 5 : garbage ? gcWait() : -1);
     if (typeof ready === "number") {
       if (ready === -EINTR) continue;
       postMessage({ error: `poll failed (errno ${-ready})` });
@@ -144,8 +148,9 @@ function run(init: ReaderInit): void {
     }
     if (ready.includes(init.stopFd)) break;
     if (ready.length === 0) {
-      if (pending.length === 0 && garbage) {
+      if (pending.length === 0 && garbage && Date.now() - collectedAt >= init.gcIntervalMs) {
         garbage = false;
+        collectedAt = Date.now();
         Bun.gc(true);
         Atomics.add(shared, SHARED.collections, 1);
       }

@@ -2,7 +2,8 @@
  * The reader thread's own garbage collection (issue 21, footprint): the
  * thread blocks in poll() and never returns to its event loop, so no timer
  * collects its heap. After a burst it collects once, when the fd has been
- * quiet for quietMs; a thread that has seen nothing does not.
+ * quiet for quietMs, at most once per gcIntervalMs; a thread that has seen
+ * nothing does not.
  */
 import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -25,13 +26,15 @@ async function until(what: string, ms: number, probe: () => boolean): Promise<vo
   }
 }
 
-function watchedDir(quietMs: number) {
+function watchedDir(quietMs: number, gcIntervalMs = 0) {
   const dir = mkdtempSync(join(tmpdir(), "outpost-reader-gc-"));
   const fd = inotifyInit();
   expect(fd).toBeGreaterThanOrEqual(0);
   expect(inotifyAddWatch(fd, dir, IN_CREATE)).toBeGreaterThanOrEqual(0);
   const seen: unknown[] = [];
-  const reader = new SensorReader<unknown>(fd, { kind: "inotify", quietMs }, (r) => seen.push(...r));
+  const reader = new SensorReader<unknown>(fd, { kind: "inotify", quietMs, gcIntervalMs }, (r) =>
+    seen.push(...r),
+  );
   reader.start();
   cleanups.push(async () => {
     await reader.stop();
@@ -64,4 +67,29 @@ test("a reader that has read nothing does not collect (it blocks in poll with no
   await until("the busy reader's collection", 10_000, () => busy.reader.stats().collections === 1);
   expect(quiet.reader.stats().collections).toBe(0);
   expect(quiet.seen).toEqual([]);
+});
+
+test("at most one collection per gcIntervalMs: a second burst soon after is left to the next one", async () => {
+  const limited = watchedDir(50, 60_000);
+  const free = watchedDir(50, 0);
+  for (const [tag, r] of [
+    ["d", limited],
+    ["e", free],
+  ] as const)
+    r.burst(tag, 50);
+  await until(
+    "both first collections",
+    10_000,
+    () => limited.reader.stats().collections === 1 && free.reader.stats().collections === 1,
+  );
+  limited.burst("f", 50);
+  free.burst("g", 50);
+  // The unlimited reader collects after its second burst; the limited one, same quietMs, does not.
+  await until(
+    "the unlimited reader's second collection",
+    10_000,
+    () => free.reader.stats().collections === 2,
+  );
+  await until("the limited reader's second burst read", 10_000, () => limited.seen.length >= 100);
+  expect(limited.reader.stats().collections).toBe(1);
 });

@@ -28,6 +28,8 @@ export interface ReaderInit {
   maxPending: number;
   /** Quiet time after a burst before the thread collects its own heap, ms. */
   quietMs: number;
+  /** At most one such collection per this many ms. */
+  gcIntervalMs: number;
   openExe: boolean;
   shared: SharedArrayBuffer;
   /** fanotify: an AllowCache table (allow-cache.ts); events for files in it are answered on the thread. */
@@ -51,6 +53,8 @@ export interface ReaderOptions {
   maxPending?: number;
   /** How long the fd must stay quiet after a burst before the thread collects its heap (default 2000 ms). */
   quietMs?: number;
+  /** At most one of those collections per this many ms (default 30 000). */
+  gcIntervalMs?: number;
   bufBytes?: number;
   openExe?: boolean;
   allow?: SharedArrayBuffer;
@@ -111,6 +115,7 @@ export class SensorReader<R> {
       // Records may hold an fd each (exec files, fanotify events): keep well under RLIMIT_NOFILE.
       maxPending: this.opts.maxPending ?? 8192,
       quietMs: this.opts.quietMs ?? 2000,
+      gcIntervalMs: this.opts.gcIntervalMs ?? 30_000,
       openExe: this.opts.openExe ?? false,
       shared: this.shared,
       ...(this.opts.allow ? { allow: this.opts.allow } : {}),
