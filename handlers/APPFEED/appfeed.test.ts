@@ -21,13 +21,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import { initKeys, KEY_FILES, loadSigningKeys } from "../../core/crypto/keys.ts";
 import { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { OnAccessSchema } from "../../core/sensors-config.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import { APPFEED_TEST_LIMITS, exampleRules } from "../_shared/appfeed/testkit.ts";
 import { groupWorkDir } from "../_shared/lua/keys.ts";
 import {
   type LuaTestAgent,
@@ -46,16 +47,10 @@ import { AppfeedFeed } from "./feed.ts";
 import { appfeedHandler } from "./index.ts";
 
 setDefaultTimeout(60_000);
-const EXAMPLES = resolve(import.meta.dir, "../../examples");
-const LIMITS = { instructions: 5_000_000, callMs: 2000, callMemoryKb: 16384, outputBytes: 65536 };
+const LIMITS = APPFEED_TEST_LIMITS;
+const sources = exampleRules;
 const MARK = "outpost-appfeed-mark";
 const hex = (s: string) => Buffer.from(s).toString("hex");
-const sources = (type: string) =>
-  Object.fromEntries(
-    readdirSync(join(EXAMPLES, type))
-      .filter((f) => f.endsWith(".lua"))
-      .map((f) => [f.slice(0, -4), readFileSync(join(EXAMPLES, type, f), "utf8")]),
-  );
 const pgDataDir = () => {
   const major = readdirSync("/etc/postgresql")[0]!;
   return readFileSync(`/etc/postgresql/${major}/main/postgresql.conf`, "utf8").match(

@@ -7,12 +7,13 @@
  * counted, health green.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseConfig } from "../../core/config.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import { APPFEED_TEST_LIMITS, exampleRules } from "../_shared/appfeed/testkit.ts";
 import {
   type LuaTestAgent,
   rulesPayload,
@@ -24,8 +25,6 @@ import { AppfeedFeed } from "./feed.ts";
 import { appfeedHandler } from "./index.ts";
 
 setDefaultTimeout(60_000);
-const EXAMPLES = resolve(import.meta.dir, "../../examples/APPFEED");
-const LIMITS = { instructions: 5_000_000, callMs: 2000, callMemoryKb: 16384, outputBytes: 65536 };
 
 let vendor: Vendor;
 let key: TestKey;
@@ -51,12 +50,11 @@ beforeAll(async () => {
   vendor = await makeVendor();
   key = testKey();
   pkgDir = mkdtempSync(join(tmpdir(), "outpost-dpkg-"));
-  const sources = Object.fromEntries(
-    readdirSync(EXAMPLES)
-      .filter((f) => f.endsWith(".lua"))
-      .map((f) => [f.slice(0, -4), readFileSync(join(EXAMPLES, f), "utf8")]),
+  await vendor.release(
+    "APPFEED",
+    1,
+    rulesPayload("APPFEED", exampleRules("APPFEED"), key, { limits: APPFEED_TEST_LIMITS }),
   );
-  await vendor.release("APPFEED", 1, rulesPayload("APPFEED", sources, key, { limits: LIMITS }));
   t = await startLuaAgent(vendor, [appfeedHandler] as ContentHandler[], {
     key,
     config: { hosts: { watchdogIntervalMs: 50, idleStop: { afterSeconds: 0.5, groups: ["appfeed"] } } },

@@ -36,6 +36,15 @@ async function releaseAndInstall(s: Scene, version: number, text: string, signed
   s.live = { version, text };
 }
 
+/** The stored data.txt of `version`, the version installed now (its directory is named by its SHA-384). */
+function installedDataFile(s: Scene, version: number): string {
+  const installed = s.t.agent.content().find((c) => c.type === TYPE)!;
+  expect(installed.version).toBe(version);
+  const store = { root: join(s.t.stateDir, "content") } as Parameters<typeof versionPath>[0];
+  const dir = `versions/${version}-${installed.sha384!.slice(0, 16)}`;
+  return join(versionPath(store, { type: TYPE, dir }), "payload", "data.txt");
+}
+
 /**
  * v2 and v3 installed, then v3's payload damaged on disk and the agent
  * restarted: start-up rolls back to v2 on its own and marks v3 bad. The
@@ -45,13 +54,7 @@ async function releaseAndInstall(s: Scene, version: number, text: string, signed
 async function automaticRollbackFromV3(s: Scene): Promise<void> {
   await s.upgrade(2, "good v2");
   await s.upgrade(3, "v3 that fails to load");
-  const v3 = s.t.agent.content().find((c) => c.type === TYPE)!;
-  const store = { root: join(s.t.stateDir, "content") } as Parameters<typeof versionPath>[0];
-  const file = join(
-    versionPath(store, { type: TYPE, dir: `versions/3-${v3.sha384!.slice(0, 16)}` }),
-    "payload",
-    "data.txt",
-  );
+  const file = installedDataFile(s, 3);
   const original = readFileSync(file);
   writeFileSync(file, "damaged");
   await s.t.restart();
@@ -172,13 +175,7 @@ describe("content damaged on disk between runs, bytes changed but not its size",
       scene = await installGood({ hostProcesses });
       await scene.upgrade(2, "good v2");
       await scene.upgrade(3, "good v3");
-      const v3 = scene.t.agent.content().find((c) => c.type === TYPE)!;
-      const store = { root: join(scene.t.stateDir, "content") } as Parameters<typeof versionPath>[0];
-      const file = join(
-        versionPath(store, { type: TYPE, dir: `versions/3-${v3.sha384!.slice(0, 16)}` }),
-        "payload",
-        "data.txt",
-      );
+      const file = installedDataFile(scene, 3);
       const original = readFileSync(file);
       const damaged = Buffer.from(original);
       damaged[0] = damaged[0]! ^ 0x20;
