@@ -72,9 +72,12 @@ test("a POST /v1/update silent for longer than the idle limit is answered over t
     // The control starts only once both updates are in the handler, so it went silent after them.
     cutSeen = arrivals.then(() => silentAfterOneRequest(plane.port, 25_000));
     const [a, b] = await answers;
-    // Bun sweeps idle sockets on a coarse timer, so a cut comes anywhere from roughly half the
-    // limit to a little past it (834 ms was seen under load); what matters is that a cut happened.
-    expect(await cutSeen).toBeGreaterThanOrEqual(500);
+    // Bun sweeps idle sockets on a coarse tick, so the cut comes anywhere up to a little past the limit
+    // (98 ms and 834 ms were both seen for 1 s): no lower bound holds. What the test rests on is the
+    // order — both update connections went silent before the control did, so whichever sweep cut the
+    // control found them idle at least as long — and that a cut happened at all (no limit would leave
+    // the control open until silentAfterOneRequest rejects).
+    expect(await cutSeen).toBeGreaterThan(0);
     expect(a).toEqual(report);
     expect(b).toEqual(report);
   } finally {
