@@ -4,7 +4,7 @@
  * on-access and transfer benches scan through, without a store or an update.
  */
 import { parseConfig } from "../core/config.ts";
-import type { ContentView } from "../core/handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../core/handler/contract.ts";
 import { HostManager } from "../core/host/manager.ts";
 import type { Logger } from "../core/log.ts";
 import { defaultRegistry } from "../handlers/index.ts";
@@ -14,14 +14,14 @@ export async function datasetAHost(
   stateDir: string,
   log: Logger,
 ): Promise<{ hosts: HostManager; call: (type: string, method: string, args: unknown) => Promise<unknown> }> {
-  const view: ContentView = {
+  const view: ContentView = viewOverBytes({
     type: "DatasetA",
     version: 1,
     signingTime: new Date().toISOString(),
     files: Object.keys(files),
     read: (p) => files[p]!,
     readText: (p) => new TextDecoder().decode(files[p]!),
-  };
+  });
   const hosts = new HostManager({
     stateDir,
     registry: defaultRegistry(),

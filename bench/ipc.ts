@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../core/config.ts";
-import type { ContentView } from "../core/handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../core/handler/contract.ts";
 import type { HandlerHost } from "../core/handler/host-contract.ts";
 import { InProcessHost } from "../core/host/in-process.ts";
 import { defaultHostCommand, HostManager } from "../core/host/manager.ts";
@@ -35,7 +35,7 @@ const DIST_AGENT = join(ROOT, "dist/agent");
 const quiet = log.child({ component: "bench" });
 quiet.setStderr(false);
 
-const view: ContentView = {
+const view: ContentView = viewOverBytes({
   type: "Echo",
   version: 1,
   signingTime: new Date().toISOString(),
@@ -46,7 +46,7 @@ const view: ContentView = {
   readText: () => {
     throw new Error("no files");
   },
-};
+});
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)]!;

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { createCapabilities } from "../core/handler/capabilities.ts";
-import type { ContentHandler } from "../core/handler/contract.ts";
+import { type ContentHandler, viewOverBytes } from "../core/handler/contract.ts";
 import { MetricsRegistry } from "../core/metrics.ts";
 import { createScheduledQueryPackHandler, type Loaded } from "../handlers/ScheduledQueryPack/index.ts";
 import { ResultsService } from "../handlers/ScheduledQueryPack/service.ts";
@@ -125,14 +125,14 @@ const f = (n: number, d = 2) => n.toFixed(d);
     timers: { setTimeout: () => 0, clearTimeout: () => {} },
   }) as ContentHandler<Loaded>;
   const files = { "packs/bench.conf": JSON.stringify({ queries }) };
-  const view = {
+  const view = viewOverBytes({
     type: "ScheduledQueryPack",
     version: 1,
     signingTime: new Date(0).toISOString(),
     files: Object.keys(files),
     read: (p: string) => new TextEncoder().encode(files[p as keyof typeof files]),
     readText: (p: string) => files[p as keyof typeof files],
-  };
+  });
   const caps = createCapabilities(handler.manifest, {
     log: { info: () => {}, warn: () => {} },
     emit: () => {},
@@ -274,14 +274,14 @@ const f = (n: number, d = 2) => n.toFixed(d);
     timers: { setTimeout: () => 0, clearTimeout: () => {} },
   }) as ContentHandler<Loaded>;
   const files = { "packs/p.conf": JSON.stringify({ queries: {} }) };
-  const view = {
+  const view = viewOverBytes({
     type: "ScheduledQueryPack",
     version: 1,
     signingTime: new Date(0).toISOString(),
     files: Object.keys(files),
     read: (p: string) => new TextEncoder().encode(files[p as keyof typeof files]),
     readText: (p: string) => files[p as keyof typeof files],
-  };
+  });
   const caps = createCapabilities(handler.manifest, {
     log: { info: () => {}, warn: () => {} },
     emit: () => {},

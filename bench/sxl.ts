@@ -27,7 +27,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Capabilities, ContentHandler, ContentView } from "../core/handler/contract.ts";
+import {
+  type Capabilities,
+  type ContentHandler,
+  type ContentView,
+  viewOverBytes,
+} from "../core/handler/contract.ts";
 import { datasetAHandler } from "../handlers/DatasetA/index.ts";
 import { ScanService } from "../handlers/DatasetA/scan/service.ts";
 import { SxlClient } from "../handlers/DatasetA/sxl/client.ts";
@@ -166,16 +171,17 @@ for (const dir of dirs) {
   }
 }
 const rep = buildReputation(tableFromEntries(allow, false), tableFromEntries([], true)).bytes;
-const view = (type: string, files: Record<string, Uint8Array | string>): ContentView => ({
-  type,
-  version: 1,
-  signingTime: new Date(0).toISOString(),
-  files: Object.keys(files),
-  read: (p) =>
-    typeof files[p] === "string" ? new TextEncoder().encode(files[p] as string) : (files[p] as Uint8Array),
-  readText: (p) =>
-    typeof files[p] === "string" ? (files[p] as string) : new TextDecoder().decode(files[p] as Uint8Array),
-});
+const view = (type: string, files: Record<string, Uint8Array | string>): ContentView =>
+  viewOverBytes({
+    type,
+    version: 1,
+    signingTime: new Date(0).toISOString(),
+    files: Object.keys(files),
+    read: (p) =>
+      typeof files[p] === "string" ? new TextEncoder().encode(files[p] as string) : (files[p] as Uint8Array),
+    readText: (p) =>
+      typeof files[p] === "string" ? (files[p] as string) : new TextDecoder().decode(files[p] as Uint8Array),
+  });
 const caps: Capabilities = { log: { info() {}, warn() {} }, events: { emit() {} }, workDir: work };
 const handlers = new Map<string, { h: ContentHandler<unknown>; live: unknown }>();
 for (const [h, v] of [

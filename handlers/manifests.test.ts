@@ -1,5 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import type { Capabilities, ContentHandler, ContentView } from "../core/handler/contract.ts";
+import {
+  type Capabilities,
+  type ContentHandler,
+  type ContentView,
+  viewOverBytes,
+} from "../core/handler/contract.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
 import { handlerFor } from "./host-registry.ts";
 import { builtinHandlers, defaultRegistry } from "./index.ts";
@@ -12,14 +17,13 @@ const view = (files: Record<string, string>): ContentView => {
     if (!b) throw new Error(`no ${p}`);
     return b;
   };
-  return {
+  return viewOverBytes({
     type: "DatasetA",
     version: 1,
     signingTime: new Date(0).toISOString(),
     files: [...bytes.keys()],
     read,
-    readText: (p) => new TextDecoder().decode(read(p)),
-  };
+  });
 };
 
 describe("handlers by manifest (handlers/manifests.ts)", () => {

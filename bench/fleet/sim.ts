@@ -20,7 +20,7 @@ import { EventBus } from "../../core/agent/events.ts";
 import { HeartbeatReporter } from "../../core/agent/heartbeat.ts";
 import type { TrustStore } from "../../core/crypto/cms.ts";
 import { StoreError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineHandler, viewOverBytes } from "../../core/handler/contract.ts";
 import type { Prepared } from "../../core/handler/host-contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { Logger } from "../../core/log.ts";
@@ -131,14 +131,14 @@ export class MemoryStore {
       if (!b) throw new StoreError("STORE_NO_FILE", `${p} not in ${ref.type} v${ref.version}`);
       return b;
     };
-    return {
+    return viewOverBytes({
       type: ref.type,
       version: ref.version,
       signingTime: ref.signingTime,
       files: [...held.files.keys()],
       read,
       readText: (p) => new TextDecoder().decode(read(p)),
-    };
+    });
   }
   activate(staged: StagedContent): InstalledRecord {
     const key = `${staged.type}/${staged.dir}`;

@@ -7,6 +7,7 @@
  * failures: it never rolls back or writes (runtime.ts, startReadOnly).
  */
 import { describeError, StoreError } from "../errors.ts";
+import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost } from "../handler/host-contract.ts";
 import type { Logger } from "../log.ts";
 import { metrics } from "../metrics.ts";
@@ -75,27 +76,29 @@ export async function loadRecord(
   }
   const stored = d.store.view(record);
   const unread = new Set(stored.files);
-  const view = {
+  // Both reads check the whole file (head streams it), so either one counts as read.
+  const checked = <T>(path: string, readIt: () => T): T => {
+    try {
+      const data = readIt();
+      unread.delete(path);
+      return data;
+    } catch (e) {
+      if (e instanceof StoreError && (e.code === "STORE_FILE_MISMATCH" || e.code === "STORE_FILE_MISSING"))
+        throw corrupt(path, e.message);
+      throw e;
+    }
+  };
+  const view: ContentView = {
     ...stored,
-    read(path: string): Uint8Array {
-      try {
-        const data = stored.read(path);
-        unread.delete(path);
-        return data;
-      } catch (e) {
-        if (e instanceof StoreError && (e.code === "STORE_FILE_MISMATCH" || e.code === "STORE_FILE_MISSING"))
-          throw corrupt(path, e.message);
-        throw e;
-      }
-    },
-    readText(path: string): string {
-      return new TextDecoder("utf-8", { fatal: true }).decode(view.read(path));
-    },
+    read: (path) => checked(path, () => stored.read(path)),
+    readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(view.read(path)),
+    head: (path, bytes) => checked(path, () => stored.head(path, bytes)),
   };
   await d.host.validate(type, view);
-  // A host process is sent every file; a handler in-process may read only some. Either way, every
-  // file is checked before the version is activated.
-  for (const path of unread) view.read(path);
+  // A host process is sent every file (a headOnly one as its head, the whole file checked); a handler
+  // in-process may read only some. Either way, every file is checked before the version is activated
+  // — streamed, so a file nobody read whole is not made whole now.
+  for (const path of unread) view.head(path, 0);
   const prepared = await d.host.prepare(type, view);
   const installedAt = Date.parse(record.installedAt);
   await d.host.commit(prepared, Number.isNaN(installedAt) ? {} : { activatedAt: installedAt });

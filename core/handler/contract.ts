@@ -70,6 +70,23 @@ export const HandlerManifestSchema = z
      */
     contributes: z.array(z.enum(["config.overlays", "config.flags", "agent.software"])).optional(),
     /**
+     * Payload files the handler reads only the start of: path → how many leading bytes. The handler
+     * gets them with `view.head(path, n)` and the file's size with `view.size(path)`; `view.read` of
+     * such a file is refused (HND_HEAD_ONLY). The supervisor still checks the whole file's SHA-384,
+     * streaming it, and sends a host process only the head: a 120 MiB executable (AgentSoftware) is
+     * never whole in either heap, nor copied through a pipe, on every start.
+     */
+    headOnly: z
+      .record(
+        z.string().min(1),
+        z
+          .number()
+          .int()
+          .positive()
+          .max(1024 * 1024),
+      )
+      .optional(),
+    /**
      * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
      * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
      */
@@ -102,6 +119,31 @@ export interface ContentView {
   readonly files: readonly string[];
   read(path: string): Uint8Array;
   readText(path: string): string;
+  /** A payload file's size, as the signed manifest lists it. */
+  size(path: string): number;
+  /**
+   * The first `bytes` bytes of a payload file (all of it when shorter). The whole file is still
+   * checked against the signed manifest, but need not be held: the way to read a file the
+   * handler's manifest declares `headOnly`.
+   */
+  head(path: string, bytes: number): Uint8Array;
+}
+
+/**
+ * A view whose `size` and `head` (and `readText`, unless given) come from `read`: for views over
+ * bytes already in memory (a verified package, a test's files), where reading the whole file costs
+ * nothing extra.
+ */
+export function viewOverBytes(
+  v: Omit<ContentView, "size" | "head" | "readText"> & { readText?: ContentView["readText"] },
+): ContentView {
+  const read = (path: string) => v.read(path);
+  return {
+    readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
+    ...v,
+    size: (path) => read(path).byteLength,
+    head: (path, bytes) => read(path).subarray(0, bytes),
+  };
 }
 
 export interface FsCapability {

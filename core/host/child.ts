@@ -21,6 +21,7 @@ import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import { Channel } from "./channel.ts";
+import { headOnlyView } from "./head-only.ts";
 import { IdleGc } from "./idle-gc.ts";
 import { applyLandlock, dup2Fd, dupFd, type LandlockResult } from "./landlock.ts";
 import { expandManifest } from "./policy.ts";
@@ -50,7 +51,8 @@ interface Slot {
 
 interface Staged {
   version: number;
-  files: Map<string, Uint8Array>;
+  /** Each file's bytes (only its head for a headOnly file) and its whole size. */
+  files: Map<string, { data: Uint8Array; size: number }>;
   view?: ContentView;
 }
 
@@ -89,9 +91,9 @@ function sameManifest(a: HandlerManifest, b: HandlerManifest): boolean {
 }
 
 function contentView(type: string, version: number, signingTime: string, staged: Staged): ContentView {
-  const read = (path: string): Uint8Array => {
-    const data = staged.files.get(path);
-    if (!data) {
+  const file = (path: string) => {
+    const f = staged.files.get(path);
+    if (!f) {
       throw new HandlerError(
         "STORE_PATH_NOT_IN_MANIFEST",
         `${type} v${version}: ${path} is not in the manifest`,
@@ -100,8 +102,9 @@ function contentView(type: string, version: number, signingTime: string, staged:
         },
       );
     }
-    return data;
+    return f;
   };
+  const read = (path: string) => file(path).data;
   return {
     type,
     version,
@@ -109,6 +112,9 @@ function contentView(type: string, version: number, signingTime: string, staged:
     files: [...staged.files.keys()],
     read,
     readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
+    size: (path) => file(path).size,
+    // A headOnly file holds just its head here; headOnlyView keeps `bytes` within it.
+    head: (path, bytes) => read(path).subarray(0, bytes),
   };
 }
 
@@ -228,7 +234,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
             s = { version: a.version, files: new Map() };
             staged.set(a.type, s);
           }
-          s.files.set(a.path, a.data);
+          s.files.set(a.path, { data: a.data, size: a.size ?? a.data.byteLength });
           return null;
         }
         case "validate": {
@@ -247,7 +253,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
               `${a.type} v${a.version}: content was not staged whole`,
             );
           }
-          s.view = contentView(a.type, a.version, a.signingTime, s);
+          s.view = headOnlyView(contentView(a.type, a.version, a.signingTime, s), sl.manifest);
           try {
             await sl.handler.validate(s.view);
           } catch (e) {

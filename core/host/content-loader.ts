@@ -7,6 +7,8 @@
  */
 import { describeError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
+import { headBytesFor } from "./head-only.ts";
+import { stagedBytes } from "./host-metrics.ts";
 import { requestHost } from "./host-request.ts";
 import type { IdleGc } from "./idle-gc.ts";
 import type { HostProcess } from "./process.ts";
@@ -117,12 +119,20 @@ export class ContentLoader {
     const timeoutMs = this.o.opts.config.loadTimeoutSeconds * 1000;
     const what = `${candidate ? "validate" : "reload"} ${type} v${view.version}`;
     g.staged.delete(type);
+    const manifest = this.o.slots.get(type)!.manifest;
     for (const path of view.files) {
+      // A headOnly file: its head and size only; view.head checks the whole file, streaming it.
+      const headBytes = headBytesFor(manifest, path);
+      const file =
+        headBytes === undefined
+          ? { data: view.read(path) }
+          : { data: view.head(path, headBytes), size: view.size(path) };
+      stagedBytes.inc({ group: g.name }, file.data.byteLength);
       await requestHost(
         g,
         proc,
         "stageFile",
-        { type, version: view.version, path, data: view.read(path) },
+        { type, version: view.version, path, ...file },
         {
           timeoutMs,
           what,

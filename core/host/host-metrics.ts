@@ -17,6 +17,10 @@ export const ipcRequests = metrics.counter(
   "outpost_ipc_requests_total",
   "Requests from the supervisor to host processes, by group, method and result",
 );
+export const stagedBytes = metrics.counter(
+  "outpost_host_staged_bytes_total",
+  "Payload bytes sent to host processes to stage content (a headOnly file counts its head only), by group",
+);
 export const ipcSeconds = metrics.histogram(
   "outpost_ipc_request_seconds",
   "Round-trip time of supervisor → host requests, by group and method",

@@ -21,6 +21,7 @@ import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../h
 import type { HandlerRegistry } from "../handler/registry.ts";
 import type { Logger } from "../log.ts";
 import { assertTransferable } from "./frame.ts";
+import { headOnlyView } from "./head-only.ts";
 import { expandManifest, type PathVars, privilegeViolation } from "./policy.ts";
 import { takeProcView } from "./proc-view.ts";
 
@@ -93,7 +94,7 @@ export class InProcessHost implements HandlerHost {
   async validate(type: string, view: ContentView): Promise<void> {
     const { handler } = this.slot(type);
     try {
-      await handler.validate(view);
+      await handler.validate(headOnlyView(view, handler.manifest));
     } catch (e) {
       throw asHandlerError(e, "HND_VALIDATION_FAILED", type, view);
     }
@@ -102,7 +103,7 @@ export class InProcessHost implements HandlerHost {
   async prepare(type: string, view: ContentView): Promise<Prepared> {
     const { handler } = this.slot(type);
     try {
-      const live = await handler.load(view, this.caps(type));
+      const live = await handler.load(headOnlyView(view, handler.manifest), this.caps(type));
       return { type, version: view.version, live };
     } catch (e) {
       throw asHandlerError(e, "HND_LOAD_FAILED", type, view);

@@ -64,7 +64,14 @@ export const InitResult = z
 export type InitResult = z.infer<typeof InitResult>;
 
 export const StageFileArgs = z
-  .object({ type: Type, version: Version, path: z.string(), data: Bytes })
+  .object({
+    type: Type,
+    version: Version,
+    path: z.string(),
+    data: Bytes,
+    /** Set when `data` is only the file's head (the handler declares it headOnly): the whole file's size. */
+    size: z.number().int().nonnegative().optional(),
+  })
   .strict();
 export const ValidateArgs = z
   .object({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) })

@@ -30,7 +30,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
-import type { ContentView } from "../handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../handler/contract.ts";
 import { HandlerRegistry } from "../handler/registry.ts";
 import { Logger } from "../log.ts";
 import { checkPayload, readPackage } from "../package/open.ts";
@@ -164,14 +164,13 @@ function contentView(o: OfflineValidation): ContentView {
     }
     return data;
   };
-  return {
+  return viewOverBytes({
     type: o.type,
     version: o.version,
     signingTime: (o.signingTime ?? new Date()).toISOString(),
     files: [...o.files.keys()],
     read,
-    readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
-  };
+  });
 }
 
 /**

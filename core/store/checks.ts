@@ -5,10 +5,19 @@
  * the package reader checked most of this, but the store writes to disk by
  * these names (store.ts).
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { sha384Hex } from "../crypto/digest.ts";
+import { IncrementalDigest, sha384Hex } from "../crypto/digest.ts";
 import { StoreError } from "../errors.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { pathProblem } from "../package/paths.ts";
@@ -78,6 +87,44 @@ export function fileProblem(data: Uint8Array, entry: { size: number; sha384: str
   if (data.byteLength !== entry.size) return `size ${data.byteLength}, manifest says ${entry.size}`;
   if (sha384Hex(data) !== entry.sha384) return "SHA-384 does not match the manifest";
   return undefined;
+}
+
+/** Chunk size of a streamed check: large enough that the hash runs at full speed. */
+const STREAM_CHUNK = 1024 * 1024;
+
+/**
+ * The same check as `fileProblem`, on a file read in chunks through one buffer, keeping only its
+ * first `keep` bytes: a payload file of hundreds of MiB is checked without ever being whole in
+ * memory. Reads at most the manifest's size plus one byte, so a file grown on disk is caught without
+ * reading all of it. Throws what `openSync`/`readSync` throw (the caller names the file).
+ */
+export function streamedFileProblem(
+  file: string,
+  entry: { size: number; sha384: string },
+  keep: number,
+): { problem?: string; head: Uint8Array } {
+  const head = new Uint8Array(Math.min(keep, entry.size));
+  const digest = new IncrementalDigest("sha384");
+  const chunk = new Uint8Array(Math.min(STREAM_CHUNK, entry.size + 1));
+  const fd = openSync(file, "r");
+  try {
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.byteLength, null);
+      if (n === 0) break;
+      const got = chunk.subarray(0, n);
+      if (digest.length < head.byteLength)
+        head.set(got.subarray(0, head.byteLength - digest.length), digest.length);
+      digest.update(got);
+      if (digest.length > entry.size) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (digest.length > entry.size) return { problem: `larger than the manifest's ${entry.size} bytes`, head };
+  if (digest.length < entry.size)
+    return { problem: `size ${digest.length}, manifest says ${entry.size}`, head };
+  if (digest.digestHex() !== entry.sha384) return { problem: "SHA-384 does not match the manifest", head };
+  return { head };
 }
 
 export function readStateFile<T>(file: string, schema: z.ZodType<T>, code: string): T | null {

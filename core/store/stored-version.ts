@@ -11,7 +11,7 @@ import { StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
 import { decodeStrictJson } from "../strict-json.ts";
-import { fileProblem, listFiles } from "./checks.ts";
+import { fileProblem, listFiles, streamedFileProblem } from "./checks.ts";
 
 export interface VerifyProblem {
   path: string;
@@ -73,30 +73,44 @@ export function openVersionView(versionDir: string, ref: VersionRef & { signingT
   }
   const byPath = new Map(manifest.files.map((f) => [f.path, f]));
   const payloadDir = join(versionDir, "payload");
-  const read = (path: string): Uint8Array => {
+  const entryOf = (path: string) => {
     const entry = byPath.get(path);
     if (!entry) {
       throw new StoreError(
         "STORE_PATH_NOT_IN_MANIFEST",
         `${ref.type} v${ref.version}: ${path} is not in the manifest`,
-        {
-          file: path,
-        },
+        { file: path },
       );
     }
-    const file = join(payloadDir, entry.path);
+    return { entry, file: join(payloadDir, entry.path) };
+  };
+  const unreadable = (file: string, e: unknown) =>
+    new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, {
+      file,
+      cause: e,
+    });
+  const read = (path: string): Uint8Array => {
+    const { entry, file } = entryOf(path);
     let data: Uint8Array;
     try {
       data = readFileSync(file);
     } catch (e) {
-      throw new StoreError("STORE_FILE_MISSING", `${file}: cannot read (${(e as Error).message})`, {
-        file,
-        cause: e,
-      });
+      throw unreadable(file, e);
     }
     const problem = fileProblem(data, entry);
     if (problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${problem}`, { file });
     return data;
+  };
+  const head = (path: string, bytes: number): Uint8Array => {
+    const { entry, file } = entryOf(path);
+    let checked: ReturnType<typeof streamedFileProblem>;
+    try {
+      checked = streamedFileProblem(file, entry, bytes);
+    } catch (e) {
+      throw unreadable(file, e);
+    }
+    if (checked.problem) throw new StoreError("STORE_FILE_MISMATCH", `${file}: ${checked.problem}`, { file });
+    return checked.head;
   };
   return {
     type: ref.type,
@@ -105,6 +119,8 @@ export function openVersionView(versionDir: string, ref: VersionRef & { signingT
     files: manifest.files.map((f) => f.path),
     read,
     readText: (path) => new TextDecoder("utf-8", { fatal: true }).decode(read(path)),
+    size: (path) => entryOf(path).entry.size,
+    head,
   };
 }
 
@@ -141,7 +157,6 @@ export function verifyVersion(
   for (const entry of manifest.files) {
     listed.add(entry.path);
     const file = join(payloadDir, entry.path);
-    let data: Uint8Array;
     try {
       // A symlink could later be pointed elsewhere; the store only ever writes regular files.
       const st = lstatSync(file);
@@ -154,13 +169,12 @@ export function verifyVersion(
           problems.push({ path: entry.path, reason: `size ${st.size}, manifest says ${entry.size}` });
         continue;
       }
-      data = readFileSync(file);
+      // Streamed: `agent content verify` of a 120 MiB executable holds 1 MiB, not the file.
+      const { problem } = streamedFileProblem(file, entry, 0);
+      if (problem) problems.push({ path: entry.path, reason: problem });
     } catch {
       problems.push({ path: entry.path, reason: "missing or unreadable" });
-      continue;
     }
-    const problem = fileProblem(data, entry);
-    if (problem) problems.push({ path: entry.path, reason: problem });
   }
   for (const extra of listFiles(payloadDir).filter((p) => !listed.has(p))) {
     problems.push({ path: extra, reason: "not in the manifest" });

@@ -18,6 +18,11 @@ import { z } from "zod";
 export const SOFTWARE_FILE = "software.json";
 export const AGENT_FILE = "agent";
 export const MAX_AGENT_BYTES = 256 * 1024 * 1024;
+/**
+ * What SW3–SW4 read of the executable: the ELF header and then some (a page). The handler declares
+ * `agent` headOnly with this many bytes, so the host never receives the whole build.
+ */
+export const AGENT_HEAD_BYTES = 4096;
 
 /** ELF e_machine values of the platforms the agent ships for. */
 const MACHINES = { "linux-x64": 0x3e, "linux-arm64": 0xb7 } as const;
@@ -75,7 +80,14 @@ export function checkExecutable(
   });
   if (!bytes) return bad("SW2", "missing");
   if (size > MAX_AGENT_BYTES) return bad("SW2", `${size} bytes, more than ${MAX_AGENT_BYTES}`);
-  if (size < 64 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46)
+  if (
+    size < 64 ||
+    bytes.byteLength < 64 ||
+    bytes[0] !== 0x7f ||
+    bytes[1] !== 0x45 ||
+    bytes[2] !== 0x4c ||
+    bytes[3] !== 0x46
+  )
     return bad("SW3", "not an ELF executable");
   if (bytes[4] !== 2 || bytes[5] !== 1) return bad("SW3", "not a 64-bit little-endian ELF");
   const view = new DataView(bytes.buffer, bytes.byteOffset, 64);
@@ -92,16 +104,21 @@ export function checkExecutable(
   return null;
 }
 
-/** The whole package: descriptor, then executable. */
+/**
+ * The whole package: descriptor, then executable. `read` may give only the executable's first
+ * AGENT_HEAD_BYTES, with `sizeOf` its whole size (the handler's headOnly view).
+ */
 export function checkSoftware(
   read: (path: string) => Uint8Array | undefined,
   host: Platform | null = hostPlatform(),
+  sizeOf: (path: string) => number = (path) => read(path)?.byteLength ?? 0,
 ): SoftwareCheck {
   const d = read(SOFTWARE_FILE);
   const descriptor = checkDescriptor(d === undefined ? undefined : new TextDecoder().decode(d));
   if ("ok" in descriptor) return descriptor;
   const exe = read(AGENT_FILE);
-  const problem = checkExecutable(exe, exe?.byteLength ?? 0, descriptor.platform, host);
+  const size = exe ? sizeOf(AGENT_FILE) : 0;
+  const problem = checkExecutable(exe, size, descriptor.platform, host);
   if (problem) return problem;
-  return { ok: true, descriptor, bytes: exe?.byteLength ?? 0 };
+  return { ok: true, descriptor, bytes: size };
 }

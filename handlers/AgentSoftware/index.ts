@@ -9,7 +9,13 @@
  */
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { checkSoftware, type SoftwareDescriptor } from "./format.ts";
+import {
+  AGENT_FILE,
+  AGENT_HEAD_BYTES,
+  checkSoftware,
+  hostPlatform,
+  type SoftwareDescriptor,
+} from "./format.ts";
 import { agentSoftwareManifest } from "./manifest.ts";
 
 interface SoftwareLive {
@@ -19,7 +25,13 @@ interface SoftwareLive {
 }
 
 function parse(view: ContentView): { descriptor: SoftwareDescriptor; bytes: number } {
-  const r = checkSoftware((p) => (view.files.includes(p) ? view.read(p) : undefined));
+  // The executable is declared headOnly (manifest.ts): its header and size are all SW2–SW4 need.
+  const r = checkSoftware(
+    (p) =>
+      !view.files.includes(p) ? undefined : p === AGENT_FILE ? view.head(p, AGENT_HEAD_BYTES) : view.read(p),
+    hostPlatform(),
+    (p) => view.size(p),
+  );
   if (!r.ok) {
     throw new HandlerError(
       "HND_SOFTWARE_INVALID",

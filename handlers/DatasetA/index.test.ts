@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Capabilities, ContentView } from "../../core/handler/contract.ts";
+import { type Capabilities, type ContentView, viewOverBytes } from "../../core/handler/contract.ts";
 import { datasetAHandler, type LoadedDataset, type ScanOutcome } from "./index.ts";
 import { SESSION_IDLE_MS, SessionTable } from "./session.ts";
 
@@ -11,14 +11,14 @@ process.on("exit", () => rmSync(workDir, { recursive: true, force: true }));
 const MARK = Buffer.from("handler-test-mark");
 
 function view(files: Record<string, string>, version = 1): ContentView {
-  return {
+  return viewOverBytes({
     type: "DatasetA",
     version,
     signingTime: new Date(0).toISOString(),
     files: Object.keys(files),
     read: (p) => new TextEncoder().encode(files[p]!),
     readText: (p) => files[p]!,
-  };
+  });
 }
 const caps: Capabilities = { log: { info() {}, warn() {} }, events: { emit() {} }, workDir };
 

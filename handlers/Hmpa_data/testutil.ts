@@ -1,5 +1,5 @@
 /** Fixtures shared by the Hmpa_data tests (not used at runtime). */
-import type { Capabilities, ContentView } from "../../core/handler/contract.ts";
+import { type Capabilities, type ContentView, viewOverBytes } from "../../core/handler/contract.ts";
 
 /** Deterministic PRNG (mulberry32) so every run queries the same "random" inputs. */
 export function prng(seed: number): () => number {
@@ -20,7 +20,7 @@ export function* syntheticThumbprints(prefix: string, start: number, count: numb
 
 /** A staged package as the host presents it to a handler: a map of payload files. */
 export function contentView(files: Record<string, Uint8Array>, version = 1): ContentView {
-  return {
+  return viewOverBytes({
     type: "Hmpa_data",
     version,
     signingTime: "2025-01-01T00:00:00.000Z",
@@ -33,7 +33,7 @@ export function contentView(files: Record<string, Uint8Array>, version = 1): Con
     readText(path) {
       return new TextDecoder().decode(this.read(path));
     },
-  };
+  });
 }
 
 export function recordingCaps(): {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExclusionMatcher } from "../../core/exclusions/matcher.ts";
 import type { Exclusion } from "../../core/exclusions-config.ts";
-import type { ContentView } from "../../core/handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../../core/handler/contract.ts";
 import { localRepDataHandler } from "./index.ts";
 import { ProcessTagger } from "./process-tagger.ts";
 import { buildReputation, tableFromEntries } from "./writer.ts";
@@ -25,14 +25,14 @@ const rep = buildReputation(
   tableFromEntries([{ sha256: sha(trusted), score: 92, class: "system" }], false),
   tableFromEntries([], true),
 ).bytes;
-const view: ContentView = {
+const view: ContentView = viewOverBytes({
   type: "LocalRepData",
   version: 1,
   signingTime: new Date(0).toISOString(),
   files: ["reputation.bin"],
   read: () => rep,
   readText: () => "",
-};
+});
 const loaded = await localRepDataHandler.load(view, {
   log: { info() {}, warn() {} },
   events: { emit() {} },

@@ -3,10 +3,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCapabilities } from "../../core/handler/capabilities.ts";
-import type { ContentHandler, ContentView } from "../../core/handler/contract.ts";
+import { type ContentHandler, type ContentView, viewOverBytes } from "../../core/handler/contract.ts";
 
 export function viewOf(files: Record<string, string>, version = 1): ContentView {
-  return {
+  return viewOverBytes({
     type: "ScheduledQueryPack",
     version,
     signingTime: new Date(0).toISOString(),
@@ -17,7 +17,7 @@ export function viewOf(files: Record<string, string>, version = 1): ContentView 
       if (t === undefined) throw new Error(`${p}: not in the payload`);
       return t;
     },
-  };
+  });
 }
 
 export interface RecordedEvent {

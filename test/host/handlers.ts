@@ -9,6 +9,8 @@
  *   anything else    loads; calls: read, abort (SIGABRT), hang {ms}, wait|sleep {ms}, hog {mb}, emit {n, type}
  * Echo (group `echo`): scan {data} → a small verdict, for the IPC benchmark.
  * Spinner (group `spinner`, cpuSeconds 1): spin burns CPU until RLIMIT_CPU ends it.
+ * Headed (group `echo`): declares `big.bin` headOnly (16 bytes); load records what its view gives
+ *   (head, size) and refuses (read, a longer head); call `seen` returns that.
  */
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
@@ -105,6 +107,48 @@ export const echoHandler = defineHandler<{ version: number }>({
   },
 });
 
+/** What a view refuses, as the error code (or "allowed"). */
+function refusal(f: () => unknown): string {
+  try {
+    f();
+    return "allowed";
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}
+
+export const HEADED_HEAD_BYTES = 16;
+
+export const headedHandler = defineHandler<Record<string, unknown>>({
+  manifest: {
+    name: "Headed",
+    description: "reads only the head of big.bin",
+    group: "echo",
+    privileges: NOTHING,
+    limits: { memoryMb: 64, cpuSeconds: 60 },
+    headOnly: { "big.bin": HEADED_HEAD_BYTES },
+  },
+  validate(view) {
+    view.head("big.bin", HEADED_HEAD_BYTES);
+  },
+  load(view) {
+    return {
+      version: view.version,
+      head: Buffer.from(view.head("big.bin", HEADED_HEAD_BYTES)).toString("hex"),
+      size: view.size("big.bin"),
+      about: view.readText("about.txt"),
+      read: refusal(() => view.read("big.bin")),
+      readText: refusal(() => view.readText("big.bin")),
+      longerHead: refusal(() => view.head("big.bin", HEADED_HEAD_BYTES + 1)),
+      pid: process.pid,
+    };
+  },
+  call(l, method) {
+    if (method !== "seen") throw new HandlerError("HND_NO_METHOD", "Headed: seen");
+    return l;
+  },
+});
+
 export const spinnerGroup = defineGroup({
   name: "spinner",
   description: "tests: burns CPU",
@@ -139,5 +183,6 @@ export function hostTestRegistry(): HandlerRegistry {
     .registerGroup(spinnerGroup)
     .register(crashyHandler, import.meta.url)
     .register(echoHandler, import.meta.url)
+    .register(headedHandler, import.meta.url)
     .register(spinnerHandler, import.meta.url);
 }

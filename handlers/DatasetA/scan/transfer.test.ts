@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../../core/config.ts";
-import type { ContentView } from "../../../core/handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../../../core/handler/contract.ts";
 import { HostManager } from "../../../core/host/manager.ts";
 import { log } from "../../../core/log.ts";
 import { defaultRegistry } from "../../index.ts";
@@ -23,14 +23,14 @@ const quiet = log.child({ component: "test" });
 quiet.setStderr(false);
 const hex = (s: string) => Buffer.from(s).toString("hex");
 const sigs = new TextEncoder().encode(`T.Transfer.Mark:0:*:${hex("outpost-transfer-mark")}\n`);
-const view: ContentView = {
+const view: ContentView = viewOverBytes({
   type: "DatasetA",
   version: 1,
   signingTime: new Date().toISOString(),
   files: ["main.ndb"],
   read: () => sigs,
   readText: () => new TextDecoder().decode(sigs),
-};
+});
 let hosts: HostManager;
 let service: ScanService;
 let piped: ScanService;

@@ -18,7 +18,12 @@
  * API (`call`): run → AppfeedRun (runs now) · results → the last run · apps → the detectors
  */
 import { HandlerError } from "../../../core/errors.ts";
-import { type Capabilities, type ContentView, defineHandler } from "../../../core/handler/contract.ts";
+import {
+  type Capabilities,
+  type ContentView,
+  defineHandler,
+  viewOverBytes,
+} from "../../../core/handler/contract.ts";
 import { openRulesPackage, validateRulesPackage } from "../lua/format.ts";
 import { loadKeyring } from "../lua/keys.ts";
 import { type AppfeedRuleset, type AppfeedRun, listApps, type RunHold, runAppfeed } from "./engine.ts";
@@ -161,12 +166,12 @@ function inMemory(view: ContentView): ContentView {
       throw new HandlerError("HND_APPFEED_LOAD_FAILED", `${f}: not in ${view.type} v${view.version}`);
     return data;
   };
-  return {
+  return viewOverBytes({
     type: view.type,
     version: view.version,
     signingTime: view.signingTime,
     files: view.files,
     read,
     readText: (f) => new TextDecoder().decode(read(f)),
-  };
+  });
 }

@@ -2,14 +2,14 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ContentView } from "../../../core/handler/contract.ts";
+import { type ContentView, viewOverBytes } from "../../../core/handler/contract.ts";
 import { Keyring } from "./crypto.ts";
 import { encryptRulesDir, openRulesPackage, validateRulesPackage } from "./format.ts";
 import { rulesPayload, testKey } from "./testkit.ts";
 
 function view(type: string, files: Map<string, Uint8Array> | Record<string, Uint8Array>): ContentView {
   const m = files instanceof Map ? files : new Map(Object.entries(files));
-  return {
+  return viewOverBytes({
     type,
     version: 1,
     signingTime: new Date(0).toISOString(),
@@ -20,7 +20,7 @@ function view(type: string, files: Map<string, Uint8Array> | Record<string, Uint
       return d;
     },
     readText: (p) => new TextDecoder().decode(m.get(p)),
-  };
+  });
 }
 
 const codeOf = (fn: () => unknown) => {
