@@ -21,6 +21,11 @@ const latency = metrics.histogram(
 const rss = metrics.gauge("outpost_process_resident_memory_bytes", "Agent process resident set size");
 const heap = metrics.gauge("outpost_process_heap_used_bytes", "Agent process JavaScript heap in use");
 const uptime = metrics.gauge("outpost_process_uptime_seconds", "Seconds since the agent process started");
+/** Full collections `agent run` makes when the process goes quiet (core/cli/agent/run.ts). */
+export const idleCollections = metrics.counter(
+  "outpost_process_idle_collections_total",
+  "Full garbage collections the agent process made after going quiet (Bun's GC timer is off under systemd)",
+);
 const buildInfo = metrics.gauge("outpost_build_info", "Agent build; the value is always 1");
 export const eventStreamsGauge = metrics.gauge(
   "outpost_control_event_streams",

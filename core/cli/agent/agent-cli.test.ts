@@ -263,6 +263,11 @@ test("run: advertises the control plane, serves it, stops cleanly on SIGTERM", a
     const status = await client.status();
     expect(status.agent.pid).toBe(proc.pid);
     expect(status.content.map((c) => c.type)).toContain("Hmpa_data");
+    // Start-up's garbage is collected once the agent is quiet (quietMs 2 s), with or without Bun's GC timer.
+    const collected = async () => /outpost_process_idle_collections_total [1-9]/.test(await client.metrics());
+    const deadline = Date.now() + 20_000;
+    while (!(await collected()) && Date.now() < deadline) await Bun.sleep(250);
+    expect(await collected()).toBe(true);
   } catch (e) {
     // A failed assertion must not leave a running agent behind.
     proc.kill("SIGKILL");

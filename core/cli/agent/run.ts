@@ -6,7 +6,9 @@
  */
 import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
+import { idleCollections } from "../../control/http-metrics.ts";
 import { startControlPlane } from "../../control/server.ts";
+import { IdleGc } from "../../host/idle-gc.ts";
 import { log } from "../../log.ts";
 import { attachLogFiles } from "../../logs/files.ts";
 import { VERSION } from "../../version.ts";
@@ -104,6 +106,18 @@ export default defineCommand({
       }),
     );
 
+    // With Bun's GC timer off (the systemd unit), nothing collects the supervisor's garbage until
+    // allocation pressure: start-up (content loaded, services and the control plane up) and later
+    // work (update cycles, detections, API calls) left ~7 MiB of PSS behind. Like the hosts
+    // (core/host/idle-gc.ts): one full collection once start-up is quiet, then one after each
+    // stretch of activity the event stream shows, at most every 30 s.
+    const gc = new IdleGc(undefined, undefined, () => {
+      Bun.gc(true);
+      idleCollections.inc();
+    });
+    gc.soon();
+    const stopGc = agent.events.subscribe(() => gc.touch());
+
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once("SIGINT", () => resolve("SIGINT"));
       process.once("SIGTERM", () => resolve("SIGTERM"));
@@ -123,6 +137,8 @@ export default defineCommand({
       process.off("SIGINT", ignore);
       process.off("SIGTERM", ignore);
     }
+    stopGc();
+    gc.stop();
     shutdownLog.info("agent stopped", { signal });
     logFiles.detach();
   },
