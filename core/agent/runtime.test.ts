@@ -1,7 +1,14 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { liveText, makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import {
+  disposeAgent,
+  liveText,
+  makeVendor,
+  startAgent,
+  type TestAgent,
+  type Vendor,
+} from "../../test/fixtures/vendor.ts";
 import { serveRepo } from "../repo/serve.ts";
 
 let vendor: Vendor;
@@ -10,8 +17,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

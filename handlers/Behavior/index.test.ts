@@ -1,8 +1,7 @@
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
-import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import { disposeAgent, makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import {
   type LuaTestAgent,
   rulesPayload,
@@ -52,8 +51,7 @@ beforeEach(async () => {
   key = testKey();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

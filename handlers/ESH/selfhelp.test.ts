@@ -13,7 +13,13 @@ import type { ContentHandler } from "../../core/handler/contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { log } from "../../core/log.ts";
 import { AGENT_LOG, attachLogFiles, logDir } from "../../core/logs/files.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import {
+  disposeAgent,
+  makeVendor,
+  startAgent,
+  type TestAgent,
+  type Vendor,
+} from "../../test/fixtures/vendor.ts";
 import { builtinGroups } from "../groups.ts";
 import { eshHandler } from "./index.ts";
 import { SelfHelpService } from "./service.ts";
@@ -54,8 +60,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await svc?.stop();
   detach?.();
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   svc = undefined;
   detach = undefined;
   t = undefined;

@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
-import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
+import { disposeAgent, makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { RuleLimitsSchema } from "../_shared/lua/format.ts";
 import { probeLibrary } from "../_shared/lua/library.ts";
 import { type LuaTestAgent, rulesPayload, startLuaAgent, testKey } from "../_shared/lua/testkit.ts";
@@ -43,8 +42,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

@@ -7,14 +7,20 @@
  * failure shows in status and on the event stream. Flags ride along.
  */
 import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import { bundlePath } from "../../core/effective/bundle.ts";
 import type { ConfigChange } from "../../core/effective/service.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import {
+  disposeAgent,
+  makeVendor,
+  startAgent,
+  type TestAgent,
+  type Vendor,
+} from "../../test/fixtures/vendor.ts";
 import { updateTenantBundle } from "../_shared/tenant/bundle.ts";
 import { flagsHandler } from "../Flags/index.ts";
 import { builtinGroups } from "../groups.ts";
@@ -89,8 +95,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

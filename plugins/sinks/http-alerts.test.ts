@@ -1,8 +1,15 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Alert } from "../../core/agent/alerts.ts";
-import { liveText, makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import {
+  disposeAgent,
+  liveText,
+  makeVendor,
+  startAgent,
+  type TestAgent,
+  type Vendor,
+} from "../../test/fixtures/vendor.ts";
 import { alertSinksFromUrls, HttpAlertSink } from "./http-alerts.ts";
 
 type Received = { path: string; alert: Alert };
@@ -31,8 +38,7 @@ afterAll(() => receiver.stop(true));
 let vendor: Vendor | undefined;
 let t: TestAgent | undefined;
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
   t = undefined;
   vendor = undefined;

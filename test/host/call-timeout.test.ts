@@ -5,10 +5,9 @@
  * its wall limit — while other methods keep the global one.
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { scheduledQueryPackHandler } from "../../handlers/ScheduledQueryPack/index.ts";
 import { MAX_WALL_SECONDS } from "../../handlers/ScheduledQueryPack/settings.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { hostTestRegistry } from "./handlers.ts";
 
 let vendor: Vendor;
@@ -17,8 +16,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

@@ -6,11 +6,11 @@
  * whole: a byte changed past the head on disk is caught at the next start.
  */
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentConfigInput } from "../../core/config.ts";
 import { stagedBytes } from "../../core/host/host-metrics.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { HEADED_HEAD_BYTES, hostTestRegistry } from "./handlers.ts";
 
 // A host process start and a 4 MiB package signed and verified: more than the default when loaded.
@@ -23,8 +23,7 @@ const ABOUT = "a file read whole";
 let vendor: Vendor | undefined;
 let t: TestAgent | undefined;
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
   t = undefined;
   vendor = undefined;

@@ -5,16 +5,14 @@
  * busy host is not stopped. Waits are on conditions with deadlines.
  */
 import { afterEach, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { Agent } from "../../core/agent/runtime.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { hostTestRegistry } from "./handlers.ts";
 
 let vendor: Vendor | undefined;
 let t: TestAgent | undefined;
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor?.cleanup();
 });

@@ -4,10 +4,9 @@
  * framing gets its process killed, and the agent keeps answering.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { metrics } from "../../core/metrics.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { hostTestRegistry } from "./handlers.ts";
 
 const ROGUE = join(import.meta.dir, "rogue-host.ts");
@@ -15,8 +14,7 @@ const ROGUE = join(import.meta.dir, "rogue-host.ts");
 let vendor: Vendor | undefined;
 let t: TestAgent | undefined;
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
   t = undefined;
 });

@@ -5,10 +5,16 @@
  * the same handlers with the same transfer rules.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import { type LogRecord, log } from "../../core/log.ts";
-import { liveText, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import {
+  disposeAgent,
+  liveText,
+  makeVendor,
+  startAgent,
+  type TestAgent,
+  type Vendor,
+} from "../fixtures/vendor.ts";
 import { hostTestRegistry } from "./handlers.ts";
 
 let vendor: Vendor;
@@ -17,8 +23,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

@@ -16,7 +16,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { landlockAbi } from "../../core/host/landlock.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "outpost-probe-"));
 const secret = join(dir, "secret.txt");
@@ -66,8 +66,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
   server.stop(true);
   rmSync(dir, { recursive: true, force: true });

@@ -11,14 +11,13 @@ import { afterEach, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { Agent } from "../../core/agent/runtime.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { crashyGroup, crashyHandler, echoGroup, echoHandler } from "./handlers.ts";
 
 let vendor: Vendor | undefined;
 let t: TestAgent | undefined;
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor?.cleanup();
 });

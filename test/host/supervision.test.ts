@@ -8,14 +8,13 @@
  * found by the heartbeat. Waits are on agent events, never fixed sleeps.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { AgentEvent } from "../../core/agent/events.ts";
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfigInput } from "../../core/config.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
 import { HandlerRegistry } from "../../core/handler/registry.ts";
 import { metrics } from "../../core/metrics.ts";
-import { makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, startAgent, type TestAgent, type Vendor } from "../fixtures/vendor.ts";
 import { crashyGroup, crashyHandler, hostTestRegistry } from "./handlers.ts";
 
 const FAST: AgentConfigInput = {
@@ -49,8 +48,7 @@ beforeEach(async () => {
   vendor = await makeVendor();
 });
 afterEach(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   t = undefined;
   vendor.cleanup();
 });

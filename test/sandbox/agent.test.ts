@@ -6,7 +6,6 @@
  * stays green, and the other rules keep detecting.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import {
   type LuaTestAgent,
@@ -16,7 +15,7 @@ import {
 } from "../../handlers/_shared/lua/testkit.ts";
 import { behaviorHandler } from "../../handlers/Behavior/index.ts";
 import { productRulesFeedHandler } from "../../handlers/ProductRulesFeed/index.ts";
-import { makeVendor, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, type Vendor } from "../fixtures/vendor.ts";
 
 // Agents with real host processes: more than the default 5 s on a loaded machine.
 setDefaultTimeout(30_000);
@@ -58,8 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
 });
 

@@ -8,7 +8,6 @@
  * host, its content and the agent's health are untouched.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import type { ContentHandler } from "../../core/handler/contract.ts";
 import {
   type LuaTestAgent,
@@ -18,7 +17,7 @@ import {
 } from "../../handlers/_shared/lua/testkit.ts";
 import { behaviorHandler } from "../../handlers/Behavior/index.ts";
 import { productRulesFeedHandler } from "../../handlers/ProductRulesFeed/index.ts";
-import { makeVendor, type Vendor } from "../fixtures/vendor.ts";
+import { disposeAgent, makeVendor, type Vendor } from "../fixtures/vendor.ts";
 
 let vendor: Vendor;
 let t: LuaTestAgent;
@@ -67,8 +66,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await t?.stop();
-  if (t) rmSync(t.stateDir, { recursive: true, force: true });
+  await disposeAgent(t);
   vendor?.cleanup();
 });
 
