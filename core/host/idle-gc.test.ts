@@ -41,10 +41,14 @@ test("bursts closer than minIntervalMs share one collection", async () => {
 test("work that never pauses still gets its collection, maxDelayMs after the touch that armed it", async () => {
   let n = 0;
   let clock = 0;
+  const idle: boolean[] = [];
   const gc = new IdleGc(
     1000,
     0,
-    () => n++,
+    (i) => {
+      n++;
+      idle.push(i);
+    },
     () => clock,
     50,
   );
@@ -58,6 +62,29 @@ test("work that never pauses still gets its collection, maxDelayMs after the tou
   expect(n).toBe(1);
   // Fired by the deadline (50 ms of fake time after the first touch), not by a quiet second.
   expect(clock).toBeLessThan(1000);
+  // A busy process keeps its compiled code: no shrink on a deadline collection.
+  expect(idle).toEqual([false]);
+  gc.stop();
+});
+
+test("a collection after quietMs of nothing is an idle one (it may shrink); a touch just before is not", async () => {
+  let clock = 0;
+  const idle: boolean[] = [];
+  const gc = new IdleGc(
+    20,
+    0,
+    (i) => idle.push(i),
+    () => clock,
+  );
+  gc.touch();
+  clock += 20;
+  expect(await until(() => idle.length === 1, 5000)).toBe(true);
+  // soon() right after a touch (a content switch while requests arrive): collected, not shrunk.
+  gc.touch();
+  gc.soon();
+  clock += 5;
+  expect(await until(() => idle.length === 2, 5000)).toBe(true);
+  expect(idle).toEqual([true, false]);
   gc.stop();
 });
 

@@ -8,7 +8,7 @@ import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { idleCollections } from "../../control/http-metrics.ts";
 import { startControlPlane } from "../../control/server.ts";
-import { IdleGc } from "../../host/idle-gc.ts";
+import { collectIdle, IdleGc } from "../../host/idle-gc.ts";
 import { log } from "../../log.ts";
 import { attachLogFiles } from "../../logs/files.ts";
 import { VERSION } from "../../version.ts";
@@ -111,8 +111,8 @@ export default defineCommand({
     // work (update cycles, detections, API calls) left ~7 MiB of PSS behind. Like the hosts
     // (core/host/idle-gc.ts): one full collection once start-up is quiet, then one after each
     // stretch of activity the event stream shows, at most every 30 s.
-    const gc = new IdleGc(undefined, undefined, () => {
-      Bun.gc(true);
+    const gc = new IdleGc(undefined, undefined, (idle) => {
+      collectIdle(idle);
       idleCollections.inc();
     });
     gc.soon();
