@@ -5,7 +5,9 @@
  * `readText` of it are refused. In a host process that is all there is (the
  * supervisor sent only the head); in-process the rule is kept anyway, so a
  * handler that passes its tests in one isolation mode behaves the same in
- * the other.
+ * the other. For the same reason `head`'s byte count is checked here, once,
+ * for every handler: a negative or fractional count would otherwise throw in
+ * one view and be read as "all but the last bytes" by another.
  */
 import { HandlerError } from "../errors.ts";
 import type { ContentView, HandlerManifest } from "../handler/contract.ts";
@@ -16,8 +18,7 @@ export function headBytesFor(manifest: Pick<HandlerManifest, "headOnly">, path: 
 }
 
 export function headOnlyView(view: ContentView, manifest: Pick<HandlerManifest, "headOnly">): ContentView {
-  const declared = manifest.headOnly;
-  if (!declared || Object.keys(declared).length === 0) return view;
+  const declared = manifest.headOnly ?? {};
   const refuse = (path: string, what: string) =>
     new HandlerError(
       "HND_HEAD_ONLY",
@@ -42,6 +43,12 @@ export function headOnlyView(view: ContentView, manifest: Pick<HandlerManifest, 
     },
     size: (path) => view.size(path),
     head(path, bytes) {
+      if (!Number.isSafeInteger(bytes) || bytes < 0)
+        throw new HandlerError(
+          "HND_BAD_ARGS",
+          `${view.type} v${view.version}: view.head(${path}, ${bytes}): the byte count must be a non-negative integer`,
+          { file: path },
+        );
       const n = headBytesFor(manifest, path);
       if (n !== undefined && bytes > n) throw refuse(path, `asked for ${bytes} bytes`);
       return view.head(path, bytes);

@@ -140,6 +140,7 @@ export const headedHandler = defineHandler<Record<string, unknown>>({
       read: refusal(() => view.read("big.bin")),
       readText: refusal(() => view.readText("big.bin")),
       longerHead: refusal(() => view.head("big.bin", HEADED_HEAD_BYTES + 1)),
+      negativeHead: refusal(() => view.head("about.txt", -1)),
       pid: process.pid,
     };
   },

@@ -59,6 +59,8 @@ for (const isolation of ["process", "in-process"] as const) {
         read: "HND_HEAD_ONLY",
         readText: "HND_HEAD_ONLY",
         longerHead: "HND_HEAD_ONLY",
+        // The same answer from the host's staged view and the store's (which would throw a RangeError).
+        negativeHead: "HND_BAD_ARGS",
       });
       if (isolation === "process") {
         // Validate and load of the candidate staged it once: the head and about.txt, not 4 MiB.
