@@ -8,6 +8,7 @@
 // Must be evaluated before @peculiar/x509 (via tsyringe), which AgentSoftware's checks reach.
 import "reflect-metadata";
 import { HostUsageError, parseHostArgv, runHost } from "../core/host/entry.ts";
+import { writeStderr } from "../core/stdio.ts";
 
 try {
   await runHost(parseHostArgv(process.argv.slice(3)), {
@@ -15,8 +16,6 @@ try {
     all: () => import("../handlers/index.ts").then((m) => m.defaultRegistry()),
   });
 } catch (e) {
-  process.stderr.write(
-    `agent host: ${e instanceof HostUsageError ? `${e.code}: ` : ""}${(e as Error).message}\n`,
-  );
+  writeStderr(`agent host: ${e instanceof HostUsageError ? `${e.code}: ` : ""}${(e as Error).message}\n`);
   process.exit(e instanceof HostUsageError ? 2 : 5);
 }

@@ -9,7 +9,8 @@ import { COMMIT, VERSION } from "../core/version.ts";
 
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
-  process.stdout.write(`outpost-agent ${VERSION} (${COMMIT})\n`);
+  // console.log, not process.stdout: the node stream behind process.stdout costs ~20 ms to build (core/stdio.ts).
+  console.log(`outpost-agent ${VERSION} (${COMMIT})`);
 } else if (args[0] === "host" && !args.includes("--help") && !args.includes("-h")) {
   // A host process, started by the supervisor: no command tree in its heap (agent-host.ts).
   await import("./agent-host.ts");

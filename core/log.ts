@@ -3,6 +3,8 @@
  * for command output that scripts parse). Sinks can be added so the control
  * plane and tests can observe the same records.
  */
+import { writeStderr } from "./stdio.ts";
+
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogRecord = { ts: string; level: LogLevel; msg: string; [k: string]: unknown };
 export type LogSink = (record: LogRecord) => void;
@@ -38,7 +40,7 @@ export class Logger {
     const root = this.root ?? this;
     if (ORDER[level] < ORDER[root.minLevel]) return;
     const record: LogRecord = { ts: new Date().toISOString(), level, msg, ...this.fields, ...fields };
-    if (root.writeStderr) process.stderr.write(`${JSON.stringify(record)}\n`);
+    if (root.writeStderr) writeStderr(`${JSON.stringify(record)}\n`);
     for (const sink of root.sinks) sink(record);
   }
 

@@ -8,6 +8,7 @@ import resign from "../core/cli/contentctl/resign.ts";
 import { verifyDetached } from "../core/crypto/cms-verify.ts";
 import { ConfigError } from "../core/errors.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, type RepoIndex } from "../core/repo/index-format.ts";
+import { captureStdio } from "../core/stdio.ts";
 import { makePackage, makeSigner, type TestSigner } from "../core/store/testkit.ts";
 import serve from "../fleet/contentctl/serve.ts";
 
@@ -34,18 +35,8 @@ async function run<T extends ArgsDef>(
   cmd: CommandDef<T>,
   rawArgs: string[],
 ): Promise<{ out: string; result: unknown }> {
-  const original = process.stdout.write.bind(process.stdout);
-  let out = "";
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    const { result } = await runCommand(cmd, { rawArgs });
-    return { out, result };
-  } finally {
-    process.stdout.write = original;
-  }
+  const { result, stdout } = await captureStdio(() => runCommand(cmd, { rawArgs }));
+  return { out: stdout, result: result.result };
 }
 
 describe("contentctl publish / resign / serve", () => {

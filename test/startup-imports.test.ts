@@ -10,6 +10,8 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, resolve } from "node:path";
+import { lazyImports } from "../build.ts";
+import { GROUP_TYPES } from "../handlers/host-registry.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -73,14 +75,17 @@ const REQUESTER_SIDE =
 const UPDATE_STACK =
   /^core\/(crypto\/(cms|cms-verify|engine|keys)\.ts|update\/(client|transport)\.ts|package\/open\.ts)$/;
 
+const SCAN_CLI = ["bin/agent.ts", "bin/agent-main.ts", "handlers/DatasetA/scan/cli-agent-scan.ts"];
+const OFFLINE_SCAN = [
+  ...SCAN_CLI,
+  "handlers/DatasetA/scan/runtime.ts",
+  "core/agent/runtime.ts",
+  "handlers/manifests.ts",
+];
+
 describe("what a one-shot `agent scan` evaluates", () => {
-  const cli = ["bin/agent.ts", "bin/agent-main.ts", "handlers/DatasetA/scan/cli-agent-scan.ts"];
-  const offline = [
-    ...cli,
-    "handlers/DatasetA/scan/runtime.ts",
-    "core/agent/runtime.ts",
-    "handlers/manifests.ts",
-  ];
+  const cli = SCAN_CLI;
+  const offline = OFFLINE_SCAN;
 
   test("offline: no handler's code and no update machinery before the scanner host starts", () => {
     const graph = evaluated(offline, readRepo);
@@ -137,5 +142,83 @@ describe("what a one-shot `agent scan` evaluates", () => {
     ]);
     expect(a.has("core/config.ts")).toBe(false);
     expect([...evaluated(["b.ts"], (p) => fake[p]).keys()]).toEqual(["b.ts"]);
+  });
+});
+
+describe("node's stdio streams", () => {
+  /** Folders of code that runs in the agent's and contentctl's processes (tests and dev scripts aside). */
+  const RUNTIME = ["bin", "core", "handlers", "plugins", "fleet"];
+  /** Where a stream is wanted: the scan progress bar, drawn only on a terminal (isTerminal first). */
+  const ALLOWED = new Set(["handlers/DatasetA/scan/cli-agent-scan.ts"]);
+  const touches = /\bprocess\.std(?:in|out|err)\b/;
+  const code = (source: string) => source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+
+  test("no runtime module touches process.stdout/stderr/stdin (20 ms and 2 MiB per process: core/stdio.ts)", () => {
+    const glob = new Bun.Glob(`{${RUNTIME.join(",")}}/**/*.ts`);
+    const offending = [...glob.scanSync({ cwd: ROOT })]
+      .filter((p) => !/\.test\.ts$|\/testdata\/|\/fakes\//.test(p) && !ALLOWED.has(p))
+      .filter((p) => touches.test(code(readFileSync(join(ROOT, p), "utf8"))))
+      .sort();
+    expect(offending).toEqual([]);
+  });
+
+  test("the check sees a touch in code and ignores one in a comment", () => {
+    expect(touches.test(code("const t = process.stdin.isTTY;"))).toBe(true);
+    expect(touches.test(code("// process.stdout costs 20 ms\n/* process.stderr */ const x = 1;"))).toBe(
+      false,
+    );
+  });
+});
+
+describe("node builtins that build node's stream classes (core/lazy-builtins.ts)", () => {
+  /** Value imports of these builtins cost every process that evaluates them ~20 ms and ~2 MiB. */
+  const STREAM_BUILTINS =
+    /^import\s+(?!type\b)[^;]*?from\s*"node:(crypto|net|dgram|zlib|stream|tty|readline|http|https)"/gm;
+  const builtinsIn = (entries: string[]) =>
+    [...evaluated(entries, readRepo)].flatMap(([path, chain]) =>
+      [...(readRepo(path) ?? "").matchAll(STREAM_BUILTINS)].map((m) => `node:${m[1]} ← ${chain.join(" → ")}`),
+    );
+  /** What `agent run` wires in (bin/agent-main.ts, setAgentWiring): services, routes, sinks, registries. */
+  const wiring = () => {
+    const main = readRepo("bin/agent-main.ts")!;
+    const block = main.slice(
+      main.indexOf("setAgentWiring({"),
+      main.indexOf("\n});", main.indexOf("setAgentWiring({")),
+    );
+    return lazyImports(join(ROOT, "bin/agent-main.ts"))
+      .filter((spec) => block.includes(`"${spec}"`))
+      .map((spec) => normalize(join("bin", spec)));
+  };
+
+  test("no host group evaluates one at start", () => {
+    for (const [group, types] of Object.entries(GROUP_TYPES)) {
+      const entries = [
+        "bin/agent-host.ts",
+        "core/host/child.ts",
+        ...types.map((t) => `handlers/${t}/index.ts`),
+      ];
+      expect([group, builtinsIn(entries)]).toEqual([group, []]);
+    }
+  });
+
+  test("the supervisor (`agent run` and everything it wires in) does not", () => {
+    const entries = wiring();
+    expect(entries).toContain("core/sensors/service.ts");
+    expect(entries).toContain("plugins/sinks/events-service.ts");
+    expect(builtinsIn(["bin/agent.ts", "bin/agent-main.ts", "core/cli/agent/run.ts", ...entries])).toEqual(
+      [],
+    );
+  });
+
+  test("a one-shot offline `agent scan` does not", () => {
+    expect(builtinsIn(OFFLINE_SCAN)).toEqual([]);
+  });
+
+  test("the check sees a value import and ignores a type-only one", () => {
+    const found = (src: string) => [...src.matchAll(STREAM_BUILTINS)].map((m) => m[1]);
+    expect(found('import { connect } from "node:net";\nimport type * as Z from "node:zlib";')).toEqual([
+      "net",
+    ]);
+    expect(found('import zlib from "node:zlib";')).toEqual(["zlib"]);
   });
 });

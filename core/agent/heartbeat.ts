@@ -15,7 +15,6 @@
  * retried in a loop, and the next cycle sends a fresh one.
  */
 
-import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { AgentConfig } from "../config.ts";
@@ -322,7 +321,7 @@ export function loadAgentId(stateDir: string): string {
     const id = readFileSync(file, "utf8").trim();
     if (/^[A-Za-z0-9-]{8,64}$/.test(id)) return id;
   }
-  const id = randomUUID();
+  const id = crypto.randomUUID();
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   atomicWriteFile(file, `${id}\n`, 0o600);
   return id;

@@ -1,35 +1,23 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { defineCommand } from "citty";
 import { ConfigError, UpdateError } from "../errors.ts";
+import { redirectStdio } from "../stdio.ts";
 import { EXIT } from "./exit-codes.ts";
 import { runCliCode } from "./main.ts";
-import { flushOutput } from "./output.ts";
 
 let out: string;
 let err: string;
-const realOut = process.stdout.write;
-const realErr = process.stderr.write;
+let restore: () => void;
 
 beforeEach(() => {
   out = "";
   err = "";
-  const capture = (sink: "out" | "err") =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      const text = typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-      if (sink === "out") out += text;
-      else err += text;
-      const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture("out");
-  process.stderr.write = capture("err");
+  restore = redirectStdio((stream, text) => {
+    if (stream === "stdout") out += text;
+    else err += text;
+  });
 });
-afterEach(async () => {
-  await flushOutput();
-  process.stdout.write = realOut;
-  process.stderr.write = realErr;
-});
+afterEach(() => restore());
 
 let ran: string[] = [];
 const main = defineCommand({
@@ -84,7 +72,6 @@ test("success is 0 and runs the command (lazy ones too)", async () => {
 
 test("--version prints the version line", async () => {
   expect(await run("--version")).toBe(0);
-  await flushOutput();
   expect(out).toBe("tool 1.2.3 (abc)\n");
 });
 
@@ -98,7 +85,6 @@ test("errors map to exit codes and print `error CODE: message` on stderr", async
   expect(await run("config")).toBe(EXIT.USAGE);
   expect(await run("rejected")).toBe(EXIT.CONTENT);
   expect(await run("crash")).toBe(EXIT.INTERNAL);
-  await flushOutput();
   expect(err).toContain("error CFG_INVALID: agent.json: update.group: bad\n");
   expect(err).toContain("error UPD_NOT_FOUND: index.json not found\n");
   expect(err).toContain("error INTERNAL: x is undefined\n");
@@ -107,7 +93,6 @@ test("errors map to exit codes and print `error CODE: message` on stderr", async
 
 test("--json errors are a JSON object on stdout", async () => {
   expect(await run("config", "--json")).toBe(EXIT.USAGE);
-  await flushOutput();
   expect(JSON.parse(out)).toEqual({
     error: { code: "CFG_INVALID", message: "agent.json: update.group: bad", file: "agent.json" },
   });
@@ -117,7 +102,6 @@ test("usage errors are 2 and show the command's usage", async () => {
   expect(await run("needs")).toBe(EXIT.USAGE);
   expect(await run("nope")).toBe(EXIT.USAGE);
   expect(await run()).toBe(EXIT.USAGE);
-  await flushOutput();
   expect(err).toContain("error CLI_USAGE: Missing required argument: --in");
   expect(err).toContain("--in=<in>");
   expect(err).toContain("error CLI_USAGE: Unknown command nope");
@@ -126,7 +110,6 @@ test("usage errors are 2 and show the command's usage", async () => {
 
 test("--help is 0 and describes the subcommand asked about", async () => {
   expect(await run("needs", "--help")).toBe(0);
-  await flushOutput();
   expect(out).toContain("--in=<in>");
   expect(out).not.toContain("\u001b[");
 });

@@ -2,12 +2,12 @@
  * The entry points' main loop. citty's own `runMain` exits 1 on every
  * failure; Outpost's exit codes carry meaning (docs/cli.md), so this runs
  * the command tree with citty's `runCommand` and maps errors through
- * `exitCodeFor`. It also flushes stdout before exiting so piped JSON is
- * never truncated.
+ * `exitCodeFor`.
  */
 import { type CommandDef, renderUsage, runCommand } from "citty";
+import { isTerminal } from "../stdio.ts";
 import { EXIT, isCittyUsageError } from "./exit-codes.ts";
-import { flushOutput, printErr, printText, reportError, stripAnsi, trackStdWrites } from "./output.ts";
+import { printErr, printText, reportError, stripAnsi } from "./output.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: command trees mix argument shapes
 type AnyCommand = CommandDef<any>;
@@ -49,7 +49,7 @@ export async function runCliCode(main: AnyCommand, opts: RunCliOptions): Promise
     }
     if (rawArgs.length === 0 || beforeDashDash.some((a) => a === "--help" || a === "-h")) {
       const [cmd, parent] = await resolveCommand(main, rawArgs);
-      printText(usageFor(await renderUsage(cmd, parent), process.stdout));
+      printText(usageFor(await renderUsage(cmd, parent), 1));
       return rawArgs.length === 0 ? EXIT.USAGE : EXIT.OK;
     }
     const exitBefore = process.exitCode;
@@ -62,20 +62,17 @@ export async function runCliCode(main: AnyCommand, opts: RunCliOptions): Promise
   } catch (e) {
     if (isCittyUsageError(e) && !json) {
       const [cmd, parent] = await resolveCommand(main, rawArgs).catch(() => [main, undefined] as const);
-      printErr(usageFor(await renderUsage(cmd, parent).catch(() => ""), process.stderr));
+      printErr(usageFor(await renderUsage(cmd, parent).catch(() => ""), 2));
     }
     return reportError(e, { json });
   }
 }
 
 // citty colours usage whenever NO_COLOR is unset; a pipe or a file should get plain text.
-const usageFor = (text: string, stream: NodeJS.WriteStream): string =>
-  stream.isTTY ? text : stripAnsi(text);
+const usageFor = (text: string, fd: 1 | 2): string => (isTerminal(fd) ? text : stripAnsi(text));
 
-/** Runs a command tree, flushes output and exits with the mapped code. */
+/** Runs a command tree and exits with the mapped code (output is already written: core/stdio.ts). */
 export async function runCli(main: AnyCommand, opts: RunCliOptions): Promise<never> {
-  trackStdWrites();
   const code = await runCliCode(main, opts);
-  await flushOutput();
   process.exit(code);
 }

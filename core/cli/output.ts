@@ -2,79 +2,27 @@
  * What every CLI command shares: results on stdout (tables for people, JSON
  * for scripts), errors as `error CODE: message` on stderr, and one mapping
  * from error to exit code so `$?` means the same thing for every command
- * (the table is exit-codes.ts; docs/cli.md is generated from it).
+ * (the table is exit-codes.ts; docs/cli.md is generated from it). Output is
+ * written synchronously to the descriptors (core/stdio.ts), so a command
+ * that exits right after printing never cuts piped JSON short.
  */
 import { OutpostError } from "../errors.ts";
+import { writeStderr, writeStdout } from "../stdio.ts";
 import { type ExitCode, exitCodeFor, isCittyUsageError } from "./exit-codes.ts";
 
 /** Wrong or missing arguments detected by a command itself. Codes: CLI_* */
 export class UsageError extends OutpostError {}
 
-const pending = new Set<Promise<void>>();
-
-/**
- * Writes without blocking, but remembers the write: `process.exit` would
- * otherwise cut a large output short on a pipe (see flushOutput).
- */
-function write(stream: NodeJS.WriteStream, text: string): void {
-  const done = new Promise<void>((resolve) => {
-    stream.write(text, () => resolve());
-  });
-  pending.add(done);
-  done.then(() => pending.delete(done));
-}
-
 export function printText(text: string): void {
-  write(process.stdout, text.endsWith("\n") ? text : `${text}\n`);
+  writeStdout(text.endsWith("\n") ? text : `${text}\n`);
 }
 
 export function printErr(text: string): void {
-  write(process.stderr, text.endsWith("\n") ? text : `${text}\n`);
+  writeStderr(text.endsWith("\n") ? text : `${text}\n`);
 }
 
 export function printJson(value: unknown): void {
-  write(process.stdout, `${JSON.stringify(value, null, 2)}\n`);
-}
-
-const TRACKED = Symbol.for("outpost.cli.trackedWrites");
-
-/**
- * Makes every write to stdout/stderr — including ones commands make
- * directly — count for flushOutput. Installed by the CLI main loop, which
- * ends with process.exit.
- */
-export function trackStdWrites(): void {
-  for (const stream of [process.stdout, process.stderr]) {
-    const marked = stream as NodeJS.WriteStream & { [TRACKED]?: true };
-    if (marked[TRACKED]) continue;
-    marked[TRACKED] = true;
-    const original = stream.write.bind(stream) as (
-      chunk: unknown,
-      encoding?: unknown,
-      cb?: (err?: Error | null) => void,
-    ) => boolean;
-    stream.write = ((chunk: unknown, encodingOrCb?: unknown, maybeCb?: unknown) => {
-      const cb = (typeof encodingOrCb === "function" ? encodingOrCb : maybeCb) as
-        | ((err?: Error | null) => void)
-        | undefined;
-      const encoding = typeof encodingOrCb === "function" ? undefined : encodingOrCb;
-      let settle!: () => void;
-      const done = new Promise<void>((resolve) => {
-        settle = resolve;
-      });
-      pending.add(done);
-      done.then(() => pending.delete(done));
-      return original(chunk, encoding, (err) => {
-        settle();
-        cb?.(err);
-      });
-    }) as typeof stream.write;
-  }
-}
-
-/** Resolves once everything printed so far has reached the OS. */
-export async function flushOutput(): Promise<void> {
-  while (pending.size > 0) await Promise.all([...pending]);
+  writeStdout(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 export type Cell = string | number | boolean | null | undefined;

@@ -1,15 +1,15 @@
 /**
  * Bearer-token check for the control plane. Both sides are hashed first so
- * `timingSafeEqual` always compares equal-length buffers: neither the
+ * `crypto.timingSafeEqual` (Bun's native one, not node:crypto's: core/lazy-builtins.ts) always compares equal-length buffers: neither the
  * token's content nor its length leaks through response timing. The
  * expected digest is computed once; each request pays one SHA-256 of what
  * it presented (a fraction of a microsecond).
  */
-import { timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { ControlError } from "./errors.ts";
 
 const digest = (s: string): Uint8Array => Bun.SHA256.hash(s) as Uint8Array;
+const timingSafeEqual = (a: Uint8Array, b: Uint8Array): boolean => crypto.timingSafeEqual(a, b);
 
 export function tokensEqual(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected));

@@ -11,9 +11,7 @@
  * exception to "everything goes through Hono" is the status fast path,
  * which answers only what the Hono route would answer the same way.
  */
-import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
-import { isIP } from "node:net";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Server } from "bun";
 import type { Context, MiddlewareHandler } from "hono";
@@ -23,6 +21,7 @@ import type { AgentApi } from "../agent/api.ts";
 import { statePaths } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { atomicWriteJson } from "../fsutil.ts";
+import { isIPv4 } from "../ip-address.ts";
 import { log } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
@@ -378,7 +377,7 @@ export interface ControlPlane {
 
 export function isLoopbackHost(host: string): boolean {
   if (host === "localhost" || host === "::1") return true;
-  return isIP(host) === 4 && host.startsWith("127.");
+  return isIPv4(host) && host.startsWith("127.");
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -392,7 +391,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const paths = statePaths(opts.stateDir);
   mkdirSync(paths.root, { recursive: true, mode: 0o700 });
 
-  const token = randomBytes(32).toString("hex");
+  const token = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   // The token lands before control.json: a client that finds control.json can always read a matching token.
   writeControlToken(paths.controlToken, token);
 

@@ -18,7 +18,6 @@
  * Generated exclusions persist in STATE/exclusions.json (atomic write): a
  * restart, or an offline `agent exclusions`, sees the last good set.
  */
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -145,7 +144,7 @@ export class ExclusionService {
     for (const e of this.effectiveList) bySource[owner(e.source)] = (bySource[owner(e.source)] ?? 0) + 1;
     this.cachedSummary = {
       count: this.effectiveList.length,
-      hash: createHash("sha256").update(JSON.stringify(this.effectiveList)).digest("hex"),
+      hash: new Bun.CryptoHasher("sha256").update(JSON.stringify(this.effectiveList)).digest("hex"),
       bySource,
       refused: this.refusedList.length,
       shadowed: this.shadowed,

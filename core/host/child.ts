@@ -20,6 +20,7 @@ import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
+import { writeStderr } from "../stdio.ts";
 import { Channel } from "./channel.ts";
 import { headOnlyView } from "./head-only.ts";
 import { IdleGc } from "./idle-gc.ts";
@@ -163,7 +164,7 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
     maxOutbound: opts.maxOutboundBytes,
     onProtocolError: (p) => {
       // The supervisor is the trusted side; a broken stream from it means it is gone or buggy.
-      process.stderr.write(`host ${opts.group}: protocol error from supervisor: ${p.kind}: ${p.message}\n`);
+      writeStderr(`host ${opts.group}: protocol error from supervisor: ${p.kind}: ${p.message}\n`);
       if (p.fatal) process.exit(75);
     },
     onRequest: async (method, rawArgs, ctx) => {

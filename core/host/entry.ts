@@ -9,6 +9,7 @@
  */
 
 import type { HandlerRegistry } from "../handler/registry.ts";
+import { isTerminal } from "../stdio.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./frame.ts";
 
 export interface HostArgs {
@@ -32,7 +33,7 @@ function bytes(v: string | undefined, name: string): number {
 /** Checks the values the flags carried (strings or absent). */
 export function hostArgs(flags: { group?: string; maxInbound?: string; maxOutbound?: string }): HostArgs {
   if (!flags.group) throw new HostUsageError("--group is required");
-  if (process.stdin.isTTY) throw new HostUsageError("agent host is started by the agent, not by hand");
+  if (isTerminal(0)) throw new HostUsageError("agent host is started by the agent, not by hand");
   return {
     group: flags.group,
     maxInboundBytes: bytes(flags.maxInbound, "max-inbound"),

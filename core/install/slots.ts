@@ -14,7 +14,6 @@
  * (run before every switch, and by `agent software-switch --recover`)
  * restores `from` once the deadline has passed.
  */
-import { createHash } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -145,7 +144,7 @@ export async function switchSoftware(
   const t0 = performance.now();
   recover(root, now());
   const prev = readRecord(root);
-  const sha256 = createHash("sha256").update(binary).digest("hex");
+  const sha256 = new Bun.CryptoHasher("sha256").update(binary).digest("hex");
   if (prev?.bad.includes(sha256)) {
     throw new InstallError(
       "INST_SOFTWARE_BAD",

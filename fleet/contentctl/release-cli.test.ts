@@ -12,6 +12,7 @@ import { setAgentWiring } from "../../core/cli/agent/session.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { isOutpostError } from "../../core/errors.ts";
 import { publish, readRepoIndex } from "../../core/repo/publish.ts";
+import { captureStdio } from "../../core/stdio.ts";
 import { testRegistry } from "../../test/fixtures/text-handler.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import type { ReleaseView } from "../views.ts";
@@ -85,18 +86,8 @@ async function run<T extends ArgsDef>(
   cmd: CommandDef<T>,
   rawArgs: string[],
 ): Promise<{ out: string; result: unknown }> {
-  const original = process.stdout.write.bind(process.stdout);
-  let out = "";
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    const { result } = await runCommand(cmd, { rawArgs });
-    return { out, result };
-  } finally {
-    process.stdout.write = original;
-  }
+  const { result, stdout } = await captureStdio(() => runCommand(cmd, { rawArgs }));
+  return { out: stdout, result: result.result };
 }
 
 /** A loopback port nothing listens on. */

@@ -9,6 +9,7 @@ import { defineCommand } from "citty";
 import { ConfigError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
 import { serveRepo } from "../../core/repo/serve.ts";
+import { writeStdout } from "../../core/stdio.ts";
 
 export default defineCommand({
   meta: { name: "serve", description: "Serve a repository folder over HTTP (GET/HEAD, ETag, 304)" },
@@ -43,7 +44,7 @@ export default defineCommand({
       throw new ConfigError("CFG_INVALID_ARGUMENT", "--db needs --release (it holds release state)");
     const server = serveRepo({ repo: args.repo, port, hostname: args.host });
     const url = server.url.href;
-    process.stdout.write(
+    writeStdout(
       `${JSON.stringify({ msg: "serving repository", url, repo: args.repo, port: server.port })}\n`,
     );
     log.child({ component: "repo-server" }).info("serving repository", { url, repo: args.repo });
@@ -71,7 +72,7 @@ async function serveWithRelease(
   }
   const server = await serveRelease({ config, port: opts.port, hostname: opts.host, db: opts.db });
   const url = server.url.href;
-  process.stdout.write(
+  writeStdout(
     `${JSON.stringify({ msg: "serving repository", url, repo: opts.repo, port: server.port, fleet: `${url}fleet/heartbeat`, console: `${url}console` })}\n`,
   );
   log.child({ component: "repo-server" }).info("serving repository with release console", { url });

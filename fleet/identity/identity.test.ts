@@ -12,6 +12,7 @@ import { runCommand } from "citty";
 import type { Heartbeat } from "../../core/agent/heartbeat-protocol.ts";
 import enroll from "../../core/cli/agent/enroll.ts";
 import { sha256Hex } from "../../core/crypto/digest.ts";
+import { redirectStdio } from "../../core/stdio.ts";
 import { makeVendor, type Vendor } from "../../test/fixtures/vendor.ts";
 import { parseReleaseConfig } from "../config.ts";
 import { type ReleaseServer, serveRelease } from "../server.ts";
@@ -267,8 +268,7 @@ describe("console login and agent enroll on a live server", () => {
       "acme",
       "--json",
     ];
-    const quiet = process.stdout.write;
-    process.stdout.write = (() => true) as typeof process.stdout.write;
+    const restore = redirectStdio(() => {});
     try {
       const first = (await runCommand(enroll, { rawArgs: args })).result as {
         group: string;
@@ -283,7 +283,7 @@ describe("console login and agent enroll on a live server", () => {
         code: "UPD_ENROLL_REFUSED",
       });
     } finally {
-      process.stdout.write = quiet;
+      restore();
     }
     const page = await get("/console?fragment=1", { authorization: `Bearer ${OPERATOR}` });
     expect(await page.text()).toMatch(/<tr data-tenant="acme">.*<td class="enrolled">1 \/ 1000<\/td>/);

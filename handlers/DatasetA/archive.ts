@@ -1,6 +1,7 @@
 /**
  * Container formats the scanner opens: zip (central directory read here,
- * members inflated with node:zlib), gzip, and tar. Nothing here trusts a
+ * members inflated with node:zlib, loaded on the first archive:
+ * core/lazy-builtins.ts), gzip, and tar. Nothing here trusts a
  * declared size: inflation is capped by the caller's byte budget, the cap is
  * enforced on the bytes actually produced, and a member too large to keep in
  * memory is inflated into a spill file in the scanner's private work
@@ -8,7 +9,7 @@
  */
 import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import zlib from "node:zlib";
+import { nodeZlib } from "../../core/lazy-builtins.ts";
 import { parseOctal } from "../_shared/filetype/filetype.ts";
 
 export interface ZipEntry {
@@ -249,6 +250,7 @@ export async function inflateBounded(
   spillDir: string,
 ): Promise<Inflated> {
   const inMemory = Math.min(limit, memoryBytes);
+  const zlib = nodeZlib();
   try {
     const opts = { maxOutputLength: Math.max(1, inMemory) };
     const out = format === "raw" ? zlib.inflateRawSync(input, opts) : zlib.gunzipSync(input, opts);
@@ -268,6 +270,7 @@ async function inflateToSpill(
   limit: number,
   spillDir: string,
 ): Promise<Inflated> {
+  const zlib = nodeZlib();
   const path = join(spillDir, `inflate-${process.pid}-${++spillSeq}.spill`);
   const fd = openSync(path, "wx", 0o600);
   let produced = 0;

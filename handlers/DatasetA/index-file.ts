@@ -21,8 +21,8 @@
  * built by an engine with another anchor model or functionality level is
  * not an error: the text is compiled instead (`null`).
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
+import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { BYTE_MODEL_GZ_B64 } from "../_shared/matcher/byte-freq.generated.ts";
 import type { AnchorColumns } from "../_shared/matcher/matcher.ts";
@@ -37,10 +37,9 @@ const FORMAT = 1;
 /** What the anchors were chosen with: an index from another model would point at other bytes. */
 let engineIdMemo: string | undefined;
 export function engineId(): string {
-  engineIdMemo ??= createHash("sha256")
-    .update(`format ${FORMAT}; flevel ${ENGINE_FLEVEL}; model ${BYTE_MODEL_GZ_B64}`)
-    .digest("hex")
-    .slice(0, 16);
+  engineIdMemo ??= sha256Hex(
+    new TextEncoder().encode(`format ${FORMAT}; flevel ${ENGINE_FLEVEL}; model ${BYTE_MODEL_GZ_B64}`),
+  ).slice(0, 16);
   return engineIdMemo;
 }
 
@@ -96,7 +95,6 @@ function sectionsOf(set: CompiledSet): [string, Typed][] {
   return out;
 }
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const pad8 = (n: number) => (n + 7) & ~7;
 
 /** The index of a compiled set; `lookup` is the payload's lookup.txt, if any. */
@@ -105,8 +103,8 @@ export function writeIndex(set: CompiledSet, lookup?: Uint8Array): Uint8Array {
   const header: IndexHeader = {
     format: FORMAT,
     engine: engineId(),
-    files: set.files.map((f) => ({ path: f.path, size: f.bytes.length, sha256: sha256(f.bytes) })),
-    lookup: lookup ? { size: lookup.length, sha256: sha256(lookup) } : null,
+    files: set.files.map((f) => ({ path: f.path, size: f.bytes.length, sha256: sha256Hex(f.bytes) })),
+    lookup: lookup ? { size: lookup.length, sha256: sha256Hex(lookup) } : null,
     lookupSignatures: set.lookupSignatures,
     flevelSkipped: set.flevelSkipped,
     sections: {},
@@ -239,13 +237,13 @@ function checkBinding(header: IndexHeader, files: SignatureFile[], payload: Sign
   if (header.files.length !== files.length) throw stale();
   header.files.forEach((h, i) => {
     const f = files[i]!;
-    if (h.path !== f.path || h.size !== f.bytes.length || h.sha256 !== sha256(f.bytes)) throw stale();
+    if (h.path !== f.path || h.size !== f.bytes.length || h.sha256 !== sha256Hex(f.bytes)) throw stale();
   });
   const lookup = payload.find((f) => f.path === LOOKUP_FILE);
   if (!lookup !== !header.lookup) throw stale();
   if (
     lookup &&
-    (lookup.bytes.length !== header.lookup!.size || sha256(lookup.bytes) !== header.lookup!.sha256)
+    (lookup.bytes.length !== header.lookup!.size || sha256Hex(lookup.bytes) !== header.lookup!.sha256)
   )
     throw stale();
 }

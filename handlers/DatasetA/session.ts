@@ -7,7 +7,6 @@
  * afterwards — memory stays bounded by the chunk size, not the object.
  * Sessions left idle are swept, so a requester that dies leaks nothing.
  */
-import { randomBytes } from "node:crypto";
 import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { HandlerError } from "../../core/errors.ts";
@@ -46,7 +45,7 @@ export class SessionTable {
     if (this.sessions.size >= MAX_SESSIONS) {
       throw new HandlerError("HND_DATASETA_BUSY", `DatasetA: ${MAX_SESSIONS} scan sessions already open`);
     }
-    const id = randomBytes(12).toString("hex");
+    const id = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex");
     this.sessions.set(id, { id, name, limits, parts: [], size: 0, lastActivity: this.now() });
     return id;
   }

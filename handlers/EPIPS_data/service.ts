@@ -23,12 +23,12 @@
  */
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import type { Agent } from "../../core/agent/runtime.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeError, OutpostError } from "../../core/errors.ts";
 import type { IpsConfig } from "../../core/ips-config.ts";
+import { nodeNet } from "../../core/lazy-builtins.ts";
 import { log } from "../../core/log.ts";
 import { NfQueue, type QueueOptions } from "../../core/sensors/nfqueue/nfq.ts";
 import { type Backend, QueueRules } from "../../core/sensors/nfqueue/rules.ts";
@@ -530,7 +530,7 @@ export class IpsService {
     const host = p.target.slice(0, i).replace(/^\[|\]$/g, "");
     const port = Number(p.target.slice(i + 1));
     const ok = await new Promise<boolean>((resolve) => {
-      const sock = connect({ host, port });
+      const sock = nodeNet().connect({ host, port });
       const done = (v: boolean) => {
         clearTimeout(timer);
         sock.destroy();

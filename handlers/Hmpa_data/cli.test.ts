@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, spyOn, test } from "bun:test";
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCommand } from "citty";
 import { HandlerError } from "../../core/errors.ts";
+import { redirectStdio } from "../../core/stdio.ts";
 import { buildAllowlistFromText } from "./build.ts";
 import { type CallHandler, makeHmpaCommand } from "./cli-agent-hmpa.ts";
 import hmpaBuild from "./cli-contentctl-hmpa-build.ts";
@@ -13,21 +14,18 @@ import { contentView, recordingCaps } from "./testutil.ts";
 
 let dir: string;
 let printed: string[];
-let stdoutSpy: ReturnType<typeof spyOn>;
+let restoreStdio: () => void;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "hmpa-cli-"));
   printed = [];
-  // Captures what core/cli/output.ts writes; completes each write like the real stream.
-  stdoutSpy = spyOn(process.stdout, "write").mockImplementation(((chunk: string, done?: () => void) => {
-    printed.push(String(chunk).replace(/\n$/, ""));
-    done?.();
-    return true;
-  }) as typeof process.stdout.write);
+  restoreStdio = redirectStdio((stream, text) => {
+    if (stream === "stdout") printed.push(text.replace(/\n$/, ""));
+  });
 });
 
 afterEach(() => {
-  stdoutSpy.mockRestore();
+  restoreStdio();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -17,8 +17,8 @@
  * means (a detection or a telemetry count) is the requester's job
  * (scan-hook.ts), which is why a telemetry model cannot reach a verdict.
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
+import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
@@ -221,7 +221,7 @@ export interface ScoreAnswer {
 
 function score(l: LoadedModels, bytes: Uint8Array, sha?: string): ScoreAnswer {
   const kind = inputKindOf(bytes);
-  const sha256 = sha ?? createHash("sha256").update(bytes).digest("hex");
+  const sha256 = sha ?? sha256Hex(bytes);
   const due = l.slots.filter(
     (s) =>
       s.faults < MAX_FAULTS &&

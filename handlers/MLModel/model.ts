@@ -19,8 +19,8 @@
  * ABI (docs/ml.md): alloc(bytes) → ptr; features_len() → n; init(ptr, len) → 0 | error;
  * score(ptr, n) → f32 in [0, 1], features as n little-endian f32 at ptr.
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
+import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { FUEL_EXPORT, inspect, meter, WasmFormatError } from "./wasm-module.ts";
@@ -142,7 +142,7 @@ export class Model {
         at("weights.bin"),
         `is ${files.weights.length} bytes; the manifest says ${m.weights.bytes} (truncated or wrong file)`,
       );
-    const sha = createHash("sha256").update(files.weights).digest("hex");
+    const sha = sha256Hex(files.weights);
     if (sha !== m.weights.sha256)
       refuse("M2", at("weights.bin"), `SHA-256 ${sha} differs from the manifest's ${m.weights.sha256}`);
 

@@ -4,16 +4,15 @@
  * of a PEM bundle, the structure of each cached index. trust.ts does the
  * real verification where the CMS verifier is available.
  */
-import { createHash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha384Hex } from "../../core/crypto/digest.ts";
+import { sha256Hex, sha384Hex } from "../../core/crypto/digest.ts";
 import { GROUP_NAME_RE, RepoIndexSchema } from "../../core/repo/index-format.ts";
 import type { CachedIndexFacts, TrustFacts } from "./facts.ts";
 
 export function sha256File(path: string): string | null {
   try {
-    return createHash("sha256").update(readFileSync(path)).digest("hex");
+    return sha256Hex(readFileSync(path));
   } catch {
     return null;
   }

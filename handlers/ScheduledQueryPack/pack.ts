@@ -12,7 +12,6 @@
  * interval, another platform) is skipped and reported here too; only a file
  * that is not a pack at all fails validation.
  */
-import { createHash } from "node:crypto";
 import { HandlerError } from "../../core/errors.ts";
 import type { WatchdogLimits } from "./watchdog.ts";
 
@@ -249,7 +248,7 @@ export function versionAtLeast(required: string | undefined, have: string): bool
 
 /** osquery's getMachineShard: first byte of SHA-1(host name), scaled to 0–100. */
 export function machineShard(hostIdentifier: string): number {
-  const hex = createHash("sha1").update(hostIdentifier).digest("hex");
+  const hex = new Bun.CryptoHasher("sha1").update(hostIdentifier).digest("hex");
   return Math.floor((Number.parseInt(hex.slice(0, 2), 16) * 100) / 255);
 }
 

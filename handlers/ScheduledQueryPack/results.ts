@@ -10,7 +10,6 @@
  * counter and numerics — all values strings, numerics false, as osqueryd
  * logs by default.
  */
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ResultRow } from "../../plugins/query/engine.ts";
@@ -93,7 +92,7 @@ export class DiffStore {
   }
 
   private path(name: string): string {
-    return join(this.dir, `${createHash("sha256").update(name).digest("hex").slice(0, 32)}.json`);
+    return join(this.dir, `${new Bun.CryptoHasher("sha256").update(name).digest("hex").slice(0, 32)}.json`);
   }
 
   load(name: string): QueryState | undefined {

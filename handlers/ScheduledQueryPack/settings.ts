@@ -5,7 +5,6 @@
  * keeps the last ones on disk so a restarted host resumes with them before
  * the supervisor speaks again.
  */
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
@@ -71,7 +70,7 @@ export function settingsHash(s: Settings): string {
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
       : v,
   );
-  return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
+  return new Bun.CryptoHasher("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
 export function engineSettings(s: Settings): EngineSettings {

@@ -10,6 +10,7 @@
  * worker → `{op: "ready", pid}` once, then `{id, ok, result | error}`.
  */
 import { describeError } from "../../core/errors.ts";
+import { writeStderr } from "../../core/stdio.ts";
 import {
   createEngine,
   DEFAULT_ENGINE_SETTINGS,
@@ -33,7 +34,7 @@ export type WorkerResponse =
 export function runWorker(): Promise<void> {
   const send = process.send?.bind(process);
   if (!send) {
-    process.stderr.write("query worker: no IPC channel (this command is started by the agent)\n");
+    writeStderr("query worker: no IPC channel (this command is started by the agent)\n");
     return Promise.resolve();
   }
   // Die with the parent even while SQLite spins in C code (see lifeline.ts).

@@ -18,7 +18,6 @@
  * naming a server outside `telemetry.allowedServers` is refused — health
  * reason, event, admin alert — and the previous good target stays in use.
  */
-import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadAgentId } from "../../core/agent/heartbeat.ts";
@@ -307,7 +306,7 @@ export class TelemetryService {
       );
     const [ruleStats, queryStats] = await Promise.all([optional("Behavior"), optional("ScheduledQueryPack")]);
     const report = buildReport({
-      reportId: randomUUID(),
+      reportId: crypto.randomUUID(),
       agentId: this.agentId(),
       agentVersion: VERSION,
       updateGroup: this.opts.config.update.group,

@@ -6,8 +6,7 @@
  * follow osquery: a bad argument gives NULL, not an error, as there.
  */
 import type { Database } from "bun:sqlite";
-import { createHash } from "node:crypto";
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4, isIPv6 } from "../../core/ip-address.ts";
 
 type V = string | number | bigint | null | Uint8Array | undefined;
 
@@ -173,7 +172,7 @@ export function communityIdV1(srcIp: V, dstIp: V, srcPort: V, dstPort: V, proto:
   ports.writeUInt16BE(dp, 2);
   const hasPorts = [1, 6, 17, 58, 132].includes(p);
   const data = Buffer.concat([seedBuf, sa, da, Buffer.from([p, 0]), hasPorts ? ports : Buffer.alloc(0)]);
-  return `1:${createHash("sha1").update(data).digest("base64")}`;
+  return `1:${new Bun.CryptoHasher("sha1").update(data).digest("base64")}`;
 }
 
 /** conditional_to_base64: base64 only when the value is not plain printable ASCII. */
@@ -299,11 +298,9 @@ export function rpmvercmp(a: string, b: string): number {
   }
 }
 
-const hash = (algo: string) => (v: V) => {
+const hash = (algo: "md5" | "sha1" | "sha256") => (v: V) => {
   if (v === null || v === undefined) return null;
-  return createHash(algo)
-    .update(v instanceof Uint8Array ? v : String(v))
-    .digest("hex");
+  return new Bun.CryptoHasher(algo).update(v instanceof Uint8Array ? v : String(v)).digest("hex");
 };
 
 /** The functions, by name, with their SQL arities (osquery's signatures). */

@@ -28,9 +28,7 @@
  * operator must fix would lose rows; schema conflicts are labelled
  * SINK_SCHEMA_CONFLICT in the error the stats show.
  */
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { gzipSync } from "node:zlib";
 import { z } from "zod";
 import { ConfigError } from "../../core/errors.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
@@ -71,7 +69,7 @@ const quote = (s: string) => `'${s.replace(/[\\']/g, (c) => `\\${c}`)}'`;
  * system.processes), distinct per table and batch.
  */
 export function insertQueryId(database: string, table: string, key: string): string {
-  return `outpost-insert-${createHash("sha256").update(`${database}.${table}\0${key}`).digest("hex").slice(0, 32)}`;
+  return `outpost-insert-${new Bun.CryptoHasher("sha256").update(`${database}.${table}\0${key}`).digest("hex").slice(0, 32)}`;
 }
 
 /** What went wrong talking to the server: a response that was not OK, or a thrown fetch error. */
@@ -201,7 +199,7 @@ export class ClickHouseDestination implements Destination {
     // 3. The rest, under the batch's query_id.
     if (missing.length > 0) {
       const inserted = await this.exec(`INSERT INTO ${this.table} FORMAT JSONEachRow`, signal, {
-        body: gzipSync(Buffer.from(`${missing.map((r) => r.json).join("\n")}\n`)),
+        body: Bun.gzipSync(Buffer.from(`${missing.map((r) => r.json).join("\n")}\n`)),
         queryId,
       });
       if (inserted instanceof Failed) return this.failure(inserted);

@@ -21,7 +21,6 @@
  */
 import { readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { gunzipSync, gzipSync } from "node:zlib";
 import { OutpostError } from "../../core/errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../../core/fsutil.ts";
 import { log } from "../../core/log.ts";
@@ -170,7 +169,7 @@ export class QueuedSink implements ResultsSink {
     if (fresh.lines.length === 0) return;
     const last = fresh.first + fresh.lines.length - 1;
     const text = Buffer.from(`${fresh.lines.join("\n")}\n`);
-    const data = this.opts.gzip ? gzipSync(text) : text;
+    const data = this.opts.gzip ? Bun.gzipSync(text) : text;
     const order = this.order + 1;
     const name = bodyFileName(order, batch.generation, fresh.first, last, this.opts.gzip);
     const file = join(this.dir, name);
@@ -303,7 +302,7 @@ export class QueuedSink implements ResultsSink {
       raw,
       gzipped,
       lines: () => {
-        decoded ??= Buffer.from(gzipped ? gunzipSync(raw) : raw)
+        decoded ??= Buffer.from(gzipped ? Bun.gunzipSync(raw as Uint8Array<ArrayBuffer>) : raw)
           .toString("utf8")
           .split("\n")
           .filter((l) => l.length > 0);

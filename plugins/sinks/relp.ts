@@ -7,7 +7,8 @@
  * ("200 OK"), and `close` ends it. Messages are pipelined up to a window and
  * a batch counts as delivered only when every frame got its 200.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { nodeNet } from "../../core/lazy-builtins.ts";
 
 export class RelpError extends Error {}
 
@@ -33,7 +34,7 @@ export class RelpClient {
     this.dead = null;
     this.buf = Buffer.alloc(0);
     this.txnr = 0;
-    const sock = connect({ host: this.opts.host, port: this.opts.port });
+    const sock = nodeNet().connect({ host: this.opts.host, port: this.opts.port });
     this.sock = sock;
     sock.on("data", (d: Buffer) => this.onData(d));
     sock.on("error", (e) =>

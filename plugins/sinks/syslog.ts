@@ -16,10 +16,10 @@
  * marked with `truncated="<original bytes>"` in the structured data
  * (counted in `truncatedRows`): syslog servers cut or refuse them otherwise.
  */
-import { createSocket } from "node:dgram";
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { nodeDgram, nodeNet } from "../../core/lazy-builtins.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { RelpClient } from "./relp.ts";
 import { cleanText } from "./result-rows.ts";
@@ -227,8 +227,8 @@ export class SyslogDestination implements Destination {
   private async sendStream(messages: string[]): Promise<void> {
     if (!this.stream || this.stream.destroyed) {
       const s = this.cfg.socket
-        ? connect({ path: this.cfg.socket })
-        : connect({ host: this.cfg.host!, port: this.cfg.port! });
+        ? nodeNet().connect({ path: this.cfg.socket })
+        : nodeNet().connect({ host: this.cfg.host!, port: this.cfg.port! });
       await new Promise<void>((resolve, reject) => {
         s.once("connect", resolve);
         s.once("error", reject);
@@ -247,7 +247,7 @@ export class SyslogDestination implements Destination {
   }
 
   private async sendUdp(messages: string[]): Promise<void> {
-    const sock = createSocket(this.cfg.host!.includes(":") ? "udp6" : "udp4");
+    const sock = nodeDgram().createSocket(this.cfg.host!.includes(":") ? "udp6" : "udp4");
     try {
       for (const m of messages)
         await new Promise<void>((resolve, reject) =>

@@ -7,7 +7,7 @@
  * its hosts work in private dirs (core/agent/read-only-view.ts) — the tree's
  * inodes, sizes and mtimes are the same before and after.
  */
-import { afterEach, expect, spyOn, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CommandDef, runCommand } from "citty";
@@ -15,6 +15,7 @@ import contentList from "../../core/cli/agent/content-list.ts";
 import handlersCall from "../../core/cli/agent/handlers-call.ts";
 import { setAgentWiring } from "../../core/cli/agent/session.ts";
 import statusCommand from "../../core/cli/agent/status.ts";
+import { captureStdio } from "../../core/stdio.ts";
 import { makeVendor, startAgent, testRegistry, type Vendor } from "../fixtures/vendor.ts";
 
 let vendor: Vendor | undefined;
@@ -29,18 +30,7 @@ afterEach(() => {
 /** Runs a command in this process and returns what it printed on stdout. */
 // biome-ignore lint/suspicious/noExplicitAny: any command shape
 async function run(cmd: CommandDef<any>, rawArgs: string[]): Promise<string> {
-  let out = "";
-  const spy = spyOn(process.stdout, "write").mockImplementation(((chunk: string, cb?: () => void) => {
-    out += chunk;
-    cb?.();
-    return true;
-  }) as typeof process.stdout.write);
-  try {
-    await runCommand(cmd, { rawArgs });
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
+  return (await captureStdio(() => runCommand(cmd, { rawArgs }))).stdout;
 }
 
 /** path → inode, size, mtime and kind of everything under `root` (root included). */

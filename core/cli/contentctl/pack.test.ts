@@ -6,6 +6,7 @@ import { type ArgsDef, type CommandDef, runCommand } from "citty";
 import { testRegistry } from "../../../test/fixtures/text-handler.ts";
 import { sha384Hex } from "../../crypto/digest.ts";
 import { initKeys, KEY_FILES } from "../../crypto/keys.ts";
+import { captureStdio } from "../../stdio.ts";
 import { setAgentWiring } from "../agent/session.ts";
 import { EXIT } from "../exit-codes.ts";
 import inspect, { type InspectReport } from "./inspect.ts";
@@ -33,20 +34,7 @@ afterEach(() => {
 
 /** Runs a command and returns what it wrote to stdout. */
 async function run<T extends ArgsDef>(cmd: CommandDef<T>, rawArgs: string[]): Promise<string> {
-  const original = process.stdout.write.bind(process.stdout);
-  let out = "";
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    out += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-    const callback = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-    callback?.();
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    await runCommand(cmd, { rawArgs });
-  } finally {
-    process.stdout.write = original;
-  }
-  return out;
+  return (await captureStdio(() => runCommand(cmd, { rawArgs }))).stdout;
 }
 
 describe("contentctl pack / inspect", () => {

@@ -6,6 +6,7 @@
 import { defineCommand } from "citty";
 import { ConfigError } from "../../errors.ts";
 import { publish } from "../../repo/publish.ts";
+import { printText } from "../output.ts";
 import { formatIndex, parseDays } from "./repo-args.ts";
 
 export default defineCommand({
@@ -44,7 +45,7 @@ export default defineCommand({
       expiresInDays: parseDays(args["expires-days"]),
       allowDowngrade: args["allow-downgrade"],
     });
-    process.stdout.write(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index));
+    printText(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index));
     return index;
   },
 });

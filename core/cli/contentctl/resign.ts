@@ -5,6 +5,7 @@
  */
 import { defineCommand } from "citty";
 import { resign } from "../../repo/publish.ts";
+import { printText } from "../output.ts";
 import { formatIndex, parseDays } from "./repo-args.ts";
 
 export default defineCommand({
@@ -27,7 +28,7 @@ export default defineCommand({
       keys: args.keys,
       expiresInDays: parseDays(args["expires-days"]),
     });
-    process.stdout.write(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index));
+    printText(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index));
     return index;
   },
 });

@@ -12,8 +12,8 @@
  * GCM additional data: it cannot be swapped without failing authentication.
  * The plaintext is a ustar archive of `meta.json` and `sample.bin`.
  */
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { sha256 } from "../../../core/crypto/digest.ts";
 import { OutpostError } from "../../../core/errors.ts";
 import { readTar, writeTar } from "../../../core/package/tar.ts";
 
@@ -70,7 +70,7 @@ export async function importVendorPublicKey(pem: string, file = "<pem>"): Promis
       true,
       [],
     );
-    return { key, id: new Uint8Array(createHash("sha256").update(spki).digest()) };
+    return { key, id: sha256(spki) };
   } catch (e) {
     throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 public key (${(e as Error).message})`, {
       file,
@@ -107,7 +107,7 @@ export async function importVendorPrivateKey(pem: string, file = "<pem>"): Promi
       [],
     );
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pub));
-    return { key, id: new Uint8Array(createHash("sha256").update(spki).digest()) };
+    return { key, id: sha256(spki) };
   } catch (e) {
     throw new SampleError("SMP_BAD_KEY", `${file}: not an ECDH P-384 private key (${(e as Error).message})`, {
       file,
@@ -233,7 +233,7 @@ export async function openSample(
 
 /** One key per (file, detection): the same sample is never queued, sent or stored twice. */
 export function idempotencyKey(sha256: string, detection: string): string {
-  return createHash("sha256")
+  return new Bun.CryptoHasher("sha256")
     .update(`outpost-sample-v1\0${sha256.toLowerCase()}\0${detection}`)
     .digest("hex");
 }

@@ -27,6 +27,7 @@ import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
 import { HandlerError } from "../../../core/errors.ts";
 import { statePaths } from "../../../core/state-paths.ts";
+import { isTerminal } from "../../../core/stdio.ts";
 import type { Progress, ScanReport } from "./service.ts";
 
 /** Which path a scan took: the running agent's scanner, or one this process started. */
@@ -197,7 +198,7 @@ export default defineCommand({
         "refusing to scan this scanner's own memory (it holds the signatures)",
       );
 
-    const bar = !args.json && !args.quiet && process.stderr.isTTY ? progressBar() : undefined;
+    const bar = !args.json && !args.quiet && isTerminal(2) ? progressBar() : undefined;
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     // The offline machinery (config schemas, the in-process agent, the scan runtime) loads only when
     // no agent answers. With --state alone the state dir is known without reading a config: the

@@ -10,10 +10,10 @@
  * — from a fresh source port per query. Verdicts are cached for the answer's
  * TTL (clamped); "no information" (NXDOMAIN) for the SOA minimum (RFC 2308).
  */
-import { randomInt } from "node:crypto";
-import dgram from "node:dgram";
+import type dgram from "node:dgram";
 import { readFileSync } from "node:fs";
-import net, { isIP } from "node:net";
+import { isIPv6 } from "../../../core/ip-address.ts";
+import { nodeDgram, nodeNet } from "../../../core/lazy-builtins.ts";
 import { log } from "../../../core/log.ts";
 import {
   type DnsMessage,
@@ -139,7 +139,7 @@ export function parseResolver(spec: string, resolvConf = "/etc/resolv.conf"): Re
   }
   const v6 = spec.match(/^\[([^\]]+)\](?::(\d+))?$/);
   if (v6) return { host: v6[1]!, port: v6[2] ? Number(v6[2]) : 53 };
-  if (isIP(spec) === 6) return { host: spec, port: 53 };
+  if (isIPv6(spec)) return { host: spec, port: 53 };
   const [host, port] = spec.split(":");
   return { host: host!, port: port ? Number(port) : 53 };
 }
@@ -239,7 +239,7 @@ export class SxlClient {
   }
 
   private async query(name: string): Promise<SxlResult> {
-    const id = randomInt(0, 0x10000);
+    const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
     const qname = randomizeCase(name, this.o.random);
     const wire = encodeMessage(queryMessage(id, qname, TYPE.A, { udpSize: 1232 }));
     let lastTimeout: Failure | undefined;
@@ -325,7 +325,7 @@ export class SxlClient {
   private socketFor(host: string): UdpSlot {
     const live = this.slots.filter((s) => !s.retiring);
     if (live.length < UDP_SOCKETS) {
-      const sock = dgram.createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+      const sock = nodeDgram().createSocket(isIPv6(host) ? "udp6" : "udp4");
       // Idle lookup sockets must not keep the agent (or a CLI) alive.
       sock.unref();
       const slot: UdpSlot = { sock, uses: 0, inflight: 0, retiring: false, waiters: new Map() };
@@ -405,7 +405,7 @@ export class SxlClient {
   private tcp(wire: Uint8Array, id: number, qname: string): Promise<DnsMessage> {
     const { host, port } = this.o.resolver;
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host, port });
+      const sock = nodeNet().connect({ host, port });
       let buf = Buffer.alloc(0);
       const done = (f: () => void) => {
         clearTimeout(timer);

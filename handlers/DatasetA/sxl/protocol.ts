@@ -12,7 +12,6 @@
  * SHA-256(detection name): 16 characters, DNS-safe, case-insensitive, and no
  * detection name ever appears on the wire.
  */
-import { createHash } from "node:crypto";
 
 export const PROTOCOL_LABEL = "v1";
 export const VERDICTS = ["ignore", "malware", "suspicious", "unknown"] as const;
@@ -43,7 +42,7 @@ const ids = new Map<string, string>();
 export function detectionId(detectionName: string): string {
   let id = ids.get(detectionName);
   if (id === undefined) {
-    id = base32hex(createHash("sha256").update(detectionName, "utf8").digest().subarray(0, 10));
+    id = base32hex(new Uint8Array(Bun.CryptoHasher.hash("sha256", detectionName)).subarray(0, 10));
     // Detection names are a bounded vocabulary (the signature set); the cap is a backstop.
     if (ids.size >= 100_000) ids.clear();
     ids.set(detectionName, id);

@@ -8,7 +8,7 @@
  * negated member does. Variables ($HOME_NET) are refused: the agent has no
  * variable table, and guessing one would make rules match the wrong hosts.
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4, isIPv6 } from "../../../core/ip-address.ts";
 
 export interface AddrSet {
   any: boolean;

@@ -16,16 +16,20 @@
  * Associated data: every header byte up to and including the nonce, then
  * UTF-8 `<content type> NUL <payload path>`.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
+import { nodeCrypto } from "../../../core/lazy-builtins.ts";
 
 const MAGIC = new Uint8Array([0x4f, 0x4c, 0x55, 0x41]); // "OLUA"
 const VERSION = 1;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 export const KEY_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+// AES-GCM from node:crypto, required when a rule file is encrypted (core/lazy-builtins.ts).
+
+const randomBytes = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n)));
 
 export const KeyringSchema = z
   .object({
@@ -143,7 +147,7 @@ export function encryptRule(
   header[5] = id.length;
   header.set(id, 6);
   header.set(nonce, 6 + id.length);
-  const cipher = createCipheriv("aes-256-gcm", key.key, nonce);
+  const cipher = nodeCrypto().createCipheriv("aes-256-gcm", key.key, nonce);
   cipher.setAAD(associatedData(header, bind.contentType, bind.path));
   const body = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   const out = new Uint8Array(header.length + body.length);
@@ -186,7 +190,7 @@ export function decryptRule(
   const body = data.subarray(headerLen, data.length - TAG_BYTES);
   const tag = data.subarray(data.length - TAG_BYTES);
   try {
-    const decipher = createDecipheriv("aes-256-gcm", key, nonce);
+    const decipher = nodeCrypto().createDecipheriv("aes-256-gcm", key, nonce);
     decipher.setAAD(associatedData(header, bind.contentType, bind.path));
     decipher.setAuthTag(tag);
     return new Uint8Array(Buffer.concat([decipher.update(body), decipher.final()]));

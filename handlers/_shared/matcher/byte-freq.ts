@@ -4,7 +4,6 @@
  * measured on this machine's executables and data by scripts/byte-freq.ts
  * and committed as byte-freq.generated.ts. Decoded once, on first use.
  */
-import { gunzipSync } from "node:zlib";
 import { BYTE_MODEL_GZ_B64, BYTE_MODEL_SOURCE } from "./byte-freq.generated.ts";
 
 export interface ByteModel {
@@ -19,7 +18,8 @@ let model: ByteModel | undefined;
 
 export function loadByteModel(): ByteModel {
   if (model) return model;
-  const t = new Uint8Array(gunzipSync(Buffer.from(BYTE_MODEL_GZ_B64, "base64")));
+  // Bun.gunzipSync, not node:zlib: node's zlib module loads the stream classes (core/stdio.ts).
+  const t = Bun.gunzipSync(Buffer.from(BYTE_MODEL_GZ_B64, "base64"));
   if (t.length !== 256 + 65536) throw new Error(`byte model: ${t.length} bytes, expected ${256 + 65536}`);
   model = { unigram: t.subarray(0, 256), bigram: t.subarray(256), source: BYTE_MODEL_SOURCE };
   return model;

@@ -10,7 +10,6 @@
  * above the size cap the oldest unacknowledged segment is dropped and
  * counted (an agent that could not deliver for days must not fill the disk).
  */
-import { randomUUID } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -80,7 +79,7 @@ export class Outbox {
     const metaPath = join(dir, "meta.json");
     this.meta = existsSync(metaPath)
       ? (JSON.parse(readFileSync(metaPath, "utf8")) as Meta)
-      : { generation: randomUUID(), acked: 0, dropped: 0 };
+      : { generation: crypto.randomUUID(), acked: 0, dropped: 0 };
     if (!existsSync(metaPath)) this.saveMeta();
     for (const name of readdirSync(dir).sort()) {
       const m = SEGMENT.exec(name);

@@ -3,7 +3,6 @@
  * SMBIOS structures and ACPI tables, read from /proc and /sys/firmware
  * (root only). A VM without them, or a non-x86 CPU for cpuid, gets no rows.
  */
-import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import type { GenContext, Row, TableDef } from "./context.ts";
 import { listDir, readBytes, readText } from "./read.ts";
@@ -208,7 +207,7 @@ export function parseSmbios(bytes: Buffer): Row[] {
       handle: bytes.readUInt16LE(off + 2),
       header_size: length,
       size: end - off,
-      md5: createHash("md5").update(bytes.subarray(off, end)).digest("hex"),
+      md5: new Bun.CryptoHasher("md5").update(bytes.subarray(off, end)).digest("hex"),
     });
     off = end;
     if (type === 127) break;
@@ -232,7 +231,7 @@ export function genAcpiTables(ctx: GenContext): Row[] {
     }
     const bytes = readBytes(`${base}/${name}`);
     if (!bytes) continue;
-    rows.push({ name, size: bytes.length, md5: createHash("md5").update(bytes).digest("hex") });
+    rows.push({ name, size: bytes.length, md5: new Bun.CryptoHasher("md5").update(bytes).digest("hex") });
   }
   return rows;
 }
