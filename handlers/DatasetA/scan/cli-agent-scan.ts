@@ -27,7 +27,7 @@ import type { ControlClient } from "../../../core/control/client.ts";
 import { errorFromBody } from "../../../core/control/errors.ts";
 import { HandlerError } from "../../../core/errors.ts";
 import { statePaths } from "../../../core/state-paths.ts";
-import { isTerminal } from "../../../core/stdio.ts";
+import { isTerminal, writeStderr } from "../../../core/stdio.ts";
 import type { Progress, ScanReport } from "./service.ts";
 
 /** Which path a scan took: the running agent's scanner, or one this process started. */
@@ -45,8 +45,19 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
-/** A one-line progress bar on stderr, redrawn at most ten times a second. */
-export function progressBar(stream: NodeJS.WriteStream = process.stderr): {
+/**
+ * A one-line progress bar on stderr (a terminal), redrawn at most ten times a second. It writes
+ * through core/stdio.ts like the results, so the bar is cleared before they are printed; only the
+ * terminal's width is read from the node stream.
+ */
+export function progressBar(
+  stream: { columns?: number; write(text: string): void } = {
+    get columns() {
+      return process.stderr.columns;
+    },
+    write: writeStderr,
+  },
+): {
   update(p: Progress): void;
   clear(): void;
 } {
