@@ -6,7 +6,16 @@
  * an event and an admin alert — cleared once the log has been quiet.
  */
 import { afterEach, beforeEach, expect, setDefaultTimeout, test } from "bun:test";
-import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { renderStatus } from "../../core/cli/agent/render.ts";
 import type { ContentHandler } from "../../core/handler/contract.ts";
@@ -145,4 +154,54 @@ test("file: logs outside selfHelp.allowedDirs are never read", async () => {
   await svc.tick();
   expect(svc.stats().skipped).toEqual(["file:/etc/shadow"]);
   expect(svc.stats().files).toEqual([]);
+});
+
+test("an idle round makes no call to the ESH host; a finding is fed again only when it falls due (issue 21)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "outpost-esh-idle-"));
+  try {
+    const app = join(dir, "app.log");
+    writeFileSync(app, "");
+    await vendor.release("ESH", 1, {
+      "r.jsonl": JSON.stringify({
+        id: "boom",
+        logs: [`file:${app}`],
+        pattern: "boom",
+        windowSeconds: 60,
+        kba: { id: "KBA-7", url: "https://kb.example.com/7", title: "boom" },
+      }),
+    });
+    let clock = Date.now();
+    const now = () => new Date(clock);
+    t = await startAgent(vendor, {
+      registry,
+      now,
+      config: { hosts: { isolation: "in-process" }, selfHelp: { allowedDirs: [dir], quietSeconds: 600 } },
+    });
+    await t.agent.update();
+    svc = new SelfHelpService({ agent: t.agent, config: t.agent.config, now });
+    const feeds = () => svc!.stats().feeds;
+
+    await svc.tick(); // the first round asks the host which findings it holds
+    expect(feeds()).toBe(1);
+    for (let i = 0; i < 3; i++) await svc.tick();
+    expect(feeds()).toBe(1); // nothing new, nothing open: no call
+
+    appendFileSync(app, "2026-12-05 something went boom\n");
+    await svc.tick();
+    expect(feeds()).toBe(2);
+    expect(t.agent.health.get("esh", "KBA-7")).toBeDefined();
+    clock += 599_000;
+    await svc.tick();
+    expect(feeds()).toBe(2); // open, but not quiet for 600 s yet: still no call
+
+    clock += 2_000;
+    await svc.tick(); // due: fed, and cleared
+    expect(feeds()).toBe(3);
+    expect(t.agent.health.get("esh", "KBA-7")).toBeUndefined();
+    expect(t.agent.events.recent((e) => e.type === "selfhelp-cleared")).toHaveLength(1);
+    await svc.tick();
+    expect(feeds()).toBe(3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -95,7 +95,13 @@ export class SelfHelpService {
   private ticking?: Promise<void>;
   private unsub?: () => void;
   private readonly raisedAt = new Map<string, number>();
-  readonly counters = { ticks: 0, lines: 0, opened: 0, cleared: 0, errors: 0 };
+  readonly counters = { ticks: 0, lines: 0, feeds: 0, opened: 0, cleared: 0, errors: 0 };
+  /**
+   * When the earliest open finding falls quiet (epoch ms): a round with no new lines only expires
+   * findings, so it calls the ESH host only once one is due — not every poll. 0 until the first
+   * reply has said which findings are open.
+   */
+  private nextExpiryMs = 0;
   lastError: string | null = null;
 
   constructor(private readonly opts: SelfHelpOptions) {
@@ -106,7 +112,12 @@ export class SelfHelpService {
     const c = this.opts.config.selfHelp;
     if (!c.enabled) return;
     this.unsub = this.opts.agent.events.subscribe((e) => {
-      if ((e as { contentType?: unknown }).contentType === "ESH") this.sourcesAt = 0;
+      // New ESH content (or its host restarted with it): read its sources again, and feed it at the
+      // next round to learn which findings it holds.
+      if ((e as { contentType?: unknown }).contentType === "ESH") {
+        this.sourcesAt = 0;
+        this.nextExpiryMs = 0;
+      }
     });
     this.timer = setInterval(() => void this.tick(), c.pollMs);
     (this.timer as { unref?: () => void }).unref?.();
@@ -197,17 +208,23 @@ export class SelfHelpService {
     for (const [unit, lines] of this.journal?.take() ?? [])
       batches.push({ source: `journal:${unit}`, lines });
     const quietMs = this.opts.config.selfHelp.quietSeconds * 1000;
+    // Nothing new and nothing due to clear: an idle agent's round ends here, without waking the host.
+    if (batches.length === 0 && this.now().getTime() < this.nextExpiryMs) return;
     // Large backlogs go over in bounded messages (lines and bytes: IPC messages are capped,
     // hosts.maxMessageBytes); findings of every message are handled.
     const chunks = chunkBatches(batches, MAX_LINES_PER_BATCH, MAX_BYTES_PER_BATCH);
     for (const batch of chunks) {
       this.counters.lines += batch.reduce((k, b) => k + b.lines.length, 0);
+      this.counters.feeds++;
       const reply = (await this.opts.agent.call("ESH", "feed", {
         batches: batch,
         now: this.now().getTime(),
         quietMs,
       })) as FeedReply;
       this.apply(reply);
+      this.nextExpiryMs = Number.POSITIVE_INFINITY;
+      for (const f of reply.active)
+        this.nextExpiryMs = Math.min(this.nextExpiryMs, Date.parse(f.lastSeen) + quietMs);
     }
   }
 
