@@ -78,6 +78,25 @@ export async function handlerPrivilegeViolations(): Promise<string[]> {
   );
 }
 
+/**
+ * Host processes start with JavaScriptCore options (core/jit-options.ts). A
+ * runtime that no longer knows one refuses to start at all ("invalid JSC
+ * environment variable"), which would leave every host group down; the
+ * executable carries its own runtime, so one start with those options here
+ * proves them for every host it will launch. Returns why it failed, or null.
+ */
+export async function jitOptionsRefused(executable: string): Promise<string | null> {
+  const { JIT_TIER_UP_ENV } = await import("./core/jit-options.ts");
+  const r = Bun.spawnSync([executable, "--version"], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...JIT_TIER_UP_ENV },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (r.exitCode === 0) return null;
+  const why = r.stderr.toString().trim().split("\n").slice(0, 3).join(" ");
+  return `does not start with the host JIT options (core/jit-options.ts): exit ${r.exitCode}: ${why}`;
+}
+
 export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
   const violations = await handlerPrivilegeViolations();
   if (violations.length > 0) {
@@ -138,6 +157,11 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
       throw new Error(
         `${target.entry}: lazily imported modules not bundled: ${missing.map((m) => relative(ROOT, m)).join(", ")}`,
       );
+    }
+
+    if (target.name === "agent") {
+      const refused = await jitOptionsRefused(outfile);
+      if (refused) throw new Error(`${relative(ROOT, outfile)}: ${refused}`);
     }
 
     const ms = Math.round(performance.now() - started);

@@ -1,0 +1,40 @@
+/**
+ * JavaScriptCore tier-up thresholds for the agent's own processes (issue 21,
+ * start-up and footprint).
+ *
+ * A host evaluates its module graph once: zod builds its schemas, handlers
+ * register, the channel opens. JavaScriptCore counts that code as warm (zod's
+ * constructors run hundreds of times while schemas are built) and compiles
+ * it on JIT worker threads: CPU and executable memory spent on code that
+ * never runs again. `agent host --group scanner </dev/null`, median of 15,
+ * CPU (user + system), one run: default thresholds 96 ms, no JIT at all 58
+ * ms, these thresholds 74 ms (four and ten times the defaults go further,
+ * 72 and 69 ms, at a longer warm-up for request paths).
+ *
+ * Raising the thresholds only delays tier-up. A scan loop, a rule engine's
+ * dispatch or the Lua VM runs millions of iterations and reaches the
+ * baseline and optimizing tiers within milliseconds: an offline scan of
+ * /usr/bin (286 MB, 20k signatures) took the same time or less. What pays
+ * is a request path called a few hundred times: bench/ipc.ts's 1 KiB round
+ * trip is ~15 µs slower over its first 2,000 calls and no slower over
+ * 10,000. WebAssembly tiering is left as it is.
+ *
+ * Passed as BUN_JSC_* variables, the only way to set JavaScriptCore options
+ * in a compiled Bun executable. They take effect at process start, so they
+ * apply to the processes the agent launches (hosts, and the query worker
+ * that inherits the query host's environment). Bun calls them unstable, and
+ * a runtime that does not know one refuses to start: build.ts starts every
+ * agent executable it builds with them (jitOptionsRefused) and fails the
+ * build otherwise, and jit-options.test.ts does the same for the runtime
+ * that runs the sources. The supervisor's own environment is not changed:
+ * a unit file written by one build must not keep the next from starting.
+ */
+export const JIT_TIER_UP_ENV: Readonly<Record<string, string>> = Object.freeze({
+  // Baseline JIT: defaults 500 (after warm-up) and 100 (soon).
+  BUN_JSC_thresholdForJITAfterWarmUp: "5000",
+  BUN_JSC_thresholdForJITSoon: "5000",
+  // DFG: default 1000 for each.
+  BUN_JSC_thresholdForOptimizeAfterWarmUp: "20000",
+  BUN_JSC_thresholdForOptimizeAfterLongWarmUp: "20000",
+  BUN_JSC_thresholdForOptimizeSoon: "20000",
+});
