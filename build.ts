@@ -79,22 +79,22 @@ export async function handlerPrivilegeViolations(): Promise<string[]> {
 }
 
 /**
- * Host processes start with JavaScriptCore options (core/jit-options.ts). A
+ * Host processes start with JavaScriptCore options (core/jsc-options.ts). A
  * runtime that no longer knows one refuses to start at all ("invalid JSC
  * environment variable"), which would leave every host group down; the
  * executable carries its own runtime, so one start with those options here
  * proves them for every host it will launch. Returns why it failed, or null.
  */
-export async function jitOptionsRefused(executable: string): Promise<string | null> {
-  const { JIT_TIER_UP_ENV } = await import("./core/jit-options.ts");
+export async function jscOptionsRefused(executable: string): Promise<string | null> {
+  const { HOST_JSC_ENV } = await import("./core/jsc-options.ts");
   const r = Bun.spawnSync([executable, "--version"], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...JIT_TIER_UP_ENV },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...HOST_JSC_ENV },
     stdout: "pipe",
     stderr: "pipe",
   });
   if (r.exitCode === 0) return null;
   const why = r.stderr.toString().trim().split("\n").slice(0, 3).join(" ");
-  return `does not start with the host JIT options (core/jit-options.ts): exit ${r.exitCode}: ${why}`;
+  return `does not start with the host JavaScriptCore options (core/jsc-options.ts): exit ${r.exitCode}: ${why}`;
 }
 
 export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
@@ -160,7 +160,7 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
     }
 
     if (target.name === "agent") {
-      const refused = await jitOptionsRefused(outfile);
+      const refused = await jscOptionsRefused(outfile);
       if (refused) throw new Error(`${relative(ROOT, outfile)}: ${refused}`);
     }
 

@@ -1,6 +1,6 @@
 /**
  * Host processes start with JavaScriptCore's tier-up thresholds raised
- * (core/jit-options.ts). The options must reach the host, and the runtime
+ * (core/jsc-options.ts). The options must reach the host, and the runtime
  * must know them: one it does not know stops a Bun process from starting at
  * all, so build.ts refuses an executable that does not start with them.
  */
@@ -8,16 +8,16 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jitOptionsRefused } from "../../build.ts";
+import { jscOptionsRefused } from "../../build.ts";
 import { parseConfig } from "../../core/config.ts";
 import { HostManager } from "../../core/host/manager.ts";
-import { JIT_TIER_UP_ENV } from "../../core/jit-options.ts";
+import { HOST_JSC_ENV } from "../../core/jsc-options.ts";
 import { log } from "../../core/log.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
 
 const dirs: string[] = [];
 const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "outpost-jit-options-"));
+  const d = mkdtempSync(join(tmpdir(), "outpost-jsc-options-"));
   dirs.push(d);
   return d;
 };
@@ -53,7 +53,7 @@ describe("JIT tier-up options of host processes", () => {
         const pid = manager.hosts().find((h) => h.group === "scanner")?.pid;
         expect(typeof pid).toBe("number");
         const env = environOf(pid as number);
-        for (const [k, v] of Object.entries(JIT_TIER_UP_ENV)) expect(env[k]).toBe(v);
+        for (const [k, v] of Object.entries(HOST_JSC_ENV)) expect(env[k]).toBe(v);
         expect(env.BUN_JSC_useJIT).toBeUndefined();
       } finally {
         await manager.unloadAll();
@@ -69,7 +69,7 @@ describe("JIT tier-up options of host processes", () => {
         env: { PATH: process.env.PATH ?? "", ...env },
         stderr: "pipe",
       });
-    expect(run({ ...JIT_TIER_UP_ENV }).exitCode).toBe(0);
+    expect(run({ ...HOST_JSC_ENV }).exitCode).toBe(0);
     const misspelled = run({ BUN_JSC_thresholdForJITAfterWarmUpp: "5000" });
     expect(misspelled.exitCode).not.toBe(0);
     expect(misspelled.stderr.toString()).toContain("invalid JSC environment variable");
@@ -83,9 +83,9 @@ describe("JIT tier-up options of host processes", () => {
       '#!/bin/sh\n[ -n "$BUN_JSC_thresholdForJITAfterWarmUp" ] && { echo "error: invalid JSC environment variable" >&2; exit 1; }\nexit 0\n',
     );
     chmodSync(refusing, 0o755);
-    const why = await jitOptionsRefused(refusing);
-    expect(why).toContain("core/jit-options.ts");
+    const why = await jscOptionsRefused(refusing);
+    expect(why).toContain("core/jsc-options.ts");
     expect(why).toContain("invalid JSC environment variable");
-    expect(await jitOptionsRefused(process.execPath)).toBeNull();
+    expect(await jscOptionsRefused(process.execPath)).toBeNull();
   });
 });
