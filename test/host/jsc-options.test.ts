@@ -1,8 +1,9 @@
 /**
- * Host processes start with JavaScriptCore's tier-up thresholds raised
- * (core/jsc-options.ts). The options must reach the host, and the runtime
- * must know them: one it does not know stops a Bun process from starting at
- * all, so build.ts refuses an executable that does not start with them.
+ * Host processes start with JavaScriptCore options (core/jsc-options.ts:
+ * tier-up thresholds raised, no pre-faulted heap blocks). The options must
+ * reach the host, and the runtime must know them: one it does not know
+ * stops a Bun process from starting at all, so build.ts refuses an
+ * executable that does not start with them.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -34,7 +35,7 @@ function environOf(pid: number): Record<string, string> {
   return out;
 }
 
-describe("JIT tier-up options of host processes", () => {
+describe("JavaScriptCore options of host processes", () => {
   test("a host process runs with every option, and the supervisor's own BUN_JSC_* do not leak in", async () => {
     const dir = tempDir();
     process.env.BUN_JSC_useJIT = "1"; // a supervisor-side JSC option: hostEnv passes only OUTPOST_*
