@@ -83,12 +83,13 @@ export async function handlerPrivilegeViolations(): Promise<string[]> {
  * runtime that no longer knows one refuses to start at all ("invalid JSC
  * environment variable"), which would leave every host group down; the
  * executable carries its own runtime, so one start with those options here
- * proves them for every host it will launch. Returns why it failed, or null.
+ * proves them for every host it will launch, and for the supervisor, which
+ * re-executes itself with them (core/jsc-reexec.ts). Returns why it failed, or null.
  */
 export async function jscOptionsRefused(executable: string): Promise<string | null> {
-  const { HOST_JSC_ENV } = await import("./core/jsc-options.ts");
+  const { AGENT_JSC_ENV } = await import("./core/jsc-options.ts");
   const r = Bun.spawnSync([executable, "--version"], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...HOST_JSC_ENV },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...AGENT_JSC_ENV },
     stdout: "pipe",
     stderr: "pipe",
   });

@@ -15,6 +15,13 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   // A host process, started by the supervisor: no command tree in its heap (agent-host.ts).
   await import("./agent-host.ts");
 } else {
+  if (args[0] === "run") {
+    // The supervisor re-executes itself once, before it loads anything, with the hosts'
+    // JavaScriptCore options (core/jsc-reexec.ts); on success this call does not return.
+    const { reexecWithJscOptions } = await import("../core/jsc-reexec.ts");
+    const failed = reexecWithJscOptions(Bun.main.startsWith("/$bunfs/"));
+    if (failed) console.error(`outpost-agent: ${failed}`);
+  }
   // Before any schema is built: one-shot commands parse interpreted (core/cli/schema-mode.ts).
   (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
   await import("./agent-main.ts");

@@ -1,6 +1,7 @@
 /**
- * JavaScriptCore options for the host processes (issue 21, start-up and
- * footprint): tier-up thresholds, and no pre-faulted heap blocks.
+ * JavaScriptCore options for the agent's long-lived processes, the hosts and
+ * the supervisor (issue 21, start-up and footprint): tier-up thresholds, and
+ * no pre-faulted heap blocks.
  *
  * A host evaluates its module graph once: zod builds its schemas, handlers
  * register, the channel opens. JavaScriptCore counts that code as warm (zod's
@@ -29,14 +30,22 @@
  * Passed as BUN_JSC_* variables, the only way to set JavaScriptCore options
  * in a compiled Bun executable. They take effect at process start, so they
  * apply to the processes the agent launches (hosts, and the query worker
- * that inherits the query host's environment). Bun calls them unstable, and
- * a runtime that does not know one refuses to start: build.ts starts every
- * agent executable it builds with them (jscOptionsRefused) and fails the
- * build otherwise, and jsc-options.test.ts does the same for the runtime
- * that runs the sources. The supervisor's own environment is not changed:
- * a unit file written by one build must not keep the next from starting.
+ * that inherits the query host's environment), and to the supervisor, which
+ * re-executes itself with them once (jsc-reexec.ts) rather than getting them
+ * from its unit file: a unit written by one build must not keep the next
+ * from starting. The demo agent's supervisor holds ~46 MiB of anonymous
+ * memory with them against ~50 MiB without (45 s after start, three runs).
+ * JavaScriptCore's mini VM mode (forceMiniVMMode) would take it to ~41.5
+ * MiB, but it collects so often that the supervisor's HTTP serving ran at a
+ * quarter of its throughput (bench/control-plane.ts, bare Bun.serve 23–24k
+ * → 5.4–5.9k requests/s in the same process).
+ *
+ * Bun calls them unstable, and a runtime that does not know one refuses to
+ * start: build.ts starts every agent executable it builds with them
+ * (jscOptionsRefused) and fails the build otherwise, and jsc-options.test.ts
+ * does the same for the runtime that runs the sources.
  */
-export const HOST_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
+export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
   // Baseline JIT: defaults 500 (after warm-up) and 100 (soon).
   BUN_JSC_thresholdForJITAfterWarmUp: "5000",
   BUN_JSC_thresholdForJITSoon: "5000",

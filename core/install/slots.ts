@@ -221,6 +221,10 @@ export async function switchSoftware(
 export function versionProbe(root: string): Probe {
   return async (signal) => {
     const proc = Bun.spawn([inRoot(root, LAYOUT.binary), "version", "--json"], {
+      // Bun.spawn without `env` passes the environment this process started with, which in a
+      // re-executed supervisor holds this build's JavaScriptCore options; the new build may not
+      // know them (core/jsc-reexec.ts). process.env is that environment with them removed.
+      env: { ...process.env },
       stdout: "pipe",
       stderr: "pipe",
     });

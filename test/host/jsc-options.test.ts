@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { jscOptionsRefused } from "../../build.ts";
 import { parseConfig } from "../../core/config.ts";
 import { HostManager } from "../../core/host/manager.ts";
-import { HOST_JSC_ENV } from "../../core/jsc-options.ts";
+import { AGENT_JSC_ENV } from "../../core/jsc-options.ts";
 import { log } from "../../core/log.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
 
@@ -54,7 +54,7 @@ describe("JavaScriptCore options of host processes", () => {
         const pid = manager.hosts().find((h) => h.group === "scanner")?.pid;
         expect(typeof pid).toBe("number");
         const env = environOf(pid as number);
-        for (const [k, v] of Object.entries(HOST_JSC_ENV)) expect(env[k]).toBe(v);
+        for (const [k, v] of Object.entries(AGENT_JSC_ENV)) expect(env[k]).toBe(v);
         expect(env.BUN_JSC_useJIT).toBeUndefined();
       } finally {
         await manager.unloadAll();
@@ -70,7 +70,7 @@ describe("JavaScriptCore options of host processes", () => {
         env: { PATH: process.env.PATH ?? "", ...env },
         stderr: "pipe",
       });
-    expect(run({ ...HOST_JSC_ENV }).exitCode).toBe(0);
+    expect(run({ ...AGENT_JSC_ENV }).exitCode).toBe(0);
     const misspelled = run({ BUN_JSC_thresholdForJITAfterWarmUpp: "5000" });
     expect(misspelled.exitCode).not.toBe(0);
     expect(misspelled.stderr.toString()).toContain("invalid JSC environment variable");

@@ -1,0 +1,79 @@
+/**
+ * The compiled supervisor re-executes itself once with the hosts' JavaScriptCore options
+ * (core/jsc-reexec.ts): same PID (systemd tracks it, status reports it), every option in the
+ * image's environment, and an operator's own BUN_JSC_* setting left alone.
+ */
+import { afterEach, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AGENT_JSC_ENV } from "../../core/jsc-options.ts";
+import { JSC_REEXEC_MARK } from "../../core/jsc-reexec.ts";
+import { compiledBinaries } from "../fixtures/compiled.ts";
+
+let agentBin = "";
+const running: ReturnType<typeof Bun.spawn>[] = [];
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  agentBin = (await compiledBinaries()).agent;
+}, 300_000);
+
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    p.kill("SIGTERM");
+    await p.exited;
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function environOf(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+    const i = kv.indexOf("=");
+    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+/** Starts `agent run` with `env` and waits until its control plane answers with that PID. */
+async function startAgent(env: Record<string, string>): Promise<number> {
+  const work = mkdtempSync(join(tmpdir(), "outpost-supervisor-jsc-"));
+  dirs.push(work);
+  const state = join(work, "state");
+  const config = join(work, "agent.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ stateDir: state, update: { enabled: false, trust: join(work, "none.pem") } }),
+  );
+  const agent = Bun.spawn([agentBin, "run", "--config", config], {
+    cwd: work,
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", OUTPOST_LOG_QUIET: "1", ...env },
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  running.push(agent);
+  for (;;) {
+    if (agent.exitCode !== null) throw new Error(`agent run exited ${agent.exitCode}`);
+    const p = Bun.spawnSync([agentBin, "status", "--json", "--state", state]);
+    if (
+      p.exitCode === 0 &&
+      (JSON.parse(p.stdout.toString()) as { agent: { pid: number } }).agent.pid === agent.pid
+    )
+      return agent.pid;
+    await Bun.sleep(100);
+  }
+}
+
+test("the compiled supervisor runs with every host option, in the process it was started as", async () => {
+  const env = environOf(await startAgent({ KEPT: "yes" }));
+  for (const [k, v] of Object.entries(AGENT_JSC_ENV)) expect(env[k]).toBe(v);
+  expect(env[JSC_REEXEC_MARK]).toBe("1");
+  expect(env.KEPT).toBe("yes");
+}, 60_000);
+
+test("an operator's BUN_JSC_* setting: no re-exec, no options added", async () => {
+  const env = environOf(await startAgent({ BUN_JSC_useJIT: "1" }));
+  expect(env.BUN_JSC_useJIT).toBe("1");
+  expect(Object.keys(env).filter((k) => k in AGENT_JSC_ENV || k === JSC_REEXEC_MARK)).toEqual([]);
+}, 60_000);
