@@ -125,6 +125,24 @@ function parseArgs<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
   return parsed.data;
 }
 
+/** quietMs is capped: JSON has no Infinity, and a schedule an hour away says enough. */
+const QUIET_CAP_MS = 3_600_000;
+
+/**
+ * How long a pull will find no line to deliver, in ms (the supervisor's pump sleeps on it): lines
+ * held back come due when the oldest has waited `maxWaitMs`; with none pending, lines can only
+ * come from the next run, and are due `maxWaitMs` after it starts at the earliest.
+ */
+function quietMsOf(l: Loaded, maxWaitMs: number): number {
+  const ob = l.host.outbox;
+  if (ob.pending > 0) return Math.min(QUIET_CAP_MS, Math.max(0, maxWaitMs - ob.oldestPendingAgeMs()));
+  return untilNextRunLines(l, maxWaitMs);
+}
+
+function untilNextRunLines(l: Loaded, maxWaitMs: number): number {
+  return Math.min(QUIET_CAP_MS, l.scheduler.msUntilNextRun() + maxWaitMs);
+}
+
 export const QueryArgsSchema = z.object({ sql: z.string().min(1).max(MAX_SQL_BYTES) }).strict();
 export const PullArgsSchema = z
   .object({
@@ -368,11 +386,20 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
             generation: ob.generation,
           };
           if (pending === 0 || (pending < a.minLines && ob.oldestPendingAgeMs() < a.maxWaitMs))
-            return { ...base, first: ob.stats().acked + 1, lines: [], pending };
+            return {
+              ...base,
+              first: ob.stats().acked + 1,
+              lines: [],
+              pending,
+              quietMs: quietMsOf(l, a.maxWaitMs),
+            };
+          const out = ob.pull(a.max, a.maxBytes);
           return {
-            ...ob.pull(a.max, a.maxBytes),
+            ...out,
             settingsHash: l.host.settingsHash,
             configured: l.host.configured,
+            // Lines left behind (batch or byte cap) are deliverable now; otherwise the next run decides.
+            quietMs: out.lines.length < pending ? 0 : untilNextRunLines(l, a.maxWaitMs),
           };
         }
         case "ack": {

@@ -69,6 +69,8 @@ export class Scheduler {
   private paused = true;
   private stopped = false;
   private running?: Promise<unknown>;
+  /** Runs (scheduled or `runNow`) that have started and not finished. */
+  private executing = 0;
 
   constructor(
     private readonly host: QueryHost,
@@ -138,6 +140,20 @@ export class Scheduler {
         this.arm();
       });
     }, wait);
+  }
+
+  /**
+   * How long from now until a scheduled run can start, in ms: 0 while one is running, Infinity
+   * while none can (paused until configured, stopped, nothing supported). Lines reach the outbox
+   * only from runs, so the supervisor's results pump sleeps this long instead of asking every
+   * flush interval (service.ts).
+   */
+  msUntilNextRun(): number {
+    if (this.executing > 0 || this.running) return 0;
+    if (this.paused || this.stopped) return Number.POSITIVE_INFINITY;
+    let next = Number.POSITIVE_INFINITY;
+    for (const e of this.entries) if (!e.unsupported && e.nextDue < next) next = e.nextDue;
+    return Math.max(0, next - this.host.now());
   }
 
   /** Runs every query that is due now, in due order; returns how many ran. */
@@ -216,6 +232,15 @@ export class Scheduler {
   }
 
   private async execute(e: Entry, force = false): Promise<RunReport> {
+    this.executing++;
+    try {
+      return await this.executeInner(e, force);
+    } finally {
+      this.executing--;
+    }
+  }
+
+  private async executeInner(e: Entry, force: boolean): Promise<RunReport> {
     const { q } = e;
     const host = this.host;
     const stats = this.statsOf(q, e.splayed);

@@ -14,7 +14,14 @@ import { startLakeReceiver } from "../../plugins/sinks/lake-receiver.ts";
 import { RotatingFileSink } from "../../plugins/sinks/results-file.ts";
 import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
 import { createScheduledQueryPackHandler, type Loaded } from "./index.ts";
-import { ResultsService, settingsFromConfig, sinksFromConfig } from "./service.ts";
+import {
+  pullDelayMs,
+  ResultsService,
+  settingsFromConfig,
+  sinksFromConfig,
+  type WakeSource,
+  wakesPump,
+} from "./service.ts";
 import { defaultSettings, settingsHash } from "./settings.ts";
 import { capsFor, pack, viewOf } from "./testutil.ts";
 
@@ -148,6 +155,123 @@ describe("ResultsService", () => {
       await service.stop();
       await handler.unload!(l);
     }
+  });
+});
+
+describe("when the pump pulls: quietMs instead of a fixed clock", () => {
+  const pull = (l: Loaded, args: Record<string, unknown>) =>
+    handler.call!(l, "pull", args) as Promise<{ lines: string[]; pending: number; quietMs: number }>;
+
+  test("the host says how long its outbox will have nothing to deliver; a run in flight makes it 0", async () => {
+    const l = await loadedHandler();
+    const flushMs = 2000;
+    const asked = { minLines: 5000, maxWaitMs: flushMs };
+    try {
+      const next = Math.min(...l.scheduler.queries.map((e) => e.nextDue));
+      clock = next - 7000;
+      // Nothing pending: no line before the next run starts, and its lines are held flushMs.
+      expect((await pull(l, asked)).quietMs).toBe(7000 + flushMs);
+      // A run in flight (runNow here; the scheduler's own runs alike): lines may come at any moment.
+      const run = l.scheduler.runNow(l.scheduler.queries[0]!.q.logName)!;
+      expect(l.scheduler.msUntilNextRun()).toBe(0);
+      await run;
+      expect(l.scheduler.msUntilNextRun()).toBe(7000);
+      // Its lines are held back until the oldest has waited flushMs.
+      clock += 500;
+      const held = await pull(l, asked);
+      expect(held.lines).toEqual([]);
+      expect(held.quietMs).toBe(flushMs - 500);
+      clock += flushMs - 500;
+      // A cap that leaves lines behind: the rest are deliverable now.
+      const capped = await pull(l, { ...asked, max: 1 });
+      expect(capped.lines).toHaveLength(1);
+      expect(capped.pending).toBeGreaterThan(1);
+      expect(capped.quietMs).toBe(0);
+      // Everything handed over: quiet until the next scheduled run's lines can be due.
+      const all = await pull(l, asked);
+      expect(all.lines.length).toBe(all.pending);
+      expect(all.quietMs).toBe(next - clock + flushMs);
+    } finally {
+      await handler.unload!(l);
+    }
+  });
+
+  test("the pump sleeps on it: at least flushMs with nothing pending, at most maxIdleMs", () => {
+    const o = { flushMs: 2000, maxIdleMs: 30_000, batchLines: 5000 };
+    expect(pullDelayMs({ moved: 5000, pending: 9000, quietMs: 0 }, o)).toBe(0);
+    expect(pullDelayMs({ moved: 0, pending: 0 }, o)).toBe(2000);
+    expect(pullDelayMs({ moved: 0, pending: 0, quietMs: 500 }, o)).toBe(2000);
+    expect(pullDelayMs({ moved: 12, pending: 0, quietMs: 12_000 }, o)).toBe(12_000);
+    expect(pullDelayMs({ moved: 0, pending: 0, quietMs: 3_600_000 }, o)).toBe(30_000);
+    expect(pullDelayMs({ moved: 0, pending: 3, quietMs: 150 }, o)).toBe(150);
+  });
+
+  test("new query content and a new query host wake it; other groups' events do not", async () => {
+    expect(wakesPump({ type: "content-installed", contentType: "ScheduledQueryPack" })).toBe(true);
+    expect(wakesPump({ type: "content-rolled-back", contentType: "ScheduledQueryPack" })).toBe(true);
+    expect(wakesPump({ type: "host-restarted", group: "query" })).toBe(true);
+    expect(wakesPump({ type: "host-started", group: "query" })).toBe(true);
+    expect(wakesPump({ type: "host-restarted", group: "scanner" })).toBe(false);
+    expect(wakesPump({ type: "content-installed", contentType: "Behavior" })).toBe(false);
+
+    // The loop itself: a host that says "nothing for an hour" leaves the pump asleep until an event.
+    const subscribers = new Set<(e: { type: string; [k: string]: unknown }) => void>();
+    const wakeOn: WakeSource = {
+      subscribe(fn) {
+        subscribers.add(fn);
+        return () => subscribers.delete(fn);
+      },
+    };
+    const emit = (e: { type: string; [k: string]: unknown }) => {
+      for (const fn of subscribers) fn(e);
+    };
+    const settings = defaultSettings();
+    let pulls = 0;
+    let onPull = () => {};
+    const api = {
+      async call(_t: string, method: string) {
+        if (method !== "pull") return { queries: [], outbox: { pending: 0 } };
+        pulls++;
+        onPull();
+        return {
+          settingsHash: settingsHash(settings),
+          configured: true,
+          generation: "g",
+          first: 1,
+          lines: [],
+          pending: 0,
+          quietMs: 3_600_000,
+        };
+      },
+    };
+    const pulled = (n: number) =>
+      new Promise<void>((resolve) => {
+        onPull = () => pulls >= n && resolve();
+        if (pulls >= n) resolve();
+      });
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const service = new ResultsService({
+      api,
+      settings,
+      sinks: [],
+      flushMs: 10,
+      maxIdleMs: 3_600_000,
+      wakeOn,
+      metrics: new MetricsRegistry(),
+    }).start();
+    try {
+      await pulled(1);
+      emit({ type: "host-restarted", group: "scanner" });
+      await turn();
+      await turn();
+      expect(pulls).toBe(1);
+      emit({ type: "host-restarted", group: "query" });
+      await pulled(2);
+      expect(pulls).toBe(2);
+    } finally {
+      await service.stop();
+    }
+    expect(subscribers.size).toBe(0);
   });
 });
 

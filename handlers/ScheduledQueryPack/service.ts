@@ -11,6 +11,15 @@
  * It also keeps the query host configured (engine, host identifier,
  * watchdog defaults from the agent config) and mirrors per-query
  * telemetry into the supervisor's Prometheus registry for GET /metrics.
+ *
+ * It pulls when there can be something to deliver, not on a clock: each
+ * `pull` answer says how long the outbox will have nothing deliverable
+ * (`quietMs`: until held-back lines come due, or until the next scheduled
+ * run starts plus the flush interval), and the pump sleeps that long (with
+ * nothing pending at least `flushMs`; never more than `maxIdleMs`). Anything that makes the answer
+ * stale wakes it at once: new query content, a restarted query host, new
+ * settings. An idle agent with an hourly pack pulls twice a minute instead
+ * of thirty times, and the query host's watchdog can back off.
  * The watchdog limits and result format follow the effective
  * configuration (tenant policy may set `query.watchdog.*` and
  * `query.eventFormat`): a change is sent to the host at once and applies
@@ -29,6 +38,7 @@ import { type DropTarget, reportDrops } from "../../plugins/sinks/registry.ts";
 import type { ResultsSink, SinkStats } from "../../plugins/sinks/results.ts";
 import { RotatingFileSink } from "../../plugins/sinks/results-file.ts";
 import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
+import { scheduledQueryPackManifest } from "./manifest.ts";
 import { type Settings, SettingsSchema, settingsHash } from "./settings.ts";
 
 const TYPE = "ScheduledQueryPack";
@@ -99,14 +109,47 @@ interface PullResult {
   first: number;
   lines: string[];
   pending: number;
+  /** How long (ms) a pull would find nothing deliverable; absent from a host that does not say. */
+  quietMs?: number;
+}
+
+/** The longest the pump sleeps on a `quietMs`: bounds the delay when a wake-up was missed. */
+export const MAX_IDLE_PULL_MS = 30_000;
+
+/** How long the pump sleeps after a pull that moved `moved` lines and left `pending`. */
+export function pullDelayMs(
+  r: { moved: number; pending: number; quietMs?: number },
+  o: { flushMs: number; maxIdleMs: number; batchLines: number },
+): number {
+  // A full batch means more is waiting: keep going without a pause.
+  if (r.moved >= o.batchLines) return 0;
+  // A host that did not say (or was configured just now): the flush interval, as before.
+  if (r.quietMs === undefined) return o.flushMs;
+  // Lines held back: pull when they come due. None: not before the next run's can be.
+  return Math.min(o.maxIdleMs, Math.max(r.pending > 0 ? 0 : o.flushMs, r.quietMs));
+}
+
+/** Agent events after which the query host's last `quietMs` may be wrong: new content, a new host. */
+export function wakesPump(e: { type: string; [k: string]: unknown }): boolean {
+  if (e.contentType === TYPE) return true;
+  return e.group === scheduledQueryPackManifest.group && e.type.startsWith("host-");
+}
+
+/** What wakes the pump: agent events that make the host's last `quietMs` stale. */
+export interface WakeSource {
+  subscribe(fn: (e: { type: string; [k: string]: unknown }) => void): () => void;
 }
 
 export interface ResultsServiceOptions {
   api: HandlerCaller;
   settings: Settings;
   sinks: ResultsSink[];
-  /** Pause between pulls when the outbox had less than a batch. */
+  /** Shortest pause between pulls when the outbox had less than a batch. */
   flushMs?: number;
+  /** Longest pause between pulls (default MAX_IDLE_PULL_MS). */
+  maxIdleMs?: number;
+  /** Events that wake the pump (new query content, query host restarts). */
+  wakeOn?: WakeSource;
   batchLines?: number;
   /** How often per-query stats are mirrored into /metrics. */
   statsMs?: number;
@@ -124,8 +167,12 @@ export function resultsServiceOf(agent: object): ResultsService | undefined {
 export class ResultsService {
   readonly name = "query-results";
   private readonly log = rootLog.child({ component: "query-results" });
-  private readonly flushMs: number;
-  private readonly batchLines: number;
+  readonly flushMs: number;
+  readonly maxIdleMs: number;
+  readonly batchLines: number;
+  private unsubscribe?: () => void;
+  /** Set by a wake-up that came while a pull was in flight: its `quietMs` is already stale. */
+  private woken = false;
   private readonly statsMs: number;
   private expectedHash: string;
   private stopped = true;
@@ -139,6 +186,7 @@ export class ResultsService {
 
   constructor(private readonly opts: ResultsServiceOptions) {
     this.flushMs = opts.flushMs ?? 2000;
+    this.maxIdleMs = Math.max(this.flushMs, opts.maxIdleMs ?? MAX_IDLE_PULL_MS);
     this.batchLines = opts.batchLines ?? 5000;
     this.statsMs = opts.statsMs ?? 15_000;
     this.expectedHash = settingsHash(opts.settings);
@@ -175,6 +223,9 @@ export class ResultsService {
   start(): this {
     if (!this.stopped) return this;
     this.stopped = false;
+    this.unsubscribe = this.opts.wakeOn?.subscribe((e) => {
+      if (wakesPump(e)) this.wakeNow();
+    });
     this.loop = this.run();
     this.statsTimer = setInterval(() => {
       this.refreshMetrics().catch(() => {});
@@ -186,6 +237,7 @@ export class ResultsService {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.statsTimer) clearInterval(this.statsTimer);
+    this.unsubscribe?.();
     this.wake?.();
     await this.loop;
     // A last pull so what the host produced before shutdown is not left waiting a whole restart.
@@ -196,19 +248,20 @@ export class ResultsService {
   private async run(): Promise<void> {
     while (!this.stopped) {
       let wait = this.flushMs;
+      this.woken = false;
       try {
-        const r = await this.pumpOnce();
-        // A full batch means more is waiting: keep going without a pause.
-        if (r.moved >= this.batchLines) wait = 0;
+        wait = pullDelayMs(await this.pumpOnce(), this);
       } catch (e) {
         const d = describeError(e);
-        // No content installed yet is the normal idle state, not an error.
-        if (d.code !== "HND_NOT_LOADED") {
+        // No content installed yet is the normal idle state, not an error: its arrival wakes us.
+        if (d.code === "HND_NOT_LOADED") wait = this.maxIdleMs;
+        else {
           this.counters.errors++;
           this.lastError = `${d.code}: ${d.message}`;
           this.log.warn("collecting query results failed", d);
         }
       }
+      if (this.woken) wait = 0;
       if (wait > 0 && !this.stopped) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);
@@ -229,7 +282,9 @@ export class ResultsService {
    * the host holds lines back until a batch is full or the oldest line has
    * waited flushMs, so the data lake gets fewer, larger requests.
    */
-  async pumpOnce(opts: { drain?: boolean } = {}): Promise<{ moved: number; pending: number }> {
+  async pumpOnce(
+    opts: { drain?: boolean } = {},
+  ): Promise<{ moved: number; pending: number; quietMs?: number }> {
     const api = this.opts.api;
     const r = (await api.call(TYPE, "pull", {
       max: this.batchLines,
@@ -237,20 +292,33 @@ export class ResultsService {
       maxWaitMs: opts.drain ? 0 : this.flushMs,
     })) as PullResult;
     this.counters.pulls++;
+    // A host configured just now schedules afresh: its quietMs described the old schedule.
+    let quietMs = r.quietMs;
     if (r.settingsHash !== this.expectedHash || r.configured === false) {
       await api.call(TYPE, "configure", this.opts.settings);
       this.counters.configures++;
+      quietMs = undefined;
     }
     if (r.lines.length === 0) {
       this.m.pending.set(undefined, r.pending);
-      return { moved: 0, pending: r.pending };
+      return { moved: 0, pending: r.pending, ...(quietMs !== undefined ? { quietMs } : {}) };
     }
     const batch = { generation: r.generation, first: r.first, lines: r.lines };
     for (const sink of this.opts.sinks) await sink.write(batch);
     await api.call(TYPE, "ack", { generation: r.generation, upTo: r.first + r.lines.length - 1 });
     this.counters.lines += r.lines.length;
     this.m.pending.set(undefined, r.pending - r.lines.length);
-    return { moved: r.lines.length, pending: r.pending - r.lines.length };
+    return {
+      moved: r.lines.length,
+      pending: r.pending - r.lines.length,
+      ...(quietMs !== undefined ? { quietMs } : {}),
+    };
+  }
+
+  /** Ends the pump's current sleep (or makes the pull in flight not sleep): the next pull is now. */
+  wakeNow(): void {
+    this.woken = true;
+    this.wake?.();
   }
 
   /**
@@ -267,6 +335,7 @@ export class ResultsService {
     try {
       await this.opts.api.call(TYPE, "configure", next);
       this.counters.configures++;
+      this.wakeNow();
     } catch (e) {
       if (describeError(e).code === "HND_NOT_LOADED") return;
       this.opts.settings = previous;
@@ -338,7 +407,7 @@ export class ResultsService {
 export function queryResultsService(ctx: {
   api: HandlerCaller & Pick<DropTarget, "health" | "notify">;
   config: AgentConfig;
-  events?: DropTarget["events"];
+  events?: DropTarget["events"] & Partial<WakeSource>;
 }): ResultsService {
   return new ResultsService({
     api: ctx.api,
@@ -350,6 +419,7 @@ export function queryResultsService(ctx: {
     }),
     flushMs: ctx.config.query.results.flushSeconds * 1000,
     batchLines: ctx.config.query.results.batchLines,
+    ...(ctx.events?.subscribe ? { wakeOn: ctx.events as WakeSource } : {}),
   });
 }
 
@@ -362,7 +432,7 @@ export function queryResultsService(ctx: {
 export function resultsAgentService(ctx: {
   api: HandlerCaller & Pick<DropTarget, "health" | "notify"> & { effective?: EffectiveSource };
   config: AgentConfig;
-  events?: DropTarget["events"];
+  events?: DropTarget["events"] & Partial<WakeSource>;
 }): {
   name: string;
   start(): Promise<void>;
