@@ -16,6 +16,24 @@ describe("process view source", () => {
     expect(procViewParts("select * from processes_extra")).toEqual([]);
   });
 
+  test("processes without a link column (path, on_disk, cwd, root) needs no view; * and NATURAL joins do", () => {
+    expect(procViewParts("SELECT pid, name FROM processes WHERE pid = 1")).toEqual([]);
+    expect(procViewParts("select count(1) from processes where uid = 0")).toEqual([]);
+    expect(procViewParts("SELECT pid FROM processes WHERE on_disk = 0")).toEqual(["links"]);
+    expect(procViewParts('SELECT name, p."root" FROM processes p')).toEqual(["links"]);
+    expect(procViewParts("SELECT * FROM processes WHERE pid = 1")).toEqual(["links"]);
+    expect(procViewParts("SELECT p.* FROM processes p")).toEqual(["links"]);
+    expect(procViewParts("select pid from processes natural join process_open_files")).toEqual([
+      "fds",
+      "links",
+    ]);
+    // Another table's need stands on its own.
+    expect(procViewParts("select pid, port from listening_ports join processes using (pid)")).toEqual([
+      "fds",
+      "links",
+    ]);
+  });
+
   test("the view wins where it has the process; others are read directly", () => {
     const src = procSource({
       root: "",

@@ -71,10 +71,20 @@ const TABLE_PARTS: Record<string, ProcViewPart[]> = {
   process_memory_map: ["maps"],
 };
 
-/** The view parts a query needs, from the table names it mentions ([] = none: no view is taken). */
+/**
+ * Columns of `processes` read through links (path and on_disk from exe, cwd, root). A query of
+ * `processes` that names none of them and no `*` (or a NATURAL join, whose columns go unnamed)
+ * needs no view: `SELECT pid, name FROM processes` costs the supervisor no walk of every process.
+ */
+const PROCESSES_LINK_COLUMNS = ["path", "on_disk", "cwd", "root"];
+
+/** The view parts a query needs, from the table and column names it mentions ([] = none: no view is taken). */
 export function procViewParts(sql: string): ProcViewPart[] {
+  const words = new Set(sql.toLowerCase().match(/[a-z_]+/g) ?? []);
+  const everyColumn = sql.includes("*") || words.has("natural");
   const parts = new Set<ProcViewPart>();
-  for (const word of sql.toLowerCase().match(/[a-z_]+/g) ?? []) {
+  for (const word of words) {
+    if (word === "processes" && !everyColumn && !PROCESSES_LINK_COLUMNS.some((c) => words.has(c))) continue;
     for (const p of TABLE_PARTS[word] ?? []) parts.add(p);
   }
   return [...parts].sort();
