@@ -15,11 +15,12 @@
  * It pulls when there can be something to deliver, not on a clock: each
  * `pull` answer says how long the outbox will have nothing deliverable
  * (`quietMs`: until held-back lines come due, or until the next scheduled
- * run starts plus the flush interval), and the pump sleeps that long (with
- * nothing pending at least `flushMs`; never more than `maxIdleMs`). Anything that makes the answer
- * stale wakes it at once: new query content, a restarted query host, new
- * settings. An idle agent with an hourly pack pulls twice a minute instead
- * of thirty times, and the query host's watchdog can back off.
+ * run starts plus the flush interval), and the pump sleeps that long (at
+ * least `flushMs` when nothing is pending, never more than `maxIdleMs`).
+ * Anything that makes the answer stale wakes it at once: new query content,
+ * a restarted query host, new settings. An idle agent with an hourly pack
+ * pulls twice a minute instead of thirty times, and the query host's
+ * watchdog can back off.
  * The watchdog limits and result format follow the effective
  * configuration (tenant policy may set `query.watchdog.*` and
  * `query.eventFormat`): a change is sent to the host at once and applies

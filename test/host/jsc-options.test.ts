@@ -6,7 +6,7 @@
  * executable that does not start with them.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jscOptionsRefused } from "../../build.ts";
@@ -15,6 +15,7 @@ import { HostManager } from "../../core/host/manager.ts";
 import { AGENT_JSC_ENV } from "../../core/jsc-options.ts";
 import { log } from "../../core/log.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
+import { environOf } from "../fixtures/environ.ts";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -25,15 +26,6 @@ const tempDir = () => {
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function environOf(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
-    const i = kv.indexOf("=");
-    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  return out;
-}
 
 describe("JavaScriptCore options of host processes", () => {
   test("a host process runs with every option, and the supervisor's own BUN_JSC_* do not leak in", async () => {

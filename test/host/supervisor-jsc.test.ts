@@ -4,12 +4,13 @@
  * image's environment, and an operator's own BUN_JSC_* setting left alone.
  */
 import { afterEach, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AGENT_JSC_ENV } from "../../core/jsc-options.ts";
 import { JSC_REEXEC_MARK } from "../../core/jsc-reexec.ts";
 import { compiledBinaries } from "../fixtures/compiled.ts";
+import { environOf } from "../fixtures/environ.ts";
 
 let agentBin = "";
 const running: ReturnType<typeof Bun.spawn>[] = [];
@@ -26,15 +27,6 @@ afterEach(async () => {
   }
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function environOf(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
-    const i = kv.indexOf("=");
-    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  return out;
-}
 
 /** Starts `agent run` with `env` and waits until its control plane answers with that PID. */
 async function startAgent(env: Record<string, string>): Promise<number> {
