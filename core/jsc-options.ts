@@ -40,6 +40,18 @@
  * quarter of its throughput (bench/control-plane.ts, bare Bun.serve 23–24k
  * → 5.4–5.9k requests/s in the same process).
  *
+ * Measured and left out (demo agent with every group running, CPU of the
+ * whole tree over 120 s once it had been idle 45 s, one run each; runs of
+ * the same build varied by ±10 ticks):
+ * - numberOfGCMarkers=1 (one marking thread instead of one per core): 65
+ *   ticks against 58 for the same build without it.
+ * - The allocator's (mimalloc's) own knobs, MIMALLOC_* variables: its
+ *   scavenger thread is ~10 of the supervisor's ~30 idle ticks per 120 s.
+ *   purge_delay 100 ms → 10 s changed nothing; purge_holes=0 (no discarding
+ *   of free blocks inside used pages) cost 73 MiB more PSS (the supervisor
+ *   59 → 93 MiB) for no less CPU; purge_holes_min_interval 1–10 s took the
+ *   scavenger down to 2–9 ticks but the tree up 3–10 MiB.
+ *
  * Bun calls them unstable, and a runtime that does not know one refuses to
  * start: build.ts starts every agent executable it builds with them
  * (jscOptionsRefused) and fails the build otherwise, and jsc-options.test.ts
