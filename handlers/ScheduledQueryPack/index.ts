@@ -29,7 +29,7 @@ import {
   parsePayload,
   selectForHost,
 } from "./pack.ts";
-import { type RunReport, Scheduler, type Timers } from "./scheduler.ts";
+import { type RunReport, Scheduler, statsSeq, type Timers } from "./scheduler.ts";
 import { hostIdentifierOf, SettingsSchema, watchdogLimits } from "./settings.ts";
 import { embeddedUnsupported, osquerydUnsupported } from "./unsupported.ts";
 import { type QueryRunnerOptions, WatchdogKill } from "./watchdog.ts";
@@ -384,6 +384,8 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
             settingsHash: l.host.settingsHash,
             configured: l.host.configured,
             generation: ob.generation,
+            // Moves when a run ends: the supervisor's cue to mirror the per-query stats again.
+            statsSeq: statsSeq(),
           };
           if (pending === 0 || (pending < a.minLines && ob.oldestPendingAgeMs() < a.maxWaitMs))
             return {
@@ -398,6 +400,7 @@ export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
             ...out,
             settingsHash: l.host.settingsHash,
             configured: l.host.configured,
+            statsSeq: base.statsSeq,
             // Lines left behind (batch or byte cap) are deliverable now; otherwise the next run decides.
             quietMs: out.lines.length < pending ? 0 : untilNextRunLines(l, a.maxWaitMs),
           };

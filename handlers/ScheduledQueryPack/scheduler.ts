@@ -62,6 +62,19 @@ export interface RunReport {
   error?: { code: string; message: string };
 }
 
+/** Runs ended (or skipped) in this process, by any schedule. */
+let runsEnded = 0;
+/** Tells this process's count from a restarted host's. */
+const PROCESS_EPOCH = Math.random().toString(36).slice(2, 10);
+
+/**
+ * Moves whenever a run ends in this process: per-query stats change only then, so the
+ * supervisor mirrors them again only when it moved (service.ts, `statsSeq`).
+ */
+export function statsSeq(): string {
+  return `${PROCESS_EPOCH}:${runsEnded}`;
+}
+
 export class Scheduler {
   private readonly entries: Entry[] = [];
   private readonly discovery = new Map<string, DiscoveryState>();
@@ -237,6 +250,7 @@ export class Scheduler {
       return await this.executeInner(e, force);
     } finally {
       this.executing--;
+      runsEnded++;
     }
   }
 

@@ -196,6 +196,43 @@ describe("when the pump pulls: quietMs instead of a fixed clock", () => {
     }
   });
 
+  test("per-query stats are asked for only when a run has ended since they were last mirrored", async () => {
+    const l = await loadedHandler();
+    const methods: string[] = [];
+    const api = {
+      call: async (_t: string, method: string, args: unknown) => {
+        methods.push(method);
+        return handler.call!(l, method, args);
+      },
+    };
+    const registry = new MetricsRegistry();
+    const service = new ResultsService({ api, settings: defaultSettings(), sinks: [], metrics: registry });
+    const asked = () => methods.filter((m) => m === "stats").length;
+    try {
+      // Nothing known yet (no pull): it asks.
+      await service.refreshMetricsIfChanged();
+      expect(asked()).toBe(1);
+      // The first pull tells where the host stands: asked once more, then not while nothing runs.
+      await service.pumpOnce();
+      await service.refreshMetricsIfChanged();
+      await service.refreshMetricsIfChanged();
+      await service.refreshMetricsIfChanged();
+      expect(asked()).toBe(2);
+      // Runs end in the host; the next pull shows it, and the next round mirrors them.
+      clock = Math.max(...l.scheduler.queries.map((e) => e.nextDue));
+      await l.scheduler.runDue();
+      await service.pumpOnce();
+      await service.refreshMetricsIfChanged();
+      expect(asked()).toBe(3);
+      expect(registry.render()).toContain('outpost_query_runs_total{query="pack_p_users"} 1');
+      await service.refreshMetricsIfChanged();
+      expect(asked()).toBe(3);
+    } finally {
+      await service.stop();
+      await handler.unload!(l);
+    }
+  });
+
   test("the pump sleeps on it: at least flushMs with nothing pending, at most maxIdleMs", () => {
     const o = { flushMs: 2000, maxIdleMs: 30_000, batchLines: 5000 };
     expect(pullDelayMs({ moved: 5000, pending: 9000, quietMs: 0 }, o)).toBe(0);

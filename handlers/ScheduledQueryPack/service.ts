@@ -112,6 +112,8 @@ interface PullResult {
   pending: number;
   /** How long (ms) a pull would find nothing deliverable; absent from a host that does not say. */
   quietMs?: number;
+  /** Moves when a query run ends in the host: per-query stats may have changed. */
+  statsSeq?: string;
 }
 
 /** The longest the pump sleeps on a `quietMs`: bounds the delay when a wake-up was missed. */
@@ -174,6 +176,9 @@ export class ResultsService {
   private unsubscribe?: () => void;
   /** Set by a wake-up that came while a pull was in flight: its `quietMs` is already stale. */
   private woken = false;
+  /** The host's `statsSeq` at the last pull, and when its stats were last mirrored. */
+  private seenStatsSeq: string | undefined;
+  private mirroredStatsSeq: string | undefined;
   private readonly statsMs: number;
   private expectedHash: string;
   private stopped = true;
@@ -225,11 +230,14 @@ export class ResultsService {
     if (!this.stopped) return this;
     this.stopped = false;
     this.unsubscribe = this.opts.wakeOn?.subscribe((e) => {
-      if (wakesPump(e)) this.wakeNow();
+      if (!wakesPump(e)) return;
+      // New queries (or a new host) have stats to show before their first run.
+      this.mirroredStatsSeq = undefined;
+      this.wakeNow();
     });
     this.loop = this.run();
     this.statsTimer = setInterval(() => {
-      this.refreshMetrics().catch(() => {});
+      this.refreshMetricsIfChanged().catch(() => {});
     }, this.statsMs);
     (this.statsTimer as { unref?: () => void }).unref?.();
     return this;
@@ -293,6 +301,7 @@ export class ResultsService {
       maxWaitMs: opts.drain ? 0 : this.flushMs,
     })) as PullResult;
     this.counters.pulls++;
+    this.seenStatsSeq = r.statsSeq;
     // A host configured just now schedules afresh: its quietMs described the old schedule.
     let quietMs = r.quietMs;
     if (r.settingsHash !== this.expectedHash || r.configured === false) {
@@ -354,6 +363,21 @@ export class ResultsService {
     return this.opts.sinks.map((s) => s.stats());
   }
 
+  /**
+   * What the stats timer runs: the host's per-query stats only when a run has ended since they
+   * were last mirrored (the pulls report it), so an idle query host is not woken every statsMs;
+   * the sinks' counters, which live here, every time. A host that does not report is asked.
+   */
+  async refreshMetricsIfChanged(): Promise<void> {
+    const seq = this.seenStatsSeq;
+    if (seq !== undefined && seq === this.mirroredStatsSeq) {
+      this.mirrorSinks();
+      return;
+    }
+    await this.refreshMetrics();
+    this.mirroredStatsSeq = seq;
+  }
+
   /** Mirrors the handler's per-query counters and the sinks' into the Prometheus registry. */
   async refreshMetrics(stats?: unknown): Promise<unknown> {
     const s = (stats ?? (await this.opts.api.call(TYPE, "stats", {}))) as {
@@ -378,6 +402,11 @@ export class ResultsService {
       this.m.denylisted.set(labels, q.denylistedUntil ? 1 : 0);
     }
     this.m.pending.set(undefined, s.outbox.pending);
+    this.mirrorSinks();
+    return s;
+  }
+
+  private mirrorSinks(): void {
     for (const st of this.sinkStats()) {
       const sink = st.name;
       this.bump(this.m.sinkLines, { sink, outcome: "accepted" }, `acc:${sink}`, st.acceptedLines);
@@ -387,7 +416,6 @@ export class ResultsService {
       this.bump(this.m.sinkLines, { sink, outcome: "retried" }, `retry:${sink}`, st.retried);
       this.m.sinkQueuedLines.set({ sink }, st.queued);
     }
-    return s;
   }
 
   /** Counters only go up: a value that fell (the query host restarted) restarts the delta from zero. */
