@@ -23,7 +23,12 @@
  * the binaries in DIR (e.g. `git worktree add /tmp/base main && cd /tmp/base
  * && bun build.ts --outdir /tmp/base-dist`), first, in the same run.
  *
- *   bun bench/footprint.ts [--seconds 60] [--modes running,stopped] [--baseline DIR] [--no-build] [--json]
+ * `--settle S` waits S seconds more once the tree first looks quiet: the
+ * first minutes after start still hold one-off work (a host's first idle
+ * collection, the repair host's post-start round), which a window that
+ * starts at once counts as idle.
+ *
+ *   bun bench/footprint.ts [--seconds 60] [--settle 0] [--modes running,stopped] [--baseline DIR] [--no-build] [--json]
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -33,6 +38,7 @@ import { argvOf, cpuTicks, type PssBreakdown, processTree, pssOf } from "./proc-
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "60" },
+    settle: { type: "string", default: "0" },
     modes: { type: "string", default: "running,stopped" },
     "no-build": { type: "boolean" },
     baseline: { type: "string" },
@@ -164,6 +170,7 @@ async function runMode(build: string, bin: string, mode: string): Promise<ModeRe
       }),
     );
     const settled = await quiet(supervisor);
+    await Bun.sleep(Number(values.settle) * 1000);
     const first = processTree(supervisor);
     const t0 = new Map(first.map((p) => [p, cpuTicks(p)]));
     const w0 = performance.now();
