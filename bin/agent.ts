@@ -16,7 +16,7 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   await import("./agent-host.ts");
 } else if (args.length === 1 && args[0] === "query-worker") {
   // The scheduled-query worker, started by the query host's watchdog for each run after an idle
-  // spell: no command tree either (39 → ~15 ms of CPU per start). Same zod mode as before.
+  // spell: no command tree either (40 → 30 ms of CPU to ready, docs/queries.md). Same zod mode as before.
   (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
   const { runWorker } = await import("../handlers/ScheduledQueryPack/worker.ts");
   await runWorker();
