@@ -446,7 +446,7 @@ export class Agent implements AgentApi {
     });
     this.cycleChain = run.catch(() => {});
     await run;
-    return this.contentInfo(type);
+    return this.contentOf(type);
   }
 
   /** `agent content ack TYPE`: the administrator has seen the automatic rollback of TYPE. */
@@ -530,12 +530,13 @@ export class Agent implements AgentApi {
     }
   }
 
-  private contentInfo(type: string): ContentInfo {
+  /** One type's content (a service that follows one type need not read every type's store files). */
+  contentOf(type: string): ContentInfo {
     return contentInfoOf(this.store, this.host, type);
   }
 
   content(): ContentInfo[] {
-    return this.opts.registry.types().map((t) => this.contentInfo(t));
+    return this.opts.registry.types().map((t) => this.contentOf(t));
   }
 
   status(): AgentStatus {

@@ -82,7 +82,10 @@ test("policy turns the IPS on, moves its ports, is refused when rules fail, is w
   events.subscribe((e) => seen.push(e));
   const api = {
     call: async () => ({}),
-    content: () => [{ type: "EPIPS_data", version: 1, handlerState: "loaded" }],
+    contentOf: (type: string) =>
+      type === "EPIPS_data"
+        ? { type, version: 1, handlerState: "loaded" }
+        : { type, version: null, handlerState: "not-installed" },
     hosts: () => [],
     events,
     health,

@@ -50,7 +50,12 @@ beforeEach(() => {
       }
       throw new Error(`unexpected call ${type}.${method}`);
     },
-    content: () => content as never,
+    contentOf: (type: string) =>
+      (content.find((c) => c.type === type) ?? {
+        type,
+        version: null,
+        handlerState: "not-installed",
+      }) as never,
     hosts: () => [],
     events,
     health,

@@ -76,7 +76,7 @@ export interface IpsStatus {
 export type QueueLike = Pick<NfQueue, "counters" | "verdict" | "close">;
 
 /** What the service needs from the agent (a real Agent, or a fake in tests). */
-export type IpsAgent = Pick<Agent, "call" | "content" | "hosts" | "events" | "health" | "alert">;
+export type IpsAgent = Pick<Agent, "call" | "contentOf" | "hosts" | "events" | "health" | "alert">;
 
 /** What the `ips` flag says now: allowed (gates not in force, or flag on), and whether it took a wanted IPS away. */
 export interface IpsGate {
@@ -270,7 +270,7 @@ export class IpsService {
   }
 
   private epipsVersion(): number | null {
-    const c = this.agent.content().find((x) => x.type === "EPIPS_data");
+    const c = this.agent.contentOf("EPIPS_data");
     return c && c.handlerState === "loaded" ? c.version : null;
   }
 
@@ -338,7 +338,7 @@ export class IpsService {
   }
 
   private async checkOverrides(): Promise<void> {
-    const ntp = this.agent.content().find((x) => x.type === "NTP_OVERRIDES");
+    const ntp = this.agent.contentOf("NTP_OVERRIDES");
     const version = ntp && ntp.handlerState === "loaded" ? ntp.version : null;
     if (version === null) {
       this.override = null;

@@ -11,13 +11,12 @@
  * boundary with the raw C API (no wasmoon proxies: a proxied JS object in
  * Lua would be a way out), and calls trusted Lua entry points.
  *
- * `glue.wasm` is embedded into the compiled binary (`with { type: "file" }`),
- * so the agent loads the interpreter from itself, never from disk.
+ * The interpreter itself, and when it is let go, is interpreter.ts's.
  */
 
-import { type LuaEngine, LuaFactory } from "wasmoon";
-import wasmPath from "wasmoon/dist/glue.wasm" with { type: "file" };
+import type { LuaEngine } from "wasmoon";
 import { HandlerError } from "../../../core/errors.ts";
+import { closedEngine, createEngine } from "./interpreter.ts";
 import matcherSource from "./matcher.lua" with { type: "text" };
 import preludeSource from "./prelude.lua" with { type: "text" };
 
@@ -96,41 +95,6 @@ interface Raw {
   _luaL_unref(L: number, t: number, ref: number): void;
 }
 
-let factory: LuaFactory | undefined;
-/** One WebAssembly instance per process; each sandbox is its own Lua state inside it. */
-function luaFactory(): LuaFactory {
-  if (!factory) factory = new LuaFactory(wasmPath);
-  return factory;
-}
-
-/**
- * A host process (`agent host --group G`) imports its handlers and then
- * locks itself down with Landlock; run from source, glue.wasm is a file
- * under node_modules it may no longer read by the time content loads. So a
- * source-mode host of a group that runs Lua reads and compiles the
- * interpreter as soon as this module is imported. Everywhere else it is
- * loaded on first use: the compiled binary serves glue.wasm from its own
- * embedded files, and other processes are not locked down — nor should
- * every host pay ~20 MiB for an interpreter it never runs.
- */
-function loadsLuaLockedDown(argv = process.argv): boolean {
-  const compiled = import.meta.url.includes("/$bunfs/") || Bun.main.startsWith("/$bunfs/");
-  const at = argv.indexOf("--group");
-  return (
-    !compiled &&
-    argv.includes("host") &&
-    at >= 0 &&
-    ["behavior", "repair", "appfeed"].includes(argv[at + 1] ?? "")
-  );
-}
-if (loadsLuaLockedDown()) {
-  luaFactory()
-    .getLuaModule()
-    .catch(() => {
-      // Reported by the first LuaSandbox.create, which awaits the same promise.
-    });
-}
-
 const encoder = new TextEncoder();
 
 function cpuMs(): number {
@@ -202,7 +166,7 @@ export class LuaSandbox {
 
   static async create(options: Partial<SandboxOptions> = {}): Promise<LuaSandbox> {
     const opts = { ...DEFAULT_SANDBOX, ...options };
-    const engine = await luaFactory().createEngine({
+    const engine = await createEngine({
       openStandardLibs: true,
       injectObjects: false,
       enableProxy: false,
@@ -213,6 +177,7 @@ export class LuaSandbox {
       return new LuaSandbox(engine, raw, engine.global.address, opts);
     } catch (e) {
       engine.global.close();
+      closedEngine();
       throw e;
     }
   }
@@ -317,6 +282,7 @@ export class LuaSandbox {
     this.raw._free(this.lenPtr);
     for (const p of this.cstrings.values()) this.raw._free(p);
     this.cstrings.clear();
+    closedEngine();
   }
 
   get isClosed(): boolean {
