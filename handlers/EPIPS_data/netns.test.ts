@@ -11,6 +11,7 @@
  * the rules; `agent ips enable` re-arms; stopping the agent removes the
  * rules. A detect-mode agent then only alerts.
  */
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +20,7 @@ import type { AgentStatus } from "../../core/agent/api.ts";
 import { ControlClient } from "../../core/control/client.ts";
 import { cliCommand } from "../../test/fixtures/compiled.ts";
 import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.ts";
+import { reloadModule } from "../NTP_OVERRIDES/testkit.ts";
 import { canUseNetns, createNetnsPair, type NetnsPair, startServers, waitFor } from "./netns.ts";
 import type { IpsStatus } from "./service.ts";
 
@@ -157,7 +159,7 @@ describe.skipIf(!enabled)("IPS in network namespaces", () => {
     const status = (await client.status()) as AgentStatus;
     expect((status.healthDetails ?? []).map((r) => r.code)).toContain("IPS_OVERRIDDEN");
     // The vendor fixed the module in 4.2: re-evaluated when the module changes.
-    writeFileSync(join(modules, "sys", "acme_filter", "version"), "4.2.0\n");
+    reloadModule(join(modules, "sys"), "acme_filter", "4.2.0");
     const on = await phase("active");
     expect(on.backend).not.toBeNull();
     expect(chainPresent()).toBe(true);

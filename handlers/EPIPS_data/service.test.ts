@@ -5,6 +5,7 @@
  * across restarts; a newer EPIPS_data re-arms it; the admin switch wins
  * over config. netns.test.ts proves the same against the kernel.
  */
+
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { parseConfig } from "../../core/config.ts";
 import { HealthBoard } from "../../core/health/reasons.ts";
 import { QueueRules, type Runner } from "../../core/sensors/nfqueue/rules.ts";
 import { findOverrides } from "../NTP_OVERRIDES/format.ts";
+import { reloadModule } from "../NTP_OVERRIDES/testkit.ts";
 import { type IpsAgent, IpsService, type QueueLike } from "./service.ts";
 
 let dir: string;
@@ -27,7 +29,7 @@ let health: HealthBoard;
 let events: EventBus;
 
 const entries = [{ module: "acme_filter", reason: "hangs the queue", fixedIn: "4.2" }];
-const setVersion = (v: string) => writeFileSync(join(dir, "sys", "acme_filter", "version"), `${v}\n`);
+const setVersion = (v: string) => reloadModule(join(dir, "sys"), "acme_filter", v);
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "outpost-ips-svc-"));

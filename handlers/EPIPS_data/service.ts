@@ -33,7 +33,7 @@ import { log } from "../../core/log.ts";
 import { NfQueue, type QueueOptions } from "../../core/sensors/nfqueue/nfq.ts";
 import { type Backend, QueueRules } from "../../core/sensors/nfqueue/rules.ts";
 import type { LoadedModule, OverrideMatch } from "../NTP_OVERRIDES/format.ts";
-import { modulesFingerprint, readModules } from "../NTP_OVERRIDES/modules.ts";
+import { ModuleReader, modulesFingerprint } from "../NTP_OVERRIDES/modules.ts";
 import type { Detection } from "./engine.ts";
 import { PacketPath, type PathCounters } from "./packet-path.ts";
 import { type IpsState, loadIpsState, saveIpsState } from "./state.ts";
@@ -98,6 +98,8 @@ export class IpsService {
   private reason = "not started";
   private override: OverrideMatch | null = null;
   private modulesPrint = "";
+  /** Caches version files between polls; a new one when the configured paths change. */
+  private moduleReader?: { paths: IpsConfig["modules"]; reader: ModuleReader };
   private overridesVersion: number | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
   private unsubscribe?: () => void;
@@ -347,7 +349,9 @@ export class IpsService {
     }
     let modules: LoadedModule[];
     try {
-      modules = readModules(this.cfg.modules);
+      const paths = this.cfg.modules;
+      if (this.moduleReader?.paths !== paths) this.moduleReader = { paths, reader: new ModuleReader(paths) };
+      modules = this.moduleReader.reader.read();
     } catch (e) {
       logger.warn("cannot read loaded modules", describeError(e));
       return;
