@@ -11,6 +11,7 @@
 import { Database, type SQLQueryBindings } from "bun:sqlite";
 import { type EngineKind, type QueryEngine, type QueryResult, queryError, type ResultRow } from "./engine.ts";
 import { registerOsqueryFunctions } from "./functions.ts";
+import { processPids } from "./pid-constraint.ts";
 import {
   type ConstraintSource,
   checkStatement,
@@ -177,7 +178,10 @@ export class EmbeddedEngine implements QueryEngine {
       insertRows(db, table, rows);
     };
     const required = plan.tables.filter((t) => SCHEMAS[t]?.required);
-    for (const t of plan.tables) if (!SCHEMAS[t]?.required) produce(t, baseCtx);
+    // A query of `processes` alone may name the pids it wants (osquery's index column).
+    const pids =
+      plan.tables.length === 1 && plan.tables[0] === "processes" ? processPids(plan.tokens) : undefined;
+    for (const t of plan.tables) if (!SCHEMAS[t]?.required) produce(t, pids ? { ...baseCtx, pids } : baseCtx);
     if (required.length === 0) return;
 
     const aliases = tableAliases(plan.tokens, new Set(plan.tables));

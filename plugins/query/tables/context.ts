@@ -11,6 +11,11 @@ export interface GenContext {
   directories: readonly string[];
   /** `path LIKE` patterns (file, hash): `%` one level, `%%` any depth, `_` one character. */
   likes: readonly string[];
+  /**
+   * `processes` only: the pids a query needs rows for (`WHERE pid = N`, osquery's index column;
+   * plugins/query/pid-constraint.ts), when producing only those cannot change its result. Absent: all.
+   */
+  pids?: readonly number[];
   /** A note for the caller (shown with the results and in status); never fatal. */
   warn(message: string): void;
   /** Prefix for system files (/proc, /etc, /var/…); "" on a live system, a fixture tree in tests. */

@@ -102,12 +102,14 @@ export function genProcesses(ctx: GenContext): Row[] {
   const needIo = w("disk_bytes_read") || w("disk_bytes_written");
   const rows: Row[] = [];
   const src = procSource(ctx);
-  for (const pid of listPids(root)) {
+  for (const pid of ctx.pids ? ctx.pids.map(String) : listPids(root)) {
     const base = `${root}/proc/${pid}`;
     const stat = statFields(read(`${base}/stat`));
-    // The process exited between readdir and here.
+    // The process exited between readdir and here (or, asked for by pid, does not exist).
     if (!stat) continue;
-    const status = needStatus ? statusMap(read(`${base}/status`)) : new Map<string, string>();
+    const status = needStatus || ctx.pids ? statusMap(read(`${base}/status`)) : new Map<string, string>();
+    // /proc/<tid> of a thread opens too, but readdir never lists it: a thread is not a process row.
+    if (ctx.pids && status.get("Tgid") !== pid) continue;
     const uids = (status.get("Uid") ?? "").split(/\s+/);
     const gids = (status.get("Gid") ?? "").split(/\s+/);
     const num = (v: string | undefined) => (v === undefined || v === "" ? null : Number(v));
