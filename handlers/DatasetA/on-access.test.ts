@@ -229,12 +229,15 @@ describe.if(isRoot)("on-access scanning (fanotify, block mode)", () => {
     Buffer.from("outpost-mark-one").copy(bytes, bytes.length - 100);
     writeFileSync(big, bytes);
     const failOpenBefore = Number(onAccessStatus().failOpen);
+    const scanner = agent.agent.hosts().find((h) => h.group === "scanner");
+    expect(scanner?.pid).toBeGreaterThan(0);
+    // Stopped first, so the scan cannot finish (and refuse the marked file) before the kill: on a
+    // loaded machine the status polls below took longer than the scan, and the open got EPERM.
+    process.kill(scanner!.pid!, "SIGSTOP");
     const cat = sh(`cat ${big}`);
     expect(
       await until(() => Number((onAccessStatus().kernel as unknown as { pending: number }).pending) > 0),
     ).toBe(true);
-    const scanner = agent.agent.hosts().find((h) => h.group === "scanner");
-    expect(scanner?.pid).toBeGreaterThan(0);
     process.kill(scanner!.pid!, "SIGKILL");
     const r = await cat;
     expect(r.code).toBe(0);
