@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { EmbeddedEngine } from "./embedded.ts";
-import { processPids } from "./pid-constraint.ts";
+import { MAX_PIDS, processPids } from "./pid-constraint.ts";
 import { tokenize } from "./sql.ts";
 import { genProcesses } from "./tables/proc.ts";
 import { ctxFor, fixtureRoot } from "./tables/testutil.ts";
@@ -18,6 +18,8 @@ describe("pid as the index column of processes", () => {
       1, 2,
     ]);
     expect(pids("select count(*) from processes where pid = 1 group by name")).toEqual([1]);
+    const most = Array.from({ length: MAX_PIDS }, (_, i) => i + 1);
+    expect(pids(`select pid from processes where pid in (${most.join(", ")})`)).toEqual(most);
   });
 
   test("anything that could match a row with another pid produces every process", () => {
@@ -45,6 +47,8 @@ describe("pid as the index column of processes", () => {
       "with t as (select 1) select pid from processes where pid = 1",
       "select pid from processes where pid = 1 union select 2",
       "select pid from users where pid = 1",
+      "select pid from processes where pid = 12345678901234567890",
+      `select pid from processes where pid in (${Array.from({ length: MAX_PIDS + 1 }, (_, i) => i + 1).join(", ")})`,
     ])
       expect({ sql, pids: pids(sql) }).toEqual({ sql, pids: undefined });
   });

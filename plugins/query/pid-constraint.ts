@@ -16,7 +16,8 @@
  *    ANDs are the only connectives: every top-level conjunct must hold);
  *  - a conjunct at parenthesis depth 0, between WHERE/AND and AND/end of the
  *    WHERE, is `pid = N`, `N = pid`, `pid == N` or `pid IN (N, …)`, N a
- *    decimal integer (`pid` optionally qualified by the table or its alias).
+ *    decimal integer of at most 10 digits (`pid` optionally qualified by the
+ *    table or its alias), and together they name at most MAX_PIDS pids.
  * Several such conjuncts give the union of their pids (a superset; SQLite
  * still applies each).
  */
@@ -25,6 +26,8 @@ import type { Token } from "./sql.ts";
 const word = (t: Token | undefined, w: string) => t?.kind === "ident" && !t.quoted && t.value === w;
 const op = (t: Token | undefined, o: string) => t?.kind === "op" && t.value === o;
 
+/** The most pids produced one by one; a longer list reads every process instead. */
+export const MAX_PIDS = 1024;
 /** Words after which a WHERE clause has ended. */
 const WHERE_ENDS = new Set(["group", "order", "limit", "window"]);
 /** Words that make a top-level AND not the only connective (or make a pid test not a conjunct). */
@@ -74,8 +77,10 @@ export function processPids(tokens: readonly Token[]): number[] | undefined {
     if (op(tokens[j + 1], ".")) return names.has(t.value) && tokens[j + 2]?.value === "pid" ? j + 3 : -1;
     return t.value === "pid" && !op(tokens[j - 1], ".") ? j + 1 : -1;
   };
+  // Up to 10 digits (pid_max is at most 2^22): a longer literal matches no process either way, and
+  // would lose precision as a Number.
   const integer = (t: Token | undefined) =>
-    t?.kind === "number" && /^\d+$/.test(t.value) ? Number(t.value) : -1;
+    t?.kind === "number" && /^\d{1,10}$/.test(t.value) ? Number(t.value) : -1;
   const closesConjunct = (j: number) => j === end || word(tokens[j], "and");
   for (let j = start; j < end; j++) {
     const t = tokens[j];
@@ -113,5 +118,6 @@ export function processPids(tokens: readonly Token[]): number[] | undefined {
       }
     }
   }
-  return found ? [...pids].sort((a, b) => a - b) : undefined;
+  // Past MAX_PIDS, opening each asked-for pid costs more than listing /proc once.
+  return found && pids.size <= MAX_PIDS ? [...pids].sort((a, b) => a - b) : undefined;
 }
