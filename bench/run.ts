@@ -24,6 +24,8 @@ const benches = [
   ["policy.ts"],
   ["ips.ts", "--sizes", "100,10000,100000"],
   ["esh.ts"],
+  // What a wake-up costs an idle process; the supervisor's shared ticker (core/ticker.ts).
+  ["wakeups.ts"],
   // Memory and idle CPU of the whole agent with every example content type installed (issue 21, Footprint).
   ["footprint.ts", "--no-build"],
 ];

@@ -29,6 +29,7 @@ import { log as rootLog } from "../log.ts";
 import { metrics } from "../metrics.ts";
 import { refuseStateSymlinks } from "../store/state-links.ts";
 import { ContentStore } from "../store/store.ts";
+import { ticker } from "../ticker.ts";
 import { UpdateMemory } from "../update/memory.ts";
 import { type Timers, UpdateLoop } from "../update/schedule.ts";
 import type { Transport } from "../update/transport.ts";
@@ -90,7 +91,7 @@ export class Agent implements AgentApi {
   private readonly log = rootLog.child({ component: "agent" });
   private readonly store: ContentStore;
   private readonly host: HandlerHost;
-  private statusTimer?: ReturnType<typeof setInterval>;
+  private stopStatusTimer?: () => void;
   /** The registry without handlers refused by their group (G1): update cycles never fetch for those. */
   private readonly usable: HandlerRegistry;
   private readonly now: () => Date;
@@ -241,16 +242,15 @@ export class Agent implements AgentApi {
       // background so `agent status` shows current entry counts and rule telemetry.
       const host = this.host as HandlerHost & { refreshStatus?: () => Promise<void> };
       if (host.refreshStatus) {
-        this.statusTimer = setInterval(() => void host.refreshStatus?.().catch(() => {}), 15_000);
-        this.statusTimer.unref?.();
+        this.stopStatusTimer = ticker.every(15_000, () => void host.refreshStatus?.().catch(() => {}));
       }
     }
     this.events.emit("agent-started", { version: VERSION });
   }
 
   async stop(): Promise<void> {
-    if (this.statusTimer) clearInterval(this.statusTimer);
-    this.statusTimer = undefined;
+    this.stopStatusTimer?.();
+    this.stopStatusTimer = undefined;
     await this.loop?.stop();
     await this.cycleChain.catch(() => {});
     await this.host.unloadAll();

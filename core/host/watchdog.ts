@@ -22,6 +22,7 @@
  * sample that moved by at most `quietCpuSeconds` still counts as quiet,
  * or the heartbeat would keep the host "active" for ever.
  */
+import { ticker } from "../ticker.ts";
 import type { ProcSample } from "./sandbox.ts";
 
 export interface WatchdogOptions {
@@ -45,17 +46,6 @@ export interface WatchdogOptions {
   };
 }
 
-const realTimers = {
-  set(fn: () => void, ms: number): unknown {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clear(t: unknown): void {
-    clearTimeout(t as ReturnType<typeof setTimeout>);
-  },
-};
-
 export class HostWatchdog {
   private timer: unknown;
   private dueAt = 0;
@@ -74,7 +64,9 @@ export class HostWatchdog {
   private readonly now: () => number;
 
   constructor(private readonly opts: WatchdogOptions) {
-    this.timers = opts.timers ?? realTimers;
+    // The process's ticker: every host's samples and heartbeats wake the supervisor once a second
+    // together, not each on its own (core/ticker.ts).
+    this.timers = opts.timers ?? ticker;
     this.now = opts.now ?? Date.now;
     this.intervalMs = opts.baseMs;
     this.activityAt = this.now();

@@ -9,6 +9,7 @@ import type { Agent } from "../../core/agent/runtime.ts";
 import { ExcludedEventFilter } from "../../core/exclusions/event-filter.ts";
 import type { SensorEvent } from "../../core/sensors/bus.ts";
 import { sensorsOf } from "../../core/sensors/service.ts";
+import { ticker } from "../../core/ticker.ts";
 
 const CONSUMER = "Behavior";
 
@@ -26,7 +27,7 @@ function provided(agent: Agent): string[] {
 export function behaviorFeedService(ctx: { api: Agent }) {
   let unsubscribe: (() => void) | undefined;
   let unlisten: (() => void) | undefined;
-  let refreshTimer: ReturnType<typeof setInterval> | undefined;
+  let stopRefresh: (() => void) | undefined;
   // Events from excluded processes never reach the rules (docs/exclusions.md, scope "behavior").
   const excluded = new ExcludedEventFilter("behavior");
   const deliver = async (all: SensorEvent[]) => {
@@ -56,11 +57,10 @@ export function behaviorFeedService(ctx: { api: Agent }) {
         if (/^(content-installed|content-rolled-back|host-|handler-)/.test(e.type)) refresh();
       });
       // A safety net for changes no event announces (a host that restarted quietly); cheap when idle.
-      refreshTimer = setInterval(refresh, 30_000);
-      refreshTimer.unref?.();
+      stopRefresh = ticker.every(30_000, refresh);
     },
     stop() {
-      if (refreshTimer) clearInterval(refreshTimer);
+      stopRefresh?.();
       unlisten?.();
       unsubscribe?.();
     },

@@ -32,6 +32,7 @@ import { nodeNet } from "../../core/lazy-builtins.ts";
 import { log } from "../../core/log.ts";
 import { NfQueue, type QueueOptions } from "../../core/sensors/nfqueue/nfq.ts";
 import { type Backend, QueueRules } from "../../core/sensors/nfqueue/rules.ts";
+import { ticker } from "../../core/ticker.ts";
 import type { LoadedModule, OverrideMatch } from "../NTP_OVERRIDES/format.ts";
 import { ModuleReader, modulesFingerprint } from "../NTP_OVERRIDES/modules.ts";
 import type { Detection } from "./engine.ts";
@@ -101,7 +102,7 @@ export class IpsService {
   /** Caches version files between polls; a new one when the configured paths change. */
   private moduleReader?: { paths: IpsConfig["modules"]; reader: ModuleReader };
   private overridesVersion: number | null = null;
-  private timers: ReturnType<typeof setInterval>[] = [];
+  private timers: (() => void)[] = [];
   private unsubscribe?: () => void;
   private chain: Promise<unknown> = Promise.resolve();
   private prevKernel = { dropped: 0, userDropped: 0 };
@@ -172,14 +173,15 @@ export class IpsService {
         void this.reconcile(`${e.contentType} ${e.type}`);
       }
     });
-    this.timers.push(setInterval(() => void this.watch(), this.cfg.selfDisable.checkIntervalMs));
+    // On the supervisor's shared ticker (core/ticker.ts): these wake the process together with its other jobs.
+    this.timers.push(ticker.every(this.cfg.selfDisable.checkIntervalMs, () => void this.watch()));
     this.timers.push(
-      setInterval(() => {
+      ticker.every(this.cfg.modules.pollMs, () => {
         if (!this.stopped) void this.reconcile("modules poll");
-      }, this.cfg.modules.pollMs),
+      }),
     );
     if (this.cfg.selfDisable.probe) {
-      this.timers.push(setInterval(() => void this.probe(), this.cfg.selfDisable.probe.intervalMs));
+      this.timers.push(ticker.every(this.cfg.selfDisable.probe.intervalMs, () => void this.probe()));
     }
     this.raiseSafetyHealth();
     await this.reconcile("start");
@@ -187,7 +189,7 @@ export class IpsService {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const stop of this.timers) stop();
     this.timers = [];
     this.unsubscribe?.();
     await this.serial(() => this.turnOff());

@@ -15,6 +15,7 @@ import type { AgentConfig } from "../../core/config.ts";
 import { describeError } from "../../core/errors.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { AGENT_LOG, logDir } from "../../core/logs/files.ts";
+import { ticker } from "../../core/ticker.ts";
 import type { Finding } from "./engine.ts";
 import type { FeedReply } from "./index.ts";
 import { JournalReader } from "./journal.ts";
@@ -91,7 +92,7 @@ export class SelfHelpService {
   private sources: string[] = [];
   private sourcesAt = 0;
   private skipped = new Set<string>();
-  private timer?: ReturnType<typeof setInterval>;
+  private stopTimer?: () => void;
   private ticking?: Promise<void>;
   private unsub?: () => void;
   private readonly raisedAt = new Map<string, number>();
@@ -119,8 +120,8 @@ export class SelfHelpService {
         this.nextExpiryMs = 0;
       }
     });
-    this.timer = setInterval(() => void this.tick(), c.pollMs);
-    (this.timer as { unref?: () => void }).unref?.();
+    // On the supervisor's shared ticker: the poll wakes the process together with its other jobs.
+    this.stopTimer = ticker.every(c.pollMs, () => void this.tick());
   }
 
   /** One read → feed → report round (what the timer runs; tests call it directly). */
@@ -274,7 +275,7 @@ export class SelfHelpService {
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.stopTimer?.();
     this.unsub?.();
     await this.ticking;
     for (const t of this.tailers.values()) t.close();

@@ -34,6 +34,7 @@ import { type EffectiveSource, followEffective } from "../../core/effective/foll
 import { describeError } from "../../core/errors.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { metrics as defaultMetrics, type MetricsRegistry } from "../../core/metrics.ts";
+import { ticker } from "../../core/ticker.ts";
 import { buildSinks } from "../../plugins/sinks/kinds.ts";
 import { type DropTarget, reportDrops } from "../../plugins/sinks/registry.ts";
 import type { ResultsSink, SinkStats } from "../../plugins/sinks/results.ts";
@@ -184,7 +185,7 @@ export class ResultsService {
   private stopped = true;
   private wake?: () => void;
   private loop?: Promise<void>;
-  private statsTimer?: ReturnType<typeof setInterval>;
+  private stopStatsTimer?: () => void;
   private readonly previous = new Map<string, number>();
   private readonly m;
   readonly counters = { pulls: 0, lines: 0, configures: 0, errors: 0 };
@@ -236,16 +237,15 @@ export class ResultsService {
       this.wakeNow();
     });
     this.loop = this.run();
-    this.statsTimer = setInterval(() => {
+    this.stopStatsTimer = ticker.every(this.statsMs, () => {
       this.refreshMetricsIfChanged().catch(() => {});
-    }, this.statsMs);
-    (this.statsTimer as { unref?: () => void }).unref?.();
+    });
     return this;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.stopStatsTimer?.();
     this.unsubscribe?.();
     this.wake?.();
     await this.loop;
@@ -273,11 +273,11 @@ export class ResultsService {
       if (this.woken) wait = 0;
       if (wait > 0 && !this.stopped) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, wait);
-          // The pump alone must not keep `agent run` alive after shutdown.
-          (t as { unref?: () => void }).unref?.();
+          // On the shared ticker (unref'd: the pump alone must not keep `agent run` alive after
+          // shutdown): a pull a second or more away wakes the supervisor with its other jobs.
+          const t = ticker.set(resolve, wait);
           this.wake = () => {
-            clearTimeout(t);
+            ticker.clear(t);
             resolve();
           };
         });

@@ -29,6 +29,7 @@ import type { HealthChange } from "../../core/health/reasons.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { metrics } from "../../core/metrics.ts";
 import { parseAllowedServer } from "../../core/telemetry/config.ts";
+import { ticker } from "../../core/ticker.ts";
 import { VERSION } from "../../core/version.ts";
 import { HttpLakeSink } from "../../plugins/sinks/results-http.ts";
 import { Outbox } from "../_shared/outbox/outbox.ts";
@@ -73,7 +74,7 @@ export class TelemetryService {
   private sink?: HttpLakeSink;
   private state: Persisted = { lastReportAt: null, target: null };
   private timer?: ReturnType<typeof setTimeout>;
-  private healthTimer?: ReturnType<typeof setInterval>;
+  private stopHealthTimer?: () => void;
   private unsubs: (() => void)[] = [];
   private running = false;
   private failedLast = false;
@@ -123,8 +124,7 @@ export class TelemetryService {
       }),
     );
     void this.refresh();
-    this.healthTimer = setInterval(() => this.checkDelivery(), DELIVERY_CHECK_MS);
-    (this.healthTimer as { unref?: () => void }).unref?.();
+    this.stopHealthTimer = ticker.every(DELIVERY_CHECK_MS, () => this.checkDelivery());
   }
 
   /**
@@ -392,7 +392,7 @@ export class TelemetryService {
   async stop(): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
-    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.stopHealthTimer?.();
     for (const u of this.unsubs) u();
     this.unsubs = [];
     await this.chain.catch(() => {});

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { AgentConfig } from "../../core/config.ts";
 import { log as rootLog } from "../../core/log.ts";
 import { metrics as defaultMetrics, type MetricsRegistry } from "../../core/metrics.ts";
+import { ticker } from "../../core/ticker.ts";
 import { buildSinks } from "./kinds.ts";
 import type { QueuedSink } from "./queued-sink.ts";
 import { type DropTarget, reportDrops } from "./registry.ts";
@@ -58,7 +59,7 @@ export class EventSinksService {
   private readonly log = rootLog.child({ component: "event-sinks" });
   private buffer: { id: number; line: string }[] = [];
   private unsubscribe?: () => void;
-  private timer?: ReturnType<typeof setInterval>;
+  private stopTimer?: () => void;
   private flushing: Promise<void> = Promise.resolve();
   readonly counters = { events: 0, lost: 0, writeErrors: 0 };
   private readonly m;
@@ -95,10 +96,9 @@ export class EventSinksService {
         this.buffer = this.buffer.slice(-max);
       }
     });
-    this.timer = setInterval(() => {
+    this.stopTimer = ticker.every(this.opts.flushMs ?? 1000, () => {
       this.flush().catch(() => {});
-    }, this.opts.flushMs ?? 1000);
-    (this.timer as { unref?: () => void }).unref?.();
+    });
   }
 
   /** Writes what is buffered to every sink (runs of consecutive ids as batches). */
@@ -146,7 +146,7 @@ export class EventSinksService {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
-    if (this.timer) clearInterval(this.timer);
+    this.stopTimer?.();
     await this.flush().catch(() => {});
     // A short grace for what is queued (shutdown events are the interesting ones); the rest stays queued.
     await Promise.all(this.opts.sinks.map((s) => s.flush(this.opts.stopGraceMs ?? 2000)));
