@@ -79,16 +79,20 @@ if [ "$cpu" != - ]; then
   ulimit -S -t "\${cpu%:*}" 2>/dev/null || ulimit -H -t "\${cpu#*:}"
   ulimit -S -t "\${cpu%:*}"; ulimit -H -t "\${cpu#*:}"; ulimit -c 0
 fi
+# The bind target is made by mount itself (X-mount.mkdir, util-linux 2.35 and later): one exec fewer
+# per host start. An older mount ignores the option and fails on the missing target; mkdir then.
+bind_work() {
+  mount -o X-mount.mkdir --no-canonicalize --bind . "$work" 2>/dev/null ||
+    { mkdir -p "$work"; mount --no-canonicalize --bind . "$work"; }
+}
 cd "$work"
 if [ "$mode" = hidden ]; then
   mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-state "$state"
-  mkdir -p "$work"
-  mount --no-canonicalize --bind . "$work"
+  bind_work
   mount -o remount,ro "$state"
 else
   mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-hosts "$state/hosts"
-  mkdir -p "$work"
-  mount --no-canonicalize --bind . "$work"
+  bind_work
   # The cover is an empty 0600 root file on this namespace's own tmpfs, never a shared inode such as
   # /dev/null: a repair rule that "fixes" the mode of what it sees must not reach outside its view.
   umask 077
