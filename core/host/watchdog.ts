@@ -22,7 +22,7 @@
  * sample that moved by at most `quietCpuSeconds` still counts as quiet,
  * or the heartbeat would keep the host "active" for ever.
  */
-import { ticker } from "../ticker.ts";
+import { type Timers, ticker } from "../ticker.ts";
 import type { ProcSample } from "./sandbox.ts";
 
 export interface WatchdogOptions {
@@ -40,10 +40,8 @@ export interface WatchdogOptions {
   /** Requests in flight on the host's channel. */
   inFlight(): number;
   now?: () => number;
-  timers?: {
-    set(fn: () => void, ms: number): unknown;
-    clear(t: unknown): void;
-  };
+  /** Default: the process's shared ticker. */
+  timers?: Timers;
 }
 
 export class HostWatchdog {
@@ -60,7 +58,7 @@ export class HostWatchdog {
   samples = 0;
   heartbeats = 0;
   private stopped = false;
-  private readonly timers: NonNullable<WatchdogOptions["timers"]>;
+  private readonly timers: Timers;
   private readonly now: () => number;
 
   constructor(private readonly opts: WatchdogOptions) {
