@@ -1,7 +1,7 @@
 /**
  * `agent query-worker` (hidden): the query worker inside the compiled
- * agent, started by the query host's watchdog over an IPC channel
- * (handlers/ScheduledQueryPack/watchdog.ts). Not for people: without that channel it
+ * agent, started by the query host's watchdog over a pair of pipes
+ * (handlers/ScheduledQueryPack/watchdog.ts). Not for people: without those pipes it
  * exits at once.
  */
 import { defineCommand } from "citty";

@@ -5,6 +5,7 @@
  * suite stays fast; the production defaults are osquery's.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync, readlinkSync } from "node:fs";
 import { DEFAULT_LIMITS, QueryRunner, type WatchdogKill, type WatchdogLimits } from "./watchdog.ts";
 
 const SPIN = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
@@ -115,6 +116,30 @@ describe("QueryRunner", () => {
     const e = await killOf(r.run("select 1", DEFAULT_LIMITS));
     expect(e.code).toBe("HND_QUERY_WORKER");
     expect(e.message).toContain("cannot start the query worker /nonexistent/outpost-agent");
+    await r.stop();
+  });
+
+  test("the worker talks over plain pipes: no Bun IPC channel, and its fd 1 is a second stderr", async () => {
+    await runner.run("select 1", DEFAULT_LIMITS);
+    const pid = runner.workerPid!;
+    // Bun's IPC channel woke an idle parent and an idle worker once a second each (issue 21).
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    expect(environ.filter((v) => v.startsWith("NODE_CHANNEL_FD="))).toEqual([]);
+    // Whatever the engine prints lands beside its errors, never inside the answer stream.
+    expect(readlinkSync(`/proc/${pid}/fd/1`)).toBe(readlinkSync(`/proc/${pid}/fd/2`));
+  });
+
+  test("a worker whose answer stream is not framed is killed at once, not waited for", async () => {
+    const r = new QueryRunner({
+      command: ["sh", "-c", "echo this is not a frame; exec sleep 60"],
+      startTimeoutMs: 60_000,
+    });
+    const started = performance.now();
+    const e = await killOf(r.run("select 1", DEFAULT_LIMITS));
+    expect(e.code).toBe("HND_QUERY_WORKER");
+    expect(e.message).toContain("exited during start-up");
+    expect(e.message).toContain("SIGKILL");
+    expect(performance.now() - started).toBeLessThan(30_000);
     await r.stop();
   });
 

@@ -19,6 +19,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import { HandlerError } from "../../core/errors.ts";
+import { Channel } from "../../core/host/channel.ts";
 import type { ProcView, ProcViewRequest } from "../../core/host/proc-view.ts";
 import {
   DEFAULT_ENGINE_SETTINGS,
@@ -28,7 +29,7 @@ import {
 import type { Introspection } from "../../plugins/query/tables/context.ts";
 import { procViewParts } from "../../plugins/query/tables/proc-source.ts";
 import { killWorkerGroup, PARENT_PID_ENV } from "./lifeline.ts";
-import type { WorkerRequest, WorkerResponse } from "./worker.ts";
+import { READY_EVENT, WORKER_ENV, WORKER_MAX_MESSAGE_BYTES, type WorkerRequest } from "./worker.ts";
 
 export interface WatchdogLimits {
   /** Resident memory the worker may add while running a query, MiB. */
@@ -137,14 +138,17 @@ export interface QueryRunnerOptions {
   procView?: (req: ProcViewRequest) => Promise<ProcView>;
 }
 
-/** A worker request before it gets its id. */
-type RequestBody = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
+/**
+ * How long the worker may take over a request the watchdog does not time (configure, tables) and,
+ * beyond the query's own wall limit, over a query: only a worker that stopped reading gets there.
+ */
+const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
 interface Worker {
-  proc: Subprocess;
+  proc: Subprocess<"pipe", "pipe", "inherit">;
   pid: number;
   baselineRss: number;
-  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
+  channel: Channel;
   exited: boolean;
   /** Set when the watchdog killed it, so the exit is not reported as a crash. */
   killed?: WatchdogKill;
@@ -167,7 +171,6 @@ export class QueryRunner {
   private readonly sample: (pid: number) => ProcSample | undefined;
   private worker?: Promise<Worker>;
   private chain: Promise<unknown> = Promise.resolve();
-  private nextId = 1;
   private stopped = false;
   private queued = 0;
   private retireTimer: ReturnType<typeof setTimeout> | undefined;
@@ -306,49 +309,23 @@ export class QueryRunner {
   private start(resolve: (w: Worker) => void, reject: (e: Error) => void): void {
     let worker: Worker | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const proc: Subprocess = Bun.spawn(this.command, {
-      stdin: "ignore",
-      stdout: "ignore",
+    // Plain pipes, not Bun's `ipc` (see worker.ts): requests on the worker's stdin, answers on its stdout.
+    const proc = Bun.spawn(this.command, {
+      stdin: "pipe",
+      stdout: "pipe",
       stderr: "inherit",
-      serialization: "json",
-      env: { ...process.env, OUTPOST_QUERY_WORKER: "1", [PARENT_PID_ENV]: String(process.pid) },
+      env: { ...process.env, [WORKER_ENV]: "1", [PARENT_PID_ENV]: String(process.pid) },
       // Its own process group, so a kill reaches whatever the worker started (lifeline.ts).
       detached: true,
-      ipc: (raw) => {
-        const msg = raw as WorkerResponse;
-        if ("op" in msg && msg.op === "ready") {
-          clearTimeout(timer);
-          worker = {
-            proc,
-            pid: proc.pid,
-            baselineRss: this.sample(proc.pid)?.rssBytes ?? 0,
-            pending: new Map(),
-            exited: false,
-          };
-          this.current = worker;
-          this.counters.starts++;
-          this.opts.onWorkerStart?.(proc.pid);
-          // A fresh worker starts with default settings.
-          this.request(worker, { op: "configure", settings: this.settings }).then(
-            () => resolve(worker!),
-            (e) => reject(e),
-          );
-          return;
-        }
-        if (!worker || !("id" in msg)) return;
-        const p = worker.pending.get(msg.id);
-        if (!p) return;
-        worker.pending.delete(msg.id);
-        if (msg.ok) p.resolve(msg.result);
-        else {
-          const err = new HandlerError(msg.error.code, msg.error.message, {
-            ...(msg.error.details ? { details: msg.error.details } : {}),
-          });
-          p.reject(err);
-        }
-      },
       onExit: (_p, code, signal) => {
         clearTimeout(timer);
+        channel.close(
+          worker?.killed ??
+            new HandlerError(
+              "HND_QUERY_WORKER",
+              `query worker exited${worker ? "" : " during start-up"} (code ${code}, ${signal ?? "no signal"})`,
+            ),
+        );
         if (!worker) {
           reject(
             new HandlerError(
@@ -359,16 +336,47 @@ export class QueryRunner {
           return;
         }
         worker.exited = true;
-        const err =
-          worker.killed ??
-          new HandlerError(
-            "HND_QUERY_WORKER",
-            `query worker exited (code ${code}, ${signal ?? "no signal"})`,
-          );
-        for (const p of worker.pending.values()) p.reject(err);
-        worker.pending.clear();
       },
     });
+    const sink = proc.stdin;
+    const channel: Channel = new Channel({
+      send: (frame) => {
+        sink.write(frame);
+        void Promise.resolve(sink.flush()).catch(() => {});
+      },
+      maxInbound: WORKER_MAX_MESSAGE_BYTES,
+      maxOutbound: WORKER_MAX_MESSAGE_BYTES,
+      onNotification: (n) => {
+        if (worker || n.t !== "evt" || n.type !== READY_EVENT) return;
+        clearTimeout(timer);
+        worker = {
+          proc,
+          pid: proc.pid,
+          baselineRss: this.sample(proc.pid)?.rssBytes ?? 0,
+          channel,
+          exited: false,
+        };
+        this.current = worker;
+        this.counters.starts++;
+        this.opts.onWorkerStart?.(proc.pid);
+        // A fresh worker starts with default settings.
+        this.request(worker, { op: "configure", settings: this.settings }).then(
+          () => resolve(worker!),
+          (e) => reject(e),
+        );
+      },
+      onProtocolError: (p) => {
+        // A worker whose stream lost its framing cannot be trusted with the next answer either.
+        if (p.fatal) killWorkerGroup(proc);
+      },
+    });
+    void (async () => {
+      try {
+        for await (const chunk of proc.stdout) channel.feed(chunk);
+      } catch {
+        // The worker went away mid-read; onExit reports it.
+      }
+    })();
     this.starting = proc;
     timer = setTimeout(() => {
       killWorkerGroup(proc);
@@ -378,16 +386,11 @@ export class QueryRunner {
     }, this.startTimeoutMs);
   }
 
-  private request(w: Worker, body: RequestBody): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      if (w.exited) {
-        reject(w.killed ?? new HandlerError("HND_QUERY_WORKER", "query worker is not running"));
-        return;
-      }
-      const id = this.nextId++;
-      w.pending.set(id, { resolve, reject });
-      w.proc.send({ ...body, id } as WorkerRequest);
-    });
+  private request(w: Worker, req: WorkerRequest, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
+    if (w.exited)
+      return Promise.reject(w.killed ?? new HandlerError("HND_QUERY_WORKER", "query worker is not running"));
+    const { op, ...args } = req;
+    return w.channel.request(op, args, { timeoutMs });
   }
 
   private async runNow(
@@ -456,7 +459,11 @@ export class QueryRunner {
     const interval = setInterval(check, this.checkMs);
     const wallTimer = setTimeout(check, limits.wallSeconds * 1000 + 1);
     try {
-      const pending = this.request(w, { op: "query", sql, ...(introspection ? { introspection } : {}) });
+      const pending = this.request(
+        w,
+        { op: "query", sql, ...(introspection ? { introspection } : {}) },
+        limits.wallSeconds * 1000 + REQUEST_TIMEOUT_MS,
+      );
       this.opts.onQuerySent?.(w.pid);
       const result = (await pending) as QueryResult;
       const end = this.sample(w.pid);
