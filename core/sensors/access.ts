@@ -116,6 +116,8 @@ export class AccessSensor {
       fd,
       {
         kind: "fanotify",
+        // Permission events: answered on a thread that does nothing else (reader.ts, ownThread).
+        ownThread: true,
         maxInFlight: 1024,
         allow: this.allowed.buffer,
         closeWriteRemovesIgnore: this.ignore !== undefined,

@@ -149,23 +149,19 @@ export function pollIn(fds: number[], timeoutMs: number): number[] | number {
 }
 
 /**
- * Sleeps in poll() until `priFd` reports a priority event (POLLPRI/POLLERR: /proc/self/mountinfo does
- * once per change of the mount table, and is always readable otherwise) or `stopFd` is readable.
- * Returns which, or -errno.
+ * poll() on `fds`, each with its `events` (a negative fd or 0 events: skipped, revents 0), for at most
+ * `timeoutMs` (-1 = forever). Returns each fd's revents, or -errno.
  */
-export function pollChangeOrStop(
-  priFd: number,
-  stopFd: number,
-): { changed: boolean; stop: boolean } | number {
-  const arr = new Uint8Array(16);
+export function pollEvents(fds: number[], events: number[], timeoutMs: number): number[] | number {
+  const arr = new Uint8Array(8 * fds.length);
   const dv = new DataView(arr.buffer);
-  dv.setInt32(0, priFd, true);
-  dv.setInt16(4, 2 /* POLLPRI */, true);
-  dv.setInt32(8, stopFd, true);
-  dv.setInt16(12, 1 /* POLLIN */, true);
-  const n = rc(sym("poll")(ptr(arr), 2, -1));
+  fds.forEach((fd, i) => {
+    dv.setInt32(i * 8, events[i] ? fd : -1, true);
+    dv.setInt16(i * 8 + 4, events[i] ?? 0, true);
+  });
+  const n = rc(sym("poll")(ptr(arr), fds.length, timeoutMs));
   if (n < 0) return n;
-  return { changed: (dv.getInt16(6, true) & ~1) !== 0, stop: dv.getInt16(14, true) !== 0 };
+  return fds.map((_, i) => dv.getUint16(i * 8 + 6, true));
 }
 
 export function pipe(): [number, number] | number {
