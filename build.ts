@@ -11,13 +11,20 @@
 import { readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { ONE_SHOT_JIT_POLICY } from "./core/jsc-options.ts";
 
 export const ROOT = import.meta.dir;
 
 export const TARGETS = [
   // workers: modules started with `new Worker` (core/sensors/reader.ts), embedded as extra entry points.
-  { name: "agent", entry: "bin/agent.ts", workers: ["core/sensors/reader-worker.ts"] },
-  { name: "contentctl", entry: "bin/contentctl.ts", workers: [] },
+  // jitPolicy: the JIT policy the executable starts with (core/jsc-options.ts, ONE_SHOT_JIT_POLICY).
+  {
+    name: "agent",
+    entry: "bin/agent.ts",
+    workers: ["core/sensors/reader-worker.ts"],
+    jitPolicy: ONE_SHOT_JIT_POLICY,
+  },
+  { name: "contentctl", entry: "bin/contentctl.ts", workers: [], jitPolicy: 1 },
 ] as const;
 export type TargetName = (typeof TARGETS)[number]["name"];
 
@@ -133,7 +140,7 @@ export async function build(opts: BuildOptions = {}): Promise<BuiltBinary[]> {
         OUTPOST_VERSION: JSON.stringify(version),
         OUTPOST_COMMIT: JSON.stringify(commit),
       },
-      compile: { outfile, autoloadDotenv: false, autoloadBunfig: false },
+      compile: { outfile, autoloadDotenv: false, autoloadBunfig: false, jitPolicy: target.jitPolicy },
       throw: false,
     });
     if (!result.success) {

@@ -5,9 +5,14 @@
  * some subsystem is broken); host processes go to agent-host.ts, which loads
  * no command tree; everything else lives in agent-main.ts.
  */
+import { jitPolicyFor } from "../core/jsc-options.ts";
 import { COMMIT, VERSION } from "../core/version.ts";
 
 const args = process.argv.slice(2);
+// The executable starts with a one-shot JIT policy (build.ts); the long-lived processes go back to
+// the normal one at once, tuned by their JavaScriptCore options instead (core/jsc-options.ts).
+const jitPolicy = jitPolicyFor(args);
+if (jitPolicy !== undefined) Bun.unsafe.setJITPolicy(jitPolicy);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   // console.log, not process.stdout: the node stream behind process.stdout costs ~20 ms to build (core/stdio.ts).
   console.log(`outpost-agent ${VERSION} (${COMMIT})`);

@@ -68,3 +68,28 @@ export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
   // The JSCWarmUp thread's supply of pre-faulted MarkedBlocks (WebKit's FastMallocAlignedMemoryAllocator).
   BUN_JSC_useWarmUpMarkedBlocks: "0",
 });
+
+/**
+ * The JIT policy the agent executable starts with (Bun's `compile.jitPolicy`, set by build.ts):
+ * every tier-up threshold ×N from the first instruction, with no environment variable and no
+ * re-exec. A one-shot command (`agent scan FILE`, `agent status`) runs its start-up code once,
+ * yet with the default policy JavaScriptCore compiled it on JIT threads all the same: ~20 ms of
+ * the CPU of an offline one-file scan went to JITWorker threads (perf, 20k signatures). A loop
+ * that runs millions of times still reaches every tier, N times later.
+ *
+ * The processes that stay up switch back to 1 as their first step (`jitPolicyFor`): their
+ * thresholds are AGENT_JSC_ENV's, and a policy multiplies whatever thresholds the VM has (with
+ * both, a function reached the optimizing tier after ~11,800 calls instead of ~1,200). Worker
+ * threads (the sensor reader) start at 1 whatever the executable's policy.
+ */
+export const ONE_SHOT_JIT_POLICY = 25;
+
+/** The JIT policy `agent ARGS` switches to before anything else; undefined: it keeps ONE_SHOT_JIT_POLICY. */
+export function jitPolicyFor(args: readonly string[]): number | undefined {
+  const help = args.includes("--help") || args.includes("-h");
+  if (help) return undefined;
+  // The supervisor, a host, the query worker: long-lived, tuned by AGENT_JSC_ENV.
+  if (args[0] === "run" || args[0] === "host") return 1;
+  if (args.length === 1 && args[0] === "query-worker") return 1;
+  return undefined;
+}
