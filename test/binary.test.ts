@@ -13,6 +13,7 @@ import {
   copyFileSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -83,6 +84,17 @@ const STEPS: [name: string, command: string][] = [
   ["ds-update", "./agent update --once --repo repo --group ds --state st --trust k/root.pem --json"],
   ["ds-scan-pe", "./agent scan signed.exe --state st --json"],
   ["online-ds-scan-pe", "./agent scan signed.exe --state st --json"],
+  // USERAPPFEED's tenant signature is checked with the X.509/CMS stack the appfeed host loads only
+  // then (handlers/_shared/tenant/signature.ts): in the binary, after the host locked its sandbox.
+  ["uaf-keys", "./contentctl keys init --dir tk --name 'Binary Tenant' --json"],
+  [
+    "uaf-pack",
+    "./contentctl rules pack uaf --type USERAPPFEED --version 1 --key ck.json --keys k --tenant-keys tk --out USERAPPFEED-1.opkg --json",
+  ],
+  ["uaf-publish", "./contentctl publish USERAPPFEED-1.opkg --repo repo --group uaf --keys k --json"],
+  ["uaf-trust", "./agent appfeed trust-tenant tk/root.pem --state st --json"],
+  ["uaf-update", "./agent update --once --repo repo --group uaf --state st --trust k/root.pem --json"],
+  ["uaf-run", "./agent appfeed run --state st --json"],
 ];
 
 /**
@@ -140,6 +152,9 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
       writeFileSync(join(work, "signed.exe"), pe.signed);
       peThumbprint = pe.thumbprint;
     }
+    mkdirSync(join(work, "uaf"));
+    for (const f of readdirSync(join(ROOT, "examples/USERAPPFEED")))
+      copyFileSync(join(ROOT, "examples/USERAPPFEED", f), join(work, "uaf", f));
     writeFileSync(
       join(work, "lua-repair.json"),
       JSON.stringify({ update: { repo: "repo", group: "stable", trust: "k/root.pem" } }),
@@ -265,4 +280,15 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
       }
     },
   );
+
+  test("USERAPPFEED: the compiled appfeed host verifies the tenant signature and runs the rules", () => {
+    expect(json("uaf-update").installed).toEqual([
+      { type: "USERAPPFEED", version: 1, previousVersion: null },
+    ]);
+    const user = json("uaf-run").runs.find((r: { type: string }) => r.type === "USERAPPFEED");
+    expect(user).toMatchObject({ type: "USERAPPFEED", version: 1 });
+    expect(user.error).toBeUndefined();
+    expect(user.held).toBeUndefined();
+    expect(user.apps.length).toBeGreaterThan(0);
+  });
 });

@@ -30,13 +30,19 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { TrustStore } from "../../../core/crypto/cms.ts";
-import { signDetached } from "../../../core/crypto/cms-sign.ts";
-import { verifyDetached } from "../../../core/crypto/cms-verify.ts";
 import { sha384Hex } from "../../../core/crypto/digest.ts";
 import type { SigningKeys } from "../../../core/crypto/keys.ts";
+import { deferredImport } from "../../../core/deferred-import.ts";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { Capabilities, ContentView } from "../../../core/handler/contract.ts";
+
+// The X.509 and CMS stack (@peculiar/x509, pkijs, asn1js: ~270 modules) is needed only to check a
+// tenant signature against an installed tenant root (T4), or to make one (contentctl). An appfeed
+// host with no tenant root — every endpoint whose administrator has not run trust-tenant — never
+// loads it: 417 → 148 modules and ~3 MB less heap in that host (core/deferred-import.ts).
+const cms = deferredImport(() => import("../../../core/crypto/cms.ts"));
+const cmsSign = deferredImport(() => import("../../../core/crypto/cms-sign.ts"));
+const cmsVerify = deferredImport(() => import("../../../core/crypto/cms-verify.ts"));
 
 export const TENANT_MANIFEST = "tenant.json";
 export const TENANT_SIGNATURE = "tenant.json.p7s";
@@ -67,7 +73,7 @@ export async function tenantSign(
   );
   return new Map([
     [TENANT_MANIFEST, manifest],
-    [TENANT_SIGNATURE, await signDetached(manifest, o.keys)],
+    [TENANT_SIGNATURE, await (await cmsSign()).signDetached(manifest, o.keys)],
   ]);
 }
 
@@ -193,6 +199,7 @@ export async function tenantVerdict(
       },
     };
   }
+  const [{ TrustStore }, { verifyDetached }] = await Promise.all([cms(), cmsVerify()]);
   const trust = TrustStore.fromPem(readFileSync(rootFile, "utf8"), rootFile);
   try {
     const v = await verifyDetached(view.read(TENANT_MANIFEST), view.read(TENANT_SIGNATURE), trust, {
