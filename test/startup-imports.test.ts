@@ -129,6 +129,25 @@ describe("what a one-shot `agent scan` evaluates", () => {
     expect(offenders(graph, /^(core\/crypto\/engine\.ts|handlers\/DatasetA\/authenticode\.ts)$/)).toEqual([]);
   });
 
+  test("no host group evaluates the config schemas or the X.509/CMS stack at start", () => {
+    // The repair host reached core/config.ts for statePaths (~880 zod schemas, ~1 MiB of heap); the
+    // appfeed host reached the CMS stack for USERAPPFEED's tenant signature (~270 modules), which it
+    // now loads only to verify one against a trusted root (handlers/_shared/tenant/signature.ts).
+    // AgentSoftware and CRT verify signed executables and certificates: the stack is their job.
+    const needsCrypto = new Set(["software", "install"]);
+    for (const [group, types] of Object.entries(GROUP_TYPES)) {
+      const graph = evaluated(
+        ["bin/agent-host.ts", "core/host/child.ts", ...types.map((t) => `handlers/${t}/index.ts`)],
+        readRepo,
+      );
+      expect(graph.has("core/host/protocol.ts")).toBe(true);
+      const bad = needsCrypto.has(group)
+        ? /^core\/config\.ts$/
+        : /^core\/(config|crypto\/(cms|cms-verify|cms-sign|engine))\.ts$/;
+      expect([group, offenders(graph, bad)]).toEqual([group, []]);
+    }
+  });
+
   test("the check sees a static import of handler code, and ignores dynamic and type-only ones", () => {
     const fake: Record<string, string> = {
       "a.ts": 'import { x } from "./handlers/Behavior/index.ts";\nimport type { Y } from "./core/config.ts";',

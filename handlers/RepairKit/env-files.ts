@@ -18,7 +18,7 @@ import {
   rmSync,
 } from "node:fs";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
-import type { statePaths } from "../../core/config.ts";
+import type { statePaths } from "../../core/state-paths.ts";
 import { HandlerError } from "../../core/errors.ts";
 import type { CachedIndexFacts, RepairFacts, RepairMode } from "./facts.ts";
 

@@ -21,7 +21,7 @@
 
 import { copyFileSync, readFileSync, statSync } from "node:fs";
 import type { AgentStatus } from "../../core/agent/api.ts";
-import { statePaths } from "../../core/config.ts";
+import { statePaths } from "../../core/state-paths.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
 import { EnvContent } from "./env-content.ts";

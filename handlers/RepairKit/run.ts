@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentApi, AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
-import { statePaths } from "../../core/config.ts";
+import { statePaths } from "../../core/state-paths.ts";
 import { TrustStore } from "../../core/crypto/cms.ts";
 import { verifyDetached } from "../../core/crypto/cms-verify.ts";
 import { describeError, HandlerError } from "../../core/errors.ts";
