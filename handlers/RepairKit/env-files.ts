@@ -18,8 +18,8 @@ import {
   rmSync,
 } from "node:fs";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
-import type { statePaths } from "../../core/state-paths.ts";
 import { HandlerError } from "../../core/errors.ts";
+import type { statePaths } from "../../core/state-paths.ts";
 import type { CachedIndexFacts, RepairFacts, RepairMode } from "./facts.ts";
 
 const MAX_READ = 1024 * 1024;

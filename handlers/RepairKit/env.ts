@@ -21,9 +21,9 @@
 
 import { copyFileSync, readFileSync, statSync } from "node:fs";
 import type { AgentStatus } from "../../core/agent/api.ts";
-import { statePaths } from "../../core/state-paths.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
+import { statePaths } from "../../core/state-paths.ts";
 import { EnvContent } from "./env-content.ts";
 import { type EnvContext, EnvFiles } from "./env-files.ts";
 import { EnvState } from "./env-state.ts";
