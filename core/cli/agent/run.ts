@@ -48,7 +48,8 @@ export default defineCommand({
     const config = loadAgentConfig(args, overrides);
     // The JSON-lines log also goes to rotating files (what self-help rules and admins read later).
     const logFiles = attachLogFiles(log, config);
-    const agent = await createAgent(config);
+    // Handlers run in their hosts: the supervisor needs their manifests, not their code (session.ts).
+    const agent = await createAgent(config, { deferHandlerCode: true });
     await agent.start({ loop: true });
     // Offline commands given only --state find this config (core/cli/agent/run-config.ts).
     recordRunConfig(config.stateDir, agentConfigFile(args) ?? undefined, absolutePaths(overrides));
