@@ -79,7 +79,7 @@ export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
  *
  * The processes that stay up switch back to 1 as their first step (`jitPolicyFor`): their
  * thresholds are AGENT_JSC_ENV's, and a policy multiplies whatever thresholds the VM has (with
- * both, a function reached the optimizing tier after ~11,800 calls instead of ~1,200). Worker
+ * both, a function reached the optimizing tier after ~29,400 calls instead of ~1,160). Worker
  * threads (the sensor reader) start at 1 whatever the executable's policy.
  */
 export const ONE_SHOT_JIT_POLICY = 25;

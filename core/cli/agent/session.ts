@@ -61,9 +61,9 @@ export interface CreateAgentOptions {
    * (the default isolation) nothing does: a one-shot command then skips evaluating every
    * handler's modules (`agent scan`: bench/scan-startup.ts), and the supervisor (`agent run`,
    * which passes true) holds none of them for its whole life: 3,793 → 2,933 zod schemas, and in
-   * the compiled demo agent 63.5 → 61.7 MB of heap used and 38.8 → 37.2 MiB of anonymous memory
-   * (two demos side by side). In-process isolation loads them all. Default: false for createAgent, true for
-   * withOfflineAgent (one-shot commands).
+   * the compiled demo agent 63.5 → 61.7 MB of heap used and 38.8 → 37.2 MiB of anonymous
+   * memory (two demos side by side). In-process isolation loads them all. Default: false for
+   * createAgent, true for withOfflineAgent (one-shot commands).
    */
   deferHandlerCode?: boolean;
   /**
