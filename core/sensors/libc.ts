@@ -134,18 +134,20 @@ export function setsockoptInt(fd: number, level: number, name: number, value: nu
   return rc(sym("setsockopt")(fd, level, name, ptr(v), 4));
 }
 
+export const POLLIN = 1;
+/** What /proc/self/mountinfo reports once per change of the mount table. */
+export const POLLPRI = 2;
+
 /** Blocks until one of `fds` is readable (or timeoutMs, -1 = forever); returns the readable ones. */
 export function pollIn(fds: number[], timeoutMs: number): number[] | number {
-  const arr = new Uint8Array(8 * fds.length);
-  const dv = new DataView(arr.buffer);
-  fds.forEach((fd, i) => {
-    dv.setInt32(i * 8, fd, true);
-    dv.setInt16(i * 8 + 4, 1 /* POLLIN */, true);
-  });
-  const n = rc(sym("poll")(ptr(arr), fds.length, timeoutMs));
-  if (n < 0) return n;
+  const revents = pollEvents(
+    fds,
+    fds.map(() => POLLIN),
+    timeoutMs,
+  );
+  if (typeof revents === "number") return revents;
   // POLLIN, POLLERR, POLLHUP, POLLNVAL all mean "read now, it will not block".
-  return fds.filter((_, i) => dv.getInt16(i * 8 + 6, true) !== 0);
+  return fds.filter((_, i) => revents[i] !== 0);
 }
 
 /**

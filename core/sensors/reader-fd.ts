@@ -24,6 +24,8 @@ import {
   ENOBUFS,
   fanotifyAllowMany,
   fanotifyMarkFd,
+  POLLIN,
+  POLLPRI,
   pollIn,
   readFd,
   writeFd,
@@ -49,9 +51,6 @@ export type ReaderPost =
   | { id: number; records: unknown[] }
   | { id: number; error: string }
   | { id: number; stopped: true };
-
-const POLLIN = 1;
-const POLLPRI = 2;
 
 /** Closes what a dropped record holds (an exec's exe fd, a fanotify event fd). */
 function release(r: unknown): void {

@@ -17,7 +17,7 @@
  */
 import { closeSync } from "node:fs";
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
-import { EINTR, pollEvents, readFd } from "./libc.ts";
+import { EINTR, POLLIN, pollEvents, readFd } from "./libc.ts";
 import type { ReaderInit } from "./reader.ts";
 import { FdReader, type ReaderPost } from "./reader-fd.ts";
 
@@ -35,8 +35,6 @@ export interface ThreadStart {
 }
 
 export type ThreadCommand = { add: ReaderInit & { id: number } } | { remove: number } | { exit: true };
-
-const POLLIN = 1;
 
 self.onmessage = (m: MessageEvent<ThreadStart>) => serve(m.data);
 
