@@ -5,6 +5,7 @@
  * and one set of scopes naming the features that honour them.
  */
 import { z } from "zod";
+import { lazySchema } from "./lazy-schema.ts";
 
 export const EXCLUSION_KINDS = ["path", "process", "sha256", "signer"] as const;
 export type ExclusionKind = (typeof EXCLUSION_KINDS)[number];
@@ -17,14 +18,16 @@ export const EXCLUSION_SCOPES = ["scan", "onAccess", "behavior", "lookups"] as c
 export type ExclusionScope = (typeof EXCLUSION_SCOPES)[number];
 
 /** An exclusion as a source proposes it (before the agent's refusal rules, rules.ts). */
-export const ExclusionInputSchema = z
-  .object({
-    kind: z.enum(EXCLUSION_KINDS),
-    value: z.string().min(1).max(4096),
-    scope: z.array(z.enum(EXCLUSION_SCOPES)).min(1).max(EXCLUSION_SCOPES.length),
-    reason: z.string().max(512).default(""),
-  })
-  .strict();
+export const ExclusionInputSchema = lazySchema(() =>
+  z
+    .object({
+      kind: z.enum(EXCLUSION_KINDS),
+      value: z.string().min(1).max(4096),
+      scope: z.array(z.enum(EXCLUSION_SCOPES)).min(1).max(EXCLUSION_SCOPES.length),
+      reason: z.string().max(512).default(""),
+    })
+    .strict(),
+);
 export type ExclusionInput = z.input<typeof ExclusionInputSchema>;
 
 /** An accepted exclusion: `source` says where it came from ("config", "APPFEED:<rule>", "USERAPPFEED:<rule>"). */
@@ -37,4 +40,6 @@ export interface Exclusion {
 }
 
 /** The `exclusions` section of agent.json: local exclusions, source "config". */
-export const ExclusionsConfigSchema = z.array(ExclusionInputSchema).max(100_000).default([]);
+export const ExclusionsConfigSchema = lazySchema(() =>
+  z.array(ExclusionInputSchema).max(100_000).default([]),
+);

@@ -11,12 +11,15 @@
  * Flags supplement is installed (core/effective/gates.ts).
  */
 import { z } from "zod";
+import { lazySchema } from "./lazy-schema.ts";
 
-export const MlConfigSchema = z
-  .object({
-    mode: z.enum(["live", "telemetry", "off"]).default("live"),
-  })
-  .strict()
-  .prefault({});
+export const MlConfigSchema = lazySchema(() =>
+  z
+    .object({
+      mode: z.enum(["live", "telemetry", "off"]).default("live"),
+    })
+    .strict()
+    .prefault({}),
+);
 
 export type MlConfig = z.infer<typeof MlConfigSchema>;

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { StoreError } from "../core/errors.ts";
+import { lazySchema } from "../core/lazy-schema.ts";
 import {
   type FleetStore,
   type GateQuery,
@@ -19,35 +20,37 @@ import {
 } from "./db/fleet-store.ts";
 import { type FleetAgent, type GroupHealth, groupHealth } from "./health.ts";
 
-const SnapshotSchema = z
-  .object({
-    schema: z.literal(1),
-    savedAt: z.iso.datetime(),
-    agents: z.array(
-      z.object({
-        id: z.string(),
-        tenant: z.string(),
-        group: z.string(),
-        receivedAt: z.number(),
-        health: z.enum(["green", "amber", "red"]),
-        content: z.record(
-          z.string(),
-          z.object({
-            version: z.number().nullable(),
-            bad: z.array(z.number()),
-            crashes: z.number(),
-            rolledBackFrom: z.array(z.number()),
-            state: z.string(),
-          }),
-        ),
-        rejected: z.number(),
-        enrolled: z.boolean().optional(),
-        vendor: z.boolean().optional(),
-        pinned: z.array(z.string()).optional(),
-      }),
-    ),
-  })
-  .strict();
+const SnapshotSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      savedAt: z.iso.datetime(),
+      agents: z.array(
+        z.object({
+          id: z.string(),
+          tenant: z.string(),
+          group: z.string(),
+          receivedAt: z.number(),
+          health: z.enum(["green", "amber", "red"]),
+          content: z.record(
+            z.string(),
+            z.object({
+              version: z.number().nullable(),
+              bad: z.array(z.number()),
+              crashes: z.number(),
+              rolledBackFrom: z.array(z.number()),
+              state: z.string(),
+            }),
+          ),
+          rejected: z.number(),
+          enrolled: z.boolean().optional(),
+          vendor: z.boolean().optional(),
+          pinned: z.array(z.string()).optional(),
+        }),
+      ),
+    })
+    .strict(),
+);
 
 export class FleetRegistry implements FleetStore {
   private readonly byId = new Map<string, FleetAgent>();

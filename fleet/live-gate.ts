@@ -5,13 +5,14 @@
  */
 import { z } from "zod";
 import { UpdateError } from "../core/errors.ts";
+import { lazySchema } from "../core/lazy-schema.ts";
 import type { ReleaseConfig } from "./config.ts";
 import type { Driver } from "./db/driver.ts";
 import type { Release } from "./state.ts";
 import { TelemetryStore } from "./telemetry/store.ts";
 import { liveGate, type ModelEvidence, type ModelRef } from "./type-rules.ts";
 
-const ModelHead = z.object({ name: z.string(), mode: z.enum(["telemetry", "live"]) });
+const ModelHead = lazySchema(() => z.object({ name: z.string(), mode: z.enum(["telemetry", "live"]) }));
 
 /** The models in an MLModel payload (DIR/manifest.json), or null for a payload without any. */
 export function modelsIn(files: Map<string, Uint8Array>): ModelRef[] | null {

@@ -18,47 +18,54 @@
  * Documented in docs/rollout.md ("Per-type rules").
  */
 import { z } from "zod";
+import { lazySchema } from "../core/lazy-schema.ts";
 // Type-only: config.ts imports this file's schema, so a value import back would be a load-order cycle.
 import type { GroupConfig } from "./config.ts";
 
-const ExtraGroupSchema = z
-  .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/),
-    promote: z.enum(["manual", "auto"]).default("manual"),
-    soakMinutes: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * 1440)
-      .default(360),
-    description: z.string().max(200).optional(),
-    /** Inserted after this group (default: first). */
-    after: z.string().optional(),
-  })
-  .strict();
+const ExtraGroupSchema = lazySchema(() =>
+  z
+    .object({
+      name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/),
+      promote: z.enum(["manual", "auto"]).default("manual"),
+      soakMinutes: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 1440)
+        .default(360),
+      description: z.string().max(200).optional(),
+      /** Inserted after this group (default: first). */
+      after: z.string().optional(),
+    })
+    .strict(),
+);
 
-export const LiveGateSchema = z
-  .object({
-    minTelemetryMinutes: z
-      .number()
-      .int()
-      .min(0)
-      .max(365 * 1440)
-      .default(3 * 1440),
-    maxDetectionRate: z.number().min(0).max(1).default(0.001),
-    minScores: z.number().int().min(0).default(1000),
-  })
-  .strict();
+export const LiveGateSchema = lazySchema(() =>
+  z
+    .object({
+      minTelemetryMinutes: z
+        .number()
+        .int()
+        .min(0)
+        .max(365 * 1440)
+        .default(3 * 1440),
+      maxDetectionRate: z.number().min(0).max(1).default(0.001),
+      minScores: z.number().int().min(0).default(1000),
+    })
+    .strict(),
+);
 
-export const TypeRulesSchema = z
-  .object({
-    manualGroups: z.array(z.string()).default([]),
-    extraGroups: z.array(ExtraGroupSchema).max(16).default([]),
-    soakFactor: z.number().min(1).max(30).default(1),
-    healthThreshold: z.number().min(0).max(1).optional(),
-    liveGate: LiveGateSchema.optional(),
-  })
-  .strict();
+export const TypeRulesSchema = lazySchema(() =>
+  z
+    .object({
+      manualGroups: z.array(z.string()).default([]),
+      extraGroups: z.array(ExtraGroupSchema).max(16).default([]),
+      soakFactor: z.number().min(1).max(30).default(1),
+      healthThreshold: z.number().min(0).max(1).optional(),
+      liveGate: LiveGateSchema.optional(),
+    })
+    .strict(),
+);
 
 export type TypeRules = z.infer<typeof TypeRulesSchema>;
 
@@ -81,9 +88,9 @@ export const DEFAULT_TYPE_RULES: Record<string, z.input<typeof TypeRulesSchema>>
   },
 };
 
-export const TypesConfigSchema = z
-  .record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), TypeRulesSchema)
-  .prefault(DEFAULT_TYPE_RULES);
+export const TypesConfigSchema = lazySchema(() =>
+  z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), TypeRulesSchema).prefault(DEFAULT_TYPE_RULES),
+);
 
 interface WithTypes {
   groups: GroupConfig[];

@@ -10,6 +10,7 @@
  * into a later decision.
  */
 import { z } from "zod";
+import { lazySchema } from "../lazy-schema.ts";
 import { TENANT_RE } from "./heartbeat-protocol.ts";
 
 export const ENROLL_PATH = "/fleet/enroll";
@@ -22,26 +23,30 @@ export const SIGNATURE_ALG = "Ed25519" as const;
 /** An Ed25519 SubjectPublicKeyInfo is 44 bytes (base64url: 59 characters). */
 const SPKI_B64URL = /^[A-Za-z0-9_-]{40,120}$/;
 
-export const EnrollRequestSchema = z
-  .object({
-    schema: z.literal(1),
-    agentId: z.string().regex(AGENT_ID_RE),
-    tenant: z.string().regex(TENANT_RE),
-    alg: z.literal(SIGNATURE_ALG),
-    /** SubjectPublicKeyInfo (DER), base64url. */
-    publicKey: z.string().regex(SPKI_B64URL),
-  })
-  .strict();
+export const EnrollRequestSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      agentId: z.string().regex(AGENT_ID_RE),
+      tenant: z.string().regex(TENANT_RE),
+      alg: z.literal(SIGNATURE_ALG),
+      /** SubjectPublicKeyInfo (DER), base64url. */
+      publicKey: z.string().regex(SPKI_B64URL),
+    })
+    .strict(),
+);
 
-export const EnrollResponseSchema = z
-  .object({
-    agentId: z.string().regex(AGENT_ID_RE),
-    tenant: z.string().regex(TENANT_RE),
-    /** The release group the fleet assigned (from the tenant's enrollment settings, not the agent). */
-    group: z.string(),
-    enrolledAt: z.iso.datetime(),
-  })
-  .strict();
+export const EnrollResponseSchema = lazySchema(() =>
+  z
+    .object({
+      agentId: z.string().regex(AGENT_ID_RE),
+      tenant: z.string().regex(TENANT_RE),
+      /** The release group the fleet assigned (from the tenant's enrollment settings, not the agent). */
+      group: z.string(),
+      enrolledAt: z.iso.datetime(),
+    })
+    .strict(),
+);
 
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
 export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { ConfigError, UpdateError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { loadAgentId } from "./heartbeat.ts";
 import {
   AGENT_HEADER,
@@ -28,17 +29,19 @@ export const identityPaths = (stateDir: string) => ({
   key: join(stateDir, "fleet-key.der"),
 });
 
-const IdentityFileSchema = z
-  .object({
-    schema: z.literal(1),
-    fleet: z.string().url(),
-    agentId: z.string(),
-    tenant: z.string(),
-    group: z.string(),
-    enrolledAt: z.iso.datetime(),
-    publicKey: z.string(),
-  })
-  .strict();
+const IdentityFileSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      fleet: z.string().url(),
+      agentId: z.string(),
+      tenant: z.string(),
+      group: z.string(),
+      enrolledAt: z.iso.datetime(),
+      publicKey: z.string(),
+    })
+    .strict(),
+);
 export type AgentIdentity = z.infer<typeof IdentityFileSchema>;
 
 /** What the heartbeat reporter needs to sign: who, the next sequence number, and a signature. */

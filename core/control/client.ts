@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { AckResult, AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
 import type { AgentEvent } from "../agent/events.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { statePaths } from "../state-paths.ts";
 import { ControlError, errorFromBody } from "./errors.ts";
 import type { ControlInfo } from "./server.ts";
@@ -24,13 +25,15 @@ export interface RemoteAgentApi {
   call(type: string, method: string, args: unknown): Promise<unknown>;
 }
 
-const ControlInfoSchema = z.object({
-  url: z.string().url(),
-  port: z.number().int(),
-  pid: z.number().int(),
-  startedAt: z.string(),
-  socket: z.string().optional(),
-});
+const ControlInfoSchema = lazySchema(() =>
+  z.object({
+    url: z.string().url(),
+    port: z.number().int(),
+    pid: z.number().int(),
+    startedAt: z.string(),
+    socket: z.string().optional(),
+  }),
+);
 
 export interface ControlClientOptions {
   url: string;

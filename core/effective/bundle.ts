@@ -18,6 +18,7 @@
 import { z } from "zod";
 import type { TrustStore } from "../crypto/cms.ts";
 import { ConfigError } from "../errors.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -38,24 +39,28 @@ export function checkTenant(tenant: string): string {
 export const bundlePath = (tenant: string) => `tenants/${tenant}/policy.json`;
 export const bundleSigPath = (tenant: string) => `${bundlePath(tenant)}.p7s`;
 
-export const PolicyDocumentSchema = z
-  .object({
-    name: z.string().regex(DOCUMENT_NAME_RE, "a file name ending in .xml"),
-    version: z.number().int().positive(),
-    xml: z.string().max(16 * 1024 * 1024),
-  })
-  .strict();
+export const PolicyDocumentSchema = lazySchema(() =>
+  z
+    .object({
+      name: z.string().regex(DOCUMENT_NAME_RE, "a file name ending in .xml"),
+      version: z.number().int().positive(),
+      xml: z.string().max(16 * 1024 * 1024),
+    })
+    .strict(),
+);
 
-export const PolicyBundleSchema = z
-  .object({
-    schema: z.literal(1),
-    tenant: z.string().regex(TENANT_RE),
-    serial: z.number().int().positive(),
-    issued: z.iso.datetime(),
-    documents: z.array(PolicyDocumentSchema).max(256),
-    flags: z.record(z.string().regex(FLAG_NAME_RE), z.enum(["on", "off"])),
-  })
-  .strict();
+export const PolicyBundleSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      tenant: z.string().regex(TENANT_RE),
+      serial: z.number().int().positive(),
+      issued: z.iso.datetime(),
+      documents: z.array(PolicyDocumentSchema).max(256),
+      flags: z.record(z.string().regex(FLAG_NAME_RE), z.enum(["on", "off"])),
+    })
+    .strict(),
+);
 
 export type PolicyDocument = z.infer<typeof PolicyDocumentSchema>;
 export type PolicyBundle = z.infer<typeof PolicyBundleSchema>;

@@ -18,6 +18,7 @@ import { AgentConfigSchema, configSource } from "../config.ts";
 import type { TrustStore } from "../crypto/cms.ts";
 import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import type { Logger } from "../log.ts";
 import type { Transport } from "../update/transport.ts";
 import { keyMatches } from "./allow-list.ts";
@@ -62,36 +63,38 @@ export const ROLE_OVERLAYS = "config.overlays";
 export const ROLE_FLAGS = "config.flags";
 
 /** What an overlay contributor's `remap` returns (validated here: the host is not trusted). */
-export const RemapResultSchema = z
-  .object({
-    version: z.number().int(),
-    files: z.array(
-      z.discriminatedUnion("ok", [
-        z.object({ file: z.string(), ok: z.literal(true), values: OverlaySchema.shape.values }).strict(),
-        z
-          .object({
-            file: z.string(),
-            ok: z.literal(false),
-            error: z
-              .object({
-                code: z.string(),
-                message: z.string(),
-                rule: z.string().optional(),
-                document: z.string().optional(),
-                line: z.number().int().optional(),
-              })
-              .strict(),
-          })
-          .strict(),
-      ]),
-    ),
-  })
-  .strict();
+export const RemapResultSchema = lazySchema(() =>
+  z
+    .object({
+      version: z.number().int(),
+      files: z.array(
+        z.discriminatedUnion("ok", [
+          z.object({ file: z.string(), ok: z.literal(true), values: OverlaySchema.shape.values }).strict(),
+          z
+            .object({
+              file: z.string(),
+              ok: z.literal(false),
+              error: z
+                .object({
+                  code: z.string(),
+                  message: z.string(),
+                  rule: z.string().optional(),
+                  document: z.string().optional(),
+                  line: z.number().int().optional(),
+                })
+                .strict(),
+            })
+            .strict(),
+        ]),
+      ),
+    })
+    .strict(),
+);
 export type RemapResult = z.infer<typeof RemapResultSchema>;
 
-export const SupplementResultSchema = z
-  .object({ version: z.number().int(), flags: z.record(z.string(), z.enum(["off", "available"])) })
-  .strict();
+export const SupplementResultSchema = lazySchema(() =>
+  z.object({ version: z.number().int(), flags: z.record(z.string(), z.enum(["off", "available"])) }).strict(),
+);
 
 export interface DocumentInput {
   name: string;

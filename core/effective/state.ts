@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:f
 import { join } from "node:path";
 import { z } from "zod";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { DOCUMENT_NAME_RE } from "./bundle.ts";
 
 export const effectivePaths = (stateDir: string) => {
@@ -25,66 +26,74 @@ export const effectivePaths = (stateDir: string) => {
   };
 };
 
-const OverlayValueSchema = z
-  .object({
-    key: z.string(),
-    value: z.unknown(),
-    rule: z.string(),
-    document: z.string(),
-    line: z.number().int().optional(),
-  })
-  .strict();
+const OverlayValueSchema = lazySchema(() =>
+  z
+    .object({
+      key: z.string(),
+      value: z.unknown(),
+      rule: z.string(),
+      document: z.string(),
+      line: z.number().int().optional(),
+    })
+    .strict(),
+);
 
-export const OverlaySchema = z
-  .object({
-    file: z.string(),
-    contentVersion: z.number().int().optional(),
-    values: z.array(OverlayValueSchema),
-  })
-  .strict();
+export const OverlaySchema = lazySchema(() =>
+  z
+    .object({
+      file: z.string(),
+      contentVersion: z.number().int().optional(),
+      values: z.array(OverlayValueSchema),
+    })
+    .strict(),
+);
 
-export const FailureSchema = z
-  .object({
-    file: z.string(),
-    code: z.string(),
-    message: z.string(),
-    rule: z.string().optional(),
-    /** The config key a refusal concerns (allow-list, schema). */
-    key: z.string().optional(),
-    document: z.string().optional(),
-    line: z.number().int().optional(),
-    at: z.string(),
-  })
-  .strict();
+export const FailureSchema = lazySchema(() =>
+  z
+    .object({
+      file: z.string(),
+      code: z.string(),
+      message: z.string(),
+      rule: z.string().optional(),
+      /** The config key a refusal concerns (allow-list, schema). */
+      key: z.string().optional(),
+      document: z.string().optional(),
+      line: z.number().int().optional(),
+      at: z.string(),
+    })
+    .strict(),
+);
 
-export const PersistedSchema = z
-  .object({
-    schema: z.literal(1),
-    fetch: z
-      .object({
-        etag: z.string().optional(),
-        lastSerial: z.number().int().optional(),
-        lastAttempt: z.string().optional(),
-        lastSuccess: z.string().optional(),
-        lastError: z.object({ code: z.string(), message: z.string(), at: z.string() }).optional(),
-      })
-      .default({}),
-    overlays: z.array(OverlaySchema).default([]),
-    failures: z.array(FailureSchema).default([]),
-    supplement: z
-      .object({
-        type: z.string(),
-        version: z.number().int(),
-        flags: z.record(z.string(), z.enum(["off", "available"])),
-      })
-      .nullable()
-      .default(null),
-    serviceLastKnown: z.record(z.string(), z.enum(["on", "off"])).default({}),
-    /** The service's latest answer (null: missing or unreachable at the last attempt). */
-    serviceAnswer: z.record(z.string(), z.string()).nullable().default(null),
-    appliedAt: z.string().optional(),
-  })
-  .strict();
+export const PersistedSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      fetch: z
+        .object({
+          etag: z.string().optional(),
+          lastSerial: z.number().int().optional(),
+          lastAttempt: z.string().optional(),
+          lastSuccess: z.string().optional(),
+          lastError: z.object({ code: z.string(), message: z.string(), at: z.string() }).optional(),
+        })
+        .default({}),
+      overlays: z.array(OverlaySchema).default([]),
+      failures: z.array(FailureSchema).default([]),
+      supplement: z
+        .object({
+          type: z.string(),
+          version: z.number().int(),
+          flags: z.record(z.string(), z.enum(["off", "available"])),
+        })
+        .nullable()
+        .default(null),
+      serviceLastKnown: z.record(z.string(), z.enum(["on", "off"])).default({}),
+      /** The service's latest answer (null: missing or unreachable at the last attempt). */
+      serviceAnswer: z.record(z.string(), z.string()).nullable().default(null),
+      appliedAt: z.string().optional(),
+    })
+    .strict(),
+);
 
 export type Persisted = z.infer<typeof PersistedSchema>;
 export type Failure = z.infer<typeof FailureSchema>;

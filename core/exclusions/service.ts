@@ -28,6 +28,7 @@ import {
   type ExclusionInput,
 } from "../exclusions-config.ts";
 import { atomicWriteFile } from "../fsutil.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { ExclusionMatcher } from "./matcher.ts";
 import { checkExclusion, type Refusal } from "./rules.ts";
 
@@ -61,24 +62,26 @@ export interface ExclusionSummary {
   held?: Record<string, string>;
 }
 
-const PersistedSchema = z.object({
-  schema: z.literal(1),
-  updatedAt: z.string(),
-  sources: z.record(
-    z.string(),
-    z.array(
-      z.object({
-        kind: z.enum(EXCLUSION_KINDS),
-        value: z.string(),
-        scope: z.array(z.enum(EXCLUSION_SCOPES)),
-        reason: z.string(),
-        source: z.string(),
-      }),
+const PersistedSchema = lazySchema(() =>
+  z.object({
+    schema: z.literal(1),
+    updatedAt: z.string(),
+    sources: z.record(
+      z.string(),
+      z.array(
+        z.object({
+          kind: z.enum(EXCLUSION_KINDS),
+          value: z.string(),
+          scope: z.array(z.enum(EXCLUSION_SCOPES)),
+          reason: z.string(),
+          source: z.string(),
+        }),
+      ),
     ),
-  ),
-  refused: z.array(z.object({ source: z.string(), rule: z.string(), reason: z.string() }).passthrough()),
-  held: z.record(z.string(), z.object({ code: z.string(), message: z.string() })).optional(),
-});
+    refused: z.array(z.object({ source: z.string(), rule: z.string(), reason: z.string() }).passthrough()),
+    held: z.record(z.string(), z.object({ code: z.string(), message: z.string() })).optional(),
+  }),
+);
 
 const owner = (source: string) => source.split(":")[0]!;
 const rank = (source: string) => {

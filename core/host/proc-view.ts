@@ -16,12 +16,15 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { z } from "zod";
+import { lazySchema } from "../lazy-schema.ts";
 
 /** What a query needs; each part costs a walk over every process. */
-export const ProcViewPartSchema = z.enum(["links", "fds", "environ", "maps"]);
+export const ProcViewPartSchema = lazySchema(() => z.enum(["links", "fds", "environ", "maps"]));
 export type ProcViewPart = z.infer<typeof ProcViewPartSchema>;
 
-export const ProcViewRequestSchema = z.object({ parts: z.array(ProcViewPartSchema).min(1).max(4) }).strict();
+export const ProcViewRequestSchema = lazySchema(() =>
+  z.object({ parts: z.array(ProcViewPartSchema).min(1).max(4) }).strict(),
+);
 export type ProcViewRequest = z.infer<typeof ProcViewRequestSchema>;
 
 /** One process as the supervisor saw it; absent fields were not asked for or not readable. */

@@ -12,97 +12,110 @@
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
 import { HandlerManifestSchema } from "../handler/contract.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { ProcViewRequestSchema } from "./proc-view.ts";
 
-const Type = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/);
-const Version = z.number().int().nonnegative();
-const Bytes = z.instanceof(Uint8Array);
+const Type = lazySchema(() => z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/));
+const Version = lazySchema(() => z.number().int().nonnegative());
+const Bytes = lazySchema(() => z.instanceof(Uint8Array));
 
-export const InitArgs = z
-  .object({
-    group: z.string(),
-    workDir: z.string(),
-    handlers: z.array(
-      z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema }),
-    ),
-    pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
-    /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */
-    callTimeoutMs: z.number().positive().optional(),
-    landlock: z.object({
-      rules: z.array(z.object({ path: z.string(), access: z.number().int() })),
-      connectPorts: z.array(z.number().int().min(1).max(65535)),
-      enabled: z.boolean(),
-    }),
-  })
-  .strict();
+export const InitArgs = lazySchema(() =>
+  z
+    .object({
+      group: z.string(),
+      workDir: z.string(),
+      handlers: z.array(
+        z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema }),
+      ),
+      pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
+      /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */
+      callTimeoutMs: z.number().positive().optional(),
+      landlock: z.object({
+        rules: z.array(z.object({ path: z.string(), access: z.number().int() })),
+        connectPorts: z.array(z.number().int().min(1).max(65535)),
+        enabled: z.boolean(),
+      }),
+    })
+    .strict(),
+);
 export type InitArgs = z.infer<typeof InitArgs>;
 
-export const InitResult = z
-  .object({
-    pid: z.number().int().positive(),
-    uid: z.number().int().nonnegative(),
-    gid: z.number().int().nonnegative(),
-    landlock: z.object({
-      abi: z.number().int().nonnegative(),
-      fs: z.boolean(),
-      net: z.boolean(),
-      scoped: z.boolean(),
-      missing: z.array(z.string().max(4096)).max(1000),
-      error: z.string().max(4096).optional(),
-    }),
-    handlers: z
-      .array(
-        z.object({
-          type: Type,
-          ok: z.boolean(),
-          error: z.object({ code: z.string().max(64), message: z.string().max(16_384) }).optional(),
-        }),
-      )
-      .max(1000),
-  })
-  .strict();
+export const InitResult = lazySchema(() =>
+  z
+    .object({
+      pid: z.number().int().positive(),
+      uid: z.number().int().nonnegative(),
+      gid: z.number().int().nonnegative(),
+      landlock: z.object({
+        abi: z.number().int().nonnegative(),
+        fs: z.boolean(),
+        net: z.boolean(),
+        scoped: z.boolean(),
+        missing: z.array(z.string().max(4096)).max(1000),
+        error: z.string().max(4096).optional(),
+      }),
+      handlers: z
+        .array(
+          z.object({
+            type: Type,
+            ok: z.boolean(),
+            error: z.object({ code: z.string().max(64), message: z.string().max(16_384) }).optional(),
+          }),
+        )
+        .max(1000),
+    })
+    .strict(),
+);
 export type InitResult = z.infer<typeof InitResult>;
 
-export const StageFileArgs = z
-  .object({
-    type: Type,
-    version: Version,
-    path: z.string(),
-    data: Bytes,
-    /** Set when `data` is only the file's head (the handler declares it headOnly): the whole file's size. */
-    size: z.number().int().nonnegative().optional(),
-  })
-  .strict();
-export const ValidateArgs = z
-  .object({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) })
-  .strict();
-export const PrepareArgs = z.object({ type: Type, version: Version }).strict();
-export const PrepareResult = z.object({ preparedId: z.number().int().positive() }).strict();
-export const PreparedArgs = z.object({ preparedId: z.number().int().positive() }).strict();
-export const TypeArgs = z.object({ type: Type }).strict();
-export const CallArgs = z.object({ type: Type, method: z.string().max(128), args: z.unknown() }).strict();
-export const AgentCallArgs = z
-  .object({ handler: Type, method: z.string().max(64), args: z.unknown().optional() })
-  .strict();
+export const StageFileArgs = lazySchema(() =>
+  z
+    .object({
+      type: Type,
+      version: Version,
+      path: z.string(),
+      data: Bytes,
+      /** Set when `data` is only the file's head (the handler declares it headOnly): the whole file's size. */
+      size: z.number().int().nonnegative().optional(),
+    })
+    .strict(),
+);
+export const ValidateArgs = lazySchema(() =>
+  z.object({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) }).strict(),
+);
+export const PrepareArgs = lazySchema(() => z.object({ type: Type, version: Version }).strict());
+export const PrepareResult = lazySchema(() => z.object({ preparedId: z.number().int().positive() }).strict());
+export const PreparedArgs = lazySchema(() => z.object({ preparedId: z.number().int().positive() }).strict());
+export const TypeArgs = lazySchema(() => z.object({ type: Type }).strict());
+export const CallArgs = lazySchema(() =>
+  z.object({ type: Type, method: z.string().max(128), args: z.unknown() }).strict(),
+);
+export const AgentCallArgs = lazySchema(() =>
+  z.object({ handler: Type, method: z.string().max(64), args: z.unknown().optional() }).strict(),
+);
 
-export const HostViewArgs = z.object({ handler: Type, req: ProcViewRequestSchema }).strict();
+export const HostViewArgs = lazySchema(() =>
+  z.object({ handler: Type, req: ProcViewRequestSchema }).strict(),
+);
 
-export const HandlerStatusSchema = z.record(z.string(), z.unknown());
-export const CommitResult = z.object({ status: HandlerStatusSchema.optional() }).strict();
-export const StatusResult = z
-  .object({
-    handlers: z
-      .array(
-        z.object({
-          type: Type,
-          state: z.enum(["loaded", "not-installed", "failed", "unloaded"]),
-          version: Version.nullable(),
-          status: HandlerStatusSchema.optional(),
-        }),
-      )
-      .max(1000),
-  })
-  .strict();
+export const HandlerStatusSchema = lazySchema(() => z.record(z.string(), z.unknown()));
+export const CommitResult = lazySchema(() => z.object({ status: HandlerStatusSchema.optional() }).strict());
+export const StatusResult = lazySchema(() =>
+  z
+    .object({
+      handlers: z
+        .array(
+          z.object({
+            type: Type,
+            state: z.enum(["loaded", "not-installed", "failed", "unloaded"]),
+            version: Version.nullable(),
+            status: HandlerStatusSchema.optional(),
+          }),
+        )
+        .max(1000),
+    })
+    .strict(),
+);
 export type StatusResult = z.infer<typeof StatusResult>;
 
 /** Parses `value` against `schema` or throws HND_IPC_PROTOCOL naming what the peer got wrong. */

@@ -29,26 +29,29 @@ import {
 import { basename, dirname } from "node:path";
 import { z } from "zod";
 import { InstallError } from "../errors.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { inRoot, LAYOUT } from "./layout.ts";
 
 export type Slot = "slot-a" | "slot-b";
-const SlotSchema = z.enum(["slot-a", "slot-b"]);
+const SlotSchema = lazySchema(() => z.enum(["slot-a", "slot-b"]));
 
-export const SoftwareRecordSchema = z
-  .object({
-    state: z.enum(["pending", "healthy", "rolled-back"]),
-    from: SlotSchema,
-    to: SlotSchema,
-    sha256: z.string().regex(/^[0-9a-f]{64}$/),
-    startedAt: z.string(),
-    deadlineAt: z.string(),
-    finishedAt: z.string().optional(),
-    ms: z.number().optional(),
-    reason: z.string().optional(),
-    /** Hashes of builds that failed their probe: never staged again. */
-    bad: z.array(z.string()).default([]),
-  })
-  .strict();
+export const SoftwareRecordSchema = lazySchema(() =>
+  z
+    .object({
+      state: z.enum(["pending", "healthy", "rolled-back"]),
+      from: SlotSchema,
+      to: SlotSchema,
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      startedAt: z.string(),
+      deadlineAt: z.string(),
+      finishedAt: z.string().optional(),
+      ms: z.number().optional(),
+      reason: z.string().optional(),
+      /** Hashes of builds that failed their probe: never staged again. */
+      bad: z.array(z.string()).default([]),
+    })
+    .strict(),
+);
 export type SoftwareRecord = z.infer<typeof SoftwareRecordSchema>;
 
 export const softwareRecordPath = (root: string) => inRoot(root, `${LAYOUT.stateDir}/software.json`);

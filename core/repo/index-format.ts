@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { UpdateError } from "../errors.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 
 /** An index is a few KiB per content type; refuse anything larger before parsing it. */
@@ -26,15 +27,17 @@ const SAFE_SEGMENT_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
  * must stay inside packages/: relative, no `.`/`..`/empty segments, no
  * backslashes, query or fragment characters, nothing percent-encoded.
  */
-export const PackagePathSchema = z
-  .string()
-  .max(512)
-  .refine((p) => {
-    const parts = p.split("/");
-    return (
-      parts.length >= 2 && parts[0] === "packages" && parts.slice(1).every((s) => SAFE_SEGMENT_RE.test(s))
-    );
-  }, "must be a relative path under packages/ made of [A-Za-z0-9._-] segments, without '.' or '..'");
+export const PackagePathSchema = lazySchema(() =>
+  z
+    .string()
+    .max(512)
+    .refine((p) => {
+      const parts = p.split("/");
+      return (
+        parts.length >= 2 && parts[0] === "packages" && parts.slice(1).every((s) => SAFE_SEGMENT_RE.test(s))
+      );
+    }, "must be a relative path under packages/ made of [A-Za-z0-9._-] segments, without '.' or '..'"),
+);
 
 const entryFields = {
   version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
@@ -44,33 +47,37 @@ const entryFields = {
 };
 
 /** The version a group ran before the current one, for agents whose policy keeps them one behind (N-1). */
-export const PreviousEntrySchema = z.object(entryFields).strict();
+export const PreviousEntrySchema = lazySchema(() => z.object(entryFields).strict());
 
-export const IndexEntrySchema = z
-  .object({ ...entryFields, previous: PreviousEntrySchema.optional() })
-  .strict()
-  .refine((e) => e.previous === undefined || e.previous.version < e.version, {
-    path: ["previous", "version"],
-    message: "must be lower than the entry's version",
-  });
+export const IndexEntrySchema = lazySchema(() =>
+  z
+    .object({ ...entryFields, previous: PreviousEntrySchema.optional() })
+    .strict()
+    .refine((e) => e.previous === undefined || e.previous.version < e.version, {
+      path: ["previous", "version"],
+      message: "must be lower than the entry's version",
+    }),
+);
 
-export const RepoIndexSchema = z
-  .object({
-    schema: z.literal(1),
-    group: z.string().regex(GROUP_NAME_RE, "must match /^[a-z0-9][a-z0-9-]{0,63}$/"),
-    serial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-    issued: z.iso.datetime(),
-    expires: z.iso.datetime(),
-    content: z.record(
-      z.string().regex(CONTENT_TYPE_RE, "content type must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/"),
-      IndexEntrySchema,
-    ),
-  })
-  .strict()
-  .refine((i) => Date.parse(i.expires) > Date.parse(i.issued), {
-    path: ["expires"],
-    message: "must be later than issued",
-  });
+export const RepoIndexSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      group: z.string().regex(GROUP_NAME_RE, "must match /^[a-z0-9][a-z0-9-]{0,63}$/"),
+      serial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+      issued: z.iso.datetime(),
+      expires: z.iso.datetime(),
+      content: z.record(
+        z.string().regex(CONTENT_TYPE_RE, "content type must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/"),
+        IndexEntrySchema,
+      ),
+    })
+    .strict()
+    .refine((i) => Date.parse(i.expires) > Date.parse(i.issued), {
+      path: ["expires"],
+      message: "must be later than issued",
+    }),
+);
 
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 export type PreviousEntry = z.infer<typeof PreviousEntrySchema>;

@@ -25,6 +25,7 @@ import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
+import { lazySchema } from "../lazy-schema.ts";
 import { log } from "../log.ts";
 import type { Manifest } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
@@ -65,33 +66,37 @@ export function versionDirName(version: number, sha384: string): string {
   return `${version}-${sha384.slice(0, 16)}`;
 }
 
-const InstalledRecordSchema = z
-  .object({
-    type: z.string().regex(CONTENT_TYPE_RE),
-    version: z.number().int().nonnegative(),
-    /** Relative to the type directory; always versions/<version>-<sha16>. */
-    dir: z.string().regex(VERSION_REF_RE),
-    sha384: z.string().regex(SHA384_HEX_RE),
-    signingTime: z.iso.datetime(),
-    installedAt: z.iso.datetime(),
-  })
-  .strict()
-  .refine((r) => r.dir === `versions/${versionDirName(r.version, r.sha384)}`, {
-    message: "dir does not match version and sha384",
-  });
+const InstalledRecordSchema = lazySchema(() =>
+  z
+    .object({
+      type: z.string().regex(CONTENT_TYPE_RE),
+      version: z.number().int().nonnegative(),
+      /** Relative to the type directory; always versions/<version>-<sha16>. */
+      dir: z.string().regex(VERSION_REF_RE),
+      sha384: z.string().regex(SHA384_HEX_RE),
+      signingTime: z.iso.datetime(),
+      installedAt: z.iso.datetime(),
+    })
+    .strict()
+    .refine((r) => r.dir === `versions/${versionDirName(r.version, r.sha384)}`, {
+      message: "dir does not match version and sha384",
+    }),
+);
 
 export type InstalledRecord = z.infer<typeof InstalledRecordSchema>;
 
-const BadListSchema = z
-  .object({
-    type: z.string().regex(CONTENT_TYPE_RE),
-    versions: z.array(
-      z
-        .object({ version: z.number().int().nonnegative(), reason: z.string(), at: z.iso.datetime() })
-        .strict(),
-    ),
-  })
-  .strict();
+const BadListSchema = lazySchema(() =>
+  z
+    .object({
+      type: z.string().regex(CONTENT_TYPE_RE),
+      versions: z.array(
+        z
+          .object({ version: z.number().int().nonnegative(), reason: z.string(), at: z.iso.datetime() })
+          .strict(),
+      ),
+    })
+    .strict(),
+);
 
 export type BadRecord = z.infer<typeof BadListSchema>["versions"][number];
 

@@ -9,47 +9,54 @@ import { z } from "zod";
 import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
+import { lazySchema } from "../lazy-schema.ts";
 
-const RollbackNoticeSchema = z.object({
-  from: z.number().int().nullable(),
-  to: z.number().int(),
-  reason: z.string(),
-  at: z.string(),
-});
+const RollbackNoticeSchema = lazySchema(() =>
+  z.object({
+    from: z.number().int().nullable(),
+    to: z.number().int(),
+    reason: z.string(),
+    at: z.string(),
+  }),
+);
 export type RollbackNotice = z.infer<typeof RollbackNoticeSchema>;
 
-const MemorySchema = z.object({
-  schema: z.literal(1),
-  groups: z.record(
-    z.string(),
-    z.object({ lastSerial: z.number().int().nonnegative(), lastIndexSha384: z.string() }),
-  ),
-  lastAttempt: z.string().nullable(),
-  lastSuccess: z.string().nullable(),
-  consecutiveFailures: z.number().int().nonnegative(),
-  /** Kept on disk so `agent status` shows rejections across restarts and offline. */
-  recentRejections: z
-    .array(
-      z.object({
-        at: z.string(),
-        type: z.string().optional(),
-        file: z.string(),
-        code: z.string(),
-        reason: z.string(),
-      }),
-    )
-    .default([]),
-  /**
-   * R11's memory: per content type, the newest signing time of any package ever installed. Kept
-   * here rather than derived from the pointers, which a rollback moves backwards.
-   */
-  signingHighWater: z.record(z.string(), z.iso.datetime()).optional(),
-  /** Automatic rollbacks not yet acknowledged, per type (core/agent/rollback-notices.ts). */
-  rollbackNotices: z.record(z.string(), RollbackNoticeSchema).optional(),
-});
+const MemorySchema = lazySchema(() =>
+  z.object({
+    schema: z.literal(1),
+    groups: z.record(
+      z.string(),
+      z.object({ lastSerial: z.number().int().nonnegative(), lastIndexSha384: z.string() }),
+    ),
+    lastAttempt: z.string().nullable(),
+    lastSuccess: z.string().nullable(),
+    consecutiveFailures: z.number().int().nonnegative(),
+    /** Kept on disk so `agent status` shows rejections across restarts and offline. */
+    recentRejections: z
+      .array(
+        z.object({
+          at: z.string(),
+          type: z.string().optional(),
+          file: z.string(),
+          code: z.string(),
+          reason: z.string(),
+        }),
+      )
+      .default([]),
+    /**
+     * R11's memory: per content type, the newest signing time of any package ever installed. Kept
+     * here rather than derived from the pointers, which a rollback moves backwards.
+     */
+    signingHighWater: z.record(z.string(), z.iso.datetime()).optional(),
+    /** Automatic rollbacks not yet acknowledged, per type (core/agent/rollback-notices.ts). */
+    rollbackNotices: z.record(z.string(), RollbackNoticeSchema).optional(),
+  }),
+);
 export type UpdateMemoryData = z.infer<typeof MemorySchema>;
 
-const CacheMetaSchema = z.object({ etag: z.string().optional(), sigEtag: z.string().optional() });
+const CacheMetaSchema = lazySchema(() =>
+  z.object({ etag: z.string().optional(), sigEtag: z.string().optional() }),
+);
 
 export class UpdateMemory {
   private readonly file: string;

@@ -14,32 +14,37 @@ import { dirname, join } from "node:path";
 import { z } from "zod";
 import { StoreError } from "../../core/errors.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
-export const EnrollmentSchema = z
-  .object({
-    tenant: z.string(),
-    agentId: z.string(),
-    /** Assigned from the tenant's config at enrollment; what heartbeats claim is ignored. */
-    group: z.string(),
-    alg: z.literal("Ed25519"),
-    publicKey: z.string(),
-    /** Enrolled with a vendor tenant's token (may count in vendorOnly groups). */
-    vendor: z.boolean(),
-    enrolledAt: z.iso.datetime(),
-  })
-  .strict();
+export const EnrollmentSchema = lazySchema(() =>
+  z
+    .object({
+      tenant: z.string(),
+      agentId: z.string(),
+      /** Assigned from the tenant's config at enrollment; what heartbeats claim is ignored. */
+      group: z.string(),
+      alg: z.literal("Ed25519"),
+      publicKey: z.string(),
+      /** Enrolled with a vendor tenant's token (may count in vendorOnly groups). */
+      vendor: z.boolean(),
+      enrolledAt: z.iso.datetime(),
+    })
+    .strict(),
+);
 
-export const AuditRecordSchema = z
-  .object({
-    at: z.iso.datetime(),
-    /** Who: an operator name, `cli:<os user>`, or `scheduler` for the automatic gate. */
-    actor: z.string(),
-    action: z.enum(["start", "promote", "force-promote", "abort", "close", "stalled"]),
-    release: z.string(),
-    group: z.string().optional(),
-    reason: z.string(),
-  })
-  .strict();
+export const AuditRecordSchema = lazySchema(() =>
+  z
+    .object({
+      at: z.iso.datetime(),
+      /** Who: an operator name, `cli:<os user>`, or `scheduler` for the automatic gate. */
+      actor: z.string(),
+      action: z.enum(["start", "promote", "force-promote", "abort", "close", "stalled"]),
+      release: z.string(),
+      group: z.string().optional(),
+      reason: z.string(),
+    })
+    .strict(),
+);
 
 export type Enrollment = z.infer<typeof EnrollmentSchema>;
 export type AuditRecord = z.infer<typeof AuditRecordSchema>;
@@ -70,9 +75,9 @@ export function identityStorePaths(stateDir: string) {
   };
 }
 
-const SequencesFileSchema = z
-  .object({ schema: z.literal(1), seq: z.record(z.string(), z.number()) })
-  .strict();
+const SequencesFileSchema = lazySchema(() =>
+  z.object({ schema: z.literal(1), seq: z.record(z.string(), z.number()) }).strict(),
+);
 
 /** STATE/audit.jsonl: one JSON line per action, appended with O_APPEND, so several processes can add to it. */
 export class FileAuditLog implements AuditLog {

@@ -14,6 +14,7 @@
  * health probe's (core/install/slots.ts).
  */
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
 export const SOFTWARE_FILE = "software.json";
 export const AGENT_FILE = "agent";
@@ -32,12 +33,14 @@ export function hostPlatform(arch = process.arch): Platform | null {
   return arch === "x64" ? "linux-x64" : arch === "arm64" ? "linux-arm64" : null;
 }
 
-export const SoftwareDescriptorSchema = z
-  .object({
-    version: z.string().regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/, "a semantic version such as 1.4.0"),
-    platform: z.enum(["linux-x64", "linux-arm64"]),
-  })
-  .strict();
+export const SoftwareDescriptorSchema = lazySchema(() =>
+  z
+    .object({
+      version: z.string().regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/, "a semantic version such as 1.4.0"),
+      platform: z.enum(["linux-x64", "linux-arm64"]),
+    })
+    .strict(),
+);
 export type SoftwareDescriptor = z.infer<typeof SoftwareDescriptorSchema>;
 
 export type SoftwareCheck =

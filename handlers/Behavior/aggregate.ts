@@ -15,31 +15,36 @@
  * bounded: the oldest keys are forgotten first.
  */
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { FlatEvent } from "./codec.ts";
 
-const KeySchema = z.array(z.string().min(1).max(64)).min(1).max(16);
-const Seconds = z
-  .number()
-  .positive()
-  .max(365 * 86400);
+const KeySchema = lazySchema(() => z.array(z.string().min(1).max(64)).min(1).max(16));
+const Seconds = lazySchema(() =>
+  z
+    .number()
+    .positive()
+    .max(365 * 86400),
+);
 
-export const AggregationSchema = z
-  .object({
-    coalesce: z.object({ window: Seconds, key: KeySchema.optional() }).strict().optional(),
-    min_rate: z
-      .object({ count: z.number().int().min(1).max(1_000_000), window: Seconds, key: KeySchema.optional() })
-      .strict()
-      .optional(),
-    first: z
-      .object({
-        n: z.number().int().min(1).max(1_000_000),
-        window: Seconds.optional(),
-        key: KeySchema.optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+export const AggregationSchema = lazySchema(() =>
+  z
+    .object({
+      coalesce: z.object({ window: Seconds, key: KeySchema.optional() }).strict().optional(),
+      min_rate: z
+        .object({ count: z.number().int().min(1).max(1_000_000), window: Seconds, key: KeySchema.optional() })
+        .strict()
+        .optional(),
+      first: z
+        .object({
+          n: z.number().int().min(1).max(1_000_000),
+          window: Seconds.optional(),
+          key: KeySchema.optional(),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
+);
 export type Aggregation = z.infer<typeof AggregationSchema>;
 
 export const MAX_KEYS = 10_000;

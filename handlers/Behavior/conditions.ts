@@ -22,6 +22,7 @@
  * versa (a rule may compare either way, or call tonumber()).
  */
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { FieldValue, FlatEvent } from "./codec.ts";
 
 /** Fields a condition may name: the ones whose tests are what most rules begin with. */
@@ -45,11 +46,13 @@ type Op = (typeof CONDITION_OPS)[number];
 export const MAX_CONDITION_VALUES = 1024;
 const MAX_NEEDLE = 4096;
 
-const Scalar = z.union([z.string().max(MAX_NEEDLE), z.number().finite(), z.boolean()]);
-const Needles = z.union([
-  z.string().min(1).max(MAX_NEEDLE),
-  z.array(z.string().min(1).max(MAX_NEEDLE)).min(1).max(MAX_CONDITION_VALUES),
-]);
+const Scalar = lazySchema(() => z.union([z.string().max(MAX_NEEDLE), z.number().finite(), z.boolean()]));
+const Needles = lazySchema(() =>
+  z.union([
+    z.string().min(1).max(MAX_NEEDLE),
+    z.array(z.string().min(1).max(MAX_NEEDLE)).min(1).max(MAX_CONDITION_VALUES),
+  ]),
+);
 
 const shape: Record<string, z.ZodType> = {};
 for (const f of CONDITION_FIELDS) {
@@ -60,7 +63,7 @@ for (const f of CONDITION_FIELDS) {
   shape[`${f}_contains`] = Needles.optional();
 }
 /** The condition keys of an `on()` options table (validated at load; a typo is a load error, not a silent no-op). */
-export const ConditionsSchema = z.object(shape).strict();
+export const ConditionsSchema = lazySchema(() => z.object(shape).strict());
 export const CONDITION_KEYS: ReadonlySet<string> = new Set(Object.keys(shape));
 
 export type Conditions = Partial<Record<string, FieldValue | FieldValue[] | string | string[]>>;

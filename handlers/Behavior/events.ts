@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { FlatEvent } from "./codec.ts";
 
 export const EVENT_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,3}$/;
@@ -19,22 +20,26 @@ export const FIELD_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 export const MAX_FIELDS = 64;
 export const MAX_EVENTS_PER_CALL = 10_000;
 
-const Value = z.union([z.string().max(64 * 1024), z.number().finite(), z.boolean(), z.null()]);
+const Value = lazySchema(() =>
+  z.union([z.string().max(64 * 1024), z.number().finite(), z.boolean(), z.null()]),
+);
 
-export const InputEventSchema = z
-  .record(z.string().regex(FIELD_RE, "field names are identifiers"), Value)
-  .refine((e) => typeof e.type === "string" && EVENT_TYPE_RE.test(e.type), {
-    message: "needs a type such as process.start",
-    path: ["type"],
-  })
-  .refine((e) => Object.keys(e).length <= MAX_FIELDS, { message: `at most ${MAX_FIELDS} fields` })
-  .refine(
-    (e) => e.time === undefined || typeof e.time === "number" || !Number.isNaN(Date.parse(String(e.time))),
-    {
-      message: "time must be ms since the epoch or an ISO date",
-      path: ["time"],
-    },
-  );
+export const InputEventSchema = lazySchema(() =>
+  z
+    .record(z.string().regex(FIELD_RE, "field names are identifiers"), Value)
+    .refine((e) => typeof e.type === "string" && EVENT_TYPE_RE.test(e.type), {
+      message: "needs a type such as process.start",
+      path: ["type"],
+    })
+    .refine((e) => Object.keys(e).length <= MAX_FIELDS, { message: `at most ${MAX_FIELDS} fields` })
+    .refine(
+      (e) => e.time === undefined || typeof e.time === "number" || !Number.isNaN(Date.parse(String(e.time))),
+      {
+        message: "time must be ms since the epoch or an ISO date",
+        path: ["time"],
+      },
+    ),
+);
 
 export type BehaviorEvent = FlatEvent & { type: string; time: number };
 

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { productLibraries } from "../_shared/lua/exchange.ts";
 import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
 import {
@@ -20,26 +21,28 @@ import {
 import type { BehaviorEvent } from "./events.ts";
 import { ProcSensor } from "./sensor.ts";
 
-export const BehaviorSettingsSchema = z
-  .object({
-    /** Rules call product.* functions: hold events until ProductRulesFeed is loaded. */
-    requiresProduct: z.boolean().default(false),
-    sensor: z
-      .object({
-        processes: z.boolean().default(true),
-        connections: z.boolean().default(true),
-        intervalMs: z.number().int().min(50).max(60_000).default(1000),
-      })
-      .strict()
-      .prefault({}),
-    batchSize: z.number().int().min(1).max(4096).default(256),
-    /** Events held while waiting for the library; the oldest are dropped beyond this. */
-    pendingMax: z.number().int().min(0).max(100_000).default(10_000),
-    recentDetections: z.number().int().min(0).max(1000).default(20),
-    /** How often per-rule telemetry is published as a `rules-stats` event (also on request). */
-    statsIntervalSeconds: z.number().int().min(5).max(86_400).default(60),
-  })
-  .strict();
+export const BehaviorSettingsSchema = lazySchema(() =>
+  z
+    .object({
+      /** Rules call product.* functions: hold events until ProductRulesFeed is loaded. */
+      requiresProduct: z.boolean().default(false),
+      sensor: z
+        .object({
+          processes: z.boolean().default(true),
+          connections: z.boolean().default(true),
+          intervalMs: z.number().int().min(50).max(60_000).default(1000),
+        })
+        .strict()
+        .prefault({}),
+      batchSize: z.number().int().min(1).max(4096).default(256),
+      /** Events held while waiting for the library; the oldest are dropped beyond this. */
+      pendingMax: z.number().int().min(0).max(100_000).default(10_000),
+      recentDetections: z.number().int().min(0).max(1000).default(20),
+      /** How often per-rule telemetry is published as a `rules-stats` event (also on request). */
+      statsIntervalSeconds: z.number().int().min(5).max(86_400).default(60),
+    })
+    .strict(),
+);
 export type BehaviorSettings = z.infer<typeof BehaviorSettingsSchema>;
 
 export interface InjectResult {

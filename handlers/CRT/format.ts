@@ -8,61 +8,76 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { ContentView } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
 export const RULES_FILE = "rules.json";
 
 // Debian package names (Policy 5.6.1); unit names as systemd spells them; absolute paths; process comm (≤15 chars).
-const PackageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]{1,99}$/, "a Debian package name");
-const UnitName = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9:_.@-]{1,200}\.(service|socket|timer|path|mount)$/,
-    "a systemd unit name such as foo.service",
-  );
-const AbsPath = z
-  .string()
-  .regex(/^\/[^\0]*$/, "an absolute path")
-  .refine((p) => !p.split("/").includes(".."), "no '..' segments");
-const ProcessName = z.string().regex(/^[^/\0]{1,15}$/, "a process name (comm, at most 15 characters)");
+const PackageName = lazySchema(() =>
+  z.string().regex(/^[a-z0-9][a-z0-9+.-]{1,99}$/, "a Debian package name"),
+);
+const UnitName = lazySchema(() =>
+  z
+    .string()
+    .regex(
+      /^[A-Za-z0-9:_.@-]{1,200}\.(service|socket|timer|path|mount)$/,
+      "a systemd unit name such as foo.service",
+    ),
+);
+const AbsPath = lazySchema(() =>
+  z
+    .string()
+    .regex(/^\/[^\0]*$/, "an absolute path")
+    .refine((p) => !p.split("/").includes(".."), "no '..' segments"),
+);
+const ProcessName = lazySchema(() =>
+  z.string().regex(/^[^/\0]{1,15}$/, "a process name (comm, at most 15 characters)"),
+);
 
-export const ActionSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("apt-remove"), package: PackageName }).strict(),
-  z.object({ kind: z.literal("systemctl-disable"), unit: UnitName }).strict(),
-]);
+export const ActionSchema = lazySchema(() =>
+  z.discriminatedUnion("kind", [
+    z.object({ kind: z.literal("apt-remove"), package: PackageName }).strict(),
+    z.object({ kind: z.literal("systemctl-disable"), unit: UnitName }).strict(),
+  ]),
+);
 export type CrtAction = z.infer<typeof ActionSchema>;
 
-export const RuleSchema = z
-  .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
-    title: z.string().min(1).max(200),
-    /** Why the software is incompatible, shown to the administrator before removal. */
-    reason: z.string().min(1).max(2000),
-    detect: z
-      .object({
-        packages: z.array(PackageName).max(64).default([]),
-        units: z.array(UnitName).max(64).default([]),
-        paths: z.array(AbsPath).max(64).default([]),
-        processes: z.array(ProcessName).max(64).default([]),
-      })
-      .strict()
-      .refine((d) => d.packages.length + d.units.length + d.paths.length + d.processes.length > 0, {
-        message: "a rule needs at least one detector",
-      }),
-    actions: z.array(ActionSchema).min(1).max(32),
-  })
-  .strict();
+export const RuleSchema = lazySchema(() =>
+  z
+    .object({
+      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+      title: z.string().min(1).max(200),
+      /** Why the software is incompatible, shown to the administrator before removal. */
+      reason: z.string().min(1).max(2000),
+      detect: z
+        .object({
+          packages: z.array(PackageName).max(64).default([]),
+          units: z.array(UnitName).max(64).default([]),
+          paths: z.array(AbsPath).max(64).default([]),
+          processes: z.array(ProcessName).max(64).default([]),
+        })
+        .strict()
+        .refine((d) => d.packages.length + d.units.length + d.paths.length + d.processes.length > 0, {
+          message: "a rule needs at least one detector",
+        }),
+      actions: z.array(ActionSchema).min(1).max(32),
+    })
+    .strict(),
+);
 export type CrtRule = z.infer<typeof RuleSchema>;
 
-export const RulesFileSchema = z
-  .object({
-    rules: z
-      .array(RuleSchema)
-      .max(1000)
-      .refine((rs) => new Set(rs.map((r) => r.id)).size === rs.length, {
-        message: "rule ids must be unique",
-      }),
-  })
-  .strict();
+export const RulesFileSchema = lazySchema(() =>
+  z
+    .object({
+      rules: z
+        .array(RuleSchema)
+        .max(1000)
+        .refine((rs) => new Set(rs.map((r) => r.id)).size === rs.length, {
+          message: "rule ids must be unique",
+        }),
+    })
+    .strict(),
+);
 
 export function invalid(message: string, details?: Record<string, unknown>): HandlerError {
   return new HandlerError("CRT_INVALID", `${RULES_FILE}: ${message}`, { file: RULES_FILE, details });

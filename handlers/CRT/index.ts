@@ -12,6 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type Capabilities, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { act, detect } from "./engine.ts";
 import type { CrtRule } from "./format.ts";
 import { readRules } from "./format.ts";
@@ -25,7 +26,7 @@ interface Loaded {
   caps: Capabilities;
 }
 
-const RemoveArgs = z.object({ dryRun: z.boolean().default(false) }).strict();
+const RemoveArgs = lazySchema(() => z.object({ dryRun: z.boolean().default(false) }).strict());
 
 export const crtHandler = defineHandler<Loaded>({
   manifest: crtManifest,

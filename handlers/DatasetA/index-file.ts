@@ -24,6 +24,7 @@
 import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { BYTE_MODEL_GZ_B64 } from "../_shared/matcher/byte-freq.generated.ts";
 import type { AnchorColumns } from "../_shared/matcher/matcher.ts";
 import { type CompiledSet, type SignatureFile, signatureFiles } from "./compiled.ts";
@@ -43,25 +44,29 @@ export function engineId(): string {
   return engineIdMemo;
 }
 
-const Digest = z.string().regex(/^[0-9a-f]{64}$/);
-const Count = z
-  .number()
-  .int()
-  .min(0)
-  .max(2 ** 32 - 1);
-const IndexHeader = z
-  .object({
-    format: z.literal(FORMAT),
-    engine: z.string().regex(/^[0-9a-f]{16}$/),
-    files: z
-      .array(z.object({ path: z.string().min(1).max(4096), size: Count, sha256: Digest }).strict())
-      .min(1),
-    lookup: z.object({ size: Count, sha256: Digest }).strict().nullable(),
-    lookupSignatures: Count,
-    flevelSkipped: Count,
-    sections: z.record(z.string(), z.tuple([Count, Count])),
-  })
-  .strict();
+const Digest = lazySchema(() => z.string().regex(/^[0-9a-f]{64}$/));
+const Count = lazySchema(() =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1),
+);
+const IndexHeader = lazySchema(() =>
+  z
+    .object({
+      format: z.literal(FORMAT),
+      engine: z.string().regex(/^[0-9a-f]{16}$/),
+      files: z
+        .array(z.object({ path: z.string().min(1).max(4096), size: Count, sha256: Digest }).strict())
+        .min(1),
+      lookup: z.object({ size: Count, sha256: Digest }).strict().nullable(),
+      lookupSignatures: Count,
+      flevelSkipped: Count,
+      sections: z.record(z.string(), z.tuple([Count, Count])),
+    })
+    .strict(),
+);
 type IndexHeader = z.infer<typeof IndexHeader>;
 
 type Typed = Uint8Array | Int8Array | Uint16Array | Uint32Array | Float64Array;

@@ -16,6 +16,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
 import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
 import { datasetAManifest } from "./manifest.ts";
@@ -24,61 +25,73 @@ import { MAX_CHUNK_BYTES, SessionTable } from "./session.ts";
 export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
 export { MAX_CHUNK_BYTES } from "./session.ts";
 
-export const LimitsSchema = z
-  .object({
-    maxDepth: z.number().int().min(0).max(64),
-    maxFiles: z.number().int().min(0).max(1_000_000),
-    maxMemberBytes: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 40),
-    maxScanBytes: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 42),
-    maxRatio: z.number().min(1).max(1e9),
-    memoryBytes: z
-      .number()
-      .int()
-      .min(0)
-      .max(1024 * 1024 * 1024),
-    verifyBudget: z.number().int().min(1000).max(1e10),
-    firstMatch: z.boolean(),
-  })
-  .partial()
-  .strict();
+export const LimitsSchema = lazySchema(() =>
+  z
+    .object({
+      maxDepth: z.number().int().min(0).max(64),
+      maxFiles: z.number().int().min(0).max(1_000_000),
+      maxMemberBytes: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 40),
+      maxScanBytes: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 42),
+      maxRatio: z.number().min(1).max(1e9),
+      memoryBytes: z
+        .number()
+        .int()
+        .min(0)
+        .max(1024 * 1024 * 1024),
+      verifyBudget: z.number().int().min(1000).max(1e10),
+      firstMatch: z.boolean(),
+    })
+    .partial()
+    .strict(),
+);
 
-const Bytes = z.instanceof(Uint8Array);
-const Name = z.string().max(4096).default("");
-export const ScanArgs = z
-  .object({
-    bytes: Bytes.refine(
-      (b) => b.length <= MAX_CHUNK_BYTES,
-      `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`,
-    ),
-    name: Name,
-    limits: LimitsSchema.default({}),
-  })
-  .strict();
-export const SCAN_MANY_ITEMS = 256;
-export const ScanManyArgs = z
-  .object({
-    items: z
-      .array(z.object({ bytes: Bytes, name: Name }).strict())
-      .min(1)
-      .max(SCAN_MANY_ITEMS)
-      .refine(
-        (items) => items.reduce((n, i) => n + i.bytes.length, 0) <= MAX_CHUNK_BYTES,
-        `at most ${MAX_CHUNK_BYTES} bytes together`,
+const Bytes = lazySchema(() => z.instanceof(Uint8Array));
+const Name = lazySchema(() => z.string().max(4096).default(""));
+export const ScanArgs = lazySchema(() =>
+  z
+    .object({
+      bytes: Bytes.refine(
+        (b) => b.length <= MAX_CHUNK_BYTES,
+        `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`,
       ),
-    limits: LimitsSchema.default({}),
-  })
-  .strict();
-export const BeginArgs = z.object({ name: Name, limits: LimitsSchema.default({}) }).strict();
-export const ChunkArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/), bytes: Bytes }).strict();
-export const SessionArgs = z.object({ session: z.string().regex(/^[0-9a-f]{24}$/) }).strict();
+      name: Name,
+      limits: LimitsSchema.default({}),
+    })
+    .strict(),
+);
+export const SCAN_MANY_ITEMS = 256;
+export const ScanManyArgs = lazySchema(() =>
+  z
+    .object({
+      items: z
+        .array(z.object({ bytes: Bytes, name: Name }).strict())
+        .min(1)
+        .max(SCAN_MANY_ITEMS)
+        .refine(
+          (items) => items.reduce((n, i) => n + i.bytes.length, 0) <= MAX_CHUNK_BYTES,
+          `at most ${MAX_CHUNK_BYTES} bytes together`,
+        ),
+      limits: LimitsSchema.default({}),
+    })
+    .strict(),
+);
+export const BeginArgs = lazySchema(() =>
+  z.object({ name: Name, limits: LimitsSchema.default({}) }).strict(),
+);
+export const ChunkArgs = lazySchema(() =>
+  z.object({ session: z.string().regex(/^[0-9a-f]{24}$/), bytes: Bytes }).strict(),
+);
+export const SessionArgs = lazySchema(() =>
+  z.object({ session: z.string().regex(/^[0-9a-f]{24}$/) }).strict(),
+);
 
 function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});

@@ -12,6 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
 import { epipsDataManifest } from "./manifest.ts";
 import { buildRuleSet, type RuleSet } from "./rules/compile.ts";
@@ -20,13 +21,17 @@ import { parseRuleFilesAsync, RuleError } from "./rules/parse.ts";
 /** Packets one inspect call may carry; the supervisor batches far fewer. */
 export const MAX_BATCH_PACKETS = 4096;
 
-const InspectArgs = z
-  .object({
-    data: z.instanceof(Uint8Array),
-    lens: z.array(z.number().int().min(0).max(65_535)).max(MAX_BATCH_PACKETS),
-  })
-  .strict();
-const StatsArgs = z.object({ limit: z.number().int().min(0).max(1_000_000).default(1000) }).strict();
+const InspectArgs = lazySchema(() =>
+  z
+    .object({
+      data: z.instanceof(Uint8Array),
+      lens: z.array(z.number().int().min(0).max(65_535)).max(MAX_BATCH_PACKETS),
+    })
+    .strict(),
+);
+const StatsArgs = lazySchema(() =>
+  z.object({ limit: z.number().int().min(0).max(1_000_000).default(1000) }).strict(),
+);
 
 function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});

@@ -10,24 +10,29 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
-export const SafetySchema = z
-  .object({
-    code: z.string(),
-    reason: z.string(),
-    at: z.string(),
-    /** EPIPS_data version in force when it tripped; a newer one re-arms the IPS. */
-    contentVersion: z.number().int().nullable(),
-  })
-  .strict();
+export const SafetySchema = lazySchema(() =>
+  z
+    .object({
+      code: z.string(),
+      reason: z.string(),
+      at: z.string(),
+      /** EPIPS_data version in force when it tripped; a newer one re-arms the IPS. */
+      contentVersion: z.number().int().nullable(),
+    })
+    .strict(),
+);
 
-export const IpsStateSchema = z
-  .object({
-    /** null: follow the config's `ips.enabled`. */
-    admin: z.enum(["enabled", "disabled"]).nullable().default(null),
-    safety: SafetySchema.nullable().default(null),
-  })
-  .strict();
+export const IpsStateSchema = lazySchema(() =>
+  z
+    .object({
+      /** null: follow the config's `ips.enabled`. */
+      admin: z.enum(["enabled", "disabled"]).nullable().default(null),
+      safety: SafetySchema.nullable().default(null),
+    })
+    .strict(),
+);
 
 export type IpsState = z.infer<typeof IpsStateSchema>;
 export type Safety = z.infer<typeof SafetySchema>;

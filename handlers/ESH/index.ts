@@ -16,6 +16,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { EshEngine, type Finding } from "./engine.ts";
 import { eshManifest } from "./manifest.ts";
 import { type ParsedRule, parseRuleFiles, ruleFileNames } from "./rules.ts";
@@ -45,23 +46,25 @@ function parse(view: ContentView): ParsedRule[] {
   return r.rules;
 }
 
-const FeedArgsSchema = z
-  .object({
-    batches: z
-      .array(
-        z.object({ source: z.string().min(1).max(1100), lines: z.array(z.string()).max(100_000) }).strict(),
-      )
-      .max(64)
-      .default([]),
-    /** Supervisor clock (ms): the window and quiet times are judged on it. */
-    now: z.number().int().positive(),
-    quietMs: z
-      .number()
-      .int()
-      .min(1000)
-      .max(30 * 86400_000),
-  })
-  .strict();
+const FeedArgsSchema = lazySchema(() =>
+  z
+    .object({
+      batches: z
+        .array(
+          z.object({ source: z.string().min(1).max(1100), lines: z.array(z.string()).max(100_000) }).strict(),
+        )
+        .max(64)
+        .default([]),
+      /** Supervisor clock (ms): the window and quiet times are judged on it. */
+      now: z.number().int().positive(),
+      quietMs: z
+        .number()
+        .int()
+        .min(1000)
+        .max(30 * 86400_000),
+    })
+    .strict(),
+);
 
 export interface FeedReply {
   opened: Finding[];

@@ -22,54 +22,59 @@
  */
 import { RE2JS } from "re2js";
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
 export const MAX_RULES = 2000;
 export const MAX_PATTERN_CHARS = 1024;
 
 const UNIT = /^[A-Za-z0-9:_.@-]{1,128}$/;
 
-export const LogSourceSchema = z.string().refine((s) => {
-  if (s === "agent") return true;
-  if (s.startsWith("journal:")) return UNIT.test(s.slice(8));
-  if (s.startsWith("file:")) {
-    const p = s.slice(5);
-    return (
-      p.startsWith("/") &&
-      p.length <= 1024 &&
-      !/[\0*?[\]{}]/.test(p) &&
-      !p.includes("//") &&
-      p.split("/").every((seg) => seg !== ".." && seg !== ".") &&
-      !p.endsWith("/")
-    );
-  }
-  return false;
-}, "E4: a log is 'agent', 'journal:UNIT' or 'file:/absolute/path' (no '..', globs or trailing '/')");
+export const LogSourceSchema = lazySchema(() =>
+  z.string().refine((s) => {
+    if (s === "agent") return true;
+    if (s.startsWith("journal:")) return UNIT.test(s.slice(8));
+    if (s.startsWith("file:")) {
+      const p = s.slice(5);
+      return (
+        p.startsWith("/") &&
+        p.length <= 1024 &&
+        !/[\0*?[\]{}]/.test(p) &&
+        !p.includes("//") &&
+        p.split("/").every((seg) => seg !== ".." && seg !== ".") &&
+        !p.endsWith("/")
+      );
+    }
+    return false;
+  }, "E4: a log is 'agent', 'journal:UNIT' or 'file:/absolute/path' (no '..', globs or trailing '/')"),
+);
 
-export const RuleSchema = z
-  .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "id: letters, digits, . _ - (≤ 64)"),
-    logs: z.array(LogSourceSchema).min(1).max(8),
-    pattern: z.string().min(1).max(MAX_PATTERN_CHARS, `E6: pattern longer than ${MAX_PATTERN_CHARS} chars`),
-    minCount: z.number().int().min(1).max(1_000_000).default(1),
-    windowSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(30 * 86400),
-    kba: z
-      .object({
-        id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/, "kba.id such as KBA-1234"),
-        url: z
-          .string()
-          .url()
-          .max(512)
-          .refine((u) => u.startsWith("https://"), "E5: kba.url must be https"),
-        title: z.string().min(1).max(200),
-      })
-      .strict(),
-    description: z.string().max(1000).optional(),
-  })
-  .strict();
+export const RuleSchema = lazySchema(() =>
+  z
+    .object({
+      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "id: letters, digits, . _ - (≤ 64)"),
+      logs: z.array(LogSourceSchema).min(1).max(8),
+      pattern: z.string().min(1).max(MAX_PATTERN_CHARS, `E6: pattern longer than ${MAX_PATTERN_CHARS} chars`),
+      minCount: z.number().int().min(1).max(1_000_000).default(1),
+      windowSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(30 * 86400),
+      kba: z
+        .object({
+          id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/, "kba.id such as KBA-1234"),
+          url: z
+            .string()
+            .url()
+            .max(512)
+            .refine((u) => u.startsWith("https://"), "E5: kba.url must be https"),
+          title: z.string().min(1).max(200),
+        })
+        .strict(),
+      description: z.string().max(1000).optional(),
+    })
+    .strict(),
+);
 
 export type EshRule = z.infer<typeof RuleSchema>;
 export type EshRuleInput = z.input<typeof RuleSchema>;

@@ -17,34 +17,37 @@
 import { z } from "zod";
 import { FLAG_NAME_RE } from "../../core/effective/flags.ts";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
 export const FLAGS_FILE = "flags.json";
 
 const RANGE_RE = /^\s*(?:(>=|<=|>|<|=)?\s*\d+\.\d+\.\d+\s*)+$/;
 
-export const SupplementSchema = z
-  .object({
-    schema: z.literal(1),
-    releases: z
-      .array(
-        z
-          .object({
-            agentVersions: z
-              .string()
-              .min(1)
-              .max(200)
-              .regex(RANGE_RE, 'a version range such as ">=0.1.0 <0.2.0" (L2)'),
-            flags: z.record(
-              z.string().regex(FLAG_NAME_RE, "a flag name: lowerCamelCase, at most 64 characters"),
-              z.enum(["off", "available"]),
-            ),
-          })
-          .strict(),
-      )
-      .min(1)
-      .max(100),
-  })
-  .strict();
+export const SupplementSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      releases: z
+        .array(
+          z
+            .object({
+              agentVersions: z
+                .string()
+                .min(1)
+                .max(200)
+                .regex(RANGE_RE, 'a version range such as ">=0.1.0 <0.2.0" (L2)'),
+              flags: z.record(
+                z.string().regex(FLAG_NAME_RE, "a flag name: lowerCamelCase, at most 64 characters"),
+                z.enum(["off", "available"]),
+              ),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(100),
+    })
+    .strict(),
+);
 export type Supplement = z.infer<typeof SupplementSchema>;
 
 type Triple = [number, number, number];

@@ -9,10 +9,11 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 
-const CheckResultSchema = z.object({ thumbprint: z.string(), allowed: z.boolean() });
+const CheckResultSchema = lazySchema(() => z.object({ thumbprint: z.string(), allowed: z.boolean() }));
 export type HmpaCheckResult = z.infer<typeof CheckResultSchema>;
 
 export function makeHmpaCommand(callHandler: CallHandler) {

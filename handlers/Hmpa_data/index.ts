@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { MAX_THUMBPRINT_LENGTH, PAYLOAD_FILE } from "./format.ts";
 import { hmpaDataManifest } from "./manifest.ts";
 import { Allowlist, invalid, validateAllowlist } from "./reader.ts";
@@ -18,14 +19,16 @@ export { PAYLOAD_FILE } from "./format.ts";
 export const MAX_CHECK_MANY = 100_000;
 
 // Room for surrounding whitespace; anything longer cannot be a member anyway.
-const ThumbprintSchema = z
-  .string()
-  .min(1)
-  .max(4 * MAX_THUMBPRINT_LENGTH);
-export const CheckArgsSchema = z.object({ thumbprint: ThumbprintSchema }).strict();
-export const CheckManyArgsSchema = z
-  .object({ thumbprints: z.array(ThumbprintSchema).max(MAX_CHECK_MANY) })
-  .strict();
+const ThumbprintSchema = lazySchema(() =>
+  z
+    .string()
+    .min(1)
+    .max(4 * MAX_THUMBPRINT_LENGTH),
+);
+export const CheckArgsSchema = lazySchema(() => z.object({ thumbprint: ThumbprintSchema }).strict());
+export const CheckManyArgsSchema = lazySchema(() =>
+  z.object({ thumbprints: z.array(ThumbprintSchema).max(MAX_CHECK_MANY) }).strict(),
+);
 
 export interface CheckResult {
   thumbprint: string;

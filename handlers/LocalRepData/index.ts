@@ -13,6 +13,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { type Band, PAYLOAD_FILE } from "./format.ts";
 import { localRepDataManifest } from "./manifest.ts";
 import { invalid, ReputationDb, validateReputation } from "./reader.ts";
@@ -21,14 +22,16 @@ export { PAYLOAD_FILE } from "./format.ts";
 
 export const MAX_LOOKUP_MANY = 100_000;
 
-const Hex64 = z.string().regex(/^[0-9a-fA-F]{64}$/, "a SHA-256 hex digest");
-export const LookupArgsSchema = z
-  .object({ sha256: Hex64.optional(), signer: Hex64.optional() })
-  .strict()
-  .refine((a) => a.sha256 !== undefined || a.signer !== undefined, "give sha256, signer or both");
-export const LookupManyArgsSchema = z
-  .object({ items: z.array(LookupArgsSchema).max(MAX_LOOKUP_MANY) })
-  .strict();
+const Hex64 = lazySchema(() => z.string().regex(/^[0-9a-fA-F]{64}$/, "a SHA-256 hex digest"));
+export const LookupArgsSchema = lazySchema(() =>
+  z
+    .object({ sha256: Hex64.optional(), signer: Hex64.optional() })
+    .strict()
+    .refine((a) => a.sha256 !== undefined || a.signer !== undefined, "give sha256, signer or both"),
+);
+export const LookupManyArgsSchema = lazySchema(() =>
+  z.object({ items: z.array(LookupArgsSchema).max(MAX_LOOKUP_MANY) }).strict(),
+);
 
 export interface RepAnswer {
   sha256?: string;

@@ -11,14 +11,17 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { type BuildSummary, buildModel, compileAssemblyScript } from "./build.ts";
 
-const GoldenInputs = z.union([
-  z.array(z.array(z.number())).min(1),
-  z
-    .object({ vectors: z.array(z.object({ features: z.array(z.number()) }).passthrough()).min(1) })
-    .passthrough(),
-]);
+const GoldenInputs = lazySchema(() =>
+  z.union([
+    z.array(z.array(z.number())).min(1),
+    z
+      .object({ vectors: z.array(z.object({ features: z.array(z.number()) }).passthrough()).min(1) })
+      .passthrough(),
+  ]),
+);
 
 function readJson(file: string, what: string): unknown {
   try {

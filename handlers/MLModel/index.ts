@@ -21,6 +21,7 @@ import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { mlModelManifest } from "./manifest.ts";
@@ -30,15 +31,17 @@ import { type InputKind, MODEL_FILES, Model } from "./model.ts";
 export const MAX_FAULTS = 3;
 const MAX_BYTES = 16 * 1024 * 1024;
 
-export const ScoreArgs = z
-  .object({
-    bytes: z.instanceof(Uint8Array).refine((b) => b.length <= MAX_BYTES, `at most ${MAX_BYTES} bytes`),
-    sha256: z
-      .string()
-      .regex(/^[0-9a-f]{64}$/)
-      .optional(),
-  })
-  .strict();
+export const ScoreArgs = lazySchema(() =>
+  z
+    .object({
+      bytes: z.instanceof(Uint8Array).refine((b) => b.length <= MAX_BYTES, `at most ${MAX_BYTES} bytes`),
+      sha256: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/)
+        .optional(),
+    })
+    .strict(),
+);
 
 export interface ScoreRow {
   model: string;

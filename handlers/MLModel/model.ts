@@ -22,6 +22,7 @@
 import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { FUEL_EXPORT, inspect, meter, WasmFormatError } from "./wasm-module.ts";
 
@@ -44,44 +45,48 @@ const EXPORTS: Record<string, string> = {
 };
 export const MODEL_FILES = ["manifest.json", "model.wasm", "weights.bin", "golden.json"] as const;
 
-export const InputKind = z.enum(["elf", "pe", "macho", "script", "pdf", "zip", "other"]);
+export const InputKind = lazySchema(() => z.enum(["elf", "pe", "macho", "script", "pdf", "zip", "other"]));
 export type InputKind = z.infer<typeof InputKind>;
 
-export const ModelManifestSchema = z
-  .object({
-    name: z.string().regex(/^[a-z][a-z0-9-]{0,47}$/),
-    mode: z.enum(["telemetry", "live"]),
-    inputKinds: z.array(InputKind).min(1),
-    /** Live: a score ≥ threshold is a detection. Telemetry: only splits the reported counts. */
-    threshold: z.number().min(0).max(1),
-    /** Share of eligible objects scored (telemetry); live models score every eligible object. */
-    sampleRate: z.number().min(0).max(1),
-    featureVersion: z.number().int().positive(),
-    weights: z
-      .object({ bytes: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
-      .strict(),
-    limits: z
-      .object({
-        memoryPages: z.number().int().min(1).max(MAX_MEMORY_PAGES).default(64),
-        fuel: z.number().int().min(1000).max(MAX_FUEL).default(1_000_000),
-        scoreBudgetMs: z.number().positive().max(1000).default(20),
-      })
-      .strict()
-      .prefault({}),
-    description: z.string().max(500).optional(),
-  })
-  .strict();
+export const ModelManifestSchema = lazySchema(() =>
+  z
+    .object({
+      name: z.string().regex(/^[a-z][a-z0-9-]{0,47}$/),
+      mode: z.enum(["telemetry", "live"]),
+      inputKinds: z.array(InputKind).min(1),
+      /** Live: a score ≥ threshold is a detection. Telemetry: only splits the reported counts. */
+      threshold: z.number().min(0).max(1),
+      /** Share of eligible objects scored (telemetry); live models score every eligible object. */
+      sampleRate: z.number().min(0).max(1),
+      featureVersion: z.number().int().positive(),
+      weights: z
+        .object({ bytes: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+        .strict(),
+      limits: z
+        .object({
+          memoryPages: z.number().int().min(1).max(MAX_MEMORY_PAGES).default(64),
+          fuel: z.number().int().min(1000).max(MAX_FUEL).default(1_000_000),
+          scoreBudgetMs: z.number().positive().max(1000).default(20),
+        })
+        .strict()
+        .prefault({}),
+      description: z.string().max(500).optional(),
+    })
+    .strict(),
+);
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;
 
-export const GoldenSchema = z
-  .object({
-    tolerance: z.number().min(0).max(0.1).default(1e-5),
-    vectors: z
-      .array(z.object({ features: z.array(z.number()), score: z.number() }).strict())
-      .min(1)
-      .max(10_000),
-  })
-  .strict();
+export const GoldenSchema = lazySchema(() =>
+  z
+    .object({
+      tolerance: z.number().min(0).max(0.1).default(1e-5),
+      vectors: z
+        .array(z.object({ features: z.array(z.number()), score: z.number() }).strict())
+        .min(1)
+        .max(10_000),
+    })
+    .strict(),
+);
 
 export interface ModelFiles {
   /** Reported in errors: where the model came from (package path or directory). */

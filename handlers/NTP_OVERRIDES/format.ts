@@ -10,20 +10,25 @@
  * modules the supervisor read.
  */
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { compareVersions } from "./version.ts";
 
 export const PAYLOAD_FILE = "overrides.json";
 export const MAX_ENTRIES = 100_000;
 
-export const EntrySchema = z
-  .object({
-    module: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a kernel module name ([A-Za-z0-9_-], ≤ 64)"),
-    reason: z.string().min(1).max(1024),
-    fixedIn: z.string().min(1).max(64).optional(),
-  })
-  .strict();
+export const EntrySchema = lazySchema(() =>
+  z
+    .object({
+      module: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a kernel module name ([A-Za-z0-9_-], ≤ 64)"),
+      reason: z.string().min(1).max(1024),
+      fixedIn: z.string().min(1).max(64).optional(),
+    })
+    .strict(),
+);
 
-export const OverridesSchema = z.object({ entries: z.array(EntrySchema).max(MAX_ENTRIES) }).strict();
+export const OverridesSchema = lazySchema(() =>
+  z.object({ entries: z.array(EntrySchema).max(MAX_ENTRIES) }).strict(),
+);
 
 export type OverrideEntry = z.infer<typeof EntrySchema>;
 

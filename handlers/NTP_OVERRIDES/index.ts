@@ -11,16 +11,19 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
 import { ntpOverridesManifest } from "./manifest.ts";
 
-const CheckArgs = z
-  .object({
-    modules: z
-      .array(z.object({ name: z.string().max(64), version: z.string().max(64).nullable() }).strict())
-      .max(100_000),
-  })
-  .strict();
+const CheckArgs = lazySchema(() =>
+  z
+    .object({
+      modules: z
+        .array(z.object({ name: z.string().max(64), version: z.string().max(64).nullable() }).strict())
+        .max(100_000),
+    })
+    .strict(),
+);
 
 export function parseOverrides(view: Pick<ContentView, "files" | "readText">): OverrideEntry[] {
   if (!view.files.includes(PAYLOAD_FILE)) {

@@ -22,65 +22,72 @@ import { z } from "zod";
 import { checkPolicyKey } from "../../core/effective/allow-list.ts";
 import { DOCUMENT_NAME_RE } from "../../core/effective/bundle.ts";
 import { HandlerError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { compileXPath } from "./xpath.ts";
 
-const Scalar = z.union([z.string().max(1024), z.number(), z.boolean()]);
+const Scalar = lazySchema(() => z.union([z.string().max(1024), z.number(), z.boolean()]));
 
-export const ConvertSchema = z.discriminatedUnion("fn", [
-  z.object({ fn: z.literal("bool") }).strict(),
-  z
-    .object({ fn: z.literal("int"), min: z.number().int(), max: z.number().int() })
-    .strict()
-    .refine((c) => c.min <= c.max, "min must not exceed max"),
-  z
-    .object({
-      fn: z.literal("enum"),
-      /** Policy text → config value; anything not listed is an error. */
-      map: z.record(z.string().max(256), Scalar).refine((m) => Object.keys(m).length > 0, "map is empty"),
-    })
-    .strict(),
-  z
-    .object({
-      fn: z.literal("duration"),
-      /** Unit of the config value; policy text may say 250ms, 30s, 5m, 2h, 1d, or a bare number in this unit. */
-      unit: z.enum(["ms", "s"]),
-      min: z.number().min(0).optional(),
-      max: z.number().min(0).optional(),
-    })
-    .strict(),
-  z
-    .object({
-      fn: z.literal("list"),
-      /** Splits each matched text on this separator (one item per node when several nodes match). */
-      separator: z.string().min(1).max(8).default(","),
-      item: z.enum(["string", "path"]).default("string"),
-      maxItems: z.number().int().min(1).max(10_000).default(1000),
-    })
-    .strict(),
-  z.object({ fn: z.literal("path") }).strict(),
-]);
+export const ConvertSchema = lazySchema(() =>
+  z.discriminatedUnion("fn", [
+    z.object({ fn: z.literal("bool") }).strict(),
+    z
+      .object({ fn: z.literal("int"), min: z.number().int(), max: z.number().int() })
+      .strict()
+      .refine((c) => c.min <= c.max, "min must not exceed max"),
+    z
+      .object({
+        fn: z.literal("enum"),
+        /** Policy text → config value; anything not listed is an error. */
+        map: z.record(z.string().max(256), Scalar).refine((m) => Object.keys(m).length > 0, "map is empty"),
+      })
+      .strict(),
+    z
+      .object({
+        fn: z.literal("duration"),
+        /** Unit of the config value; policy text may say 250ms, 30s, 5m, 2h, 1d, or a bare number in this unit. */
+        unit: z.enum(["ms", "s"]),
+        min: z.number().min(0).optional(),
+        max: z.number().min(0).optional(),
+      })
+      .strict(),
+    z
+      .object({
+        fn: z.literal("list"),
+        /** Splits each matched text on this separator (one item per node when several nodes match). */
+        separator: z.string().min(1).max(8).default(","),
+        item: z.enum(["string", "path"]).default("string"),
+        maxItems: z.number().int().min(1).max(10_000).default(1000),
+      })
+      .strict(),
+    z.object({ fn: z.literal("path") }).strict(),
+  ]),
+);
 export type Convert = z.infer<typeof ConvertSchema>;
 
-export const RuleSchema = z
-  .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
-    select: z.string().min(1).max(4096),
-    convert: ConvertSchema,
-    target: z.string().min(1).max(200),
-    /** When the query matches nothing: false (default) fails the file; true leaves the key alone. */
-    optional: z.boolean().default(false),
-  })
-  .strict();
+export const RuleSchema = lazySchema(() =>
+  z
+    .object({
+      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+      select: z.string().min(1).max(4096),
+      convert: ConvertSchema,
+      target: z.string().min(1).max(200),
+      /** When the query matches nothing: false (default) fails the file; true leaves the key alone. */
+      optional: z.boolean().default(false),
+    })
+    .strict(),
+);
 export type Rule = z.infer<typeof RuleSchema>;
 
-export const RuleFileSchema = z
-  .object({
-    schema: z.literal(1),
-    description: z.string().max(1000).optional(),
-    document: z.string().regex(DOCUMENT_NAME_RE, "a policy document name ending in .xml"),
-    rules: z.array(RuleSchema).min(1).max(1000),
-  })
-  .strict();
+export const RuleFileSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      description: z.string().max(1000).optional(),
+      document: z.string().regex(DOCUMENT_NAME_RE, "a policy document name ending in .xml"),
+      rules: z.array(RuleSchema).min(1).max(1000),
+    })
+    .strict(),
+);
 export type RuleFile = z.infer<typeof RuleFileSchema>;
 
 export interface ParsedRuleFile extends RuleFile {

@@ -17,6 +17,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { ParsedRuleFile } from "./format.ts";
 import { remapperRulesManifest } from "./manifest.ts";
 
@@ -36,13 +37,15 @@ interface RemapperLive {
 
 const isRuleFile = (path: string) => path.endsWith(".json");
 
-const RemapArgs = z
-  .object({
-    documents: z.array(
-      z.object({ name: z.string(), version: z.number().int().optional(), xml: z.string() }).loose(),
-    ),
-  })
-  .strict();
+const RemapArgs = lazySchema(() =>
+  z
+    .object({
+      documents: z.array(
+        z.object({ name: z.string(), version: z.number().int().optional(), xml: z.string() }).loose(),
+      ),
+    })
+    .strict(),
+);
 
 async function parseAll(view: {
   files: readonly string[];

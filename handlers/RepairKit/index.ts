@@ -15,6 +15,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFromCaps } from "./actions.ts";
@@ -29,14 +30,16 @@ interface RepairLive {
   checks: { id: string; description: string }[];
 }
 
-const RunArgsSchema = z
-  .object({
-    dryRun: z.boolean().default(false),
-    /** Leave requested agent actions to the caller (who is not bound by this call's timeout). */
-    deferActions: z.boolean().default(false),
-    mode: z.enum(["in-cycle", "online"]).default("online"),
-  })
-  .strict();
+const RunArgsSchema = lazySchema(() =>
+  z
+    .object({
+      dryRun: z.boolean().default(false),
+      /** Leave requested agent actions to the caller (who is not bound by this call's timeout). */
+      deferActions: z.boolean().default(false),
+      mode: z.enum(["in-cycle", "online"]).default("online"),
+    })
+    .strict(),
+);
 
 /**
  * The installation as the supervisor described it (facts.json in this

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { type Capabilities, type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
 import { QueryHost } from "./host.ts";
 import { scheduledQueryPackManifest } from "./manifest.ts";
@@ -143,29 +144,33 @@ function untilNextRunLines(l: Loaded, maxWaitMs: number): number {
   return Math.min(QUIET_CAP_MS, l.scheduler.msUntilNextRun() + maxWaitMs);
 }
 
-export const QueryArgsSchema = z.object({ sql: z.string().min(1).max(MAX_SQL_BYTES) }).strict();
-export const PullArgsSchema = z
-  .object({
-    max: z.number().int().min(1).max(100_000).default(5000),
-    maxBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(64 * 1024 * 1024)
-      .default(8 * 1024 * 1024),
-    /** Return nothing unless this many lines wait… */
-    minLines: z.number().int().min(0).default(0),
-    /** …or the oldest has waited this long. */
-    maxWaitMs: z.number().int().min(0).default(0),
-  })
-  .strict();
-export const AckArgsSchema = z
-  .object({ generation: z.string().min(1), upTo: z.number().int().min(0) })
-  .strict();
-export const RunArgsSchema = z
-  .object({ name: z.string().min(1), force: z.boolean().default(false) })
-  .strict();
-export const NameArgsSchema = z.object({ name: z.string().min(1) }).strict();
+export const QueryArgsSchema = lazySchema(() =>
+  z.object({ sql: z.string().min(1).max(MAX_SQL_BYTES) }).strict(),
+);
+export const PullArgsSchema = lazySchema(() =>
+  z
+    .object({
+      max: z.number().int().min(1).max(100_000).default(5000),
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 * 1024)
+        .default(8 * 1024 * 1024),
+      /** Return nothing unless this many lines wait… */
+      minLines: z.number().int().min(0).default(0),
+      /** …or the oldest has waited this long. */
+      maxWaitMs: z.number().int().min(0).default(0),
+    })
+    .strict(),
+);
+export const AckArgsSchema = lazySchema(() =>
+  z.object({ generation: z.string().min(1), upTo: z.number().int().min(0) }).strict(),
+);
+export const RunArgsSchema = lazySchema(() =>
+  z.object({ name: z.string().min(1), force: z.boolean().default(false) }).strict(),
+);
+export const NameArgsSchema = lazySchema(() => z.object({ name: z.string().min(1) }).strict());
 
 export const METHODS = ["query", "stats", "packs", "pull", "ack", "configure", "run", "undeny"] as const;
 

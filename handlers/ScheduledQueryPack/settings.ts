@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
 import { MAX_WALL_SECONDS } from "./manifest.ts";
 import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
@@ -17,44 +18,48 @@ import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
 // beside the manifest, whose call budgets follow from it.
 export { MAX_WALL_SECONDS } from "./manifest.ts";
 
-export const WatchdogSettingsSchema = z
-  .object({
-    memoryMb: z.number().int().min(1).max(16384).default(DEFAULT_LIMITS.memoryMb),
-    cpuPercent: z.number().min(1).max(100).default(DEFAULT_LIMITS.cpuPercent),
-    latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
-    wallSeconds: z.number().min(0.1).max(MAX_WALL_SECONDS).default(DEFAULT_LIMITS.wallSeconds),
-    /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
-    denylistSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(30 * 86400)
-      .default(86400),
-  })
-  .strict();
+export const WatchdogSettingsSchema = lazySchema(() =>
+  z
+    .object({
+      memoryMb: z.number().int().min(1).max(16384).default(DEFAULT_LIMITS.memoryMb),
+      cpuPercent: z.number().min(1).max(100).default(DEFAULT_LIMITS.cpuPercent),
+      latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
+      wallSeconds: z.number().min(0.1).max(MAX_WALL_SECONDS).default(DEFAULT_LIMITS.wallSeconds),
+      /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
+      denylistSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(30 * 86400)
+        .default(86400),
+    })
+    .strict(),
+);
 
-export const SettingsSchema = z
-  .object({
-    engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
-    osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
-    osqueryTimeoutSeconds: z.number().positive().max(3600).default(30),
-    /** `hostIdentifier` in every result line and the input to sharding (osquery: the host name). */
-    hostIdentifier: z.string().min(1).max(255).optional(),
-    /** osquery's logger_event_type: one line per changed row (true) or one `diffResults` line per run. */
-    eventFormat: z.boolean().default(true),
-    /** osquery's schedule_epoch: changing it restarts every differential. */
-    epoch: z.number().int().min(0).default(0),
-    /** How often discovery queries are re-run (osquery's pack_refresh_interval). */
-    packRefreshSeconds: z.number().int().min(1).max(86400).default(3600),
-    watchdog: WatchdogSettingsSchema.prefault({}),
-    /** Result lines kept for the supervisor before the oldest are dropped. */
-    outboxMaxBytes: z
-      .number()
-      .int()
-      .min(1024 * 1024)
-      .default(256 * 1024 * 1024),
-  })
-  .strict();
+export const SettingsSchema = lazySchema(() =>
+  z
+    .object({
+      engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
+      osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
+      osqueryTimeoutSeconds: z.number().positive().max(3600).default(30),
+      /** `hostIdentifier` in every result line and the input to sharding (osquery: the host name). */
+      hostIdentifier: z.string().min(1).max(255).optional(),
+      /** osquery's logger_event_type: one line per changed row (true) or one `diffResults` line per run. */
+      eventFormat: z.boolean().default(true),
+      /** osquery's schedule_epoch: changing it restarts every differential. */
+      epoch: z.number().int().min(0).default(0),
+      /** How often discovery queries are re-run (osquery's pack_refresh_interval). */
+      packRefreshSeconds: z.number().int().min(1).max(86400).default(3600),
+      watchdog: WatchdogSettingsSchema.prefault({}),
+      /** Result lines kept for the supervisor before the oldest are dropped. */
+      outboxMaxBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(256 * 1024 * 1024),
+    })
+    .strict(),
+);
 
 export type Settings = z.infer<typeof SettingsSchema>;
 export type SettingsInput = z.input<typeof SettingsSchema>;

@@ -19,6 +19,7 @@
  *       `resolveTarget`, in the supervisor, which holds the config
  */
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { AllowedServer } from "../../core/telemetry/config.ts";
 
 export const TELEMSUP_FILE = "telemsup.json";
@@ -64,53 +65,55 @@ export function parseHeader(raw: string): Header | string {
   return { name: name.toLowerCase(), value };
 }
 
-export const TelemsupSchema = z
-  .object({
-    // TS5: the seed's form is one string; a list of them is accepted too.
-    additionalHeaders: z
-      .union([z.string().max(2048), z.array(z.string().max(1024)).max(16)])
-      .default([])
-      .transform((h, ctx) => {
-        const raw = typeof h === "string" ? (h.trim() === "" ? [] : [h]) : h;
-        const out: Header[] = [];
-        for (const r of raw) {
-          const p = parseHeader(r);
-          if (typeof p === "string") {
-            ctx.addIssue({ code: "custom", message: `TS5: ${p}` });
-            return z.NEVER;
+export const TelemsupSchema = lazySchema(() =>
+  z
+    .object({
+      // TS5: the seed's form is one string; a list of them is accepted too.
+      additionalHeaders: z
+        .union([z.string().max(2048), z.array(z.string().max(1024)).max(16)])
+        .default([])
+        .transform((h, ctx) => {
+          const raw = typeof h === "string" ? (h.trim() === "" ? [] : [h]) : h;
+          const out: Header[] = [];
+          for (const r of raw) {
+            const p = parseHeader(r);
+            if (typeof p === "string") {
+              ctx.addIssue({ code: "custom", message: `TS5: ${p}` });
+              return z.NEVER;
+            }
+            out.push(p);
           }
-          out.push(p);
-        }
-        return out;
-      }),
-    port: z
-      .number()
-      .int("TS3: port must be an integer")
-      .min(0, "TS3: port must be 0..65535")
-      .max(65535, "TS3: port must be 0..65535"),
-    resourceRoot: z
-      .string()
-      .max(512)
-      .refine(
-        (p) =>
-          p === "" ||
-          p
-            .replace(/^\/+/, "")
-            .split("/")
-            .every((s) => SEGMENT.test(s) && s !== ".." && s !== "."),
-        "TS6: resourceRoot must be a path of [A-Za-z0-9._~-] segments (no '..', '//', '?', '#')",
-      ),
-    server: z
-      .string()
-      .refine((s) => HOSTNAME.test(s) && !/^[0-9.]+$/.test(s), "TS2: server must be a DNS host name"),
-    verb: z.enum(["PUT", "POST"], { message: "TS1: verb must be PUT or POST" }),
-    interval: z
-      .number()
-      .int("TS4: interval must be whole seconds")
-      .min(MIN_INTERVAL_SECONDS, `TS4: interval must be at least ${MIN_INTERVAL_SECONDS} s`)
-      .max(MAX_INTERVAL_SECONDS, `TS4: interval must be at most ${MAX_INTERVAL_SECONDS} s`),
-  })
-  .strict();
+          return out;
+        }),
+      port: z
+        .number()
+        .int("TS3: port must be an integer")
+        .min(0, "TS3: port must be 0..65535")
+        .max(65535, "TS3: port must be 0..65535"),
+      resourceRoot: z
+        .string()
+        .max(512)
+        .refine(
+          (p) =>
+            p === "" ||
+            p
+              .replace(/^\/+/, "")
+              .split("/")
+              .every((s) => SEGMENT.test(s) && s !== ".." && s !== "."),
+          "TS6: resourceRoot must be a path of [A-Za-z0-9._~-] segments (no '..', '//', '?', '#')",
+        ),
+      server: z
+        .string()
+        .refine((s) => HOSTNAME.test(s) && !/^[0-9.]+$/.test(s), "TS2: server must be a DNS host name"),
+      verb: z.enum(["PUT", "POST"], { message: "TS1: verb must be PUT or POST" }),
+      interval: z
+        .number()
+        .int("TS4: interval must be whole seconds")
+        .min(MIN_INTERVAL_SECONDS, `TS4: interval must be at least ${MIN_INTERVAL_SECONDS} s`)
+        .max(MAX_INTERVAL_SECONDS, `TS4: interval must be at most ${MAX_INTERVAL_SECONDS} s`),
+    })
+    .strict(),
+);
 
 export type TelemsupDocument = z.infer<typeof TelemsupSchema>;
 

@@ -31,23 +31,26 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { toRow } from "./result-rows.ts";
 
-const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a ClickHouse identifier");
+const ident = lazySchema(() => z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a ClickHouse identifier"));
 
-export const ClickHouseSinkSchema = z
-  .object({
-    /** HTTP interface, e.g. http://clickhouse:8123 */
-    url: z.string().url(),
-    database: ident.default("default"),
-    table: ident.default("outpost_results"),
-    user: z.string().min(1).optional(),
-    /** File holding the password (one line). */
-    passwordFile: z.string().min(1).optional(),
-    timeoutSeconds: z.number().positive().max(600).default(30),
-  })
-  .strict();
+export const ClickHouseSinkSchema = lazySchema(() =>
+  z
+    .object({
+      /** HTTP interface, e.g. http://clickhouse:8123 */
+      url: z.string().url(),
+      database: ident.default("default"),
+      table: ident.default("outpost_results"),
+      user: z.string().min(1).optional(),
+      /** File holding the password (one line). */
+      passwordFile: z.string().min(1).optional(),
+      timeoutSeconds: z.number().positive().max(600).default(30),
+    })
+    .strict(),
+);
 export type ClickHouseSinkConfig = z.infer<typeof ClickHouseSinkSchema>;
 
 /**

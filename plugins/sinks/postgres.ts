@@ -18,23 +18,26 @@
  */
 import { SQL } from "bun";
 import { z } from "zod";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { type ResultRow, toRow } from "./result-rows.ts";
 
-export const PostgresSinkSchema = z
-  .object({
-    /** postgres://user:pass@host:port/db */
-    url: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL"),
-    table: z
-      .string()
-      .regex(/^[a-z_][a-z0-9_]{0,50}$/, "a lower-case SQL identifier")
-      .default("outpost_results"),
-    /** Rows per INSERT statement (a batch may take several, all in one transaction). */
-    batchRows: z.number().int().min(1).max(5000).default(1000),
-    /** Connection timeout, and the longest one batch's transaction may take (statement_timeout + a client-side guard). */
-    timeoutSeconds: z.number().positive().max(600).default(30),
-  })
-  .strict();
+export const PostgresSinkSchema = lazySchema(() =>
+  z
+    .object({
+      /** postgres://user:pass@host:port/db */
+      url: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL"),
+      table: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,50}$/, "a lower-case SQL identifier")
+        .default("outpost_results"),
+      /** Rows per INSERT statement (a batch may take several, all in one transaction). */
+      batchRows: z.number().int().min(1).max(5000).default(1000),
+      /** Connection timeout, and the longest one batch's transaction may take (statement_timeout + a client-side guard). */
+      timeoutSeconds: z.number().positive().max(600).default(30),
+    })
+    .strict(),
+);
 export type PostgresSinkConfig = z.infer<typeof PostgresSinkSchema>;
 
 const COLS = 11;

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Alert } from "../../core/agent/alerts.ts";
 import { ConfigError } from "../../core/errors.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import { type Destination, type DropInfo, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {
@@ -30,14 +31,16 @@ export function sinkKinds(): string[] {
 }
 
 /** Queue settings every queued kind accepts beside its own keys. */
-export const QueueSettingsSchema = z.object({
-  queueMaxBytes: z
-    .number()
-    .int()
-    .min(1024 * 1024)
-    .default(256 * 1024 * 1024),
-  maxBackoffSeconds: z.number().positive().max(86400).default(300),
-});
+export const QueueSettingsSchema = lazySchema(() =>
+  z.object({
+    queueMaxBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(256 * 1024 * 1024),
+    maxBackoffSeconds: z.number().positive().max(86400).default(300),
+  }),
+);
 
 export interface BuildContext {
   /** Each sink queues in `<queueRoot>/<kind>`. */

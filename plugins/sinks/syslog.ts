@@ -20,6 +20,7 @@ import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { nodeDgram, nodeNet } from "../../core/lazy-builtins.ts";
+import { lazySchema } from "../../core/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { RelpClient } from "./relp.ts";
 import { cleanText } from "./result-rows.ts";
@@ -70,39 +71,41 @@ export function splitHostPort(text: string): { host: string; port?: number } | s
   return `"${text}" is not host, host:port or [IPv6]:port`;
 }
 
-const SyslogInputSchema = z
-  .object({
-    /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with the network target. */
-    socket: z.string().min(1).optional(),
-    /** `host:port` or `[IPv6]:port` — the issue's spelling of the target. */
-    address: z.string().min(1).optional(),
-    /** A name or address, optionally carrying `:port` itself (`siem:514`, `[::1]:514`). */
-    host: z.string().min(1).optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    /** Default "relp" for a network target: only RELP acknowledges what the server stored. */
-    protocol: z.enum(["udp", "tcp", "relp"]).default("relp"),
-    facility: z.enum(FACILITIES).default("local0"),
-    format: z.literal("rfc5424").default("rfc5424"),
-    appName: z
-      .string()
-      .regex(/^[!-~]{1,48}$/)
-      .default("outpost"),
-    /** HOSTNAME field; default: this machine's host name. */
-    hostname: z
-      .string()
-      .regex(/^[!-~]{1,255}$/)
-      .optional(),
-    maxMessageBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(16 * 1024 * 1024)
-      .default(64 * 1024),
-    /** RELP: messages sent before waiting for acknowledgements. */
-    window: z.number().int().min(1).max(1024).default(128),
-    timeoutSeconds: z.number().positive().max(600).default(30),
-  })
-  .strict();
+const SyslogInputSchema = lazySchema(() =>
+  z
+    .object({
+      /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with the network target. */
+      socket: z.string().min(1).optional(),
+      /** `host:port` or `[IPv6]:port` — the issue's spelling of the target. */
+      address: z.string().min(1).optional(),
+      /** A name or address, optionally carrying `:port` itself (`siem:514`, `[::1]:514`). */
+      host: z.string().min(1).optional(),
+      port: z.number().int().min(1).max(65535).optional(),
+      /** Default "relp" for a network target: only RELP acknowledges what the server stored. */
+      protocol: z.enum(["udp", "tcp", "relp"]).default("relp"),
+      facility: z.enum(FACILITIES).default("local0"),
+      format: z.literal("rfc5424").default("rfc5424"),
+      appName: z
+        .string()
+        .regex(/^[!-~]{1,48}$/)
+        .default("outpost"),
+      /** HOSTNAME field; default: this machine's host name. */
+      hostname: z
+        .string()
+        .regex(/^[!-~]{1,255}$/)
+        .optional(),
+      maxMessageBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
+      /** RELP: messages sent before waiting for acknowledgements. */
+      window: z.number().int().min(1).max(1024).default(128),
+      timeoutSeconds: z.number().positive().max(600).default(30),
+    })
+    .strict(),
+);
 
 const TARGET = "set `socket`, or `address` (host:port), or `host` with `port` (or `host` as host:port)";
 

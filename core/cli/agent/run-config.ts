@@ -13,17 +13,20 @@ import { z } from "zod";
 import type { AgentConfigInput } from "../../config.ts";
 import { ConfigError } from "../../errors.ts";
 import { atomicWriteFile } from "../../fsutil.ts";
+import { lazySchema } from "../../lazy-schema.ts";
 
 export const RUN_CONFIG_FILE = "run-config.json";
 
-const RunConfigSchema = z
-  .object({
-    /** Absolute path of the config file, null when the agent ran on defaults and flags. */
-    config: z.string().min(1).nullable(),
-    /** The overrides the command line gave (repo, group, trust, port). */
-    overrides: z.record(z.string(), z.unknown()),
-  })
-  .strict();
+const RunConfigSchema = lazySchema(() =>
+  z
+    .object({
+      /** Absolute path of the config file, null when the agent ran on defaults and flags. */
+      config: z.string().min(1).nullable(),
+      /** The overrides the command line gave (repo, group, trust, port). */
+      overrides: z.record(z.string(), z.unknown()),
+    })
+    .strict(),
+);
 export type RunConfig = z.infer<typeof RunConfigSchema>;
 
 /** Written by `agent run` once its config loaded. */

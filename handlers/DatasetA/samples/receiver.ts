@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import type { Server } from "bun";
 import { z } from "zod";
+import { lazySchema } from "../../../core/lazy-schema.ts";
 import { log } from "../../../core/log.ts";
 import {
   HEADER_BYTES,
@@ -23,25 +24,31 @@ import {
 
 const logger = log.child({ component: "sample-receiver" });
 
-const MetaSchema = z
-  .object({
-    schema: z.literal(1),
-    idempotencyKey: z.string().regex(/^[0-9a-f]{64}$/),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/),
-    size: z.number().int().min(0).max(MAX_SAMPLE_BYTES),
-    fileName: z.string().max(4096),
-    fileKind: z.string().max(64),
-    detection: z
-      .object({ name: z.string().max(256), kind: z.string().max(32), source: z.string().max(512).optional() })
-      .strict(),
-    sxl: z
-      .object({ verdict: z.string().max(32), sample: z.boolean() })
-      .strict()
-      .optional(),
-    agent: z.object({ version: z.string().max(64), host: z.string().max(256) }).strict(),
-    createdAt: z.string().max(64),
-  })
-  .strict();
+const MetaSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      idempotencyKey: z.string().regex(/^[0-9a-f]{64}$/),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      size: z.number().int().min(0).max(MAX_SAMPLE_BYTES),
+      fileName: z.string().max(4096),
+      fileKind: z.string().max(64),
+      detection: z
+        .object({
+          name: z.string().max(256),
+          kind: z.string().max(32),
+          source: z.string().max(512).optional(),
+        })
+        .strict(),
+      sxl: z
+        .object({ verdict: z.string().max(32), sample: z.boolean() })
+        .strict()
+        .optional(),
+      agent: z.object({ version: z.string().max(64), host: z.string().max(256) }).strict(),
+      createdAt: z.string().max(64),
+    })
+    .strict(),
+);
 
 export interface ReceiverOptions {
   outDir: string;

@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { z } from "zod";
 import { ConfigError } from "../../../core/errors.ts";
+import { lazySchema } from "../../../core/lazy-schema.ts";
 import { log } from "../../../core/log.ts";
 import {
   CLASS_IN,
@@ -35,44 +36,48 @@ import {
 
 const logger = log.child({ component: "sxl-server" });
 
-const RuleSchema = z
-  .object({
-    sha256: z
-      .string()
-      .regex(/^[0-9a-fA-F]{64}$/)
-      .optional(),
-    /** Detection name (hashed to its id) or the id itself. */
-    detection: z.string().min(1).max(256).optional(),
-    detectionId: z
-      .string()
-      .regex(/^[0-9a-v]{16}$/)
-      .optional(),
-    verdict: z.enum(VERDICTS),
-    sample: z.boolean().default(false),
-    ttl: z
-      .number()
-      .int()
-      .min(0)
-      .max(7 * 86400)
-      .optional(),
-    note: z.string().max(2000).optional(),
-  })
-  .strict()
-  .refine((r) => r.sha256 || r.detection || r.detectionId, "a rule needs sha256, detection or detectionId");
+const RuleSchema = lazySchema(() =>
+  z
+    .object({
+      sha256: z
+        .string()
+        .regex(/^[0-9a-fA-F]{64}$/)
+        .optional(),
+      /** Detection name (hashed to its id) or the id itself. */
+      detection: z.string().min(1).max(256).optional(),
+      detectionId: z
+        .string()
+        .regex(/^[0-9a-v]{16}$/)
+        .optional(),
+      verdict: z.enum(VERDICTS),
+      sample: z.boolean().default(false),
+      ttl: z
+        .number()
+        .int()
+        .min(0)
+        .max(7 * 86400)
+        .optional(),
+      note: z.string().max(2000).optional(),
+    })
+    .strict()
+    .refine((r) => r.sha256 || r.detection || r.detectionId, "a rule needs sha256, detection or detectionId"),
+);
 
-export const VerdictsFileSchema = z
-  .object({
-    zone: z.string().min(1).optional(),
-    ttl: z
-      .number()
-      .int()
-      .min(0)
-      .max(7 * 86400)
-      .default(300),
-    negativeTtl: z.number().int().min(0).max(86400).default(60),
-    verdicts: z.array(RuleSchema).max(10_000_000),
-  })
-  .strict();
+export const VerdictsFileSchema = lazySchema(() =>
+  z
+    .object({
+      zone: z.string().min(1).optional(),
+      ttl: z
+        .number()
+        .int()
+        .min(0)
+        .max(7 * 86400)
+        .default(300),
+      negativeTtl: z.number().int().min(0).max(86400).default(60),
+      verdicts: z.array(RuleSchema).max(10_000_000),
+    })
+    .strict(),
+);
 export type VerdictsFile = z.infer<typeof VerdictsFileSchema>;
 
 export function loadVerdicts(path: string): VerdictsFile {

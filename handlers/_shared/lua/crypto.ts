@@ -20,6 +20,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import { nodeCrypto } from "../../../core/lazy-builtins.ts";
+import { lazySchema } from "../../../core/lazy-schema.ts";
 
 const MAGIC = new Uint8Array([0x4f, 0x4c, 0x55, 0x41]); // "OLUA"
 const VERSION = 1;
@@ -31,25 +32,27 @@ export const KEY_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 const randomBytes = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n)));
 
-export const KeyringSchema = z
-  .object({
-    schema: z.literal(1),
-    keys: z
-      .array(
-        z
-          .object({
-            id: z.string().regex(KEY_ID_RE, "key id must be 1-64 of [A-Za-z0-9._-]"),
-            /** 32 bytes, base64. */
-            key: z
-              .string()
-              .refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64"),
-            created: z.string().optional(),
-          })
-          .strict(),
-      )
-      .min(1),
-  })
-  .strict();
+export const KeyringSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      keys: z
+        .array(
+          z
+            .object({
+              id: z.string().regex(KEY_ID_RE, "key id must be 1-64 of [A-Za-z0-9._-]"),
+              /** 32 bytes, base64. */
+              key: z
+                .string()
+                .refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64"),
+              created: z.string().optional(),
+            })
+            .strict(),
+        )
+        .min(1),
+    })
+    .strict(),
+);
 export type KeyringFile = z.infer<typeof KeyringSchema>;
 
 /** Content keys by id. */

@@ -15,6 +15,7 @@ import { basename, join } from "node:path";
 import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import type { ContentView } from "../../../core/handler/contract.ts";
+import { lazySchema } from "../../../core/lazy-schema.ts";
 import { decryptRule, encryptRule, envelopeKeyId, KEY_ID_RE, type Keyring } from "./crypto.ts";
 
 export const RULES_MANIFEST = "rules.json";
@@ -27,62 +28,66 @@ export const MAX_RULE_BYTES = 256 * 1024;
  * Per-call limits for each rule. Content may tighten or loosen them within
  * these bounds; the bounds are the agent's, not the content's.
  */
-export const RuleLimitsSchema = z
-  .object({
-    /** VM instructions per call. */
-    instructions: z.number().int().min(1000).max(100_000_000).default(1_000_000),
-    /** Heap growth per call, KiB. */
-    callMemoryKb: z
-      .number()
-      .int()
-      .min(64)
-      .max(64 * 1024)
-      .default(4096),
-    /** Detections plus log output per call, bytes. */
-    outputBytes: z
-      .number()
-      .int()
-      .min(256)
-      .max(1024 * 1024)
-      .default(16 * 1024),
-    /**
-     * Wall-clock ceiling per call, ms: the backstop for work no instruction
-     * count sees (a native function, a long-string comparison). Bounded well
-     * below the host's call timeout.
-     */
-    callMs: z.number().int().min(1).max(10_000).default(50),
-    /** Faults (errors or exceeded limits) before the rule is disabled. */
-    maxFaults: z.number().int().min(1).max(1000).default(3),
-    /** Hard cap on the whole Lua state, MiB. */
-    stateMemoryMb: z.number().int().min(4).max(1024).default(64),
-  })
-  .strict();
+export const RuleLimitsSchema = lazySchema(() =>
+  z
+    .object({
+      /** VM instructions per call. */
+      instructions: z.number().int().min(1000).max(100_000_000).default(1_000_000),
+      /** Heap growth per call, KiB. */
+      callMemoryKb: z
+        .number()
+        .int()
+        .min(64)
+        .max(64 * 1024)
+        .default(4096),
+      /** Detections plus log output per call, bytes. */
+      outputBytes: z
+        .number()
+        .int()
+        .min(256)
+        .max(1024 * 1024)
+        .default(16 * 1024),
+      /**
+       * Wall-clock ceiling per call, ms: the backstop for work no instruction
+       * count sees (a native function, a long-string comparison). Bounded well
+       * below the host's call timeout.
+       */
+      callMs: z.number().int().min(1).max(10_000).default(50),
+      /** Faults (errors or exceeded limits) before the rule is disabled. */
+      maxFaults: z.number().int().min(1).max(1000).default(3),
+      /** Hard cap on the whole Lua state, MiB. */
+      stateMemoryMb: z.number().int().min(4).max(1024).default(64),
+    })
+    .strict(),
+);
 export type RuleLimits = z.infer<typeof RuleLimitsSchema>;
 
-export const RulesManifestSchema = z
-  .object({
-    schema: z.literal(1),
-    format: z.literal("outpost-lua/1"),
-    contentType: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
-    encryption: z.object({ alg: z.literal("AES-256-GCM"), keyId: z.string().regex(KEY_ID_RE) }).strict(),
-    limits: RuleLimitsSchema.prefault({}),
-    rules: z
-      .array(
-        z
-          .object({
-            name: z.string().regex(RULE_NAME_RE),
-            file: z.string().regex(/^lua\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.lua\.enc$/),
-            /** Plaintext bytes. */
-            size: z.number().int().min(0).max(MAX_RULE_BYTES),
-          })
-          .strict(),
-      )
-      .min(1)
-      .max(MAX_RULES),
-    /** Type-specific settings; each handler validates its own. */
-    settings: z.record(z.string(), z.unknown()).default({}),
-  })
-  .strict();
+export const RulesManifestSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      format: z.literal("outpost-lua/1"),
+      contentType: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
+      encryption: z.object({ alg: z.literal("AES-256-GCM"), keyId: z.string().regex(KEY_ID_RE) }).strict(),
+      limits: RuleLimitsSchema.prefault({}),
+      rules: z
+        .array(
+          z
+            .object({
+              name: z.string().regex(RULE_NAME_RE),
+              file: z.string().regex(/^lua\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.lua\.enc$/),
+              /** Plaintext bytes. */
+              size: z.number().int().min(0).max(MAX_RULE_BYTES),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(MAX_RULES),
+      /** Type-specific settings; each handler validates its own. */
+      settings: z.record(z.string(), z.unknown()).default({}),
+    })
+    .strict(),
+);
 export type RulesManifest = z.infer<typeof RulesManifestSchema>;
 
 export interface RuleSource {
@@ -184,14 +189,16 @@ export function openRulesPackage(
 }
 
 /** What a vendor's rules source directory may hold beside its `*.lua` files. */
-export const RulesSourceConfigSchema = z
-  .object({
-    limits: RuleLimitsSchema.partial().optional(),
-    settings: z.record(z.string(), z.unknown()).optional(),
-    /** Load order (names); the rest follow in name order. Library modules may depend on earlier ones. */
-    order: z.array(z.string().regex(RULE_NAME_RE)).optional(),
-  })
-  .strict();
+export const RulesSourceConfigSchema = lazySchema(() =>
+  z
+    .object({
+      limits: RuleLimitsSchema.partial().optional(),
+      settings: z.record(z.string(), z.unknown()).optional(),
+      /** Load order (names); the rest follow in name order. Library modules may depend on earlier ones. */
+      order: z.array(z.string().regex(RULE_NAME_RE)).optional(),
+    })
+    .strict(),
+);
 
 /**
  * Vendor side: encrypts a directory of `*.lua` sources (plus an optional

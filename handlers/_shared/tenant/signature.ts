@@ -35,6 +35,7 @@ import type { SigningKeys } from "../../../core/crypto/keys.ts";
 import { deferredImport } from "../../../core/deferred-import.ts";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { Capabilities, ContentView } from "../../../core/handler/contract.ts";
+import { lazySchema } from "../../../core/lazy-schema.ts";
 
 // The X.509 and CMS stack (@peculiar/x509, pkijs, asn1js: ~270 modules) is needed only to check a
 // tenant signature against an installed tenant root (T4), or to make one (contentctl). An appfeed
@@ -49,14 +50,16 @@ export const TENANT_SIGNATURE = "tenant.json.p7s";
 /** The tenant trust root in the appfeed group's work directory. */
 export const TENANT_ROOT_FILE = "tenant-root.pem";
 
-const TenantManifestSchema = z
-  .object({
-    schema: z.literal(1),
-    contentType: z.string(),
-    version: z.number().int().positive(),
-    files: z.record(z.string(), z.string().regex(/^[0-9a-f]{96}$/)),
-  })
-  .strict();
+const TenantManifestSchema = lazySchema(() =>
+  z
+    .object({
+      schema: z.literal(1),
+      contentType: z.string(),
+      version: z.number().int().positive(),
+      files: z.record(z.string(), z.string().regex(/^[0-9a-f]{96}$/)),
+    })
+    .strict(),
+);
 
 const fail = (code: string, file: string, why: string) => new HandlerError(code, `${file}: ${why}`, { file });
 
