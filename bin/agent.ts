@@ -17,7 +17,9 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   // console.log, not process.stdout: the node stream behind process.stdout costs ~20 ms to build (core/stdio.ts).
   console.log(`outpost-agent ${VERSION} (${COMMIT})`);
 } else if (args[0] === "host" && !args.includes("--help") && !args.includes("-h")) {
-  // A host process, started by the supervisor: no command tree in its heap (agent-host.ts).
+  // A host process, started by the supervisor: no command tree in its heap (agent-host.ts). The
+  // hosts a one-shot command starts parse interpreted as it does (core/cli/schema-mode.ts).
+  (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
   await import("./agent-host.ts");
 } else if (args.length === 1 && args[0] === "query-worker") {
   // The scheduled-query worker, started by the query host's watchdog for each run after an idle

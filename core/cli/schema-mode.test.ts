@@ -1,4 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const MODULE = join(import.meta.dir, "schema-mode.ts");
@@ -48,5 +50,37 @@ describe("zod mode by command (core/cli/schema-mode.ts)", () => {
       env: {},
     });
     expect(modeFor(["host", "--group", "scanner"])).toEqual({ switched: false, jitless: false, env: {} });
+  });
+});
+
+describe("the agent's entry point (bin/agent.ts) applies it", () => {
+  const ENTRY = join(import.meta.dir, "../../bin/agent.ts");
+  /** zod's mode when `agent host` (from source, stdin closed: it exits at once) is done. */
+  function hostMode(env: Record<string, string>): boolean {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-schema-mode-"));
+    try {
+      const probe = join(dir, "probe.js");
+      const out = join(dir, "jitless.json");
+      // A file, not stdout: a host's stdout is its channel to the supervisor.
+      writeFileSync(
+        probe,
+        `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify(globalThis.__zod_globalConfig?.jitless === true)));`,
+      );
+      const r = Bun.spawnSync([process.execPath, "--preload", probe, ENTRY, "host", "--group", "scanner"], {
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "", ...env },
+      });
+      if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+      return JSON.parse(readFileSync(out, "utf8"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test("to a host process: interpreted when a one-shot command started it, compiled under `agent run`", () => {
+    expect(hostMode(ONE_SHOT)).toBe(true);
+    expect(hostMode({})).toBe(false);
   });
 });
