@@ -235,7 +235,10 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
             s = { version: a.version, files: new Map() };
             staged.set(a.type, s);
           }
-          s.files.set(a.path, { data: a.data, size: a.size ?? a.data.byteLength });
+          // Bytes in the transfer region are the supervisor's to reuse once this answer is sent:
+          // kept as a copy (content-loader.ts sends files there when they fit).
+          const data = shared && a.data.buffer === shared ? a.data.slice() : a.data;
+          s.files.set(a.path, { data, size: a.size ?? a.data.byteLength });
           return null;
         }
         case "validate": {

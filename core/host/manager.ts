@@ -83,7 +83,12 @@ export class HostManager implements HandlerHost {
     };
     this.supervisor = new CrashSupervisor(this.ctx);
     this.router = new HostRouter(this.ctx);
-    this.loader = new ContentLoader({ opts, slots: this.slots, gc: this.gc });
+    this.loader = new ContentLoader({
+      opts,
+      slots: this.slots,
+      gc: this.gc,
+      transfer: (group) => this.transfers.of(group),
+    });
     this.pathVars = { stateDir: opts.stateDir, installDir: defaultInstallDir() };
     const table = buildHostTable(opts.registry, opts.config, opts.log);
     for (const [k, v] of table.slots) this.slots.set(k, v);

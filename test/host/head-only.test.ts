@@ -2,8 +2,8 @@
  * `headOnly` payload files (core/handler/contract.ts, core/host/head-only.ts), end to end through
  * the update client and the store, in both isolation modes: the handler gets the declared head and
  * the file's size, `read` and a longer head are refused with HND_HEAD_ONLY, and — in a host process
- * — only the head crosses the pipe (outpost_host_staged_bytes_total). The file is still checked
- * whole: a byte changed past the head on disk is caught at the next start.
+ * — only the head is sent (outpost_host_staged_bytes_total), through the group's transfer region.
+ * The file is still checked whole: a byte changed past the head on disk is caught at the next start.
  */
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -67,6 +67,11 @@ for (const isolation of ["process", "in-process"] as const) {
         const sent = stagedBytes.get({ group: "echo" }) - before;
         expect(sent).toBeGreaterThan(0);
         expect(sent).toBeLessThanOrEqual(2 * (HEADED_HEAD_BYTES + ABOUT.length));
+        // Both went through the group's transfer region (core/host/content-loader.ts), one after the
+        // other at the same offset: the head above is intact only because the host keeps a copy.
+        const region = agent.transfer("Headed")!;
+        expect(region.counters.leases).toBeGreaterThanOrEqual(2);
+        expect(region.available).toBe(region.size);
       }
     });
 
