@@ -5,7 +5,7 @@
  * and one set of scopes naming the features that honour them.
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 export const EXCLUSION_KINDS = ["path", "process", "sha256", "signer"] as const;
 export type ExclusionKind = (typeof EXCLUSION_KINDS)[number];

@@ -3,7 +3,7 @@
  * references it with one line (a schema under core/host would knot core and core/host into a cycle).
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 export const IdleStopSchema = lazySchema(() =>
   z

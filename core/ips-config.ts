@@ -4,7 +4,7 @@
  * is a network outage (docs/ips.md, "Configuration").
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 const Ports = lazySchema(() => z.array(z.number().int().min(1).max(65_535)).max(256));
 const PortSetSchema = lazySchema(() =>

@@ -11,7 +11,7 @@
  * Flags supplement is installed (core/effective/gates.ts).
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 export const MlConfigSchema = lazySchema(() =>
   z

@@ -3,7 +3,7 @@
  * repo write these keys). core/config.ts references them, one line each.
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 const AbsPath = lazySchema(() => z.string().regex(/^\//, "an absolute path"));
 

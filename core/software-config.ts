@@ -5,7 +5,7 @@
  * so an agent run from a build tree never replaces itself (docs/install.md).
  */
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema } from "./schema/lazy-schema.ts";
 
 export const SoftwareConfigSchema = lazySchema(() =>
   z

@@ -11,7 +11,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { TENANT_RE } from "../core/agent/heartbeat-protocol.ts";
 import { ConfigError } from "../core/errors.ts";
-import { lazySchema } from "../core/lazy-schema.ts";
+import { lazySchema } from "../core/schema/lazy-schema.ts";
 import {
   ConsoleAuthSchema,
   checkTenantGroups,

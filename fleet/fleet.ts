@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { Heartbeat } from "../core/agent/heartbeat-protocol.ts";
 import { StoreError } from "../core/errors.ts";
-import { lazySchema } from "../core/lazy-schema.ts";
+import { lazySchema } from "../core/schema/lazy-schema.ts";
 import {
   type FleetStore,
   type GateQuery,

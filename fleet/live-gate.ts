@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { UpdateError } from "../core/errors.ts";
-import { lazySchema } from "../core/lazy-schema.ts";
+import { lazySchema } from "../core/schema/lazy-schema.ts";
 import type { ReleaseConfig } from "./config.ts";
 import type { Driver } from "./db/driver.ts";
 import type { Release } from "./state.ts";

@@ -18,7 +18,7 @@
  * Documented in docs/rollout.md ("Per-type rules").
  */
 import { z } from "zod";
-import { lazySchema } from "../core/lazy-schema.ts";
+import { lazySchema } from "../core/schema/lazy-schema.ts";
 // Type-only: config.ts imports this file's schema, so a value import back would be a load-order cycle.
 import type { GroupConfig } from "./config.ts";
 

@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { ExclusionSummaryWireSchema } from "../exclusions/report.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 export const HEARTBEAT_PATH = "/fleet/heartbeat";
 /** A heartbeat is well under 2 KiB for a dozen content types; the server refuses more than this. */

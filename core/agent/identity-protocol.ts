@@ -10,7 +10,7 @@
  * into a later decision.
  */
 import { z } from "zod";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { TENANT_RE } from "./heartbeat-protocol.ts";
 
 export const ENROLL_PATH = "/fleet/enroll";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { ConfigError, UpdateError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { loadAgentId } from "./heartbeat.ts";
 import {
   AGENT_HEADER,

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { AckResult, AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
 import type { AgentEvent } from "../agent/events.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { statePaths } from "../state-paths.ts";
 import { ControlError, errorFromBody } from "./errors.ts";
 import type { ControlInfo } from "./server.ts";

@@ -18,7 +18,7 @@
 import { z } from "zod";
 import type { TrustStore } from "../crypto/cms.ts";
 import { ConfigError } from "../errors.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;

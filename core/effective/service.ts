@@ -18,8 +18,8 @@ import { AgentConfigSchema, configSource } from "../config.ts";
 import type { TrustStore } from "../crypto/cms.ts";
 import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
-import { lazySchema } from "../lazy-schema.ts";
 import type { Logger } from "../log.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import type { Transport } from "../update/transport.ts";
 import { keyMatches } from "./allow-list.ts";
 import {

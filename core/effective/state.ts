@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:f
 import { join } from "node:path";
 import { z } from "zod";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { DOCUMENT_NAME_RE } from "./bundle.ts";
 
 export const effectivePaths = (stateDir: string) => {

@@ -9,7 +9,7 @@
  */
 import { z } from "zod";
 import { EXCLUSION_KINDS, EXCLUSION_SCOPES } from "../exclusions-config.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 export const EXCLUSIONS_PATH = "/fleet/exclusions";
 /** 100k exclusions of ~150 bytes: the largest list a report may carry. */

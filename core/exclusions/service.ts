@@ -28,7 +28,7 @@ import {
   type ExclusionInput,
 } from "../exclusions-config.ts";
 import { atomicWriteFile } from "../fsutil.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { ExclusionMatcher } from "./matcher.ts";
 import { checkExclusion, type Refusal } from "./rules.ts";
 

@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import type { ProcView, ProcViewRequest } from "../host/proc-view.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 export const FsPrivilegeSchema = lazySchema(() =>
   z.discriminatedUnion("mode", [

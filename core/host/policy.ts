@@ -19,7 +19,7 @@ import { z } from "zod";
 import { HandlerError } from "../errors.ts";
 import type { HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 /** Linux capabilities a root group may keep (the rest leave the bounding set). */
 const CAPABILITY_RE = /^[a-z_]{2,32}$/;

@@ -16,7 +16,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { z } from "zod";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 /** What a query needs; each part costs a walk over every process. */
 export const ProcViewPartSchema = lazySchema(() => z.enum(["links", "fds", "environ", "maps"]));

@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
 import { HandlerManifestSchema } from "../handler/contract.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { ProcViewRequestSchema } from "./proc-view.ts";
 
 const Type = lazySchema(() => z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/));

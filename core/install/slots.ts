@@ -29,7 +29,7 @@ import {
 import { basename, dirname } from "node:path";
 import { z } from "zod";
 import { InstallError } from "../errors.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { inRoot, LAYOUT } from "./layout.ts";
 
 export type Slot = "slot-a" | "slot-b";

@@ -4,7 +4,7 @@
  * defined here so the feature owns its schema.
  */
 import { z } from "zod";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 export const LogFilesConfigSchema = lazySchema(() =>
   z

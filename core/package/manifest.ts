@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { PackageError } from "../errors.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 import { compareUtf8, MAX_PATH_BYTES, pathProblem, utf8Length } from "./paths.ts";
 

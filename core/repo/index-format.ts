@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 import { UpdateError } from "../errors.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 
 /** An index is a few KiB per content type; refuse anything larger before parsing it. */

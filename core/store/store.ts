@@ -25,10 +25,10 @@ import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
-import { lazySchema } from "../lazy-schema.ts";
 import { log } from "../log.ts";
 import type { Manifest } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 import {
   CONTENT_TYPE_RE,
   checkPayloadMatchesManifest,

@@ -5,7 +5,7 @@
  * sets the cadence, it can never name a host of its own (docs/telemetry.md).
  */
 import { z } from "zod";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 const HOST = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*";
 

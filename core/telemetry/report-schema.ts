@@ -5,7 +5,7 @@
  * never sent and never accepted. docs/telemetry.md lists every field.
  */
 import { z } from "zod";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 export const REPORT_SCHEMA = "outpost.telemetry/1";
 

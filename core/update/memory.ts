@@ -9,7 +9,7 @@ import { z } from "zod";
 import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
-import { lazySchema } from "../lazy-schema.ts";
+import { lazySchema } from "../schema/lazy-schema.ts";
 
 const RollbackNoticeSchema = lazySchema(() =>
   z.object({

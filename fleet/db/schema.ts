@@ -4,8 +4,8 @@
  * the store that checks it, so fleet/db depends on nothing above it.
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
 import { PreviousEntrySchema } from "../../core/repo/index-format.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 const iso = lazySchema(() => z.iso.datetime());
 

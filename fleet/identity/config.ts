@@ -5,7 +5,7 @@
  * window and the unenrolled compatibility mode; and who may open the console.
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SHA256_HEX = lazySchema(() => z.string().regex(/^[0-9a-f]{64}$/));

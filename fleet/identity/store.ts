@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { z } from "zod";
 import { StoreError } from "../../core/errors.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const EnrollmentSchema = lazySchema(() =>
   z

@@ -14,7 +14,7 @@
  * health probe's (core/install/slots.ts).
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const SOFTWARE_FILE = "software.json";
 export const AGENT_FILE = "agent";

@@ -15,7 +15,7 @@
  * bounded: the oldest keys are forgotten first.
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { FlatEvent } from "./codec.ts";
 
 const KeySchema = lazySchema(() => z.array(z.string().min(1).max(64)).min(1).max(16));

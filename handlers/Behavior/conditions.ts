@@ -22,7 +22,7 @@
  * versa (a rule may compare either way, or call tonumber()).
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { FieldValue, FlatEvent } from "./codec.ts";
 
 /** Fields a condition may name: the ones whose tests are what most rules begin with. */

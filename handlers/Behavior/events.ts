@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { FlatEvent } from "./codec.ts";
 
 export const EVENT_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,3}$/;

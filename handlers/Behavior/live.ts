@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { productLibraries } from "../_shared/lua/exchange.ts";
 import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
 import {

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { ContentView } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const RULES_FILE = "rules.json";
 

@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type Capabilities, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { act, detect } from "./engine.ts";
 import type { CrtRule } from "./format.ts";
 import { readRules } from "./format.ts";

@@ -24,7 +24,7 @@
 import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { BYTE_MODEL_GZ_B64 } from "../_shared/matcher/byte-freq.generated.ts";
 import type { AnchorColumns } from "../_shared/matcher/matcher.ts";
 import { type CompiledSet, type SignatureFile, signatureFiles } from "./compiled.ts";

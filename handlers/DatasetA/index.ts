@@ -16,7 +16,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
 import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
 import { datasetAManifest } from "./manifest.ts";

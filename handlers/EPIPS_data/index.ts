@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
 import { epipsDataManifest } from "./manifest.ts";
 import { buildRuleSet, type RuleSet } from "./rules/compile.ts";

@@ -16,7 +16,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { EshEngine, type Finding } from "./engine.ts";
 import { eshManifest } from "./manifest.ts";
 import { type ParsedRule, parseRuleFiles, ruleFileNames } from "./rules.ts";

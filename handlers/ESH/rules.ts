@@ -22,7 +22,7 @@
  */
 import { RE2JS } from "re2js";
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const MAX_RULES = 2000;
 export const MAX_PATTERN_CHARS = 1024;

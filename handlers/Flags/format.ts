@@ -17,7 +17,7 @@
 import { z } from "zod";
 import { FLAG_NAME_RE } from "../../core/effective/flags.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const FLAGS_FILE = "flags.json";
 

@@ -9,7 +9,7 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { MAX_THUMBPRINT_LENGTH, PAYLOAD_FILE } from "./format.ts";
 import { hmpaDataManifest } from "./manifest.ts";
 import { Allowlist, invalid, validateAllowlist } from "./reader.ts";

@@ -13,7 +13,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type Band, PAYLOAD_FILE } from "./format.ts";
 import { localRepDataManifest } from "./manifest.ts";
 import { invalid, ReputationDb, validateReputation } from "./reader.ts";

@@ -11,7 +11,7 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type BuildSummary, buildModel, compileAssemblyScript } from "./build.ts";
 
 const GoldenInputs = lazySchema(() =>

@@ -21,7 +21,7 @@ import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { mlModelManifest } from "./manifest.ts";

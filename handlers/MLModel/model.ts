@@ -22,7 +22,7 @@
 import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { FUEL_EXPORT, inspect, meter, WasmFormatError } from "./wasm-module.ts";
 

@@ -10,7 +10,7 @@
  * modules the supervisor read.
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { compareVersions } from "./version.ts";
 
 export const PAYLOAD_FILE = "overrides.json";

@@ -11,7 +11,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
 import { ntpOverridesManifest } from "./manifest.ts";
 

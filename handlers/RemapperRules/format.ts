@@ -22,7 +22,7 @@ import { z } from "zod";
 import { checkPolicyKey } from "../../core/effective/allow-list.ts";
 import { DOCUMENT_NAME_RE } from "../../core/effective/bundle.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { compileXPath } from "./xpath.ts";
 
 const Scalar = lazySchema(() => z.union([z.string().max(1024), z.number(), z.boolean()]));

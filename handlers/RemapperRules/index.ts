@@ -17,7 +17,7 @@
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { ParsedRuleFile } from "./format.ts";
 import { remapperRulesManifest } from "./manifest.ts";
 

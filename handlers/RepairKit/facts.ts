@@ -10,7 +10,7 @@ import { z } from "zod";
 import type { AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 
 export const FACTS_FILE = "facts.json";
 

@@ -15,7 +15,7 @@ import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFromCaps } from "./actions.ts";

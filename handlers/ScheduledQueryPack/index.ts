@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { type Capabilities, type ContentView, defineHandler } from "../../core/handler/contract.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
 import { QueryHost } from "./host.ts";
 import { scheduledQueryPackManifest } from "./manifest.ts";

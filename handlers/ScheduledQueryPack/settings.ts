@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
 import { MAX_WALL_SECONDS } from "./manifest.ts";
 import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";

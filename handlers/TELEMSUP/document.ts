@@ -19,7 +19,7 @@
  *       `resolveTarget`, in the supervisor, which holds the config
  */
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { AllowedServer } from "../../core/telemetry/config.ts";
 
 export const TELEMSUP_FILE = "telemsup.json";

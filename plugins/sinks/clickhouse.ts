@@ -31,7 +31,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { toRow } from "./result-rows.ts";
 

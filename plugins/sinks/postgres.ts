@@ -18,7 +18,7 @@
  */
 import { SQL } from "bun";
 import { z } from "zod";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { type ResultRow, toRow } from "./result-rows.ts";
 

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Alert } from "../../core/agent/alerts.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type Destination, type DropInfo, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {

@@ -20,7 +20,7 @@ import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { nodeDgram, nodeNet } from "../../core/lazy-builtins.ts";
-import { lazySchema } from "../../core/lazy-schema.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { RelpClient } from "./relp.ts";
 import { cleanText } from "./result-rows.ts";

@@ -13,7 +13,7 @@ import { z } from "zod";
 import type { AgentConfigInput } from "../../config.ts";
 import { ConfigError } from "../../errors.ts";
 import { atomicWriteFile } from "../../fsutil.ts";
-import { lazySchema } from "../../lazy-schema.ts";
+import { lazySchema } from "../../schema/lazy-schema.ts";
 
 export const RUN_CONFIG_FILE = "run-config.json";
 

@@ -12,8 +12,8 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import type { Server } from "bun";
 import { z } from "zod";
-import { lazySchema } from "../../../core/lazy-schema.ts";
 import { log } from "../../../core/log.ts";
+import { lazySchema } from "../../../core/schema/lazy-schema.ts";
 import {
   HEADER_BYTES,
   MAX_SAMPLE_BYTES,

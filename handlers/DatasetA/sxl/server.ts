@@ -12,8 +12,8 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { z } from "zod";
 import { ConfigError } from "../../../core/errors.ts";
-import { lazySchema } from "../../../core/lazy-schema.ts";
 import { log } from "../../../core/log.ts";
+import { lazySchema } from "../../../core/schema/lazy-schema.ts";
 import {
   CLASS_IN,
   CLASSIC_UDP_MAX,

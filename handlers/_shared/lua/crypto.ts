@@ -20,7 +20,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import { nodeCrypto } from "../../../core/lazy-builtins.ts";
-import { lazySchema } from "../../../core/lazy-schema.ts";
+import { lazySchema } from "../../../core/schema/lazy-schema.ts";
 
 const MAGIC = new Uint8Array([0x4f, 0x4c, 0x55, 0x41]); // "OLUA"
 const VERSION = 1;

@@ -15,7 +15,7 @@ import { basename, join } from "node:path";
 import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import type { ContentView } from "../../../core/handler/contract.ts";
-import { lazySchema } from "../../../core/lazy-schema.ts";
+import { lazySchema } from "../../../core/schema/lazy-schema.ts";
 import { decryptRule, encryptRule, envelopeKeyId, KEY_ID_RE, type Keyring } from "./crypto.ts";
 
 export const RULES_MANIFEST = "rules.json";

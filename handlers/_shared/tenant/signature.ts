@@ -35,7 +35,7 @@ import type { SigningKeys } from "../../../core/crypto/keys.ts";
 import { deferredImport } from "../../../core/deferred-import.ts";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { Capabilities, ContentView } from "../../../core/handler/contract.ts";
-import { lazySchema } from "../../../core/lazy-schema.ts";
+import { lazySchema } from "../../../core/schema/lazy-schema.ts";
 
 // The X.509 and CMS stack (@peculiar/x509, pkijs, asn1js: ~270 modules) is needed only to check a
 // tenant signature against an installed tenant root (T4), or to make one (contentctl). An appfeed

@@ -59,7 +59,7 @@ const EAGER_ALLOWED: Record<string, string> = {
   "handlers/DatasetA/scan/routes.ts": "OpenAPI metadata is keyed by the instance",
   "handlers/ScheduledQueryPack/routes.ts": "OpenAPI metadata is keyed by the instance",
 };
-const ROOT = join(import.meta.dir, "..");
+const ROOT = join(import.meta.dir, "../..");
 const EAGER = /^(?:export )?const (\w+)(?:: [^=]+)? = z\b/gm;
 
 function sources(dir: string): string[] {
