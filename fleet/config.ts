@@ -18,7 +18,7 @@ import {
   FleetIdentitySchema,
   TenantSchema,
 } from "./identity/config.ts";
-import { TypesConfigSchema } from "./type-rules.ts";
+import { SoakMinutesSchema, TypesConfigSchema } from "./type-rules.ts";
 
 const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
@@ -33,12 +33,7 @@ export const GroupConfigSchema = lazySchema(() =>
        */
       promote: z.enum(["manual", "auto"]).default("auto"),
       /** How long the group runs a new version, healthy, before the next group may get it. */
-      soakMinutes: z
-        .number()
-        .int()
-        .min(0)
-        .max(30 * 1440)
-        .default(360),
+      soakMinutes: SoakMinutesSchema,
       description: z.string().max(200).optional(),
       /** Only agents enrolled by a vendor tenant count in this group's health (docs/rollout.md, gate G1). */
       vendorOnly: z.boolean().default(false),

@@ -22,17 +22,22 @@ import { lazySchema } from "../core/schema/lazy-schema.ts";
 // Type-only: config.ts imports this file's schema, so a value import back would be a load-order cycle.
 import type { GroupConfig } from "./config.ts";
 
+/** How long a group runs a new version, healthy, before the next group may get it (at most 30 days). */
+export const SoakMinutesSchema = lazySchema(() =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 1440)
+    .default(360),
+);
+
 const ExtraGroupSchema = lazySchema(() =>
   z
     .object({
       name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/),
       promote: z.enum(["manual", "auto"]).default("manual"),
-      soakMinutes: z
-        .number()
-        .int()
-        .min(0)
-        .max(30 * 1440)
-        .default(360),
+      soakMinutes: SoakMinutesSchema,
       description: z.string().max(200).optional(),
       /** Inserted after this group (default: first). */
       after: z.string().optional(),
