@@ -169,7 +169,7 @@ step("vendor: pack this build of the agent as AgentSoftware content");
 {
   const src = join(DEMO, "AgentSoftware");
   mkdirSync(src, { recursive: true });
-  copyFileSync("examples/AgentSoftware/software.json", join(src, "software.json"));
+  copyFileSync(join(ROOT, "examples/AgentSoftware/software.json"), join(src, "software.json"));
   copyFileSync(AGENT, join(src, "agent"));
   packages.push(packExample("AgentSoftware", src));
 }
