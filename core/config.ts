@@ -17,6 +17,7 @@ import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { MlConfigSchema } from "./ml-config.ts";
 import { lazySchema } from "./schema/lazy-schema.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
+import { SinkQueueSettingsSchema } from "./sink-queue-config.ts";
 import { SoftwareConfigSchema } from "./software-config.ts";
 import { TelemetryConfigSchema } from "./telemetry/config.ts";
 
@@ -209,12 +210,7 @@ export const AgentConfigSchema = lazySchema(() =>
                   token: z.string().min(8).max(512).optional(),
                   gzip: z.boolean().default(true),
                   timeoutSeconds: z.number().positive().max(600).default(30),
-                  queueMaxBytes: z
-                    .number()
-                    .int()
-                    .min(1024 * 1024)
-                    .default(256 * 1024 * 1024),
-                  maxBackoffSeconds: z.number().positive().max(86400).default(300),
+                  ...SinkQueueSettingsSchema.shape,
                 })
                 .strict()
                 .prefault({}),

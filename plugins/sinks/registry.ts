@@ -8,10 +8,10 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
+import type { z } from "zod";
 import type { Alert } from "../../core/agent/alerts.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { SinkQueueSettingsSchema } from "../../core/sink-queue-config.ts";
 import { type Destination, type DropInfo, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {
@@ -29,18 +29,6 @@ export function registerSinkKind<C>(k: SinkKind<C>): void {
 export function sinkKinds(): string[] {
   return [...KINDS.keys()].sort();
 }
-
-/** Queue settings every queued kind accepts beside its own keys. */
-export const QueueSettingsSchema = lazySchema(() =>
-  z.object({
-    queueMaxBytes: z
-      .number()
-      .int()
-      .min(1024 * 1024)
-      .default(256 * 1024 * 1024),
-    maxBackoffSeconds: z.number().positive().max(86400).default(300),
-  }),
-);
 
 export interface BuildContext {
   /** Each sink queues in `<queueRoot>/<kind>`. */
@@ -72,7 +60,7 @@ export function buildSinks(
         ctx.file ? { file: ctx.file } : {},
       );
     const { queueMaxBytes, maxBackoffSeconds, ...rest } = value as Record<string, unknown>;
-    const q = QueueSettingsSchema.safeParse({ queueMaxBytes, maxBackoffSeconds });
+    const q = SinkQueueSettingsSchema.safeParse({ queueMaxBytes, maxBackoffSeconds });
     const c = kind.schema.safeParse(rest);
     const issue = !q.success ? q.error.issues[0] : !c.success ? c.error.issues[0] : undefined;
     if (issue || !q.success || !c.success)
