@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { parseSmaps, processTree, pssOf } from "./proc-memory.ts";
+import { parseSmaps, processTree, pssOf, TreeCpuMeter } from "./proc-memory.ts";
 
 const SMAPS = `55d0c0000000-55d0c4000000 r-xp 00000000 fe:00 123 /opt/outpost/agent
 Rss:                4096 kB
@@ -50,3 +50,49 @@ test("this process: a tree rooted at it, and a breakdown that adds up", () => {
   expect(m.binary).toBeGreaterThan(0);
   expect(pssOf(2 ** 22 + 1)).toBeNull();
 });
+
+test("TreeCpuMeter: a child's CPU in the window, to the scheduler's count, including a thread born in it", async () => {
+  // A child that idles until told, then spins ~150 ms of CPU in a new worker thread (kept alive), then reports.
+  const child = Bun.spawn(
+    [
+      process.execPath,
+      "-e",
+      `console.log("ready");
+       process.stdin.once("data", () => {
+         const w = new Worker(URL.createObjectURL(new Blob([
+           // The interval keeps the thread alive: a worker with nothing left to do ends, and its time with it.
+           "const t = performance.now(); while (performance.now() - t < 150) {} postMessage(0); setInterval(() => {}, 1e9);",
+         ])));
+         w.onmessage = () => console.log("done");
+       });`,
+    ],
+    { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
+  );
+  try {
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the child exited");
+      out += new TextDecoder().decode(value);
+    }
+    const meter = new TreeCpuMeter(() => processTree(child.pid));
+    child.stdin.write("go\n");
+    child.stdin.flush();
+    while (!out.includes("done")) {
+      meter.sample();
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    meter.sample();
+    const { total, perPid } = meter.used();
+    // The worker thread's spin, counted though it was born after the window opened.
+    expect(total / 1e6).toBeGreaterThan(140);
+    expect(total / 1e6).toBeLessThan(2000);
+    expect(perPid.get(child.pid)).toBe(total);
+  } finally {
+    child.kill();
+    await child.exited;
+  }
+}, 20_000);
