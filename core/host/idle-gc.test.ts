@@ -110,3 +110,45 @@ test("soon(): a content switch gets its collection within quietMs even right aft
   expect(await until(() => n === 2, 5000)).toBe(true);
   gc.stop();
 });
+
+test("a busy collection is followed by an idle one once the process stays quiet (and only one)", async () => {
+  let clock = 0;
+  const idle: boolean[] = [];
+  const gc = new IdleGc(
+    20,
+    30,
+    (i) => idle.push(i),
+    () => clock,
+    10,
+  );
+  // Work right up to the deadline collection, then nothing: no touch will come to arm another.
+  gc.touch();
+  clock += 5;
+  gc.touch();
+  expect(await until(() => idle.length === 1, 5000)).toBe(true);
+  expect(idle).toEqual([false]);
+  clock += 100;
+  expect(await until(() => idle.length === 2, 5000)).toBe(true);
+  expect(idle).toEqual([false, true]);
+  // Quiet since: no further collections.
+  await Bun.sleep(150);
+  expect(idle).toEqual([false, true]);
+  gc.stop();
+});
+
+test("the follow-up of a busy collection that is busy again does not chain", async () => {
+  const idle: boolean[] = [];
+  // A clock that never moves: every collection looks busy.
+  const gc = new IdleGc(
+    20,
+    0,
+    (i) => idle.push(i),
+    () => 0,
+    10,
+  );
+  gc.touch();
+  expect(await until(() => idle.length === 2, 5000)).toBe(true);
+  await Bun.sleep(150);
+  expect(idle).toEqual([false, false]);
+  gc.stop();
+});

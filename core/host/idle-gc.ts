@@ -29,11 +29,18 @@
  * 240 MiB. (perf over 120 s of the idle supervisor: JavaScriptCore's GC
  * threads were ~17 % of its samples, the allocator's scavenger ~27 %.)
  */
-/** A full collection; after `quietMs` of nothing, also JavaScriptCore's shrink (see above). */
+import { releaseCodePages } from "../code-pages.ts";
+
+/**
+ * A full collection; after `quietMs` of nothing, also JavaScriptCore's shrink (see above) and the
+ * executable's code pages unmapped (core/code-pages.ts).
+ */
 export function collectIdle(idle: boolean): void {
   Bun.gc(true);
+  if (!idle) return;
   // Deprecated in the types (an alias may replace it), so called only where it exists.
-  if (idle) (Bun as { shrink?: () => void }).shrink?.();
+  (Bun as { shrink?: () => void }).shrink?.();
+  releaseCodePages();
 }
 
 export class IdleGc {
@@ -75,13 +82,22 @@ export class IdleGc {
     this.arm(Math.max(0, this.dueBy - now));
   }
 
-  private arm(wait: number): void {
+  private arm(wait: number, followUp = false): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.dueBy = Number.POSITIVE_INFINITY;
       this.lastAt = this.now();
       this.collections++;
-      this.collect(this.lastAt - this.lastTouch >= this.quietMs);
+      const idle = this.lastAt - this.lastTouch >= this.quietMs;
+      this.collect(idle);
+      // A collection of busy work (a deadline, or soon() amid requests) may be the process's last
+      // before it goes quiet for good, and nothing would then give it the idle one: it kept its
+      // compiled code and its executable's pages for ever (the IPS host, idle after its content
+      // load, held 29 MiB of mapped code). So one more at the floor's pace; a touch re-arms as usual.
+      if (!idle && !followUp) {
+        this.dueBy = this.lastAt + this.minIntervalMs + this.maxDelayMs;
+        this.arm(Math.max(this.quietMs, this.minIntervalMs), true);
+      }
     }, wait);
     this.timer.unref?.();
   }

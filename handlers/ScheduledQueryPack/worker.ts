@@ -19,6 +19,7 @@ import { writeSync } from "node:fs";
 import { describeError, HandlerError, isOutpostError } from "../../core/errors.ts";
 import { Channel } from "../../core/host/channel.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/host/frame.ts";
+import { IdleGc } from "../../core/host/idle-gc.ts";
 import { dup2Fd, dupFd } from "../../core/host/landlock.ts";
 import { writeStderr } from "../../core/stdio.ts";
 import {
@@ -88,6 +89,9 @@ export async function runWorker(): Promise<void> {
     }
   };
 
+  // Collected and its executable's pages given back once quiet, like a host (core/host/idle-gc.ts): a
+  // worker kept by queries every few seconds lives on, and kept the 30+ MiB of code its start mapped.
+  const idleGc = new IdleGc();
   const channel = new Channel({
     send: (frame) => {
       let off = 0;
@@ -96,6 +100,7 @@ export async function runWorker(): Promise<void> {
     maxInbound: WORKER_MAX_MESSAGE_BYTES,
     maxOutbound: WORKER_MAX_MESSAGE_BYTES,
     onRequest: (method, args) => {
+      idleGc.touch();
       const run = chain.then(() =>
         handle(method, args).catch((e) => {
           // Engine errors (SQLite's, a table's) reach the caller with the code describeError gives them.
