@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -318,6 +319,22 @@ describe("open() recovery", () => {
     expect(versionDirs()).toEqual([r1.dir, r2.dir].map((d) => d.replace("versions/", "")).sort());
     expect(reopened.installed(TYPE)).toEqual(r2);
     expect(reopened.lkg(TYPE)).toEqual(r1);
+  });
+
+  test("a clean start leaves the empty staging directory as it is; a file where it belongs is replaced", () => {
+    const store = newStore();
+    install(store, v1);
+    const before = statSync(typeDir("staging"));
+    const typeDirBefore = statSync(typeDir("."));
+    newStore();
+    // Same directory, and the type directory unchanged: no remove, no mkdir, no directory fsync.
+    expect(statSync(typeDir("staging")).ino).toBe(before.ino);
+    expect(statSync(typeDir(".")).mtimeMs).toBe(typeDirBefore.mtimeMs);
+    rmSync(typeDir("staging"), { recursive: true });
+    writeFileSync(typeDir("staging"), "not a directory");
+    newStore();
+    expect(statSync(typeDir("staging")).isDirectory()).toBe(true);
+    expect(readdirSync(typeDir("staging"))).toEqual([]);
   });
 
   test("an empty state directory opens to nothing installed", () => {

@@ -20,7 +20,7 @@
  * After any prefix of the store's syscalls, `open()` + `installed()` yields
  * exactly the old or the new version with every file intact.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { describeError, StoreError } from "../errors.ts";
@@ -138,7 +138,10 @@ export class ContentStore {
     this.pending.clear();
     for (const type of this.types()) {
       const typeDir = this.typeDir(type);
-      removeTree(join(typeDir, "staging"));
+      const staging = join(typeDir, "staging");
+      // An empty staging directory (every clean start) stays: removing and recreating it cost a
+      // directory fsync per content type on each start, every one-shot command's included.
+      if (holdsLeftovers(staging)) removeTree(staging);
       this.ensureTypeDirs(type);
       const versions = join(typeDir, "versions");
       for (const name of readdirSync(versions)) {
@@ -518,4 +521,18 @@ export function versionPath(store: ContentStore, ref: Pick<InstalledRecord, "typ
   if (!p.startsWith(store.root + sep))
     throw new StoreError("STORE_BAD_PATH", `version path escapes store: ${ref.dir}`);
   return p;
+}
+
+/**
+ * Whether a type's staging directory holds anything an interrupted install left: entries, or
+ * something other than a directory where it belongs (a file, a link). Absent: nothing to clear.
+ */
+function holdsLeftovers(staging: string): boolean {
+  let isDir: boolean;
+  try {
+    isDir = lstatSync(staging).isDirectory();
+  } catch {
+    return false;
+  }
+  return !isDir || readdirSync(staging).length > 0;
 }
