@@ -25,9 +25,9 @@
  * read from memory (getauxval's AT_PHDR), not from /proc: a sandboxed host
  * that is not dumpable may not open /proc/self.
  *
- * Called from `collectIdle` (core/host/idle-gc.ts) when a host has been
- * quiet. Anything that fails (no libc, unexpected headers) leaves the
- * mappings as they are.
+ * Called from `collectIdle` (core/host/idle-gc.ts) when a process has been
+ * quiet: a host, the supervisor, the query worker. Anything that fails (no
+ * libc, unexpected headers) leaves the mappings as they are.
  */
 import { FFIType, toArrayBuffer } from "bun:ffi";
 import { lazyLibc } from "./libc-ffi.ts";

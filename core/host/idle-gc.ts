@@ -93,7 +93,8 @@ export class IdleGc {
       // A collection of busy work (a deadline, or soon() amid requests) may be the process's last
       // before it goes quiet for good, and nothing would then give it the idle one: it kept its
       // compiled code and its executable's pages for ever (the IPS host, idle after its content
-      // load, held 29 MiB of mapped code). So one more at the floor's pace; a touch re-arms as usual.
+      // load, kept 41 MiB of the executable mapped). So one more at the floor's pace; a touch re-arms
+      // as usual.
       if (!idle && !followUp) {
         this.dueBy = this.lastAt + this.minIntervalMs + this.maxDelayMs;
         this.arm(Math.max(this.quietMs, this.minIntervalMs), true);
