@@ -15,8 +15,9 @@
  *
  *   bun bench/wakeups.ts [--seconds 20] [--jobs 6] [--json]
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { threadCpuNanos } from "./proc-memory.ts";
 
 const { values } = parseArgs({
   options: {
@@ -40,11 +41,7 @@ if (values.child) {
   }
   process.stdout.write("ready\n");
 } else {
-  const runNs = (pid: number) =>
-    readdirSync(`/proc/${pid}/task`).reduce(
-      (n, tid) => n + Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]),
-      0,
-    );
+  const runNs = (pid: number) => [...threadCpuNanos(pid).values()].reduce((n, ns) => n + ns, 0);
   const modes = ["timers", "ticker"] as const;
   const kids = modes.map((m) =>
     Bun.spawn([process.execPath, import.meta.path, "--child", m, "--jobs", String(JOBS)], {
