@@ -1,4 +1,4 @@
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { IdleGc } from "./idle-gc.ts";
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
@@ -9,7 +9,7 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 
 test("one collection after the work stops, none while it goes on, none when idle", async () => {
   let n = 0;
-  const gc = new IdleGc(40, 0, () => n++);
+  const gc = new IdleGc({ quietMs: 40, minIntervalMs: 0, collect: () => n++ });
   for (let i = 0; i < 5; i++) gc.touch();
   expect(n).toBe(0);
   expect(await until(() => n === 1, 5000)).toBe(true);
@@ -22,12 +22,12 @@ test("one collection after the work stops, none while it goes on, none when idle
 test("bursts closer than minIntervalMs share one collection", async () => {
   let n = 0;
   let clock = 0;
-  const gc = new IdleGc(
-    10,
-    60_000,
-    () => n++,
-    () => clock,
-  );
+  const gc = new IdleGc({
+    quietMs: 10,
+    minIntervalMs: 60_000,
+    collect: () => n++,
+    now: () => clock,
+  });
   gc.touch();
   expect(await until(() => n === 1, 5000)).toBe(true);
   clock += 1000;
@@ -42,16 +42,16 @@ test("work that never pauses still gets its collection, maxDelayMs after the tou
   let n = 0;
   let clock = 0;
   const idle: boolean[] = [];
-  const gc = new IdleGc(
-    1000,
-    0,
-    (i) => {
+  const gc = new IdleGc({
+    quietMs: 1000,
+    minIntervalMs: 0,
+    collect: (i) => {
       n++;
       idle.push(i);
     },
-    () => clock,
-    50,
-  );
+    now: () => clock,
+    maxDelayMs: 50,
+  });
   // A touch every 10 ms of fake time: never quiet for 1 s, so only the deadline can fire.
   const started = Date.now();
   while (n === 0 && Date.now() - started < 5000) {
@@ -70,12 +70,12 @@ test("work that never pauses still gets its collection, maxDelayMs after the tou
 test("a collection after quietMs of nothing is an idle one (it may shrink); a touch just before is not", async () => {
   let clock = 0;
   const idle: boolean[] = [];
-  const gc = new IdleGc(
-    20,
-    0,
-    (i) => idle.push(i),
-    () => clock,
-  );
+  const gc = new IdleGc({
+    quietMs: 20,
+    minIntervalMs: 0,
+    collect: (i) => idle.push(i),
+    now: () => clock,
+  });
   gc.touch();
   clock += 20;
   expect(await until(() => idle.length === 1, 5000)).toBe(true);
@@ -91,12 +91,12 @@ test("a collection after quietMs of nothing is an idle one (it may shrink); a to
 test("soon(): a content switch gets its collection within quietMs even right after the last one", async () => {
   let n = 0;
   let clock = 0;
-  const gc = new IdleGc(
-    20,
-    60_000,
-    () => n++,
-    () => clock,
-  );
+  const gc = new IdleGc({
+    quietMs: 20,
+    minIntervalMs: 60_000,
+    collect: () => n++,
+    now: () => clock,
+  });
   gc.touch();
   expect(await until(() => n === 1, 5000)).toBe(true);
   clock += 1000;
@@ -114,13 +114,13 @@ test("soon(): a content switch gets its collection within quietMs even right aft
 test("a busy collection is followed by an idle one once the process stays quiet (and only one)", async () => {
   let clock = 0;
   const idle: boolean[] = [];
-  const gc = new IdleGc(
-    20,
-    30,
-    (i) => idle.push(i),
-    () => clock,
-    10,
-  );
+  const gc = new IdleGc({
+    quietMs: 20,
+    minIntervalMs: 30,
+    collect: (i) => idle.push(i),
+    now: () => clock,
+    maxDelayMs: 10,
+  });
   // Work right up to the deadline collection, then nothing: no touch will come to arm another.
   gc.touch();
   clock += 5;
@@ -139,16 +139,146 @@ test("a busy collection is followed by an idle one once the process stays quiet 
 test("the follow-up of a busy collection that is busy again does not chain", async () => {
   const idle: boolean[] = [];
   // A clock that never moves: every collection looks busy.
-  const gc = new IdleGc(
-    20,
-    0,
-    (i) => idle.push(i),
-    () => 0,
-    10,
-  );
+  const gc = new IdleGc({
+    quietMs: 20,
+    minIntervalMs: 0,
+    collect: (i) => idle.push(i),
+    now: () => 0,
+    maxDelayMs: 10,
+  });
   gc.touch();
   expect(await until(() => idle.length === 2, 5000)).toBe(true);
   await Bun.sleep(150);
   expect(idle).toEqual([false, false]);
   gc.stop();
+});
+
+describe("the floor grows while traffic stays light, and snaps back on work", () => {
+  /** A fake clock and an IdleGc on it whose collections are counted; `round` runs one light round. */
+  function lightGc() {
+    const c = { clock: 0, idle: [] as boolean[], releases: 0 };
+    const gc = new IdleGc({
+      quietMs: 10,
+      minIntervalMs: 40,
+      maxIntervalMs: 160,
+      lightTouches: 1,
+      collect: (i) => c.idle.push(i),
+      release: () => c.releases++,
+      now: () => c.clock,
+    });
+    /** One touch once the floor has run out, then quiet: the collection it arms. */
+    const round = async () => {
+      const before = c.idle.length;
+      c.clock += gc.intervalMs;
+      gc.touch();
+      c.clock += 10;
+      expect(await until(() => c.idle.length === before + 1, 5000)).toBe(true);
+    };
+    return { c, gc, round };
+  }
+
+  test("one touch per floor between idle collections doubles it, up to maxIntervalMs", async () => {
+    const { c, gc, round } = lightGc();
+    await round();
+    // The first collection has no window before it to judge: the floor stays.
+    expect(gc.intervalMs).toBe(40);
+    const floors: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      await round();
+      floors.push(gc.intervalMs);
+    }
+    expect(floors).toEqual([80, 160, 160, 160]);
+    expect(c.idle.every((i) => i)).toBe(true);
+    gc.stop();
+  });
+
+  test("a burst of touches brings the short floor back at once, not after the long one", async () => {
+    const { c, gc, round } = lightGc();
+    await round();
+    await round();
+    await round();
+    expect(gc.intervalMs).toBe(160);
+    const n = c.idle.length;
+    const lastAt = c.clock;
+    // Three touches within the first 40 ms of a 160 ms floor: more than one per minIntervalMs.
+    for (let i = 0; i < 3; i++) gc.touch();
+    expect(gc.intervalMs).toBe(40);
+    // The collection now comes at lastAt + 40, not lastAt + 160.
+    c.clock = lastAt + 40 + 10;
+    gc.touch();
+    c.clock += 10;
+    expect(await until(() => c.idle.length === n + 1, 5000)).toBe(true);
+    expect(c.clock).toBeLessThan(lastAt + 160);
+    // And the window it closes was busy: the floor stays short.
+    expect(gc.intervalMs).toBe(40);
+    gc.stop();
+  });
+
+  test("while the floor is stretched, a quiet spell still gives the code pages back, without a collection", async () => {
+    const { c, gc, round } = lightGc();
+    await round();
+    // Under the short floor the collection itself comes soon: no separate release.
+    expect(c.releases).toBe(0);
+    await round();
+    expect(gc.intervalMs).toBe(80);
+    const n = c.idle.length;
+    // A touch 5 ms into an 80 ms floor, then quiet: the pages go after quietMs, the collection waits.
+    c.clock += 5;
+    gc.touch();
+    c.clock += 10;
+    expect(await until(() => c.releases === 1, 5000)).toBe(true);
+    expect(c.idle.length).toBe(n);
+    // One release per quiet spell: nothing more while nothing happens.
+    await Bun.sleep(50);
+    expect(c.releases).toBe(1);
+    gc.stop();
+  });
+
+  test("soon() (a content switch dropped its payload) resets the floor", async () => {
+    const { c, gc, round } = lightGc();
+    await round();
+    await round();
+    expect(gc.intervalMs).toBe(80);
+    const n = c.idle.length;
+    c.clock += 5;
+    gc.soon();
+    expect(gc.intervalMs).toBe(40);
+    c.clock += 10;
+    expect(await until(() => c.idle.length === n + 1, 5000)).toBe(true);
+    expect(gc.intervalMs).toBe(40);
+    gc.stop();
+  });
+
+  test("a deadline collection of busy work resets it", async () => {
+    const c = { clock: 0, idle: [] as boolean[] };
+    const gc = new IdleGc({
+      quietMs: 1000,
+      minIntervalMs: 40,
+      maxIntervalMs: 160,
+      lightTouches: 1000,
+      maxDelayMs: 20,
+      collect: (i) => c.idle.push(i),
+      now: () => c.clock,
+    });
+    // Two idle collections of light traffic: the floor doubles once.
+    for (let i = 0; i < 2; i++) {
+      const n = c.idle.length;
+      c.clock += gc.intervalMs;
+      gc.touch();
+      c.clock += 1000;
+      expect(await until(() => c.idle.length === n + 1, 5000)).toBe(true);
+    }
+    expect(gc.intervalMs).toBe(80);
+    // Then work that never pauses for quietMs: only the deadline fires, and the floor is short again.
+    const n = c.idle.length;
+    const started = Date.now();
+    while (c.idle.length === n && Date.now() - started < 5000) {
+      gc.touch();
+      c.clock += 10;
+      await Bun.sleep(2);
+    }
+    expect(c.idle.at(-1)).toBe(false);
+    expect(gc.intervalMs).toBe(40);
+    gc.stop();
+  });
 });

@@ -28,6 +28,19 @@
  * process took idle CPU from 58 to 44 ticks per 120 s, and PSS from 216 to
  * 240 MiB. (perf over 120 s of the idle supervisor: JavaScriptCore's GC
  * threads were ~17 % of its samples, the allocator's scavenger ~27 %.)
+ *
+ * A fixed floor is wrong for housekeeping, though. An otherwise idle host
+ * gets a safety-net poll every 30 s (ESH's `sources`, Behavior's feed
+ * refresh): each one armed a full collection, a shrink that threw the JIT
+ * code away and code pages faulted back in on the next poll — the shared
+ * host spent two thirds of its idle CPU collecting the garbage of one small
+ * request. So the floor doubles after each idle collection whose window held
+ * light traffic (≤ `lightTouches` per minIntervalMs), up to `maxIntervalMs`,
+ * and real work — more touches, soon(), a deadline collection — brings it
+ * back at once. While it is stretched, a quiet spell still gives the code
+ * pages back (`release`, no collection), so PSS stays where it was. Demo
+ * agent, both builds side by side, three 120 s windows: shared host 42 →
+ * 8–16 ms, whole tree 438/491/453 → 432/467/413 ms, PSS the same.
  */
 import { releaseCodePages } from "../code-pages.ts";
 
@@ -43,6 +56,27 @@ export function collectIdle(idle: boolean): void {
   releaseCodePages();
 }
 
+export interface IdleGcOptions {
+  /** Nothing for this long: collect (and the collection is an idle one). */
+  quietMs?: number;
+  /** The shortest time between two collections (the floor). */
+  minIntervalMs?: number;
+  /** Where light traffic lets the floor grow to (see `lightTouches`). */
+  maxIntervalMs?: number;
+  /**
+   * Touches per `minIntervalMs`, on average since the last collection, that still count as light
+   * traffic: housekeeping, not work.
+   */
+  lightTouches?: number;
+  /** Work keeps coming: collect anyway this long after the touch that armed the collection. */
+  maxDelayMs?: number;
+  /** `idle`: nothing touched the process for quietMs (not a deadline collection of busy work). */
+  collect?: (idle: boolean) => void;
+  /** What a quiet spell gets while a stretched floor puts the collection off (see touch()). */
+  release?: () => void;
+  now?: () => number;
+}
+
 export class IdleGc {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastAt = Number.NEGATIVE_INFINITY;
@@ -50,25 +84,74 @@ export class IdleGc {
   private lastTouch = Number.NEGATIVE_INFINITY;
   /** When the pending collection must happen at the latest (work or no work). */
   private dueBy = Number.POSITIVE_INFINITY;
+  /** Touches since the last collection. */
+  private touches = 0;
+  /** soon() since the last collection: real garbage, whatever the touch count says. */
+  private dropped = false;
+  /** The floor now: minIntervalMs, doubled by each idle collection of light traffic. */
+  private floorMs: number;
+  private readonly quietMs: number;
+  private readonly minIntervalMs: number;
+  private readonly maxIntervalMs: number;
+  private readonly lightTouches: number;
+  private readonly maxDelayMs: number;
+  private readonly collect: (idle: boolean) => void;
+  private readonly release: () => void;
+  private releaseTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly now: () => number;
   collections = 0;
+  releases = 0;
 
-  constructor(
-    private readonly quietMs = 2000,
-    private readonly minIntervalMs = 30_000,
-    /** `idle`: nothing touched the process for quietMs (not a deadline collection of busy work). */
-    private readonly collect: (idle: boolean) => void = collectIdle,
-    private readonly now: () => number = Date.now,
-    private readonly maxDelayMs = 30_000,
-  ) {}
+  constructor(o: IdleGcOptions = {}) {
+    this.quietMs = o.quietMs ?? 2000;
+    this.minIntervalMs = o.minIntervalMs ?? 30_000;
+    this.maxIntervalMs = Math.max(this.minIntervalMs, o.maxIntervalMs ?? 240_000);
+    this.lightTouches = o.lightTouches ?? 2;
+    this.maxDelayMs = o.maxDelayMs ?? 30_000;
+    this.collect = o.collect ?? collectIdle;
+    this.release = o.release ?? releaseCodePages;
+    this.now = o.now ?? Date.now;
+    this.floorMs = this.minIntervalMs;
+  }
+
+  /** The current floor between collections (ms): for tests and `agent status`-like reports. */
+  get intervalMs(): number {
+    return this.floorMs;
+  }
 
   /** Work happened: (re)arm the one collection after the process goes quiet, or by its deadline. */
   touch(): void {
     const now = this.now();
     this.lastTouch = now;
+    this.touches++;
+    // Real work after a stretch of housekeeping: back to the short floor at once, not after the
+    // long one has run out.
+    if (this.floorMs > this.minIntervalMs && !this.light(now)) {
+      this.floorMs = this.minIntervalMs;
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+    }
     if (this.timer) clearTimeout(this.timer);
-    else this.dueBy = Math.max(now, this.lastAt + this.minIntervalMs) + this.maxDelayMs;
-    const quiet = Math.max(this.quietMs, this.lastAt + this.minIntervalMs - now);
-    this.arm(Math.max(0, Math.min(quiet, this.dueBy - now)));
+    else this.dueBy = Math.max(now, this.lastAt + this.floorMs) + this.maxDelayMs;
+    const quiet = Math.max(this.quietMs, this.lastAt + this.floorMs - now);
+    const wait = Math.max(0, Math.min(quiet, this.dueBy - now));
+    this.arm(wait);
+    // A stretched floor may put the collection minutes off. The code pages this touch's work faulted
+    // in cost nothing to give back (the collection is what costs): so they go once the process has
+    // been quiet for quietMs, as they would with the collection under the short floor.
+    if (this.releaseTimer) clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    if (this.floorMs > this.minIntervalMs && wait > this.quietMs) {
+      this.releaseTimer = setTimeout(() => {
+        this.releaseTimer = undefined;
+        if (this.now() - this.lastTouch < this.quietMs) return;
+        this.releases++;
+        this.release();
+      }, this.quietMs);
+      this.releaseTimer.unref?.();
+    }
   }
 
   /**
@@ -77,18 +160,37 @@ export class IdleGc {
    */
   soon(): void {
     const now = this.now();
+    this.floorMs = this.minIntervalMs;
+    this.dropped = true;
     this.dueBy = Math.min(this.dueBy, now + this.quietMs);
     if (this.timer) clearTimeout(this.timer);
     this.arm(Math.max(0, this.dueBy - now));
   }
 
+  /** At most `lightTouches` touches per minIntervalMs, on average, since the last collection. */
+  private light(now: number): boolean {
+    const windows = Number.isFinite(this.lastAt) ? Math.max(1, (now - this.lastAt) / this.minIntervalMs) : 1;
+    return this.touches <= this.lightTouches * windows;
+  }
+
   private arm(wait: number, followUp = false): void {
     this.timer = setTimeout(() => {
+      const now = this.now();
+      const idle = now - this.lastTouch >= this.quietMs;
+      // Light traffic between two idle collections (a status refresh, a safety-net poll) leaves
+      // little garbage, yet each collection costs a full mark of the heap, the shrink's re-JIT and
+      // the code pages faulted back in: so the floor doubles while traffic stays light. Anything
+      // more — a deadline collection of busy work, soon(), more touches — resets it.
+      this.floorMs =
+        idle && !followUp && !this.dropped && this.light(now) && Number.isFinite(this.lastAt)
+          ? Math.min(this.floorMs * 2, this.maxIntervalMs)
+          : this.minIntervalMs;
       this.timer = undefined;
       this.dueBy = Number.POSITIVE_INFINITY;
-      this.lastAt = this.now();
+      this.lastAt = now;
+      this.touches = 0;
+      this.dropped = false;
       this.collections++;
-      const idle = this.lastAt - this.lastTouch >= this.quietMs;
       this.collect(idle);
       // A collection of busy work (a deadline, or soon() amid requests) may be the process's last
       // before it goes quiet for good, and nothing would then give it the idle one: it kept its
@@ -96,8 +198,8 @@ export class IdleGc {
       // load, kept 41 MiB of the executable mapped). So one more at the floor's pace; a touch re-arms
       // as usual.
       if (!idle && !followUp) {
-        this.dueBy = this.lastAt + this.minIntervalMs + this.maxDelayMs;
-        this.arm(Math.max(this.quietMs, this.minIntervalMs), true);
+        this.dueBy = this.lastAt + this.floorMs + this.maxDelayMs;
+        this.arm(Math.max(this.quietMs, this.floorMs), true);
       }
     }, wait);
     this.timer.unref?.();
@@ -105,6 +207,8 @@ export class IdleGc {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.releaseTimer) clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
     this.timer = undefined;
     this.dueBy = Number.POSITIVE_INFINITY;
   }

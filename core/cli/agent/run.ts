@@ -112,9 +112,11 @@ export default defineCommand({
     // work (update cycles, detections, API calls) left ~7 MiB of PSS behind. Like the hosts
     // (core/host/idle-gc.ts): one full collection once start-up is quiet, then one after each
     // stretch of activity the event stream shows, at most every 30 s.
-    const gc = new IdleGc(undefined, undefined, (idle) => {
-      collectIdle(idle);
-      idleCollections.inc();
+    const gc = new IdleGc({
+      collect: (idle) => {
+        collectIdle(idle);
+        idleCollections.inc();
+      },
     });
     gc.soon();
     const stopGc = agent.events.subscribe(() => gc.touch());
