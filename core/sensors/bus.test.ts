@@ -57,4 +57,50 @@ describe("sensor bus", () => {
     await bus.drained();
     expect(got.map((e) => e.pid)).toEqual([2]);
   });
+  test("lingerMs: events published apart within the linger share one delivery; a full batch does not wait", async () => {
+    const bus = new SensorBus();
+    const got: { at: number; pids: number[] }[] = [];
+    bus.subscribe({
+      name: "l",
+      types: ["*"],
+      deliver: (b) => void got.push({ at: performance.now(), pids: b.map((e) => e.pid as number) }),
+      batchMax: 4,
+      lingerMs: 200,
+    });
+    const start = performance.now();
+    // Three publishes on separate event-loop turns: without the linger, three deliveries.
+    bus.publish([ev("a", 1)]);
+    await Bun.sleep(1);
+    bus.publish([ev("a", 2)]);
+    await Bun.sleep(1);
+    bus.publish([ev("a", 3)]);
+    expect(await bus.drained()).toBe(true);
+    expect(got.map((g) => g.pids)).toEqual([[1, 2, 3]]);
+    expect(got[0]!.at - start).toBeGreaterThanOrEqual(190);
+    // Four at once fill the batch: delivered on the next turn, not after 200 ms.
+    const t0 = performance.now();
+    bus.publish([ev("a", 4), ev("a", 5), ev("a", 6), ev("a", 7)]);
+    expect(await bus.drained()).toBe(true);
+    expect(got.at(-1)!.pids).toEqual([4, 5, 6, 7]);
+    expect(got.at(-1)!.at - t0).toBeLessThan(150);
+  });
+
+  test("lingerMs: a batch that fills while its linger runs goes at once", async () => {
+    const bus = new SensorBus();
+    const got: number[][] = [];
+    bus.subscribe({
+      name: "l",
+      types: ["*"],
+      deliver: (b) => void got.push(b.map((e) => e.pid as number)),
+      batchMax: 3,
+      lingerMs: 10_000,
+    });
+    const t0 = performance.now();
+    bus.publish([ev("a", 1)]);
+    await Bun.sleep(1);
+    bus.publish([ev("a", 2), ev("a", 3)]);
+    expect(await bus.drained(5000)).toBe(true);
+    expect(got).toEqual([[1, 2, 3]]);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
 });

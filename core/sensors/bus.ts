@@ -21,6 +21,12 @@ export interface Consumer {
   maxQueue?: number;
   /** Events per delivery at most (default 512). */
   batchMax?: number;
+  /**
+   * How long the first queued event may wait for others to share its delivery (default 0: the next
+   * turn of the event loop). A full batch goes at once. For a consumer behind an IPC call, where a
+   * delivery costs far more than an event: a shell script's burst of processes is one call, not ten.
+   */
+  lingerMs?: number;
 }
 
 export interface ConsumerStats {
@@ -46,6 +52,8 @@ class Subscription {
   queue: SensorEvent[] = [];
   inFlight = false;
   scheduled = false;
+  /** The linger timer of a scheduled delivery (lingerMs > 0). */
+  timer: ReturnType<typeof setTimeout> | undefined;
   types: Set<string>;
   readonly stats: ConsumerStats;
 
@@ -68,8 +76,12 @@ export class SensorBus {
   private lastRate = 0;
 
   subscribe(c: Consumer): () => void {
-    this.subs.set(c.name, new Subscription(c));
-    return () => this.subs.delete(c.name);
+    const s = new Subscription(c);
+    this.subs.set(c.name, s);
+    return () => {
+      if (s.timer !== undefined) clearTimeout(s.timer);
+      this.subs.delete(c.name);
+    };
   }
 
   setTypes(name: string, types: string[]): void {
@@ -118,14 +130,27 @@ export class SensorBus {
     this.windowCount += n;
   }
 
-  /** Batches what one tick published into one delivery. */
+  /** Batches what one tick (or the consumer's linger) published into one delivery. */
   private schedule(s: Subscription): void {
-    if (s.scheduled || s.inFlight || s.queue.length === 0) return;
+    if (s.inFlight || s.queue.length === 0) return;
+    const linger = s.c.lingerMs ?? 0;
+    const full = s.queue.length >= (s.c.batchMax ?? 512);
+    if (s.scheduled) {
+      // A full batch does not wait out the linger.
+      if (!full || s.timer === undefined) return;
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    }
     s.scheduled = true;
-    setImmediate(() => {
+    const run = () => {
       s.scheduled = false;
+      s.timer = undefined;
       void this.flush(s);
-    });
+    };
+    if (linger > 0 && !full) {
+      s.timer = setTimeout(run, linger);
+      s.timer.unref?.();
+    } else setImmediate(run);
   }
 
   private async flush(s: Subscription): Promise<void> {
