@@ -100,7 +100,6 @@ export class IdleGc {
   private releaseTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly now: () => number;
   collections = 0;
-  releases = 0;
 
   constructor(o: IdleGcOptions = {}) {
     this.quietMs = o.quietMs ?? 2000;
@@ -114,7 +113,7 @@ export class IdleGc {
     this.floorMs = this.minIntervalMs;
   }
 
-  /** The current floor between collections (ms): for tests and `agent status`-like reports. */
+  /** The current floor between collections (ms). */
   get intervalMs(): number {
     return this.floorMs;
   }
@@ -147,7 +146,6 @@ export class IdleGc {
       this.releaseTimer = setTimeout(() => {
         this.releaseTimer = undefined;
         if (this.now() - this.lastTouch < this.quietMs) return;
-        this.releases++;
         this.release();
       }, this.quietMs);
       this.releaseTimer.unref?.();
