@@ -19,6 +19,26 @@ test("one collection after the work stops, none while it goes on, none when idle
   gc.stop();
 });
 
+test("touches spread over time keep putting the collection off until quietMs after the last", async () => {
+  let clock = 0;
+  const at: number[] = [];
+  const gc = new IdleGc({ quietMs: 40, minIntervalMs: 0, collect: () => at.push(clock), now: () => clock });
+  // A touch every 10 ms of fake time while real timers fire: each one that fires mid-stream finds a
+  // later touch and must wait again (the clock never shows 40 ms of quiet until the touches stop).
+  for (let i = 0; i < 20; i++) {
+    gc.touch();
+    clock += 10;
+    await Bun.sleep(10);
+  }
+  expect(at).toEqual([]);
+  const last = clock - 10;
+  clock = last + 40;
+  expect(await until(() => at.length === 1, 5000)).toBe(true);
+  expect(at[0]).toBe(last + 40);
+  expect(gc.collections).toBe(1);
+  gc.stop();
+});
+
 test("bursts closer than minIntervalMs share one collection", async () => {
   let n = 0;
   let clock = 0;

@@ -86,8 +86,12 @@ export class IdleGc {
   private dueBy = Number.POSITIVE_INFINITY;
   /** Touches since the last collection. */
   private touches = 0;
+  /** Touches ever: a timer set before the latest touch re-reads the clock when it fires. */
+  private touchSeq = 0;
   /** soon() since the last collection: real garbage, whatever the touch count says. */
   private dropped = false;
+  /** The pending collection is the one that follows a busy collection (see arm()). */
+  private followUp = false;
   /** The floor now: minIntervalMs, doubled by each idle collection of light traffic. */
   private floorMs: number;
   private readonly quietMs: number;
@@ -118,38 +122,55 @@ export class IdleGc {
     return this.floorMs;
   }
 
-  /** Work happened: (re)arm the one collection after the process goes quiet, or by its deadline. */
+  /**
+   * Work happened: the one collection waits for the process to go quiet, or for its deadline.
+   * Called per event on busy paths (every sensor batch, every host request), so it moves no timer:
+   * a timer that fires after a later touch looks at the clock again and waits out the rest (a
+   * clearTimeout + setTimeout per touch was 5 % of a busy supervisor's main thread).
+   */
   touch(): void {
     const now = this.now();
     this.lastTouch = now;
     this.touches++;
+    this.touchSeq++;
+    this.followUp = false;
     // Real work after a stretch of housekeeping: back to the short floor at once, not after the
     // long one has run out.
     if (this.floorMs > this.minIntervalMs && !this.light(now)) {
       this.floorMs = this.minIntervalMs;
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-      }
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
     }
-    if (this.timer) clearTimeout(this.timer);
-    else this.dueBy = Math.max(now, this.lastAt + this.floorMs) + this.maxDelayMs;
-    const quiet = Math.max(this.quietMs, this.lastAt + this.floorMs - now);
-    const wait = Math.max(0, Math.min(quiet, this.dueBy - now));
-    this.arm(wait);
+    if (!this.timer) {
+      this.dueBy = Math.max(now, this.lastAt + this.floorMs) + this.maxDelayMs;
+      this.arm(this.waitFrom(now));
+    }
     // A stretched floor may put the collection minutes off. The code pages this touch's work faulted
     // in cost nothing to give back (the collection is what costs): so they go once the process has
     // been quiet for quietMs, as they would with the collection under the short floor.
-    if (this.releaseTimer) clearTimeout(this.releaseTimer);
-    this.releaseTimer = undefined;
-    if (this.floorMs > this.minIntervalMs && wait > this.quietMs) {
-      this.releaseTimer = setTimeout(() => {
-        this.releaseTimer = undefined;
-        if (this.now() - this.lastTouch < this.quietMs) return;
-        this.release();
-      }, this.quietMs);
-      this.releaseTimer.unref?.();
+    if (!this.releaseTimer && this.floorMs > this.minIntervalMs && this.waitFrom(now) > this.quietMs) {
+      this.armRelease(this.quietMs);
     }
+  }
+
+  /** How long from `now` until the collection is due: quiet for quietMs and past the floor, or the deadline. */
+  private waitFrom(now: number): number {
+    const at = Math.min(Math.max(this.lastTouch + this.quietMs, this.lastAt + this.floorMs), this.dueBy);
+    return Math.max(0, at - now);
+  }
+
+  private armRelease(wait: number): void {
+    const seq = this.touchSeq;
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = undefined;
+      const now = this.now();
+      // Touched since: the quiet spell starts again from that touch.
+      const left = this.lastTouch + this.quietMs - now;
+      if (this.touchSeq !== seq && left > 0) return this.armRelease(left);
+      if (now - this.lastTouch < this.quietMs) return;
+      this.release();
+    }, wait);
+    this.releaseTimer.unref?.();
   }
 
   /**
@@ -162,7 +183,7 @@ export class IdleGc {
     this.dropped = true;
     this.dueBy = Math.min(this.dueBy, now + this.quietMs);
     if (this.timer) clearTimeout(this.timer);
-    this.arm(Math.max(0, this.dueBy - now));
+    this.arm(Math.max(0, this.dueBy - now), true);
   }
 
   /** At most `lightTouches` touches per minIntervalMs, on average, since the last collection. */
@@ -171,9 +192,17 @@ export class IdleGc {
     return this.touches <= this.lightTouches * windows;
   }
 
-  private arm(wait: number, followUp = false): void {
+  /** `exact`: fire at `wait` whatever touches come meanwhile (soon(), a follow-up). */
+  private arm(wait: number, exact = false): void {
+    const seq = this.touchSeq;
     this.timer = setTimeout(() => {
       const now = this.now();
+      // Touched since this timer was set: the collection waits for quiet after that touch.
+      if (!exact && this.touchSeq !== seq) {
+        const left = this.waitFrom(now);
+        if (left > 0) return this.arm(left);
+      }
+      const followUp = this.followUp;
       const idle = now - this.lastTouch >= this.quietMs;
       // Light traffic between two idle collections (a status refresh, a safety-net poll) leaves
       // little garbage, yet each collection costs a full mark of the heap, the shrink's re-JIT and
@@ -195,9 +224,11 @@ export class IdleGc {
       // compiled code and its executable's pages for ever (the IPS host, idle after its content
       // load, kept 41 MiB of the executable mapped). So one more at the floor's pace; a touch re-arms
       // as usual.
+      this.followUp = false;
       if (!idle && !followUp) {
         this.dueBy = this.lastAt + this.floorMs + this.maxDelayMs;
-        this.arm(Math.max(this.quietMs, this.floorMs), true);
+        this.followUp = true;
+        this.arm(Math.max(this.quietMs, this.floorMs));
       }
     }, wait);
     this.timer.unref?.();
