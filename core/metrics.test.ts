@@ -40,3 +40,15 @@ test("bound series count into the same samples as labelled calls", () => {
   expect(text).toContain('outpost_bound_seconds_bucket{route="/v1/status",le="+Inf"} 2');
   expect(text).toContain('outpost_bound_seconds_sum{route="/v1/status"} 2.05');
 });
+
+test("label values are escaped, and label order does not make a second series", () => {
+  const r = new MetricsRegistry();
+  const c = r.counter("t_escaped_total", "escaping");
+  c.inc({ path: 'a\\b"c\nd', kind: "x" });
+  c.inc({ kind: "x", path: 'a\\b"c\nd' }, 2);
+  c.inc({ kind: "plain" });
+  const text = r.render();
+  expect(text).toContain('t_escaped_total{kind="x",path="a\\\\b\\"c\\nd"} 3');
+  expect(text).toContain('t_escaped_total{kind="plain"} 1');
+  expect(c.get({ path: 'a\\b"c\nd', kind: "x" })).toBe(3);
+});
