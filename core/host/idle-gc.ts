@@ -192,7 +192,7 @@ export class IdleGc {
     return this.touches <= this.lightTouches * windows;
   }
 
-  /** `exact`: fire at `wait` whatever touches come meanwhile (soon(), a follow-up). */
+  /** `exact`: fire at `wait` whatever touches come meanwhile (soon(): its collection is due by then). */
   private arm(wait: number, exact = false): void {
     const seq = this.touchSeq;
     this.timer = setTimeout(() => {
