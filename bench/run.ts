@@ -8,6 +8,8 @@ const benches = [
   ["startup.ts"],
   ["scan-startup.ts", "--online"],
   ["verify-install.ts", "--runs", "3"],
+  // Peak memory of an update cycle installing the 120 MB AgentSoftware package (core/update/spool.ts).
+  ["update-memory.ts"],
   ["hmpa.ts"],
   ["ipc.ts"],
   ["control-plane.ts"],

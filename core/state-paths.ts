@@ -11,6 +11,8 @@ export const statePaths = (stateDir: string) => ({
   content: join(stateDir, "content"),
   updateState: join(stateDir, "update-state.json"),
   indexCache: join(stateDir, "index-cache"),
+  /** Package bodies while they download (core/update/spool.ts); empty between cycles. */
+  updateSpool: join(stateDir, "update-spool"),
   controlToken: join(stateDir, "control.token"),
   controlInfo: join(stateDir, "control.json"),
   controlSocket: join(stateDir, "control.sock"),

@@ -208,6 +208,8 @@ describe.skipIf(!unshare.ok)("single binaries with the checkout hidden", () => {
     const report = json("update");
     expect(report).toMatchObject({ ok: true, index: "updated", group: "stable", rejected: [] });
     expect(report.installed).toEqual([{ type: "Hmpa_data", version: 1, previousVersion: null }]);
+    // The package went through the download spool (core/update/spool.ts), which it left empty.
+    expect(readdirSync(join(work, "st", "update-spool"))).toEqual([]);
 
     const items = json("content-list");
     const installed = items.filter((c: { version: unknown }) => c.version !== null);

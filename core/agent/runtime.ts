@@ -96,6 +96,8 @@ export class Agent implements AgentApi {
   private readonly usable: HandlerRegistry;
   private readonly now: () => Date;
   private memory?: UpdateMemory;
+  /** Created with the first update cycle, which sweeps what a killed process left in it. */
+  private spool?: import("../update/spool.ts").Spool;
   private loop?: UpdateLoop;
   private releaseLock?: () => void;
   private readonly startedAt = new Date();
@@ -318,14 +320,22 @@ export class Agent implements AgentApi {
     this.events.emit("update-started", { group: u.group });
     // The update machinery (CMS and X.509 stacks, transports) loads with the first cycle: a process
     // that only opens the state dir (`agent scan`, `agent status` offline) never evaluates it.
-    const [{ TrustStore }, { runUpdateCycle }, { transportFor }, { warnIfTrustExpiring }, { contentPolicy }] =
-      await Promise.all([
-        import("../crypto/cms.ts"),
-        import("../update/client.ts"),
-        import("../update/transport.ts"),
-        import("../update/trust-expiry.ts"),
-        import("./policy.ts"),
-      ]);
+    const [
+      { TrustStore },
+      { runUpdateCycle },
+      { transportFor },
+      { warnIfTrustExpiring },
+      { contentPolicy },
+      { Spool },
+    ] = await Promise.all([
+      import("../crypto/cms.ts"),
+      import("../update/client.ts"),
+      import("../update/transport.ts"),
+      import("../update/trust-expiry.ts"),
+      import("./policy.ts"),
+      import("../update/spool.ts"),
+    ]);
+    this.spool ??= new Spool(statePaths(this.config.stateDir).updateSpool);
     let trust: TrustStore;
     try {
       trust = await TrustStore.load(u.trust);
@@ -343,6 +353,7 @@ export class Agent implements AgentApi {
         host: this.host,
         registry: this.usable,
         memory,
+        spool: this.spool,
         policy: contentPolicy(this.config),
         only,
         log: this.log,

@@ -50,7 +50,7 @@ export function refuseStateSymlinks(stateDir: string): void {
       }
     }
   }
-  for (const area of ["index-cache", "hosts"]) {
+  for (const area of ["index-cache", "hosts", "update-spool"]) {
     const dir = join(stateDir, area);
     if (assertNotSymlink(dir)) for (const name of readdirSync(dir)) assertNotSymlink(join(dir, name));
   }

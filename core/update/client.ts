@@ -15,6 +15,7 @@ import type { Logger } from "../log.ts";
 import { INDEX_PATH, INDEX_SIG_PATH, parseIndex, type RepoIndex } from "../repo/index-format.ts";
 import type { ContentStore } from "../store/store.ts";
 import type { UpdateMemory } from "./memory.ts";
+import type { Spool } from "./spool.ts";
 import type { Transport } from "./transport.ts";
 import {
   type ContentPolicy,
@@ -45,6 +46,8 @@ export interface UpdateClientDeps {
   log: Logger;
   now: () => Date;
   limits: { indexMaxBytes: number; timeoutMs: number; minBytesPerSecond: number };
+  /** Where package bodies are written as they download (spool.ts); absent: held in memory. */
+  spool?: Spool;
   onRejection?: (r: RejectionRecord) => void;
   onInstalled?: (e: { type: string; version: number; previousVersion: number | null }) => void;
   /**
@@ -263,15 +266,22 @@ async function installOne(
     maxBytes: entry.size,
     timeoutMs: deps.limits.timeoutMs,
     minBytesPerSecond: deps.limits.minBytesPerSecond,
+    ...(deps.spool ? { spool: deps.spool } : {}),
   });
   if (res.status !== 200)
     throw new UpdateError("UPD_PROTOCOL", `${entry.path}: unexpected 304`, { file: entry.path });
-  const { pkg, sha384 } = await verifyPackage(res.body, type, entry, installed, {
-    trust: deps.trust,
-    now: deps.now(),
-    file: entry.path,
-  });
-  const staged = deps.store.stage(pkg, sha384);
+  let staged: ReturnType<UpdateClientDeps["store"]["stage"]>;
+  try {
+    const { pkg, sha384 } = await verifyPackage(res.body, type, entry, installed, {
+      trust: deps.trust,
+      now: deps.now(),
+      file: entry.path,
+    });
+    staged = deps.store.stage(pkg, sha384);
+  } finally {
+    // From here on the handler and the store read the staged copy, never the downloaded bytes.
+    res.release?.();
+  }
   const view = deps.store.view(staged);
   let prepared: Awaited<ReturnType<InProcessHost["prepare"]>>;
   try {

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UpdateError } from "../errors.ts";
+import { Spool } from "./spool.ts";
 import { DirTransport, HttpTransport, parseRetryAfter } from "./transport.ts";
 
 const body = new Uint8Array(4096).map((_, i) => i & 0xff);
@@ -26,6 +27,19 @@ beforeAll(() => {
           new ReadableStream({
             pull(c) {
               c.enqueue(new Uint8Array(65536));
+            },
+          }),
+        );
+      }
+      if (path === "/chunked") {
+        // Many chunks, as a large package arrives: the spool must write every one, in order.
+        let i = 0;
+        return new Response(
+          new ReadableStream({
+            pull(c) {
+              if (i === 64) return c.close();
+              c.enqueue(body.subarray((i * 64) % body.length, ((i * 64) % body.length) + 64));
+              i++;
             },
           }),
         );
@@ -111,6 +125,52 @@ describe("HttpTransport", () => {
     const port = dead.port;
     dead.stop(true);
     expect(await codeOf(new HttpTransport(`http://127.0.0.1:${port}`).get("x", opts))).toBe("UPD_NETWORK");
+  });
+});
+
+describe("a transport with a spool", () => {
+  const root = mkdtempSync(join(tmpdir(), "outpost-spooltx-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(root, "f"), body);
+  const spool = new Spool(join(root, "spool"));
+  const expected = new Uint8Array(64 * 64);
+  for (let i = 0; i < 64; i++)
+    expected.set(body.subarray((i * 64) % body.length, ((i * 64) % body.length) + 64), i * 64);
+
+  test("HTTP: the body is the bytes sent, mapped from a file that is already unlinked", async () => {
+    for (const [path, want] of [
+      ["ok", body],
+      ["chunked", expected],
+    ] as const) {
+      const r = await new HttpTransport(base).get(path, { ...opts, spool });
+      if (r.status !== 200) throw new Error("expected 200");
+      expect(readdirSync(spool.dir)).toEqual([]);
+      expect(Buffer.from(r.body).equals(Buffer.from(want))).toBe(true);
+      r.release?.();
+      r.release?.();
+      // Released: the file is unmapped, and the array reads zeros.
+      expect(r.body.every((b) => b === 0)).toBe(true);
+    }
+  });
+  test("HTTP: an aborted transfer leaves nothing in the spool", async () => {
+    expect(await codeOf(new HttpTransport(base).get("endless", { ...opts, maxBytes: 100_000, spool }))).toBe(
+      "UPD_TOO_LARGE",
+    );
+    expect(await codeOf(new HttpTransport(base).get("silent", { ...opts, timeoutMs: 150, spool }))).toBe(
+      "UPD_TIMEOUT",
+    );
+    expect(readdirSync(spool.dir)).toEqual([]);
+  });
+  test("folder: the same bytes, copied into the spool and mapped", async () => {
+    const r = await new DirTransport(root).get("f", { ...opts, spool });
+    if (r.status !== 200) throw new Error("expected 200");
+    expect(Buffer.from(r.body).equals(Buffer.from(body))).toBe(true);
+    expect(r.release).toBeFunction();
+    expect(readdirSync(spool.dir)).toEqual([]);
+    expect(await codeOf(new DirTransport(root).get("f", { ...opts, maxBytes: 10, spool }))).toBe(
+      "UPD_TOO_LARGE",
+    );
+    expect(readdirSync(spool.dir)).toEqual([]);
   });
 });
 

@@ -9,6 +9,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { resolve, sep } from "node:path";
 import { UpdateError } from "../errors.ts";
+import type { Spool, SpoolFile } from "./spool.ts";
 
 export interface FetchOptions {
   maxBytes: number;
@@ -17,9 +18,16 @@ export interface FetchOptions {
   /** Abort when fewer bytes than this arrive per second, measured over `stallWindowMs`. */
   minBytesPerSecond?: number;
   stallWindowMs?: number;
+  /** Write the body here as it arrives, not into memory (packages: spool.ts); the result's `release` frees it. */
+  spool?: Spool;
 }
 
-export type FetchResult = { status: 200; body: Uint8Array; etag?: string } | { status: 304; etag?: string };
+export type FetchResult =
+  | { status: 200; body: Uint8Array; etag?: string; release?: () => void }
+  | { status: 304; etag?: string };
+
+/** Reading size for a folder repository's file, copied into a spool. */
+const COPY_CHUNK_BYTES = 1024 * 1024;
 
 export interface Transport {
   readonly describe: string;
@@ -71,6 +79,13 @@ export class DirTransport implements Transport {
           },
         );
       }
+      const shrank = () =>
+        new UpdateError("UPD_TRUNCATED", `${full}: file shrank while reading`, { file: full });
+      if (opts.spool) {
+        const body = copyToSpool(fd, st.size, opts.spool.open(full));
+        if (body.bytes.length !== st.size) throw shrank();
+        return { status: 200, body: body.bytes, etag, release: body.release };
+      }
       const body = new Uint8Array(st.size);
       let off = 0;
       while (off < body.length) {
@@ -78,9 +93,7 @@ export class DirTransport implements Transport {
         if (n === 0) break;
         off += n;
       }
-      if (off !== body.length) {
-        throw new UpdateError("UPD_TRUNCATED", `${full}: file shrank while reading`, { file: full });
-      }
+      if (off !== body.length) throw shrank();
       return { status: 200, body, etag };
     } finally {
       closeSync(fd);
@@ -153,16 +166,77 @@ export class HttpTransport implements Transport {
           },
         );
       }
-      const body = await readCapped(res, url, opts, abort, () => abortReason);
-      if (Number.isFinite(declared) && body.length < declared) {
-        throw new UpdateError("UPD_TRUNCATED", `${url}: got ${body.length} of ${declared} bytes`, {
+      const sink = opts.spool ? spoolSink(opts.spool.open(url)) : memorySink();
+      let body: { bytes: Uint8Array; release?: () => void };
+      try {
+        await readCapped(res, url, opts, sink, abort, () => abortReason);
+        body = sink.finish();
+      } catch (e) {
+        sink.abort();
+        throw e;
+      }
+      if (Number.isFinite(declared) && body.bytes.length < declared) {
+        body.release?.();
+        throw new UpdateError("UPD_TRUNCATED", `${url}: got ${body.bytes.length} of ${declared} bytes`, {
           file: url,
         });
       }
-      return { status: 200, body, etag };
+      return { status: 200, body: body.bytes, etag, ...(body.release ? { release: body.release } : {}) };
     } finally {
       clearTimeout(deadline);
     }
+  }
+}
+
+/** Where a body's chunks go as they arrive: memory (the index, its signature) or a spool file (packages). */
+interface BodySink {
+  write(chunk: Uint8Array): void;
+  finish(): { bytes: Uint8Array; release?: () => void };
+  abort(): void;
+}
+
+function memorySink(): BodySink {
+  let chunks: Uint8Array[] = [];
+  return {
+    write: (chunk) => void chunks.push(chunk),
+    finish() {
+      if (chunks.length === 1) return { bytes: chunks[0]! };
+      let total = 0;
+      for (const c of chunks) total += c.length;
+      const out = new Uint8Array(total);
+      let off = 0;
+      for (const c of chunks) {
+        out.set(c, off);
+        off += c.length;
+      }
+      chunks = [];
+      return { bytes: out };
+    },
+    abort: () => {
+      chunks = [];
+    },
+  };
+}
+
+function spoolSink(file: SpoolFile): BodySink {
+  return { write: (chunk) => file.write(chunk), finish: () => file.finish(), abort: () => file.abort() };
+}
+
+/** A folder repository's file into the spool, a chunk at a time; stops at EOF (the caller checks the size). */
+function copyToSpool(fd: number, size: number, file: SpoolFile): { bytes: Uint8Array; release: () => void } {
+  try {
+    const buf = new Uint8Array(Math.min(COPY_CHUNK_BYTES, Math.max(size, 1)));
+    let off = 0;
+    while (off < size) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, size - off), off);
+      if (n === 0) break;
+      file.write(n === buf.length ? buf : buf.subarray(0, n));
+      off += n;
+    }
+    return file.finish();
+  } catch (e) {
+    file.abort();
+    throw e;
   }
 }
 
@@ -170,12 +244,12 @@ async function readCapped(
   res: Response,
   url: string,
   opts: FetchOptions,
+  sink: BodySink,
   abort: (e: UpdateError) => void,
   reason: () => UpdateError | undefined,
-): Promise<Uint8Array> {
+): Promise<void> {
   const reader = res.body?.getReader();
-  if (!reader) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
+  if (!reader) return;
   let total = 0;
   const windowMs = opts.stallWindowMs ?? 10_000;
   const minRate = opts.minBytesPerSecond ?? 0;
@@ -212,19 +286,17 @@ async function readCapped(
           file: url,
         });
       }
-      chunks.push(chunk.value);
+      try {
+        sink.write(chunk.value);
+      } catch (e) {
+        // A full disk under the spool: stop the transfer too, not only the writing.
+        await reader.cancel().catch(() => {});
+        throw e;
+      }
     }
   } finally {
     if (stallTimer) clearInterval(stallTimer);
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }
 
 function networkError(url: string, e: unknown): UpdateError {
