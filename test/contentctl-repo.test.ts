@@ -72,6 +72,28 @@ describe("contentctl publish / resign / serve", () => {
     ).rejects.toBeInstanceOf(ConfigError);
   });
 
+  test("publish with several packages publishes each, in order; none is dropped", async () => {
+    const two = join(base, "repo-two");
+    const a = await makePackage(signer, "Alpha_data", 1, { "a.txt": "a\n" }, new Date());
+    const b = await makePackage(signer, "Beta_data", 3, { "b.txt": "b\n" }, new Date());
+    const files = [join(base, "a.tar"), join(base, "b.tar")];
+    writeFileSync(files[0]!, a.bytes);
+    writeFileSync(files[1]!, b.bytes);
+    const { result } = await run(publish, [
+      "--repo",
+      two,
+      "--group",
+      "g",
+      "--keys",
+      signer.keysDir,
+      ...files,
+    ]);
+    const idx = result as RepoIndex;
+    expect(idx.serial).toBe(2);
+    expect(idx.content.Alpha_data?.sha384).toBe(a.sha384);
+    expect(idx.content.Beta_data?.version).toBe(3);
+  });
+
   test("serve prints its URL, serves the repo and exits cleanly on SIGTERM", async () => {
     // A real process and a real signal: the command must not leave the server running.
     const served = join(base, "served");

@@ -1,7 +1,9 @@
 /**
- * `contentctl publish --repo REPO --group G --keys KEYS FILE`: copies a signed
- * package into a static repository and re-signs the group's index (serial + 1).
- * Refuses a lower version than the group lists unless --allow-downgrade.
+ * `contentctl publish --repo REPO --group G --keys KEYS FILE…`: copies signed
+ * packages into a static repository and re-signs the group's index (serial + 1
+ * per package, in the order given). Refuses a lower version than the group
+ * lists unless --allow-downgrade. A package that is refused stops the run:
+ * those before it stay published, the error names the file.
  */
 import { defineCommand } from "citty";
 import { ConfigError } from "../../errors.ts";
@@ -15,7 +17,11 @@ export default defineCommand({
     description: "Publish a content package to a repository group and re-sign its index",
   },
   args: {
-    file: { type: "positional", required: true, description: "Package file (from contentctl pack)" },
+    file: {
+      type: "positional",
+      required: true,
+      description: "Package file (from contentctl pack); several publish in order",
+    },
     repo: {
       type: "string",
       required: true,
@@ -36,16 +42,22 @@ export default defineCommand({
     json: { type: "boolean", default: false, description: "Print the new index as JSON" },
   },
   async run({ args }) {
-    if (!args.file) throw new ConfigError("CFG_INVALID_ARGUMENT", "publish needs a package FILE");
-    const index = await publish({
-      repo: args.repo,
-      group: args.group,
-      keys: args.keys,
-      packageFile: args.file,
-      expiresInDays: parseDays(args["expires-days"]),
-      allowDowngrade: args["allow-downgrade"],
-    });
-    printText(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index));
+    // citty keeps one positional as `file` and every positional in `_`: a second package must not be
+    // dropped without a word, as it was.
+    const files = (args._ as string[]).length > 0 ? (args._ as string[]) : args.file ? [args.file] : [];
+    if (files.length === 0) throw new ConfigError("CFG_INVALID_ARGUMENT", "publish needs a package FILE");
+    let index: Awaited<ReturnType<typeof publish>> | undefined;
+    for (const packageFile of files) {
+      index = await publish({
+        repo: args.repo,
+        group: args.group,
+        keys: args.keys,
+        packageFile,
+        expiresInDays: parseDays(args["expires-days"]),
+        allowDowngrade: args["allow-downgrade"],
+      });
+    }
+    printText(args.json ? `${JSON.stringify(index, null, 2)}\n` : formatIndex(index!));
     return index;
   },
 });
