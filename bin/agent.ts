@@ -21,6 +21,19 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   // hosts a one-shot command starts parse interpreted as it does (core/cli/schema-mode.ts).
   (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
   await import("./agent-host.ts");
+} else if (args.length === 1 && args[0] === "crypto-worker") {
+  // Signature checks for a supervisor that keeps the X.509 and CMS libraries out of its own heap
+  // (core/crypto/remote-trust.ts): no command tree either.
+  (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
+  const { runCryptoWorker } = await import("../core/crypto/crypto-worker.ts");
+  const { applyLandlock, setNoNewPrivs } = await import("../core/host/landlock.ts");
+  // It parses bytes from the network and needs nothing else: no file, no connection, no signal to
+  // another process. Where Landlock is missing it still runs (the checks are what matter).
+  await runCryptoWorker(() => {
+    setNoNewPrivs();
+    applyLandlock({ rules: [], connectPorts: [] });
+  });
+  process.exit(0);
 } else if (args.length === 1 && args[0] === "query-worker") {
   // The scheduled-query worker, started by the query host's watchdog for each run after an idle
   // spell: no command tree either (40 → 30 ms of CPU to ready, docs/queries.md). Same zod mode as before.

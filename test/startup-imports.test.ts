@@ -148,6 +148,30 @@ describe("what a one-shot `agent scan` evaluates", () => {
     }
   });
 
+  test("the supervisor's update cycle: no X.509/CMS stack (its checks run in `agent crypto-worker`)", () => {
+    // What runtime.ts imports for a cycle, and what a cycle reaches: the trust core, the transports,
+    // the spool, the package reader, the policy bundle. With hosts in processes the trust store is a
+    // RemoteTrust (core/crypto/remote-trust.ts); verify.ts imports cms-verify.ts only for a TrustStore.
+    const graph = evaluated(
+      [
+        "core/agent/runtime.ts",
+        "core/update/client.ts",
+        "core/update/transport.ts",
+        "core/update/trust-expiry.ts",
+        "core/update/spool.ts",
+        "core/crypto/remote-trust.ts",
+        // Imported by the trust core when a package is opened.
+        "core/package/open.ts",
+        "core/effective/service.ts",
+        "bin/agent-main.ts",
+      ],
+      readRepo,
+    );
+    expect(graph.has("core/update/trusted-state.ts")).toBe(true);
+    expect(graph.has("core/crypto/verify.ts")).toBe(true);
+    expect(offenders(graph, /^core\/crypto\/(cms|cms-verify|cms-sign|engine)\.ts$/)).toEqual([]);
+  });
+
   test("the check sees a static import of handler code, and ignores dynamic and type-only ones", () => {
     const fake: Record<string, string> = {
       "a.ts": 'import { x } from "./handlers/Behavior/index.ts";\nimport type { Y } from "./core/config.ts";',

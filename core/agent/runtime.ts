@@ -14,7 +14,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { AgentConfig } from "../config.ts";
 import { statePaths } from "../config.ts";
-import type { TrustStore } from "../crypto/cms.ts";
+import type { Trust } from "../crypto/verify.ts";
 import { EffectiveConfigService } from "../effective/service.ts";
 import { ConfigError, describeError, HandlerError, StoreError } from "../errors.ts";
 import { ExclusionService } from "../exclusions/service.ts";
@@ -313,32 +313,39 @@ export class Agent implements AgentApi {
     return run;
   }
 
+  /**
+   * The trust store a cycle checks signatures with. Separate host processes mean a separate
+   * verifier process too (core/crypto/remote-trust.ts): the X.509 and CMS libraries are never
+   * evaluated here. `hosts.isolation: in-process` keeps everything in this process.
+   */
+  private async loadTrust(file: string): Promise<Trust> {
+    if (this.config.hosts.isolation === "in-process") {
+      const { TrustStore } = await import("../crypto/cms.ts");
+      return TrustStore.load(file);
+    }
+    const { RemoteTrust } = await import("../crypto/remote-trust.ts");
+    return RemoteTrust.load(file);
+  }
+
   private async runCycle(only?: readonly string[]): Promise<UpdateCycleReport> {
     const u = this.config.update;
     const memory = this.memory;
     if (!memory) throw new ConfigError("AGENT_NOT_STARTED", "agent not started");
     this.events.emit("update-started", { group: u.group });
-    // The update machinery (CMS and X.509 stacks, transports) loads with the first cycle: a process
-    // that only opens the state dir (`agent scan`, `agent status` offline) never evaluates it.
-    const [
-      { TrustStore },
-      { runUpdateCycle },
-      { transportFor },
-      { warnIfTrustExpiring },
-      { contentPolicy },
-      { Spool },
-    ] = await Promise.all([
-      import("../crypto/cms.ts"),
-      import("../update/client.ts"),
-      import("../update/transport.ts"),
-      import("../update/trust-expiry.ts"),
-      import("./policy.ts"),
-      import("../update/spool.ts"),
-    ]);
+    // The update machinery (transports, the trust core) loads with the first cycle: a process that
+    // only opens the state dir (`agent scan`, `agent status` offline) never evaluates it.
+    const [{ runUpdateCycle }, { transportFor }, { warnIfTrustExpiring }, { contentPolicy }, { Spool }] =
+      await Promise.all([
+        import("../update/client.ts"),
+        import("../update/transport.ts"),
+        import("../update/trust-expiry.ts"),
+        import("./policy.ts"),
+        import("../update/spool.ts"),
+      ]);
     this.spool ??= new Spool(statePaths(this.config.stateDir).updateSpool);
-    let trust: TrustStore;
+    let trust: Trust;
     try {
-      trust = await TrustStore.load(u.trust);
+      trust = await this.loadTrust(u.trust);
       this.trustProblem = undefined;
       warnIfTrustExpiring(trust, this.now(), this.log);
     } catch (e) {

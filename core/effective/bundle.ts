@@ -16,7 +16,7 @@
  *   B5 document names are unique
  */
 import { z } from "zod";
-import type { TrustStore } from "../crypto/cms.ts";
+import { type Trust, verifySignature } from "../crypto/verify.ts";
 import { ConfigError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
@@ -106,13 +106,12 @@ export function parseBundle(bytes: Uint8Array, file: string): PolicyBundle {
 export async function verifyBundle(
   bytes: Uint8Array,
   signature: Uint8Array,
-  trust: TrustStore,
+  trust: Trust,
   opts: { now: Date; file: string; tenant: string; lastSerial?: number },
 ): Promise<PolicyBundle> {
   // The CMS stack (pkijs, @peculiar/x509) loads with the first bundle to verify, not with every
   // process that builds an agent (`agent scan` offline never verifies one).
-  const { verifyDetached } = await import("../crypto/cms-verify.ts");
-  await verifyDetached(bytes, signature, trust, { now: opts.now, file: opts.file });
+  await verifySignature(bytes, signature, trust, { now: opts.now, file: opts.file });
   const bundle = parseBundle(bytes, opts.file);
   if (bundle.tenant !== opts.tenant) {
     throw new ConfigError(

@@ -15,7 +15,7 @@
 import { z } from "zod";
 import type { AgentConfig } from "../config.ts";
 import { AgentConfigSchema, configSource } from "../config.ts";
-import type { TrustStore } from "../crypto/cms.ts";
+import type { Trust } from "../crypto/verify.ts";
 import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
 import type { Logger } from "../log.ts";
@@ -125,7 +125,7 @@ type Subscriber = { patterns: string[]; fn: (changes: ConfigChange[], config: Ag
 
 export interface SyncContext {
   transport: Transport;
-  trust: TrustStore;
+  trust: Trust;
   timeoutMs: number;
 }
 

@@ -7,9 +7,9 @@
  * returned whole and verified or refused with one typed error; nothing in it
  * is trusted before the manifest signature is verified.
  */
-import type { TrustStore, VerifiedSignature } from "../crypto/cms.ts";
-import { verifyDetached } from "../crypto/cms-verify.ts";
+import type { VerifiedSignature } from "../crypto/cms.ts";
 import { sha384Hex } from "../crypto/digest.ts";
+import { type Trust, verifySignature } from "../crypto/verify.ts";
 import { PackageError } from "../errors.ts";
 import { type Manifest, PAYLOAD_DIR, parseManifest } from "./manifest.ts";
 import { readTar, type TarEntry } from "./tar.ts";
@@ -51,7 +51,7 @@ export interface UnverifiedPackage {
 
 export async function openPackage(
   bytes: Uint8Array,
-  trust: TrustStore,
+  trust: Trust,
   opts: OpenPackageOptions,
 ): Promise<VerifiedPackage> {
   const { file } = opts;
@@ -59,7 +59,7 @@ export async function openPackage(
 
   // PK4 — the manifest bytes, exactly as stored, carry a valid detached CMS signature from a signer
   // chaining to a trusted root, valid at signingTime and now (SignatureError, SIG_*, propagates).
-  const signer = await verifyDetached(pkg.manifestBytes, pkg.signatureBytes, trust, { now: opts.now, file });
+  const signer = await verifySignature(pkg.manifestBytes, pkg.signatureBytes, trust, { now: opts.now, file });
 
   // PK5 — the package is of the content type the caller asked for: a validly signed package of
   // another type must not be installed in its place.

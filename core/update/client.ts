@@ -6,8 +6,8 @@
  * in trusted-state.ts; this file only sequences I/O around them.
  */
 import type { RejectionRecord, UpdateCycleReport } from "../agent/api.ts";
-import type { TrustStore } from "../crypto/cms.ts";
 import { sha384Hex } from "../crypto/digest.ts";
+import type { Trust } from "../crypto/verify.ts";
 import { describeError, isOutpostError, UpdateError } from "../errors.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import type { InProcessHost } from "../host/in-process.ts";
@@ -34,7 +34,7 @@ const NOT_THE_CONTENTS_FAULT = new Set(["HND_HOST_UNAVAILABLE", "HND_HOST_DOWN",
 
 export interface UpdateClientDeps {
   transport: Transport;
-  trust: TrustStore;
+  trust: Trust;
   /** Narrowed to what a cycle uses, so fleet simulations can pass lightweight stand-ins. */
   store: Pick<ContentStore, "installed" | "isBad" | "markBad" | "stage" | "view" | "activate"> &
     Partial<Pick<ContentStore, "lkg">>;

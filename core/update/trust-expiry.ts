@@ -3,14 +3,14 @@
  * they do. The agent says so in its log ahead of time, once per cycle, so an
  * administrator (or a self-help rule, examples/ESH) sees it coming.
  */
-import type { TrustStore } from "../crypto/cms.ts";
+import type { Trust } from "../crypto/verify.ts";
 import type { Logger } from "../log.ts";
 
 export const TRUST_WARN_DAYS = 30;
 
 /** Roots expiring within TRUST_WARN_DAYS of `now` (pure). */
 export function expiringRoots(
-  trust: TrustStore,
+  trust: Pick<Trust, "roots">,
   now: Date,
 ): { subject: string; notAfter: string; daysLeft: number }[] {
   const out: { subject: string; notAfter: string; daysLeft: number }[] = [];
@@ -22,6 +22,6 @@ export function expiringRoots(
   return out;
 }
 
-export function warnIfTrustExpiring(trust: TrustStore, now: Date, log: Logger): void {
+export function warnIfTrustExpiring(trust: Pick<Trust, "roots">, now: Date, log: Logger): void {
   for (const r of expiringRoots(trust, now)) log.warn("trust store certificate expires soon", r);
 }

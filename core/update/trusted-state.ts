@@ -24,8 +24,9 @@
  *   P2  cadence pinned-n-1 installs the index's `previous` entry, one behind the group
  *   P3  cadence early polls the tenant's early group instead of its general one
  */
-import type { TrustStore } from "../crypto/cms.ts";
+
 import { sha384Hex } from "../crypto/digest.ts";
+import { type Trust, verifySignature } from "../crypto/verify.ts";
 import { UpdateError } from "../errors.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { parseIndex, type RepoIndex } from "../repo/index-format.ts";
@@ -61,12 +62,11 @@ export type IndexEntry = RepoIndex["content"][string];
 export async function verifyIndex(
   indexBytes: Uint8Array,
   signature: Uint8Array,
-  ctx: { trust: TrustStore; group: string; now: Date; file: string; memory?: GroupMemory },
+  ctx: { trust: Trust; group: string; now: Date; file: string; memory?: GroupMemory },
 ): Promise<RepoIndex> {
   // R1: nothing in the index is read before its signature checks out. (The CMS stack loads with the
   // first signature to check: the selection rules here also serve processes that never check one.)
-  const { verifyDetached } = await import("../crypto/cms-verify.ts");
-  await verifyDetached(indexBytes, signature, ctx.trust, { now: ctx.now, file: ctx.file });
+  await verifySignature(indexBytes, signature, ctx.trust, { now: ctx.now, file: ctx.file });
   const index = parseIndex(indexBytes, ctx.file);
   // R2: an index for another group could move us onto another rollout's content.
   if (index.group !== ctx.group) {
@@ -234,7 +234,7 @@ export async function verifyPackage(
   type: string,
   entry: IndexEntry,
   installed: InstalledFacts | undefined,
-  ctx: { trust: TrustStore; now: Date; file: string },
+  ctx: { trust: Trust; now: Date; file: string },
 ): Promise<{ pkg: VerifiedPackage; sha384: string }> {
   // R6: the transport already capped the read at entry.size; a short read is a truncated or swapped file.
   if (bytes.length !== entry.size) {
