@@ -136,4 +136,25 @@ describe("the worker process's life", () => {
       worker.close();
     }
   });
+
+  test("a worker that hangs is killed after the check timeout; one that answers a non-verdict is refused", async () => {
+    let hang = true;
+    const command = () =>
+      hang
+        ? ["sh", "-c", "read line; sleep 30"]
+        : ["sh", "-c", `read line; echo '{"id":2,"ok":{"roots":[{"subject":1}]}}'; sleep 5`];
+    const worker = new CryptoWorkerClient(command, 60_000, 200);
+    try {
+      const hung = await failure(RemoteTrust.load(signer.rootPem, worker));
+      expect(hung).toMatchObject({ code: "SIG_VERIFIER_FAILED", file: signer.rootPem });
+      expect(String(hung.message)).toContain("did not answer within 200 ms");
+      expect(worker.running).toBe(false);
+      hang = false;
+      const lied = await failure(RemoteTrust.load(signer.rootPem, worker));
+      expect(lied).toMatchObject({ code: "SIG_VERIFIER_FAILED" });
+      expect(String(lied.message)).toContain("not a verdict");
+    } finally {
+      worker.close();
+    }
+  });
 });

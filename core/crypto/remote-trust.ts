@@ -30,6 +30,11 @@ import type { VerifyOptions } from "./cms-verify.ts";
 
 /** How long a worker with nothing to do stays: a cycle's checks come seconds apart at most. */
 export const IDLE_MS = 2000;
+/**
+ * The longest one check may take. A real one takes ~50 ms; a signature crafted to make parsing or
+ * path building spin would otherwise hold the update cycle for good. The worker is killed.
+ */
+export const CHECK_TIMEOUT_MS = 30_000;
 
 /** What the worker tells about each root (for `expiringRoots`, trust-expiry.ts, and status). */
 export interface RootSummary {
@@ -80,9 +85,8 @@ export class RemoteTrust {
         cause: e,
       });
     }
-    const r = (await worker.request({ op: "trust", pem, source: path }, path)) as {
-      roots: { subject: string; notAfter: number; sha256: string }[];
-    };
+    const r = (await worker.request({ op: "trust", pem, source: path }, path)) as { roots?: unknown };
+    if (!Array.isArray(r?.roots) || r.roots.length === 0 || !r.roots.every(isRoot)) throw malformed(path);
     const roots = r.roots.map((x) => ({
       subject: x.subject,
       notAfter: new Date(x.notAfter),
@@ -106,7 +110,15 @@ export class RemoteTrust {
         ...(opts.requiredEku ? { requiredEku: opts.requiredEku } : {}),
       },
       opts.file,
-    )) as { signingTime: number; signerSubject: string; signerSha256: string };
+    )) as { signingTime?: unknown; signerSubject?: unknown; signerSha256?: unknown };
+    if (
+      typeof r?.signingTime !== "number" ||
+      !Number.isFinite(r.signingTime) ||
+      typeof r.signerSubject !== "string" ||
+      typeof r.signerSha256 !== "string" ||
+      !SHA256_HEX.test(r.signerSha256)
+    )
+      throw malformed(opts.file);
     return {
       signingTime: new Date(r.signingTime),
       signerSubject: r.signerSubject,
@@ -120,6 +132,28 @@ export class RemoteTrust {
   }
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** A worker's answers are checked like any input: one that does not parse is not a verdict. */
+function isRoot(x: unknown): x is { subject: string; notAfter: number; sha256: string } {
+  const r = x as Record<string, unknown>;
+  return (
+    typeof r?.subject === "string" &&
+    typeof r.notAfter === "number" &&
+    Number.isFinite(r.notAfter) &&
+    typeof r.sha256 === "string" &&
+    SHA256_HEX.test(r.sha256)
+  );
+}
+
+function malformed(file: string): SignatureError {
+  return new SignatureError(
+    "SIG_VERIFIER_FAILED",
+    `${file}: signature not checked: the verifier process answered something that is not a verdict`,
+    { file },
+  );
+}
+
 /** `agent crypto-worker` from the compiled executable, `bun bin/agent.ts crypto-worker` from source. */
 export function cryptoWorkerCommand(): string[] {
   const compiled = Bun.main.startsWith("/$bunfs/") || import.meta.url.includes("/$bunfs/");
@@ -131,6 +165,7 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   file: string;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 /** One worker process and what it has been asked and not yet answered. */
@@ -156,6 +191,7 @@ export class CryptoWorkerClient {
   constructor(
     private readonly command: () => string[] = cryptoWorkerCommand,
     private readonly idleMs = IDLE_MS,
+    private readonly timeoutMs = CHECK_TIMEOUT_MS,
   ) {}
 
   get running(): boolean {
@@ -171,7 +207,13 @@ export class CryptoWorkerClient {
     this.stopIdle();
     const w = this.current ?? this.start();
     const id = ++this.seq;
-    const done = new Promise<unknown>((resolve, reject) => w.pending.set(id, { resolve, reject, file }));
+    const done = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.fail(w, `did not answer within ${this.timeoutMs} ms`),
+        this.timeoutMs,
+      );
+      w.pending.set(id, { resolve, reject, file, timer });
+    });
     try {
       w.proc.stdin.write(`${JSON.stringify({ id, ...req })}\n`);
       w.proc.stdin.flush();
@@ -247,6 +289,7 @@ export class CryptoWorkerClient {
     const p = w.pending.get(m.id);
     if (!p) return;
     w.pending.delete(m.id);
+    clearTimeout(p.timer);
     if (m.error) p.reject(fromWire(m.error));
     else p.resolve(m.ok);
     if (w.pending.size === 0 && this.current === w) {
@@ -264,6 +307,7 @@ export class CryptoWorkerClient {
     }
     for (const [id, p] of w.pending) {
       w.pending.delete(id);
+      clearTimeout(p.timer);
       p.reject(
         new SignatureError(
           "SIG_VERIFIER_FAILED",
