@@ -38,6 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
+import { distExecutables } from "./dist.ts";
 import { runSampled, type SampledRun } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 import { updateOnceArgv } from "./update-once.ts";
@@ -52,13 +53,7 @@ const { values } = parseArgs({
   },
 });
 const RUNS = Number(values.runs);
-const ROOT = join(import.meta.dir, "..");
-const agent = join(ROOT, "dist/agent");
-const contentctl = join(ROOT, "dist/contentctl");
-if (!existsSync(agent) || !existsSync(contentctl)) {
-  console.error("bench/scan-startup: dist/agent or dist/contentctl missing; run `bun build.ts` first");
-  process.exit(2);
-}
+const { root: ROOT, agent, contentctl } = distExecutables("scan-startup");
 if (!Bun.which("clamscan")) {
   console.error("bench/scan-startup: clamscan not found (apt-get install clamav)");
   process.exit(2);

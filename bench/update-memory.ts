@@ -27,6 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
+import { distExecutables } from "./dist.ts";
 import { updateOnceArgv } from "./update-once.ts";
 
 const { values } = parseArgs({
@@ -37,13 +38,7 @@ const { values } = parseArgs({
   },
 });
 const RUNS = Number(values.runs);
-const ROOT = join(import.meta.dir, "..");
-const agent = join(ROOT, "dist/agent");
-const contentctl = join(ROOT, "dist/contentctl");
-if (!existsSync(agent) || !existsSync(contentctl)) {
-  console.error("bench/update-memory: dist/agent or dist/contentctl missing; run `bun build.ts` first");
-  process.exit(2);
-}
+const { root: ROOT, agent, contentctl } = distExecutables("update-memory");
 
 const work = mkdtempSync(join(tmpdir(), "outpost-bench-update-memory-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { AckResult, AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
 import type { AgentEvent } from "../agent/events.ts";
+import { pidAlive } from "../pid.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
 import { statePaths } from "../state-paths.ts";
 import { ControlError, errorFromBody } from "./errors.ts";
@@ -313,15 +314,5 @@ async function errorFromResponse(res: Response): Promise<Error> {
         details: { status: res.status },
       },
     );
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else — still alive.
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -11,12 +11,12 @@
  * large packages) and the signature is checked over the DER signed
  * attributes with WebCrypto; pkijs only parses and encodes structures.
  */
-import { readFile } from "node:fs/promises";
 import * as asn1js from "asn1js";
 import { ConfigError } from "../errors.ts";
 import { sha256Hex } from "./digest.ts";
 import { x509 } from "./engine.ts";
 import type { Hash } from "./keys.ts";
+import { readTrustPem } from "./trust-file.ts";
 
 export const OID = {
   data: "1.2.840.113549.1.7.1",
@@ -206,16 +206,7 @@ export class TrustStore {
   }
 
   static async load(path: string): Promise<TrustStore> {
-    let pem: string;
-    try {
-      pem = await readFile(path, "utf8");
-    } catch (e) {
-      throw new ConfigError("CFG_TRUST_STORE", `cannot read trust store ${path}: ${(e as Error).message}`, {
-        file: path,
-        cause: e,
-      });
-    }
-    return TrustStore.fromPem(pem, path);
+    return TrustStore.fromPem(await readTrustPem(path), path);
   }
 
   /** SHA-256 fingerprints (hex) of the roots, for status output and logs. */

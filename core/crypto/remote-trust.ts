@@ -21,12 +21,12 @@
  * `verifySignature` (verify.ts) picks this or the in-process store.
  */
 
-import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import { ConfigError, type OutpostError, SignatureError } from "../errors.ts";
 import type { VerifiedSignature } from "./cms.ts";
 import type { VerifyOptions } from "./cms-verify.ts";
+import { readTrustPem } from "./trust-file.ts";
 
 /** How long a worker with nothing to do stays: a cycle's checks come seconds apart at most. */
 export const IDLE_MS = 2000;
@@ -76,15 +76,7 @@ export class RemoteTrust {
 
   /** Reads the PEM bundle and has the worker parse it (CFG_TRUST_STORE naming the file, as TrustStore.load). */
   static async load(path: string, worker: CryptoWorkerClient = sharedCryptoWorker()): Promise<RemoteTrust> {
-    let pem: string;
-    try {
-      pem = await readFile(path, "utf8");
-    } catch (e) {
-      throw new ConfigError("CFG_TRUST_STORE", `cannot read trust store ${path}: ${(e as Error).message}`, {
-        file: path,
-        cause: e,
-      });
-    }
+    const pem = await readTrustPem(path);
     const r = (await worker.request({ op: "trust", pem, source: path }, path)) as { roots?: unknown };
     if (!Array.isArray(r?.roots) || r.roots.length === 0 || !r.roots.every(isRoot)) throw malformed(path);
     const roots = r.roots.map((x) => ({

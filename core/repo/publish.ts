@@ -33,6 +33,7 @@ import { atomicWriteFile, fsyncDir, writeFileDurable } from "../fsutil.ts";
 import { log } from "../log.ts";
 import type { Manifest } from "../package/manifest.ts";
 import { openPackage, readPackage } from "../package/open.ts";
+import { pidAlive } from "../pid.ts";
 import {
   checkGroup,
   DEFAULT_EXPIRES_DAYS,
@@ -347,7 +348,7 @@ function acquireLock(lock: string): void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
     const owner = Number.parseInt(readFileSafe(lock), 10);
-    if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
+    if (Number.isInteger(owner) && owner > 0 && pidAlive(owner)) {
       throw new UpdateError("IDX_LOCKED", `${lock}: another publish (pid ${owner}) is in progress`, {
         file: lock,
       });
@@ -363,14 +364,5 @@ function readFileSafe(path: string): string {
     return readFileSync(path, "utf8");
   } catch {
     return "";
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -28,6 +28,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, rmSync, unlinkSync, writeS
 import { join } from "node:path";
 import { StoreError, UpdateError } from "../errors.ts";
 import { lazyLibc } from "../libc-ffi.ts";
+import { pidAlive } from "../pid.ts";
 import { assertNotSymlink } from "../store/state-links.ts";
 import { classifyWriteError } from "../write-errors.ts";
 
@@ -94,7 +95,7 @@ export class Spool {
     }
     for (const name of readdirSync(this.dir)) {
       const pid = Number(name.split("-")[0]);
-      if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && alive(pid))) continue;
+      if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && pidAlive(pid))) continue;
       rmSync(join(this.dir, name), { force: true });
     }
     this.swept = true;
@@ -187,15 +188,6 @@ function releaser(bytes: Uint8Array): () => void {
     // MAP_FAILED is (void*)-1: keep the mapping but drop its pages, the best left to do.
     if (replaced !== at) lib.symbols.madvise!(at, bytes.byteLength, MADV_DONTNEED);
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** A disk that refuses the write is the store's error (STORE_NO_SPACE: health AMBER, disk-health.ts); anything else UPD_IO. */

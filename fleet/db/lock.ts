@@ -14,8 +14,8 @@
  * holder resumes from there.
  */
 import { hostname } from "node:os";
-import { pidAlive } from "../../core/agent/lock.ts";
 import { UpdateError } from "../../core/errors.ts";
+import { pidAlive } from "../../core/pid.ts";
 import { type Driver, num } from "./driver.ts";
 
 const PLANNER_LOCK = 0x72656c73; // "rels"

@@ -6,9 +6,9 @@
  */
 import { existsSync, lchownSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { pidAlive } from "../../core/agent/lock.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
+import { pidAlive } from "../../core/pid.ts";
 import type { EnvContext } from "./env-files.ts";
 import type { CachedIndexFacts } from "./facts.ts";
 
