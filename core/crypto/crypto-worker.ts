@@ -3,8 +3,8 @@
  * tree): checks signatures for the process that started it
  * (remote-trust.ts). Requests arrive as JSON lines on stdin (the signed bytes
  * in base64) and are answered in order on stdout; the worker exits when
- * stdin closes. It reads no file and keeps
- * nothing but the parsed trust stores of the PEM bundles it was sent.
+ * stdin closes. It reads no file and keeps nothing but the parsed trust
+ * stores of the PEM bundles it was sent.
  */
 import { z } from "zod";
 import { describeError, isOutpostError } from "../errors.ts";

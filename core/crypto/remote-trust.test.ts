@@ -137,6 +137,14 @@ describe("the worker process's life", () => {
     }
   });
 
+  test("a worker that cannot be started fails the check the same way", async () => {
+    const worker = new CryptoWorkerClient(() => ["/nonexistent/outpost-agent", "crypto-worker"]);
+    const f = await failure(RemoteTrust.load(signer.rootPem, worker));
+    expect(f).toMatchObject({ code: "SIG_VERIFIER_FAILED", file: signer.rootPem });
+    expect(String(f.message)).toContain("could not be started");
+    expect(worker.running).toBe(false);
+  });
+
   test("a worker that hangs is killed after the check timeout; one that answers a non-verdict is refused", async () => {
     let hang = true;
     const command = () =>

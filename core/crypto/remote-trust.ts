@@ -15,9 +15,8 @@
  * whose death fails the check (`SIG_VERIFIER_FAILED`), not the supervisor.
  *
  * What crosses, one JSON line each way (bytes in base64): the PEM bundle,
- * the signed bytes and the signature go in;
- * the verdict, or the error with its code, message, file and details, comes
- * back. The rules are verifyDetached's (cms-verify.ts, C1–C16), unchanged;
+ * the signed bytes and the signature go in; the verdict, or the error with
+ * its code, message, file and details, comes back. The rules are verifyDetached's (cms-verify.ts, C1–C16), unchanged;
  * `verifySignature` (verify.ts) picks this or the in-process store.
  */
 
@@ -197,7 +196,18 @@ export class CryptoWorkerClient {
 
   request(req: WorkerRequest, file: string): Promise<unknown> {
     this.stopIdle();
-    const w = this.current ?? this.start();
+    let w: Running;
+    try {
+      w = this.current ?? this.start();
+    } catch (e) {
+      return Promise.reject(
+        new SignatureError(
+          "SIG_VERIFIER_FAILED",
+          `${file}: signature not checked: the verifier process could not be started (${(e as Error).message})`,
+          { file },
+        ),
+      );
+    }
     const id = ++this.seq;
     const done = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(
