@@ -19,7 +19,6 @@
  * its code, message, file and details, comes back. The rules are verifyDetached's (cms-verify.ts, C1–C16), unchanged;
  * `verifySignature` (verify.ts) picks this or the in-process store.
  */
-
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import { ConfigError, type OutpostError, SignatureError } from "../errors.ts";

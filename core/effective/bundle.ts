@@ -109,8 +109,8 @@ export async function verifyBundle(
   trust: Trust,
   opts: { now: Date; file: string; tenant: string; lastSerial?: number },
 ): Promise<PolicyBundle> {
-  // The CMS stack (pkijs, @peculiar/x509) loads with the first bundle to verify, not with every
-  // process that builds an agent (`agent scan` offline never verifies one).
+  // In the running agent the check runs in the crypto worker (core/crypto/remote-trust.ts); an
+  // in-process trust store loads the CMS stack with the first bundle to verify, not before.
   await verifySignature(bytes, signature, trust, { now: opts.now, file: opts.file });
   const bundle = parseBundle(bytes, opts.file);
   if (bundle.tenant !== opts.tenant) {

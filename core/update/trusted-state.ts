@@ -24,7 +24,6 @@
  *   P2  cadence pinned-n-1 installs the index's `previous` entry, one behind the group
  *   P3  cadence early polls the tenant's early group instead of its general one
  */
-
 import { sha384Hex } from "../crypto/digest.ts";
 import { type Trust, verifySignature } from "../crypto/verify.ts";
 import { UpdateError } from "../errors.ts";
