@@ -15,7 +15,7 @@
  * they always did (docs/policy.md, "Feature gates"). Pure: no I/O.
  */
 import type { AgentConfig } from "../config.ts";
-import { AgentConfigSchema } from "../config.ts";
+import { parseAgentConfig } from "../config.ts";
 import type { Origin, Resolution } from "./resolver.ts";
 
 export interface FeatureGate {
@@ -113,7 +113,7 @@ export function applyGates(
   }
   if (!input) return { resolution, rows };
   // The fallbacks are the schema's own safe values; parsing again keeps the config's type honest.
-  const config: AgentConfig = AgentConfigSchema.parse(input);
+  const config: AgentConfig = parseAgentConfig(input);
   const values = { ...resolution.values };
   for (const r of rows) if (r.withheld) values[r.key] = r.value;
   return { resolution: { ...resolution, config, values, origins }, rows };

@@ -10,7 +10,7 @@
  * or a value the agent's schema refuses), the output it accepted last time —
  * so a failing file keeps its previous settings and never blocks another.
  */
-import { type AgentConfig, AgentConfigSchema } from "../config.ts";
+import { type AgentConfig, parseAgentConfig, safeParseAgentConfig } from "../config.ts";
 import { checkPolicyKey } from "./allow-list.ts";
 
 export interface OverlayValue {
@@ -136,7 +136,7 @@ function tryOverlay(
     seen.add(v.key);
     setPath(merged, v.key, v.value);
   }
-  const parsed = AgentConfigSchema.safeParse(merged);
+  const parsed = safeParseAgentConfig(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = issue?.path.join(".") ?? "";
@@ -186,7 +186,7 @@ export function resolveEffective(base: BaseConfig, candidates: OverlayCandidate[
       });
     }
   }
-  const config = AgentConfigSchema.parse(input);
+  const config = parseAgentConfig(input);
   const values = flatten(config);
   const fromFile = new Set(base.explicit ?? Object.keys(flatten(base.input)));
   const origins: Record<string, Origin> = {};

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import type { AgentConfig } from "../config.ts";
-import { AgentConfigSchema, configSource } from "../config.ts";
+import { configSource, parseAgentConfig } from "../config.ts";
 import type { Trust } from "../crypto/verify.ts";
 import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
@@ -133,7 +133,7 @@ export interface SyncContext {
 export function baseOf(config: AgentConfig): BaseConfig {
   const src = configSource(config);
   if (src) return { input: src.input, file: src.file };
-  const defaults = flatten(AgentConfigSchema.parse({ stateDir: config.stateDir }));
+  const defaults = flatten(parseAgentConfig({ stateDir: config.stateDir }));
   const values = flatten(config);
   const explicit = Object.keys(values).filter(
     (k) => JSON.stringify(values[k]) !== JSON.stringify(defaults[k]),
