@@ -9,6 +9,8 @@
  * to run it. Built-in handlers need none — the host process is the same
  * executable and registers them itself.
  */
+
+import { byCodeUnit } from "../compare.ts";
 import { HandlerError } from "../errors.ts";
 import type { GroupPolicy } from "../host/policy.ts";
 import type { ContentHandler } from "./contract.ts";
@@ -59,6 +61,6 @@ export class HandlerRegistry {
   }
 
   groups(): GroupPolicy[] {
-    return [...this.groupsByName.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.groupsByName.values()].sort((a, b) => byCodeUnit(a.name, b.name));
   }
 }

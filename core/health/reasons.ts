@@ -15,6 +15,8 @@
  * `ack: true` marks a reason that stays until an administrator acknowledges
  * it (`acknowledge(source, code)`), e.g. an automatic rollback.
  */
+
+import { byCodeUnit } from "../compare.ts";
 import { metrics } from "../metrics.ts";
 
 export type HealthLevel = "red" | "amber" | "info";
@@ -127,7 +129,7 @@ export class HealthBoard {
   list(): HealthReason[] {
     this.expire();
     return [...this.reasons.values()].sort(
-      (a, b) => LEVEL_RANK[b.level] - LEVEL_RANK[a.level] || a.since.localeCompare(b.since),
+      (a, b) => LEVEL_RANK[b.level] - LEVEL_RANK[a.level] || byCodeUnit(a.since, b.since),
     );
   }
 

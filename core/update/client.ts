@@ -6,6 +6,7 @@
  * in trusted-state.ts; this file only sequences I/O around them.
  */
 import type { RejectionRecord, UpdateCycleReport } from "../agent/api.ts";
+import { byCodeUnit } from "../compare.ts";
 import { sha384Hex } from "../crypto/digest.ts";
 import type { Trust } from "../crypto/verify.ts";
 import { describeError, isOutpostError, UpdateError } from "../errors.ts";
@@ -102,7 +103,7 @@ export async function runUpdateCycle(
     return finish(deps, report);
   }
 
-  for (const [type, offered] of Object.entries(index.content).sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [type, offered] of Object.entries(index.content).sort(([a], [b]) => byCodeUnit(a, b))) {
     let entry = offered;
     let file = entry.path;
     const handler = deps.registry.get(type);

@@ -11,6 +11,7 @@
  * loads them without compiling.
  */
 import { isUtf8 } from "node:buffer";
+import { byCodeUnit } from "../../core/compare.ts";
 import { type AnchorColumns, AnchorColumnsBuilder } from "../_shared/matcher/matcher.ts";
 import { type HashTables, HashTablesBuilder, type LineRefs } from "./hash-table.ts";
 import {
@@ -48,7 +49,7 @@ export function asBuffer(b: Uint8Array): Buffer {
 
 /** The signature files of a payload, sorted by path (the order every index refers to). */
 export function signatureFiles(sources: SignatureFile[]): SignatureFile[] {
-  const files = sources.filter((s) => isSignatureFile(s.path)).sort((a, b) => a.path.localeCompare(b.path));
+  const files = sources.filter((s) => isSignatureFile(s.path)).sort((a, b) => byCodeUnit(a.path, b.path));
   if (files.length === 0) throw signatureError("payload", 0, "no signature files (.hdb, .hsb or .ndb)");
   if (files.length > 65535)
     throw signatureError("payload", 0, `${files.length} signature files (at most 65535)`);

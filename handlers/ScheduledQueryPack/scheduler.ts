@@ -9,6 +9,8 @@
  * packRefreshSeconds). Denylisted queries are skipped until their time is
  * up.
  */
+
+import { byCodeUnit } from "../../core/compare.ts";
 import { describeError } from "../../core/errors.ts";
 import type { QueryHost, QueryStats } from "./host.ts";
 import { scheduleRows } from "./introspection.ts";
@@ -175,7 +177,7 @@ export class Scheduler {
     if (this.stopped) return reports;
     const due = this.entries
       .filter((e) => e.nextDue <= this.host.now())
-      .sort((a, b) => a.nextDue - b.nextDue || a.q.logName.localeCompare(b.q.logName));
+      .sort((a, b) => a.nextDue - b.nextDue || byCodeUnit(a.q.logName, b.q.logName));
     for (const e of due) {
       if (this.stopped || this.paused) break;
       // The next slot is computed from now, so a late run does not cause a burst of catch-up runs.

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { byCodeUnit } from "../../core/compare.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
@@ -72,7 +73,7 @@ export function defaultSettings(): Settings {
 export function settingsHash(s: Settings): string {
   const canonical = JSON.stringify(s, (_k, v) =>
     v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => byCodeUnit(a, b)))
       : v,
   );
   return new Bun.CryptoHasher("sha256").update(canonical).digest("hex").slice(0, 16);

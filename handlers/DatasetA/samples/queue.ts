@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { basename, join } from "node:path";
+import { byCodeUnit } from "../../../core/compare.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../../../core/fsutil.ts";
 import { log } from "../../../core/log.ts";
 import { VERSION } from "../../../core/version.ts";
@@ -159,7 +160,7 @@ export class SampleQueue {
       }
       out.push(info);
     }
-    return out.sort((a, b) => a.queuedAt.localeCompare(b.queuedAt));
+    return out.sort((a, b) => byCodeUnit(a.queuedAt, b.queuedAt));
   }
 
   envelope(key: string): Uint8Array {

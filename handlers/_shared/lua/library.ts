@@ -4,6 +4,8 @@
  * the functions they export. ProductRulesFeed does this before publishing,
  * so Behavior never receives a library that cannot load on its own.
  */
+
+import { byCodeUnit } from "../../../core/compare.ts";
 import { HandlerError } from "../../../core/errors.ts";
 import type { LibraryModules } from "./format.ts";
 import { LuaSandbox, luaRef } from "./sandbox.ts";
@@ -53,7 +55,7 @@ export async function probeLibrary(library: LibraryModules): Promise<LibraryExpo
       );
     }
     return (sandbox.call(probe!, "functions")[0] as LibraryExports[]).sort((a, b) =>
-      a.module.localeCompare(b.module),
+      byCodeUnit(a.module, b.module),
     );
   } finally {
     sandbox.close();
