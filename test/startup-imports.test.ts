@@ -172,6 +172,22 @@ describe("what a one-shot `agent scan` evaluates", () => {
     expect(offenders(graph, /^core\/crypto\/(cms|cms-verify|cms-sign|engine)\.ts$/)).toEqual([]);
   });
 
+  test("the supervisor's repair pass after each cycle: no X.509/CMS stack, no Lua interpreter", () => {
+    // RepairKit's rules run in the repair host and its trust inspection in the crypto worker
+    // (handlers/RepairKit/trust.ts): until both moved out, the first cycle's repair pass loaded the
+    // CMS stack and wasmoon into the supervisor for good. The Lua engine is a dynamic import, for the
+    // baked-in fallback and the offline CLI.
+    const graph = evaluated(["handlers/RepairKit/run.ts", "bin/agent-main.ts"], readRepo);
+    expect(graph.has("handlers/RepairKit/report.ts")).toBe(true);
+    expect(graph.has("handlers/RepairKit/trust.ts")).toBe(true);
+    expect(
+      offenders(
+        graph,
+        /^(core\/crypto\/(cms|cms-verify|cms-sign|engine)\.ts|handlers\/_shared\/lua\/(sandbox|interpreter)\.ts)$/,
+      ),
+    ).toEqual([]);
+  });
+
   test("the check sees a static import of handler code, and ignores dynamic and type-only ones", () => {
     const fake: Record<string, string> = {
       "a.ts": 'import { x } from "./handlers/Behavior/index.ts";\nimport type { Y } from "./core/config.ts";',

@@ -318,7 +318,13 @@ export class Agent implements AgentApi {
    * verifier process too (core/crypto/remote-trust.ts): the X.509 and CMS libraries are never
    * evaluated here. `hosts.isolation: in-process` keeps everything in this process.
    */
-  private async loadTrust(file: string): Promise<Trust> {
+  /**
+   * The trust store at `file` as this agent checks signatures: in its crypto worker
+   * (remote-trust.ts), or in-process with `hosts.isolation: in-process`. Public for the checks
+   * that run beside the update cycle (RepairKit's trust inspection), so they load no X.509 library
+   * into the supervisor either.
+   */
+  async loadTrust(file: string): Promise<Trust> {
     if (this.config.hosts.isolation === "in-process") {
       const { TrustStore } = await import("../crypto/cms.ts");
       return TrustStore.load(file);

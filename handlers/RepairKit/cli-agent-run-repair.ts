@@ -18,8 +18,8 @@ import { EXIT } from "../../core/cli/exit-codes.ts";
 import { printJson, printText, renderTable } from "../../core/cli/output.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { describeCycle } from "./actions.ts";
-import type { RepairReport } from "./engine.ts";
 import type { AgentActions } from "./facts.ts";
+import type { RepairReport } from "./report.ts";
 import { repairOffline, repairOnline } from "./run.ts";
 
 const MARK: Record<string, string> = {

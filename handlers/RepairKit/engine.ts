@@ -11,8 +11,17 @@ import { type RuleLimits, RuleLimitsSchema, type RuleSource } from "../_shared/l
 import { openHostRuntime } from "../_shared/lua/host-runtime.ts";
 import type { LuaSandbox, LuaValue } from "../_shared/lua/sandbox.ts";
 import type { RepairEnv } from "./env.ts";
-import type { AgentActions, QueuedAction } from "./facts.ts";
+import type { AgentActions } from "./facts.ts";
 import lastResortSource from "./last-resort.lua" with { type: "text" };
+import {
+  type CheckReport,
+  type CheckStatus,
+  executeActions,
+  type FixReport,
+  finalizeReport,
+  type RepairReport,
+  summarize,
+} from "./report.ts";
 import runtimeSource from "./runtime.lua" with { type: "text" };
 
 export interface Ruleset {
@@ -36,51 +45,6 @@ export function bakedInRuleset(fallbackReason?: string): Ruleset {
       outputBytes: 64 * 1024,
     }),
     ...(fallbackReason ? { fallbackReason } : {}),
-  };
-}
-
-export type CheckStatus = "ok" | "repaired" | "would-repair" | "failed" | "warning";
-
-export interface FixReport {
-  description: string;
-  kind: "repair" | "maintenance";
-  /** Which repair pass ran it (1 when absent). */
-  pass?: number;
-  status: "planned" | "done" | "failed" | "requested";
-  error?: string;
-  action?: string;
-  arg?: string;
-}
-
-export interface CheckReport {
-  id: string;
-  description: string;
-  file: string;
-  status: CheckStatus;
-  messages: { level: string; text: string }[];
-  fixes: FixReport[];
-  error?: string;
-  ms: number;
-}
-
-export interface RepairReport {
-  startedAt: string;
-  /** Agent actions fixes requested, left to the caller (runs with deferActions). */
-  pending?: QueuedAction[];
-  finishedAt: string;
-  mode: string;
-  dryRun: boolean;
-  stateDir: string;
-  ruleset: { source: Ruleset["source"]; version: number | null; fallbackReason?: string };
-  checks: CheckReport[];
-  actions: ActionOutcome[];
-  summary: {
-    checked: number;
-    ok: number;
-    repaired: number;
-    wouldRepair: number;
-    failed: number;
-    warnings: number;
   };
 }
 
@@ -197,95 +161,6 @@ function toChecks(results: RawResult[], ruleset: Ruleset, dryRun: boolean): Chec
     ...(r.error ? { error: r.error } : {}),
     ms: Math.round(r.ms * 1000) / 1000,
   }));
-}
-
-function summarize(checks: CheckReport[]): RepairReport["summary"] {
-  const count = (s: CheckStatus) => checks.filter((c) => c.status === s).length;
-  return {
-    checked: checks.length,
-    ok: count("ok"),
-    repaired: count("repaired"),
-    wouldRepair: count("would-repair"),
-    failed: count("failed"),
-    warnings: count("warning"),
-  };
-}
-
-export interface ActionOutcome {
-  action: string;
-  arg?: string;
-  ok: boolean;
-  detail: string;
-}
-
-/** Carries out queued agent actions one after the other (an update at most once). */
-export async function executeActions(
-  queued: readonly QueuedAction[],
-  actions: AgentActions | undefined,
-): Promise<ActionOutcome[]> {
-  const out: ActionOutcome[] = [];
-  for (const q of queued) {
-    let outcome: { ok: boolean; detail: string };
-    if (!actions) outcome = { ok: false, detail: "no agent to carry out the action" };
-    else {
-      try {
-        outcome = q.action === "update" ? await actions.update() : await actions.rollback(q.arg ?? "");
-      } catch (e) {
-        const d = describeError(e);
-        outcome = { ok: false, detail: `${d.code}: ${d.message}` };
-      }
-    }
-    out.push({ action: q.action, ...(q.arg ? { arg: q.arg } : {}), ...outcome });
-  }
-  return out;
-}
-
-/**
- * Completes a run whose fixes requested agent actions: records their
- * outcomes on the fixes, then holds every repaired check to the
- * verification pass (a dry run after the repairs) — a repair that did not
- * stick is a failure.
- */
-export function finalizeReport(
-  report: RepairReport,
-  outcomes: ActionOutcome[],
-  verify: RepairReport | null,
-  now: () => Date = () => new Date(),
-): RepairReport {
-  const checks = report.checks.map((c) => ({
-    ...c,
-    messages: [...c.messages],
-    fixes: c.fixes.map((f) => ({ ...f })),
-  }));
-  for (const c of checks) {
-    for (const f of c.fixes) {
-      if (f.status !== "requested") continue;
-      const o = outcomes.find((x) => x.action === f.action && (x.arg ?? "") === (f.arg ?? ""));
-      if (!o) continue;
-      f.status = o.ok ? "done" : "failed";
-      if (!o.ok) f.error = o.detail;
-    }
-    if (c.fixes.some((f) => f.kind === "repair" && f.status === "failed")) c.status = "failed";
-    if (verify && c.status === "repaired") {
-      const v = verify.checks.find((x) => x.id === c.id);
-      if (v && (v.status === "would-repair" || v.status === "failed")) {
-        const still = v.messages.filter((m) => m.level === "problem").map((m) => m.text);
-        c.messages.push({
-          level: "problem",
-          text: `still broken after repair: ${still.join("; ") || v.error}`,
-        });
-        c.status = "failed";
-      }
-    }
-  }
-  const { pending: _pending, ...rest } = report;
-  return {
-    ...rest,
-    checks,
-    actions: [...report.actions, ...outcomes],
-    summary: summarize(checks),
-    finishedAt: now().toISOString(),
-  };
 }
 
 export async function runRepairKit(

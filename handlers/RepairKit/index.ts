@@ -14,7 +14,7 @@ import { dirname } from "node:path";
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
-import { defineHandler } from "../../core/handler/contract.ts";
+import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
@@ -22,7 +22,7 @@ import { actionsFromCaps } from "./actions.ts";
 import { checkRuleset, type Ruleset, runWithFallback } from "./engine.ts";
 import { RepairEnv } from "./env.ts";
 import { type RepairFacts, type RepairMode, readFacts } from "./facts.ts";
-import { repairKitManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 interface RepairLive {
   ruleset: Ruleset;
@@ -62,8 +62,8 @@ function factsFor(caps: Capabilities): RepairFacts {
   };
 }
 
-export const repairKitHandler = defineHandler<RepairLive>({
-  manifest: repairKitManifest,
+export const repairKitHandler = defineParsedHandler<RepairLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     validateRulesPackage(view);

@@ -28,8 +28,8 @@ import { makeVendor, TEST_GROUP, type Vendor } from "../../test/fixtures/vendor.
 import { RulesSourceConfigSchema } from "../_shared/lua/format.ts";
 import { rulesPayload, startLuaAgent, type TestKey, testKey } from "../_shared/lua/testkit.ts";
 import { productRulesFeedHandler } from "../ProductRulesFeed/index.ts";
-import type { RepairReport } from "./engine.ts";
 import { repairKitHandler } from "./index.ts";
+import type { RepairReport } from "./report.ts";
 import { runRepair } from "./run.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");

@@ -14,8 +14,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentApi, AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
-import { TrustStore } from "../../core/crypto/cms.ts";
-import { verifyDetached } from "../../core/crypto/cms-verify.ts";
+import { verifySignature } from "../../core/crypto/verify.ts";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { log } from "../../core/log.ts";
 import { metrics } from "../../core/metrics.ts";
@@ -24,15 +23,7 @@ import { ContentStore } from "../../core/store/store.ts";
 import { openRulesPackage } from "../_shared/lua/format.ts";
 import { groupWorkDir, loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFor } from "./actions.ts";
-import {
-  bakedInRuleset,
-  executeActions,
-  finalizeReport,
-  type RepairReport,
-  type Ruleset,
-  runRepairKit,
-  runWithFallback,
-} from "./engine.ts";
+import type { Ruleset } from "./engine.ts";
 import { RepairEnv } from "./env.ts";
 import {
   type AgentActions,
@@ -41,7 +32,14 @@ import {
   type RepairMode,
   writeFacts,
 } from "./facts.ts";
-import { inspectTrust } from "./trust.ts";
+import { executeActions, finalizeReport, type RepairReport } from "./report.ts";
+import { inspectTrust, localTrust, type TrustLoader } from "./trust.ts";
+
+/**
+ * The Lua engine, for rules that run in this process: the baked-in fallback, and every run of the
+ * offline CLI. The supervisor's repair pass runs its rules in the repair host and never loads it.
+ */
+const luaEngine = () => import("./engine.ts");
 
 const runsTotal = metrics.counter("outpost_repair_runs_total", "RepairKit runs, by mode, ruleset and result");
 const checksTotal = metrics.counter("outpost_repair_checks_total", "RepairKit check outcomes, by status");
@@ -59,13 +57,19 @@ function record(report: RepairReport): void {
 
 /** Runs RepairKit in its host; falls back to the baked-in rules here when it is not loaded. */
 /** Trust verification for a state dir, done here where the CMS verifier is loaded. */
-const trustInspector = (facts: RepairFacts) => () =>
-  inspectTrust(facts.trustPath, statePaths(facts.stateDir).indexCache);
+const trustInspector =
+  (facts: RepairFacts, loadTrust: TrustLoader = localTrust) =>
+  () =>
+    inspectTrust(facts.trustPath, statePaths(facts.stateDir).indexCache, new Date(), loadTrust);
 
 /** The facts the repair host gets, with the trust store already verified. */
-async function factsFor(config: AgentConfig, configFile: string | null): Promise<RepairFacts> {
+async function factsFor(
+  config: AgentConfig,
+  configFile: string | null,
+  loadTrust: TrustLoader = localTrust,
+): Promise<RepairFacts> {
   const facts = factsFromConfig(config, configFile);
-  return { ...facts, trust: await trustInspector(facts)() };
+  return { ...facts, trust: await trustInspector(facts, loadTrust)() };
 }
 
 async function viaHandler(
@@ -73,6 +77,7 @@ async function viaHandler(
   facts: RepairFacts,
   mode: RepairMode,
   dryRun: boolean,
+  loadTrust: TrustLoader = localTrust,
 ): Promise<RepairReport> {
   const actions = actionsFor(target);
   let first: RepairReport;
@@ -81,7 +86,8 @@ async function viaHandler(
   } catch (e) {
     const d = describeError(e);
     // Not installed, not loaded, or its host is down: nothing delivered can run, the baked-in rules can.
-    const env = new RepairEnv(facts, mode, { inspectTrust: trustInspector(facts) });
+    const env = new RepairEnv(facts, mode, { inspectTrust: trustInspector(facts, loadTrust) });
+    const { bakedInRuleset, runRepairKit } = await luaEngine();
     return runRepairKit(bakedInRuleset(`RepairKit ${d.code}: ${d.message}`), env, actions, { dryRun });
   }
   if (!first.pending?.length) return first;
@@ -104,12 +110,15 @@ export async function runRepair(
   agent: RepairTarget & {
     config: AgentConfig;
     events: { emit(type: string, f?: Record<string, unknown>): unknown };
+    /** The agent's own kind of trust store (the supervisor's checks run in its crypto worker). */
+    loadTrust?: TrustLoader;
   },
   opts: { dryRun?: boolean; configFile?: string | null } = {},
 ): Promise<RepairReport> {
-  const facts = await factsFor(agent.config, opts.configFile ?? null);
+  const loadTrust = agent.loadTrust?.bind(agent) ?? localTrust;
+  const facts = await factsFor(agent.config, opts.configFile ?? null, loadTrust);
   writeFacts(groupWorkDir(agent.config.stateDir, "repair"), facts);
-  const report = await viaHandler(agent, facts, "in-cycle", opts.dryRun ?? false);
+  const report = await viaHandler(agent, facts, "in-cycle", opts.dryRun ?? false, loadTrust);
   record(report);
   agent.events.emit("repair-finished", {
     mode: report.mode,
@@ -153,8 +162,8 @@ export async function deliveredFromStore(stateDir: string, trustPath: string): P
   const sigFile = join(dir, "manifest.p7s");
   if (!existsSync(sigFile))
     throw new HandlerError("HND_REPAIR_UNSIGNED", `${sigFile}: missing`, { file: sigFile });
-  const trust = await TrustStore.load(trustPath);
-  await verifyDetached(manifestBytes, new Uint8Array(readFileSync(sigFile)), trust, {
+  const trust = await localTrust(trustPath);
+  await verifySignature(manifestBytes, new Uint8Array(readFileSync(sigFile)), trust, {
     now: new Date(rec.signingTime),
     file: manifestFile,
   });
@@ -176,6 +185,7 @@ export async function repairOffline(
 ): Promise<RepairReport> {
   const facts = factsFromConfig(config, opts.configFile);
   const env = new RepairEnv(facts, "offline", { inspectTrust: trustInspector(facts) });
+  const { runWithFallback } = await luaEngine();
   const report = await runWithFallback(
     () => deliveredFromStore(config.stateDir, config.update.trust),
     env,

@@ -1,28 +1,44 @@
 /**
  * Trust-store facts that need the CMS verifier: whether the trust store
- * verifies the agent's own cached indexes. This module pulls in the X.509
- * stack, so only the supervisor and the CLI import it — never the handler
- * module every host process loads. They pass the result to the repair
- * host inside facts.json; the host re-checks the PEM structure itself and
- * uses the verification only while the trust store's bytes are unchanged.
+ * verifies the agent's own cached indexes. Only the supervisor and the CLI
+ * run this — never the handler module every host process loads. They pass
+ * the result to the repair host inside facts.json; the host re-checks the
+ * PEM structure itself and uses the verification only while the trust
+ * store's bytes are unchanged.
+ *
+ * The checks go through the caller's kind of trust store (`loadTrust`): the
+ * supervisor's runs them in its crypto worker (core/crypto/remote-trust.ts),
+ * so its repair pass after each update cycle does not load the X.509 and
+ * CMS libraries into it for good (issue 21: they were back in the
+ * supervisor's heap after the first cycle's repair pass, ~6 MiB); a one-shot
+ * CLI checks in-process.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TrustStore } from "../../core/crypto/cms.ts";
-import { verifyDetached } from "../../core/crypto/cms-verify.ts";
+import { type Trust, verifySignature } from "../../core/crypto/verify.ts";
 import { describeError } from "../../core/errors.ts";
 import type { CachedIndexFacts, TrustFacts } from "./facts.ts";
 import { cacheGroups, inspectCacheStructure, sha256File } from "./inspect.ts";
+
+/** A trust store of the caller's kind for the PEM bundle at `path` (throws CFG_TRUST_STORE). */
+export type TrustLoader = (path: string) => Promise<Trust>;
+
+/** In this process: the CLI's way (it runs once and exits). */
+export const localTrust: TrustLoader = async (path) => {
+  const { TrustStore } = await import("../../core/crypto/cms.ts");
+  return TrustStore.load(path);
+};
 
 export async function inspectTrust(
   trustPath: string,
   indexCacheDir: string,
   now = new Date(),
+  loadTrust: TrustLoader = localTrust,
 ): Promise<TrustFacts> {
-  let trust: TrustStore | null = null;
+  let trust: Trust | null = null;
   let pem: TrustFacts["pem"];
   try {
-    trust = TrustStore.fromPem(readFileSync(trustPath, "utf8"), trustPath);
+    trust = await loadTrust(trustPath);
     pem = { ok: true, certs: trust.roots.length };
   } catch (e) {
     pem = { ok: false, certs: 0, error: describeError(e).message };
@@ -33,7 +49,7 @@ export async function inspectTrust(
     if (c.ok && trust) {
       const dir = join(indexCacheDir, group);
       try {
-        await verifyDetached(
+        await verifySignature(
           new Uint8Array(readFileSync(join(dir, "index.json"))),
           new Uint8Array(readFileSync(join(dir, "index.p7s"))),
           trust,
