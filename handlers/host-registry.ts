@@ -10,7 +10,10 @@
 import { HandlerError } from "../core/errors.ts";
 import type { ContentHandler } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
-import { builtinGroups } from "./groups.ts";
+import { parsedBuiltinGroups } from "./builtins.macro.ts" with { type: "macro" };
+
+/** The built-in groups, parsed when the executable was built (builtins.macro.ts). */
+const BUILTIN_GROUPS = parsedBuiltinGroups();
 
 type Module = Record<string, unknown>;
 
@@ -66,9 +69,11 @@ function handlersIn(mod: Module): ContentHandler[] {
   const found = new Set<ContentHandler>();
   for (const v of Object.values(mod)) {
     const h = v as Partial<ContentHandler> | null;
+    // Own properties only: reading `manifest` off another export (a lazy zod schema) would build it.
     if (
       h &&
       typeof h === "object" &&
+      Object.hasOwn(h, "manifest") &&
       typeof h.manifest?.name === "string" &&
       typeof h.validate === "function"
     ) {
@@ -83,14 +88,14 @@ function handlersIn(mod: Module): ContentHandler[] {
  * rule G3), or the one group of that name.
  */
 export function groupsOfProcess(name: string): string[] {
-  const shared = builtinGroups.filter((g) => g.process === name).map((g) => g.name);
+  const shared = BUILTIN_GROUPS.filter((g) => g.process === name).map((g) => g.name);
   return shared.length ? shared : [name];
 }
 
 /** A registry with the built-in groups and only the handlers of `group` (or of the groups sharing that process). */
 export async function registryForGroup(group: string): Promise<HandlerRegistry> {
   const registry = new HandlerRegistry();
-  for (const g of builtinGroups) registry.registerGroup(g);
+  for (const g of BUILTIN_GROUPS) registry.registerGroup(g);
   const groups = groupsOfProcess(group);
   const mods = await Promise.all(groups.flatMap((g) => GROUP_MODULES[g] ?? []).map((load) => load()));
   for (const h of mods.flatMap(handlersIn)) {

@@ -3,11 +3,16 @@ import {
   type Capabilities,
   type ContentHandler,
   type ContentView,
+  HandlerManifestSchema,
   viewOverBytes,
 } from "../core/handler/contract.ts";
+import { defineGroup } from "../core/host/policy.ts";
+import { parsedBuiltinGroups, parsedBuiltinManifests } from "./builtins.macro.ts";
 import { datasetAHandler } from "./DatasetA/index.ts";
+import { builtinGroups } from "./groups.ts";
 import { handlerFor } from "./host-registry.ts";
 import { builtinHandlers, defaultRegistry } from "./index.ts";
+import { builtinManifests } from "./manifest-sources.ts";
 import { deferredHandler, manifestRegistry } from "./manifests.ts";
 
 const view = (files: Record<string, string>): ContentView => {
@@ -25,6 +30,32 @@ const view = (files: Record<string, string>): ContentView => {
     read,
   });
 };
+
+describe("built-in manifests and groups parsed at build time (handlers/builtins.macro.ts)", () => {
+  test("every built-in handler carries its own manifest, as the schema parses its source", () => {
+    const sources = new Map(builtinManifests().map((m) => [m.name, m]));
+    expect(sources.size).toBe(builtinHandlers().length);
+    for (const h of builtinHandlers()) {
+      const source = sources.get(h.manifest.name);
+      expect([h.manifest.name, source !== undefined]).toEqual([h.manifest.name, true]);
+      expect(h.manifest).toEqual(HandlerManifestSchema.parse(source));
+    }
+    expect(parsedBuiltinManifests()).toEqual(builtinManifests().map((m) => HandlerManifestSchema.parse(m)));
+  });
+
+  test("the groups are defineGroup's output, and parse again to themselves", () => {
+    expect(parsedBuiltinGroups()).toEqual(builtinGroups);
+    for (const g of parsedBuiltinGroups()) expect(defineGroup(g)).toEqual(g);
+  });
+
+  test("each type's parsedManifest (its handler's, at build time) is its own manifest parsed", async () => {
+    for (const source of builtinManifests()) {
+      const mod = (await import(`./${source.name}/manifest.ts`)) as { parsedManifest(): unknown };
+      expect(mod.parsedManifest()).toEqual(HandlerManifestSchema.parse(source));
+    }
+    expect(datasetAHandler.manifest.name).toBe("DatasetA");
+  });
+});
 
 describe("handlers by manifest (handlers/manifests.ts)", () => {
   test("the same types, groups and manifests as the eager registry", () => {

@@ -13,53 +13,10 @@
  * the eager registry; handlers/manifests.test.ts checks both agree.
  */
 import { HandlerError } from "../core/errors.ts";
-import type { ContentHandler, HandlerManifest, HandlerManifestInput } from "../core/handler/contract.ts";
-import { HandlerManifestSchema } from "../core/handler/contract.ts";
+import type { ContentHandler, HandlerManifest } from "../core/handler/contract.ts";
 import { HandlerRegistry } from "../core/handler/registry.ts";
-import { agentSoftwareManifest } from "./AgentSoftware/manifest.ts";
-import { appfeedTypeManifest } from "./APPFEED/manifest.ts";
-import { behaviorManifest } from "./Behavior/manifest.ts";
-import { crtManifest } from "./CRT/manifest.ts";
-import { datasetAManifest } from "./DatasetA/manifest.ts";
-import { epipsDataManifest } from "./EPIPS_data/manifest.ts";
-import { eshManifest } from "./ESH/manifest.ts";
-import { flagsManifest } from "./Flags/manifest.ts";
-import { builtinGroups } from "./groups.ts";
-import { hmpaDataManifest } from "./Hmpa_data/manifest.ts";
+import { parsedBuiltinGroups, parsedBuiltinManifests } from "./builtins.macro.ts" with { type: "macro" };
 import { handlerFor } from "./host-registry.ts";
-import { localRepDataManifest } from "./LocalRepData/manifest.ts";
-import { mlModelManifest } from "./MLModel/manifest.ts";
-import { ntpOverridesManifest } from "./NTP_OVERRIDES/manifest.ts";
-import { productRulesFeedManifest } from "./ProductRulesFeed/manifest.ts";
-import { remapperRulesManifest } from "./RemapperRules/manifest.ts";
-import { repairKitManifest } from "./RepairKit/manifest.ts";
-import { scheduledQueryPackManifest } from "./ScheduledQueryPack/manifest.ts";
-import { telemsupManifest } from "./TELEMSUP/manifest.ts";
-import { userAppfeedManifest } from "./USERAPPFEED/manifest.ts";
-
-/** In the order of builtinHandlers() (index.ts). */
-export function builtinManifests(): HandlerManifestInput[] {
-  return [
-    hmpaDataManifest,
-    scheduledQueryPackManifest,
-    datasetAManifest,
-    localRepDataManifest,
-    behaviorManifest,
-    productRulesFeedManifest,
-    repairKitManifest,
-    remapperRulesManifest,
-    flagsManifest,
-    epipsDataManifest,
-    ntpOverridesManifest,
-    telemsupManifest,
-    eshManifest,
-    crtManifest,
-    agentSoftwareManifest,
-    mlModelManifest,
-    appfeedTypeManifest,
-    userAppfeedManifest,
-  ];
-}
 
 /** A handler known by its manifest whose code is imported by `load` (and `validate`) on first use. */
 export function deferredHandler(
@@ -101,12 +58,15 @@ export interface ManifestRegistryOptions {
   contributors?: boolean;
 }
 
+// Literals, parsed when the executable was built (builtins.macro.ts).
+const BUILTIN_GROUPS = parsedBuiltinGroups();
+const BUILTIN_MANIFESTS = parsedBuiltinManifests();
+
 /** The built-in groups and handlers, by manifest; each handler's code loads on first use. */
 export function manifestRegistry(opts: ManifestRegistryOptions = {}): HandlerRegistry {
   const registry = new HandlerRegistry();
-  for (const group of builtinGroups) registry.registerGroup(group);
-  for (const input of builtinManifests()) {
-    const manifest = HandlerManifestSchema.parse(input);
+  for (const group of BUILTIN_GROUPS) registry.registerGroup(group);
+  for (const manifest of BUILTIN_MANIFESTS) {
     const contributes = opts.contributors !== false && (manifest.contributes?.length ?? 0) > 0;
     const wanted = !opts.groups || opts.groups.includes(manifest.group) || contributes;
     if (wanted) registry.register(deferredHandler(manifest, () => handlerFor(manifest.name)));

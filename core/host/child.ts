@@ -15,6 +15,7 @@
  * its supervisor.
  */
 import { writeSync } from "node:fs";
+import { byCodeUnit } from "../compare.ts";
 import { deferredImportsSettled } from "../deferred-import.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import { createCapabilities } from "../handler/capabilities.ts";
@@ -71,7 +72,14 @@ export interface HostChildOptions {
 function handlerFromModule(mod: Record<string, unknown>, type: string): ContentHandler<unknown> | undefined {
   for (const value of Object.values(mod)) {
     const h = value as Partial<ContentHandler<unknown>> | null;
-    if (h && typeof h === "object" && h.manifest?.name === type && typeof h.validate === "function") {
+    // Own properties only: reading `manifest` off another export (a lazy zod schema) would build it.
+    if (
+      h &&
+      typeof h === "object" &&
+      Object.hasOwn(h, "manifest") &&
+      h.manifest?.name === type &&
+      typeof h.validate === "function"
+    ) {
       return h as ContentHandler<unknown>;
     }
   }
@@ -82,12 +90,12 @@ function handlerFromModule(mod: Record<string, unknown>, type: string): ContentH
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, val) =>
     val && typeof val === "object" && !Array.isArray(val)
-      ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => a.localeCompare(b)))
+      ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => byCodeUnit(a, b)))
       : val,
   );
 }
 
-function sameManifest(a: HandlerManifest, b: HandlerManifest): boolean {
+function sameManifest(a: HandlerManifest, b: Record<string, unknown>): boolean {
   return canonical(a) === canonical(b);
 }
 

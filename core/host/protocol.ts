@@ -11,7 +11,6 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../errors.ts";
-import { HandlerManifestSchema } from "../handler/contract.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
 import { ProcViewRequestSchema } from "./proc-view.ts";
 
@@ -25,7 +24,15 @@ export const InitArgs = lazySchema(() =>
       group: z.string(),
       workDir: z.string(),
       handlers: z.array(
-        z.object({ type: Type, module: z.string().optional(), manifest: HandlerManifestSchema }),
+        z.object({
+          type: Type,
+          module: z.string().optional(),
+          // Compared whole with the host's own handler's manifest, which its definition validated
+          // (child.ts, sameManifest): what the supervisor sends need only be a JSON object. So a host
+          // of built-in handlers, whose manifests were parsed at build time (builtins.macro.ts),
+          // never builds the manifest schema.
+          manifest: z.record(z.string(), z.unknown()),
+        }),
       ),
       pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
       /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */

@@ -5,9 +5,9 @@
  * the supervisor side is feed.ts.
  */
 import { defineAppfeedHandler } from "../_shared/appfeed/handler.ts";
-import { appfeedTypeManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 export const appfeedHandler = defineAppfeedHandler({
   type: "APPFEED",
-  description: appfeedTypeManifest.description,
+  manifest: parsedManifest(),
 });

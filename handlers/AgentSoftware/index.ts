@@ -8,7 +8,7 @@
  * only if it proves healthy in time (docs/install.md, "Software updates").
  */
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import {
   AGENT_FILE,
   AGENT_HEAD_BYTES,
@@ -16,7 +16,7 @@ import {
   hostPlatform,
   type SoftwareDescriptor,
 } from "./format.ts";
-import { agentSoftwareManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 interface SoftwareLive {
   version: number;
@@ -42,8 +42,8 @@ function parse(view: ContentView): { descriptor: SoftwareDescriptor; bytes: numb
   return { descriptor: r.descriptor, bytes: r.bytes };
 }
 
-export const agentSoftwareHandler = defineHandler<SoftwareLive>({
-  manifest: agentSoftwareManifest,
+export const agentSoftwareHandler = defineParsedHandler<SoftwareLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     parse(view);

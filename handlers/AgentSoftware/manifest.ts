@@ -3,7 +3,11 @@
  * handler (group, privileges, limits) without evaluating its code
  * (handlers/manifests.ts; the host process imports index.ts).
  */
-import type { HandlerManifestInput } from "../../core/handler/contract.ts";
+import {
+  type HandlerManifest,
+  type HandlerManifestInput,
+  HandlerManifestSchema,
+} from "../../core/handler/contract.ts";
 import { AGENT_FILE, AGENT_HEAD_BYTES, MAX_AGENT_BYTES } from "./format.ts";
 
 export const agentSoftwareManifest: HandlerManifestInput = {
@@ -18,3 +22,12 @@ export const agentSoftwareManifest: HandlerManifestInput = {
   headOnly: { [AGENT_FILE]: AGENT_HEAD_BYTES },
   contributes: ["agent.software"],
 };
+
+/**
+ * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
+ * it runs when the executable is built, and the handler carries the result as a literal (no host
+ * builds the manifest schema to start; a manifest that does not parse fails the build).
+ */
+export function parsedManifest(): HandlerManifest {
+  return HandlerManifestSchema.parse(agentSoftwareManifest);
+}

@@ -10,12 +10,12 @@
  * detections → the most recent ones.
  */
 import { HandlerError } from "../../core/errors.ts";
-import { defineHandler } from "../../core/handler/contract.ts";
+import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { parseEvents } from "./events.ts";
 import { BehaviorLive, BehaviorSettingsSchema } from "./live.ts";
-import { behaviorManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 function settingsOf(raw: Record<string, unknown>) {
   const r = BehaviorSettingsSchema.safeParse(raw);
@@ -30,8 +30,8 @@ function settingsOf(raw: Record<string, unknown>) {
   return r.data;
 }
 
-export const behaviorHandler = defineHandler<BehaviorLive>({
-  manifest: behaviorManifest,
+export const behaviorHandler = defineParsedHandler<BehaviorLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     settingsOf(validateRulesPackage(view).settings);

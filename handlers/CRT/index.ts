@@ -11,13 +11,13 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type Capabilities, defineHandler } from "../../core/handler/contract.ts";
+import { type Capabilities, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { act, detect } from "./engine.ts";
 import type { CrtRule } from "./format.ts";
 import { readRules } from "./format.ts";
 import { assertSafe } from "./guard.ts";
-import { crtManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { liveProbe } from "./probe.ts";
 
 interface Loaded {
@@ -28,8 +28,8 @@ interface Loaded {
 
 const RemoveArgs = lazySchema(() => z.object({ dryRun: z.boolean().default(false) }).strict());
 
-export const crtHandler = defineHandler<Loaded>({
-  manifest: crtManifest,
+export const crtHandler = defineParsedHandler<Loaded>({
+  manifest: parsedManifest(),
   validate(view) {
     assertSafe(readRules(view));
   },

@@ -15,11 +15,11 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
 import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
-import { datasetAManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { MAX_CHUNK_BYTES, SessionTable } from "./session.ts";
 
 export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
@@ -128,8 +128,8 @@ function build(view: ContentView): { dataset: Dataset; ms: number } {
   return { dataset, ms: performance.now() - t };
 }
 
-export const datasetAHandler = defineHandler<LoadedDataset>({
-  manifest: datasetAManifest,
+export const datasetAHandler = defineParsedHandler<LoadedDataset>({
+  manifest: parsedManifest(),
 
   validate(view) {
     const b = build(view);

@@ -3,7 +3,11 @@
  * handler (group, privileges, limits) without evaluating its code
  * (handlers/manifests.ts; the host process imports index.ts).
  */
-import type { HandlerManifestInput } from "../../core/handler/contract.ts";
+import {
+  type HandlerManifest,
+  type HandlerManifestInput,
+  HandlerManifestSchema,
+} from "../../core/handler/contract.ts";
 
 export const datasetAManifest: HandlerManifestInput = {
   name: "DatasetA",
@@ -16,3 +20,12 @@ export const datasetAManifest: HandlerManifestInput = {
   // past the default IPC budget (bench/scan-large.ts: HND_IPC_TIMEOUT after 30 s).
   callTimeoutSeconds: { end: 900 },
 };
+
+/**
+ * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
+ * it runs when the executable is built, and the handler carries the result as a literal (no host
+ * builds the manifest schema to start; a manifest that does not parse fails the build).
+ */
+export function parsedManifest(): HandlerManifest {
+  return HandlerManifestSchema.parse(datasetAManifest);
+}

@@ -11,10 +11,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
-import { epipsDataManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { buildRuleSet, type RuleSet } from "./rules/compile.ts";
 import { parseRuleFilesAsync, RuleError } from "./rules/parse.ts";
 
@@ -71,8 +71,8 @@ interface Loaded {
   loadMs: number;
 }
 
-export const epipsDataHandler = defineHandler<Loaded>({
-  manifest: epipsDataManifest,
+export const epipsDataHandler = defineParsedHandler<Loaded>({
+  manifest: parsedManifest(),
 
   async validate(view) {
     const t = performance.now();

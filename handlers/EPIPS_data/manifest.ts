@@ -3,7 +3,11 @@
  * handler (group, privileges, limits) without evaluating its code
  * (handlers/manifests.ts; the host process imports index.ts).
  */
-import type { HandlerManifestInput } from "../../core/handler/contract.ts";
+import {
+  type HandlerManifest,
+  type HandlerManifestInput,
+  HandlerManifestSchema,
+} from "../../core/handler/contract.ts";
 
 export const epipsDataManifest: HandlerManifestInput = {
   name: "EPIPS_data",
@@ -14,3 +18,12 @@ export const epipsDataManifest: HandlerManifestInput = {
   limits: { memoryMb: 2048, cpuSeconds: 86_400 },
   maxPackageBytes: 512 * 1024 * 1024,
 };
+
+/**
+ * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
+ * it runs when the executable is built, and the handler carries the result as a literal (no host
+ * builds the manifest schema to start; a manifest that does not parse fails the build).
+ */
+export function parsedManifest(): HandlerManifest {
+  return HandlerManifestSchema.parse(epipsDataManifest);
+}

@@ -15,10 +15,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { EshEngine, type Finding } from "./engine.ts";
-import { eshManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { type ParsedRule, parseRuleFiles, ruleFileNames } from "./rules.ts";
 
 interface EshLive {
@@ -73,8 +73,8 @@ export interface FeedReply {
   active: Finding[];
 }
 
-export const eshHandler = defineHandler<EshLive>({
-  manifest: eshManifest,
+export const eshHandler = defineParsedHandler<EshLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     parse(view);

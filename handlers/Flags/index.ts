@@ -6,10 +6,10 @@
  * `agent.effective.flags.enabled(name)`.
  */
 import { HandlerError } from "../../core/errors.ts";
-import { defineHandler } from "../../core/handler/contract.ts";
+import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { VERSION } from "../../core/version.ts";
 import { FLAGS_FILE, parseSupplement } from "./format.ts";
-import { flagsManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 interface FlagsLive {
   version: number;
@@ -25,8 +25,8 @@ function read(view: { files: readonly string[]; readText(p: string): string; typ
   return parseSupplement(view.readText(FLAGS_FILE), FLAGS_FILE, VERSION);
 }
 
-export const flagsHandler = defineHandler<FlagsLive>({
-  manifest: flagsManifest,
+export const flagsHandler = defineParsedHandler<FlagsLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     read(view);

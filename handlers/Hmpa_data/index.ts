@@ -7,10 +7,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { MAX_THUMBPRINT_LENGTH, PAYLOAD_FILE } from "./format.ts";
-import { hmpaDataManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { Allowlist, invalid, validateAllowlist } from "./reader.ts";
 
 export { PAYLOAD_FILE } from "./format.ts";
@@ -60,8 +60,8 @@ function parseArgs<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
 
 const loadTimes = new WeakMap<Allowlist, number>();
 
-export const hmpaDataHandler = defineHandler<Allowlist>({
-  manifest: hmpaDataManifest,
+export const hmpaDataHandler = defineParsedHandler<Allowlist>({
+  manifest: parsedManifest(),
 
   validate(content) {
     validateAllowlist(readPayload(content), { file: PAYLOAD_FILE });

@@ -12,10 +12,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { type Band, PAYLOAD_FILE } from "./format.ts";
-import { localRepDataManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { invalid, ReputationDb, validateReputation } from "./reader.ts";
 
 export { PAYLOAD_FILE } from "./format.ts";
@@ -94,8 +94,8 @@ export function answer(db: ReputationDb, q: { sha256?: string; signer?: string }
   return { ...base, score: null, band: "unknown", class: null, source: null };
 }
 
-export const localRepDataHandler = defineHandler<Loaded>({
-  manifest: localRepDataManifest,
+export const localRepDataHandler = defineParsedHandler<Loaded>({
+  manifest: parsedManifest(),
 
   validate(view) {
     validateReputation(payload(view), { file: PAYLOAD_FILE });

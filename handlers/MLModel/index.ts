@@ -20,11 +20,11 @@
 import { z } from "zod";
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
-import { mlModelManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { type InputKind, MODEL_FILES, Model } from "./model.ts";
 
 /** A model that faults this many times is switched off and its version handed back for rollback. */
@@ -141,8 +141,8 @@ export function sampled(sha256: string, rate: number): boolean {
 let built: { key: string; models: Model[] } | undefined;
 const keyOf = (v: ContentView) => `${v.type}:${v.version}:${v.signingTime}`;
 
-export const mlModelHandler = defineHandler<LoadedModels>({
-  manifest: mlModelManifest,
+export const mlModelHandler = defineParsedHandler<LoadedModels>({
+  manifest: parsedManifest(),
 
   async validate(view) {
     built = { key: keyOf(view), models: await openModels(view) };

@@ -10,10 +10,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
-import { ntpOverridesManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 const CheckArgs = lazySchema(() =>
   z
@@ -60,8 +60,8 @@ interface Loaded {
   entries: OverrideEntry[];
 }
 
-export const ntpOverridesHandler = defineHandler<Loaded>({
-  manifest: ntpOverridesManifest,
+export const ntpOverridesHandler = defineParsedHandler<Loaded>({
+  manifest: parsedManifest(),
   validate(view) {
     parseOverrides(view);
   },

@@ -11,12 +11,12 @@
  */
 
 import { HandlerError } from "../../core/errors.ts";
-import { defineHandler } from "../../core/handler/contract.ts";
+import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { productLibraries } from "../_shared/lua/exchange.ts";
 import { type LibraryModules, openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { type LibraryExports, probeLibrary } from "../_shared/lua/library.ts";
-import { productRulesFeedManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 interface ProductLive {
   library: LibraryModules;
@@ -25,8 +25,8 @@ interface ProductLive {
   withdraw: () => void;
 }
 
-export const productRulesFeedHandler = defineHandler<ProductLive>({
-  manifest: productRulesFeedManifest,
+export const productRulesFeedHandler = defineParsedHandler<ProductLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     validateRulesPackage(view);

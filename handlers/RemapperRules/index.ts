@@ -16,10 +16,10 @@
  */
 import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
-import { defineHandler } from "../../core/handler/contract.ts";
+import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import type { ParsedRuleFile } from "./format.ts";
-import { remapperRulesManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 type Engine = typeof import("./engine.ts");
 let engine: Promise<Engine> | undefined;
@@ -60,8 +60,8 @@ async function parseAll(view: {
   return paths.map((p) => parseRuleFile(view.readText(p), p));
 }
 
-export const remapperRulesHandler = defineHandler<RemapperLive>({
-  manifest: remapperRulesManifest,
+export const remapperRulesHandler = defineParsedHandler<RemapperLive>({
+  manifest: parsedManifest(),
 
   async validate(view) {
     await parseAll(view);

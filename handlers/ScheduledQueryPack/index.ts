@@ -16,11 +16,11 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { describeError, HandlerError } from "../../core/errors.ts";
-import { type Capabilities, type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type Capabilities, type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
 import { QueryHost } from "./host.ts";
-import { scheduledQueryPackManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import {
   MAX_SQL_BYTES,
   machineShard,
@@ -288,8 +288,8 @@ async function rebuildIfNeeded(l: Loaded): Promise<void> {
 }
 
 export function createScheduledQueryPackHandler(opts: HandlerOptions = {}) {
-  return defineHandler<Loaded>({
-    manifest: scheduledQueryPackManifest,
+  return defineParsedHandler<Loaded>({
+    manifest: parsedManifest(),
 
     validate(view) {
       for (const pack of readPacks(view)) {

@@ -3,7 +3,11 @@
  * know about the handler (group, privileges, limits) without evaluating its
  * code (handlers/manifests.ts; the host process imports index.ts).
  */
-import type { HandlerManifestInput } from "../../core/handler/contract.ts";
+import {
+  type HandlerManifest,
+  type HandlerManifestInput,
+  HandlerManifestSchema,
+} from "../../core/handler/contract.ts";
 
 /** The longest wall-clock limit a query may be given (settings and per-pack overrides alike). */
 export const MAX_WALL_SECONDS = 86400;
@@ -25,3 +29,12 @@ export const scheduledQueryPackManifest: HandlerManifestInput = {
   // one other (one query at a time per worker): the IPC call must not give up first.
   callTimeoutSeconds: { run: 2 * MAX_WALL_SECONDS + 60, query: 2 * MAX_WALL_SECONDS + 60 },
 };
+
+/**
+ * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
+ * it runs when the executable is built, and the handler carries the result as a literal (no host
+ * builds the manifest schema to start; a manifest that does not parse fails the build).
+ */
+export function parsedManifest(): HandlerManifest {
+  return HandlerManifestSchema.parse(scheduledQueryPackManifest);
+}

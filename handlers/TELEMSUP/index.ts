@@ -7,9 +7,9 @@
  * server allow-list (TS8) and the `telemetry.enabled` switch.
  */
 import { HandlerError } from "../../core/errors.ts";
-import { type ContentView, defineHandler } from "../../core/handler/contract.ts";
+import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { checkTelemsup, TELEMSUP_FILE, type TelemsupDocument } from "./document.ts";
-import { telemsupManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 interface TelemsupLive {
   version: number;
@@ -38,8 +38,8 @@ function parse(view: ContentView): TelemsupDocument {
   return r.doc;
 }
 
-export const telemsupHandler = defineHandler<TelemsupLive>({
-  manifest: telemsupManifest,
+export const telemsupHandler = defineParsedHandler<TelemsupLive>({
+  manifest: parsedManifest(),
 
   validate(view) {
     parse(view);

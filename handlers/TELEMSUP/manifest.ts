@@ -3,7 +3,11 @@
  * handler (group, privileges, limits) without evaluating its code
  * (handlers/manifests.ts; the host process imports index.ts).
  */
-import type { HandlerManifestInput } from "../../core/handler/contract.ts";
+import {
+  type HandlerManifest,
+  type HandlerManifestInput,
+  HandlerManifestSchema,
+} from "../../core/handler/contract.ts";
 
 export const telemsupManifest: HandlerManifestInput = {
   name: "TELEMSUP",
@@ -13,3 +17,12 @@ export const telemsupManifest: HandlerManifestInput = {
   limits: { memoryMb: 64, cpuSeconds: 600 },
   maxPackageBytes: 64 * 1024,
 };
+
+/**
+ * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
+ * it runs when the executable is built, and the handler carries the result as a literal (no host
+ * builds the manifest schema to start; a manifest that does not parse fails the build).
+ */
+export function parsedManifest(): HandlerManifest {
+  return HandlerManifestSchema.parse(telemsupManifest);
+}

@@ -9,11 +9,11 @@
  */
 import { defineAppfeedHandler } from "../_shared/appfeed/handler.ts";
 import { tenantEvidence, tenantVerdict, validateTenantManifest } from "../_shared/tenant/signature.ts";
-import { userAppfeedManifest } from "./manifest.ts";
+import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 export const userAppfeedHandler = defineAppfeedHandler({
   type: "USERAPPFEED",
-  description: userAppfeedManifest.description,
+  manifest: parsedManifest(),
   validate: validateTenantManifest,
   gate(view) {
     const evidence = tenantEvidence(view);

@@ -21,14 +21,14 @@ import { HandlerError } from "../../../core/errors.ts";
 import {
   type Capabilities,
   type ContentView,
-  defineHandler,
+  defineParsedHandler,
+  type HandlerManifest,
   viewOverBytes,
 } from "../../../core/handler/contract.ts";
 import { openRulesPackage, validateRulesPackage } from "../lua/format.ts";
 import { loadKeyring } from "../lua/keys.ts";
 import { type AppfeedRuleset, type AppfeedRun, listApps, type RunHold, runAppfeed } from "./engine.ts";
 import { AppfeedEnv } from "./env.ts";
-import { appfeedManifest } from "./manifest.ts";
 
 export { APPFEED_READ_PATHS } from "./manifest.ts";
 
@@ -54,7 +54,8 @@ interface AppfeedLive {
 
 export interface AppfeedHandlerOptions {
   type: "APPFEED" | "USERAPPFEED";
-  description: string;
+  /** The type's built-in manifest, parsed (handlers/builtins.macro.ts). */
+  manifest: HandlerManifest;
   /** Extra checks before the rules are opened (USERAPPFEED: the tenant manifest). Pure: no key material needed. */
   validate?: (view: ContentView) => void;
   /** The run gate for this package (USERAPPFEED: the tenant signature against the tenant root). */
@@ -108,8 +109,8 @@ export function defineAppfeedHandler(o: AppfeedHandlerOptions) {
     });
     return live.last;
   };
-  return defineHandler<AppfeedLive>({
-    manifest: appfeedManifest(o.type, o.description),
+  return defineParsedHandler<AppfeedLive>({
+    manifest: o.manifest,
 
     validate(view) {
       validateRulesPackage(view);

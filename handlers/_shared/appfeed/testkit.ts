@@ -1,10 +1,15 @@
 /** Test helpers for the appfeed handlers. Tests only. */
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { HandlerManifestSchema } from "../../../core/handler/contract.ts";
 import { defineAppfeedHandler } from "./handler.ts";
+import { appfeedManifest } from "./manifest.ts";
 
 /** A handler with APPFEED's manifest, for building capabilities in-process. */
-export const appfeedHandlerForTest = defineAppfeedHandler({ type: "APPFEED", description: "test" });
+export const appfeedHandlerForTest = defineAppfeedHandler({
+  type: "APPFEED",
+  manifest: HandlerManifestSchema.parse(appfeedManifest("APPFEED", "test")),
+});
 
 /** Limits roomy enough for the example rules on a loaded CI machine. */
 export const APPFEED_TEST_LIMITS = {
