@@ -31,7 +31,16 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   // another process. Where Landlock is missing it still runs (the checks are what matter).
   await runCryptoWorker(() => {
     setNoNewPrivs();
-    applyLandlock({ rules: [], connectPorts: [] });
+    const ll = applyLandlock({ rules: [], connectPorts: [] });
+    // A thread older than the restriction keeps the file system (core/host/landlock.ts). Compiled,
+    // that is a bug: no check runs, and the supervisor reports SIG_VERIFIER_FAILED with this line.
+    // (From source, Bun's module loader started them.)
+    if (ll.unrestrictedThreads && Bun.main.startsWith("/$bunfs/")) {
+      console.error(
+        `agent crypto-worker: HND_SANDBOX_THREADS: threads started before the sandbox: ${ll.unrestrictedThreads.join(", ")}`,
+      );
+      process.exit(70);
+    }
   });
   process.exit(0);
 } else if (args.length === 1 && args[0] === "query-worker") {

@@ -16,7 +16,7 @@
  */
 import { writeSync } from "node:fs";
 import { byCodeUnit } from "../compare.ts";
-import { deferredImportsSettled } from "../deferred-import.ts";
+import { COMPILED, deferredImportsSettled } from "../deferred-import.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
@@ -224,6 +224,17 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
                 missing: [],
                 error: "disabled by configuration",
               };
+          // A thread that predates the restriction keeps the whole file system (landlock.ts,
+          // threadsBeforeSandbox). The compiled agent loads its code from its own executable and has
+          // none unless something did asynchronous I/O too early: a bug, so it refuses to run rather
+          // than run half confined. From source, Bun's module loader started them (status says so).
+          if (landlock.unrestrictedThreads && COMPILED) {
+            throw new HandlerError(
+              "HND_SANDBOX_THREADS",
+              `host ${opts.group}: threads started before the sandbox would keep the whole file system (${landlock.unrestrictedThreads.join(", ")}); refusing to run handler code`,
+              { details: { threads: landlock.unrestrictedThreads } },
+            );
+          }
           initialised = true;
           const result: InitResult = {
             pid: process.pid,

@@ -42,6 +42,11 @@ function processStatus(ctx: ManagerContext, g: GroupRec, crashesInWindow: number
     if (ll?.error) notes.push(`landlock: ${ll.error}`);
     if (ll && ll.abi > 0 && ll.abi < 4) notes.push(`landlock: ABI ${ll.abi} has no network rules (needs 4)`);
     if (ll?.missing.length) notes.push(`landlock: declared paths absent here: ${ll.missing.join(", ")}`);
+    // From source only (the compiled agent refuses to run so): Bun's module loader started them.
+    if (ll?.unrestrictedThreads?.length)
+      notes.push(
+        `landlock: threads started before the sandbox are not covered: ${ll.unrestrictedThreads.join(", ")}`,
+      );
     if (g.cgroupNote) notes.push(`memory: ${g.cgroupNote}`);
     const refused = [...ctx.slots.values()].filter((s) => s.host === g.name && s.refused);
     for (const s of refused) notes.push(`${s.type} refused: ${s.refused!.message}`);

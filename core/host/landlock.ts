@@ -11,7 +11,7 @@
  * reported (not thrown) so the caller can degrade with a warning.
  */
 import { FFIType, ptr, read } from "bun:ffi";
-import { closeSync, fstatSync, openSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { type Libc, lazyLibc } from "../libc-ffi.ts";
 
 const SYS_CREATE_RULESET = 444;
@@ -92,7 +92,60 @@ export interface LandlockResult {
   /** Rule paths that do not exist here and were left out. */
   missing: string[];
   error?: string;
+  /**
+   * Threads that existed before the restriction and may do I/O for JavaScript (Bun's thread pool,
+   * a worker): Landlock never reaches them (see threadsBeforeSandbox). Set only when there are any.
+   * The compiled agent refuses to run so (child.ts, the crypto worker); from source, Bun's module
+   * loader has always started them, and status names them.
+   */
+  unrestrictedThreads?: string[];
 }
+
+/**
+ * Threads of the JavaScript engine and the allocator: compilers, collectors and the allocator's
+ * scavenger. They run no I/O for JavaScript code, so they may predate the sandbox. Linux keeps 15
+ * bytes of a thread's name, and WebKit keeps the end of a long one ("…ollector Thread").
+ */
+const ENGINE_THREAD = /^(JITWorker|HeapHelper|JSCWarmUp|mi-scavenger|ollector Thread|t Helper Thread)$/;
+
+/**
+ * The other threads of this process, now, that are not the engine's (their names): what a Landlock
+ * domain made by this thread would not cover. landlock_restrict_self() restricts the calling thread
+ * and the threads and processes it starts afterwards, never a thread that already runs — and this
+ * kernel has no flag to apply it to all of them (Landlock ABI 7). Bun starts its thread pool on the
+ * first asynchronous file operation, and those threads are the ones that open files for
+ * `Bun.file().text()` or `fs.promises`: one started before the sandbox keeps the whole file system
+ * for the life of the process (an asynchronous read of /etc/hostname after the restriction succeeded
+ * in every one of 32 tries). Bun's other threads start lazily, so a process that did no asynchronous
+ * I/O before its restriction has none.
+ */
+export function threadsBeforeSandbox(): string[] {
+  const self = readlinkSync("/proc/thread-self").split("/").pop();
+  const processName = readFileSync("/proc/thread-self/comm", "utf8").trim();
+  // A thread carries the process's name until it names itself: the JIT's worker does so a few
+  // milliseconds after the engine starts it. Wait for that (at most UNNAMED_WAIT_MS); one still
+  // unnamed after is listed, since nothing says what it is.
+  const deadline = performance.now() + UNNAMED_WAIT_MS;
+  for (;;) {
+    const others: { tid: string; name: string }[] = [];
+    for (const tid of readdirSync("/proc/self/task")) {
+      if (tid === self) continue;
+      try {
+        others.push({ tid, name: readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() });
+      } catch {
+        // Ended meanwhile.
+      }
+    }
+    if (others.some((t) => t.name === processName) && performance.now() < deadline) {
+      Bun.sleepSync(2);
+      continue;
+    }
+    return others.filter((t) => !ENGINE_THREAD.test(t.name)).map((t) => `${t.name} (${t.tid})`);
+  }
+}
+
+/** How long threadsBeforeSandbox waits for a thread still named like the process to name itself. */
+const UNNAMED_WAIT_MS = 200;
 
 const i64 = FFIType.i64;
 const loadLibc = lazyLibc({
@@ -140,9 +193,11 @@ export function setNoNewPrivs(): boolean {
 }
 
 /**
- * Restricts the calling process (all its threads, and every process it
- * starts) to `req`. Irreversible. Never throws: the result says which
- * layers are in force, and `error` why one is not.
+ * Restricts the calling thread, and every thread and process it starts
+ * afterwards, to `req`. Irreversible. Threads that already run are not
+ * restricted: any besides the engine's are listed in `unrestrictedThreads`
+ * (threadsBeforeSandbox). Never throws: the result says which layers are in
+ * force, and `error` why one is not.
  */
 export function applyLandlock(req: LandlockRequest): LandlockResult {
   const result: LandlockResult = { abi: 0, fs: false, net: false, scoped: false, missing: [] };
@@ -202,9 +257,16 @@ export function applyLandlock(req: LandlockRequest): LandlockResult {
     }
     if (!setNoNewPrivs())
       return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
+    const early = threadsBeforeSandbox();
     const rc = Number(l.symbols.syscall!(SYS_RESTRICT_SELF, rulesetFd, 0, 0, 0, 0));
     if (rc !== 0) return { ...result, error: `landlock_restrict_self failed (errno ${errno(l)})` };
-    return { ...result, fs: true, net: abi >= 4, scoped: abi >= 6 };
+    return {
+      ...result,
+      fs: true,
+      net: abi >= 4,
+      scoped: abi >= 6,
+      ...(early.length > 0 ? { unrestrictedThreads: early } : {}),
+    };
   } finally {
     closeSync(rulesetFd);
   }

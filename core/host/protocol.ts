@@ -60,6 +60,7 @@ export const InitResult = lazySchema(() =>
         scoped: z.boolean(),
         missing: z.array(z.string().max(4096)).max(1000),
         error: z.string().max(4096).optional(),
+        unrestrictedThreads: z.array(z.string().max(64)).max(1024).optional(),
       }),
       handlers: z
         .array(

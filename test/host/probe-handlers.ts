@@ -9,7 +9,7 @@
  * (OUTPOST_TEST_PROBE_DIR, OUTPOST_TEST_PROBE_PORT), which host processes
  * inherit, so supervisor and host build identical manifests.
  */
-import { ftruncateSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { ftruncateSync, promises, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { defineHandler, type HandlerManifestInput } from "../../core/handler/contract.ts";
@@ -28,6 +28,9 @@ export interface Attempt {
 export interface ProbeReport {
   uid: number;
   read: Attempt;
+  /** The same file read asynchronously: on Bun's thread pool, which the sandbox must cover too. */
+  readAsync: Attempt;
+  readBunFile: Attempt;
   writeOutside: Attempt;
   connect: Attempt;
   exec: Attempt;
@@ -54,6 +57,8 @@ async function probe(args: { file: string; port: number }): Promise<ProbeReport>
   return {
     uid: process.getuid?.() ?? -1,
     read: await attempt(() => readFileSync(args.file)),
+    readAsync: await attempt(() => promises.readFile(args.file)),
+    readBunFile: await attempt(() => Bun.file(args.file).text()),
     writeOutside: await attempt(() => writeFileSync(join(dirname(args.file), "written-by-host"), "x")),
     connect: await attempt(
       () =>
