@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { lazySchema } from "./lazy-schema.ts";
+import { lazySchema, realSchema } from "./lazy-schema.ts";
 
 describe("lazySchema", () => {
   test("builds nothing until the schema is used, then builds once", () => {
@@ -39,6 +39,23 @@ describe("lazySchema", () => {
     expect(z.prettifyError(Obj.safeParse({ name: 1 }).error!)).toContain("name");
   });
 
+  test("realSchema: the built schema itself (one instance, for identity-keyed registries); others as they are", () => {
+    let builds = 0;
+    const Lazy = lazySchema(() => {
+      builds++;
+      return z.string().meta({ id: "Named" });
+    });
+    const real = realSchema(Lazy);
+    expect(builds).toBe(1);
+    expect(real).not.toBe(Lazy);
+    expect(realSchema(Lazy)).toBe(real);
+    expect(z.globalRegistry.get(real)?.id).toBe("Named");
+    // The Proxy is another object: an identity lookup misses it, which is why realSchema exists.
+    expect(z.globalRegistry.get(Lazy)).toBeUndefined();
+    const eager = z.number();
+    expect(realSchema(eager)).toBe(eager);
+  });
+
   test("an error in the builder surfaces at first use, every time", () => {
     const Broken = lazySchema((): z.ZodString => {
       throw new Error("boom");
@@ -55,7 +72,8 @@ describe("lazySchema", () => {
  */
 const EAGER_ALLOWED: Record<string, string> = {
   "core/host/channel.ts": "parsed on every message by every process that loads it",
-  "core/control/schemas.ts": "OpenAPI metadata is keyed by the instance",
+  "core/control/schemas.ts":
+    "path parameters: their OpenAPI metadata is keyed by the instance at route definition",
   "handlers/DatasetA/scan/routes.ts": "OpenAPI metadata is keyed by the instance",
   "handlers/ScheduledQueryPack/routes.ts": "OpenAPI metadata is keyed by the instance",
 };

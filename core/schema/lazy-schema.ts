@@ -27,8 +27,19 @@ export function lazySchema<T extends object>(build: () => T): T {
     return schema;
   };
   return new Proxy({} as T, {
-    get: (_target, key) => Reflect.get(real(), key),
+    get: (_target, key) => (key === REAL ? real() : Reflect.get(real(), key)),
     has: (_target, key) => Reflect.has(real(), key),
     getPrototypeOf: () => Reflect.getPrototypeOf(real()),
   });
+}
+
+const REAL = Symbol("lazySchema.real");
+
+/**
+ * The schema itself behind a lazy schema (built now if it was not), or `s` when it is not one. For
+ * code that keys on the schema object's identity: the OpenAPI generator looks a schema's name and
+ * metadata up in a registry by identity, and the Proxy is another object.
+ */
+export function realSchema<T extends object>(s: T): T {
+  return ((s as Record<symbol, unknown>)[REAL] as T | undefined) ?? s;
 }

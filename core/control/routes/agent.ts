@@ -7,6 +7,7 @@ import {
   COMMON_ERRORS,
   errorResponses,
   HealthProbeSchema,
+  jsonContent,
   UpdateCycleReportSchema,
 } from "../schemas.ts";
 import type { StatusCache } from "../status-cache.ts";
@@ -22,7 +23,7 @@ export const healthRoute = createRoute({
   responses: {
     200: {
       description: "The control plane answers",
-      content: { "application/json": { schema: HealthProbeSchema } },
+      content: jsonContent(HealthProbeSchema),
     },
   },
 });
@@ -37,7 +38,7 @@ const statusRoute = createRoute({
   responses: {
     200: {
       description: "The agent's status",
-      content: { "application/json": { schema: AgentStatusSchema } },
+      content: jsonContent(AgentStatusSchema),
     },
     ...errorResponses(...COMMON_ERRORS),
   },
@@ -53,7 +54,7 @@ const updateRoute = createRoute({
   responses: {
     200: {
       description: "The cycle's report",
-      content: { "application/json": { schema: UpdateCycleReportSchema } },
+      content: jsonContent(UpdateCycleReportSchema),
     },
     ...errorResponses(...COMMON_ERRORS, 400, 409, 422),
   },

@@ -1,12 +1,15 @@
 /** Installed content: listing and rollback to the last-known-good version. */
+
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AgentApi } from "../../agent/api.ts";
+import { realSchema } from "../../schema/lazy-schema.ts";
 import {
   AckResultSchema,
   COMMON_ERRORS,
   ContentInfoSchema,
   contentTypeParam,
   errorResponses,
+  jsonContent,
 } from "../schemas.ts";
 
 const listRoute = createRoute({
@@ -17,7 +20,7 @@ const listRoute = createRoute({
   responses: {
     200: {
       description: "Content types",
-      content: { "application/json": { schema: z.array(ContentInfoSchema) } },
+      content: jsonContent(() => z.array(realSchema(ContentInfoSchema))),
     },
     ...errorResponses(...COMMON_ERRORS),
   },
@@ -34,7 +37,7 @@ const rollbackRoute = createRoute({
   responses: {
     200: {
       description: "The type's content after the rollback",
-      content: { "application/json": { schema: ContentInfoSchema } },
+      content: jsonContent(ContentInfoSchema),
     },
     ...errorResponses(...COMMON_ERRORS, 400, 404, 409),
   },
@@ -51,7 +54,7 @@ const ackRoute = createRoute({
   responses: {
     200: {
       description: "What was acknowledged",
-      content: { "application/json": { schema: AckResultSchema } },
+      content: jsonContent(AckResultSchema),
     },
     ...errorResponses(...COMMON_ERRORS, 400, 404),
   },

@@ -20,7 +20,7 @@ import type { SequencedEvent } from "../../agent/events.ts";
 import { ControlError } from "../errors.ts";
 import type { ControlEvents } from "../extensions.ts";
 import { eventStreamsGauge } from "../http-metrics.ts";
-import { AgentEventSchema, COMMON_ERRORS, errorResponses } from "../schemas.ts";
+import { AgentEventSchema, COMMON_ERRORS, errorResponses, jsonContent } from "../schemas.ts";
 
 export interface EventStreamOptions {
   /** Comment line sent when nothing else was, so proxies and clients see the connection alive. */
@@ -203,7 +203,7 @@ const eventsRoute = createRoute({
   responses: {
     200: {
       description: "An SSE stream; each data line is one AgentEvent",
-      content: { "text/event-stream": { schema: AgentEventSchema } },
+      content: jsonContent(AgentEventSchema, "text/event-stream"),
     },
     ...errorResponses(...COMMON_ERRORS, 400, 503),
   },

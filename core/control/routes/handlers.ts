@@ -7,6 +7,7 @@ import {
   contentTypeParam,
   errorResponses,
   HandlerResultSchema,
+  jsonContent,
   methodParam,
 } from "../schemas.ts";
 
@@ -26,7 +27,7 @@ const callRoute = createRoute({
   responses: {
     200: {
       description: "The method's result",
-      content: { "application/json": { schema: HandlerResultSchema } },
+      content: jsonContent(HandlerResultSchema),
     },
     ...errorResponses(...COMMON_ERRORS, 400, 404, 409, 413),
   },
