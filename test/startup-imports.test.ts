@@ -180,6 +180,7 @@ describe("what a one-shot `agent scan` evaluates", () => {
     const graph = evaluated(["handlers/RepairKit/run.ts", "bin/agent-main.ts"], readRepo);
     expect(graph.has("handlers/RepairKit/report.ts")).toBe(true);
     expect(graph.has("handlers/RepairKit/trust.ts")).toBe(true);
+    expect(graph.has("handlers/RepairKit/env.ts")).toBe(false);
     expect(
       offenders(
         graph,

@@ -24,7 +24,6 @@ import { openRulesPackage } from "../_shared/lua/format.ts";
 import { groupWorkDir, loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFor } from "./actions.ts";
 import type { Ruleset } from "./engine.ts";
-import { RepairEnv } from "./env.ts";
 import {
   type AgentActions,
   factsFromConfig,
@@ -36,10 +35,14 @@ import { executeActions, finalizeReport, type RepairReport } from "./report.ts";
 import { inspectTrust, localTrust, type TrustLoader } from "./trust.ts";
 
 /**
- * The Lua engine, for rules that run in this process: the baked-in fallback, and every run of the
- * offline CLI. The supervisor's repair pass runs its rules in the repair host and never loads it.
+ * The Lua engine and the environment its rules see, for rules that run in this process: the
+ * baked-in fallback, and every run of the offline CLI. The supervisor's repair pass runs its rules
+ * in the repair host and never loads them.
  */
-const luaEngine = () => import("./engine.ts");
+const luaEngine = async () => {
+  const [engine, { RepairEnv }] = await Promise.all([import("./engine.ts"), import("./env.ts")]);
+  return { ...engine, RepairEnv };
+};
 
 const runsTotal = metrics.counter("outpost_repair_runs_total", "RepairKit runs, by mode, ruleset and result");
 const checksTotal = metrics.counter("outpost_repair_checks_total", "RepairKit check outcomes, by status");
@@ -86,8 +89,8 @@ async function viaHandler(
   } catch (e) {
     const d = describeError(e);
     // Not installed, not loaded, or its host is down: nothing delivered can run, the baked-in rules can.
+    const { bakedInRuleset, runRepairKit, RepairEnv } = await luaEngine();
     const env = new RepairEnv(facts, mode, { inspectTrust: trustInspector(facts, loadTrust) });
-    const { bakedInRuleset, runRepairKit } = await luaEngine();
     return runRepairKit(bakedInRuleset(`RepairKit ${d.code}: ${d.message}`), env, actions, { dryRun });
   }
   if (!first.pending?.length) return first;
@@ -184,8 +187,8 @@ export async function repairOffline(
   opts: { dryRun: boolean; configFile: string | null; actions?: AgentActions },
 ): Promise<RepairReport> {
   const facts = factsFromConfig(config, opts.configFile);
+  const { runWithFallback, RepairEnv } = await luaEngine();
   const env = new RepairEnv(facts, "offline", { inspectTrust: trustInspector(facts) });
-  const { runWithFallback } = await luaEngine();
   const report = await runWithFallback(
     () => deliveredFromStore(config.stateDir, config.update.trust),
     env,
