@@ -257,7 +257,13 @@ export function applyLandlock(req: LandlockRequest): LandlockResult {
     }
     if (!setNoNewPrivs())
       return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
-    const early = threadsBeforeSandbox();
+    let early: string[];
+    try {
+      early = threadsBeforeSandbox();
+    } catch (e) {
+      // No /proc to tell: counted as a thread that may not be covered (a compiled host refuses).
+      early = [`threads unknown (${(e as Error).message})`];
+    }
     const rc = Number(l.symbols.syscall!(SYS_RESTRICT_SELF, rulesetFd, 0, 0, 0, 0));
     if (rc !== 0) return { ...result, error: `landlock_restrict_self failed (errno ${errno(l)})` };
     return {
