@@ -233,8 +233,9 @@ describe("item 2: every C function is charged for its work", () => {
 
 describe("item 3: no uncharged instructions", () => {
   test("a fresh coroutine per resume does not escape the instruction budget", async () => {
-    const e = await engine({
-      bomb: `count = 0
+    const e = await engine(
+      {
+        bomb: `count = 0
       on("probe", function(e)
         if e.n == 1 then
           while true do
@@ -243,7 +244,10 @@ describe("item 3: no uncharged instructions", () => {
         end
         detect{ title = "count", count = count }
       end)`,
-    });
+      },
+      // The instruction budget must end it, not the default 50 ms clock on a loaded machine.
+      { instructions: BASE.instructions, callMs: 10_000 },
+    );
     e.process([{ type: "probe", time: 1, n: 1 }]);
     const count = Number(e.process([{ type: "probe", time: 2, n: 2 }]).detections[0]?.fields.count);
     expect(stat(e, "bomb").lastError ?? "").toMatch(/instruction budget exceeded/);
@@ -253,14 +257,19 @@ describe("item 3: no uncharged instructions", () => {
   });
 
   test("coroutine.wrap generators still work, each resume charged", async () => {
-    const e = await engine({
-      gen: `on("probe", function(e)
+    const e = await engine(
+      {
+        gen: `on("probe", function(e)
         local gen = coroutine.wrap(function() for i = 1, 1000 do coroutine.yield(i) end end)
         local sum = 0
         for _ = 1, 1000 do sum = sum + gen() end
         detect{ title = "sum", sum = sum }
       end)`,
-    });
+      },
+      // Instructions are what this checks; a roomy clock keeps a loaded machine (a second copy of
+      // the suite beside this one) from ending the call at the default 50 ms instead.
+      { instructions: BASE.instructions, callMs: 10_000 },
+    );
     const r = e.process([{ type: "probe", time: 1 }]);
     expect(r.detections[0]?.fields.sum).toBe(500500);
     expect(stat(e, "gen").faults).toBe(0);
