@@ -252,11 +252,12 @@ export interface ContentHandler<Loaded = unknown> {
 }
 
 /**
- * Defines a built-in handler from a manifest that is already HandlerManifestSchema's output:
- * handlers/builtins.macro.ts parsed it when the executable was built (a manifest that does not
- * parse fails the build). A host process then neither builds the manifest schema nor parses its
- * handlers' manifests when it starts (issue 21); handlers/manifests.test.ts checks that every
- * built-in's manifest is its own, parsed.
+ * Defines a built-in handler from a manifest that is already HandlerManifestSchema's output: its
+ * type's `parsedManifest()` (handlers/<Type>/manifest.ts), imported `with { type: "macro" }`, ran
+ * when the executable was built, and the handler holds the result as a literal (a manifest that
+ * does not parse fails the build). A host process then neither builds the manifest schema nor
+ * parses its handlers' manifests when it starts (issue 21); handlers/manifests.test.ts checks that
+ * every built-in's manifest is its own, parsed.
  */
 export function defineParsedHandler<L>(def: ContentHandler<L>): ContentHandler<L> {
   return { ...def };

@@ -19,11 +19,7 @@ export const productRulesFeedManifest: HandlerManifestInput = {
   maxPackageBytes: 16 * 1024 * 1024,
 };
 
-/**
- * The manifest as HandlerManifestSchema parses it. index.ts imports this `with { type: "macro" }`:
- * it runs when the executable is built, and the handler carries the result as a literal (no host
- * builds the manifest schema to start; a manifest that does not parse fails the build).
- */
+/** Parsed when the executable is built: a macro of index.ts (contract.ts, defineParsedHandler). */
 export function parsedManifest(): HandlerManifest {
   return HandlerManifestSchema.parse(productRulesFeedManifest);
 }
