@@ -279,3 +279,36 @@ test("run: advertises the control plane, serves it, stops cleanly on SIGTERM", a
   expect(existsSync(paths.controlInfo)).toBe(false);
   expect(existsSync(paths.lock)).toBe(false);
 });
+
+test("run: a SIGTERM while it still starts lets the start finish, then stops cleanly", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "outpost-cli-early-"));
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      AGENT,
+      "run",
+      "--state",
+      dir,
+      "--repo",
+      join(dir, "repo"),
+      "--trust",
+      "/nonexistent.pem",
+    ],
+    { stdout: "ignore", stderr: "pipe", env: { ...process.env, OUTPOST_LOG_QUIET: "1" } },
+  );
+  const paths = statePaths(dir);
+  try {
+    // The lock is taken when the agent starts its content, well before its services and control
+    // plane are up: a stop now used to kill it half started, the lock left behind.
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(paths.lock) && proc.exitCode === null && Date.now() < deadline) await Bun.sleep(5);
+    expect(existsSync(paths.lock)).toBe(true);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    expect(existsSync(paths.lock)).toBe(false);
+    expect(existsSync(paths.controlInfo)).toBe(false);
+  } finally {
+    if (proc.exitCode === null) proc.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);

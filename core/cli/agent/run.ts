@@ -45,6 +45,14 @@ export default defineCommand({
       update: { repo: args.repo, group: args.group, trust: args.trust },
       control: { port: args.port === undefined ? undefined : Number(args.port) },
     };
+    // Listened for from the start: a stop asked for while the agent still starts (systemd stopping
+    // a unit it just started, a script that saw control.json appear) lets the start finish and then
+    // stops cleanly. The default action would kill it half started, with hosts up and no clean-up;
+    // a second signal still does, as before.
+    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+      process.once("SIGINT", () => resolve("SIGINT"));
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+    });
     const config = loadAgentConfig(args, overrides);
     // The JSON-lines log also goes to rotating files (what self-help rules and admins read later).
     const logFiles = attachLogFiles(log, config);
@@ -121,10 +129,7 @@ export default defineCommand({
     gc.soon();
     const stopGc = agent.events.subscribe(() => gc.touch());
 
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once("SIGINT", () => resolve("SIGINT"));
-      process.once("SIGTERM", () => resolve("SIGTERM"));
-    });
+    const signal = await stopSignal;
     const shutdownLog = log.child({ component: "cli" });
     shutdownLog.info("stopping agent", { signal });
     // A second signal during shutdown is ignored rather than killing a half-finished content switch.
