@@ -257,6 +257,9 @@ export function applyLandlock(req: LandlockRequest): LandlockResult {
     }
     if (!setNoNewPrivs())
       return { ...result, error: `prctl(PR_SET_NO_NEW_PRIVS) failed (errno ${errno(l)})` };
+    // Listed before the restriction, since a host allowed no file system may not read /proc after
+    // it. Between the listing and the syscall only synchronous code runs: no asynchronous I/O can
+    // start Bun's pool there, and a thread the engine starts in that window is an engine thread.
     let early: string[];
     try {
       early = threadsBeforeSandbox();
