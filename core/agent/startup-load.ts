@@ -36,13 +36,20 @@ export interface StartupLoadDeps {
 }
 
 export async function loadInstalledContent(types: readonly string[], d: StartupLoadDeps): Promise<void> {
-  for (const type of types) {
-    let record: InstalledRecord | null;
+  const records = types.map((type): [string, InstalledRecord | null | { unreadable: unknown }] => {
     try {
-      record = d.store.installed(type);
+      return [type, d.store.installed(type)];
     } catch (e) {
-      if (d.readOnly) d.host.markFailed(type, e);
-      else await recoverFromLkg(d, type, undefined, e);
+      return [type, { unreadable: e }];
+    }
+  });
+  // Every host that gets content starts now, side by side: each boots while the content before it
+  // loads and while its own is read and checked, not one after another (types load in order).
+  d.host.prestart?.(records.filter(([, r]) => r && !("unreadable" in r)).map(([type]) => type));
+  for (const [type, record] of records) {
+    if (record && "unreadable" in record) {
+      if (d.readOnly) d.host.markFailed(type, record.unreadable);
+      else await recoverFromLkg(d, type, undefined, record.unreadable);
       continue;
     }
     if (!record) continue;

@@ -55,4 +55,10 @@ export interface HandlerHost {
   call(type: string, method: string, args: unknown, opts?: { signal?: AbortSignal }): Promise<unknown>;
   /** Per host group: isolation, enforcement layers, limits, usage, restarts. */
   hosts(): HostStatus[];
+  /**
+   * Starts the processes that will host these types now, without waiting, so that they boot while
+   * the caller reads and checks the content it then loads into them (start-up, `agent scan`).
+   * Optional: a host without processes has nothing to start.
+   */
+  prestart?(types: readonly string[]): void;
 }

@@ -24,6 +24,19 @@ import type { Lease, SharedTransfer } from "./shared-transfer.ts";
  */
 export const STAGE_VIA_TRANSFER_MAX = 8 * 1024 * 1024;
 
+/** One payload file as staged: its bytes, or a headOnly file's head and its whole size. */
+export interface StagedFile {
+  data: Uint8Array;
+  size?: number;
+}
+
+/**
+ * How much of a payload HostManager.validate reads ahead while the host it goes to starts: the
+ * transfer region's chunk, so a small payload (DatasetA's 2.2 MB at every `agent scan` offline) is
+ * read while the scanner boots, and a large one costs no more memory than before.
+ */
+export const READ_AHEAD_MAX = STAGE_VIA_TRANSFER_MAX;
+
 export class ContentLoader {
   constructor(
     private readonly o: {
@@ -125,19 +138,56 @@ export class ContentLoader {
     this.o.slots.get(type)!.status = c.status;
   }
 
-  /** Sends the payload file by file (no file crosses twice), then asks the host to validate it. */
-  async stage(g: GroupRec, proc: HostProcess, type: string, view: ContentView, candidate: boolean) {
+  /**
+   * The first files of `view`, up to READ_AHEAD_MAX bytes in all, read and checked now — while the
+   * host process that is to get them still boots (HostManager.validate). Staging reads the rest
+   * as it goes, one file at a time, as it always does: reading ahead never holds more than this
+   * budget beyond what staging holds anyway.
+   */
+  readAhead(type: string, view: ContentView): Map<string, StagedFile> {
+    const ahead = new Map<string, StagedFile>();
+    let bytes = 0;
+    for (const path of view.files) {
+      bytes += Math.min(
+        view.size(path),
+        headBytesFor(this.manifestOf(type), path) ?? Number.POSITIVE_INFINITY,
+      );
+      if (bytes > READ_AHEAD_MAX) break;
+      ahead.set(path, this.readFile(type, view, path));
+    }
+    return ahead;
+  }
+
+  /** A file as it is sent: whole, or a headOnly file's head and size (view.head checks the whole file, streaming it). */
+  private readFile(type: string, view: ContentView, path: string): StagedFile {
+    const headBytes = headBytesFor(this.manifestOf(type), path);
+    return headBytes === undefined
+      ? { data: view.read(path) }
+      : { data: view.head(path, headBytes), size: view.size(path) };
+  }
+
+  private manifestOf(type: string) {
+    return this.o.slots.get(type)!.manifest;
+  }
+
+  /**
+   * Sends the payload file by file (no file crosses twice), then asks the host to validate it.
+   * `ahead`: files `readAhead` already read and checked.
+   */
+  async stage(
+    g: GroupRec,
+    proc: HostProcess,
+    type: string,
+    view: ContentView,
+    candidate: boolean,
+    ahead?: Map<string, StagedFile>,
+  ) {
     const timeoutMs = this.o.opts.config.loadTimeoutSeconds * 1000;
     const what = `${candidate ? "validate" : "reload"} ${type} v${view.version}`;
     g.staged.delete(type);
-    const manifest = this.o.slots.get(type)!.manifest;
     for (const path of view.files) {
-      // A headOnly file: its head and size only; view.head checks the whole file, streaming it.
-      const headBytes = headBytesFor(manifest, path);
-      const file =
-        headBytes === undefined
-          ? { data: view.read(path) }
-          : { data: view.head(path, headBytes), size: view.size(path) };
+      const file = ahead?.get(path) ?? this.readFile(type, view, path);
+      ahead?.delete(path);
       stagedBytes.inc({ group: g.name }, file.data.byteLength);
       // The bytes leased are the bytes the view checked: copied from them, into a region the host
       // can only read. The host copies them out before it answers (child.ts), so the lease ends here.

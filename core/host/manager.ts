@@ -33,7 +33,7 @@ import { describeError, HandlerError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import type { HandlerHost, HandlerSlotState, HandlerState, Prepared } from "../handler/host-contract.ts";
 import type { Logger } from "../log.ts";
-import { ContentLoader } from "./content-loader.ts";
+import { ContentLoader, type StagedFile } from "./content-loader.ts";
 import { idleStops, rssBytes } from "./host-metrics.ts";
 import { requestHost } from "./host-request.ts";
 import { hostStatuses } from "./host-status.ts";
@@ -99,8 +99,17 @@ export class HostManager implements HandlerHost {
 
   async validate(type: string, view: ContentView): Promise<void> {
     const { g } = this.lookup(type);
-    const proc = await this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
-    await this.loader.stage(g, proc, type, view, true);
+    // The process starts first (up to its spawn, synchronously); the files are read and checked
+    // while it boots, instead of after it is up.
+    const starting = this.ready(g, this.opts.config.loadTimeoutSeconds * 1000);
+    let ahead: Map<string, StagedFile>;
+    try {
+      ahead = this.loader.readAhead(type, view);
+    } catch (e) {
+      starting.catch(() => {});
+      throw e;
+    }
+    await this.loader.stage(g, await starting, type, view, true, ahead);
   }
 
   async prepare(type: string, view: ContentView): Promise<Prepared> {
@@ -283,6 +292,15 @@ export class HostManager implements HandlerHost {
     return hostStatuses(this.ctx, (g) => this.supervisor.pruneCrashes(g));
   }
 
+  prestart(types: readonly string[]): void {
+    for (const type of types) {
+      const slot = this.slots.get(type);
+      const g = slot && !slot.refused ? this.groups.get(slot.host) : undefined;
+      if (!g || g.proc || g.ready || g.restartTimer || g.state === "crash-looping" || this.stopping) continue;
+      g.prestarted = this.start(g);
+    }
+  }
+
   /** Starts `group`'s host before it has content (pre-warming, benchmarks); resolves when it runs. */
   async warm(group: string): Promise<void> {
     const g = recordFor(this.groups, group);
@@ -346,6 +364,18 @@ export class HostManager implements HandlerHost {
   /** Waits until `g` runs (starting it when stopped), at most `timeoutMs`. */
   private async ready(g: GroupRec, timeoutMs: number): Promise<HostProcess> {
     const deadline = this.now() + timeoutMs;
+    const prestarted = g.prestarted;
+    if (prestarted) {
+      // A start begun ahead (prestart): its failure is this request's answer, not a reason to start
+      // another process; the process it gave is checked below like any other.
+      g.prestarted = undefined;
+      try {
+        await prestarted;
+      } catch (e) {
+        // Unless something started it again since.
+        if (!g.ready && !g.proc?.running) throw e;
+      }
+    }
     for (;;) {
       if (this.stopping) throw new HandlerError("HND_HOST_DOWN", `host ${g.name}: the agent is stopping`);
       if (g.proc?.running && g.state === "running") return g.proc;

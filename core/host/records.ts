@@ -87,6 +87,11 @@ export interface GroupRec {
   types: string[];
   proc?: HostProcess;
   ready?: Promise<HostProcess>;
+  /**
+   * A start begun ahead of the content it is for (HostManager.prestart). The first request that
+   * needs the process waits for it, and its failure is that request's answer.
+   */
+  prestarted?: Promise<HostProcess>;
   epoch: number;
   state: HostStatus["state"];
   /** type → version staged and validated in the current process. */
