@@ -94,9 +94,9 @@ export async function handlerPrivilegeViolations(): Promise<string[]> {
  * re-executes itself with them (core/jsc-reexec.ts). Returns why it failed, or null.
  */
 export async function jscOptionsRefused(executable: string): Promise<string | null> {
-  const { AGENT_JSC_ENV } = await import("./core/jsc-options.ts");
+  const { AGENT_RUNTIME_ENV } = await import("./core/jsc-options.ts");
   const r = Bun.spawnSync([executable, "--version"], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...AGENT_JSC_ENV },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...AGENT_RUNTIME_ENV },
     stdout: "pipe",
     stderr: "pipe",
   });

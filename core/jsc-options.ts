@@ -1,7 +1,7 @@
 /**
- * JavaScriptCore options for the agent's long-lived processes, the hosts and
- * the supervisor (issue 21, start-up and footprint): tier-up thresholds, and
- * no pre-faulted heap blocks.
+ * Runtime options for the agent's long-lived processes, the hosts and the
+ * supervisor (issue 21, start-up and footprint): JavaScriptCore's tier-up
+ * thresholds, no pre-faulted heap blocks, and no allocator scavenger thread.
  *
  * A host evaluates its module graph once: zod builds its schemas, handlers
  * register, the channel opens. JavaScriptCore counts that code as warm (zod's
@@ -27,8 +27,8 @@
  * host holds 0.6–0.9 MiB less anonymous memory (scanner, behavior,
  * appfeed; 3 s and 20 s after start) and starts in 1–7 ms less CPU.
  *
- * Passed as BUN_JSC_* variables, the only way to set JavaScriptCore options
- * in a compiled Bun executable. They take effect at process start, so they
+ * Passed as BUN_JSC_* variables (and the allocator's as MIMALLOC_*), the only
+ * way to set them in a compiled Bun executable. They take effect at process start, so they
  * apply to the processes the agent launches (hosts, and the query worker
  * that inherits the query host's environment), and to the supervisor, which
  * re-executes itself with them once (jsc-reexec.ts) rather than getting them
@@ -45,19 +45,34 @@
  * the same build varied by ±10 ticks):
  * - numberOfGCMarkers=1 (one marking thread instead of one per core): 65
  *   ticks against 58 for the same build without it.
- * - The allocator's (mimalloc's) own knobs, MIMALLOC_* variables: its
- *   scavenger thread is ~10 of the supervisor's ~30 idle ticks per 120 s.
+ * - The allocator's (mimalloc's) other knobs, MIMALLOC_* variables:
  *   purge_delay 100 ms → 10 s changed nothing; purge_holes=0 (no discarding
  *   of free blocks inside used pages) cost 73 MiB more PSS (the supervisor
  *   59 → 93 MiB) for no less CPU; purge_holes_min_interval 1–10 s took the
  *   scavenger down to 2–9 ticks but the tree up 3–10 MiB.
+ *
+ * The allocator's scavenger thread is off (MIMALLOC_SCAVENGER=0). It wakes
+ * in every process to give freed memory back to the kernel after a delay;
+ * without it, the same purge runs on the process's own thread when that
+ * thread next allocates or goes idle (the idle collection of idle-gc.ts).
+ * Bun runs it so that a process that never goes idle still returns memory
+ * (oven-sh/bun#34181). Two demo agents side by side (this build with and
+ * without it), every group running:
+ * - idle, whole tree: 530 → 490, 940 → 800 and 850 → 710 ms of CPU per 60,
+ *   90 and 90 s (−8 to −16 %), PSS the same (144.7/142.0, 156.9/156.7 and
+ *   158.7/158.1 MiB);
+ * - four minutes of back-to-back online scans of /usr/bin against each
+ *   (43 scans each, alternating): median PSS 229.9 → 246.9 and 283.2 →
+ *   230.0 MiB in two runs, peak 321 → 330 and 346 → 349 MiB, CPU within 2 %
+ *   — the difference in either direction is within the runs' spread;
+ * - back to the same PSS within 90 s after the load.
  *
  * Bun calls them unstable, and a runtime that does not know one refuses to
  * start: build.ts starts every agent executable it builds with them
  * (jscOptionsRefused) and fails the build otherwise, and jsc-options.test.ts
  * does the same for the runtime that runs the sources.
  */
-export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
+export const AGENT_RUNTIME_ENV: Readonly<Record<string, string>> = Object.freeze({
   // Baseline JIT: defaults 500 (after warm-up) and 100 (soon).
   BUN_JSC_thresholdForJITAfterWarmUp: "5000",
   BUN_JSC_thresholdForJITSoon: "5000",
@@ -67,6 +82,8 @@ export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
   BUN_JSC_thresholdForOptimizeSoon: "20000",
   // The JSCWarmUp thread's supply of pre-faulted MarkedBlocks (WebKit's FastMallocAlignedMemoryAllocator).
   BUN_JSC_useWarmUpMarkedBlocks: "0",
+  // No allocator scavenger thread: the purge runs on the process's own thread (see above).
+  MIMALLOC_SCAVENGER: "0",
 });
 
 /**
@@ -78,7 +95,7 @@ export const AGENT_JSC_ENV: Readonly<Record<string, string>> = Object.freeze({
  * that runs millions of times still reaches every tier, N times later.
  *
  * The processes that stay up switch back to 1 as their first step (`jitPolicyFor`): their
- * thresholds are AGENT_JSC_ENV's, and a policy multiplies whatever thresholds the VM has (with
+ * thresholds are AGENT_RUNTIME_ENV's, and a policy multiplies whatever thresholds the VM has (with
  * both, a function reached the optimizing tier after ~29,400 calls instead of ~1,160). Worker
  * threads (the sensor reader) start at 1 whatever the executable's policy.
  */
@@ -88,7 +105,7 @@ export const ONE_SHOT_JIT_POLICY = 25;
 export function jitPolicyFor(args: readonly string[]): number | undefined {
   const help = args.includes("--help") || args.includes("-h");
   if (help) return undefined;
-  // The supervisor, a host, the query worker: long-lived, tuned by AGENT_JSC_ENV.
+  // The supervisor, a host, the query worker: long-lived, tuned by AGENT_RUNTIME_ENV.
   if (args[0] === "run" || args[0] === "host") return 1;
   if (args.length === 1 && args[0] === "query-worker") return 1;
   return undefined;

@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { AGENT_JSC_ENV } from "./jsc-options.ts";
+import { AGENT_RUNTIME_ENV } from "./jsc-options.ts";
 import { JSC_REEXEC_MARK, reexecDecision } from "./jsc-reexec.ts";
 
 describe("reexecDecision", () => {
@@ -21,7 +21,7 @@ describe("reexecDecision", () => {
     expect(d.env).toEqual({
       PATH: "/usr/bin",
       NOTIFY_SOCKET: "/run/systemd/notify",
-      ...AGENT_JSC_ENV,
+      ...AGENT_RUNTIME_ENV,
       [JSC_REEXEC_MARK]: "1",
     });
   });
@@ -38,8 +38,16 @@ describe("reexecDecision", () => {
     });
   });
 
+  test("so does an operator's own MIMALLOC_* variable (the allocator's options are in the set too)", () => {
+    expect(Object.keys(AGENT_RUNTIME_ENV)).toContain("MIMALLOC_SCAVENGER");
+    expect(reexecDecision({ MIMALLOC_PURGE_DELAY: "100" }, true)).toEqual({
+      action: "none",
+      reason: "MIMALLOC_PURGE_DELAY is set: the operator's allocator options are kept",
+    });
+  });
+
   test("the re-executed image strips the mark and the options instead of looping", () => {
-    const env = { ...AGENT_JSC_ENV, [JSC_REEXEC_MARK]: "1" };
+    const env = { ...AGENT_RUNTIME_ENV, [JSC_REEXEC_MARK]: "1" };
     for (const compiled of [true, false]) {
       const d = reexecDecision(env, compiled);
       expect(d.action).toBe("strip");
@@ -70,7 +78,7 @@ test("a re-executed supervisor probes a new agent build without its own options"
     const r = Bun.spawnSync([process.execPath, "-e", script], {
       env: {
         PATH: process.env.PATH ?? "/usr/bin:/bin",
-        ...AGENT_JSC_ENV,
+        ...AGENT_RUNTIME_ENV,
         [JSC_REEXEC_MARK]: "1",
         KEPT: "yes",
       },

@@ -19,13 +19,13 @@
  *
  * Nothing happens when the process is not a compiled executable (run from
  * source, the runtime is whatever `bun` is), or when the environment
- * already has any BUN_JSC_* variable: an operator who sets JavaScriptCore
- * options chooses them all. A failed execve leaves the process running
+ * already has any BUN_JSC_* or MIMALLOC_* variable: an operator who sets
+ * JavaScriptCore or allocator options chooses them all. A failed execve leaves the process running
  * without the options; nothing else depends on them.
  */
 import { FFIType, ptr, read } from "bun:ffi";
 import { readFileSync } from "node:fs";
-import { AGENT_JSC_ENV } from "./jsc-options.ts";
+import { AGENT_RUNTIME_ENV } from "./jsc-options.ts";
 import { lazyLibc } from "./libc-ffi.ts";
 
 /** Marks the re-executed image, so that it neither loops nor passes the options on. */
@@ -39,13 +39,16 @@ export type ReexecDecision =
 /** What `agent run` does with its environment at start; pure, for tests. */
 export function reexecDecision(env: Record<string, string | undefined>, compiled: boolean): ReexecDecision {
   if (env[JSC_REEXEC_MARK] === "1")
-    return { action: "strip", keys: [JSC_REEXEC_MARK, ...Object.keys(AGENT_JSC_ENV)] };
+    return { action: "strip", keys: [JSC_REEXEC_MARK, ...Object.keys(AGENT_RUNTIME_ENV)] };
   if (!compiled) return { action: "none", reason: "not a compiled executable" };
-  const own = Object.keys(env).find((k) => k.startsWith("BUN_JSC_"));
-  if (own) return { action: "none", reason: `${own} is set: the operator's JavaScriptCore options are kept` };
+  const own = Object.keys(env).find((k) => k.startsWith("BUN_JSC_") || k.startsWith("MIMALLOC_"));
+  if (own) {
+    const what = own.startsWith("MIMALLOC_") ? "allocator" : "JavaScriptCore";
+    return { action: "none", reason: `${own} is set: the operator's ${what} options are kept` };
+  }
   const next: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) next[k] = v;
-  return { action: "exec", env: { ...next, ...AGENT_JSC_ENV, [JSC_REEXEC_MARK]: "1" } };
+  return { action: "exec", env: { ...next, ...AGENT_RUNTIME_ENV, [JSC_REEXEC_MARK]: "1" } };
 }
 
 const load = lazyLibc({

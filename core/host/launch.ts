@@ -7,7 +7,7 @@
 import { chmodSync, chownSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AGENT_JSC_ENV } from "../jsc-options.ts";
+import { AGENT_RUNTIME_ENV } from "../jsc-options.ts";
 import type { Logger } from "../log.ts";
 import type { GroupRec } from "./records.ts";
 import type { HostIdentity } from "./sandbox.ts";
@@ -103,7 +103,7 @@ export function hostEnv(workDir: string): Record<string, string> {
     // No once-a-second GC timer in an idle host: it collects when it goes quiet instead (idle-gc.ts).
     BUN_GC_TIMER_DISABLE: "1",
     // No JIT for start-up code that never runs again, no pre-faulted heap supply (jsc-options.ts).
-    ...AGENT_JSC_ENV,
+    ...AGENT_RUNTIME_ENV,
   };
   for (const [k, v] of Object.entries(process.env)) {
     if (k.startsWith("OUTPOST_") && v !== undefined) env[k] = v;

@@ -4,7 +4,7 @@
  * query worker switch back to 1 as their first step. That rests on three
  * properties of the runtime, checked here on an executable compiled the same
  * way: the baked policy holds from the first instruction, it multiplies the
- * thresholds AGENT_JSC_ENV sets (so a long-lived process that kept it would be
+ * thresholds AGENT_RUNTIME_ENV sets (so a long-lived process that kept it would be
  * N times slower to tier up than tuned), and Worker threads start at 1.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TARGETS } from "../../build.ts";
-import { AGENT_JSC_ENV, jitPolicyFor, ONE_SHOT_JIT_POLICY } from "../../core/jsc-options.ts";
+import { AGENT_RUNTIME_ENV, jitPolicyFor, ONE_SHOT_JIT_POLICY } from "../../core/jsc-options.ts";
 
 // How many calls of a small function it takes to reach the optimizing tier, compiled in the
 // foreground (useConcurrentJIT=0) so that the count does not depend on a JIT thread's timing.
@@ -74,12 +74,12 @@ function probe(env: Record<string, string>): { start: number; reset: number; wor
 }
 
 describe("the executable's one-shot JIT policy", () => {
-  test("holds from the first instruction, multiplies AGENT_JSC_ENV's thresholds, and setJITPolicy(1) undoes it", () => {
+  test("holds from the first instruction, multiplies AGENT_RUNTIME_ENV's thresholds, and setJITPolicy(1) undoes it", () => {
     const plain = probe({});
-    const tuned = probe({ ...AGENT_JSC_ENV });
+    const tuned = probe({ ...AGENT_RUNTIME_ENV });
     // One-shot: N times the calls of the normal policy before the optimizing tier.
     expect(plain.start).toBeGreaterThan(plain.reset * (ONE_SHOT_JIT_POLICY / 2));
-    // Long-lived with AGENT_JSC_ENV and the policy kept: both multiply — hence the switch back to 1.
+    // Long-lived with AGENT_RUNTIME_ENV and the policy kept: both multiply — hence the switch back to 1.
     expect(tuned.start).toBeGreaterThan(tuned.reset * (ONE_SHOT_JIT_POLICY / 2));
     expect(tuned.reset).toBeGreaterThan(plain.reset * 5);
   }, 30_000);

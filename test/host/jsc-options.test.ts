@@ -6,13 +6,13 @@
  * executable that does not start with them.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jscOptionsRefused } from "../../build.ts";
 import { parseConfig } from "../../core/config.ts";
 import { HostManager } from "../../core/host/manager.ts";
-import { AGENT_JSC_ENV } from "../../core/jsc-options.ts";
+import { AGENT_RUNTIME_ENV } from "../../core/jsc-options.ts";
 import { log } from "../../core/log.ts";
 import { defaultRegistry } from "../../handlers/index.ts";
 import { environOf } from "../fixtures/environ.ts";
@@ -46,8 +46,18 @@ describe("JavaScriptCore options of host processes", () => {
         const pid = manager.hosts().find((h) => h.group === "scanner")?.pid;
         expect(typeof pid).toBe("number");
         const env = environOf(pid as number);
-        for (const [k, v] of Object.entries(AGENT_JSC_ENV)) expect(env[k]).toBe(v);
+        for (const [k, v] of Object.entries(AGENT_RUNTIME_ENV)) expect(env[k]).toBe(v);
         expect(env.BUN_JSC_useJIT).toBeUndefined();
+        // MIMALLOC_SCAVENGER=0 in effect: no allocator scavenger thread (test/host/supervisor-jsc.test.ts
+        // has the control: a supervisor without the options runs one).
+        const threads = readdirSync(`/proc/${pid}/task`).map((t) => {
+          try {
+            return readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim();
+          } catch {
+            return "";
+          }
+        });
+        expect(threads).not.toContain("mi-scavenger");
       } finally {
         await manager.unloadAll();
       }
@@ -62,7 +72,7 @@ describe("JavaScriptCore options of host processes", () => {
         env: { PATH: process.env.PATH ?? "", ...env },
         stderr: "pipe",
       });
-    expect(run({ ...AGENT_JSC_ENV }).exitCode).toBe(0);
+    expect(run({ ...AGENT_RUNTIME_ENV }).exitCode).toBe(0);
     const misspelled = run({ BUN_JSC_thresholdForJITAfterWarmUpp: "5000" });
     expect(misspelled.exitCode).not.toBe(0);
     expect(misspelled.stderr.toString()).toContain("invalid JSC environment variable");
