@@ -43,12 +43,15 @@
  * 8–16 ms, whole tree 438/491/453 → 432/467/413 ms, PSS the same.
  */
 import { releaseCodePages } from "../code-pages.ts";
+import { releaseBuiltSchemas } from "../schema/lazy-schema.ts";
 
 /**
  * A full collection; after `quietMs` of nothing, also JavaScriptCore's shrink (see above) and the
  * executable's code pages unmapped (core/code-pages.ts).
  */
 export function collectIdle(idle: boolean): void {
+  // Schemas built for work that is over: this collection frees them, their next use builds them again.
+  if (idle) releaseBuiltSchemas();
   Bun.gc(true);
   if (!idle) return;
   // Deprecated in the types (an alias may replace it), so called only where it exists.

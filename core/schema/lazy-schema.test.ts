@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { lazySchema, realSchema } from "./lazy-schema.ts";
+import { collectIdle } from "../host/idle-gc.ts";
+import { lazySchema, realSchema, releaseBuiltSchemas } from "./lazy-schema.ts";
 
 describe("lazySchema", () => {
   test("builds nothing until the schema is used, then builds once", () => {
@@ -54,6 +55,55 @@ describe("lazySchema", () => {
     expect(z.globalRegistry.get(Lazy)).toBeUndefined();
     const eager = z.number();
     expect(realSchema(eager)).toBe(eager);
+  });
+
+  test("releaseBuiltSchemas lets go of what was not used since its last call; the next use builds it again and parses the same", () => {
+    let builds = 0;
+    const Point = lazySchema(() => {
+      builds++;
+      return z.object({ x: z.number().int(), y: z.number().int() }).strict();
+    });
+    const Line = lazySchema(() => z.object({ from: Point, to: Point }));
+    const unused = lazySchema(() => z.string());
+    const line = { from: { x: 1, y: 2 }, to: { x: 3, y: 4 } };
+    expect(Line.parse(line)).toEqual(line);
+    const before = realSchema(Point);
+    expect(builds).toBe(1);
+    // Used since the last call: a second chance, nothing of them let go.
+    releaseBuiltSchemas();
+    expect(Line.parse(line)).toEqual(line);
+    expect(builds).toBe(1);
+    releaseBuiltSchemas();
+    expect(builds).toBe(1);
+    // Line and Point were built and not used since, `unused` was never built: two let go (among any other module's).
+    expect(releaseBuiltSchemas()).toBeGreaterThanOrEqual(2);
+    expect(releaseBuiltSchemas()).toBe(0);
+    expect(builds).toBe(1);
+    expect(Line.parse(line)).toEqual(line);
+    expect(Point.safeParse({ x: 1, y: 2, z: 3 }).success).toBe(false);
+    expect(builds).toBe(2);
+    // A new instance; whoever held the old one still has a working schema.
+    expect(realSchema(Point)).not.toBe(before);
+    expect(before.parse({ x: 5, y: 6 })).toEqual({ x: 5, y: 6 });
+    expect(unused.parse("s")).toBe("s");
+  });
+
+  test("idle collections let go of them; collections of busy work do not", () => {
+    let builds = 0;
+    const S = lazySchema(() => {
+      builds++;
+      return z.number().int();
+    });
+    S.parse(1);
+    collectIdle(false);
+    collectIdle(false);
+    S.parse(2);
+    expect(builds).toBe(1);
+    // The first idle collection after a use is its second chance; the next one lets it go.
+    collectIdle(true);
+    collectIdle(true);
+    S.parse(3);
+    expect(builds).toBe(2);
   });
 
   test("an error in the builder surfaces at first use, every time", () => {
