@@ -403,6 +403,8 @@ export class HostManager implements HandlerHost {
 
   private start(g: GroupRec): Promise<HostProcess> {
     if (g.ready) return g.ready;
+    // A new start supersedes a prestart nobody asked for: its failure is not the next request's answer.
+    g.prestarted = undefined;
     this.setState(g, g.restarts > 0 || g.lastCrash ? "restarting" : "starting");
     const epochBefore = g.epoch;
     const ready = (async () => {

@@ -151,4 +151,30 @@ describe("prestart", () => {
     await expect(m.validate("Crashy", view)).rejects.toMatchObject({ code: "HND_HOST_SPAWN_FAILED" });
     expect(launches).toBe(2);
   });
+
+  test("a failed prestart no request asked for is forgotten once the host is started again", async () => {
+    const { m } = manager();
+    const internals = m as unknown as {
+      launch?: unknown;
+      groups: Map<string, { prestarted?: Promise<unknown>; proc?: unknown }>;
+      start: (g: unknown) => Promise<unknown>;
+      stopIdle: (g: unknown, proc: unknown, l: typeof log) => void;
+    };
+    internals.launch = async () => {
+      throw new HandlerError("HND_HOST_SPAWN_FAILED", "host crashy: no such executable");
+    };
+    m.prestart(["Crashy"]);
+    const g = internals.groups.get("crashy")!;
+    await g.prestarted?.catch(() => {});
+    // The launch works again. The crash supervisor restarts the host (the manager's own start), then
+    // it is stopped after an idle period, all before any request needed it.
+    delete internals.launch;
+    await internals.start(g);
+    internals.stopIdle(g, g.proc, log);
+    expect(crashy(m).state).toBe("stopped");
+    // The next load starts a host; the old prestart's failure is not its answer.
+    const { view } = recordingView(m, { "data.txt": new TextEncoder().encode("good v1") });
+    await m.validate("Crashy", view);
+    expect(crashy(m).state).toBe("running");
+  });
 });
