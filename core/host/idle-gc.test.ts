@@ -302,3 +302,112 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
     gc.stop();
   });
 });
+
+describe("collections are weighed: one that gives nothing back is not repeated at the short floor", () => {
+  /** Periodic work (ten touches per round: more than lightTouches per floor, even stretched) on a heap the test sets. */
+  function periodicGc() {
+    const c = { clock: 0, idle: [] as boolean[], heap: 10 << 20, garbage: 0 };
+    const gc = new IdleGc({
+      quietMs: 10,
+      minIntervalMs: 40,
+      maxIntervalMs: 160,
+      lightTouches: 1,
+      minYieldBytes: 1 << 20,
+      collect: (i) => {
+        c.idle.push(i);
+        c.heap -= c.garbage;
+        c.garbage = 0;
+      },
+      heapBytes: () => c.heap,
+      now: () => c.clock,
+    });
+    /** The floor runs out, ten requests come, then quiet: the collection they arm. */
+    const round = async (garbage = 0) => {
+      const before = c.idle.length;
+      c.clock += gc.intervalMs;
+      for (let i = 0; i < 10; i++) gc.touch();
+      c.heap += garbage;
+      c.garbage = garbage;
+      c.clock += 10;
+      expect(await until(() => c.idle.length === before + 1, 5000)).toBe(true);
+    };
+    return { c, gc, round };
+  }
+
+  test("idle collections that give less than minYieldBytes back double the floor, whatever the touches", async () => {
+    const { c, gc, round } = periodicGc();
+    await round();
+    // The first has no window before it to judge.
+    expect(gc.intervalMs).toBe(40);
+    const floors: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      await round(64 * 1024);
+      floors.push(gc.intervalMs);
+    }
+    expect(floors).toEqual([80, 160, 160, 160]);
+    expect(c.idle.every((i) => i)).toBe(true);
+    // The touches of the next round leave the stretched floor as it is: they are what was found worthless.
+    c.clock += 5;
+    for (let i = 0; i < 5; i++) gc.touch();
+    expect(gc.intervalMs).toBe(160);
+    gc.stop();
+  });
+
+  test("a collection that gives memory back brings the short floor back; so does soon()", async () => {
+    const { gc, round } = periodicGc();
+    await round();
+    await round();
+    await round();
+    expect(gc.intervalMs).toBe(160);
+    await round(8 << 20);
+    expect(gc.intervalMs).toBe(40);
+    await round();
+    expect(gc.intervalMs).toBe(80);
+    gc.soon();
+    expect(gc.intervalMs).toBe(40);
+    gc.stop();
+  });
+
+  test("without a way to weigh the heap (a custom collection), touches alone decide, as before", async () => {
+    let clock = 0;
+    const idle: boolean[] = [];
+    const gc = new IdleGc({
+      quietMs: 10,
+      minIntervalMs: 40,
+      maxIntervalMs: 160,
+      lightTouches: 1,
+      collect: (i) => idle.push(i),
+      now: () => clock,
+    });
+    for (let r = 0; r < 4; r++) {
+      const n = idle.length;
+      clock += gc.intervalMs;
+      for (let i = 0; i < 3; i++) gc.touch();
+      clock += 10;
+      expect(await until(() => idle.length === n + 1, 5000)).toBe(true);
+    }
+    expect(gc.intervalMs).toBe(40);
+    gc.stop();
+  });
+});
+
+test("an idle collection another IdleGc of the process made after the last touch covers this one's", async () => {
+  const clock = { t: 0 };
+  const made = { a: 0, b: 0 };
+  const opts = { quietMs: 10, minIntervalMs: 0, now: () => clock.t };
+  const a = new IdleGc({ ...opts, quietMs: 50, collect: () => made.a++ });
+  const b = new IdleGc({ ...opts, collect: () => made.b++ });
+  a.touch();
+  b.touch();
+  clock.t += 100;
+  // b collects first (its quietMs is shorter); a's turn comes after, with nothing touched since.
+  expect(await until(() => made.b === 1 && a.covered === 1, 5000)).toBe(true);
+  expect(made.a).toBe(0);
+  // A touch of a's after that collection is new work: a collects it.
+  a.touch();
+  clock.t += 100;
+  expect(await until(() => made.a === 1, 5000)).toBe(true);
+  expect(a.covered).toBe(1);
+  a.stop();
+  b.stop();
+});

@@ -41,7 +41,28 @@
  * pages back (`release`, no collection), so PSS stays where it was. Demo
  * agent, both builds side by side, three 120 s windows: shared host 42 →
  * 8–16 ms, whole tree 438/491/453 → 432/467/413 ms, PSS the same.
+ *
+ * Touches count housekeeping, not what a collection gets back. A process
+ * with periodic work — the query host and its worker running two scheduled
+ * queries every 10 s, the supervisor writing their results — is touched
+ * several times per floor, so the floor stayed at 30 s, and every idle
+ * collection there found nothing to free: the query worker's heap went
+ * 1.86 → 2.14 MB, the query host's 2.48 → 2.76, the supervisor's 57.3 →
+ * 58.1 MB, each for 7–30 ms of CPU, and its shrink threw away the JIT code
+ * the next run compiled again. So the heap is weighed around each idle
+ * collection (`heapBytes`): one that gave back less than `minYieldBytes`
+ * stretches the floor too, and touches do not shorten a floor stretched
+ * that way (they are what the collection just found worthless). soon(), a
+ * deadline collection of busy work and a collection that does give memory
+ * back bring the short floor back.
+ *
+ * Several IdleGc live in one process (the supervisor has three: its event
+ * stream, the host manager, the sensors). A full collection is the
+ * process's, not the instance's: an idle collection due in one instance is
+ * skipped when another already made one since this instance's last touch
+ * (the supervisor collected twice within 2 s).
  */
+import { heapSize } from "bun:jsc";
 import { releaseCodePages } from "../code-pages.ts";
 import { releaseBuiltSchemas } from "../schema/lazy-schema.ts";
 
@@ -77,8 +98,18 @@ export interface IdleGcOptions {
   collect?: (idle: boolean) => void;
   /** What a quiet spell gets while a stretched floor puts the collection off (see touch()). */
   release?: () => void;
+  /**
+   * The heap's size, read before and after an idle collection to weigh what it gave back. Default:
+   * JavaScriptCore's, when `collect` is the default; none (touches alone decide) for a custom one.
+   */
+  heapBytes?: () => number;
+  /** An idle collection that gave back less than this stretches the floor (see above). */
+  minYieldBytes?: number;
   now?: () => number;
 }
+
+/** Collections in this process, by any IdleGc (see above). */
+const processCollections = { idle: 0 };
 
 export class IdleGc {
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -97,6 +128,12 @@ export class IdleGc {
   private followUp = false;
   /** The floor now: minIntervalMs, doubled by each idle collection of light traffic. */
   private floorMs: number;
+  /** The floor was stretched because the last idle collection gave nothing back (see touch()). */
+  private stretchedByYield = false;
+  /** processCollections.idle at the last touch: a later idle collection of the process covers it. */
+  private idleSeqAtTouch = -1;
+  private readonly heapBytes: (() => number) | undefined;
+  private readonly minYieldBytes: number;
   private readonly quietMs: number;
   private readonly minIntervalMs: number;
   private readonly maxIntervalMs: number;
@@ -107,6 +144,8 @@ export class IdleGc {
   private releaseTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly now: () => number;
   collections = 0;
+  /** Idle collections not made because another IdleGc of the process made one since the last touch. */
+  covered = 0;
 
   constructor(o: IdleGcOptions = {}) {
     this.quietMs = o.quietMs ?? 2000;
@@ -117,6 +156,8 @@ export class IdleGc {
     this.collect = o.collect ?? collectIdle;
     this.release = o.release ?? releaseCodePages;
     this.now = o.now ?? Date.now;
+    this.heapBytes = o.heapBytes ?? (o.collect ? undefined : heapSize);
+    this.minYieldBytes = o.minYieldBytes ?? 1024 * 1024;
     this.floorMs = this.minIntervalMs;
   }
 
@@ -136,10 +177,11 @@ export class IdleGc {
     this.lastTouch = now;
     this.touches++;
     this.touchSeq++;
+    this.idleSeqAtTouch = processCollections.idle;
     this.followUp = false;
     // Real work after a stretch of housekeeping: back to the short floor at once, not after the
-    // long one has run out.
-    if (this.floorMs > this.minIntervalMs && !this.light(now)) {
+    // long one has run out. Not when the last collection found these touches' garbage worthless.
+    if (this.floorMs > this.minIntervalMs && !this.stretchedByYield && !this.light(now)) {
       this.floorMs = this.minIntervalMs;
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
@@ -183,6 +225,7 @@ export class IdleGc {
   soon(): void {
     const now = this.now();
     this.floorMs = this.minIntervalMs;
+    this.stretchedByYield = false;
     this.dropped = true;
     this.dueBy = Math.min(this.dueBy, now + this.quietMs);
     if (this.timer) clearTimeout(this.timer);
@@ -207,21 +250,35 @@ export class IdleGc {
       }
       const followUp = this.followUp;
       const idle = now - this.lastTouch >= this.quietMs;
+      // Another IdleGc of this process made an idle collection after our last touch: it was ours too.
+      if (idle && !this.dropped && processCollections.idle > this.idleSeqAtTouch) {
+        this.timer = undefined;
+        this.dueBy = Number.POSITIVE_INFINITY;
+        this.lastAt = now;
+        this.touches = 0;
+        this.followUp = false;
+        this.covered++;
+        return;
+      }
       // Light traffic between two idle collections (a status refresh, a safety-net poll) leaves
       // little garbage, yet each collection costs a full mark of the heap, the shrink's re-JIT and
-      // the code pages faulted back in: so the floor doubles while traffic stays light. Anything
-      // more — a deadline collection of busy work, soon(), more touches — resets it.
-      this.floorMs =
-        idle && !followUp && !this.dropped && this.light(now) && Number.isFinite(this.lastAt)
-          ? Math.min(this.floorMs * 2, this.maxIntervalMs)
-          : this.minIntervalMs;
+      // the code pages faulted back in: so the floor doubles while traffic stays light, or while
+      // collections give nothing back. Anything more — a deadline collection of busy work, soon(),
+      // more touches after a collection that did give memory back — resets it.
+      const judged = idle && !followUp && !this.dropped && Number.isFinite(this.lastAt);
+      const light = judged && this.light(now);
       this.timer = undefined;
       this.dueBy = Number.POSITIVE_INFINITY;
       this.lastAt = now;
       this.touches = 0;
       this.dropped = false;
       this.collections++;
+      const before = idle ? this.heapBytes?.() : undefined;
       this.collect(idle);
+      if (idle) processCollections.idle++;
+      const worthless = judged && before !== undefined && before - this.heapBytes!() < this.minYieldBytes;
+      this.stretchedByYield = worthless && !light;
+      this.floorMs = light || worthless ? Math.min(this.floorMs * 2, this.maxIntervalMs) : this.minIntervalMs;
       // A collection of busy work (a deadline, or soon() amid requests) may be the process's last
       // before it goes quiet for good, and nothing would then give it the idle one: it kept its
       // compiled code and its executable's pages for ever (the IPS host, idle after its content

@@ -4,6 +4,7 @@
  * SIGTERM stops both cleanly (control plane first, so no request races the
  * shutdown).
  */
+import { heapSize } from "bun:jsc";
 import { defineCommand } from "citty";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { idleCollections } from "../../control/http-metrics.ts";
@@ -125,6 +126,8 @@ export default defineCommand({
         collectIdle(idle);
         idleCollections.inc();
       },
+      // A real collection: weighed like the default one (idle-gc.ts).
+      heapBytes: heapSize,
     });
     gc.soon();
     const stopGc = agent.events.subscribe(() => gc.touch());
