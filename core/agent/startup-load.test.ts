@@ -10,7 +10,7 @@ import type { HandlerHost } from "../handler/host-contract.ts";
 import { log } from "../log.ts";
 import type { ContentStore } from "../store/store.ts";
 import type { RollbackNotices } from "./rollback-notices.ts";
-import { loadInstalledContent } from "./startup-load.ts";
+import { loadInstalledContent, type StartupLoadDeps } from "./startup-load.ts";
 
 function record(type: string) {
   return {
@@ -19,6 +19,21 @@ function record(type: string) {
     dir: "versions/1-0000000000000000",
     signingTime: "2026-01-01T00:00:00.000Z",
     installedAt: "2026-01-01T00:00:00.000Z",
+  };
+}
+
+/** A read-only start's dependencies around the given store and host; nothing else is used. */
+function deps(store: ContentStore, host: HandlerHost): StartupLoadDeps {
+  return {
+    store,
+    host,
+    log,
+    readOnly: true,
+    now: () => new Date(),
+    rollbackNotices: {} as RollbackNotices,
+    emit() {},
+    recordError() {},
+    alert() {},
   };
 }
 
@@ -45,17 +60,7 @@ test("every type with installed content has its host started before the first on
     },
     markFailed: (type: string) => calls.push(`failed ${type}`),
   } as unknown as HandlerHost;
-  await loadInstalledContent(["Alpha", "Absent", "Broken", "Beta"], {
-    store,
-    host,
-    log,
-    readOnly: true,
-    now: () => new Date(),
-    rollbackNotices: {} as RollbackNotices,
-    emit() {},
-    recordError() {},
-    alert() {},
-  });
+  await loadInstalledContent(["Alpha", "Absent", "Broken", "Beta"], deps(store, host));
   expect(calls).toEqual([
     "installed Alpha",
     "installed Absent",
@@ -76,27 +81,19 @@ test("every type with installed content has its host started before the first on
 describe("without processes", () => {
   test("a host with no prestart (in-process isolation) loads as before", async () => {
     const validated: string[] = [];
-    await loadInstalledContent(["Alpha"], {
-      store: {
-        installed: (type: string) => record(type),
-        verifyInstalled: () => ({ ok: true, problems: [] }),
-        view: (r: { type: string }) => ({ type: r.type, version: 1, signingTime: "", files: [] }),
-      } as unknown as ContentStore,
-      host: {
-        validate: async (type: string) => {
-          validated.push(type);
-          throw new Error("stop");
-        },
-        markFailed() {},
-      } as unknown as HandlerHost,
-      log,
-      readOnly: true,
-      now: () => new Date(),
-      rollbackNotices: {} as RollbackNotices,
-      emit() {},
-      recordError() {},
-      alert() {},
-    });
+    const store = {
+      installed: (type: string) => record(type),
+      verifyInstalled: () => ({ ok: true, problems: [] }),
+      view: (r: { type: string }) => ({ type: r.type, version: 1, signingTime: "", files: [] }),
+    } as unknown as ContentStore;
+    const host = {
+      validate: async (type: string) => {
+        validated.push(type);
+        throw new Error("stop");
+      },
+      markFailed() {},
+    } as unknown as HandlerHost;
+    await loadInstalledContent(["Alpha"], deps(store, host));
     expect(validated).toEqual(["Alpha"]);
   });
 });

@@ -252,10 +252,7 @@ export class IdleGc {
       const idle = now - this.lastTouch >= this.quietMs;
       // Another IdleGc of this process made an idle collection after our last touch: it was ours too.
       if (idle && !this.dropped && processCollections.idle > this.idleSeqAtTouch) {
-        this.timer = undefined;
-        this.dueBy = Number.POSITIVE_INFINITY;
-        this.lastAt = now;
-        this.touches = 0;
+        this.startWindow(now);
         this.followUp = false;
         this.covered++;
         return;
@@ -267,10 +264,7 @@ export class IdleGc {
       // more touches after a collection that did give memory back — resets it.
       const judged = idle && !followUp && !this.dropped && Number.isFinite(this.lastAt);
       const light = judged && this.light(now);
-      this.timer = undefined;
-      this.dueBy = Number.POSITIVE_INFINITY;
-      this.lastAt = now;
-      this.touches = 0;
+      this.startWindow(now);
       this.dropped = false;
       this.collections++;
       const before = idle ? this.heapBytes?.() : undefined;
@@ -292,6 +286,14 @@ export class IdleGc {
       }
     }, wait);
     this.timer.unref?.();
+  }
+
+  /** A collection (made, or covered by another's) at `now`: the next window starts empty. */
+  private startWindow(now: number): void {
+    this.timer = undefined;
+    this.dueBy = Number.POSITIVE_INFINITY;
+    this.lastAt = now;
+    this.touches = 0;
   }
 
   stop(): void {
