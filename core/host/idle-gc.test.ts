@@ -353,11 +353,14 @@ describe("collections are weighed: one that gives nothing back is not repeated a
     gc.stop();
   });
 
-  test("a collection that gives memory back brings the short floor back; so does soon()", async () => {
+  test("a collection that gives memory back (per floor's worth of time) brings the short floor back; so does soon()", async () => {
     const { gc, round } = periodicGc();
     await round();
     await round();
     await round();
+    expect(gc.intervalMs).toBe(160);
+    // 2 MiB over four floors' worth of time is under 1 MiB per floor: still not worth the short floor.
+    await round(2 << 20);
     expect(gc.intervalMs).toBe(160);
     await round(8 << 20);
     expect(gc.intervalMs).toBe(40);

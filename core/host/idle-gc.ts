@@ -51,7 +51,7 @@
  * 58.1 MB, each for 7–30 ms of CPU, and its shrink threw away the JIT code
  * the next run compiled again. So the heap is weighed around each idle
  * collection (`heapBytes`): one that gave back less than `minYieldBytes`
- * stretches the floor too, and touches do not shorten a floor stretched
+ * per `minIntervalMs` since the last one stretches the floor too, and touches do not shorten a floor stretched
  * that way (they are what the collection just found worthless). soon(), a
  * deadline collection of busy work and a collection that does give memory
  * back bring the short floor back.
@@ -103,7 +103,7 @@ export interface IdleGcOptions {
    * JavaScriptCore's, when `collect` is the default; none (touches alone decide) for a custom one.
    */
   heapBytes?: () => number;
-  /** An idle collection that gave back less than this stretches the floor (see above). */
+  /** An idle collection that gave back less than this per minIntervalMs since the last one stretches the floor (see above). */
   minYieldBytes?: number;
   now?: () => number;
 }
@@ -234,8 +234,12 @@ export class IdleGc {
 
   /** At most `lightTouches` touches per minIntervalMs, on average, since the last collection. */
   private light(now: number): boolean {
-    const windows = Number.isFinite(this.lastAt) ? Math.max(1, (now - this.lastAt) / this.minIntervalMs) : 1;
-    return this.touches <= this.lightTouches * windows;
+    return this.touches <= this.lightTouches * this.windows(now);
+  }
+
+  /** How many minIntervalMs since the last collection (at least one). */
+  private windows(now: number): number {
+    return Number.isFinite(this.lastAt) ? Math.max(1, (now - this.lastAt) / this.minIntervalMs) : 1;
   }
 
   /** `exact`: fire at `wait` whatever touches come meanwhile (soon(): its collection is due by then). */
@@ -264,13 +268,16 @@ export class IdleGc {
       // more touches after a collection that did give memory back — resets it.
       const judged = idle && !followUp && !this.dropped && Number.isFinite(this.lastAt);
       const light = judged && this.light(now);
+      const windows = this.windows(now);
       this.startWindow(now);
       this.dropped = false;
       this.collections++;
       const before = idle ? this.heapBytes?.() : undefined;
       this.collect(idle);
       if (idle) processCollections.idle++;
-      const worthless = judged && before !== undefined && before - this.heapBytes!() < this.minYieldBytes;
+      // Per floor's worth of time, like the touches: garbage of a longer window is more garbage.
+      const worthless =
+        judged && before !== undefined && before - this.heapBytes!() < this.minYieldBytes * windows;
       this.stretchedByYield = worthless && !light;
       this.floorMs = light || worthless ? Math.min(this.floorMs * 2, this.maxIntervalMs) : this.minIntervalMs;
       // A collection of busy work (a deadline, or soon() amid requests) may be the process's last
