@@ -51,10 +51,11 @@
  * 58.1 MB, each for 7–30 ms of CPU, and its shrink threw away the JIT code
  * the next run compiled again. So the heap is weighed around each idle
  * collection (`heapBytes`): one that gave back less than `minYieldBytes`
- * per `minIntervalMs` since the last one stretches the floor too, and touches do not shorten a floor stretched
- * that way (they are what the collection just found worthless). soon(), a
- * deadline collection of busy work and a collection that does give memory
- * back bring the short floor back.
+ * per `minIntervalMs` since the last one stretches the floor too, and
+ * touches do not shorten a floor stretched that way (they are what the
+ * collection just found worthless). soon(), a deadline collection of busy
+ * work and a collection that does give memory back bring the short floor
+ * back.
  *
  * Several IdleGc live in one process (the supervisor has three: its event
  * stream, the host manager, the sensors). A full collection is the
@@ -103,7 +104,7 @@ export interface IdleGcOptions {
    * JavaScriptCore's, when `collect` is the default; none (touches alone decide) for a custom one.
    */
   heapBytes?: () => number;
-  /** An idle collection that gave back less than this per minIntervalMs since the last one stretches the floor (see above). */
+  /** An idle collection that gave back less than this per minIntervalMs since the last one stretches the floor. */
   minYieldBytes?: number;
   now?: () => number;
 }
