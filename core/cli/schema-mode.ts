@@ -9,7 +9,7 @@
  * commands, and the hosts they start, run zod interpreted. Must run before
  * any module that builds schemas is evaluated (bin/agent.ts calls it first).
  */
-import { config } from "zod";
+import { config } from "zod/mini";
 
 /**
  * Set by a one-shot command for the host processes it starts (the host

@@ -6,8 +6,9 @@
  * stdin closes. It reads no file and keeps nothing but the parsed trust
  * stores of the PEM bundles it was sent.
  */
-import { z } from "zod";
+
 import { describeError, isOutpostError } from "../errors.ts";
+import { z } from "../schema/zod.ts";
 import type { TrustStore } from "./cms.ts";
 import { jsonLines, type WireFailure } from "./remote-trust.ts";
 
@@ -24,11 +25,11 @@ export async function runCryptoWorker(confine: () => void = () => {}): Promise<v
   ]);
   confine();
   // Built here, not at module level: this process starts to answer, and answers nothing else.
-  const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/);
+  const Base64 = z.string().check(z.regex(/^[A-Za-z0-9+/]*={0,2}$/));
   const Request = z.discriminatedUnion("op", [
-    z.object({ id: z.number().int(), op: z.literal("trust"), pem: z.string(), source: z.string() }),
+    z.object({ id: z.int(), op: z.literal("trust"), pem: z.string(), source: z.string() }),
     z.object({
-      id: z.number().int(),
+      id: z.int(),
       op: z.literal("verify"),
       pem: z.string(),
       source: z.string(),
@@ -36,7 +37,7 @@ export async function runCryptoWorker(confine: () => void = () => {}): Promise<v
       signature: Base64,
       now: z.number(),
       file: z.string(),
-      requiredEku: z.string().optional(),
+      requiredEku: z.optional(z.string()),
     }),
   ]);
   const stores = new Map<string, TrustStore>();

@@ -15,10 +15,11 @@
  *   B4 the serial is not lower than the last one accepted (no replay of an old policy)
  *   B5 document names are unique
  */
-import { z } from "zod";
+
 import { type Trust, verifySignature } from "../crypto/verify.ts";
 import { ConfigError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { FLAG_NAME_RE } from "./flags.ts";
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -40,26 +41,22 @@ export const bundlePath = (tenant: string) => `tenants/${tenant}/policy.json`;
 export const bundleSigPath = (tenant: string) => `${bundlePath(tenant)}.p7s`;
 
 export const PolicyDocumentSchema = lazySchema(() =>
-  z
-    .object({
-      name: z.string().regex(DOCUMENT_NAME_RE, "a file name ending in .xml"),
-      version: z.number().int().positive(),
-      xml: z.string().max(16 * 1024 * 1024),
-    })
-    .strict(),
+  z.strictObject({
+    name: z.string().check(z.regex(DOCUMENT_NAME_RE, "a file name ending in .xml")),
+    version: z.int().check(z.positive()),
+    xml: z.string().check(z.maxLength(16 * 1024 * 1024)),
+  }),
 );
 
 export const PolicyBundleSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      tenant: z.string().regex(TENANT_RE),
-      serial: z.number().int().positive(),
-      issued: z.iso.datetime(),
-      documents: z.array(PolicyDocumentSchema).max(256),
-      flags: z.record(z.string().regex(FLAG_NAME_RE), z.enum(["on", "off"])),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    tenant: z.string().check(z.regex(TENANT_RE)),
+    serial: z.int().check(z.positive()),
+    issued: z.iso.datetime(),
+    documents: z.array(PolicyDocumentSchema).check(z.maxLength(256)),
+    flags: z.record(z.string().check(z.regex(FLAG_NAME_RE)), z.enum(["on", "off"])),
+  }),
 );
 
 export type PolicyDocument = z.infer<typeof PolicyDocumentSchema>;

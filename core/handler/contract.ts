@@ -5,110 +5,94 @@
  * manifest; the host enforces them (issue: handler host) and hands the
  * handler only capability objects matching that declaration.
  */
-import { z } from "zod";
+
 import type { ProcView, ProcViewRequest } from "../host/proc-view.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 
 export const FsPrivilegeSchema = lazySchema(() =>
   z.discriminatedUnion("mode", [
     z.object({ mode: z.literal("none") }),
-    z.object({ mode: z.literal("read-only"), paths: z.array(z.string().min(1)).min(1) }),
-    z.object({ mode: z.literal("read-write"), paths: z.array(z.string().min(1)).min(1) }),
+    z.object({
+      mode: z.literal("read-only"),
+      paths: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+    }),
+    z.object({
+      mode: z.literal("read-write"),
+      paths: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+    }),
   ]),
 );
 
 /** `dns`, `https:<host>`, `http:<host>` — named endpoints, never "any". */
 export const NetEndpointSchema = lazySchema(() =>
-  z.string().regex(/^(dns|https?:[a-z0-9.-]+(:\d+)?)$/i, "net endpoint must be 'dns' or 'https:<host>'"),
+  z
+    .string()
+    .check(z.regex(/^(dns|https?:[a-z0-9.-]+(:\d+)?)$/i, "net endpoint must be 'dns' or 'https:<host>'")),
 );
 
 export const PrivilegesSchema = lazySchema(() =>
-  z
-    .object({
-      runAs: z.enum(["agent", "root"]),
-      fs: FsPrivilegeSchema,
-      net: z.union([z.literal("none"), z.array(NetEndpointSchema).min(1)]),
-      exec: z.boolean(),
-      /** May ask the supervisor to run agent actions (update now, verify or roll back content). */
-      agent: z.boolean().default(false),
-      /**
-       * May ask the supervisor for the host's process view (link targets, environment, memory map of
-       * every process: core/host/proc-view.ts) that Landlock's ptrace scoping hides from a sandboxed host.
-       */
-      hostView: z.boolean().default(false),
-    })
-    .strict(),
+  z.strictObject({
+    runAs: z.enum(["agent", "root"]),
+    fs: FsPrivilegeSchema,
+    net: z.union([z.literal("none"), z.array(NetEndpointSchema).check(z.minLength(1))]),
+    exec: z.boolean(),
+    /** May ask the supervisor to run agent actions (update now, verify or roll back content). */
+    agent: z._default(z.boolean(), false),
+    /**
+     * May ask the supervisor for the host's process view (link targets, environment, memory map of
+     * every process: core/host/proc-view.ts) that Landlock's ptrace scoping hides from a sandboxed host.
+     */
+    hostView: z._default(z.boolean(), false),
+  }),
 );
 
 export const LimitsSchema = lazySchema(() =>
-  z
-    .object({
-      memoryMb: z.number().int().positive().max(16384).default(256),
-      cpuSeconds: z.number().int().positive().max(86400).default(600),
-    })
-    .strict(),
+  z.strictObject({
+    memoryMb: z._default(z.int().check(z.positive(), z.lte(16384)), 256),
+    cpuSeconds: z._default(z.int().check(z.positive(), z.lte(86400)), 600),
+  }),
 );
 
 export const HandlerManifestSchema = lazySchema(() =>
-  z
-    .object({
-      /** The content type this handler owns, e.g. "Hmpa_data". */
-      name: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
-      description: z.string().min(1),
-      /** Host process group the handler runs in (scanner, behavior, query, repair, hmpa, …). */
-      group: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
-      privileges: PrivilegesSchema,
-      limits: LimitsSchema.default({ memoryMb: 256, cpuSeconds: 600 }),
-      /**
-       * When the update cycle installs this type. "on-demand": never by the
-       * scheduled cycle, only by a cycle that names it (e.g. CRT, fetched by
-       * `agent install --remove-incompatible` and removed afterwards). Absent: scheduled.
-       */
-      install: z.enum(["scheduled", "on-demand"]).optional(),
-      /** Largest package the handler accepts; the update client enforces it before download. */
-      maxPackageBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(512 * 1024 * 1024),
-      /**
-       * Roles the handler plays for the core beyond serving its own API, e.g.
-       * "config.overlays" (policy → config values) or "config.flags" (flags
-       * supplement); the effective-config service (core/effective) asks only these.
-       */
-      contributes: z.array(z.enum(["config.overlays", "config.flags", "agent.software"])).optional(),
-      /**
-       * Payload files the handler reads only the start of: path → how many leading bytes. The handler
-       * gets them with `view.head(path, n)` and the file's size with `view.size(path)`; `view.read` of
-       * such a file is refused (HND_HEAD_ONLY). The supervisor still checks the whole file's SHA-384,
-       * streaming it, and sends a host process only the head: a 120 MiB executable (AgentSoftware) is
-       * never whole in either heap, nor copied through a pipe, on every start.
-       */
-      headOnly: z
-        .record(
-          z.string().min(1),
-          z
-            .number()
-            .int()
-            .positive()
-            .max(1024 * 1024),
-        )
-        .optional(),
-      /**
-       * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
-       * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
-       */
-      callTimeoutSeconds: z
-        .record(
-          z.string(),
-          z
-            .number()
-            .positive()
-            .max(7 * 86400),
-        )
-        .optional(),
-    })
-    .strict(),
+  z.strictObject({
+    /** The content type this handler owns, e.g. "Hmpa_data". */
+    name: z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/)),
+    description: z.string().check(z.minLength(1)),
+    /** Host process group the handler runs in (scanner, behavior, query, repair, hmpa, …). */
+    group: z.string().check(z.regex(/^[a-z][a-z0-9-]{0,31}$/)),
+    privileges: PrivilegesSchema,
+    limits: z._default(LimitsSchema, { memoryMb: 256, cpuSeconds: 600 }),
+    /**
+     * When the update cycle installs this type. "on-demand": never by the
+     * scheduled cycle, only by a cycle that names it (e.g. CRT, fetched by
+     * `agent install --remove-incompatible` and removed afterwards). Absent: scheduled.
+     */
+    install: z.optional(z.enum(["scheduled", "on-demand"])),
+    /** Largest package the handler accepts; the update client enforces it before download. */
+    maxPackageBytes: z._default(z.int().check(z.positive()), 512 * 1024 * 1024),
+    /**
+     * Roles the handler plays for the core beyond serving its own API, e.g.
+     * "config.overlays" (policy → config values) or "config.flags" (flags
+     * supplement); the effective-config service (core/effective) asks only these.
+     */
+    contributes: z.optional(z.array(z.enum(["config.overlays", "config.flags", "agent.software"]))),
+    /**
+     * Payload files the handler reads only the start of: path → how many leading bytes. The handler
+     * gets them with `view.head(path, n)` and the file's size with `view.size(path)`; `view.read` of
+     * such a file is refused (HND_HEAD_ONLY). The supervisor still checks the whole file's SHA-384,
+     * streaming it, and sends a host process only the head: a 120 MiB executable (AgentSoftware) is
+     * never whole in either heap, nor copied through a pipe, on every start.
+     */
+    headOnly: z.optional(
+      z.record(z.string().check(z.minLength(1)), z.int().check(z.positive(), z.lte(1024 * 1024))),
+    ),
+    /**
+     * Per-method IPC budget for `call`, in seconds, for methods that legitimately run longer than
+     * hosts.callTimeoutSeconds (a scheduled query bounded by its own wall limit). The larger wins.
+     */
+    callTimeoutSeconds: z.optional(z.record(z.string(), z.number().check(z.positive(), z.lte(7 * 86400)))),
+  }),
 );
 
 export type Privileges = z.infer<typeof PrivilegesSchema>;

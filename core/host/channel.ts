@@ -7,7 +7,7 @@
  * problems are reported through `onProtocolError`, with `fatal` set when
  * the stream itself can no longer be trusted.
  */
-import { z } from "zod";
+
 import {
   ConfigError,
   HandlerError,
@@ -18,59 +18,53 @@ import {
   StoreError,
   UpdateError,
 } from "../errors.ts";
+import { z } from "../schema/zod.ts";
 import { encodeFrame, type FrameError, FrameReader } from "./frame.ts";
 
-const Id = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const Id = z.int().check(z.positive(), z.lte(Number.MAX_SAFE_INTEGER));
 const Fields = z.record(z.string(), z.unknown());
 
-export const WireErrorSchema = z
-  .object({
-    code: z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/),
-    message: z.string().max(16_384),
-    file: z.string().max(4096).optional(),
-    name: z.string().max(64).optional(),
-    details: Fields.optional(),
-  })
-  .strict();
+export const WireErrorSchema = z.strictObject({
+  code: z.string().check(z.regex(/^[A-Z][A-Z0-9_]{0,63}$/)),
+  message: z.string().check(z.maxLength(16_384)),
+  file: z.optional(z.string().check(z.maxLength(4096))),
+  name: z.optional(z.string().check(z.maxLength(64))),
+  details: z.optional(Fields),
+});
 export type WireError = z.infer<typeof WireErrorSchema>;
 
 export const MessageSchema = z.discriminatedUnion("t", [
+  z.strictObject({
+    t: z.literal("req"),
+    id: Id,
+    m: z.string().check(z.regex(/^[a-z][a-zA-Z]{0,31}$/)),
+    a: z.optional(z.unknown()),
+  }),
   z
-    .object({
-      t: z.literal("req"),
-      id: Id,
-      m: z.string().regex(/^[a-z][a-zA-Z]{0,31}$/),
-      a: z.unknown().optional(),
-    })
-    .strict(),
-  z
-    .object({
+    .strictObject({
       t: z.literal("res"),
       id: Id,
       ok: z.boolean(),
-      r: z.unknown().optional(),
-      e: WireErrorSchema.optional(),
+      r: z.optional(z.unknown()),
+      e: z.optional(WireErrorSchema),
     })
-    .strict()
-    .refine((m) => (m.ok ? m.e === undefined : m.e !== undefined && m.r === undefined), {
-      message: "an answer carries either a result (ok) or an error",
-    }),
-  z.object({ t: z.literal("cancel"), id: Id }).strict(),
-  z
-    .object({
-      t: z.literal("evt"),
-      type: z.string().regex(/^[A-Za-z][A-Za-z0-9._:-]{0,63}$/),
-      f: Fields.optional(),
-    })
-    .strict(),
-  z
-    .object({
-      t: z.literal("log"),
-      level: z.enum(["debug", "info", "warn", "error"]),
-      msg: z.string().max(4096),
-      f: Fields.optional(),
-    })
-    .strict(),
+    .check(
+      z.refine((m) => (m.ok ? m.e === undefined : m.e !== undefined && m.r === undefined), {
+        message: "an answer carries either a result (ok) or an error",
+      }),
+    ),
+  z.strictObject({ t: z.literal("cancel"), id: Id }),
+  z.strictObject({
+    t: z.literal("evt"),
+    type: z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9._:-]{0,63}$/)),
+    f: z.optional(Fields),
+  }),
+  z.strictObject({
+    t: z.literal("log"),
+    level: z.enum(["debug", "info", "warn", "error"]),
+    msg: z.string().check(z.maxLength(4096)),
+    f: z.optional(Fields),
+  }),
 ]);
 export type Message = z.infer<typeof MessageSchema>;
 export type Notification = Extract<Message, { t: "evt" | "log" }>;

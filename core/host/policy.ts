@@ -15,48 +15,44 @@
  *     sharing saves a runtime's memory, never widens what any of them may do
  *     (a group whose allowance differs runs in its own process instead).
  */
-import { z } from "zod";
+
 import { HandlerError } from "../errors.ts";
 import type { HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 
 /** Linux capabilities a root group may keep (the rest leave the bounding set). */
 const CAPABILITY_RE = /^[a-z_]{2,32}$/;
 
 export const GroupPolicySchema = lazySchema(() =>
-  z
-    .object({
-      name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
-      description: z.string().min(1),
-      /** The identity the host may run as: `agent` (dedicated unprivileged uid) or `root`. */
-      runAs: z.enum(["agent", "root"]),
-      /** Path globs handlers may declare, read-only or read-write. `${stateDir}` and `${installDir}` expand at run time. */
-      fs: z
-        .object({
-          read: z.array(z.string().min(1)).default([]),
-          write: z.array(z.string().min(1)).default([]),
-        })
-        .strict()
-        .prefault({}),
-      /** Endpoints handlers may declare; `https:*` allows any https host, `"none"` nothing. */
-      net: z.union([z.literal("none"), z.array(z.string().min(1)).min(1)]),
-      exec: z.boolean(),
-      agent: z.boolean().default(false),
-      /** Handlers may declare privileges.hostView (the supervisor reads the process view for them). */
-      hostView: z.boolean().default(false),
-      /** Capabilities a root host keeps; every other capability leaves its bounding set. */
-      capabilities: z.array(z.string().regex(CAPABILITY_RE)).default([]),
-      /**
-       * The host process this group runs in, when it shares one with other groups (G3: only groups with
-       * identical allowances). Default: a process of its own, named after the group.
-       */
-      process: z
-        .string()
-        .regex(/^[a-z][a-z0-9-]{0,31}$/)
-        .optional(),
-    })
-    .strict(),
+  z.strictObject({
+    name: z.string().check(z.regex(/^[a-z][a-z0-9-]{0,31}$/)),
+    description: z.string().check(z.minLength(1)),
+    /** The identity the host may run as: `agent` (dedicated unprivileged uid) or `root`. */
+    runAs: z.enum(["agent", "root"]),
+    /** Path globs handlers may declare, read-only or read-write. `${stateDir}` and `${installDir}` expand at run time. */
+    fs: z.prefault(
+      z.strictObject({
+        read: z._default(z.array(z.string().check(z.minLength(1))), []),
+        write: z._default(z.array(z.string().check(z.minLength(1))), []),
+      }),
+      {},
+    ),
+    /** Endpoints handlers may declare; `https:*` allows any https host, `"none"` nothing. */
+    net: z.union([z.literal("none"), z.array(z.string().check(z.minLength(1))).check(z.minLength(1))]),
+    exec: z.boolean(),
+    agent: z._default(z.boolean(), false),
+    /** Handlers may declare privileges.hostView (the supervisor reads the process view for them). */
+    hostView: z._default(z.boolean(), false),
+    /** Capabilities a root host keeps; every other capability leaves its bounding set. */
+    capabilities: z._default(z.array(z.string().check(z.regex(CAPABILITY_RE))), []),
+    /**
+     * The host process this group runs in, when it shares one with other groups (G3: only groups with
+     * identical allowances). Default: a process of its own, named after the group.
+     */
+    process: z.optional(z.string().check(z.regex(/^[a-z][a-z0-9-]{0,31}$/))),
+  }),
 );
 
 export type GroupPolicy = z.infer<typeof GroupPolicySchema>;

@@ -15,15 +15,15 @@
  * the reading through `takeProcView`.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { z } from "zod";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 
 /** What a query needs; each part costs a walk over every process. */
 export const ProcViewPartSchema = lazySchema(() => z.enum(["links", "fds", "environ", "maps"]));
 export type ProcViewPart = z.infer<typeof ProcViewPartSchema>;
 
 export const ProcViewRequestSchema = lazySchema(() =>
-  z.object({ parts: z.array(ProcViewPartSchema).min(1).max(4) }).strict(),
+  z.strictObject({ parts: z.array(ProcViewPartSchema).check(z.minLength(1), z.maxLength(4)) }),
 );
 export type ProcViewRequest = z.infer<typeof ProcViewRequestSchema>;
 

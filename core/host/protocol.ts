@@ -9,125 +9,121 @@
  * host → supervisor: agent (agent actions, only for handlers that declared
  *                    them); notifications `evt` (caps.events.emit) and `log`
  */
-import { z } from "zod";
+
 import { HandlerError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { ProcViewRequestSchema } from "./proc-view.ts";
 
-const Type = lazySchema(() => z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/));
-const Version = lazySchema(() => z.number().int().nonnegative());
+const Type = lazySchema(() => z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/)));
+const Version = lazySchema(() => z.int().check(z.nonnegative()));
 const Bytes = lazySchema(() => z.instanceof(Uint8Array));
 
 export const InitArgs = lazySchema(() =>
-  z
-    .object({
-      group: z.string(),
-      workDir: z.string(),
-      handlers: z.array(
-        z.object({
-          type: Type,
-          module: z.string().optional(),
-          // Compared whole with the host's own handler's manifest, which its definition validated
-          // (child.ts, sameManifest): what the supervisor sends need only be a JSON object. So a host
-          // of built-in handlers, whose manifests were parsed at build time (builtins.macro.ts),
-          // never builds the manifest schema.
-          manifest: z.record(z.string(), z.unknown()),
-        }),
-      ),
-      pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
-      /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */
-      callTimeoutMs: z.number().positive().optional(),
-      landlock: z.object({
-        rules: z.array(z.object({ path: z.string(), access: z.number().int() })),
-        connectPorts: z.array(z.number().int().min(1).max(65535)),
-        enabled: z.boolean(),
+  z.strictObject({
+    group: z.string(),
+    workDir: z.string(),
+    handlers: z.array(
+      z.object({
+        type: Type,
+        module: z.optional(z.string()),
+        // Compared whole with the host's own handler's manifest, which its definition validated
+        // (child.ts, sameManifest): what the supervisor sends need only be a JSON object. So a host
+        // of built-in handlers, whose manifests were parsed at build time (builtins.macro.ts),
+        // never builds the manifest schema.
+        manifest: z.record(z.string(), z.unknown()),
       }),
-    })
-    .strict(),
+    ),
+    pathVars: z.object({ stateDir: z.string(), installDir: z.string() }),
+    /** hosts.callTimeoutSeconds, for handlers that must finish a call before it (Capabilities.callTimeoutMs). */
+    callTimeoutMs: z.optional(z.number().check(z.positive())),
+    landlock: z.object({
+      rules: z.array(z.object({ path: z.string(), access: z.int() })),
+      connectPorts: z.array(z.int().check(z.gte(1), z.lte(65535))),
+      enabled: z.boolean(),
+    }),
+  }),
 );
 export type InitArgs = z.infer<typeof InitArgs>;
 
 export const InitResult = lazySchema(() =>
-  z
-    .object({
-      pid: z.number().int().positive(),
-      uid: z.number().int().nonnegative(),
-      gid: z.number().int().nonnegative(),
-      landlock: z.object({
-        abi: z.number().int().nonnegative(),
-        fs: z.boolean(),
-        net: z.boolean(),
-        scoped: z.boolean(),
-        missing: z.array(z.string().max(4096)).max(1000),
-        error: z.string().max(4096).optional(),
-        unrestrictedThreads: z.array(z.string().max(64)).max(1024).optional(),
-      }),
-      handlers: z
-        .array(
-          z.object({
-            type: Type,
-            ok: z.boolean(),
-            error: z.object({ code: z.string().max(64), message: z.string().max(16_384) }).optional(),
-          }),
-        )
-        .max(1000),
-    })
-    .strict(),
+  z.strictObject({
+    pid: z.int().check(z.positive()),
+    uid: z.int().check(z.nonnegative()),
+    gid: z.int().check(z.nonnegative()),
+    landlock: z.object({
+      abi: z.int().check(z.nonnegative()),
+      fs: z.boolean(),
+      net: z.boolean(),
+      scoped: z.boolean(),
+      missing: z.array(z.string().check(z.maxLength(4096))).check(z.maxLength(1000)),
+      error: z.optional(z.string().check(z.maxLength(4096))),
+      unrestrictedThreads: z.optional(z.array(z.string().check(z.maxLength(64))).check(z.maxLength(1024))),
+    }),
+    handlers: z
+      .array(
+        z.object({
+          type: Type,
+          ok: z.boolean(),
+          error: z.optional(
+            z.object({
+              code: z.string().check(z.maxLength(64)),
+              message: z.string().check(z.maxLength(16_384)),
+            }),
+          ),
+        }),
+      )
+      .check(z.maxLength(1000)),
+  }),
 );
 export type InitResult = z.infer<typeof InitResult>;
 
 export const StageFileArgs = lazySchema(() =>
-  z
-    .object({
-      type: Type,
-      version: Version,
-      path: z.string(),
-      data: Bytes,
-      /** Set when `data` is only the file's head (the handler declares it headOnly): the whole file's size. */
-      size: z.number().int().nonnegative().optional(),
-    })
-    .strict(),
+  z.strictObject({
+    type: Type,
+    version: Version,
+    path: z.string(),
+    data: Bytes,
+    /** Set when `data` is only the file's head (the handler declares it headOnly): the whole file's size. */
+    size: z.optional(z.int().check(z.nonnegative())),
+  }),
 );
 export const ValidateArgs = lazySchema(() =>
-  z.object({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) }).strict(),
+  z.strictObject({ type: Type, version: Version, signingTime: z.string(), files: z.array(z.string()) }),
 );
-export const PrepareArgs = lazySchema(() => z.object({ type: Type, version: Version }).strict());
-export const PrepareResult = lazySchema(() => z.object({ preparedId: z.number().int().positive() }).strict());
-export const PreparedArgs = lazySchema(() => z.object({ preparedId: z.number().int().positive() }).strict());
-export const TypeArgs = lazySchema(() => z.object({ type: Type }).strict());
+export const PrepareArgs = lazySchema(() => z.strictObject({ type: Type, version: Version }));
+export const PrepareResult = lazySchema(() => z.strictObject({ preparedId: z.int().check(z.positive()) }));
+export const PreparedArgs = lazySchema(() => z.strictObject({ preparedId: z.int().check(z.positive()) }));
+export const TypeArgs = lazySchema(() => z.strictObject({ type: Type }));
 export const CallArgs = lazySchema(() =>
-  z.object({ type: Type, method: z.string().max(128), args: z.unknown() }).strict(),
+  z.strictObject({ type: Type, method: z.string().check(z.maxLength(128)), args: z.unknown() }),
 );
 export const AgentCallArgs = lazySchema(() =>
-  z.object({ handler: Type, method: z.string().max(64), args: z.unknown().optional() }).strict(),
+  z.strictObject({ handler: Type, method: z.string().check(z.maxLength(64)), args: z.optional(z.unknown()) }),
 );
 
-export const HostViewArgs = lazySchema(() =>
-  z.object({ handler: Type, req: ProcViewRequestSchema }).strict(),
-);
+export const HostViewArgs = lazySchema(() => z.strictObject({ handler: Type, req: ProcViewRequestSchema }));
 
 export const HandlerStatusSchema = lazySchema(() => z.record(z.string(), z.unknown()));
-export const CommitResult = lazySchema(() => z.object({ status: HandlerStatusSchema.optional() }).strict());
+export const CommitResult = lazySchema(() => z.strictObject({ status: z.optional(HandlerStatusSchema) }));
 export const StatusResult = lazySchema(() =>
-  z
-    .object({
-      handlers: z
-        .array(
-          z.object({
-            type: Type,
-            state: z.enum(["loaded", "not-installed", "failed", "unloaded"]),
-            version: Version.nullable(),
-            status: HandlerStatusSchema.optional(),
-          }),
-        )
-        .max(1000),
-    })
-    .strict(),
+  z.strictObject({
+    handlers: z
+      .array(
+        z.object({
+          type: Type,
+          state: z.enum(["loaded", "not-installed", "failed", "unloaded"]),
+          version: z.nullable(Version),
+          status: z.optional(HandlerStatusSchema),
+        }),
+      )
+      .check(z.maxLength(1000)),
+  }),
 );
 export type StatusResult = z.infer<typeof StatusResult>;
 
 /** Parses `value` against `schema` or throws HND_IPC_PROTOCOL naming what the peer got wrong. */
-export function parseWire<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+export function parseWire<T>(schema: z.ZodMiniType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) {
     throw new HandlerError("HND_IPC_PROTOCOL", `${what}: ${z.prettifyError(r.error).slice(0, 1000)}`);

@@ -3,9 +3,10 @@
  * strictly — unknown fields, unsorted or duplicate paths and non-canonical
  * values are refused — so that one payload has exactly one valid manifest.
  */
-import { z } from "zod";
+
 import { PackageError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 import { compareUtf8, MAX_PATH_BYTES, pathProblem, utf8Length } from "./paths.ts";
 
@@ -15,55 +16,56 @@ export const PAYLOAD_DIR = "payload/";
 export const CONTENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
 const PayloadPathSchema = lazySchema(() =>
-  z.string().superRefine((path, ctx) => {
-    const problem = pathProblem(path);
-    if (problem) ctx.addIssue({ code: "custom", message: `${problem.reason} (${problem.code})` });
-    else if (utf8Length(PAYLOAD_DIR + path) > MAX_PATH_BYTES) {
-      ctx.addIssue({ code: "custom", message: `payload/ + path exceeds ${MAX_PATH_BYTES} bytes` });
-    }
-  }),
+  z.string().check(
+    z.superRefine((path, ctx) => {
+      const problem = pathProblem(path);
+      if (problem) ctx.addIssue({ code: "custom", message: `${problem.reason} (${problem.code})` });
+      else if (utf8Length(PAYLOAD_DIR + path) > MAX_PATH_BYTES) {
+        ctx.addIssue({ code: "custom", message: `payload/ + path exceeds ${MAX_PATH_BYTES} bytes` });
+      }
+    }),
+  ),
 );
 
 export const ManifestFileSchema = lazySchema(() =>
-  z
-    .object({
-      path: PayloadPathSchema,
-      size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-      sha384: z.string().regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits"),
-    })
-    .strict(),
+  z.strictObject({
+    path: PayloadPathSchema,
+    size: z.int().check(z.nonnegative(), z.lte(Number.MAX_SAFE_INTEGER)),
+    sha384: z.string().check(z.regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits")),
+  }),
 );
 
 export const ManifestSchema = lazySchema(() =>
   z
-    .object({
+    .strictObject({
       schema: z.literal(1),
-      type: z.string().regex(CONTENT_TYPE_PATTERN, "must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/"),
-      version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+      type: z.string().check(z.regex(CONTENT_TYPE_PATTERN, "must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/")),
+      version: z.int().check(z.positive(), z.lte(Number.MAX_SAFE_INTEGER)),
       created: z.iso.datetime({ message: "must be an ISO 8601 UTC time, e.g. 2025-01-31T12:00:00Z" }),
-      files: z.array(ManifestFileSchema).max(100_000),
+      files: z.array(ManifestFileSchema).check(z.maxLength(100_000)),
     })
-    .strict()
-    .superRefine((m, ctx) => {
-      // Sorted by UTF-8 bytes and unique (case-insensitively, as the tar reader compares paths).
-      for (let i = 1; i < m.files.length; i++) {
-        const prev = m.files[i - 1]!.path;
-        const cur = m.files[i]!.path;
-        if (compareUtf8(prev, cur) >= 0) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["files", i, "path"],
-            message: "files must be sorted by path (byte order) without duplicates",
-          });
-        } else if (prev.toLowerCase() === cur.toLowerCase()) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["files", i, "path"],
-            message: "paths differing only in case are not allowed",
-          });
+    .check(
+      z.superRefine((m, ctx) => {
+        // Sorted by UTF-8 bytes and unique (case-insensitively, as the tar reader compares paths).
+        for (let i = 1; i < m.files.length; i++) {
+          const prev = m.files[i - 1]!.path;
+          const cur = m.files[i]!.path;
+          if (compareUtf8(prev, cur) >= 0) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["files", i, "path"],
+              message: "files must be sorted by path (byte order) without duplicates",
+            });
+          } else if (prev.toLowerCase() === cur.toLowerCase()) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["files", i, "path"],
+              message: "paths differing only in case are not allowed",
+            });
+          }
         }
-      }
-    }),
+      }),
+    ),
 );
 
 export type Manifest = z.infer<typeof ManifestSchema>;

@@ -8,9 +8,10 @@
  *   REPO/groups/<group>/index.p7s    detached CMS signature over its exact bytes
  *   REPO/packages/<Type>/<Type>-<version>-<sha384 first 16 hex>.tar
  */
-import { z } from "zod";
+
 import { UpdateError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 
 /** An index is a few KiB per content type; refuse anything larger before parsing it. */
@@ -28,55 +29,55 @@ const SAFE_SEGMENT_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
  * backslashes, query or fragment characters, nothing percent-encoded.
  */
 export const PackagePathSchema = lazySchema(() =>
-  z
-    .string()
-    .max(512)
-    .refine((p) => {
+  z.string().check(
+    z.maxLength(512),
+    z.refine((p) => {
       const parts = p.split("/");
       return (
         parts.length >= 2 && parts[0] === "packages" && parts.slice(1).every((s) => SAFE_SEGMENT_RE.test(s))
       );
     }, "must be a relative path under packages/ made of [A-Za-z0-9._-] segments, without '.' or '..'"),
+  ),
 );
 
 const entryFields = {
-  version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  version: z.int().check(z.positive(), z.lte(Number.MAX_SAFE_INTEGER)),
   path: PackagePathSchema,
-  size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  sha384: z.string().regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits"),
+  size: z.int().check(z.positive(), z.lte(Number.MAX_SAFE_INTEGER)),
+  sha384: z.string().check(z.regex(/^[0-9a-f]{96}$/, "must be 96 lowercase hex digits")),
 };
 
 /** The version a group ran before the current one, for agents whose policy keeps them one behind (N-1). */
-export const PreviousEntrySchema = lazySchema(() => z.object(entryFields).strict());
+export const PreviousEntrySchema = lazySchema(() => z.strictObject(entryFields));
 
 export const IndexEntrySchema = lazySchema(() =>
-  z
-    .object({ ...entryFields, previous: PreviousEntrySchema.optional() })
-    .strict()
-    .refine((e) => e.previous === undefined || e.previous.version < e.version, {
+  z.strictObject({ ...entryFields, previous: z.optional(PreviousEntrySchema) }).check(
+    z.refine((e) => e.previous === undefined || e.previous.version < e.version, {
       path: ["previous", "version"],
       message: "must be lower than the entry's version",
     }),
+  ),
 );
 
 export const RepoIndexSchema = lazySchema(() =>
   z
-    .object({
+    .strictObject({
       schema: z.literal(1),
-      group: z.string().regex(GROUP_NAME_RE, "must match /^[a-z0-9][a-z0-9-]{0,63}$/"),
-      serial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+      group: z.string().check(z.regex(GROUP_NAME_RE, "must match /^[a-z0-9][a-z0-9-]{0,63}$/")),
+      serial: z.int().check(z.positive(), z.lte(Number.MAX_SAFE_INTEGER)),
       issued: z.iso.datetime(),
       expires: z.iso.datetime(),
       content: z.record(
-        z.string().regex(CONTENT_TYPE_RE, "content type must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/"),
+        z.string().check(z.regex(CONTENT_TYPE_RE, "content type must match /^[A-Za-z][A-Za-z0-9_]{0,63}$/")),
         IndexEntrySchema,
       ),
     })
-    .strict()
-    .refine((i) => Date.parse(i.expires) > Date.parse(i.issued), {
-      path: ["expires"],
-      message: "must be later than issued",
-    }),
+    .check(
+      z.refine((i) => Date.parse(i.expires) > Date.parse(i.issued), {
+        path: ["expires"],
+        message: "must be later than issued",
+      }),
+    ),
 );
 
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;

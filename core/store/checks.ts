@@ -16,11 +16,11 @@ import {
   statSync,
 } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { IncrementalDigest, sha384Hex } from "../crypto/digest.ts";
 import { StoreError } from "../errors.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { pathProblem } from "../package/paths.ts";
+import { z } from "../schema/zod.ts";
 
 /** Same rule as a handler's name: the content type is the handler's name. */
 export const CONTENT_TYPE_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -127,7 +127,7 @@ export function streamedFileProblem(
   return { head };
 }
 
-export function readStateFile<T>(file: string, schema: z.ZodType<T>, code: string): T | null {
+export function readStateFile<T>(file: string, schema: z.ZodMiniType<T>, code: string): T | null {
   let text: string;
   try {
     const st = statSync(file);

@@ -22,13 +22,13 @@
  */
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
-import { z } from "zod";
 import { describeError, StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { log } from "../log.ts";
 import type { Manifest } from "../package/manifest.ts";
 import type { VerifiedPackage } from "../package/open.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import {
   CONTENT_TYPE_RE,
   checkPayloadMatchesManifest,
@@ -68,34 +68,31 @@ export function versionDirName(version: number, sha384: string): string {
 
 const InstalledRecordSchema = lazySchema(() =>
   z
-    .object({
-      type: z.string().regex(CONTENT_TYPE_RE),
-      version: z.number().int().nonnegative(),
+    .strictObject({
+      type: z.string().check(z.regex(CONTENT_TYPE_RE)),
+      version: z.int().check(z.nonnegative()),
       /** Relative to the type directory; always versions/<version>-<sha16>. */
-      dir: z.string().regex(VERSION_REF_RE),
-      sha384: z.string().regex(SHA384_HEX_RE),
+      dir: z.string().check(z.regex(VERSION_REF_RE)),
+      sha384: z.string().check(z.regex(SHA384_HEX_RE)),
       signingTime: z.iso.datetime(),
       installedAt: z.iso.datetime(),
     })
-    .strict()
-    .refine((r) => r.dir === `versions/${versionDirName(r.version, r.sha384)}`, {
-      message: "dir does not match version and sha384",
-    }),
+    .check(
+      z.refine((r) => r.dir === `versions/${versionDirName(r.version, r.sha384)}`, {
+        message: "dir does not match version and sha384",
+      }),
+    ),
 );
 
 export type InstalledRecord = z.infer<typeof InstalledRecordSchema>;
 
 const BadListSchema = lazySchema(() =>
-  z
-    .object({
-      type: z.string().regex(CONTENT_TYPE_RE),
-      versions: z.array(
-        z
-          .object({ version: z.number().int().nonnegative(), reason: z.string(), at: z.iso.datetime() })
-          .strict(),
-      ),
-    })
-    .strict(),
+  z.strictObject({
+    type: z.string().check(z.regex(CONTENT_TYPE_RE)),
+    versions: z.array(
+      z.strictObject({ version: z.int().check(z.nonnegative()), reason: z.string(), at: z.iso.datetime() }),
+    ),
+  }),
 );
 
 export type BadRecord = z.infer<typeof BadListSchema>["versions"][number];

@@ -6,10 +6,10 @@
  */
 import { existsSync, lstatSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { StoreError } from "../errors.ts";
 import type { ContentView } from "../handler/contract.ts";
 import { type Manifest, ManifestSchema } from "../package/manifest.ts";
+import { z } from "../schema/zod.ts";
 import { decodeStrictJson } from "../strict-json.ts";
 import { fileProblem, listFiles, streamedFileProblem } from "./checks.ts";
 

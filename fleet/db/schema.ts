@@ -30,7 +30,7 @@ export const GroupProgressSchema = lazySchema(() =>
        * (null: nothing). Recorded before publishing, so a resumed publish never
        * mistakes the new version for the old one.
        */
-      before: PreviousEntrySchema.nullable().optional(),
+      before: z.nullable(PreviousEntrySchema).optional(),
       publishedAt: iso.nullable(),
       revertedAt: iso.nullable(),
     })

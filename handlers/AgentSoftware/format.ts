@@ -13,8 +13,9 @@
  * update client's (core/update); what the build does at run time is the
  * health probe's (core/install/slots.ts).
  */
-import { z } from "zod";
+
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const SOFTWARE_FILE = "software.json";
 export const AGENT_FILE = "agent";
@@ -34,12 +35,12 @@ export function hostPlatform(arch = process.arch): Platform | null {
 }
 
 export const SoftwareDescriptorSchema = lazySchema(() =>
-  z
-    .object({
-      version: z.string().regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/, "a semantic version such as 1.4.0"),
-      platform: z.enum(["linux-x64", "linux-arm64"]),
-    })
-    .strict(),
+  z.strictObject({
+    version: z
+      .string()
+      .check(z.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/, "a semantic version such as 1.4.0")),
+    platform: z.enum(["linux-x64", "linux-arm64"]),
+  }),
 );
 export type SoftwareDescriptor = z.infer<typeof SoftwareDescriptorSchema>;
 

@@ -14,36 +14,34 @@
  * of recorded streams aggregate exactly as they did live. Per-key state is
  * bounded: the oldest keys are forgotten first.
  */
-import { z } from "zod";
+
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { FlatEvent } from "./codec.ts";
 
-const KeySchema = lazySchema(() => z.array(z.string().min(1).max(64)).min(1).max(16));
-const Seconds = lazySchema(() =>
-  z
-    .number()
-    .positive()
-    .max(365 * 86400),
+const KeySchema = lazySchema(() =>
+  z.array(z.string().check(z.minLength(1), z.maxLength(64))).check(z.minLength(1), z.maxLength(16)),
 );
+const Seconds = lazySchema(() => z.number().check(z.positive(), z.lte(365 * 86400)));
 
 export const AggregationSchema = lazySchema(() =>
-  z
-    .object({
-      coalesce: z.object({ window: Seconds, key: KeySchema.optional() }).strict().optional(),
-      min_rate: z
-        .object({ count: z.number().int().min(1).max(1_000_000), window: Seconds, key: KeySchema.optional() })
-        .strict()
-        .optional(),
-      first: z
-        .object({
-          n: z.number().int().min(1).max(1_000_000),
-          window: Seconds.optional(),
-          key: KeySchema.optional(),
-        })
-        .strict()
-        .optional(),
-    })
-    .strict(),
+  z.strictObject({
+    coalesce: z.optional(z.strictObject({ window: Seconds, key: z.optional(KeySchema) })),
+    min_rate: z.optional(
+      z.strictObject({
+        count: z.int().check(z.gte(1), z.lte(1_000_000)),
+        window: Seconds,
+        key: z.optional(KeySchema),
+      }),
+    ),
+    first: z.optional(
+      z.strictObject({
+        n: z.int().check(z.gte(1), z.lte(1_000_000)),
+        window: z.optional(Seconds),
+        key: z.optional(KeySchema),
+      }),
+    ),
+  }),
 );
 export type Aggregation = z.infer<typeof AggregationSchema>;
 

@@ -21,8 +21,9 @@
  * of delivering: a number matches a string holding the same number and vice
  * versa (a rule may compare either way, or call tonumber()).
  */
-import { z } from "zod";
+
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { FieldValue, FlatEvent } from "./codec.ts";
 
 /** Fields a condition may name: the ones whose tests are what most rules begin with. */
@@ -46,24 +47,28 @@ type Op = (typeof CONDITION_OPS)[number];
 export const MAX_CONDITION_VALUES = 1024;
 const MAX_NEEDLE = 4096;
 
-const Scalar = lazySchema(() => z.union([z.string().max(MAX_NEEDLE), z.number().finite(), z.boolean()]));
+const Scalar = lazySchema(() =>
+  z.union([z.string().check(z.maxLength(MAX_NEEDLE)), z.number(), z.boolean()]),
+);
 const Needles = lazySchema(() =>
   z.union([
-    z.string().min(1).max(MAX_NEEDLE),
-    z.array(z.string().min(1).max(MAX_NEEDLE)).min(1).max(MAX_CONDITION_VALUES),
+    z.string().check(z.minLength(1), z.maxLength(MAX_NEEDLE)),
+    z
+      .array(z.string().check(z.minLength(1), z.maxLength(MAX_NEEDLE)))
+      .check(z.minLength(1), z.maxLength(MAX_CONDITION_VALUES)),
   ]),
 );
 
-const shape: Record<string, z.ZodType> = {};
+const shape: Record<string, z.ZodMiniType> = {};
 for (const f of CONDITION_FIELDS) {
-  shape[f] = Scalar.optional();
-  shape[`${f}_in`] = z.array(Scalar).min(1).max(MAX_CONDITION_VALUES).optional();
-  shape[`${f}_prefix`] = Needles.optional();
-  shape[`${f}_suffix`] = Needles.optional();
-  shape[`${f}_contains`] = Needles.optional();
+  shape[f] = z.optional(Scalar);
+  shape[`${f}_in`] = z.optional(z.array(Scalar).check(z.minLength(1), z.maxLength(MAX_CONDITION_VALUES)));
+  shape[`${f}_prefix`] = z.optional(Needles);
+  shape[`${f}_suffix`] = z.optional(Needles);
+  shape[`${f}_contains`] = z.optional(Needles);
 }
 /** The condition keys of an `on()` options table (validated at load; a typo is a load error, not a silent no-op). */
-export const ConditionsSchema = lazySchema(() => z.object(shape).strict());
+export const ConditionsSchema = lazySchema(() => z.strictObject(shape));
 export const CONDITION_KEYS: ReadonlySet<string> = new Set(Object.keys(shape));
 
 export type Conditions = Partial<Record<string, FieldValue | FieldValue[] | string | string[]>>;

@@ -10,9 +10,10 @@
  * Injected and replayed streams may carry any type, e.g. file.write (path,
  * pid, exe, bytes) or config.change (key, value, old, exe).
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { FlatEvent } from "./codec.ts";
 
 export const EVENT_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,3}$/;
@@ -21,24 +22,24 @@ export const MAX_FIELDS = 64;
 export const MAX_EVENTS_PER_CALL = 10_000;
 
 const Value = lazySchema(() =>
-  z.union([z.string().max(64 * 1024), z.number().finite(), z.boolean(), z.null()]),
+  z.union([z.string().check(z.maxLength(64 * 1024)), z.number(), z.boolean(), z.null()]),
 );
 
 export const InputEventSchema = lazySchema(() =>
-  z
-    .record(z.string().regex(FIELD_RE, "field names are identifiers"), Value)
-    .refine((e) => typeof e.type === "string" && EVENT_TYPE_RE.test(e.type), {
+  z.record(z.string().check(z.regex(FIELD_RE, "field names are identifiers")), Value).check(
+    z.refine((e) => typeof e.type === "string" && EVENT_TYPE_RE.test(e.type), {
       message: "needs a type such as process.start",
       path: ["type"],
-    })
-    .refine((e) => Object.keys(e).length <= MAX_FIELDS, { message: `at most ${MAX_FIELDS} fields` })
-    .refine(
+    }),
+    z.refine((e) => Object.keys(e).length <= MAX_FIELDS, { message: `at most ${MAX_FIELDS} fields` }),
+    z.refine(
       (e) => e.time === undefined || typeof e.time === "number" || !Number.isNaN(Date.parse(String(e.time))),
       {
         message: "time must be ms since the epoch or an ISO date",
         path: ["time"],
       },
     ),
+  ),
 );
 
 export type BehaviorEvent = FlatEvent & { type: string; time: number };

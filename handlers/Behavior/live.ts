@@ -4,10 +4,11 @@
  * (detections to the event stream, telemetry to status and `rules-stats`
  * events).
  */
-import { z } from "zod";
+
 import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { productLibraries } from "../_shared/lua/exchange.ts";
 import type { LibraryModules, RuleLimits, RuleSource } from "../_shared/lua/format.ts";
 import {
@@ -22,26 +23,24 @@ import type { BehaviorEvent } from "./events.ts";
 import { ProcSensor } from "./sensor.ts";
 
 export const BehaviorSettingsSchema = lazySchema(() =>
-  z
-    .object({
-      /** Rules call product.* functions: hold events until ProductRulesFeed is loaded. */
-      requiresProduct: z.boolean().default(false),
-      sensor: z
-        .object({
-          processes: z.boolean().default(true),
-          connections: z.boolean().default(true),
-          intervalMs: z.number().int().min(50).max(60_000).default(1000),
-        })
-        .strict()
-        .prefault({}),
-      batchSize: z.number().int().min(1).max(4096).default(256),
-      /** Events held while waiting for the library; the oldest are dropped beyond this. */
-      pendingMax: z.number().int().min(0).max(100_000).default(10_000),
-      recentDetections: z.number().int().min(0).max(1000).default(20),
-      /** How often per-rule telemetry is published as a `rules-stats` event (also on request). */
-      statsIntervalSeconds: z.number().int().min(5).max(86_400).default(60),
-    })
-    .strict(),
+  z.strictObject({
+    /** Rules call product.* functions: hold events until ProductRulesFeed is loaded. */
+    requiresProduct: z._default(z.boolean(), false),
+    sensor: z.prefault(
+      z.strictObject({
+        processes: z._default(z.boolean(), true),
+        connections: z._default(z.boolean(), true),
+        intervalMs: z._default(z.int().check(z.gte(50), z.lte(60_000)), 1000),
+      }),
+      {},
+    ),
+    batchSize: z._default(z.int().check(z.gte(1), z.lte(4096)), 256),
+    /** Events held while waiting for the library; the oldest are dropped beyond this. */
+    pendingMax: z._default(z.int().check(z.gte(0), z.lte(100_000)), 10_000),
+    recentDetections: z._default(z.int().check(z.gte(0), z.lte(1000)), 20),
+    /** How often per-rule telemetry is published as a `rules-stats` event (also on request). */
+    statsIntervalSeconds: z._default(z.int().check(z.gte(5), z.lte(86_400)), 60),
+  }),
 );
 export type BehaviorSettings = z.infer<typeof BehaviorSettingsSchema>;
 

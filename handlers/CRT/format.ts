@@ -5,78 +5,78 @@
  * target; its actions then remove or disable what was found. Validated at
  * the edge with zod; the safety rules (guard.ts) come on top.
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import type { ContentView } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const RULES_FILE = "rules.json";
 
 // Debian package names (Policy 5.6.1); unit names as systemd spells them; absolute paths; process comm (≤15 chars).
 const PackageName = lazySchema(() =>
-  z.string().regex(/^[a-z0-9][a-z0-9+.-]{1,99}$/, "a Debian package name"),
+  z.string().check(z.regex(/^[a-z0-9][a-z0-9+.-]{1,99}$/, "a Debian package name")),
 );
 const UnitName = lazySchema(() =>
   z
     .string()
-    .regex(
-      /^[A-Za-z0-9:_.@-]{1,200}\.(service|socket|timer|path|mount)$/,
-      "a systemd unit name such as foo.service",
+    .check(
+      z.regex(
+        /^[A-Za-z0-9:_.@-]{1,200}\.(service|socket|timer|path|mount)$/,
+        "a systemd unit name such as foo.service",
+      ),
     ),
 );
 const AbsPath = lazySchema(() =>
-  z
-    .string()
-    .regex(/^\/[^\0]*$/, "an absolute path")
-    .refine((p) => !p.split("/").includes(".."), "no '..' segments"),
+  z.string().check(
+    z.regex(/^\/[^\0]*$/, "an absolute path"),
+    z.refine((p) => !p.split("/").includes(".."), "no '..' segments"),
+  ),
 );
 const ProcessName = lazySchema(() =>
-  z.string().regex(/^[^/\0]{1,15}$/, "a process name (comm, at most 15 characters)"),
+  z.string().check(z.regex(/^[^/\0]{1,15}$/, "a process name (comm, at most 15 characters)")),
 );
 
 export const ActionSchema = lazySchema(() =>
   z.discriminatedUnion("kind", [
-    z.object({ kind: z.literal("apt-remove"), package: PackageName }).strict(),
-    z.object({ kind: z.literal("systemctl-disable"), unit: UnitName }).strict(),
+    z.strictObject({ kind: z.literal("apt-remove"), package: PackageName }),
+    z.strictObject({ kind: z.literal("systemctl-disable"), unit: UnitName }),
   ]),
 );
 export type CrtAction = z.infer<typeof ActionSchema>;
 
 export const RuleSchema = lazySchema(() =>
-  z
-    .object({
-      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
-      title: z.string().min(1).max(200),
-      /** Why the software is incompatible, shown to the administrator before removal. */
-      reason: z.string().min(1).max(2000),
-      detect: z
-        .object({
-          packages: z.array(PackageName).max(64).default([]),
-          units: z.array(UnitName).max(64).default([]),
-          paths: z.array(AbsPath).max(64).default([]),
-          processes: z.array(ProcessName).max(64).default([]),
-        })
-        .strict()
-        .refine((d) => d.packages.length + d.units.length + d.paths.length + d.processes.length > 0, {
+  z.strictObject({
+    id: z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/)),
+    title: z.string().check(z.minLength(1), z.maxLength(200)),
+    /** Why the software is incompatible, shown to the administrator before removal. */
+    reason: z.string().check(z.minLength(1), z.maxLength(2000)),
+    detect: z
+      .strictObject({
+        packages: z._default(z.array(PackageName).check(z.maxLength(64)), []),
+        units: z._default(z.array(UnitName).check(z.maxLength(64)), []),
+        paths: z._default(z.array(AbsPath).check(z.maxLength(64)), []),
+        processes: z._default(z.array(ProcessName).check(z.maxLength(64)), []),
+      })
+      .check(
+        z.refine((d) => d.packages.length + d.units.length + d.paths.length + d.processes.length > 0, {
           message: "a rule needs at least one detector",
         }),
-      actions: z.array(ActionSchema).min(1).max(32),
-    })
-    .strict(),
+      ),
+    actions: z.array(ActionSchema).check(z.minLength(1), z.maxLength(32)),
+  }),
 );
 export type CrtRule = z.infer<typeof RuleSchema>;
 
 export const RulesFileSchema = lazySchema(() =>
-  z
-    .object({
-      rules: z
-        .array(RuleSchema)
-        .max(1000)
-        .refine((rs) => new Set(rs.map((r) => r.id)).size === rs.length, {
-          message: "rule ids must be unique",
-        }),
-    })
-    .strict(),
+  z.strictObject({
+    rules: z.array(RuleSchema).check(
+      z.maxLength(1000),
+      z.refine((rs) => new Set(rs.map((r) => r.id)).size === rs.length, {
+        message: "rule ids must be unique",
+      }),
+    ),
+  }),
 );
 
 export function invalid(message: string, details?: Record<string, unknown>): HandlerError {

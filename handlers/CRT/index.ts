@@ -9,10 +9,11 @@
  * API:  scan   {}                   → { version, findings }   (changes nothing)
  *       remove { dryRun?: boolean }  → { version, dryRun, findings }
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type Capabilities, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { act, detect } from "./engine.ts";
 import type { CrtRule } from "./format.ts";
 import { readRules } from "./format.ts";
@@ -26,7 +27,7 @@ interface Loaded {
   caps: Capabilities;
 }
 
-const RemoveArgs = lazySchema(() => z.object({ dryRun: z.boolean().default(false) }).strict());
+const RemoveArgs = lazySchema(() => z.strictObject({ dryRun: z._default(z.boolean(), false) }));
 
 export const crtHandler = defineParsedHandler<Loaded>({
   manifest: parsedManifest(),

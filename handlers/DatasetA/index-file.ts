@@ -21,10 +21,11 @@
  * built by an engine with another anchor model or functionality level is
  * not an error: the text is compiled instead (`null`).
  */
-import { z } from "zod";
+
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { BYTE_MODEL_GZ_B64 } from "../_shared/matcher/byte-freq.generated.ts";
 import type { AnchorColumns } from "../_shared/matcher/matcher.ts";
 import { type CompiledSet, type SignatureFile, signatureFiles } from "./compiled.ts";
@@ -44,28 +45,26 @@ export function engineId(): string {
   return engineIdMemo;
 }
 
-const Digest = lazySchema(() => z.string().regex(/^[0-9a-f]{64}$/));
-const Count = lazySchema(() =>
-  z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 32 - 1),
-);
+const Digest = lazySchema(() => z.string().check(z.regex(/^[0-9a-f]{64}$/)));
+const Count = lazySchema(() => z.int().check(z.gte(0), z.lte(2 ** 32 - 1)));
 const IndexHeader = lazySchema(() =>
-  z
-    .object({
-      format: z.literal(FORMAT),
-      engine: z.string().regex(/^[0-9a-f]{16}$/),
-      files: z
-        .array(z.object({ path: z.string().min(1).max(4096), size: Count, sha256: Digest }).strict())
-        .min(1),
-      lookup: z.object({ size: Count, sha256: Digest }).strict().nullable(),
-      lookupSignatures: Count,
-      flevelSkipped: Count,
-      sections: z.record(z.string(), z.tuple([Count, Count])),
-    })
-    .strict(),
+  z.strictObject({
+    format: z.literal(FORMAT),
+    engine: z.string().check(z.regex(/^[0-9a-f]{16}$/)),
+    files: z
+      .array(
+        z.strictObject({
+          path: z.string().check(z.minLength(1), z.maxLength(4096)),
+          size: Count,
+          sha256: Digest,
+        }),
+      )
+      .check(z.minLength(1)),
+    lookup: z.nullable(z.strictObject({ size: Count, sha256: Digest })),
+    lookupSignatures: Count,
+    flevelSkipped: Count,
+    sections: z.record(z.string(), z.tuple([Count, Count])),
+  }),
 );
 type IndexHeader = z.infer<typeof IndexHeader>;
 

@@ -13,10 +13,11 @@
  *   end   { session } → ScanOutcome;  abort { session }           (any size)
  *   info  {} → dataset statistics
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { datasetFromSources, sourcesFromView } from "./dataset.ts";
 import { type Dataset, type DatasetStats, DEFAULT_LIMITS, type ScanOutcome } from "./engine.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
@@ -26,74 +27,56 @@ export { DEFAULT_LIMITS, type ScanLimits, type ScanOutcome } from "./engine.ts";
 export { MAX_CHUNK_BYTES } from "./session.ts";
 
 export const LimitsSchema = lazySchema(() =>
-  z
-    .object({
-      maxDepth: z.number().int().min(0).max(64),
-      maxFiles: z.number().int().min(0).max(1_000_000),
-      maxMemberBytes: z
-        .number()
-        .int()
-        .min(0)
-        .max(2 ** 40),
-      maxScanBytes: z
-        .number()
-        .int()
-        .min(0)
-        .max(2 ** 42),
-      maxRatio: z.number().min(1).max(1e9),
-      memoryBytes: z
-        .number()
-        .int()
-        .min(0)
-        .max(1024 * 1024 * 1024),
-      verifyBudget: z.number().int().min(1000).max(1e10),
+  z.partial(
+    z.strictObject({
+      maxDepth: z.int().check(z.gte(0), z.lte(64)),
+      maxFiles: z.int().check(z.gte(0), z.lte(1_000_000)),
+      maxMemberBytes: z.int().check(z.gte(0), z.lte(2 ** 40)),
+      maxScanBytes: z.int().check(z.gte(0), z.lte(2 ** 42)),
+      maxRatio: z.number().check(z.gte(1), z.lte(1e9)),
+      memoryBytes: z.int().check(z.gte(0), z.lte(1024 * 1024 * 1024)),
+      verifyBudget: z.int().check(z.gte(1000), z.lte(1e10)),
       firstMatch: z.boolean(),
-    })
-    .partial()
-    .strict(),
+    }),
+  ),
 );
 
 const Bytes = lazySchema(() => z.instanceof(Uint8Array));
-const Name = lazySchema(() => z.string().max(4096).default(""));
+const Name = lazySchema(() => z._default(z.string().check(z.maxLength(4096)), ""));
 export const ScanArgs = lazySchema(() =>
-  z
-    .object({
-      bytes: Bytes.refine(
-        (b) => b.length <= MAX_CHUNK_BYTES,
-        `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`,
-      ),
-      name: Name,
-      limits: LimitsSchema.default({}),
-    })
-    .strict(),
+  z.strictObject({
+    bytes: Bytes.check(
+      z.refine((b) => b.length <= MAX_CHUNK_BYTES, `at most ${MAX_CHUNK_BYTES} bytes; use begin/chunk/end`),
+    ),
+    name: Name,
+    limits: z._default(LimitsSchema, {}),
+  }),
 );
 export const SCAN_MANY_ITEMS = 256;
 export const ScanManyArgs = lazySchema(() =>
-  z
-    .object({
-      items: z
-        .array(z.object({ bytes: Bytes, name: Name }).strict())
-        .min(1)
-        .max(SCAN_MANY_ITEMS)
-        .refine(
-          (items) => items.reduce((n, i) => n + i.bytes.length, 0) <= MAX_CHUNK_BYTES,
-          `at most ${MAX_CHUNK_BYTES} bytes together`,
-        ),
-      limits: LimitsSchema.default({}),
-    })
-    .strict(),
+  z.strictObject({
+    items: z.array(z.strictObject({ bytes: Bytes, name: Name })).check(
+      z.minLength(1),
+      z.maxLength(SCAN_MANY_ITEMS),
+      z.refine(
+        (items) => items.reduce((n, i) => n + i.bytes.length, 0) <= MAX_CHUNK_BYTES,
+        `at most ${MAX_CHUNK_BYTES} bytes together`,
+      ),
+    ),
+    limits: z._default(LimitsSchema, {}),
+  }),
 );
 export const BeginArgs = lazySchema(() =>
-  z.object({ name: Name, limits: LimitsSchema.default({}) }).strict(),
+  z.strictObject({ name: Name, limits: z._default(LimitsSchema, {}) }),
 );
 export const ChunkArgs = lazySchema(() =>
-  z.object({ session: z.string().regex(/^[0-9a-f]{24}$/), bytes: Bytes }).strict(),
+  z.strictObject({ session: z.string().check(z.regex(/^[0-9a-f]{24}$/)), bytes: Bytes }),
 );
 export const SessionArgs = lazySchema(() =>
-  z.object({ session: z.string().regex(/^[0-9a-f]{24}$/) }).strict(),
+  z.strictObject({ session: z.string().check(z.regex(/^[0-9a-f]{24}$/)) }),
 );
 
-function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+function parse<T>(schema: z.ZodMiniType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});
   if (!r.success)
     throw new HandlerError("HND_DATASETA_BAD_ARGS", `DatasetA ${method}: ${z.prettifyError(r.error)}`);

@@ -9,10 +9,11 @@
  *   inspect { data, lens }  → BatchResult (engine.ts)
  *   stats   { limit? }      → EngineStats with per-signature hits
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { type EngineStats, IpsEngine } from "./engine.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { buildRuleSet, type RuleSet } from "./rules/compile.ts";
@@ -22,18 +23,16 @@ import { parseRuleFilesAsync, RuleError } from "./rules/parse.ts";
 export const MAX_BATCH_PACKETS = 4096;
 
 const InspectArgs = lazySchema(() =>
-  z
-    .object({
-      data: z.instanceof(Uint8Array),
-      lens: z.array(z.number().int().min(0).max(65_535)).max(MAX_BATCH_PACKETS),
-    })
-    .strict(),
+  z.strictObject({
+    data: z.instanceof(Uint8Array),
+    lens: z.array(z.int().check(z.gte(0), z.lte(65_535))).check(z.maxLength(MAX_BATCH_PACKETS)),
+  }),
 );
 const StatsArgs = lazySchema(() =>
-  z.object({ limit: z.number().int().min(0).max(1_000_000).default(1000) }).strict(),
+  z.strictObject({ limit: z._default(z.int().check(z.gte(0), z.lte(1_000_000)), 1000) }),
 );
 
-function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+function parse<T>(schema: z.ZodMiniType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});
   if (!r.success)
     throw new HandlerError("HND_EPIPS_BAD_ARGS", `EPIPS_data ${method}: ${z.prettifyError(r.error)}`);

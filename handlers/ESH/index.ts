@@ -13,10 +13,11 @@
  * Methods: `sources` (what to read), `feed` ({batches:[{source,lines}], now, quietMs}
  * → findings opened/updated/cleared), `findings` (for `agent selfhelp`).
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { EshEngine, type Finding } from "./engine.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { type ParsedRule, parseRuleFiles, ruleFileNames } from "./rules.ts";
@@ -47,23 +48,22 @@ function parse(view: ContentView): ParsedRule[] {
 }
 
 const FeedArgsSchema = lazySchema(() =>
-  z
-    .object({
-      batches: z
+  z.strictObject({
+    batches: z._default(
+      z
         .array(
-          z.object({ source: z.string().min(1).max(1100), lines: z.array(z.string()).max(100_000) }).strict(),
+          z.strictObject({
+            source: z.string().check(z.minLength(1), z.maxLength(1100)),
+            lines: z.array(z.string()).check(z.maxLength(100_000)),
+          }),
         )
-        .max(64)
-        .default([]),
-      /** Supervisor clock (ms): the window and quiet times are judged on it. */
-      now: z.number().int().positive(),
-      quietMs: z
-        .number()
-        .int()
-        .min(1000)
-        .max(30 * 86400_000),
-    })
-    .strict(),
+        .check(z.maxLength(64)),
+      [],
+    ),
+    /** Supervisor clock (ms): the window and quiet times are judged on it. */
+    now: z.int().check(z.positive()),
+    quietMs: z.int().check(z.gte(1000), z.lte(30 * 86400_000)),
+  }),
 );
 
 export interface FeedReply {

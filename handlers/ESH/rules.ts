@@ -21,8 +21,8 @@
  * applied by the supervisor that reads them (service.ts).
  */
 import { RE2JS } from "re2js";
-import { z } from "zod";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const MAX_RULES = 2000;
 export const MAX_PATTERN_CHARS = 1024;
@@ -30,50 +30,49 @@ export const MAX_PATTERN_CHARS = 1024;
 const UNIT = /^[A-Za-z0-9:_.@-]{1,128}$/;
 
 export const LogSourceSchema = lazySchema(() =>
-  z.string().refine((s) => {
-    if (s === "agent") return true;
-    if (s.startsWith("journal:")) return UNIT.test(s.slice(8));
-    if (s.startsWith("file:")) {
-      const p = s.slice(5);
-      return (
-        p.startsWith("/") &&
-        p.length <= 1024 &&
-        !/[\0*?[\]{}]/.test(p) &&
-        !p.includes("//") &&
-        p.split("/").every((seg) => seg !== ".." && seg !== ".") &&
-        !p.endsWith("/")
-      );
-    }
-    return false;
-  }, "E4: a log is 'agent', 'journal:UNIT' or 'file:/absolute/path' (no '..', globs or trailing '/')"),
+  z.string().check(
+    z.refine((s) => {
+      if (s === "agent") return true;
+      if (s.startsWith("journal:")) return UNIT.test(s.slice(8));
+      if (s.startsWith("file:")) {
+        const p = s.slice(5);
+        return (
+          p.startsWith("/") &&
+          p.length <= 1024 &&
+          !/[\0*?[\]{}]/.test(p) &&
+          !p.includes("//") &&
+          p.split("/").every((seg) => seg !== ".." && seg !== ".") &&
+          !p.endsWith("/")
+        );
+      }
+      return false;
+    }, "E4: a log is 'agent', 'journal:UNIT' or 'file:/absolute/path' (no '..', globs or trailing '/')"),
+  ),
 );
 
 export const RuleSchema = lazySchema(() =>
-  z
-    .object({
-      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "id: letters, digits, . _ - (≤ 64)"),
-      logs: z.array(LogSourceSchema).min(1).max(8),
-      pattern: z.string().min(1).max(MAX_PATTERN_CHARS, `E6: pattern longer than ${MAX_PATTERN_CHARS} chars`),
-      minCount: z.number().int().min(1).max(1_000_000).default(1),
-      windowSeconds: z
-        .number()
-        .int()
-        .min(1)
-        .max(30 * 86400),
-      kba: z
-        .object({
-          id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/, "kba.id such as KBA-1234"),
-          url: z
-            .string()
-            .url()
-            .max(512)
-            .refine((u) => u.startsWith("https://"), "E5: kba.url must be https"),
-          title: z.string().min(1).max(200),
-        })
-        .strict(),
-      description: z.string().max(1000).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    id: z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "id: letters, digits, . _ - (≤ 64)")),
+    logs: z.array(LogSourceSchema).check(z.minLength(1), z.maxLength(8)),
+    pattern: z
+      .string()
+      .check(
+        z.minLength(1),
+        z.maxLength(MAX_PATTERN_CHARS, `E6: pattern longer than ${MAX_PATTERN_CHARS} chars`),
+      ),
+    minCount: z._default(z.int().check(z.gte(1), z.lte(1_000_000)), 1),
+    windowSeconds: z.int().check(z.gte(1), z.lte(30 * 86400)),
+    kba: z.strictObject({
+      id: z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/, "kba.id such as KBA-1234")),
+      url: z.string().check(
+        z.url(),
+        z.maxLength(512),
+        z.refine((u) => u.startsWith("https://"), "E5: kba.url must be https"),
+      ),
+      title: z.string().check(z.minLength(1), z.maxLength(200)),
+    }),
+    description: z.optional(z.string().check(z.maxLength(1000))),
+  }),
 );
 
 export type EshRule = z.infer<typeof RuleSchema>;

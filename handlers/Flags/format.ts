@@ -14,39 +14,37 @@
  *   L3 exactly one release covers this agent's version — a supplement for
  *      another agent version is refused, not half-applied
  */
-import { z } from "zod";
+
 import { FLAG_NAME_RE } from "../../core/effective/flags.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const FLAGS_FILE = "flags.json";
 
 const RANGE_RE = /^\s*(?:(>=|<=|>|<|=)?\s*\d+\.\d+\.\d+\s*)+$/;
 
 export const SupplementSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      releases: z
-        .array(
-          z
-            .object({
-              agentVersions: z
-                .string()
-                .min(1)
-                .max(200)
-                .regex(RANGE_RE, 'a version range such as ">=0.1.0 <0.2.0" (L2)'),
-              flags: z.record(
-                z.string().regex(FLAG_NAME_RE, "a flag name: lowerCamelCase, at most 64 characters"),
-                z.enum(["off", "available"]),
-              ),
-            })
-            .strict(),
-        )
-        .min(1)
-        .max(100),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    releases: z
+      .array(
+        z.strictObject({
+          agentVersions: z
+            .string()
+            .check(
+              z.minLength(1),
+              z.maxLength(200),
+              z.regex(RANGE_RE, 'a version range such as ">=0.1.0 <0.2.0" (L2)'),
+            ),
+          flags: z.record(
+            z.string().check(z.regex(FLAG_NAME_RE, "a flag name: lowerCamelCase, at most 64 characters")),
+            z.enum(["off", "available"]),
+          ),
+        }),
+      )
+      .check(z.minLength(1), z.maxLength(100)),
+  }),
 );
 export type Supplement = z.infer<typeof SupplementSchema>;
 

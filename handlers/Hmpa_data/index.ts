@@ -5,10 +5,11 @@
  * other payload files are ignored. The handler needs no privileges: it only
  * reads the verified payload the host hands it.
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { MAX_THUMBPRINT_LENGTH, PAYLOAD_FILE } from "./format.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { Allowlist, invalid, validateAllowlist } from "./reader.ts";
@@ -20,14 +21,11 @@ export const MAX_CHECK_MANY = 100_000;
 
 // Room for surrounding whitespace; anything longer cannot be a member anyway.
 const ThumbprintSchema = lazySchema(() =>
-  z
-    .string()
-    .min(1)
-    .max(4 * MAX_THUMBPRINT_LENGTH),
+  z.string().check(z.minLength(1), z.maxLength(4 * MAX_THUMBPRINT_LENGTH)),
 );
-export const CheckArgsSchema = lazySchema(() => z.object({ thumbprint: ThumbprintSchema }).strict());
+export const CheckArgsSchema = lazySchema(() => z.strictObject({ thumbprint: ThumbprintSchema }));
 export const CheckManyArgsSchema = lazySchema(() =>
-  z.object({ thumbprints: z.array(ThumbprintSchema).max(MAX_CHECK_MANY) }).strict(),
+  z.strictObject({ thumbprints: z.array(ThumbprintSchema).check(z.maxLength(MAX_CHECK_MANY)) }),
 );
 
 export interface CheckResult {
@@ -50,7 +48,7 @@ function readPayload(content: ContentView): Uint8Array {
   return content.read(PAYLOAD_FILE);
 }
 
-function parseArgs<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+function parseArgs<T>(schema: z.ZodMiniType<T>, method: string, args: unknown): T {
   const parsed = schema.safeParse(args);
   if (!parsed.success) {
     throw new HandlerError("HND_HMPA_BAD_ARGS", `Hmpa_data ${method}: ${z.prettifyError(parsed.error)}`);

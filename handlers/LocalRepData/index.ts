@@ -10,10 +10,11 @@
  * A listed file hash decides; otherwise a listed signer (the file's
  * Authenticode signer, already verified by the scanner) decides.
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { type Band, PAYLOAD_FILE } from "./format.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 import { invalid, ReputationDb, validateReputation } from "./reader.ts";
@@ -22,15 +23,14 @@ export { PAYLOAD_FILE } from "./format.ts";
 
 export const MAX_LOOKUP_MANY = 100_000;
 
-const Hex64 = lazySchema(() => z.string().regex(/^[0-9a-fA-F]{64}$/, "a SHA-256 hex digest"));
+const Hex64 = lazySchema(() => z.string().check(z.regex(/^[0-9a-fA-F]{64}$/, "a SHA-256 hex digest")));
 export const LookupArgsSchema = lazySchema(() =>
   z
-    .object({ sha256: Hex64.optional(), signer: Hex64.optional() })
-    .strict()
-    .refine((a) => a.sha256 !== undefined || a.signer !== undefined, "give sha256, signer or both"),
+    .strictObject({ sha256: z.optional(Hex64), signer: z.optional(Hex64) })
+    .check(z.refine((a) => a.sha256 !== undefined || a.signer !== undefined, "give sha256, signer or both")),
 );
 export const LookupManyArgsSchema = lazySchema(() =>
-  z.object({ items: z.array(LookupArgsSchema).max(MAX_LOOKUP_MANY) }).strict(),
+  z.strictObject({ items: z.array(LookupArgsSchema).check(z.maxLength(MAX_LOOKUP_MANY)) }),
 );
 
 export interface RepAnswer {
@@ -66,7 +66,7 @@ function payload(view: ContentView): Uint8Array {
   return view.read(PAYLOAD_FILE);
 }
 
-function parse<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+function parse<T>(schema: z.ZodMiniType<T>, method: string, args: unknown): T {
   const r = schema.safeParse(args ?? {});
   if (!r.success)
     throw new HandlerError("HND_REP_BAD_ARGS", `LocalRepData ${method}: ${z.prettifyError(r.error)}`);

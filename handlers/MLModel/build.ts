@@ -9,9 +9,10 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
+import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { Model, type ModelManifest, ModelManifestSchema } from "./model.ts";
 
 /** asc flags every model gets: no runtime imports (abort dropped), a bounded memory. */
@@ -64,7 +65,7 @@ export async function compileAssemblyScript(source: string, maxPages: number | n
 }
 
 /** What a build is given: the manifest without the weights digest (computed here). */
-export const BuildManifestSchema = ModelManifestSchema.omit({ weights: true });
+export const BuildManifestSchema = lazySchema(() => z.omit(ModelManifestSchema, { weights: true }));
 
 export interface BuildInput {
   wasm: Uint8Array;

@@ -17,11 +17,12 @@
  * means (a detection or a telemetry count) is the requester's job
  * (scan-hook.ts), which is why a telemetry model cannot reach a verdict.
  */
-import { z } from "zod";
+
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { detectKind } from "../_shared/filetype/filetype.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
@@ -32,15 +33,12 @@ export const MAX_FAULTS = 3;
 const MAX_BYTES = 16 * 1024 * 1024;
 
 export const ScoreArgs = lazySchema(() =>
-  z
-    .object({
-      bytes: z.instanceof(Uint8Array).refine((b) => b.length <= MAX_BYTES, `at most ${MAX_BYTES} bytes`),
-      sha256: z
-        .string()
-        .regex(/^[0-9a-f]{64}$/)
-        .optional(),
-    })
-    .strict(),
+  z.strictObject({
+    bytes: z
+      .instanceof(Uint8Array)
+      .check(z.refine((b) => b.length <= MAX_BYTES, `at most ${MAX_BYTES} bytes`)),
+    sha256: z.optional(z.string().check(z.regex(/^[0-9a-f]{64}$/))),
+  }),
 );
 
 export interface ScoreRow {

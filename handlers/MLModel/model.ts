@@ -19,10 +19,11 @@
  * ABI (docs/ml.md): alloc(bytes) → ptr; features_len() → n; init(ptr, len) → 0 | error;
  * score(ptr, n) → f32 in [0, 1], features as n little-endian f32 at ptr.
  */
-import { z } from "zod";
+
 import { sha256Hex } from "../../core/crypto/digest.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { FEATURE_VERSIONS } from "./features.ts";
 import { FUEL_EXPORT, inspect, meter, WasmFormatError } from "./wasm-module.ts";
 
@@ -49,43 +50,39 @@ export const InputKind = lazySchema(() => z.enum(["elf", "pe", "macho", "script"
 export type InputKind = z.infer<typeof InputKind>;
 
 export const ModelManifestSchema = lazySchema(() =>
-  z
-    .object({
-      name: z.string().regex(/^[a-z][a-z0-9-]{0,47}$/),
-      mode: z.enum(["telemetry", "live"]),
-      inputKinds: z.array(InputKind).min(1),
-      /** Live: a score ≥ threshold is a detection. Telemetry: only splits the reported counts. */
-      threshold: z.number().min(0).max(1),
-      /** Share of eligible objects scored (telemetry); live models score every eligible object. */
-      sampleRate: z.number().min(0).max(1),
-      featureVersion: z.number().int().positive(),
-      weights: z
-        .object({ bytes: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
-        .strict(),
-      limits: z
-        .object({
-          memoryPages: z.number().int().min(1).max(MAX_MEMORY_PAGES).default(64),
-          fuel: z.number().int().min(1000).max(MAX_FUEL).default(1_000_000),
-          scoreBudgetMs: z.number().positive().max(1000).default(20),
-        })
-        .strict()
-        .prefault({}),
-      description: z.string().max(500).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    name: z.string().check(z.regex(/^[a-z][a-z0-9-]{0,47}$/)),
+    mode: z.enum(["telemetry", "live"]),
+    inputKinds: z.array(InputKind).check(z.minLength(1)),
+    /** Live: a score ≥ threshold is a detection. Telemetry: only splits the reported counts. */
+    threshold: z.number().check(z.gte(0), z.lte(1)),
+    /** Share of eligible objects scored (telemetry); live models score every eligible object. */
+    sampleRate: z.number().check(z.gte(0), z.lte(1)),
+    featureVersion: z.int().check(z.positive()),
+    weights: z.strictObject({
+      bytes: z.int().check(z.gte(0)),
+      sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+    }),
+    limits: z.prefault(
+      z.strictObject({
+        memoryPages: z._default(z.int().check(z.gte(1), z.lte(MAX_MEMORY_PAGES)), 64),
+        fuel: z._default(z.int().check(z.gte(1000), z.lte(MAX_FUEL)), 1_000_000),
+        scoreBudgetMs: z._default(z.number().check(z.positive(), z.lte(1000)), 20),
+      }),
+      {},
+    ),
+    description: z.optional(z.string().check(z.maxLength(500))),
+  }),
 );
 export type ModelManifest = z.infer<typeof ModelManifestSchema>;
 
 export const GoldenSchema = lazySchema(() =>
-  z
-    .object({
-      tolerance: z.number().min(0).max(0.1).default(1e-5),
-      vectors: z
-        .array(z.object({ features: z.array(z.number()), score: z.number() }).strict())
-        .min(1)
-        .max(10_000),
-    })
-    .strict(),
+  z.strictObject({
+    tolerance: z._default(z.number().check(z.gte(0), z.lte(0.1)), 1e-5),
+    vectors: z
+      .array(z.strictObject({ features: z.array(z.number()), score: z.number() }))
+      .check(z.minLength(1), z.maxLength(10_000)),
+  }),
 );
 
 export interface ModelFiles {

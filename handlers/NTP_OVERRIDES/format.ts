@@ -9,25 +9,24 @@
  * matching itself (`findOverrides`) is a pure function of the list and the
  * modules the supervisor read.
  */
-import { z } from "zod";
+
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { compareVersions } from "./version.ts";
 
 export const PAYLOAD_FILE = "overrides.json";
 export const MAX_ENTRIES = 100_000;
 
 export const EntrySchema = lazySchema(() =>
-  z
-    .object({
-      module: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a kernel module name ([A-Za-z0-9_-], ≤ 64)"),
-      reason: z.string().min(1).max(1024),
-      fixedIn: z.string().min(1).max(64).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    module: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,64}$/, "a kernel module name ([A-Za-z0-9_-], ≤ 64)")),
+    reason: z.string().check(z.minLength(1), z.maxLength(1024)),
+    fixedIn: z.optional(z.string().check(z.minLength(1), z.maxLength(64))),
+  }),
 );
 
 export const OverridesSchema = lazySchema(() =>
-  z.object({ entries: z.array(EntrySchema).max(MAX_ENTRIES) }).strict(),
+  z.strictObject({ entries: z.array(EntrySchema).check(z.maxLength(MAX_ENTRIES)) }),
 );
 
 export type OverrideEntry = z.infer<typeof EntrySchema>;

@@ -8,21 +8,25 @@
  * API:  check { modules: [{ name, version }] } → { version, matches: OverrideMatch[] }
  *       list  {}                                → { version, entries }
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { findOverrides, type OverrideEntry, OverridesSchema, PAYLOAD_FILE } from "./format.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
 const CheckArgs = lazySchema(() =>
-  z
-    .object({
-      modules: z
-        .array(z.object({ name: z.string().max(64), version: z.string().max(64).nullable() }).strict())
-        .max(100_000),
-    })
-    .strict(),
+  z.strictObject({
+    modules: z
+      .array(
+        z.strictObject({
+          name: z.string().check(z.maxLength(64)),
+          version: z.nullable(z.string().check(z.maxLength(64))),
+        }),
+      )
+      .check(z.maxLength(100_000)),
+  }),
 );
 
 export function parseOverrides(view: Pick<ContentView, "files" | "readText">): OverrideEntry[] {

@@ -18,75 +18,67 @@
  *   M3 every `target` passes the allow-list (core/effective/allow-list.ts)
  *   M4 rule ids and targets are unique within a file
  */
-import { z } from "zod";
+
 import { checkPolicyKey } from "../../core/effective/allow-list.ts";
 import { DOCUMENT_NAME_RE } from "../../core/effective/bundle.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { compileXPath } from "./xpath.ts";
 
-const Scalar = lazySchema(() => z.union([z.string().max(1024), z.number(), z.boolean()]));
+const Scalar = lazySchema(() => z.union([z.string().check(z.maxLength(1024)), z.number(), z.boolean()]));
 
 export const ConvertSchema = lazySchema(() =>
   z.discriminatedUnion("fn", [
-    z.object({ fn: z.literal("bool") }).strict(),
+    z.strictObject({ fn: z.literal("bool") }),
     z
-      .object({ fn: z.literal("int"), min: z.number().int(), max: z.number().int() })
-      .strict()
-      .refine((c) => c.min <= c.max, "min must not exceed max"),
-    z
-      .object({
-        fn: z.literal("enum"),
-        /** Policy text → config value; anything not listed is an error. */
-        map: z.record(z.string().max(256), Scalar).refine((m) => Object.keys(m).length > 0, "map is empty"),
-      })
-      .strict(),
-    z
-      .object({
-        fn: z.literal("duration"),
-        /** Unit of the config value; policy text may say 250ms, 30s, 5m, 2h, 1d, or a bare number in this unit. */
-        unit: z.enum(["ms", "s"]),
-        min: z.number().min(0).optional(),
-        max: z.number().min(0).optional(),
-      })
-      .strict(),
-    z
-      .object({
-        fn: z.literal("list"),
-        /** Splits each matched text on this separator (one item per node when several nodes match). */
-        separator: z.string().min(1).max(8).default(","),
-        item: z.enum(["string", "path"]).default("string"),
-        maxItems: z.number().int().min(1).max(10_000).default(1000),
-      })
-      .strict(),
-    z.object({ fn: z.literal("path") }).strict(),
+      .strictObject({ fn: z.literal("int"), min: z.int(), max: z.int() })
+      .check(z.refine((c) => c.min <= c.max, "min must not exceed max")),
+    z.strictObject({
+      fn: z.literal("enum"),
+      /** Policy text → config value; anything not listed is an error. */
+      map: z
+        .record(z.string().check(z.maxLength(256)), Scalar)
+        .check(z.refine((m) => Object.keys(m).length > 0, "map is empty")),
+    }),
+    z.strictObject({
+      fn: z.literal("duration"),
+      /** Unit of the config value; policy text may say 250ms, 30s, 5m, 2h, 1d, or a bare number in this unit. */
+      unit: z.enum(["ms", "s"]),
+      min: z.optional(z.number().check(z.gte(0))),
+      max: z.optional(z.number().check(z.gte(0))),
+    }),
+    z.strictObject({
+      fn: z.literal("list"),
+      /** Splits each matched text on this separator (one item per node when several nodes match). */
+      separator: z._default(z.string().check(z.minLength(1), z.maxLength(8)), ","),
+      item: z._default(z.enum(["string", "path"]), "string"),
+      maxItems: z._default(z.int().check(z.gte(1), z.lte(10_000)), 1000),
+    }),
+    z.strictObject({ fn: z.literal("path") }),
   ]),
 );
 export type Convert = z.infer<typeof ConvertSchema>;
 
 export const RuleSchema = lazySchema(() =>
-  z
-    .object({
-      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
-      select: z.string().min(1).max(4096),
-      convert: ConvertSchema,
-      target: z.string().min(1).max(200),
-      /** When the query matches nothing: false (default) fails the file; true leaves the key alone. */
-      optional: z.boolean().default(false),
-    })
-    .strict(),
+  z.strictObject({
+    id: z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)),
+    select: z.string().check(z.minLength(1), z.maxLength(4096)),
+    convert: ConvertSchema,
+    target: z.string().check(z.minLength(1), z.maxLength(200)),
+    /** When the query matches nothing: false (default) fails the file; true leaves the key alone. */
+    optional: z._default(z.boolean(), false),
+  }),
 );
 export type Rule = z.infer<typeof RuleSchema>;
 
 export const RuleFileSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      description: z.string().max(1000).optional(),
-      document: z.string().regex(DOCUMENT_NAME_RE, "a policy document name ending in .xml"),
-      rules: z.array(RuleSchema).min(1).max(1000),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    description: z.optional(z.string().check(z.maxLength(1000))),
+    document: z.string().check(z.regex(DOCUMENT_NAME_RE, "a policy document name ending in .xml")),
+    rules: z.array(RuleSchema).check(z.minLength(1), z.maxLength(1000)),
+  }),
 );
 export type RuleFile = z.infer<typeof RuleFileSchema>;
 

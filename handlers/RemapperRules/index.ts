@@ -14,10 +14,11 @@
  * loaded — so the `config` group's entry in handlers/host-registry.ts calls
  * `loadEngine()` before the sandbox, and later calls reuse that promise.
  */
-import { z } from "zod";
+
 import { HandlerError } from "../../core/errors.ts";
 import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { ParsedRuleFile } from "./format.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
 
@@ -38,13 +39,9 @@ interface RemapperLive {
 const isRuleFile = (path: string) => path.endsWith(".json");
 
 const RemapArgs = lazySchema(() =>
-  z
-    .object({
-      documents: z.array(
-        z.object({ name: z.string(), version: z.number().int().optional(), xml: z.string() }).loose(),
-      ),
-    })
-    .strict(),
+  z.strictObject({
+    documents: z.array(z.looseObject({ name: z.string(), version: z.optional(z.int()), xml: z.string() })),
+  }),
 );
 
 async function parseAll(view: {

@@ -6,57 +6,50 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import type { AgentStatus } from "../../core/agent/api.ts";
 import type { AgentConfig } from "../../core/config.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const FACTS_FILE = "facts.json";
 
 /** Installation facts the supervisor (or the CLI) writes for the repair host, which cannot read the config. */
 export const RepairFactsSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      stateDir: z.string().min(1),
-      trustPath: z.string().min(1),
-      configFile: z.string().nullable(),
-      update: z
-        .object({
-          enabled: z.boolean(),
-          intervalSeconds: z.number(),
-          maxBackoffSeconds: z.number(),
-          group: z.string(),
-          repo: z.string(),
-        })
-        .strict(),
-      agentUid: z.number().int().nonnegative(),
-      agentGid: z.number().int().nonnegative(),
-      writtenAt: z.string(),
-      /** Verified by the writer (trust.ts), which has the CMS verifier the repair host does not load. */
-      trust: z
-        .object({
-          trustSha256: z.string().nullable(),
-          pem: z.object({ ok: z.boolean(), certs: z.number(), error: z.string().optional() }).strict(),
-          caches: z.array(
-            z
-              .object({
-                group: z.string(),
-                ok: z.boolean(),
-                problem: z.string().nullable(),
-                serial: z.number().nullable(),
-                sha384: z.string().nullable(),
-                verified: z.boolean().nullable(),
-              })
-              .strict(),
-          ),
-          verifies: z.boolean().nullable(),
-        })
-        .strict()
-        .optional(),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    stateDir: z.string().check(z.minLength(1)),
+    trustPath: z.string().check(z.minLength(1)),
+    configFile: z.nullable(z.string()),
+    update: z.strictObject({
+      enabled: z.boolean(),
+      intervalSeconds: z.number(),
+      maxBackoffSeconds: z.number(),
+      group: z.string(),
+      repo: z.string(),
+    }),
+    agentUid: z.int().check(z.nonnegative()),
+    agentGid: z.int().check(z.nonnegative()),
+    writtenAt: z.string(),
+    /** Verified by the writer (trust.ts), which has the CMS verifier the repair host does not load. */
+    trust: z.optional(
+      z.strictObject({
+        trustSha256: z.nullable(z.string()),
+        pem: z.strictObject({ ok: z.boolean(), certs: z.number(), error: z.optional(z.string()) }),
+        caches: z.array(
+          z.strictObject({
+            group: z.string(),
+            ok: z.boolean(),
+            problem: z.nullable(z.string()),
+            serial: z.nullable(z.number()),
+            sha384: z.nullable(z.string()),
+            verified: z.nullable(z.boolean()),
+          }),
+        ),
+        verifies: z.nullable(z.boolean()),
+      }),
+    ),
+  }),
 );
 export type RepairFacts = z.infer<typeof RepairFactsSchema>;
 export type TrustFacts = NonNullable<RepairFacts["trust"]>;

@@ -11,11 +11,11 @@
  *   checks                             → the loaded checks
  */
 import { dirname } from "node:path";
-import { z } from "zod";
 import { HandlerError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { openRulesPackage, validateRulesPackage } from "../_shared/lua/format.ts";
 import { loadKeyring } from "../_shared/lua/keys.ts";
 import { actionsFromCaps } from "./actions.ts";
@@ -31,14 +31,12 @@ interface RepairLive {
 }
 
 const RunArgsSchema = lazySchema(() =>
-  z
-    .object({
-      dryRun: z.boolean().default(false),
-      /** Leave requested agent actions to the caller (who is not bound by this call's timeout). */
-      deferActions: z.boolean().default(false),
-      mode: z.enum(["in-cycle", "online"]).default("online"),
-    })
-    .strict(),
+  z.strictObject({
+    dryRun: z._default(z.boolean(), false),
+    /** Leave requested agent actions to the caller (who is not bound by this call's timeout). */
+    deferActions: z._default(z.boolean(), false),
+    mode: z._default(z.enum(["in-cycle", "online"]), "online"),
+  }),
 );
 
 /**

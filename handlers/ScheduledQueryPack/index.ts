@@ -14,10 +14,10 @@
  * executable); no network.
  */
 import { join } from "node:path";
-import { z } from "zod";
 import { describeError, HandlerError } from "../../core/errors.ts";
 import { type Capabilities, type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { planQuery } from "../../plugins/query/embedded.ts";
 import { QueryHost } from "./host.ts";
 import { parsedManifest } from "./manifest.ts" with { type: "macro" };
@@ -118,7 +118,7 @@ function build(
   };
 }
 
-function parseArgs<T>(schema: z.ZodType<T>, method: string, args: unknown): T {
+function parseArgs<T>(schema: z.ZodMiniType<T>, method: string, args: unknown): T {
   const parsed = schema.safeParse(args ?? {});
   if (!parsed.success) {
     throw new HandlerError("HND_QUERY_BAD_ARGS", `${TYPE} ${method}: ${z.prettifyError(parsed.error)}`);
@@ -145,32 +145,25 @@ function untilNextRunLines(l: Loaded, maxWaitMs: number): number {
 }
 
 export const QueryArgsSchema = lazySchema(() =>
-  z.object({ sql: z.string().min(1).max(MAX_SQL_BYTES) }).strict(),
+  z.strictObject({ sql: z.string().check(z.minLength(1), z.maxLength(MAX_SQL_BYTES)) }),
 );
 export const PullArgsSchema = lazySchema(() =>
-  z
-    .object({
-      max: z.number().int().min(1).max(100_000).default(5000),
-      maxBytes: z
-        .number()
-        .int()
-        .min(1024)
-        .max(64 * 1024 * 1024)
-        .default(8 * 1024 * 1024),
-      /** Return nothing unless this many lines wait… */
-      minLines: z.number().int().min(0).default(0),
-      /** …or the oldest has waited this long. */
-      maxWaitMs: z.number().int().min(0).default(0),
-    })
-    .strict(),
+  z.strictObject({
+    max: z._default(z.int().check(z.gte(1), z.lte(100_000)), 5000),
+    maxBytes: z._default(z.int().check(z.gte(1024), z.lte(64 * 1024 * 1024)), 8 * 1024 * 1024),
+    /** Return nothing unless this many lines wait… */
+    minLines: z._default(z.int().check(z.gte(0)), 0),
+    /** …or the oldest has waited this long. */
+    maxWaitMs: z._default(z.int().check(z.gte(0)), 0),
+  }),
 );
 export const AckArgsSchema = lazySchema(() =>
-  z.object({ generation: z.string().min(1), upTo: z.number().int().min(0) }).strict(),
+  z.strictObject({ generation: z.string().check(z.minLength(1)), upTo: z.int().check(z.gte(0)) }),
 );
 export const RunArgsSchema = lazySchema(() =>
-  z.object({ name: z.string().min(1), force: z.boolean().default(false) }).strict(),
+  z.strictObject({ name: z.string().check(z.minLength(1)), force: z._default(z.boolean(), false) }),
 );
-export const NameArgsSchema = lazySchema(() => z.object({ name: z.string().min(1) }).strict());
+export const NameArgsSchema = lazySchema(() => z.strictObject({ name: z.string().check(z.minLength(1)) }));
 
 export const METHODS = ["query", "stats", "packs", "pull", "ack", "configure", "run", "undeny"] as const;
 

@@ -7,10 +7,10 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { z } from "zod";
 import { byCodeUnit } from "../../core/compare.ts";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { EngineSettings } from "../../plugins/query/engine.ts";
 import { MAX_WALL_SECONDS } from "./manifest.ts";
 import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
@@ -20,46 +20,36 @@ import { DEFAULT_LIMITS, type WatchdogLimits } from "./watchdog.ts";
 export { MAX_WALL_SECONDS } from "./manifest.ts";
 
 export const WatchdogSettingsSchema = lazySchema(() =>
-  z
-    .object({
-      memoryMb: z.number().int().min(1).max(16384).default(DEFAULT_LIMITS.memoryMb),
-      cpuPercent: z.number().min(1).max(100).default(DEFAULT_LIMITS.cpuPercent),
-      latencySeconds: z.number().min(0.1).max(3600).default(DEFAULT_LIMITS.latencySeconds),
-      wallSeconds: z.number().min(0.1).max(MAX_WALL_SECONDS).default(DEFAULT_LIMITS.wallSeconds),
-      /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
-      denylistSeconds: z
-        .number()
-        .int()
-        .min(1)
-        .max(30 * 86400)
-        .default(86400),
-    })
-    .strict(),
+  z.strictObject({
+    memoryMb: z._default(z.int().check(z.gte(1), z.lte(16384)), DEFAULT_LIMITS.memoryMb),
+    cpuPercent: z._default(z.number().check(z.gte(1), z.lte(100)), DEFAULT_LIMITS.cpuPercent),
+    latencySeconds: z._default(z.number().check(z.gte(0.1), z.lte(3600)), DEFAULT_LIMITS.latencySeconds),
+    wallSeconds: z._default(
+      z.number().check(z.gte(0.1), z.lte(MAX_WALL_SECONDS)),
+      DEFAULT_LIMITS.wallSeconds,
+    ),
+    /** How long a query the watchdog killed stays off the schedule (osquery: 24 h). */
+    denylistSeconds: z._default(z.int().check(z.gte(1), z.lte(30 * 86400)), 86400),
+  }),
 );
 
 export const SettingsSchema = lazySchema(() =>
-  z
-    .object({
-      engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
-      osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
-      osqueryTimeoutSeconds: z.number().positive().max(3600).default(30),
-      /** `hostIdentifier` in every result line and the input to sharding (osquery: the host name). */
-      hostIdentifier: z.string().min(1).max(255).optional(),
-      /** osquery's logger_event_type: one line per changed row (true) or one `diffResults` line per run. */
-      eventFormat: z.boolean().default(true),
-      /** osquery's schedule_epoch: changing it restarts every differential. */
-      epoch: z.number().int().min(0).default(0),
-      /** How often discovery queries are re-run (osquery's pack_refresh_interval). */
-      packRefreshSeconds: z.number().int().min(1).max(86400).default(3600),
-      watchdog: WatchdogSettingsSchema.prefault({}),
-      /** Result lines kept for the supervisor before the oldest are dropped. */
-      outboxMaxBytes: z
-        .number()
-        .int()
-        .min(1024 * 1024)
-        .default(256 * 1024 * 1024),
-    })
-    .strict(),
+  z.strictObject({
+    engine: z._default(z.enum(["embedded", "osqueryd"]), "embedded"),
+    osquerySocket: z._default(z.string().check(z.minLength(1)), "/var/osquery/osquery.em"),
+    osqueryTimeoutSeconds: z._default(z.number().check(z.positive(), z.lte(3600)), 30),
+    /** `hostIdentifier` in every result line and the input to sharding (osquery: the host name). */
+    hostIdentifier: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
+    /** osquery's logger_event_type: one line per changed row (true) or one `diffResults` line per run. */
+    eventFormat: z._default(z.boolean(), true),
+    /** osquery's schedule_epoch: changing it restarts every differential. */
+    epoch: z._default(z.int().check(z.gte(0)), 0),
+    /** How often discovery queries are re-run (osquery's pack_refresh_interval). */
+    packRefreshSeconds: z._default(z.int().check(z.gte(1), z.lte(86400)), 3600),
+    watchdog: z.prefault(WatchdogSettingsSchema, {}),
+    /** Result lines kept for the supervisor before the oldest are dropped. */
+    outboxMaxBytes: z._default(z.int().check(z.gte(1024 * 1024)), 256 * 1024 * 1024),
+  }),
 );
 
 export type Settings = z.infer<typeof SettingsSchema>;

@@ -18,8 +18,9 @@
  *   TS8 the server is one the agent's config pins (telemetry.allowedServers) — checked by
  *       `resolveTarget`, in the supervisor, which holds the config
  */
-import { z } from "zod";
+
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { AllowedServer } from "../../core/telemetry/config.ts";
 
 export const TELEMSUP_FILE = "telemsup.json";
@@ -66,53 +67,58 @@ export function parseHeader(raw: string): Header | string {
 }
 
 export const TelemsupSchema = lazySchema(() =>
-  z
-    .object({
-      // TS5: the seed's form is one string; a list of them is accepted too.
-      additionalHeaders: z
-        .union([z.string().max(2048), z.array(z.string().max(1024)).max(16)])
-        .default([])
-        .transform((h, ctx) => {
-          const raw = typeof h === "string" ? (h.trim() === "" ? [] : [h]) : h;
-          const out: Header[] = [];
-          for (const r of raw) {
-            const p = parseHeader(r);
-            if (typeof p === "string") {
-              ctx.addIssue({ code: "custom", message: `TS5: ${p}` });
-              return z.NEVER;
-            }
-            out.push(p);
+  z.strictObject({
+    // TS5: the seed's form is one string; a list of them is accepted too.
+    additionalHeaders: z.pipe(
+      z._default(
+        z.union([
+          z.string().check(z.maxLength(2048)),
+          z.array(z.string().check(z.maxLength(1024))).check(z.maxLength(16)),
+        ]),
+        [],
+      ),
+      z.transform((h, ctx) => {
+        const raw = typeof h === "string" ? (h.trim() === "" ? [] : [h]) : h;
+        const out: Header[] = [];
+        for (const r of raw) {
+          const p = parseHeader(r);
+          if (typeof p === "string") {
+            ctx.issues.push({ code: "custom", message: `TS5: ${p}`, input: h });
+            return z.NEVER;
           }
-          return out;
-        }),
-      port: z
-        .number()
-        .int("TS3: port must be an integer")
-        .min(0, "TS3: port must be 0..65535")
-        .max(65535, "TS3: port must be 0..65535"),
-      resourceRoot: z
-        .string()
-        .max(512)
-        .refine(
-          (p) =>
-            p === "" ||
-            p
-              .replace(/^\/+/, "")
-              .split("/")
-              .every((s) => SEGMENT.test(s) && s !== ".." && s !== "."),
-          "TS6: resourceRoot must be a path of [A-Za-z0-9._~-] segments (no '..', '//', '?', '#')",
-        ),
-      server: z
-        .string()
-        .refine((s) => HOSTNAME.test(s) && !/^[0-9.]+$/.test(s), "TS2: server must be a DNS host name"),
-      verb: z.enum(["PUT", "POST"], { message: "TS1: verb must be PUT or POST" }),
-      interval: z
-        .number()
-        .int("TS4: interval must be whole seconds")
-        .min(MIN_INTERVAL_SECONDS, `TS4: interval must be at least ${MIN_INTERVAL_SECONDS} s`)
-        .max(MAX_INTERVAL_SECONDS, `TS4: interval must be at most ${MAX_INTERVAL_SECONDS} s`),
-    })
-    .strict(),
+          out.push(p);
+        }
+        return out;
+      }),
+    ),
+    port: z
+      .int("TS3: port must be an integer")
+      .check(z.gte(0, "TS3: port must be 0..65535"), z.lte(65535, "TS3: port must be 0..65535")),
+    resourceRoot: z.string().check(
+      z.maxLength(512),
+      z.refine(
+        (p) =>
+          p === "" ||
+          p
+            .replace(/^\/+/, "")
+            .split("/")
+            .every((s) => SEGMENT.test(s) && s !== ".." && s !== "."),
+        "TS6: resourceRoot must be a path of [A-Za-z0-9._~-] segments (no '..', '//', '?', '#')",
+      ),
+    ),
+    server: z
+      .string()
+      .check(
+        z.refine((s) => HOSTNAME.test(s) && !/^[0-9.]+$/.test(s), "TS2: server must be a DNS host name"),
+      ),
+    verb: z.enum(["PUT", "POST"], { message: "TS1: verb must be PUT or POST" }),
+    interval: z
+      .int("TS4: interval must be whole seconds")
+      .check(
+        z.gte(MIN_INTERVAL_SECONDS, `TS4: interval must be at least ${MIN_INTERVAL_SECONDS} s`),
+        z.lte(MAX_INTERVAL_SECONDS, `TS4: interval must be at most ${MAX_INTERVAL_SECONDS} s`),
+      ),
+  }),
 );
 
 export type TelemsupDocument = z.infer<typeof TelemsupSchema>;

@@ -17,10 +17,10 @@
  * UTF-8 `<content type> NUL <payload path>`.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import { nodeCrypto } from "../../../core/lazy-builtins.ts";
 import { lazySchema } from "../../../core/schema/lazy-schema.ts";
+import { z } from "../../../core/schema/zod.ts";
 
 const MAGIC = new Uint8Array([0x4f, 0x4c, 0x55, 0x41]); // "OLUA"
 const VERSION = 1;
@@ -33,25 +33,21 @@ export const KEY_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const randomBytes = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n)));
 
 export const KeyringSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      keys: z
-        .array(
-          z
-            .object({
-              id: z.string().regex(KEY_ID_RE, "key id must be 1-64 of [A-Za-z0-9._-]"),
-              /** 32 bytes, base64. */
-              key: z
-                .string()
-                .refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64"),
-              created: z.string().optional(),
-            })
-            .strict(),
-        )
-        .min(1),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    keys: z
+      .array(
+        z.strictObject({
+          id: z.string().check(z.regex(KEY_ID_RE, "key id must be 1-64 of [A-Za-z0-9._-]")),
+          /** 32 bytes, base64. */
+          key: z
+            .string()
+            .check(z.refine((k) => Buffer.from(k, "base64").length === 32, "key must be 32 bytes of base64")),
+          created: z.optional(z.string()),
+        }),
+      )
+      .check(z.minLength(1)),
+  }),
 );
 export type KeyringFile = z.infer<typeof KeyringSchema>;
 

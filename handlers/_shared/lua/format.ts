@@ -12,10 +12,10 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { z } from "zod";
 import { HandlerError } from "../../../core/errors.ts";
 import type { ContentView } from "../../../core/handler/contract.ts";
 import { lazySchema } from "../../../core/schema/lazy-schema.ts";
+import { z } from "../../../core/schema/zod.ts";
 import { decryptRule, encryptRule, envelopeKeyId, KEY_ID_RE, type Keyring } from "./crypto.ts";
 
 export const RULES_MANIFEST = "rules.json";
@@ -29,64 +29,50 @@ export const MAX_RULE_BYTES = 256 * 1024;
  * these bounds; the bounds are the agent's, not the content's.
  */
 export const RuleLimitsSchema = lazySchema(() =>
-  z
-    .object({
-      /** VM instructions per call. */
-      instructions: z.number().int().min(1000).max(100_000_000).default(1_000_000),
-      /** Heap growth per call, KiB. */
-      callMemoryKb: z
-        .number()
-        .int()
-        .min(64)
-        .max(64 * 1024)
-        .default(4096),
-      /** Detections plus log output per call, bytes. */
-      outputBytes: z
-        .number()
-        .int()
-        .min(256)
-        .max(1024 * 1024)
-        .default(16 * 1024),
-      /**
-       * Wall-clock ceiling per call, ms: the backstop for work no instruction
-       * count sees (a native function, a long-string comparison). Bounded well
-       * below the host's call timeout.
-       */
-      callMs: z.number().int().min(1).max(10_000).default(50),
-      /** Faults (errors or exceeded limits) before the rule is disabled. */
-      maxFaults: z.number().int().min(1).max(1000).default(3),
-      /** Hard cap on the whole Lua state, MiB. */
-      stateMemoryMb: z.number().int().min(4).max(1024).default(64),
-    })
-    .strict(),
+  z.strictObject({
+    /** VM instructions per call. */
+    instructions: z._default(z.int().check(z.gte(1000), z.lte(100_000_000)), 1_000_000),
+    /** Heap growth per call, KiB. */
+    callMemoryKb: z._default(z.int().check(z.gte(64), z.lte(64 * 1024)), 4096),
+    /** Detections plus log output per call, bytes. */
+    outputBytes: z._default(z.int().check(z.gte(256), z.lte(1024 * 1024)), 16 * 1024),
+    /**
+     * Wall-clock ceiling per call, ms: the backstop for work no instruction
+     * count sees (a native function, a long-string comparison). Bounded well
+     * below the host's call timeout.
+     */
+    callMs: z._default(z.int().check(z.gte(1), z.lte(10_000)), 50),
+    /** Faults (errors or exceeded limits) before the rule is disabled. */
+    maxFaults: z._default(z.int().check(z.gte(1), z.lte(1000)), 3),
+    /** Hard cap on the whole Lua state, MiB. */
+    stateMemoryMb: z._default(z.int().check(z.gte(4), z.lte(1024)), 64),
+  }),
 );
 export type RuleLimits = z.infer<typeof RuleLimitsSchema>;
 
 export const RulesManifestSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      format: z.literal("outpost-lua/1"),
-      contentType: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
-      encryption: z.object({ alg: z.literal("AES-256-GCM"), keyId: z.string().regex(KEY_ID_RE) }).strict(),
-      limits: RuleLimitsSchema.prefault({}),
-      rules: z
-        .array(
-          z
-            .object({
-              name: z.string().regex(RULE_NAME_RE),
-              file: z.string().regex(/^lua\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.lua\.enc$/),
-              /** Plaintext bytes. */
-              size: z.number().int().min(0).max(MAX_RULE_BYTES),
-            })
-            .strict(),
-        )
-        .min(1)
-        .max(MAX_RULES),
-      /** Type-specific settings; each handler validates its own. */
-      settings: z.record(z.string(), z.unknown()).default({}),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    format: z.literal("outpost-lua/1"),
+    contentType: z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/)),
+    encryption: z.strictObject({
+      alg: z.literal("AES-256-GCM"),
+      keyId: z.string().check(z.regex(KEY_ID_RE)),
+    }),
+    limits: z.prefault(RuleLimitsSchema, {}),
+    rules: z
+      .array(
+        z.strictObject({
+          name: z.string().check(z.regex(RULE_NAME_RE)),
+          file: z.string().check(z.regex(/^lua\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.lua\.enc$/)),
+          /** Plaintext bytes. */
+          size: z.int().check(z.gte(0), z.lte(MAX_RULE_BYTES)),
+        }),
+      )
+      .check(z.minLength(1), z.maxLength(MAX_RULES)),
+    /** Type-specific settings; each handler validates its own. */
+    settings: z._default(z.record(z.string(), z.unknown()), {}),
+  }),
 );
 export type RulesManifest = z.infer<typeof RulesManifestSchema>;
 
@@ -190,14 +176,12 @@ export function openRulesPackage(
 
 /** What a vendor's rules source directory may hold beside its `*.lua` files. */
 export const RulesSourceConfigSchema = lazySchema(() =>
-  z
-    .object({
-      limits: RuleLimitsSchema.partial().optional(),
-      settings: z.record(z.string(), z.unknown()).optional(),
-      /** Load order (names); the rest follow in name order. Library modules may depend on earlier ones. */
-      order: z.array(z.string().regex(RULE_NAME_RE)).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    limits: z.optional(z.partial(RuleLimitsSchema)),
+    settings: z.optional(z.record(z.string(), z.unknown())),
+    /** Load order (names); the rest follow in name order. Library modules may depend on earlier ones. */
+    order: z.optional(z.array(z.string().check(z.regex(RULE_NAME_RE)))),
+  }),
 );
 
 /**

@@ -29,13 +29,13 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { sha384Hex } from "../../../core/crypto/digest.ts";
 import type { SigningKeys } from "../../../core/crypto/keys.ts";
 import { deferredImport } from "../../../core/deferred-import.ts";
 import { describeError, HandlerError } from "../../../core/errors.ts";
 import type { Capabilities, ContentView } from "../../../core/handler/contract.ts";
 import { lazySchema } from "../../../core/schema/lazy-schema.ts";
+import { z } from "../../../core/schema/zod.ts";
 
 // The X.509 and CMS stack (@peculiar/x509, pkijs, asn1js: ~270 modules) is needed only to check a
 // tenant signature against an installed tenant root (T4), or to make one (contentctl). An appfeed
@@ -51,14 +51,12 @@ export const TENANT_SIGNATURE = "tenant.json.p7s";
 export const TENANT_ROOT_FILE = "tenant-root.pem";
 
 const TenantManifestSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      contentType: z.string(),
-      version: z.number().int().positive(),
-      files: z.record(z.string(), z.string().regex(/^[0-9a-f]{96}$/)),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    contentType: z.string(),
+    version: z.int().check(z.positive()),
+    files: z.record(z.string(), z.string().check(z.regex(/^[0-9a-f]{96}$/))),
+  }),
 );
 
 const fail = (code: string, file: string, why: string) => new HandlerError(code, `${file}: ${why}`, { file });
