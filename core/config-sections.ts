@@ -2,13 +2,14 @@
  * The sections of agent.json and their schemas (zod, validated at the edge). core/config.ts
  * assembles them into AgentConfigSchema and parses config files with them.
  */
-import { z } from "zod";
+
 import { ExclusionsConfigSchema } from "./exclusions-config.ts";
 import { IdleStopSchema } from "./idle-stop-config.ts";
 import { IpsConfigSchema } from "./ips-config.ts";
 import { LogFilesConfigSchema, SelfHelpConfigSchema } from "./logs/config.ts";
 import { MlConfigSchema } from "./ml-config.ts";
 import { lazySchema } from "./schema/lazy-schema.ts";
+import { z } from "./schema/zod.ts";
 import { OnAccessSchema, SensorsSchema } from "./sensors-config.ts";
 import { SinkQueueSettingsSchema } from "./sink-queue-config.ts";
 import { SoftwareConfigSchema } from "./software-config.ts";
@@ -19,283 +20,261 @@ import { TelemetryConfigSchema } from "./telemetry/config.ts";
  * builds only the sections a file names and takes the others from CONFIG_DEFAULTS.
  */
 export const SECTIONS = {
-  stateDir: lazySchema(() => z.string().min(1).default("/var/lib/outpost")),
+  stateDir: lazySchema(() => z._default(z.string().check(z.minLength(1)), "/var/lib/outpost")),
   update: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** Folder path or http(s) URL of the content repository. */
-        repo: z.string().min(1).default("http://127.0.0.1:8080"),
-        group: z
-          .string()
-          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
-          .default("public-1"),
+        repo: z._default(z.string().check(z.minLength(1)), "http://127.0.0.1:8080"),
+        group: z._default(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), "public-1"),
         /** PEM bundle of trusted root certificates. */
-        trust: z.string().min(1).default("/etc/outpost/root.pem"),
-        intervalSeconds: z.number().int().min(10).default(3600),
+        trust: z._default(z.string().check(z.minLength(1)), "/etc/outpost/root.pem"),
+        intervalSeconds: z._default(z.int().check(z.gte(10)), 3600),
         /** ± fraction of the interval added at random to each wait, so a fleet does not poll in lock-step. */
-        jitter: z.number().min(0).max(0.5).default(0.1),
-        maxBackoffSeconds: z
-          .number()
-          .int()
-          .min(10)
-          .default(6 * 3600),
-        indexMaxBytes: z
-          .number()
-          .int()
-          .positive()
-          .default(1024 * 1024),
-        timeoutSeconds: z.number().positive().default(60),
+        jitter: z._default(z.number().check(z.gte(0), z.lte(0.5)), 0.1),
+        maxBackoffSeconds: z._default(z.int().check(z.gte(10)), 6 * 3600),
+        indexMaxBytes: z._default(z.int().check(z.positive()), 1024 * 1024),
+        timeoutSeconds: z._default(z.number().check(z.positive()), 60),
         /** A transfer that delivers fewer bytes per second than this (over a 10 s window) is aborted. */
-        minBytesPerSecond: z.number().int().min(0).default(1024),
-        enabled: z.boolean().default(true),
-      })
-      .strict()
-      .prefault({}),
+        minBytesPerSecond: z._default(z.int().check(z.gte(0)), 1024),
+        enabled: z._default(z.boolean(), true),
+      }),
+      {},
+    ),
   ),
   control: lazySchema(() =>
-    z
-      .object({
-        host: z.string().default("127.0.0.1"),
-        port: z.number().int().min(0).max(65535).default(0),
+    z.prefault(
+      z.strictObject({
+        host: z._default(z.string(), "127.0.0.1"),
+        port: z._default(z.int().check(z.gte(0), z.lte(65535)), 0),
         /** Binding anything but loopback must be asked for explicitly. */
-        allowRemote: z.boolean().default(false),
-      })
-      .strict()
-      .prefault({}),
+        allowRemote: z._default(z.boolean(), false),
+      }),
+      {},
+    ),
   ),
   /** Handler host processes: isolation, IPC, supervision (docs/handler-host.md). */
   hosts: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** "process": each host group in its own sandboxed process; "in-process": inside the agent (tests, debugging). */
-        isolation: z.enum(["process", "in-process"]).default("process"),
+        isolation: z._default(z.enum(["process", "in-process"]), "process"),
         /** Unprivileged user for `runAs: agent` groups; nobody/nogroup when it does not exist. */
-        user: z
-          .string()
-          .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
-          .default("outpost"),
+        user: z._default(z.string().check(z.regex(/^[a-z_][a-z0-9_-]{0,31}$/)), "outpost"),
         /** Apply Landlock inside host processes (when the kernel offers it). */
-        landlock: z.boolean().default(true),
+        landlock: z._default(z.boolean(), true),
         /** Largest IPC message a host may send. */
-        maxMessageBytes: z
-          .number()
-          .int()
-          .min(64 * 1024)
-          .default(64 * 1024 * 1024),
+        maxMessageBytes: z._default(z.int().check(z.gte(64 * 1024)), 64 * 1024 * 1024),
         /** Most CPU seconds a host process may use (its largest handler budget, capped here; core/host/cpu-limit.ts). */
-        cpuCeilingSeconds: z.number().int().positive().max(86400).default(3600),
+        cpuCeilingSeconds: z._default(z.int().check(z.positive(), z.lte(86400)), 3600),
         /** Time a handler call may take before it is cancelled. */
-        callTimeoutSeconds: z.number().positive().default(30),
+        callTimeoutSeconds: z._default(z.number().check(z.positive()), 30),
         /** Time validate or load may take. */
-        loadTimeoutSeconds: z.number().positive().default(300),
+        loadTimeoutSeconds: z._default(z.number().check(z.positive()), 300),
         /** First restart delay after a crash; doubles per crash up to maxBackoffMs. */
-        restartBackoffMs: z.number().int().min(0).default(500),
-        maxBackoffMs: z.number().int().min(0).default(60_000),
+        restartBackoffMs: z._default(z.int().check(z.gte(0)), 500),
+        maxBackoffMs: z._default(z.int().check(z.gte(0)), 60_000),
         /** A host that ran this long without crashing restarts with the initial delay again. */
-        stableAfterSeconds: z.number().positive().default(120),
+        stableAfterSeconds: z._default(z.number().check(z.positive()), 120),
         /** This many crashes within windowSeconds is a crash loop. */
-        crashLoop: z
-          .object({
-            crashes: z.number().int().min(2).default(3),
-            windowSeconds: z.number().positive().default(300),
-          })
-          .strict()
-          .prefault({}),
+        crashLoop: z.prefault(
+          z.strictObject({
+            crashes: z._default(z.int().check(z.gte(2)), 3),
+            windowSeconds: z._default(z.number().check(z.positive()), 300),
+          }),
+          {},
+        ),
         /** RSS and CPU sampling period (memory watchdog, status, metrics). */
-        watchdogIntervalMs: z.number().int().min(10).default(1000),
+        watchdogIntervalMs: z._default(z.int().check(z.gte(10)), 1000),
         /** Liveness check of idle hosts; 0 disables. */
-        heartbeatSeconds: z.number().min(0).default(15),
-        heartbeatTimeoutSeconds: z.number().positive().default(30),
+        heartbeatSeconds: z._default(z.number().check(z.gte(0)), 15),
+        heartbeatTimeoutSeconds: z._default(z.number().check(z.positive()), 30),
         /** Added to the sum of a group's handler memoryMb for the runtime itself (Bun idles at ~40 MiB). */
-        runtimeMemoryMb: z.number().int().min(0).default(96),
+        runtimeMemoryMb: z._default(z.int().check(z.gte(0)), 96),
         /** Events a host may emit per second; the excess is dropped and counted. */
-        eventsPerSecond: z.number().int().positive().default(2000),
+        eventsPerSecond: z._default(z.int().check(z.positive()), 2000),
         /** Hosts of groups that hold nothing hot stop after a quiet period (core/host/idle-stop.ts). */
         idleStop: IdleStopSchema,
-      })
-      .strict()
-      .prefault({}),
+      }),
+      {},
+    ),
   ),
   alerts: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** Each rejected update is POSTed as JSON to every URL here (vendor and admin endpoints). */
-        urls: z.array(z.string().url()).default([]),
-        timeoutSeconds: z.number().positive().default(10),
-      })
-      .strict()
-      .prefault({}),
+        urls: z._default(z.array(z.string().check(z.url())), []),
+        timeoutSeconds: z._default(z.number().check(z.positive()), 10),
+      }),
+      {},
+    ),
   ),
   /** Administrator control over which content this agent takes (docs/rollout.md, "Admin policy"). */
   policy: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** early: follow earlyGroup; general: the assigned group; pinned-n-1: one version behind the group. */
-        cadence: z.enum(["early", "general", "pinned-n-1"]).default("general"),
+        cadence: z._default(z.enum(["early", "general", "pinned-n-1"]), "general"),
         /** The earlier release group the tenant may opt into with cadence early. */
-        earlyGroup: z
-          .string()
-          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
-          .optional(),
+        earlyGroup: z.optional(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/))),
         /** Content type → the only version this agent installs. */
-        pins: z
-          .record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), z.number().int().positive())
-          .default({}),
-      })
-      .strict()
-      .prefault({}),
+        pins: z._default(
+          z.record(z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/)), z.int().check(z.positive())),
+          {},
+        ),
+      }),
+      {},
+    ),
   ),
   /** Heartbeats to the vendor's fleet endpoint, which gates staged rollouts on fleet health. */
   fleet: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** e.g. https://updates.example.com/fleet/heartbeat; unset: no heartbeats. */
-        url: z.string().url().optional(),
-        tenant: z
-          .string()
-          .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
-          .default("default"),
+        url: z.optional(z.string().check(z.url())),
+        tenant: z._default(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), "default"),
         /** File holding the tenant's fleet token (one line); preferred over `token`. */
-        tokenFile: z.string().min(1).optional(),
-        token: z.string().min(16).max(256).optional(),
-        timeoutSeconds: z.number().positive().max(120).default(10),
-      })
-      .strict()
-      .prefault({}),
+        tokenFile: z.optional(z.string().check(z.minLength(1))),
+        token: z.optional(z.string().check(z.minLength(16), z.maxLength(256))),
+        timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(120)), 10),
+      }),
+      {},
+    ),
   ),
   /** Scheduled queries (ScheduledQueryPack): engine, watchdog defaults, result sinks (docs/queries.md). */
   query: lazySchema(() =>
-    z
-      .object({
+    z.prefault(
+      z.strictObject({
         /** embedded: built-in osquery-compatible tables; osqueryd: a local osqueryd's extension socket. */
-        engine: z.enum(["embedded", "osqueryd"]).default("embedded"),
-        osquerySocket: z.string().min(1).default("/var/osquery/osquery.em"),
+        engine: z._default(z.enum(["embedded", "osqueryd"]), "embedded"),
+        osquerySocket: z._default(z.string().check(z.minLength(1)), "/var/osquery/osquery.em"),
         /** `hostIdentifier` of every result line and the sharding input; default: the host name. */
-        hostIdentifier: z.string().min(1).max(255).optional(),
+        hostIdentifier: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
         /** One log line per changed row (osquery's default) rather than one diffResults line per run. */
-        eventFormat: z.boolean().default(true),
-        epoch: z.number().int().min(0).default(0),
-        watchdog: z
-          .object({
-            memoryMb: z.number().int().min(1).max(16384).default(200),
-            cpuPercent: z.number().min(1).max(100).default(10),
-            latencySeconds: z.number().min(0.1).max(3600).default(12),
-            wallSeconds: z.number().min(0.1).max(86400).default(60),
-            denylistSeconds: z
-              .number()
-              .int()
-              .min(1)
-              .max(30 * 86400)
-              .default(86400),
-          })
-          .strict()
-          .prefault({}),
-        results: z
-          .object({
-            /** How often the supervisor collects result lines from the query host. */
-            flushSeconds: z.number().positive().max(3600).default(2),
-            batchLines: z.number().int().min(1).max(100_000).default(5000),
-            file: z
-              .object({
-                enabled: z.boolean().default(true),
-                /** Default: STATE/query-results/results.log. */
-                path: z.string().min(1).optional(),
-                maxBytes: z
-                  .number()
-                  .int()
-                  .min(64 * 1024)
-                  .default(25 * 1024 * 1024),
-                maxFiles: z.number().int().min(1).max(100).default(5),
-              })
-              .strict()
-              .prefault({}),
-            http: z
-              .object({
-                /** Data-lake ingest URL (e.g. http://lake:9000/v1/results); unset: no HTTP sink. */
-                url: z.string().url().optional(),
-                /** File holding a bearer token (one line); preferred over `token`. */
-                tokenFile: z.string().min(1).optional(),
-                token: z.string().min(8).max(512).optional(),
-                gzip: z.boolean().default(true),
-                timeoutSeconds: z.number().positive().max(600).default(30),
-                ...SinkQueueSettingsSchema.shape,
-              })
-              .strict()
-              .prefault({}),
-          })
-          // Other keys are sink kinds (postgres, clickhouse, syslog…), validated by plugins/sinks/registry.ts.
-          .catchall(z.unknown())
-          .prefault({}),
-      })
-      .strict()
-      .prefault({}),
+        eventFormat: z._default(z.boolean(), true),
+        epoch: z._default(z.int().check(z.gte(0)), 0),
+        watchdog: z.prefault(
+          z.strictObject({
+            memoryMb: z._default(z.int().check(z.gte(1), z.lte(16384)), 200),
+            cpuPercent: z._default(z.number().check(z.gte(1), z.lte(100)), 10),
+            latencySeconds: z._default(z.number().check(z.gte(0.1), z.lte(3600)), 12),
+            wallSeconds: z._default(z.number().check(z.gte(0.1), z.lte(86400)), 60),
+            denylistSeconds: z._default(z.int().check(z.gte(1), z.lte(30 * 86400)), 86400),
+          }),
+          {},
+        ),
+        results: z.prefault(
+          z.catchall(
+            z.object({
+              /** How often the supervisor collects result lines from the query host. */
+              flushSeconds: z._default(z.number().check(z.positive(), z.lte(3600)), 2),
+              batchLines: z._default(z.int().check(z.gte(1), z.lte(100_000)), 5000),
+              file: z.prefault(
+                z.strictObject({
+                  enabled: z._default(z.boolean(), true),
+                  /** Default: STATE/query-results/results.log. */
+                  path: z.optional(z.string().check(z.minLength(1))),
+                  maxBytes: z._default(z.int().check(z.gte(64 * 1024)), 25 * 1024 * 1024),
+                  maxFiles: z._default(z.int().check(z.gte(1), z.lte(100)), 5),
+                }),
+                {},
+              ),
+              http: z.prefault(
+                z.strictObject({
+                  /** Data-lake ingest URL (e.g. http://lake:9000/v1/results); unset: no HTTP sink. */
+                  url: z.optional(z.string().check(z.url())),
+                  /** File holding a bearer token (one line); preferred over `token`. */
+                  tokenFile: z.optional(z.string().check(z.minLength(1))),
+                  token: z.optional(z.string().check(z.minLength(8), z.maxLength(512))),
+                  gzip: z._default(z.boolean(), true),
+                  timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(600)), 30),
+                  ...SinkQueueSettingsSchema.shape,
+                }),
+                {},
+              ),
+            }),
+            // Other keys are sink kinds (postgres, clickhouse, syslog…), validated by plugins/sinks/registry.ts.
+            z.unknown(),
+          ),
+          {},
+        ),
+      }),
+      {},
+    ),
   ),
   /** Agent events into the same sink kinds as query results (docs/sinks.md), keyed by kind. */
   events: lazySchema(() =>
-    z
-      .object({ sinks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}) })
-      .strict()
-      .prefault({}),
+    z.prefault(
+      z.strictObject({ sinks: z._default(z.record(z.string(), z.record(z.string(), z.unknown())), {}) }),
+      {},
+    ),
   ),
   /**
    * Live Protection (docs/sxl.md): SXL lookups over DNS for lookup-enabled
    * detections, and sample submission, which needs lookups on.
    */
   liveProtection: lazySchema(() =>
-    z
-      .object({
-        lookups: z.boolean().default(false),
-        samples: z.boolean().default(false),
-        /** DNS zone of the SXL service; lookups are `<hash>.<detection>.v1.<zone>`. */
-        zone: z
-          .string()
-          .max(160)
-          .regex(
-            /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/i,
-            "a DNS zone such as sxl.example.com",
-          )
-          .default("sxl.outpost.invalid"),
-        /** "system" (first nameserver of /etc/resolv.conf), "host", "host:port" or "[v6]:port". */
-        resolver: z.string().min(1).default("system"),
-        timeoutMs: z.number().int().min(50).max(30_000).default(1000),
-        attempts: z.number().int().min(1).max(5).default(2),
-        ratePerSecond: z.number().positive().max(100_000).default(50),
-        burst: z.number().int().min(1).max(1_000_000).default(100),
-        cacheSize: z.number().int().min(0).max(10_000_000).default(50_000),
-        /** Sample receiver (POST); required when samples are on. */
-        sampleUrl: z.string().url().nullable().default(null),
-        /** The vendor's ECDH P-384 public key (PEM) samples are encrypted to; required when samples are on. */
-        vendorKey: z.string().min(1).nullable().default(null),
-      })
-      .strict()
-      .superRefine((lp, ctx) => {
-        if (lp.samples && !lp.lookups) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["samples"],
-            message: "sample submission requires lookups to be on",
-          });
-        }
-        if (lp.samples && (!lp.sampleUrl || !lp.vendorKey)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["samples"],
-            message: "sample submission needs sampleUrl and vendorKey",
-          });
-        }
-      })
-      .prefault({}),
+    z.prefault(
+      z
+        .strictObject({
+          lookups: z._default(z.boolean(), false),
+          samples: z._default(z.boolean(), false),
+          /** DNS zone of the SXL service; lookups are `<hash>.<detection>.v1.<zone>`. */
+          zone: z._default(
+            z
+              .string()
+              .check(
+                z.maxLength(160),
+                z.regex(
+                  /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/i,
+                  "a DNS zone such as sxl.example.com",
+                ),
+              ),
+            "sxl.outpost.invalid",
+          ),
+          /** "system" (first nameserver of /etc/resolv.conf), "host", "host:port" or "[v6]:port". */
+          resolver: z._default(z.string().check(z.minLength(1)), "system"),
+          timeoutMs: z._default(z.int().check(z.gte(50), z.lte(30_000)), 1000),
+          attempts: z._default(z.int().check(z.gte(1), z.lte(5)), 2),
+          ratePerSecond: z._default(z.number().check(z.positive(), z.lte(100_000)), 50),
+          burst: z._default(z.int().check(z.gte(1), z.lte(1_000_000)), 100),
+          cacheSize: z._default(z.int().check(z.gte(0), z.lte(10_000_000)), 50_000),
+          /** Sample receiver (POST); required when samples are on. */
+          sampleUrl: z._default(z.nullable(z.string().check(z.url())), null),
+          /** The vendor's ECDH P-384 public key (PEM) samples are encrypted to; required when samples are on. */
+          vendorKey: z._default(z.nullable(z.string().check(z.minLength(1))), null),
+        })
+        .check(
+          z.superRefine((lp, ctx) => {
+            if (lp.samples && !lp.lookups) {
+              ctx.addIssue({
+                code: "custom",
+                path: ["samples"],
+                message: "sample submission requires lookups to be on",
+              });
+            }
+            if (lp.samples && (!lp.sampleUrl || !lp.vendorKey)) {
+              ctx.addIssue({
+                code: "custom",
+                path: ["samples"],
+                message: "sample submission needs sampleUrl and vendorKey",
+              });
+            }
+          }),
+        ),
+      {},
+    ),
   ),
   /** Process reputation tags (LocalRepData, docs/scanning.md). */
   reputation: lazySchema(() =>
-    z
-      .object({
-        processTagging: z.boolean().default(true),
+    z.prefault(
+      z.strictObject({
+        processTagging: z._default(z.boolean(), true),
         /** How often /proc is polled for new processes. */
-        pollIntervalMs: z.number().int().min(50).max(60_000).default(250),
-      })
-      .strict()
-      .prefault({}),
+        pollIntervalMs: z._default(z.int().check(z.gte(50), z.lte(60_000)), 250),
+      }),
+      {},
+    ),
   ),
   /** IPS: NFQUEUE + EPIPS_data (docs/ips.md); schema in core/ips-config.ts. */
   ips: IpsConfigSchema,

@@ -8,13 +8,13 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { z } from "zod";
 import { CONFIG_DEFAULTS_JSON } from "./config-defaults.generated.ts";
 import { SECTIONS } from "./config-sections.ts";
 import { ConfigError } from "./errors.ts";
 import { lazySchema } from "./schema/lazy-schema.ts";
+import { z } from "./schema/zod.ts";
 
-export const AgentConfigSchema = lazySchema(() => z.object(SECTIONS).strict());
+export const AgentConfigSchema = lazySchema(() => z.strictObject(SECTIONS));
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
@@ -78,7 +78,7 @@ function parseBySection(input: unknown): AgentConfig | undefined {
       out[k] = defaults[k];
       continue;
     }
-    const r = (SECTIONS[k] as z.ZodType).safeParse(given[k]);
+    const r = (SECTIONS[k] as z.ZodMiniType).safeParse(given[k]);
     if (!r.success) return undefined;
     out[k] = r.data;
   }

@@ -4,8 +4,9 @@
  * the administrator's USERAPPFEED rules, the local `exclusions` config —
  * and one set of scopes naming the features that honour them.
  */
-import { z } from "zod";
+
 import { lazySchema } from "./schema/lazy-schema.ts";
+import { z } from "./schema/zod.ts";
 
 export const EXCLUSION_KINDS = ["path", "process", "sha256", "signer"] as const;
 export type ExclusionKind = (typeof EXCLUSION_KINDS)[number];
@@ -19,14 +20,12 @@ export type ExclusionScope = (typeof EXCLUSION_SCOPES)[number];
 
 /** An exclusion as a source proposes it (before the agent's refusal rules, rules.ts). */
 export const ExclusionInputSchema = lazySchema(() =>
-  z
-    .object({
-      kind: z.enum(EXCLUSION_KINDS),
-      value: z.string().min(1).max(4096),
-      scope: z.array(z.enum(EXCLUSION_SCOPES)).min(1).max(EXCLUSION_SCOPES.length),
-      reason: z.string().max(512).default(""),
-    })
-    .strict(),
+  z.strictObject({
+    kind: z.enum(EXCLUSION_KINDS),
+    value: z.string().check(z.minLength(1), z.maxLength(4096)),
+    scope: z.array(z.enum(EXCLUSION_SCOPES)).check(z.minLength(1), z.maxLength(EXCLUSION_SCOPES.length)),
+    reason: z._default(z.string().check(z.maxLength(512)), ""),
+  }),
 );
 export type ExclusionInput = z.input<typeof ExclusionInputSchema>;
 
@@ -41,5 +40,5 @@ export interface Exclusion {
 
 /** The `exclusions` section of agent.json: local exclusions, source "config". */
 export const ExclusionsConfigSchema = lazySchema(() =>
-  z.array(ExclusionInputSchema).max(100_000).default([]),
+  z._default(z.array(ExclusionInputSchema).check(z.maxLength(100_000)), []),
 );

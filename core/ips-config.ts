@@ -3,95 +3,96 @@
  * is off unless asked for: it sits in the packet path, and a bad day there
  * is a network outage (docs/ips.md, "Configuration").
  */
-import { z } from "zod";
-import { lazySchema } from "./schema/lazy-schema.ts";
 
-const Ports = lazySchema(() => z.array(z.number().int().min(1).max(65_535)).max(256));
+import { lazySchema } from "./schema/lazy-schema.ts";
+import { z } from "./schema/zod.ts";
+
+const Ports = lazySchema(() => z.array(z.int().check(z.gte(1), z.lte(65_535))).check(z.maxLength(256)));
 const PortSetSchema = lazySchema(() =>
-  z
-    .object({ tcp: Ports.default([]), udp: Ports.default([]) })
-    .strict()
-    .prefault({}),
+  z.prefault(z.strictObject({ tcp: z._default(Ports, []), udp: z._default(Ports, []) }), {}),
 );
 
 export const IpsConfigSchema = lazySchema(() =>
-  z
-    .object({
-      enabled: z.boolean().default(false),
+  z.prefault(
+    z.strictObject({
+      enabled: z._default(z.boolean(), false),
       /** detect: packets pass at once, copies are matched (alerts only). prevent: drop rules drop. */
-      mode: z.enum(["detect", "prevent"]).default("detect"),
+      mode: z._default(z.enum(["detect", "prevent"]), "detect"),
       /** NFQUEUE number; one reader per queue per network namespace. */
-      queue: z.number().int().min(0).max(65_535).default(7),
+      queue: z._default(z.int().check(z.gte(0), z.lte(65_535)), 7),
       /**
        * What is queued: inbound = to these local ports, outbound = to these
        * remote ports. Replies of those flows are queued too (flow direction).
        */
-      ports: z
-        .object({
+      ports: z.prefault(
+        z.strictObject({
           inbound: PortSetSchema,
-          outbound: PortSetSchema.default({ tcp: [80, 8080], udp: [] }),
-        })
-        .strict()
-        .prefault({}),
+          outbound: z._default(PortSetSchema, { tcp: [80, 8080], udp: [] }),
+        }),
+        {},
+      ),
       /** Packets the kernel holds for us; beyond it the queue fails open (packets pass uninspected). */
-      queueMaxLen: z.number().int().min(1).max(65_536).default(2048),
+      queueMaxLen: z._default(z.int().check(z.gte(1), z.lte(65_536)), 2048),
       /** Bytes of each packet inspected (headers included). */
-      copyBytes: z.number().int().min(128).max(65_535).default(4096),
-      batch: z
-        .object({
-          maxPackets: z.number().int().min(1).max(1024).default(64),
+      copyBytes: z._default(z.int().check(z.gte(128), z.lte(65_535)), 4096),
+      batch: z.prefault(
+        z.strictObject({
+          maxPackets: z._default(z.int().check(z.gte(1), z.lte(1024)), 64),
           /** How long a packet may wait for others to share its IPC call. 0: the next event-loop turn. */
-          maxWaitMs: z.number().min(0).max(100).default(0),
+          maxWaitMs: z._default(z.number().check(z.gte(0), z.lte(100)), 0),
           /** Batches in flight at once; beyond that packets pass uninspected (and are counted). */
-          maxInFlight: z.number().int().min(1).max(64).default(8),
-        })
-        .strict()
-        .prefault({}),
+          maxInFlight: z._default(z.int().check(z.gte(1), z.lte(64)), 8),
+        }),
+        {},
+      ),
       /** A batch the ips host has not answered by then is accepted (fail-open) and counted. */
-      verdictTimeoutMs: z.number().int().min(10).max(10_000).default(250),
+      verdictTimeoutMs: z._default(z.int().check(z.gte(10), z.lte(10_000)), 250),
       /** Detection events per second on the event stream; the rest are counted. */
-      maxEventsPerSecond: z.number().int().min(1).max(100_000).default(100),
-      selfDisable: z
-        .object({
-          checkIntervalMs: z.number().int().min(50).max(60_000).default(1000),
+      maxEventsPerSecond: z._default(z.int().check(z.gte(1), z.lte(100_000)), 100),
+      selfDisable: z.prefault(
+        z.strictObject({
+          checkIntervalMs: z._default(z.int().check(z.gte(50), z.lte(60_000)), 1000),
           /** Overruns (kernel drops, socket ENOBUFS, backlog at the limit) per check that switch the IPS off. */
-          overruns: z.number().int().min(1).max(1_000_000).default(1),
+          overruns: z._default(z.int().check(z.gte(1), z.lte(1_000_000)), 1),
           /** A full backlog: queue_total ≥ this fraction of queueMaxLen counts as an overrun. */
-          backlogFraction: z.number().min(0.1).max(1).default(0.9),
+          backlogFraction: z._default(z.number().check(z.gte(0.1), z.lte(1)), 0.9),
           /** p99 of verdict latency over one check (prevent mode) above this switches the IPS off. */
-          verdictP99Ms: z.number().positive().max(60_000).default(100),
+          verdictP99Ms: z._default(z.number().check(z.positive(), z.lte(60_000)), 100),
           /** Fewest verdicts in a check for the p99 to count. */
-          minSamples: z.number().int().min(1).max(1_000_000).default(50),
+          minSamples: z._default(z.int().check(z.gte(1), z.lte(1_000_000)), 50),
           /** ips host crashes within the host supervisor's window that count as a crash loop. */
-          hostCrashes: z.number().int().min(1).max(1000).default(3),
+          hostCrashes: z._default(z.int().check(z.gte(1), z.lte(1000)), 3),
           /** A TCP endpoint that must stay reachable ("host:port"); null: no probe. */
-          probe: z
-            .object({
-              target: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "host:port"),
-              intervalMs: z.number().int().min(100).max(3_600_000).default(5000),
-              timeoutMs: z.number().int().min(50).max(60_000).default(2000),
-              failures: z.number().int().min(1).max(100).default(3),
-            })
-            .strict()
-            .nullable()
-            .default(null),
-        })
-        .strict()
-        .prefault({}),
+          probe: z._default(
+            z.nullable(
+              z.strictObject({
+                target: z
+                  .string()
+                  .check(z.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "host:port")),
+                intervalMs: z._default(z.int().check(z.gte(100), z.lte(3_600_000)), 5000),
+                timeoutMs: z._default(z.int().check(z.gte(50), z.lte(60_000)), 2000),
+                failures: z._default(z.int().check(z.gte(1), z.lte(100)), 3),
+              }),
+            ),
+            null,
+          ),
+        }),
+        {},
+      ),
       /** Where loaded kernel modules are read from (NTP_OVERRIDES); tests point these at a fake tree. */
-      modules: z
-        .object({
-          procModules: z.string().min(1).default("/proc/modules"),
-          sysModule: z.string().min(1).default("/sys/module"),
-          pollMs: z.number().int().min(100).max(3_600_000).default(10_000),
-        })
-        .strict()
-        .prefault({}),
+      modules: z.prefault(
+        z.strictObject({
+          procModules: z._default(z.string().check(z.minLength(1)), "/proc/modules"),
+          sysModule: z._default(z.string().check(z.minLength(1)), "/sys/module"),
+          pollMs: z._default(z.int().check(z.gte(100), z.lte(3_600_000)), 10_000),
+        }),
+        {},
+      ),
       /** Where NFQUEUE counters are read (self-disable on drops and overruns). */
-      procQueue: z.string().min(1).default("/proc/net/netfilter/nfnetlink_queue"),
-    })
-    .strict()
-    .prefault({}),
+      procQueue: z._default(z.string().check(z.minLength(1)), "/proc/net/netfilter/nfnetlink_queue"),
+    }),
+    {},
+  ),
 );
 
 export type IpsConfig = z.infer<typeof IpsConfigSchema>;

@@ -10,16 +10,17 @@
  * Policy may set it (`ml.*`), and `live` needs the `mlLive` flag once a
  * Flags supplement is installed (core/effective/gates.ts).
  */
-import { z } from "zod";
+
 import { lazySchema } from "./schema/lazy-schema.ts";
+import { z } from "./schema/zod.ts";
 
 export const MlConfigSchema = lazySchema(() =>
-  z
-    .object({
-      mode: z.enum(["live", "telemetry", "off"]).default("live"),
-    })
-    .strict()
-    .prefault({}),
+  z.prefault(
+    z.strictObject({
+      mode: z._default(z.enum(["live", "telemetry", "off"]), "live"),
+    }),
+    {},
+  ),
 );
 
 export type MlConfig = z.infer<typeof MlConfigSchema>;

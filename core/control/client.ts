@@ -7,11 +7,11 @@
  * offline instead.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { z } from "zod";
 import type { AckResult, AgentStatus, ContentInfo, UpdateCycleReport } from "../agent/api.ts";
 import type { AgentEvent } from "../agent/events.ts";
 import { pidAlive } from "../pid.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { statePaths } from "../state-paths.ts";
 import { ControlError, errorFromBody } from "./errors.ts";
 import type { ControlInfo } from "./server.ts";
@@ -28,11 +28,11 @@ export interface RemoteAgentApi {
 
 const ControlInfoSchema = lazySchema(() =>
   z.object({
-    url: z.string().url(),
-    port: z.number().int(),
-    pid: z.number().int(),
+    url: z.string().check(z.url()),
+    port: z.int(),
+    pid: z.int(),
     startedAt: z.string(),
-    socket: z.string().optional(),
+    socket: z.optional(z.string()),
   }),
 );
 

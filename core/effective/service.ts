@@ -12,7 +12,7 @@
  * `policy:<file>`) and as a `policy-rule-failed` event, and never touches
  * another file's values.
  */
-import { z } from "zod";
+
 import type { AgentConfig } from "../config.ts";
 import { configSource, parseAgentConfig } from "../config.ts";
 import type { Trust } from "../crypto/verify.ts";
@@ -20,6 +20,7 @@ import { describeError } from "../errors.ts";
 import type { HealthBoard } from "../health/reasons.ts";
 import type { Logger } from "../log.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import type { Transport } from "../update/transport.ts";
 import { keyMatches } from "./allow-list.ts";
 import {
@@ -64,36 +65,30 @@ export const ROLE_FLAGS = "config.flags";
 
 /** What an overlay contributor's `remap` returns (validated here: the host is not trusted). */
 export const RemapResultSchema = lazySchema(() =>
-  z
-    .object({
-      version: z.number().int(),
-      files: z.array(
-        z.discriminatedUnion("ok", [
-          z.object({ file: z.string(), ok: z.literal(true), values: OverlaySchema.shape.values }).strict(),
-          z
-            .object({
-              file: z.string(),
-              ok: z.literal(false),
-              error: z
-                .object({
-                  code: z.string(),
-                  message: z.string(),
-                  rule: z.string().optional(),
-                  document: z.string().optional(),
-                  line: z.number().int().optional(),
-                })
-                .strict(),
-            })
-            .strict(),
-        ]),
-      ),
-    })
-    .strict(),
+  z.strictObject({
+    version: z.int(),
+    files: z.array(
+      z.discriminatedUnion("ok", [
+        z.strictObject({ file: z.string(), ok: z.literal(true), values: OverlaySchema.shape.values }),
+        z.strictObject({
+          file: z.string(),
+          ok: z.literal(false),
+          error: z.strictObject({
+            code: z.string(),
+            message: z.string(),
+            rule: z.optional(z.string()),
+            document: z.optional(z.string()),
+            line: z.optional(z.int()),
+          }),
+        }),
+      ]),
+    ),
+  }),
 );
 export type RemapResult = z.infer<typeof RemapResultSchema>;
 
 export const SupplementResultSchema = lazySchema(() =>
-  z.object({ version: z.number().int(), flags: z.record(z.string(), z.enum(["off", "available"])) }).strict(),
+  z.strictObject({ version: z.int(), flags: z.record(z.string(), z.enum(["off", "available"])) }),
 );
 
 export interface DocumentInput {

@@ -10,9 +10,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { DOCUMENT_NAME_RE } from "./bundle.ts";
 
 export const effectivePaths = (stateDir: string) => {
@@ -27,72 +27,67 @@ export const effectivePaths = (stateDir: string) => {
 };
 
 const OverlayValueSchema = lazySchema(() =>
-  z
-    .object({
-      key: z.string(),
-      value: z.unknown(),
-      rule: z.string(),
-      document: z.string(),
-      line: z.number().int().optional(),
-    })
-    .strict(),
+  z.strictObject({
+    key: z.string(),
+    value: z.unknown(),
+    rule: z.string(),
+    document: z.string(),
+    line: z.optional(z.int()),
+  }),
 );
 
 export const OverlaySchema = lazySchema(() =>
-  z
-    .object({
-      file: z.string(),
-      contentVersion: z.number().int().optional(),
-      values: z.array(OverlayValueSchema),
-    })
-    .strict(),
+  z.strictObject({
+    file: z.string(),
+    contentVersion: z.optional(z.int()),
+    values: z.array(OverlayValueSchema),
+  }),
 );
 
 export const FailureSchema = lazySchema(() =>
-  z
-    .object({
-      file: z.string(),
-      code: z.string(),
-      message: z.string(),
-      rule: z.string().optional(),
-      /** The config key a refusal concerns (allow-list, schema). */
-      key: z.string().optional(),
-      document: z.string().optional(),
-      line: z.number().int().optional(),
-      at: z.string(),
-    })
-    .strict(),
+  z.strictObject({
+    file: z.string(),
+    code: z.string(),
+    message: z.string(),
+    rule: z.optional(z.string()),
+    /** The config key a refusal concerns (allow-list, schema). */
+    key: z.optional(z.string()),
+    document: z.optional(z.string()),
+    line: z.optional(z.int()),
+    at: z.string(),
+  }),
 );
 
 export const PersistedSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      fetch: z
-        .object({
-          etag: z.string().optional(),
-          lastSerial: z.number().int().optional(),
-          lastAttempt: z.string().optional(),
-          lastSuccess: z.string().optional(),
-          lastError: z.object({ code: z.string(), message: z.string(), at: z.string() }).optional(),
-        })
-        .default({}),
-      overlays: z.array(OverlaySchema).default([]),
-      failures: z.array(FailureSchema).default([]),
-      supplement: z
-        .object({
+  z.strictObject({
+    schema: z.literal(1),
+    fetch: z._default(
+      z.object({
+        etag: z.optional(z.string()),
+        lastSerial: z.optional(z.int()),
+        lastAttempt: z.optional(z.string()),
+        lastSuccess: z.optional(z.string()),
+        lastError: z.optional(z.object({ code: z.string(), message: z.string(), at: z.string() })),
+      }),
+      {},
+    ),
+    overlays: z._default(z.array(OverlaySchema), []),
+    failures: z._default(z.array(FailureSchema), []),
+    supplement: z._default(
+      z.nullable(
+        z.object({
           type: z.string(),
-          version: z.number().int(),
+          version: z.int(),
           flags: z.record(z.string(), z.enum(["off", "available"])),
-        })
-        .nullable()
-        .default(null),
-      serviceLastKnown: z.record(z.string(), z.enum(["on", "off"])).default({}),
-      /** The service's latest answer (null: missing or unreachable at the last attempt). */
-      serviceAnswer: z.record(z.string(), z.string()).nullable().default(null),
-      appliedAt: z.string().optional(),
-    })
-    .strict(),
+        }),
+      ),
+      null,
+    ),
+    serviceLastKnown: z._default(z.record(z.string(), z.enum(["on", "off"])), {}),
+    /** The service's latest answer (null: missing or unreachable at the last attempt). */
+    serviceAnswer: z._default(z.nullable(z.record(z.string(), z.string())), null),
+    appliedAt: z.optional(z.string()),
+  }),
 );
 
 export type Persisted = z.infer<typeof PersistedSchema>;

@@ -20,7 +20,6 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import {
   EXCLUSION_KINDS,
   EXCLUSION_SCOPES,
@@ -29,6 +28,7 @@ import {
 } from "../exclusions-config.ts";
 import { atomicWriteFile } from "../fsutil.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { ExclusionMatcher } from "./matcher.ts";
 import { checkExclusion, type Refusal } from "./rules.ts";
 
@@ -78,8 +78,8 @@ const PersistedSchema = lazySchema(() =>
         }),
       ),
     ),
-    refused: z.array(z.object({ source: z.string(), rule: z.string(), reason: z.string() }).passthrough()),
-    held: z.record(z.string(), z.object({ code: z.string(), message: z.string() })).optional(),
+    refused: z.array(z.looseObject({ source: z.string(), rule: z.string(), reason: z.string() })),
+    held: z.optional(z.record(z.string(), z.object({ code: z.string(), message: z.string() }))),
   }),
 );
 

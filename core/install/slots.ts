@@ -27,30 +27,28 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, dirname } from "node:path";
-import { z } from "zod";
 import { InstallError } from "../errors.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { inRoot, LAYOUT } from "./layout.ts";
 
 export type Slot = "slot-a" | "slot-b";
 const SlotSchema = lazySchema(() => z.enum(["slot-a", "slot-b"]));
 
 export const SoftwareRecordSchema = lazySchema(() =>
-  z
-    .object({
-      state: z.enum(["pending", "healthy", "rolled-back"]),
-      from: SlotSchema,
-      to: SlotSchema,
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      startedAt: z.string(),
-      deadlineAt: z.string(),
-      finishedAt: z.string().optional(),
-      ms: z.number().optional(),
-      reason: z.string().optional(),
-      /** Hashes of builds that failed their probe: never staged again. */
-      bad: z.array(z.string()).default([]),
-    })
-    .strict(),
+  z.strictObject({
+    state: z.enum(["pending", "healthy", "rolled-back"]),
+    from: SlotSchema,
+    to: SlotSchema,
+    sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+    startedAt: z.string(),
+    deadlineAt: z.string(),
+    finishedAt: z.optional(z.string()),
+    ms: z.optional(z.number()),
+    reason: z.optional(z.string()),
+    /** Hashes of builds that failed their probe: never staged again. */
+    bad: z._default(z.array(z.string()), []),
+  }),
 );
 export type SoftwareRecord = z.infer<typeof SoftwareRecordSchema>;
 

@@ -4,8 +4,9 @@
  * to a server pinned here: TELEMSUP content chooses among these servers and
  * sets the cadence, it can never name a host of its own (docs/telemetry.md).
  */
-import { z } from "zod";
+
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 
 const HOST = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*";
 
@@ -13,35 +14,32 @@ const HOST = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z
 export const AllowedServerSchema = lazySchema(() =>
   z
     .string()
-    .max(300)
-    .regex(
-      new RegExp(`^((https?)://)?${HOST}(:[0-9]{1,5})?$`, "i"),
-      "a host name, or https://host[:port] / http://host[:port]",
+    .check(
+      z.maxLength(300),
+      z.regex(
+        new RegExp(`^((https?)://)?${HOST}(:[0-9]{1,5})?$`, "i"),
+        "a host name, or https://host[:port] / http://host[:port]",
+      ),
     ),
 );
 
 export const TelemetryConfigSchema = lazySchema(() =>
-  z
-    .object({
-      enabled: z.boolean().default(false),
+  z.prefault(
+    z.strictObject({
+      enabled: z._default(z.boolean(), false),
       /** The only servers a TELEMSUP document may send to. Empty: nowhere. */
-      allowedServers: z.array(AllowedServerSchema).max(32).default([]),
+      allowedServers: z._default(z.array(AllowedServerSchema).check(z.maxLength(32)), []),
       /** File holding a bearer token for the receiver (the fleet token is used when unset). */
-      tokenFile: z.string().min(1).optional(),
+      tokenFile: z.optional(z.string().check(z.minLength(1))),
       /** ± fraction of the interval added at random, so a fleet does not report in lock-step. */
-      jitter: z.number().min(0).max(0.5).default(0.1),
+      jitter: z._default(z.number().check(z.gte(0), z.lte(0.5)), 0.1),
       /** Reports kept on disk while the receiver is unreachable; the oldest are dropped above this. */
-      queueMaxBytes: z
-        .number()
-        .int()
-        .min(64 * 1024)
-        .max(1024 * 1024 * 1024)
-        .default(16 * 1024 * 1024),
-      maxBackoffSeconds: z.number().positive().max(86400).default(3600),
-      timeoutSeconds: z.number().positive().max(600).default(30),
-    })
-    .strict()
-    .prefault({}),
+      queueMaxBytes: z._default(z.int().check(z.gte(64 * 1024), z.lte(1024 * 1024 * 1024)), 16 * 1024 * 1024),
+      maxBackoffSeconds: z._default(z.number().check(z.positive(), z.lte(86400)), 3600),
+      timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(600)), 30),
+    }),
+    {},
+  ),
 );
 
 export type TelemetryConfig = z.infer<typeof TelemetryConfigSchema>;

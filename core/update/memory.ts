@@ -5,16 +5,16 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { statePaths } from "../config.ts";
 import { StoreError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson, removeStaleTempFiles } from "../fsutil.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 
 const RollbackNoticeSchema = lazySchema(() =>
   z.object({
-    from: z.number().int().nullable(),
-    to: z.number().int(),
+    from: z.nullable(z.int()),
+    to: z.int(),
     reason: z.string(),
     at: z.string(),
   }),
@@ -26,36 +26,37 @@ const MemorySchema = lazySchema(() =>
     schema: z.literal(1),
     groups: z.record(
       z.string(),
-      z.object({ lastSerial: z.number().int().nonnegative(), lastIndexSha384: z.string() }),
+      z.object({ lastSerial: z.int().check(z.nonnegative()), lastIndexSha384: z.string() }),
     ),
-    lastAttempt: z.string().nullable(),
-    lastSuccess: z.string().nullable(),
-    consecutiveFailures: z.number().int().nonnegative(),
+    lastAttempt: z.nullable(z.string()),
+    lastSuccess: z.nullable(z.string()),
+    consecutiveFailures: z.int().check(z.nonnegative()),
     /** Kept on disk so `agent status` shows rejections across restarts and offline. */
-    recentRejections: z
-      .array(
+    recentRejections: z._default(
+      z.array(
         z.object({
           at: z.string(),
-          type: z.string().optional(),
+          type: z.optional(z.string()),
           file: z.string(),
           code: z.string(),
           reason: z.string(),
         }),
-      )
-      .default([]),
+      ),
+      [],
+    ),
     /**
      * R11's memory: per content type, the newest signing time of any package ever installed. Kept
      * here rather than derived from the pointers, which a rollback moves backwards.
      */
-    signingHighWater: z.record(z.string(), z.iso.datetime()).optional(),
+    signingHighWater: z.optional(z.record(z.string(), z.iso.datetime())),
     /** Automatic rollbacks not yet acknowledged, per type (core/agent/rollback-notices.ts). */
-    rollbackNotices: z.record(z.string(), RollbackNoticeSchema).optional(),
+    rollbackNotices: z.optional(z.record(z.string(), RollbackNoticeSchema)),
   }),
 );
 export type UpdateMemoryData = z.infer<typeof MemorySchema>;
 
 const CacheMetaSchema = lazySchema(() =>
-  z.object({ etag: z.string().optional(), sigEtag: z.string().optional() }),
+  z.object({ etag: z.optional(z.string()), sigEtag: z.optional(z.string()) }),
 );
 
 export class UpdateMemory {

@@ -9,23 +9,21 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { z } from "zod";
 import type { AgentConfigInput } from "../../config.ts";
 import { ConfigError } from "../../errors.ts";
 import { atomicWriteFile } from "../../fsutil.ts";
 import { lazySchema } from "../../schema/lazy-schema.ts";
+import { z } from "../../schema/zod.ts";
 
 export const RUN_CONFIG_FILE = "run-config.json";
 
 const RunConfigSchema = lazySchema(() =>
-  z
-    .object({
-      /** Absolute path of the config file, null when the agent ran on defaults and flags. */
-      config: z.string().min(1).nullable(),
-      /** The overrides the command line gave (repo, group, trust, port). */
-      overrides: z.record(z.string(), z.unknown()),
-    })
-    .strict(),
+  z.strictObject({
+    /** Absolute path of the config file, null when the agent ran on defaults and flags. */
+    config: z.nullable(z.string().check(z.minLength(1))),
+    /** The overrides the command line gave (repo, group, trust, port). */
+    overrides: z.record(z.string(), z.unknown()),
+  }),
 );
 export type RunConfig = z.infer<typeof RunConfigSchema>;
 
