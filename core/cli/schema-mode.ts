@@ -10,13 +10,9 @@
  * any module that builds schemas is evaluated (bin/agent.ts calls it first).
  */
 import { config } from "zod/mini";
+import { ONE_SHOT_SUPERVISOR_ENV } from "../jsc-options.ts";
 
-/**
- * Set by a one-shot command for the host processes it starts (the host
- * environment keeps OUTPOST_* variables, core/host/launch.ts): they live no
- * longer than it does. `agent run` clears it, so its hosts never inherit it.
- */
-export const ONE_SHOT_SUPERVISOR_ENV = "OUTPOST_ONE_SHOT_SUPERVISOR";
+export { ONE_SHOT_SUPERVISOR_ENV };
 
 /** Interpreted schemas unless this process is long-running; returns whether it switched. */
 export function interpretSchemasForOneShot(

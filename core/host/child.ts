@@ -21,6 +21,7 @@ import { describeError, HandlerError, isOutpostError } from "../errors.ts";
 import { createCapabilities } from "../handler/capabilities.ts";
 import type { Capabilities, ContentHandler, ContentView, HandlerManifest } from "../handler/contract.ts";
 import type { HandlerRegistry } from "../handler/registry.ts";
+import { jitPolicyForWork } from "../jsc-options.ts";
 import { writeStderr } from "../stdio.ts";
 import { Channel } from "./channel.ts";
 import { headOnlyView } from "./head-only.ts";
@@ -349,6 +350,8 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
             throw new HandlerError("HND_NOT_LOADED", `${a.type} has no content loaded (${sl.state})`);
           }
           if (!sl.handler.call) throw new HandlerError("HND_NO_API", `${a.type} offers no API`);
+          const policy = jitPolicyForWork();
+          if (policy !== undefined) Bun.unsafe.setJITPolicy(policy);
           try {
             return await sl.handler.call(sl.live, a.method, a.args, { signal: ctx.signal });
           } catch (e) {

@@ -12,7 +12,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TARGETS } from "../../build.ts";
-import { AGENT_RUNTIME_ENV, jitPolicyFor, ONE_SHOT_JIT_POLICY } from "../../core/jsc-options.ts";
+import {
+  AGENT_RUNTIME_ENV,
+  jitPolicyFor,
+  jitPolicyForWork,
+  ONE_SHOT_JIT_POLICY,
+  ONE_SHOT_SUPERVISOR_ENV,
+} from "../../core/jsc-options.ts";
 
 // How many calls of a small function it takes to reach the optimizing tier, compiled in the
 // foreground (useConcurrentJIT=0) so that the count does not depend on a JIT thread's timing.
@@ -93,9 +99,9 @@ describe("the executable's one-shot JIT policy", () => {
 
 describe("which processes switch back to 1 (bin/agent.ts)", () => {
   test("the supervisor, a host and the query worker do; one-shot commands and --help keep the policy", () => {
-    expect(jitPolicyFor(["run", "--config", "/etc/outpost/agent.json"])).toBe(1);
-    expect(jitPolicyFor(["host", "--group", "scanner", "--max-inbound", "1"])).toBe(1);
-    expect(jitPolicyFor(["query-worker"])).toBe(1);
+    expect(jitPolicyFor(["run", "--config", "/etc/outpost/agent.json"], {})).toBe(1);
+    expect(jitPolicyFor(["host", "--group", "scanner", "--max-inbound", "1"], {})).toBe(1);
+    expect(jitPolicyFor(["query-worker"], {})).toBe(1);
     for (const oneShot of [
       ["scan", "/tmp/x"],
       ["status", "--json"],
@@ -103,7 +109,16 @@ describe("which processes switch back to 1 (bin/agent.ts)", () => {
       ["run", "--help"],
       ["host", "-h"],
     ])
-      expect(jitPolicyFor(oneShot)).toBeUndefined();
+      expect(jitPolicyFor(oneShot, {})).toBeUndefined();
+  });
+
+  test("a host a one-shot command started keeps the policy until its first call, then switches to 1 once", () => {
+    const oneShot = { [ONE_SHOT_SUPERVISOR_ENV]: "1" };
+    expect(jitPolicyFor(["host", "--group", "scanner"], oneShot)).toBeUndefined();
+    // `agent run`'s hosts switched at start: their calls change nothing.
+    expect(jitPolicyForWork({})).toBeUndefined();
+    expect(jitPolicyForWork(oneShot)).toBe(1);
+    expect(jitPolicyForWork(oneShot)).toBeUndefined();
   });
 
   test("build.ts bakes the policy into the agent only (contentctl's serve and fleet commands stay up)", () => {
