@@ -9,8 +9,9 @@
  * heartbeat cannot be sent again (replay) and an old one cannot be delayed
  * into a later decision.
  */
-import { z } from "zod";
+
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { TENANT_RE } from "./heartbeat-protocol.ts";
 
 export const ENROLL_PATH = "/fleet/enroll";
@@ -24,28 +25,24 @@ export const SIGNATURE_ALG = "Ed25519" as const;
 const SPKI_B64URL = /^[A-Za-z0-9_-]{40,120}$/;
 
 export const EnrollRequestSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      agentId: z.string().regex(AGENT_ID_RE),
-      tenant: z.string().regex(TENANT_RE),
-      alg: z.literal(SIGNATURE_ALG),
-      /** SubjectPublicKeyInfo (DER), base64url. */
-      publicKey: z.string().regex(SPKI_B64URL),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    agentId: z.string().check(z.regex(AGENT_ID_RE)),
+    tenant: z.string().check(z.regex(TENANT_RE)),
+    alg: z.literal(SIGNATURE_ALG),
+    /** SubjectPublicKeyInfo (DER), base64url. */
+    publicKey: z.string().check(z.regex(SPKI_B64URL)),
+  }),
 );
 
 export const EnrollResponseSchema = lazySchema(() =>
-  z
-    .object({
-      agentId: z.string().regex(AGENT_ID_RE),
-      tenant: z.string().regex(TENANT_RE),
-      /** The release group the fleet assigned (from the tenant's enrollment settings, not the agent). */
-      group: z.string(),
-      enrolledAt: z.iso.datetime(),
-    })
-    .strict(),
+  z.strictObject({
+    agentId: z.string().check(z.regex(AGENT_ID_RE)),
+    tenant: z.string().check(z.regex(TENANT_RE)),
+    /** The release group the fleet assigned (from the tenant's enrollment settings, not the agent). */
+    group: z.string(),
+    enrolledAt: z.iso.datetime(),
+  }),
 );
 
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;

@@ -9,10 +9,10 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { ConfigError, UpdateError } from "../errors.ts";
 import { atomicWriteFile, atomicWriteJson } from "../fsutil.ts";
 import { lazySchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
 import { loadAgentId } from "./heartbeat.ts";
 import {
   AGENT_HEADER,
@@ -30,17 +30,15 @@ export const identityPaths = (stateDir: string) => ({
 });
 
 const IdentityFileSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      fleet: z.string().url(),
-      agentId: z.string(),
-      tenant: z.string(),
-      group: z.string(),
-      enrolledAt: z.iso.datetime(),
-      publicKey: z.string(),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    fleet: z.string().check(z.url()),
+    agentId: z.string(),
+    tenant: z.string(),
+    group: z.string(),
+    enrolledAt: z.iso.datetime(),
+    publicKey: z.string(),
+  }),
 );
 export type AgentIdentity = z.infer<typeof IdentityFileSchema>;
 

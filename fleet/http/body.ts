@@ -1,6 +1,6 @@
 /** Reading request bodies at the fleet edge (heartbeats, enrollments) without trusting Content-Length. */
 import type { Context } from "hono";
-import type { z } from "zod";
+import type { z } from "../../core/schema/zod.ts";
 
 /** The body, or null when it is larger than `max` (whatever Content-Length claims). */
 export async function readCapped(req: Request, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
@@ -40,7 +40,7 @@ export type JsonBody<T> =
  */
 export async function readJsonBody<T>(
   c: Context,
-  schema: z.ZodType<T>,
+  schema: z.ZodMiniType<T>,
   max: number,
   what: string,
 ): Promise<JsonBody<T>> {

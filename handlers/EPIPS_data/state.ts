@@ -8,30 +8,26 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { atomicWriteJson } from "../../core/fsutil.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export const SafetySchema = lazySchema(() =>
-  z
-    .object({
-      code: z.string(),
-      reason: z.string(),
-      at: z.string(),
-      /** EPIPS_data version in force when it tripped; a newer one re-arms the IPS. */
-      contentVersion: z.number().int().nullable(),
-    })
-    .strict(),
+  z.strictObject({
+    code: z.string(),
+    reason: z.string(),
+    at: z.string(),
+    /** EPIPS_data version in force when it tripped; a newer one re-arms the IPS. */
+    contentVersion: z.nullable(z.int()),
+  }),
 );
 
 export const IpsStateSchema = lazySchema(() =>
-  z
-    .object({
-      /** null: follow the config's `ips.enabled`. */
-      admin: z.enum(["enabled", "disabled"]).nullable().default(null),
-      safety: SafetySchema.nullable().default(null),
-    })
-    .strict(),
+  z.strictObject({
+    /** null: follow the config's `ips.enabled`. */
+    admin: z._default(z.nullable(z.enum(["enabled", "disabled"])), null),
+    safety: z._default(z.nullable(SafetySchema), null),
+  }),
 );
 
 export type IpsState = z.infer<typeof IpsStateSchema>;

@@ -6,10 +6,10 @@
  * failure; errors (no content loaded, agent unreachable) still throw.
  */
 import { defineCommand } from "citty";
-import { z } from "zod";
 import { printJson, printText } from "../../core/cli/output.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 
 export type CallHandler = (type: string, method: string, args: unknown) => Promise<unknown>;
 

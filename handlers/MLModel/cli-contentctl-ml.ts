@@ -8,18 +8,18 @@
  */
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { z } from "zod";
 import { printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import { type BuildSummary, buildModel, compileAssemblyScript } from "./build.ts";
 
 const GoldenInputs = lazySchema(() =>
   z.union([
-    z.array(z.array(z.number())).min(1),
-    z
-      .object({ vectors: z.array(z.object({ features: z.array(z.number()) }).passthrough()).min(1) })
-      .passthrough(),
+    z.array(z.array(z.number())).check(z.minLength(1)),
+    z.looseObject({
+      vectors: z.array(z.looseObject({ features: z.array(z.number()) })).check(z.minLength(1)),
+    }),
   ]),
 );
 

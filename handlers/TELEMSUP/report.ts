@@ -9,7 +9,7 @@
  * docs/telemetry.md lists every field and report.test.ts proves nothing
  * else is sent.
  */
-import type { z } from "zod";
+import type { z } from "../../core/schema/zod.ts";
 import {
   type MetricRow,
   type QueryRow,

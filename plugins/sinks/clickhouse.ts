@@ -29,27 +29,27 @@
  * SINK_SCHEMA_CONFLICT in the error the stats show.
  */
 import { readFileSync } from "node:fs";
-import { z } from "zod";
 import { ConfigError } from "../../core/errors.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { toRow } from "./result-rows.ts";
 
-const ident = lazySchema(() => z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a ClickHouse identifier"));
+const ident = lazySchema(() =>
+  z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a ClickHouse identifier")),
+);
 
 export const ClickHouseSinkSchema = lazySchema(() =>
-  z
-    .object({
-      /** HTTP interface, e.g. http://clickhouse:8123 */
-      url: z.string().url(),
-      database: ident.default("default"),
-      table: ident.default("outpost_results"),
-      user: z.string().min(1).optional(),
-      /** File holding the password (one line). */
-      passwordFile: z.string().min(1).optional(),
-      timeoutSeconds: z.number().positive().max(600).default(30),
-    })
-    .strict(),
+  z.strictObject({
+    /** HTTP interface, e.g. http://clickhouse:8123 */
+    url: z.string().check(z.url()),
+    database: z._default(ident, "default"),
+    table: z._default(ident, "outpost_results"),
+    user: z.optional(z.string().check(z.minLength(1))),
+    /** File holding the password (one line). */
+    passwordFile: z.optional(z.string().check(z.minLength(1))),
+    timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(600)), 30),
+  }),
 );
 export type ClickHouseSinkConfig = z.infer<typeof ClickHouseSinkSchema>;
 

@@ -17,26 +17,24 @@
  * cleaning in result-rows.ts did not prevent → rejected.
  */
 import { SQL } from "bun";
-import { z } from "zod";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { type ResultRow, toRow } from "./result-rows.ts";
 
 export const PostgresSinkSchema = lazySchema(() =>
-  z
-    .object({
-      /** postgres://user:pass@host:port/db */
-      url: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL"),
-      table: z
-        .string()
-        .regex(/^[a-z_][a-z0-9_]{0,50}$/, "a lower-case SQL identifier")
-        .default("outpost_results"),
-      /** Rows per INSERT statement (a batch may take several, all in one transaction). */
-      batchRows: z.number().int().min(1).max(5000).default(1000),
-      /** Connection timeout, and the longest one batch's transaction may take (statement_timeout + a client-side guard). */
-      timeoutSeconds: z.number().positive().max(600).default(30),
-    })
-    .strict(),
+  z.strictObject({
+    /** postgres://user:pass@host:port/db */
+    url: z.string().check(z.regex(/^postgres(ql)?:\/\//, "a postgres:// URL")),
+    table: z._default(
+      z.string().check(z.regex(/^[a-z_][a-z0-9_]{0,50}$/, "a lower-case SQL identifier")),
+      "outpost_results",
+    ),
+    /** Rows per INSERT statement (a batch may take several, all in one transaction). */
+    batchRows: z._default(z.int().check(z.gte(1), z.lte(5000)), 1000),
+    /** Connection timeout, and the longest one batch's transaction may take (statement_timeout + a client-side guard). */
+    timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(600)), 30),
+  }),
 );
 export type PostgresSinkConfig = z.infer<typeof PostgresSinkSchema>;
 

@@ -8,15 +8,15 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { z } from "zod";
 import type { Alert } from "../../core/agent/alerts.ts";
 import { ConfigError } from "../../core/errors.ts";
+import type { z } from "../../core/schema/zod.ts";
 import { SinkQueueSettingsSchema } from "../../core/sink-queue-config.ts";
 import { type Destination, type DropInfo, QueuedSink, queueTotals } from "./queued-sink.ts";
 
 export interface SinkKind<C = unknown> {
   kind: string;
-  schema: z.ZodType<C>;
+  schema: z.ZodMiniType<C>;
   destination(config: C): Destination;
 }
 

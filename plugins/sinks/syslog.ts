@@ -18,9 +18,9 @@
  */
 import type { Socket } from "node:net";
 import { hostname } from "node:os";
-import { z } from "zod";
 import { nodeDgram, nodeNet } from "../../core/lazy-builtins.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
+import { z } from "../../core/schema/zod.ts";
 import type { Destination, Outcome, OutgoingBatch } from "./queued-sink.ts";
 import { RelpClient } from "./relp.ts";
 import { cleanText } from "./result-rows.ts";
@@ -72,39 +72,26 @@ export function splitHostPort(text: string): { host: string; port?: number } | s
 }
 
 const SyslogInputSchema = lazySchema(() =>
-  z
-    .object({
-      /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with the network target. */
-      socket: z.string().min(1).optional(),
-      /** `host:port` or `[IPv6]:port` — the issue's spelling of the target. */
-      address: z.string().min(1).optional(),
-      /** A name or address, optionally carrying `:port` itself (`siem:514`, `[::1]:514`). */
-      host: z.string().min(1).optional(),
-      port: z.number().int().min(1).max(65535).optional(),
-      /** Default "relp" for a network target: only RELP acknowledges what the server stored. */
-      protocol: z.enum(["udp", "tcp", "relp"]).default("relp"),
-      facility: z.enum(FACILITIES).default("local0"),
-      format: z.literal("rfc5424").default("rfc5424"),
-      appName: z
-        .string()
-        .regex(/^[!-~]{1,48}$/)
-        .default("outpost"),
-      /** HOSTNAME field; default: this machine's host name. */
-      hostname: z
-        .string()
-        .regex(/^[!-~]{1,255}$/)
-        .optional(),
-      maxMessageBytes: z
-        .number()
-        .int()
-        .min(1024)
-        .max(16 * 1024 * 1024)
-        .default(64 * 1024),
-      /** RELP: messages sent before waiting for acknowledgements. */
-      window: z.number().int().min(1).max(1024).default(128),
-      timeoutSeconds: z.number().positive().max(600).default(30),
-    })
-    .strict(),
+  z.strictObject({
+    /** Unix stream socket (e.g. rsyslog imptcp `path=`); exclusive with the network target. */
+    socket: z.optional(z.string().check(z.minLength(1))),
+    /** `host:port` or `[IPv6]:port` — the issue's spelling of the target. */
+    address: z.optional(z.string().check(z.minLength(1))),
+    /** A name or address, optionally carrying `:port` itself (`siem:514`, `[::1]:514`). */
+    host: z.optional(z.string().check(z.minLength(1))),
+    port: z.optional(z.int().check(z.gte(1), z.lte(65535))),
+    /** Default "relp" for a network target: only RELP acknowledges what the server stored. */
+    protocol: z._default(z.enum(["udp", "tcp", "relp"]), "relp"),
+    facility: z._default(z.enum(FACILITIES), "local0"),
+    format: z._default(z.literal("rfc5424"), "rfc5424"),
+    appName: z._default(z.string().check(z.regex(/^[!-~]{1,48}$/)), "outpost"),
+    /** HOSTNAME field; default: this machine's host name. */
+    hostname: z.optional(z.string().check(z.regex(/^[!-~]{1,255}$/))),
+    maxMessageBytes: z._default(z.int().check(z.gte(1024), z.lte(16 * 1024 * 1024)), 64 * 1024),
+    /** RELP: messages sent before waiting for acknowledgements. */
+    window: z._default(z.int().check(z.gte(1), z.lte(1024)), 128),
+    timeoutSeconds: z._default(z.number().check(z.positive(), z.lte(600)), 30),
+  }),
 );
 
 const TARGET = "set `socket`, or `address` (host:port), or `host` with `port` (or `host` as host:port)";
@@ -114,32 +101,38 @@ const TARGET = "set `socket`, or `address` (host:port), or `host` with `port` (o
  * "host:port"`; `host` + `port`. It comes out as `socket` or `host` + `port`, errors naming the
  * key at fault.
  */
-export const SyslogSinkSchema = SyslogInputSchema.transform((c, ctx) => {
-  const { address, ...rest } = c;
-  const fail = (path: string, message: string) => {
-    ctx.addIssue({ code: "custom", path: [path], message });
-    return z.NEVER;
-  };
-  if (c.socket !== undefined) {
-    for (const k of ["address", "host", "port"] as const)
-      if (c[k] !== undefined) return fail(k, `not with \`socket\`: ${TARGET}`);
-    return { ...rest, socket: c.socket, host: undefined, port: undefined };
-  }
-  const key = address !== undefined ? "address" : "host";
-  const text = address ?? c.host;
-  if (text === undefined) return fail(c.port !== undefined ? "host" : "address", `missing: ${TARGET}`);
-  if (address !== undefined && c.host !== undefined) return fail("host", `not with \`address\`: ${TARGET}`);
-  const split = splitHostPort(text);
-  if (typeof split === "string") return fail(key, split);
-  if (split.port !== undefined && c.port !== undefined)
-    return fail("port", `the port is already in \`${key}\` ("${text}"); give it once`);
-  const port = split.port ?? c.port;
-  if (port === undefined)
-    return key === "address"
-      ? fail("address", `missing port: "${text}" is not host:port`)
-      : fail("port", `missing: no port in \`host\` ("${text}") and no \`port\``);
-  return { ...rest, socket: undefined, host: split.host, port };
-});
+export const SyslogSinkSchema = lazySchema(() =>
+  z.pipe(
+    SyslogInputSchema,
+    z.transform((c, ctx) => {
+      const { address, ...rest } = c;
+      const fail = (path: string, message: string) => {
+        ctx.issues.push({ code: "custom", path: [path], message, input: c });
+        return z.NEVER;
+      };
+      if (c.socket !== undefined) {
+        for (const k of ["address", "host", "port"] as const)
+          if (c[k] !== undefined) return fail(k, `not with \`socket\`: ${TARGET}`);
+        return { ...rest, socket: c.socket, host: undefined, port: undefined };
+      }
+      const key = address !== undefined ? "address" : "host";
+      const text = address ?? c.host;
+      if (text === undefined) return fail(c.port !== undefined ? "host" : "address", `missing: ${TARGET}`);
+      if (address !== undefined && c.host !== undefined)
+        return fail("host", `not with \`address\`: ${TARGET}`);
+      const split = splitHostPort(text);
+      if (typeof split === "string") return fail(key, split);
+      if (split.port !== undefined && c.port !== undefined)
+        return fail("port", `the port is already in \`${key}\` ("${text}"); give it once`);
+      const port = split.port ?? c.port;
+      if (port === undefined)
+        return key === "address"
+          ? fail("address", `missing port: "${text}" is not host:port`)
+          : fail("port", `missing: no port in \`host\` ("${text}") and no \`port\``);
+      return { ...rest, socket: undefined, host: split.host, port };
+    }),
+  ),
+);
 export type SyslogSinkConfig = z.output<typeof SyslogSinkSchema>;
 
 const INFO = 6;

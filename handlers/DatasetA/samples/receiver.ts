@@ -11,9 +11,9 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Server } from "bun";
-import { z } from "zod";
 import { log } from "../../../core/log.ts";
 import { lazySchema } from "../../../core/schema/lazy-schema.ts";
+import { z } from "../../../core/schema/zod.ts";
 import {
   HEADER_BYTES,
   MAX_SAMPLE_BYTES,
@@ -25,29 +25,25 @@ import {
 const logger = log.child({ component: "sample-receiver" });
 
 const MetaSchema = lazySchema(() =>
-  z
-    .object({
-      schema: z.literal(1),
-      idempotencyKey: z.string().regex(/^[0-9a-f]{64}$/),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      size: z.number().int().min(0).max(MAX_SAMPLE_BYTES),
-      fileName: z.string().max(4096),
-      fileKind: z.string().max(64),
-      detection: z
-        .object({
-          name: z.string().max(256),
-          kind: z.string().max(32),
-          source: z.string().max(512).optional(),
-        })
-        .strict(),
-      sxl: z
-        .object({ verdict: z.string().max(32), sample: z.boolean() })
-        .strict()
-        .optional(),
-      agent: z.object({ version: z.string().max(64), host: z.string().max(256) }).strict(),
-      createdAt: z.string().max(64),
-    })
-    .strict(),
+  z.strictObject({
+    schema: z.literal(1),
+    idempotencyKey: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+    sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+    size: z.int().check(z.gte(0), z.lte(MAX_SAMPLE_BYTES)),
+    fileName: z.string().check(z.maxLength(4096)),
+    fileKind: z.string().check(z.maxLength(64)),
+    detection: z.strictObject({
+      name: z.string().check(z.maxLength(256)),
+      kind: z.string().check(z.maxLength(32)),
+      source: z.optional(z.string().check(z.maxLength(512))),
+    }),
+    sxl: z.optional(z.strictObject({ verdict: z.string().check(z.maxLength(32)), sample: z.boolean() })),
+    agent: z.strictObject({
+      version: z.string().check(z.maxLength(64)),
+      host: z.string().check(z.maxLength(256)),
+    }),
+    createdAt: z.string().check(z.maxLength(64)),
+  }),
 );
 
 export interface ReceiverOptions {

@@ -10,10 +10,10 @@
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import net from "node:net";
-import { z } from "zod";
 import { ConfigError } from "../../../core/errors.ts";
 import { log } from "../../../core/log.ts";
 import { lazySchema } from "../../../core/schema/lazy-schema.ts";
+import { z } from "../../../core/schema/zod.ts";
 import {
   CLASS_IN,
   CLASSIC_UDP_MAX,
@@ -38,45 +38,31 @@ const logger = log.child({ component: "sxl-server" });
 
 const RuleSchema = lazySchema(() =>
   z
-    .object({
-      sha256: z
-        .string()
-        .regex(/^[0-9a-fA-F]{64}$/)
-        .optional(),
+    .strictObject({
+      sha256: z.optional(z.string().check(z.regex(/^[0-9a-fA-F]{64}$/))),
       /** Detection name (hashed to its id) or the id itself. */
-      detection: z.string().min(1).max(256).optional(),
-      detectionId: z
-        .string()
-        .regex(/^[0-9a-v]{16}$/)
-        .optional(),
+      detection: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+      detectionId: z.optional(z.string().check(z.regex(/^[0-9a-v]{16}$/))),
       verdict: z.enum(VERDICTS),
-      sample: z.boolean().default(false),
-      ttl: z
-        .number()
-        .int()
-        .min(0)
-        .max(7 * 86400)
-        .optional(),
-      note: z.string().max(2000).optional(),
+      sample: z._default(z.boolean(), false),
+      ttl: z.optional(z.int().check(z.gte(0), z.lte(7 * 86400))),
+      note: z.optional(z.string().check(z.maxLength(2000))),
     })
-    .strict()
-    .refine((r) => r.sha256 || r.detection || r.detectionId, "a rule needs sha256, detection or detectionId"),
+    .check(
+      z.refine(
+        (r) => r.sha256 || r.detection || r.detectionId,
+        "a rule needs sha256, detection or detectionId",
+      ),
+    ),
 );
 
 export const VerdictsFileSchema = lazySchema(() =>
-  z
-    .object({
-      zone: z.string().min(1).optional(),
-      ttl: z
-        .number()
-        .int()
-        .min(0)
-        .max(7 * 86400)
-        .default(300),
-      negativeTtl: z.number().int().min(0).max(86400).default(60),
-      verdicts: z.array(RuleSchema).max(10_000_000),
-    })
-    .strict(),
+  z.strictObject({
+    zone: z.optional(z.string().check(z.minLength(1))),
+    ttl: z._default(z.int().check(z.gte(0), z.lte(7 * 86400)), 300),
+    negativeTtl: z._default(z.int().check(z.gte(0), z.lte(86400)), 60),
+    verdicts: z.array(RuleSchema).check(z.maxLength(10_000_000)),
+  }),
 );
 export type VerdictsFile = z.infer<typeof VerdictsFileSchema>;
 
