@@ -120,6 +120,12 @@ interface PullResult {
 /** The longest the pump sleeps on a `quietMs`: bounds the delay when a wake-up was missed. */
 export const MAX_IDLE_PULL_MS = 30_000;
 
+/**
+ * How long, at a clean stop, the result lines still queued for a store that is answering may take to
+ * reach it (QueuedSink.close): Fluent Bit's default Grace. A store in backoff gets none.
+ */
+export const STOP_GRACE_MS = 5000;
+
 /** How long the pump sleeps after a pull that moved `moved` lines and left `pending`. */
 export function pullDelayMs(
   r: { moved: number; pending: number; quietMs?: number },
@@ -251,7 +257,7 @@ export class ResultsService {
     await this.loop;
     // A last pull so what the host produced before shutdown is not left waiting a whole restart.
     await this.pumpOnce({ drain: true }).catch(() => {});
-    await Promise.all(this.opts.sinks.map((s) => s.close()));
+    await Promise.all(this.opts.sinks.map((s) => s.close(STOP_GRACE_MS)));
   }
 
   private async run(): Promise<void> {

@@ -176,4 +176,53 @@ describe("QueuedSink", () => {
       }
     },
   );
+
+  test("close with a grace lets what is queued reach a store that answers; without one it stays queued", async () => {
+    // A store that answers once released, and gives up (retry) if the delivery is aborted first.
+    class Gated implements Destination {
+      readonly name = "gated";
+      readonly kind = "test";
+      delivered = 0;
+      release!: () => void;
+      private readonly gate = new Promise<void>((r) => {
+        this.release = r;
+      });
+      async deliver(b: OutgoingBatch, signal: AbortSignal): Promise<Outcome> {
+        const aborted = new Promise<"aborted">((r) => signal.addEventListener("abort", () => r("aborted")));
+        if ((await Promise.race([this.gate, aborted])) === "aborted")
+          return { kind: "retry", error: "aborted" };
+        this.delivered += b.lines().length;
+        return { kind: "done" };
+      }
+    }
+    const graceful = new Gated();
+    const g = new QueuedSink(graceful, { dir: dir(), ...fast }).start();
+    await g.write({ generation: "g", first: 1, lines: lines(1, 3) });
+    const closing = g.close(10_000);
+    graceful.release();
+    await closing;
+    expect(graceful.delivered).toBe(3);
+    expect(g.stats()).toMatchObject({ sent: 3, queued: 0 });
+
+    const abrupt = new Gated();
+    const a = new QueuedSink(abrupt, { dir: dir(), ...fast }).start();
+    await a.write({ generation: "g", first: 1, lines: lines(1, 3) });
+    await a.close();
+    abrupt.release();
+    expect(abrupt.delivered).toBe(0);
+    expect(a.stats()).toMatchObject({ sent: 0, queued: 3 });
+  });
+
+  test("a store in backoff gets no grace: close returns at once and the queue stays for the next start", async () => {
+    const down = new Scripted(
+      Array.from({ length: 10 }, () => ({ kind: "retry" as const, error: "store down" })),
+    );
+    const s = new QueuedSink(down, { dir: dir(), minBackoffMs: 60_000, maxBackoffMs: 60_000 }).start();
+    await s.write({ generation: "g", first: 1, lines: lines(1, 2) });
+    while (s.stats().attempts === 0) await Bun.sleep(1);
+    const started = performance.now();
+    await s.close(30_000);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(s.stats()).toMatchObject({ sent: 0, queued: 2 });
+  });
 });

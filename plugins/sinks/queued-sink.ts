@@ -403,7 +403,14 @@ export class QueuedSink implements ResultsSink {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * With `graceMs`, what is queued first gets that long to reach a store that is answering (Fluent
+   * Bit's Grace on shutdown), so a clean stop leaves the store holding what the file sink holds. A
+   * store in backoff gets no grace: the queue is on disk and goes at the next start either way, and a
+   * stop must not wait on a store that is down.
+   */
+  async close(graceMs = 0): Promise<void> {
+    if (graceMs > 0 && this.attempts === 0 && !this.closed) await this.flush(graceMs);
     this.closed = true;
     this.closing.abort();
     this.wake?.();

@@ -47,7 +47,11 @@ export interface ResultsSink {
   /** Resolves once the batch is durable in the sink; only then may the caller acknowledge it. */
   write(batch: ResultBatch): Promise<void>;
   stats(): SinkStats;
-  close(): Promise<void>;
+  /**
+   * Stops the sink. `graceMs`: how long what it still queues may take to reach its store first (a
+   * clean stop); sinks that queue nothing ignore it.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The part of a batch after `last` (what the sink already holds). */
