@@ -103,7 +103,7 @@ export const SECTIONS = {
     z.prefault(
       z.strictObject({
         /** Each rejected update is POSTed as JSON to every URL here (vendor and admin endpoints). */
-        urls: z._default(z.array(z.string().check(z.url())), []),
+        urls: z._default(z.array(z.url()), []),
         timeoutSeconds: z._default(z.number().check(z.positive()), 10),
       }),
       {},
@@ -131,7 +131,7 @@ export const SECTIONS = {
     z.prefault(
       z.strictObject({
         /** e.g. https://updates.example.com/fleet/heartbeat; unset: no heartbeats. */
-        url: z.optional(z.string().check(z.url())),
+        url: z.optional(z.url()),
         tenant: z._default(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), "default"),
         /** File holding the tenant's fleet token (one line); preferred over `token`. */
         tokenFile: z.optional(z.string().check(z.minLength(1))),
@@ -182,7 +182,7 @@ export const SECTIONS = {
               http: z.prefault(
                 z.strictObject({
                   /** Data-lake ingest URL (e.g. http://lake:9000/v1/results); unset: no HTTP sink. */
-                  url: z.optional(z.string().check(z.url())),
+                  url: z.optional(z.url()),
                   /** File holding a bearer token (one line); preferred over `token`. */
                   tokenFile: z.optional(z.string().check(z.minLength(1))),
                   token: z.optional(z.string().check(z.minLength(8), z.maxLength(512))),
@@ -240,7 +240,7 @@ export const SECTIONS = {
           burst: z._default(z.int().check(z.gte(1), z.lte(1_000_000)), 100),
           cacheSize: z._default(z.int().check(z.gte(0), z.lte(10_000_000)), 50_000),
           /** Sample receiver (POST); required when samples are on. */
-          sampleUrl: z._default(z.nullable(z.string().check(z.url())), null),
+          sampleUrl: z._default(z.nullable(z.url()), null),
           /** The vendor's ECDH P-384 public key (PEM) samples are encrypted to; required when samples are on. */
           vendorKey: z._default(z.nullable(z.string().check(z.minLength(1))), null),
         })

@@ -32,7 +32,7 @@ export const identityPaths = (stateDir: string) => ({
 const IdentityFileSchema = lazySchema(() =>
   z.strictObject({
     schema: z.literal(1),
-    fleet: z.string().check(z.url()),
+    fleet: z.url(),
     agentId: z.string(),
     tenant: z.string(),
     group: z.string(),

@@ -12,8 +12,6 @@
 import { config } from "zod/mini";
 import { ONE_SHOT_SUPERVISOR_ENV } from "../jsc-options.ts";
 
-export { ONE_SHOT_SUPERVISOR_ENV };
-
 /** Interpreted schemas unless this process is long-running; returns whether it switched. */
 export function interpretSchemasForOneShot(
   argv: readonly string[] = process.argv.slice(2),

@@ -28,7 +28,7 @@ export interface RemoteAgentApi {
 
 const ControlInfoSchema = lazySchema(() =>
   z.object({
-    url: z.string().check(z.url()),
+    url: z.url(),
     port: z.int(),
     pid: z.int(),
     startedAt: z.string(),

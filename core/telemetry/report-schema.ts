@@ -50,13 +50,13 @@ export const ReportSchema = lazySchema(() =>
   z.strictObject({
     schema: z.literal(REPORT_SCHEMA),
     /** Random per report; also the upload's idempotency key suffix. */
-    reportId: z.string().check(z.uuid()),
+    reportId: z.uuid(),
     /** The agent's random id (STATE/agent-id), never the host name. */
     agentId: z.string().check(z.maxLength(64)),
     agentVersion: z.string().check(z.maxLength(64)),
     updateGroup: z.string().check(z.maxLength(64)),
-    periodStart: z.string().check(z.iso.datetime()),
-    periodEnd: z.string().check(z.iso.datetime()),
+    periodStart: z.iso.datetime(),
+    periodEnd: z.iso.datetime(),
     health: z.enum(["green", "amber", "red"]),
     content: z
       .array(
@@ -86,7 +86,7 @@ export const ReportSchema = lazySchema(() =>
     healthHistory: z
       .array(
         z.strictObject({
-          at: z.string().check(z.iso.datetime()),
+          at: z.iso.datetime(),
           change: z.enum(["raised", "updated", "cleared"]),
           source: Name,
           level: z.enum(["red", "amber", "info"]),

@@ -42,7 +42,7 @@ const ident = lazySchema(() =>
 export const ClickHouseSinkSchema = lazySchema(() =>
   z.strictObject({
     /** HTTP interface, e.g. http://clickhouse:8123 */
-    url: z.string().check(z.url()),
+    url: z.url(),
     database: z._default(ident, "default"),
     table: z._default(ident, "outpost_results"),
     user: z.optional(z.string().check(z.minLength(1))),
