@@ -4,11 +4,13 @@
  * describe what a real agent returns.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createRoute, z } from "@hono/zod-openapi";
 import { FakeAgentApi } from "../../test/fakes/agent-api.ts";
 import { structuralProblems } from "../../test/fixtures/openapi.ts";
 import { makeVendor, startAgent, type TestAgent, type Vendor } from "../../test/fixtures/vendor.ts";
+import { z } from "../schema/zod.ts";
 import type { RouteExtension } from "./extensions.ts";
+import { named } from "./openapi-document.ts";
+import { defineRoute } from "./openapi-route.ts";
 import { AgentStatusSchema, ContentInfoSchema, UpdateCycleReportSchema } from "./schemas.ts";
 import { createControlApp, openApiDocument } from "./server.ts";
 
@@ -20,7 +22,7 @@ const scanExtension: RouteExtension = {
   name: "scan-test",
   mount(v1) {
     v1.openapi(
-      createRoute({
+      defineRoute({
         method: "post",
         path: "/scan/{engine}",
         tags: ["scan-test"],
@@ -28,7 +30,9 @@ const scanExtension: RouteExtension = {
           params: z.object({ engine: z.enum(["quick", "full"]) }),
           body: {
             content: {
-              "application/json": { schema: z.object({ path: z.string().min(1) }).openapi("ScanRequest") },
+              "application/json": {
+                schema: named("ScanRequest", z.object({ path: z.string().check(z.minLength(1)) })),
+              },
             },
             required: true,
           },
@@ -37,7 +41,7 @@ const scanExtension: RouteExtension = {
           200: {
             description: "scan result",
             content: {
-              "application/json": { schema: z.object({ found: z.boolean() }).openapi("ScanResult") },
+              "application/json": { schema: named("ScanResult", z.object({ found: z.boolean() })) },
             },
           },
         },

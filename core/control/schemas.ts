@@ -6,7 +6,7 @@
  * `tsc`, so the published document cannot silently drift from what
  * `GET /v1/status` returns.
  */
-import { z } from "@hono/zod-openapi";
+
 import type {
   AckResult,
   AgentStatus,
@@ -18,62 +18,65 @@ import type {
 } from "../agent/api.ts";
 import type { PolicyStatus } from "../agent/policy.ts";
 import { lazySchema, realSchema } from "../schema/lazy-schema.ts";
+import { z } from "../schema/zod.ts";
+import { doc, named } from "./openapi-document.ts";
 
 const isoTime = (description: string) =>
-  z.string().openapi({ description, format: "date-time", example: "2024-07-19T04:09:00.000Z" });
+  doc(z.string(), { description, format: "date-time", example: "2024-07-19T04:09:00.000Z" });
 
 export const ErrorBodySchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "Error",
+    z.object({
       error: z.object({
-        code: z.string().openapi({
+        code: doc(z.string(), {
           description: "UPPER_SNAKE error code (docs/error-codes.md)",
           example: "STORE_NO_LKG",
         }),
-        message: z.string().openapi({ description: "What failed and why, naming the file" }),
-        file: z
-          .string()
-          .optional()
-          .openapi({ description: "The file the error concerns, when there is one" }),
+        message: doc(z.string(), { description: "What failed and why, naming the file" }),
+        file: doc(z.optional(z.string()), { description: "The file the error concerns, when there is one" }),
       }),
-    })
-    .openapi("Error", { description: "Every failure, on every route" }),
+    }),
+    { description: "Every failure, on every route" },
+  ),
 );
 
 export const HealthSchema = lazySchema(() =>
-  z
-    .enum(["green", "amber", "red"])
-    .openapi("Health", { description: "red: protection impaired; amber: degraded; green: all good" }),
+  named("Health", z.enum(["green", "amber", "red"]), {
+    description: "red: protection impaired; amber: degraded; green: all good",
+  }),
 );
 
 export const RejectionRecordSchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "RejectionRecord",
+    z.object({
       at: isoTime("When the rejection happened"),
-      type: z.string().optional().openapi({ description: "Content type, when known" }),
-      file: z.string().openapi({ description: "The file that was rejected (package, index, signature)" }),
-      code: z.string().openapi({ example: "SIG_EXPIRED" }),
+      type: doc(z.optional(z.string()), { description: "Content type, when known" }),
+      file: doc(z.string(), { description: "The file that was rejected (package, index, signature)" }),
+      code: doc(z.string(), { example: "SIG_EXPIRED" }),
       reason: z.string(),
-    })
-    .openapi("RejectionRecord"),
+    }),
+  ),
 );
 
 export const CrashInfoSchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "CrashInfo",
+    z.object({
       at: isoTime("When the host ended"),
-      pid: z.number().int(),
-      reason: z.string().openapi({
+      pid: z.int(),
+      reason: doc(z.string(), {
         description: "crashed, memory-limit, cpu-limit, protocol, unresponsive, exited",
         example: "crashed",
       }),
       detail: z.string(),
-      code: z.number().int().nullable().openapi({ description: "Exit code, when it exited" }),
-      signal: z.string().nullable().openapi({ description: "Signal name, when killed", example: "SIGSEGV" }),
-      during: z.string().openapi({ description: "What the host was doing", example: "call Hmpa_data.check" }),
-      stderrTail: z.array(z.string()).openapi({ description: "Last lines the host wrote to stderr" }),
-    })
-    .openapi("CrashInfo"),
+      code: doc(z.nullable(z.int()), { description: "Exit code, when it exited" }),
+      signal: doc(z.nullable(z.string()), { description: "Signal name, when killed", example: "SIGSEGV" }),
+      during: doc(z.string(), { description: "What the host was doing", example: "call Hmpa_data.check" }),
+      stderrTail: doc(z.array(z.string()), { description: "Last lines the host wrote to stderr" }),
+    }),
+  ),
 );
 
 const HostStateSchema = lazySchema(() =>
@@ -81,26 +84,27 @@ const HostStateSchema = lazySchema(() =>
 );
 
 export const HostStatusSchema = lazySchema(() =>
-  z
-    .object({
-      group: z.string().openapi({ example: "hmpa" }),
-      process: z.string().optional().openapi({
+  named(
+    "HostStatus",
+    z.object({
+      group: doc(z.string(), { example: "hmpa" }),
+      process: doc(z.optional(z.string()), {
         description:
           "The host process this group shares with other groups (identical allowances); absent when it has its own",
         example: "shared",
       }),
       isolation: z.enum(["process", "in-process"]),
       state: realSchema(HostStateSchema),
-      pid: z.number().int().nullable(),
-      uid: z.number().int().nullable(),
-      user: z.string().nullable(),
+      pid: z.nullable(z.int()),
+      uid: z.nullable(z.int()),
+      user: z.nullable(z.string()),
       handlers: z.array(z.string()),
-      restarts: z.number().int(),
-      crashesInWindow: z.number().int(),
-      lastCrash: realSchema(CrashInfoSchema).nullable(),
-      startedAt: z.string().nullable(),
-      layers: z
-        .object({
+      restarts: z.int(),
+      crashesInWindow: z.int(),
+      lastCrash: z.nullable(realSchema(CrashInfoSchema)),
+      startedAt: z.nullable(z.string()),
+      layers: doc(
+        z.object({
           uidDrop: z.boolean(),
           capabilities: z.boolean(),
           netns: z.boolean(),
@@ -110,253 +114,253 @@ export const HostStatusSchema = lazySchema(() =>
           rlimits: z.boolean(),
           noNewPrivs: z.boolean(),
           memory: z.enum(["cgroup", "watchdog", "none"]),
-          stateView: z.enum(["hidden", "secrets-masked", "none"]).optional(),
-        })
-        .openapi({ description: "Which enforcement layers are in force for this host right now" }),
-      notes: z.array(z.string()).openapi({ description: "Why a layer is off or weaker than it could be" }),
+          stateView: z.optional(z.enum(["hidden", "secrets-masked", "none"])),
+        }),
+        { description: "Which enforcement layers are in force for this host right now" },
+      ),
+      notes: doc(z.array(z.string()), { description: "Why a layer is off or weaker than it could be" }),
       limits: z.object({ memoryBytes: z.number(), cpuSeconds: z.number() }),
-      usage: z.object({ rssBytes: z.number(), cpuSeconds: z.number() }).nullable(),
-    })
-    .openapi("HostStatus", {
-      description: "One host group's process, its sandbox and its supervision record",
+      usage: z.nullable(z.object({ rssBytes: z.number(), cpuSeconds: z.number() })),
     }),
+    {
+      description: "One host group's process, its sandbox and its supervision record",
+    },
+  ),
 );
 
 export const PolicyStatusSchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "PolicyStatus",
+    z.object({
       cadence: z.enum(["early", "general", "pinned-n-1"]),
       assignedGroup: z.string(),
-      group: z.string().openapi({ description: "The group actually polled" }),
-      earlyGroup: z.string().nullable(),
-      pins: z.record(z.string(), z.number().int()),
+      group: doc(z.string(), { description: "The group actually polled" }),
+      earlyGroup: z.nullable(z.string()),
+      pins: z.record(z.string(), z.int()),
       content: z.array(
         z.object({
           type: z.string(),
-          installed: z.number().int().nullable(),
-          offered: z.number().int(),
-          previous: z.number().int().nullable(),
-          target: z.number().int().nullable(),
-          held: z.string().nullable(),
+          installed: z.nullable(z.int()),
+          offered: z.int(),
+          previous: z.nullable(z.int()),
+          target: z.nullable(z.int()),
+          held: z.nullable(z.string()),
         }),
       ),
-    })
-    .openapi("PolicyStatus", { description: "Administrator content policy and what it targets" }),
+    }),
+    { description: "Administrator content policy and what it targets" },
+  ),
 );
 
 export const ContentInfoSchema = lazySchema(() =>
-  z
-    .object({
-      type: z.string().openapi({ example: "Hmpa_data" }),
-      version: z.number().int().nullable().openapi({ description: "Active version; null when none" }),
-      signingTime: z.string().nullable().openapi({ description: "CMS signingTime of the active version" }),
-      sha384: z.string().nullable().openapi({ description: "SHA-384 (hex) of the active package" }),
-      installedAt: z.string().nullable(),
-      lkgVersion: z
-        .number()
-        .int()
-        .nullable()
-        .openapi({ description: "Last-known-good version kept for rollback" }),
+  named(
+    "ContentInfo",
+    z.object({
+      type: doc(z.string(), { example: "Hmpa_data" }),
+      version: doc(z.nullable(z.int()), { description: "Active version; null when none" }),
+      signingTime: doc(z.nullable(z.string()), { description: "CMS signingTime of the active version" }),
+      sha384: doc(z.nullable(z.string()), { description: "SHA-384 (hex) of the active package" }),
+      installedAt: z.nullable(z.string()),
+      lkgVersion: doc(z.nullable(z.int()), { description: "Last-known-good version kept for rollback" }),
       handlerState: z.enum(["loaded", "not-installed", "failed", "unloaded", "crash-looping"]),
-      handlerStatus: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .openapi({ description: "What the handler reports about its loaded content (handler-specific)" }),
-      handlerError: z
-        .object({ code: z.string(), message: z.string() })
-        .optional()
-        .openapi({ description: "Why the handler failed, when handlerState is failed" }),
-      badVersions: z
-        .array(z.number().int())
-        .openapi({ description: "Versions that will not be installed again" }),
-      host: z
-        .object({
-          group: z.string(),
-          process: z.string().optional().openapi({
-            description: "The process the group shares with other groups; absent when it has its own",
+      handlerStatus: doc(z.optional(z.record(z.string(), z.unknown())), {
+        description: "What the handler reports about its loaded content (handler-specific)",
+      }),
+      handlerError: doc(z.optional(z.object({ code: z.string(), message: z.string() })), {
+        description: "Why the handler failed, when handlerState is failed",
+      }),
+      badVersions: doc(z.array(z.int()), { description: "Versions that will not be installed again" }),
+      host: doc(
+        z.optional(
+          z.object({
+            group: z.string(),
+            process: doc(z.optional(z.string()), {
+              description: "The process the group shares with other groups; absent when it has its own",
+            }),
+            isolation: z.enum(["process", "in-process"]),
+            pid: z.nullable(z.int()),
+            hostState: realSchema(HostStateSchema),
+            restarts: z.int(),
+            lastCrash: z.nullable(realSchema(CrashInfoSchema)),
           }),
-          isolation: z.enum(["process", "in-process"]),
-          pid: z.number().int().nullable(),
-          hostState: realSchema(HostStateSchema),
-          restarts: z.number().int(),
-          lastCrash: realSchema(CrashInfoSchema).nullable(),
-        })
-        .optional()
-        .openapi({ description: "The host process serving this handler" }),
-    })
-    .openapi("ContentInfo"),
+        ),
+        { description: "The host process serving this handler" },
+      ),
+    }),
+  ),
 );
 
 export const AckResultSchema = lazySchema(() =>
-  z
-    .object({
-      type: z.string().openapi({ example: "Hmpa_data" }),
-      acknowledged: z
-        .object({
-          from: z.number().int().nullable(),
-          to: z.number().int(),
-          reason: z.string(),
-          at: z.string(),
-        })
-        .nullable()
-        .openapi({ description: "The automatic rollback acknowledged; null when there was none" }),
-    })
-    .openapi("AckResult"),
+  named(
+    "AckResult",
+    z.object({
+      type: doc(z.string(), { example: "Hmpa_data" }),
+      acknowledged: doc(
+        z.nullable(
+          z.object({
+            from: z.nullable(z.int()),
+            to: z.int(),
+            reason: z.string(),
+            at: z.string(),
+          }),
+        ),
+        { description: "The automatic rollback acknowledged; null when there was none" },
+      ),
+    }),
+  ),
 );
 
 export const UpdateCycleReportSchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "UpdateCycleReport",
+    z.object({
       startedAt: isoTime("Cycle start"),
       finishedAt: isoTime("Cycle end"),
       group: z.string(),
       repo: z.string(),
       index: z.enum(["updated", "not-modified", "failed"]),
-      serial: z.number().int().nullable(),
+      serial: z.nullable(z.int()),
       installed: z.array(
         z.object({
           type: z.string(),
-          version: z.number().int(),
-          previousVersion: z.number().int().nullable(),
+          version: z.int(),
+          previousVersion: z.nullable(z.int()),
         }),
       ),
       unchanged: z.array(z.string()),
       rejected: z.array(realSchema(RejectionRecordSchema)),
       ok: z.boolean(),
-      retryAfterSeconds: z
-        .number()
-        .optional()
-        .openapi({ description: "Set when the repository asked the agent to come back later" }),
-    })
-    .openapi("UpdateCycleReport"),
+      retryAfterSeconds: doc(z.optional(z.number()), {
+        description: "Set when the repository asked the agent to come back later",
+      }),
+    }),
+  ),
 );
 
 export const AgentStatusSchema = lazySchema(() =>
-  z
-    .object({
+  named(
+    "AgentStatus",
+    z.object({
       agent: z.object({
         version: z.string(),
         commit: z.string(),
-        pid: z.number().int(),
+        pid: z.int(),
         startedAt: isoTime("Agent start"),
         uptimeSeconds: z.number(),
       }),
       health: realSchema(HealthSchema),
-      healthReasons: z.array(z.string()).openapi({ description: "Why health is not green, worst first" }),
-      healthDetails: z
-        .array(
-          z.object({
-            source: z.string(),
-            level: z.enum(["red", "amber", "info"]),
-            code: z.string(),
-            message: z.string(),
-            since: z.string(),
-            updatedAt: z.string(),
-            until: z.string().optional(),
-            ack: z.boolean().optional(),
-          }),
-        )
-        .optional()
-        .openapi({ description: "Reasons raised on the health board by any feature (info level included)" }),
+      healthReasons: doc(z.array(z.string()), { description: "Why health is not green, worst first" }),
+      healthDetails: doc(
+        z.optional(
+          z.array(
+            z.object({
+              source: z.string(),
+              level: z.enum(["red", "amber", "info"]),
+              code: z.string(),
+              message: z.string(),
+              since: z.string(),
+              updatedAt: z.string(),
+              until: z.optional(z.string()),
+              ack: z.optional(z.boolean()),
+            }),
+          ),
+        ),
+        { description: "Reasons raised on the health board by any feature (info level included)" },
+      ),
       update: z.object({
         repo: z.string(),
         group: z.string(),
-        lastAttempt: z.string().nullable(),
-        lastSuccess: z.string().nullable(),
-        nextRun: z.string().nullable(),
-        lastSerial: z.number().int().nullable(),
-        consecutiveFailures: z.number().int(),
+        lastAttempt: z.nullable(z.string()),
+        lastSuccess: z.nullable(z.string()),
+        nextRun: z.nullable(z.string()),
+        lastSerial: z.nullable(z.int()),
+        consecutiveFailures: z.int(),
       }),
-      content: z
-        .array(realSchema(ContentInfoSchema))
-        .openapi({ description: "One entry per registered content type" }),
-      lastErrors: z.array(realSchema(RejectionRecordSchema)).openapi({ description: "Most recent first" }),
-      hosts: z
-        .array(realSchema(HostStatusSchema))
-        .optional()
-        .openapi({ description: "Host processes by group" }),
-      policy: realSchema(PolicyStatusSchema).optional(),
-      sensors: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .openapi({
-          description:
-            "Kernel sensors (docs/sensors.md): process and file sensor in use and why, events/s, bus consumers " +
-            "with drop counters, and onAccess (mode, cache hit rate, fail-open count, deferred lookups)",
-        }),
-      software: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .openapi({
-          description:
-            "A/B software slots (docs/install.md): enabled, the running executable, current and other slot, " +
-            "restartPending, the last switch record (state, reason, bad builds) and the last AgentSoftware content",
-        }),
-      effective: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .openapi({
-          description:
-            "Effective configuration (docs/policy.md): flags (name → on/off), feature gates (key, flag, wanted, " +
-            "value in force, state) and, per service following it, the settings applied and the last change refused",
-        }),
-      exclusions: z
-        .object({
-          count: z.number().int(),
-          hash: z.string(),
-          bySource: z.record(z.string(), z.number().int()),
-          refused: z.number().int(),
-          shadowed: z.number().int(),
-          updatedAt: z.string().nullable(),
-          held: z.record(z.string(), z.string()).optional(),
-        })
-        .optional()
-        .openapi({
+      content: doc(z.array(realSchema(ContentInfoSchema)), {
+        description: "One entry per registered content type",
+      }),
+      lastErrors: doc(z.array(realSchema(RejectionRecordSchema)), { description: "Most recent first" }),
+      hosts: doc(z.optional(z.array(realSchema(HostStatusSchema))), {
+        description: "Host processes by group",
+      }),
+      policy: z.optional(realSchema(PolicyStatusSchema)),
+      sensors: doc(z.optional(z.record(z.string(), z.unknown())), {
+        description:
+          "Kernel sensors (docs/sensors.md): process and file sensor in use and why, events/s, bus consumers " +
+          "with drop counters, and onAccess (mode, cache hit rate, fail-open count, deferred lookups)",
+      }),
+      software: doc(z.optional(z.record(z.string(), z.unknown())), {
+        description:
+          "A/B software slots (docs/install.md): enabled, the running executable, current and other slot, " +
+          "restartPending, the last switch record (state, reason, bad builds) and the last AgentSoftware content",
+      }),
+      effective: doc(z.optional(z.record(z.string(), z.unknown())), {
+        description:
+          "Effective configuration (docs/policy.md): flags (name → on/off), feature gates (key, flag, wanted, " +
+          "value in force, state) and, per service following it, the settings applied and the last change refused",
+      }),
+      exclusions: doc(
+        z.optional(
+          z.object({
+            count: z.int(),
+            hash: z.string(),
+            bySource: z.record(z.string(), z.int()),
+            refused: z.int(),
+            shadowed: z.int(),
+            updatedAt: z.nullable(z.string()),
+            held: z.optional(z.record(z.string(), z.string())),
+          }),
+        ),
+        {
           description:
             "Exclusions the agent honours, in brief (docs/exclusions.md): count, SHA-256 of the list, per source, producers whose rules are held inert (with the code); `agent exclusions` lists them",
-        }),
-    })
-    .openapi("AgentStatus"),
+        },
+      ),
+    }),
+  ),
 );
 
 export const AgentEventSchema = lazySchema(() =>
-  z
-    .object({
-      type: z.string().openapi({ example: "content-installed" }),
-      at: isoTime("When the agent emitted the event"),
-    })
-    .catchall(z.unknown())
-    .openapi("AgentEvent", {
+  named(
+    "AgentEvent",
+    z.catchall(
+      z.object({
+        type: doc(z.string(), { example: "content-installed" }),
+        at: isoTime("When the agent emitted the event"),
+      }),
+      z.unknown(),
+    ),
+    {
       description:
         "One SSE `data:` line; fields beyond type and at depend on the type (docs/control-plane.md)",
-    }),
+    },
+  ),
 );
 
 export const HandlerResultSchema = lazySchema(() =>
-  z
-    .object({
-      result: z.unknown().openapi({ description: "The handler method's JSON result (null for none)" }),
-    })
-    .openapi("HandlerResult"),
+  named(
+    "HandlerResult",
+    z.object({
+      result: doc(z.unknown(), { description: "The handler method's JSON result (null for none)" }),
+    }),
+  ),
 );
 
 export const HealthProbeSchema = lazySchema(() =>
-  z.object({ status: z.literal("ok") }).openapi("HealthProbe"),
+  named("HealthProbe", z.object({ status: z.literal("ok") })),
 );
 
 /** Same shapes the handler contract allows for names, so nothing odd reaches the agent from a URL. */
 export const CONTENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 export const METHOD_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
-export const contentTypeParam = z
-  .string()
-  .regex(CONTENT_TYPE_PATTERN, "invalid content type")
-  .openapi({ param: { name: "type", in: "path" }, example: "Hmpa_data" });
+export const contentTypeParam = doc(z.string().check(z.regex(CONTENT_TYPE_PATTERN, "invalid content type")), {
+  example: "Hmpa_data",
+});
 
-export const methodParam = z
-  .string()
-  .regex(METHOD_PATTERN, "invalid handler method")
-  .openapi({ param: { name: "method", in: "path" }, example: "check" });
+export const methodParam = doc(z.string().check(z.regex(METHOD_PATTERN, "invalid handler method")), {
+  example: "check",
+});
 
 /**
  * A route's JSON body of `schema` (or of what `schema()` builds), for a route's `responses`: the

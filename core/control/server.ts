@@ -1,5 +1,5 @@
 /**
- * The agent's local control plane: an OpenAPIHono app over the AgentApi
+ * The agent's local control plane: an OpenApiHono app over the AgentApi
  * façade, served on loopback TCP and (where the platform allows) a unix
  * socket. Every route but health needs the bearer token that only the
  * agent's user can read from the state directory; every failure goes
@@ -12,7 +12,6 @@
  * which answers only what the Hono route would answer the same way.
  */
 import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Server } from "bun";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -23,11 +22,14 @@ import { ConfigError } from "../errors.ts";
 import { atomicWriteJson } from "../fsutil.ts";
 import { isIPv4 } from "../ip-address.ts";
 import { log } from "../log.ts";
+import { z } from "../schema/zod.ts";
 import { VERSION } from "../version.ts";
 import { tokenChecker, unauthorized } from "./auth.ts";
 import { ControlError, codeForHttpStatus, errorBody, httpStatusFor } from "./errors.ts";
 import type { ControlContext, ControlEvents, RouteExtension } from "./extensions.ts";
 import { countRequest, recordRequest } from "./http-metrics.ts";
+import { openApiDocumentOf } from "./openapi-document.ts";
+import { defineRoute, OpenApiHono, openApiPath } from "./openapi-route.ts";
 import { guardEdge, guardRoutes } from "./peer-guard.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { contentRoutes } from "./routes/content.ts";
@@ -56,7 +58,7 @@ type BunHandler = (req: Request, server: Server<undefined>) => Response | Promis
 
 /** The control app and what its owner must close when it stops serving. */
 export interface ControlApp {
-  app: OpenAPIHono;
+  app: OpenApiHono;
   /** For Bun.serve's `routes`, in front of `app.fetch` (see statusFastPath). */
   nativeRoutes: Record<string, BunHandler>;
   /** Ends open event streams and detaches from the event bus; returns how many streams it ended. */
@@ -65,16 +67,6 @@ export interface ControlApp {
 
 /** `idleTimeout: 0` for the unix listener, typed loosely because Bun's types omit it there (see below). */
 const UNIX_NO_IDLE_LIMIT: object = { idleTimeout: 0 };
-
-/** Zod validation failures (params, query, headers, bodies) become the one error shape. */
-function validationHook(
-  result: { success: true } | { success: false; error: z.ZodError; target: string },
-  _c: Context,
-): void {
-  if (result.success) return;
-  const problems = result.error.issues.map((i) => `${[result.target, ...i.path].join(".")}: ${i.message}`);
-  throw new ControlError("CTL_BAD_REQUEST", `invalid request: ${problems.join("; ")}`);
-}
 
 const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
 
@@ -168,7 +160,7 @@ function gate(opts: AdmissionOptions & { maxSize: number }): MiddlewareHandler {
   };
 }
 
-const openApiRoute = createRoute({
+const openApiRoute = defineRoute({
   method: "get",
   path: "/v1/openapi.json",
   tags: ["meta"],
@@ -181,7 +173,7 @@ const openApiRoute = createRoute({
 
 export function buildControlApp(api: AgentApi, opts: ControlAppOptions): ControlApp {
   const maxSize = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
-  const app = new OpenAPIHono({ defaultHook: validationHook });
+  const app = new OpenApiHono();
   app.onError(errorResponse);
   app.notFound((c) => {
     const err = new ControlError("CTL_NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`);
@@ -205,25 +197,20 @@ export function buildControlApp(api: AgentApi, opts: ControlAppOptions): Control
 
   const statusCache = new StatusCache(api, { events: opts.events, maxAgeMs: opts.statusMaxAgeMs });
   const streams = new EventStreams(opts.events, opts.eventStreams);
-  app.route("/v1", agentRoutes(api, statusCache));
-  app.route("/v1/content", contentRoutes(api));
-  app.route("/v1/handlers", handlerRoutes(api));
-  app.route("/v1/events", eventRoutes(streams));
-  app.route("/", metricsRoutes());
+  app.include("/v1", agentRoutes(api, statusCache));
+  app.include("/v1/content", contentRoutes(api));
+  app.include("/v1/handlers", handlerRoutes(api));
+  app.include("/v1/events", eventRoutes(streams));
+  app.include("/", metricsRoutes());
 
   const ctx: ControlContext = { api, ...(opts.events ? { events: opts.events } : {}) };
   for (const ext of opts.extensions ?? []) {
-    const v1 = new OpenAPIHono();
+    const v1 = new OpenApiHono();
     ext.mount(v1, ctx);
     documentPlainRoutes(v1, ext.name);
-    app.route("/v1", v1);
+    app.include("/v1", v1);
   }
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
-    type: "http",
-    scheme: "bearer",
-    description: "The token in STATE/control.token (mode 0600, new on every agent start)",
-  });
   let documentText: string | undefined;
   app.openapi(openApiRoute, (c) => {
     // Routes are fixed once the app is built, so the document is generated once.
@@ -255,7 +242,7 @@ const JSON_HEADERS = { "content-type": "application/json" };
  * chain is most of the control plane's per-request cost
  * (bench/control-plane.ts).
  */
-function statusFastPath(app: OpenAPIHono, cache: StatusCache, access: AdmissionOptions): BunHandler {
+function statusFastPath(app: OpenApiHono, cache: StatusCache, access: AdmissionOptions): BunHandler {
   const admit = admission(access);
   return (req, server) => {
     const started = performance.now();
@@ -279,29 +266,41 @@ function statusFastPath(app: OpenAPIHono, cache: StatusCache, access: AdmissionO
 }
 
 /** The app alone, for tests and callers that never stream events. */
-export function createControlApp(api: AgentApi, opts: ControlAppOptions): OpenAPIHono {
+export function createControlApp(api: AgentApi, opts: ControlAppOptions): OpenApiHono {
   return buildControlApp(api, opts).app;
 }
 
-export function openApiDocument(app: OpenAPIHono) {
-  return app.getOpenAPI31Document({
-    openapi: "3.1.0",
-    info: {
-      title: "Outpost agent control plane",
-      version: VERSION,
-      description:
-        "Local control plane of the Outpost endpoint agent: loopback TCP and the unix socket STATE/control.sock. Every operation but GET /v1/health needs the bearer token from STATE/control.token. Errors are always `{ error: { code, message, file? } }`. See docs/control-plane.md.",
+const SECURITY_SCHEMES = {
+  bearerAuth: {
+    type: "http",
+    scheme: "bearer",
+    description: "The token in STATE/control.token (mode 0600, new on every agent start)",
+  },
+};
+
+export function openApiDocument(app: OpenApiHono) {
+  return openApiDocumentOf(
+    app.documented,
+    {
+      openapi: "3.1.0",
+      info: {
+        title: "Outpost agent control plane",
+        version: VERSION,
+        description:
+          "Local control plane of the Outpost endpoint agent: loopback TCP and the unix socket STATE/control.sock. Every operation but GET /v1/health needs the bearer token from STATE/control.token. Errors are always `{ error: { code, message, file? } }`. See docs/control-plane.md.",
+      },
+      security: [{ bearerAuth: [] }],
+      tags: [
+        { name: "agent", description: "Health, status, updates" },
+        { name: "content", description: "Installed content and rollback" },
+        { name: "handlers", description: "Content handlers' APIs" },
+        { name: "events", description: "Server-Sent Events" },
+        { name: "metrics", description: "Prometheus" },
+        { name: "meta", description: "This document" },
+      ],
     },
-    security: [{ bearerAuth: [] }],
-    tags: [
-      { name: "agent", description: "Health, status, updates" },
-      { name: "content", description: "Installed content and rollback" },
-      { name: "handlers", description: "Content handlers' APIs" },
-      { name: "events", description: "Server-Sent Events" },
-      { name: "metrics", description: "Prometheus" },
-      { name: "meta", description: "This document" },
-    ],
-  });
+    SECURITY_SCHEMES,
+  );
 }
 
 const PLAIN_METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE"]);
@@ -311,28 +310,28 @@ const PLAIN_METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE"]);
  * the document must still list every route the agent serves: they get an
  * entry that says so, with their path parameters declared.
  */
-function documentPlainRoutes(v1: OpenAPIHono, extension: string): void {
-  const documented = new Set<string>();
-  for (const def of v1.openAPIRegistry.definitions) {
-    if (def.type === "route") documented.add(`${def.route.method.toUpperCase()} ${def.route.path}`);
-  }
+function documentPlainRoutes(v1: OpenApiHono, extension: string): void {
+  const documented = new Set(v1.documented.map((d) => `${d.spec.method.toUpperCase()} ${d.path}`));
   for (const r of v1.routes) {
     if (!PLAIN_METHODS.has(r.method)) continue;
-    const path = r.path.replace(/:([A-Za-z0-9_]+)(\{[^}]*\})?/g, "{$1}");
+    const path = openApiPath(r.path);
     if (documented.has(`${r.method} ${path}`)) continue;
     documented.add(`${r.method} ${path}`);
     const params = [...path.matchAll(/\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!);
-    v1.openAPIRegistry.registerPath({
-      method: r.method.toLowerCase() as "get",
+    v1.documented.push({
       path,
-      tags: [extension],
-      summary: `${r.method} ${path} (from ${extension}; no schema declared)`,
-      ...(params.length
-        ? { request: { params: z.object(Object.fromEntries(params.map((name) => [name, z.string()]))) } }
-        : {}),
-      responses: {
-        default: {
-          description: "Undocumented: the extension registered this route without OpenAPI schemas",
+      spec: {
+        method: r.method.toLowerCase() as "get",
+        path,
+        tags: [extension],
+        summary: `${r.method} ${path} (from ${extension}; no schema declared)`,
+        ...(params.length
+          ? { request: { params: z.object(Object.fromEntries(params.map((name) => [name, z.string()]))) } }
+          : {}),
+        responses: {
+          default: {
+            description: "Undocumented: the extension registered this route without OpenAPI schemas",
+          },
         },
       },
     });

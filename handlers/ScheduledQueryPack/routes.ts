@@ -7,39 +7,41 @@
  *   GET  /v1/queries/stats  per-query runs, time, rows, errors, watchdog kills, denylist,
  *                           outbox and sink counters (also mirrored into /metrics)
  */
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorBody } from "../../core/control/errors.ts";
 import type { RouteExtension } from "../../core/control/extensions.ts";
+import { doc, named } from "../../core/control/openapi-document.ts";
+import { defineRoute, type OpenApiHono } from "../../core/control/openapi-route.ts";
 import { COMMON_ERRORS, errorResponses } from "../../core/control/schemas.ts";
 import { isOutpostError } from "../../core/errors.ts";
+import { z } from "../../core/schema/zod.ts";
 import { resultsServiceOf } from "./service.ts";
 
 const TYPE = "ScheduledQueryPack";
 
 const RunStatsSchema = z.object({
   wallMs: z.number(),
-  cpuMs: z.number().openapi({ description: "Worker CPU time (user + system) spent on the query" }),
-  peakMemoryBytes: z
-    .number()
-    .openapi({ description: "Largest resident growth of the worker during the query" }),
+  cpuMs: doc(z.number(), { description: "Worker CPU time (user + system) spent on the query" }),
+  peakMemoryBytes: doc(z.number(), { description: "Largest resident growth of the worker during the query" }),
 });
 
-export const QueryResultSchema = z
-  .object({
+export const QueryResultSchema = named(
+  "QueryResult",
+  z.object({
     engine: z.enum(["embedded", "osqueryd"]),
     columns: z.array(z.string()),
-    rows: z
-      .array(z.record(z.string(), z.string()))
-      .openapi({ description: "osquery style: every value a string" }),
-    rowCount: z.number().int(),
+    rows: doc(z.array(z.record(z.string(), z.string())), {
+      description: "osquery style: every value a string",
+    }),
+    rowCount: z.int(),
     truncated: z.boolean(),
     warnings: z.array(z.string()),
     stats: RunStatsSchema,
-  })
-  .openapi("QueryResult");
+  }),
+);
 
-const queryRoute = createRoute({
+const queryRoute = defineRoute({
   method: "post",
   path: "/query",
   tags: ["queries"],
@@ -51,7 +53,7 @@ const queryRoute = createRoute({
       content: {
         "application/json": {
           schema: z.object({
-            sql: z.string().min(1).openapi({ example: "SELECT pid, name FROM processes" }),
+            sql: doc(z.string().check(z.minLength(1)), { example: "SELECT pid, name FROM processes" }),
           }),
         },
       },
@@ -64,8 +66,9 @@ const queryRoute = createRoute({
   },
 });
 
-const QueryStatsSchema = z
-  .looseObject({
+const QueryStatsSchema = named(
+  "QueryStats",
+  z.looseObject({
     engine: z.string(),
     totals: z.looseObject({
       runs: z.number(),
@@ -75,23 +78,23 @@ const QueryStatsSchema = z
     }),
     queries: z.array(
       z.looseObject({
-        name: z.string().openapi({ example: "pack_incident-response_crontab" }),
+        name: doc(z.string(), { example: "pack_incident-response_crontab" }),
         runs: z.number(),
         rows: z.number(),
         avgWallMs: z.number(),
         errors: z.number(),
         watchdogKills: z.number(),
-        denylistedUntil: z.string().nullable(),
-        denylistReason: z.string().nullable(),
+        denylistedUntil: z.nullable(z.string()),
+        denylistReason: z.nullable(z.string()),
       }),
     ),
-    delivery: z
-      .unknown()
-      .openapi({ description: "Result pipeline counters and per-sink statistics (null when not running)" }),
-  })
-  .openapi("QueryStats");
+    delivery: doc(z.unknown(), {
+      description: "Result pipeline counters and per-sink statistics (null when not running)",
+    }),
+  }),
+);
 
-const statsRoute = createRoute({
+const statsRoute = defineRoute({
   method: "get",
   path: "/queries/stats",
   tags: ["queries"],
@@ -126,7 +129,7 @@ function statusFor(code: string): ContentfulStatusCode | undefined {
 export function queryRoutes(): RouteExtension {
   return {
     name: TYPE,
-    mount(v1: OpenAPIHono, { api }) {
+    mount(v1: OpenApiHono, { api }) {
       v1.openapi(queryRoute, async (c) => {
         const { sql } = c.req.valid("json");
         try {

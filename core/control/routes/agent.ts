@@ -1,7 +1,8 @@
 /** Whole-agent routes: liveness, status and an on-demand update cycle. */
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+
 import type { Context } from "hono";
 import type { AgentApi } from "../../agent/api.ts";
+import { defineRoute, OpenApiHono } from "../openapi-route.ts";
 import {
   AgentStatusSchema,
   COMMON_ERRORS,
@@ -12,7 +13,7 @@ import {
 } from "../schemas.ts";
 import type { StatusCache } from "../status-cache.ts";
 
-export const healthRoute = createRoute({
+export const healthRoute = defineRoute({
   method: "get",
   path: "/health",
   tags: ["agent"],
@@ -28,7 +29,7 @@ export const healthRoute = createRoute({
   },
 });
 
-const statusRoute = createRoute({
+const statusRoute = defineRoute({
   method: "get",
   path: "/status",
   tags: ["agent"],
@@ -44,7 +45,7 @@ const statusRoute = createRoute({
   },
 });
 
-const updateRoute = createRoute({
+const updateRoute = defineRoute({
   method: "post",
   path: "/update",
   tags: ["agent"],
@@ -62,8 +63,8 @@ const updateRoute = createRoute({
 
 const JSON_TYPE = { "content-type": "application/json" };
 
-export function agentRoutes(api: AgentApi, statusCache: StatusCache): OpenAPIHono {
-  const app = new OpenAPIHono();
+export function agentRoutes(api: AgentApi, statusCache: StatusCache): OpenApiHono {
+  const app = new OpenApiHono();
   app.openapi(healthRoute, (c) => c.json({ status: "ok" as const }, 200));
   // Served as the cached text: re-serialising per request would cost more than the route itself.
   // The text is JSON.stringify(AgentStatus); the typed-response check cannot see through a string.

@@ -1,8 +1,9 @@
 /** Installed content: listing and rollback to the last-known-good version. */
 
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AgentApi } from "../../agent/api.ts";
 import { realSchema } from "../../schema/lazy-schema.ts";
+import { z } from "../../schema/zod.ts";
+import { defineRoute, OpenApiHono } from "../openapi-route.ts";
 import {
   AckResultSchema,
   COMMON_ERRORS,
@@ -12,7 +13,7 @@ import {
   jsonContent,
 } from "../schemas.ts";
 
-const listRoute = createRoute({
+const listRoute = defineRoute({
   method: "get",
   path: "/",
   tags: ["content"],
@@ -26,7 +27,7 @@ const listRoute = createRoute({
   },
 });
 
-const rollbackRoute = createRoute({
+const rollbackRoute = defineRoute({
   method: "post",
   path: "/{type}/rollback",
   tags: ["content"],
@@ -43,7 +44,7 @@ const rollbackRoute = createRoute({
   },
 });
 
-const ackRoute = createRoute({
+const ackRoute = defineRoute({
   method: "post",
   path: "/{type}/ack",
   tags: ["content"],
@@ -60,8 +61,8 @@ const ackRoute = createRoute({
   },
 });
 
-export function contentRoutes(api: AgentApi): OpenAPIHono {
-  const app = new OpenAPIHono();
+export function contentRoutes(api: AgentApi): OpenApiHono {
+  const app = new OpenApiHono();
   app.openapi(listRoute, (c) => c.json(api.content(), 200));
   app.openapi(rollbackRoute, async (c) => c.json(await api.rollback(c.req.valid("param").type), 200));
   app.openapi(ackRoute, async (c) => c.json(await api.ack(c.req.valid("param").type), 200));

@@ -15,11 +15,14 @@
  * a stream ends — client gone, server stopping, slow reader, `follow=false`
  * reaching the end of the backlog — runs the same cleanup.
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+
 import type { SequencedEvent } from "../../agent/events.ts";
+import { z } from "../../schema/zod.ts";
 import { ControlError } from "../errors.ts";
 import type { ControlEvents } from "../extensions.ts";
 import { eventStreamsGauge } from "../http-metrics.ts";
+import { doc } from "../openapi-document.ts";
+import { defineRoute, OpenApiHono } from "../openapi-route.ts";
 import { AgentEventSchema, COMMON_ERRORS, errorResponses, jsonContent } from "../schemas.ts";
 
 export interface EventStreamOptions {
@@ -161,7 +164,7 @@ export class EventStreams {
 
 const EVENT_ID = /^\d{1,16}$/;
 
-const eventsRoute = createRoute({
+const eventsRoute = defineRoute({
   method: "get",
   path: "/",
   tags: ["events"],
@@ -175,29 +178,20 @@ const eventsRoute = createRoute({
   ].join(" "),
   request: {
     query: z.object({
-      follow: z
-        .enum(["true", "false", "1", "0"])
-        .optional()
-        .openapi({ description: "false: end the stream after the backlog (default true)" }),
-      tail: z.coerce
-        .number()
-        .int()
-        .min(0)
-        .max(100_000)
-        .optional()
-        .openapi({ description: "Replay only the last N held events (ignored when resuming)" }),
-      lastEventId: z
-        .string()
-        .regex(EVENT_ID, "must be an event id")
-        .optional()
-        .openapi({ description: "Same as the Last-Event-ID header, for clients that cannot set headers" }),
+      follow: doc(z.optional(z.enum(["true", "false", "1", "0"])), {
+        description: "false: end the stream after the backlog (default true)",
+      }),
+      tail: doc(z.optional(z.coerce.number().check(z.int(), z.gte(0), z.lte(100_000))), {
+        description: "Replay only the last N held events (ignored when resuming)",
+      }),
+      lastEventId: doc(z.optional(z.string().check(z.regex(EVENT_ID, "must be an event id"))), {
+        description: "Same as the Last-Event-ID header, for clients that cannot set headers",
+      }),
     }),
     headers: z.object({
-      "last-event-id": z
-        .string()
-        .regex(EVENT_ID, "must be an event id")
-        .optional()
-        .openapi({ description: "Resume after this event id" }),
+      "last-event-id": doc(z.optional(z.string().check(z.regex(EVENT_ID, "must be an event id"))), {
+        description: "Resume after this event id",
+      }),
     }),
   },
   responses: {
@@ -211,8 +205,8 @@ const eventsRoute = createRoute({
 
 type BunServerLike = { timeout?: (req: Request, seconds: number) => void };
 
-export function eventRoutes(streams: EventStreams): OpenAPIHono {
-  const app = new OpenAPIHono();
+export function eventRoutes(streams: EventStreams): OpenApiHono {
+  const app = new OpenApiHono();
   app.openapi(eventsRoute, (c) => {
     const query = c.req.valid("query");
     const header = c.req.valid("header")["last-event-id"];

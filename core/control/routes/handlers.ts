@@ -1,7 +1,9 @@
 /** A handler's API over HTTP: the JSON body is the argument, `{ result }` the answer. */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+
 import type { AgentApi } from "../../agent/api.ts";
+import { z } from "../../schema/zod.ts";
 import { ControlError } from "../errors.ts";
+import { defineRoute, OpenApiHono } from "../openapi-route.ts";
 import {
   COMMON_ERRORS,
   contentTypeParam,
@@ -11,7 +13,7 @@ import {
   methodParam,
 } from "../schemas.ts";
 
-const callRoute = createRoute({
+const callRoute = defineRoute({
   method: "post",
   path: "/{type}/{method}",
   tags: ["handlers"],
@@ -33,8 +35,8 @@ const callRoute = createRoute({
   },
 });
 
-export function handlerRoutes(api: AgentApi): OpenAPIHono {
-  const app = new OpenAPIHono();
+export function handlerRoutes(api: AgentApi): OpenApiHono {
+  const app = new OpenApiHono();
   app.openapi(callRoute, async (c) => {
     const { type, method } = c.req.valid("param");
     const text = await c.req.text();

@@ -3,14 +3,16 @@
  * Token-protected like every route but health: a scraper sends the bearer
  * token (Prometheus `authorization: { credentials_file: STATE/control.token }`).
  */
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+
 import { metrics } from "../../metrics.ts";
+import { z } from "../../schema/zod.ts";
 import { refreshProcessGauges } from "../http-metrics.ts";
+import { defineRoute, OpenApiHono } from "../openapi-route.ts";
 import { COMMON_ERRORS, errorResponses } from "../schemas.ts";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-const metricsRoute = createRoute({
+const metricsRoute = defineRoute({
   method: "get",
   path: "/metrics",
   tags: ["metrics"],
@@ -26,8 +28,8 @@ const metricsRoute = createRoute({
   },
 });
 
-export function metricsRoutes(): OpenAPIHono {
-  const app = new OpenAPIHono();
+export function metricsRoutes(): OpenApiHono {
+  const app = new OpenApiHono();
   app.openapi(metricsRoute, (c) => {
     refreshProcessGauges();
     return c.text(metrics.render(), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });

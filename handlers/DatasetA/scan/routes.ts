@@ -12,25 +12,29 @@
  * caller naming a path could have read that path itself.
  */
 import { isAbsolute } from "node:path";
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { ControlError } from "../../../core/control/errors.ts";
 import type { RouteExtension } from "../../../core/control/extensions.ts";
+import { doc, named } from "../../../core/control/openapi-document.ts";
+import { defineRoute, type OpenApiHono } from "../../../core/control/openapi-route.ts";
 import { COMMON_ERRORS, errorResponses } from "../../../core/control/schemas.ts";
 import { EXCLUSION_SCOPES } from "../../../core/exclusions-config.ts";
+import { z } from "../../../core/schema/zod.ts";
 import type { ProcessTag } from "../../LocalRepData/process-tagger.ts";
 import { scanRuntimeOf } from "./runtime.ts";
 import type { Progress, ScanReport, ScanService } from "./service.ts";
 
 const ScanRequestSchema = z.union([
-  z
-    .object({ paths: z.array(z.string().min(1)).min(1).max(10_000), allMatches: z.boolean().optional() })
-    .strict(),
-  z.object({ path: z.string().min(1), allMatches: z.boolean().optional() }).strict(),
-  z.object({ pid: z.number().int().positive(), allMatches: z.boolean().optional() }).strict(),
+  z.strictObject({
+    paths: z.array(z.string().check(z.minLength(1))).check(z.minLength(1), z.maxLength(10_000)),
+    allMatches: z.optional(z.boolean()),
+  }),
+  z.strictObject({ path: z.string().check(z.minLength(1)), allMatches: z.optional(z.boolean()) }),
+  z.strictObject({ pid: z.int().check(z.positive()), allMatches: z.optional(z.boolean()) }),
 ]);
 
-const ReportSchema = z
-  .looseObject({
+const ReportSchema = named(
+  "ScanReport",
+  z.looseObject({
     targets: z.array(z.string()),
     objects: z.number(),
     bytes: z.number(),
@@ -38,10 +42,10 @@ const ReportSchema = z
     ignored: z.number(),
     errors: z.array(z.looseObject({ path: z.string(), code: z.string() })),
     found: z.boolean(),
-  })
-  .openapi("ScanReport");
+  }),
+);
 
-const scanRoute = createRoute({
+const scanRoute = defineRoute({
   method: "post",
   path: "/scan",
   tags: ["scanning"],
@@ -58,35 +62,30 @@ const scanRoute = createRoute({
   },
 });
 
-const RepAnswerSchema = z
-  .object({
-    sha256: z.string().optional(),
-    signer: z.string().optional(),
-    score: z.number().nullable(),
+const RepAnswerSchema = named(
+  "Reputation",
+  z.object({
+    sha256: z.optional(z.string()),
+    signer: z.optional(z.string()),
+    score: z.nullable(z.number()),
     band: z.enum(["high", "medium", "low", "unknown"]),
-    class: z.string().nullable(),
-    source: z.enum(["hash", "signer"]).nullable(),
-    signerName: z.string().optional(),
-  })
-  .openapi("Reputation");
+    class: z.nullable(z.string()),
+    source: z.nullable(z.enum(["hash", "signer"])),
+    signerName: z.optional(z.string()),
+  }),
+);
 
-const repRoute = createRoute({
+const repRoute = defineRoute({
   method: "get",
   path: "/reputation/{sha256}",
   tags: ["reputation"],
   summary: "Reputation of a file by SHA-256 (and optionally its signer)",
   request: {
     params: z.object({
-      sha256: z
-        .string()
-        .regex(/^[0-9a-fA-F]{64}$/)
-        .openapi({ param: { name: "sha256", in: "path" } }),
+      sha256: doc(z.string().check(z.regex(/^[0-9a-fA-F]{64}$/)), {}),
     }),
     query: z.object({
-      signer: z
-        .string()
-        .regex(/^[0-9a-fA-F]{64}$/)
-        .optional(),
+      signer: z.optional(z.string().check(z.regex(/^[0-9a-fA-F]{64}$/))),
     }),
   },
   responses: {
@@ -98,30 +97,30 @@ const repRoute = createRoute({
   },
 });
 
-const ProcessSchema = z
-  .object({
+const ProcessSchema = named(
+  "ProcessTag",
+  z.object({
     pid: z.number(),
     exe: z.string(),
-    sha256: z.string().nullable(),
-    reputation: z
-      .object({
-        score: z.number().nullable(),
+    sha256: z.nullable(z.string()),
+    reputation: z.nullable(
+      z.object({
+        score: z.nullable(z.number()),
         band: z.string(),
-        class: z.string().nullable(),
-        source: z.string().nullable(),
-      })
-      .nullable(),
+        class: z.nullable(z.string()),
+        source: z.nullable(z.string()),
+      }),
+    ),
     startTicks: z.number(),
     taggedAt: z.string(),
-    error: z.string().optional(),
-    excluded: z
-      .array(z.enum(EXCLUSION_SCOPES))
-      .optional()
-      .openapi({ description: "Scopes in which an exclusion covers the process (docs/exclusions.md)" }),
-  })
-  .openapi("ProcessTag");
+    error: z.optional(z.string()),
+    excluded: doc(z.optional(z.array(z.enum(EXCLUSION_SCOPES))), {
+      description: "Scopes in which an exclusion covers the process (docs/exclusions.md)",
+    }),
+  }),
+);
 
-const processesRoute = createRoute({
+const processesRoute = defineRoute({
   method: "get",
   path: "/processes",
   tags: ["reputation"],
@@ -175,7 +174,7 @@ async function parseScanRequest(
 export function scanRoutes(): RouteExtension {
   return {
     name: "scanning",
-    mount(v1: OpenAPIHono, { api }) {
+    mount(v1: OpenApiHono, { api }) {
       v1.openapi(scanRoute, (async (c: {
         req: { raw: Request; query(k: string): string | undefined };
         env?: { timeout?(req: Request, seconds: number): void };
