@@ -13,7 +13,6 @@
  * registered the plain way are listed there too, as undocumented
  * operations tagged with the extension's name.
  */
-
 import type { AgentApi } from "../agent/api.ts";
 import type { EventBus } from "../agent/events.ts";
 import type { OpenApiHono } from "./openapi-route.ts";

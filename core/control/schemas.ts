@@ -6,7 +6,6 @@
  * `tsc`, so the published document cannot silently drift from what
  * `GET /v1/status` returns.
  */
-
 import type {
   AckResult,
   AgentStatus,

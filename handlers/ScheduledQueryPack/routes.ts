@@ -7,7 +7,6 @@
  *   GET  /v1/queries/stats  per-query runs, time, rows, errors, watchdog kills, denylist,
  *                           outbox and sink counters (also mirrored into /metrics)
  */
-
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorBody } from "../../core/control/errors.ts";
 import type { RouteExtension } from "../../core/control/extensions.ts";

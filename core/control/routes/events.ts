@@ -15,7 +15,6 @@
  * a stream ends — client gone, server stopping, slow reader, `follow=false`
  * reaching the end of the backlog — runs the same cleanup.
  */
-
 import type { SequencedEvent } from "../../agent/events.ts";
 import { z } from "../../schema/zod.ts";
 import { ControlError } from "../errors.ts";

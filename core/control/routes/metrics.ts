@@ -3,7 +3,6 @@
  * Token-protected like every route but health: a scraper sends the bearer
  * token (Prometheus `authorization: { credentials_file: STATE/control.token }`).
  */
-
 import { metrics } from "../../metrics.ts";
 import { z } from "../../schema/zod.ts";
 import { refreshProcessGauges } from "../http-metrics.ts";
