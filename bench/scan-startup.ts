@@ -38,7 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { initKeys } from "../core/crypto/keys.ts";
-import { distExecutables } from "./dist.ts";
+import { distExecutables, freshCopies } from "./dist.ts";
 import { runSampled, type SampledRun } from "./proc-tree.ts";
 import { realisticSignatureSet } from "./realistic-sigs.ts";
 import { updateOnceArgv } from "./update-once.ts";
@@ -60,6 +60,11 @@ if (!Bun.which("clamscan")) {
 }
 
 const work = mkdtempSync(join(tmpdir(), "outpost-bench-startup-scan-"));
+// The builds timed, copied afresh so that both start from the same page-cache state (dist.ts).
+const [timedAgent, timedBefore] = freshCopies(work, values.before ? [agent, values.before] : [agent]) as [
+  string,
+  string | undefined,
+];
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 const env = { ...process.env, OUTPOST_LOG_QUIET: "1" };
 const run = (cmd: string[], ok = [0]) => runSampled(cmd, { env, ok, pss: true });
@@ -113,7 +118,7 @@ const infected = join(work, "infected.bin");
 const inst = set.body[3]!.instance;
 writeFileSync(infected, Buffer.concat([Buffer.alloc(2048, 0x20), inst, Buffer.alloc(2048, 0x20)]));
 
-const ours = (file: string, dir = state) => [agent, "scan", "--state", dir, "--json", "--quiet", file];
+const ours = (file: string, dir = state) => [timedAgent, "scan", "--state", dir, "--json", "--quiet", file];
 const theirs = (file: string) => ["clamscan", "--no-summary", "-d", db, file];
 
 const oursFound = JSON.parse((await run(ours(infected), [1])).out) as {
@@ -151,12 +156,12 @@ async function alternate(cmds: Record<string, { cmd: string[]; ok?: number[] }>)
   return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, summary(v)]));
 }
 
-const before = values.before;
+const before = timedBefore;
 const offline = await alternate({
   outpost: { cmd: ours(small) },
   ...(before ? { before: { cmd: [before, ...ours(small).slice(1)] } } : {}),
   clamscan: { cmd: theirs(small) },
-  agentVersion: { cmd: [agent, "--version"] },
+  agentVersion: { cmd: [timedAgent, "--version"] },
   bunEmpty: { cmd: [process.execPath, "-e", "0"] },
   ...(values.bare
     ? {}
