@@ -8,8 +8,10 @@
  * it a name, and a named schema becomes `components.schemas.<name>`,
  * referenced by `$ref` wherever it appears. Registry entries are keyed by the
  * schema instance (a WeakMap), so a lazily built schema (lazy-schema.ts) that
- * is let go and built again is documented again by its builder; the name
- * follows the latest instance.
+ * is let go and built again is documented again by its builder. A name,
+ * though, maps to the latest instance given it, and the registry holds that
+ * one: once the document has been generated, one instance of each named
+ * schema (18 of them) stays built.
  */
 import { z } from "../schema/zod.ts";
 import { type AnySchema, type DocumentedRoute, isZodSchema, type MediaEntry } from "./openapi-route.ts";

@@ -95,7 +95,7 @@ export function isZodSchema(s: unknown): s is AnySchema {
 }
 
 /** A failed part of a request: every problem as `target.path: message`, one error code. */
-export function badRequest(target: string, error: z.core.$ZodError): ControlError {
+function badRequest(target: string, error: z.core.$ZodError): ControlError {
   const problems = error.issues.map((i) => `${[target, ...i.path.map(String)].join(".")}: ${i.message}`);
   return new ControlError("CTL_BAD_REQUEST", `invalid request: ${problems.join("; ")}`);
 }
@@ -126,7 +126,7 @@ async function hasBody(c: Context): Promise<boolean> {
 }
 
 /** The middleware that checks what route `spec` declares of a request, in @hono/zod-openapi's order. */
-export function validatorsFor(spec: RouteSpec): MiddlewareHandler[] {
+function validatorsFor(spec: RouteSpec): MiddlewareHandler[] {
   const out: MiddlewareHandler[] = [];
   const req = spec.request;
   if (req?.query) out.push(check("query", req.query));
