@@ -62,6 +62,40 @@ describe("Outbox", () => {
     expect(box.pending).toBe(0);
   });
 
+  test("a pull reads only what was appended since the last one; a restart resumes at the first pending line", () => {
+    const { dir, box } = fresh();
+    // What the segment being appended to holds after hours of acknowledged runs.
+    const acked = Array.from({ length: 2000 }, (_, i) => `{"n":${i + 1},"pad":"${"é".repeat(100)}"}`);
+    box.append(acked);
+    const segBytes = box.bytes;
+    expect(box.pull(5000).lines).toHaveLength(2000);
+    box.ack(box.generation, 2000);
+    for (let run = 0; run < 3; run++) {
+      const before = box.readBytes;
+      const seq = box.append([`{"run":${run}}`]);
+      const p = box.pull(100);
+      expect(p).toMatchObject({ first: seq, lines: [`{"run":${run}}`], pending: 1 });
+      // The new line only, not the ~200 KiB of acknowledged lines before it.
+      expect(box.readBytes - before).toBe(`{"run":${run}}\n`.length);
+      box.ack(p.generation, seq);
+    }
+    const tail = box.append(['{"after":"restart"}', '{"n":"ü"}']);
+    const again = new Outbox(dir);
+    // Recovery reads the segment once to count its lines; the first pull then reads only the pending lines.
+    expect(again.readBytes).toBe(box.bytes);
+    expect(box.bytes).toBeGreaterThan(segBytes);
+    const p = again.pull(10);
+    expect(p).toMatchObject({ first: tail, lines: ['{"after":"restart"}', '{"n":"ü"}'], pending: 2 });
+    expect(again.readBytes - box.bytes).toBe(Buffer.byteLength('{"after":"restart"}\n{"n":"ü"}\n'));
+    // A pull that stops at its budget and one that follows it see each line once.
+    again.append(["a", "b", "c"]);
+    expect(again.pull(2)).toMatchObject({ first: tail, lines: ['{"after":"restart"}', '{"n":"ü"}'] });
+    again.ack(p.generation, tail);
+    expect(again.pull(2)).toMatchObject({ first: tail + 1, lines: ['{"n":"ü"}', "a"] });
+    again.ack(p.generation, tail + 2);
+    expect(again.pull(10)).toMatchObject({ first: tail + 3, lines: ["b", "c"], pending: 2 });
+  });
+
   test("pull respects a byte budget but always returns at least one line", () => {
     const { box } = fresh();
     box.append(["x".repeat(50), "y".repeat(50), "z"]);
