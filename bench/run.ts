@@ -14,6 +14,8 @@ const benches = [
   ["ipc.ts"],
   ["control-plane.ts"],
   ["query.ts"],
+  // A scheduled-query run's outbox cost after 20 h of uptime against a fresh outbox (handlers/_shared/outbox).
+  ["outbox-age.ts"],
   ["sinks.ts"],
   ["fleet/run.ts"],
   ["scan.ts"],
