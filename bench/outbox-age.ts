@@ -32,26 +32,24 @@ const RUNS = Number(values.runs);
 /** A result line as the query host writes it (osquery's log format, the demo pack's two queries). */
 function resultLine(i: number): string {
   const unixTime = 1_796_671_143 + i * 5;
+  const common = {
+    hostIdentifier: "vm",
+    calendarTime: new Date(unixTime * 1000).toUTCString(),
+    unixTime,
+    epoch: 0,
+    counter: i,
+    numerics: false,
+  };
   return i % 2 === 0
     ? JSON.stringify({
         snapshot: [{ name: "Debian GNU/Linux", version: "12 (bookworm)", platform: "debian" }],
         action: "snapshot",
         name: "pack_demo_os_version",
-        hostIdentifier: "vm",
-        calendarTime: new Date(unixTime * 1000).toUTCString(),
-        unixTime,
-        epoch: 0,
-        counter: i,
-        numerics: false,
+        ...common,
       })
     : JSON.stringify({
         name: "pack_demo_agent_process",
-        hostIdentifier: "vm",
-        calendarTime: new Date(unixTime * 1000).toUTCString(),
-        unixTime,
-        epoch: 0,
-        counter: i,
-        numerics: false,
+        ...common,
         columns: { pid: String(1000 + (i % 30_000)), name: "agent" },
         action: "added",
       });
