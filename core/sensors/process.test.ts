@@ -65,20 +65,28 @@ describe.if(isRoot)("process sensor (netlink process connector)", () => {
 
   test("a main thread that falls behind loses nothing: records wait in the reader and arrive in fewer, larger batches", async () => {
     const events: SensorEvent[] = [];
+    // The hand-over each event came in (the machine's other processes are in the batches too).
+    const batchOf = new Map<SensorEvent, number>();
     let batches = 0;
+    /** The burst's shell: set right after the spawn, before any of its events can be handed over. */
+    let shPid = -1;
     sensor = new ProcessSensor({
       mode: "netlink",
       hash: false,
       publish: (e) => {
         batches++;
+        for (const ev of e) batchOf.set(ev, batches);
         events.push(...e);
-        // A loaded machine: each batch takes the main thread 20 ms.
+        // A loaded machine: each batch of the burst takes the main thread 20 ms. Only those: the
+        // machine's other processes (a second suite alongside) must not slow the test to a crawl.
+        if (!e.some((ev) => ev.ppid === shPid || ev.pid === shPid)) return;
         const until = performance.now() + 20;
         while (performance.now() < until) {}
       },
     });
     sensor.start();
     const sh = Bun.spawn(["sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done"]);
+    shPid = sh.pid;
     await sh.exited;
     const starts = () => events.filter((e) => e.type === "process.start" && e.ppid === sh.pid);
     // Exits matched by the started pids (see the first test).
@@ -91,8 +99,10 @@ describe.if(isRoot)("process sensor (netlink process connector)", () => {
     expect(starts().length, JSON.stringify(status)).toBe(300);
     expect(exits().length, JSON.stringify(status)).toBe(300);
     expect(status).toMatchObject({ dropped: 0, kernelLost: 0 });
-    // 900+ records (fork, exec, exit) in far fewer hand-overs than records.
-    expect(batches).toBeLessThan(300);
+    // 900+ records (fork, exec, exit) in far fewer hand-overs than records. Only the hand-overs that
+    // carried this test's processes count: a second test suite alongside adds batches of its own.
+    const ours = new Set([...starts(), ...exits()].map((e) => batchOf.get(e)));
+    expect(ours.size, `${batches} hand-overs in all`).toBeLessThan(300);
   });
 
   test("poll mode is the fallback and says so", async () => {
