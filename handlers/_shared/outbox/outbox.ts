@@ -118,14 +118,14 @@ export class Outbox {
    * restart reads from there.
    */
   private recoverSegment(path: string, start: number): { count: number; bytes: number } {
-    const fd = openSync(path, "r+");
+    // Lines of this segment already acknowledged: the next one starts where the `skip`-th ends.
+    const skip = this.meta.acked - start + 1;
+    let count = 0;
+    let end = 0;
+    let pos = 0;
+    const fd = openSync(path, "r");
     try {
       const chunk = Buffer.allocUnsafe(RECOVERY_CHUNK);
-      // Lines of this segment already acknowledged: the next one starts where the `skip`-th ends.
-      const skip = this.meta.acked - start + 1;
-      let count = 0;
-      let end = 0;
-      let pos = 0;
       for (;;) {
         const n = readSync(fd, chunk, 0, chunk.length, pos);
         if (n === 0) break;
@@ -137,14 +137,20 @@ export class Outbox {
         }
         pos += n;
       }
-      if (end !== pos) {
-        ftruncateSync(fd, end);
-        fsyncSync(fd);
-      }
-      return { count, bytes: end };
     } finally {
       closeSync(fd);
     }
+    // Opened for writing only when there is a torn line to cut, as before.
+    if (end !== pos) {
+      const w = openSync(path, "r+");
+      try {
+        ftruncateSync(w, end);
+        fsyncSync(w);
+      } finally {
+        closeSync(w);
+      }
+    }
+    return { count, bytes: end };
   }
 
   private saveMeta(): void {
