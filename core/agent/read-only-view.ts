@@ -47,6 +47,8 @@ export function openViewWorkRoot(stateDir: string): ViewWorkRoot {
 function seedFrom(realHosts: string, viewHosts: string): void {
   if (!existsSync(realHosts) || !lstatSync(realHosts).isDirectory()) return;
   for (const group of readdirSync(realHosts)) {
+    // Not a group: the supervisor's own files beside the work dirs (.state-view, core/host/state-view.ts).
+    if (group.startsWith(".")) continue;
     const src = join(realHosts, group);
     const st = lstatSync(src);
     if (!st.isDirectory()) continue;

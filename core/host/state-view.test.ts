@@ -1,14 +1,33 @@
 import { describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { SandboxSpec } from "./policy.ts";
 import { buildLaunch, type LaunchTools } from "./sandbox.ts";
-import { foldLaunch, stateView } from "./state-view.ts";
+import {
+  findStateViewTools,
+  foldLaunch,
+  hiddenViewFstab,
+  hiddenViewPaths,
+  prepareHiddenView,
+  stateView,
+} from "./state-view.ts";
 
 const tools = { unshare: "/usr/bin/unshare", mount: "/usr/bin/mount", sh: "/usr/bin/sh" };
+/** Writes nothing: the path prepareHiddenView would return for /s/hosts/g. */
+const prepareHidden = () => "/s/hosts/.state-view/g.fstab";
 const spec = { fsRead: [], fsWrite: [] };
 
 describe("state view: the wrapper in front of a host's launch", () => {
   test("root: one unshare creates the mount and the network namespace (one exec fewer per host start)", () => {
-    const view = stateView({ spec, stateDir: "/s", workDir: "/s/hosts/g", supervisorUid: 0, tools });
+    const view = stateView({
+      spec,
+      stateDir: "/s",
+      workDir: "/s/hosts/g",
+      supervisorUid: 0,
+      tools,
+      prepareHidden,
+    });
     const rest = [
       "/usr/bin/unshare",
       "--net",
@@ -29,7 +48,14 @@ describe("state view: the wrapper in front of a host's launch", () => {
       "--",
     ]);
     expect(prefix.slice(6, 8)).toEqual(["/usr/bin/sh", "-c"]);
-    expect(prefix.slice(-5)).toEqual(["outpost-state-view", "/s", "/s/hosts/g", "hidden", "-"]);
+    expect(prefix.slice(-6)).toEqual([
+      "outpost-state-view",
+      "/s",
+      "/s/hosts/g",
+      "hidden",
+      "/s/hosts/.state-view/g.fstab",
+      "-",
+    ]);
     expect(rest).toEqual(["/usr/bin/setpriv", "--reuid=65534", "--", "agent", "host"]);
     expect([...prefix, ...rest].filter((w) => w === "/usr/bin/unshare")).toHaveLength(1);
   });
@@ -61,7 +87,14 @@ describe("state view: the wrapper in front of a host's launch", () => {
     const at = l.argv.indexOf("/usr/bin/prlimit");
     expect(l.argv.slice(at, at + 4)).toEqual(["/usr/bin/prlimit", "--cpu=60:65", "--core=0", "--"]);
     const kept = l.argv.filter((_, i) => i >= 3 && (i < at || i >= at + 4));
-    const view = stateView({ spec, stateDir: "/s", workDir: "/s/hosts/g", supervisorUid: 0, tools });
+    const view = stateView({
+      spec,
+      stateDir: "/s",
+      workDir: "/s/hosts/g",
+      supervisorUid: 0,
+      tools,
+      prepareHidden,
+    });
     const prefix = foldLaunch(view.prefix, l.argv);
     // The view's unshare makes the network namespace, its shell sets the CPU limit (soft:hard).
     expect(prefix[1]).toBe("--net");
@@ -71,14 +104,147 @@ describe("state view: the wrapper in front of a host's launch", () => {
   });
 
   test("nothing to fold: a launch without a network namespace, or no view (not root), stays as it was", () => {
-    const view = stateView({ spec, stateDir: "/s", workDir: "/s/hosts/g", supervisorUid: 0, tools });
+    const view = stateView({
+      spec,
+      stateDir: "/s",
+      workDir: "/s/hosts/g",
+      supervisorUid: 0,
+      tools,
+      prepareHidden,
+    });
     const rest = ["/usr/bin/setpriv", "--", "agent"];
     expect(foldLaunch(view.prefix, rest)).toEqual(view.prefix);
     expect(rest).toEqual(["/usr/bin/setpriv", "--", "agent"]);
-    const none = stateView({ spec, stateDir: "/s", workDir: "/s/hosts/g", supervisorUid: 1000, tools });
+    const none = stateView({
+      spec,
+      stateDir: "/s",
+      workDir: "/s/hosts/g",
+      supervisorUid: 1000,
+      tools,
+      prepareHidden,
+    });
     expect(none.prefix).toEqual([]);
     const netOnly = ["/usr/bin/unshare", "--net", "--", "agent"];
     expect(foldLaunch(none.prefix, netOnly)).toEqual([]);
     expect(netOnly).toEqual(["/usr/bin/unshare", "--net", "--", "agent"]);
   });
+});
+
+describe("state view V1: one mount(8) over an fstab the supervisor writes", () => {
+  test("the fstab: the skeleton read-only over STATE, then the work dir back; paths escaped as libmount reads them", () => {
+    const fstab = hiddenViewFstab(
+      "/var/lib/out post",
+      "/var/lib/out post/hosts/g",
+      "/var/lib/out post/hosts/.state-view/g",
+    );
+    expect(fstab).toBe(
+      "/var/lib/out\\040post/hosts/.state-view/g /var/lib/out\\040post none bind,ro,nosuid,nodev,noexec 0 0\n" +
+        "/proc/self/cwd /var/lib/out\\040post/hosts/g none bind 0 0\n",
+    );
+    expect(hiddenViewFstab("/s", "/s/a\\b\tc", "/k").split("\n")[1]).toBe(
+      "/proc/self/cwd /s/a\\134b\\011c none bind 0 0",
+    );
+    // A read-only view's work dir lies outside STATE: it is not under the skeleton, nothing to bind back.
+    expect(hiddenViewFstab("/s", "/tmp/outpost-view-1/hosts/g", "/k").trim().split("\n")).toHaveLength(1);
+    expect(hiddenViewPaths("/s/hosts/g")).toEqual({
+      skeleton: "/s/hosts/.state-view/g",
+      fstab: "/s/hosts/.state-view/g.fstab",
+    });
+  });
+
+  const root = process.getuid?.() === 0;
+  const real = findStateViewTools();
+  const runnable = root && real.unshare && real.mount && real.sh;
+
+  /** Runs `probe` as a host would run, behind the view (no setpriv: root, to show the mounts are what stops it). */
+  function behindView(state: string, work: string, probe: string, prepare?: () => string) {
+    const view = stateView({
+      spec,
+      stateDir: state,
+      workDir: work,
+      supervisorUid: 0,
+      tools: real,
+      ...(prepare ? { prepareHidden: prepare } : {}),
+    });
+    // /proc/self/mountinfo writes the space in STATE's name as \\040.
+    const argv = [...view.prefix, "/bin/sh", "-c", probe, "probe", state, state.replaceAll(" ", "\\040")];
+    const r = Bun.spawnSync(argv, { cwd: work });
+    return { view, code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+  }
+
+  const PROBE = `
+state=$1
+echo "state: $(ls -A "$state" | tr '\\n' ' ')"
+echo "hosts: $(ls -A "$state/hosts" | tr '\\n' ' ')"
+echo "mine: $(cat mine)"
+echo work > written && echo "work: writable"
+touch "$state/planted" 2>/dev/null || echo "state: read-only"
+echo "mounted: $(grep -F " $2 " /proc/self/mountinfo | grep -o 'ro,nosuid,nodev,noexec' | head -1)"
+`;
+
+  function makeState(name: string) {
+    const dir = mkdtempSync(join(tmpdir(), name));
+    const state = join(dir, "st ate");
+    mkdirSync(join(state, "hosts", "g"), { recursive: true });
+    mkdirSync(join(state, "hosts", "other"), { recursive: true });
+    writeFileSync(join(state, "control.token"), "secret-token");
+    writeFileSync(join(state, "hosts", "other", "content-keys.json"), "{}");
+    writeFileSync(join(state, "hosts", "g", "mine"), "kept");
+    return { dir, state, work: join(state, "hosts", "g") };
+  }
+
+  test.skipIf(!runnable)(
+    "a host sees its work dir, writable, in an empty read-only STATE; the real STATE is untouched",
+    () => {
+      const { dir, state, work } = makeState("outpost-view-");
+      try {
+        const r = behindView(state, work, PROBE);
+        expect(r.err).toBe("");
+        expect(r.code).toBe(0);
+        expect(r.view.mode).toBe("hidden");
+        expect(r.view.note).toBeUndefined();
+        expect(r.out).toContain("state: hosts \n");
+        expect(r.out).toContain("hosts: g \n");
+        expect(r.out).toContain("mine: kept\n");
+        expect(r.out).toContain("work: writable\n");
+        expect(r.out).toContain("state: read-only\n");
+        expect(r.out).toContain("mounted: ro,nosuid,nodev,noexec\n");
+        // What it wrote in its work dir is in the real one; nothing it did reached STATE.
+        expect(readFileSync(join(work, "written"), "utf8")).toBe("work\n");
+        expect(() => statSync(join(state, "planted"))).toThrow();
+        expect(readFileSync(join(state, "control.token"), "utf8")).toBe("secret-token");
+        // The fstab is root's, 0600, and is not rewritten for the next start.
+        const { fstab } = hiddenViewPaths(work);
+        expect(statSync(fstab).mode & 0o777).toBe(0o600);
+        const written = statSync(fstab).mtimeMs;
+        expect(prepareHiddenView(state, work)).toBe(fstab);
+        expect(statSync(fstab).mtimeMs).toBe(written);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    20_000,
+  );
+
+  test.skipIf(!runnable)(
+    "without its fstab (STATE/hosts not writable) the same view is made with a tmpfs, and status says so",
+    () => {
+      const { dir, state, work } = makeState("outpost-view-fallback-");
+      try {
+        const r = behindView(state, work, PROBE, () => {
+          throw new Error("EROFS: read-only file system, mkdir");
+        });
+        expect(r.code).toBe(0);
+        expect(r.view.note).toContain("the view is made with a tmpfs instead");
+        expect(r.out).toContain("state: hosts \n");
+        expect(r.out).toContain("hosts: g \n");
+        expect(r.out).toContain("work: writable\n");
+        expect(r.out).toContain("state: read-only\n");
+        expect(readFileSync(join(state, "control.token"), "utf8")).toBe("secret-token");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    20_000,
+  );
 });

@@ -27,13 +27,26 @@
  *
  * The mounts are made by /bin/sh + mount(8) between `unshare` and `setpriv`
  * (root is needed for both); each link execs the next, so the spawned pid
- * is still the host. The work dir is bound from the shell's current
- * directory ("." is resolved through the cwd, which still points at the
- * real directory after the tmpfs covers its path) with --no-canonicalize
- * so mount(8) does not turn "." back into a path string.
+ * is still the host.
+ *
+ * V1 is one exec of mount(8), `mount -a` over a small fstab the supervisor
+ * writes (`prepareHiddenView`): an empty skeleton of STATE, root's and
+ * read-only, bound over STATE (bind + read-only + nosuid,nodev,noexec: what
+ * the tmpfs, the bind and the remount took three execs of mount for), then
+ * the work dir bound back onto its empty directory in the skeleton. The
+ * skeleton and the fstab live under STATE/hosts/.state-view/, which no host
+ * sees: V1 hosts see the skeleton at STATE, V2 hosts an empty tmpfs at
+ * STATE/hosts. A host that could write there could add a bind of the token
+ * to another group's next start; none can.
+ *
+ * The work dir is bound from the current directory of the process that
+ * mounts (/proc/self/cwd, or "." for the shell's mount), which still points
+ * at the real directory after the skeleton or the tmpfs covers its path,
+ * with --no-canonicalize so mount(8) does not turn it back into a path string.
  */
-import { closeSync, existsSync, openSync } from "node:fs";
-import { join, relative } from "node:path";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { basename, dirname, join, relative } from "node:path";
+import { atomicWriteFile } from "../fsutil.ts";
 import type { SandboxSpec } from "./policy.ts";
 
 export interface StateViewTools {
@@ -66,27 +79,30 @@ export function declaresState(spec: Pick<SandboxSpec, "fsRead" | "fsWrite">, sta
   });
 }
 
-// $1 STATE, $2 work dir, $3 mode, $4 the CPU-time limit "SOFT:HARD" (seconds) or "-"; the rest is
-// the command to exec. `set -e`: a mount (or a limit) that fails stops the host from starting at all
+// $1 STATE, $2 work dir, $3 mode, $4 the view's fstab (hidden) or "-", $5 the CPU-time limit
+// "SOFT:HARD" (seconds) or "-"; the rest is the command to exec. `set -e`: a mount (or a limit) that fails stops the host from starting at all
 // rather than letting it run with the secrets in view. The limits are set here, with the shell's
 // own ulimit, instead of by an exec of prlimit further down the chain (foldLaunch): rlimits pass
 // through exec and the uid drop unchanged, and the host cannot raise a hard limit.
 const SCRIPT = `set -eu
-state=$1; work=$2; mode=$3; cpu=$4; shift 4
+state=$1; work=$2; mode=$3; fstab=$4; cpu=$5; shift 5
 if [ "$cpu" != - ]; then
   # Soft before hard (a hard limit below the inherited soft one is refused); an inherited hard limit
   # below the new soft one (root may raise it) is raised first.
   ulimit -S -t "\${cpu%:*}" 2>/dev/null || ulimit -H -t "\${cpu#*:}"
   ulimit -S -t "\${cpu%:*}"; ulimit -H -t "\${cpu#*:}"; ulimit -c 0
 fi
-# The bind target is made by mount itself (X-mount.mkdir, util-linux 2.35 and later): one exec fewer
-# per host start. An older mount ignores the option and fails on the missing target; mkdir then.
+# V2 (and V1 without its fstab): the bind target is made by mount itself (X-mount.mkdir, util-linux 2.35 and later): one exec
+# fewer per host start. An older mount ignores the option and fails on the missing target; mkdir then.
 bind_work() {
   mount -o X-mount.mkdir --no-canonicalize --bind . "$work" 2>/dev/null ||
     { mkdir -p "$work"; mount --no-canonicalize --bind . "$work"; }
 }
 cd "$work"
-if [ "$mode" = hidden ]; then
+if [ "$mode" = hidden ] && [ "$fstab" != - ]; then
+  mount -a --no-canonicalize -T "$fstab"
+elif [ "$mode" = hidden ]; then
+  # The supervisor could not write the fstab (a read-only STATE/hosts): the same view, three mounts.
   mount -t tmpfs -o mode=0711,size=64k,nosuid,nodev,noexec outpost-state "$state"
   bind_work
   mount -o remount,ro "$state"
@@ -115,6 +131,8 @@ export function stateView(o: {
   workDir: string;
   supervisorUid: number;
   tools: StateViewTools;
+  /** Writes the V1 view's skeleton and fstab, returns the fstab's path (tests: a stand-in). */
+  prepareHidden?: (stateDir: string, workDir: string) => string;
 }): StateView {
   if (o.supervisorUid !== 0) {
     return {
@@ -136,6 +154,15 @@ export function stateView(o: {
   // a token that does not exist has nothing to cover (the script masks only what exists).
   const viewOnly = relative(o.stateDir, o.workDir).startsWith("..");
   if (mode === "secrets-masked" && !viewOnly) precreateToken(o.stateDir);
+  let fstab = "-";
+  let note: string | undefined;
+  if (mode === "hidden") {
+    try {
+      fstab = (o.prepareHidden ?? prepareHiddenView)(o.stateDir, o.workDir);
+    } catch (e) {
+      note = `state view: ${(e as Error).message}; the view is made with a tmpfs instead`;
+    }
+  }
   return {
     prefix: [
       o.tools.unshare!,
@@ -150,10 +177,60 @@ export function stateView(o: {
       o.stateDir,
       o.workDir,
       mode,
+      fstab,
       "-",
     ],
     mode,
+    ...(note ? { note } : {}),
   };
+}
+
+/** Where a group's V1 skeleton and fstab live: beside the work dirs, in no host's view. */
+export function hiddenViewPaths(workDir: string): { skeleton: string; fstab: string } {
+  const base = join(dirname(workDir), HIDDEN_VIEW_DIR);
+  return { skeleton: join(base, basename(workDir)), fstab: join(base, `${basename(workDir)}.fstab`) };
+}
+
+/** The directory under STATE/hosts (or a read-only view's copy of it) that holds the V1 views. */
+export const HIDDEN_VIEW_DIR = ".state-view";
+
+/** A path as an fstab field: whitespace and backslashes octal-escaped, as libmount unescapes them. */
+export function fstabField(path: string): string {
+  return path.replace(/[\\\s]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+}
+
+/**
+ * The fstab of a V1 view (pure): the skeleton read-only over STATE, then the work dir bound back
+ * from the mounting process's current directory when it lies inside STATE.
+ */
+export function hiddenViewFstab(stateDir: string, workDir: string, skeleton: string): string {
+  const lines = [`${fstabField(skeleton)} ${fstabField(stateDir)} none bind,ro,nosuid,nodev,noexec 0 0`];
+  if (!relative(stateDir, workDir).startsWith("..")) {
+    lines.push(`/proc/self/cwd ${fstabField(workDir)} none bind 0 0`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Writes what a V1 view mounts (idempotent; rewritten only when it differs) and returns the fstab's
+ * path. The skeleton holds only the directories down to the work dir, 0711 like the tmpfs it
+ * replaces: a host can pass through them to its work dir and list nothing.
+ */
+export function prepareHiddenView(stateDir: string, workDir: string): string {
+  const { skeleton, fstab } = hiddenViewPaths(workDir);
+  const rel = relative(stateDir, workDir);
+  const inside = !rel.startsWith("..");
+  mkdirSync(dirname(fstab), { recursive: true, mode: 0o700 });
+  mkdirSync(inside ? join(skeleton, rel) : skeleton, { recursive: true, mode: 0o711 });
+  const want = hiddenViewFstab(stateDir, workDir, skeleton);
+  let have: string | undefined;
+  try {
+    have = readFileSync(fstab, "utf8");
+  } catch {
+    // Not written yet.
+  }
+  if (have !== want) atomicWriteFile(fstab, want, 0o600);
+  return fstab;
 }
 
 /**
