@@ -54,6 +54,20 @@ export function parseAgentConfig(input: unknown): AgentConfig {
   return parseBySection(input) ?? AgentConfigSchema.parse(input);
 }
 
+/**
+ * `config` with the sections `changed` names parsed again (each throws its ZodError as the whole
+ * schema would) and every other section kept as it was parsed: for a change to a few keys of a
+ * config already parsed, without building every section's schema (the feature gates, gates.ts).
+ */
+export function reparseSections(config: AgentConfig, changed: Record<string, unknown>): AgentConfig {
+  const out: Record<string, unknown> = { ...config };
+  for (const [k, v] of Object.entries(changed)) {
+    if (!Object.hasOwn(SECTIONS, k)) throw new ConfigError("CFG_INVALID", `${k}: not a config section`);
+    out[k] = (SECTIONS[k as keyof typeof SECTIONS] as z.ZodMiniType).parse(v);
+  }
+  return out as AgentConfig;
+}
+
 const SECTION_NAMES = Object.keys(SECTIONS) as (keyof typeof SECTIONS)[];
 
 /**

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseConfig } from "../config.ts";
+import { parseAgentConfig, parseConfig } from "../config.ts";
 import { HealthBoard } from "../health/reasons.ts";
 import { log } from "../log.ts";
 import { applyGates, FEATURE_GATES } from "./gates.ts";
@@ -67,6 +67,20 @@ test("flag off → safe value with a flag origin; flag on or gates not in force 
     withheld: false,
   });
   expect(FEATURE_GATES.map((g) => g.flag)).toEqual(["onAccessBlock", "mlLive", "ips"]);
+});
+
+test("a gate parses again only the sections it changes: the same config as the whole schema's parse", () => {
+  const r = resolveEffective(wantsEverything(), []);
+  const off = applyGates(r, true, (f) => f === "ips");
+  const whole = structuredClone(r.config) as unknown as Record<string, Record<string, unknown>>;
+  whole.onAccess!.mode = "detect";
+  whole.ml!.mode = "telemetry";
+  expect(off.resolution.config).toEqual(parseAgentConfig(whole));
+  // Untouched sections are the parsed ones as they were; the changed ones are new objects.
+  expect(off.resolution.config.ips).toBe(r.config.ips);
+  expect(off.resolution.config.update).toBe(r.config.update);
+  expect(off.resolution.config.onAccess).not.toBe(r.config.onAccess);
+  expect(r.config.ml.mode).toBe("live");
 });
 
 test("the service: a supplement arriving puts gates in force; subscribers hear the gated key change", async () => {
