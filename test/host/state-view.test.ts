@@ -117,6 +117,23 @@ describe.skipIf(!root)("hosts cannot see the agent's state directory", () => {
     const hash = await agentQuery(`SELECT path, sha256 FROM hash WHERE path = '${token}'`);
     expect(hash.code).toBe(0);
     expect(JSON.parse(hash.stdout).rows).toEqual([]);
+    // Nor by another path to it: its own root (the view covers STATE there too), or /proc/PID/root of
+    // init and of this supervisor, which lead into the mount namespace where STATE is not covered
+    // (the host may not follow those at all: the sandbox keeps it from other processes).
+    const around = [
+      `/proc/self/root${token}`,
+      `/proc/1/root${token}`,
+      `/proc/${process.pid}/root${token}`,
+      `/proc/${process.pid}/cwd/../..${token}`,
+    ];
+    const via = await agentQuery(
+      `SELECT path, sha256 FROM hash WHERE path IN (${around.map((p) => `'${p}'`).join(", ")})`,
+    );
+    expect(via.code).toBe(0);
+    expect(JSON.parse(via.stdout).rows).toEqual([]);
+    // Positive control for the first form: its own root does lead to files outside STATE.
+    const self = await agentQuery("SELECT sha256 FROM hash WHERE path = '/proc/self/root/etc/hostname'");
+    expect(JSON.parse(self.stdout).rows).toHaveLength(1);
     const listing = await agentQuery(`SELECT path FROM file WHERE directory = '${ta.stateDir}'`);
     expect(listing.code).toBe(0);
     const paths = (JSON.parse(listing.stdout).rows as { path: string }[]).map((r) => r.path);
