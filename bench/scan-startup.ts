@@ -20,6 +20,12 @@
  * NTP_OVERRIDES, MLModel, Flags, RemapperRules) — a one-shot scan should not
  * pay for content it does not use (`--bare` skips it).
  *
+ * A floor row: `agent scan` on a state dir with nothing installed — the
+ * CLI's own start-up, configuration and store (it starts no host and finds
+ * no content; the file is reported HND_NOT_LOADED). What the full scan
+ * takes beyond it is the content's read and check, the sandboxed host's
+ * launch and boot, and the load.
+ *
  * With `--online`, also `agent scan` while `agent run` holds the same state
  * dir (the scan goes to the running agent's scanner host, like clamdscan to
  * clamd); the running agent's own memory is not counted there.
@@ -111,6 +117,10 @@ if (!values.bare) {
     if (!new RegExp(`${type}\\s+1`).test(all.out)) throw new Error(`${type} not installed: ${all.out}`);
 }
 
+/** A state dir with nothing installed (the floor row). */
+const emptyState = join(work, "state-empty");
+mkdirSync(emptyState);
+
 // One small clean file (timed), and one carrying a body signature (checked once: both must find it).
 const small = join(work, "small.txt");
 writeFileSync(small, "#!/bin/sh\n# a small shell script, nothing to find here\n".repeat(80));
@@ -161,6 +171,8 @@ const offline = await alternate({
   outpost: { cmd: ours(small) },
   ...(before ? { before: { cmd: [before, ...ours(small).slice(1)] } } : {}),
   clamscan: { cmd: theirs(small) },
+  // Exit 3: the file could not be scanned (HND_NOT_LOADED), as expected with no content.
+  cliFloor: { cmd: ours(small, emptyState), ok: [3] },
   agentVersion: { cmd: [timedAgent, "--version"] },
   bunEmpty: { cmd: [process.execPath, "-e", "0"] },
   ...(values.bare
@@ -245,6 +257,7 @@ else {
     if (offline.endpointBefore) console.log(line("  --before, same", offline.endpointBefore));
   }
   console.log(line("clamscan -d", offline.clamscan!));
+  console.log(line("  nothing installed", offline.cliFloor!));
   console.log(line("dist/agent --version", offline.agentVersion!));
   console.log(line("bun -e 0", offline.bunEmpty!));
   const r = result.offline.ratio;
