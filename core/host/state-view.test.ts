@@ -14,20 +14,16 @@ import {
 } from "./state-view.ts";
 
 const tools = { unshare: "/usr/bin/unshare", mount: "/usr/bin/mount", sh: "/usr/bin/sh" };
+const spec = { fsRead: [], fsWrite: [] };
 /** Writes nothing: the path prepareHiddenView would return for /s/hosts/g. */
 const prepareHidden = () => "/s/hosts/.state-view/g.fstab";
-const spec = { fsRead: [], fsWrite: [] };
+/** The view of group g's host in STATE /s, for a supervisor running as `uid`. */
+const viewAs = (uid: number) =>
+  stateView({ spec, stateDir: "/s", workDir: "/s/hosts/g", supervisorUid: uid, tools, prepareHidden });
 
 describe("state view: the wrapper in front of a host's launch", () => {
   test("root: one unshare creates the mount and the network namespace (one exec fewer per host start)", () => {
-    const view = stateView({
-      spec,
-      stateDir: "/s",
-      workDir: "/s/hosts/g",
-      supervisorUid: 0,
-      tools,
-      prepareHidden,
-    });
+    const view = viewAs(0);
     const rest = [
       "/usr/bin/unshare",
       "--net",
@@ -87,14 +83,7 @@ describe("state view: the wrapper in front of a host's launch", () => {
     const at = l.argv.indexOf("/usr/bin/prlimit");
     expect(l.argv.slice(at, at + 4)).toEqual(["/usr/bin/prlimit", "--cpu=60:65", "--core=0", "--"]);
     const kept = l.argv.filter((_, i) => i >= 3 && (i < at || i >= at + 4));
-    const view = stateView({
-      spec,
-      stateDir: "/s",
-      workDir: "/s/hosts/g",
-      supervisorUid: 0,
-      tools,
-      prepareHidden,
-    });
+    const view = viewAs(0);
     const prefix = foldLaunch(view.prefix, l.argv);
     // The view's unshare makes the network namespace, its shell sets the CPU limit (soft:hard).
     expect(prefix[1]).toBe("--net");
@@ -104,25 +93,11 @@ describe("state view: the wrapper in front of a host's launch", () => {
   });
 
   test("nothing to fold: a launch without a network namespace, or no view (not root), stays as it was", () => {
-    const view = stateView({
-      spec,
-      stateDir: "/s",
-      workDir: "/s/hosts/g",
-      supervisorUid: 0,
-      tools,
-      prepareHidden,
-    });
+    const view = viewAs(0);
     const rest = ["/usr/bin/setpriv", "--", "agent"];
     expect(foldLaunch(view.prefix, rest)).toEqual(view.prefix);
     expect(rest).toEqual(["/usr/bin/setpriv", "--", "agent"]);
-    const none = stateView({
-      spec,
-      stateDir: "/s",
-      workDir: "/s/hosts/g",
-      supervisorUid: 1000,
-      tools,
-      prepareHidden,
-    });
+    const none = viewAs(1000);
     expect(none.prefix).toEqual([]);
     const netOnly = ["/usr/bin/unshare", "--net", "--", "agent"];
     expect(foldLaunch(none.prefix, netOnly)).toEqual([]);
