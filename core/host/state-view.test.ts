@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SandboxSpec } from "./policy.ts";
@@ -132,7 +132,7 @@ describe("state view V1: one mount(8) over an fstab the supervisor writes", () =
   const runnable = root && real.unshare && real.mount && real.sh;
 
   /** Runs `probe` as a host would run, behind the view (no setpriv: root, to show the mounts are what stops it). */
-  function behindView(state: string, work: string, probe: string, prepare?: () => string) {
+  function behindView(state: string, work: string, probe: string, prepare?: () => string, asNobody = false) {
     const view = stateView({
       spec,
       stateDir: state,
@@ -142,7 +142,19 @@ describe("state view V1: one mount(8) over an fstab the supervisor writes", () =
       ...(prepare ? { prepareHidden: prepare } : {}),
     });
     // /proc/self/mountinfo writes the space in STATE's name as \\040.
-    const argv = [...view.prefix, "/bin/sh", "-c", probe, "probe", state, state.replaceAll(" ", "\\040")];
+    const host = asNobody
+      ? ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+      : [];
+    const argv = [
+      ...view.prefix,
+      ...host,
+      "/bin/sh",
+      "-c",
+      probe,
+      "probe",
+      state,
+      state.replaceAll(" ", "\\040"),
+    ];
     const r = Bun.spawnSync(argv, { cwd: work });
     return { view, code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
   }
@@ -222,4 +234,60 @@ echo "mounted: $(grep -F " $2 " /proc/self/mountinfo | grep -o 'ro,nosuid,nodev,
     },
     20_000,
   );
+  test("the skeleton is 0711 down to the work dir and the fstab 0600, whatever the supervisor's umask", () => {
+    const dir = mkdtempSync(join(tmpdir(), "outpost-view-umask-"));
+    const previous = process.umask(0o077); // the systemd unit's UMask (core/install/unit.ts)
+    try {
+      const work = join(dir, "state", "hosts", "g");
+      mkdirSync(work, { recursive: true });
+      const fstab = prepareHiddenView(join(dir, "state"), work);
+      const { skeleton } = hiddenViewPaths(work);
+      const mode = (p: string) => statSync(p).mode & 0o777;
+      expect([skeleton, join(skeleton, "hosts"), join(skeleton, "hosts", "g")].map(mode)).toEqual([
+        0o711, 0o711, 0o711,
+      ]);
+      expect(mode(fstab)).toBe(0o600);
+      expect(mode(join(dir, "state", "hosts", ".state-view"))).toBe(0o700);
+    } finally {
+      process.umask(previous);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /**
+   * As the systemd unit starts it: umask 077, and a host that is not root. Both ways of making the
+   * view must leave it a way through STATE to its work dir (it chdirs there by path at init).
+   */
+  for (const how of ["fstab", "tmpfs"] as const) {
+    test.skipIf(!runnable || !Bun.which("setpriv"))(
+      `an unprivileged host reaches its work dir under umask 077 (${how})`,
+      () => {
+        const { dir, state, work } = makeState("outpost-view-nobody-");
+        const previous = process.umask(0o077);
+        try {
+          chmodSync(dir, 0o711);
+          chmodSync(work, 0o777);
+          const r = behindView(
+            state,
+            work,
+            `cd "$1/hosts/g" && echo "reached: $(pwd)" && echo x > by-nobody && echo "wrote"`,
+            how === "tmpfs"
+              ? () => {
+                  throw new Error("EROFS: read-only file system");
+                }
+              : undefined,
+            true,
+          );
+          expect(r.err).toBe("");
+          expect(r.out).toBe(`reached: ${work}\nwrote\n`);
+          expect(r.code).toBe(0);
+          expect(statSync(join(work, "by-nobody")).uid).toBe(65534);
+        } finally {
+          process.umask(previous);
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+      20_000,
+    );
+  }
 });

@@ -44,7 +44,7 @@
  * at the real directory after the skeleton or the tmpfs covers its path,
  * with --no-canonicalize so mount(8) does not turn it back into a path string.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { atomicWriteFile } from "../fsutil.ts";
 import type { SandboxSpec } from "./policy.ts";
@@ -71,17 +71,20 @@ export interface StateView {
 /** Files in STATE a V2 host must not see (relative to STATE). */
 export const STATE_SECRETS = ["control.token"] as const;
 
+/** Whether `path` is STATE or lies inside it. */
+export function insideState(stateDir: string, path: string): boolean {
+  const rel = relative(stateDir, path);
+  return rel === "" || (!rel.startsWith("..") && !rel.startsWith("/"));
+}
+
 /** Whether any declared path of the host lies inside STATE (V1 vs V2). */
 export function declaresState(spec: Pick<SandboxSpec, "fsRead" | "fsWrite">, stateDir: string): boolean {
-  return [...spec.fsRead, ...spec.fsWrite].some((g) => {
-    const rel = relative(stateDir, g.replace(/\/\*\*$/, ""));
-    return rel === "" || (!rel.startsWith("..") && !rel.startsWith("/"));
-  });
+  return [...spec.fsRead, ...spec.fsWrite].some((g) => insideState(stateDir, g.replace(/\/\*\*$/, "")));
 }
 
 // $1 STATE, $2 work dir, $3 mode, $4 the view's fstab (hidden) or "-", $5 the CPU-time limit
-// "SOFT:HARD" (seconds) or "-"; the rest is the command to exec. `set -e`: a mount (or a limit) that fails stops the host from starting at all
-// rather than letting it run with the secrets in view. The limits are set here, with the shell's
+// "SOFT:HARD" (seconds) or "-"; the rest is the command to exec. `set -e`: a mount (or a limit)
+// that fails stops the host from starting at all rather than letting it run with the secrets in view. The limits are set here, with the shell's
 // own ulimit, instead of by an exec of prlimit further down the chain (foldLaunch): rlimits pass
 // through exec and the uid drop unchanged, and the host cannot raise a hard limit.
 const SCRIPT = `set -eu
@@ -92,11 +95,15 @@ if [ "$cpu" != - ]; then
   ulimit -S -t "\${cpu%:*}" 2>/dev/null || ulimit -H -t "\${cpu#*:}"
   ulimit -S -t "\${cpu%:*}"; ulimit -H -t "\${cpu#*:}"; ulimit -c 0
 fi
-# V2 (and V1 without its fstab): the bind target is made by mount itself (X-mount.mkdir, util-linux 2.35 and later): one exec
-# fewer per host start. An older mount ignores the option and fails on the missing target; mkdir then.
+# V2 (and V1 without its fstab): the bind target is made by mount itself (X-mount.mkdir, util-linux
+# 2.35 and later): one exec fewer per host start. An older mount ignores the option and fails on the
+# missing target; mkdir then. In a subshell with umask 022: the supervisor may run with 077 (the
+# systemd unit's UMask), and an unprivileged host must pass through the directories made here; the
+# host itself keeps the supervisor's umask.
 bind_work() {
-  mount -o X-mount.mkdir --no-canonicalize --bind . "$work" 2>/dev/null ||
-    { mkdir -p "$work"; mount --no-canonicalize --bind . "$work"; }
+  ( umask 022
+    mount -o X-mount.mkdir --no-canonicalize --bind . "$work" 2>/dev/null ||
+      { mkdir -p "$work"; mount --no-canonicalize --bind . "$work"; } )
 }
 cd "$work"
 if [ "$mode" = hidden ] && [ "$fstab" != - ]; then
@@ -152,7 +159,7 @@ export function stateView(o: {
   const mode = declaresState(o.spec, o.stateDir) ? "secrets-masked" : "hidden";
   // A read-only view (work dir outside STATE, core/agent/read-only-view.ts) creates nothing in STATE:
   // a token that does not exist has nothing to cover (the script masks only what exists).
-  const viewOnly = relative(o.stateDir, o.workDir).startsWith("..");
+  const viewOnly = !insideState(o.stateDir, o.workDir);
   if (mode === "secrets-masked" && !viewOnly) precreateToken(o.stateDir);
   let fstab = "-";
   let note: string | undefined;
@@ -205,7 +212,7 @@ export function fstabField(path: string): string {
  */
 export function hiddenViewFstab(stateDir: string, workDir: string, skeleton: string): string {
   const lines = [`${fstabField(skeleton)} ${fstabField(stateDir)} none bind,ro,nosuid,nodev,noexec 0 0`];
-  if (!relative(stateDir, workDir).startsWith("..")) {
+  if (insideState(stateDir, workDir)) {
     lines.push(`/proc/self/cwd ${fstabField(workDir)} none bind 0 0`);
   }
   return `${lines.join("\n")}\n`;
@@ -219,9 +226,17 @@ export function hiddenViewFstab(stateDir: string, workDir: string, skeleton: str
 export function prepareHiddenView(stateDir: string, workDir: string): string {
   const { skeleton, fstab } = hiddenViewPaths(workDir);
   const rel = relative(stateDir, workDir);
-  const inside = !rel.startsWith("..");
   mkdirSync(dirname(fstab), { recursive: true, mode: 0o700 });
-  mkdirSync(inside ? join(skeleton, rel) : skeleton, { recursive: true, mode: 0o711 });
+  // Each directory down to the work dir's mount point, 0711 whatever the supervisor's umask (the
+  // systemd unit runs it with 077, and mkdir's mode is masked by it): a host that is not root must
+  // pass through them.
+  const chain = [skeleton];
+  if (insideState(stateDir, workDir))
+    for (const part of rel.split("/")) chain.push(join(chain.at(-1)!, part));
+  for (const dir of chain) {
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o711);
+  }
   const want = hiddenViewFstab(stateDir, workDir, skeleton);
   let have: string | undefined;
   try {
