@@ -32,7 +32,15 @@ let vendor: Vendor;
 let dir: string;
 
 async function contentctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([process.execPath, join(ROOT, "bin", "contentctl.ts"), ...args], {
+  return contentctlWith([], args);
+}
+
+/** contentctl behind `prefix` (e.g. a shell that sets the umask first). */
+async function contentctlWith(
+  prefix: string[],
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn([...prefix, process.execPath, join(ROOT, "bin", "contentctl.ts"), ...args], {
     cwd: dir,
     stdout: "pipe",
     stderr: "pipe",
@@ -164,6 +172,33 @@ describe("contentctl refuses what the agent would reject", () => {
       out,
     );
     expect(ok.code).toBe(0);
+    expect(existsSync(out)).toBe(true);
+  }, 60_000);
+
+  test("rules pack run with umask 077: the validating host, not root, still reads its keyring", async () => {
+    // An operator's hardened umask took the group's read bit off the keyring placed for the host
+    // (root-owned, 0640 to the agent user's group): EACCES, HND_RULES_KEYRING_INVALID.
+    const out = join(dir, "Behavior-10.opkg");
+    const r = await contentctlWith(
+      ["/bin/sh", "-c", 'umask 077; exec "$@"', "sh"],
+      [
+        "rules",
+        "pack",
+        join(ROOT, "examples/Behavior"),
+        "--type",
+        "Behavior",
+        "--version",
+        "10",
+        "--keys",
+        vendor.keysDir,
+        "--key",
+        join(dir, "ck.json"),
+        "--out",
+        out,
+      ],
+    );
+    expect(r.stderr).not.toContain("EACCES");
+    expect(r.code).toBe(0);
     expect(existsSync(out)).toBe(true);
   }, 60_000);
 

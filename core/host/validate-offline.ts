@@ -25,7 +25,7 @@
  * keyring) are passed by the caller (`workDirFiles`) and placed there the
  * way `agent rules install-key` does.
  */
-import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config.ts";
@@ -190,6 +190,10 @@ function placeWorkDirFiles(stateDir: string, group: string, files: Record<string
     }
     const target = join(dir, name);
     writeFileSync(target, data, { mode: root ? 0o640 : 0o600 });
-    if (root) chownSync(target, 0, resolveAgentIdentity(user).gid);
+    if (root) {
+      chownSync(target, 0, resolveAgentIdentity(user).gid);
+      // As such, not masked by the caller's umask (077 took the group's read bit: EACCES in the host).
+      chmodSync(target, 0o640);
+    }
   }
 }
