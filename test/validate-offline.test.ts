@@ -54,6 +54,25 @@ async function contentctlWith(
   return { code, stdout, stderr };
 }
 
+/** `contentctl rules pack SRC` as Behavior content, signed with the vendor's keys, to `out`. */
+function rulesPackArgs(src: string, version: string, out: string): string[] {
+  return [
+    "rules",
+    "pack",
+    src,
+    "--type",
+    "Behavior",
+    "--version",
+    version,
+    "--keys",
+    vendor.keysDir,
+    "--key",
+    join(dir, "ck.json"),
+    "--out",
+    out,
+  ];
+}
+
 /** Every file under `d` with its digest, to prove nothing changed. */
 function snapshot(d: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -137,40 +156,12 @@ describe("contentctl refuses what the agent would reject", () => {
       'rule { id = "BAD-1", on = "process", run = function(e) return end\n',
     );
     const out = join(dir, "Behavior-9.opkg");
-    const r = await contentctl(
-      "rules",
-      "pack",
-      src,
-      "--type",
-      "Behavior",
-      "--version",
-      "9",
-      "--keys",
-      vendor.keysDir,
-      "--key",
-      join(dir, "ck.json"),
-      "--out",
-      out,
-    );
+    const r = await contentctl(...rulesPackArgs(src, "9", out));
     expect(r.code).toBe(3);
     expect(r.stderr).toContain("HND_RULE_SYNTAX");
     expect(existsSync(out)).toBe(false);
     // Positive control: the example rules pass the same check.
-    const ok = await contentctl(
-      "rules",
-      "pack",
-      join(ROOT, "examples/Behavior"),
-      "--type",
-      "Behavior",
-      "--version",
-      "9",
-      "--keys",
-      vendor.keysDir,
-      "--key",
-      join(dir, "ck.json"),
-      "--out",
-      out,
-    );
+    const ok = await contentctl(...rulesPackArgs(join(ROOT, "examples/Behavior"), "9", out));
     expect(ok.code).toBe(0);
     expect(existsSync(out)).toBe(true);
   }, 60_000);
@@ -181,21 +172,7 @@ describe("contentctl refuses what the agent would reject", () => {
     const out = join(dir, "Behavior-10.opkg");
     const r = await contentctlWith(
       ["/bin/sh", "-c", 'umask 077; exec "$@"', "sh"],
-      [
-        "rules",
-        "pack",
-        join(ROOT, "examples/Behavior"),
-        "--type",
-        "Behavior",
-        "--version",
-        "10",
-        "--keys",
-        vendor.keysDir,
-        "--key",
-        join(dir, "ck.json"),
-        "--out",
-        out,
-      ],
+      rulesPackArgs(join(ROOT, "examples/Behavior"), "10", out),
     );
     expect(r.stderr).not.toContain("EACCES");
     expect(r.code).toBe(0);
