@@ -228,7 +228,11 @@ const stats = defineCommand({
 });
 
 const installKey = defineCommand({
-  meta: { name: "install-key", description: "Provision the content keyring for the Lua host groups (0600)" },
+  meta: {
+    name: "install-key",
+    description:
+      "Provision the content keyring for the Lua host groups (0600; 0640 to the agent user's group for a host that drops to it)",
+  },
   args: {
     ...agentArgs,
     file: { type: "positional", required: true, description: "keyring JSON (from contentctl rules keygen)" },
