@@ -15,7 +15,16 @@
  *   rlimits       – CPU seconds (SIGXCPU, then SIGKILL), no core dumps
  *   memory        – cgroup v2 memory.max, else an RSS watchdog that kills
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { FS, type LandlockRule, READ, READ_EXEC, READ_WRITE } from "./landlock.ts";
 import { landlockBase, type SandboxSpec } from "./policy.ts";
@@ -55,6 +64,17 @@ export function resolveAgentIdentity(
   const group = groups.find((g) => g[0] === "nogroup") ?? groups.find((g) => g[0] === "nobody");
   const gid = group ? Number(group[2]) : nobody ? Number(nobody[3]) : 65534;
   return { uid, gid, user: nobody ? "nobody" : String(uid) };
+}
+
+/**
+ * Makes a file the supervisor (root) placed in a work dir readable by a host that drops to the agent
+ * user: root's, the agent user's group, 0640. The mode is set as such, not at creation: the writer's
+ * umask (077 under the systemd unit, core/install/unit.ts) masks the mode a file is created with,
+ * and a 0600 keyring or trust root is one the host cannot read.
+ */
+export function shareWithAgentUser(path: string, user = "outpost"): void {
+  chownSync(path, 0, resolveAgentIdentity(user).gid);
+  chmodSync(path, 0o640);
 }
 
 export interface EnforcementLayers {

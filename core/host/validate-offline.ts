@@ -25,7 +25,7 @@
  * keyring) are passed by the caller (`workDirFiles`) and placed there the
  * way `agent rules install-key` does.
  */
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config.ts";
@@ -35,7 +35,7 @@ import { HandlerRegistry } from "../handler/registry.ts";
 import { Logger } from "../log.ts";
 import { checkPayload, readPackage } from "../package/open.ts";
 import { HostManager } from "./manager.ts";
-import { resolveAgentIdentity } from "./sandbox.ts";
+import { shareWithAgentUser } from "./sandbox.ts";
 
 export interface OfflineValidation {
   /** The handlers built into this executable (the entry point's wiring). */
@@ -190,10 +190,6 @@ function placeWorkDirFiles(stateDir: string, group: string, files: Record<string
     }
     const target = join(dir, name);
     writeFileSync(target, data, { mode: root ? 0o640 : 0o600 });
-    if (root) {
-      chownSync(target, 0, resolveAgentIdentity(user).gid);
-      // As such, not masked by the caller's umask (077 took the group's read bit: EACCES in the host).
-      chmodSync(target, 0o640);
-    }
+    if (root) shareWithAgentUser(target, user);
   }
 }

@@ -12,7 +12,7 @@
  * and no other. The vendor's own root is refused here: vendor-signed
  * USERAPPFEED rules must never pass as the administrator's.
  */
-import { chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import {
@@ -25,7 +25,7 @@ import { printJson, printText, UsageError } from "../../core/cli/output.ts";
 import { TrustStore } from "../../core/crypto/cms.ts";
 import { describeError } from "../../core/errors.ts";
 import { atomicWriteFile } from "../../core/fsutil.ts";
-import { resolveAgentIdentity } from "../../core/host/sandbox.ts";
+import { shareWithAgentUser } from "../../core/host/sandbox.ts";
 import type { AppfeedRun } from "../_shared/appfeed/engine.ts";
 import { groupWorkDir } from "../_shared/lua/keys.ts";
 import { APPFEED_TYPES, AppfeedFeed } from "./feed.ts";
@@ -137,7 +137,7 @@ const trustTenant = defineCommand({
     // Readable by the appfeed host whether it runs as the agent user or (unreachable work dir) as root.
     const root = process.getuid?.() === 0;
     atomicWriteFile(target, pem, root ? 0o640 : 0o600);
-    if (root) chownSync(target, 0, resolveAgentIdentity(config.hosts.user ?? "outpost").gid);
+    if (root) shareWithAgentUser(target, config.hosts.user);
     const out = { installed: target, roots: tenant.roots.map((r) => r.subject) };
     if (args.json) printJson(out);
     else printText(`USERAPPFEED now trusts ${out.roots.join(", ")}\n  ${target}`);

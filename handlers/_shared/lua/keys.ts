@@ -7,10 +7,10 @@
  *
  * `agent rules install-key FILE` provisions it (docs/rules.md, "Content keys").
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { atomicWriteFile } from "../../../core/fsutil.ts";
-import { resolveAgentIdentity } from "../../../core/host/sandbox.ts";
+import { shareWithAgentUser } from "../../../core/host/sandbox.ts";
 import { builtinGroups } from "../../groups.ts";
 import { Keyring } from "./crypto.ts";
 import { KEYRING_FILE } from "./format.ts";
@@ -54,12 +54,7 @@ export function installKeyring(
     const runsAs = builtinGroups.find((g) => g.name === group)?.runAs ?? "agent";
     const shared = root && runsAs === "agent";
     atomicWriteFile(target, text, shared ? 0o640 : 0o600);
-    if (shared) {
-      chownSync(target, 0, resolveAgentIdentity(opts.user ?? "outpost").gid);
-      // The mode as such: a umask of 027 or 077 (the systemd unit's) took the group's read bit away
-      // and the unprivileged host could not read its keyring.
-      chmodSync(target, 0o640);
-    }
+    if (shared) shareWithAgentUser(target, opts.user);
     installed.push(target);
   }
   return installed;
