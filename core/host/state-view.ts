@@ -84,9 +84,10 @@ export function declaresState(spec: Pick<SandboxSpec, "fsRead" | "fsWrite">, sta
 
 // $1 STATE, $2 work dir, $3 mode, $4 the view's fstab (hidden) or "-", $5 the CPU-time limit
 // "SOFT:HARD" (seconds) or "-"; the rest is the command to exec. `set -e`: a mount (or a limit)
-// that fails stops the host from starting at all rather than letting it run with the secrets in view. The limits are set here, with the shell's
-// own ulimit, instead of by an exec of prlimit further down the chain (foldLaunch): rlimits pass
-// through exec and the uid drop unchanged, and the host cannot raise a hard limit.
+// that fails stops the host from starting at all rather than letting it run with the secrets in
+// view. The limits are set here, with the shell's own ulimit, instead of by an exec of prlimit
+// further down the chain (foldLaunch): rlimits pass through exec and the uid drop unchanged, and
+// the host cannot raise a hard limit.
 const SCRIPT = `set -eu
 state=$1; work=$2; mode=$3; fstab=$4; cpu=$5; shift 5
 if [ "$cpu" != - ]; then
