@@ -22,6 +22,7 @@
  * The real timer is unref'd: like every job it replaces, the ticker never
  * keeps a process alive on its own.
  */
+import { ranCodeIfFaulted } from "./code-release.ts";
 import { describeError } from "./errors.ts";
 import { log } from "./log.ts";
 
@@ -137,6 +138,9 @@ export class Ticker implements Timers {
     this.timer = undefined;
     this.armedFor = Number.POSITIVE_INFINITY;
     this.wakeups++;
+    // The process is awake anyway: what ran since the last wake-up gives its code pages back once
+    // it is quiet again (code-release.ts).
+    ranCodeIfFaulted();
     // A timer may fire a hair before its grid point (clock granularity): what is due within a
     // millisecond runs now rather than costing a wake-up of its own.
     const now = this.now() + 1;

@@ -15,6 +15,7 @@
  * its supervisor.
  */
 import { writeSync } from "node:fs";
+import { ranCode } from "../code-release.ts";
 import { byCodeUnit } from "../compare.ts";
 import { COMPILED, deferredImportsSettled } from "../deferred-import.ts";
 import { describeError, HandlerError, isOutpostError } from "../errors.ts";
@@ -177,7 +178,10 @@ export async function runHostChild(opts: HostChildOptions): Promise<void> {
       if (p.fatal) process.exit(75);
     },
     onRequest: async (method, rawArgs, ctx) => {
+      // A status request (the supervisor refreshes every 15 s) leaves nothing for a collection, but
+      // its code pages go back once the host is quiet again (code-release.ts).
       if (method !== "status") idleGc.touch();
+      else ranCode();
       switch (method) {
         case "init": {
           if (initialised) throw new HandlerError("HND_IPC_PROTOCOL", "host: init sent twice");

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { CodeRelease } from "../code-release.ts";
 import { IdleGc } from "./idle-gc.ts";
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
@@ -177,13 +178,19 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
   /** A fake clock and an IdleGc on it whose collections are counted; `round` runs one light round. */
   function lightGc() {
     const c = { clock: 0, idle: [] as boolean[], releases: 0 };
+    const pages = new CodeRelease({
+      quietMs: 10,
+      minGapMs: 0,
+      release: () => c.releases++,
+      now: () => c.clock,
+    });
     const gc = new IdleGc({
       quietMs: 10,
       minIntervalMs: 40,
       maxIntervalMs: 160,
       lightTouches: 1,
       collect: (i) => c.idle.push(i),
-      release: () => c.releases++,
+      codeRelease: pages,
       now: () => c.clock,
     });
     /** One touch once the floor has run out, then quiet: the collection it arms. */
@@ -194,11 +201,11 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
       c.clock += 10;
       expect(await until(() => c.idle.length === before + 1, 5000)).toBe(true);
     };
-    return { c, gc, round };
+    return { c, gc, round, pages };
   }
 
   test("one touch per floor between idle collections doubles it, up to maxIntervalMs", async () => {
-    const { c, gc, round } = lightGc();
+    const { c, gc, round, pages } = lightGc();
     await round();
     // The first collection has no window before it to judge: the floor stays.
     expect(gc.intervalMs).toBe(40);
@@ -210,10 +217,11 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
     expect(floors).toEqual([80, 160, 160, 160]);
     expect(c.idle.every((i) => i)).toBe(true);
     gc.stop();
+    pages.stop();
   });
 
   test("a burst of touches brings the short floor back at once, not after the long one", async () => {
-    const { c, gc, round } = lightGc();
+    const { c, gc, round, pages } = lightGc();
     await round();
     await round();
     await round();
@@ -232,30 +240,37 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
     // And the window it closes was busy: the floor stays short.
     expect(gc.intervalMs).toBe(40);
     gc.stop();
+    pages.stop();
   });
 
-  test("while the floor is stretched, a quiet spell still gives the code pages back, without a collection", async () => {
-    const { c, gc, round } = lightGc();
+  test("a quiet spell gives the code pages back whatever the floor, and again after an idle collection", async () => {
+    const { c, gc, round, pages } = lightGc();
     await round();
-    // Under the short floor the collection itself comes soon: no separate release.
-    expect(c.releases).toBe(0);
+    // The collection's aftermath: the pages go once more when it has been quiet for quietMs.
+    const afterFirst = c.releases;
+    c.clock += 10;
+    expect(await until(() => c.releases === afterFirst + 1, 5000)).toBe(true);
     await round();
     expect(gc.intervalMs).toBe(80);
+    c.clock += 10;
+    expect(await until(() => pages.pending === false, 5000)).toBe(true);
     const n = c.idle.length;
+    const released = c.releases;
     // A touch 5 ms into an 80 ms floor, then quiet: the pages go after quietMs, the collection waits.
     c.clock += 5;
     gc.touch();
     c.clock += 10;
-    expect(await until(() => c.releases === 1, 5000)).toBe(true);
+    expect(await until(() => c.releases === released + 1, 5000)).toBe(true);
     expect(c.idle.length).toBe(n);
     // One release per quiet spell: nothing more while nothing happens.
     await Bun.sleep(50);
-    expect(c.releases).toBe(1);
+    expect(c.releases).toBe(released + 1);
     gc.stop();
+    pages.stop();
   });
 
   test("soon() (a content switch dropped its payload) resets the floor", async () => {
-    const { c, gc, round } = lightGc();
+    const { c, gc, round, pages } = lightGc();
     await round();
     await round();
     expect(gc.intervalMs).toBe(80);
@@ -267,6 +282,7 @@ describe("the floor grows while traffic stays light, and snaps back on work", ()
     expect(await until(() => c.idle.length === n + 1, 5000)).toBe(true);
     expect(gc.intervalMs).toBe(40);
     gc.stop();
+    pages.stop();
   });
 
   test("a deadline collection of busy work resets it", async () => {

@@ -38,7 +38,7 @@
  * light traffic (≤ `lightTouches` per minIntervalMs), up to `maxIntervalMs`,
  * and real work — more touches, soon(), a deadline collection — brings it
  * back at once. While it is stretched, a quiet spell still gives the code
- * pages back (`release`, no collection), so PSS stays where it was. Demo
+ * pages back (code-release.ts, no collection), so PSS stays where it was. Demo
  * agent, both builds side by side, three 120 s windows: shared host 42 →
  * 8–16 ms, whole tree 438/491/453 → 432/467/413 ms, PSS the same.
  *
@@ -65,6 +65,7 @@
  */
 import { heapSize } from "bun:jsc";
 import { releaseCodePages } from "../code-pages.ts";
+import { type CodeRelease, processCodeRelease } from "../code-release.ts";
 import { releaseBuiltSchemas } from "../schema/lazy-schema.ts";
 
 /**
@@ -97,8 +98,11 @@ export interface IdleGcOptions {
   maxDelayMs?: number;
   /** `idle`: nothing touched the process for quietMs (not a deadline collection of busy work). */
   collect?: (idle: boolean) => void;
-  /** What a quiet spell gets while a stretched floor puts the collection off (see touch()). */
-  release?: () => void;
+  /**
+   * What a quiet spell gets whatever the floor says: the executable's pages given back (see touch()).
+   * Default: the process's CodeRelease, shared with ranCode(); a test's own counts its releases.
+   */
+  codeRelease?: CodeRelease;
   /**
    * The heap's size, read before and after an idle collection to weigh what it gave back. Default:
    * JavaScriptCore's, when `collect` is the default; none (touches alone decide) for a custom one.
@@ -141,8 +145,7 @@ export class IdleGc {
   private readonly lightTouches: number;
   private readonly maxDelayMs: number;
   private readonly collect: (idle: boolean) => void;
-  private readonly release: () => void;
-  private releaseTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly codeRelease: CodeRelease;
   private readonly now: () => number;
   collections = 0;
   /** Idle collections not made because another IdleGc of the process made one since the last touch. */
@@ -155,7 +158,7 @@ export class IdleGc {
     this.lightTouches = o.lightTouches ?? 2;
     this.maxDelayMs = o.maxDelayMs ?? 30_000;
     this.collect = o.collect ?? collectIdle;
-    this.release = o.release ?? releaseCodePages;
+    this.codeRelease = o.codeRelease ?? processCodeRelease;
     this.now = o.now ?? Date.now;
     this.heapBytes = o.heapBytes ?? (o.collect ? undefined : heapSize);
     this.minYieldBytes = o.minYieldBytes ?? 1024 * 1024;
@@ -191,32 +194,16 @@ export class IdleGc {
       this.dueBy = Math.max(now, this.lastAt + this.floorMs) + this.maxDelayMs;
       this.arm(this.waitFrom(now));
     }
-    // A stretched floor may put the collection minutes off. The code pages this touch's work faulted
-    // in cost nothing to give back (the collection is what costs): so they go once the process has
-    // been quiet for quietMs, as they would with the collection under the short floor.
-    if (!this.releaseTimer && this.floorMs > this.minIntervalMs && this.waitFrom(now) > this.quietMs) {
-      this.armRelease(this.quietMs);
-    }
+    // The floor may put the collection seconds or minutes off. The code pages this touch's work
+    // faulted in cost nothing to give back (the collection is what costs): so they go once the
+    // process has been quiet for a while, whenever the collection comes (code-release.ts).
+    this.codeRelease.used();
   }
 
   /** How long from `now` until the collection is due: quiet for quietMs and past the floor, or the deadline. */
   private waitFrom(now: number): number {
     const at = Math.min(Math.max(this.lastTouch + this.quietMs, this.lastAt + this.floorMs), this.dueBy);
     return Math.max(0, at - now);
-  }
-
-  private armRelease(wait: number): void {
-    const seq = this.touchSeq;
-    this.releaseTimer = setTimeout(() => {
-      this.releaseTimer = undefined;
-      const now = this.now();
-      // Touched since: the quiet spell starts again from that touch.
-      const left = this.lastTouch + this.quietMs - now;
-      if (this.touchSeq !== seq && left > 0) return this.armRelease(left);
-      if (now - this.lastTouch < this.quietMs) return;
-      this.release();
-    }, wait);
-    this.releaseTimer.unref?.();
   }
 
   /**
@@ -276,6 +263,9 @@ export class IdleGc {
       const before = idle ? this.heapBytes?.() : undefined;
       this.collect(idle);
       if (idle) processCollections.idle++;
+      // The collection gave the pages back, but its aftermath (the sweeper, the shrink) runs once this
+      // callback has returned and faults 5–9 MiB back in: they go again once that is over.
+      if (idle) this.codeRelease.used();
       // Per floor's worth of time, like the touches: garbage of a longer window is more garbage.
       const worthless =
         judged && before !== undefined && before - this.heapBytes!() < this.minYieldBytes * windows;
@@ -306,8 +296,6 @@ export class IdleGc {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
-    if (this.releaseTimer) clearTimeout(this.releaseTimer);
-    this.releaseTimer = undefined;
     this.timer = undefined;
     this.dueBy = Number.POSITIVE_INFINITY;
   }

@@ -5,6 +5,7 @@
  * events).
  */
 
+import { ranCode } from "../../core/code-release.ts";
 import { describeError } from "../../core/errors.ts";
 import type { Capabilities } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
@@ -100,7 +101,10 @@ export class BehaviorLive {
       this.rebuilding = this.rebuilding.then(() => this.rebuild(lib));
     });
     this.startSensor();
-    this.statsTimer = setInterval(() => this.publishStats(true), this.settings.statsIntervalSeconds * 1000);
+    this.statsTimer = setInterval(() => {
+      this.publishStats(true);
+      ranCode();
+    }, this.settings.statsIntervalSeconds * 1000);
     (this.statsTimer as { unref?: () => void }).unref?.();
   }
 
