@@ -109,6 +109,22 @@ describe("API", () => {
     expect(() => t.finish(id)).toThrow(/no open scan session/);
   });
 
+  test("the sweep timer runs only while a session is open", () => {
+    const t = new SessionTable(workDir, 1024);
+    expect(t.sweeping).toBe(false);
+    const a = t.begin("a", {});
+    const b = t.begin("b", {});
+    expect(t.sweeping).toBe(true);
+    t.finish(a);
+    expect(t.sweeping).toBe(true);
+    t.abort(b);
+    expect(t.sweeping).toBe(false);
+    t.begin("c", {});
+    expect(t.sweeping).toBe(true);
+    t.closeAll();
+    expect(t.sweeping).toBe(false);
+  });
+
   test("status reports what is loaded", async () => {
     const l = await loaded();
     expect(datasetAHandler.status!(l)).toMatchObject({

@@ -14,7 +14,6 @@
  *   info  {} → dataset statistics
  */
 
-import { ranCode } from "../../core/code-release.ts";
 import { HandlerError } from "../../core/errors.ts";
 import { type ContentView, defineParsedHandler } from "../../core/handler/contract.ts";
 import { lazySchema } from "../../core/schema/lazy-schema.ts";
@@ -91,7 +90,6 @@ export interface LoadedDataset {
   version: number;
   loadMs: number;
   scans: number;
-  sweeper: ReturnType<typeof setInterval>;
 }
 
 export interface DatasetInfo extends DatasetStats {
@@ -125,18 +123,11 @@ export const datasetAHandler = defineParsedHandler<LoadedDataset>({
     built = undefined;
     const { dataset, ms } = cached ?? build(view);
     const sessions = new SessionTable(caps.workDir, 32 * 1024 * 1024);
-    const sweeper = setInterval(() => {
-      sessions.sweep();
-      // Nothing else may run in an idle scanner for hours: the sweep's code pages go back (core/code-release.ts).
-      ranCode();
-    }, 60_000);
-    sweeper.unref?.();
     caps.log.info("dataset loaded", { version: view.version, loadMs: Math.round(ms), ...dataset.stats });
-    return { dataset, sessions, workDir: caps.workDir, version: view.version, loadMs: ms, scans: 0, sweeper };
+    return { dataset, sessions, workDir: caps.workDir, version: view.version, loadMs: ms, scans: 0 };
   },
 
   unload(l) {
-    clearInterval(l.sweeper);
     l.sessions.closeAll();
   },
 

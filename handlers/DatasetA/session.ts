@@ -5,10 +5,13 @@
  * chunks stay in memory; past that everything is appended to a spill file
  * in the scanner's work directory, which is mapped for the scan and removed
  * afterwards — memory stays bounded by the chunk size, not the object.
- * Sessions left idle are swept, so a requester that dies leaks nothing.
+ * Sessions left idle are swept, so a requester that dies leaks nothing. The
+ * sweep runs only while a session is open: an idle scanner has no timer of
+ * its own (issue 21: it woke every minute to find nothing).
  */
 import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { ranCode } from "../../core/code-release.ts";
 import { HandlerError } from "../../core/errors.ts";
 import type { ScanLimits } from "./engine.ts";
 
@@ -16,6 +19,8 @@ export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 export const MAX_SESSIONS = 32;
 export const MAX_OBJECT_BYTES = 64 * 1024 * 1024 * 1024;
 export const SESSION_IDLE_MS = 5 * 60 * 1000;
+/** How often open sessions are checked for idleness. */
+export const SWEEP_INTERVAL_MS = 60 * 1000;
 
 interface Session {
   id: string;
@@ -29,6 +34,7 @@ interface Session {
 
 export class SessionTable {
   private readonly sessions = new Map<string, Session>();
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly workDir: string,
@@ -40,6 +46,26 @@ export class SessionTable {
     return this.sessions.size;
   }
 
+  /** The sweep timer is armed (while any session is open). */
+  get sweeping(): boolean {
+    return this.sweeper !== undefined;
+  }
+
+  /** Arms the sweep when the first session opens, disarms it when the last one goes. */
+  private sweepWhileOpen(): void {
+    if (this.sessions.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    } else if (!this.sweeper) {
+      this.sweeper = setInterval(() => {
+        this.sweep();
+        // The sweep's code pages go back once the scanner is quiet again (core/code-release.ts).
+        ranCode();
+      }, SWEEP_INTERVAL_MS);
+      this.sweeper.unref?.();
+    }
+  }
+
   begin(name: string, limits: Partial<ScanLimits>): string {
     this.sweep();
     if (this.sessions.size >= MAX_SESSIONS) {
@@ -47,6 +73,7 @@ export class SessionTable {
     }
     const id = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex");
     this.sessions.set(id, { id, name, limits, parts: [], size: 0, lastActivity: this.now() });
+    this.sweepWhileOpen();
     return id;
   }
 
@@ -81,6 +108,7 @@ export class SessionTable {
   finish(id: string): { name: string; limits: Partial<ScanLimits>; data: Uint8Array } {
     const s = this.get(id);
     this.sessions.delete(id);
+    this.sweepWhileOpen();
     if (s.spill) {
       closeSync(s.spill.fd);
       try {
@@ -103,6 +131,7 @@ export class SessionTable {
     const s = this.sessions.get(id);
     if (!s) return;
     this.sessions.delete(id);
+    this.sweepWhileOpen();
     if (s.spill) {
       closeSync(s.spill.fd);
       try {
