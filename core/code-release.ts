@@ -16,10 +16,12 @@
  * process has been quiet again.
  *
  * Releasing costs one madvise; what costs is faulting the pages back in on
- * the next run (a few hundred minor faults for a status request, ~1.5 ms for
- * a whole 18 MiB working set). `minGapMs` bounds that: a process whose work
- * comes every few seconds gives its pages back at most every 10 s, not after
- * each gap. Timers are unref'd: a release never keeps a process alive.
+ * the next run, one minor fault per 64 KiB window it touches. `minGapMs`
+ * bounds that: a process whose work comes every few seconds gives its pages
+ * back at most every 10 s, not after each gap. Two demo agents side by side,
+ * every group running: +30 ms of CPU per 180 s for the whole tree (+0.017 %
+ * of a core, docs/handler-host.md). Timers are unref'd: a release never
+ * keeps a process alive.
  */
 import { releaseCodePages } from "./code-pages.ts";
 
@@ -95,9 +97,9 @@ export function ranCode(): void {
 }
 
 /**
- * Minor faults since the last look that count as code having run: the supervisor's one-second jobs
- * with nothing to do fault a handful (their pages are mapped already), a status refresh of every
- * host or an HTTP request hundreds.
+ * Minor faults since the last look that count as code having run: a one-second job with nothing to
+ * do runs code that is mapped already and faults little; work that ran new code faults once per 64
+ * KiB window of it (32 faults: up to 2 MiB of the executable mapped again).
  */
 export const FAULTS_PER_RUN = 32;
 let faultsSeen = 0;
