@@ -42,8 +42,6 @@ export class CodeRelease {
   private lastUse = Number.NEGATIVE_INFINITY;
   private lastRelease = Number.NEGATIVE_INFINITY;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** Releases made (tests, diagnostics). */
-  releases = 0;
 
   constructor(o: CodeReleaseOptions = {}) {
     this.quietMs = o.quietMs ?? 2000;
@@ -69,7 +67,6 @@ export class CodeRelease {
         // Used again since the timer was set: the quiet spell starts from then.
         if (this.dueAt() > this.now()) return this.arm();
         this.lastRelease = this.now();
-        this.releases++;
         this.release();
       },
       Math.max(0, this.dueAt() - this.now()),
