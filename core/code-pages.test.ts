@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { readOnlySegments } from "./code-pages.ts";
+import { lastWritableSegment, readOnlySegments } from "./code-pages.ts";
 
 const PT_LOAD = 1;
 const PT_PHDR = 6;
@@ -33,6 +33,15 @@ test("a non-PIE executable: its R and R E segments, page-rounded; never the RW o
     { start: 0x200000, end: 0x1a39000 },
     { start: 0x1a40000, end: 0x684a000 },
   ]);
+});
+
+test("the agent's writable segment, where the module graph lives (module-graph-pages.ts)", () => {
+  expect(lastWritableSegment(AGENT, 4, 56, 0x200040)).toEqual({ start: 0x684a000, end: 0x76f3000 });
+  const readOnly = headers([
+    [PT_PHDR, R, 0x40, 0x118],
+    [PT_LOAD, R | X, 0x0, 0x1800],
+  ]);
+  expect(lastWritableSegment(readOnly, 2, 56, 0x40)).toBeNull();
 });
 
 test("a position-independent executable is shifted by its load bias, beyond 32-bit addresses", () => {

@@ -16,7 +16,9 @@
  * pressure, where mapped executable pages are protected: the machine gets
  * the memory back, not only a smaller figure.
  *
- * Only segments the ELF program headers load without write permission are
+ * Of the writable segment, only the embedded module graph goes — pages Bun
+ * never writes, found and checked by core/module-graph-pages.ts. Otherwise
+ * only segments the ELF program headers load without write permission are
  * touched, never a page a writable segment shares. A private writable
  * mapping may hold this process's own modified copies (relocated data,
  * JavaScriptCore's configuration pages, which it write-protects after
@@ -30,7 +32,9 @@
  * libc, unexpected headers) leaves the mappings as they are.
  */
 import { FFIType, toArrayBuffer } from "bun:ffi";
+import { closeSync, openSync, readSync } from "node:fs";
 import { lazyLibc } from "./libc-ffi.ts";
+import { moduleGraphPages, type Range, writtenPages } from "./module-graph-pages.ts";
 
 const MADV_DONTNEED = 4;
 const AT_PHDR = 3;
@@ -52,25 +56,20 @@ const load = lazyLibc({
   getauxval: { args: [FFIType.u64], returns: FFIType.u64 },
 });
 
-export interface Range {
-  start: number;
-  end: number;
+export type { Range };
+
+interface Segment extends Range {
+  writable: boolean;
 }
 
 /**
- * The whole pages of the loaded read-only segments, from the program headers as mapped at
- * `phdrAddress` (64-bit little-endian Elf64_Phdr entries): each PT_LOAD without PF_W, page-rounded
- * and shifted by the load bias (AT_PHDR minus PT_PHDR's address), minus any page a writable
- * segment also covers. Empty when the headers are not what this code expects.
+ * The loaded segments, from the program headers as mapped at `phdrAddress` (64-bit little-endian
+ * Elf64_Phdr entries): each PT_LOAD, page-rounded and shifted by the load bias (AT_PHDR minus
+ * PT_PHDR's address). Empty when the headers are not what this code expects.
  */
-export function readOnlySegments(
-  headers: DataView,
-  count: number,
-  entrySize: number,
-  phdrAddress: number,
-): Range[] {
+function loadSegments(headers: DataView, count: number, entrySize: number, phdrAddress: number): Segment[] {
   if (entrySize < PHDR_SIZE || headers.byteLength < count * entrySize) return [];
-  const loads: { start: number; end: number; writable: boolean }[] = [];
+  const loads: Segment[] = [];
   let bias: number | undefined;
   for (let i = 0; i < count; i++) {
     const o = i * entrySize;
@@ -85,16 +84,49 @@ export function readOnlySegments(
   // Without PT_PHDR the bias is unknown (a static executable without one): release nothing.
   if (bias === undefined) return [];
   const shift = bias;
+  return loads.map((l) => ({ start: l.start + shift, end: l.end + shift, writable: l.writable }));
+}
+
+/**
+ * The whole pages of the loaded read-only segments (see loadSegments), minus any page a writable
+ * segment also covers.
+ */
+export function readOnlySegments(
+  headers: DataView,
+  count: number,
+  entrySize: number,
+  phdrAddress: number,
+): Range[] {
+  const loads = loadSegments(headers, count, entrySize, phdrAddress);
   const writable = loads.filter((l) => l.writable);
   return loads
     .filter((l) => !l.writable && !writable.some((w) => w.start < l.end && l.start < w.end))
-    .map((l) => ({ start: l.start + shift, end: l.end + shift }));
+    .map((l) => ({ start: l.start, end: l.end }));
+}
+
+/** The highest writable segment: where `bun build --compile` puts the module graph (module-graph-pages.ts). */
+export function lastWritableSegment(
+  headers: DataView,
+  count: number,
+  entrySize: number,
+  phdrAddress: number,
+): Range | null {
+  const writable = loadSegments(headers, count, entrySize, phdrAddress).filter((l) => l.writable);
+  const last = writable.sort((a, b) => b.end - a.end)[0];
+  return last ? { start: last.start, end: last.end } : null;
+}
+
+interface Releasable {
+  /** The read-only segments: always released. */
+  code: Range[];
+  /** The embedded module graph's pages, inside a writable segment: released while this process never wrote one. */
+  moduleGraph: Range | null;
 }
 
 /** Found once: the executable's segments do not move. null: none, or not found. */
-let releasable: Range[] | null | undefined;
+let releasable: Releasable | null | undefined;
 
-function ranges(): Range[] | null {
+function ranges(): Releasable | null {
   if (releasable !== undefined) return releasable;
   releasable = null;
   const libc = load();
@@ -103,23 +135,46 @@ function ranges(): Range[] | null {
   const entrySize = Number(libc.symbols.getauxval!(AT_PHENT));
   const count = Number(libc.symbols.getauxval!(AT_PHNUM));
   if (phdr === 0 || count === 0 || count > 64 || entrySize === 0) return null;
-  const found = readOnlySegments(
-    new DataView(toArrayBuffer(phdr, 0, count * entrySize)),
-    count,
-    entrySize,
-    phdr,
-  );
-  if (found.length > 0) releasable = found;
+  const headers = new DataView(toArrayBuffer(phdr, 0, count * entrySize));
+  const code = readOnlySegments(headers, count, entrySize, phdr);
+  if (code.length === 0) return null;
+  const writable = lastWritableSegment(headers, count, entrySize, phdr);
+  const read = (address: number, length: number) => new DataView(toArrayBuffer(address, 0, length));
+  releasable = { code, moduleGraph: writable && moduleGraphPages(writable.start, writable.end, read) };
   return releasable;
 }
 
-/** Unmaps this process's read-only mappings of its executable (see above); bytes advised, 0 if nothing. */
+/** This process's page map, or null where it may not read it (a sandboxed host). */
+function readPagemap(offset: number, length: number): Uint8Array | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync("/proc/self/pagemap", "r");
+    const bytes = new Uint8Array(length);
+    return readSync(fd, bytes, 0, length, offset) === length ? bytes : null;
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Unmaps this process's read-only mappings of its executable and the module graph's pages (see
+ * above); bytes advised, 0 if nothing.
+ */
 export function releaseCodePages(): number {
   const found = ranges();
   const libc = found && load();
   if (!found || !libc) return 0;
+  const release = [...found.code];
+  const graph = found.moduleGraph;
+  if (graph) {
+    // A page this process wrote is its own copy: never released. A process that wrote one stops here for good.
+    if ((writtenPages(graph, readPagemap) ?? 0) > 0) found.moduleGraph = null;
+    else release.push(graph);
+  }
   let bytes = 0;
-  for (const r of found) {
+  for (const r of release) {
     if (libc.symbols.madvise!(r.start, r.end - r.start, MADV_DONTNEED) === 0) bytes += r.end - r.start;
   }
   return bytes;
