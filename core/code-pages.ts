@@ -144,17 +144,30 @@ function ranges(): Releasable | null {
   return releasable;
 }
 
+/**
+ * Whether this process's page map could be opened: asked once. A sandboxed host may not open it (not
+ * dumpable, or outside its Landlock paths), and a refused open every 10 s would fill the audit log
+ * with Landlock denials for nothing.
+ */
+let pagemapReadable = true;
+
 /** This process's page map, or null where it may not read it (a sandboxed host). */
 function readPagemap(offset: number, length: number): Uint8Array | null {
+  if (!pagemapReadable) return null;
   let fd: number | undefined;
   try {
     fd = openSync("/proc/self/pagemap", "r");
+  } catch {
+    pagemapReadable = false;
+    return null;
+  }
+  try {
     const bytes = new Uint8Array(length);
     return readSync(fd, bytes, 0, length, offset) === length ? bytes : null;
   } catch {
     return null;
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    closeSync(fd);
   }
 }
 
