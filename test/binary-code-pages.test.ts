@@ -5,28 +5,14 @@
  * the graph it has mapped must still be the file's own, and the mapped part must shrink once the
  * supervisor has been quiet.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { closeSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { compiledBinaries } from "./fixtures/compiled.ts";
+import { compiledAgentRun } from "./fixtures/compiled.ts";
 
 const isRoot = process.getuid?.() === 0;
 const PAGE = 4096;
-let work = "";
-let agentBin = "";
-let agent: ReturnType<typeof Bun.spawn> | undefined;
-
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "outpost-binary-code-pages-"));
-  if (isRoot) agentBin = (await compiledBinaries()).agent;
-}, 120_000);
-
-afterAll(async () => {
-  agent?.kill("SIGTERM");
-  await agent?.exited;
-  rmSync(work, { recursive: true, force: true });
-});
+const run = compiledAgentRun("outpost-binary-code-pages-");
 
 /** The whole pages of the `.bun` section, from the executable's ELF section headers. */
 function moduleGraphSection(path: string): { start: number; end: number } {
@@ -71,6 +57,7 @@ function mappedPages(pid: number, range: { start: number; end: number }) {
 test.skipIf(!isRoot)(
   "the compiled agent never writes its module graph, and gives its pages back when quiet",
   async () => {
+    const { work, agentBin } = run;
     const graph = moduleGraphSection(agentBin);
     expect(graph.end - graph.start).toBeGreaterThan(4 << 20);
     const config = join(work, "agent.json");
@@ -81,11 +68,7 @@ test.skipIf(!isRoot)(
         update: { enabled: false, trust: join(work, "none.pem") },
       }),
     );
-    agent = Bun.spawn([agentBin, "run", "--config", config], {
-      cwd: work,
-      stdout: "ignore",
-      stderr: "ignore",
-    });
+    const agent = run.start(["run", "--config", config]);
     const pid = agent.pid;
     let peak = 0;
     let low = Number.POSITIVE_INFINITY;

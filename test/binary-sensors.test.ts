@@ -4,27 +4,13 @@
  * "started" and saw nothing — so this builds the real binary and checks that it sees a file write
  * and an exec, the way the demo and a deployment run it.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { compiledBinaries } from "./fixtures/compiled.ts";
+import { compiledAgentRun } from "./fixtures/compiled.ts";
 
 const isRoot = process.getuid?.() === 0;
-let work = "";
-let agentBin = "";
-let agent: ReturnType<typeof Bun.spawn> | undefined;
-
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "outpost-binary-sensors-"));
-  if (isRoot) agentBin = (await compiledBinaries()).agent;
-}, 120_000);
-
-afterAll(async () => {
-  agent?.kill("SIGTERM");
-  await agent?.exited;
-  rmSync(work, { recursive: true, force: true });
-});
+const run = compiledAgentRun("outpost-binary-sensors-");
 
 async function until<T>(probe: () => Promise<T | undefined>, ms: number): Promise<T | undefined> {
   const deadline = Date.now() + ms;
@@ -37,7 +23,7 @@ async function until<T>(probe: () => Promise<T | undefined>, ms: number): Promis
 }
 
 test.skipIf(!isRoot)("the compiled agent's kernel sensors see a file write and an exec", async () => {
-  const bin = agentBin;
+  const { work, agentBin: bin } = run;
   const state = join(work, "state");
   const watch = join(work, "watch");
   mkdirSync(watch);
@@ -51,7 +37,7 @@ test.skipIf(!isRoot)("the compiled agent's kernel sensors see a file write and a
     }),
   );
   // cwd outside the checkout: a worker path that resolved against the source tree would hide the bug.
-  agent = Bun.spawn([bin, "run", "--config", config], { cwd: work, stdout: "ignore", stderr: "ignore" });
+  const agent = run.start(["run", "--config", config]);
   const status = async () => {
     const p = Bun.spawnSync([bin, "status", "--json", "--state", state]);
     if (p.exitCode !== 0) return undefined;
@@ -65,7 +51,7 @@ test.skipIf(!isRoot)("the compiled agent's kernel sensors see a file write and a
   };
   // Online status (answered by the running agent, with its sensors section).
   expect(
-    await until(async () => ((await status())?.agent.pid === agent?.pid ? true : undefined), 30_000),
+    await until(async () => ((await status())?.agent.pid === agent.pid ? true : undefined), 30_000),
   ).toBe(true);
   const seen = await until(async () => {
     writeFileSync(join(watch, "f"), `write ${Date.now()}\n`);
