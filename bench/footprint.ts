@@ -136,8 +136,9 @@ interface ModeResult {
   /** At the end of the window, per process (the rows). */
   total: PssBreakdown;
   /**
-   * The tree's PSS sampled every PSS_SAMPLE_MS through the window: one snapshot lands anywhere in
-   * the agent's 10 s cycle of scheduled queries, and gave totals 1–10 MiB apart for the same build.
+   * The tree's PSS sampled every PSS_EVERY CPU samples (4 s) through the window: one snapshot lands
+   * anywhere in the agent's 10 s cycle of scheduled queries, and gave totals 1–10 MiB apart for the
+   * same build.
    */
   pssSamples: { median: number; min: number; max: number; n: number };
   /** From the scheduler's per-thread nanoseconds (exact), not from ticks. */
