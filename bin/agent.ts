@@ -22,27 +22,9 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
   await import("./agent-host.ts");
 } else if (args.length === 1 && args[0] === "crypto-worker") {
-  // Signature checks for a supervisor that keeps the X.509 and CMS libraries out of its own heap
-  // (core/crypto/remote-trust.ts): no command tree either.
-  (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(args);
-  const { runCryptoWorker } = await import("../core/crypto/crypto-worker.ts");
-  const { applyLandlock, setNoNewPrivs } = await import("../core/host/landlock.ts");
-  // It parses bytes from the network and needs nothing else: no file, no connection, no signal to
-  // another process. Where Landlock is missing it still runs (the checks are what matter).
-  await runCryptoWorker(() => {
-    setNoNewPrivs();
-    const ll = applyLandlock({ rules: [], connectPorts: [] });
-    // A thread older than the restriction keeps the file system (core/host/landlock.ts). Compiled,
-    // that is a bug: no check runs, and the supervisor reports SIG_VERIFIER_FAILED with this line.
-    // (From source, Bun's module loader started them.)
-    if (ll.unrestrictedThreads && Bun.main.startsWith("/$bunfs/")) {
-      console.error(
-        `agent crypto-worker: HND_SANDBOX_THREADS: threads started before the sandbox: ${ll.unrestrictedThreads.join(", ")}`,
-      );
-      process.exit(70);
-    }
-  });
-  process.exit(0);
+  // Signature checks for a supervisor or host that keeps the X.509 and CMS libraries out of its own
+  // heap (core/crypto/remote-trust.ts): no command tree either.
+  await (await import("../core/crypto/crypto-worker-entry.ts")).cryptoWorkerMain("agent crypto-worker");
 } else if (args.length === 1 && args[0] === "query-worker") {
   // The scheduled-query worker, started by the query host's watchdog for each run after an idle
   // spell: no command tree either (40 → 30 ms of CPU to ready, docs/queries.md). Same zod mode as before.

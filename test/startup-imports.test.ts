@@ -132,7 +132,7 @@ describe("what a one-shot `agent scan` evaluates", () => {
   test("no host group evaluates the config schemas or the X.509/CMS stack at start", () => {
     // The repair host reached core/config.ts for statePaths (~880 zod schemas, ~1 MiB of heap); the
     // appfeed host reached the CMS stack for USERAPPFEED's tenant signature (~270 modules), which it
-    // now loads only to verify one against a trusted root (handlers/_shared/tenant/signature.ts).
+    // now checks in `agent crypto-worker` (handlers/_shared/tenant/signature.ts).
     // AgentSoftware and CRT verify signed executables and certificates: the stack is their job.
     const needsCrypto = new Set(["software", "install"]);
     for (const [group, types] of Object.entries(GROUP_TYPES)) {
@@ -146,6 +146,16 @@ describe("what a one-shot `agent scan` evaluates", () => {
         : /^core\/(config|crypto\/(cms|cms-verify|cms-sign|engine))\.ts$/;
       expect([group, offenders(graph, bad)]).toEqual([group, []]);
     }
+  });
+
+  test("the appfeed host checks tenant signatures in the crypto worker, not in its own heap", () => {
+    // A dynamic import is evaluated for good once it runs: USERAPPFEED's T4 check did that in the
+    // appfeed host (12.8 → 8.0 MiB anonymous once moved out). Only tenantSign (contentctl) may.
+    const graph = evaluated(["handlers/APPFEED/index.ts", "handlers/USERAPPFEED/index.ts"], readRepo);
+    const dynamicCrypto = /import\(\s*["'][^"']*core\/crypto\/(cms|cms-verify|engine)\.ts["']\s*\)/;
+    const loading = [...graph.keys()].filter((f) => dynamicCrypto.test(readRepo(f) ?? ""));
+    expect(loading).toEqual([]);
+    expect(graph.has("core/crypto/remote-trust.ts")).toBe(true);
   });
 
   test("the supervisor's update cycle: no X.509/CMS stack (its checks run in `agent crypto-worker`)", () => {

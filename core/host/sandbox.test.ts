@@ -161,6 +161,9 @@ describe("landlock rules", () => {
     });
     expect(withExec).toContainEqual({ path: "/usr", access: READ_EXEC });
     expect(withExec).toContainEqual({ path: "/opt/o/agent", access: READ_EXEC });
+    // A helper of the agent's own executable cannot start without its /proc/self (Bun 1.4.5).
+    expect(withExec).toContainEqual({ path: "/proc", access: READ });
+    expect(landlockRules(spec(), "/w").some((r) => r.path === "/proc")).toBe(false);
     expect(landlockRules(spec(), "/w").some((r) => (r.access & READ_EXEC) === READ_EXEC)).toBe(false);
   });
 });

@@ -193,7 +193,7 @@ const EXEC_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32
 /**
  * The Landlock rules for a host: its work dir read-write (never exec),
  * declared globs widened to their literal directory prefix, and, with exec,
- * the system program directories read+exec and /etc read-only.
+ * the system program directories read+exec, /etc and /proc read-only.
  */
 export function landlockRules(
   spec: SandboxSpec,
@@ -210,6 +210,11 @@ export function landlockRules(
     // The agent's own executable (a host may start helpers from it), and from source the tree it runs.
     rules.push({ path: self.executable, access: READ_EXEC });
     rules.push({ path: self.installDir, access: READ });
+    // And what such a helper needs to start: Bun aborts at start-up when it may not read
+    // /proc/self/cgroup (its memory limit), and a rule can only name /proc, since the helper's
+    // /proc/PID does not exist yet. Read-only; other processes' fd, environ, maps and links stay
+    // closed to the host by Landlock's ptrace check (docs/handler-host.md).
+    rules.push({ path: "/proc", access: READ });
     // A group allowed to write everywhere and exec (install: apt-get, whose dpkg runs maintainer
     // scripts from /var/lib/dpkg/info and opens a pty) needs exec and device ioctls wherever it writes;
     // Landlock then confines it to nothing, and says so rather than failing halfway through dpkg.
