@@ -30,8 +30,17 @@ import {
   verifyPackage,
 } from "./trusted-state.ts";
 
-/** Failures of the machinery rather than of the content: they must not brand a version bad. */
-const NOT_THE_CONTENTS_FAULT = new Set(["HND_HOST_UNAVAILABLE", "HND_HOST_DOWN", "HND_HOST_SPAWN_FAILED"]);
+/**
+ * Failures of the machinery rather than of the content: they must not brand a version bad. A handler
+ * whose own signature check could not run (USERAPPFEED's tenant check, in the crypto worker) has said
+ * nothing about the content either (not-the-contents-fault.test.ts).
+ */
+const NOT_THE_CONTENTS_FAULT = new Set([
+  "HND_HOST_UNAVAILABLE",
+  "HND_HOST_DOWN",
+  "HND_HOST_SPAWN_FAILED",
+  "SIG_VERIFIER_FAILED",
+]);
 
 export interface UpdateClientDeps {
   transport: Transport;
