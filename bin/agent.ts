@@ -24,7 +24,7 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
 } else if (args.length === 1 && args[0] === "crypto-worker") {
   // Signature checks for a supervisor or host that keeps the X.509 and CMS libraries out of its own
   // heap (core/crypto/remote-trust.ts): no command tree either.
-  await (await import("../core/crypto/crypto-worker-entry.ts")).cryptoWorkerMain("agent crypto-worker");
+  await (await import("./crypto-worker-main.ts")).cryptoWorkerMain("agent crypto-worker");
 } else if (args.length === 1 && args[0] === "query-worker") {
   // The scheduled-query worker, started by the query host's watchdog for each run after an idle
   // spell: no command tree either (40 → 30 ms of CPU to ready, docs/queries.md). Same zod mode as before.

@@ -15,7 +15,7 @@ import { COMMIT, VERSION } from "../core/version.ts";
 // The validation hosts below check tenant signatures in a crypto worker started from this same
 // executable (core/crypto/remote-trust.ts): it answers before any command is set up.
 if (process.argv.length === 3 && process.argv[2] === "crypto-worker") {
-  await (await import("../core/crypto/crypto-worker-entry.ts")).cryptoWorkerMain("contentctl crypto-worker");
+  await (await import("./crypto-worker-main.ts")).cryptoWorkerMain("contentctl crypto-worker");
 }
 
 // pack, rules pack, datasets pack and release start validate content with the agent's own handlers, in

@@ -9,9 +9,9 @@
 
 /** Runs the worker until its stdin closes, then exits the process. `name`: how its errors begin. */
 export async function cryptoWorkerMain(name: string): Promise<never> {
-  (await import("../cli/schema-mode.ts")).interpretSchemasForOneShot(["crypto-worker"]);
-  const { runCryptoWorker } = await import("./crypto-worker.ts");
-  const { applyLandlock, setNoNewPrivs } = await import("../host/landlock.ts");
+  (await import("../core/cli/schema-mode.ts")).interpretSchemasForOneShot(["crypto-worker"]);
+  const { runCryptoWorker } = await import("../core/crypto/crypto-worker.ts");
+  const { applyLandlock, setNoNewPrivs } = await import("../core/host/landlock.ts");
   // It parses bytes from the network and needs nothing else: no file, no connection, no signal to
   // another process. Where Landlock is missing it still runs (the checks are what matter).
   await runCryptoWorker(() => {
