@@ -8,12 +8,11 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeVendor, testRegistry, type Vendor } from "../../test/fixtures/vendor.ts";
+import { makeVendor, TEST_GROUP, testRegistry, type Vendor } from "../../test/fixtures/vendor.ts";
 import { TrustStore } from "../crypto/cms.ts";
 import { HandlerError, SignatureError } from "../errors.ts";
 import { InProcessHost } from "../host/in-process.ts";
 import { log } from "../log.ts";
-import { publish } from "../repo/publish.ts";
 import { ContentStore } from "../store/store.ts";
 import { runUpdateCycle } from "./client.ts";
 import { UpdateMemory } from "./memory.ts";
@@ -26,12 +25,7 @@ const dirs: string[] = [];
 beforeAll(async () => {
   vendor = await makeVendor();
   trust = await TrustStore.load(vendor.trustPath);
-  await publish({
-    repo: vendor.repo,
-    group: "g",
-    keys: vendor.keysDir,
-    packageBytes: await vendor.pack("TestText", 1, { "data.txt": "one" }),
-  });
+  await vendor.release("TestText", 1, { "data.txt": "one" });
 });
 
 afterAll(() => {
@@ -74,7 +68,7 @@ function agentFailingOnce(failure: Error) {
         now: () => new Date(),
         limits: { indexMaxBytes: 1 << 20, timeoutMs: 10_000, minBytesPerSecond: 0 },
       },
-      "g",
+      TEST_GROUP,
     );
   return { store, cycle };
 }
