@@ -35,6 +35,10 @@ function workDirTrusting(name: string, keys: string): string {
   return w;
 }
 
+/** The verdict for `e` in a work dir (named `name`) that trusts the root of `keys`. */
+const verdictTrusting = (e: TenantEvidence, name: string, keys: string, w = worker) =>
+  tenantVerdict(e, { workDir: workDirTrusting(name, keys) }, new Date(), w);
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "outpost-tenant-sig-"));
   await Promise.all([
@@ -62,23 +66,13 @@ afterAll(() => {
 });
 
 test("signed by the trusted tenant root: the rules run, with the signer named", async () => {
-  const v = await tenantVerdict(
-    evidence,
-    { workDir: workDirTrusting("trusts-tenant", "tenant") },
-    new Date(),
-    worker,
-  );
+  const v = await verdictTrusting(evidence, "trusts-tenant", "tenant");
   expect(v).toMatchObject({ run: true, signer: expect.stringContaining("Acme Tenant") });
   expect(worker.started).toBeGreaterThan(0);
 });
 
 test("T4: signed, but not by the root this agent trusts: refused", async () => {
-  const v = await tenantVerdict(
-    evidence,
-    { workDir: workDirTrusting("trusts-other", "other") },
-    new Date(),
-    worker,
-  );
+  const v = await verdictTrusting(evidence, "trusts-other", "other");
   expect(v).toMatchObject({ run: false, refuse: true, hold: { code: "HND_TENANT_SIGNATURE" } });
   expect(v.run ? "" : v.hold.message).toContain("T4");
 });
@@ -90,12 +84,7 @@ test("T4: a tampered signature is refused", async () => {
     ...evidence,
     read: (f) => (f === TENANT_SIGNATURE ? sig : evidence.read(f)),
   };
-  const v = await tenantVerdict(
-    tampered,
-    { workDir: workDirTrusting("tampered", "tenant") },
-    new Date(),
-    worker,
-  );
+  const v = await verdictTrusting(tampered, "tampered", "tenant");
   expect(v).toMatchObject({ run: false, refuse: true, hold: { code: "HND_TENANT_SIGNATURE" } });
 });
 
